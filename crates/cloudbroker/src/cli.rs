@@ -1,0 +1,241 @@
+//! Commands.
+
+use clap::{Args, Parser, Subcommand};
+use cloudbroker_connector_api::conf::load_dir;
+use cloudbroker_core::registry::{Origin, Status};
+use cloudbroker_core::{Broker, Config, LogFormat, RawConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// cloudbroker: a multi-cloud management broker.
+#[derive(Parser, Debug)]
+#[command(name = "cloudbroker", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command (flags win over the environment, which
+/// wins over the configuration file).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "CLOUDBROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://PATH or postgres://... [default: sqlite://<data-dir>/cloudbroker.db].
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Directory of connector .conf files [default: ./connectors.d].
+    #[arg(long, global = true)]
+    pub connectors_dir: Option<PathBuf>,
+    /// Log format: human or json [default: human].
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or cloudbroker=debug [default: info].
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker (HTTP server and background tasks).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Connector instances.
+    #[command(subcommand)]
+    Connectors(ConnectorsCmd),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectorsCmd {
+    /// Validate connectors.d files; print the instances or the errors (exit 1 on error).
+    Check,
+    /// List the effective connector instances (files and UI), with the origin of every value.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running broker (pid file in the data dir) to reload its configuration (SIGHUP).
+    Reload,
+}
+
+impl GlobalArgs {
+    fn raw(&self) -> RawConfig {
+        RawConfig {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            connectors_dir: self.connectors_dir.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+            ..RawConfig::default()
+        }
+    }
+}
+
+/// file, then environment, then flags.
+pub fn load_config(g: &GlobalArgs) -> Result<Config, String> {
+    let file = match &g.config {
+        Some(p) => RawConfig::from_file(p).map_err(|e| e.to_string())?,
+        None => RawConfig::default(),
+    };
+    let env = RawConfig::from_env(std::env::vars()).map_err(|e| e.to_string())?;
+    file.merge(env).merge(g.raw()).finish().map_err(|e| e.to_string())
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Version => {
+            println!("cloudbroker {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connectors(ConnectorsCmd::Check) => {
+            let config = load_config(&cli.global)?;
+            Ok(check(&config.connectors_dir))
+        }
+        Command::Migrate => {
+            let config = load_config(&cli.global)?;
+            init_logging(&config);
+            let store = cloudbroker_store::Store::open(&config.database_url).await.map_err(|e| e.to_string())?;
+            let applied = store.applied_migrations().await.map_err(|e| e.to_string())?;
+            println!("database {} is at migration {} ({} applied)", store.backend().as_str(), applied.last().copied().unwrap_or(0), applied.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connectors(ConnectorsCmd::List { json }) => {
+            let config = load_config(&cli.global)?;
+            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let snap = broker.registry.snapshot();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&*snap).map_err(|e| e.to_string())?);
+            } else {
+                for i in &snap.instances {
+                    let state = match &i.status {
+                        Status::Ready => "ready".to_string(),
+                        Status::Error { errors } => format!("error: {}", errors.join("; ")),
+                    };
+                    println!("{}:{}  [{}]  declared by {}", i.name, i.kind, state, origin(&i.declared_by));
+                    for p in &i.params {
+                        println!("    {} = {}  ({})", p.key, p.value.as_deref().unwrap_or(""), origin(&p.origin));
+                    }
+                }
+                for e in snap.file_errors.iter().chain(snap.errors.iter()) {
+                    println!("error: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connectors(ConnectorsCmd::Reload) => {
+            let config = load_config(&cli.global)?;
+            let pid_file = config.data_dir.join("cloudbroker.pid");
+            let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("no running broker found ({}: {e})", pid_file.display()))?;
+            let pid = pid.trim();
+            let ok = std::process::Command::new("kill").args(["-HUP", pid]).status().map_err(|e| e.to_string())?.success();
+            if !ok {
+                return Err(format!("could not signal broker process {pid} (stale {}?)", pid_file.display()));
+            }
+            println!("asked broker process {pid} to reload its configuration");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let config = load_config(&cli.global)?;
+            init_logging(&config);
+            serve(config).await.map(|_| ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn origin(o: &Origin) -> String {
+    match o {
+        Origin::File { file, line } => format!("{}:{line}", file.display()),
+        Origin::Ui { updated_by, updated_at } => format!("UI, {updated_by} at {}", updated_at.format("%Y-%m-%d %H:%M:%S")),
+        Origin::Default => "default".into(),
+    }
+}
+
+/// `connectors check`: files only, no database.
+fn check(dir: &std::path::Path) -> ExitCode {
+    let load = load_dir(dir);
+    println!("{} file(s) in {}", load.files.len(), dir.display());
+    for i in &load.instances {
+        let set: Vec<String> = i.params.iter().map(|(k, p)| format!("{k}={}", p.value.as_deref().unwrap_or(""))).collect();
+        println!("ok     {}:{}  ({})  {}", i.declaration.instance, i.declaration.kind, i.location, set.join(" "));
+    }
+    for r in &load.rejected {
+        println!("reject {r}  (see errors)");
+    }
+    for e in &load.errors {
+        eprintln!("error: {e}");
+    }
+    if load.errors.is_empty() {
+        println!("{} instance(s), no errors", load.instances.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} instance(s) ok, {} error(s)", load.instances.len(), load.errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+    let pid_file = broker.config.data_dir.join("cloudbroker.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
+    let app = cloudbroker_web::Application::build(broker.clone()).map_err(|e| format!("cannot listen on {}: {e}", broker.config.listen))?;
+    tracing::info!(
+        addr = %app.addr(),
+        database = broker.store.backend().as_str(),
+        connectors_dir = %broker.config.connectors_dir.display(),
+        "cloudbroker listening on http://{}",
+        app.addr()
+    );
+    let handle = app.handle();
+    let background = broker.spawn_background();
+    let registry = broker.registry.clone();
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading connector configuration");
+                    if let Err(e) = registry.reload().await { tracing::error!(error = %e, "reload failed"); }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+    });
+    let r = app.run().await;
+    signals.abort();
+    for b in background {
+        b.abort();
+    }
+    let _ = std::fs::remove_file(&pid_file);
+    r.map_err(|e| e.to_string())
+}

@@ -1,0 +1,122 @@
+//! Typed connector errors.
+
+use serde::Serialize;
+
+/// What went wrong talking to a cloud. The variants say what the caller can
+/// do about it: fix credentials, wait and retry, pick another size, fix the
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConnectorError {
+    /// The cloud rejected the credentials or denied the action.
+    #[error("authentication failed ({code}): {message}")]
+    Auth { code: String, message: String },
+    /// The action is not permitted for these credentials.
+    #[error("permission denied ({code}): {message}")]
+    Forbidden { code: String, message: String },
+    /// The named resource does not exist.
+    #[error("not found ({code}): {message}")]
+    NotFound { code: String, message: String },
+    /// A limit of the cloud account was reached.
+    #[error("cloud limit reached ({code}): {message}")]
+    Limit { code: String, message: String },
+    /// The cloud throttled the request; retry later.
+    #[error("throttled by the cloud ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// The cloud has no capacity for this request.
+    #[error("insufficient capacity ({code}): {message}")]
+    Capacity { code: String, message: String },
+    /// The cloud refused the request as invalid.
+    #[error("invalid request ({code}): {message}")]
+    InvalidRequest { code: String, message: String },
+    /// This connector instance does not support the operation.
+    #[error("{operation} is not supported by this connector instance")]
+    Unsupported { operation: String },
+    /// The call did not finish in time.
+    #[error("timed out after {seconds}s waiting for the cloud")]
+    Timeout { seconds: u64 },
+    /// The cloud could not be reached, or answered something unreadable.
+    #[error("transport error: {message}")]
+    Transport { message: String },
+    /// Any other error the cloud reported.
+    #[error("cloud error ({code}): {message}")]
+    Cloud { code: String, message: String },
+}
+
+impl ConnectorError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ConnectorError::Throttled { .. } | ConnectorError::Transport { .. } | ConnectorError::Timeout { .. })
+            || matches!(self, ConnectorError::Cloud { code, .. } if is_transient_code(code))
+    }
+
+    /// The cloud's error code, where there is one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ConnectorError::Auth { code, .. }
+            | ConnectorError::Forbidden { code, .. }
+            | ConnectorError::NotFound { code, .. }
+            | ConnectorError::Limit { code, .. }
+            | ConnectorError::Throttled { code, .. }
+            | ConnectorError::Capacity { code, .. }
+            | ConnectorError::InvalidRequest { code, .. }
+            | ConnectorError::Cloud { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Classifies an EC2 API error code (shared by the EC2-family connectors).
+    pub fn from_ec2_code(code: &str, message: &str) -> Self {
+        let (code, message) = (code.to_string(), message.to_string());
+        match code.as_str() {
+            "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature" | "MissingAuthenticationToken"
+            | "InvalidAccessKeyId" | "OptInRequired" | "PendingVerification" | "Blocked" | "AuthFailure.ServiceLinkedRoleCreationNotPermitted" => {
+                ConnectorError::Auth { code, message }
+            }
+            "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => ConnectorError::Forbidden { code, message },
+            "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled" | "TooManyRequestsException" | "SlowDown" => {
+                ConnectorError::Throttled { code, message }
+            }
+            "InsufficientInstanceCapacity" | "InsufficientCapacity" | "InsufficientHostCapacity" | "InsufficientReservedInstanceCapacity"
+            | "InsufficientAddressCapacity" | "Unsupported.InsufficientCapacity" => ConnectorError::Capacity { code, message },
+            "InstanceLimitExceeded" | "VcpuLimitExceeded" | "MaxSpotInstanceCountExceeded" | "ResourceLimitExceeded" | "AddressLimitExceeded"
+            | "SecurityGroupLimitExceeded" | "KeyPairLimitExceeded" | "VolumeLimitExceeded" => ConnectorError::Limit { code, message },
+            c if c.ends_with(".NotFound") || c.ends_with(".Malformed") && c.starts_with("InvalidInstanceID") || c == "InvalidAMIID.Unavailable" => {
+                if c.ends_with(".NotFound") {
+                    ConnectorError::NotFound { code, message }
+                } else {
+                    ConnectorError::InvalidRequest { code, message }
+                }
+            }
+            c if c.starts_with("Invalid") || c.starts_with("Missing") || c == "UnknownParameter" || c == "UnsupportedOperation" || c == "DryRunOperation" => {
+                ConnectorError::InvalidRequest { code, message }
+            }
+            _ => ConnectorError::Cloud { code, message },
+        }
+    }
+}
+
+fn is_transient_code(code: &str) -> bool {
+    matches!(code, "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "RequestExpired" | "RequestTimeout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_ec2_codes() {
+        assert!(matches!(ConnectorError::from_ec2_code("AuthFailure", "x"), ConnectorError::Auth { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("RequestLimitExceeded", "x"), ConnectorError::Throttled { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("InsufficientInstanceCapacity", "x"), ConnectorError::Capacity { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("InstanceLimitExceeded", "x"), ConnectorError::Limit { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("InvalidInstanceID.NotFound", "x"), ConnectorError::NotFound { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("InvalidInstanceID.Malformed", "x"), ConnectorError::InvalidRequest { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("InvalidParameterValue", "x"), ConnectorError::InvalidRequest { .. }));
+        assert!(matches!(ConnectorError::from_ec2_code("UnauthorizedOperation", "x"), ConnectorError::Forbidden { .. }));
+        let e = ConnectorError::from_ec2_code("InternalError", "boom");
+        assert!(e.is_retryable());
+        assert!(!ConnectorError::from_ec2_code("InsufficientInstanceCapacity", "x").is_retryable());
+        assert_eq!(e.to_string(), "cloud error (InternalError): boom");
+    }
+}

@@ -1,0 +1,82 @@
+//! The connector API: what every cloud connector implements, and the shared
+//! vocabulary the rest of the broker speaks.
+//!
+//! * [`names`]: newtypes for connector instance names and connector kinds.
+//! * [`decl`]: the `cloud.connector.class` declaration parser (`<instance>:<kind>, ...`).
+//! * [`params`]: the parameters each connector kind declares (type, default, secret, ...).
+//! * [`conf`]: the SlipStream-style `connectors.d/*.conf` loader with file:line errors.
+//! * [`model`], [`error`], [`Connector`]: the async trait and its types.
+
+pub mod conf;
+pub mod decl;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod params;
+pub mod retry;
+pub mod secret;
+
+use async_trait::async_trait;
+
+pub use error::ConnectorError;
+pub use model::*;
+pub use names::{ConnectorKind, InstanceName};
+pub use secret::SecretString;
+
+/// A cloud, as seen by the broker. One value per connector *instance*
+/// (e.g. `ec2-eu-central-1`), shared by every user of that instance; the
+/// user's credentials are passed on every call.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The kind of this connector (`ec2`, `ec2query`, `sandbox`).
+    fn kind(&self) -> ConnectorKind;
+
+    /// The instance name this connector was built for.
+    fn instance(&self) -> &InstanceName;
+
+    /// Checks that the credentials work against this instance (its own region
+    /// and endpoint).
+    async fn validate_credentials(&self, creds: &Credentials) -> Result<CredentialCheck, ConnectorError>;
+
+    /// Launches `req.count` VMs. Implementations must make the call idempotent
+    /// for the same `req.client_token` where the cloud allows it, and must tag
+    /// every VM with `req.tags`.
+    async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError>;
+
+    /// Describes VMs matching the filter (all pages).
+    async fn describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError>;
+
+    /// Starts stopped VMs.
+    async fn start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError>;
+
+    /// Stops running VMs.
+    async fn stop_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError>;
+
+    /// Reboots running VMs.
+    async fn reboot_instances(&self, creds: &Credentials, ids: &[String]) -> Result<(), ConnectorError>;
+
+    /// Terminates VMs.
+    async fn terminate_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError>;
+
+    /// Imports an SSH public key under `name`.
+    async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError>;
+
+    /// Deletes the key pair `name` (not an error if it does not exist).
+    async fn delete_key_pair(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError>;
+
+    /// Lists the key pairs of the account.
+    async fn list_key_pairs(&self, creds: &Credentials) -> Result<Vec<KeyPairInfo>, ConnectorError>;
+
+    /// Lists the images the account can launch.
+    async fn list_images(&self, creds: &Credentials) -> Result<Vec<ImageInfo>, ConnectorError>;
+
+    /// Lists the instance types (sizes) offered.
+    async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError>;
+
+    /// Makes sure a security group exists (creating it if needed). Clouds
+    /// without security groups accept any name.
+    async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
+        let _ = (creds, name);
+        Ok(())
+    }
+}

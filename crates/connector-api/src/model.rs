@@ -1,0 +1,258 @@
+//! Shared types of the connector API.
+
+use crate::secret::SecretString;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A user's (or a shared) cloud credential for one connector instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+impl Credentials {
+    /// Builds a credential pair.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self { access_key_id: access_key_id.into(), secret_access_key: SecretString::new(secret_access_key.into()) }
+    }
+
+    /// The access key id masked for display: its last four characters.
+    pub fn masked_access_key(&self) -> String {
+        mask_tail(&self.access_key_id)
+    }
+}
+
+/// Masks all but the last four characters of a value (`****ABCD`).
+pub fn mask_tail(v: &str) -> String {
+    let chars: Vec<char> = v.chars().collect();
+    if chars.len() <= 4 {
+        return "****".to_string();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("****{tail}")
+}
+
+/// The result of a credential check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CredentialCheck {
+    /// The account the credentials belong to, if the cloud says.
+    pub account: Option<String>,
+    /// A human-readable summary.
+    pub message: String,
+}
+
+/// VM states, as EC2 names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl VmState {
+    /// The EC2 name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Pending => "pending",
+            VmState::Running => "running",
+            VmState::ShuttingDown => "shutting-down",
+            VmState::Terminated => "terminated",
+            VmState::Stopping => "stopping",
+            VmState::Stopped => "stopped",
+        }
+    }
+
+    /// Parses an EC2 state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => VmState::Pending,
+            "running" => VmState::Running,
+            "shutting-down" => VmState::ShuttingDown,
+            "terminated" => VmState::Terminated,
+            "stopping" => VmState::Stopping,
+            "stopped" => VmState::Stopped,
+            _ => return None,
+        })
+    }
+
+    /// EC2's numeric state code (low byte).
+    pub fn code(self) -> i32 {
+        match self {
+            VmState::Pending => 0,
+            VmState::Running => 16,
+            VmState::ShuttingDown => 32,
+            VmState::Terminated => 48,
+            VmState::Stopping => 64,
+            VmState::Stopped => 80,
+        }
+    }
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A VM as the cloud describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    /// The cloud's instance id (e.g. `i-0123...`).
+    pub id: String,
+    pub state: VmState,
+    pub image_id: String,
+    pub instance_type: String,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub key_name: Option<String>,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub client_token: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Vm {
+    /// The value of a tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A launch request.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RunRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    /// How many VMs (all or nothing).
+    pub count: u32,
+    pub key_name: Option<String>,
+    pub user_data: Option<String>,
+    pub security_groups: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token derived from the broker's launch request.
+    pub client_token: String,
+}
+
+/// What to describe. Empty means "everything of the account".
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DescribeFilter {
+    pub ids: Vec<String>,
+    /// `tag:key = value` filters, all of which must match.
+    pub tags: Vec<(String, String)>,
+    /// Only VMs carrying this tag key (any value).
+    pub tag_keys: Vec<String>,
+}
+
+impl DescribeFilter {
+    /// Filter by ids.
+    pub fn ids(ids: &[String]) -> Self {
+        Self { ids: ids.to_vec(), ..Self::default() }
+    }
+
+    /// Filter by one tag.
+    pub fn tag(key: &str, value: &str) -> Self {
+        Self { tags: vec![(key.to_string(), value.to_string())], ..Self::default() }
+    }
+
+    /// Whether a VM matches (used by connectors that filter themselves).
+    pub fn matches(&self, vm: &Vm) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&vm.id))
+            && self.tags.iter().all(|(k, v)| vm.tag(k) == Some(v.as_str()))
+            && self.tag_keys.iter().all(|k| vm.tag(k).is_some())
+    }
+}
+
+/// A state transition reported by start/stop/terminate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateChange {
+    pub id: String,
+    pub previous: VmState,
+    pub current: VmState,
+}
+
+/// A key pair known to the cloud.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyPairInfo {
+    pub name: String,
+    pub fingerprint: Option<String>,
+}
+
+/// An image the cloud offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub state: Option<String>,
+}
+
+/// An instance type (size) the cloud offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceTypeInfo {
+    pub name: String,
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u64>,
+}
+
+/// Tags the broker puts on every VM it launches, so it can find them again
+/// after a crash.
+pub mod tags {
+    /// Identifies the broker deployment (its id).
+    pub const BROKER: &str = "cloudbroker:broker";
+    /// The broker user who owns the VM.
+    pub const USER: &str = "cloudbroker:user";
+    /// The broker's launch request id.
+    pub const LAUNCH: &str = "cloudbroker:launch";
+    /// Index of the VM within its launch request.
+    pub const INDEX: &str = "cloudbroker:index";
+    /// The user-given VM name (EC2 convention).
+    pub const NAME: &str = "Name";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in [VmState::Pending, VmState::Running, VmState::ShuttingDown, VmState::Terminated, VmState::Stopping, VmState::Stopped] {
+            assert_eq!(VmState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(VmState::parse("booting"), None);
+        assert_eq!(VmState::Stopped.code(), 80);
+    }
+
+    #[test]
+    fn masks_keys_and_hides_secret() {
+        let c = Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        assert_eq!(c.masked_access_key(), "****MPLE");
+        assert!(!format!("{c:?}").contains("wJalr"));
+        assert_eq!(mask_tail("abc"), "****");
+    }
+
+    #[test]
+    fn filter_matches() {
+        let vm = Vm {
+            id: "i-1".into(),
+            state: VmState::Running,
+            image_id: "ami-1".into(),
+            instance_type: "t2.micro".into(),
+            private_ip: None,
+            public_ip: None,
+            key_name: None,
+            launch_time: None,
+            client_token: None,
+            tags: vec![("a".into(), "1".into())],
+        };
+        assert!(DescribeFilter::default().matches(&vm));
+        assert!(DescribeFilter::tag("a", "1").matches(&vm));
+        assert!(!DescribeFilter::tag("a", "2").matches(&vm));
+        assert!(!DescribeFilter::ids(&["i-2".into()]).matches(&vm));
+        assert!(!DescribeFilter { tag_keys: vec!["b".into()], ..Default::default() }.matches(&vm));
+    }
+}

@@ -1,0 +1,60 @@
+//! The assembled broker: configuration, store and services, plus the
+//! background tasks they need.
+
+use crate::config::Config;
+use crate::registry::Registry;
+use cloudbroker_store::{Store, StoreError};
+use std::sync::Arc;
+
+/// Errors starting the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything the HTTP edges need (cheap to clone).
+#[derive(Clone)]
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    /// This process's id among replicas (for leases and logs).
+    pub replica_id: String,
+}
+
+impl Broker {
+    /// Opens the store (applying migrations) and loads the connectors.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
+        let store = Store::open(&config.database_url).await?;
+        let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::build_connector)).await?;
+        let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
+        Ok(Self { config: Arc::new(config), store, registry, replica_id })
+    }
+
+    /// Starts the background tasks: configuration polling (changes made on
+    /// other replicas). Returns their handles.
+    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let registry = self.registry.clone();
+        let every = std::time::Duration::from_secs(self.config.config_poll_secs);
+        vec![tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = registry.reload_if_changed().await {
+                    tracing::warn!(error = %e, "configuration poll failed");
+                }
+            }
+        })]
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "broker".into())
+    })
+}

@@ -1,0 +1,202 @@
+//! The broker's store: SQLite (embedded default) or PostgreSQL (scale-out),
+//! chosen by the scheme of the database URL, behind one API.
+//!
+//! Both backends are reached through sqlx's `Any` driver with SQL written to
+//! run on both (`$N` placeholders, `BIGINT` milliseconds for times, `TEXT`
+//! ids, integers for flags); where the dialects differ, the store branches on
+//! [`Backend`]. Migrations live in `migrations/{sqlite,postgres}`, are embedded
+//! in the binary and run by [`Store::migrate`].
+
+pub mod error;
+pub mod lease;
+pub mod params;
+pub mod testing;
+
+pub use error::StoreError;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Connection, Executor};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database the store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a URL's scheme.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::Config(format!(
+                "unsupported database URL scheme '{scheme}:' in {}: use sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    /// The backend's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A handle on the database (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Hides the password of a database URL for messages and logs.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// The default SQLite URL for a data directory.
+pub fn sqlite_url_for(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("cloudbroker.db").display())
+}
+
+impl Store {
+    /// Connects (creating a SQLite file and its directory if missing).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let shown = redact_url(url);
+        let (url, max) = match backend {
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or(path);
+                if !path.is_empty() && path != ":memory:" {
+                    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+                    }
+                }
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let url = if url.contains("mode=") { url.to_string() } else { format!("{url}{sep}mode=rwc") };
+                (url, 8)
+            }
+            Backend::Postgres => (url.to_string(), 16),
+        };
+        // One direct attempt first, so an unreachable server fails fast with its own message.
+        let probe = sqlx::AnyConnection::connect(&url).await.map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let s = Self::connect(url).await?;
+        s.migrate().await?;
+        Ok(s)
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let m = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        m.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    /// Versions of the applied migrations.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Number of migrations embedded for this backend.
+    pub fn known_migrations(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+        }
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: (i64,) = sqlx::query_as("SELECT CAST(1 AS BIGINT)").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for the store's own modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The broker id: a random id made on first use and kept in the database,
+    /// shared by every replica of one deployment (used to tag VMs).
+    pub async fn broker_id(&self) -> Result<String, StoreError> {
+        let candidate = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        sqlx::query("INSERT INTO broker_meta (key, value) VALUES ('broker_id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(&candidate)
+            .execute(&self.pool)
+            .await?;
+        let (v,): (String,) = sqlx::query_as("SELECT value FROM broker_meta WHERE key = 'broker_id'").fetch_one(&self.pool).await?;
+        Ok(v)
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Converts stored milliseconds to a time.
+pub fn ms_to_time(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[allow(dead_code)]
+pub(crate) type Row = AnyRow;
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::from_url(s)
+    }
+}

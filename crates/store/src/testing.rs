@@ -1,0 +1,83 @@
+//! Test support: a fresh database per test, on SQLite always and on
+//! PostgreSQL when `CLOUDBROKER_TEST_POSTGRES_URL` names a server (each test
+//! then gets a database of its own, created from that URL).
+
+use crate::{Store, StoreError};
+
+/// The environment variable naming a PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "CLOUDBROKER_TEST_POSTGRES_URL";
+
+/// A fresh database; its files are removed when it is dropped.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile_dir::TempDir>,
+}
+
+mod tempfile_dir {
+    /// A temporary directory removed on drop (kept small to avoid a dependency).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl TestDb {
+    /// A fresh, migrated SQLite database in a temporary directory.
+    pub async fn sqlite() -> Result<Self, StoreError> {
+        let dir = std::env::temp_dir().join(format!("cloudbroker-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Config(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.join("test.db").display());
+        let store = Store::open(&url).await?;
+        Ok(Self { store, url, _dir: Some(tempfile_dir::TempDir(dir)) })
+    }
+
+    /// A fresh, migrated PostgreSQL database, or `None` (with a notice on
+    /// stderr) when no server is configured.
+    pub async fn postgres() -> Result<Option<Self>, StoreError> {
+        let Ok(base) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("NOTICE: {POSTGRES_ENV} is not set: the PostgreSQL half of this test was SKIPPED");
+            return Ok(None);
+        };
+        let url = Self::create_postgres_database(&base).await?;
+        let store = Store::open(&url).await?;
+        Ok(Some(Self { store, url, _dir: None }))
+    }
+
+    /// Creates an empty database on the server of `base` and returns its URL.
+    pub async fn create_postgres_database(base: &str) -> Result<String, StoreError> {
+        let admin = Store::connect(base).await?;
+        let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await?;
+        admin.close().await;
+        let mut u = url::Url::parse(base).map_err(|e| StoreError::Config(e.to_string()))?;
+        u.set_path(&format!("/{name}"));
+        Ok(u.to_string())
+    }
+}
+
+/// Runs a test body against SQLite and, when configured, PostgreSQL.
+#[macro_export]
+macro_rules! store_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = $crate::testing::TestDb::sqlite().await.expect("sqlite test db");
+                ($body)(db.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(db) = $crate::testing::TestDb::postgres().await.expect("postgres test db") {
+                    ($body)(db.store.clone()).await;
+                }
+            }
+        }
+    };
+}
