@@ -53,8 +53,52 @@ pub enum Command {
     /// Connector instances.
     #[command(subcommand)]
     Connectors(ConnectorsCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Master keys of the credential vault.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user; the password is read from stdin (one line) or prompted for.
+    Add {
+        name: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Set a user's password (read from stdin).
+    Passwd { name: String },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create an API token for a user and print it (shown once).
+    Create {
+        user: String,
+        /// A name for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Create a new master key, re-seal every secret under it in one transaction, drop unused keys.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,12 +202,70 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("asked broker process {pid} to reload its configuration");
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(cmd) => {
+            let config = load_config(&cli.global)?;
+            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let sys = cloudbroker_core::Actor::system();
+            match cmd {
+                UserCmd::Add { name, admin } => {
+                    let pw = read_password()?;
+                    broker.identity.create_user(&sys, &name, &pw, admin).await.map_err(|e| e.to_string())?;
+                    println!("created user {name}{}", if admin { " (admin)" } else { "" });
+                }
+                UserCmd::Passwd { name } => {
+                    let pw = read_password()?;
+                    broker.identity.set_password(&sys, &name, &pw).await.map_err(|e| e.to_string())?;
+                    println!("password of {name} changed");
+                }
+                UserCmd::List => {
+                    for u in broker.identity.list_users(&sys).await.map_err(|e| e.to_string())? {
+                        println!("{}\t{}\t{}", u.name, if u.is_admin { "admin" } else { "user" }, u.created_at.format("%Y-%m-%d %H:%M:%S"));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCmd::Create { user, name, expires_in }) => {
+            let config = load_config(&cli.global)?;
+            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let (token, row) = broker
+                .identity
+                .create_token(&cloudbroker_core::Actor::system(), &user, &name, expires_in.map(std::time::Duration::from_secs))
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("token {} for {} (shown once):", row.id, row.user_name);
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::Rotate) => {
+            let config = load_config(&cli.global)?;
+            init_logging(&config);
+            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let (id, dropped) = broker.vault.rotate(&cloudbroker_core::Actor::system()).await.map_err(|e| e.to_string())?;
+            println!("current master key: {id}; dropped: {}", if dropped.is_empty() { "none".to_string() } else { dropped.join(", ") });
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve => {
             let config = load_config(&cli.global)?;
             init_logging(&config);
             serve(config).await.map(|_| ExitCode::SUCCESS)
         }
     }
+}
+
+/// Reads a password: one line from stdin.
+fn read_password() -> Result<cloudbroker_connector_api::SecretString, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err("no password given on stdin".into());
+    }
+    Ok(cloudbroker_connector_api::SecretString::new(pw))
 }
 
 fn origin(o: &Origin) -> String {

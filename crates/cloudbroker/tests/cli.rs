@@ -118,3 +118,36 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn users_tokens_and_key_rotation_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = bin().current_dir(dir.path()).args(args).env("CLOUDBROKER_ADMIN_PASSWORD", "super-password").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, out, err) = run(&["user", "add", "alice"], "alice-password\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("created user alice"));
+    let (ok, _, err) = run(&["user", "add", "alice"], "alice-password\n");
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["user", "add", "bob"], "short\n");
+    assert!(!ok && err.contains("at least 8"), "{err}");
+    let (ok, out, _) = run(&["user", "list"], "");
+    assert!(ok && out.contains("alice\tuser") && out.contains("super\tadmin"), "{out}");
+    let (ok, _, err) = run(&["user", "passwd", "alice"], "new-alice-password\n");
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["token", "create", "alice"], "");
+    assert!(ok, "{err}");
+    assert!(out.trim().starts_with("cbt_") && err.contains("shown once"), "{out}");
+    let key_before = std::fs::read_to_string(dir.path().join("data/master.key")).unwrap();
+    let (ok, out, err) = run(&["keys", "rotate"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("current master key: k"), "{out}");
+    let key_after = std::fs::read_to_string(dir.path().join("data/master.key")).unwrap();
+    assert_ne!(key_before, key_after);
+}

@@ -214,7 +214,7 @@ impl Connector for SandboxConnector {
 
     async fn validate_credentials(&self, creds: &Credentials) -> Result<CredentialCheck, ConnectorError> {
         self.enter(creds, |_, acct| {
-            Ok(CredentialCheck { account: Some(acct.to_string()), message: format!("sandbox account '{acct}' ready") })
+            Ok(CredentialCheck { account: Some(acct.to_string()), message: "sandbox account ready".into() })
         })
         .await
     }

@@ -2,6 +2,8 @@
 //! background tasks they need.
 
 use crate::config::Config;
+use crate::credentials::Vault;
+use crate::identity::Identity;
 use crate::registry::Registry;
 use cloudbroker_store::{Store, StoreError};
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub struct Broker {
     pub config: Arc<Config>,
     pub store: Store,
     pub registry: Arc<Registry>,
+    pub identity: Arc<Identity>,
+    pub vault: Arc<Vault>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
 }
@@ -31,8 +35,13 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let store = Store::open(&config.database_url).await?;
         let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::build_connector)).await?;
+        let vault = Arc::new(Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?);
+        let identity = Arc::new(Identity::new(store.clone()));
+        if let Some(pw) = identity.bootstrap_super(config.admin_password.as_ref()).await.map_err(|e| StartError::Other(e.to_string()))? {
+            tracing::warn!("created the admin account 'super' with the generated password: {} (shown once; change it with `cloudbroker user passwd super`)", pw.expose());
+        }
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
-        Ok(Self { config: Arc::new(config), store, registry, replica_id })
+        Ok(Self { config: Arc::new(config), store, registry, identity, vault, replica_id })
     }
 
     /// Starts the background tasks: configuration polling (changes made on

@@ -8,6 +8,8 @@
 //! in the binary and run by [`Store::migrate`].
 
 pub mod error;
+pub mod identity;
+pub mod vault;
 pub mod lease;
 pub mod params;
 pub mod testing;

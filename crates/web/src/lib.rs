@@ -2,10 +2,13 @@
 //! web UI and the EC2 front-end. Handlers call the broker's services
 //! (`cloudbroker-core`) and map their errors to HTTP here, in one place.
 
+pub mod api;
+pub mod auth;
+pub mod error;
 pub mod health;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use cloudbroker_core::Broker;
 use std::net::{SocketAddr, TcpListener};
 
@@ -22,7 +25,12 @@ impl Application {
         let listener = TcpListener::bind(broker.config.listen)?;
         let addr = listener.local_addr()?;
         let data = web::Data::new(broker);
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")).configure(routes))
+        let json_cfg = web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
+            let msg = err.to_string();
+            actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "invalid_request", "message": format!("body: {msg}")}}))).into()
+        });
+        let path_cfg = web::PathConfig::default();
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).app_data(json_cfg.clone()).app_data(path_cfg.clone()).wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")).configure(routes))
             .workers(2)
             .disable_signals()
             .listen(listener)?
@@ -48,5 +56,5 @@ impl Application {
 
 /// All routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz));
+    cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz)).configure(api::routes);
 }

@@ -1,0 +1,334 @@
+//! The credential vault service: per-user cloud credentials per connector
+//! instance, shared (system-scope) credentials granted to chosen users, key
+//! rotation. Secrets are sealed by [`crate::vault`] and never leave this
+//! module in clear except as [`Credentials`] handed to a connector.
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Actor;
+use crate::registry::{Registry, Status};
+use crate::vault::{credential_aad, MasterKeys, VaultError};
+use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials};
+use cloudbroker_store::vault::{CredentialRow, NewCredential};
+use cloudbroker_store::Store;
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
+
+/// A credential as shown to people: never the secret.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct MaskedCredential {
+    pub instance: String,
+    pub scope: String,
+    pub owner: String,
+    /// e.g. `****MPLE`.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// `verified` or `unverified`.
+    pub status: String,
+    pub status_message: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted_to: Option<Vec<String>>,
+}
+
+fn masked(r: &CredentialRow, granted_to: Option<Vec<String>>) -> MaskedCredential {
+    MaskedCredential {
+        instance: r.instance.clone(),
+        scope: r.scope.clone(),
+        owner: r.owner.clone(),
+        access_key_id: r.access_key_hint.clone(),
+        secret_access_key: "********".into(),
+        status: r.status.clone(),
+        status_message: r.status_message.clone(),
+        updated_at: r.updated_at.to_rfc3339(),
+        granted_to,
+    }
+}
+
+/// Which credential a caller asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    User(&'a str),
+    /// A shared credential, by its name.
+    System(&'a str),
+}
+
+impl Scope<'_> {
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Scope::User(u) => ("user", u),
+            Scope::System(n) => ("system", n),
+        }
+    }
+}
+
+/// The vault service.
+pub struct Vault {
+    store: Store,
+    registry: Arc<Registry>,
+    keys: RwLock<MasterKeys>,
+}
+
+fn vault_err(e: VaultError) -> ServiceError {
+    ServiceError::Internal(e.to_string())
+}
+
+/// Describes why a credential check failed, for people.
+pub fn explain(e: &ConnectorError) -> String {
+    match e {
+        ConnectorError::Auth { code, message } => {
+            let what = match code.as_str() {
+                "InvalidClientTokenId" | "InvalidAccessKeyId" => "the access key id is not known to the cloud",
+                "SignatureDoesNotMatch" => "the secret access key is wrong",
+                _ => "the cloud rejected the credentials",
+            };
+            format!("{what} ({code}: {message})")
+        }
+        ConnectorError::Forbidden { code, message } => format!("the credentials lack a permission ({code}: {message})"),
+        ConnectorError::Transport { message } => format!("the endpoint is unreachable: {message}"),
+        ConnectorError::Timeout { seconds } => format!("the endpoint did not answer within {seconds}s"),
+        other => other.to_string(),
+    }
+}
+
+impl Vault {
+    /// Opens the vault: loads (or creates) the master keys and checks that
+    /// they open every stored secret. Nothing is modified on failure.
+    pub async fn open(store: Store, registry: Arc<Registry>, key_file: &std::path::Path) -> ServiceResult<Self> {
+        let rows = store.all_credentials().await?;
+        let keys = if rows.is_empty() {
+            MasterKeys::load_or_create(key_file)
+        } else if !key_file.exists() {
+            Err(VaultError::KeyFile {
+                path: key_file.display().to_string(),
+                message: format!("missing, but {} stored credential(s) were sealed with a master key; restore the key file", rows.len()),
+            })
+        } else {
+            MasterKeys::load(key_file)
+        }
+        .map_err(vault_err)?;
+        // One check per key id in use: does the key open data sealed with it?
+        let mut checked = std::collections::BTreeSet::new();
+        for r in &rows {
+            if checked.insert(r.key_id.clone()) {
+                keys.open(&r.secret_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key")).map_err(|e| {
+                    ServiceError::Internal(format!("the master key file {} cannot open stored credentials: {e}", key_file.display()))
+                })?;
+            }
+        }
+        Ok(Self { store, registry, keys: RwLock::new(keys) })
+    }
+
+    fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
+        let g = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        f(&g).map_err(vault_err)
+    }
+
+    fn check_instance(&self, instance: &str) -> ServiceResult<()> {
+        let snap = self.registry.snapshot();
+        snap.instance(instance).map(|_| ()).ok_or_else(|| ServiceError::NotFound(format!("connector instance '{instance}'")))
+    }
+
+    /// Validates credentials against the instance with its own check.
+    pub async fn validate(&self, instance: &str, creds: &Credentials) -> ServiceResult<Result<String, String>> {
+        let snap = self.registry.snapshot();
+        let entry = snap.instance(instance).ok_or_else(|| ServiceError::NotFound(format!("connector instance '{instance}'")))?;
+        let Some(c) = entry.connector.clone() else {
+            let why = match &entry.status {
+                Status::Error { errors } => errors.join("; "),
+                Status::Ready => "not started".into(),
+            };
+            return Ok(Err(format!("connector instance '{instance}' is not ready: {why}")));
+        };
+        Ok(match c.validate_credentials(creds).await {
+            Ok(check) => Ok(check.message),
+            Err(e) => Err(explain(&e)),
+        })
+    }
+
+    /// Stores credentials after validating them. When validation fails and
+    /// `force` is false, nothing is stored and the reason is returned as an
+    /// error; with `force`, they are stored as `unverified`.
+    pub async fn put(&self, actor: &Actor, scope: Scope<'_>, instance: &str, access_key_id: &str, secret: &str, force: bool) -> ServiceResult<MaskedCredential> {
+        match scope {
+            Scope::User(u) => actor.require_self_or_admin(u)?,
+            Scope::System(_) => actor.require_admin()?,
+        }
+        self.check_instance(instance)?;
+        let access_key_id = access_key_id.trim();
+        if access_key_id.is_empty() || secret.is_empty() {
+            return Err(ServiceError::Invalid("access_key_id and secret_access_key are both required".into()));
+        }
+        if let Scope::User(u) = scope {
+            if self.store.get_user(u).await?.is_none() {
+                return Err(ServiceError::NotFound(format!("user '{u}'")));
+            }
+        }
+        let creds = Credentials::new(access_key_id, secret);
+        // Clouds may echo the key id (or worse) in messages: scrub before storing or returning.
+        let scrub = |m: String| m.replace(secret, "********").replace(access_key_id, &mask_tail(access_key_id));
+        let (status, message) = match self.validate(instance, &creds).await? {
+            Ok(m) => ("verified", scrub(m)),
+            Err(why) if force => ("unverified", scrub(why)),
+            Err(why) => {
+                let why = scrub(why);
+                let (sc, owner) = scope.parts();
+                self.store.audit(&actor.name, "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                return Err(ServiceError::Invalid(format!("credentials failed validation: {why} (save with force to store them unverified)")));
+            }
+        };
+        let (sc, owner) = scope.parts();
+        let (ak, sk, key_id) = self.with_keys(|k| {
+            Ok((
+                k.seal(access_key_id.as_bytes(), &credential_aad(sc, owner, instance, "access_key_id"))?,
+                k.seal(secret.as_bytes(), &credential_aad(sc, owner, instance, "secret_access_key"))?,
+                k.current_id().to_string(),
+            ))
+        })?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let hint = mask_tail(access_key_id);
+        self.store
+            .put_credential(&NewCredential {
+                id: &id,
+                scope: sc,
+                owner,
+                instance,
+                access_key_hint: &hint,
+                access_key_sealed: &ak,
+                secret_sealed: &sk,
+                key_id: &key_id,
+                status,
+                status_message: &message,
+            })
+            .await?;
+        self.store.audit(&actor.name, "credential.save", &format!("{sc}/{owner}/{instance}"), status, "").await?;
+        self.get(actor, scope, instance).await
+    }
+
+    /// The masked credential.
+    pub async fn get(&self, actor: &Actor, scope: Scope<'_>, instance: &str) -> ServiceResult<MaskedCredential> {
+        match scope {
+            Scope::User(u) => actor.require_self_or_admin(u)?,
+            Scope::System(_) => actor.require_admin()?,
+        }
+        let (sc, owner) = scope.parts();
+        let r = self.store.get_credential(sc, owner, instance).await?.ok_or_else(|| ServiceError::NotFound(format!("credentials for '{instance}'")))?;
+        let grants = if sc == "system" { Some(self.store.grants(&r.id).await?) } else { None };
+        Ok(masked(&r, grants))
+    }
+
+    /// A user's credentials, masked.
+    pub async fn list_user(&self, actor: &Actor, user: &str) -> ServiceResult<Vec<MaskedCredential>> {
+        actor.require_self_or_admin(user)?;
+        Ok(self.store.list_credentials("user", Some(user)).await?.iter().map(|r| masked(r, None)).collect())
+    }
+
+    /// Shared credentials, masked (admin).
+    pub async fn list_shared(&self, actor: &Actor) -> ServiceResult<Vec<MaskedCredential>> {
+        actor.require_admin()?;
+        let mut out = Vec::new();
+        for r in self.store.list_credentials("system", None).await? {
+            let g = self.store.grants(&r.id).await?;
+            out.push(masked(&r, Some(g)));
+        }
+        Ok(out)
+    }
+
+    /// Deletes credentials.
+    pub async fn delete(&self, actor: &Actor, scope: Scope<'_>, instance: &str) -> ServiceResult<()> {
+        match scope {
+            Scope::User(u) => actor.require_self_or_admin(u)?,
+            Scope::System(_) => actor.require_admin()?,
+        }
+        let (sc, owner) = scope.parts();
+        if !self.store.delete_credential(sc, owner, instance).await? {
+            return Err(ServiceError::NotFound(format!("credentials for '{instance}'")));
+        }
+        self.store.audit(&actor.name, "credential.delete", &format!("{sc}/{owner}/{instance}"), "ok", "").await?;
+        Ok(())
+    }
+
+    /// Grants a shared credential to users (replacing the list; admin).
+    pub async fn grant(&self, actor: &Actor, name: &str, instance: &str, users: &[String]) -> ServiceResult<MaskedCredential> {
+        actor.require_admin()?;
+        let r = self.store.get_credential("system", name, instance).await?.ok_or_else(|| ServiceError::NotFound(format!("shared credential '{name}' for '{instance}'")))?;
+        for u in users {
+            if self.store.get_user(u).await?.is_none() {
+                return Err(ServiceError::NotFound(format!("user '{u}'")));
+            }
+        }
+        self.store.set_grants(&r.id, users).await?;
+        self.store.audit(&actor.name, "credential.grant", &format!("system/{name}/{instance}"), "ok", &users.join(",")).await?;
+        Ok(masked(&r, Some(users.to_vec())))
+    }
+
+    fn open_row(&self, r: &CredentialRow) -> ServiceResult<Credentials> {
+        // A key added by `cloudbroker keys rotate` in another process: reload the file once.
+        let known = self.keys.read().unwrap_or_else(|e| e.into_inner()).ids().contains(&r.key_id);
+        if !known {
+            let path = self.keys.read().unwrap_or_else(|e| e.into_inner()).path().to_path_buf();
+            let fresh = MasterKeys::load(&path).map_err(vault_err)?;
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        self.with_keys(|k| {
+            let ak = k.open(&r.access_key_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id"))?;
+            let sk = k.open(&r.secret_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key"))?;
+            Ok(Credentials::new(String::from_utf8_lossy(&ak).into_owned(), String::from_utf8_lossy(&sk).into_owned()))
+        })
+    }
+
+    /// The credentials `user` acts with on `instance`: their own, else a
+    /// shared one granted to them. For connector kinds that need none (the
+    /// sandbox), a per-user identity.
+    pub async fn credentials_for(&self, user: &str, instance: &str) -> ServiceResult<(Credentials, String)> {
+        if let Some(r) = self.store.get_credential("user", user, instance).await? {
+            return Ok((self.open_row(&r)?, r.id));
+        }
+        if let Some(r) = self.store.granted_credentials(user, instance).await?.into_iter().next() {
+            return Ok((self.open_row(&r)?, r.id));
+        }
+        let snap = self.registry.snapshot();
+        match snap.instance(instance) {
+            Some(i) if !i.kind.needs_credentials() => Ok((Credentials::new(format!("sandbox-{user}"), "sandbox"), format!("anonymous:{user}"))),
+            Some(_) => Err(ServiceError::Invalid(format!("no credentials for connector instance '{instance}': add them to your profile"))),
+            None => Err(ServiceError::NotFound(format!("connector instance '{instance}'"))),
+        }
+    }
+
+    /// The credentials of a stored credential id (for background work).
+    pub async fn credentials_by_id(&self, id: &str) -> ServiceResult<Credentials> {
+        if let Some(user) = id.strip_prefix("anonymous:") {
+            return Ok(Credentials::new(format!("sandbox-{user}"), "sandbox"));
+        }
+        let r = self.store.get_credential_by_id(id).await?.ok_or_else(|| ServiceError::NotFound(format!("credential {id}")))?;
+        self.open_row(&r)
+    }
+
+    /// Rotates the master key: adds a new key, re-seals every secret under it
+    /// in one transaction, then drops keys nothing uses. Returns (new id, dropped ids).
+    pub async fn rotate(&self, actor: &Actor) -> ServiceResult<(String, Vec<String>)> {
+        actor.require_admin()?;
+        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(vault_err)?;
+        let rows = self.store.all_credentials().await?;
+        let mut resealed = Vec::new();
+        {
+            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            for r in &rows {
+                let ak_aad = credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id");
+                let sk_aad = credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key");
+                let ak = keys.open(&r.access_key_sealed, &ak_aad).map_err(vault_err)?;
+                let sk = keys.open(&r.secret_sealed, &sk_aad).map_err(vault_err)?;
+                resealed.push((r.id.clone(), keys.seal(&ak, &ak_aad).map_err(vault_err)?, keys.seal(&sk, &sk_aad).map_err(vault_err)?, new_id.clone()));
+            }
+        }
+        self.store.reseal_credentials(&resealed).await?;
+        let in_use = self.store.key_ids_in_use().await?;
+        let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retain(&in_use).map_err(vault_err)?;
+        self.store.audit(&actor.name, "keys.rotate", &new_id, "ok", &format!("{} secret(s) re-sealed; dropped {}", rows.len(), dropped.join(","))).await?;
+        Ok((new_id, dropped))
+    }
+
+    /// Ids of the loaded keys.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).ids()
+    }
+}

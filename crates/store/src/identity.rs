@@ -1,0 +1,212 @@
+//! Users, sessions and API tokens. Secrets are never stored here in clear:
+//! passwords as Argon2id PHC strings, session ids and tokens as SHA-256 hashes.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A stored user.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserRow {
+    pub name: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub ssh_public_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+type UserTuple = (String, String, i64, Option<String>, i64);
+
+fn user(t: UserTuple) -> UserRow {
+    UserRow { name: t.0, password_hash: t.1, is_admin: t.2 != 0, ssh_public_key: t.3, created_at: ms_to_time(t.4) }
+}
+
+/// A stored session.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub user_name: String,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// A stored API token (its hash is not exposed).
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub user_name: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+type TokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
+
+fn token(t: TokenTuple) -> TokenRow {
+    TokenRow {
+        id: t.0,
+        user_name: t.1,
+        name: t.2,
+        created_at: ms_to_time(t.3),
+        expires_at: t.4.map(ms_to_time),
+        revoked_at: t.5.map(ms_to_time),
+        last_used_at: t.6.map(ms_to_time),
+    }
+}
+
+const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at";
+const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at";
+
+impl Store {
+    /// Creates a user; a duplicate name is a conflict.
+    pub async fn create_user(&self, name: &str, password_hash: &str, is_admin: bool) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO users (name, password_hash, is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+            .bind(name)
+            .bind(password_hash)
+            .bind(i64::from(is_admin))
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                e if e.is_unique_violation() => StoreError::Conflict(format!("user '{name}' already exists")),
+                e => e,
+            })?;
+        Ok(())
+    }
+
+    /// A user by name.
+    pub async fn get_user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        let r: Option<UserTuple> = sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE name = $1")).bind(name).fetch_optional(self.pool()).await?;
+        Ok(r.map(user))
+    }
+
+    /// All users, by name.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let r: Vec<UserTuple> = sqlx::query_as(&format!("SELECT {USER_COLS} FROM users ORDER BY name")).fetch_all(self.pool()).await?;
+        Ok(r.into_iter().map(user).collect())
+    }
+
+    /// Replaces a password hash.
+    pub async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3").bind(hash).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user '{name}'")));
+        }
+        Ok(())
+    }
+
+    /// Grants or removes the admin role.
+    pub async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE name = $3").bind(i64::from(is_admin)).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user '{name}'")));
+        }
+        Ok(())
+    }
+
+    /// Sets the user's SSH public key.
+    pub async fn set_ssh_key(&self, name: &str, key: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET ssh_public_key = $1, updated_at = $2 WHERE name = $3").bind(key).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Stores a session (by the hash of its id).
+    pub async fn create_session(&self, id_hash: &str, user_name: &str, csrf: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)")
+            .bind(id_hash)
+            .bind(user_name)
+            .bind(csrf)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A session by the hash of its id.
+    pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let r: Option<(String, String, i64, i64)> = sqlx::query_as("SELECT user_name, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(|(user_name, csrf_token, created_at, last_seen_at)| SessionRow { user_name, csrf_token, created_at, last_seen_at }))
+    }
+
+    /// Marks a session as used now.
+    pub async fn touch_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2").bind(now_ms()).bind(id_hash).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Deletes a session.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Deletes sessions idle since `idle_before` or created before `created_before`.
+    pub async fn purge_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2").bind(idle_before).bind(created_before).execute(self.pool()).await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Stores an API token by its hash.
+    pub async fn create_token(&self, id: &str, user_name: &str, name: &str, token_hash: &str, expires_at: Option<i64>) -> Result<TokenRow, StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, user_name, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id)
+            .bind(user_name)
+            .bind(name)
+            .bind(token_hash)
+            .bind(now_ms())
+            .bind(expires_at)
+            .execute(self.pool())
+            .await?;
+        self.get_token(id).await?.ok_or_else(|| StoreError::NotFound(format!("token {id}")))
+    }
+
+    /// A token by id.
+    pub async fn get_token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
+        let r: Option<TokenTuple> = sqlx::query_as(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        Ok(r.map(token))
+    }
+
+    /// The live (unrevoked, unexpired) token with this hash, marked as used.
+    pub async fn use_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let now = now_ms();
+        let r: Option<TokenTuple> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(t) = &r {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(now).bind(&t.0).execute(self.pool()).await?;
+        }
+        Ok(r.map(token))
+    }
+
+    /// A user's tokens.
+    pub async fn list_tokens(&self, user_name: &str) -> Result<Vec<TokenRow>, StoreError> {
+        let r: Vec<TokenTuple> = sqlx::query_as(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE user_name = $1 ORDER BY created_at"))
+            .bind(user_name)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(token).collect())
+    }
+
+    /// Revokes a token of a user; false when the user has no such token.
+    pub async fn revoke_token(&self, user_name: &str, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_name = $3 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .bind(user_name)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

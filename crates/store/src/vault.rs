@@ -1,0 +1,230 @@
+//! Sealed cloud credentials, their grants, and the audit log.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A stored credential (secrets sealed).
+#[derive(Clone, Debug, Serialize)]
+pub struct CredentialRow {
+    pub id: String,
+    pub scope: String,
+    pub owner: String,
+    pub instance: String,
+    pub access_key_hint: String,
+    #[serde(skip)]
+    pub access_key_sealed: Vec<u8>,
+    #[serde(skip)]
+    pub secret_sealed: Vec<u8>,
+    pub key_id: String,
+    pub status: String,
+    pub status_message: String,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64);
+
+fn cred(t: CredTuple) -> CredentialRow {
+    CredentialRow {
+        id: t.0,
+        scope: t.1,
+        owner: t.2,
+        instance: t.3,
+        access_key_hint: t.4,
+        access_key_sealed: t.5,
+        secret_sealed: t.6,
+        key_id: t.7,
+        status: t.8,
+        status_message: t.9,
+        checked_at: t.10.map(ms_to_time),
+        updated_at: ms_to_time(t.11),
+    }
+}
+
+const CRED_COLS: &str =
+    "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, updated_at";
+
+/// What to store for a credential.
+#[derive(Clone, Debug)]
+pub struct NewCredential<'a> {
+    pub id: &'a str,
+    pub scope: &'a str,
+    pub owner: &'a str,
+    pub instance: &'a str,
+    pub access_key_hint: &'a str,
+    pub access_key_sealed: &'a [u8],
+    pub secret_sealed: &'a [u8],
+    pub key_id: &'a str,
+    pub status: &'a str,
+    pub status_message: &'a str,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl Store {
+    /// Inserts or replaces the credential of (scope, owner, instance).
+    pub async fn put_credential(&self, c: &NewCredential<'_>) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO credentials (id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11) \
+             ON CONFLICT (scope, owner, instance) DO UPDATE SET access_key_hint = excluded.access_key_hint, access_key_sealed = excluded.access_key_sealed, \
+             secret_sealed = excluded.secret_sealed, key_id = excluded.key_id, status = excluded.status, status_message = excluded.status_message, \
+             checked_at = excluded.checked_at, updated_at = excluded.updated_at",
+        )
+        .bind(c.id)
+        .bind(c.scope)
+        .bind(c.owner)
+        .bind(c.instance)
+        .bind(c.access_key_hint)
+        .bind(c.access_key_sealed)
+        .bind(c.secret_sealed)
+        .bind(c.key_id)
+        .bind(c.status)
+        .bind(c.status_message)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The credential of (scope, owner, instance).
+    pub async fn get_credential(&self, scope: &str, owner: &str, instance: &str) -> Result<Option<CredentialRow>, StoreError> {
+        let r: Option<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3"))
+            .bind(scope)
+            .bind(owner)
+            .bind(instance)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(cred))
+    }
+
+    /// A credential by id.
+    pub async fn get_credential_by_id(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+        let r: Option<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        Ok(r.map(cred))
+    }
+
+    /// Credentials of a scope and owner.
+    pub async fn list_credentials(&self, scope: &str, owner: Option<&str>) -> Result<Vec<CredentialRow>, StoreError> {
+        let r: Vec<CredTuple> = match owner {
+            Some(o) => sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 ORDER BY instance"))
+                .bind(scope)
+                .bind(o)
+                .fetch_all(self.pool())
+                .await?,
+            None => sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 ORDER BY owner, instance")).bind(scope).fetch_all(self.pool()).await?,
+        };
+        Ok(r.into_iter().map(cred).collect())
+    }
+
+    /// Every credential (for key rotation and start-up checks).
+    pub async fn all_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        let r: Vec<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials ORDER BY id")).fetch_all(self.pool()).await?;
+        Ok(r.into_iter().map(cred).collect())
+    }
+
+    /// Shared (system) credentials for an instance that `user` may use.
+    pub async fn granted_credentials(&self, user: &str, instance: &str) -> Result<Vec<CredentialRow>, StoreError> {
+        let cols = CRED_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ");
+        let r: Vec<CredTuple> = sqlx::query_as(&format!(
+            "SELECT {cols} FROM credentials c JOIN credential_grants g ON g.credential_id = c.id \
+             WHERE c.scope = 'system' AND c.instance = $1 AND g.user_name = $2 ORDER BY c.owner"
+        ))
+        .bind(instance)
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(r.into_iter().map(cred).collect())
+    }
+
+    /// Deletes a credential; false if there was none.
+    pub async fn delete_credential(&self, scope: &str, owner: &str, instance: &str) -> Result<bool, StoreError> {
+        let id: Option<(String,)> = sqlx::query_as("SELECT id FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3")
+            .bind(scope)
+            .bind(owner)
+            .bind(instance)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some((id,)) = id else { return Ok(false) };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM credentials WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces the users a shared credential is granted to.
+    pub async fn set_grants(&self, credential_id: &str, users: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(credential_id).execute(&mut *tx).await?;
+        for u in users {
+            sqlx::query("INSERT INTO credential_grants (credential_id, user_name) VALUES ($1, $2)").bind(credential_id).bind(u).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Users a credential is granted to.
+    pub async fn grants(&self, credential_id: &str) -> Result<Vec<String>, StoreError> {
+        let r: Vec<(String,)> = sqlx::query_as("SELECT user_name FROM credential_grants WHERE credential_id = $1 ORDER BY user_name")
+            .bind(credential_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Re-seals credentials in one transaction: `(id, access_key_sealed, secret_sealed, key_id)`.
+    pub async fn reseal_credentials(&self, rows: &[(String, Vec<u8>, Vec<u8>, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (id, ak, sk, key_id) in rows {
+            sqlx::query("UPDATE credentials SET access_key_sealed = $1, secret_sealed = $2, key_id = $3 WHERE id = $4")
+                .bind(ak)
+                .bind(sk)
+                .bind(key_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Key ids still used by stored secrets.
+    pub async fn key_ids_in_use(&self) -> Result<Vec<String>, StoreError> {
+        let r: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM credentials ORDER BY key_id").fetch_all(self.pool()).await?;
+        Ok(r.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(now_ms())
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(outcome)
+            .bind(detail)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The newest audit records, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let r: Vec<(i64, i64, String, String, String, String, String)> =
+            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1").bind(limit).fetch_all(self.pool()).await?;
+        Ok(r.into_iter().map(|(id, at, actor, action, target, outcome, detail)| AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }).collect())
+    }
+}

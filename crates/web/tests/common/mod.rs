@@ -1,0 +1,107 @@
+//! A real broker on port 0, on SQLite or PostgreSQL.
+#![allow(dead_code)]
+
+use cloudbroker_connector_api::SecretString;
+use cloudbroker_core::{Broker, Config};
+use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
+use cloudbroker_web::Application;
+use serde_json::Value;
+
+pub const SUPER_PW: &str = "super-password-1";
+
+pub struct TestApp {
+    pub base: String,
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+    pub db_url: String,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub async fn start(db_url: Option<String>, dir: tempfile::TempDir) -> Result<Self, String> {
+        let conn = dir.path().join("connectors.d");
+        std::fs::create_dir_all(&conn).unwrap();
+        if !conn.join("sb.conf").exists() {
+            std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n").unwrap();
+        }
+        let mut config = Config::for_tests(dir.path(), db_url.clone());
+        config.admin_password = Some(SecretString::new(SUPER_PW));
+        let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+        let app = Application::build(broker.clone()).unwrap();
+        let base = format!("http://{}", app.addr());
+        let handle = app.handle();
+        tokio::spawn(app.run());
+        let db_url = broker.config.database_url.clone();
+        Ok(Self { base, broker, dir, db_url, http: reqwest::Client::builder().cookie_store(true).build().unwrap(), handle })
+    }
+
+    pub async fn sqlite() -> Self {
+        Self::start(None, tempfile::tempdir().unwrap()).await.unwrap()
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let Ok(base) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("NOTICE: {POSTGRES_ENV} is not set: the PostgreSQL half of this test was SKIPPED");
+            return None;
+        };
+        let url = TestDb::create_postgres_database(&base).await.unwrap();
+        Some(Self::start(Some(url), tempfile::tempdir().unwrap()).await.unwrap())
+    }
+
+    pub async fn stop(self) -> (tempfile::TempDir, String) {
+        self.handle.stop(true).await;
+        self.broker.store.close().await;
+        (self.dir, self.db_url)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A bearer token via Basic auth.
+    pub async fn token(&self, user: &str, pw: &str) -> String {
+        let r = self.http.post(self.url("/api/v1/tokens")).basic_auth(user, Some(pw)).send().await.unwrap();
+        assert_eq!(r.status(), 201, "token for {user}: {}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Creates a user and returns a token for them.
+    pub async fn user(&self, admin_token: &str, name: &str) -> String {
+        let (s, b) = self.call(reqwest::Method::POST, "/api/v1/users", admin_token, Some(serde_json::json!({"name": name, "password": format!("{name}-password")}))).await;
+        assert_eq!(s, 201, "{b}");
+        self.token(name, &format!("{name}-password")).await
+    }
+}
+
+/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! app_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let app = common::TestApp::sqlite().await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(app) = common::TestApp::postgres().await {
+                    ($body)(app).await;
+                }
+            }
+        }
+    };
+}
