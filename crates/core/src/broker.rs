@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::credentials::Vault;
-use crate::identity::Identity;
+use crate::identity::{Identity, SessionLimits};
 use crate::registry::Registry;
 use cloudbroker_store::{Store, StoreError};
 use std::sync::Arc;
@@ -36,7 +36,12 @@ impl Broker {
         let store = Store::open(&config.database_url).await?;
         let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::build_connector)).await?;
         let vault = Arc::new(Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?);
-        let identity = Arc::new(Identity::new(store.clone()));
+        let mut identity = Identity::new(store.clone());
+        identity.session_limits = SessionLimits {
+            idle: std::time::Duration::from_secs(config.session_idle_secs),
+            absolute: std::time::Duration::from_secs(config.session_absolute_secs),
+        };
+        let identity = Arc::new(identity);
         if let Some(pw) = identity.bootstrap_super(config.admin_password.as_ref()).await.map_err(|e| StartError::Other(e.to_string()))? {
             tracing::warn!("created the admin account 'super' with the generated password: {} (shown once; change it with `cloudbroker user passwd super`)", pw.expose());
         }

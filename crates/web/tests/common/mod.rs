@@ -20,6 +20,10 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(db_url: Option<String>, dir: tempfile::TempDir) -> Result<Self, String> {
+        Self::start_with(db_url, dir, |_| {}).await
+    }
+
+    pub async fn start_with(db_url: Option<String>, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Result<Self, String> {
         let conn = dir.path().join("connectors.d");
         std::fs::create_dir_all(&conn).unwrap();
         if !conn.join("sb.conf").exists() {
@@ -27,6 +31,7 @@ impl TestApp {
         }
         let mut config = Config::for_tests(dir.path(), db_url.clone());
         config.admin_password = Some(SecretString::new(SUPER_PW));
+        tweak(&mut config);
         let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
         let app = Application::build(broker.clone()).unwrap();
         let base = format!("http://{}", app.addr());
