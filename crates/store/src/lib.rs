@@ -12,6 +12,7 @@ pub mod identity;
 pub mod vault;
 pub mod lease;
 pub mod params;
+pub mod quota;
 pub mod testing;
 
 pub use error::StoreError;

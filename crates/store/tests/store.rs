@@ -88,3 +88,91 @@ async fn unreachable_postgres_is_a_clear_error_without_password() {
     assert!(e.starts_with("cannot connect to database postgres://u:***@127.0.0.1:1/db"), "{e}");
     assert!(!e.contains("hunter2"));
 }
+
+mod quota {
+    use super::*;
+    use cloudbroker_store::quota::{AdmitError, Admission, NewVm};
+
+    async fn user(s: &Store, name: &str) {
+        s.create_user(name, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
+    }
+
+    fn vms(n: usize, tag: &str) -> Vec<NewVm> {
+        (0..n)
+            .map(|i| NewVm {
+                id: format!("{tag}-{i}"),
+                launch_index: i as i64,
+                name: format!("vm-{i}"),
+                image: "img".into(),
+                image_id: "ami-1".into(),
+                instance_type: "t2.micro".into(),
+            })
+            .collect()
+    }
+
+    async fn launch(s: &Store, user: &str, token: &str, n: usize, limit: Option<i64>) -> Result<(), AdmitError> {
+        let v = vms(n, token);
+        s.admit_launch(&Admission { launch_id: token, user, instance: "sb", credential_id: "c", client_token: token, limit, vms: &v }).await
+    }
+
+    store_test!(hundred_concurrent_launches_admit_exactly_the_quota, |s: Store| async move {
+        user(&s, "alice").await;
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move { launch(&s, "alice", &format!("t{i}"), 1, Some(10)).await }));
+        }
+        let mut admitted = 0;
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => admitted += 1,
+                Err(AdmitError::Quota { limit: 10, current, requested: 1 }) => {
+                    assert_eq!(current, 10);
+                    refused += 1
+                }
+                Err(AdmitError::Quota { .. }) => panic!("wrong quota figures"),
+                Err(AdmitError::Store(e)) => panic!("store error: {e}"),
+            }
+        }
+        assert_eq!((admitted, refused), (10, 90));
+        assert_eq!(s.quota_usage("alice", "sb").await.unwrap(), 10);
+    });
+
+    store_test!(quota_counts_states_and_multi_vm_requests, |s: Store| async move {
+        user(&s, "bob").await;
+        launch(&s, "bob", "a", 3, Some(4)).await.unwrap();
+        assert!(matches!(launch(&s, "bob", "b", 2, Some(4)).await, Err(AdmitError::Quota { limit: 4, current: 3, requested: 2 })));
+        // Terminated VMs free their slots; stopped ones do not.
+        s.update_vm("a-0", "terminated", Some("i-0"), None, None, None).await.unwrap();
+        s.update_vm("a-1", "stopped", Some("i-1"), None, None, None).await.unwrap();
+        launch(&s, "bob", "b", 2, Some(4)).await.unwrap();
+        assert_eq!(s.quota_usage("bob", "sb").await.unwrap(), 4);
+        // No limit: anything goes; the same client token twice is a conflict.
+        launch(&s, "bob", "c", 5, None).await.unwrap();
+        assert!(matches!(launch(&s, "bob", "c", 1, None).await, Err(AdmitError::Store(e)) if e.is_unique_violation()));
+        s.set_quota_override("bob", "sb", Some(7)).await.unwrap();
+        assert_eq!(s.quota_override("bob", "sb").await.unwrap(), Some(7));
+        s.set_quota_override("bob", "sb", None).await.unwrap();
+        assert_eq!(s.quota_override("bob", "sb").await.unwrap(), None);
+    });
+
+    #[tokio::test]
+    async fn two_stores_on_one_postgres_admit_exactly_the_quota() {
+        let Some(db) = cloudbroker_store::testing::TestDb::postgres().await.unwrap() else { return };
+        // A second pool on the same database stands for a second replica.
+        let other = Store::open(&db.url).await.unwrap();
+        user(&db.store, "carol").await;
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let s = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+            tasks.push(tokio::spawn(async move { launch(&s, "carol", &format!("r{i}"), 1, Some(10)).await.is_ok() }));
+        }
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(admitted, 10);
+        assert_eq!(other.quota_usage("carol", "sb").await.unwrap(), 10);
+    }
+}
