@@ -8,6 +8,7 @@ use std::sync::Arc;
 pub fn build_connector(kind: ConnectorKind, name: InstanceName, params: &ParamValues) -> Result<Arc<dyn Connector>, ConnectorError> {
     match kind {
         ConnectorKind::Sandbox => cloudbroker_connector_sandbox::build(name, params),
-        ConnectorKind::Ec2 | ConnectorKind::Ec2query => Err(ConnectorError::Unsupported { operation: format!("the {kind} connector") }),
+        ConnectorKind::Ec2 => cloudbroker_connector_ec2::build(name, params),
+        ConnectorKind::Ec2query => cloudbroker_connector_ec2query::build(name, params),
     }
 }

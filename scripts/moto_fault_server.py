@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""moto's server with a fault-injection middleware, for cloudbroker's EC2 tests.
+
+    .venv/bin/python scripts/moto_fault_server.py [--port 0] [--host 127.0.0.1] [--ec2-only]
+
+Prints ``READY <port>`` on stdout once it listens (``--port 0``, the default,
+picks a free port). Serves moto on 127.0.0.1 with werkzeug's threaded server
+(one thread per request, so concurrency is real), wrapped by a small WSGI
+middleware that counts requests and injects faults.
+
+Without ``--ec2-only`` the app is moto's ``DomainDispatcherApplication`` (every
+service, chosen from the request's SigV4 scope). With ``--ec2-only`` it is
+``create_backend_app("ec2")`` directly, which answers EC2 Query requests
+whatever their signature (SigV2 clients included).
+
+Control endpoints (JSON, on the same port; never counted, never faulted):
+
+``POST /_fault``         replace the fault configuration (fields below; unset = off)
+``GET  /_fault``         the current configuration
+``GET  /_fault/stats``   ``{"actions": {Action: attempts}, "requests", "in_flight",
+                         "peak_in_flight", "injected": {kind: n}, "log": [...]}``
+``POST /_fault/reset``   configuration and statistics back to zero (moto's state is kept;
+                         ``POST /moto-api/reset`` resets moto itself)
+``POST /_iam/user``      ``{"user_name": "u", "policy": {...IAM policy...} | null}`` creates an
+                         IAM user, an access key and an inline policy directly in moto's
+                         IAM backend (works even with ``INITIAL_NO_AUTH_ACTION_COUNT=0``,
+                         where no unauthenticated IAM call is possible); answers
+                         ``{"access_key_id", "secret_access_key", "arn"}``
+
+Fault configuration (``POST /_fault``):
+
+``throttle_first``          K: the next K API requests answer HTTP 503 ``RequestLimitExceeded``
+``throttle_actions``        restrict throttling to these actions (default: all)
+``bare_503_first``          K: the next K API requests answer HTTP 503 with an empty body
+``capacity_error_actions``  these actions answer HTTP 500 ``InsufficientInstanceCapacity``
+``hang_actions``            these actions sleep ``hang_seconds`` (default 30) before moto answers
+``delay_ms``                every API request (or only ``delay_actions``) is delayed this long
+``delay_actions``           restrict the delay to these actions
+
+"Peak in flight" is measured at the middleware: the number of API requests
+that entered it and have not finished their response, including injected
+delays and hangs.
+"""
+
+import argparse
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from urllib.parse import parse_qs
+
+LOG_LIMIT = 2000
+
+
+def ec2_error_xml(code, message):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
+    ).encode("utf-8")
+
+
+class FaultMiddleware:
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self._reset()
+
+    # ---- state -------------------------------------------------------------
+
+    def _reset(self):
+        self.config = {}
+        self.throttle_left = 0
+        self.bare_503_left = 0
+        self.actions = {}
+        self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.injected = {"throttle": 0, "bare_503": 0, "capacity": 0, "hang": 0, "delay": 0}
+        self.log = []
+
+    def _set_config(self, config):
+        self.config = dict(config)
+        self.throttle_left = int(config.get("throttle_first") or 0)
+        self.bare_503_left = int(config.get("bare_503_first") or 0)
+
+    def _stats(self):
+        return {
+            "actions": dict(self.actions),
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "injected": dict(self.injected),
+            "log": list(self.log),
+        }
+
+    # ---- WSGI --------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_fault" or path.startswith("/_fault/") or path.startswith("/_iam/"):
+            return self._control(environ, start_response, path)
+
+        body = self._read_body(environ)
+        params = self._params(environ, body)
+        action = params.get("Action")
+        if action is None:
+            target = environ.get("HTTP_X_AMZ_TARGET")
+            action = target.rsplit(".", 1)[-1] if target else "(none)"
+
+        with self.lock:
+            self.requests += 1
+            self.actions[action] = self.actions.get(action, 0) + 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            fault, delay, hang = self._decide(action)
+            if len(self.log) < LOG_LIMIT:
+                self.log.append(
+                    {
+                        "action": action,
+                        "max_results": params.get("MaxResults"),
+                        "next_token": "NextToken" in params,
+                        "fault": fault,
+                    }
+                )
+        try:
+            if delay:
+                time.sleep(delay)
+            if hang:
+                time.sleep(hang)
+            if fault == "throttle":
+                return self._respond(
+                    start_response, "503 Service Unavailable",
+                    ec2_error_xml("RequestLimitExceeded", "Request limit exceeded."), "text/xml",
+                )
+            if fault == "bare_503":
+                return self._respond(start_response, "503 Service Unavailable", b"", "text/plain")
+            if fault == "capacity":
+                itype = params.get("InstanceType", "m1.small")
+                msg = (
+                    f"We currently do not have sufficient {itype} capacity in the Availability Zone "
+                    "you requested (us-east-1a). Our system will be working on provisioning additional "
+                    f"capacity. You can currently get {itype} capacity by not specifying an Availability "
+                    "Zone in your request or choosing us-east-1b, us-east-1c."
+                )
+                return self._respond(
+                    start_response, "500 Internal Server Error",
+                    ec2_error_xml("InsufficientInstanceCapacity", msg), "text/xml",
+                )
+            # Materialise moto's answer so "in flight" covers the whole response.
+            return list(self.app(environ, start_response))
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _decide(self, action):
+        """Which fault applies to this request (called with the lock held)."""
+        cfg = self.config
+        fault = None
+        throttle_actions = cfg.get("throttle_actions")
+        if self.throttle_left > 0 and (not throttle_actions or action in throttle_actions):
+            self.throttle_left -= 1
+            fault = "throttle"
+        elif self.bare_503_left > 0:
+            self.bare_503_left -= 1
+            fault = "bare_503"
+        elif action in (cfg.get("capacity_error_actions") or []):
+            fault = "capacity"
+        delay = 0.0
+        delay_actions = cfg.get("delay_actions")
+        if cfg.get("delay_ms") and (not delay_actions or action in delay_actions):
+            delay = float(cfg["delay_ms"]) / 1000.0
+            self.injected["delay"] += 1
+        hang = 0.0
+        if fault is None and action in (cfg.get("hang_actions") or []):
+            hang = float(cfg.get("hang_seconds") or 30)
+            fault = "hang"
+        if fault:
+            self.injected[fault] += 1
+        if fault == "hang":
+            fault = None  # moto answers once the hang is over
+        return fault, delay, hang
+
+    # ---- helpers -----------------------------------------------------------
+
+    @staticmethod
+    def _read_body(environ):
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body
+
+    @staticmethod
+    def _params(environ, body):
+        params = {}
+        for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items():
+            params[k] = v[0]
+        ctype = environ.get("CONTENT_TYPE", "")
+        if body and ctype.startswith("application/x-www-form-urlencoded"):
+            try:
+                for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items():
+                    params[k] = v[0]
+            except UnicodeDecodeError:
+                pass
+        return params
+
+    @staticmethod
+    def _respond(start_response, status, body, ctype):
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _json(self, start_response, obj, status="200 OK"):
+        return self._respond(start_response, status, json.dumps(obj).encode("utf-8"), "application/json")
+
+    def _control(self, environ, start_response, path):
+        method = environ.get("REQUEST_METHOD", "GET")
+        body = self._read_body(environ)
+        try:
+            payload = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except ValueError as e:
+            return self._json(start_response, {"error": f"bad JSON: {e}"}, "400 Bad Request")
+        if path == "/_fault" and method == "POST":
+            if not isinstance(payload, dict):
+                return self._json(start_response, {"error": "expected a JSON object"}, "400 Bad Request")
+            with self.lock:
+                self._set_config(payload)
+                return self._json(start_response, {"status": "ok", "config": self.config})
+        if path == "/_fault" and method == "GET":
+            with self.lock:
+                return self._json(start_response, self.config)
+        if path == "/_fault/stats" and method == "GET":
+            with self.lock:
+                return self._json(start_response, self._stats())
+        if path == "/_fault/reset" and method == "POST":
+            with self.lock:
+                self._reset()
+            return self._json(start_response, {"status": "ok"})
+        if path == "/_iam/user" and method == "POST":
+            try:
+                return self._json(start_response, create_iam_user(payload))
+            except Exception as e:  # noqa: BLE001 - report any moto error to the test
+                return self._json(start_response, {"error": f"{type(e).__name__}: {e}"}, "500 Internal Server Error")
+        return self._json(start_response, {"error": f"no control endpoint {method} {path}"}, "404 Not Found")
+
+
+def create_iam_user(payload):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    name = payload.get("user_name") or f"user-{uuid.uuid4().hex[:8]}"
+    user = iam.create_user(region_name="us-east-1", user_name=name, path="/", tags=[])
+    user = user[0] if isinstance(user, tuple) else user
+    key = iam.create_access_key(user_name=name)
+    policy = payload.get("policy")
+    if policy is not None:
+        iam.put_user_policy(name, "cloudbroker-test", json.dumps(policy))
+    return {
+        "user_name": name,
+        "arn": user.arn,
+        "access_key_id": key.access_key_id,
+        "secret_access_key": key.secret_access_key,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ec2-only", action="store_true", help="serve only EC2 (any signature, SigV2 too)")
+    parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true",
+        help="exit when standard input closes (the parent died): no orphan servers",
+    )
+    args = parser.parse_args()
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    if args.ec2_only:
+        inner = create_backend_app("ec2")
+    else:
+        inner = DomainDispatcherApplication(create_backend_app)
+    app = FaultMiddleware(inner)
+
+    class Handler(MotoRequestHandler):
+        def log_request(self, code="-", size="-"):
+            if args.verbose:
+                super().log_request(code, size)
+
+        def log_error(self, *a):
+            if args.verbose:
+                super().log_error(*a)
+
+    # What werkzeug's run_simple(threaded=True) does, minus the reloader and
+    # the banner, but keeping hold of the server to learn the bound port.
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=Handler)
+    server.daemon_threads = True
+    port = server.socket.getsockname()[1]
+    os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs from it
+
+    def stop(_signum, _frame):
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    if args.exit_on_stdin_eof:
+        def watch_stdin():
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            finally:
+                os._exit(0)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+    print(f"READY {port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
