@@ -92,19 +92,31 @@ pub struct SandboxConnector {
     instance: InstanceName,
     settings: SandboxSettings,
     gate: CallGate,
-    world: Mutex<World>,
+    world: Arc<Mutex<World>>,
+}
+
+/// The simulated clouds of this process, by instance name: changing an
+/// instance's parameters rebuilds its connector but keeps its VMs, as a real
+/// cloud would.
+fn shared_world(instance: &InstanceName) -> Arc<Mutex<World>> {
+    static WORLDS: std::sync::OnceLock<Mutex<HashMap<String, Arc<Mutex<World>>>>> = std::sync::OnceLock::new();
+    let m = WORLDS.get_or_init(|| Mutex::new(HashMap::new()));
+    m.lock().unwrap_or_else(|e| e.into_inner()).entry(instance.to_string()).or_default().clone()
 }
 
 /// Builds a sandbox connector instance.
 pub fn build(instance: InstanceName, params: &ParamValues) -> Result<Arc<dyn Connector>, ConnectorError> {
-    Ok(Arc::new(SandboxConnector::new(instance, SandboxSettings::from_params(params))))
+    let world = shared_world(&instance);
+    let mut c = SandboxConnector::new(instance, SandboxSettings::from_params(params));
+    c.world = world;
+    Ok(Arc::new(c))
 }
 
 impl SandboxConnector {
     /// A new, empty simulated cloud.
     pub fn new(instance: InstanceName, settings: SandboxSettings) -> Self {
         let gate = CallGate::new(settings.workers, CallPolicy { max_attempts: 1, ..CallPolicy::default() });
-        Self { instance, settings, gate, world: Mutex::new(World::default()) }
+        Self { instance, settings, gate, world: Arc::new(Mutex::new(World::default())) }
     }
 
     fn world(&self) -> MutexGuard<'_, World> {

@@ -4,6 +4,8 @@
 use crate::config::Config;
 use crate::credentials::Vault;
 use crate::identity::{Identity, SessionLimits};
+use crate::images::Images;
+use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use cloudbroker_store::{Store, StoreError};
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub struct Broker {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
     pub vault: Arc<Vault>,
+    pub images: Arc<Images>,
+    pub provisioning: Arc<Provisioning>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
 }
@@ -45,16 +49,38 @@ impl Broker {
         if let Some(pw) = identity.bootstrap_super(config.admin_password.as_ref()).await.map_err(|e| StartError::Other(e.to_string()))? {
             tracing::warn!("created the admin account 'super' with the generated password: {} (shown once; change it with `cloudbroker user passwd super`)", pw.expose());
         }
+        let images = Arc::new(Images::new(store.clone(), registry.clone()));
+        let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);
+        provisioning.launch_grace = std::time::Duration::from_secs(config.launch_grace_secs);
+        let provisioning = Arc::new(provisioning);
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
-        Ok(Self { config: Arc::new(config), store, registry, identity, vault, replica_id })
+        Ok(Self { config: Arc::new(config), store, registry, identity, vault, images, provisioning, replica_id })
     }
 
     /// Starts the background tasks: configuration polling (changes made on
-    /// other replicas). Returns their handles.
+    /// other replicas) and reconciliation (first pass at once: it also
+    /// finishes launches a crash interrupted). Returns their handles.
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let registry = self.registry.clone();
         let every = std::time::Duration::from_secs(self.config.config_poll_secs);
-        vec![tokio::spawn(async move {
+        let prov = self.provisioning.clone();
+        let holder = self.replica_id.clone();
+        let interval = std::time::Duration::from_secs(self.config.reconcile_interval_secs);
+        let reconcile = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match prov.reconcile(&holder, interval * 3).await {
+                    Ok(r) if r.updated + r.adopted + r.vanished + r.failed_launches > 0 || !r.errors.is_empty() => {
+                        tracing::info!(updated = r.updated, adopted = r.adopted, vanished = r.vanished, failed_launches = r.failed_launches, errors = ?r.errors, "reconciled")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                }
+            }
+        });
+        vec![reconcile, tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -39,6 +39,8 @@ pub struct Config {
     pub reconcile_interval_secs: u64,
     /// Seconds between checks for configuration changes made on other replicas.
     pub config_poll_secs: u64,
+    /// A launch not seen in the cloud after this many seconds is failed by the reconciler.
+    pub launch_grace_secs: u64,
     /// A web session ends after this many idle seconds.
     pub session_idle_secs: u64,
     /// A web session ends this many seconds after login, however active.
@@ -63,6 +65,7 @@ pub struct RawConfig {
     pub config_poll_secs: Option<u64>,
     pub session_idle_secs: Option<u64>,
     pub session_absolute_secs: Option<u64>,
+    pub launch_grace_secs: Option<u64>,
 }
 
 /// A configuration error, naming the setting and where it came from.
@@ -101,6 +104,9 @@ impl RawConfig {
                     let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_ADMIN_PASSWORD_FILE={v}: {e}")))?;
                     c.admin_password = Some(SecretString::new(p.trim_end_matches(['\n', '\r'])));
                 }
+                "LAUNCH_GRACE_SECS" => {
+                    c.launch_grace_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_LAUNCH_GRACE_SECS: '{v}' is not a number")))?)
+                }
                 "SESSION_IDLE_SECS" => {
                     c.session_idle_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_IDLE_SECS: '{v}' is not a number")))?)
                 }
@@ -122,7 +128,7 @@ impl RawConfig {
 
     /// Overlays `other` on `self` (values set in `other` win).
     pub fn merge(mut self, other: RawConfig) -> Self {
-        merge_fields!(self, other, listen, data_dir, database_url, connectors_dir, log_format, log_level, public_url, master_key_file, admin_password, reconcile_interval_secs, config_poll_secs, session_idle_secs, session_absolute_secs);
+        merge_fields!(self, other, listen, data_dir, database_url, connectors_dir, log_format, log_level, public_url, master_key_file, admin_password, reconcile_interval_secs, config_poll_secs, session_idle_secs, session_absolute_secs, launch_grace_secs);
         self
     }
 
@@ -161,6 +167,7 @@ impl RawConfig {
             admin_password: self.admin_password,
             reconcile_interval_secs,
             config_poll_secs: self.config_poll_secs.unwrap_or(5).max(1),
+            launch_grace_secs: self.launch_grace_secs.unwrap_or(600),
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
         })

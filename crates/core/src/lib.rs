@@ -9,6 +9,8 @@ pub mod credentials;
 pub mod error;
 pub mod factory;
 pub mod identity;
+pub mod images;
+pub mod provisioning;
 pub mod registry;
 pub mod vault;
 

@@ -118,6 +118,8 @@ pub struct Snapshot {
     pub errors: Vec<String>,
     pub files: Vec<PathBuf>,
     pub config_version: i64,
+    /// Image ids from `connectors.d/images/*.conf`: image -> instance -> (cloud id, where).
+    pub file_images: BTreeMap<String, BTreeMap<String, (String, Location)>>,
 }
 
 impl Snapshot {
@@ -174,7 +176,7 @@ pub enum ConfigChangeError {
 impl Registry {
     /// Loads files and stored parameters and builds every connector.
     pub async fn load(store: Store, connectors_dir: &Path, factory: Box<ConnectorFactory>) -> Result<Arc<Self>, StoreError> {
-        let empty = Snapshot { instances: vec![], system: vec![], file_errors: vec![], errors: vec![], files: vec![], config_version: -1 };
+        let empty = Snapshot { instances: vec![], system: vec![], file_errors: vec![], errors: vec![], files: vec![], config_version: -1, file_images: BTreeMap::new() };
         let r = Arc::new(Self {
             store,
             connectors_dir: connectors_dir.to_path_buf(),
@@ -204,7 +206,13 @@ impl Registry {
         let dir = self.connectors_dir.clone();
         let load = tokio::task::spawn_blocking(move || load_dir(&dir)).await.unwrap_or_default();
         let previous = self.snapshot();
-        let snap = Arc::new(compose(&load, &stored, version, &previous, &*self.factory));
+        let mut snap = compose(&load, &stored, version, &previous, &*self.factory);
+        let images_dir = self.connectors_dir.join("images");
+        let declared: Vec<String> = snap.instances.iter().map(|i| i.name.to_string()).collect();
+        let (file_images, image_errors) = tokio::task::spawn_blocking(move || load_image_files(&images_dir, &declared)).await.unwrap_or_default();
+        snap.file_images = file_images;
+        snap.file_errors.extend(image_errors);
+        let snap = Arc::new(snap);
         for e in snap.file_errors.iter().chain(snap.errors.iter()) {
             tracing::warn!(error = %e, "connector configuration");
         }
@@ -422,5 +430,66 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
         errors,
         files: load.files.clone(),
         config_version: version,
+        file_images: BTreeMap::new(),
     }
+}
+
+/// Image names: lowercase letters and digits, words joined by '-', '_' or '.'.
+pub fn validate_image_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("image name '{name}' is invalid: use lowercase letters, digits, '-', '_' or '.' (e.g. ubuntu-22.04)"))
+    }
+}
+
+/// Loads `images/*.conf`: lines `<image>.<instance> = <cloud image id>`.
+pub fn load_image_files(dir: &Path, declared: &[String]) -> (BTreeMap<String, BTreeMap<String, (String, Location)>>, Vec<String>) {
+    use cloudbroker_connector_api::conf::{conf_files, parse_kv};
+    let mut out: BTreeMap<String, BTreeMap<String, (String, Location)>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let files = match conf_files(dir) {
+        Ok(f) => f,
+        Err(e) => return (out, vec![format!("{}: cannot read directory: {e}", dir.display())]),
+    };
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{}: cannot read file: {e}", f.display()));
+                continue;
+            }
+        };
+        let (lines, errs) = parse_kv(&f, &text);
+        errors.extend(errs.iter().map(|e| e.to_string()));
+        for l in lines {
+            let Some((image, instance)) = l.key.rsplit_once('.') else {
+                errors.push(format!("{}: key '{}' must be <image>.<connector-instance>", l.location, l.key));
+                continue;
+            };
+            if let Err(e) = validate_image_name(image) {
+                errors.push(format!("{}: {e}", l.location));
+                continue;
+            }
+            if !declared.iter().any(|d| d == instance) {
+                errors.push(format!("{}: key '{}': no connector instance '{instance}' is declared", l.location, l.key));
+                continue;
+            }
+            if l.value.is_empty() {
+                continue; // unset
+            }
+            let entry = out.entry(image.to_string()).or_default();
+            if let Some((_, first)) = entry.get(instance) {
+                errors.push(format!("{}: duplicate image id for '{}' (first set at {first})", l.location, l.key));
+                continue;
+            }
+            entry.insert(instance.to_string(), (l.value.clone(), l.location.clone()));
+        }
+    }
+    (out, errors)
 }

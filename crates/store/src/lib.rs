@@ -12,7 +12,9 @@ pub mod identity;
 pub mod vault;
 pub mod lease;
 pub mod params;
+pub mod images;
 pub mod quota;
+pub mod vms;
 pub mod testing;
 
 pub use error::StoreError;

@@ -13,7 +13,7 @@ use crate::{now_ms, Store, StoreError};
 
 /// States that count against the quota: everything that holds (or may soon
 /// hold) cloud resources. `requested` covers launches in flight.
-pub const COUNTED_STATES: &[&str] = &["requested", "pending", "running", "stopping", "stopped", "shutting-down"];
+pub const COUNTED_STATES: &[&str] = &["requested", "pending", "running", "stopping", "stopped"];
 
 /// One VM to record.
 #[derive(Clone, Debug)]

@@ -39,7 +39,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/system/keys/rotate", web::post().to(rotate_keys))
             .route("/audit", web::get().to(audit))
             .route("/connectors", web::get().to(list_connectors))
-            .route("/connectors/reload", web::post().to(reload_connectors)),
+            .route("/connectors/reload", web::post().to(reload_connectors))
+            .route("/images", web::get().to(list_images))
+            .route("/images", web::post().to(create_image))
+            .route("/images/{name}", web::get().to(get_image))
+            .route("/images/{name}", web::put().to(put_image))
+            .route("/images/{name}", web::delete().to(delete_image))
+            .route("/users/{user}/quotas", web::get().to(get_quotas))
+            .route("/users/{user}/quotas/{instance}", web::put().to(put_quota))
+            .route("/vms", web::post().to(launch))
+            .route("/vms", web::get().to(list_vms))
+            .route("/vms/{id}", web::get().to(get_vm))
+            .route("/vms/{id}", web::delete().to(terminate_vm))
+            .route("/vms/{id}/{action}", web::post().to(vm_action))
+            .route("/reconcile", web::post().to(reconcile))
+            .route("/openapi.json", web::get().to(openapi)),
     );
 }
 
@@ -262,4 +276,115 @@ async fn reload_connectors(a: ApiActor, broker: web::Data<Broker>) -> ApiResult 
     let snap = broker.registry.reload().await?;
     broker.store.audit(&a.0.name, "config.reload", "connectors.d", "ok", "").await?;
     ok(json!({"connectors": snap.instances.len(), "file_errors": snap.file_errors, "errors": snap.errors}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageBody {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    os: String,
+    parent: Option<String>,
+    #[serde(default)]
+    mappings: BTreeMap<String, cloudbroker_store::images::ImageMapping>,
+}
+
+impl ImageBody {
+    fn into_row(self, name: String) -> cloudbroker_store::images::ImageRow {
+        cloudbroker_store::images::ImageRow { name, description: self.description, os: self.os, parent: self.parent.filter(|p| !p.is_empty()), mappings: self.mappings }
+    }
+}
+
+async fn list_images(_a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
+    ok(broker.images.list().await?)
+}
+
+async fn get_image(_a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>) -> ApiResult {
+    ok(broker.images.get(&name).await?)
+}
+
+async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: web::Json<ImageBody>) -> ApiResult {
+    let body = body.into_inner();
+    let name = body.name.clone().ok_or_else(|| ApiError::invalid("name is required"))?;
+    let v = broker.images.put(&a.0, body.into_row(name), true).await?;
+    Ok(HttpResponse::Created().json(v))
+}
+
+async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>, body: web::Json<ImageBody>) -> ApiResult {
+    let body = body.into_inner();
+    if body.name.as_deref().is_some_and(|n| n != name.as_str()) {
+        return Err(ApiError::invalid("name in the body differs from the path"));
+    }
+    ok(broker.images.put(&a.0, body.into_row(name.into_inner()), false).await?)
+}
+
+async fn delete_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>) -> ApiResult {
+    broker.images.delete(&a.0, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_quotas(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.quotas(&a.0, &user).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaBody {
+    vm: Option<i64>,
+}
+
+async fn put_quota(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<QuotaBody>) -> ApiResult {
+    let (user, instance) = path.into_inner();
+    broker.provisioning.set_quota(&a.0, &user, &instance, body.vm).await?;
+    ok(broker.provisioning.quotas(&a.0, &user).await?.into_iter().find(|q| q.instance == instance))
+}
+
+async fn launch(a: ApiActor, broker: web::Data<Broker>, body: web::Json<cloudbroker_core::provisioning::LaunchRequest>) -> ApiResult {
+    let (created, vms) = broker.provisioning.launch(&a.0, body.into_inner()).await?;
+    let status = if created { actix_web::http::StatusCode::CREATED } else { actix_web::http::StatusCode::OK };
+    Ok(HttpResponse::build(status).json(json!({"vms": vms})))
+}
+
+async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<BTreeMap<String, String>>) -> ApiResult {
+    let mut f = cloudbroker_store::vms::VmFilter::default();
+    for (k, v) in q.into_inner() {
+        match k.as_str() {
+            "instance" => f.instance = Some(v),
+            "state" => f.state = Some(v),
+            "name" => f.name = Some(v),
+            "user" => f.user = Some(v),
+            "launch" => f.launch_id = Some(v),
+            other => return Err(ApiError::invalid(format!("unknown filter '{other}' (instance, state, name, user, launch)"))),
+        }
+    }
+    ok(json!({"vms": broker.provisioning.list(&a.0, f).await?}))
+}
+
+async fn get_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.get(&a.0, &id).await?)
+}
+
+async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &id, "terminate").await?)
+}
+
+async fn vm_action(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+    let (id, action) = path.into_inner();
+    if !["start", "stop", "reboot"].contains(&action.as_str()) {
+        return Err(ApiError(ServiceError::NotFound(format!("action '{action}' (start, stop, reboot)"))));
+    }
+    ok(broker.provisioning.action(&a.0, &id, &action).await?)
+}
+
+/// `POST /api/v1/reconcile` (admin): one reconciliation pass now.
+async fn reconcile(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
+    a.0.require_admin()?;
+    let ttl = Duration::from_secs(broker.config.reconcile_interval_secs.max(10) * 3);
+    ok(broker.provisioning.reconcile(&broker.replica_id, ttl).await?)
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }

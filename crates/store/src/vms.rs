@@ -1,0 +1,181 @@
+//! VM records.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A VM as the broker records it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VmRow {
+    pub id: String,
+    pub launch_id: String,
+    pub launch_index: i64,
+    pub user: String,
+    pub instance: String,
+    #[serde(skip)]
+    pub credential_id: String,
+    pub client_token: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub state: String,
+    pub cloud_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct VmDb {
+    id: String,
+    launch_id: String,
+    launch_index: i64,
+    user_name: String,
+    instance: String,
+    credential_id: String,
+    client_token: String,
+    name: String,
+    image: String,
+    image_id: String,
+    instance_type: String,
+    state: String,
+    cloud_id: Option<String>,
+    private_ip: Option<String>,
+    public_ip: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+type VmTuple = VmDb;
+
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, created_at, updated_at";
+
+fn vm(t: VmDb) -> VmRow {
+    VmRow {
+        id: t.id,
+        launch_id: t.launch_id,
+        launch_index: t.launch_index,
+        user: t.user_name,
+        instance: t.instance,
+        credential_id: t.credential_id,
+        client_token: t.client_token,
+        name: t.name,
+        image: t.image,
+        image_id: t.image_id,
+        instance_type: t.instance_type,
+        state: t.state,
+        cloud_id: t.cloud_id,
+        private_ip: t.private_ip,
+        public_ip: t.public_ip,
+        error: t.error,
+        created_at: ms_to_time(t.created_at),
+        updated_at: ms_to_time(t.updated_at),
+    }
+}
+
+/// Filters for listing VMs.
+#[derive(Clone, Debug, Default)]
+pub struct VmFilter {
+    pub user: Option<String>,
+    pub instance: Option<String>,
+    pub state: Option<String>,
+    pub name: Option<String>,
+    pub launch_id: Option<String>,
+    pub client_token: Option<String>,
+}
+
+impl Store {
+    /// A VM by broker id.
+    pub async fn get_vm(&self, id: &str) -> Result<Option<VmRow>, StoreError> {
+        let r: Option<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        Ok(r.map(vm))
+    }
+
+    /// VMs matching a filter, oldest first.
+    pub async fn list_vms(&self, f: &VmFilter) -> Result<Vec<VmRow>, StoreError> {
+        let mut sql = format!("SELECT {COLS} FROM vms WHERE 1 = 1");
+        let mut binds: Vec<&str> = Vec::new();
+        for (col, v) in [("user_name", &f.user), ("instance", &f.instance), ("state", &f.state), ("name", &f.name), ("launch_id", &f.launch_id), ("client_token", &f.client_token)] {
+            if let Some(v) = v {
+                binds.push(v);
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(" ORDER BY created_at, launch_id, launch_index");
+        let mut q = sqlx::query_as::<_, VmTuple>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(self.pool()).await?.into_iter().map(vm).collect())
+    }
+
+    /// VMs not yet terminated or failed (what reconciliation looks at).
+    pub async fn live_vms(&self) -> Result<Vec<VmRow>, StoreError> {
+        let r: Vec<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE state NOT IN ('terminated', 'failed') ORDER BY created_at, launch_id, launch_index"))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(vm).collect())
+    }
+
+    /// The VM with this cloud id on an instance.
+    pub async fn vm_by_cloud_id(&self, instance: &str, cloud_id: &str) -> Result<Option<VmRow>, StoreError> {
+        let r: Option<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE instance = $1 AND cloud_id = $2"))
+            .bind(instance)
+            .bind(cloud_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(vm))
+    }
+
+    /// Gives a `requested` VM its cloud id, unless the cloud id is already
+    /// taken or the VM is no longer `requested` (two replicas adopting at
+    /// once). Returns whether it was assigned.
+    pub async fn adopt_vm(&self, id: &str, cloud_id: &str, state: &str, private_ip: Option<&str>, public_ip: Option<&str>) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5 \
+             WHERE id = $6 AND cloud_id IS NULL AND NOT EXISTS (SELECT 1 FROM vms v2 WHERE v2.instance = vms.instance AND v2.cloud_id = $1)",
+        )
+        .bind(cloud_id)
+        .bind(state)
+        .bind(private_ip)
+        .bind(public_ip)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a VM found in the cloud that the broker has no row for.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+        )
+        .bind(&row.id)
+        .bind(&row.launch_id)
+        .bind(row.launch_index)
+        .bind(&row.user)
+        .bind(&row.instance)
+        .bind(&row.credential_id)
+        .bind(&row.client_token)
+        .bind(&row.name)
+        .bind(&row.image)
+        .bind(&row.image_id)
+        .bind(&row.instance_type)
+        .bind(&row.state)
+        .bind(&row.cloud_id)
+        .bind(&row.private_ip)
+        .bind(&row.public_ip)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
