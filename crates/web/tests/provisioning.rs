@@ -326,3 +326,55 @@ async fn openapi_document_lists_the_contract() {
         assert!(doc["paths"][p].is_object(), "{p}");
     }
 }
+
+app_test!(reconcile_runs_on_one_replica_at_a_time, |app: TestApp| async move {
+    let admin = app.token("super", SUPER_PW).await;
+    setup_images(&app, &admin).await;
+    let alice = app.user(&admin, "alice").await;
+    let (s, _) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux"}))).await;
+    assert_eq!(s, 201);
+    let p = &app.broker.provisioning;
+    let ttl = std::time::Duration::from_secs(60);
+    let r1 = p.reconcile("replica-a", ttl).await.unwrap();
+    assert_eq!((r1.groups, r1.skipped_locked), (1, 0));
+    let r2 = p.reconcile("replica-b", ttl).await.unwrap();
+    assert_eq!((r2.groups, r2.skipped_locked), (1, 1), "replica-b waits while replica-a holds the lease");
+    // A dead replica's lease expires and another takes over.
+    let r3 = p.reconcile("replica-c", std::time::Duration::from_millis(1)).await.unwrap();
+    assert_eq!(r3.skipped_locked, 1);
+    app.broker.store.release_lease("reconcile:sb:anonymous:alice", "replica-a").await.unwrap();
+    let r4 = p.reconcile("replica-b", ttl).await.unwrap();
+    assert_eq!(r4.skipped_locked, 0);
+});
+
+app_test!(unknown_broker_tagged_vms_are_adopted, |app: TestApp| async move {
+    let admin = app.token("super", SUPER_PW).await;
+    let alice = app.user(&admin, "alice").await;
+    app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"images.allow.raw": true}))).await;
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ami-sandbox-debian-12"}))).await;
+    assert_eq!(s, 201, "{b}");
+    // A VM launched with the broker's tags but whose record is lost (e.g. a restored backup).
+    let snap = app.broker.registry.snapshot();
+    let conn = snap.instance("sb").unwrap().connector.clone().unwrap();
+    let (creds, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    let run = cloudbroker_connector_api::RunRequest {
+        image_id: "ami-sandbox-debian-12".into(),
+        instance_type: "t2.micro".into(),
+        count: 1,
+        tags: vec![
+            ("cloudbroker:broker".into(), app.broker.provisioning.broker_id().into()),
+            ("cloudbroker:user".into(), "alice".into()),
+            ("cloudbroker:launch".into(), "lost-launch".into()),
+        ],
+        client_token: "lost".into(),
+        ..Default::default()
+    };
+    let orphan = conn.run_instances(&creds, &run).await.unwrap().remove(0);
+    let r = reconcile(&app, &admin).await;
+    assert_eq!(r["adopted"], 1, "{r}");
+    let (_, l) = app.call(Method::GET, "/api/v1/vms", &alice, None).await;
+    let ids: Vec<&str> = l["vms"].as_array().unwrap().iter().filter_map(|v| v["cloud_id"].as_str()).collect();
+    assert!(ids.contains(&orphan.id.as_str()), "{l}");
+    let r = reconcile(&app, &admin).await;
+    assert_eq!(r["adopted"], 0, "adopted once: {r}");
+});

@@ -1,0 +1,144 @@
+//! A broker killed (SIGKILL) in the middle of a 200-VM launch into moto, then
+//! restarted: every VM in moto ends up known to the broker exactly once, and
+//! no launch ran twice.
+
+use cloudbroker_connector_api::params::ParamValues;
+use cloudbroker_connector_api::{Credentials, DescribeFilter, InstanceName, VmState};
+use cloudbroker_testkit::{MotoOptions, MotoServer};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PW: &str = "super-password-1";
+
+fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudbroker"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CLOUDBROKER_") {
+            c.env_remove(k);
+        }
+    }
+    let mut child = c
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CLOUDBROKER_ADMIN_PASSWORD", PW)
+        .env("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1")
+        .env("CLOUDBROKER_LAUNCH_GRACE_SECS", "3")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            std::thread::spawn(move || for _ in lines {});
+            return (child, format!("http://{addr}"));
+        }
+    }
+    panic!("broker did not start");
+}
+
+async fn token(http: &reqwest::Client, base: &str) -> String {
+    let r: Value = http.post(format!("{base}/api/v1/tokens")).basic_auth("super", Some(PW)).send().await.unwrap().json().await.unwrap();
+    r["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
+    let moto = MotoServer::start(MotoOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/aws.conf"),
+        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.max.iaas.workers = 4\n", moto.endpoint()),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let (mut broker, base) = start(dir.path());
+    let t = token(&http, &base).await;
+    let put = |path: &str, body: Value| http.put(format!("{base}{path}")).bearer_auth(&t).json(&body).send();
+    assert!(put("/api/v1/users/super/credentials/aws", json!({"access_key_id": "AKIACRASHTEST0000001", "secret_access_key": "crash-secret"})).await.unwrap().status().is_success());
+    assert_eq!(http.post(format!("{base}/api/v1/images")).bearer_auth(&t).json(&json!({"name": "img", "mappings": {"aws": {"image_id": "ami-12c6146b"}}})).send().await.unwrap().status(), 201);
+
+    // Slow RunInstances down so the kill lands with launches in every phase.
+    moto.set_faults(json!({"delay_ms": 400, "delay_actions": ["RunInstances"]})).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, url, t) = (http.clone(), format!("{base}/api/v1/vms"), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = http.post(url).bearer_auth(t).json(&json!({"instance": "aws", "image": "img", "count": 5, "client_token": format!("c{i}")})).send().await;
+        }));
+    }
+    // Kill once some launches reached moto, well before all of them did.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while moto.action_count("RunInstances").await < 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill").args(["-KILL", &broker.id().to_string()]).status().unwrap();
+    broker.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    moto.set_faults(json!({})).await;
+    let launched_calls = moto.action_count("RunInstances").await;
+    assert!(launched_calls > 0 && launched_calls < 40, "the kill landed mid-launch ({launched_calls} of 40 RunInstances)");
+
+    let (mut broker, base) = start(dir.path());
+    let t = token(&http, &base).await;
+    // Wait for reconciliation to settle every launch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let vms = loop {
+        let r: Value = http.get(format!("{base}/api/v1/vms")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+        let vms = r["vms"].as_array().unwrap().clone();
+        if vms.iter().all(|v| v["state"] != "requested") || Instant::now() > deadline {
+            break vms;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let audit: Value = http.get(format!("{base}/api/v1/audit?limit=5000")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    let completed_before_kill = audit.as_array().unwrap().iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
+    Command::new("kill").args(["-TERM", &broker.id().to_string()]).status().unwrap();
+    let _ = broker.wait();
+    let calls = moto.action_count("RunInstances").await;
+    assert!(completed_before_kill < calls, "some launches reached moto but were not recorded before the kill ({completed_before_kill} of {calls}): adoption was exercised");
+
+    assert!(vms.iter().all(|v| v["state"] != "requested"), "unsettled: {vms:?}");
+    let conn = cloudbroker_connector_ec2::build(InstanceName::parse("aws").unwrap(), &ParamValues::new(BTreeMap::from([
+        ("region".to_string(), "us-east-1".to_string()),
+        ("endpoint".to_string(), moto.endpoint()),
+    ])))
+    .unwrap();
+    let creds = Credentials::new("AKIACRASHTEST0000001", "crash-secret");
+    let in_moto: Vec<_> = conn.describe_instances(&creds, &DescribeFilter::default()).await.unwrap().into_iter().filter(|v| v.state != VmState::Terminated).collect();
+    assert!(!in_moto.is_empty());
+
+    // Every moto VM is known exactly once.
+    let mut known: BTreeMap<String, usize> = BTreeMap::new();
+    for v in &vms {
+        if let Some(c) = v["cloud_id"].as_str() {
+            *known.entry(c.to_string()).or_default() += 1;
+        }
+    }
+    for v in &in_moto {
+        assert_eq!(known.get(&v.id), Some(&1), "moto VM {} known {:?} times", v.id, known.get(&v.id));
+    }
+    let moto_ids: BTreeSet<&str> = in_moto.iter().map(|v| v.id.as_str()).collect();
+    assert!(known.keys().all(|k| moto_ids.contains(k.as_str())), "the broker knows no VM that moto lacks");
+    // No launch ran twice: per launch tag, at most its 5 VMs.
+    let mut per_launch: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &in_moto {
+        *per_launch.entry(v.tag("cloudbroker:launch").unwrap()).or_default() += 1;
+    }
+    assert!(per_launch.values().all(|n| *n == 5), "{per_launch:?}");
+    assert_eq!(in_moto.len() as u64, 5 * moto.action_count("RunInstances").await, "one RunInstances per launch");
+    // Launches that never reached moto are failed, not running.
+    let running = vms.iter().filter(|v| v["cloud_id"].is_string()).count();
+    let failed = vms.iter().filter(|v| v["state"] == "failed").count();
+    assert_eq!(running, in_moto.len());
+    assert_eq!(running + failed, vms.len(), "every record is either in the cloud or failed");
+    eprintln!("crash test: {} VMs recorded, {} in moto, {} failed launches", vms.len(), in_moto.len(), failed);
+}
