@@ -225,3 +225,47 @@ app_test!(shared_credentials_are_usable_not_readable, |app: TestApp| async move 
     let (s, _) = app.call(Method::GET, "/api/v1/system/credentials", &alice, None).await;
     assert_eq!(s, 403);
 });
+
+#[tokio::test]
+async fn password_hash_is_upgraded_on_login() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let app = TestApp::sqlite().await;
+    let admin = app.token("super", SUPER_PW).await;
+    app.user(&admin, "old").await;
+    // A hash made with weaker, older parameters.
+    let weak = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon2::Params::new(1024, 1, 1, None).unwrap())
+        .hash_password(b"old-password", &SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap())
+        .unwrap()
+        .to_string();
+    app.broker.store.set_password_hash("old", &weak).await.unwrap();
+    app.token("old", "old-password").await;
+    let now = app.broker.store.get_user("old").await.unwrap().unwrap().password_hash;
+    assert_ne!(now, weak);
+    assert!(now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now}");
+    // And the upgraded hash still verifies.
+    app.token("old", "old-password").await;
+}
+
+#[tokio::test]
+async fn failed_validation_says_why_and_force_stores_unverified() {
+    let app = TestApp::sqlite().await;
+    let admin = app.token("super", SUPER_PW).await;
+    let alice = app.user(&admin, "alice").await;
+    let (s, b) = app
+        .call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"cloud.connector.class": "aws-dead:ec2", "aws-dead.region": "eu-west-1", "aws-dead.endpoint": "http://127.0.0.1:1", "aws-dead.timeout.seconds": 2})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let body = json!({"access_key_id": "AKIADEADENDPOINT01", "secret_access_key": "dead-secret"});
+    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/aws-dead", &alice, Some(body.clone())).await;
+    assert_eq!(s, 400, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("credentials failed validation") && msg.contains("unreachable"), "{msg}");
+    assert!(!msg.contains("dead-secret") && !msg.contains("AKIADEADENDPOINT01"), "{msg}");
+    let (s, _) = app.call(Method::GET, "/api/v1/users/alice/credentials/aws-dead", &alice, None).await;
+    assert_eq!(s, 404, "nothing stored");
+    let mut forced = body.clone();
+    forced["force"] = json!(true);
+    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/aws-dead", &alice, Some(forced)).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("unverified")), "{b}");
+    assert!(b["status_message"].as_str().unwrap().contains("unreachable"), "{b}");
+}
