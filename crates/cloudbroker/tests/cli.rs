@@ -1,19 +1,12 @@
 //! The real binary.
 
+mod common;
+
+use common::bin;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudbroker"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CLOUDBROKER_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -7,39 +7,15 @@ use cloudbroker_connector_api::{Credentials, DescribeFilter, InstanceName, VmSta
 use cloudbroker_testkit::{MotoOptions, MotoServer};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const PW: &str = "super-password-1";
 
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudbroker"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CLOUDBROKER_") {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CLOUDBROKER_ADMIN_PASSWORD", PW)
-        .env("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1")
-        .env("CLOUDBROKER_LAUNCH_GRACE_SECS", "3")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            std::thread::spawn(move || for _ in lines {});
-            return (child, format!("http://{addr}"));
-        }
-    }
-    panic!("broker did not start");
+    common::serve(dir, &[], &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1"), ("CLOUDBROKER_LAUNCH_GRACE_SECS", "3")])
 }
 
 async fn token(http: &reqwest::Client, base: &str) -> String {
@@ -101,8 +77,7 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
     };
     let audit: Value = http.get(format!("{base}/api/v1/audit?limit=5000")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
     let completed_before_kill = audit.as_array().unwrap().iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
-    Command::new("kill").args(["-TERM", &broker.id().to_string()]).status().unwrap();
-    let _ = broker.wait();
+    common::stop(&mut broker);
     let calls = moto.action_count("RunInstances").await;
     assert!(completed_before_kill < calls, "some launches reached moto but were not recorded before the kill ({completed_before_kill} of {calls}): adoption was exercised");
 

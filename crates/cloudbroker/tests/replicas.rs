@@ -2,38 +2,15 @@
 //! quota of 10 admit exactly 10 in total.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Child;
+use std::time::Duration;
 
 const PW: &str = "super-password-1";
 
 fn start(dir: &std::path::Path, db: &str) -> (Child, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudbroker"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CLOUDBROKER_") {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
-        .env("CLOUDBROKER_ADMIN_PASSWORD", PW)
-        .env("CLOUDBROKER_CONFIG_POLL_SECS", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            std::thread::spawn(move || for _ in lines {});
-            return (child, format!("http://{addr}"));
-        }
-    }
-    panic!("broker did not start");
+    common::serve(dir, &["--database-url", db], &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_CONFIG_POLL_SECS", "1")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,8 +68,7 @@ async fn two_broker_processes_share_one_quota() {
         codes.push(t.await.unwrap());
     }
     for c in [&mut a, &mut b] {
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
-        let _ = c.wait();
+        common::stop(c);
     }
     let ok = codes.iter().filter(|c| **c == 201).count();
     let over = codes.iter().filter(|c| **c == 409).count();
