@@ -40,6 +40,8 @@ pub struct LaunchRequest {
     pub name: Option<String>,
     pub user_data: Option<String>,
     pub client_token: Option<String>,
+    /// User tags, put on the cloud instances too.
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// A VM as shown to users.
@@ -161,6 +163,19 @@ impl Provisioning {
                 return Ok((false, existing.into_iter().map(|v| self.view(v)).collect()));
             }
         }
+        let user_tags = req.tags.clone().unwrap_or_default();
+        if user_tags.len() > 40 {
+            return Err(ServiceError::Invalid("at most 40 tags".into()));
+        }
+        for (k, v) in &user_tags {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                return Err(ServiceError::Invalid(format!("tag '{k}': keys are 1-128 characters, values at most 256")));
+            }
+            if k.starts_with("cloudbroker:") || k.starts_with("aws:") || k == tags::NAME {
+                return Err(ServiceError::Invalid(format!("tag '{k}' is reserved (cloudbroker:*, aws:*, Name: use the name field)")));
+            }
+        }
+        let tags_json = serde_json::to_string(&user_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (connector, kind, values) = self.connector(&req.instance)?;
         let snap = self.registry.snapshot();
         let resolved = match self.images.resolve(&req.image, &req.instance).await {
@@ -200,6 +215,7 @@ impl Provisioning {
                 image: req.image.clone(),
                 image_id: resolved.image_id.clone(),
                 instance_type: instance_type.clone(),
+                tags: tags_json.clone(),
             })
             .collect();
         let admission = Admission { launch_id: &launch_id, user: &actor.name, instance: &req.instance, credential_id: &credential_id, client_token: &client_token, limit, vms: &vms };
@@ -238,6 +254,7 @@ impl Provisioning {
                 if !name.is_empty() {
                     t.push((tags::NAME.to_string(), name.clone()));
                 }
+                t.extend(user_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
                 t
             },
             client_token: launch_id.clone(),
@@ -485,6 +502,7 @@ impl Provisioning {
                 private_ip: vm.private_ip.clone(),
                 public_ip: vm.public_ip.clone(),
                 error: None,
+                tags: vm.tags.iter().filter(|(k, _)| !k.starts_with("cloudbroker:") && k != tags::NAME).cloned().collect(),
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
             };

@@ -24,6 +24,8 @@ pub struct NewVm {
     pub image: String,
     pub image_id: String,
     pub instance_type: String,
+    /// User tags, as a JSON object.
+    pub tags: String,
 }
 
 /// The launch being admitted.
@@ -120,8 +122,8 @@ impl Store {
         let now = now_ms();
         for v in a.vms {
             sqlx::query(
-                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12)",
+                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12, $13)",
             )
             .bind(&v.id)
             .bind(a.launch_id)
@@ -135,6 +137,7 @@ impl Store {
             .bind(&v.image_id)
             .bind(&v.instance_type)
             .bind(now)
+            .bind(&v.tags)
             .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {

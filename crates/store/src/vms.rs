@@ -24,6 +24,7 @@ pub struct VmRow {
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
     pub error: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -46,13 +47,14 @@ struct VmDb {
     private_ip: Option<String>,
     public_ip: Option<String>,
     error: Option<String>,
+    tags: String,
     created_at: i64,
     updated_at: i64,
 }
 
 type VmTuple = VmDb;
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, created_at, updated_at";
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, created_at, updated_at";
 
 fn vm(t: VmDb) -> VmRow {
     VmRow {
@@ -72,6 +74,7 @@ fn vm(t: VmDb) -> VmRow {
         private_ip: t.private_ip,
         public_ip: t.public_ip,
         error: t.error,
+        tags: serde_json::from_str(&t.tags).unwrap_or_default(),
         created_at: ms_to_time(t.created_at),
         updated_at: ms_to_time(t.updated_at),
     }
@@ -86,6 +89,8 @@ pub struct VmFilter {
     pub name: Option<String>,
     pub launch_id: Option<String>,
     pub client_token: Option<String>,
+    /// A tag that must be present with this value.
+    pub tag: Option<(String, String)>,
 }
 
 impl Store {
@@ -110,7 +115,11 @@ impl Store {
         for b in binds {
             q = q.bind(b);
         }
-        Ok(q.fetch_all(self.pool()).await?.into_iter().map(vm).collect())
+        let rows = q.fetch_all(self.pool()).await?.into_iter().map(vm);
+        Ok(match &f.tag {
+            Some((k, v)) => rows.filter(|r| r.tags.get(k) == Some(v)).collect(),
+            None => rows.collect(),
+        })
     }
 
     /// VMs not yet terminated or failed (what reconciliation looks at).
@@ -155,8 +164,8 @@ impl Store {
     pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+            "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at, tags) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
         )
         .bind(&row.id)
         .bind(&row.launch_id)
@@ -174,6 +183,7 @@ impl Store {
         .bind(&row.private_ip)
         .bind(&row.public_ip)
         .bind(now)
+        .bind(serde_json::to_string(&row.tags).unwrap_or_else(|_| "{}".into()))
         .execute(self.pool())
         .await?;
         Ok(())

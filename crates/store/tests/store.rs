@@ -106,6 +106,7 @@ mod quota {
                 image: "img".into(),
                 image_id: "ami-1".into(),
                 instance_type: "t2.micro".into(),
+                tags: "{}".into(),
             })
             .collect()
     }

@@ -356,7 +356,11 @@ async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<BTreeMap
             "name" => f.name = Some(v),
             "user" => f.user = Some(v),
             "launch" => f.launch_id = Some(v),
-            other => return Err(ApiError::invalid(format!("unknown filter '{other}' (instance, state, name, user, launch)"))),
+            "tag" => {
+                let (k, val) = v.split_once('=').ok_or_else(|| ApiError::invalid("tag filter must be tag=KEY=VALUE"))?;
+                f.tag = Some((k.to_string(), val.to_string()));
+            }
+            other => return Err(ApiError::invalid(format!("unknown filter '{other}' (instance, state, name, tag, user, launch)"))),
         }
     }
     ok(json!({"vms": broker.provisioning.list(&a.0, f).await?}))

@@ -102,7 +102,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     setup_images(&app, &admin).await;
     let alice = app.user(&admin, "alice").await;
     let bob = app.user(&admin, "bob").await;
-    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ubuntu-22.04", "count": 2, "name": "web", "client_token": "req-1"}))).await;
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ubuntu-22.04", "count": 2, "name": "web", "client_token": "req-1", "tags": {"team": "blue"}}))).await;
     assert_eq!(s, 201, "{b}");
     let vms = b["vms"].as_array().unwrap().clone();
     assert_eq!(vms.len(), 2);
@@ -136,6 +136,17 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     assert_eq!(l["vms"].as_array().unwrap().len(), 2);
     let (s, _) = app.call(Method::GET, "/api/v1/vms?colour=red", &alice, None).await;
     assert_eq!(s, 400);
+    let (_, l) = app.call(Method::GET, "/api/v1/vms?tag=team=blue", &alice, None).await;
+    assert_eq!(l["vms"].as_array().unwrap().len(), 2);
+    let (_, l) = app.call(Method::GET, "/api/v1/vms?tag=team=red", &alice, None).await;
+    assert!(l["vms"].as_array().unwrap().is_empty());
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux", "tags": {"cloudbroker:user": "bob"}}))).await;
+    assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("reserved"), "{b}");
+    // The tags reach the cloud.
+    let snap = app.broker.registry.snapshot();
+    let conn = snap.instance("sb").unwrap().connector.clone().unwrap();
+    let (creds, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    assert_eq!(conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::tag("team", "blue")).await.unwrap().len(), 2);
 
     let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/stop"), &alice, None).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("stopping")));
