@@ -8,6 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// Operations that must not be repeated when their outcome is unknown: a
+/// timed-out `RunInstances` may have launched VMs, and clouds that ignore
+/// ClientToken would launch them again. They are retried only when the cloud
+/// said it did not do them (throttling); other failures go back to the
+/// broker, which finds any VMs by their launch tag.
+pub const NON_IDEMPOTENT: &[&str] = &["RunInstances"];
+
+/// Whether a failed attempt of `op` may be retried.
+pub fn may_retry(op: &str, e: &ConnectorError) -> bool {
+    if NON_IDEMPOTENT.contains(&op) {
+        matches!(e, ConnectorError::Throttled { .. })
+    } else {
+        e.is_retryable()
+    }
+}
+
 /// How calls to one connector instance are made.
 #[derive(Clone, Debug)]
 pub struct CallPolicy {
@@ -76,7 +92,7 @@ impl CallGate {
                 }
             };
             match result {
-                Err(e) if e.is_retryable() && attempt < self.policy.max_attempts => {
+                Err(e) if may_retry(op_name, &e) && attempt < self.policy.max_attempts => {
                     let delay = backoff(&self.policy, attempt);
                     tracing::warn!(op = op_name, attempt, error = %e, delay_ms = delay.as_millis() as u64, "retrying cloud call");
                     tokio::time::sleep(delay).await;
@@ -194,6 +210,37 @@ mod tests {
             assert_eq!(t.await.unwrap(), Ok(()));
         }
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn run_instances_is_not_repeated_when_its_outcome_is_unknown() {
+        let gate = CallGate::new(1, fast(5));
+        let calls = AtomicUsize::new(0);
+        let r: Result<(), _> = gate
+            .call("RunInstances", || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(ConnectorError::Transport { message: "connection reset".into() }) }
+            })
+            .await;
+        assert!(matches!(r, Err(ConnectorError::Transport { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a reset after sending may have launched VMs");
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = gate
+            .call("RunInstances", || {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Err(ConnectorError::Throttled { code: "RequestLimitExceeded".into(), message: "x".into() })
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "a throttled launch was refused, so it is retried");
+        assert!(may_retry("DescribeInstances", &ConnectorError::Timeout { seconds: 1 }));
+        assert!(!may_retry("RunInstances", &ConnectorError::Timeout { seconds: 1 }));
     }
 
     #[test]

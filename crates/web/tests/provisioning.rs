@@ -389,3 +389,34 @@ app_test!(unknown_broker_tagged_vms_are_adopted, |app: TestApp| async move {
     let r = reconcile(&app, &admin).await;
     assert_eq!(r["adopted"], 0, "adopted once: {r}");
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launch_that_times_out_is_not_repeated_and_is_adopted() {
+    let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/aws.conf"),
+        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.timeout.seconds = 1\n", moto.endpoint()),
+    )
+    .unwrap();
+    let app = TestApp::start(None, dir).await.unwrap();
+    let admin = app.token("super", SUPER_PW).await;
+    app.call(Method::PUT, "/api/v1/users/super/credentials/aws", &admin, Some(json!({"access_key_id": "AKIATIMEOUT00000001", "secret_access_key": "t-secret"}))).await;
+    app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "img", "mappings": {"aws": {"image_id": "ami-12c6146b"}}}))).await;
+    // moto launches, but answers after the connector gave up.
+    moto.set_faults(json!({"delay_ms": 2500, "delay_actions": ["RunInstances"]})).await;
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &admin, Some(json!({"instance": "aws", "image": "img", "count": 2}))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (504, Some("cloud_error")), "{b}");
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    moto.set_faults(json!({})).await;
+    assert_eq!(moto.action_count("RunInstances").await, 1, "not repeated");
+    let (_, l) = app.call(Method::GET, "/api/v1/vms", &admin, None).await;
+    assert!(l["vms"].as_array().unwrap().iter().all(|v| v["state"] == "requested"), "{l}");
+    let r = reconcile(&app, &admin).await;
+    assert_eq!(r["adopted"], 2, "{r}");
+    let (_, l) = app.call(Method::GET, "/api/v1/vms", &admin, None).await;
+    let vms = l["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    assert!(vms.iter().all(|v| v["state"] == "running" && v["cloud_id"].is_string()), "{l}");
+}
