@@ -164,7 +164,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             init_logging(&config);
             let store = cloudbroker_store::Store::open(&config.database_url).await.map_err(|e| e.to_string())?;
             let applied = store.applied_migrations().await.map_err(|e| e.to_string())?;
-            println!("database {} is at migration {} ({} applied)", store.backend().as_str(), applied.last().copied().unwrap_or(0), applied.len());
+            println!(
+                "database {} is at migration {} ({} applied)",
+                store.backend().as_str(),
+                applied.last().copied().unwrap_or(0),
+                applied.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Connectors(ConnectorsCmd::List { json }) => {
@@ -316,7 +321,9 @@ async fn serve(config: Config) -> Result<(), String> {
     let registry = broker.registry.clone();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             tracing::error!("cannot install signal handlers");
             return;
         };

@@ -39,7 +39,13 @@ fn check_reports_file_and_line_and_lists_good_instances() {
 
 #[test]
 fn help_on_every_command() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["connectors", "check", "--help"], vec!["connectors", "list", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["connectors", "check", "--help"],
+        vec!["connectors", "list", "--help"],
+    ] {
         let out = bin().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{args:?}");
@@ -118,7 +124,15 @@ fn users_tokens_and_key_rotation_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
     let run = |args: &[&str], stdin: &str| {
-        let mut c = bin().current_dir(dir.path()).args(args).env("CLOUDBROKER_ADMIN_PASSWORD", "super-password").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut c = bin()
+            .current_dir(dir.path())
+            .args(args)
+            .env("CLOUDBROKER_ADMIN_PASSWORD", "super-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = c.wait_with_output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())

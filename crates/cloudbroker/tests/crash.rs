@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 const PW: &str = "super-password-1";
 
 fn start(dir: &std::path::Path) -> (Child, String) {
-    common::serve(dir, &[], &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1"), ("CLOUDBROKER_LAUNCH_GRACE_SECS", "3")])
+    common::serve(
+        dir,
+        &[],
+        &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1"), ("CLOUDBROKER_LAUNCH_GRACE_SECS", "3")],
+    )
 }
 
 async fn token(http: &reqwest::Client, base: &str) -> String {
@@ -37,8 +41,24 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
     let (mut broker, base) = start(dir.path());
     let t = token(&http, &base).await;
     let put = |path: &str, body: Value| http.put(format!("{base}{path}")).bearer_auth(&t).json(&body).send();
-    assert!(put("/api/v1/users/super/credentials/aws", json!({"access_key_id": "AKIACRASHTEST0000001", "secret_access_key": "crash-secret"})).await.unwrap().status().is_success());
-    assert_eq!(http.post(format!("{base}/api/v1/images")).bearer_auth(&t).json(&json!({"name": "img", "mappings": {"aws": {"image_id": "ami-12c6146b"}}})).send().await.unwrap().status(), 201);
+    assert!(put(
+        "/api/v1/users/super/credentials/aws",
+        json!({"access_key_id": "AKIACRASHTEST0000001", "secret_access_key": "crash-secret"})
+    )
+    .await
+    .unwrap()
+    .status()
+    .is_success());
+    assert_eq!(
+        http.post(format!("{base}/api/v1/images"))
+            .bearer_auth(&t)
+            .json(&json!({"name": "img", "mappings": {"aws": {"image_id": "ami-12c6146b"}}}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
 
     // Slow RunInstances down so the kill lands with launches in every phase.
     moto.set_faults(json!({"delay_ms": 400, "delay_actions": ["RunInstances"]})).await;
@@ -46,7 +66,12 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
     for i in 0..40 {
         let (http, url, t) = (http.clone(), format!("{base}/api/v1/vms"), t.clone());
         tasks.push(tokio::spawn(async move {
-            let _ = http.post(url).bearer_auth(t).json(&json!({"instance": "aws", "image": "img", "count": 5, "client_token": format!("c{i}")})).send().await;
+            let _ = http
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"instance": "aws", "image": "img", "count": 5, "client_token": format!("c{i}")}))
+                .send()
+                .await;
         }));
     }
     // Kill once some launches reached moto, well before all of them did.
@@ -76,19 +101,29 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let audit: Value = http.get(format!("{base}/api/v1/audit?limit=5000")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
-    let completed_before_kill = audit.as_array().unwrap().iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
+    let completed_before_kill =
+        audit.as_array().unwrap().iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
     common::stop(&mut broker);
     let calls = moto.action_count("RunInstances").await;
-    assert!(completed_before_kill < calls, "some launches reached moto but were not recorded before the kill ({completed_before_kill} of {calls}): adoption was exercised");
+    assert!(
+        completed_before_kill < calls,
+        "some launches reached moto but were not recorded before the kill ({completed_before_kill} of {calls}): adoption was exercised"
+    );
 
     assert!(vms.iter().all(|v| v["state"] != "requested"), "unsettled: {vms:?}");
-    let conn = cloudbroker_connector_ec2::build(InstanceName::parse("aws").unwrap(), &ParamValues::new(BTreeMap::from([
-        ("region".to_string(), "us-east-1".to_string()),
-        ("endpoint".to_string(), moto.endpoint()),
-    ])))
+    let conn = cloudbroker_connector_ec2::build(
+        InstanceName::parse("aws").unwrap(),
+        &ParamValues::new(BTreeMap::from([("region".to_string(), "us-east-1".to_string()), ("endpoint".to_string(), moto.endpoint())])),
+    )
     .unwrap();
     let creds = Credentials::new("AKIACRASHTEST0000001", "crash-secret");
-    let in_moto: Vec<_> = conn.describe_instances(&creds, &DescribeFilter::default()).await.unwrap().into_iter().filter(|v| v.state != VmState::Terminated).collect();
+    let in_moto: Vec<_> = conn
+        .describe_instances(&creds, &DescribeFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.state != VmState::Terminated)
+        .collect();
     assert!(!in_moto.is_empty());
 
     // Every moto VM is known exactly once.

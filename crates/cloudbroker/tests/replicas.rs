@@ -35,21 +35,55 @@ async fn two_broker_processes_share_one_quota() {
     let tok = |base: String| {
         let http = http.clone();
         async move {
-            let r: Value = http.post(format!("{base}/api/v1/tokens")).basic_auth("super", Some(PW)).send().await.unwrap().json().await.unwrap();
+            let r: Value =
+                http.post(format!("{base}/api/v1/tokens")).basic_auth("super", Some(PW)).send().await.unwrap().json().await.unwrap();
             r["token"].as_str().unwrap().to_string()
         }
     };
     let ta = tok(a_url.clone()).await;
     let send = |m: reqwest::Method, url: String, t: &str, body: Value| http.request(m, url).bearer_auth(t.to_string()).json(&body).send();
-    assert!(send(reqwest::Method::PUT, format!("{a_url}/api/v1/system/config"), &ta, json!({"quota.enable": true, "images.allow.raw": true})).await.unwrap().status().is_success());
-    assert!(send(reqwest::Method::POST, format!("{a_url}/api/v1/users"), &ta, json!({"name": "alice", "password": "alice-password"})).await.unwrap().status().is_success());
-    assert!(send(reqwest::Method::PUT, format!("{a_url}/api/v1/users/alice/quotas/sb"), &ta, json!({"vm": 10})).await.unwrap().status().is_success());
+    assert!(send(
+        reqwest::Method::PUT,
+        format!("{a_url}/api/v1/system/config"),
+        &ta,
+        json!({"quota.enable": true, "images.allow.raw": true})
+    )
+    .await
+    .unwrap()
+    .status()
+    .is_success());
+    assert!(send(reqwest::Method::POST, format!("{a_url}/api/v1/users"), &ta, json!({"name": "alice", "password": "alice-password"}))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert!(send(reqwest::Method::PUT, format!("{a_url}/api/v1/users/alice/quotas/sb"), &ta, json!({"vm": 10}))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
     let alice_a = {
-        let r: Value = http.post(format!("{a_url}/api/v1/tokens")).basic_auth("alice", Some("alice-password")).send().await.unwrap().json().await.unwrap();
+        let r: Value = http
+            .post(format!("{a_url}/api/v1/tokens"))
+            .basic_auth("alice", Some("alice-password"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         r["token"].as_str().unwrap().to_string()
     };
     let alice_b = {
-        let r: Value = http.post(format!("{b_url}/api/v1/tokens")).basic_auth("alice", Some("alice-password")).send().await.unwrap().json().await.unwrap();
+        let r: Value = http
+            .post(format!("{b_url}/api/v1/tokens"))
+            .basic_auth("alice", Some("alice-password"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         r["token"].as_str().unwrap().to_string()
     };
     // Replica b picks up the configuration change (config_poll_secs = 1).
@@ -57,10 +91,18 @@ async fn two_broker_processes_share_one_quota() {
 
     let mut tasks = Vec::new();
     for i in 0..100 {
-        let (url, t) = if i % 2 == 0 { (format!("{a_url}/api/v1/vms"), alice_a.clone()) } else { (format!("{b_url}/api/v1/vms"), alice_b.clone()) };
+        let (url, t) =
+            if i % 2 == 0 { (format!("{a_url}/api/v1/vms"), alice_a.clone()) } else { (format!("{b_url}/api/v1/vms"), alice_b.clone()) };
         let http = http.clone();
         tasks.push(tokio::spawn(async move {
-            http.post(url).bearer_auth(t).json(&json!({"instance": "sb", "image": "ami-sandbox-debian-12"})).send().await.unwrap().status().as_u16()
+            http.post(url)
+                .bearer_auth(t)
+                .json(&json!({"instance": "sb", "image": "ami-sandbox-debian-12"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         }));
     }
     let mut codes = Vec::new();

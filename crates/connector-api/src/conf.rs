@@ -145,7 +145,10 @@ pub fn load_dir(dir: &Path) -> ConfLoad {
         Ok(f) => f,
         Err(e) => {
             return ConfLoad {
-                errors: vec![ConfError { location: Location { file: dir.to_path_buf(), line: 0 }, message: format!("cannot read directory: {e}") }],
+                errors: vec![ConfError {
+                    location: Location { file: dir.to_path_buf(), line: 0 },
+                    message: format!("cannot read directory: {e}"),
+                }],
                 ..ConfLoad::default()
             }
         }

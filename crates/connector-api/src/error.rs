@@ -69,26 +69,53 @@ impl ConnectorError {
     pub fn from_ec2_code(code: &str, message: &str) -> Self {
         let (code, message) = (code.to_string(), message.to_string());
         match code.as_str() {
-            "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature" | "MissingAuthenticationToken"
-            | "InvalidAccessKeyId" | "OptInRequired" | "PendingVerification" | "Blocked" | "AuthFailure.ServiceLinkedRoleCreationNotPermitted" => {
-                ConnectorError::Auth { code, message }
-            }
+            "AuthFailure"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken"
+            | "InvalidAccessKeyId"
+            | "OptInRequired"
+            | "PendingVerification"
+            | "Blocked"
+            | "AuthFailure.ServiceLinkedRoleCreationNotPermitted" => ConnectorError::Auth { code, message },
             "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => ConnectorError::Forbidden { code, message },
-            "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled" | "TooManyRequestsException" | "SlowDown" => {
-                ConnectorError::Throttled { code, message }
-            }
-            "InsufficientInstanceCapacity" | "InsufficientCapacity" | "InsufficientHostCapacity" | "InsufficientReservedInstanceCapacity"
-            | "InsufficientAddressCapacity" | "Unsupported.InsufficientCapacity" => ConnectorError::Capacity { code, message },
-            "InstanceLimitExceeded" | "VcpuLimitExceeded" | "MaxSpotInstanceCountExceeded" | "ResourceLimitExceeded" | "AddressLimitExceeded"
-            | "SecurityGroupLimitExceeded" | "KeyPairLimitExceeded" | "VolumeLimitExceeded" => ConnectorError::Limit { code, message },
-            c if c.ends_with(".NotFound") || c.ends_with(".Malformed") && c.starts_with("InvalidInstanceID") || c == "InvalidAMIID.Unavailable" => {
+            "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestThrottled"
+            | "TooManyRequestsException"
+            | "SlowDown" => ConnectorError::Throttled { code, message },
+            "InsufficientInstanceCapacity"
+            | "InsufficientCapacity"
+            | "InsufficientHostCapacity"
+            | "InsufficientReservedInstanceCapacity"
+            | "InsufficientAddressCapacity"
+            | "Unsupported.InsufficientCapacity" => ConnectorError::Capacity { code, message },
+            "InstanceLimitExceeded"
+            | "VcpuLimitExceeded"
+            | "MaxSpotInstanceCountExceeded"
+            | "ResourceLimitExceeded"
+            | "AddressLimitExceeded"
+            | "SecurityGroupLimitExceeded"
+            | "KeyPairLimitExceeded"
+            | "VolumeLimitExceeded" => ConnectorError::Limit { code, message },
+            c if c.ends_with(".NotFound")
+                || c.ends_with(".Malformed") && c.starts_with("InvalidInstanceID")
+                || c == "InvalidAMIID.Unavailable" =>
+            {
                 if c.ends_with(".NotFound") {
                     ConnectorError::NotFound { code, message }
                 } else {
                     ConnectorError::InvalidRequest { code, message }
                 }
             }
-            c if c.starts_with("Invalid") || c.starts_with("Missing") || c == "UnknownParameter" || c == "UnsupportedOperation" || c == "DryRunOperation" => {
+            c if c.starts_with("Invalid")
+                || c.starts_with("Missing")
+                || c == "UnknownParameter"
+                || c == "UnsupportedOperation"
+                || c == "DryRunOperation" =>
+            {
                 ConnectorError::InvalidRequest { code, message }
             }
             _ => ConnectorError::Cloud { code, message },

@@ -31,9 +31,7 @@ impl InstanceName {
         if s.len() > 63 {
             return Err(NameError::TooLong(s.to_string()));
         }
-        let ok = s
-            .split('-')
-            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        let ok = s.split('-').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if !ok {
             return Err(NameError::NotKebab(s.to_string()));
         }

@@ -86,7 +86,12 @@ const EC2QUERY_PARAMS: &[ParamSpec] = &[
     p("region", ParamType::String, Some("opennebula"), "Region name used in SigV4 signatures."),
     p("signature.version", ParamType::Enum { values: &["2", "4"] }, Some("4"), "Request signing: 2 (HmacSHA256) or 4 (AWS SigV4)."),
     p("api.version", ParamType::String, Some("2016-11-15"), "EC2 API version sent as Version=."),
-    p("instance.types", ParamType::List, None, "Instance types offered by this cloud, comma-separated (the EC2 Query API has no call to list them)."),
+    p(
+        "instance.types",
+        ParamType::List,
+        None,
+        "Instance types offered by this cloud, comma-separated (the EC2 Query API has no call to list them).",
+    ),
     p("security.group", ParamType::String, Some("default"), "Security group VMs are launched into."),
     QUOTA_VM,
     MAX_WORKERS,
@@ -96,9 +101,24 @@ const EC2QUERY_PARAMS: &[ParamSpec] = &[
 ];
 
 const SANDBOX_PARAMS: &[ParamSpec] = &[
-    p("boot.delay.ms", ParamType::Int { min: 0, max: 3_600_000 }, Some("2000"), "Time a VM stays pending before it runs (also stopping -> stopped, shutting-down -> terminated)."),
-    p("failure.rate", ParamType::Float { min: 0.0, max: 1.0 }, Some("0"), "Probability that a launch fails with a capacity error (0 to 1)."),
-    p("capacity", ParamType::Int { min: 0, max: 10_000_000 }, None, "Maximum number of live VMs this simulated cloud holds (empty: unlimited)."),
+    p(
+        "boot.delay.ms",
+        ParamType::Int { min: 0, max: 3_600_000 },
+        Some("2000"),
+        "Time a VM stays pending before it runs (also stopping -> stopped, shutting-down -> terminated).",
+    ),
+    p(
+        "failure.rate",
+        ParamType::Float { min: 0.0, max: 1.0 },
+        Some("0"),
+        "Probability that a launch fails with a capacity error (0 to 1).",
+    ),
+    p(
+        "capacity",
+        ParamType::Int { min: 0, max: 10_000_000 },
+        None,
+        "Maximum number of live VMs this simulated cloud holds (empty: unlimited).",
+    ),
     p("public.ips", ParamType::Bool, Some("true"), "Give VMs a public address as well as a private one."),
     p("api.latency.ms", ParamType::Int { min: 0, max: 60_000 }, Some("0"), "Simulated latency of every API call."),
     QUOTA_VM,

@@ -39,7 +39,12 @@ pub struct CallPolicy {
 
 impl Default for CallPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5), timeout: Duration::from_secs(30) }
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -85,7 +90,8 @@ impl CallGate {
         loop {
             attempt += 1;
             let result = {
-                let _permit = self.permits.acquire().await.map_err(|_| ConnectorError::Transport { message: "connector is shutting down".into() })?;
+                let _permit =
+                    self.permits.acquire().await.map_err(|_| ConnectorError::Transport { message: "connector is shutting down".into() })?;
                 match tokio::time::timeout(self.policy.timeout, op()).await {
                     Ok(r) => r,
                     Err(_) => Err(ConnectorError::Timeout { seconds: self.policy.timeout.as_secs().max(1) }),
@@ -130,7 +136,12 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn fast(max_attempts: u32) -> CallPolicy {
-        CallPolicy { max_attempts, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(4), timeout: Duration::from_millis(200) }
+        CallPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(4),
+            timeout: Duration::from_millis(200),
+        }
     }
 
     #[tokio::test]
@@ -180,7 +191,12 @@ mod tests {
     #[tokio::test]
     async fn times_out() {
         let gate = CallGate::new(1, CallPolicy { max_attempts: 1, ..fast(1) });
-        let r: Result<(), _> = gate.call("t", || async { tokio::time::sleep(Duration::from_secs(5)).await; Ok(()) }).await;
+        let r: Result<(), _> = gate
+            .call("t", || async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(())
+            })
+            .await;
         assert!(matches!(r, Err(ConnectorError::Timeout { .. })));
     }
 

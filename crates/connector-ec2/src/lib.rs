@@ -88,8 +88,8 @@ use base64::Engine as _;
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo, KeyPairInfo,
-    RunRequest, SecretString, StateChange, Vm, VmState,
+    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
+    KeyPairInfo, RunRequest, SecretString, StateChange, Vm, VmState,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -138,7 +138,13 @@ pub struct Ec2Options {
 impl Default for Ec2Options {
     fn default() -> Self {
         let p = CallPolicy::default();
-        Self { describe_page_size: 1000, instance_types_page_size: 100, images_page_size: 1000, max_attempts: p.max_attempts, base_delay: p.base_delay }
+        Self {
+            describe_page_size: 1000,
+            instance_types_page_size: 100,
+            images_page_size: 1000,
+            max_attempts: p.max_attempts,
+            base_delay: p.base_delay,
+        }
     }
 }
 
@@ -196,13 +202,17 @@ impl Ec2Connector {
         let endpoint = params.get(kind, "endpoint").map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(invalid("InvalidParameterValue", format!("connector instance {instance}: endpoint '{e}' is not an http(s) URL")));
+                return Err(invalid(
+                    "InvalidParameterValue",
+                    format!("connector instance {instance}: endpoint '{e}' is not an http(s) URL"),
+                ));
             }
         }
         let timeout_s = params.get_int(kind, "timeout.seconds").unwrap_or(30).clamp(1, 3600) as u64;
         let workers = params.get_int(kind, "max.iaas.workers").unwrap_or(20).clamp(1, 1000) as usize;
         let timeout = Duration::from_secs(timeout_s);
-        let policy = CallPolicy { max_attempts: options.max_attempts.max(1), base_delay: options.base_delay, timeout, ..CallPolicy::default() };
+        let policy =
+            CallPolicy { max_attempts: options.max_attempts.max(1), base_delay: options.base_delay, timeout, ..CallPolicy::default() };
         Ok(Self {
             instance,
             region: region.trim().to_string(),
@@ -362,7 +372,10 @@ where
 /// An answer without an EC2 error code, by its HTTP status.
 fn by_status(status: Option<u16>, message: String) -> ConnectorError {
     match status {
-        Some(503) => ConnectorError::Throttled { code: "HTTP503".into(), message: if message.is_empty() { "HTTP 503 Service Unavailable".into() } else { message } },
+        Some(503) => ConnectorError::Throttled {
+            code: "HTTP503".into(),
+            message: if message.is_empty() { "HTTP 503 Service Unavailable".into() } else { message },
+        },
         Some(s @ (401 | 403)) => ConnectorError::Auth { code: format!("HTTP{s}"), message },
         Some(s) if s >= 500 => ConnectorError::Transport { message: format!("HTTP {s} without an error code: {message}") },
         Some(s) => ConnectorError::Cloud { code: format!("HTTP{s}"), message },
@@ -409,7 +422,11 @@ fn state_of(s: Option<&aws_sdk_ec2::types::InstanceState>) -> VmState {
 fn state_changes(list: &[InstanceStateChange]) -> Vec<StateChange> {
     list.iter()
         .filter_map(|c| {
-            Some(StateChange { id: c.instance_id()?.to_string(), previous: state_of(c.previous_state()), current: state_of(c.current_state()) })
+            Some(StateChange {
+                id: c.instance_id()?.to_string(),
+                previous: state_of(c.previous_state()),
+                current: state_of(c.current_state()),
+            })
         })
         .collect()
 }
@@ -432,7 +449,9 @@ fn validation_error(e: ConnectorError, region: &str, endpoint: &str) -> Connecto
             "PendingVerification" | "Blocked" => "the account is not active yet or is blocked",
             _ => "the cloud rejected the credentials",
         },
-        ConnectorError::Forbidden { .. } => "the credentials are valid but may not call ec2:DescribeRegions; give the user the connector's IAM policy",
+        ConnectorError::Forbidden { .. } => {
+            "the credentials are valid but may not call ec2:DescribeRegions; give the user the connector's IAM policy"
+        }
         _ => "",
     };
     match e {
@@ -554,7 +573,8 @@ impl Connector for Ec2Connector {
         if name.trim().is_empty() {
             return Err(invalid("MissingParameter", "no key pair name given"));
         }
-        let req = self.client(creds)?.import_key_pair().key_name(name).public_key_material(Blob::new(public_key.trim().as_bytes().to_vec()));
+        let req =
+            self.client(creds)?.import_key_pair().key_name(name).public_key_material(Blob::new(public_key.trim().as_bytes().to_vec()));
         let out = self.call("ImportKeyPair", || req.clone().send()).await?;
         Ok(KeyPairInfo { name: out.key_name().unwrap_or(name).to_string(), fingerprint: out.key_fingerprint().map(str::to_string) })
     }
@@ -690,12 +710,20 @@ mod tests {
     #[test]
     fn region_is_required_and_defaults_apply() {
         let e = Ec2Connector::new(name(), &params(&[]), Ec2Options::default()).unwrap_err();
-        assert!(matches!(&e, ConnectorError::InvalidRequest { code, message } if code == "MissingParameter" && message.contains("region")), "{e:?}");
+        assert!(
+            matches!(&e, ConnectorError::InvalidRequest { code, message } if code == "MissingParameter" && message.contains("region")),
+            "{e:?}"
+        );
         let c = Ec2Connector::new(name(), &params(&[("region", "eu-central-1")]), Ec2Options::default()).unwrap();
         assert_eq!(c.gate().workers(), 20);
         assert_eq!(c.gate().policy().timeout, Duration::from_secs(30));
         assert_eq!(c.region(), "eu-central-1");
-        let c = Ec2Connector::new(name(), &params(&[("region", "x"), ("max.iaas.workers", "3"), ("timeout.seconds", "2")]), Ec2Options::default()).unwrap();
+        let c = Ec2Connector::new(
+            name(),
+            &params(&[("region", "x"), ("max.iaas.workers", "3"), ("timeout.seconds", "2")]),
+            Ec2Options::default(),
+        )
+        .unwrap();
         assert_eq!(c.gate().workers(), 3);
         assert_eq!(c.gate().policy().timeout, Duration::from_secs(2));
         assert!(Ec2Connector::new(name(), &params(&[("region", "x"), ("endpoint", "ftp://x")]), Ec2Options::default()).is_err());
@@ -703,7 +731,8 @@ mod tests {
 
     #[test]
     fn clients_are_cached_per_key_and_rebuilt_on_new_secret() {
-        let c = Ec2Connector::new(name(), &params(&[("region", "us-east-1"), ("endpoint", "http://127.0.0.1:1")]), Ec2Options::default()).unwrap();
+        let c = Ec2Connector::new(name(), &params(&[("region", "us-east-1"), ("endpoint", "http://127.0.0.1:1")]), Ec2Options::default())
+            .unwrap();
         c.client(&Credentials::new("AKIA1", "s1")).unwrap();
         c.client(&Credentials::new("AKIA1", "s1")).unwrap();
         c.client(&Credentials::new("AKIA2", "s2")).unwrap();
@@ -727,7 +756,9 @@ mod tests {
         let e = validation_error(ConnectorError::from_ec2_code("AuthFailure", "AWS was not able to validate"), "r", "e");
         assert!(e.to_string().contains("secret access key is wrong") && e.to_string().contains("AWS was not able to validate"), "{e}");
         let e = validation_error(ConnectorError::from_ec2_code("UnauthorizedOperation", "not authorized: ec2:DescribeRegions"), "r", "e");
-        assert!(matches!(&e, ConnectorError::Forbidden { message, .. } if message.contains("IAM policy") && message.contains("ec2:DescribeRegions")));
+        assert!(
+            matches!(&e, ConnectorError::Forbidden { message, .. } if message.contains("IAM policy") && message.contains("ec2:DescribeRegions"))
+        );
         let e = validation_error(ConnectorError::Transport { message: "connection refused".into() }, "r", "http://x");
         assert!(e.to_string().contains("unreachable") && e.to_string().contains("connection refused"));
     }

@@ -27,7 +27,8 @@ fn fast() -> Ec2Options {
 }
 
 fn connector_with(moto: &MotoServer, extra: &[(&str, &str)], options: Ec2Options) -> Arc<Ec2Connector> {
-    let mut values: std::collections::BTreeMap<String, String> = [("region", REGION), ("timeout.seconds", "20")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut values: std::collections::BTreeMap<String, String> =
+        [("region", REGION), ("timeout.seconds", "20")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     values.insert("endpoint".into(), moto.endpoint());
     for (k, v) in extra {
         values.insert(k.to_string(), v.to_string());
@@ -80,7 +81,9 @@ async fn unreachable_endpoint_is_a_transport_error() {
     let c = Ec2Connector::new(InstanceName::parse("ec2-nowhere").unwrap(), &params, Ec2Options { max_attempts: 2, ..fast() }).unwrap();
     let e = c.validate_credentials(&creds()).await.unwrap_err();
     match &e {
-        ConnectorError::Transport { message } => assert!(message.contains("unreachable") && message.contains(&port.to_string()), "{message}"),
+        ConnectorError::Transport { message } => {
+            assert!(message.contains("unreachable") && message.contains(&port.to_string()), "{message}")
+        }
         other => panic!("expected Transport, got {other:?}"),
     }
 }
@@ -121,11 +124,14 @@ async fn runs_tagged_instances_with_key_pair_and_finds_them_by_tag() {
     }
 
     // tag-key filter, tag AND tag, ids.
-    let all_tagged = c.describe_instances(&cr, &DescribeFilter { tag_keys: vec![tags::BROKER.into()], ..Default::default() }).await.unwrap();
+    let all_tagged =
+        c.describe_instances(&cr, &DescribeFilter { tag_keys: vec![tags::BROKER.into()], ..Default::default() }).await.unwrap();
     assert_eq!(all_tagged.len(), 4);
-    let both = DescribeFilter { tags: vec![(tags::BROKER.into(), "broker-a".into()), (tags::NAME.into(), "web".into())], ..Default::default() };
+    let both =
+        DescribeFilter { tags: vec![(tags::BROKER.into(), "broker-a".into()), (tags::NAME.into(), "web".into())], ..Default::default() };
     assert_eq!(c.describe_instances(&cr, &both).await.unwrap().len(), 3);
-    let none = DescribeFilter { tags: vec![(tags::BROKER.into(), "broker-a".into()), (tags::NAME.into(), "db".into())], ..Default::default() };
+    let none =
+        DescribeFilter { tags: vec![(tags::BROKER.into(), "broker-a".into()), (tags::NAME.into(), "db".into())], ..Default::default() };
     assert!(c.describe_instances(&cr, &none).await.unwrap().is_empty());
     let one = vec![launched[0].id.clone()];
     let by_id = c.describe_instances(&cr, &DescribeFilter::ids(&one)).await.unwrap();
@@ -188,11 +194,17 @@ async fn stops_starts_reboots_and_terminates() {
 
     let stopped = c.stop_instances(&cr, &ids).await.unwrap();
     assert_eq!(stopped.len(), 2);
-    assert!(stopped.iter().all(|s| s.previous == VmState::Running && matches!(s.current, VmState::Stopping | VmState::Stopped)), "{stopped:?}");
+    assert!(
+        stopped.iter().all(|s| s.previous == VmState::Running && matches!(s.current, VmState::Stopping | VmState::Stopped)),
+        "{stopped:?}"
+    );
     assert_eq!(states(c.describe_instances(&cr, &DescribeFilter::ids(&ids)).await.unwrap()), [VmState::Stopped].into());
 
     let started = c.start_instances(&cr, &ids).await.unwrap();
-    assert!(started.iter().all(|s| s.previous == VmState::Stopped && matches!(s.current, VmState::Pending | VmState::Running)), "{started:?}");
+    assert!(
+        started.iter().all(|s| s.previous == VmState::Stopped && matches!(s.current, VmState::Pending | VmState::Running)),
+        "{started:?}"
+    );
     assert_eq!(states(c.describe_instances(&cr, &DescribeFilter::ids(&ids)).await.unwrap()), [VmState::Running].into());
 
     c.reboot_instances(&cr, &ids).await.unwrap();
@@ -200,7 +212,10 @@ async fn stops_starts_reboots_and_terminates() {
     assert_eq!(states(c.describe_instances(&cr, &DescribeFilter::ids(&ids)).await.unwrap()), [VmState::Running].into());
 
     let terminated = c.terminate_instances(&cr, &ids).await.unwrap();
-    assert!(terminated.iter().all(|s| s.previous == VmState::Running && matches!(s.current, VmState::ShuttingDown | VmState::Terminated)), "{terminated:?}");
+    assert!(
+        terminated.iter().all(|s| s.previous == VmState::Running && matches!(s.current, VmState::ShuttingDown | VmState::Terminated)),
+        "{terminated:?}"
+    );
     assert_eq!(states(c.describe_instances(&cr, &DescribeFilter::ids(&ids)).await.unwrap()), [VmState::Terminated].into());
 
     // Unknown ids: the cloud's code and message, classified.
@@ -318,7 +333,10 @@ async fn throttling_is_retried_until_success() {
     moto.set_faults(json!({ "throttle_first": 100 })).await;
     let c3 = connector_with(&moto, &[], Ec2Options { max_attempts: 3, ..fast() });
     let e = c3.describe_instances(&cr, &DescribeFilter::default()).await.unwrap_err();
-    assert!(matches!(&e, ConnectorError::Throttled { code, message } if code == "RequestLimitExceeded" && message == "Request limit exceeded."), "{e:?}");
+    assert!(
+        matches!(&e, ConnectorError::Throttled { code, message } if code == "RequestLimitExceeded" && message == "Request limit exceeded."),
+        "{e:?}"
+    );
     assert_eq!(moto.action_count("DescribeInstances").await, 3);
 }
 
@@ -347,7 +365,10 @@ async fn capacity_error_is_reported_not_retried() {
     match &e {
         ConnectorError::Capacity { code, message } => {
             assert_eq!(code, "InsufficientInstanceCapacity");
-            assert!(message.starts_with("We currently do not have sufficient t2.micro capacity in the Availability Zone you requested"), "{message}");
+            assert!(
+                message.starts_with("We currently do not have sufficient t2.micro capacity in the Availability Zone you requested"),
+                "{message}"
+            );
         }
         other => panic!("expected Capacity, got {other:?}"),
     }
@@ -452,7 +473,11 @@ async fn signatures_are_checked_with_iam_keys() {
     match &e {
         ConnectorError::Auth { code, message } => {
             assert_eq!(code, "AuthFailure");
-            assert!(message.contains("secret access key is wrong") && message.contains("AWS was not able to validate the provided access credentials"), "{message}");
+            assert!(
+                message.contains("secret access key is wrong")
+                    && message.contains("AWS was not able to validate the provided access credentials"),
+                "{message}"
+            );
         }
         other => panic!("expected Auth, got {other:?}"),
     }
@@ -506,7 +531,11 @@ async fn minimal_iam_policy_suffices_and_missing_actions_are_named() {
     let e = c.validate_credentials(&Credentials::new(no_regions.access_key_id, no_regions.secret_access_key)).await.unwrap_err();
     match &e {
         ConnectorError::Forbidden { message, .. } => {
-            assert!(message.contains("credentials are valid but may not call ec2:DescribeRegions") && message.contains("is not authorized to perform: ec2:DescribeRegions"), "{message}")
+            assert!(
+                message.contains("credentials are valid but may not call ec2:DescribeRegions")
+                    && message.contains("is not authorized to perform: ec2:DescribeRegions"),
+                "{message}"
+            )
         }
         other => panic!("expected Forbidden, got {other:?}"),
     }
@@ -515,7 +544,8 @@ async fn minimal_iam_policy_suffices_and_missing_actions_are_named() {
 #[tokio::test]
 async fn build_gives_a_trait_object() {
     let moto = MotoServer::start(MotoOptions::default());
-    let params = ParamValues::new([("region".to_string(), REGION.to_string()), ("endpoint".to_string(), moto.endpoint())].into_iter().collect());
+    let params =
+        ParamValues::new([("region".to_string(), REGION.to_string()), ("endpoint".to_string(), moto.endpoint())].into_iter().collect());
     let c: Arc<dyn Connector> = cloudbroker_connector_ec2::build(InstanceName::parse("ec2-x").unwrap(), &params).unwrap();
     assert_eq!(c.kind(), cloudbroker_connector_api::ConnectorKind::Ec2);
     assert_eq!(c.instance().as_str(), "ec2-x");

@@ -54,14 +54,8 @@ impl fmt::Display for SignatureVersion {
 }
 
 /// Error codes meaning "this cloud does not implement the action".
-const UNSUPPORTED_CODES: &[&str] = &[
-    "InvalidAction",
-    "UnsupportedOperation",
-    "NotImplemented",
-    "Unsupported",
-    "UnknownOperation",
-    "UnknownAction",
-];
+const UNSUPPORTED_CODES: &[&str] =
+    &["InvalidAction", "UnsupportedOperation", "NotImplemented", "Unsupported", "UnknownOperation", "UnknownAction"];
 
 /// Whether an error code says the action does not exist on this cloud.
 pub fn is_unsupported_code(code: &str) -> bool {
@@ -82,23 +76,15 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses and checks an `endpoint` parameter value.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let url =
-            Url::parse(raw.trim()).map_err(|e| format!("endpoint '{raw}' is not a URL: {e}"))?;
+        let url = Url::parse(raw.trim()).map_err(|e| format!("endpoint '{raw}' is not a URL: {e}"))?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "endpoint '{raw}' must be an http:// or https:// URL"
-            ));
+            return Err(format!("endpoint '{raw}' must be an http:// or https:// URL"));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "endpoint must not contain a user name or password; credentials are per user"
-                    .into(),
-            );
+            return Err("endpoint must not contain a user name or password; credentials are per user".into());
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "endpoint '{raw}' must not have a query string or fragment"
-            ));
+            return Err(format!("endpoint '{raw}' must not have a query string or fragment"));
         }
         let host = match url.host_str() {
             Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
@@ -108,11 +94,7 @@ impl Endpoint {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
-        let path = if url.path().is_empty() {
-            "/".to_string()
-        } else {
-            url.path().to_string()
-        };
+        let path = if url.path().is_empty() { "/".to_string() } else { url.path().to_string() };
         Ok(Self { url, host, path })
     }
 }
@@ -167,18 +149,13 @@ impl QueryClient {
             .use_rustls_tls()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!(
-                "cloudbroker-connector-ec2query/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .user_agent(concat!("cloudbroker-connector-ec2query/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!cfg.tls_verify);
         if is_loopback(&cfg.endpoint.url) {
             // A local cloud (or test server) is never behind the system proxy.
             b = b.no_proxy();
         }
-        let http = b.build().map_err(|e| ConnectorError::Transport {
-            message: format!("cannot build the HTTP client: {e}"),
-        })?;
+        let http = b.build().map_err(|e| ConnectorError::Transport { message: format!("cannot build the HTTP client: {e}") })?;
         Ok(Self { http, cfg })
     }
 
@@ -203,37 +180,16 @@ impl QueryClient {
         let secret = creds.secret_access_key.expose();
         match self.cfg.signature {
             SignatureVersion::V2 => {
-                sign_v2_params(
-                    "POST",
-                    &ep.host,
-                    &ep.path,
-                    &mut all,
-                    &creds.access_key_id,
-                    secret,
-                    now,
-                );
-                let headers = vec![
-                    ("Host".to_string(), ep.host.clone()),
-                    ("Content-Type".to_string(), CONTENT_TYPE.to_string()),
-                ];
-                Ok(SignedRequest {
-                    headers,
-                    body: form_body(&all),
-                })
+                sign_v2_params("POST", &ep.host, &ep.path, &mut all, &creds.access_key_id, secret, now);
+                let headers = vec![("Host".to_string(), ep.host.clone()), ("Content-Type".to_string(), CONTENT_TYPE.to_string())];
+                Ok(SignedRequest { headers, body: form_body(&all) })
             }
             SignatureVersion::V4 => {
                 let body = form_body(&all);
-                let mut headers = vec![
-                    ("Host".to_string(), ep.host.clone()),
-                    ("Content-Type".to_string(), CONTENT_TYPE.to_string()),
-                ];
-                let sp =
-                    SigningParams::new(&creds.access_key_id, secret, &self.cfg.region, "ec2", now);
+                let mut headers = vec![("Host".to_string(), ep.host.clone()), ("Content-Type".to_string(), CONTENT_TYPE.to_string())];
+                let sp = SigningParams::new(&creds.access_key_id, secret, &self.cfg.region, "ec2", now);
                 let added = sign_v4_headers("POST", &ep.path, &[], &headers, body.as_bytes(), &sp)
-                    .map_err(|e| ConnectorError::InvalidRequest {
-                        code: "SigningFailed".into(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| ConnectorError::InvalidRequest { code: "SigningFailed".into(), message: e.to_string() })?;
                 headers.extend(added);
                 Ok(SignedRequest { headers, body })
             }
@@ -241,12 +197,7 @@ impl QueryClient {
     }
 
     /// One attempt of `action`: the answer's root element, or the classified error.
-    pub async fn call(
-        &self,
-        creds: &Credentials,
-        action: &str,
-        params: &[(String, String)],
-    ) -> Result<Element, ConnectorError> {
+    pub async fn call(&self, creds: &Credentials, action: &str, params: &[(String, String)]) -> Result<Element, ConnectorError> {
         let signed = self.sign(creds, action, params, Utc::now())?;
         let started = Instant::now();
         let mut req = self.http.post(self.cfg.endpoint.url.clone());
@@ -280,9 +231,7 @@ impl QueryClient {
 
     fn transport_error(&self, e: &reqwest::Error) -> ConnectorError {
         if e.is_timeout() {
-            return ConnectorError::Timeout {
-                seconds: self.cfg.timeout.as_secs().max(1),
-            };
+            return ConnectorError::Timeout { seconds: self.cfg.timeout.as_secs().max(1) };
         }
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
@@ -291,23 +240,14 @@ impl QueryClient {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        let what = if e.is_connect() {
-            "cannot connect to"
-        } else {
-            "request failed to"
-        };
-        ConnectorError::Transport {
-            message: format!("{what} {}: {msg}", self.cfg.endpoint),
-        }
+        let what = if e.is_connect() { "cannot connect to" } else { "request failed to" };
+        ConnectorError::Transport { message: format!("{what} {}: {msg}", self.cfg.endpoint) }
     }
 }
 
 /// A short, printable excerpt of a body for error messages.
 fn excerpt(body: &str) -> String {
-    let flat: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > 200 {
         format!("{}...", flat.chars().take(200).collect::<String>())
@@ -320,9 +260,7 @@ fn excerpt(body: &str) -> String {
 
 /// The connector error of an unsupported action.
 pub fn unsupported(action: &str, why: &str) -> ConnectorError {
-    ConnectorError::Unsupported {
-        operation: format!("{action} on this cloud ({why})"),
-    }
+    ConnectorError::Unsupported { operation: format!("{action} on this cloud ({why})") }
 }
 
 /// Turns an HTTP answer into the root element or a typed error.
@@ -331,39 +269,24 @@ pub fn classify(action: &str, status: u16, body: &str) -> Result<Element, Connec
     let code = parsed.as_ref().ok().and_then(xml::error_code);
     if let Some((code, message)) = code {
         if status == 501 || is_unsupported_code(&code) {
-            return Err(unsupported(
-                action,
-                &format!("the cloud answered {code}: {message}"),
-            ));
+            return Err(unsupported(action, &format!("the cloud answered {code}: {message}")));
         }
         return Err(ConnectorError::from_ec2_code(&code, &message));
     }
     match status {
-        200..=299 => parsed.map_err(|e| ConnectorError::Transport {
-            message: format!("unreadable {action} answer ({e}): {}", excerpt(body)),
-        }),
-        501 => Err(unsupported(
-            action,
-            &format!("the cloud answered HTTP 501: {}", excerpt(body)),
-        )),
+        200..=299 => {
+            parsed.map_err(|e| ConnectorError::Transport { message: format!("unreadable {action} answer ({e}): {}", excerpt(body)) })
+        }
+        501 => Err(unsupported(action, &format!("the cloud answered HTTP 501: {}", excerpt(body)))),
         503 => Err(ConnectorError::Throttled {
             code: "ServiceUnavailable".into(),
             message: format!("HTTP 503 without an error code: {}", excerpt(body)),
         }),
-        401 | 403 => Err(ConnectorError::Auth {
-            code: format!("HTTP{status}"),
-            message: excerpt(body),
-        }),
-        500 | 502 | 504 => Err(ConnectorError::Transport {
-            message: format!(
-                "HTTP {status} without an EC2 error from {action}: {}",
-                excerpt(body)
-            ),
-        }),
-        _ => Err(ConnectorError::Cloud {
-            code: format!("HTTP{status}"),
-            message: excerpt(body),
-        }),
+        401 | 403 => Err(ConnectorError::Auth { code: format!("HTTP{status}"), message: excerpt(body) }),
+        500 | 502 | 504 => {
+            Err(ConnectorError::Transport { message: format!("HTTP {status} without an EC2 error from {action}: {}", excerpt(body)) })
+        }
+        _ => Err(ConnectorError::Cloud { code: format!("HTTP{status}"), message: excerpt(body) }),
     }
 }
 
@@ -371,10 +294,7 @@ pub fn classify(action: &str, status: u16, body: &str) -> Result<Element, Connec
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use cloudbroker_sigv::{
-        parse_authorization_header, parse_form_urlencoded, sha256_hex, verify_v2, verify_v4,
-        SigV4Request,
-    };
+    use cloudbroker_sigv::{parse_authorization_header, parse_form_urlencoded, sha256_hex, verify_v2, verify_v4, SigV4Request};
 
     fn client(sig: SignatureVersion, endpoint: &str) -> QueryClient {
         QueryClient::new(ClientConfig {
@@ -395,10 +315,7 @@ mod tests {
     #[test]
     fn endpoints() {
         let e = Endpoint::parse("https://One.Example.ORG:8443/econe/").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.path.as_str()),
-            ("one.example.org:8443", "/econe/")
-        );
+        assert_eq!((e.host.as_str(), e.path.as_str()), ("one.example.org:8443", "/econe/"));
         let e = Endpoint::parse("https://one.example.org:443").unwrap();
         assert_eq!((e.host.as_str(), e.path.as_str()), ("one.example.org", "/"));
         let e = Endpoint::parse("http://[::1]:4567/a%20b").unwrap();
@@ -411,39 +328,20 @@ mod tests {
 
     #[test]
     fn form_bodies_use_plus_for_spaces() {
-        let pairs = vec![
-            ("GroupDescription".to_string(), "a b+c%20d (e)".to_string()),
-            ("Filter.1.Name".to_string(), "tag:k".to_string()),
-        ];
+        let pairs = vec![("GroupDescription".to_string(), "a b+c%20d (e)".to_string()), ("Filter.1.Name".to_string(), "tag:k".to_string())];
         let body = form_body(&pairs);
-        assert_eq!(
-            body,
-            "GroupDescription=a+b%2Bc%2520d+%28e%29&Filter.1.Name=tag%3Ak"
-        );
-        assert_eq!(
-            cloudbroker_sigv::parse_form_urlencoded(&body).unwrap(),
-            pairs
-        );
+        assert_eq!(body, "GroupDescription=a+b%2Bc%2520d+%28e%29&Filter.1.Name=tag%3Ak");
+        assert_eq!(cloudbroker_sigv::parse_form_urlencoded(&body).unwrap(), pairs);
     }
 
     #[test]
     fn signs_v2_in_the_body() {
         let c = client(SignatureVersion::V2, "http://One.example.org:4567/ec2/");
         let creds = Credentials::new("oneuser", "secret-sha1-of-password");
-        let s = c
-            .sign(
-                &creds,
-                "DescribeInstances",
-                &[("InstanceId.1".into(), "i-1".into())],
-                now(),
-            )
-            .unwrap();
+        let s = c.sign(&creds, "DescribeInstances", &[("InstanceId.1".into(), "i-1".into())], now()).unwrap();
         assert_eq!(
             s.headers,
-            vec![
-                ("Host".to_string(), "one.example.org:4567".to_string()),
-                ("Content-Type".to_string(), CONTENT_TYPE.to_string())
-            ]
+            vec![("Host".to_string(), "one.example.org:4567".to_string()), ("Content-Type".to_string(), CONTENT_TYPE.to_string())]
         );
         let sig = "Signature=";
         let (head, tail) = s.body.split_at(s.body.find(sig).unwrap());
@@ -455,30 +353,9 @@ mod tests {
         assert!(tail.len() > sig.len() + 20);
         let params = parse_form_urlencoded(&s.body).unwrap();
         // The canonical string covers POST, the lowercase host:port and the endpoint's path.
-        verify_v2(
-            "POST",
-            "one.example.org:4567",
-            "/ec2/",
-            &params,
-            "secret-sha1-of-password",
-        )
-        .unwrap();
-        assert!(verify_v2(
-            "POST",
-            "one.example.org:4567",
-            "/",
-            &params,
-            "secret-sha1-of-password"
-        )
-        .is_err());
-        assert!(verify_v2(
-            "GET",
-            "one.example.org:4567",
-            "/ec2/",
-            &params,
-            "secret-sha1-of-password"
-        )
-        .is_err());
+        verify_v2("POST", "one.example.org:4567", "/ec2/", &params, "secret-sha1-of-password").unwrap();
+        assert!(verify_v2("POST", "one.example.org:4567", "/", &params, "secret-sha1-of-password").is_err());
+        assert!(verify_v2("GET", "one.example.org:4567", "/ec2/", &params, "secret-sha1-of-password").is_err());
         assert!(!format!("{s:?}").contains("secret-sha1"));
     }
 
@@ -489,35 +366,18 @@ mod tests {
         let s = c.sign(&creds, "DescribeRegions", &[], now()).unwrap();
         assert_eq!(s.body, "Action=DescribeRegions&Version=2016-11-15");
         let names: Vec<&str> = s.headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            names,
-            ["Host", "Content-Type", "X-Amz-Date", "Authorization"]
-        );
+        assert_eq!(names, ["Host", "Content-Type", "X-Amz-Date", "Authorization"]);
         assert_eq!(s.headers[0].1, "one.example.org:8443");
         assert_eq!(s.headers[2].1, "20260304T050607Z");
         let auth = parse_authorization_header(&s.headers[3].1).unwrap();
-        assert_eq!(
-            (auth.access_key.as_str(), auth.scope()),
-            (
-                "AKIDEXAMPLE",
-                "20260304/opennebula/ec2/aws4_request".to_string()
-            )
-        );
+        assert_eq!((auth.access_key.as_str(), auth.scope()), ("AKIDEXAMPLE", "20260304/opennebula/ec2/aws4_request".to_string()));
         assert_eq!(auth.signed_headers, ["content-type", "host", "x-amz-date"]);
         let headers = s.headers.clone();
         let payload = sha256_hex(s.body.as_bytes());
-        verify_v4(
-            &SigV4Request::new("POST", "/ec2", &[], &headers, &payload),
-            &auth,
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        )
-        .unwrap();
-        assert!(verify_v4(
-            &SigV4Request::new("POST", "/", &[], &headers, &payload),
-            &auth,
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-        )
-        .is_err());
+        verify_v4(&SigV4Request::new("POST", "/ec2", &[], &headers, &payload), &auth, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").unwrap();
+        assert!(
+            verify_v4(&SigV4Request::new("POST", "/", &[], &headers, &payload), &auth, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").is_err()
+        );
         assert!(!format!("{s:?} {c:?}").contains("wJalr"));
     }
 
@@ -526,51 +386,21 @@ mod tests {
         let err = |code: &str| {
             format!("<Response><Errors><Error><Code>{code}</Code><Message>m</Message></Error></Errors><RequestID>r</RequestID></Response>")
         };
-        assert!(classify(
-            "DescribeRegions",
-            200,
-            "<DescribeRegionsResponse><regionInfo/></DescribeRegionsResponse>"
-        )
-        .is_ok());
-        assert_eq!(
-            classify("X", 401, &err("AuthFailure")),
-            Err(ConnectorError::Auth {
-                code: "AuthFailure".into(),
-                message: "m".into()
-            })
-        );
-        assert_eq!(
-            classify("X", 403, &err("SignatureDoesNotMatch"))
-                .unwrap_err()
-                .code(),
-            Some("SignatureDoesNotMatch")
-        );
-        assert!(matches!(
-            classify("X", 503, &err("RequestLimitExceeded")),
-            Err(ConnectorError::Throttled { .. })
-        ));
-        assert!(matches!(
-            classify("RunInstances", 500, &err("InsufficientInstanceCapacity")),
-            Err(ConnectorError::Capacity { .. })
-        ));
-        assert!(matches!(
-            classify("X", 400, &err("InvalidInstanceID.NotFound")),
-            Err(ConnectorError::NotFound { .. })
-        ));
+        assert!(classify("DescribeRegions", 200, "<DescribeRegionsResponse><regionInfo/></DescribeRegionsResponse>").is_ok());
+        assert_eq!(classify("X", 401, &err("AuthFailure")), Err(ConnectorError::Auth { code: "AuthFailure".into(), message: "m".into() }));
+        assert_eq!(classify("X", 403, &err("SignatureDoesNotMatch")).unwrap_err().code(), Some("SignatureDoesNotMatch"));
+        assert!(matches!(classify("X", 503, &err("RequestLimitExceeded")), Err(ConnectorError::Throttled { .. })));
+        assert!(matches!(classify("RunInstances", 500, &err("InsufficientInstanceCapacity")), Err(ConnectorError::Capacity { .. })));
+        assert!(matches!(classify("X", 400, &err("InvalidInstanceID.NotFound")), Err(ConnectorError::NotFound { .. })));
         for code in ["InvalidAction", "UnsupportedOperation", "NotImplemented"] {
             assert_eq!(
                 classify("DescribeInstanceTypes", 400, &err(code)),
                 Err(ConnectorError::Unsupported {
-                    operation: format!(
-                        "DescribeInstanceTypes on this cloud (the cloud answered {code}: m)"
-                    )
+                    operation: format!("DescribeInstanceTypes on this cloud (the cloud answered {code}: m)")
                 })
             );
         }
-        assert!(matches!(
-            classify("CreateTags", 501, "<html>Not Implemented</html>"),
-            Err(ConnectorError::Unsupported { .. })
-        ));
+        assert!(matches!(classify("CreateTags", 501, "<html>Not Implemented</html>"), Err(ConnectorError::Unsupported { .. })));
         assert_eq!(
             classify("X", 503, ""),
             Err(ConnectorError::Throttled {
@@ -579,22 +409,10 @@ mod tests {
             })
         );
         assert!(classify("X", 503, "").unwrap_err().is_retryable());
-        assert!(matches!(
-            classify("X", 502, "<html><body>Bad Gateway</body></html>"),
-            Err(ConnectorError::Transport { .. })
-        ));
-        assert!(matches!(
-            classify("X", 404, "Not Found"),
-            Err(ConnectorError::Cloud { .. })
-        ));
-        assert!(matches!(
-            classify("X", 200, "not xml <"),
-            Err(ConnectorError::Transport { .. })
-        ));
+        assert!(matches!(classify("X", 502, "<html><body>Bad Gateway</body></html>"), Err(ConnectorError::Transport { .. })));
+        assert!(matches!(classify("X", 404, "Not Found"), Err(ConnectorError::Cloud { .. })));
+        assert!(matches!(classify("X", 200, "not xml <"), Err(ConnectorError::Transport { .. })));
         // An error document with a 200 status is still an error.
-        assert!(matches!(
-            classify("X", 200, &err("UnauthorizedOperation")),
-            Err(ConnectorError::Forbidden { .. })
-        ));
+        assert!(matches!(classify("X", 200, &err("UnauthorizedOperation")), Err(ConnectorError::Forbidden { .. })));
     }
 }

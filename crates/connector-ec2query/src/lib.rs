@@ -24,8 +24,8 @@ pub use client::{Endpoint, SignatureVersion};
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter,
-    ImageInfo, InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm,
+    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
+    KeyPairInfo, RunRequest, StateChange, Vm,
 };
 use request::Params;
 use std::collections::HashSet;
@@ -64,58 +64,27 @@ pub struct Settings {
 }
 
 fn config_error(message: String) -> ConnectorError {
-    ConnectorError::InvalidRequest {
-        code: "InvalidConfiguration".into(),
-        message,
-    }
+    ConnectorError::InvalidRequest { code: "InvalidConfiguration".into(), message }
 }
 
 impl Settings {
     /// Reads and checks the parameters of an `ec2query` instance.
     pub fn from_params(params: &ParamValues) -> Result<Self, ConnectorError> {
-        let raw_endpoint = params
-            .get(KIND, "endpoint")
-            .ok_or_else(|| config_error("ec2query: the endpoint parameter is required".into()))?;
-        let endpoint =
-            Endpoint::parse(&raw_endpoint).map_err(|e| config_error(format!("ec2query: {e}")))?;
-        let sig_raw = params
-            .get(KIND, "signature.version")
-            .unwrap_or_else(|| "4".into());
-        let signature = SignatureVersion::parse(&sig_raw).ok_or_else(|| {
-            config_error(format!(
-                "ec2query: signature.version '{sig_raw}' is not 2 or 4"
-            ))
-        })?;
-        let region = params
-            .get(KIND, "region")
-            .filter(|r| !r.trim().is_empty())
-            .unwrap_or_else(|| "opennebula".into());
-        let api_version = params
-            .get(KIND, "api.version")
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "2016-11-15".into());
+        let raw_endpoint =
+            params.get(KIND, "endpoint").ok_or_else(|| config_error("ec2query: the endpoint parameter is required".into()))?;
+        let endpoint = Endpoint::parse(&raw_endpoint).map_err(|e| config_error(format!("ec2query: {e}")))?;
+        let sig_raw = params.get(KIND, "signature.version").unwrap_or_else(|| "4".into());
+        let signature = SignatureVersion::parse(&sig_raw)
+            .ok_or_else(|| config_error(format!("ec2query: signature.version '{sig_raw}' is not 2 or 4")))?;
+        let region = params.get(KIND, "region").filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "opennebula".into());
+        let api_version = params.get(KIND, "api.version").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "2016-11-15".into());
         let instance_types = params
             .get_set("instance.types")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>())
             .filter(|v| !v.is_empty());
-        let security_group = params
-            .get(KIND, "security.group")
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "default".into());
-        let workers = params
-            .get_int(KIND, "max.iaas.workers")
-            .unwrap_or(20)
-            .clamp(1, 1000) as usize;
-        let timeout_secs = params
-            .get_int(KIND, "timeout.seconds")
-            .unwrap_or(30)
-            .clamp(1, 3600) as u64;
+        let security_group = params.get(KIND, "security.group").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "default".into());
+        let workers = params.get_int(KIND, "max.iaas.workers").unwrap_or(20).clamp(1, 1000) as usize;
+        let timeout_secs = params.get_int(KIND, "timeout.seconds").unwrap_or(30).clamp(1, 3600) as u64;
         let timeout = Duration::from_secs(timeout_secs);
         let tls_verify = params.get_bool(KIND, "tls.verify").unwrap_or(true);
         Ok(Self {
@@ -129,10 +98,7 @@ impl Settings {
             timeout,
             tls_verify,
             page_size: DEFAULT_PAGE_SIZE,
-            call_policy: CallPolicy {
-                timeout,
-                ..CallPolicy::default()
-            },
+            call_policy: CallPolicy { timeout, ..CallPolicy::default() },
         })
     }
 }
@@ -148,10 +114,7 @@ pub struct Ec2QueryConnector {
 }
 
 /// Builds an `ec2query` connector from its instance parameters.
-pub fn build(
-    instance: InstanceName,
-    params: &ParamValues,
-) -> Result<Arc<dyn Connector>, ConnectorError> {
+pub fn build(instance: InstanceName, params: &ParamValues) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(Arc::new(Ec2QueryConnector::from_params(instance, params)?))
 }
 
@@ -169,19 +132,11 @@ impl Ec2QueryConnector {
             tls_verify: settings.tls_verify,
         })?;
         let gate = CallGate::new(settings.workers, settings.call_policy.clone());
-        Ok(Self {
-            instance,
-            settings,
-            client,
-            gate,
-        })
+        Ok(Self { instance, settings, client, gate })
     }
 
     /// A connector from instance parameters.
-    pub fn from_params(
-        instance: InstanceName,
-        params: &ParamValues,
-    ) -> Result<Self, ConnectorError> {
+    pub fn from_params(instance: InstanceName, params: &ParamValues) -> Result<Self, ConnectorError> {
         Self::new(instance, Settings::from_params(params)?)
     }
 
@@ -196,46 +151,23 @@ impl Ec2QueryConnector {
     }
 
     /// One call of `action` under the gate (retried as the policy says).
-    pub async fn call(
-        &self,
-        creds: &Credentials,
-        action: &'static str,
-        params: Params,
-    ) -> Result<Element, ConnectorError> {
-        self.gate
-            .call(action, || self.client.call(creds, action, &params))
-            .await
+    pub async fn call(&self, creds: &Credentials, action: &'static str, params: Params) -> Result<Element, ConnectorError> {
+        self.gate.call(action, || self.client.call(creds, action, &params)).await
     }
 
-    async fn describe_pages(
-        &self,
-        creds: &Credentials,
-        filter: &DescribeFilter,
-    ) -> Result<Vec<Vm>, ConnectorError> {
-        let chunks: Vec<&[String]> = if filter.ids.is_empty() {
-            vec![&[][..]]
-        } else {
-            filter.ids.chunks(IDS_PER_CALL).collect()
-        };
+    async fn describe_pages(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
+        let chunks: Vec<&[String]> = if filter.ids.is_empty() { vec![&[][..]] } else { filter.ids.chunks(IDS_PER_CALL).collect() };
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for ids in chunks {
             // EC2 refuses MaxResults together with InstanceId.N.
-            let max = if ids.is_empty() {
-                Some(self.settings.page_size)
-            } else {
-                None
-            };
+            let max = if ids.is_empty() { Some(self.settings.page_size) } else { None };
             let mut token: Option<String> = None;
             for page_no in 1.. {
                 let params = request::describe_instances(filter, ids, max, token.as_deref());
                 let root = self.call(creds, "DescribeInstances", params).await?;
                 let page = parse::describe_instances(&root)?;
-                out.extend(
-                    page.items
-                        .into_iter()
-                        .filter(|vm| seen.insert(vm.id.clone())),
-                );
+                out.extend(page.items.into_iter().filter(|vm| seen.insert(vm.id.clone())));
                 match page.next_token.filter(|t| !t.is_empty()) {
                     Some(next) if token.as_deref() == Some(next.as_str()) => {
                         return Err(ConnectorError::Cloud {
@@ -246,9 +178,7 @@ impl Ec2QueryConnector {
                     Some(_) if page_no >= MAX_PAGES => {
                         return Err(ConnectorError::Cloud {
                             code: "PaginationLoop".into(),
-                            message: format!(
-                                "DescribeInstances did not end after {MAX_PAGES} pages"
-                            ),
+                            message: format!("DescribeInstances did not end after {MAX_PAGES} pages"),
                         });
                     }
                     Some(next) => token = Some(next),
@@ -261,17 +191,10 @@ impl Ec2QueryConnector {
         Ok(out)
     }
 
-    async fn transition(
-        &self,
-        creds: &Credentials,
-        action: &'static str,
-        ids: &[String],
-    ) -> Result<Vec<StateChange>, ConnectorError> {
+    async fn transition(&self, creds: &Credentials, action: &'static str, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
-            let root = self
-                .call(creds, action, request::instance_ids(chunk))
-                .await?;
+            let root = self.call(creds, action, request::instance_ids(chunk)).await?;
             out.extend(parse::state_changes(&root, action)?);
         }
         Ok(out)
@@ -280,18 +203,12 @@ impl Ec2QueryConnector {
     /// Tags VMs the cloud launched without the requested tags (clouds that
     /// ignore `TagSpecification`). Best effort: the VMs exist either way.
     async fn ensure_tags(&self, creds: &Credentials, vms: &mut [Vm], tags: &[(String, String)]) {
-        let untagged: Vec<String> = vms
-            .iter()
-            .filter(|vm| tags.iter().any(|(k, v)| vm.tag(k) != Some(v.as_str())))
-            .map(|vm| vm.id.clone())
-            .collect();
+        let untagged: Vec<String> =
+            vms.iter().filter(|vm| tags.iter().any(|(k, v)| vm.tag(k) != Some(v.as_str()))).map(|vm| vm.id.clone()).collect();
         if untagged.is_empty() || tags.is_empty() {
             return;
         }
-        match self
-            .call(creds, "CreateTags", request::create_tags(&untagged, tags))
-            .await
-        {
+        match self.call(creds, "CreateTags", request::create_tags(&untagged, tags)).await {
             Ok(_) => {
                 for vm in vms.iter_mut().filter(|vm| untagged.contains(&vm.id)) {
                     for (k, v) in tags {
@@ -321,10 +238,7 @@ impl Connector for Ec2QueryConnector {
         &self.instance
     }
 
-    async fn validate_credentials(
-        &self,
-        creds: &Credentials,
-    ) -> Result<CredentialCheck, ConnectorError> {
+    async fn validate_credentials(&self, creds: &Credentials) -> Result<CredentialCheck, ConnectorError> {
         let endpoint = &self.settings.endpoint;
         match self.call(creds, "DescribeRegions", Params::new()).await {
             Ok(root) => {
@@ -344,26 +258,24 @@ impl Connector for Ec2QueryConnector {
                 let page = parse::describe_instances(&root)?;
                 Ok(CredentialCheck {
                     account: page.owner.clone(),
-                    message: format!("credentials {} accepted by {endpoint} (DescribeInstances; the cloud has no DescribeRegions)", creds.masked_access_key()),
+                    message: format!(
+                        "credentials {} accepted by {endpoint} (DescribeInstances; the cloud has no DescribeRegions)",
+                        creds.masked_access_key()
+                    ),
                 })
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn run_instances(
-        &self,
-        creds: &Credentials,
-        req: &RunRequest,
-    ) -> Result<Vec<Vm>, ConnectorError> {
+    async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
         if req.count == 0 {
             return Err(ConnectorError::InvalidRequest {
                 code: "InvalidParameterValue".into(),
                 message: "count must be at least 1".into(),
             });
         }
-        let params =
-            request::run_instances(req, std::slice::from_ref(&self.settings.security_group));
+        let params = request::run_instances(req, std::slice::from_ref(&self.settings.security_group));
         let root = self.call(creds, "RunInstances", params).await?;
         let mut vms = parse::run_instances(&root)?;
         if vms.len() != req.count as usize {
@@ -373,107 +285,56 @@ impl Connector for Ec2QueryConnector {
         Ok(vms)
     }
 
-    async fn describe_instances(
-        &self,
-        creds: &Credentials,
-        filter: &DescribeFilter,
-    ) -> Result<Vec<Vm>, ConnectorError> {
+    async fn describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
         self.describe_pages(creds, filter).await
     }
 
-    async fn start_instances(
-        &self,
-        creds: &Credentials,
-        ids: &[String],
-    ) -> Result<Vec<StateChange>, ConnectorError> {
+    async fn start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
         self.transition(creds, "StartInstances", ids).await
     }
 
-    async fn stop_instances(
-        &self,
-        creds: &Credentials,
-        ids: &[String],
-    ) -> Result<Vec<StateChange>, ConnectorError> {
+    async fn stop_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
         self.transition(creds, "StopInstances", ids).await
     }
 
-    async fn reboot_instances(
-        &self,
-        creds: &Credentials,
-        ids: &[String],
-    ) -> Result<(), ConnectorError> {
+    async fn reboot_instances(&self, creds: &Credentials, ids: &[String]) -> Result<(), ConnectorError> {
         for chunk in ids.chunks(IDS_PER_CALL) {
-            let root = self
-                .call(creds, "RebootInstances", request::instance_ids(chunk))
-                .await?;
+            let root = self.call(creds, "RebootInstances", request::instance_ids(chunk)).await?;
             parse::check_return(&root, "RebootInstances")?;
         }
         Ok(())
     }
 
-    async fn terminate_instances(
-        &self,
-        creds: &Credentials,
-        ids: &[String],
-    ) -> Result<Vec<StateChange>, ConnectorError> {
+    async fn terminate_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
         self.transition(creds, "TerminateInstances", ids).await
     }
 
-    async fn import_key_pair(
-        &self,
-        creds: &Credentials,
-        name: &str,
-        public_key: &str,
-    ) -> Result<KeyPairInfo, ConnectorError> {
-        let root = self
-            .call(
-                creds,
-                "ImportKeyPair",
-                request::import_key_pair(name, public_key),
-            )
-            .await?;
+    async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {
+        let root = self.call(creds, "ImportKeyPair", request::import_key_pair(name, public_key)).await?;
         Ok(parse::imported_key(&root, name))
     }
 
     async fn delete_key_pair(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
-        match self
-            .call(creds, "DeleteKeyPair", request::key_name(name))
-            .await
-        {
+        match self.call(creds, "DeleteKeyPair", request::key_name(name)).await {
             Ok(root) => parse::check_return(&root, "DeleteKeyPair"),
             Err(e) if is_code(&e, &["InvalidKeyPair.NotFound"]) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    async fn list_key_pairs(
-        &self,
-        creds: &Credentials,
-    ) -> Result<Vec<KeyPairInfo>, ConnectorError> {
+    async fn list_key_pairs(&self, creds: &Credentials) -> Result<Vec<KeyPairInfo>, ConnectorError> {
         let root = self.call(creds, "DescribeKeyPairs", Params::new()).await?;
         Ok(parse::key_pairs(&root))
     }
 
     async fn list_images(&self, creds: &Credentials) -> Result<Vec<ImageInfo>, ConnectorError> {
-        let root = self
-            .call(creds, "DescribeImages", request::describe_own_images())
-            .await?;
+        let root = self.call(creds, "DescribeImages", request::describe_own_images()).await?;
         Ok(parse::images(&root))
     }
 
-    async fn list_instance_types(
-        &self,
-        creds: &Credentials,
-    ) -> Result<Vec<InstanceTypeInfo>, ConnectorError> {
+    async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError> {
         if let Some(types) = &self.settings.instance_types {
-            return Ok(types
-                .iter()
-                .map(|name| InstanceTypeInfo {
-                    name: name.clone(),
-                    vcpus: None,
-                    memory_mib: None,
-                })
-                .collect());
+            return Ok(types.iter().map(|name| InstanceTypeInfo { name: name.clone(), vcpus: None, memory_mib: None }).collect());
         }
         let mut out: Vec<InstanceTypeInfo> = Vec::new();
         let mut token: Option<String> = None;
@@ -483,42 +344,25 @@ impl Connector for Ec2QueryConnector {
             let root = match self.call(creds, "DescribeInstanceTypes", params).await {
                 Ok(r) => r,
                 Err(ConnectorError::Unsupported { operation }) => {
-                    return Err(ConnectorError::Unsupported { operation: format!("{operation}; set the instance.types parameter of connector instance '{}'", self.instance) });
+                    return Err(ConnectorError::Unsupported {
+                        operation: format!("{operation}; set the instance.types parameter of connector instance '{}'", self.instance),
+                    });
                 }
                 Err(e) => return Err(e),
             };
             let page = parse::instance_types(&root);
             out.extend(page.items);
             match page.next_token.filter(|t| !t.is_empty()) {
-                Some(next) if token.as_deref() != Some(next.as_str()) && page_no < MAX_PAGES => {
-                    token = Some(next)
-                }
+                Some(next) if token.as_deref() != Some(next.as_str()) && page_no < MAX_PAGES => token = Some(next),
                 _ => break,
             }
         }
         Ok(out)
     }
 
-    async fn ensure_security_group(
-        &self,
-        creds: &Credentials,
-        name: &str,
-    ) -> Result<(), ConnectorError> {
-        match self
-            .call(
-                creds,
-                "DescribeSecurityGroups",
-                request::describe_security_group(name),
-            )
-            .await
-        {
-            Ok(root)
-                if root
-                    .items("securityGroupInfo")
-                    .any(|g| g.child_text("groupName") == Some(name)) =>
-            {
-                return Ok(())
-            }
+    async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
+        match self.call(creds, "DescribeSecurityGroups", request::describe_security_group(name)).await {
+            Ok(root) if root.items("securityGroupInfo").any(|g| g.child_text("groupName") == Some(name)) => return Ok(()),
             Ok(_) => {}
             Err(e) if is_code(&e, &["InvalidGroup.NotFound"]) => {}
             Err(ConnectorError::Unsupported { operation }) => {
@@ -528,14 +372,7 @@ impl Connector for Ec2QueryConnector {
             }
             Err(e) => return Err(e),
         }
-        match self
-            .call(
-                creds,
-                "CreateSecurityGroup",
-                request::create_security_group(name),
-            )
-            .await
-        {
+        match self.call(creds, "CreateSecurityGroup", request::create_security_group(name)).await {
             Ok(_) => Ok(()),
             Err(e) if is_code(&e, &["InvalidGroup.Duplicate"]) => Ok(()),
             Err(e) => Err(e),
@@ -549,31 +386,19 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn params(pairs: &[(&str, &str)]) -> ParamValues {
-        ParamValues::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        )
+        ParamValues::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
     }
 
     #[test]
     fn settings_from_params_and_defaults() {
-        let s = Settings::from_params(&params(&[(
-            "endpoint",
-            "https://one.example.org:8443/econe/",
-        )]))
-        .unwrap();
+        let s = Settings::from_params(&params(&[("endpoint", "https://one.example.org:8443/econe/")])).unwrap();
         assert_eq!(s.endpoint.path, "/econe/");
         assert_eq!(s.region, "opennebula");
         assert_eq!(s.signature, SignatureVersion::V4);
         assert_eq!(s.api_version, "2016-11-15");
         assert_eq!(s.instance_types, None);
         assert_eq!(s.security_group, "default");
-        assert_eq!(
-            (s.workers, s.timeout, s.tls_verify),
-            (20, Duration::from_secs(30), true)
-        );
+        assert_eq!((s.workers, s.timeout, s.tls_verify), (20, Duration::from_secs(30), true));
 
         let s = Settings::from_params(&params(&[
             ("endpoint", "http://127.0.0.1:4567"),
@@ -585,29 +410,12 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.signature, SignatureVersion::V2);
-        assert_eq!(
-            s.instance_types,
-            Some(vec![
-                "m1.small".to_string(),
-                "m1.large".into(),
-                "c1.medium".into()
-            ])
-        );
-        assert_eq!(
-            (s.workers, s.timeout, s.tls_verify),
-            (3, Duration::from_secs(1), false)
-        );
+        assert_eq!(s.instance_types, Some(vec!["m1.small".to_string(), "m1.large".into(), "c1.medium".into()]));
+        assert_eq!((s.workers, s.timeout, s.tls_verify), (3, Duration::from_secs(1), false));
         assert_eq!(s.call_policy.timeout, Duration::from_secs(1));
 
-        assert!(matches!(
-            Settings::from_params(&params(&[])),
-            Err(ConnectorError::InvalidRequest { .. })
-        ));
-        assert!(Settings::from_params(&params(&[
-            ("endpoint", "http://x"),
-            ("signature.version", "3")
-        ]))
-        .is_err());
+        assert!(matches!(Settings::from_params(&params(&[])), Err(ConnectorError::InvalidRequest { .. })));
+        assert!(Settings::from_params(&params(&[("endpoint", "http://x"), ("signature.version", "3")])).is_err());
         assert!(Settings::from_params(&params(&[("endpoint", "http://u:pw@x/")])).is_err());
     }
 
@@ -615,50 +423,27 @@ mod tests {
     async fn build_and_static_instance_types() {
         let c = build(
             InstanceName::parse("one-lab").unwrap(),
-            &params(&[
-                ("endpoint", "http://127.0.0.1:9/"),
-                ("instance.types", "m1.small,m1.large"),
-            ]),
+            &params(&[("endpoint", "http://127.0.0.1:9/"), ("instance.types", "m1.small,m1.large")]),
         )
         .unwrap();
         assert_eq!(c.kind(), ConnectorKind::Ec2query);
         assert_eq!(c.instance().as_str(), "one-lab");
         // No cloud call is made (port 9 would refuse it).
-        let types = c
-            .list_instance_types(&Credentials::new("a", "b"))
-            .await
-            .unwrap();
-        assert_eq!(
-            types.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-            ["m1.small", "m1.large"]
-        );
+        let types = c.list_instance_types(&Credentials::new("a", "b")).await.unwrap();
+        assert_eq!(types.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["m1.small", "m1.large"]);
         // Empty id lists make no call either.
-        assert_eq!(
-            c.stop_instances(&Credentials::new("a", "b"), &[]).await,
-            Ok(vec![])
-        );
+        assert_eq!(c.stop_instances(&Credentials::new("a", "b"), &[]).await, Ok(vec![]));
     }
 
     #[tokio::test]
     async fn connection_refused_is_transport_and_debug_hides_nothing_secret() {
-        let mut s = Settings::from_params(&params(&[
-            ("endpoint", "http://127.0.0.1:9/"),
-            ("timeout.seconds", "2"),
-        ]))
-        .unwrap();
-        s.call_policy = CallPolicy {
-            max_attempts: 2,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-            timeout: s.timeout,
-        };
+        let mut s = Settings::from_params(&params(&[("endpoint", "http://127.0.0.1:9/"), ("timeout.seconds", "2")])).unwrap();
+        s.call_policy =
+            CallPolicy { max_attempts: 2, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), timeout: s.timeout };
         let c = Ec2QueryConnector::new(InstanceName::parse("one").unwrap(), s).unwrap();
         let creds = Credentials::new("AKIAEXAMPLEKEY12", "very-secret-value");
         let e = c.validate_credentials(&creds).await.unwrap_err();
-        assert!(
-            matches!(&e, ConnectorError::Transport { message } if message.contains("127.0.0.1:9")),
-            "{e:?}"
-        );
+        assert!(matches!(&e, ConnectorError::Transport { message } if message.contains("127.0.0.1:9")), "{e:?}");
         assert!(!format!("{c:?} {e}").contains("very-secret-value"));
     }
 }

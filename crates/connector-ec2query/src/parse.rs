@@ -7,9 +7,7 @@
 
 use crate::xml::Element;
 use chrono::{DateTime, Utc};
-use cloudbroker_connector_api::{
-    ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState,
-};
+use cloudbroker_connector_api::{ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState};
 
 /// One page of a `Describe*` call.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,9 +19,7 @@ pub struct Page<T> {
 }
 
 fn unreadable(action: &str, what: &str) -> ConnectorError {
-    ConnectorError::Transport {
-        message: format!("unreadable {action} answer from the cloud: {what}"),
-    }
+    ConnectorError::Transport { message: format!("unreadable {action} answer from the cloud: {what}") }
 }
 
 fn text(e: &Element, name: &str) -> Option<String> {
@@ -32,9 +28,7 @@ fn text(e: &Element, name: &str) -> Option<String> {
 
 /// Parses `launchTime` (RFC 3339; econe sends an offset, AWS `Z` with millis).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// An `instanceState`-like element (`<name>`, `<code>`) → state.
@@ -44,41 +38,27 @@ pub fn state_of(e: &Element) -> Option<VmState> {
     }
     // Fall back to the numeric code (low byte), as EC2 documents it.
     let code: i32 = e.child_text("code")?.parse().ok()?;
-    [
-        VmState::Pending,
-        VmState::Running,
-        VmState::ShuttingDown,
-        VmState::Terminated,
-        VmState::Stopping,
-        VmState::Stopped,
-    ]
-    .into_iter()
-    .find(|s| s.code() == (code & 0xff))
+    [VmState::Pending, VmState::Running, VmState::ShuttingDown, VmState::Terminated, VmState::Stopping, VmState::Stopped]
+        .into_iter()
+        .find(|s| s.code() == (code & 0xff))
 }
 
 fn tags_of(item: &Element) -> Vec<(String, String)> {
     item.items("tagSet")
         .filter_map(|t| {
             let k = t.child_text("key")?.to_string();
-            Some((
-                k,
-                t.child("value").map(|v| v.text.clone()).unwrap_or_default(),
-            ))
+            Some((k, t.child("value").map(|v| v.text.clone()).unwrap_or_default()))
         })
         .collect()
 }
 
 /// One `instancesSet/item` of RunInstances or DescribeInstances.
 pub fn vm_of(item: &Element, action: &str) -> Result<Vm, ConnectorError> {
-    let id = text(item, "instanceId")
-        .ok_or_else(|| unreadable(action, "an instance without instanceId"))?;
+    let id = text(item, "instanceId").ok_or_else(|| unreadable(action, "an instance without instanceId"))?;
     let state = match item.child("instanceState").and_then(state_of) {
         Some(s) => s,
         None => {
-            let raw = item
-                .path(&["instanceState", "name"])
-                .map(|n| n.text.clone())
-                .unwrap_or_default();
+            let raw = item.path(&["instanceState", "name"]).map(|n| n.text.clone()).unwrap_or_default();
             tracing::warn!(instance = %id, state = %raw, "unknown instance state from the cloud, reporting pending");
             VmState::Pending
         }
@@ -102,9 +82,7 @@ pub fn run_instances(root: &Element) -> Result<Vec<Vm>, ConnectorError> {
     if root.child("instancesSet").is_none() {
         return Err(unreadable("RunInstances", "no instancesSet"));
     }
-    root.items("instancesSet")
-        .map(|i| vm_of(i, "RunInstances"))
-        .collect()
+    root.items("instancesSet").map(|i| vm_of(i, "RunInstances")).collect()
 }
 
 /// DescribeInstancesResponse → one page of VMs.
@@ -119,32 +97,17 @@ pub fn describe_instances(root: &Element) -> Result<Page<Vm>, ConnectorError> {
             items.push(vm_of(i, "DescribeInstances")?);
         }
     }
-    Ok(Page {
-        items,
-        next_token: text(root, "nextToken"),
-        owner,
-    })
+    Ok(Page { items, next_token: text(root, "nextToken"), owner })
 }
 
 /// Start/Stop/TerminateInstancesResponse → state changes.
 pub fn state_changes(root: &Element, action: &str) -> Result<Vec<StateChange>, ConnectorError> {
     root.items("instancesSet")
         .map(|i| {
-            let id = text(i, "instanceId")
-                .ok_or_else(|| unreadable(action, "an item without instanceId"))?;
-            let previous = i
-                .child("previousState")
-                .and_then(state_of)
-                .ok_or_else(|| unreadable(action, "no previousState"))?;
-            let current = i
-                .child("currentState")
-                .and_then(state_of)
-                .ok_or_else(|| unreadable(action, "no currentState"))?;
-            Ok(StateChange {
-                id,
-                previous,
-                current,
-            })
+            let id = text(i, "instanceId").ok_or_else(|| unreadable(action, "an item without instanceId"))?;
+            let previous = i.child("previousState").and_then(state_of).ok_or_else(|| unreadable(action, "no previousState"))?;
+            let current = i.child("currentState").and_then(state_of).ok_or_else(|| unreadable(action, "no currentState"))?;
+            Ok(StateChange { id, previous, current })
         })
         .collect()
 }
@@ -152,32 +115,21 @@ pub fn state_changes(root: &Element, action: &str) -> Result<Vec<StateChange>, C
 /// `<return>false</return>` of a boolean action means it was refused.
 pub fn check_return(root: &Element, action: &str) -> Result<(), ConnectorError> {
     match root.child_text("return") {
-        Some("false") => Err(ConnectorError::Cloud {
-            code: "ReturnFalse".into(),
-            message: format!("the cloud answered false to {action}"),
-        }),
+        Some("false") => {
+            Err(ConnectorError::Cloud { code: "ReturnFalse".into(), message: format!("the cloud answered false to {action}") })
+        }
         _ => Ok(()),
     }
 }
 
 /// ImportKeyPairResponse.
 pub fn imported_key(root: &Element, name: &str) -> KeyPairInfo {
-    KeyPairInfo {
-        name: text(root, "keyName").unwrap_or_else(|| name.to_string()),
-        fingerprint: text(root, "keyFingerprint"),
-    }
+    KeyPairInfo { name: text(root, "keyName").unwrap_or_else(|| name.to_string()), fingerprint: text(root, "keyFingerprint") }
 }
 
 /// DescribeKeyPairsResponse.
 pub fn key_pairs(root: &Element) -> Vec<KeyPairInfo> {
-    root.items("keySet")
-        .filter_map(|i| {
-            Some(KeyPairInfo {
-                name: text(i, "keyName")?,
-                fingerprint: text(i, "keyFingerprint"),
-            })
-        })
-        .collect()
+    root.items("keySet").filter_map(|i| Some(KeyPairInfo { name: text(i, "keyName")?, fingerprint: text(i, "keyFingerprint") })).collect()
 }
 
 /// DescribeImagesResponse.
@@ -201,27 +153,17 @@ pub fn instance_types(root: &Element) -> Page<InstanceTypeInfo> {
         .filter_map(|i| {
             Some(InstanceTypeInfo {
                 name: text(i, "instanceType")?,
-                vcpus: i
-                    .path(&["vCpuInfo", "defaultVCpus"])
-                    .and_then(|e| e.text.parse().ok()),
-                memory_mib: i
-                    .path(&["memoryInfo", "sizeInMiB"])
-                    .and_then(|e| e.text.parse().ok()),
+                vcpus: i.path(&["vCpuInfo", "defaultVCpus"]).and_then(|e| e.text.parse().ok()),
+                memory_mib: i.path(&["memoryInfo", "sizeInMiB"]).and_then(|e| e.text.parse().ok()),
             })
         })
         .collect();
-    Page {
-        items,
-        next_token: text(root, "nextToken"),
-        owner: None,
-    }
+    Page { items, next_token: text(root, "nextToken"), owner: None }
 }
 
 /// DescribeRegionsResponse → region names.
 pub fn regions(root: &Element) -> Vec<String> {
-    root.items("regionInfo")
-        .filter_map(|i| text(i, "regionName"))
-        .collect()
+    root.items("regionInfo").filter_map(|i| text(i, "regionName")).collect()
 }
 
 #[cfg(test)]
@@ -306,27 +248,14 @@ mod tests {
         assert_eq!(a.public_ip.as_deref(), Some("54.194.252.215"));
         assert_eq!(a.key_name.as_deref(), Some("my_keypair"));
         assert_eq!(a.client_token.as_deref(), Some("launch-1-0"));
-        assert_eq!(
-            a.launch_time.map(|t| t.to_rfc3339()),
-            Some("2018-05-08T16:46:19+00:00".to_string())
-        );
+        assert_eq!(a.launch_time.map(|t| t.to_rfc3339()), Some("2018-05-08T16:46:19+00:00".to_string()));
         assert_eq!(
             a.tags,
-            vec![
-                ("cloudbroker:user".into(), "alice".into()),
-                ("Name".into(), "web & db".into()),
-                ("empty".into(), String::new())
-            ]
+            vec![("cloudbroker:user".into(), "alice".into()), ("Name".into(), "web & db".into()), ("empty".into(), String::new())]
         );
         let b = &page.items[1];
         assert_eq!(
-            (
-                b.id.as_str(),
-                b.state,
-                b.private_ip.as_deref(),
-                b.public_ip.as_deref(),
-                b.client_token.as_deref()
-            ),
+            (b.id.as_str(), b.state, b.private_ip.as_deref(), b.public_ip.as_deref(), b.client_token.as_deref()),
             ("i-2", VmState::Stopped, None, None, None)
         );
         assert!(b.tags.is_empty() && b.launch_time.is_none() && b.key_name.is_none());
@@ -337,19 +266,9 @@ mod tests {
     #[test]
     fn last_page_and_empty() {
         let p = describe_instances(&parse(r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2009-04-04/"><requestId>x</requestId><reservationSet/></DescribeInstancesResponse>"#).unwrap()).unwrap();
-        assert_eq!(
-            p,
-            Page {
-                items: vec![],
-                next_token: None,
-                owner: None
-            }
-        );
+        assert_eq!(p, Page { items: vec![], next_token: None, owner: None });
         let bad = parse("<DescribeInstancesResponse><reservationSet><item><instancesSet><item><imageId>a</imageId></item></instancesSet></item></reservationSet></DescribeInstancesResponse>").unwrap();
-        assert!(matches!(
-            describe_instances(&bad),
-            Err(ConnectorError::Transport { .. })
-        ));
+        assert!(matches!(describe_instances(&bad), Err(ConnectorError::Transport { .. })));
     }
 
     #[test]
@@ -372,10 +291,7 @@ mod tests {
 </DescribeInstancesResponse>"#;
         let p = describe_instances(&parse(doc).unwrap()).unwrap();
         assert_eq!(p.owner.as_deref(), Some("oneadmin"));
-        assert_eq!(
-            p.items[0].launch_time.map(|t| t.to_rfc3339()),
-            Some("2013-09-04T08:23:11+00:00".to_string())
-        );
+        assert_eq!(p.items[0].launch_time.map(|t| t.to_rfc3339()), Some("2013-09-04T08:23:11+00:00".to_string()));
         assert_eq!(p.items[0].state, VmState::Pending);
         assert_eq!(p.next_token, None);
     }
@@ -393,10 +309,7 @@ mod tests {
   </instancesSet>
 </RunInstancesResponse>"#;
         let vms = run_instances(&parse(doc).unwrap()).unwrap();
-        assert_eq!(
-            vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
-            ["i-a", "i-b"]
-        );
+        assert_eq!(vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["i-a", "i-b"]);
         assert_eq!(vms[0].tags, vec![("k".to_string(), "v".to_string())]);
         assert_eq!(vms[0].private_ip.as_deref(), Some("10.0.0.1"));
         assert!(vms[1].tags.is_empty());
@@ -410,66 +323,28 @@ mod tests {
             <previousState><code>16</code><name>running</name></previousState></item></instancesSet></StopInstancesResponse>"#;
         assert_eq!(
             state_changes(&parse(doc).unwrap(), "StopInstances").unwrap(),
-            vec![StateChange {
-                id: "i-1".into(),
-                previous: VmState::Running,
-                current: VmState::Stopping
-            }]
+            vec![StateChange { id: "i-1".into(), previous: VmState::Running, current: VmState::Stopping }]
         );
         let keys = parse("<DescribeKeyPairsResponse><keySet><item><keyName>a</keyName><keyFingerprint>1f:51</keyFingerprint></item><item><keyName>b</keyName></item></keySet></DescribeKeyPairsResponse>").unwrap();
         assert_eq!(
             key_pairs(&keys),
-            vec![
-                KeyPairInfo {
-                    name: "a".into(),
-                    fingerprint: Some("1f:51".into())
-                },
-                KeyPairInfo {
-                    name: "b".into(),
-                    fingerprint: None
-                }
-            ]
+            vec![KeyPairInfo { name: "a".into(), fingerprint: Some("1f:51".into()) }, KeyPairInfo { name: "b".into(), fingerprint: None }]
         );
         let imgs = parse("<DescribeImagesResponse><imagesSet><item><imageId>ami-1</imageId><imageState>available</imageState><name>ubuntu</name></item></imagesSet></DescribeImagesResponse>").unwrap();
         assert_eq!(
             images(&imgs),
-            vec![ImageInfo {
-                id: "ami-1".into(),
-                name: Some("ubuntu".into()),
-                description: None,
-                state: Some("available".into())
-            }]
+            vec![ImageInfo { id: "ami-1".into(), name: Some("ubuntu".into()), description: None, state: Some("available".into()) }]
         );
         let types = parse("<DescribeInstanceTypesResponse><instanceTypeSet><item><instanceType>t3.nano</instanceType><vCpuInfo><defaultVCpus>2</defaultVCpus></vCpuInfo><memoryInfo><sizeInMiB>512</sizeInMiB></memoryInfo></item></instanceTypeSet><nextToken>n</nextToken></DescribeInstanceTypesResponse>").unwrap();
         let p = instance_types(&types);
-        assert_eq!(
-            p.items,
-            vec![InstanceTypeInfo {
-                name: "t3.nano".into(),
-                vcpus: Some(2),
-                memory_mib: Some(512)
-            }]
-        );
+        assert_eq!(p.items, vec![InstanceTypeInfo { name: "t3.nano".into(), vcpus: Some(2), memory_mib: Some(512) }]);
         assert_eq!(p.next_token.as_deref(), Some("n"));
         let regs = parse("<DescribeRegionsResponse><regionInfo><item><regionName>opennebula</regionName><regionEndpoint>x</regionEndpoint></item></regionInfo></DescribeRegionsResponse>").unwrap();
         assert_eq!(regions(&regs), ["opennebula"]);
-        assert!(check_return(
-            &parse("<R><return>false</return></R>").unwrap(),
-            "RebootInstances"
-        )
-        .is_err());
-        assert!(check_return(
-            &parse("<R><return>true</return></R>").unwrap(),
-            "RebootInstances"
-        )
-        .is_ok());
-        let imported = parse("<ImportKeyPairResponse><keyName>k</keyName><keyFingerprint>ab:cd</keyFingerprint></ImportKeyPairResponse>").unwrap();
-        assert_eq!(
-            imported_key(&imported, "k"),
-            KeyPairInfo {
-                name: "k".into(),
-                fingerprint: Some("ab:cd".into())
-            }
-        );
+        assert!(check_return(&parse("<R><return>false</return></R>").unwrap(), "RebootInstances").is_err());
+        assert!(check_return(&parse("<R><return>true</return></R>").unwrap(), "RebootInstances").is_ok());
+        let imported =
+            parse("<ImportKeyPairResponse><keyName>k</keyName><keyFingerprint>ab:cd</keyFingerprint></ImportKeyPairResponse>").unwrap();
+        assert_eq!(imported_key(&imported, "k"), KeyPairInfo { name: "k".into(), fingerprint: Some("ab:cd".into()) });
     }
 }

@@ -42,25 +42,13 @@ pub fn run_instances(req: &RunRequest, default_groups: &[String]) -> Params {
     if let Some(u) = req.user_data.as_deref().filter(|u| !u.is_empty()) {
         push(&mut p, "UserData", BASE64.encode(u.as_bytes()));
     }
-    let groups = if req.security_groups.is_empty() {
-        default_groups
-    } else {
-        &req.security_groups[..]
-    };
+    let groups = if req.security_groups.is_empty() { default_groups } else { &req.security_groups[..] };
     indexed(&mut p, "SecurityGroup", groups);
     if !req.tags.is_empty() {
         push(&mut p, "TagSpecification.1.ResourceType", "instance");
         for (i, (k, v)) in req.tags.iter().enumerate() {
-            push(
-                &mut p,
-                format!("TagSpecification.1.Tag.{}.Key", i + 1),
-                k.clone(),
-            );
-            push(
-                &mut p,
-                format!("TagSpecification.1.Tag.{}.Value", i + 1),
-                v.clone(),
-            );
+            push(&mut p, format!("TagSpecification.1.Tag.{}.Key", i + 1), k.clone());
+            push(&mut p, format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone());
         }
     }
     if !req.client_token.is_empty() {
@@ -82,12 +70,7 @@ pub fn create_tags(ids: &[String], tags: &[(String, String)]) -> Params {
 
 /// One DescribeInstances page. `ids` and `max_results` must not both be
 /// given (EC2 refuses `InstanceId` with `MaxResults`).
-pub fn describe_instances(
-    filter: &DescribeFilter,
-    ids: &[String],
-    max_results: Option<u32>,
-    next_token: Option<&str>,
-) -> Params {
+pub fn describe_instances(filter: &DescribeFilter, ids: &[String], max_results: Option<u32>, next_token: Option<&str>) -> Params {
     let mut p = Params::new();
     indexed(&mut p, "InstanceId", ids);
     let mut n = 0;
@@ -114,11 +97,7 @@ pub fn describe_instances(
 pub fn import_key_pair(name: &str, public_key: &str) -> Params {
     let mut p = Params::new();
     push(&mut p, "KeyName", name);
-    push(
-        &mut p,
-        "PublicKeyMaterial",
-        BASE64.encode(public_key.trim().as_bytes()),
-    );
+    push(&mut p, "PublicKeyMaterial", BASE64.encode(public_key.trim().as_bytes()));
     p
 }
 
@@ -151,13 +130,7 @@ pub fn describe_security_group(name: &str) -> Params {
 
 /// CreateSecurityGroup.
 pub fn create_security_group(name: &str) -> Params {
-    vec![
-        ("GroupName".into(), name.into()),
-        (
-            "GroupDescription".into(),
-            format!("{name} (created by cloudbroker)"),
-        ),
-    ]
+    vec![("GroupName".into(), name.into()), ("GroupDescription".into(), format!("{name} (created by cloudbroker)"))]
 }
 
 #[cfg(test)]
@@ -174,10 +147,7 @@ mod tests {
             key_name: Some("alice key".into()),
             user_data: Some("#!/bin/sh\necho hi\n".into()),
             security_groups: vec!["web".into(), "ssh".into()],
-            tags: vec![
-                ("cloudbroker:user".into(), "alice".into()),
-                ("Name".into(), "a b+c".into()),
-            ],
+            tags: vec![("cloudbroker:user".into(), "alice".into()), ("Name".into(), "a b+c".into())],
             client_token: "launch-7-0".into(),
         };
         let p = run_instances(&req, &["default".into()]);
@@ -195,30 +165,19 @@ mod tests {
 
     #[test]
     fn run_instances_minimal_uses_default_group() {
-        let req = RunRequest {
-            image_id: "ami-1".into(),
-            instance_type: "t2.micro".into(),
-            count: 1,
-            ..RunRequest::default()
-        };
+        let req = RunRequest { image_id: "ami-1".into(), instance_type: "t2.micro".into(), count: 1, ..RunRequest::default() };
         assert_eq!(
             encode_query(&run_instances(&req, &["default".into()])),
             "ImageId=ami-1&InstanceType=t2.micro&MinCount=1&MaxCount=1&SecurityGroup.1=default"
         );
-        assert_eq!(
-            encode_query(&run_instances(&req, &[])),
-            "ImageId=ami-1&InstanceType=t2.micro&MinCount=1&MaxCount=1"
-        );
+        assert_eq!(encode_query(&run_instances(&req, &[])), "ImageId=ami-1&InstanceType=t2.micro&MinCount=1&MaxCount=1");
     }
 
     #[test]
     fn describe_encoding() {
         let f = DescribeFilter {
             ids: vec![],
-            tags: vec![
-                ("cloudbroker:launch".into(), "L 1".into()),
-                ("env".into(), "prod".into()),
-            ],
+            tags: vec![("cloudbroker:launch".into(), "L 1".into()), ("env".into(), "prod".into())],
             tag_keys: vec!["cloudbroker:broker".into()],
         };
         assert_eq!(
@@ -229,19 +188,8 @@ mod tests {
              &MaxResults=100&NextToken=tok%2F1%3D%3D"
         );
         let ids = vec!["i-1".to_string(), "i-2".to_string()];
-        assert_eq!(
-            encode_query(&describe_instances(
-                &DescribeFilter::default(),
-                &ids,
-                None,
-                None
-            )),
-            "InstanceId.1=i-1&InstanceId.2=i-2"
-        );
-        assert_eq!(
-            encode_query(&instance_ids(&ids)),
-            "InstanceId.1=i-1&InstanceId.2=i-2"
-        );
+        assert_eq!(encode_query(&describe_instances(&DescribeFilter::default(), &ids, None, None)), "InstanceId.1=i-1&InstanceId.2=i-2");
+        assert_eq!(encode_query(&instance_ids(&ids)), "InstanceId.1=i-1&InstanceId.2=i-2");
     }
 
     #[test]
@@ -251,17 +199,11 @@ mod tests {
             "KeyName=k&PublicKeyMaterial=c3NoLWVkMjU1MTkgQUFBQSB4QHk%3D"
         );
         assert_eq!(
-            encode_query(&create_tags(
-                &["i-1".into()],
-                &[("a".into(), "1".into()), ("b".into(), "2".into())]
-            )),
+            encode_query(&create_tags(&["i-1".into()], &[("a".into(), "1".into()), ("b".into(), "2".into())])),
             "ResourceId.1=i-1&Tag.1.Key=a&Tag.1.Value=1&Tag.2.Key=b&Tag.2.Value=2"
         );
         assert_eq!(encode_query(&describe_own_images()), "Owner.1=self");
         assert_eq!(encode_query(&paged(Some(5), None)), "MaxResults=5");
-        assert_eq!(
-            encode_query(&create_security_group("web")),
-            "GroupName=web&GroupDescription=web%20%28created%20by%20cloudbroker%29"
-        );
+        assert_eq!(encode_query(&create_security_group("web")), "GroupName=web&GroupDescription=web%20%28created%20by%20cloudbroker%29");
     }
 }

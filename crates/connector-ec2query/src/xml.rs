@@ -40,9 +40,7 @@ impl Element {
 
     /// The non-empty text of the direct child `name`.
     pub fn child_text(&self, name: &str) -> Option<&str> {
-        self.child(name)
-            .map(|c| c.text.as_str())
-            .filter(|t| !t.is_empty())
+        self.child(name).map(|c| c.text.as_str()).filter(|t| !t.is_empty())
     }
 
     /// Follows a path of direct children.
@@ -57,9 +55,7 @@ impl Element {
     /// The `<item>` children of the direct child `set` (EC2's list encoding:
     /// `<instancesSet><item>..</item><item>..</item></instancesSet>`).
     pub fn items<'a>(&'a self, set: &str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.child(set)
-            .into_iter()
-            .flat_map(|s| s.children_named("item"))
+        self.child(set).into_iter().flat_map(|s| s.children_named("item"))
     }
 
     /// The first element called `name` in a depth-first, document-order walk
@@ -96,16 +92,10 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 if stack.len() > MAX_DEPTH {
                     return Err(XmlError(format!("nesting deeper than {MAX_DEPTH}")));
                 }
-                stack.push(Element {
-                    name: local_name(e.local_name().as_ref()),
-                    ..Element::default()
-                });
+                stack.push(Element { name: local_name(e.local_name().as_ref()), ..Element::default() });
             }
             Ok(Event::Empty(e)) => {
-                let el = Element {
-                    name: local_name(e.local_name().as_ref()),
-                    ..Element::default()
-                };
+                let el = Element { name: local_name(e.local_name().as_ref()), ..Element::default() };
                 if let Some(parent) = stack.last_mut() {
                     parent.children.push(el);
                 }
@@ -138,12 +128,7 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
             }
             Ok(Event::Eof) => break,
             Ok(_) => {} // declaration, comments, processing instructions, doctype
-            Err(e) => {
-                return Err(XmlError(format!(
-                    "at byte {}: {e}",
-                    reader.error_position()
-                )))
-            }
+            Err(e) => return Err(XmlError(format!("at byte {}: {e}", reader.error_position()))),
         }
     }
     if stack.len() != 1 {
@@ -178,16 +163,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.name, "R");
         assert_eq!(a.child_text("x"), Some("1"));
-        let vs: Vec<_> = a
-            .items("set")
-            .map(|i| i.child("v").map(|v| v.text.clone()))
-            .collect();
+        let vs: Vec<_> = a.items("set").map(|i| i.child("v").map(|v| v.text.clone())).collect();
         assert_eq!(vs, vec![Some("a & b".to_string()), Some(String::new())]);
         assert_eq!(a.items("set").nth(1).and_then(|i| i.child_text("v")), None);
-        assert_eq!(
-            a.path(&["set", "item", "v"]).map(|e| e.text.as_str()),
-            Some("a & b")
-        );
+        assert_eq!(a.path(&["set", "item", "v"]).map(|e| e.text.as_str()), Some("a & b"));
     }
 
     #[test]
@@ -209,13 +188,14 @@ mod tests {
 
     #[test]
     fn finds_error_codes() {
-        let ec2 = parse("<Response><Errors><Error><Code>AuthFailure</Code><Message>no</Message></Error></Errors><RequestID>r</RequestID></Response>").unwrap();
+        let ec2 = parse(
+            "<Response><Errors><Error><Code>AuthFailure</Code><Message>no</Message></Error></Errors><RequestID>r</RequestID></Response>",
+        )
+        .unwrap();
         assert_eq!(error_code(&ec2), Some(("AuthFailure".into(), "no".into())));
-        let other = parse("<ErrorResponse xmlns=\"x\"><Error><Type>Sender</Type><Code>InvalidAction</Code></Error></ErrorResponse>").unwrap();
-        assert_eq!(
-            error_code(&other),
-            Some(("InvalidAction".into(), String::new()))
-        );
+        let other =
+            parse("<ErrorResponse xmlns=\"x\"><Error><Type>Sender</Type><Code>InvalidAction</Code></Error></ErrorResponse>").unwrap();
+        assert_eq!(error_code(&other), Some(("InvalidAction".into(), String::new())));
         let ok = parse("<DescribeRegionsResponse><regionInfo/></DescribeRegionsResponse>").unwrap();
         assert_eq!(error_code(&ok), None);
     }

@@ -9,14 +9,9 @@
 
 use chrono::Utc;
 use cloudbroker_connector_api::params::ParamValues;
-use cloudbroker_connector_api::{
-    tags, Connector, ConnectorError, Credentials, DescribeFilter, InstanceName, RunRequest, VmState,
-};
+use cloudbroker_connector_api::{tags, Connector, ConnectorError, Credentials, DescribeFilter, InstanceName, RunRequest, VmState};
 use cloudbroker_connector_ec2query::Ec2QueryConnector;
-use cloudbroker_sigv::{
-    check_v2_time, parse_authorization_header, parse_form_urlencoded, sha256_hex, verify_v2,
-    verify_v4, SigV4Request,
-};
+use cloudbroker_sigv::{check_v2_time, parse_authorization_header, parse_form_urlencoded, sha256_hex, verify_v2, verify_v4, SigV4Request};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,10 +33,7 @@ struct Seen {
 
 impl Seen {
     fn param(&self, k: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 }
 
@@ -103,19 +95,10 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let len: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {
         let mut chunk = [0u8; 4096];
@@ -136,57 +119,25 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         Some(auth) => {
             let ok = parse_authorization_header(&auth).ok().is_some_and(|a| {
                 a.check_scope("opennebula", "ec2").is_ok()
-                    && verify_v4(
-                        &SigV4Request::new(
-                            &method,
-                            &path,
-                            &[],
-                            &headers,
-                            &sha256_hex(body.as_bytes()),
-                        ),
-                        &a,
-                        SECRET,
-                    )
-                    .is_ok()
+                    && verify_v4(&SigV4Request::new(&method, &path, &[], &headers, &sha256_hex(body.as_bytes())), &a, SECRET).is_ok()
             });
             ("4", ok)
         }
         None => {
             let host = header("host").unwrap_or_default();
-            let ok = verify_v2(&method, &host, &path, &params, SECRET).is_ok()
-                && check_v2_time(&params, Utc::now(), 900).is_ok();
+            let ok = verify_v2(&method, &host, &path, &params, SECRET).is_ok() && check_v2_time(&params, Utc::now(), 900).is_ok();
             ("2", ok)
         }
     };
-    let action = params
-        .iter()
-        .find(|(k, _)| k == "Action")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let seen = Seen {
-        path: path.clone(),
-        signature,
-        action: action.clone(),
-        params: params.clone(),
-    };
+    let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+    let seen = Seen { path: path.clone(), signature, action: action.clone(), params: params.clone() };
     let (status, xml) = {
         let mut st = state.lock().unwrap();
         st.seen.push(seen.clone());
         if path != PATH {
             (404, "<html><body>Not Found</body></html>".to_string())
-        } else if !verified
-            || params
-                .iter()
-                .find(|(k, _)| k == "AWSAccessKeyId")
-                .is_some_and(|(_, v)| v != USER)
-        {
-            (
-                400,
-                error(
-                    "AuthFailure",
-                    "User couldn't be authenticated, aborting call.",
-                ),
-            )
+        } else if !verified || params.iter().find(|(k, _)| k == "AWSAccessKeyId").is_some_and(|(_, v)| v != USER) {
+            (400, error("AuthFailure", "User couldn't be authenticated, aborting call."))
         } else {
             answer(&mut st, &seen)
         }
@@ -198,7 +149,8 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         501 => "Not Implemented",
         _ => "Error",
     };
-    let resp = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}", xml.len());
+    let resp =
+        format!("HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}", xml.len());
     sock.write_all(resp.as_bytes()).await?;
     sock.shutdown().await
 }
@@ -213,9 +165,7 @@ fn instance_xml(id: &str, state: &str, tags: &[(String, String)]) -> String {
     } else {
         format!(
             "<tagSet>{}</tagSet>",
-            tags.iter()
-                .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
-                .collect::<String>()
+            tags.iter().map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>")).collect::<String>()
         )
     };
     format!(
@@ -262,15 +212,8 @@ fn answer(st: &mut State, req: &Seen) -> (u16, String) {
 }
 
 fn connector(endpoint: &str, signature: &str) -> Ec2QueryConnector {
-    let pairs = BTreeMap::from([
-        ("endpoint".to_string(), endpoint.to_string()),
-        ("signature.version".to_string(), signature.to_string()),
-    ]);
-    Ec2QueryConnector::from_params(
-        InstanceName::parse("one-lab").unwrap(),
-        &ParamValues::new(pairs),
-    )
-    .unwrap()
+    let pairs = BTreeMap::from([("endpoint".to_string(), endpoint.to_string()), ("signature.version".to_string(), signature.to_string())]);
+    Ec2QueryConnector::from_params(InstanceName::parse("one-lab").unwrap(), &ParamValues::new(pairs)).unwrap()
 }
 
 fn creds() -> Credentials {
@@ -287,10 +230,7 @@ async fn econe_session(sig: &'static str) {
     assert!(check.message.contains("no DescribeRegions"), "{check:?}");
     assert_eq!(fake.actions(), ["DescribeRegions", "DescribeInstances"]);
     let seen = fake.seen();
-    assert!(
-        seen.iter().all(|s| s.path == PATH && s.signature == sig),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|s| s.path == PATH && s.signature == sig), "{seen:?}");
     assert_eq!(seen[1].param("MaxResults"), Some("5"));
     assert_eq!(seen[1].param("Version"), Some("2016-11-15"));
     if sig == "2" {
@@ -299,100 +239,42 @@ async fn econe_session(sig: &'static str) {
     }
 
     // A wrong secret is an authentication error (econe answers 400 AuthFailure).
-    let e = conn
-        .validate_credentials(&Credentials::new(USER, "wrong"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, ConnectorError::Auth { ref code, .. } if code == "AuthFailure"),
-        "{e:?}"
-    );
+    let e = conn.validate_credentials(&Credentials::new(USER, "wrong")).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Auth { ref code, .. } if code == "AuthFailure"), "{e:?}");
 
     // No security groups: nothing to ensure.
-    conn.ensure_security_group(&creds(), "default")
-        .await
-        .unwrap();
+    conn.ensure_security_group(&creds(), "default").await.unwrap();
 
     // RunInstances ignores TagSpecification: the connector tags with CreateTags.
     let req = RunRequest {
         image_id: "ami-00000003".into(),
         instance_type: "m1.small".into(),
         count: 2,
-        tags: vec![
-            (tags::LAUNCH.into(), "L1".into()),
-            (tags::NAME.into(), "web server".into()),
-        ],
+        tags: vec![(tags::LAUNCH.into(), "L1".into()), (tags::NAME.into(), "web server".into())],
         client_token: "L1-0".into(),
         ..RunRequest::default()
     };
     let vms = conn.run_instances(&creds(), &req).await.unwrap();
-    assert_eq!(
-        vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
-        ["i-100", "i-101"]
-    );
-    assert!(
-        vms.iter()
-            .all(|v| v.tag(tags::LAUNCH) == Some("L1") && v.tag(tags::NAME) == Some("web server")),
-        "{vms:?}"
-    );
-    let run = fake
-        .seen()
-        .into_iter()
-        .find(|s| s.action == "RunInstances")
-        .unwrap();
+    assert_eq!(vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["i-100", "i-101"]);
+    assert!(vms.iter().all(|v| v.tag(tags::LAUNCH) == Some("L1") && v.tag(tags::NAME) == Some("web server")), "{vms:?}");
+    let run = fake.seen().into_iter().find(|s| s.action == "RunInstances").unwrap();
     assert_eq!(run.param("SecurityGroup.1"), Some("default"));
+    assert_eq!(run.param("TagSpecification.1.Tag.2.Value"), Some("web server"));
+    let create = fake.seen().into_iter().find(|s| s.action == "CreateTags").unwrap();
     assert_eq!(
-        run.param("TagSpecification.1.Tag.2.Value"),
-        Some("web server")
-    );
-    let create = fake
-        .seen()
-        .into_iter()
-        .find(|s| s.action == "CreateTags")
-        .unwrap();
-    assert_eq!(
-        (
-            create.param("ResourceId.1"),
-            create.param("ResourceId.2"),
-            create.param("Tag.2.Value")
-        ),
+        (create.param("ResourceId.1"), create.param("ResourceId.2"), create.param("Tag.2.Value")),
         (Some("i-100"), Some("i-101"), Some("web server"))
     );
 
     // The cloud ignores the tag filter; the connector filters again (i-200 is not ours).
-    let found = conn
-        .describe_instances(&creds(), &DescribeFilter::tag(tags::LAUNCH, "L1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        found.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
-        ["i-100", "i-101"]
-    );
-    assert!(found
-        .iter()
-        .all(|v| v.state == VmState::Running && v.private_ip.is_some()));
-    let describe = fake
-        .seen()
-        .into_iter()
-        .rev()
-        .find(|s| s.action == "DescribeInstances")
-        .unwrap();
-    assert_eq!(
-        (
-            describe.param("Filter.1.Name"),
-            describe.param("Filter.1.Value.1")
-        ),
-        (Some("tag:cloudbroker:launch"), Some("L1"))
-    );
+    let found = conn.describe_instances(&creds(), &DescribeFilter::tag(tags::LAUNCH, "L1")).await.unwrap();
+    assert_eq!(found.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["i-100", "i-101"]);
+    assert!(found.iter().all(|v| v.state == VmState::Running && v.private_ip.is_some()));
+    let describe = fake.seen().into_iter().rev().find(|s| s.action == "DescribeInstances").unwrap();
+    assert_eq!((describe.param("Filter.1.Name"), describe.param("Filter.1.Value.1")), (Some("tag:cloudbroker:launch"), Some("L1")));
 
-    let stopped = conn
-        .stop_instances(&creds(), &["i-100".into()])
-        .await
-        .unwrap();
-    assert_eq!(
-        (stopped[0].previous, stopped[0].current),
-        (VmState::Running, VmState::Stopping)
-    );
+    let stopped = conn.stop_instances(&creds(), &["i-100".into()]).await.unwrap();
+    assert_eq!((stopped[0].previous, stopped[0].current), (VmState::Running, VmState::Stopping));
     let images = conn.list_images(&creds()).await.unwrap();
     assert_eq!(images[0].id, "ami-00000003");
 
@@ -400,27 +282,21 @@ async fn econe_session(sig: &'static str) {
     let e = conn.list_instance_types(&creds()).await.unwrap_err();
     match &e {
         ConnectorError::Unsupported { operation } => {
-            assert!(
-                operation.starts_with(
-                    "DescribeInstanceTypes on this cloud (the cloud answered InvalidAction"
-                ),
-                "{operation}"
-            );
-            assert!(
-                operation
-                    .contains("set the instance.types parameter of connector instance 'one-lab'"),
-                "{operation}"
-            );
+            assert!(operation.starts_with("DescribeInstanceTypes on this cloud (the cloud answered InvalidAction"), "{operation}");
+            assert!(operation.contains("set the instance.types parameter of connector instance 'one-lab'"), "{operation}");
         }
         other => panic!("expected Unsupported, got {other:?}"),
     }
     // Other missing operations: Unsupported with the action's name, never retried.
     let before = fake.seen().len();
-    let e = conn
-        .import_key_pair(&creds(), "k", "ssh-ed25519 AAAA")
-        .await
-        .unwrap_err();
-    assert_eq!(e, ConnectorError::Unsupported { operation: "ImportKeyPair on this cloud (the cloud answered UnsupportedOperation: The operation ImportKeyPair is not supported)".into() });
+    let e = conn.import_key_pair(&creds(), "k", "ssh-ed25519 AAAA").await.unwrap_err();
+    assert_eq!(
+        e,
+        ConnectorError::Unsupported {
+            operation:
+                "ImportKeyPair on this cloud (the cloud answered UnsupportedOperation: The operation ImportKeyPair is not supported)".into()
+        }
+    );
     assert_eq!(fake.seen().len(), before + 1);
 }
 
@@ -438,22 +314,13 @@ async fn econe_like_cloud_with_sigv4_over_an_endpoint_path() {
 async fn the_endpoint_path_is_what_gets_signed_and_requested() {
     let fake = FakeEcone::start().await;
     // Without the path the request goes to "/" (404 here, not retried) ...
-    let e = connector(&fake.endpoint("/"), "2")
-        .validate_credentials(&creds())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, ConnectorError::Cloud { ref code, .. } if code == "HTTP404"),
-        "{e:?}"
-    );
+    let e = connector(&fake.endpoint("/"), "2").validate_credentials(&creds()).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Cloud { ref code, .. } if code == "HTTP404"), "{e:?}");
     assert_eq!(fake.seen().len(), 1);
     assert_eq!(fake.seen()[0].path, "/");
     // ... with it, to the path, signed over the path (in both modes).
     for sig in ["2", "4"] {
-        connector(&fake.endpoint(PATH), sig)
-            .validate_credentials(&creds())
-            .await
-            .unwrap();
+        connector(&fake.endpoint(PATH), sig).validate_credentials(&creds()).await.unwrap();
     }
     assert!(fake.seen()[1..].iter().all(|s| s.path == PATH));
 }

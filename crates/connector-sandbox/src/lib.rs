@@ -17,8 +17,8 @@ use chrono::Utc;
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName,
-    InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VmState,
+    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
+    KeyPairInfo, RunRequest, StateChange, Vm, VmState,
 };
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -148,7 +148,11 @@ impl SandboxConnector {
         }
     }
 
-    async fn enter<T>(&self, creds: &Credentials, f: impl FnOnce(&mut World, &str) -> Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+    async fn enter<T>(
+        &self,
+        creds: &Credentials,
+        f: impl FnOnce(&mut World, &str) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
         check_creds(creds)?;
         let latency = self.settings.api_latency;
         let cell = Mutex::new(Some(f));
@@ -171,7 +175,10 @@ impl SandboxConnector {
     fn owned<'w>(w: &'w mut World, account: &str, id: &str) -> Result<&'w mut SimVm, ConnectorError> {
         match w.vms.get_mut(id) {
             Some(s) if s.account == account => Ok(s),
-            _ => Err(ConnectorError::NotFound { code: "InvalidInstanceID.NotFound".into(), message: format!("The instance ID '{id}' does not exist") }),
+            _ => Err(ConnectorError::NotFound {
+                code: "InvalidInstanceID.NotFound".into(),
+                message: format!("The instance ID '{id}' does not exist"),
+            }),
         }
     }
 
@@ -187,7 +194,10 @@ impl SandboxConnector {
             self.enter(&creds, move |w, acct| {
                 for id in &ids {
                     let s = Self::owned(w, acct, id)?;
-                    f(s.vm.state).map_err(|m| ConnectorError::InvalidRequest { code: "IncorrectInstanceState".into(), message: format!("{id}: {m}") })?;
+                    f(s.vm.state).map_err(|m| ConnectorError::InvalidRequest {
+                        code: "IncorrectInstanceState".into(),
+                        message: format!("{id}: {m}"),
+                    })?;
                 }
                 let now = Instant::now();
                 let mut out = Vec::new();
@@ -209,7 +219,10 @@ impl SandboxConnector {
 
 fn check_creds(creds: &Credentials) -> Result<(), ConnectorError> {
     if creds.access_key_id.trim().is_empty() || creds.secret_access_key.is_empty() {
-        return Err(ConnectorError::Auth { code: "AuthFailure".into(), message: "sandbox credentials need a non-empty access key id and secret".into() });
+        return Err(ConnectorError::Auth {
+            code: "AuthFailure".into(),
+            message: "sandbox credentials need a non-empty access key id and secret".into(),
+        });
     }
     Ok(())
 }
@@ -225,10 +238,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn validate_credentials(&self, creds: &Credentials) -> Result<CredentialCheck, ConnectorError> {
-        self.enter(creds, |_, acct| {
-            Ok(CredentialCheck { account: Some(acct.to_string()), message: "sandbox account ready".into() })
-        })
-        .await
+        self.enter(creds, |_, acct| Ok(CredentialCheck { account: Some(acct.to_string()), message: "sandbox account ready".into() })).await
     }
 
     async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
@@ -237,7 +247,10 @@ impl Connector for SandboxConnector {
         let instance = self.instance.to_string();
         self.enter(creds, move |w, acct| {
             if req.count == 0 {
-                return Err(ConnectorError::InvalidRequest { code: "InvalidParameterValue".into(), message: "count must be at least 1".into() });
+                return Err(ConnectorError::InvalidRequest {
+                    code: "InvalidParameterValue".into(),
+                    message: "count must be at least 1".into(),
+                });
             }
             if !req.client_token.is_empty() {
                 if let Some(ids) = w.tokens.get(&(acct.to_string(), req.client_token.clone())) {
@@ -245,14 +258,23 @@ impl Connector for SandboxConnector {
                 }
             }
             if !IMAGES.iter().any(|(id, _)| *id == req.image_id) {
-                return Err(ConnectorError::NotFound { code: "InvalidAMIID.NotFound".into(), message: format!("The image id '[{}]' does not exist", req.image_id) });
+                return Err(ConnectorError::NotFound {
+                    code: "InvalidAMIID.NotFound".into(),
+                    message: format!("The image id '[{}]' does not exist", req.image_id),
+                });
             }
             if !INSTANCE_TYPES.iter().any(|(t, _, _)| *t == req.instance_type) {
-                return Err(ConnectorError::InvalidRequest { code: "InvalidParameterValue".into(), message: format!("Invalid value '{}' for InstanceType.", req.instance_type) });
+                return Err(ConnectorError::InvalidRequest {
+                    code: "InvalidParameterValue".into(),
+                    message: format!("Invalid value '{}' for InstanceType.", req.instance_type),
+                });
             }
             if let Some(k) = &req.key_name {
                 if !w.keys.get(acct).is_some_and(|m| m.contains_key(k)) {
-                    return Err(ConnectorError::NotFound { code: "InvalidKeyPair.NotFound".into(), message: format!("The key pair '{k}' does not exist") });
+                    return Err(ConnectorError::NotFound {
+                        code: "InvalidKeyPair.NotFound".into(),
+                        message: format!("The key pair '{k}' does not exist"),
+                    });
                 }
             }
             if fail {
@@ -305,7 +327,12 @@ impl Connector for SandboxConnector {
             for id in &filter.ids {
                 Self::owned(w, acct, id)?;
             }
-            Ok(w.order.iter().filter_map(|id| w.vms.get(id)).filter(|s| s.account == acct && filter.matches(&s.vm)).map(|s| s.vm.clone()).collect())
+            Ok(w.order
+                .iter()
+                .filter_map(|id| w.vms.get(id))
+                .filter(|s| s.account == acct && filter.matches(&s.vm))
+                .map(|s| s.vm.clone())
+                .collect())
         })
         .await
     }
@@ -349,7 +376,10 @@ impl Connector for SandboxConnector {
         self.enter(creds, |w, acct| {
             let keys = w.keys.entry(acct.to_string()).or_default();
             if keys.contains_key(name) {
-                return Err(ConnectorError::InvalidRequest { code: "InvalidKeyPair.Duplicate".into(), message: format!("The keypair '{name}' already exists.") });
+                return Err(ConnectorError::InvalidRequest {
+                    code: "InvalidKeyPair.Duplicate".into(),
+                    message: format!("The keypair '{name}' already exists."),
+                });
             }
             let fp = fingerprint(public_key)?;
             keys.insert(name.to_string(), fp.clone());
@@ -370,7 +400,10 @@ impl Connector for SandboxConnector {
 
     async fn list_key_pairs(&self, creds: &Credentials) -> Result<Vec<KeyPairInfo>, ConnectorError> {
         self.enter(creds, |w, acct| {
-            Ok(w.keys.get(acct).map(|k| k.iter().map(|(n, f)| KeyPairInfo { name: n.clone(), fingerprint: Some(f.clone()) }).collect()).unwrap_or_default())
+            Ok(w.keys
+                .get(acct)
+                .map(|k| k.iter().map(|(n, f)| KeyPairInfo { name: n.clone(), fingerprint: Some(f.clone()) }).collect())
+                .unwrap_or_default())
         })
         .await
     }
@@ -379,7 +412,12 @@ impl Connector for SandboxConnector {
         self.enter(creds, |_, _| {
             Ok(IMAGES
                 .iter()
-                .map(|(id, name)| ImageInfo { id: id.to_string(), name: Some(name.to_string()), description: None, state: Some("available".into()) })
+                .map(|(id, name)| ImageInfo {
+                    id: id.to_string(),
+                    name: Some(name.to_string()),
+                    description: None,
+                    state: Some("available".into()),
+                })
                 .collect())
         })
         .await
@@ -387,7 +425,10 @@ impl Connector for SandboxConnector {
 
     async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError> {
         self.enter(creds, |_, _| {
-            Ok(INSTANCE_TYPES.iter().map(|(n, c, m)| InstanceTypeInfo { name: n.to_string(), vcpus: Some(*c), memory_mib: Some(*m) }).collect())
+            Ok(INSTANCE_TYPES
+                .iter()
+                .map(|(n, c, m)| InstanceTypeInfo { name: n.to_string(), vcpus: Some(*c), memory_mib: Some(*m) })
+                .collect())
         })
         .await
     }
@@ -397,10 +438,16 @@ impl Connector for SandboxConnector {
 fn fingerprint(public_key: &str) -> Result<String, ConnectorError> {
     let mut parts = public_key.split_whitespace();
     let (Some(algo), Some(body)) = (parts.next(), parts.next()) else {
-        return Err(ConnectorError::InvalidRequest { code: "InvalidKey.Format".into(), message: "Key is not in valid OpenSSH public key format".into() });
+        return Err(ConnectorError::InvalidRequest {
+            code: "InvalidKey.Format".into(),
+            message: "Key is not in valid OpenSSH public key format".into(),
+        });
     };
     if !algo.starts_with("ssh-") && !algo.starts_with("ecdsa-") || body.len() < 16 {
-        return Err(ConnectorError::InvalidRequest { code: "InvalidKey.Format".into(), message: "Key is not in valid OpenSSH public key format".into() });
+        return Err(ConnectorError::InvalidRequest {
+            code: "InvalidKey.Format".into(),
+            message: "Key is not in valid OpenSSH public key format".into(),
+        });
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in body.bytes() {
@@ -419,7 +466,14 @@ mod tests {
     fn sandbox(delay_ms: u64) -> SandboxConnector {
         SandboxConnector::new(
             InstanceName::parse("sb").unwrap(),
-            SandboxSettings { boot_delay: Duration::from_millis(delay_ms), failure_rate: 0.0, capacity: None, public_ips: true, api_latency: Duration::ZERO, workers: 4 },
+            SandboxSettings {
+                boot_delay: Duration::from_millis(delay_ms),
+                failure_rate: 0.0,
+                capacity: None,
+                public_ips: true,
+                api_latency: Duration::ZERO,
+                workers: 4,
+            },
         )
     }
 

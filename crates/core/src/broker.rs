@@ -36,10 +36,13 @@ pub struct Broker {
 impl Broker {
     /// Opens the store (applying migrations) and loads the connectors.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let store = Store::open(&config.database_url).await?;
         let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::build_connector)).await?;
-        let vault = Arc::new(Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?);
+        let vault = Arc::new(
+            Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?,
+        );
         let mut identity = Identity::new(store.clone());
         identity.session_limits = SessionLimits {
             idle: std::time::Duration::from_secs(config.session_idle_secs),
@@ -80,21 +83,25 @@ impl Broker {
                 }
             }
         });
-        vec![reconcile, tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = registry.reload_if_changed().await {
-                    tracing::warn!(error = %e, "configuration poll failed");
+        vec![
+            reconcile,
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = registry.reload_if_changed().await {
+                        tracing::warn!(error = %e, "configuration poll failed");
+                    }
                 }
-            }
-        })]
+            }),
+        ]
     }
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "broker".into())
-    })
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "broker".into()))
 }

@@ -105,19 +105,24 @@ impl RawConfig {
                     c.admin_password = Some(SecretString::new(p.trim_end_matches(['\n', '\r'])));
                 }
                 "LAUNCH_GRACE_SECS" => {
-                    c.launch_grace_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_LAUNCH_GRACE_SECS: '{v}' is not a number")))?)
+                    c.launch_grace_secs =
+                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_LAUNCH_GRACE_SECS: '{v}' is not a number")))?)
                 }
                 "SESSION_IDLE_SECS" => {
-                    c.session_idle_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_IDLE_SECS: '{v}' is not a number")))?)
+                    c.session_idle_secs =
+                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_IDLE_SECS: '{v}' is not a number")))?)
                 }
                 "SESSION_ABSOLUTE_SECS" => {
-                    c.session_absolute_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_ABSOLUTE_SECS: '{v}' is not a number")))?)
+                    c.session_absolute_secs =
+                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_ABSOLUTE_SECS: '{v}' is not a number")))?)
                 }
                 "RECONCILE_INTERVAL_SECS" => {
-                    c.reconcile_interval_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_RECONCILE_INTERVAL_SECS: '{v}' is not a number")))?)
+                    c.reconcile_interval_secs =
+                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_RECONCILE_INTERVAL_SECS: '{v}' is not a number")))?)
                 }
                 "CONFIG_POLL_SECS" => {
-                    c.config_poll_secs = Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_CONFIG_POLL_SECS: '{v}' is not a number")))?)
+                    c.config_poll_secs =
+                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_CONFIG_POLL_SECS: '{v}' is not a number")))?)
                 }
                 // Variables of tools and tests, not settings.
                 _ => {}
@@ -128,7 +133,24 @@ impl RawConfig {
 
     /// Overlays `other` on `self` (values set in `other` win).
     pub fn merge(mut self, other: RawConfig) -> Self {
-        merge_fields!(self, other, listen, data_dir, database_url, connectors_dir, log_format, log_level, public_url, master_key_file, admin_password, reconcile_interval_secs, config_poll_secs, session_idle_secs, session_absolute_secs, launch_grace_secs);
+        merge_fields!(
+            self,
+            other,
+            listen,
+            data_dir,
+            database_url,
+            connectors_dir,
+            log_format,
+            log_level,
+            public_url,
+            master_key_file,
+            admin_password,
+            reconcile_interval_secs,
+            config_poll_secs,
+            session_idle_secs,
+            session_absolute_secs,
+            launch_grace_secs
+        );
         self
     }
 
@@ -221,7 +243,9 @@ mod tests {
     #[test]
     fn layers_file_then_env_then_flags() {
         let file: RawConfig = toml::from_str("listen = \"127.0.0.1:9000\"\ndata_dir = \"/var/lib/cb\"\nlog_format = \"json\"\n").unwrap();
-        let e = RawConfig::from_env(env(&[("CLOUDBROKER_LISTEN", "127.0.0.1:9001"), ("CLOUDBROKER_ADMIN_PASSWORD", "pw"), ("HOME", "/root")])).unwrap();
+        let e =
+            RawConfig::from_env(env(&[("CLOUDBROKER_LISTEN", "127.0.0.1:9001"), ("CLOUDBROKER_ADMIN_PASSWORD", "pw"), ("HOME", "/root")]))
+                .unwrap();
         let flags = RawConfig { data_dir: Some("/srv/cb".into()), ..RawConfig::default() };
         let c = file.merge(e).merge(flags).finish().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
@@ -251,7 +275,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pw");
         std::fs::write(&p, "s3cret\n").unwrap();
-        let e = RawConfig::from_env(env(&[("CLOUDBROKER_ADMIN_PASSWORD_FILE", p.to_str().unwrap()), ("CLOUDBROKER_PUBLIC_URL", "https://broker.example.org/")])).unwrap();
+        let e = RawConfig::from_env(env(&[
+            ("CLOUDBROKER_ADMIN_PASSWORD_FILE", p.to_str().unwrap()),
+            ("CLOUDBROKER_PUBLIC_URL", "https://broker.example.org/"),
+        ]))
+        .unwrap();
         let c = e.finish().unwrap();
         assert_eq!(c.admin_password.as_ref().unwrap().expose(), "s3cret");
         assert!(c.secure_cookies());

@@ -148,7 +148,15 @@ impl Vault {
     /// Stores credentials after validating them. When validation fails and
     /// `force` is false, nothing is stored and the reason is returned as an
     /// error; with `force`, they are stored as `unverified`.
-    pub async fn put(&self, actor: &Actor, scope: Scope<'_>, instance: &str, access_key_id: &str, secret: &str, force: bool) -> ServiceResult<MaskedCredential> {
+    pub async fn put(
+        &self,
+        actor: &Actor,
+        scope: Scope<'_>,
+        instance: &str,
+        access_key_id: &str,
+        secret: &str,
+        force: bool,
+    ) -> ServiceResult<MaskedCredential> {
         match scope {
             Scope::User(u) => actor.require_self_or_admin(u)?,
             Scope::System(_) => actor.require_admin()?,
@@ -173,7 +181,9 @@ impl Vault {
                 let why = scrub(why);
                 let (sc, owner) = scope.parts();
                 self.store.audit(&actor.name, "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
-                return Err(ServiceError::Invalid(format!("credentials failed validation: {why} (save with force to store them unverified)")));
+                return Err(ServiceError::Invalid(format!(
+                    "credentials failed validation: {why} (save with force to store them unverified)"
+                )));
             }
         };
         let (sc, owner) = scope.parts();
@@ -211,7 +221,11 @@ impl Vault {
             Scope::System(_) => actor.require_admin()?,
         }
         let (sc, owner) = scope.parts();
-        let r = self.store.get_credential(sc, owner, instance).await?.ok_or_else(|| ServiceError::NotFound(format!("credentials for '{instance}'")))?;
+        let r = self
+            .store
+            .get_credential(sc, owner, instance)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("credentials for '{instance}'")))?;
         let grants = if sc == "system" { Some(self.store.grants(&r.id).await?) } else { None };
         Ok(masked(&r, grants))
     }
@@ -250,7 +264,11 @@ impl Vault {
     /// Grants a shared credential to users (replacing the list; admin).
     pub async fn grant(&self, actor: &Actor, name: &str, instance: &str, users: &[String]) -> ServiceResult<MaskedCredential> {
         actor.require_admin()?;
-        let r = self.store.get_credential("system", name, instance).await?.ok_or_else(|| ServiceError::NotFound(format!("shared credential '{name}' for '{instance}'")))?;
+        let r = self
+            .store
+            .get_credential("system", name, instance)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("shared credential '{name}' for '{instance}'")))?;
         for u in users {
             if self.store.get_user(u).await?.is_none() {
                 return Err(ServiceError::NotFound(format!("user '{u}'")));
@@ -288,7 +306,9 @@ impl Vault {
         }
         let snap = self.registry.snapshot();
         match snap.instance(instance) {
-            Some(i) if !i.kind.needs_credentials() => Ok((Credentials::new(format!("sandbox-{user}"), "sandbox"), format!("anonymous:{user}"))),
+            Some(i) if !i.kind.needs_credentials() => {
+                Ok((Credentials::new(format!("sandbox-{user}"), "sandbox"), format!("anonymous:{user}")))
+            }
             Some(_) => Err(ServiceError::Invalid(format!("no credentials for connector instance '{instance}': add them to your profile"))),
             None => Err(ServiceError::NotFound(format!("connector instance '{instance}'"))),
         }
@@ -317,13 +337,20 @@ impl Vault {
                 let sk_aad = credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key");
                 let ak = keys.open(&r.access_key_sealed, &ak_aad).map_err(vault_err)?;
                 let sk = keys.open(&r.secret_sealed, &sk_aad).map_err(vault_err)?;
-                resealed.push((r.id.clone(), keys.seal(&ak, &ak_aad).map_err(vault_err)?, keys.seal(&sk, &sk_aad).map_err(vault_err)?, new_id.clone()));
+                resealed.push((
+                    r.id.clone(),
+                    keys.seal(&ak, &ak_aad).map_err(vault_err)?,
+                    keys.seal(&sk, &sk_aad).map_err(vault_err)?,
+                    new_id.clone(),
+                ));
             }
         }
         self.store.reseal_credentials(&resealed).await?;
         let in_use = self.store.key_ids_in_use().await?;
         let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retain(&in_use).map_err(vault_err)?;
-        self.store.audit(&actor.name, "keys.rotate", &new_id, "ok", &format!("{} secret(s) re-sealed; dropped {}", rows.len(), dropped.join(","))).await?;
+        self.store
+            .audit(&actor.name, "keys.rotate", &new_id, "ok", &format!("{} secret(s) re-sealed; dropped {}", rows.len(), dropped.join(",")))
+            .await?;
         Ok((new_id, dropped))
     }
 

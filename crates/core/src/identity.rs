@@ -81,7 +81,10 @@ fn argon2() -> Argon2<'static> {
 
 fn hash_blocking(password: &str) -> ServiceResult<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| ServiceError::Internal(format!("password hashing: {e}")))
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("password hashing: {e}")))
 }
 
 /// Hashes a password (off the executor).
@@ -103,7 +106,9 @@ async fn verify(hash: String, password: SecretString) -> (bool, bool) {
         let ok = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
         let current = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
         let stale = parsed.algorithm.as_str() != "argon2id"
-            || Params::try_from(&parsed).map(|p| p.m_cost() != current.m_cost() || p.t_cost() != current.t_cost() || p.p_cost() != current.p_cost()).unwrap_or(true);
+            || Params::try_from(&parsed)
+                .map(|p| p.m_cost() != current.m_cost() || p.t_cost() != current.t_cost() || p.p_cost() != current.p_cost())
+                .unwrap_or(true);
         (ok, ok && stale)
     })
     .await
@@ -285,7 +290,8 @@ impl Identity {
         actor.require_self_or_admin(name)?;
         if let Some(k) = key {
             let mut p = k.split_whitespace();
-            let ok = matches!((p.next(), p.next()), (Some(a), Some(b)) if (a.starts_with("ssh-") || a.starts_with("ecdsa-")) && b.len() >= 16);
+            let ok =
+                matches!((p.next(), p.next()), (Some(a), Some(b)) if (a.starts_with("ssh-") || a.starts_with("ecdsa-")) && b.len() >= 16);
             if !ok {
                 return Err(ServiceError::Invalid("SSH public key is not in OpenSSH format (e.g. 'ssh-ed25519 AAAA... comment')".into()));
             }
@@ -351,7 +357,13 @@ impl Identity {
     }
 
     /// Creates an API token for `user` (self or admin); returns the raw token (shown once).
-    pub async fn create_token(&self, actor: &Actor, user: &str, name: &str, expires_in: Option<Duration>) -> ServiceResult<(String, TokenRow)> {
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        user: &str,
+        name: &str,
+        expires_in: Option<Duration>,
+    ) -> ServiceResult<(String, TokenRow)> {
         actor.require_self_or_admin(user)?;
         if self.store.get_user(user).await?.is_none() {
             return Err(ServiceError::NotFound(format!("user '{user}'")));

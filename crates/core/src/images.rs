@@ -54,7 +54,14 @@ impl Images {
         for r in self.store.list_images().await? {
             out.insert(
                 r.name.clone(),
-                ImageView { name: r.name, description: r.description, os: r.os, parent: r.parent, mappings: r.mappings, file_mappings: BTreeMap::new() },
+                ImageView {
+                    name: r.name,
+                    description: r.description,
+                    os: r.os,
+                    parent: r.parent,
+                    mappings: r.mappings,
+                    file_mappings: BTreeMap::new(),
+                },
             );
         }
         for (image, maps) in &snap.file_images {
@@ -67,7 +74,11 @@ impl Images {
                 file_mappings: BTreeMap::new(),
             });
             for (inst, (id, loc)) in maps {
-                let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping { image_id: id.clone(), instance_type: None, security_group: None });
+                let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
+                    image_id: id.clone(),
+                    instance_type: None,
+                    security_group: None,
+                });
                 m.image_id = id.clone();
                 v.file_mappings.insert(inst.clone(), loc.to_string());
             }
@@ -150,7 +161,9 @@ impl Images {
                 Some(p) if !tried.contains(&p.name) => cur = p,
                 _ => {
                     let via = if tried.len() > 1 { format!(" (nor do its parents {})", tried[1..].join(", ")) } else { String::new() };
-                    return Err(ServiceError::Invalid(format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}")));
+                    return Err(ServiceError::Invalid(format!(
+                        "image '{image}' has no cloud image id for connector instance '{instance}'{via}"
+                    )));
                 }
             }
         }

@@ -15,7 +15,7 @@ use crate::images::Images;
 use crate::registry::{Registry, Status};
 use cloudbroker_connector_api::model::tags;
 use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, DescribeFilter, RunRequest, Vm, VmState};
-use cloudbroker_store::quota::{AdmitError, Admission, NewVm};
+use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
 use cloudbroker_store::vms::{VmFilter, VmRow};
 use cloudbroker_store::{now_ms, Store};
 use serde::{Deserialize, Serialize};
@@ -121,12 +121,17 @@ impl Provisioning {
         VmView { vm, address }
     }
 
-    fn connector(&self, instance: &str) -> ServiceResult<(Arc<dyn Connector>, ConnectorKind, cloudbroker_connector_api::params::ParamValues)> {
+    fn connector(
+        &self,
+        instance: &str,
+    ) -> ServiceResult<(Arc<dyn Connector>, ConnectorKind, cloudbroker_connector_api::params::ParamValues)> {
         let snap = self.registry.snapshot();
         let e = snap.instance(instance).ok_or_else(|| ServiceError::NotFound(format!("connector instance '{instance}'")))?;
         match (&e.status, &e.connector) {
             (Status::Ready, Some(c)) => Ok((c.clone(), e.kind, e.values.clone())),
-            (Status::Error { errors }, _) => Err(ServiceError::Invalid(format!("connector instance '{instance}' is not ready: {}", errors.join("; ")))),
+            (Status::Error { errors }, _) => {
+                Err(ServiceError::Invalid(format!("connector instance '{instance}' is not ready: {}", errors.join("; "))))
+            }
             _ => Err(ServiceError::Invalid(format!("connector instance '{instance}' is not ready"))),
         }
     }
@@ -158,7 +163,10 @@ impl Provisioning {
             if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
                 return Err(ServiceError::Invalid("client_token must be 1-64 characters of letters, digits, '-', '_', '.', ':'".into()));
             }
-            let existing = self.store.list_vms(&VmFilter { user: Some(actor.name.clone()), client_token: Some(t.clone()), ..VmFilter::default() }).await?;
+            let existing = self
+                .store
+                .list_vms(&VmFilter { user: Some(actor.name.clone()), client_token: Some(t.clone()), ..VmFilter::default() })
+                .await?;
             if !existing.is_empty() {
                 return Ok((false, existing.into_iter().map(|v| self.view(v)).collect()));
             }
@@ -187,7 +195,10 @@ impl Provisioning {
                 from_image: String::new(),
             },
             Err(ServiceError::NotFound(_)) => {
-                return Err(ServiceError::Invalid(format!("image '{}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)", req.image)))
+                return Err(ServiceError::Invalid(format!(
+                    "image '{}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)",
+                    req.image
+                )))
             }
             Err(e) => return Err(e),
         };
@@ -197,7 +208,9 @@ impl Provisioning {
             .or(resolved.instance_type.clone())
             .or_else(|| match kind {
                 ConnectorKind::Ec2 => values.get(kind, "orchestrator.instance.type"),
-                ConnectorKind::Ec2query => values.get(kind, "instance.types").and_then(|l| l.split(',').next().map(|s| s.trim().to_string())),
+                ConnectorKind::Ec2query => {
+                    values.get(kind, "instance.types").and_then(|l| l.split(',').next().map(|s| s.trim().to_string()))
+                }
                 ConnectorKind::Sandbox => None,
             })
             .unwrap_or_else(|| "t2.micro".into());
@@ -218,21 +231,48 @@ impl Provisioning {
                 tags: tags_json.clone(),
             })
             .collect();
-        let admission = Admission { launch_id: &launch_id, user: &actor.name, instance: &req.instance, credential_id: &credential_id, client_token: &client_token, limit, vms: &vms };
+        let admission = Admission {
+            launch_id: &launch_id,
+            user: &actor.name,
+            instance: &req.instance,
+            credential_id: &credential_id,
+            client_token: &client_token,
+            limit,
+            vms: &vms,
+        };
         match self.store.admit_launch(&admission).await {
             Ok(()) => {}
             Err(AdmitError::Quota { limit, current, requested }) => {
-                self.store.audit(&actor.name, "vm.launch", &req.instance, "over-quota", &format!("quota={limit}, current={current}, requested={requested}")).await?;
+                self.store
+                    .audit(
+                        &actor.name,
+                        "vm.launch",
+                        &req.instance,
+                        "over-quota",
+                        &format!("quota={limit}, current={current}, requested={requested}"),
+                    )
+                    .await?;
                 return Err(ServiceError::QuotaExceeded { quota: limit, current, requested });
             }
             Err(AdmitError::Store(e)) if e.is_unique_violation() => {
                 // The same client token raced with another request: answer with its VMs.
-                let existing = self.store.list_vms(&VmFilter { user: Some(actor.name.clone()), client_token: Some(client_token.clone()), ..VmFilter::default() }).await?;
+                let existing = self
+                    .store
+                    .list_vms(&VmFilter { user: Some(actor.name.clone()), client_token: Some(client_token.clone()), ..VmFilter::default() })
+                    .await?;
                 return Ok((false, existing.into_iter().map(|v| self.view(v)).collect()));
             }
             Err(AdmitError::Store(e)) => return Err(e.into()),
         }
-        self.store.audit(&actor.name, "vm.launch", &format!("{}/{launch_id}", req.instance), "requested", &format!("{count} x {instance_type} {}", resolved.image_id)).await?;
+        self.store
+            .audit(
+                &actor.name,
+                "vm.launch",
+                &format!("{}/{launch_id}", req.instance),
+                "requested",
+                &format!("{count} x {instance_type} {}", resolved.image_id),
+            )
+            .await?;
 
         // The cloud part runs in its own task: a client that goes away does not cut it short.
         let this = self.clone();
@@ -310,7 +350,15 @@ impl Provisioning {
                 for vm in &vms {
                     self.record_cloud_vm(&instance, &launch_id, vm).await?;
                 }
-                self.store.audit(&user, "vm.launch", &format!("{instance}/{launch_id}"), "ok", &vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",")).await?;
+                self.store
+                    .audit(
+                        &user,
+                        "vm.launch",
+                        &format!("{instance}/{launch_id}"),
+                        "ok",
+                        &vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(","),
+                    )
+                    .await?;
                 Ok(())
             }
             Err(e) if ambiguous(&e) => {
@@ -394,7 +442,11 @@ impl Provisioning {
             other => return Err(ServiceError::Invalid(format!("unknown action '{other}'"))),
         };
         if let Some(c) = change {
-            let (pip, pub_ip) = if c.current == VmState::Terminated || c.current == VmState::ShuttingDown { (None, None) } else { (v.private_ip.clone(), v.public_ip.clone()) };
+            let (pip, pub_ip) = if c.current == VmState::Terminated || c.current == VmState::ShuttingDown {
+                (None, None)
+            } else {
+                (v.private_ip.clone(), v.public_ip.clone())
+            };
             self.store.update_vm(&v.id, c.current.as_str(), None, pip.as_deref(), pub_ip.as_deref(), None).await?;
         }
         if action == "terminate" {
@@ -414,7 +466,13 @@ impl Provisioning {
         let mut out = Vec::new();
         for i in &snap.instances {
             let (limit, source) = self.limit_for(user, i.name.as_str()).await?;
-            out.push(QuotaView { instance: i.name.to_string(), limit, source: source.into(), usage: self.store.quota_usage(user, i.name.as_str()).await?, enforced });
+            out.push(QuotaView {
+                instance: i.name.to_string(),
+                limit,
+                source: source.into(),
+                usage: self.store.quota_usage(user, i.name.as_str()).await?,
+                enforced,
+            });
         }
         Ok(out)
     }
@@ -434,7 +492,15 @@ impl Provisioning {
             }
         }
         self.store.set_quota_override(user, instance, limit).await?;
-        self.store.audit(&actor.name, "quota.change", &format!("{user}/{instance}"), "ok", &limit.map(|l| l.to_string()).unwrap_or_else(|| "unset".into())).await?;
+        self.store
+            .audit(
+                &actor.name,
+                "quota.change",
+                &format!("{user}/{instance}"),
+                "ok",
+                &limit.map(|l| l.to_string()).unwrap_or_else(|| "unset".into()),
+            )
+            .await?;
         Ok(())
     }
 
@@ -513,14 +579,18 @@ impl Provisioning {
         for r in rows {
             match &r.cloud_id {
                 Some(id) if !seen_ids.contains(id.as_str()) => {
-                    self.store.update_vm(&r.id, "terminated", None, None, None, Some("no longer in the cloud (terminated outside the broker)")).await?;
+                    self.store
+                        .update_vm(&r.id, "terminated", None, None, None, Some("no longer in the cloud (terminated outside the broker)"))
+                        .await?;
                     report.vanished += 1;
                 }
                 None if now_ms() - r.created_at.timestamp_millis() > grace_ms => {
                     // Re-read: the adoption above may just have given it a cloud id.
                     if let Some(fresh) = self.store.get_vm(&r.id).await? {
                         if fresh.cloud_id.is_none() && fresh.state == "requested" {
-                            self.store.update_vm(&r.id, "failed", None, None, None, Some("launch interrupted before the cloud created the VM")).await?;
+                            self.store
+                                .update_vm(&r.id, "failed", None, None, None, Some("launch interrupted before the cloud created the VM"))
+                                .await?;
                             report.failed_launches += 1;
                         }
                     }

@@ -12,13 +12,13 @@
 //! kind and parameters did not change are kept (with their worker bounds and,
 //! for sandboxes, their simulated VMs).
 
+use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::conf::{load_dir, ConfLoad, Location, CONNECTOR_CLASS_KEY};
 use cloudbroker_connector_api::decl::{parse_declarations, Declaration};
 use cloudbroker_connector_api::params::{validate_value, ParamSpec, ParamType, ParamValues};
 use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, InstanceName};
 use cloudbroker_store::params::StoredParam;
 use cloudbroker_store::{Store, StoreError};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,7 +176,15 @@ pub enum ConfigChangeError {
 impl Registry {
     /// Loads files and stored parameters and builds every connector.
     pub async fn load(store: Store, connectors_dir: &Path, factory: Box<ConnectorFactory>) -> Result<Arc<Self>, StoreError> {
-        let empty = Snapshot { instances: vec![], system: vec![], file_errors: vec![], errors: vec![], files: vec![], config_version: -1, file_images: BTreeMap::new() };
+        let empty = Snapshot {
+            instances: vec![],
+            system: vec![],
+            file_errors: vec![],
+            errors: vec![],
+            files: vec![],
+            config_version: -1,
+            file_images: BTreeMap::new(),
+        };
         let r = Arc::new(Self {
             store,
             connectors_dir: connectors_dir.to_path_buf(),
@@ -209,7 +217,8 @@ impl Registry {
         let mut snap = compose(&load, &stored, version, &previous, &*self.factory);
         let images_dir = self.connectors_dir.join("images");
         let declared: Vec<String> = snap.instances.iter().map(|i| i.name.to_string()).collect();
-        let (file_images, image_errors) = tokio::task::spawn_blocking(move || load_image_files(&images_dir, &declared)).await.unwrap_or_default();
+        let (file_images, image_errors) =
+            tokio::task::spawn_blocking(move || load_image_files(&images_dir, &declared)).await.unwrap_or_default();
         snap.file_images = file_images;
         snap.file_errors.extend(image_errors);
         let snap = Arc::new(snap);
@@ -293,10 +302,7 @@ fn spec_for_key<'a>(key: &str, snap: &Snapshot, ui_decls: &[Declaration]) -> Opt
         return Some(s);
     }
     let (inst, param) = key.split_once('.')?;
-    let kind = snap
-        .instance(inst)
-        .map(|i| i.kind)
-        .or_else(|| ui_decls.iter().find(|d| d.instance.as_str() == inst).map(|d| d.kind))?;
+    let kind = snap.instance(inst).map(|i| i.kind).or_else(|| ui_decls.iter().find(|d| d.instance.as_str() == inst).map(|d| d.kind))?;
     kind.param(param)
 }
 
@@ -402,7 +408,13 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
             if let (Some(v), false) = (&value, matches!(origin, Origin::Default)) {
                 values.insert(spec.name.to_string(), v.clone());
             }
-            params.push(EffectiveParam { key, value: mask(spec, value), origin, overridden_ui_value: mask(spec, overridden), spec: spec.clone() });
+            params.push(EffectiveParam {
+                key,
+                value: mask(spec, value),
+                origin,
+                overridden_ui_value: mask(spec, overridden),
+                spec: spec.clone(),
+            });
         }
         let values = ParamValues::new(values);
         for m in values.missing_required(kind) {

@@ -92,7 +92,9 @@ impl MasterKeys {
             if *kw != "key" {
                 return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
             }
-            let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| err(format!("line {}: key is not base64", i + 1)))?);
+            let raw = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| err(format!("line {}: key is not base64", i + 1)))?,
+            );
             let mut k = Zeroizing::new([0u8; 32]);
             if raw.len() != 32 {
                 return Err(err(format!("line {}: key must be 32 bytes, found {}", i + 1, raw.len())));
@@ -115,7 +117,8 @@ impl MasterKeys {
         if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let mut text = Zeroizing::new(String::from("# cloudbroker master keys: the last one seals new secrets. Keep this file secret (mode 0600).\n"));
+        let mut text =
+            Zeroizing::new(String::from("# cloudbroker master keys: the last one seals new secrets. Keep this file secret (mode 0600).\n"));
         for (id, k) in &self.keys {
             text.push_str(&format!("key {id} {}\n", base64::engine::general_purpose::STANDARD.encode(k.as_ref())));
         }
@@ -168,7 +171,9 @@ impl MasterKeys {
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() }).map_err(|_| VaultError::Malformed)?;
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .map_err(|_| VaultError::Malformed)?;
         let mut out = Vec::with_capacity(2 + id.len() + 12 + ct.len());
         out.push(VERSION);
         out.push(id.len() as u8);
@@ -195,7 +200,10 @@ impl MasterKeys {
         let ct = blob.get(start + 12..).ok_or(VaultError::Malformed)?;
         let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, k)| k).ok_or_else(|| VaultError::UnknownKey(id.to_string()))?;
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
-        cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).map(Zeroizing::new).map_err(|_| VaultError::OpenFailed)
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::OpenFailed)
     }
 }
 

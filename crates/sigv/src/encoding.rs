@@ -5,11 +5,7 @@ use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANU
 use crate::SigError;
 
 /// Everything except the RFC 3986 unreserved set `A-Z a-z 0-9 - _ . ~`.
-const ENCODE_ALL: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const ENCODE_ALL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Like [`ENCODE_ALL`] but keeps `/` (for whole paths).
 const ENCODE_KEEP_SLASH: &AsciiSet = &ENCODE_ALL.remove(b'/');
@@ -33,11 +29,7 @@ pub fn uri_encode(s: &str, encode_slash: bool) -> String {
 
 /// [`uri_encode`] for raw bytes (which need not be UTF-8).
 pub(crate) fn uri_encode_bytes(bytes: &[u8], encode_slash: bool) -> String {
-    let set = if encode_slash {
-        ENCODE_ALL
-    } else {
-        ENCODE_KEEP_SLASH
-    };
+    let set = if encode_slash { ENCODE_ALL } else { ENCODE_KEEP_SLASH };
     percent_encode(bytes, set).to_string()
 }
 
@@ -133,33 +125,16 @@ mod tests {
         let q = parse_query("a=1&b=x%20y+z&&c&%E1%88%B4=bar").unwrap();
         assert_eq!(
             q,
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x y+z".into()),
-                ("c".into(), String::new()),
-                ("ሴ".into(), "bar".into()),
-            ]
+            vec![("a".into(), "1".into()), ("b".into(), "x y+z".into()), ("c".into(), String::new()), ("ሴ".into(), "bar".into()),]
         );
         let f = parse_form_urlencoded("Action=Run+It&V=a%2Bb").unwrap();
-        assert_eq!(
-            f,
-            vec![
-                ("Action".into(), "Run It".into()),
-                ("V".into(), "a+b".into())
-            ]
-        );
-        assert!(matches!(
-            parse_query("a=%FF"),
-            Err(SigError::InvalidEncoding(_))
-        ));
+        assert_eq!(f, vec![("Action".into(), "Run It".into()), ("V".into(), "a+b".into())]);
+        assert!(matches!(parse_query("a=%FF"), Err(SigError::InvalidEncoding(_))));
     }
 
     #[test]
     fn encode_query_round_trips() {
-        let pairs = vec![
-            ("k y".to_string(), "v/a+l*".to_string()),
-            ("z".to_string(), String::new()),
-        ];
+        let pairs = vec![("k y".to_string(), "v/a+l*".to_string()), ("z".to_string(), String::new())];
         let s = encode_query(&pairs);
         assert_eq!(s, "k%20y=v%2Fa%2Bl%2A&z=");
         assert_eq!(parse_query(&s).unwrap(), pairs);

@@ -28,13 +28,7 @@ use crate::SigError;
 const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// Parameters written by [`sign_v2_params`] (any previous values are replaced).
-const AUTH_PARAMS: [&str; 5] = [
-    "AWSAccessKeyId",
-    "SignatureVersion",
-    "SignatureMethod",
-    "Timestamp",
-    "Signature",
-];
+const AUTH_PARAMS: [&str; 5] = ["AWSAccessKeyId", "SignatureVersion", "SignatureMethod", "Timestamp", "Signature"];
 
 /// The SigV2 `SignatureMethod`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,35 +67,19 @@ impl FromStr for SigV2Method {
 /// `host` is the `Host` header as sent (it is lowercased here; keep a
 /// non-default `:port`), `path` the raw request path (`/` if empty). A
 /// `Signature` entry in `params`, if any, is ignored.
-pub fn canonical_query_v2(
-    method: &str,
-    host: &str,
-    path: &str,
-    params: &[(String, String)],
-) -> String {
-    let mut sorted: Vec<&(String, String)> =
-        params.iter().filter(|(k, _)| k != "Signature").collect();
+pub fn canonical_query_v2(method: &str, host: &str, path: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "Signature").collect();
     // Byte order of the key; value as tie-breaker so the result is
     // deterministic even with repeated keys.
-    sorted.sort_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
-    let query = sorted
-        .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true)))
-        .collect::<Vec<_>>()
-        .join("&");
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+    let query = sorted.iter().map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true))).collect::<Vec<_>>().join("&");
     let path = if path.is_empty() { "/" } else { path };
     format!("{method}\n{}\n{path}\n{query}", host.to_ascii_lowercase())
 }
 
 fn mac(secret: &str, string_to_sign: &str, method: SigV2Method) -> Vec<u8> {
     match method {
-        SigV2Method::HmacSha256 => {
-            hmac_sha256(secret.as_bytes(), string_to_sign.as_bytes()).to_vec()
-        }
+        SigV2Method::HmacSha256 => hmac_sha256(secret.as_bytes(), string_to_sign.as_bytes()).to_vec(),
         SigV2Method::HmacSha1 => hmac_sha1(secret.as_bytes(), string_to_sign.as_bytes()).to_vec(),
     }
 }
@@ -155,25 +133,16 @@ pub fn sign_v2_params(
     let has_expires = params.iter().any(|(k, _)| k == "Expires");
     params.push(("AWSAccessKeyId".into(), access_key.into()));
     params.push(("SignatureVersion".into(), "2".into()));
-    params.push((
-        "SignatureMethod".into(),
-        SigV2Method::HmacSha256.as_str().into(),
-    ));
+    params.push(("SignatureMethod".into(), SigV2Method::HmacSha256.as_str().into()));
     if !has_expires {
         params.push(("Timestamp".into(), format_v2_timestamp(now)));
     }
     let sts = canonical_query_v2(method, host, path, params);
-    params.push((
-        "Signature".into(),
-        sign_v2(secret, &sts, SigV2Method::HmacSha256),
-    ));
+    params.push(("Signature".into(), sign_v2(secret, &sts, SigV2Method::HmacSha256)));
 }
 
 fn single<'p>(params: &'p [(String, String)], name: &'static str) -> Result<&'p str, SigError> {
-    let mut found = params
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str());
+    let mut found = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let first = found.next().ok_or(SigError::MissingQueryParam(name))?;
     if found.next().is_some() {
         return Err(SigError::DuplicateQueryParam(name.to_string()));
@@ -203,31 +172,20 @@ pub fn v2_access_key(params: &[(String, String)]) -> Result<&str, SigError> {
 /// [`SigError::UnsupportedSignatureVersion`] unless version `2`;
 /// [`SigError::UnsupportedAlgorithm`]; [`SigError::MalformedSignature`] if
 /// not base64; [`SigError::SignatureMismatch`].
-pub fn verify_v2(
-    method: &str,
-    host: &str,
-    path: &str,
-    params: &[(String, String)],
-    secret: &str,
-) -> Result<(), SigError> {
+pub fn verify_v2(method: &str, host: &str, path: &str, params: &[(String, String)], secret: &str) -> Result<(), SigError> {
     let provided = single(params, "Signature")?;
     let version = single(params, "SignatureVersion")?;
     if version != "2" {
         return Err(SigError::UnsupportedSignatureVersion(version.to_string()));
     }
     let sig_method: SigV2Method = single(params, "SignatureMethod")?.parse()?;
-    let provided = BASE64
-        .decode(provided)
-        .map_err(|e| SigError::MalformedSignature(format!("not base64: {e}")))?;
+    let provided = BASE64.decode(provided).map_err(|e| SigError::MalformedSignature(format!("not base64: {e}")))?;
     let sts = canonical_query_v2(method, host, path, params);
     let expected = mac(secret, &sts, sig_method);
     if bool::from(expected.ct_eq(&provided)) {
         Ok(())
     } else {
-        Err(SigError::SignatureMismatch {
-            canonical_request: sts.clone(),
-            string_to_sign: sts,
-        })
+        Err(SigError::SignatureMismatch { canonical_request: sts.clone(), string_to_sign: sts })
     }
 }
 
@@ -240,22 +198,12 @@ pub fn verify_v2(
 /// [`SigError::MissingQueryParam`]`("Timestamp")` if neither is present,
 /// [`SigError::InvalidRequest`] if both are, [`SigError::MalformedDate`],
 /// [`SigError::RequestTimeTooSkewed`], [`SigError::Expired`].
-pub fn check_v2_time(
-    params: &[(String, String)],
-    now: DateTime<Utc>,
-    max_skew_secs: i64,
-) -> Result<(), SigError> {
+pub fn check_v2_time(params: &[(String, String)], now: DateTime<Utc>, max_skew_secs: i64) -> Result<(), SigError> {
     let has = |name: &str| params.iter().any(|(k, _)| k == name);
     match (has("Timestamp"), has("Expires")) {
-        (true, true) => Err(SigError::InvalidRequest(
-            "Timestamp and Expires are mutually exclusive".into(),
-        )),
+        (true, true) => Err(SigError::InvalidRequest("Timestamp and Expires are mutually exclusive".into())),
         (false, false) => Err(SigError::MissingQueryParam("Timestamp")),
-        (true, false) => check_clock_skew(
-            parse_v2_timestamp(single(params, "Timestamp")?)?,
-            now,
-            max_skew_secs,
-        ),
+        (true, false) => check_clock_skew(parse_v2_timestamp(single(params, "Timestamp")?)?, now, max_skew_secs),
         (false, true) => {
             if now <= parse_v2_timestamp(single(params, "Expires")?)? {
                 Ok(())
@@ -273,32 +221,17 @@ mod tests {
 
     #[test]
     fn method_names() {
-        assert_eq!(
-            "HmacSHA256".parse::<SigV2Method>().unwrap(),
-            SigV2Method::HmacSha256
-        );
-        assert_eq!(
-            "HmacSHA1".parse::<SigV2Method>().unwrap(),
-            SigV2Method::HmacSha1
-        );
-        assert!(matches!(
-            "hmacsha256".parse::<SigV2Method>(),
-            Err(SigError::UnsupportedAlgorithm(_))
-        ));
+        assert_eq!("HmacSHA256".parse::<SigV2Method>().unwrap(), SigV2Method::HmacSha256);
+        assert_eq!("HmacSHA1".parse::<SigV2Method>().unwrap(), SigV2Method::HmacSha1);
+        assert!(matches!("hmacsha256".parse::<SigV2Method>(), Err(SigError::UnsupportedAlgorithm(_))));
     }
 
     #[test]
     fn timestamps() {
         let want = parse_v2_timestamp("2011-10-03T15:19:30Z").unwrap();
         assert_eq!(format_v2_timestamp(want), "2011-10-03T15:19:30Z");
-        assert_eq!(
-            parse_v2_timestamp("2011-10-03T15:19:30.000Z").unwrap(),
-            want
-        );
-        assert_eq!(
-            parse_v2_timestamp("2011-10-03T17:19:30+02:00").unwrap(),
-            want
-        );
+        assert_eq!(parse_v2_timestamp("2011-10-03T15:19:30.000Z").unwrap(), want);
+        assert_eq!(parse_v2_timestamp("2011-10-03T17:19:30+02:00").unwrap(), want);
         assert_eq!(parse_v2_timestamp("2011-10-03T15:19:30").unwrap(), want);
         assert!(parse_v2_timestamp("yesterday").is_err());
     }

@@ -33,8 +33,7 @@ pub const ALGORITHM_V4: &str = "AWS4-HMAC-SHA256";
 pub const SCOPE_TERMINATOR: &str = "aws4_request";
 
 /// SHA-256 of the empty string, the payload hash of a request without body.
-pub const EMPTY_PAYLOAD_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_PAYLOAD_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Payload hash placeholder for presigned or streaming S3 requests.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -77,15 +76,9 @@ pub struct PathOptions {
 
 impl PathOptions {
     /// Every service except S3. Use this for EC2.
-    pub const STANDARD: PathOptions = PathOptions {
-        normalize: true,
-        double_encode: true,
-    };
+    pub const STANDARD: PathOptions = PathOptions { normalize: true, double_encode: true };
     /// Amazon S3: no normalization, each segment encoded once.
-    pub const S3: PathOptions = PathOptions {
-        normalize: false,
-        double_encode: false,
-    };
+    pub const S3: PathOptions = PathOptions { normalize: false, double_encode: false };
 }
 
 impl Default for PathOptions {
@@ -125,14 +118,7 @@ impl<'a> SigV4Request<'a> {
         headers: &'a [(String, String)],
         payload_sha256: &'a str,
     ) -> Self {
-        Self {
-            method,
-            path,
-            query,
-            headers,
-            payload_sha256,
-            path_options: PathOptions::STANDARD,
-        }
+        Self { method, path, query, headers, payload_sha256, path_options: PathOptions::STANDARD }
     }
 
     /// Same request with other path options.
@@ -145,11 +131,7 @@ impl<'a> SigV4Request<'a> {
 /// Canonical URI of `path` (see [`PathOptions`]). An empty path is `/`.
 pub fn canonical_uri(path: &str, options: PathOptions) -> String {
     let path = if path.is_empty() { "/" } else { path };
-    let path: Cow<'_, str> = if options.normalize {
-        Cow::Owned(normalize_path(path))
-    } else {
-        Cow::Borrowed(path)
-    };
+    let path: Cow<'_, str> = if options.normalize { Cow::Owned(normalize_path(path)) } else { Cow::Borrowed(path) };
     if options.double_encode {
         uri_encode(&path, false)
     } else {
@@ -193,10 +175,7 @@ fn normalize_path(path: &str) -> String {
 /// Canonical query string: keys and values [`uri_encode`]d (with `/` → `%2F`),
 /// sorted by encoded key then encoded value, joined as `k=v&k=v`.
 pub fn canonical_query_string(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| (uri_encode(k, true), uri_encode(v, true)))
-        .collect();
+    let mut pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (uri_encode(k, true), uri_encode(v, true))).collect();
     pairs.sort();
     let mut out = String::new();
     for (k, v) in pairs {
@@ -219,10 +198,7 @@ pub fn canonical_query_string(query: &[(String, String)]) -> String {
 pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
     let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
-        grouped
-            .entry(name.trim().to_ascii_lowercase())
-            .or_default()
-            .push(value.split_ascii_whitespace().collect::<Vec<_>>().join(" "));
+        grouped.entry(name.trim().to_ascii_lowercase()).or_default().push(value.split_ascii_whitespace().collect::<Vec<_>>().join(" "));
     }
     let mut block = String::new();
     for (name, values) in &grouped {
@@ -231,11 +207,7 @@ pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
         block.push_str(&values.join(","));
         block.push('\n');
     }
-    let signed = grouped
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(";");
+    let signed = grouped.keys().map(String::as_str).collect::<Vec<_>>().join(";");
     (block, signed)
 }
 
@@ -268,10 +240,7 @@ pub fn credential_scope(date: &str, region: &str, service: &str) -> String {
 /// `algorithm_datetime` is the `X-Amz-Date` value (`20150830T123600Z`),
 /// `scope` a [`credential_scope`].
 pub fn string_to_sign(algorithm_datetime: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM_V4}\n{algorithm_datetime}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM_V4}\n{algorithm_datetime}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// The SigV4 signing key `HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region),
@@ -303,9 +272,7 @@ pub fn parse_amz_date(s: &str) -> Result<DateTime<Utc>, SigError> {
     if s.len() != 16 {
         return Err(SigError::MalformedDate(s.to_string()));
     }
-    NaiveDateTime::parse_from_str(s, AMZ_DATE_FORMAT)
-        .map(|t| t.and_utc())
-        .map_err(|_| SigError::MalformedDate(s.to_string()))
+    NaiveDateTime::parse_from_str(s, AMZ_DATE_FORMAT).map(|t| t.and_utc()).map_err(|_| SigError::MalformedDate(s.to_string()))
 }
 
 /// Fails when `request_time` is more than `max_skew_secs` before or after
@@ -315,17 +282,10 @@ pub fn parse_amz_date(s: &str) -> Result<DateTime<Utc>, SigError> {
 /// # Errors
 ///
 /// [`SigError::RequestTimeTooSkewed`].
-pub fn check_clock_skew(
-    request_time: DateTime<Utc>,
-    now: DateTime<Utc>,
-    max_skew_secs: i64,
-) -> Result<(), SigError> {
+pub fn check_clock_skew(request_time: DateTime<Utc>, now: DateTime<Utc>, max_skew_secs: i64) -> Result<(), SigError> {
     let skew_secs = (request_time - now).num_seconds();
     if skew_secs.unsigned_abs() > max_skew_secs.unsigned_abs() {
-        return Err(SigError::RequestTimeTooSkewed {
-            skew_secs,
-            max_skew_secs,
-        });
+        return Err(SigError::RequestTimeTooSkewed { skew_secs, max_skew_secs });
     }
     Ok(())
 }
@@ -351,22 +311,8 @@ pub struct SigningParams<'a> {
 
 impl<'a> SigningParams<'a> {
     /// Parameters without session token, with [`PathOptions::STANDARD`].
-    pub fn new(
-        access_key: &'a str,
-        secret_key: &'a str,
-        region: &'a str,
-        service: &'a str,
-        time: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            access_key,
-            secret_key,
-            session_token: None,
-            region,
-            service,
-            time,
-            path_options: PathOptions::STANDARD,
-        }
+    pub fn new(access_key: &'a str, secret_key: &'a str, region: &'a str, service: &'a str, time: DateTime<Utc>) -> Self {
+        Self { access_key, secret_key, session_token: None, region, service, time, path_options: PathOptions::STANDARD }
     }
 }
 
@@ -375,10 +321,7 @@ impl fmt::Debug for SigningParams<'_> {
         f.debug_struct("SigningParams")
             .field("access_key", &self.access_key)
             .field("secret_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.map(|_| "** redacted **"),
-            )
+            .field("session_token", &self.session_token.map(|_| "** redacted **"))
             .field("region", &self.region)
             .field("service", &self.service)
             .field("time", &self.time)
@@ -388,11 +331,7 @@ impl fmt::Debug for SigningParams<'_> {
 }
 
 fn find_header<'h>(headers: &'h [(String, String)], name: &str) -> Vec<&'h str> {
-    headers
-        .iter()
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect()
+    headers.iter().filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
 }
 
 fn has_header(headers: &[(String, String)], name: &str) -> bool {
@@ -446,8 +385,7 @@ pub fn sign_v4_headers(
     all.extend(added.iter().cloned());
 
     let payload = sha256_hex(body);
-    let req = SigV4Request::new(method, path, query, &all, &payload)
-        .with_path_options(params.path_options);
+    let req = SigV4Request::new(method, path, query, &all, &payload).with_path_options(params.path_options);
     let creq = canonical_request(&req);
     let date = date_part(&amz_date);
     let scope = credential_scope(date, params.region, params.service);
@@ -459,11 +397,7 @@ pub fn sign_v4_headers(
         date: date.to_string(),
         region: params.region.to_string(),
         service: params.service.to_string(),
-        signed_headers: canonical_headers(&all)
-            .1
-            .split(';')
-            .map(str::to_string)
-            .collect(),
+        signed_headers: canonical_headers(&all).1.split(';').map(str::to_string).collect(),
         signature: signature(&key, &sts),
     };
     added.push(("Authorization".to_string(), auth.to_string()));
@@ -505,10 +439,7 @@ pub fn presign_v4(
 
     let mut added = vec![
         ("X-Amz-Algorithm".to_string(), ALGORITHM_V4.to_string()),
-        (
-            "X-Amz-Credential".to_string(),
-            format!("{}/{scope}", params.access_key),
-        ),
+        ("X-Amz-Credential".to_string(), format!("{}/{scope}", params.access_key)),
         ("X-Amz-Date".to_string(), amz_date.clone()),
         ("X-Amz-SignedHeaders".to_string(), signed_headers),
         ("X-Amz-Expires".to_string(), expires_secs.to_string()),
@@ -519,8 +450,7 @@ pub fn presign_v4(
     let mut all_query = query.to_vec();
     all_query.extend(added.iter().cloned());
 
-    let req = SigV4Request::new(method, path, &all_query, headers, payload_sha256)
-        .with_path_options(params.path_options);
+    let req = SigV4Request::new(method, path, &all_query, headers, payload_sha256).with_path_options(params.path_options);
     let sts = string_to_sign(&amz_date, &scope, &canonical_request(&req));
     let key = signing_key(params.secret_key, date, params.region, params.service);
     added.push(("X-Amz-Signature".to_string(), signature(&key, &sts)));
@@ -593,20 +523,14 @@ impl fmt::Display for ParsedAuthorization {
 fn parse_credential(s: &str) -> Result<(String, String, String, String), SigError> {
     let parts: Vec<&str> = s.split('/').collect();
     let [access_key, date, region, service, terminator] = parts.as_slice() else {
-        return Err(SigError::MalformedCredential(format!(
-            "`{s}` is not AKID/YYYYMMDD/region/service/aws4_request"
-        )));
+        return Err(SigError::MalformedCredential(format!("`{s}` is not AKID/YYYYMMDD/region/service/aws4_request")));
     };
     if access_key.is_empty() {
         return Err(SigError::MalformedCredential("empty access key id".into()));
     }
-    let valid_date = date.len() == 8
-        && date.bytes().all(|b| b.is_ascii_digit())
-        && NaiveDate::parse_from_str(date, "%Y%m%d").is_ok();
+    let valid_date = date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) && NaiveDate::parse_from_str(date, "%Y%m%d").is_ok();
     if !valid_date {
-        return Err(SigError::MalformedCredential(format!(
-            "`{date}` is not a YYYYMMDD date"
-        )));
+        return Err(SigError::MalformedCredential(format!("`{date}` is not a YYYYMMDD date")));
     }
     if region.is_empty() {
         return Err(SigError::MalformedCredential("empty region".into()));
@@ -615,16 +539,9 @@ fn parse_credential(s: &str) -> Result<(String, String, String, String), SigErro
         return Err(SigError::MalformedCredential("empty service".into()));
     }
     if *terminator != SCOPE_TERMINATOR {
-        return Err(SigError::MalformedCredential(format!(
-            "scope must end with `{SCOPE_TERMINATOR}`, not `{terminator}`"
-        )));
+        return Err(SigError::MalformedCredential(format!("scope must end with `{SCOPE_TERMINATOR}`, not `{terminator}`")));
     }
-    Ok((
-        access_key.to_string(),
-        date.to_string(),
-        region.to_string(),
-        service.to_string(),
-    ))
+    Ok((access_key.to_string(), date.to_string(), region.to_string(), service.to_string()))
 }
 
 /// Parses `a;b;c`: non-empty, lowercase, no whitespace, strictly sorted.
@@ -635,23 +552,14 @@ fn parse_signed_headers(s: &str) -> Result<Vec<String>, SigError> {
     let names: Vec<String> = s.split(';').map(str::to_string).collect();
     for name in &names {
         if name.is_empty() {
-            return Err(SigError::MalformedSignedHeaders(format!(
-                "empty header name in `{s}`"
-            )));
+            return Err(SigError::MalformedSignedHeaders(format!("empty header name in `{s}`")));
         }
-        if name
-            .bytes()
-            .any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace() || b == b',')
-        {
-            return Err(SigError::MalformedSignedHeaders(format!(
-                "`{name}` is not a lowercase header name"
-            )));
+        if name.bytes().any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace() || b == b',') {
+            return Err(SigError::MalformedSignedHeaders(format!("`{name}` is not a lowercase header name")));
         }
     }
     if names.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(SigError::MalformedSignedHeaders(format!(
-            "`{s}` is not sorted or has duplicates"
-        )));
+        return Err(SigError::MalformedSignedHeaders(format!("`{s}` is not sorted or has duplicates")));
     }
     Ok(names)
 }
@@ -659,9 +567,7 @@ fn parse_signed_headers(s: &str) -> Result<Vec<String>, SigError> {
 /// Checks 64 lowercase hex digits.
 fn parse_signature(s: &str) -> Result<String, SigError> {
     if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(SigError::MalformedSignature(format!(
-            "`{s}` is not 64 lowercase hex digits"
-        )));
+        return Err(SigError::MalformedSignature(format!("`{s}` is not 64 lowercase hex digits")));
     }
     Ok(s.to_string())
 }
@@ -680,17 +586,13 @@ fn parse_signature(s: &str) -> Result<String, SigError> {
 /// [`SigError::MalformedSignature`].
 pub fn parse_authorization_header(value: &str) -> Result<ParsedAuthorization, SigError> {
     let value = value.trim();
-    let (algorithm, rest) = value
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .unwrap_or((value, ""));
+    let (algorithm, rest) = value.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((value, ""));
     if algorithm != ALGORITHM_V4 {
         return Err(SigError::UnsupportedAlgorithm(algorithm.to_string()));
     }
     let rest = rest.trim();
     if rest.is_empty() {
-        return Err(SigError::MalformedAuthorization(
-            "no components after the algorithm".into(),
-        ));
+        return Err(SigError::MalformedAuthorization("no components after the algorithm".into()));
     }
 
     let mut credential = None;
@@ -698,19 +600,13 @@ pub fn parse_authorization_header(value: &str) -> Result<ParsedAuthorization, Si
     let mut sig = None;
     for component in rest.split(',').map(str::trim) {
         let Some((key, val)) = component.split_once('=') else {
-            return Err(SigError::MalformedAuthorization(format!(
-                "component `{component}` is not Key=Value"
-            )));
+            return Err(SigError::MalformedAuthorization(format!("component `{component}` is not Key=Value")));
         };
         let slot = match key {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
             "Signature" => &mut sig,
-            other => {
-                return Err(SigError::MalformedAuthorization(format!(
-                    "unknown component `{other}`"
-                )))
-            }
+            other => return Err(SigError::MalformedAuthorization(format!("unknown component `{other}`"))),
         };
         if slot.replace(val).is_some() {
             return Err(SigError::DuplicateComponent(key.to_string()));
@@ -756,14 +652,10 @@ impl PresignedQuery {
         let signed_at = parse_amz_date(&self.amz_date)?;
         let skew_secs = (signed_at - now).num_seconds();
         if skew_secs > max_skew_secs {
-            return Err(SigError::RequestTimeTooSkewed {
-                skew_secs,
-                max_skew_secs,
-            });
+            return Err(SigError::RequestTimeTooSkewed { skew_secs, max_skew_secs });
         }
         let lifetime = i64::try_from(self.expires_secs).unwrap_or(i64::MAX);
-        let expires_at =
-            TimeDelta::try_seconds(lifetime).and_then(|d| signed_at.checked_add_signed(d));
+        let expires_at = TimeDelta::try_seconds(lifetime).and_then(|d| signed_at.checked_add_signed(d));
         match expires_at {
             Some(t) if now <= t => Ok(()),
             Some(_) => Err(SigError::Expired),
@@ -773,14 +665,8 @@ impl PresignedQuery {
 }
 
 /// The single value of query parameter `name`.
-fn single_param<'q>(
-    query: &'q [(String, String)],
-    name: &'static str,
-) -> Result<Option<&'q str>, SigError> {
-    let mut found = query
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str());
+fn single_param<'q>(query: &'q [(String, String)], name: &'static str) -> Result<Option<&'q str>, SigError> {
+    let mut found = query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let first = found.next();
     if found.next().is_some() {
         return Err(SigError::DuplicateQueryParam(name.to_string()));
@@ -788,10 +674,7 @@ fn single_param<'q>(
     Ok(first)
 }
 
-fn required_param<'q>(
-    query: &'q [(String, String)],
-    name: &'static str,
-) -> Result<&'q str, SigError> {
+fn required_param<'q>(query: &'q [(String, String)], name: &'static str) -> Result<&'q str, SigError> {
     single_param(query, name)?.ok_or(SigError::MissingQueryParam(name))
 }
 
@@ -810,38 +693,22 @@ pub fn parse_presigned_query(query: &[(String, String)]) -> Result<PresignedQuer
     if algorithm != ALGORITHM_V4 {
         return Err(SigError::UnsupportedAlgorithm(algorithm.to_string()));
     }
-    let (access_key, date, region, service) =
-        parse_credential(required_param(query, "X-Amz-Credential")?)?;
+    let (access_key, date, region, service) = parse_credential(required_param(query, "X-Amz-Credential")?)?;
     let amz_date = required_param(query, "X-Amz-Date")?;
     parse_amz_date(amz_date)?;
     if date_part(amz_date) != date {
-        return Err(SigError::ScopeDateMismatch {
-            scope_date: date,
-            request_date: date_part(amz_date).to_string(),
-        });
+        return Err(SigError::ScopeDateMismatch { scope_date: date, request_date: date_part(amz_date).to_string() });
     }
     let expires_raw = required_param(query, "X-Amz-Expires")?;
     let expires_secs = match expires_raw.parse::<u64>() {
-        Ok(n)
-            if (1..=MAX_PRESIGN_EXPIRES_SECS).contains(&n)
-                && expires_raw.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            n
-        }
+        Ok(n) if (1..=MAX_PRESIGN_EXPIRES_SECS).contains(&n) && expires_raw.bytes().all(|b| b.is_ascii_digit()) => n,
         _ => return Err(SigError::InvalidExpires(expires_raw.to_string())),
     };
     let signed_headers = parse_signed_headers(required_param(query, "X-Amz-SignedHeaders")?)?;
     let signature = parse_signature(required_param(query, "X-Amz-Signature")?)?;
     let security_token = single_param(query, "X-Amz-Security-Token")?.map(str::to_string);
     Ok(PresignedQuery {
-        auth: ParsedAuthorization {
-            access_key,
-            date,
-            region,
-            service,
-            signed_headers,
-            signature,
-        },
+        auth: ParsedAuthorization { access_key, date, region, service, signed_headers, signature },
         amz_date: amz_date.to_string(),
         expires_secs,
         security_token,
@@ -870,11 +737,7 @@ pub fn parse_presigned_query(query: &[(String, String)]) -> Result<PresignedQuer
 /// [`SigError::MissingQueryParam`], [`SigError::MalformedDate`],
 /// [`SigError::ScopeDateMismatch`], [`SigError::InvalidRequest`] when the
 /// request cannot be verified at all.
-pub fn verify_v4(
-    req: &SigV4Request<'_>,
-    auth: &ParsedAuthorization,
-    secret: &str,
-) -> Result<(), SigError> {
+pub fn verify_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, secret: &str) -> Result<(), SigError> {
     let is_signed = |name: &str| auth.signed_headers.iter().any(|h| h == name);
     if !is_signed("host") {
         return Err(SigError::UnsignedHeader("host".into()));
@@ -899,47 +762,27 @@ pub fn verify_v4(
     };
     parse_amz_date(amz_date)?;
     if date_part(amz_date) != auth.date {
-        return Err(SigError::ScopeDateMismatch {
-            scope_date: auth.date.clone(),
-            request_date: date_part(amz_date).to_string(),
-        });
+        return Err(SigError::ScopeDateMismatch { scope_date: auth.date.clone(), request_date: date_part(amz_date).to_string() });
     }
 
     let mut headers = Vec::new();
     for name in &auth.signed_headers {
         let before = headers.len();
-        headers.extend(
-            req.headers
-                .iter()
-                .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                .cloned(),
-        );
+        headers.extend(req.headers.iter().filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)).cloned());
         if headers.len() == before {
             return Err(SigError::MissingHeader(name.clone()));
         }
     }
-    let query: Vec<(String, String)> = req
-        .query
-        .iter()
-        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
-        .cloned()
-        .collect();
+    let query: Vec<(String, String)> = req.query.iter().filter(|(k, _)| !(presigned && k == "X-Amz-Signature")).cloned().collect();
 
-    let creq = canonical_request(&SigV4Request {
-        query: &query,
-        headers: &headers,
-        ..*req
-    });
+    let creq = canonical_request(&SigV4Request { query: &query, headers: &headers, ..*req });
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
     let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
     let expected = signature(&key, &sts);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
         Ok(())
     } else {
-        Err(SigError::SignatureMismatch {
-            canonical_request: creq,
-            string_to_sign: sts,
-        })
+        Err(SigError::SignatureMismatch { canonical_request: creq, string_to_sign: sts })
     }
 }
 
@@ -966,10 +809,7 @@ mod tests {
         ] {
             assert_eq!(canonical_uri(input, PathOptions::STANDARD), want, "{input}");
         }
-        let no_norm = PathOptions {
-            normalize: false,
-            double_encode: true,
-        };
+        let no_norm = PathOptions { normalize: false, double_encode: true };
         assert_eq!(canonical_uri("//example//", no_norm), "//example//");
         assert_eq!(canonical_uri("", no_norm), "/");
     }
@@ -1017,32 +857,16 @@ mod tests {
     fn aws_documented_signing_key() {
         // "Examples of how to derive a signing key" (AWS General Reference):
         // secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, 20120215, us-east-1, iam.
-        let key = signing_key(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20120215",
-            "us-east-1",
-            "iam",
-        );
-        assert_eq!(
-            hex::encode(key),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
-        );
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam");
+        assert_eq!(hex::encode(key), "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
     }
 
     #[test]
     fn amz_date_round_trip() {
         let t = parse_amz_date("20150830T123600Z").unwrap();
         assert_eq!(format_amz_date(t), "20150830T123600Z");
-        for bad in [
-            "2015-08-30T12:36:00Z",
-            "20150830T123600",
-            "20151330T123600Z",
-            "",
-        ] {
-            assert!(
-                matches!(parse_amz_date(bad), Err(SigError::MalformedDate(_))),
-                "{bad}"
-            );
+        for bad in ["2015-08-30T12:36:00Z", "20150830T123600", "20151330T123600Z", ""] {
+            assert!(matches!(parse_amz_date(bad), Err(SigError::MalformedDate(_))), "{bad}");
         }
     }
 }

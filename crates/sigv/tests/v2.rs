@@ -15,10 +15,7 @@ use cloudbroker_sigv::*;
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Mixed-case keys (`AWSAccessKeyId` sorts before `Action`, `Zeta` before
@@ -61,10 +58,7 @@ fn canonical_string_and_signatures_match_reference() {
 fn signature_param_is_ignored_in_canonical_string() {
     let mut params = describe_images("HmacSHA256");
     params.push(("Signature".into(), "whatever".into()));
-    assert_eq!(
-        canonical_query_v2("GET", "ec2.amazonaws.com", "/", &params),
-        STS_SHA256
-    );
+    assert_eq!(canonical_query_v2("GET", "ec2.amazonaws.com", "/", &params), STS_SHA256);
 }
 
 #[test]
@@ -76,24 +70,12 @@ fn verify_reference_signatures_both_methods() {
         // Host case does not matter, the secret and every signed part do.
         verify_v2("GET", "EC2.AMAZONAWS.COM", "/", &params, SECRET).unwrap();
         let wrong_secret = SECRET.replace('w', "W");
-        assert!(matches!(
-            verify_v2("GET", "ec2.amazonaws.com", "/", &params, &wrong_secret),
-            Err(SigError::SignatureMismatch { .. })
-        ));
-        assert!(matches!(
-            verify_v2("POST", "ec2.amazonaws.com", "/", &params, SECRET),
-            Err(SigError::SignatureMismatch { .. })
-        ));
-        assert!(matches!(
-            verify_v2("GET", "ec2.amazonaws.com:8443", "/", &params, SECRET),
-            Err(SigError::SignatureMismatch { .. })
-        ));
+        assert!(matches!(verify_v2("GET", "ec2.amazonaws.com", "/", &params, &wrong_secret), Err(SigError::SignatureMismatch { .. })));
+        assert!(matches!(verify_v2("POST", "ec2.amazonaws.com", "/", &params, SECRET), Err(SigError::SignatureMismatch { .. })));
+        assert!(matches!(verify_v2("GET", "ec2.amazonaws.com:8443", "/", &params, SECRET), Err(SigError::SignatureMismatch { .. })));
         let mut tampered = params.clone();
         tampered[2].1 = "ami-2bb65343".into();
-        assert!(matches!(
-            verify_v2("GET", "ec2.amazonaws.com", "/", &tampered, SECRET),
-            Err(SigError::SignatureMismatch { .. })
-        ));
+        assert!(matches!(verify_v2("GET", "ec2.amazonaws.com", "/", &tampered, SECRET), Err(SigError::SignatureMismatch { .. })));
     }
 }
 
@@ -108,15 +90,7 @@ fn sign_v2_params_post_with_port_matches_reference() {
         ("SignatureMethod", "HmacSHA1"),
         ("Signature", "stale"),
     ]);
-    sign_v2_params(
-        "POST",
-        "localhost:8773",
-        "/services/Cloud",
-        &mut params,
-        "AKIAIOSFODNN7EXAMPLE",
-        SECRET,
-        now,
-    );
+    sign_v2_params("POST", "localhost:8773", "/services/Cloud", &mut params, "AKIAIOSFODNN7EXAMPLE", SECRET, now);
     assert_eq!(
         params,
         p(&[
@@ -134,14 +108,7 @@ fn sign_v2_params_post_with_port_matches_reference() {
     let body = encode_query(&params);
     let received = parse_form_urlencoded(&body).unwrap();
     assert_eq!(received, params);
-    verify_v2(
-        "POST",
-        "localhost:8773",
-        "/services/Cloud",
-        &received,
-        SECRET,
-    )
-    .unwrap();
+    verify_v2("POST", "localhost:8773", "/services/Cloud", &received, SECRET).unwrap();
     assert_eq!(v2_access_key(&received).unwrap(), "AKIAIOSFODNN7EXAMPLE");
     check_v2_time(&received, now, MAX_CLOCK_SKEW_SECS).unwrap();
 }
@@ -149,27 +116,13 @@ fn sign_v2_params_post_with_port_matches_reference() {
 #[test]
 fn sign_v2_params_keeps_expires_instead_of_timestamp() {
     let now = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
-    let mut params = p(&[
-        ("Action", "DescribeRegions"),
-        ("Expires", "2024-01-02T03:10:00Z"),
-    ]);
-    sign_v2_params(
-        "GET",
-        "ec2.amazonaws.com",
-        "/",
-        &mut params,
-        "AK",
-        SECRET,
-        now,
-    );
+    let mut params = p(&[("Action", "DescribeRegions"), ("Expires", "2024-01-02T03:10:00Z")]);
+    sign_v2_params("GET", "ec2.amazonaws.com", "/", &mut params, "AK", SECRET, now);
     assert!(!params.iter().any(|(k, _)| k == "Timestamp"));
     verify_v2("GET", "ec2.amazonaws.com", "/", &params, SECRET).unwrap();
     check_v2_time(&params, now, MAX_CLOCK_SKEW_SECS).unwrap();
     let later = Utc.with_ymd_and_hms(2024, 1, 2, 3, 10, 1).unwrap();
-    assert_eq!(
-        check_v2_time(&params, later, MAX_CLOCK_SKEW_SECS),
-        Err(SigError::Expired)
-    );
+    assert_eq!(check_v2_time(&params, later, MAX_CLOCK_SKEW_SECS), Err(SigError::Expired));
 }
 
 #[test]
@@ -179,22 +132,15 @@ fn verify_v2_reports_what_is_wrong() {
         params.push(("Signature".into(), SIG_SHA256.into()));
         params
     };
-    let verify =
-        |params: &[(String, String)]| verify_v2("GET", "ec2.amazonaws.com", "/", params, SECRET);
+    let verify = |params: &[(String, String)]| verify_v2("GET", "ec2.amazonaws.com", "/", params, SECRET);
 
     let mut missing = signed();
     missing.retain(|(k, _)| k != "Signature");
-    assert_eq!(
-        verify(&missing),
-        Err(SigError::MissingQueryParam("Signature"))
-    );
+    assert_eq!(verify(&missing), Err(SigError::MissingQueryParam("Signature")));
 
     let mut dup = signed();
     dup.push(("Signature".into(), SIG_SHA256.into()));
-    assert_eq!(
-        verify(&dup),
-        Err(SigError::DuplicateQueryParam("Signature".into()))
-    );
+    assert_eq!(verify(&dup), Err(SigError::DuplicateQueryParam("Signature".into())));
 
     let mut v1 = signed();
     for (k, v) in &mut v1 {
@@ -202,10 +148,7 @@ fn verify_v2_reports_what_is_wrong() {
             *v = "1".into();
         }
     }
-    assert_eq!(
-        verify(&v1),
-        Err(SigError::UnsupportedSignatureVersion("1".into()))
-    );
+    assert_eq!(verify(&v1), Err(SigError::UnsupportedSignatureVersion("1".into())));
 
     let mut md5 = signed();
     for (k, v) in &mut md5 {
@@ -213,10 +156,7 @@ fn verify_v2_reports_what_is_wrong() {
             *v = "HmacMD5".into();
         }
     }
-    assert_eq!(
-        verify(&md5),
-        Err(SigError::UnsupportedAlgorithm("HmacMD5".into()))
-    );
+    assert_eq!(verify(&md5), Err(SigError::UnsupportedAlgorithm("HmacMD5".into())));
 
     let mut bad_b64 = signed();
     for (k, v) in &mut bad_b64 {
@@ -224,10 +164,7 @@ fn verify_v2_reports_what_is_wrong() {
             *v = "not base64!".into();
         }
     }
-    assert!(matches!(
-        verify(&bad_b64),
-        Err(SigError::MalformedSignature(_))
-    ));
+    assert!(matches!(verify(&bad_b64), Err(SigError::MalformedSignature(_))));
 }
 
 #[test]
@@ -236,31 +173,10 @@ fn v2_time_checks() {
     let at = |ts: &str| p(&[("Timestamp", ts)]);
     check_v2_time(&at("2011-10-03T15:34:30Z"), now, 900).unwrap();
     check_v2_time(&at("2011-10-03T15:04:30Z"), now, 900).unwrap();
-    assert!(matches!(
-        check_v2_time(&at("2011-10-03T15:34:31Z"), now, 900),
-        Err(SigError::RequestTimeTooSkewed { skew_secs: 901, .. })
-    ));
-    assert!(matches!(
-        check_v2_time(&at("2011-10-03T15:04:29Z"), now, 900),
-        Err(SigError::RequestTimeTooSkewed {
-            skew_secs: -901,
-            ..
-        })
-    ));
-    assert!(matches!(
-        check_v2_time(&at("garbage"), now, 900),
-        Err(SigError::MalformedDate(_))
-    ));
-    assert_eq!(
-        check_v2_time(&[], now, 900),
-        Err(SigError::MissingQueryParam("Timestamp"))
-    );
-    let both = p(&[
-        ("Timestamp", "2011-10-03T15:19:30Z"),
-        ("Expires", "2011-10-03T15:19:30Z"),
-    ]);
-    assert!(matches!(
-        check_v2_time(&both, now, 900),
-        Err(SigError::InvalidRequest(_))
-    ));
+    assert!(matches!(check_v2_time(&at("2011-10-03T15:34:31Z"), now, 900), Err(SigError::RequestTimeTooSkewed { skew_secs: 901, .. })));
+    assert!(matches!(check_v2_time(&at("2011-10-03T15:04:29Z"), now, 900), Err(SigError::RequestTimeTooSkewed { skew_secs: -901, .. })));
+    assert!(matches!(check_v2_time(&at("garbage"), now, 900), Err(SigError::MalformedDate(_))));
+    assert_eq!(check_v2_time(&[], now, 900), Err(SigError::MissingQueryParam("Timestamp")));
+    let both = p(&[("Timestamp", "2011-10-03T15:19:30Z"), ("Expires", "2011-10-03T15:19:30Z")]);
+    assert!(matches!(check_v2_time(&both, now, 900), Err(SigError::InvalidRequest(_))));
 }

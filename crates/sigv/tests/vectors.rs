@@ -70,25 +70,16 @@ struct HttpText {
 
 impl HttpText {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn without_header(&self, name: &str) -> Vec<(String, String)> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case(name))
-            .cloned()
-            .collect()
+        self.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(name)).cloned().collect()
     }
 }
 
 fn read(path: &Path) -> Result<String, String> {
-    fs::read_to_string(path)
-        .map(|s| s.replace("\r\n", "\n"))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    fs::read_to_string(path).map(|s| s.replace("\r\n", "\n")).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Expected-output files: compared without their trailing newline(s).
@@ -105,9 +96,7 @@ fn parse_http(text: &str) -> Result<HttpText, String> {
     };
     let mut lines = head.split('\n');
     let request_line = lines.next().ok_or("empty request")?;
-    let (method, rest) = request_line
-        .split_once(' ')
-        .ok_or_else(|| format!("bad request line `{request_line}`"))?;
+    let (method, rest) = request_line.split_once(' ').ok_or_else(|| format!("bad request line `{request_line}`"))?;
     // The target may contain literal spaces (get-space-unnormalized), and the
     // signed request of double-url-encode omits the protocol version.
     let target = rest.strip_suffix(" HTTP/1.1").unwrap_or(rest);
@@ -117,25 +106,15 @@ fn parse_http(text: &str) -> Result<HttpText, String> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
-            let last = headers
-                .last_mut()
-                .ok_or_else(|| format!("continuation before any header: `{line}`"))?;
+            let last = headers.last_mut().ok_or_else(|| format!("continuation before any header: `{line}`"))?;
             last.1.push(' ');
             last.1.push_str(line.trim_start());
         } else {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| format!("bad header line `{line}`"))?;
+            let (name, value) = line.split_once(':').ok_or_else(|| format!("bad header line `{line}`"))?;
             headers.push((name.to_string(), value.to_string()));
         }
     }
-    Ok(HttpText {
-        method: method.to_string(),
-        path: path.to_string(),
-        query,
-        headers,
-        body: body.as_bytes().to_vec(),
-    })
+    Ok(HttpText { method: method.to_string(), path: path.to_string(), query, headers, body: body.as_bytes().to_vec() })
 }
 
 /// `context.json` of a case.
@@ -154,12 +133,7 @@ struct Context {
 
 fn parse_context(text: &str) -> Result<Context, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let s = |p: &str| {
-        v.pointer(p)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| format!("context.json lacks {p}"))
-    };
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("context.json lacks {p}"));
     let b = |p: &str| v.pointer(p).and_then(Value::as_bool).unwrap_or(false);
     Ok(Context {
         access_key: s("/credentials/access_key_id")?,
@@ -167,13 +141,8 @@ fn parse_context(text: &str) -> Result<Context, String> {
         token: s("/credentials/token").ok(),
         region: s("/region")?,
         service: s("/service")?,
-        time: DateTime::parse_from_rfc3339(&s("/timestamp")?)
-            .map_err(|e| e.to_string())?
-            .with_timezone(&Utc),
-        expires: v
-            .pointer("/expiration_in_seconds")
-            .and_then(Value::as_u64)
-            .ok_or("context.json lacks expiration_in_seconds")?,
+        time: DateTime::parse_from_rfc3339(&s("/timestamp")?).map_err(|e| e.to_string())?.with_timezone(&Utc),
+        expires: v.pointer("/expiration_in_seconds").and_then(Value::as_u64).ok_or("context.json lacks expiration_in_seconds")?,
         normalize: b("/normalize"),
         sign_body: b("/sign_body"),
         omit_session_token: b("/omit_session_token"),
@@ -184,30 +153,15 @@ fn expect_eq(what: &str, expected: &str, actual: &str) -> Result<(), String> {
     if expected == actual {
         Ok(())
     } else {
-        Err(format!(
-            "{what} differs\n--- expected\n{expected}\n--- actual\n{actual}"
-        ))
+        Err(format!("{what} differs\n--- expected\n{expected}\n--- actual\n{actual}"))
     }
 }
 
-fn verify_signed_header_request(
-    signed: &HttpText,
-    options: PathOptions,
-    secret: &str,
-) -> Result<ParsedAuthorization, String> {
-    let auth_value = signed
-        .header("authorization")
-        .ok_or("signed request has no Authorization")?;
+fn verify_signed_header_request(signed: &HttpText, options: PathOptions, secret: &str) -> Result<ParsedAuthorization, String> {
+    let auth_value = signed.header("authorization").ok_or("signed request has no Authorization")?;
     let auth = parse_authorization_header(auth_value).map_err(|e| format!("parse: {e}"))?;
     let payload = sha256_hex(&signed.body);
-    let req = SigV4Request::new(
-        &signed.method,
-        &signed.path,
-        &signed.query,
-        &signed.headers,
-        &payload,
-    )
-    .with_path_options(options);
+    let req = SigV4Request::new(&signed.method, &signed.path, &signed.query, &signed.headers, &payload).with_path_options(options);
     verify_v4(&req, &auth, secret).map_err(|e| format!("verify_v4(header): {e:?}"))?;
     Ok(auth)
 }
@@ -216,10 +170,7 @@ fn verify_signed_header_request(
 fn check_context_case(name: &str, dir: &Path) -> Result<(), String> {
     let ctx = parse_context(&read(&dir.join("context.json"))?)?;
     let req = parse_http(&read(&dir.join("request.txt"))?)?;
-    let options = PathOptions {
-        normalize: ctx.normalize,
-        double_encode: !SINGLE_ENCODE_CASES.contains(&name),
-    };
+    let options = PathOptions { normalize: ctx.normalize, double_encode: !SINGLE_ENCODE_CASES.contains(&name) };
     let amz_date = format_amz_date(ctx.time);
     let date = &amz_date[..8];
     let scope = credential_scope(date, &ctx.region, &ctx.service);
@@ -238,77 +189,35 @@ fn check_context_case(name: &str, dir: &Path) -> Result<(), String> {
     if let Some(token) = signed_token {
         headers.push(("X-Amz-Security-Token".to_string(), token.to_string()));
     }
-    let creq = canonical_request(
-        &SigV4Request::new(&req.method, &req.path, &req.query, &headers, &payload)
-            .with_path_options(options),
-    );
-    expect_eq(
-        "header canonical request",
-        &read_expected(&dir.join("header-canonical-request.txt"))?,
-        &creq,
-    )?;
+    let creq = canonical_request(&SigV4Request::new(&req.method, &req.path, &req.query, &headers, &payload).with_path_options(options));
+    expect_eq("header canonical request", &read_expected(&dir.join("header-canonical-request.txt"))?, &creq)?;
     let sts = string_to_sign(&amz_date, &scope, &creq);
-    expect_eq(
-        "header string to sign",
-        &read_expected(&dir.join("header-string-to-sign.txt"))?,
-        &sts,
-    )?;
+    expect_eq("header string to sign", &read_expected(&dir.join("header-string-to-sign.txt"))?, &sts)?;
     let sig = signature(&key, &sts);
-    expect_eq(
-        "header signature",
-        &read_expected(&dir.join("header-signature.txt"))?,
-        &sig,
-    )?;
+    expect_eq("header signature", &read_expected(&dir.join("header-signature.txt"))?, &sig)?;
 
     let signed = parse_http(&read(&dir.join("header-signed-request.txt"))?)?;
     let auth = verify_signed_header_request(&signed, options, &ctx.secret)?;
     expect_eq("signature in header-signed-request", &sig, &auth.signature)?;
 
     if !ctx.omit_session_token {
-        let mut params = SigningParams::new(
-            &ctx.access_key,
-            &ctx.secret,
-            &ctx.region,
-            &ctx.service,
-            ctx.time,
-        );
+        let mut params = SigningParams::new(&ctx.access_key, &ctx.secret, &ctx.region, &ctx.service, ctx.time);
         params.session_token = ctx.token.as_deref();
         params.path_options = options;
         let mut input = req.headers.clone();
         input.extend(extra.iter().cloned());
-        let added = sign_v4_headers(
-            &req.method,
-            &req.path,
-            &req.query,
-            &input,
-            &req.body,
-            &params,
-        )
-        .map_err(|e| format!("sign_v4_headers: {e}"))?;
-        let got_auth = added
-            .iter()
-            .find(|(n, _)| n == "Authorization")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default();
-        expect_eq(
-            "sign_v4_headers Authorization",
-            signed.header("authorization").unwrap_or_default(),
-            got_auth,
-        )?;
+        let added =
+            sign_v4_headers(&req.method, &req.path, &req.query, &input, &req.body, &params).map_err(|e| format!("sign_v4_headers: {e}"))?;
+        let got_auth = added.iter().find(|(n, _)| n == "Authorization").map(|(_, v)| v.as_str()).unwrap_or_default();
+        expect_eq("sign_v4_headers Authorization", signed.header("authorization").unwrap_or_default(), got_auth)?;
         // The whole header set must equal header-signed-request.txt's.
         let norm = |h: &[(String, String)]| -> BTreeSet<(String, String)> {
-            h.iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-                .collect()
+            h.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string())).collect()
         };
         let mut produced = input.clone();
         produced.extend(added);
         if norm(&produced) != norm(&signed.headers) {
-            return Err(format!(
-                "sign_v4_headers header set {:?} != signed request {:?}",
-                norm(&produced),
-                norm(&signed.headers)
-            ));
+            return Err(format!("sign_v4_headers header set {:?} != signed request {:?}", norm(&produced), norm(&signed.headers)));
         }
     }
 
@@ -320,10 +229,7 @@ fn check_context_case(name: &str, dir: &Path) -> Result<(), String> {
     let mut query = req.query.clone();
     query.extend([
         ("X-Amz-Algorithm".to_string(), ALGORITHM_V4.to_string()),
-        (
-            "X-Amz-Credential".to_string(),
-            format!("{}/{scope}", ctx.access_key),
-        ),
+        ("X-Amz-Credential".to_string(), format!("{}/{scope}", ctx.access_key)),
         ("X-Amz-Date".to_string(), amz_date.clone()),
         ("X-Amz-Expires".to_string(), ctx.expires.to_string()),
         ("X-Amz-SignedHeaders".to_string(), signed_headers),
@@ -331,81 +237,39 @@ fn check_context_case(name: &str, dir: &Path) -> Result<(), String> {
     if let Some(token) = signed_token {
         query.push(("X-Amz-Security-Token".to_string(), token.to_string()));
     }
-    let creq = canonical_request(
-        &SigV4Request::new(&req.method, &req.path, &query, &req.headers, &payload)
-            .with_path_options(options),
-    );
-    expect_eq(
-        "query canonical request",
-        &read_expected(&dir.join("query-canonical-request.txt"))?,
-        &creq,
-    )?;
+    let creq = canonical_request(&SigV4Request::new(&req.method, &req.path, &query, &req.headers, &payload).with_path_options(options));
+    expect_eq("query canonical request", &read_expected(&dir.join("query-canonical-request.txt"))?, &creq)?;
     let sts = string_to_sign(&amz_date, &scope, &creq);
-    expect_eq(
-        "query string to sign",
-        &read_expected(&dir.join("query-string-to-sign.txt"))?,
-        &sts,
-    )?;
+    expect_eq("query string to sign", &read_expected(&dir.join("query-string-to-sign.txt"))?, &sts)?;
     let sig = signature(&key, &sts);
-    expect_eq(
-        "query signature",
-        &read_expected(&dir.join("query-signature.txt"))?,
-        &sig,
-    )?;
+    expect_eq("query signature", &read_expected(&dir.join("query-signature.txt"))?, &sig)?;
 
     let signed = parse_http(&read(&dir.join("query-signed-request.txt"))?)?;
     let presigned = parse_presigned_query(&signed.query).map_err(|e| format!("parse: {e}"))?;
     expect_eq("X-Amz-Signature", &sig, &presigned.auth.signature)?;
     let signed_payload = sha256_hex(&signed.body);
-    let signed_req = SigV4Request::new(
-        &signed.method,
-        &signed.path,
-        &signed.query,
-        &signed.headers,
-        &signed_payload,
-    )
-    .with_path_options(options);
+    let signed_req =
+        SigV4Request::new(&signed.method, &signed.path, &signed.query, &signed.headers, &signed_payload).with_path_options(options);
     let verdict = verify_v4(&signed_req, &presigned.auth, &ctx.secret);
     if ctx.omit_session_token {
         // The token parameter was added after signing: must not verify.
         if !matches!(verdict, Err(SigError::SignatureMismatch { .. })) {
-            return Err(format!(
-                "unsigned token parameter was accepted: {verdict:?}"
-            ));
+            return Err(format!("unsigned token parameter was accepted: {verdict:?}"));
         }
     } else {
         verdict.map_err(|e| format!("verify_v4(query): {e:?}"))?;
-        presigned
-            .check_expiry(ctx.time, MAX_CLOCK_SKEW_SECS)
-            .map_err(|e| format!("check_expiry: {e}"))?;
+        presigned.check_expiry(ctx.time, MAX_CLOCK_SKEW_SECS).map_err(|e| format!("check_expiry: {e}"))?;
 
-        let mut params = SigningParams::new(
-            &ctx.access_key,
-            &ctx.secret,
-            &ctx.region,
-            &ctx.service,
-            ctx.time,
-        );
+        let mut params = SigningParams::new(&ctx.access_key, &ctx.secret, &ctx.region, &ctx.service, ctx.time);
         params.session_token = ctx.token.as_deref();
         params.path_options = options;
-        let added = presign_v4(
-            &req.method,
-            &req.path,
-            &req.query,
-            &req.headers,
-            &payload,
-            &params,
-            ctx.expires,
-        )
-        .map_err(|e| format!("presign_v4: {e}"))?;
+        let added = presign_v4(&req.method, &req.path, &req.query, &req.headers, &payload, &params, ctx.expires)
+            .map_err(|e| format!("presign_v4: {e}"))?;
         let mut produced = req.query.clone();
         produced.extend(added);
         let as_set = |q: &[(String, String)]| q.iter().cloned().collect::<BTreeSet<_>>();
         if as_set(&produced) != as_set(&signed.query) {
-            return Err(format!(
-                "presign_v4 query {produced:?} != signed request {:?}",
-                signed.query
-            ));
+            return Err(format!("presign_v4 query {produced:?} != signed request {:?}", signed.query));
         }
     }
     Ok(())
@@ -414,28 +278,13 @@ fn check_context_case(name: &str, dir: &Path) -> Result<(), String> {
 fn check_double_url_encode(dir: &Path) -> Result<(), String> {
     let req = parse_http(&read(&dir.join("request.txt"))?)?;
     let signed = parse_http(&read(&dir.join("header-signed-request.txt"))?)?;
-    let auth = parse_authorization_header(signed.header("authorization").unwrap_or_default())
-        .map_err(|e| e.to_string())?;
+    let auth = parse_authorization_header(signed.header("authorization").unwrap_or_default()).map_err(|e| e.to_string())?;
     let amz_date = req.header("x-amz-date").ok_or("no X-Amz-Date")?;
     let payload = sha256_hex(&req.body);
-    let creq = canonical_request(&SigV4Request::new(
-        &req.method,
-        &req.path,
-        &req.query,
-        &req.headers,
-        &payload,
-    ));
-    expect_eq(
-        "header canonical request",
-        &read_expected(&dir.join("header-canonical-request.txt"))?,
-        &creq,
-    )?;
+    let creq = canonical_request(&SigV4Request::new(&req.method, &req.path, &req.query, &req.headers, &payload));
+    expect_eq("header canonical request", &read_expected(&dir.join("header-canonical-request.txt"))?, &creq)?;
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
-    expect_eq(
-        "header string to sign",
-        &read_expected(&dir.join("header-string-to-sign.txt"))?,
-        &sts,
-    )?;
+    expect_eq("header string to sign", &read_expected(&dir.join("header-string-to-sign.txt"))?, &sts)?;
     let key = signing_key(SUITE_SECRET, &auth.date, &auth.region, &auth.service);
     expect_eq("signature", &auth.signature, &signature(&key, &sts))?;
     verify_signed_header_request(&signed, PathOptions::STANDARD, SUITE_SECRET)?;
@@ -447,19 +296,8 @@ fn check_double_encode_path(dir: &Path) -> Result<(), String> {
     let req = parse_http(&read(&dir.join("request.txt"))?)?;
     let amz_date = req.header("x-amz-date").ok_or("no X-Amz-Date")?;
     let payload = sha256_hex(&req.body);
-    let creq = canonical_request(&SigV4Request::new(
-        &req.method,
-        &req.path,
-        &req.query,
-        &req.headers,
-        &payload,
-    ));
-    let not_date = |s: &str| {
-        s.lines()
-            .filter(|l| !l.starts_with("x-amz-date:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let creq = canonical_request(&SigV4Request::new(&req.method, &req.path, &req.query, &req.headers, &payload));
+    let not_date = |s: &str| s.lines().filter(|l| !l.starts_with("x-amz-date:")).collect::<Vec<_>>().join("\n");
     expect_eq(
         "header canonical request (x-amz-date line excluded)",
         &not_date(&read_expected(&dir.join("header-canonical-request.txt"))?),
@@ -471,32 +309,12 @@ fn check_double_encode_path(dir: &Path) -> Result<(), String> {
     let key = signing_key(SECRET, &auth.date, &auth.region, &auth.service);
     expect_eq("signature", &auth.signature, &signature(&key, &sts))?;
 
-    let params = SigningParams::new(
-        &auth.access_key,
-        SECRET,
-        &auth.region,
-        &auth.service,
-        parse_amz_date(amz_date).map_err(|e| e.to_string())?,
-    );
-    let added = sign_v4_headers(
-        &req.method,
-        &req.path,
-        &req.query,
-        &req.without_header("x-amz-date"),
-        &req.body,
-        &params,
-    )
-    .map_err(|e| e.to_string())?;
-    let got = added
-        .iter()
-        .find(|(n, _)| n == "Authorization")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    expect_eq(
-        "sign_v4_headers Authorization",
-        signed.header("authorization").unwrap_or_default(),
-        got,
-    )
+    let params =
+        SigningParams::new(&auth.access_key, SECRET, &auth.region, &auth.service, parse_amz_date(amz_date).map_err(|e| e.to_string())?);
+    let added = sign_v4_headers(&req.method, &req.path, &req.query, &req.without_header("x-amz-date"), &req.body, &params)
+        .map_err(|e| e.to_string())?;
+    let got = added.iter().find(|(n, _)| n == "Authorization").map(|(_, v)| v.as_str()).unwrap_or_default();
+    expect_eq("sign_v4_headers Authorization", signed.header("authorization").unwrap_or_default(), got)
 }
 
 #[test]
@@ -528,18 +346,8 @@ fn aws_sigv4_test_suite() {
             Err(e) => failures.push(format!("[{name}] {e}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} SigV4 vectors failed:\n{}",
-        failures.len(),
-        names.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {} SigV4 vectors failed:\n{}", failures.len(), names.len(), failures.join("\n\n"));
     assert!(SPECIAL.iter().all(|s| names.iter().any(|n| n == s)));
-    assert!(
-        checked >= names.len() - SKIPPED.len(),
-        "checked {checked} of {} cases",
-        names.len()
-    );
+    assert!(checked >= names.len() - SKIPPED.len(), "checked {checked} of {} cases", names.len());
     println!("{checked} SigV4 vectors checked");
 }

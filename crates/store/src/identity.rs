@@ -80,7 +80,8 @@ impl Store {
 
     /// A user by name.
     pub async fn get_user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
-        let r: Option<UserTuple> = sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE name = $1")).bind(name).fetch_optional(self.pool()).await?;
+        let r: Option<UserTuple> =
+            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE name = $1")).bind(name).fetch_optional(self.pool()).await?;
         Ok(r.map(user))
     }
 
@@ -92,7 +93,12 @@ impl Store {
 
     /// Replaces a password hash.
     pub async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3").bind(hash).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3")
+            .bind(hash)
+            .bind(now_ms())
+            .bind(name)
+            .execute(self.pool())
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user '{name}'")));
         }
@@ -101,7 +107,12 @@ impl Store {
 
     /// Grants or removes the admin role.
     pub async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE name = $3").bind(i64::from(is_admin)).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        let r = sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE name = $3")
+            .bind(i64::from(is_admin))
+            .bind(now_ms())
+            .bind(name)
+            .execute(self.pool())
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user '{name}'")));
         }
@@ -110,7 +121,12 @@ impl Store {
 
     /// Sets the user's SSH public key.
     pub async fn set_ssh_key(&self, name: &str, key: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET ssh_public_key = $1, updated_at = $2 WHERE name = $3").bind(key).bind(now_ms()).bind(name).execute(self.pool()).await?;
+        sqlx::query("UPDATE users SET ssh_public_key = $1, updated_at = $2 WHERE name = $3")
+            .bind(key)
+            .bind(now_ms())
+            .bind(name)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -129,10 +145,11 @@ impl Store {
 
     /// A session by the hash of its id.
     pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
-        let r: Option<(String, String, i64, i64)> = sqlx::query_as("SELECT user_name, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1")
-            .bind(id_hash)
-            .fetch_optional(self.pool())
-            .await?;
+        let r: Option<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT user_name, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(r.map(|(user_name, csrf_token, created_at, last_seen_at)| SessionRow { user_name, csrf_token, created_at, last_seen_at }))
     }
 
@@ -150,12 +167,23 @@ impl Store {
 
     /// Deletes sessions idle since `idle_before` or created before `created_before`.
     pub async fn purge_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2").bind(idle_before).bind(created_before).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+            .bind(idle_before)
+            .bind(created_before)
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected())
     }
 
     /// Stores an API token by its hash.
-    pub async fn create_token(&self, id: &str, user_name: &str, name: &str, token_hash: &str, expires_at: Option<i64>) -> Result<TokenRow, StoreError> {
+    pub async fn create_token(
+        &self,
+        id: &str,
+        user_name: &str,
+        name: &str,
+        token_hash: &str,
+        expires_at: Option<i64>,
+    ) -> Result<TokenRow, StoreError> {
         sqlx::query("INSERT INTO api_tokens (id, user_name, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(user_name)
@@ -170,7 +198,8 @@ impl Store {
 
     /// A token by id.
     pub async fn get_token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
-        let r: Option<TokenTuple> = sqlx::query_as(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        let r: Option<TokenTuple> =
+            sqlx::query_as(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
         Ok(r.map(token))
     }
 

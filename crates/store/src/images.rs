@@ -27,10 +27,17 @@ pub struct ImageRow {
 impl Store {
     /// All images, with their mappings.
     pub async fn list_images(&self) -> Result<Vec<ImageRow>, StoreError> {
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as("SELECT name, description, os, parent FROM images ORDER BY name").fetch_all(self.pool()).await?;
-        let maps: Vec<(String, String, String, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings ORDER BY image, instance").fetch_all(self.pool()).await?;
-        let mut out: Vec<ImageRow> = rows.into_iter().map(|(name, description, os, parent)| ImageRow { name, description, os, parent, mappings: BTreeMap::new() }).collect();
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT name, description, os, parent FROM images ORDER BY name").fetch_all(self.pool()).await?;
+        let maps: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings ORDER BY image, instance",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<ImageRow> = rows
+            .into_iter()
+            .map(|(name, description, os, parent)| ImageRow { name, description, os, parent, mappings: BTreeMap::new() })
+            .collect();
         for (image, instance, image_id, instance_type, security_group) in maps {
             if let Some(i) = out.iter_mut().find(|i| i.name == image) {
                 i.mappings.insert(instance, ImageMapping { image_id, instance_type, security_group });
@@ -43,7 +50,8 @@ impl Store {
     pub async fn put_image(&self, img: &ImageRow, create_only: bool) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
-        let exists: Option<(String,)> = sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(&img.name).fetch_optional(&mut *tx).await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(&img.name).fetch_optional(&mut *tx).await?;
         match exists {
             Some(_) if create_only => return Err(StoreError::Conflict(format!("image '{}' already exists", img.name))),
             Some(_) => {
@@ -69,14 +77,16 @@ impl Store {
         }
         sqlx::query("DELETE FROM image_mappings WHERE image = $1").bind(&img.name).execute(&mut *tx).await?;
         for (inst, m) in &img.mappings {
-            sqlx::query("INSERT INTO image_mappings (image, instance, cloud_image_id, instance_type, security_group) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&img.name)
-                .bind(inst)
-                .bind(&m.image_id)
-                .bind(&m.instance_type)
-                .bind(&m.security_group)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO image_mappings (image, instance, cloud_image_id, instance_type, security_group) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&img.name)
+            .bind(inst)
+            .bind(&m.image_id)
+            .bind(&m.instance_type)
+            .bind(&m.security_group)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -84,7 +94,8 @@ impl Store {
 
     /// Deletes an image; refused while other images name it as parent.
     pub async fn delete_image(&self, name: &str) -> Result<bool, StoreError> {
-        let children: Vec<(String,)> = sqlx::query_as("SELECT name FROM images WHERE parent = $1 ORDER BY name").bind(name).fetch_all(self.pool()).await?;
+        let children: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM images WHERE parent = $1 ORDER BY name").bind(name).fetch_all(self.pool()).await?;
         if !children.is_empty() {
             let names: Vec<String> = children.into_iter().map(|c| c.0).collect();
             return Err(StoreError::Conflict(format!("image '{name}' is the parent of {}", names.join(", "))));

@@ -9,13 +9,13 @@
 
 pub mod error;
 pub mod identity;
-pub mod vault;
+pub mod images;
 pub mod lease;
 pub mod params;
-pub mod images;
 pub mod quota;
-pub mod vms;
 pub mod testing;
+pub mod vault;
+pub mod vms;
 
 pub use error::StoreError;
 
@@ -93,7 +93,8 @@ impl Store {
                 let path = path.split('?').next().unwrap_or(path);
                 if !path.is_empty() && path != ":memory:" {
                     if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(parent).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
                     }
                 }
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -103,7 +104,8 @@ impl Store {
             Backend::Postgres => (url.to_string(), 16),
         };
         // One direct attempt first, so an unreachable server fails fast with its own message.
-        let probe = sqlx::AnyConnection::connect(&url).await.map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
+        let probe =
+            sqlx::AnyConnection::connect(&url).await.map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
         let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
@@ -140,7 +142,8 @@ impl Store {
 
     /// Versions of the applied migrations.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version").fetch_all(&self.pool).await?;
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 

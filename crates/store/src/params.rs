@@ -59,7 +59,8 @@ impl Store {
 
     /// The configuration version: bumped on every parameter change.
     pub async fn config_version(&self) -> Result<i64, StoreError> {
-        let r: Option<(String,)> = sqlx::query_as("SELECT value FROM broker_meta WHERE key = 'config_version'").fetch_optional(self.pool()).await?;
+        let r: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM broker_meta WHERE key = 'config_version'").fetch_optional(self.pool()).await?;
         Ok(r.and_then(|r| r.0.parse().ok()).unwrap_or(0))
     }
 }

@@ -81,7 +81,11 @@ impl Store {
                     .await?;
             }
             None => {
-                sqlx::query("DELETE FROM quota_overrides WHERE user_name = $1 AND instance = $2").bind(user).bind(instance).execute(self.pool()).await?;
+                sqlx::query("DELETE FROM quota_overrides WHERE user_name = $1 AND instance = $2")
+                    .bind(user)
+                    .bind(instance)
+                    .execute(self.pool())
+                    .await?;
             }
         }
         Ok(())
@@ -89,11 +93,12 @@ impl Store {
 
     /// VMs of a user on an instance in counted states.
     pub async fn quota_usage(&self, user: &str, instance: &str) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", counted_list()))
-            .bind(user)
-            .bind(instance)
-            .fetch_one(self.pool())
-            .await?;
+        let (n,): (i64,) =
+            sqlx::query_as(&format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", counted_list()))
+                .bind(user)
+                .bind(instance)
+                .fetch_one(self.pool())
+                .await?;
         Ok(n)
     }
 
@@ -108,12 +113,14 @@ impl Store {
             .await?;
         let requested = a.vms.len() as i64;
         if let Some(limit) = a.limit {
-            let (current,): (i64,) =
-                sqlx::query_as(&format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", counted_list()))
-                    .bind(a.user)
-                    .bind(a.instance)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (current,): (i64,) = sqlx::query_as(&format!(
+                "SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})",
+                counted_list()
+            ))
+            .bind(a.user)
+            .bind(a.instance)
+            .fetch_one(&mut *tx)
+            .await?;
             if current + requested > limit {
                 tx.rollback().await?;
                 return Err(AdmitError::Quota { limit, current, requested });
@@ -150,7 +157,15 @@ impl Store {
     }
 
     /// Sets the state (and, when given, cloud id and addresses) of a VM.
-    pub async fn update_vm(&self, id: &str, state: &str, cloud_id: Option<&str>, private_ip: Option<&str>, public_ip: Option<&str>, error: Option<&str>) -> Result<(), StoreError> {
+    pub async fn update_vm(
+        &self,
+        id: &str,
+        state: &str,
+        cloud_id: Option<&str>,
+        private_ip: Option<&str>,
+        public_ip: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6 WHERE id = $7",
         )

@@ -101,30 +101,39 @@ impl Store {
 
     /// The credential of (scope, owner, instance).
     pub async fn get_credential(&self, scope: &str, owner: &str, instance: &str) -> Result<Option<CredentialRow>, StoreError> {
-        let r: Option<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3"))
-            .bind(scope)
-            .bind(owner)
-            .bind(instance)
-            .fetch_optional(self.pool())
-            .await?;
+        let r: Option<CredTuple> =
+            sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3"))
+                .bind(scope)
+                .bind(owner)
+                .bind(instance)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(r.map(cred))
     }
 
     /// A credential by id.
     pub async fn get_credential_by_id(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
-        let r: Option<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        let r: Option<CredTuple> =
+            sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
         Ok(r.map(cred))
     }
 
     /// Credentials of a scope and owner.
     pub async fn list_credentials(&self, scope: &str, owner: Option<&str>) -> Result<Vec<CredentialRow>, StoreError> {
         let r: Vec<CredTuple> = match owner {
-            Some(o) => sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 ORDER BY instance"))
-                .bind(scope)
-                .bind(o)
-                .fetch_all(self.pool())
-                .await?,
-            None => sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 ORDER BY owner, instance")).bind(scope).fetch_all(self.pool()).await?,
+            Some(o) => {
+                sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND owner = $2 ORDER BY instance"))
+                    .bind(scope)
+                    .bind(o)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 ORDER BY owner, instance"))
+                    .bind(scope)
+                    .fetch_all(self.pool())
+                    .await?
+            }
         };
         Ok(r.into_iter().map(cred).collect())
     }
@@ -170,7 +179,11 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(credential_id).execute(&mut *tx).await?;
         for u in users {
-            sqlx::query("INSERT INTO credential_grants (credential_id, user_name) VALUES ($1, $2)").bind(credential_id).bind(u).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO credential_grants (credential_id, user_name) VALUES ($1, $2)")
+                .bind(credential_id)
+                .bind(u)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -224,7 +237,20 @@ impl Store {
     /// The newest audit records, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         let r: Vec<(i64, i64, String, String, String, String, String)> =
-            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1").bind(limit).fetch_all(self.pool()).await?;
-        Ok(r.into_iter().map(|(id, at, actor, action, target, outcome, detail)| AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }).collect())
+            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(r.into_iter()
+            .map(|(id, at, actor, action, target, outcome, detail)| AuditRow {
+                id,
+                at: ms_to_time(at),
+                actor,
+                action,
+                target,
+                outcome,
+                detail,
+            })
+            .collect())
     }
 }

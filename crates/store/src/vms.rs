@@ -96,7 +96,8 @@ pub struct VmFilter {
 impl Store {
     /// A VM by broker id.
     pub async fn get_vm(&self, id: &str) -> Result<Option<VmRow>, StoreError> {
-        let r: Option<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        let r: Option<VmTuple> =
+            sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
         Ok(r.map(vm))
     }
 
@@ -104,7 +105,14 @@ impl Store {
     pub async fn list_vms(&self, f: &VmFilter) -> Result<Vec<VmRow>, StoreError> {
         let mut sql = format!("SELECT {COLS} FROM vms WHERE 1 = 1");
         let mut binds: Vec<&str> = Vec::new();
-        for (col, v) in [("user_name", &f.user), ("instance", &f.instance), ("state", &f.state), ("name", &f.name), ("launch_id", &f.launch_id), ("client_token", &f.client_token)] {
+        for (col, v) in [
+            ("user_name", &f.user),
+            ("instance", &f.instance),
+            ("state", &f.state),
+            ("name", &f.name),
+            ("launch_id", &f.launch_id),
+            ("client_token", &f.client_token),
+        ] {
             if let Some(v) = v {
                 binds.push(v);
                 sql.push_str(&format!(" AND {col} = ${}", binds.len()));
@@ -124,9 +132,11 @@ impl Store {
 
     /// VMs not yet terminated or failed (what reconciliation looks at).
     pub async fn live_vms(&self) -> Result<Vec<VmRow>, StoreError> {
-        let r: Vec<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE state NOT IN ('terminated', 'failed') ORDER BY created_at, launch_id, launch_index"))
-            .fetch_all(self.pool())
-            .await?;
+        let r: Vec<VmTuple> = sqlx::query_as(&format!(
+            "SELECT {COLS} FROM vms WHERE state NOT IN ('terminated', 'failed') ORDER BY created_at, launch_id, launch_index"
+        ))
+        .fetch_all(self.pool())
+        .await?;
         Ok(r.into_iter().map(vm).collect())
     }
 
@@ -143,7 +153,14 @@ impl Store {
     /// Gives a `requested` VM its cloud id, unless the cloud id is already
     /// taken or the VM is no longer `requested` (two replicas adopting at
     /// once). Returns whether it was assigned.
-    pub async fn adopt_vm(&self, id: &str, cloud_id: &str, state: &str, private_ip: Option<&str>, public_ip: Option<&str>) -> Result<bool, StoreError> {
+    pub async fn adopt_vm(
+        &self,
+        id: &str,
+        cloud_id: &str,
+        state: &str,
+        private_ip: Option<&str>,
+        public_ip: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5 \
              WHERE id = $6 AND cloud_id IS NULL AND NOT EXISTS (SELECT 1 FROM vms v2 WHERE v2.instance = vms.instance AND v2.cloud_id = $1)",

@@ -91,7 +91,7 @@ async fn unreachable_postgres_is_a_clear_error_without_password() {
 
 mod quota {
     use super::*;
-    use cloudbroker_store::quota::{AdmitError, Admission, NewVm};
+    use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
 
     async fn user(s: &Store, name: &str) {
         s.create_user(name, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();

@@ -262,7 +262,12 @@ impl MotoServer {
     pub async fn create_iam_user(&self, user_name: &str, policy: Option<serde_json::Value>) -> IamUser {
         let v = self.post_json("/_iam/user", &serde_json::json!({ "user_name": user_name, "policy": policy })).await;
         let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("/_iam/user answered without {k}: {v}")).to_string();
-        IamUser { user_name: field("user_name"), arn: field("arn"), access_key_id: field("access_key_id"), secret_access_key: field("secret_access_key") }
+        IamUser {
+            user_name: field("user_name"),
+            arn: field("arn"),
+            access_key_id: field("access_key_id"),
+            secret_access_key: field("secret_access_key"),
+        }
     }
 
     async fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
@@ -326,7 +331,12 @@ mod tests {
         moto.set_faults(serde_json::json!({ "throttle_first": 1 })).await;
         // An unsigned EC2 Query request, throttled once then answered by moto.
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let ask = || http.post(moto.endpoint()).header("content-type", "application/x-www-form-urlencoded").body("Action=DescribeRegions&Version=2016-11-15").send();
+        let ask = || {
+            http.post(moto.endpoint())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("Action=DescribeRegions&Version=2016-11-15")
+                .send()
+        };
         let first = ask().await.unwrap();
         assert_eq!(first.status().as_u16(), 503);
         assert!(first.text().await.unwrap().contains("<Code>RequestLimitExceeded</Code>"));

@@ -74,7 +74,11 @@ async fn create_token(req: HttpRequest, broker: web::Data<Broker>, body: web::By
         Some((u, p)) => broker.identity.authenticate(&u, &p, client_ip(&req)).await?,
         None => ApiActor::from_request_ref(&req).await?.0,
     };
-    let r: TokenRequest = if body.is_empty() { TokenRequest::default() } else { serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body: {e}")))? };
+    let r: TokenRequest = if body.is_empty() {
+        TokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body: {e}")))?
+    };
     let (token, row) = broker
         .identity
         .create_token(&actor, &actor.name, r.name.as_deref().unwrap_or("api"), r.expires_in_secs.map(Duration::from_secs))
@@ -166,7 +170,12 @@ async fn list_credentials(a: ApiActor, broker: web::Data<Broker>, user: web::Pat
     ok(broker.vault.list_user(&a.0, &user).await?)
 }
 
-async fn put_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<CredentialBody>) -> ApiResult {
+async fn put_credentials(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: web::Json<CredentialBody>,
+) -> ApiResult {
     let (user, instance) = path.into_inner();
     ok(broker.vault.put(&a.0, Scope::User(&user), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
@@ -186,7 +195,12 @@ async fn list_shared(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
     ok(broker.vault.list_shared(&a.0).await?)
 }
 
-async fn put_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<CredentialBody>) -> ApiResult {
+async fn put_shared(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: web::Json<CredentialBody>,
+) -> ApiResult {
     let (instance, name) = path.into_inner();
     ok(broker.vault.put(&a.0, Scope::System(&name), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
@@ -228,7 +242,8 @@ async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<BTreeMap<St
 async fn get_config(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
     a.0.require_admin()?;
     let snap = broker.registry.snapshot();
-    let params: Vec<&cloudbroker_core::registry::EffectiveParam> = snap.system.iter().chain(snap.instances.iter().flat_map(|i| i.params.iter())).collect();
+    let params: Vec<&cloudbroker_core::registry::EffectiveParam> =
+        snap.system.iter().chain(snap.instances.iter().flat_map(|i| i.params.iter())).collect();
     ok(json!({
         "params": params,
         "file_errors": snap.file_errors,
@@ -293,7 +308,13 @@ struct ImageBody {
 
 impl ImageBody {
     fn into_row(self, name: String) -> cloudbroker_store::images::ImageRow {
-        cloudbroker_store::images::ImageRow { name, description: self.description, os: self.os, parent: self.parent.filter(|p| !p.is_empty()), mappings: self.mappings }
+        cloudbroker_store::images::ImageRow {
+            name,
+            description: self.description,
+            os: self.os,
+            parent: self.parent.filter(|p| !p.is_empty()),
+            mappings: self.mappings,
+        }
     }
 }
 

@@ -25,7 +25,9 @@ impl FromRequest for ApiActor {
                 .as_deref()
                 .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
                 .map(str::trim)
-                .ok_or_else(|| ApiError(ServiceError::Unauthenticated("send Authorization: Bearer <token> (get one with POST /api/v1/tokens)".into())))?;
+                .ok_or_else(|| {
+                    ApiError(ServiceError::Unauthenticated("send Authorization: Bearer <token> (get one with POST /api/v1/tokens)".into()))
+                })?;
             match broker.identity.resolve_token(token).await? {
                 Some(a) => Ok(ApiActor(a)),
                 None => Err(ApiError(ServiceError::Unauthenticated("the token is unknown, expired or revoked".into()))),

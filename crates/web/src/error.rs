@@ -45,7 +45,9 @@ impl ApiError {
                     ConnectorError::NotFound { .. } => StatusCode::NOT_FOUND,
                     ConnectorError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
                     ConnectorError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
-                    ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                     ConnectorError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                     ConnectorError::Transport { .. } | ConnectorError::Cloud { .. } => StatusCode::BAD_GATEWAY,
                 };

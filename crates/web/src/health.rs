@@ -16,7 +16,9 @@ pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
     let ready = snap.instances.iter().filter(|i| i.status == Status::Ready).count();
     let connectors = json!({"declared": snap.instances.len(), "ready": ready});
     match broker.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": broker.store.backend().as_str(), "connectors": connectors})),
+        Ok(()) => {
+            HttpResponse::Ok().json(json!({"status": "ready", "database": broker.store.backend().as_str(), "connectors": connectors}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "unreachable"}))

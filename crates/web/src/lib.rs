@@ -28,14 +28,26 @@ impl Application {
         let data = web::Data::new(broker);
         let json_cfg = web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
             let msg = err.to_string();
-            actix_web::error::InternalError::from_response(err, HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "invalid_request", "message": format!("body: {msg}")}}))).into()
+            actix_web::error::InternalError::from_response(
+                err,
+                HttpResponse::BadRequest()
+                    .json(serde_json::json!({"error": {"code": "invalid_request", "message": format!("body: {msg}")}})),
+            )
+            .into()
         });
         let path_cfg = web::PathConfig::default();
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).app_data(json_cfg.clone()).app_data(path_cfg.clone()).wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")).configure(routes))
-            .workers(2)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(json_cfg.clone())
+                .app_data(path_cfg.clone())
+                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms"))
+                .configure(routes)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         Ok(Self { addr, server })
     }
 
@@ -57,5 +69,8 @@ impl Application {
 
 /// All routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz)).configure(api::routes).configure(ui::routes);
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .configure(api::routes)
+        .configure(ui::routes);
 }

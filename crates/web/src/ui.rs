@@ -57,7 +57,9 @@ struct HomePage<'a> {
 
 fn html(status: actix_web::http::StatusCode, t: &impl Template) -> HttpResponse {
     match t.render() {
-        Ok(body) => HttpResponse::build(status).content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "no-store")).body(body),
+        Ok(body) => {
+            HttpResponse::build(status).content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "no-store")).body(body)
+        }
         Err(e) => {
             tracing::error!(error = %e, "template");
             HttpResponse::InternalServerError().body("template error")

@@ -22,7 +22,8 @@ async fn raw_database_text(app: &TestApp) -> String {
     } else {
         let mut out = String::new();
         for table in ["credentials", "audit_log", "users", "api_tokens", "system_params"] {
-            let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT CAST(t AS TEXT) FROM {table} t")).fetch_all(&pg_pool(&app.db_url).await).await.unwrap();
+            let rows: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT CAST(t AS TEXT) FROM {table} t")).fetch_all(&pg_pool(&app.db_url).await).await.unwrap();
             for r in rows {
                 out.push_str(&r.0);
             }
@@ -39,7 +40,9 @@ async fn pg_pool(url: &str) -> sqlx::AnyPool {
 app_test!(secrets_are_sealed_masked_and_never_stored_in_clear, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
-    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET}))).await;
+    let (s, b) = app
+        .call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET})))
+        .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["access_key_id"], "****7777");
     assert_eq!(b["status"], "verified");
@@ -67,8 +70,16 @@ app_test!(ciphertext_moved_to_another_row_fails, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let bob = app.user(&admin, "bob").await;
-    app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET}))).await;
-    let (s, _) = app.call(Method::PUT, "/api/v1/users/bob/credentials/sb", &bob, Some(json!({"access_key_id": "AKIABOB", "secret_access_key": "bob-secret"}))).await;
+    app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET})))
+        .await;
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/bob/credentials/sb",
+            &bob,
+            Some(json!({"access_key_id": "AKIABOB", "secret_access_key": "bob-secret"})),
+        )
+        .await;
     assert_eq!(s, 200);
     let pool = pg_pool(&app.db_url).await;
     let (blob,): (Vec<u8>,) = sqlx::query_as("SELECT secret_sealed FROM credentials WHERE owner = 'alice'").fetch_one(&pool).await.unwrap();
@@ -84,7 +95,14 @@ app_test!(rotation_reseals_everything_and_old_data_opens, |app: TestApp| async m
     let admin = app.token("super", SUPER_PW).await;
     for u in ["alice", "bob", "carol"] {
         let t = app.user(&admin, u).await;
-        let (s, _) = app.call(Method::PUT, &format!("/api/v1/users/{u}/credentials/sb"), &t, Some(json!({"access_key_id": format!("AK-{u}-1234"), "secret_access_key": format!("{u}-secret")}))).await;
+        let (s, _) = app
+            .call(
+                Method::PUT,
+                &format!("/api/v1/users/{u}/credentials/sb"),
+                &t,
+                Some(json!({"access_key_id": format!("AK-{u}-1234"), "secret_access_key": format!("{u}-secret")})),
+            )
+            .await;
         assert_eq!(s, 200);
     }
     let before = app.broker.store.key_ids_in_use().await.unwrap();
@@ -110,7 +128,8 @@ app_test!(users_cannot_reach_each_other, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let bob = app.user(&admin, "bob").await;
-    app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET}))).await;
+    app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": AKID, "secret_access_key": SECRET})))
+        .await;
     for (m, path, body) in [
         (Method::GET, "/api/v1/users/alice/credentials/sb", None),
         (Method::GET, "/api/v1/users/alice/credentials", None),
@@ -153,7 +172,14 @@ app_test!(tokens_revoke_and_expire, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let (s, _) = app.call(Method::GET, "/api/v1/connectors", &admin, None).await;
     assert_eq!(s, 200);
-    let r = app.http.post(app.url("/api/v1/tokens")).basic_auth("super", Some(SUPER_PW)).json(&json!({"name": "short", "expires_in_secs": 1})).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/tokens"))
+        .basic_auth("super", Some(SUPER_PW))
+        .json(&json!({"name": "short", "expires_in_secs": 1}))
+        .send()
+        .await
+        .unwrap();
     let short = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
     let (s, _) = app.call(Method::GET, "/api/v1/connectors", &short, None).await;
     assert_eq!(s, 200);
@@ -194,12 +220,21 @@ app_test!(credential_validation_and_force, |app: TestApp| async move {
     let alice = app.user(&admin, "alice").await;
     // An ec2 instance whose endpoint is unreachable: validation fails with the reason.
     let (s, b) = app
-        .call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"cloud.connector.class": "dead:sandbox", "dead.api.latency.ms": 0})))
+        .call(
+            Method::PUT,
+            "/api/v1/system/config",
+            &admin,
+            Some(json!({"cloud.connector.class": "dead:sandbox", "dead.api.latency.ms": 0})),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/nope", &alice, Some(json!({"access_key_id": "a", "secret_access_key": "b"}))).await;
+    let (s, b) = app
+        .call(Method::PUT, "/api/v1/users/alice/credentials/nope", &alice, Some(json!({"access_key_id": "a", "secret_access_key": "b"})))
+        .await;
     assert_eq!(s, 404, "{b}");
-    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": "", "secret_access_key": "b"}))).await;
+    let (s, b) = app
+        .call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": "", "secret_access_key": "b"})))
+        .await;
     assert_eq!(s, 400, "{b}");
     let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/sb", &alice, Some(json!({"access_key_id": "a"}))).await;
     assert_eq!(s, 400, "{b}");
@@ -210,7 +245,14 @@ app_test!(shared_credentials_are_usable_not_readable, |app: TestApp| async move 
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let _bob = app.user(&admin, "bob").await;
-    let (s, b) = app.call(Method::PUT, "/api/v1/system/credentials/sb/team", &admin, Some(json!({"access_key_id": "AKIATEAMSHARED99", "secret_access_key": "team-secret"}))).await;
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            "/api/v1/system/credentials/sb/team",
+            &admin,
+            Some(json!({"access_key_id": "AKIATEAMSHARED99", "secret_access_key": "team-secret"})),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = app.call(Method::PUT, "/api/v1/system/credentials/sb/team/grants", &admin, Some(json!({"users": ["alice"]}))).await;
     assert_eq!(s, 200, "{b}");

@@ -25,7 +25,10 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     let r = app.broker.images.resolve("ubuntu-22.04", "sb2").await.unwrap();
     assert_eq!((r.image_id.as_str(), r.from_image.as_str()), ("ami-sandbox-ubuntu-2204", "ubuntu-22.04"));
     let r = app.broker.images.resolve("ubuntu-22.04", "sb").await.unwrap();
-    assert_eq!((r.image_id.as_str(), r.from_image.as_str(), r.instance_type.as_deref()), ("ami-sandbox-debian-12", "linux", Some("t2.small")));
+    assert_eq!(
+        (r.image_id.as_str(), r.from_image.as_str(), r.instance_type.as_deref()),
+        ("ami-sandbox-debian-12", "linux", Some("t2.small"))
+    );
     let e = app.broker.images.resolve("linux", "sb2").await.unwrap_err().to_string();
     assert_eq!(e, "image 'linux' has no cloud image id for connector instance 'sb2'");
     app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "ubuntu-min", "parent": "ubuntu-22.04"}))).await;
@@ -33,14 +36,17 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     assert!(e.contains("(nor do its parents ubuntu-22.04, linux)"), "{e}");
 
     // Cycles, missing parents, unknown instances and duplicates are refused; nothing changes.
-    let (s, b) = app.call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "ubuntu-min", "mappings": {"sb": {"image_id": "ami-x"}}}))).await;
+    let (s, b) = app
+        .call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "ubuntu-min", "mappings": {"sb": {"image_id": "ami-x"}}})))
+        .await;
     assert_eq!(s, 400, "{b}");
     assert!(b["error"]["message"].as_str().unwrap().contains("cycle: linux -> ubuntu-min -> ubuntu-22.04 -> linux"), "{b}");
     let (s, _) = app.call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "linux"}))).await;
     assert_eq!(s, 400);
     let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "x", "parent": "ghost"}))).await;
     assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("parent image 'ghost' does not exist"), "{b}");
-    let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "y", "mappings": {"mars": {"image_id": "ami-1"}}}))).await;
+    let (s, b) =
+        app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "y", "mappings": {"mars": {"image_id": "ami-1"}}}))).await;
     assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("no connector instance 'mars'"), "{b}");
     let (s, _) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "linux"}))).await;
     assert_eq!(s, 409);
@@ -115,7 +121,14 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     }
     assert_eq!(vms[0]["name"], "web-0");
     // The same client token: the same VMs, no new launch.
-    let (s, again) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ubuntu-22.04", "count": 2, "client_token": "req-1"}))).await;
+    let (s, again) = app
+        .call(
+            Method::POST,
+            "/api/v1/vms",
+            &alice,
+            Some(json!({"instance": "sb", "image": "ubuntu-22.04", "count": 2, "client_token": "req-1"})),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(again["vms"].as_array().unwrap().len(), 2);
     assert_eq!(again["vms"][0]["id"], vms[0]["id"]);
@@ -140,7 +153,9 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     assert_eq!(l["vms"].as_array().unwrap().len(), 2);
     let (_, l) = app.call(Method::GET, "/api/v1/vms?tag=team=red", &alice, None).await;
     assert!(l["vms"].as_array().unwrap().is_empty());
-    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux", "tags": {"cloudbroker:user": "bob"}}))).await;
+    let (s, b) = app
+        .call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux", "tags": {"cloudbroker:user": "bob"}})))
+        .await;
     assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("reserved"), "{b}");
     // The tags reach the cloud.
     let snap = app.broker.registry.snapshot();
@@ -183,7 +198,8 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     assert_eq!(l["vms"].as_array().unwrap().len(), 1);
     // The audit log has the launches and the termination.
     let (_, audit) = app.call(Method::GET, "/api/v1/audit?limit=200", &admin, None).await;
-    let actions: BTreeSet<String> = audit.as_array().unwrap().iter().map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
+    let actions: BTreeSet<String> =
+        audit.as_array().unwrap().iter().map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
     for a in ["vm.launch:requested", "vm.launch:ok", "vm.launch:failed", "vm.terminate:ok"] {
         assert!(actions.contains(a), "{a} in {actions:?}");
     }
@@ -207,7 +223,13 @@ app_test!(concurrent_launches_respect_the_quota, |app: TestApp| async move {
         let url = app.url("/api/v1/vms");
         let t = alice.clone();
         tasks.push(tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(t).json(&json!({"instance": "sb", "image": "linux", "name": format!("n{i}")})).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"instance": "sb", "image": "linux", "name": format!("n{i}")}))
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }));
     }
@@ -256,8 +278,14 @@ async fn two_brokers_on_one_postgres_share_the_quota() {
     b.broker.registry.reload_if_changed().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..100 {
-        let (http, url, t) = if i % 2 == 0 { (a.http.clone(), a.url("/api/v1/vms"), alice_a.clone()) } else { (b.http.clone(), b.url("/api/v1/vms"), alice_b.clone()) };
-        tasks.push(tokio::spawn(async move { http.post(url).bearer_auth(t).json(&json!({"instance": "sb", "image": "linux"})).send().await.unwrap().status().as_u16() }));
+        let (http, url, t) = if i % 2 == 0 {
+            (a.http.clone(), a.url("/api/v1/vms"), alice_a.clone())
+        } else {
+            (b.http.clone(), b.url("/api/v1/vms"), alice_b.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            http.post(url).bearer_auth(t).json(&json!({"instance": "sb", "image": "linux"})).send().await.unwrap().status().as_u16()
+        }));
     }
     let mut codes = Vec::new();
     for t in tasks {
@@ -274,7 +302,10 @@ async fn ec2_lifecycle_against_moto() {
     std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
     std::fs::write(
         dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2, sb:sandbox\naws.region = us-east-1\naws.endpoint = {}\naws.connection.policy = local\n", moto.endpoint()),
+        format!(
+            "cloud.connector.class = aws:ec2, sb:sandbox\naws.region = us-east-1\naws.endpoint = {}\naws.connection.policy = local\n",
+            moto.endpoint()
+        ),
     )
     .unwrap();
     let app = TestApp::start(None, dir).await.unwrap();
@@ -282,15 +313,38 @@ async fn ec2_lifecycle_against_moto() {
     let alice = app.user(&admin, "alice").await;
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu"}))).await;
     assert_eq!(s, 400, "no image yet: {b}");
-    app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}}))).await;
+    app.call(
+        Method::POST,
+        "/api/v1/images",
+        &admin,
+        Some(json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}})),
+    )
+    .await;
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu"}))).await;
     assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("no credentials for connector instance 'aws'"), "{b}");
-    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/credentials/aws", &alice, Some(json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"}))).await;
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/alice/credentials/aws",
+            &alice,
+            Some(json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"})),
+        )
+        .await;
     assert_eq!((s, b["status"].as_str()), (200, Some("verified")), "{b}");
-    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &alice, Some(json!({"ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8n2n0Ud9Xz0n1TjWbP5bqkWv0nZ4cZx7c8G3y8vYvA alice@laptop"}))).await;
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/alice/ssh-key",
+            &alice,
+            Some(
+                json!({"ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8n2n0Ud9Xz0n1TjWbP5bqkWv0nZ4cZx7c8G3y8vYvA alice@laptop"}),
+            ),
+        )
+        .await;
     assert_eq!(s, 204, "{b}");
 
-    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu", "count": 3, "name": "api"}))).await;
+    let (s, b) =
+        app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu", "count": 3, "name": "api"}))).await;
     assert_eq!(s, 201, "{b}");
     let vms = b["vms"].as_array().unwrap().clone();
     assert_eq!(vms.len(), 3);
@@ -305,9 +359,11 @@ async fn ec2_lifecycle_against_moto() {
     let snap = app.broker.registry.snapshot();
     let conn = snap.instance("aws").unwrap().connector.clone().unwrap();
     let (creds, _) = app.broker.vault.credentials_for("alice", "aws").await.unwrap();
-    let cloud = conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::tag("cloudbroker:user", "alice")).await.unwrap();
+    let cloud =
+        conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::tag("cloudbroker:user", "alice")).await.unwrap();
     assert_eq!(cloud.len(), 3);
-    assert!(cloud.iter().all(|v| v.tag("cloudbroker:broker") == Some(app.broker.provisioning.broker_id()) && v.key_name.as_deref().is_some_and(|k| k.starts_with("cloudbroker-alice-"))));
+    assert!(cloud.iter().all(|v| v.tag("cloudbroker:broker") == Some(app.broker.provisioning.broker_id())
+        && v.key_name.as_deref().is_some_and(|k| k.starts_with("cloudbroker-alice-"))));
 
     let (_, v) = app.call(Method::POST, &format!("/api/v1/vms/{}/stop", ids[0]), &alice, None).await;
     assert!(["stopping", "stopped"].contains(&v["state"].as_str().unwrap()), "{v}");
@@ -333,7 +389,16 @@ async fn openapi_document_lists_the_contract() {
     let app = TestApp::sqlite().await;
     let doc: Value = app.http.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for p in ["/tokens", "/system/config", "/connectors", "/users/{user}/credentials/{instance}", "/users/{user}/quotas/{instance}", "/images/{name}", "/vms", "/vms/{id}/start"] {
+    for p in [
+        "/tokens",
+        "/system/config",
+        "/connectors",
+        "/users/{user}/credentials/{instance}",
+        "/users/{user}/quotas/{instance}",
+        "/images/{name}",
+        "/vms",
+        "/vms/{id}/start",
+    ] {
         assert!(doc["paths"][p].is_object(), "{p}");
     }
 }
@@ -402,7 +467,13 @@ async fn a_launch_that_times_out_is_not_repeated_and_is_adopted() {
     .unwrap();
     let app = TestApp::start(None, dir).await.unwrap();
     let admin = app.token("super", SUPER_PW).await;
-    app.call(Method::PUT, "/api/v1/users/super/credentials/aws", &admin, Some(json!({"access_key_id": "AKIATIMEOUT00000001", "secret_access_key": "t-secret"}))).await;
+    app.call(
+        Method::PUT,
+        "/api/v1/users/super/credentials/aws",
+        &admin,
+        Some(json!({"access_key_id": "AKIATIMEOUT00000001", "secret_access_key": "t-secret"})),
+    )
+    .await;
     app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "img", "mappings": {"aws": {"image_id": "ami-12c6146b"}}}))).await;
     // moto launches, but answers after the connector gave up.
     moto.set_faults(json!({"delay_ms": 2500, "delay_actions": ["RunInstances"]})).await;

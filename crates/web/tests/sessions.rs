@@ -42,15 +42,30 @@ async fn login_csrf_and_logout() {
     let csrf = csrf_of(&home);
 
     // State changes need the session's CSRF token.
-    let r = c.post(app.url("/profile/ssh-key")).form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x")]).send().await.unwrap();
+    let r = c
+        .post(app.url("/profile/ssh-key"))
+        .form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.post(app.url("/profile/ssh-key")).form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x"), ("csrf", "wrong")]).send().await.unwrap();
+    let r = c
+        .post(app.url("/profile/ssh-key"))
+        .form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x"), ("csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(app.broker.store.get_user("super").await.unwrap().unwrap().ssh_public_key, None, "nothing changed");
     let r = c.post(app.url("/profile/ssh-key")).form(&[("ssh_public_key", "not a key"), ("csrf", csrf.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not in OpenSSH format"));
-    let r = c.post(app.url("/profile/ssh-key")).form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x"), ("csrf", csrf.as_str())]).send().await.unwrap();
+    let r = c
+        .post(app.url("/profile/ssh-key"))
+        .form(&[("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert!(r.text().await.unwrap().contains("SSH key saved"));
 
     let r = c.post(app.url("/logout")).form(&[("csrf", "wrong")]).send().await.unwrap();
@@ -79,7 +94,9 @@ async fn session_cookie_attributes() {
 
 #[tokio::test]
 async fn secure_cookie_behind_https_public_url() {
-    let app = TestApp::start_with(None, tempfile::tempdir().unwrap(), |c| c.public_url = Some("https://broker.example.org".into())).await.unwrap();
+    let app = TestApp::start_with(None, tempfile::tempdir().unwrap(), |c| c.public_url = Some("https://broker.example.org".into()))
+        .await
+        .unwrap();
     let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = login(&app, &c, "super", SUPER_PW).await;
     let set: Vec<String> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();

@@ -27,7 +27,11 @@ impl TestApp {
         let conn = dir.path().join("connectors.d");
         std::fs::create_dir_all(&conn).unwrap();
         if !conn.join("sb.conf").exists() {
-            std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n").unwrap();
+            std::fs::write(
+                conn.join("sb.conf"),
+                "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n",
+            )
+            .unwrap();
         }
         let mut config = Config::for_tests(dir.path(), db_url.clone());
         config.admin_password = Some(SecretString::new(SUPER_PW));
@@ -84,7 +88,14 @@ impl TestApp {
 
     /// Creates a user and returns a token for them.
     pub async fn user(&self, admin_token: &str, name: &str) -> String {
-        let (s, b) = self.call(reqwest::Method::POST, "/api/v1/users", admin_token, Some(serde_json::json!({"name": name, "password": format!("{name}-password")}))).await;
+        let (s, b) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                admin_token,
+                Some(serde_json::json!({"name": name, "password": format!("{name}-password")})),
+            )
+            .await;
         assert_eq!(s, 201, "{b}");
         self.token(name, &format!("{name}-password")).await
     }
