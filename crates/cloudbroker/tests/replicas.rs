@@ -62,30 +62,23 @@ async fn two_broker_processes_share_one_quota() {
         .unwrap()
         .status()
         .is_success());
-    let alice_a = {
-        let r: Value = http
-            .post(format!("{a_url}/api/v1/tokens"))
-            .basic_auth("alice", Some("alice-password"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().unwrap().to_string()
+    let alice_token = |base: String| {
+        let http = http.clone();
+        async move {
+            let r: Value = http
+                .post(format!("{base}/api/v1/tokens"))
+                .basic_auth("alice", Some("alice-password"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["token"].as_str().unwrap().to_string()
+        }
     };
-    let alice_b = {
-        let r: Value = http
-            .post(format!("{b_url}/api/v1/tokens"))
-            .basic_auth("alice", Some("alice-password"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().unwrap().to_string()
-    };
+    let alice_a = alice_token(a_url.clone()).await;
+    let alice_b = alice_token(b_url.clone()).await;
     // Replica b picks up the configuration change (config_poll_secs = 1).
     tokio::time::sleep(Duration::from_millis(2500)).await;
 

@@ -68,6 +68,11 @@ pub struct RawConfig {
     pub launch_grace_secs: Option<u64>,
 }
 
+/// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
+fn secs(name: &str, v: &str) -> Result<u64, ConfigError> {
+    v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_{name}: '{v}' is not a number")))
+}
+
 /// A configuration error, naming the setting and where it came from.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("configuration: {0}")]
@@ -104,26 +109,11 @@ impl RawConfig {
                     let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_ADMIN_PASSWORD_FILE={v}: {e}")))?;
                     c.admin_password = Some(SecretString::new(p.trim_end_matches(['\n', '\r'])));
                 }
-                "LAUNCH_GRACE_SECS" => {
-                    c.launch_grace_secs =
-                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_LAUNCH_GRACE_SECS: '{v}' is not a number")))?)
-                }
-                "SESSION_IDLE_SECS" => {
-                    c.session_idle_secs =
-                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_IDLE_SECS: '{v}' is not a number")))?)
-                }
-                "SESSION_ABSOLUTE_SECS" => {
-                    c.session_absolute_secs =
-                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_SESSION_ABSOLUTE_SECS: '{v}' is not a number")))?)
-                }
-                "RECONCILE_INTERVAL_SECS" => {
-                    c.reconcile_interval_secs =
-                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_RECONCILE_INTERVAL_SECS: '{v}' is not a number")))?)
-                }
-                "CONFIG_POLL_SECS" => {
-                    c.config_poll_secs =
-                        Some(v.parse().map_err(|_| ConfigError(format!("CLOUDBROKER_CONFIG_POLL_SECS: '{v}' is not a number")))?)
-                }
+                "LAUNCH_GRACE_SECS" => c.launch_grace_secs = Some(secs(name, &v)?),
+                "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
+                "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
+                "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
+                "CONFIG_POLL_SECS" => c.config_poll_secs = Some(secs(name, &v)?),
                 // Variables of tools and tests, not settings.
                 _ => {}
             }
