@@ -70,13 +70,13 @@ pub enum Command {
 pub enum UserCmd {
     /// Create a user; the password is read from stdin (one line) or prompted for.
     Add {
-        name: String,
+        name: cloudbroker_core::domain::UserName,
         /// Give the user the admin role.
         #[arg(long)]
         admin: bool,
     },
     /// Set a user's password (read from stdin).
-    Passwd { name: String },
+    Passwd { name: cloudbroker_core::domain::UserName },
     /// List users.
     List,
 }
@@ -85,7 +85,7 @@ pub enum UserCmd {
 pub enum TokenCmd {
     /// Create an API token for a user and print it (shown once).
     Create {
-        user: String,
+        user: cloudbroker_core::domain::UserName,
         /// A name for the token.
         #[arg(long, default_value = "cli")]
         name: String,
@@ -311,7 +311,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let app = cloudbroker_web::Application::build(broker.clone()).map_err(|e| format!("cannot listen on {}: {e}", broker.config.listen))?;
     tracing::info!(
         addr = %app.addr(),
-        database = broker.store.backend().as_str(),
+        database = broker.backend(),
         connectors_dir = %broker.config.connectors_dir.display(),
         "cloudbroker listening on http://{}",
         app.addr()
@@ -342,8 +342,9 @@ async fn serve(config: Config) -> Result<(), String> {
     });
     let r = app.run().await;
     signals.abort();
-    for b in background {
-        b.abort();
+    let busy = background.shutdown(std::time::Duration::from_secs(10)).await;
+    if !busy.is_empty() {
+        tracing::warn!(workers = ?busy, "background work still running at exit (it is crash-safe)");
     }
     let _ = std::fs::remove_file(&pid_file);
     r.map_err(|e| e.to_string())

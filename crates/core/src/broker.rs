@@ -1,20 +1,29 @@
-//! The assembled broker: configuration, store and services, plus the
-//! background tasks they need.
+//! The assembled broker: configuration, store and services, plus the named
+//! background workers they need. The HTTP edges reach the broker only
+//! through these services; the store itself is private to `cloudbroker-core`.
 
+use crate::audit::Audit;
 use crate::config::Config;
-use crate::credentials::Vault;
 use crate::identity::{Identity, SessionLimits};
 use crate::images::Images;
 use crate::provisioning::Provisioning;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError, Status};
+use crate::system::System;
+use crate::vault::Vault;
+use crate::workers::{Worker, WorkerStatus, WorkerStatusHandle, Workers};
+use async_trait::async_trait;
 use cloudbroker_store::{Store, StoreError};
+use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Errors starting the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("{0}")]
     Other(String),
 }
@@ -23,14 +32,31 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Broker {
     pub config: Arc<Config>,
-    pub store: Store,
+    store: Store,
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
     pub vault: Arc<Vault>,
     pub images: Arc<Images>,
     pub provisioning: Arc<Provisioning>,
+    pub audit: Arc<Audit>,
+    pub system: Arc<System>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
+    workers: WorkerStatusHandle,
+}
+
+/// What `/readyz` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Readiness {
+    /// Whether the database answers (the broker cannot serve without it).
+    pub ready: bool,
+    pub database: &'static str,
+    pub declared: usize,
+    pub ready_connectors: usize,
+    pub workers: Vec<WorkerStatus>,
+    /// Why the database check failed, for the log (never sent to clients).
+    #[serde(skip)]
+    pub error: Option<String>,
 }
 
 impl Broker {
@@ -45,8 +71,8 @@ impl Broker {
         );
         let mut identity = Identity::new(store.clone());
         identity.session_limits = SessionLimits {
-            idle: std::time::Duration::from_secs(config.session_idle_secs),
-            absolute: std::time::Duration::from_secs(config.session_absolute_secs),
+            idle: Duration::from_secs(config.session_idle_secs),
+            absolute: Duration::from_secs(config.session_absolute_secs),
         };
         let identity = Arc::new(identity);
         if let Some(pw) = identity.bootstrap_super(config.admin_password.as_ref()).await.map_err(|e| StartError::Other(e.to_string()))? {
@@ -54,48 +80,137 @@ impl Broker {
         }
         let images = Arc::new(Images::new(store.clone(), registry.clone()));
         let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);
-        provisioning.launch_grace = std::time::Duration::from_secs(config.launch_grace_secs);
+        provisioning.launch_grace = Duration::from_secs(config.launch_grace_secs);
+        provisioning.reconcile_interval = Duration::from_secs(config.reconcile_interval_secs);
         let provisioning = Arc::new(provisioning);
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
-        Ok(Self { config: Arc::new(config), store, registry, identity, vault, images, provisioning, replica_id })
+        Ok(Self {
+            config: Arc::new(config),
+            audit: Arc::new(Audit::new(store.clone())),
+            system: Arc::new(System::new(store.clone(), registry.clone())),
+            store,
+            registry,
+            identity,
+            vault,
+            images,
+            provisioning,
+            replica_id,
+            workers: WorkerStatusHandle::default(),
+        })
     }
 
-    /// Starts the background tasks: configuration polling (changes made on
-    /// other replicas) and reconciliation (first pass at once: it also
-    /// finishes launches a crash interrupted). Returns their handles.
-    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let registry = self.registry.clone();
-        let every = std::time::Duration::from_secs(self.config.config_poll_secs);
-        let prov = self.provisioning.clone();
-        let holder = self.replica_id.clone();
-        let interval = std::time::Duration::from_secs(self.config.reconcile_interval_secs);
-        let reconcile = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match prov.reconcile(&holder, interval * 3).await {
-                    Ok(r) if r.updated + r.adopted + r.vanished + r.failed_launches > 0 || !r.errors.is_empty() => {
-                        tracing::info!(updated = r.updated, adopted = r.adopted, vanished = r.vanished, failed_launches = r.failed_launches, errors = ?r.errors, "reconciled")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-                }
-            }
-        });
-        vec![
-            reconcile,
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = registry.reload_if_changed().await {
-                        tracing::warn!(error = %e, "configuration poll failed");
-                    }
-                }
-            }),
-        ]
+    /// The store (tests only: the edges go through the services).
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts the background workers: reconciliation (first pass at once: it
+    /// also finishes launches a crash interrupted), configuration polling
+    /// (changes made on other replicas) and the purge of expired sessions.
+    /// Stop them with [`Workers::shutdown`].
+    pub fn spawn_background(&self) -> Workers {
+        let mut w = Workers::with_status(self.workers.clone());
+        w.spawn(ReconcileWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
+        w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
+        w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
+        w
+    }
+
+    /// Readiness: the database answers; connectors and workers are reported.
+    pub async fn readiness(&self) -> Readiness {
+        let snap = self.registry.snapshot();
+        let ping = self.store.ping().await;
+        Readiness {
+            ready: ping.is_ok(),
+            database: self.store.backend().as_str(),
+            declared: snap.instances.len(),
+            ready_connectors: snap.instances.iter().filter(|i| i.status == Status::Ready).count(),
+            workers: self.workers.get(),
+            error: ping.err().map(|e| e.to_string()),
+        }
+    }
+
+    /// The database backend's name (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        self.store.backend().as_str()
+    }
+
+    /// Closes the database pool (at shutdown).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+struct ReconcileWorker {
+    provisioning: Arc<Provisioning>,
+    holder: String,
+}
+
+#[async_trait]
+impl Worker for ReconcileWorker {
+    fn name(&self) -> &'static str {
+        "reconcile"
+    }
+    fn interval(&self) -> Duration {
+        self.provisioning.reconcile_interval
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        let r = self.provisioning.reconcile(&self.holder).await.map_err(|e| e.to_string())?;
+        if !r.errors.is_empty() {
+            return Err(format!("{} group(s) failed: {}", r.errors.len(), r.errors.join("; ")));
+        }
+        Ok(if r.is_eventful() {
+            format!("updated {}, adopted {}, vanished {}, failed launches {}", r.updated, r.adopted, r.vanished, r.failed_launches)
+        } else {
+            String::new()
+        })
+    }
+}
+
+struct ConfigPollWorker {
+    registry: Arc<Registry>,
+    every: Duration,
+}
+
+#[async_trait]
+impl Worker for ConfigPollWorker {
+    fn name(&self) -> &'static str {
+        "config-poll"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn run_at_start(&self) -> bool {
+        false
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        match self.registry.reload_if_changed().await {
+            Ok(true) => Ok("configuration changed elsewhere: reloaded".into()),
+            Ok(false) => Ok(String::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+struct SessionPurgeWorker {
+    identity: Arc<Identity>,
+}
+
+#[async_trait]
+impl Worker for SessionPurgeWorker {
+    fn name(&self) -> &'static str {
+        "session-purge"
+    }
+    fn interval(&self) -> Duration {
+        (self.identity.session_limits.idle / 4).clamp(Duration::from_secs(10), Duration::from_secs(600))
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        match self.identity.purge_sessions().await {
+            Ok(0) => Ok(String::new()),
+            Ok(n) => Ok(format!("purged {n} expired session(s)")),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -1,8 +1,46 @@
-//! The services' error type; the HTTP edges map it to status codes, EC2
-//! error codes or form messages in one place each.
+//! The services' error type. Its variants carry typed subjects (which
+//! resource was not found, which field was invalid, the cloud's own error
+//! with its code) so each edge maps it once: the JSON API to a status and a
+//! code, the web UI to a message next to the right field, the EC2 front to
+//! `InvalidInstanceID.NotFound`, `InvalidAMIID.NotFound` and friends.
 
+use crate::domain::{CredentialName, ImageName, InstanceName, InvalidValue, TokenId, UserName, VmId};
 use cloudbroker_connector_api::ConnectorError;
 use cloudbroker_store::StoreError;
+
+/// What was not found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    User(UserName),
+    Instance(InstanceName),
+    Image(ImageName),
+    Vm(VmId),
+    Token(TokenId),
+    /// A user's credentials for an instance.
+    Credentials { instance: InstanceName },
+    /// A shared credential.
+    SharedCredential { name: CredentialName, instance: InstanceName },
+    /// A stored credential by id (background work).
+    CredentialId(String),
+    /// A record the store did not find, described by the store.
+    Record(String),
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::User(u) => write!(f, "user '{u}'"),
+            Resource::Instance(i) => write!(f, "connector instance '{i}'"),
+            Resource::Image(i) => write!(f, "image '{i}'"),
+            Resource::Vm(v) => write!(f, "VM '{v}'"),
+            Resource::Token(t) => write!(f, "token '{t}'"),
+            Resource::Credentials { instance } => write!(f, "credentials for '{instance}'"),
+            Resource::SharedCredential { name, instance } => write!(f, "shared credential '{name}' for '{instance}'"),
+            Resource::CredentialId(id) => write!(f, "credential {id}"),
+            Resource::Record(what) => f.write_str(what),
+        }
+    }
+}
 
 /// What a service call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -12,30 +50,77 @@ pub enum ServiceError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
-    NotFound(String),
+    NotFound(Resource),
     #[error("{0}")]
     Conflict(String),
+    /// Bad input; `field` names the offending input where there is one.
+    #[error("{message}")]
+    Invalid { field: Option<&'static str>, message: String },
+    /// A connector instance exists but cannot serve (declaration error, not started).
     #[error("{0}")]
-    Invalid(String),
+    Unavailable(String),
     #[error("too many failed attempts; try again in {retry_after_secs}s")]
     Throttled { retry_after_secs: u64 },
     #[error("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})")]
     QuotaExceeded { quota: i64, current: i64, requested: i64 },
+    /// The cloud's own error, with its code.
     #[error("cloud error: {0}")]
-    Connector(#[from] ConnectorError),
+    Cloud(#[from] ConnectorError),
+    /// The store failed; the source is kept for the log, never shown to callers.
+    #[error("internal error: {0}")]
+    Store(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl ServiceError {
+    /// Bad input not tied to one field.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError::Invalid { field: None, message: message.into() }
+    }
+
+    /// Bad input in `field`.
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Invalid { field: Some(field), message: message.into() }
+    }
+
+    /// Whether this is an internal failure (logged, not shown).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, ServiceError::Store(_) | ServiceError::Internal(_))
+    }
+}
+
+impl From<InvalidValue> for ServiceError {
+    fn from(e: InvalidValue) -> Self {
+        ServiceError::Invalid { field: Some(e.field), message: e.message }
+    }
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => ServiceError::NotFound(what),
+            StoreError::NotFound(what) => ServiceError::NotFound(Resource::Record(what)),
             StoreError::Conflict(m) => ServiceError::Conflict(m),
-            other => ServiceError::Internal(other.to_string()),
+            other => ServiceError::Store(other),
         }
     }
 }
 
 /// Shorthand.
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_their_subject() {
+        let vm = VmId::parse("vm-abc").unwrap();
+        assert_eq!(ServiceError::NotFound(Resource::Vm(vm)).to_string(), "VM 'vm-abc' not found");
+        let e: ServiceError = InvalidValue::new("name", "bad").into();
+        assert!(matches!(e, ServiceError::Invalid { field: Some("name"), .. }));
+        let e: ServiceError = StoreError::Config("disk on fire".into()).into();
+        assert!(e.is_internal());
+        assert!(std::error::Error::source(&e).is_some(), "the store error is kept as the source");
+    }
+}

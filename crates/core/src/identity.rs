@@ -8,11 +8,13 @@
 //! * API tokens: `cbt_` + 256 random bits, stored as SHA-256 hashes, shown
 //!   once, revocable, with optional expiry.
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::{TokenId, UserName};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use cloudbroker_connector_api::SecretString;
+use chrono::{DateTime, Utc};
 use cloudbroker_store::identity::{TokenRow, UserRow};
 use cloudbroker_store::{now_ms, Store};
 use rand::RngCore;
@@ -28,14 +30,14 @@ pub const SUPER_USER: &str = "super";
 /// Who is acting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
-    pub name: String,
+    pub name: UserName,
     pub is_admin: bool,
 }
 
 impl Actor {
     /// An actor for the command line / the system itself.
     pub fn system() -> Self {
-        Self { name: "system".into(), is_admin: true }
+        Self { name: UserName::system(), is_admin: true }
     }
 
     /// Admin check.
@@ -48,30 +50,76 @@ impl Actor {
     }
 
     /// Self-or-admin check; other users' things are "not found" to non-admins.
-    pub fn require_self_or_admin(&self, user: &str) -> ServiceResult<()> {
-        if self.is_admin || self.name == user {
+    pub fn require_self_or_admin(&self, user: &UserName) -> ServiceResult<()> {
+        if self.is_admin || &self.name == user {
             Ok(())
         } else {
-            Err(ServiceError::NotFound(format!("user '{user}'")))
+            Err(ServiceError::NotFound(Resource::User(user.clone())))
         }
     }
 }
 
-/// User names: 1-64 characters of `[a-z0-9._-]`, starting with a letter or digit.
-pub fn validate_user_name(name: &str) -> ServiceResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-')
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!("user name '{name}' is invalid: use 1-64 lowercase letters, digits, '.', '_' or '-'")))
+/// A user as shown (never the password hash).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub name: UserName,
+    pub is_admin: bool,
+    pub ssh_public_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        Self { name: user_name(r.name), is_admin: r.is_admin, ssh_public_key: r.ssh_public_key, created_at: r.created_at }
     }
+}
+
+/// An API token as shown (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Token {
+    pub id: TokenId,
+    pub user_name: UserName,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for Token {
+    fn from(r: TokenRow) -> Self {
+        Self {
+            id: TokenId::from_stored(r.id),
+            user_name: user_name(r.user_name),
+            name: r.name,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+/// A user name read from the store (written only after parsing).
+pub(crate) fn user_name(s: String) -> UserName {
+    UserName::from_stored(s)
 }
 
 /// Passwords must be at least this long.
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// And at most this long (Argon2 hashes any length; a megabyte password is an attack).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+fn check_password(password: &SecretString) -> ServiceResult<()> {
+    let n = password.expose().chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Err(ServiceError::invalid_field("password", format!("password must have at least {MIN_PASSWORD_LEN} characters")));
+    }
+    if n > MAX_PASSWORD_LEN {
+        return Err(ServiceError::invalid_field("password", format!("password must have at most {MAX_PASSWORD_LEN} characters")));
+    }
+    Ok(())
+}
 
 fn argon2() -> Argon2<'static> {
     // OWASP's recommended Argon2id setting: 19 MiB, 2 iterations, 1 lane.
@@ -120,7 +168,7 @@ pub fn token_hash(raw: &str) -> String {
     hex::encode(Sha256::digest(raw.as_bytes()))
 }
 
-fn random_token(prefix: &str) -> String {
+pub fn random_token(prefix: &str) -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
@@ -238,70 +286,74 @@ impl Identity {
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, actor: &Actor, name: &str, password: &SecretString, is_admin: bool) -> ServiceResult<UserRow> {
+    pub async fn create_user(&self, actor: &Actor, name: &UserName, password: &SecretString, is_admin: bool) -> ServiceResult<User> {
         actor.require_admin()?;
-        validate_user_name(name)?;
-        if password.expose().chars().count() < MIN_PASSWORD_LEN {
-            return Err(ServiceError::Invalid(format!("password must have at least {MIN_PASSWORD_LEN} characters")));
-        }
+        check_password(password)?;
         let hash = hash_password(password).await?;
-        self.store.create_user(name, &hash, is_admin).await?;
-        self.store.audit(&actor.name, "user.create", name, "ok", if is_admin { "admin" } else { "user" }).await?;
-        self.store.get_user(name).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{name}'")))
+        self.store.create_user(name.as_str(), &hash, is_admin).await?;
+        self.store.audit(actor.name.as_str(), "user.create", name.as_str(), "ok", if is_admin { "admin" } else { "user" }).await?;
+        self.user(name).await
+    }
+
+    /// The stored user, or not found.
+    async fn user(&self, name: &UserName) -> ServiceResult<User> {
+        self.store.get_user(name.as_str()).await?.map(User::from).ok_or_else(|| ServiceError::NotFound(Resource::User(name.clone())))
     }
 
     /// Sets a password (self or admin).
-    pub async fn set_password(&self, actor: &Actor, name: &str, password: &SecretString) -> ServiceResult<()> {
+    pub async fn set_password(&self, actor: &Actor, name: &UserName, password: &SecretString) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
-        if password.expose().chars().count() < MIN_PASSWORD_LEN {
-            return Err(ServiceError::Invalid(format!("password must have at least {MIN_PASSWORD_LEN} characters")));
-        }
+        check_password(password)?;
         let hash = hash_password(password).await?;
-        self.store.set_password_hash(name, &hash).await?;
-        self.store.audit(&actor.name, "user.password", name, "ok", "").await?;
+        self.store.set_password_hash(name.as_str(), &hash).await?;
+        self.store.audit(actor.name.as_str(), "user.password", name.as_str(), "ok", "").await?;
         Ok(())
     }
 
     /// Grants or removes the admin role.
-    pub async fn set_admin(&self, actor: &Actor, name: &str, is_admin: bool) -> ServiceResult<()> {
+    pub async fn set_admin(&self, actor: &Actor, name: &UserName, is_admin: bool) -> ServiceResult<()> {
         actor.require_admin()?;
-        if name == SUPER_USER && !is_admin {
-            return Err(ServiceError::Invalid("super is always an admin".into()));
+        if name.as_str() == SUPER_USER && !is_admin {
+            return Err(ServiceError::invalid_field("admin", "super is always an admin"));
         }
-        self.store.set_admin(name, is_admin).await?;
-        self.store.audit(&actor.name, "user.role", name, "ok", if is_admin { "admin" } else { "user" }).await?;
+        self.store.set_admin(name.as_str(), is_admin).await?;
+        self.store.audit(actor.name.as_str(), "user.role", name.as_str(), "ok", if is_admin { "admin" } else { "user" }).await?;
         Ok(())
     }
 
     /// A user (self or admin).
-    pub async fn get_user(&self, actor: &Actor, name: &str) -> ServiceResult<UserRow> {
+    pub async fn get_user(&self, actor: &Actor, name: &UserName) -> ServiceResult<User> {
         actor.require_self_or_admin(name)?;
-        self.store.get_user(name).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{name}'")))
+        self.user(name).await
     }
 
     /// All users (admin).
-    pub async fn list_users(&self, actor: &Actor) -> ServiceResult<Vec<UserRow>> {
+    pub async fn list_users(&self, actor: &Actor) -> ServiceResult<Vec<User>> {
         actor.require_admin()?;
-        Ok(self.store.list_users().await?)
+        Ok(self.store.list_users().await?.into_iter().map(User::from).collect())
     }
 
     /// Sets the user's SSH public key (self or admin).
-    pub async fn set_ssh_key(&self, actor: &Actor, name: &str, key: Option<&str>) -> ServiceResult<()> {
+    pub async fn set_ssh_key(&self, actor: &Actor, name: &UserName, key: Option<&str>) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
         if let Some(k) = key {
             let mut p = k.split_whitespace();
             let ok =
                 matches!((p.next(), p.next()), (Some(a), Some(b)) if (a.starts_with("ssh-") || a.starts_with("ecdsa-")) && b.len() >= 16);
             if !ok {
-                return Err(ServiceError::Invalid("SSH public key is not in OpenSSH format (e.g. 'ssh-ed25519 AAAA... comment')".into()));
+                return Err(ServiceError::invalid_field(
+                    "ssh_public_key",
+                    "SSH public key is not in OpenSSH format (e.g. 'ssh-ed25519 AAAA... comment')",
+                ));
             }
         }
-        self.store.set_ssh_key(name, key.map(str::trim)).await?;
+        self.store.set_ssh_key(name.as_str(), key.map(str::trim)).await?;
         Ok(())
     }
 
     /// Checks a user name and password, with throttling.
-    pub async fn authenticate(&self, name: &str, password: &SecretString, addr: Option<IpAddr>) -> ServiceResult<Actor> {
+    pub async fn authenticate(&self, name: &UserName, password: &SecretString, addr: Option<IpAddr>) -> ServiceResult<Actor> {
+        let name = name.as_str();
         self.throttle.check(&self.throttle_limits, name, addr)?;
         let user = self.store.get_user(name).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
@@ -316,7 +368,7 @@ impl Identity {
                     }
                 }
                 self.store.audit(name, "login", name, "ok", &addr.map(|a| a.to_string()).unwrap_or_default()).await?;
-                Ok(Actor { name: u.name, is_admin: u.is_admin })
+                Ok(Actor { name: user_name(u.name), is_admin: u.is_admin })
             }
             _ => {
                 self.throttle.fail(name, addr);
@@ -330,7 +382,7 @@ impl Identity {
     pub async fn create_session(&self, actor: &Actor) -> ServiceResult<(String, Session)> {
         let raw = random_token("");
         let csrf = random_token("");
-        self.store.create_session(&token_hash(&raw), &actor.name, &csrf).await?;
+        self.store.create_session(&token_hash(&raw), actor.name.as_str(), &csrf).await?;
         Ok((raw, Session { actor: actor.clone(), csrf_token: csrf }))
     }
 
@@ -347,7 +399,7 @@ impl Identity {
         }
         let Some(u) = self.store.get_user(&s.user_name).await? else { return Ok(None) };
         self.store.touch_session(&h).await?;
-        Ok(Some(Session { actor: Actor { name: u.name, is_admin: u.is_admin }, csrf_token: s.csrf_token }))
+        Ok(Some(Session { actor: Actor { name: user_name(u.name), is_admin: u.is_admin }, csrf_token: s.csrf_token }))
     }
 
     /// Ends a session.
@@ -360,42 +412,51 @@ impl Identity {
     pub async fn create_token(
         &self,
         actor: &Actor,
-        user: &str,
+        user: &UserName,
         name: &str,
         expires_in: Option<Duration>,
-    ) -> ServiceResult<(String, TokenRow)> {
+    ) -> ServiceResult<(String, Token)> {
         actor.require_self_or_admin(user)?;
-        if self.store.get_user(user).await?.is_none() {
-            return Err(ServiceError::NotFound(format!("user '{user}'")));
+        self.user(user).await?;
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("name", "a token name is 1-64 characters, no control characters"));
         }
         let raw = random_token("cbt_");
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = TokenId::generate();
         let expires = expires_in.map(|d| now_ms() + d.as_millis() as i64);
-        let row = self.store.create_token(&id, user, name, &token_hash(&raw), expires).await?;
-        self.store.audit(&actor.name, "token.create", &format!("{user}/{id}"), "ok", name).await?;
-        Ok((raw, row))
+        let row = self.store.create_token(id.as_str(), user.as_str(), name, &token_hash(&raw), expires).await?;
+        self.store.audit(actor.name.as_str(), "token.create", &format!("{user}/{id}"), "ok", name).await?;
+        Ok((raw, row.into()))
     }
 
     /// Resolves a bearer token.
     pub async fn resolve_token(&self, raw: &str) -> ServiceResult<Option<Actor>> {
         let Some(t) = self.store.use_token(&token_hash(raw)).await? else { return Ok(None) };
         let Some(u) = self.store.get_user(&t.user_name).await? else { return Ok(None) };
-        Ok(Some(Actor { name: u.name, is_admin: u.is_admin }))
+        Ok(Some(Actor { name: user_name(u.name), is_admin: u.is_admin }))
     }
 
     /// A user's tokens (self or admin).
-    pub async fn list_tokens(&self, actor: &Actor, user: &str) -> ServiceResult<Vec<TokenRow>> {
+    pub async fn list_tokens(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<Token>> {
         actor.require_self_or_admin(user)?;
-        Ok(self.store.list_tokens(user).await?)
+        Ok(self.store.list_tokens(user.as_str()).await?.into_iter().map(Token::from).collect())
     }
 
     /// Revokes a token (self or admin).
-    pub async fn revoke_token(&self, actor: &Actor, user: &str, id: &str) -> ServiceResult<()> {
+    pub async fn revoke_token(&self, actor: &Actor, user: &UserName, id: &TokenId) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
-        if !self.store.revoke_token(user, id).await? {
-            return Err(ServiceError::NotFound(format!("token '{id}'")));
+        if !self.store.revoke_token(user.as_str(), id.as_str()).await? {
+            return Err(ServiceError::NotFound(Resource::Token(id.clone())));
         }
-        self.store.audit(&actor.name, "token.revoke", &format!("{user}/{id}"), "ok", "").await?;
+        self.store.audit(actor.name.as_str(), "token.revoke", &format!("{user}/{id}"), "ok", "").await?;
         Ok(())
+    }
+
+    /// Deletes sessions past their idle or absolute expiry; returns how many.
+    pub async fn purge_sessions(&self) -> ServiceResult<u64> {
+        let now = now_ms();
+        let idle = now - self.session_limits.idle.as_millis() as i64;
+        let absolute = now - self.session_limits.absolute.as_millis() as i64;
+        Ok(self.store.purge_sessions(idle, absolute).await?)
     }
 }

@@ -1,24 +1,61 @@
 //! Native images: one logical image (e.g. `ubuntu-22.04`) mapped to a cloud
 //! image id per connector instance, with a parent hierarchy and default
 //! sizes. Ids come from the API/UI and from `connectors.d/images/*.conf`
-//! (files win, as for connector parameters).
+//! (files win, as for connector parameters). A stored hierarchy never has a
+//! cycle or a missing parent: both are refused before anything is written.
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::{ImageName, InstanceName};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
-use crate::registry::{validate_image_name, Registry};
-use cloudbroker_store::images::{ImageMapping, ImageRow};
+use crate::registry::Registry;
+use cloudbroker_connector_api::conf::Location;
+use cloudbroker_store::images::{ImageMapping as StoredMapping, ImageRow};
 use cloudbroker_store::Store;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+
+/// The cloud side of a native image on one connector instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageMapping {
+    pub image_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group: Option<String>,
+}
+
+impl From<StoredMapping> for ImageMapping {
+    fn from(m: StoredMapping) -> Self {
+        Self { image_id: m.image_id, instance_type: m.instance_type, security_group: m.security_group }
+    }
+}
+
+impl From<ImageMapping> for StoredMapping {
+    fn from(m: ImageMapping) -> Self {
+        Self { image_id: m.image_id, instance_type: m.instance_type, security_group: m.security_group }
+    }
+}
+
+/// A native image to store (created or replaced).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub name: ImageName,
+    pub description: String,
+    pub os: String,
+    pub parent: Option<ImageName>,
+    pub mappings: BTreeMap<InstanceName, ImageMapping>,
+}
 
 /// An image as shown: stored fields plus ids from files.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ImageView {
-    pub name: String,
+    pub name: ImageName,
     pub description: String,
     pub os: String,
-    pub parent: Option<String>,
+    pub parent: Option<ImageName>,
     /// instance -> mapping (files override the API's).
     pub mappings: BTreeMap<String, ImageMapping>,
     /// instance -> `file:line` for mappings that come from files.
@@ -35,6 +72,12 @@ pub struct ResolvedImage {
     pub from_image: String,
 }
 
+/// Why an image has no id for an instance (the UI and the EC2 front say which).
+fn no_id(image: &ImageName, instance: &InstanceName, tried: &[String]) -> ServiceError {
+    let via = if tried.len() > 1 { format!(" (nor do its parents {})", tried[1..].join(", ")) } else { String::new() };
+    ServiceError::invalid_field("image", format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
+}
+
 /// The image service.
 pub struct Images {
     store: Store,
@@ -47,7 +90,7 @@ impl Images {
         Self { store, registry }
     }
 
-    /// All images (stored and from files).
+    /// All images (stored and from files), by name.
     pub async fn list(&self) -> ServiceResult<Vec<ImageView>> {
         let snap = self.registry.snapshot();
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
@@ -55,18 +98,18 @@ impl Images {
             out.insert(
                 r.name.clone(),
                 ImageView {
-                    name: r.name,
+                    name: ImageName::from_stored(r.name),
                     description: r.description,
                     os: r.os,
-                    parent: r.parent,
-                    mappings: r.mappings,
+                    parent: r.parent.map(ImageName::from_stored),
+                    mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
                     file_mappings: BTreeMap::new(),
                 },
             );
         }
         for (image, maps) in &snap.file_images {
             let v = out.entry(image.clone()).or_insert_with(|| ImageView {
-                name: image.clone(),
+                name: ImageName::from_stored(image.clone()),
                 description: String::new(),
                 os: String::new(),
                 parent: None,
@@ -87,85 +130,154 @@ impl Images {
     }
 
     /// One image.
-    pub async fn get(&self, name: &str) -> ServiceResult<ImageView> {
-        self.list().await?.into_iter().find(|i| i.name == name).ok_or_else(|| ServiceError::NotFound(format!("image '{name}'")))
+    pub async fn get(&self, name: &ImageName) -> ServiceResult<ImageView> {
+        self.list().await?.into_iter().find(|i| &i.name == name).ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
     }
 
     /// Creates (`create_only`) or replaces an image (admin).
-    pub async fn put(&self, actor: &Actor, img: ImageRow, create_only: bool) -> ServiceResult<ImageView> {
+    pub async fn put(&self, actor: &Actor, img: ImageSpec, create_only: bool) -> ServiceResult<ImageView> {
         actor.require_admin()?;
-        validate_image_name(&img.name).map_err(ServiceError::Invalid)?;
         let snap = self.registry.snapshot();
         for (inst, m) in &img.mappings {
-            if snap.instance(inst).is_none() {
-                return Err(ServiceError::Invalid(format!("image '{}': no connector instance '{inst}' is declared", img.name)));
+            if snap.instance(inst.as_str()).is_none() {
+                return Err(ServiceError::invalid_field(
+                    "mappings",
+                    format!("image '{}': no connector instance '{inst}' is declared", img.name),
+                ));
             }
-            if m.image_id.trim().is_empty() {
-                return Err(ServiceError::Invalid(format!("image '{}': empty image id for '{inst}'", img.name)));
+            let id = m.image_id.trim();
+            if id.is_empty() {
+                return Err(ServiceError::invalid_field("mappings", format!("image '{}': empty image id for '{inst}'", img.name)));
             }
+            if id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ServiceError::invalid_field(
+                    "mappings",
+                    format!("image '{}': the image id for '{inst}' must be 1-255 printable characters without spaces", img.name),
+                ));
+            }
+        }
+        if img.description.chars().count() > 1024 || img.os.chars().count() > 64 {
+            return Err(ServiceError::invalid_field("description", "description is at most 1024 characters and os at most 64"));
         }
         let all = self.list().await?;
         if let Some(p) = &img.parent {
             if !all.iter().any(|i| &i.name == p) {
-                return Err(ServiceError::Invalid(format!("image '{}': parent image '{p}' does not exist", img.name)));
+                return Err(ServiceError::invalid_field("parent", format!("image '{}': parent image '{p}' does not exist", img.name)));
             }
             // Walk up from the parent, with this image's new parent in place.
-            let parents: BTreeMap<&str, Option<&str>> = all.iter().map(|i| (i.name.as_str(), i.parent.as_deref())).collect();
-            let mut chain = vec![img.name.clone()];
+            let parents: BTreeMap<&str, Option<&str>> =
+                all.iter().map(|i| (i.name.as_str(), i.parent.as_ref().map(ImageName::as_str))).collect();
+            let mut chain = vec![img.name.to_string()];
             let mut cur = Some(p.as_str());
             while let Some(c) = cur {
                 chain.push(c.to_string());
-                if c == img.name {
-                    return Err(ServiceError::Invalid(format!("image parents would form a cycle: {}", chain.join(" -> "))));
+                if c == img.name.as_str() {
+                    return Err(ServiceError::invalid_field(
+                        "parent",
+                        format!("image parents would form a cycle: {}", chain.join(" -> ")),
+                    ));
                 }
                 if chain.len() > 64 {
-                    return Err(ServiceError::Invalid("image hierarchy is deeper than 64".into()));
+                    return Err(ServiceError::invalid_field("parent", "image hierarchy is deeper than 64"));
                 }
                 cur = parents.get(c).copied().flatten();
             }
         }
-        self.store.put_image(&img, create_only).await?;
-        self.store.audit(&actor.name, "image.save", &img.name, "ok", "").await?;
+        let row = ImageRow {
+            name: img.name.to_string(),
+            description: img.description,
+            os: img.os,
+            parent: img.parent.map(|p| p.to_string()),
+            mappings: img.mappings.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect(),
+        };
+        self.store.put_image(&row, create_only).await?;
+        self.store.audit(actor.name.as_str(), "image.save", img.name.as_str(), "ok", "").await?;
         self.get(&img.name).await
     }
 
     /// Deletes an image (admin).
-    pub async fn delete(&self, actor: &Actor, name: &str) -> ServiceResult<()> {
+    pub async fn delete(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
         actor.require_admin()?;
-        if !self.store.delete_image(name).await? {
-            return Err(ServiceError::NotFound(format!("image '{name}'")));
+        if !self.store.delete_image(name.as_str()).await? {
+            return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
-        self.store.audit(&actor.name, "image.delete", name, "ok", "").await?;
+        self.store.audit(actor.name.as_str(), "image.delete", name.as_str(), "ok", "").await?;
         Ok(())
     }
 
     /// Resolves an image for an instance: its own id, else its parent's, recursively.
-    pub async fn resolve(&self, image: &str, instance: &str) -> ServiceResult<ResolvedImage> {
+    pub async fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         let all = self.list().await?;
         let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
-        let mut cur = by_name.get(image).copied().ok_or_else(|| ServiceError::NotFound(format!("image '{image}'")))?;
+        let mut cur =
+            by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
         let mut tried = Vec::new();
         loop {
-            tried.push(cur.name.clone());
-            if let Some(m) = cur.mappings.get(instance) {
+            tried.push(cur.name.to_string());
+            if let Some(m) = cur.mappings.get(instance.as_str()) {
                 // Defaults from the image itself win over those of its ancestors.
-                let first = by_name.get(image).and_then(|i| i.mappings.get(instance));
+                let first = by_name.get(image.as_str()).and_then(|i| i.mappings.get(instance.as_str()));
                 return Ok(ResolvedImage {
                     image_id: m.image_id.clone(),
                     instance_type: first.and_then(|f| f.instance_type.clone()).or_else(|| m.instance_type.clone()),
                     security_group: first.and_then(|f| f.security_group.clone()).or_else(|| m.security_group.clone()),
-                    from_image: cur.name.clone(),
+                    from_image: cur.name.to_string(),
                 });
             }
-            match cur.parent.as_deref().and_then(|p| by_name.get(p).copied()) {
-                Some(p) if !tried.contains(&p.name) => cur = p,
-                _ => {
-                    let via = if tried.len() > 1 { format!(" (nor do its parents {})", tried[1..].join(", ")) } else { String::new() };
-                    return Err(ServiceError::Invalid(format!(
-                        "image '{image}' has no cloud image id for connector instance '{instance}'{via}"
-                    )));
-                }
+            match cur.parent.as_ref().and_then(|p| by_name.get(p.as_str()).copied()) {
+                Some(p) if !tried.contains(&p.name.to_string()) => cur = p,
+                _ => return Err(no_id(image, instance, &tried)),
             }
         }
     }
+}
+
+/// Image ids from files: image -> instance -> (cloud image id, where it was set).
+pub type FileImages = BTreeMap<String, BTreeMap<String, (String, Location)>>;
+
+/// Loads `images/*.conf`: lines `<image>.<instance> = <cloud image id>`.
+/// Errors name the file and line; a bad line is skipped, the others load.
+pub fn load_image_files(dir: &Path, declared: &[String]) -> (FileImages, Vec<String>) {
+    use cloudbroker_connector_api::conf::{conf_files, parse_kv};
+    let mut out: FileImages = BTreeMap::new();
+    let mut errors = Vec::new();
+    let files = match conf_files(dir) {
+        Ok(f) => f,
+        Err(e) => return (out, vec![format!("{}: cannot read directory: {e}", dir.display())]),
+    };
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{}: cannot read file: {e}", f.display()));
+                continue;
+            }
+        };
+        let (lines, errs) = parse_kv(&f, &text);
+        errors.extend(errs.iter().map(|e| e.to_string()));
+        for l in lines {
+            let Some((image, instance)) = l.key.rsplit_once('.') else {
+                errors.push(format!("{}: key '{}' must be <image>.<connector-instance>", l.location, l.key));
+                continue;
+            };
+            if let Err(e) = ImageName::parse(image) {
+                errors.push(format!("{}: {e}", l.location));
+                continue;
+            }
+            if !declared.iter().any(|d| d == instance) {
+                errors.push(format!("{}: key '{}': no connector instance '{instance}' is declared", l.location, l.key));
+                continue;
+            }
+            if l.value.is_empty() {
+                continue; // unset
+            }
+            let entry = out.entry(image.to_string()).or_default();
+            if let Some((_, first)) = entry.get(instance) {
+                errors.push(format!("{}: duplicate image id for '{}' (first set at {first})", l.location, l.key));
+                continue;
+            }
+            entry.insert(instance.to_string(), (l.value.clone(), l.location.clone()));
+        }
+    }
+    (out, errors)
 }

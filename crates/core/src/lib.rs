@@ -1,20 +1,27 @@
 //! The broker's services: configuration, the connector registry, identity,
-//! the credential vault, and (built on them) images, quotas and VMs. The HTTP
-//! edges (JSON API, web UI, EC2 front-end) call these services and nothing
-//! below them.
+//! the credential vault, images, quotas and VMs, the audit log and the
+//! system configuration. The HTTP edges (JSON API, web UI, EC2 front-end)
+//! parse their input into [`domain`] types, call these services, and map
+//! [`ServiceError`] back; none of them reaches the store.
 
+pub mod audit;
 pub mod broker;
 pub mod config;
-pub mod credentials;
+pub mod domain;
 pub mod error;
 pub mod factory;
 pub mod identity;
 pub mod images;
+pub mod master_keys;
 pub mod provisioning;
 pub mod registry;
+pub mod system;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vault;
+pub mod workers;
 
 pub use broker::Broker;
 pub use config::{Config, ConfigError, LogFormat, RawConfig};
-pub use error::{ServiceError, ServiceResult};
+pub use error::{Resource, ServiceError, ServiceResult};
 pub use identity::Actor;

@@ -170,12 +170,28 @@ pub enum ConfigChangeError {
     #[error("bad value for '{key}': {message}")]
     BadValue { key: String, message: String },
     #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<StoreError> for ConfigChangeError {
+    fn from(e: StoreError) -> Self {
+        ConfigChangeError::Registry(RegistryError::Store(e))
+    }
+}
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
     Store(#[from] StoreError),
+    /// Reading files failed outright (not a file's content: those are file errors).
+    #[error("loading {what} failed: {message}")]
+    Load { what: &'static str, message: String },
 }
 
 impl Registry {
     /// Loads files and stored parameters and builds every connector.
-    pub async fn load(store: Store, connectors_dir: &Path, factory: Box<ConnectorFactory>) -> Result<Arc<Self>, StoreError> {
+    pub async fn load(store: Store, connectors_dir: &Path, factory: Box<ConnectorFactory>) -> Result<Arc<Self>, RegistryError> {
         let empty = Snapshot {
             instances: vec![],
             system: vec![],
@@ -207,18 +223,21 @@ impl Registry {
     }
 
     /// Rebuilds the snapshot from files and the store.
-    pub async fn reload(&self) -> Result<Arc<Snapshot>, StoreError> {
+    pub async fn reload(&self) -> Result<Arc<Snapshot>, RegistryError> {
         let _guard = self.reload_lock.lock().await;
         let version = self.store.config_version().await?;
         let stored = self.store.list_params().await?;
         let dir = self.connectors_dir.clone();
-        let load = tokio::task::spawn_blocking(move || load_dir(&dir)).await.unwrap_or_default();
+        let load = tokio::task::spawn_blocking(move || load_dir(&dir))
+            .await
+            .map_err(|e| RegistryError::Load { what: "connectors.d", message: e.to_string() })?;
         let previous = self.snapshot();
         let mut snap = compose(&load, &stored, version, &previous, &*self.factory);
         let images_dir = self.connectors_dir.join("images");
         let declared: Vec<String> = snap.instances.iter().map(|i| i.name.to_string()).collect();
-        let (file_images, image_errors) =
-            tokio::task::spawn_blocking(move || load_image_files(&images_dir, &declared)).await.unwrap_or_default();
+        let (file_images, image_errors) = tokio::task::spawn_blocking(move || crate::images::load_image_files(&images_dir, &declared))
+            .await
+            .map_err(|e| RegistryError::Load { what: "connectors.d/images", message: e.to_string() })?;
         snap.file_images = file_images;
         snap.file_errors.extend(image_errors);
         let snap = Arc::new(snap);
@@ -239,7 +258,7 @@ impl Registry {
     }
 
     /// Reloads if another replica (or this one) changed stored parameters.
-    pub async fn reload_if_changed(&self) -> Result<bool, StoreError> {
+    pub async fn reload_if_changed(&self) -> Result<bool, RegistryError> {
         let v = self.store.config_version().await?;
         if v != self.snapshot().config_version {
             self.reload().await?;
@@ -444,64 +463,4 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
         config_version: version,
         file_images: BTreeMap::new(),
     }
-}
-
-/// Image names: lowercase letters and digits, words joined by '-', '_' or '.'.
-pub fn validate_image_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("image name '{name}' is invalid: use lowercase letters, digits, '-', '_' or '.' (e.g. ubuntu-22.04)"))
-    }
-}
-
-/// Loads `images/*.conf`: lines `<image>.<instance> = <cloud image id>`.
-pub fn load_image_files(dir: &Path, declared: &[String]) -> (BTreeMap<String, BTreeMap<String, (String, Location)>>, Vec<String>) {
-    use cloudbroker_connector_api::conf::{conf_files, parse_kv};
-    let mut out: BTreeMap<String, BTreeMap<String, (String, Location)>> = BTreeMap::new();
-    let mut errors = Vec::new();
-    let files = match conf_files(dir) {
-        Ok(f) => f,
-        Err(e) => return (out, vec![format!("{}: cannot read directory: {e}", dir.display())]),
-    };
-    for f in files {
-        let text = match std::fs::read_to_string(&f) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(format!("{}: cannot read file: {e}", f.display()));
-                continue;
-            }
-        };
-        let (lines, errs) = parse_kv(&f, &text);
-        errors.extend(errs.iter().map(|e| e.to_string()));
-        for l in lines {
-            let Some((image, instance)) = l.key.rsplit_once('.') else {
-                errors.push(format!("{}: key '{}' must be <image>.<connector-instance>", l.location, l.key));
-                continue;
-            };
-            if let Err(e) = validate_image_name(image) {
-                errors.push(format!("{}: {e}", l.location));
-                continue;
-            }
-            if !declared.iter().any(|d| d == instance) {
-                errors.push(format!("{}: key '{}': no connector instance '{instance}' is declared", l.location, l.key));
-                continue;
-            }
-            if l.value.is_empty() {
-                continue; // unset
-            }
-            let entry = out.entry(image.to_string()).or_default();
-            if let Some((_, first)) = entry.get(instance) {
-                errors.push(format!("{}: duplicate image id for '{}' (first set at {first})", l.location, l.key));
-                continue;
-            }
-            entry.insert(instance.to_string(), (l.value.clone(), l.location.clone()));
-        }
-    }
-    (out, errors)
 }

@@ -1,264 +1,387 @@
-//! The credential vault's cryptography: master keys and AES-256-GCM sealing.
-//!
-//! * Master keys live in a file (`master_key_file`, default
-//!   `<data-dir>/master.key`), one `key <id> <base64 32 bytes>` line each; the
-//!   last one seals new secrets, the others only open old ones. The file is
-//!   created on first start with mode 0600; the broker refuses to start if it
-//!   is readable by group or others.
-//! * A sealed value is `0x01 || len(id) || id || nonce (12 random bytes) ||
-//!   ciphertext+tag`. The associated data binds it to its owner, connector
-//!   instance and field, so a ciphertext copied to another row fails to open.
+//! The credential vault service: per-user cloud credentials per connector
+//! instance, shared (system-scope) credentials granted to chosen users, key
+//! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
+//! module in clear except as [`Credentials`] handed to a connector.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
-use rand::RngCore;
-use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use zeroize::Zeroizing;
+use crate::domain::{CredentialId, CredentialName, InstanceName, UserName};
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::identity::Actor;
+use crate::master_keys::{credential_aad, MasterKeys, VaultError};
+use crate::registry::{Registry, Status};
+use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials};
+use cloudbroker_store::credentials::{CredentialRow, NewCredential};
+use cloudbroker_store::Store;
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
 
-const VERSION: u8 = 1;
-
-/// Vault errors. None of them carries key material or plaintext.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum VaultError {
-    #[error("master key file {path}: {message}")]
-    KeyFile { path: String, message: String },
-    #[error("master key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}")]
-    Permissions { path: String, mode: u32 },
-    #[error("sealed value uses key '{0}', which is not in the master key file")]
-    UnknownKey(String),
-    #[error("sealed value is malformed")]
-    Malformed,
-    #[error("sealed value does not open (wrong key, or it was moved from another owner, instance or field)")]
-    OpenFailed,
+/// A credential as shown to people: never the secret.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct MaskedCredential {
+    pub instance: String,
+    pub scope: String,
+    pub owner: String,
+    /// e.g. `****MPLE`.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// `verified` or `unverified`.
+    pub status: String,
+    pub status_message: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted_to: Option<Vec<String>>,
 }
 
-/// The loaded master keys.
-pub struct MasterKeys {
-    path: PathBuf,
-    keys: Vec<(String, Zeroizing<[u8; 32]>)>,
-}
-
-impl fmt::Debug for MasterKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeys").field("path", &self.path).field("ids", &self.ids()).finish()
+fn masked(r: &CredentialRow, granted_to: Option<Vec<String>>) -> MaskedCredential {
+    MaskedCredential {
+        instance: r.instance.clone(),
+        scope: r.scope.clone(),
+        owner: r.owner.clone(),
+        access_key_id: r.access_key_hint.clone(),
+        secret_access_key: "********".into(),
+        status: r.status.clone(),
+        status_message: r.status_message.clone(),
+        updated_at: r.updated_at.to_rfc3339(),
+        granted_to,
     }
 }
 
-fn new_key() -> (String, Zeroizing<[u8; 32]>) {
-    let mut k = Zeroizing::new([0u8; 32]);
-    rand::thread_rng().fill_bytes(k.as_mut());
-    let mut id = [0u8; 4];
-    rand::thread_rng().fill_bytes(&mut id);
-    (format!("k{}-{}", chrono::Utc::now().format("%Y%m%d"), hex::encode(id)), k)
+/// Which credential a caller asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    User(&'a UserName),
+    /// A shared credential, by its name.
+    System(&'a CredentialName),
 }
 
-impl MasterKeys {
-    /// Loads the key file, creating it (mode 0600, one new key) if missing.
-    pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
-        if !path.exists() {
-            let (id, key) = new_key();
-            let keys = Self { path: path.to_path_buf(), keys: vec![(id, key)] };
-            keys.write()?;
-            tracing::info!(path = %path.display(), "generated a new master key");
-            return Ok(keys);
+impl Scope<'_> {
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Scope::User(u) => ("user", u.as_str()),
+            Scope::System(n) => ("system", n.as_str()),
         }
-        Self::load(path)
     }
 
-    /// Loads an existing key file.
-    pub fn load(path: &Path) -> Result<Self, VaultError> {
-        let shown = path.display().to_string();
-        let err = |message: String| VaultError::KeyFile { path: shown.clone(), message };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(VaultError::Permissions { path: shown.clone(), mode });
+    fn check(&self, actor: &Actor) -> ServiceResult<()> {
+        match self {
+            Scope::User(u) => actor.require_self_or_admin(u),
+            Scope::System(_) => actor.require_admin(),
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
-        let mut keys = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let [kw, id, b64] = parts.as_slice() else {
-                return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
+    }
+
+    fn not_found(&self, instance: &InstanceName) -> ServiceError {
+        ServiceError::NotFound(match self {
+            Scope::User(_) => Resource::Credentials { instance: instance.clone() },
+            Scope::System(n) => Resource::SharedCredential { name: (*n).clone(), instance: instance.clone() },
+        })
+    }
+}
+
+/// The vault service.
+pub struct Vault {
+    store: Store,
+    registry: Arc<Registry>,
+    keys: RwLock<MasterKeys>,
+}
+
+fn vault_err(e: VaultError) -> ServiceError {
+    ServiceError::Internal(e.to_string())
+}
+
+/// Describes why a credential check failed, for people.
+pub fn explain(e: &ConnectorError) -> String {
+    match e {
+        ConnectorError::Auth { code, message } => {
+            let what = match code.as_str() {
+                "InvalidClientTokenId" | "InvalidAccessKeyId" => "the access key id is not known to the cloud",
+                "SignatureDoesNotMatch" => "the secret access key is wrong",
+                _ => "the cloud rejected the credentials",
             };
-            if *kw != "key" {
-                return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
+            format!("{what} ({code}: {message})")
+        }
+        ConnectorError::Forbidden { code, message } => format!("the credentials lack a permission ({code}: {message})"),
+        ConnectorError::Transport { message } => format!("the endpoint is unreachable: {message}"),
+        ConnectorError::Timeout { seconds } => format!("the endpoint did not answer within {seconds}s"),
+        other => other.to_string(),
+    }
+}
+
+impl Vault {
+    /// Opens the vault: loads (or creates) the master keys and checks that
+    /// they open every stored secret. Nothing is modified on failure.
+    pub async fn open(store: Store, registry: Arc<Registry>, key_file: &std::path::Path) -> ServiceResult<Self> {
+        let rows = store.all_credentials().await?;
+        let keys = if rows.is_empty() {
+            MasterKeys::load_or_create(key_file)
+        } else if !key_file.exists() {
+            Err(VaultError::KeyFile {
+                path: key_file.display().to_string(),
+                message: format!("missing, but {} stored credential(s) were sealed with a master key; restore the key file", rows.len()),
+            })
+        } else {
+            MasterKeys::load(key_file)
+        }
+        .map_err(vault_err)?;
+        // One check per key id in use: does the key open data sealed with it?
+        let mut checked = std::collections::BTreeSet::new();
+        for r in &rows {
+            if checked.insert(r.key_id.clone()) {
+                keys.open(&r.secret_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key")).map_err(|e| {
+                    ServiceError::Internal(format!("the master key file {} cannot open stored credentials: {e}", key_file.display()))
+                })?;
             }
-            let raw = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| err(format!("line {}: key is not base64", i + 1)))?,
-            );
-            let mut k = Zeroizing::new([0u8; 32]);
-            if raw.len() != 32 {
-                return Err(err(format!("line {}: key must be 32 bytes, found {}", i + 1, raw.len())));
+        }
+        Ok(Self { store, registry, keys: RwLock::new(keys) })
+    }
+
+    fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
+        let g = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        f(&g).map_err(vault_err)
+    }
+
+    fn check_instance(&self, instance: &InstanceName) -> ServiceResult<()> {
+        let snap = self.registry.snapshot();
+        snap.instance(instance.as_str()).map(|_| ()).ok_or_else(|| ServiceError::NotFound(Resource::Instance(instance.clone())))
+    }
+
+    /// Validates credentials against the instance with its own check.
+    pub async fn validate(&self, instance: &InstanceName, creds: &Credentials) -> ServiceResult<Result<String, String>> {
+        let snap = self.registry.snapshot();
+        let entry = snap.instance(instance.as_str()).ok_or_else(|| ServiceError::NotFound(Resource::Instance(instance.clone())))?;
+        let Some(c) = entry.connector.clone() else {
+            let why = match &entry.status {
+                Status::Error { errors } => errors.join("; "),
+                Status::Ready => "not started".into(),
+            };
+            return Ok(Err(format!("connector instance '{instance}' is not ready: {why}")));
+        };
+        Ok(match c.validate_credentials(creds).await {
+            Ok(check) => Ok(check.message),
+            Err(e) => Err(explain(&e)),
+        })
+    }
+
+    /// Stores credentials after validating them. When validation fails and
+    /// `force` is false, nothing is stored and the reason is returned as an
+    /// error; with `force`, they are stored as `unverified`.
+    pub async fn put(
+        &self,
+        actor: &Actor,
+        scope: Scope<'_>,
+        instance: &InstanceName,
+        access_key_id: &str,
+        secret: &str,
+        force: bool,
+    ) -> ServiceResult<MaskedCredential> {
+        scope.check(actor)?;
+        self.check_instance(instance)?;
+        let access_key_id = access_key_id.trim();
+        if access_key_id.is_empty() {
+            return Err(ServiceError::invalid_field("access_key_id", "access_key_id and secret_access_key are both required"));
+        }
+        if secret.is_empty() {
+            return Err(ServiceError::invalid_field("secret_access_key", "access_key_id and secret_access_key are both required"));
+        }
+        if access_key_id.len() > 256 || access_key_id.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("access_key_id", "access_key_id is at most 256 characters, no control characters"));
+        }
+        if secret.len() > 4096 {
+            return Err(ServiceError::invalid_field("secret_access_key", "secret_access_key is at most 4096 characters"));
+        }
+        if let Scope::User(u) = scope {
+            if self.store.get_user(u.as_str()).await?.is_none() {
+                return Err(ServiceError::NotFound(Resource::User(u.clone())));
             }
-            k.copy_from_slice(&raw);
-            if keys.iter().any(|(x, _): &(String, _)| x == id) {
-                return Err(err(format!("line {}: duplicate key id '{id}'", i + 1)));
+        }
+        let creds = Credentials::new(access_key_id, secret);
+        // Clouds may echo the key id (or worse) in messages: scrub before storing or returning.
+        let scrub = |m: String| m.replace(secret, "********").replace(access_key_id, &mask_tail(access_key_id));
+        let (status, message) = match self.validate(instance, &creds).await? {
+            Ok(m) => ("verified", scrub(m)),
+            Err(why) if force => ("unverified", scrub(why)),
+            Err(why) => {
+                let why = scrub(why);
+                let (sc, owner) = scope.parts();
+                self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                return Err(ServiceError::invalid_field(
+                    "access_key_id",
+                    format!("credentials failed validation: {why} (save with force to store them unverified)"),
+                ));
             }
-            keys.push((id.to_string(), k));
+        };
+        let (sc, owner) = scope.parts();
+        let (ak, sk, key_id) = self.with_keys(|k| {
+            Ok((
+                k.seal(access_key_id.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "access_key_id"))?,
+                k.seal(secret.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "secret_access_key"))?,
+                k.current_id().to_string(),
+            ))
+        })?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let hint = mask_tail(access_key_id);
+        self.store
+            .put_credential(&NewCredential {
+                id: &id,
+                scope: sc,
+                owner,
+                instance: instance.as_str(),
+                access_key_hint: &hint,
+                access_key_sealed: &ak,
+                secret_sealed: &sk,
+                key_id: &key_id,
+                status,
+                status_message: &message,
+            })
+            .await?;
+        self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), status, "").await?;
+        self.get(actor, scope, instance).await
+    }
+
+    /// The masked credential.
+    pub async fn get(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<MaskedCredential> {
+        scope.check(actor)?;
+        let (sc, owner) = scope.parts();
+        let r = self.store.get_credential(sc, owner, instance.as_str()).await?.ok_or_else(|| scope.not_found(instance))?;
+        let grants = if sc == "system" { Some(self.store.grants(&r.id).await?) } else { None };
+        Ok(masked(&r, grants))
+    }
+
+    /// A user's credentials, masked.
+    pub async fn list_user(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<MaskedCredential>> {
+        actor.require_self_or_admin(user)?;
+        Ok(self.store.list_credentials("user", Some(user.as_str())).await?.iter().map(|r| masked(r, None)).collect())
+    }
+
+    /// Shared credentials, masked (admin).
+    pub async fn list_shared(&self, actor: &Actor) -> ServiceResult<Vec<MaskedCredential>> {
+        actor.require_admin()?;
+        let mut out = Vec::new();
+        for r in self.store.list_credentials("system", None).await? {
+            let g = self.store.grants(&r.id).await?;
+            out.push(masked(&r, Some(g)));
         }
-        if keys.is_empty() {
-            return Err(err("no key in file".into()));
-        }
-        Ok(Self { path: path.to_path_buf(), keys })
-    }
-
-    fn write(&self) -> Result<(), VaultError> {
-        let shown = self.path.display().to_string();
-        let err = |e: std::io::Error| VaultError::KeyFile { path: shown.clone(), message: e.to_string() };
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let mut text =
-            Zeroizing::new(String::from("# cloudbroker master keys: the last one seals new secrets. Keep this file secret (mode 0600).\n"));
-        for (id, k) in &self.keys {
-            text.push_str(&format!("key {id} {}\n", base64::engine::general_purpose::STANDARD.encode(k.as_ref())));
-        }
-        let tmp = self.path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        Ok(())
-    }
-
-    /// The key file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Key ids, oldest first.
-    pub fn ids(&self) -> Vec<String> {
-        self.keys.iter().map(|(id, _)| id.clone()).collect()
-    }
-
-    /// The id of the key that seals new secrets.
-    pub fn current_id(&self) -> &str {
-        self.keys.last().map(|(id, _)| id.as_str()).unwrap_or("")
-    }
-
-    /// Adds a new current key and saves the file.
-    pub fn add_key(&mut self) -> Result<String, VaultError> {
-        let (id, k) = new_key();
-        self.keys.push((id.clone(), k));
-        self.write()?;
-        Ok(id)
-    }
-
-    /// Drops keys not in `keep` (the current key is always kept) and saves.
-    pub fn retain(&mut self, keep: &[String]) -> Result<Vec<String>, VaultError> {
-        let current = self.current_id().to_string();
-        let dropped: Vec<String> = self.ids().into_iter().filter(|id| *id != current && !keep.contains(id)).collect();
-        if !dropped.is_empty() {
-            self.keys.retain(|(id, _)| *id == current || keep.contains(id));
-            self.write()?;
-        }
-        Ok(dropped)
-    }
-
-    /// Seals `plaintext` with the current key, bound to `aad`.
-    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, VaultError> {
-        let (id, key) = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
-        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
-        let mut nonce = [0u8; 12];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
-            .map_err(|_| VaultError::Malformed)?;
-        let mut out = Vec::with_capacity(2 + id.len() + 12 + ct.len());
-        out.push(VERSION);
-        out.push(id.len() as u8);
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
         Ok(out)
     }
 
-    /// The key id a sealed value uses.
-    pub fn key_id_of(blob: &[u8]) -> Result<&str, VaultError> {
-        if blob.len() < 2 || blob[0] != VERSION {
-            return Err(VaultError::Malformed);
+    /// Deletes credentials.
+    pub async fn delete(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<()> {
+        scope.check(actor)?;
+        let (sc, owner) = scope.parts();
+        if !self.store.delete_credential(sc, owner, instance.as_str()).await? {
+            return Err(scope.not_found(instance));
         }
-        let n = blob[1] as usize;
-        blob.get(2..2 + n).and_then(|b| std::str::from_utf8(b).ok()).ok_or(VaultError::Malformed)
+        self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "ok", "").await?;
+        Ok(())
     }
 
-    /// Opens a sealed value bound to `aad`.
-    pub fn open(&self, blob: &[u8], aad: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let id = Self::key_id_of(blob)?;
-        let start = 2 + id.len();
-        let nonce = blob.get(start..start + 12).ok_or(VaultError::Malformed)?;
-        let ct = blob.get(start + 12..).ok_or(VaultError::Malformed)?;
-        let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, k)| k).ok_or_else(|| VaultError::UnknownKey(id.to_string()))?;
-        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
-            .map(Zeroizing::new)
-            .map_err(|_| VaultError::OpenFailed)
-    }
-}
-
-/// The associated data of a credential field.
-pub fn credential_aad(scope: &str, owner: &str, instance: &str, field: &str) -> String {
-    format!("cloudbroker/v1/credential/{scope}/{owner}/{instance}/{field}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seal_open_bind_and_rotate() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/master.key");
-        let mut keys = MasterKeys::load_or_create(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let aad = credential_aad("user", "alice", "ec2", "secret");
-        let a = keys.seal(b"s3cret", &aad).unwrap();
-        let b = keys.seal(b"s3cret", &aad).unwrap();
-        assert_ne!(a, b, "fresh nonce per seal");
-        assert!(!a.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(keys.open(&a, &aad).unwrap().as_slice(), b"s3cret");
-        assert_eq!(keys.open(&a, &credential_aad("user", "bob", "ec2", "secret")), Err(VaultError::OpenFailed));
-        let mut tampered = a.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(keys.open(&tampered, &aad), Err(VaultError::OpenFailed));
-
-        let old = keys.current_id().to_string();
-        let new = keys.add_key().unwrap();
-        assert_ne!(old, new);
-        let reloaded = MasterKeys::load(&path).unwrap();
-        assert_eq!(reloaded.ids(), vec![old.clone(), new.clone()]);
-        assert_eq!(reloaded.open(&a, &aad).unwrap().as_slice(), b"s3cret", "old key still opens");
-        assert_eq!(MasterKeys::key_id_of(&reloaded.seal(b"x", &aad).unwrap()).unwrap(), new);
-        keys.retain(&[]).unwrap();
-        assert_eq!(MasterKeys::load(&path).unwrap().ids(), vec![new]);
-        assert!(matches!(MasterKeys::load(&path).unwrap().open(&a, &aad), Err(VaultError::UnknownKey(id)) if id == old));
-        assert!(!format!("{keys:?}").contains(&base64::engine::general_purpose::STANDARD.encode([0u8; 4])[..2].repeat(20)));
+    /// Grants a shared credential to users (replacing the list; admin).
+    pub async fn grant(
+        &self,
+        actor: &Actor,
+        name: &CredentialName,
+        instance: &InstanceName,
+        users: &[UserName],
+    ) -> ServiceResult<MaskedCredential> {
+        actor.require_admin()?;
+        let r = self
+            .store
+            .get_credential("system", name.as_str(), instance.as_str())
+            .await?
+            .ok_or_else(|| Scope::System(name).not_found(instance))?;
+        for u in users {
+            if self.store.get_user(u.as_str()).await?.is_none() {
+                return Err(ServiceError::NotFound(Resource::User(u.clone())));
+            }
+        }
+        let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        self.store.set_grants(&r.id, &names).await?;
+        self.store.audit(actor.name.as_str(), "credential.grant", &format!("system/{name}/{instance}"), "ok", &names.join(",")).await?;
+        Ok(masked(&r, Some(names)))
     }
 
-    #[test]
-    fn refuses_readable_key_file_and_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("master.key");
-        MasterKeys::load_or_create(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = MasterKeys::load(&path).unwrap_err();
-        assert!(matches!(e, VaultError::Permissions { mode: 0o644, .. }));
-        assert!(e.to_string().contains("chmod 600"));
-        std::fs::write(&path, "key a notbase64!\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(MasterKeys::load(&path).unwrap_err().to_string().contains("line 1: key is not base64"));
-        std::fs::write(&path, "# only a comment\n").unwrap();
-        assert!(MasterKeys::load(&path).unwrap_err().to_string().contains("no key"));
+    fn open_row(&self, r: &CredentialRow) -> ServiceResult<Credentials> {
+        // A key added by `cloudbroker keys rotate` in another process: reload the file once.
+        let known = self.keys.read().unwrap_or_else(|e| e.into_inner()).ids().contains(&r.key_id);
+        if !known {
+            let path = self.keys.read().unwrap_or_else(|e| e.into_inner()).path().to_path_buf();
+            let fresh = MasterKeys::load(&path).map_err(vault_err)?;
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        self.with_keys(|k| {
+            let ak = k.open(&r.access_key_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id"))?;
+            let sk = k.open(&r.secret_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key"))?;
+            Ok(Credentials::new(String::from_utf8_lossy(&ak).into_owned(), String::from_utf8_lossy(&sk).into_owned()))
+        })
+    }
+
+    /// The credentials `user` acts with on `instance`: their own, else a
+    /// shared one granted to them. For connector kinds that need none (the
+    /// sandbox), a per-user identity.
+    pub async fn credentials_for(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<(Credentials, CredentialId)> {
+        if let Some(r) = self.store.get_credential("user", user.as_str(), instance.as_str()).await? {
+            return Ok((self.open_row(&r)?, CredentialId::from_stored(r.id)));
+        }
+        if let Some(r) = self.store.granted_credentials(user.as_str(), instance.as_str()).await?.into_iter().next() {
+            return Ok((self.open_row(&r)?, CredentialId::from_stored(r.id)));
+        }
+        let snap = self.registry.snapshot();
+        match snap.instance(instance.as_str()) {
+            Some(i) if !i.kind.needs_credentials() => {
+                Ok((Credentials::new(format!("sandbox-{user}"), "sandbox"), CredentialId::from_stored(format!("anonymous:{user}"))))
+            }
+            Some(_) => Err(ServiceError::invalid_field(
+                "instance",
+                format!("no credentials for connector instance '{instance}': add them to your profile"),
+            )),
+            None => Err(ServiceError::NotFound(Resource::Instance(instance.clone()))),
+        }
+    }
+
+    /// The credentials of a stored credential id (for background work).
+    pub async fn credentials_by_id(&self, id: &CredentialId) -> ServiceResult<Credentials> {
+        if let Some(user) = id.as_str().strip_prefix("anonymous:") {
+            return Ok(Credentials::new(format!("sandbox-{user}"), "sandbox"));
+        }
+        let r = self
+            .store
+            .get_credential_by_id(id.as_str())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(Resource::CredentialId(id.to_string())))?;
+        self.open_row(&r)
+    }
+
+    /// Rotates the master key: adds a new key, re-seals every secret under it
+    /// in one transaction, then drops keys nothing uses. Returns (new id, dropped ids).
+    pub async fn rotate(&self, actor: &Actor) -> ServiceResult<(String, Vec<String>)> {
+        actor.require_admin()?;
+        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(vault_err)?;
+        let rows = self.store.all_credentials().await?;
+        let mut resealed = Vec::new();
+        {
+            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            for r in &rows {
+                let ak_aad = credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id");
+                let sk_aad = credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key");
+                let ak = keys.open(&r.access_key_sealed, &ak_aad).map_err(vault_err)?;
+                let sk = keys.open(&r.secret_sealed, &sk_aad).map_err(vault_err)?;
+                resealed.push((
+                    r.id.clone(),
+                    keys.seal(&ak, &ak_aad).map_err(vault_err)?,
+                    keys.seal(&sk, &sk_aad).map_err(vault_err)?,
+                    new_id.clone(),
+                ));
+            }
+        }
+        self.store.reseal_credentials(&resealed).await?;
+        let in_use = self.store.key_ids_in_use().await?;
+        let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retain(&in_use).map_err(vault_err)?;
+        self.store
+            .audit(actor.name.as_str(), "keys.rotate", &new_id, "ok", &format!("{} secret(s) re-sealed; dropped {}", rows.len(), dropped.join(",")))
+            .await?;
+        Ok((new_id, dropped))
+    }
+
+    /// Ids of the loaded keys.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).ids()
     }
 }

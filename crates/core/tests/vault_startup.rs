@@ -2,8 +2,9 @@
 //! the broker with a clear message and changes nothing.
 
 use cloudbroker_connector_api::SecretString;
-use cloudbroker_core::credentials::Scope;
-use cloudbroker_core::vault::MasterKeys;
+use cloudbroker_core::master_keys::MasterKeys;
+use cloudbroker_core::testing::{instance, user};
+use cloudbroker_core::vault::Scope;
 use cloudbroker_core::{Actor, Broker, Config};
 use std::os::unix::fs::PermissionsExt;
 
@@ -11,10 +12,10 @@ async fn seeded(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     std::fs::create_dir_all(dir.join("connectors.d")).unwrap();
     std::fs::write(dir.join("connectors.d/sb.conf"), "cloud.connector.class = sb:sandbox\n").unwrap();
     let b = Broker::start(Config::for_tests(dir, None)).await.unwrap();
-    b.identity.create_user(&Actor::system(), "alice", &SecretString::new("alice-password"), false).await.unwrap();
-    b.vault.put(&Actor::system(), Scope::User("alice"), "sb", "AKIA1234567890", "sekrit", false).await.unwrap();
-    let rows = b.store.all_credentials().await.unwrap();
-    b.store.close().await;
+    b.identity.create_user(&Actor::system(), &user("alice"), &SecretString::new("alice-password"), false).await.unwrap();
+    b.vault.put(&Actor::system(), Scope::User(&user("alice")), &instance("sb"), "AKIA1234567890", "sekrit", false).await.unwrap();
+    let rows = b.store().all_credentials().await.unwrap();
+    b.store().close().await;
     rows.into_iter().map(|r| (r.id, r.secret_sealed)).collect()
 }
 
@@ -44,7 +45,7 @@ async fn world_readable_key_stops_start() {
     assert_eq!(stored(dir.path()).await, before);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let b = Broker::start(Config::for_tests(dir.path(), None)).await.unwrap();
-    assert_eq!(b.vault.credentials_for("alice", "sb").await.unwrap().0.secret_access_key.expose(), "sekrit");
+    assert_eq!(b.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap().0.secret_access_key.expose(), "sekrit");
 }
 
 #[tokio::test]

@@ -7,14 +7,16 @@
 //! [`Backend`]. Migrations live in `migrations/{sqlite,postgres}`, are embedded
 //! in the binary and run by [`Store::migrate`].
 
+pub mod audit;
+pub mod credentials;
 pub mod error;
 pub mod identity;
 pub mod images;
 pub mod lease;
 pub mod params;
 pub mod quota;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod vault;
 pub mod vms;
 
 pub use error::StoreError;

@@ -1,4 +1,4 @@
-//! Quota admission: VMs are recorded (state `requested`) in the same
+//! Quota admission: VMs are recorded (in the state the services give) in the same
 //! transaction that checks the quota, so concurrent launches, on one broker
 //! or on several replicas sharing PostgreSQL, can never push a user past the
 //! limit.
@@ -11,9 +11,6 @@
 
 use crate::{now_ms, Store, StoreError};
 
-/// States that count against the quota: everything that holds (or may soon
-/// hold) cloud resources. `requested` covers launches in flight.
-pub const COUNTED_STATES: &[&str] = &["requested", "pending", "running", "stopping", "stopped"];
 
 /// One VM to record.
 #[derive(Clone, Debug)]
@@ -38,6 +35,10 @@ pub struct Admission<'a> {
     pub client_token: &'a str,
     /// `None`: no quota enforced.
     pub limit: Option<i64>,
+    /// The states that count against the limit (the services decide which).
+    pub counted: &'a [&'a str],
+    /// The state the VMs are recorded in.
+    pub state: &'a str,
     pub vms: &'a [NewVm],
 }
 
@@ -54,8 +55,9 @@ impl From<sqlx::Error> for AdmitError {
     }
 }
 
-fn counted_list() -> String {
-    COUNTED_STATES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+/// `$first, $first+1, ...` placeholders for a list of `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 impl Store {
@@ -91,18 +93,17 @@ impl Store {
         Ok(())
     }
 
-    /// VMs of a user on an instance in counted states.
-    pub async fn quota_usage(&self, user: &str, instance: &str) -> Result<i64, StoreError> {
-        let (n,): (i64,) =
-            sqlx::query_as(&format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", counted_list()))
-                .bind(user)
-                .bind(instance)
-                .fetch_one(self.pool())
-                .await?;
-        Ok(n)
+    /// VMs of a user on an instance in the `counted` states.
+    pub async fn quota_usage(&self, user: &str, instance: &str, counted: &[&str]) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, counted.len()));
+        let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(user).bind(instance);
+        for s in counted {
+            q = q.bind(*s);
+        }
+        Ok(q.fetch_one(self.pool()).await?.0)
     }
 
-    /// Atomically checks the quota and records the VMs (state `requested`).
+    /// Atomically checks the quota and records the VMs.
     pub async fn admit_launch(&self, a: &Admission<'_>) -> Result<(), AdmitError> {
         let mut tx = self.pool().begin().await?;
         // Lock first: the first statement writes, so waiting happens here.
@@ -113,14 +114,13 @@ impl Store {
             .await?;
         let requested = a.vms.len() as i64;
         if let Some(limit) = a.limit {
-            let (current,): (i64,) = sqlx::query_as(&format!(
-                "SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})",
-                counted_list()
-            ))
-            .bind(a.user)
-            .bind(a.instance)
-            .fetch_one(&mut *tx)
-            .await?;
+            let sql =
+                format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, a.counted.len()));
+            let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(a.user).bind(a.instance);
+            for s in a.counted {
+                q = q.bind(*s);
+            }
+            let (current,) = q.fetch_one(&mut *tx).await?;
             if current + requested > limit {
                 tx.rollback().await?;
                 return Err(AdmitError::Quota { limit, current, requested });
@@ -130,7 +130,7 @@ impl Store {
         for v in a.vms {
             sqlx::query(
                 "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12, $13)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
             )
             .bind(&v.id)
             .bind(a.launch_id)
@@ -143,6 +143,7 @@ impl Store {
             .bind(&v.image)
             .bind(&v.image_id)
             .bind(&v.instance_type)
+            .bind(a.state)
             .bind(now)
             .bind(&v.tags)
             .execute(&mut *tx)
@@ -153,31 +154,6 @@ impl Store {
             })?;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Sets the state (and, when given, cloud id and addresses) of a VM.
-    pub async fn update_vm(
-        &self,
-        id: &str,
-        state: &str,
-        cloud_id: Option<&str>,
-        private_ip: Option<&str>,
-        public_ip: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6 WHERE id = $7",
-        )
-        .bind(state)
-        .bind(cloud_id)
-        .bind(private_ip)
-        .bind(public_ip)
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
         Ok(())
     }
 }

@@ -130,14 +130,64 @@ impl Store {
         })
     }
 
-    /// VMs not yet terminated or failed (what reconciliation looks at).
-    pub async fn live_vms(&self) -> Result<Vec<VmRow>, StoreError> {
-        let r: Vec<VmTuple> = sqlx::query_as(&format!(
-            "SELECT {COLS} FROM vms WHERE state NOT IN ('terminated', 'failed') ORDER BY created_at, launch_id, launch_index"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(r.into_iter().map(vm).collect())
+    /// VMs in the given states (reconciliation passes the live ones).
+    pub async fn vms_in_states(&self, states: &[&str]) -> Result<Vec<VmRow>, StoreError> {
+        let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {COLS} FROM vms WHERE state IN ({list}) ORDER BY created_at, launch_id, launch_index");
+        let mut q = sqlx::query_as::<_, VmTuple>(&sql);
+        for s in states {
+            q = q.bind(*s);
+        }
+        Ok(q.fetch_all(self.pool()).await?.into_iter().map(vm).collect())
+    }
+
+    /// One page of VMs matching a filter, newest first (by creation time,
+    /// then id), starting after `after` (the previous page's last item).
+    /// Costs what it returns: the filter and the keyset use indexed columns.
+    pub async fn page_vms(&self, f: &VmFilter, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<VmRow>, StoreError> {
+        let mut sql = format!("SELECT {COLS} FROM vms WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        for (col, v) in [
+            ("user_name", &f.user),
+            ("instance", &f.instance),
+            ("state", &f.state),
+            ("name", &f.name),
+            ("launch_id", &f.launch_id),
+            ("client_token", &f.client_token),
+        ] {
+            if let Some(v) = v {
+                binds.push(v.clone());
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        if let Some((k, val)) = &f.tag {
+            binds.push(k.clone());
+            binds.push(val.clone());
+            let (kp, vp) = (binds.len() - 1, binds.len());
+            sql.push_str(&match self.backend() {
+                crate::Backend::Sqlite => format!(" AND EXISTS (SELECT 1 FROM json_each(vms.tags) j WHERE j.key = ${kp} AND j.value = ${vp})"),
+                crate::Backend::Postgres => {
+                    format!(" AND EXISTS (SELECT 1 FROM jsonb_each_text(vms.tags::jsonb) j WHERE j.key = ${kp} AND j.value = ${vp})")
+                }
+            });
+        }
+        let mut after_ms = None;
+        if let Some((ms, id)) = after {
+            binds.push(id.to_string());
+            let idp = binds.len();
+            after_ms = Some(ms);
+            sql.push_str(&format!(" AND (created_at < ${a} OR (created_at = ${a} AND id < ${idp}))", a = idp + 1));
+        }
+        let limit_p = binds.len() + if after_ms.is_some() { 2 } else { 1 };
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${limit_p}"));
+        let mut q = sqlx::query_as::<_, VmTuple>(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        if let Some(ms) = after_ms {
+            q = q.bind(ms);
+        }
+        Ok(q.bind(limit).fetch_all(self.pool()).await?.into_iter().map(vm).collect())
     }
 
     /// The VM with this cloud id on an instance.
@@ -201,6 +251,31 @@ impl Store {
         .bind(&row.public_ip)
         .bind(now)
         .bind(serde_json::to_string(&row.tags).unwrap_or_else(|_| "{}".into()))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the state (and, when given, cloud id and addresses) of a VM.
+    pub async fn update_vm(
+        &self,
+        id: &str,
+        state: &str,
+        cloud_id: Option<&str>,
+        private_ip: Option<&str>,
+        public_ip: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(state)
+        .bind(cloud_id)
+        .bind(private_ip)
+        .bind(public_ip)
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -3,6 +3,9 @@
 
 use cloudbroker_store::{store_test, Backend, Store};
 
+/// The states the services count against quotas (core's `VmStatus::QUOTA_COUNTED`).
+const COUNTED: &[&str] = &["requested", "pending", "running", "stopping", "stopped"];
+
 store_test!(migrations_apply_and_are_idempotent, |s: Store| async move {
     let applied = s.applied_migrations().await.unwrap();
     assert_eq!(applied.len(), s.known_migrations());
@@ -113,7 +116,7 @@ mod quota {
 
     async fn launch(s: &Store, user: &str, token: &str, n: usize, limit: Option<i64>) -> Result<(), AdmitError> {
         let v = vms(n, token);
-        s.admit_launch(&Admission { launch_id: token, user, instance: "sb", credential_id: "c", client_token: token, limit, vms: &v }).await
+        s.admit_launch(&Admission { launch_id: token, user, instance: "sb", credential_id: "c", client_token: token, limit, counted: COUNTED, state: "requested", vms: &v }).await
     }
 
     store_test!(hundred_concurrent_launches_admit_exactly_the_quota, |s: Store| async move {
@@ -137,7 +140,7 @@ mod quota {
             }
         }
         assert_eq!((admitted, refused), (10, 90));
-        assert_eq!(s.quota_usage("alice", "sb").await.unwrap(), 10);
+        assert_eq!(s.quota_usage("alice", "sb", COUNTED).await.unwrap(), 10);
     });
 
     store_test!(quota_counts_states_and_multi_vm_requests, |s: Store| async move {
@@ -148,7 +151,7 @@ mod quota {
         s.update_vm("a-0", "terminated", Some("i-0"), None, None, None).await.unwrap();
         s.update_vm("a-1", "stopped", Some("i-1"), None, None, None).await.unwrap();
         launch(&s, "bob", "b", 2, Some(4)).await.unwrap();
-        assert_eq!(s.quota_usage("bob", "sb").await.unwrap(), 4);
+        assert_eq!(s.quota_usage("bob", "sb", COUNTED).await.unwrap(), 4);
         // No limit: anything goes; the same client token twice is a conflict.
         launch(&s, "bob", "c", 5, None).await.unwrap();
         assert!(matches!(launch(&s, "bob", "c", 1, None).await, Err(AdmitError::Store(e)) if e.is_unique_violation()));
@@ -174,6 +177,6 @@ mod quota {
             admitted += usize::from(t.await.unwrap());
         }
         assert_eq!(admitted, 10);
-        assert_eq!(other.quota_usage("carol", "sb").await.unwrap(), 10);
+        assert_eq!(other.quota_usage("carol", "sb", COUNTED).await.unwrap(), 10);
     }
 }

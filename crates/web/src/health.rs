@@ -1,7 +1,8 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes. `/healthz` answers while the process runs;
+//! `/readyz` answers 200 only while the database does, and reports the
+//! connectors and the background workers.
 
 use actix_web::{web, HttpResponse};
-use cloudbroker_core::registry::Status;
 use cloudbroker_core::Broker;
 use serde_json::json;
 
@@ -10,18 +11,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers; also reports connector readiness.
+/// `GET /readyz`: the database answers; also reports connector and worker status.
 pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
-    let snap = broker.registry.snapshot();
-    let ready = snap.instances.iter().filter(|i| i.status == Status::Ready).count();
-    let connectors = json!({"declared": snap.instances.len(), "ready": ready});
-    match broker.store.ping().await {
-        Ok(()) => {
-            HttpResponse::Ok().json(json!({"status": "ready", "database": broker.store.backend().as_str(), "connectors": connectors}))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "unreachable"}))
-        }
+    let r = broker.readiness().await;
+    let connectors = json!({"declared": r.declared, "ready": r.ready_connectors});
+    if r.ready {
+        HttpResponse::Ok().json(json!({"status": "ready", "database": r.database, "connectors": connectors, "workers": r.workers}))
+    } else {
+        tracing::warn!(error = r.error.as_deref().unwrap_or(""), "readiness check failed");
+        HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "unreachable", "workers": r.workers}))
     }
 }

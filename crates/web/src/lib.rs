@@ -1,15 +1,16 @@
-//! The HTTP edge: health probes, the JSON API and (in their own modules) the
-//! web UI and the EC2 front-end. Handlers call the broker's services
-//! (`cloudbroker-core`) and map their errors to HTTP here, in one place.
+//! The HTTP edge: health probes, the JSON API (`api/`) and the web UI
+//! (`ui/`), over what they share (`common/`). Handlers parse input into the
+//! core's domain types, call the broker's services (`cloudbroker-core`) and
+//! map their errors back, one mapping per front-end; nothing here reaches
+//! the store (this crate does not depend on it).
 
 pub mod api;
-pub mod auth;
-pub mod error;
+pub mod common;
 pub mod health;
 pub mod ui;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use cloudbroker_core::Broker;
 use std::net::{SocketAddr, TcpListener};
 
@@ -26,21 +27,9 @@ impl Application {
         let listener = TcpListener::bind(broker.config.listen)?;
         let addr = listener.local_addr()?;
         let data = web::Data::new(broker);
-        let json_cfg = web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
-            let msg = err.to_string();
-            actix_web::error::InternalError::from_response(
-                err,
-                HttpResponse::BadRequest()
-                    .json(serde_json::json!({"error": {"code": "invalid_request", "message": format!("body: {msg}")}})),
-            )
-            .into()
-        });
-        let path_cfg = web::PathConfig::default();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(json_cfg.clone())
-                .app_data(path_cfg.clone())
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms"))
                 .configure(routes)
         })
@@ -72,5 +61,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .configure(api::routes)
-        .configure(ui::routes);
+        .configure(ui::public_routes)
+        .configure(ui::signed_in_routes);
 }

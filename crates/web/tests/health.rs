@@ -22,7 +22,7 @@ async fn health_and_readiness() {
     assert_eq!(r["database"], "sqlite");
     assert_eq!(r["connectors"]["ready"], 1);
 
-    broker.store.close().await;
+    broker.close().await;
     let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(r.status(), 503, "a closed database is not ready");
     handle.stop(true).await;

@@ -2,6 +2,7 @@
 
 mod common;
 
+use cloudbroker_core::testing::{instance, user};
 use common::{TestApp, SUPER_PW};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -52,7 +53,7 @@ app_test!(secrets_are_sealed_masked_and_never_stored_in_clear, |app: TestApp| as
     assert!(!text.contains(SECRET) && !text.contains(AKID), "{text}");
 
     // The broker can still use them.
-    let (creds, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    let (creds, _) = app.broker.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap();
     assert_eq!((creds.access_key_id.as_str(), creds.secret_access_key.expose()), (AKID, SECRET));
 
     let raw = raw_database_text(&app).await;
@@ -62,7 +63,7 @@ app_test!(secrets_are_sealed_masked_and_never_stored_in_clear, |app: TestApp| as
     assert!(!raw.contains(AKID), "access key id found in clear in the database");
     assert!(!raw.contains("alice-password"), "password found in clear");
     let (_, audit) = app.call(Method::GET, "/api/v1/audit", &admin, None).await;
-    assert!(audit.as_array().unwrap().iter().any(|r| r["action"] == "credential.save" && r["target"] == "user/alice/sb"));
+    assert!(audit["entries"].as_array().unwrap().iter().any(|r| r["action"] == "credential.save" && r["target"] == "user/alice/sb"));
     assert!(!audit.to_string().contains(SECRET));
 });
 
@@ -84,11 +85,11 @@ app_test!(ciphertext_moved_to_another_row_fails, |app: TestApp| async move {
     let pool = pg_pool(&app.db_url).await;
     let (blob,): (Vec<u8>,) = sqlx::query_as("SELECT secret_sealed FROM credentials WHERE owner = 'alice'").fetch_one(&pool).await.unwrap();
     sqlx::query("UPDATE credentials SET secret_sealed = $1 WHERE owner = 'bob'").bind(&blob).execute(&pool).await.unwrap();
-    let e = app.broker.vault.credentials_for("bob", "sb").await.unwrap_err().to_string();
+    let e = app.broker.vault.credentials_for(&user("bob"), &instance("sb")).await.unwrap_err().to_string();
     assert!(e.contains("does not open"), "{e}");
     // Same row, other instance: also refused.
     sqlx::query("UPDATE credentials SET instance = 'sb2' WHERE owner = 'alice'").execute(&pool).await.unwrap();
-    assert!(app.broker.vault.credentials_for("alice", "sb2").await.is_err());
+    assert!(app.broker.vault.credentials_for(&user("alice"), &instance("sb2")).await.is_err());
 });
 
 app_test!(rotation_reseals_everything_and_old_data_opens, |app: TestApp| async move {
@@ -105,17 +106,17 @@ app_test!(rotation_reseals_everything_and_old_data_opens, |app: TestApp| async m
             .await;
         assert_eq!(s, 200);
     }
-    let before = app.broker.store.key_ids_in_use().await.unwrap();
+    let before = app.broker.store().key_ids_in_use().await.unwrap();
     assert_eq!(before.len(), 1);
     let (s, b) = app.call(Method::POST, "/api/v1/system/keys/rotate", &admin, None).await;
     assert_eq!(s, 200, "{b}");
     let new_id = b["current_key"].as_str().unwrap().to_string();
     assert_ne!(new_id, before[0]);
     assert_eq!(b["dropped_keys"], json!([before[0]]));
-    assert_eq!(app.broker.store.key_ids_in_use().await.unwrap(), vec![new_id.clone()]);
+    assert_eq!(app.broker.store().key_ids_in_use().await.unwrap(), vec![new_id.clone()]);
     assert_eq!(app.broker.vault.key_ids(), vec![new_id.clone()]);
     for u in ["alice", "bob", "carol"] {
-        let (c, _) = app.broker.vault.credentials_for(u, "sb").await.unwrap();
+        let (c, _) = app.broker.vault.credentials_for(&user(u), &instance("sb")).await.unwrap();
         assert_eq!(c.secret_access_key.expose(), format!("{u}-secret"));
     }
     // Non-admins cannot rotate.
@@ -212,7 +213,7 @@ app_test!(login_throttling, |app: TestApp| async move {
     let r = app.http.post(app.url("/api/v1/tokens")).basic_auth("nobody", Some("x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let (_, audit) = app.call(Method::GET, "/api/v1/audit?limit=50", &admin, None).await;
-    assert!(audit.as_array().unwrap().iter().filter(|r| r["action"] == "login" && r["outcome"] == "failure").count() >= 6);
+    assert!(audit["entries"].as_array().unwrap().iter().filter(|r| r["action"] == "login" && r["outcome"] == "failure").count() >= 6);
 });
 
 app_test!(credential_validation_and_force, |app: TestApp| async move {
@@ -257,10 +258,10 @@ app_test!(shared_credentials_are_usable_not_readable, |app: TestApp| async move 
     let (s, b) = app.call(Method::PUT, "/api/v1/system/credentials/sb/team/grants", &admin, Some(json!({"users": ["alice"]}))).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["granted_to"], json!(["alice"]));
-    let (c, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    let (c, _) = app.broker.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap();
     assert_eq!(c.secret_access_key.expose(), "team-secret");
     // Bob was not granted: he gets the sandbox's per-user identity, not the team's keys.
-    let (c, _) = app.broker.vault.credentials_for("bob", "sb").await.unwrap();
+    let (c, _) = app.broker.vault.credentials_for(&user("bob"), &instance("sb")).await.unwrap();
     assert_ne!(c.secret_access_key.expose(), "team-secret");
     let (s, _) = app.call(Method::GET, "/api/v1/system/credentials/sb/team", &alice, None).await;
     assert_eq!(s, 403, "alice can use but not read");
@@ -279,9 +280,9 @@ async fn password_hash_is_upgraded_on_login() {
         .hash_password(b"old-password", &SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap())
         .unwrap()
         .to_string();
-    app.broker.store.set_password_hash("old", &weak).await.unwrap();
+    app.broker.store().set_password_hash("old", &weak).await.unwrap();
     app.token("old", "old-password").await;
-    let now = app.broker.store.get_user("old").await.unwrap().unwrap().password_hash;
+    let now = app.broker.store().get_user("old").await.unwrap().unwrap().password_hash;
     assert_ne!(now, weak);
     assert!(now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now}");
     // And the upgraded hash still verifies.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use cloudbroker_core::testing::{image, instance, user};
 use common::{TestApp, SUPER_PW};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -22,17 +23,17 @@ async fn setup_images(app: &TestApp, admin: &str) {
 app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     setup_images(&app, &admin).await;
-    let r = app.broker.images.resolve("ubuntu-22.04", "sb2").await.unwrap();
+    let r = app.broker.images.resolve(&image("ubuntu-22.04"), &instance("sb2")).await.unwrap();
     assert_eq!((r.image_id.as_str(), r.from_image.as_str()), ("ami-sandbox-ubuntu-2204", "ubuntu-22.04"));
-    let r = app.broker.images.resolve("ubuntu-22.04", "sb").await.unwrap();
+    let r = app.broker.images.resolve(&image("ubuntu-22.04"), &instance("sb")).await.unwrap();
     assert_eq!(
         (r.image_id.as_str(), r.from_image.as_str(), r.instance_type.as_deref()),
         ("ami-sandbox-debian-12", "linux", Some("t2.small"))
     );
-    let e = app.broker.images.resolve("linux", "sb2").await.unwrap_err().to_string();
+    let e = app.broker.images.resolve(&image("linux"), &instance("sb2")).await.unwrap_err().to_string();
     assert_eq!(e, "image 'linux' has no cloud image id for connector instance 'sb2'");
     app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "ubuntu-min", "parent": "ubuntu-22.04"}))).await;
-    let e = app.broker.images.resolve("ubuntu-min", "nowhere").await.unwrap_err().to_string();
+    let e = app.broker.images.resolve(&image("ubuntu-min"), &instance("nowhere")).await.unwrap_err().to_string();
     assert!(e.contains("(nor do its parents ubuntu-22.04, linux)"), "{e}");
 
     // Cycles, missing parents, unknown instances and duplicates are refused; nothing changes.
@@ -80,7 +81,7 @@ async fn image_files_win_and_report_file_line() {
     assert!(errs.contains("10-base.conf:3: key 'ubuntu-22.04.mars': no connector instance 'mars' is declared"), "{errs}");
     assert!(errs.contains("10-base.conf:4: image name 'Bad Image' is invalid"), "{errs}");
     assert!(errs.contains("10-base.conf:5: duplicate image id for 'ubuntu-22.04.sb'"), "{errs}");
-    let r = app.broker.images.resolve("ubuntu-22.04", "sb").await.unwrap();
+    let r = app.broker.images.resolve(&image("ubuntu-22.04"), &instance("sb")).await.unwrap();
     assert_eq!(r.image_id, "ami-sandbox-ubuntu-2204");
     // An API value for the same mapping is overridden by the file, and shown so.
     let admin = app.token("super", SUPER_PW).await;
@@ -160,7 +161,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     // The tags reach the cloud.
     let snap = app.broker.registry.snapshot();
     let conn = snap.instance("sb").unwrap().connector.clone().unwrap();
-    let (creds, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    let (creds, _) = app.broker.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap();
     assert_eq!(conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::tag("team", "blue")).await.unwrap().len(), 2);
 
     let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/stop"), &alice, None).await;
@@ -199,7 +200,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     // The audit log has the launches and the termination.
     let (_, audit) = app.call(Method::GET, "/api/v1/audit?limit=200", &admin, None).await;
     let actions: BTreeSet<String> =
-        audit.as_array().unwrap().iter().map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
+        audit["entries"].as_array().unwrap().iter().map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
     for a in ["vm.launch:requested", "vm.launch:ok", "vm.launch:failed", "vm.terminate:ok"] {
         assert!(actions.contains(a), "{a} in {actions:?}");
     }
@@ -358,7 +359,7 @@ async fn ec2_lifecycle_against_moto() {
     // What moto holds carries the broker's tags and the user's key pair.
     let snap = app.broker.registry.snapshot();
     let conn = snap.instance("aws").unwrap().connector.clone().unwrap();
-    let (creds, _) = app.broker.vault.credentials_for("alice", "aws").await.unwrap();
+    let (creds, _) = app.broker.vault.credentials_for(&user("alice"), &instance("aws")).await.unwrap();
     let cloud =
         conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::tag("cloudbroker:user", "alice")).await.unwrap();
     assert_eq!(cloud.len(), 3);
@@ -410,16 +411,15 @@ app_test!(reconcile_runs_on_one_replica_at_a_time, |app: TestApp| async move {
     let (s, _) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux"}))).await;
     assert_eq!(s, 201);
     let p = &app.broker.provisioning;
-    let ttl = std::time::Duration::from_secs(60);
-    let r1 = p.reconcile("replica-a", ttl).await.unwrap();
+    let r1 = p.reconcile("replica-a").await.unwrap();
     assert_eq!((r1.groups, r1.skipped_locked), (1, 0));
-    let r2 = p.reconcile("replica-b", ttl).await.unwrap();
+    let r2 = p.reconcile("replica-b").await.unwrap();
     assert_eq!((r2.groups, r2.skipped_locked), (1, 1), "replica-b waits while replica-a holds the lease");
     // A dead replica's lease expires and another takes over.
-    let r3 = p.reconcile("replica-c", std::time::Duration::from_millis(1)).await.unwrap();
+    let r3 = p.reconcile("replica-c").await.unwrap();
     assert_eq!(r3.skipped_locked, 1);
-    app.broker.store.release_lease("reconcile:sb:anonymous:alice", "replica-a").await.unwrap();
-    let r4 = p.reconcile("replica-b", ttl).await.unwrap();
+    app.broker.store().release_lease("reconcile:sb:anonymous:alice", "replica-a").await.unwrap();
+    let r4 = p.reconcile("replica-b").await.unwrap();
     assert_eq!(r4.skipped_locked, 0);
 });
 
@@ -432,7 +432,7 @@ app_test!(unknown_broker_tagged_vms_are_adopted, |app: TestApp| async move {
     // A VM launched with the broker's tags but whose record is lost (e.g. a restored backup).
     let snap = app.broker.registry.snapshot();
     let conn = snap.instance("sb").unwrap().connector.clone().unwrap();
-    let (creds, _) = app.broker.vault.credentials_for("alice", "sb").await.unwrap();
+    let (creds, _) = app.broker.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap();
     let run = cloudbroker_connector_api::RunRequest {
         image_id: "ami-sandbox-debian-12".into(),
         instance_type: "t2.micro".into(),

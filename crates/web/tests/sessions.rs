@@ -56,7 +56,7 @@ async fn login_csrf_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(app.broker.store.get_user("super").await.unwrap().unwrap().ssh_public_key, None, "nothing changed");
+    assert_eq!(app.broker.store().get_user("super").await.unwrap().unwrap().ssh_public_key, None, "nothing changed");
     let r = c.post(app.url("/profile/ssh-key")).form(&[("ssh_public_key", "not a key"), ("csrf", csrf.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not in OpenSSH format"));
@@ -89,7 +89,7 @@ async fn session_cookie_attributes() {
     assert!(!s.contains("Secure"), "plain http without an https public_url");
     let raw = s.trim_start_matches("cb_session=").split(';').next().unwrap();
     assert!(raw.len() >= 43, "256-bit id");
-    assert!(app.broker.store.get_session(raw).await.unwrap().is_none(), "stored hashed, not as the id");
+    assert!(app.broker.store().get_session(raw).await.unwrap().is_none(), "stored hashed, not as the id");
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ impl TestApp {
 
     pub async fn stop(self) -> (tempfile::TempDir, String) {
         self.handle.stop(true).await;
-        self.broker.store.close().await;
+        self.broker.close().await;
         (self.dir, self.db_url)
     }
 

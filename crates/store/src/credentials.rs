@@ -1,4 +1,5 @@
-//! Sealed cloud credentials, their grants, and the audit log.
+//! Sealed cloud credentials and their grants. The store sees only sealed
+//! bytes, a masked hint of the access key, and the id of the sealing key.
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -58,18 +59,6 @@ pub struct NewCredential<'a> {
     pub key_id: &'a str,
     pub status: &'a str,
     pub status_message: &'a str,
-}
-
-/// One audit record.
-#[derive(Clone, Debug, Serialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub detail: String,
 }
 
 impl Store {
@@ -218,39 +207,5 @@ impl Store {
     pub async fn key_ids_in_use(&self) -> Result<Vec<String>, StoreError> {
         let r: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM credentials ORDER BY key_id").fetch_all(self.pool()).await?;
         Ok(r.into_iter().map(|r| r.0).collect())
-    }
-
-    /// Appends to the audit log.
-    pub async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(now_ms())
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(outcome)
-            .bind(detail)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// The newest audit records, newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let r: Vec<(i64, i64, String, String, String, String, String)> =
-            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?;
-        Ok(r.into_iter()
-            .map(|(id, at, actor, action, target, outcome, detail)| AuditRow {
-                id,
-                at: ms_to_time(at),
-                actor,
-                action,
-                target,
-                outcome,
-                detail,
-            })
-            .collect())
     }
 }

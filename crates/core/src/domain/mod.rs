@@ -1,0 +1,101 @@
+//! Domain types: every name, id and enumerated value the services take or
+//! return is parsed once, at the edge (JSON API, web UI, EC2 front, CLI), into
+//! one of these types; past that point only the type travels, so a service
+//! never sees an unchecked string where a domain type exists.
+//!
+//! Each type's `parse` says what was wrong in an [`InvalidValue`] naming the
+//! field, which the edges turn into a 400, a form message next to that field,
+//! or an EC2 `InvalidParameterValue`.
+
+mod ids;
+mod names;
+mod page;
+mod tags;
+mod vm;
+
+pub use cloudbroker_connector_api::InstanceName;
+pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
+pub use names::{CredentialName, ImageName, ImageRef, UserName};
+pub use page::{Cursor, Page, PageRequest, DEFAULT_PAGE, MAX_PAGE};
+pub use tags::{Tags, MAX_TAGS};
+pub use vm::{VmAction, VmStatus};
+
+/// A value that failed to parse: which field, and why (for people).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidValue {
+    /// The field (as the JSON API names it), e.g. `name`, `instance`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidValue {
+    /// A new error for `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+/// Parses an instance name, naming the field on failure.
+pub fn parse_instance(field: &'static str, s: &str) -> Result<InstanceName, InvalidValue> {
+    InstanceName::parse(s).map_err(|e| InvalidValue::new(field, e.to_string()))
+}
+
+/// Implements the common traits of a string newtype with a `parse` constructor:
+/// `Display`, `AsRef<str>`, `as_str`, `FromStr`, transparent `Serialize`, and a
+/// `Deserialize` that parses (so a JSON body can never carry an invalid value).
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl $t {
+            /// The value as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = $crate::domain::InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;

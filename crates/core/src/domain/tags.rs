@@ -1,0 +1,98 @@
+//! User tags on VMs: at most 40, keys 1-128 characters, values at most 256;
+//! keys the broker or the cloud reserve (`cloudbroker:*`, `aws:*`, `Name`)
+//! are refused, so a user can never forge the tags adoption relies on.
+
+use super::InvalidValue;
+use cloudbroker_connector_api::model::tags as reserved;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most tags on one VM.
+pub const MAX_TAGS: usize = 40;
+
+/// Validated user tags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Tags(BTreeMap<String, String>);
+
+impl Tags {
+    /// Parses user tags.
+    pub fn parse(map: BTreeMap<String, String>) -> Result<Self, InvalidValue> {
+        if map.len() > MAX_TAGS {
+            return Err(InvalidValue::new("tags", format!("at most {MAX_TAGS} tags")));
+        }
+        for (k, v) in &map {
+            let shown: String = k.chars().take(40).collect();
+            if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+                return Err(InvalidValue::new("tags", format!("tag '{shown}': keys are 1-128 characters, values at most 256")));
+            }
+            if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
+                return Err(InvalidValue::new("tags", format!("tag '{shown}': control characters are not allowed")));
+            }
+            if Self::is_reserved(k) {
+                return Err(InvalidValue::new("tags", format!("tag '{k}' is reserved (cloudbroker:*, aws:*, Name: use the name field)")));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// Whether a key belongs to the broker or the cloud.
+    pub fn is_reserved(key: &str) -> bool {
+        key.starts_with("cloudbroker:") || key.starts_with("aws:") || key == reserved::NAME
+    }
+
+    /// Tags read back from the store or a cloud: reserved keys dropped, no checks.
+    pub(crate) fn from_stored(map: BTreeMap<String, String>) -> Self {
+        Self(map.into_iter().filter(|(k, _)| !Self::is_reserved(k)).collect())
+    }
+
+    /// The tags.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Key-value pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(BTreeMap::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn rules() {
+        assert_eq!(Tags::parse(map(&[("team", "a")])).unwrap().get("team"), Some("a"));
+        for k in ["cloudbroker:user", "aws:x", "Name"] {
+            assert!(Tags::parse(map(&[(k, "alice")])).unwrap_err().message.contains("reserved"), "{k}");
+        }
+        assert!(Tags::parse(map(&[("", "x")])).is_err());
+        assert!(Tags::parse(map(&[("k", &"v".repeat(257))])).is_err());
+        assert!(Tags::parse(map(&[("k", "a\nb")])).is_err());
+        let many: BTreeMap<String, String> = (0..41).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(Tags::parse(many).unwrap_err().message, "at most 40 tags");
+        let stored = Tags::from_stored(map(&[("cloudbroker:user", "x"), ("team", "a")]));
+        assert_eq!(stored.as_map().len(), 1);
+    }
+}

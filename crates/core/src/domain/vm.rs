@@ -1,0 +1,169 @@
+//! The broker's view of a VM's life (`VmStatus`, which adds `requested` and
+//! `failed` to the cloud's states) and the actions a user can take on one.
+//! Which statuses count against a quota, are live or are transitional is
+//! decided here and nowhere else.
+
+use super::InvalidValue;
+use cloudbroker_connector_api::VmState;
+use serde::{Deserialize, Serialize};
+
+/// A VM's status as the broker records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmStatus {
+    /// Recorded, the cloud call in flight (or interrupted).
+    Requested,
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+    /// The cloud refused the launch, or it never appeared.
+    Failed,
+}
+
+impl VmStatus {
+    /// Every status.
+    pub const ALL: [VmStatus; 8] = [
+        VmStatus::Requested,
+        VmStatus::Pending,
+        VmStatus::Running,
+        VmStatus::Stopping,
+        VmStatus::Stopped,
+        VmStatus::ShuttingDown,
+        VmStatus::Terminated,
+        VmStatus::Failed,
+    ];
+
+    /// Statuses that count against a quota: everything that holds (or may
+    /// soon hold) cloud resources; a stopped VM keeps its disk.
+    pub const QUOTA_COUNTED: [VmStatus; 5] =
+        [VmStatus::Requested, VmStatus::Pending, VmStatus::Running, VmStatus::Stopping, VmStatus::Stopped];
+
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmStatus::Requested => "requested",
+            VmStatus::Pending => "pending",
+            VmStatus::Running => "running",
+            VmStatus::Stopping => "stopping",
+            VmStatus::Stopped => "stopped",
+            VmStatus::ShuttingDown => "shutting-down",
+            VmStatus::Terminated => "terminated",
+            VmStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a status name.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+            InvalidValue::new("state", format!("unknown state '{}' (one of {})", s.chars().take(40).collect::<String>(), known.join(", ")))
+        })
+    }
+
+    /// Whether it counts against a quota.
+    pub fn counts_for_quota(self) -> bool {
+        Self::QUOTA_COUNTED.contains(&self)
+    }
+
+    /// Whether the cloud may still hold it (reconciliation looks at these).
+    pub fn is_live(self) -> bool {
+        !matches!(self, VmStatus::Terminated | VmStatus::Failed)
+    }
+
+    /// Whether it is on its way to another state (refreshed more often).
+    pub fn is_transitional(self) -> bool {
+        matches!(self, VmStatus::Pending | VmStatus::Stopping | VmStatus::ShuttingDown)
+    }
+
+    /// Names of the quota-counted statuses, for the store's queries.
+    pub fn quota_counted_names() -> Vec<&'static str> {
+        Self::QUOTA_COUNTED.iter().map(|s| s.as_str()).collect()
+    }
+}
+
+impl From<VmState> for VmStatus {
+    fn from(s: VmState) -> Self {
+        match s {
+            VmState::Pending => VmStatus::Pending,
+            VmState::Running => VmStatus::Running,
+            VmState::Stopping => VmStatus::Stopping,
+            VmState::Stopped => VmStatus::Stopped,
+            VmState::ShuttingDown => VmStatus::ShuttingDown,
+            VmState::Terminated => VmStatus::Terminated,
+        }
+    }
+}
+
+impl std::fmt::Display for VmStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user can do to a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmAction {
+    Start,
+    Stop,
+    Reboot,
+    Terminate,
+}
+
+impl VmAction {
+    /// Every action.
+    pub const ALL: [VmAction; 4] = [VmAction::Start, VmAction::Stop, VmAction::Reboot, VmAction::Terminate];
+
+    /// The action's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmAction::Start => "start",
+            VmAction::Stop => "stop",
+            VmAction::Reboot => "reboot",
+            VmAction::Terminate => "terminate",
+        }
+    }
+
+    /// Parses an action name.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| InvalidValue::new("action", format!("unknown action '{}' (start, stop, reboot, terminate)", s.chars().take(40).collect::<String>())))
+    }
+}
+
+impl std::fmt::Display for VmAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_classify() {
+        for s in VmStatus::ALL {
+            assert_eq!(VmStatus::parse(s.as_str()), Ok(s));
+            assert_eq!(serde_json::to_string(&s).ok(), Some(format!("\"{}\"", s.as_str())));
+        }
+        assert_eq!(VmStatus::quota_counted_names(), vec!["requested", "pending", "running", "stopping", "stopped"]);
+        assert!(!VmStatus::ShuttingDown.counts_for_quota() && !VmStatus::Failed.is_live() && VmStatus::Requested.is_live());
+        assert!(VmStatus::Pending.is_transitional() && !VmStatus::Running.is_transitional());
+        assert_eq!(VmStatus::from(VmState::ShuttingDown), VmStatus::ShuttingDown);
+        assert!(VmStatus::parse("RUNNING").unwrap_err().message.contains("one of requested"));
+    }
+
+    #[test]
+    fn actions() {
+        for a in VmAction::ALL {
+            assert_eq!(VmAction::parse(a.as_str()), Ok(a));
+        }
+        assert_eq!(VmAction::parse("explode").unwrap_err().field, "action");
+    }
+}

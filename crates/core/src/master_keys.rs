@@ -1,0 +1,264 @@
+//! The credential vault's cryptography: master keys and AES-256-GCM sealing.
+//!
+//! * Master keys live in a file (`master_key_file`, default
+//!   `<data-dir>/master.key`), one `key <id> <base64 32 bytes>` line each; the
+//!   last one seals new secrets, the others only open old ones. The file is
+//!   created on first start with mode 0600; the broker refuses to start if it
+//!   is readable by group or others.
+//! * A sealed value is `0x01 || len(id) || id || nonce (12 random bytes) ||
+//!   ciphertext+tag`. The associated data binds it to its owner, connector
+//!   instance and field, so a ciphertext copied to another row fails to open.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use rand::RngCore;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const VERSION: u8 = 1;
+
+/// Vault errors. None of them carries key material or plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VaultError {
+    #[error("master key file {path}: {message}")]
+    KeyFile { path: String, message: String },
+    #[error("master key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}")]
+    Permissions { path: String, mode: u32 },
+    #[error("sealed value uses key '{0}', which is not in the master key file")]
+    UnknownKey(String),
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open (wrong key, or it was moved from another owner, instance or field)")]
+    OpenFailed,
+}
+
+/// The loaded master keys.
+pub struct MasterKeys {
+    path: PathBuf,
+    keys: Vec<(String, Zeroizing<[u8; 32]>)>,
+}
+
+impl fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKeys").field("path", &self.path).field("ids", &self.ids()).finish()
+    }
+}
+
+fn new_key() -> (String, Zeroizing<[u8; 32]>) {
+    let mut k = Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill_bytes(k.as_mut());
+    let mut id = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut id);
+    (format!("k{}-{}", chrono::Utc::now().format("%Y%m%d"), hex::encode(id)), k)
+}
+
+impl MasterKeys {
+    /// Loads the key file, creating it (mode 0600, one new key) if missing.
+    pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
+        if !path.exists() {
+            let (id, key) = new_key();
+            let keys = Self { path: path.to_path_buf(), keys: vec![(id, key)] };
+            keys.write()?;
+            tracing::info!(path = %path.display(), "generated a new master key");
+            return Ok(keys);
+        }
+        Self::load(path)
+    }
+
+    /// Loads an existing key file.
+    pub fn load(path: &Path) -> Result<Self, VaultError> {
+        let shown = path.display().to_string();
+        let err = |message: String| VaultError::KeyFile { path: shown.clone(), message };
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(VaultError::Permissions { path: shown.clone(), mode });
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [kw, id, b64] = parts.as_slice() else {
+                return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
+            };
+            if *kw != "key" {
+                return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
+            }
+            let raw = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| err(format!("line {}: key is not base64", i + 1)))?,
+            );
+            let mut k = Zeroizing::new([0u8; 32]);
+            if raw.len() != 32 {
+                return Err(err(format!("line {}: key must be 32 bytes, found {}", i + 1, raw.len())));
+            }
+            k.copy_from_slice(&raw);
+            if keys.iter().any(|(x, _): &(String, _)| x == id) {
+                return Err(err(format!("line {}: duplicate key id '{id}'", i + 1)));
+            }
+            keys.push((id.to_string(), k));
+        }
+        if keys.is_empty() {
+            return Err(err("no key in file".into()));
+        }
+        Ok(Self { path: path.to_path_buf(), keys })
+    }
+
+    fn write(&self) -> Result<(), VaultError> {
+        let shown = self.path.display().to_string();
+        let err = |e: std::io::Error| VaultError::KeyFile { path: shown.clone(), message: e.to_string() };
+        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut text =
+            Zeroizing::new(String::from("# cloudbroker master keys: the last one seals new secrets. Keep this file secret (mode 0600).\n"));
+        for (id, k) in &self.keys {
+            text.push_str(&format!("key {id} {}\n", base64::engine::general_purpose::STANDARD.encode(k.as_ref())));
+        }
+        let tmp = self.path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        Ok(())
+    }
+
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Key ids, oldest first.
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The id of the key that seals new secrets.
+    pub fn current_id(&self) -> &str {
+        self.keys.last().map(|(id, _)| id.as_str()).unwrap_or("")
+    }
+
+    /// Adds a new current key and saves the file.
+    pub fn add_key(&mut self) -> Result<String, VaultError> {
+        let (id, k) = new_key();
+        self.keys.push((id.clone(), k));
+        self.write()?;
+        Ok(id)
+    }
+
+    /// Drops keys not in `keep` (the current key is always kept) and saves.
+    pub fn retain(&mut self, keep: &[String]) -> Result<Vec<String>, VaultError> {
+        let current = self.current_id().to_string();
+        let dropped: Vec<String> = self.ids().into_iter().filter(|id| *id != current && !keep.contains(id)).collect();
+        if !dropped.is_empty() {
+            self.keys.retain(|(id, _)| *id == current || keep.contains(id));
+            self.write()?;
+        }
+        Ok(dropped)
+    }
+
+    /// Seals `plaintext` with the current key, bound to `aad`.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, VaultError> {
+        let (id, key) = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .map_err(|_| VaultError::Malformed)?;
+        let mut out = Vec::with_capacity(2 + id.len() + 12 + ct.len());
+        out.push(VERSION);
+        out.push(id.len() as u8);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// The key id a sealed value uses.
+    pub fn key_id_of(blob: &[u8]) -> Result<&str, VaultError> {
+        if blob.len() < 2 || blob[0] != VERSION {
+            return Err(VaultError::Malformed);
+        }
+        let n = blob[1] as usize;
+        blob.get(2..2 + n).and_then(|b| std::str::from_utf8(b).ok()).ok_or(VaultError::Malformed)
+    }
+
+    /// Opens a sealed value bound to `aad`.
+    pub fn open(&self, blob: &[u8], aad: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let id = Self::key_id_of(blob)?;
+        let start = 2 + id.len();
+        let nonce = blob.get(start..start + 12).ok_or(VaultError::Malformed)?;
+        let ct = blob.get(start + 12..).ok_or(VaultError::Malformed)?;
+        let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, k)| k).ok_or_else(|| VaultError::UnknownKey(id.to_string()))?;
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::OpenFailed)
+    }
+}
+
+/// The associated data of a credential field.
+pub fn credential_aad(scope: &str, owner: &str, instance: &str, field: &str) -> String {
+    format!("cloudbroker/v1/credential/{scope}/{owner}/{instance}/{field}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_bind_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/master.key");
+        let mut keys = MasterKeys::load_or_create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let aad = credential_aad("user", "alice", "ec2", "secret");
+        let a = keys.seal(b"s3cret", &aad).unwrap();
+        let b = keys.seal(b"s3cret", &aad).unwrap();
+        assert_ne!(a, b, "fresh nonce per seal");
+        assert!(!a.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(keys.open(&a, &aad).unwrap().as_slice(), b"s3cret");
+        assert_eq!(keys.open(&a, &credential_aad("user", "bob", "ec2", "secret")), Err(VaultError::OpenFailed));
+        let mut tampered = a.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(keys.open(&tampered, &aad), Err(VaultError::OpenFailed));
+
+        let old = keys.current_id().to_string();
+        let new = keys.add_key().unwrap();
+        assert_ne!(old, new);
+        let reloaded = MasterKeys::load(&path).unwrap();
+        assert_eq!(reloaded.ids(), vec![old.clone(), new.clone()]);
+        assert_eq!(reloaded.open(&a, &aad).unwrap().as_slice(), b"s3cret", "old key still opens");
+        assert_eq!(MasterKeys::key_id_of(&reloaded.seal(b"x", &aad).unwrap()).unwrap(), new);
+        keys.retain(&[]).unwrap();
+        assert_eq!(MasterKeys::load(&path).unwrap().ids(), vec![new]);
+        assert!(matches!(MasterKeys::load(&path).unwrap().open(&a, &aad), Err(VaultError::UnknownKey(id)) if id == old));
+        assert!(!format!("{keys:?}").contains(&base64::engine::general_purpose::STANDARD.encode([0u8; 4])[..2].repeat(20)));
+    }
+
+    #[test]
+    fn refuses_readable_key_file_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKeys::load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = MasterKeys::load(&path).unwrap_err();
+        assert!(matches!(e, VaultError::Permissions { mode: 0o644, .. }));
+        assert!(e.to_string().contains("chmod 600"));
+        std::fs::write(&path, "key a notbase64!\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(MasterKeys::load(&path).unwrap_err().to_string().contains("line 1: key is not base64"));
+        std::fs::write(&path, "# only a comment\n").unwrap();
+        assert!(MasterKeys::load(&path).unwrap_err().to_string().contains("no key"));
+    }
+}

@@ -1,0 +1,70 @@
+//! Reading VMs and acting on them. A user sees and touches only their own
+//! VMs (another user's are "not found"); admins see all.
+
+use super::{Provisioning, Vm, VmQuery};
+use crate::domain::{Cursor, Page, PageRequest, VmAction, VmId, VmStatus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Actor;
+use cloudbroker_connector_api::VmState;
+use cloudbroker_store::vms::VmFilter;
+
+impl Provisioning {
+    /// One VM (owner or admin).
+    pub async fn get(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
+        self.owned(actor, id).await
+    }
+
+    /// One page of VMs, newest first: a user's own; admins see all (or one user's).
+    pub async fn list(&self, actor: &Actor, query: VmQuery, page: PageRequest) -> ServiceResult<Page<Vm>> {
+        let user = if actor.is_admin { query.user } else { Some(actor.name.clone()) };
+        let filter = VmFilter {
+            user: user.map(|u| u.to_string()),
+            instance: query.instance.map(|i| i.to_string()),
+            state: query.status.map(|s| s.as_str().to_string()),
+            name: query.name,
+            launch_id: query.launch.map(|l| l.to_string()),
+            client_token: None,
+            tag: query.tag,
+        };
+        let after = page.after.as_ref().map(|c| (c.num, c.key.as_str()));
+        let rows = self.store.page_vms(&filter, after, i64::from(page.limit) + 1).await?;
+        let vms = self.vms(rows)?;
+        Ok(Page::from_fetched(vms, page.limit, |v| Cursor::new(v.created_at.timestamp_millis(), v.id.as_str())))
+    }
+
+    /// Starts, stops, reboots or terminates a VM (owner or admin).
+    pub async fn action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<Vm> {
+        let v = self.owned(actor, id).await?;
+        let Some(cloud_id) = v.cloud_id.clone() else {
+            return Err(ServiceError::Conflict(format!("VM '{id}' is {} and has no cloud instance yet", v.status)));
+        };
+        if v.status == VmStatus::Terminated && action != VmAction::Terminate {
+            return Err(ServiceError::Conflict(format!("VM '{id}' is terminated")));
+        }
+        let (connector, _, _) = self.connector(&v.instance)?;
+        let creds = self.vault.credentials_by_id(&v.credential_id).await?;
+        let ids = [cloud_id];
+        let change = match action {
+            VmAction::Start => connector.start_instances(&creds, &ids).await?.into_iter().next(),
+            VmAction::Stop => connector.stop_instances(&creds, &ids).await?.into_iter().next(),
+            VmAction::Terminate => connector.terminate_instances(&creds, &ids).await?.into_iter().next(),
+            VmAction::Reboot => {
+                connector.reboot_instances(&creds, &ids).await?;
+                None
+            }
+        };
+        if let Some(c) = change {
+            let (pip, pub_ip) = if c.current == VmState::Terminated || c.current == VmState::ShuttingDown {
+                (None, None)
+            } else {
+                (v.private_ip.clone(), v.public_ip.clone())
+            };
+            let status = VmStatus::from(c.current);
+            self.store.update_vm(v.id.as_str(), status.as_str(), None, pip.as_deref(), pub_ip.as_deref(), None).await?;
+        }
+        if action == VmAction::Terminate {
+            self.store.audit(actor.name.as_str(), "vm.terminate", v.id.as_str(), "ok", v.instance.as_str()).await?;
+        }
+        self.get(actor, id).await
+    }
+}

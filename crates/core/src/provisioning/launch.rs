@@ -1,0 +1,301 @@
+//! Launching VMs. The VMs are recorded (status `requested`) in the same
+//! transaction that checks the quota, then the cloud is called in a task of
+//! its own, so a client that goes away does not cut a launch short. A launch
+//! whose outcome is unknown (timeout, broken connection) is never repeated:
+//! clouds that ignore ClientToken would launch twice; the reconciler adopts
+//! what it launched instead.
+
+use super::{Provisioning, Vm};
+use crate::domain::{ClientToken, CredentialId, ImageRef, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Actor;
+use crate::images::ResolvedImage;
+use cloudbroker_connector_api::model::tags;
+use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, Credentials, RunRequest};
+use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
+use cloudbroker_store::vms::VmFilter;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Most VMs one launch request may ask for.
+pub const MAX_COUNT: u32 = 100;
+
+/// What to launch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub instance: InstanceName,
+    pub image: ImageRef,
+    pub instance_type: Option<String>,
+    pub count: u32,
+    pub name: String,
+    pub user_data: Option<String>,
+    pub client_token: Option<ClientToken>,
+    /// User tags, put on the cloud instances too.
+    pub tags: Tags,
+}
+
+impl LaunchSpec {
+    /// One VM of `image` on `instance`, nothing else set.
+    pub fn new(instance: InstanceName, image: ImageRef) -> Self {
+        Self {
+            instance,
+            image,
+            instance_type: None,
+            count: 1,
+            name: String::new(),
+            user_data: None,
+            client_token: None,
+            tags: Tags::default(),
+        }
+    }
+}
+
+/// What a launch did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchOutcome {
+    /// False when the client token was seen before: `vms` are the first launch's.
+    pub created: bool,
+    pub vms: Vec<Vm>,
+}
+
+/// Whether the cloud may or may not have acted on a failed call.
+fn ambiguous(e: &ConnectorError) -> bool {
+    matches!(e, ConnectorError::Timeout { .. } | ConnectorError::Transport { .. } | ConnectorError::Throttled { .. }) || e.is_retryable()
+}
+
+/// Most bytes of user data (EC2's own limit is 16 KiB before base64).
+const MAX_USER_DATA: usize = 16 * 1024;
+
+impl Provisioning {
+    /// The VMs an earlier launch with this client token made, if any.
+    async fn by_client_token(&self, user: &UserName, token: &ClientToken) -> ServiceResult<Vec<Vm>> {
+        let rows = self
+            .store
+            .list_vms(&VmFilter { user: Some(user.to_string()), client_token: Some(token.to_string()), ..VmFilter::default() })
+            .await?;
+        self.vms(rows)
+    }
+
+    fn check(spec: &LaunchSpec) -> ServiceResult<()> {
+        if spec.count == 0 || spec.count > MAX_COUNT {
+            return Err(ServiceError::invalid_field("count", format!("count must be between 1 and {MAX_COUNT}")));
+        }
+        if spec.name.chars().count() > 128 || spec.name.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("name", "name is at most 128 characters, no control characters"));
+        }
+        if let Some(t) = &spec.instance_type {
+            if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ServiceError::invalid_field("instance_type", "instance_type is 1-64 printable characters"));
+            }
+        }
+        if spec.user_data.as_ref().is_some_and(|u| u.len() > MAX_USER_DATA) {
+            return Err(ServiceError::invalid_field("user_data", format!("user_data is at most {MAX_USER_DATA} bytes")));
+        }
+        Ok(())
+    }
+
+    /// The image a launch uses: a native image resolved for the instance, or a
+    /// raw cloud id where `images.allow.raw` allows it.
+    async fn resolve_image(&self, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+        let allow_raw = self.registry.snapshot().system_bool("images.allow.raw");
+        let native = match image.as_native() {
+            Some(n) => match self.images.resolve(&n, instance).await {
+                Err(ServiceError::NotFound(_)) => None,
+                other => Some(other),
+            },
+            None => None,
+        };
+        match native {
+            Some(r) => r,
+            None if allow_raw => {
+                Ok(ResolvedImage { image_id: image.to_string(), instance_type: None, security_group: None, from_image: String::new() })
+            }
+            None => Err(ServiceError::invalid_field(
+                "image",
+                format!("image '{image}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)"),
+            )),
+        }
+    }
+
+    /// Launches VMs.
+    pub async fn launch(self: &Arc<Self>, actor: &Actor, spec: LaunchSpec) -> ServiceResult<LaunchOutcome> {
+        Self::check(&spec)?;
+        if let Some(t) = &spec.client_token {
+            let existing = self.by_client_token(&actor.name, t).await?;
+            if !existing.is_empty() {
+                return Ok(LaunchOutcome { created: false, vms: existing });
+            }
+        }
+        let tags_json = serde_json::to_string(spec.tags.as_map()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (connector, kind, values) = self.connector(&spec.instance)?;
+        let snap = self.registry.snapshot();
+        let resolved = self.resolve_image(&spec.image, &spec.instance).await?;
+        let instance_type = spec
+            .instance_type
+            .clone()
+            .or(resolved.instance_type.clone())
+            .or_else(|| match kind {
+                ConnectorKind::Ec2 => values.get(kind, "orchestrator.instance.type"),
+                ConnectorKind::Ec2query => {
+                    values.get(kind, "instance.types").and_then(|l| l.split(',').next().map(|s| s.trim().to_string()))
+                }
+                ConnectorKind::Sandbox => None,
+            })
+            .unwrap_or_else(|| "t2.micro".into());
+        let security_group = resolved.security_group.clone().or_else(|| values.get(kind, "security.group"));
+        let (creds, credential_id) = self.vault.credentials_for(&actor.name, &spec.instance).await?;
+        let limit =
+            if snap.system_bool("quota.enable") { Some(self.limit_for(&actor.name, &spec.instance).await?.0) } else { None };
+
+        let launch_id = LaunchId::generate();
+        let client_token = spec.client_token.clone().unwrap_or_else(|| ClientToken::from_stored(launch_id.to_string()));
+        let count = spec.count;
+        let vms: Vec<NewVm> = (0..count)
+            .map(|i| NewVm {
+                id: VmId::generate().to_string(),
+                launch_index: i64::from(i),
+                name: if count > 1 && !spec.name.is_empty() { format!("{}-{i}", spec.name) } else { spec.name.clone() },
+                image: spec.image.to_string(),
+                image_id: resolved.image_id.clone(),
+                instance_type: instance_type.clone(),
+                tags: tags_json.clone(),
+            })
+            .collect();
+        let counted = VmStatus::quota_counted_names();
+        let admission = Admission {
+            launch_id: launch_id.as_str(),
+            user: actor.name.as_str(),
+            instance: spec.instance.as_str(),
+            credential_id: credential_id.as_str(),
+            client_token: client_token.as_str(),
+            limit,
+            counted: &counted,
+            state: VmStatus::Requested.as_str(),
+            vms: &vms,
+        };
+        match self.store.admit_launch(&admission).await {
+            Ok(()) => {}
+            Err(AdmitError::Quota { limit, current, requested }) => {
+                self.store
+                    .audit(
+                        actor.name.as_str(),
+                        "vm.launch",
+                        spec.instance.as_str(),
+                        "over-quota",
+                        &format!("quota={limit}, current={current}, requested={requested}"),
+                    )
+                    .await?;
+                return Err(ServiceError::QuotaExceeded { quota: limit, current, requested });
+            }
+            Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
+                // The same client token raced with another request: answer with its VMs.
+                let existing = self.by_client_token(&actor.name, &client_token).await?;
+                return Ok(LaunchOutcome { created: false, vms: existing });
+            }
+            Err(AdmitError::Store(e)) => return Err(e.into()),
+        }
+        self.store
+            .audit(
+                actor.name.as_str(),
+                "vm.launch",
+                &format!("{}/{launch_id}", spec.instance),
+                "requested",
+                &format!("{count} x {instance_type} {}", resolved.image_id),
+            )
+            .await?;
+
+        let ssh_key = self.store.get_user(actor.name.as_str()).await?.and_then(|u| u.ssh_public_key);
+        let run = RunRequest {
+            image_id: resolved.image_id.clone(),
+            instance_type,
+            count,
+            key_name: None,
+            user_data: spec.user_data.clone(),
+            security_groups: security_group.into_iter().collect(),
+            tags: {
+                let mut t = vec![
+                    (tags::BROKER.to_string(), self.broker_id.clone()),
+                    (tags::USER.to_string(), actor.name.to_string()),
+                    (tags::LAUNCH.to_string(), launch_id.to_string()),
+                ];
+                if !spec.name.is_empty() {
+                    t.push((tags::NAME.to_string(), spec.name.clone()));
+                }
+                t.extend(spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+                t
+            },
+            client_token: launch_id.to_string(),
+        };
+        // The cloud part runs in its own task: a client that goes away does not cut it short.
+        let this = self.clone();
+        let job = CloudLaunch { connector, creds, user: actor.name.clone(), ssh_key, instance: spec.instance.clone(), launch_id: launch_id.clone(), credential_id };
+        tokio::spawn(async move { this.run_cloud(job, run).await }).await.map_err(|e| ServiceError::Internal(format!("launch task: {e}")))??;
+        Ok(LaunchOutcome { created: true, vms: self.launch_vms(&launch_id).await? })
+    }
+
+    async fn prepare(&self, job: &CloudLaunch, run: &mut RunRequest) -> Result<(), ConnectorError> {
+        if let Some(key) = &job.ssh_key {
+            let fp = hex::encode(&Sha256::digest(key.trim().as_bytes())[..6]);
+            let key_name = format!("cloudbroker-{}-{fp}", job.user);
+            let known = job.connector.list_key_pairs(&job.creds).await?.iter().any(|k| k.name == key_name);
+            if !known {
+                match job.connector.import_key_pair(&job.creds, &key_name, key).await {
+                    Ok(_) => {}
+                    Err(ConnectorError::InvalidRequest { code, .. }) if code.contains("Duplicate") => {}
+                    Err(ConnectorError::Unsupported { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            run.key_name = Some(key_name);
+        }
+        if let Some(g) = run.security_groups.first() {
+            job.connector.ensure_security_group(&job.creds, g).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_cloud(&self, job: CloudLaunch, mut run: RunRequest) -> ServiceResult<()> {
+        let outcome = match self.prepare(&job, &mut run).await {
+            Ok(()) => job.connector.run_instances(&job.creds, &run).await,
+            Err(e) => Err(e),
+        };
+        let (user, instance, launch_id) = (job.user.as_str(), &job.instance, &job.launch_id);
+        let target = format!("{instance}/{launch_id}");
+        match outcome {
+            Ok(vms) => {
+                for vm in &vms {
+                    self.record_cloud_vm(instance, launch_id, &job.credential_id, vm).await?;
+                }
+                let ids = vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",");
+                self.store.audit(user, "vm.launch", &target, "ok", &ids).await?;
+                Ok(())
+            }
+            Err(e) if ambiguous(&e) => {
+                // The cloud may or may not have launched: leave the records
+                // `requested`; the reconciler finds them by tag or fails them.
+                self.store.audit(user, "vm.launch", &target, "unknown", &e.to_string()).await?;
+                Err(e.into())
+            }
+            Err(e) => {
+                for v in self.launch_vms(launch_id).await? {
+                    if v.cloud_id.is_none() {
+                        self.store.update_vm(v.id.as_str(), VmStatus::Failed.as_str(), None, None, None, Some(&e.to_string())).await?;
+                    }
+                }
+                self.store.audit(user, "vm.launch", &target, "failed", &e.to_string()).await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The cloud half of a launch.
+struct CloudLaunch {
+    connector: Arc<dyn Connector>,
+    creds: Credentials,
+    user: UserName,
+    ssh_key: Option<String>,
+    instance: InstanceName,
+    launch_id: LaunchId,
+    credential_id: CredentialId,
+}

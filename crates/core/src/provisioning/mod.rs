@@ -1,0 +1,183 @@
+//! VMs: launch within quotas, actions, and reconciliation with the clouds.
+//!
+//! A launch is recorded **before** the cloud call: its VMs are inserted in
+//! status `requested` in the same transaction that checks the quota. The cloud
+//! call carries tags naming the broker, the user and the launch, and a
+//! ClientToken derived from the launch. Whatever happens next (success, an
+//! error, a crash of the broker), the VMs in the cloud are matched back to
+//! their records by the launch tag, so none is orphaned or counted twice:
+//! the launch itself does it on success, the reconciler does it otherwise.
+//!
+//! `launch.rs` admits and runs launches, `actions.rs` starts, stops, reboots
+//! and terminates, `quotas.rs` computes limits and usage, `reconcile.rs`
+//! brings records and clouds back in line.
+
+mod actions;
+mod launch;
+mod quotas;
+mod reconcile;
+
+pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
+pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
+pub use reconcile::ReconcileReport;
+
+use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::identity::{user_name, Actor};
+use crate::images::Images;
+use crate::registry::{Registry, Status};
+use crate::vault::Vault;
+use chrono::{DateTime, Utc};
+use cloudbroker_connector_api::params::ParamValues;
+use cloudbroker_connector_api::{Connector, ConnectorKind};
+use cloudbroker_store::vms::{VmFilter, VmRow};
+use cloudbroker_store::Store;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A VM as the broker knows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Vm {
+    pub id: VmId,
+    pub launch_id: LaunchId,
+    pub launch_index: i64,
+    pub user: UserName,
+    pub instance: InstanceName,
+    pub client_token: ClientToken,
+    pub name: String,
+    /// The image asked for (a native image name or a raw cloud id).
+    pub image: String,
+    /// The cloud image id launched.
+    pub image_id: String,
+    pub instance_type: String,
+    #[serde(rename = "state")]
+    pub status: VmStatus,
+    pub cloud_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    /// The address to reach the VM by, following the instance's `connection.policy`.
+    pub address: Option<String>,
+    /// Why it failed or vanished, for people.
+    pub error: Option<String>,
+    pub tags: Tags,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub credential_id: CredentialId,
+}
+
+/// Which VMs to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmQuery {
+    /// Admins only: one user's VMs (others always see their own).
+    pub user: Option<UserName>,
+    pub instance: Option<InstanceName>,
+    pub status: Option<VmStatus>,
+    pub name: Option<String>,
+    pub launch: Option<LaunchId>,
+    /// A user tag that must be present with this value.
+    pub tag: Option<(String, String)>,
+}
+
+/// The provisioning service.
+pub struct Provisioning {
+    store: Store,
+    registry: Arc<Registry>,
+    vault: Arc<Vault>,
+    images: Arc<Images>,
+    broker_id: String,
+    /// A `requested` VM not seen in the cloud after this long is a failed launch.
+    pub launch_grace: Duration,
+    /// How often the reconciler runs (its lease lives a few intervals).
+    pub reconcile_interval: Duration,
+}
+
+fn address(policy: &str, private_ip: &Option<String>, public_ip: &Option<String>) -> Option<String> {
+    match policy {
+        "public" => public_ip.clone(),
+        "local" => private_ip.clone(),
+        _ => public_ip.clone().or_else(|| private_ip.clone()),
+    }
+}
+
+impl Provisioning {
+    /// A new service.
+    pub fn new(store: Store, registry: Arc<Registry>, vault: Arc<Vault>, images: Arc<Images>, broker_id: String) -> Self {
+        Self {
+            store,
+            registry,
+            vault,
+            images,
+            broker_id,
+            launch_grace: Duration::from_secs(600),
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// The broker id VMs are tagged with.
+    pub fn broker_id(&self) -> &str {
+        &self.broker_id
+    }
+
+    /// The domain VM of a stored row (statuses the store holds were written by
+    /// this module; an unknown one is reported, not guessed).
+    fn vm(&self, r: VmRow) -> ServiceResult<Vm> {
+        let status = VmStatus::parse(&r.state).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
+        let snap = self.registry.snapshot();
+        let policy = snap.instance(&r.instance).and_then(|i| i.values.get(i.kind, "connection.policy")).unwrap_or_else(|| "auto".into());
+        let instance = InstanceName::parse(&r.instance).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
+        Ok(Vm {
+            address: address(&policy, &r.private_ip, &r.public_ip),
+            id: VmId::from_stored(r.id),
+            launch_id: LaunchId::from_stored(r.launch_id),
+            launch_index: r.launch_index,
+            user: user_name(r.user),
+            instance,
+            client_token: ClientToken::from_stored(r.client_token),
+            name: r.name,
+            image: r.image,
+            image_id: r.image_id,
+            instance_type: r.instance_type,
+            status,
+            cloud_id: r.cloud_id,
+            private_ip: r.private_ip,
+            public_ip: r.public_ip,
+            error: r.error,
+            tags: Tags::from_stored(r.tags),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            credential_id: CredentialId::from_stored(r.credential_id),
+        })
+    }
+
+    fn vms(&self, rows: Vec<VmRow>) -> ServiceResult<Vec<Vm>> {
+        rows.into_iter().map(|r| self.vm(r)).collect()
+    }
+
+    /// The VMs of one launch.
+    async fn launch_vms(&self, launch: &LaunchId) -> ServiceResult<Vec<Vm>> {
+        self.vms(self.store.list_vms(&VmFilter { launch_id: Some(launch.to_string()), ..VmFilter::default() }).await?)
+    }
+
+    /// The ready connector of an instance, with its kind and parameters.
+    fn connector(&self, instance: &InstanceName) -> ServiceResult<(Arc<dyn Connector>, ConnectorKind, ParamValues)> {
+        let snap = self.registry.snapshot();
+        let e = snap.instance(instance.as_str()).ok_or_else(|| ServiceError::NotFound(Resource::Instance(instance.clone())))?;
+        match (&e.status, &e.connector) {
+            (Status::Ready, Some(c)) => Ok((c.clone(), e.kind, e.values.clone())),
+            (Status::Error { errors }, _) => {
+                Err(ServiceError::Unavailable(format!("connector instance '{instance}' is not ready: {}", errors.join("; "))))
+            }
+            _ => Err(ServiceError::Unavailable(format!("connector instance '{instance}' is not ready"))),
+        }
+    }
+
+    /// A VM the actor may see (theirs, or any for admins); others' are "not found".
+    async fn owned(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
+        match self.store.get_vm(id.as_str()).await? {
+            Some(v) if actor.is_admin || v.user == actor.name.as_str() => self.vm(v),
+            _ => Err(ServiceError::NotFound(Resource::Vm(id.clone()))),
+        }
+    }
+}

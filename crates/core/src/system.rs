@@ -1,0 +1,128 @@
+//! System configuration as a service: the effective parameters with their
+//! origins, changes made through the UI/API (all or nothing, refused for keys
+//! a `connectors.d` file manages), reloading the files, and the connector
+//! overview. Every change is audited here, whichever edge asked for it.
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Actor;
+use crate::registry::{ConfigChangeError, EffectiveParam, InstanceEntry, Registry, RegistryError, Snapshot};
+use cloudbroker_store::Store;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The whole configuration as an admin sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigView {
+    /// System parameters, then every instance's.
+    pub params: Vec<EffectiveParam>,
+    pub file_errors: Vec<String>,
+    pub errors: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub version: i64,
+}
+
+/// What a change or a reload left behind.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConfigOutcome {
+    pub version: i64,
+    pub connectors: usize,
+    pub file_errors: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl ConfigOutcome {
+    fn of(s: &Snapshot) -> Self {
+        Self { version: s.config_version, connectors: s.instances.len(), file_errors: s.file_errors.clone(), errors: s.errors.clone() }
+    }
+}
+
+impl From<ConfigChangeError> for ServiceError {
+    fn from(e: ConfigChangeError) -> Self {
+        match e {
+            ConfigChangeError::ManagedByFile { .. } => ServiceError::Conflict(e.to_string()),
+            ConfigChangeError::UnknownKey(_) | ConfigChangeError::BadValue { .. } => ServiceError::invalid_field("params", e.to_string()),
+            ConfigChangeError::Registry(r) => r.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Store(s) => s.into(),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The system configuration service.
+pub struct System {
+    store: Store,
+    registry: Arc<Registry>,
+}
+
+impl System {
+    /// A new service.
+    pub fn new(store: Store, registry: Arc<Registry>) -> Self {
+        Self { store, registry }
+    }
+
+    /// Every parameter with its value and origin (admin).
+    pub fn config(&self, actor: &Actor) -> ServiceResult<ConfigView> {
+        actor.require_admin()?;
+        let snap = self.registry.snapshot();
+        Ok(ConfigView {
+            params: snap.system.iter().chain(snap.instances.iter().flat_map(|i| i.params.iter())).cloned().collect(),
+            file_errors: snap.file_errors.clone(),
+            errors: snap.errors.clone(),
+            files: snap.files.clone(),
+            version: snap.config_version,
+        })
+    }
+
+    /// Applies changes (`None` clears a value), all or nothing (admin).
+    pub async fn set(&self, actor: &Actor, changes: &[(String, Option<String>)]) -> ServiceResult<ConfigOutcome> {
+        actor.require_admin()?;
+        if changes.len() > 1000 {
+            return Err(ServiceError::invalid_field("params", "at most 1000 parameters in one change"));
+        }
+        for (k, v) in changes {
+            if k.len() > 256 || v.as_ref().is_some_and(|v| v.len() > 64 * 1024) {
+                return Err(ServiceError::invalid_field("params", "keys are at most 256 characters, values at most 64 KiB"));
+            }
+        }
+        let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
+        match self.registry.set_params(changes, actor.name.as_str()).await {
+            Ok(snap) => {
+                self.store.audit(actor.name.as_str(), "config.change", &keys.join(","), "ok", "").await?;
+                Ok(ConfigOutcome::of(&snap))
+            }
+            Err(e) => {
+                let e = ServiceError::from(e);
+                if !e.is_internal() {
+                    self.store.audit(actor.name.as_str(), "config.change", &keys.join(","), "rejected", &e.to_string()).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-reads `connectors.d` (admin).
+    pub async fn reload(&self, actor: &Actor) -> ServiceResult<ConfigOutcome> {
+        actor.require_admin()?;
+        let snap = self.registry.reload().await?;
+        self.store.audit(actor.name.as_str(), "config.reload", "connectors.d", "ok", "").await?;
+        Ok(ConfigOutcome::of(&snap))
+    }
+
+    /// The connector instances with kind, parameters and status (any user).
+    pub fn connectors(&self, _actor: &Actor) -> Vec<InstanceEntry> {
+        self.registry.snapshot().instances.clone()
+    }
+
+    /// Whether a boolean system parameter is on.
+    pub fn flag(&self, key: &str) -> bool {
+        self.registry.snapshot().system_bool(key)
+    }
+}

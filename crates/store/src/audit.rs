@@ -1,0 +1,100 @@
+//! The append-only audit log: who did what to which target, with what
+//! outcome. Rows are only ever inserted; reads page by id, newest first.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One audit record.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Which audit records to read.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only records at or after this time (ms).
+    pub since_ms: Option<i64>,
+    /// Only records before this time (ms).
+    pub until_ms: Option<i64>,
+    /// Only records with an id below this (the previous page's last).
+    pub before_id: Option<i64>,
+}
+
+type AuditTuple = (i64, i64, String, String, String, String, String);
+
+fn audit_row((id, at, actor, action, target, outcome, detail): AuditTuple) -> AuditRow {
+    AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }
+}
+
+impl Store {
+    /// Appends to the audit log.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(now_ms())
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(outcome)
+            .bind(detail)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The newest audit records, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let r: Vec<AuditTuple> =
+            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(r.into_iter().map(audit_row).collect())
+    }
+
+    /// Audit records matching a filter, newest first, at most `limit`.
+    pub async fn audit_page(&self, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let mut sql = String::from("SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if f.actor.is_some() {
+            sql.push_str(&format!(" AND actor = ${}", next()));
+        }
+        if f.action.is_some() {
+            sql.push_str(&format!(" AND action = ${}", next()));
+        }
+        if f.since_ms.is_some() {
+            sql.push_str(&format!(" AND at >= ${}", next()));
+        }
+        if f.until_ms.is_some() {
+            sql.push_str(&format!(" AND at < ${}", next()));
+        }
+        if f.before_id.is_some() {
+            sql.push_str(&format!(" AND id < ${}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", next()));
+        let mut q = sqlx::query_as::<_, AuditTuple>(&sql);
+        if let Some(a) = &f.actor {
+            q = q.bind(a);
+        }
+        if let Some(a) = &f.action {
+            q = q.bind(a);
+        }
+        for v in [f.since_ms, f.until_ms, f.before_id].into_iter().flatten() {
+            q = q.bind(v);
+        }
+        Ok(q.bind(limit).fetch_all(self.pool()).await?.into_iter().map(audit_row).collect())
+    }
+}

@@ -1,0 +1,49 @@
+//! The base mapping from [`ServiceError`] to an HTTP status and a stable
+//! error code, shared by the JSON API and the web UI (the EC2 front-end maps
+//! to EC2 codes on top of the same cases). Internal causes are logged here,
+//! never sent.
+
+use actix_web::http::StatusCode;
+use cloudbroker_connector_api::ConnectorError;
+use cloudbroker_core::ServiceError;
+use std::borrow::Cow;
+
+/// Status and code of a service error.
+pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
+    let s = |c: StatusCode, code: &'static str| (c, Cow::Borrowed(code));
+    match e {
+        ServiceError::Unauthenticated(_) => s(StatusCode::UNAUTHORIZED, "unauthenticated"),
+        ServiceError::Forbidden(_) => s(StatusCode::FORBIDDEN, "forbidden"),
+        ServiceError::NotFound(_) => s(StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::Conflict(_) => s(StatusCode::CONFLICT, "conflict"),
+        ServiceError::Invalid { .. } => s(StatusCode::BAD_REQUEST, "invalid_request"),
+        ServiceError::Unavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
+        ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
+        ServiceError::Cloud(e) => {
+            let status = match e {
+                ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,
+                ConnectorError::NotFound { .. } => StatusCode::NOT_FOUND,
+                ConnectorError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+                ConnectorError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+                ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ConnectorError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            (status, e.code().map(|c| Cow::Owned(format!("cloud.{c}"))).unwrap_or(Cow::Borrowed("cloud_error")))
+        }
+        ServiceError::Store(_) | ServiceError::Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// The message a caller may see: internal causes are logged and replaced.
+pub fn public_message(e: &ServiceError) -> String {
+    if e.is_internal() {
+        tracing::error!(error = %e, source = ?std::error::Error::source(e), "internal error");
+        "internal error (see the broker's log)".to_string()
+    } else {
+        e.to_string()
+    }
+}

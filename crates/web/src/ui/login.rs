@@ -1,0 +1,90 @@
+//! Signing in and out. The sign-in form uses a double-submit CSRF token from
+//! a pre-session cookie; a malformed user name gets the same answer as a
+//! wrong password.
+
+use super::session::{cookie, csrf_ok, csrf_refused, removal, session, tokens_equal, SignedIn, SESSION_COOKIE};
+use super::{html, redirect};
+use crate::common::auth::client_ip;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use cloudbroker_connector_api::SecretString;
+use cloudbroker_core::domain::UserName;
+use cloudbroker_core::identity::random_token;
+use cloudbroker_core::{Broker, ServiceError};
+use serde::Deserialize;
+
+const LOGIN_CSRF_COOKIE: &str = "cb_login_csrf";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<String>,
+}
+
+pub(super) async fn login_form(req: HttpRequest, broker: web::Data<Broker>) -> HttpResponse {
+    if session(&req, &broker).await.is_some() {
+        return redirect("/");
+    }
+    let token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32).unwrap_or_else(|| random_token(""));
+    let mut r = html(StatusCode::OK, &LoginPage { csrf: &token, username: "", error: None });
+    let _ = r.add_cookie(&cookie(&broker, LOGIN_CSRF_COOKIE, token));
+    r
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web::Form<LoginForm>) -> HttpResponse {
+    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    if expected.is_empty() || !tokens_equal(&expected, &form.csrf) {
+        return HttpResponse::Forbidden().content_type("text/plain").body("invalid CSRF token: reload the sign-in page and try again");
+    }
+    let outcome = match UserName::parse(form.username.trim()) {
+        Ok(name) => broker.identity.authenticate(&name, &SecretString::new(form.password.clone()), client_ip(&req)).await,
+        Err(_) => Err(ServiceError::Unauthenticated("wrong user name or password".into())),
+    };
+    match outcome {
+        Ok(actor) => match broker.identity.create_session(&actor).await {
+            Ok((raw, _)) => {
+                let mut r = redirect("/");
+                let _ = r.add_cookie(&cookie(&broker, SESSION_COOKIE, raw));
+                let _ = r.add_cookie(&removal(&broker, LOGIN_CSRF_COOKIE));
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session");
+                HttpResponse::InternalServerError().body("could not start a session")
+            }
+        },
+        Err(e) => {
+            let status = match e {
+                ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let username: String = form.username.chars().take(64).collect();
+            html(status, &LoginPage { csrf: &expected, username: &username, error: Some(e.to_string()) })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub(super) async fn logout(me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfForm>) -> HttpResponse {
+    if !csrf_ok(&me.session, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let _ = broker.identity.logout(&me.raw).await;
+    let mut r = redirect("/login");
+    let _ = r.add_cookie(&removal(&broker, SESSION_COOKIE));
+    r
+}

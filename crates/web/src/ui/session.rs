@@ -1,0 +1,92 @@
+//! Sessions in the UI: cookies, the guard of the signed-in scope, and CSRF
+//! checks. A session id is only ever compared by the identity service (as a
+//! hash); CSRF tokens are compared in constant time.
+
+use super::redirect;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use cloudbroker_core::identity::Session;
+use cloudbroker_core::Broker;
+use std::future::{ready, Ready};
+use subtle::ConstantTimeEq;
+
+/// Session cookie name.
+pub const SESSION_COOKIE: &str = "cb_session";
+
+/// The signed-in user of a request in the guarded scope.
+#[derive(Clone)]
+pub struct SignedIn {
+    /// The raw session id (to end it).
+    pub raw: String,
+    pub session: Session,
+}
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<SignedIn>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorInternalServerError("page outside the signed-in scope")),
+        )
+    }
+}
+
+/// A cookie with the broker's settings (HttpOnly, SameSite=Strict, Secure behind https).
+pub fn cookie<'a>(broker: &Broker, name: &'a str, value: String) -> Cookie<'a> {
+    Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Strict).secure(broker.config.secure_cookies()).finish()
+}
+
+/// A cookie that removes `name`.
+pub fn removal<'a>(broker: &Broker, name: &'a str) -> Cookie<'a> {
+    let mut c = cookie(broker, name, String::new());
+    c.make_removal();
+    c
+}
+
+/// The session of a request, if any.
+pub async fn session(req: &HttpRequest, broker: &Broker) -> Option<SignedIn> {
+    let raw = req.cookie(SESSION_COOKIE)?.value().to_string();
+    match broker.identity.resolve_session(&raw).await {
+        Ok(Some(session)) => Some(SignedIn { raw, session }),
+        _ => None,
+    }
+}
+
+/// The guard of the signed-in scope: no session, no page (a redirect to sign-in).
+pub async fn require_session(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(broker) = req.app_data::<web::Data<Broker>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError("no broker"));
+    };
+    match session(req.request(), &broker).await {
+        Some(s) => {
+            req.extensions_mut().insert(s);
+            next.call(req).await.map(ServiceResponse::map_into_left_body)
+        }
+        None => Ok(req.into_response(redirect("/login")).map_into_right_body()),
+    }
+}
+
+/// Constant-time comparison of two tokens.
+pub fn tokens_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Whether a form's CSRF token is the session's.
+pub fn csrf_ok(s: &Session, given: Option<&str>) -> bool {
+    given.is_some_and(|g| tokens_equal(&s.csrf_token, g))
+}
+
+/// The answer to a form without the session's CSRF token.
+pub fn csrf_refused() -> HttpResponse {
+    HttpResponse::Forbidden().content_type("text/plain").body("invalid CSRF token")
+}
