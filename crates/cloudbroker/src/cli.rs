@@ -219,7 +219,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 UserCmd::Passwd { name } => {
                     let pw = read_password()?;
-                    broker.identity.set_password(&sys, &name, &pw).await.map_err(|e| e.to_string())?;
+                    broker.identity.set_password(&sys, &name, None, &pw, None).await.map_err(|e| e.to_string())?;
                     println!("password of {name} changed");
                 }
                 UserCmd::List => {

@@ -93,16 +93,15 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
     // Wait for reconciliation to settle every launch.
     let deadline = Instant::now() + Duration::from_secs(60);
     let vms = loop {
-        let r: Value = http.get(format!("{base}/api/v1/vms")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
-        let vms = r["vms"].as_array().unwrap().clone();
+        let vms = all_pages(&http, &format!("{base}/api/v1/vms"), &t, "vms").await;
         if vms.iter().all(|v| v["state"] != "requested") || Instant::now() > deadline {
             break vms;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let audit: Value = http.get(format!("{base}/api/v1/audit?limit=5000")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    let audit = all_pages(&http, &format!("{base}/api/v1/audit"), &t, "entries").await;
     let completed_before_kill =
-        audit.as_array().unwrap().iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
+        audit.iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
     common::stop(&mut broker);
     let calls = moto.action_count("RunInstances").await;
     assert!(
@@ -151,4 +150,22 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
     assert_eq!(running, in_moto.len());
     assert_eq!(running + failed, vms.len(), "every record is either in the cloud or failed");
     eprintln!("crash test: {} VMs recorded, {} in moto, {} failed launches", vms.len(), in_moto.len(), failed);
+}
+
+/// Every item of a paginated list, following `next_cursor`.
+async fn all_pages(http: &reqwest::Client, url: &str, token: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = vec![("limit", "1000".to_string())];
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let r: Value = http.get(url).query(&q).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        out.extend(r[key].as_array().unwrap_or_else(|| panic!("{url}: no '{key}' in {r}")).iter().cloned());
+        match r["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
 }

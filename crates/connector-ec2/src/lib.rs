@@ -318,6 +318,7 @@ impl Ec2Connector {
         }
         let mut vms = Vec::new();
         let mut token: Option<String> = None;
+        let mut pages = 0;
         loop {
             let req = base.clone().set_next_token(token.clone());
             let out = self.call("DescribeInstances", || req.clone().send()).await?;
@@ -328,9 +329,9 @@ impl Ec2Connector {
                     }
                 }
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.to_string()),
-                _ => break,
+            match next_page("DescribeInstances", &mut pages, token.as_deref(), out.next_token())? {
+                Some(t) => token = Some(t),
+                None => break,
             }
         }
         // EC2 ANDs filters; apply them again here so that clouds that ignore some stay correct.
@@ -338,6 +339,28 @@ impl Ec2Connector {
         let mut seen = std::collections::HashSet::new();
         vms.retain(|vm| seen.insert(vm.id.clone()));
         Ok(vms)
+    }
+}
+
+/// Safety stop for a cloud that never stops answering a `nextToken`.
+const MAX_PAGES: u32 = 10_000;
+
+/// The token of the next page, or `None` at the end. A cloud that answers the
+/// token it was just given would loop forever, and stopping quietly would
+/// return a partial list that callers take for the whole: that is an error.
+fn next_page(action: &str, pages: &mut u32, previous: Option<&str>, next: Option<&str>) -> Result<Option<String>, ConnectorError> {
+    *pages += 1;
+    match next.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(_) if *pages >= MAX_PAGES => Err(ConnectorError::Cloud {
+            code: "PaginationLoop".into(),
+            message: format!("{action} did not end after {MAX_PAGES} pages; the listing is incomplete"),
+        }),
+        Some(t) if previous == Some(t) => Err(ConnectorError::Cloud {
+            code: "PaginationLoop".into(),
+            message: format!("{action} answered the same nextToken twice; the listing is incomplete"),
+        }),
+        Some(t) => Ok(Some(t.to_string())),
     }
 }
 
@@ -602,6 +625,7 @@ impl Connector for Ec2Connector {
         let mut images: BTreeMap<String, ImageInfo> = BTreeMap::new();
         let base = client.describe_images().owners("self").max_results(self.options.images_page_size);
         let mut token: Option<String> = None;
+        let mut pages = 0;
         loop {
             let req = base.clone().set_next_token(token.clone());
             let out = self.call("DescribeImages", || req.clone().send()).await?;
@@ -610,9 +634,9 @@ impl Connector for Ec2Connector {
                     images.insert(info.id.clone(), info);
                 }
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.to_string()),
-                _ => break,
+            match next_page("DescribeImages", &mut pages, token.as_deref(), out.next_token())? {
+                Some(t) => token = Some(t),
+                None => break,
             }
         }
         if let Some(id) = self.orchestrator_image.as_ref().filter(|id| !images.contains_key(*id)) {
@@ -639,6 +663,7 @@ impl Connector for Ec2Connector {
         let base = client.describe_instance_types().max_results(self.options.instance_types_page_size);
         let mut types: BTreeMap<String, InstanceTypeInfo> = BTreeMap::new();
         let mut token: Option<String> = None;
+        let mut pages = 0;
         loop {
             let req = base.clone().set_next_token(token.clone());
             let out = self.call("DescribeInstanceTypes", || req.clone().send()).await?;
@@ -654,9 +679,9 @@ impl Connector for Ec2Connector {
                     );
                 }
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.to_string()),
-                _ => break,
+            match next_page("DescribeInstanceTypes", &mut pages, token.as_deref(), out.next_token())? {
+                Some(t) => token = Some(t),
+                None => break,
             }
         }
         Ok(types.into_values().collect())
@@ -698,6 +723,18 @@ fn image_from(i: &aws_sdk_ec2::types::Image) -> Option<ImageInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_or_endless_next_token_is_an_error_not_a_short_list() {
+        let mut pages = 0;
+        assert_eq!(next_page("DescribeInstances", &mut pages, None, Some("a")).unwrap(), Some("a".to_string()));
+        assert_eq!(next_page("DescribeInstances", &mut pages, Some("a"), Some("")).unwrap(), None);
+        let e = next_page("DescribeInstances", &mut pages, Some("a"), Some("a")).unwrap_err();
+        assert!(matches!(&e, ConnectorError::Cloud { code, .. } if code == "PaginationLoop"), "{e}");
+        assert!(!e.is_retryable());
+        let mut pages = MAX_PAGES - 1;
+        assert!(next_page("DescribeInstances", &mut pages, Some("a"), Some("b")).is_err());
+    }
 
     fn params(kv: &[(&str, &str)]) -> ParamValues {
         ParamValues::new(kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())

@@ -15,6 +15,10 @@ use url::Url;
 /// `Content-Type` of every request (what the AWS SDKs send).
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
+/// The largest answer read from a cloud. A DescribeInstances page of 1,000
+/// VMs is a few MiB; anything far larger is refused rather than buffered.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 /// The form body: [`encode_query`] (RFC 3986) with spaces as `+`, as HTML
 /// forms and the AWS SDKs encode them. `encode_query` never leaves a literal
 /// `+` (it becomes `%2B`) nor a `%20` that is not a space (`%` becomes `%25`),
@@ -150,7 +154,10 @@ impl QueryClient {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("cloudbroker-connector-ec2query/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(!cfg.tls_verify);
+            .danger_accept_invalid_certs(!cfg.tls_verify)
+            // A redirect would resend the signed body to another host, or over
+            // plain HTTP: an EC2 endpoint never redirects, so follow none.
+            .redirect(reqwest::redirect::Policy::none());
         if is_loopback(&cfg.endpoint.url) {
             // A local cloud (or test server) is never behind the system proxy.
             b = b.no_proxy();
@@ -214,7 +221,14 @@ impl QueryClient {
             }
         };
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        if resp.status().is_redirection() {
+            let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
+            return Err(ConnectorError::Cloud {
+                code: "Redirect".into(),
+                message: format!("{} answered {action} with a redirect (HTTP {status} to {}); redirects are not followed: set the endpoint to the final URL", self.cfg.endpoint, excerpt(&to)),
+            });
+        }
+        let body = self.read_capped(resp).await?;
         let body = String::from_utf8_lossy(&body);
         let out = classify(action, status, &body);
         tracing::debug!(
@@ -227,6 +241,25 @@ impl QueryClient {
             "EC2 Query call"
         );
         out
+    }
+
+    /// Reads an answer of at most [`MAX_ANSWER_BYTES`].
+    async fn read_capped(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, ConnectorError> {
+        let too_large = || ConnectorError::Cloud {
+            code: "AnswerTooLarge".into(),
+            message: format!("{} sent an answer larger than {MAX_ANSWER_BYTES} bytes; refused", self.cfg.endpoint),
+        };
+        if resp.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(&e))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ConnectorError {

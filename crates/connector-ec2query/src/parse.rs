@@ -87,6 +87,11 @@ pub fn run_instances(root: &Element) -> Result<Vec<Vm>, ConnectorError> {
 
 /// DescribeInstancesResponse → one page of VMs.
 pub fn describe_instances(root: &Element) -> Result<Page<Vm>, ConnectorError> {
+    // An answer without a reservationSet is not an empty page: taken for one,
+    // it would make every VM look gone.
+    if root.child("reservationSet").is_none() {
+        return Err(unreadable("DescribeInstances", "no reservationSet"));
+    }
     let mut items = Vec::new();
     let mut owner = None;
     for r in root.items("reservationSet") {
@@ -269,6 +274,10 @@ mod tests {
         assert_eq!(p, Page { items: vec![], next_token: None, owner: None });
         let bad = parse("<DescribeInstancesResponse><reservationSet><item><instancesSet><item><imageId>a</imageId></item></instancesSet></item></reservationSet></DescribeInstancesResponse>").unwrap();
         assert!(matches!(describe_instances(&bad), Err(ConnectorError::Transport { .. })));
+        // A 200 answer with no reservationSet at all is unreadable, not "no VMs".
+        let none = parse("<DescribeInstancesResponse><requestId>x</requestId></DescribeInstancesResponse>").unwrap();
+        let e = describe_instances(&none).unwrap_err();
+        assert!(e.to_string().contains("no reservationSet"), "{e}");
     }
 
     #[test]

@@ -32,12 +32,20 @@ pub const SUPER_USER: &str = "super";
 pub struct Actor {
     pub name: UserName,
     pub is_admin: bool,
+    /// When what this actor authenticated with (an API token) expires:
+    /// nothing it mints may outlive it. `None` for a password or a session.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Actor {
+    /// An actor that authenticated with a password (or a session).
+    pub fn new(name: UserName, is_admin: bool) -> Self {
+        Self { name, is_admin, expires_at: None }
+    }
+
     /// An actor for the command line / the system itself.
     pub fn system() -> Self {
-        Self { name: UserName::system(), is_admin: true }
+        Self::new(UserName::system(), true)
     }
 
     /// Admin check.
@@ -66,11 +74,18 @@ pub struct User {
     pub is_admin: bool,
     pub ssh_public_key: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
     fn from(r: UserRow) -> Self {
-        Self { name: user_name(r.name), is_admin: r.is_admin, ssh_public_key: r.ssh_public_key, created_at: r.created_at }
+        Self {
+            name: user_name(r.name),
+            is_admin: r.is_admin,
+            ssh_public_key: r.ssh_public_key,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        }
     }
 }
 
@@ -109,6 +124,8 @@ pub(crate) fn user_name(s: String) -> UserName {
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// And at most this long (Argon2 hashes any length; a megabyte password is an attack).
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// The longest lifetime a token can be given (about 10 years).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 fn check_password(password: &SecretString) -> ServiceResult<()> {
     let n = password.expose().chars().count();
@@ -135,9 +152,17 @@ fn hash_blocking(password: &str) -> ServiceResult<String> {
         .map_err(|e| ServiceError::Internal(format!("password hashing: {e}")))
 }
 
+/// Argon2 runs (19 MiB and tens of milliseconds each) at most this many at a
+/// time, whatever the number of requests: the others wait their turn.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)))
+}
+
 /// Hashes a password (off the executor).
 pub async fn hash_password(password: &SecretString) -> ServiceResult<String> {
     let pw = password.clone();
+    let _slot = hashing_slots().acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || hash_blocking(pw.expose())).await.map_err(|e| ServiceError::Internal(e.to_string()))?
 }
 
@@ -149,6 +174,7 @@ fn dummy_hash() -> &'static str {
 /// Verifies a password against a PHC string (off the executor). Returns
 /// whether it matched and whether the hash should be upgraded.
 async fn verify(hash: String, password: SecretString) -> (bool, bool) {
+    let Ok(_slot) = hashing_slots().acquire().await else { return (false, false) };
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else { return (false, false) };
         let ok = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
@@ -175,9 +201,21 @@ pub fn random_token(prefix: &str) -> String {
 }
 
 /// Login throttling, per account and per client address, in this process.
-#[derive(Default)]
+///
+/// An attempt is recorded when it is admitted, before the password is
+/// checked, so concurrent guesses cannot all pass the check; a successful
+/// login takes its account's record back. Past `per_account` failures in the
+/// window an account is slowed down, not locked out: each further attempt
+/// waits twice as long as the previous one, up to `max_delay`, so its owner
+/// still gets in. The map holds at most `max_keys` entries.
 pub struct Throttle {
     failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self { failures: Mutex::new(HashMap::new()) }
+    }
 }
 
 /// Throttling limits.
@@ -186,49 +224,106 @@ pub struct ThrottleLimits {
     pub window: Duration,
     pub per_account: usize,
     pub per_address: usize,
+    /// The longest wait between attempts on a slowed-down account.
+    pub max_delay: Duration,
+    /// Accounts and addresses tracked at most (the oldest go first).
+    pub max_keys: usize,
 }
 
 impl Default for ThrottleLimits {
     fn default() -> Self {
-        Self { window: Duration::from_secs(15 * 60), per_account: 5, per_address: 20 }
+        Self { window: Duration::from_secs(15 * 60), per_account: 5, per_address: 20, max_delay: Duration::from_secs(60), max_keys: 100_000 }
     }
 }
 
+/// An admitted login attempt (already counted as a failure until refunded).
+struct Attempt {
+    account: String,
+    address: Option<String>,
+    at: Instant,
+}
+
 impl Throttle {
-    fn keys(user: &str, addr: Option<IpAddr>) -> Vec<(String, bool)> {
-        let mut k = vec![(format!("u:{user}"), true)];
-        if let Some(a) = addr {
-            k.push((format!("a:{a}"), false));
+    /// Admits an attempt and records it, or says how long to wait.
+    fn admit(&self, limits: &ThrottleLimits, user: &str, addr: Option<IpAddr>) -> ServiceResult<Attempt> {
+        let now = Instant::now();
+        let account = format!("u:{user}");
+        let address = addr.map(|a| format!("a:{a}"));
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = |m: &mut HashMap<String, Vec<Instant>>, k: &str| -> Vec<Instant> {
+            m.get_mut(k)
+                .map(|v| {
+                    v.retain(|t| now.duration_since(*t) < limits.window);
+                    v.clone()
+                })
+                .unwrap_or_default()
+        };
+        if let Some(a) = &address {
+            let v = recent(&mut m, a);
+            if v.len() >= limits.per_address {
+                let oldest = v.first().copied().unwrap_or(now);
+                let retry = limits.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                return Err(ServiceError::Throttled { retry_after_secs: retry });
+            }
         }
-        k
+        let v = recent(&mut m, &account);
+        if v.len() >= limits.per_account {
+            let over = u32::try_from(v.len() - limits.per_account).unwrap_or(u32::MAX).min(16);
+            let delay = Duration::from_secs(1u64 << over).min(limits.max_delay);
+            let since = v.last().map_or(delay, |t| now.duration_since(*t));
+            if since < delay {
+                return Err(ServiceError::Throttled { retry_after_secs: (delay - since).as_secs().max(1) });
+            }
+        }
+        if m.len() + 2 > limits.max_keys {
+            Self::evict(&mut m, limits, now);
+        }
+        m.entry(account.clone()).or_default().push(now);
+        if let Some(a) = &address {
+            m.entry(a.clone()).or_default().push(now);
+        }
+        Ok(Attempt { account, address, at: now })
     }
 
-    fn check(&self, limits: &ThrottleLimits, user: &str, addr: Option<IpAddr>) -> ServiceResult<()> {
-        let now = Instant::now();
+    /// Drops expired entries, then (if still full) the least recently used.
+    fn evict(m: &mut HashMap<String, Vec<Instant>>, limits: &ThrottleLimits, now: Instant) {
+        m.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < limits.window));
+        while m.len() + 2 > limits.max_keys {
+            let Some(oldest) = m.iter().min_by_key(|(_, v)| v.last().copied()).map(|(k, _)| k.clone()) else { break };
+            m.remove(&oldest);
+        }
+    }
+
+    /// A successful login: the account's record goes, and this attempt no
+    /// longer counts against its address.
+    fn refund(&self, attempt: &Attempt) {
         let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, is_account) in Self::keys(user, addr) {
-            if let Some(v) = m.get_mut(&k) {
-                v.retain(|t| now.duration_since(*t) < limits.window);
-                let limit = if is_account { limits.per_account } else { limits.per_address };
-                if v.len() >= limit {
-                    let oldest = v.first().copied().unwrap_or(now);
-                    let retry = limits.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                    return Err(ServiceError::Throttled { retry_after_secs: retry });
+        m.remove(&attempt.account);
+        if let Some(a) = &attempt.address {
+            if let Some(v) = m.get_mut(a) {
+                if let Some(i) = v.iter().position(|t| *t == attempt.at) {
+                    v.remove(i);
+                }
+                if v.is_empty() {
+                    m.remove(a);
                 }
             }
         }
-        Ok(())
     }
 
-    fn fail(&self, user: &str, addr: Option<IpAddr>) {
+    /// Forgets everything older than the window.
+    fn prune(&self, limits: &ThrottleLimits) {
+        let now = Instant::now();
         let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, _) in Self::keys(user, addr) {
-            m.entry(k).or_default().push(Instant::now());
-        }
+        m.retain(|_, v| {
+            v.retain(|t| now.duration_since(*t) < limits.window);
+            !v.is_empty()
+        });
     }
 
-    fn succeed(&self, user: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("u:{user}"));
+    /// Accounts and addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -300,13 +395,39 @@ impl Identity {
         self.store.get_user(name.as_str()).await?.map(User::from).ok_or_else(|| ServiceError::NotFound(Resource::User(name.clone())))
     }
 
-    /// Sets a password (self or admin).
-    pub async fn set_password(&self, actor: &Actor, name: &UserName, password: &SecretString) -> ServiceResult<()> {
+    /// Sets a password. Changing one's own needs the current password (a
+    /// stolen session or token must not be enough to take the account over);
+    /// an admin sets another user's without it. Either way every session and
+    /// token of the user ends: whoever held them must sign in again.
+    pub async fn set_password(
+        &self,
+        actor: &Actor,
+        name: &UserName,
+        current: Option<&SecretString>,
+        password: &SecretString,
+        addr: Option<IpAddr>,
+    ) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
         check_password(password)?;
+        if &actor.name == name {
+            let Some(current) = current else {
+                return Err(ServiceError::invalid_field("current_password", "give your current password to change it"));
+            };
+            match self.authenticate(name, current, addr).await {
+                Ok(_) => {}
+                Err(ServiceError::Unauthenticated(_)) => {
+                    return Err(ServiceError::invalid_field("current_password", "the current password is wrong"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let hash = hash_password(password).await?;
         self.store.set_password_hash(name.as_str(), &hash).await?;
-        self.store.audit(actor.name.as_str(), "user.password", name.as_str(), "ok", "").await?;
+        let sessions = self.store.delete_user_sessions(name.as_str()).await?;
+        let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
+        self.store
+            .audit(actor.name.as_str(), "user.password", name.as_str(), "ok", &format!("{sessions} session(s) ended, {tokens} token(s) revoked"))
+            .await?;
         Ok(())
     }
 
@@ -351,31 +472,62 @@ impl Identity {
         Ok(())
     }
 
-    /// Checks a user name and password, with throttling.
+    /// Checks a user name and password, with throttling. A disabled account
+    /// is refused, said only to who knows its password.
     pub async fn authenticate(&self, name: &UserName, password: &SecretString, addr: Option<IpAddr>) -> ServiceResult<Actor> {
+        let attempt = self.throttle.admit(&self.throttle_limits, name.as_str(), addr)?;
         let name = name.as_str();
-        self.throttle.check(&self.throttle_limits, name, addr)?;
         let user = self.store.get_user(name).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
         let (ok, stale) = verify(hash, password.clone()).await;
+        let from = addr.map(|a| a.to_string()).unwrap_or_default();
         match (user, ok) {
+            (Some(u), true) if u.disabled_at.is_some() => {
+                self.store.audit(name, "login", name, "rejected", &format!("account disabled {from}")).await?;
+                Err(ServiceError::Forbidden(format!("the account '{name}' is disabled; ask an administrator")))
+            }
             (Some(u), true) => {
-                self.throttle.succeed(name);
+                self.throttle.refund(&attempt);
                 if stale {
                     if let Ok(h) = hash_password(password).await {
                         self.store.set_password_hash(name, &h).await?;
                         tracing::info!(user = name, "password hash upgraded to current parameters");
                     }
                 }
-                self.store.audit(name, "login", name, "ok", &addr.map(|a| a.to_string()).unwrap_or_default()).await?;
-                Ok(Actor { name: user_name(u.name), is_admin: u.is_admin })
+                self.store.audit(name, "login", name, "ok", &from).await?;
+                Ok(Actor::new(user_name(u.name), u.is_admin))
             }
             _ => {
-                self.throttle.fail(name, addr);
-                self.store.audit(name, "login", name, "failure", &addr.map(|a| a.to_string()).unwrap_or_default()).await?;
+                self.store.audit(name, "login", name, "failure", &from).await?;
                 Err(ServiceError::Unauthenticated("wrong user name or password".into()))
             }
         }
+    }
+
+    /// The login throttle (for inspection).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// Disables or enables an account (admin). Disabling ends its sessions
+    /// and revokes its tokens; `super` and the acting admin cannot be disabled.
+    pub async fn set_disabled(&self, actor: &Actor, name: &UserName, disabled: bool) -> ServiceResult<User> {
+        actor.require_admin()?;
+        if disabled && (name.as_str() == SUPER_USER || name == &actor.name) {
+            return Err(ServiceError::invalid_field("user", format!("'{name}' cannot be disabled (super, or yourself)")));
+        }
+        if !self.store.set_user_disabled(name.as_str(), disabled).await? {
+            return Err(ServiceError::NotFound(Resource::User(name.clone())));
+        }
+        let mut detail = String::new();
+        if disabled {
+            let sessions = self.store.delete_user_sessions(name.as_str()).await?;
+            let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
+            detail = format!("{sessions} session(s) ended, {tokens} token(s) revoked");
+        }
+        let what = if disabled { "user.disable" } else { "user.enable" };
+        self.store.audit(actor.name.as_str(), what, name.as_str(), "ok", &detail).await?;
+        self.user(name).await
     }
 
     /// Starts a web session; returns the raw session id (for the cookie).
@@ -397,9 +549,9 @@ impl Identity {
             self.store.delete_session(&h).await?;
             return Ok(None);
         }
-        let Some(u) = self.store.get_user(&s.user_name).await? else { return Ok(None) };
+        let Some(u) = self.store.get_user(&s.user_name).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
         self.store.touch_session(&h).await?;
-        Ok(Some(Session { actor: Actor { name: user_name(u.name), is_admin: u.is_admin }, csrf_token: s.csrf_token }))
+        Ok(Some(Session { actor: Actor::new(user_name(u.name), u.is_admin), csrf_token: s.csrf_token }))
     }
 
     /// Ends a session.
@@ -421,9 +573,26 @@ impl Identity {
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(ServiceError::invalid_field("name", "a token name is 1-64 characters, no control characters"));
         }
+        let now = now_ms();
+        let requested = match expires_in {
+            None => None,
+            Some(d) if d > MAX_TOKEN_LIFETIME || d.is_zero() => {
+                return Err(ServiceError::invalid_field(
+                    "expires_in_secs",
+                    format!("a token lives 1 to {} seconds (or give no expiry)", MAX_TOKEN_LIFETIME.as_secs()),
+                ));
+            }
+            // Cannot overflow: bounded by MAX_TOKEN_LIFETIME above.
+            Some(d) => Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        };
+        // A token minted with a token never outlives it.
+        let parent = actor.expires_at.map(|t| t.timestamp_millis());
+        let expires = match (requested, parent) {
+            (Some(r), Some(p)) => Some(r.min(p)),
+            (r, p) => r.or(p),
+        };
         let raw = random_token("cbt_");
         let id = TokenId::generate();
-        let expires = expires_in.map(|d| now_ms() + d.as_millis() as i64);
         let row = self.store.create_token(id.as_str(), user.as_str(), name, &token_hash(&raw), expires).await?;
         self.store.audit(actor.name.as_str(), "token.create", &format!("{user}/{id}"), "ok", name).await?;
         Ok((raw, row.into()))
@@ -432,8 +601,8 @@ impl Identity {
     /// Resolves a bearer token.
     pub async fn resolve_token(&self, raw: &str) -> ServiceResult<Option<Actor>> {
         let Some(t) = self.store.use_token(&token_hash(raw)).await? else { return Ok(None) };
-        let Some(u) = self.store.get_user(&t.user_name).await? else { return Ok(None) };
-        Ok(Some(Actor { name: user_name(u.name), is_admin: u.is_admin }))
+        let Some(u) = self.store.get_user(&t.user_name).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
+        Ok(Some(Actor { name: user_name(u.name), is_admin: u.is_admin, expires_at: t.expires_at }))
     }
 
     /// A user's tokens (self or admin).
@@ -454,6 +623,7 @@ impl Identity {
 
     /// Deletes sessions past their idle or absolute expiry; returns how many.
     pub async fn purge_sessions(&self) -> ServiceResult<u64> {
+        self.throttle.prune(&self.throttle_limits);
         let now = now_ms();
         let idle = now - self.session_limits.idle.as_millis() as i64;
         let absolute = now - self.session_limits.absolute.as_millis() as i64;

@@ -3,13 +3,13 @@
 //! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
 //! module in clear except as [`Credentials`] handed to a connector.
 
-use crate::domain::{CredentialId, CredentialName, InstanceName, UserName};
+use crate::domain::{CredentialId, CredentialName, InstanceName, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
 use crate::registry::{Registry, Status};
-use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials};
-use cloudbroker_store::credentials::{CredentialRow, NewCredential};
+use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials, DescribeFilter};
+use cloudbroker_store::credentials::{CredentialDelete, CredentialRow, NewCredential};
 use cloudbroker_store::Store;
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
@@ -85,6 +85,37 @@ pub struct Vault {
 
 fn vault_err(e: VaultError) -> ServiceError {
     ServiceError::Internal(e.to_string())
+}
+
+/// Replaces `secret` in a cloud's message. A secret shorter than 8
+/// characters is replaced only where it stands as a whole word, so that a
+/// one-letter secret does not turn every word containing that letter into
+/// asterisks (and so reveal the secret by where the asterisks fall).
+fn scrub_secret(message: &str, secret: &str, with: &str) -> String {
+    if secret.is_empty() {
+        return message.to_string();
+    }
+    if secret.chars().count() >= 8 {
+        return message.replace(secret, with);
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    let mut prev: Option<char> = None;
+    while let Some(pos) = rest.find(secret) {
+        let before = rest[..pos].chars().next_back().or(if pos == 0 { prev } else { None });
+        let after = rest[pos + secret.len()..].chars().next();
+        out.push_str(&rest[..pos]);
+        if before.is_none_or(|c| !is_word(c)) && after.is_none_or(|c| !is_word(c)) {
+            out.push_str(with);
+        } else {
+            out.push_str(secret);
+        }
+        prev = secret.chars().next_back();
+        rest = &rest[pos + secret.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Describes why a credential check failed, for people.
@@ -194,7 +225,7 @@ impl Vault {
         }
         let creds = Credentials::new(access_key_id, secret);
         // Clouds may echo the key id (or worse) in messages: scrub before storing or returning.
-        let scrub = |m: String| m.replace(secret, "********").replace(access_key_id, &mask_tail(access_key_id));
+        let scrub = |m: String| scrub_secret(&scrub_secret(&m, secret, "********"), access_key_id, &mask_tail(access_key_id));
         let (status, message) = match self.validate(instance, &creds).await? {
             Ok(m) => ("verified", scrub(m)),
             Err(why) if force => ("unverified", scrub(why)),
@@ -209,6 +240,7 @@ impl Vault {
             }
         };
         let (sc, owner) = scope.parts();
+        self.check_replacement_sees_live_vms(sc, owner, instance, &creds, force).await?;
         let (ak, sk, key_id) = self.with_keys(|k| {
             Ok((
                 k.seal(access_key_id.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "access_key_id"))?,
@@ -234,6 +266,42 @@ impl Vault {
             .await?;
         self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), status, "").await?;
         self.get(actor, scope, instance).await
+    }
+
+    /// New keys for a credential that live VMs use must still reach those VMs:
+    /// keys of another cloud account would make them look gone (and leave
+    /// them running, billed and unmanageable). Refused, saying which VMs,
+    /// unless the cloud could not be asked and `force` is set.
+    async fn check_replacement_sees_live_vms(
+        &self,
+        sc: &str,
+        owner: &str,
+        instance: &InstanceName,
+        creds: &Credentials,
+        force: bool,
+    ) -> ServiceResult<()> {
+        let Some(existing) = self.store.get_credential(sc, owner, instance.as_str()).await? else { return Ok(()) };
+        let live = self.store.vms_using_credential(&existing.id, &VmStatus::live_names()).await?;
+        let ids: Vec<String> = live.iter().filter_map(|(_, cloud)| cloud.clone()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let Some(connector) = self.registry.snapshot().instance(instance.as_str()).and_then(|i| i.connector.clone()) else {
+            return Ok(());
+        };
+        let refused = |what: String| {
+            ServiceError::Conflict(format!(
+                "{what}; these keys would lose live VM(s) {} launched with the current keys (another cloud account?): terminate them first",
+                live.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        };
+        match connector.describe_instances(creds, &DescribeFilter::ids(&ids)).await {
+            Ok(found) if ids.iter().all(|id| found.iter().any(|v| &v.id == id)) => Ok(()),
+            Ok(_) => Err(refused("the cloud does not show these keys every VM of the current ones".into())),
+            Err(ConnectorError::NotFound { .. }) => Err(refused("the cloud does not know these VMs under the new keys".into())),
+            Err(_) if force => Ok(()),
+            Err(e) => Err(refused(format!("the VMs could not be checked with the new keys ({})", explain(&e)))),
+        }
     }
 
     /// The masked credential.
@@ -266,8 +334,17 @@ impl Vault {
     pub async fn delete(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<()> {
         scope.check(actor)?;
         let (sc, owner) = scope.parts();
-        if !self.store.delete_credential(sc, owner, instance.as_str()).await? {
-            return Err(scope.not_found(instance));
+        match self.store.delete_credential(sc, owner, instance.as_str(), &VmStatus::live_names()).await? {
+            CredentialDelete::Deleted => {}
+            CredentialDelete::NotFound => return Err(scope.not_found(instance)),
+            CredentialDelete::InUse(vms) => {
+                let why = format!(
+                    "these credentials are in use by live VM(s) {}: terminate them first (the broker acts on them with these keys)",
+                    vms.join(", ")
+                );
+                self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                return Err(ServiceError::Conflict(why));
+            }
         }
         self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "ok", "").await?;
         Ok(())
@@ -383,5 +460,21 @@ impl Vault {
     /// Ids of the loaded keys.
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).ids()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_secret;
+
+    #[test]
+    fn short_secrets_are_scrubbed_as_whole_words_only() {
+        assert_eq!(scrub_secret("sandbox account ready", "s", "****"), "sandbox account ready");
+        assert_eq!(scrub_secret("bad secret s given", "s", "****"), "bad secret **** given");
+        assert_eq!(scrub_secret("s", "s", "****"), "****");
+        assert_eq!(scrub_secret("key=abc,abcd", "abc", "*"), "key=*,abcd");
+        let long = "wJalrXUtnFEMI/K7MDENG";
+        assert_eq!(scrub_secret(&format!("x{long}y and {long}"), long, "*"), "x*y and *");
+        assert_eq!(scrub_secret("anything", "", "*"), "anything");
     }
 }

@@ -20,7 +20,7 @@ fn admin() -> Actor {
 
 async fn add_user(b: &Broker, name: &str) -> Actor {
     let u = b.identity.create_user(&admin(), &user(name), &SecretString::new(format!("{name}-password")), false).await.unwrap();
-    Actor { name: u.name, is_admin: false }
+    Actor::new(u.name, false)
 }
 
 async fn linux_image(b: &Broker) {

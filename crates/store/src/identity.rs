@@ -14,12 +14,21 @@ pub struct UserRow {
     pub is_admin: bool,
     pub ssh_public_key: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When an admin disabled the account; `None` while it is enabled.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
-type UserTuple = (String, String, i64, Option<String>, i64);
+type UserTuple = (String, String, i64, Option<String>, i64, Option<i64>);
 
 fn user(t: UserTuple) -> UserRow {
-    UserRow { name: t.0, password_hash: t.1, is_admin: t.2 != 0, ssh_public_key: t.3, created_at: ms_to_time(t.4) }
+    UserRow {
+        name: t.0,
+        password_hash: t.1,
+        is_admin: t.2 != 0,
+        ssh_public_key: t.3,
+        created_at: ms_to_time(t.4),
+        disabled_at: t.5.map(ms_to_time),
+    }
 }
 
 /// A stored session.
@@ -57,7 +66,7 @@ fn token(t: TokenTuple) -> TokenRow {
     }
 }
 
-const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at";
+const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at, disabled_at";
 const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at";
 
 impl Store {
@@ -234,6 +243,34 @@ impl Store {
             .bind(now_ms())
             .bind(id)
             .bind(user_name)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Revokes every live token of a user; returns how many.
+    pub async fn revoke_all_tokens(&self, user_name: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(user_name)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Ends every session of a user; returns how many.
+    pub async fn delete_user_sessions(&self, user_name: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_name = $1").bind(user_name).execute(self.pool()).await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Disables (sets `disabled_at`) or enables a user; false when there is no such user.
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let r = sqlx::query("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3")
+            .bind(disabled.then_some(now))
+            .bind(now)
+            .bind(name)
             .execute(self.pool())
             .await?;
         Ok(r.rows_affected() == 1)

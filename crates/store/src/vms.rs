@@ -222,15 +222,22 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
+        .await;
+        match r {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            // Another replica recorded this cloud VM between our check and our write.
+            Err(e) => match StoreError::from(e) {
+                e if e.is_unique_violation() => Ok(false),
+                e => Err(e),
+            },
+        }
     }
 
     /// Records a VM found in the cloud that the broker has no row for.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<(), StoreError> {
+    /// Returns false when the cloud VM is already recorded (by another replica).
+    pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<bool, StoreError> {
         let now = now_ms();
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at, tags) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
         )
@@ -252,8 +259,14 @@ impl Store {
         .bind(now)
         .bind(serde_json::to_string(&row.tags).unwrap_or_else(|_| "{}".into()))
         .execute(self.pool())
-        .await?;
-        Ok(())
+        .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => match StoreError::from(e) {
+                e if e.is_unique_violation() => Ok(false),
+                e => Err(e),
+            },
+        }
     }
 
     /// Sets the state (and, when given, cloud id and addresses) of a VM.

@@ -82,6 +82,11 @@ impl VmStatus {
     pub fn quota_counted_names() -> Vec<&'static str> {
         Self::QUOTA_COUNTED.iter().map(|s| s.as_str()).collect()
     }
+
+    /// The stored names of the live statuses.
+    pub fn live_names() -> Vec<&'static str> {
+        Self::ALL.iter().filter(|s| s.is_live()).map(|s| s.as_str()).collect()
+    }
 }
 
 impl From<VmState> for VmStatus {

@@ -4,13 +4,19 @@
 //! time; it adopts VMs whose launch was interrupted, refreshes statuses and
 //! addresses, marks VMs gone from the cloud, and fails launches that never
 //! reached the cloud within the grace period.
+//!
+//! Invariants: a VM record ends (terminated) only on the cloud's word for that
+//! id (`InvalidInstanceID.NotFound` or a terminated state), never because a
+//! tag-filtered listing missed it; a VM found by its tags is recorded only for
+//! a user who may act with the credential it was listed with; one cloud VM has
+//! at most one record (a unique index, whatever two replicas do).
 
 use super::{Provisioning, Vm};
 use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
 use crate::error::ServiceResult;
 use crate::identity::Actor;
 use cloudbroker_connector_api::model::tags;
-use cloudbroker_connector_api::{DescribeFilter, VmState};
+use cloudbroker_connector_api::{Connector, ConnectorError, Credentials, DescribeFilter, VmState};
 use cloudbroker_store::now_ms;
 use cloudbroker_store::vms::VmRow;
 use serde::Serialize;
@@ -26,6 +32,14 @@ pub struct ReconcileReport {
     pub adopted: usize,
     pub vanished: usize,
     pub failed_launches: usize,
+    /// Broker-tagged VMs not recorded: their user tag names someone who may
+    /// not use the credential they were listed with.
+    pub refused: usize,
+    /// Known VMs the tag listing missed and the cloud reported by id without
+    /// our tag (a cloud that keeps no tags, or a tag removed in the cloud).
+    pub untagged: usize,
+    /// Known VMs the cloud neither listed nor reported missing.
+    pub unconfirmed: usize,
     pub errors: Vec<String>,
 }
 
@@ -54,8 +68,7 @@ impl Provisioning {
     pub async fn reconcile(&self, holder: &str) -> ServiceResult<ReconcileReport> {
         let ttl = self.lease_ttl();
         let mut report = ReconcileReport::default();
-        let live: Vec<&str> = VmStatus::ALL.iter().filter(|s| s.is_live()).map(|s| s.as_str()).collect();
-        let rows = self.store.vms_in_states(&live).await?;
+        let rows = self.store.vms_in_states(&VmStatus::live_names()).await?;
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
             groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);
@@ -76,7 +89,7 @@ impl Provisioning {
             };
             let Ok(instance) = InstanceName::parse(&instance) else { continue };
             let cred = CredentialId::from_stored(cred);
-            if let Err(e) = self.reconcile_group(&instance, &cred, &vms, &mut report).await {
+            if let Err(e) = self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut report).await {
                 report.errors.push(format!("{instance}: {e}"));
             }
         }
@@ -84,12 +97,15 @@ impl Provisioning {
     }
 
     /// Matches a cloud VM of a launch to a record (idempotent). Returns
-    /// whether a record was changed.
+    /// whether a record was changed. A VM is put into a launch's row only when
+    /// that row is of the same instance and credential, and (when the VM
+    /// carries a user tag) of that user: tags are written by whoever holds the
+    /// cloud account, so they are never enough on their own.
     pub(super) async fn record_cloud_vm(
         &self,
         instance: &InstanceName,
         launch_id: &LaunchId,
-        _credential: &CredentialId,
+        credential: &CredentialId,
         vm: &cloudbroker_connector_api::Vm,
     ) -> ServiceResult<bool> {
         let status = VmStatus::from(vm.state);
@@ -100,7 +116,14 @@ impl Provisioning {
             }
             return Ok(changed);
         }
-        for r in self.launch_vms(launch_id).await?.iter().filter(|r| r.cloud_id.is_none()) {
+        let tagged_user = vm.tag(tags::USER);
+        let candidates = self.launch_vms(launch_id).await?;
+        for r in candidates.iter().filter(|r| {
+            r.cloud_id.is_none()
+                && &r.instance == instance
+                && &r.credential_id == credential
+                && tagged_user.is_none_or(|u| u == r.user.as_str())
+        }) {
             if self.store.adopt_vm(r.id.as_str(), &vm.id, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
                 return Ok(true);
             }
@@ -108,16 +131,40 @@ impl Provisioning {
         Ok(false)
     }
 
+    /// Whether `user` may act with the stored credential `cred`: it is theirs,
+    /// or a shared credential granted to them.
+    async fn may_use_credential(&self, user: &UserName, cred: &CredentialId) -> ServiceResult<bool> {
+        if let Some(owner) = cred.as_str().strip_prefix("anonymous:") {
+            return Ok(owner == user.as_str());
+        }
+        let Some(row) = self.store.get_credential_by_id(cred.as_str()).await? else { return Ok(false) };
+        Ok(match row.scope.as_str() {
+            "user" => row.owner == user.as_str(),
+            _ => self.store.grants(&row.id).await?.iter().any(|g| g == user.as_str()),
+        })
+    }
+
+    /// Keeps this replica's lease on a group while it works on it; false when
+    /// another replica holds it now (this pass then stops writing to the group).
+    async fn renew(&self, lease: &str, holder: &str) -> ServiceResult<bool> {
+        Ok(self.store.try_lease(lease, holder, self.lease_ttl().as_millis() as i64).await?)
+    }
+
     async fn reconcile_group(
         &self,
         instance: &InstanceName,
         cred: &CredentialId,
         rows: &[Vm],
+        (lease, holder): (&str, &str),
         report: &mut ReconcileReport,
     ) -> ServiceResult<()> {
         let (connector, _, _) = self.connector(instance)?;
         let creds = self.vault.credentials_by_id(cred).await?;
         let seen = connector.describe_instances(&creds, &DescribeFilter::tag(tags::BROKER, &self.broker_id)).await?;
+        if !self.renew(lease, holder).await? {
+            report.skipped_locked += 1;
+            return Ok(());
+        }
         let seen_ids: BTreeSet<&str> = seen.iter().map(|v| v.id.as_str()).collect();
         for vm in &seen {
             let Some(tag) = vm.tag(tags::LAUNCH) else { continue };
@@ -138,9 +185,16 @@ impl Provisioning {
                 continue;
             }
             let launch = any_launch;
-            // A broker-tagged VM with no record at all (e.g. restored database): record it.
+            // A broker-tagged VM with no record at all (e.g. restored database):
+            // record it, but only for a user who may act with the credential it
+            // was listed with. Anyone can write tags in their own account.
             let Some(user) = vm.tag(tags::USER).and_then(|u| UserName::parse(u).ok()) else { continue };
             if vm.state == VmState::Terminated || self.store.get_user(user.as_str()).await?.is_none() {
+                continue;
+            }
+            if !self.may_use_credential(&user, cred).await? {
+                report.refused += 1;
+                tracing::warn!(%instance, cloud_id = %vm.id, tagged_user = %user, "a broker-tagged VM names a user who does not own the credential it was listed with; not recorded");
                 continue;
             }
             let row = VmRow {
@@ -164,46 +218,124 @@ impl Provisioning {
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
             };
-            self.store.insert_adopted_vm(&row).await?;
-            report.adopted += 1;
+            if self.store.insert_adopted_vm(&row).await? {
+                report.adopted += 1;
+            }
+        }
+        // The tag listing is a hint: clouds that keep no tags, or a user who
+        // removed ours, would make running VMs look gone. Ask for the missing
+        // ones by id; only the cloud's "no such instance" or an explicit
+        // terminated state ends a record.
+        let missing: Vec<&Vm> =
+            rows.iter().filter(|r| r.cloud_id.as_deref().is_some_and(|id| !seen_ids.contains(id))).collect();
+        for chunk in missing.chunks(CONFIRM_BATCH) {
+            let confirmed = self.confirm_by_id(connector.as_ref(), &creds, chunk).await?;
+            if !self.renew(lease, holder).await? {
+                report.skipped_locked += 1;
+                return Ok(());
+            }
+            for (r, found) in chunk.iter().zip(confirmed) {
+                match found {
+                    Confirmed::Gone => {
+                        self.store
+                            .update_vm(
+                                r.id.as_str(),
+                                VmStatus::Terminated.as_str(),
+                                None,
+                                None,
+                                None,
+                                Some("no longer in the cloud (terminated outside the broker)"),
+                            )
+                            .await?;
+                        report.vanished += 1;
+                    }
+                    Confirmed::Present(vm) => {
+                        let status = VmStatus::from(vm.state);
+                        if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
+                            self.store
+                                .update_vm(r.id.as_str(), status.as_str(), None, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
+                                .await?;
+                            if status == VmStatus::Terminated {
+                                report.vanished += 1;
+                            } else {
+                                report.updated += 1;
+                            }
+                        }
+                        if vm.tag(tags::BROKER) != Some(self.broker_id.as_str()) {
+                            report.untagged += 1;
+                        }
+                    }
+                    Confirmed::Unknown => {
+                        report.unconfirmed += 1;
+                        report.errors.push(format!(
+                            "{instance}: VM {} ({}) was neither listed nor reported missing by the cloud; its record is kept",
+                            r.id,
+                            r.cloud_id.as_deref().unwrap_or("")
+                        ));
+                    }
+                }
+            }
         }
         let grace_ms = self.launch_grace.as_millis() as i64;
         for r in rows {
-            match &r.cloud_id {
-                Some(id) if !seen_ids.contains(id.as_str()) => {
-                    self.store
-                        .update_vm(
-                            r.id.as_str(),
-                            VmStatus::Terminated.as_str(),
-                            None,
-                            None,
-                            None,
-                            Some("no longer in the cloud (terminated outside the broker)"),
-                        )
-                        .await?;
-                    report.vanished += 1;
-                }
-                None if now_ms() - r.created_at.timestamp_millis() > grace_ms => {
-                    // Re-read: the adoption above may just have given it a cloud id.
-                    if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
-                        if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
-                            self.store
-                                .update_vm(
-                                    r.id.as_str(),
-                                    VmStatus::Failed.as_str(),
-                                    None,
-                                    None,
-                                    None,
-                                    Some("launch interrupted before the cloud created the VM"),
-                                )
-                                .await?;
-                            report.failed_launches += 1;
-                        }
+            if r.cloud_id.is_none() && now_ms() - r.created_at.timestamp_millis() > grace_ms {
+                // Re-read: the adoption above may just have given it a cloud id.
+                if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
+                    if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
+                        self.store
+                            .update_vm(
+                                r.id.as_str(),
+                                VmStatus::Failed.as_str(),
+                                None,
+                                None,
+                                None,
+                                Some("launch interrupted before the cloud created the VM"),
+                            )
+                            .await?;
+                        report.failed_launches += 1;
                     }
                 }
-                _ => {}
             }
         }
         Ok(())
     }
+
+    /// Asks the cloud for VMs by id. EC2 answers a whole request with
+    /// `InvalidInstanceID.NotFound` when one id is unknown, so a failed batch is
+    /// asked again one id at a time. Any other error ends the pass for the group.
+    async fn confirm_by_id(&self, connector: &dyn Connector, creds: &Credentials, rows: &[&Vm]) -> ServiceResult<Vec<Confirmed>> {
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.cloud_id.clone()).collect();
+        match connector.describe_instances(creds, &DescribeFilter::ids(&ids)).await {
+            Ok(found) => Ok(ids
+                .iter()
+                .map(|id| found.iter().find(|v| &v.id == id).cloned().map_or(Confirmed::Unknown, Confirmed::Present))
+                .collect()),
+            Err(ConnectorError::NotFound { code, .. }) if is_instance_not_found(&code) && ids.len() == 1 => Ok(vec![Confirmed::Gone]),
+            Err(ConnectorError::NotFound { code, .. }) if is_instance_not_found(&code) => {
+                let mut out = Vec::with_capacity(ids.len());
+                for r in rows {
+                    out.extend(Box::pin(self.confirm_by_id(connector, creds, std::slice::from_ref(r))).await?);
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// VMs asked for by id per call.
+const CONFIRM_BATCH: usize = 100;
+
+fn is_instance_not_found(code: &str) -> bool {
+    code == "InvalidInstanceID.NotFound"
+}
+
+/// What the cloud said of a VM asked for by id.
+enum Confirmed {
+    /// It does not know the id.
+    Gone,
+    /// It answered with the VM.
+    Present(cloudbroker_connector_api::Vm),
+    /// It answered without it and without an error.
+    Unknown,
 }

@@ -3,10 +3,11 @@
 use super::actor::ApiActor;
 use super::error::{parse, ApiResult};
 use super::{no_content, ok};
-use actix_web::{web, HttpResponse};
+use crate::common::auth::client_ip;
+use actix_web::{web, HttpRequest, HttpResponse};
 use cloudbroker_connector_api::SecretString;
-use cloudbroker_core::domain::UserName;
-use cloudbroker_core::Broker;
+use cloudbroker_core::domain::{TokenId, UserName};
+use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -15,6 +16,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/{user}", web::get().to(get_user))
         .route("/users/{user}/password", web::put().to(set_password))
         .route("/users/{user}/role", web::put().to(set_role))
+        .route("/users/{user}/disable", web::post().to(disable_user))
+        .route("/users/{user}/enable", web::post().to(enable_user))
+        .route("/users/{user}/tokens", web::get().to(list_user_tokens))
+        .route("/users/{user}/tokens/{id}", web::delete().to(revoke_user_token))
         .route("/users/{user}/ssh-key", web::put().to(set_ssh_key));
 }
 
@@ -56,10 +61,42 @@ async fn get_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String
 #[serde(deny_unknown_fields)]
 struct Password {
     password: String,
+    /// Required to change one's own password.
+    current_password: Option<String>,
 }
 
-async fn set_password(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Json<Password>) -> ApiResult {
-    broker.identity.set_password(&a.0, &user_in_path(&user)?, &SecretString::new(body.password.clone())).await?;
+/// Sets a password; every session and token of the user ends.
+async fn set_password(
+    req: HttpRequest,
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    body: web::Json<Password>,
+) -> ApiResult {
+    let current = body.current_password.clone().map(SecretString::new);
+    broker
+        .identity
+        .set_password(&a.0, &user_in_path(&user)?, current.as_ref(), &SecretString::new(body.password.clone()), client_ip(&req))
+        .await?;
+    no_content()
+}
+
+async fn disable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+    ok(broker.identity.set_disabled(&a.0, &user_in_path(&user)?, true).await?)
+}
+
+async fn enable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+    ok(broker.identity.set_disabled(&a.0, &user_in_path(&user)?, false).await?)
+}
+
+async fn list_user_tokens(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+    ok(broker.identity.list_tokens(&a.0, &user_in_path(&user)?).await?)
+}
+
+async fn revoke_user_token(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+    let (user, id) = path.into_inner();
+    let id = TokenId::parse(&id).map_err(|_| ServiceError::NotFound(cloudbroker_core::Resource::Record(format!("token '{}'", id.chars().take(64).collect::<String>()))))?;
+    broker.identity.revoke_token(&a.0, &user_in_path(&user)?, &id).await?;
     no_content()
 }
 
