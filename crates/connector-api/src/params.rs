@@ -120,6 +120,12 @@ const SANDBOX_PARAMS: &[ParamSpec] = &[
         "Maximum number of live VMs this simulated cloud holds (empty: unlimited).",
     ),
     p("public.ips", ParamType::Bool, Some("true"), "Give VMs a public address as well as a private one."),
+    p(
+        "keep.tags",
+        ParamType::Bool,
+        Some("true"),
+        "Keep the tags given at launch. false simulates a cloud that drops them (econe without CreateTags).",
+    ),
     p("api.latency.ms", ParamType::Int { min: 0, max: 60_000 }, Some("0"), "Simulated latency of every API call."),
     QUOTA_VM,
     MAX_WORKERS,

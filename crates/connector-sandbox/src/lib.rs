@@ -52,6 +52,8 @@ pub struct SandboxSettings {
     pub failure_rate: f64,
     pub capacity: Option<usize>,
     pub public_ips: bool,
+    /// Whether launch tags are kept (false: a cloud that drops them).
+    pub keep_tags: bool,
     pub api_latency: Duration,
     pub workers: usize,
 }
@@ -65,6 +67,7 @@ impl SandboxSettings {
             failure_rate: p.get_f64(k, "failure.rate").unwrap_or(0.0),
             capacity: p.get_int(k, "capacity").map(|c| c.max(0) as usize),
             public_ips: p.get_bool(k, "public.ips").unwrap_or(true),
+            keep_tags: p.get_bool(k, "keep.tags").unwrap_or(true),
             api_latency: Duration::from_millis(p.get_int(k, "api.latency.ms").unwrap_or(0).max(0) as u64),
             workers: p.get_int(k, "max.iaas.workers").unwrap_or(20).max(1) as usize,
         }
@@ -243,7 +246,7 @@ impl Connector for SandboxConnector {
 
     async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
         let fail = self.settings.failure_rate > 0.0 && rand::thread_rng().gen_bool(self.settings.failure_rate.clamp(0.0, 1.0));
-        let (public_ips, capacity) = (self.settings.public_ips, self.settings.capacity);
+        let (public_ips, capacity, keep_tags) = (self.settings.public_ips, self.settings.capacity, self.settings.keep_tags);
         let instance = self.instance.to_string();
         self.enter(creds, move |w, acct| {
             if req.count == 0 {
@@ -308,7 +311,7 @@ impl Connector for SandboxConnector {
                     key_name: req.key_name.clone(),
                     launch_time: Some(Utc::now()),
                     client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
-                    tags: req.tags.clone(),
+                    tags: if keep_tags { req.tags.clone() } else { Vec::new() },
                 };
                 w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed: now });
                 w.order.push(id);
@@ -471,6 +474,7 @@ mod tests {
                 failure_rate: 0.0,
                 capacity: None,
                 public_ips: true,
+                keep_tags: true,
                 api_latency: Duration::ZERO,
                 workers: 4,
             },

@@ -59,6 +59,20 @@ pub struct Readiness {
     pub error: Option<String>,
 }
 
+/// Where the generated password of `super` is written on first start.
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Writes `text` to a new file of mode 0600 (replacing any older one).
+fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
 impl Broker {
     /// Opens the store (applying migrations) and loads the connectors.
     pub async fn start(config: Config) -> Result<Self, StartError> {
@@ -76,7 +90,14 @@ impl Broker {
         };
         let identity = Arc::new(identity);
         if let Some(pw) = identity.bootstrap_super(config.admin_password.as_ref()).await.map_err(|e| StartError::Other(e.to_string()))? {
-            tracing::warn!("created the admin account 'super' with the generated password: {} (shown once; change it with `cloudbroker user passwd super`)", pw.expose());
+            // Never in the log (logs are shipped and kept): in a file only its owner reads.
+            let path = config.data_dir.join(INITIAL_ADMIN_PASSWORD_FILE);
+            write_secret_file(&path, pw.expose())
+                .map_err(|e| StartError::Other(format!("cannot write the generated admin password to {}: {e}", path.display())))?;
+            tracing::warn!(
+                file = %path.display(),
+                "created the admin account 'super' with a generated password, written to that file (mode 0600); sign in, change it (`cloudbroker user passwd super`) and delete the file"
+            );
         }
         let images = Arc::new(Images::new(store.clone(), registry.clone()));
         let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);

@@ -30,7 +30,7 @@ pub(super) async fn login_form(req: HttpRequest, broker: web::Data<Broker>) -> H
     }
     let token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32).unwrap_or_else(|| random_token(""));
     let mut r = html(StatusCode::OK, &LoginPage { csrf: &token, username: "", error: None });
-    let _ = r.add_cookie(&cookie(&broker, LOGIN_CSRF_COOKIE, token));
+    let _ = r.add_cookie(&cookie(&req, &broker, LOGIN_CSRF_COOKIE, token));
     r
 }
 
@@ -54,8 +54,8 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
         Ok(actor) => match broker.identity.create_session(&actor).await {
             Ok((raw, _)) => {
                 let mut r = redirect("/");
-                let _ = r.add_cookie(&cookie(&broker, SESSION_COOKIE, raw));
-                let _ = r.add_cookie(&removal(&broker, LOGIN_CSRF_COOKIE));
+                let _ = r.add_cookie(&cookie(&req, &broker, SESSION_COOKIE, raw));
+                let _ = r.add_cookie(&removal(&req, &broker, LOGIN_CSRF_COOKIE));
                 r
             }
             Err(e) => {
@@ -66,6 +66,7 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
         Err(e) => {
             let status = match e {
                 ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
             let username: String = form.username.chars().take(64).collect();
@@ -79,12 +80,12 @@ pub(super) struct CsrfForm {
     csrf: Option<String>,
 }
 
-pub(super) async fn logout(me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfForm>) -> HttpResponse {
+pub(super) async fn logout(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfForm>) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let _ = broker.identity.logout(&me.raw).await;
     let mut r = redirect("/login");
-    let _ = r.add_cookie(&removal(&broker, SESSION_COOKIE));
+    let _ = r.add_cookie(&removal(&req, &broker, SESSION_COOKIE));
     r
 }

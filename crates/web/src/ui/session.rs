@@ -38,14 +38,22 @@ impl FromRequest for SignedIn {
     }
 }
 
+/// Whether cookies get `Secure`: when the configured public URL is https, or
+/// the request itself came over https (directly, or through a proxy that says
+/// so in `Forwarded` / `X-Forwarded-Proto`). A client can only make its own
+/// cookie stricter this way, never looser.
+pub fn secure(req: &HttpRequest, broker: &Broker) -> bool {
+    broker.config.secure_cookies() || req.connection_info().scheme().eq_ignore_ascii_case("https")
+}
+
 /// A cookie with the broker's settings (HttpOnly, SameSite=Strict, Secure behind https).
-pub fn cookie<'a>(broker: &Broker, name: &'a str, value: String) -> Cookie<'a> {
-    Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Strict).secure(broker.config.secure_cookies()).finish()
+pub fn cookie<'a>(req: &HttpRequest, broker: &Broker, name: &'a str, value: String) -> Cookie<'a> {
+    Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Strict).secure(secure(req, broker)).finish()
 }
 
 /// A cookie that removes `name`.
-pub fn removal<'a>(broker: &Broker, name: &'a str) -> Cookie<'a> {
-    let mut c = cookie(broker, name, String::new());
+pub fn removal<'a>(req: &HttpRequest, broker: &Broker, name: &'a str) -> Cookie<'a> {
+    let mut c = cookie(req, broker, name, String::new());
     c.make_removal();
     c
 }
