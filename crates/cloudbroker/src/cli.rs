@@ -246,8 +246,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load_config(&cli.global)?;
             init_logging(&config);
             let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
-            let (id, dropped) = broker.vault.rotate(&cloudbroker_core::Actor::system()).await.map_err(|e| e.to_string())?;
-            println!("current master key: {id}; dropped: {}", if dropped.is_empty() { "none".to_string() } else { dropped.join(", ") });
+            let r = broker.vault.rotate(&cloudbroker_core::Actor::system()).await.map_err(|e| e.to_string())?;
+            let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            println!(
+                "current master key: {}; {} secret(s) re-sealed; retired (kept {} days): {}; dropped: {}",
+                r.current_key,
+                r.resealed,
+                cloudbroker_core::vault::RETIRED_KEY_GRACE.as_secs() / 86_400,
+                list(&r.retired_keys),
+                list(&r.dropped_keys)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

@@ -1196,7 +1196,7 @@ fn dockerfile_settings_and_context_work() {
 // ---------------------------------------------------------------- master key
 
 /// The README's recipe for a master key file, run as written, makes a file
-/// the broker loads (the rotation drops its key by id); 32 raw bytes do not.
+/// the broker loads (the rotation retires its key by id); 32 raw bytes do not.
 #[test]
 fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
     let readme = read("README.md");
@@ -1220,7 +1220,7 @@ fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
     let out = rotate(&key, &data);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("dropped: {id}")), "the broker did not load key {id}: {stdout}");
+    assert!(stdout.contains(&format!(": {id}; dropped")), "the broker did not load key {id}: {stdout}");
 
     // 32 raw random bytes are refused.
     let raw = dir.path().join("raw.key");

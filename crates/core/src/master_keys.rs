@@ -36,10 +36,19 @@ pub enum VaultError {
     OpenFailed,
 }
 
+/// One master key; `retired` (unix seconds) once it sealed nothing any more.
+struct Key {
+    id: String,
+    key: Zeroizing<[u8; 32]>,
+    retired: Option<i64>,
+}
+
 /// The loaded master keys.
 pub struct MasterKeys {
     path: PathBuf,
-    keys: Vec<(String, Zeroizing<[u8; 32]>)>,
+    keys: Vec<Key>,
+    /// (modified time, length) of the file when last read or written.
+    stamp: Option<(std::time::SystemTime, u64)>,
 }
 
 impl fmt::Debug for MasterKeys {
@@ -48,20 +57,24 @@ impl fmt::Debug for MasterKeys {
     }
 }
 
-fn new_key() -> (String, Zeroizing<[u8; 32]>) {
+fn new_key() -> Key {
     let mut k = Zeroizing::new([0u8; 32]);
     rand::thread_rng().fill_bytes(k.as_mut());
     let mut id = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut id);
-    (format!("k{}-{}", chrono::Utc::now().format("%Y%m%d"), hex::encode(id)), k)
+    Key { id: format!("k{}-{}", chrono::Utc::now().format("%Y%m%d"), hex::encode(id)), key: k, retired: None }
+}
+
+fn stamp_of(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 impl MasterKeys {
     /// Loads the key file, creating it (mode 0600, one new key) if missing.
     pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
         if !path.exists() {
-            let (id, key) = new_key();
-            let keys = Self { path: path.to_path_buf(), keys: vec![(id, key)] };
+            let mut keys = Self { path: path.to_path_buf(), keys: vec![new_key()], stamp: None };
             keys.write()?;
             tracing::info!(path = %path.display(), "generated a new master key");
             return Ok(keys);
@@ -86,10 +99,18 @@ impl MasterKeys {
                 continue;
             }
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let [kw, id, b64] = parts.as_slice() else {
-                return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
+            let (kw, id, b64, retired) = match parts.as_slice() {
+                [kw, id, b64] => (*kw, *id, *b64, None),
+                [kw, id, b64, r] => {
+                    let at = r
+                        .strip_prefix("retired=")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .ok_or_else(|| err(format!("line {}: expected 'retired=<unix seconds>' after the key", i + 1)))?;
+                    (*kw, *id, *b64, Some(at))
+                }
+                _ => return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1))),
             };
-            if *kw != "key" {
+            if kw != "key" {
                 return Err(err(format!("line {}: expected 'key <id> <base64>'", i + 1)));
             }
             let raw = Zeroizing::new(
@@ -100,27 +121,33 @@ impl MasterKeys {
                 return Err(err(format!("line {}: key must be 32 bytes, found {}", i + 1, raw.len())));
             }
             k.copy_from_slice(&raw);
-            if keys.iter().any(|(x, _): &(String, _)| x == id) {
+            if keys.iter().any(|x: &Key| x.id == id) {
                 return Err(err(format!("line {}: duplicate key id '{id}'", i + 1)));
             }
-            keys.push((id.to_string(), k));
+            keys.push(Key { id: id.to_string(), key: k, retired });
         }
         if keys.is_empty() {
             return Err(err("no key in file".into()));
         }
-        Ok(Self { path: path.to_path_buf(), keys })
+        Ok(Self { path: path.to_path_buf(), keys, stamp: stamp_of(path) })
     }
 
-    fn write(&self) -> Result<(), VaultError> {
+    fn write(&mut self) -> Result<(), VaultError> {
         let shown = self.path.display().to_string();
         let err = |e: std::io::Error| VaultError::KeyFile { path: shown.clone(), message: e.to_string() };
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+        if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let mut text =
-            Zeroizing::new(String::from("# cloudbroker master keys: the last one seals new secrets. Keep this file secret (mode 0600).\n"));
-        for (id, k) in &self.keys {
-            text.push_str(&format!("key {id} {}\n", base64::engine::general_purpose::STANDARD.encode(k.as_ref())));
+        let mut text = Zeroizing::new(String::from(
+            "# cloudbroker master keys: the last one seals new secrets; retired ones are kept a while for other processes.\n# Keep this file secret (mode 0600), back it up apart from the database, and give every replica the same file.\n",
+        ));
+        for k in &self.keys {
+            text.push_str(&format!("key {} {}", k.id, base64::engine::general_purpose::STANDARD.encode(k.key.as_ref())));
+            if let Some(at) = k.retired {
+                text.push_str(&format!(" retired={at}"));
+            }
+            text.push('\n');
         }
         let tmp = self.path.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -128,7 +155,29 @@ impl MasterKeys {
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         std::fs::rename(&tmp, &self.path).map_err(err)?;
+        // The rename is durable only once the directory is on disk too.
+        if let Some(dir) = &dir {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        self.stamp = stamp_of(&self.path);
         Ok(())
+    }
+
+    /// Re-reads the file if another process changed it, and merges: keys
+    /// from the file come first in its order (its last seals from now on),
+    /// keys only this process knew are kept as older ones. Nothing known is
+    /// ever forgotten by a reload. Returns whether anything was read.
+    pub fn merge_from_disk(&mut self) -> Result<bool, VaultError> {
+        if stamp_of(&self.path) == self.stamp {
+            return Ok(false);
+        }
+        let disk = Self::load(&self.path)?;
+        let mut merged: Vec<Key> =
+            self.keys.drain(..).filter(|k| !disk.keys.iter().any(|d| d.id == k.id)).collect();
+        merged.extend(disk.keys);
+        self.keys = merged;
+        self.stamp = disk.stamp;
+        Ok(true)
     }
 
     /// The key file.
@@ -138,36 +187,65 @@ impl MasterKeys {
 
     /// Key ids, oldest first.
     pub fn ids(&self) -> Vec<String> {
-        self.keys.iter().map(|(id, _)| id.clone()).collect()
+        self.keys.iter().map(|k| k.id.clone()).collect()
     }
 
     /// The id of the key that seals new secrets.
     pub fn current_id(&self) -> &str {
-        self.keys.last().map(|(id, _)| id.as_str()).unwrap_or("")
+        self.keys.last().map(|k| k.id.as_str()).unwrap_or("")
     }
 
     /// Adds a new current key and saves the file.
     pub fn add_key(&mut self) -> Result<String, VaultError> {
-        let (id, k) = new_key();
-        self.keys.push((id.clone(), k));
+        let k = new_key();
+        let id = k.id.clone();
+        self.keys.push(k);
         self.write()?;
         Ok(id)
     }
 
-    /// Drops keys not in `keep` (the current key is always kept) and saves.
-    pub fn retain(&mut self, keep: &[String]) -> Result<Vec<String>, VaultError> {
+    /// Retires keys that nothing in `in_use` needs (the current key always
+    /// stays) and drops those retired longer than `grace` ago, so that a
+    /// process still sealing with an old key keeps a file that opens what it
+    /// wrote. Saves when something changed; returns the dropped ids.
+    pub fn retire(&mut self, in_use: &[String], grace: std::time::Duration, now: i64) -> Result<Vec<String>, VaultError> {
         let current = self.current_id().to_string();
-        let dropped: Vec<String> = self.ids().into_iter().filter(|id| *id != current && !keep.contains(id)).collect();
+        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        let mut changed = false;
+        let mut dropped = Vec::new();
+        for k in &mut self.keys {
+            let needed = k.id == current || in_use.contains(&k.id);
+            match (needed, k.retired) {
+                (true, Some(_)) => {
+                    k.retired = None;
+                    changed = true;
+                }
+                (false, None) => {
+                    k.retired = Some(now);
+                    changed = true;
+                }
+                (false, Some(at)) if now.saturating_sub(at) >= grace => dropped.push(k.id.clone()),
+                _ => {}
+            }
+        }
         if !dropped.is_empty() {
-            self.keys.retain(|(id, _)| *id == current || keep.contains(id));
+            self.keys.retain(|k| !dropped.contains(&k.id));
+            changed = true;
+        }
+        if changed {
             self.write()?;
         }
         Ok(dropped)
     }
 
+    /// Ids of retired keys.
+    pub fn retired_ids(&self) -> Vec<String> {
+        self.keys.iter().filter(|k| k.retired.is_some()).map(|k| k.id.clone()).collect()
+    }
+
     /// Seals `plaintext` with the current key, bound to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, VaultError> {
-        let (id, key) = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
+        let Key { id, key, .. } = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -198,7 +276,7 @@ impl MasterKeys {
         let start = 2 + id.len();
         let nonce = blob.get(start..start + 12).ok_or(VaultError::Malformed)?;
         let ct = blob.get(start + 12..).ok_or(VaultError::Malformed)?;
-        let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, k)| k).ok_or_else(|| VaultError::UnknownKey(id.to_string()))?;
+        let key = self.keys.iter().find(|k| k.id == id).map(|k| &k.key).ok_or_else(|| VaultError::UnknownKey(id.to_string()))?;
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
         cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
@@ -240,10 +318,36 @@ mod tests {
         assert_eq!(reloaded.ids(), vec![old.clone(), new.clone()]);
         assert_eq!(reloaded.open(&a, &aad).unwrap().as_slice(), b"s3cret", "old key still opens");
         assert_eq!(MasterKeys::key_id_of(&reloaded.seal(b"x", &aad).unwrap()).unwrap(), new);
-        keys.retain(&[]).unwrap();
+        // Unused keys are retired first, and dropped only after the grace period.
+        assert!(keys.retire(&[], std::time::Duration::from_secs(3600), 1_000).unwrap().is_empty());
+        assert_eq!(MasterKeys::load(&path).unwrap().retired_ids(), vec![old.clone()]);
+        assert!(keys.retire(&[], std::time::Duration::from_secs(3600), 2_000).unwrap().is_empty());
+        assert_eq!(keys.retire(&[], std::time::Duration::from_secs(3600), 4_600).unwrap(), vec![old.clone()]);
         assert_eq!(MasterKeys::load(&path).unwrap().ids(), vec![new]);
         assert!(matches!(MasterKeys::load(&path).unwrap().open(&a, &aad), Err(VaultError::UnknownKey(id)) if id == old));
         assert!(!format!("{keys:?}").contains(&base64::engine::general_purpose::STANDARD.encode([0u8; 4])[..2].repeat(20)));
+    }
+
+    #[test]
+    fn a_reload_merges_and_never_forgets_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let mut a = MasterKeys::load_or_create(&path).unwrap();
+        let mut b = MasterKeys::load(&path).unwrap();
+        let first = a.current_id().to_string();
+        assert!(!b.merge_from_disk().unwrap(), "nothing changed on disk");
+        let second = a.add_key().unwrap();
+        assert!(b.merge_from_disk().unwrap());
+        assert_eq!((b.ids(), b.current_id()), (vec![first.clone(), second.clone()], second.as_str()));
+        // Another process writes a file without the first key: b keeps it.
+        let sealed = b.seal(b"x", "aad").unwrap();
+        let mut c = MasterKeys::load(&path).unwrap();
+        c.retire(&[], std::time::Duration::ZERO, 10).unwrap();
+        c.retire(&[], std::time::Duration::ZERO, 10).unwrap();
+        assert_eq!(MasterKeys::load(&path).unwrap().ids(), vec![second.clone()]);
+        assert!(b.merge_from_disk().unwrap());
+        assert_eq!(b.ids(), vec![first, second]);
+        assert_eq!(b.open(&sealed, "aad").unwrap().as_slice(), b"x");
     }
 
     #[test]

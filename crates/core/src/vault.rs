@@ -9,7 +9,7 @@ use crate::identity::Actor;
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
 use crate::registry::{Registry, Status};
 use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials, DescribeFilter};
-use cloudbroker_store::credentials::{CredentialDelete, CredentialRow, NewCredential};
+use cloudbroker_store::credentials::{CredentialDelete, CredentialRow, NewCredential, Reseal};
 use cloudbroker_store::Store;
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
@@ -81,7 +81,29 @@ pub struct Vault {
     store: Store,
     registry: Arc<Registry>,
     keys: RwLock<MasterKeys>,
+    /// How long a key that seals nothing any more stays in the file, so that
+    /// another process still sealing with it (a replica that has not re-read
+    /// the file yet) writes nothing the file cannot open.
+    pub retired_key_grace: std::time::Duration,
 }
+
+/// What a key rotation did.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Rotation {
+    /// The key that seals from now on.
+    pub current_key: String,
+    /// Keys that seal nothing any more, kept for the grace period.
+    pub retired_keys: Vec<String>,
+    /// Keys removed from the file (retired longer than the grace period).
+    pub dropped_keys: Vec<String>,
+    /// Stored secrets re-sealed under the current key.
+    pub resealed: u64,
+}
+
+/// The default [`Vault::retired_key_grace`].
+pub const RETIRED_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// The database lock that serialises key rotations across processes.
+const ROTATE_LEASE: &str = "vault:rotate";
 
 fn vault_err(e: VaultError) -> ServiceError {
     ServiceError::Internal(e.to_string())
@@ -161,12 +183,19 @@ impl Vault {
                 })?;
             }
         }
-        Ok(Self { store, registry, keys: RwLock::new(keys) })
+        Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE })
     }
 
     fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
         let g = self.keys.read().unwrap_or_else(|e| e.into_inner());
         f(&g).map_err(vault_err)
+    }
+
+    /// Picks up keys another process (a rotation by the CLI or a replica)
+    /// wrote to the key file, merging: nothing known is forgotten.
+    fn refresh_keys(&self) -> ServiceResult<()> {
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).merge_from_disk().map_err(vault_err)?;
+        Ok(())
     }
 
     fn check_instance(&self, instance: &InstanceName) -> ServiceResult<()> {
@@ -241,6 +270,8 @@ impl Vault {
         };
         let (sc, owner) = scope.parts();
         self.check_replacement_sees_live_vms(sc, owner, instance, &creds, force).await?;
+        // Seal with the newest key, even one another process just added.
+        self.refresh_keys()?;
         let (ak, sk, key_id) = self.with_keys(|k| {
             Ok((
                 k.seal(access_key_id.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "access_key_id"))?,
@@ -376,12 +407,10 @@ impl Vault {
     }
 
     fn open_row(&self, r: &CredentialRow) -> ServiceResult<Credentials> {
-        // A key added by `cloudbroker keys rotate` in another process: reload the file once.
+        // A key added by `cloudbroker keys rotate` in another process: merge the file in.
         let known = self.keys.read().unwrap_or_else(|e| e.into_inner()).ids().contains(&r.key_id);
         if !known {
-            let path = self.keys.read().unwrap_or_else(|e| e.into_inner()).path().to_path_buf();
-            let fresh = MasterKeys::load(&path).map_err(vault_err)?;
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            self.refresh_keys()?;
         }
         self.with_keys(|k| {
             let ak = k.open(&r.access_key_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id"))?;
@@ -426,35 +455,71 @@ impl Vault {
         self.open_row(&r)
     }
 
-    /// Rotates the master key: adds a new key, re-seals every secret under it
-    /// in one transaction, then drops keys nothing uses. Returns (new id, dropped ids).
-    pub async fn rotate(&self, actor: &Actor) -> ServiceResult<(String, Vec<String>)> {
+    /// Rotates the master key: adds a new key, re-seals every secret under
+    /// it, then retires the keys nothing uses (dropped after
+    /// [`Self::retired_key_grace`]). One rotation at a time across processes
+    /// (a database lock); a row saved meanwhile with an older key is
+    /// re-sealed in a further round, never overwritten with older data.
+    pub async fn rotate(&self, actor: &Actor) -> ServiceResult<Rotation> {
         actor.require_admin()?;
-        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(vault_err)?;
-        let rows = self.store.all_credentials().await?;
-        let mut resealed = Vec::new();
-        {
-            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            for r in &rows {
-                let ak_aad = credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id");
-                let sk_aad = credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key");
-                let ak = keys.open(&r.access_key_sealed, &ak_aad).map_err(vault_err)?;
-                let sk = keys.open(&r.secret_sealed, &sk_aad).map_err(vault_err)?;
-                resealed.push((
-                    r.id.clone(),
-                    keys.seal(&ak, &ak_aad).map_err(vault_err)?,
-                    keys.seal(&sk, &sk_aad).map_err(vault_err)?,
-                    new_id.clone(),
-                ));
-            }
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        if !self.store.try_lease(ROTATE_LEASE, &holder, 10 * 60 * 1000).await? {
+            return Err(ServiceError::Conflict("another master key rotation is running; try again when it has finished".into()));
         }
-        self.store.reseal_credentials(&resealed).await?;
-        let in_use = self.store.key_ids_in_use().await?;
-        let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retain(&in_use).map_err(vault_err)?;
+        let out = self.rotate_locked(actor).await;
+        if let Err(e) = self.store.release_lease(ROTATE_LEASE, &holder).await {
+            tracing::warn!(error = %e, "could not release the key rotation lock; it expires by itself");
+        }
+        out
+    }
+
+    async fn rotate_locked(&self, actor: &Actor) -> ServiceResult<Rotation> {
+        self.refresh_keys()?;
+        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(vault_err)?;
+        let mut resealed_total = 0;
+        let mut in_use = Vec::new();
+        for _round in 0..5 {
+            let rows: Vec<CredentialRow> = self.store.all_credentials().await?.into_iter().filter(|r| r.key_id != new_id).collect();
+            if rows.is_empty() {
+                in_use = vec![new_id.clone()];
+                break;
+            }
+            if rows.iter().any(|r| !self.key_ids().contains(&r.key_id)) {
+                self.refresh_keys()?;
+            }
+            let mut resealed = Vec::new();
+            {
+                let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+                for r in &rows {
+                    let ak_aad = credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id");
+                    let sk_aad = credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key");
+                    let ak = keys.open(&r.access_key_sealed, &ak_aad).map_err(vault_err)?;
+                    let sk = keys.open(&r.secret_sealed, &sk_aad).map_err(vault_err)?;
+                    resealed.push(Reseal {
+                        id: r.id.clone(),
+                        previous_secret_sealed: r.secret_sealed.clone(),
+                        access_key_sealed: keys.seal(&ak, &ak_aad).map_err(vault_err)?,
+                        secret_sealed: keys.seal(&sk, &sk_aad).map_err(vault_err)?,
+                        key_id: new_id.clone(),
+                    });
+                }
+            }
+            resealed_total += self.store.reseal_credentials(&resealed).await?;
+            in_use = self.store.key_ids_in_use().await?;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retire(&in_use, self.retired_key_grace, now).map_err(vault_err)?;
+        let retired = self.keys.read().unwrap_or_else(|e| e.into_inner()).retired_ids();
         self.store
-            .audit(actor.name.as_str(), "keys.rotate", &new_id, "ok", &format!("{} secret(s) re-sealed; dropped {}", rows.len(), dropped.join(",")))
+            .audit(
+                actor.name.as_str(),
+                "keys.rotate",
+                &new_id,
+                "ok",
+                &format!("{resealed_total} secret(s) re-sealed; retired {}; dropped {}", retired.join(","), dropped.join(",")),
+            )
             .await?;
-        Ok((new_id, dropped))
+        Ok(Rotation { current_key: new_id, retired_keys: retired, dropped_keys: dropped, resealed: resealed_total })
     }
 
     /// Ids of the loaded keys.

@@ -251,3 +251,65 @@ broker_test!(one_cloud_vm_is_recorded_once, |b: Broker| async move {
     assert!(!store.insert_adopted_vm(&row).await.unwrap(), "a second record of the same cloud VM was written");
     assert_eq!(store.vm_by_cloud_id("sb", vm.cloud_id.as_deref().unwrap()).await.unwrap().unwrap().id, vm.id.as_str());
 });
+
+// 2. A rotation by another process (the CLI, a replica) while this one
+//    serves: what this process seals afterwards still opens, here, in the
+//    other process and after a restart; two rotations never run at once.
+async fn rotation_while_another_process_serves(t: common::TestBroker) {
+    let serving = t.broker.clone();
+    let cli = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    let alice = add_user(&serving, "alice").await;
+    let bob = add_user(&serving, "bob").await;
+    let sb = instance("sb");
+    serving.vault.put(&alice, Scope::User(&alice.name), &sb, "AKIAALICE0001", "alice-secret", false).await.unwrap();
+    let before = serving.vault.key_ids();
+    let r = cli.vault.rotate(&admin()).await.unwrap();
+    assert!(r.dropped_keys.is_empty(), "a key was dropped while another process may still seal with it: {r:?}");
+    assert_eq!(r.retired_keys, before);
+    let new_id = r.current_key;
+    // The serving process saves after the rotation, then everything is used.
+    serving.vault.put(&bob, Scope::User(&bob.name), &sb, "AKIABOB00002", "bob-secret", false).await.unwrap();
+    assert!(serving.vault.key_ids().contains(&new_id), "the serving process did not pick up the new key");
+    for (who, secret) in [(&alice, "alice-secret"), (&bob, "bob-secret")] {
+        for b in [&serving, &cli] {
+            let (c, _) = b.vault.credentials_for(&who.name, &sb).await.unwrap();
+            assert_eq!(c.secret_access_key.expose(), secret);
+        }
+    }
+    // A second rotation, from the serving side this time; the first key may
+    // only go once nothing uses it and the grace period has passed.
+    serving.vault.rotate(&admin()).await.unwrap();
+    let restarted = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    let (c, _) = restarted.vault.credentials_for(&bob.name, &sb).await.unwrap();
+    assert_eq!(c.secret_access_key.expose(), "bob-secret");
+    assert!(restarted.vault.key_ids().contains(&before[0]), "the first key left the file within its grace period");
+    // Concurrent rotations: one runs, the other is told to wait; nothing is lost.
+    let sys = admin();
+    let (a, b) = tokio::join!(serving.vault.rotate(&sys), cli.vault.rotate(&sys));
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    for r in [&a, &b] {
+        if let Err(e) = r {
+            assert!(matches!(e, ServiceError::Conflict(m) if m.contains("rotation")), "{e}");
+        }
+    }
+    let fresh = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    for (who, secret) in [(&alice, "alice-secret"), (&bob, "bob-secret")] {
+        let (c, _) = fresh.vault.credentials_for(&who.name, &sb).await.unwrap();
+        assert_eq!(c.secret_access_key.expose(), secret);
+    }
+    for b in [cli, restarted, fresh] {
+        b.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_while_another_process_serves_sqlite() {
+    rotation_while_another_process_serves(common::TestBroker::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_while_another_process_serves_postgres() {
+    if let Some(t) = common::TestBroker::postgres().await {
+        rotation_while_another_process_serves(t).await;
+    }
+}

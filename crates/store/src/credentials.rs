@@ -223,20 +223,27 @@ impl Store {
         Ok(r.into_iter().map(|r| r.0).collect())
     }
 
-    /// Re-seals credentials in one transaction: `(id, access_key_sealed, secret_sealed, key_id)`.
-    pub async fn reseal_credentials(&self, rows: &[(String, Vec<u8>, Vec<u8>, String)]) -> Result<(), StoreError> {
+    /// Re-seals credentials in one transaction; returns how many rows changed.
+    pub async fn reseal_credentials(&self, rows: &[Reseal]) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        for (id, ak, sk, key_id) in rows {
-            sqlx::query("UPDATE credentials SET access_key_sealed = $1, secret_sealed = $2, key_id = $3 WHERE id = $4")
-                .bind(ak)
-                .bind(sk)
-                .bind(key_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let mut n = 0;
+        for r in rows {
+            // Only if nobody wrote the row since it was read: a concurrent save
+            // (sealed by another process) is newer than our re-sealed copy.
+            n += sqlx::query(
+                "UPDATE credentials SET access_key_sealed = $1, secret_sealed = $2, key_id = $3 WHERE id = $4 AND secret_sealed = $5",
+            )
+            .bind(&r.access_key_sealed)
+            .bind(&r.secret_sealed)
+            .bind(&r.key_id)
+            .bind(&r.id)
+            .bind(&r.previous_secret_sealed)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         tx.commit().await?;
-        Ok(())
+        Ok(n)
     }
 
     /// Key ids still used by stored secrets.
@@ -253,4 +260,15 @@ pub enum CredentialDelete {
     NotFound,
     /// Live VMs (ids, at most 20) use it: nothing was deleted.
     InUse(Vec<String>),
+}
+
+/// A credential re-sealed under another key.
+#[derive(Debug, Clone)]
+pub struct Reseal {
+    pub id: String,
+    /// The sealed secret that was read: the row is changed only if it still holds it.
+    pub previous_secret_sealed: Vec<u8>,
+    pub access_key_sealed: Vec<u8>,
+    pub secret_sealed: Vec<u8>,
+    pub key_id: String,
 }

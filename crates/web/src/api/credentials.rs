@@ -125,6 +125,5 @@ async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(S
 }
 
 async fn rotate_keys(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
-    let (id, dropped) = broker.vault.rotate(&a.0).await?;
-    ok(json!({"current_key": id, "dropped_keys": dropped}))
+    ok(broker.vault.rotate(&a.0).await?)
 }
