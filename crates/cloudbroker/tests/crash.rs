@@ -2,6 +2,10 @@
 //! restarted: every VM in moto ends up known to the broker exactly once, and
 //! no launch ran twice.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::{Credentials, DescribeFilter, InstanceName, VmState};
 use cloudbroker_testkit::{MotoOptions, MotoServer};
@@ -100,8 +104,7 @@ async fn sigkill_during_a_200_vm_launch_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let audit = all_pages(&http, &format!("{base}/api/v1/audit"), &t, "entries").await;
-    let completed_before_kill =
-        audit.iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
+    let completed_before_kill = audit.iter().filter(|r| r["action"] == "vm.launch" && r["outcome"] == "ok").count() as u64;
     common::stop(&mut broker);
     let calls = moto.action_count("RunInstances").await;
     assert!(

@@ -12,6 +12,10 @@
 //! recipe of the README makes a file the broker loads. Each checker is also
 //! shown to reject deliberately broken copies.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use common::bin;
@@ -113,7 +117,9 @@ fn seq<'a>(v: &'a Value, path: &[&str]) -> Vec<&'a Value> {
 fn k8s_int(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
-        Value::String(t) if t.len() > 1 && t.starts_with('0') && t.chars().all(|c| ('0'..='7').contains(&c)) => i64::from_str_radix(t, 8).ok(),
+        Value::String(t) if t.len() > 1 && t.starts_with('0') && t.chars().all(|c| ('0'..='7').contains(&c)) => {
+            i64::from_str_radix(t, 8).ok()
+        }
         _ => None,
     }
 }
@@ -149,7 +155,10 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
         }
         let name = s(d, &["metadata", "name"]).unwrap_or_default().to_string();
         let keys = |field: &str| -> BTreeSet<String> {
-            get(d, &[field]).and_then(Value::as_mapping).map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect()).unwrap_or_default()
+            get(d, &[field])
+                .and_then(Value::as_mapping)
+                .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+                .unwrap_or_default()
         };
         match s(d, &["kind"]) {
             Some("Secret") => {
@@ -207,7 +216,10 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
         for d in found {
             let sel = labels(get(d, path));
             if sel != selector {
-                p.push(format!("{kind} {}: selector {sel:?} differs from the Deployment's {selector:?}", s(d, &["metadata", "name"]).unwrap_or("?")));
+                p.push(format!(
+                    "{kind} {}: selector {sel:?} differs from the Deployment's {selector:?}",
+                    s(d, &["metadata", "name"]).unwrap_or("?")
+                ));
             }
             if kind == "PodDisruptionBudget" && get(d, &["spec", "minAvailable"]).and_then(k8s_int) != Some(1) {
                 p.push("PodDisruptionBudget: minAvailable is not 1".into());
@@ -219,7 +231,8 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
     let containers = seq(&pod, &["containers"]);
     let inits = seq(&pod, &["initContainers"]);
     let all: Vec<&Value> = containers.iter().chain(inits.iter()).copied().collect();
-    let volumes: BTreeMap<String, &Value> = seq(&pod, &["volumes"]).into_iter().filter_map(|v| Some((s(v, &["name"])?.to_string(), v))).collect();
+    let volumes: BTreeMap<String, &Value> =
+        seq(&pod, &["volumes"]).into_iter().filter_map(|v| Some((s(v, &["name"])?.to_string(), v))).collect();
     let Some(main) = containers.iter().find(|c| s(c, &["name"]) == Some("cloudbroker")).or(containers.first()).copied() else {
         p.push("Deployment: no container".into());
         return p;
@@ -272,7 +285,9 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
         + get(main, &["lifecycle", "preStop", "sleep", "seconds"]).and_then(k8s_int).unwrap_or(0) as u64;
     match get(&pod, &["terminationGracePeriodSeconds"]).and_then(k8s_int) {
         Some(g) if g as u64 > deadline + pre_stop => {}
-        other => p.push(format!("terminationGracePeriodSeconds {other:?} is not above the shutdown deadline {deadline}s + preStop {pre_stop}s")),
+        other => {
+            p.push(format!("terminationGracePeriodSeconds {other:?} is not above the shutdown deadline {deadline}s + preStop {pre_stop}s"))
+        }
     }
 
     // Security.
@@ -291,7 +306,8 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
         if !truthy(sc.and_then(|x| x.get("readOnlyRootFilesystem"))) {
             p.push(format!("container {n}: readOnlyRootFilesystem is not true"));
         }
-        let drops: Vec<&str> = sc.map(|x| seq(x, &["capabilities", "drop"])).unwrap_or_default().iter().filter_map(|v| v.as_str()).collect();
+        let drops: Vec<&str> =
+            sc.map(|x| seq(x, &["capabilities", "drop"])).unwrap_or_default().iter().filter_map(|v| v.as_str()).collect();
         if !drops.contains(&"ALL") {
             p.push(format!("container {n}: capabilities do not drop ALL"));
         }
@@ -303,7 +319,8 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
             p.push(format!("container {n}: seccompProfile is {seccomp:?}, not RuntimeDefault"));
         }
         match s(c, &["image"]) {
-            Some(img) if img.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) && !img.ends_with(":latest") => {}
+            Some(img)
+                if img.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) && !img.ends_with(":latest") => {}
             other => p.push(format!("container {n}: image {other:?} has no pinned tag")),
         }
         for m in seq(c, &["volumeMounts"]) {
@@ -319,7 +336,9 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
             }
         }
     }
-    for (what, path) in [("requests.cpu", ["requests", "cpu"]), ("requests.memory", ["requests", "memory"]), ("limits.memory", ["limits", "memory"])] {
+    for (what, path) in
+        [("requests.cpu", ["requests", "cpu"]), ("requests.memory", ["requests", "memory"]), ("limits.memory", ["limits", "memory"])]
+    {
         if get(main, &["resources", path[0], path[1]]).is_none() {
             p.push(format!("container cloudbroker: no resources.{what}"));
         }
@@ -380,7 +399,10 @@ fn check_kubernetes(docs: &[(String, Value)], files: &[String]) -> Vec<String> {
                                     .filter(|(_, v)| get(v, &["secret"]).is_some())
                                     .collect();
                                 if sources.is_empty() {
-                                    p.push(format!("init container {}: copies the key from no Secret volume", s(c, &["name"]).unwrap_or("?")));
+                                    p.push(format!(
+                                        "init container {}: copies the key from no Secret volume",
+                                        s(c, &["name"]).unwrap_or("?")
+                                    ));
                                 }
                                 for (m, v) in sources {
                                     secret_vol_ok(&v, &mut p);
@@ -456,7 +478,14 @@ fn kubernetes() -> (Vec<(String, Value)>, Vec<String>) {
 fn kubernetes_manifests_are_consistent() {
     let (docs, files) = kubernetes();
     assert!(docs.len() >= 7, "{} documents", docs.len());
-    for f in ["deployment.yaml", "service.yaml", "configmap-connectors.yaml", "secret-example.yaml", "poddisruptionbudget.yaml", "kustomization.yaml"] {
+    for f in [
+        "deployment.yaml",
+        "service.yaml",
+        "configmap-connectors.yaml",
+        "secret-example.yaml",
+        "poddisruptionbudget.yaml",
+        "kustomization.yaml",
+    ] {
         assert!(files.contains(&f.to_string()), "{K8S}/{f} missing");
     }
     let problems = check_kubernetes(&docs, &files);
@@ -481,7 +510,8 @@ fn main_mut(docs: &mut [(String, Value)]) -> &mut Value {
 
 /// The volume the master key Secret is mounted from.
 fn key_secret_volume(docs: &[(String, Value)]) -> String {
-    let pod = get(&docs.iter().find(|(_, d)| s(d, &["kind"]) == Some("Deployment")).unwrap().1, &["spec", "template", "spec"]).unwrap().clone();
+    let pod =
+        get(&docs.iter().find(|(_, d)| s(d, &["kind"]) == Some("Deployment")).unwrap().1, &["spec", "template", "spec"]).unwrap().clone();
     seq(&pod, &["volumes"])
         .into_iter()
         .find(|v| s(v, &["secret", "secretName"]).is_some_and(|n| n.contains("master-key")))
@@ -536,11 +566,7 @@ fn kubernetes_checker_rejects_broken_copies() {
             Box::new(|d, _| find_mut(d, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] = Value::Mapping(Mapping::new())),
             "PodDisruptionBudget cloudbroker: selector",
         ),
-        (
-            "liveness probe on /",
-            Box::new(|d, _| main_mut(d)["livenessProbe"]["httpGet"]["path"] = Value::from("/")),
-            "livenessProbe: path",
-        ),
+        ("liveness probe on /", Box::new(|d, _| main_mut(d)["livenessProbe"]["httpGet"]["path"] = Value::from("/")), "livenessProbe: path"),
         (
             "readiness probe on /healthz",
             Box::new(|d, _| main_mut(d)["readinessProbe"]["httpGet"]["path"] = Value::from("/healthz")),
@@ -598,7 +624,11 @@ fn kubernetes_checker_rejects_broken_copies() {
             "allowPrivilegeEscalation",
         ),
         ("image :latest", Box::new(|d, _| main_mut(d)["image"] = Value::from("cloudbroker:latest")), "has no pinned tag"),
-        ("a document without a name", Box::new(|d, _| find_mut(d, "Service")["metadata"] = Value::Mapping(Mapping::new())), "no metadata.name"),
+        (
+            "a document without a name",
+            Box::new(|d, _| find_mut(d, "Service")["metadata"] = Value::Mapping(Mapping::new())),
+            "no metadata.name",
+        ),
         ("the kustomization misses a file", Box::new(|_, f| f.push("extra.yaml".into())), "does not list extra.yaml"),
         (
             "the kustomization lists a missing file",
@@ -647,7 +677,11 @@ fn kubernetes_settings_are_accepted_by_the_broker() {
             (_, Some(v)) => v.to_string(),
             (_, None) => {
                 let r = get(e, &["valueFrom", "secretKeyRef"]).unwrap();
-                let secret = &docs.iter().find(|(_, d)| s(d, &["kind"]) == Some("Secret") && s(d, &["metadata", "name"]) == s(r, &["name"])).unwrap().1;
+                let secret = &docs
+                    .iter()
+                    .find(|(_, d)| s(d, &["kind"]) == Some("Secret") && s(d, &["metadata", "name"]) == s(r, &["name"]))
+                    .unwrap()
+                    .1;
                 s(secret, &["stringData", s(r, &["key"]).unwrap()]).unwrap().to_string()
             }
         };
@@ -762,7 +796,10 @@ fn check_unit(text: &str) -> Vec<String> {
     }
     let start = last("ExecStart").unwrap_or_default();
     let args: Vec<&str> = start.split_whitespace().collect();
-    if args.first() != Some(&"/usr/local/bin/cloudbroker") || !args.contains(&"serve") || !start.contains("--config /etc/cloudbroker/cloudbroker.toml") {
+    if args.first() != Some(&"/usr/local/bin/cloudbroker")
+        || !args.contains(&"serve")
+        || !start.contains("--config /etc/cloudbroker/cloudbroker.toml")
+    {
         p.push(format!("ExecStart is not `/usr/local/bin/cloudbroker serve --config /etc/cloudbroker/cloudbroker.toml`: {start:?}"));
     }
     let deadline = shutdown_deadline_secs();
@@ -786,7 +823,11 @@ fn systemd_unit_is_hardened_and_reloads_with_sighup() {
         ("ExecReload=/bin/kill -HUP $MAINPID", "ExecReload=/bin/kill $MAINPID", "ExecReload"),
         ("User=cloudbroker", "DynamicUser=yes", "DynamicUser"),
         ("CapabilityBoundingSet=", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet"),
-        ("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK", "RestrictAddressFamilies"),
+        (
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+            "RestrictAddressFamilies",
+        ),
         ("TimeoutStopSec=45", "TimeoutStopSec=10", "TimeoutStopSec"),
         ("MemoryDenyWriteExecute=true", "MemoryDenyWriteExecute=false", "MemoryDenyWriteExecute"),
         ("UMask=0077", "UMask=0022", "UMask"),
@@ -842,7 +883,9 @@ fn systemd_analyze_verify_accepts_the_unit() {
 fn toml_all_keys(text: &str) -> String {
     text.lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) => {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+            {
                 rest.to_string()
             }
             _ => l.to_string(),
@@ -884,7 +927,9 @@ fn systemd_examples_use_only_settings_the_broker_accepts() {
     };
     // As shipped, then with every commented key set: the real binary accepts both.
     let all = toml_all_keys(&example);
-    assert!(all.lines().filter(|l| l.contains(" = ")).count() > example.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")).count());
+    assert!(
+        all.lines().filter(|l| l.contains(" = ")).count() > example.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")).count()
+    );
     for (name, text) in [("shipped.toml", example.clone()), ("all.toml", all.clone())] {
         let out = run(name, &text);
         assert!(out.status.success(), "{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -1107,7 +1152,9 @@ fn dockerfile_env(stage: &[(String, String)]) -> BTreeMap<String, String> {
     stage
         .iter()
         .filter(|(i, _)| i == "ENV")
-        .flat_map(|(_, a)| a.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string())))
+        .flat_map(|(_, a)| {
+            a.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        })
         .collect()
 }
 
@@ -1147,7 +1194,8 @@ fn dockerfile_is_multistage_nonroot_and_healthchecked() {
     // A single-stage file is refused, and a pipe without pipefail.
     let single: String = text.split("FROM debian:bookworm-slim").nth(1).map(|rest| format!("FROM debian:bookworm-slim{rest}")).unwrap();
     assert!(check_dockerfile(&single, uid).iter().any(|p| p.contains("not multi-stage")));
-    let piped = text.replacen("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\n", "", 3).replacen("RUN mkdir", "RUN echo x | cat && mkdir", 1);
+    let piped =
+        text.replacen("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\n", "", 3).replacen("RUN mkdir", "RUN echo x | cat && mkdir", 1);
     assert!(check_dockerfile(&piped, uid).iter().any(|p| p.contains("pipefail")));
 }
 
@@ -1181,7 +1229,10 @@ fn dockerfile_settings_and_context_work() {
     // Everything the build reads: the manifests and sources, plus files the crates embed.
     for needed in ["Cargo.toml", "Cargo.lock", "crates", "connectors.d", "migrations", "web", "docs"] {
         assert!(repo().join(needed).exists(), "{needed} missing");
-        assert!(!ignored.iter().any(|pat| pat.trim_start_matches("**/").trim_end_matches('/') == needed), ".dockerignore excludes {needed}");
+        assert!(
+            !ignored.iter().any(|pat| pat.trim_start_matches("**/").trim_end_matches('/') == needed),
+            ".dockerignore excludes {needed}"
+        );
     }
     for (i, a) in &ins {
         if i == "COPY" && !a.contains("--from=") {
@@ -1201,7 +1252,8 @@ fn dockerfile_settings_and_context_work() {
 fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
     let readme = read("README.md");
     let section = readme.split("\n## Deployment").nth(1).expect("README has a Deployment section");
-    let recipe = section.lines().find(|l| l.contains("head -c 32 /dev/urandom") && l.contains("> master.key")).expect("no key recipe").trim();
+    let recipe =
+        section.lines().find(|l| l.contains("head -c 32 /dev/urandom") && l.contains("> master.key")).expect("no key recipe").trim();
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("bash").args(["-c", recipe]).current_dir(dir.path()).output().unwrap();
     assert!(out.status.success(), "{recipe}: {out:?}");
@@ -1213,7 +1265,13 @@ fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
     assert!(text.starts_with("key k") && id.ends_with("-initial"), "{text}");
 
     let rotate = |key: &Path, data: &Path| {
-        bin().args(["keys", "rotate"]).env("CLOUDBROKER_DATA_DIR", data).env("CLOUDBROKER_MASTER_KEY_FILE", key).current_dir(data).output().unwrap()
+        bin()
+            .args(["keys", "rotate"])
+            .env("CLOUDBROKER_DATA_DIR", data)
+            .env("CLOUDBROKER_MASTER_KEY_FILE", key)
+            .current_dir(data)
+            .output()
+            .unwrap()
     };
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -1224,7 +1282,11 @@ fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
 
     // 32 raw random bytes are refused.
     let raw = dir.path().join("raw.key");
-    let out = std::process::Command::new("bash").args(["-c", "umask 077 && head -c 32 /dev/urandom > raw.key"]).current_dir(dir.path()).output().unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-c", "umask 077 && head -c 32 /dev/urandom > raw.key"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let data2 = dir.path().join("data2");
     std::fs::create_dir(&data2).unwrap();

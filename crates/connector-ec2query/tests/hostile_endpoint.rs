@@ -46,10 +46,7 @@ async fn server(head: String, body_chunks: usize, chunk: Vec<u8>) -> (String, Ar
 }
 
 fn connector(endpoint: &str) -> Ec2QueryConnector {
-    let pairs = BTreeMap::from([
-        ("endpoint".to_string(), endpoint.to_string()),
-        ("timeout.seconds".to_string(), "20".to_string()),
-    ]);
+    let pairs = BTreeMap::from([("endpoint".to_string(), endpoint.to_string()), ("timeout.seconds".to_string(), "20".to_string())]);
     Ec2QueryConnector::from_params(InstanceName::parse("one-lab").unwrap(), &ParamValues::new(pairs)).unwrap()
 }
 
@@ -64,7 +61,10 @@ async fn redirects_are_not_followed_and_the_signed_body_goes_nowhere_else() {
         let head = format!("HTTP/1.1 {status}\r\nLocation: {elsewhere}steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         let (endpoint, hits) = server(head, 0, vec![]).await;
         let e = connector(&endpoint).describe_instances(&creds(), &DescribeFilter::default()).await.unwrap_err();
-        assert!(matches!(&e, ConnectorError::Cloud { code, message } if code == "Redirect" && message.contains("redirect")), "{status}: {e}");
+        assert!(
+            matches!(&e, ConnectorError::Cloud { code, message } if code == "Redirect" && message.contains("redirect")),
+            "{status}: {e}"
+        );
         assert!(!e.is_retryable());
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
@@ -74,7 +74,8 @@ async fn redirects_are_not_followed_and_the_signed_body_goes_nowhere_else() {
 #[tokio::test]
 async fn an_oversized_answer_is_refused_not_buffered() {
     // Declared too large: refused before reading.
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", MAX_ANSWER_BYTES + 1);
+    let head =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", MAX_ANSWER_BYTES + 1);
     let (endpoint, _) = server(head, 0, vec![]).await;
     let e = connector(&endpoint).describe_instances(&creds(), &DescribeFilter::default()).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Cloud { code, .. } if code == "AnswerTooLarge"), "{e}");

@@ -17,9 +17,14 @@ pub enum Resource {
     Vm(VmId),
     Token(TokenId),
     /// A user's credentials for an instance.
-    Credentials { instance: InstanceName },
+    Credentials {
+        instance: InstanceName,
+    },
     /// A shared credential.
-    SharedCredential { name: CredentialName, instance: InstanceName },
+    SharedCredential {
+        name: CredentialName,
+        instance: InstanceName,
+    },
     /// A stored credential by id (background work).
     CredentialId(String),
     /// A record the store did not find, described by the store.

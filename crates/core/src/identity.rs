@@ -13,8 +13,8 @@ use crate::error::{Resource, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
-use cloudbroker_connector_api::SecretString;
 use chrono::{DateTime, Utc};
+use cloudbroker_connector_api::SecretString;
 use cloudbroker_store::identity::{TokenRow, UserRow};
 use cloudbroker_store::{now_ms, Store};
 use rand::RngCore;
@@ -232,7 +232,13 @@ pub struct ThrottleLimits {
 
 impl Default for ThrottleLimits {
     fn default() -> Self {
-        Self { window: Duration::from_secs(15 * 60), per_account: 5, per_address: 20, max_delay: Duration::from_secs(60), max_keys: 100_000 }
+        Self {
+            window: Duration::from_secs(15 * 60),
+            per_account: 5,
+            per_address: 20,
+            max_delay: Duration::from_secs(60),
+            max_keys: 100_000,
+        }
     }
 }
 
@@ -426,7 +432,13 @@ impl Identity {
         let sessions = self.store.delete_user_sessions(name.as_str()).await?;
         let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
         self.store
-            .audit(actor.name.as_str(), "user.password", name.as_str(), "ok", &format!("{sessions} session(s) ended, {tokens} token(s) revoked"))
+            .audit(
+                actor.name.as_str(),
+                "user.password",
+                name.as_str(),
+                "ok",
+                &format!("{sessions} session(s) ended, {tokens} token(s) revoked"),
+            )
             .await?;
         Ok(())
     }

@@ -172,10 +172,7 @@ impl Images {
             while let Some(c) = cur {
                 chain.push(c.to_string());
                 if c == img.name.as_str() {
-                    return Err(ServiceError::invalid_field(
-                        "parent",
-                        format!("image parents would form a cycle: {}", chain.join(" -> ")),
-                    ));
+                    return Err(ServiceError::invalid_field("parent", format!("image parents would form a cycle: {}", chain.join(" -> "))));
                 }
                 if chain.len() > 64 {
                     return Err(ServiceError::invalid_field("parent", "image hierarchy is deeper than 64"));
@@ -209,8 +206,7 @@ impl Images {
     pub async fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         let all = self.list().await?;
         let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
-        let mut cur =
-            by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
+        let mut cur = by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
         let mut tried = Vec::new();
         loop {
             tried.push(cur.name.to_string());

@@ -172,8 +172,7 @@ impl MasterKeys {
             return Ok(false);
         }
         let disk = Self::load(&self.path)?;
-        let mut merged: Vec<Key> =
-            self.keys.drain(..).filter(|k| !disk.keys.iter().any(|d| d.id == k.id)).collect();
+        let mut merged: Vec<Key> = self.keys.drain(..).filter(|k| !disk.keys.iter().any(|d| d.id == k.id)).collect();
         merged.extend(disk.keys);
         self.keys = merged;
         self.stamp = disk.stamp;

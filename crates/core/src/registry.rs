@@ -316,7 +316,7 @@ impl Registry {
     }
 }
 
-fn spec_for_key<'a>(key: &str, snap: &Snapshot, ui_decls: &[Declaration]) -> Option<&'static ParamSpec> {
+fn spec_for_key(key: &str, snap: &Snapshot, ui_decls: &[Declaration]) -> Option<&'static ParamSpec> {
     if let Some(s) = SYSTEM_PARAMS.iter().find(|s| s.name == key) {
         return Some(s);
     }

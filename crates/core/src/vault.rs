@@ -508,7 +508,8 @@ impl Vault {
             in_use = self.store.key_ids_in_use().await?;
         }
         let now = chrono::Utc::now().timestamp();
-        let dropped = self.keys.write().unwrap_or_else(|e| e.into_inner()).retire(&in_use, self.retired_key_grace, now).map_err(vault_err)?;
+        let dropped =
+            self.keys.write().unwrap_or_else(|e| e.into_inner()).retire(&in_use, self.retired_key_grace, now).map_err(vault_err)?;
         let retired = self.keys.read().unwrap_or_else(|e| e.into_inner()).retired_ids();
         self.store
             .audit(

@@ -202,7 +202,7 @@ mod tests {
         }
         async fn work(&mut self) -> Result<String, String> {
             let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.1 && n % 2 == 0 {
+            if self.1 && n.is_multiple_of(2) {
                 Err(format!("step {n} failed"))
             } else {
                 Ok(format!("step {n}"))

@@ -6,6 +6,10 @@
 //! checked, tokens outlived their parent, password changes needed no current
 //! password and left sessions and tokens alive.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use cloudbroker_connector_api::{tags, RunRequest, SecretString};
@@ -30,7 +34,10 @@ async fn add_user(b: &Broker, name: &str) -> Actor {
 async fn linux_image(b: &Broker) {
     let mut mappings = BTreeMap::new();
     for i in ["sb", "sb2"] {
-        mappings.insert(instance(i), ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None });
+        mappings.insert(
+            instance(i),
+            ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None },
+        );
     }
     let spec = ImageSpec { name: image("linux"), description: String::new(), os: "linux".into(), parent: None, mappings };
     b.images.put(&admin(), spec, true).await.unwrap();

@@ -3,6 +3,10 @@
 //! API, the UI and the EC2 front only translate to and from these calls, so
 //! the behaviour is pinned here; the front-ends' tests check translation.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use cloudbroker_connector_api::SecretString;
@@ -25,7 +29,10 @@ async fn add_user(b: &Broker, name: &str) -> Actor {
 
 async fn linux_image(b: &Broker) {
     let mut mappings = BTreeMap::new();
-    mappings.insert(instance("sb"), ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None });
+    mappings.insert(
+        instance("sb"),
+        ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None },
+    );
     let spec = ImageSpec { name: image("linux"), description: "any Linux".into(), os: "linux".into(), parent: None, mappings };
     b.images.put(&admin(), spec, true).await.unwrap();
 }
@@ -38,13 +45,19 @@ broker_test!(identity_users_passwords_tokens, |b: Broker| async move {
     let e = b.identity.create_user(&admin(), &user("bob"), &SecretString::new("short"), false).await.unwrap_err();
     assert!(matches!(e, ServiceError::Invalid { field: Some("password"), .. }), "{e}");
     // Users cannot create users or see others.
-    assert!(matches!(b.identity.create_user(&alice, &user("bob"), &SecretString::new("bob-password"), false).await, Err(ServiceError::Forbidden(_))));
+    assert!(matches!(
+        b.identity.create_user(&alice, &user("bob"), &SecretString::new("bob-password"), false).await,
+        Err(ServiceError::Forbidden(_))
+    ));
     let e = b.identity.get_user(&alice, &user("super")).await.unwrap_err();
     assert!(matches!(&e, ServiceError::NotFound(Resource::User(u)) if u.as_str() == "super"), "{e}");
     // Authentication: right and wrong password.
     let a = b.identity.authenticate(&user("alice"), &SecretString::new("alice-password"), None).await.unwrap();
     assert_eq!(a, alice);
-    assert!(matches!(b.identity.authenticate(&user("alice"), &SecretString::new("nope-nope"), None).await, Err(ServiceError::Unauthenticated(_))));
+    assert!(matches!(
+        b.identity.authenticate(&user("alice"), &SecretString::new("nope-nope"), None).await,
+        Err(ServiceError::Unauthenticated(_))
+    ));
     // Tokens: minted, resolved, listed, revoked.
     let (raw, t) = b.identity.create_token(&alice, &alice.name, "ci", None).await.unwrap();
     assert_eq!(b.identity.resolve_token(&raw).await.unwrap(), Some(alice.clone()));
@@ -80,17 +93,32 @@ broker_test!(credentials_are_sealed_masked_and_scoped, |b: Broker| async move {
 
 broker_test!(images_hierarchy_and_typed_errors, |b: Broker| async move {
     linux_image(&b).await;
-    let child = ImageSpec { name: image("ubuntu"), description: String::new(), os: String::new(), parent: Some(image("linux")), mappings: BTreeMap::new() };
+    let child = ImageSpec {
+        name: image("ubuntu"),
+        description: String::new(),
+        os: String::new(),
+        parent: Some(image("linux")),
+        mappings: BTreeMap::new(),
+    };
     b.images.put(&admin(), child, true).await.unwrap();
     let r = b.images.resolve(&image("ubuntu"), &instance("sb")).await.unwrap();
-    assert_eq!((r.image_id.as_str(), r.from_image.as_str(), r.instance_type.as_deref()), ("ami-sandbox-debian-12", "linux", Some("t2.small")));
+    assert_eq!(
+        (r.image_id.as_str(), r.from_image.as_str(), r.instance_type.as_deref()),
+        ("ami-sandbox-debian-12", "linux", Some("t2.small"))
+    );
     let e = b.images.resolve(&image("ubuntu"), &instance("sb2")).await.unwrap_err();
     assert!(matches!(e, ServiceError::Invalid { field: Some("image"), .. }), "{e}");
     assert!(e.to_string().contains("(nor do its parents linux)"), "{e}");
     let e = b.images.get(&image("ghost")).await.unwrap_err();
     assert!(matches!(&e, ServiceError::NotFound(Resource::Image(i)) if i.as_str() == "ghost"), "{e}");
     // A cycle is a form error on `parent`, and nothing changes.
-    let cyc = ImageSpec { name: image("linux"), description: String::new(), os: String::new(), parent: Some(image("ubuntu")), mappings: BTreeMap::new() };
+    let cyc = ImageSpec {
+        name: image("linux"),
+        description: String::new(),
+        os: String::new(),
+        parent: Some(image("ubuntu")),
+        mappings: BTreeMap::new(),
+    };
     let e = b.images.put(&admin(), cyc, false).await.unwrap_err();
     assert!(matches!(e, ServiceError::Invalid { field: Some("parent"), .. }), "{e}");
     assert_eq!(b.images.get(&image("linux")).await.unwrap().parent, None);

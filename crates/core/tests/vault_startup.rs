@@ -1,6 +1,10 @@
 //! The master key guards start-up: a readable, wrong or missing key file stops
 //! the broker with a clear message and changes nothing.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::master_keys::MasterKeys;
 use cloudbroker_core::testing::{instance, user};

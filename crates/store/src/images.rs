@@ -24,12 +24,15 @@ pub struct ImageRow {
     pub mappings: BTreeMap<String, ImageMapping>,
 }
 
+/// (image, instance, cloud image id, instance type, security group).
+type MappingTuple = (String, String, String, Option<String>, Option<String>);
+
 impl Store {
     /// All images, with their mappings.
     pub async fn list_images(&self) -> Result<Vec<ImageRow>, StoreError> {
         let rows: Vec<(String, String, String, Option<String>)> =
             sqlx::query_as("SELECT name, description, os, parent FROM images ORDER BY name").fetch_all(self.pool()).await?;
-        let maps: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        let maps: Vec<MappingTuple> = sqlx::query_as(
             "SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings ORDER BY image, instance",
         )
         .fetch_all(self.pool())

@@ -11,7 +11,6 @@
 
 use crate::{now_ms, Store, StoreError};
 
-
 /// One VM to record.
 #[derive(Clone, Debug)]
 pub struct NewVm {
@@ -95,7 +94,8 @@ impl Store {
 
     /// VMs of a user on an instance in the `counted` states.
     pub async fn quota_usage(&self, user: &str, instance: &str, counted: &[&str]) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, counted.len()));
+        let sql =
+            format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, counted.len()));
         let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(user).bind(instance);
         for s in counted {
             q = q.bind(*s);
@@ -114,8 +114,10 @@ impl Store {
             .await?;
         let requested = a.vms.len() as i64;
         if let Some(limit) = a.limit {
-            let sql =
-                format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, a.counted.len()));
+            let sql = format!(
+                "SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})",
+                placeholders(3, a.counted.len())
+            );
             let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(a.user).bind(a.instance);
             for s in a.counted {
                 q = q.bind(*s);

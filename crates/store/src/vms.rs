@@ -165,7 +165,9 @@ impl Store {
             binds.push(val.clone());
             let (kp, vp) = (binds.len() - 1, binds.len());
             sql.push_str(&match self.backend() {
-                crate::Backend::Sqlite => format!(" AND EXISTS (SELECT 1 FROM json_each(vms.tags) j WHERE j.key = ${kp} AND j.value = ${vp})"),
+                crate::Backend::Sqlite => {
+                    format!(" AND EXISTS (SELECT 1 FROM json_each(vms.tags) j WHERE j.key = ${kp} AND j.value = ${vp})")
+                }
                 crate::Backend::Postgres => {
                     format!(" AND EXISTS (SELECT 1 FROM jsonb_each_text(vms.tags::jsonb) j WHERE j.key = ${kp} AND j.value = ${vp})")
                 }

@@ -1,6 +1,10 @@
 //! The store suite: runs on SQLite always and on PostgreSQL when
 //! CLOUDBROKER_TEST_POSTGRES_URL is set.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 use cloudbroker_store::{store_test, Backend, Store};
 
 /// The states the services count against quotas (core's `VmStatus::QUOTA_COUNTED`).
@@ -116,7 +120,18 @@ mod quota {
 
     async fn launch(s: &Store, user: &str, token: &str, n: usize, limit: Option<i64>) -> Result<(), AdmitError> {
         let v = vms(n, token);
-        s.admit_launch(&Admission { launch_id: token, user, instance: "sb", credential_id: "c", client_token: token, limit, counted: COUNTED, state: "requested", vms: &v }).await
+        s.admit_launch(&Admission {
+            launch_id: token,
+            user,
+            instance: "sb",
+            credential_id: "c",
+            client_token: token,
+            limit,
+            counted: COUNTED,
+            state: "requested",
+            vms: &v,
+        })
+        .await
     }
 
     store_test!(hundred_concurrent_launches_admit_exactly_the_quota, |s: Store| async move {

@@ -28,10 +28,7 @@ impl Application {
         let addr = listener.local_addr()?;
         let data = web::Data::new(broker);
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms"))
-                .configure(routes)
+            App::new().app_data(data.clone()).wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")).configure(routes)
         })
         .workers(2)
         .disable_signals()

@@ -1,5 +1,9 @@
 //! Identity and the credential vault through the real server.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use cloudbroker_core::testing::{instance, user};

@@ -1,6 +1,10 @@
 //! Native images, VMs and quotas through the real server, on sandbox and on
 //! ec2 against moto.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use cloudbroker_core::testing::{image, instance, user};
@@ -199,8 +203,12 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     assert_eq!(l["vms"].as_array().unwrap().len(), 1);
     // The audit log has the launches and the termination.
     let (_, audit) = app.call(Method::GET, "/api/v1/audit?limit=200", &admin, None).await;
-    let actions: BTreeSet<String> =
-        audit["entries"].as_array().unwrap().iter().map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
+    let actions: BTreeSet<String> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{}:{}", r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
     for a in ["vm.launch:requested", "vm.launch:ok", "vm.launch:failed", "vm.terminate:ok"] {
         assert!(actions.contains(a), "{a} in {actions:?}");
     }

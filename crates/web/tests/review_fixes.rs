@@ -3,6 +3,10 @@
 //! the generated admin password, and (against moto) a VM whose broker tag was
 //! removed in the cloud.
 
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 mod common;
 
 use common::{TestApp, SUPER_PW};
@@ -11,7 +15,14 @@ use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 
 app_test!(a_token_minted_with_a_token_expires_with_it, |app: TestApp| async move {
-    let r = app.http.post(app.url("/api/v1/tokens")).basic_auth("super", Some(SUPER_PW)).json(&json!({"expires_in_secs": 60})).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/tokens"))
+        .basic_auth("super", Some(SUPER_PW))
+        .json(&json!({"expires_in_secs": 60}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let parent: Value = r.json().await.unwrap();
     let short = parent["token"].as_str().unwrap();
@@ -69,7 +80,9 @@ app_test!(concurrent_wrong_passwords_are_throttled, |app: TestApp| async move {
     let mut tasks = Vec::new();
     for _ in 0..40 {
         let (http, url) = (app.http.clone(), app.url("/api/v1/tokens"));
-        tasks.push(tokio::spawn(async move { http.post(url).basic_auth("alice", Some("wrong-password")).send().await.unwrap().status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            http.post(url).basic_auth("alice", Some("wrong-password")).send().await.unwrap().status().as_u16()
+        }));
     }
     let mut codes = Vec::new();
     for t in tasks {
@@ -155,7 +168,12 @@ async fn a_vm_whose_broker_tag_was_removed_in_the_cloud_is_not_ended() {
     let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/stop"), &alice, None).await;
     assert_eq!(s, 200, "{v}");
     // Terminated in the cloud: the by-id answer ends the record.
-    boto3(&moto, &format!("import boto3, os\nboto3.client('ec2', endpoint_url=os.environ['MOTO_URL']).terminate_instances(InstanceIds=['{cloud_id}'])\n"));
+    boto3(
+        &moto,
+        &format!(
+            "import boto3, os\nboto3.client('ec2', endpoint_url=os.environ['MOTO_URL']).terminate_instances(InstanceIds=['{cloud_id}'])\n"
+        ),
+    );
     let (_, r) = app.call(Method::POST, "/api/v1/reconcile", &admin, None).await;
     assert_eq!(r["vanished"], 1, "{r}");
     let (_, v) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &alice, None).await;

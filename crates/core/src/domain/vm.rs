@@ -134,10 +134,12 @@ impl VmAction {
 
     /// Parses an action name.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| InvalidValue::new("action", format!("unknown action '{}' (start, stop, reboot, terminate)", s.chars().take(40).collect::<String>())))
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
+            InvalidValue::new(
+                "action",
+                format!("unknown action '{}' (start, stop, reboot, terminate)", s.chars().take(40).collect::<String>()),
+            )
+        })
     }
 }
 

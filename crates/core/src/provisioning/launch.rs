@@ -144,8 +144,7 @@ impl Provisioning {
             .unwrap_or_else(|| "t2.micro".into());
         let security_group = resolved.security_group.clone().or_else(|| values.get(kind, "security.group"));
         let (creds, credential_id) = self.vault.credentials_for(&actor.name, &spec.instance).await?;
-        let limit =
-            if snap.system_bool("quota.enable") { Some(self.limit_for(&actor.name, &spec.instance).await?.0) } else { None };
+        let limit = if snap.system_bool("quota.enable") { Some(self.limit_for(&actor.name, &spec.instance).await?.0) } else { None };
 
         let launch_id = LaunchId::generate();
         let client_token = spec.client_token.clone().unwrap_or_else(|| ClientToken::from_stored(launch_id.to_string()));
@@ -228,8 +227,18 @@ impl Provisioning {
         };
         // The cloud part runs in its own task: a client that goes away does not cut it short.
         let this = self.clone();
-        let job = CloudLaunch { connector, creds, user: actor.name.clone(), ssh_key, instance: spec.instance.clone(), launch_id: launch_id.clone(), credential_id };
-        tokio::spawn(async move { this.run_cloud(job, run).await }).await.map_err(|e| ServiceError::Internal(format!("launch task: {e}")))??;
+        let job = CloudLaunch {
+            connector,
+            creds,
+            user: actor.name.clone(),
+            ssh_key,
+            instance: spec.instance.clone(),
+            launch_id: launch_id.clone(),
+            credential_id,
+        };
+        tokio::spawn(async move { this.run_cloud(job, run).await })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("launch task: {e}")))??;
         Ok(LaunchOutcome { created: true, vms: self.launch_vms(&launch_id).await? })
     }
 

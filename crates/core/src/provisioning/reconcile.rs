@@ -226,8 +226,7 @@ impl Provisioning {
         // removed ours, would make running VMs look gone. Ask for the missing
         // ones by id; only the cloud's "no such instance" or an explicit
         // terminated state ends a record.
-        let missing: Vec<&Vm> =
-            rows.iter().filter(|r| r.cloud_id.as_deref().is_some_and(|id| !seen_ids.contains(id))).collect();
+        let missing: Vec<&Vm> = rows.iter().filter(|r| r.cloud_id.as_deref().is_some_and(|id| !seen_ids.contains(id))).collect();
         for chunk in missing.chunks(CONFIRM_BATCH) {
             let confirmed = self.confirm_by_id(connector.as_ref(), &creds, chunk).await?;
             if !self.renew(lease, holder).await? {
@@ -308,7 +307,7 @@ impl Provisioning {
         match connector.describe_instances(creds, &DescribeFilter::ids(&ids)).await {
             Ok(found) => Ok(ids
                 .iter()
-                .map(|id| found.iter().find(|v| &v.id == id).cloned().map_or(Confirmed::Unknown, Confirmed::Present))
+                .map(|id| found.iter().find(|v| &v.id == id).cloned().map_or(Confirmed::Unknown, |v| Confirmed::Present(Box::new(v))))
                 .collect()),
             Err(ConnectorError::NotFound { code, .. }) if is_instance_not_found(&code) && ids.len() == 1 => Ok(vec![Confirmed::Gone]),
             Err(ConnectorError::NotFound { code, .. }) if is_instance_not_found(&code) => {
@@ -335,7 +334,7 @@ enum Confirmed {
     /// It does not know the id.
     Gone,
     /// It answered with the VM.
-    Present(cloudbroker_connector_api::Vm),
+    Present(Box<cloudbroker_connector_api::Vm>),
     /// It answered without it and without an error.
     Unknown,
 }

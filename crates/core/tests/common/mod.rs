@@ -15,8 +15,11 @@ impl TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let conn = dir.path().join("connectors.d");
         std::fs::create_dir_all(&conn).unwrap();
-        std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n")
-            .unwrap();
+        std::fs::write(
+            conn.join("sb.conf"),
+            "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n",
+        )
+        .unwrap();
         let mut config = Config::for_tests(dir.path(), db_url);
         config.admin_password = Some(cloudbroker_connector_api::SecretString::new("super-password-1"));
         let broker = Broker::start(config).await.unwrap();

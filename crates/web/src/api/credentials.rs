@@ -12,7 +12,6 @@ use cloudbroker_core::domain::{CredentialName, InstanceName, UserName};
 use cloudbroker_core::vault::Scope;
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::Deserialize;
-use serde_json::json;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/users/{user}/credentials", web::get().to(list_credentials))

@@ -39,9 +39,8 @@ impl ImageBody {
         };
         let mut mappings = BTreeMap::new();
         for (inst, m) in self.mappings {
-            let i = InstanceName::parse(&inst).map_err(|_| {
-                ApiError::field("mappings", format!("image '{name}': no connector instance '{inst}' is declared"))
-            })?;
+            let i = InstanceName::parse(&inst)
+                .map_err(|_| ApiError::field("mappings", format!("image '{name}': no connector instance '{inst}' is declared")))?;
             mappings.insert(i, m);
         }
         Ok(ImageSpec { name, description: self.description, os: self.os, parent, mappings })
@@ -50,9 +49,8 @@ impl ImageBody {
 
 /// An image named in a path: an invalid name cannot exist.
 fn image_in_path(s: &str) -> Result<ImageName, ApiError> {
-    ImageName::parse(s).map_err(|_| {
-        ApiError(ServiceError::NotFound(Resource::Record(format!("image '{}'", s.chars().take(128).collect::<String>()))))
-    })
+    ImageName::parse(s)
+        .map_err(|_| ApiError(ServiceError::NotFound(Resource::Record(format!("image '{}'", s.chars().take(128).collect::<String>())))))
 }
 
 async fn list_images(_a: ApiActor, broker: web::Data<Broker>) -> ApiResult {

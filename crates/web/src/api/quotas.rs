@@ -27,7 +27,8 @@ struct QuotaBody {
 async fn put_quota(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<QuotaBody>) -> ApiResult {
     let (user, instance) = path.into_inner();
     let user = user_in_path(&user)?;
-    let instance = InstanceName::parse(&instance)
-        .map_err(|_| ServiceError::NotFound(Resource::Record(format!("connector instance '{}'", instance.chars().take(64).collect::<String>()))))?;
+    let instance = InstanceName::parse(&instance).map_err(|_| {
+        ServiceError::NotFound(Resource::Record(format!("connector instance '{}'", instance.chars().take(64).collect::<String>())))
+    })?;
     ok(broker.provisioning.set_quota(&a.0, &user, &instance, body.vm).await?)
 }

@@ -35,8 +35,11 @@ async fn create_token(req: HttpRequest, broker: web::Data<Broker>, body: web::By
         }
         None => ApiActor::of(&req).await?.0,
     };
-    let r: TokenRequest =
-        if body.is_empty() { TokenRequest::default() } else { serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body: {e}")))? };
+    let r: TokenRequest = if body.is_empty() {
+        TokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body: {e}")))?
+    };
     let (token, t) = broker
         .identity
         .create_token(&actor, &actor.name, r.name.as_deref().unwrap_or("api"), r.expires_in_secs.map(Duration::from_secs))

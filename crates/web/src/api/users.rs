@@ -95,7 +95,9 @@ async fn list_user_tokens(a: ApiActor, broker: web::Data<Broker>, user: web::Pat
 
 async fn revoke_user_token(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, id) = path.into_inner();
-    let id = TokenId::parse(&id).map_err(|_| ServiceError::NotFound(cloudbroker_core::Resource::Record(format!("token '{}'", id.chars().take(64).collect::<String>()))))?;
+    let id = TokenId::parse(&id).map_err(|_| {
+        ServiceError::NotFound(cloudbroker_core::Resource::Record(format!("token '{}'", id.chars().take(64).collect::<String>())))
+    })?;
     broker.identity.revoke_token(&a.0, &user_in_path(&user)?, &id).await?;
     no_content()
 }

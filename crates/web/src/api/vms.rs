@@ -4,9 +4,7 @@ use super::actor::ApiActor;
 use super::error::{parse, ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpResponse};
-use cloudbroker_core::domain::{
-    ClientToken, ImageRef, InstanceName, LaunchId, PageRequest, Tags, UserName, VmAction, VmId, VmStatus,
-};
+use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, PageRequest, Tags, UserName, VmAction, VmId, VmStatus};
 use cloudbroker_core::provisioning::{LaunchSpec, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::Deserialize;
@@ -76,7 +74,11 @@ async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListPara
     let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
     let query = VmQuery {
         user: q.user.as_deref().map(|u| UserName::parse(u).map_err(|e| ApiError::field("user", e.message))).transpose()?,
-        instance: q.instance.as_deref().map(|i| InstanceName::parse(i).map_err(|e| ApiError::field("instance", e.to_string()))).transpose()?,
+        instance: q
+            .instance
+            .as_deref()
+            .map(|i| InstanceName::parse(i).map_err(|e| ApiError::field("instance", e.to_string())))
+            .transpose()?,
         status: q.state.as_deref().map(|s| parse(VmStatus::parse(s))).transpose()?,
         name: q.name,
         launch: q.launch.as_deref().map(|l| parse(LaunchId::parse(l))).transpose()?,
