@@ -179,3 +179,53 @@ async fn a_vm_whose_broker_tag_was_removed_in_the_cloud_is_not_ended() {
     let (_, v) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &alice, None).await;
     assert_eq!(v["state"], "terminated", "{v}");
 }
+
+// 10. Malformed query strings and bodies get the API's JSON error, naming what was wrong.
+app_test!(malformed_requests_get_json_errors, |app: TestApp| async move {
+    let admin = app.token("super", SUPER_PW).await;
+    let (s, e) = app.call(Method::GET, "/api/v1/vms?limit=lots", &admin, None).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("limit"), "{e}");
+    let (s, e) = app.call(Method::GET, "/api/v1/vms?limit=100000", &admin, None).await;
+    assert_eq!(s, 400, "{e}");
+    let r = app
+        .http
+        .post(app.url("/api/v1/images"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_request", "{e}");
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
+    let r = app
+        .http
+        .post(app.url("/api/v1/images"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "too_large", "{e}");
+    // Nothing was stored by the refused requests.
+    let (_, images) = app.call(Method::GET, "/api/v1/images", &admin, None).await;
+    assert_eq!(images.as_array().map(Vec::len), Some(0), "{images}");
+});
+
+// 10. Expired sessions are purged from the database, not only refused.
+#[tokio::test]
+async fn expired_sessions_are_purged() {
+    let app = TestApp::start_with(None, tempfile::tempdir().unwrap(), |c| c.session_idle_secs = 1).await.unwrap();
+    let admin = cloudbroker_core::Actor::new(cloudbroker_core::testing::user("super"), true);
+    let (raw, _) = app.broker.identity.create_session(&admin).await.unwrap();
+    assert_eq!(app.broker.identity.purge_sessions().await.unwrap(), 0, "a live session was purged");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(app.broker.identity.purge_sessions().await.unwrap(), 1);
+    assert!(app.broker.identity.resolve_session(&raw).await.unwrap().is_none());
+}
