@@ -4,6 +4,7 @@
 //! parse their input into [`domain`] types, call these services, and map
 //! [`ServiceError`] back; none of them reaches the store.
 
+pub mod access_keys;
 pub mod audit;
 pub mod broker;
 pub mod config;

@@ -78,9 +78,9 @@ impl Scope<'_> {
 
 /// The vault service.
 pub struct Vault {
-    store: Store,
+    pub(crate) store: Store,
     registry: Arc<Registry>,
-    keys: RwLock<MasterKeys>,
+    pub(crate) keys: RwLock<MasterKeys>,
     /// How long a key that seals nothing any more stays in the file, so that
     /// another process still sealing with it (a replica that has not re-read
     /// the file yet) writes nothing the file cannot open.
@@ -105,7 +105,7 @@ pub const RETIRED_KEY_GRACE: std::time::Duration = std::time::Duration::from_sec
 /// The database lock that serialises key rotations across processes.
 const ROTATE_LEASE: &str = "vault:rotate";
 
-fn vault_err(e: VaultError) -> ServiceError {
+pub(crate) fn vault_err(e: VaultError) -> ServiceError {
     ServiceError::Internal(e.to_string())
 }
 
@@ -186,14 +186,14 @@ impl Vault {
         Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE })
     }
 
-    fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
+    pub(crate) fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
         let g = self.keys.read().unwrap_or_else(|e| e.into_inner());
         f(&g).map_err(vault_err)
     }
 
     /// Picks up keys another process (a rotation by the CLI or a replica)
     /// wrote to the key file, merging: nothing known is forgotten.
-    fn refresh_keys(&self) -> ServiceResult<()> {
+    pub(crate) fn refresh_keys(&self) -> ServiceResult<()> {
         self.keys.write().unwrap_or_else(|e| e.into_inner()).merge_from_disk().map_err(vault_err)?;
         Ok(())
     }

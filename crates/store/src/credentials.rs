@@ -24,9 +24,9 @@ pub struct CredentialRow {
     pub updated_at: DateTime<Utc>,
 }
 
-type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64);
+pub(crate) type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64);
 
-fn cred(t: CredTuple) -> CredentialRow {
+pub(crate) fn cred(t: CredTuple) -> CredentialRow {
     CredentialRow {
         id: t.0,
         scope: t.1,
@@ -43,7 +43,7 @@ fn cred(t: CredTuple) -> CredentialRow {
     }
 }
 
-const CRED_COLS: &str =
+pub(crate) const CRED_COLS: &str =
     "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, updated_at";
 
 /// What to store for a credential.

@@ -7,6 +7,7 @@
 //! [`Backend`]. Migrations live in `migrations/{sqlite,postgres}`, are embedded
 //! in the binary and run by [`Store::migrate`].
 
+pub mod access_keys;
 pub mod audit;
 pub mod credentials;
 pub mod error;

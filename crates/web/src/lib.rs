@@ -58,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .configure(api::routes)
+        .configure(cloudbroker_ec2_api::routes)
         .configure(ui::public_routes)
         .configure(ui::signed_in_routes);
 }

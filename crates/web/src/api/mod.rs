@@ -2,6 +2,7 @@
 //! into domain types, call one core service, and render JSON; errors go
 //! through [`error::ApiError`], so every failure has the same shape.
 
+pub mod access_keys;
 pub mod actor;
 pub mod audit;
 pub mod credentials;
@@ -24,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(tokens::routes)
+            .configure(access_keys::routes)
             .configure(users::routes)
             .configure(credentials::routes)
             .configure(system::routes)

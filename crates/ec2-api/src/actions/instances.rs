@@ -1,0 +1,367 @@
+//! Instances: `RunInstances`, `DescribeInstances`, `DescribeInstanceStatus`,
+//! `Start/Stop/Reboot/TerminateInstances`. Describe calls answer from the
+//! broker's records (kept fresh by the reconciler), never by calling the
+//! cloud per request. A caller sees only their own VMs (admins too: the EC2
+//! front acts as the signing user); another user's instance does not exist.
+//! Terminated instances stay visible for [`TERMINATED_VISIBLE_SECS`].
+
+use super::Ctx;
+use crate::error::Ec2Error;
+use crate::ids::{image_id, instance_id, reservation_id, shown, vm_id};
+use crate::xml::Xml;
+use base64::Engine;
+use chrono::Utc;
+use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, PageRequest, Tags, VmAction, VmStatus};
+use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
+use cloudbroker_core::ServiceError;
+use std::collections::BTreeMap;
+
+/// How long a terminated instance is still described (econe's
+/// `terminated_instances_expiration_time`).
+pub const TERMINATED_VISIBLE_SECS: i64 = 900;
+
+/// Instances one RunInstances may ask for (the broker's launch limit).
+pub const MAX_COUNT: i64 = 100;
+
+/// EC2's state code and name of a broker status.
+pub fn state_of(s: VmStatus) -> (u8, &'static str) {
+    match s {
+        VmStatus::Requested | VmStatus::Pending => (0, "pending"),
+        VmStatus::Running => (16, "running"),
+        VmStatus::ShuttingDown => (32, "shutting-down"),
+        VmStatus::Terminated | VmStatus::Failed => (48, "terminated"),
+        VmStatus::Stopping => (64, "stopping"),
+        VmStatus::Stopped => (80, "stopped"),
+    }
+}
+
+fn ami_of(vm: &Vm) -> String {
+    match ImageName::parse(&vm.image) {
+        Ok(n) => image_id(n.as_str()),
+        Err(_) => vm.image.clone(),
+    }
+}
+
+fn visible(vm: &Vm) -> bool {
+    vm.status.is_live() || (Utc::now() - vm.updated_at).num_seconds() < TERMINATED_VISIBLE_SECS
+}
+
+fn state_xml(x: &mut Xml, tag: &str, s: VmStatus) {
+    let (code, name) = state_of(s);
+    x.open(tag).leaf("code", &code.to_string()).leaf("name", name).close(tag);
+}
+
+fn instance_xml(x: &mut Xml, vm: &Vm) {
+    x.open("item").leaf("instanceId", &instance_id(&vm.id)).leaf("imageId", &ami_of(vm));
+    state_xml(x, "instanceState", vm.status);
+    x.leaf("privateDnsName", "")
+        .leaf("dnsName", "")
+        .leaf("reason", vm.error.as_deref().unwrap_or(""))
+        .leaf("amiLaunchIndex", &vm.launch_index.to_string())
+        .leaf("instanceType", &vm.instance_type)
+        .leaf("launchTime", &vm.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .open("placement")
+        .leaf("availabilityZone", &format!("{}a", vm.instance))
+        .leaf("tenancy", "default")
+        .close("placement")
+        .open("monitoring")
+        .leaf("state", "disabled")
+        .close("monitoring")
+        .opt("privateIpAddress", vm.private_ip.as_deref())
+        .opt("ipAddress", vm.public_ip.as_deref())
+        .leaf("architecture", "x86_64")
+        .leaf("rootDeviceType", "ebs")
+        .leaf("clientToken", vm.client_token.as_str());
+    let mut tags: Vec<(&str, &str)> = vm.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if !vm.name.is_empty() && vm.tags.get("Name").is_none() {
+        tags.push(("Name", vm.name.as_str()));
+    }
+    if !tags.is_empty() {
+        x.open("tagSet");
+        for (k, v) in tags {
+            x.open("item").leaf("key", k).leaf("value", v).close("item");
+        }
+        x.close("tagSet");
+    }
+    x.close("item");
+}
+
+/// Reservations in first-seen order, each with its instances.
+fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm]) {
+    let mut order: Vec<&cloudbroker_core::domain::LaunchId> = Vec::new();
+    let mut by_launch: BTreeMap<&str, Vec<&Vm>> = BTreeMap::new();
+    for vm in vms {
+        if !by_launch.contains_key(vm.launch_id.as_str()) {
+            order.push(&vm.launch_id);
+        }
+        by_launch.entry(vm.launch_id.as_str()).or_default().push(vm);
+    }
+    x.open("reservationSet");
+    for launch in order {
+        x.open("item").leaf("reservationId", &reservation_id(launch)).leaf("ownerId", owner).open("groupSet").close("groupSet");
+        x.open("instancesSet");
+        for vm in by_launch.get(launch.as_str()).map(Vec::as_slice).unwrap_or_default() {
+            instance_xml(x, vm);
+        }
+        x.close("instancesSet").close("item");
+    }
+    x.close("reservationSet");
+}
+
+/// A DescribeInstances filter, checked once.
+enum Filter {
+    Id(Vec<String>),
+    State(Vec<String>),
+    Type(Vec<String>),
+    Image(Vec<String>),
+    Tag(String, Vec<String>),
+    TagKey(Vec<String>),
+    PublicIp(Vec<String>),
+    PrivateIp(Vec<String>),
+    Zone(Vec<String>),
+}
+
+fn filters(ctx: &Ctx<'_>) -> Result<Vec<Filter>, Ec2Error> {
+    ctx.params
+        .filters()?
+        .into_iter()
+        .map(|(name, values)| {
+            Ok(match name.as_str() {
+                "instance-id" => Filter::Id(values),
+                "instance-state-name" => Filter::State(values),
+                "instance-type" => Filter::Type(values),
+                "image-id" => Filter::Image(values),
+                "tag-key" => Filter::TagKey(values),
+                "ip-address" => Filter::PublicIp(values),
+                "private-ip-address" => Filter::PrivateIp(values),
+                "availability-zone" => Filter::Zone(values),
+                n if n.starts_with("tag:") && n.len() > 4 => Filter::Tag(n[4..].to_string(), values),
+                other => return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(other)))),
+            })
+        })
+        .collect()
+}
+
+fn any(values: &[String], text: &str) -> bool {
+    values.iter().any(|v| super::images::glob(v, text))
+}
+
+fn matches(vm: &Vm, filters: &[Filter]) -> bool {
+    filters.iter().all(|f| match f {
+        Filter::Id(v) => any(v, &instance_id(&vm.id)),
+        Filter::State(v) => any(v, state_of(vm.status).1),
+        Filter::Type(v) => any(v, &vm.instance_type),
+        Filter::Image(v) => any(v, &ami_of(vm)),
+        Filter::Tag(k, v) => {
+            let value = if k == "Name" && vm.tags.get("Name").is_none() {
+                Some(vm.name.as_str()).filter(|n| !n.is_empty())
+            } else {
+                vm.tags.get(k)
+            };
+            value.is_some_and(|val| any(v, val))
+        }
+        Filter::TagKey(v) => vm.tags.iter().any(|(k, _)| any(v, k)),
+        Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| any(v, ip)),
+        Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| any(v, ip)),
+        Filter::Zone(v) => any(v, &format!("{}a", vm.instance)),
+    })
+}
+
+/// The caller's VMs named by `InstanceId.N` on this region; any unknown id
+/// fails the whole request, as in EC2.
+async fn named(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Vm>, Ec2Error> {
+    let instance = ctx.instance()?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for id in ids {
+        let vm_id = vm_id(id)?;
+        match ctx.broker.provisioning.get(&ctx.caller.actor, &vm_id).await {
+            Ok(vm) if vm.instance == instance && vm.user == ctx.caller.actor.name && visible(&vm) => out.push(vm),
+            Ok(_) | Err(ServiceError::NotFound(_)) => missing.push(shown(id)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Ec2Error::client("InvalidInstanceID.NotFound", format!("The instance IDs '{}' do not exist", missing.join(", "))));
+    }
+    Ok(out)
+}
+
+fn own_query(ctx: &Ctx<'_>) -> Result<VmQuery, Ec2Error> {
+    Ok(VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() })
+}
+
+pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let ids = ctx.params.list("InstanceId")?;
+    let filters = filters(ctx)?;
+    let max = ctx.params.int("MaxResults", 5..=1000)?;
+    if max.is_some() && !ids.is_empty() {
+        return Err(Ec2Error::client(
+            "InvalidParameterCombination",
+            "The parameter instancesSet cannot be used with the parameter maxResults",
+        ));
+    }
+    let mut next = None;
+    let vms: Vec<Vm> = if !ids.is_empty() {
+        named(ctx, &ids).await?
+    } else {
+        let mut out = Vec::new();
+        let mut cursor = ctx.params.get("NextToken").filter(|t| !t.is_empty()).map(str::to_string);
+        loop {
+            let limit = max.unwrap_or(1000).to_string();
+            let page = PageRequest::parse(Some(&limit), cursor.as_deref())
+                .map_err(|_| Ec2Error::invalid("The NextToken is not one this broker gave out"))?;
+            let p = ctx.broker.provisioning.list(&ctx.caller.actor, own_query(ctx)?, page).await?;
+            out.extend(p.items.into_iter().filter(visible));
+            match (p.next_cursor, max) {
+                (Some(c), Some(_)) => {
+                    next = Some(c);
+                    break;
+                }
+                (Some(c), None) => cursor = Some(c),
+                (None, _) => break,
+            }
+        }
+        out
+    };
+    let vms: Vec<Vm> = vms.into_iter().filter(|vm| matches(vm, &filters)).collect();
+    let (mut x, root) = ctx.doc("DescribeInstances");
+    reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms);
+    x.opt("nextToken", next.as_deref());
+    Ok(x.finish(&root))
+}
+
+pub async fn describe_instance_status(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let ids = ctx.params.list("InstanceId")?;
+    let all = ctx.params.get("IncludeAllInstances").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let vms = if ids.is_empty() {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = PageRequest::parse(Some("1000"), cursor.as_deref()).map_err(|e| Ec2Error::invalid(e.message))?;
+            let p = ctx.broker.provisioning.list(&ctx.caller.actor, own_query(ctx)?, page).await?;
+            out.extend(p.items.into_iter().filter(|v| v.status.is_live()));
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        out
+    } else {
+        named(ctx, &ids).await?
+    };
+    let (mut x, root) = ctx.doc("DescribeInstanceStatus");
+    x.open("instanceStatusSet");
+    for vm in vms.iter().filter(|v| all || v.status == VmStatus::Running) {
+        let ok = if vm.status == VmStatus::Running { "ok" } else { "not-applicable" };
+        x.open("item").leaf("instanceId", &instance_id(&vm.id)).leaf("availabilityZone", &format!("{}a", vm.instance));
+        state_xml(&mut x, "instanceState", vm.status);
+        x.open("systemStatus").leaf("status", ok).close("systemStatus");
+        x.open("instanceStatus").leaf("status", ok).close("instanceStatus");
+        x.close("item");
+    }
+    x.close("instanceStatusSet");
+    Ok(x.finish(&root))
+}
+
+pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let instance = ctx.instance()?;
+    let image = ctx.params.required("ImageId")?;
+    let min = ctx.params.int("MinCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MinCount"))?;
+    let max = ctx.params.int("MaxCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MaxCount"))?;
+    if min > max {
+        return Err(Ec2Error::invalid(format!("MinCount ({min}) is greater than MaxCount ({max})")));
+    }
+    // A native image under its ami- id, else a raw cloud image id (allowed or not by `images.allow.raw`).
+    let native = ctx.broker.images.list().await?.into_iter().find(|i| image_id(i.name.as_str()) == image).map(|i| i.name);
+    let image_ref = match native {
+        Some(n) => ImageRef::native(&n),
+        None => ImageRef::parse(image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?,
+    };
+    let mut spec = LaunchSpec::new(instance, image_ref);
+    spec.instance_type = ctx.params.get("InstanceType").filter(|t| !t.is_empty()).map(str::to_string);
+    if let Some(u) = ctx.params.get("UserData").filter(|u| !u.is_empty()) {
+        let raw =
+            base64::engine::general_purpose::STANDARD.decode(u.trim()).map_err(|_| Ec2Error::invalid("UserData is not valid base64"))?;
+        spec.user_data = Some(String::from_utf8(raw).map_err(|_| Ec2Error::invalid("UserData must decode to UTF-8 text"))?);
+    }
+    if let Some(t) = ctx.params.get("ClientToken").filter(|t| !t.is_empty()) {
+        spec.client_token = Some(ClientToken::parse(t).map_err(|e| Ec2Error::invalid(e.message))?);
+    }
+    let mut tags = BTreeMap::new();
+    for (k, v) in ctx.params.tag_specifications("instance")? {
+        if k == "Name" {
+            spec.name = v;
+        } else {
+            tags.insert(k, v);
+        }
+    }
+    spec.tags = Tags::parse(tags).map_err(|e| Ec2Error::invalid(e.message))?;
+    // All or nothing between MinCount and MaxCount: as many as the quota allows.
+    spec.count = max as u32;
+    let outcome = match ctx.broker.provisioning.launch(&ctx.caller.actor, spec.clone()).await {
+        Err(ServiceError::QuotaExceeded { quota, current, .. }) if quota - current >= min => {
+            spec.count = (quota - current) as u32;
+            ctx.broker.provisioning.launch(&ctx.caller.actor, spec).await?
+        }
+        other => other?,
+    };
+    let (mut x, root) = ctx.doc("RunInstances");
+    let launch = outcome.vms.first().map(|v| reservation_id(&v.launch_id)).unwrap_or_default();
+    x.leaf("reservationId", &launch).leaf("ownerId", ctx.caller.actor.name.as_str()).open("groupSet").close("groupSet");
+    x.open("instancesSet");
+    for vm in &outcome.vms {
+        instance_xml(&mut x, vm);
+    }
+    x.close("instancesSet");
+    Ok(x.finish(&root))
+}
+
+/// Start, stop, reboot or terminate: every id is checked before any acts.
+pub async fn change_state(ctx: &Ctx<'_>, action: VmAction) -> Result<String, Ec2Error> {
+    let ids = ctx.params.list("InstanceId")?;
+    if ids.is_empty() {
+        return Err(Ec2Error::missing("InstanceId.1"));
+    }
+    let vms = named(ctx, &ids).await?;
+    let mut changes = Vec::with_capacity(vms.len());
+    for vm in vms {
+        let after = ctx.broker.provisioning.action(&ctx.caller.actor, &vm.id, action).await?;
+        changes.push((vm, after.status));
+    }
+    let name = match action {
+        VmAction::Start => "StartInstances",
+        VmAction::Stop => "StopInstances",
+        VmAction::Reboot => "RebootInstances",
+        VmAction::Terminate => "TerminateInstances",
+    };
+    let (mut x, root) = ctx.doc(name);
+    if action == VmAction::Reboot {
+        x.leaf("return", "true");
+        return Ok(x.finish(&root));
+    }
+    x.open("instancesSet");
+    for (vm, now) in changes {
+        x.open("item").leaf("instanceId", &instance_id(&vm.id));
+        state_xml(&mut x, "currentState", now);
+        state_xml(&mut x, "previousState", vm.status);
+        x.close("item");
+    }
+    x.close("instancesSet");
+    Ok(x.finish(&root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_codes_are_ec2s() {
+        assert_eq!(state_of(VmStatus::Running), (16, "running"));
+        assert_eq!(state_of(VmStatus::Stopped), (80, "stopped"));
+        assert_eq!(state_of(VmStatus::Requested), (0, "pending"));
+        assert_eq!(state_of(VmStatus::Failed), (48, "terminated"));
+        assert_eq!(state_of(VmStatus::ShuttingDown).0, 32);
+        assert_eq!(state_of(VmStatus::Stopping).0, 64);
+    }
+}

@@ -1,0 +1,61 @@
+//! Regions are the broker's connector instances: `DescribeRegions`,
+//! `DescribeAvailabilityZones` (one zone per region), and
+//! `DescribeAccountAttributes` (`max-instances` is the caller's quota).
+
+use super::Ctx;
+use crate::error::Ec2Error;
+use cloudbroker_core::registry::Status;
+
+pub fn describe_regions(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let wanted = ctx.params.list("RegionName")?;
+    let snap = ctx.broker.registry.snapshot();
+    let (mut x, root) = ctx.doc("DescribeRegions");
+    x.open("regionInfo");
+    for i in &snap.instances {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == i.name.as_str()) {
+            continue;
+        }
+        x.open("item")
+            .leaf("regionName", i.name.as_str())
+            .leaf("regionEndpoint", &format!("{}/ec2", ctx.base_url))
+            .leaf("optInStatus", if matches!(i.status, Status::Ready) { "opt-in-not-required" } else { "not-opted-in" })
+            .close("item");
+    }
+    x.close("regionInfo");
+    Ok(x.finish(&root))
+}
+
+pub fn describe_availability_zones(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let instance = ctx.instance()?;
+    let snap = ctx.broker.registry.snapshot();
+    let ready = snap.instance(instance.as_str()).is_some_and(|i| matches!(i.status, Status::Ready));
+    let (mut x, root) = ctx.doc("DescribeAvailabilityZones");
+    x.open("availabilityZoneInfo")
+        .open("item")
+        .leaf("zoneName", &format!("{instance}a"))
+        .leaf("zoneState", if ready { "available" } else { "unavailable" })
+        .leaf("regionName", instance.as_str())
+        .leaf("zoneType", "availability-zone")
+        .close("item")
+        .close("availabilityZoneInfo");
+    Ok(x.finish(&root))
+}
+
+pub async fn describe_account_attributes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let instance = ctx.instance()?;
+    let (limit, _) = ctx.broker.provisioning.limit_for(&ctx.caller.actor.name, &instance).await?;
+    let (mut x, root) = ctx.doc("DescribeAccountAttributes");
+    x.open("accountAttributeSet");
+    for (name, value) in [("max-instances", limit.to_string()), ("supported-platforms", "VPC".to_string())] {
+        x.open("item")
+            .leaf("attributeName", name)
+            .open("attributeValueSet")
+            .open("item")
+            .leaf("attributeValue", &value)
+            .close("item")
+            .close("attributeValueSet")
+            .close("item");
+    }
+    x.close("accountAttributeSet");
+    Ok(x.finish(&root))
+}

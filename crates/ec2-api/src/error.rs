@@ -1,0 +1,141 @@
+//! EC2 errors: a code, a message and an HTTP status, written as EC2's error
+//! XML. The core's typed errors map onto EC2's codes here, and only here:
+//! a VM not found is `InvalidInstanceID.NotFound`, an image
+//! `InvalidAMIID.NotFound`, the quota `InstanceLimitExceeded`, the cloud's
+//! own code passes through. Internal details never reach the client.
+
+use crate::xml::Xml;
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use cloudbroker_connector_api::ConnectorError;
+use cloudbroker_core::{Resource, ServiceError};
+
+/// An EC2 error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ec2Error {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+}
+
+impl Ec2Error {
+    /// An error with a code and status.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_string(), message: message.into(), status }
+    }
+
+    /// 400 with a client error code.
+    pub fn client(code: &str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    /// The one answer to every authentication failure: unknown key, bad
+    /// signature and disabled key look the same.
+    pub fn auth_failure() -> Self {
+        Self::new(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
+    }
+
+    /// A missing parameter.
+    pub fn missing(name: &str) -> Self {
+        Self::client("MissingParameter", format!("The request must contain the parameter {name}"))
+    }
+
+    /// A bad parameter value.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::client("InvalidParameterValue", message)
+    }
+
+    /// The XML answer.
+    pub fn response(&self, request_id: &str) -> HttpResponse {
+        let mut x = Xml::bare("Response");
+        x.open("Errors").open("Error").leaf("Code", &self.code).leaf("Message", &self.message).close("Error").close("Errors");
+        x.leaf("RequestID", request_id);
+        HttpResponse::build(StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST))
+            .content_type("text/xml;charset=UTF-8")
+            .insert_header(("x-amzn-RequestId", request_id.to_string()))
+            .body(x.finish("Response"))
+    }
+}
+
+impl From<ServiceError> for Ec2Error {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Unauthenticated(_) => Ec2Error::auth_failure(),
+            ServiceError::Forbidden(m) => Ec2Error::new(403, "UnauthorizedOperation", m),
+            ServiceError::NotFound(Resource::Vm(id)) => {
+                Ec2Error::client("InvalidInstanceID.NotFound", format!("The instance ID '{}' does not exist", crate::ids::instance_id(&id)))
+            }
+            ServiceError::NotFound(Resource::Image(name)) => {
+                Ec2Error::client("InvalidAMIID.NotFound", format!("The image id '[{}]' does not exist", crate::ids::image_id(name.as_str())))
+            }
+            ServiceError::NotFound(Resource::Instance(i)) => {
+                Ec2Error::client("InvalidParameterValue", format!("'{i}' is not a region (connector instance) of this broker"))
+            }
+            ServiceError::NotFound(r) => Ec2Error::client("InvalidParameterValue", format!("{r} does not exist")),
+            ServiceError::Invalid { field: Some("image"), message } => Ec2Error::client("InvalidAMIID.NotFound", message),
+            ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
+            ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
+            ServiceError::QuotaExceeded { quota, current, requested } => Ec2Error::client(
+                "InstanceLimitExceeded",
+                format!("Your quota allows for {} more running instance(s). You requested at least {requested} (quota={quota}, current={current})", (quota - current).max(0)),
+            ),
+            ServiceError::Throttled { .. } => Ec2Error::new(503, "RequestLimitExceeded", "Request limit exceeded."),
+            ServiceError::Unavailable(m) => Ec2Error::new(503, "Unavailable", m),
+            ServiceError::Cloud(c) => cloud(c),
+            other => {
+                tracing::error!(error = %other, "EC2 front: internal error");
+                Ec2Error::new(500, "InternalError", "An internal error has occurred")
+            }
+        }
+    }
+}
+
+/// A cloud's error, passed through with its code where EC2 has one.
+fn cloud(e: ConnectorError) -> Ec2Error {
+    match e {
+        ConnectorError::Throttled { message, .. } => Ec2Error::new(503, "RequestLimitExceeded", message),
+        ConnectorError::Capacity { message, .. } => Ec2Error::new(500, "InsufficientInstanceCapacity", message),
+        ConnectorError::Limit { code, message }
+        | ConnectorError::InvalidRequest { code, message }
+        | ConnectorError::NotFound { code, message } => Ec2Error::client(&code, message),
+        ConnectorError::Forbidden { message, .. } | ConnectorError::Auth { message, .. } => {
+            Ec2Error::new(403, "UnauthorizedOperation", format!("the cloud refused the broker's credentials: {message}"))
+        }
+        ConnectorError::Unsupported { operation } => {
+            Ec2Error::client("UnsupportedOperation", format!("{operation} is not supported by this region"))
+        }
+        ConnectorError::Timeout { .. } | ConnectorError::Transport { .. } => Ec2Error::new(503, "Unavailable", e.to_string()),
+        ConnectorError::Cloud { code, message } => Ec2Error::new(500, &code, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudbroker_core::domain::VmId;
+
+    #[test]
+    fn typed_core_errors_become_ec2_codes() {
+        let id = VmId::parse("vm-0123456789abcdef").unwrap();
+        let e = Ec2Error::from(ServiceError::NotFound(Resource::Vm(id)));
+        assert_eq!((e.code.as_str(), e.status), ("InvalidInstanceID.NotFound", 400));
+        assert!(e.message.contains("i-0123456789abcdef"), "{}", e.message);
+        let e = Ec2Error::from(ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 });
+        assert_eq!(e.code, "InstanceLimitExceeded");
+        assert!(e.message.contains("1 more"), "{}", e.message);
+        let e = Ec2Error::from(ServiceError::Internal("db password in a message".into()));
+        assert!(!e.message.contains("password"));
+        let e = Ec2Error::from(ServiceError::Cloud(ConnectorError::Capacity {
+            code: "InsufficientInstanceCapacity".into(),
+            message: "none".into(),
+        }));
+        assert_eq!(e.code, "InsufficientInstanceCapacity");
+    }
+
+    #[test]
+    fn error_xml_escapes_the_message() {
+        let r = Ec2Error::invalid("bad <value> & more");
+        let resp = r.response("req");
+        assert_eq!(resp.status(), 400);
+    }
+}

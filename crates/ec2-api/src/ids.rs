@@ -1,0 +1,55 @@
+//! EC2-shaped ids for the broker's objects, stable and reversible where a
+//! client sends them back: a VM `vm-X` is instance `i-X`; a native image is
+//! `ami-` + 17 hex digits of a hash of its name (the same on every call and
+//! replica); a launch is reservation `r-` + its first 17 hex digits.
+
+use crate::error::Ec2Error;
+use cloudbroker_core::domain::{LaunchId, VmId};
+use sha2::{Digest, Sha256};
+
+/// The EC2 instance id of a VM.
+pub fn instance_id(vm: &VmId) -> String {
+    format!("i-{}", vm.as_str().strip_prefix("vm-").unwrap_or(vm.as_str()))
+}
+
+/// The VM of an EC2 instance id.
+pub fn vm_id(instance: &str) -> Result<VmId, Ec2Error> {
+    instance
+        .strip_prefix("i-")
+        .and_then(|rest| VmId::parse(&format!("vm-{rest}")).ok())
+        .ok_or_else(|| Ec2Error::client("InvalidInstanceID.Malformed", format!("Invalid id: \"{}\"", shown(instance))))
+}
+
+/// The stable `ami-` id of a native image.
+pub fn image_id(name: &str) -> String {
+    let h = Sha256::digest(format!("cloudbroker/native-image/{name}").as_bytes());
+    format!("ami-{}", &hex::encode(h)[..17])
+}
+
+/// The reservation id of a launch.
+pub fn reservation_id(launch: &LaunchId) -> String {
+    format!("r-{}", &launch.as_str()[..17.min(launch.as_str().len())])
+}
+
+/// A client-sent value, cut for messages.
+pub fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_are_stable() {
+        let vm = VmId::generate();
+        let i = instance_id(&vm);
+        assert!(i.starts_with("i-"));
+        assert_eq!(vm_id(&i).unwrap(), vm);
+        assert_eq!(vm_id("i-NOT/valid").unwrap_err().code, "InvalidInstanceID.Malformed");
+        assert_eq!(vm_id("vm-abc").unwrap_err().code, "InvalidInstanceID.Malformed");
+        assert_eq!(image_id("ubuntu-22.04"), image_id("ubuntu-22.04"));
+        assert_ne!(image_id("ubuntu-22.04"), image_id("debian-12"));
+        assert_eq!(image_id("x").len(), 21);
+    }
+}

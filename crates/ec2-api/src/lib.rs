@@ -1,0 +1,111 @@
+//! The EC2 Query API front-end: awscli, boto3 and the AWS SDKs drive the
+//! broker unchanged. Mounted at `/ec2` (and `/ec2/<instance>` for SigV2
+//! clients, which cannot name a region in their signature). The region of a
+//! SigV4 signature names the connector instance to act on.
+//!
+//! Layers, lowest first: [`xml`] (the writer), [`error`] (EC2 codes and
+//! statuses), [`ids`], [`request`] (parameters), [`auth`] (signatures), the
+//! [`actions`] per family, and the dispatcher here. Nothing here reaches
+//! around `cloudbroker-core`: actions call its services as the signing user.
+
+pub mod actions;
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod request;
+pub mod xml;
+
+use actions::Ctx;
+use actix_web::{web, HttpRequest, HttpResponse};
+use cloudbroker_core::domain::VmAction;
+use cloudbroker_core::Broker;
+use error::Ec2Error;
+use request::Params;
+
+/// The largest request body accepted (EC2 caps requests far below this).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The API version answered (the namespace of the answers).
+pub const API_VERSION: &str = "2016-11-15";
+
+/// Mounts the front-end.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/ec2")
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .route("", web::to(handle))
+            .route("/", web::to(handle))
+            .route("/{instance}", web::to(handle)),
+    );
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// One EC2 request: parse, authenticate, dispatch, answer.
+async fn handle(req: HttpRequest, body: web::Bytes, broker: web::Data<Broker>) -> HttpResponse {
+    let rid = request_id();
+    match serve(&req, &body, &broker, &rid).await {
+        Ok(xml) => HttpResponse::Ok().content_type("text/xml;charset=UTF-8").insert_header(("x-amzn-RequestId", rid.clone())).body(xml),
+        Err(e) => e.response(&rid),
+    }
+}
+
+async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Result<String, Ec2Error> {
+    let method = req.method().as_str().to_string();
+    if method != "GET" && method != "POST" {
+        return Err(Ec2Error::new(405, "InvalidAction", "use GET or POST"));
+    }
+    let raw_query = req.uri().query().unwrap_or("");
+    let query = cloudbroker_sigv::parse_query(raw_query).map_err(|e| Ec2Error::invalid(format!("query string: {e}")))?;
+    let form_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let form = if method == "POST" && form_type && !body.is_empty() {
+        let text = std::str::from_utf8(body).map_err(|_| Ec2Error::invalid("the body is not UTF-8"))?;
+        cloudbroker_sigv::parse_form_urlencoded(text).map_err(|e| Ec2Error::invalid(format!("body: {e}")))?
+    } else {
+        Vec::new()
+    };
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let signed = auth::Signed { method: &method, path: req.uri().path(), host: &host, query: &query, headers: &headers, body, form: &form };
+    let caller = auth::authenticate(broker, &signed, chrono::Utc::now()).await?;
+    let mut pairs: Vec<(String, String)> = query.into_iter().filter(|(k, _)| !k.starts_with("X-Amz-")).collect();
+    pairs.extend(form);
+    let params = Params::new(pairs)?;
+    let action = params.required("Action")?.to_string();
+    let region = caller.region.clone().or_else(|| req.match_info().get("instance").map(str::to_string));
+    let base_url = match &broker.config.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    let ctx = Ctx { broker, caller, params, request_id: rid.to_string(), region, base_url };
+    tracing::debug!(action = %action, user = %ctx.caller.actor.name, "EC2 request");
+    dispatch(&ctx, &action).await
+}
+
+async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
+    use actions::{images, instances, regions};
+    match action {
+        "DescribeRegions" => regions::describe_regions(ctx),
+        "DescribeAvailabilityZones" => regions::describe_availability_zones(ctx),
+        "DescribeAccountAttributes" => regions::describe_account_attributes(ctx).await,
+        "DescribeImages" => images::describe_images(ctx).await,
+        "DescribeInstances" => instances::describe_instances(ctx).await,
+        "DescribeInstanceStatus" => instances::describe_instance_status(ctx).await,
+        "RunInstances" => instances::run_instances(ctx).await,
+        "StartInstances" => instances::change_state(ctx, VmAction::Start).await,
+        "StopInstances" => instances::change_state(ctx, VmAction::Stop).await,
+        "RebootInstances" => instances::change_state(ctx, VmAction::Reboot).await,
+        "TerminateInstances" => instances::change_state(ctx, VmAction::Terminate).await,
+        other => Err(Ec2Error::client("InvalidAction", format!("The action {} is not valid for this web service", ids::shown(other)))),
+    }
+}

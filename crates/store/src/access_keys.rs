@@ -1,0 +1,58 @@
+//! EC2 API access keys, stored as credential rows of scope `ec2-access-key`
+//! (owner: the user; instance column: the public key id), so that the
+//! secret is sealed, bound to its owner and re-sealed by key rotation like
+//! every other secret. The store sees sealed bytes and the public id only.
+
+use crate::credentials::{cred, CredTuple, CredentialRow, CRED_COLS};
+use crate::{now_ms, Store, StoreError};
+
+/// The credential scope of EC2 API access keys.
+pub const ACCESS_KEY_SCOPE: &str = "ec2-access-key";
+
+impl Store {
+    /// The access key with this public id, whoever owns it.
+    pub async fn access_key(&self, key_id: &str) -> Result<Option<CredentialRow>, StoreError> {
+        let r: Option<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND instance = $2"))
+            .bind(ACCESS_KEY_SCOPE)
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(cred))
+    }
+
+    /// Sets an access key's state (`active` / `disabled`); false when the
+    /// user has no such key.
+    pub async fn set_access_key_state(&self, user: &str, key_id: &str, state: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE credentials SET status = $1, updated_at = $2 WHERE scope = $3 AND owner = $4 AND instance = $5")
+            .bind(state)
+            .bind(now_ms())
+            .bind(ACCESS_KEY_SCOPE)
+            .bind(user)
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a use of an access key (`checked_at` holds the last use).
+    pub async fn touch_access_key(&self, key_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE credentials SET checked_at = $1 WHERE scope = $2 AND instance = $3")
+            .bind(at_ms)
+            .bind(ACCESS_KEY_SCOPE)
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a user's access key; false when there is none.
+    pub async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3")
+            .bind(ACCESS_KEY_SCOPE)
+            .bind(user)
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,179 @@
+//! The EC2 front-end (`/ec2`) driven by clients nobody here wrote: boto3
+//! (tests/ec2/boto3_lifecycle.py: lifecycle, tags, filters, pagination over
+//! 250 instances, presigned URLs, SigV2, isolation, EC2 error codes) and
+//! awscli, against a real broker on loopback with sandbox instances, on
+//! SQLite and PostgreSQL. Authentication failures that no client can be
+//! made to produce (clock skew, wrong service) are signed here with
+//! `cloudbroker-sigv`.
+
+// Test code: panicking on an unexpected result is the point; helper
+// functions outside #[test] are covered by this too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
+mod common;
+
+use common::{TestApp, SUPER_PW};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn setup(app: &TestApp) -> (String, (String, String), (String, String)) {
+    let admin = app.token("super", SUPER_PW).await;
+    let image = json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204", "instance_type": "t2.small"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    let mut keys = Vec::new();
+    for u in ["alice", "bob"] {
+        let t = app.user(&admin, u).await;
+        let (s, k) = app.call(Method::POST, &format!("/api/v1/users/{u}/access-keys"), &t, None).await;
+        assert_eq!(s, 201, "{k}");
+        keys.push((k["access_key_id"].as_str().unwrap().to_string(), k["secret_access_key"].as_str().unwrap().to_string()));
+    }
+    (admin, keys[0].clone(), keys[1].clone())
+}
+
+fn run(program: std::path::PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> (bool, String, String) {
+    let out = std::process::Command::new(program).args(args).envs(env).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
+    let (_admin, alice, bob) = setup(&app).await;
+    let ep = app.url("/ec2");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ec2/boto3_lifecycle.py");
+    let env = vec![
+        ("EP".to_string(), ep.clone()),
+        ("ALICE_AK".into(), alice.0.clone()),
+        ("ALICE_SK".into(), alice.1.clone()),
+        ("BOB_AK".into(), bob.0.clone()),
+        ("BOB_SK".into(), bob.1.clone()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    // The background reconciler's job, done here: records follow the cloud.
+    let broker = app.broker.clone();
+    let reconciler = tokio::spawn(async move {
+        loop {
+            let _ = broker.provisioning.reconcile("ec2-test").await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let env = env.clone();
+        move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env)
+    })
+    .await
+    .unwrap();
+    reconciler.abort();
+    assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(out["regions"], json!(["sb", "sb2"]));
+    assert_eq!(out["images"], json!(["ubuntu"]));
+    assert_eq!(out["idempotent"], true);
+    assert_eq!(out["tagged"], 2);
+    assert_eq!(out["bob_terminate"], "InvalidInstanceID.NotFound");
+    assert_eq!(out["bob_describe"], "InvalidInstanceID.NotFound");
+    assert_eq!(out["unknown_id"], "InvalidInstanceID.NotFound");
+    assert_eq!(out["malformed_id"], "InvalidInstanceID.Malformed");
+    assert_eq!(out["bad_filter"], "InvalidParameterValue");
+    assert_eq!(out["bad_ami"], "InvalidAMIID.NotFound");
+    assert_eq!(out["min_gt_max"], "InvalidParameterValue");
+    assert_eq!(out["bad_secret"], "AuthFailure");
+    assert_eq!(out["unknown_key"], "AuthFailure");
+    assert_eq!(out["unknown_region"], "InvalidParameterValue");
+    assert_eq!(out["stop"][0], "running", "{out}");
+    assert!(["stopping", "stopped"].contains(&out["stop"][1].as_str().unwrap()), "{out}");
+    assert_eq!(out["terminate"].as_array().unwrap().len(), 2);
+    // 2 terminated (still visible) + 250.
+    assert_eq!((out["paginated"].as_u64(), out["paginated_unique"].as_u64()), (Some(252), Some(252)), "{out}");
+    assert_eq!(out["presigned"], 200);
+    assert_eq!(out["presigned_expired"], 400, "{out}");
+    assert!(out["presigned_expired_body"].as_str().unwrap().contains("RequestExpired"), "{out}");
+    assert_eq!(out["sigv2_bad"], json!([401, true]));
+
+    // awscli, unchanged, through the same endpoint.
+    let mut cli_env = env.clone();
+    cli_env.push(("AWS_ACCESS_KEY_ID".into(), alice.0.clone()));
+    cli_env.push(("AWS_SECRET_ACCESS_KEY".into(), alice.1.clone()));
+    cli_env.push(("AWS_CONFIG_FILE".into(), "/dev/null".into()));
+    cli_env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()));
+    let aws = cloudbroker_testkit::venv_dir().join("bin/aws");
+    let args: Vec<String> = [
+        "--endpoint-url",
+        &ep,
+        "--region",
+        "sb",
+        "--output",
+        "json",
+        "ec2",
+        "describe-instances",
+        "--filters",
+        "Name=instance-state-name,Values=pending,running",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run(aws, args, cli_env)).await.unwrap();
+    assert!(ok, "aws failed: {stderr}");
+    let d: Value = serde_json::from_str(&stdout).unwrap();
+    let n: usize = d["Reservations"].as_array().unwrap().iter().map(|r| r["Instances"].as_array().unwrap().len()).sum();
+    assert_eq!(n, 250, "the 250 live instances, not the 2 terminated ones");
+});
+
+/// Signs a DescribeRegions request with `cloudbroker-sigv` at `time`, for `service`.
+async fn signed(app: &TestApp, key: &(String, String), time: chrono::DateTime<chrono::Utc>, service: &str, region: &str) -> (u16, String) {
+    let body = "Action=DescribeRegions&Version=2016-11-15";
+    let host = app.base.trim_start_matches("http://").to_string();
+    let headers =
+        vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
+    let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, region, service, time);
+    let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
+    let mut r = app.http.post(app.url("/ec2")).body(body);
+    for (k, v) in headers.iter().chain(added.iter()) {
+        if k != "host" {
+            r = r.header(k.as_str(), v.as_str());
+        }
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+app_test!(every_authentication_failure_has_its_answer, |app: TestApp| async move {
+    let (_admin, alice, _bob) = setup(&app).await;
+    let now = chrono::Utc::now();
+    let (s, body) = signed(&app, &alice, now, "ec2", "sb").await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = signed(&app, &alice, now - chrono::Duration::minutes(20), "ec2", "sb").await;
+    assert!(s == 400 && body.contains("<Code>RequestExpired</Code>"), "{s} {body}");
+    let (s, body) = signed(&app, &alice, now + chrono::Duration::minutes(20), "ec2", "sb").await;
+    assert!(s == 400 && body.contains("<Code>RequestExpired</Code>"), "{s} {body}");
+    let (s, body) = signed(&app, &alice, now, "s3", "sb").await;
+    assert!(s == 400 && body.contains("<Code>IncompleteSignature</Code>"), "{s} {body}");
+    let (s, body) = signed(&app, &(alice.0.clone(), "not-the-secret".into()), now, "ec2", "sb").await;
+    assert!(s == 401 && body.contains("<Code>AuthFailure</Code>"), "{s} {body}");
+    // Unknown key: the very same answer as a wrong signature.
+    let (s2, body2) = signed(&app, &("AKIAUNKNOWNKEY000000".into(), "x".into()), now, "ec2", "sb").await;
+    assert_eq!((s2, body2.split("<RequestID>").next()), (s, body.split("<RequestID>").next()));
+    // Unsigned: refused.
+    let r = app
+        .http
+        .post(app.url("/ec2"))
+        .body("Action=DescribeRegions")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A disabled key stops working at once, and works again once enabled.
+    let alice_token = app.token("alice", "alice-password").await;
+    let path = format!("/api/v1/users/alice/access-keys/{}", alice.0);
+    let (s, k) = app.call(Method::POST, &format!("{path}/disable"), &alice_token, None).await;
+    assert_eq!((s, k["state"].as_str()), (200, Some("disabled")), "{k}");
+    let (s, body) = signed(&app, &alice, now, "ec2", "sb").await;
+    assert!(s == 401 && body.contains("<Code>AuthFailure</Code>"), "{s} {body}");
+    app.call(Method::POST, &format!("{path}/enable"), &alice_token, None).await;
+    assert_eq!(signed(&app, &alice, now, "ec2", "sb").await.0, 200);
+    // The secret is never listed; deleting the key ends it.
+    let (_, list) = app.call(Method::GET, "/api/v1/users/alice/access-keys", &alice_token, None).await;
+    assert!(!list.to_string().contains(&alice.1), "{list}");
+    assert!(list["access_keys"][0]["last_used_at"].is_string(), "{list}");
+    assert_eq!(app.call(Method::DELETE, &path, &alice_token, None).await.0, 204);
+    assert_eq!(signed(&app, &alice, now, "ec2", "sb").await.0, 401);
+});
