@@ -127,12 +127,14 @@ impl Broker {
     }
 
     /// Starts the background workers: reconciliation (first pass at once: it
-    /// also finishes launches a crash interrupted), configuration polling
+    /// also finishes launches a crash interrupted), a quicker watch on VMs
+    /// in transition, configuration polling
     /// (changes made on other replicas) and the purge of expired sessions.
     /// Stop them with [`Workers::shutdown`].
     pub fn spawn_background(&self) -> Workers {
         let mut w = Workers::with_status(self.workers.clone());
         w.spawn(ReconcileWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
+        w.spawn(TransitionWatchWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
         w
@@ -186,6 +188,31 @@ impl Worker for ReconcileWorker {
         } else {
             String::new()
         })
+    }
+}
+
+/// How often VMs on their way somewhere are refreshed.
+pub const TRANSITION_WATCH_INTERVAL: Duration = Duration::from_secs(3);
+
+struct TransitionWatchWorker {
+    provisioning: Arc<Provisioning>,
+    holder: String,
+}
+
+#[async_trait]
+impl Worker for TransitionWatchWorker {
+    fn name(&self) -> &'static str {
+        "transition-watch"
+    }
+    fn interval(&self) -> Duration {
+        TRANSITION_WATCH_INTERVAL.min(self.provisioning.reconcile_interval)
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        let r = self.provisioning.watch_transitional(&self.holder).await.map_err(|e| e.to_string())?;
+        if !r.errors.is_empty() {
+            return Err(format!("{} group(s) failed: {}", r.errors.len(), r.errors.join("; ")));
+        }
+        Ok(if r.updated + r.vanished + r.adopted > 0 { format!("updated {}, vanished {}, adopted {}", r.updated, r.vanished, r.adopted) } else { String::new() })
     }
 }
 

@@ -198,3 +198,29 @@ broker_test!(system_config_changes_are_typed_and_audited, |b: Broker| async move
     assert!(changes.contains(&("no.such.key", "rejected")), "{changes:?}");
     assert!(matches!(b.audit.list(&alice, Default::default(), PageRequest::default()).await, Err(ServiceError::Forbidden(_))));
 });
+
+broker_test!(the_transition_watch_visits_only_groups_on_the_move, |b: Broker| async move {
+    linux_image(&b).await;
+    let alice = add_user(&b, "alice").await;
+    let bob = add_user(&b, "bob").await;
+    let vm = b.provisioning.launch(&alice, LaunchSpec::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
+    let other = b.provisioning.launch(&bob, LaunchSpec::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
+    // Settle both, then move only alice's.
+    b.provisioning.reconcile("t").await.unwrap();
+    assert_eq!(b.provisioning.get(&alice, &vm.id).await.unwrap().status, VmStatus::Running);
+    let quiet = b.provisioning.watch_transitional("t").await.unwrap();
+    assert_eq!(quiet.groups, 0, "a group with nothing in transition was listed: {quiet:?}");
+    b.provisioning.action(&alice, &vm.id, VmAction::Stop).await.unwrap();
+    let mut last = VmStatus::Stopping;
+    for _ in 0..50 {
+        let r = b.provisioning.watch_transitional("t").await.unwrap();
+        assert!(r.groups <= 1, "{r:?}");
+        last = b.provisioning.get(&alice, &vm.id).await.unwrap().status;
+        if last == VmStatus::Stopped {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, VmStatus::Stopped);
+    assert_eq!(b.provisioning.get(&bob, &other.id).await.unwrap().status, VmStatus::Running);
+});

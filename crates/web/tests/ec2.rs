@@ -119,13 +119,16 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
 
 /// Signs a DescribeRegions request with `cloudbroker-sigv` at `time`, for `service`.
 async fn signed(app: &TestApp, key: &(String, String), time: chrono::DateTime<chrono::Utc>, service: &str, region: &str) -> (u16, String) {
-    let body = "Action=DescribeRegions&Version=2016-11-15";
+    call(app, key, time, service, region, "Action=DescribeRegions&Version=2016-11-15").await
+}
+
+/// A SigV4-signed EC2 call with a form body.
+async fn call(app: &TestApp, key: &(String, String), time: chrono::DateTime<chrono::Utc>, service: &str, region: &str, body: &str) -> (u16, String) {
     let host = app.base.trim_start_matches("http://").to_string();
-    let headers =
-        vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
+    let headers = vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
     let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, region, service, time);
     let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
-    let mut r = app.http.post(app.url("/ec2")).body(body);
+    let mut r = app.http.post(app.url("/ec2")).body(body.to_string());
     for (k, v) in headers.iter().chain(added.iter()) {
         if k != "host" {
             r = r.header(k.as_str(), v.as_str());
@@ -134,6 +137,51 @@ async fn signed(app: &TestApp, key: &(String, String), time: chrono::DateTime<ch
     let resp = r.send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+fn count(xml: &str, tag: &str) -> usize {
+    xml.matches(&format!("<{tag}>")).count()
+}
+
+app_test!(min_and_max_count_meet_the_quota_all_or_nothing, |app: TestApp| async move {
+    let (admin, alice, _bob) = setup(&app).await;
+    let now = chrono::Utc::now;
+    let (s, _) = app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"quota.enable": "true"}))).await;
+    assert_eq!(s, 200);
+    let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/quotas/sb", &admin, Some(json!({"vm": 3}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeAccountAttributes&Version=2016-11-15").await;
+    assert!(body.contains("<attributeName>max-instances</attributeName><attributeValueSet><item><attributeValue>3</attributeValue>"), "{body}");
+    let (_, images) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeImages&Version=2016-11-15").await;
+    let ami = images.split("<imageId>").nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
+    // Up to 5 asked, at least 1: the quota's 3 are launched.
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=5")).await;
+    assert_eq!((s, count(&body, "instanceId")), (200, 3), "{body}");
+    // Nothing left: even one is over the quota, and nothing is launched.
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=1")).await;
+    assert!(s == 400 && body.contains("<Code>InstanceLimitExceeded</Code>"), "{s} {body}");
+    let (_, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15").await;
+    assert_eq!(count(&body, "instanceId"), 3);
+    // Hostile input: a huge list index, an unknown action, XML in a value.
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&InstanceId.99999999999999999999=i-1").await;
+    assert!(s == 400 && body.contains("InvalidParameterValue"), "{s} {body}");
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=FormatDisk&Version=2016-11-15").await;
+    assert!(s == 400 && body.contains("<Code>InvalidAction</Code>"), "{s} {body}");
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=%3Cx%3E&Filter.1.Value.1=1").await;
+    assert!(s == 400 && body.contains("&lt;x&gt;") && !body.contains("<x>"), "{s} {body}");
+});
+
+app_test!(access_keys_survive_key_rotation_and_die_with_their_user, |app: TestApp| async move {
+    let (admin, alice, _bob) = setup(&app).await;
+    let now = chrono::Utc::now;
+    let (s, r) = app.call(Method::POST, "/api/v1/system/keys/rotate", &admin, None).await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r["resealed"].as_u64().unwrap() >= 2, "the access keys were not re-sealed: {r}");
+    assert_eq!(signed(&app, &alice, now(), "ec2", "sb").await.0, 200, "an access key stopped working after rotation");
+    let (s, _) = app.call(Method::POST, "/api/v1/users/alice/disable", &admin, None).await;
+    assert_eq!(s, 200);
+    let (s, body) = signed(&app, &alice, now(), "ec2", "sb").await;
+    assert!(s == 401 && body.contains("AuthFailure"), "a disabled user's key still works: {s} {body}");
+});
 
 app_test!(every_authentication_failure_has_its_answer, |app: TestApp| async move {
     let (_admin, alice, _bob) = setup(&app).await;

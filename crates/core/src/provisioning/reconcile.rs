@@ -66,12 +66,29 @@ impl Provisioning {
     /// One reconciliation pass over every (instance, credential) with live
     /// VMs, each under a lease so only one replica works on it at a time.
     pub async fn reconcile(&self, holder: &str) -> ServiceResult<ReconcileReport> {
+        self.reconcile_groups(holder, false).await
+    }
+
+    /// A pass over only the groups with a VM on its way somewhere (launch in
+    /// flight, pending, stopping, shutting down): run every few seconds, it
+    /// makes records (and so every front-end's answers) follow the cloud
+    /// soon after an action, without listing every group that often.
+    pub async fn watch_transitional(&self, holder: &str) -> ServiceResult<ReconcileReport> {
+        self.reconcile_groups(holder, true).await
+    }
+
+    async fn reconcile_groups(&self, holder: &str, transitional_only: bool) -> ServiceResult<ReconcileReport> {
         let ttl = self.lease_ttl();
         let mut report = ReconcileReport::default();
         let rows = self.store.vms_in_states(&VmStatus::live_names()).await?;
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
             groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);
+        }
+        if transitional_only {
+            groups.retain(|_, rows| {
+                rows.iter().any(|r| VmStatus::parse(&r.state).is_ok_and(|s| s == VmStatus::Requested || s.is_transitional()))
+            });
         }
         for ((instance, cred), rows) in groups {
             report.groups += 1;
