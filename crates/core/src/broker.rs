@@ -212,7 +212,11 @@ impl Worker for TransitionWatchWorker {
         if !r.errors.is_empty() {
             return Err(format!("{} group(s) failed: {}", r.errors.len(), r.errors.join("; ")));
         }
-        Ok(if r.updated + r.vanished + r.adopted > 0 { format!("updated {}, vanished {}, adopted {}", r.updated, r.vanished, r.adopted) } else { String::new() })
+        Ok(if r.updated + r.vanished + r.adopted > 0 {
+            format!("updated {}, vanished {}, adopted {}", r.updated, r.vanished, r.adopted)
+        } else {
+            String::new()
+        })
     }
 }
 

@@ -355,7 +355,7 @@ pub struct Session {
 
 /// The identity service.
 pub struct Identity {
-    store: Store,
+    pub(crate) store: Store,
     throttle: Throttle,
     pub throttle_limits: ThrottleLimits,
     pub session_limits: SessionLimits,

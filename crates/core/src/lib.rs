@@ -13,6 +13,7 @@ pub mod error;
 pub mod factory;
 pub mod identity;
 pub mod images;
+pub mod key_pairs;
 pub mod master_keys;
 pub mod provisioning;
 pub mod registry;

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod identity;
 pub mod images;
+pub mod key_pairs;
 pub mod lease;
 pub mod params;
 pub mod quota;

@@ -81,8 +81,14 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
     assert_eq!(out["stop"][0], "running", "{out}");
     assert!(["stopping", "stopped"].contains(&out["stop"][1].as_str().unwrap()), "{out}");
     assert_eq!(out["terminate"].as_array().unwrap().len(), 2);
-    // 2 terminated (still visible) + 250.
-    assert_eq!((out["paginated"].as_u64(), out["paginated_unique"].as_u64()), (Some(252), Some(252)), "{out}");
+    assert_eq!(out["dup_key"], "InvalidKeyPair.Duplicate");
+    assert_eq!(out["bad_key"], "InvalidParameterValue");
+    assert_eq!(out["unknown_key_pair"], "InvalidKeyPair.NotFound");
+    assert_eq!(out["bob_key_pairs"], json!([]));
+    assert_eq!(out["launch_unknown_key"], "InvalidKeyPair.NotFound");
+    assert_eq!(out["key_pairs"], json!(["k1"]));
+    // 3 terminated (still visible) + 250.
+    assert_eq!((out["paginated"].as_u64(), out["paginated_unique"].as_u64()), (Some(253), Some(253)), "{out}");
     assert_eq!(out["presigned"], 200);
     assert_eq!(out["presigned_expired"], 400, "{out}");
     assert!(out["presigned_expired_body"].as_str().unwrap().contains("RequestExpired"), "{out}");
@@ -123,9 +129,17 @@ async fn signed(app: &TestApp, key: &(String, String), time: chrono::DateTime<ch
 }
 
 /// A SigV4-signed EC2 call with a form body.
-async fn call(app: &TestApp, key: &(String, String), time: chrono::DateTime<chrono::Utc>, service: &str, region: &str, body: &str) -> (u16, String) {
+async fn call(
+    app: &TestApp,
+    key: &(String, String),
+    time: chrono::DateTime<chrono::Utc>,
+    service: &str,
+    region: &str,
+    body: &str,
+) -> (u16, String) {
     let host = app.base.trim_start_matches("http://").to_string();
-    let headers = vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
+    let headers =
+        vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
     let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, region, service, time);
     let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
     let mut r = app.http.post(app.url("/ec2")).body(body.to_string());
@@ -150,23 +164,33 @@ app_test!(min_and_max_count_meet_the_quota_all_or_nothing, |app: TestApp| async 
     let (s, b) = app.call(Method::PUT, "/api/v1/users/alice/quotas/sb", &admin, Some(json!({"vm": 3}))).await;
     assert_eq!(s, 200, "{b}");
     let (_, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeAccountAttributes&Version=2016-11-15").await;
-    assert!(body.contains("<attributeName>max-instances</attributeName><attributeValueSet><item><attributeValue>3</attributeValue>"), "{body}");
+    assert!(
+        body.contains("<attributeName>max-instances</attributeName><attributeValueSet><item><attributeValue>3</attributeValue>"),
+        "{body}"
+    );
     let (_, images) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeImages&Version=2016-11-15").await;
     let ami = images.split("<imageId>").nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
     // Up to 5 asked, at least 1: the quota's 3 are launched.
-    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=5")).await;
+    let (s, body) =
+        call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=5"))
+            .await;
     assert_eq!((s, count(&body, "instanceId")), (200, 3), "{body}");
     // Nothing left: even one is over the quota, and nothing is launched.
-    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=1")).await;
+    let (s, body) =
+        call(&app, &alice, now(), "ec2", "sb", &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&MinCount=1&MaxCount=1"))
+            .await;
     assert!(s == 400 && body.contains("<Code>InstanceLimitExceeded</Code>"), "{s} {body}");
     let (_, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15").await;
     assert_eq!(count(&body, "instanceId"), 3);
     // Hostile input: a huge list index, an unknown action, XML in a value.
-    let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&InstanceId.99999999999999999999=i-1").await;
+    let (s, body) =
+        call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&InstanceId.99999999999999999999=i-1").await;
     assert!(s == 400 && body.contains("InvalidParameterValue"), "{s} {body}");
     let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=FormatDisk&Version=2016-11-15").await;
     assert!(s == 400 && body.contains("<Code>InvalidAction</Code>"), "{s} {body}");
-    let (s, body) = call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=%3Cx%3E&Filter.1.Value.1=1").await;
+    let (s, body) =
+        call(&app, &alice, now(), "ec2", "sb", "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=%3Cx%3E&Filter.1.Value.1=1")
+            .await;
     assert!(s == 400 && body.contains("&lt;x&gt;") && !body.contains("<x>"), "{s} {body}");
 });
 

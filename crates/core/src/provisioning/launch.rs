@@ -32,6 +32,8 @@ pub struct LaunchSpec {
     pub client_token: Option<ClientToken>,
     /// User tags, put on the cloud instances too.
     pub tags: Tags,
+    /// An SSH public key for this launch instead of the one in the user's profile.
+    pub ssh_public_key: Option<String>,
 }
 
 impl LaunchSpec {
@@ -46,6 +48,7 @@ impl LaunchSpec {
             user_data: None,
             client_token: None,
             tags: Tags::default(),
+            ssh_public_key: None,
         }
     }
 }
@@ -203,7 +206,10 @@ impl Provisioning {
             )
             .await?;
 
-        let ssh_key = self.store.get_user(actor.name.as_str()).await?.and_then(|u| u.ssh_public_key);
+        let ssh_key = match &spec.ssh_public_key {
+            Some(k) => Some(k.clone()),
+            None => self.store.get_user(actor.name.as_str()).await?.and_then(|u| u.ssh_public_key),
+        };
         let run = RunRequest {
             image_id: resolved.image_id.clone(),
             instance_type,

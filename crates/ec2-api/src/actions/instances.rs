@@ -285,6 +285,14 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
             base64::engine::general_purpose::STANDARD.decode(u.trim()).map_err(|_| Ec2Error::invalid("UserData is not valid base64"))?;
         spec.user_data = Some(String::from_utf8(raw).map_err(|_| Ec2Error::invalid("UserData must decode to UTF-8 text"))?);
     }
+    if let Some(k) = ctx.params.get("KeyName").filter(|k| !k.is_empty()) {
+        let me = &ctx.caller.actor;
+        match ctx.broker.identity.key_pair(me, &me.name, k).await {
+            Ok(pair) => spec.ssh_public_key = Some(pair.public_key),
+            Err(ServiceError::NotFound(_)) => return Err(super::keypairs::not_found(k)),
+            Err(e) => return Err(e.into()),
+        }
+    }
     if let Some(t) = ctx.params.get("ClientToken").filter(|t| !t.is_empty()) {
         spec.client_token = Some(ClientToken::parse(t).map_err(|e| Ec2Error::invalid(e.message))?);
     }

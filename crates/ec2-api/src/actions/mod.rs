@@ -3,6 +3,7 @@
 
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod regions;
 
 use crate::auth::Caller;

@@ -89,13 +89,30 @@ out["bad_secret"] = code_of(client(os.environ["ALICE_AK"], "wrong-secret").descr
 out["unknown_key"] = code_of(client("AKIAUNKNOWNKEY000000", "whatever").describe_regions)
 out["unknown_region"] = code_of(client(os.environ["ALICE_AK"], os.environ["ALICE_SK"], "mars").describe_instances)
 
+# Key pairs: created (private key once), imported, listed per user, used at launch, deleted.
+k1 = alice.create_key_pair(KeyName="k1")
+assert k1["KeyMaterial"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----"), k1
+assert k1["KeyFingerprint"].startswith("SHA256:"), k1
+pub = alice.describe_key_pairs(KeyNames=["k1"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]
+assert pub.startswith("ssh-ed25519 "), pub
+alice.import_key_pair(KeyName="k2", PublicKeyMaterial=pub.encode())
+out["dup_key"] = code_of(alice.create_key_pair, KeyName="k1")
+out["bad_key"] = code_of(alice.import_key_pair, KeyName="k3", PublicKeyMaterial=b"not a key")
+out["unknown_key_pair"] = code_of(alice.describe_key_pairs, KeyNames=["nope"])
+out["bob_key_pairs"] = bob.describe_key_pairs()["KeyPairs"]
+out["launch_unknown_key"] = code_of(alice.run_instances, ImageId=ami, MinCount=1, MaxCount=1, KeyName="nope")
+withkey = alice.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName="k1")["Instances"][0]["InstanceId"]
+alice.terminate_instances(InstanceIds=[withkey])
+alice.delete_key_pair(KeyName="k2")
+out["key_pairs"] = sorted(k["KeyName"] for k in alice.describe_key_pairs()["KeyPairs"])
+
 # State changes answer with EC2's codes.
 s = alice.stop_instances(InstanceIds=[ids[0]])["StoppingInstances"][0]
 out["stop"] = [s["PreviousState"]["Name"], s["CurrentState"]["Name"], s["CurrentState"]["Code"]]
 t = alice.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
 out["terminate"] = sorted(x["CurrentState"]["Name"] for x in t)
 
-# 250 more, then paginate: every instance exactly once.
+# 250 more (ids and withkey are 3 terminated ones still visible), then paginate: every instance exactly once.
 for n in (100, 100, 50):
     alice.run_instances(ImageId=ami, MinCount=n, MaxCount=n)
 seen = []

@@ -1,0 +1,98 @@
+//! Named SSH key pairs per user, for launches that name one (the EC2
+//! front's `KeyName`). Imported public keys are parsed (OpenSSH format) and
+//! fingerprinted; a created pair is Ed25519, its private key returned once
+//! and never stored. A user sees and uses only their own pairs.
+
+use crate::domain::UserName;
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::identity::{Actor, Identity};
+use chrono::{DateTime, Utc};
+use cloudbroker_store::key_pairs::KeyPairRow;
+use serde::Serialize;
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
+use zeroize::Zeroizing;
+
+/// A key pair as shown.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct KeyPair {
+    pub name: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub public_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<KeyPairRow> for KeyPair {
+    fn from(r: KeyPairRow) -> Self {
+        Self { name: r.name, fingerprint: r.fingerprint, public_key: r.public_key, created_at: r.created_at }
+    }
+}
+
+/// Key pair names: 1-255 printable ASCII characters.
+fn check_name(name: &str) -> ServiceResult<()> {
+    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ServiceError::invalid_field("key_name", "a key pair name is 1-255 printable ASCII characters"));
+    }
+    Ok(())
+}
+
+fn not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(Resource::Record(format!("key pair '{}'", name.chars().take(255).collect::<String>())))
+}
+
+impl Identity {
+    /// Stores the public key of a pair the user made themselves.
+    pub async fn import_key_pair(&self, actor: &Actor, user: &UserName, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
+        actor.require_self_or_admin(user)?;
+        check_name(name)?;
+        if public_key.len() > 16 * 1024 {
+            return Err(ServiceError::invalid_field("public_key", "the public key is larger than 16 KiB"));
+        }
+        let key = PublicKey::from_openssh(public_key.trim()).map_err(|e| {
+            ServiceError::invalid_field("public_key", format!("not an OpenSSH public key (e.g. 'ssh-ed25519 AAAA...'): {e}"))
+        })?;
+        self.store_key(actor, user, name, &key).await
+    }
+
+    /// Makes an Ed25519 pair; returns it and the private key (OpenSSH PEM),
+    /// which exists nowhere else afterwards.
+    pub async fn create_key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
+        actor.require_self_or_admin(user)?;
+        check_name(name)?;
+        let private = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
+            .map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?;
+        let pem = private.to_openssh(LineEnding::LF).map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
+        let pair = self.store_key(actor, user, name, private.public_key()).await?;
+        Ok((pair, pem))
+    }
+
+    async fn store_key(&self, actor: &Actor, user: &UserName, name: &str, key: &PublicKey) -> ServiceResult<KeyPair> {
+        let text = key.to_openssh().map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
+        let fp = key.fingerprint(HashAlg::Sha256).to_string();
+        let row = self.store.insert_key_pair(user.as_str(), name, &text, &fp).await?;
+        self.store.audit(actor.name.as_str(), "key_pair.create", &format!("{user}/{name}"), "ok", &fp).await?;
+        Ok(row.into())
+    }
+
+    /// A user's key pairs (self or admin).
+    pub async fn key_pairs(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<KeyPair>> {
+        actor.require_self_or_admin(user)?;
+        Ok(self.store.key_pairs(user.as_str()).await?.into_iter().map(KeyPair::from).collect())
+    }
+
+    /// One key pair (self or admin).
+    pub async fn key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<KeyPair> {
+        actor.require_self_or_admin(user)?;
+        self.store.key_pair(user.as_str(), name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
+    }
+
+    /// Deletes a key pair (self or admin). VMs launched with it keep it.
+    pub async fn delete_key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<()> {
+        actor.require_self_or_admin(user)?;
+        if !self.store.delete_key_pair(user.as_str(), name).await? {
+            return Err(not_found(name));
+        }
+        self.store.audit(actor.name.as_str(), "key_pair.delete", &format!("{user}/{name}"), "ok", "").await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Key pairs: `CreateKeyPair` (Ed25519; the private key is in this answer
+//! only), `ImportKeyPair`, `DescribeKeyPairs`, `DeleteKeyPair`. A caller's
+//! pairs are theirs alone; RunInstances' `KeyName` names one of them.
+
+use super::Ctx;
+use crate::error::Ec2Error;
+use crate::ids::shown;
+use base64::Engine;
+use cloudbroker_core::ServiceError;
+
+fn duplicate(e: ServiceError, name: &str) -> Ec2Error {
+    match e {
+        ServiceError::Conflict(_) => Ec2Error::client("InvalidKeyPair.Duplicate", format!("The keypair '{}' already exists.", shown(name))),
+        ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
+        other => other.into(),
+    }
+}
+
+pub fn not_found(name: &str) -> Ec2Error {
+    Ec2Error::client("InvalidKeyPair.NotFound", format!("The key pair '{}' does not exist", shown(name)))
+}
+
+pub async fn create_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let name = ctx.params.required("KeyName")?;
+    let me = &ctx.caller.actor;
+    let (pair, private) = ctx.broker.identity.create_key_pair(me, &me.name, name).await.map_err(|e| duplicate(e, name))?;
+    let (mut x, root) = ctx.doc("CreateKeyPair");
+    x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint).leaf("keyMaterial", &private).leaf("keyType", "ed25519");
+    Ok(x.finish(&root))
+}
+
+pub async fn import_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let name = ctx.params.required("KeyName")?;
+    let material = ctx.params.required("PublicKeyMaterial")?;
+    // The Query API carries the key base64-encoded; some clients send it as is.
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(material.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| material.to_string());
+    let me = &ctx.caller.actor;
+    let pair = ctx.broker.identity.import_key_pair(me, &me.name, name, &text).await.map_err(|e| duplicate(e, name))?;
+    let (mut x, root) = ctx.doc("ImportKeyPair");
+    x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint);
+    Ok(x.finish(&root))
+}
+
+pub async fn describe_key_pairs(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let names = ctx.params.list("KeyName")?;
+    let filters = ctx.params.filters()?;
+    let me = &ctx.caller.actor;
+    let all = ctx.broker.identity.key_pairs(me, &me.name).await?;
+    if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
+        return Err(not_found(missing));
+    }
+    let (mut x, root) = ctx.doc("DescribeKeyPairs");
+    x.open("keySet");
+    for p in all.iter().filter(|p| names.is_empty() || names.contains(&p.name)) {
+        let keep = filters.iter().all(|(f, values)| match f.as_str() {
+            "key-name" => values.iter().any(|v| super::images::glob(v, &p.name)),
+            "fingerprint" => values.iter().any(|v| v == &p.fingerprint),
+            _ => false,
+        });
+        if keep {
+            x.open("item").leaf("keyName", &p.name).leaf("keyFingerprint", &p.fingerprint).leaf("publicKey", &p.public_key).close("item");
+        }
+    }
+    x.close("keySet");
+    Ok(x.finish(&root))
+}
+
+pub async fn delete_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let name = ctx.params.required("KeyName")?;
+    let me = &ctx.caller.actor;
+    // EC2 answers true whether or not the pair existed.
+    match ctx.broker.identity.delete_key_pair(me, &me.name, name).await {
+        Ok(()) | Err(ServiceError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let (mut x, root) = ctx.doc("DeleteKeyPair");
+    x.leaf("return", "true");
+    Ok(x.finish(&root))
+}

@@ -1,0 +1,73 @@
+//! Users' named SSH public keys. Names are unique per user.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+/// A stored key pair (public half).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPairRow {
+    pub user: String,
+    pub name: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+type Tuple = (String, String, String, String, i64);
+
+fn row(t: Tuple) -> KeyPairRow {
+    KeyPairRow { user: t.0, name: t.1, public_key: t.2, fingerprint: t.3, created_at: ms_to_time(t.4) }
+}
+
+const COLS: &str = "user_name, name, public_key, fingerprint, created_at";
+
+impl Store {
+    /// Stores a key pair; a duplicate name for the user is a conflict.
+    pub async fn insert_key_pair(&self, user: &str, name: &str, public_key: &str, fingerprint: &str) -> Result<KeyPairRow, StoreError> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO key_pairs (user_name, name, public_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(user)
+            .bind(name)
+            .bind(public_key)
+            .bind(fingerprint)
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                e if e.is_unique_violation() => StoreError::Conflict(format!("key pair '{name}' already exists")),
+                e => e,
+            })?;
+        Ok(KeyPairRow {
+            user: user.into(),
+            name: name.into(),
+            public_key: public_key.into(),
+            fingerprint: fingerprint.into(),
+            created_at: ms_to_time(now),
+        })
+    }
+
+    /// A user's key pairs, by name.
+    pub async fn key_pairs(&self, user: &str) -> Result<Vec<KeyPairRow>, StoreError> {
+        let r: Vec<Tuple> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE user_name = $1 ORDER BY name"))
+            .bind(user)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(row).collect())
+    }
+
+    /// One key pair of a user.
+    pub async fn key_pair(&self, user: &str, name: &str) -> Result<Option<KeyPairRow>, StoreError> {
+        let r: Option<Tuple> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE user_name = $1 AND name = $2"))
+            .bind(user)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(row))
+    }
+
+    /// Deletes a key pair; false when there was none.
+    pub async fn delete_key_pair(&self, user: &str, name: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM key_pairs WHERE user_name = $1 AND name = $2").bind(user).bind(name).execute(self.pool()).await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
