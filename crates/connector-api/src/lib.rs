@@ -73,6 +73,19 @@ pub trait Connector: Send + Sync + 'static {
     /// Lists the instance types (sizes) offered.
     async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError>;
 
+    /// Sets tags (key, value) on instances. Clouds that keep no tags say
+    /// `Unsupported` (the broker then keeps them in its records only).
+    async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
+        let _ = (creds, ids, tags);
+        Err(ConnectorError::Unsupported { operation: "CreateTags".into() })
+    }
+
+    /// Removes tags (by key) from instances.
+    async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        let _ = (creds, ids, keys);
+        Err(ConnectorError::Unsupported { operation: "DeleteTags".into() })
+    }
+
     /// Makes sure a security group exists (creating it if needed). Clouds
     /// without security groups accept any name.
     async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {

@@ -592,6 +592,22 @@ impl Connector for Ec2Connector {
         Ok(state_changes(out.terminating_instances()))
     }
 
+    async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
+        check_ids(ids)?;
+        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let req = self.client(creds)?.create_tags().set_resources(Some(ids.to_vec())).set_tags(Some(tags));
+        self.call("CreateTags", || req.clone().send()).await?;
+        Ok(())
+    }
+
+    async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        check_ids(ids)?;
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+        let req = self.client(creds)?.delete_tags().set_resources(Some(ids.to_vec())).set_tags(Some(tags));
+        self.call("DeleteTags", || req.clone().send()).await?;
+        Ok(())
+    }
+
     async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {
         if name.trim().is_empty() {
             return Err(invalid("MissingParameter", "no key pair name given"));

@@ -309,6 +309,18 @@ impl Connector for Ec2QueryConnector {
         self.transition(creds, "TerminateInstances", ids).await
     }
 
+    async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
+        let t: Vec<(String, Option<String>)> = tags.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let root = self.call(creds, "CreateTags", request::tags(ids, &t)).await?;
+        parse::check_return(&root, "CreateTags")
+    }
+
+    async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        let t: Vec<(String, Option<String>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+        let root = self.call(creds, "DeleteTags", request::tags(ids, &t)).await?;
+        parse::check_return(&root, "DeleteTags")
+    }
+
     async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {
         let root = self.call(creds, "ImportKeyPair", request::import_key_pair(name, public_key)).await?;
         Ok(parse::imported_key(&root, name))

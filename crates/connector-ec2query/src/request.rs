@@ -106,6 +106,19 @@ pub fn key_name(name: &str) -> Params {
     vec![("KeyName".into(), name.into())]
 }
 
+/// CreateTags / DeleteTags: `ResourceId.N`, `Tag.N.Key` (and `.Value` when given).
+pub fn tags(ids: &[String], tags: &[(String, Option<String>)]) -> Params {
+    let mut p = Params::new();
+    indexed(&mut p, "ResourceId", ids);
+    for (i, (k, v)) in tags.iter().enumerate() {
+        push(&mut p, format!("Tag.{}.Key", i + 1), k.as_str());
+        if let Some(v) = v {
+            push(&mut p, format!("Tag.{}.Value", i + 1), v.as_str());
+        }
+    }
+    p
+}
+
 /// DescribeImages of the account's own images.
 pub fn describe_own_images() -> Params {
     vec![("Owner.1".into(), "self".into())]

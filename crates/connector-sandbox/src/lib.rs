@@ -375,6 +375,42 @@ impl Connector for SandboxConnector {
         .await
     }
 
+    async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
+        if !self.settings.keep_tags {
+            return Err(ConnectorError::Unsupported { operation: "CreateTags".into() });
+        }
+        self.enter(creds, |w, acct| {
+            for id in ids {
+                Self::owned(w, acct, id)?;
+            }
+            for id in ids {
+                let vm = &mut Self::owned(w, acct, id)?.vm;
+                for (k, v) in tags {
+                    vm.tags.retain(|(key, _)| key != k);
+                    vm.tags.push((k.clone(), v.clone()));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        if !self.settings.keep_tags {
+            return Err(ConnectorError::Unsupported { operation: "DeleteTags".into() });
+        }
+        self.enter(creds, |w, acct| {
+            for id in ids {
+                Self::owned(w, acct, id)?;
+            }
+            for id in ids {
+                Self::owned(w, acct, id)?.vm.tags.retain(|(k, _)| !keys.contains(k));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {
         self.enter(creds, |w, acct| {
             let keys = w.keys.entry(acct.to_string()).or_default();

@@ -93,7 +93,7 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
 }
 
 async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
-    use actions::{images, instances, keypairs, regions};
+    use actions::{images, instances, keypairs, regions, tags};
     match action {
         "DescribeRegions" => regions::describe_regions(ctx),
         "DescribeAvailabilityZones" => regions::describe_availability_zones(ctx),
@@ -106,6 +106,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
         "StopInstances" => instances::change_state(ctx, VmAction::Stop).await,
         "RebootInstances" => instances::change_state(ctx, VmAction::Reboot).await,
         "TerminateInstances" => instances::change_state(ctx, VmAction::Terminate).await,
+        "CreateTags" => tags::create_tags(ctx).await,
+        "DeleteTags" => tags::delete_tags(ctx).await,
+        "DescribeTags" => tags::describe_tags(ctx).await,
         "CreateKeyPair" => keypairs::create_key_pair(ctx).await,
         "ImportKeyPair" => keypairs::import_key_pair(ctx).await,
         "DescribeKeyPairs" => keypairs::describe_key_pairs(ctx).await,

@@ -96,6 +96,21 @@ impl Params {
             .collect()
     }
 
+    /// `Tag.N.Key` / `Tag.N.Value` pairs (value absent when not given).
+    pub fn tags(&self) -> Result<Vec<(String, Option<String>)>, Ec2Error> {
+        let mut tags: BTreeMap<usize, (Option<String>, Option<String>)> = BTreeMap::new();
+        for (k, v) in &self.pairs {
+            let Some((n, part)) = k.strip_prefix("Tag.").and_then(|r| r.split_once('.')) else { continue };
+            let t = tags.entry(index(k, n)?).or_default();
+            match part {
+                "Key" => t.0 = Some(v.clone()),
+                "Value" => t.1 = Some(v.clone()),
+                _ => {}
+            }
+        }
+        tags.into_iter().map(|(n, (k, v))| Ok((k.ok_or_else(|| Ec2Error::missing(&format!("Tag.{n}.Key")))?, v))).collect()
+    }
+
     /// Tags of `TagSpecification.N` whose `ResourceType` is `resource`.
     pub fn tag_specifications(&self, resource: &str) -> Result<Vec<(String, String)>, Ec2Error> {
         let mut specs: BTreeMap<usize, TagSpec> = BTreeMap::new();

@@ -295,4 +295,16 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Replaces a VM's user tags.
+    pub async fn set_vm_tags(&self, id: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<(), StoreError> {
+        let json = serde_json::to_string(tags).map_err(|e| StoreError::Config(format!("tags: {e}")))?;
+        sqlx::query("UPDATE vms SET tags = $1, updated_at = $2 WHERE id = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }

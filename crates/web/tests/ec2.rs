@@ -81,6 +81,25 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
     assert_eq!(out["stop"][0], "running", "{out}");
     assert!(["stopping", "stopped"].contains(&out["stop"][1].as_str().unwrap()), "{out}");
     assert_eq!(out["terminate"].as_array().unwrap().len(), 2);
+    assert_eq!(out["tags_after_create"], json!(["env=prod", "team=a"]));
+    assert_eq!(out["team_left"].as_array().unwrap().len(), 1);
+    assert_ne!(out["team_left"][0], out["tagged_id"]);
+    assert_eq!(out["reserved_tag"], "InvalidParameterValue");
+    assert_eq!(out["bob_tags"], "InvalidInstanceID.NotFound");
+    // The tags reached the cloud instance too.
+    let vm_id = out["tagged_id"].as_str().unwrap().replacen("i-", "vm-", 1);
+    let admin = app.token("super", SUPER_PW).await;
+    let (_, vm) = app.call(Method::GET, &format!("/api/v1/vms/{vm_id}"), &admin, None).await;
+    let cloud_id = vm["cloud_id"].as_str().unwrap().to_string();
+    let conn = app.broker.registry.snapshot().instance("sb").unwrap().connector.clone().unwrap();
+    let (creds, _) = app
+        .broker
+        .vault
+        .credentials_for(&cloudbroker_core::testing::user("alice"), &cloudbroker_core::testing::instance("sb"))
+        .await
+        .unwrap();
+    let cloud = conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::ids(&[cloud_id])).await.unwrap();
+    assert_eq!((cloud[0].tag("env"), cloud[0].tag("team")), (Some("prod"), None), "{:?}", cloud[0].tags);
     assert_eq!(out["dup_key"], "InvalidKeyPair.Duplicate");
     assert_eq!(out["bad_key"], "InvalidParameterValue");
     assert_eq!(out["unknown_key_pair"], "InvalidKeyPair.NotFound");

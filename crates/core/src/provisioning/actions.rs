@@ -2,11 +2,12 @@
 //! VMs (another user's are "not found"); admins see all.
 
 use super::{Provisioning, Vm, VmQuery};
-use crate::domain::{Cursor, Page, PageRequest, VmAction, VmId, VmStatus};
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::{Cursor, Page, PageRequest, Tags, VmAction, VmId, VmStatus};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
-use cloudbroker_connector_api::VmState;
+use cloudbroker_connector_api::{ConnectorError, VmState};
 use cloudbroker_store::vms::VmFilter;
+use std::collections::BTreeMap;
 
 impl Provisioning {
     /// One VM (owner or admin).
@@ -66,5 +67,45 @@ impl Provisioning {
             self.store.audit(actor.name.as_str(), "vm.terminate", v.id.as_str(), "ok", v.instance.as_str()).await?;
         }
         self.get(actor, id).await
+    }
+
+    /// Sets and removes a VM's user tags (owner only): validated like launch
+    /// tags (reserved prefixes refused), put on the cloud instance too where
+    /// the cloud keeps tags, and recorded. Returns the VM.
+    pub async fn tag(&self, actor: &Actor, id: &VmId, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<Vm> {
+        let vm = self.owned(actor, id).await?;
+        if vm.user != actor.name {
+            return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
+        }
+        let mut merged = vm.tags.as_map().clone();
+        for k in remove {
+            merged.remove(k);
+        }
+        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tags = Tags::parse(merged)?;
+        if let Some(cloud_id) = vm.cloud_id.clone().filter(|_| vm.status.is_live()) {
+            let (connector, _, _) = self.connector(&vm.instance)?;
+            let creds = self.vault.credentials_by_id(&vm.credential_id).await?;
+            let ids = [cloud_id];
+            let pushed = async {
+                if !remove.is_empty() {
+                    connector.delete_tags(&creds, &ids, remove).await?;
+                }
+                if !set.is_empty() {
+                    let pairs: Vec<(String, String)> = set.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    connector.create_tags(&creds, &ids, &pairs).await?;
+                }
+                Ok::<(), ConnectorError>(())
+            };
+            match pushed.await {
+                Ok(()) => {}
+                Err(ConnectorError::Unsupported { .. }) => {
+                    tracing::debug!(instance = %vm.instance, "the cloud keeps no tags: recorded by the broker only");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store.set_vm_tags(id.as_str(), tags.as_map()).await?;
+        self.owned(actor, id).await
     }
 }

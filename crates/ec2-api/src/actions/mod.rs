@@ -5,6 +5,7 @@ pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod regions;
+pub mod tags;
 
 use crate::auth::Caller;
 use crate::error::Ec2Error;

@@ -106,6 +106,17 @@ alice.terminate_instances(InstanceIds=[withkey])
 alice.delete_key_pair(KeyName="k2")
 out["key_pairs"] = sorted(k["KeyName"] for k in alice.describe_key_pairs()["KeyPairs"])
 
+# Tags after launch: set, listed, filtered on, removed; reserved keys refused; others' instances untouchable.
+alice.create_tags(Resources=[ids[1]], Tags=[{"Key": "env", "Value": "prod"}])
+t = alice.describe_tags(Filters=[{"Name": "resource-id", "Values": [ids[1]]}])["Tags"]
+out["tags_after_create"] = sorted(f"{x['Key']}={x['Value']}" for x in t)
+alice.delete_tags(Resources=[ids[1]], Tags=[{"Key": "team"}])
+left = alice.describe_instances(Filters=[{"Name": "tag:team", "Values": ["a"]}])
+out["team_left"] = [i["InstanceId"] for res in left["Reservations"] for i in res["Instances"]]
+out["reserved_tag"] = code_of(alice.create_tags, Resources=[ids[1]], Tags=[{"Key": "cloudbroker:user", "Value": "bob"}])
+out["bob_tags"] = code_of(bob.create_tags, Resources=[ids[1]], Tags=[{"Key": "x", "Value": "y"}])
+out["tagged_id"] = ids[1]
+
 # State changes answer with EC2's codes.
 s = alice.stop_instances(InstanceIds=[ids[0]])["StoppingInstances"][0]
 out["stop"] = [s["PreviousState"]["Name"], s["CurrentState"]["Name"], s["CurrentState"]["Code"]]
