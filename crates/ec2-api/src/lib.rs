@@ -98,6 +98,7 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
         "DescribeRegions" => regions::describe_regions(ctx),
         "DescribeAvailabilityZones" => regions::describe_availability_zones(ctx),
         "DescribeAccountAttributes" => regions::describe_account_attributes(ctx).await,
+        "DescribeInstanceTypes" => regions::describe_instance_types(ctx).await,
         "DescribeImages" => images::describe_images(ctx).await,
         "DescribeInstances" => instances::describe_instances(ctx).await,
         "DescribeInstanceStatus" => instances::describe_instance_status(ctx).await,

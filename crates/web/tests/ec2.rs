@@ -66,6 +66,8 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
     let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(out["regions"], json!(["sb", "sb2"]));
     assert_eq!(out["images"], json!(["ubuntu"]));
+    assert!(out["types"].as_array().unwrap().contains(&json!("t2.micro")), "{out}");
+    assert_eq!(out["bad_type"], "InvalidParameterValue");
     assert_eq!(out["idempotent"], true);
     assert_eq!(out["tagged"], 2);
     assert_eq!(out["bob_terminate"], "InvalidInstanceID.NotFound");

@@ -91,7 +91,12 @@ pub struct Provisioning {
     pub launch_grace: Duration,
     /// How often the reconciler runs (its lease lives a few intervals).
     pub reconcile_interval: Duration,
+    /// Instance types per connector instance, as last listed by the cloud.
+    type_cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<cloudbroker_connector_api::InstanceTypeInfo>)>>,
 }
+
+/// How long a cloud's list of instance types is reused.
+pub const INSTANCE_TYPES_TTL: Duration = Duration::from_secs(600);
 
 fn address(policy: &str, private_ip: &Option<String>, public_ip: &Option<String>) -> Option<String> {
     match policy {
@@ -112,7 +117,28 @@ impl Provisioning {
             broker_id,
             launch_grace: Duration::from_secs(600),
             reconcile_interval: Duration::from_secs(30),
+            type_cache: Default::default(),
         }
+    }
+
+    /// The instance types `instance` offers, listed with the caller's
+    /// credentials and reused for [`INSTANCE_TYPES_TTL`] (they change rarely;
+    /// the cloud's rate limits are better spent on launches).
+    pub async fn instance_types(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+    ) -> ServiceResult<Vec<cloudbroker_connector_api::InstanceTypeInfo>> {
+        let cached = self.type_cache.lock().unwrap_or_else(|e| e.into_inner()).get(instance.as_str()).cloned();
+        if let Some((at, types)) = cached.filter(|(at, _)| at.elapsed() < INSTANCE_TYPES_TTL) {
+            let _ = at;
+            return Ok(types);
+        }
+        let (connector, _, _) = self.connector(instance)?;
+        let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
+        let types = connector.list_instance_types(&creds).await?;
+        self.type_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(instance.to_string(), (std::time::Instant::now(), types.clone()));
+        Ok(types)
     }
 
     /// The broker id VMs are tagged with.

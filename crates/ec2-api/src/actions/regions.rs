@@ -59,3 +59,28 @@ pub async fn describe_account_attributes(ctx: &Ctx<'_>) -> Result<String, Ec2Err
     x.close("accountAttributeSet");
     Ok(x.finish(&root))
 }
+
+/// `DescribeInstanceTypes`: what the region's cloud offers (listed once and
+/// reused for a while by the core), `InstanceType.N` to narrow.
+pub async fn describe_instance_types(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let instance = ctx.instance()?;
+    let wanted = ctx.params.list("InstanceType")?;
+    let types = ctx.broker.provisioning.instance_types(&ctx.caller.actor, &instance).await?;
+    if let Some(missing) = wanted.iter().find(|w| !types.iter().any(|t| &t.name == *w)) {
+        return Err(Ec2Error::invalid(format!("The following supplied instance types do not exist: [{}]", crate::ids::shown(missing))));
+    }
+    let (mut x, root) = ctx.doc("DescribeInstanceTypes");
+    x.open("instanceTypeSet");
+    for t in types.iter().filter(|t| wanted.is_empty() || wanted.contains(&t.name)) {
+        x.open("item").leaf("instanceType", &t.name).leaf("currentGeneration", "true");
+        if let Some(v) = t.vcpus {
+            x.open("vCpuInfo").leaf("defaultVCpus", &v.to_string()).close("vCpuInfo");
+        }
+        if let Some(m) = t.memory_mib {
+            x.open("memoryInfo").leaf("sizeInMiB", &m.to_string()).close("memoryInfo");
+        }
+        x.close("item");
+    }
+    x.close("instanceTypeSet");
+    Ok(x.finish(&root))
+}

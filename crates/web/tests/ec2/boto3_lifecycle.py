@@ -40,6 +40,11 @@ bob = client(os.environ["BOB_AK"], os.environ["BOB_SK"])
 out = {}
 
 out["regions"] = sorted(r["RegionName"] for r in alice.describe_regions()["Regions"])
+types = alice.describe_instance_types()["InstanceTypes"]
+out["types"] = sorted(t["InstanceType"] for t in types)
+small = alice.describe_instance_types(InstanceTypes=["t2.small"])["InstanceTypes"][0]
+assert small["VCpuInfo"]["DefaultVCpus"] == 1 and small["MemoryInfo"]["SizeInMiB"] == 2048, small
+out["bad_type"] = code_of(alice.describe_instance_types, InstanceTypes=["x9.huge"])
 images = alice.describe_images()["Images"]
 out["images"] = [i["Name"] for i in images]
 ami = next(i["ImageId"] for i in images if i["Name"] == "ubuntu")
