@@ -89,26 +89,53 @@ pub async fn authenticate(broker: &Broker, r: &Signed<'_>, now: DateTime<Utc>) -
         sigv::check_v2_time(v2, now, MAX_SKEW_SECS).map_err(malformed)?;
         let key = sigv::v2_access_key(v2).map_err(malformed)?.to_string();
         let holder = broker.vault.access_key_holder(&key).await?.ok_or_else(Ec2Error::auth_failure)?;
-        match sigv::verify_v2(r.method, r.host, r.path, v2, holder.secret.expose()) {
-            Ok(()) => return done(broker, holder.actor, None, key).await,
-            Err(SigError::SignatureMismatch { .. }) => return Err(Ec2Error::auth_failure()),
-            Err(e) => return Err(malformed(e)),
+        for (host, path) in views(broker, r) {
+            match sigv::verify_v2(r.method, &host, &path, v2, holder.secret.expose()) {
+                Ok(()) => return done(broker, holder.actor, None, key).await,
+                Err(SigError::SignatureMismatch { .. }) => continue,
+                Err(e) => return Err(malformed(e)),
+            }
         }
+        return Err(Ec2Error::auth_failure());
     }
     Err(Ec2Error::new(401, "MissingAuthenticationToken", "The request must be signed (SigV4 or SigV2) with a broker access key"))
 }
 
 async fn verify4(broker: &Broker, r: &Signed<'_>, auth: &sigv::ParsedAuthorization, payloads: &[&str]) -> Result<Caller, Ec2Error> {
     let holder = broker.vault.access_key_holder(&auth.access_key).await?.ok_or_else(Ec2Error::auth_failure)?;
-    for payload in payloads {
-        let req = SigV4Request::new(r.method, r.path, r.query, r.headers, payload);
-        match sigv::verify_v4(&req, auth, holder.secret.expose()) {
-            Ok(()) => return done(broker, holder.actor, Some(auth.region.clone()), auth.access_key.clone()).await,
-            Err(SigError::SignatureMismatch { .. }) => continue,
-            Err(e) => return Err(malformed(e)),
+    for (host, path) in views(broker, r) {
+        let headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| if k.eq_ignore_ascii_case("host") { (k.clone(), host.clone()) } else { (k.clone(), v.clone()) })
+            .collect();
+        for payload in payloads {
+            let req = SigV4Request::new(r.method, &path, r.query, &headers, payload);
+            match sigv::verify_v4(&req, auth, holder.secret.expose()) {
+                Ok(()) => return done(broker, holder.actor, Some(auth.region.clone()), auth.access_key.clone()).await,
+                Err(SigError::SignatureMismatch { .. }) => continue,
+                Err(e) => return Err(malformed(e)),
+            }
         }
     }
     Err(Ec2Error::auth_failure())
+}
+
+/// The (host, path) a client may have signed: the request as received, and,
+/// behind a proxy that changes them, the configured public URL's host with
+/// its path prefix (like econe's `ssl_server`).
+fn views(broker: &Broker, r: &Signed<'_>) -> Vec<(String, String)> {
+    let mut out = vec![(r.host.to_string(), r.path.to_string())];
+    if let Some(public) = broker.config.public_url.as_deref() {
+        let rest = public.strip_prefix("https://").or_else(|| public.strip_prefix("http://")).unwrap_or(public);
+        let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+        let path = format!("/{}{}", prefix.trim_matches('/'), r.path).replace("//", "/");
+        let view = (host.to_string(), path);
+        if !host.is_empty() && view != out[0] {
+            out.push(view);
+        }
+    }
+    out
 }
 
 async fn done(broker: &Broker, actor: Actor, region: Option<String>, access_key: String) -> Result<Caller, Ec2Error> {

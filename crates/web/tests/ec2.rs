@@ -270,3 +270,37 @@ app_test!(every_authentication_failure_has_its_answer, |app: TestApp| async move
     assert_eq!(app.call(Method::DELETE, &path, &alice_token, None).await.0, 204);
     assert_eq!(signed(&app, &alice, now, "ec2", "sb").await.0, 401);
 });
+
+/// Behind a proxy that serves the broker as `https://cloud.example.test/broker/ec2`,
+/// clients sign that host and path; `public_url` lets the broker verify them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_made_for_the_public_url_verify_behind_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(None, dir, |c| c.public_url = Some("https://cloud.example.test/broker/".into())).await.unwrap();
+    let (_admin, alice, _bob) = setup(&app).await;
+    let body = "Action=DescribeRegions&Version=2016-11-15";
+    let sign = |host: &str, path: &str| {
+        let headers =
+            vec![("host".to_string(), host.to_string()), ("content-type".to_string(), "application/x-www-form-urlencoded".to_string())];
+        let params = cloudbroker_sigv::SigningParams::new(&alice.0, &alice.1, "sb", "ec2", chrono::Utc::now());
+        let added = cloudbroker_sigv::sign_v4_headers("POST", path, &[], &headers, body.as_bytes(), &params).unwrap();
+        headers.into_iter().chain(added).filter(|(k, _)| k != "host").collect::<Vec<_>>()
+    };
+    for (host, path, expected) in [
+        ("cloud.example.test", "/broker/ec2", 200),
+        ("cloud.example.test", "/elsewhere/ec2", 401),
+        ("evil.example.test", "/broker/ec2", 401),
+    ] {
+        let mut r = app.http.post(app.url("/ec2")).body(body);
+        for (k, v) in sign(host, path) {
+            r = r.header(k.as_str(), v.as_str());
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, expected, "{host}{path}: {text}");
+        if status == 200 {
+            assert!(text.contains("<regionEndpoint>https://cloud.example.test/broker/ec2</regionEndpoint>"), "{text}");
+        }
+    }
+}
