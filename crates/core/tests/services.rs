@@ -224,3 +224,27 @@ broker_test!(the_transition_watch_visits_only_groups_on_the_move, |b: Broker| as
     assert_eq!(last, VmStatus::Stopped);
     assert_eq!(b.provisioning.get(&bob, &other.id).await.unwrap().status, VmStatus::Running);
 });
+
+broker_test!(listing_can_leave_out_vms_that_ended_long_ago, |b: Broker| async move {
+    linux_image(&b).await;
+    let alice = add_user(&b, "alice").await;
+    let mut spec = LaunchSpec::new(instance("sb"), image_ref("linux"));
+    spec.count = 2;
+    let vms = b.provisioning.launch(&alice, spec).await.unwrap().vms;
+    b.provisioning.action(&alice, &vms[0].id, VmAction::Terminate).await.unwrap();
+    for _ in 0..50 {
+        b.provisioning.reconcile("t").await.unwrap();
+        if b.provisioning.get(&alice, &vms[0].id).await.unwrap().status == VmStatus::Terminated {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let all = b.provisioning.list_recent(&alice, VmQuery::default(), PageRequest::default(), None).await.unwrap();
+    assert_eq!(all.items.len(), 2);
+    // Everything that ended before "a second from now" is left out; live VMs stay.
+    let cutoff = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let recent = b.provisioning.list_recent(&alice, VmQuery::default(), PageRequest::default(), Some(cutoff)).await.unwrap();
+    assert_eq!(recent.items.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), vec![vms[1].id.clone()]);
+    let past = chrono::Utc::now() - chrono::Duration::seconds(900);
+    assert_eq!(b.provisioning.list_recent(&alice, VmQuery::default(), PageRequest::default(), Some(past)).await.unwrap().items.len(), 2);
+});

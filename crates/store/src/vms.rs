@@ -91,6 +91,9 @@ pub struct VmFilter {
     pub client_token: Option<String>,
     /// A tag that must be present with this value.
     pub tag: Option<(String, String)>,
+    /// Only VMs that are live, or ended (terminated, failed) at or after this
+    /// time (ms): what an EC2 client still sees of its history.
+    pub ended_after: Option<i64>,
 }
 
 impl Store {
@@ -172,6 +175,15 @@ impl Store {
                     format!(" AND EXISTS (SELECT 1 FROM jsonb_each_text(vms.tags::jsonb) j WHERE j.key = ${kp} AND j.value = ${vp})")
                 }
             });
+        }
+        if let Some(ms) = f.ended_after {
+            binds.push(ms.to_string());
+            let p = binds.len();
+            let cast = match self.backend() {
+                crate::Backend::Sqlite => format!("CAST(${p} AS INTEGER)"),
+                crate::Backend::Postgres => format!("CAST(${p} AS BIGINT)"),
+            };
+            sql.push_str(&format!(" AND (state NOT IN ('terminated', 'failed') OR updated_at >= {cast})"));
         }
         let mut after_ms = None;
         if let Some((ms, id)) = after {

@@ -17,6 +17,18 @@ impl Provisioning {
 
     /// One page of VMs, newest first: a user's own; admins see all (or one user's).
     pub async fn list(&self, actor: &Actor, query: VmQuery, page: PageRequest) -> ServiceResult<Page<Vm>> {
+        self.list_recent(actor, query, page, None).await
+    }
+
+    /// Like [`Self::list`], leaving out VMs that ended before `ended_after`
+    /// (in the query, so a page costs what it returns, not the history kept).
+    pub async fn list_recent(
+        &self,
+        actor: &Actor,
+        query: VmQuery,
+        page: PageRequest,
+        ended_after: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ServiceResult<Page<Vm>> {
         let user = if actor.is_admin { query.user } else { Some(actor.name.clone()) };
         let filter = VmFilter {
             user: user.map(|u| u.to_string()),
@@ -26,6 +38,7 @@ impl Provisioning {
             launch_id: query.launch.map(|l| l.to_string()),
             client_token: None,
             tag: query.tag,
+            ended_after: ended_after.map(|t| t.timestamp_millis()),
         };
         let after = page.after.as_ref().map(|c| (c.num, c.key.as_str()));
         let rows = self.store.page_vms(&filter, after, i64::from(page.limit) + 1).await?;

@@ -211,7 +211,8 @@ pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
             let limit = max.unwrap_or(1000).to_string();
             let page = PageRequest::parse(Some(&limit), cursor.as_deref())
                 .map_err(|_| Ec2Error::invalid("The NextToken is not one this broker gave out"))?;
-            let p = ctx.broker.provisioning.list(&ctx.caller.actor, own_query(ctx)?, page).await?;
+            let since = Utc::now() - chrono::Duration::seconds(TERMINATED_VISIBLE_SECS);
+            let p = ctx.broker.provisioning.list_recent(&ctx.caller.actor, own_query(ctx)?, page, Some(since)).await?;
             out.extend(p.items.into_iter().filter(visible));
             match (p.next_cursor, max) {
                 (Some(c), Some(_)) => {
