@@ -41,9 +41,11 @@ impl Tags {
         key.starts_with("cloudbroker:") || key.starts_with("aws:") || key == reserved::NAME
     }
 
-    /// Tags read back from the store or a cloud: reserved keys dropped, no checks.
+    /// Tags read back from the store, as they were written: user tags checked
+    /// by [`Tags::parse`], plus the reserved-prefix tags a client keeps on
+    /// the record only (another broker chained in front; never put on a cloud).
     pub(crate) fn from_stored(map: BTreeMap<String, String>) -> Self {
-        Self(map.into_iter().filter(|(k, _)| !Self::is_reserved(k)).collect())
+        Self(map)
     }
 
     /// The tags.
@@ -93,6 +95,6 @@ mod tests {
         let many: BTreeMap<String, String> = (0..41).map(|i| (format!("k{i}"), String::new())).collect();
         assert_eq!(Tags::parse(many).unwrap_err().message, "at most 40 tags");
         let stored = Tags::from_stored(map(&[("cloudbroker:user", "x"), ("team", "a")]));
-        assert_eq!(stored.as_map().len(), 1);
+        assert_eq!(stored.as_map().len(), 2, "records keep what was written");
     }
 }

@@ -90,12 +90,19 @@ impl Provisioning {
         if vm.user != actor.name {
             return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
         }
+        // What is set is checked like launch tags; what is kept was checked when it was set.
+        Tags::parse(set.clone())?;
+        if remove.iter().any(|k| Tags::is_reserved(k)) {
+            return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
+        }
         let mut merged = vm.tags.as_map().clone();
         for k in remove {
             merged.remove(k);
         }
         merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let tags = Tags::parse(merged)?;
+        if merged.len() > crate::domain::MAX_TAGS + super::launch::MAX_CLIENT_TAGS {
+            return Err(ServiceError::invalid_field("tags", format!("a VM has at most {} tags", crate::domain::MAX_TAGS)));
+        }
         if let Some(cloud_id) = vm.cloud_id.clone().filter(|_| vm.status.is_live()) {
             let (connector, _, _) = self.connector(&vm.instance)?;
             let creds = self.vault.credentials_by_id(&vm.credential_id).await?;
@@ -118,7 +125,7 @@ impl Provisioning {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.set_vm_tags(id.as_str(), tags.as_map()).await?;
+        self.store.set_vm_tags(id.as_str(), &merged).await?;
         self.owned(actor, id).await
     }
 }

@@ -15,6 +15,7 @@ use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, Creden
 use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
 use cloudbroker_store::vms::VmFilter;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Most VMs one launch request may ask for.
@@ -34,7 +35,14 @@ pub struct LaunchSpec {
     pub tags: Tags,
     /// An SSH public key for this launch instead of the one in the user's profile.
     pub ssh_public_key: Option<String>,
+    /// Tags kept on the broker's records only, never put on the cloud: a
+    /// client's own reserved tags (another broker chained in front of this
+    /// one tags its VMs `cloudbroker:*`, which this broker uses on its cloud).
+    pub client_tags: BTreeMap<String, String>,
 }
+
+/// Client tags a launch may carry at most.
+pub const MAX_CLIENT_TAGS: usize = 10;
 
 impl LaunchSpec {
     /// One VM of `image` on `instance`, nothing else set.
@@ -49,6 +57,7 @@ impl LaunchSpec {
             client_token: None,
             tags: Tags::default(),
             ssh_public_key: None,
+            client_tags: BTreeMap::new(),
         }
     }
 }
@@ -129,7 +138,20 @@ impl Provisioning {
                 return Ok(LaunchOutcome { created: false, vms: existing });
             }
         }
-        let tags_json = serde_json::to_string(spec.tags.as_map()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if spec.client_tags.len() > MAX_CLIENT_TAGS
+            || spec
+                .client_tags
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256 || k.chars().chain(v.chars()).any(char::is_control))
+        {
+            return Err(ServiceError::invalid_field(
+                "tags",
+                format!("at most {MAX_CLIENT_TAGS} reserved client tags, keys 1-128 and values up to 256 characters"),
+            ));
+        }
+        let mut record_tags = spec.tags.as_map().clone();
+        record_tags.extend(spec.client_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tags_json = serde_json::to_string(&record_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (connector, kind, values) = self.connector(&spec.instance)?;
         let snap = self.registry.snapshot();
         let resolved = self.resolve_image(&spec.image, &spec.instance).await?;

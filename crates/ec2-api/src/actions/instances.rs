@@ -301,6 +301,10 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     for (k, v) in ctx.params.tag_specifications("instance")? {
         if k == "Name" {
             spec.name = v;
+        } else if k.starts_with("cloudbroker:") {
+            // Another broker chained in front of this one: its tags stay on
+            // this broker's records (where its reconciler looks for them).
+            spec.client_tags.insert(k, v);
         } else {
             tags.insert(k, v);
         }
