@@ -312,7 +312,15 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `serve`: runs until SIGTERM or SIGINT, then stops in order: `/readyz`
+/// turns 503 (draining), the listener closes, in-flight requests get up to
+/// [`cloudbroker_web::SHUTDOWN_TIMEOUT_SECS`] to finish while the background
+/// workers finish their step in progress (same deadline, concurrently), the
+/// database pool closes, and the process exits 0. Launches still waiting for
+/// the cloud at the deadline are crash-safe: the next start (or another
+/// replica) reconciles them. SIGHUP reloads the connector configuration.
 async fn serve(config: Config) -> Result<(), String> {
+    cloudbroker_core::metrics::install();
     let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
     let pid_file = broker.config.data_dir.join("cloudbroker.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
@@ -325,35 +333,49 @@ async fn serve(config: Config) -> Result<(), String> {
         app.addr()
     );
     let handle = app.handle();
+    let draining = app.draining();
     let background = broker.spawn_background();
-    let registry = broker.registry.clone();
-    let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading connector configuration");
-                    if let Err(e) = registry.reload().await { tracing::error!(error = %e, "reload failed"); }
-                }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+    let mut server = tokio::spawn(app.run());
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut term, mut int) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        _ => return Err("cannot install signal handlers".into()),
+    };
+    let early = loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading connector configuration");
+                if let Err(e) = broker.registry.reload().await { tracing::error!(error = %e, "reload failed"); }
             }
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            r = &mut server => break Some(r),
         }
-        tracing::info!("shutting down");
-        handle.stop(true).await;
-    });
-    let r = app.run().await;
-    signals.abort();
-    let busy = background.shutdown(std::time::Duration::from_secs(10)).await;
-    if !busy.is_empty() {
-        tracing::warn!(workers = ?busy, "background work still running at exit (it is crash-safe)");
-    }
+    };
+    let deadline = std::time::Duration::from_secs(cloudbroker_web::SHUTDOWN_TIMEOUT_SECS);
+    let result = match early {
+        Some(r) => {
+            tracing::error!("the HTTP server stopped by itself");
+            let _ = background.shutdown(deadline).await;
+            r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+        }
+        None => {
+            tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining in-flight requests, stopping background work");
+            draining.start();
+            let http = async {
+                handle.stop(true).await;
+                (&mut server).await
+            };
+            let (served, busy) = tokio::join!(http, background.shutdown(deadline));
+            if !busy.is_empty() {
+                tracing::warn!(workers = ?busy, "background work still running at the deadline (it is crash-safe)");
+            }
+            served.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+        }
+    };
+    broker.close().await;
     let _ = std::fs::remove_file(&pid_file);
-    r.map_err(|e| e.to_string())
+    tracing::info!("stopped");
+    result
 }

@@ -45,6 +45,9 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// A web session ends this many seconds after login, however active.
     pub session_absolute_secs: u64,
+    /// Bearer token that opens `GET /metrics` to scrapers from anywhere;
+    /// without one, only direct loopback clients may scrape.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Every setting, all optional; layers merge, later wins.
@@ -66,6 +69,8 @@ pub struct RawConfig {
     pub session_idle_secs: Option<u64>,
     pub session_absolute_secs: Option<u64>,
     pub launch_grace_secs: Option<u64>,
+    #[serde(skip)]
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
@@ -109,6 +114,11 @@ impl RawConfig {
                     let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_ADMIN_PASSWORD_FILE={v}: {e}")))?;
                     c.admin_password = Some(SecretString::new(p.trim_end_matches(['\n', '\r'])));
                 }
+                "METRICS_TOKEN" => c.metrics_token = Some(SecretString::new(v)),
+                "METRICS_TOKEN_FILE" => {
+                    let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_METRICS_TOKEN_FILE={v}: {e}")))?;
+                    c.metrics_token = Some(SecretString::new(p.trim()));
+                }
                 "LAUNCH_GRACE_SECS" => c.launch_grace_secs = Some(secs(name, &v)?),
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
@@ -139,7 +149,8 @@ impl RawConfig {
             config_poll_secs,
             session_idle_secs,
             session_absolute_secs,
-            launch_grace_secs
+            launch_grace_secs,
+            metrics_token
         );
         self
     }
@@ -182,6 +193,7 @@ impl RawConfig {
             launch_grace_secs: self.launch_grace_secs.unwrap_or(600),
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
+            metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod factory;
 pub mod identity;
 pub mod images;
 pub mod master_keys;
+pub mod metrics;
 pub mod provisioning;
 pub mod registry;
 pub mod system;

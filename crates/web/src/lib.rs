@@ -2,11 +2,13 @@
 //! (`ui/`), over what they share (`common/`). Handlers parse input into the
 //! core's domain types, call the broker's services (`cloudbroker-core`) and
 //! map their errors back, one mapping per front-end; nothing here reaches
-//! the store (this crate does not depend on it).
+//! the store (this crate does not depend on it). Every request passes
+//! [`observe::observe`] (request id, span, log line, metrics).
 
 pub mod api;
 pub mod common;
 pub mod health;
+pub mod observe;
 pub mod ui;
 
 use actix_web::dev::Server;
@@ -18,7 +20,12 @@ use std::net::{SocketAddr, TcpListener};
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    draining: observe::Draining,
 }
+
+/// How long a graceful stop waits for in-flight requests and background
+/// work (seconds; the stop timeouts in deploy/ are a little above it).
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 
 impl Application {
     /// Binds the configured address (port 0 picks a free port) and builds the
@@ -26,15 +33,19 @@ impl Application {
     pub fn build(broker: Broker) -> std::io::Result<Self> {
         let listener = TcpListener::bind(broker.config.listen)?;
         let addr = listener.local_addr()?;
+        cloudbroker_core::metrics::install();
         let data = web::Data::new(broker);
+        let draining = observe::Draining::default();
+        let drain = web::Data::new(draining.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")).configure(routes)
+            App::new().app_data(data.clone()).app_data(drain.clone()).wrap(actix_web::middleware::from_fn(observe::observe)).configure(routes)
         })
         .workers(2)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { addr, server })
+        Ok(Self { addr, server, draining })
     }
 
     /// The bound address.
@@ -47,6 +58,11 @@ impl Application {
         self.server.handle()
     }
 
+    /// The flag that turns `/readyz` to 503 once shutdown begins.
+    pub fn draining(&self) -> observe::Draining {
+        self.draining.clone()
+    }
+
     /// Serves until stopped.
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
@@ -57,6 +73,7 @@ impl Application {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(observe::metrics))
         .configure(api::routes)
         .configure(ui::public_routes)
         .configure(ui::signed_in_routes);

@@ -66,9 +66,21 @@ impl Provisioning {
     /// One reconciliation pass over every (instance, credential) with live
     /// VMs, each under a lease so only one replica works on it at a time.
     pub async fn reconcile(&self, holder: &str) -> ServiceResult<ReconcileReport> {
+        let pass = crate::metrics::ReconcilePass::start();
+        let r = self.reconcile_pass(holder).await;
+        pass.finish(r.as_ref().is_ok_and(|r| r.errors.is_empty()));
+        r
+    }
+
+    async fn reconcile_pass(&self, holder: &str) -> ServiceResult<ReconcileReport> {
         let ttl = self.lease_ttl();
         let mut report = ReconcileReport::default();
         let rows = self.store.vms_in_states(&VmStatus::live_names()).await?;
+        let mut counts = BTreeMap::new();
+        for v in &rows {
+            *counts.entry((v.instance.clone(), v.state.clone())).or_insert(0usize) += 1;
+        }
+        crate::metrics::set_vm_counts(&counts);
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
             groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);
