@@ -313,7 +313,8 @@ fn check(dir: &std::path::Path) -> ExitCode {
 }
 
 /// `serve`: runs until SIGTERM or SIGINT, then stops in order: `/readyz`
-/// turns 503 (draining), the listener closes, in-flight requests get up to
+/// turns 503 (draining), after `shutdown_delay_secs` (default 0) the
+/// listener closes, in-flight requests get up to
 /// [`cloudbroker_web::SHUTDOWN_TIMEOUT_SECS`] to finish while the background
 /// workers finish their step in progress (same deadline, concurrently), the
 /// database pool closes, and the process exits 0. Launches still waiting for
@@ -338,10 +339,11 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut server = tokio::spawn(app.run());
 
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut hup, mut term, mut int) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-        _ => return Err("cannot install signal handlers".into()),
-    };
+    let (mut hup, mut term, mut int) =
+        match (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+            _ => return Err("cannot install signal handlers".into()),
+        };
     let early = loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -363,6 +365,11 @@ async fn serve(config: Config) -> Result<(), String> {
         None => {
             tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining in-flight requests, stopping background work");
             draining.start();
+            let delay = std::time::Duration::from_secs(broker.config.shutdown_delay_secs);
+            if !delay.is_zero() {
+                tracing::info!(delay_secs = delay.as_secs(), "readiness is 503; still accepting until the delay ends");
+                tokio::time::sleep(delay).await;
+            }
             let http = async {
                 handle.stop(true).await;
                 (&mut server).await

@@ -48,6 +48,10 @@ pub struct Config {
     /// Bearer token that opens `GET /metrics` to scrapers from anywhere;
     /// without one, only direct loopback clients may scrape.
     pub metrics_token: Option<SecretString>,
+    /// Seconds between SIGTERM and closing the listener, while `/readyz`
+    /// already answers 503 (lets load balancers notice before connections
+    /// are refused); 0 closes at once.
+    pub shutdown_delay_secs: u64,
 }
 
 /// Every setting, all optional; layers merge, later wins.
@@ -71,6 +75,7 @@ pub struct RawConfig {
     pub launch_grace_secs: Option<u64>,
     #[serde(skip)]
     pub metrics_token: Option<SecretString>,
+    pub shutdown_delay_secs: Option<u64>,
 }
 
 /// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
@@ -123,6 +128,7 @@ impl RawConfig {
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
                 "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
+                "SHUTDOWN_DELAY_SECS" => c.shutdown_delay_secs = Some(secs(name, &v)?),
                 "CONFIG_POLL_SECS" => c.config_poll_secs = Some(secs(name, &v)?),
                 // Variables of tools and tests, not settings.
                 _ => {}
@@ -150,7 +156,8 @@ impl RawConfig {
             session_idle_secs,
             session_absolute_secs,
             launch_grace_secs,
-            metrics_token
+            metrics_token,
+            shutdown_delay_secs
         );
         self
     }
@@ -194,6 +201,7 @@ impl RawConfig {
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
             metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),
+            shutdown_delay_secs: self.shutdown_delay_secs.unwrap_or(0),
         })
     }
 }

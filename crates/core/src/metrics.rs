@@ -78,7 +78,10 @@ fn describe() {
         Unit::Seconds,
         "When the last reconciliation pass succeeded (Unix time); lag = time() - this."
     );
-    describe_gauge!("cloudbroker_vms", "VMs the broker tracks by connector instance and state (live states; set by each reconciliation pass).");
+    describe_gauge!(
+        "cloudbroker_vms",
+        "VMs the broker tracks by connector instance and state (live states; set by each reconciliation pass)."
+    );
     describe_counter!("cloudbroker_vault_operations_total", "Credential vault operations by operation and outcome.");
 }
 

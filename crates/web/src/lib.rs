@@ -38,7 +38,11 @@ impl Application {
         let draining = observe::Draining::default();
         let drain = web::Data::new(draining.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).app_data(drain.clone()).wrap(actix_web::middleware::from_fn(observe::observe)).configure(routes)
+            App::new()
+                .app_data(data.clone())
+                .app_data(drain.clone())
+                .wrap(actix_web::middleware::from_fn(observe::observe))
+                .configure(routes)
         })
         .workers(2)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)

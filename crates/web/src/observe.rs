@@ -88,8 +88,12 @@ fn method_label(m: &actix_web::http::Method) -> &'static str {
 }
 
 /// The middleware (see the module comment).
-pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(RequestId::parse).unwrap_or_else(RequestId::generate);
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id =
+        req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(RequestId::parse).unwrap_or_else(RequestId::generate);
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = method_label(req.method());
     let path = req.path().to_string();
