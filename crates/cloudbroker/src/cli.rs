@@ -49,7 +49,26 @@ pub enum Command {
     /// Run the broker (HTTP server and background tasks).
     Serve,
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Only report pending migrations, apply nothing (exit 1 if some are pending, 2 if the schema is newer than this binary).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write a consistent copy of the live SQLite database (the master key is not in it).
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the SQLite database of a stopped data directory with a backup.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database (it is kept as `<db>.pre-restore`).
+        #[arg(long)]
+        force: bool,
+    },
     /// Connector instances.
     #[command(subcommand)]
     Connectors(ConnectorsCmd),
@@ -159,9 +178,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load_config(&cli.global)?;
             Ok(check(&config.connectors_dir))
         }
-        Command::Migrate => {
+        Command::Migrate { check: true } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::migrate_check(&config.database_url).await
+        }
+        Command::Backup { to } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::backup(&config.database_url, &to).await
+        }
+        Command::Restore { from, force } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::restore(&config.database_url, &config.data_dir, &from, force).await
+        }
+        Command::Migrate { check: false } => {
             let config = load_config(&cli.global)?;
             init_logging(&config);
+            crate::dbtools::refuse_newer_schema(&config.database_url).await?;
             let store = cloudbroker_store::Store::open(&config.database_url).await.map_err(|e| e.to_string())?;
             let applied = store.applied_migrations().await.map_err(|e| e.to_string())?;
             println!(
@@ -322,6 +354,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
 /// replica) reconciles them. SIGHUP reloads the connector configuration.
 async fn serve(config: Config) -> Result<(), String> {
     cloudbroker_core::metrics::install();
+    crate::dbtools::refuse_newer_schema(&config.database_url).await?;
     let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
     let pid_file = broker.config.data_dir.join("cloudbroker.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
