@@ -351,7 +351,8 @@ fn check(dir: &std::path::Path) -> ExitCode {
 /// workers finish their step in progress (same deadline, concurrently), the
 /// database pool closes, and the process exits 0. Launches still waiting for
 /// the cloud at the deadline are crash-safe: the next start (or another
-/// replica) reconciles them. SIGHUP reloads the connector configuration.
+/// replica) reconciles them. SIGHUP reloads the connector configuration and
+/// the TLS certificate.
 async fn serve(config: Config) -> Result<(), String> {
     cloudbroker_core::metrics::install();
     crate::dbtools::refuse_newer_schema(&config.database_url).await?;
@@ -363,9 +364,11 @@ async fn serve(config: Config) -> Result<(), String> {
         addr = %app.addr(),
         database = broker.backend(),
         connectors_dir = %broker.config.connectors_dir.display(),
-        "cloudbroker listening on http://{}",
+        "cloudbroker listening on {}://{}",
+        app.scheme(),
         app.addr()
     );
+    let tls = app.tls();
     let handle = app.handle();
     let draining = app.draining();
     let background = broker.spawn_background();
@@ -382,6 +385,11 @@ async fn serve(config: Config) -> Result<(), String> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading connector configuration");
                 if let Err(e) = broker.registry.reload().await { tracing::error!(error = %e, "reload failed"); }
+                match tls.as_ref().map(|t| t.reload()) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e, "TLS certificate not reloaded; the current one stays"),
+                    None => {}
+                }
             }
             _ = term.recv() => break None,
             _ = int.recv() => break None,

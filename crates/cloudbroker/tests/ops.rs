@@ -2,8 +2,8 @@
 //! templates and instance names only as labels, loopback or bearer token),
 //! request ids (accepted or generated, echoed, in every log line of the
 //! request and of the cloud calls it causes), JSON logs, no secret in the
-//! output even at `trace`, and SIGTERM draining an in-flight launch before
-//! exiting 0.
+//! output even at `trace`, SIGTERM draining an in-flight launch before
+//! exiting 0, and HTTPS served directly with a certificate reloaded on SIGHUP.
 
 // Test code: panicking on an unexpected result is the point; helper
 // functions outside #[test] are covered by this too.
@@ -43,15 +43,15 @@ impl Running {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
-                    let _ = tx.send(addr);
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+                    let _ = tx.send(url);
                 }
                 sink.lock().unwrap().push(line);
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => Self { child, base: format!("http://{addr}"), log },
+            Ok(base) => Self { child, base, log },
             Err(_) => panic!("broker did not start: {:?}", log.lock().unwrap()),
         }
     }
@@ -338,9 +338,15 @@ async fn sigterm_drains_an_in_flight_launch_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !r.log.lock().unwrap().iter().any(|l| l.contains("shutting down")) {
+        assert!(Instant::now() < deadline, "SIGTERM was not acted on");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Readiness says draining at once; once the delay ends, new connections are refused.
     let addr = r.base.trim_start_matches("http://").to_string();
+    assert!(r.base.starts_with("http://"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut saw_draining = false;
     let mut refused = false;
@@ -365,4 +371,105 @@ async fn sigterm_drains_an_in_flight_launch_and_exits_0() {
     let text = log.join("\n");
     assert!(text.contains("shutting down") && text.contains("stopped"), "{text}");
     assert!(saw_draining, "readiness answered 503 draining during the shutdown delay");
+}
+
+/// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key), made by openssl.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key, conf) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join(format!("{name}.cnf")));
+    // An end-entity certificate (CA:FALSE): webpki refuses a CA as a server certificate.
+    std::fs::write(
+        &conf,
+        format!(
+            "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n[dn]\nCN = {name}\n[ext]\n\
+             basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n\
+             subjectAltName = IP:127.0.0.1,DNS:localhost\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-config"])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl) makes the test certificates");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+fn trusting(cert: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// HTTPS with the configured pair; SIGHUP swaps in a new pair, and a broken
+/// pair on reload keeps the current one; a key that does not match its
+/// certificate stops the start with a clear error.
+#[tokio::test]
+async fn https_with_a_certificate_reloaded_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c1, k1) = self_signed(dir.path(), "first");
+    let (c2, k2) = self_signed(dir.path(), "second");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(&c1, &cert).unwrap();
+    std::fs::copy(&k1, &key).unwrap();
+    let r = Running::start(
+        dir.path(),
+        "cloud.connector.class = sb:sandbox\n",
+        &[],
+        &[("CLOUDBROKER_TLS_CERT_FILE", cert.to_str().unwrap()), ("CLOUDBROKER_TLS_KEY_FILE", key.to_str().unwrap())],
+    );
+    assert!(r.base.starts_with("https://127.0.0.1:"), "{}", r.base);
+    let resp = trusting(&c1).get(r.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(trusting(&c2).get(r.url("/healthz")).send().await.is_err(), "the second certificate is not served yet");
+    let plain = r.base.replace("https://", "http://");
+    assert!(reqwest::get(format!("{plain}/healthz")).await.map(|r| r.status() != 200).unwrap_or(true), "no plain HTTP on the TLS port");
+    // The session cookie is Secure when served over TLS.
+    let login = trusting(&c1).get(r.url("/login")).send().await.unwrap();
+    let cookies: Vec<String> = login.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(!cookies.is_empty() && cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
+
+    let hup = |pid: u32| Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    std::fs::copy(&c2, &cert).unwrap();
+    std::fs::copy(&k2, &key).unwrap();
+    hup(r.child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while trusting(&c2).get(r.url("/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the new certificate was never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(trusting(&c1).get(r.url("/healthz")).send().await.is_err(), "the old certificate is gone");
+
+    // A broken file on reload: the current pair stays.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    hup(r.child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !r.log.lock().unwrap().iter().any(|l| l.contains("TLS certificate not reloaded")) {
+        assert!(Instant::now() < deadline, "the failed reload was not reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(trusting(&c2).get(r.url("/healthz")).send().await.unwrap().status(), 200);
+    let (status, _) = r.stop();
+    assert!(status.success());
+
+    // A key of another certificate: refused at start, naming the files.
+    let out = common::bin()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CLOUDBROKER_TLS_CERT_FILE", &c1)
+        .env("CLOUDBROKER_TLS_KEY_FILE", &k2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("does not belong to tls_cert_file"), "{err}");
+    let out = common::bin().current_dir(dir.path()).args(["serve"]).env("CLOUDBROKER_TLS_CERT_FILE", &c1).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls_key_file"));
 }

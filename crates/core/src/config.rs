@@ -52,6 +52,8 @@ pub struct Config {
     /// already answers 503 (lets load balancers notice before connections
     /// are refused); 0 closes at once.
     pub shutdown_delay_secs: u64,
+    /// PEM certificate chain and private key: serve HTTPS directly (both or neither).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Every setting, all optional; layers merge, later wins.
@@ -76,6 +78,8 @@ pub struct RawConfig {
     #[serde(skip)]
     pub metrics_token: Option<SecretString>,
     pub shutdown_delay_secs: Option<u64>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
@@ -128,6 +132,8 @@ impl RawConfig {
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
                 "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
+                "TLS_CERT_FILE" => c.tls_cert_file = Some(v.into()),
+                "TLS_KEY_FILE" => c.tls_key_file = Some(v.into()),
                 "SHUTDOWN_DELAY_SECS" => c.shutdown_delay_secs = Some(secs(name, &v)?),
                 "CONFIG_POLL_SECS" => c.config_poll_secs = Some(secs(name, &v)?),
                 // Variables of tools and tests, not settings.
@@ -157,7 +163,9 @@ impl RawConfig {
             session_absolute_secs,
             launch_grace_secs,
             metrics_token,
-            shutdown_delay_secs
+            shutdown_delay_secs,
+            tls_cert_file,
+            tls_key_file
         );
         self
     }
@@ -185,7 +193,14 @@ impl RawConfig {
         if reconcile_interval_secs == 0 {
             return Err(ConfigError("reconcile_interval_secs: must be at least 1".into()));
         }
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError("tls_cert_file is set but tls_key_file is not: give both or neither".into())),
+            (None, Some(_)) => return Err(ConfigError("tls_key_file is set but tls_cert_file is not: give both or neither".into())),
+        };
         Ok(Config {
+            tls,
             listen,
             master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
@@ -226,7 +241,7 @@ impl Config {
 
     /// Whether cookies must be marked Secure.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) || self.tls.is_some()
     }
 }
 

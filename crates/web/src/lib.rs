@@ -9,6 +9,7 @@ pub mod api;
 pub mod common;
 pub mod health;
 pub mod observe;
+pub mod tls;
 pub mod ui;
 
 use actix_web::dev::Server;
@@ -21,6 +22,7 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     draining: observe::Draining,
+    tls: Option<std::sync::Arc<tls::CertReloader>>,
 }
 
 /// How long a graceful stop waits for in-flight requests and background
@@ -31,6 +33,10 @@ impl Application {
     /// Binds the configured address (port 0 picks a free port) and builds the
     /// server; call [`Application::run`] to serve.
     pub fn build(broker: Broker) -> std::io::Result<Self> {
+        let tls = match &broker.config.tls {
+            Some((cert, key)) => Some(tls::CertReloader::load(cert, key).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let listener = TcpListener::bind(broker.config.listen)?;
         let addr = listener.local_addr()?;
         cloudbroker_core::metrics::install();
@@ -46,10 +52,13 @@ impl Application {
         })
         .workers(2)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        let server = match &tls {
+            Some(t) => server.listen_rustls_0_23(listener, t.server_config().map_err(std::io::Error::other)?)?,
+            None => server.listen(listener)?,
+        }
         .run();
-        Ok(Self { addr, server, draining })
+        Ok(Self { addr, server, draining, tls })
     }
 
     /// The bound address.
@@ -65,6 +74,20 @@ impl Application {
     /// The flag that turns `/readyz` to 503 once shutdown begins.
     pub fn draining(&self) -> observe::Draining {
         self.draining.clone()
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The certificate reloader, when serving TLS (SIGHUP calls it).
+    pub fn tls(&self) -> Option<std::sync::Arc<tls::CertReloader>> {
+        self.tls.clone()
     }
 
     /// Serves until stopped.
