@@ -947,7 +947,7 @@ fn systemd_examples_use_only_settings_the_broker_accepts() {
         .into_iter()
         .filter(|(k, _)| k != "CLOUDBROKER_CONNECTORS_DIR")
         .map(|(k, v)| match k.as_str() {
-            "CLOUDBROKER_ADMIN_PASSWORD_FILE" => (k, pw.to_str().unwrap().to_string()),
+            "CLOUDBROKER_ADMIN_PASSWORD_FILE" | "CLOUDBROKER_METRICS_TOKEN_FILE" => (k, pw.to_str().unwrap().to_string()),
             "CLOUDBROKER_CONFIG" => (k, dir.path().join("all.toml").to_str().unwrap().to_string()),
             _ => (k, v),
         })
