@@ -81,9 +81,12 @@ async fn token(http: &reqwest::Client, r: &Running, user: &str, pw: &str) -> Str
 
 async fn metrics_text(http: &reqwest::Client, r: &Running) -> String {
     let resp = http.get(r.url("/metrics")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-    resp.text().await.unwrap()
+    let status = resp.status();
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}: {text}");
+    text
 }
 
 /// The value of the sample `series` (name and labels exactly as rendered).
