@@ -349,7 +349,8 @@ fn check(dir: &std::path::Path) -> ExitCode {
 /// listener closes, in-flight requests get up to
 /// [`cloudbroker_web::SHUTDOWN_TIMEOUT_SECS`] to finish while the background
 /// workers finish their step in progress (same deadline, concurrently), the
-/// database pool closes, and the process exits 0. Launches still waiting for
+/// replica's reconcile leases are released (another replica takes over at
+/// once), the database pool closes, and the process exits 0. Launches still waiting for
 /// the cloud at the deadline are crash-safe: the next start (or another
 /// replica) reconciles them. SIGHUP reloads the connector configuration and
 /// the TLS certificate.
@@ -416,7 +417,13 @@ async fn serve(config: Config) -> Result<(), String> {
                 (&mut server).await
             };
             let (served, busy) = tokio::join!(http, background.shutdown(deadline));
-            if !busy.is_empty() {
+            if busy.is_empty() {
+                match broker.release_leases().await {
+                    Ok(n) => tracing::info!(released = n, "reconcile leases released for the other replicas"),
+                    Err(e) => tracing::warn!(error = %e, "could not release the reconcile leases; they expire by themselves"),
+                }
+            } else {
+                // A step still running would retake a released lease: let them expire instead.
                 tracing::warn!(workers = ?busy, "background work still running at the deadline (it is crash-safe)");
             }
             served.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))

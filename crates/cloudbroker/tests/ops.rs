@@ -315,7 +315,8 @@ async fn no_secret_in_the_log_at_trace_level() {
 
 /// SIGTERM while a launch waits for the cloud: `/readyz` turns 503 (during
 /// the shutdown delay), then new connections are refused, the launch still
-/// completes with its VMs recorded, and the process exits 0.
+/// completes with its VMs recorded, the replica's reconcile leases are
+/// released, and the process exits 0.
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_launch_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,11 +324,23 @@ async fn sigterm_drains_an_in_flight_launch_and_exits_0() {
         dir.path(),
         "cloud.connector.class = sb:sandbox\nsb.boot.delay.ms = 0\nsb.api.latency.ms = 3000\n",
         &[],
-        &[("CLOUDBROKER_SHUTDOWN_DELAY_SECS", "1")],
+        &[("CLOUDBROKER_SHUTDOWN_DELAY_SECS", "1"), ("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1")],
     );
     let http = reqwest::Client::new();
     let t = token(&http, &r, "super", PW).await;
     image(&http, &r, &t).await;
+    // The reconciler holds a lease on the group of an earlier launch.
+    let (code, body) = {
+        let resp = http.post(r.url("/api/v1/vms")).bearer_auth(&t).json(&json!({"instance": "sb", "image": "img"})).send().await;
+        let resp = resp.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(code, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leases(dir.path()).await == 0 {
+        assert!(Instant::now() < deadline, "the reconciler never took a lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let launch = {
         let (http, url, t) = (http.clone(), r.url("/api/v1/vms"), t.clone());
         tokio::spawn(async move {
@@ -374,6 +387,18 @@ async fn sigterm_drains_an_in_flight_launch_and_exits_0() {
     let text = log.join("\n");
     assert!(text.contains("shutting down") && text.contains("stopped"), "{text}");
     assert!(saw_draining, "readiness answered 503 draining during the shutdown delay");
+    assert_eq!(leases(dir.path()).await, 0, "leases left after a clean stop");
+}
+
+/// Rows in the leases table of the data directory's SQLite database.
+async fn leases(dir: &std::path::Path) -> i64 {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=ro", dir.join("data/cloudbroker.db").display());
+    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM leases").fetch_one(&mut c).await.unwrap().try_get(0).unwrap();
+    c.close().await.unwrap();
+    n
 }
 
 /// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key), made by openssl.
