@@ -290,15 +290,19 @@ async fn no_secret_in_the_log_at_trace_level() {
         http.post(r.url("/api/v1/vms")).bearer_auth(&alice_token).json(&json!({"instance": "sb", "image": "img"})).send().await.unwrap();
     assert_eq!(resp.status(), 201, "a launch opens the credential: {}", resp.text().await.unwrap());
 
-    // The web UI: a form login with its CSRF token and session cookie.
-    let form = http.get(r.url("/login")).send().await.unwrap().text().await.unwrap();
+    // The web UI: a form login with its CSRF token; the session cookie is a secret too.
+    let ui = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = ui.get(r.url("/login")).send().await.unwrap().text().await.unwrap();
     let csrf = form.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let resp = http.post(r.url("/login")).form(&[("username", "alice"), ("password", alice_pw2), ("csrf", &csrf)]).send().await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    let home = resp.text().await.unwrap();
+    let resp = ui.post(r.url("/login")).form(&[("username", "alice"), ("password", alice_pw2), ("csrf", &csrf)]).send().await.unwrap();
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    let before = secrets.len();
+    secrets.extend(resp.cookies().map(|c| c.value().to_string()).filter(|v| v.len() >= 16));
+    assert!(secrets.len() > before, "a session cookie was set");
+    let home = ui.get(r.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(home.contains("alice"), "signed in: {home}");
     let resp =
-        http.post(r.url("/login")).form(&[("username", "alice"), ("password", "wrong-Pw-0000"), ("csrf", &csrf)]).send().await.unwrap();
+        ui.post(r.url("/login")).form(&[("username", "alice"), ("password", "wrong-Pw-0000"), ("csrf", &csrf)]).send().await.unwrap();
     assert!(!resp.status().is_server_error());
 
     // Let the reconciler open the credential too.
@@ -308,8 +312,8 @@ async fn no_secret_in_the_log_at_trace_level() {
     let text = log.join("\n");
     assert!(log.iter().filter(|l| l.contains("TRACE")).count() > 10, "trace logging was on: {} lines", log.len());
     assert!(text.contains("POST") && text.contains("/api/v1/tokens"), "requests were logged");
-    for s in &secrets {
-        assert!(!text.contains(s.as_str()), "a secret ({}...) appears in the log", &s[..6]);
+    for (i, s) in secrets.iter().enumerate() {
+        assert!(!text.contains(s.as_str()), "secret #{i} of {} appears in the log", secrets.len());
     }
 }
 
