@@ -360,7 +360,13 @@ async fn serve(config: Config) -> Result<(), String> {
     let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
     let pid_file = broker.config.data_dir.join("cloudbroker.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
-    let app = cloudbroker_web::Application::build(broker.clone()).map_err(|e| format!("cannot listen on {}: {e}", broker.config.listen))?;
+    let app = match cloudbroker_web::Application::build(broker.clone()) {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = std::fs::remove_file(&pid_file);
+            return Err(format!("cannot serve on {}: {e}", broker.config.listen));
+        }
+    };
     tracing::info!(
         addr = %app.addr(),
         database = broker.backend(),
