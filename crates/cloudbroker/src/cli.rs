@@ -49,7 +49,26 @@ pub enum Command {
     /// Run the broker (HTTP server and background tasks).
     Serve,
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Only report pending migrations, apply nothing (exit 1 if some are pending, 2 if the schema is newer than this binary).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write a consistent copy of the live SQLite database (the master key is not in it).
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the SQLite database of a stopped data directory with a backup.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database (it is kept as `<db>.pre-restore`).
+        #[arg(long)]
+        force: bool,
+    },
     /// Connector instances.
     #[command(subcommand)]
     Connectors(ConnectorsCmd),
@@ -159,9 +178,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load_config(&cli.global)?;
             Ok(check(&config.connectors_dir))
         }
-        Command::Migrate => {
+        Command::Migrate { check: true } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::migrate_check(&config.database_url).await
+        }
+        Command::Backup { to } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::backup(&config.database_url, &to).await
+        }
+        Command::Restore { from, force } => {
+            let config = load_config(&cli.global)?;
+            crate::dbtools::restore(&config.database_url, &config.data_dir, &from, force).await
+        }
+        Command::Migrate { check: false } => {
             let config = load_config(&cli.global)?;
             init_logging(&config);
+            crate::dbtools::refuse_newer_schema(&config.database_url).await?;
             let store = cloudbroker_store::Store::open(&config.database_url).await.map_err(|e| e.to_string())?;
             let applied = store.applied_migrations().await.map_err(|e| e.to_string())?;
             println!(
@@ -312,48 +344,99 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `serve`: runs until SIGTERM or SIGINT, then stops in order: `/readyz`
+/// turns 503 (draining), after `shutdown_delay_secs` (default 0) the
+/// listener closes, in-flight requests get up to
+/// [`cloudbroker_web::SHUTDOWN_TIMEOUT_SECS`] to finish while the background
+/// workers finish their step in progress (same deadline, concurrently), the
+/// replica's reconcile leases are released (another replica takes over at
+/// once), the database pool closes, and the process exits 0. Launches still waiting for
+/// the cloud at the deadline are crash-safe: the next start (or another
+/// replica) reconciles them. SIGHUP reloads the connector configuration and
+/// the TLS certificate.
 async fn serve(config: Config) -> Result<(), String> {
+    cloudbroker_core::metrics::install();
+    crate::dbtools::refuse_newer_schema(&config.database_url).await?;
     let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
     let pid_file = broker.config.data_dir.join("cloudbroker.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
-    let app = cloudbroker_web::Application::build(broker.clone()).map_err(|e| format!("cannot listen on {}: {e}", broker.config.listen))?;
+    let app = match cloudbroker_web::Application::build(broker.clone()) {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = std::fs::remove_file(&pid_file);
+            return Err(format!("cannot serve on {}: {e}", broker.config.listen));
+        }
+    };
     tracing::info!(
         addr = %app.addr(),
         database = broker.backend(),
         connectors_dir = %broker.config.connectors_dir.display(),
-        "cloudbroker listening on http://{}",
+        "cloudbroker listening on {}://{}",
+        app.scheme(),
         app.addr()
     );
+    let tls = app.tls();
     let handle = app.handle();
+    let draining = app.draining();
     let background = broker.spawn_background();
-    let registry = broker.registry.clone();
-    let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            tracing::error!("cannot install signal handlers");
-            return;
+    let mut server = tokio::spawn(app.run());
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut term, mut int) =
+        match (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+            _ => return Err("cannot install signal handlers".into()),
         };
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading connector configuration");
-                    if let Err(e) = registry.reload().await { tracing::error!(error = %e, "reload failed"); }
+    let early = loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading connector configuration");
+                if let Err(e) = broker.registry.reload().await { tracing::error!(error = %e, "reload failed"); }
+                match tls.as_ref().map(|t| t.reload()) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e, "TLS certificate not reloaded; the current one stays"),
+                    None => {}
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
             }
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            r = &mut server => break Some(r),
         }
-        tracing::info!("shutting down");
-        handle.stop(true).await;
-    });
-    let r = app.run().await;
-    signals.abort();
-    let busy = background.shutdown(std::time::Duration::from_secs(10)).await;
-    if !busy.is_empty() {
-        tracing::warn!(workers = ?busy, "background work still running at exit (it is crash-safe)");
-    }
+    };
+    let deadline = std::time::Duration::from_secs(cloudbroker_web::SHUTDOWN_TIMEOUT_SECS);
+    let result = match early {
+        Some(r) => {
+            tracing::error!("the HTTP server stopped by itself");
+            let _ = background.shutdown(deadline).await;
+            r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+        }
+        None => {
+            tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining in-flight requests, stopping background work");
+            draining.start();
+            let delay = std::time::Duration::from_secs(broker.config.shutdown_delay_secs);
+            if !delay.is_zero() {
+                tracing::info!(delay_secs = delay.as_secs(), "readiness is 503; still accepting until the delay ends");
+                tokio::time::sleep(delay).await;
+            }
+            let http = async {
+                handle.stop(true).await;
+                (&mut server).await
+            };
+            let (served, busy) = tokio::join!(http, background.shutdown(deadline));
+            if busy.is_empty() {
+                match broker.release_leases().await {
+                    Ok(n) => tracing::info!(released = n, "reconcile leases released for the other replicas"),
+                    Err(e) => tracing::warn!(error = %e, "could not release the reconcile leases; they expire by themselves"),
+                }
+            } else {
+                // A step still running would retake a released lease: let them expire instead.
+                tracing::warn!(workers = ?busy, "background work still running at the deadline (it is crash-safe)");
+            }
+            served.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+        }
+    };
+    broker.close().await;
     let _ = std::fs::remove_file(&pid_file);
-    r.map_err(|e| e.to_string())
+    tracing::info!("stopped");
+    result
 }

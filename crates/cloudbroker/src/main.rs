@@ -2,6 +2,7 @@
 //! configuration, and hands over to the services.
 
 mod cli;
+mod dbtools;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -32,29 +32,10 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// Seconds the broker may take to stop after SIGTERM: actix-web's graceful
-/// shutdown timeout, 30 s unless the code sets `shutdown_timeout(N)`.
+/// Seconds the broker may take to stop after SIGTERM: the deadline `serve`
+/// gives in-flight requests and background work (both stop concurrently).
 fn shutdown_deadline_secs() -> u64 {
-    let mut found = Vec::new();
-    for dir in ["crates/web/src", "crates/cloudbroker/src"] {
-        let mut stack = vec![repo().join(dir)];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = entry.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&p).unwrap();
-                    for part in text.split("shutdown_timeout(").skip(1) {
-                        if let Ok(n) = part.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u64>() {
-                            found.push(n);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    found.into_iter().max().unwrap_or(30)
+    cloudbroker_web::SHUTDOWN_TIMEOUT_SECS
 }
 
 /// Whether the broker reads the environment variable `name` (set to `value`).
@@ -966,7 +947,7 @@ fn systemd_examples_use_only_settings_the_broker_accepts() {
         .into_iter()
         .filter(|(k, _)| k != "CLOUDBROKER_CONNECTORS_DIR")
         .map(|(k, v)| match k.as_str() {
-            "CLOUDBROKER_ADMIN_PASSWORD_FILE" => (k, pw.to_str().unwrap().to_string()),
+            "CLOUDBROKER_ADMIN_PASSWORD_FILE" | "CLOUDBROKER_METRICS_TOKEN_FILE" => (k, pw.to_str().unwrap().to_string()),
             "CLOUDBROKER_CONFIG" => (k, dir.path().join("all.toml").to_str().unwrap().to_string()),
             _ => (k, v),
         })

@@ -50,6 +50,24 @@ impl ConnectorError {
             || matches!(self, ConnectorError::Cloud { code, .. } if is_transient_code(code))
     }
 
+    /// A short, fixed name of the variant (`throttled`, `timeout`, ...): a
+    /// metrics label value, never carrying the cloud's message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::Auth { .. } => "auth",
+            ConnectorError::Forbidden { .. } => "forbidden",
+            ConnectorError::NotFound { .. } => "not_found",
+            ConnectorError::Limit { .. } => "limit",
+            ConnectorError::Throttled { .. } => "throttled",
+            ConnectorError::Capacity { .. } => "capacity",
+            ConnectorError::InvalidRequest { .. } => "invalid_request",
+            ConnectorError::Unsupported { .. } => "unsupported",
+            ConnectorError::Timeout { .. } => "timeout",
+            ConnectorError::Transport { .. } => "transport",
+            ConnectorError::Cloud { .. } => "cloud",
+        }
+    }
+
     /// The cloud's error code, where there is one.
     pub fn code(&self) -> Option<&str> {
         match self {

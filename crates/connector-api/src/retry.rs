@@ -1,12 +1,18 @@
 //! Shared call discipline for cloud connectors: a bound on concurrent calls
 //! per connector instance (`max.iaas.workers`), a timeout per call, and
 //! jittered exponential backoff on retryable errors.
+//!
+//! Every cloud call passes here, so this is where they are measured
+//! (`cloudbroker_cloud_*` metrics, labelled by connector instance, action and
+//! outcome kind only) and traced: each call runs in a `cloud_call` span, a
+//! child of the span of the HTTP request (request id) or worker that caused it.
 
 use crate::error::ConnectorError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Operations that must not be repeated when their outcome is unknown: a
 /// timed-out `RunInstances` may have launched VMs, and clouds that ignore
@@ -54,13 +60,21 @@ pub struct CallGate {
     permits: Arc<Semaphore>,
     workers: usize,
     policy: CallPolicy,
+    /// The connector instance, the `instance` label of the metrics.
+    instance: Arc<str>,
 }
 
 impl CallGate {
     /// A gate allowing `workers` concurrent calls.
     pub fn new(workers: usize, policy: CallPolicy) -> Self {
         let workers = workers.max(1);
-        Self { permits: Arc::new(Semaphore::new(workers)), workers, policy }
+        Self { permits: Arc::new(Semaphore::new(workers)), workers, policy, instance: Arc::from("unnamed") }
+    }
+
+    /// The same gate, measuring its calls under the connector instance `name`.
+    pub fn for_instance(mut self, name: &crate::InstanceName) -> Self {
+        self.instance = Arc::from(name.as_str());
+        self
     }
 
     /// The configured bound.
@@ -81,7 +95,31 @@ impl CallGate {
     /// Runs `op` under the gate: each attempt holds a permit and has a
     /// timeout; retryable errors are retried with jittered exponential
     /// backoff (the permit is released while waiting).
-    pub async fn call<T, F, Fut>(&self, op_name: &str, mut op: F) -> Result<T, ConnectorError>
+    pub async fn call<T, F, Fut>(&self, op_name: &str, op: F) -> Result<T, ConnectorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ConnectorError>>,
+    {
+        let span = tracing::debug_span!("cloud_call", instance = %self.instance, action = op_name);
+        let labels = [("instance", self.instance.to_string()), ("action", op_name.to_string())];
+        let in_flight = metrics::gauge!("cloudbroker_cloud_calls_in_flight", &labels[..1]);
+        in_flight.increment(1.0);
+        let started = std::time::Instant::now();
+        let result = self.attempts(op_name, op, &labels).instrument(span.clone()).await;
+        in_flight.decrement(1.0);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::histogram!("cloudbroker_cloud_call_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+        let mut with_outcome = labels.to_vec();
+        with_outcome.push(("outcome", outcome.to_string()));
+        metrics::counter!("cloudbroker_cloud_calls_total", &with_outcome).increment(1);
+        span.in_scope(|| tracing::debug!(outcome, elapsed_ms = started.elapsed().as_millis() as u64, "cloud call done"));
+        result
+    }
+
+    async fn attempts<T, F, Fut>(&self, op_name: &str, mut op: F, labels: &[(&'static str, String)]) -> Result<T, ConnectorError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ConnectorError>>,
@@ -97,8 +135,12 @@ impl CallGate {
                     Err(_) => Err(ConnectorError::Timeout { seconds: self.policy.timeout.as_secs().max(1) }),
                 }
             };
+            if let Err(ConnectorError::Throttled { .. }) = &result {
+                metrics::counter!("cloudbroker_cloud_throttles_total", labels).increment(1);
+            }
             match result {
                 Err(e) if may_retry(op_name, &e) && attempt < self.policy.max_attempts => {
+                    metrics::counter!("cloudbroker_cloud_retries_total", labels).increment(1);
                     let delay = backoff(&self.policy, attempt);
                     tracing::warn!(op = op_name, attempt, error = %e, delay_ms = delay.as_millis() as u64, "retrying cloud call");
                     tokio::time::sleep(delay).await;

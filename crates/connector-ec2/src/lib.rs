@@ -213,6 +213,7 @@ impl Ec2Connector {
         let timeout = Duration::from_secs(timeout_s);
         let policy =
             CallPolicy { max_attempts: options.max_attempts.max(1), base_delay: options.base_delay, timeout, ..CallPolicy::default() };
+        let gate_name = instance.clone();
         Ok(Self {
             instance,
             region: region.trim().to_string(),
@@ -220,7 +221,7 @@ impl Ec2Connector {
             orchestrator_image: params.get(kind, "orchestrator.imageid").filter(|s| !s.trim().is_empty()),
             timeout,
             options,
-            gate: CallGate::new(workers, policy),
+            gate: CallGate::new(workers, policy).for_instance(&gate_name),
             clients: Mutex::new(HashMap::new()),
         })
     }

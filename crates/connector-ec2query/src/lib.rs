@@ -131,7 +131,7 @@ impl Ec2QueryConnector {
             timeout: settings.timeout,
             tls_verify: settings.tls_verify,
         })?;
-        let gate = CallGate::new(settings.workers, settings.call_policy.clone());
+        let gate = CallGate::new(settings.workers, settings.call_policy.clone()).for_instance(&instance);
         Ok(Self { instance, settings, client, gate })
     }
 

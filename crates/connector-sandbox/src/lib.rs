@@ -118,7 +118,7 @@ pub fn build(instance: InstanceName, params: &ParamValues) -> Result<Arc<dyn Con
 impl SandboxConnector {
     /// A new, empty simulated cloud.
     pub fn new(instance: InstanceName, settings: SandboxSettings) -> Self {
-        let gate = CallGate::new(settings.workers, CallPolicy { max_attempts: 1, ..CallPolicy::default() });
+        let gate = CallGate::new(settings.workers, CallPolicy { max_attempts: 1, ..CallPolicy::default() }).for_instance(&instance);
         Self { instance, settings, gate, world: Arc::new(Mutex::new(World::default())) }
     }
 

@@ -159,6 +159,12 @@ impl Broker {
         self.store.backend().as_str()
     }
 
+    /// Releases the leases this replica holds (at shutdown, once its
+    /// workers have stopped), so another replica takes over at once.
+    pub async fn release_leases(&self) -> crate::ServiceResult<u64> {
+        Ok(self.store.release_leases_of(&self.replica_id).await?)
+    }
+
     /// Closes the database pool (at shutdown).
     pub async fn close(&self) {
         self.store.close().await;

@@ -45,6 +45,15 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// A web session ends this many seconds after login, however active.
     pub session_absolute_secs: u64,
+    /// Bearer token that opens `GET /metrics` to scrapers from anywhere;
+    /// without one, only direct loopback clients may scrape.
+    pub metrics_token: Option<SecretString>,
+    /// Seconds between SIGTERM and closing the listener, while `/readyz`
+    /// already answers 503 (lets load balancers notice before connections
+    /// are refused); 0 closes at once.
+    pub shutdown_delay_secs: u64,
+    /// PEM certificate chain and private key: serve HTTPS directly (both or neither).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Every setting, all optional; layers merge, later wins.
@@ -66,6 +75,11 @@ pub struct RawConfig {
     pub session_idle_secs: Option<u64>,
     pub session_absolute_secs: Option<u64>,
     pub launch_grace_secs: Option<u64>,
+    #[serde(skip)]
+    pub metrics_token: Option<SecretString>,
+    pub shutdown_delay_secs: Option<u64>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
@@ -109,10 +123,18 @@ impl RawConfig {
                     let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_ADMIN_PASSWORD_FILE={v}: {e}")))?;
                     c.admin_password = Some(SecretString::new(p.trim_end_matches(['\n', '\r'])));
                 }
+                "METRICS_TOKEN" => c.metrics_token = Some(SecretString::new(v)),
+                "METRICS_TOKEN_FILE" => {
+                    let p = std::fs::read_to_string(&v).map_err(|e| ConfigError(format!("CLOUDBROKER_METRICS_TOKEN_FILE={v}: {e}")))?;
+                    c.metrics_token = Some(SecretString::new(p.trim()));
+                }
                 "LAUNCH_GRACE_SECS" => c.launch_grace_secs = Some(secs(name, &v)?),
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
                 "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
+                "TLS_CERT_FILE" => c.tls_cert_file = Some(v.into()),
+                "TLS_KEY_FILE" => c.tls_key_file = Some(v.into()),
+                "SHUTDOWN_DELAY_SECS" => c.shutdown_delay_secs = Some(secs(name, &v)?),
                 "CONFIG_POLL_SECS" => c.config_poll_secs = Some(secs(name, &v)?),
                 // Variables of tools and tests, not settings.
                 _ => {}
@@ -139,7 +161,11 @@ impl RawConfig {
             config_poll_secs,
             session_idle_secs,
             session_absolute_secs,
-            launch_grace_secs
+            launch_grace_secs,
+            metrics_token,
+            shutdown_delay_secs,
+            tls_cert_file,
+            tls_key_file
         );
         self
     }
@@ -167,7 +193,14 @@ impl RawConfig {
         if reconcile_interval_secs == 0 {
             return Err(ConfigError("reconcile_interval_secs: must be at least 1".into()));
         }
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError("tls_cert_file is set but tls_key_file is not: give both or neither".into())),
+            (None, Some(_)) => return Err(ConfigError("tls_key_file is set but tls_cert_file is not: give both or neither".into())),
+        };
         Ok(Config {
+            tls,
             listen,
             master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
@@ -182,6 +215,8 @@ impl RawConfig {
             launch_grace_secs: self.launch_grace_secs.unwrap_or(600),
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
+            metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),
+            shutdown_delay_secs: self.shutdown_delay_secs.unwrap_or(0),
         })
     }
 }
@@ -206,7 +241,7 @@ impl Config {
 
     /// Whether cookies must be marked Secure.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) || self.tls.is_some()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod images;
 pub mod key_pairs;
 pub mod master_keys;
+pub mod metrics;
 pub mod provisioning;
 pub mod registry;
 pub mod system;

@@ -272,13 +272,15 @@ impl Vault {
         self.check_replacement_sees_live_vms(sc, owner, instance, &creds, force).await?;
         // Seal with the newest key, even one another process just added.
         self.refresh_keys()?;
-        let (ak, sk, key_id) = self.with_keys(|k| {
+        let sealed = self.with_keys(|k| {
             Ok((
                 k.seal(access_key_id.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "access_key_id"))?,
                 k.seal(secret.as_bytes(), &credential_aad(sc, owner, instance.as_str(), "secret_access_key"))?,
                 k.current_id().to_string(),
             ))
-        })?;
+        });
+        crate::metrics::vault_op("seal", sealed.is_ok());
+        let (ak, sk, key_id) = sealed?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let hint = mask_tail(access_key_id);
         self.store
@@ -412,11 +414,13 @@ impl Vault {
         if !known {
             self.refresh_keys()?;
         }
-        self.with_keys(|k| {
+        let opened = self.with_keys(|k| {
             let ak = k.open(&r.access_key_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "access_key_id"))?;
             let sk = k.open(&r.secret_sealed, &credential_aad(&r.scope, &r.owner, &r.instance, "secret_access_key"))?;
             Ok(Credentials::new(String::from_utf8_lossy(&ak).into_owned(), String::from_utf8_lossy(&sk).into_owned()))
-        })
+        });
+        crate::metrics::vault_op("open", opened.is_ok());
+        opened
     }
 
     /// The credentials `user` acts with on `instance`: their own, else a
@@ -467,6 +471,7 @@ impl Vault {
             return Err(ServiceError::Conflict("another master key rotation is running; try again when it has finished".into()));
         }
         let out = self.rotate_locked(actor).await;
+        crate::metrics::vault_op("rotate", out.is_ok());
         if let Err(e) = self.store.release_lease(ROTATE_LEASE, &holder).await {
             tracing::warn!(error = %e, "could not release the key rotation lock; it expires by itself");
         }

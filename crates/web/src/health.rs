@@ -1,6 +1,7 @@
 //! Liveness and readiness probes. `/healthz` answers while the process runs;
 //! `/readyz` answers 200 only while the database does, and reports the
-//! connectors and the background workers.
+//! connectors and the background workers; it answers 503 `draining` once
+//! shutdown has begun, so load balancers send new requests elsewhere.
 
 use actix_web::{web, HttpResponse};
 use cloudbroker_core::Broker;
@@ -12,7 +13,10 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: the database answers; also reports connector and worker status.
-pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
+pub async fn readyz(broker: web::Data<Broker>, draining: Option<web::Data<crate::observe::Draining>>) -> HttpResponse {
+    if draining.is_some_and(|d| d.is_draining()) {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "draining"}));
+    }
     let r = broker.readiness().await;
     let connectors = json!({"declared": r.declared, "ready": r.ready_connectors});
     if r.ready {

@@ -200,6 +200,7 @@ impl Provisioning {
         match self.store.admit_launch(&admission).await {
             Ok(()) => {}
             Err(AdmitError::Quota { limit, current, requested }) => {
+                crate::metrics::quota_rejected(spec.instance.as_str());
                 self.store
                     .audit(
                         actor.name.as_str(),
@@ -264,7 +265,8 @@ impl Provisioning {
             launch_id: launch_id.clone(),
             credential_id,
         };
-        tokio::spawn(async move { this.run_cloud(job, run).await })
+        // In the request's span, so its cloud calls carry the request id.
+        tokio::spawn(tracing::Instrument::in_current_span(async move { this.run_cloud(job, run).await }))
             .await
             .map_err(|e| ServiceError::Internal(format!("launch task: {e}")))??;
         Ok(LaunchOutcome { created: true, vms: self.launch_vms(&launch_id).await? })
@@ -292,6 +294,7 @@ impl Provisioning {
     }
 
     async fn run_cloud(&self, job: CloudLaunch, mut run: RunRequest) -> ServiceResult<()> {
+        let mut in_flight = crate::metrics::LaunchInFlight::start(job.instance.as_str());
         let outcome = match self.prepare(&job, &mut run).await {
             Ok(()) => job.connector.run_instances(&job.creds, &run).await,
             Err(e) => Err(e),
@@ -300,6 +303,7 @@ impl Provisioning {
         let target = format!("{instance}/{launch_id}");
         match outcome {
             Ok(vms) => {
+                in_flight.outcome("ok");
                 for vm in &vms {
                     self.record_cloud_vm(instance, launch_id, &job.credential_id, vm).await?;
                 }
@@ -310,10 +314,12 @@ impl Provisioning {
             Err(e) if ambiguous(&e) => {
                 // The cloud may or may not have launched: leave the records
                 // `requested`; the reconciler finds them by tag or fails them.
+                in_flight.outcome("unknown");
                 self.store.audit(user, "vm.launch", &target, "unknown", &e.to_string()).await?;
                 Err(e.into())
             }
             Err(e) => {
+                in_flight.outcome("failed");
                 for v in self.launch_vms(launch_id).await? {
                     if v.cloud_id.is_none() {
                         self.store.update_vm(v.id.as_str(), VmStatus::Failed.as_str(), None, None, None, Some(&e.to_string())).await?;

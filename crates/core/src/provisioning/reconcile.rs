@@ -66,7 +66,10 @@ impl Provisioning {
     /// One reconciliation pass over every (instance, credential) with live
     /// VMs, each under a lease so only one replica works on it at a time.
     pub async fn reconcile(&self, holder: &str) -> ServiceResult<ReconcileReport> {
-        self.reconcile_groups(holder, false).await
+        let pass = crate::metrics::ReconcilePass::start();
+        let r = self.reconcile_groups(holder, false).await;
+        pass.finish(r.as_ref().is_ok_and(|r| r.errors.is_empty()));
+        r
     }
 
     /// A pass over only the groups with a VM on its way somewhere (launch in
@@ -81,6 +84,11 @@ impl Provisioning {
         let ttl = self.lease_ttl();
         let mut report = ReconcileReport::default();
         let rows = self.store.vms_in_states(&VmStatus::live_names()).await?;
+        let mut counts = BTreeMap::new();
+        for v in &rows {
+            *counts.entry((v.instance.clone(), v.state.clone())).or_insert(0usize) += 1;
+        }
+        crate::metrics::set_vm_counts(&counts);
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
             groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);

@@ -1,0 +1,171 @@
+//! What operators see of the HTTP edge: one middleware gives every request a
+//! request id (the client's `X-Request-Id` when it is short and plain, else a
+//! fresh one), runs the request inside a `http_request` span carrying it (so
+//! every log line of the request, and of the cloud calls it causes, names
+//! it), returns it in the `X-Request-Id` response header, logs one line per
+//! request and counts it in the `cloudbroker_http_*` metrics by method,
+//! route *template* and status (never the raw path: ids and user names stay
+//! out of label values). `GET /metrics` serves the Prometheus text; it is
+//! open to direct loopback clients, or to anyone presenting the configured
+//! `metrics_token` as a bearer token. [`Draining`] is the flag that turns
+//! `/readyz` to 503 once shutdown has begun.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use cloudbroker_core::Broker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The request and response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest request id accepted from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request's id: 1..=128 characters of `[A-Za-z0-9._:-]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A client's id, if it is acceptable (else the caller generates one).
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_REQUEST_ID_LEN
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        ok.then(|| Self(s.to_string()))
+    }
+
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Set once shutdown begins: `/readyz` then answers 503 so load balancers
+/// stop sending new requests while in-flight ones finish.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Marks the server as draining.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The middleware (see the module comment).
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id =
+        req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(RequestId::parse).unwrap_or_else(RequestId::generate);
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = method_label(req.method());
+    let path = req.path().to_string();
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let span = tracing::info_span!("http_request", request_id = %id, method, route = %route);
+    req.extensions_mut().insert(id.clone());
+    let labels = [("method", method.to_string()), ("route", route)];
+    let in_flight = metrics::gauge!("cloudbroker_http_requests_in_flight");
+    in_flight.increment(1.0);
+    let started = Instant::now();
+    let res = next.call(req).instrument(span.clone()).await;
+    in_flight.decrement(1.0);
+    let elapsed = started.elapsed();
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    metrics::histogram!("cloudbroker_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let mut counted = labels.to_vec();
+    counted.push(("status", status.to_string()));
+    metrics::counter!("cloudbroker_http_requests_total", &counted).increment(1);
+    span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, %path, %peer, "request"));
+    let mut res = res?;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    Ok(res)
+}
+
+/// Whether the request came straight from this host (no proxy in between:
+/// a local reverse proxy would make every outside client look local).
+fn direct_loopback(req: &HttpRequest) -> bool {
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+    !proxied && req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics(req: HttpRequest, broker: web::Data<Broker>) -> HttpResponse {
+    match &broker.config.metrics_token {
+        Some(token) => {
+            let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let ok = given.is_some_and(|g| subtle::ConstantTimeEq::ct_eq(g.as_bytes(), token.expose().as_bytes()).into());
+            if !ok {
+                return HttpResponse::Unauthorized()
+                    .insert_header(("WWW-Authenticate", "Bearer realm=\"metrics\""))
+                    .json(serde_json::json!({"error": "unauthorized", "message": "/metrics needs the metrics token as a bearer token"}));
+            }
+        }
+        None if !direct_loopback(&req) => {
+            return HttpResponse::Forbidden().json(serde_json::json!({
+                "error": "forbidden",
+                "message": "/metrics is open to loopback clients only; set metrics_token (CLOUDBROKER_METRICS_TOKEN) to scrape from elsewhere"
+            }));
+        }
+        None => {}
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(cloudbroker_core::metrics::render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_bounded_and_plain() {
+        assert_eq!(RequestId::parse("abc-123_x.y:z").map(|r| r.0), Some("abc-123_x.y:z".into()));
+        assert!(RequestId::parse("").is_none());
+        assert!(RequestId::parse(&"a".repeat(129)).is_none());
+        assert!(RequestId::parse(&"a".repeat(128)).is_some());
+        for bad in ["a b", "a\nb", "a\"b", "é", "a/b", "<script>"] {
+            assert!(RequestId::parse(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(RequestId::generate().as_str().len(), 32);
+    }
+}
