@@ -13,6 +13,7 @@ pub mod error;
 pub mod identity;
 pub mod images;
 pub mod lease;
+pub mod overview;
 pub mod params;
 pub mod quota;
 #[cfg(any(test, feature = "testing"))]

@@ -14,9 +14,11 @@
 
 mod actions;
 mod launch;
+mod overview;
 mod quotas;
 mod reconcile;
 
+pub use overview::VmCount;
 pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
 pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
