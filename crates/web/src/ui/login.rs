@@ -3,7 +3,7 @@
 //! wrong password.
 
 use super::session::{cookie, csrf_ok, csrf_refused, removal, session, tokens_equal, SignedIn, SESSION_COOKIE};
-use super::{errors, html, redirect, Chrome};
+use super::{errors, html, read_flash, redirect, Chrome, FLASH_COOKIE};
 use crate::common::auth::client_ip;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -30,8 +30,14 @@ pub(super) async fn login_form(req: HttpRequest, broker: web::Data<Broker>) -> H
         return redirect("/");
     }
     let token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32).unwrap_or_else(|| random_token(""));
-    let mut r = html(StatusCode::OK, &LoginPage { c: Chrome::anonymous("Sign in"), csrf: &token, username: "", error: None });
+    let mut c = Chrome::anonymous("Sign in");
+    c.flash = read_flash(req.cookie(FLASH_COOKIE));
+    let had_flash = c.flash.is_some();
+    let mut r = html(StatusCode::OK, &LoginPage { c, csrf: &token, username: "", error: None });
     let _ = r.add_cookie(&cookie(&req, &broker, LOGIN_CSRF_COOKIE, token));
+    if had_flash {
+        let _ = r.add_cookie(&removal(&req, &broker, FLASH_COOKIE));
+    }
     r
 }
 

@@ -203,12 +203,17 @@ async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: w
         Ok(c) => c,
         Err(e) => return errors::service_error_page(&req, &e),
     };
-    // Only what changed: fields left as shown are not sent (a file's value is never sent).
+    // Only what changed: fields left as shown are not sent.
     let mut changes = Vec::new();
     for p in &cfg.params {
         let Some(v) = typed.get(&field_name(&p.key)) else { continue };
         let v = v.trim();
-        if matches!(p.origin, Origin::File { .. }) || (p.spec.secret && v.is_empty()) || v == shown_value(p) {
+        // A file's value has no named field; a forged one that differs is sent to be refused.
+        let unchanged = match p.origin {
+            Origin::File { .. } => Some(v) == p.value.as_deref(),
+            _ => (p.spec.secret && v.is_empty()) || v == shown_value(p),
+        };
+        if unchanged {
             continue;
         }
         changes.push((p.key.clone(), (!v.is_empty()).then(|| v.to_string())));
