@@ -221,7 +221,10 @@ async fn the_reviewers_scenario_in_a_real_browser() {
     // An instance declared by a file is read-only, its file and line said.
     let file_origin = b.text("[id='p.sb.boot.delay.ms-origin']").await;
     assert!(file_origin.contains("sb.conf:2") && file_origin.contains("read-only"), "{file_origin}");
-    assert_eq!(b.count("#instance-sb input[readonly]").await, b.count("#instance-sb input").await - b.count("#instance-sb input[name]").await);
+    assert_eq!(
+        b.count("#instance-sb input[readonly]").await,
+        b.count("#instance-sb input").await - b.count("#instance-sb input[name]").await
+    );
     b.goto("/admin/connectors", "connectors").await;
     assert!(b.text("#connector-sbx-a").await.contains("ready"));
 

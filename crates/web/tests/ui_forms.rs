@@ -60,8 +60,15 @@ fn has_field_error(body: &str, contains: &str) -> bool {
     body.split("class=\"field-error\"").skip(1).any(|s| s.split("</span>").next().is_some_and(|e| e.contains(contains)))
 }
 
-const ADMIN_PAGES: &[&str] =
-    &["/admin/system", "/admin/connectors", "/admin/images", "/admin/images/new", "/admin/images/linux", "/admin/users", "/admin/users/super"];
+const ADMIN_PAGES: &[&str] = &[
+    "/admin/system",
+    "/admin/connectors",
+    "/admin/images",
+    "/admin/images/new",
+    "/admin/images/linux",
+    "/admin/users",
+    "/admin/users/super",
+];
 
 app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async move {
     let admin = app.token("super", common::SUPER_PW).await;
@@ -87,7 +94,9 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
     assert!(app.broker.identity.get_user(&cloudbroker_core::Actor::system(), &"mallory".parse().unwrap()).await.is_err());
     // Admins get them all; unknown pages are a 404 page.
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
-    for p in ["/admin/system", "/admin/connectors", "/admin/images", "/admin/users", "/admin/users/alice", "/vms", "/credentials", "/profile"] {
+    for p in
+        ["/admin/system", "/admin/connectors", "/admin/images", "/admin/users", "/admin/users/alice", "/vms", "/credentials", "/profile"]
+    {
         assert_eq!(sup.get(p).await.0, 200, "{p}");
     }
     let (s, body) = sup.get("/admin/nothing-here").await;
@@ -98,7 +107,10 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
 app_test!(posts_without_the_csrf_token_are_refused_and_change_nothing, |app: common::TestApp| async move {
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
     for (p, f) in [
-        ("/profile/ssh-key", vec![("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9ZfpwrfDSOaGNb8DqJpnh7HyVGFiNnwaPd3OTVxJ1x x@y")]),
+        (
+            "/profile/ssh-key",
+            vec![("ssh_public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9ZfpwrfDSOaGNb8DqJpnh7HyVGFiNnwaPd3OTVxJ1x x@y")],
+        ),
         ("/admin/system", vec![("p.quota.enable", "true")]),
         ("/admin/users", vec![("name", "bob"), ("password", "bob-password-1")]),
         ("/credentials/sb", vec![("access_key_id", "AKIA1"), ("secret_access_key", "s")]),
@@ -130,8 +142,9 @@ app_test!(system_form_errors_stay_next_to_the_field_and_keep_input, |app: common
     let sect = body.split("id=\"instance-sbx-a\"").nth(1).unwrap();
     assert!(sect.contains("value=\"250\"") && sect.contains("set here by super"), "{sect}");
     // A bad value: message next to the field, typed values kept, nothing stored.
-    let (s, body) =
-        sup.post("/admin/system", &[("p.sbx-a.max.iaas.workers", "lots"), ("p.sbx-b.boot.delay.ms", "777"), ("p.quota.enable", "true")]).await;
+    let (s, body) = sup
+        .post("/admin/system", &[("p.sbx-a.max.iaas.workers", "lots"), ("p.sbx-b.boot.delay.ms", "777"), ("p.quota.enable", "true")])
+        .await;
     assert_eq!(s, 400);
     assert!(has_field_error(&body, "sbx-a.max.iaas.workers"), "{body}");
     assert!(body.contains("value=\"lots\"") && body.contains("value=\"777\""), "typed values kept");
@@ -169,7 +182,10 @@ app_test!(image_user_credential_and_launch_forms, |app: common::TestApp| async m
     assert_eq!(s, 200);
     let (s, body) = sup.post("/admin/images", &[("name", "ubuntu"), ("parent", "linux"), ("id.sb2", "ami-sandbox-ubuntu-2204")]).await;
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("ami-sandbox-debian-12 (inherited from linux)") && body.contains("ami-sandbox-ubuntu-2204 (this image)"), "{body}");
+    assert!(
+        body.contains("ami-sandbox-debian-12 (inherited from linux)") && body.contains("ami-sandbox-ubuntu-2204 (this image)"),
+        "{body}"
+    );
     // A cycle is refused next to the parent.
     let (s, body) = sup.post("/admin/images/linux", &[("parent", "ubuntu"), ("id.sb", "ami-sandbox-debian-12")]).await;
     assert_eq!(s, 400);
@@ -193,7 +209,8 @@ app_test!(image_user_credential_and_launch_forms, |app: common::TestApp| async m
     assert_eq!(s, 400);
     assert!(has_field_error(&body, "whole number") && body.contains("value=\"web\""), "{body}");
     // Credentials: masked once saved, the secret never rendered back.
-    let (s, body) = carol.post("/credentials/sb", &[("access_key_id", "AKIACAROL0000001234"), ("secret_access_key", "carol-cloud-secret")]).await;
+    let (s, body) =
+        carol.post("/credentials/sb", &[("access_key_id", "AKIACAROL0000001234"), ("secret_access_key", "carol-cloud-secret")]).await;
     assert_eq!(s, 200);
     assert!(body.contains("****1234") && body.contains("verified"), "{body}");
     assert!(!body.contains("carol-cloud-secret") && !body.contains("AKIACAROL0000001234"));
@@ -224,10 +241,16 @@ app_test!(profile_forms_and_malformed_bodies, |app: common::TestApp| async move 
     let admin = app.token("super", common::SUPER_PW).await;
     app.user(&admin, "dave").await;
     let dave = Ui::sign_in(&app, "dave", "dave-password").await;
-    let (s, body) = dave.post("/profile/password", &[("current_password", "wrong"), ("new_password", "dave-new-pass"), ("confirm_password", "dave-new-pass")]).await;
+    let (s, body) = dave
+        .post(
+            "/profile/password",
+            &[("current_password", "wrong"), ("new_password", "dave-new-pass"), ("confirm_password", "dave-new-pass")],
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(has_field_error(&body, "current password is wrong"), "{body}");
-    let (s, body) = dave.post("/profile/password", &[("current_password", "dave-password"), ("new_password", "a"), ("confirm_password", "b")]).await;
+    let (s, body) =
+        dave.post("/profile/password", &[("current_password", "dave-password"), ("new_password", "a"), ("confirm_password", "b")]).await;
     assert_eq!(s, 400);
     assert!(has_field_error(&body, "differ"), "{body}");
     let (s, body) = dave.post("/profile/tokens", &[("name", "ci"), ("days", "0")]).await;
@@ -248,7 +271,12 @@ app_test!(profile_forms_and_malformed_bodies, |app: common::TestApp| async move 
     let body = r.text().await.unwrap();
     assert!(body.contains("could not be read") && body.contains("request id"), "{body}");
     // The right password changes it and signs out.
-    let (s, body) = dave.post("/profile/password", &[("current_password", "dave-password"), ("new_password", "dave-new-pass"), ("confirm_password", "dave-new-pass")]).await;
+    let (s, body) = dave
+        .post(
+            "/profile/password",
+            &[("current_password", "dave-password"), ("new_password", "dave-new-pass"), ("confirm_password", "dave-new-pass")],
+        )
+        .await;
     assert_eq!(s, 200);
     assert!(body.contains("Sign in") && body.contains("Password changed"), "{body}");
     Ui::sign_in(&app, "dave", "dave-new-pass").await;

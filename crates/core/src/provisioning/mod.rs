@@ -18,8 +18,8 @@ mod overview;
 mod quotas;
 mod reconcile;
 
-pub use overview::VmCount;
 pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
+pub use overview::VmCount;
 pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
 

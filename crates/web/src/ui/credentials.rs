@@ -76,8 +76,9 @@ async fn list(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
     render(&me, &broker, None).await
 }
 
-fn instance_in_path(req: &HttpRequest, s: &str) -> Result<InstanceName, HttpResponse> {
-    InstanceName::parse(s).map_err(|_| errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such connector instance."))
+fn instance_in_path(req: &HttpRequest, s: &str) -> Result<InstanceName, Box<HttpResponse>> {
+    InstanceName::parse(s)
+        .map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such connector instance.")))
 }
 
 #[derive(Deserialize)]
@@ -101,7 +102,7 @@ async fn save(
     }
     let instance = match instance_in_path(&req, &instance) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let force = form.force.is_some();
     match broker.vault.put(&s.actor, Scope::User(&s.actor.name), &instance, &form.access_key_id, &form.secret_access_key, force).await {
@@ -139,7 +140,7 @@ async fn delete(
     }
     let instance = match instance_in_path(&req, &instance) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match broker.vault.delete(&s.actor, Scope::User(&s.actor.name), &instance).await {
         Ok(()) => redirect_with(&req, &broker, "/credentials", &format!("Credentials for {instance} deleted")),

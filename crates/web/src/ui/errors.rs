@@ -45,13 +45,7 @@ pub fn error_page(req: Option<&HttpRequest>, status: StatusCode, heading: &str, 
     }
     html(
         status,
-        &ErrorPage {
-            c: chrome_of(req, heading),
-            status: status.as_u16(),
-            heading: heading.into(),
-            message: message.into(),
-            request_id,
-        },
+        &ErrorPage { c: chrome_of(req, heading), status: status.as_u16(), heading: heading.into(), message: message.into(), request_id },
     )
 }
 
@@ -85,7 +79,8 @@ pub fn service_error_page(req: &HttpRequest, e: &ServiceError) -> HttpResponse {
                 c: chrome_of(Some(req), heading),
                 status: status.as_u16(),
                 heading: heading.into(),
-                message: "The broker failed to do this. Try again; if it keeps failing, give the administrator the request id below.".into(),
+                message: "The broker failed to do this. Try again; if it keeps failing, give the administrator the request id below."
+                    .into(),
                 request_id,
             },
         );

@@ -91,7 +91,13 @@ impl FormPage {
     }
 }
 
-async fn form_page(me: &SignedIn, broker: &Broker, typed: Option<&BTreeMap<String, String>>, current: Option<ImageView>, errs: FormErrors) -> HttpResponse {
+async fn form_page(
+    me: &SignedIn,
+    broker: &Broker,
+    typed: Option<&BTreeMap<String, String>>,
+    current: Option<ImageView>,
+    errs: FormErrors,
+) -> HttpResponse {
     let images = broker.images.list().await.unwrap_or_default();
     let editing = current.is_some();
     let cur = current.clone();
@@ -141,14 +147,14 @@ async fn new_form(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
     form_page(&me, &broker, None, None, FormErrors::none()).await
 }
 
-fn image_in_path(req: &HttpRequest, s: &str) -> Result<ImageName, HttpResponse> {
-    ImageName::parse(s).map_err(|_| errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such image."))
+fn image_in_path(req: &HttpRequest, s: &str) -> Result<ImageName, Box<HttpResponse>> {
+    ImageName::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such image.")))
 }
 
 async fn edit_form(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>) -> HttpResponse {
     let name = match image_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match broker.images.get(&name).await {
         Ok(v) => form_page(&me, &broker, None, Some(v), FormErrors::none()).await,
@@ -173,7 +179,10 @@ fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current
         let sg = v(&format!("sg.{inst}"));
         if id.is_empty() {
             if !ty.is_empty() || !sg.is_empty() {
-                return Err(FormErrors::field(&format!("id.{inst}"), "give the cloud image id for this instance, or clear its type and group"));
+                return Err(FormErrors::field(
+                    &format!("id.{inst}"),
+                    "give the cloud image id for this instance, or clear its type and group",
+                ));
             }
             continue;
         }
@@ -192,13 +201,7 @@ fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current
     Ok(ImageSpec { name, description: v("description"), os: v("os"), parent, mappings })
 }
 
-async fn save(
-    req: &HttpRequest,
-    me: &SignedIn,
-    broker: &Broker,
-    form: Vec<(String, String)>,
-    current: Option<ImageView>,
-) -> HttpResponse {
+async fn save(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: Vec<(String, String)>, current: Option<ImageView>) -> HttpResponse {
     let s = &me.session;
     let csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.clone());
     if !csrf_ok(s, csrf.as_deref()) {
@@ -235,7 +238,7 @@ async fn update(
 ) -> HttpResponse {
     let name = match image_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match broker.images.get(&name).await {
         Ok(v) => save(&req, &me, &broker, form.into_inner(), Some(v)).await,
@@ -261,7 +264,7 @@ async fn delete(
     }
     let name = match image_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match broker.images.delete(&s.actor, &name).await {
         Ok(()) => redirect_with(&req, &broker, "/admin/images", &format!("Image {name} deleted")),

@@ -51,7 +51,9 @@ pub(super) struct LoginForm {
 pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web::Form<LoginForm>) -> HttpResponse {
     let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if expected.is_empty() || !tokens_equal(&expected, &form.csrf) {
-        return errors::forbidden_page("The sign-in form's security token is missing or out of date (invalid CSRF token): reload the sign-in page and try again.");
+        return errors::forbidden_page(
+            "The sign-in form's security token is missing or out of date (invalid CSRF token): reload the sign-in page and try again.",
+        );
     }
     let outcome = match UserName::parse(form.username.trim()) {
         Ok(name) => broker.identity.authenticate(&name, &SecretString::new(form.password.clone()), client_ip(&req)).await,
@@ -67,7 +69,12 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
             }
             Err(e) => {
                 tracing::error!(error = %e, "session");
-                errors::error_page(Some(&req), StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Could not start a session; try again.")
+                errors::error_page(
+                    Some(&req),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Could not start a session; try again.",
+                )
             }
         },
         Err(e) => {

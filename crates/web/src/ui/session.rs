@@ -121,5 +121,7 @@ pub fn csrf_ok(s: &Session, given: Option<&str>) -> bool {
 
 /// The answer to a form without the session's CSRF token (nothing was changed).
 pub fn csrf_refused() -> HttpResponse {
-    errors::forbidden_page("The form's security token is missing or out of date (invalid CSRF token). Nothing was changed: reload the page and try again.")
+    errors::forbidden_page(
+        "The form's security token is missing or out of date (invalid CSRF token). Nothing was changed: reload the page and try again.",
+    )
 }

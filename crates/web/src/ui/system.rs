@@ -230,9 +230,13 @@ async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: w
     }
     match broker.system.set(&s.actor, &changes).await {
         Ok(out) => {
-            let mut msg = format!("Saved {} value(s): {}", changes.len(), changes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "));
+            let mut msg =
+                format!("Saved {} value(s): {}", changes.len(), changes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "));
             if !out.errors.is_empty() || !out.file_errors.is_empty() {
-                msg.push_str(&format!("; the configuration has {} problem(s), listed at the top", out.errors.len() + out.file_errors.len()));
+                msg.push_str(&format!(
+                    "; the configuration has {} problem(s), listed at the top",
+                    out.errors.len() + out.file_errors.len()
+                ));
             }
             redirect_with(&req, &broker, "/admin/system", &msg)
         }
@@ -282,7 +286,7 @@ async fn reload(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
     for (name, (kind, ready, _)) in &after {
         match before.get(name) {
             None => said.push(format!("added {name} ({kind}{})", if *ready { "" } else { ", in error" })),
-            Some(b) if &b.2 != &after[name].2 || b.1 != *ready => {
+            Some(b) if b.2 != after[name].2 || b.1 != *ready => {
                 said.push(format!("changed {name}{}", if *ready { "" } else { " (now in error)" }))
             }
             _ => {}

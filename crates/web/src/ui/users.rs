@@ -73,7 +73,8 @@ async fn render_list(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: Ne
             created: when(&u.created_at),
         })
         .collect();
-    let page = ListPage { c: Chrome::new(me, "admin/users", "Users"), rows, new_name: form.name, new_admin: form.admin.is_some(), errors: errs };
+    let page =
+        ListPage { c: Chrome::new(me, "admin/users", "Users"), rows, new_name: form.name, new_admin: form.admin.is_some(), errors: errs };
     html(page.errors.status(), &page)
 }
 
@@ -147,11 +148,18 @@ impl DetailPage {
     }
 }
 
-fn user_in_path(req: &HttpRequest, s: &str) -> Result<UserName, HttpResponse> {
-    UserName::parse(s).map_err(|_| errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such user."))
+fn user_in_path(req: &HttpRequest, s: &str) -> Result<UserName, Box<HttpResponse>> {
+    UserName::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such user.")))
 }
 
-async fn render_detail(req: &HttpRequest, me: &SignedIn, broker: &Broker, name: &UserName, errs: FormErrors, typed_quota: Option<(String, String)>) -> HttpResponse {
+async fn render_detail(
+    req: &HttpRequest,
+    me: &SignedIn,
+    broker: &Broker,
+    name: &UserName,
+    errs: FormErrors,
+    typed_quota: Option<(String, String)>,
+) -> HttpResponse {
     let actor = &me.session.actor;
     let u = match broker.identity.get_user(actor, name).await {
         Ok(u) => u,
@@ -200,7 +208,7 @@ async fn render_detail(req: &HttpRequest, me: &SignedIn, broker: &Broker, name: 
 async fn detail(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>) -> HttpResponse {
     match user_in_path(&req, &name) {
         Ok(n) => render_detail(&req, &me, &broker, &n, FormErrors::none(), None).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -210,28 +218,45 @@ pub(super) struct FlagForm {
     value: String,
 }
 
-async fn set_admin(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>, form: web::Form<FlagForm>) -> HttpResponse {
+async fn set_admin(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<FlagForm>,
+) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let name = match user_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let on = form.value == "true";
     match broker.identity.set_admin(&me.session.actor, &name, on).await {
-        Ok(()) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("{name} is {}", if on { "now an admin" } else { "no longer an admin" })),
+        Ok(()) => redirect_with(
+            &req,
+            &broker,
+            &format!("/admin/users/{name}"),
+            &format!("{name} is {}", if on { "now an admin" } else { "no longer an admin" }),
+        ),
         Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::general(super::form::friendly(&e)), None).await,
     }
 }
 
-async fn set_disabled(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>, form: web::Form<FlagForm>) -> HttpResponse {
+async fn set_disabled(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<FlagForm>,
+) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let name = match user_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let off = form.value == "true";
     match broker.identity.set_disabled(&me.session.actor, &name, off).await {
@@ -239,7 +264,11 @@ async fn set_disabled(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>,
             &req,
             &broker,
             &format!("/admin/users/{name}"),
-            &if off { format!("{name} disabled: signed out everywhere, tokens revoked; their VMs stay") } else { format!("{name} enabled") },
+            &if off {
+                format!("{name} disabled: signed out everywhere, tokens revoked; their VMs stay")
+            } else {
+                format!("{name} enabled")
+            },
         ),
         Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::general(super::form::friendly(&e)), None).await,
     }
@@ -251,20 +280,39 @@ pub(super) struct PasswordForm {
     password: String,
 }
 
-async fn reset_password(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>, form: web::Form<PasswordForm>) -> HttpResponse {
+async fn reset_password(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<PasswordForm>,
+) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let name = match user_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if name == me.session.actor.name {
-        return render_detail(&req, &me, &broker, &name, FormErrors::field("password", "change your own password in your profile (it needs the current one)"), None).await;
+        return render_detail(
+            &req,
+            &me,
+            &broker,
+            &name,
+            FormErrors::field("password", "change your own password in your profile (it needs the current one)"),
+            None,
+        )
+        .await;
     }
     let pw = SecretString::new(form.password.clone());
     match broker.identity.set_password(&me.session.actor, &name, None, &pw, client_ip(&req)).await {
-        Ok(()) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("Password of {name} reset; their sessions and tokens ended")),
+        Ok(()) => redirect_with(
+            &req,
+            &broker,
+            &format!("/admin/users/{name}"),
+            &format!("Password of {name} reset; their sessions and tokens ended"),
+        ),
         Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::from_service(&e, &["password"]), None).await,
     }
 }
@@ -274,13 +322,19 @@ pub(super) struct CsrfOnly {
     csrf: Option<String>,
 }
 
-async fn revoke_tokens(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>, form: web::Form<CsrfOnly>) -> HttpResponse {
+async fn revoke_tokens(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let name = match user_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let actor = &me.session.actor;
     let tokens = match broker.identity.list_tokens(actor, &name).await {
@@ -304,13 +358,19 @@ pub(super) struct QuotaForm {
     vm: String,
 }
 
-async fn set_quota(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>, form: web::Form<QuotaForm>) -> HttpResponse {
+async fn set_quota(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<QuotaForm>,
+) -> HttpResponse {
     if !csrf_ok(&me.session, form.csrf.as_deref()) {
         return csrf_refused();
     }
     let name = match user_in_path(&req, &name) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let typed = Some((form.instance.clone(), form.vm.clone()));
     let Ok(instance) = InstanceName::parse(&form.instance) else {
@@ -320,7 +380,17 @@ async fn set_quota(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, na
         "" => None,
         v => match v.parse::<i64>() {
             Ok(n) => Some(n),
-            Err(_) => return render_detail(&req, &me, &broker, &name, FormErrors::field("vm", "a whole number, or empty to remove the override"), typed).await,
+            Err(_) => {
+                return render_detail(
+                    &req,
+                    &me,
+                    &broker,
+                    &name,
+                    FormErrors::field("vm", "a whole number, or empty to remove the override"),
+                    typed,
+                )
+                .await
+            }
         },
     };
     match broker.provisioning.set_quota(&me.session.actor, &name, &instance, limit).await {

@@ -135,9 +135,9 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         Err(e) => return errors::service_error_page(req, &e),
     };
     let pending = p.items.iter().any(|v| v.status.is_transitional() || v.status == VmStatus::Requested);
-    let next = p.next_cursor.map(|cur| {
-        format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur))
-    });
+    let next = p
+        .next_cursor
+        .map(|cur| format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur)));
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
     let images = broker
         .images
@@ -257,8 +257,8 @@ async fn launch(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
     }
 }
 
-fn vm_in_path(req: &HttpRequest, s: &str) -> Result<VmId, HttpResponse> {
-    VmId::parse(s).map_err(|_| errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such VM."))
+fn vm_in_path(req: &HttpRequest, s: &str) -> Result<VmId, Box<HttpResponse>> {
+    VmId::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such VM.")))
 }
 
 #[derive(Template)]
@@ -271,7 +271,7 @@ struct ConfirmPage {
 async fn confirm_terminate(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, id: web::Path<String>) -> HttpResponse {
     let id = match vm_in_path(&req, &id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match broker.provisioning.get(&me.session.actor, &id).await {
         Ok(vm) => page(&ConfirmPage { c: Chrome::new(&me, "vms", "Terminate VM"), vm: vm.into() }),
@@ -298,7 +298,7 @@ async fn act(
     let (id, action) = path.into_inner();
     let id = match vm_in_path(&req, &id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(action) = VmAction::parse(&action) else {
         return errors::not_found(req).await;
