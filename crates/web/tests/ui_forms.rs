@@ -85,6 +85,7 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
         ("/admin/system", vec![("p.quota.enable", "true")]),
         ("/admin/system/reload", vec![]),
         ("/admin/images", vec![("name", "evil")]),
+        ("/admin/credentials", vec![("instance", "sb"), ("name", "x"), ("access_key_id", "a"), ("secret_access_key", "b")]),
     ] {
         let (s, _) = alice.post(p, &f).await;
         assert_eq!(s, 403, "{p}");
@@ -280,4 +281,40 @@ app_test!(profile_forms_and_malformed_bodies, |app: common::TestApp| async move 
     assert_eq!(s, 200);
     assert!(body.contains("Sign in") && body.contains("Password changed"), "{body}");
     Ui::sign_in(&app, "dave", "dave-new-pass").await;
+});
+
+app_test!(shared_credentials_and_the_audit_log, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "alice").await;
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (s, body) = sup
+        .post(
+            "/admin/credentials",
+            &[("instance", "sb2"), ("name", "Bad Name"), ("access_key_id", "AKIATEAM0000000SHAR"), ("secret_access_key", "team-secret")],
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(body.contains("value=\"AKIATEAM0000000SHAR\"") && body.contains("class=\"field-error\""), "{body}");
+    let (s, body) = sup
+        .post(
+            "/admin/credentials",
+            &[("instance", "sb2"), ("name", "team"), ("access_key_id", "AKIATEAM0000000SHAR"), ("secret_access_key", "team-secret")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Shared credential team for sb2 saved") && body.contains("****SHAR"), "{body}");
+    assert!(!body.contains("team-secret") && !body.contains("AKIATEAM0000000SHAR"), "never shown back in clear");
+    let (_, body) = sup.post("/admin/credentials/sb2/team/grants", &[("users", "alice, nobody-here")]).await;
+    assert!(body.contains("Grants of team not changed") && body.contains("nobody-here"), "{body}");
+    let (_, body) = sup.post("/admin/credentials/sb2/team/grants", &[("users", "alice")]).await;
+    assert!(body.contains("granted to 1 user(s)") && body.contains("value=\"alice\""), "{body}");
+    // The audit log, newest first, filtered; a bad date is a field error.
+    let (s, body) = sup.get("/admin/audit?action=credential.save").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("system/team/sb2") && !body.contains("credential.grant"), "{body}");
+    let (s, body) = sup.get("/admin/audit?since=yesterday").await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "YYYY-MM-DD") && body.contains("value=\"yesterday\""), "{body}");
+    let alice = Ui::sign_in(&app, "alice", "alice-password").await;
+    assert_eq!(alice.get("/admin/credentials").await.0, 403);
 });

@@ -8,6 +8,7 @@
 //! next to the field; errors become pages with a request id, never a cause.
 //! Handlers are thin over the same core service calls the JSON API makes.
 
+pub mod audit;
 pub mod credentials;
 pub mod errors;
 pub mod form;
@@ -15,6 +16,7 @@ pub mod images;
 pub mod login;
 pub mod profile;
 pub mod session;
+pub mod shared;
 pub mod system;
 pub mod users;
 pub mod vms;
@@ -54,6 +56,8 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
                     .configure(system::routes)
                     .configure(images::routes)
                     .configure(users::routes)
+                    .configure(shared::routes)
+                    .configure(audit::routes)
                     .default_service(web::to(errors::not_found)),
             )
             .route("/", web::get().to(profile::home))
