@@ -318,3 +318,45 @@ app_test!(shared_credentials_and_the_audit_log, |app: common::TestApp| async mov
     let alice = Ui::sign_in(&app, "alice", "alice-password").await;
     assert_eq!(alice.get("/admin/credentials").await.0, 403);
 });
+
+app_test!(file_image_ids_are_read_only_and_disabled_users_are_out, |app: common::TestApp| async move {
+    let dir = app.dir.path().join("connectors.d/images");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("base.conf"), "# shipped ids\ndebian-12.sb = ami-sandbox-debian-12\n").unwrap();
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (_, body) = sup.post("/admin/system/reload", &[]).await;
+    assert!(body.contains("Configuration files reloaded"), "{body}");
+    let (s, body) = sup.get("/admin/images/debian-12").await;
+    assert_eq!(s, 200);
+    let row = body.split("id=\"id.sb\"").nth(1).unwrap();
+    assert!(row.contains("readonly") && row.contains("base.conf:2"), "{row}");
+    assert!(body.contains("ami-sandbox-debian-12 (this image)"), "{body}");
+    // A default type on top of the file's id is stored; the id stays the file's.
+    let (s, body) = sup.post("/admin/images/debian-12", &[("type.sb", "t2.large")]).await;
+    assert_eq!(s, 200, "{body}");
+    let r = app.broker.images.resolve(&"debian-12".parse().unwrap(), &"sb".parse().unwrap()).await.unwrap();
+    assert_eq!((r.image_id.as_str(), r.instance_type.as_deref()), ("ami-sandbox-debian-12", Some("t2.large")));
+
+    // Disabling ends the user's session and sign-ins; enabling lets them back.
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "gina").await;
+    let gina = Ui::sign_in(&app, "gina", "gina-password").await;
+    let (_, body) = sup.post("/admin/users/gina/disabled", &[("value", "true")]).await;
+    assert!(body.contains("gina disabled"), "{body}");
+    let r = gina.http.get(format!("{}/vms", gina.base)).send().await.unwrap();
+    assert!(r.url().path().ends_with("/login"), "session ended");
+    let page = gina.http.get(format!("{}/login", gina.base)).send().await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let r = gina
+        .http
+        .post(format!("{}/login", gina.base))
+        .form(&[("username", "gina"), ("password", "gina-password"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "a disabled user cannot sign in");
+    let (_, body) = sup.post("/admin/users/super/disabled", &[("value", "true")]).await;
+    assert!(body.contains("cannot be disabled"), "{body}");
+    sup.post("/admin/users/gina/disabled", &[("value", "false")]).await;
+    Ui::sign_in(&app, "gina", "gina-password").await;
+});
