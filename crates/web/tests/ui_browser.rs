@@ -263,6 +263,9 @@ async fn the_reviewers_scenario_in_a_real_browser() {
     b.goto("/vms", "vms").await;
     b.click("#launch-instance option[value='sbx-a']").await;
     b.click("#launch-image option[value='ubuntu-22.04']").await;
+    let e = b.find("#launch-type").await;
+    let placeholder = b.get(&format!("/element/{e}/attribute/placeholder")).await;
+    assert_eq!(placeholder, "default: t2.small", "the image's default type on sbx-a is shown");
     b.fill("#launch-count", "2").await;
     b.fill("#launch-name", "web").await;
     b.submit("#launch-submit", "vms-launched").await;

@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use cloudbroker_core::domain::{ImageRef, InstanceName, PageRequest, Tags, VmAction, VmId, VmStatus};
+use cloudbroker_core::images::ImageView;
 use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
@@ -90,7 +91,8 @@ struct VmsPage {
     c: Chrome,
     vms: Vec<VmRow>,
     instances: Vec<String>,
-    images: Vec<(String, String)>,
+    /// (name, label, default instance type per instance as `inst=type;...`).
+    images: Vec<(String, String, String)>,
     states: Vec<String>,
     filter_instance: String,
     filter_state: String,
@@ -139,15 +141,12 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .next_cursor
         .map(|cur| format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur)));
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
-    let images = broker
-        .images
-        .list()
-        .await
-        .unwrap_or_default()
-        .into_iter()
+    let all = broker.images.list().await.unwrap_or_default();
+    let images = all
+        .iter()
         .map(|i| {
             let label = if i.description.is_empty() { i.name.to_string() } else { format!("{} — {}", i.name, i.description) };
-            (i.name.to_string(), label)
+            (i.name.to_string(), label, default_types(&all, i, &instances))
         })
         .collect();
     let quotas = broker
@@ -189,6 +188,24 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             errors: errs,
         },
     )
+}
+
+/// The default instance type of an image on each instance, walking up its
+/// parents like a launch does (for the form to preselect it).
+fn default_types(all: &[ImageView], img: &ImageView, instances: &[String]) -> String {
+    let mut out = Vec::new();
+    for inst in instances {
+        let mut cur = Some(img);
+        for _ in 0..64 {
+            let Some(c) = cur else { break };
+            if let Some(t) = c.mappings.get(inst).and_then(|m| m.instance_type.clone()) {
+                out.push(format!("{inst}={t}"));
+                break;
+            }
+            cur = c.parent.as_ref().and_then(|p| all.iter().find(|i| &i.name == p));
+        }
+    }
+    out.join(";")
 }
 
 async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web::Query<ListQuery>) -> HttpResponse {
