@@ -360,3 +360,54 @@ app_test!(file_image_ids_are_read_only_and_disabled_users_are_out, |app: common:
     sup.post("/admin/users/gina/disabled", &[("value", "false")]).await;
     Ui::sign_in(&app, "gina", "gina-password").await;
 });
+
+app_test!(the_vm_list_pages_and_filters, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    let hal = app.user(&admin, "hal").await;
+    for (inst, n) in [("sb", 20), ("sb2", 10)] {
+        let (s, b) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/vms",
+                &hal,
+                Some(serde_json::json!({"instance": inst, "image": "ami-sandbox-debian-12", "count": n, "name": format!("{inst}-vm")})),
+            )
+            .await;
+        assert!(s == 201 || s == 400, "{b}");
+        if s == 400 {
+            // Raw ids are off: map a native image and launch by it.
+            let (s, b) = app
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/images",
+                    &admin,
+                    Some(serde_json::json!({"name": "deb", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}, "sb2": {"image_id": "ami-sandbox-debian-12"}}})),
+                )
+                .await;
+            assert!(s == 201 || s == 409, "{b}");
+            let (s, b) = app
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/vms",
+                    &hal,
+                    Some(serde_json::json!({"instance": inst, "image": "deb", "count": n, "name": format!("{inst}-vm")})),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+        }
+    }
+    let ui = Ui::sign_in(&app, "hal", "hal-password").await;
+    let (_, first) = ui.get("/vms").await;
+    assert_eq!(first.matches("<tr id=\"vm-").count(), 25);
+    let next = first.split("href=\"").find(|s| s.starts_with("/vms?") && s.contains("cursor=")).unwrap().split('"').next().unwrap();
+    let (s, second) = ui.get(&next.replace("&amp;", "&")).await;
+    assert_eq!(s, 200);
+    assert_eq!(second.matches("<tr id=\"vm-").count(), 5);
+    assert!(second.contains("First page") && !second.contains("rel=\"next\""));
+    let (_, sb2) = ui.get("/vms?instance=sb2&state=").await;
+    assert_eq!(sb2.matches("<tr id=\"vm-").count(), 10);
+    let (s, body) = ui.get("/vms?state=sleepy").await;
+    assert_eq!(s, 400, "{body}");
+    let (s, _) = ui.get("/vms?cursor=garbage").await;
+    assert_eq!(s, 400);
+});

@@ -35,6 +35,12 @@ struct InstanceRow {
     credential: String,
 }
 
+impl InstanceRow {
+    fn credential_class(&self) -> String {
+        self.credential.replace(' ', "-")
+    }
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
@@ -71,7 +77,11 @@ pub(super) async fn home(req: HttpRequest, me: SignedIn, broker: web::Data<Broke
             .find(|q| q.instance == i.name)
             .map(|q| if q.enforced { format!("{} of {}", q.usage, q.limit) } else { format!("{} (quotas off)", q.usage) })
             .unwrap_or_default();
-        let credential = creds.iter().find(|c| c.instance == name).map(|c| c.status.clone()).unwrap_or_else(|| "missing".into());
+        let credential = match creds.iter().find(|c| c.instance == name) {
+            Some(c) => c.status.clone(),
+            None if !i.kind.needs_credentials() => "not needed".into(),
+            None => "missing".into(),
+        };
         rows.push(InstanceRow { name, kind: i.kind.to_string(), ready, problem, running, live, quota, credential });
     }
     if actor.is_admin {

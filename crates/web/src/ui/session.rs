@@ -104,7 +104,12 @@ pub async fn require_admin(
     if is_admin {
         next.call(req).await.map(ServiceResponse::map_into_left_body)
     } else {
-        let page = errors::forbidden_page("This page is for administrators.");
+        let page = errors::error_page(
+            Some(req.request()),
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Not allowed",
+            "This page is for administrators.",
+        );
         Ok(req.into_response(page).map_into_right_body())
     }
 }
