@@ -120,10 +120,18 @@ impl Browser {
     /// Saves a full-page screenshot named after the step.
     async fn shot(&mut self, name: &str) {
         self.n += 1;
-        let h = self.post("/execute/sync", json!({"script": "return document.documentElement.scrollHeight", "args": []})).await;
-        let h = h.as_i64().unwrap_or(900).clamp(300, 8000);
-        // Full page: the window as tall as the document, then back.
-        self.post("/window/rect", json!({"width": 1280, "height": h})).await;
+        // Full page: grow the window until its viewport holds the whole document, then back.
+        let measure = json!({"script": "return [document.documentElement.scrollHeight, window.innerHeight]", "args": []});
+        let mut height = 900;
+        for _ in 0..3 {
+            let m = self.post("/execute/sync", measure.clone()).await;
+            let (doc, view) = (m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0));
+            if doc <= view || height >= 10_000 {
+                break;
+            }
+            height = (height + doc - view).min(10_000);
+            self.post("/window/rect", json!({"width": 1280, "height": height})).await;
+        }
         let png = self.get("/screenshot").await;
         self.post("/window/rect", json!({"width": 1280, "height": 900})).await;
         use base64::Engine;
