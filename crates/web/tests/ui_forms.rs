@@ -86,6 +86,14 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
         ("/admin/system/reload", vec![]),
         ("/admin/images", vec![("name", "evil")]),
         ("/admin/credentials", vec![("instance", "sb"), ("name", "x"), ("access_key_id", "a"), ("secret_access_key", "b")]),
+        ("/admin/credentials/sb/x/grants", vec![("users", "alice")]),
+        ("/admin/credentials/sb/x/delete", vec![]),
+        ("/admin/images/linux", vec![("name", "linux")]),
+        ("/admin/images/linux/delete", vec![]),
+        ("/admin/users/super/disabled", vec![("value", "true")]),
+        ("/admin/users/super/password", vec![("password", "taken-over-pw")]),
+        ("/admin/users/super/tokens/revoke", vec![]),
+        ("/admin/users/alice/quotas", vec![("instance", "sb"), ("vm", "1000")]),
     ] {
         let (s, _) = alice.post(p, &f).await;
         assert_eq!(s, 403, "{p}");
@@ -93,6 +101,8 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
     let u = app.broker.identity.get_user(&cloudbroker_core::Actor::system(), &"alice".parse().unwrap()).await.unwrap();
     assert!(!u.is_admin, "alice did not make herself admin");
     assert!(app.broker.identity.get_user(&cloudbroker_core::Actor::system(), &"mallory".parse().unwrap()).await.is_err());
+    // super's account is untouched: the password still works.
+    app.token("super", common::SUPER_PW).await;
     // Admins get them all; unknown pages are a 404 page.
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
     for p in
