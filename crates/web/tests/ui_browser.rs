@@ -42,14 +42,33 @@ impl Drop for Driver {
     }
 }
 
-/// One browser session.
+/// One browser session; dropping it (also on a failed assertion) ends the
+/// session, so chromedriver closes Chromium before it is stopped itself.
 struct Browser {
     http: reqwest::Client,
     session: String,
     base: String,
     shots: PathBuf,
     n: usize,
+    closed: bool,
     _driver: Driver,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if self.closed {
+            return;
+        }
+        let addr = self._driver.url.trim_start_matches("http://").to_string();
+        if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+            let req =
+                format!("DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.session);
+            let _ = c.write_all(req.as_bytes());
+            let _ = c.read_to_end(&mut Vec::new());
+        }
+    }
 }
 
 impl Browser {
@@ -93,7 +112,7 @@ impl Browser {
         std::fs::create_dir_all(&shots).unwrap();
         println!("UI screenshots of every page visited: {}", shots.display());
         eprintln!("UI screenshots of every page visited: {}", shots.display());
-        Some(Self { http, session, base: base.to_string(), shots, n: 0, _driver: d })
+        Some(Self { http, session, base: base.to_string(), shots, n: 0, closed: false, _driver: d })
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -197,8 +216,9 @@ impl Browser {
         assert!(self.count("#signin").await == 1, "back on the sign-in page");
     }
 
-    async fn quit(&self) {
+    async fn quit(&mut self) {
         let _ = self.cmd(reqwest::Method::DELETE, "", None).await;
+        self.closed = true;
     }
 }
 
