@@ -421,3 +421,20 @@ app_test!(the_vm_list_pages_and_filters, |app: common::TestApp| async move {
     let (s, _) = ui.get("/vms?cursor=garbage").await;
     assert_eq!(s, 400);
 });
+
+app_test!(launching_without_credentials_says_where_to_put_them, |app: common::TestApp| async move {
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (_, body) =
+        sup.post("/admin/system", &[("p.cloud.connector.class", "one:ec2query"), ("p.one.endpoint", "http://127.0.0.1:9/")]).await;
+    assert!(body.contains("Saved"), "{body}");
+    sup.post("/admin/images", &[("name", "deb"), ("id.one", "ami-00000001")]).await;
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "ivy").await;
+    let ivy = Ui::sign_in(&app, "ivy", "ivy-password").await;
+    let (_, home) = ivy.get("/").await;
+    assert!(home.contains("cred-missing"), "the dashboard says credentials are missing");
+    let (s, body) = ivy.post("/vms", &[("instance", "one"), ("image", "deb")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "save them on the Credentials page"), "{body}");
+    assert!(body.contains("<option value=\"one\" selected>"), "the choice is kept");
+});

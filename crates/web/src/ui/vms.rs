@@ -263,11 +263,20 @@ async fn launch(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
         }
         Err(e) => {
             let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags"]);
-            if let ServiceError::NotFound(r) = &e {
-                let what = r.to_string();
-                if what.starts_with("credentials") {
+            match &e {
+                ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
                     errs = FormErrors::field("instance", friendly(&e));
                 }
+                ServiceError::Invalid { field: Some("instance"), message } if message.starts_with("no credentials") => {
+                    errs = FormErrors::field(
+                        "instance",
+                        format!(
+                            "You have no credentials for {}: save them on the Credentials page, then launch again.",
+                            form.instance.trim()
+                        ),
+                    );
+                }
+                _ => {}
             }
             render(&req, &me, &broker, empty_query(), form, errs).await
         }
