@@ -15,6 +15,7 @@ pub mod identity;
 pub mod images;
 pub mod key_pairs;
 pub mod lease;
+pub mod overview;
 pub mod params;
 pub mod quota;
 #[cfg(any(test, feature = "testing"))]

@@ -14,10 +14,12 @@
 
 mod actions;
 mod launch;
+mod overview;
 mod quotas;
 mod reconcile;
 
 pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
+pub use overview::VmCount;
 pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
 

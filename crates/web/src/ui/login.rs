@@ -3,7 +3,7 @@
 //! wrong password.
 
 use super::session::{cookie, csrf_ok, csrf_refused, removal, session, tokens_equal, SignedIn, SESSION_COOKIE};
-use super::{html, redirect};
+use super::{errors, html, read_flash, redirect, Chrome, FLASH_COOKIE};
 use crate::common::auth::client_ip;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,6 +19,7 @@ const LOGIN_CSRF_COOKIE: &str = "cb_login_csrf";
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
+    c: Chrome,
     csrf: &'a str,
     username: &'a str,
     error: Option<String>,
@@ -29,8 +30,14 @@ pub(super) async fn login_form(req: HttpRequest, broker: web::Data<Broker>) -> H
         return redirect("/");
     }
     let token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32).unwrap_or_else(|| random_token(""));
-    let mut r = html(StatusCode::OK, &LoginPage { csrf: &token, username: "", error: None });
+    let mut c = Chrome::anonymous("Sign in");
+    c.flash = read_flash(req.cookie(FLASH_COOKIE));
+    let had_flash = c.flash.is_some();
+    let mut r = html(StatusCode::OK, &LoginPage { c, csrf: &token, username: "", error: None });
     let _ = r.add_cookie(&cookie(&req, &broker, LOGIN_CSRF_COOKIE, token));
+    if had_flash {
+        let _ = r.add_cookie(&removal(&req, &broker, FLASH_COOKIE));
+    }
     r
 }
 
@@ -44,7 +51,9 @@ pub(super) struct LoginForm {
 pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web::Form<LoginForm>) -> HttpResponse {
     let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if expected.is_empty() || !tokens_equal(&expected, &form.csrf) {
-        return HttpResponse::Forbidden().content_type("text/plain").body("invalid CSRF token: reload the sign-in page and try again");
+        return errors::forbidden_page(
+            "The sign-in form's security token is missing or out of date (invalid CSRF token): reload the sign-in page and try again.",
+        );
     }
     let outcome = match UserName::parse(form.username.trim()) {
         Ok(name) => broker.identity.authenticate(&name, &SecretString::new(form.password.clone()), client_ip(&req)).await,
@@ -60,7 +69,12 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
             }
             Err(e) => {
                 tracing::error!(error = %e, "session");
-                HttpResponse::InternalServerError().body("could not start a session")
+                errors::error_page(
+                    Some(&req),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Could not start a session; try again.",
+                )
             }
         },
         Err(e) => {
@@ -70,7 +84,7 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
                 _ => StatusCode::UNAUTHORIZED,
             };
             let username: String = form.username.chars().take(64).collect();
-            html(status, &LoginPage { csrf: &expected, username: &username, error: Some(e.to_string()) })
+            html(status, &LoginPage { c: Chrome::anonymous("Sign in"), csrf: &expected, username: &username, error: Some(e.to_string()) })
         }
     }
 }

@@ -1,36 +1,111 @@
-//! The server-rendered UI (askama): sign-in, sessions and CSRF, the profile.
-//! Pages behind sign-in live in one scope guarded by [`session::require_session`]
-//! (handlers receive the signed-in user as [`session::SignedIn`]); admin pages
-//! get [`session::require_admin`] on top. Every state-changing form carries
-//! the session's CSRF token; errors become form messages, never stack traces.
+//! The server-rendered UI (askama): sign-in, sessions and CSRF, the profile,
+//! credentials and VMs for every user, and the admin pages (system
+//! configuration, connectors, native images, users). Pages behind sign-in
+//! live in one scope guarded by [`session::require_session`] (handlers
+//! receive the signed-in user as [`session::SignedIn`]); `/admin` gets
+//! [`session::require_admin`] on top. Every state-changing form carries the
+//! session's CSRF token; a failed submit comes back filled, with the message
+//! next to the field; errors become pages with a request id, never a cause.
+//! Handlers are thin over the same core service calls the JSON API makes.
 
+pub mod audit;
+pub mod credentials;
+pub mod errors;
+pub mod form;
+pub mod images;
 pub mod login;
 pub mod profile;
 pub mod session;
+pub mod shared;
+pub mod system;
+pub mod users;
+pub mod vms;
 
+use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
+use base64::Engine;
+use cloudbroker_core::Broker;
 
 pub use session::SESSION_COOKIE;
+
+/// The flash message cookie (post/redirect/get).
+pub const FLASH_COOKIE: &str = "cb_flash";
 
 /// Public UI routes (sign-in, assets).
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login::login_form))
         .route("/login", web::post().to(login::login))
-        .route("/static/style.css", web::get().to(style));
+        .route("/static/style.css", web::get().to(style))
+        .route("/static/ui.js", web::get().to(script));
 }
 
 /// UI routes behind sign-in. Registered last: the scope matches every path.
 pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .app_data(errors::form_config())
+            .app_data(errors::query_config())
+            .app_data(errors::path_config())
             .wrap(from_fn(session::require_session))
+            .service(
+                web::scope("/admin")
+                    .wrap(from_fn(session::require_admin))
+                    .configure(system::routes)
+                    .configure(images::routes)
+                    .configure(users::routes)
+                    .configure(shared::routes)
+                    .configure(audit::routes)
+                    .default_service(web::to(errors::not_found)),
+            )
             .route("/", web::get().to(profile::home))
             .route("/logout", web::post().to(login::logout))
-            .route("/profile/ssh-key", web::post().to(profile::set_ssh_key)),
+            .configure(profile::routes)
+            .configure(credentials::routes)
+            .configure(vms::routes)
+            .default_service(web::to(errors::not_found)),
     );
+}
+
+/// What every signed-in page's layout shows: who, where, the CSRF token for
+/// the sign-out form, and the flash message of the previous action.
+pub struct Chrome {
+    pub user: String,
+    pub is_admin: bool,
+    pub csrf: String,
+    /// The navigation entry of this page (`vms`, `admin/system`...).
+    pub active: &'static str,
+    pub title: String,
+    pub flash: Option<String>,
+    /// Reload the page every few seconds (something is pending).
+    pub refresh: bool,
+}
+
+impl Chrome {
+    /// The layout for a signed-in user.
+    pub fn new(me: &session::SignedIn, active: &'static str, title: impl Into<String>) -> Self {
+        Self {
+            user: me.session.actor.name.to_string(),
+            is_admin: me.session.actor.is_admin,
+            csrf: me.session.csrf_token.clone(),
+            active,
+            title: title.into(),
+            flash: me.flash.clone(),
+            refresh: false,
+        }
+    }
+
+    /// The layout of a page shown to nobody in particular (sign-in, errors).
+    pub fn anonymous(title: impl Into<String>) -> Self {
+        Self { user: String::new(), is_admin: false, csrf: String::new(), active: "", title: title.into(), flash: None, refresh: false }
+    }
+
+    /// Whether `entry` is the current navigation entry (for `aria-current`).
+    pub fn is(&self, entry: &str) -> bool {
+        self.active == entry
+    }
 }
 
 /// Renders a template with a status (no caching: pages hold a CSRF token).
@@ -41,9 +116,14 @@ pub(crate) fn html(status: actix_web::http::StatusCode, t: &impl Template) -> Ht
         }
         Err(e) => {
             tracing::error!(error = %e, "template");
-            HttpResponse::InternalServerError().body("template error")
+            HttpResponse::InternalServerError().content_type("text/plain").body("template error")
         }
     }
+}
+
+/// Renders a page with 200.
+pub(crate) fn page(t: &impl Template) -> HttpResponse {
+    html(actix_web::http::StatusCode::OK, t)
 }
 
 /// A 303 to another page (post/redirect/get).
@@ -51,6 +131,43 @@ pub(crate) fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
 }
 
+/// A 303 to another page that shows `message` once there.
+pub(crate) fn redirect_with(req: &HttpRequest, broker: &Broker, to: &str, message: &str) -> HttpResponse {
+    let mut r = redirect(to);
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.chars().take(500).collect::<String>());
+    let _ = r.add_cookie(&session::cookie(req, broker, FLASH_COOKIE, value));
+    r
+}
+
+/// The flash message a request carries, if any.
+pub(crate) fn read_flash(c: Option<Cookie<'_>>) -> Option<String> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c?.value()).ok()?;
+    String::from_utf8(raw).ok().filter(|m| !m.is_empty())
+}
+
+/// Percent-encodes a query-string value.
+pub(crate) fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 async fn style() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/css").body(include_str!("../../../../web/static/style.css"))
+    HttpResponse::Ok()
+        .content_type("text/css")
+        .insert_header(("Cache-Control", "max-age=300"))
+        .body(include_str!("../../../../web/static/style.css"))
+}
+
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript")
+        .insert_header(("Cache-Control", "max-age=300"))
+        .body(include_str!("../../../../web/static/ui.js"))
 }

@@ -1,8 +1,9 @@
-//! Sessions in the UI: cookies, the guard of the signed-in scope, and CSRF
-//! checks. A session id is only ever compared by the identity service (as a
-//! hash); CSRF tokens are compared in constant time.
+//! Sessions in the UI: cookies, the guards of the signed-in and admin
+//! scopes, the flash message, and CSRF checks. A session id is only ever
+//! compared by the identity service (as a hash); CSRF tokens are compared in
+//! constant time.
 
-use super::redirect;
+use super::{errors, read_flash, redirect, FLASH_COOKIE};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -22,6 +23,8 @@ pub struct SignedIn {
     /// The raw session id (to end it).
     pub raw: String,
     pub session: Session,
+    /// The message the previous action left (shown once).
+    pub flash: Option<String>,
 }
 
 impl FromRequest for SignedIn {
@@ -62,7 +65,7 @@ pub fn removal<'a>(req: &HttpRequest, broker: &Broker, name: &'a str) -> Cookie<
 pub async fn session(req: &HttpRequest, broker: &Broker) -> Option<SignedIn> {
     let raw = req.cookie(SESSION_COOKIE)?.value().to_string();
     match broker.identity.resolve_session(&raw).await {
-        Ok(Some(session)) => Some(SignedIn { raw, session }),
+        Ok(Some(session)) => Some(SignedIn { raw, session, flash: None }),
         _ => None,
     }
 }
@@ -76,11 +79,38 @@ pub async fn require_session(
         return Err(actix_web::error::ErrorInternalServerError("no broker"));
     };
     match session(req.request(), &broker).await {
-        Some(s) => {
+        Some(mut s) => {
+            let had_flash = req.cookie(FLASH_COOKIE).is_some();
+            s.flash = read_flash(req.cookie(FLASH_COOKIE));
             req.extensions_mut().insert(s);
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            let mut res = next.call(req).await?;
+            // Shown once: cleared unless this response leaves a new one.
+            if had_flash && !res.response().cookies().any(|c| c.name() == FLASH_COOKIE) {
+                let removal = removal(res.request(), &broker, FLASH_COOKIE);
+                let _ = res.response_mut().add_cookie(&removal);
+            }
+            Ok(res.map_into_left_body())
         }
         None => Ok(req.into_response(redirect("/login")).map_into_right_body()),
+    }
+}
+
+/// The guard of the admin scope (inside the signed-in one): others get 403.
+pub async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let is_admin = req.extensions().get::<SignedIn>().is_some_and(|s| s.session.actor.is_admin);
+    if is_admin {
+        next.call(req).await.map(ServiceResponse::map_into_left_body)
+    } else {
+        let page = errors::error_page(
+            Some(req.request()),
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Not allowed",
+            "This page is for administrators.",
+        );
+        Ok(req.into_response(page).map_into_right_body())
     }
 }
 
@@ -94,7 +124,9 @@ pub fn csrf_ok(s: &Session, given: Option<&str>) -> bool {
     given.is_some_and(|g| tokens_equal(&s.csrf_token, g))
 }
 
-/// The answer to a form without the session's CSRF token.
+/// The answer to a form without the session's CSRF token (nothing was changed).
 pub fn csrf_refused() -> HttpResponse {
-    HttpResponse::Forbidden().content_type("text/plain").body("invalid CSRF token")
+    errors::forbidden_page(
+        "The form's security token is missing or out of date (invalid CSRF token). Nothing was changed: reload the page and try again.",
+    )
 }

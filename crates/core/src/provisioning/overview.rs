@@ -1,0 +1,30 @@
+//! Counts for dashboards and overview pages: live VMs per user, instance
+//! and state. A user sees their own counts; all users' need an admin.
+
+use super::Provisioning;
+use crate::domain::{UserName, VmStatus};
+use crate::error::ServiceResult;
+use crate::identity::Actor;
+use serde::Serialize;
+
+/// Live VMs (see [`VmStatus::is_live`]) of one user on one instance in one state.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VmCount {
+    pub user: String,
+    pub instance: String,
+    pub state: String,
+    pub count: i64,
+}
+
+impl Provisioning {
+    /// Live VM counts: `user`'s (self or admin), or everyone's (admin) when `None`.
+    pub async fn vm_counts(&self, actor: &Actor, user: Option<&UserName>) -> ServiceResult<Vec<VmCount>> {
+        match user {
+            Some(u) => actor.require_self_or_admin(u)?,
+            None => actor.require_admin()?,
+        }
+        let live = VmStatus::live_names();
+        let rows = self.store.vm_counts(user.map(UserName::as_str), &live).await?;
+        Ok(rows.into_iter().map(|r| VmCount { user: r.user, instance: r.instance, state: r.state, count: r.count }).collect())
+    }
+}

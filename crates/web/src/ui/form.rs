@@ -1,0 +1,110 @@
+//! Form messages: a service error becomes a message next to the field it
+//! names (`ServiceError::Invalid { field, .. }`) or one at the top of the
+//! form, in words a user can act on. The page that shows them keeps what
+//! was typed (each handler re-renders with the submitted values).
+
+use cloudbroker_core::ServiceError;
+use std::collections::BTreeMap;
+
+/// The messages of one failed submit.
+#[derive(Clone, Debug, Default)]
+pub struct FormErrors {
+    fields: BTreeMap<String, String>,
+    /// A message for the whole form.
+    pub general: Option<String>,
+}
+
+impl FormErrors {
+    /// No errors.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// One message at the top of the form.
+    pub fn general(message: impl Into<String>) -> Self {
+        Self { fields: BTreeMap::new(), general: Some(message.into()) }
+    }
+
+    /// One message next to `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::default();
+        e.fields.insert(field.to_string(), message.into());
+        e
+    }
+
+    /// Adds a message next to `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.fields.insert(field.to_string(), message.into());
+    }
+
+    /// From a service error: next to its field when the form has that
+    /// field (`known`), otherwise at the top.
+    pub fn from_service(e: &ServiceError, known: &[&str]) -> Self {
+        if let ServiceError::Invalid { field: Some(f), message } = e {
+            if known.contains(f) {
+                return Self::field(f, message.clone());
+            }
+        }
+        Self::general(friendly(e))
+    }
+
+    /// The message next to `field`, if any.
+    pub fn of(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).map(String::as_str)
+    }
+
+    /// Whether there is any message.
+    pub fn any(&self) -> bool {
+        self.general.is_some() || !self.fields.is_empty()
+    }
+
+    /// The HTTP status of a page showing these messages.
+    pub fn status(&self) -> actix_web::http::StatusCode {
+        if self.any() {
+            actix_web::http::StatusCode::BAD_REQUEST
+        } else {
+            actix_web::http::StatusCode::OK
+        }
+    }
+}
+
+/// A service error in words a user understands, with what to do next.
+pub fn friendly(e: &ServiceError) -> String {
+    match e {
+        ServiceError::QuotaExceeded { quota, current, requested } => format!(
+            "Over quota: you may have {quota} VM(s) on this connector instance, you have {current} and asked for {requested} more. \
+             Terminate VMs you no longer need, or ask an administrator for a higher quota."
+        ),
+        ServiceError::Cloud(c) => format!("The cloud refused: {c}. Check your credentials and the values chosen, then try again."),
+        ServiceError::Unavailable(m) => format!("{m}. An administrator needs to fix this connector instance's configuration."),
+        ServiceError::NotFound(r) => {
+            let what = r.to_string();
+            if what.starts_with("credentials for") {
+                format!("You have no {what}: save them under Credentials first.")
+            } else {
+                format!("{what} not found.")
+            }
+        }
+        ServiceError::Throttled { .. } | ServiceError::Conflict(_) | ServiceError::Invalid { .. } | ServiceError::Forbidden(_) => {
+            e.to_string()
+        }
+        ServiceError::Unauthenticated(_) => "Your session ended: sign in again.".into(),
+        ServiceError::Store(_) | ServiceError::Internal(_) => "The broker failed to do this; try again or ask an administrator.".into(),
+    }
+}
+
+/// The local time-free rendering of a timestamp (UTC, to the minute).
+pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// How long ago, roughly ("3 min", "2 h", "5 d").
+pub fn age(t: &chrono::DateTime<chrono::Utc>) -> String {
+    let s = (chrono::Utc::now() - *t).num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}

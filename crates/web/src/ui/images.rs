@@ -1,0 +1,273 @@
+//! Native images (admin): list, create, edit, delete. Per connector
+//! instance: the cloud image id (*Cloud Image Identifiers and Image
+//! Hierarchy*), the default instance type and security group (*Cloud
+//! Configuration*), and the effective id with the image it is inherited
+//! from; ids from `connectors.d/images/` are read-only with their file:line.
+//! A missing parent or a cycle comes back next to the parent field.
+
+use super::form::FormErrors;
+use super::session::{csrf_ok, csrf_refused, SignedIn};
+use super::{errors, html, redirect_with, Chrome};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use cloudbroker_core::domain::{ImageName, InstanceName};
+use cloudbroker_core::images::{ImageMapping, ImageSpec, ImageView};
+use cloudbroker_core::Broker;
+use std::collections::BTreeMap;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/images", web::get().to(list))
+        .route("/images", web::post().to(create))
+        .route("/images/new", web::get().to(new_form))
+        .route("/images/{name}", web::get().to(edit_form))
+        .route("/images/{name}", web::post().to(update))
+        .route("/images/{name}/delete", web::post().to(delete));
+}
+
+struct ImageRow {
+    name: String,
+    description: String,
+    os: String,
+    parent: String,
+    ids: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_images.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<ImageRow>,
+}
+
+async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
+    let images = match broker.images.list().await {
+        Ok(i) => i,
+        Err(e) => return errors::service_error_page(&req, &e),
+    };
+    let rows = images
+        .into_iter()
+        .map(|i| ImageRow {
+            ids: i.mappings.iter().map(|(inst, m)| format!("{inst}: {}", m.image_id)).collect::<Vec<_>>().join(", "),
+            name: i.name.to_string(),
+            description: i.description,
+            os: i.os,
+            parent: i.parent.map(|p| p.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    html(StatusCode::OK, &ListPage { c: Chrome::new(&me, "admin/images", "Native images"), rows })
+}
+
+/// One instance's part of the form.
+struct InstanceFields {
+    instance: String,
+    image_id: String,
+    instance_type: String,
+    security_group: String,
+    /// `file:line` when a file sets the id (read-only).
+    file: String,
+    /// The effective id and where it comes from.
+    effective: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_image_form.html")]
+struct FormPage {
+    c: Chrome,
+    /// Editing an existing image (its name is fixed).
+    editing: bool,
+    name: String,
+    description: String,
+    os: String,
+    parent: String,
+    parents: Vec<String>,
+    instances: Vec<InstanceFields>,
+    errors: FormErrors,
+}
+
+impl FormPage {
+    fn id_error(&self, instance: &str) -> Option<&str> {
+        self.errors.of(&format!("id.{instance}"))
+    }
+}
+
+async fn form_page(
+    me: &SignedIn,
+    broker: &Broker,
+    typed: Option<&BTreeMap<String, String>>,
+    current: Option<ImageView>,
+    errs: FormErrors,
+) -> HttpResponse {
+    let images = broker.images.list().await.unwrap_or_default();
+    let editing = current.is_some();
+    let cur = current.clone();
+    let get = |k: &str, stored: String| typed.and_then(|t| t.get(k).cloned()).unwrap_or(stored);
+    let name = get("name", cur.as_ref().map(|i| i.name.to_string()).unwrap_or_default());
+    let mut instances = Vec::new();
+    for i in broker.system.connectors(&me.session.actor) {
+        let inst = i.name.to_string();
+        let m = cur.as_ref().and_then(|c| c.mappings.get(&inst).cloned());
+        let file = cur.as_ref().and_then(|c| c.file_mappings.get(&inst).cloned()).unwrap_or_default();
+        let effective = match (&cur, ImageName::parse(&name)) {
+            (Some(_), Ok(n)) => match broker.images.resolve(&n, &i.name).await {
+                Ok(r) if r.from_image == name => format!("{} (this image)", r.image_id),
+                Ok(r) => format!("{} (inherited from {})", r.image_id, r.from_image),
+                Err(_) => "none: launches of this image on this instance fail".into(),
+            },
+            _ => String::new(),
+        };
+        instances.push(InstanceFields {
+            image_id: if file.is_empty() {
+                get(&format!("id.{inst}"), m.as_ref().map(|m| m.image_id.clone()).unwrap_or_default())
+            } else {
+                m.as_ref().map(|m| m.image_id.clone()).unwrap_or_default()
+            },
+            instance_type: get(&format!("type.{inst}"), m.as_ref().and_then(|m| m.instance_type.clone()).unwrap_or_default()),
+            security_group: get(&format!("sg.{inst}"), m.as_ref().and_then(|m| m.security_group.clone()).unwrap_or_default()),
+            file,
+            effective,
+            instance: inst,
+        });
+    }
+    let page = FormPage {
+        c: Chrome::new(me, "admin/images", if editing { format!("Image {name}") } else { "New image".into() }),
+        editing,
+        parents: images.iter().map(|i| i.name.to_string()).filter(|n| n != &name).collect(),
+        description: get("description", cur.as_ref().map(|i| i.description.clone()).unwrap_or_default()),
+        os: get("os", cur.as_ref().map(|i| i.os.clone()).unwrap_or_default()),
+        parent: get("parent", cur.as_ref().and_then(|i| i.parent.as_ref().map(|p| p.to_string())).unwrap_or_default()),
+        name,
+        instances,
+        errors: errs,
+    };
+    html(page.errors.status(), &page)
+}
+
+async fn new_form(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
+    form_page(&me, &broker, None, None, FormErrors::none()).await
+}
+
+fn image_in_path(req: &HttpRequest, s: &str) -> Result<ImageName, Box<HttpResponse>> {
+    ImageName::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such image.")))
+}
+
+async fn edit_form(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>) -> HttpResponse {
+    let name = match image_in_path(&req, &name) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match broker.images.get(&name).await {
+        Ok(v) => form_page(&me, &broker, None, Some(v), FormErrors::none()).await,
+        Err(e) => errors::service_error_page(&req, &e),
+    }
+}
+
+/// The image the form describes, or the messages saying what is wrong.
+fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current: Option<&ImageView>) -> Result<ImageSpec, FormErrors> {
+    let v = |k: &str| f.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let name = ImageName::parse(&v("name")).map_err(|e| FormErrors::field("name", e.message))?;
+    let parent = match v("parent").as_str() {
+        "" => None,
+        p => Some(ImageName::parse(p).map_err(|e| FormErrors::field("parent", e.message))?),
+    };
+    let mut mappings = BTreeMap::new();
+    for i in broker.system.connectors(&me.session.actor) {
+        let inst = i.name.to_string();
+        let file_id = current.and_then(|c| c.file_mappings.get(&inst).and(c.mappings.get(&inst))).map(|m| m.image_id.clone());
+        let id = file_id.clone().unwrap_or_else(|| v(&format!("id.{inst}")));
+        let ty = v(&format!("type.{inst}"));
+        let sg = v(&format!("sg.{inst}"));
+        if id.is_empty() {
+            if !ty.is_empty() || !sg.is_empty() {
+                return Err(FormErrors::field(
+                    &format!("id.{inst}"),
+                    "give the cloud image id for this instance, or clear its type and group",
+                ));
+            }
+            continue;
+        }
+        if id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(FormErrors::field(&format!("id.{inst}"), "an image id is 1-255 printable characters without spaces"));
+        }
+        if file_id.is_some() && ty.is_empty() && sg.is_empty() {
+            continue; // the file sets the id; nothing of ours to store
+        }
+        let inst_name = InstanceName::parse(&inst).map_err(|e| FormErrors::general(e.to_string()))?;
+        mappings.insert(
+            inst_name,
+            ImageMapping { image_id: id, instance_type: (!ty.is_empty()).then_some(ty), security_group: (!sg.is_empty()).then_some(sg) },
+        );
+    }
+    Ok(ImageSpec { name, description: v("description"), os: v("os"), parent, mappings })
+}
+
+async fn save(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: Vec<(String, String)>, current: Option<ImageView>) -> HttpResponse {
+    let s = &me.session;
+    let csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.clone());
+    if !csrf_ok(s, csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let mut typed: BTreeMap<String, String> = form.into_iter().filter(|(k, _)| k != "csrf").collect();
+    if let Some(c) = &current {
+        typed.insert("name".into(), c.name.to_string());
+    }
+    let spec = match spec_of(&typed, broker, me, current.as_ref()) {
+        Ok(s) => s,
+        Err(errs) => return form_page(me, broker, Some(&typed), current, errs).await,
+    };
+    let name = spec.name.to_string();
+    match broker.images.put(&s.actor, spec, current.is_none()).await {
+        Ok(_) => redirect_with(req, broker, &format!("/admin/images/{name}"), &format!("Image {name} saved")),
+        Err(e) => {
+            let errs = FormErrors::from_service(&e, &["name", "parent", "description"]);
+            form_page(me, broker, Some(&typed), current, errs).await
+        }
+    }
+}
+
+async fn create(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
+    save(&req, &me, &broker, form.into_inner(), None).await
+}
+
+async fn update(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let name = match image_in_path(&req, &name) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match broker.images.get(&name).await {
+        Ok(v) => save(&req, &me, &broker, form.into_inner(), Some(v)).await,
+        Err(e) => errors::service_error_page(&req, &e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+async fn delete(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    name: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> HttpResponse {
+    let s = &me.session;
+    if !csrf_ok(s, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let name = match image_in_path(&req, &name) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match broker.images.delete(&s.actor, &name).await {
+        Ok(()) => redirect_with(&req, &broker, "/admin/images", &format!("Image {name} deleted")),
+        Err(e) => errors::service_error_page(&req, &e),
+    }
+}

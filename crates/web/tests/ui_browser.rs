@@ -1,0 +1,348 @@
+//! The UI in a real headless Chromium, driven through chromedriver's
+//! WebDriver HTTP protocol (a small client over reqwest), against the real
+//! server on loopback: the scenario a reviewer repeats by hand. Every page
+//! visited is saved as a full-page screenshot into the folder the test
+//! prints (`CLOUDBROKER_UI_SCREENSHOTS`, default `<tmp>/cloudbroker-ui-screenshots`).
+//! Without `chromium` and `chromium-driver` (scripts/test installs them
+//! when it can) the test says it was SKIPPED.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
+mod common;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for n in names {
+        for dir in path.split(':').chain(["/usr/bin", "/usr/lib/chromium"]) {
+            let p = Path::new(dir).join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session; dropping it (also on a failed assertion) ends the
+/// session, so chromedriver closes Chromium before it is stopped itself.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    base: String,
+    shots: PathBuf,
+    n: usize,
+    closed: bool,
+    _driver: Driver,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if self.closed {
+            return;
+        }
+        let addr = self._driver.url.trim_start_matches("http://").to_string();
+        if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+            let req =
+                format!("DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.session);
+            let _ = c.write_all(req.as_bytes());
+            let _ = c.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+impl Browser {
+    async fn start(base: &str) -> Option<Self> {
+        let (Some(driver), Some(chromium)) = (find_binary(&["chromedriver"]), find_binary(&["chromium", "chromium-browser"])) else {
+            eprintln!("NOTICE: chromium / chromedriver not installed (Debian: chromium chromium-driver): the browser tests were SKIPPED");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let d = Driver { child, url: format!("http://127.0.0.1:{port}") };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let mut up = false;
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{}/status", d.url)).send().await {
+                if r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true) {
+                    up = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "chromedriver did not come up");
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }}}});
+        let r: Value = http.post(format!("{}/session", d.url)).json(&caps).send().await.unwrap().json().await.unwrap();
+        let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {r}")).to_string();
+        let shots = std::env::var_os("CLOUDBROKER_UI_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("cloudbroker-ui-screenshots"));
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        println!("UI screenshots of every page visited: {}", shots.display());
+        eprintln!("UI screenshots of every page visited: {}", shots.display());
+        Some(Self { http, session, base: base.to_string(), shots, n: 0, closed: false, _driver: d })
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self._driver.url, self.session);
+        let mut r = self.http.request(method, url);
+        r = r.json(&body.unwrap_or_else(|| json!({})));
+        let v: Value = r.send().await.unwrap_or_else(|e| panic!("WebDriver {path}: {e}")).json().await.unwrap();
+        if v["value"].get("error").is_some() {
+            panic!("WebDriver {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let url = format!("{}/session/{}{path}", self._driver.url, self.session);
+        let v: Value = self.http.get(url).send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    /// Saves a full-page screenshot named after the step.
+    async fn shot(&mut self, name: &str) {
+        self.n += 1;
+        // Full page: grow the window until its viewport holds the whole document, then back.
+        let measure = json!({"script": "return [document.documentElement.scrollHeight, window.innerHeight]", "args": []});
+        let mut height = 900;
+        for _ in 0..3 {
+            let m = self.post("/execute/sync", measure.clone()).await;
+            let (doc, view) = (m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0));
+            if doc <= view || height >= 10_000 {
+                break;
+            }
+            height = (height + doc - view).min(10_000);
+            self.post("/window/rect", json!({"width": 1280, "height": height})).await;
+        }
+        let png = self.get("/screenshot").await;
+        self.post("/window/rect", json!({"width": 1280, "height": 900})).await;
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap_or_default();
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), bytes).unwrap();
+    }
+
+    async fn goto(&mut self, path: &str, name: &str) {
+        self.post("/url", json!({"url": format!("{}{path}", self.base)})).await;
+        self.shot(name).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self.post("/element", json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.post("/elements", json!({"using": "css selector", "value": css})).await.as_array().map_or(0, Vec::len)
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{e}/clear"), json!({})).await;
+        self.post(&format!("/element/{e}/value"), json!({"text": text})).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{e}/click"), json!({})).await;
+    }
+
+    /// Clicks and screenshots the page that results.
+    async fn submit(&mut self, css: &str, name: &str) {
+        self.click(css).await;
+        self.shot(name).await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.get(&format!("/element/{e}/text")).await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn value(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.get(&format!("/element/{e}/property/value")).await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.get("/source").await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn sign_in(&mut self, user: &str, pw: &str) {
+        self.goto("/login", &format!("login-{user}")).await;
+        self.fill("#username", user).await;
+        self.fill("#password", pw).await;
+        self.submit("#signin", &format!("dashboard-{user}")).await;
+        assert_eq!(self.text("#whoami").await.split(' ').next(), Some(user), "signed in as {user}");
+    }
+
+    async fn sign_out(&mut self) {
+        self.submit("header .signout button", "signed-out").await;
+        assert!(self.count("#signin").await == 1, "back on the sign-in page");
+    }
+
+    async fn quit(&mut self) {
+        let _ = self.cmd(reqwest::Method::DELETE, "", None).await;
+        self.closed = true;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reviewers_scenario_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start(&app.base).await else { return };
+
+    // super declares two instances in Basics and sees their sections.
+    b.sign_in("super", common::SUPER_PW).await;
+    b.goto("/admin/system", "system").await;
+    b.fill("[name='p.cloud.connector.class']", "sbx-a:sandbox, sbx-b:sandbox").await;
+    b.submit("#save-system", "system-declared").await;
+    assert!(b.text("#flash").await.contains("Saved"));
+    assert_eq!(b.count("#instance-sbx-a").await + b.count("#instance-sbx-b").await, 2, "both sections appear");
+    // A parameter set here shows who set it.
+    b.fill("[name='p.sbx-a.boot.delay.ms']", "1500").await;
+    b.click("#advanced select[name='p.quota.enable'] option[value='true']").await;
+    b.submit("#save-system", "system-param-set").await;
+    let origin = b.text("[id='p.sbx-a.boot.delay.ms-origin']").await;
+    assert!(origin.starts_with("set here by super"), "{origin}");
+    // A bad value: the message next to the field, what was typed kept.
+    b.fill("[name='p.sbx-b.max.iaas.workers']", "lots").await;
+    b.submit("#save-system", "system-bad-value").await;
+    let err = b.text("#instance-sbx-b .field-error").await;
+    assert!(err.contains("sbx-b.max.iaas.workers"), "{err}");
+    assert_eq!(b.value("[id='p.sbx-b.max.iaas.workers']").await, "lots");
+    // An instance declared by a file is read-only, its file and line said.
+    let file_origin = b.text("[id='p.sb.boot.delay.ms-origin']").await;
+    assert!(file_origin.contains("sb.conf:2") && file_origin.contains("read-only"), "{file_origin}");
+    assert_eq!(
+        b.count("#instance-sb input[readonly]").await,
+        b.count("#instance-sb input").await - b.count("#instance-sb input[name]").await
+    );
+    b.goto("/admin/connectors", "connectors").await;
+    assert!(b.text("#connector-sbx-a").await.contains("ready"));
+
+    // A native image with ids for both instances.
+    b.goto("/admin/images/new", "image-new").await;
+    b.fill("#name", "ubuntu-22.04").await;
+    b.fill("#description", "Ubuntu 22.04 LTS").await;
+    b.fill("[name='id.sbx-a']", "ami-sandbox-ubuntu-2204").await;
+    b.fill("[name='id.sbx-b']", "ami-sandbox-ubuntu-2204").await;
+    b.fill("[name='type.sbx-a']", "t2.small").await;
+    b.submit("#save-image", "image-saved").await;
+    assert!(b.text("#flash").await.contains("Image ubuntu-22.04 saved"));
+    assert!(b.text("#mappings").await.contains("ami-sandbox-ubuntu-2204 (this image)"));
+
+    // A user with a quota of 2 on sbx-a.
+    b.goto("/admin/users", "users").await;
+    b.fill("#new-name", "erin").await;
+    b.fill("#new-password", "erin-password").await;
+    b.submit("#create-user", "user-created").await;
+    assert!(b.text("#flash").await.contains("User erin created"));
+    b.fill("#quota-vm-sbx-a", "2").await;
+    b.submit("#quota-sbx-a button", "user-quota").await;
+    assert!(b.text("#quota-sbx-a").await.contains("override"));
+    b.sign_out().await;
+
+    // erin: credentials, two VMs, a third refused, one terminated.
+    b.sign_in("erin", "erin-password").await;
+    b.goto("/admin/system", "erin-refused-admin").await;
+    assert!(b.text("#page-error").await.contains("for administrators"));
+    b.goto("/credentials", "credentials").await;
+    b.fill("[id='sbx-a-access_key_id']", "AKIAERIN00000000WXYZ").await;
+    b.fill("#sbx-a-secret", "erin-cloud-secret").await;
+    b.submit("#cred-sbx-a button[type=submit]:not(.danger)", "credentials-saved").await;
+    assert!(b.text("#cred-sbx-a .masked").await.ends_with("WXYZ") && b.text("#cred-sbx-a .masked").await.starts_with("****"));
+    assert!(!b.source().await.contains("erin-cloud-secret"), "the secret is never rendered");
+    b.goto("/vms", "vms").await;
+    b.click("#launch-instance option[value='sbx-a']").await;
+    b.click("#launch-image option[value='ubuntu-22.04']").await;
+    let e = b.find("#launch-type").await;
+    let placeholder = b.get(&format!("/element/{e}/attribute/placeholder")).await;
+    assert_eq!(placeholder, "default: t2.small", "the image's default type on sbx-a is shown");
+    b.fill("#launch-count", "2").await;
+    b.fill("#launch-name", "web").await;
+    // Read the page before the screenshot: the list reloads itself every 3 s
+    // while a VM is pending, and a flash is shown once.
+    b.click("#launch-submit").await;
+    assert!(b.text("#flash").await.contains("Launched 2 VM(s)"));
+    assert_eq!(b.count("#vms .state-pending").await + b.count("#vms .state-running").await, 2);
+    assert_eq!(b.count("#refreshing").await, 1, "the list refreshes itself while pending");
+    b.shot("vms-launched").await;
+    // The page reloads itself; the background reconciler (not started in tests) is run here.
+    let mut running = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        running = b.count("#vms .state-running").await;
+        if running == 2 {
+            break;
+        }
+    }
+    b.shot("vms-running").await;
+    assert_eq!(running, 2, "both VMs reached running");
+    b.click("#launch-instance option[value='sbx-a']").await;
+    b.click("#launch-image option[value='ubuntu-22.04']").await;
+    b.submit("#launch-submit", "vms-over-quota").await;
+    let msg = b.text("#form-error").await;
+    assert!(msg.contains("Over quota") && msg.contains("you may have 2"), "{msg}");
+    b.click("#vms a.button.danger").await;
+    b.shot("vm-terminate-confirm").await;
+    b.submit("#confirm-terminate", "vm-terminated").await;
+    assert!(b.text("#flash").await.contains("terminate"));
+    // A form without the CSRF token is refused.
+    b.post(
+        "/execute/sync",
+        json!({"script": "var f=document.createElement('form');f.method='post';f.action='/profile/ssh-key';var i=document.createElement('input');i.name='ssh_public_key';i.value='ssh-ed25519 AAAA x';f.appendChild(i);document.body.appendChild(f);f.submit();", "args": []}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.shot("csrf-refused").await;
+    assert!(b.source().await.contains("invalid CSRF token"));
+    b.goto("/vms", "vms-after").await;
+    b.sign_out().await;
+
+    // Someone else sees none of it.
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "frank").await;
+    b.sign_in("frank", "frank-password").await;
+    b.goto("/vms", "frank-vms").await;
+    assert_eq!(b.count("#vms tbody tr[id]").await, 0);
+    b.goto("/credentials", "frank-credentials").await;
+    assert_eq!(b.count(".masked").await, 0);
+    b.quit().await;
+}
