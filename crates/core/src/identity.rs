@@ -8,7 +8,7 @@
 //! * API tokens: `cbt_` + 256 random bits, stored as SHA-256 hashes, shown
 //!   once, revocable, with optional expiry.
 
-use crate::domain::{TokenId, UserName};
+use crate::domain::{Cursor, Page, PageRequest, TokenId, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -69,7 +69,9 @@ impl Actor {
 
 /// A user as shown (never the password hash).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: UserName,
     pub is_admin: bool,
     pub ssh_public_key: Option<String>,
@@ -91,8 +93,11 @@ impl From<UserRow> for User {
 
 /// An API token as shown (never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Token {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: TokenId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user_name: UserName,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -466,6 +471,14 @@ impl Identity {
         Ok(self.store.list_users().await?.into_iter().map(User::from).collect())
     }
 
+    /// One page of users, by name (admin).
+    pub async fn page_users(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<User>> {
+        actor.require_admin()?;
+        let after = page.after.as_ref().map(|c| c.key.as_str());
+        let rows = self.store.page_users(after, i64::from(page.limit) + 1).await?;
+        Ok(Page::from_fetched(rows.into_iter().map(User::from).collect(), page.limit, |u| Cursor::new(0, u.name.as_str())))
+    }
+
     /// Sets the user's SSH public key (self or admin).
     pub async fn set_ssh_key(&self, actor: &Actor, name: &UserName, key: Option<&str>) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
@@ -621,6 +634,16 @@ impl Identity {
     pub async fn list_tokens(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<Token>> {
         actor.require_self_or_admin(user)?;
         Ok(self.store.list_tokens(user.as_str()).await?.into_iter().map(Token::from).collect())
+    }
+
+    /// One page of a user's tokens, newest first (self or admin).
+    pub async fn page_tokens(&self, actor: &Actor, user: &UserName, page: &PageRequest) -> ServiceResult<Page<Token>> {
+        actor.require_self_or_admin(user)?;
+        let after = page.after.as_ref().map(|c| (c.num, c.key.as_str()));
+        let rows = self.store.page_tokens(user.as_str(), after, i64::from(page.limit) + 1).await?;
+        Ok(Page::from_fetched(rows.into_iter().map(Token::from).collect(), page.limit, |t| {
+            Cursor::new(t.created_at.timestamp_millis(), t.id.as_str())
+        }))
     }
 
     /// Revokes a token (self or admin).

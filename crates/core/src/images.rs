@@ -4,7 +4,7 @@
 //! (files win, as for connector parameters). A stored hierarchy never has a
 //! cycle or a missing parent: both are refused before anything is written.
 
-use crate::domain::{ImageName, InstanceName};
+use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::registry::Registry;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 /// The cloud side of a native image on one connector instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageMapping {
     pub image_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,10 +52,13 @@ pub struct ImageSpec {
 
 /// An image as shown: stored fields plus ids from files.
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: ImageName,
     pub description: String,
     pub os: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub parent: Option<ImageName>,
     /// instance -> mapping (files override the API's).
     pub mappings: BTreeMap<String, ImageMapping>,
@@ -127,6 +131,51 @@ impl Images {
             }
         }
         Ok(out.into_values().collect())
+    }
+
+    /// One page of images (stored and from files), by name in byte order.
+    /// The stored ones come from a keyset query; file images (a few, in
+    /// memory) are merged in by name.
+    pub async fn page(&self, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
+        let snap = self.registry.snapshot();
+        let after = page.after.as_ref().map(|c| c.key.as_str());
+        let want = page.limit as usize + 1;
+        let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
+        for r in self.store.page_images(after, want as i64).await? {
+            out.insert(
+                r.name.clone(),
+                ImageView {
+                    name: ImageName::from_stored(r.name),
+                    description: r.description,
+                    os: r.os,
+                    parent: r.parent.map(ImageName::from_stored),
+                    mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                    file_mappings: BTreeMap::new(),
+                },
+            );
+        }
+        let file_images = snap.file_images.iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a)).take(want);
+        for (image, maps) in file_images {
+            let v = out.entry(image.clone()).or_insert_with(|| ImageView {
+                name: ImageName::from_stored(image.clone()),
+                description: String::new(),
+                os: String::new(),
+                parent: None,
+                mappings: BTreeMap::new(),
+                file_mappings: BTreeMap::new(),
+            });
+            for (inst, (id, loc)) in maps {
+                let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
+                    image_id: id.clone(),
+                    instance_type: None,
+                    security_group: None,
+                });
+                m.image_id = id.clone();
+                v.file_mappings.insert(inst.clone(), loc.to_string());
+            }
+        }
+        let items: Vec<ImageView> = out.into_values().take(want).collect();
+        Ok(Page::from_fetched(items, page.limit, |i| Cursor::new(0, i.name.as_str())))
     }
 
     /// One image.

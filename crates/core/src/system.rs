@@ -24,6 +24,7 @@ pub struct ConfigView {
 
 /// What a change or a reload left behind.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigOutcome {
     pub version: i64,
     pub connectors: usize,
