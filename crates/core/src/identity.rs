@@ -452,7 +452,7 @@ impl Identity {
     pub async fn set_admin(&self, actor: &Actor, name: &UserName, is_admin: bool) -> ServiceResult<()> {
         actor.require_admin()?;
         if name.as_str() == SUPER_USER && !is_admin {
-            return Err(ServiceError::invalid_field("admin", "super is always an admin"));
+            return Err(ServiceError::Conflict("super is always an admin".into()));
         }
         self.store.set_admin(name.as_str(), is_admin).await?;
         self.store.audit(actor.name.as_str(), "user.role", name.as_str(), "ok", if is_admin { "admin" } else { "user" }).await?;
@@ -482,6 +482,7 @@ impl Identity {
     /// Sets the user's SSH public key (self or admin).
     pub async fn set_ssh_key(&self, actor: &Actor, name: &UserName, key: Option<&str>) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
+        self.user(name).await?;
         if let Some(k) = key {
             let mut p = k.split_whitespace();
             let ok =

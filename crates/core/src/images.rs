@@ -21,6 +21,8 @@ use std::sync::Arc;
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageMapping {
+    /// 1-255 printable characters without spaces (spaces around are trimmed).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\s*[!-~]{1,255}\s*$"))]
     pub image_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -189,10 +191,11 @@ impl Images {
         let snap = self.registry.snapshot();
         for (inst, m) in &img.mappings {
             if snap.instance(inst.as_str()).is_none() {
-                return Err(ServiceError::invalid_field(
-                    "mappings",
-                    format!("image '{}': no connector instance '{inst}' is declared", img.name),
-                ));
+                // A well-formed name of nothing: not found, as in a path.
+                return Err(ServiceError::NotFound(Resource::Record(format!(
+                    "connector instance '{inst}' (in the mappings of image '{}')",
+                    img.name
+                ))));
             }
             let id = m.image_id.trim();
             if id.is_empty() {
@@ -211,7 +214,7 @@ impl Images {
         let all = self.list().await?;
         if let Some(p) = &img.parent {
             if !all.iter().any(|i| &i.name == p) {
-                return Err(ServiceError::invalid_field("parent", format!("image '{}': parent image '{p}' does not exist", img.name)));
+                return Err(ServiceError::NotFound(Resource::Record(format!("parent image '{p}' (of image '{}')", img.name))));
             }
             // Walk up from the parent, with this image's new parent in place.
             let parents: BTreeMap<&str, Option<&str>> =
@@ -221,10 +224,10 @@ impl Images {
             while let Some(c) = cur {
                 chain.push(c.to_string());
                 if c == img.name.as_str() {
-                    return Err(ServiceError::invalid_field("parent", format!("image parents would form a cycle: {}", chain.join(" -> "))));
+                    return Err(ServiceError::Conflict(format!("image parents would form a cycle: {}", chain.join(" -> "))));
                 }
                 if chain.len() > 64 {
-                    return Err(ServiceError::invalid_field("parent", "image hierarchy is deeper than 64"));
+                    return Err(ServiceError::Conflict("image hierarchy is deeper than 64".into()));
                 }
                 cur = parents.get(c).copied().flatten();
             }

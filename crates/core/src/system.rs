@@ -3,7 +3,7 @@
 //! a `connectors.d` file manages), reloading the files, and the connector
 //! overview. Every change is audited here, whichever edge asked for it.
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::registry::{ConfigChangeError, EffectiveParam, InstanceEntry, Registry, RegistryError, Snapshot};
 use cloudbroker_store::Store;
@@ -42,7 +42,9 @@ impl From<ConfigChangeError> for ServiceError {
     fn from(e: ConfigChangeError) -> Self {
         match e {
             ConfigChangeError::ManagedByFile { .. } => ServiceError::Conflict(e.to_string()),
-            ConfigChangeError::UnknownKey(_) | ConfigChangeError::BadValue { .. } => ServiceError::invalid_field("params", e.to_string()),
+            // A well-formed name of no parameter: not found, as in a path.
+            ConfigChangeError::UnknownKey(k) => ServiceError::NotFound(Resource::Record(format!("parameter '{k}'"))),
+            ConfigChangeError::BadValue { .. } => ServiceError::invalid_field("params", e.to_string()),
             ConfigChangeError::Registry(r) => r.into(),
         }
     }

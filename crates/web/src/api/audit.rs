@@ -1,11 +1,10 @@
 //! `/audit` (admin): the audit log, newest first, paginated and filtered.
 
 use super::actor::ApiActor;
-use super::error::{parse, ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
 use super::ok;
 use actix_web::web;
 use cloudbroker_core::audit::{AuditEntry, AuditQuery};
-use cloudbroker_core::domain::PageRequest;
 use cloudbroker_core::Broker;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +17,7 @@ pub(super) struct AuditParams {
     #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
     limit: Option<String>,
     /// The previous page's `next_cursor`.
-    #[param(pattern = r"^-?[0-9]{1,18}\.([0-9a-f]{2}){0,240}$")]
+    #[param(pattern = r"^(-?[0-9]{1,18}\.([0-9a-f]{2}){0,240})?$")]
     cursor: Option<String>,
     /// Only this actor's entries.
     actor: Option<String>,
@@ -54,7 +53,7 @@ fn time(field: &'static str, v: Option<&str>) -> Result<Option<chrono::DateTime<
 /// The audit log (admin), newest first, paginated.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "system", params(AuditParams), responses((status = 200, body = AuditPage)))]
 pub(super) async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<AuditParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = AuditQuery {
         actor: q.actor.clone().filter(|s| !s.is_empty()),
         action: q.action.clone().filter(|s| !s.is_empty()),

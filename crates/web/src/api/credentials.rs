@@ -4,12 +4,13 @@
 //! Secrets go in and never come back out.
 
 use super::actor::ApiActor;
+use super::body::Body;
 use super::doc::{ErrorBody, PageParams};
-use super::error::{parse, ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
 use super::users::user_in_path;
 use super::{no_content, ok};
 use actix_web::web;
-use cloudbroker_core::domain::{CredentialName, InstanceName, PageRequest, UserName};
+use cloudbroker_core::domain::{CredentialName, InstanceName, UserName};
 use cloudbroker_core::vault::{MaskedCredential, Rotation, Scope};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -52,13 +53,16 @@ fn user_and_instance(p: &(String, String)) -> Result<(UserName, InstanceName), A
 }
 
 fn instance_and_name(p: &(String, String)) -> Result<(InstanceName, CredentialName), ApiError> {
-    Ok((instance_in_path(&p.0)?, parse(CredentialName::parse(&p.1))?))
+    let name = CredentialName::parse(&p.1).map_err(|_| {
+        ApiError(ServiceError::NotFound(Resource::Record(format!("shared credential '{}'", p.1.chars().take(128).collect::<String>()))))
+    })?;
+    Ok((instance_in_path(&p.0)?, name))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "credentials", params(("user" = String, Path, description = "user name"), PageParams),
     responses((status = 200, body = CredentialPage)))]
 pub(super) async fn list_credentials(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.vault.page_user(&a.0, &user_in_path(&user)?, &page).await?;
     ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
@@ -69,7 +73,7 @@ pub(super) async fn put_credentials(
     a: ApiActor,
     broker: web::Data<Broker>,
     path: web::Path<(String, String)>,
-    body: web::Json<CredentialBody>,
+    body: Body<CredentialBody>,
 ) -> ApiResult {
     let (user, instance) = user_and_instance(&path)?;
     ok(broker.vault.put(&a.0, Scope::User(&user), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
@@ -93,7 +97,7 @@ pub(super) async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, p
 #[utoipa::path(get, path = "/api/v1/system/credentials", tag = "credentials", params(PageParams),
     responses((status = 200, body = CredentialPage)))]
 pub(super) async fn list_shared(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.vault.page_shared(&a.0, &page).await?;
     ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
@@ -104,7 +108,7 @@ pub(super) async fn put_shared(
     a: ApiActor,
     broker: web::Data<Broker>,
     path: web::Path<(String, String)>,
-    body: web::Json<CredentialBody>,
+    body: Body<CredentialBody>,
 ) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
@@ -132,13 +136,13 @@ pub(super) async fn delete_shared(a: ApiActor, broker: web::Data<Broker>, path: 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Grants {
-    #[schema(max_items = 10000)]
+    #[schema(max_items = 10000, value_type = Vec<super::doc::UserNameRef>)]
     users: Vec<String>,
 }
 
 #[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}/grants", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = Grants,
     responses((status = 200, body = MaskedCredential)))]
-pub(super) async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<Grants>) -> ApiResult {
+pub(super) async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: Body<Grants>) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     if body.users.len() > 10_000 {

@@ -4,7 +4,6 @@
 //! handler can forget one). The document itself is derived in `api/mod.rs`
 //! from the same list of handlers that the router registers.
 
-use cloudbroker_core::domain::{CURSOR_PATTERN, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
@@ -46,10 +45,26 @@ pub struct PageParams {
     /// Items per page (default 100).
     #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
     pub limit: Option<String>,
-    /// Where to start: the `next_cursor` of the previous page, as it was given.
-    #[param(value_type = Option<String>, pattern = r"^-?[0-9]{1,18}\.([0-9a-f]{2}){0,240}$")]
+    /// Where to start: the `next_cursor` of the previous page, as it was given
+    /// (empty or absent: the first page).
+    #[param(value_type = Option<String>, pattern = r"^(-?[0-9]{1,18}\.([0-9a-f]{2}){0,240})?$")]
     pub cursor: Option<String>,
 }
+
+/// A user name in a body: 1-64 lowercase letters, digits, `.`, `_` or `-`,
+/// starting with a letter or digit.
+pub struct UserNameRef;
+
+impl utoipa::PartialSchema for UserNameRef {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[a-z0-9][a-z0-9._-]{0,63}$"))
+            .into()
+    }
+}
+
+impl ToSchema for UserNameRef {}
 
 /// The standard responses added to every operation.
 pub struct Finish;
@@ -63,8 +78,6 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::response::Respons
 
 impl Modify for Finish {
     fn modify(&self, doc: &mut OpenApi) {
-        debug_assert_eq!(CURSOR_PATTERN, r"^-?[0-9]{1,18}\.([0-9a-f]{2}){0,240}$");
-        debug_assert_eq!(MAX_PAGE, 1000);
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
@@ -77,6 +90,20 @@ impl Modify for Finish {
 }
 
 fn add_errors(op: &mut Operation) {
+    // Every response has a description (OpenAPI requires one).
+    for (status, r) in op.responses.responses.iter_mut() {
+        if let RefOr::T(r) = r {
+            if r.description.is_empty() {
+                r.description = match status.as_str() {
+                    "200" => "OK",
+                    "201" => "Created",
+                    "204" => "Done; no body",
+                    _ => "See the body",
+                }
+                .to_string();
+            }
+        }
+    }
     let has_body = op.request_body.is_some();
     let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let has_path = op.parameters.as_ref().is_some_and(|ps| ps.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path)));
@@ -88,8 +115,8 @@ fn add_errors(op: &mut Operation) {
     }
     add("401", "`unauthenticated`: no credentials, or unknown, expired or revoked ones");
     add("403", "`forbidden`: the action needs the admin role");
-    if has_path {
-        add("404", "`not_found`: nothing by that name, or nothing the caller may see");
+    if has_path || has_body {
+        add("404", "`not_found`: nothing by that name (in the path, or named in the body), or nothing the caller may see");
     }
     if has_body {
         add("413", "`too_large`: the body is over 1 MiB");
@@ -97,4 +124,16 @@ fn add_errors(op: &mut Operation) {
     }
     add("500", "`internal`: see the broker's log");
     add("503", "`unavailable`: the database or a connector is unavailable");
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudbroker_core::domain::{CURSOR_PATTERN, MAX_PAGE};
+
+    #[test]
+    fn the_document_says_what_the_core_accepts() {
+        // `PageParams` and the other lists' parameters spell these out.
+        assert_eq!(CURSOR_PATTERN, r"^-?[0-9]{1,18}\.([0-9a-f]{2}){0,240}$");
+        assert_eq!(MAX_PAGE, 1000);
+    }
 }

@@ -1,11 +1,12 @@
 //! `/images`: native images (read by everyone, written by admins).
 
 use super::actor::ApiActor;
+use super::body::Body;
 use super::doc::{ErrorBody, PageParams};
 use super::error::{parse, ApiError, ApiResult};
 use super::{no_content, ok};
 use actix_web::{web, HttpResponse};
-use cloudbroker_core::domain::{ImageName, InstanceName, PageRequest};
+use cloudbroker_core::domain::{ImageName, InstanceName};
 use cloudbroker_core::images::{ImageMapping, ImageSpec, ImageView};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -45,15 +46,22 @@ pub(super) struct ImageBody {
 /// The body of `POST /images`: `name` is required.
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewImage {
+    /// Lowercase letters and digits, words joined by `-`, `_` or `.` (e.g. `ubuntu-22.04`).
     #[schema(pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")]
     name: String,
+    #[serde(default)]
     #[schema(max_length = 1024)]
-    description: Option<String>,
+    description: String,
+    #[serde(default)]
     #[schema(max_length = 64)]
-    os: Option<String>,
+    os: String,
+    /// An existing image to inherit cloud image ids from; empty or null for none.
     parent: Option<String>,
-    mappings: Option<BTreeMap<String, ImageMapping>>,
+    /// connector instance -> its cloud image id (and defaults).
+    #[serde(default)]
+    mappings: BTreeMap<String, ImageMapping>,
 }
 
 impl ImageBody {
@@ -64,8 +72,12 @@ impl ImageBody {
         };
         let mut mappings = BTreeMap::new();
         for (inst, m) in self.mappings {
-            let i = InstanceName::parse(&inst)
-                .map_err(|_| ApiError::field("mappings", format!("image '{name}': no connector instance '{inst}' is declared")))?;
+            let i = InstanceName::parse(&inst).map_err(|_| {
+                ApiError(ServiceError::NotFound(Resource::Record(format!(
+                    "connector instance '{}' (named in the mappings of image '{name}')",
+                    inst.chars().take(64).collect::<String>()
+                ))))
+            })?;
             mappings.insert(i, m);
         }
         Ok(ImageSpec { name, description: self.description, os: self.os, parent, mappings })
@@ -81,7 +93,7 @@ fn image_in_path(s: &str) -> Result<ImageName, ApiError> {
 /// Images (stored and from files), by name, paginated.
 #[utoipa::path(get, path = "/api/v1/images", tag = "images", params(PageParams), responses((status = 200, body = ImagePage)))]
 pub(super) async fn list_images(_a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.images.page(&page).await?;
     ok(ImagePage { images: p.items, next_cursor: p.next_cursor })
 }
@@ -95,7 +107,7 @@ pub(super) async fn get_image(_a: ApiActor, broker: web::Data<Broker>, name: web
 /// Creates an image (admin).
 #[utoipa::path(post, path = "/api/v1/images", tag = "images", request_body = NewImage,
     responses((status = 201, body = ImageView), (status = 409, description = "`conflict`: the name is taken", body = ErrorBody)))]
-pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: web::Json<ImageBody>) -> ApiResult {
+pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: Body<ImageBody>) -> ApiResult {
     a.0.require_admin()?;
     let body = body.into_inner();
     let name = body.name.clone().ok_or_else(|| ApiError::field("name", "name is required"))?;
@@ -107,7 +119,7 @@ pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: w
 /// Creates or replaces an image (admin).
 #[utoipa::path(put, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")), request_body = ImageBody,
     responses((status = 200, body = ImageView)))]
-pub(super) async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>, body: web::Json<ImageBody>) -> ApiResult {
+pub(super) async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>, body: Body<ImageBody>) -> ApiResult {
     a.0.require_admin()?;
     let body = body.into_inner();
     if body.name.as_deref().is_some_and(|n| n != name.as_str()) {

@@ -12,6 +12,7 @@
 
 pub mod actor;
 pub mod audit;
+pub mod body;
 pub mod credentials;
 pub mod doc;
 pub mod error;
@@ -100,10 +101,10 @@ operations![
     vms::launch,
     vms::list_vms,
     vms::get_vm,
-    vms::terminate_vm,
     vms::start_vm,
     vms::stop_vm,
     vms::reboot_vm,
+    vms::terminate_vm,
     self::openapi,
 ];
 

@@ -2,6 +2,7 @@
 //! overrides set by admins.
 
 use super::actor::ApiActor;
+use super::body::Body;
 use super::error::ApiResult;
 use super::ok;
 use super::users::user_in_path;
@@ -25,6 +26,7 @@ pub(super) async fn get_quotas(a: ApiActor, broker: web::Data<Broker>, user: web
 pub(super) struct QuotaBody {
     /// The user's limit of live VMs on the instance; null removes the override.
     #[schema(minimum = 0, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "super::body::opt_integer")]
     vm: Option<i64>,
 }
 
@@ -32,7 +34,7 @@ pub(super) struct QuotaBody {
 #[utoipa::path(put, path = "/api/v1/users/{user}/quotas/{instance}", tag = "quotas",
     params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
     request_body = QuotaBody, responses((status = 200, body = Quota)))]
-pub(super) async fn put_quota(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<QuotaBody>) -> ApiResult {
+pub(super) async fn put_quota(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: Body<QuotaBody>) -> ApiResult {
     let (user, instance) = path.into_inner();
     let user = user_in_path(&user)?;
     let instance = InstanceName::parse(&instance).map_err(|_| {

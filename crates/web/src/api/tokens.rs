@@ -2,14 +2,15 @@
 //! or an existing bearer token; the token is shown once.
 
 use super::actor::ApiActor;
+use super::body::{object, opt_integer};
 use super::doc::PageParams;
-use super::error::{parse, ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
 use super::users::TokenPage;
 use super::{no_content, ok};
 use crate::common::auth::{basic_credentials, client_ip};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use cloudbroker_core::domain::{PageRequest, TokenId, UserName};
+use cloudbroker_core::domain::{TokenId, UserName};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub(super) struct TokenRequest {
     /// Lifetime in seconds (at most about 10 years); never longer than the
     /// bearer token used to mint it.
     #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "opt_integer")]
     expires_in_secs: Option<u64>,
 }
 
@@ -51,10 +53,12 @@ pub(super) async fn create_token(req: HttpRequest, broker: web::Data<Broker>, bo
         }
         None => ApiActor::of(&req).await?.0,
     };
-    let r: TokenRequest = if body.is_empty() {
-        TokenRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body: {e}")))?
+    // No body, or `null`, takes the defaults.
+    let r: TokenRequest = match serde_json::from_slice(&body) {
+        _ if body.is_empty() => TokenRequest::default(),
+        Ok(serde_json::Value::Null) => TokenRequest::default(),
+        Ok(v) => object(v)?,
+        Err(e) => return Err(ApiError::invalid(format!("body: {e}"))),
     };
     let (token, t) = broker
         .identity
@@ -66,7 +70,7 @@ pub(super) async fn create_token(req: HttpRequest, broker: web::Data<Broker>, bo
 /// The caller's API tokens, newest first, paginated.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageParams), responses((status = 200, body = TokenPage)))]
 pub(super) async fn list_tokens(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.identity.page_tokens(&a.0, &a.0.name, &page).await?;
     ok(TokenPage { tokens: p.items, next_cursor: p.next_cursor })
 }

@@ -1,13 +1,14 @@
 //! `/users`: accounts, roles, passwords and SSH keys.
 
 use super::actor::ApiActor;
+use super::body::Body;
 use super::doc::PageParams;
 use super::error::{parse, ApiResult};
 use super::{no_content, ok};
 use crate::common::auth::client_ip;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cloudbroker_connector_api::SecretString;
-use cloudbroker_core::domain::{PageRequest, TokenId, UserName};
+use cloudbroker_core::domain::{TokenId, UserName};
 use cloudbroker_core::identity::{Token, User};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,7 @@ pub(super) struct TokenPage {
 /// Creates a user (admin).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = User), (status = 409, description = "`conflict`: the name is taken", body = super::doc::ErrorBody)))]
-pub(super) async fn create_user(a: ApiActor, broker: web::Data<Broker>, body: web::Json<NewUser>) -> ApiResult {
+pub(super) async fn create_user(a: ApiActor, broker: web::Data<Broker>, body: Body<NewUser>) -> ApiResult {
     a.0.require_admin()?;
     let name = parse(UserName::parse(&body.name))?;
     let u = broker.identity.create_user(&a.0, &name, &SecretString::new(body.password.clone()), body.admin).await?;
@@ -70,7 +71,7 @@ pub(super) async fn create_user(a: ApiActor, broker: web::Data<Broker>, body: we
 /// Users by name (admin), paginated.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageParams), responses((status = 200, body = UserPage)))]
 pub(super) async fn list_users(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.identity.page_users(&a.0, &page).await?;
     ok(UserPage { users: p.items, next_cursor: p.next_cursor })
 }
@@ -102,7 +103,7 @@ pub(super) async fn set_password(
     a: ApiActor,
     broker: web::Data<Broker>,
     user: web::Path<String>,
-    body: web::Json<Password>,
+    body: Body<Password>,
 ) -> ApiResult {
     let current = body.current_password.clone().map(SecretString::new);
     broker
@@ -130,7 +131,7 @@ pub(super) async fn enable_user(a: ApiActor, broker: web::Data<Broker>, user: we
 #[utoipa::path(get, path = "/api/v1/users/{user}/tokens", tag = "tokens", params(("user" = String, Path, description = "user name"), PageParams),
     responses((status = 200, body = TokenPage)))]
 pub(super) async fn list_user_tokens(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, q: web::Query<PageParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.identity.page_tokens(&a.0, &user_in_path(&user)?, &page).await?;
     ok(TokenPage { tokens: p.items, next_cursor: p.next_cursor })
 }
@@ -158,7 +159,7 @@ pub(super) struct Role {
 /// Grants or removes the admin role (admin; `super` is always an admin).
 #[utoipa::path(put, path = "/api/v1/users/{user}/role", tag = "users", params(("user" = String, Path, description = "user name")),
     request_body = Role, responses((status = 204, description = "Set")))]
-pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Json<Role>) -> ApiResult {
+pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: Body<Role>) -> ApiResult {
     broker.identity.set_admin(&a.0, &user_in_path(&user)?, body.admin).await?;
     no_content()
 }
@@ -167,14 +168,15 @@ pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SshKey {
-    /// An OpenSSH public key line; null removes the key.
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`); null removes the key.
+    #[schema(pattern = r"^\s*(ssh-|ecdsa-)\S*\s+\S{16,}(\s[\s\S]*)?$")]
     ssh_public_key: Option<String>,
 }
 
 /// Sets or removes the user's SSH public key (self or admin).
 #[utoipa::path(put, path = "/api/v1/users/{user}/ssh-key", tag = "users", params(("user" = String, Path, description = "user name")),
     request_body = SshKey, responses((status = 204, description = "Set")))]
-pub(super) async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Json<SshKey>) -> ApiResult {
+pub(super) async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: Body<SshKey>) -> ApiResult {
     broker.identity.set_ssh_key(&a.0, &user_in_path(&user)?, body.ssh_public_key.as_deref()).await?;
     no_content()
 }

@@ -1,11 +1,12 @@
 //! `/vms`: launch, list (paginated, newest first), read, act, terminate.
 
 use super::actor::ApiActor;
+use super::body::Body;
 use super::doc::ErrorBody;
 use super::error::{parse, ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpResponse};
-use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, PageRequest, Tags, UserName, VmAction, VmId, VmStatus};
+use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, Tags, UserName, VmAction, VmId, VmStatus};
 use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ pub(super) struct LaunchBody {
     instance_type: Option<String>,
     /// How many VMs (default 1).
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "super::body::opt_integer")]
     count: Option<u32>,
     #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: Option<String>,
@@ -67,7 +69,7 @@ impl LaunchBody {
     responses((status = 201, description = "Launched", body = VmPage), (status = 200, description = "The VMs of an earlier launch with this client token", body = VmPage),
         (status = 409, description = "`quota_exceeded`", body = ErrorBody), (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody),
         (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
-pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: web::Json<LaunchBody>) -> ApiResult {
+pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
     let spec = body.into_inner().into_spec()?;
     let out = broker.provisioning.launch(&a.0, spec).await?;
     let status = if out.created { actix_web::http::StatusCode::CREATED } else { actix_web::http::StatusCode::OK };
@@ -79,6 +81,7 @@ pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: web::Js
 #[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     /// Only VMs on this connector instance.
+    #[param(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     instance: Option<String>,
     /// Only VMs in this state.
     #[param(value_type = Option<VmStatus>)]
@@ -86,16 +89,19 @@ pub(super) struct ListParams {
     /// Only VMs with this name.
     name: Option<String>,
     /// Admins: only this user's VMs.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     user: Option<String>,
     /// Only the VMs of this launch (32 hex digits).
+    #[param(pattern = "^[0-9a-f]{32}$")]
     launch: Option<String>,
     /// `KEY=VALUE`: only VMs with this tag.
+    #[param(pattern = r"^[^=]*=[\s\S]*$")]
     tag: Option<String>,
     /// Items per page (default 100).
     #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
     limit: Option<String>,
     /// The previous page's `next_cursor`.
-    #[param(pattern = r"^-?[0-9]{1,18}\.([0-9a-f]{2}){0,240}$")]
+    #[param(pattern = r"^(-?[0-9]{1,18}\.([0-9a-f]{2}){0,240})?$")]
     cursor: Option<String>,
 }
 
@@ -103,7 +109,7 @@ pub(super) struct ListParams {
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListParams), responses((status = 200, body = VmPage)))]
 pub(super) async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListParams>) -> ApiResult {
     let q = q.into_inner();
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = VmQuery {
         user: q.user.as_deref().map(|u| UserName::parse(u).map_err(|e| ApiError::field("user", e.message))).transpose()?,
         instance: q
@@ -138,13 +144,6 @@ pub(super) async fn get_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path
     ok(broker.provisioning.get(&a.0, &vm_in_path(&id)?).await?)
 }
 
-/// Terminates a VM.
-#[utoipa::path(delete, path = "/api/v1/vms/{id}", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
-    responses((status = 200, description = "Terminating", body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
-        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
-pub(super) async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
-    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)
-}
 
 /// Starts a VM.
 #[utoipa::path(post, path = "/api/v1/vms/{id}/start", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
@@ -168,4 +167,12 @@ pub(super) async fn stop_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Pat
         (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn reboot_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
     ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Reboot).await?)
+}
+
+/// Terminates a VM (its record stays, in state `shutting-down` then `terminated`).
+#[utoipa::path(post, path = "/api/v1/vms/{id}/terminate", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)
 }

@@ -24,6 +24,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
             let status = match e {
                 ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 ConnectorError::NotFound { .. } => StatusCode::NOT_FOUND,
+                // The VM's state does not allow the action: a conflict, not a bad request.
+                ConnectorError::InvalidRequest { code, .. } if code == "IncorrectInstanceState" => StatusCode::CONFLICT,
                 ConnectorError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
                 ConnectorError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
                 ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => {
