@@ -191,11 +191,9 @@ impl Images {
         let snap = self.registry.snapshot();
         for (inst, m) in &img.mappings {
             if snap.instance(inst.as_str()).is_none() {
-                // A well-formed name of nothing: not found, as in a path.
-                return Err(ServiceError::NotFound(Resource::Record(format!(
-                    "connector instance '{inst}' (in the mappings of image '{}')",
-                    img.name
-                ))));
+                // The request names what the configuration lacks: a conflict
+                // with it (not a malformed request, nor a missing target).
+                return Err(ServiceError::Conflict(format!("image '{}': no connector instance '{inst}' is declared", img.name)));
             }
             let id = m.image_id.trim();
             if id.is_empty() {
@@ -214,7 +212,7 @@ impl Images {
         let all = self.list().await?;
         if let Some(p) = &img.parent {
             if !all.iter().any(|i| &i.name == p) {
-                return Err(ServiceError::NotFound(Resource::Record(format!("parent image '{p}' (of image '{}')", img.name))));
+                return Err(ServiceError::Conflict(format!("image '{}': parent image '{p}' does not exist", img.name)));
             }
             // Walk up from the parent, with this image's new parent in place.
             let parents: BTreeMap<&str, Option<&str>> =

@@ -243,10 +243,10 @@ impl Vault {
         if secret.is_empty() {
             return Err(ServiceError::invalid_field("secret_access_key", "access_key_id and secret_access_key are both required"));
         }
-        if access_key_id.len() > 256 || access_key_id.chars().any(char::is_control) {
+        if access_key_id.chars().count() > 256 || access_key_id.chars().any(char::is_control) {
             return Err(ServiceError::invalid_field("access_key_id", "access_key_id is at most 256 characters, no control characters"));
         }
-        if secret.len() > 4096 {
+        if secret.chars().count() > 4096 {
             return Err(ServiceError::invalid_field("secret_access_key", "secret_access_key is at most 4096 characters"));
         }
         if let Scope::User(u) = scope {

@@ -49,10 +49,10 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     let (s, _) = app.call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "linux"}))).await;
     assert_eq!(s, 400);
     let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "x", "parent": "ghost"}))).await;
-    assert!(s == 404 && b["error"]["message"].as_str().unwrap().contains("parent image 'ghost' (of image 'x') not found"), "{b}");
+    assert!(s == 409 && b["error"]["message"].as_str().unwrap().contains("parent image 'ghost' does not exist"), "{b}");
     let (s, b) =
         app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "y", "mappings": {"mars": {"image_id": "ami-1"}}}))).await;
-    assert!(s == 404 && b["error"]["message"].as_str().unwrap().contains("connector instance 'mars'"), "{b}");
+    assert!(s == 409 && b["error"]["message"].as_str().unwrap().contains("no connector instance 'mars'"), "{b}");
     let (s, _) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "linux"}))).await;
     assert_eq!(s, 409);
     let (s, _) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "Bad Name"}))).await;

@@ -30,8 +30,8 @@ pub(super) struct CredentialPage {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CredentialBody {
-    /// 1-256 characters, no control characters (spaces around are trimmed).
-    #[schema(min_length = 1, max_length = 256)]
+    /// 1-256 characters, no control characters, not only spaces (spaces around are trimmed).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     access_key_id: String,
     /// 1-4096 characters; never shown again.
     #[schema(min_length = 1, max_length = 4096)]

@@ -66,6 +66,42 @@ impl utoipa::PartialSchema for UserNameRef {
 
 impl ToSchema for UserNameRef {}
 
+fn string(pattern: &str) -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).pattern(Some(pattern))
+}
+
+/// A VM's tags: at most 40; keys 1-128 characters, values at most 256, no
+/// control characters; keys `cloudbroker:*`, `aws:*` and `Name` are reserved.
+pub struct TagMap;
+
+impl utoipa::PartialSchema for TagMap {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .max_properties(Some(40))
+            .property_names(Some(string(r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")))
+            .additional_properties(Some(string(r"^[^\x00-\x1f\x7f-\x9f]{0,256}$")))
+            .into()
+    }
+}
+
+impl ToSchema for TagMap {}
+
+/// An image's cloud ids: connector instance -> mapping.
+pub struct Mappings;
+
+impl utoipa::PartialSchema for Mappings {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .property_names(Some(string("^[a-z0-9]+(-[a-z0-9]+)*$")))
+            .additional_properties(Some(Ref::from_schema_name("ImageMapping")))
+            .into()
+    }
+}
+
+impl ToSchema for Mappings {}
+
 /// The standard responses added to every operation.
 pub struct Finish;
 

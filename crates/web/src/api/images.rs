@@ -37,9 +37,32 @@ pub(super) struct ImageBody {
     #[schema(max_length = 64)]
     os: String,
     /// An existing image to inherit cloud image ids from; empty or null for none.
+    #[schema(pattern = r"^([a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?)?$")]
     parent: Option<String>,
     /// connector instance -> its cloud image id (and defaults).
     #[serde(default)]
+    #[schema(value_type = super::doc::Mappings)]
+    mappings: BTreeMap<String, ImageMapping>,
+}
+
+/// The body of `PUT /images/{name}`: the name is the path's (a `name` equal
+/// to it is tolerated).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(super) struct PutImage {
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    description: String,
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    os: String,
+    /// An existing image to inherit cloud image ids from; empty or null for none.
+    #[schema(pattern = r"^([a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?)?$")]
+    parent: Option<String>,
+    /// connector instance -> its cloud image id (and defaults).
+    #[serde(default)]
+    #[schema(value_type = super::doc::Mappings)]
     mappings: BTreeMap<String, ImageMapping>,
 }
 
@@ -58,9 +81,11 @@ pub(super) struct NewImage {
     #[schema(max_length = 64)]
     os: String,
     /// An existing image to inherit cloud image ids from; empty or null for none.
+    #[schema(pattern = r"^([a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?)?$")]
     parent: Option<String>,
     /// connector instance -> its cloud image id (and defaults).
     #[serde(default)]
+    #[schema(value_type = super::doc::Mappings)]
     mappings: BTreeMap<String, ImageMapping>,
 }
 
@@ -72,11 +97,12 @@ impl ImageBody {
         };
         let mut mappings = BTreeMap::new();
         for (inst, m) in self.mappings {
+            // A name of no instance: the request conflicts with the configuration.
             let i = InstanceName::parse(&inst).map_err(|_| {
-                ApiError(ServiceError::NotFound(Resource::Record(format!(
-                    "connector instance '{}' (named in the mappings of image '{name}')",
+                ApiError(ServiceError::Conflict(format!(
+                    "image '{name}': no connector instance '{}' is declared",
                     inst.chars().take(64).collect::<String>()
-                ))))
+                )))
             })?;
             mappings.insert(i, m);
         }
@@ -106,7 +132,7 @@ pub(super) async fn get_image(_a: ApiActor, broker: web::Data<Broker>, name: web
 
 /// Creates an image (admin).
 #[utoipa::path(post, path = "/api/v1/images", tag = "images", request_body = NewImage,
-    responses((status = 201, body = ImageView), (status = 409, description = "`conflict`: the name is taken", body = ErrorBody)))]
+    responses((status = 201, body = ImageView), (status = 409, description = "`conflict`: the name is taken, or the parent or an instance does not exist", body = ErrorBody)))]
 pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: Body<ImageBody>) -> ApiResult {
     a.0.require_admin()?;
     let body = body.into_inner();
@@ -117,8 +143,8 @@ pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: B
 }
 
 /// Creates or replaces an image (admin).
-#[utoipa::path(put, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")), request_body = ImageBody,
-    responses((status = 200, body = ImageView)))]
+#[utoipa::path(put, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")), request_body = PutImage,
+    responses((status = 200, body = ImageView), (status = 409, description = "`conflict`: the parent or an instance does not exist, or parents would form a cycle", body = ErrorBody)))]
 pub(super) async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>, body: Body<ImageBody>) -> ApiResult {
     a.0.require_admin()?;
     let body = body.into_inner();

@@ -158,7 +158,7 @@ pub(super) struct Role {
 
 /// Grants or removes the admin role (admin; `super` is always an admin).
 #[utoipa::path(put, path = "/api/v1/users/{user}/role", tag = "users", params(("user" = String, Path, description = "user name")),
-    request_body = Role, responses((status = 204, description = "Set")))]
+    request_body = Role, responses((status = 204, description = "Set"), (status = 409, description = "`conflict`: `super` is always an admin", body = super::doc::ErrorBody)))]
 pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: Body<Role>) -> ApiResult {
     broker.identity.set_admin(&a.0, &user_in_path(&user)?, body.admin).await?;
     no_content()

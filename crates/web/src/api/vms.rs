@@ -28,7 +28,7 @@ pub(super) struct VmPage {
 #[serde(deny_unknown_fields)]
 pub(super) struct LaunchBody {
     /// The connector instance.
-    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 63)]
     instance: String,
     /// A native image, or a cloud image id where `images.allow.raw` is on.
     #[schema(pattern = "^[!-~]{1,255}$")]
@@ -44,7 +44,9 @@ pub(super) struct LaunchBody {
     name: Option<String>,
     user_data: Option<String>,
     /// Makes the launch idempotent: the same token gives back the same VMs.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     client_token: Option<String>,
+    #[schema(value_type = Option<super::doc::TagMap>)]
     tags: Option<BTreeMap<String, String>>,
 }
 
@@ -81,7 +83,7 @@ pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: Body<La
 #[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     /// Only VMs on this connector instance.
-    #[param(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
+    #[param(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 63)]
     instance: Option<String>,
     /// Only VMs in this state.
     #[param(value_type = Option<VmStatus>)]
