@@ -125,6 +125,26 @@ pub(crate) fn user_name(s: String) -> UserName {
     UserName::from_stored(s)
 }
 
+/// What may surround an SSH key line (a pasted line's spaces and newline).
+const SSH_KEY_PADDING: &[char] = &[' ', '\t', '\r', '\n'];
+
+/// An OpenSSH public key line: `<type> <base64 blob> [comment]`, the type
+/// `ssh-*` or `ecdsa-*`, type and blob printable ASCII (the blob at least 16
+/// characters), separated by spaces or tabs; the comment has no control
+/// character but tabs. The JSON API's document states the same rule as
+/// `^[ \t\r\n]*(ssh-|ecdsa-)[!-~]*[ \t]+[!-~]{16,}([ \t][^\x00-\x08\x0a-\x1f\x7f-\x9f]*)?[ \t\r\n]*$`.
+pub fn ssh_key_ok(key: &str) -> bool {
+    let sep = [' ', '\t'];
+    let line = key.trim_matches(SSH_KEY_PADDING);
+    let Some((kind, rest)) = line.split_once(sep) else { return false };
+    let (blob, comment) = rest.trim_start_matches(sep).split_once(sep).unwrap_or((rest.trim_start_matches(sep), ""));
+    (kind.starts_with("ssh-") || kind.starts_with("ecdsa-"))
+        && kind.bytes().all(|b| b.is_ascii_graphic())
+        && blob.len() >= 16
+        && blob.bytes().all(|b| b.is_ascii_graphic())
+        && comment.chars().all(|c| c == '\t' || !c.is_control())
+}
+
 /// Passwords must be at least this long.
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// And at most this long (Argon2 hashes any length; a megabyte password is an attack).
@@ -484,17 +504,14 @@ impl Identity {
         actor.require_self_or_admin(name)?;
         self.user(name).await?;
         if let Some(k) = key {
-            let mut p = k.split_whitespace();
-            let ok =
-                matches!((p.next(), p.next()), (Some(a), Some(b)) if (a.starts_with("ssh-") || a.starts_with("ecdsa-")) && b.len() >= 16);
-            if !ok {
+            if !ssh_key_ok(k) {
                 return Err(ServiceError::invalid_field(
                     "ssh_public_key",
                     "SSH public key is not in OpenSSH format (e.g. 'ssh-ed25519 AAAA... comment')",
                 ));
             }
         }
-        self.store.set_ssh_key(name.as_str(), key.map(str::trim)).await?;
+        self.store.set_ssh_key(name.as_str(), key.map(|k| k.trim_matches(SSH_KEY_PADDING))).await?;
         Ok(())
     }
 

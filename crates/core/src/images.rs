@@ -81,7 +81,8 @@ pub struct ResolvedImage {
 /// Why an image has no id for an instance (the UI and the EC2 front say which).
 fn no_id(image: &ImageName, instance: &InstanceName, tried: &[String]) -> ServiceError {
     let via = if tried.len() > 1 { format!(" (nor do its parents {})", tried[1..].join(", ")) } else { String::new() };
-    ServiceError::invalid_field("image", format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
+    // Well-formed, but the image's configuration lacks it: a conflict with it.
+    ServiceError::Conflict(format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
 }
 
 /// The image service.

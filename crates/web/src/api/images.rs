@@ -125,7 +125,7 @@ pub(super) async fn list_images(_a: ApiActor, broker: web::Data<Broker>, q: web:
 }
 
 /// One image.
-#[utoipa::path(get, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")), responses((status = 200, body = ImageView)))]
+#[utoipa::path(get, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name", pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")), responses((status = 200, body = ImageView)))]
 pub(super) async fn get_image(_a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>) -> ApiResult {
     ok(broker.images.get(&image_in_path(&name)?).await?)
 }
@@ -143,7 +143,7 @@ pub(super) async fn create_image(a: ApiActor, broker: web::Data<Broker>, body: B
 }
 
 /// Creates or replaces an image (admin).
-#[utoipa::path(put, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")), request_body = PutImage,
+#[utoipa::path(put, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name", pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")), request_body = PutImage,
     responses((status = 200, body = ImageView), (status = 409, description = "`conflict`: the parent or an instance does not exist, or parents would form a cycle", body = ErrorBody)))]
 pub(super) async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>, body: Body<ImageBody>) -> ApiResult {
     a.0.require_admin()?;
@@ -156,7 +156,7 @@ pub(super) async fn put_image(a: ApiActor, broker: web::Data<Broker>, name: web:
 }
 
 /// Deletes an image (admin).
-#[utoipa::path(delete, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name")),
+#[utoipa::path(delete, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name", pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: other images name it as parent", body = ErrorBody)))]
 pub(super) async fn delete_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>) -> ApiResult {
     a.0.require_admin()?;

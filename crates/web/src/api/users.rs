@@ -169,7 +169,7 @@ pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::
 #[serde(deny_unknown_fields)]
 pub(super) struct SshKey {
     /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`); null removes the key.
-    #[schema(pattern = r"^\s*(ssh-|ecdsa-)\S*\s+\S{16,}(\s[\s\S]*)?$")]
+    #[schema(pattern = r"^[ \t\r\n]*(ssh-|ecdsa-)[!-~]*[ \t]+[!-~]{16,}([ \t][^\x00-\x08\x0a-\x1f\x7f-\x9f]*)?[ \t\r\n]*$")]
     ssh_public_key: Option<String>,
 }
 
