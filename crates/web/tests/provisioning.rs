@@ -65,7 +65,7 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     // Users read images but do not write them.
     let alice = app.user(&admin, "alice").await;
     let (s, l) = app.call(Method::GET, "/api/v1/images", &alice, None).await;
-    assert_eq!((s, l.as_array().unwrap().len()), (200, 3));
+    assert_eq!((s, l["images"].as_array().unwrap().len()), (200, 3));
     let (s, _) = app.call(Method::DELETE, "/api/v1/images/ubuntu-min", &alice, None).await;
     assert_eq!(s, 403);
 });
@@ -146,7 +146,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     // Bob sees nothing of alice's.
     let (s, _) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &bob, None).await;
     assert_eq!(s, 404);
-    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &bob, None).await;
+    let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &bob, None).await;
     assert_eq!(s, 404);
     let (_, l) = app.call(Method::GET, "/api/v1/vms", &bob, None).await;
     assert!(l["vms"].as_array().unwrap().is_empty());
@@ -179,7 +179,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     reconcile(&app, &admin).await;
     let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{id}/reboot"), &alice, None).await;
     assert_eq!(s, 200);
-    let (s, v) = app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &alice, None).await;
+    let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &alice, None).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("shutting-down")));
     reconcile(&app, &admin).await;
     let v = vm_state(&app, &alice, &id).await;
@@ -266,7 +266,7 @@ app_test!(concurrent_launches_respect_the_quota, |app: TestApp| async move {
     assert_eq!((q[0]["limit"].as_i64(), q[0]["source"].as_str()), (Some(10), Some("instance")));
     let (_, l) = app.call(Method::GET, "/api/v1/vms", &alice, None).await;
     let id = l["vms"][0]["id"].as_str().unwrap().to_string();
-    app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &alice, None).await;
+    app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &alice, None).await;
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux"}))).await;
     assert_eq!(s, 201, "{b}");
 });
@@ -380,7 +380,7 @@ async fn ec2_lifecycle_against_moto() {
     assert!(["pending", "running"].contains(&v["state"].as_str().unwrap()), "{v}");
     let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{}/reboot", ids[0]), &alice, None).await;
     assert_eq!(s, 200);
-    let (_, v) = app.call(Method::DELETE, &format!("/api/v1/vms/{}", ids[0]), &alice, None).await;
+    let (_, v) = app.call(Method::POST, &format!("/api/v1/vms/{}/terminate", ids[0]), &alice, None).await;
     assert!(["shutting-down", "terminated"].contains(&v["state"].as_str().unwrap()), "{v}");
 
     // Terminated directly in the cloud: seen after one reconcile pass.

@@ -8,7 +8,7 @@
 //! document becomes one actix resource holding its methods, so a path and a
 //! method are served exactly when the document lists them. A known path with
 //! another method answers 405 with `Allow`; an unknown path under `/api/v1`
-//! answers a JSON 404.
+//! answers a JSON 404. `/api/docs` renders the document for people.
 
 pub mod actor;
 pub mod audit;
@@ -18,6 +18,7 @@ pub mod doc;
 pub mod error;
 pub mod images;
 pub mod quotas;
+pub mod reference;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -149,7 +150,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }
         scope = scope.service(resource.default_service(web::to(move || error::method_not_allowed(allow.clone()))));
     }
-    cfg.service(scope);
+    cfg.service(scope).route("/api/docs", web::get().to(reference::page));
 }
 
 /// 200 with a JSON body.
