@@ -7,7 +7,7 @@
 
 use super::{Provisioning, Vm};
 use crate::domain::{ClientToken, CredentialId, ImageRef, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
-use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::images::ResolvedImage;
 use cloudbroker_connector_api::model::tags;
@@ -110,10 +110,10 @@ impl Provisioning {
             None if allow_raw => {
                 Ok(ResolvedImage { image_id: image.to_string(), instance_type: None, security_group: None, from_image: String::new() })
             }
-            // A well-formed name of nothing: not found.
-            None => Err(ServiceError::NotFound(Resource::Record(format!(
-                "native image '{image}' (and raw cloud image ids are not allowed: images.allow.raw)"
-            )))),
+            // Well-formed, but the configuration has no such image: a conflict with it.
+            None => Err(ServiceError::Conflict(format!(
+                "image '{image}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)"
+            ))),
         }
     }
 
