@@ -683,3 +683,31 @@ impl Identity {
         Ok(self.store.purge_sessions(idle, absolute).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_key_ok;
+
+    #[test]
+    fn ssh_keys() {
+        for ok in [
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x",
+            "  ssh-rsa\tAAAAB3NzaC1yc2EAAAADAQABAAABAQ  \r\n",
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY josé laptop",
+            "ssh-ed25519   AAAAC3NzaC1lZDI1NTE5AAAAIA",
+        ] {
+            assert!(ssh_key_ok(ok), "{ok:?}");
+        }
+        for bad in [
+            "not a key",
+            "ssh-ed25519 short",
+            "ssh-ed25519",
+            "rsa AAAAC3NzaC1lZDI1NTE5AAAAIA",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\ncomment",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA bad\u{7}bell",
+            "ssh-ed25519\u{85}AAAAC3NzaC1lZDI1NTE5AAAAIA",
+        ] {
+            assert!(!ssh_key_ok(bad), "{bad:?}");
+        }
+    }
+}

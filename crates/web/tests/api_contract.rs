@@ -74,7 +74,8 @@ app_test!(every_list_is_paginated, |app: TestApp| async move {
     let (s, b) = app.call(Method::POST, "/api/v1/connectors/reload", &admin, None).await;
     assert_eq!(s, 200, "{b}");
     for n in ["a-api", "c-api", "e-api"] {
-        let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": n, "mappings": {"sb": {"image_id": "ami-1"}}}))).await;
+        let (s, b) =
+            app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": n, "mappings": {"sb": {"image_id": "ami-1"}}}))).await;
         assert_eq!(s, 201, "{b}");
     }
     for limit in [1, 2, 5] {
@@ -99,7 +100,8 @@ app_test!(every_list_is_paginated, |app: TestApp| async move {
     }
     app.call(Method::PUT, "/api/v1/system/credentials/sb2/team-a/grants", &admin, Some(json!({"users": ["u2"]}))).await;
     let (shared, _) = walk(&app, &admin, "/api/v1/system/credentials", "credentials", 2).await;
-    let keys: Vec<String> = shared.iter().map(|c| format!("{}/{}", c["owner"].as_str().unwrap(), c["instance"].as_str().unwrap())).collect();
+    let keys: Vec<String> =
+        shared.iter().map(|c| format!("{}/{}", c["owner"].as_str().unwrap(), c["instance"].as_str().unwrap())).collect();
     assert_eq!(keys, ["team-a/sb", "team-a/sb2", "team-b/sb"]);
     assert_eq!(shared[1]["granted_to"], json!(["u2"]));
     // Bad limits and cursors are refused, naming the parameter.
@@ -158,7 +160,8 @@ async fn the_document_describes_what_the_server_does() {
     let paths = doc["paths"].as_object().unwrap();
     // Path parameters are declared.
     let params = &paths["/api/v1/users/{user}/credentials/{instance}"]["put"]["parameters"];
-    let declared: Vec<&str> = params.as_array().unwrap().iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+    let declared: Vec<&str> =
+        params.as_array().unwrap().iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(declared, ["user", "instance"]);
     // Every DELETE answers 204; every operation documents 401 and its descriptions.
     for (path, item) in paths {

@@ -30,7 +30,12 @@ async fn schemathesis_finds_no_failure() {
     let app = TestApp::sqlite().await;
     let admin = app.token("super", SUPER_PW).await;
     let (s, b) = app
-        .call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})))
+        .call(
+            Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     app.user(&admin, "alice").await;

@@ -61,7 +61,12 @@ fn instance_and_name(p: &(String, String)) -> Result<(InstanceName, CredentialNa
 
 #[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "credentials", params(("user" = String, Path, description = "user name"), PageParams),
     responses((status = 200, body = CredentialPage)))]
-pub(super) async fn list_credentials(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, q: web::Query<PageParams>) -> ApiResult {
+pub(super) async fn list_credentials(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    q: web::Query<PageParams>,
+) -> ApiResult {
     let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.vault.page_user(&a.0, &user_in_path(&user)?, &page).await?;
     ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
@@ -142,7 +147,12 @@ pub(super) struct Grants {
 
 #[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}/grants", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = Grants,
     responses((status = 200, body = MaskedCredential)))]
-pub(super) async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: Body<Grants>) -> ApiResult {
+pub(super) async fn grant_shared(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: Body<Grants>,
+) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     if body.users.len() > 10_000 {

@@ -28,7 +28,9 @@ pub struct ErrorDetail {
     /// `unsupported_media_type` (415), `throttled` (429), `internal` (500),
     /// `unavailable` (503); a cloud's refusal is `cloud.<the cloud's code>`
     /// or `cloud_error` (400, 403, 404, 501, 502, 503, 504).
-    #[schema(pattern = r"^(invalid_request|unauthenticated|forbidden|not_found|method_not_allowed|conflict|quota_exceeded|too_large|unsupported_media_type|throttled|internal|unavailable|cloud_error|cloud\..+)$")]
+    #[schema(
+        pattern = r"^(invalid_request|unauthenticated|forbidden|not_found|method_not_allowed|conflict|quota_exceeded|too_large|unsupported_media_type|throttled|internal|unavailable|cloud_error|cloud\..+)$"
+    )]
     pub code: String,
     /// For people; never a secret nor an internal cause.
     pub message: String,
@@ -142,7 +144,8 @@ fn add_errors(op: &mut Operation) {
     }
     let has_body = op.request_body.is_some();
     let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
-    let has_path = op.parameters.as_ref().is_some_and(|ps| ps.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path)));
+    let has_path =
+        op.parameters.as_ref().is_some_and(|ps| ps.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path)));
     let mut add = |status: &str, why: &str| {
         op.responses.responses.entry(status.to_string()).or_insert_with(|| error_response(why));
     };

@@ -75,7 +75,9 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
     use actix_web::error::JsonPayloadError as J;
     let (status, code, msg) = match &err {
         J::OverflowKnownLength { .. } | J::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body: {err}")),
-        J::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "body: send Content-Type: application/json".into()),
+        J::ContentType => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "body: send Content-Type: application/json".into())
+        }
         _ => (StatusCode::BAD_REQUEST, "invalid_request", format!("body: {err}")),
     };
     let resp = HttpResponse::build(status).json(json!({"error": {"code": code, "message": msg}}));
@@ -97,7 +99,8 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
 /// A path under `/api/v1` that names no resource: 404 in the API's shape.
 pub async fn unknown_path(req: HttpRequest) -> HttpResponse {
     let path: String = req.path().chars().take(200).collect();
-    HttpResponse::NotFound().json(json!({"error": {"code": "not_found", "message": format!("no API resource at {path} (see /api/v1/openapi.json)")}}))
+    HttpResponse::NotFound()
+        .json(json!({"error": {"code": "not_found", "message": format!("no API resource at {path} (see /api/v1/openapi.json)")}}))
 }
 
 /// A method the resource does not have: 405 with `Allow`, in the API's shape.

@@ -25,8 +25,8 @@ pub mod users;
 pub mod vms;
 
 use actix_web::http::Method;
-use doc::Finish;
 use actix_web::{web, HttpResponse, Route};
+use doc::Finish;
 use error::ApiResult;
 use std::sync::OnceLock;
 use utoipa::OpenApi as _;

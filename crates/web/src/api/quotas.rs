@@ -34,7 +34,12 @@ pub(super) struct QuotaBody {
 #[utoipa::path(put, path = "/api/v1/users/{user}/quotas/{instance}", tag = "quotas",
     params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
     request_body = QuotaBody, responses((status = 200, body = Quota)))]
-pub(super) async fn put_quota(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: Body<QuotaBody>) -> ApiResult {
+pub(super) async fn put_quota(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: Body<QuotaBody>,
+) -> ApiResult {
     let (user, instance) = path.into_inner();
     let user = user_in_path(&user)?;
     let instance = InstanceName::parse(&instance).map_err(|_| {

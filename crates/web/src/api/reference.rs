@@ -74,7 +74,9 @@ fn ty(s: &Value) -> String {
             out.push_str(&format!(", {label} {p}"));
         }
     }
-    for (k, label) in [("minimum", "min"), ("maximum", "max"), ("minLength", "min length"), ("maxLength", "max length"), ("maxItems", "max items")] {
+    for (k, label) in
+        [("minimum", "min"), ("maximum", "max"), ("minLength", "min length"), ("maxLength", "max length"), ("maxItems", "max items")]
+    {
         if let Some(n) = s[k].as_number() {
             out.push_str(&format!(", {label} {n}"));
         }

@@ -130,7 +130,12 @@ pub(super) async fn enable_user(a: ApiActor, broker: web::Data<Broker>, user: we
 /// A user's API tokens, newest first (self or admin), paginated.
 #[utoipa::path(get, path = "/api/v1/users/{user}/tokens", tag = "tokens", params(("user" = String, Path, description = "user name"), PageParams),
     responses((status = 200, body = TokenPage)))]
-pub(super) async fn list_user_tokens(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, q: web::Query<PageParams>) -> ApiResult {
+pub(super) async fn list_user_tokens(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    q: web::Query<PageParams>,
+) -> ApiResult {
     let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let p = broker.identity.page_tokens(&a.0, &user_in_path(&user)?, &page).await?;
     ok(TokenPage { tokens: p.items, next_cursor: p.next_cursor })

@@ -146,7 +146,6 @@ pub(super) async fn get_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path
     ok(broker.provisioning.get(&a.0, &vm_in_path(&id)?).await?)
 }
 
-
 /// Starts a VM.
 #[utoipa::path(post, path = "/api/v1/vms/{id}/start", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
     responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
