@@ -59,6 +59,7 @@ fn instance_and_name(p: &(String, String)) -> Result<(InstanceName, CredentialNa
     Ok((instance_in_path(&p.0)?, name))
 }
 
+/// A user's cloud credentials, masked, by instance (self or admin), paginated.
 #[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "credentials", params(("user" = String, Path, description = "user name"), PageParams),
     responses((status = 200, body = CredentialPage)))]
 pub(super) async fn list_credentials(
@@ -72,6 +73,7 @@ pub(super) async fn list_credentials(
     ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
 
+/// Stores a user's cloud keys for an instance, checked with the cloud first (self or admin).
 #[utoipa::path(put, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")), request_body = CredentialBody,
     responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn put_credentials(
@@ -84,6 +86,7 @@ pub(super) async fn put_credentials(
     ok(broker.vault.put(&a.0, Scope::User(&user), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
 
+/// A user's credentials for an instance, masked (self or admin).
 #[utoipa::path(get, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
     responses((status = 200, body = MaskedCredential)))]
 pub(super) async fn get_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
@@ -91,6 +94,7 @@ pub(super) async fn get_credentials(a: ApiActor, broker: web::Data<Broker>, path
     ok(broker.vault.get(&a.0, Scope::User(&user), &instance).await?)
 }
 
+/// Deletes a user's credentials for an instance (self or admin); refused while live VMs use them.
 #[utoipa::path(delete, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
 pub(super) async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
@@ -99,6 +103,7 @@ pub(super) async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, p
     no_content()
 }
 
+/// Shared credentials, masked, with their grants (admin), paginated.
 #[utoipa::path(get, path = "/api/v1/system/credentials", tag = "credentials", params(PageParams),
     responses((status = 200, body = CredentialPage)))]
 pub(super) async fn list_shared(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
@@ -107,6 +112,7 @@ pub(super) async fn list_shared(a: ApiActor, broker: web::Data<Broker>, q: web::
     ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
 
+/// Stores a shared credential for an instance (admin).
 #[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = CredentialBody,
     responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn put_shared(
@@ -120,6 +126,7 @@ pub(super) async fn put_shared(
     ok(broker.vault.put(&a.0, Scope::System(&name), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
 
+/// A shared credential, masked, with its grants (admin).
 #[utoipa::path(get, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")),
     responses((status = 200, body = MaskedCredential)))]
 pub(super) async fn get_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
@@ -128,6 +135,7 @@ pub(super) async fn get_shared(a: ApiActor, broker: web::Data<Broker>, path: web
     ok(broker.vault.get(&a.0, Scope::System(&name), &instance).await?)
 }
 
+/// Deletes a shared credential (admin); refused while live VMs use it.
 #[utoipa::path(delete, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
 pub(super) async fn delete_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
@@ -145,6 +153,7 @@ pub(super) struct Grants {
     users: Vec<String>,
 }
 
+/// Sets who may launch with a shared credential (admin).
 #[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}/grants", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = Grants,
     responses((status = 200, body = MaskedCredential)))]
 pub(super) async fn grant_shared(
@@ -166,6 +175,7 @@ pub(super) async fn grant_shared(
     ok(broker.vault.grant(&a.0, &name, &instance, &users).await?)
 }
 
+/// Rotates the master key: a new key seals everything, unused keys are retired (admin).
 #[utoipa::path(post, path = "/api/v1/system/keys/rotate", tag = "credentials",
     responses((status = 200, body = Rotation), (status = 409, description = "`conflict`: another rotation is running", body = ErrorBody)))]
 pub(super) async fn rotate_keys(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
