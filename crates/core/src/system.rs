@@ -91,8 +91,8 @@ impl System {
             return Err(ServiceError::invalid_field("params", "at most 1000 parameters in one change"));
         }
         for (k, v) in changes {
-            if k.len() > 256 || v.as_ref().is_some_and(|v| v.len() > 64 * 1024) {
-                return Err(ServiceError::invalid_field("params", "keys are at most 256 characters, values at most 64 KiB"));
+            if k.chars().count() > 256 || v.as_ref().is_some_and(|v| v.chars().count() > 65_536) {
+                return Err(ServiceError::invalid_field("params", "keys are at most 256 characters, values at most 65536"));
             }
         }
         let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();

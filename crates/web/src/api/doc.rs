@@ -104,6 +104,35 @@ impl utoipa::PartialSchema for Mappings {
 
 impl ToSchema for Mappings {}
 
+/// The body of `PUT /system/config`: parameter -> new value (a string,
+/// number or boolean), or null to unset. At most [`MAX_CONFIG_CHANGES`]
+/// parameters, keys of at most 256 characters and values of at most
+/// [`MAX_CONFIG_VALUE`]: every body within these limits fits the 1 MiB body
+/// limit, however its characters are escaped.
+pub struct ConfigChanges;
+
+impl utoipa::PartialSchema for ConfigChanges {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{SchemaType, Type};
+        let value = utoipa::openapi::ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Boolean, Type::Null]))
+            .max_length(Some(MAX_CONFIG_VALUE));
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(MAX_CONFIG_CHANGES))
+            .property_names(Some(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String).max_length(Some(256))))
+            .additional_properties(Some(value))
+            .into()
+    }
+}
+
+impl ToSchema for ConfigChanges {}
+
+/// The most parameters one `PUT /system/config` changes.
+pub const MAX_CONFIG_CHANGES: usize = 50;
+/// The longest value (in characters) `PUT /system/config` takes.
+pub const MAX_CONFIG_VALUE: usize = 1024;
+
 /// The standard responses added to every operation.
 pub struct Finish;
 

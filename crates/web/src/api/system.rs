@@ -1,7 +1,7 @@
 //! `/system/config`, `/connectors`, `/reconcile`: the configuration service's face.
 
 use super::actor::ApiActor;
-use super::doc::ErrorBody;
+use super::doc::{ErrorBody, MAX_CONFIG_CHANGES, MAX_CONFIG_VALUE};
 use super::error::{ApiError, ApiResult};
 use super::ok;
 use actix_web::web;
@@ -60,12 +60,19 @@ pub(super) async fn get_config(a: ApiActor, broker: web::Data<Broker>) -> ApiRes
 
 /// Sets parameters (admin): `{"key": "value" | number | boolean | null, ...}`, all or nothing; null unsets.
 #[utoipa::path(put, path = "/api/v1/system/config", tag = "system",
-    request_body(content = BTreeMap<String, Option<String>>, description = "parameter -> new value (a string, number or boolean), or null to unset"),
+    request_body(content = super::doc::ConfigChanges, description = "parameter -> new value (a string, number or boolean), or null to unset"),
     responses((status = 200, body = ConfigChanged), (status = 409, description = "`conflict`: a connectors.d file manages that key", body = ErrorBody)))]
 pub(super) async fn put_config(a: ApiActor, broker: web::Data<Broker>, body: web::Json<BTreeMap<String, Value>>) -> ApiResult {
     a.0.require_admin()?;
+    let body = body.into_inner();
+    if body.len() > MAX_CONFIG_CHANGES {
+        return Err(ApiError::field("params", format!("at most {MAX_CONFIG_CHANGES} parameters in one change")));
+    }
     let mut changes = Vec::new();
-    for (k, v) in body.into_inner() {
+    for (k, v) in body {
+        if v.as_str().is_some_and(|s| s.chars().count() > MAX_CONFIG_VALUE) {
+            return Err(ApiError::field("params", format!("value of '{k}': at most {MAX_CONFIG_VALUE} characters")));
+        }
         let v = match v {
             Value::Null => None,
             Value::String(s) => Some(s),

@@ -42,6 +42,8 @@ pub(super) struct LaunchBody {
     count: Option<u32>,
     #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: Option<String>,
+    /// At most 16384 bytes (UTF-8).
+    #[schema(max_length = 16384)]
     user_data: Option<String>,
     /// Makes the launch idempotent: the same token gives back the same VMs.
     #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
