@@ -181,8 +181,15 @@ fn add_errors(op: &mut Operation) {
     if has_input {
         add("400", "`invalid_request`: a parameter or the body is malformed or breaks a rule; `field` names it");
     }
-    add("401", "`unauthenticated`: no credentials, or unknown, expired or revoked ones");
-    add("403", "`forbidden`: the action needs the admin role");
+    // An operation open to all (`security: [{}]`, the document itself) refuses no one.
+    let open = op
+        .security
+        .as_ref()
+        .is_some_and(|reqs| reqs.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))));
+    if !open {
+        add("401", "`unauthenticated`: no credentials, or unknown, expired or revoked ones");
+        add("403", "`forbidden`: the action needs the admin role");
+    }
     if has_path || has_body {
         add("404", "`not_found`: nothing by that name (in the path, or named in the body), or nothing the caller may see");
     }
