@@ -25,8 +25,10 @@ const DISABLED: &str = "disabled";
 
 /// An access key as shown (never its secret).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessKey {
     pub access_key_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: UserName,
     /// `active` or `disabled`.
     pub state: String,

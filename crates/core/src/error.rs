@@ -61,6 +61,12 @@ pub enum ServiceError {
     /// Bad input; `field` names the offending input where there is one.
     #[error("{message}")]
     Invalid { field: Option<&'static str>, message: String },
+    /// Well-formed input naming something the configuration lacks (an image
+    /// with no id on the instance, a missing parent, an undeclared instance):
+    /// the JSON API answers 409, the UI puts the message next to `field`, the
+    /// EC2 front answers the code of that field (`InvalidAMIID.NotFound`).
+    #[error("{message}")]
+    Unresolved { field: &'static str, message: String },
     /// A connector instance exists but cannot serve (declaration error, not started).
     #[error("{0}")]
     Unavailable(String),
@@ -79,6 +85,11 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// An [`ServiceError::Unresolved`] reference in `field`.
+    pub fn unresolved(field: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Unresolved { field, message: message.into() }
+    }
+
     /// Bad input not tied to one field.
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError::Invalid { field: None, message: message.into() }

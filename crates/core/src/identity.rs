@@ -8,7 +8,7 @@
 //! * API tokens: `cbt_` + 256 random bits, stored as SHA-256 hashes, shown
 //!   once, revocable, with optional expiry.
 
-use crate::domain::{TokenId, UserName};
+use crate::domain::{Cursor, Page, PageRequest, TokenId, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -69,7 +69,9 @@ impl Actor {
 
 /// A user as shown (never the password hash).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: UserName,
     pub is_admin: bool,
     pub ssh_public_key: Option<String>,
@@ -91,8 +93,11 @@ impl From<UserRow> for User {
 
 /// An API token as shown (never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Token {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: TokenId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user_name: UserName,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -118,6 +123,26 @@ impl From<TokenRow> for Token {
 /// A user name read from the store (written only after parsing).
 pub(crate) fn user_name(s: String) -> UserName {
     UserName::from_stored(s)
+}
+
+/// What may surround an SSH key line (a pasted line's spaces and newline).
+const SSH_KEY_PADDING: &[char] = &[' ', '\t', '\r', '\n'];
+
+/// An OpenSSH public key line: `<type> <base64 blob> [comment]`, the type
+/// `ssh-*` or `ecdsa-*`, type and blob printable ASCII (the blob at least 16
+/// characters), separated by spaces or tabs; the comment has no control
+/// character but tabs. The JSON API's document states the same rule as
+/// `^[ \t\r\n]*(ssh-|ecdsa-)[!-~]*[ \t]+[!-~]{16,}([ \t][^\x00-\x08\x0a-\x1f\x7f-\x9f]*)?[ \t\r\n]*$`.
+pub fn ssh_key_ok(key: &str) -> bool {
+    let sep = [' ', '\t'];
+    let line = key.trim_matches(SSH_KEY_PADDING);
+    let Some((kind, rest)) = line.split_once(sep) else { return false };
+    let (blob, comment) = rest.trim_start_matches(sep).split_once(sep).unwrap_or((rest.trim_start_matches(sep), ""));
+    (kind.starts_with("ssh-") || kind.starts_with("ecdsa-"))
+        && kind.bytes().all(|b| b.is_ascii_graphic())
+        && blob.len() >= 16
+        && blob.bytes().all(|b| b.is_ascii_graphic())
+        && comment.chars().all(|c| c == '\t' || !c.is_control())
 }
 
 /// Passwords must be at least this long.
@@ -447,7 +472,7 @@ impl Identity {
     pub async fn set_admin(&self, actor: &Actor, name: &UserName, is_admin: bool) -> ServiceResult<()> {
         actor.require_admin()?;
         if name.as_str() == SUPER_USER && !is_admin {
-            return Err(ServiceError::invalid_field("admin", "super is always an admin"));
+            return Err(ServiceError::Conflict("super is always an admin".into()));
         }
         self.store.set_admin(name.as_str(), is_admin).await?;
         self.store.audit(actor.name.as_str(), "user.role", name.as_str(), "ok", if is_admin { "admin" } else { "user" }).await?;
@@ -466,21 +491,27 @@ impl Identity {
         Ok(self.store.list_users().await?.into_iter().map(User::from).collect())
     }
 
+    /// One page of users, by name (admin).
+    pub async fn page_users(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<User>> {
+        actor.require_admin()?;
+        let after = page.after.as_ref().map(|c| c.key.as_str());
+        let rows = self.store.page_users(after, i64::from(page.limit) + 1).await?;
+        Ok(Page::from_fetched(rows.into_iter().map(User::from).collect(), page.limit, |u| Cursor::new(0, u.name.as_str())))
+    }
+
     /// Sets the user's SSH public key (self or admin).
     pub async fn set_ssh_key(&self, actor: &Actor, name: &UserName, key: Option<&str>) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
+        self.user(name).await?;
         if let Some(k) = key {
-            let mut p = k.split_whitespace();
-            let ok =
-                matches!((p.next(), p.next()), (Some(a), Some(b)) if (a.starts_with("ssh-") || a.starts_with("ecdsa-")) && b.len() >= 16);
-            if !ok {
+            if !ssh_key_ok(k) {
                 return Err(ServiceError::invalid_field(
                     "ssh_public_key",
                     "SSH public key is not in OpenSSH format (e.g. 'ssh-ed25519 AAAA... comment')",
                 ));
             }
         }
-        self.store.set_ssh_key(name.as_str(), key.map(str::trim)).await?;
+        self.store.set_ssh_key(name.as_str(), key.map(|k| k.trim_matches(SSH_KEY_PADDING))).await?;
         Ok(())
     }
 
@@ -623,6 +654,16 @@ impl Identity {
         Ok(self.store.list_tokens(user.as_str()).await?.into_iter().map(Token::from).collect())
     }
 
+    /// One page of a user's tokens, newest first (self or admin).
+    pub async fn page_tokens(&self, actor: &Actor, user: &UserName, page: &PageRequest) -> ServiceResult<Page<Token>> {
+        actor.require_self_or_admin(user)?;
+        let after = page.after.as_ref().map(|c| (c.num, c.key.as_str()));
+        let rows = self.store.page_tokens(user.as_str(), after, i64::from(page.limit) + 1).await?;
+        Ok(Page::from_fetched(rows.into_iter().map(Token::from).collect(), page.limit, |t| {
+            Cursor::new(t.created_at.timestamp_millis(), t.id.as_str())
+        }))
+    }
+
     /// Revokes a token (self or admin).
     pub async fn revoke_token(&self, actor: &Actor, user: &UserName, id: &TokenId) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
@@ -640,5 +681,33 @@ impl Identity {
         let idle = now - self.session_limits.idle.as_millis() as i64;
         let absolute = now - self.session_limits.absolute.as_millis() as i64;
         Ok(self.store.purge_sessions(idle, absolute).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_key_ok;
+
+    #[test]
+    fn ssh_keys() {
+        for ok in [
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA super@x",
+            "  ssh-rsa\tAAAAB3NzaC1yc2EAAAADAQABAAABAQ  \r\n",
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY josé laptop",
+            "ssh-ed25519   AAAAC3NzaC1lZDI1NTE5AAAAIA",
+        ] {
+            assert!(ssh_key_ok(ok), "{ok:?}");
+        }
+        for bad in [
+            "not a key",
+            "ssh-ed25519 short",
+            "ssh-ed25519",
+            "rsa AAAAC3NzaC1lZDI1NTE5AAAAIA",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\ncomment",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA bad\u{7}bell",
+            "ssh-ed25519\u{85}AAAAC3NzaC1lZDI1NTE5AAAAIA",
+        ] {
+            assert!(!ssh_key_ok(bad), "{bad:?}");
+        }
     }
 }

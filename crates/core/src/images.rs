@@ -4,7 +4,7 @@
 //! (files win, as for connector parameters). A stored hierarchy never has a
 //! cycle or a missing parent: both are refused before anything is written.
 
-use crate::domain::{ImageName, InstanceName};
+use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::registry::Registry;
@@ -19,7 +19,10 @@ use std::sync::Arc;
 /// The cloud side of a native image on one connector instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageMapping {
+    /// 1-255 printable characters without spaces (spaces around are trimmed).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\s*[!-~]{1,255}\s*$"))]
     pub image_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -51,10 +54,13 @@ pub struct ImageSpec {
 
 /// An image as shown: stored fields plus ids from files.
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: ImageName,
     pub description: String,
     pub os: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub parent: Option<ImageName>,
     /// instance -> mapping (files override the API's).
     pub mappings: BTreeMap<String, ImageMapping>,
@@ -75,7 +81,8 @@ pub struct ResolvedImage {
 /// Why an image has no id for an instance (the UI and the EC2 front say which).
 fn no_id(image: &ImageName, instance: &InstanceName, tried: &[String]) -> ServiceError {
     let via = if tried.len() > 1 { format!(" (nor do its parents {})", tried[1..].join(", ")) } else { String::new() };
-    ServiceError::invalid_field("image", format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
+    // Well-formed, but the image's configuration lacks it.
+    ServiceError::unresolved("image", format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
 }
 
 /// The image service.
@@ -129,6 +136,51 @@ impl Images {
         Ok(out.into_values().collect())
     }
 
+    /// One page of images (stored and from files), by name in byte order.
+    /// The stored ones come from a keyset query; file images (a few, in
+    /// memory) are merged in by name.
+    pub async fn page(&self, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
+        let snap = self.registry.snapshot();
+        let after = page.after.as_ref().map(|c| c.key.as_str());
+        let want = page.limit as usize + 1;
+        let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
+        for r in self.store.page_images(after, want as i64).await? {
+            out.insert(
+                r.name.clone(),
+                ImageView {
+                    name: ImageName::from_stored(r.name),
+                    description: r.description,
+                    os: r.os,
+                    parent: r.parent.map(ImageName::from_stored),
+                    mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                    file_mappings: BTreeMap::new(),
+                },
+            );
+        }
+        let file_images = snap.file_images.iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a)).take(want);
+        for (image, maps) in file_images {
+            let v = out.entry(image.clone()).or_insert_with(|| ImageView {
+                name: ImageName::from_stored(image.clone()),
+                description: String::new(),
+                os: String::new(),
+                parent: None,
+                mappings: BTreeMap::new(),
+                file_mappings: BTreeMap::new(),
+            });
+            for (inst, (id, loc)) in maps {
+                let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
+                    image_id: id.clone(),
+                    instance_type: None,
+                    security_group: None,
+                });
+                m.image_id = id.clone();
+                v.file_mappings.insert(inst.clone(), loc.to_string());
+            }
+        }
+        let items: Vec<ImageView> = out.into_values().take(want).collect();
+        Ok(Page::from_fetched(items, page.limit, |i| Cursor::new(0, i.name.as_str())))
+    }
+
     /// One image.
     pub async fn get(&self, name: &ImageName) -> ServiceResult<ImageView> {
         self.list().await?.into_iter().find(|i| &i.name == name).ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
@@ -140,7 +192,9 @@ impl Images {
         let snap = self.registry.snapshot();
         for (inst, m) in &img.mappings {
             if snap.instance(inst.as_str()).is_none() {
-                return Err(ServiceError::invalid_field(
+                // The request names what the configuration lacks: a conflict
+                // with it (not a malformed request, nor a missing target).
+                return Err(ServiceError::unresolved(
                     "mappings",
                     format!("image '{}': no connector instance '{inst}' is declared", img.name),
                 ));
@@ -162,7 +216,7 @@ impl Images {
         let all = self.list().await?;
         if let Some(p) = &img.parent {
             if !all.iter().any(|i| &i.name == p) {
-                return Err(ServiceError::invalid_field("parent", format!("image '{}': parent image '{p}' does not exist", img.name)));
+                return Err(ServiceError::unresolved("parent", format!("image '{}': parent image '{p}' does not exist", img.name)));
             }
             // Walk up from the parent, with this image's new parent in place.
             let parents: BTreeMap<&str, Option<&str>> =
@@ -172,10 +226,10 @@ impl Images {
             while let Some(c) = cur {
                 chain.push(c.to_string());
                 if c == img.name.as_str() {
-                    return Err(ServiceError::invalid_field("parent", format!("image parents would form a cycle: {}", chain.join(" -> "))));
+                    return Err(ServiceError::unresolved("parent", format!("image parents would form a cycle: {}", chain.join(" -> "))));
                 }
                 if chain.len() > 64 {
-                    return Err(ServiceError::invalid_field("parent", "image hierarchy is deeper than 64"));
+                    return Err(ServiceError::unresolved("parent", "image hierarchy is deeper than 64"));
                 }
                 cur = parents.get(c).copied().flatten();
             }

@@ -3,7 +3,7 @@
 //! a `connectors.d` file manages), reloading the files, and the connector
 //! overview. Every change is audited here, whichever edge asked for it.
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::registry::{ConfigChangeError, EffectiveParam, InstanceEntry, Registry, RegistryError, Snapshot};
 use cloudbroker_store::Store;
@@ -24,6 +24,7 @@ pub struct ConfigView {
 
 /// What a change or a reload left behind.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigOutcome {
     pub version: i64,
     pub connectors: usize,
@@ -41,7 +42,9 @@ impl From<ConfigChangeError> for ServiceError {
     fn from(e: ConfigChangeError) -> Self {
         match e {
             ConfigChangeError::ManagedByFile { .. } => ServiceError::Conflict(e.to_string()),
-            ConfigChangeError::UnknownKey(_) | ConfigChangeError::BadValue { .. } => ServiceError::invalid_field("params", e.to_string()),
+            // A well-formed name of no parameter: not found, as in a path.
+            ConfigChangeError::UnknownKey(k) => ServiceError::NotFound(Resource::Record(format!("parameter '{k}'"))),
+            ConfigChangeError::BadValue { .. } => ServiceError::invalid_field("params", e.to_string()),
             ConfigChangeError::Registry(r) => r.into(),
         }
     }
@@ -88,8 +91,8 @@ impl System {
             return Err(ServiceError::invalid_field("params", "at most 1000 parameters in one change"));
         }
         for (k, v) in changes {
-            if k.len() > 256 || v.as_ref().is_some_and(|v| v.len() > 64 * 1024) {
-                return Err(ServiceError::invalid_field("params", "keys are at most 256 characters, values at most 64 KiB"));
+            if k.chars().count() > 256 || v.as_ref().is_some_and(|v| v.chars().count() > 65_536) {
+                return Err(ServiceError::invalid_field("params", "keys are at most 256 characters, values at most 65536"));
             }
         }
         let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();

@@ -3,7 +3,7 @@
 //! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
 //! module in clear except as [`Credentials`] handed to a connector.
 
-use crate::domain::{CredentialId, CredentialName, InstanceName, UserName, VmStatus};
+use crate::domain::{CredentialId, CredentialName, Cursor, InstanceName, Page, PageRequest, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 /// A credential as shown to people: never the secret.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaskedCredential {
     pub instance: String,
     pub scope: String,
@@ -89,6 +90,7 @@ pub struct Vault {
 
 /// What a key rotation did.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rotation {
     /// The key that seals from now on.
     pub current_key: String,
@@ -241,10 +243,10 @@ impl Vault {
         if secret.is_empty() {
             return Err(ServiceError::invalid_field("secret_access_key", "access_key_id and secret_access_key are both required"));
         }
-        if access_key_id.len() > 256 || access_key_id.chars().any(char::is_control) {
+        if access_key_id.chars().count() > 256 || access_key_id.chars().any(char::is_control) {
             return Err(ServiceError::invalid_field("access_key_id", "access_key_id is at most 256 characters, no control characters"));
         }
-        if secret.len() > 4096 {
+        if secret.chars().count() > 4096 {
             return Err(ServiceError::invalid_field("secret_access_key", "secret_access_key is at most 4096 characters"));
         }
         if let Scope::User(u) = scope {
@@ -361,6 +363,28 @@ impl Vault {
             out.push(masked(&r, Some(g)));
         }
         Ok(out)
+    }
+
+    /// One page of a user's credentials, masked, by instance (self or admin).
+    pub async fn page_user(&self, actor: &Actor, user: &UserName, page: &PageRequest) -> ServiceResult<Page<MaskedCredential>> {
+        actor.require_self_or_admin(user)?;
+        let after = page.after.as_ref().map(|c| (user.as_str(), c.key.as_str()));
+        let rows = self.store.page_credentials("user", Some(user.as_str()), after, i64::from(page.limit) + 1).await?;
+        let items = rows.iter().map(|r| masked(r, None)).collect();
+        Ok(Page::from_fetched(items, page.limit, |c| Cursor::new(0, c.instance.as_str())))
+    }
+
+    /// One page of shared credentials, masked, by name then instance (admin).
+    pub async fn page_shared(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<MaskedCredential>> {
+        actor.require_admin()?;
+        // The key is `name/instance`: neither contains '/'.
+        let after = page.after.as_ref().map(|c| c.key.split_once('/').unwrap_or((c.key.as_str(), "")));
+        let rows = self.store.page_credentials("system", None, after, i64::from(page.limit) + 1).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            items.push(masked(r, Some(self.store.grants(&r.id).await?)));
+        }
+        Ok(Page::from_fetched(items, page.limit, |c| Cursor::new(0, format!("{}/{}", c.owner, c.instance))))
     }
 
     /// Deletes credentials.

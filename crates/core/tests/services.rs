@@ -107,11 +107,11 @@ broker_test!(images_hierarchy_and_typed_errors, |b: Broker| async move {
         ("ami-sandbox-debian-12", "linux", Some("t2.small"))
     );
     let e = b.images.resolve(&image("ubuntu"), &instance("sb2")).await.unwrap_err();
-    assert!(matches!(e, ServiceError::Invalid { field: Some("image"), .. }), "{e}");
+    assert!(matches!(e, ServiceError::Unresolved { field: "image", .. }), "{e}");
     assert!(e.to_string().contains("(nor do its parents linux)"), "{e}");
     let e = b.images.get(&image("ghost")).await.unwrap_err();
     assert!(matches!(&e, ServiceError::NotFound(Resource::Image(i)) if i.as_str() == "ghost"), "{e}");
-    // A cycle is a form error on `parent`, and nothing changes.
+    // A cycle is an unresolved reference in `parent` (409 in the API), and nothing changes.
     let cyc = ImageSpec {
         name: image("linux"),
         description: String::new(),
@@ -120,7 +120,7 @@ broker_test!(images_hierarchy_and_typed_errors, |b: Broker| async move {
         mappings: BTreeMap::new(),
     };
     let e = b.images.put(&admin(), cyc, false).await.unwrap_err();
-    assert!(matches!(e, ServiceError::Invalid { field: Some("parent"), .. }), "{e}");
+    assert!(matches!(e, ServiceError::Unresolved { field: "parent", .. }), "{e}");
     assert_eq!(b.images.get(&image("linux")).await.unwrap().parent, None);
 });
 
@@ -150,9 +150,9 @@ broker_test!(launch_list_act_and_quota, |b: Broker| async move {
     more.count = 2;
     let e = b.provisioning.launch(&alice, more).await.unwrap_err();
     assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 }), "{e}");
-    // An unknown image is a field error; an unknown VM is "not found" by id.
+    // An unknown image is an unresolved reference in `image`; an unknown VM is "not found" by id.
     let e = b.provisioning.launch(&alice, LaunchSpec::new(instance("sb"), image_ref("nope"))).await.unwrap_err();
-    assert!(matches!(e, ServiceError::Invalid { field: Some("image"), .. }), "{e}");
+    assert!(matches!(e, ServiceError::Unresolved { field: "image", .. }), "{e}");
 
     // Listing: newest first, paginated, own VMs only.
     let p1 = b.provisioning.list(&alice, VmQuery::default(), PageRequest::first(1)).await.unwrap();
@@ -186,7 +186,7 @@ broker_test!(system_config_changes_are_typed_and_audited, |b: Broker| async move
     let alice = add_user(&b, "alice").await;
     assert!(matches!(b.system.config(&alice), Err(ServiceError::Forbidden(_))));
     let e = b.system.set(&admin(), &[("no.such.key".into(), Some("1".into()))]).await.unwrap_err();
-    assert!(matches!(e, ServiceError::Invalid { field: Some("params"), .. }), "{e}");
+    assert!(matches!(e, ServiceError::NotFound(_)) && e.to_string().contains("no.such.key"), "{e}");
     let e = b.system.set(&admin(), &[("sb.boot.delay.ms".into(), Some("5".into()))]).await.unwrap_err();
     assert!(matches!(e, ServiceError::Conflict(_)) && e.to_string().contains("sb.conf:"), "file-managed keys are refused: {e}");
     b.system.set(&admin(), &[("images.allow.raw".into(), Some("true".into()))]).await.unwrap();

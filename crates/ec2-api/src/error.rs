@@ -72,7 +72,10 @@ impl From<ServiceError> for Ec2Error {
                 Ec2Error::client("InvalidParameterValue", format!("'{i}' is not a region (connector instance) of this broker"))
             }
             ServiceError::NotFound(r) => Ec2Error::client("InvalidParameterValue", format!("{r} does not exist")),
-            ServiceError::Invalid { field: Some("image"), message } => Ec2Error::client("InvalidAMIID.NotFound", message),
+            ServiceError::Invalid { field: Some("image"), message } | ServiceError::Unresolved { field: "image", message } => {
+                Ec2Error::client("InvalidAMIID.NotFound", message)
+            }
+            ServiceError::Unresolved { message, .. } => Ec2Error::invalid(message),
             ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
             ServiceError::QuotaExceeded { quota, current, requested } => Ec2Error::client(

@@ -127,6 +127,31 @@ impl Store {
         Ok(r.into_iter().map(cred).collect())
     }
 
+    /// One page of the credentials of a scope (and owner, when given), by
+    /// owner then instance (byte order), after `after` = (owner, instance).
+    pub async fn page_credentials(
+        &self,
+        scope: &str,
+        owner: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let (o, i) = (self.bytewise("owner"), self.bytewise("instance"));
+        let (after_owner, after_instance) = after.unwrap_or(("", ""));
+        let r: Vec<CredTuple> = sqlx::query_as(&format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE scope = $1 AND ($5 = '' OR owner = $5) AND ({o} > $2 OR ({o} = $2 AND {i} > $3)) \
+             ORDER BY {o}, {i} LIMIT $4"
+        ))
+        .bind(scope)
+        .bind(after_owner)
+        .bind(after_instance)
+        .bind(limit)
+        .bind(owner.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(r.into_iter().map(cred).collect())
+    }
+
     /// Every credential (for key rotation and start-up checks).
     pub async fn all_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
         let r: Vec<CredTuple> = sqlx::query_as(&format!("SELECT {CRED_COLS} FROM credentials ORDER BY id")).fetch_all(self.pool()).await?;

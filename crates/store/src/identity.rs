@@ -100,6 +100,17 @@ impl Store {
         Ok(r.into_iter().map(user).collect())
     }
 
+    /// One page of users by name (byte order), after the name `after`.
+    pub async fn page_users(&self, after: Option<&str>, limit: i64) -> Result<Vec<UserRow>, StoreError> {
+        let name = self.bytewise("name");
+        let r: Vec<UserTuple> = sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE {name} > $1 ORDER BY {name} LIMIT $2"))
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(user).collect())
+    }
+
     /// Replaces a password hash.
     pub async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
         let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3")
@@ -234,6 +245,35 @@ impl Store {
             .bind(user_name)
             .fetch_all(self.pool())
             .await?;
+        Ok(r.into_iter().map(token).collect())
+    }
+
+    /// One page of a user's tokens, newest first (by creation time, then id),
+    /// after `after` (the previous page's last token).
+    pub async fn page_tokens(&self, user_name: &str, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<TokenRow>, StoreError> {
+        let r: Vec<TokenTuple> = match after {
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens WHERE user_name = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                ))
+                .bind(user_name)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            Some((ms, id)) => {
+                sqlx::query_as(&format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens WHERE user_name = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                ))
+                .bind(user_name)
+                .bind(ms)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
         Ok(r.into_iter().map(token).collect())
     }
 

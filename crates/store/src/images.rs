@@ -49,6 +49,39 @@ impl Store {
         Ok(out)
     }
 
+    /// One page of images by name (byte order), after the name `after`, with
+    /// their mappings.
+    pub async fn page_images(&self, after: Option<&str>, limit: i64) -> Result<Vec<ImageRow>, StoreError> {
+        let after = after.unwrap_or("");
+        let name = self.bytewise("name");
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as(&format!("SELECT name, description, os, parent FROM images WHERE {name} > $1 ORDER BY {name} LIMIT $2"))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
+        let Some(last) = rows.last().map(|r| r.0.clone()) else { return Ok(Vec::new()) };
+        let image = self.bytewise("image");
+        let maps: Vec<MappingTuple> = sqlx::query_as(&format!(
+            "SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings \
+             WHERE {image} > $1 AND {image} <= $2 ORDER BY image, instance"
+        ))
+        .bind(after)
+        .bind(&last)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<ImageRow> = rows
+            .into_iter()
+            .map(|(name, description, os, parent)| ImageRow { name, description, os, parent, mappings: BTreeMap::new() })
+            .collect();
+        for (image, instance, image_id, instance_type, security_group) in maps {
+            if let Some(i) = out.iter_mut().find(|i| i.name == image) {
+                i.mappings.insert(instance, ImageMapping { image_id, instance_type, security_group });
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates or replaces an image and all its mappings, in one transaction.
     pub async fn put_image(&self, img: &ImageRow, create_only: bool) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;

@@ -171,6 +171,15 @@ impl Store {
         self.backend
     }
 
+    /// A text column compared and sorted byte by byte on both backends (keyset
+    /// pagination merges and compares keys outside SQL too).
+    pub(crate) fn bytewise(&self, col: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => col.to_string(),
+            Backend::Postgres => format!("{col} COLLATE \"C\""),
+        }
+    }
+
     /// The connection pool, for the store's own modules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool

@@ -91,7 +91,7 @@ async fn a_broker_drives_another_through_its_ec2_front_in_sigv4_and_sigv2() {
         assert_eq!(s, 200, "{via}: {v}");
         assert_eq!(until(&a, &a_alice, &ids[0], &["stopped"]).await, "stopped", "{via}");
         for id in &ids {
-            let (s, v) = a.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &a_alice, None).await;
+            let (s, v) = a.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &a_alice, None).await;
             assert_eq!(s, 200, "{via}: {v}");
         }
         assert_eq!(until(&a, &a_alice, &ids[1], &["terminated"]).await, "terminated", "{via}");

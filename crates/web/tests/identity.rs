@@ -162,7 +162,7 @@ app_test!(users_cannot_reach_each_other, |app: TestApp| async move {
     }
     // Alice's token cannot be revoked by bob; her credentials are intact.
     let (_, tokens) = app.call(Method::GET, "/api/v1/tokens", &alice, None).await;
-    let id = tokens[0]["id"].as_str().unwrap();
+    let id = tokens["tokens"][0]["id"].as_str().unwrap();
     let (s, _) = app.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), &bob, None).await;
     assert_eq!(s, 404);
     let (s, _) = app.call(Method::GET, "/api/v1/users/alice/credentials/sb", &alice, None).await;
@@ -193,7 +193,7 @@ app_test!(tokens_revoke_and_expire, |app: TestApp| async move {
     let (s, _) = app.call(Method::GET, "/api/v1/connectors", &short, None).await;
     assert_eq!(s, 401, "expired");
     let (_, tokens) = app.call(Method::GET, "/api/v1/tokens", &admin, None).await;
-    let id = tokens.as_array().unwrap().iter().find(|t| t["name"] == "api").unwrap()["id"].as_str().unwrap().to_string();
+    let id = tokens["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "api").unwrap()["id"].as_str().unwrap().to_string();
     let (s, _) = app.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), &admin, None).await;
     assert_eq!(s, 204);
     let (s, _) = app.call(Method::GET, "/api/v1/connectors", &admin, None).await;

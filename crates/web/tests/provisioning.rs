@@ -44,15 +44,15 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     let (s, b) = app
         .call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "ubuntu-min", "mappings": {"sb": {"image_id": "ami-x"}}})))
         .await;
-    assert_eq!(s, 400, "{b}");
+    assert_eq!(s, 409, "{b}");
     assert!(b["error"]["message"].as_str().unwrap().contains("cycle: linux -> ubuntu-min -> ubuntu-22.04 -> linux"), "{b}");
     let (s, _) = app.call(Method::PUT, "/api/v1/images/linux", &admin, Some(json!({"parent": "linux"}))).await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 409);
     let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "x", "parent": "ghost"}))).await;
-    assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("parent image 'ghost' does not exist"), "{b}");
+    assert!(s == 409 && b["error"]["message"].as_str().unwrap().contains("parent image 'ghost' does not exist"), "{b}");
     let (s, b) =
         app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "y", "mappings": {"mars": {"image_id": "ami-1"}}}))).await;
-    assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("no connector instance 'mars'"), "{b}");
+    assert!(s == 409 && b["error"]["message"].as_str().unwrap().contains("no connector instance 'mars'"), "{b}");
     let (s, _) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "linux"}))).await;
     assert_eq!(s, 409);
     let (s, _) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "Bad Name"}))).await;
@@ -65,7 +65,7 @@ app_test!(image_resolution_inheritance_and_errors, |app: TestApp| async move {
     // Users read images but do not write them.
     let alice = app.user(&admin, "alice").await;
     let (s, l) = app.call(Method::GET, "/api/v1/images", &alice, None).await;
-    assert_eq!((s, l.as_array().unwrap().len()), (200, 3));
+    assert_eq!((s, l["images"].as_array().unwrap().len()), (200, 3));
     let (s, _) = app.call(Method::DELETE, "/api/v1/images/ubuntu-min", &alice, None).await;
     assert_eq!(s, 403);
 });
@@ -146,7 +146,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     // Bob sees nothing of alice's.
     let (s, _) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &bob, None).await;
     assert_eq!(s, 404);
-    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &bob, None).await;
+    let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &bob, None).await;
     assert_eq!(s, 404);
     let (_, l) = app.call(Method::GET, "/api/v1/vms", &bob, None).await;
     assert!(l["vms"].as_array().unwrap().is_empty());
@@ -173,13 +173,13 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
     reconcile(&app, &admin).await;
     assert_eq!(vm_state(&app, &alice, &id).await["state"], "stopped");
     let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/reboot"), &alice, None).await;
-    assert_eq!(s, 400, "cannot reboot a stopped VM: {v}");
+    assert_eq!(s, 409, "cannot reboot a stopped VM: {v}");
     let (_, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/start"), &alice, None).await;
     assert_eq!(v["state"], "pending");
     reconcile(&app, &admin).await;
     let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{id}/reboot"), &alice, None).await;
     assert_eq!(s, 200);
-    let (s, v) = app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &alice, None).await;
+    let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &alice, None).await;
     assert_eq!((s, v["state"].as_str()), (200, Some("shutting-down")));
     reconcile(&app, &admin).await;
     let v = vm_state(&app, &alice, &id).await;
@@ -188,7 +188,7 @@ app_test!(sandbox_vm_lifecycle, |app: TestApp| async move {
 
     // Errors: unknown image, raw ids not allowed, bad count, unknown instance.
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ami-sandbox-rocky-9"}))).await;
-    assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("images.allow.raw"), "{b}");
+    assert!(s == 409 && b["error"]["message"].as_str().unwrap().contains("images.allow.raw"), "{b}");
     let (s, _) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux", "count": 0}))).await;
     assert_eq!(s, 400);
     let (s, _) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "nope", "image": "linux"}))).await;
@@ -266,7 +266,7 @@ app_test!(concurrent_launches_respect_the_quota, |app: TestApp| async move {
     assert_eq!((q[0]["limit"].as_i64(), q[0]["source"].as_str()), (Some(10), Some("instance")));
     let (_, l) = app.call(Method::GET, "/api/v1/vms", &alice, None).await;
     let id = l["vms"][0]["id"].as_str().unwrap().to_string();
-    app.call(Method::DELETE, &format!("/api/v1/vms/{id}"), &alice, None).await;
+    app.call(Method::POST, &format!("/api/v1/vms/{id}/terminate"), &alice, None).await;
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "linux"}))).await;
     assert_eq!(s, 201, "{b}");
 });
@@ -321,7 +321,7 @@ async fn ec2_lifecycle_against_moto() {
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu"}))).await;
-    assert_eq!(s, 400, "no image yet: {b}");
+    assert_eq!(s, 409, "no image yet: {b}");
     app.call(
         Method::POST,
         "/api/v1/images",
@@ -380,7 +380,7 @@ async fn ec2_lifecycle_against_moto() {
     assert!(["pending", "running"].contains(&v["state"].as_str().unwrap()), "{v}");
     let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{}/reboot", ids[0]), &alice, None).await;
     assert_eq!(s, 200);
-    let (_, v) = app.call(Method::DELETE, &format!("/api/v1/vms/{}", ids[0]), &alice, None).await;
+    let (_, v) = app.call(Method::POST, &format!("/api/v1/vms/{}/terminate", ids[0]), &alice, None).await;
     assert!(["shutting-down", "terminated"].contains(&v["state"].as_str().unwrap()), "{v}");
 
     // Terminated directly in the cloud: seen after one reconcile pass.
@@ -408,7 +408,7 @@ async fn openapi_document_lists_the_contract() {
         "/vms",
         "/vms/{id}/start",
     ] {
-        assert!(doc["paths"][p].is_object(), "{p}");
+        assert!(doc["paths"][format!("/api/v1{p}")].is_object(), "{p}");
     }
 }
 

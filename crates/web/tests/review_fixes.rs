@@ -58,7 +58,7 @@ app_test!(admins_disable_users_and_revoke_their_tokens, |app: TestApp| async mov
     // Admins list and revoke another user's tokens.
     let (s, list) = app.call(Method::GET, "/api/v1/users/bob/tokens", &admin, None).await;
     assert_eq!(s, 200, "{list}");
-    let id = list[0]["id"].as_str().unwrap().to_string();
+    let id = list["tokens"][0]["id"].as_str().unwrap().to_string();
     let (s, _) = app.call(Method::DELETE, &format!("/api/v1/users/bob/tokens/{id}"), &admin, None).await;
     assert_eq!(s, 204);
     assert_eq!(app.call(Method::GET, "/api/v1/vms", &bob, None).await.0, 401);
@@ -215,7 +215,7 @@ app_test!(malformed_requests_get_json_errors, |app: TestApp| async move {
     assert_eq!(e["error"]["code"], "too_large", "{e}");
     // Nothing was stored by the refused requests.
     let (_, images) = app.call(Method::GET, "/api/v1/images", &admin, None).await;
-    assert_eq!(images.as_array().map(Vec::len), Some(0), "{images}");
+    assert_eq!(images["images"].as_array().map(Vec::len), Some(0), "{images}");
 });
 
 // 10. Expired sessions are purged from the database, not only refused.

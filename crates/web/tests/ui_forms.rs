@@ -383,8 +383,8 @@ app_test!(the_vm_list_pages_and_filters, |app: common::TestApp| async move {
                 Some(serde_json::json!({"instance": inst, "image": "ami-sandbox-debian-12", "count": n, "name": format!("{inst}-vm")})),
             )
             .await;
-        assert!(s == 201 || s == 400, "{b}");
-        if s == 400 {
+        assert!(s == 201 || s == 409, "{b}");
+        if s == 409 {
             // Raw ids are off: map a native image and launch by it.
             let (s, b) = app
                 .call(

@@ -5,7 +5,6 @@
 //! meanwhile neither repeat nor shift a page.
 
 use super::InvalidValue;
-use base64::Engine;
 use serde::Serialize;
 
 /// The default page size.
@@ -27,23 +26,49 @@ impl Cursor {
         Self { num, key: key.into() }
     }
 
-    /// The opaque form given to callers.
+    /// The opaque form given to callers: `<num>.<hex of key>`. Callers must
+    /// not build cursors, but every string of this shape ([`CURSOR_PATTERN`])
+    /// is one, so a well-formed cursor always names a position in the list.
     pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", self.num, self.key))
+        let mut s = format!("{}.", self.num);
+        for b in self.key.bytes() {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
     }
 
     /// Parses the opaque form.
     pub fn decode(s: &str) -> Result<Self, InvalidValue> {
         let bad = || InvalidValue::new("cursor", "the cursor is not one this API gave out (use next_cursor as it was returned)");
-        if s.len() > 512 {
+        if s.len() > MAX_CURSOR_LEN {
             return Err(bad());
         }
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let text = String::from_utf8(raw).map_err(|_| bad())?;
-        let (num, key) = text.split_once(':').ok_or_else(bad)?;
-        Ok(Self { num: num.parse().map_err(|_| bad())?, key: key.to_string() })
+        let (num, hex) = s.split_once('.').ok_or_else(bad)?;
+        let digits = num.strip_prefix('-').unwrap_or(num);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) || hex.len() % 2 != 0 {
+            return Err(bad());
+        }
+        let num = num.parse().map_err(|_| bad())?;
+        let mut key = Vec::with_capacity(hex.len() / 2);
+        for pair in hex.as_bytes().chunks(2) {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            key.push(digit(pair[0]).zip(digit(pair[1])).map(|(h, l)| h << 4 | l).ok_or_else(bad)?);
+        }
+        // A key is only a position to start after: bytes that are not UTF-8
+        // (never given out) still name one.
+        Ok(Self { num, key: String::from_utf8_lossy(&key).into_owned() })
     }
 }
+
+/// The longest cursor accepted.
+pub const MAX_CURSOR_LEN: usize = 512;
+/// The shape of a cursor (for the API's document): every string of this
+/// shape is accepted.
+pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,18}\\.([0-9a-f]{2}){0,240}$";
 
 /// Which page a caller wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +138,8 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         let c = Cursor::new(1_700_000_000_123, "vm-abc:def");
         assert_eq!(Cursor::decode(&c.encode()), Ok(c));
-        for bad in ["", "%%%", "bm90IGEgY3Vyc29y", &"A".repeat(600)] {
+        assert_eq!(Cursor::decode(&Cursor::new(-5, "").encode()), Ok(Cursor::new(-5, "")));
+        for bad in ["", "%%%", "bm90IGEgY3Vyc29y", "1.abc", "1.AB", ".00", "1234567890123456789.", &"A".repeat(600)] {
             assert_eq!(Cursor::decode(bad).map_err(|e| e.field), Err("cursor"), "{bad}");
         }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// A VM's status as the broker records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum VmStatus {
     /// Recorded, the cloud call in flight (or interrupted).
     Requested,

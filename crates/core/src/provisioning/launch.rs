@@ -122,7 +122,8 @@ impl Provisioning {
             None if allow_raw => {
                 Ok(ResolvedImage { image_id: image.to_string(), instance_type: None, security_group: None, from_image: String::new() })
             }
-            None => Err(ServiceError::invalid_field(
+            // Well-formed, but the configuration has no such image.
+            None => Err(ServiceError::unresolved(
                 "image",
                 format!("image '{image}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)"),
             )),

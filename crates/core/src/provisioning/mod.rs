@@ -40,12 +40,18 @@ use std::time::Duration;
 
 /// A VM as the broker knows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Vm {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: VmId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub launch_id: LaunchId,
     pub launch_index: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: UserName,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub instance: InstanceName,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub client_token: ClientToken,
     pub name: String,
     /// The image asked for (a native image name or a raw cloud id).
@@ -62,10 +68,12 @@ pub struct Vm {
     pub address: Option<String>,
     /// Why it failed or vanished, for people.
     pub error: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub tags: Tags,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub credential_id: CredentialId,
 }
 

@@ -15,6 +15,7 @@ pub const DEFAULT_QUOTA: i64 = 20;
 /// Where a limit comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum QuotaSource {
     /// The user's own override.
     Override,
@@ -26,7 +27,9 @@ pub enum QuotaSource {
 
 /// A user's quota on one instance.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quota {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub instance: InstanceName,
     pub limit: i64,
     pub source: QuotaSource,

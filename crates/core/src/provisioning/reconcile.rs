@@ -25,6 +25,7 @@ use std::time::Duration;
 
 /// What a reconciliation pass did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReconcileReport {
     pub groups: usize,
     pub skipped_locked: usize,

@@ -1,28 +1,44 @@
 //! `/audit` (admin): the audit log, newest first, paginated and filtered.
 
 use super::actor::ApiActor;
-use super::error::{parse, ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
 use super::ok;
 use actix_web::web;
-use cloudbroker_core::audit::AuditQuery;
-use cloudbroker_core::domain::PageRequest;
+use cloudbroker_core::audit::{AuditEntry, AuditQuery};
 use cloudbroker_core::Broker;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(audit));
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditParams {
+    /// Items per page (default 100).
+    #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
+    limit: Option<String>,
+    /// The previous page's `next_cursor`.
+    #[param(pattern = r"^(-?[0-9]{1,18}\.([0-9a-f]{2}){0,240})?$")]
+    cursor: Option<String>,
+    /// Only this actor's entries.
+    actor: Option<String>,
+    /// Only this action (e.g. `login`, `credential.save`).
+    action: Option<String>,
+    /// Only entries at or after this time.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    since: Option<String>,
+    /// Only entries before this time.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    until: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    limit: Option<String>,
-    cursor: Option<String>,
-    actor: Option<String>,
-    action: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
+/// One page of the audit log, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditPage {
+    entries: Vec<AuditEntry>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    next_cursor: Option<String>,
 }
 
 fn time(field: &'static str, v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
@@ -34,8 +50,10 @@ fn time(field: &'static str, v: Option<&str>) -> Result<Option<chrono::DateTime<
     .transpose()
 }
 
-async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<AuditParams>) -> ApiResult {
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+/// The audit log (admin), newest first, paginated.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "system", params(AuditParams), responses((status = 200, body = AuditPage)))]
+pub(super) async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<AuditParams>) -> ApiResult {
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = AuditQuery {
         actor: q.actor.clone().filter(|s| !s.is_empty()),
         action: q.action.clone().filter(|s| !s.is_empty()),
@@ -43,5 +61,5 @@ async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<AuditParams
         until: time("until", q.until.as_deref())?,
     };
     let p = broker.audit.list(&a.0, query, page).await?;
-    ok(json!({"entries": p.items, "next_cursor": p.next_cursor}))
+    ok(AuditPage { entries: p.items, next_cursor: p.next_cursor })
 }

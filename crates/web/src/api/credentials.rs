@@ -4,33 +4,39 @@
 //! Secrets go in and never come back out.
 
 use super::actor::ApiActor;
-use super::error::{parse, ApiError, ApiResult};
+use super::body::Body;
+use super::doc::{ErrorBody, PageParams};
+use super::error::{ApiError, ApiResult};
 use super::users::user_in_path;
 use super::{no_content, ok};
 use actix_web::web;
 use cloudbroker_core::domain::{CredentialName, InstanceName, UserName};
-use cloudbroker_core::vault::Scope;
+use cloudbroker_core::vault::{MaskedCredential, Rotation, Scope};
 use cloudbroker_core::{Broker, Resource, ServiceError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users/{user}/credentials", web::get().to(list_credentials))
-        .route("/users/{user}/credentials/{instance}", web::put().to(put_credentials))
-        .route("/users/{user}/credentials/{instance}", web::get().to(get_credentials))
-        .route("/users/{user}/credentials/{instance}", web::delete().to(delete_credentials))
-        .route("/system/credentials", web::get().to(list_shared))
-        .route("/system/credentials/{instance}/{name}", web::put().to(put_shared))
-        .route("/system/credentials/{instance}/{name}", web::get().to(get_shared))
-        .route("/system/credentials/{instance}/{name}", web::delete().to(delete_shared))
-        .route("/system/credentials/{instance}/{name}/grants", web::put().to(grant_shared))
-        .route("/system/keys/rotate", web::post().to(rotate_keys));
+/// One page of credentials, masked.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CredentialPage {
+    credentials: Vec<MaskedCredential>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Cloud keys to store (sealed); checked with the connector first.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CredentialBody {
+pub(super) struct CredentialBody {
+    /// 1-256 characters, no control characters, not only spaces (spaces around are trimmed).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     access_key_id: String,
+    /// 1-4096 characters; never shown again.
+    #[schema(min_length = 1, max_length = 4096)]
     secret_access_key: String,
+    /// Store the keys even when the cloud refuses them (`unverified`).
     #[serde(default)]
     force: bool,
 }
@@ -47,69 +53,115 @@ fn user_and_instance(p: &(String, String)) -> Result<(UserName, InstanceName), A
 }
 
 fn instance_and_name(p: &(String, String)) -> Result<(InstanceName, CredentialName), ApiError> {
-    Ok((instance_in_path(&p.0)?, parse(CredentialName::parse(&p.1))?))
+    let name = CredentialName::parse(&p.1).map_err(|_| {
+        ApiError(ServiceError::NotFound(Resource::Record(format!("shared credential '{}'", p.1.chars().take(128).collect::<String>()))))
+    })?;
+    Ok((instance_in_path(&p.0)?, name))
 }
 
-async fn list_credentials(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
-    ok(broker.vault.list_user(&a.0, &user_in_path(&user)?).await?)
+/// A user's cloud credentials, masked, by instance (self or admin), paginated.
+#[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "credentials", params(("user" = String, Path, description = "user name"), PageParams),
+    responses((status = 200, body = CredentialPage)))]
+pub(super) async fn list_credentials(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    q: web::Query<PageParams>,
+) -> ApiResult {
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
+    let p = broker.vault.page_user(&a.0, &user_in_path(&user)?, &page).await?;
+    ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
 
-async fn put_credentials(
+/// Stores a user's cloud keys for an instance, checked with the cloud first (self or admin).
+#[utoipa::path(put, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")), request_body = CredentialBody,
+    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn put_credentials(
     a: ApiActor,
     broker: web::Data<Broker>,
     path: web::Path<(String, String)>,
-    body: web::Json<CredentialBody>,
+    body: Body<CredentialBody>,
 ) -> ApiResult {
     let (user, instance) = user_and_instance(&path)?;
     ok(broker.vault.put(&a.0, Scope::User(&user), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
 
-async fn get_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+/// A user's credentials for an instance, masked (self or admin).
+#[utoipa::path(get, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
+    responses((status = 200, body = MaskedCredential)))]
+pub(super) async fn get_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, instance) = user_and_instance(&path)?;
     ok(broker.vault.get(&a.0, Scope::User(&user), &instance).await?)
 }
 
-async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+/// Deletes a user's credentials for an instance (self or admin); refused while live VMs use them.
+#[utoipa::path(delete, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
+pub(super) async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, instance) = user_and_instance(&path)?;
     broker.vault.delete(&a.0, Scope::User(&user), &instance).await?;
     no_content()
 }
 
-async fn list_shared(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
-    ok(broker.vault.list_shared(&a.0).await?)
+/// Shared credentials, masked, with their grants (admin), paginated.
+#[utoipa::path(get, path = "/api/v1/system/credentials", tag = "credentials", params(PageParams),
+    responses((status = 200, body = CredentialPage)))]
+pub(super) async fn list_shared(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
+    let p = broker.vault.page_shared(&a.0, &page).await?;
+    ok(CredentialPage { credentials: p.items, next_cursor: p.next_cursor })
 }
 
-async fn put_shared(
+/// Stores a shared credential for an instance (admin).
+#[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = CredentialBody,
+    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn put_shared(
     a: ApiActor,
     broker: web::Data<Broker>,
     path: web::Path<(String, String)>,
-    body: web::Json<CredentialBody>,
+    body: Body<CredentialBody>,
 ) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     ok(broker.vault.put(&a.0, Scope::System(&name), &instance, &body.access_key_id, &body.secret_access_key, body.force).await?)
 }
 
-async fn get_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+/// A shared credential, masked, with its grants (admin).
+#[utoipa::path(get, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")),
+    responses((status = 200, body = MaskedCredential)))]
+pub(super) async fn get_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     ok(broker.vault.get(&a.0, Scope::System(&name), &instance).await?)
 }
 
-async fn delete_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+/// Deletes a shared credential (admin); refused while live VMs use it.
+#[utoipa::path(delete, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
+pub(super) async fn delete_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     broker.vault.delete(&a.0, Scope::System(&name), &instance).await?;
     no_content()
 }
 
-#[derive(Deserialize)]
+/// The users who may launch with a shared credential (replaces the list).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Grants {
+pub(super) struct Grants {
+    #[schema(max_items = 10000, value_type = Vec<super::doc::UserNameRef>)]
     users: Vec<String>,
 }
 
-async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>, body: web::Json<Grants>) -> ApiResult {
+/// Sets who may launch with a shared credential (admin).
+#[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}/grants", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = Grants,
+    responses((status = 200, body = MaskedCredential)))]
+pub(super) async fn grant_shared(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: Body<Grants>,
+) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;
     if body.users.len() > 10_000 {
@@ -123,6 +175,9 @@ async fn grant_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(S
     ok(broker.vault.grant(&a.0, &name, &instance, &users).await?)
 }
 
-async fn rotate_keys(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
+/// Rotates the master key: a new key seals everything, unused keys are retired (admin).
+#[utoipa::path(post, path = "/api/v1/system/keys/rotate", tag = "credentials",
+    responses((status = 200, body = Rotation), (status = 409, description = "`conflict`: another rotation is running", body = ErrorBody)))]
+pub(super) async fn rotate_keys(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
     ok(broker.vault.rotate(&a.0).await?)
 }

@@ -1,7 +1,8 @@
 //! The JSON API's errors: `{"error": {"code": "...", "message": "..."}}` (and
 //! `"field"` when one input was at fault), with the status of the shared
 //! mapping in [`crate::common::error`]. Also the error handlers that give
-//! query, path and body deserialisation failures this same shape.
+//! query, path and body deserialisation failures this same shape, and the
+//! answers for an unknown path (404) or method (405) under `/api/v1`.
 
 use crate::common::error::{public_message, status_and_code};
 use actix_web::http::StatusCode;
@@ -54,7 +55,7 @@ impl ResponseError for ApiError {
             r.insert_header(("WWW-Authenticate", "Bearer realm=\"cloudbroker\""));
         }
         let mut err = json!({"code": code, "message": message});
-        if let ServiceError::Invalid { field: Some(f), .. } = &self.0 {
+        if let ServiceError::Invalid { field: Some(f), .. } | ServiceError::Unresolved { field: f, .. } = &self.0 {
             err["field"] = json!(f);
         }
         r.json(json!({ "error": err }))
@@ -74,7 +75,9 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
     use actix_web::error::JsonPayloadError as J;
     let (status, code, msg) = match &err {
         J::OverflowKnownLength { .. } | J::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body: {err}")),
-        J::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", "body: send Content-Type: application/json".into()),
+        J::ContentType => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "body: send Content-Type: application/json".into())
+        }
         _ => (StatusCode::BAD_REQUEST, "invalid_request", format!("body: {err}")),
     };
     let resp = HttpResponse::build(status).json(json!({"error": {"code": code, "message": msg}}));
@@ -91,4 +94,18 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     let resp = HttpResponse::NotFound().json(json!({"error": {"code": "not_found", "message": format!("path: {err}")}}));
     actix_web::error::InternalError::from_response(err, resp).into()
+}
+
+/// A path under `/api/v1` that names no resource: 404 in the API's shape.
+pub async fn unknown_path(req: HttpRequest) -> HttpResponse {
+    let path: String = req.path().chars().take(200).collect();
+    HttpResponse::NotFound()
+        .json(json!({"error": {"code": "not_found", "message": format!("no API resource at {path} (see /api/v1/openapi.json)")}}))
+}
+
+/// A method the resource does not have: 405 with `Allow`, in the API's shape.
+pub async fn method_not_allowed(allow: String) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", allow.clone()))
+        .json(json!({"error": {"code": "method_not_allowed", "message": format!("this resource takes {allow}")}}))
 }

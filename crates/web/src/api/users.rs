@@ -1,27 +1,18 @@
 //! `/users`: accounts, roles, passwords and SSH keys.
 
 use super::actor::ApiActor;
+use super::body::Body;
+use super::doc::PageParams;
 use super::error::{parse, ApiResult};
 use super::{no_content, ok};
 use crate::common::auth::client_ip;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::domain::{TokenId, UserName};
+use cloudbroker_core::identity::{Token, User};
 use cloudbroker_core::{Broker, ServiceError};
-use serde::Deserialize;
-
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users", web::post().to(create_user))
-        .route("/users", web::get().to(list_users))
-        .route("/users/{user}", web::get().to(get_user))
-        .route("/users/{user}/password", web::put().to(set_password))
-        .route("/users/{user}/role", web::put().to(set_role))
-        .route("/users/{user}/disable", web::post().to(disable_user))
-        .route("/users/{user}/enable", web::post().to(enable_user))
-        .route("/users/{user}/tokens", web::get().to(list_user_tokens))
-        .route("/users/{user}/tokens/{id}", web::delete().to(revoke_user_token))
-        .route("/users/{user}/ssh-key", web::put().to(set_ssh_key));
-}
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A user named in a path: an invalid name cannot exist.
 pub(super) fn user_in_path(s: &str) -> Result<UserName, super::error::ApiError> {
@@ -33,45 +24,86 @@ pub(super) fn user_in_path(s: &str) -> Result<UserName, super::error::ApiError> 
     })
 }
 
-#[derive(Deserialize)]
+/// `POST /users`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
+    /// 1-64 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     name: String,
+    /// 8-1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     #[serde(default)]
     admin: bool,
 }
 
-async fn create_user(a: ApiActor, broker: web::Data<Broker>, body: web::Json<NewUser>) -> ApiResult {
+/// One page of users.
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserPage {
+    users: Vec<User>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    next_cursor: Option<String>,
+}
+
+/// One page of API tokens, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenPage {
+    pub(super) tokens: Vec<Token>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub(super) next_cursor: Option<String>,
+}
+
+/// Creates a user (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = User), (status = 409, description = "`conflict`: the name is taken", body = super::doc::ErrorBody)))]
+pub(super) async fn create_user(a: ApiActor, broker: web::Data<Broker>, body: Body<NewUser>) -> ApiResult {
     a.0.require_admin()?;
     let name = parse(UserName::parse(&body.name))?;
     let u = broker.identity.create_user(&a.0, &name, &SecretString::new(body.password.clone()), body.admin).await?;
     Ok(HttpResponse::Created().json(u))
 }
 
-async fn list_users(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
-    ok(broker.identity.list_users(&a.0).await?)
+/// Users by name (admin), paginated.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageParams), responses((status = 200, body = UserPage)))]
+pub(super) async fn list_users(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
+    let p = broker.identity.page_users(&a.0, &page).await?;
+    ok(UserPage { users: p.items, next_cursor: p.next_cursor })
 }
 
-async fn get_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+/// A user (self or admin).
+#[utoipa::path(get, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "user name")),
+    responses((status = 200, body = User)))]
+pub(super) async fn get_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
     ok(broker.identity.get_user(&a.0, &user_in_path(&user)?).await?)
 }
 
-#[derive(Deserialize)]
+/// `PUT /users/{user}/password`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Password {
+pub(super) struct Password {
+    /// 8-1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// Required to change one's own password.
     current_password: Option<String>,
 }
 
-/// Sets a password; every session and token of the user ends.
-async fn set_password(
+/// Sets a password; every session and token of the user ends (self with the
+/// current password, or admin).
+#[utoipa::path(put, path = "/api/v1/users/{user}/password", tag = "users", params(("user" = String, Path, description = "user name")),
+    request_body = Password, responses((status = 204, description = "Set; the user's sessions and tokens ended")))]
+pub(super) async fn set_password(
     req: HttpRequest,
     a: ApiActor,
     broker: web::Data<Broker>,
     user: web::Path<String>,
-    body: web::Json<Password>,
+    body: Body<Password>,
 ) -> ApiResult {
     let current = body.current_password.clone().map(SecretString::new);
     broker
@@ -81,19 +113,39 @@ async fn set_password(
     no_content()
 }
 
-async fn disable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+/// Disables a user (admin): their sessions and tokens stop working.
+#[utoipa::path(post, path = "/api/v1/users/{user}/disable", tag = "users", params(("user" = String, Path, description = "user name")),
+    responses((status = 200, body = User)))]
+pub(super) async fn disable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
     ok(broker.identity.set_disabled(&a.0, &user_in_path(&user)?, true).await?)
 }
 
-async fn enable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
+/// Enables a user again (admin).
+#[utoipa::path(post, path = "/api/v1/users/{user}/enable", tag = "users", params(("user" = String, Path, description = "user name")),
+    responses((status = 200, body = User)))]
+pub(super) async fn enable_user(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
     ok(broker.identity.set_disabled(&a.0, &user_in_path(&user)?, false).await?)
 }
 
-async fn list_user_tokens(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
-    ok(broker.identity.list_tokens(&a.0, &user_in_path(&user)?).await?)
+/// A user's API tokens, newest first (self or admin), paginated.
+#[utoipa::path(get, path = "/api/v1/users/{user}/tokens", tag = "tokens", params(("user" = String, Path, description = "user name"), PageParams),
+    responses((status = 200, body = TokenPage)))]
+pub(super) async fn list_user_tokens(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    q: web::Query<PageParams>,
+) -> ApiResult {
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
+    let p = broker.identity.page_tokens(&a.0, &user_in_path(&user)?, &page).await?;
+    ok(TokenPage { tokens: p.items, next_cursor: p.next_cursor })
 }
 
-async fn revoke_user_token(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+/// Revokes a user's token (self or admin).
+#[utoipa::path(delete, path = "/api/v1/users/{user}/tokens/{id}", tag = "tokens",
+    params(("user" = String, Path, description = "user name"), ("id" = String, Path, description = "token id")),
+    responses((status = 204, description = "Revoked")))]
+pub(super) async fn revoke_user_token(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, id) = path.into_inner();
     let id = TokenId::parse(&id).map_err(|_| {
         ServiceError::NotFound(cloudbroker_core::Resource::Record(format!("token '{}'", id.chars().take(64).collect::<String>())))
@@ -102,24 +154,34 @@ async fn revoke_user_token(a: ApiActor, broker: web::Data<Broker>, path: web::Pa
     no_content()
 }
 
-#[derive(Deserialize)]
+/// `PUT /users/{user}/role`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Role {
+pub(super) struct Role {
     admin: bool,
 }
 
-async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Json<Role>) -> ApiResult {
+/// Grants or removes the admin role (admin; `super` is always an admin).
+#[utoipa::path(put, path = "/api/v1/users/{user}/role", tag = "users", params(("user" = String, Path, description = "user name")),
+    request_body = Role, responses((status = 204, description = "Set"), (status = 409, description = "`conflict`: `super` is always an admin", body = super::doc::ErrorBody)))]
+pub(super) async fn set_role(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: Body<Role>) -> ApiResult {
     broker.identity.set_admin(&a.0, &user_in_path(&user)?, body.admin).await?;
     no_content()
 }
 
-#[derive(Deserialize)]
+/// `PUT /users/{user}/ssh-key`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SshKey {
+pub(super) struct SshKey {
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`); null removes the key.
+    #[schema(pattern = r"^[ \t\r\n]*(ssh-|ecdsa-)[!-~]*[ \t]+[!-~]{16,}([ \t][^\x00-\x08\x0a-\x1f\x7f-\x9f]*)?[ \t\r\n]*$")]
     ssh_public_key: Option<String>,
 }
 
-async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Json<SshKey>) -> ApiResult {
+/// Sets or removes the user's SSH public key (self or admin).
+#[utoipa::path(put, path = "/api/v1/users/{user}/ssh-key", tag = "users", params(("user" = String, Path, description = "user name")),
+    request_body = SshKey, responses((status = 204, description = "Set")))]
+pub(super) async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: Body<SshKey>) -> ApiResult {
     broker.identity.set_ssh_key(&a.0, &user_in_path(&user)?, body.ssh_public_key.as_deref()).await?;
     no_content()
 }

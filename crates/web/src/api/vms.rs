@@ -1,35 +1,54 @@
 //! `/vms`: launch, list (paginated, newest first), read, act, terminate.
 
 use super::actor::ApiActor;
+use super::body::Body;
+use super::doc::ErrorBody;
 use super::error::{parse, ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpResponse};
-use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, PageRequest, Tags, UserName, VmAction, VmId, VmStatus};
-use cloudbroker_core::provisioning::{LaunchSpec, VmQuery};
+use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, Tags, UserName, VmAction, VmId, VmStatus};
+use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/vms", web::post().to(launch))
-        .route("/vms", web::get().to(list_vms))
-        .route("/vms/{id}", web::get().to(get_vm))
-        .route("/vms/{id}", web::delete().to(terminate_vm))
-        .route("/vms/{id}/{action}", web::post().to(vm_action));
+/// VMs of one launch, or one page of VMs (newest first).
+#[derive(Serialize, ToSchema)]
+pub(super) struct VmPage {
+    vms: Vec<Vm>,
+    /// The cursor of the next page; absent on the last (and on a launch's answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    next_cursor: Option<String>,
 }
 
 /// `POST /api/v1/vms`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LaunchBody {
+pub(super) struct LaunchBody {
+    /// The connector instance.
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 63)]
     instance: String,
+    /// A native image, or a cloud image id where `images.allow.raw` is on.
+    #[schema(pattern = "^[!-~]{1,255}$")]
     image: String,
+    /// Default: the image's, else the connector's.
+    #[schema(pattern = "^[!-~]{1,64}$")]
     instance_type: Option<String>,
+    /// How many VMs (default 1).
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "super::body::opt_integer")]
     count: Option<u32>,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: Option<String>,
+    /// At most 16384 bytes (UTF-8).
+    #[schema(max_length = 16384)]
     user_data: Option<String>,
+    /// Makes the launch idempotent: the same token gives back the same VMs.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     client_token: Option<String>,
+    #[schema(value_type = Option<super::doc::TagMap>)]
     tags: Option<BTreeMap<String, String>>,
 }
 
@@ -51,29 +70,52 @@ impl LaunchBody {
     }
 }
 
-async fn launch(a: ApiActor, broker: web::Data<Broker>, body: web::Json<LaunchBody>) -> ApiResult {
+/// Launches VMs: recorded (state `requested`) in the quota's transaction, then asked of the cloud.
+#[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = LaunchBody,
+    responses((status = 201, description = "Launched", body = VmPage), (status = 200, description = "The VMs of an earlier launch with this client token", body = VmPage),
+        (status = 409, description = "`quota_exceeded`", body = ErrorBody), (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody),
+        (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
     let spec = body.into_inner().into_spec()?;
     let out = broker.provisioning.launch(&a.0, spec).await?;
     let status = if out.created { actix_web::http::StatusCode::CREATED } else { actix_web::http::StatusCode::OK };
-    Ok(HttpResponse::build(status).json(json!({"vms": out.vms})))
+    Ok(HttpResponse::build(status).json(VmPage { vms: out.vms, next_cursor: None }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListParams {
+    /// Only VMs on this connector instance.
+    #[param(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 63)]
     instance: Option<String>,
+    /// Only VMs in this state.
+    #[param(value_type = Option<VmStatus>)]
     state: Option<String>,
+    /// Only VMs with this name.
     name: Option<String>,
+    /// Admins: only this user's VMs.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     user: Option<String>,
+    /// Only the VMs of this launch (32 hex digits).
+    #[param(pattern = "^[0-9a-f]{32}$")]
     launch: Option<String>,
+    /// `KEY=VALUE`: only VMs with this tag.
+    #[param(pattern = r"^[^=]*=[\s\S]*$")]
     tag: Option<String>,
+    /// Items per page (default 100).
+    #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
     limit: Option<String>,
+    /// The previous page's `next_cursor`.
+    #[param(pattern = r"^(-?[0-9]{1,18}\.([0-9a-f]{2}){0,240})?$")]
     cursor: Option<String>,
 }
 
-async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListParams>) -> ApiResult {
+/// VMs, newest first, paginated and filtered (admins see everyone's).
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListParams), responses((status = 200, body = VmPage)))]
+pub(super) async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListParams>) -> ApiResult {
     let q = q.into_inner();
-    let page = parse(PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref()))?;
+    let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = VmQuery {
         user: q.user.as_deref().map(|u| UserName::parse(u).map_err(|e| ApiError::field("user", e.message))).transpose()?,
         instance: q
@@ -93,7 +135,7 @@ async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListPara
         },
     };
     let p = broker.provisioning.list(&a.0, query, page).await?;
-    ok(json!({"vms": p.items, "next_cursor": p.next_cursor}))
+    ok(VmPage { vms: p.items, next_cursor: p.next_cursor })
 }
 
 /// A VM named in a path: an invalid id cannot exist.
@@ -102,19 +144,40 @@ fn vm_in_path(s: &str) -> Result<VmId, ApiError> {
         .map_err(|_| ApiError(ServiceError::NotFound(Resource::Record(format!("VM '{}'", s.chars().take(64).collect::<String>())))))
 }
 
-async fn get_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+/// One VM.
+#[utoipa::path(get, path = "/api/v1/vms/{id}", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")), responses((status = 200, body = Vm)))]
+pub(super) async fn get_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
     ok(broker.provisioning.get(&a.0, &vm_in_path(&id)?).await?)
 }
 
-async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
-    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)
+/// Starts a VM.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/start", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn start_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Start).await?)
 }
 
-async fn vm_action(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
-    let (id, action) = path.into_inner();
-    let action = match VmAction::parse(&action) {
-        Ok(a @ (VmAction::Start | VmAction::Stop | VmAction::Reboot)) => a,
-        _ => return Err(ApiError(ServiceError::NotFound(Resource::Record(format!("action '{action}' (start, stop, reboot)"))))),
-    };
-    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, action).await?)
+/// Stops a VM.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/stop", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn stop_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Stop).await?)
+}
+
+/// Reboots a VM.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/reboot", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn reboot_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Reboot).await?)
+}
+
+/// Terminates a VM (its record stays, in state `shutting-down` then `terminated`).
+#[utoipa::path(post, path = "/api/v1/vms/{id}/terminate", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+        (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+pub(super) async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)
 }

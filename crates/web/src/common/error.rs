@@ -17,6 +17,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::NotFound(_) => s(StatusCode::NOT_FOUND, "not_found"),
         ServiceError::Conflict(_) => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Invalid { .. } => s(StatusCode::BAD_REQUEST, "invalid_request"),
+        // Well-formed, but naming what the configuration lacks.
+        ServiceError::Unresolved { .. } => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Unavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
         ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
@@ -24,6 +26,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
             let status = match e {
                 ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 ConnectorError::NotFound { .. } => StatusCode::NOT_FOUND,
+                // The VM's state does not allow the action: a conflict, not a bad request.
+                ConnectorError::InvalidRequest { code, .. } if code == "IncorrectInstanceState" => StatusCode::CONFLICT,
                 ConnectorError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
                 ConnectorError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
                 ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => {

@@ -65,7 +65,7 @@ pub fn service_error_page(req: &HttpRequest, e: &ServiceError) -> HttpResponse {
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
         ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
         ServiceError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "Sign in again"),
-        ServiceError::Conflict(_) => (StatusCode::CONFLICT, "Not possible now"),
+        ServiceError::Conflict(_) | ServiceError::Unresolved { .. } => (StatusCode::CONFLICT, "Not possible now"),
         ServiceError::Invalid { .. } => (StatusCode::BAD_REQUEST, "Bad request"),
         _ if e.is_internal() => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
         _ => (StatusCode::BAD_GATEWAY, "The cloud did not do it"),
