@@ -156,8 +156,17 @@ pub fn load_dir(dir: &Path) -> ConfLoad {
     let mut texts = Vec::new();
     let mut errors = Vec::new();
     for f in &files {
-        match std::fs::read_to_string(f) {
-            Ok(t) => texts.push((f.clone(), t)),
+        match std::fs::read(f).map(String::from_utf8) {
+            Ok(Ok(t)) => texts.push((f.clone(), t)),
+            // Point at the first line that is not UTF-8; nothing of the file loads.
+            Ok(Err(e)) => {
+                let at = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                errors.push(ConfError {
+                    location: Location { file: f.clone(), line },
+                    message: format!("not valid UTF-8 (byte {} of the file); the whole file is ignored", at + 1),
+                });
+            }
             Err(e) => errors.push(ConfError { location: Location { file: f.clone(), line: 0 }, message: format!("cannot read file: {e}") }),
         }
     }

@@ -163,7 +163,12 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
     match spec.ty {
         ParamType::String => {}
         ParamType::Int { min, max } => {
-            let n: i64 = v.parse().map_err(|_| format!("'{v}' is not an integer"))?;
+            let n: i64 = v.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    format!("'{v}' is out of range ({min}..={max})")
+                }
+                _ => format!("'{v}' is not an integer"),
+            })?;
             if n < min || n > max {
                 return Err(format!("{n} is out of range ({min}..={max})"));
             }
