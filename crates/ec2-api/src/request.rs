@@ -24,6 +24,11 @@ impl Params {
         if pairs.len() > MAX_PARAMS {
             return Err(Ec2Error::invalid(format!("too many parameters ({}; at most {MAX_PARAMS})", pairs.len())));
         }
+        // A name given twice would mean whichever copy a lookup meets first: refused.
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        if let Some((dup, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(Ec2Error::invalid(format!("parameter {} is given more than once", crate::ids::shown(dup))));
+        }
         Ok(Self { pairs })
     }
 

@@ -11,6 +11,7 @@ use cloudbroker_core::ServiceError;
 fn duplicate(e: ServiceError, name: &str) -> Ec2Error {
     match e {
         ServiceError::Conflict(_) => Ec2Error::client("InvalidKeyPair.Duplicate", format!("The keypair '{}' already exists.", shown(name))),
+        ServiceError::Invalid { field: Some("public_key"), message } => Ec2Error::client("InvalidKeyPair.Format", message),
         ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
         other => other.into(),
     }

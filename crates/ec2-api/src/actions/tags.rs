@@ -5,7 +5,7 @@
 use super::Ctx;
 use crate::error::Ec2Error;
 use crate::ids::{instance_id, shown, vm_id};
-use cloudbroker_core::domain::{PageRequest, VmId};
+use cloudbroker_core::domain::{PageRequest, Tags, VmId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
@@ -43,12 +43,14 @@ fn ok(ctx: &Ctx<'_>, action: &str) -> String {
 }
 
 pub async fn create_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let vms = resources(ctx).await?;
     let tags = ctx.params.tags()?;
     if tags.is_empty() {
         return Err(Ec2Error::missing("Tag.1.Key"));
     }
     let set: BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+    // The tags are checked before any resource is looked up, as EC2 does.
+    Tags::parse(set.clone()).map_err(ServiceError::from)?;
+    let vms = resources(ctx).await?;
     for vm in vms {
         ctx.broker.provisioning.tag(&ctx.caller.actor, &vm, &set, &[]).await?;
     }
