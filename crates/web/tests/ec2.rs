@@ -103,7 +103,7 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
     let cloud = conn.describe_instances(&creds, &cloudbroker_connector_api::DescribeFilter::ids(&[cloud_id])).await.unwrap();
     assert_eq!((cloud[0].tag("env"), cloud[0].tag("team")), (Some("prod"), None), "{:?}", cloud[0].tags);
     assert_eq!(out["dup_key"], "InvalidKeyPair.Duplicate");
-    assert_eq!(out["bad_key"], "InvalidParameterValue");
+    assert_eq!(out["bad_key"], "InvalidKeyPair.Format");
     assert_eq!(out["unknown_key_pair"], "InvalidKeyPair.NotFound");
     assert_eq!(out["bob_key_pairs"], json!([]));
     assert_eq!(out["launch_unknown_key"], "InvalidKeyPair.NotFound");
