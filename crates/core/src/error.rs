@@ -70,6 +70,10 @@ pub enum ServiceError {
     /// A connector instance exists but cannot serve (declaration error, not started).
     #[error("{0}")]
     Unavailable(String),
+    /// The database cannot be reached or refuses work for now; nothing was
+    /// changed. Callers may retry (the JSON API answers 503 with Retry-After).
+    #[error("the broker's database is unavailable; try again in a few seconds")]
+    DatabaseUnavailable(#[source] StoreError),
     #[error("too many failed attempts; try again in {retry_after_secs}s")]
     Throttled { retry_after_secs: u64 },
     #[error("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})")]
@@ -117,6 +121,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::NotFound(what) => ServiceError::NotFound(Resource::Record(what)),
             StoreError::Conflict(m) => ServiceError::Conflict(m),
+            other if other.is_unavailable() => ServiceError::DatabaseUnavailable(other),
             other => ServiceError::Store(other),
         }
     }

@@ -84,6 +84,10 @@ impl From<ServiceError> for Ec2Error {
             ),
             ServiceError::Throttled { .. } => Ec2Error::new(503, "RequestLimitExceeded", "Request limit exceeded."),
             ServiceError::Unavailable(m) => Ec2Error::new(503, "Unavailable", m),
+            ServiceError::DatabaseUnavailable(source) => {
+                tracing::warn!(error = %source, "EC2 front: database unavailable");
+                Ec2Error::new(503, "Unavailable", "The service is unavailable. Please try again shortly.")
+            }
             ServiceError::Cloud(c) => cloud(c),
             other => {
                 tracing::error!(error = %other, "EC2 front: internal error");

@@ -30,6 +30,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long a request waits for a database connection before it fails as
+/// unavailable (503) rather than hanging while the database is down.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Which database the store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -114,7 +118,7 @@ impl Store {
         let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

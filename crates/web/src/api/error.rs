@@ -51,6 +51,9 @@ impl ResponseError for ApiError {
         if let ServiceError::Throttled { retry_after_secs } = &self.0 {
             r.insert_header(("Retry-After", retry_after_secs.to_string()));
         }
+        if let ServiceError::DatabaseUnavailable(_) = &self.0 {
+            r.insert_header(("Retry-After", "5"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             r.insert_header(("WWW-Authenticate", "Bearer realm=\"cloudbroker\""));
         }

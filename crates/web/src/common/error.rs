@@ -20,6 +20,7 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         // Well-formed, but naming what the configuration lacks.
         ServiceError::Unresolved { .. } => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Unavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ServiceError::DatabaseUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
         ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
         ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
         ServiceError::Cloud(e) => {
@@ -44,7 +45,10 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
 
 /// The message a caller may see: internal causes are logged and replaced.
 pub fn public_message(e: &ServiceError) -> String {
-    if e.is_internal() {
+    if let ServiceError::DatabaseUnavailable(source) = e {
+        tracing::warn!(error = %source, "database unavailable");
+        e.to_string()
+    } else if e.is_internal() {
         tracing::error!(error = %e, source = ?std::error::Error::source(e), "internal error");
         "internal error (see the broker's log)".to_string()
     } else {
