@@ -34,7 +34,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         let StoreError::Db(e) = self else { return false };
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
             sqlx::Error::Database(d) => match d.code() {
                 // PostgreSQL: class 08 (connection exception), 57P01-57P03
                 // (admin/crash shutdown, cannot connect now), 53300 (too many connections).

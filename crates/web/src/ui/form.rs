@@ -77,7 +77,9 @@ pub fn friendly(e: &ServiceError) -> String {
         ),
         ServiceError::Cloud(c) => format!("The cloud refused: {c}. Check your credentials and the values chosen, then try again."),
         ServiceError::Unavailable(m) => format!("{m}. An administrator needs to fix this connector instance's configuration."),
-        ServiceError::DatabaseUnavailable(_) => "The broker's database is unavailable just now: nothing was changed. Try again in a few seconds.".into(),
+        ServiceError::DatabaseUnavailable(_) => {
+            "The broker's database is unavailable just now: nothing was changed. Try again in a few seconds.".into()
+        }
         ServiceError::NotFound(r) => {
             let what = r.to_string();
             if what.starts_with("credentials for") {
