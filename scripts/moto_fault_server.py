@@ -36,6 +36,12 @@ Fault configuration (``POST /_fault``):
 ``hang_actions``            these actions sleep ``hang_seconds`` (default 30) before moto answers
 ``delay_ms``                every API request (or only ``delay_actions``) is delayed this long
 ``delay_actions``           restrict the delay to these actions
+``throttle_rate``           0..1: each API request (of ``throttle_actions``, default all) is
+                            throttled (503 ``RequestLimitExceeded``) with this probability
+``capacity_error_rate``     0..1: each request of ``capacity_error_actions`` (default
+                            RunInstances) answers ``InsufficientInstanceCapacity`` with this probability
+``spike_rate``, ``spike_ms`` 0..1 and milliseconds: a latency spike of ``spike_ms`` before moto answers
+``seed``                    seeds the random choices, so a run can be repeated
 
 "Peak in flight" is measured at the middleware: the number of API requests
 that entered it and have not finished their response, including injected
@@ -46,6 +52,7 @@ import argparse
 import io
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -80,13 +87,15 @@ class FaultMiddleware:
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
-        self.injected = {"throttle": 0, "bare_503": 0, "capacity": 0, "hang": 0, "delay": 0}
+        self.injected = {"throttle": 0, "bare_503": 0, "capacity": 0, "hang": 0, "delay": 0, "spike": 0}
+        self.rng = random.Random(0)
         self.log = []
 
     def _set_config(self, config):
         self.config = dict(config)
         self.throttle_left = int(config.get("throttle_first") or 0)
         self.bare_503_left = int(config.get("bare_503_first") or 0)
+        self.rng = random.Random(config.get("seed", 0))
 
     def _stats(self):
         return {
@@ -168,12 +177,21 @@ class FaultMiddleware:
         elif self.bare_503_left > 0:
             self.bare_503_left -= 1
             fault = "bare_503"
-        elif action in (cfg.get("capacity_error_actions") or []):
+        elif cfg.get("capacity_error_rate") is None and action in (cfg.get("capacity_error_actions") or []):
+            fault = "capacity"
+        elif cfg.get("throttle_rate") and (not throttle_actions or action in throttle_actions) \
+                and self.rng.random() < float(cfg["throttle_rate"]):
+            fault = "throttle"
+        elif cfg.get("capacity_error_rate") and action in (cfg.get("capacity_error_actions") or ["RunInstances"]) \
+                and self.rng.random() < float(cfg["capacity_error_rate"]):
             fault = "capacity"
         delay = 0.0
+        if cfg.get("spike_rate") and self.rng.random() < float(cfg["spike_rate"]):
+            delay += float(cfg.get("spike_ms") or 1000) / 1000.0
+            self.injected["spike"] += 1
         delay_actions = cfg.get("delay_actions")
         if cfg.get("delay_ms") and (not delay_actions or action in delay_actions):
-            delay = float(cfg["delay_ms"]) / 1000.0
+            delay += float(cfg["delay_ms"]) / 1000.0
             self.injected["delay"] += 1
         hang = 0.0
         if fault is None and action in (cfg.get("hang_actions") or []):
