@@ -67,6 +67,38 @@ struct Alice {
     vm: String,
     token_id: String,
     access_key: String,
+    access_secret: String,
+}
+
+/// Every byte the database holds as text: the SQLite file with its WAL, or
+/// every row of every PostgreSQL table cast to text.
+async fn database_text(app: &TestApp) -> String {
+    if app.db_url.starts_with("sqlite") {
+        let path = app.db_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            all.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    } else {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&app.db_url).await.unwrap();
+        let tables: Vec<(String,)> =
+            sqlx::query_as("SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(tables.len() > 5, "{tables:?}");
+        let mut out = String::new();
+        for (t,) in tables {
+            let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT CAST(x AS TEXT) FROM \"{t}\" x")).fetch_all(&pool).await.unwrap();
+            for r in rows {
+                out.push_str(&r.0);
+            }
+        }
+        pool.close().await;
+        out
+    }
 }
 
 async fn setup(app: &TestApp) -> (String, Alice, String) {
@@ -84,11 +116,12 @@ async fn setup(app: &TestApp) -> (String, Alice, String) {
     let (s, b) = app.call(Method::POST, "/api/v1/users/alice/access-keys", &token, None).await;
     assert_eq!(s, 201, "{b}");
     let access_key = b["access_key_id"].as_str().unwrap().to_string();
+    let access_secret = b["secret_access_key"].as_str().unwrap().to_string();
     let creds = json!({"access_key_id": "AKIAALICE0000000", "secret_access_key": "alice-cloud-secret"});
     assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/sb2", &token, Some(creds)).await.0, 200);
     let key = json!({"ssh_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2Qga2V5IGZvciB0ZXN0cyBvbmx5IG9rIG9rIG9r alice"});
     let _ = app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &token, Some(key)).await;
-    (admin, Alice { token, vm, token_id, access_key }, bob)
+    (admin, Alice { token, vm, token_id, access_key, access_secret }, bob)
 }
 
 /// Everything of alice's, as she sees it.
@@ -160,6 +193,23 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
     assert!(swept >= 25, "only {swept} operations were swept");
     // Alice's things are as they were, and her token still works.
     assert_eq!(alice_view(&app, &alice).await, before);
+
+    // After all this, no secret is in the database in clear: not the cloud
+    // keys, the EC2 secret, the passwords or the bearer tokens.
+    let raw = database_text(&app).await;
+    assert!(raw.contains("alice") && raw.contains(&alice.vm), "the scan reads real rows");
+    for secret in [
+        "alice-cloud-secret",
+        "AKIAALICE0000000",
+        alice.access_secret.as_str(),
+        "alice-password",
+        "bob-password",
+        SUPER_PW,
+        alice.token.as_str(),
+        bob.as_str(),
+    ] {
+        assert!(!raw.contains(secret), "a secret ({} chars) is stored in clear", secret.len());
+    }
 });
 
 // The UI's pages and forms for owned things, with bob's session.
