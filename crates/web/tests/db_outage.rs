@@ -175,3 +175,48 @@ async fn postgres_going_away_answers_503_and_service_resumes() {
     assert!(statuses.iter().all(|s| *s == (200, 2)), "{statuses:?}");
     app.stop().await;
 }
+
+/// Sets or clears the immutable attribute (`chattr`), which makes a file
+/// read-only even for root; `false` when the filesystem or the process
+/// cannot (the caller then skips, and says so).
+fn immutable(path: &std::path::Path, on: bool) -> bool {
+    if !path.exists() {
+        return true;
+    }
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_sqlite_file_refuses_writes_clearly_and_keeps_what_it_had() {
+    let app = TestApp::sqlite().await;
+    let admin = app.token("super", SUPER_PW).await;
+    let image = json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    let alice = app.user(&admin, "alice").await;
+    let launch = json!({"instance": "sb", "image": "ubuntu"});
+    assert_eq!(app.call(Method::POST, "/api/v1/vms", &alice, Some(launch.clone())).await.0, 201);
+    let path = app.db_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+    let files: Vec<std::path::PathBuf> = ["", "-wal", "-shm"].iter().map(|s| std::path::PathBuf::from(format!("{path}{s}"))).collect();
+    if !files.iter().all(|f| immutable(f, true)) {
+        files.iter().for_each(|f| {
+            immutable(f, false);
+        });
+        eprintln!("NOTICE: chattr +i is not possible here: the read-only SQLite test was SKIPPED");
+        return;
+    }
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(launch.clone())).await;
+    let (s2, b2) = app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &alice, Some(json!({"ssh_public_key": null}))).await;
+    files.iter().for_each(|f| assert!(immutable(f, false)));
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("database_unavailable")), "{b}");
+    assert_eq!((s2, b2["error"]["code"].as_str()), (503, Some("database_unavailable")), "{b2}");
+    // Writable again: nothing of the refused launch was kept, and writes work.
+    assert_eq!(vm_count(&app, &alice).await, (200, 1));
+    assert_eq!(app.call(Method::POST, "/api/v1/vms", &alice, Some(launch)).await.0, 201);
+    assert_eq!(vm_count(&app, &alice).await, (200, 2));
+    app.stop().await;
+}
