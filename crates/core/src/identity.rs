@@ -19,10 +19,9 @@ use cloudbroker_store::identity::{TokenRow, UserRow};
 use cloudbroker_store::{now_ms, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The built-in administrator.
 pub const SUPER_USER: &str = "super";
@@ -225,22 +224,18 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// Login throttling, per account and per client address, in this process.
+/// Login throttling, per account and per client address, shared by every
+/// replica through the database (crates/store/src/throttle.rs).
 ///
 /// An attempt is recorded when it is admitted, before the password is
-/// checked, so concurrent guesses cannot all pass the check; a successful
-/// login takes its account's record back. Past `per_account` failures in the
-/// window an account is slowed down, not locked out: each further attempt
-/// waits twice as long as the previous one, up to `max_delay`, so its owner
-/// still gets in. The map holds at most `max_keys` entries.
+/// checked, so concurrent guesses (on one replica or several) cannot all
+/// pass the check; a successful login takes its account's record back. Past
+/// `per_account` failures in the window an account is slowed down, not
+/// locked out: each further attempt waits twice as long as the previous one,
+/// up to `max_delay`, so its owner still gets in. Records older than the
+/// window are purged with the expired sessions.
 pub struct Throttle {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Self { failures: Mutex::new(HashMap::new()) }
-    }
+    store: Store,
 }
 
 /// Throttling limits.
@@ -251,110 +246,81 @@ pub struct ThrottleLimits {
     pub per_address: usize,
     /// The longest wait between attempts on a slowed-down account.
     pub max_delay: Duration,
-    /// Accounts and addresses tracked at most (the oldest go first).
-    pub max_keys: usize,
 }
 
 impl Default for ThrottleLimits {
     fn default() -> Self {
-        Self {
-            window: Duration::from_secs(15 * 60),
-            per_account: 5,
-            per_address: 20,
-            max_delay: Duration::from_secs(60),
-            max_keys: 100_000,
-        }
+        Self { window: Duration::from_secs(15 * 60), per_account: 5, per_address: 20, max_delay: Duration::from_secs(60) }
     }
 }
 
-/// An admitted login attempt (already counted as a failure until refunded).
-struct Attempt {
+/// An admitted login attempt (already counted as a failure until taken back).
+pub struct Attempt {
     account: String,
-    address: Option<String>,
-    at: Instant,
+    recorded: cloudbroker_store::throttle::RecordedAttempt,
+}
+
+impl ThrottleLimits {
+    /// The rule: `Some(seconds to wait)` when an attempt on an account with
+    /// `account` recent attempts from an address with `address` recent
+    /// attempts (ms, oldest first) must wait, at `now` (ms).
+    fn wait(&self, now: i64, account: &[i64], address: Option<&[i64]>) -> Option<u64> {
+        let window = self.window.as_millis() as i64;
+        if let Some(v) = address {
+            if v.len() >= self.per_address {
+                let oldest = v.first().copied().unwrap_or(now);
+                return Some(((window - (now - oldest)).max(0) as u64 / 1000).max(1));
+            }
+        }
+        if account.len() >= self.per_account {
+            let over = u32::try_from(account.len() - self.per_account).unwrap_or(u32::MAX).min(16);
+            let delay = (1000i64 << over).min(self.max_delay.as_millis() as i64);
+            let since = account.last().map_or(delay, |t| now - t);
+            if since < delay {
+                return Some((((delay - since) as u64).div_ceil(1000)).max(1));
+            }
+        }
+        None
+    }
 }
 
 impl Throttle {
     /// Admits an attempt and records it, or says how long to wait.
-    fn admit(&self, limits: &ThrottleLimits, user: &str, addr: Option<IpAddr>) -> ServiceResult<Attempt> {
-        let now = Instant::now();
+    async fn admit(&self, limits: &ThrottleLimits, user: &str, addr: Option<IpAddr>) -> ServiceResult<Attempt> {
+        let now = now_ms();
         let account = format!("u:{user}");
-        let address = addr.map(|a| format!("a:{a}"));
-        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = |m: &mut HashMap<String, Vec<Instant>>, k: &str| -> Vec<Instant> {
-            m.get_mut(k)
-                .map(|v| {
-                    v.retain(|t| now.duration_since(*t) < limits.window);
-                    v.clone()
-                })
-                .unwrap_or_default()
-        };
-        if let Some(a) = &address {
-            let v = recent(&mut m, a);
-            if v.len() >= limits.per_address {
-                let oldest = v.first().copied().unwrap_or(now);
-                let retry = limits.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                return Err(ServiceError::Throttled { retry_after_secs: retry });
-            }
+        let mut keys = vec![account.clone()];
+        if let Some(a) = addr {
+            keys.push(format!("a:{a}"));
         }
-        let v = recent(&mut m, &account);
-        if v.len() >= limits.per_account {
-            let over = u32::try_from(v.len() - limits.per_account).unwrap_or(u32::MAX).min(16);
-            let delay = Duration::from_secs(1u64 << over).min(limits.max_delay);
-            let since = v.last().map_or(delay, |t| now.duration_since(*t));
-            if since < delay {
-                return Err(ServiceError::Throttled { retry_after_secs: (delay - since).as_secs().max(1) });
-            }
-        }
-        if m.len() + 2 > limits.max_keys {
-            Self::evict(&mut m, limits, now);
-        }
-        m.entry(account.clone()).or_default().push(now);
-        if let Some(a) = &address {
-            m.entry(a.clone()).or_default().push(now);
-        }
-        Ok(Attempt { account, address, at: now })
-    }
-
-    /// Drops expired entries, then (if still full) the least recently used.
-    fn evict(m: &mut HashMap<String, Vec<Instant>>, limits: &ThrottleLimits, now: Instant) {
-        m.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < limits.window));
-        while m.len() + 2 > limits.max_keys {
-            let Some(oldest) = m.iter().min_by_key(|(_, v)| v.last().copied()).map(|(k, _)| k.clone()) else { break };
-            m.remove(&oldest);
+        let since = now - limits.window.as_millis() as i64;
+        let has_address = addr.is_some();
+        let r = self
+            .store
+            .admit_attempt(&keys, now, since, |seen| {
+                limits.wait(now, &seen[0], if has_address { seen.get(1).map(Vec::as_slice) } else { None })
+            })
+            .await?;
+        match r {
+            Ok(recorded) => Ok(Attempt { account, recorded }),
+            Err(retry_after_secs) => Err(ServiceError::Throttled { retry_after_secs }),
         }
     }
 
     /// A successful login: the account's record goes, and this attempt no
     /// longer counts against its address.
-    fn refund(&self, attempt: &Attempt) {
-        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(&attempt.account);
-        if let Some(a) = &attempt.address {
-            if let Some(v) = m.get_mut(a) {
-                if let Some(i) = v.iter().position(|t| *t == attempt.at) {
-                    v.remove(i);
-                }
-                if v.is_empty() {
-                    m.remove(a);
-                }
-            }
-        }
+    async fn refund(&self, attempt: &Attempt) -> ServiceResult<()> {
+        Ok(self.store.take_back_attempt(&attempt.recorded, &attempt.account).await?)
     }
 
     /// Forgets everything older than the window.
-    fn prune(&self, limits: &ThrottleLimits) {
-        let now = Instant::now();
-        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, v| {
-            v.retain(|t| now.duration_since(*t) < limits.window);
-            !v.is_empty()
-        });
+    async fn prune(&self, limits: &ThrottleLimits) -> ServiceResult<u64> {
+        Ok(self.store.purge_attempts(now_ms() - limits.window.as_millis() as i64).await?)
     }
 
-    /// Accounts and addresses tracked now.
-    pub fn tracked(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// Accounts and addresses with attempts still counting.
+    pub async fn tracked(&self) -> ServiceResult<i64> {
+        Ok(self.store.throttled_keys().await?)
     }
 }
 
@@ -389,7 +355,12 @@ pub struct Identity {
 impl Identity {
     /// A new service on the store.
     pub fn new(store: Store) -> Self {
-        Self { store, throttle: Throttle::default(), throttle_limits: ThrottleLimits::default(), session_limits: SessionLimits::default() }
+        Self {
+            throttle: Throttle { store: store.clone() },
+            store,
+            throttle_limits: ThrottleLimits::default(),
+            session_limits: SessionLimits::default(),
+        }
     }
 
     /// Creates `super` on first start. Returns the generated password, if one was generated.
@@ -518,7 +489,7 @@ impl Identity {
     /// Checks a user name and password, with throttling. A disabled account
     /// is refused, said only to who knows its password.
     pub async fn authenticate(&self, name: &UserName, password: &SecretString, addr: Option<IpAddr>) -> ServiceResult<Actor> {
-        let attempt = self.throttle.admit(&self.throttle_limits, name.as_str(), addr)?;
+        let attempt = self.throttle.admit(&self.throttle_limits, name.as_str(), addr).await?;
         let name = name.as_str();
         let user = self.store.get_user(name).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
@@ -530,7 +501,7 @@ impl Identity {
                 Err(ServiceError::Forbidden(format!("the account '{name}' is disabled; ask an administrator")))
             }
             (Some(u), true) => {
-                self.throttle.refund(&attempt);
+                self.throttle.refund(&attempt).await?;
                 if stale {
                     if let Ok(h) = hash_password(password).await {
                         self.store.set_password_hash(name, &h).await?;
@@ -676,7 +647,7 @@ impl Identity {
 
     /// Deletes sessions past their idle or absolute expiry; returns how many.
     pub async fn purge_sessions(&self) -> ServiceResult<u64> {
-        self.throttle.prune(&self.throttle_limits);
+        self.throttle.prune(&self.throttle_limits).await?;
         let now = now_ms();
         let idle = now - self.session_limits.idle.as_millis() as i64;
         let absolute = now - self.session_limits.absolute.as_millis() as i64;

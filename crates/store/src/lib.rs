@@ -20,6 +20,7 @@ pub mod params;
 pub mod quota;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod throttle;
 pub mod vms;
 
 pub use error::StoreError;

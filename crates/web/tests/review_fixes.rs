@@ -92,6 +92,42 @@ app_test!(concurrent_wrong_passwords_are_throttled, |app: TestApp| async move {
     assert!(throttled >= 34 && codes.iter().all(|c| [401, 429].contains(c)), "{codes:?}");
 });
 
+app_test!(two_replicas_share_one_login_throttle, |app: TestApp| async move {
+    let admin = app.token("super", SUPER_PW).await;
+    app.user(&admin, "alice").await;
+    // A second broker on the same database: another replica.
+    let other = TestApp::start(Some(app.db_url.clone()), tempfile::tempdir().unwrap()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, url) =
+            if i % 2 == 0 { (app.http.clone(), app.url("/api/v1/tokens")) } else { (other.http.clone(), other.url("/api/v1/tokens")) };
+        tasks.push(tokio::spawn(async move {
+            http.post(url).basic_auth("alice", Some("wrong-password")).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    let checked = codes.iter().filter(|c| **c == 401).count();
+    // Five checked in all (the account's limit), not five per replica.
+    assert!((5..=6).contains(&checked) && codes.iter().all(|c| [401, 429].contains(c)), "{codes:?}");
+    // The right password still gets in once the wait is over, on either
+    // replica, and clears the account's record for both.
+    let r = other.http.post(other.url("/api/v1/tokens")).basic_auth("alice", Some("alice-password")).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the account is slowed down on the other replica too");
+    let wait: u64 = r.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let r = other.http.post(other.url("/api/v1/tokens")).basic_auth("alice", Some("alice-password")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app.http.post(app.url("/api/v1/tokens")).basic_auth("alice", Some("wrong-password")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the success cleared the account's failures for every replica");
+    // The records are in the shared database.
+    assert!(app.broker.identity.throttle().tracked().await.unwrap() > 0);
+    other.stop().await;
+});
+
 #[tokio::test]
 async fn cookies_are_secure_when_the_request_came_over_https() {
     let app = TestApp::sqlite().await;
