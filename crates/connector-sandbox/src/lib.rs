@@ -9,8 +9,13 @@
 //! account; `failure.rate` makes launches fail with
 //! `InsufficientInstanceCapacity`; `capacity` bounds the live VMs.
 //!
-//! The state lives in memory: it is lost when the broker restarts (the
-//! broker's reconciliation then sees the VMs as gone).
+//! Where the simulated cloud lives: built by the broker ([`build_persistent`])
+//! it lives in the broker's database through a [`WorldStore`], so it
+//! survives restarts and two replicas on one database see one sandbox (each
+//! call runs in one transaction that excludes every other caller of the
+//! instance, on any replica). Built alone ([`build`], [`SandboxConnector::new`])
+//! it lives in this process's memory. Timed transitions are computed from
+//! wall-clock times kept with each VM, so they need no timer task.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -21,9 +26,10 @@ use cloudbroker_connector_api::{
     KeyPairInfo, RunRequest, StateChange, Vm, VmState,
 };
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Images every sandbox account can launch.
 pub const IMAGES: &[(&str, &str)] = &[
@@ -74,20 +80,46 @@ impl SandboxSettings {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct SimVm {
     vm: Vm,
     account: String,
-    changed: Instant,
+    /// Wall-clock time of the last state change, in ms since the epoch.
+    changed_ms: i64,
 }
 
-#[derive(Default)]
+/// One simulated cloud. Every field has a default so that a world stored by
+/// an older broker still loads.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct World {
     vms: BTreeMap<String, SimVm>,
     order: Vec<String>,
-    tokens: HashMap<(String, String), Vec<String>>,
+    /// Launch ids by `account` + U+001F + client token.
+    tokens: BTreeMap<String, Vec<String>>,
     keys: HashMap<String, BTreeMap<String, String>>,
     next: u64,
+}
+
+fn token_key(account: &str, token: &str) -> String {
+    format!("{account}\u{1f}{token}")
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A change to a stored world: gets the stored JSON (if any), answers the
+/// JSON to store (if anything changed).
+pub type WorldChange<'a> = Box<dyn for<'b> FnOnce(Option<&'b [u8]>) -> Option<Vec<u8>> + Send + 'a>;
+
+/// Keeps sandbox worlds outside the process (the broker's database).
+#[async_trait]
+pub trait WorldStore: Send + Sync {
+    /// Runs `f` on the stored world of `instance` (`None` when none is
+    /// stored yet) inside one transaction that excludes every other caller
+    /// for this instance, on any replica; stores what `f` returns, if anything.
+    async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), String>;
 }
 
 /// The simulated cloud of one connector instance.
@@ -96,6 +128,7 @@ pub struct SandboxConnector {
     settings: SandboxSettings,
     gate: CallGate,
     world: Arc<Mutex<World>>,
+    persist: Option<Arc<dyn WorldStore>>,
 }
 
 /// The simulated clouds of this process, by instance name: changing an
@@ -115,11 +148,22 @@ pub fn build(instance: InstanceName, params: &ParamValues) -> Result<Arc<dyn Con
     Ok(Arc::new(c))
 }
 
+/// Builds a sandbox connector instance whose world lives in `store`.
+pub fn build_persistent(
+    instance: InstanceName,
+    params: &ParamValues,
+    store: Arc<dyn WorldStore>,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let mut c = SandboxConnector::new(instance, SandboxSettings::from_params(params));
+    c.persist = Some(store);
+    Ok(Arc::new(c))
+}
+
 impl SandboxConnector {
     /// A new, empty simulated cloud.
     pub fn new(instance: InstanceName, settings: SandboxSettings) -> Self {
         let gate = CallGate::new(settings.workers, CallPolicy { max_attempts: 1, ..CallPolicy::default() }).for_instance(&instance);
-        Self { instance, settings, gate, world: Arc::new(Mutex::new(World::default())) }
+        Self { instance, settings, gate, world: Arc::new(Mutex::new(World::default())), persist: None }
     }
 
     fn world(&self) -> MutexGuard<'_, World> {
@@ -129,9 +173,10 @@ impl SandboxConnector {
 
     /// Advances timed transitions.
     fn tick(&self, w: &mut World) {
-        let now = Instant::now();
+        let now = now_ms();
+        let delay = i64::try_from(self.settings.boot_delay.as_millis()).unwrap_or(i64::MAX);
         for s in w.vms.values_mut() {
-            if now.duration_since(s.changed) < self.settings.boot_delay {
+            if now.saturating_sub(s.changed_ms) < delay {
                 continue;
             }
             let next = match s.vm.state {
@@ -141,7 +186,7 @@ impl SandboxConnector {
                 _ => continue,
             };
             s.vm.state = next;
-            s.changed = now;
+            s.changed_ms = now;
             if next == VmState::Terminated || next == VmState::Stopped {
                 s.vm.public_ip = None;
             }
@@ -151,10 +196,10 @@ impl SandboxConnector {
         }
     }
 
-    async fn enter<T>(
+    async fn enter<T: Send>(
         &self,
         creds: &Credentials,
-        f: impl FnOnce(&mut World, &str) -> Result<T, ConnectorError>,
+        f: impl FnOnce(&mut World, &str) -> Result<T, ConnectorError> + Send,
     ) -> Result<T, ConnectorError> {
         check_creds(creds)?;
         let latency = self.settings.api_latency;
@@ -167,12 +212,56 @@ impl SandboxConnector {
                         tokio::time::sleep(latency).await;
                     }
                     let f = taken.ok_or_else(|| ConnectorError::Transport { message: "sandbox call retried".into() })?;
-                    let mut w = self.world();
-                    self.tick(&mut w);
-                    f(&mut w, &creds.access_key_id)
+                    match &self.persist {
+                        None => {
+                            let mut w = self.world();
+                            self.tick(&mut w);
+                            f(&mut w, &creds.access_key_id)
+                        }
+                        Some(store) => self.enter_stored(store.as_ref(), &creds.access_key_id, f).await,
+                    }
                 }
             })
             .await
+    }
+
+    /// Runs `f` on the world kept in `store`, in its transaction.
+    async fn enter_stored<T: Send>(
+        &self,
+        store: &dyn WorldStore,
+        account: &str,
+        f: impl FnOnce(&mut World, &str) -> Result<T, ConnectorError> + Send,
+    ) -> Result<T, ConnectorError> {
+        let mut out: Option<Result<T, ConnectorError>> = None;
+        let slot = &mut out;
+        let unreadable = |e: serde_json::Error| ConnectorError::Cloud {
+            code: "SandboxStateUnreadable".into(),
+            message: format!("the sandbox '{}' kept in the database cannot be read ({e}); nothing was changed", self.instance),
+        };
+        store
+            .update(
+                self.instance.as_str(),
+                Box::new(move |stored: Option<&[u8]>| {
+                    let mut w: World = match stored.map(serde_json::from_slice).transpose() {
+                        Ok(w) => w.unwrap_or_default(),
+                        Err(e) => {
+                            *slot = Some(Err(unreadable(e)));
+                            return None;
+                        }
+                    };
+                    self.tick(&mut w);
+                    let r = f(&mut w, account);
+                    let bytes = serde_json::to_vec(&w);
+                    *slot = Some(r);
+                    match bytes {
+                        Ok(b) if Some(b.as_slice()) != stored => Some(b),
+                        _ => None,
+                    }
+                }),
+            )
+            .await
+            .map_err(|message| ConnectorError::Transport { message: format!("sandbox state: {message}") })?;
+        out.unwrap_or_else(|| Err(ConnectorError::Transport { message: "sandbox state: not run".into() }))
     }
 
     fn owned<'w>(w: &'w mut World, account: &str, id: &str) -> Result<&'w mut SimVm, ConnectorError> {
@@ -202,14 +291,14 @@ impl SandboxConnector {
                         message: format!("{id}: {m}"),
                     })?;
                 }
-                let now = Instant::now();
+                let now = now_ms();
                 let mut out = Vec::new();
                 for id in &ids {
                     let s = Self::owned(w, acct, id)?;
                     let previous = s.vm.state;
                     if let Ok(Some(next)) = f(previous) {
                         s.vm.state = next;
-                        s.changed = now;
+                        s.changed_ms = now;
                     }
                     out.push(StateChange { id: id.clone(), previous, current: s.vm.state });
                 }
@@ -256,7 +345,7 @@ impl Connector for SandboxConnector {
                 });
             }
             if !req.client_token.is_empty() {
-                if let Some(ids) = w.tokens.get(&(acct.to_string(), req.client_token.clone())) {
+                if let Some(ids) = w.tokens.get(&token_key(acct, &req.client_token)) {
                     return Ok(ids.iter().filter_map(|id| w.vms.get(id).map(|s| s.vm.clone())).collect());
                 }
             }
@@ -295,7 +384,7 @@ impl Connector for SandboxConnector {
                     });
                 }
             }
-            let now = Instant::now();
+            let now = now_ms();
             let mut out = Vec::new();
             for _ in 0..req.count {
                 w.next += 1;
@@ -313,12 +402,12 @@ impl Connector for SandboxConnector {
                     client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
                     tags: if keep_tags { req.tags.clone() } else { Vec::new() },
                 };
-                w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed: now });
+                w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed_ms: now });
                 w.order.push(id);
                 out.push(vm);
             }
             if !req.client_token.is_empty() {
-                w.tokens.insert((acct.to_string(), req.client_token.clone()), out.iter().map(|v| v.id.clone()).collect());
+                w.tokens.insert(token_key(acct, &req.client_token), out.iter().map(|v| v.id.clone()).collect());
             }
             Ok(out)
         })

@@ -79,7 +79,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let store = Store::open(&config.database_url).await?;
-        let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::build_connector)).await?;
+        let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::with_store(store.clone()))).await?;
         let vault = Arc::new(
             Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?,
         );
