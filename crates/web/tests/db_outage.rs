@@ -64,20 +64,6 @@ impl Relay {
     }
 }
 
-/// A SigV4-signed EC2 call (region `sb`).
-async fn ec2(app: &TestApp, key: &(String, String), body: &str) -> (u16, String) {
-    let host = app.base.trim_start_matches("http://").to_string();
-    let headers = vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded".to_string())];
-    let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, "sb", "ec2", chrono::Utc::now());
-    let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
-    let mut r = app.http.post(app.url("/ec2")).body(body.to_string());
-    for (k, v) in headers.iter().chain(added.iter()).filter(|(k, _)| k != "host") {
-        r = r.header(k.as_str(), v.as_str());
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 async fn vm_count(app: &TestApp, token: &str) -> (u16, usize) {
     let (s, b) = app.call(Method::GET, "/api/v1/vms", token, None).await;
     (s, b["vms"].as_array().map(Vec::len).unwrap_or(0))
@@ -108,7 +94,7 @@ async fn postgres_going_away_answers_503_and_service_resumes() {
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(launch.clone())).await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(vm_count(&app, &alice).await, (200, 1));
-    assert_eq!(ec2(&app, &key, "Action=DescribeInstances").await.0, 200);
+    assert_eq!(app.ec2_call(&key, "sb", "Action=DescribeInstances").await.0, 200);
 
     // The database goes away.
     relay.down();
@@ -130,7 +116,7 @@ async fn postgres_going_away_answers_503_and_service_resumes() {
         // No internals (addresses, driver messages) reach the caller.
         assert!(!body.to_string().contains("127.0.0.1") && !body.to_string().contains("os error"), "{body}");
     }
-    let (s, body) = ec2(&app, &key, "Action=DescribeInstances").await;
+    let (s, body) = app.ec2_call(&key, "sb", "Action=DescribeInstances").await;
     assert!(s == 503 && body.contains("<Code>Unavailable</Code>"), "not an AuthFailure, not a 500: {s} {body}");
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -152,7 +138,7 @@ async fn postgres_going_away_answers_503_and_service_resumes() {
     assert_eq!(vm_count(&app, &alice).await, (200, 1), "a launch refused during the outage left a record");
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(launch.clone())).await;
     assert_eq!(s, 201, "{b}");
-    assert_eq!(ec2(&app, &key, "Action=DescribeInstances").await.0, 200);
+    assert_eq!(app.ec2_call(&key, "sb", "Action=DescribeInstances").await.0, 200);
     assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
 
     // PostgreSQL ends every session of the broker (as after a failover): the

@@ -25,21 +25,6 @@ fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     Some(&xml[start..end])
 }
 
-/// A SigV4-signed (header) POST of `body` to `/ec2` for region `sb`.
-async fn send(app: &TestApp, key: &(String, String), body: &str) -> (u16, String) {
-    let host = app.base.trim_start_matches("http://").to_string();
-    let headers =
-        vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
-    let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, "sb", "ec2", chrono::Utc::now());
-    let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
-    let mut r = app.http.post(app.url("/ec2")).body(body.to_string());
-    for (k, v) in headers.iter().chain(added.iter()).filter(|(k, _)| k != "host") {
-        r = r.header(k.as_str(), v.as_str());
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 app_test!(every_malformed_request_gets_its_exact_error, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let image = json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204", "instance_type": "t2.small"}}});
@@ -49,7 +34,7 @@ app_test!(every_malformed_request_gets_its_exact_error, |app: TestApp| async mov
     assert_eq!(s, 201, "{k}");
     let key = (k["access_key_id"].as_str().unwrap().to_string(), k["secret_access_key"].as_str().unwrap().to_string());
     // The key works: a well-formed request is answered.
-    let (s, body) = send(&app, &key, "Action=DescribeInstances&Version=2016-11-15").await;
+    let (s, body) = app.ec2_call(&key, "sb", "Action=DescribeInstances&Version=2016-11-15").await;
     assert_eq!(s, 200, "{body}");
 
     let bless = std::env::var_os("CLOUDBROKER_BLESS").is_some();
@@ -61,7 +46,7 @@ app_test!(every_malformed_request_gets_its_exact_error, |app: TestApp| async mov
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let body = std::fs::read_to_string(f).unwrap();
-        let (status, xml) = send(&app, &key, body.trim_end()).await;
+        let (status, xml) = app.ec2_call(&key, "sb", body.trim_end()).await;
         // Every answer is EC2's error document with a request id, never a signature complaint.
         assert!(xml.contains("<Response><Errors><Error>") && element(&xml, "RequestID").is_some(), "{name}: {status} {xml}");
         let code = element(&xml, "Code").unwrap_or_default();

@@ -99,6 +99,22 @@ impl TestApp {
         assert_eq!(s, 201, "{b}");
         self.token(name, &format!("{name}-password")).await
     }
+
+    /// An EC2 Query call to `/ec2` with a form `body`, SigV4-signed in the
+    /// `Authorization` header with `key` (id, secret) for `region`, now.
+    pub async fn ec2_call(&self, key: &(String, String), region: &str, body: &str) -> (u16, String) {
+        let host = self.base.trim_start_matches("http://").to_string();
+        let headers =
+            vec![("host".to_string(), host), ("content-type".to_string(), "application/x-www-form-urlencoded; charset=utf-8".to_string())];
+        let params = cloudbroker_sigv::SigningParams::new(&key.0, &key.1, region, "ec2", chrono::Utc::now());
+        let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
+        let mut r = self.http.post(self.url("/ec2")).body(body.to_string());
+        for (k, v) in headers.iter().chain(added.iter()).filter(|(k, _)| k != "host") {
+            r = r.header(k.as_str(), v.as_str());
+        }
+        let resp = r.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
 }
 
 /// Runs a test body on SQLite and, when configured, on PostgreSQL.
