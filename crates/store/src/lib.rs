@@ -18,6 +18,7 @@ pub mod lease;
 pub mod overview;
 pub mod params;
 pub mod quota;
+pub mod resources;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vms;
