@@ -82,7 +82,9 @@ use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::timeout::TimeoutConfig;
 use aws_sdk_ec2::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{DomainType, Filter, Instance, InstanceStateChange, InstanceType, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::types::{
+    DomainType, Filter, Instance, InstanceStateChange, InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
+};
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::Blob;

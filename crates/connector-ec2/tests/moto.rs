@@ -572,7 +572,10 @@ async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id:
     conn.release_address(creds, &addr.allocation_id).await.unwrap();
     assert!(!conn.describe_addresses(creds, &[]).await.unwrap().iter().any(|a| a.allocation_id == addr.allocation_id));
     let e = conn.release_address(creds, "eipalloc-00000000000000000").await.unwrap_err();
-    assert!(matches!(&e, ConnectorError::NotFound { code, .. } | ConnectorError::InvalidRequest { code, .. } if code.starts_with("InvalidAllocationID")), "{e:?}");
+    assert!(
+        matches!(&e, ConnectorError::NotFound { code, .. } | ConnectorError::InvalidRequest { code, .. } if code.starts_with("InvalidAllocationID")),
+        "{e:?}"
+    );
 
     let req = CreateVolumeRequest { size_gib: 8, zone: "us-east-1a".into(), volume_type: Some("gp2".into()) };
     let v = conn.create_volume(creds, &req).await.unwrap();

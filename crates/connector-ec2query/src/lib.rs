@@ -392,7 +392,10 @@ impl Connector for Ec2QueryConnector {
                 None => return Ok(out),
             }
         }
-        Err(ConnectorError::Cloud { code: "PaginationLoop".into(), message: format!("DescribeVolumes did not end after {MAX_PAGES} pages") })
+        Err(ConnectorError::Cloud {
+            code: "PaginationLoop".into(),
+            message: format!("DescribeVolumes did not end after {MAX_PAGES} pages"),
+        })
     }
 
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {

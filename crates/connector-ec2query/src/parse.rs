@@ -8,7 +8,8 @@
 use crate::xml::Element;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::{
-    AddressInfo, ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo, VolumeState,
+    AddressInfo, ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
+    VolumeState,
 };
 
 /// One page of a `Describe*` call.

@@ -594,7 +594,10 @@ impl Connector for SandboxConnector {
         let zone = format!("{}a", self.instance);
         self.enter(creds, |w, acct| {
             if req.size_gib == 0 || req.size_gib > MAX_VOLUME_GIB {
-                return Err(err_invalid("InvalidParameterValue", format!("Volume of {}GiB is out of range 1-{MAX_VOLUME_GIB}", req.size_gib)));
+                return Err(err_invalid(
+                    "InvalidParameterValue",
+                    format!("Volume of {}GiB is out of range 1-{MAX_VOLUME_GIB}", req.size_gib),
+                ));
             }
             if req.zone != zone {
                 return Err(err_invalid(
@@ -602,7 +605,9 @@ impl Connector for SandboxConnector {
                     format!("Invalid availability zone: [{}]; this sandbox has one zone, {zone}", req.zone),
                 ));
             }
-            if let Some(t) = req.volume_type.as_deref().filter(|t| !matches!(*t, "standard" | "gp2" | "gp3" | "io1" | "io2" | "st1" | "sc1")) {
+            if let Some(t) =
+                req.volume_type.as_deref().filter(|t| !matches!(*t, "standard" | "gp2" | "gp3" | "io1" | "io2" | "st1" | "sc1"))
+            {
                 return Err(err_invalid("InvalidParameterValue", format!("Invalid volume type: {t}")));
             }
             w.next += 1;
@@ -613,7 +618,10 @@ impl Connector for SandboxConnector {
                 state: VolumeState::Creating,
                 attachments: Vec::new(),
             };
-            w.volumes.insert(info.volume_id.clone(), SimVolume { info: info.clone(), account: acct.to_string(), changed: Instant::now(), tags: BTreeMap::new() });
+            w.volumes.insert(
+                info.volume_id.clone(),
+                SimVolume { info: info.clone(), account: acct.to_string(), changed: Instant::now(), tags: BTreeMap::new() },
+            );
             Ok(info)
         })
         .await
@@ -949,7 +957,10 @@ mod tests {
         let assoc = sb.associate_address(&a, &addr.allocation_id, &vm.id).await.unwrap();
         let d = sb.describe_addresses(&a, &[addr.allocation_id.clone()]).await.unwrap();
         assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm.id.as_str()), Some(assoc.as_str())));
-        assert_eq!(sb.describe_instances(&a, &DescribeFilter::ids(&[vm.id.clone()])).await.unwrap()[0].public_ip, Some(addr.public_ip.clone()));
+        assert_eq!(
+            sb.describe_instances(&a, &DescribeFilter::ids(&[vm.id.clone()])).await.unwrap()[0].public_ip,
+            Some(addr.public_ip.clone())
+        );
         // Another account sees none of it.
         assert_eq!(sb.describe_addresses(&b, &[]).await.unwrap(), vec![]);
         assert_eq!(sb.release_address(&b, &addr.allocation_id).await.unwrap_err().code(), Some("InvalidAllocationID.NotFound"));

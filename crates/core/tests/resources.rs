@@ -25,7 +25,10 @@ async fn add_user(b: &Broker, name: &str) -> Actor {
 
 async fn running_vm(b: &Broker, who: &Actor) -> cloudbroker_core::domain::VmId {
     let mut mappings = BTreeMap::new();
-    mappings.insert(instance("sb"), ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None });
+    mappings.insert(
+        instance("sb"),
+        ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None },
+    );
     let spec = ImageSpec { name: image("linux"), description: String::new(), os: "linux".into(), parent: None, mappings };
     if b.images.get(&image("linux")).await.is_err() {
         b.images.put(&Actor::system(), spec, true).await.unwrap();
@@ -136,7 +139,11 @@ broker_test!(volumes_are_owned_attached_detached_and_deleted, |b: Broker| async 
     let listed = b.provisioning.volumes(&alice, &sb).await.unwrap();
     assert_eq!((listed[0].state.as_str(), listed[0].attachment.clone()), ("available", None));
 
-    let tagged = b.provisioning.tag_volume(&alice, &sb, &v.volume_id, &[("env".to_string(), "dev".to_string())].into(), &["team".into()]).await.unwrap();
+    let tagged = b
+        .provisioning
+        .tag_volume(&alice, &sb, &v.volume_id, &[("env".to_string(), "dev".to_string())].into(), &["team".into()])
+        .await
+        .unwrap();
     assert_eq!(tagged.tags, [("env".to_string(), "dev".to_string())].into());
     let e = b.provisioning.tag_volume(&alice, &sb, &v.volume_id, &[("aws:x".to_string(), "1".to_string())].into(), &[]).await.unwrap_err();
     assert!(matches!(e, ServiceError::Invalid { field: Some("tags"), .. }), "{e}");

@@ -352,14 +352,19 @@ async fn addresses_and_volumes(db_url: Option<String>) {
         }
     });
     let (ok, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env)).await.unwrap();
+        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
+            .await
+            .unwrap();
     reconciler.abort();
     assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
     let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     for region in ["sb", "aws"] {
         let a = &out[region]["addresses"];
         assert_eq!(a["associated"], json!([true, true, true]), "{region}: {a}");
-        assert_eq!((a["filter_instance"].as_u64(), a["filter_other_ip"].as_u64(), a["filter_public_ip"].as_u64()), (Some(1), Some(0), Some(1)));
+        assert_eq!(
+            (a["filter_instance"].as_u64(), a["filter_other_ip"].as_u64(), a["filter_public_ip"].as_u64()),
+            (Some(1), Some(0), Some(1))
+        );
         assert_eq!(a["instance_ip"], true, "{region}: {a}");
         assert_eq!(a["bob_list"], json!([]), "{region}: {a}");
         for k in ["bob_describe", "bob_associate", "bob_release", "released_again"] {
@@ -393,7 +398,16 @@ async fn addresses_and_volumes(db_url: Option<String>) {
     assert_eq!(out["sb"]["addresses"]["release_in_use"], "InvalidIPAddress.InUse", "{out}");
     assert_eq!(out["sb"]["volumes"]["delete_in_use"], "VolumeInUse", "{out}");
     // Every action reached moto, and nothing of alice's or bob's is left there.
-    for action in ["AllocateAddress", "AssociateAddress", "DisassociateAddress", "ReleaseAddress", "CreateVolume", "AttachVolume", "DetachVolume", "DeleteVolume"] {
+    for action in [
+        "AllocateAddress",
+        "AssociateAddress",
+        "DisassociateAddress",
+        "ReleaseAddress",
+        "CreateVolume",
+        "AttachVolume",
+        "DetachVolume",
+        "DeleteVolume",
+    ] {
         assert!(moto.action_count(action).await >= 1, "{action} never reached moto");
     }
     let conn = app.broker.registry.snapshot().instance("aws").unwrap().connector.clone().unwrap();

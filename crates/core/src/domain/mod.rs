@@ -17,8 +17,8 @@ mod vm;
 pub use cloudbroker_connector_api::InstanceName;
 pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
 pub use names::{CredentialName, ImageName, ImageRef, UserName};
-pub use resources::{AllocationId, VolumeId, VolumeSize};
 pub use page::{Cursor, Page, PageRequest, CURSOR_PATTERN, DEFAULT_PAGE, MAX_CURSOR_LEN, MAX_PAGE};
+pub use resources::{AllocationId, VolumeId, VolumeSize};
 pub use tags::{Tags, MAX_TAGS};
 pub use vm::{VmAction, VmStatus};
 

@@ -57,7 +57,10 @@ impl VolumeSize {
     /// Parses a size in GiB.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         s.trim().parse::<u32>().ok().and_then(|n| Self::new(n).ok()).ok_or_else(|| {
-            InvalidValue::new("size", format!("'{}' is not a volume size: 1 to {} GiB", s.chars().take(20).collect::<String>(), Self::MAX_GIB))
+            InvalidValue::new(
+                "size",
+                format!("'{}' is not a volume size: 1 to {} GiB", s.chars().take(20).collect::<String>(), Self::MAX_GIB),
+            )
         })
     }
 

@@ -74,7 +74,10 @@ impl Provisioning {
         let info = connector.allocate_address(&creds).await?;
         let id = AllocationId::parse(&info.allocation_id)
             .map_err(|e| ServiceError::Internal(format!("the cloud answered an odd allocation id: {e}")))?;
-        let row = match self.store.insert_address(instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip).await
+        let row = match self
+            .store
+            .insert_address(instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip)
+            .await
         {
             Ok(r) => r,
             Err(e) => {
@@ -162,7 +165,9 @@ impl Provisioning {
     async fn settle_address(&self, mut row: AddressRow, instance: &InstanceName) -> ServiceResult<Address> {
         if let Some(vm) = row.vm_id.clone() {
             let ended = match self.store.get_vm(&vm).await? {
-                Some(v) => VmStatus::parse(&v.state).is_ok_and(|s| matches!(s, VmStatus::Terminated | VmStatus::ShuttingDown | VmStatus::Failed)),
+                Some(v) => {
+                    VmStatus::parse(&v.state).is_ok_and(|s| matches!(s, VmStatus::Terminated | VmStatus::ShuttingDown | VmStatus::Failed))
+                }
                 None => true,
             };
             if ended {

@@ -90,7 +90,10 @@ fn check_device(device: &str) -> ServiceResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ServiceError::invalid_field("device", format!("'{}' is not a device name (e.g. /dev/sdf)", device.chars().take(40).collect::<String>())))
+        Err(ServiceError::invalid_field(
+            "device",
+            format!("'{}' is not a device name (e.g. /dev/sdf)", device.chars().take(40).collect::<String>()),
+        ))
     }
 }
 
@@ -108,14 +111,20 @@ impl Provisioning {
         if spec.zone.is_empty() || spec.zone.len() > 64 || spec.zone.chars().any(char::is_control) {
             return Err(ServiceError::invalid_field("zone", "an availability zone is 1-64 characters"));
         }
-        if let Some(t) = spec.volume_type.as_deref().filter(|t| t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric())) {
-            return Err(ServiceError::invalid_field("volume_type", format!("'{}' is not a volume type (gp3, gp2, ...)", t.chars().take(40).collect::<String>())));
+        if let Some(t) =
+            spec.volume_type.as_deref().filter(|t| t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(ServiceError::invalid_field(
+                "volume_type",
+                format!("'{}' is not a volume type (gp3, gp2, ...)", t.chars().take(40).collect::<String>()),
+            ));
         }
         let (connector, _, _) = self.connector(instance)?;
         let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
         let req = CreateVolumeRequest { size_gib: spec.size.gib(), zone: spec.zone.clone(), volume_type: spec.volume_type.clone() };
         let info = connector.create_volume(&creds, &req).await?;
-        let id = VolumeId::parse(&info.volume_id).map_err(|e| ServiceError::Internal(format!("the cloud answered an odd volume id: {e}")))?;
+        let id =
+            VolumeId::parse(&info.volume_id).map_err(|e| ServiceError::Internal(format!("the cloud answered an odd volume id: {e}")))?;
         let row = self
             .store
             .insert_volume(
@@ -146,7 +155,9 @@ impl Provisioning {
                 Err(e) => tracing::warn!(instance = %instance, volume = %id, error = %e, "volume tags kept by the broker only"),
             }
         }
-        self.store.audit(actor.name.as_str(), "volume.create", &target(instance, id.as_str()), "ok", &format!("{} GiB", info.size_gib)).await?;
+        self.store
+            .audit(actor.name.as_str(), "volume.create", &target(instance, id.as_str()), "ok", &format!("{} GiB", info.size_gib))
+            .await?;
         Ok(Volume::from_row(row, instance))
     }
 
@@ -166,7 +177,16 @@ impl Provisioning {
         let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
         let att = connector.attach_volume(&creds, id.as_str(), &cloud_vm, device).await?;
         let device = if att.device.is_empty() { device.to_string() } else { att.device };
-        self.store.set_volume_state(instance.as_str(), id.as_str(), VolumeState::InUse.as_str(), Some(vm.as_str()), Some(&device), Some(&att.state)).await?;
+        self.store
+            .set_volume_state(
+                instance.as_str(),
+                id.as_str(),
+                VolumeState::InUse.as_str(),
+                Some(vm.as_str()),
+                Some(&device),
+                Some(&att.state),
+            )
+            .await?;
         self.store.audit(actor.name.as_str(), "volume.attach", &target(instance, id.as_str()), "ok", &format!("{vm} {device}")).await?;
         self.volume(actor, instance, id).await
     }
@@ -197,10 +217,17 @@ impl Provisioning {
         let (state, vm_id, device, attach) = if att.state == "detached" {
             (VolumeState::Available.as_str(), None, None, None)
         } else {
-            (VolumeState::InUse.as_str(), row.vm_id.as_deref(), row.device.as_deref().or(Some(att.device.as_str())), Some(att.state.as_str()))
+            (
+                VolumeState::InUse.as_str(),
+                row.vm_id.as_deref(),
+                row.device.as_deref().or(Some(att.device.as_str())),
+                Some(att.state.as_str()),
+            )
         };
         self.store.set_volume_state(instance.as_str(), id.as_str(), state, vm_id, device, attach).await?;
-        self.store.audit(actor.name.as_str(), "volume.detach", &target(instance, id.as_str()), "ok", row.vm_id.as_deref().unwrap_or("")).await?;
+        self.store
+            .audit(actor.name.as_str(), "volume.detach", &target(instance, id.as_str()), "ok", row.vm_id.as_deref().unwrap_or(""))
+            .await?;
         self.volume(actor, instance, id).await
     }
 
@@ -312,7 +339,14 @@ impl Provisioning {
                         Some(a) => {
                             let device = r.device.clone().unwrap_or_else(|| a.device.clone());
                             self.store
-                                .set_volume_state(instance.as_str(), &r.volume_id, i.state.as_str(), r.vm_id.as_deref(), Some(&device), Some(&a.state))
+                                .set_volume_state(
+                                    instance.as_str(),
+                                    &r.volume_id,
+                                    i.state.as_str(),
+                                    r.vm_id.as_deref(),
+                                    Some(&device),
+                                    Some(&a.state),
+                                )
                                 .await?
                         }
                         None => self.store.set_volume_state(instance.as_str(), &r.volume_id, i.state.as_str(), None, None, None).await?,

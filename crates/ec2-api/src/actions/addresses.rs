@@ -14,7 +14,10 @@ use cloudbroker_core::ServiceError;
 /// Parses an allocation id given in parameter `param`.
 pub fn allocation_id(param: &str, v: &str) -> Result<AllocationId, Ec2Error> {
     AllocationId::parse(v).map_err(|_| {
-        Ec2Error::client("InvalidAllocationID.Malformed", format!("Value ({}) for parameter {param} is invalid: not an allocation id (eipalloc-...)", shown(v)))
+        Ec2Error::client(
+            "InvalidAllocationID.Malformed",
+            format!("Value ({}) for parameter {param} is invalid: not an allocation id (eipalloc-...)", shown(v)),
+        )
     })
 }
 
@@ -130,7 +133,9 @@ pub async fn describe_addresses(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let (mut x, root) = ctx.doc("DescribeAddresses");
     x.open("addressesSet");
     for a in mine.iter().filter(|a| {
-        (ids.is_empty() || ids.iter().any(|i| i == a.allocation_id.as_str())) && (ips.is_empty() || ips.contains(&a.public_ip)) && keep(a, &filters)
+        (ids.is_empty() || ids.iter().any(|i| i == a.allocation_id.as_str()))
+            && (ips.is_empty() || ips.contains(&a.public_ip))
+            && keep(a, &filters)
     }) {
         x.open("item").leaf("publicIp", &a.public_ip).leaf("allocationId", a.allocation_id.as_str()).leaf("domain", "vpc");
         if let Some(vm) = &a.vm {

@@ -136,7 +136,12 @@ pub async fn describe_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
                 _ => values.iter().any(|p| super::images::glob(p, val)),
             });
             if keep {
-                x.open("item").leaf("resourceId", v.volume_id.as_str()).leaf("resourceType", "volume").leaf("key", k).leaf("value", val).close("item");
+                x.open("item")
+                    .leaf("resourceId", v.volume_id.as_str())
+                    .leaf("resourceType", "volume")
+                    .leaf("key", k)
+                    .leaf("value", val)
+                    .close("item");
             }
         }
     }

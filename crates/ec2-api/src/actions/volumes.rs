@@ -15,8 +15,12 @@ use cloudbroker_core::ServiceError;
 
 /// Parses a volume id given in parameter `param`.
 pub fn volume_id(param: &str, v: &str) -> Result<VolumeId, Ec2Error> {
-    VolumeId::parse(v)
-        .map_err(|_| Ec2Error::client("InvalidVolumeID.Malformed", format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", shown(v))))
+    VolumeId::parse(v).map_err(|_| {
+        Ec2Error::client(
+            "InvalidVolumeID.Malformed",
+            format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", shown(v)),
+        )
+    })
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -68,14 +72,15 @@ pub async fn create_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let tags = Tags::parse(ctx.params.tag_specifications("volume")?.into_iter().collect())
         .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
     let instance = ctx.instance()?;
-    let v = ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, VolumeSpec { size, zone, volume_type, tags }).await.map_err(
-        |e| match e {
-            ServiceError::Invalid { field: Some(f), message } => {
-                Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
-            }
-            other => other.into(),
-        },
-    )?;
+    let v =
+        ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, VolumeSpec { size, zone, volume_type, tags }).await.map_err(
+            |e| match e {
+                ServiceError::Invalid { field: Some(f), message } => {
+                    Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
+                }
+                other => other.into(),
+            },
+        )?;
     let (mut x, root) = ctx.doc("CreateVolume");
     volume_fields(&mut x, &v);
     tags_xml(&mut x, &v);
@@ -88,7 +93,9 @@ pub async fn attach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let device = ctx.params.required("Device")?;
     let instance = ctx.instance()?;
     let v = ctx.broker.provisioning.attach_volume(&ctx.caller.actor, &instance, &id, &vm, device).await.map_err(|e| match e {
-        ServiceError::Invalid { message, .. } => Ec2Error::invalid(format!("Value ({}) for parameter Device is invalid: {message}", shown(device))),
+        ServiceError::Invalid { message, .. } => {
+            Ec2Error::invalid(format!("Value ({}) for parameter Device is invalid: {message}", shown(device)))
+        }
         ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
         other => other.into(),
     })?;
@@ -107,10 +114,13 @@ pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let before = ctx.broker.provisioning.volume(&ctx.caller.actor, &instance, &id).await?;
     let v = ctx.broker.provisioning.detach_volume(&ctx.caller.actor, &instance, &id, vm.as_ref(), force).await?;
     // The answer names the attachment being ended.
-    let shown_v = Volume { attachment: v.attachment.clone().or(before.attachment.map(|mut a| {
-        a.state = "detaching".into();
-        a
-    })), ..v };
+    let shown_v = Volume {
+        attachment: v.attachment.clone().or(before.attachment.map(|mut a| {
+            a.state = "detaching".into();
+            a
+        })),
+        ..v
+    };
     Ok(attachment_answer(ctx, "DetachVolume", &shown_v, "detached"))
 }
 
