@@ -354,12 +354,12 @@ async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id:
     assert!(addr.allocation_id.starts_with("eipalloc-") && !addr.public_ip.is_empty(), "{addr:?}");
     let assoc = conn.associate_address(creds, &addr.allocation_id, vm_id).await.unwrap();
     assert!(assoc.starts_with("eipassoc-"), "{assoc}");
-    let d = conn.describe_addresses(creds, &[addr.allocation_id.clone()]).await.unwrap();
+    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm_id), Some(assoc.as_str())));
     assert_eq!(d[0].public_ip, addr.public_ip);
     conn.disassociate_address(creds, &assoc).await.unwrap();
-    let d = conn.describe_addresses(creds, &[addr.allocation_id.clone()]).await.unwrap();
+    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
     assert_eq!(d[0].instance_id, None, "{d:?}");
     conn.release_address(creds, &addr.allocation_id).await.unwrap();
     assert!(!conn.describe_addresses(creds, &[]).await.unwrap().iter().any(|a| a.allocation_id == addr.allocation_id));
@@ -376,16 +376,16 @@ async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id:
     assert!(matches!(v.state, VolumeState::Creating | VolumeState::Available), "{v:?}");
     let att = conn.attach_volume(creds, &v.volume_id, vm_id, "/dev/sdf").await.unwrap();
     assert_eq!((att.volume_id.as_str(), att.instance_id.as_str(), att.device.as_str()), (v.volume_id.as_str(), vm_id, "/dev/sdf"));
-    let d = conn.describe_volumes(creds, &[v.volume_id.clone()]).await.unwrap();
+    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
     assert_eq!(d[0].state, VolumeState::InUse, "{d:?}");
     assert_eq!(d[0].attachments.len(), 1);
     assert_eq!(d[0].attachments[0].instance_id, vm_id);
     assert!(conn.describe_volumes(creds, &[]).await.unwrap().iter().any(|x| x.volume_id == v.volume_id));
     conn.detach_volume(creds, &v.volume_id, Some(vm_id), false).await.unwrap();
-    let d = conn.describe_volumes(creds, &[v.volume_id.clone()]).await.unwrap();
+    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
     assert_eq!((d[0].state, d[0].attachments.len()), (VolumeState::Available, 0), "{d:?}");
     conn.delete_volume(creds, &v.volume_id).await.unwrap();
-    let e = conn.describe_volumes(creds, &[v.volume_id.clone()]).await.unwrap_err();
+    let e = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap_err();
     assert_eq!(e.code(), Some("InvalidVolume.NotFound"), "{e:?}");
 }
 

@@ -951,14 +951,14 @@ mod tests {
         assert!(addr.public_ip.starts_with("198.51.") && addr.allocation_id.starts_with("eipalloc-"), "{addr:?}");
         // A terminated VM takes no address.
         let dead = sb.run_instances(&a, &req(1, "dead")).await.unwrap().remove(0);
-        sb.terminate_instances(&a, &[dead.id.clone()]).await.unwrap();
+        sb.terminate_instances(&a, std::slice::from_ref(&dead.id)).await.unwrap();
         let e = sb.associate_address(&a, &addr.allocation_id, &dead.id).await.unwrap_err();
         assert_eq!(e.code(), Some("IncorrectInstanceState"), "{e}");
         let assoc = sb.associate_address(&a, &addr.allocation_id, &vm.id).await.unwrap();
-        let d = sb.describe_addresses(&a, &[addr.allocation_id.clone()]).await.unwrap();
+        let d = sb.describe_addresses(&a, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
         assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm.id.as_str()), Some(assoc.as_str())));
         assert_eq!(
-            sb.describe_instances(&a, &DescribeFilter::ids(&[vm.id.clone()])).await.unwrap()[0].public_ip,
+            sb.describe_instances(&a, &DescribeFilter::ids(std::slice::from_ref(&vm.id))).await.unwrap()[0].public_ip,
             Some(addr.public_ip.clone())
         );
         // Another account sees none of it.
@@ -991,7 +991,7 @@ mod tests {
         assert_eq!(sb.create_volume(&a, &elsewhere).await.unwrap_err().code(), Some("InvalidParameterValue"));
         let v = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()) }).await.unwrap();
         assert_eq!((v.state, v.size_gib), (VolumeState::Creating, 8));
-        assert_eq!(sb.describe_volumes(&a, &[v.volume_id.clone()]).await.unwrap()[0].state, VolumeState::Available);
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
         assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/hda").await.unwrap_err().code(), Some("InvalidParameterValue"));
         assert_eq!(sb.attach_volume(&b, &v.volume_id, &bvm.id, "/dev/sdf").await.unwrap_err().code(), Some("InvalidVolume.NotFound"));
         let att = sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/sdf").await.unwrap();
@@ -1006,18 +1006,18 @@ mod tests {
         assert!(e.to_string().contains("already in use"), "{e}");
         assert_eq!(sb.detach_volume(&a, &v.volume_id, Some(&vm2.id), false).await.unwrap_err().code(), Some("InvalidAttachment.NotFound"));
         sb.detach_volume(&a, &v.volume_id, Some(&vm.id), false).await.unwrap();
-        assert_eq!(sb.describe_volumes(&a, &[v.volume_id.clone()]).await.unwrap()[0].state, VolumeState::Available);
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
         sb.delete_volume(&a, &v.volume_id).await.unwrap();
-        assert_eq!(sb.describe_volumes(&a, &[v.volume_id.clone()]).await.unwrap_err().code(), Some("InvalidVolume.NotFound"));
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap_err().code(), Some("InvalidVolume.NotFound"));
         // Termination detaches.
         sb.attach_volume(&a, &v2.volume_id, &vm.id, "/dev/sdh").await.unwrap();
-        sb.terminate_instances(&a, &[vm.id.clone()]).await.unwrap();
+        sb.terminate_instances(&a, std::slice::from_ref(&vm.id)).await.unwrap();
         sb.describe_instances(&a, &DescribeFilter::default()).await.unwrap();
-        let d = sb.describe_volumes(&a, &[v2.volume_id.clone()]).await.unwrap();
+        let d = sb.describe_volumes(&a, std::slice::from_ref(&v2.volume_id)).await.unwrap();
         assert_eq!((d[0].state, d[0].attachments.len()), (VolumeState::Available, 0));
         // Volume tags.
-        sb.create_tags(&a, &[v2.volume_id.clone()], &[("k".into(), "v".into())]).await.unwrap();
-        assert!(sb.create_tags(&b, &[v2.volume_id.clone()], &[("k".into(), "v".into())]).await.is_err());
+        sb.create_tags(&a, std::slice::from_ref(&v2.volume_id), &[("k".into(), "v".into())]).await.unwrap();
+        assert!(sb.create_tags(&b, std::slice::from_ref(&v2.volume_id), &[("k".into(), "v".into())]).await.is_err());
     }
 
     #[tokio::test]

@@ -148,7 +148,7 @@ impl Provisioning {
     /// One of the caller's addresses, from the records.
     pub async fn address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<Address> {
         let row = self.own_address(actor, instance, id).await?;
-        Ok(self.settle_address(row, instance).await?)
+        self.settle_address(row, instance).await
     }
 
     /// The caller's addresses on `instance`, oldest first, from the records.
