@@ -297,8 +297,12 @@ impl Provisioning {
     pub async fn volumes(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Vec<Volume>> {
         let mut rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?;
         if rows.iter().any(transitional) {
-            self.refresh_volumes(instance, &rows).await?;
-            rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?;
+            // A cloud that cannot answer now leaves the records as they are.
+            match self.refresh_volumes(instance, &rows).await {
+                Ok(()) => rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?,
+                Err(e) if !e.is_internal() => tracing::warn!(instance = %instance, error = %e, "volumes in transition not refreshed"),
+                Err(e) => return Err(e),
+            }
         }
         Ok(rows.into_iter().map(|r| Volume::from_row(r, instance)).collect())
     }
