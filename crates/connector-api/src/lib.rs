@@ -73,7 +73,50 @@ pub trait Connector: Send + Sync + 'static {
     /// Lists the instance types (sizes) offered.
     async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError>;
 
-    /// Sets tags (key, value) on instances. Clouds that keep no tags say
+    /// Allocates an Elastic IP address.
+    async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError>;
+
+    /// Associates an allocated address with a cloud instance; returns the
+    /// association id. An address is associated with one instance at a time.
+    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError>;
+
+    /// Ends an association.
+    async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError>;
+
+    /// Releases an address (it must not be associated).
+    async fn release_address(&self, creds: &Credentials, allocation_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes addresses by allocation id (all of the account when empty).
+    async fn describe_addresses(&self, creds: &Credentials, allocation_ids: &[String]) -> Result<Vec<AddressInfo>, ConnectorError>;
+
+    /// Creates a volume.
+    async fn create_volume(&self, creds: &Credentials, req: &CreateVolumeRequest) -> Result<VolumeInfo, ConnectorError>;
+
+    /// Attaches an available volume to a cloud instance as `device`.
+    async fn attach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<VolumeAttachment, ConnectorError>;
+
+    /// Detaches a volume (from `instance_id` when given).
+    async fn detach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<VolumeAttachment, ConnectorError>;
+
+    /// Deletes a volume (it must not be attached).
+    async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes volumes by id (all of the account when empty).
+    async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError>;
+
+    /// Sets tags (key, value) on instances and volumes. Clouds that keep no tags say
     /// `Unsupported` (the broker then keeps them in its records only).
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
         let _ = (creds, ids, tags);

@@ -199,6 +199,98 @@ pub struct InstanceTypeInfo {
     pub memory_mib: Option<u64>,
 }
 
+/// An Elastic IP address as the cloud describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressInfo {
+    pub public_ip: String,
+    /// The cloud's allocation id (`eipalloc-...`).
+    pub allocation_id: String,
+    /// The cloud instance it is associated with, if any.
+    pub instance_id: Option<String>,
+    /// The association id (`eipassoc-...`) while associated.
+    pub association_id: Option<String>,
+    /// The private address it maps to while associated.
+    pub private_ip: Option<String>,
+}
+
+/// Volume states, as EC2 names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    Creating,
+    Available,
+    InUse,
+    Deleting,
+    Deleted,
+    Error,
+}
+
+impl VolumeState {
+    /// The EC2 name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Available => "available",
+            VolumeState::InUse => "in-use",
+            VolumeState::Deleting => "deleting",
+            VolumeState::Deleted => "deleted",
+            VolumeState::Error => "error",
+        }
+    }
+
+    /// Parses an EC2 volume state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "creating" => VolumeState::Creating,
+            "available" => VolumeState::Available,
+            "in-use" => VolumeState::InUse,
+            "deleting" => VolumeState::Deleting,
+            "deleted" => VolumeState::Deleted,
+            "error" => VolumeState::Error,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for VolumeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A volume's attachment to a cloud instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAttachment {
+    pub volume_id: String,
+    /// The cloud instance id.
+    pub instance_id: String,
+    /// The device name (`/dev/sdf`).
+    pub device: String,
+    /// `attaching`, `attached`, `detaching` or `detached`.
+    pub state: String,
+}
+
+/// A block storage volume as the cloud describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// The cloud's volume id (`vol-...`).
+    pub volume_id: String,
+    pub size_gib: u32,
+    /// The availability zone.
+    pub zone: String,
+    pub state: VolumeState,
+    pub attachments: Vec<VolumeAttachment>,
+}
+
+/// A request for a new volume.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CreateVolumeRequest {
+    pub size_gib: u32,
+    pub zone: String,
+    /// `gp2`, `gp3`, `standard`... (the cloud's default when absent).
+    pub volume_type: Option<String>,
+}
+
 /// Tags the broker puts on every VM it launches, so it can find them again
 /// after a crash.
 pub mod tags {

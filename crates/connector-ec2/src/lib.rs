@@ -70,6 +70,8 @@
 //! | `ec2:DescribeImages` | `list_images` |
 //! | `ec2:DescribeInstanceTypes` | `list_instance_types` |
 //! | `ec2:DescribeSecurityGroups`, `ec2:CreateSecurityGroup` | `ensure_security_group` |
+//! | `ec2:AllocateAddress`, `ec2:AssociateAddress`, `ec2:DisassociateAddress`, `ec2:ReleaseAddress`, `ec2:DescribeAddresses` | Elastic IPs |
+//! | `ec2:CreateVolume`, `ec2:AttachVolume`, `ec2:DetachVolume`, `ec2:DeleteVolume`, `ec2:DescribeVolumes` | volumes |
 //!
 //! ```json
 #![doc = include_str!("../../../docs/ec2-iam-policy.json")]
@@ -80,7 +82,9 @@ use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::timeout::TimeoutConfig;
 use aws_sdk_ec2::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, Instance, InstanceStateChange, InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    DomainType, Filter, Instance, InstanceStateChange, InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
+};
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::Blob;
@@ -88,8 +92,9 @@ use base64::Engine as _;
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
-    KeyPairInfo, RunRequest, SecretString, StateChange, Vm, VmState,
+    AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter, ImageInfo,
+    InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, SecretString, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
+    VolumeState,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -114,6 +119,16 @@ pub const IAM_ACTIONS: &[&str] = &[
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeSecurityGroups",
     "ec2:CreateSecurityGroup",
+    "ec2:AllocateAddress",
+    "ec2:AssociateAddress",
+    "ec2:DisassociateAddress",
+    "ec2:ReleaseAddress",
+    "ec2:DescribeAddresses",
+    "ec2:CreateVolume",
+    "ec2:AttachVolume",
+    "ec2:DetachVolume",
+    "ec2:DeleteVolume",
+    "ec2:DescribeVolumes",
 ];
 
 /// At most this many per-credential clients are cached; past it the cache is emptied.
@@ -455,6 +470,52 @@ fn state_changes(list: &[InstanceStateChange]) -> Vec<StateChange> {
         .collect()
 }
 
+fn address_from(a: &aws_sdk_ec2::types::Address) -> Option<AddressInfo> {
+    Some(AddressInfo {
+        public_ip: a.public_ip()?.to_string(),
+        allocation_id: a.allocation_id()?.to_string(),
+        instance_id: a.instance_id().filter(|s| !s.is_empty()).map(str::to_string),
+        association_id: a.association_id().map(str::to_string),
+        private_ip: a.private_ip_address().map(str::to_string),
+    })
+}
+
+fn attachment_from(
+    volume_id: Option<&str>,
+    instance_id: Option<&str>,
+    device: Option<&str>,
+    state: Option<&aws_sdk_ec2::types::VolumeAttachmentState>,
+) -> Option<VolumeAttachment> {
+    Some(VolumeAttachment {
+        volume_id: volume_id?.to_string(),
+        instance_id: instance_id?.to_string(),
+        device: device.unwrap_or_default().to_string(),
+        state: state?.as_str().to_string(),
+    })
+}
+
+fn volume_state(s: Option<&aws_sdk_ec2::types::VolumeState>) -> VolumeState {
+    s.and_then(|s| VolumeState::parse(s.as_str())).unwrap_or(VolumeState::Error)
+}
+
+fn volume_from(v: &aws_sdk_ec2::types::Volume) -> Option<VolumeInfo> {
+    Some(VolumeInfo {
+        volume_id: v.volume_id()?.to_string(),
+        size_gib: v.size().and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+        zone: v.availability_zone().unwrap_or_default().to_string(),
+        state: volume_state(v.state()),
+        attachments: v
+            .attachments()
+            .iter()
+            .filter_map(|a| attachment_from(a.volume_id(), a.instance_id(), a.device(), a.state()))
+            .collect(),
+    })
+}
+
+fn unreadable(action: &str, what: &str) -> ConnectorError {
+    ConnectorError::Transport { message: format!("unreadable {action} answer from the cloud: {what}") }
+}
+
 fn check_ids(ids: &[String]) -> Result<(), ConnectorError> {
     if ids.is_empty() {
         return Err(invalid("MissingParameter", "no instance ids given"));
@@ -591,6 +652,116 @@ impl Connector for Ec2Connector {
         let req = self.client(creds)?.terminate_instances().set_instance_ids(Some(ids.to_vec()));
         let out = self.call("TerminateInstances", || req.clone().send()).await?;
         Ok(state_changes(out.terminating_instances()))
+    }
+
+    async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError> {
+        let req = self.client(creds)?.allocate_address().domain(DomainType::Vpc);
+        let out = self.call("AllocateAddress", || req.clone().send()).await?;
+        Ok(AddressInfo {
+            public_ip: out.public_ip().ok_or_else(|| unreadable("AllocateAddress", "no publicIp"))?.to_string(),
+            allocation_id: out.allocation_id().ok_or_else(|| unreadable("AllocateAddress", "no allocationId"))?.to_string(),
+            instance_id: None,
+            association_id: None,
+            private_ip: None,
+        })
+    }
+
+    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
+        let req = self.client(creds)?.associate_address().allocation_id(allocation_id).instance_id(instance_id);
+        let out = self.call("AssociateAddress", || req.clone().send()).await?;
+        Ok(out.association_id().ok_or_else(|| unreadable("AssociateAddress", "no associationId"))?.to_string())
+    }
+
+    async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
+        let req = self.client(creds)?.disassociate_address().association_id(association_id);
+        self.call("DisassociateAddress", || req.clone().send()).await?;
+        Ok(())
+    }
+
+    async fn release_address(&self, creds: &Credentials, allocation_id: &str) -> Result<(), ConnectorError> {
+        let req = self.client(creds)?.release_address().allocation_id(allocation_id);
+        self.call("ReleaseAddress", || req.clone().send()).await?;
+        Ok(())
+    }
+
+    async fn describe_addresses(&self, creds: &Credentials, allocation_ids: &[String]) -> Result<Vec<AddressInfo>, ConnectorError> {
+        let ids = (!allocation_ids.is_empty()).then(|| allocation_ids.to_vec());
+        let req = self.client(creds)?.describe_addresses().set_allocation_ids(ids);
+        let out = self.call("DescribeAddresses", || req.clone().send()).await?;
+        Ok(out.addresses().iter().filter_map(address_from).collect())
+    }
+
+    async fn create_volume(&self, creds: &Credentials, req: &CreateVolumeRequest) -> Result<VolumeInfo, ConnectorError> {
+        let size = i32::try_from(req.size_gib).map_err(|_| invalid("InvalidParameterValue", "volume size out of range"))?;
+        let call = self
+            .client(creds)?
+            .create_volume()
+            .size(size)
+            .availability_zone(&req.zone)
+            .set_volume_type(req.volume_type.as_deref().map(VolumeType::from));
+        let out = self.call("CreateVolume", || call.clone().send()).await?;
+        Ok(VolumeInfo {
+            volume_id: out.volume_id().ok_or_else(|| unreadable("CreateVolume", "no volumeId"))?.to_string(),
+            size_gib: out.size().and_then(|s| u32::try_from(s).ok()).unwrap_or(req.size_gib),
+            zone: out.availability_zone().unwrap_or(&req.zone).to_string(),
+            state: volume_state(out.state()),
+            attachments: Vec::new(),
+        })
+    }
+
+    async fn attach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        let req = self.client(creds)?.attach_volume().volume_id(volume_id).instance_id(instance_id).device(device);
+        let out = self.call("AttachVolume", || req.clone().send()).await?;
+        attachment_from(out.volume_id().or(Some(volume_id)), out.instance_id().or(Some(instance_id)), out.device(), out.state())
+            .ok_or_else(|| unreadable("AttachVolume", "no attachment state"))
+    }
+
+    async fn detach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        let req = self.client(creds)?.detach_volume().volume_id(volume_id).set_instance_id(instance_id.map(str::to_string)).force(force);
+        let out = self.call("DetachVolume", || req.clone().send()).await?;
+        attachment_from(out.volume_id().or(Some(volume_id)), out.instance_id().or(instance_id), out.device(), out.state())
+            .ok_or_else(|| unreadable("DetachVolume", "no attachment state"))
+    }
+
+    async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError> {
+        let req = self.client(creds)?.delete_volume().volume_id(volume_id);
+        self.call("DeleteVolume", || req.clone().send()).await?;
+        Ok(())
+    }
+
+    async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {
+        let client = self.client(creds)?;
+        let mut base = client.describe_volumes();
+        if volume_ids.is_empty() {
+            // DescribeVolumes takes MaxResults 5-500.
+            base = base.max_results(self.options.describe_page_size.clamp(5, 500));
+        } else {
+            base = base.set_volume_ids(Some(volume_ids.to_vec()));
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let req = base.clone().set_next_token(token.clone());
+            let page = self.call("DescribeVolumes", || req.clone().send()).await?;
+            out.extend(page.volumes().iter().filter_map(volume_from));
+            match next_page("DescribeVolumes", &mut pages, token.as_deref(), page.next_token())? {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
     }
 
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {

@@ -24,8 +24,8 @@ pub use client::{Endpoint, SignatureVersion};
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
-    KeyPairInfo, RunRequest, StateChange, Vm,
+    AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter, ImageInfo,
+    InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VolumeAttachment, VolumeInfo,
 };
 use request::Params;
 use std::collections::HashSet;
@@ -307,6 +307,95 @@ impl Connector for Ec2QueryConnector {
 
     async fn terminate_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
         self.transition(creds, "TerminateInstances", ids).await
+    }
+
+    async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError> {
+        let root = self.call(creds, "AllocateAddress", request::allocate_address()).await?;
+        parse::allocated_address(&root)
+    }
+
+    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
+        let root = self.call(creds, "AssociateAddress", request::associate_address(allocation_id, instance_id)).await?;
+        parse::association_id(&root)
+    }
+
+    async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
+        let root = self.call(creds, "DisassociateAddress", request::one("AssociationId", association_id)).await?;
+        parse::check_return(&root, "DisassociateAddress")
+    }
+
+    async fn release_address(&self, creds: &Credentials, allocation_id: &str) -> Result<(), ConnectorError> {
+        let root = self.call(creds, "ReleaseAddress", request::one("AllocationId", allocation_id)).await?;
+        parse::check_return(&root, "ReleaseAddress")
+    }
+
+    async fn describe_addresses(&self, creds: &Credentials, allocation_ids: &[String]) -> Result<Vec<AddressInfo>, ConnectorError> {
+        let mut p = Params::new();
+        request::indexed(&mut p, "AllocationId", allocation_ids);
+        let root = self.call(creds, "DescribeAddresses", p).await?;
+        parse::addresses(&root)
+    }
+
+    async fn create_volume(&self, creds: &Credentials, req: &CreateVolumeRequest) -> Result<VolumeInfo, ConnectorError> {
+        let root = self.call(creds, "CreateVolume", request::create_volume(req)).await?;
+        parse::volume_of(&root, "CreateVolume")
+    }
+
+    async fn attach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        let root = self.call(creds, "AttachVolume", request::attach_volume(volume_id, instance_id, device)).await?;
+        parse::attachment_of(&root, "AttachVolume")
+    }
+
+    async fn detach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        let root = self.call(creds, "DetachVolume", request::detach_volume(volume_id, instance_id, force)).await?;
+        parse::attachment_of(&root, "DetachVolume")
+    }
+
+    async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError> {
+        let root = self.call(creds, "DeleteVolume", request::one("VolumeId", volume_id)).await?;
+        parse::check_return(&root, "DeleteVolume")
+    }
+
+    async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut p = Params::new();
+            request::indexed(&mut p, "VolumeId", volume_ids);
+            if volume_ids.is_empty() {
+                p.extend(request::paged(Some(self.settings.page_size), token.as_deref()));
+            }
+            let root = self.call(creds, "DescribeVolumes", p).await?;
+            let page = parse::volumes(&root)?;
+            out.extend(page.items);
+            match page.next_token.filter(|t| !t.is_empty() && volume_ids.is_empty()) {
+                Some(t) if seen.insert(t.clone()) => token = Some(t),
+                Some(_) => {
+                    return Err(ConnectorError::Cloud {
+                        code: "PaginationLoop".into(),
+                        message: "DescribeVolumes answered the same nextToken twice".into(),
+                    })
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(ConnectorError::Cloud {
+            code: "PaginationLoop".into(),
+            message: format!("DescribeVolumes did not end after {MAX_PAGES} pages"),
+        })
     }
 
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {

@@ -7,7 +7,10 @@
 
 use crate::xml::Element;
 use chrono::{DateTime, Utc};
-use cloudbroker_connector_api::{ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState};
+use cloudbroker_connector_api::{
+    AddressInfo, ConnectorError, ImageInfo, InstanceTypeInfo, KeyPairInfo, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
+    VolumeState,
+};
 
 /// One page of a `Describe*` call.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +138,60 @@ pub fn imported_key(root: &Element, name: &str) -> KeyPairInfo {
 /// DescribeKeyPairsResponse.
 pub fn key_pairs(root: &Element) -> Vec<KeyPairInfo> {
     root.items("keySet").filter_map(|i| Some(KeyPairInfo { name: text(i, "keyName")?, fingerprint: text(i, "keyFingerprint") })).collect()
+}
+
+/// One `addressesSet/item` (or AllocateAddressResponse itself).
+fn address_of(e: &Element, action: &str) -> Result<AddressInfo, ConnectorError> {
+    Ok(AddressInfo {
+        public_ip: text(e, "publicIp").ok_or_else(|| unreadable(action, "an address without publicIp"))?,
+        allocation_id: text(e, "allocationId").ok_or_else(|| unreadable(action, "an address without allocationId"))?,
+        instance_id: text(e, "instanceId").filter(|s| !s.is_empty()),
+        association_id: text(e, "associationId").filter(|s| !s.is_empty()),
+        private_ip: text(e, "privateIpAddress").filter(|s| !s.is_empty()),
+    })
+}
+
+/// AllocateAddressResponse.
+pub fn allocated_address(root: &Element) -> Result<AddressInfo, ConnectorError> {
+    address_of(root, "AllocateAddress")
+}
+
+/// AssociateAddressResponse → the association id.
+pub fn association_id(root: &Element) -> Result<String, ConnectorError> {
+    text(root, "associationId").ok_or_else(|| unreadable("AssociateAddress", "no associationId"))
+}
+
+/// DescribeAddressesResponse.
+pub fn addresses(root: &Element) -> Result<Vec<AddressInfo>, ConnectorError> {
+    root.items("addressesSet").map(|i| address_of(i, "DescribeAddresses")).collect()
+}
+
+/// An `attachmentSet/item`, or Attach/DetachVolumeResponse itself.
+pub fn attachment_of(e: &Element, action: &str) -> Result<VolumeAttachment, ConnectorError> {
+    Ok(VolumeAttachment {
+        volume_id: text(e, "volumeId").ok_or_else(|| unreadable(action, "an attachment without volumeId"))?,
+        instance_id: text(e, "instanceId").ok_or_else(|| unreadable(action, "an attachment without instanceId"))?,
+        device: text(e, "device").unwrap_or_default(),
+        state: text(e, "status").ok_or_else(|| unreadable(action, "an attachment without status"))?,
+    })
+}
+
+/// A `volumeSet/item`, or CreateVolumeResponse itself.
+pub fn volume_of(e: &Element, action: &str) -> Result<VolumeInfo, ConnectorError> {
+    let state = text(e, "status").ok_or_else(|| unreadable(action, "a volume without status"))?;
+    Ok(VolumeInfo {
+        volume_id: text(e, "volumeId").ok_or_else(|| unreadable(action, "a volume without volumeId"))?,
+        size_gib: text(e, "size").and_then(|s| s.parse().ok()).ok_or_else(|| unreadable(action, "a volume without a numeric size"))?,
+        zone: text(e, "availabilityZone").unwrap_or_default(),
+        state: VolumeState::parse(&state).ok_or_else(|| unreadable(action, "an unknown volume status"))?,
+        attachments: e.items("attachmentSet").map(|a| attachment_of(a, action)).collect::<Result<_, _>>()?,
+    })
+}
+
+/// DescribeVolumesResponse → one page.
+pub fn volumes(root: &Element) -> Result<Page<VolumeInfo>, ConnectorError> {
+    let items = root.items("volumeSet").map(|i| volume_of(i, "DescribeVolumes")).collect::<Result<_, _>>()?;
+    Ok(Page { items, next_token: text(root, "nextToken"), owner: None })
 }
 
 /// DescribeImagesResponse.
@@ -355,5 +412,30 @@ mod tests {
         let imported =
             parse("<ImportKeyPairResponse><keyName>k</keyName><keyFingerprint>ab:cd</keyFingerprint></ImportKeyPairResponse>").unwrap();
         assert_eq!(imported_key(&imported, "k"), KeyPairInfo { name: "k".into(), fingerprint: Some("ab:cd".into()) });
+    }
+    #[test]
+    fn parses_addresses_and_volumes() {
+        let root = crate::xml::parse(
+            r#"<DescribeAddressesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><addressesSet>
+            <item><publicIp>198.51.100.1</publicIp><allocationId>eipalloc-1</allocationId><domain>vpc</domain>
+            <instanceId>i-1</instanceId><associationId>eipassoc-1</associationId><privateIpAddress>10.0.0.1</privateIpAddress></item>
+            <item><publicIp>198.51.100.2</publicIp><allocationId>eipalloc-2</allocationId><domain>vpc</domain></item>
+            </addressesSet></DescribeAddressesResponse>"#,
+        )
+        .unwrap();
+        let a = addresses(&root).unwrap();
+        assert_eq!(a[0].association_id.as_deref(), Some("eipassoc-1"));
+        assert_eq!((a[1].instance_id.as_deref(), a[1].public_ip.as_str()), (None, "198.51.100.2"));
+        let root = crate::xml::parse(
+            r#"<DescribeVolumesResponse><volumeSet><item><volumeId>vol-1</volumeId><size>8</size><availabilityZone>us-east-1a</availabilityZone>
+            <status>in-use</status><attachmentSet><item><volumeId>vol-1</volumeId><instanceId>i-1</instanceId><device>/dev/sdf</device>
+            <status>attached</status></item></attachmentSet></item></volumeSet><nextToken>t2</nextToken></DescribeVolumesResponse>"#,
+        )
+        .unwrap();
+        let p = volumes(&root).unwrap();
+        assert_eq!((p.items[0].size_gib, p.items[0].state, p.next_token.as_deref()), (8, VolumeState::InUse, Some("t2")));
+        assert_eq!(p.items[0].attachments[0].device, "/dev/sdf");
+        let bad = crate::xml::parse("<DescribeVolumesResponse><volumeSet><item><volumeId>v</volumeId><status>odd</status><size>1</size></item></volumeSet></DescribeVolumesResponse>").unwrap();
+        assert!(matches!(volumes(&bad), Err(ConnectorError::Transport { .. })));
     }
 }

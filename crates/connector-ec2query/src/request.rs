@@ -57,6 +57,53 @@ pub fn run_instances(req: &RunRequest, default_groups: &[String]) -> Params {
     p
 }
 
+/// One named parameter.
+pub fn one(name: &str, value: &str) -> Params {
+    vec![(name.to_string(), value.to_string())]
+}
+
+/// AllocateAddress (a VPC address).
+pub fn allocate_address() -> Params {
+    one("Domain", "vpc")
+}
+
+/// AssociateAddress of an allocation with an instance.
+pub fn associate_address(allocation_id: &str, instance_id: &str) -> Params {
+    let mut p = one("AllocationId", allocation_id);
+    push(&mut p, "InstanceId", instance_id);
+    p
+}
+
+/// CreateVolume.
+pub fn create_volume(req: &cloudbroker_connector_api::CreateVolumeRequest) -> Params {
+    let mut p = one("Size", &req.size_gib.to_string());
+    push(&mut p, "AvailabilityZone", req.zone.clone());
+    if let Some(t) = req.volume_type.as_deref().filter(|t| !t.is_empty()) {
+        push(&mut p, "VolumeType", t);
+    }
+    p
+}
+
+/// AttachVolume.
+pub fn attach_volume(volume_id: &str, instance_id: &str, device: &str) -> Params {
+    let mut p = one("VolumeId", volume_id);
+    push(&mut p, "InstanceId", instance_id);
+    push(&mut p, "Device", device);
+    p
+}
+
+/// DetachVolume.
+pub fn detach_volume(volume_id: &str, instance_id: Option<&str>, force: bool) -> Params {
+    let mut p = one("VolumeId", volume_id);
+    if let Some(i) = instance_id {
+        push(&mut p, "InstanceId", i);
+    }
+    if force {
+        push(&mut p, "Force", "true");
+    }
+    p
+}
+
 /// CreateTags on `ids` (used when a cloud ignored `TagSpecification`).
 pub fn create_tags(ids: &[String], tags: &[(String, String)]) -> Params {
     let mut p = Params::new();

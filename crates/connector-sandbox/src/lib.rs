@@ -9,6 +9,16 @@
 //! account; `failure.rate` makes launches fail with
 //! `InsufficientInstanceCapacity`; `capacity` bounds the live VMs.
 //!
+//! Elastic IPs (TEST-NET-2, 198.51.100.0/24) and volumes are simulated too,
+//! with EC2's rules and error codes: at most [`MAX_ADDRESSES`] addresses per
+//! account; an address is associated with one VM at a time (a VM gets one
+//! address: associating another moves it); a volume attaches only to a
+//! running or stopped VM of the same account, in the instance's one zone
+//! (`<instance>a`), as a free device `/dev/sd[b-z]` or `/dev/xvd[b-z]`;
+//! volumes go `creating -> available` and attachments `attaching ->
+//! attached`, `detaching -> detached` after `boot.delay.ms`; a terminated VM
+//! loses its address and its volumes are detached.
+//!
 //! Where the simulated cloud lives: built by the broker ([`build_persistent`])
 //! it lives in the broker's database through a [`WorldStore`], so it
 //! survives restarts and two replicas on one database see one sandbox (each
@@ -22,8 +32,8 @@ use chrono::Utc;
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::retry::{CallGate, CallPolicy};
 use cloudbroker_connector_api::{
-    Connector, ConnectorError, ConnectorKind, CredentialCheck, Credentials, DescribeFilter, ImageInfo, InstanceName, InstanceTypeInfo,
-    KeyPairInfo, RunRequest, StateChange, Vm, VmState,
+    AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter, ImageInfo,
+    InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo, VolumeState,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -88,6 +98,32 @@ struct SimVm {
     changed_ms: i64,
 }
 
+/// Elastic IPs an account may hold at once (EC2's default limit).
+pub const MAX_ADDRESSES: usize = 5;
+
+/// The largest volume, in GiB.
+pub const MAX_VOLUME_GIB: u32 = 16_384;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SimAddress {
+    info: AddressInfo,
+    account: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SimVolume {
+    info: VolumeInfo,
+    account: String,
+    /// Wall-clock time of the last state change, in ms since the epoch.
+    changed_ms: i64,
+    tags: BTreeMap<String, String>,
+}
+
+/// Splits resource ids into volumes and instances.
+fn split_volumes(ids: &[String]) -> (Vec<String>, Vec<String>) {
+    ids.iter().cloned().partition(|id| id.starts_with("vol-"))
+}
+
 /// One simulated cloud. Every field has a default so that a world stored by
 /// an older broker still loads.
 #[derive(Default, Serialize, Deserialize)]
@@ -98,6 +134,8 @@ struct World {
     /// Launch ids by `account` + U+001F + client token.
     tokens: BTreeMap<String, Vec<String>>,
     keys: HashMap<String, BTreeMap<String, String>>,
+    addresses: BTreeMap<String, SimAddress>,
+    volumes: BTreeMap<String, SimVolume>,
     next: u64,
 }
 
@@ -120,6 +158,47 @@ pub trait WorldStore: Send + Sync {
     /// stored yet) inside one transaction that excludes every other caller
     /// for this instance, on any replica; stores what `f` returns, if anything.
     async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), String>;
+}
+
+fn err_invalid(code: &str, message: impl Into<String>) -> ConnectorError {
+    ConnectorError::InvalidRequest { code: code.into(), message: message.into() }
+}
+
+fn err_not_found(code: &str, message: impl Into<String>) -> ConnectorError {
+    ConnectorError::NotFound { code: code.into(), message: message.into() }
+}
+
+/// Whether `device` is a device name a volume may take.
+fn valid_device(device: &str) -> bool {
+    let rest = device.strip_prefix("/dev/sd").or_else(|| device.strip_prefix("/dev/xvd"));
+    matches!(rest.map(str::as_bytes), Some([b'b'..=b'z']))
+}
+
+impl World {
+    fn address<'w>(&'w mut self, account: &str, id: &str) -> Result<&'w mut SimAddress, ConnectorError> {
+        match self.addresses.get_mut(id) {
+            Some(a) if a.account == account => Ok(a),
+            _ => Err(err_not_found("InvalidAllocationID.NotFound", format!("The allocation ID '{id}' does not exist"))),
+        }
+    }
+
+    fn volume<'w>(&'w mut self, account: &str, id: &str) -> Result<&'w mut SimVolume, ConnectorError> {
+        match self.volumes.get_mut(id) {
+            Some(v) if v.account == account => Ok(v),
+            _ => Err(err_not_found("InvalidVolume.NotFound", format!("The volume '{id}' does not exist."))),
+        }
+    }
+
+    /// A VM of the account that may take an address or a volume (running or stopped).
+    fn usable_vm(&self, account: &str, id: &str) -> Result<&SimVm, ConnectorError> {
+        match self.vms.get(id) {
+            Some(s) if s.account == account => match s.vm.state {
+                VmState::Running | VmState::Stopped => Ok(s),
+                other => Err(err_invalid("IncorrectInstanceState", format!("The instance '{id}' is not in a valid state ({other})"))),
+            },
+            _ => Err(err_not_found("InvalidInstanceID.NotFound", format!("The instance ID '{id}' does not exist"))),
+        }
+    }
 }
 
 /// The simulated cloud of one connector instance.
@@ -192,6 +271,41 @@ impl SandboxConnector {
             }
             if next == VmState::Terminated {
                 s.vm.private_ip = None;
+            }
+        }
+        // A terminated VM keeps no address and no volume.
+        let gone: Vec<String> = w.vms.iter().filter(|(_, s)| s.vm.state == VmState::Terminated).map(|(id, _)| id.clone()).collect();
+        for a in w.addresses.values_mut() {
+            if a.info.instance_id.as_ref().is_some_and(|i| gone.contains(i)) {
+                a.info.instance_id = None;
+                a.info.association_id = None;
+                a.info.private_ip = None;
+            }
+        }
+        for v in w.volumes.values_mut() {
+            let before = v.info.attachments.len();
+            v.info.attachments.retain(|a| !gone.contains(&a.instance_id));
+            if before != v.info.attachments.len() && v.info.attachments.is_empty() {
+                v.info.state = VolumeState::Available;
+            }
+        }
+        for v in w.volumes.values_mut() {
+            if now.saturating_sub(v.changed_ms) < delay {
+                continue;
+            }
+            if v.info.state == VolumeState::Creating {
+                v.info.state = VolumeState::Available;
+            }
+            for a in &mut v.info.attachments {
+                if a.state == "attaching" {
+                    a.state = "attached".into();
+                }
+            }
+            if v.info.attachments.iter().any(|a| a.state == "detaching") {
+                v.info.attachments.retain(|a| a.state != "detaching");
+                if v.info.attachments.is_empty() {
+                    v.info.state = VolumeState::Available;
+                }
             }
         }
     }
@@ -464,15 +578,256 @@ impl Connector for SandboxConnector {
         .await
     }
 
+    async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError> {
+        self.enter(creds, |w, acct| {
+            if w.addresses.values().filter(|a| a.account == acct).count() >= MAX_ADDRESSES {
+                return Err(ConnectorError::Limit {
+                    code: "AddressLimitExceeded".into(),
+                    message: format!("The maximum number of addresses has been reached ({MAX_ADDRESSES})."),
+                });
+            }
+            w.next += 1;
+            let n = w.next;
+            let info = AddressInfo {
+                public_ip: format!("198.51.{}.{}", 100 + ((n >> 8) & 0x7f), n & 0xff),
+                allocation_id: format!("eipalloc-{:017x}", n ^ 0xa11c_0000_0000),
+                instance_id: None,
+                association_id: None,
+                private_ip: None,
+            };
+            w.addresses.insert(info.allocation_id.clone(), SimAddress { info: info.clone(), account: acct.to_string() });
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
+        self.enter(creds, |w, acct| {
+            let current = w.address(acct, allocation_id)?.info.clone();
+            let private_ip = w.usable_vm(acct, instance_id)?.vm.private_ip.clone();
+            if let Some(other) = current.instance_id.as_deref().filter(|i| *i != instance_id) {
+                return Err(err_invalid(
+                    "Resource.AlreadyAssociated",
+                    format!("The address with allocation id [{allocation_id}] is already associated with instance {other}"),
+                ));
+            }
+            // The VM's previous address (another one) lets go.
+            for a in w.addresses.values_mut() {
+                if a.info.instance_id.as_deref() == Some(instance_id) && a.info.allocation_id != allocation_id {
+                    a.info.instance_id = None;
+                    a.info.association_id = None;
+                    a.info.private_ip = None;
+                }
+            }
+            w.next += 1;
+            let assoc = format!("eipassoc-{:017x}", w.next ^ 0xa550_0000_0000);
+            let a = w.address(acct, allocation_id)?;
+            a.info.instance_id = Some(instance_id.to_string());
+            a.info.association_id = Some(assoc.clone());
+            a.info.private_ip = private_ip;
+            let ip = a.info.public_ip.clone();
+            if let Some(s) = w.vms.get_mut(instance_id) {
+                s.vm.public_ip = Some(ip);
+            }
+            Ok(assoc)
+        })
+        .await
+    }
+
+    async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
+        self.enter(creds, |w, acct| {
+            let Some(a) = w.addresses.values_mut().find(|a| a.account == acct && a.info.association_id.as_deref() == Some(association_id))
+            else {
+                return Err(err_not_found(
+                    "InvalidAssociationID.NotFound",
+                    format!("The association ID '{association_id}' does not exist"),
+                ));
+            };
+            let vm = a.info.instance_id.take();
+            a.info.association_id = None;
+            a.info.private_ip = None;
+            if let Some(s) = vm.and_then(|id| w.vms.get_mut(&id)) {
+                s.vm.public_ip = None;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_address(&self, creds: &Credentials, allocation_id: &str) -> Result<(), ConnectorError> {
+        self.enter(creds, |w, acct| {
+            let a = w.address(acct, allocation_id)?;
+            if a.info.association_id.is_some() {
+                return Err(err_invalid("InvalidIPAddress.InUse", format!("Address {} is in use.", a.info.public_ip)));
+            }
+            w.addresses.remove(allocation_id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn describe_addresses(&self, creds: &Credentials, allocation_ids: &[String]) -> Result<Vec<AddressInfo>, ConnectorError> {
+        self.enter(creds, |w, acct| {
+            for id in allocation_ids {
+                w.address(acct, id)?;
+            }
+            Ok(w.addresses
+                .values()
+                .filter(|a| a.account == acct && (allocation_ids.is_empty() || allocation_ids.contains(&a.info.allocation_id)))
+                .map(|a| a.info.clone())
+                .collect())
+        })
+        .await
+    }
+
+    async fn create_volume(&self, creds: &Credentials, req: &CreateVolumeRequest) -> Result<VolumeInfo, ConnectorError> {
+        let zone = format!("{}a", self.instance);
+        self.enter(creds, |w, acct| {
+            if req.size_gib == 0 || req.size_gib > MAX_VOLUME_GIB {
+                return Err(err_invalid(
+                    "InvalidParameterValue",
+                    format!("Volume of {}GiB is out of range 1-{MAX_VOLUME_GIB}", req.size_gib),
+                ));
+            }
+            if req.zone != zone {
+                return Err(err_invalid(
+                    "InvalidParameterValue",
+                    format!("Invalid availability zone: [{}]; this sandbox has one zone, {zone}", req.zone),
+                ));
+            }
+            if let Some(t) =
+                req.volume_type.as_deref().filter(|t| !matches!(*t, "standard" | "gp2" | "gp3" | "io1" | "io2" | "st1" | "sc1"))
+            {
+                return Err(err_invalid("InvalidParameterValue", format!("Invalid volume type: {t}")));
+            }
+            w.next += 1;
+            let info = VolumeInfo {
+                volume_id: format!("vol-{:017x}", w.next ^ 0x7010_0000_0000),
+                size_gib: req.size_gib,
+                zone: zone.clone(),
+                state: VolumeState::Creating,
+                attachments: Vec::new(),
+            };
+            w.volumes.insert(
+                info.volume_id.clone(),
+                SimVolume { info: info.clone(), account: acct.to_string(), changed_ms: now_ms(), tags: BTreeMap::new() },
+            );
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn attach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        self.enter(creds, |w, acct| {
+            let state = w.volume(acct, volume_id)?.info.state;
+            w.usable_vm(acct, instance_id)?;
+            match state {
+                VolumeState::Available => {}
+                VolumeState::InUse => return Err(err_invalid("VolumeInUse", format!("{volume_id} is already attached to an instance"))),
+                other => return Err(err_invalid("IncorrectState", format!("The volume '{volume_id}' is '{other}'"))),
+            }
+            if !valid_device(device) {
+                return Err(err_invalid("InvalidParameterValue", format!("Value ({device}) for parameter device is invalid.")));
+            }
+            let taken = w.volumes.values().any(|v| v.info.attachments.iter().any(|a| a.instance_id == instance_id && a.device == device));
+            if taken {
+                return Err(err_invalid("InvalidParameterValue", format!("Attachment point {device} is already in use")));
+            }
+            let att = VolumeAttachment {
+                volume_id: volume_id.to_string(),
+                instance_id: instance_id.to_string(),
+                device: device.to_string(),
+                state: "attaching".into(),
+            };
+            let v = w.volume(acct, volume_id)?;
+            v.info.state = VolumeState::InUse;
+            v.info.attachments = vec![att.clone()];
+            v.changed_ms = now_ms();
+            Ok(att)
+        })
+        .await
+    }
+
+    async fn detach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        let _ = force;
+        self.enter(creds, |w, acct| {
+            let v = w.volume(acct, volume_id)?;
+            let Some(att) = v.info.attachments.first_mut() else {
+                return Err(err_invalid("IncorrectState", format!("Volume '{volume_id}' is in the 'available' state.")));
+            };
+            if instance_id.is_some_and(|i| i != att.instance_id) {
+                return Err(err_not_found(
+                    "InvalidAttachment.NotFound",
+                    format!("Volume '{volume_id}' is not attached to '{}'", instance_id.unwrap_or_default()),
+                ));
+            }
+            att.state = "detaching".into();
+            let out = att.clone();
+            v.changed_ms = now_ms();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError> {
+        self.enter(creds, |w, acct| {
+            let v = w.volume(acct, volume_id)?;
+            match v.info.state {
+                VolumeState::Available | VolumeState::Error | VolumeState::Creating => {}
+                VolumeState::InUse => return Err(err_invalid("VolumeInUse", format!("Volume {volume_id} is currently attached"))),
+                other => return Err(err_invalid("IncorrectState", format!("The volume '{volume_id}' is '{other}'"))),
+            }
+            w.volumes.remove(volume_id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {
+        self.enter(creds, |w, acct| {
+            for id in volume_ids {
+                w.volume(acct, id)?;
+            }
+            Ok(w.volumes
+                .values()
+                .filter(|v| v.account == acct && (volume_ids.is_empty() || volume_ids.contains(&v.info.volume_id)))
+                .map(|v| v.info.clone())
+                .collect())
+        })
+        .await
+    }
+
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
         if !self.settings.keep_tags {
             return Err(ConnectorError::Unsupported { operation: "CreateTags".into() });
         }
         self.enter(creds, |w, acct| {
-            for id in ids {
+            let (volumes, ids) = split_volumes(ids);
+            for id in &volumes {
+                w.volume(acct, id)?;
+            }
+            for id in &ids {
                 Self::owned(w, acct, id)?;
             }
-            for id in ids {
+            for v in &volumes {
+                let tagged = &mut w.volume(acct, v)?.tags;
+                for (k, val) in tags {
+                    tagged.insert(k.clone(), val.clone());
+                }
+            }
+            for id in &ids {
                 let vm = &mut Self::owned(w, acct, id)?.vm;
                 for (k, v) in tags {
                     vm.tags.retain(|(key, _)| key != k);
@@ -489,10 +844,17 @@ impl Connector for SandboxConnector {
             return Err(ConnectorError::Unsupported { operation: "DeleteTags".into() });
         }
         self.enter(creds, |w, acct| {
-            for id in ids {
+            let (volumes, ids) = split_volumes(ids);
+            for id in &volumes {
+                w.volume(acct, id)?;
+            }
+            for id in &ids {
                 Self::owned(w, acct, id)?;
             }
-            for id in ids {
+            for v in &volumes {
+                w.volume(acct, v)?.tags.retain(|k, _| !keys.contains(k));
+            }
+            for id in &ids {
                 Self::owned(w, acct, id)?.vm.tags.retain(|(k, _)| !keys.contains(k));
             }
             Ok(())
@@ -668,6 +1030,84 @@ mod tests {
         assert_eq!(sb.list_key_pairs(&c).await.unwrap().len(), 1);
         sb.delete_key_pair(&c, "k1").await.unwrap();
         assert!(sb.list_key_pairs(&c).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn addresses_and_volumes_follow_ec2_rules() {
+        let sb = sandbox(0);
+        let (a, b) = (creds("alice"), creds("bob"));
+        let vm = sb.run_instances(&a, &req(1, "v")).await.unwrap().remove(0);
+        let addr = sb.allocate_address(&a).await.unwrap();
+        assert!(addr.public_ip.starts_with("198.51.") && addr.allocation_id.starts_with("eipalloc-"), "{addr:?}");
+        // A terminated VM takes no address.
+        let dead = sb.run_instances(&a, &req(1, "dead")).await.unwrap().remove(0);
+        sb.terminate_instances(&a, std::slice::from_ref(&dead.id)).await.unwrap();
+        let e = sb.associate_address(&a, &addr.allocation_id, &dead.id).await.unwrap_err();
+        assert_eq!(e.code(), Some("IncorrectInstanceState"), "{e}");
+        let assoc = sb.associate_address(&a, &addr.allocation_id, &vm.id).await.unwrap();
+        let d = sb.describe_addresses(&a, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
+        assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm.id.as_str()), Some(assoc.as_str())));
+        assert_eq!(
+            sb.describe_instances(&a, &DescribeFilter::ids(std::slice::from_ref(&vm.id))).await.unwrap()[0].public_ip,
+            Some(addr.public_ip.clone())
+        );
+        // Another account sees none of it.
+        assert_eq!(sb.describe_addresses(&b, &[]).await.unwrap(), vec![]);
+        assert_eq!(sb.release_address(&b, &addr.allocation_id).await.unwrap_err().code(), Some("InvalidAllocationID.NotFound"));
+        let bvm = sb.run_instances(&b, &req(1, "w")).await.unwrap().remove(0);
+        let baddr = sb.allocate_address(&b).await.unwrap();
+        assert_eq!(sb.associate_address(&b, &baddr.allocation_id, &vm.id).await.unwrap_err().code(), Some("InvalidInstanceID.NotFound"));
+        // One VM at a time.
+        let _ = bvm;
+        let vm2 = sb.run_instances(&a, &req(1, "v2")).await.unwrap().remove(0);
+        sb.describe_instances(&a, &DescribeFilter::default()).await.unwrap();
+        let e = sb.associate_address(&a, &addr.allocation_id, &vm2.id).await.unwrap_err();
+        assert_eq!(e.code(), Some("Resource.AlreadyAssociated"), "{e}");
+        assert_eq!(sb.release_address(&a, &addr.allocation_id).await.unwrap_err().code(), Some("InvalidIPAddress.InUse"));
+        sb.disassociate_address(&a, &assoc).await.unwrap();
+        assert_eq!(sb.disassociate_address(&a, &assoc).await.unwrap_err().code(), Some("InvalidAssociationID.NotFound"));
+        sb.release_address(&a, &addr.allocation_id).await.unwrap();
+        assert!(sb.describe_addresses(&a, &[]).await.unwrap().is_empty());
+        for _ in 0..MAX_ADDRESSES {
+            sb.allocate_address(&a).await.unwrap();
+        }
+        assert!(matches!(sb.allocate_address(&a).await, Err(ConnectorError::Limit { .. })));
+
+        // Volumes.
+        let zone = "sba".to_string();
+        let bad = CreateVolumeRequest { size_gib: 0, zone: zone.clone(), volume_type: None };
+        assert_eq!(sb.create_volume(&a, &bad).await.unwrap_err().code(), Some("InvalidParameterValue"));
+        let elsewhere = CreateVolumeRequest { size_gib: 1, zone: "us-east-1a".into(), volume_type: None };
+        assert_eq!(sb.create_volume(&a, &elsewhere).await.unwrap_err().code(), Some("InvalidParameterValue"));
+        let v = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()) }).await.unwrap();
+        assert_eq!((v.state, v.size_gib), (VolumeState::Creating, 8));
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
+        assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/hda").await.unwrap_err().code(), Some("InvalidParameterValue"));
+        assert_eq!(sb.attach_volume(&b, &v.volume_id, &bvm.id, "/dev/sdf").await.unwrap_err().code(), Some("InvalidVolume.NotFound"));
+        let att = sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/sdf").await.unwrap();
+        assert_eq!(att.state, "attaching");
+        let d = sb.describe_volumes(&a, &[]).await.unwrap();
+        assert_eq!((d[0].state, d[0].attachments[0].state.as_str()), (VolumeState::InUse, "attached"));
+        assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm2.id, "/dev/sdg").await.unwrap_err().code(), Some("VolumeInUse"));
+        assert_eq!(sb.delete_volume(&a, &v.volume_id).await.unwrap_err().code(), Some("VolumeInUse"));
+        let v2 = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 1, zone: "sba".into(), volume_type: None }).await.unwrap();
+        sb.describe_volumes(&a, &[]).await.unwrap();
+        let e = sb.attach_volume(&a, &v2.volume_id, &vm.id, "/dev/sdf").await.unwrap_err();
+        assert!(e.to_string().contains("already in use"), "{e}");
+        assert_eq!(sb.detach_volume(&a, &v.volume_id, Some(&vm2.id), false).await.unwrap_err().code(), Some("InvalidAttachment.NotFound"));
+        sb.detach_volume(&a, &v.volume_id, Some(&vm.id), false).await.unwrap();
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
+        sb.delete_volume(&a, &v.volume_id).await.unwrap();
+        assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap_err().code(), Some("InvalidVolume.NotFound"));
+        // Termination detaches.
+        sb.attach_volume(&a, &v2.volume_id, &vm.id, "/dev/sdh").await.unwrap();
+        sb.terminate_instances(&a, std::slice::from_ref(&vm.id)).await.unwrap();
+        sb.describe_instances(&a, &DescribeFilter::default()).await.unwrap();
+        let d = sb.describe_volumes(&a, std::slice::from_ref(&v2.volume_id)).await.unwrap();
+        assert_eq!((d[0].state, d[0].attachments.len()), (VolumeState::Available, 0));
+        // Volume tags.
+        sb.create_tags(&a, std::slice::from_ref(&v2.volume_id), &[("k".into(), "v".into())]).await.unwrap();
+        assert!(sb.create_tags(&b, std::slice::from_ref(&v2.volume_id), &[("k".into(), "v".into())]).await.is_err());
     }
 
     #[tokio::test]

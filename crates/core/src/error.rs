@@ -4,7 +4,7 @@
 //! code, the web UI to a message next to the right field, the EC2 front to
 //! `InvalidInstanceID.NotFound`, `InvalidAMIID.NotFound` and friends.
 
-use crate::domain::{CredentialName, ImageName, InstanceName, InvalidValue, TokenId, UserName, VmId};
+use crate::domain::{AllocationId, CredentialName, ImageName, InstanceName, InvalidValue, TokenId, UserName, VmId, VolumeId};
 use cloudbroker_connector_api::ConnectorError;
 use cloudbroker_store::StoreError;
 
@@ -15,6 +15,10 @@ pub enum Resource {
     Instance(InstanceName),
     Image(ImageName),
     Vm(VmId),
+    /// A user's Elastic IP (by allocation id).
+    Address(AllocationId),
+    /// A user's volume.
+    Volume(VolumeId),
     Token(TokenId),
     /// A user's credentials for an instance.
     Credentials {
@@ -38,6 +42,8 @@ impl std::fmt::Display for Resource {
             Resource::Instance(i) => write!(f, "connector instance '{i}'"),
             Resource::Image(i) => write!(f, "image '{i}'"),
             Resource::Vm(v) => write!(f, "VM '{v}'"),
+            Resource::Address(a) => write!(f, "address '{a}'"),
+            Resource::Volume(v) => write!(f, "volume '{v}'"),
             Resource::Token(t) => write!(f, "token '{t}'"),
             Resource::Credentials { instance } => write!(f, "credentials for '{instance}'"),
             Resource::SharedCredential { name, instance } => write!(f, "shared credential '{name}' for '{instance}'"),

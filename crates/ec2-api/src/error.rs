@@ -45,6 +45,16 @@ impl Ec2Error {
         Self::client("InvalidParameterValue", message)
     }
 
+    /// An address that does not exist (for this caller).
+    pub fn allocation_not_found(id: &str) -> Self {
+        Self::client("InvalidAllocationID.NotFound", format!("The allocation ID '{}' does not exist", crate::ids::shown(id)))
+    }
+
+    /// A volume that does not exist (for this caller).
+    pub fn volume_not_found(id: &str) -> Self {
+        Self::client("InvalidVolume.NotFound", format!("The volume '{}' does not exist.", crate::ids::shown(id)))
+    }
+
     /// The XML answer.
     pub fn response(&self, request_id: &str) -> HttpResponse {
         let mut x = Xml::bare("Response");
@@ -68,6 +78,8 @@ impl From<ServiceError> for Ec2Error {
             ServiceError::NotFound(Resource::Image(name)) => {
                 Ec2Error::client("InvalidAMIID.NotFound", format!("The image id '[{}]' does not exist", crate::ids::image_id(name.as_str())))
             }
+            ServiceError::NotFound(Resource::Address(id)) => Ec2Error::allocation_not_found(id.as_str()),
+            ServiceError::NotFound(Resource::Volume(id)) => Ec2Error::volume_not_found(id.as_str()),
             ServiceError::NotFound(Resource::Instance(i)) => {
                 Ec2Error::client("InvalidParameterValue", format!("'{i}' is not a region (connector instance) of this broker"))
             }

@@ -93,7 +93,7 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
 }
 
 async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
-    use actions::{images, instances, keypairs, regions, tags};
+    use actions::{addresses, images, instances, keypairs, regions, tags, volumes};
     match action {
         "DescribeRegions" => regions::describe_regions(ctx),
         "DescribeAvailabilityZones" => regions::describe_availability_zones(ctx),
@@ -114,6 +114,16 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
         "ImportKeyPair" => keypairs::import_key_pair(ctx).await,
         "DescribeKeyPairs" => keypairs::describe_key_pairs(ctx).await,
         "DeleteKeyPair" => keypairs::delete_key_pair(ctx).await,
+        "AllocateAddress" => addresses::allocate_address(ctx).await,
+        "AssociateAddress" => addresses::associate_address(ctx).await,
+        "DisassociateAddress" => addresses::disassociate_address(ctx).await,
+        "ReleaseAddress" => addresses::release_address(ctx).await,
+        "DescribeAddresses" => addresses::describe_addresses(ctx).await,
+        "CreateVolume" => volumes::create_volume(ctx).await,
+        "AttachVolume" => volumes::attach_volume(ctx).await,
+        "DetachVolume" => volumes::detach_volume(ctx).await,
+        "DeleteVolume" => volumes::delete_volume(ctx).await,
+        "DescribeVolumes" => volumes::describe_volumes(ctx).await,
         other => Err(Ec2Error::client("InvalidAction", format!("The action {} is not valid for this web service", ids::shown(other)))),
     }
 }

@@ -18,6 +18,7 @@ pub mod lease;
 pub mod overview;
 pub mod params;
 pub mod quota;
+pub mod resources;
 pub mod sandbox;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -304,3 +304,128 @@ async fn signatures_made_for_the_public_url_verify_behind_a_proxy() {
         }
     }
 }
+
+/// Elastic IPs and volumes with boto3 (tests/ec2/boto3_addresses_volumes.py)
+/// on a broker whose regions are a sandbox instance and an `ec2` instance
+/// backed by moto: every action reaches the cloud with the caller's keys,
+/// Describe answers from the broker's records, and bob sees and touches
+/// nothing of alice's.
+async fn addresses_and_volumes(db_url: Option<String>) {
+    let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/sb.conf"),
+        format!(
+            "cloud.connector.class = sb:sandbox, sb2:sandbox, aws:ec2\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n\
+             aws.region = us-east-1\naws.endpoint = {}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start(db_url, dir).await.unwrap();
+    let (admin, alice, bob) = setup(&app).await;
+    let image = json!({"name": "moto-linux", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t2.micro"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    for (u, key) in [("alice", "AKIAALICEMOTO000001"), ("bob", "AKIABOBMOTO0000001")] {
+        let t = app.token(u, &format!("{u}-password")).await;
+        let body = json!({"access_key_id": key, "secret_access_key": format!("{u}-moto-secret")});
+        let (s, b) = app.call(Method::PUT, &format!("/api/v1/users/{u}/credentials/aws"), &t, Some(body)).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ec2/boto3_addresses_volumes.py");
+    let env = vec![
+        ("EP".to_string(), app.url("/ec2")),
+        ("ALICE_AK".into(), alice.0.clone()),
+        ("ALICE_SK".into(), alice.1.clone()),
+        ("BOB_AK".into(), bob.0.clone()),
+        ("BOB_SK".into(), bob.1.clone()),
+        ("REGIONS".into(), "sb=sba=ubuntu,aws=us-east-1a=moto-linux".into()),
+        ("STRICT".into(), "sb".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let broker = app.broker.clone();
+    let reconciler = tokio::spawn(async move {
+        loop {
+            let _ = broker.provisioning.reconcile("ec2-resources-test").await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
+            .await
+            .unwrap();
+    reconciler.abort();
+    assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    for region in ["sb", "aws"] {
+        let a = &out[region]["addresses"];
+        assert_eq!(a["associated"], json!([true, true, true]), "{region}: {a}");
+        assert_eq!(
+            (a["filter_instance"].as_u64(), a["filter_other_ip"].as_u64(), a["filter_public_ip"].as_u64()),
+            (Some(1), Some(0), Some(1))
+        );
+        assert_eq!(a["instance_ip"], true, "{region}: {a}");
+        assert_eq!(a["bob_list"], json!([]), "{region}: {a}");
+        for k in ["bob_describe", "bob_associate", "bob_release", "released_again"] {
+            assert_eq!(a[k], "InvalidAllocationID.NotFound", "{region} {k}: {a}");
+        }
+        assert_eq!(a["bob_disassociate"], "InvalidAssociationID.NotFound", "{region}: {a}");
+        assert_eq!(a["bob_to_alice_vm"], "InvalidInstanceID.NotFound", "{region}: {a}");
+        assert_eq!(a["missing_allocation"], "MissingParameter", "{region}: {a}");
+        assert_eq!(a["malformed"], "InvalidAllocationID.Malformed", "{region}: {a}");
+        assert_eq!(a["disassociated"], true, "{region}: {a}");
+        assert_eq!(a["after_release"], json!([]), "{region}: {a}");
+
+        let v = &out[region]["volumes"];
+        assert_eq!(v["created_state"], true, "{region}: {v}");
+        assert_eq!(v["tags"], json!({"team": "a"}), "{region}: {v}");
+        assert_eq!(v["too_big"], "InvalidParameterValue", "{region}: {v}");
+        assert_eq!(v["malformed"], "InvalidVolumeID.Malformed", "{region}: {v}");
+        assert_eq!(v["bob_list"], json!([]), "{region}: {v}");
+        for k in ["bob_describe", "bob_attach", "bob_detach", "bob_delete", "bob_tag", "deleted_describe"] {
+            assert_eq!(v[k], "InvalidVolume.NotFound", "{region} {k}: {v}");
+        }
+        assert_eq!(v["bob_to_alice_vm"], "InvalidInstanceID.NotFound", "{region}: {v}");
+        assert_eq!(v["attach_answer"], json!([true, true, true, true]), "{region}: {v}");
+        assert_eq!(v["attached"], json!([true, true, true]), "{region}: {v}");
+        assert_eq!((v["filter_attached"].as_bool(), v["filter_available"].as_u64()), (Some(true), Some(0)), "{region}: {v}");
+        assert_eq!(v["described_tags"], json!(["env=dev:volume", "team=a:volume"]), "{region}: {v}");
+        assert_eq!(v["tags_after_delete"], json!(["env"]), "{region}: {v}");
+        assert_eq!(v["after_delete"], json!([]), "{region}: {v}");
+    }
+    // The sandbox enforces EC2's rules; its codes come through unchanged.
+    assert_eq!(out["sb"]["addresses"]["release_in_use"], "InvalidIPAddress.InUse", "{out}");
+    assert_eq!(out["sb"]["volumes"]["delete_in_use"], "VolumeInUse", "{out}");
+    // Every action reached moto, and nothing of alice's or bob's is left there.
+    for action in [
+        "AllocateAddress",
+        "AssociateAddress",
+        "DisassociateAddress",
+        "ReleaseAddress",
+        "CreateVolume",
+        "AttachVolume",
+        "DetachVolume",
+        "DeleteVolume",
+    ] {
+        assert!(moto.action_count(action).await >= 1, "{action} never reached moto");
+    }
+    let conn = app.broker.registry.snapshot().instance("aws").unwrap().connector.clone().unwrap();
+    let creds = cloudbroker_connector_api::Credentials::new("AKIAALICEMOTO000001", "alice-moto-secret");
+    assert!(conn.describe_addresses(&creds, &[]).await.unwrap().is_empty());
+    assert!(conn.describe_volumes(&creds, &[]).await.unwrap().iter().all(|v| v.size_gib != 2), "alice's volume is gone from moto");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boto3_addresses_and_volumes_sqlite() {
+    addresses_and_volumes(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boto3_addresses_and_volumes_postgres() {
+    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
+        eprintln!("NOTICE: the PostgreSQL half of this test was SKIPPED");
+        return;
+    };
+    addresses_and_volumes(Some(cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap())).await;
+}

@@ -10,6 +10,7 @@
 mod ids;
 mod names;
 mod page;
+mod resources;
 mod tags;
 mod vm;
 
@@ -17,6 +18,7 @@ pub use cloudbroker_connector_api::InstanceName;
 pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
 pub use names::{CredentialName, ImageName, ImageRef, UserName};
 pub use page::{Cursor, Page, PageRequest, CURSOR_PATTERN, DEFAULT_PAGE, MAX_CURSOR_LEN, MAX_PAGE};
+pub use resources::{AllocationId, VolumeId, VolumeSize};
 pub use tags::{Tags, MAX_TAGS};
 pub use vm::{VmAction, VmStatus};
 

@@ -10,18 +10,23 @@
 //!
 //! `launch.rs` admits and runs launches, `actions.rs` starts, stops, reboots
 //! and terminates, `quotas.rs` computes limits and usage, `reconcile.rs`
-//! brings records and clouds back in line.
+//! brings records and clouds back in line; `addresses.rs` and `volumes.rs`
+//! keep users' Elastic IPs and volumes.
 
 mod actions;
+mod addresses;
 mod launch;
 mod overview;
 mod quotas;
 mod reconcile;
+mod volumes;
 
+pub use addresses::Address;
 pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
 pub use overview::VmCount;
 pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
+pub use volumes::{Attachment, Volume, VolumeSpec};
 
 use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};

@@ -1,11 +1,13 @@
 //! One module per family of actions. Each action reads its parameters,
 //! calls the core's services as the caller, and writes EC2's answer.
 
+pub mod addresses;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod regions;
 pub mod tags;
+pub mod volumes;
 
 use crate::auth::Caller;
 use crate::error::Ec2Error;

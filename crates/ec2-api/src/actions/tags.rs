@@ -1,39 +1,46 @@
-//! Tags on instances: `CreateTags`, `DeleteTags`, `DescribeTags`. Tags are
-//! kept in the broker's records and put on the cloud instance where the
-//! cloud keeps tags; `cloudbroker:`/`aws:` keys are reserved.
+//! Tags on instances and volumes: `CreateTags`, `DeleteTags`, `DescribeTags`.
+//! Tags are kept in the broker's records and put on the cloud's instance or
+//! volume where the cloud keeps tags; `cloudbroker:`/`aws:` keys are
+//! reserved. Every resource id is checked to be the caller's before any change.
 
 use super::Ctx;
 use crate::error::Ec2Error;
 use crate::ids::{instance_id, shown, vm_id};
-use cloudbroker_core::domain::{PageRequest, Tags, VmId};
+use cloudbroker_core::domain::{PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
-/// The caller's instances among `ResourceId.N` (all checked before any change).
-async fn resources(ctx: &Ctx<'_>) -> Result<Vec<VmId>, Ec2Error> {
+/// The caller's instances and volumes among `ResourceId.N` (all checked before any change).
+async fn resources(ctx: &Ctx<'_>) -> Result<(Vec<VmId>, Vec<VolumeId>), Ec2Error> {
     let ids = ctx.params.list("ResourceId")?;
     if ids.is_empty() {
         return Err(Ec2Error::missing("ResourceId.1"));
     }
-    let mut out = Vec::new();
+    let (mut vms, mut volumes) = (Vec::new(), Vec::new());
     for id in &ids {
+        if id.starts_with("vol-") {
+            let v = super::volumes::volume_id("ResourceId", id)?;
+            ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
+            volumes.push(v);
+            continue;
+        }
         if !id.starts_with("i-") {
             return Err(Ec2Error::client(
                 "InvalidID",
-                format!("The ID '{}' is not valid: only instances (i-...) carry tags here", shown(id)),
+                format!("The ID '{}' is not valid: only instances (i-...) and volumes (vol-...) carry tags here", shown(id)),
             ));
         }
         let vm = vm_id(id)?;
         match ctx.broker.provisioning.get(&ctx.caller.actor, &vm).await {
-            Ok(v) if v.user == ctx.caller.actor.name => out.push(vm),
+            Ok(v) if v.user == ctx.caller.actor.name => vms.push(vm),
             Ok(_) | Err(ServiceError::NotFound(_)) => {
                 return Err(Ec2Error::client("InvalidInstanceID.NotFound", format!("The instance ID '{}' does not exist", shown(id))));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(out)
+    Ok((vms, volumes))
 }
 
 fn ok(ctx: &Ctx<'_>, action: &str) -> String {
@@ -50,16 +57,30 @@ pub async fn create_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let set: BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
     // The tags are checked before any resource is looked up, as EC2 does.
     Tags::parse(set.clone()).map_err(ServiceError::from)?;
-    let vms = resources(ctx).await?;
+    let (vms, volumes) = resources(ctx).await?;
     for vm in vms {
         ctx.broker.provisioning.tag(&ctx.caller.actor, &vm, &set, &[]).await?;
+    }
+    for v in volumes {
+        ctx.broker.provisioning.tag_volume(&ctx.caller.actor, &ctx.instance()?, &v, &set, &[]).await?;
     }
     Ok(ok(ctx, "CreateTags"))
 }
 
 pub async fn delete_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let vms = resources(ctx).await?;
+    let (vms, volumes) = resources(ctx).await?;
     let tags = ctx.params.tags()?;
+    for v in volumes {
+        let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
+        let remove: Vec<String> = if tags.is_empty() {
+            vol.tags.keys().cloned().collect()
+        } else {
+            tags.iter().filter(|(k, val)| val.as_ref().is_none_or(|val| vol.tags.get(k) == Some(val))).map(|(k, _)| k.clone()).collect()
+        };
+        if !remove.is_empty() {
+            ctx.broker.provisioning.tag_volume(&ctx.caller.actor, &ctx.instance()?, &v, &BTreeMap::new(), &remove).await?;
+        }
+    }
     for id in vms {
         let vm = ctx.broker.provisioning.get(&ctx.caller.actor, &id).await?;
         // No Tag.N: every tag goes. A value given: only if it matches.
@@ -106,6 +127,24 @@ pub async fn describe_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         match p.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
+        }
+    }
+    for v in ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await? {
+        for (k, val) in &v.tags {
+            let keep = filters.iter().all(|(f, values)| match f.as_str() {
+                "resource-id" => values.iter().any(|i| i == v.volume_id.as_str()),
+                "resource-type" => values.iter().any(|t| t == "volume"),
+                "key" => values.iter().any(|p| super::images::glob(p, k)),
+                _ => values.iter().any(|p| super::images::glob(p, val)),
+            });
+            if keep {
+                x.open("item")
+                    .leaf("resourceId", v.volume_id.as_str())
+                    .leaf("resourceType", "volume")
+                    .leaf("key", k)
+                    .leaf("value", val)
+                    .close("item");
+            }
         }
     }
     x.close("tagSet");

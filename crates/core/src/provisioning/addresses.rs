@@ -1,0 +1,182 @@
+//! Elastic IP addresses of users: allocated, associated with one of the
+//! user's VMs, disassociated and released through the cloud with the
+//! caller's credentials for the instance, and recorded so that listings
+//! answer from the broker's records without calling the cloud. A user sees
+//! and touches only their own addresses and VMs: anything else is "not found".
+
+use super::{Provisioning, Vm};
+use crate::domain::{AllocationId, CredentialId, InstanceName, VmId, VmStatus};
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::identity::Actor;
+use chrono::{DateTime, Utc};
+use cloudbroker_store::resources::AddressRow;
+use serde::Serialize;
+
+/// An Elastic IP as the broker knows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Address {
+    #[serde(skip)]
+    pub instance: InstanceName,
+    pub allocation_id: AllocationId,
+    pub public_ip: String,
+    /// The user's VM it is associated with.
+    pub vm: Option<VmId>,
+    pub association_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Address {
+    fn from_row(r: AddressRow, instance: &InstanceName) -> Self {
+        Self {
+            instance: instance.clone(),
+            allocation_id: AllocationId::from_stored(r.allocation_id),
+            public_ip: r.public_ip,
+            vm: r.vm_id.map(VmId::from_stored),
+            association_id: r.association_id,
+            private_ip: r.private_ip,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn target(instance: &InstanceName, id: &str) -> String {
+    format!("{instance}/{id}")
+}
+
+impl Provisioning {
+    /// A VM of the actor's own on `instance` that can take an address or a
+    /// volume: anyone else's (admins' included) or another instance's is
+    /// "not found"; one with no cloud instance or terminated is a conflict.
+    pub(super) async fn own_vm_on(&self, actor: &Actor, instance: &InstanceName, id: &VmId) -> ServiceResult<(Vm, String)> {
+        let vm = self.owned(actor, id).await?;
+        if vm.user != actor.name || &vm.instance != instance {
+            return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
+        }
+        match vm.cloud_id.clone() {
+            Some(c) if vm.status.is_live() => Ok((vm, c)),
+            _ => Err(ServiceError::Conflict(format!("VM '{id}' is {} and cannot take an address or a volume", vm.status))),
+        }
+    }
+
+    /// The actor's own live address.
+    async fn own_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
+        match self.store.address(instance.as_str(), id.as_str()).await? {
+            Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
+            _ => Err(ServiceError::NotFound(Resource::Address(id.clone()))),
+        }
+    }
+
+    /// Allocates an address on `instance` with the caller's credentials.
+    pub async fn allocate_address(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Address> {
+        let (connector, _, _) = self.connector(instance)?;
+        let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
+        let info = connector.allocate_address(&creds).await?;
+        let id = AllocationId::parse(&info.allocation_id)
+            .map_err(|e| ServiceError::Internal(format!("the cloud answered an odd allocation id: {e}")))?;
+        let row = match self
+            .store
+            .insert_address(instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Not recorded means nobody could ever release it: give it back.
+                if let Err(re) = connector.release_address(&creds, id.as_str()).await {
+                    tracing::error!(instance = %instance, allocation = %id, error = %re, "an address the broker could not record was not released");
+                }
+                return Err(e.into());
+            }
+        };
+        self.store.audit(actor.name.as_str(), "address.allocate", &target(instance, id.as_str()), "ok", &info.public_ip).await?;
+        Ok(Address::from_row(row, instance))
+    }
+
+    /// Associates an address with one of the caller's VMs (moving it from
+    /// another VM is refused by the cloud; a VM's previous address lets go).
+    pub async fn associate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId, vm: &VmId) -> ServiceResult<Address> {
+        let row = self.own_address(actor, instance, id).await?;
+        let (v, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let association = connector.associate_address(&creds, id.as_str(), &cloud_vm).await?;
+        if let Some(previous) = self.store.address_of_vm(instance.as_str(), vm.as_str()).await? {
+            if previous.allocation_id != id.as_str() {
+                self.store.set_address_association(instance.as_str(), &previous.allocation_id, None, None, None).await?;
+            }
+        }
+        self.store
+            .set_address_association(instance.as_str(), id.as_str(), Some(vm.as_str()), Some(&association), v.private_ip.as_deref())
+            .await?;
+        self.store
+            .update_vm(v.id.as_str(), v.status.as_str(), None, v.private_ip.as_deref(), Some(&row.public_ip), v.error.as_deref())
+            .await?;
+        self.store.audit(actor.name.as_str(), "address.associate", &target(instance, id.as_str()), "ok", vm.as_str()).await?;
+        self.address(actor, instance, id).await
+    }
+
+    /// Ends an address's association.
+    pub async fn disassociate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<Address> {
+        let row = self.own_address(actor, instance, id).await?;
+        let Some(association) = row.association_id.clone() else {
+            return Err(ServiceError::Conflict(format!("address '{id}' is not associated")));
+        };
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        connector.disassociate_address(&creds, &association).await?;
+        self.store.set_address_association(instance.as_str(), id.as_str(), None, None, None).await?;
+        if let Some(vm) = row.vm_id.as_deref() {
+            if let Some(v) = self.store.get_vm(vm).await?.filter(|v| v.public_ip.as_deref() == Some(row.public_ip.as_str())) {
+                self.store.update_vm(&v.id, &v.state, None, v.private_ip.as_deref(), None, v.error.as_deref()).await?;
+            }
+        }
+        self.store.audit(actor.name.as_str(), "address.disassociate", &target(instance, id.as_str()), "ok", &association).await?;
+        self.address(actor, instance, id).await
+    }
+
+    /// Releases an address (the cloud refuses while it is associated).
+    pub async fn release_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
+        let row = self.own_address(actor, instance, id).await?;
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        connector.release_address(&creds, id.as_str()).await?;
+        self.store.end_address(instance.as_str(), id.as_str()).await?;
+        self.store.audit(actor.name.as_str(), "address.release", &target(instance, id.as_str()), "ok", &row.public_ip).await?;
+        Ok(())
+    }
+
+    /// One of the caller's addresses, from the records.
+    pub async fn address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<Address> {
+        let row = self.own_address(actor, instance, id).await?;
+        self.settle_address(row, instance).await
+    }
+
+    /// The caller's addresses on `instance`, oldest first, from the records.
+    pub async fn addresses(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Vec<Address>> {
+        let mut out = Vec::new();
+        for row in self.store.addresses(actor.name.as_str(), instance.as_str()).await? {
+            out.push(self.settle_address(row, instance).await?);
+        }
+        Ok(out)
+    }
+
+    /// An address whose VM has ended is no longer associated (the cloud let
+    /// it go when the VM terminated): the record says so from now on.
+    async fn settle_address(&self, mut row: AddressRow, instance: &InstanceName) -> ServiceResult<Address> {
+        if let Some(vm) = row.vm_id.clone() {
+            let ended = match self.store.get_vm(&vm).await? {
+                Some(v) => {
+                    VmStatus::parse(&v.state).is_ok_and(|s| matches!(s, VmStatus::Terminated | VmStatus::ShuttingDown | VmStatus::Failed))
+                }
+                None => true,
+            };
+            if ended {
+                self.store.set_address_association(instance.as_str(), &row.allocation_id, None, None, None).await?;
+                row.vm_id = None;
+                row.association_id = None;
+                row.private_ip = None;
+            }
+        }
+        Ok(Address::from_row(row, instance))
+    }
+}

@@ -1,0 +1,363 @@
+//! Volumes of users: created, attached to one of the user's VMs, detached,
+//! tagged and deleted through the cloud with the caller's credentials for
+//! the instance, and recorded so that listings answer from the broker's
+//! records. A listing asks the cloud only about the caller's volumes that
+//! are in transition (`creating`, `attaching`, `detaching`, `deleting`), so
+//! settled volumes cost no cloud call. A user sees and touches only their
+//! own volumes and VMs: anything else is "not found".
+
+use super::Provisioning;
+use crate::domain::{CredentialId, InstanceName, Tags, VmId, VolumeId, VolumeSize};
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::identity::Actor;
+use chrono::{DateTime, Utc};
+use cloudbroker_connector_api::{ConnectorError, CreateVolumeRequest, VolumeState};
+use cloudbroker_store::resources::VolumeRow;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// A volume's attachment, as the broker knows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Attachment {
+    pub vm: VmId,
+    pub device: String,
+    /// `attaching`, `attached`, `detaching`.
+    pub state: String,
+}
+
+/// A volume as the broker knows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Volume {
+    #[serde(skip)]
+    pub instance: InstanceName,
+    pub volume_id: VolumeId,
+    pub size_gib: u32,
+    pub zone: String,
+    pub volume_type: Option<String>,
+    /// EC2's state name (`creating`, `available`, `in-use`, ...).
+    pub state: String,
+    pub attachment: Option<Attachment>,
+    pub tags: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a new volume is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub size: VolumeSize,
+    /// The availability zone (the cloud checks it).
+    pub zone: String,
+    pub volume_type: Option<String>,
+    /// User tags (reserved prefixes refused).
+    pub tags: Tags,
+}
+
+impl Volume {
+    fn from_row(r: VolumeRow, instance: &InstanceName) -> Self {
+        let attachment = match (r.vm_id, r.device) {
+            (Some(vm), Some(device)) => {
+                Some(Attachment { vm: VmId::from_stored(vm), device, state: r.attach_state.unwrap_or_else(|| "attached".into()) })
+            }
+            _ => None,
+        };
+        Self {
+            instance: instance.clone(),
+            volume_id: VolumeId::from_stored(r.volume_id),
+            size_gib: u32::try_from(r.size_gib).unwrap_or(0),
+            zone: r.zone,
+            volume_type: r.volume_type,
+            state: r.state,
+            attachment,
+            tags: r.tags,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn target(instance: &InstanceName, id: &str) -> String {
+    format!("{instance}/{id}")
+}
+
+fn transitional(r: &VolumeRow) -> bool {
+    matches!(r.state.as_str(), "creating" | "deleting") || matches!(r.attach_state.as_deref(), Some("attaching" | "detaching"))
+}
+
+/// Device names: `/dev/` and 1-32 letters, digits or `/`.
+fn check_device(device: &str) -> ServiceResult<()> {
+    let ok = device
+        .strip_prefix("/dev/")
+        .is_some_and(|d| !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid_field(
+            "device",
+            format!("'{}' is not a device name (e.g. /dev/sdf)", device.chars().take(40).collect::<String>()),
+        ))
+    }
+}
+
+impl Provisioning {
+    /// The actor's own live volume.
+    async fn own_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
+        match self.store.volume(instance.as_str(), id.as_str()).await? {
+            Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
+            _ => Err(ServiceError::NotFound(Resource::Volume(id.clone()))),
+        }
+    }
+
+    /// Creates a volume on `instance` with the caller's credentials.
+    pub async fn create_volume(&self, actor: &Actor, instance: &InstanceName, spec: VolumeSpec) -> ServiceResult<Volume> {
+        if spec.zone.is_empty() || spec.zone.len() > 64 || spec.zone.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("zone", "an availability zone is 1-64 characters"));
+        }
+        if let Some(t) =
+            spec.volume_type.as_deref().filter(|t| t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(ServiceError::invalid_field(
+                "volume_type",
+                format!("'{}' is not a volume type (gp3, gp2, ...)", t.chars().take(40).collect::<String>()),
+            ));
+        }
+        let (connector, _, _) = self.connector(instance)?;
+        let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
+        let req = CreateVolumeRequest { size_gib: spec.size.gib(), zone: spec.zone.clone(), volume_type: spec.volume_type.clone() };
+        let info = connector.create_volume(&creds, &req).await?;
+        let id =
+            VolumeId::parse(&info.volume_id).map_err(|e| ServiceError::Internal(format!("the cloud answered an odd volume id: {e}")))?;
+        let row = self
+            .store
+            .insert_volume(
+                instance.as_str(),
+                id.as_str(),
+                actor.name.as_str(),
+                cred_id.as_str(),
+                i64::from(info.size_gib),
+                &info.zone,
+                spec.volume_type.as_deref(),
+                info.state.as_str(),
+                spec.tags.as_map(),
+            )
+            .await;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                if let Err(de) = connector.delete_volume(&creds, id.as_str()).await {
+                    tracing::error!(instance = %instance, volume = %id, error = %de, "a volume the broker could not record was not deleted");
+                }
+                return Err(e.into());
+            }
+        };
+        if !spec.tags.is_empty() {
+            let pairs: Vec<(String, String)> = spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            match connector.create_tags(&creds, &[id.to_string()], &pairs).await {
+                Ok(()) | Err(ConnectorError::Unsupported { .. }) => {}
+                Err(e) => tracing::warn!(instance = %instance, volume = %id, error = %e, "volume tags kept by the broker only"),
+            }
+        }
+        self.store
+            .audit(actor.name.as_str(), "volume.create", &target(instance, id.as_str()), "ok", &format!("{} GiB", info.size_gib))
+            .await?;
+        Ok(Volume::from_row(row, instance))
+    }
+
+    /// Attaches one of the caller's volumes to one of their VMs as `device`.
+    pub async fn attach_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        vm: &VmId,
+        device: &str,
+    ) -> ServiceResult<Volume> {
+        check_device(device)?;
+        let row = self.own_volume(actor, instance, id).await?;
+        let (_, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let att = connector.attach_volume(&creds, id.as_str(), &cloud_vm, device).await?;
+        let device = if att.device.is_empty() { device.to_string() } else { att.device };
+        self.store
+            .set_volume_state(
+                instance.as_str(),
+                id.as_str(),
+                VolumeState::InUse.as_str(),
+                Some(vm.as_str()),
+                Some(&device),
+                Some(&att.state),
+            )
+            .await?;
+        self.store.audit(actor.name.as_str(), "volume.attach", &target(instance, id.as_str()), "ok", &format!("{vm} {device}")).await?;
+        self.volume(actor, instance, id).await
+    }
+
+    /// Detaches one of the caller's volumes (from `vm` when given, which must be theirs).
+    pub async fn detach_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        vm: Option<&VmId>,
+        force: bool,
+    ) -> ServiceResult<Volume> {
+        let row = self.own_volume(actor, instance, id).await?;
+        let cloud_vm = match vm {
+            Some(vm) => {
+                let v = self.owned(actor, vm).await?;
+                if v.user != actor.name || &v.instance != instance {
+                    return Err(ServiceError::NotFound(Resource::Vm(vm.clone())));
+                }
+                v.cloud_id
+            }
+            None => None,
+        };
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let att = connector.detach_volume(&creds, id.as_str(), cloud_vm.as_deref(), force).await?;
+        let (state, vm_id, device, attach) = if att.state == "detached" {
+            (VolumeState::Available.as_str(), None, None, None)
+        } else {
+            (
+                VolumeState::InUse.as_str(),
+                row.vm_id.as_deref(),
+                row.device.as_deref().or(Some(att.device.as_str())),
+                Some(att.state.as_str()),
+            )
+        };
+        self.store.set_volume_state(instance.as_str(), id.as_str(), state, vm_id, device, attach).await?;
+        self.store
+            .audit(actor.name.as_str(), "volume.detach", &target(instance, id.as_str()), "ok", row.vm_id.as_deref().unwrap_or(""))
+            .await?;
+        self.volume(actor, instance, id).await
+    }
+
+    /// Deletes one of the caller's volumes (the cloud refuses while attached).
+    pub async fn delete_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<()> {
+        let row = self.own_volume(actor, instance, id).await?;
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        connector.delete_volume(&creds, id.as_str()).await?;
+        self.store.end_volume(instance.as_str(), id.as_str()).await?;
+        self.store.audit(actor.name.as_str(), "volume.delete", &target(instance, id.as_str()), "ok", "").await?;
+        Ok(())
+    }
+
+    /// Sets and removes user tags of one of the caller's volumes; put on
+    /// the cloud's volume too where the cloud keeps tags.
+    pub async fn tag_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<Volume> {
+        let row = self.own_volume(actor, instance, id).await?;
+        Tags::parse(set.clone())?;
+        if remove.iter().any(|k| Tags::is_reserved(k)) {
+            return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
+        }
+        let mut merged = row.tags.clone();
+        for k in remove {
+            merged.remove(k);
+        }
+        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if merged.len() > crate::domain::MAX_TAGS {
+            return Err(ServiceError::invalid_field("tags", format!("a volume has at most {} tags", crate::domain::MAX_TAGS)));
+        }
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let ids = [id.to_string()];
+        let pushed = async {
+            if !remove.is_empty() {
+                connector.delete_tags(&creds, &ids, remove).await?;
+            }
+            if !set.is_empty() {
+                let pairs: Vec<(String, String)> = set.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                connector.create_tags(&creds, &ids, &pairs).await?;
+            }
+            Ok::<(), ConnectorError>(())
+        };
+        match pushed.await {
+            Ok(()) | Err(ConnectorError::Unsupported { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.set_volume_tags(instance.as_str(), id.as_str(), &merged).await?;
+        self.volume(actor, instance, id).await
+    }
+
+    /// One of the caller's volumes, from the records.
+    pub async fn volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<Volume> {
+        let row = self.own_volume(actor, instance, id).await?;
+        Ok(Volume::from_row(row, instance))
+    }
+
+    /// The caller's volumes on `instance`, oldest first, from the records;
+    /// those in transition are refreshed from the cloud first.
+    pub async fn volumes(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Vec<Volume>> {
+        let mut rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?;
+        if rows.iter().any(transitional) {
+            // A cloud that cannot answer now leaves the records as they are.
+            match self.refresh_volumes(instance, &rows).await {
+                Ok(()) => rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?,
+                Err(e) if !e.is_internal() => tracing::warn!(instance = %instance, error = %e, "volumes in transition not refreshed"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rows.into_iter().map(|r| Volume::from_row(r, instance)).collect())
+    }
+
+    /// Asks the cloud about the volumes in transition among `rows` (one call
+    /// per credential) and records what it says.
+    async fn refresh_volumes(&self, instance: &InstanceName, rows: &[VolumeRow]) -> ServiceResult<()> {
+        let (connector, _, _) = self.connector(instance)?;
+        let mut by_cred: HashMap<&str, Vec<&VolumeRow>> = HashMap::new();
+        for r in rows.iter().filter(|r| transitional(r)) {
+            by_cred.entry(r.credential_id.as_str()).or_default().push(r);
+        }
+        for (cred, group) in by_cred {
+            let creds = self.vault.credentials_by_id(&CredentialId::from_stored(cred.to_string())).await?;
+            let ids: Vec<String> = group.iter().map(|r| r.volume_id.clone()).collect();
+            let infos = match connector.describe_volumes(&creds, &ids).await {
+                Ok(i) => i,
+                // One of them is gone: ask one by one.
+                Err(ConnectorError::NotFound { .. }) if ids.len() > 1 => {
+                    let mut found = Vec::new();
+                    for id in &ids {
+                        match connector.describe_volumes(&creds, std::slice::from_ref(id)).await {
+                            Ok(i) => found.extend(i),
+                            Err(ConnectorError::NotFound { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    found
+                }
+                Err(ConnectorError::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            for r in group {
+                match infos.iter().find(|i| i.volume_id == r.volume_id) {
+                    None => self.store.end_volume(instance.as_str(), &r.volume_id).await?,
+                    Some(i) if i.state == VolumeState::Deleted => self.store.end_volume(instance.as_str(), &r.volume_id).await?,
+                    Some(i) => match i.attachments.iter().find(|a| a.state != "detached") {
+                        Some(a) => {
+                            let device = r.device.clone().unwrap_or_else(|| a.device.clone());
+                            self.store
+                                .set_volume_state(
+                                    instance.as_str(),
+                                    &r.volume_id,
+                                    i.state.as_str(),
+                                    r.vm_id.as_deref(),
+                                    Some(&device),
+                                    Some(&a.state),
+                                )
+                                .await?
+                        }
+                        None => self.store.set_volume_state(instance.as_str(), &r.volume_id, i.state.as_str(), None, None, None).await?,
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! Volumes: `CreateVolume`, `AttachVolume`, `DetachVolume`, `DeleteVolume`,
+//! `DescribeVolumes`. Volumes are the cloud's, kept by the broker for the
+//! caller: Describe answers from the broker's records (asking the cloud only
+//! about volumes in transition); another user's volume does not exist
+//! (`InvalidVolume.NotFound`), nor does another user's instance
+//! (`InvalidInstanceID.NotFound`).
+
+use super::Ctx;
+use crate::error::Ec2Error;
+use crate::ids::{instance_id, shown, vm_id};
+use crate::xml::Xml;
+use cloudbroker_core::domain::{Tags, VolumeId, VolumeSize};
+use cloudbroker_core::provisioning::{Volume, VolumeSpec};
+use cloudbroker_core::ServiceError;
+
+/// Parses a volume id given in parameter `param`.
+pub fn volume_id(param: &str, v: &str) -> Result<VolumeId, Ec2Error> {
+    VolumeId::parse(v).map_err(|_| {
+        Ec2Error::client(
+            "InvalidVolumeID.Malformed",
+            format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", shown(v)),
+        )
+    })
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn tags_xml(x: &mut Xml, v: &Volume) {
+    x.open("tagSet");
+    for (k, val) in &v.tags {
+        x.open("item").leaf("key", k).leaf("value", val).close("item");
+    }
+    x.close("tagSet");
+}
+
+/// The fields of a volume shared by CreateVolume and DescribeVolumes.
+fn volume_fields(x: &mut Xml, v: &Volume) {
+    x.leaf("volumeId", v.volume_id.as_str())
+        .leaf("size", &v.size_gib.to_string())
+        .leaf("snapshotId", "")
+        .leaf("availabilityZone", &v.zone)
+        .leaf("status", &v.state)
+        .leaf("createTime", &time(v.created_at))
+        .leaf("volumeType", v.volume_type.as_deref().unwrap_or("gp2"))
+        .leaf("encrypted", "false");
+}
+
+fn attachment_answer(ctx: &Ctx<'_>, action: &str, v: &Volume, fallback_state: &str) -> String {
+    let (mut x, root) = ctx.doc(action);
+    x.leaf("volumeId", v.volume_id.as_str());
+    if let Some(a) = &v.attachment {
+        x.leaf("instanceId", &instance_id(&a.vm)).leaf("device", &a.device).leaf("status", &a.state);
+    } else {
+        x.leaf("status", fallback_state);
+    }
+    x.leaf("attachTime", &time(chrono::Utc::now()));
+    x.finish(&root)
+}
+
+pub async fn create_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    if ctx.params.get("SnapshotId").is_some_and(|s| !s.is_empty()) {
+        return Err(Ec2Error::invalid("Value for parameter SnapshotId is invalid: volumes from snapshots are not supported"));
+    }
+    let raw = ctx.params.required("Size")?;
+    let size = VolumeSize::parse(raw).map_err(|_| {
+        Ec2Error::invalid(format!("Value ({}) for parameter Size is invalid: a size from 1 to {} GiB", shown(raw), VolumeSize::MAX_GIB))
+    })?;
+    let zone = ctx.params.required("AvailabilityZone")?.to_string();
+    let volume_type = ctx.params.get("VolumeType").filter(|t| !t.is_empty()).map(str::to_string);
+    let tags = Tags::parse(ctx.params.tag_specifications("volume")?.into_iter().collect())
+        .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
+    let instance = ctx.instance()?;
+    let v =
+        ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, VolumeSpec { size, zone, volume_type, tags }).await.map_err(
+            |e| match e {
+                ServiceError::Invalid { field: Some(f), message } => {
+                    Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
+                }
+                other => other.into(),
+            },
+        )?;
+    let (mut x, root) = ctx.doc("CreateVolume");
+    volume_fields(&mut x, &v);
+    tags_xml(&mut x, &v);
+    Ok(x.finish(&root))
+}
+
+pub async fn attach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
+    let vm = vm_id(ctx.params.required("InstanceId")?)?;
+    let device = ctx.params.required("Device")?;
+    let instance = ctx.instance()?;
+    let v = ctx.broker.provisioning.attach_volume(&ctx.caller.actor, &instance, &id, &vm, device).await.map_err(|e| match e {
+        ServiceError::Invalid { message, .. } => {
+            Ec2Error::invalid(format!("Value ({}) for parameter Device is invalid: {message}", shown(device)))
+        }
+        ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
+        other => other.into(),
+    })?;
+    Ok(attachment_answer(ctx, "AttachVolume", &v, "attaching"))
+}
+
+pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
+    let vm = ctx.params.get("InstanceId").filter(|v| !v.is_empty()).map(vm_id).transpose()?;
+    let force = match ctx.params.get("Force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(Ec2Error::invalid(format!("Value ({}) for parameter Force is invalid: true or false", shown(other)))),
+    };
+    let instance = ctx.instance()?;
+    let before = ctx.broker.provisioning.volume(&ctx.caller.actor, &instance, &id).await?;
+    let v = ctx.broker.provisioning.detach_volume(&ctx.caller.actor, &instance, &id, vm.as_ref(), force).await?;
+    // The answer names the attachment being ended.
+    let shown_v = Volume {
+        attachment: v.attachment.clone().or(before.attachment.map(|mut a| {
+            a.state = "detaching".into();
+            a
+        })),
+        ..v
+    };
+    Ok(attachment_answer(ctx, "DetachVolume", &shown_v, "detached"))
+}
+
+pub async fn delete_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
+    let instance = ctx.instance()?;
+    ctx.broker.provisioning.delete_volume(&ctx.caller.actor, &instance, &id).await?;
+    let (mut x, root) = ctx.doc("DeleteVolume");
+    x.leaf("return", "true");
+    Ok(x.finish(&root))
+}
+
+fn keep(v: &Volume, filters: &[(String, Vec<String>)]) -> bool {
+    let inst = v.attachment.as_ref().map(|a| instance_id(&a.vm));
+    let size = v.size_gib.to_string();
+    filters.iter().all(|(f, values)| {
+        let any = |field: Option<&str>| field.is_some_and(|s| values.iter().any(|p| super::images::glob(p, s)));
+        match f.as_str() {
+            "volume-id" => any(Some(v.volume_id.as_str())),
+            "status" => any(Some(&v.state)),
+            "attachment.instance-id" => any(inst.as_deref()),
+            "attachment.device" => any(v.attachment.as_ref().map(|a| a.device.as_str())),
+            "attachment.status" => any(v.attachment.as_ref().map(|a| a.state.as_str())),
+            "size" => any(Some(&size)),
+            "availability-zone" => any(Some(&v.zone)),
+            "volume-type" => any(Some(v.volume_type.as_deref().unwrap_or("gp2"))),
+            "tag-key" => v.tags.keys().any(|k| values.iter().any(|p| super::images::glob(p, k))),
+            tag => {
+                let key = tag.strip_prefix("tag:").unwrap_or_default();
+                any(v.tags.get(key).map(String::as_str))
+            }
+        }
+    })
+}
+
+pub async fn describe_volumes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let filters = ctx.params.filters()?;
+    for (f, _) in &filters {
+        let known = matches!(
+            f.as_str(),
+            "volume-id"
+                | "status"
+                | "attachment.instance-id"
+                | "attachment.device"
+                | "attachment.status"
+                | "size"
+                | "availability-zone"
+                | "volume-type"
+                | "tag-key"
+        ) || f.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
+        if !known {
+            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
+        }
+    }
+    let ids = ctx.params.list("VolumeId")?;
+    for id in &ids {
+        volume_id("VolumeId", id)?;
+    }
+    ctx.params.int("MaxResults", 5..=500)?;
+    let instance = ctx.instance()?;
+    let mine = ctx.broker.provisioning.volumes(&ctx.caller.actor, &instance).await?;
+    if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|v| v.volume_id.as_str() == id.as_str())) {
+        return Err(Ec2Error::volume_not_found(missing));
+    }
+    let (mut x, root) = ctx.doc("DescribeVolumes");
+    x.open("volumeSet");
+    for v in mine.iter().filter(|v| (ids.is_empty() || ids.iter().any(|i| i == v.volume_id.as_str())) && keep(v, &filters)) {
+        x.open("item");
+        volume_fields(&mut x, v);
+        x.open("attachmentSet");
+        if let Some(a) = &v.attachment {
+            x.open("item")
+                .leaf("volumeId", v.volume_id.as_str())
+                .leaf("instanceId", &instance_id(&a.vm))
+                .leaf("device", &a.device)
+                .leaf("status", &a.state)
+                .leaf("deleteOnTermination", "false")
+                .close("item");
+        }
+        x.close("attachmentSet");
+        tags_xml(&mut x, v);
+        x.close("item");
+    }
+    x.close("volumeSet");
+    Ok(x.finish(&root))
+}

@@ -1,0 +1,387 @@
+//! Elastic IP addresses and volumes the broker made for its users: one row
+//! per cloud object, unique per (connector instance, cloud id), naming its
+//! owner and the credential it was made with. Rows are never deleted while
+//! the object lives; releasing or deleting sets `ended_at` and the final
+//! state, and listings leave ended rows out.
+
+use crate::{ms_to_time, now_ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// A recorded Elastic IP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressRow {
+    pub instance: String,
+    pub allocation_id: String,
+    pub user: String,
+    pub credential_id: String,
+    pub public_ip: String,
+    /// `allocated` or `released`.
+    pub state: String,
+    /// The broker VM it is associated with.
+    pub vm_id: Option<String>,
+    pub association_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A recorded volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRow {
+    pub instance: String,
+    pub volume_id: String,
+    pub user: String,
+    pub credential_id: String,
+    pub size_gib: i64,
+    pub zone: String,
+    pub volume_type: Option<String>,
+    /// EC2's volume state (`creating`, `available`, `in-use`, ..., `deleted`).
+    pub state: String,
+    /// The broker VM it is attached to, its device and the attachment's state.
+    pub vm_id: Option<String>,
+    pub device: Option<String>,
+    pub attach_state: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AddressDb {
+    instance: String,
+    allocation_id: String,
+    user_name: String,
+    credential_id: String,
+    public_ip: String,
+    state: String,
+    vm_id: Option<String>,
+    association_id: Option<String>,
+    private_ip: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    ended_at: Option<i64>,
+}
+
+const ADDRESS_COLS: &str =
+    "instance, allocation_id, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, created_at, updated_at, ended_at";
+
+fn address(d: AddressDb) -> AddressRow {
+    AddressRow {
+        instance: d.instance,
+        allocation_id: d.allocation_id,
+        user: d.user_name,
+        credential_id: d.credential_id,
+        public_ip: d.public_ip,
+        state: d.state,
+        vm_id: d.vm_id,
+        association_id: d.association_id,
+        private_ip: d.private_ip,
+        created_at: ms_to_time(d.created_at),
+        updated_at: ms_to_time(d.updated_at),
+        ended_at: d.ended_at.map(ms_to_time),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VolumeDb {
+    instance: String,
+    volume_id: String,
+    user_name: String,
+    credential_id: String,
+    size_gib: i64,
+    zone: String,
+    volume_type: Option<String>,
+    state: String,
+    vm_id: Option<String>,
+    device: Option<String>,
+    attach_state: Option<String>,
+    tags: String,
+    created_at: i64,
+    updated_at: i64,
+    ended_at: Option<i64>,
+}
+
+const VOLUME_COLS: &str = "instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
+
+fn volume(d: VolumeDb) -> VolumeRow {
+    VolumeRow {
+        instance: d.instance,
+        volume_id: d.volume_id,
+        user: d.user_name,
+        credential_id: d.credential_id,
+        size_gib: d.size_gib,
+        zone: d.zone,
+        volume_type: d.volume_type,
+        state: d.state,
+        vm_id: d.vm_id,
+        device: d.device,
+        attach_state: d.attach_state,
+        tags: serde_json::from_str(&d.tags).unwrap_or_default(),
+        created_at: ms_to_time(d.created_at),
+        updated_at: ms_to_time(d.updated_at),
+        ended_at: d.ended_at.map(ms_to_time),
+    }
+}
+
+fn duplicate(what: &'static str, id: &str) -> impl Fn(sqlx::Error) -> StoreError {
+    let id = id.to_string();
+    move |e| match StoreError::from(e) {
+        e if e.is_unique_violation() => StoreError::Conflict(format!("{what} '{id}' is already recorded")),
+        e => e,
+    }
+}
+
+impl Store {
+    /// Records a new address (allocated, not associated).
+    pub async fn insert_address(
+        &self,
+        instance: &str,
+        allocation_id: &str,
+        user: &str,
+        credential_id: &str,
+        public_ip: &str,
+    ) -> Result<AddressRow, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO addresses (instance, allocation_id, user_name, credential_id, public_ip, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'allocated', $6, $6)",
+        )
+        .bind(instance)
+        .bind(allocation_id)
+        .bind(user)
+        .bind(credential_id)
+        .bind(public_ip)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(duplicate("address", allocation_id))?;
+        self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))
+    }
+
+    /// One address record (ended or not).
+    pub async fn address(&self, instance: &str, allocation_id: &str) -> Result<Option<AddressRow>, StoreError> {
+        let r: Option<AddressDb> =
+            sqlx::query_as(&format!("SELECT {ADDRESS_COLS} FROM addresses WHERE instance = $1 AND allocation_id = $2"))
+                .bind(instance)
+                .bind(allocation_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(r.map(address))
+    }
+
+    /// A user's live addresses on an instance, oldest first.
+    pub async fn addresses(&self, user: &str, instance: &str) -> Result<Vec<AddressRow>, StoreError> {
+        let r: Vec<AddressDb> = sqlx::query_as(&format!(
+            "SELECT {ADDRESS_COLS} FROM addresses WHERE user_name = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, allocation_id"
+        ))
+        .bind(user)
+        .bind(instance)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(r.into_iter().map(address).collect())
+    }
+
+    /// The live address associated with a VM, if any.
+    pub async fn address_of_vm(&self, instance: &str, vm_id: &str) -> Result<Option<AddressRow>, StoreError> {
+        let r: Option<AddressDb> = sqlx::query_as(&format!(
+            "SELECT {ADDRESS_COLS} FROM addresses WHERE instance = $1 AND vm_id = $2 AND ended_at IS NULL ORDER BY allocation_id LIMIT 1"
+        ))
+        .bind(instance)
+        .bind(vm_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.map(address))
+    }
+
+    /// Sets (or clears, with `None`s) an address's association.
+    pub async fn set_address_association(
+        &self,
+        instance: &str,
+        allocation_id: &str,
+        vm_id: Option<&str>,
+        association_id: Option<&str>,
+        private_ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE addresses SET vm_id = $3, association_id = $4, private_ip = $5, updated_at = $6 \
+             WHERE instance = $1 AND allocation_id = $2",
+        )
+        .bind(instance)
+        .bind(allocation_id)
+        .bind(vm_id)
+        .bind(association_id)
+        .bind(private_ip)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an address released (the row stays, ended).
+    pub async fn end_address(&self, instance: &str, allocation_id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE addresses SET state = 'released', vm_id = NULL, association_id = NULL, private_ip = NULL, updated_at = $3, ended_at = $3 \
+             WHERE instance = $1 AND allocation_id = $2",
+        )
+        .bind(instance)
+        .bind(allocation_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a new volume.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_volume(
+        &self,
+        instance: &str,
+        volume_id: &str,
+        user: &str,
+        credential_id: &str,
+        size_gib: i64,
+        zone: &str,
+        volume_type: Option<&str>,
+        state: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<VolumeRow, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO volumes (instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, tags, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(instance)
+        .bind(volume_id)
+        .bind(user)
+        .bind(credential_id)
+        .bind(size_gib)
+        .bind(zone)
+        .bind(volume_type)
+        .bind(state)
+        .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(duplicate("volume", volume_id))?;
+        self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))
+    }
+
+    /// One volume record (ended or not).
+    pub async fn volume(&self, instance: &str, volume_id: &str) -> Result<Option<VolumeRow>, StoreError> {
+        let r: Option<VolumeDb> = sqlx::query_as(&format!("SELECT {VOLUME_COLS} FROM volumes WHERE instance = $1 AND volume_id = $2"))
+            .bind(instance)
+            .bind(volume_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(volume))
+    }
+
+    /// A user's live volumes on an instance, oldest first.
+    pub async fn volumes(&self, user: &str, instance: &str) -> Result<Vec<VolumeRow>, StoreError> {
+        let r: Vec<VolumeDb> = sqlx::query_as(&format!(
+            "SELECT {VOLUME_COLS} FROM volumes WHERE user_name = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, volume_id"
+        ))
+        .bind(user)
+        .bind(instance)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(r.into_iter().map(volume).collect())
+    }
+
+    /// Records a volume's state and attachment (all `None`: not attached).
+    pub async fn set_volume_state(
+        &self,
+        instance: &str,
+        volume_id: &str,
+        state: &str,
+        vm_id: Option<&str>,
+        device: Option<&str>,
+        attach_state: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE volumes SET state = $3, vm_id = $4, device = $5, attach_state = $6, updated_at = $7 \
+             WHERE instance = $1 AND volume_id = $2",
+        )
+        .bind(instance)
+        .bind(volume_id)
+        .bind(state)
+        .bind(vm_id)
+        .bind(device)
+        .bind(attach_state)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces a volume's tags.
+    pub async fn set_volume_tags(&self, instance: &str, volume_id: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE volumes SET tags = $3, updated_at = $4 WHERE instance = $1 AND volume_id = $2")
+            .bind(instance)
+            .bind(volume_id)
+            .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a volume deleted (the row stays, ended).
+    pub async fn end_volume(&self, instance: &str, volume_id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE volumes SET state = 'deleted', vm_id = NULL, device = NULL, attach_state = NULL, updated_at = $3, ended_at = $3 \
+             WHERE instance = $1 AND volume_id = $2",
+        )
+        .bind(instance)
+        .bind(volume_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use crate::store_test;
+    use crate::Store;
+    use std::collections::BTreeMap;
+
+    store_test!(addresses_and_volumes_are_owned_and_end, |store: Store| async move {
+        store.create_user("alice", "h", false).await.unwrap();
+        store.create_user("bob", "h", false).await.unwrap();
+        let a = store.insert_address("sb", "eipalloc-1", "alice", "cred-1", "198.51.100.1").await.unwrap();
+        assert_eq!((a.state.as_str(), a.vm_id.as_deref(), a.ended_at), ("allocated", None, None));
+        // The same cloud id twice on one instance is a conflict; on another instance it is another object.
+        assert!(matches!(
+            store.insert_address("sb", "eipalloc-1", "bob", "cred-2", "198.51.100.1").await,
+            Err(crate::StoreError::Conflict(_))
+        ));
+        store.insert_address("sb2", "eipalloc-1", "bob", "cred-2", "198.51.100.9").await.unwrap();
+        store.set_address_association("sb", "eipalloc-1", Some("vm-1"), Some("eipassoc-1"), Some("10.0.0.1")).await.unwrap();
+        assert_eq!(store.address_of_vm("sb", "vm-1").await.unwrap().unwrap().association_id.as_deref(), Some("eipassoc-1"));
+        assert_eq!(store.addresses("alice", "sb").await.unwrap().len(), 1);
+        assert!(store.addresses("bob", "sb").await.unwrap().is_empty());
+        store.end_address("sb", "eipalloc-1").await.unwrap();
+        assert!(store.addresses("alice", "sb").await.unwrap().is_empty());
+        let ended = store.address("sb", "eipalloc-1").await.unwrap().unwrap();
+        assert_eq!((ended.state.as_str(), ended.vm_id, ended.ended_at.is_some()), ("released", None, true));
+
+        let tags: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        let v = store.insert_volume("sb", "vol-1", "alice", "cred-1", 8, "sba", Some("gp3"), "creating", &tags).await.unwrap();
+        assert_eq!((v.size_gib, v.tags.get("k").map(String::as_str)), (8, Some("v")));
+        store.set_volume_state("sb", "vol-1", "in-use", Some("vm-1"), Some("/dev/sdf"), Some("attached")).await.unwrap();
+        store.set_volume_tags("sb", "vol-1", &BTreeMap::new()).await.unwrap();
+        let v = store.volumes("alice", "sb").await.unwrap().remove(0);
+        assert_eq!((v.state.as_str(), v.device.as_deref(), v.tags.len()), ("in-use", Some("/dev/sdf"), 0));
+        store.end_volume("sb", "vol-1").await.unwrap();
+        assert!(store.volumes("alice", "sb").await.unwrap().is_empty());
+        assert_eq!(store.volume("sb", "vol-1").await.unwrap().unwrap().state, "deleted");
+    });
+}
