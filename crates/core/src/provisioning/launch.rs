@@ -35,6 +35,8 @@ pub struct LaunchSpec {
     pub tags: Tags,
     /// An SSH public key for this launch instead of the one in the user's profile.
     pub ssh_public_key: Option<String>,
+    /// The name of the user's key pair `ssh_public_key` came from (EC2's `KeyName`), recorded on the VMs.
+    pub key_name: Option<String>,
     /// Tags kept on the broker's records only, never put on the cloud: a
     /// client's own reserved tags (another broker chained in front of this
     /// one tags its VMs `cloudbroker:*`, which this broker uses on its cloud).
@@ -57,6 +59,7 @@ impl LaunchSpec {
             client_token: None,
             tags: Tags::default(),
             ssh_public_key: None,
+            key_name: None,
             client_tags: BTreeMap::new(),
         }
     }
@@ -184,6 +187,7 @@ impl Provisioning {
                 image_id: resolved.image_id.clone(),
                 instance_type: instance_type.clone(),
                 tags: tags_json.clone(),
+                key_name: spec.key_name.clone(),
             })
             .collect();
         let counted = VmStatus::quota_counted_names();

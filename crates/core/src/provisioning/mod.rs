@@ -70,6 +70,8 @@ pub struct Vm {
     pub error: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub tags: Tags,
+    /// The user's key pair it was launched with (EC2's `KeyName`).
+    pub key_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -181,6 +183,7 @@ impl Provisioning {
             public_ip: r.public_ip,
             error: r.error,
             tags: Tags::from_stored(r.tags),
+            key_name: r.key_name,
             created_at: r.created_at,
             updated_at: r.updated_at,
             credential_id: CredentialId::from_stored(r.credential_id),
