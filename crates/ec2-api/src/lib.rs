@@ -105,6 +105,8 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
         "DescribeAccountAttributes" => regions::describe_account_attributes(ctx).await,
         "DescribeInstanceTypes" => regions::describe_instance_types(ctx).await,
         "DescribeImages" => images::describe_images(ctx).await,
+        "RegisterImage" => images::register_image(ctx).await,
+        "DeregisterImage" => images::deregister_image(ctx).await,
         "DescribeInstances" => instances::describe_instances(ctx).await,
         "DescribeInstanceStatus" => instances::describe_instance_status(ctx).await,
         "RunInstances" => instances::run_instances(ctx).await,

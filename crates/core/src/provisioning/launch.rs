@@ -111,10 +111,10 @@ impl Provisioning {
 
     /// The image a launch uses: a native image resolved for the instance, or a
     /// raw cloud id where `images.allow.raw` allows it.
-    async fn resolve_image(&self, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+    async fn resolve_image(&self, actor: &Actor, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         let allow_raw = self.registry.snapshot().system_bool("images.allow.raw");
         let native = match image.as_native() {
-            Some(n) => match self.images.resolve(&n, instance).await {
+            Some(n) => match self.images.resolve_for(actor, &n, instance).await {
                 Err(ServiceError::NotFound(_)) => None,
                 other => Some(other),
             },
@@ -158,7 +158,7 @@ impl Provisioning {
         let tags_json = serde_json::to_string(&record_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (connector, kind, values) = self.connector(&spec.instance)?;
         let snap = self.registry.snapshot();
-        let resolved = self.resolve_image(&spec.image, &spec.instance).await?;
+        let resolved = self.resolve_image(actor, &spec.image, &spec.instance).await?;
         let instance_type = spec
             .instance_type
             .clone()

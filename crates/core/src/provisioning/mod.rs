@@ -153,6 +153,30 @@ impl Provisioning {
         Ok(types)
     }
 
+    /// Registers a cloud image of `instance` as a native image (EC2's
+    /// `RegisterImage`): the cloud behind the instance must list it, seen
+    /// with the caller's credentials. Owned by (and private to) the caller;
+    /// public when an admin registers it.
+    pub async fn register_image(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        cloud_image_id: &str,
+        name: &crate::domain::ImageName,
+        description: &str,
+    ) -> ServiceResult<crate::images::ImageView> {
+        let id = cloud_image_id.trim();
+        if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServiceError::invalid_field("image_id", "the cloud image id must be 1-255 printable characters without spaces"));
+        }
+        let (connector, _, _) = self.connector(instance)?;
+        let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
+        if !connector.list_images(&creds).await?.iter().any(|i| i.id == id) {
+            return Err(ServiceError::unresolved("image", format!("the cloud behind '{instance}' has no image '{id}'")));
+        }
+        self.images.register(actor, name, description, instance, id).await
+    }
+
     /// The broker id VMs are tagged with.
     pub fn broker_id(&self) -> &str {
         &self.broker_id
