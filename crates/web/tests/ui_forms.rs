@@ -481,6 +481,8 @@ app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::
     let example = between(&body, "id=\"awscli-example\" readonly rows=\"3\" cols=\"80\">", "</textarea>");
     assert!(example.contains(&format!("--endpoint-url {}/ec2 --region sb ec2 describe-instances", app.base)), "{example}");
     assert!(example.contains(&key_id) && example.contains(&secret), "{example}");
+    let fresh = between(&body, &format!("<tr data-key=\"{key_id}\">"), "</tr>");
+    assert!(fresh.contains("<td>never</td>"), "a new key was never used: {fresh}");
     assert_eq!(ec2_describe(&app, &key_id, &secret).await, 200, "the key from the page works");
     let (_, again) = erin.get("/profile").await;
     assert!(!again.contains(&secret), "the secret is shown once");
