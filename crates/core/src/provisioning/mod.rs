@@ -154,8 +154,8 @@ impl Provisioning {
     }
 
     /// Registers a cloud image of `instance` as a native image (EC2's
-    /// `RegisterImage`): the cloud behind the instance must list it, seen
-    /// with the caller's credentials. Owned by (and private to) the caller;
+    /// `RegisterImage`): the cloud behind the instance must have it (its own
+    /// or a public image), seen with the caller's credentials. Owned by (and private to) the caller;
     /// public when an admin registers it.
     pub async fn register_image(
         &self,
@@ -171,7 +171,7 @@ impl Provisioning {
         }
         let (connector, _, _) = self.connector(instance)?;
         let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
-        if !connector.list_images(&creds).await?.iter().any(|i| i.id == id) {
+        if connector.describe_image(&creds, id).await?.is_none() {
             return Err(ServiceError::unresolved("image", format!("the cloud behind '{instance}' has no image '{id}'")));
         }
         self.images.register(actor, name, description, instance, id).await
