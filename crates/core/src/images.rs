@@ -7,9 +7,9 @@
 //! owner and exists only for them (and for admins); the broker's own images
 //! (no owner) are public.
 
+use crate::domain::UserName;
 use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::domain::UserName;
 use crate::identity::{user_name, Actor};
 use crate::registry::Registry;
 use cloudbroker_connector_api::conf::Location;
@@ -214,7 +214,9 @@ impl Images {
 
     /// One image as `actor` sees it: another user's private image does not exist for them.
     pub async fn get_for(&self, actor: &Actor, name: &ImageName) -> ServiceResult<ImageView> {
-        self.get(name).await.and_then(|i| if i.visible_to(actor) { Ok(i) } else { Err(ServiceError::NotFound(Resource::Image(name.clone()))) })
+        self.get(name)
+            .await
+            .and_then(|i| if i.visible_to(actor) { Ok(i) } else { Err(ServiceError::NotFound(Resource::Image(name.clone()))) })
     }
 
     /// The images `actor` sees (public, their own; all for admins).

@@ -121,8 +121,8 @@ impl Store {
                 .bind(&img.parent)
                 .bind(now)
                 .bind(&img.owner)
-                    .execute(&mut *tx)
-                    .await?;
+                .execute(&mut *tx)
+                .await?;
             }
         }
         sqlx::query("DELETE FROM image_mappings WHERE image = $1").bind(&img.name).execute(&mut *tx).await?;

@@ -328,9 +328,10 @@ app_test!(registered_images_key_names_client_tokens_and_the_sigv2_default_region
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     });
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
-        .await
-        .unwrap();
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
+            .await
+            .unwrap();
     reconciler.abort();
     assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
     let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
@@ -419,7 +420,9 @@ app_test!(deregistering_is_refused_while_a_parent_and_private_images_stay_privat
     let (s, k) = app.call(Method::POST, "/api/v1/users/super/access-keys", &admin, None).await;
     assert_eq!(s, 201, "{k}");
     let sup = (k["access_key_id"].as_str().unwrap().to_string(), k["secret_access_key"].as_str().unwrap().to_string());
-    let (s, body) = call(&app, &sup, now(), "ec2", "sb", "Action=RegisterImage&Version=2016-11-15&Name=alpine&ImageLocation=ami-sandbox-alpine-3").await;
+    let (s, body) =
+        call(&app, &sup, now(), "ec2", "sb", "Action=RegisterImage&Version=2016-11-15&Name=alpine&ImageLocation=ami-sandbox-alpine-3")
+            .await;
     assert_eq!(s, 200, "{body}");
     let (_, list) = app.call(Method::GET, "/api/v1/images", &bob_t, None).await;
     let names: Vec<&str> = list["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();

@@ -514,7 +514,10 @@ app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::
     }
     let (s, body) = erin.post("/profile/access-keys", &[]).await;
     assert!(s == 400 && body.contains("id=\"form-error\"") && body.contains("active access keys"), "{s} {body}");
-    assert_eq!(app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().len(), cloudbroker_core::access_keys::MAX_KEYS_PER_USER);
+    assert_eq!(
+        app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().len(),
+        cloudbroker_core::access_keys::MAX_KEYS_PER_USER
+    );
 
     // The default EC2 region: a bad name next to the field, kept, nothing stored.
     let (s, body) = erin.post("/profile/default-region", &[("default_ec2_region", "no-such-cloud")]).await;

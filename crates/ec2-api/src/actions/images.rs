@@ -115,9 +115,8 @@ pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let location = ctx.params.required("ImageLocation")?;
     let name = ctx.params.required("Name")?;
-    let name = ImageName::parse(name).map_err(|e| {
-        Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message))
-    })?;
+    let name = ImageName::parse(name)
+        .map_err(|e| Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message)))?;
     let description = ctx.params.get("Description").unwrap_or("");
     match ctx.broker.provisioning.register_image(&ctx.caller.actor, &instance, location, &name, description).await {
         Ok(_) => {}

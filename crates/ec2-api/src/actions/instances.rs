@@ -280,8 +280,14 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     // A native image under its ami- id, else a raw cloud image id (allowed or not by `images.allow.raw`).
     // Another user's private image does not exist for the caller.
     let me = &ctx.caller.actor.name;
-    let native =
-        ctx.broker.images.list().await?.into_iter().find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == image).map(|i| i.name);
+    let native = ctx
+        .broker
+        .images
+        .list()
+        .await?
+        .into_iter()
+        .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == image)
+        .map(|i| i.name);
     let image_ref = match native {
         Some(n) => ImageRef::native(&n),
         None => ImageRef::parse(image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?,

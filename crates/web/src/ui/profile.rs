@@ -186,8 +186,7 @@ async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpRespo
         .collect();
     p.regions = broker.system.connectors(actor).into_iter().map(|i| i.name.to_string()).collect();
     if p.form != "region" {
-        p.default_region =
-            broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.default_ec2_region).unwrap_or_default();
+        p.default_region = broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.default_ec2_region).unwrap_or_default();
     }
     html(p.errors.status(), &p)
 }
