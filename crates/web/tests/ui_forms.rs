@@ -539,3 +539,34 @@ app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::
     assert!(s == 200 && body.contains("Default EC2 region cleared"), "{body}");
     assert_eq!(stored(&app).await, None);
 });
+
+app_test!(registered_images_show_their_owner_to_admins_and_stay_private_in_the_launch_form, |app: common::TestApp| async move {
+    use cloudbroker_core::testing::{image, instance, user};
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "gina").await;
+    app.user(&admin, "hugo").await;
+    let gina = cloudbroker_core::Actor::new(user("gina"), false);
+    let v =
+        app.broker.provisioning.register_image(&gina, &instance("sb"), "ami-sandbox-debian-12", &image("gina-debian"), "").await.unwrap();
+    assert_eq!(v.owner, Some(user("gina")));
+    // The cloud must have the id.
+    let e = app.broker.provisioning.register_image(&gina, &instance("sb"), "ami-sandbox-nope", &image("gina-nope"), "").await.unwrap_err();
+    assert!(e.to_string().contains("ami-sandbox-nope"), "{e}");
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (_, body) = sup.get("/admin/images").await;
+    let row = between(&body, "<tr id=\"image-gina-debian\">", "</tr>");
+    assert!(row.contains("<td class=\"owner\">gina (private)</td>"), "{row}");
+    let g = Ui::sign_in(&app, "gina", "gina-password").await;
+    let (_, body) = g.get("/vms").await;
+    assert!(body.contains("<option value=\"gina-debian\""), "gina launches her own image");
+    let h = Ui::sign_in(&app, "hugo", "hugo-password").await;
+    let (_, body) = h.get("/vms").await;
+    assert!(!body.contains("gina-debian"), "hugo does not see gina's private image");
+    // Launching it by name as hugo: it does not exist for him.
+    let (s, body) = h
+        .post("/vms", &[("instance", "sb"), ("image", "gina-debian"), ("count", "1"), ("name", ""), ("instance_type", ""), ("tags", "")])
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(has_field_error(&body, "gina-debian"), "the image field says it: {body}");
+    assert_eq!(app.broker.provisioning.vm_counts(&cloudbroker_core::Actor::system(), Some(&user("hugo"))).await.unwrap().len(), 0);
+});
