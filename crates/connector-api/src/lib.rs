@@ -135,4 +135,11 @@ pub trait Connector: Send + Sync + 'static {
         let _ = (creds, name);
         Ok(())
     }
+
+    /// Looks one image up by its cloud id, whoever owns it (public images
+    /// too): `None` when the cloud has no such image for these credentials.
+    /// The default searches [`Connector::list_images`].
+    async fn describe_image(&self, creds: &Credentials, id: &str) -> Result<Option<ImageInfo>, ConnectorError> {
+        Ok(self.list_images(creds).await?.into_iter().find(|i| i.id == id))
+    }
 }

@@ -897,6 +897,18 @@ impl Connector for Ec2Connector {
             Err(e) => Err(e),
         }
     }
+
+    async fn describe_image(&self, creds: &Credentials, id: &str) -> Result<Option<ImageInfo>, ConnectorError> {
+        let client = self.client(creds)?;
+        let req = client.describe_images().image_ids(id);
+        match self.call("DescribeImages", || req.clone().send()).await {
+            Ok(out) => Ok(out.images().iter().filter_map(image_from).find(|i| i.id == id)),
+            // An unknown or malformed id: the cloud has no such image.
+            Err(ConnectorError::NotFound { .. }) => Ok(None),
+            Err(ConnectorError::InvalidRequest { code, .. }) if code.starts_with("InvalidAMIID") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn image_from(i: &aws_sdk_ec2::types::Image) -> Option<ImageInfo> {

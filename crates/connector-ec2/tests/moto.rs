@@ -312,6 +312,10 @@ async fn lists_instance_types_and_own_images() {
     // Without orchestrator.imageid: only the account's own image.
     let plain = connector(&moto);
     assert_eq!(plain.list_images(&cr).await.unwrap().len(), 1);
+    // One image by id, a public one too (RegisterImage checks this way); an unknown id is none.
+    assert_eq!(plain.describe_image(&cr, AMI).await.unwrap().map(|i| i.id), Some(AMI.to_string()));
+    assert_eq!(plain.describe_image(&cr, &own_id).await.unwrap().and_then(|i| i.name), Some("golden-1".to_string()));
+    assert!(plain.describe_image(&cr, "ami-0123456789abcdef0").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -433,6 +433,16 @@ impl Connector for Ec2QueryConnector {
         Ok(parse::images(&root))
     }
 
+    async fn describe_image(&self, creds: &Credentials, id: &str) -> Result<Option<ImageInfo>, ConnectorError> {
+        match self.call(creds, "DescribeImages", vec![("ImageId.1".into(), id.to_string())]).await {
+            Ok(root) => Ok(parse::images(&root).into_iter().find(|i| i.id == id)),
+            // An unknown or malformed id: the cloud has no such image.
+            Err(ConnectorError::NotFound { .. }) => Ok(None),
+            Err(ConnectorError::InvalidRequest { code, .. }) if code.starts_with("InvalidAMIID") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError> {
         if let Some(types) = &self.settings.instance_types {
             return Ok(types.iter().map(|name| InstanceTypeInfo { name: name.clone(), vcpus: None, memory_mib: None }).collect());

@@ -179,6 +179,10 @@ async fn lifecycle(moto: &MotoServer, conn: Arc<Ec2QueryConnector>, creds: &Cred
     // Images and (without instance.types) DescribeInstanceTypes.
     let images = conn.list_images(creds).await.unwrap();
     assert!(images.iter().all(|i| i.id.starts_with("ami-")), "{images:?}");
+    // One image by id, whoever owns it (moto's public images too); an unknown id is none.
+    let any_public = "ami-12c6146b";
+    assert_eq!(conn.describe_image(creds, any_public).await.unwrap().map(|i| i.id).as_deref(), Some(any_public));
+    assert!(conn.describe_image(creds, "ami-0123456789abcdef0").await.unwrap().is_none());
     let types = conn.list_instance_types(creds).await.unwrap();
     assert!(types.iter().any(|t| t.name == "t2.micro" && t.vcpus == Some(1) && t.memory_mib == Some(1024)), "{} types", types.len());
 }

@@ -41,7 +41,7 @@ fn shown(r: &CredentialRow) -> AccessKey {
         access_key_id: r.instance.clone(),
         user: user_name(r.owner.clone()),
         state: r.status.clone(),
-        created_at: r.updated_at,
+        created_at: r.created_at,
         last_used_at: r.checked_at,
     }
 }
@@ -105,6 +105,7 @@ impl Vault {
                 status_message: "",
             })
             .await?;
+        self.store.clear_access_key_use(&key_id).await?;
         self.store.audit(actor.name.as_str(), "access_key.create", &format!("{user}/{key_id}"), "ok", "").await?;
         let row = self.store.access_key(&key_id).await?.ok_or_else(|| ServiceError::Internal("access key vanished".into()))?;
         Ok((shown(&row), secret))

@@ -120,6 +120,34 @@ impl Broker {
         })
     }
 
+    /// Sets or clears a user's default EC2 region (self or admin): the
+    /// connector instance SigV2 requests to plain `/ec2` act on. A name that
+    /// is not a connector instance of this broker is refused, naming it.
+    pub async fn set_default_ec2_region(
+        &self,
+        actor: &crate::Actor,
+        user: &crate::domain::UserName,
+        region: Option<&str>,
+    ) -> crate::ServiceResult<()> {
+        let region = match region.map(str::trim).filter(|r| !r.is_empty()) {
+            None => None,
+            Some(r) => {
+                let bad = || {
+                    crate::ServiceError::invalid_field(
+                        "default_ec2_region",
+                        format!("'{}' is not a connector instance of this broker", r.chars().take(64).collect::<String>()),
+                    )
+                };
+                let name = crate::domain::InstanceName::parse(r).map_err(|_| bad())?;
+                if self.registry.snapshot().instance(name.as_str()).is_none() {
+                    return Err(bad());
+                }
+                Some(name)
+            }
+        };
+        self.identity.set_default_ec2_region(actor, user, region.as_ref()).await
+    }
+
     /// The store (tests only: the edges go through the services).
     #[cfg(feature = "testing")]
     pub fn store(&self) -> &Store {

@@ -8,7 +8,7 @@
 //! * API tokens: `cbt_` + 256 random bits, stored as SHA-256 hashes, shown
 //!   once, revocable, with optional expiry.
 
-use crate::domain::{Cursor, Page, PageRequest, TokenId, UserName};
+use crate::domain::{Cursor, InstanceName, Page, PageRequest, TokenId, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -76,6 +76,9 @@ pub struct User {
     pub ssh_public_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The connector instance that SigV2 requests sent to plain `/ec2` act on
+    /// (SigV2 cannot name a region); `null` when not chosen.
+    pub default_ec2_region: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -86,6 +89,7 @@ impl From<UserRow> for User {
             ssh_public_key: r.ssh_public_key,
             created_at: r.created_at,
             disabled_at: r.disabled_at,
+            default_ec2_region: r.default_ec2_region,
         }
     }
 }
@@ -483,6 +487,19 @@ impl Identity {
             }
         }
         self.store.set_ssh_key(name.as_str(), key.map(|k| k.trim_matches(SSH_KEY_PADDING))).await?;
+        Ok(())
+    }
+
+    /// Sets or clears the user's default EC2 region (self or admin). The
+    /// caller ([`crate::Broker::set_default_ec2_region`]) has checked that
+    /// the region is a connector instance.
+    pub(crate) async fn set_default_ec2_region(&self, actor: &Actor, name: &UserName, region: Option<&InstanceName>) -> ServiceResult<()> {
+        actor.require_self_or_admin(name)?;
+        self.user(name).await?;
+        self.store.set_default_ec2_region(name.as_str(), region.map(InstanceName::as_str)).await?;
+        self.store
+            .audit(actor.name.as_str(), "user.default_ec2_region", name.as_str(), "ok", region.map(InstanceName::as_str).unwrap_or(""))
+            .await?;
         Ok(())
     }
 

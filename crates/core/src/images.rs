@@ -3,10 +3,14 @@
 //! sizes. Ids come from the API/UI and from `connectors.d/images/*.conf`
 //! (files win, as for connector parameters). A stored hierarchy never has a
 //! cycle or a missing parent: both are refused before anything is written.
+//! An image a user registered through the EC2 front (`RegisterImage`) has an
+//! owner and exists only for them (and for admins); the broker's own images
+//! (no owner) are public.
 
+use crate::domain::UserName;
 use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
+use crate::identity::{user_name, Actor};
 use crate::registry::Registry;
 use cloudbroker_connector_api::conf::Location;
 use cloudbroker_store::images::{ImageMapping as StoredMapping, ImageRow};
@@ -66,6 +70,22 @@ pub struct ImageView {
     pub mappings: BTreeMap<String, ImageMapping>,
     /// instance -> `file:line` for mappings that come from files.
     pub file_mappings: BTreeMap<String, String>,
+    /// The user who registered it through the EC2 front (private to them);
+    /// `null` for the broker's own, public images.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub owner: Option<UserName>,
+}
+
+impl ImageView {
+    /// Whether `actor` sees it: public, their own, or any for an admin.
+    pub fn visible_to(&self, actor: &Actor) -> bool {
+        actor.is_admin || self.owned_by_or_public(&actor.name)
+    }
+
+    /// Public, or registered by `user` (what the EC2 front shows `user`, admins included).
+    pub fn owned_by_or_public(&self, user: &UserName) -> bool {
+        self.owner.as_ref().is_none_or(|o| o == user)
+    }
 }
 
 /// What a launch uses.
@@ -111,6 +131,7 @@ impl Images {
                     parent: r.parent.map(ImageName::from_stored),
                     mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
                     file_mappings: BTreeMap::new(),
+                    owner: r.owner.map(user_name),
                 },
             );
         }
@@ -122,6 +143,7 @@ impl Images {
                 parent: None,
                 mappings: BTreeMap::new(),
                 file_mappings: BTreeMap::new(),
+                owner: None,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -139,12 +161,14 @@ impl Images {
     /// One page of images (stored and from files), by name in byte order.
     /// The stored ones come from a keyset query; file images (a few, in
     /// memory) are merged in by name.
-    pub async fn page(&self, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
+    /// Other users' private images are left out (admins see all).
+    pub async fn page(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
         let snap = self.registry.snapshot();
         let after = page.after.as_ref().map(|c| c.key.as_str());
         let want = page.limit as usize + 1;
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
-        for r in self.store.page_images(after, want as i64).await? {
+        let viewer = (!actor.is_admin).then(|| actor.name.as_str());
+        for r in self.store.page_images(after, want as i64, viewer).await? {
             out.insert(
                 r.name.clone(),
                 ImageView {
@@ -154,6 +178,7 @@ impl Images {
                     parent: r.parent.map(ImageName::from_stored),
                     mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
                     file_mappings: BTreeMap::new(),
+                    owner: r.owner.map(user_name),
                 },
             );
         }
@@ -166,6 +191,7 @@ impl Images {
                 parent: None,
                 mappings: BTreeMap::new(),
                 file_mappings: BTreeMap::new(),
+                owner: None,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -184,6 +210,83 @@ impl Images {
     /// One image.
     pub async fn get(&self, name: &ImageName) -> ServiceResult<ImageView> {
         self.list().await?.into_iter().find(|i| &i.name == name).ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
+    }
+
+    /// One image as `actor` sees it: another user's private image does not exist for them.
+    pub async fn get_for(&self, actor: &Actor, name: &ImageName) -> ServiceResult<ImageView> {
+        self.get(name)
+            .await
+            .and_then(|i| if i.visible_to(actor) { Ok(i) } else { Err(ServiceError::NotFound(Resource::Image(name.clone()))) })
+    }
+
+    /// The images `actor` sees (public, their own; all for admins).
+    pub async fn list_for(&self, actor: &Actor) -> ServiceResult<Vec<ImageView>> {
+        Ok(self.list().await?.into_iter().filter(|i| i.visible_to(actor)).collect())
+    }
+
+    /// Stores an image registered from the cloud (see
+    /// [`crate::provisioning::Provisioning::register_image`], which checks
+    /// first that the cloud has it): owned by `actor`, or public when an
+    /// admin registers it. The name must be free.
+    pub(crate) async fn register(
+        &self,
+        actor: &Actor,
+        name: &ImageName,
+        description: &str,
+        instance: &InstanceName,
+        cloud_image_id: &str,
+    ) -> ServiceResult<ImageView> {
+        if description.chars().count() > 1024 {
+            return Err(ServiceError::invalid_field("description", "description is at most 1024 characters"));
+        }
+        let owner = (!actor.is_admin).then(|| actor.name.to_string());
+        let row = ImageRow {
+            name: name.to_string(),
+            description: description.to_string(),
+            os: String::new(),
+            parent: None,
+            mappings: BTreeMap::from([(
+                instance.to_string(),
+                StoredMapping { image_id: cloud_image_id.to_string(), instance_type: None, security_group: None },
+            )]),
+            owner: owner.clone(),
+        };
+        if self.registry.snapshot().file_images.contains_key(name.as_str()) {
+            return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
+        }
+        self.store.put_image(&row, true).await?;
+        let detail = format!("{instance}:{cloud_image_id}{}", if owner.is_some() { " (private)" } else { " (public)" });
+        self.store.audit(actor.name.as_str(), "image.register", name.as_str(), "ok", &detail).await?;
+        self.get(name).await
+    }
+
+    /// Deregisters an image: by its owner, or an admin (a public image by an
+    /// admin only). Another user's private image does not exist for the
+    /// caller. Refused (`Conflict`) while other images name it as parent.
+    pub async fn deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
+        let img = self.get_for(actor, name).await?;
+        if img.owner.is_none() {
+            actor.require_admin()?;
+        }
+        if !img.file_mappings.is_empty() {
+            return Err(ServiceError::Conflict(format!("image '{name}' comes from files under connectors.d/images: edit those files")));
+        }
+        if !self.store.delete_image(name.as_str()).await? {
+            return Err(ServiceError::NotFound(Resource::Image(name.clone())));
+        }
+        self.store.audit(actor.name.as_str(), "image.deregister", name.as_str(), "ok", "").await?;
+        Ok(())
+    }
+
+    /// Resolves an image for a launch by `actor`: as [`Self::resolve`], but
+    /// another user's private image does not exist (admins included: a
+    /// launch acts as its user).
+    pub async fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+        let img = self.get(image).await?;
+        if !img.owned_by_or_public(&actor.name) {
+            return Err(ServiceError::NotFound(Resource::Image(image.clone())));
+        }
+        self.resolve(image, instance).await
     }
 
     /// Creates (`create_only`) or replaces an image (admin).
@@ -240,6 +343,8 @@ impl Images {
             os: img.os,
             parent: img.parent.map(|p| p.to_string()),
             mappings: img.mappings.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect(),
+            // New images made here are the broker's; a replaced one keeps its owner.
+            owner: None,
         };
         self.store.put_image(&row, create_only).await?;
         self.store.audit(actor.name.as_str(), "image.save", img.name.as_str(), "ok", "").await?;

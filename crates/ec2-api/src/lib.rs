@@ -1,7 +1,8 @@
 //! The EC2 Query API front-end: awscli, boto3 and the AWS SDKs drive the
 //! broker unchanged. Mounted at `/ec2` (and `/ec2/<instance>` for SigV2
-//! clients, which cannot name a region in their signature). The region of a
-//! SigV4 signature names the connector instance to act on.
+//! clients, which cannot name a region in their signature; SigV2 requests to
+//! plain `/ec2` use the user's default region, a profile setting). The
+//! region of a SigV4 signature names the connector instance to act on.
 //!
 //! Layers, lowest first: [`xml`] (the writer), [`error`] (EC2 codes and
 //! statuses), [`ids`], [`request`] (parameters), [`auth`] (signatures), the
@@ -79,7 +80,11 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
     pairs.extend(form);
     let params = Params::new(pairs)?;
     let action = params.required("Action")?.to_string();
-    let region = caller.region.clone().or_else(|| req.match_info().get("instance").map(str::to_string));
+    let mut region = caller.region.clone().or_else(|| req.match_info().get("instance").map(str::to_string));
+    if region.is_none() {
+        // SigV2 to plain `/ec2`: the user's default region (a profile setting), if chosen.
+        region = broker.identity.get_user(&caller.actor, &caller.actor.name).await?.default_ec2_region;
+    }
     let base_url = match &broker.config.public_url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
@@ -100,6 +105,8 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
         "DescribeAccountAttributes" => regions::describe_account_attributes(ctx).await,
         "DescribeInstanceTypes" => regions::describe_instance_types(ctx).await,
         "DescribeImages" => images::describe_images(ctx).await,
+        "RegisterImage" => images::register_image(ctx).await,
+        "DeregisterImage" => images::deregister_image(ctx).await,
         "DescribeInstances" => instances::describe_instances(ctx).await,
         "DescribeInstanceStatus" => instances::describe_instance_status(ctx).await,
         "RunInstances" => instances::run_instances(ctx).await,

@@ -45,6 +45,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets an access key's last use (a new key has none: storing it set `checked_at`).
+    pub async fn clear_access_key_use(&self, key_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE credentials SET checked_at = NULL WHERE scope = $1 AND instance = $2")
+            .bind(ACCESS_KEY_SCOPE)
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Deletes a user's access key; false when there is none.
     pub async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3")

@@ -22,9 +22,11 @@ pub struct CredentialRow {
     pub status_message: String,
     pub checked_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// When the row was first stored (kept when it is replaced).
+    pub created_at: DateTime<Utc>,
 }
 
-pub(crate) type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64);
+pub(crate) type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64, i64);
 
 pub(crate) fn cred(t: CredTuple) -> CredentialRow {
     CredentialRow {
@@ -40,11 +42,12 @@ pub(crate) fn cred(t: CredTuple) -> CredentialRow {
         status_message: t.9,
         checked_at: t.10.map(ms_to_time),
         updated_at: ms_to_time(t.11),
+        created_at: ms_to_time(t.12),
     }
 }
 
 pub(crate) const CRED_COLS: &str =
-    "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, updated_at";
+    "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, updated_at, created_at";
 
 /// What to store for a credential.
 #[derive(Clone, Debug)]

@@ -16,9 +16,11 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     /// When an admin disabled the account; `None` while it is enabled.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The connector instance SigV2 requests to plain `/ec2` act on.
+    pub default_ec2_region: Option<String>,
 }
 
-type UserTuple = (String, String, i64, Option<String>, i64, Option<i64>);
+type UserTuple = (String, String, i64, Option<String>, i64, Option<i64>, Option<String>);
 
 fn user(t: UserTuple) -> UserRow {
     UserRow {
@@ -28,6 +30,7 @@ fn user(t: UserTuple) -> UserRow {
         ssh_public_key: t.3,
         created_at: ms_to_time(t.4),
         disabled_at: t.5.map(ms_to_time),
+        default_ec2_region: t.6,
     }
 }
 
@@ -66,7 +69,7 @@ fn token(t: TokenTuple) -> TokenRow {
     }
 }
 
-const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at, disabled_at";
+const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at, disabled_at, default_ec2_region";
 const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at";
 
 impl Store {
@@ -147,6 +150,20 @@ impl Store {
             .bind(name)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Sets (or clears) the user's default EC2 region (connector instance).
+    pub async fn set_default_ec2_region(&self, name: &str, region: Option<&str>) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE users SET default_ec2_region = $1, updated_at = $2 WHERE name = $3")
+            .bind(region)
+            .bind(now_ms())
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user '{name}'")));
+        }
         Ok(())
     }
 

@@ -22,7 +22,14 @@ pub struct ImageRow {
     pub os: String,
     pub parent: Option<String>,
     pub mappings: BTreeMap<String, ImageMapping>,
+    /// The user who registered it (EC2 `RegisterImage`), to whom alone it is
+    /// visible; `None` for the broker's own (public) images. Kept as created:
+    /// replacing an image does not change it.
+    pub owner: Option<String>,
 }
+
+/// (name, description, os, parent, owner).
+type ImageTuple = (String, String, String, Option<String>, Option<String>);
 
 /// (image, instance, cloud image id, instance type, security group).
 type MappingTuple = (String, String, String, Option<String>, Option<String>);
@@ -30,8 +37,8 @@ type MappingTuple = (String, String, String, Option<String>, Option<String>);
 impl Store {
     /// All images, with their mappings.
     pub async fn list_images(&self) -> Result<Vec<ImageRow>, StoreError> {
-        let rows: Vec<(String, String, String, Option<String>)> =
-            sqlx::query_as("SELECT name, description, os, parent FROM images ORDER BY name").fetch_all(self.pool()).await?;
+        let rows: Vec<ImageTuple> =
+            sqlx::query_as("SELECT name, description, os, parent, owner FROM images ORDER BY name").fetch_all(self.pool()).await?;
         let maps: Vec<MappingTuple> = sqlx::query_as(
             "SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings ORDER BY image, instance",
         )
@@ -39,7 +46,7 @@ impl Store {
         .await?;
         let mut out: Vec<ImageRow> = rows
             .into_iter()
-            .map(|(name, description, os, parent)| ImageRow { name, description, os, parent, mappings: BTreeMap::new() })
+            .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
             .collect();
         for (image, instance, image_id, instance_type, security_group) in maps {
             if let Some(i) = out.iter_mut().find(|i| i.name == image) {
@@ -50,16 +57,20 @@ impl Store {
     }
 
     /// One page of images by name (byte order), after the name `after`, with
-    /// their mappings.
-    pub async fn page_images(&self, after: Option<&str>, limit: i64) -> Result<Vec<ImageRow>, StoreError> {
+    /// their mappings. With `viewer`, only the public images and those
+    /// `viewer` registered (others' private images do not exist for them).
+    pub async fn page_images(&self, after: Option<&str>, limit: i64, viewer: Option<&str>) -> Result<Vec<ImageRow>, StoreError> {
         let after = after.unwrap_or("");
         let name = self.bytewise("name");
-        let rows: Vec<(String, String, String, Option<String>)> =
-            sqlx::query_as(&format!("SELECT name, description, os, parent FROM images WHERE {name} > $1 ORDER BY {name} LIMIT $2"))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<ImageTuple> = sqlx::query_as(&format!(
+            "SELECT name, description, os, parent, owner FROM images WHERE {name} > $1 \
+             AND ($3 = '' OR owner IS NULL OR owner = $3) ORDER BY {name} LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .bind(viewer.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
         let Some(last) = rows.last().map(|r| r.0.clone()) else { return Ok(Vec::new()) };
         let image = self.bytewise("image");
         let maps: Vec<MappingTuple> = sqlx::query_as(&format!(
@@ -72,7 +83,7 @@ impl Store {
         .await?;
         let mut out: Vec<ImageRow> = rows
             .into_iter()
-            .map(|(name, description, os, parent)| ImageRow { name, description, os, parent, mappings: BTreeMap::new() })
+            .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
             .collect();
         for (image, instance, image_id, instance_type, security_group) in maps {
             if let Some(i) = out.iter_mut().find(|i| i.name == image) {
@@ -101,14 +112,17 @@ impl Store {
                     .await?;
             }
             None => {
-                sqlx::query("INSERT INTO images (name, description, os, parent, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-                    .bind(&img.name)
-                    .bind(&img.description)
-                    .bind(&img.os)
-                    .bind(&img.parent)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                )
+                .bind(&img.name)
+                .bind(&img.description)
+                .bind(&img.os)
+                .bind(&img.parent)
+                .bind(now)
+                .bind(&img.owner)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         sqlx::query("DELETE FROM image_mappings WHERE image = $1").bind(&img.name).execute(&mut *tx).await?;

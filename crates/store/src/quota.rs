@@ -22,6 +22,8 @@ pub struct NewVm {
     pub instance_type: String,
     /// User tags, as a JSON object.
     pub tags: String,
+    /// The user's key pair it was launched with (EC2's `KeyName`).
+    pub key_name: Option<String>,
 }
 
 /// The launch being admitted.
@@ -131,8 +133,8 @@ impl Store {
         let now = now_ms();
         for v in a.vms {
             sqlx::query(
-                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
             )
             .bind(&v.id)
             .bind(a.launch_id)
@@ -148,6 +150,7 @@ impl Store {
             .bind(a.state)
             .bind(now)
             .bind(&v.tags)
+            .bind(&v.key_name)
             .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {

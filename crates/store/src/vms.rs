@@ -25,6 +25,8 @@ pub struct VmRow {
     pub public_ip: Option<String>,
     pub error: Option<String>,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// The user's key pair it was launched with (EC2's `KeyName`).
+    pub key_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -48,13 +50,14 @@ struct VmDb {
     public_ip: Option<String>,
     error: Option<String>,
     tags: String,
+    key_name: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 type VmTuple = VmDb;
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, created_at, updated_at";
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at";
 
 fn vm(t: VmDb) -> VmRow {
     VmRow {
@@ -75,6 +78,7 @@ fn vm(t: VmDb) -> VmRow {
         public_ip: t.public_ip,
         error: t.error,
         tags: serde_json::from_str(&t.tags).unwrap_or_default(),
+        key_name: t.key_name,
         created_at: ms_to_time(t.created_at),
         updated_at: ms_to_time(t.updated_at),
     }

@@ -114,6 +114,7 @@ mod quota {
                 image_id: "ami-1".into(),
                 instance_type: "t2.micro".into(),
                 tags: "{}".into(),
+                key_name: None,
             })
             .collect()
     }

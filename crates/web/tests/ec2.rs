@@ -429,3 +429,127 @@ async fn boto3_addresses_and_volumes_postgres() {
     };
     addresses_and_volumes(Some(cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap())).await;
 }
+
+app_test!(registered_images_key_names_client_tokens_and_the_sigv2_default_region_with_boto3, |app: TestApp| async move {
+    let (_admin, alice, bob) = setup(&app).await;
+    let alice_token = app.token("alice", "alice-password").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ec2/boto3_images_keys.py");
+    let env = vec![
+        ("EP".to_string(), app.url("/ec2")),
+        ("API".into(), app.base.clone()),
+        ("ALICE_AK".into(), alice.0.clone()),
+        ("ALICE_SK".into(), alice.1.clone()),
+        ("ALICE_TOKEN".into(), alice_token),
+        ("BOB_AK".into(), bob.0.clone()),
+        ("BOB_SK".into(), bob.1.clone()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+    ];
+    let broker = app.broker.clone();
+    let reconciler = tokio::spawn(async move {
+        loop {
+            let _ = broker.provisioning.reconcile("ec2-test").await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
+            .await
+            .unwrap();
+    reconciler.abort();
+    assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(out["register_unknown"], "InvalidAMIID.NotFound", "{out}");
+    assert_eq!(out["register_bad_name"], "InvalidAMIName.Malformed", "{out}");
+    assert_eq!(out["register_duplicate"], "InvalidAMIName.Duplicate", "{out}");
+    assert_eq!(out["alice_all"], json!(["alice-debian", "ubuntu"]), "{out}");
+    assert_eq!(out["alice_self"], json!(["alice-debian"]), "{out}");
+    assert_eq!(out["alice_broker"], json!(["ubuntu"]), "{out}");
+    assert_eq!(out["mine_shape"], json!(["alice-debian", "alice", false, "my debian"]), "{out}");
+    assert_eq!(out["filter_name"], json!(["alice-debian"]), "{out}");
+    assert_eq!(out["filter_id"], json!(["ubuntu"]), "{out}");
+    // Another user's private image does not exist for bob.
+    assert_eq!(out["bob_all"], json!(["ubuntu"]), "{out}");
+    assert_eq!(out["bob_self"], json!([]), "{out}");
+    assert_eq!(out["bob_named"], "InvalidAMIID.NotFound", "{out}");
+    assert_eq!(out["bob_run"], "InvalidAMIID.NotFound", "{out}");
+    assert_eq!(out["bob_deregister"], "InvalidAMIID.NotFound", "{out}");
+    assert_eq!(out["bob_deregister_public"], "UnauthorizedOperation", "{out}");
+    assert_eq!((&out["run_image"], &out["run_key_name"]), (&json!(true), &json!("k-alice")), "{out}");
+    assert_eq!(out["token_same_user"], json!([true, true]), "{out}");
+    assert_eq!(out["token_other_user"], json!([true, true]), "{out}");
+    assert_eq!(out["alice_live"], 2, "the repeated client token launched again: {out}");
+    assert_eq!((&out["describe_key_name"], &out["plain_key_name"]), (&json!("k-alice"), &Value::Null), "{out}");
+    assert_eq!((&out["filter_key_name"], &out["filter_key_glob"], &out["filter_key_none"]), (&json!(true), &json!(true), &json!([])));
+    assert_eq!((&out["filter_private_ip"], &out["filter_private_ip_none"]), (&json!(true), &json!([])), "{out}");
+    assert_eq!((&out["filter_public_ip"], &out["bob_filter_ip"]), (&json!(true), &json!([])), "{out}");
+    assert_eq!(out["v2_without_default"], json!(["InvalidParameterValue", true]), "{out}");
+    assert_eq!(out["api_bad_region"], json!([400, true]), "{out}");
+    assert_eq!(out["api_set_region"], 204, "{out}");
+    assert_eq!(out["v2_ids"], true, "{out}");
+    assert_eq!(out["v2_images"], json!(["alice-debian", "ubuntu"]), "{out}");
+    assert_eq!(out["v2_other_region"], json!([204, 0]), "{out}");
+    assert_eq!(out["deregister"], 200, "{out}");
+    assert_eq!((&out["after_deregister"], &out["deregister_again"]), (&json!("InvalidAMIID.NotFound"), &json!("InvalidAMIID.NotFound")));
+    // The broker's record of the key name, and the default region shown by the JSON API.
+    let (_, me) = app.call(Method::GET, "/api/v1/users/alice", &app.token("alice", "alice-password").await, None).await;
+    assert_eq!(me["default_ec2_region"], "sb2", "{me}");
+});
+
+app_test!(deregistering_is_refused_while_a_parent_and_private_images_stay_private_in_the_json_api, |app: TestApp| async move {
+    let (admin, alice, bob) = setup(&app).await;
+    let now = chrono::Utc::now;
+    let (s, body) = call(
+        &app,
+        &alice,
+        now(),
+        "ec2",
+        "sb",
+        "Action=RegisterImage&Version=2016-11-15&Name=alice-rocky&ImageLocation=ami-sandbox-rocky-9",
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let ami = body.split("<imageId>").nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
+    // The JSON API: alice and the admin see it with its owner, bob does not.
+    let alice_t = app.token("alice", "alice-password").await;
+    let bob_t = app.token("bob", "bob-password").await;
+    let (_, list) = app.call(Method::GET, "/api/v1/images", &alice_t, None).await;
+    let names: Vec<&str> = list["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice-rocky", "ubuntu"], "{list}");
+    assert_eq!(list["images"][0]["owner"], "alice");
+    assert_eq!(list["images"][1]["owner"], Value::Null);
+    let (_, list) = app.call(Method::GET, "/api/v1/images", &bob_t, None).await;
+    let names: Vec<&str> = list["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ubuntu"], "{list}");
+    assert_eq!(app.call(Method::GET, "/api/v1/images/alice-rocky", &bob_t, None).await.0, 404);
+    assert_eq!(app.call(Method::GET, "/api/v1/images/alice-rocky", &alice_t, None).await.0, 200);
+    let (_, list) = app.call(Method::GET, "/api/v1/images?limit=1", &admin, None).await;
+    assert_eq!(list["images"][0]["name"], "alice-rocky", "{list}");
+    // An admin makes it the parent of another image: deregistering is refused, nothing lost.
+    let child = json!({"name": "rocky-child", "parent": "alice-rocky"});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(child)).await.0, 201);
+    let dereg = format!("Action=DeregisterImage&Version=2016-11-15&ImageId={ami}");
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &dereg).await;
+    assert!(s == 400 && body.contains("<Code>DependencyViolation</Code>") && body.contains("rocky-child"), "{s} {body}");
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &format!("Action=DescribeImages&Version=2016-11-15&ImageId.1={ami}")).await;
+    assert!(s == 200 && body.contains("<name>alice-rocky</name>"), "{s} {body}");
+    // Bob cannot, even once it is free; alice can.
+    assert_eq!(app.call(Method::DELETE, "/api/v1/images/rocky-child", &admin, None).await.0, 204);
+    let (s, body) = call(&app, &bob, now(), "ec2", "sb", &dereg).await;
+    assert!(s == 400 && body.contains("InvalidAMIID.NotFound"), "{s} {body}");
+    let (s, body) = call(&app, &alice, now(), "ec2", "sb", &dereg).await;
+    assert!(s == 200 && body.contains("<return>true</return>"), "{s} {body}");
+    assert_eq!(app.call(Method::GET, "/api/v1/images/alice-rocky", &admin, None).await.0, 404);
+    // An admin's registration is public.
+    let (s, k) = app.call(Method::POST, "/api/v1/users/super/access-keys", &admin, None).await;
+    assert_eq!(s, 201, "{k}");
+    let sup = (k["access_key_id"].as_str().unwrap().to_string(), k["secret_access_key"].as_str().unwrap().to_string());
+    let (s, body) =
+        call(&app, &sup, now(), "ec2", "sb", "Action=RegisterImage&Version=2016-11-15&Name=alpine&ImageLocation=ami-sandbox-alpine-3")
+            .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, list) = app.call(Method::GET, "/api/v1/images", &bob_t, None).await;
+    let names: Vec<&str> = list["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpine", "ubuntu"], "{list}");
+});

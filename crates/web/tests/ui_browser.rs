@@ -3,6 +3,8 @@
 //! server on loopback: the scenario a reviewer repeats by hand. Every page
 //! visited is saved as a full-page screenshot into the folder the test
 //! prints (`CLOUDBROKER_UI_SCREENSHOTS`, default `<tmp>/cloudbroker-ui-screenshots`).
+//! The scenario ends with an EC2 access key made on the profile page driving
+//! the EC2 front (a request signed with `cloudbroker-sigv`), then disabled.
 //! Without `chromium` and `chromium-driver` (scripts/test installs them
 //! when it can) the test says it was SKIPPED.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
@@ -222,6 +224,23 @@ impl Browser {
     }
 }
 
+/// A SigV4-signed (`cloudbroker-sigv`) DescribeInstances on `region`: status and body.
+async fn ec2_describe(app: &common::TestApp, key_id: &str, secret: &str, region: &str) -> (u16, String) {
+    let body = "Action=DescribeInstances&Version=2016-11-15";
+    let headers = vec![
+        ("host".to_string(), app.base.trim_start_matches("http://").to_string()),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+    ];
+    let params = cloudbroker_sigv::SigningParams::new(key_id, secret, region, "ec2", chrono::Utc::now());
+    let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
+    let mut r = app.http.post(app.url("/ec2")).body(body);
+    for (k, v) in headers.iter().chain(added.iter()).filter(|(k, _)| k != "host") {
+        r = r.header(k.as_str(), v.as_str());
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reviewers_scenario_in_a_real_browser() {
     let app = common::TestApp::sqlite().await;
@@ -334,6 +353,25 @@ async fn the_reviewers_scenario_in_a_real_browser() {
     b.shot("csrf-refused").await;
     assert!(b.source().await.contains("invalid CSRF token"));
     b.goto("/vms", "vms-after").await;
+
+    // An EC2 access key made in the browser drives the EC2 front; disabled there, it stops.
+    b.goto("/profile", "profile").await;
+    b.submit("#create-access-key", "access-key-created").await;
+    let key_id = b.text("#new-access-key-id").await;
+    let secret = b.text("#new-secret-key").await;
+    assert!(key_id.starts_with("AKIA") && !secret.is_empty(), "{key_id}");
+    assert!(b.value("#awscli-example").await.contains("ec2 describe-instances"));
+    let (s, body) = ec2_describe(&app, &key_id, &secret, "sbx-a").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body.matches("<instanceId>").count(), 2, "erin's VM and the one she terminated: {body}");
+    assert!(body.contains("<name>running</name>"), "{body}");
+    b.goto("/profile", "profile-with-key").await;
+    assert!(!b.source().await.contains(&secret), "the secret is shown once");
+    b.submit(&format!("#disable-{key_id}"), "access-key-disabled").await;
+    assert!(b.text("#flash").await.contains("Access key disabled"));
+    assert_eq!(b.text(&format!("tr[data-key='{key_id}'] .state")).await, "disabled");
+    let (s, body) = ec2_describe(&app, &key_id, &secret, "sbx-a").await;
+    assert!(s == 401 && body.contains("<Code>AuthFailure</Code>"), "{s} {body}");
     b.sign_out().await;
 
     // Someone else sees none of it.

@@ -438,3 +438,135 @@ app_test!(launching_without_credentials_says_where_to_put_them, |app: common::Te
     assert!(has_field_error(&body, "save them on the Credentials page"), "{body}");
     assert!(body.contains("<option value=\"one\" selected>"), "the choice is kept");
 });
+
+/// A SigV4-signed DescribeInstances on region `sb`: the HTTP status.
+async fn ec2_describe(app: &common::TestApp, key_id: &str, secret: &str) -> u16 {
+    let body = "Action=DescribeInstances&Version=2016-11-15";
+    let headers = vec![
+        ("host".to_string(), app.base.trim_start_matches("http://").to_string()),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+    ];
+    let params = cloudbroker_sigv::SigningParams::new(key_id, secret, "sb", "ec2", chrono::Utc::now());
+    let added = cloudbroker_sigv::sign_v4_headers("POST", "/ec2", &[], &headers, body.as_bytes(), &params).unwrap();
+    let mut r = app.http.post(app.url("/ec2")).body(body);
+    for (k, v) in headers.iter().chain(added.iter()).filter(|(k, _)| k != "host") {
+        r = r.header(k.as_str(), v.as_str());
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
+}
+
+app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "erin").await;
+    app.user(&admin, "frank").await;
+    let erin = Ui::sign_in(&app, "erin", "erin-password").await;
+    let (_, body) = erin.get("/profile").await;
+    assert!(body.contains("No access keys."), "{body}");
+    // Without the CSRF token: refused, nothing created.
+    let (s, _) = erin.post_raw("/profile/access-keys", &[]).await;
+    assert_eq!(s, 403);
+    let erin_name: cloudbroker_core::domain::UserName = "erin".parse().unwrap();
+    let actor = cloudbroker_core::Actor::system();
+    assert!(app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().is_empty());
+    // Created: the secret shown once, with an awscli line for this broker.
+    let (s, body) = erin.post("/profile/access-keys", &[]).await;
+    assert_eq!(s, 200, "{body}");
+    let key_id = between(&body, "id=\"new-access-key-id\">", "<").to_string();
+    let secret = between(&body, "id=\"new-secret-key\">", "<").to_string();
+    assert!(key_id.starts_with("AKIA") && secret.len() >= 40, "{key_id}");
+    let example = between(&body, "id=\"awscli-example\" readonly rows=\"3\" cols=\"80\">", "</textarea>");
+    assert!(example.contains(&format!("--endpoint-url {}/ec2 --region sb ec2 describe-instances", app.base)), "{example}");
+    assert!(example.contains(&key_id) && example.contains(&secret), "{example}");
+    let fresh = between(&body, &format!("<tr data-key=\"{key_id}\">"), "</tr>");
+    assert!(fresh.contains("<td>never</td>"), "a new key was never used: {fresh}");
+    assert_eq!(ec2_describe(&app, &key_id, &secret).await, 200, "the key from the page works");
+    let (_, again) = erin.get("/profile").await;
+    assert!(!again.contains(&secret), "the secret is shown once");
+    let row = between(&again, &format!("<tr data-key=\"{key_id}\">"), "</tr>");
+    assert!(row.contains("<td class=\"state\">active</td>") && !row.contains("<td>never</td>"), "last used is shown: {row}");
+    // Another user cannot touch it: not found, and it stays active.
+    let frank = Ui::sign_in(&app, "frank", "frank-password").await;
+    let (s, _) = frank.post(&format!("/profile/access-keys/{key_id}/disable"), &[]).await;
+    assert_eq!(s, 404);
+    let (s, _) = frank.post(&format!("/profile/access-keys/{key_id}/delete"), &[]).await;
+    assert_eq!(s, 404);
+    assert_eq!(ec2_describe(&app, &key_id, &secret).await, 200);
+    // Disable, enable, delete, each followed by the page saying so.
+    let (s, body) = erin.post(&format!("/profile/access-keys/{key_id}/disable"), &[]).await;
+    assert!(s == 200 && body.contains("Access key disabled"), "{body}");
+    assert!(between(&body, &format!("<tr data-key=\"{key_id}\">"), "</tr>").contains("disabled"));
+    assert_eq!(ec2_describe(&app, &key_id, &secret).await, 401);
+    let (s, body) = erin.post(&format!("/profile/access-keys/{key_id}/enable"), &[]).await;
+    assert!(s == 200 && body.contains("Access key enabled"), "{body}");
+    assert_eq!(ec2_describe(&app, &key_id, &secret).await, 200);
+    let (s, _) = erin.post(&format!("/profile/access-keys/{key_id}/explode"), &[]).await;
+    assert_eq!(s, 404);
+    let (s, body) = erin.post(&format!("/profile/access-keys/{key_id}/delete"), &[]).await;
+    assert!(s == 200 && body.contains("Access key deleted") && !body.contains(&format!("data-key=\"{key_id}\"")), "{body}");
+    assert_eq!(ec2_describe(&app, &key_id, &secret).await, 401);
+    // The limit of active keys comes back as a message on the form.
+    for _ in 0..cloudbroker_core::access_keys::MAX_KEYS_PER_USER {
+        assert_eq!(erin.post("/profile/access-keys", &[]).await.0, 200);
+    }
+    let (s, body) = erin.post("/profile/access-keys", &[]).await;
+    assert!(s == 400 && body.contains("id=\"form-error\"") && body.contains("active access keys"), "{s} {body}");
+    assert_eq!(
+        app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().len(),
+        cloudbroker_core::access_keys::MAX_KEYS_PER_USER
+    );
+
+    // The default EC2 region: a bad name next to the field, kept, nothing stored.
+    let (s, body) = erin.post("/profile/default-region", &[("default_ec2_region", "no-such-cloud")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "&#x27;no-such-cloud&#x27; is not a connector instance"), "{body}");
+    assert!(body.contains("value=\"no-such-cloud\""), "{body}");
+    let stored = |app: &common::TestApp| {
+        let b = app.broker.clone();
+        async move { b.identity.get_user(&cloudbroker_core::Actor::system(), &"erin".parse().unwrap()).await.unwrap().default_ec2_region }
+    };
+    assert_eq!(stored(&app).await, None);
+    let (s, body) = erin.post("/profile/default-region", &[("default_ec2_region", "sb2")]).await;
+    assert!(s == 200 && body.contains("Default EC2 region set to sb2") && body.contains("value=\"sb2\""), "{body}");
+    assert_eq!(stored(&app).await.as_deref(), Some("sb2"));
+    let (s, _) = erin.post_raw("/profile/default-region", &[("default_ec2_region", "sb")]).await;
+    assert_eq!(s, 403);
+    assert_eq!(stored(&app).await.as_deref(), Some("sb2"));
+    let (s, body) = erin.post("/profile/default-region", &[("default_ec2_region", "")]).await;
+    assert!(s == 200 && body.contains("Default EC2 region cleared"), "{body}");
+    assert_eq!(stored(&app).await, None);
+});
+
+app_test!(registered_images_show_their_owner_to_admins_and_stay_private_in_the_launch_form, |app: common::TestApp| async move {
+    use cloudbroker_core::testing::{image, instance, user};
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "gina").await;
+    app.user(&admin, "hugo").await;
+    let gina = cloudbroker_core::Actor::new(user("gina"), false);
+    let v =
+        app.broker.provisioning.register_image(&gina, &instance("sb"), "ami-sandbox-debian-12", &image("gina-debian"), "").await.unwrap();
+    assert_eq!(v.owner, Some(user("gina")));
+    // The cloud must have the id.
+    let e = app.broker.provisioning.register_image(&gina, &instance("sb"), "ami-sandbox-nope", &image("gina-nope"), "").await.unwrap_err();
+    assert!(e.to_string().contains("ami-sandbox-nope"), "{e}");
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (_, body) = sup.get("/admin/images").await;
+    let row = between(&body, "<tr id=\"image-gina-debian\">", "</tr>");
+    assert!(row.contains("<td class=\"owner\">gina (private)</td>"), "{row}");
+    let g = Ui::sign_in(&app, "gina", "gina-password").await;
+    let (_, body) = g.get("/vms").await;
+    assert!(body.contains("<option value=\"gina-debian\""), "gina launches her own image");
+    let h = Ui::sign_in(&app, "hugo", "hugo-password").await;
+    let (_, body) = h.get("/vms").await;
+    assert!(!body.contains("gina-debian"), "hugo does not see gina's private image");
+    // Launching it by name as hugo: it does not exist for him.
+    let (s, body) = h
+        .post("/vms", &[("instance", "sb"), ("image", "gina-debian"), ("count", "1"), ("name", ""), ("instance_type", ""), ("tags", "")])
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(has_field_error(&body, "gina-debian"), "the image field says it: {body}");
+    assert_eq!(app.broker.provisioning.vm_counts(&cloudbroker_core::Actor::system(), Some(&user("hugo"))).await.unwrap().len(), 0);
+});

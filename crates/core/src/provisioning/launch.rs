@@ -35,6 +35,8 @@ pub struct LaunchSpec {
     pub tags: Tags,
     /// An SSH public key for this launch instead of the one in the user's profile.
     pub ssh_public_key: Option<String>,
+    /// The name of the user's key pair `ssh_public_key` came from (EC2's `KeyName`), recorded on the VMs.
+    pub key_name: Option<String>,
     /// Tags kept on the broker's records only, never put on the cloud: a
     /// client's own reserved tags (another broker chained in front of this
     /// one tags its VMs `cloudbroker:*`, which this broker uses on its cloud).
@@ -57,6 +59,7 @@ impl LaunchSpec {
             client_token: None,
             tags: Tags::default(),
             ssh_public_key: None,
+            key_name: None,
             client_tags: BTreeMap::new(),
         }
     }
@@ -108,10 +111,10 @@ impl Provisioning {
 
     /// The image a launch uses: a native image resolved for the instance, or a
     /// raw cloud id where `images.allow.raw` allows it.
-    async fn resolve_image(&self, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+    async fn resolve_image(&self, actor: &Actor, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         let allow_raw = self.registry.snapshot().system_bool("images.allow.raw");
         let native = match image.as_native() {
-            Some(n) => match self.images.resolve(&n, instance).await {
+            Some(n) => match self.images.resolve_for(actor, &n, instance).await {
                 Err(ServiceError::NotFound(_)) => None,
                 other => Some(other),
             },
@@ -155,7 +158,7 @@ impl Provisioning {
         let tags_json = serde_json::to_string(&record_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (connector, kind, values) = self.connector(&spec.instance)?;
         let snap = self.registry.snapshot();
-        let resolved = self.resolve_image(&spec.image, &spec.instance).await?;
+        let resolved = self.resolve_image(actor, &spec.image, &spec.instance).await?;
         let instance_type = spec
             .instance_type
             .clone()
@@ -184,6 +187,7 @@ impl Provisioning {
                 image_id: resolved.image_id.clone(),
                 instance_type: instance_type.clone(),
                 tags: tags_json.clone(),
+                key_name: spec.key_name.clone(),
             })
             .collect();
         let counted = VmStatus::quota_counted_names();

@@ -75,6 +75,8 @@ pub struct Vm {
     pub error: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub tags: Tags,
+    /// The user's key pair it was launched with (EC2's `KeyName`).
+    pub key_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -156,6 +158,30 @@ impl Provisioning {
         Ok(types)
     }
 
+    /// Registers a cloud image of `instance` as a native image (EC2's
+    /// `RegisterImage`): the cloud behind the instance must have it (its own
+    /// or a public image), seen with the caller's credentials. Owned by (and private to) the caller;
+    /// public when an admin registers it.
+    pub async fn register_image(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        cloud_image_id: &str,
+        name: &crate::domain::ImageName,
+        description: &str,
+    ) -> ServiceResult<crate::images::ImageView> {
+        let id = cloud_image_id.trim();
+        if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServiceError::invalid_field("image_id", "the cloud image id must be 1-255 printable characters without spaces"));
+        }
+        let (connector, _, _) = self.connector(instance)?;
+        let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
+        if connector.describe_image(&creds, id).await?.is_none() {
+            return Err(ServiceError::unresolved("image", format!("the cloud behind '{instance}' has no image '{id}'")));
+        }
+        self.images.register(actor, name, description, instance, id).await
+    }
+
     /// The broker id VMs are tagged with.
     pub fn broker_id(&self) -> &str {
         &self.broker_id
@@ -186,6 +212,7 @@ impl Provisioning {
             public_ip: r.public_ip,
             error: r.error,
             tags: Tags::from_stored(r.tags),
+            key_name: r.key_name,
             created_at: r.created_at,
             updated_at: r.updated_at,
             credential_id: CredentialId::from_stored(r.credential_id),

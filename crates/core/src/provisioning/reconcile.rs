@@ -236,6 +236,7 @@ impl Provisioning {
                 image_id: vm.image_id.clone(),
                 instance_type: vm.instance_type.clone(),
                 state: VmStatus::from(vm.state).as_str().to_string(),
+                key_name: None,
                 cloud_id: Some(vm.id.clone()),
                 private_ip: vm.private_ip.clone(),
                 public_ip: vm.public_ip.clone(),

@@ -1,9 +1,51 @@
-//! `DescribeImages`: the native images that resolve to a cloud image on the
-//! caller's region, under their stable `ami-` ids (see [`crate::ids`]).
+//! Images: `DescribeImages` (the native images that resolve to a cloud image
+//! on the caller's region, under their stable `ami-` ids, see
+//! [`crate::ids`]), `RegisterImage` and `DeregisterImage`.
+//!
+//! Owners: the broker's own images are public and owned by [`BROKER_OWNER`];
+//! an image a user registers is owned by them (`imageOwnerId` is their user
+//! name), private to them, and `Owner.N=self` selects it. An admin's
+//! registration makes a public image. Another user's private image does not
+//! exist for the caller (`InvalidAMIID.NotFound`), admins included: the EC2
+//! front acts as the signing user.
 
 use super::Ctx;
 use crate::error::Ec2Error;
-use crate::ids::image_id;
+use crate::ids::{image_id, shown};
+use cloudbroker_core::domain::ImageName;
+use cloudbroker_core::images::ImageView;
+use cloudbroker_core::ServiceError;
+
+/// The owner id of the broker's own (public) images in `DescribeImages`
+/// (`Owner.N=cloudbroker`; `amazon` is accepted as an alias).
+pub const BROKER_OWNER: &str = "cloudbroker";
+
+fn not_found(id: &str) -> Ec2Error {
+    Ec2Error::client("InvalidAMIID.NotFound", format!("The image id '[{}]' does not exist", shown(id)))
+}
+
+/// The image the caller sees under `ami`: public or their own.
+async fn visible_image(ctx: &Ctx<'_>, ami: &str) -> Result<ImageView, Ec2Error> {
+    let me = &ctx.caller.actor.name;
+    ctx.broker
+        .images
+        .list()
+        .await?
+        .into_iter()
+        .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == ami)
+        .ok_or_else(|| not_found(ami))
+}
+
+fn owner_matches(owners: &[String], img: &ImageView, ctx: &Ctx<'_>) -> bool {
+    let owner = img.owner.as_ref().map_or(BROKER_OWNER, |o| o.as_str());
+    owners.is_empty()
+        || owners.iter().any(|o| match o.as_str() {
+            "all" => true,
+            "self" => img.owner.as_ref() == Some(&ctx.caller.actor.name),
+            "amazon" | BROKER_OWNER => img.owner.is_none(),
+            other => other == owner,
+        })
+}
 
 pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
@@ -11,42 +53,46 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let owners = ctx.params.list("Owner")?;
     let filters = ctx.params.filters()?;
     for (name, _) in &filters {
-        if !matches!(name.as_str(), "name" | "image-id" | "state") {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", crate::ids::shown(name))));
+        if !matches!(name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
+            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(name))));
         }
     }
+    let me = &ctx.caller.actor.name;
     let mut rows = Vec::new();
-    // Native images belong to the broker ("cloudbroker"); none is the caller's own.
-    let owner_ok = owners.is_empty() || owners.iter().any(|o| o == "cloudbroker" || o == "amazon" || o == "all");
-    if owner_ok {
-        for img in ctx.broker.images.list().await? {
-            let Ok(resolved) = ctx.broker.images.resolve(&img.name, &instance).await else { continue };
-            let ami = image_id(img.name.as_str());
-            if !ids.is_empty() && !ids.contains(&ami) {
-                continue;
-            }
-            let matches = filters.iter().all(|(f, values)| match f.as_str() {
-                "name" => values.iter().any(|v| glob(v, img.name.as_str())),
-                "image-id" => values.contains(&ami),
-                _ => values.iter().any(|v| v == "available"),
-            });
-            if matches {
-                rows.push((ami, img, resolved));
-            }
+    for img in ctx.broker.images.list().await? {
+        if !img.owned_by_or_public(me) || !owner_matches(&owners, &img, ctx) {
+            continue;
+        }
+        let Ok(resolved) = ctx.broker.images.resolve(&img.name, &instance).await else { continue };
+        let ami = image_id(img.name.as_str());
+        if !ids.is_empty() && !ids.contains(&ami) {
+            continue;
+        }
+        let owner = img.owner.as_ref().map_or(BROKER_OWNER.to_string(), |o| o.to_string());
+        let public = if img.owner.is_none() { "true" } else { "false" };
+        let matches = filters.iter().all(|(f, values)| match f.as_str() {
+            "name" => values.iter().any(|v| glob(v, img.name.as_str())),
+            "image-id" => values.iter().any(|v| glob(v, &ami)),
+            "owner-id" => values.iter().any(|v| glob(v, &owner)),
+            "is-public" => values.iter().any(|v| v == public),
+            _ => values.iter().any(|v| v == "available"),
+        });
+        if matches {
+            rows.push((ami, img, resolved, owner, public));
         }
     }
-    if let Some(missing) = ids.iter().find(|id| !rows.iter().any(|(ami, _, _)| ami == *id)) {
-        return Err(Ec2Error::client("InvalidAMIID.NotFound", format!("The image id '[{}]' does not exist", crate::ids::shown(missing))));
+    if let Some(missing) = ids.iter().find(|id| !rows.iter().any(|(ami, ..)| ami == *id)) {
+        return Err(not_found(missing));
     }
     let (mut x, root) = ctx.doc("DescribeImages");
     x.open("imagesSet");
-    for (ami, img, resolved) in rows {
+    for (ami, img, resolved, owner, public) in rows {
         x.open("item")
             .leaf("imageId", &ami)
-            .leaf("imageLocation", &format!("cloudbroker/{}", img.name))
+            .leaf("imageLocation", &format!("{owner}/{}", img.name))
             .leaf("imageState", "available")
-            .leaf("imageOwnerId", "cloudbroker")
-            .leaf("isPublic", "true")
+            .leaf("imageOwnerId", &owner)
+            .leaf("isPublic", public)
             .leaf("architecture", "x86_64")
             .leaf("imageType", "machine")
             .leaf("name", img.name.as_str())
@@ -58,6 +104,54 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
             .close("item");
     }
     x.close("imagesSet");
+    Ok(x.finish(&root))
+}
+
+/// `RegisterImage`: `ImageLocation` is an image id of the cloud behind the
+/// region (it must exist there, seen with the caller's credentials); `Name`
+/// becomes the native image's name (lowercase letters, digits, `-`, `_`,
+/// `.`), `Description` its description. Answers the new `ami-` id.
+pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let instance = ctx.instance()?;
+    let location = ctx.params.required("ImageLocation")?;
+    let name = ctx.params.required("Name")?;
+    let name = ImageName::parse(name)
+        .map_err(|e| Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message)))?;
+    let description = ctx.params.get("Description").unwrap_or("");
+    match ctx.broker.provisioning.register_image(&ctx.caller.actor, &instance, location, &name, description).await {
+        Ok(_) => {}
+        Err(ServiceError::Conflict(_)) => {
+            return Err(Ec2Error::client("InvalidAMIName.Duplicate", format!("AMI name {name} is already in use")));
+        }
+        Err(ServiceError::Invalid { message, .. }) => return Err(Ec2Error::invalid(message)),
+        Err(e) => return Err(e.into()),
+    }
+    let (mut x, root) = ctx.doc("RegisterImage");
+    x.leaf("imageId", &image_id(name.as_str()));
+    Ok(x.finish(&root))
+}
+
+/// `DeregisterImage`: by the image's owner, or an admin (the broker's public
+/// images by an admin only). Refused with `DependencyViolation` while other
+/// images name it as their parent.
+pub async fn deregister_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
+    let ami = ctx.params.required("ImageId")?;
+    let img = visible_image(ctx, ami).await?;
+    match ctx.broker.images.deregister(&ctx.caller.actor, &img.name).await {
+        Ok(()) => {}
+        Err(ServiceError::Conflict(m)) => return Err(Ec2Error::client("DependencyViolation", m)),
+        Err(ServiceError::NotFound(_)) => return Err(not_found(ami)),
+        Err(ServiceError::Forbidden(_)) => {
+            return Err(Ec2Error::new(
+                403,
+                "UnauthorizedOperation",
+                format!("You are not authorized to deregister {}: it is one of the broker's public images", shown(ami)),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let (mut x, root) = ctx.doc("DeregisterImage");
+    x.leaf("return", "true");
     Ok(x.finish(&root))
 }
 

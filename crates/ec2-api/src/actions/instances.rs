@@ -67,6 +67,7 @@ fn instance_xml(x: &mut Xml, vm: &Vm) {
         .open("monitoring")
         .leaf("state", "disabled")
         .close("monitoring")
+        .opt("keyName", vm.key_name.as_deref())
         .opt("privateIpAddress", vm.private_ip.as_deref())
         .opt("ipAddress", vm.public_ip.as_deref())
         .leaf("architecture", "x86_64")
@@ -119,6 +120,7 @@ enum Filter {
     PublicIp(Vec<String>),
     PrivateIp(Vec<String>),
     Zone(Vec<String>),
+    KeyName(Vec<String>),
 }
 
 fn filters(ctx: &Ctx<'_>) -> Result<Vec<Filter>, Ec2Error> {
@@ -135,6 +137,7 @@ fn filters(ctx: &Ctx<'_>) -> Result<Vec<Filter>, Ec2Error> {
                 "ip-address" => Filter::PublicIp(values),
                 "private-ip-address" => Filter::PrivateIp(values),
                 "availability-zone" => Filter::Zone(values),
+                "key-name" => Filter::KeyName(values),
                 n if n.starts_with("tag:") && n.len() > 4 => Filter::Tag(n[4..].to_string(), values),
                 other => return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(other)))),
             })
@@ -164,6 +167,7 @@ fn matches(vm: &Vm, filters: &[Filter]) -> bool {
         Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| any(v, ip)),
         Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| any(v, ip)),
         Filter::Zone(v) => any(v, &format!("{}a", vm.instance)),
+        Filter::KeyName(v) => vm.key_name.as_deref().is_some_and(|k| any(v, k)),
     })
 }
 
@@ -274,7 +278,16 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         return Err(Ec2Error::invalid(format!("MinCount ({min}) is greater than MaxCount ({max})")));
     }
     // A native image under its ami- id, else a raw cloud image id (allowed or not by `images.allow.raw`).
-    let native = ctx.broker.images.list().await?.into_iter().find(|i| image_id(i.name.as_str()) == image).map(|i| i.name);
+    // Another user's private image does not exist for the caller.
+    let me = &ctx.caller.actor.name;
+    let native = ctx
+        .broker
+        .images
+        .list()
+        .await?
+        .into_iter()
+        .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == image)
+        .map(|i| i.name);
     let image_ref = match native {
         Some(n) => ImageRef::native(&n),
         None => ImageRef::parse(image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?,
@@ -289,7 +302,10 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     if let Some(k) = ctx.params.get("KeyName").filter(|k| !k.is_empty()) {
         let me = &ctx.caller.actor;
         match ctx.broker.identity.key_pair(me, &me.name, k).await {
-            Ok(pair) => spec.ssh_public_key = Some(pair.public_key),
+            Ok(pair) => {
+                spec.ssh_public_key = Some(pair.public_key);
+                spec.key_name = Some(pair.name);
+            }
             Err(ServiceError::NotFound(_)) => return Err(super::keypairs::not_found(k)),
             Err(e) => return Err(e.into()),
         }

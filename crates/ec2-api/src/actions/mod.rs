@@ -44,7 +44,7 @@ impl Ctx<'_> {
                 [only] => Ok(only.name.clone()),
                 _ => Err(Ec2Error::client(
                     "InvalidParameterValue",
-                    "this broker has several regions (connector instances): sign with SigV4 for one of them, or send SigV2 requests to /ec2/<instance>",
+                    "this broker has several regions (connector instances): sign with SigV4 for one of them, send SigV2 requests to /ec2/<instance>, or choose a default EC2 region on your profile",
                 )),
             },
         }

@@ -77,6 +77,7 @@ operations![
     users::list_user_tokens,
     users::revoke_user_token,
     users::set_ssh_key,
+    users::set_default_ec2_region,
     access_keys::create_access_key,
     access_keys::list_access_keys,
     access_keys::delete_access_key,

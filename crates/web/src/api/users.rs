@@ -185,3 +185,26 @@ pub(super) async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: we
     broker.identity.set_ssh_key(&a.0, &user_in_path(&user)?, body.ssh_public_key.as_deref()).await?;
     no_content()
 }
+
+/// `PUT /users/{user}/default-ec2-region`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DefaultEc2Region {
+    /// A connector instance of this broker (a region listed by the EC2 front's `DescribeRegions`); null or empty clears it.
+    default_ec2_region: Option<String>,
+}
+
+/// Sets or clears the user's default EC2 region (self or admin): the connector
+/// instance that SigV2 requests sent to plain `/ec2` act on.
+#[utoipa::path(put, path = "/api/v1/users/{user}/default-ec2-region", tag = "users", params(("user" = String, Path, description = "user name")),
+    request_body = DefaultEc2Region, responses((status = 204, description = "Set"),
+    (status = 400, description = "`invalid`: not a connector instance of this broker", body = super::doc::ErrorBody)))]
+pub(super) async fn set_default_ec2_region(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    user: web::Path<String>,
+    body: Body<DefaultEc2Region>,
+) -> ApiResult {
+    broker.set_default_ec2_region(&a.0, &user_in_path(&user)?, body.default_ec2_region.as_deref()).await?;
+    no_content()
+}

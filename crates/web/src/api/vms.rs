@@ -65,6 +65,7 @@ impl LaunchBody {
             client_token: self.client_token.as_deref().map(ClientToken::parse).transpose().map_err(|e| ApiError(e.into()))?,
             tags: parse(Tags::parse(self.tags.unwrap_or_default()))?,
             ssh_public_key: None,
+            key_name: None,
             client_tags: Default::default(),
         })
     }

@@ -31,6 +31,8 @@ struct ImageRow {
     os: String,
     parent: String,
     ids: String,
+    /// Who registered it through the EC2 front (private to them); empty for public images.
+    owner: String,
 }
 
 #[derive(Template)]
@@ -53,6 +55,7 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> Http
             description: i.description,
             os: i.os,
             parent: i.parent.map(|p| p.to_string()).unwrap_or_default(),
+            owner: i.owner.map(|o| o.to_string()).unwrap_or_default(),
         })
         .collect();
     html(StatusCode::OK, &ListPage { c: Chrome::new(&me, "admin/images", "Native images"), rows })

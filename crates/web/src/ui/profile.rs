@@ -1,6 +1,8 @@
 //! The dashboard and the profile: password (the current one required), SSH
-//! public key, API tokens (the secret shown once, on the page that created
-//! it, never again).
+//! public key, API tokens and EC2 API access keys (a secret shown once, on
+//! the page that created it, never again), and the default EC2 region that
+//! SigV2 clients use. Every action goes through the same core service as
+//! the JSON API's.
 
 use super::form::{friendly, when, FormErrors};
 use super::session::{csrf_ok, csrf_refused, SignedIn};
@@ -20,7 +22,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/profile/password", web::post().to(change_password))
         .route("/profile/ssh-key", web::post().to(set_ssh_key))
         .route("/profile/tokens", web::post().to(create_token))
-        .route("/profile/tokens/{id}/revoke", web::post().to(revoke_token));
+        .route("/profile/tokens/{id}/revoke", web::post().to(revoke_token))
+        .route("/profile/default-region", web::post().to(set_default_region))
+        .route("/profile/access-keys", web::post().to(create_access_key))
+        .route("/profile/access-keys/{id}/{op}", web::post().to(access_key_op));
 }
 
 /// One connector instance on the dashboard.
@@ -101,6 +106,20 @@ struct TokenRow {
     revoked: bool,
 }
 
+struct KeyRow {
+    id: String,
+    created: String,
+    last_used: String,
+    active: bool,
+}
+
+/// An access key just created: its secret, shown this once, with an awscli example.
+struct NewKey {
+    id: String,
+    secret: String,
+    example: String,
+}
+
 #[derive(Template)]
 #[template(path = "profile.html")]
 struct ProfilePage {
@@ -109,10 +128,16 @@ struct ProfilePage {
     tokens: Vec<TokenRow>,
     /// A token just created: its secret, shown this once.
     new_token: Option<String>,
+    access_keys: Vec<KeyRow>,
+    new_key: Option<NewKey>,
+    /// The connector instances (EC2 regions) to choose the default from.
+    regions: Vec<String>,
+    /// The default EC2 region chosen (or being submitted).
+    default_region: String,
     token_name: String,
     token_days: String,
     errors: FormErrors,
-    /// Which form `errors` belong to (`password`, `ssh`, `token`).
+    /// Which form `errors` belong to (`password`, `ssh`, `token`, `region`, `keys`).
     form: &'static str,
 }
 
@@ -146,6 +171,23 @@ async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpRespo
             revoked: t.revoked_at.is_some(),
         })
         .collect();
+    p.access_keys = broker
+        .vault
+        .list_access_keys(actor, &actor.name)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| KeyRow {
+            id: k.access_key_id,
+            created: when(&k.created_at),
+            last_used: k.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
+            active: k.state == "active",
+        })
+        .collect();
+    p.regions = broker.system.connectors(actor).into_iter().map(|i| i.name.to_string()).collect();
+    if p.form != "region" {
+        p.default_region = broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.default_ec2_region).unwrap_or_default();
+    }
     html(p.errors.status(), &p)
 }
 
@@ -155,6 +197,10 @@ fn blank(me: &SignedIn) -> ProfilePage {
         ssh_key: String::new(),
         tokens: vec![],
         new_token: None,
+        access_keys: vec![],
+        new_key: None,
+        regions: vec![],
+        default_region: String::new(),
         token_name: String::new(),
         token_days: "30".into(),
         errors: FormErrors::none(),
@@ -296,6 +342,99 @@ async fn revoke_token(
     };
     match broker.identity.revoke_token(&s.actor, &s.actor.name, &id).await {
         Ok(()) => redirect_with(&req, &broker, "/profile", "Token revoked"),
+        Err(e) => errors::service_error_page(&req, &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegionForm {
+    csrf: Option<String>,
+    default_ec2_region: String,
+}
+
+async fn set_default_region(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<RegionForm>) -> HttpResponse {
+    let s = &me.session;
+    if !csrf_ok(s, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let region = form.default_ec2_region.trim();
+    match broker.set_default_ec2_region(&s.actor, &s.actor.name, Some(region)).await {
+        Ok(()) if region.is_empty() => redirect_with(&req, &broker, "/profile", "Default EC2 region cleared"),
+        Ok(()) => redirect_with(&req, &broker, "/profile", &format!("Default EC2 region set to {region}")),
+        Err(e) => {
+            let mut p = blank(&me);
+            p.form = "region";
+            p.default_region = form.default_ec2_region.clone();
+            p.errors = FormErrors::from_service(&e, &["default_ec2_region"]);
+            render(&me, &broker, p).await
+        }
+    }
+}
+
+/// `scheme://host` of this broker as clients reach it (the configured public URL first).
+fn base_url(req: &HttpRequest, broker: &Broker) -> String {
+    match &broker.config.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+async fn create_access_key(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfOnly>) -> HttpResponse {
+    let s = &me.session;
+    if !csrf_ok(s, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let mut p = blank(&me);
+    p.form = "keys";
+    match broker.vault.create_access_key(&s.actor, &s.actor.name).await {
+        Ok((key, secret)) => {
+            let default = broker.identity.get_user(&s.actor, &s.actor.name).await.ok().and_then(|u| u.default_ec2_region);
+            let region = default
+                .or_else(|| broker.system.connectors(&s.actor).into_iter().next().map(|i| i.name.to_string()))
+                .unwrap_or_else(|| "REGION".into());
+            let example = format!(
+                "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {}/ec2 --region {region} ec2 describe-instances",
+                key.access_key_id,
+                secret.expose(),
+                base_url(&req, &broker)
+            );
+            p.form = "";
+            p.c.flash = Some("Access key created: copy its secret now, it is not shown again".into());
+            p.new_key = Some(NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
+            // Every page is sent `no-store` (see `html`): no cache keeps the secret.
+            render(&me, &broker, p).await
+        }
+        Err(e) => {
+            p.errors = FormErrors::from_service(&e, &[]);
+            render(&me, &broker, p).await
+        }
+    }
+}
+
+async fn access_key_op(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> HttpResponse {
+    let s = &me.session;
+    if !csrf_ok(s, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let (id, op) = path.into_inner();
+    let (actor, user) = (&s.actor, &s.actor.name);
+    let done = match op.as_str() {
+        "disable" => broker.vault.set_access_key_active(actor, user, &id, false).await.map(|_| "Access key disabled"),
+        "enable" => broker.vault.set_access_key_active(actor, user, &id, true).await.map(|_| "Access key enabled"),
+        "delete" => broker.vault.delete_access_key(actor, user, &id).await.map(|()| "Access key deleted"),
+        _ => return errors::error_page(Some(&req), actix_web::http::StatusCode::NOT_FOUND, "Not found", "No such action."),
+    };
+    match done {
+        Ok(msg) => redirect_with(&req, &broker, "/profile", msg),
         Err(e) => errors::service_error_page(&req, &e),
     }
 }

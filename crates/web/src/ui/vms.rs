@@ -144,6 +144,8 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let all = broker.images.list().await.unwrap_or_default();
     let images = all
         .iter()
+        // A launch acts as its user: only public images and the user's own registered ones.
+        .filter(|i| i.owned_by_or_public(&actor.name))
         .map(|i| {
             let label = if i.description.is_empty() { i.name.to_string() } else { format!("{} — {}", i.name, i.description) };
             (i.name.to_string(), label, default_types(&all, i, &instances))
