@@ -345,4 +345,55 @@ mod tests {
         assert!(!looks_like_key_id("AKIA/../x"));
         assert!(!looks_like_key_id("short"));
     }
+
+    fn holder() -> KeyHolder {
+        KeyHolder { actor: Actor::new(user_name("alice".into()), false), secret: SecretString::new("s3cret"), derived: Arc::default() }
+    }
+
+    #[test]
+    fn cached_holders_expire_and_are_forgotten_on_change() {
+        let cache = KeyCache::default();
+        let epoch = EPOCH.load(Ordering::SeqCst);
+        cache.put("AKIAAAAAAAAAAAAAAAAA", &holder(), epoch, None);
+        // Another test of this process may have bumped the epoch meanwhile; then nothing was cached.
+        if EPOCH.load(Ordering::SeqCst) == epoch {
+            assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_some());
+        }
+        // An entry older than the TTL is not answered (another replica's change is seen within it).
+        {
+            let mut g = cache.lock();
+            for c in g.keys.values_mut() {
+                c.fetched = Instant::now().checked_sub(KEY_CACHE_TTL).unwrap_or_else(Instant::now);
+            }
+        }
+        assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_none());
+        // A change forgets everything.
+        let epoch = EPOCH.load(Ordering::SeqCst);
+        cache.put("AKIABBBBBBBBBBBBBBBB", &holder(), epoch, None);
+        forget_cached_keys();
+        assert!(cache.get("AKIABBBBBBBBBBBBBBBB").is_none());
+        // A lookup that started before a change does not cache its answer.
+        cache.put("AKIACCCCCCCCCCCCCCCC", &holder(), epoch, None);
+        assert!(cache.get("AKIACCCCCCCCCCCCCCCC").is_none());
+    }
+
+    #[test]
+    fn derived_keys_are_computed_once_per_label() {
+        let h = holder();
+        let mut calls = 0;
+        let a = h.derived("aws4/20260101/sb/ec2", |s| {
+            calls += 1;
+            assert_eq!(s, "s3cret");
+            [1; 32]
+        });
+        let b = h.derived("aws4/20260101/sb/ec2", |_| {
+            calls += 1;
+            [2; 32]
+        });
+        assert_eq!((*a, *b, calls), ([1; 32], [1; 32], 1));
+        let c = h.derived("aws4/20260102/sb/ec2", |_| [3; 32]);
+        assert_eq!(*c, [3; 32]);
+        // Clones (what the cache hands out) share the derived keys.
+        assert_eq!(*h.clone().derived("aws4/20260102/sb/ec2", |_| [9; 32]), [3; 32]);
+    }
 }
