@@ -37,7 +37,7 @@ start_broker() {
   local dir="$1" db="${2:-}" port
   port=$(free_port)
   mkdir -p "$dir"
-  local env=(CLOUDBROKER_LISTEN="127.0.0.1:$port" CLOUDBROKER_DATA_DIR="$dir" CLOUDBROKER_CONNECTORS_DIR="$BENCH_DIR/connectors.d"
+  local env=(CLOUDBROKER_LISTEN="127.0.0.1:$port" CLOUDBROKER_DATA_DIR="$dir" CLOUDBROKER_CONNECTORS_DIR="${CONNECTORS_DIR:-$BENCH_DIR/connectors.d}"
     CLOUDBROKER_ADMIN_PASSWORD="$ADMIN_PW" CLOUDBROKER_RECONCILE_INTERVAL_SECS=86400 CLOUDBROKER_LOG_LEVEL=warn)
   [ -n "$db" ] && env+=(CLOUDBROKER_DATABASE_URL="$db")
   env "${env[@]}" "$BROKER_BIN" serve >"$dir/broker.log" 2>&1 &
@@ -78,7 +78,7 @@ seed() {
 # wrk_rps URL LUA [THREADS CONNS]: prints requests/s (and checks no errors / non-2xx).
 wrk_rps() {
   local url="$1" lua="$2" t="${3:-2}" c="${4:-4}" out
-  out=$(wrk -t"$t" -c"$c" -d"${WRK_SECS}s" -s "$lua" "$url" 2>&1)
+  out=$(wrk -t"$t" -c"$c" -d"${WRK_SECS}s" --timeout 10s -s "$lua" "$url" 2>&1)
   printf '%s\n' "$out" >> "$WORK/wrk.log"
   if printf '%s' "$out" | grep -q 'Non-2xx'; then log "non-2xx answers from $url: $(printf '%s' "$out" | grep Non-2xx)"; echo 0; return; fi
   printf '%s' "$out" | awk '/Requests\/sec/ {printf "%d\n", $2}'
@@ -135,6 +135,17 @@ static_lua() {
   local f="$WORK/static-$RANDOM.lua"
   sed "s|^wrk.path = .*|wrk.path = \"$1\"|" "$2" > "$f"
   echo "$f"
+}
+
+# start_moto: a fresh moto (EC2 only) on a free port; sets MOTO_URL, MOTO_PID.
+start_moto() {
+  local out="$WORK/moto-$RANDOM.out"
+  "$PY" "$REPO/scripts/moto_fault_server.py" --ec2-only > "$out" 2>"$out.err" &
+  MOTO_PID=$!
+  PIDS+=("$MOTO_PID")
+  local i
+  for i in $(seq 1 300); do grep -q READY "$out" 2>/dev/null && break; sleep 0.1; done
+  MOTO_URL="http://127.0.0.1:$(awk '/READY/ {print $2}' "$out")"
 }
 
 # ratio A B: A/B as a percentage with one decimal.
