@@ -59,9 +59,10 @@ stop_broker() {
   wait "$BROKER_PID" 2>/dev/null || true
 }
 
-# setup_user: creates user `bench`; sets TOKEN, AK, SK.
+# setup_user: creates user `bench`; sets ADMIN_TOKEN (super's), TOKEN, AK, SK.
 setup_user() {
-  curl -sf -u "super:$ADMIN_PW" -H 'content-type: application/json' \
+  ADMIN_TOKEN=$(curl -sf -u "super:$ADMIN_PW" -X POST "$BROKER_URL/api/v1/tokens" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
     -d "{\"name\":\"bench\",\"password\":\"$USER_PW\",\"admin\":false}" "$BROKER_URL/api/v1/users" >/dev/null
   TOKEN=$(curl -sf -u "bench:$USER_PW" -X POST "$BROKER_URL/api/v1/tokens" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   local keys
