@@ -98,8 +98,11 @@ pub fn forget_cached_keys() {
 pub struct KeyHolder {
     pub actor: Actor,
     pub secret: SecretString,
-    derived: Arc<Mutex<Vec<(String, Zeroizing<[u8; 32]>)>>>,
+    derived: Arc<Mutex<Vec<Derived>>>,
 }
+
+/// A key derived from a secret, with its label (e.g. `aws4/DATE/REGION/SERVICE`).
+type Derived = (String, Zeroizing<[u8; 32]>);
 
 impl KeyHolder {
     /// A key derived from the secret (a SigV4 signing key), computed by

@@ -125,7 +125,7 @@ async fn verify4(broker: &Broker, r: &Signed<'_>, auth: &sigv::ParsedAuthorizati
         };
         for payload in payloads {
             let req = SigV4Request::new(r.method, &path, r.query, headers, payload);
-            match sigv::verify_v4_with_signing_key(&req, auth, &*key) {
+            match sigv::verify_v4_with_signing_key(&req, auth, &key) {
                 Ok(()) => return done(broker, holder.actor, Some(auth.region.clone()), auth.access_key.clone()).await,
                 Err(SigError::SignatureMismatch { .. }) => continue,
                 Err(e) => return Err(malformed(e)),
