@@ -4,6 +4,16 @@
 //! need the plaintext) and bound to its owner like cloud credentials, so key
 //! rotation re-seals it too. A key is usable only while it is active and its
 //! owner is enabled; unknown and disabled keys look the same to a caller.
+//!
+//! Lookups go through a [`KeyCache`] (the EC2 front checks a key on every
+//! request). Its invariant: a cached answer is never older than
+//! [`KEY_CACHE_TTL`], and any change this process makes to a key (disable,
+//! enable, delete) or to its owner (disable, admin role) empties the cache
+//! before the change is reported done, so it takes effect at once on this
+//! replica and within [`KEY_CACHE_TTL`] on the others. Refusals (unknown or
+//! inactive keys) are never cached, so a new key works at once everywhere.
+//! A master-key rotation re-seals secrets but does not change them, so
+//! cached secrets stay right across it.
 
 use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -16,6 +26,11 @@ use cloudbroker_store::access_keys::ACCESS_KEY_SCOPE;
 use cloudbroker_store::credentials::{CredentialRow, NewCredential};
 use rand::Rng;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// Active keys a user may hold at once.
 pub const MAX_KEYS_PER_USER: usize = 5;
@@ -59,10 +74,130 @@ pub fn looks_like_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// How long another replica's change to a key or its owner may go unseen here.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Keys cached at most (a bound on memory, not a working-set guess).
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// Derived keys kept per access key (one per signing date, region and service).
+const DERIVED_MAX: usize = 8;
+
+/// Bumped by every change that can make a cached holder wrong, in any
+/// broker of this process; a cache seeing a new value forgets everything.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Forgets every cached access key in this process (called after a key's
+/// state or its owner's state or role changed).
+pub fn forget_cached_keys() {
+    EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
 /// Who an access key belongs to, and its secret (for signature checks only).
+#[derive(Clone)]
 pub struct KeyHolder {
     pub actor: Actor,
     pub secret: SecretString,
+    derived: Arc<Mutex<Vec<Derived>>>,
+}
+
+/// A key derived from a secret, with its label (e.g. `aws4/DATE/REGION/SERVICE`).
+type Derived = (String, Zeroizing<[u8; 32]>);
+
+impl KeyHolder {
+    /// A key derived from the secret (a SigV4 signing key), computed by
+    /// `derive` once per `label` while this holder stays cached.
+    pub fn derived(&self, label: &str, derive: impl FnOnce(&str) -> [u8; 32]) -> Zeroizing<[u8; 32]> {
+        let mut slots = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, k)) = slots.iter().find(|(l, _)| l == label) {
+            return k.clone();
+        }
+        let k = Zeroizing::new(derive(self.secret.expose()));
+        if slots.len() >= DERIVED_MAX {
+            slots.remove(0);
+        }
+        slots.push((label.to_string(), k.clone()));
+        k
+    }
+}
+
+struct Cached {
+    holder: KeyHolder,
+    fetched: Instant,
+    /// When this process last recorded the key's use (ms), to write it at most once a minute.
+    touched_ms: Option<i64>,
+}
+
+/// Active access keys recently looked up (see the module's invariant).
+#[derive(Default)]
+pub struct KeyCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    epoch: u64,
+    keys: HashMap<String, Cached>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = EPOCH.load(Ordering::SeqCst);
+        if g.epoch != now {
+            g.keys.clear();
+            g.epoch = now;
+        }
+        g
+    }
+
+    fn get(&self, key_id: &str) -> Option<KeyHolder> {
+        let mut g = self.lock();
+        match g.keys.get(key_id) {
+            Some(c) if c.fetched.elapsed() < KEY_CACHE_TTL => Some(c.holder.clone()),
+            Some(_) => {
+                g.keys.remove(key_id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Caches `holder` unless the cache was invalidated since `epoch` (when the lookup started).
+    fn put(&self, key_id: &str, holder: &KeyHolder, epoch: u64, touched_ms: Option<i64>) {
+        let mut g = self.lock();
+        if g.epoch != epoch {
+            return;
+        }
+        if g.keys.len() >= KEY_CACHE_MAX {
+            g.keys.retain(|_, c| c.fetched.elapsed() < KEY_CACHE_TTL);
+            if g.keys.len() >= KEY_CACHE_MAX {
+                g.keys.clear();
+            }
+        }
+        g.keys.insert(key_id.to_string(), Cached { holder: holder.clone(), fetched: Instant::now(), touched_ms });
+    }
+
+    /// Whether the key's use should be written now (at most once a minute per key).
+    fn should_touch(&self, key_id: &str, now_ms: i64) -> Option<bool> {
+        let mut g = self.lock();
+        let c = g.keys.get_mut(key_id)?;
+        if c.touched_ms.is_some_and(|t| now_ms - t <= 60_000) {
+            return Some(false);
+        }
+        c.touched_ms = Some(now_ms);
+        Some(true)
+    }
+
+    /// How many keys are cached (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().keys.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Vault {
@@ -125,7 +260,9 @@ impl Vault {
     pub async fn set_access_key_active(&self, actor: &Actor, user: &UserName, key_id: &str, active: bool) -> ServiceResult<AccessKey> {
         actor.require_self_or_admin(user)?;
         let state = if active { ACTIVE } else { DISABLED };
-        if !self.store.set_access_key_state(user.as_str(), key_id, state).await? {
+        let changed = self.store.set_access_key_state(user.as_str(), key_id, state).await?;
+        forget_cached_keys();
+        if !changed {
             return Err(Self::key_not_found(key_id));
         }
         self.store.audit(actor.name.as_str(), "access_key.state", &format!("{user}/{key_id}"), "ok", state).await?;
@@ -136,7 +273,9 @@ impl Vault {
     /// Deletes an access key (self or admin).
     pub async fn delete_access_key(&self, actor: &Actor, user: &UserName, key_id: &str) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
-        if !self.store.delete_access_key(user.as_str(), key_id).await? {
+        let deleted = self.store.delete_access_key(user.as_str(), key_id).await?;
+        forget_cached_keys();
+        if !deleted {
             return Err(Self::key_not_found(key_id));
         }
         self.store.audit(actor.name.as_str(), "access_key.delete", &format!("{user}/{key_id}"), "ok", "").await?;
@@ -145,11 +284,17 @@ impl Vault {
 
     /// The holder of an active access key of an enabled user, with the
     /// secret to check a signature against; `None` for anything else, the
-    /// same whatever the reason.
+    /// same whatever the reason. Answers from the [`KeyCache`] when it can.
     pub async fn access_key_holder(&self, key_id: &str) -> ServiceResult<Option<KeyHolder>> {
         if !looks_like_key_id(key_id) {
             return Ok(None);
         }
+        if let Some(h) = self.key_cache.get(key_id) {
+            return Ok(Some(h));
+        }
+        // Read the epoch before the database: a change made during the
+        // lookup bumps it, and the (possibly stale) answer is not cached.
+        let epoch = EPOCH.load(Ordering::SeqCst);
         let Some(row) = self.store.access_key(key_id).await? else { return Ok(None) };
         if row.status != ACTIVE {
             return Ok(None);
@@ -162,18 +307,32 @@ impl Vault {
             .with_keys(|k| k.open(&row.secret_sealed, &credential_aad(ACCESS_KEY_SCOPE, &row.owner, &row.instance, "secret_access_key")))?;
         let secret =
             SecretString::new(String::from_utf8(secret.to_vec()).map_err(|_| vault_err(crate::master_keys::VaultError::Malformed))?);
-        Ok(Some(KeyHolder { actor: Actor::new(user_name(user.name), user.is_admin), secret }))
+        let holder = KeyHolder { actor: Actor::new(user_name(user.name), user.is_admin), secret, derived: Arc::default() };
+        self.key_cache.put(key_id, &holder, epoch, row.checked_at.map(|t| t.timestamp_millis()));
+        Ok(Some(holder))
     }
 
-    /// Records that a key was used (at most once a minute per key is enough).
+    /// Records that a key was used (at most once a minute per key is
+    /// enough; a cached key knows when it was last recorded).
     pub async fn access_key_used(&self, key_id: &str) -> ServiceResult<()> {
         let now = cloudbroker_store::now_ms();
-        if let Some(row) = self.store.access_key(key_id).await? {
-            if row.checked_at.is_none_or(|t| now - t.timestamp_millis() > 60_000) {
-                self.store.touch_access_key(key_id, now).await?;
+        match self.key_cache.should_touch(key_id, now) {
+            Some(false) => Ok(()),
+            Some(true) => Ok(self.store.touch_access_key(key_id, now).await?),
+            None => {
+                if let Some(row) = self.store.access_key(key_id).await? {
+                    if row.checked_at.is_none_or(|t| now - t.timestamp_millis() > 60_000) {
+                        self.store.touch_access_key(key_id, now).await?;
+                    }
+                }
+                Ok(())
             }
         }
-        Ok(())
+    }
+
+    /// The access-key cache (for inspection in tests).
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.key_cache
     }
 }
 
@@ -189,5 +348,56 @@ mod tests {
         assert_ne!(a, new_key_id());
         assert!(!looks_like_key_id("AKIA/../x"));
         assert!(!looks_like_key_id("short"));
+    }
+
+    fn holder() -> KeyHolder {
+        KeyHolder { actor: Actor::new(user_name("alice".into()), false), secret: SecretString::new("s3cret"), derived: Arc::default() }
+    }
+
+    #[test]
+    fn cached_holders_expire_and_are_forgotten_on_change() {
+        let cache = KeyCache::default();
+        let epoch = EPOCH.load(Ordering::SeqCst);
+        cache.put("AKIAAAAAAAAAAAAAAAAA", &holder(), epoch, None);
+        // Another test of this process may have bumped the epoch meanwhile; then nothing was cached.
+        if EPOCH.load(Ordering::SeqCst) == epoch {
+            assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_some());
+        }
+        // An entry older than the TTL is not answered (another replica's change is seen within it).
+        {
+            let mut g = cache.lock();
+            for c in g.keys.values_mut() {
+                c.fetched = Instant::now().checked_sub(KEY_CACHE_TTL).unwrap_or_else(Instant::now);
+            }
+        }
+        assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_none());
+        // A change forgets everything.
+        let epoch = EPOCH.load(Ordering::SeqCst);
+        cache.put("AKIABBBBBBBBBBBBBBBB", &holder(), epoch, None);
+        forget_cached_keys();
+        assert!(cache.get("AKIABBBBBBBBBBBBBBBB").is_none());
+        // A lookup that started before a change does not cache its answer.
+        cache.put("AKIACCCCCCCCCCCCCCCC", &holder(), epoch, None);
+        assert!(cache.get("AKIACCCCCCCCCCCCCCCC").is_none());
+    }
+
+    #[test]
+    fn derived_keys_are_computed_once_per_label() {
+        let h = holder();
+        let mut calls = 0;
+        let a = h.derived("aws4/20260101/sb/ec2", |s| {
+            calls += 1;
+            assert_eq!(s, "s3cret");
+            [1; 32]
+        });
+        let b = h.derived("aws4/20260101/sb/ec2", |_| {
+            calls += 1;
+            [2; 32]
+        });
+        assert_eq!((*a, *b, calls), ([1; 32], [1; 32], 1));
+        let c = h.derived("aws4/20260102/sb/ec2", |_| [3; 32]);
+        assert_eq!(*c, [3; 32]);
+        // Clones (what the cache hands out) share the derived keys.
+        assert_eq!(*h.clone().derived("aws4/20260102/sb/ec2", |_| [9; 32]), [3; 32]);
     }
 }

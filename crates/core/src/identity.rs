@@ -450,6 +450,8 @@ impl Identity {
             return Err(ServiceError::Conflict("super is always an admin".into()));
         }
         self.store.set_admin(name.as_str(), is_admin).await?;
+        // Cached EC2 access keys carry the owner's role: forget them now.
+        crate::access_keys::forget_cached_keys();
         self.store.audit(actor.name.as_str(), "user.role", name.as_str(), "ok", if is_admin { "admin" } else { "user" }).await?;
         Ok(())
     }
@@ -547,7 +549,10 @@ impl Identity {
         if disabled && (name.as_str() == SUPER_USER || name == &actor.name) {
             return Err(ServiceError::invalid_field("user", format!("'{name}' cannot be disabled (super, or yourself)")));
         }
-        if !self.store.set_user_disabled(name.as_str(), disabled).await? {
+        let changed = self.store.set_user_disabled(name.as_str(), disabled).await?;
+        // Cached EC2 access keys carry the owner's state: forget them now.
+        crate::access_keys::forget_cached_keys();
+        if !changed {
             return Err(ServiceError::NotFound(Resource::User(name.clone())));
         }
         let mut detail = String::new();

@@ -86,6 +86,8 @@ pub struct Vault {
     /// another process still sealing with it (a replica that has not re-read
     /// the file yet) writes nothing the file cannot open.
     pub retired_key_grace: std::time::Duration,
+    /// Active EC2 access keys recently checked (see `access_keys`).
+    pub(crate) key_cache: crate::access_keys::KeyCache,
 }
 
 /// What a key rotation did.
@@ -185,7 +187,7 @@ impl Vault {
                 })?;
             }
         }
-        Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE })
+        Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE, key_cache: Default::default() })
     }
 
     pub(crate) fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {

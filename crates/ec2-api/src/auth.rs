@@ -5,6 +5,11 @@
 //! stale or malformed request costs no key lookup; then the key, then a
 //! constant-time comparison (in `cloudbroker-sigv`). An unknown key, a
 //! disabled key or user, and a wrong signature give the same `AuthFailure`.
+//!
+//! Every request is verified in full. What is cached is only what does not
+//! depend on the request: the key's holder (in the vault's access-key cache,
+//! which forgets a disabled or deleted key at once) and, with it, the SigV4
+//! signing key per (date, region, service).
 
 use crate::error::Ec2Error;
 use chrono::{DateTime, Utc};
@@ -103,15 +108,24 @@ pub async fn authenticate(broker: &Broker, r: &Signed<'_>, now: DateTime<Utc>) -
 
 async fn verify4(broker: &Broker, r: &Signed<'_>, auth: &sigv::ParsedAuthorization, payloads: &[&str]) -> Result<Caller, Ec2Error> {
     let holder = broker.vault.access_key_holder(&auth.access_key).await?.ok_or_else(Ec2Error::auth_failure)?;
-    for (host, path) in views(broker, r) {
-        let headers: Vec<(String, String)> = r
-            .headers
-            .iter()
-            .map(|(k, v)| if k.eq_ignore_ascii_case("host") { (k.clone(), host.clone()) } else { (k.clone(), v.clone()) })
-            .collect();
+    let label = format!("aws4/{}/{}/{}", auth.date, auth.region, auth.service);
+    let key = holder.derived(&label, |secret| sigv::signing_key(secret, &auth.date, &auth.region, &auth.service));
+    for (i, (host, path)) in views(broker, r).into_iter().enumerate() {
+        // The request as received is checked with its own headers; a proxy's view with its host.
+        let rewritten: Vec<(String, String)>;
+        let headers = if i == 0 {
+            r.headers
+        } else {
+            rewritten = r
+                .headers
+                .iter()
+                .map(|(k, v)| if k.eq_ignore_ascii_case("host") { (k.clone(), host.clone()) } else { (k.clone(), v.clone()) })
+                .collect();
+            &rewritten
+        };
         for payload in payloads {
-            let req = SigV4Request::new(r.method, &path, r.query, &headers, payload);
-            match sigv::verify_v4(&req, auth, holder.secret.expose()) {
+            let req = SigV4Request::new(r.method, &path, r.query, headers, payload);
+            match sigv::verify_v4_with_signing_key(&req, auth, &key) {
                 Ok(()) => return done(broker, holder.actor, Some(auth.region.clone()), auth.access_key.clone()).await,
                 Err(SigError::SignatureMismatch { .. }) => continue,
                 Err(e) => return Err(malformed(e)),

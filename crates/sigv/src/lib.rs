@@ -76,6 +76,6 @@ pub use v2::{
 pub use v4::{
     canonical_headers, canonical_query_string, canonical_request, canonical_uri, check_clock_skew, credential_scope, format_amz_date,
     parse_amz_date, parse_authorization_header, parse_presigned_query, presign_v4, sign_v4_headers, signature, signing_key, string_to_sign,
-    verify_v4, ParsedAuthorization, PathOptions, PresignedQuery, SigV4Request, SigningParams, ALGORITHM_V4, EMPTY_PAYLOAD_SHA256,
-    MAX_CLOCK_SKEW_SECS, MAX_PRESIGN_EXPIRES_SECS, SCOPE_TERMINATOR, UNSIGNED_PAYLOAD,
+    verify_v4, verify_v4_with_signing_key, ParsedAuthorization, PathOptions, PresignedQuery, SigV4Request, SigningParams, ALGORITHM_V4,
+    EMPTY_PAYLOAD_SHA256, MAX_CLOCK_SKEW_SECS, MAX_PRESIGN_EXPIRES_SECS, SCOPE_TERMINATOR, UNSIGNED_PAYLOAD,
 };

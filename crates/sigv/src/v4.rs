@@ -738,6 +738,16 @@ pub fn parse_presigned_query(query: &[(String, String)]) -> Result<PresignedQuer
 /// [`SigError::ScopeDateMismatch`], [`SigError::InvalidRequest`] when the
 /// request cannot be verified at all.
 pub fn verify_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, secret: &str) -> Result<(), SigError> {
+    verify_v4_with_signing_key(req, auth, &signing_key(secret, &auth.date, &auth.region, &auth.service))
+}
+
+/// [`verify_v4`] with the signing key already derived (by [`signing_key`]
+/// from the secret and the scope's date, region and service), so a server
+/// may cache it per (key, date, region, service). Every check is the same.
+///
+/// # Errors
+/// As [`verify_v4`].
+pub fn verify_v4_with_signing_key(req: &SigV4Request<'_>, auth: &ParsedAuthorization, key: &[u8; 32]) -> Result<(), SigError> {
     let is_signed = |name: &str| auth.signed_headers.iter().any(|h| h == name);
     if !is_signed("host") {
         return Err(SigError::UnsignedHeader("host".into()));
@@ -777,8 +787,7 @@ pub fn verify_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, secret: &st
 
     let creq = canonical_request(&SigV4Request { query: &query, headers: &headers, ..*req });
     let sts = string_to_sign(amz_date, &auth.scope(), &creq);
-    let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
-    let expected = signature(&key, &sts);
+    let expected = signature(key, &sts);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
         Ok(())
     } else {

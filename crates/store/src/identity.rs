@@ -70,6 +70,9 @@ fn token(t: TokenTuple) -> TokenRow {
 }
 
 const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_at, disabled_at, default_ec2_region";
+/// A token's `last_used_at` is exact to this much (ms).
+pub const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+
 const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at";
 
 impl Store {
@@ -240,7 +243,8 @@ impl Store {
         Ok(r.map(token))
     }
 
-    /// The live (unrevoked, unexpired) token with this hash, marked as used.
+    /// The live (unrevoked, unexpired) token with this hash, marked as used
+    /// (to within [`TOKEN_USE_RESOLUTION_MS`]).
     pub async fn use_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let now = now_ms();
         let r: Option<TokenTuple> = sqlx::query_as(&format!(
@@ -250,7 +254,9 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        if let Some(t) = &r {
+        // Recording the use is a write: at most once a minute per token, so
+        // that reads (every API request) do not queue on the database's writer.
+        if let Some(t) = r.as_ref().filter(|t| t.6.is_none_or(|last| now - last > TOKEN_USE_RESOLUTION_MS)) {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(now).bind(&t.0).execute(self.pool()).await?;
         }
         Ok(r.map(token))

@@ -1,0 +1,156 @@
+# shellcheck shell=bash
+# Shared helpers of bench/run: start and stop a release broker on a free
+# loopback port, create the bench user with a token and an access key, seed
+# VM rows (through cloudbroker-bench-seed, i.e. the broker's own store code),
+# run wrk and read its figures, serve identical bytes with nginx.
+# Every process started here is recorded and stopped by its pid on exit.
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cloudbroker-target}"
+BROKER_BIN="${BROKER_BIN:-$CARGO_TARGET_DIR/release/cloudbroker}"
+SEED_BIN="${SEED_BIN:-$CARGO_TARGET_DIR/release/cloudbroker-bench-seed}"
+PY="$REPO/.venv/bin/python"
+WORK="${BENCH_WORK:-$(mktemp -d /tmp/cloudbroker-bench.XXXXXX)}"
+RESULTS="$WORK/results.tsv"
+ADMIN_PW="bench-admin-password-$$"
+USER_PW="bench-user-password-$$"
+WRK_SECS="${WRK_SECS:-10}"
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# record NAME FIGURE REFERENCE RATIO GOAL MET  (one row of the final table)
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
+
+# start_broker DIR [DATABASE_URL]: sets BROKER_URL, BROKER_PID.
+start_broker() {
+  local dir="$1" db="${2:-}" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  local env=(CLOUDBROKER_LISTEN="127.0.0.1:$port" CLOUDBROKER_DATA_DIR="$dir" CLOUDBROKER_CONNECTORS_DIR="${CONNECTORS_DIR:-$BENCH_DIR/connectors.d}"
+    CLOUDBROKER_ADMIN_PASSWORD="$ADMIN_PW" CLOUDBROKER_RECONCILE_INTERVAL_SECS=86400 CLOUDBROKER_LOG_LEVEL=warn)
+  [ -n "$db" ] && env+=(CLOUDBROKER_DATABASE_URL="$db")
+  env "${env[@]}" "$BROKER_BIN" serve >"$dir/broker.log" 2>&1 &
+  BROKER_PID=$!
+  PIDS+=("$BROKER_PID")
+  BROKER_URL="http://127.0.0.1:$port"
+  BROKER_DB="${db:-sqlite://$dir/cloudbroker.db}"
+  local i
+  for i in $(seq 1 3000); do
+    curl -sf "$BROKER_URL/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$BROKER_PID" 2>/dev/null || { cat "$dir/broker.log" >&2; return 1; }
+    sleep 0.01
+  done
+  log "broker did not become ready"; return 1
+}
+
+stop_broker() {
+  kill "$BROKER_PID" 2>/dev/null || true
+  wait "$BROKER_PID" 2>/dev/null || true
+}
+
+# setup_user: creates user `bench`; sets ADMIN_TOKEN (super's), TOKEN, AK, SK.
+setup_user() {
+  ADMIN_TOKEN=$(curl -sf -u "super:$ADMIN_PW" -X POST "$BROKER_URL/api/v1/tokens" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+    -d "{\"name\":\"bench\",\"password\":\"$USER_PW\",\"admin\":false}" "$BROKER_URL/api/v1/users" >/dev/null
+  TOKEN=$(curl -sf -u "bench:$USER_PW" -X POST "$BROKER_URL/api/v1/tokens" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  local keys
+  keys=$(curl -sf -H "Authorization: Bearer $TOKEN" -X POST "$BROKER_URL/api/v1/users/bench/access-keys")
+  AK=$(printf '%s' "$keys" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_key_id"])')
+  SK=$(printf '%s' "$keys" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["secret_access_key"])')
+}
+
+# seed ROWS LIVE: VM rows into the running broker's database.
+seed() {
+  "$SEED_BIN" --database-url "$BROKER_DB" --user bench --instance bench --rows "$1" --live "$2" --other-users 100 --terminated-pct 90 >&2
+}
+
+# wrk_rps URL LUA [THREADS CONNS]: prints requests/s (and checks no errors / non-2xx).
+wrk_rps() {
+  local url="$1" lua="$2" t="${3:-2}" c="${4:-4}" out
+  out=$(wrk -t"$t" -c"$c" -d"${WRK_SECS}s" --timeout 10s -s "$lua" "$url" 2>&1)
+  printf '%s\n' "$out" >> "$WORK/wrk.log"
+  if printf '%s' "$out" | grep -q 'Non-2xx'; then log "non-2xx answers from $url: $(printf '%s' "$out" | grep Non-2xx)"; echo 0; return; fi
+  printf '%s' "$out" | awk '/Requests\/sec/ {printf "%d\n", $2}'
+}
+
+# wrk_latency URL LUA: prints "p50_ms p99_ms" for one connection, sequential requests.
+wrk_latency() {
+  local out
+  out=$(wrk -t1 -c1 -d"${WRK_SECS}s" --latency -s "$2" "$1" 2>&1)
+  printf '%s\n' "$out" >> "$WORK/wrk.log"
+  printf '%s' "$out" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} END {printf "%.3f %.3f\n", p50, p99}'
+}
+
+# bearer_lua PATH: a wrk script sending GET PATH with the bench token.
+bearer_lua() {
+  local f="$WORK/bearer-$RANDOM.lua"
+  printf 'wrk.method = "GET"\nwrk.path = "%s"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$1" "$TOKEN" > "$f"
+  echo "$f"
+}
+
+# start_nginx: serves $WORK/static on a free port; sets NGINX_URL.
+start_nginx() {
+  local port; port=$(free_port)
+  mkdir -p "$WORK/nginx" "$WORK/static"
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  types { text/xml xml; application/json json; }
+  server {
+    listen 127.0.0.1:$port;
+    root $WORK/static;
+  }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  NGINX_URL="http://127.0.0.1:$port"
+  local i
+  for i in $(seq 1 100); do curl -s -o /dev/null "$NGINX_URL/" && return 0; sleep 0.05; done
+  return 1
+}
+
+# static_lua PATH LUA_OF_BROKER: the same headers as a broker script, another path.
+static_lua() {
+  local f="$WORK/static-$RANDOM.lua"
+  sed "s|^wrk.path = .*|wrk.path = \"$1\"|" "$2" > "$f"
+  echo "$f"
+}
+
+# start_moto: a fresh moto (EC2 only) on a free port; sets MOTO_URL, MOTO_PID.
+start_moto() {
+  local out="$WORK/moto-$RANDOM.out"
+  "$PY" "$REPO/scripts/moto_fault_server.py" --ec2-only > "$out" 2>"$out.err" &
+  MOTO_PID=$!
+  PIDS+=("$MOTO_PID")
+  local i
+  for i in $(seq 1 300); do grep -q READY "$out" 2>/dev/null && break; sleep 0.1; done
+  MOTO_URL="http://127.0.0.1:$(awk '/READY/ {print $2}' "$out")"
+}
+
+# ratio A B: A/B as a percentage with one decimal.
+pct() { "$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{100*a/b:.1f}%' if b else 'n/a')" "$1" "$2"; }
+ratio() { "$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
+# met VALUE OP GOAL
+met() { "$PY" -c "import sys; v,op,g=float(sys.argv[1]),sys.argv[2],float(sys.argv[3]); print('yes' if (v>=g if op=='>=' else v<=g) else 'NO')" "$1" "$2" "$3"; }

@@ -1,0 +1,163 @@
+//! Seeds a broker database with VM rows for the benchmarks in `bench/`,
+//! through `cloudbroker-store` (the broker's own schema and insert code, so
+//! the seed cannot drift from what the broker writes). Never used by the
+//! broker itself. The invariant: after a run, the database holds exactly
+//! `--rows` VM rows more than before, `--live` of them live (`running`) and
+//! owned by `--user` on `--instance`, the rest spread over `--other-users`
+//! users, `--terminated-pct` percent of all rows terminated.
+//!
+//! ```text
+//! cloudbroker-bench-seed --database-url URL --user bench --instance bench \
+//!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90]
+//! ```
+
+use cloudbroker_store::vms::VmRow;
+use cloudbroker_store::Store;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+struct Args {
+    url: String,
+    user: String,
+    instance: String,
+    rows: u64,
+    live: u64,
+    other_users: u64,
+    terminated_pct: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        url: String::new(),
+        user: "bench".into(),
+        instance: "bench".into(),
+        rows: 10_000,
+        live: 100,
+        other_users: 100,
+        terminated_pct: 90,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag}: missing value"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: '{v}' is not a non-negative integer"));
+        match flag.as_str() {
+            "--database-url" => a.url = value,
+            "--user" => a.user = value,
+            "--instance" => a.instance = value,
+            "--rows" => a.rows = num(&value)?,
+            "--live" => a.live = num(&value)?,
+            "--other-users" => a.other_users = num(&value)?.max(1),
+            "--terminated-pct" => a.terminated_pct = num(&value)?.min(100),
+            other => return Err(format!("unknown flag '{other}'")),
+        }
+    }
+    if a.url.is_empty() {
+        return Err("--database-url is required".into());
+    }
+    if a.live > a.rows {
+        return Err(format!("--live ({}) is more than --rows ({})", a.live, a.rows));
+    }
+    Ok(a)
+}
+
+fn row(user: &str, instance: &str, state: &str, n: u64) -> VmRow {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut tags = BTreeMap::new();
+    tags.insert("bench".to_string(), format!("row-{n}"));
+    let now = chrono_now();
+    VmRow {
+        id: format!("vm-{}", &id[..17]),
+        launch_id: uuid::Uuid::new_v4().simple().to_string(),
+        launch_index: 0,
+        user: user.to_string(),
+        instance: instance.to_string(),
+        credential_id: String::new(),
+        client_token: format!("seed-{id}"),
+        name: format!("seed-{n}"),
+        image: "ubuntu-22.04".into(),
+        image_id: "sandbox-ubuntu-22.04".into(),
+        instance_type: "small".into(),
+        state: state.to_string(),
+        cloud_id: Some(format!("i-{}", &id[..17])),
+        private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
+        public_ip: None,
+        key_name: None,
+        error: None,
+        tags,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    cloudbroker_store::ms_to_time(cloudbroker_store::now_ms())
+}
+
+async fn seed(a: &Args) -> Result<(), String> {
+    let store = Store::open(&a.url).await.map_err(|e| e.to_string())?;
+    let others: Vec<String> = (0..a.other_users).map(|i| format!("seed-user-{i:04}")).collect();
+    for name in std::iter::once(&a.user).chain(others.iter()) {
+        if store.get_user(name).await.map_err(|e| e.to_string())?.is_none() {
+            // "!" is no Argon2 hash: seeded users cannot sign in.
+            store.create_user(name, "!", false).await.map_err(|e| e.to_string())?;
+        }
+    }
+    let terminated = a.rows * a.terminated_pct / 100;
+    let rest = a.rows - a.live;
+    let concurrency = match store.backend() {
+        cloudbroker_store::Backend::Sqlite => 1,
+        cloudbroker_store::Backend::Postgres => 8,
+    };
+    let specs: Vec<(String, &str, u64)> = (0..a.rows)
+        .map(|n| {
+            if n < a.live {
+                (a.user.clone(), "running", n)
+            } else {
+                let k = n - a.live;
+                // Terminated rows first (up to the share asked for), then live ones of other users.
+                let state = if k < terminated.min(rest) { "terminated" } else { "running" };
+                (others[(k as usize) % others.len()].clone(), state, n)
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let inserted: Vec<bool> = stream::iter(specs)
+        .map(|(user, state, n)| {
+            let store = &store;
+            let instance = a.instance.as_str();
+            async move { store.insert_adopted_vm(&row(&user, instance, state, n)).await.map_err(|e| e.to_string()) }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    let fresh = inserted.iter().filter(|b| **b).count();
+    println!(
+        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users) in {:.1} s",
+        a.live,
+        a.user,
+        a.instance,
+        others.len(),
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cloudbroker-bench-seed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match seed(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cloudbroker-bench-seed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
