@@ -156,6 +156,13 @@ impl Provisioning {
         let mut record_tags = spec.tags.as_map().clone();
         record_tags.extend(spec.client_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         let tags_json = serde_json::to_string(&record_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // Another replica may have changed the configuration (`quota.enable`,
+        // an instance's quota) since this one last polled: a launch never
+        // goes by a stale switch. One small query; a reload only on change.
+        self.registry.reload_if_changed().await.map_err(|e| match e {
+            crate::registry::RegistryError::Store(s) => ServiceError::from(s),
+            other => ServiceError::Internal(format!("configuration: {other}")),
+        })?;
         let (connector, kind, values) = self.connector(&spec.instance)?;
         let snap = self.registry.snapshot();
         let resolved = self.resolve_image(actor, &spec.image, &spec.instance).await?;
