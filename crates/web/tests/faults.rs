@@ -145,6 +145,57 @@ async fn launches_into_a_faulty_cloud(db_url: Option<String>) {
     app.stop().await;
 }
 
+/// A reconcile pass works on several (instance, credential) groups at once:
+/// with the cloud's listings slowed down, more than one is in the cloud at
+/// the same moment, and the pass still reports every group.
+async fn reconcile_groups_run_at_once(db_url: Option<String>) {
+    let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/aws.conf"),
+        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.max.iaas.workers = 8\n", moto.endpoint()),
+    )
+    .unwrap();
+    let app = TestApp::start(db_url, dir).await.unwrap();
+    let admin = app.token("super", SUPER_PW).await;
+    let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    for i in 0..4 {
+        let name = format!("user{i}");
+        let t = app.user(&admin, &name).await;
+        let creds = json!({"access_key_id": format!("AKIAGROUP{i:011}"), "secret_access_key": format!("group-secret-{i}")});
+        assert_eq!(app.call(Method::PUT, &format!("/api/v1/users/{name}/credentials/aws"), &t, Some(creds)).await.0, 200);
+        let (s, b) = app.call(Method::POST, "/api/v1/vms", &t, Some(json!({"instance": "aws", "image": "ubuntu"}))).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    moto.reset().await;
+    moto.set_faults(json!({"delay_ms": 400, "delay_actions": ["DescribeInstances"]})).await;
+    let (s, r) = app.call(Method::POST, "/api/v1/reconcile", &admin, None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!((r["groups"].as_u64(), r["errors"].as_array().map(Vec::len)), (Some(4), Some(0)), "{r}");
+    let stats = moto.stats().await;
+    moto.set_faults(json!({})).await;
+    assert!(stats["actions"]["DescribeInstances"].as_u64().unwrap() >= 4, "{stats}");
+    assert!(stats["peak_in_flight"].as_u64().unwrap() >= 2, "the groups were listed one after another: {stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcile_groups_at_once_sqlite() {
+    reconcile_groups_run_at_once(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcile_groups_at_once_postgres() {
+    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
+        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
+        return;
+    };
+    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    reconcile_groups_run_at_once(Some(url)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite() {
     launches_into_a_faulty_cloud(None).await;

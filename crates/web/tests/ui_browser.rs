@@ -165,9 +165,22 @@ impl Browser {
         self.shot(name).await;
     }
 
+    /// The element `css` selects, waiting (up to 15 s) for a page that is
+    /// still loading after a click on a busy machine.
     async fn find(&self, css: &str) -> String {
-        let v = self.post("/element", json!({"using": "css selector", "value": css})).await;
-        v[ELEMENT].as_str().unwrap().to_string()
+        let url = format!("{}/session/{}/element", self._driver.url, self.session);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let v: Value =
+                self.http.post(&url).json(&json!({"using": "css selector", "value": css})).send().await.unwrap().json().await.unwrap();
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("WebDriver /element {css}: {}", v["value"]);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn count(&self, css: &str) -> usize {

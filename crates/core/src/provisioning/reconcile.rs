@@ -13,15 +13,19 @@
 
 use super::{Provisioning, Vm};
 use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
-use crate::error::ServiceResult;
+use crate::error::{ServiceError, ServiceResult};
 use crate::identity::Actor;
 use cloudbroker_connector_api::model::tags;
 use cloudbroker_connector_api::{Connector, ConnectorError, Credentials, DescribeFilter, VmState};
 use cloudbroker_store::now_ms;
 use cloudbroker_store::vms::VmRow;
+use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+/// Reconcile groups (connector instance, credential) worked on at once.
+const GROUPS_AT_ONCE: usize = 4;
 
 /// What a reconciliation pass did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -48,6 +52,20 @@ impl ReconcileReport {
     /// Whether the pass changed anything or met errors (worth a log line).
     pub fn is_eventful(&self) -> bool {
         self.updated + self.adopted + self.vanished + self.failed_launches > 0 || !self.errors.is_empty()
+    }
+
+    /// Adds up the report of another group.
+    fn absorb(&mut self, o: ReconcileReport) {
+        self.groups += o.groups;
+        self.skipped_locked += o.skipped_locked;
+        self.updated += o.updated;
+        self.adopted += o.adopted;
+        self.vanished += o.vanished;
+        self.failed_launches += o.failed_launches;
+        self.refused += o.refused;
+        self.untagged += o.untagged;
+        self.unconfirmed += o.unconfirmed;
+        self.errors.extend(o.errors);
     }
 }
 
@@ -99,25 +117,34 @@ impl Provisioning {
                 rows.iter().any(|r| VmStatus::parse(&r.state).is_ok_and(|s| s == VmStatus::Requested || s.is_transitional()))
             });
         }
-        for ((instance, cred), rows) in groups {
-            report.groups += 1;
+        // Groups (one per connector instance and credential) are independent:
+        // each holds its own lease and its calls go through its instance's
+        // call gate (`max.iaas.workers`), so a few run at once and a slow
+        // cloud account does not hold up the others.
+        let jobs = groups.into_iter().map(|((instance, cred), rows)| async move {
+            let mut part = ReconcileReport { groups: 1, ..ReconcileReport::default() };
             let lease = format!("reconcile:{instance}:{cred}");
             if !self.store.try_lease(&lease, holder, ttl.as_millis() as i64).await? {
-                report.skipped_locked += 1;
-                continue;
+                part.skipped_locked += 1;
+                return Ok::<_, ServiceError>(part);
             }
             let vms = match self.vms(rows) {
                 Ok(v) => v,
                 Err(e) => {
-                    report.errors.push(format!("{instance}: {e}"));
-                    continue;
+                    part.errors.push(format!("{instance}: {e}"));
+                    return Ok(part);
                 }
             };
-            let Ok(instance) = InstanceName::parse(&instance) else { continue };
+            let Ok(instance) = InstanceName::parse(&instance) else { return Ok(part) };
             let cred = CredentialId::from_stored(cred);
-            if let Err(e) = self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut report).await {
-                report.errors.push(format!("{instance}: {e}"));
+            if let Err(e) = self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut part).await {
+                part.errors.push(format!("{instance}: {e}"));
             }
+            Ok(part)
+        });
+        let parts: Vec<ServiceResult<ReconcileReport>> = futures::stream::iter(jobs).buffer_unordered(GROUPS_AT_ONCE).collect().await;
+        for part in parts {
+            report.absorb(part?);
         }
         Ok(report)
     }
