@@ -14,29 +14,6 @@ use serde_json::{json, Value};
 const AKID: &str = "AKIAALICEEXAMPLE7777";
 const SECRET: &str = "alice-Secret/Key+0123456789abcdefXYZ";
 
-async fn raw_database_text(app: &TestApp) -> String {
-    if app.db_url.starts_with("sqlite") {
-        let path = app.db_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
-        let mut all = Vec::new();
-        for suffix in ["", "-wal", "-shm"] {
-            if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {
-                all.extend(b);
-            }
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    } else {
-        let mut out = String::new();
-        for table in ["credentials", "audit_log", "users", "api_tokens", "system_params"] {
-            let rows: Vec<(String,)> =
-                sqlx::query_as(&format!("SELECT CAST(t AS TEXT) FROM {table} t")).fetch_all(&pg_pool(&app.db_url).await).await.unwrap();
-            for r in rows {
-                out.push_str(&r.0);
-            }
-        }
-        out
-    }
-}
-
 async fn pg_pool(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(url).await.unwrap()
@@ -60,7 +37,7 @@ app_test!(secrets_are_sealed_masked_and_never_stored_in_clear, |app: TestApp| as
     let (creds, _) = app.broker.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap();
     assert_eq!((creds.access_key_id.as_str(), creds.secret_access_key.expose()), (AKID, SECRET));
 
-    let raw = raw_database_text(&app).await;
+    let raw = app.database_text().await;
     assert!(!raw.is_empty());
     assert!(raw.contains("****7777"), "the masked hint is stored, so the search reads real rows");
     assert!(!raw.contains(SECRET), "secret found in clear in the database");
@@ -198,7 +175,7 @@ app_test!(tokens_revoke_and_expire, |app: TestApp| async move {
     assert_eq!(s, 204);
     let (s, _) = app.call(Method::GET, "/api/v1/connectors", &admin, None).await;
     assert_eq!(s, 401, "revoked");
-    let raw = raw_database_text(&app).await;
+    let raw = app.database_text().await;
     assert!(!raw.contains(&short), "tokens are stored hashed");
 });
 

@@ -70,37 +70,6 @@ struct Alice {
     access_secret: String,
 }
 
-/// Every byte the database holds as text: the SQLite file with its WAL, or
-/// every row of every PostgreSQL table cast to text.
-async fn database_text(app: &TestApp) -> String {
-    if app.db_url.starts_with("sqlite") {
-        let path = app.db_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
-        let mut all = Vec::new();
-        for suffix in ["", "-wal", "-shm"] {
-            all.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    } else {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&app.db_url).await.unwrap();
-        let tables: Vec<(String,)> =
-            sqlx::query_as("SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public'")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        assert!(tables.len() > 5, "{tables:?}");
-        let mut out = String::new();
-        for (t,) in tables {
-            let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT CAST(x AS TEXT) FROM \"{t}\" x")).fetch_all(&pool).await.unwrap();
-            for r in rows {
-                out.push_str(&r.0);
-            }
-        }
-        pool.close().await;
-        out
-    }
-}
-
 async fn setup(app: &TestApp) -> (String, Alice, String) {
     let admin = app.token("super", SUPER_PW).await;
     let image = json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204"}}});
@@ -196,7 +165,7 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
 
     // After all this, no secret is in the database in clear: not the cloud
     // keys, the EC2 secret, the passwords or the bearer tokens.
-    let raw = database_text(&app).await;
+    let raw = app.database_text().await;
     assert!(raw.contains("alice") && raw.contains(&alice.vm), "the scan reads real rows");
     for secret in [
         "alice-cloud-secret",

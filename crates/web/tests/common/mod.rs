@@ -100,6 +100,38 @@ impl TestApp {
         self.token(name, &format!("{name}-password")).await
     }
 
+    /// Every byte the database holds as text: the SQLite file with its WAL, or
+    /// every row of every PostgreSQL table cast to text.
+    pub async fn database_text(&self) -> String {
+        if self.db_url.starts_with("sqlite") {
+            let path = self.db_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+            let mut all = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                all.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        } else {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&self.db_url).await.unwrap();
+            let tables: Vec<(String,)> =
+                sqlx::query_as("SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            assert!(tables.len() > 5, "{tables:?}");
+            let mut out = String::new();
+            for (t,) in tables {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT CAST(x AS TEXT) FROM \"{t}\" x")).fetch_all(&pool).await.unwrap();
+                for r in rows {
+                    out.push_str(&r.0);
+                }
+            }
+            pool.close().await;
+            out
+        }
+    }
+
     /// An EC2 Query call to `/ec2` with a form `body`, SigV4-signed in the
     /// `Authorization` header with `key` (id, secret) for `region`, now.
     pub async fn ec2_call(&self, key: &(String, String), region: &str, body: &str) -> (u16, String) {
