@@ -106,6 +106,9 @@ bearer_lua() {
 start_nginx() {
   local port; port=$(free_port)
   mkdir -p "$WORK/nginx" "$WORK/static"
+  # nginx's workers run as an unprivileged user: they must reach the files
+  # (mktemp -d makes $WORK private to its owner).
+  chmod o+x "$WORK" && chmod -R o+rX "$WORK/static"
   cat > "$WORK/nginx/nginx.conf" <<CONF
 worker_processes auto;
 daemon off;
@@ -152,5 +155,12 @@ start_moto() {
 # ratio A B: A/B as a percentage with one decimal.
 pct() { "$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{100*a/b:.1f}%' if b else 'n/a')" "$1" "$2"; }
 ratio() { "$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
-# met VALUE OP GOAL
-met() { "$PY" -c "import sys; v,op,g=float(sys.argv[1]),sys.argv[2],float(sys.argv[3]); print('yes' if (v>=g if op=='>=' else v<=g) else 'NO')" "$1" "$2" "$3"; }
+# frac A B: A/B unrounded (what goals are judged on; `ratio` is for show).
+frac() { "$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(a/b if b else 'n/a')" "$1" "$2"; }
+# met VALUE OP GOAL ("not measured" when VALUE is not a number: a reference that failed)
+met() { "$PY" -c "
+import sys
+try: v = float(sys.argv[1])
+except ValueError: print('not measured'); sys.exit()
+op, g = sys.argv[2], float(sys.argv[3])
+print('yes' if (v >= g if op == '>=' else v <= g) else 'NO')" "$1" "$2" "$3"; }

@@ -87,10 +87,15 @@ const DERIVED_MAX: usize = 8;
 /// broker of this process; a cache seeing a new value forgets everything.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// Forgets every cached access key in this process (called after a key's
-/// state or its owner's state or role changed).
+/// Forgets every cached access key and API token in this process (called
+/// after a key's or token's state, or its owner's state or role, changed).
 pub fn forget_cached_keys() {
     EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The current invalidation epoch (read before a lookup whose answer may be cached).
+pub(crate) fn cache_epoch() -> u64 {
+    EPOCH.load(Ordering::SeqCst)
 }
 
 /// Who an access key belongs to, and its secret (for signature checks only).

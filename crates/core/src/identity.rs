@@ -6,7 +6,12 @@
 //! * Sessions: 256-bit random ids, stored as SHA-256 hashes, with idle and
 //!   absolute expiry and a per-session CSRF token.
 //! * API tokens: `cbt_` + 256 random bits, stored as SHA-256 hashes, shown
-//!   once, revocable, with optional expiry.
+//!   once, revocable, with optional expiry. Resolved through a [`TokenCache`]
+//!   with the access-key cache's invariant: an answer is never older than
+//!   [`TOKEN_CACHE_TTL`]; revoking a token, changing a password, disabling a
+//!   user or changing a role empties it before the change is reported done
+//!   (so it holds at once on this replica, within the TTL on the others);
+//!   refusals are never cached; an expired token is refused from the cache too.
 
 use crate::domain::{Cursor, InstanceName, Page, PageRequest, TokenId, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -22,6 +27,86 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+/// How long another replica's revocation of a token may go unseen here.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Tokens cached at most (a bound on memory, not a working-set guess).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+struct CachedToken {
+    id: String,
+    actor: Actor,
+    fetched: std::time::Instant,
+    /// When this process last recorded the token's use (ms).
+    touched_ms: Option<i64>,
+}
+
+/// Live API tokens recently resolved, by the SHA-256 of the token (the raw
+/// token is never kept). See the module's invariant.
+#[derive(Default)]
+pub struct TokenCache {
+    inner: std::sync::Mutex<(u64, std::collections::HashMap<String, CachedToken>)>,
+}
+
+impl TokenCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, CachedToken>)> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = crate::access_keys::cache_epoch();
+        if g.0 != now {
+            g.1.clear();
+            g.0 = now;
+        }
+        g
+    }
+
+    /// The cached actor of a token and whether its use should be recorded
+    /// now (at most once a minute); `None` when not cached, stale or expired.
+    fn get(&self, hash: &str, now_ms: i64) -> Option<(Actor, Option<String>)> {
+        let mut g = self.lock();
+        let fresh =
+            g.1.get(hash)
+                .is_some_and(|c| c.fetched.elapsed() < TOKEN_CACHE_TTL && c.actor.expires_at.is_none_or(|e| e.timestamp_millis() > now_ms));
+        if !fresh {
+            g.1.remove(hash);
+            return None;
+        }
+        let c = g.1.get_mut(hash)?;
+        let touch = if c.touched_ms.is_some_and(|t| now_ms - t <= cloudbroker_store::identity::TOKEN_USE_RESOLUTION_MS) {
+            None
+        } else {
+            c.touched_ms = Some(now_ms);
+            Some(c.id.clone())
+        };
+        Some((c.actor.clone(), touch))
+    }
+
+    /// Caches a resolved token unless the cache was emptied since `epoch`.
+    fn put(&self, hash: &str, id: &str, actor: &Actor, epoch: u64, touched_ms: Option<i64>) {
+        let mut g = self.lock();
+        if g.0 != epoch {
+            return;
+        }
+        if g.1.len() >= TOKEN_CACHE_MAX {
+            g.1.retain(|_, c| c.fetched.elapsed() < TOKEN_CACHE_TTL);
+            if g.1.len() >= TOKEN_CACHE_MAX {
+                g.1.clear();
+            }
+        }
+        let cached = CachedToken { id: id.to_string(), actor: actor.clone(), fetched: std::time::Instant::now(), touched_ms };
+        g.1.insert(hash.to_string(), cached);
+    }
+
+    /// How many tokens are cached (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().1.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// The built-in administrator.
 pub const SUPER_USER: &str = "super";
@@ -354,6 +439,7 @@ pub struct Identity {
     throttle: Throttle,
     pub throttle_limits: ThrottleLimits,
     pub session_limits: SessionLimits,
+    token_cache: TokenCache,
 }
 
 impl Identity {
@@ -364,7 +450,13 @@ impl Identity {
             store,
             throttle_limits: ThrottleLimits::default(),
             session_limits: SessionLimits::default(),
+            token_cache: TokenCache::default(),
         }
+    }
+
+    /// The API-token cache (for inspection in tests).
+    pub fn token_cache(&self) -> &TokenCache {
+        &self.token_cache
     }
 
     /// Creates `super` on first start. Returns the generated password, if one was generated.
@@ -431,6 +523,7 @@ impl Identity {
         self.store.set_password_hash(name.as_str(), &hash).await?;
         let sessions = self.store.delete_user_sessions(name.as_str()).await?;
         let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
+        crate::access_keys::forget_cached_keys();
         self.store
             .audit(
                 actor.name.as_str(),
@@ -559,6 +652,7 @@ impl Identity {
         if disabled {
             let sessions = self.store.delete_user_sessions(name.as_str()).await?;
             let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
+            crate::access_keys::forget_cached_keys();
             detail = format!("{sessions} session(s) ended, {tokens} token(s) revoked");
         }
         let what = if disabled { "user.disable" } else { "user.enable" };
@@ -636,9 +730,26 @@ impl Identity {
 
     /// Resolves a bearer token.
     pub async fn resolve_token(&self, raw: &str) -> ServiceResult<Option<Actor>> {
-        let Some(t) = self.store.use_token(&token_hash(raw)).await? else { return Ok(None) };
-        let Some(u) = self.store.get_user(&t.user_name).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
-        Ok(Some(Actor { name: user_name(u.name), is_admin: u.is_admin, expires_at: t.expires_at }))
+        let hash = token_hash(raw);
+        let now = now_ms();
+        if let Some((actor, touch)) = self.token_cache.get(&hash, now) {
+            if let Some(id) = touch {
+                self.store.touch_token(&id, now).await?;
+            }
+            return Ok(Some(actor));
+        }
+        // Read the epoch before the database: a change made during the
+        // lookup empties the cache, and this (possibly stale) answer is not kept.
+        let epoch = crate::access_keys::cache_epoch();
+        let Some((t, is_admin)) = self.store.live_token(&hash, now).await? else { return Ok(None) };
+        let recent = t.last_used_at.is_some_and(|l| now - l.timestamp_millis() <= cloudbroker_store::identity::TOKEN_USE_RESOLUTION_MS);
+        if !recent {
+            self.store.touch_token(&t.id, now).await?;
+        }
+        let actor = Actor { name: user_name(t.user_name), is_admin, expires_at: t.expires_at };
+        let touched = if recent { t.last_used_at.map(|l| l.timestamp_millis()) } else { Some(now) };
+        self.token_cache.put(&hash, &t.id, &actor, epoch, touched);
+        Ok(Some(actor))
     }
 
     /// A user's tokens (self or admin).
@@ -660,7 +771,9 @@ impl Identity {
     /// Revokes a token (self or admin).
     pub async fn revoke_token(&self, actor: &Actor, user: &UserName, id: &TokenId) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
-        if !self.store.revoke_token(user.as_str(), id.as_str()).await? {
+        let revoked = self.store.revoke_token(user.as_str(), id.as_str()).await?;
+        crate::access_keys::forget_cached_keys();
+        if !revoked {
             return Err(ServiceError::NotFound(Resource::Token(id.clone())));
         }
         self.store.audit(actor.name.as_str(), "token.revoke", &format!("{user}/{id}"), "ok", "").await?;

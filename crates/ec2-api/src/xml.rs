@@ -43,6 +43,32 @@ pub fn escape_into(buf: &mut String, text: &str) {
     buf.push_str(&text[start..]);
 }
 
+/// Appends `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (years outside 0..=9999, which
+/// no record holds, take chrono's general form).
+pub fn push_time(buf: &mut String, t: &chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let _ = write!(buf, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        return;
+    }
+    let ms = t.timestamp_subsec_millis().min(999);
+    let fields = [(year as u32, 4), (t.month(), 2), (t.day(), 2), (t.hour(), 2), (t.minute(), 2), (t.second().min(59), 2), (ms, 3)];
+    let mut out = [0u8; 24];
+    let mut at = 0;
+    for (i, (mut v, width)) in fields.into_iter().enumerate() {
+        for k in (0..width).rev() {
+            out[at + k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at += width;
+        out[at] = [b'-', b'-', b'T', b':', b':', b'.', b'Z'][i];
+        at += 1;
+    }
+    // Every byte is an ASCII digit or separator.
+    buf.push_str(std::str::from_utf8(&out[..at]).unwrap_or_default());
+}
+
 impl Xml {
     /// A document whose root is `<{root} xmlns=NS>` with a `requestId`.
     pub fn response(root: &str, request_id: &str) -> Self {
@@ -87,6 +113,24 @@ impl Xml {
     pub fn leaf_display(&mut self, tag: &str, value: impl std::fmt::Display) -> &mut Self {
         self.open(tag);
         let _ = write!(self.buf, "{value}");
+        self.close(tag)
+    }
+
+    /// `<tag>` + the parts, each escaped + `</tag>` (an id and its prefix,
+    /// without building the joined text first).
+    pub fn leaf_parts(&mut self, tag: &str, parts: &[&str]) -> &mut Self {
+        self.open(tag);
+        for p in parts {
+            escape_into(&mut self.buf, p);
+        }
+        self.close(tag)
+    }
+
+    /// `<tag>2024-05-01T12:00:00.000Z</tag>`: EC2's timestamp form (UTC,
+    /// milliseconds), written digit by digit.
+    pub fn leaf_time(&mut self, tag: &str, t: &chrono::DateTime<chrono::Utc>) -> &mut Self {
+        self.open(tag);
+        push_time(&mut self.buf, t);
         self.close(tag)
     }
 
@@ -135,5 +179,37 @@ mod tests {
         let mut x = Xml::bare("R");
         x.leaf_display("code", 16u8);
         assert_eq!(x.finish("R"), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><code>16</code></R>");
+    }
+
+    #[test]
+    fn times_match_chronos_format_everywhere() {
+        use chrono::TimeZone;
+        let format = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let mut seen = 0;
+        for ms in [0i64, 1, 999, 1_000, 59_999, 86_399_999, 951_782_400_000, 1_709_251_199_999, 1_733_312_345_678, 253_402_300_799_999] {
+            let t = chrono::Utc.timestamp_millis_opt(ms).unwrap();
+            let mut out = String::new();
+            push_time(&mut out, &t);
+            assert_eq!(out, format(&t), "{ms}");
+            seen += 1;
+        }
+        // A pseudo-random sweep of instants between 1970 and 2100.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let t = chrono::Utc.timestamp_millis_opt((x % 4_102_444_800_000) as i64).unwrap();
+            let mut out = String::new();
+            push_time(&mut out, &t);
+            assert_eq!(out, format(&t));
+            seen += 1;
+        }
+        // Outside four-digit years: chrono's own form.
+        let far = chrono::Utc.with_ymd_and_hms(12_345, 1, 2, 3, 4, 5).unwrap();
+        let mut out = String::new();
+        push_time(&mut out, &far);
+        assert_eq!(out, format(&far));
+        assert_eq!(seen, 10_010);
     }
 }

@@ -243,23 +243,34 @@ impl Store {
         Ok(r.map(token))
     }
 
-    /// The live (unrevoked, unexpired) token with this hash, marked as used
-    /// (to within [`TOKEN_USE_RESOLUTION_MS`]).
-    pub async fn use_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        let now = now_ms();
-        let r: Option<TokenTuple> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+    /// The live (unrevoked, unexpired) token with this hash whose user is
+    /// enabled, with that user's admin role: one query (every API request
+    /// asks). Does not record the use: see [`Self::touch_token`].
+    pub async fn live_token(&self, token_hash: &str, now: i64) -> Result<Option<(TokenRow, bool)>, StoreError> {
+        let cols = TOKEN_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let r: Option<(String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(&format!(
+            "SELECT {cols}, u.is_admin FROM api_tokens t JOIN users u ON u.name = t.user_name \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.disabled_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        // Recording the use is a write: at most once a minute per token, so
-        // that reads (every API request) do not queue on the database's writer.
-        if let Some(t) = r.as_ref().filter(|t| t.6.is_none_or(|last| now - last > TOKEN_USE_RESOLUTION_MS)) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(now).bind(&t.0).execute(self.pool()).await?;
-        }
-        Ok(r.map(token))
+        Ok(r.map(|(a, b, c, d, e, f, g, admin)| (token((a, b, c, d, e, f, g)), admin != 0)))
+    }
+
+    /// Records a token's use at `now` unless one was recorded within
+    /// [`TOKEN_USE_RESOLUTION_MS`] (the check is in the statement: replicas
+    /// racing write once). A write: callers do it at most once a minute per
+    /// token, so reads (every API request) do not queue on the database's writer.
+    pub async fn touch_token(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
+            .bind(now)
+            .bind(id)
+            .bind(now - TOKEN_USE_RESOLUTION_MS)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// A user's tokens.

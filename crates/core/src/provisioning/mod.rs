@@ -190,12 +190,21 @@ impl Provisioning {
     /// The domain VM of a stored row (statuses the store holds were written by
     /// this module; an unknown one is reported, not guessed).
     fn vm(&self, r: VmRow) -> ServiceResult<Vm> {
-        let status = VmStatus::parse(&r.state).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
         let snap = self.registry.snapshot();
-        let policy = snap.instance(&r.instance).and_then(|i| i.values.get(i.kind, "connection.policy")).unwrap_or_else(|| "auto".into());
+        let policy = Self::policy(&snap, &r.instance);
+        Self::vm_with(r, &policy)
+    }
+
+    /// An instance's `connection.policy` in a configuration snapshot.
+    fn policy(snap: &crate::registry::Snapshot, instance: &str) -> String {
+        snap.instance(instance).and_then(|i| i.values.get(i.kind, "connection.policy")).unwrap_or_else(|| "auto".into())
+    }
+
+    fn vm_with(r: VmRow, policy: &str) -> ServiceResult<Vm> {
+        let status = VmStatus::parse(&r.state).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
         let instance = InstanceName::parse(&r.instance).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
         Ok(Vm {
-            address: address(&policy, &r.private_ip, &r.public_ip),
+            address: address(policy, &r.private_ip, &r.public_ip),
             id: VmId::from_stored(r.id),
             launch_id: LaunchId::from_stored(r.launch_id),
             launch_index: r.launch_index,
@@ -219,8 +228,24 @@ impl Provisioning {
         })
     }
 
+    /// The domain VMs of stored rows: one configuration snapshot for all,
+    /// the policy looked up once per connector instance (a page of VMs is
+    /// mostly on one or two).
     fn vms(&self, rows: Vec<VmRow>) -> ServiceResult<Vec<Vm>> {
-        rows.into_iter().map(|r| self.vm(r)).collect()
+        let snap = self.registry.snapshot();
+        let mut policies: Vec<(String, String)> = Vec::new();
+        rows.into_iter()
+            .map(|r| {
+                let at = match policies.iter().position(|(i, _)| *i == r.instance) {
+                    Some(at) => at,
+                    None => {
+                        policies.push((r.instance.clone(), Self::policy(&snap, &r.instance)));
+                        policies.len() - 1
+                    }
+                };
+                Self::vm_with(r, &policies[at].1)
+            })
+            .collect()
     }
 
     /// The VMs of one launch.

@@ -48,20 +48,41 @@ fn visible(vm: &Vm) -> bool {
 
 fn state_xml(x: &mut Xml, tag: &str, s: VmStatus) {
     let (code, name) = state_of(s);
-    x.open(tag).leaf("code", &code.to_string()).leaf("name", name).close(tag);
+    x.open(tag).leaf_display("code", code).leaf("name", name).close(tag);
 }
 
-fn instance_xml(x: &mut Xml, vm: &Vm) {
-    x.open("item").leaf("instanceId", &instance_id(&vm.id)).leaf("imageId", &ami_of(vm));
+/// The `ami-` ids of the images of one answer, each hashed once.
+#[derive(Default)]
+struct AmiIds<'a>(Vec<(&'a str, String)>);
+
+impl<'a> AmiIds<'a> {
+    fn of(&mut self, vm: &'a Vm) -> &str {
+        let at = match self.0.iter().position(|(image, _)| *image == vm.image) {
+            Some(at) => at,
+            None => {
+                self.0.push((vm.image.as_str(), ami_of(vm)));
+                self.0.len() - 1
+            }
+        };
+        &self.0[at].1
+    }
+}
+
+/// Bytes an instance's XML takes, about (to size the answer once).
+const INSTANCE_XML_BYTES: usize = 2048;
+
+fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>) {
+    let id = vm.id.as_str();
+    x.open("item").leaf_parts("instanceId", &["i-", id.strip_prefix("vm-").unwrap_or(id)]).leaf("imageId", amis.of(vm));
     state_xml(x, "instanceState", vm.status);
     x.leaf("privateDnsName", "")
         .leaf("dnsName", "")
         .leaf("reason", vm.error.as_deref().unwrap_or(""))
-        .leaf("amiLaunchIndex", &vm.launch_index.to_string())
+        .leaf_display("amiLaunchIndex", vm.launch_index)
         .leaf("instanceType", &vm.instance_type)
-        .leaf("launchTime", &vm.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .leaf_time("launchTime", &vm.created_at)
         .open("placement")
-        .leaf("availabilityZone", &format!("{}a", vm.instance))
+        .leaf_parts("availabilityZone", &[vm.instance.as_str(), "a"])
         .leaf("tenancy", "default")
         .close("placement")
         .open("monitoring")
@@ -73,11 +94,9 @@ fn instance_xml(x: &mut Xml, vm: &Vm) {
         .leaf("architecture", "x86_64")
         .leaf("rootDeviceType", "ebs")
         .leaf("clientToken", vm.client_token.as_str());
-    let mut tags: Vec<(&str, &str)> = vm.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    if !vm.name.is_empty() && vm.tags.get("Name").is_none() {
-        tags.push(("Name", vm.name.as_str()));
-    }
-    if !tags.is_empty() {
+    let name_tag = (!vm.name.is_empty() && vm.tags.get("Name").is_none()).then_some(("Name", vm.name.as_str()));
+    let mut tags = vm.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(name_tag).peekable();
+    if tags.peek().is_some() {
         x.open("tagSet");
         for (k, v) in tags {
             x.open("item").leaf("key", k).leaf("value", v).close("item");
@@ -97,12 +116,14 @@ fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm]) {
         }
         by_launch.entry(vm.launch_id.as_str()).or_default().push(vm);
     }
+    x.reserve(vms.len() * INSTANCE_XML_BYTES);
+    let mut amis = AmiIds::default();
     x.open("reservationSet");
     for launch in order {
         x.open("item").leaf("reservationId", &reservation_id(launch)).leaf("ownerId", owner).open("groupSet").close("groupSet");
         x.open("instancesSet");
         for vm in by_launch.get(launch.as_str()).map(Vec::as_slice).unwrap_or_default() {
-            instance_xml(x, vm);
+            instance_xml(x, vm, &mut amis);
         }
         x.close("instancesSet").close("item");
     }
@@ -339,8 +360,9 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let launch = outcome.vms.first().map(|v| reservation_id(&v.launch_id)).unwrap_or_default();
     x.leaf("reservationId", &launch).leaf("ownerId", ctx.caller.actor.name.as_str()).open("groupSet").close("groupSet");
     x.open("instancesSet");
+    let mut amis = AmiIds::default();
     for vm in &outcome.vms {
-        instance_xml(&mut x, vm);
+        instance_xml(&mut x, vm, &mut amis);
     }
     x.close("instancesSet");
     Ok(x.finish(&root))
