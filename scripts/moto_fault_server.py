@@ -41,6 +41,12 @@ Fault configuration (``POST /_fault``):
 ``capacity_error_rate``     0..1: each request of ``capacity_error_actions`` (default
                             RunInstances) answers ``InsufficientInstanceCapacity`` with this probability
 ``spike_rate``, ``spike_ms`` 0..1 and milliseconds: a latency spike of ``spike_ms`` before moto answers
+``error_first``             K: the next K requests of ``error_actions`` (default: all) answer
+                            the EC2 error ``error_code`` (default ``InvalidParameterValue``)
+                            with HTTP ``error_status`` (default 400) and ``error_message``:
+                            what EC2 answers where moto does not (e.g. ``InvalidGroup.NotFound``
+                            for a RunInstances naming a deleted security group, where moto fails
+                            with an HTML 500)
 ``seed``                    seeds the random choices, so a run can be repeated
 
 "Peak in flight" is measured at the middleware: the number of API requests
@@ -87,7 +93,8 @@ class FaultMiddleware:
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
-        self.injected = {"throttle": 0, "bare_503": 0, "capacity": 0, "hang": 0, "delay": 0, "spike": 0}
+        self.injected = {"throttle": 0, "bare_503": 0, "capacity": 0, "hang": 0, "delay": 0, "spike": 0, "error": 0}
+        self.error_left = 0
         self.rng = random.Random(0)
         self.log = []
 
@@ -95,6 +102,7 @@ class FaultMiddleware:
         self.config = dict(config)
         self.throttle_left = int(config.get("throttle_first") or 0)
         self.bare_503_left = int(config.get("bare_503_first") or 0)
+        self.error_left = int(config.get("error_first") or 0)
         self.rng = random.Random(config.get("seed", 0))
 
     def _stats(self):
@@ -146,6 +154,14 @@ class FaultMiddleware:
                     start_response, "503 Service Unavailable",
                     ec2_error_xml("RequestLimitExceeded", "Request limit exceeded."), "text/xml",
                 )
+            if fault == "error":
+                cfg = self.config
+                status = int(cfg.get("error_status") or 400)
+                return self._respond(
+                    start_response, f"{status} Error",
+                    ec2_error_xml(cfg.get("error_code") or "InvalidParameterValue", cfg.get("error_message") or "injected error"),
+                    "text/xml",
+                )
             if fault == "bare_503":
                 return self._respond(start_response, "503 Service Unavailable", b"", "text/plain")
             if fault == "capacity":
@@ -177,6 +193,9 @@ class FaultMiddleware:
         elif self.bare_503_left > 0:
             self.bare_503_left -= 1
             fault = "bare_503"
+        elif self.error_left > 0 and (not cfg.get("error_actions") or action in cfg["error_actions"]):
+            self.error_left -= 1
+            fault = "error"
         elif cfg.get("capacity_error_rate") is None and action in (cfg.get("capacity_error_actions") or []):
             fault = "capacity"
         elif cfg.get("throttle_rate") and (not throttle_actions or action in throttle_actions) \

@@ -73,6 +73,57 @@ pub struct LaunchOutcome {
     pub vms: Vec<Vm>,
 }
 
+/// How long a security group or key pair a launch made sure of is taken
+/// as still there in that cloud account, without asking again. Should it
+/// vanish meanwhile, the launch's RunInstances fails with the cloud's
+/// not-found code; the launch then forgets it, makes sure again and asks
+/// once more (a refused RunInstances launched nothing, so asking again
+/// cannot launch twice).
+pub const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Things made sure of per (connector instance, credential), with when.
+#[derive(Default)]
+pub(super) struct Prepared(std::sync::Mutex<std::collections::HashMap<(String, String, String), std::time::Instant>>);
+
+/// Entries kept at most (a bound on memory).
+const PREPARED_MAX: usize = 10_000;
+
+impl Prepared {
+    fn key(job: &CloudLaunch, what: &str) -> (String, String, String) {
+        (job.instance.to_string(), job.credential_id.to_string(), what.to_string())
+    }
+
+    fn fresh(&self, job: &CloudLaunch, what: &str) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(&Self::key(job, what)).is_some_and(|at| at.elapsed() < PREPARED_TTL)
+    }
+
+    fn mark(&self, job: &CloudLaunch, what: &str) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= PREPARED_MAX {
+            g.clear();
+        }
+        g.insert(Self::key(job, what), std::time::Instant::now());
+    }
+
+    /// Forgets everything made sure of for this launch's account.
+    fn forget(&self, job: &CloudLaunch) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain(|(i, c, _), _| !(i == job.instance.as_str() && c == job.credential_id.as_str()));
+    }
+}
+
+/// Whether a refused RunInstances says a security group or key pair the
+/// launch named is not there (so what was made sure of is out of date).
+fn prepared_missing(e: &ConnectorError) -> bool {
+    match e {
+        ConnectorError::NotFound { code, .. } | ConnectorError::InvalidRequest { code, .. } | ConnectorError::Cloud { code, .. } => {
+            code.starts_with("InvalidGroup") || code.starts_with("InvalidKeyPair")
+        }
+        _ => false,
+    }
+}
+
 /// Whether the cloud may or may not have acted on a failed call.
 fn ambiguous(e: &ConnectorError) -> bool {
     matches!(e, ConnectorError::Timeout { .. } | ConnectorError::Transport { .. } | ConnectorError::Throttled { .. }) || e.is_retryable()
@@ -284,33 +335,56 @@ impl Provisioning {
         Ok(LaunchOutcome { created: true, vms: self.launch_vms(&launch_id).await? })
     }
 
+    /// Makes sure the launch's key pair and security group exist in the
+    /// cloud account, asking the cloud only when that was not done within
+    /// [`PREPARED_TTL`] (a launch is one cloud call, not three).
     async fn prepare(&self, job: &CloudLaunch, run: &mut RunRequest) -> Result<(), ConnectorError> {
         if let Some(key) = &job.ssh_key {
             let fp = hex::encode(&Sha256::digest(key.trim().as_bytes())[..6]);
             let key_name = format!("cloudbroker-{}-{fp}", job.user);
-            let known = job.connector.list_key_pairs(&job.creds).await?.iter().any(|k| k.name == key_name);
-            if !known {
-                match job.connector.import_key_pair(&job.creds, &key_name, key).await {
-                    Ok(_) => {}
-                    Err(ConnectorError::InvalidRequest { code, .. }) if code.contains("Duplicate") => {}
-                    Err(ConnectorError::Unsupported { .. }) => {}
-                    Err(e) => return Err(e),
+            let what = format!("key-pair:{key_name}");
+            if !self.prepared.fresh(job, &what) {
+                let known = job.connector.list_key_pairs(&job.creds).await?.iter().any(|k| k.name == key_name);
+                if !known {
+                    match job.connector.import_key_pair(&job.creds, &key_name, key).await {
+                        Ok(_) => {}
+                        Err(ConnectorError::InvalidRequest { code, .. }) if code.contains("Duplicate") => {}
+                        Err(ConnectorError::Unsupported { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                self.prepared.mark(job, &what);
             }
             run.key_name = Some(key_name);
         }
         if let Some(g) = run.security_groups.first() {
-            job.connector.ensure_security_group(&job.creds, g).await?;
+            let what = format!("security-group:{g}");
+            if !self.prepared.fresh(job, &what) {
+                job.connector.ensure_security_group(&job.creds, g).await?;
+                self.prepared.mark(job, &what);
+            }
         }
         Ok(())
     }
 
+    /// Prepares and asks the cloud; once more, after preparing afresh, when
+    /// the cloud says a group or key pair taken as there is not.
+    async fn prepare_and_run(&self, job: &CloudLaunch, run: &mut RunRequest) -> Result<Vec<cloudbroker_connector_api::Vm>, ConnectorError> {
+        self.prepare(job, run).await?;
+        match job.connector.run_instances(&job.creds, run).await {
+            Err(e) if prepared_missing(&e) => {
+                tracing::info!(instance = %job.instance, error = %e, "a security group or key pair was gone: making sure again");
+                self.prepared.forget(job);
+                self.prepare(job, run).await?;
+                job.connector.run_instances(&job.creds, run).await
+            }
+            other => other,
+        }
+    }
+
     async fn run_cloud(&self, job: CloudLaunch, mut run: RunRequest) -> ServiceResult<()> {
         let mut in_flight = crate::metrics::LaunchInFlight::start(job.instance.as_str());
-        let outcome = match self.prepare(&job, &mut run).await {
-            Ok(()) => job.connector.run_instances(&job.creds, &run).await,
-            Err(e) => Err(e),
-        };
+        let outcome = self.prepare_and_run(&job, &mut run).await;
         let (user, instance, launch_id) = (job.user.as_str(), &job.instance, &job.launch_id);
         let target = format!("{instance}/{launch_id}");
         match outcome {

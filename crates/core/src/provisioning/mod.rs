@@ -110,6 +110,9 @@ pub struct Provisioning {
     pub reconcile_interval: Duration,
     /// Instance types per connector instance, as last listed by the cloud.
     type_cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<cloudbroker_connector_api::InstanceTypeInfo>)>>,
+    /// What a launch made sure of in a cloud account (a security group, a
+    /// key pair) and when: see [`launch::PREPARED_TTL`].
+    prepared: launch::Prepared,
 }
 
 /// How long a cloud's list of instance types is reused.
@@ -135,6 +138,7 @@ impl Provisioning {
             launch_grace: Duration::from_secs(600),
             reconcile_interval: Duration::from_secs(30),
             type_cache: Default::default(),
+            prepared: Default::default(),
         }
     }
 

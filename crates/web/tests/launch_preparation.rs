@@ -1,0 +1,157 @@
+//! A launch into an EC2 cloud is one cloud call: the security group and the
+//! user's key pair are made sure of once per cloud account (and again after
+//! `PREPARED_TTL`), not before every RunInstances. When one of them vanishes
+//! behind the broker's back, the next launch still succeeds: RunInstances is
+//! refused with the cloud's not-found code, the broker makes sure again and
+//! asks once more, and no VM is launched twice. Against moto, counting the
+//! calls it receives; on SQLite and PostgreSQL. moto itself does not refuse
+//! a RunInstances naming a deleted group (it fails with an HTML 500) or key
+//! pair (it launches): the fault wrapper answers what EC2 answers there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
+mod common;
+
+use cloudbroker_testkit::{MotoOptions, MotoServer};
+use common::{TestApp, SUPER_PW};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const GROUP: &str = "cb-prep-group";
+const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFQpWmwNDw+/viwoFdeIlYgFCWnA/NgoR/X5ICtefgTf alice@laptop";
+
+/// An EC2 Query call straight to moto (behind the broker's back); the
+/// EC2-only moto takes any signature.
+async fn moto_call(moto: &MotoServer, params: &[(&str, &str)]) -> (u16, String) {
+    let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
+    form.extend_from_slice(params);
+    let r = reqwest::Client::new()
+        .post(format!("{}/", moto.endpoint()))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIAALICEMOTO000001/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn counts(moto: &MotoServer) -> Value {
+    moto.stats().await["actions"].clone()
+}
+
+fn n(actions: &Value, action: &str) -> u64 {
+    actions[action].as_u64().unwrap_or(0)
+}
+
+async fn launch(app: &TestApp, moto: &MotoServer, token: &str, name: &str) -> Value {
+    let body = json!({"instance": "aws", "image": "ubuntu", "name": name});
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", token, Some(body)).await;
+    assert_eq!(s, 201, "launch {name}: {b}\nmoto's log:\n{}", moto.log());
+    b["vms"][0].clone()
+}
+
+async fn launches_prepare_once(db_url: Option<String>) {
+    let moto = MotoServer::start(MotoOptions { ec2_only: true, ..MotoOptions::default() });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/aws.conf"),
+        format!(
+            "cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.security.group = {GROUP}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start(db_url, dir).await.unwrap();
+    let admin = app.token("super", SUPER_PW).await;
+    let alice = app.user(&admin, "alice").await;
+    let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    let creds = json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"});
+    assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/aws", &alice, Some(creds)).await.0, 200);
+    assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &alice, Some(json!({"ssh_public_key": SSH_KEY}))).await.0, 204);
+
+    // Four launches: the group and the key pair are made sure of once.
+    moto.reset().await;
+    let mut cloud_ids = Vec::new();
+    for i in 0..4 {
+        cloud_ids.push(launch(&app, &moto, &alice, &format!("p{i}")).await["cloud_id"].as_str().unwrap().to_string());
+    }
+    let a = counts(&moto).await;
+    assert_eq!(n(&a, "RunInstances"), 4, "{a}");
+    assert_eq!((n(&a, "DescribeSecurityGroups"), n(&a, "CreateSecurityGroup")), (1, 1), "the group was made sure of per launch: {a}");
+    assert_eq!((n(&a, "DescribeKeyPairs"), n(&a, "ImportKeyPair")), (1, 1), "the key pair was made sure of per launch: {a}");
+
+    // The group vanishes behind the broker's back: the next launch is
+    // refused once by the cloud, the group made again, and the launch lands.
+    let (s, body) = moto_call(&moto, &[("Action", "DeleteSecurityGroup"), ("GroupName", GROUP)]).await;
+    assert_eq!(s, 200, "{body}");
+    moto.reset().await;
+    let message = format!("The security group '{GROUP}' does not exist in default VPC 'vpc-1'");
+    moto.set_faults(
+        json!({"error_first": 1, "error_actions": ["RunInstances"], "error_code": "InvalidGroup.NotFound", "error_message": message}),
+    )
+    .await;
+    let vm = launch(&app, &moto, &alice, "after-group-gone").await;
+    assert_eq!(vm["state"], "pending", "launched, not failed: {vm}");
+    let a = counts(&moto).await;
+    assert_eq!(n(&a, "RunInstances"), 2, "one refused for the missing group, one launched: {a}");
+    assert_eq!(n(&a, "CreateSecurityGroup"), 1, "{a}");
+    let (_, groups) = moto_call(&moto, &[("Action", "DescribeSecurityGroups")]).await;
+    assert!(groups.contains(&format!("<groupName>{GROUP}</groupName>")), "the group was not made again: {groups}");
+    cloud_ids.push(vm["cloud_id"].as_str().unwrap().to_string());
+
+    // Same for the key pair.
+    let (_, keys) = moto_call(&moto, &[("Action", "DescribeKeyPairs")]).await;
+    let key_name = keys.split("<keyName>").nth(1).and_then(|r| r.split("</keyName>").next()).unwrap().to_string();
+    assert!(key_name.starts_with("cloudbroker-alice-"), "{keys}");
+    let (s, body) = moto_call(&moto, &[("Action", "DeleteKeyPair"), ("KeyName", &key_name)]).await;
+    assert_eq!(s, 200, "{body}");
+    moto.reset().await;
+    let message = format!("The key pair '{key_name}' does not exist");
+    moto.set_faults(
+        json!({"error_first": 1, "error_actions": ["RunInstances"], "error_code": "InvalidKeyPair.NotFound", "error_message": message}),
+    )
+    .await;
+    let vm = launch(&app, &moto, &alice, "after-key-gone").await;
+    let a = counts(&moto).await;
+    assert_eq!(n(&a, "RunInstances"), 2, "one refused for the missing key pair, one launched: {a}");
+    assert_eq!(n(&a, "ImportKeyPair"), 1, "{a}");
+    let (_, keys) = moto_call(&moto, &[("Action", "DescribeKeyPairs")]).await;
+    assert!(keys.contains(&format!("<keyName>{key_name}</keyName>")), "the key pair was not imported again: {keys}");
+    cloud_ids.push(vm["cloud_id"].as_str().unwrap().to_string());
+
+    // Any other refusal is not asked again: one RunInstances, the launch failed with the cloud's code.
+    moto.reset().await;
+    moto.set_faults(json!({"capacity_error_actions": ["RunInstances"]})).await;
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "aws", "image": "ubuntu"}))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("cloud.InsufficientInstanceCapacity")), "{b}");
+    assert_eq!(n(&counts(&moto).await, "RunInstances"), 1);
+    moto.set_faults(json!({})).await;
+
+    // Nothing launched twice: the cloud holds exactly the six VMs recorded.
+    let (_, all) = moto_call(&moto, &[("Action", "DescribeInstances")]).await;
+    let in_cloud = all.matches("<instanceId>").count();
+    assert_eq!(in_cloud, 6, "{all}");
+    cloud_ids.sort();
+    cloud_ids.dedup();
+    assert_eq!(cloud_ids.len(), 6);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    launches_prepare_once(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
+        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
+        return;
+    };
+    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    launches_prepare_once(Some(url)).await;
+}
