@@ -141,6 +141,8 @@ class FaultMiddleware:
                         "action": action,
                         "max_results": params.get("MaxResults"),
                         "next_token": "NextToken" in params,
+                        "instance_ids": sum(1 for k in params if k.startswith("InstanceId.")),
+                        "filters": sum(1 for k in params if k.startswith("Filter.") and k.endswith(".Name")),
                         "fault": fault,
                     }
                 )

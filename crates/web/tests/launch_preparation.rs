@@ -7,6 +7,10 @@
 //! calls it receives; on SQLite and PostgreSQL. moto itself does not refuse
 //! a RunInstances naming a deleted group (it fails with an HTML 500) or key
 //! pair (it launches): the fault wrapper answers what EC2 answers there.
+//!
+//! The transition watch (every few seconds while VMs are pending) asks the
+//! cloud for the moving VMs by id, never for a listing of the whole account:
+//! a listing costs the cloud as much as the account is big.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 mod common;
@@ -139,6 +143,70 @@ async fn launches_prepare_once(db_url: Option<String>) {
     cloud_ids.dedup();
     assert_eq!(cloud_ids.len(), 6);
     app.stop().await;
+}
+
+async fn the_watch_asks_by_id(db_url: Option<String>) {
+    let moto = MotoServer::start(MotoOptions { ec2_only: true, ..MotoOptions::default() });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/aws.conf"),
+        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n", moto.endpoint()),
+    )
+    .unwrap();
+    let app = TestApp::start(db_url, dir).await.unwrap();
+    let admin = app.token("super", SUPER_PW).await;
+    let alice = app.user(&admin, "alice").await;
+    let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
+    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
+    let creds = json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"});
+    assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/aws", &alice, Some(creds)).await.0, 200);
+    // Five VMs the account already runs (settled), three just launched (pending).
+    let mut settled = Vec::new();
+    for i in 0..5 {
+        settled.push(launch(&app, &moto, &alice, &format!("old{i}")).await["id"].as_str().unwrap().to_string());
+    }
+    app.broker.provisioning.reconcile("t").await.unwrap();
+    let mut moving = Vec::new();
+    for i in 0..3 {
+        moving.push(launch(&app, &moto, &alice, &format!("new{i}")).await["id"].as_str().unwrap().to_string());
+    }
+    moto.reset().await;
+    let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
+    assert_eq!((r.groups, r.updated), (1, 3), "{r:?}");
+    let stats = moto.stats().await;
+    let calls: Vec<&Value> = stats["log"].as_array().unwrap().iter().filter(|e| e["action"] == "DescribeInstances").collect();
+    assert_eq!(calls.len(), 1, "{stats}");
+    assert_eq!(
+        (calls[0]["instance_ids"].as_u64(), calls[0]["filters"].as_u64()),
+        (Some(3), Some(0)),
+        "the watch listed the account: {stats}"
+    );
+    for id in &moving {
+        let (_, vm) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &alice, None).await;
+        assert_eq!(vm["state"], "running", "{vm}");
+    }
+    // Nothing on the move: the watch asks the cloud nothing.
+    moto.reset().await;
+    let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
+    assert_eq!(r.groups, 0, "{r:?}");
+    assert_eq!(moto.stats().await["requests"], 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_sqlite() {
+    the_watch_asks_by_id(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_postgres() {
+    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
+        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
+        return;
+    };
+    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    the_watch_asks_by_id(Some(url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -114,7 +114,7 @@ impl Provisioning {
         }
         if transitional_only {
             groups.retain(|_, rows| {
-                rows.iter().any(|r| VmStatus::parse(&r.state).is_ok_and(|s| s == VmStatus::Requested || s.is_transitional()))
+                rows.iter().any(|r| r.cloud_id.is_some() && VmStatus::parse(&r.state).is_ok_and(|s| s.is_transitional()))
             });
         }
         // Groups (one per connector instance and credential) are independent:
@@ -137,7 +137,12 @@ impl Provisioning {
             };
             let Ok(instance) = InstanceName::parse(&instance) else { return Ok(part) };
             let cred = CredentialId::from_stored(cred);
-            if let Err(e) = self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut part).await {
+            let done = if transitional_only {
+                self.watch_group(&instance, &cred, &vms, (&lease, holder), &mut part).await
+            } else {
+                self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut part).await
+            };
+            if let Err(e) = done {
                 part.errors.push(format!("{instance}: {e}"));
             }
             Ok(part)
@@ -281,11 +286,50 @@ impl Provisioning {
         // ones by id; only the cloud's "no such instance" or an explicit
         // terminated state ends a record.
         let missing: Vec<&Vm> = rows.iter().filter(|r| r.cloud_id.as_deref().is_some_and(|id| !seen_ids.contains(id))).collect();
-        for chunk in missing.chunks(CONFIRM_BATCH) {
-            let confirmed = self.confirm_by_id(connector.as_ref(), &creds, chunk).await?;
+        if !self.confirm(instance, connector.as_ref(), &creds, &missing, (lease, holder), report).await? {
+            return Ok(());
+        }
+        let grace_ms = self.launch_grace.as_millis() as i64;
+        for r in rows {
+            if r.cloud_id.is_none() && now_ms() - r.created_at.timestamp_millis() > grace_ms {
+                // Re-read: the adoption above may just have given it a cloud id.
+                if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
+                    if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
+                        self.store
+                            .update_vm(
+                                r.id.as_str(),
+                                VmStatus::Failed.as_str(),
+                                None,
+                                None,
+                                None,
+                                Some("launch interrupted before the cloud created the VM"),
+                            )
+                            .await?;
+                        report.failed_launches += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the cloud for `rows` by id (in batches) and records what it
+    /// says: only the cloud's "no such instance" or an explicit terminated
+    /// state ends a record. False when the group's lease was lost meanwhile.
+    async fn confirm(
+        &self,
+        instance: &InstanceName,
+        connector: &dyn Connector,
+        creds: &Credentials,
+        rows: &[&Vm],
+        (lease, holder): (&str, &str),
+        report: &mut ReconcileReport,
+    ) -> ServiceResult<bool> {
+        for chunk in rows.chunks(CONFIRM_BATCH) {
+            let confirmed = self.confirm_by_id(connector, creds, chunk).await?;
             if !self.renew(lease, holder).await? {
                 report.skipped_locked += 1;
-                return Ok(());
+                return Ok(false);
             }
             for (r, found) in chunk.iter().zip(confirmed) {
                 match found {
@@ -329,27 +373,29 @@ impl Provisioning {
                 }
             }
         }
-        let grace_ms = self.launch_grace.as_millis() as i64;
-        for r in rows {
-            if r.cloud_id.is_none() && now_ms() - r.created_at.timestamp_millis() > grace_ms {
-                // Re-read: the adoption above may just have given it a cloud id.
-                if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
-                    if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
-                        self.store
-                            .update_vm(
-                                r.id.as_str(),
-                                VmStatus::Failed.as_str(),
-                                None,
-                                None,
-                                None,
-                                Some("launch interrupted before the cloud created the VM"),
-                            )
-                            .await?;
-                        report.failed_launches += 1;
-                    }
-                }
-            }
+        Ok(true)
+    }
+
+    /// The transition watch's work on a group: the VMs on their way
+    /// somewhere, asked for by id (a call per 100, not a listing of the
+    /// whole account, which costs the cloud as much as the account is big).
+    /// Launches still in flight are left to their launch, and interrupted
+    /// ones to the full pass (which adopts by tag before it fails them).
+    async fn watch_group(
+        &self,
+        instance: &InstanceName,
+        cred: &CredentialId,
+        rows: &[Vm],
+        lease: (&str, &str),
+        report: &mut ReconcileReport,
+    ) -> ServiceResult<()> {
+        let moving: Vec<&Vm> = rows.iter().filter(|r| r.cloud_id.is_some() && r.status.is_transitional()).collect();
+        if moving.is_empty() {
+            return Ok(());
         }
+        let (connector, _, _) = self.connector(instance)?;
+        let creds = self.vault.credentials_by_id(cred).await?;
+        self.confirm(instance, connector.as_ref(), &creds, &moving, lease, report).await?;
         Ok(())
     }
 
