@@ -108,6 +108,7 @@ pub const IAM_ACTIONS: &[&str] = &[
     "ec2:RunInstances",
     "ec2:CreateTags",
     "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
     "ec2:StartInstances",
     "ec2:StopInstances",
     "ec2:RebootInstances",
@@ -624,6 +625,28 @@ impl Connector for Ec2Connector {
 
     async fn describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
         self.describe_all(creds, filter).await
+    }
+
+    async fn instance_states(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<(String, VmState)>, ConnectorError> {
+        check_ids(ids)?;
+        let base = self.client(creds)?.describe_instance_status().set_instance_ids(Some(ids.to_vec())).include_all_instances(true);
+        let mut out = Vec::with_capacity(ids.len());
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let req = base.clone().set_next_token(token.clone());
+            let page = self.call("DescribeInstanceStatus", || req.clone().send()).await?;
+            for st in page.instance_statuses() {
+                if let Some(id) = st.instance_id() {
+                    out.push((id.to_string(), state_of(st.instance_state())));
+                }
+            }
+            match next_page("DescribeInstanceStatus", &mut pages, token.as_deref(), page.next_token())? {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {

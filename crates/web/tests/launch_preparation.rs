@@ -9,8 +9,11 @@
 //! pair (it launches): the fault wrapper answers what EC2 answers there.
 //!
 //! The transition watch (every few seconds while VMs are pending) asks the
-//! cloud for the moving VMs by id, never for a listing of the whole account:
-//! a listing costs the cloud as much as the account is big.
+//! cloud for the moving VMs' states by id (DescribeInstanceStatus), never
+//! for a listing of the whole account (which costs the cloud as much as the
+//! account is big); it describes a VM in full only when its addresses may
+//! have changed, and falls back to describing when the credential may not
+//! ask for states.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 mod common;
@@ -175,17 +178,54 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
     let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
     assert_eq!((r.groups, r.updated), (1, 3), "{r:?}");
     let stats = moto.stats().await;
-    let calls: Vec<&Value> = stats["log"].as_array().unwrap().iter().filter(|e| e["action"] == "DescribeInstances").collect();
-    assert_eq!(calls.len(), 1, "{stats}");
-    assert_eq!(
-        (calls[0]["instance_ids"].as_u64(), calls[0]["filters"].as_u64()),
-        (Some(3), Some(0)),
-        "the watch listed the account: {stats}"
-    );
+    let log = stats["log"].as_array().unwrap();
+    let calls = |action: &str| log.iter().filter(|e| e["action"] == action).cloned().collect::<Vec<Value>>();
+    // Only the states of the three, in one call: their addresses came with the launch.
+    assert_eq!(calls("DescribeInstances").len(), 0, "{stats}");
+    let status = calls("DescribeInstanceStatus");
+    assert_eq!(status.len(), 1, "{stats}");
+    assert_eq!(status[0]["instance_ids"].as_u64(), Some(3), "{stats}");
     for id in &moving {
         let (_, vm) = app.call(Method::GET, &format!("/api/v1/vms/{id}"), &alice, None).await;
         assert_eq!(vm["state"], "running", "{vm}");
     }
+
+    // A VM whose public address the cloud gave after the launch (as EC2
+    // does): described in full once it runs, so the record has the address.
+    let store = cloudbroker_store::Store::connect(&app.db_url).await.unwrap();
+    let row = store.get_vm(&moving[0]).await.unwrap().unwrap();
+    let public_ip = row.public_ip.clone().unwrap();
+    store.update_vm(&row.id, "pending", None, row.private_ip.as_deref(), None, None).await.unwrap();
+    moto.reset().await;
+    let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
+    assert_eq!(r.updated, 1, "{r:?}");
+    let stats = moto.stats().await;
+    let log = stats["log"].as_array().unwrap();
+    let described: Vec<&Value> = log.iter().filter(|e| e["action"] == "DescribeInstances").collect();
+    assert_eq!(described.len(), 1, "{stats}");
+    assert_eq!((described[0]["instance_ids"].as_u64(), described[0]["filters"].as_u64()), (Some(1), Some(0)), "{stats}");
+    let row = store.get_vm(&moving[0]).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.public_ip.as_deref()), ("running", Some(public_ip.as_str())));
+
+    // A credential whose policy does not allow DescribeInstanceStatus: the
+    // watch falls back to describing the VMs (by id), and still settles them.
+    store.update_vm(&row.id, "pending", None, row.private_ip.as_deref(), row.public_ip.as_deref(), None).await.unwrap();
+    moto.reset().await;
+    moto.set_faults(json!({"error_first": 1, "error_actions": ["DescribeInstanceStatus"], "error_code": "UnauthorizedOperation",
+        "error_status": 403, "error_message": "You are not authorized to perform this operation."}))
+        .await;
+    let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
+    assert!(r.errors.is_empty() && r.updated == 1, "{r:?}");
+    let stats = moto.stats().await;
+    assert_eq!(
+        (stats["actions"]["DescribeInstanceStatus"].as_u64(), stats["actions"]["DescribeInstances"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(store.get_vm(&row.id).await.unwrap().unwrap().state, "running");
+    moto.set_faults(json!({})).await;
+    store.close().await;
+
     // Nothing on the move: the watch asks the cloud nothing.
     moto.reset().await;
     let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
