@@ -41,6 +41,10 @@ pub struct Admission<'a> {
     /// The state the VMs are recorded in.
     pub state: &'a str,
     pub vms: &'a [NewVm],
+    /// An audit record (action, target, outcome, detail; the actor is
+    /// `user`) written in the same transaction: recorded exactly when the
+    /// VMs are.
+    pub audit: Option<(&'a str, &'a str, &'a str, &'a str)>,
 }
 
 /// Why a launch was not admitted.
@@ -157,6 +161,17 @@ impl Store {
                 e if e.is_unique_violation() => AdmitError::Store(StoreError::Conflict(format!("client token '{}' was already used", a.client_token))),
                 e => AdmitError::Store(e),
             })?;
+        }
+        if let Some((action, target, outcome, detail)) = a.audit {
+            sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(now)
+                .bind(a.user)
+                .bind(action)
+                .bind(target)
+                .bind(outcome)
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

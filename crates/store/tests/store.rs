@@ -131,6 +131,7 @@ mod quota {
             counted: COUNTED,
             state: "requested",
             vms: &v,
+            audit: None,
         })
         .await
     }

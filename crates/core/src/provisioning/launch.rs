@@ -187,12 +187,9 @@ impl Provisioning {
     /// Launches VMs.
     pub async fn launch(self: &Arc<Self>, actor: &Actor, spec: LaunchSpec) -> ServiceResult<LaunchOutcome> {
         Self::check(&spec)?;
-        if let Some(t) = &spec.client_token {
-            let existing = self.by_client_token(&actor.name, t).await?;
-            if !existing.is_empty() {
-                return Ok(LaunchOutcome { created: false, vms: existing });
-            }
-        }
+        // A client token seen before is found when the admission's insert
+        // meets its unique index (or, at a full quota, before refusing), so
+        // the common case (a new token) costs no lookup.
         if spec.client_tags.len() > MAX_CLIENT_TAGS
             || spec
                 .client_tags
@@ -249,6 +246,8 @@ impl Provisioning {
             })
             .collect();
         let counted = VmStatus::quota_counted_names();
+        let audit_target = format!("{}/{launch_id}", spec.instance);
+        let audit_detail = format!("{count} x {instance_type} {}", resolved.image_id);
         let admission = Admission {
             launch_id: launch_id.as_str(),
             user: actor.name.as_str(),
@@ -259,10 +258,18 @@ impl Provisioning {
             counted: &counted,
             state: VmStatus::Requested.as_str(),
             vms: &vms,
+            audit: Some(("vm.launch", &audit_target, "requested", &audit_detail)),
         };
         match self.store.admit_launch(&admission).await {
             Ok(()) => {}
             Err(AdmitError::Quota { limit, current, requested }) => {
+                // A retry of an admitted launch (its VMs count against the quota now).
+                if let Some(t) = &spec.client_token {
+                    let existing = self.by_client_token(&actor.name, t).await?;
+                    if !existing.is_empty() {
+                        return Ok(LaunchOutcome { created: false, vms: existing });
+                    }
+                }
                 crate::metrics::quota_rejected(spec.instance.as_str());
                 self.store
                     .audit(
@@ -282,16 +289,6 @@ impl Provisioning {
             }
             Err(AdmitError::Store(e)) => return Err(e.into()),
         }
-        self.store
-            .audit(
-                actor.name.as_str(),
-                "vm.launch",
-                &format!("{}/{launch_id}", spec.instance),
-                "requested",
-                &format!("{count} x {instance_type} {}", resolved.image_id),
-            )
-            .await?;
-
         let ssh_key = match &spec.ssh_public_key {
             Some(k) => Some(k.clone()),
             None => self.store.get_user(actor.name.as_str()).await?.and_then(|u| u.ssh_public_key),
@@ -327,6 +324,7 @@ impl Provisioning {
             instance: spec.instance.clone(),
             launch_id: launch_id.clone(),
             credential_id,
+            rows: vms.iter().map(|v| v.id.clone()).collect(),
         };
         // In the request's span, so its cloud calls carry the request id.
         tokio::spawn(tracing::Instrument::in_current_span(async move { this.run_cloud(job, run).await }))
@@ -390,8 +388,19 @@ impl Provisioning {
         match outcome {
             Ok(vms) => {
                 in_flight.outcome("ok");
-                for vm in &vms {
-                    self.record_cloud_vm(instance, launch_id, &job.credential_id, vm).await?;
+                for (i, vm) in vms.iter().enumerate() {
+                    // The cloud's i-th VM into the launch's i-th record; should
+                    // the reconciler have been first, the general matching.
+                    let status = VmStatus::from(vm.state);
+                    let adopted = match job.rows.get(i) {
+                        Some(row) => {
+                            self.store.adopt_vm(row, &vm.id, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref()).await?
+                        }
+                        None => false,
+                    };
+                    if !adopted {
+                        self.record_cloud_vm(instance, launch_id, &job.credential_id, vm).await?;
+                    }
                 }
                 let ids = vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",");
                 self.store.audit(user, "vm.launch", &target, "ok", &ids).await?;
@@ -427,4 +436,6 @@ struct CloudLaunch {
     instance: InstanceName,
     launch_id: LaunchId,
     credential_id: CredentialId,
+    /// The launch's records (by launch index).
+    rows: Vec<String>,
 }
