@@ -95,6 +95,14 @@ wrk_latency() {
     $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} END {printf "%.3f %.3f\n", p50, p99}'
 }
 
+# median_pair FILE: the medians of the two columns ("p50 p99" lines) of FILE.
+median_pair() {
+  "$PY" -c '
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+print(f"{statistics.median(r[0] for r in rows):.3f} {statistics.median(r[1] for r in rows):.3f}")' "$1"
+}
+
 # bearer_lua PATH: a wrk script sending GET PATH with the bench token.
 bearer_lua() {
   local f="$WORK/bearer-$RANDOM.lua"
