@@ -282,11 +282,12 @@ impl Images {
     /// another user's private image does not exist (admins included: a
     /// launch acts as its user).
     pub async fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-        let img = self.get(image).await?;
-        if !img.owned_by_or_public(&actor.name) {
-            return Err(ServiceError::NotFound(Resource::Image(image.clone())));
+        // One read of the images for both the check and the resolution.
+        let all = self.list().await?;
+        match all.iter().find(|i| &i.name == image) {
+            Some(img) if img.owned_by_or_public(&actor.name) => resolve_in(&all, image, instance),
+            _ => Err(ServiceError::NotFound(Resource::Image(image.clone()))),
         }
-        self.resolve(image, instance).await
     }
 
     /// Creates (`create_only`) or replaces an image (admin).
@@ -363,26 +364,30 @@ impl Images {
 
     /// Resolves an image for an instance: its own id, else its parent's, recursively.
     pub async fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-        let all = self.list().await?;
-        let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
-        let mut cur = by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
-        let mut tried = Vec::new();
-        loop {
-            tried.push(cur.name.to_string());
-            if let Some(m) = cur.mappings.get(instance.as_str()) {
-                // Defaults from the image itself win over those of its ancestors.
-                let first = by_name.get(image.as_str()).and_then(|i| i.mappings.get(instance.as_str()));
-                return Ok(ResolvedImage {
-                    image_id: m.image_id.clone(),
-                    instance_type: first.and_then(|f| f.instance_type.clone()).or_else(|| m.instance_type.clone()),
-                    security_group: first.and_then(|f| f.security_group.clone()).or_else(|| m.security_group.clone()),
-                    from_image: cur.name.to_string(),
-                });
-            }
-            match cur.parent.as_ref().and_then(|p| by_name.get(p.as_str()).copied()) {
-                Some(p) if !tried.contains(&p.name.to_string()) => cur = p,
-                _ => return Err(no_id(image, instance, &tried)),
-            }
+        resolve_in(&self.list().await?, image, instance)
+    }
+}
+
+/// [`Images::resolve`] over the images `all`.
+fn resolve_in(all: &[ImageView], image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+    let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
+    let mut cur = by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
+    let mut tried = Vec::new();
+    loop {
+        tried.push(cur.name.to_string());
+        if let Some(m) = cur.mappings.get(instance.as_str()) {
+            // Defaults from the image itself win over those of its ancestors.
+            let first = by_name.get(image.as_str()).and_then(|i| i.mappings.get(instance.as_str()));
+            return Ok(ResolvedImage {
+                image_id: m.image_id.clone(),
+                instance_type: first.and_then(|f| f.instance_type.clone()).or_else(|| m.instance_type.clone()),
+                security_group: first.and_then(|f| f.security_group.clone()).or_else(|| m.security_group.clone()),
+                from_image: cur.name.to_string(),
+            });
+        }
+        match cur.parent.as_ref().and_then(|p| by_name.get(p.as_str()).copied()) {
+            Some(p) if !tried.contains(&p.name.to_string()) => cur = p,
+            _ => return Err(no_id(image, instance, &tried)),
         }
     }
 }

@@ -12,6 +12,7 @@ mod names;
 mod page;
 mod resources;
 mod tags;
+pub mod time;
 mod vm;
 
 pub use cloudbroker_connector_api::InstanceName;

@@ -77,7 +77,9 @@ pub struct Vm {
     pub tags: Tags,
     /// The user's key pair it was launched with (EC2's `KeyName`).
     pub key_name: Option<String>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]

@@ -168,6 +168,14 @@ pub(crate) fn ok(v: impl serde::Serialize) -> ApiResult {
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// 200 with `v` as JSON, written into a buffer of about `size` bytes (a
+/// page of VMs knows its size to within a factor: no regrowing on the way).
+pub(crate) fn ok_sized(v: &impl serde::Serialize, size: usize) -> ApiResult {
+    let mut body = Vec::with_capacity(size);
+    serde_json::to_writer(&mut body, v).map_err(|e| error::ApiError(cloudbroker_core::ServiceError::Internal(format!("answer: {e}"))))?;
+    Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(body))
+}
+
 /// 204.
 pub(crate) fn no_content() -> ApiResult {
     Ok(HttpResponse::NoContent().finish())

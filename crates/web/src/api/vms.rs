@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
+/// Bytes a VM's JSON takes, about (to size a page's answer once).
+const VM_JSON_BYTES: usize = 640;
+
 /// VMs of one launch, or one page of VMs (newest first).
 #[derive(Serialize, ToSchema)]
 pub(super) struct VmPage {
@@ -136,7 +139,8 @@ pub(super) async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Que
         },
     };
     let p = broker.provisioning.list(&a.0, query, page).await?;
-    ok(VmPage { vms: p.items, next_cursor: p.next_cursor })
+    let size = 256 + p.items.len() * VM_JSON_BYTES;
+    super::ok_sized(&VmPage { vms: p.items, next_cursor: p.next_cursor }, size)
 }
 
 /// A VM named in a path: an invalid id cannot exist.
