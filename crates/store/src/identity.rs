@@ -57,6 +57,9 @@ pub struct TokenRow {
 
 type TokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
 
+/// A token's columns and its user's `is_admin`.
+type LiveTokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, i64);
+
 fn token(t: TokenTuple) -> TokenRow {
     TokenRow {
         id: t.0,
@@ -248,7 +251,7 @@ impl Store {
     /// asks). Does not record the use: see [`Self::touch_token`].
     pub async fn live_token(&self, token_hash: &str, now: i64) -> Result<Option<(TokenRow, bool)>, StoreError> {
         let cols = TOKEN_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
-        let r: Option<(String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(&format!(
+        let r: Option<LiveTokenTuple> = sqlx::query_as(&format!(
             "SELECT {cols}, u.is_admin FROM api_tokens t JOIN users u ON u.name = t.user_name \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.disabled_at IS NULL"
         ))

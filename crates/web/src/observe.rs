@@ -42,7 +42,8 @@ impl RequestId {
 
     /// A fresh random id.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        // 128 bits from the thread's RNG (no system call per request).
+        Self(format!("{:032x}", rand::random::<u128>()))
     }
 
     /// The id.
@@ -87,6 +88,36 @@ fn method_label(m: &actix_web::http::Method) -> &'static str {
     }
 }
 
+/// A route template as a label value that lives as long as the process:
+/// templates are the router's (a bounded set), each kept once, so counting
+/// a request allocates nothing. Past [`MAX_ROUTES`] (not reachable with the
+/// router's routes), "other".
+fn route_label(pattern: Option<String>) -> &'static str {
+    static ROUTES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashMap<String, &'static str>>> = std::sync::OnceLock::new();
+    let Some(pattern) = pattern else { return "unmatched" };
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().unwrap_or_else(|e| e.into_inner()).get(&pattern) {
+        return r;
+    }
+    let mut w = routes.write().unwrap_or_else(|e| e.into_inner());
+    if w.len() >= MAX_ROUTES {
+        return "other";
+    }
+    let kept: &'static str = Box::leak(pattern.clone().into_boxed_str());
+    w.entry(pattern).or_insert(kept)
+}
+
+/// Route templates kept as label values at most.
+const MAX_ROUTES: usize = 512;
+
+/// A status code as a label value without allocating (common codes), else
+/// its digits kept once per code (at most 900 of them).
+fn status_label(status: u16) -> &'static str {
+    static CODES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| (100u16..1000).map(|c| &*Box::leak(c.to_string().into_boxed_str())).collect());
+    codes.get(usize::from(status).wrapping_sub(100)).copied().unwrap_or("other")
+}
+
 /// The middleware (see the module comment).
 pub async fn observe(
     req: ServiceRequest,
@@ -94,13 +125,18 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id =
         req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(RequestId::parse).unwrap_or_else(RequestId::generate);
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = route_label(req.match_pattern());
     let method = method_label(req.method());
-    let path = req.path().to_string();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // The request line is logged only where info is on (not read otherwise).
+    let logged = tracing::enabled!(tracing::Level::INFO);
+    let (path, peer) = if logged {
+        (req.path().to_string(), req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default())
+    } else {
+        (String::new(), String::new())
+    };
     let span = tracing::info_span!("http_request", request_id = %id, method, route = %route);
     req.extensions_mut().insert(id.clone());
-    let labels = [("method", method.to_string()), ("route", route)];
+    let labels = [("method", method), ("route", route)];
     let in_flight = metrics::gauge!("cloudbroker_http_requests_in_flight");
     in_flight.increment(1.0);
     let started = Instant::now();
@@ -112,10 +148,11 @@ pub async fn observe(
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
     metrics::histogram!("cloudbroker_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    let mut counted = labels.to_vec();
-    counted.push(("status", status.to_string()));
+    let counted = [labels[0], labels[1], ("status", status_label(status))];
     metrics::counter!("cloudbroker_http_requests_total", &counted).increment(1);
-    span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, %path, %peer, "request"));
+    if logged {
+        span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, %path, %peer, "request"));
+    }
     let mut res = res?;
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
@@ -167,5 +204,18 @@ mod tests {
             assert!(RequestId::parse(bad).is_none(), "{bad:?}");
         }
         assert_eq!(RequestId::generate().as_str().len(), 32);
+        assert_ne!(RequestId::generate(), RequestId::generate());
+    }
+
+    #[test]
+    fn labels_are_kept_once_and_bounded() {
+        assert_eq!(status_label(200), "200");
+        assert_eq!(status_label(503), "503");
+        assert_eq!(status_label(42), "other");
+        assert_eq!(route_label(None), "unmatched");
+        let a = route_label(Some("/api/v1/vms/{id}".into()));
+        let b = route_label(Some("/api/v1/vms/{id}".into()));
+        assert_eq!(a, "/api/v1/vms/{id}");
+        assert!(std::ptr::eq(a, b), "a template was kept twice");
     }
 }

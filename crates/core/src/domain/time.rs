@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     let nanos = t.nanosecond();
     let year = t.year();
-    if nanos % 1_000_000 != 0 || nanos >= 1_000_000_000 || !(0..=9999).contains(&year) {
+    if !nanos.is_multiple_of(1_000_000) || nanos >= 1_000_000_000 || !(0..=9999).contains(&year) {
         return s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     }
     let ms = nanos / 1_000_000;
