@@ -411,8 +411,10 @@ async fn serve(config: Config) -> Result<(), String> {
             r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
         }
         None => {
-            tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining in-flight requests, stopping background work");
+            // Readiness turns 503 before the line says so (a watcher of the log
+            // must not find the broker still ready).
             draining.start();
+            tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: draining in-flight requests, stopping background work");
             let delay = std::time::Duration::from_secs(broker.config.shutdown_delay_secs);
             if !delay.is_zero() {
                 tracing::info!(delay_secs = delay.as_secs(), "readiness is 503; still accepting until the delay ends");

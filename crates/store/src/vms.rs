@@ -91,11 +91,37 @@ fn vm(t: VmDb) -> VmRow {
 
 /// The rows of a JSON array of VM records in [`JSON_COLS`] order (`None`:
 /// the aggregate over no rows).
-fn vm_rows(json: Option<String>) -> Result<Vec<VmRow>, StoreError> {
+fn vm_rows(json: Option<String>, order: Order) -> Result<Vec<VmRow>, StoreError> {
     let Some(json) = json else { return Ok(Vec::new()) };
-    let rows: Vec<VmDb> = serde_json::from_str(&json)
+    let mut rows: Vec<VmDb> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM records aggregated as JSON: {e}").into())))?;
+    // The aggregate keeps its input's order in practice, which SQL does not
+    // promise: sorted here (a stable sort of sorted rows is one pass).
+    match order {
+        Order::Oldest => {
+            rows.sort_by(|a, b| (a.created_at, &a.launch_id, a.launch_index).cmp(&(b.created_at, &b.launch_id, b.launch_index)))
+        }
+        Order::Newest => rows.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id))),
+    }
     Ok(rows.into_iter().map(vm).collect())
+}
+
+/// The orders lists of VMs come in.
+#[derive(Clone, Copy)]
+enum Order {
+    /// Creation time, then launch and index: a launch's VMs together.
+    Oldest,
+    /// Newest first (creation time, then id, both descending): pages.
+    Newest,
+}
+
+impl Order {
+    fn sql(self) -> &'static str {
+        match self {
+            Order::Oldest => "created_at, launch_id, launch_index",
+            Order::Newest => "created_at DESC, id DESC",
+        }
+    }
 }
 
 /// Filters for listing VMs.
@@ -120,11 +146,18 @@ impl Store {
     /// crosses from the database as one value instead of a row each: the
     /// driver's per-row cost (a message between its worker and the caller,
     /// a conversion per column) was most of what a page of VMs cost.
-    fn json_rows(&self, inner: &str, order: &str) -> String {
+    /// `inner` must not order its rows unless it limits them (then in `order`).
+    fn json_rows(&self, inner: &str, order: Order) -> String {
+        let by = order.sql();
         match self.backend() {
-            crate::Backend::Sqlite => format!("SELECT json_group_array(json_array({JSON_COLS}) ORDER BY {order}) FROM ({inner}) AS v"),
+            // Ordered in the subquery (an ORDER BY in the aggregate would sort
+            // the rows a second time); the caller sorts again (`vm_rows`).
+            crate::Backend::Sqlite if inner.contains(" ORDER BY ") => {
+                format!("SELECT json_group_array(json_array({JSON_COLS})) FROM ({inner}) AS v")
+            }
+            crate::Backend::Sqlite => format!("SELECT json_group_array(json_array({JSON_COLS})) FROM ({inner} ORDER BY {by}) AS v"),
             crate::Backend::Postgres => {
-                format!("SELECT json_agg(json_build_array({JSON_COLS}) ORDER BY {order})::text FROM ({inner}) AS v")
+                format!("SELECT json_agg(json_build_array({JSON_COLS}) ORDER BY {by})::text FROM ({inner}) AS v")
             }
         }
     }
@@ -153,13 +186,12 @@ impl Store {
                 sql.push_str(&format!(" AND {col} = ${}", binds.len()));
             }
         }
-        let order = "created_at, launch_id, launch_index";
-        let sql = self.json_rows(&sql, order);
+        let sql = self.json_rows(&sql, Order::Oldest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in binds {
             q = q.bind(b);
         }
-        let rows = vm_rows(q.fetch_one(self.pool()).await?.0)?.into_iter();
+        let rows = vm_rows(q.fetch_one(self.pool()).await?.0, Order::Oldest)?.into_iter();
         Ok(match &f.tag {
             Some((k, v)) => rows.filter(|r| r.tags.get(k) == Some(v)).collect(),
             None => rows.collect(),
@@ -169,12 +201,12 @@ impl Store {
     /// VMs in the given states (reconciliation passes the live ones).
     pub async fn vms_in_states(&self, states: &[&str]) -> Result<Vec<VmRow>, StoreError> {
         let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let sql = self.json_rows(&format!("SELECT {COLS} FROM vms WHERE state IN ({list})"), "created_at, launch_id, launch_index");
+        let sql = self.json_rows(&format!("SELECT {COLS} FROM vms WHERE state IN ({list})"), Order::Oldest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for s in states {
             q = q.bind(*s);
         }
-        vm_rows(q.fetch_one(self.pool()).await?.0)
+        vm_rows(q.fetch_one(self.pool()).await?.0, Order::Oldest)
     }
 
     /// One page of VMs matching a filter, newest first (by creation time,
@@ -226,9 +258,8 @@ impl Store {
             sql.push_str(&format!(" AND (created_at < ${a} OR (created_at = ${a} AND id < ${idp}))", a = idp + 1));
         }
         let limit_p = binds.len() + if after_ms.is_some() { 2 } else { 1 };
-        let order = "created_at DESC, id DESC";
-        sql.push_str(&format!(" ORDER BY {order} LIMIT ${limit_p}"));
-        let sql = self.json_rows(&sql, order);
+        sql.push_str(&format!(" ORDER BY {} LIMIT ${limit_p}", Order::Newest.sql()));
+        let sql = self.json_rows(&sql, Order::Newest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in &binds {
             q = q.bind(b);
@@ -236,7 +267,7 @@ impl Store {
         if let Some(ms) = after_ms {
             q = q.bind(ms);
         }
-        vm_rows(q.bind(limit).fetch_one(self.pool()).await?.0)
+        vm_rows(q.bind(limit).fetch_one(self.pool()).await?.0, Order::Newest)
     }
 
     /// The VM with this cloud id on an instance.
