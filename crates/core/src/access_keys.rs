@@ -126,27 +126,36 @@ impl KeyHolder {
     }
 }
 
-struct Cached {
-    holder: KeyHolder,
+struct Cached<V> {
+    value: V,
     fetched: Instant,
-    /// When this process last recorded the key's use (ms), to write it at most once a minute.
+    /// When this process last recorded the credential's use (ms), to write it at most once a minute.
     touched_ms: Option<i64>,
 }
 
-/// Active access keys recently looked up (see the module's invariant).
-#[derive(Default)]
-pub struct KeyCache {
-    inner: Mutex<CacheInner>,
+/// Credentials (access keys, API tokens) recently looked up, by key: see
+/// the module's invariant (answers at most [`KEY_CACHE_TTL`] old, emptied
+/// by [`forget_cached_keys`], refusals never put in).
+pub struct CredentialCache<V> {
+    inner: Mutex<CacheInner<V>>,
 }
 
-#[derive(Default)]
-struct CacheInner {
+/// Active access keys recently looked up.
+pub type KeyCache = CredentialCache<KeyHolder>;
+
+impl<V> Default for CredentialCache<V> {
+    fn default() -> Self {
+        Self { inner: Mutex::new(CacheInner { epoch: 0, keys: HashMap::new() }) }
+    }
+}
+
+struct CacheInner<V> {
     epoch: u64,
-    keys: HashMap<String, Cached>,
+    keys: HashMap<String, Cached<V>>,
 }
 
-impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+impl<V: Clone> CredentialCache<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner<V>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = EPOCH.load(Ordering::SeqCst);
         if g.epoch != now {
@@ -156,20 +165,25 @@ impl KeyCache {
         g
     }
 
-    fn get(&self, key_id: &str) -> Option<KeyHolder> {
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
         let mut g = self.lock();
-        match g.keys.get(key_id) {
-            Some(c) if c.fetched.elapsed() < KEY_CACHE_TTL => Some(c.holder.clone()),
+        match g.keys.get(key) {
+            Some(c) if c.fetched.elapsed() < KEY_CACHE_TTL => Some(c.value.clone()),
             Some(_) => {
-                g.keys.remove(key_id);
+                g.keys.remove(key);
                 None
             }
             None => None,
         }
     }
 
-    /// Caches `holder` unless the cache was invalidated since `epoch` (when the lookup started).
-    fn put(&self, key_id: &str, holder: &KeyHolder, epoch: u64, touched_ms: Option<i64>) {
+    /// Forgets one entry (e.g. a token past its expiry).
+    pub(crate) fn remove(&self, key: &str) {
+        self.lock().keys.remove(key);
+    }
+
+    /// Caches `value` unless the cache was invalidated since `epoch` (when the lookup started).
+    pub(crate) fn put(&self, key: &str, value: &V, epoch: u64, touched_ms: Option<i64>) {
         let mut g = self.lock();
         if g.epoch != epoch {
             return;
@@ -180,13 +194,14 @@ impl KeyCache {
                 g.keys.clear();
             }
         }
-        g.keys.insert(key_id.to_string(), Cached { holder: holder.clone(), fetched: Instant::now(), touched_ms });
+        g.keys.insert(key.to_string(), Cached { value: value.clone(), fetched: Instant::now(), touched_ms });
     }
 
-    /// Whether the key's use should be written now (at most once a minute per key).
-    fn should_touch(&self, key_id: &str, now_ms: i64) -> Option<bool> {
+    /// Whether the credential's use should be written now (at most once a
+    /// minute per key); `None` when it is not cached.
+    pub(crate) fn should_touch(&self, key: &str, now_ms: i64) -> Option<bool> {
         let mut g = self.lock();
-        let c = g.keys.get_mut(key_id)?;
+        let c = g.keys.get_mut(key)?;
         if c.touched_ms.is_some_and(|t| now_ms - t <= 60_000) {
             return Some(false);
         }
@@ -194,7 +209,7 @@ impl KeyCache {
         Some(true)
     }
 
-    /// How many keys are cached (for tests).
+    /// How many entries are cached (for tests).
     pub fn len(&self) -> usize {
         self.lock().keys.len()
     }

@@ -29,84 +29,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long another replica's revocation of a token may go unseen here.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
-
-/// Tokens cached at most (a bound on memory, not a working-set guess).
-const TOKEN_CACHE_MAX: usize = 10_000;
-
-struct CachedToken {
-    id: String,
-    actor: Actor,
-    fetched: std::time::Instant,
-    /// When this process last recorded the token's use (ms).
-    touched_ms: Option<i64>,
-}
+pub const TOKEN_CACHE_TTL: Duration = crate::access_keys::KEY_CACHE_TTL;
 
 /// Live API tokens recently resolved, by the SHA-256 of the token (the raw
-/// token is never kept). See the module's invariant.
-#[derive(Default)]
-pub struct TokenCache {
-    inner: std::sync::Mutex<(u64, std::collections::HashMap<String, CachedToken>)>,
-}
-
-impl TokenCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, CachedToken>)> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let now = crate::access_keys::cache_epoch();
-        if g.0 != now {
-            g.1.clear();
-            g.0 = now;
-        }
-        g
-    }
-
-    /// The cached actor of a token and whether its use should be recorded
-    /// now (at most once a minute); `None` when not cached, stale or expired.
-    fn get(&self, hash: &str, now_ms: i64) -> Option<(Actor, Option<String>)> {
-        let mut g = self.lock();
-        let fresh =
-            g.1.get(hash)
-                .is_some_and(|c| c.fetched.elapsed() < TOKEN_CACHE_TTL && c.actor.expires_at.is_none_or(|e| e.timestamp_millis() > now_ms));
-        if !fresh {
-            g.1.remove(hash);
-            return None;
-        }
-        let c = g.1.get_mut(hash)?;
-        let touch = if c.touched_ms.is_some_and(|t| now_ms - t <= cloudbroker_store::identity::TOKEN_USE_RESOLUTION_MS) {
-            None
-        } else {
-            c.touched_ms = Some(now_ms);
-            Some(c.id.clone())
-        };
-        Some((c.actor.clone(), touch))
-    }
-
-    /// Caches a resolved token unless the cache was emptied since `epoch`.
-    fn put(&self, hash: &str, id: &str, actor: &Actor, epoch: u64, touched_ms: Option<i64>) {
-        let mut g = self.lock();
-        if g.0 != epoch {
-            return;
-        }
-        if g.1.len() >= TOKEN_CACHE_MAX {
-            g.1.retain(|_, c| c.fetched.elapsed() < TOKEN_CACHE_TTL);
-            if g.1.len() >= TOKEN_CACHE_MAX {
-                g.1.clear();
-            }
-        }
-        let cached = CachedToken { id: id.to_string(), actor: actor.clone(), fetched: std::time::Instant::now(), touched_ms };
-        g.1.insert(hash.to_string(), cached);
-    }
-
-    /// How many tokens are cached (for tests).
-    pub fn len(&self) -> usize {
-        self.lock().1.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// token is never kept): the token's id and its actor. See the module's invariant.
+pub type TokenCache = crate::access_keys::CredentialCache<(String, Actor)>;
 
 /// The built-in administrator.
 pub const SUPER_USER: &str = "super";
@@ -732,11 +659,15 @@ impl Identity {
     pub async fn resolve_token(&self, raw: &str) -> ServiceResult<Option<Actor>> {
         let hash = token_hash(raw);
         let now = now_ms();
-        if let Some((actor, touch)) = self.token_cache.get(&hash, now) {
-            if let Some(id) = touch {
-                self.store.touch_token(&id, now).await?;
+        if let Some((id, actor)) = self.token_cache.get(&hash) {
+            if actor.expires_at.is_none_or(|e| e.timestamp_millis() > now) {
+                if self.token_cache.should_touch(&hash, now) == Some(true) {
+                    self.store.touch_token(&id, now).await?;
+                }
+                return Ok(Some(actor));
             }
-            return Ok(Some(actor));
+            // Expired since it was cached: the database refuses it below.
+            self.token_cache.remove(&hash);
         }
         // Read the epoch before the database: a change made during the
         // lookup empties the cache, and this (possibly stale) answer is not kept.
@@ -748,7 +679,7 @@ impl Identity {
         }
         let actor = Actor { name: user_name(t.user_name), is_admin, expires_at: t.expires_at };
         let touched = if recent { t.last_used_at.map(|l| l.timestamp_millis()) } else { Some(now) };
-        self.token_cache.put(&hash, &t.id, &actor, epoch, touched);
+        self.token_cache.put(&hash, &(t.id.clone(), actor.clone()), epoch, touched);
         Ok(Some(actor))
     }
 

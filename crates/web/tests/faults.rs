@@ -188,11 +188,7 @@ async fn reconcile_groups_at_once_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconcile_groups_at_once_postgres() {
-    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
-        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
-        return;
-    };
-    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    let Some(url) = common::postgres_db().await else { return };
     reconcile_groups_run_at_once(Some(url)).await;
 }
 
@@ -203,10 +199,6 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres() {
-    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
-        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
-        return;
-    };
-    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    let Some(url) = common::postgres_db().await else { return };
     launches_into_a_faulty_cloud(Some(url)).await;
 }

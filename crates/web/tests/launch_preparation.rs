@@ -59,16 +59,16 @@ async fn launch(app: &TestApp, moto: &MotoServer, token: &str, name: &str) -> Va
     b["vms"][0].clone()
 }
 
-async fn launches_prepare_once(db_url: Option<String>) {
+/// moto (EC2 only), a broker with an `aws` instance on it (`extra_conf`
+/// lines added), the image `ubuntu` and alice with her moto credentials.
+/// Returns moto, the broker and alice's token.
+async fn start(db_url: Option<String>, extra_conf: &str) -> (MotoServer, TestApp, String) {
     let moto = MotoServer::start(MotoOptions { ec2_only: true, ..MotoOptions::default() });
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
     std::fs::write(
         dir.path().join("connectors.d/aws.conf"),
-        format!(
-            "cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.security.group = {GROUP}\n",
-            moto.endpoint()
-        ),
+        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n{extra_conf}", moto.endpoint()),
     )
     .unwrap();
     let app = TestApp::start(db_url, dir).await.unwrap();
@@ -78,6 +78,11 @@ async fn launches_prepare_once(db_url: Option<String>) {
     assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
     let creds = json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"});
     assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/aws", &alice, Some(creds)).await.0, 200);
+    (moto, app, alice)
+}
+
+async fn launches_prepare_once(db_url: Option<String>) {
+    let (moto, app, alice) = start(db_url, &format!("aws.security.group = {GROUP}\n")).await;
     assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &alice, Some(json!({"ssh_public_key": SSH_KEY}))).await.0, 204);
 
     // Four launches: the group and the key pair are made sure of once.
@@ -149,21 +154,7 @@ async fn launches_prepare_once(db_url: Option<String>) {
 }
 
 async fn the_watch_asks_by_id(db_url: Option<String>) {
-    let moto = MotoServer::start(MotoOptions { ec2_only: true, ..MotoOptions::default() });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n", moto.endpoint()),
-    )
-    .unwrap();
-    let app = TestApp::start(db_url, dir).await.unwrap();
-    let admin = app.token("super", SUPER_PW).await;
-    let alice = app.user(&admin, "alice").await;
-    let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
-    assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
-    let creds = json!({"access_key_id": "AKIAALICEMOTO000001", "secret_access_key": "alice-moto-secret"});
-    assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/aws", &alice, Some(creds)).await.0, 200);
+    let (moto, app, alice) = start(db_url, "").await;
     // Five VMs the account already runs (settled), three just launched (pending).
     let mut settled = Vec::new();
     for i in 0..5 {
@@ -241,11 +232,7 @@ async fn watch_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_postgres() {
-    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
-        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
-        return;
-    };
-    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    let Some(url) = common::postgres_db().await else { return };
     the_watch_asks_by_id(Some(url)).await;
 }
 
@@ -256,10 +243,6 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres() {
-    let Ok(base) = std::env::var(cloudbroker_store::testing::POSTGRES_ENV) else {
-        eprintln!("NOTICE: {} is not set: the PostgreSQL half of this test was SKIPPED", cloudbroker_store::testing::POSTGRES_ENV);
-        return;
-    };
-    let url = cloudbroker_store::testing::TestDb::create_postgres_database(&base).await.unwrap();
+    let Some(url) = common::postgres_db().await else { return };
     launches_prepare_once(Some(url)).await;
 }

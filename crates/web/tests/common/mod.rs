@@ -18,6 +18,16 @@ pub struct TestApp {
     handle: actix_web::dev::ServerHandle,
 }
 
+/// A fresh PostgreSQL database of the test server named by `POSTGRES_ENV`;
+/// `None` (saying the PostgreSQL half is skipped) when none is named.
+pub async fn postgres_db() -> Option<String> {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("NOTICE: {POSTGRES_ENV} is not set: the PostgreSQL half of this test was SKIPPED");
+        return None;
+    };
+    Some(TestDb::create_postgres_database(&base).await.unwrap())
+}
+
 impl TestApp {
     pub async fn start(db_url: Option<String>, dir: tempfile::TempDir) -> Result<Self, String> {
         Self::start_with(db_url, dir, |_| {}).await
@@ -50,11 +60,7 @@ impl TestApp {
     }
 
     pub async fn postgres() -> Option<Self> {
-        let Ok(base) = std::env::var(POSTGRES_ENV) else {
-            eprintln!("NOTICE: {POSTGRES_ENV} is not set: the PostgreSQL half of this test was SKIPPED");
-            return None;
-        };
-        let url = TestDb::create_postgres_database(&base).await.unwrap();
+        let url = postgres_db().await?;
         Some(Self::start(Some(url), tempfile::tempdir().unwrap()).await.unwrap())
     }
 
