@@ -43,8 +43,11 @@ for i in range(users):
     name = f"rec{i}"
     call(broker, "POST", "/api/v1/users", admin, {"name": name, "password": f"{name}-password-1"})
     t = call(broker, "POST", "/api/v1/tokens", basic=f"{name}:{name}-password-1")["token"]
+    # Each user's key lives in a cloud account of its own (moto keeps
+    # instances per account, as AWS does): a listing sees its 1,000 VMs.
+    key = call(moto, "POST", "/_iam/user", body={"user_name": name, "account_id": f"{100000000000 + i}"})
     call(broker, "PUT", f"/api/v1/users/{name}/credentials/{instance}", t,
-         {"access_key_id": f"AKIARECONCILE{i:07d}", "secret_access_key": f"secret-{i}"})
+         {"access_key_id": key["access_key_id"], "secret_access_key": key["secret_access_key"]})
     tokens.append(t)
 
 t0 = time.monotonic()

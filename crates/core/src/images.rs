@@ -6,12 +6,18 @@
 //! An image a user registered through the EC2 front (`RegisterImage`) has an
 //! owner and exists only for them (and for admins); the broker's own images
 //! (no owner) are public.
+//!
+//! The catalogue (every image with its mappings) is cached per replica and
+//! keyed on the store's images version (bumped in the transaction of every
+//! image write) and on the configuration snapshot (file images): each use
+//! reads the version, one small query, and reloads only after a change,
+//! wherever it was made. A cached catalogue is therefore never stale.
 
 use crate::domain::UserName;
 use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::{user_name, Actor};
-use crate::registry::Registry;
+use crate::registry::{Registry, Snapshot};
 use cloudbroker_connector_api::conf::Location;
 use cloudbroker_store::images::{ImageMapping as StoredMapping, ImageRow};
 use cloudbroker_store::Store;
@@ -105,21 +111,75 @@ fn no_id(image: &ImageName, instance: &InstanceName, tried: &[String]) -> Servic
     ServiceError::unresolved("image", format!("image '{image}' has no cloud image id for connector instance '{instance}'{via}"))
 }
 
+/// Every image (stored and from files) at one moment, by name: what a
+/// launch, a DescribeImages or a form resolves against. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Catalogue(Arc<Vec<ImageView>>);
+
+impl Catalogue {
+    /// The images, by name.
+    pub fn images(&self) -> &[ImageView] {
+        &self.0
+    }
+
+    /// One image.
+    pub fn get(&self, name: &ImageName) -> Option<&ImageView> {
+        self.0.binary_search_by(|i| i.name.as_str().cmp(name.as_str())).ok().map(|n| &self.0[n])
+    }
+
+    /// As [`Images::resolve`], over this catalogue.
+    pub fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+        resolve_in(&self.0, image, instance)
+    }
+}
+
+/// The cached catalogue and what it was built from.
+struct Cached {
+    version: i64,
+    snap: Arc<Snapshot>,
+    catalogue: Catalogue,
+}
+
 /// The image service.
 pub struct Images {
     store: Store,
     registry: Arc<Registry>,
+    cache: std::sync::Mutex<Option<Cached>>,
 }
 
 impl Images {
     /// A new service.
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
-        Self { store, registry }
+        Self { store, registry, cache: std::sync::Mutex::new(None) }
     }
 
     /// All images (stored and from files), by name.
     pub async fn list(&self) -> ServiceResult<Vec<ImageView>> {
+        Ok(self.catalogue().await?.0.to_vec())
+    }
+
+    /// The catalogue: the cached one while the store's images version and
+    /// the configuration snapshot are those it was built from, else a fresh
+    /// read (one query when nothing changed).
+    pub async fn catalogue(&self) -> ServiceResult<Catalogue> {
         let snap = self.registry.snapshot();
+        // The version first: a write landing between it and the rows makes
+        // the next use reload (never a newer version on older rows).
+        let version = self.store.images_version().await?;
+        {
+            let g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = g.as_ref().filter(|c| c.version == version && Arc::ptr_eq(&c.snap, &snap)) {
+                return Ok(c.catalogue.clone());
+            }
+        }
+        let catalogue = Catalogue(Arc::new(self.read(&snap).await?));
+        let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Some(Cached { version, snap, catalogue: catalogue.clone() });
+        Ok(catalogue)
+    }
+
+    /// Reads the stored images and merges those of the snapshot's files.
+    async fn read(&self, snap: &Snapshot) -> ServiceResult<Vec<ImageView>> {
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
         for r in self.store.list_images().await? {
             out.insert(
@@ -209,7 +269,7 @@ impl Images {
 
     /// One image.
     pub async fn get(&self, name: &ImageName) -> ServiceResult<ImageView> {
-        self.list().await?.into_iter().find(|i| &i.name == name).ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
+        self.catalogue().await?.get(name).cloned().ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
     }
 
     /// One image as `actor` sees it: another user's private image does not exist for them.
@@ -221,7 +281,7 @@ impl Images {
 
     /// The images `actor` sees (public, their own; all for admins).
     pub async fn list_for(&self, actor: &Actor) -> ServiceResult<Vec<ImageView>> {
-        Ok(self.list().await?.into_iter().filter(|i| i.visible_to(actor)).collect())
+        Ok(self.catalogue().await?.images().iter().filter(|i| i.visible_to(actor)).cloned().collect())
     }
 
     /// Stores an image registered from the cloud (see
@@ -282,10 +342,10 @@ impl Images {
     /// another user's private image does not exist (admins included: a
     /// launch acts as its user).
     pub async fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-        // One read of the images for both the check and the resolution.
-        let all = self.list().await?;
-        match all.iter().find(|i| &i.name == image) {
-            Some(img) if img.owned_by_or_public(&actor.name) => resolve_in(&all, image, instance),
+        // One catalogue for both the check and the resolution.
+        let all = self.catalogue().await?;
+        match all.get(image) {
+            Some(img) if img.owned_by_or_public(&actor.name) => all.resolve(image, instance),
             _ => Err(ServiceError::NotFound(Resource::Image(image.clone()))),
         }
     }
@@ -317,7 +377,8 @@ impl Images {
         if img.description.chars().count() > 1024 || img.os.chars().count() > 64 {
             return Err(ServiceError::invalid_field("description", "description is at most 1024 characters and os at most 64"));
         }
-        let all = self.list().await?;
+        let catalogue = self.catalogue().await?;
+        let all = catalogue.images();
         if let Some(p) = &img.parent {
             if !all.iter().any(|i| &i.name == p) {
                 return Err(ServiceError::unresolved("parent", format!("image '{}': parent image '{p}' does not exist", img.name)));
@@ -364,7 +425,7 @@ impl Images {
 
     /// Resolves an image for an instance: its own id, else its parent's, recursively.
     pub async fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-        resolve_in(&self.list().await?, image, instance)
+        self.catalogue().await?.resolve(image, instance)
     }
 }
 

@@ -143,3 +143,48 @@ async fn file_errors_are_visible_in_snapshot() {
     assert_eq!(snap.file_errors.len(), 1);
     assert!(snap.file_errors[0].contains("a.conf:1: entry 'bad:nope'"), "{:?}", snap.file_errors);
 }
+
+/// The cloud image id `linux` resolves to on instance `s`.
+async fn id_on(imgs: &cloudbroker_core::images::Images) -> Result<String, cloudbroker_core::ServiceError> {
+    use cloudbroker_core::testing::{image, instance};
+    imgs.resolve(&image("linux"), &instance("s")).await.map(|r| r.image_id)
+}
+
+store_test!(image_catalogue_follows_the_writes_of_every_replica, |store: Store| async move {
+    use cloudbroker_core::images::{ImageMapping, ImageSpec, Images};
+    use cloudbroker_core::testing::{image, instance};
+    use cloudbroker_core::{Actor, ServiceError};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.conf", "cloud.connector.class = s:sandbox\n");
+    // Two replicas: each its own registry and image service, one database.
+    let (ra, rb) = (registry(store.clone(), dir.path()).await, registry(store.clone(), dir.path()).await);
+    let (a, b) = (Images::new(store.clone(), ra.clone()), Images::new(store.clone(), rb));
+    let spec = |id: &str| ImageSpec {
+        name: image("linux"),
+        description: String::new(),
+        os: "linux".into(),
+        parent: None,
+        mappings: [(instance("s"), ImageMapping { image_id: id.into(), instance_type: None, security_group: None })].into(),
+    };
+    // Both replicas cache the empty catalogue first.
+    assert!(a.catalogue().await.unwrap().images().is_empty());
+    assert!(matches!(id_on(&b).await, Err(ServiceError::NotFound(_))));
+
+    a.put(&Actor::system(), spec("ami-1"), true).await.unwrap();
+    assert_eq!(id_on(&b).await.unwrap(), "ami-1", "another replica's create is seen at once");
+    // Unchanged: the same catalogue, not a fresh read.
+    let (c1, c2) = (b.catalogue().await.unwrap(), b.catalogue().await.unwrap());
+    assert!(std::ptr::eq(c1.images().as_ptr(), c2.images().as_ptr()));
+
+    b.put(&Actor::system(), spec("ami-2"), false).await.unwrap();
+    assert_eq!(id_on(&a).await.unwrap(), "ami-2", "another replica's replace is seen at once");
+    b.delete(&Actor::system(), &image("linux")).await.unwrap();
+    assert!(matches!(a.get(&image("linux")).await, Err(ServiceError::NotFound(_))), "another replica's delete is seen at once");
+
+    // File images come with the configuration snapshot: a reload shows them.
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    write(&dir.path().join("images"), "linux.conf", "linux.s = ami-from-file\n");
+    assert!(matches!(id_on(&a).await, Err(ServiceError::NotFound(_))));
+    ra.reload().await.unwrap();
+    assert_eq!(id_on(&a).await.unwrap(), "ami-from-file");
+});

@@ -34,7 +34,39 @@ type ImageTuple = (String, String, String, Option<String>, Option<String>);
 /// (image, instance, cloud image id, instance type, security group).
 type MappingTuple = (String, String, String, Option<String>, Option<String>);
 
+/// Puts each mapping on its image (by name, whatever order the database sorted in).
+fn attach_mappings(images: &mut [ImageRow], maps: Vec<MappingTuple>) {
+    let at: std::collections::HashMap<String, usize> = images.iter().enumerate().map(|(n, i)| (i.name.clone(), n)).collect();
+    for (image, instance, image_id, instance_type, security_group) in maps {
+        if let Some(&n) = at.get(&image) {
+            images[n].mappings.insert(instance, ImageMapping { image_id, instance_type, security_group });
+        }
+    }
+}
+
+/// Bumps the images version in the transaction of an image write (see
+/// [`Store::images_version`]).
+async fn bump_images_version(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO broker_meta (key, value) VALUES ('images_version', '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(broker_meta.value AS BIGINT) + 1 AS TEXT)",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
+    /// The images version: bumped in the transaction of every image write
+    /// (create, replace, delete), 0 before the first. A cache of the
+    /// catalogue keyed on it is never stale, whichever replica wrote: read
+    /// the version first, then the images.
+    pub async fn images_version(&self) -> Result<i64, StoreError> {
+        let r: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM broker_meta WHERE key = 'images_version'").fetch_optional(self.pool()).await?;
+        Ok(r.and_then(|r| r.0.parse().ok()).unwrap_or(0))
+    }
+
     /// All images, with their mappings.
     pub async fn list_images(&self) -> Result<Vec<ImageRow>, StoreError> {
         let rows: Vec<ImageTuple> =
@@ -48,11 +80,7 @@ impl Store {
             .into_iter()
             .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
             .collect();
-        for (image, instance, image_id, instance_type, security_group) in maps {
-            if let Some(i) = out.iter_mut().find(|i| i.name == image) {
-                i.mappings.insert(instance, ImageMapping { image_id, instance_type, security_group });
-            }
-        }
+        attach_mappings(&mut out, maps);
         Ok(out)
     }
 
@@ -85,11 +113,7 @@ impl Store {
             .into_iter()
             .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
             .collect();
-        for (image, instance, image_id, instance_type, security_group) in maps {
-            if let Some(i) = out.iter_mut().find(|i| i.name == image) {
-                i.mappings.insert(instance, ImageMapping { image_id, instance_type, security_group });
-            }
-        }
+        attach_mappings(&mut out, maps);
         Ok(out)
     }
 
@@ -138,6 +162,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        bump_images_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -153,6 +178,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM image_mappings WHERE image = $1").bind(name).execute(&mut *tx).await?;
         let r = sqlx::query("DELETE FROM images WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        bump_images_version(&mut tx).await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }

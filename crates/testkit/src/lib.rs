@@ -77,6 +77,9 @@ pub struct MotoOptions {
     /// Extra environment for the server process, e.g.
     /// `("INITIAL_NO_AUTH_ACTION_COUNT", "0")` to check signatures and IAM policies.
     pub env: Vec<(String, String)>,
+    /// Start with `--indexed-tags`: one resource's tags read from moto's tag
+    /// map instead of a scan of every tag (same answers; what the benchmarks use).
+    pub indexed_tags: bool,
 }
 
 impl MotoOptions {
@@ -168,6 +171,9 @@ impl MotoServer {
         cmd.arg("-u").arg(&script).args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"]);
         if opts.ec2_only {
             cmd.arg("--ec2-only");
+        }
+        if opts.indexed_tags {
+            cmd.arg("--indexed-tags");
         }
         // moto must not pick up a proxy or a developer's AWS profile.
         for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AWS_PROFILE", "AWS_CONFIG_FILE"] {

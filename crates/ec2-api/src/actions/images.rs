@@ -59,11 +59,12 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     }
     let me = &ctx.caller.actor.name;
     let mut rows = Vec::new();
-    for img in ctx.broker.images.list().await? {
-        if !img.owned_by_or_public(me) || !owner_matches(&owners, &img, ctx) {
+    let catalogue = ctx.broker.images.catalogue().await?;
+    for img in catalogue.images() {
+        if !img.owned_by_or_public(me) || !owner_matches(&owners, img, ctx) {
             continue;
         }
-        let Ok(resolved) = ctx.broker.images.resolve(&img.name, &instance).await else { continue };
+        let Ok(resolved) = catalogue.resolve(&img.name, &instance) else { continue };
         let ami = image_id(img.name.as_str());
         if !ids.is_empty() && !ids.contains(&ami) {
             continue;

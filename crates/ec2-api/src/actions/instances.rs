@@ -304,11 +304,12 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let native = ctx
         .broker
         .images
-        .list()
+        .catalogue()
         .await?
-        .into_iter()
+        .images()
+        .iter()
         .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == image)
-        .map(|i| i.name);
+        .map(|i| i.name.clone());
     let image_ref = match native {
         Some(n) => ImageRef::native(&n),
         None => ImageRef::parse(image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?,

@@ -101,7 +101,8 @@ async fn form_page(
     current: Option<ImageView>,
     errs: FormErrors,
 ) -> HttpResponse {
-    let images = broker.images.list().await.unwrap_or_default();
+    let catalogue = broker.images.catalogue().await.ok();
+    let images = catalogue.as_ref().map(|c| c.images().to_vec()).unwrap_or_default();
     let editing = current.is_some();
     let cur = current.clone();
     let get = |k: &str, stored: String| typed.and_then(|t| t.get(k).cloned()).unwrap_or(stored);
@@ -112,10 +113,10 @@ async fn form_page(
         let m = cur.as_ref().and_then(|c| c.mappings.get(&inst).cloned());
         let file = cur.as_ref().and_then(|c| c.file_mappings.get(&inst).cloned()).unwrap_or_default();
         let effective = match (&cur, ImageName::parse(&name)) {
-            (Some(_), Ok(n)) => match broker.images.resolve(&n, &i.name).await {
-                Ok(r) if r.from_image == name => format!("{} (this image)", r.image_id),
-                Ok(r) => format!("{} (inherited from {})", r.image_id, r.from_image),
-                Err(_) => "none: launches of this image on this instance fail".into(),
+            (Some(_), Ok(n)) => match catalogue.as_ref().map(|c| c.resolve(&n, &i.name)) {
+                Some(Ok(r)) if r.from_image == name => format!("{} (this image)", r.image_id),
+                Some(Ok(r)) => format!("{} (inherited from {})", r.image_id, r.from_image),
+                _ => "none: launches of this image on this instance fail".into(),
             },
             _ => String::new(),
         };
