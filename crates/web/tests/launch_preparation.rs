@@ -1,6 +1,7 @@
 //! A launch into an EC2 cloud is one cloud call: the security group and the
 //! user's key pair are made sure of once per cloud account (and again after
-//! `PREPARED_TTL`), not before every RunInstances. When one of them vanishes
+//! `PREPARED_TTL`), not before every RunInstances, and once for a burst of
+//! launches arriving together. When one of them vanishes
 //! behind the broker's back, the next launch still succeeds: RunInstances is
 //! refused with the cloud's not-found code, the broker makes sure again and
 //! asks once more, and no VM is launched twice. Against moto, counting the
@@ -85,16 +86,27 @@ async fn launches_prepare_once(db_url: Option<String>) {
     let (moto, app, alice) = start(db_url, &format!("aws.security.group = {GROUP}\n")).await;
     assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &alice, Some(json!({"ssh_public_key": SSH_KEY}))).await.0, 204);
 
-    // Four launches: the group and the key pair are made sure of once.
+    // Four launches at once (a burst into an account not prepared yet), then
+    // two more: the group and the key pair are made sure of once in all.
     moto.reset().await;
-    let mut cloud_ids = Vec::new();
-    for i in 0..4 {
+    let names: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
+    let burst = futures::future::join_all(names.iter().map(|name| launch(&app, &moto, &alice, name))).await;
+    let mut cloud_ids: Vec<String> = burst.iter().map(|vm| vm["cloud_id"].as_str().unwrap().to_string()).collect();
+    for i in 4..6 {
         cloud_ids.push(launch(&app, &moto, &alice, &format!("p{i}")).await["cloud_id"].as_str().unwrap().to_string());
     }
     let a = counts(&moto).await;
-    assert_eq!(n(&a, "RunInstances"), 4, "{a}");
-    assert_eq!((n(&a, "DescribeSecurityGroups"), n(&a, "CreateSecurityGroup")), (1, 1), "the group was made sure of per launch: {a}");
-    assert_eq!((n(&a, "DescribeKeyPairs"), n(&a, "ImportKeyPair")), (1, 1), "the key pair was made sure of per launch: {a}");
+    assert_eq!(n(&a, "RunInstances"), 6, "{a}");
+    assert_eq!(
+        (n(&a, "DescribeSecurityGroups"), n(&a, "CreateSecurityGroup")),
+        (1, 1),
+        "the group was made sure of per launch (or per launch of the burst): {a}"
+    );
+    assert_eq!(
+        (n(&a, "DescribeKeyPairs"), n(&a, "ImportKeyPair")),
+        (1, 1),
+        "the key pair was made sure of per launch (or per launch of the burst): {a}"
+    );
 
     // The group vanishes behind the broker's back: the next launch is
     // refused once by the cloud, the group made again, and the launch lands.
@@ -143,13 +155,13 @@ async fn launches_prepare_once(db_url: Option<String>) {
     assert_eq!(n(&counts(&moto).await, "RunInstances"), 1);
     moto.set_faults(json!({})).await;
 
-    // Nothing launched twice: the cloud holds exactly the six VMs recorded.
+    // Nothing launched twice: the cloud holds exactly the eight VMs recorded.
     let (_, all) = moto_call(&moto, &[("Action", "DescribeInstances")]).await;
     let in_cloud = all.matches("<instanceId>").count();
-    assert_eq!(in_cloud, 6, "{all}");
+    assert_eq!(in_cloud, 8, "{all}");
     cloud_ids.sort();
     cloud_ids.dedup();
-    assert_eq!(cloud_ids.len(), 6);
+    assert_eq!(cloud_ids.len(), 8);
     app.stop().await;
 }
 
@@ -223,6 +235,50 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
     assert_eq!(r.groups, 0, "{r:?}");
     assert_eq!(moto.stats().await["requests"], 0);
     app.stop().await;
+}
+
+/// A burst of launches into an account whose check fails (here: the
+/// credential may not describe security groups, after a slow answer): one
+/// check, and every launch of the burst gets its answer, instead of each
+/// asking in turn (a timing-out cloud would make the last wait one timeout
+/// per launch before it). The next launch asks afresh and succeeds.
+async fn a_burst_shares_one_failed_check(db_url: Option<String>) {
+    let (moto, app, alice) = start(db_url, &format!("aws.security.group = {GROUP}\n")).await;
+    moto.reset().await;
+    moto.set_faults(json!({
+        "delay_ms": 500, "delay_actions": ["DescribeSecurityGroups"],
+        "error_first": 100, "error_actions": ["DescribeSecurityGroups"],
+        "error_code": "UnauthorizedOperation", "error_status": 403,
+        "error_message": "You are not authorized to perform this operation.",
+    }))
+    .await;
+    let body = json!({"instance": "aws", "image": "ubuntu"});
+    let burst = futures::future::join_all((0..4).map(|_| app.call(Method::POST, "/api/v1/vms", &alice, Some(body.clone())))).await;
+    for (s, b) in &burst {
+        assert_ne!(*s, 201, "{b}");
+        assert!(b["error"]["code"].as_str().is_some_and(|c| c.contains("UnauthorizedOperation")), "{b}");
+    }
+    let a = counts(&moto).await;
+    assert_eq!(n(&a, "DescribeSecurityGroups"), 1, "each launch of the burst asked: {a}");
+    assert_eq!(n(&a, "RunInstances"), 0, "{a}");
+
+    moto.set_faults(json!({})).await;
+    moto.reset().await;
+    launch(&app, &moto, &alice, "after").await;
+    let a = counts(&moto).await;
+    assert_eq!((n(&a, "DescribeSecurityGroups"), n(&a, "RunInstances")), (1, 1), "a failure is not remembered as done: {a}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn burst_sqlite() {
+    a_burst_shares_one_failed_check(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn burst_postgres() {
+    let Some(url) = common::postgres_db().await else { return };
+    a_burst_shares_one_failed_check(Some(url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -81,9 +81,20 @@ pub struct LaunchOutcome {
 /// cannot launch twice).
 pub const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Things made sure of per (connector instance, credential), with when.
+/// Things made sure of per (connector instance, credential), with when; and
+/// one gate per thing, so concurrent launches into one account (a burst after
+/// a restart) wait for one check instead of each asking the cloud. The gate
+/// keeps the last failed check: launches that waited while it was made take
+/// its answer instead of asking again one after another (a cloud that times
+/// out would otherwise make the last of a burst wait one timeout per launch).
 #[derive(Default)]
-pub(super) struct Prepared(std::sync::Mutex<std::collections::HashMap<(String, String, String), std::time::Instant>>);
+pub(super) struct Prepared {
+    done: std::sync::Mutex<std::collections::HashMap<(String, String, String), std::time::Instant>>,
+    gates: std::sync::Mutex<std::collections::HashMap<(String, String, String), Arc<Gate>>>,
+}
+
+/// One thing's gate: held while it is made sure of; the last failure, with when.
+type Gate = tokio::sync::Mutex<Option<(std::time::Instant, ConnectorError)>>;
 
 /// Entries kept at most (a bound on memory).
 const PREPARED_MAX: usize = 10_000;
@@ -94,21 +105,63 @@ impl Prepared {
     }
 
     fn fresh(&self, job: &CloudLaunch, what: &str) -> bool {
-        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.done.lock().unwrap_or_else(|e| e.into_inner());
         g.get(&Self::key(job, what)).is_some_and(|at| at.elapsed() < PREPARED_TTL)
     }
 
     fn mark(&self, job: &CloudLaunch, what: &str) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.done.lock().unwrap_or_else(|e| e.into_inner());
         if g.len() >= PREPARED_MAX {
             g.clear();
         }
         g.insert(Self::key(job, what), std::time::Instant::now());
     }
 
+    /// Runs `make` unless `what` was made sure of within the TTL. Launches
+    /// arriving together queue on one gate and find it done, or failed while
+    /// they waited (that failure is their answer). A gate map emptied at its
+    /// bound only lets two checks overlap, which is harmless.
+    async fn ensure<F, Fut>(&self, job: &CloudLaunch, what: &str, make: F) -> Result<(), ConnectorError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ConnectorError>>,
+    {
+        if self.fresh(job, what) {
+            return Ok(());
+        }
+        let gate = {
+            let mut g = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+            if g.len() >= PREPARED_MAX {
+                g.clear();
+            }
+            g.entry(Self::key(job, what)).or_default().clone()
+        };
+        let asked = std::time::Instant::now();
+        let mut last_failure = gate.lock().await;
+        if self.fresh(job, what) {
+            return Ok(());
+        }
+        if let Some((at, e)) = last_failure.as_ref() {
+            if *at >= asked {
+                return Err(e.clone());
+            }
+        }
+        match make().await {
+            Ok(()) => {
+                *last_failure = None;
+                self.mark(job, what);
+                Ok(())
+            }
+            Err(e) => {
+                *last_failure = Some((std::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
     /// Forgets everything made sure of for this launch's account.
     fn forget(&self, job: &CloudLaunch) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.done.lock().unwrap_or_else(|e| e.into_inner());
         g.retain(|(i, c, _), _| !(i == job.instance.as_str() && c == job.credential_id.as_str()));
     }
 }
@@ -341,26 +394,25 @@ impl Provisioning {
             let fp = hex::encode(&Sha256::digest(key.trim().as_bytes())[..6]);
             let key_name = format!("cloudbroker-{}-{fp}", job.user);
             let what = format!("key-pair:{key_name}");
-            if !self.prepared.fresh(job, &what) {
-                let known = job.connector.list_key_pairs(&job.creds).await?.iter().any(|k| k.name == key_name);
-                if !known {
-                    match job.connector.import_key_pair(&job.creds, &key_name, key).await {
-                        Ok(_) => {}
-                        Err(ConnectorError::InvalidRequest { code, .. }) if code.contains("Duplicate") => {}
-                        Err(ConnectorError::Unsupported { .. }) => {}
-                        Err(e) => return Err(e),
+            self.prepared
+                .ensure(job, &what, || async {
+                    let known = job.connector.list_key_pairs(&job.creds).await?.iter().any(|k| k.name == key_name);
+                    if !known {
+                        match job.connector.import_key_pair(&job.creds, &key_name, key).await {
+                            Ok(_) => {}
+                            Err(ConnectorError::InvalidRequest { code, .. }) if code.contains("Duplicate") => {}
+                            Err(ConnectorError::Unsupported { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
-                }
-                self.prepared.mark(job, &what);
-            }
+                    Ok(())
+                })
+                .await?;
             run.key_name = Some(key_name);
         }
         if let Some(g) = run.security_groups.first() {
             let what = format!("security-group:{g}");
-            if !self.prepared.fresh(job, &what) {
-                job.connector.ensure_security_group(&job.creds, g).await?;
-                self.prepared.mark(job, &what);
-            }
+            self.prepared.ensure(job, &what, || job.connector.ensure_security_group(&job.creds, g)).await?;
         }
         Ok(())
     }
