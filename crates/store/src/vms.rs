@@ -198,6 +198,19 @@ impl Store {
         })
     }
 
+    /// How many VMs are in each of the given states, per connector instance:
+    /// (instance, state, count). Counted on the (state, instance) index alone
+    /// (unlike [`Store::vm_counts`], which groups by user too).
+    pub async fn vm_counts_by_instance(&self, states: &[&str]) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT instance, state, COUNT(*) FROM vms WHERE state IN ({list}) GROUP BY instance, state");
+        let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        for s in states {
+            q = q.bind(*s);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
+    }
+
     /// VMs in the given states (reconciliation passes the live ones).
     pub async fn vms_in_states(&self, states: &[&str]) -> Result<Vec<VmRow>, StoreError> {
         let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");

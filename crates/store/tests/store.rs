@@ -178,6 +178,26 @@ mod quota {
         assert_eq!(s.quota_override("bob", "sb").await.unwrap(), None);
     });
 
+    store_test!(watch_reads_count_and_list_by_state, |s: Store| async move {
+        user(&s, "dora").await;
+        launch(&s, "dora", "w", 6, None).await.unwrap();
+        s.update_vm("w-0", "running", Some("i-0"), None, None, None).await.unwrap();
+        s.update_vm("w-1", "running", Some("i-1"), None, None, None).await.unwrap();
+        s.update_vm("w-2", "pending", Some("i-2"), None, None, None).await.unwrap();
+        s.update_vm("w-3", "terminated", Some("i-3"), None, None, None).await.unwrap();
+        s.update_vm("w-4", "stopping", Some("i-4"), None, None, None).await.unwrap();
+        // w-5 stays requested.
+        let mut counts = s.vm_counts_by_instance(&["requested", "pending", "running", "stopping"]).await.unwrap();
+        counts.sort();
+        let want: Vec<(String, String, i64)> = [("sb", "pending", 1), ("sb", "requested", 1), ("sb", "running", 2), ("sb", "stopping", 1)]
+            .iter()
+            .map(|(i, st, n)| (i.to_string(), st.to_string(), *n))
+            .collect();
+        assert_eq!(counts, want, "terminated VMs are not counted");
+        let moving: Vec<String> = s.vms_in_states(&["pending", "stopping"]).await.unwrap().into_iter().map(|v| v.id).collect();
+        assert_eq!(moving, vec!["w-2".to_string(), "w-4".to_string()]);
+    });
+
     #[tokio::test]
     async fn two_stores_on_one_postgres_admit_exactly_the_quota() {
         let Some(db) = cloudbroker_store::testing::TestDb::postgres().await.unwrap() else { return };

@@ -88,6 +88,11 @@ impl VmStatus {
     pub fn live_names() -> Vec<&'static str> {
         Self::ALL.iter().filter(|s| s.is_live()).map(|s| s.as_str()).collect()
     }
+
+    /// Names of the transitional statuses (what the transition watch asks about).
+    pub fn transitional_names() -> Vec<&'static str> {
+        Self::ALL.iter().filter(|s| s.is_transitional()).map(|s| s.as_str()).collect()
+    }
 }
 
 impl From<VmState> for VmStatus {
