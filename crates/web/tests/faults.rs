@@ -181,24 +181,6 @@ async fn reconcile_groups_run_at_once(db_url: Option<String>) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reconcile_groups_at_once_sqlite() {
-    reconcile_groups_run_at_once(None).await;
-}
+db_url_test!(reconcile_groups_at_once, super::reconcile_groups_run_at_once);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reconcile_groups_at_once_postgres() {
-    let Some(url) = common::postgres_db().await else { return };
-    reconcile_groups_run_at_once(Some(url)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite() {
-    launches_into_a_faulty_cloud(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres() {
-    let Some(url) = common::postgres_db().await else { return };
-    launches_into_a_faulty_cloud(Some(url)).await;
-}
+db_url_test!(faulty_cloud, super::launches_into_a_faulty_cloud);

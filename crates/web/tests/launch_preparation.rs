@@ -270,35 +270,8 @@ async fn a_burst_shares_one_failed_check(db_url: Option<String>) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn burst_sqlite() {
-    a_burst_shares_one_failed_check(None).await;
-}
+db_url_test!(burst, super::a_burst_shares_one_failed_check);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn burst_postgres() {
-    let Some(url) = common::postgres_db().await else { return };
-    a_burst_shares_one_failed_check(Some(url)).await;
-}
+db_url_test!(watch, super::the_watch_asks_by_id);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn watch_sqlite() {
-    the_watch_asks_by_id(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn watch_postgres() {
-    let Some(url) = common::postgres_db().await else { return };
-    the_watch_asks_by_id(Some(url)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite() {
-    launches_prepare_once(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres() {
-    let Some(url) = common::postgres_db().await else { return };
-    launches_prepare_once(Some(url)).await;
-}
+db_url_test!(prepare_once, super::launches_prepare_once);

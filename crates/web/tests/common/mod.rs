@@ -175,3 +175,23 @@ macro_rules! app_test {
         }
     };
 }
+
+/// Runs a scenario taking the database URL (`None`: a fresh SQLite) as the
+/// tests `$name::sqlite` and `$name::postgres` (the latter when the test
+/// environment names a PostgreSQL, else it says it skipped).
+#[macro_export]
+macro_rules! db_url_test {
+    ($name:ident, $scenario:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $scenario(None).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Some(url) = super::common::postgres_db().await else { return };
+                $scenario(Some(url)).await;
+            }
+        }
+    };
+}
