@@ -36,19 +36,32 @@ fn audit_row((id, at, actor, action, target, outcome, detail): AuditTuple) -> Au
     AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }
 }
 
+/// Appends one audit record at `at` through `exec` (the pool, or a
+/// transaction whose change the record belongs to).
+pub(crate) async fn insert_audit<'e, E>(
+    exec: E,
+    at: i64,
+    (actor, action, target, outcome, detail): (&str, &str, &str, &str, &str),
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(outcome)
+        .bind(detail)
+        .execute(exec)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Appends to the audit log.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(now_ms())
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(outcome)
-            .bind(detail)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        insert_audit(self.pool(), now_ms(), (actor, action, target, outcome, detail)).await
     }
 
     /// The newest audit records, newest first.

@@ -163,15 +163,7 @@ impl Store {
             })?;
         }
         if let Some((action, target, outcome, detail)) = a.audit {
-            sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(now)
-                .bind(a.user)
-                .bind(action)
-                .bind(target)
-                .bind(outcome)
-                .bind(detail)
-                .execute(&mut *tx)
-                .await?;
+            crate::audit::insert_audit(&mut *tx, now, (a.user, action, target, outcome, detail)).await.map_err(AdmitError::Store)?;
         }
         tx.commit().await?;
         Ok(())

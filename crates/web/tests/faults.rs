@@ -46,17 +46,7 @@ async fn all_vms(app: &TestApp, token: &str) -> Vec<Value> {
 
 async fn launches_into_a_faulty_cloud(db_url: Option<String>) {
     let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!(
-            "cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.max.iaas.workers = 8\naws.quota.vm = 1000\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let app = TestApp::start(db_url, dir).await.unwrap();
+    let app = TestApp::on_moto(db_url, &moto, "aws.max.iaas.workers = 8\naws.quota.vm = 1000\n").await;
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
@@ -150,14 +140,7 @@ async fn launches_into_a_faulty_cloud(db_url: Option<String>) {
 /// the same moment, and the pass still reports every group.
 async fn reconcile_groups_run_at_once(db_url: Option<String>) {
     let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.max.iaas.workers = 8\n", moto.endpoint()),
-    )
-    .unwrap();
-    let app = TestApp::start(db_url, dir).await.unwrap();
+    let app = TestApp::on_moto(db_url, &moto, "aws.max.iaas.workers = 8\n").await;
     let admin = app.token("super", SUPER_PW).await;
     let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
     assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);

@@ -45,6 +45,13 @@ async fn moto_call(moto: &MotoServer, params: &[(&str, &str)]) -> (u16, String) 
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// Counters back to zero, and the next RunInstances refused with the EC2
+/// error `code` (what EC2 answers where moto does not).
+async fn refuse_next_run(moto: &MotoServer, code: &str, message: &str) {
+    moto.reset().await;
+    moto.set_faults(json!({"error_first": 1, "error_actions": ["RunInstances"], "error_code": code, "error_message": message})).await;
+}
+
 async fn counts(moto: &MotoServer) -> Value {
     moto.stats().await["actions"].clone()
 }
@@ -65,14 +72,7 @@ async fn launch(app: &TestApp, moto: &MotoServer, token: &str, name: &str) -> Va
 /// Returns moto, the broker and alice's token.
 async fn start(db_url: Option<String>, extra_conf: &str) -> (MotoServer, TestApp, String) {
     let moto = MotoServer::start(MotoOptions { ec2_only: true, ..MotoOptions::default() });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n{extra_conf}", moto.endpoint()),
-    )
-    .unwrap();
-    let app = TestApp::start(db_url, dir).await.unwrap();
+    let app = TestApp::on_moto(db_url, &moto, extra_conf).await;
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let image = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});
@@ -112,12 +112,7 @@ async fn launches_prepare_once(db_url: Option<String>) {
     // refused once by the cloud, the group made again, and the launch lands.
     let (s, body) = moto_call(&moto, &[("Action", "DeleteSecurityGroup"), ("GroupName", GROUP)]).await;
     assert_eq!(s, 200, "{body}");
-    moto.reset().await;
-    let message = format!("The security group '{GROUP}' does not exist in default VPC 'vpc-1'");
-    moto.set_faults(
-        json!({"error_first": 1, "error_actions": ["RunInstances"], "error_code": "InvalidGroup.NotFound", "error_message": message}),
-    )
-    .await;
+    refuse_next_run(&moto, "InvalidGroup.NotFound", &format!("The security group '{GROUP}' does not exist in default VPC 'vpc-1'")).await;
     let vm = launch(&app, &moto, &alice, "after-group-gone").await;
     assert_eq!(vm["state"], "pending", "launched, not failed: {vm}");
     let a = counts(&moto).await;
@@ -133,12 +128,7 @@ async fn launches_prepare_once(db_url: Option<String>) {
     assert!(key_name.starts_with("cloudbroker-alice-"), "{keys}");
     let (s, body) = moto_call(&moto, &[("Action", "DeleteKeyPair"), ("KeyName", &key_name)]).await;
     assert_eq!(s, 200, "{body}");
-    moto.reset().await;
-    let message = format!("The key pair '{key_name}' does not exist");
-    moto.set_faults(
-        json!({"error_first": 1, "error_actions": ["RunInstances"], "error_code": "InvalidKeyPair.NotFound", "error_message": message}),
-    )
-    .await;
+    refuse_next_run(&moto, "InvalidKeyPair.NotFound", &format!("The key pair '{key_name}' does not exist")).await;
     let vm = launch(&app, &moto, &alice, "after-key-gone").await;
     let a = counts(&moto).await;
     assert_eq!(n(&a, "RunInstances"), 2, "one refused for the missing key pair, one launched: {a}");

@@ -466,14 +466,7 @@ app_test!(unknown_broker_tagged_vms_are_adopted, |app: TestApp| async move {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_launch_that_times_out_is_not_repeated_and_is_adopted() {
     let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\naws.timeout.seconds = 1\n", moto.endpoint()),
-    )
-    .unwrap();
-    let app = TestApp::start(None, dir).await.unwrap();
+    let app = TestApp::on_moto(None, &moto, "aws.timeout.seconds = 1\n").await;
     let admin = app.token("super", SUPER_PW).await;
     app.call(
         Method::PUT,

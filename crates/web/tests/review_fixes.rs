@@ -166,14 +166,7 @@ fn boto3(moto: &cloudbroker_testkit::MotoServer, script: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vm_whose_broker_tag_was_removed_in_the_cloud_is_not_ended() {
     let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/aws.conf"),
-        format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n", moto.endpoint()),
-    )
-    .unwrap();
-    let app = TestApp::start(None, dir).await.unwrap();
+    let app = TestApp::on_moto(None, &moto, "").await;
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let images = json!({"name": "ubuntu", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t3.micro"}}});

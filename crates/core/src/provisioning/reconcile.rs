@@ -102,21 +102,13 @@ impl Provisioning {
     async fn reconcile_groups(&self, holder: &str, transitional_only: bool) -> ServiceResult<ReconcileReport> {
         let ttl = self.lease_ttl();
         let mut report = ReconcileReport::default();
-        // The watch (every few seconds) reads only the VMs on the move and
-        // counts the live ones in the database; a full pass reads them all.
-        let rows = if transitional_only {
-            let counts = self.store.vm_counts_by_instance(&VmStatus::live_names()).await?;
-            crate::metrics::set_vm_counts(&counts.into_iter().map(|(i, s, n)| ((i, s), usize::try_from(n).unwrap_or(0))).collect());
-            self.store.vms_in_states(&VmStatus::transitional_names()).await?
-        } else {
-            let rows = self.store.vms_in_states(&VmStatus::live_names()).await?;
-            let mut counts = BTreeMap::new();
-            for v in &rows {
-                *counts.entry((v.instance.clone(), v.state.clone())).or_insert(0usize) += 1;
-            }
-            crate::metrics::set_vm_counts(&counts);
-            rows
-        };
+        // The gauges count the live VMs in the database; the watch (every
+        // few seconds) then reads only the VMs on the move, a full pass all
+        // the live ones.
+        let counts = self.store.vm_counts_by_instance(&VmStatus::live_names()).await?;
+        crate::metrics::set_vm_counts(&counts.into_iter().map(|(i, s, n)| ((i, s), usize::try_from(n).unwrap_or(0))).collect());
+        let states = if transitional_only { VmStatus::transitional_names() } else { VmStatus::live_names() };
+        let rows = self.store.vms_in_states(&states).await?;
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
             groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);

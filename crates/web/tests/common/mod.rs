@@ -33,6 +33,19 @@ impl TestApp {
         Self::start_with(db_url, dir, |_| {}).await
     }
 
+    /// A broker whose connector instance `aws` (kind `ec2`, region
+    /// us-east-1) is `moto`, with `extra_conf` lines added to its conf file.
+    pub async fn on_moto(db_url: Option<String>, moto: &cloudbroker_testkit::MotoServer, extra_conf: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+        std::fs::write(
+            dir.path().join("connectors.d/aws.conf"),
+            format!("cloud.connector.class = aws:ec2\naws.region = us-east-1\naws.endpoint = {}\n{extra_conf}", moto.endpoint()),
+        )
+        .unwrap();
+        Self::start(db_url, dir).await.unwrap()
+    }
+
     pub async fn start_with(db_url: Option<String>, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Result<Self, String> {
         let conn = dir.path().join("connectors.d");
         std::fs::create_dir_all(&conn).unwrap();
