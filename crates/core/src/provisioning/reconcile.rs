@@ -296,21 +296,18 @@ impl Provisioning {
                 // Re-read: the adoption above may just have given it a cloud id.
                 if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
                     if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
-                        self.store
-                            .update_vm(
-                                r.id.as_str(),
-                                VmStatus::Failed.as_str(),
-                                None,
-                                None,
-                                None,
-                                Some("launch interrupted before the cloud created the VM"),
-                            )
-                            .await?;
+                        self.end_record(r, VmStatus::Failed, "launch interrupted before the cloud created the VM").await?;
                         report.failed_launches += 1;
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Ends a record with `status` and why (its addresses are dropped).
+    async fn end_record(&self, r: &Vm, status: VmStatus, why: &str) -> ServiceResult<()> {
+        self.store.update_vm(r.id.as_str(), status.as_str(), None, None, None, Some(why)).await?;
         Ok(())
     }
 
@@ -335,16 +332,7 @@ impl Provisioning {
             for (r, found) in chunk.iter().zip(confirmed) {
                 match found {
                     Confirmed::Gone => {
-                        self.store
-                            .update_vm(
-                                r.id.as_str(),
-                                VmStatus::Terminated.as_str(),
-                                None,
-                                None,
-                                None,
-                                Some("no longer in the cloud (terminated outside the broker)"),
-                            )
-                            .await?;
+                        self.end_record(r, VmStatus::Terminated, "no longer in the cloud (terminated outside the broker)").await?;
                         report.vanished += 1;
                     }
                     Confirmed::Present(vm) => {
