@@ -87,6 +87,7 @@ fn row(user: &str, instance: &str, state: &str, n: u64) -> VmRow {
         tags,
         created_at: now,
         updated_at: now,
+        version: 0,
     }
 }
 

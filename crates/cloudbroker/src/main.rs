@@ -1,5 +1,6 @@
 //! `cloudbroker`: the thin binary. Parses the command line, loads the one
-//! configuration, and hands over to the services.
+//! configuration, and hands over to the services. Every file and directory
+//! it creates is private to its user: the process starts with umask 077.
 
 mod cli;
 mod dbtools;
@@ -11,6 +12,9 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything is created: the data directory (0700), the database
+    // and its -wal/-shm files, key and password files (0600).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

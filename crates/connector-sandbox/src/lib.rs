@@ -151,13 +151,28 @@ fn now_ms() -> i64 {
 /// JSON to store (if anything changed).
 pub type WorldChange<'a> = Box<dyn for<'b> FnOnce(Option<&'b [u8]>) -> Option<Vec<u8>> + Send + 'a>;
 
+/// The code of the error a call answers when the database that keeps the
+/// world is unavailable for now (nothing changed): not the simulated
+/// cloud's refusal, so the broker answers it as its own database being
+/// unavailable (503 `database_unavailable`), not as a cloud error (502).
+pub const DATABASE_UNAVAILABLE_CODE: &str = "SandboxDatabaseUnavailable";
+
+/// Why a [`WorldStore`] could not run a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorldStoreError {
+    /// The database cannot be reached or refuses work for now; nothing changed.
+    Unavailable(String),
+    /// Anything else.
+    Failed(String),
+}
+
 /// Keeps sandbox worlds outside the process (the broker's database).
 #[async_trait]
 pub trait WorldStore: Send + Sync {
     /// Runs `f` on the stored world of `instance` (`None` when none is
     /// stored yet) inside one transaction that excludes every other caller
     /// for this instance, on any replica; stores what `f` returns, if anything.
-    async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), String>;
+    async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), WorldStoreError>;
 }
 
 fn err_invalid(code: &str, message: impl Into<String>) -> ConnectorError {
@@ -217,6 +232,67 @@ fn shared_world(instance: &InstanceName) -> Arc<Mutex<World>> {
     static WORLDS: std::sync::OnceLock<Mutex<HashMap<String, Arc<Mutex<World>>>>> = std::sync::OnceLock::new();
     let m = WORLDS.get_or_init(|| Mutex::new(HashMap::new()));
     m.lock().unwrap_or_else(|e| e.into_inner()).entry(instance.to_string()).or_default().clone()
+}
+
+/// A test hook: holds this process's listings (`describe_instances`, and so
+/// the default `instance_states`) of one sandbox instance after they have
+/// read the world and before they answer, until released. A test can then
+/// act on a VM while a listing's observation of it is certainly older than
+/// the action. Installed by [`ListingHold::install`]; released on
+/// [`ListingHold::release`] or drop. No hold installed: one map look-up.
+pub struct ListingHold {
+    instance: String,
+    /// One permit per listing held so far.
+    held: tokio::sync::Semaphore,
+    released: tokio::sync::watch::Sender<bool>,
+}
+
+fn listing_holds() -> MutexGuard<'static, HashMap<String, Arc<ListingHold>>> {
+    static HOLDS: std::sync::OnceLock<Mutex<HashMap<String, Arc<ListingHold>>>> = std::sync::OnceLock::new();
+    HOLDS.get_or_init(|| Mutex::new(HashMap::new())).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ListingHold {
+    /// Holds every listing of `instance` from now on until released.
+    pub fn install(instance: &str) -> Arc<Self> {
+        let hold = Arc::new(Self {
+            instance: instance.to_string(),
+            held: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::watch::channel(false).0,
+        });
+        listing_holds().insert(instance.to_string(), hold.clone());
+        hold
+    }
+
+    /// Waits until a listing has read the world and is held.
+    pub async fn held(&self) {
+        if let Ok(p) = self.held.acquire().await {
+            p.forget();
+        }
+    }
+
+    /// Lets every held listing answer (with what it read) and holds no more.
+    pub fn release(&self) {
+        let mut holds = listing_holds();
+        if holds.get(&self.instance).is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), self)) {
+            holds.remove(&self.instance);
+        }
+        self.released.send_replace(true);
+    }
+
+    /// Holds a listing of `instance` while a hold is installed.
+    async fn wait(instance: &str) {
+        let Some(hold) = listing_holds().get(instance).cloned() else { return };
+        let mut released = hold.released.subscribe();
+        hold.held.add_permits(1);
+        let _ = released.wait_for(|r| *r).await;
+    }
+}
+
+impl Drop for ListingHold {
+    fn drop(&mut self) {
+        self.released.send_replace(true);
+    }
 }
 
 /// Builds a sandbox connector instance.
@@ -374,7 +450,16 @@ impl SandboxConnector {
                 }),
             )
             .await
-            .map_err(|message| ConnectorError::Transport { message: format!("sandbox state: {message}") })?;
+            .map_err(|e| match e {
+                WorldStoreError::Unavailable(message) => ConnectorError::Cloud {
+                    code: DATABASE_UNAVAILABLE_CODE.into(),
+                    message: format!(
+                        "the database keeping the sandbox '{}' is unavailable; nothing was changed ({message})",
+                        self.instance
+                    ),
+                },
+                WorldStoreError::Failed(message) => ConnectorError::Transport { message: format!("sandbox state: {message}") },
+            })?;
         out.unwrap_or_else(|| Err(ConnectorError::Transport { message: "sandbox state: not run".into() }))
     }
 
@@ -529,18 +614,21 @@ impl Connector for SandboxConnector {
     }
 
     async fn describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
-        self.enter(creds, |w, acct| {
-            for id in &filter.ids {
-                Self::owned(w, acct, id)?;
-            }
-            Ok(w.order
-                .iter()
-                .filter_map(|id| w.vms.get(id))
-                .filter(|s| s.account == acct && filter.matches(&s.vm))
-                .map(|s| s.vm.clone())
-                .collect())
-        })
-        .await
+        let seen = self
+            .enter(creds, |w, acct| {
+                for id in &filter.ids {
+                    Self::owned(w, acct, id)?;
+                }
+                Ok(w.order
+                    .iter()
+                    .filter_map(|id| w.vms.get(id))
+                    .filter(|s| s.account == acct && filter.matches(&s.vm))
+                    .map(|s| s.vm.clone())
+                    .collect())
+            })
+            .await;
+        ListingHold::wait(self.instance.as_str()).await;
+        seen
     }
 
     async fn start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {

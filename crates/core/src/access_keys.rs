@@ -2,16 +2,24 @@
 //! SDKs) sign with when they talk to the broker's EC2 front-end. The secret
 //! is shown once, at creation; it is sealed in the vault (signature checks
 //! need the plaintext) and bound to its owner like cloud credentials, so key
-//! rotation re-seals it too. A key is usable only while it is active and its
-//! owner is enabled; unknown and disabled keys look the same to a caller.
+//! rotation re-seals it too. A key is usable only while it is active, not
+//! past its expiry, and its owner is enabled; unknown, disabled and expired
+//! keys look the same to a caller.
+//!
+//! Expiry: a key may be given a lifetime at creation (at most
+//! [`MAX_KEY_LIFETIME`]); a key minted by an expiring actor (an API token
+//! with an expiry) never outlives it, like a token minted from a token.
+//! Whether a key has expired is decided against the `now` the caller
+//! passes ([`Vault::access_key_holder_at`]), never a clock read here.
 //!
 //! Lookups go through a [`KeyCache`] (the EC2 front checks a key on every
 //! request). Its invariant: a cached answer is never older than
-//! [`KEY_CACHE_TTL`], and any change this process makes to a key (disable,
-//! enable, delete) or to its owner (disable, admin role) empties the cache
-//! before the change is reported done, so it takes effect at once on this
-//! replica and within [`KEY_CACHE_TTL`] on the others. Refusals (unknown or
-//! inactive keys) are never cached, so a new key works at once everywhere.
+//! [`KEY_CACHE_TTL`], never served past the key's expiry, and any change
+//! this process makes to a key (disable, enable, delete) or to its owner
+//! (disable, admin role, password reset) empties the cache before the change
+//! is reported done, so it takes effect at once on this replica and within
+//! [`KEY_CACHE_TTL`] on the others. Refusals (unknown, inactive or expired
+//! keys) are never cached, so a new key works at once everywhere.
 //! A master-key rotation re-seals secrets but does not change them, so
 //! cached secrets stay right across it.
 
@@ -35,8 +43,13 @@ use zeroize::Zeroizing;
 /// Active keys a user may hold at once.
 pub const MAX_KEYS_PER_USER: usize = 5;
 
-const ACTIVE: &str = "active";
-const DISABLED: &str = "disabled";
+/// The longest lifetime a key can be given (the same bound as API tokens').
+pub const MAX_KEY_LIFETIME: Duration = crate::identity::MAX_TOKEN_LIFETIME;
+
+pub(crate) const ACTIVE: &str = "active";
+pub(crate) const DISABLED: &str = "disabled";
+/// Shown (never stored) for an active key past its expiry.
+const EXPIRED: &str = "expired";
 
 /// An access key as shown (never its secret).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -45,19 +58,27 @@ pub struct AccessKey {
     pub access_key_id: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: UserName,
-    /// `active` or `disabled`.
+    /// `active`, `disabled`, or `expired` (was active, now past `expires_at`).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(active|disabled|expired)$"))]
     pub state: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working; `null`: never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-fn shown(r: &CredentialRow) -> AccessKey {
+fn expired(r: &CredentialRow, now: DateTime<Utc>) -> bool {
+    r.expires_at.is_some_and(|e| e <= now)
+}
+
+fn shown(r: &CredentialRow, now: DateTime<Utc>) -> AccessKey {
     AccessKey {
         access_key_id: r.instance.clone(),
         user: user_name(r.owner.clone()),
-        state: r.status.clone(),
+        state: if r.status == ACTIVE && expired(r, now) { EXPIRED.to_string() } else { r.status.clone() },
         created_at: r.created_at,
         last_used_at: r.checked_at,
+        expires_at: r.expires_at,
     }
 }
 
@@ -101,9 +122,17 @@ pub(crate) fn cache_epoch() -> u64 {
 /// Who an access key belongs to, and its secret (for signature checks only).
 #[derive(Clone)]
 pub struct KeyHolder {
+    /// The key's owner; its `expires_at` is the key's.
     pub actor: Actor,
     pub secret: SecretString,
     derived: Arc<Mutex<Vec<Derived>>>,
+}
+
+impl KeyHolder {
+    /// Whether the key has expired at `now`.
+    fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.actor.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// A key derived from a secret, with its label (e.g. `aws4/DATE/REGION/SERVICE`).
@@ -221,15 +250,50 @@ impl<V: Clone> CredentialCache<V> {
 }
 
 impl Vault {
-    /// Creates an access key for `user` (self or admin); returns it and its
-    /// secret, which is shown this once.
+    /// Creates an access key for `user` (self or admin) that expires with
+    /// the actor (if it does); returns it and its secret, which is shown this once.
     pub async fn create_access_key(&self, actor: &Actor, user: &UserName) -> ServiceResult<(AccessKey, SecretString)> {
+        self.create_access_key_expiring(actor, user, None).await
+    }
+
+    /// Creates an access key for `user` (self or admin) that expires after
+    /// `expires_in` (1 s to [`MAX_KEY_LIFETIME`]; `None`: never) and never
+    /// after the actor's own expiry (a key minted with an expiring token
+    /// dies with it). Returns the key and its secret, shown this once.
+    pub async fn create_access_key_expiring(
+        &self,
+        actor: &Actor,
+        user: &UserName,
+        expires_in: Option<Duration>,
+    ) -> ServiceResult<(AccessKey, SecretString)> {
         actor.require_self_or_admin(user)?;
+        let now = Utc::now();
+        let requested = match expires_in {
+            None => None,
+            Some(d) => {
+                let at = (!d.is_zero() && d <= MAX_KEY_LIFETIME)
+                    .then(|| chrono::TimeDelta::from_std(d).ok().and_then(|d| now.checked_add_signed(d)))
+                    .flatten();
+                Some(at.ok_or_else(|| {
+                    ServiceError::invalid_field(
+                        "expires_in_secs",
+                        format!("an access key lives 1 to {} seconds (or give no expiry)", MAX_KEY_LIFETIME.as_secs()),
+                    )
+                })?)
+            }
+        };
+        let expires_at = match (requested, actor.expires_at) {
+            (Some(r), Some(a)) => Some(r.min(a)),
+            (r, a) => r.or(a),
+        };
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(ServiceError::Unauthenticated("the token used has expired".into()));
+        }
         if self.store.get_user(user.as_str()).await?.is_none() {
             return Err(ServiceError::NotFound(Resource::User(user.clone())));
         }
         let existing = self.store.list_credentials(ACCESS_KEY_SCOPE, Some(user.as_str())).await?;
-        if existing.iter().filter(|r| r.status == ACTIVE).count() >= MAX_KEYS_PER_USER {
+        if existing.iter().filter(|r| r.status == ACTIVE && !expired(r, now)).count() >= MAX_KEYS_PER_USER {
             return Err(ServiceError::Conflict(format!(
                 "'{user}' already has {MAX_KEYS_PER_USER} active access keys: disable or delete one first"
             )));
@@ -260,16 +324,18 @@ impl Vault {
                 status_message: "",
             })
             .await?;
-        self.store.clear_access_key_use(&key_id).await?;
-        self.store.audit(actor.name.as_str(), "access_key.create", &format!("{user}/{key_id}"), "ok", "").await?;
+        self.store.finish_new_access_key(&key_id, expires_at.map(|e| e.timestamp_millis())).await?;
+        let detail = expires_at.map(|e| format!("expires {}", e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))).unwrap_or_default();
+        self.store.audit(actor.name.as_str(), "access_key.create", &format!("{user}/{key_id}"), "ok", &detail).await?;
         let row = self.store.access_key(&key_id).await?.ok_or_else(|| ServiceError::Internal("access key vanished".into()))?;
-        Ok((shown(&row), secret))
+        Ok((shown(&row, now), secret))
     }
 
     /// A user's access keys (self or admin).
     pub async fn list_access_keys(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<AccessKey>> {
         actor.require_self_or_admin(user)?;
-        Ok(self.store.list_credentials(ACCESS_KEY_SCOPE, Some(user.as_str())).await?.iter().map(shown).collect())
+        let now = Utc::now();
+        Ok(self.store.list_credentials(ACCESS_KEY_SCOPE, Some(user.as_str())).await?.iter().map(|r| shown(r, now)).collect())
     }
 
     fn key_not_found(key_id: &str) -> ServiceError {
@@ -287,7 +353,7 @@ impl Vault {
         }
         self.store.audit(actor.name.as_str(), "access_key.state", &format!("{user}/{key_id}"), "ok", state).await?;
         let row = self.store.access_key(key_id).await?.ok_or_else(|| Self::key_not_found(key_id))?;
-        Ok(shown(&row))
+        Ok(shown(&row, Utc::now()))
     }
 
     /// Deletes an access key (self or admin).
@@ -302,21 +368,32 @@ impl Vault {
         Ok(())
     }
 
-    /// The holder of an active access key of an enabled user, with the
-    /// secret to check a signature against; `None` for anything else, the
-    /// same whatever the reason. Answers from the [`KeyCache`] when it can.
+    /// [`Self::access_key_holder_at`] now, by the wall clock. Prefer passing
+    /// the request's `now` (the time its signature was checked against).
     pub async fn access_key_holder(&self, key_id: &str) -> ServiceResult<Option<KeyHolder>> {
+        self.access_key_holder_at(key_id, Utc::now()).await
+    }
+
+    /// The holder of an active, unexpired (at `now`) access key of an
+    /// enabled user, with the secret to check a signature against; `None`
+    /// for anything else, the same whatever the reason. Answers from the
+    /// [`KeyCache`] when it can, but never with a key expired at `now`.
+    pub async fn access_key_holder_at(&self, key_id: &str, now: DateTime<Utc>) -> ServiceResult<Option<KeyHolder>> {
         if !looks_like_key_id(key_id) {
             return Ok(None);
         }
         if let Some(h) = self.key_cache.get(key_id) {
-            return Ok(Some(h));
+            if !h.expired_at(now) {
+                return Ok(Some(h));
+            }
+            self.key_cache.remove(key_id);
+            return Ok(None);
         }
         // Read the epoch before the database: a change made during the
         // lookup bumps it, and the (possibly stale) answer is not cached.
         let epoch = EPOCH.load(Ordering::SeqCst);
         let Some(row) = self.store.access_key(key_id).await? else { return Ok(None) };
-        if row.status != ACTIVE {
+        if row.status != ACTIVE || expired(&row, now) {
             return Ok(None);
         }
         let Some(user) = self.store.get_user(&row.owner).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
@@ -327,7 +404,8 @@ impl Vault {
             .with_keys(|k| k.open(&row.secret_sealed, &credential_aad(ACCESS_KEY_SCOPE, &row.owner, &row.instance, "secret_access_key")))?;
         let secret =
             SecretString::new(String::from_utf8(secret.to_vec()).map_err(|_| vault_err(crate::master_keys::VaultError::Malformed))?);
-        let holder = KeyHolder { actor: Actor::new(user_name(user.name), user.is_admin), secret, derived: Arc::default() };
+        let actor = Actor { expires_at: row.expires_at, ..Actor::new(user_name(user.name), user.is_admin) };
+        let holder = KeyHolder { actor, secret, derived: Arc::default() };
         self.key_cache.put(key_id, &holder, epoch, row.checked_at.map(|t| t.timestamp_millis()));
         Ok(Some(holder))
     }

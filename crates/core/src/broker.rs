@@ -48,8 +48,13 @@ pub struct Broker {
 /// What `/readyz` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Readiness {
-    /// Whether the database answers (the broker cannot serve without it).
+    /// Whether the database answers and the key file opens every stored
+    /// secret (the broker cannot serve without either).
     pub ready: bool,
+    /// Why the key file does not open every stored secret (which key ids it
+    /// lacks; never a key), when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_keys: Option<String>,
     pub database: &'static str,
     pub declared: usize,
     pub ready_connectors: usize,
@@ -76,7 +81,9 @@ fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<()> 
 impl Broker {
     /// Opens the store (applying migrations) and loads the connectors.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
+        // Private (0700) when created here, whatever the umask.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&config.data_dir)
             .map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let store = Store::open(&config.database_url).await?;
         let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::with_store(store.clone()))).await?;
@@ -129,18 +136,17 @@ impl Broker {
         user: &crate::domain::UserName,
         region: Option<&str>,
     ) -> crate::ServiceResult<()> {
-        let region = match region.map(str::trim).filter(|r| !r.is_empty()) {
+        let region = match region.filter(|r| !r.is_empty()) {
             None => None,
             Some(r) => {
-                let bad = || {
-                    crate::ServiceError::invalid_field(
-                        "default_ec2_region",
-                        format!("'{}' is not a connector instance of this broker", r.chars().take(64).collect::<String>()),
-                    )
-                };
-                let name = crate::domain::InstanceName::parse(r).map_err(|_| bad())?;
+                let what = || format!("'{}' is not a connector instance of this broker", r.chars().take(64).collect::<String>());
+                // Not an instance name at all: bad input (400). A well-formed
+                // name that no instance has: a configuration conflict (409),
+                // like an image with no id on an instance.
+                let name =
+                    crate::domain::InstanceName::parse(r).map_err(|_| crate::ServiceError::invalid_field("default_ec2_region", what()))?;
                 if self.registry.snapshot().instance(name.as_str()).is_none() {
-                    return Err(bad());
+                    return Err(crate::ServiceError::unresolved("default_ec2_region", what()));
                 }
                 Some(name)
             }
@@ -168,12 +174,18 @@ impl Broker {
         w
     }
 
-    /// Readiness: the database answers; connectors and workers are reported.
+    /// Readiness: the database answers and the master key file holds every
+    /// key stored data is sealed with; connectors and workers are reported.
     pub async fn readiness(&self) -> Readiness {
         let snap = self.registry.snapshot();
         let ping = self.store.ping().await;
+        let master_keys = match (&ping, self.vault.check_keys().await) {
+            (Ok(()), Err(e)) if !matches!(e, crate::ServiceError::DatabaseUnavailable(_)) => Some(e.to_string()),
+            _ => None,
+        };
         Readiness {
-            ready: ping.is_ok(),
+            ready: ping.is_ok() && master_keys.is_none(),
+            master_keys,
             database: self.store.backend().as_str(),
             declared: snap.instances.len(),
             ready_connectors: snap.instances.iter().filter(|i| i.status == Status::Ready).count(),

@@ -54,6 +54,110 @@ pub struct Config {
     pub shutdown_delay_secs: u64,
     /// PEM certificate chain and private key: serve HTTPS directly (both or neither).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the
+    /// client (addresses or CIDR networks); from anyone else those headers
+    /// are ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<ProxyNet>,
+}
+
+/// An address or network a trusted proxy connects from (`10.0.0.0/8`,
+/// `127.0.0.1`, `::1`, `fd00::/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl ProxyNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: std::net::IpAddr = a.parse().map_err(|_| format!("'{s}' is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("'{s}': the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+impl std::fmt::Display for ProxyNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Config {
+    /// The client's address: the TCP `peer`, unless the peer is a trusted
+    /// proxy, in which case the forwarding headers are read from the right
+    /// (the hop nearest this broker) and the first address that is not a
+    /// trusted proxy is the client. `forwarded` and `x_forwarded_for` are
+    /// the raw header values (every copy, in order).
+    pub fn client_address(&self, peer: Option<std::net::IpAddr>, forwarded: &[&str], x_forwarded_for: &[&str]) -> Option<std::net::IpAddr> {
+        let peer = peer?;
+        if !self.trusted_proxies.iter().any(|n| n.contains(peer)) {
+            return Some(peer);
+        }
+        // RFC 7239 `Forwarded: for=...` wins over the older header when both are sent.
+        // Each hop as named; `None` for one that is not an address (`unknown`, an obfuscated name).
+        let hops: Vec<Option<std::net::IpAddr>> = if !forwarded.is_empty() {
+            forwarded
+                .iter()
+                .flat_map(|h| h.split(','))
+                .filter_map(|elem| {
+                    elem.split(';')
+                        .filter_map(|pair| pair.split_once('='))
+                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                        .map(|(_, v)| parse_forwarded_node(v.trim()))
+                })
+                .collect()
+        } else {
+            x_forwarded_for.iter().flat_map(|h| h.split(',')).map(|v| v.trim().parse().ok()).collect()
+        };
+        // From the nearest hop outwards: the first one not a trusted proxy.
+        // A hop that is not an address ends the walk (what lies beyond it
+        // cannot be vouched for): the last trusted hop is the client then.
+        let mut last = peer;
+        for hop in hops.iter().rev() {
+            match hop {
+                Some(ip) if self.trusted_proxies.iter().any(|n| n.contains(*ip)) => last = *ip,
+                Some(ip) => return Some(*ip),
+                None => return Some(last),
+            }
+        }
+        // Every hop is a proxy of ours (or none was named).
+        Some(last)
+    }
+}
+
+/// A `Forwarded` node: `192.0.2.1`, `"[2001:db8::1]:4711"`, `"192.0.2.1:80"`.
+fn parse_forwarded_node(v: &str) -> Option<std::net::IpAddr> {
+    let v = v.trim_matches('"');
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    v.parse().ok().or_else(|| v.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
 }
 
 /// Every setting, all optional; layers merge, later wins.
@@ -80,6 +184,7 @@ pub struct RawConfig {
     pub shutdown_delay_secs: Option<u64>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Parses a number of seconds from the variable `CLOUDBROKER_<name>`.
@@ -136,6 +241,9 @@ impl RawConfig {
                 "TLS_KEY_FILE" => c.tls_key_file = Some(v.into()),
                 "SHUTDOWN_DELAY_SECS" => c.shutdown_delay_secs = Some(secs(name, &v)?),
                 "CONFIG_POLL_SECS" => c.config_poll_secs = Some(secs(name, &v)?),
+                "TRUSTED_PROXIES" => {
+                    c.trusted_proxies = Some(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+                }
                 // Variables of tools and tests, not settings.
                 _ => {}
             }
@@ -165,7 +273,8 @@ impl RawConfig {
             metrics_token,
             shutdown_delay_secs,
             tls_cert_file,
-            tls_key_file
+            tls_key_file,
+            trusted_proxies
         );
         self
     }
@@ -199,7 +308,14 @@ impl RawConfig {
             (Some(_), None) => return Err(ConfigError("tls_cert_file is set but tls_key_file is not: give both or neither".into())),
             (None, Some(_)) => return Err(ConfigError("tls_key_file is set but tls_cert_file is not: give both or neither".into())),
         };
+        let trusted_proxies = self
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| ProxyNet::parse(p).map_err(|e| ConfigError(format!("trusted_proxies: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
+            trusted_proxies,
             tls,
             listen,
             master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
@@ -309,5 +425,43 @@ mod tests {
         assert_eq!(c.admin_password.as_ref().unwrap().expose(), "s3cret");
         assert!(c.secure_cookies());
         assert_eq!(c.public_url.as_deref(), Some("https://broker.example.org"));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_and_name_the_bad_value() {
+        let c = RawConfig::from_env(env(&[("CLOUDBROKER_TRUSTED_PROXIES", "10.0.0.0/8, ::1")])).unwrap().finish().unwrap();
+        assert_eq!(c.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.0.0.0/8", "::1/128"]);
+        let file: RawConfig = toml::from_str("trusted_proxies = [\"192.168.1.0/24\"]").unwrap();
+        assert_eq!(file.finish().unwrap().trusted_proxies.len(), 1);
+        for bad in ["10.0.0.0/33", "proxy.local", "::1/129", "10.0.0.1/x"] {
+            let e = RawConfig { trusted_proxies: Some(vec![bad.into()]), ..RawConfig::default() }.finish().unwrap_err();
+            assert!(e.0.starts_with("trusted_proxies: ") && e.0.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn client_address_trusts_forwarding_headers_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut c = RawConfig::default().finish().unwrap();
+        // No trusted proxy: the headers are the client's to forge and are ignored.
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &[], &["203.0.113.9"]), Some(ip("10.1.2.3")));
+        c.trusted_proxies = vec![ProxyNet::parse("10.0.0.0/8").unwrap()];
+        // From the proxy: the nearest address that is not a proxy of ours.
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &[], &["203.0.113.9"]), Some(ip("203.0.113.9")));
+        // A client's forged first entry is not believed: the proxy appended the real one.
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &[], &["198.51.100.1, 203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &[], &["203.0.113.9, 10.4.4.4"]), Some(ip("203.0.113.9")));
+        // RFC 7239, with ports and IPv6 brackets; it wins over X-Forwarded-For.
+        assert_eq!(
+            c.client_address(Some(ip("10.1.2.3")), &["for=\"[2001:db8::7]:4711\";proto=https"], &["203.0.113.9"]),
+            Some(ip("2001:db8::7"))
+        );
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &["for=192.0.2.60:80, for=10.9.9.9"], &[]), Some(ip("192.0.2.60")));
+        // The peer is not a proxy: headers ignored even if present.
+        assert_eq!(c.client_address(Some(ip("192.0.2.1")), &["for=198.51.100.1"], &[]), Some(ip("192.0.2.1")));
+        // A proxy forwarding nothing: the proxy itself.
+        assert_eq!(c.client_address(Some(ip("10.1.2.3")), &[], &[]), Some(ip("10.1.2.3")));
+        // An IPv4-mapped peer counts as IPv4.
+        assert_eq!(c.client_address(Some(ip("::ffff:10.1.2.3")), &[], &["203.0.113.9"]), Some(ip("203.0.113.9")));
     }
 }

@@ -80,13 +80,24 @@ pub enum ServiceError {
     /// changed. Callers may retry (the JSON API answers 503 with Retry-After).
     #[error("the broker's database is unavailable; try again in a few seconds")]
     DatabaseUnavailable(#[source] StoreError),
+    /// Stored data was sealed with a master key this process's key file
+    /// lacks (a replica with its own, stale copy of the file): it cannot
+    /// serve that data until it gets the current file. Names the key id,
+    /// never the key.
+    #[error("this broker's master key file lacks the key '{key_id}' that stored credentials were sealed with: give this replica the current key file (every replica must use the same one)")]
+    MasterKeyUnknown { key_id: String },
     #[error("too many failed attempts; try again in {retry_after_secs}s")]
     Throttled { retry_after_secs: u64 },
     #[error("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})")]
     QuotaExceeded { quota: i64, current: i64, requested: i64 },
-    /// The cloud's own error, with its code.
+    /// A cap on what one user owns, or on one resource's tags ([`crate::limits`]).
+    #[error("limit reached: at most {max} {limit}; delete some first")]
+    LimitExceeded { limit: crate::limits::Limit, max: i64 },
+    /// The cloud's own error, with its code. (A sandbox whose world the
+    /// broker's database keeps answers that database's unavailability as
+    /// [`ServiceError::DatabaseUnavailable`], see `From<ConnectorError>`.)
     #[error("cloud error: {0}")]
-    Cloud(#[from] ConnectorError),
+    Cloud(ConnectorError),
     /// The store failed; the source is kept for the log, never shown to callers.
     #[error("internal error: {0}")]
     Store(#[source] StoreError),
@@ -119,6 +130,17 @@ impl ServiceError {
 impl From<InvalidValue> for ServiceError {
     fn from(e: InvalidValue) -> Self {
         ServiceError::Invalid { field: Some(e.field), message: e.message }
+    }
+}
+
+impl From<ConnectorError> for ServiceError {
+    fn from(e: ConnectorError) -> Self {
+        match e {
+            ConnectorError::Cloud { code, message } if code == cloudbroker_connector_sandbox::DATABASE_UNAVAILABLE_CODE => {
+                ServiceError::DatabaseUnavailable(StoreError::Unavailable(message))
+            }
+            other => ServiceError::Cloud(other),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use cloudbroker_connector_api::params::ParamValues;
 use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, InstanceName};
-use cloudbroker_connector_sandbox::{WorldChange, WorldStore};
+use cloudbroker_connector_sandbox::{WorldChange, WorldStore, WorldStoreError};
 use cloudbroker_store::Store;
 use std::sync::Arc;
 
@@ -23,8 +23,15 @@ struct DbWorlds(Store);
 
 #[async_trait]
 impl WorldStore for DbWorlds {
-    async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), String> {
-        self.0.update_sandbox_world(instance, f).await.map_err(|e| e.to_string())
+    async fn update<'a>(&'a self, instance: &'a str, f: WorldChange<'a>) -> Result<(), WorldStoreError> {
+        self.0.update_sandbox_world(instance, f).await.map_err(|e| {
+            // The broker's own database going away is not the cloud's refusal.
+            if e.is_unavailable() {
+                WorldStoreError::Unavailable(e.to_string())
+            } else {
+                WorldStoreError::Failed(e.to_string())
+            }
+        })
     }
 }
 

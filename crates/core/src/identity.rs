@@ -12,6 +12,12 @@
 //!   user or changing a role empties it before the change is reported done
 //!   (so it holds at once on this replica, within the TTL on the others);
 //!   refusals are never cached; an expired token is refused from the cache too.
+//!   A token minted with a token records its parent, never outlives it and
+//!   is revoked with it (a token with a revoked ancestor is refused).
+//! * Password changes end every session and token of the user; an admin's
+//!   reset of another user's password (the recovery path after a
+//!   compromise) also disables their EC2 access keys, and a self-service
+//!   change does so when asked; the audit record says what ended.
 
 use crate::domain::{Cursor, InstanceName, Page, PageRequest, TokenId, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -46,12 +52,15 @@ pub struct Actor {
     /// When what this actor authenticated with (an API token) expires:
     /// nothing it mints may outlive it. `None` for a password or a session.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The API token this actor authenticated with: a token it mints is
+    /// revoked with it. `None` for a password, a session or an access key.
+    pub token_id: Option<TokenId>,
 }
 
 impl Actor {
     /// An actor that authenticated with a password (or a session).
     pub fn new(name: UserName, is_admin: bool) -> Self {
-        Self { name, is_admin, expires_at: None }
+        Self { name, is_admin, expires_at: None, token_id: None }
     }
 
     /// An actor for the command line / the system itself.
@@ -119,6 +128,10 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The token this one was minted with (revoking that one revokes this
+    /// one); `null` when minted with a password or a session.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub parent_id: Option<TokenId>,
 }
 
 impl From<TokenRow> for Token {
@@ -131,6 +144,7 @@ impl From<TokenRow> for Token {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
+            parent_id: r.parent_id.map(TokenId::from_stored),
         }
     }
 }
@@ -250,6 +264,14 @@ pub fn random_token(prefix: &str) -> String {
 /// locked out: each further attempt waits twice as long as the previous one,
 /// up to `max_delay`, so its owner still gets in. Records older than the
 /// window are purged with the expired sessions.
+///
+/// The per-address rule (`per_address` failures from one client address)
+/// slows down guessing across many accounts, but it never refuses a
+/// correct password of an account that is not itself slowed down: behind a
+/// proxy many users share one address (unless the proxy is trusted, see
+/// `trusted_proxies`), and one attacker must not lock them all out. Such an
+/// attempt is checked; a wrong password then answers "throttled", exactly
+/// as if it had not been checked.
 pub struct Throttle {
     store: Store,
 }
@@ -274,20 +296,27 @@ impl Default for ThrottleLimits {
 pub struct Attempt {
     account: String,
     recorded: cloudbroker_store::throttle::RecordedAttempt,
+    /// Set when the client address is over its limit: a wrong password is
+    /// answered "throttled" (with this wait), a correct one still passes.
+    address_wait: Option<u64>,
 }
 
 impl ThrottleLimits {
-    /// The rule: `Some(seconds to wait)` when an attempt on an account with
-    /// `account` recent attempts from an address with `address` recent
-    /// attempts (ms, oldest first) must wait, at `now` (ms).
-    fn wait(&self, now: i64, account: &[i64], address: Option<&[i64]>) -> Option<u64> {
+    /// The address rule: `Some(seconds to wait)` when an address with
+    /// `address` recent attempts (ms, oldest first) is over its limit at `now` (ms).
+    fn address_wait(&self, now: i64, address: Option<&[i64]>) -> Option<u64> {
         let window = self.window.as_millis() as i64;
-        if let Some(v) = address {
-            if v.len() >= self.per_address {
-                let oldest = v.first().copied().unwrap_or(now);
-                return Some(((window - (now - oldest)).max(0) as u64 / 1000).max(1));
-            }
+        let v = address?;
+        if v.len() < self.per_address {
+            return None;
         }
+        let oldest = v.first().copied().unwrap_or(now);
+        Some(((window - (now - oldest)).max(0) as u64 / 1000).max(1))
+    }
+
+    /// The account rule: `Some(seconds to wait)` when an attempt on an
+    /// account with `account` recent attempts (ms, oldest first) must wait.
+    fn account_wait(&self, now: i64, account: &[i64]) -> Option<u64> {
         if account.len() >= self.per_account {
             let over = u32::try_from(account.len() - self.per_account).unwrap_or(u32::MAX).min(16);
             let delay = (1000i64 << over).min(self.max_delay.as_millis() as i64);
@@ -301,7 +330,9 @@ impl ThrottleLimits {
 }
 
 impl Throttle {
-    /// Admits an attempt and records it, or says how long to wait.
+    /// Admits an attempt and records it, or says how long to wait. An
+    /// attempt over only the address limit is admitted with
+    /// [`Attempt::address_wait`] set: only a correct password may pass it.
     async fn admit(&self, limits: &ThrottleLimits, user: &str, addr: Option<IpAddr>) -> ServiceResult<Attempt> {
         let now = now_ms();
         let account = format!("u:{user}");
@@ -311,14 +342,21 @@ impl Throttle {
         }
         let since = now - limits.window.as_millis() as i64;
         let has_address = addr.is_some();
+        // Set by the rule (run inside the store's transaction): u64::MAX for none.
+        let address_wait = std::sync::atomic::AtomicU64::new(u64::MAX);
         let r = self
             .store
             .admit_attempt(&keys, now, since, |seen| {
-                limits.wait(now, &seen[0], if has_address { seen.get(1).map(Vec::as_slice) } else { None })
+                let by_address = limits.address_wait(now, if has_address { seen.get(1).map(Vec::as_slice) } else { None });
+                address_wait.store(by_address.unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+                limits.account_wait(now, &seen[0])
             })
             .await?;
         match r {
-            Ok(recorded) => Ok(Attempt { account, recorded }),
+            Ok(recorded) => {
+                let w = address_wait.load(std::sync::atomic::Ordering::Relaxed);
+                Ok(Attempt { account, recorded, address_wait: (w != u64::MAX).then_some(w) })
+            }
             Err(retry_after_secs) => Err(ServiceError::Throttled { retry_after_secs }),
         }
     }
@@ -423,7 +461,9 @@ impl Identity {
     /// Sets a password. Changing one's own needs the current password (a
     /// stolen session or token must not be enough to take the account over);
     /// an admin sets another user's without it. Either way every session and
-    /// token of the user ends: whoever held them must sign in again.
+    /// token of the user ends: whoever held them must sign in again. An
+    /// admin's reset also disables the user's EC2 access keys (see
+    /// [`Self::change_password`]); a change of one's own leaves them.
     pub async fn set_password(
         &self,
         actor: &Actor,
@@ -431,6 +471,22 @@ impl Identity {
         current: Option<&SecretString>,
         password: &SecretString,
         addr: Option<IpAddr>,
+    ) -> ServiceResult<()> {
+        self.change_password(actor, name, current, password, addr, false).await
+    }
+
+    /// [`Self::set_password`], and the user's EC2 access keys: an admin's
+    /// reset of another user's password (the recovery path after a
+    /// compromise) always disables them; a change of one's own disables
+    /// them when `disable_access_keys`. The audit record counts what ended.
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        name: &UserName,
+        current: Option<&SecretString>,
+        password: &SecretString,
+        addr: Option<IpAddr>,
+        disable_access_keys: bool,
     ) -> ServiceResult<()> {
         actor.require_self_or_admin(name)?;
         check_password(password)?;
@@ -450,14 +506,22 @@ impl Identity {
         self.store.set_password_hash(name.as_str(), &hash).await?;
         let sessions = self.store.delete_user_sessions(name.as_str()).await?;
         let tokens = self.store.revoke_all_tokens(name.as_str()).await?;
+        let reset = &actor.name != name;
+        let keys = if reset || disable_access_keys {
+            let n = self.store.set_user_access_keys_state(name.as_str(), crate::access_keys::ACTIVE, crate::access_keys::DISABLED).await?;
+            format!("{n} access key(s) disabled")
+        } else {
+            "access keys left active".to_string()
+        };
         crate::access_keys::forget_cached_keys();
+        let what = if reset { "admin reset" } else { "changed by the user" };
         self.store
             .audit(
                 actor.name.as_str(),
                 "user.password",
                 name.as_str(),
                 "ok",
-                &format!("{sessions} session(s) ended, {tokens} token(s) revoked"),
+                &format!("{what}: {sessions} session(s) ended, {tokens} token(s) revoked, {keys}"),
             )
             .await?;
         Ok(())
@@ -552,7 +616,10 @@ impl Identity {
             }
             _ => {
                 self.store.audit(name, "login", name, "failure", &from).await?;
-                Err(ServiceError::Unauthenticated("wrong user name or password".into()))
+                match attempt.address_wait {
+                    Some(retry_after_secs) => Err(ServiceError::Throttled { retry_after_secs }),
+                    None => Err(ServiceError::Unauthenticated("wrong user name or password".into())),
+                }
             }
         }
     }
@@ -650,8 +717,14 @@ impl Identity {
         };
         let raw = random_token("cbt_");
         let id = TokenId::generate();
-        let row = self.store.create_token(id.as_str(), user.as_str(), name, &token_hash(&raw), expires).await?;
-        self.store.audit(actor.name.as_str(), "token.create", &format!("{user}/{id}"), "ok", name).await?;
+        // A token minted with a token is revoked with it.
+        let parent_id = actor.token_id.as_ref().map(TokenId::as_str);
+        let row = self.store.create_token(id.as_str(), user.as_str(), name, &token_hash(&raw), expires, parent_id).await?;
+        let detail = match parent_id {
+            Some(p) => format!("{name} (minted with token {p})"),
+            None => name.to_string(),
+        };
+        self.store.audit(actor.name.as_str(), "token.create", &format!("{user}/{id}"), "ok", &detail).await?;
         Ok((raw, row.into()))
     }
 
@@ -673,11 +746,19 @@ impl Identity {
         // lookup empties the cache, and this (possibly stale) answer is not kept.
         let epoch = crate::access_keys::cache_epoch();
         let Some((t, is_admin)) = self.store.live_token(&hash, now).await? else { return Ok(None) };
+        // A token minted from a token dies with it, even when it was minted
+        // while its parent was being revoked (the revocation missed it).
+        if let Some(parent) = &t.parent_id {
+            if self.store.token_lineage_revoked(parent).await? {
+                return Ok(None);
+            }
+        }
         let recent = t.last_used_at.is_some_and(|l| now - l.timestamp_millis() <= cloudbroker_store::identity::TOKEN_USE_RESOLUTION_MS);
         if !recent {
             self.store.touch_token(&t.id, now).await?;
         }
-        let actor = Actor { name: user_name(t.user_name), is_admin, expires_at: t.expires_at };
+        let actor =
+            Actor { name: user_name(t.user_name), is_admin, expires_at: t.expires_at, token_id: Some(TokenId::from_stored(t.id.clone())) };
         let touched = if recent { t.last_used_at.map(|l| l.timestamp_millis()) } else { Some(now) };
         self.token_cache.put(&hash, &(t.id.clone(), actor.clone()), epoch, touched);
         Ok(Some(actor))
@@ -699,15 +780,16 @@ impl Identity {
         }))
     }
 
-    /// Revokes a token (self or admin).
+    /// Revokes a token (self or admin), and every token minted from it.
     pub async fn revoke_token(&self, actor: &Actor, user: &UserName, id: &TokenId) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
-        let revoked = self.store.revoke_token(user.as_str(), id.as_str()).await?;
+        let revoked = self.store.revoke_token_tree(user.as_str(), id.as_str()).await?;
         crate::access_keys::forget_cached_keys();
-        if !revoked {
+        let Some(children) = revoked else {
             return Err(ServiceError::NotFound(Resource::Token(id.clone())));
-        }
-        self.store.audit(actor.name.as_str(), "token.revoke", &format!("{user}/{id}"), "ok", "").await?;
+        };
+        let detail = if children > 0 { format!("{children} token(s) minted from it revoked too") } else { String::new() };
+        self.store.audit(actor.name.as_str(), "token.revoke", &format!("{user}/{id}"), "ok", &detail).await?;
         Ok(())
     }
 

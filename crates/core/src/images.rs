@@ -7,6 +7,15 @@
 //! owner and exists only for them (and for admins); the broker's own images
 //! (no owner) are public.
 //!
+//! Names declared in `connectors.d/images` are the operator's: a user's
+//! private image holding such a name (registered before the file declared
+//! it) gives way when the catalogue is next built. It is renamed
+//! `<name>-<owner>` (a number added if taken), its description saying so,
+//! with a warning in the log and a record in the audit log; until then (or
+//! if the rename fails) the catalogue shows the file's public image under
+//! that name, never the private one. Every user, the owner included,
+//! launches the operator's image by that name.
+//!
 //! The catalogue (every image with its mappings) is cached per replica and
 //! keyed on the store's images version (bumped in the transaction of every
 //! image write) and on the configuration snapshot (file images): each use
@@ -172,16 +181,53 @@ impl Images {
                 return Ok(c.catalogue.clone());
             }
         }
-        let catalogue = Catalogue(Arc::new(self.read(&snap).await?));
+        let mut version = version;
+        let mut rows = self.store.list_images().await?;
+        if self.yield_names_to_files(&snap, &rows).await? {
+            version = self.store.images_version().await?;
+            rows = self.store.list_images().await?;
+        }
+        let catalogue = Catalogue(Arc::new(Self::merge(rows, &snap)));
         let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some(Cached { version, snap, catalogue: catalogue.clone() });
         Ok(catalogue)
     }
 
-    /// Reads the stored images and merges those of the snapshot's files.
-    async fn read(&self, snap: &Snapshot) -> ServiceResult<Vec<ImageView>> {
+    /// Renames the users' private images whose names the snapshot's files
+    /// declare (see the module comment). Whether any was found.
+    async fn yield_names_to_files(&self, snap: &Snapshot, rows: &[ImageRow]) -> ServiceResult<bool> {
+        let mut taken: std::collections::BTreeSet<String> =
+            rows.iter().map(|r| r.name.clone()).chain(snap.file_images.keys().cloned()).collect();
+        let mut found = false;
+        for r in rows {
+            let Some(owner) = r.owner.as_deref().filter(|_| snap.file_images.contains_key(&r.name)) else { continue };
+            found = true;
+            let Some(new_name) = yielded_name(&r.name, owner, &taken) else {
+                tracing::warn!(image = %r.name, owner, "a user's private image has a name connectors.d/images declares, and no free name was found to rename it");
+                continue;
+            };
+            let note = format!("Renamed from '{}': connectors.d/images declares that name.", r.name);
+            let description: String =
+                if r.description.is_empty() { note } else { format!("{note} {}", r.description) }.chars().take(1024).collect();
+            if self.store.rename_private_image(&r.name, owner, &new_name, &description).await? {
+                tracing::warn!(
+                    image = %r.name,
+                    owner,
+                    renamed_to = %new_name,
+                    "a user's private image had a name that connectors.d/images declares: renamed, the file's image takes the name"
+                );
+                let detail = format!("private image of {owner} renamed to '{new_name}': connectors.d/images declares '{}'", r.name);
+                self.store.audit("system", "image.rename", &r.name, "ok", &detail).await?;
+            }
+            taken.insert(new_name);
+        }
+        Ok(found)
+    }
+
+    /// Stored images merged with those of the snapshot's files.
+    fn merge(rows: Vec<ImageRow>, snap: &Snapshot) -> Vec<ImageView> {
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
-        for r in self.store.list_images().await? {
+        for r in rows {
             out.insert(
                 r.name.clone(),
                 ImageView {
@@ -196,6 +242,10 @@ impl Images {
             );
         }
         for (image, maps) in &snap.file_images {
+            // A file's name is never a user's private image (see the module comment).
+            if out.get(image).is_some_and(|v| v.owner.is_some()) {
+                out.remove(image);
+            }
             let v = out.entry(image.clone()).or_insert_with(|| ImageView {
                 name: ImageName::from_stored(image.clone()),
                 description: String::new(),
@@ -215,7 +265,7 @@ impl Images {
                 v.file_mappings.insert(inst.clone(), loc.to_string());
             }
         }
-        Ok(out.into_values().collect())
+        out.into_values().collect()
     }
 
     /// One page of images (stored and from files), by name in byte order.
@@ -223,6 +273,8 @@ impl Images {
     /// memory) are merged in by name.
     /// Other users' private images are left out (admins see all).
     pub async fn page(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
+        // Private images under names the files now declare give way first.
+        self.catalogue().await?;
         let snap = self.registry.snapshot();
         let after = page.after.as_ref().map(|c| c.key.as_str());
         let want = page.limit as usize + 1;
@@ -244,6 +296,9 @@ impl Images {
         }
         let file_images = snap.file_images.iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a)).take(want);
         for (image, maps) in file_images {
+            if out.get(image).is_some_and(|v| v.owner.is_some()) {
+                out.remove(image);
+            }
             let v = out.entry(image.clone()).or_insert_with(|| ImageView {
                 name: ImageName::from_stored(image.clone()),
                 description: String::new(),
@@ -296,9 +351,7 @@ impl Images {
         instance: &InstanceName,
         cloud_image_id: &str,
     ) -> ServiceResult<ImageView> {
-        if description.chars().count() > 1024 {
-            return Err(ServiceError::invalid_field("description", "description is at most 1024 characters"));
-        }
+        self.check_register(name, description)?;
         let owner = (!actor.is_admin).then(|| actor.name.to_string());
         let row = ImageRow {
             name: name.to_string(),
@@ -311,19 +364,29 @@ impl Images {
             )]),
             owner: owner.clone(),
         };
-        if self.registry.snapshot().file_images.contains_key(name.as_str()) {
-            return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
-        }
         self.store.put_image(&row, true).await?;
         let detail = format!("{instance}:{cloud_image_id}{}", if owner.is_some() { " (private)" } else { " (public)" });
         self.store.audit(actor.name.as_str(), "image.register", name.as_str(), "ok", &detail).await?;
         self.get(name).await
     }
 
-    /// Deregisters an image: by its owner, or an admin (a public image by an
-    /// admin only). Another user's private image does not exist for the
-    /// caller. Refused (`Conflict`) while other images name it as parent.
-    pub async fn deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
+    /// What [`Self::register`] checks before storing: the description's
+    /// length, and a name no file declares (one the store holds is refused
+    /// by the store when writing).
+    pub(crate) fn check_register(&self, name: &ImageName, description: &str) -> ServiceResult<()> {
+        if description.chars().count() > 1024 {
+            return Err(ServiceError::invalid_field("description", "description is at most 1024 characters"));
+        }
+        if self.registry.snapshot().file_images.contains_key(name.as_str()) {
+            return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
+        }
+        Ok(())
+    }
+
+    /// What [`Self::deregister`] checks before deleting: the actor may, the
+    /// image comes from no file, no image names it as parent (the store
+    /// checks that last one again when deleting).
+    pub async fn check_deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
         let img = self.get_for(actor, name).await?;
         if img.owner.is_none() {
             actor.require_admin()?;
@@ -331,6 +394,19 @@ impl Images {
         if !img.file_mappings.is_empty() {
             return Err(ServiceError::Conflict(format!("image '{name}' comes from files under connectors.d/images: edit those files")));
         }
+        let catalogue = self.catalogue().await?;
+        let children: Vec<&str> = catalogue.images().iter().filter(|i| i.parent.as_ref() == Some(name)).map(|i| i.name.as_str()).collect();
+        if !children.is_empty() {
+            return Err(ServiceError::Conflict(format!("image '{name}' is the parent of {}", children.join(", "))));
+        }
+        Ok(())
+    }
+
+    /// Deregisters an image: by its owner, or an admin (a public image by an
+    /// admin only). Another user's private image does not exist for the
+    /// caller. Refused (`Conflict`) while other images name it as parent.
+    pub async fn deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
+        self.check_deregister(actor, name).await?;
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
@@ -429,6 +505,26 @@ impl Images {
     }
 }
 
+/// The name a user's private image `name` takes when the operator's files
+/// declare `name`: `<name>-<owner>`, else with `-2` ... `-99` added, the
+/// first free one that is a valid image name.
+fn yielded_name(name: &str, owner: &str, taken: &std::collections::BTreeSet<String>) -> Option<String> {
+    let fit = |s: String| -> String {
+        let mut s: String = s.chars().take(128).collect();
+        while s.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+            s.pop();
+        }
+        s
+    };
+    let base = fit(format!("{name}-{owner}"));
+    std::iter::once(base.clone())
+        .chain((2..100).map(|n| {
+            let suffix = format!("-{n}");
+            format!("{}{suffix}", fit(base.chars().take(128 - suffix.len()).collect()))
+        }))
+        .find(|c| !taken.contains(c) && ImageName::parse(c).is_ok())
+}
+
 /// [`Images::resolve`] over the images `all`.
 fn resolve_in(all: &[ImageView], image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
     let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
@@ -501,4 +597,23 @@ pub fn load_image_files(dir: &Path, declared: &[String]) -> (FileImages, Vec<Str
         }
     }
     (out, errors)
+}
+
+#[cfg(test)]
+mod yielded_name_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::yielded_name;
+    use crate::domain::ImageName;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_yielded_name_is_free_and_valid() {
+        let taken: BTreeSet<String> = ["foo".to_string(), "foo-bob".to_string()].into();
+        assert_eq!(yielded_name("foo", "alice", &taken).as_deref(), Some("foo-alice"));
+        assert_eq!(yielded_name("foo", "bob", &taken).as_deref(), Some("foo-bob-2"));
+        assert_eq!(yielded_name("foo", "bob.", &BTreeSet::new()).as_deref(), Some("foo-bob"));
+        let long = "a".repeat(128);
+        let n = yielded_name(&long, "bob", &[long.clone()].into()).unwrap();
+        assert!(n.len() <= 128 && n != long && ImageName::parse(&n).is_ok(), "{n}");
+    }
 }

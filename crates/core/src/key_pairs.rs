@@ -1,7 +1,8 @@
 //! Named SSH key pairs per user, for launches that name one (the EC2
 //! front's `KeyName`). Imported public keys are parsed (OpenSSH format) and
 //! fingerprinted; a created pair is Ed25519, its private key returned once
-//! and never stored. A user sees and uses only their own pairs.
+//! and never stored. A user sees and uses only their own pairs, at most
+//! [`crate::limits::MAX_KEY_PAIRS`] of them.
 
 use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -36,6 +37,15 @@ fn check_name(name: &str) -> ServiceResult<()> {
     Ok(())
 }
 
+/// An OpenSSH public key of at most 16 KiB.
+fn parse_public_key(public_key: &str) -> ServiceResult<PublicKey> {
+    if public_key.len() > 16 * 1024 {
+        return Err(ServiceError::invalid_field("public_key", "the public key is larger than 16 KiB"));
+    }
+    PublicKey::from_openssh(public_key.trim())
+        .map_err(|e| ServiceError::invalid_field("public_key", format!("not an OpenSSH public key (e.g. 'ssh-ed25519 AAAA...'): {e}")))
+}
+
 fn not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(Resource::Record(format!("key pair '{}'", name.chars().take(255).collect::<String>())))
 }
@@ -45,13 +55,23 @@ impl Identity {
     pub async fn import_key_pair(&self, actor: &Actor, user: &UserName, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
         actor.require_self_or_admin(user)?;
         check_name(name)?;
-        if public_key.len() > 16 * 1024 {
-            return Err(ServiceError::invalid_field("public_key", "the public key is larger than 16 KiB"));
-        }
-        let key = PublicKey::from_openssh(public_key.trim()).map_err(|e| {
-            ServiceError::invalid_field("public_key", format!("not an OpenSSH public key (e.g. 'ssh-ed25519 AAAA...'): {e}"))
-        })?;
+        let key = parse_public_key(public_key)?;
         self.store_key(actor, user, name, &key).await
+    }
+
+    /// What creating (`public_key` `None`) or importing a pair checks,
+    /// without storing anything: the actor may, the name is well-formed and
+    /// free, the public key parses (EC2's `DryRun`).
+    pub async fn check_new_key_pair(&self, actor: &Actor, user: &UserName, name: &str, public_key: Option<&str>) -> ServiceResult<()> {
+        actor.require_self_or_admin(user)?;
+        check_name(name)?;
+        if let Some(k) = public_key {
+            parse_public_key(k)?;
+        }
+        if self.store.key_pair(user.as_str(), name).await?.is_some() {
+            return Err(ServiceError::Conflict(format!("key pair '{name}' already exists")));
+        }
+        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::KeyPairs, user.as_str(), crate::limits::MAX_KEY_PAIRS).await
     }
 
     /// Makes an Ed25519 pair; returns it and the private key (OpenSSH PEM),
@@ -69,7 +89,11 @@ impl Identity {
     async fn store_key(&self, actor: &Actor, user: &UserName, name: &str, key: &PublicKey) -> ServiceResult<KeyPair> {
         let text = key.to_openssh().map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
         let fp = key.fingerprint(HashAlg::Sha256).to_string();
-        let row = self.store.insert_key_pair(user.as_str(), name, &text, &fp).await?;
+        let row = self
+            .store
+            .insert_key_pair_capped(crate::limits::MAX_KEY_PAIRS, user.as_str(), name, &text, &fp)
+            .await
+            .map_err(crate::limits::capped)?;
         self.store.audit(actor.name.as_str(), "key_pair.create", &format!("{user}/{name}"), "ok", &fp).await?;
         Ok(row.into())
     }

@@ -14,10 +14,12 @@ pub mod factory;
 pub mod identity;
 pub mod images;
 pub mod key_pairs;
+pub mod limits;
 pub mod master_keys;
 pub mod metrics;
 pub mod provisioning;
 pub mod registry;
+pub mod scrubbed;
 pub mod system;
 #[cfg(feature = "testing")]
 pub mod testing;

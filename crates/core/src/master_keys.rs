@@ -5,6 +5,11 @@
 //!   last one seals new secrets, the others only open old ones. The file is
 //!   created on first start with mode 0600; the broker refuses to start if it
 //!   is readable by group or others.
+//! * The file is the truth: a change (a new key, a retirement) is written to
+//!   the file first and takes effect in memory only once written, so a key
+//!   that seals anything is always in the file (a failed write changes
+//!   nothing), and [`MasterKeys::seal`] refuses a current key the file did
+//!   not hold when last read or written.
 //! * A sealed value is `0x01 || len(id) || id || nonce (12 random bytes) ||
 //!   ciphertext+tag`. The associated data binds it to its owner, connector
 //!   instance and field, so a ciphertext copied to another row fails to open.
@@ -30,6 +35,14 @@ pub enum VaultError {
     Permissions { path: String, mode: u32 },
     #[error("sealed value uses key '{0}', which is not in the master key file")]
     UnknownKey(String),
+    /// A change could not be written to the key file; nothing changed.
+    #[error("the master key file {path} cannot be written ({message}); nothing was changed")]
+    NotWritable { path: String, message: String },
+    /// The key that would seal is not in the key file (it was changed or
+    /// removed under this process): sealing with it would make data that no
+    /// other process, and no restart, can open.
+    #[error("the current master key '{0}' is not in the master key file; nothing was sealed")]
+    NotOnDisk(String),
     #[error("sealed value is malformed")]
     Malformed,
     #[error("sealed value does not open (wrong key, or it was moved from another owner, instance or field)")]
@@ -37,6 +50,7 @@ pub enum VaultError {
 }
 
 /// One master key; `retired` (unix seconds) once it sealed nothing any more.
+#[derive(Clone)]
 struct Key {
     id: String,
     key: Zeroizing<[u8; 32]>,
@@ -49,6 +63,8 @@ pub struct MasterKeys {
     keys: Vec<Key>,
     /// (modified time, length) of the file when last read or written.
     stamp: Option<(std::time::SystemTime, u64)>,
+    /// Ids the file held when last read or written.
+    on_disk: Vec<String>,
 }
 
 impl fmt::Debug for MasterKeys {
@@ -74,8 +90,8 @@ impl MasterKeys {
     /// Loads the key file, creating it (mode 0600, one new key) if missing.
     pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
         if !path.exists() {
-            let mut keys = Self { path: path.to_path_buf(), keys: vec![new_key()], stamp: None };
-            keys.write()?;
+            let mut keys = Self { path: path.to_path_buf(), keys: Vec::new(), stamp: None, on_disk: Vec::new() };
+            keys.replace(vec![new_key()])?;
             tracing::info!(path = %path.display(), "generated a new master key");
             return Ok(keys);
         }
@@ -129,40 +145,75 @@ impl MasterKeys {
         if keys.is_empty() {
             return Err(err("no key in file".into()));
         }
-        Ok(Self { path: path.to_path_buf(), keys, stamp: stamp_of(path) })
+        let on_disk = keys.iter().map(|k| k.id.clone()).collect();
+        Ok(Self { path: path.to_path_buf(), keys, stamp: stamp_of(path), on_disk })
     }
 
-    fn write(&mut self) -> Result<(), VaultError> {
-        let shown = self.path.display().to_string();
-        let err = |e: std::io::Error| VaultError::KeyFile { path: shown.clone(), message: e.to_string() };
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
-        if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let mut text = Zeroizing::new(String::from(
-            "# cloudbroker master keys: the last one seals new secrets; retired ones are kept a while for other processes.\n# Keep this file secret (mode 0600), back it up apart from the database, and give every replica the same file.\n",
-        ));
-        for k in &self.keys {
-            text.push_str(&format!("key {} {}", k.id, base64::engine::general_purpose::STANDARD.encode(k.key.as_ref())));
-            if let Some(at) = k.retired {
-                text.push_str(&format!(" retired={at}"));
-            }
-            text.push('\n');
-        }
-        let tmp = self.path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        // The rename is durable only once the directory is on disk too.
-        if let Some(dir) = &dir {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        }
+    /// Writes `keys` to the file and, only once that succeeded, makes them
+    /// this process's keys. On failure nothing changed, in memory or on disk.
+    fn replace(&mut self, keys: Vec<Key>) -> Result<(), VaultError> {
+        write_file(&self.path, &keys)?;
+        self.on_disk = keys.iter().map(|k| k.id.clone()).collect();
+        self.keys = keys;
         self.stamp = stamp_of(&self.path);
         Ok(())
     }
 
+    /// Whether a change could be written to the key file now: creates and
+    /// removes the temporary file a write uses (the directory must take new
+    /// files: a read-only mount does not). The error names why not.
+    pub fn check_writable(&self) -> Result<(), VaultError> {
+        let not_writable = |e: std::io::Error| VaultError::NotWritable { path: self.path.display().to_string(), message: e.to_string() };
+        let tmp = self.path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(not_writable)?;
+        std::fs::remove_file(&tmp).map_err(not_writable)?;
+        // The file itself must be replaceable too (not a directory, for one).
+        match std::fs::metadata(&self.path) {
+            Ok(m) if !m.is_file() => {
+                Err(VaultError::NotWritable { path: self.path.display().to_string(), message: "it is not a regular file".into() })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes `keys` to `path` (mode 0600) through a temporary file renamed over
+/// it, durably.
+fn write_file(path: &Path, keys: &[Key]) -> Result<(), VaultError> {
+    let shown = path.display().to_string();
+    let err = |e: std::io::Error| VaultError::NotWritable { path: shown.clone(), message: e.to_string() };
+    let path = path.to_path_buf();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+    if let Some(dir) = &dir {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut text = Zeroizing::new(String::from(
+        "# cloudbroker master keys: the last one seals new secrets; retired ones are kept a while for other processes.\n# Keep this file secret (mode 0600), back it up apart from the database, and give every replica the same file.\n",
+    ));
+    for k in keys {
+        text.push_str(&format!("key {} {}", k.id, base64::engine::general_purpose::STANDARD.encode(k.key.as_ref())));
+        if let Some(at) = k.retired {
+            text.push_str(&format!(" retired={at}"));
+        }
+        text.push('\n');
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    // The rename is durable only once the directory is on disk too.
+    if let Some(dir) = &dir {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    }
+    Ok(())
+}
+
+impl MasterKeys {
     /// Re-reads the file if another process changed it, and merges: keys
     /// from the file come first in its order (its last seals from now on),
     /// keys only this process knew are kept as older ones. Nothing known is
@@ -176,6 +227,7 @@ impl MasterKeys {
         merged.extend(disk.keys);
         self.keys = merged;
         self.stamp = disk.stamp;
+        self.on_disk = disk.on_disk;
         Ok(true)
     }
 
@@ -194,13 +246,19 @@ impl MasterKeys {
         self.keys.last().map(|k| k.id.as_str()).unwrap_or("")
     }
 
-    /// Adds a new current key and saves the file.
+    /// Adds a new current key: saved to the file first, used only once saved.
     pub fn add_key(&mut self) -> Result<String, VaultError> {
         let k = new_key();
         let id = k.id.clone();
-        self.keys.push(k);
-        self.write()?;
+        let mut next = self.keys.clone();
+        next.push(k);
+        self.replace(next)?;
         Ok(id)
+    }
+
+    /// Whether the key that seals is in the file as last read or written.
+    pub fn current_on_disk(&self) -> bool {
+        self.keys.last().is_some_and(|k| self.on_disk.contains(&k.id))
     }
 
     /// Retires keys that nothing in `in_use` needs (the current key always
@@ -212,7 +270,9 @@ impl MasterKeys {
         let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
         let mut changed = false;
         let mut dropped = Vec::new();
-        for k in &mut self.keys {
+        // Changed on a copy: it replaces the keys only once written.
+        let mut next = self.keys.clone();
+        for k in &mut next {
             let needed = k.id == current || in_use.contains(&k.id);
             match (needed, k.retired) {
                 (true, Some(_)) => {
@@ -228,11 +288,11 @@ impl MasterKeys {
             }
         }
         if !dropped.is_empty() {
-            self.keys.retain(|k| !dropped.contains(&k.id));
+            next.retain(|k| !dropped.contains(&k.id));
             changed = true;
         }
         if changed {
-            self.write()?;
+            self.replace(next)?;
         }
         Ok(dropped)
     }
@@ -245,6 +305,9 @@ impl MasterKeys {
     /// Seals `plaintext` with the current key, bound to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, VaultError> {
         let Key { id, key, .. } = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
+        if !self.on_disk.contains(id) {
+            return Err(VaultError::NotOnDisk(id.clone()));
+        }
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -347,6 +410,46 @@ mod tests {
         assert!(b.merge_from_disk().unwrap());
         assert_eq!(b.ids(), vec![first, second]);
         assert_eq!(b.open(&sealed, "aad").unwrap().as_slice(), b"x");
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing_in_memory_or_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let mut keys = MasterKeys::load_or_create(&path).unwrap();
+        let first = keys.current_id().to_string();
+        let second = keys.add_key().unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // A directory where the write's temporary file goes: every write
+        // fails, even as root (which permission bits would not stop).
+        std::fs::create_dir(path.with_extension("tmp")).unwrap();
+        assert!(matches!(keys.check_writable(), Err(VaultError::NotWritable { .. })));
+        let e = keys.add_key().unwrap_err();
+        assert!(matches!(e, VaultError::NotWritable { .. }) && e.to_string().contains("cannot be written"), "{e}");
+        assert_eq!((keys.ids(), keys.current_id()), (vec![first.clone(), second.clone()], second.as_str()), "a key only in memory");
+        // Retiring `first` fails the same way and retires nothing.
+        assert!(matches!(keys.retire(&[], std::time::Duration::ZERO, 10), Err(VaultError::NotWritable { .. })));
+        assert!(keys.retired_ids().is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // What is sealed now opens after a restart (a fresh load of the file).
+        let sealed = keys.seal(b"x", "aad").unwrap();
+        assert_eq!(MasterKeys::key_id_of(&sealed).unwrap(), second);
+        assert_eq!(MasterKeys::load(&path).unwrap().open(&sealed, "aad").unwrap().as_slice(), b"x");
+        std::fs::remove_dir(path.with_extension("tmp")).unwrap();
+        keys.check_writable().unwrap();
+        let third = keys.add_key().unwrap();
+        assert_eq!(MasterKeys::load(&path).unwrap().ids(), vec![first, second, third]);
+    }
+
+    #[test]
+    fn seal_refuses_a_current_key_the_file_does_not_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = MasterKeys::load_or_create(&dir.path().join("master.key")).unwrap();
+        assert!(keys.current_on_disk());
+        keys.on_disk.clear();
+        assert!(!keys.current_on_disk());
+        let current = keys.current_id().to_string();
+        assert_eq!(keys.seal(b"x", "aad"), Err(VaultError::NotOnDisk(current)));
     }
 
     #[test]

@@ -83,6 +83,14 @@ fn describe() {
         "VMs the broker tracks by connector instance and state (live states; set by each reconciliation pass)."
     );
     describe_counter!("cloudbroker_vault_operations_total", "Credential vault operations by operation and outcome.");
+    describe_counter!(
+        "cloudbroker_vault_unknown_key_total",
+        "Stored secrets refused because they are sealed with a master key this process's key file lacks."
+    );
+    describe_gauge!(
+        "cloudbroker_vault_missing_keys",
+        "Master key ids stored data is sealed with that this process's key file lacks (set by each /readyz check; 0 when healthy)."
+    );
 }
 
 /// Counts a launch refused by a quota.
@@ -93,6 +101,16 @@ pub fn quota_rejected(instance: &str) {
 /// Counts a vault operation (`seal`, `open`, `save`, `delete`, `rotate`, ...).
 pub fn vault_op(op: &'static str, ok: bool) {
     metrics::counter!("cloudbroker_vault_operations_total", "op" => op, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Counts a stored secret refused for a master key the key file lacks.
+pub fn vault_unknown_key() {
+    metrics::counter!("cloudbroker_vault_unknown_key_total").increment(1);
+}
+
+/// Sets how many master key ids in use the key file lacks.
+pub fn vault_missing_keys(n: usize) {
+    metrics::gauge!("cloudbroker_vault_missing_keys").set(n as f64);
 }
 
 /// A launch waiting for the cloud: counted in `cloudbroker_launches_in_flight`

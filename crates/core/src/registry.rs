@@ -445,7 +445,8 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
                 .instance(decl.instance.as_str())
                 .filter(|p| p.kind == kind && p.values == values)
                 .and_then(|p| p.connector.clone());
-            match reuse.map(Ok).unwrap_or_else(|| factory(kind, decl.instance.clone(), &values)) {
+            // Built connectors scrub their errors of the call's credentials.
+            match reuse.map(Ok).unwrap_or_else(|| factory(kind, decl.instance.clone(), &values).map(crate::scrubbed::wrap)) {
                 Ok(c) => connector = Some(c),
                 Err(e) => inst_errors.push(format!("cannot start connector: {e}")),
             }

@@ -2,6 +2,9 @@
 //! origins, changes made through the UI/API (all or nothing, refused for keys
 //! a `connectors.d` file manages), reloading the files, and the connector
 //! overview. Every change is audited here, whichever edge asked for it.
+//! Only admins see an instance's parameters, their origins (file paths and
+//! lines, who set what) and its error details; other users see its name,
+//! kind and whether it serves ([`ConnectorsView`]).
 
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
@@ -20,6 +23,32 @@ pub struct ConfigView {
     pub errors: Vec<String>,
     pub files: Vec<PathBuf>,
     pub version: i64,
+}
+
+/// The connector instances as one user may see them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum ConnectorsView {
+    /// An admin's view: parameters with their origins, error details.
+    Full(Vec<InstanceEntry>),
+    /// Anyone else's: no parameters, origins or error details.
+    Summary(Vec<ConnectorSummary>),
+}
+
+/// A connector instance as a user who is not an admin sees it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConnectorSummary {
+    pub name: String,
+    pub kind: String,
+    pub status: SummaryState,
+}
+
+/// Whether an instance serves (`{"state": "ready"}` or `{"state": "error"}`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum SummaryState {
+    Ready,
+    Error,
 }
 
 /// What a change or a reload left behind.
@@ -119,9 +148,32 @@ impl System {
         Ok(ConfigOutcome::of(&snap))
     }
 
-    /// The connector instances with kind, parameters and status (any user).
+    /// The connector instances with kind, parameters and status (for the
+    /// broker's own pages and checks; an edge shows [`Self::connectors_view`]).
     pub fn connectors(&self, _actor: &Actor) -> Vec<InstanceEntry> {
         self.registry.snapshot().instances.clone()
+    }
+
+    /// The connector instances as `actor` may see them: everything for an
+    /// admin; name, kind and state only for anyone else.
+    pub fn connectors_view(&self, actor: &Actor) -> ConnectorsView {
+        let snap = self.registry.snapshot();
+        if actor.is_admin {
+            return ConnectorsView::Full(snap.instances.clone());
+        }
+        ConnectorsView::Summary(
+            snap.instances
+                .iter()
+                .map(|i| ConnectorSummary {
+                    name: i.name.to_string(),
+                    kind: i.kind.to_string(),
+                    status: match i.status {
+                        crate::registry::Status::Ready => SummaryState::Ready,
+                        crate::registry::Status::Error { .. } => SummaryState::Error,
+                    },
+                })
+                .collect(),
+        )
     }
 
     /// Whether a boolean system parameter is on.

@@ -1,7 +1,36 @@
 //! The credential vault service: per-user cloud credentials per connector
 //! instance, shared (system-scope) credentials granted to chosen users, key
 //! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
-//! module in clear except as [`Credentials`] handed to a connector.
+//! module in clear except as [`Credentials`] handed to a connector; a cloud's
+//! message that echoes them is scrubbed ([`scrub_cloud_error`]) before anyone
+//! sees it.
+//!
+//! A rotation is refused, changing nothing, where the key file cannot be
+//! written; it holds a database lease, renewed while it runs. Data sealed
+//! with a key this process's file lacks is refused as
+//! [`ServiceError::MasterKeyUnknown`] (503, and `/readyz` reports it, see
+//! [`Vault::check_keys`]).
+//!
+//! A credential is what the broker acts with on everything made with it:
+//! live VMs, Elastic IPs not released, volumes not deleted. Deleting it is
+//! refused (409, naming them) while any exists; new keys replacing it must
+//! still show the cloud every one of them (another account's keys are
+//! refused the same way, unless the cloud cannot be asked and `force` is set).
+//!
+//! Sharing: a shared credential is used by the users it is granted to, and
+//! the grant is checked again on every use, not only at launch. When a grant
+//! is revoked, the former grantee's VMs, volumes and addresses stay as they
+//! are (running, billed, listed to them and to admins); every action of
+//! theirs on them (start, stop, reboot, terminate, tag, attach, detach,
+//! delete, associate, disassociate, release) is a 403 naming the revoked
+//! grant, while admins may still act on the VMs. The credential cannot be
+//! deleted while they exist: grant it again for the user to clean up, or
+//! terminate the VMs as an admin.
+//!
+//! On a sandbox instance the access key id is the account: the broker gives
+//! each user without stored keys the account `sandbox-<user>`, so stored
+//! keys may not name `sandbox-<another user>` (nor, when shared, any
+//! `sandbox-` account).
 
 use crate::domain::{CredentialId, CredentialName, Cursor, InstanceName, Page, PageRequest, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -9,7 +38,8 @@ use crate::identity::Actor;
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
 use crate::registry::{Registry, Status};
 use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials, DescribeFilter};
-use cloudbroker_store::credentials::{CredentialDelete, CredentialRow, NewCredential, Reseal};
+use cloudbroker_store::credential_uses::{CredentialRemoval, CredentialUses};
+use cloudbroker_store::credentials::{CredentialRow, NewCredential, Reseal};
 use cloudbroker_store::Store;
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
@@ -88,6 +118,9 @@ pub struct Vault {
     pub retired_key_grace: std::time::Duration,
     /// Active EC2 access keys recently checked (see `access_keys`).
     pub(crate) key_cache: crate::access_keys::KeyCache,
+    /// How long the rotation lease lasts unless renewed (renewed every
+    /// third of it while a rotation runs).
+    pub rotate_lease_ttl: std::time::Duration,
 }
 
 /// What a key rotation did.
@@ -108,9 +141,80 @@ pub struct Rotation {
 pub const RETIRED_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// The database lock that serialises key rotations across processes.
 const ROTATE_LEASE: &str = "vault:rotate";
+/// The default [`Vault::rotate_lease_ttl`].
+pub const ROTATE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub(crate) fn vault_err(e: VaultError) -> ServiceError {
-    ServiceError::Internal(e.to_string())
+    match e {
+        VaultError::UnknownKey(key_id) => {
+            crate::metrics::vault_unknown_key();
+            tracing::error!(key_id = %key_id, "stored data is sealed with a master key this process's key file lacks");
+            ServiceError::MasterKeyUnknown { key_id }
+        }
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+/// A rotation refused because the key file cannot be written: nothing changed.
+fn rotate_err(e: VaultError) -> ServiceError {
+    match e {
+        VaultError::NotWritable { .. } => ServiceError::Conflict(format!(
+            "cannot rotate the master key here: {e}. Rotate where the key file is writable (`cloudbroker keys rotate`, see the README), then give every replica the new file"
+        )),
+        other => vault_err(other),
+    }
+}
+
+/// Runs `work` while renewing the lease `name` of `holder` every third of
+/// `ttl`, so that a long run keeps it (another process would otherwise take
+/// it once `ttl` has passed and run the same job at the same time).
+pub(crate) async fn hold_lease<T>(
+    store: &Store,
+    name: &str,
+    holder: &str,
+    ttl: std::time::Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::select! {
+        out = work => out,
+        never = renew_lease(store, name, holder, ttl) => match never {},
+    }
+}
+
+async fn renew_lease(store: &Store, name: &str, holder: &str, ttl: std::time::Duration) -> std::convert::Infallible {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut every = tokio::time::interval((ttl / 3).max(std::time::Duration::from_millis(10)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match store.try_lease(name, holder, ttl_ms).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(lease = name, "a lease held by this process was taken by another one"),
+            Err(e) => tracing::warn!(lease = name, error = %e, "could not renew a lease; retrying"),
+        }
+    }
+}
+
+/// A cloud's error with the credentials it was called with scrubbed from its
+/// message (clouds may echo a key id, or worse, the secret): the secret
+/// becomes `********`, the access key id its masked tail.
+pub fn scrub_cloud_error(e: ConnectorError, creds: &Credentials) -> ConnectorError {
+    let secret = creds.secret_access_key.expose();
+    let key_id = creds.access_key_id.as_str();
+    let scrub = |m: String| scrub_secret(&scrub_secret(&m, secret, "********"), key_id, &mask_tail(key_id));
+    match e {
+        ConnectorError::Auth { code, message } => ConnectorError::Auth { code, message: scrub(message) },
+        ConnectorError::Forbidden { code, message } => ConnectorError::Forbidden { code, message: scrub(message) },
+        ConnectorError::NotFound { code, message } => ConnectorError::NotFound { code, message: scrub(message) },
+        ConnectorError::Limit { code, message } => ConnectorError::Limit { code, message: scrub(message) },
+        ConnectorError::Throttled { code, message } => ConnectorError::Throttled { code, message: scrub(message) },
+        ConnectorError::Capacity { code, message } => ConnectorError::Capacity { code, message: scrub(message) },
+        ConnectorError::InvalidRequest { code, message } => ConnectorError::InvalidRequest { code, message: scrub(message) },
+        ConnectorError::Transport { message } => ConnectorError::Transport { message: scrub(message) },
+        ConnectorError::Cloud { code, message } => ConnectorError::Cloud { code, message: scrub(message) },
+        other @ (ConnectorError::Unsupported { .. } | ConnectorError::Timeout { .. }) => other,
+    }
 }
 
 /// Replaces `secret` in a cloud's message. A secret shorter than 8
@@ -142,6 +246,52 @@ fn scrub_secret(message: &str, secret: &str, with: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The sandbox connector's account ids given to users: `sandbox-<user>` is
+/// the account of `user` when they store no keys of their own (the sandbox
+/// makes each access key id its own account).
+pub const SANDBOX_ACCOUNT_PREFIX: &str = "sandbox-";
+
+/// The sandbox account of `user` (see [`SANDBOX_ACCOUNT_PREFIX`]).
+pub fn sandbox_account(user: &UserName) -> String {
+    format!("{SANDBOX_ACCOUNT_PREFIX}{user}")
+}
+
+/// Why keys with `access_key_id` may not be stored for `user` (`None`: as a
+/// shared credential) on a sandbox instance: they would open another user's
+/// sandbox account.
+fn foreign_sandbox_account(user: Option<&UserName>, access_key_id: &str) -> Option<String> {
+    let other = access_key_id.strip_prefix(SANDBOX_ACCOUNT_PREFIX)?;
+    match user {
+        Some(u) if other == u.as_str() => None,
+        Some(_) => Some(format!(
+            "access_key_id '{SANDBOX_ACCOUNT_PREFIX}{}' is another user's sandbox account: on a sandbox instance \
+             '{SANDBOX_ACCOUNT_PREFIX}<user>' belongs to that user alone; choose another access key id",
+            other.chars().take(64).collect::<String>()
+        )),
+        None => Some(format!(
+            "access_key_id '{SANDBOX_ACCOUNT_PREFIX}{}' names a user's sandbox account: on a sandbox instance \
+             '{SANDBOX_ACCOUNT_PREFIX}<user>' ids are reserved to each user; choose another access key id",
+            other.chars().take(64).collect::<String>()
+        )),
+    }
+}
+
+/// For people: what a credential is still used by.
+fn describe_uses(uses: &CredentialUses) -> String {
+    let mut parts = Vec::new();
+    if !uses.vms.is_empty() {
+        parts.push(format!("live VM(s) {}", uses.vms.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    let owned = |v: &[(String, String)]| v.iter().map(|(id, user)| format!("{id} (of {user})")).collect::<Vec<_>>().join(", ");
+    if !uses.addresses.is_empty() {
+        parts.push(format!("Elastic IP(s) {}", owned(&uses.addresses)));
+    }
+    if !uses.volumes.is_empty() {
+        parts.push(format!("volume(s) {}", owned(&uses.volumes)));
+    }
+    parts.join("; ")
 }
 
 /// Describes why a credential check failed, for people.
@@ -187,7 +337,14 @@ impl Vault {
                 })?;
             }
         }
-        Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE, key_cache: Default::default() })
+        Ok(Self {
+            store,
+            registry,
+            keys: RwLock::new(keys),
+            retired_key_grace: RETIRED_KEY_GRACE,
+            key_cache: Default::default(),
+            rotate_lease_ttl: ROTATE_LEASE_TTL,
+        })
     }
 
     pub(crate) fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
@@ -200,6 +357,26 @@ impl Vault {
     pub(crate) fn refresh_keys(&self) -> ServiceResult<()> {
         self.keys.write().unwrap_or_else(|e| e.into_inner()).merge_from_disk().map_err(vault_err)?;
         Ok(())
+    }
+
+    /// Whether this process can open everything stored: the key file (as it
+    /// is now) holds every key id stored data is sealed with. The error says
+    /// which ids are missing (never a key) and what to do; `/readyz` reports
+    /// it and `cloudbroker_vault_missing_keys` counts them.
+    pub async fn check_keys(&self) -> ServiceResult<()> {
+        self.refresh_keys()?;
+        let in_use = self.store.key_ids_in_use().await?;
+        let known = self.key_ids();
+        let missing: Vec<String> = in_use.into_iter().filter(|id| !known.contains(id)).collect();
+        crate::metrics::vault_missing_keys(missing.len());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let path = self.keys.read().unwrap_or_else(|e| e.into_inner()).path().display().to_string();
+        Err(ServiceError::Unavailable(format!(
+            "the master key file {path} lacks key(s) {} that stored credentials are sealed with: give this replica the current key file (every replica must use the same one)",
+            missing.join(", ")
+        )))
     }
 
     fn check_instance(&self, instance: &InstanceName) -> ServiceResult<()> {
@@ -256,6 +433,17 @@ impl Vault {
                 return Err(ServiceError::NotFound(Resource::User(u.clone())));
             }
         }
+        if self.is_sandbox(instance) {
+            let user = match scope {
+                Scope::User(u) => Some(u),
+                Scope::System(_) => None,
+            };
+            if let Some(why) = foreign_sandbox_account(user, access_key_id) {
+                let (sc, owner) = scope.parts();
+                self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                return Err(ServiceError::invalid_field("access_key_id", why));
+            }
+        }
         let creds = Credentials::new(access_key_id, secret);
         // Clouds may echo the key id (or worse) in messages: scrub before storing or returning.
         let scrub = |m: String| scrub_secret(&scrub_secret(&m, secret, "********"), access_key_id, &mask_tail(access_key_id));
@@ -274,6 +462,7 @@ impl Vault {
         };
         let (sc, owner) = scope.parts();
         self.check_replacement_sees_live_vms(sc, owner, instance, &creds, force).await?;
+        self.check_replacement_sees_resources(sc, owner, instance, &creds, force).await?;
         // Seal with the newest key, even one another process just added.
         self.refresh_keys()?;
         let sealed = self.with_keys(|k| {
@@ -341,6 +530,69 @@ impl Vault {
         }
     }
 
+    /// As [`Self::check_replacement_sees_live_vms`], for the Elastic IPs not
+    /// released and the volumes not deleted that were made with the current
+    /// keys: the new ones must still show the cloud every one of them.
+    async fn check_replacement_sees_resources(
+        &self,
+        sc: &str,
+        owner: &str,
+        instance: &InstanceName,
+        creds: &Credentials,
+        force: bool,
+    ) -> ServiceResult<()> {
+        let Some(existing) = self.store.get_credential(sc, owner, instance.as_str()).await? else { return Ok(()) };
+        let uses = self.store.credential_uses(&existing.id, &VmStatus::live_names(), i64::MAX).await?;
+        if uses.addresses.is_empty() && uses.volumes.is_empty() {
+            return Ok(());
+        }
+        let Some(connector) = self.registry.snapshot().instance(instance.as_str()).and_then(|i| i.connector.clone()) else {
+            return Ok(());
+        };
+        let shown = CredentialUses {
+            vms: Vec::new(),
+            addresses: uses.addresses.iter().take(20).cloned().collect(),
+            volumes: uses.volumes.iter().take(20).cloned().collect(),
+        };
+        let refused = |what: String| {
+            ServiceError::Conflict(format!(
+                "{what}; these keys would lose {} made with the current keys (another cloud account?): release or delete them first",
+                describe_uses(&shown)
+            ))
+        };
+        let addresses: Vec<String> = uses.addresses.iter().map(|(id, _)| id.clone()).collect();
+        if !addresses.is_empty() {
+            match connector.describe_addresses(creds, &addresses).await {
+                Ok(found) if addresses.iter().all(|id| found.iter().any(|a| &a.allocation_id == id)) => {}
+                Ok(_) => return Err(refused("the cloud does not show these keys every Elastic IP of the current ones".into())),
+                Err(ConnectorError::NotFound { .. }) => {
+                    return Err(refused("the cloud does not know these Elastic IPs under the new keys".into()))
+                }
+                Err(_) if force => {}
+                Err(e) => return Err(refused(format!("the Elastic IPs could not be checked with the new keys ({})", explain(&e)))),
+            }
+        }
+        let volumes: Vec<String> = uses.volumes.iter().map(|(id, _)| id.clone()).collect();
+        if !volumes.is_empty() {
+            match connector.describe_volumes(creds, &volumes).await {
+                Ok(found) if volumes.iter().all(|id| found.iter().any(|v| &v.volume_id == id)) => {}
+                Ok(_) => return Err(refused("the cloud does not show these keys every volume of the current ones".into())),
+                Err(ConnectorError::NotFound { .. }) => {
+                    return Err(refused("the cloud does not know these volumes under the new keys".into()))
+                }
+                Err(_) if force => {}
+                Err(e) => return Err(refused(format!("the volumes could not be checked with the new keys ({})", explain(&e)))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `instance` is of a kind that needs no keys (the sandbox,
+    /// where the access key id is the account).
+    fn is_sandbox(&self, instance: &InstanceName) -> bool {
+        self.registry.snapshot().instance(instance.as_str()).is_some_and(|i| !i.kind.needs_credentials())
+    }
+
     /// The masked credential.
     pub async fn get(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<MaskedCredential> {
         scope.check(actor)?;
@@ -389,17 +641,18 @@ impl Vault {
         Ok(Page::from_fetched(items, page.limit, |c| Cursor::new(0, format!("{}/{}", c.owner, c.instance))))
     }
 
-    /// Deletes credentials.
+    /// Deletes credentials; refused while live VMs, Elastic IPs or volumes
+    /// made with them exist (the broker acts on those with these keys only).
     pub async fn delete(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<()> {
         scope.check(actor)?;
         let (sc, owner) = scope.parts();
-        match self.store.delete_credential(sc, owner, instance.as_str(), &VmStatus::live_names()).await? {
-            CredentialDelete::Deleted => {}
-            CredentialDelete::NotFound => return Err(scope.not_found(instance)),
-            CredentialDelete::InUse(vms) => {
+        match self.store.delete_unused_credential(sc, owner, instance.as_str(), &VmStatus::live_names()).await? {
+            CredentialRemoval::Deleted => {}
+            CredentialRemoval::NotFound => return Err(scope.not_found(instance)),
+            CredentialRemoval::InUse(uses) => {
                 let why = format!(
-                    "these credentials are in use by live VM(s) {}: terminate them first (the broker acts on them with these keys)",
-                    vms.join(", ")
+                    "these credentials are in use by {}: terminate, release or delete them first (the broker acts on them with these keys only)",
+                    describe_uses(&uses)
                 );
                 self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
                 return Err(ServiceError::Conflict(why));
@@ -454,15 +707,19 @@ impl Vault {
     /// sandbox), a per-user identity.
     pub async fn credentials_for(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<(Credentials, CredentialId)> {
         if let Some(r) = self.store.get_credential("user", user.as_str(), instance.as_str()).await? {
-            return Ok((self.open_row(&r)?, CredentialId::from_stored(r.id)));
+            let creds = self.open_row(&r)?;
+            self.refuse_foreign_sandbox_account(Some(user), instance, &creds)?;
+            return Ok((creds, CredentialId::from_stored(r.id)));
         }
         if let Some(r) = self.store.granted_credentials(user.as_str(), instance.as_str()).await?.into_iter().next() {
-            return Ok((self.open_row(&r)?, CredentialId::from_stored(r.id)));
+            let creds = self.open_row(&r)?;
+            self.refuse_foreign_sandbox_account(None, instance, &creds)?;
+            return Ok((creds, CredentialId::from_stored(r.id)));
         }
         let snap = self.registry.snapshot();
         match snap.instance(instance.as_str()) {
             Some(i) if !i.kind.needs_credentials() => {
-                Ok((Credentials::new(format!("sandbox-{user}"), "sandbox"), CredentialId::from_stored(format!("anonymous:{user}"))))
+                Ok((Credentials::new(sandbox_account(user), "sandbox"), CredentialId::from_stored(format!("anonymous:{user}"))))
             }
             Some(_) => Err(ServiceError::invalid_field(
                 "instance",
@@ -472,10 +729,49 @@ impl Vault {
         }
     }
 
+    /// Keys stored before [`foreign_sandbox_account`] was checked are not
+    /// used to enter another user's sandbox account either.
+    fn refuse_foreign_sandbox_account(&self, user: Option<&UserName>, instance: &InstanceName, creds: &Credentials) -> ServiceResult<()> {
+        if !self.is_sandbox(instance) {
+            return Ok(());
+        }
+        match foreign_sandbox_account(user, &creds.access_key_id) {
+            Some(why) => Err(ServiceError::Forbidden(format!("the stored credentials for '{instance}' cannot be used: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The credentials `actor` acts with on an existing resource of theirs
+    /// (`what`, e.g. `VM 'vm-…'`) made with the stored credential `id`: as
+    /// [`Self::credentials_by_id`], but a shared credential must still be
+    /// granted to them (admins excepted). A revoked grant is a 403 naming it.
+    pub async fn credentials_to_act(&self, actor: &Actor, id: &CredentialId, what: &str) -> ServiceResult<Credentials> {
+        if id.as_str().starts_with("anonymous:") {
+            return self.credentials_by_id(id).await;
+        }
+        let r = self
+            .store
+            .get_credential_by_id(id.as_str())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(Resource::CredentialId(id.to_string())))?;
+        if r.scope == "system" && !actor.is_admin && !self.store.is_granted(&r.id, actor.name.as_str()).await? {
+            let why = format!(
+                "{what} was made with the shared credential '{}' for connector instance '{}', whose grant to you was revoked: \
+                 ask an administrator to grant it to you again",
+                r.owner, r.instance
+            );
+            self.store
+                .audit(actor.name.as_str(), "credential.use", &format!("system/{}/{}", r.owner, r.instance), "rejected", &why)
+                .await?;
+            return Err(ServiceError::Forbidden(why));
+        }
+        self.open_row(&r)
+    }
+
     /// The credentials of a stored credential id (for background work).
     pub async fn credentials_by_id(&self, id: &CredentialId) -> ServiceResult<Credentials> {
         if let Some(user) = id.as_str().strip_prefix("anonymous:") {
-            return Ok(Credentials::new(format!("sandbox-{user}"), "sandbox"));
+            return Ok(Credentials::new(format!("{SANDBOX_ACCOUNT_PREFIX}{user}"), "sandbox"));
         }
         let r = self
             .store
@@ -490,13 +786,24 @@ impl Vault {
     /// [`Self::retired_key_grace`]). One rotation at a time across processes
     /// (a database lock); a row saved meanwhile with an older key is
     /// re-sealed in a further round, never overwritten with older data.
+    ///
+    /// Refused, changing nothing, where the key file cannot be written (a
+    /// read-only mount): the error names the file and why.
     pub async fn rotate(&self, actor: &Actor) -> ServiceResult<Rotation> {
         actor.require_admin()?;
+        self.refresh_keys()?;
+        let writable = self.keys.read().unwrap_or_else(|e| e.into_inner()).check_writable();
+        if let Err(e) = writable {
+            let e = rotate_err(e);
+            self.store.audit(actor.name.as_str(), "keys.rotate", "", "rejected", &e.to_string()).await?;
+            return Err(e);
+        }
         let holder = uuid::Uuid::new_v4().simple().to_string();
-        if !self.store.try_lease(ROTATE_LEASE, &holder, 10 * 60 * 1000).await? {
+        let ttl = self.rotate_lease_ttl;
+        if !self.store.try_lease(ROTATE_LEASE, &holder, i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)).await? {
             return Err(ServiceError::Conflict("another master key rotation is running; try again when it has finished".into()));
         }
-        let out = self.rotate_locked(actor).await;
+        let out = hold_lease(&self.store, ROTATE_LEASE, &holder, ttl, self.rotate_locked(actor)).await;
         crate::metrics::vault_op("rotate", out.is_ok());
         if let Err(e) = self.store.release_lease(ROTATE_LEASE, &holder).await {
             tracing::warn!(error = %e, "could not release the key rotation lock; it expires by itself");
@@ -506,7 +813,8 @@ impl Vault {
 
     async fn rotate_locked(&self, actor: &Actor) -> ServiceResult<Rotation> {
         self.refresh_keys()?;
-        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(vault_err)?;
+        // Written to the file first: on failure nothing changed.
+        let new_id = self.keys.write().unwrap_or_else(|e| e.into_inner()).add_key().map_err(rotate_err)?;
         let mut resealed_total = 0;
         let mut in_use = Vec::new();
         for _round in 0..5 {
@@ -562,7 +870,55 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub_secret;
+    use super::{hold_lease, scrub_cloud_error, scrub_secret};
+    use cloudbroker_connector_api::{ConnectorError, Credentials};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_held_lease_is_renewed_while_the_work_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cloudbroker_store::Store::open(&cloudbroker_store::sqlite_url_for(dir.path())).await.unwrap();
+        let ttl = Duration::from_millis(300);
+        assert!(store.try_lease("job", "a", 300).await.unwrap());
+        // Another process tries to take it well after the first lease would have expired.
+        let other = async {
+            let mut taken = Vec::new();
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                taken.push(store.try_lease("job", "b", 300).await.unwrap());
+            }
+            taken
+        };
+        let (taken, done) = tokio::join!(
+            other,
+            hold_lease(&store, "job", "a", ttl, async {
+                tokio::time::sleep(Duration::from_millis(1300)).await;
+                "done"
+            })
+        );
+        assert_eq!(done, "done");
+        assert_eq!(taken, vec![false; 6], "the lease expired under a running job");
+        assert_eq!(store.lease_holder("job").await.unwrap().as_deref(), Some("a"));
+        // Once the work is over, nothing renews it: it expires.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(store.try_lease("job", "b", 300).await.unwrap());
+        store.close().await;
+    }
+
+    #[test]
+    fn cloud_errors_are_scrubbed_of_the_credentials_of_the_call() {
+        let creds = Credentials::new("AKIAEXAMPLEKEY123456", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        let e = ConnectorError::InvalidRequest {
+            code: "InvalidParameterValue".into(),
+            message: "bad signature for AKIAEXAMPLEKEY123456 with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        };
+        let shown = scrub_cloud_error(e, &creds).to_string();
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(!shown.contains("AKIAEXAMPLEKEY123456"), "{shown}");
+        assert!(shown.contains("InvalidParameterValue") && shown.contains("********") && shown.contains("3456"), "{shown}");
+        let t = scrub_cloud_error(ConnectorError::Transport { message: "x wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into() }, &creds);
+        assert_eq!(t.to_string(), "transport error: x ********");
+    }
 
     #[test]
     fn short_secrets_are_scrubbed_as_whole_words_only() {

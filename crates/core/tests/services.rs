@@ -60,7 +60,8 @@ broker_test!(identity_users_passwords_tokens, |b: Broker| async move {
     ));
     // Tokens: minted, resolved, listed, revoked.
     let (raw, t) = b.identity.create_token(&alice, &alice.name, "ci", None).await.unwrap();
-    assert_eq!(b.identity.resolve_token(&raw).await.unwrap(), Some(alice.clone()));
+    // The actor carries the token it authenticated with (what it mints is revoked with it).
+    assert_eq!(b.identity.resolve_token(&raw).await.unwrap(), Some(Actor { token_id: Some(t.id.clone()), ..alice.clone() }));
     assert_eq!(b.identity.list_tokens(&alice, &alice.name).await.unwrap().len(), 1);
     b.identity.revoke_token(&alice, &alice.name, &t.id).await.unwrap();
     assert_eq!(b.identity.resolve_token(&raw).await.unwrap(), None);

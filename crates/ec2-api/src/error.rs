@@ -1,13 +1,15 @@
 //! EC2 errors: a code, a message and an HTTP status, written as EC2's error
 //! XML. The core's typed errors map onto EC2's codes here, and only here:
 //! a VM not found is `InvalidInstanceID.NotFound`, an image
-//! `InvalidAMIID.NotFound`, the quota `InstanceLimitExceeded`, the cloud's
+//! `InvalidAMIID.NotFound`, the quota `InstanceLimitExceeded`, a per-user
+//! cap `AddressLimitExceeded` and friends, the cloud's
 //! own code passes through. Internal details never reach the client.
 
 use crate::xml::Xml;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use cloudbroker_connector_api::ConnectorError;
+use cloudbroker_core::limits::Limit;
 use cloudbroker_core::{Resource, ServiceError};
 
 /// An EC2 error answer.
@@ -33,6 +35,11 @@ impl Ec2Error {
     /// signature and disabled key look the same.
     pub fn auth_failure() -> Self {
         Self::new(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
+    }
+
+    /// The answer to `DryRun=true` when every check passed (nothing was done).
+    pub fn dry_run() -> Self {
+        Self::new(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     }
 
     /// A missing parameter.
@@ -94,11 +101,24 @@ impl From<ServiceError> for Ec2Error {
                 "InstanceLimitExceeded",
                 format!("Your quota allows for {} more running instance(s). You requested at least {requested} (quota={quota}, current={current})", (quota - current).max(0)),
             ),
+            ServiceError::LimitExceeded { limit, max } => {
+                let code = match limit {
+                    Limit::KeyPairs => "ResourceLimitExceeded",
+                    Limit::Addresses => "AddressLimitExceeded",
+                    Limit::Volumes => "VolumeLimitExceeded",
+                    Limit::Tags => "TagLimitExceeded",
+                };
+                Ec2Error::client(code, format!("You have reached the limit of {max} {limit}"))
+            }
             ServiceError::Throttled { .. } => Ec2Error::new(503, "RequestLimitExceeded", "Request limit exceeded."),
             ServiceError::Unavailable(m) => Ec2Error::new(503, "Unavailable", m),
             ServiceError::DatabaseUnavailable(source) => {
                 tracing::warn!(error = %source, "EC2 front: database unavailable");
                 Ec2Error::new(503, "Unavailable", "The service is unavailable. Please try again shortly.")
+            }
+            ServiceError::MasterKeyUnknown { .. } => {
+                tracing::error!(error = %e, "EC2 front: master key missing");
+                Ec2Error::new(503, "Unavailable", e.to_string())
             }
             ServiceError::Cloud(c) => cloud(c),
             other => {
@@ -142,6 +162,16 @@ mod tests {
         let e = Ec2Error::from(ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 });
         assert_eq!(e.code, "InstanceLimitExceeded");
         assert!(e.message.contains("1 more"), "{}", e.message);
+        for (limit, code) in [
+            (Limit::KeyPairs, "ResourceLimitExceeded"),
+            (Limit::Addresses, "AddressLimitExceeded"),
+            (Limit::Volumes, "VolumeLimitExceeded"),
+            (Limit::Tags, "TagLimitExceeded"),
+        ] {
+            let e = Ec2Error::from(ServiceError::LimitExceeded { limit, max: 7 });
+            assert_eq!((e.code.as_str(), e.status), (code, 400));
+            assert!(e.message.contains("7 "), "{}", e.message);
+        }
         let e = Ec2Error::from(ServiceError::Internal("db password in a message".into()));
         assert!(!e.message.contains("password"));
         let e = Ec2Error::from(ServiceError::Cloud(ConnectorError::Capacity {

@@ -3,6 +3,11 @@
 //! clients, which cannot name a region in their signature; SigV2 requests to
 //! plain `/ec2` use the user's default region, a profile setting). The
 //! region of a SigV4 signature names the connector instance to act on.
+//! `DryRun=true` is honoured by every action: checks run, nothing changes,
+//! the answer is `DryRunOperation` (412) or the error a check found.
+//!
+//! A request's parameters are its query and form body merged, but only the
+//! parts its signature covers ([`auth::Covered`]).
 //!
 //! Layers, lowest first: [`xml`] (the writer), [`error`] (EC2 codes and
 //! statuses), [`ids`], [`request`] (parameters), [`auth`] (signatures), the
@@ -12,6 +17,7 @@
 pub mod actions;
 pub mod auth;
 pub mod error;
+pub mod filter;
 pub mod ids;
 pub mod request;
 pub mod xml;
@@ -76,10 +82,18 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
     let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let signed = auth::Signed { method: &method, path: req.uri().path(), host: &host, query: &query, headers: &headers, body, form: &form };
     let caller = auth::authenticate(broker, &signed, chrono::Utc::now()).await?;
-    let mut pairs: Vec<(String, String)> = query.into_iter().filter(|(k, _)| !k.starts_with("X-Amz-")).collect();
-    pairs.extend(form);
+    // Parameters come only from what the signature covers (`auth` refuses a
+    // request that carries anything else; this keeps it so).
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if caller.covered.query {
+        pairs.extend(query.into_iter().filter(|(k, _)| !k.starts_with("X-Amz-")));
+    }
+    if caller.covered.body {
+        pairs.extend(form);
+    }
     let params = Params::new(pairs)?;
     let action = params.required("Action")?.to_string();
+    let dry_run = Ctx::dry_run_param(&params)?;
     let mut region = caller.region.clone().or_else(|| req.match_info().get("instance").map(str::to_string));
     if region.is_none() {
         // SigV2 to plain `/ec2`: the user's default region (a profile setting), if chosen.
@@ -92,8 +106,14 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
             format!("{}://{}", info.scheme(), info.host())
         }
     };
-    let ctx = Ctx { broker, caller, params, request_id: rid.to_string(), region, base_url };
-    tracing::debug!(action = %action, user = %ctx.caller.actor.name, "EC2 request");
+    let ctx = Ctx { broker, caller, params, request_id: rid.to_string(), region, base_url, dry_run };
+    tracing::debug!(action = %action, user = %ctx.caller.actor.name, dry_run, "EC2 request");
+    if dry_run && action.starts_with("Describe") {
+        // A Describe changes nothing: it runs (every check of its answer),
+        // and the answer is `DryRunOperation` instead of the listing.
+        dispatch(&ctx, &action).await?;
+        return Err(Ec2Error::dry_run());
+    }
     dispatch(&ctx, &action).await
 }
 

@@ -70,6 +70,12 @@ pub enum SigError {
     #[error("header `{0}` must be signed")]
     UnsignedHeader(String),
 
+    /// A request signed in the `Authorization` header carries a presigned-URL
+    /// parameter (`X-Amz-*`) in its query: a signature travels in one place
+    /// only.
+    #[error("query parameter `{0}` is not allowed in a request signed in the Authorization header")]
+    SigningParamInQuery(String),
+
     /// A request handed to a signer already carries a header the signer adds.
     #[error("request already has a `{0}` header")]
     ConflictingHeader(String),
@@ -100,6 +106,15 @@ pub enum SigError {
         skew_secs: i64,
         /// The allowed absolute skew.
         max_skew_secs: i64,
+    },
+
+    /// A SigV2 `Expires` lies further ahead of the server's time than allowed.
+    #[error("Expires is {ahead_secs}s ahead of the server's time (at most {max_ahead_secs}s allowed)")]
+    ExpiresTooFarAhead {
+        /// `Expires - now`, in seconds.
+        ahead_secs: i64,
+        /// The allowed lead.
+        max_ahead_secs: i64,
     },
 
     /// A presigned URL (or SigV2 `Expires`) is past its expiry.

@@ -8,7 +8,10 @@
 //!   [`presign_v4`], [`sign_v2_params`]), and
 //! * a **server** that verifies them ([`parse_authorization_header`],
 //!   [`parse_presigned_query`], [`verify_v4`], [`check_clock_skew`],
-//!   [`verify_v2`], [`check_v2_time`]).
+//!   [`verify_v2`], [`check_v2_time`]). A server that refuses malformed
+//!   requests before it looks up a key, and spends the same work on an
+//!   unknown key as on a known one, uses the split forms: [`prepare_v4`]
+//!   then [`PreparedV4::matches`], [`parse_v2`] then [`ParsedV2::matches`].
 //!
 //! # SigV4 vs SigV2
 //!
@@ -70,12 +73,13 @@ pub use crypto::sha256_hex;
 pub use encoding::{encode_query, parse_form_urlencoded, parse_query, uri_encode};
 pub use error::SigError;
 pub use v2::{
-    canonical_query_v2, check_v2_time, format_v2_timestamp, parse_v2_timestamp, sign_v2, sign_v2_params, v2_access_key, verify_v2,
-    SigV2Method,
+    canonical_query_v2, check_v2_time, format_v2_timestamp, parse_v2, parse_v2_timestamp, sign_v2, sign_v2_params, v2_access_key,
+    verify_v2, ParsedV2, SigV2Method,
 };
 pub use v4::{
     canonical_headers, canonical_query_string, canonical_request, canonical_uri, check_clock_skew, credential_scope, format_amz_date,
-    parse_amz_date, parse_authorization_header, parse_presigned_query, presign_v4, sign_v4_headers, signature, signing_key, string_to_sign,
-    verify_v4, verify_v4_with_signing_key, ParsedAuthorization, PathOptions, PresignedQuery, SigV4Request, SigningParams, ALGORITHM_V4,
-    EMPTY_PAYLOAD_SHA256, MAX_CLOCK_SKEW_SECS, MAX_PRESIGN_EXPIRES_SECS, SCOPE_TERMINATOR, UNSIGNED_PAYLOAD,
+    parse_amz_date, parse_authorization_header, parse_presigned_query, prepare_v4, presign_v4, sign_v4_headers, signature, signing_key,
+    string_to_sign, verify_v4, verify_v4_with_signing_key, ParsedAuthorization, PathOptions, PreparedV4, PresignedQuery, SigV4Request,
+    SignatureLocation, SigningParams, ALGORITHM_V4, EMPTY_PAYLOAD_SHA256, MAX_CLOCK_SKEW_SECS, MAX_PRESIGN_EXPIRES_SECS, SCOPE_TERMINATOR,
+    UNSIGNED_PAYLOAD,
 };

@@ -159,6 +159,60 @@ pub fn v2_access_key(params: &[(String, String)]) -> Result<&str, SigError> {
     single(params, "AWSAccessKeyId")
 }
 
+/// The signature material of a SigV2 request, checked for everything that
+/// needs no secret ([`parse_v2`]), so a server can refuse a malformed
+/// request before it looks up a key and spend the same work on an unknown
+/// key as on a known one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParsedV2 {
+    /// `AWSAccessKeyId`.
+    pub access_key: String,
+    /// `SignatureMethod`.
+    pub method: SigV2Method,
+    /// The decoded `Signature`.
+    signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for ParsedV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedV2").field("access_key", &self.access_key).field("method", &self.method).finish_non_exhaustive()
+    }
+}
+
+impl ParsedV2 {
+    /// Whether the signature is `HMAC(secret, string_to_sign)` (a
+    /// [`canonical_query_v2`]), compared in constant time.
+    pub fn matches(&self, secret: &str, string_to_sign: &str) -> bool {
+        bool::from(mac(secret, string_to_sign, self.method).ct_eq(&self.signature))
+    }
+}
+
+/// `Signature`, `SignatureVersion` (must be `2`) and `SignatureMethod`.
+fn parse_signature(params: &[(String, String)]) -> Result<(SigV2Method, Vec<u8>), SigError> {
+    let provided = single(params, "Signature")?;
+    let version = single(params, "SignatureVersion")?;
+    if version != "2" {
+        return Err(SigError::UnsupportedSignatureVersion(version.to_string()));
+    }
+    let sig_method: SigV2Method = single(params, "SignatureMethod")?.parse()?;
+    let provided = BASE64.decode(provided).map_err(|e| SigError::MalformedSignature(format!("not base64: {e}")))?;
+    Ok((sig_method, provided))
+}
+
+/// Every check of a SigV2 parameter list that needs no secret: the
+/// signature's shape, its version and method, and the access key id.
+///
+/// # Errors
+///
+/// As [`verify_v2`] (but never [`SigError::SignatureMismatch`]), and
+/// [`SigError::MissingQueryParam`] / [`SigError::DuplicateQueryParam`] for
+/// `AWSAccessKeyId`.
+pub fn parse_v2(params: &[(String, String)]) -> Result<ParsedV2, SigError> {
+    let (method, signature) = parse_signature(params)?;
+    let access_key = v2_access_key(params)?.to_string();
+    Ok(ParsedV2 { access_key, method, signature })
+}
+
 /// Verifies a SigV2-signed parameter list (decoded query or form body,
 /// including `Signature`) in constant time.
 ///
@@ -173,13 +227,7 @@ pub fn v2_access_key(params: &[(String, String)]) -> Result<&str, SigError> {
 /// [`SigError::UnsupportedAlgorithm`]; [`SigError::MalformedSignature`] if
 /// not base64; [`SigError::SignatureMismatch`].
 pub fn verify_v2(method: &str, host: &str, path: &str, params: &[(String, String)], secret: &str) -> Result<(), SigError> {
-    let provided = single(params, "Signature")?;
-    let version = single(params, "SignatureVersion")?;
-    if version != "2" {
-        return Err(SigError::UnsupportedSignatureVersion(version.to_string()));
-    }
-    let sig_method: SigV2Method = single(params, "SignatureMethod")?.parse()?;
-    let provided = BASE64.decode(provided).map_err(|e| SigError::MalformedSignature(format!("not base64: {e}")))?;
+    let (sig_method, provided) = parse_signature(params)?;
     let sts = canonical_query_v2(method, host, path, params);
     let expected = mac(secret, &sts, sig_method);
     if bool::from(expected.ct_eq(&provided)) {
@@ -191,13 +239,16 @@ pub fn verify_v2(method: &str, host: &str, path: &str, params: &[(String, String
 
 /// Checks the freshness of a SigV2 request: `Timestamp` within
 /// `max_skew_secs` of `now` (use [`crate::MAX_CLOCK_SKEW_SECS`]), or `now`
-/// not after `Expires`. Exactly one of the two must be present.
+/// not after `Expires` and `Expires` at most `max_skew_secs` ahead of `now`
+/// (a signed request lives 15 minutes at most, whichever way it says when).
+/// Exactly one of the two must be present.
 ///
 /// # Errors
 ///
 /// [`SigError::MissingQueryParam`]`("Timestamp")` if neither is present,
 /// [`SigError::InvalidRequest`] if both are, [`SigError::MalformedDate`],
-/// [`SigError::RequestTimeTooSkewed`], [`SigError::Expired`].
+/// [`SigError::RequestTimeTooSkewed`], [`SigError::Expired`],
+/// [`SigError::ExpiresTooFarAhead`].
 pub fn check_v2_time(params: &[(String, String)], now: DateTime<Utc>, max_skew_secs: i64) -> Result<(), SigError> {
     let has = |name: &str| params.iter().any(|(k, _)| k == name);
     match (has("Timestamp"), has("Expires")) {
@@ -205,10 +256,14 @@ pub fn check_v2_time(params: &[(String, String)], now: DateTime<Utc>, max_skew_s
         (false, false) => Err(SigError::MissingQueryParam("Timestamp")),
         (true, false) => check_clock_skew(parse_v2_timestamp(single(params, "Timestamp")?)?, now, max_skew_secs),
         (false, true) => {
-            if now <= parse_v2_timestamp(single(params, "Expires")?)? {
-                Ok(())
-            } else {
+            let expires = parse_v2_timestamp(single(params, "Expires")?)?;
+            let ahead_secs = (expires - now).num_seconds();
+            if now > expires {
                 Err(SigError::Expired)
+            } else if ahead_secs > max_skew_secs {
+                Err(SigError::ExpiresTooFarAhead { ahead_secs, max_ahead_secs: max_skew_secs })
+            } else {
+                Ok(())
             }
         }
     }

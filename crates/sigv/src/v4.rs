@@ -12,7 +12,11 @@
 //!
 //! On top of those: [`sign_v4_headers`] and [`presign_v4`] for clients,
 //! [`parse_authorization_header`], [`parse_presigned_query`], [`verify_v4`]
-//! and [`check_clock_skew`] for servers.
+//! and [`check_clock_skew`] for servers. A server that must refuse a
+//! malformed request before it looks up a key (and spend the same work on
+//! an unknown key as on a known one) splits [`verify_v4`] in two:
+//! [`prepare_v4`] (every check that needs no secret) and
+//! [`PreparedV4::matches`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -715,60 +719,100 @@ pub fn parse_presigned_query(query: &[(String, String)]) -> Result<PresignedQuer
     })
 }
 
-/// Recomputes the signature of `req` and compares it, in constant time, with
-/// `auth.signature`.
-///
-/// `req` carries the request as received: **all** headers and **all** decoded
-/// query parameters. Only the headers named in `auth.signed_headers` are used.
-/// The request is treated as presigned when its query has `X-Amz-Signature`
-/// (that parameter is then left out of the canonical query and the timestamp
-/// is the `X-Amz-Date` parameter); otherwise the timestamp is the
-/// `x-amz-date` header, which must be signed. `host` must always be signed.
-///
-/// This checks the signature only. The caller must also look up `secret` by
-/// `auth.access_key`, call [`ParsedAuthorization::check_scope`], and check
-/// freshness with [`check_clock_skew`] (header) or
-/// [`PresignedQuery::check_expiry`] (presigned).
-///
-/// # Errors
-///
-/// [`SigError::SignatureMismatch`] when the signature differs;
-/// [`SigError::UnsignedHeader`], [`SigError::MissingHeader`],
-/// [`SigError::MissingQueryParam`], [`SigError::MalformedDate`],
-/// [`SigError::ScopeDateMismatch`], [`SigError::InvalidRequest`] when the
-/// request cannot be verified at all.
-pub fn verify_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, secret: &str) -> Result<(), SigError> {
-    verify_v4_with_signing_key(req, auth, &signing_key(secret, &auth.date, &auth.region, &auth.service))
+/// Where a SigV4 signature travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureLocation {
+    /// In the `Authorization` header; the time is the `x-amz-date` header,
+    /// which must be signed. The query may carry no `X-Amz-*` parameter (a
+    /// presigned URL's parameters moved beside a header would otherwise be
+    /// verified without their expiry).
+    Header,
+    /// In `X-Amz-*` query parameters (a presigned URL); the time is the
+    /// `X-Amz-Date` parameter and `X-Amz-Signature` is left out of the
+    /// canonical query.
+    Query,
 }
 
-/// [`verify_v4`] with the signing key already derived (by [`signing_key`]
-/// from the secret and the scope's date, region and service), so a server
-/// may cache it per (key, date, region, service). Every check is the same.
+/// A SigV4 request checked for everything but its signature: what a
+/// signing key is compared against. Built by [`prepare_v4`] without any
+/// secret, so a server can refuse a malformed request before it looks up a
+/// key, and do the same work for an unknown key as for a known one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedV4 {
+    /// The canonical request the server computed.
+    pub canonical_request: String,
+    /// The string to sign the server computed.
+    pub string_to_sign: String,
+}
+
+impl PreparedV4 {
+    /// Whether `signature` (64 lowercase hex digits) is the signature of this
+    /// request under `key`, compared in constant time.
+    pub fn matches(&self, key: &[u8; 32], provided: &str) -> bool {
+        let expected = signature(key, &self.string_to_sign);
+        bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
+    }
+
+    /// [`PreparedV4::matches`] as a result.
+    ///
+    /// # Errors
+    ///
+    /// [`SigError::SignatureMismatch`] with what the server signed.
+    pub fn verify(self, key: &[u8; 32], provided: &str) -> Result<(), SigError> {
+        if self.matches(key, provided) {
+            Ok(())
+        } else {
+            Err(SigError::SignatureMismatch { canonical_request: self.canonical_request, string_to_sign: self.string_to_sign })
+        }
+    }
+}
+
+/// Every check of a SigV4 request that needs no secret, then its canonical
+/// request and string to sign.
+///
+/// `req` carries the request as received: **all** headers and **all** decoded
+/// query parameters; only the headers named in `auth.signed_headers` are
+/// used. `host` must be signed. With [`SignatureLocation::Header`] the time
+/// is the (single, signed) `x-amz-date` header and no query parameter may
+/// start with `X-Amz-` (any case); with [`SignatureLocation::Query`] the
+/// time is the `X-Amz-Date` parameter and `X-Amz-Signature` is left out of
+/// the canonical query. The scope date must be the request's date.
+///
+/// Freshness ([`check_clock_skew`], [`PresignedQuery::check_expiry`]) and
+/// the scope's region and service ([`ParsedAuthorization::check_scope`]) are
+/// the caller's to check.
 ///
 /// # Errors
-/// As [`verify_v4`].
-pub fn verify_v4_with_signing_key(req: &SigV4Request<'_>, auth: &ParsedAuthorization, key: &[u8; 32]) -> Result<(), SigError> {
+///
+/// [`SigError::UnsignedHeader`], [`SigError::MissingHeader`],
+/// [`SigError::SigningParamInQuery`], [`SigError::MissingQueryParam`],
+/// [`SigError::DuplicateQueryParam`], [`SigError::MalformedDate`],
+/// [`SigError::ScopeDateMismatch`], [`SigError::InvalidRequest`].
+pub fn prepare_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, location: SignatureLocation) -> Result<PreparedV4, SigError> {
     let is_signed = |name: &str| auth.signed_headers.iter().any(|h| h == name);
     if !is_signed("host") {
         return Err(SigError::UnsignedHeader("host".into()));
     }
 
-    let presigned = single_param(req.query, "X-Amz-Signature")?.is_some();
-    let amz_date = if presigned {
-        required_param(req.query, "X-Amz-Date")?
-    } else {
-        let values = find_header(req.headers, "x-amz-date");
-        let [value] = values.as_slice() else {
-            return Err(if values.is_empty() {
-                SigError::MissingHeader("x-amz-date".into())
-            } else {
-                SigError::InvalidRequest("more than one x-amz-date header".into())
-            });
-        };
-        if !is_signed("x-amz-date") {
-            return Err(SigError::UnsignedHeader("x-amz-date".into()));
+    let amz_date = match location {
+        SignatureLocation::Query => required_param(req.query, "X-Amz-Date")?,
+        SignatureLocation::Header => {
+            if let Some((name, _)) = req.query.iter().find(|(k, _)| k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))) {
+                return Err(SigError::SigningParamInQuery(name.clone()));
+            }
+            let values = find_header(req.headers, "x-amz-date");
+            let [value] = values.as_slice() else {
+                return Err(if values.is_empty() {
+                    SigError::MissingHeader("x-amz-date".into())
+                } else {
+                    SigError::InvalidRequest("more than one x-amz-date header".into())
+                });
+            };
+            if !is_signed("x-amz-date") {
+                return Err(SigError::UnsignedHeader("x-amz-date".into()));
+            }
+            value.trim()
         }
-        value.trim()
     };
     parse_amz_date(amz_date)?;
     if date_part(amz_date) != auth.date {
@@ -783,16 +827,47 @@ pub fn verify_v4_with_signing_key(req: &SigV4Request<'_>, auth: &ParsedAuthoriza
             return Err(SigError::MissingHeader(name.clone()));
         }
     }
+    let presigned = location == SignatureLocation::Query;
     let query: Vec<(String, String)> = req.query.iter().filter(|(k, _)| !(presigned && k == "X-Amz-Signature")).cloned().collect();
 
-    let creq = canonical_request(&SigV4Request { query: &query, headers: &headers, ..*req });
-    let sts = string_to_sign(amz_date, &auth.scope(), &creq);
-    let expected = signature(key, &sts);
-    if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(())
-    } else {
-        Err(SigError::SignatureMismatch { canonical_request: creq, string_to_sign: sts })
-    }
+    let canonical_request = canonical_request(&SigV4Request { query: &query, headers: &headers, ..*req });
+    let string_to_sign = string_to_sign(amz_date, &auth.scope(), &canonical_request);
+    Ok(PreparedV4 { canonical_request, string_to_sign })
+}
+
+/// Recomputes the signature of `req` and compares it, in constant time, with
+/// `auth.signature`.
+///
+/// `req` carries the request as received: **all** headers and **all** decoded
+/// query parameters. Only the headers named in `auth.signed_headers` are used.
+/// The request is treated as presigned ([`SignatureLocation::Query`]) when
+/// its query has `X-Amz-Signature`, otherwise as signed in the header
+/// ([`SignatureLocation::Header`]); see [`prepare_v4`] for what each
+/// requires. A server that knows where it found the signature should call
+/// [`prepare_v4`] with that location itself.
+///
+/// This checks the signature only. The caller must also look up `secret` by
+/// `auth.access_key`, call [`ParsedAuthorization::check_scope`], and check
+/// freshness with [`check_clock_skew`] (header) or
+/// [`PresignedQuery::check_expiry`] (presigned).
+///
+/// # Errors
+///
+/// [`SigError::SignatureMismatch`] when the signature differs; the errors
+/// of [`prepare_v4`] when the request cannot be verified at all.
+pub fn verify_v4(req: &SigV4Request<'_>, auth: &ParsedAuthorization, secret: &str) -> Result<(), SigError> {
+    verify_v4_with_signing_key(req, auth, &signing_key(secret, &auth.date, &auth.region, &auth.service))
+}
+
+/// [`verify_v4`] with the signing key already derived (by [`signing_key`]
+/// from the secret and the scope's date, region and service), so a server
+/// may cache it per (key, date, region, service). Every check is the same.
+///
+/// # Errors
+/// As [`verify_v4`].
+pub fn verify_v4_with_signing_key(req: &SigV4Request<'_>, auth: &ParsedAuthorization, key: &[u8; 32]) -> Result<(), SigError> {
+    let location = if single_param(req.query, "X-Amz-Signature")?.is_some() { SignatureLocation::Query } else { SignatureLocation::Header };
+    prepare_v4(req, auth, location)?.verify(key, &auth.signature)
 }
 
 #[cfg(test)]

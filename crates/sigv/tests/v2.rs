@@ -180,3 +180,52 @@ fn v2_time_checks() {
     let both = p(&[("Timestamp", "2011-10-03T15:19:30Z"), ("Expires", "2011-10-03T15:19:30Z")]);
     assert!(matches!(check_v2_time(&both, now, 900), Err(SigError::InvalidRequest(_))));
 }
+
+/// Issue 20 item 9: `Expires` is a request time too, so it may lie at most
+/// 15 minutes ahead (it had no upper bound: a request signed to live a year).
+#[test]
+fn expires_lies_at_most_fifteen_minutes_ahead() {
+    let now: DateTime<Utc> = Utc.with_ymd_and_hms(2011, 10, 3, 15, 19, 30).unwrap();
+    let expires = |ts: &str| p(&[("Expires", ts)]);
+    check_v2_time(&expires("2011-10-03T15:34:30Z"), now, MAX_CLOCK_SKEW_SECS).unwrap();
+    check_v2_time(&expires("2011-10-03T15:19:30Z"), now, MAX_CLOCK_SKEW_SECS).unwrap();
+    assert_eq!(
+        check_v2_time(&expires("2011-10-03T15:34:31Z"), now, MAX_CLOCK_SKEW_SECS),
+        Err(SigError::ExpiresTooFarAhead { ahead_secs: 901, max_ahead_secs: 900 })
+    );
+    assert_eq!(
+        check_v2_time(&expires("2011-10-03T16:19:30Z"), now, MAX_CLOCK_SKEW_SECS),
+        Err(SigError::ExpiresTooFarAhead { ahead_secs: 3600, max_ahead_secs: 900 })
+    );
+    assert_eq!(check_v2_time(&expires("2011-10-03T15:19:29Z"), now, MAX_CLOCK_SKEW_SECS), Err(SigError::Expired));
+    // The message names the figures.
+    let e = check_v2_time(&expires("2012-10-03T15:19:30Z"), now, MAX_CLOCK_SKEW_SECS).unwrap_err();
+    assert!(e.to_string().contains("(at most 900s allowed)"), "{e}");
+}
+
+/// Issue 20 item 7: everything but the secret is checked by `parse_v2`, so a
+/// server refuses a malformed request the same way whether its key exists.
+#[test]
+fn parse_v2_checks_all_but_the_secret() {
+    let mut signed = describe_images("HmacSHA256");
+    signed.push(("Signature".into(), SIG_SHA256.into()));
+    let parsed = parse_v2(&signed).unwrap();
+    assert_eq!((parsed.access_key.as_str(), parsed.method), ("AKIAIOSFODNN7EXAMPLE", SigV2Method::HmacSha256));
+    let sts = canonical_query_v2("GET", "ec2.amazonaws.com", "/", &signed);
+    assert!(parsed.matches(SECRET, &sts));
+    assert!(!parsed.matches("another secret", &sts));
+    assert!(!parsed.matches(SECRET, &sts.replace("GET", "PUT")));
+    // The secret never shows in Debug, nor the signature.
+    assert!(!format!("{parsed:?}").contains(SIG_SHA256), "{parsed:?}");
+
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        signed.iter().map(|(k, v)| if k == name { (k.clone(), value.to_string()) } else { (k.clone(), v.clone()) }).collect()
+    };
+    assert!(matches!(parse_v2(&with("Signature", "not base64!")), Err(SigError::MalformedSignature(_))));
+    assert_eq!(parse_v2(&with("SignatureMethod", "HmacMD5")), Err(SigError::UnsupportedAlgorithm("HmacMD5".into())));
+    assert_eq!(parse_v2(&with("SignatureVersion", "1")), Err(SigError::UnsupportedSignatureVersion("1".into())));
+    let no_key: Vec<_> = signed.iter().filter(|(k, _)| k != "AWSAccessKeyId").cloned().collect();
+    assert_eq!(parse_v2(&no_key), Err(SigError::MissingQueryParam("AWSAccessKeyId")));
+    // verify_v2 keeps its answers (its tests above), and agrees with parse_v2 + matches.
+    verify_v2("GET", "ec2.amazonaws.com", "/", &signed, SECRET).unwrap();
+}

@@ -337,3 +337,69 @@ fn clock_skew_both_directions() {
     let t = parse_amz_date("20150830T122100Z").unwrap();
     check_clock_skew(t, now, MAX_CLOCK_SKEW_SECS).unwrap();
 }
+
+/// Issue 20 item 6: a presigned URL's parameters moved beside an
+/// `Authorization` header (with a fresh `X-Amz-Date` header) verified with
+/// the URL's old date and no expiry check. In header mode the query may
+/// carry no `X-Amz-*` parameter, and the date is the header's.
+#[test]
+fn a_header_signature_refuses_presigned_parameters_in_the_query() {
+    let headers = h(&[("Host", "ec2.us-east-1.amazonaws.com")]);
+    let query = h(&[("Action", "DescribeRegions"), ("Version", "2016-11-15")]);
+    let params = SigningParams::new("AKIDEXAMPLE", SECRET, "us-east-1", "ec2", ec2_time());
+    let mut url = query.clone();
+    url.extend(presign_v4("GET", "/", &query, &headers, UNSIGNED_PAYLOAD, &params, 1).unwrap());
+    let presigned = parse_presigned_query(&url).unwrap();
+    // As a URL, it verifies.
+    let as_url = SigV4Request::new("GET", "/", &url, &headers, UNSIGNED_PAYLOAD);
+    prepare_v4(&as_url, &presigned.auth, SignatureLocation::Query)
+        .unwrap()
+        .verify(&signing_key(SECRET, "20240102", "us-east-1", "ec2"), &presigned.auth.signature)
+        .unwrap();
+    // Replayed as a header signature with a fresh date: refused, naming the parameter.
+    let mut replay_headers = headers.clone();
+    replay_headers.push(("X-Amz-Date".into(), "20240102T031000Z".into()));
+    replay_headers.push(("Authorization".into(), presigned.auth.to_string()));
+    let replay = SigV4Request::new("GET", "/", &url, &replay_headers, UNSIGNED_PAYLOAD);
+    assert_eq!(
+        prepare_v4(&replay, &presigned.auth, SignatureLocation::Header),
+        Err(SigError::SigningParamInQuery("X-Amz-Algorithm".into()))
+    );
+    // Any X-Amz-* parameter, in any case.
+    let one = h(&[("Action", "DescribeRegions"), ("x-amz-date", "20240102T030405Z")]);
+    let mut auth = presigned.auth.clone();
+    auth.signed_headers = vec!["host".into(), "x-amz-date".into()];
+    assert_eq!(
+        prepare_v4(&SigV4Request::new("GET", "/", &one, &replay_headers, UNSIGNED_PAYLOAD), &auth, SignatureLocation::Header),
+        Err(SigError::SigningParamInQuery("x-amz-date".into()))
+    );
+    // Without the query parameters the header date counts, and must be signed.
+    assert_eq!(
+        prepare_v4(&SigV4Request::new("GET", "/", &query, &replay_headers, UNSIGNED_PAYLOAD), &presigned.auth, SignatureLocation::Header),
+        Err(SigError::UnsignedHeader("x-amz-date".into()))
+    );
+}
+
+/// Issue 20 item 7: `prepare_v4` does every check that needs no secret, and
+/// `PreparedV4::matches` agrees with `verify_v4`.
+#[test]
+fn prepare_v4_then_matches_is_verify_v4() {
+    let call = ec2_call();
+    let headers = signed_ec2(SECRET);
+    let auth = parse_authorization_header(&headers.iter().find(|(n, _)| n == "Authorization").unwrap().1).unwrap();
+    let payload = sha256_hex(call.body);
+    let req = SigV4Request::new("POST", "/", &[], &headers, &payload);
+    let prepared = prepare_v4(&req, &auth, SignatureLocation::Header).unwrap();
+    assert!(prepared.matches(&signing_key(SECRET, &auth.date, &auth.region, &auth.service), &auth.signature));
+    assert!(!prepared.matches(&signing_key("wrong", &auth.date, &auth.region, &auth.service), &auth.signature));
+    verify_v4(&req, &auth, SECRET).unwrap();
+    // Structural errors come from prepare_v4, with no key at all.
+    let mut no_host = auth.clone();
+    no_host.signed_headers.retain(|n| n != "host");
+    assert_eq!(prepare_v4(&req, &no_host, SignatureLocation::Header), Err(SigError::UnsignedHeader("host".into())));
+    let mut extra = auth.clone();
+    extra.signed_headers.push("x-not-sent".into());
+    assert_eq!(prepare_v4(&req, &extra, SignatureLocation::Header), Err(SigError::MissingHeader("x-not-sent".into())));
+    // A presigned location needs the query's date.
+    assert_eq!(prepare_v4(&req, &auth, SignatureLocation::Query), Err(SigError::MissingQueryParam("X-Amz-Date")));
+}

@@ -24,9 +24,12 @@ pub struct CredentialRow {
     pub updated_at: DateTime<Utc>,
     /// When the row was first stored (kept when it is replaced).
     pub created_at: DateTime<Utc>,
+    /// When it stops working (EC2 access keys only; `None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) type CredTuple = (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64, i64);
+pub(crate) type CredTuple =
+    (String, String, String, String, String, Vec<u8>, Vec<u8>, String, String, String, Option<i64>, i64, i64, Option<i64>);
 
 pub(crate) fn cred(t: CredTuple) -> CredentialRow {
     CredentialRow {
@@ -43,11 +46,12 @@ pub(crate) fn cred(t: CredTuple) -> CredentialRow {
         checked_at: t.10.map(ms_to_time),
         updated_at: ms_to_time(t.11),
         created_at: ms_to_time(t.12),
+        expires_at: t.13.map(ms_to_time),
     }
 }
 
-pub(crate) const CRED_COLS: &str =
-    "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, status_message, checked_at, updated_at, created_at";
+pub(crate) const CRED_COLS: &str = "id, scope, owner, instance, access_key_hint, access_key_sealed, secret_sealed, key_id, status, \
+     status_message, checked_at, updated_at, created_at, expires_at";
 
 /// What to store for a credential.
 #[derive(Clone, Debug)]

@@ -15,6 +15,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database is unavailable for now, as reported by a layer that
+    /// kept only the message (the sandbox connector's world store).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -32,6 +36,9 @@ impl StoreError {
     /// or starting, SQLite busy beyond its timeout or read-only): the
     /// request may succeed later, and nothing was changed by it.
     pub fn is_unavailable(&self) -> bool {
+        if let StoreError::Unavailable(_) = self {
+            return true;
+        }
         let StoreError::Db(e) = self else { return false };
         match e {
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {

@@ -1,5 +1,8 @@
 //! Users, sessions and API tokens. Secrets are never stored here in clear:
 //! passwords as Argon2id PHC strings, session ids and tokens as SHA-256 hashes.
+//! A token minted with another token records it (`parent_id`); revoking a
+//! token revokes its descendants, and a token with a revoked ancestor is
+//! not live (so a child minted while its parent was being revoked dies too).
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -53,12 +56,17 @@ pub struct TokenRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The token this one was minted with (`None`: minted with a password or a session).
+    pub parent_id: Option<String>,
 }
 
-type TokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
+type TokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, Option<String>);
 
 /// A token's columns and its user's `is_admin`.
-type LiveTokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, i64);
+type LiveTokenTuple = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>, Option<String>, i64);
+
+/// How many generations of parents are followed (a bound, not a real depth).
+const MAX_TOKEN_ANCESTRY: i64 = 64;
 
 fn token(t: TokenTuple) -> TokenRow {
     TokenRow {
@@ -69,6 +77,7 @@ fn token(t: TokenTuple) -> TokenRow {
         expires_at: t.4.map(ms_to_time),
         revoked_at: t.5.map(ms_to_time),
         last_used_at: t.6.map(ms_to_time),
+        parent_id: t.7,
     }
 }
 
@@ -76,7 +85,7 @@ const USER_COLS: &str = "name, password_hash, is_admin, ssh_public_key, created_
 /// A token's `last_used_at` is exact to this much (ms).
 pub const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
 
-const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at";
+const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at, parent_id";
 
 impl Store {
     /// Creates a user; a duplicate name is a conflict.
@@ -218,7 +227,8 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// Stores an API token by its hash.
+    /// Stores an API token by its hash; `parent_id` is the token it was
+    /// minted with, if any.
     pub async fn create_token(
         &self,
         id: &str,
@@ -226,16 +236,20 @@ impl Store {
         name: &str,
         token_hash: &str,
         expires_at: Option<i64>,
+        parent_id: Option<&str>,
     ) -> Result<TokenRow, StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, user_name, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(id)
-            .bind(user_name)
-            .bind(name)
-            .bind(token_hash)
-            .bind(now_ms())
-            .bind(expires_at)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_name, name, token_hash, created_at, expires_at, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(user_name)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms())
+        .bind(expires_at)
+        .bind(parent_id)
+        .execute(self.pool())
+        .await?;
         self.get_token(id).await?.ok_or_else(|| StoreError::NotFound(format!("token {id}")))
     }
 
@@ -259,7 +273,25 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        Ok(r.map(|(a, b, c, d, e, f, g, admin)| (token((a, b, c, d, e, f, g)), admin != 0)))
+        Ok(r.map(|(a, b, c, d, e, f, g, h, admin)| (token((a, b, c, d, e, f, g, h)), admin != 0)))
+    }
+
+    /// Whether the token `id` or one of its ancestors (the tokens it was
+    /// minted from, followed up to [`MAX_TOKEN_ANCESTRY`] generations) is revoked.
+    pub async fn token_lineage_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "WITH RECURSIVE lineage (id, parent_id, revoked_at, depth) AS ( \
+               SELECT id, parent_id, revoked_at, 0 FROM api_tokens WHERE id = $1 \
+               UNION ALL \
+               SELECT p.id, p.parent_id, p.revoked_at, l.depth + 1 FROM api_tokens p JOIN lineage l ON p.id = l.parent_id \
+               WHERE l.depth < $2) \
+             SELECT COUNT(*) FROM lineage WHERE revoked_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(MAX_TOKEN_ANCESTRY)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
     }
 
     /// Records a token's use at `now` unless one was recorded within
@@ -314,15 +346,39 @@ impl Store {
         Ok(r.into_iter().map(token).collect())
     }
 
-    /// Revokes a token of a user; false when the user has no such token.
+    /// Revokes a token of a user and every live token minted from it (at
+    /// any depth, whoever's); false when the user has no such live token.
     pub async fn revoke_token(&self, user_name: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.revoke_token_tree(user_name, id).await?.is_some())
+    }
+
+    /// Revokes a token of a user and every live token minted from it;
+    /// `None` when the user has no such live token, else how many
+    /// descendants were revoked with it.
+    pub async fn revoke_token_tree(&self, user_name: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let now = now_ms();
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_name = $3 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(now)
             .bind(id)
             .bind(user_name)
             .execute(self.pool())
             .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
+        // `UNION` (not `ALL`) stops on a cycle, which the ids (random, made
+        // after their parent) cannot form anyway.
+        let d = sqlx::query(
+            "WITH RECURSIVE tree (id) AS ( \
+               SELECT id FROM api_tokens WHERE parent_id = $1 \
+               UNION SELECT t.id FROM api_tokens t JOIN tree ON t.parent_id = tree.id) \
+             UPDATE api_tokens SET revoked_at = $2 WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(Some(d.rows_affected()))
     }
 
     /// Revokes every live token of a user; returns how many.

@@ -167,6 +167,46 @@ impl Store {
         Ok(())
     }
 
+    /// Renames the private image `name` of `owner` to `new_name`, with
+    /// `description`, moving its mappings, in one transaction (a name the
+    /// operator's files now declare is theirs). `false`, nothing changed,
+    /// when no such image is stored or `new_name` is taken.
+    pub async fn rename_private_image(&self, name: &str, owner: &str, new_name: &str, description: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let taken: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(new_name).fetch_optional(&mut *tx).await?;
+        if taken.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let copied = sqlx::query(
+            "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner) \
+             SELECT $1, $2, os, parent, created_at, $3, owner FROM images WHERE name = $4 AND owner = $5",
+        )
+        .bind(new_name)
+        .bind(description)
+        .bind(now_ms())
+        .bind(name)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await;
+        match copied.map_err(StoreError::from) {
+            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(_) => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            // Another replica took the name meanwhile.
+            Err(e) if e.is_unique_violation() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        sqlx::query("UPDATE image_mappings SET image = $1 WHERE image = $2").bind(new_name).bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM images WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        bump_images_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes an image; refused while other images name it as parent.
     pub async fn delete_image(&self, name: &str) -> Result<bool, StoreError> {
         let children: Vec<(String,)> =

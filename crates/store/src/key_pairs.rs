@@ -21,29 +21,40 @@ fn row(t: Tuple) -> KeyPairRow {
 
 const COLS: &str = "user_name, name, public_key, fingerprint, created_at";
 
+/// Inserts a key pair through `db` (the pool, or a transaction: [`crate::limits`]).
+pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    db: E,
+    user: &str,
+    name: &str,
+    public_key: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<KeyPairRow, StoreError> {
+    sqlx::query("INSERT INTO key_pairs (user_name, name, public_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(user)
+        .bind(name)
+        .bind(public_key)
+        .bind(fingerprint)
+        .bind(now)
+        .execute(db)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            e if e.is_unique_violation() => StoreError::Conflict(format!("key pair '{name}' already exists")),
+            e => e,
+        })?;
+    Ok(KeyPairRow {
+        user: user.into(),
+        name: name.into(),
+        public_key: public_key.into(),
+        fingerprint: fingerprint.into(),
+        created_at: ms_to_time(now),
+    })
+}
+
 impl Store {
     /// Stores a key pair; a duplicate name for the user is a conflict.
     pub async fn insert_key_pair(&self, user: &str, name: &str, public_key: &str, fingerprint: &str) -> Result<KeyPairRow, StoreError> {
-        let now = now_ms();
-        sqlx::query("INSERT INTO key_pairs (user_name, name, public_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(user)
-            .bind(name)
-            .bind(public_key)
-            .bind(fingerprint)
-            .bind(now)
-            .execute(self.pool())
-            .await
-            .map_err(|e| match StoreError::from(e) {
-                e if e.is_unique_violation() => StoreError::Conflict(format!("key pair '{name}' already exists")),
-                e => e,
-            })?;
-        Ok(KeyPairRow {
-            user: user.into(),
-            name: name.into(),
-            public_key: public_key.into(),
-            fingerprint: fingerprint.into(),
-            created_at: ms_to_time(now),
-        })
+        insert_key_pair_on(self.pool(), user, name, public_key, fingerprint, now_ms()).await
     }
 
     /// A user's key pairs, by name.

@@ -6,15 +6,23 @@
 //! ids, integers for flags); where the dialects differ, the store branches on
 //! [`Backend`]. Migrations live in `migrations/{sqlite,postgres}`, are embedded
 //! in the binary and run by [`Store::migrate`].
+//!
+//! A SQLite file and its directory are created private (file 0600, so its
+//! `-wal` and `-shm` files, which SQLite creates with the file's mode, are
+//! too; directory 0700). A SQLite connection that opens read-only (SQLite
+//! falls back to read-only where the file cannot be written) is refused
+//! when opened, so no connection that cannot write ever enters the pool.
 
 pub mod access_keys;
 pub mod audit;
+pub mod credential_uses;
 pub mod credentials;
 pub mod error;
 pub mod identity;
 pub mod images;
 pub mod key_pairs;
 pub mod lease;
+pub mod limits;
 pub mod overview;
 pub mod params;
 pub mod quota;
@@ -77,16 +85,72 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Hides the password of a database URL for messages and logs.
+/// Query parameters of a database URL that carry a credential (libpq's
+/// `password`, `sslpassword`, and the usual spellings of a secret or token).
+const SECRET_QUERY_PARAMS: &[&str] =
+    &["password", "pass", "passwd", "pwd", "sslpassword", "secret", "token", "auth_token", "sslkey_password"];
+
+/// Hides the credentials of a database URL for messages and logs: the
+/// password in the authority and credential query parameters
+/// (`?password=...`, `?sslpassword=...`). A URL that does not parse is shown
+/// up to its query only.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    let Ok(mut u) = url::Url::parse(raw) else {
+        // Unparsable: keep nothing that could be a credential.
+        return match raw.split_once('?') {
+            Some((base, _)) => format!("{base}?***"),
+            None => raw.to_string(),
+        };
+    };
+    let mut changed = false;
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+        changed = true;
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        if pairs.iter().any(|(k, _)| SECRET_QUERY_PARAMS.contains(&k.to_ascii_lowercase().as_str())) {
+            let mut q = u.query_pairs_mut();
+            q.clear();
+            for (k, v) in &pairs {
+                let secret = SECRET_QUERY_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                q.append_pair(k, if secret { "***" } else { v });
+            }
+            drop(q);
+            changed = true;
         }
-        _ => raw.to_string(),
+    }
+    if changed {
+        u.to_string()
+    } else {
+        raw.to_string()
     }
 }
+
+/// Creates a SQLite database file's directory (0700) and the file itself
+/// (0600) when missing, so that neither is ever readable by others, whatever
+/// the process's umask. Existing ones are left as they are.
+fn create_private_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+        }
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!("cannot create the database file {}: {e}", path.display()))),
+    }
+}
+
+/// A write that is rolled back: fails with SQLITE_READONLY on a connection
+/// SQLite opened read-only (`BEGIN IMMEDIATE` alone does not, in WAL mode).
+const WRITE_CHECK: &str = "BEGIN IMMEDIATE; PRAGMA user_version = 0; ROLLBACK;";
 
 /// The default SQLite URL for a data directory.
 pub fn sqlite_url_for(data_dir: &Path) -> String {
@@ -103,11 +167,8 @@ impl Store {
             Backend::Sqlite => {
                 let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
-                if !path.is_empty() && path != ":memory:" {
-                    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
-                    }
+                if !path.is_empty() && path != ":memory:" && !url.contains("mode=memory") && !url.contains("mode=ro") {
+                    create_private_sqlite_file(Path::new(path))?;
                 }
                 let sep = if url.contains('?') { '&' } else { '?' };
                 let url = if url.contains("mode=") { url.to_string() } else { format!("{url}{sep}mode=rwc") };
@@ -116,8 +177,19 @@ impl Store {
             Backend::Postgres => (url.to_string(), 16),
         };
         // One direct attempt first, so an unreachable server fails fast with its own message.
-        let probe =
+        // A connection of a URL asking for read-only is read-only on purpose.
+        let check_writable = backend == Backend::Sqlite && !url.contains("mode=ro");
+        let mut probe =
             sqlx::AnyConnection::connect(&url).await.map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
+        if check_writable {
+            // A file that cannot be written fails here with SQLite's own words
+            // (the pool would retry until its timeout).
+            let check = format!("PRAGMA busy_timeout = 30000; {WRITE_CHECK}");
+            if let Err(e) = probe.execute(check.as_str()).await {
+                let _ = probe.close().await;
+                return Err(StoreError::Connect { url: shown.clone(), message: format!("the database cannot be written: {e}") });
+            }
+        }
         let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
@@ -133,6 +205,15 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").await?;
+                        // SQLite opens a file it cannot write read-only, and
+                        // such a connection would stay read-only in the pool
+                        // after the file is writable again: refuse it now
+                        // (SQLITE_READONLY, which callers see as the
+                        // database being unavailable), so the pool opens a
+                        // fresh one next time.
+                        if check_writable {
+                            conn.execute(WRITE_CHECK).await?;
+                        }
                     }
                     Ok(())
                 })

@@ -134,6 +134,71 @@ fn duplicate(what: &'static str, id: &str) -> impl Fn(sqlx::Error) -> StoreError
     }
 }
 
+/// Inserts an address row through `db` (the pool, or a transaction: [`crate::limits`]).
+pub(crate) async fn insert_address_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    db: E,
+    instance: &str,
+    allocation_id: &str,
+    user: &str,
+    credential_id: &str,
+    public_ip: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO addresses (instance, allocation_id, user_name, credential_id, public_ip, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'allocated', $6, $6)",
+    )
+    .bind(instance)
+    .bind(allocation_id)
+    .bind(user)
+    .bind(credential_id)
+    .bind(public_ip)
+    .bind(now)
+    .execute(db)
+    .await
+    .map_err(duplicate("address", allocation_id))?;
+    Ok(())
+}
+
+/// A volume row to insert.
+pub(crate) struct NewVolume<'a> {
+    pub instance: &'a str,
+    pub volume_id: &'a str,
+    pub user: &'a str,
+    pub credential_id: &'a str,
+    pub size_gib: i64,
+    pub zone: &'a str,
+    pub volume_type: Option<&'a str>,
+    pub state: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// Inserts a volume row through `db` (the pool, or a transaction: [`crate::limits`]).
+pub(crate) async fn insert_volume_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    db: E,
+    v: &NewVolume<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO volumes (instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, tags, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(v.instance)
+    .bind(v.volume_id)
+    .bind(v.user)
+    .bind(v.credential_id)
+    .bind(v.size_gib)
+    .bind(v.zone)
+    .bind(v.volume_type)
+    .bind(v.state)
+    .bind(serde_json::to_string(v.tags).unwrap_or_else(|_| "{}".into()))
+    .bind(now)
+    .execute(db)
+    .await
+    .map_err(duplicate("volume", v.volume_id))?;
+    Ok(())
+}
+
 impl Store {
     /// Records a new address (allocated, not associated).
     pub async fn insert_address(
@@ -144,20 +209,7 @@ impl Store {
         credential_id: &str,
         public_ip: &str,
     ) -> Result<AddressRow, StoreError> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO addresses (instance, allocation_id, user_name, credential_id, public_ip, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'allocated', $6, $6)",
-        )
-        .bind(instance)
-        .bind(allocation_id)
-        .bind(user)
-        .bind(credential_id)
-        .bind(public_ip)
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .map_err(duplicate("address", allocation_id))?;
+        insert_address_on(self.pool(), instance, allocation_id, user, credential_id, public_ip, now_ms()).await?;
         self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))
     }
 
@@ -249,24 +301,8 @@ impl Store {
         state: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<VolumeRow, StoreError> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO volumes (instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, tags, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(instance)
-        .bind(volume_id)
-        .bind(user)
-        .bind(credential_id)
-        .bind(size_gib)
-        .bind(zone)
-        .bind(volume_type)
-        .bind(state)
-        .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .map_err(duplicate("volume", volume_id))?;
+        let new = NewVolume { instance, volume_id, user, credential_id, size_gib, zone, volume_type, state, tags };
+        insert_volume_on(self.pool(), &new, now_ms()).await?;
         self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))
     }
 

@@ -81,3 +81,19 @@ macro_rules! store_test {
         }
     };
 }
+
+impl Store {
+    /// Holds up to `n` connections of the pool at once, so that it opens
+    /// new ones, then gives them all back; answers how many it got, each
+    /// waited for at most `within` (test support for what the pool does
+    /// with connections opened in a given state of the database).
+    pub async fn hold_connections(&self, n: usize, within: std::time::Duration) -> usize {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            if let Ok(Ok(c)) = tokio::time::timeout(within, self.pool().acquire()).await {
+                held.push(c);
+            }
+        }
+        held.len()
+    }
+}

@@ -1,4 +1,9 @@
 //! VM records.
+//!
+//! Every write to a record raises its `version`. A write of what the cloud
+//! reported ([`Store::observe_vm`]) is conditional on the version read before
+//! the cloud was asked, so an action's write, or another replica's, made
+//! while the cloud was being listed is never overwritten by the older report.
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -29,6 +34,9 @@ pub struct VmRow {
     pub key_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Raised by every write: what [`Store::observe_vm`] compares.
+    #[serde(skip)]
+    pub version: i64,
 }
 
 /// A VM record as the database writes it; also read from a JSON array in
@@ -55,14 +63,15 @@ struct VmDb {
     key_name: Option<String>,
     created_at: i64,
     updated_at: i64,
+    version: i64,
 }
 
 type VmTuple = VmDb;
 
 /// `COLS` as the database's JSON array constructor's arguments.
-const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at";
+const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version";
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at";
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version";
 
 fn vm(t: VmDb) -> VmRow {
     VmRow {
@@ -86,6 +95,7 @@ fn vm(t: VmDb) -> VmRow {
         key_name: t.key_name,
         created_at: ms_to_time(t.created_at),
         updated_at: ms_to_time(t.updated_at),
+        version: t.version,
     }
 }
 
@@ -305,7 +315,7 @@ impl Store {
         public_ip: Option<&str>,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5 \
+            "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5, version = version + 1 \
              WHERE id = $6 AND cloud_id IS NULL AND NOT EXISTS (SELECT 1 FROM vms v2 WHERE v2.instance = vms.instance AND v2.cloud_id = $1)",
         )
         .bind(cloud_id)
@@ -362,7 +372,10 @@ impl Store {
         }
     }
 
-    /// Sets the state (and, when given, cloud id and addresses) of a VM.
+    /// Sets the state (and, when given, cloud id and addresses) of a VM,
+    /// whatever was written since it was read: for the broker's own acts
+    /// (an action's answer from the cloud, a launch's failure). What a
+    /// listing of the cloud reported goes through [`Store::observe_vm`].
     pub async fn update_vm(
         &self,
         id: &str,
@@ -373,7 +386,8 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6 WHERE id = $7",
+            "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6, \
+             version = version + 1 WHERE id = $7",
         )
         .bind(state)
         .bind(cloud_id)
@@ -387,10 +401,53 @@ impl Store {
         Ok(())
     }
 
+    /// Records what the cloud reported of a VM (state, addresses, why it
+    /// ended), only if the record is still at `version`: the version read
+    /// before the cloud was asked. A write in between (the user's terminate,
+    /// another replica's newer report) is newer than this report and is kept.
+    /// Returns whether it was written (false: the caller's report is stale,
+    /// or the record is gone; the next pass asks the cloud again).
+    pub async fn observe_vm(
+        &self,
+        id: &str,
+        version: i64,
+        state: &str,
+        private_ip: Option<&str>,
+        public_ip: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE vms SET state = $1, private_ip = $2, public_ip = $3, error = $4, updated_at = $5, version = version + 1 \
+             WHERE id = $6 AND version = $7",
+        )
+        .bind(state)
+        .bind(private_ip)
+        .bind(public_ip)
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .bind(version)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Sets only a VM's public address (an Elastic IP associated or let
+    /// go), leaving its state as whoever last wrote it left it.
+    pub async fn set_vm_public_ip(&self, id: &str, public_ip: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE vms SET public_ip = $1, updated_at = $2, version = version + 1 WHERE id = $3")
+            .bind(public_ip)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a VM's user tags.
     pub async fn set_vm_tags(&self, id: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<(), StoreError> {
         let json = serde_json::to_string(tags).map_err(|e| StoreError::Config(format!("tags: {e}")))?;
-        sqlx::query("UPDATE vms SET tags = $1, updated_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE vms SET tags = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(json)
             .bind(now_ms())
             .bind(id)

@@ -1,7 +1,9 @@
 //! Liveness and readiness probes. `/healthz` answers while the process runs;
-//! `/readyz` answers 200 only while the database does, and reports the
-//! connectors and the background workers; it answers 503 `draining` once
-//! shutdown has begun, so load balancers send new requests elsewhere.
+//! `/readyz` answers 200 only while the database does and the master key
+//! file holds every key stored secrets are sealed with (503 `master_keys`
+//! naming the missing key ids otherwise), and reports the connectors and the
+//! background workers; it answers 503 `draining` once shutdown has begun, so
+//! load balancers send new requests elsewhere.
 
 use actix_web::{web, HttpResponse};
 use cloudbroker_core::Broker;
@@ -21,6 +23,10 @@ pub async fn readyz(broker: web::Data<Broker>, draining: Option<web::Data<crate:
     let connectors = json!({"declared": r.declared, "ready": r.ready_connectors});
     if r.ready {
         HttpResponse::Ok().json(json!({"status": "ready", "database": r.database, "connectors": connectors, "workers": r.workers}))
+    } else if let Some(why) = &r.master_keys {
+        tracing::warn!(error = %why, "readiness check failed: master key file");
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "database": r.database, "master_keys": why, "workers": r.workers}))
     } else {
         tracing::warn!(error = r.error.as_deref().unwrap_or(""), "readiness check failed");
         HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "unreachable", "workers": r.workers}))

@@ -485,7 +485,9 @@ app_test!(registered_images_key_names_client_tokens_and_the_sigv2_default_region
     assert_eq!((&out["filter_private_ip"], &out["filter_private_ip_none"]), (&json!(true), &json!([])), "{out}");
     assert_eq!((&out["filter_public_ip"], &out["bob_filter_ip"]), (&json!(true), &json!([])), "{out}");
     assert_eq!(out["v2_without_default"], json!(["InvalidParameterValue", true]), "{out}");
-    assert_eq!(out["api_bad_region"], json!([400, true]), "{out}");
+    // Well-formed but unknown: 409 with the field (issue 20, item 16); malformed: 400.
+    assert_eq!(out["api_bad_region"], json!([409, true]), "{out}");
+    assert_eq!(out["api_malformed_region"], json!([400, true]), "{out}");
     assert_eq!(out["api_set_region"], 204, "{out}");
     assert_eq!(out["v2_ids"], true, "{out}");
     assert_eq!(out["v2_images"], json!(["alice-debian", "ubuntu"]), "{out}");

@@ -4,6 +4,8 @@
 //! schemas, positive and negative data, missing auth, 405 with `Allow`,
 //! use-after-free, resources available after creation ...) against a broker
 //! on loopback with an admin token and some data, and must find nothing.
+//! Each run takes a fresh random seed, printed (and named in a failure) so
+//! that run can be replayed with `CLOUDBROKER_SCHEMATHESIS_SEED`.
 //!
 //! Left out, by operation id, because they would end the run rather than
 //! test anything: `rotate_keys` (re-seals every credential under a new
@@ -42,10 +44,17 @@ async fn schemathesis_finds_no_failure() {
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &admin, Some(json!({"instance": "sb", "image": "linux", "name": "web"}))).await;
     assert_eq!(s, 201, "{b}");
 
+    // A fresh seed every run (so runs explore different data), printed so a
+    // failure can be replayed: CLOUDBROKER_SCHEMATHESIS_SEED=<seed>.
+    let seed = std::env::var("CLOUDBROKER_SCHEMATHESIS_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| rand::random::<u32>() as u64);
+    eprintln!("schemathesis seed {seed} (replay with CLOUDBROKER_SCHEMATHESIS_SEED={seed})");
     let mut cmd = std::process::Command::new(&schemathesis);
     cmd.arg("run")
         .arg(app.url("/api/v1/openapi.json"))
-        .args(["--checks", "all", "--max-examples", "20", "--seed", "1", "--no-color", "--output-sanitize", "false"])
+        .args(["--checks", "all", "--max-examples", "20", "--seed", &seed.to_string(), "--no-color", "--output-sanitize", "false"])
         .args(["--request-timeout", "30", "--header", &format!("Authorization: Bearer {admin}")]);
     for op in EXCLUDED {
         cmd.args(["--exclude-operation-id", op]);
@@ -55,7 +64,11 @@ async fn schemathesis_finds_no_failure() {
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "schemathesis failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "schemathesis failed with seed {seed} (replay: CLOUDBROKER_SCHEMATHESIS_SEED={seed}) ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
     // It really ran: every operation but the excluded ones was tested.
     assert!(stdout.contains("Tested: "), "{stdout}");
     assert!(!stdout.contains("Tested: 0"), "{stdout}");

@@ -1,5 +1,7 @@
 //! Reading VMs and acting on them. A user sees and touches only their own
-//! VMs (another user's are "not found"); admins see all.
+//! VMs (another user's are "not found"); admins see all. A user acts on a
+//! VM launched with a shared credential only while it is still granted to
+//! them (else 403, see [`crate::vault`]); admins always may.
 
 use super::{Provisioning, Vm, VmQuery};
 use crate::domain::{Cursor, Page, PageRequest, Tags, VmAction, VmId, VmStatus};
@@ -46,17 +48,24 @@ impl Provisioning {
         Ok(Page::from_fetched(vms, page.limit, |v| Cursor::new(v.created_at.timestamp_millis(), v.id.as_str())))
     }
 
+    /// The cloud instance `action` would act on: a VM with none yet, or
+    /// terminated (but for a repeated terminate), cannot take it.
+    pub(super) fn actionable(v: &Vm, action: VmAction) -> ServiceResult<String> {
+        let Some(cloud_id) = v.cloud_id.clone() else {
+            return Err(ServiceError::Conflict(format!("VM '{}' is {} and has no cloud instance yet", v.id, v.status)));
+        };
+        if v.status == VmStatus::Terminated && action != VmAction::Terminate {
+            return Err(ServiceError::Conflict(format!("VM '{}' is terminated", v.id)));
+        }
+        Ok(cloud_id)
+    }
+
     /// Starts, stops, reboots or terminates a VM (owner or admin).
     pub async fn action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<Vm> {
         let v = self.owned(actor, id).await?;
-        let Some(cloud_id) = v.cloud_id.clone() else {
-            return Err(ServiceError::Conflict(format!("VM '{id}' is {} and has no cloud instance yet", v.status)));
-        };
-        if v.status == VmStatus::Terminated && action != VmAction::Terminate {
-            return Err(ServiceError::Conflict(format!("VM '{id}' is terminated")));
-        }
+        let cloud_id = Self::actionable(&v, action)?;
         let (connector, _, _) = self.connector(&v.instance)?;
-        let creds = self.vault.credentials_by_id(&v.credential_id).await?;
+        let creds = self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
         let ids = [cloud_id];
         let change = match action {
             VmAction::Start => connector.start_instances(&creds, &ids).await?.into_iter().next(),
@@ -82,15 +91,20 @@ impl Provisioning {
         self.get(actor, id).await
     }
 
-    /// Sets and removes a VM's user tags (owner only): validated like launch
-    /// tags (reserved prefixes refused), put on the cloud instance too where
-    /// the cloud keeps tags, and recorded. Returns the VM.
-    pub async fn tag(&self, actor: &Actor, id: &VmId, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<Vm> {
+    /// The actor's own VM `id` and its tags once `set` and `remove` are
+    /// applied, checked: what is set like launch tags (what is kept was
+    /// checked when it was set), reserved tags never removed, the count capped.
+    pub(super) async fn retagged(
+        &self,
+        actor: &Actor,
+        id: &VmId,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<(Vm, BTreeMap<String, String>)> {
         let vm = self.owned(actor, id).await?;
         if vm.user != actor.name {
             return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
         }
-        // What is set is checked like launch tags; what is kept was checked when it was set.
         Tags::parse(set.clone())?;
         if remove.iter().any(|k| Tags::is_reserved(k)) {
             return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
@@ -100,12 +114,21 @@ impl Provisioning {
             merged.remove(k);
         }
         merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if merged.len() > crate::domain::MAX_TAGS + super::launch::MAX_CLIENT_TAGS {
-            return Err(ServiceError::invalid_field("tags", format!("a VM has at most {} tags", crate::domain::MAX_TAGS)));
+        let user_tags = merged.keys().filter(|k| !Tags::is_reserved(k)).count();
+        if user_tags > crate::domain::MAX_TAGS || merged.len() > crate::domain::MAX_TAGS + super::launch::MAX_CLIENT_TAGS {
+            return Err(ServiceError::LimitExceeded { limit: crate::limits::Limit::Tags, max: crate::domain::MAX_TAGS as i64 });
         }
+        Ok((vm, merged))
+    }
+
+    /// Sets and removes a VM's user tags (owner only): validated like launch
+    /// tags (reserved prefixes refused), put on the cloud instance too where
+    /// the cloud keeps tags, and recorded. Returns the VM.
+    pub async fn tag(&self, actor: &Actor, id: &VmId, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<Vm> {
+        let (vm, merged) = self.retagged(actor, id, set, remove).await?;
         if let Some(cloud_id) = vm.cloud_id.clone().filter(|_| vm.status.is_live()) {
             let (connector, _, _) = self.connector(&vm.instance)?;
-            let creds = self.vault.credentials_by_id(&vm.credential_id).await?;
+            let creds = self.vault.credentials_to_act(actor, &vm.credential_id, &format!("VM '{id}'")).await?;
             let ids = [cloud_id];
             let pushed = async {
                 if !remove.is_empty() {

@@ -3,12 +3,17 @@
 //! caller's credentials for the instance, and recorded so that listings
 //! answer from the broker's records without calling the cloud. A user sees
 //! and touches only their own addresses and VMs: anything else is "not found".
+//! A user has at most [`MAX_ADDRESSES`] live addresses.
+//! An address made with a shared credential is acted on only while that
+//! credential is still granted to its user (else 403, see [`crate::vault`]).
 
 use super::{Provisioning, Vm};
 use crate::domain::{AllocationId, CredentialId, InstanceName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
+use crate::limits::MAX_ADDRESSES;
 use chrono::{DateTime, Utc};
+use cloudbroker_store::limits::Owned;
 use cloudbroker_store::resources::AddressRow;
 use serde::Serialize;
 
@@ -60,7 +65,7 @@ impl Provisioning {
     }
 
     /// The actor's own live address.
-    async fn own_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
+    pub(super) async fn own_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
         match self.store.address(instance.as_str(), id.as_str()).await? {
             Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
             _ => Err(ServiceError::NotFound(Resource::Address(id.clone()))),
@@ -71,21 +76,23 @@ impl Provisioning {
     pub async fn allocate_address(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Address> {
         let (connector, _, _) = self.connector(instance)?;
         let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
+        crate::limits::check(&self.store, Owned::Addresses, actor.name.as_str(), MAX_ADDRESSES).await?;
         let info = connector.allocate_address(&creds).await?;
         let id = AllocationId::parse(&info.allocation_id)
             .map_err(|e| ServiceError::Internal(format!("the cloud answered an odd allocation id: {e}")))?;
         let row = match self
             .store
-            .insert_address(instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip)
+            .insert_address_capped(MAX_ADDRESSES, instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip)
             .await
         {
             Ok(r) => r,
             Err(e) => {
-                // Not recorded means nobody could ever release it: give it back.
+                // Not recorded (the cap was reached meanwhile, or the store
+                // failed) means nobody could ever release it: give it back.
                 if let Err(re) = connector.release_address(&creds, id.as_str()).await {
                     tracing::error!(instance = %instance, allocation = %id, error = %re, "an address the broker could not record was not released");
                 }
-                return Err(e.into());
+                return Err(crate::limits::capped(e));
             }
         };
         self.store.audit(actor.name.as_str(), "address.allocate", &target(instance, id.as_str()), "ok", &info.public_ip).await?;
@@ -98,7 +105,8 @@ impl Provisioning {
         let row = self.own_address(actor, instance, id).await?;
         let (v, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         let association = connector.associate_address(&creds, id.as_str(), &cloud_vm).await?;
         if let Some(previous) = self.store.address_of_vm(instance.as_str(), vm.as_str()).await? {
             if previous.allocation_id != id.as_str() {
@@ -108,9 +116,9 @@ impl Provisioning {
         self.store
             .set_address_association(instance.as_str(), id.as_str(), Some(vm.as_str()), Some(&association), v.private_ip.as_deref())
             .await?;
-        self.store
-            .update_vm(v.id.as_str(), v.status.as_str(), None, v.private_ip.as_deref(), Some(&row.public_ip), v.error.as_deref())
-            .await?;
+        // Only the address: the state read before the cloud call may be
+        // stale by now (a terminate in between must not be undone).
+        self.store.set_vm_public_ip(v.id.as_str(), Some(&row.public_ip)).await?;
         self.store.audit(actor.name.as_str(), "address.associate", &target(instance, id.as_str()), "ok", vm.as_str()).await?;
         self.address(actor, instance, id).await
     }
@@ -122,12 +130,13 @@ impl Provisioning {
             return Err(ServiceError::Conflict(format!("address '{id}' is not associated")));
         };
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         connector.disassociate_address(&creds, &association).await?;
         self.store.set_address_association(instance.as_str(), id.as_str(), None, None, None).await?;
         if let Some(vm) = row.vm_id.as_deref() {
             if let Some(v) = self.store.get_vm(vm).await?.filter(|v| v.public_ip.as_deref() == Some(row.public_ip.as_str())) {
-                self.store.update_vm(&v.id, &v.state, None, v.private_ip.as_deref(), None, v.error.as_deref()).await?;
+                self.store.set_vm_public_ip(&v.id, None).await?;
             }
         }
         self.store.audit(actor.name.as_str(), "address.disassociate", &target(instance, id.as_str()), "ok", &association).await?;
@@ -138,7 +147,8 @@ impl Provisioning {
     pub async fn release_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
         let row = self.own_address(actor, instance, id).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         connector.release_address(&creds, id.as_str()).await?;
         self.store.end_address(instance.as_str(), id.as_str()).await?;
         self.store.audit(actor.name.as_str(), "address.release", &target(instance, id.as_str()), "ok", &row.public_ip).await?;

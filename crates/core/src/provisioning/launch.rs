@@ -195,7 +195,19 @@ impl Provisioning {
         self.vms(rows)
     }
 
-    fn check(spec: &LaunchSpec) -> ServiceResult<()> {
+    /// Another replica may have changed the configuration (`quota.enable`,
+    /// an instance's quota) since this one last polled: a launch never goes
+    /// by a stale switch. One small query; a reload only on change.
+    pub(super) async fn fresh_config(&self) -> ServiceResult<()> {
+        self.registry.reload_if_changed().await.map_err(|e| match e {
+            crate::registry::RegistryError::Store(s) => ServiceError::from(s),
+            other => ServiceError::Internal(format!("configuration: {other}")),
+        })?;
+        Ok(())
+    }
+
+    /// A launch's own fields, checked before anything is looked up.
+    pub(super) fn check(spec: &LaunchSpec) -> ServiceResult<()> {
         if spec.count == 0 || spec.count > MAX_COUNT {
             return Err(ServiceError::invalid_field("count", format!("count must be between 1 and {MAX_COUNT}")));
         }
@@ -210,12 +222,23 @@ impl Provisioning {
         if spec.user_data.as_ref().is_some_and(|u| u.len() > MAX_USER_DATA) {
             return Err(ServiceError::invalid_field("user_data", format!("user_data is at most {MAX_USER_DATA} bytes")));
         }
+        if spec.client_tags.len() > MAX_CLIENT_TAGS
+            || spec
+                .client_tags
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256 || k.chars().chain(v.chars()).any(char::is_control))
+        {
+            return Err(ServiceError::invalid_field(
+                "tags",
+                format!("at most {MAX_CLIENT_TAGS} reserved client tags, keys 1-128 and values up to 256 characters"),
+            ));
+        }
         Ok(())
     }
 
     /// The image a launch uses: a native image resolved for the instance, or a
     /// raw cloud id where `images.allow.raw` allows it.
-    async fn resolve_image(&self, actor: &Actor, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+    pub(super) async fn resolve_image(&self, actor: &Actor, image: &ImageRef, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         let allow_raw = self.registry.snapshot().system_bool("images.allow.raw");
         let native = match image.as_native() {
             Some(n) => match self.images.resolve_for(actor, &n, instance).await {
@@ -239,31 +262,14 @@ impl Provisioning {
 
     /// Launches VMs.
     pub async fn launch(self: &Arc<Self>, actor: &Actor, spec: LaunchSpec) -> ServiceResult<LaunchOutcome> {
-        Self::check(&spec)?;
         // A client token seen before is found when the admission's insert
         // meets its unique index (or, at a full quota, before refusing), so
         // the common case (a new token) costs no lookup.
-        if spec.client_tags.len() > MAX_CLIENT_TAGS
-            || spec
-                .client_tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256 || k.chars().chain(v.chars()).any(char::is_control))
-        {
-            return Err(ServiceError::invalid_field(
-                "tags",
-                format!("at most {MAX_CLIENT_TAGS} reserved client tags, keys 1-128 and values up to 256 characters"),
-            ));
-        }
+        Self::check(&spec)?;
         let mut record_tags = spec.tags.as_map().clone();
         record_tags.extend(spec.client_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         let tags_json = serde_json::to_string(&record_tags).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        // Another replica may have changed the configuration (`quota.enable`,
-        // an instance's quota) since this one last polled: a launch never
-        // goes by a stale switch. One small query; a reload only on change.
-        self.registry.reload_if_changed().await.map_err(|e| match e {
-            crate::registry::RegistryError::Store(s) => ServiceError::from(s),
-            other => ServiceError::Internal(format!("configuration: {other}")),
-        })?;
+        self.fresh_config().await?;
         let (connector, kind, values) = self.connector(&spec.instance)?;
         let snap = self.registry.snapshot();
         let resolved = self.resolve_image(actor, &spec.image, &spec.instance).await?;

@@ -11,10 +11,12 @@
 //! `launch.rs` admits and runs launches, `actions.rs` starts, stops, reboots
 //! and terminates, `quotas.rs` computes limits and usage, `reconcile.rs`
 //! brings records and clouds back in line; `addresses.rs` and `volumes.rs`
-//! keep users' Elastic IPs and volumes.
+//! keep users' Elastic IPs and volumes; `dry_run.rs` runs an action's
+//! checks without acting (EC2's `DryRun`).
 
 mod actions;
 mod addresses;
+mod dry_run;
 mod launch;
 mod overview;
 mod quotas;
@@ -176,6 +178,13 @@ impl Provisioning {
         name: &crate::domain::ImageName,
         description: &str,
     ) -> ServiceResult<crate::images::ImageView> {
+        let id = self.registrable(actor, instance, cloud_image_id).await?;
+        self.images.register(actor, name, description, instance, id).await
+    }
+
+    /// The cloud image id a registration names, trimmed, once the cloud
+    /// behind `instance` (asked with the caller's credentials) has it.
+    async fn registrable<'a>(&self, actor: &Actor, instance: &InstanceName, cloud_image_id: &'a str) -> ServiceResult<&'a str> {
         let id = cloud_image_id.trim();
         if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ServiceError::invalid_field("image_id", "the cloud image id must be 1-255 printable characters without spaces"));
@@ -185,7 +194,7 @@ impl Provisioning {
         if connector.describe_image(&creds, id).await?.is_none() {
             return Err(ServiceError::unresolved("image", format!("the cloud behind '{instance}' has no image '{id}'")));
         }
-        self.images.register(actor, name, description, instance, id).await
+        Ok(id)
     }
 
     /// The broker id VMs are tagged with.

@@ -9,7 +9,13 @@
 //! id (`InvalidInstanceID.NotFound` or a terminated state), never because a
 //! tag-filtered listing missed it; a VM found by its tags is recorded only for
 //! a user who may act with the credential it was listed with; one cloud VM has
-//! at most one record (a unique index, whatever two replicas do).
+//! at most one record (a unique index, whatever two replicas do). What a
+//! listing reports is written to a record only while the record is still at
+//! the version read before the listing began ([`Versions`],
+//! `Store::observe_vm`): an action (terminate, stop, start), a launch or
+//! another replica that wrote in between is newer than the report and is
+//! kept, and the next pass asks the cloud again. So a VM the user ended is
+//! never brought back to `running` by a listing taken before the terminate.
 
 use super::{Provisioning, Vm};
 use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
@@ -45,6 +51,9 @@ pub struct ReconcileReport {
     pub untagged: usize,
     /// Known VMs the cloud neither listed nor reported missing.
     pub unconfirmed: usize,
+    /// Reports not written: the record changed after the listing began (an
+    /// action, a launch or another replica wrote it); the next pass looks again.
+    pub stale: usize,
     pub errors: Vec<String>,
 }
 
@@ -65,6 +74,7 @@ impl ReconcileReport {
         self.refused += o.refused;
         self.untagged += o.untagged;
         self.unconfirmed += o.unconfirmed;
+        self.stale += o.stale;
         self.errors.extend(o.errors);
     }
 }
@@ -129,6 +139,7 @@ impl Provisioning {
                 part.skipped_locked += 1;
                 return Ok::<_, ServiceError>(part);
             }
+            let versions = Versions::of(&rows);
             let vms = match self.vms(rows) {
                 Ok(v) => v,
                 Err(e) => {
@@ -139,9 +150,9 @@ impl Provisioning {
             let Ok(instance) = InstanceName::parse(&instance) else { return Ok(part) };
             let cred = CredentialId::from_stored(cred);
             let done = if transitional_only {
-                self.watch_group(&instance, &cred, &vms, (&lease, holder), &mut part).await
+                self.watch_group(&instance, &cred, &vms, &versions, (&lease, holder), &mut part).await
             } else {
-                self.reconcile_group(&instance, &cred, &vms, (&lease, holder), &mut part).await
+                self.reconcile_group(&instance, &cred, &vms, &versions, (&lease, holder), &mut part).await
             };
             if let Err(e) = done {
                 part.errors.push(format!("{instance}: {e}"));
@@ -155,11 +166,11 @@ impl Provisioning {
         Ok(report)
     }
 
-    /// Matches a cloud VM of a launch to a record (idempotent). Returns
-    /// whether a record was changed. A VM is put into a launch's row only when
-    /// that row is of the same instance and credential, and (when the VM
-    /// carries a user tag) of that user: tags are written by whoever holds the
-    /// cloud account, so they are never enough on their own.
+    /// Matches a cloud VM a launch got back to a record: puts it into one of
+    /// the launch's rows without a cloud id. A record that already holds it
+    /// is left alone: whoever recorded it (the reconciler, an action) did so
+    /// after the cloud made it, so no later than this answer. Returns whether
+    /// a record was changed.
     pub(super) async fn record_cloud_vm(
         &self,
         instance: &InstanceName,
@@ -167,13 +178,42 @@ impl Provisioning {
         credential: &CredentialId,
         vm: &cloudbroker_connector_api::Vm,
     ) -> ServiceResult<bool> {
+        Ok(self.record_observed(instance, launch_id, credential, vm, &Versions::default()).await? == Observed::Written)
+    }
+
+    /// Matches a cloud VM, as a listing reported it, to a record
+    /// (idempotent). A known record is written only while it is at the
+    /// version in `versions` (read before the listing began). A VM is put
+    /// into a launch's row only when that row is of the same instance and
+    /// credential, and (when the VM carries a user tag) of that user: tags
+    /// are written by whoever holds the cloud account, so they are never
+    /// enough on their own.
+    async fn record_observed(
+        &self,
+        instance: &InstanceName,
+        launch_id: &LaunchId,
+        credential: &CredentialId,
+        vm: &cloudbroker_connector_api::Vm,
+        versions: &Versions,
+    ) -> ServiceResult<Observed> {
         let status = VmStatus::from(vm.state);
         if let Some(known) = self.store.vm_by_cloud_id(instance.as_str(), &vm.id).await? {
             let changed = known.state != status.as_str() || known.private_ip != vm.private_ip || known.public_ip != vm.public_ip;
-            if changed {
-                self.store.update_vm(&known.id, status.as_str(), None, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None).await?;
+            if !changed {
+                return Ok(Observed::Unchanged);
             }
-            return Ok(changed);
+            // Not read before the listing (recorded or ended since, or not
+            // live): this report is no newer than the record.
+            let Some(version) = versions.get(&known.id) else { return Ok(Observed::Unchanged) };
+            if known.version != version
+                || !self
+                    .store
+                    .observe_vm(&known.id, version, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
+                    .await?
+            {
+                return Ok(Observed::Stale);
+            }
+            return Ok(Observed::Written);
         }
         let tagged_user = vm.tag(tags::USER);
         let candidates = self.launch_vms(launch_id).await?;
@@ -184,10 +224,10 @@ impl Provisioning {
                 && tagged_user.is_none_or(|u| u == r.user.as_str())
         }) {
             if self.store.adopt_vm(r.id.as_str(), &vm.id, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
-                return Ok(true);
+                return Ok(Observed::Written);
             }
         }
-        Ok(false)
+        Ok(Observed::Unchanged)
     }
 
     /// Whether `user` may act with the stored credential `cred`: it is theirs,
@@ -214,6 +254,7 @@ impl Provisioning {
         instance: &InstanceName,
         cred: &CredentialId,
         rows: &[Vm],
+        versions: &Versions,
         (lease, holder): (&str, &str),
         report: &mut ReconcileReport,
     ) -> ServiceResult<()> {
@@ -233,12 +274,14 @@ impl Provisioning {
             let known = self.store.vm_by_cloud_id(instance.as_str(), &vm.id).await?;
             let any_launch = launch.clone().unwrap_or_else(LaunchId::generate);
             if known.is_some() {
-                if self.record_cloud_vm(instance, &any_launch, cred, vm).await? {
-                    report.updated += 1;
+                match self.record_observed(instance, &any_launch, cred, vm, versions).await? {
+                    Observed::Written => report.updated += 1,
+                    Observed::Stale => report.stale += 1,
+                    Observed::Unchanged => {}
                 }
                 continue;
             }
-            if launch.is_some() && self.record_cloud_vm(instance, &any_launch, cred, vm).await? {
+            if launch.is_some() && self.record_observed(instance, &any_launch, cred, vm, versions).await? == Observed::Written {
                 report.adopted += 1;
                 tracing::info!(%instance, cloud_id = %vm.id, launch = %any_launch, "adopted a VM launched before an interruption");
                 continue;
@@ -277,6 +320,7 @@ impl Provisioning {
                 tags: vm.tags.iter().filter(|(k, _)| !k.starts_with("cloudbroker:") && k != tags::NAME).cloned().collect(),
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
+                version: 0,
             };
             if self.store.insert_adopted_vm(&row).await? {
                 report.adopted += 1;
@@ -287,17 +331,22 @@ impl Provisioning {
         // ones by id; only the cloud's "no such instance" or an explicit
         // terminated state ends a record.
         let missing: Vec<&Vm> = rows.iter().filter(|r| r.cloud_id.as_deref().is_some_and(|id| !seen_ids.contains(id))).collect();
-        if !self.confirm(instance, connector.as_ref(), &creds, &missing, (lease, holder), report).await? {
+        if !self.confirm(instance, connector.as_ref(), &creds, &missing, versions, (lease, holder), report).await? {
             return Ok(());
         }
         let grace_ms = self.launch_grace.as_millis() as i64;
         for r in rows {
             if r.cloud_id.is_none() && now_ms() - r.created_at.timestamp_millis() > grace_ms {
                 // Re-read: the adoption above may just have given it a cloud id.
+                // Ended only if nothing wrote it since (the launch's answer).
                 if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
                     if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
-                        self.end_record(r, VmStatus::Failed, "launch interrupted before the cloud created the VM").await?;
-                        report.failed_launches += 1;
+                        if self.end_record(r, fresh.version, VmStatus::Failed, "launch interrupted before the cloud created the VM").await?
+                        {
+                            report.failed_launches += 1;
+                        } else {
+                            report.stale += 1;
+                        }
                     }
                 }
             }
@@ -305,21 +354,24 @@ impl Provisioning {
         Ok(())
     }
 
-    /// Ends a record with `status` and why (its addresses are dropped).
-    async fn end_record(&self, r: &Vm, status: VmStatus, why: &str) -> ServiceResult<()> {
-        self.store.update_vm(r.id.as_str(), status.as_str(), None, None, None, Some(why)).await?;
-        Ok(())
+    /// Ends a record with `status` and why (its addresses are dropped), if
+    /// it is still at `version`. Returns whether it was written.
+    async fn end_record(&self, r: &Vm, version: i64, status: VmStatus, why: &str) -> ServiceResult<bool> {
+        Ok(self.store.observe_vm(r.id.as_str(), version, status.as_str(), None, None, Some(why)).await?)
     }
 
     /// Asks the cloud for `rows` by id (in batches) and records what it
     /// says: only the cloud's "no such instance" or an explicit terminated
-    /// state ends a record. False when the group's lease was lost meanwhile.
+    /// state ends a record; each is written only while the record is at its
+    /// version in `versions`. False when the group's lease was lost meanwhile.
+    #[allow(clippy::too_many_arguments)]
     async fn confirm(
         &self,
         instance: &InstanceName,
         connector: &dyn Connector,
         creds: &Credentials,
         rows: &[&Vm],
+        versions: &Versions,
         (lease, holder): (&str, &str),
         report: &mut ReconcileReport,
     ) -> ServiceResult<bool> {
@@ -330,18 +382,38 @@ impl Provisioning {
                 return Ok(false);
             }
             for (r, found) in chunk.iter().zip(confirmed) {
+                let Some(version) = versions.get(r.id.as_str()) else {
+                    report.stale += 1;
+                    continue;
+                };
                 match found {
                     Confirmed::Gone => {
-                        self.end_record(r, VmStatus::Terminated, "no longer in the cloud (terminated outside the broker)").await?;
-                        report.vanished += 1;
+                        if self
+                            .end_record(r, version, VmStatus::Terminated, "no longer in the cloud (terminated outside the broker)")
+                            .await?
+                        {
+                            report.vanished += 1;
+                        } else {
+                            report.stale += 1;
+                        }
                     }
                     Confirmed::Present(vm) => {
                         let status = VmStatus::from(vm.state);
                         if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
-                            self.store
-                                .update_vm(r.id.as_str(), status.as_str(), None, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
+                            let written = self
+                                .store
+                                .observe_vm(
+                                    r.id.as_str(),
+                                    version,
+                                    status.as_str(),
+                                    vm.private_ip.as_deref(),
+                                    vm.public_ip.as_deref(),
+                                    None,
+                                )
                                 .await?;
-                            if status == VmStatus::Terminated {
+                            if !written {
+                                report.stale += 1;
+                            } else if status == VmStatus::Terminated {
                                 report.vanished += 1;
                             } else {
                                 report.updated += 1;
@@ -379,6 +451,7 @@ impl Provisioning {
         instance: &InstanceName,
         cred: &CredentialId,
         rows: &[Vm],
+        versions: &Versions,
         (lease, holder): (&str, &str),
         report: &mut ReconcileReport,
     ) -> ServiceResult<()> {
@@ -423,8 +496,13 @@ impl Provisioning {
                 }
                 let ended = matches!(status, VmStatus::Terminated | VmStatus::ShuttingDown);
                 let (private_ip, public_ip) = if ended { (None, None) } else { (r.private_ip.as_deref(), r.public_ip.as_deref()) };
-                self.store.update_vm(r.id.as_str(), status.as_str(), None, private_ip, public_ip, None).await?;
-                if status == VmStatus::Terminated {
+                let written = match versions.get(r.id.as_str()) {
+                    Some(version) => self.store.observe_vm(r.id.as_str(), version, status.as_str(), private_ip, public_ip, None).await?,
+                    None => false,
+                };
+                if !written {
+                    report.stale += 1;
+                } else if status == VmStatus::Terminated {
                     report.vanished += 1;
                 } else {
                     report.updated += 1;
@@ -432,7 +510,7 @@ impl Provisioning {
             }
         }
         if !details.is_empty() {
-            self.confirm(instance, connector.as_ref(), &creds, &details, (lease, holder), report).await?;
+            self.confirm(instance, connector.as_ref(), &creds, &details, versions, (lease, holder), report).await?;
         }
         Ok(())
     }
@@ -458,6 +536,33 @@ impl Provisioning {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The versions of VM records (by record id) as read before a listing of
+/// the cloud began: what the listing reports may be written to a record only
+/// while it is still at this version (`Store::observe_vm`).
+#[derive(Default)]
+struct Versions(BTreeMap<String, i64>);
+
+impl Versions {
+    fn of(rows: &[VmRow]) -> Self {
+        Self(rows.iter().map(|r| (r.id.clone(), r.version)).collect())
+    }
+
+    fn get(&self, id: &str) -> Option<i64> {
+        self.0.get(id).copied()
+    }
+}
+
+/// What became of a VM a listing reported.
+#[derive(Debug, PartialEq, Eq)]
+enum Observed {
+    /// Written into its record (changed, or adopted by a launch's row).
+    Written,
+    /// Nothing to write (or not a record this pass read before listing).
+    Unchanged,
+    /// Not written: the record changed after the listing began.
+    Stale,
 }
 
 /// VMs asked for by id per call.

@@ -4,14 +4,19 @@
 //! records. A listing asks the cloud only about the caller's volumes that
 //! are in transition (`creating`, `attaching`, `detaching`, `deleting`), so
 //! settled volumes cost no cloud call. A user sees and touches only their
-//! own volumes and VMs: anything else is "not found".
+//! own volumes and VMs: anything else is "not found". A user has at most
+//! [`MAX_VOLUMES`] live volumes, each at most `MAX_TAGS` tags. A volume made with a
+//! shared credential is acted on only while that credential is still
+//! granted to its user (else 403, see [`crate::vault`]).
 
 use super::Provisioning;
 use crate::domain::{CredentialId, InstanceName, Tags, VmId, VolumeId, VolumeSize};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::identity::Actor;
+use crate::limits::MAX_VOLUMES;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::{ConnectorError, CreateVolumeRequest, VolumeState};
+use cloudbroker_store::limits::Owned;
 use cloudbroker_store::resources::VolumeRow;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +79,24 @@ impl Volume {
     }
 }
 
+impl VolumeSpec {
+    /// The spec's own fields (the size was parsed already; the cloud checks the zone exists).
+    pub(super) fn check(&self) -> ServiceResult<()> {
+        if self.zone.is_empty() || self.zone.len() > 64 || self.zone.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("zone", "an availability zone is 1-64 characters"));
+        }
+        if let Some(t) =
+            self.volume_type.as_deref().filter(|t| t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(ServiceError::invalid_field(
+                "volume_type",
+                format!("'{}' is not a volume type (gp3, gp2, ...)", t.chars().take(40).collect::<String>()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn target(instance: &InstanceName, id: &str) -> String {
     format!("{instance}/{id}")
 }
@@ -83,7 +106,7 @@ fn transitional(r: &VolumeRow) -> bool {
 }
 
 /// Device names: `/dev/` and 1-32 letters, digits or `/`.
-fn check_device(device: &str) -> ServiceResult<()> {
+pub(super) fn check_device(device: &str) -> ServiceResult<()> {
     let ok = device
         .strip_prefix("/dev/")
         .is_some_and(|d| !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/'));
@@ -99,7 +122,7 @@ fn check_device(device: &str) -> ServiceResult<()> {
 
 impl Provisioning {
     /// The actor's own live volume.
-    async fn own_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
+    pub(super) async fn own_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
         match self.store.volume(instance.as_str(), id.as_str()).await? {
             Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
             _ => Err(ServiceError::NotFound(Resource::Volume(id.clone()))),
@@ -108,26 +131,18 @@ impl Provisioning {
 
     /// Creates a volume on `instance` with the caller's credentials.
     pub async fn create_volume(&self, actor: &Actor, instance: &InstanceName, spec: VolumeSpec) -> ServiceResult<Volume> {
-        if spec.zone.is_empty() || spec.zone.len() > 64 || spec.zone.chars().any(char::is_control) {
-            return Err(ServiceError::invalid_field("zone", "an availability zone is 1-64 characters"));
-        }
-        if let Some(t) =
-            spec.volume_type.as_deref().filter(|t| t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric()))
-        {
-            return Err(ServiceError::invalid_field(
-                "volume_type",
-                format!("'{}' is not a volume type (gp3, gp2, ...)", t.chars().take(40).collect::<String>()),
-            ));
-        }
+        spec.check()?;
         let (connector, _, _) = self.connector(instance)?;
         let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
+        crate::limits::check(&self.store, Owned::Volumes, actor.name.as_str(), MAX_VOLUMES).await?;
         let req = CreateVolumeRequest { size_gib: spec.size.gib(), zone: spec.zone.clone(), volume_type: spec.volume_type.clone() };
         let info = connector.create_volume(&creds, &req).await?;
         let id =
             VolumeId::parse(&info.volume_id).map_err(|e| ServiceError::Internal(format!("the cloud answered an odd volume id: {e}")))?;
         let row = self
             .store
-            .insert_volume(
+            .insert_volume_capped(
+                MAX_VOLUMES,
                 instance.as_str(),
                 id.as_str(),
                 actor.name.as_str(),
@@ -142,10 +157,11 @@ impl Provisioning {
         let row = match row {
             Ok(r) => r,
             Err(e) => {
+                // Not recorded (the cap was reached meanwhile, or the store failed): give it back.
                 if let Err(de) = connector.delete_volume(&creds, id.as_str()).await {
                     tracing::error!(instance = %instance, volume = %id, error = %de, "a volume the broker could not record was not deleted");
                 }
-                return Err(e.into());
+                return Err(crate::limits::capped(e));
             }
         };
         if !spec.tags.is_empty() {
@@ -174,7 +190,8 @@ impl Provisioning {
         let row = self.own_volume(actor, instance, id).await?;
         let (_, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         let att = connector.attach_volume(&creds, id.as_str(), &cloud_vm, device).await?;
         let device = if att.device.is_empty() { device.to_string() } else { att.device };
         self.store
@@ -191,6 +208,17 @@ impl Provisioning {
         self.volume(actor, instance, id).await
     }
 
+    /// The cloud instance a detach names: `vm`, when given, must be the
+    /// actor's own on `instance` (anyone else's is "not found").
+    pub(super) async fn detach_from(&self, actor: &Actor, instance: &InstanceName, vm: Option<&VmId>) -> ServiceResult<Option<String>> {
+        let Some(vm) = vm else { return Ok(None) };
+        let v = self.owned(actor, vm).await?;
+        if v.user != actor.name || &v.instance != instance {
+            return Err(ServiceError::NotFound(Resource::Vm(vm.clone())));
+        }
+        Ok(v.cloud_id)
+    }
+
     /// Detaches one of the caller's volumes (from `vm` when given, which must be theirs).
     pub async fn detach_volume(
         &self,
@@ -201,18 +229,10 @@ impl Provisioning {
         force: bool,
     ) -> ServiceResult<Volume> {
         let row = self.own_volume(actor, instance, id).await?;
-        let cloud_vm = match vm {
-            Some(vm) => {
-                let v = self.owned(actor, vm).await?;
-                if v.user != actor.name || &v.instance != instance {
-                    return Err(ServiceError::NotFound(Resource::Vm(vm.clone())));
-                }
-                v.cloud_id
-            }
-            None => None,
-        };
+        let cloud_vm = self.detach_from(actor, instance, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         let att = connector.detach_volume(&creds, id.as_str(), cloud_vm.as_deref(), force).await?;
         let (state, vm_id, device, attach) = if att.state == "detached" {
             (VolumeState::Available.as_str(), None, None, None)
@@ -235,11 +255,38 @@ impl Provisioning {
     pub async fn delete_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<()> {
         let row = self.own_volume(actor, instance, id).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         connector.delete_volume(&creds, id.as_str()).await?;
         self.store.end_volume(instance.as_str(), id.as_str()).await?;
         self.store.audit(actor.name.as_str(), "volume.delete", &target(instance, id.as_str()), "ok", "").await?;
         Ok(())
+    }
+
+    /// The actor's own volume `id` and its tags once `set` and `remove` are
+    /// applied, checked like a VM's (see `retagged`).
+    pub(super) async fn retagged_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<(VolumeRow, BTreeMap<String, String>)> {
+        let row = self.own_volume(actor, instance, id).await?;
+        Tags::parse(set.clone())?;
+        if remove.iter().any(|k| Tags::is_reserved(k)) {
+            return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
+        }
+        let mut merged = row.tags.clone();
+        for k in remove {
+            merged.remove(k);
+        }
+        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if merged.len() > crate::domain::MAX_TAGS {
+            return Err(ServiceError::LimitExceeded { limit: crate::limits::Limit::Tags, max: crate::domain::MAX_TAGS as i64 });
+        }
+        Ok((row, merged))
     }
 
     /// Sets and removes user tags of one of the caller's volumes; put on
@@ -252,21 +299,10 @@ impl Provisioning {
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> ServiceResult<Volume> {
-        let row = self.own_volume(actor, instance, id).await?;
-        Tags::parse(set.clone())?;
-        if remove.iter().any(|k| Tags::is_reserved(k)) {
-            return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
-        }
-        let mut merged = row.tags.clone();
-        for k in remove {
-            merged.remove(k);
-        }
-        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if merged.len() > crate::domain::MAX_TAGS {
-            return Err(ServiceError::invalid_field("tags", format!("a volume has at most {} tags", crate::domain::MAX_TAGS)));
-        }
+        let (row, merged) = self.retagged_volume(actor, instance, id, set, remove).await?;
         let (connector, _, _) = self.connector(instance)?;
-        let creds = self.vault.credentials_by_id(&CredentialId::from_stored(row.credential_id.clone())).await?;
+        let cred = CredentialId::from_stored(row.credential_id.clone());
+        let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         let ids = [id.to_string()];
         let pushed = async {
             if !remove.is_empty() {

@@ -6,6 +6,7 @@
 
 use super::Ctx;
 use crate::error::Ec2Error;
+use crate::filter::Filter;
 use crate::ids::{instance_id, shown, vm_id};
 use cloudbroker_core::domain::{AllocationId, InstanceName};
 use cloudbroker_core::provisioning::Address;
@@ -50,6 +51,10 @@ pub async fn allocate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         return Err(Ec2Error::invalid(format!("Value ({}) for parameter Domain is invalid: vpc or standard", shown(d))));
     }
     let instance = ctx.instance()?;
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_allocate_address(&ctx.caller.actor, &instance).await?;
+        return Err(Ec2Error::dry_run());
+    }
     let a = ctx.broker.provisioning.allocate_address(&ctx.caller.actor, &instance).await?;
     let (mut x, root) = ctx.doc("AllocateAddress");
     x.leaf("publicIp", &a.public_ip).leaf("domain", "vpc").leaf("allocationId", a.allocation_id.as_str());
@@ -63,10 +68,15 @@ pub async fn associate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     if ctx.params.get("AllowReassociation") == Some("true") {
         return Err(Ec2Error::invalid("AllowReassociation is not supported: disassociate the address first"));
     }
-    let a = ctx.broker.provisioning.associate_address(&ctx.caller.actor, &instance, &id, &vm).await.map_err(|e| match e {
+    let state = |e| match e {
         ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
         other => other.into(),
-    })?;
+    };
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_associate_address(&ctx.caller.actor, &instance, &id, &vm).await.map_err(state)?;
+        return Err(Ec2Error::dry_run());
+    }
+    let a = ctx.broker.provisioning.associate_address(&ctx.caller.actor, &instance, &id, &vm).await.map_err(state)?;
     Ok(ok(ctx, "AssociateAddress", Some(("associationId", a.association_id.as_deref().unwrap_or("")))))
 }
 
@@ -84,6 +94,10 @@ pub async fn disassociate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     } else {
         return Err(Ec2Error::missing("AssociationId"));
     };
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_disassociate_address(&ctx.caller.actor, &instance, &found.allocation_id).await?;
+        return Err(Ec2Error::dry_run());
+    }
     ctx.broker.provisioning.disassociate_address(&ctx.caller.actor, &instance, &found.allocation_id).await?;
     Ok(ok(ctx, "DisassociateAddress", None))
 }
@@ -91,14 +105,18 @@ pub async fn disassociate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 pub async fn release_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let id = named(ctx, &instance).await?;
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_release_address(&ctx.caller.actor, &instance, &id).await?;
+        return Err(Ec2Error::dry_run());
+    }
     ctx.broker.provisioning.release_address(&ctx.caller.actor, &instance, &id).await?;
     Ok(ok(ctx, "ReleaseAddress", None))
 }
 
-fn keep(a: &Address, filters: &[(String, Vec<String>)]) -> bool {
+fn keep(a: &Address, filters: &[Filter]) -> bool {
     let inst = a.vm.as_ref().map(instance_id);
-    filters.iter().all(|(f, values)| {
-        let field: Option<&str> = match f.as_str() {
+    filters.iter().all(|f| {
+        let field: Option<&str> = match f.name.as_str() {
             "public-ip" => Some(&a.public_ip),
             "allocation-id" => Some(a.allocation_id.as_str()),
             "instance-id" => inst.as_deref(),
@@ -106,13 +124,13 @@ fn keep(a: &Address, filters: &[(String, Vec<String>)]) -> bool {
             "private-ip-address" => a.private_ip.as_deref(),
             _ => Some("vpc"),
         };
-        field.is_some_and(|v| values.iter().any(|p| super::images::glob(p, v)))
+        field.is_some_and(|v| f.values.any(v))
     })
 }
 
 pub async fn describe_addresses(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = ctx.params.filters()?;
-    for (f, _) in &filters {
+    let filters = crate::filter::parse(&ctx.params)?;
+    for f in filters.iter().map(|f| &f.name) {
         if !matches!(f.as_str(), "public-ip" | "allocation-id" | "instance-id" | "association-id" | "private-ip-address" | "domain") {
             return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
         }
@@ -130,13 +148,15 @@ pub async fn describe_addresses(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     if let Some(missing) = ips.iter().find(|ip| !mine.iter().any(|a| &a.public_ip == *ip)) {
         return Err(Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found.", shown(missing))));
     }
+    let mine: Vec<Address> = mine
+        .into_iter()
+        .filter(|a| (ids.is_empty() || ids.iter().any(|i| i == a.allocation_id.as_str())) && (ips.is_empty() || ips.contains(&a.public_ip)))
+        .collect();
+    let cost = crate::filter::cost(&filters);
+    let mine = crate::filter::retain(mine, cost, move |a| keep(a, &filters)).await?;
     let (mut x, root) = ctx.doc("DescribeAddresses");
     x.open("addressesSet");
-    for a in mine.iter().filter(|a| {
-        (ids.is_empty() || ids.iter().any(|i| i == a.allocation_id.as_str()))
-            && (ips.is_empty() || ips.contains(&a.public_ip))
-            && keep(a, &filters)
-    }) {
+    for a in &mine {
         x.open("item").leaf("publicIp", &a.public_ip).leaf("allocationId", a.allocation_id.as_str()).leaf("domain", "vpc");
         if let Some(vm) = &a.vm {
             x.leaf("instanceId", &instance_id(vm));

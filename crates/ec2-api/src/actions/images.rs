@@ -47,14 +47,25 @@ fn owner_matches(owners: &[String], img: &ImageView, ctx: &Ctx<'_>) -> bool {
         })
 }
 
+/// One image of a `DescribeImages` answer.
+struct ImageRow {
+    ami: String,
+    name: String,
+    description: String,
+    os: String,
+    owner: String,
+    public: &'static str,
+    cloud_image_id: String,
+}
+
 pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let ids = ctx.params.list("ImageId")?;
     let owners = ctx.params.list("Owner")?;
-    let filters = ctx.params.filters()?;
-    for (name, _) in &filters {
-        if !matches!(name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(name))));
+    let filters = crate::filter::parse(&ctx.params)?;
+    for f in &filters {
+        if !matches!(f.name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
+            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(&f.name))));
         }
     }
     let me = &ctx.caller.actor.name;
@@ -69,39 +80,47 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         if !ids.is_empty() && !ids.contains(&ami) {
             continue;
         }
-        let owner = img.owner.as_ref().map_or(BROKER_OWNER.to_string(), |o| o.to_string());
-        let public = if img.owner.is_none() { "true" } else { "false" };
-        let matches = filters.iter().all(|(f, values)| match f.as_str() {
-            "name" => values.iter().any(|v| glob(v, img.name.as_str())),
-            "image-id" => values.iter().any(|v| glob(v, &ami)),
-            "owner-id" => values.iter().any(|v| glob(v, &owner)),
-            "is-public" => values.iter().any(|v| v == public),
-            _ => values.iter().any(|v| v == "available"),
+        rows.push(ImageRow {
+            ami,
+            name: img.name.to_string(),
+            description: img.description.clone(),
+            os: img.os.clone(),
+            owner: img.owner.as_ref().map_or(BROKER_OWNER.to_string(), |o| o.to_string()),
+            public: if img.owner.is_none() { "true" } else { "false" },
+            cloud_image_id: resolved.image_id,
         });
-        if matches {
-            rows.push((ami, img, resolved, owner, public));
-        }
     }
-    if let Some(missing) = ids.iter().find(|id| !rows.iter().any(|(ami, ..)| ami == *id)) {
+    let cost = crate::filter::cost(&filters);
+    let rows = crate::filter::retain(rows, cost, move |r: &ImageRow| {
+        filters.iter().all(|f| match f.name.as_str() {
+            "name" => f.values.any(&r.name),
+            "image-id" => f.values.any(&r.ami),
+            "owner-id" => f.values.any(&r.owner),
+            "is-public" => f.values.any_equal(r.public),
+            _ => f.values.any_equal("available"),
+        })
+    })
+    .await?;
+    if let Some(missing) = ids.iter().find(|id| !rows.iter().any(|r| &r.ami == *id)) {
         return Err(not_found(missing));
     }
     let (mut x, root) = ctx.doc("DescribeImages");
     x.open("imagesSet");
-    for (ami, img, resolved, owner, public) in rows {
+    for r in rows {
         x.open("item")
-            .leaf("imageId", &ami)
-            .leaf("imageLocation", &format!("{owner}/{}", img.name))
+            .leaf("imageId", &r.ami)
+            .leaf("imageLocation", &format!("{}/{}", r.owner, r.name))
             .leaf("imageState", "available")
-            .leaf("imageOwnerId", &owner)
-            .leaf("isPublic", public)
+            .leaf("imageOwnerId", &r.owner)
+            .leaf("isPublic", r.public)
             .leaf("architecture", "x86_64")
             .leaf("imageType", "machine")
-            .leaf("name", img.name.as_str())
-            .leaf("description", &img.description)
-            .leaf("platformDetails", if img.os.is_empty() { "Linux/UNIX" } else { &img.os })
+            .leaf("name", &r.name)
+            .leaf("description", &r.description)
+            .leaf("platformDetails", if r.os.is_empty() { "Linux/UNIX" } else { &r.os })
             .leaf("rootDeviceType", "ebs")
             .leaf("virtualizationType", "hvm")
-            .opt("cloudImageId", Some(resolved.image_id.as_str()))
+            .opt("cloudImageId", Some(r.cloud_image_id.as_str()))
             .close("item");
     }
     x.close("imagesSet");
@@ -119,8 +138,14 @@ pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let name = ImageName::parse(name)
         .map_err(|e| Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message)))?;
     let description = ctx.params.get("Description").unwrap_or("");
-    match ctx.broker.provisioning.register_image(&ctx.caller.actor, &instance, location, &name, description).await {
-        Ok(_) => {}
+    let registered = if ctx.dry_run {
+        ctx.broker.provisioning.check_register_image(&ctx.caller.actor, &instance, location, &name, description).await
+    } else {
+        ctx.broker.provisioning.register_image(&ctx.caller.actor, &instance, location, &name, description).await.map(|_| ())
+    };
+    match registered {
+        Ok(()) if ctx.dry_run => return Err(Ec2Error::dry_run()),
+        Ok(()) => {}
         Err(ServiceError::Conflict(_)) => {
             return Err(Ec2Error::client("InvalidAMIName.Duplicate", format!("AMI name {name} is already in use")));
         }
@@ -138,7 +163,13 @@ pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 pub async fn deregister_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let ami = ctx.params.required("ImageId")?;
     let img = visible_image(ctx, ami).await?;
-    match ctx.broker.images.deregister(&ctx.caller.actor, &img.name).await {
+    let deregistered = if ctx.dry_run {
+        ctx.broker.images.check_deregister(&ctx.caller.actor, &img.name).await
+    } else {
+        ctx.broker.images.deregister(&ctx.caller.actor, &img.name).await
+    };
+    match deregistered {
+        Ok(()) if ctx.dry_run => return Err(Ec2Error::dry_run()),
         Ok(()) => {}
         Err(ServiceError::Conflict(m)) => return Err(Ec2Error::client("DependencyViolation", m)),
         Err(ServiceError::NotFound(_)) => return Err(not_found(ami)),
@@ -154,45 +185,4 @@ pub async fn deregister_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let (mut x, root) = ctx.doc("DeregisterImage");
     x.leaf("return", "true");
     Ok(x.finish(&root))
-}
-
-/// EC2 filter values accept `*` (any run) and `?` (one character). Linear
-/// backtracking on the last `*`, so no pattern makes it slow.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().take(256).collect(), text.chars().collect());
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|c| *c == '*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn filter_globs() {
-        assert!(glob("ubuntu-*", "ubuntu-22.04"));
-        assert!(glob("*22.0?", "ubuntu-22.04"));
-        assert!(!glob("debian*", "ubuntu-22.04"));
-        assert!(glob("exact", "exact"));
-        assert!(glob("*", ""));
-        assert!(!glob("?", ""));
-        let hostile = "*a".repeat(100);
-        assert!(!glob(&hostile, &"a".repeat(99)));
-    }
 }

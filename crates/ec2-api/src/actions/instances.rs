@@ -4,9 +4,12 @@
 //! cloud per request. A caller sees only their own VMs (admins too: the EC2
 //! front acts as the signing user); another user's instance does not exist.
 //! Terminated instances stay visible for [`TERMINATED_VISIBLE_SECS`].
+//! `DryRun`: RunInstances asks the core whether the launch would be
+//! admitted now (nothing reserved); the state changes check every instance.
 
 use super::Ctx;
 use crate::error::Ec2Error;
+use crate::filter::Values;
 use crate::ids::{image_id, instance_id, reservation_id, shown, vm_id};
 use crate::xml::Xml;
 use base64::Engine;
@@ -130,26 +133,28 @@ fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm]) {
     x.close("reservationSet");
 }
 
-/// A DescribeInstances filter, checked once.
+/// A DescribeInstances filter, checked and compiled once.
 enum Filter {
-    Id(Vec<String>),
-    State(Vec<String>),
-    Type(Vec<String>),
-    Image(Vec<String>),
-    Tag(String, Vec<String>),
-    TagKey(Vec<String>),
-    PublicIp(Vec<String>),
-    PrivateIp(Vec<String>),
-    Zone(Vec<String>),
-    KeyName(Vec<String>),
+    Id(Values),
+    State(Values),
+    Type(Values),
+    Image(Values),
+    Tag(String, Values),
+    TagKey(Values),
+    PublicIp(Values),
+    PrivateIp(Values),
+    Zone(Values),
+    KeyName(Values),
 }
 
-fn filters(ctx: &Ctx<'_>) -> Result<Vec<Filter>, Ec2Error> {
-    ctx.params
-        .filters()?
+fn filters(ctx: &Ctx<'_>) -> Result<(Vec<Filter>, usize), Ec2Error> {
+    let parsed = crate::filter::parse(&ctx.params)?;
+    let cost = crate::filter::cost(&parsed);
+    let filters = parsed
         .into_iter()
-        .map(|(name, values)| {
-            Ok(match name.as_str() {
+        .map(|f| {
+            let values = f.values;
+            Ok(match f.name.as_str() {
                 "instance-id" => Filter::Id(values),
                 "instance-state-name" => Filter::State(values),
                 "instance-type" => Filter::Type(values),
@@ -163,32 +168,29 @@ fn filters(ctx: &Ctx<'_>) -> Result<Vec<Filter>, Ec2Error> {
                 other => return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(other)))),
             })
         })
-        .collect()
-}
-
-fn any(values: &[String], text: &str) -> bool {
-    values.iter().any(|v| super::images::glob(v, text))
+        .collect::<Result<Vec<_>, Ec2Error>>()?;
+    Ok((filters, cost))
 }
 
 fn matches(vm: &Vm, filters: &[Filter]) -> bool {
     filters.iter().all(|f| match f {
-        Filter::Id(v) => any(v, &instance_id(&vm.id)),
-        Filter::State(v) => any(v, state_of(vm.status).1),
-        Filter::Type(v) => any(v, &vm.instance_type),
-        Filter::Image(v) => any(v, &ami_of(vm)),
+        Filter::Id(v) => v.any(&instance_id(&vm.id)),
+        Filter::State(v) => v.any(state_of(vm.status).1),
+        Filter::Type(v) => v.any(&vm.instance_type),
+        Filter::Image(v) => v.any(&ami_of(vm)),
         Filter::Tag(k, v) => {
             let value = if k == "Name" && vm.tags.get("Name").is_none() {
                 Some(vm.name.as_str()).filter(|n| !n.is_empty())
             } else {
                 vm.tags.get(k)
             };
-            value.is_some_and(|val| any(v, val))
+            value.is_some_and(|val| v.any(val))
         }
-        Filter::TagKey(v) => vm.tags.iter().any(|(k, _)| any(v, k)),
-        Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| any(v, ip)),
-        Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| any(v, ip)),
-        Filter::Zone(v) => any(v, &format!("{}a", vm.instance)),
-        Filter::KeyName(v) => vm.key_name.as_deref().is_some_and(|k| any(v, k)),
+        Filter::TagKey(v) => vm.tags.iter().any(|(k, _)| v.any(k)),
+        Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| v.any(ip)),
+        Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| v.any(ip)),
+        Filter::Zone(v) => v.any(&format!("{}a", vm.instance)),
+        Filter::KeyName(v) => vm.key_name.as_deref().is_some_and(|k| v.any(k)),
     })
 }
 
@@ -218,7 +220,7 @@ fn own_query(ctx: &Ctx<'_>) -> Result<VmQuery, Ec2Error> {
 
 pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let ids = ctx.params.list("InstanceId")?;
-    let filters = filters(ctx)?;
+    let (filters, cost) = filters(ctx)?;
     let max = ctx.params.int("MaxResults", 5..=1000)?;
     if max.is_some() && !ids.is_empty() {
         return Err(Ec2Error::client(
@@ -250,7 +252,9 @@ pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         }
         out
     };
-    let vms: Vec<Vm> = vms.into_iter().filter(|vm| matches(vm, &filters)).collect();
+    // Tag filters read every tag of a VM: at most MAX_TAGS plus the client's.
+    let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
+    let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| matches(vm, &filters)).await?;
     let (mut x, root) = ctx.doc("DescribeInstances");
     reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms);
     x.opt("nextToken", next.as_deref());
@@ -350,6 +354,14 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     spec.tags = Tags::parse(tags).map_err(|e| Ec2Error::invalid(e.message))?;
     // All or nothing between MinCount and MaxCount: as many as the quota allows.
     spec.count = max as u32;
+    if ctx.dry_run {
+        match ctx.broker.provisioning.check_launch(&ctx.caller.actor, &spec).await {
+            Ok(()) => {}
+            Err(ServiceError::QuotaExceeded { quota, current, .. }) if quota - current >= min => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Err(Ec2Error::dry_run());
+    }
     let outcome = match ctx.broker.provisioning.launch(&ctx.caller.actor, spec.clone()).await {
         Err(ServiceError::QuotaExceeded { quota, current, .. }) if quota - current >= min => {
             spec.count = (quota - current) as u32;
@@ -376,6 +388,12 @@ pub async fn change_state(ctx: &Ctx<'_>, action: VmAction) -> Result<String, Ec2
         return Err(Ec2Error::missing("InstanceId.1"));
     }
     let vms = named(ctx, &ids).await?;
+    if ctx.dry_run {
+        for vm in &vms {
+            ctx.broker.provisioning.check_action(&ctx.caller.actor, &vm.id, action).await?;
+        }
+        return Err(Ec2Error::dry_run());
+    }
     let mut changes = Vec::with_capacity(vms.len());
     for vm in vms {
         let after = ctx.broker.provisioning.action(&ctx.caller.actor, &vm.id, action).await?;

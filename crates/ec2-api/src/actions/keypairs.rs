@@ -24,6 +24,10 @@ pub fn not_found(name: &str) -> Ec2Error {
 pub async fn create_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let name = ctx.params.required("KeyName")?;
     let me = &ctx.caller.actor;
+    if ctx.dry_run {
+        ctx.broker.identity.check_new_key_pair(me, &me.name, name, None).await.map_err(|e| duplicate(e, name))?;
+        return Err(Ec2Error::dry_run());
+    }
     let (pair, private) = ctx.broker.identity.create_key_pair(me, &me.name, name).await.map_err(|e| duplicate(e, name))?;
     let (mut x, root) = ctx.doc("CreateKeyPair");
     x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint).leaf("keyMaterial", &private).leaf("keyType", "ed25519");
@@ -40,6 +44,10 @@ pub async fn import_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_else(|| material.to_string());
     let me = &ctx.caller.actor;
+    if ctx.dry_run {
+        ctx.broker.identity.check_new_key_pair(me, &me.name, name, Some(&text)).await.map_err(|e| duplicate(e, name))?;
+        return Err(Ec2Error::dry_run());
+    }
     let pair = ctx.broker.identity.import_key_pair(me, &me.name, name, &text).await.map_err(|e| duplicate(e, name))?;
     let (mut x, root) = ctx.doc("ImportKeyPair");
     x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint);
@@ -48,23 +56,26 @@ pub async fn import_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 
 pub async fn describe_key_pairs(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let names = ctx.params.list("KeyName")?;
-    let filters = ctx.params.filters()?;
+    let filters = crate::filter::parse(&ctx.params)?;
     let me = &ctx.caller.actor;
-    let all = ctx.broker.identity.key_pairs(me, &me.name).await?;
+    let mut all = ctx.broker.identity.key_pairs(me, &me.name).await?;
     if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
         return Err(not_found(missing));
     }
+    all.retain(|p| names.is_empty() || names.contains(&p.name));
+    let cost = crate::filter::cost(&filters);
+    let kept = crate::filter::retain(all, cost, move |p| {
+        filters.iter().all(|f| match f.name.as_str() {
+            "key-name" => f.values.any(&p.name),
+            "fingerprint" => f.values.any_equal(&p.fingerprint),
+            _ => false,
+        })
+    })
+    .await?;
     let (mut x, root) = ctx.doc("DescribeKeyPairs");
     x.open("keySet");
-    for p in all.iter().filter(|p| names.is_empty() || names.contains(&p.name)) {
-        let keep = filters.iter().all(|(f, values)| match f.as_str() {
-            "key-name" => values.iter().any(|v| super::images::glob(v, &p.name)),
-            "fingerprint" => values.iter().any(|v| v == &p.fingerprint),
-            _ => false,
-        });
-        if keep {
-            x.open("item").leaf("keyName", &p.name).leaf("keyFingerprint", &p.fingerprint).leaf("publicKey", &p.public_key).close("item");
-        }
+    for p in &kept {
+        x.open("item").leaf("keyName", &p.name).leaf("keyFingerprint", &p.fingerprint).leaf("publicKey", &p.public_key).close("item");
     }
     x.close("keySet");
     Ok(x.finish(&root))
@@ -74,6 +85,12 @@ pub async fn delete_key_pair(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let name = ctx.params.required("KeyName")?;
     let me = &ctx.caller.actor;
     // EC2 answers true whether or not the pair existed.
+    if ctx.dry_run {
+        match ctx.broker.identity.key_pair(me, &me.name, name).await {
+            Ok(_) | Err(ServiceError::NotFound(_)) => return Err(Ec2Error::dry_run()),
+            Err(e) => return Err(e.into()),
+        }
+    }
     match ctx.broker.identity.delete_key_pair(me, &me.name, name).await {
         Ok(()) | Err(ServiceError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),

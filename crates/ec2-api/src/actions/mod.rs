@@ -1,5 +1,9 @@
 //! One module per family of actions. Each action reads its parameters,
 //! calls the core's services as the caller, and writes EC2's answer.
+//! Under `DryRun=true` ([`Ctx::dry_run`]) an action that changes things
+//! calls the core's `check_*` for it instead and answers
+//! [`Ec2Error::dry_run`]: it changes nothing, in the broker or in the cloud.
+//! (The dispatcher does the same for the `Describe*` actions, which change nothing anyway.)
 
 pub mod addresses;
 pub mod images;
@@ -26,6 +30,8 @@ pub struct Ctx<'a> {
     pub region: Option<String>,
     /// `scheme://host` of this broker, for endpoints in answers.
     pub base_url: String,
+    /// `DryRun=true`: check everything, change nothing, answer `DryRunOperation`.
+    pub dry_run: bool,
 }
 
 impl Ctx<'_> {
@@ -50,9 +56,41 @@ impl Ctx<'_> {
         }
     }
 
+    /// `DryRun` as given: absent or `false` is false, `true` true, anything else refused.
+    pub fn dry_run_param(params: &Params) -> Result<bool, Ec2Error> {
+        match params.get("DryRun") {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) => Err(Ec2Error::invalid(format!("Value ({}) for parameter DryRun is invalid: true or false", crate::ids::shown(v)))),
+        }
+    }
+
     /// A response document for `action`.
     pub fn doc(&self, action: &str) -> (Xml, String) {
         let root = format!("{action}Response");
         (Xml::response(&root, &self.request_id), root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_is_true_false_or_refused() {
+        let p = |v: Option<&str>| Params::new(v.map(|v| ("DryRun".to_string(), v.to_string())).into_iter().collect()).unwrap();
+        assert!(!Ctx::dry_run_param(&p(None)).unwrap());
+        assert!(!Ctx::dry_run_param(&p(Some("false"))).unwrap());
+        assert!(Ctx::dry_run_param(&p(Some("true"))).unwrap());
+        assert!(Ctx::dry_run_param(&p(Some("TRUE"))).unwrap());
+        for bad in ["", "yes", "1", "truee"] {
+            let e = Ctx::dry_run_param(&p(Some(bad))).unwrap_err();
+            assert_eq!((e.code.as_str(), e.status), ("InvalidParameterValue", 400), "{bad}");
+            assert!(e.message.contains("DryRun"), "{}", e.message);
+        }
+        let e = Ec2Error::dry_run();
+        assert_eq!((e.code.as_str(), e.status), ("DryRunOperation", 412));
+        assert_eq!(e.message, "Request would have succeeded, but DryRun flag is set.");
     }
 }

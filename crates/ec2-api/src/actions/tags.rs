@@ -1,7 +1,9 @@
 //! Tags on instances and volumes: `CreateTags`, `DeleteTags`, `DescribeTags`.
 //! Tags are kept in the broker's records and put on the cloud's instance or
 //! volume where the cloud keeps tags; `cloudbroker:`/`aws:` keys are
-//! reserved. Every resource id is checked to be the caller's before any change.
+//! reserved (DeleteTags without `Tag.N` leaves them). Every resource id,
+//! and the change on it, is checked before any change; under `DryRun` that
+//! check is all that happens.
 
 use super::Ctx;
 use crate::error::Ec2Error;
@@ -58,71 +60,91 @@ pub async fn create_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     // The tags are checked before any resource is looked up, as EC2 does.
     Tags::parse(set.clone()).map_err(ServiceError::from)?;
     let (vms, volumes) = resources(ctx).await?;
-    for vm in vms {
-        ctx.broker.provisioning.tag(&ctx.caller.actor, &vm, &set, &[]).await?;
-    }
-    for v in volumes {
-        ctx.broker.provisioning.tag_volume(&ctx.caller.actor, &ctx.instance()?, &v, &set, &[]).await?;
-    }
+    let changes: Vec<_> =
+        vms.into_iter().map(|v| (Target::Vm(v), Vec::new())).chain(volumes.into_iter().map(|v| (Target::Volume(v), Vec::new()))).collect();
+    apply(ctx, &set, changes).await?;
     Ok(ok(ctx, "CreateTags"))
 }
 
+/// What a tag change acts on.
+enum Target {
+    Vm(VmId),
+    Volume(VolumeId),
+}
+
+/// Sets `set` and removes each target's keys: every target checked first
+/// (under `DryRun`, only checked: then `DryRunOperation`).
+async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Target, Vec<String>)>) -> Result<(), Ec2Error> {
+    let p = &ctx.broker.provisioning;
+    let me = &ctx.caller.actor;
+    for (target, remove) in &changes {
+        match target {
+            Target::Vm(id) => p.check_tag(me, id, set, remove).await?,
+            Target::Volume(id) => p.check_tag_volume(me, &ctx.instance()?, id, set, remove).await?,
+        }
+    }
+    if ctx.dry_run {
+        return Err(Ec2Error::dry_run());
+    }
+    for (target, remove) in changes.into_iter().filter(|(_, remove)| !set.is_empty() || !remove.is_empty()) {
+        match target {
+            Target::Vm(id) => {
+                p.tag(me, &id, set, &remove).await?;
+            }
+            Target::Volume(id) => {
+                p.tag_volume(me, &ctx.instance()?, &id, set, &remove).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `DeleteTags`: no `Tag.N` removes every user tag (the reserved
+/// `cloudbroker:`/`aws:` tags a client keeps on a VM stay, as EC2 keeps
+/// `aws:` tags); `Tag.N.Key` alone removes that key, with `Tag.N.Value`
+/// only when the value matches.
 pub async fn delete_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let (vms, volumes) = resources(ctx).await?;
     let tags = ctx.params.tags()?;
-    for v in volumes {
-        let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
-        let remove: Vec<String> = if tags.is_empty() {
-            vol.tags.keys().cloned().collect()
+    let removed = |current: &BTreeMap<String, String>| -> Vec<String> {
+        if tags.is_empty() {
+            current.keys().filter(|k| !Tags::is_reserved(k)).cloned().collect()
         } else {
-            tags.iter().filter(|(k, val)| val.as_ref().is_none_or(|val| vol.tags.get(k) == Some(val))).map(|(k, _)| k.clone()).collect()
-        };
-        if !remove.is_empty() {
-            ctx.broker.provisioning.tag_volume(&ctx.caller.actor, &ctx.instance()?, &v, &BTreeMap::new(), &remove).await?;
+            tags.iter().filter(|(k, v)| v.as_ref().is_none_or(|v| current.get(k) == Some(v))).map(|(k, _)| k.clone()).collect()
         }
-    }
+    };
+    let mut changes = Vec::with_capacity(vms.len() + volumes.len());
     for id in vms {
         let vm = ctx.broker.provisioning.get(&ctx.caller.actor, &id).await?;
-        // No Tag.N: every tag goes. A value given: only if it matches.
-        let remove: Vec<String> = if tags.is_empty() {
-            vm.tags.iter().map(|(k, _)| k.clone()).collect()
-        } else {
-            tags.iter().filter(|(k, v)| v.as_ref().is_none_or(|v| vm.tags.get(k) == Some(v.as_str()))).map(|(k, _)| k.clone()).collect()
-        };
-        if !remove.is_empty() {
-            ctx.broker.provisioning.tag(&ctx.caller.actor, &id, &BTreeMap::new(), &remove).await?;
-        }
+        changes.push((Target::Vm(id), removed(vm.tags.as_map())));
     }
+    for v in volumes {
+        let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
+        changes.push((Target::Volume(v), removed(&vol.tags)));
+    }
+    apply(ctx, &BTreeMap::new(), changes).await?;
     Ok(ok(ctx, "DeleteTags"))
 }
 
+/// One tag of a `DescribeTags` answer: resource id and type, key, value.
+type TagRow = (String, &'static str, String, String);
+
 pub async fn describe_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = ctx.params.filters()?;
-    for (f, _) in &filters {
+    let filters = crate::filter::parse(&ctx.params)?;
+    for f in filters.iter().map(|f| &f.name) {
         if !matches!(f.as_str(), "resource-id" | "resource-type" | "key" | "value") {
             return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
         }
     }
     let query = VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() };
-    let (mut x, root) = ctx.doc("DescribeTags");
-    x.open("tagSet");
+    let mut rows: Vec<TagRow> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = PageRequest::parse(Some("1000"), cursor.as_deref()).map_err(|e| Ec2Error::invalid(e.message))?;
         let p = ctx.broker.provisioning.list(&ctx.caller.actor, query.clone(), page).await?;
         for vm in p.items.iter().filter(|v| v.status.is_live()) {
             let id = instance_id(&vm.id);
-            for (k, v) in vm.tags.iter() {
-                let keep = filters.iter().all(|(f, values)| match f.as_str() {
-                    "resource-id" => values.contains(&id),
-                    "resource-type" => values.iter().any(|v| v == "instance"),
-                    "key" => values.iter().any(|p| super::images::glob(p, k)),
-                    _ => values.iter().any(|p| super::images::glob(p, v)),
-                });
-                if keep {
-                    x.open("item").leaf("resourceId", &id).leaf("resourceType", "instance").leaf("key", k).leaf("value", v).close("item");
-                }
-            }
+            rows.extend(vm.tags.iter().map(|(k, v)| (id.clone(), "instance", k.clone(), v.clone())));
         }
         match p.next_cursor {
             Some(c) => cursor = Some(c),
@@ -130,22 +152,22 @@ pub async fn describe_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         }
     }
     for v in ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await? {
-        for (k, val) in &v.tags {
-            let keep = filters.iter().all(|(f, values)| match f.as_str() {
-                "resource-id" => values.iter().any(|i| i == v.volume_id.as_str()),
-                "resource-type" => values.iter().any(|t| t == "volume"),
-                "key" => values.iter().any(|p| super::images::glob(p, k)),
-                _ => values.iter().any(|p| super::images::glob(p, val)),
-            });
-            if keep {
-                x.open("item")
-                    .leaf("resourceId", v.volume_id.as_str())
-                    .leaf("resourceType", "volume")
-                    .leaf("key", k)
-                    .leaf("value", val)
-                    .close("item");
-            }
-        }
+        rows.extend(v.tags.iter().map(|(k, val)| (v.volume_id.to_string(), "volume", k.clone(), val.clone())));
+    }
+    let cost = crate::filter::cost(&filters);
+    let rows = crate::filter::retain(rows, cost, move |(id, kind, k, v): &TagRow| {
+        filters.iter().all(|f| match f.name.as_str() {
+            "resource-id" => f.values.any_equal(id),
+            "resource-type" => f.values.any_equal(kind),
+            "key" => f.values.any(k),
+            _ => f.values.any(v),
+        })
+    })
+    .await?;
+    let (mut x, root) = ctx.doc("DescribeTags");
+    x.open("tagSet");
+    for (id, kind, k, v) in &rows {
+        x.open("item").leaf("resourceId", id).leaf("resourceType", kind).leaf("key", k).leaf("value", v).close("item");
     }
     x.close("tagSet");
     Ok(x.finish(&root))

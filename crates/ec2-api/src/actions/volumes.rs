@@ -7,6 +7,7 @@
 
 use super::Ctx;
 use crate::error::Ec2Error;
+use crate::filter::Filter;
 use crate::ids::{instance_id, shown, vm_id};
 use crate::xml::Xml;
 use cloudbroker_core::domain::{Tags, VolumeId, VolumeSize};
@@ -72,15 +73,18 @@ pub async fn create_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let tags = Tags::parse(ctx.params.tag_specifications("volume")?.into_iter().collect())
         .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
     let instance = ctx.instance()?;
-    let v =
-        ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, VolumeSpec { size, zone, volume_type, tags }).await.map_err(
-            |e| match e {
-                ServiceError::Invalid { field: Some(f), message } => {
-                    Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
-                }
-                other => other.into(),
-            },
-        )?;
+    let spec = VolumeSpec { size, zone, volume_type, tags };
+    let named_param = |e| match e {
+        ServiceError::Invalid { field: Some(f), message } => {
+            Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
+        }
+        other => other.into(),
+    };
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_create_volume(&ctx.caller.actor, &instance, &spec).await.map_err(named_param)?;
+        return Err(Ec2Error::dry_run());
+    }
+    let v = ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, spec).await.map_err(named_param)?;
     let (mut x, root) = ctx.doc("CreateVolume");
     volume_fields(&mut x, &v);
     tags_xml(&mut x, &v);
@@ -92,13 +96,18 @@ pub async fn attach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let vm = vm_id(ctx.params.required("InstanceId")?)?;
     let device = ctx.params.required("Device")?;
     let instance = ctx.instance()?;
-    let v = ctx.broker.provisioning.attach_volume(&ctx.caller.actor, &instance, &id, &vm, device).await.map_err(|e| match e {
+    let refused = |e| match e {
         ServiceError::Invalid { message, .. } => {
             Ec2Error::invalid(format!("Value ({}) for parameter Device is invalid: {message}", shown(device)))
         }
         ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
         other => other.into(),
-    })?;
+    };
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_attach_volume(&ctx.caller.actor, &instance, &id, &vm, device).await.map_err(refused)?;
+        return Err(Ec2Error::dry_run());
+    }
+    let v = ctx.broker.provisioning.attach_volume(&ctx.caller.actor, &instance, &id, &vm, device).await.map_err(refused)?;
     Ok(attachment_answer(ctx, "AttachVolume", &v, "attaching"))
 }
 
@@ -111,6 +120,10 @@ pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         Some(other) => return Err(Ec2Error::invalid(format!("Value ({}) for parameter Force is invalid: true or false", shown(other)))),
     };
     let instance = ctx.instance()?;
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_detach_volume(&ctx.caller.actor, &instance, &id, vm.as_ref()).await?;
+        return Err(Ec2Error::dry_run());
+    }
     let before = ctx.broker.provisioning.volume(&ctx.caller.actor, &instance, &id).await?;
     let v = ctx.broker.provisioning.detach_volume(&ctx.caller.actor, &instance, &id, vm.as_ref(), force).await?;
     // The answer names the attachment being ended.
@@ -127,18 +140,22 @@ pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 pub async fn delete_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
     let instance = ctx.instance()?;
+    if ctx.dry_run {
+        ctx.broker.provisioning.check_delete_volume(&ctx.caller.actor, &instance, &id).await?;
+        return Err(Ec2Error::dry_run());
+    }
     ctx.broker.provisioning.delete_volume(&ctx.caller.actor, &instance, &id).await?;
     let (mut x, root) = ctx.doc("DeleteVolume");
     x.leaf("return", "true");
     Ok(x.finish(&root))
 }
 
-fn keep(v: &Volume, filters: &[(String, Vec<String>)]) -> bool {
+fn keep(v: &Volume, filters: &[Filter]) -> bool {
     let inst = v.attachment.as_ref().map(|a| instance_id(&a.vm));
     let size = v.size_gib.to_string();
-    filters.iter().all(|(f, values)| {
-        let any = |field: Option<&str>| field.is_some_and(|s| values.iter().any(|p| super::images::glob(p, s)));
-        match f.as_str() {
+    filters.iter().all(|f| {
+        let any = |field: Option<&str>| field.is_some_and(|s| f.values.any(s));
+        match f.name.as_str() {
             "volume-id" => any(Some(v.volume_id.as_str())),
             "status" => any(Some(&v.state)),
             "attachment.instance-id" => any(inst.as_deref()),
@@ -147,7 +164,7 @@ fn keep(v: &Volume, filters: &[(String, Vec<String>)]) -> bool {
             "size" => any(Some(&size)),
             "availability-zone" => any(Some(&v.zone)),
             "volume-type" => any(Some(v.volume_type.as_deref().unwrap_or("gp2"))),
-            "tag-key" => v.tags.keys().any(|k| values.iter().any(|p| super::images::glob(p, k))),
+            "tag-key" => v.tags.keys().any(|k| f.values.any(k)),
             tag => {
                 let key = tag.strip_prefix("tag:").unwrap_or_default();
                 any(v.tags.get(key).map(String::as_str))
@@ -157,8 +174,9 @@ fn keep(v: &Volume, filters: &[(String, Vec<String>)]) -> bool {
 }
 
 pub async fn describe_volumes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = ctx.params.filters()?;
-    for (f, _) in &filters {
+    let filters = crate::filter::parse(&ctx.params)?;
+    for f in &filters {
+        let f = &f.name;
         let known = matches!(
             f.as_str(),
             "volume-id"
@@ -185,9 +203,13 @@ pub async fn describe_volumes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|v| v.volume_id.as_str() == id.as_str())) {
         return Err(Ec2Error::volume_not_found(missing));
     }
+    let mine: Vec<Volume> = mine.into_iter().filter(|v| ids.is_empty() || ids.iter().any(|i| i == v.volume_id.as_str())).collect();
+    // Tag filters read every tag of a volume.
+    let cost = crate::filter::cost(&filters).saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
+    let mine = crate::filter::retain(mine, cost, move |v| keep(v, &filters)).await?;
     let (mut x, root) = ctx.doc("DescribeVolumes");
     x.open("volumeSet");
-    for v in mine.iter().filter(|v| (ids.is_empty() || ids.iter().any(|i| i == v.volume_id.as_str())) && keep(v, &filters)) {
+    for v in &mine {
         x.open("item");
         volume_fields(&mut x, v);
         x.open("attachmentSet");

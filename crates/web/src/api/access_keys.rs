@@ -1,15 +1,31 @@
 //! `/users/{user}/access-keys`: the keys EC2 clients sign with against the
 //! broker's EC2 front-end (`/ec2`). The secret is in the creation answer
-//! only; listing shows id, state, creation and last use.
+//! only; listing shows id, state, creation, last use and expiry. Every
+//! operation is for the key's owner or an admin (another user's keys are
+//! "not found" to non-admins). A key may be given a lifetime; one created
+//! with an expiring bearer token expires with it.
 
 use super::actor::ApiActor;
-use super::error::ApiResult;
+use super::body::{object, opt_integer};
+use super::error::{ApiError, ApiResult};
 use super::users::user_in_path;
 use super::{no_content, ok};
 use actix_web::{web, HttpResponse};
 use cloudbroker_core::access_keys::AccessKey;
 use cloudbroker_core::Broker;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `POST /users/{user}/access-keys` (the body is optional).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccessKeyRequest {
+    /// Lifetime in seconds (at most about 10 years; default: none); never
+    /// longer than the bearer token used to create it.
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "opt_integer")]
+    expires_in_secs: Option<u64>,
+}
 
 /// A new access key, with its secret (shown this once).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -20,6 +36,8 @@ pub(super) struct NewAccessKey {
     /// `active`
     state: String,
     created_at: chrono::DateTime<chrono::Utc>,
+    /// When the key stops working; `null`: never.
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A user's access keys (at most a few; not paginated).
@@ -28,17 +46,29 @@ pub(super) struct AccessKeyList {
     access_keys: Vec<AccessKey>,
 }
 
-/// Creates an EC2 API access key (self or admin); the secret is in this answer only.
+/// Creates an EC2 API access key (self or admin); the secret is in this
+/// answer only. It expires after `expires_in_secs` if given, and never after
+/// the bearer token used here.
 #[utoipa::path(post, path = "/api/v1/users/{user}/access-keys", tag = "access-keys", params(("user" = String, Path, description = "user name")),
+    request_body(content = Option<AccessKeyRequest>, description = "optional"),
     responses((status = 201, body = NewAccessKey), (status = 409, description = "Too many active keys")))]
-pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
-    let (key, secret) = broker.vault.create_access_key(&a.0, &user_in_path(&user)?).await?;
+pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Bytes) -> ApiResult {
+    let user = user_in_path(&user)?;
+    // No body, or `null`, takes the defaults.
+    let r: AccessKeyRequest = match serde_json::from_slice(&body) {
+        _ if body.is_empty() => AccessKeyRequest::default(),
+        Ok(serde_json::Value::Null) => AccessKeyRequest::default(),
+        Ok(v) => object(v)?,
+        Err(e) => return Err(ApiError::invalid(format!("body: {e}"))),
+    };
+    let (key, secret) = broker.vault.create_access_key_expiring(&a.0, &user, r.expires_in_secs.map(Duration::from_secs)).await?;
     Ok(HttpResponse::Created().json(NewAccessKey {
         access_key_id: key.access_key_id,
         secret_access_key: secret.expose().to_string(),
         user: key.user.to_string(),
         state: key.state,
         created_at: key.created_at,
+        expires_at: key.expires_at,
     }))
 }
 

@@ -75,7 +75,7 @@ pub(super) async fn list_credentials(
 
 /// Stores a user's cloud keys for an instance, checked with the cloud first (self or admin).
 #[utoipa::path(put, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")), request_body = CredentialBody,
-    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs, Elastic IPs or volumes would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn put_credentials(
     a: ApiActor,
     broker: web::Data<Broker>,
@@ -94,9 +94,9 @@ pub(super) async fn get_credentials(a: ApiActor, broker: web::Data<Broker>, path
     ok(broker.vault.get(&a.0, Scope::User(&user), &instance).await?)
 }
 
-/// Deletes a user's credentials for an instance (self or admin); refused while live VMs use them.
+/// Deletes a user's credentials for an instance (self or admin); refused while live VMs, Elastic IPs or volumes made with them remain.
 #[utoipa::path(delete, path = "/api/v1/users/{user}/credentials/{instance}", tag = "credentials", params(("user" = String, Path, description = "user name"), ("instance" = String, Path, description = "connector instance")),
-    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs, Elastic IPs or volumes made with them remain", body = ErrorBody)))]
 pub(super) async fn delete_credentials(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, instance) = user_and_instance(&path)?;
     broker.vault.delete(&a.0, Scope::User(&user), &instance).await?;
@@ -114,7 +114,7 @@ pub(super) async fn list_shared(a: ApiActor, broker: web::Data<Broker>, q: web::
 
 /// Stores a shared credential for an instance (admin).
 #[utoipa::path(put, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")), request_body = CredentialBody,
-    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
+    responses((status = 200, body = MaskedCredential), (status = 409, description = "`conflict`: live VMs, Elastic IPs or volumes would be lost to the new keys", body = ErrorBody), (status = 502, description = "the cloud could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn put_shared(
     a: ApiActor,
     broker: web::Data<Broker>,
@@ -135,9 +135,9 @@ pub(super) async fn get_shared(a: ApiActor, broker: web::Data<Broker>, path: web
     ok(broker.vault.get(&a.0, Scope::System(&name), &instance).await?)
 }
 
-/// Deletes a shared credential (admin); refused while live VMs use it.
+/// Deletes a shared credential (admin); refused while live VMs, Elastic IPs or volumes made with it remain.
 #[utoipa::path(delete, path = "/api/v1/system/credentials/{instance}/{name}", tag = "credentials", params(("instance" = String, Path, description = "connector instance"), ("name" = String, Path, description = "shared credential name")),
-    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs use them", body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`conflict`: live VMs, Elastic IPs or volumes made with them remain", body = ErrorBody)))]
 pub(super) async fn delete_shared(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     a.0.require_admin()?;
     let (instance, name) = instance_and_name(&path)?;

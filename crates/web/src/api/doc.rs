@@ -26,10 +26,10 @@ pub struct ErrorDetail {
     /// `forbidden` (403), `not_found` (404), `method_not_allowed` (405),
     /// `conflict` or `quota_exceeded` (409), `too_large` (413),
     /// `unsupported_media_type` (415), `throttled` (429), `internal` (500),
-    /// `unavailable` or `database_unavailable` (503, with `Retry-After`); a cloud's refusal is `cloud.<the cloud's code>`
+    /// `unavailable`, `master_key_unknown` or `database_unavailable` (503, the last with `Retry-After`); a cloud's refusal is `cloud.<the cloud's code>`
     /// or `cloud_error` (400, 403, 404, 501, 502, 503, 504).
     #[schema(
-        pattern = r"^(invalid_request|unauthenticated|forbidden|not_found|method_not_allowed|conflict|quota_exceeded|too_large|unsupported_media_type|throttled|internal|unavailable|database_unavailable|cloud_error|cloud\..+)$"
+        pattern = r"^(invalid_request|unauthenticated|forbidden|not_found|method_not_allowed|conflict|quota_exceeded|too_large|unsupported_media_type|throttled|internal|unavailable|master_key_unknown|database_unavailable|cloud_error|cloud\..+)$"
     )]
     pub code: String,
     /// For people; never a secret nor an internal cause.
@@ -198,7 +198,7 @@ fn add_errors(op: &mut Operation) {
         add("415", "`unsupported_media_type`: the body is not sent as application/json");
     }
     add("500", "`internal`: see the broker's log");
-    add("503", "`database_unavailable`: the database cannot be reached just now (nothing was changed; retry after `Retry-After` seconds); `unavailable`: a connector instance cannot serve");
+    add("503", "`database_unavailable`: the database cannot be reached just now (nothing was changed; retry after `Retry-After` seconds); `unavailable`: a connector instance cannot serve; `master_key_unknown`: this replica's master key file lacks the key (named by id) stored credentials are sealed with");
 }
 
 #[cfg(test)]

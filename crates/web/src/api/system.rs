@@ -38,7 +38,8 @@ pub(super) struct ConfigChanged {
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub(super) struct Connectors {
-    /// `name`, `kind`, `declared_by`, `params`, `status` (`{"state": "ready"}` or `{"state": "error", "errors": [...]}`).
+    /// `name`, `kind` and `status` (`{"state": "ready"}` or `{"state": "error"}`); for admins also
+    /// `declared_by`, `params` (with their origins) and the status's `errors`.
     #[schema(value_type = Vec<Object>)]
     connectors: Vec<Value>,
 }
@@ -89,7 +90,7 @@ pub(super) async fn put_config(a: ApiActor, broker: web::Data<Broker>, body: web
 /// Connector instances with kind, parameters and status.
 #[utoipa::path(get, path = "/api/v1/connectors", tag = "system", responses((status = 200, body = Connectors)))]
 pub(super) async fn list_connectors(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
-    ok(json!({"connectors": broker.system.connectors(&a.0)}))
+    ok(json!({"connectors": broker.system.connectors_view(&a.0)}))
 }
 
 /// Reloads `connectors.d` (admin).

@@ -92,12 +92,18 @@ pub(super) struct Password {
     password: String,
     /// Required to change one's own password.
     current_password: Option<String>,
+    /// Also disable every EC2 access key of the user (default false). An
+    /// admin's reset of another user's password always disables them.
+    #[serde(default)]
+    disable_access_keys: bool,
 }
 
 /// Sets a password; every session and token of the user ends (self with the
-/// current password, or admin).
+/// current password, or admin). An admin's reset of another user's password
+/// also disables their EC2 access keys (the recovery path after a
+/// compromise); changing one's own does when `disable_access_keys` is true.
 #[utoipa::path(put, path = "/api/v1/users/{user}/password", tag = "users", params(("user" = String, Path, description = "user name")),
-    request_body = Password, responses((status = 204, description = "Set; the user's sessions and tokens ended")))]
+    request_body = Password, responses((status = 204, description = "Set; the user's sessions and tokens ended (and access keys disabled, on an admin's reset or when asked)")))]
 pub(super) async fn set_password(
     req: HttpRequest,
     a: ApiActor,
@@ -108,7 +114,14 @@ pub(super) async fn set_password(
     let current = body.current_password.clone().map(SecretString::new);
     broker
         .identity
-        .set_password(&a.0, &user_in_path(&user)?, current.as_ref(), &SecretString::new(body.password.clone()), client_ip(&req))
+        .change_password(
+            &a.0,
+            &user_in_path(&user)?,
+            current.as_ref(),
+            &SecretString::new(body.password.clone()),
+            client_ip(&req),
+            body.disable_access_keys,
+        )
         .await?;
     no_content()
 }
@@ -191,6 +204,7 @@ pub(super) async fn set_ssh_key(a: ApiActor, broker: web::Data<Broker>, user: we
 #[serde(deny_unknown_fields)]
 pub(super) struct DefaultEc2Region {
     /// A connector instance of this broker (a region listed by the EC2 front's `DescribeRegions`); null or empty clears it.
+    #[schema(pattern = "^([a-z0-9]+(-[a-z0-9]+)*)?$", max_length = 63)]
     default_ec2_region: Option<String>,
 }
 
@@ -198,7 +212,8 @@ pub(super) struct DefaultEc2Region {
 /// instance that SigV2 requests sent to plain `/ec2` act on.
 #[utoipa::path(put, path = "/api/v1/users/{user}/default-ec2-region", tag = "users", params(("user" = String, Path, description = "user name")),
     request_body = DefaultEc2Region, responses((status = 204, description = "Set"),
-    (status = 400, description = "`invalid`: not a connector instance of this broker", body = super::doc::ErrorBody)))]
+    (status = 400, description = "`invalid`: not a well-formed instance name", body = super::doc::ErrorBody),
+    (status = 409, description = "`unresolved` (with `field`): a well-formed name that no connector instance of this broker has", body = super::doc::ErrorBody)))]
 pub(super) async fn set_default_ec2_region(
     a: ApiActor,
     broker: web::Data<Broker>,

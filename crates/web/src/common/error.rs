@@ -21,8 +21,11 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::Unresolved { .. } => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Unavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ServiceError::DatabaseUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+        // A replica whose key file lacks the key of stored data (names the key id, never the key).
+        ServiceError::MasterKeyUnknown { .. } => s(StatusCode::SERVICE_UNAVAILABLE, "master_key_unknown"),
         ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
         ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
+        ServiceError::LimitExceeded { .. } => s(StatusCode::CONFLICT, "limit_exceeded"),
         ServiceError::Cloud(e) => {
             let status = match e {
                 ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,

@@ -1,7 +1,7 @@
 //! The user's cloud credentials, one form per connector instance: checked
 //! with the connector when saved (the reason shown when that fails, "save
-//! anyway" storing them unverified), shown masked, deleted unless live VMs
-//! use them. A secret is never rendered back, not even after a failed save.
+//! anyway" storing them unverified), shown masked, deleted unless live VMs,
+//! Elastic IPs or volumes made with them remain. A secret is never rendered back, not even after a failed save.
 
 use super::form::FormErrors;
 use super::session::{csrf_ok, csrf_refused, SignedIn};

@@ -67,7 +67,9 @@ pub fn service_error_page(req: &HttpRequest, e: &ServiceError) -> HttpResponse {
         ServiceError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "Sign in again"),
         ServiceError::Conflict(_) | ServiceError::Unresolved { .. } => (StatusCode::CONFLICT, "Not possible now"),
         ServiceError::Invalid { .. } => (StatusCode::BAD_REQUEST, "Bad request"),
-        ServiceError::DatabaseUnavailable(_) | ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable just now"),
+        ServiceError::DatabaseUnavailable(_) | ServiceError::Unavailable(_) | ServiceError::MasterKeyUnknown { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Unavailable just now")
+        }
         _ if e.is_internal() => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
         _ => (StatusCode::BAD_GATEWAY, "The cloud did not do it"),
     };

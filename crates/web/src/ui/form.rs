@@ -77,6 +77,7 @@ pub fn friendly(e: &ServiceError) -> String {
         ),
         ServiceError::Cloud(c) => format!("The cloud refused: {c}. Check your credentials and the values chosen, then try again."),
         ServiceError::Unavailable(m) => format!("{m}. An administrator needs to fix this connector instance's configuration."),
+        ServiceError::MasterKeyUnknown { .. } => format!("{e}. Nothing was changed; an administrator needs to fix this."),
         ServiceError::DatabaseUnavailable(_) => {
             "The broker's database is unavailable just now: nothing was changed. Try again in a few seconds.".into()
         }
@@ -88,6 +89,7 @@ pub fn friendly(e: &ServiceError) -> String {
                 format!("{what} not found.")
             }
         }
+        ServiceError::LimitExceeded { .. } => format!("{e}: remove ones you no longer need."),
         ServiceError::Throttled { .. }
         | ServiceError::Conflict(_)
         | ServiceError::Invalid { .. }

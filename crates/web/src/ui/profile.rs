@@ -1,4 +1,5 @@
-//! The dashboard and the profile: password (the current one required), SSH
+//! The dashboard and the profile: password (the current one required; the
+//! change can disable every EC2 access key in the same step), SSH
 //! public key, API tokens and EC2 API access keys (a secret shown once, on
 //! the page that created it, never again), and the default EC2 region that
 //! SigV2 clients use. Every action goes through the same core service as
@@ -110,7 +111,9 @@ struct KeyRow {
     id: String,
     created: String,
     last_used: String,
-    active: bool,
+    expires: String,
+    /// `active`, `disabled` or `expired`.
+    state: String,
 }
 
 /// An access key just created: its secret, shown this once, with an awscli example.
@@ -181,7 +184,8 @@ async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpRespo
             id: k.access_key_id,
             created: when(&k.created_at),
             last_used: k.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
-            active: k.state == "active",
+            expires: k.expires_at.as_ref().map(when).unwrap_or_else(|| "no expiry".into()),
+            state: k.state,
         })
         .collect();
     p.regions = broker.system.connectors(actor).into_iter().map(|i| i.name.to_string()).collect();
@@ -218,6 +222,8 @@ pub(super) struct PasswordForm {
     current_password: String,
     new_password: String,
     confirm_password: String,
+    /// The "also disable my EC2 access keys" box (present when ticked).
+    disable_access_keys: Option<String>,
 }
 
 async fn change_password(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<PasswordForm>) -> HttpResponse {
@@ -233,7 +239,8 @@ async fn change_password(req: HttpRequest, me: SignedIn, broker: web::Data<Broke
     }
     let current = SecretString::new(form.current_password.clone());
     let new = SecretString::new(form.new_password.clone());
-    match broker.identity.set_password(&s.actor, &s.actor.name, Some(&current), &new, client_ip(&req)).await {
+    let disable_keys = form.disable_access_keys.is_some();
+    match broker.identity.change_password(&s.actor, &s.actor.name, Some(&current), &new, client_ip(&req), disable_keys).await {
         // Every session ended with the change: sign in again with the new password.
         Ok(()) => redirect_with(&req, &broker, "/login", "Password changed: sign in with the new one"),
         Err(e) => {

@@ -1,8 +1,9 @@
 //! Users (admin): the list with role, state and live VM counts; create;
 //! per user: admin role, disable / enable (a disabled user cannot sign in
-//! or use tokens; their VMs stay), reset password, revoke tokens, and
-//! quota overrides per instance next to usage and the effective limit
-//! with its origin (override / instance `quota.vm` / default).
+//! or use tokens; their VMs stay), reset password (which also disables
+//! their EC2 access keys), revoke tokens, their EC2 access keys (disable,
+//! enable, delete), and quota overrides per instance next to usage and the
+//! effective limit with its origin (override / instance `quota.vm` / default).
 
 use super::form::{when, FormErrors};
 use super::session::{csrf_ok, csrf_refused, SignedIn};
@@ -25,6 +26,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/{name}/disabled", web::post().to(set_disabled))
         .route("/users/{name}/password", web::post().to(reset_password))
         .route("/users/{name}/tokens/revoke", web::post().to(revoke_tokens))
+        .route("/users/{name}/access-keys/{id}/{op}", web::post().to(access_key_op))
         .route("/users/{name}/quotas", web::post().to(set_quota));
 }
 
@@ -116,6 +118,15 @@ struct TokenRow {
     revoked: bool,
 }
 
+struct KeyRow {
+    id: String,
+    /// `active`, `disabled` or `expired`.
+    state: String,
+    created: String,
+    last_used: String,
+    expires: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin_user.html")]
 struct DetailPage {
@@ -128,6 +139,7 @@ struct DetailPage {
     quotas_enforced: bool,
     quotas: Vec<QuotaRow>,
     tokens: Vec<TokenRow>,
+    access_keys: Vec<KeyRow>,
     errors: FormErrors,
     /// The quota form that failed: (instance, typed value).
     typed_quota: Option<(String, String)>,
@@ -189,6 +201,20 @@ async fn render_detail(
         .into_iter()
         .map(|t| TokenRow { name: t.name, created: when(&t.created_at), revoked: t.revoked_at.is_some() })
         .collect();
+    let access_keys = match broker.vault.list_access_keys(actor, name).await {
+        Ok(k) => k,
+        Err(e) => return errors::service_error_page(req, &e),
+    };
+    let access_keys = access_keys
+        .into_iter()
+        .map(|k| KeyRow {
+            id: k.access_key_id,
+            state: k.state,
+            created: when(&k.created_at),
+            last_used: k.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
+            expires: k.expires_at.as_ref().map(when).unwrap_or_else(|| "no expiry".into()),
+        })
+        .collect();
     let page = DetailPage {
         c: Chrome::new(me, "admin/users", format!("User {name}")),
         name: name.to_string(),
@@ -199,6 +225,7 @@ async fn render_detail(
         quotas_enforced: enforced,
         quotas,
         tokens,
+        access_keys,
         errors: errs,
         typed_quota,
     };
@@ -311,7 +338,7 @@ async fn reset_password(
             &req,
             &broker,
             &format!("/admin/users/{name}"),
-            &format!("Password of {name} reset; their sessions and tokens ended"),
+            &format!("Password of {name} reset; their sessions and tokens ended and their access keys are disabled"),
         ),
         Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::from_service(&e, &["password"]), None).await,
     }
@@ -349,6 +376,35 @@ async fn revoke_tokens(
         n += 1;
     }
     redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("{n} token(s) of {name} revoked"))
+}
+
+/// Disables, enables or deletes one of the user's EC2 access keys.
+async fn access_key_op(
+    req: HttpRequest,
+    me: SignedIn,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> HttpResponse {
+    if !csrf_ok(&me.session, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let (name, id, op) = path.into_inner();
+    let name = match user_in_path(&req, &name) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let actor = &me.session.actor;
+    let done = match op.as_str() {
+        "disable" => broker.vault.set_access_key_active(actor, &name, &id, false).await.map(|_| "disabled"),
+        "enable" => broker.vault.set_access_key_active(actor, &name, &id, true).await.map(|_| "enabled"),
+        "delete" => broker.vault.delete_access_key(actor, &name, &id).await.map(|()| "deleted"),
+        _ => return errors::error_page(Some(&req), StatusCode::NOT_FOUND, "Not found", "No such action."),
+    };
+    match done {
+        Ok(what) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("Access key {id} of {name} {what}")),
+        Err(e) => errors::service_error_page(&req, &e),
+    }
 }
 
 #[derive(Deserialize)]

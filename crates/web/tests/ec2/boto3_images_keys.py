@@ -125,7 +125,10 @@ try:
 except ClientError as e:
     out["v2_without_default"] = [e.response["Error"]["Code"], "default EC2 region" in e.response["Error"]["Message"]]
 status, body = api_put("/api/v1/users/alice/default-ec2-region", {"default_ec2_region": "no-such-region"}, os.environ["ALICE_TOKEN"])
-out["api_bad_region"] = [status, "no-such-region" in body]
+# A well-formed name that no instance has: a configuration conflict (409) naming the field.
+out["api_bad_region"] = [status, "no-such-region" in body and json.loads(body)["error"].get("field") == "default_ec2_region"]
+status, body = api_put("/api/v1/users/alice/default-ec2-region", {"default_ec2_region": "not a name!"}, os.environ["ALICE_TOKEN"])
+out["api_malformed_region"] = [status, json.loads(body)["error"].get("field") == "default_ec2_region"]
 status, _ = api_put("/api/v1/users/alice/default-ec2-region", {"default_ec2_region": "sb"}, os.environ["ALICE_TOKEN"])
 out["api_set_region"] = status
 d = v2.describe_instances()["Reservations"]

@@ -1,0 +1,69 @@
+//! Caps on what one user owns and on one resource's tags, enforced here in
+//! the services so every edge (EC2 front, JSON API, web UI) meets them, and
+//! held under concurrency by the store (the count and the insert share one
+//! transaction: `cloudbroker_store::limits`).
+//!
+//! Key pairs, Elastic IPs and volumes are counted per user over every
+//! connector instance (live ones only: a released address or a deleted volume
+//! no longer counts). Tags are counted per VM or volume
+//! ([`crate::domain::MAX_TAGS`]). The EC2 front answers each with EC2's code
+//! (`ResourceLimitExceeded`, `AddressLimitExceeded`, `VolumeLimitExceeded`,
+//! `TagLimitExceeded`); the JSON API and the UI with 409 `limit_exceeded`.
+
+use crate::error::ServiceError;
+use cloudbroker_store::limits::{CapError, Owned};
+
+/// Key pairs one user may have.
+pub const MAX_KEY_PAIRS: i64 = 1_000;
+/// Live Elastic IPs one user may have.
+pub const MAX_ADDRESSES: i64 = 100;
+/// Live volumes one user may have.
+pub const MAX_VOLUMES: i64 = 500;
+
+/// Which cap was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    KeyPairs,
+    Addresses,
+    Volumes,
+    /// User tags on one VM or volume.
+    Tags,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::KeyPairs => "key pairs per user",
+            Limit::Addresses => "Elastic IP addresses per user",
+            Limit::Volumes => "volumes per user",
+            Limit::Tags => "tags per resource",
+        })
+    }
+}
+
+impl Limit {
+    fn of(kind: Owned) -> Self {
+        match kind {
+            Owned::KeyPairs => Limit::KeyPairs,
+            Owned::Addresses => Limit::Addresses,
+            Owned::Volumes => Limit::Volumes,
+        }
+    }
+}
+
+/// The service error of a refused capped insert.
+pub(crate) fn capped(e: CapError) -> ServiceError {
+    match e {
+        CapError::Full { kind, limit, .. } => ServiceError::LimitExceeded { limit: Limit::of(kind), max: limit },
+        CapError::Store(e) => e.into(),
+    }
+}
+
+/// Refuses early (before a cloud call) when the user is already at the cap;
+/// the capped insert afterwards is what holds under concurrency.
+pub(crate) async fn check(store: &cloudbroker_store::Store, kind: Owned, user: &str, max: i64) -> Result<(), ServiceError> {
+    if store.owned_count(kind, user).await? >= max {
+        return Err(ServiceError::LimitExceeded { limit: Limit::of(kind), max });
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Dry runs (EC2's `DryRun=true`): each `check_*` runs the checks of the
+//! action it is named after, in the same order and with the same helpers
+//! (the caller may act; the target VMs, addresses and volumes exist and are
+//! theirs, on this instance, and can take the action; the connector
+//! instance is ready and the caller has credentials for it; a launch's
+//! fields, image and quota), and stops where the action would start
+//! changing things. A check writes nothing, to the store or to a cloud, and
+//! reserves nothing: it tells what the action would answer now, so a later
+//! real call may still be refused (another launch took the quota meanwhile,
+//! or the cloud refuses what only it checks).
+
+use super::{LaunchSpec, Provisioning, VolumeSpec};
+use crate::domain::{AllocationId, CredentialId, ImageName, InstanceName, VmAction, VmId, VolumeId};
+use crate::error::{ServiceError, ServiceResult};
+use crate::identity::Actor;
+use std::collections::BTreeMap;
+
+impl Provisioning {
+    /// Whether `spec` would be admitted now: its fields, the connector, the
+    /// image, the caller's credentials and (under `quota.enable`) the quota,
+    /// read without reserving a slot.
+    pub async fn check_launch(&self, actor: &Actor, spec: &LaunchSpec) -> ServiceResult<()> {
+        Self::check(spec)?;
+        self.fresh_config().await?;
+        self.connector(&spec.instance)?;
+        let snap = self.registry.snapshot();
+        self.resolve_image(actor, &spec.image, &spec.instance).await?;
+        self.vault.credentials_for(&actor.name, &spec.instance).await?;
+        if snap.system_bool("quota.enable") {
+            let (limit, _) = self.limit_for(&actor.name, &spec.instance).await?;
+            let current = self.usage(&actor.name, &spec.instance).await?;
+            let requested = i64::from(spec.count);
+            if current + requested > limit {
+                return Err(ServiceError::QuotaExceeded { quota: limit, current, requested });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`Self::action`] would act on VM `id`.
+    pub async fn check_action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<()> {
+        let v = self.owned(actor, id).await?;
+        Self::actionable(&v, action)?;
+        self.connector(&v.instance)?;
+        self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
+        Ok(())
+    }
+
+    /// Whether [`Self::tag`] would set and remove these tags of VM `id`.
+    pub async fn check_tag(&self, actor: &Actor, id: &VmId, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<()> {
+        let (vm, _) = self.retagged(actor, id, set, remove).await?;
+        if vm.cloud_id.is_some() && vm.status.is_live() {
+            self.connector(&vm.instance)?;
+            self.vault.credentials_to_act(actor, &vm.credential_id, &format!("VM '{id}'")).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Self::tag_volume`] would set and remove these tags of volume `id`.
+    pub async fn check_tag_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<()> {
+        let (row, _) = self.retagged_volume(actor, instance, id, set, remove).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
+    }
+
+    /// Whether [`Self::allocate_address`] would ask the cloud for an address.
+    pub async fn check_allocate_address(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<()> {
+        self.connector(instance)?;
+        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::Addresses, actor.name.as_str(), crate::limits::MAX_ADDRESSES)
+            .await?;
+        self.vault.credentials_for(&actor.name, instance).await?;
+        Ok(())
+    }
+
+    /// Whether [`Self::associate_address`] would associate address `id` with VM `vm`.
+    pub async fn check_associate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId, vm: &VmId) -> ServiceResult<()> {
+        let row = self.own_address(actor, instance, id).await?;
+        self.own_vm_on(actor, instance, vm).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("address '{id}'")).await
+    }
+
+    /// Whether [`Self::disassociate_address`] would end address `id`'s association.
+    pub async fn check_disassociate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
+        let row = self.own_address(actor, instance, id).await?;
+        if row.association_id.is_none() {
+            return Err(ServiceError::Conflict(format!("address '{id}' is not associated")));
+        }
+        self.ready_with(actor, instance, &row.credential_id, &format!("address '{id}'")).await
+    }
+
+    /// Whether [`Self::release_address`] would release address `id`.
+    pub async fn check_release_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
+        let row = self.own_address(actor, instance, id).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("address '{id}'")).await
+    }
+
+    /// Whether [`Self::create_volume`] would ask the cloud for this volume.
+    pub async fn check_create_volume(&self, actor: &Actor, instance: &InstanceName, spec: &VolumeSpec) -> ServiceResult<()> {
+        spec.check()?;
+        self.connector(instance)?;
+        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::Volumes, actor.name.as_str(), crate::limits::MAX_VOLUMES)
+            .await?;
+        self.vault.credentials_for(&actor.name, instance).await?;
+        Ok(())
+    }
+
+    /// Whether [`Self::attach_volume`] would attach volume `id` to VM `vm` as `device`.
+    pub async fn check_attach_volume(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &VolumeId,
+        vm: &VmId,
+        device: &str,
+    ) -> ServiceResult<()> {
+        super::volumes::check_device(device)?;
+        let row = self.own_volume(actor, instance, id).await?;
+        self.own_vm_on(actor, instance, vm).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
+    }
+
+    /// Whether [`Self::detach_volume`] would detach volume `id` (from `vm` when given).
+    pub async fn check_detach_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId, vm: Option<&VmId>) -> ServiceResult<()> {
+        let row = self.own_volume(actor, instance, id).await?;
+        self.detach_from(actor, instance, vm).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
+    }
+
+    /// Whether [`Self::delete_volume`] would delete volume `id`.
+    pub async fn check_delete_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<()> {
+        let row = self.own_volume(actor, instance, id).await?;
+        self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
+    }
+
+    /// Whether [`Self::register_image`] would register `cloud_image_id` as
+    /// `name` (the cloud is asked whether it has the image: a read).
+    pub async fn check_register_image(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        cloud_image_id: &str,
+        name: &ImageName,
+        description: &str,
+    ) -> ServiceResult<()> {
+        self.registrable(actor, instance, cloud_image_id).await?;
+        self.images.check_register(name, description)?;
+        if self.images.catalogue().await?.get(name).is_some() {
+            return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
+        }
+        Ok(())
+    }
+
+    /// The connector of `instance` is ready and the stored credential a
+    /// resource (`what`) was made with still opens for `actor` (a revoked
+    /// grant refuses, as the real action does).
+    async fn ready_with(&self, actor: &Actor, instance: &InstanceName, credential_id: &str, what: &str) -> ServiceResult<()> {
+        self.connector(instance)?;
+        self.vault.credentials_to_act(actor, &CredentialId::from_stored(credential_id.to_string()), what).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! A connector wrapper that passes every cloud error through the vault's
+//! scrubbing ([`crate::vault::scrub_cloud_error`]) with the credentials of
+//! the call, so a cloud message that echoes the secret (or the access key
+//! id) reaches no user, log, audit record or stored status in clear. The
+//! registry wraps every connector of a kind that takes credentials
+//! ([`wrap`]). Every method of [`Connector`] is forwarded, the defaulted ones
+//! included, so the wrapped connector's own versions run.
+
+use crate::vault::scrub_cloud_error;
+use async_trait::async_trait;
+use cloudbroker_connector_api::{
+    AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter, ImageInfo,
+    InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
+};
+use std::sync::Arc;
+
+/// `inner`, scrubbing its errors, where its kind takes credentials (the
+/// sandbox's are not secrets: its messages are left alone).
+pub fn wrap(inner: Arc<dyn Connector>) -> Arc<dyn Connector> {
+    if inner.kind().needs_credentials() {
+        Arc::new(Scrubbed(inner))
+    } else {
+        inner
+    }
+}
+
+struct Scrubbed(Arc<dyn Connector>);
+
+#[async_trait]
+impl Connector for Scrubbed {
+    fn kind(&self) -> ConnectorKind {
+        self.0.kind()
+    }
+
+    fn instance(&self) -> &InstanceName {
+        self.0.instance()
+    }
+
+    async fn validate_credentials(&self, creds: &Credentials) -> Result<CredentialCheck, ConnectorError> {
+        self.0.validate_credentials(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
+        self.0.run_instances(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
+        self.0.describe_instances(creds, filter).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.0.start_instances(creds, ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn stop_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.0.stop_instances(creds, ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn reboot_instances(&self, creds: &Credentials, ids: &[String]) -> Result<(), ConnectorError> {
+        self.0.reboot_instances(creds, ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn terminate_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.0.terminate_instances(creds, ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {
+        self.0.import_key_pair(creds, name, public_key).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_key_pair(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
+        self.0.delete_key_pair(creds, name).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn list_key_pairs(&self, creds: &Credentials) -> Result<Vec<KeyPairInfo>, ConnectorError> {
+        self.0.list_key_pairs(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn list_images(&self, creds: &Credentials) -> Result<Vec<ImageInfo>, ConnectorError> {
+        self.0.list_images(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn list_instance_types(&self, creds: &Credentials) -> Result<Vec<InstanceTypeInfo>, ConnectorError> {
+        self.0.list_instance_types(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError> {
+        self.0.allocate_address(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
+        self.0.associate_address(creds, allocation_id, instance_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
+        self.0.disassociate_address(creds, association_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn release_address(&self, creds: &Credentials, allocation_id: &str) -> Result<(), ConnectorError> {
+        self.0.release_address(creds, allocation_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_addresses(&self, creds: &Credentials, allocation_ids: &[String]) -> Result<Vec<AddressInfo>, ConnectorError> {
+        self.0.describe_addresses(creds, allocation_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_volume(&self, creds: &Credentials, req: &CreateVolumeRequest) -> Result<VolumeInfo, ConnectorError> {
+        self.0.create_volume(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn attach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        self.0.attach_volume(creds, volume_id, instance_id, device).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn detach_volume(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<VolumeAttachment, ConnectorError> {
+        self.0.detach_volume(creds, volume_id, instance_id, force).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError> {
+        self.0.delete_volume(creds, volume_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {
+        self.0.describe_volumes(creds, volume_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
+        self.0.create_tags(creds, ids, tags).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        self.0.delete_tags(creds, ids, keys).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
+        self.0.ensure_security_group(creds, name).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn instance_states(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<(String, VmState)>, ConnectorError> {
+        self.0.instance_states(creds, ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_image(&self, creds: &Credentials, id: &str) -> Result<Option<ImageInfo>, ConnectorError> {
+        self.0.describe_image(creds, id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+}
