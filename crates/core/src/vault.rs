@@ -562,27 +562,13 @@ impl Vault {
         };
         let addresses: Vec<String> = uses.addresses.iter().map(|(id, _)| id.clone()).collect();
         if !addresses.is_empty() {
-            match connector.describe_addresses(creds, &addresses).await {
-                Ok(found) if addresses.iter().all(|id| found.iter().any(|a| &a.allocation_id == id)) => {}
-                Ok(_) => return Err(refused("the cloud does not show these keys every Elastic IP of the current ones".into())),
-                Err(ConnectorError::NotFound { .. }) => {
-                    return Err(refused("the cloud does not know these Elastic IPs under the new keys".into()))
-                }
-                Err(_) if force => {}
-                Err(e) => return Err(refused(format!("the Elastic IPs could not be checked with the new keys ({})", explain(&e)))),
-            }
+            let found = connector.describe_addresses(creds, &addresses).await.map(|f| f.into_iter().map(|a| a.allocation_id).collect());
+            all_shown(&addresses, found, "Elastic IPs", force, &refused)?;
         }
         let volumes: Vec<String> = uses.volumes.iter().map(|(id, _)| id.clone()).collect();
         if !volumes.is_empty() {
-            match connector.describe_volumes(creds, &volumes).await {
-                Ok(found) if volumes.iter().all(|id| found.iter().any(|v| &v.volume_id == id)) => {}
-                Ok(_) => return Err(refused("the cloud does not show these keys every volume of the current ones".into())),
-                Err(ConnectorError::NotFound { .. }) => {
-                    return Err(refused("the cloud does not know these volumes under the new keys".into()))
-                }
-                Err(_) if force => {}
-                Err(e) => return Err(refused(format!("the volumes could not be checked with the new keys ({})", explain(&e)))),
-            }
+            let found = connector.describe_volumes(creds, &volumes).await.map(|f| f.into_iter().map(|v| v.volume_id).collect());
+            all_shown(&volumes, found, "volumes", force, &refused)?;
         }
         Ok(())
     }
@@ -865,6 +851,24 @@ impl Vault {
     /// Ids of the loaded keys.
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).ids()
+    }
+}
+
+/// Whether the cloud, asked with the new keys, `found` every one of `ids`
+/// (`what`: "Elastic IPs", "volumes"); a failure to ask passes with `force`.
+fn all_shown(
+    ids: &[String],
+    found: Result<Vec<String>, ConnectorError>,
+    what: &str,
+    force: bool,
+    refused: &dyn Fn(String) -> ServiceError,
+) -> ServiceResult<()> {
+    match found {
+        Ok(found) if ids.iter().all(|id| found.contains(id)) => Ok(()),
+        Ok(_) => Err(refused(format!("the cloud does not show these keys every one of the {what} of the current ones"))),
+        Err(ConnectorError::NotFound { .. }) => Err(refused(format!("the cloud does not know these {what} under the new keys"))),
+        Err(_) if force => Ok(()),
+        Err(e) => Err(refused(format!("the {what} could not be checked with the new keys ({})", explain(&e)))),
     }
 }
 

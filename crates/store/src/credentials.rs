@@ -179,47 +179,6 @@ impl Store {
         Ok(r.into_iter().map(cred).collect())
     }
 
-    /// Deletes a credential unless VMs in one of `live_states` still use it
-    /// (the check and the delete are one statement, so a VM recorded in
-    /// between is not orphaned silently).
-    pub async fn delete_credential(
-        &self,
-        scope: &str,
-        owner: &str,
-        instance: &str,
-        live_states: &[&str],
-    ) -> Result<CredentialDelete, StoreError> {
-        let id: Option<(String,)> = sqlx::query_as("SELECT id FROM credentials WHERE scope = $1 AND owner = $2 AND instance = $3")
-            .bind(scope)
-            .bind(owner)
-            .bind(instance)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some((id,)) = id else { return Ok(CredentialDelete::NotFound) };
-        let states = (2..live_states.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let mut tx = self.pool().begin().await?;
-        let sql = format!(
-            "DELETE FROM credentials WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM vms WHERE vms.credential_id = $1 AND vms.state IN ({states}))"
-        );
-        let mut q = sqlx::query(&sql).bind(&id);
-        for st in live_states {
-            q = q.bind(*st);
-        }
-        if q.execute(&mut *tx).await?.rows_affected() == 0 {
-            tx.rollback().await?;
-            let sql = format!("SELECT id FROM vms WHERE credential_id = $1 AND state IN ({states}) ORDER BY created_at LIMIT 20");
-            let mut q = sqlx::query_as::<_, (String,)>(&sql).bind(&id);
-            for st in live_states {
-                q = q.bind(*st);
-            }
-            let used: Vec<String> = q.fetch_all(self.pool()).await?.into_iter().map(|r| r.0).collect();
-            return Ok(if used.is_empty() { CredentialDelete::NotFound } else { CredentialDelete::InUse(used) });
-        }
-        sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(&id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(CredentialDelete::Deleted)
-    }
-
     /// Ids of VMs in one of `states` that use a credential.
     pub async fn vms_using_credential(&self, credential_id: &str, states: &[&str]) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let list = (2..states.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -283,15 +242,6 @@ impl Store {
         let r: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM credentials ORDER BY key_id").fetch_all(self.pool()).await?;
         Ok(r.into_iter().map(|r| r.0).collect())
     }
-}
-
-/// What deleting a credential did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialDelete {
-    Deleted,
-    NotFound,
-    /// Live VMs (ids, at most 20) use it: nothing was deleted.
-    InUse(Vec<String>),
 }
 
 /// A credential re-sealed under another key.
