@@ -521,13 +521,8 @@ impl Vault {
                 live.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
             ))
         };
-        match connector.describe_instances(creds, &DescribeFilter::ids(&ids)).await {
-            Ok(found) if ids.iter().all(|id| found.iter().any(|v| &v.id == id)) => Ok(()),
-            Ok(_) => Err(refused("the cloud does not show these keys every VM of the current ones".into())),
-            Err(ConnectorError::NotFound { .. }) => Err(refused("the cloud does not know these VMs under the new keys".into())),
-            Err(_) if force => Ok(()),
-            Err(e) => Err(refused(format!("the VMs could not be checked with the new keys ({})", explain(&e)))),
-        }
+        let found = connector.describe_instances(creds, &DescribeFilter::ids(&ids)).await.map(|f| f.into_iter().map(|v| v.id).collect());
+        all_shown(&ids, found, "VMs", force, &refused)
     }
 
     /// As [`Self::check_replacement_sees_live_vms`], for the Elastic IPs not
@@ -855,7 +850,7 @@ impl Vault {
 }
 
 /// Whether the cloud, asked with the new keys, `found` every one of `ids`
-/// (`what`: "Elastic IPs", "volumes"); a failure to ask passes with `force`.
+/// (`what`: "VMs", "Elastic IPs", "volumes"); a failure to ask passes with `force`.
 fn all_shown(
     ids: &[String],
     found: Result<Vec<String>, ConnectorError>,
