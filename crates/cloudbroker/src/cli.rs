@@ -206,7 +206,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Connectors(ConnectorsCmd::List { json }) => {
             let config = load_config(&cli.global)?;
-            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
             let snap = broker.registry.snapshot();
             if json {
                 println!("{}", serde_json::to_string_pretty(&*snap).map_err(|e| e.to_string())?);
@@ -241,7 +241,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::User(cmd) => {
             let config = load_config(&cli.global)?;
-            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
             let sys = cloudbroker_core::Actor::system();
             match cmd {
                 UserCmd::Add { name, admin } => {
@@ -264,7 +264,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Token(TokenCmd::Create { user, name, expires_in }) => {
             let config = load_config(&cli.global)?;
-            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
             let (token, row) = broker
                 .identity
                 .create_token(&cloudbroker_core::Actor::system(), &user, &name, expires_in.map(std::time::Duration::from_secs))
@@ -277,7 +277,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Keys(KeysCmd::Rotate) => {
             let config = load_config(&cli.global)?;
             init_logging(&config);
-            let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+            let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
             let r = broker.vault.rotate(&cloudbroker_core::Actor::system()).await.map_err(|e| e.to_string())?;
             let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
             println!(
@@ -323,7 +323,7 @@ fn origin(o: &Origin) -> String {
 
 /// `connectors check`: files only, no database.
 fn check(dir: &std::path::Path) -> ExitCode {
-    let load = load_dir(dir);
+    let load = load_dir(dir, &cloudbroker::connectors());
     println!("{} file(s) in {}", load.files.len(), dir.display());
     for i in &load.instances {
         let set: Vec<String> = i.params.iter().map(|(k, p)| format!("{k}={}", p.value.as_deref().unwrap_or(""))).collect();
@@ -357,7 +357,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
 async fn serve(config: Config) -> Result<(), String> {
     cloudbroker_core::metrics::install();
     crate::dbtools::refuse_newer_schema(&config.database_url).await?;
-    let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+    let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
     let pid_file = broker.config.data_dir.join("cloudbroker.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
     let app = match cloudbroker_web::Application::build(broker.clone()) {

@@ -9,8 +9,10 @@
 //!
 //! Files load in sorted name order. Every problem is reported with its file
 //! and line; an instance with any error is left out (and named in
-//! [`ConfLoad::rejected`]) while the good instances load.
+//! [`ConfLoad::rejected`]) while the good instances load. Kinds and their
+//! parameters are those of the registered [`Connectors`].
 
+use crate::builder::Connectors;
 use crate::decl::{parse_declarations, DeclError, Declaration};
 use crate::names::InstanceName;
 use crate::params::{validate_value, ParamValues};
@@ -140,7 +142,7 @@ pub fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Loads every `*.conf` file of `dir`.
-pub fn load_dir(dir: &Path) -> ConfLoad {
+pub fn load_dir(dir: &Path, kinds: &Connectors) -> ConfLoad {
     let files = match conf_files(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -170,7 +172,7 @@ pub fn load_dir(dir: &Path) -> ConfLoad {
             Err(e) => errors.push(ConfError { location: Location { file: f.clone(), line: 0 }, message: format!("cannot read file: {e}") }),
         }
     }
-    let mut load = load_texts(&texts);
+    let mut load = load_texts(&texts, kinds);
     load.files = files;
     load.errors.extend(errors);
     load.errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
@@ -178,7 +180,7 @@ pub fn load_dir(dir: &Path) -> ConfLoad {
 }
 
 /// Loads files given as (path, text), in the given order.
-pub fn load_texts(files: &[(PathBuf, String)]) -> ConfLoad {
+pub fn load_texts(files: &[(PathBuf, String)], kinds: &Connectors) -> ConfLoad {
     let mut errors = Vec::new();
     let mut lines = Vec::new();
     for (path, text) in files {
@@ -191,7 +193,7 @@ pub fn load_texts(files: &[(PathBuf, String)]) -> ConfLoad {
     let mut instances: Vec<FileInstance> = Vec::new();
     let mut failed_names: BTreeSet<String> = BTreeSet::new();
     for l in lines.iter().filter(|l| l.key == CONNECTOR_CLASS_KEY) {
-        let (decls, errs) = parse_declarations(&l.value);
+        let (decls, errs) = parse_declarations(&l.value, kinds);
         for e in errs {
             if let DeclError::Duplicate { .. } = e {
             } else if let Some((name, _)) = e.entry().split_once(':') {
@@ -282,136 +284,5 @@ pub fn load_texts(files: &[(PathBuf, String)]) -> ConfLoad {
         instances: good,
         rejected: bad.into_iter().map(|i| i.declaration.instance.to_string()).collect(),
         errors,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::names::ConnectorKind;
-
-    fn load(files: &[(&str, &str)]) -> ConfLoad {
-        let f: Vec<(PathBuf, String)> = files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect();
-        load_texts(&f)
-    }
-
-    fn msgs(l: &ConfLoad) -> Vec<String> {
-        l.errors.iter().map(|e| e.to_string()).collect()
-    }
-
-    const SLIPSTREAM: &str = "\
-# SlipStream example
-cloud.connector.class = ec2-eu-central-1:ec2
-ec2-eu-central-1.security.group = default
-ec2-eu-central-1.update.clienturl = https://slipstream.example.org/downloads/ec2client.tgz
-ec2-eu-central-1.orchestrator.instance.type = t2.micro
-ec2-eu-central-1.region = eu-central-1
-ec2-eu-central-1.quota.vm = 
-ec2-eu-central-1.max.iaas.workers = 20
-ec2-eu-central-1.orchestrator.imageid = ami-accff2b1
-";
-
-    #[test]
-    fn loads_the_slipstream_example() {
-        let l = load(&[("ec2-eu-central-1.conf", SLIPSTREAM)]);
-        assert!(l.is_clean(), "{:?}", msgs(&l));
-        assert_eq!(l.instances.len(), 1);
-        let i = &l.instances[0];
-        assert_eq!(i.declaration.kind, ConnectorKind::Ec2);
-        assert_eq!(i.params["region"].value.as_deref(), Some("eu-central-1"));
-        assert_eq!(i.params["region"].location.line, 6);
-        assert_eq!(i.params["quota.vm"].value, None, "empty means unset");
-        assert_eq!(i.values().get_int(ConnectorKind::Ec2, "max.iaas.workers"), Some(20));
-    }
-
-    #[test]
-    fn bad_value_names_file_and_line_and_keeps_other_instances() {
-        let l = load(&[
-            ("a.conf", "cloud.connector.class = a:sandbox\na.max.iaas.workers = abc\n"),
-            ("b.conf", "cloud.connector.class = b:sandbox\n"),
-        ]);
-        assert_eq!(msgs(&l), ["a.conf:2: bad value for 'a.max.iaas.workers': 'abc' is not an integer"]);
-        assert_eq!(l.rejected, ["a"]);
-        assert_eq!(l.instances.len(), 1);
-        assert_eq!(l.instances[0].declaration.instance.as_str(), "b");
-    }
-
-    #[test]
-    fn unknown_parameter() {
-        let l = load(&[("a.conf", "cloud.connector.class = a:sandbox\na.regoin = x\n")]);
-        assert_eq!(l.errors.len(), 1);
-        assert!(l.errors[0].to_string().starts_with("a.conf:2: unknown parameter 'regoin' for sandbox instance 'a'"), "{}", l.errors[0]);
-        assert_eq!(l.rejected, ["a"]);
-    }
-
-    #[test]
-    fn unknown_kind_and_bad_name_with_line() {
-        let l = load(&[("x.conf", "\n# c\ncloud.connector.class = good:sandbox, os:openstack, Bad_Name:ec2\nos.region = x\n")]);
-        let m = msgs(&l);
-        assert_eq!(m.len(), 2, "{m:?}");
-        assert!(m[0].starts_with("x.conf:3: entry 'os:openstack': unknown connector kind 'openstack'"), "{m:?}");
-        assert!(m[1].starts_with("x.conf:3: entry 'Bad_Name:ec2'"), "{m:?}");
-        assert_eq!(l.instances.len(), 1);
-    }
-
-    #[test]
-    fn duplicate_instance_across_files_is_an_error() {
-        let l = load(&[("a.conf", "cloud.connector.class = dup:sandbox\n"), ("b.conf", "cloud.connector.class = dup:ec2\n")]);
-        let m = msgs(&l);
-        assert_eq!(m.len(), 1);
-        assert!(m[0].starts_with("b.conf:1: duplicate instance name 'dup' (already declared as dup:sandbox at a.conf:1)"), "{m:?}");
-        assert_eq!(l.instances[0].declaration.kind, ConnectorKind::Sandbox);
-    }
-
-    #[test]
-    fn duplicate_instance_in_one_line() {
-        let l = load(&[("a.conf", "cloud.connector.class = d:sandbox, d:ec2\n")]);
-        assert!(msgs(&l)[0].contains("duplicate instance name 'd'"));
-    }
-
-    #[test]
-    fn duplicate_parameter() {
-        let l = load(&[("a.conf", "cloud.connector.class = a:sandbox\na.boot.delay.ms = 1\na.boot.delay.ms = 2\n")]);
-        assert_eq!(msgs(&l), ["a.conf:3: duplicate parameter 'a.boot.delay.ms' (first set at a.conf:2)"]);
-    }
-
-    #[test]
-    fn missing_required_parameter() {
-        let l = load(&[("a.conf", "cloud.connector.class = e:ec2\n")]);
-        assert_eq!(msgs(&l), ["a.conf:1: ec2 instance 'e' lacks required parameter(s): e.region"]);
-        assert!(l.instances.is_empty());
-    }
-
-    #[test]
-    fn undeclared_instance_and_malformed_lines() {
-        let l = load(&[("a.conf", "nope.region = x\njust some words\n= v\nstray = 1\n")]);
-        let m = msgs(&l);
-        assert_eq!(m.len(), 4, "{m:?}");
-        assert!(m[0].starts_with("a.conf:1: key 'nope.region': no connector instance 'nope' is declared"));
-        assert!(m[1].starts_with("a.conf:2: expected 'key = value'"));
-        assert!(m[2].starts_with("a.conf:3: missing key"));
-        assert!(m[3].starts_with("a.conf:4: unknown key 'stray'"));
-    }
-
-    #[test]
-    fn params_may_precede_declaration_and_span_files() {
-        let l = load(&[("a.conf", "s.boot.delay.ms = 5\n"), ("b.conf", "cloud.connector.class = s:sandbox\n")]);
-        assert!(l.is_clean(), "{:?}", msgs(&l));
-        assert_eq!(l.instances[0].params["boot.delay.ms"].location.file, PathBuf::from("a.conf"));
-    }
-
-    #[test]
-    fn load_dir_sorted_and_ignores_other_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("20-b.conf"), "cloud.connector.class = b:sandbox\n").unwrap();
-        std::fs::write(dir.path().join("10-a.conf"), "cloud.connector.class = a:sandbox\n").unwrap();
-        std::fs::write(dir.path().join("README"), "not a conf").unwrap();
-        std::fs::write(dir.path().join("x.conf.disabled"), "garbage").unwrap();
-        let l = load_dir(dir.path());
-        assert!(l.is_clean());
-        let names: Vec<_> = l.instances.iter().map(|i| i.declaration.instance.to_string()).collect();
-        assert_eq!(names, ["a", "b"]);
-        assert_eq!(l.files.len(), 2);
-        assert!(load_dir(&dir.path().join("missing")).instances.is_empty());
     }
 }

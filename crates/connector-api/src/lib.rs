@@ -1,12 +1,17 @@
 //! The connector API: what every cloud connector implements, and the shared
 //! vocabulary the rest of the broker speaks.
 //!
-//! * [`names`]: newtypes for connector instance names and connector kinds.
+//! * [`names`]: newtypes for connector instance names (and the kind's type).
+//! * [`builder`]: [`ConnectorBuilder`], what each connector crate implements to
+//!   describe its kind, and [`Connectors`], the set the binary registers.
 //! * [`decl`]: the `cloud.connector.class` declaration parser (`<instance>:<kind>, ...`).
-//! * [`params`]: the parameters each connector kind declares (type, default, secret, ...).
+//! * [`params`]: parameter specs (type, default, secret, ...), the [`params::KindSpec`]
+//!   a connector declares its kind with, and the parameters common to every kind.
+//! * [`state`]: [`state::WorldStore`], state a connector keeps in the broker's database.
 //! * [`conf`]: the SlipStream-style `connectors.d/*.conf` loader with file:line errors.
 //! * [`model`], [`error`], [`Connector`]: the async trait and its types.
 
+pub mod builder;
 pub mod conf;
 pub mod decl;
 pub mod error;
@@ -15,12 +20,15 @@ pub mod names;
 pub mod params;
 pub mod retry;
 pub mod secret;
+pub mod state;
 
 use async_trait::async_trait;
 
+pub use builder::{BuildContext, ConnectorBuilder, Connectors};
 pub use error::ConnectorError;
 pub use model::*;
-pub use names::{ConnectorKind, InstanceName};
+pub use names::InstanceName;
+pub use params::ConnectorKind;
 pub use secret::SecretString;
 
 /// A cloud, as seen by the broker. One value per connector *instance*

@@ -94,6 +94,21 @@ impl VmState {
     }
 }
 
+/// The broker's status of a VM the cloud reports in this state.
+impl From<VmState> for cloudbroker_model::VmStatus {
+    fn from(s: VmState) -> Self {
+        use cloudbroker_model::VmStatus;
+        match s {
+            VmState::Pending => VmStatus::Pending,
+            VmState::Running => VmStatus::Running,
+            VmState::Stopping => VmStatus::Stopping,
+            VmState::Stopped => VmStatus::Stopped,
+            VmState::ShuttingDown => VmStatus::ShuttingDown,
+            VmState::Terminated => VmStatus::Terminated,
+        }
+    }
+}
+
 impl fmt::Display for VmState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -303,7 +318,7 @@ pub mod tags {
     /// Index of the VM within its launch request.
     pub const INDEX: &str = "cloudbroker:index";
     /// The user-given VM name (EC2 convention).
-    pub const NAME: &str = "Name";
+    pub const NAME: &str = cloudbroker_model::NAME_TAG;
 }
 
 #[cfg(test)]
@@ -346,5 +361,13 @@ mod tests {
         assert!(!DescribeFilter::tag("a", "2").matches(&vm));
         assert!(!DescribeFilter::ids(&["i-2".into()]).matches(&vm));
         assert!(!DescribeFilter { tag_keys: vec!["b".into()], ..Default::default() }.matches(&vm));
+    }
+
+    #[test]
+    fn states_map_to_the_brokers_statuses() {
+        use cloudbroker_model::VmStatus;
+        // Moved from the model's `statuses_round_trip_and_classify`.
+        assert_eq!(VmStatus::from(VmState::ShuttingDown), VmStatus::ShuttingDown);
+        assert_eq!(cloudbroker_model::NAME_TAG, tags::NAME);
     }
 }

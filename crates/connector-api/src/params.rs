@@ -1,8 +1,9 @@
-//! Parameters each connector kind declares: name, type, default, description,
-//! whether it is required and whether it is secret. The conf loader and the
-//! system configuration validate values against these specs.
+//! Parameters and their specs: name, type, default, description, whether
+//! required and whether secret, with the [`KindSpec`] a connector crate
+//! declares its kind and its parameters with, and the parameters common to
+//! every kind. The conf loader and the system configuration validate values
+//! against these specs; no connector's own parameters are listed here.
 
-use crate::names::ConnectorKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -38,108 +39,95 @@ pub struct ParamSpec {
     pub secret: bool,
 }
 
-const fn p(name: &'static str, ty: ParamType, default: Option<&'static str>, description: &'static str) -> ParamSpec {
-    ParamSpec { name, ty, default, description, required: false, secret: false }
-}
+impl ParamSpec {
+    /// An optional parameter, with its default (if any).
+    pub const fn optional(name: &'static str, ty: ParamType, default: Option<&'static str>, description: &'static str) -> Self {
+        ParamSpec { name, ty, default, description, required: false, secret: false }
+    }
 
-const fn req(name: &'static str, ty: ParamType, description: &'static str) -> ParamSpec {
-    ParamSpec { name, ty, default: None, description, required: true, secret: false }
+    /// A parameter that must be set (it has no default).
+    pub const fn required(name: &'static str, ty: ParamType, description: &'static str) -> Self {
+        ParamSpec { name, ty, default: None, description, required: true, secret: false }
+    }
 }
 
 /// `connection.policy` values (Scalr): which address the broker reports and uses.
 pub const CONNECTION_POLICIES: &[&str] = &["public", "local", "auto"];
 
-const QUOTA_VM: ParamSpec = p(
+/// `quota.vm`: declared by every kind (the broker enforces it).
+pub const QUOTA_VM: ParamSpec = ParamSpec::optional(
     "quota.vm",
     ParamType::Int { min: 0, max: 1_000_000 },
     None,
     "Default number of concurrent VMs a user may have on this instance (empty: unset, the broker default of 20 applies). Enforced only when quota.enable is true.",
 );
-const MAX_WORKERS: ParamSpec = p(
+
+/// `max.iaas.workers`: declared by every kind (the connector bounds its calls with it).
+pub const MAX_WORKERS: ParamSpec = ParamSpec::optional(
     "max.iaas.workers",
     ParamType::Int { min: 1, max: 1000 },
     Some("20"),
     "Maximum number of concurrent cloud API calls the broker makes to this instance, all users together.",
 );
-const CONNECTION_POLICY: ParamSpec = p(
+
+/// `connection.policy`: declared by every kind (the broker picks the address with it).
+pub const CONNECTION_POLICY: ParamSpec = ParamSpec::optional(
     "connection.policy",
     ParamType::Enum { values: CONNECTION_POLICIES },
     Some("auto"),
     "Address reported for VMs: public, local (private), or auto (public if the VM has one, else private).",
 );
 
-const EC2_PARAMS: &[ParamSpec] = &[
-    req("region", ParamType::String, "AWS region of this instance, e.g. eu-central-1."),
-    p("endpoint", ParamType::Url, None, "Override of the EC2 endpoint URL (AWS-compatible clouds, tests)."),
-    p("security.group", ParamType::String, Some("default"), "Security group VMs are launched into."),
-    p("orchestrator.imageid", ParamType::String, None, "Image id of the orchestrator VM."),
-    p("orchestrator.instance.type", ParamType::String, Some("t2.micro"), "Instance type of the orchestrator VM."),
-    p("update.clienturl", ParamType::Url, None, "URL of the cloud client bundle given to orchestrators."),
-    QUOTA_VM,
-    MAX_WORKERS,
-    CONNECTION_POLICY,
-    p("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),
-];
+/// The parameters every kind declares (the broker, not the connector, reads
+/// most of them); a kind lists them after its own.
+pub const COMMON: [ParamSpec; 3] = [QUOTA_VM, MAX_WORKERS, CONNECTION_POLICY];
 
-const EC2QUERY_PARAMS: &[ParamSpec] = &[
-    req("endpoint", ParamType::Url, "EC2 Query API endpoint, may contain a path (econe's ssl_server), e.g. https://one.example.org:4567/."),
-    p("region", ParamType::String, Some("opennebula"), "Region name used in SigV4 signatures."),
-    p("signature.version", ParamType::Enum { values: &["2", "4"] }, Some("4"), "Request signing: 2 (HmacSHA256) or 4 (AWS SigV4)."),
-    p("api.version", ParamType::String, Some("2016-11-15"), "EC2 API version sent as Version=."),
-    p(
-        "instance.types",
-        ParamType::List,
-        None,
-        "Instance types offered by this cloud, comma-separated (the EC2 Query API has no call to list them).",
-    ),
-    p("security.group", ParamType::String, Some("default"), "Security group VMs are launched into."),
-    QUOTA_VM,
-    MAX_WORKERS,
-    CONNECTION_POLICY,
-    p("tls.verify", ParamType::Bool, Some("true"), "Verify the endpoint's TLS certificate."),
-    p("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),
-];
+/// What one connector kind declares about itself: its name in
+/// declarations, what it is, its parameters, whether users need their own
+/// cloud credentials, and the instance type a launch gets when neither the
+/// request nor the image names one. Each connector crate declares one, as a
+/// `const`; the binary registers the kinds it ships
+/// ([`crate::builder::Connectors`]).
+pub struct KindSpec {
+    /// The kind's name as written in declarations (`<instance>:<kind>`).
+    pub name: &'static str,
+    /// One line saying what the kind is (the README's tables use it).
+    pub summary: &'static str,
+    /// Every parameter, the [`COMMON`] ones included (each crate lists them after its own).
+    pub params: &'static [ParamSpec],
+    /// Whether users need their own cloud credentials on instances of this kind.
+    pub needs_credentials: bool,
+    /// The instance type launched when neither the request nor the image names one
+    /// (`None`: the broker's default).
+    pub default_instance_type: fn(&ParamValues) -> Option<String>,
+}
 
-const SANDBOX_PARAMS: &[ParamSpec] = &[
-    p(
-        "boot.delay.ms",
-        ParamType::Int { min: 0, max: 3_600_000 },
-        Some("2000"),
-        "Time a VM stays pending before it runs (also stopping -> stopped, shutting-down -> terminated).",
-    ),
-    p(
-        "failure.rate",
-        ParamType::Float { min: 0.0, max: 1.0 },
-        Some("0"),
-        "Probability that a launch fails with a capacity error (0 to 1).",
-    ),
-    p(
-        "capacity",
-        ParamType::Int { min: 0, max: 10_000_000 },
-        None,
-        "Maximum number of live VMs this simulated cloud holds (empty: unlimited).",
-    ),
-    p("public.ips", ParamType::Bool, Some("true"), "Give VMs a public address as well as a private one."),
-    p(
-        "keep.tags",
-        ParamType::Bool,
-        Some("true"),
-        "Keep the tags given at launch. false simulates a cloud that drops them (econe without CreateTags).",
-    ),
-    p("api.latency.ms", ParamType::Int { min: 0, max: 60_000 }, Some("0"), "Simulated latency of every API call."),
-    QUOTA_VM,
-    MAX_WORKERS,
-    CONNECTION_POLICY,
-];
+/// A connector kind (`ec2`, `ec2query`, `sandbox`, ...): a name with the
+/// kind's declaration behind it. Kinds are compared by name. A kind is
+/// parsed only against the registered builders
+/// ([`crate::builder::Connectors::kind`]), so an unknown name never becomes one.
+#[derive(Clone, Copy)]
+pub struct ConnectorKind(&'static KindSpec);
 
 impl ConnectorKind {
+    /// The kind declared by `spec` (for the connector crate that declares it).
+    pub const fn new(spec: &'static KindSpec) -> Self {
+        Self(spec)
+    }
+
+    /// The kind's name as written in declarations.
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    /// What the kind declares.
+    pub fn spec(self) -> &'static KindSpec {
+        self.0
+    }
+
     /// The parameters this kind declares.
     pub fn params(self) -> &'static [ParamSpec] {
-        match self {
-            ConnectorKind::Ec2 => EC2_PARAMS,
-            ConnectorKind::Ec2query => EC2QUERY_PARAMS,
-            ConnectorKind::Sandbox => SANDBOX_PARAMS,
-        }
+        self.0.params
     }
 
     /// Looks up one declared parameter.
@@ -149,7 +137,57 @@ impl ConnectorKind {
 
     /// Whether users need their own cloud credentials on instances of this kind.
     pub fn needs_credentials(self) -> bool {
-        !matches!(self, ConnectorKind::Sandbox)
+        self.0.needs_credentials
+    }
+
+    /// The instance type launched on an instance with these values when
+    /// neither the request nor the image names one.
+    pub fn default_instance_type(self, values: &ParamValues) -> Option<String> {
+        (self.0.default_instance_type)(values)
+    }
+}
+
+impl PartialEq for ConnectorKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ConnectorKind {}
+
+impl PartialOrd for ConnectorKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ConnectorKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for ConnectorKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::fmt::Debug for ConnectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectorKind({})", self.as_str())
+    }
+}
+
+impl std::fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ConnectorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -251,58 +289,5 @@ impl ParamValues {
     /// Required parameters of `kind` that have no value.
     pub fn missing_required(&self, kind: ConnectorKind) -> Vec<&'static str> {
         kind.params().iter().filter(|s| s.required && self.get(kind, s.name).is_none()).map(|s| s.name).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(kind: ConnectorKind, name: &str) -> &'static ParamSpec {
-        kind.param(name).unwrap_or_else(|| panic!("{name}"))
-    }
-
-    #[test]
-    fn every_kind_declares_common_params() {
-        for k in ConnectorKind::ALL {
-            for n in ["quota.vm", "max.iaas.workers", "connection.policy"] {
-                assert!(k.param(n).is_some(), "{k} lacks {n}");
-            }
-        }
-        assert!(spec(ConnectorKind::Ec2, "region").required);
-        assert!(spec(ConnectorKind::Ec2query, "endpoint").required);
-    }
-
-    #[test]
-    fn validates_types() {
-        let w = spec(ConnectorKind::Ec2, "max.iaas.workers");
-        assert_eq!(validate_value(w, "20"), Ok(Some("20".into())));
-        assert_eq!(validate_value(w, "abc"), Err("'abc' is not an integer".into()));
-        assert!(validate_value(w, "0").unwrap_err().contains("out of range"));
-        assert_eq!(validate_value(spec(ConnectorKind::Ec2, "quota.vm"), "  "), Ok(None));
-        let pol = spec(ConnectorKind::Ec2, "connection.policy");
-        assert!(validate_value(pol, "private").unwrap_err().contains("public, local, auto"));
-        let url = spec(ConnectorKind::Ec2, "endpoint");
-        assert!(validate_value(url, "ftp://x").is_err());
-        assert!(validate_value(url, "http://127.0.0.1:5000").is_ok());
-        let f = spec(ConnectorKind::Sandbox, "failure.rate");
-        assert!(validate_value(f, "1.5").is_err());
-        assert!(validate_value(f, "NaN").is_err());
-        assert!(validate_value(f, "0.25").is_ok());
-        let b = spec(ConnectorKind::Ec2query, "tls.verify");
-        assert!(validate_value(b, "yes").is_err());
-        let l = spec(ConnectorKind::Ec2query, "instance.types");
-        assert!(validate_value(l, "m1.small,,m1.large").is_err());
-        let sv = spec(ConnectorKind::Ec2query, "signature.version");
-        assert!(validate_value(sv, "3").is_err());
-    }
-
-    #[test]
-    fn defaults_and_missing() {
-        let v = ParamValues::default();
-        assert_eq!(v.get_int(ConnectorKind::Ec2, "max.iaas.workers"), Some(20));
-        assert_eq!(v.get(ConnectorKind::Ec2, "security.group").as_deref(), Some("default"));
-        assert_eq!(v.missing_required(ConnectorKind::Ec2), ["region"]);
-        assert!(v.missing_required(ConnectorKind::Sandbox).is_empty());
     }
 }

@@ -8,7 +8,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 use cloudbroker_connector_api::conf::load_dir;
+use cloudbroker_connector_api::Connectors;
 use std::path::{Path, PathBuf};
+
+/// The three kinds the binary ships, with their own parameters.
+fn kinds() -> Connectors {
+    Connectors::new()
+        .with(cloudbroker_connector_ec2::Ec2Builder)
+        .with(cloudbroker_connector_ec2query::Ec2QueryBuilder)
+        .with(cloudbroker_connector_sandbox::SandboxBuilder)
+}
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/conf")
@@ -20,7 +29,7 @@ fn outcome(file: &Path) -> String {
     let dir = tempfile::tempdir().unwrap();
     let name = file.file_name().unwrap();
     std::fs::copy(file, dir.path().join(name)).unwrap();
-    let load = load_dir(dir.path());
+    let load = load_dir(dir.path(), &kinds());
     let prefix = format!("{}/", dir.path().display());
     let mut out = String::new();
     for e in &load.errors {
@@ -63,7 +72,7 @@ fn a_good_file_next_to_a_bad_one_still_loads() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(corpus().join("bad-values.conf"), dir.path().join("20-bad.conf")).unwrap();
     std::fs::write(dir.path().join("10-good.conf"), "cloud.connector.class = good:sandbox\ngood.quota.vm = 4\n").unwrap();
-    let load = load_dir(dir.path());
+    let load = load_dir(dir.path(), &kinds());
     let names: Vec<String> = load.instances.iter().map(|i| i.declaration.instance.to_string()).collect();
     assert_eq!(names, ["good"], "errors: {:?}", load.errors);
     assert_eq!(load.rejected, ["a"]);

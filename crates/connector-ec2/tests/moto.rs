@@ -551,54 +551,11 @@ async fn build_gives_a_trait_object() {
     let params =
         ParamValues::new([("region".to_string(), REGION.to_string()), ("endpoint".to_string(), moto.endpoint())].into_iter().collect());
     let c: Arc<dyn Connector> = cloudbroker_connector_ec2::build(InstanceName::parse("ec2-x").unwrap(), &params).unwrap();
-    assert_eq!(c.kind(), cloudbroker_connector_api::ConnectorKind::Ec2);
+    assert_eq!(c.kind(), cloudbroker_connector_ec2::KIND);
     assert_eq!(c.instance().as_str(), "ec2-x");
     c.validate_credentials(&creds()).await.unwrap();
     let e = cloudbroker_connector_ec2::build(InstanceName::parse("ec2-y").unwrap(), &ParamValues::default()).err().unwrap();
     assert!(matches!(e, ConnectorError::InvalidRequest { .. }));
-}
-
-/// Elastic IPs and volumes against moto: each call reaches the cloud and its
-/// answer is read back; moto's own error codes come through typed.
-async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id: &str) {
-    use cloudbroker_connector_api::{CreateVolumeRequest, VolumeState};
-    let addr = conn.allocate_address(creds).await.unwrap();
-    assert!(addr.allocation_id.starts_with("eipalloc-") && !addr.public_ip.is_empty(), "{addr:?}");
-    let assoc = conn.associate_address(creds, &addr.allocation_id, vm_id).await.unwrap();
-    assert!(assoc.starts_with("eipassoc-"), "{assoc}");
-    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
-    assert_eq!(d.len(), 1);
-    assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm_id), Some(assoc.as_str())));
-    assert_eq!(d[0].public_ip, addr.public_ip);
-    conn.disassociate_address(creds, &assoc).await.unwrap();
-    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
-    assert_eq!(d[0].instance_id, None, "{d:?}");
-    conn.release_address(creds, &addr.allocation_id).await.unwrap();
-    assert!(!conn.describe_addresses(creds, &[]).await.unwrap().iter().any(|a| a.allocation_id == addr.allocation_id));
-    let e = conn.release_address(creds, "eipalloc-00000000000000000").await.unwrap_err();
-    assert!(
-        matches!(&e, ConnectorError::NotFound { code, .. } | ConnectorError::InvalidRequest { code, .. } if code.starts_with("InvalidAllocationID")),
-        "{e:?}"
-    );
-
-    let req = CreateVolumeRequest { size_gib: 8, zone: "us-east-1a".into(), volume_type: Some("gp2".into()) };
-    let v = conn.create_volume(creds, &req).await.unwrap();
-    assert!(v.volume_id.starts_with("vol-"), "{v:?}");
-    assert_eq!((v.size_gib, v.zone.as_str()), (8, "us-east-1a"));
-    assert!(matches!(v.state, VolumeState::Creating | VolumeState::Available), "{v:?}");
-    let att = conn.attach_volume(creds, &v.volume_id, vm_id, "/dev/sdf").await.unwrap();
-    assert_eq!((att.volume_id.as_str(), att.instance_id.as_str(), att.device.as_str()), (v.volume_id.as_str(), vm_id, "/dev/sdf"));
-    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
-    assert_eq!(d[0].state, VolumeState::InUse, "{d:?}");
-    assert_eq!(d[0].attachments.len(), 1);
-    assert_eq!(d[0].attachments[0].instance_id, vm_id);
-    assert!(conn.describe_volumes(creds, &[]).await.unwrap().iter().any(|x| x.volume_id == v.volume_id));
-    conn.detach_volume(creds, &v.volume_id, Some(vm_id), false).await.unwrap();
-    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
-    assert_eq!((d[0].state, d[0].attachments.len()), (VolumeState::Available, 0), "{d:?}");
-    conn.delete_volume(creds, &v.volume_id).await.unwrap();
-    let e = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap_err();
-    assert_eq!(e.code(), Some("InvalidVolume.NotFound"), "{e:?}");
 }
 
 #[tokio::test]
@@ -606,7 +563,7 @@ async fn elastic_ips_and_volumes() {
     let moto = MotoServer::start(MotoOptions::default());
     let c = connector(&moto);
     let vm = c.run_instances(&creds(), &run_request("b", "eip", 1)).await.unwrap().remove(0);
-    addresses_and_volumes(c.as_ref(), &creds(), &vm.id).await;
+    cloudbroker_testkit::conformance::addresses_and_volumes(c.as_ref(), &creds(), &vm.id, "us-east-1a").await;
     assert_eq!(moto.action_count("AllocateAddress").await, 1);
     assert_eq!(moto.action_count("AttachVolume").await, 1);
 }
@@ -664,4 +621,20 @@ async fn indexed_tag_lookups_answer_as_moto_does() {
     assert_eq!((count("all"), count("broker-a"), count("user=bob"), count("has-launch"), count("none")), (6, 3, 1, 4, 0));
     let bob = &plain.iter().find(|(n, _)| n == "user=bob").unwrap().1[0];
     assert!(bob.contains(&("extra".into(), "1".into())), "{bob:?}");
+}
+
+/// The conformance suite every connector passes (`cloudbroker_testkit::conformance`).
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let moto = MotoServer::start(MotoOptions::default());
+    let c = connector(&moto);
+    let target = cloudbroker_testkit::conformance::Target {
+        conn: c.as_ref(),
+        creds: creds(),
+        image_id: AMI.into(),
+        instance_type: "t2.micro".into(),
+        zone: format!("{REGION}a"),
+        security_groups: vec![],
+    };
+    cloudbroker_testkit::conformance::run(&target).await;
 }

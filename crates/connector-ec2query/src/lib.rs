@@ -14,6 +14,7 @@
 //! See `docs/connectors-ec2query.md` for the parameters and what econe lacks.
 
 pub mod client;
+mod kind;
 pub mod parse;
 pub mod request;
 pub mod xml;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use xml::Element;
 
-const KIND: ConnectorKind = ConnectorKind::Ec2query;
+pub use kind::{Ec2QueryBuilder, KIND};
 
 /// Default `MaxResults` of paged `Describe*` calls.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -537,7 +538,7 @@ mod tests {
             &params(&[("endpoint", "http://127.0.0.1:9/"), ("instance.types", "m1.small,m1.large")]),
         )
         .unwrap();
-        assert_eq!(c.kind(), ConnectorKind::Ec2query);
+        assert_eq!(c.kind(), KIND);
         assert_eq!(c.instance().as_str(), "one-lab");
         // No cloud call is made (port 9 would refuse it).
         let types = c.list_instance_types(&Credentials::new("a", "b")).await.unwrap();

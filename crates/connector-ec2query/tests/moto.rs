@@ -350,56 +350,29 @@ async fn concurrency_is_bounded_by_max_iaas_workers() {
     assert_eq!(stats["peak_in_flight"], 2, "{stats}");
 }
 
-/// Elastic IPs and volumes against moto: each call reaches the cloud and its
-/// answer is read back; moto's own error codes come through typed.
-async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id: &str) {
-    use cloudbroker_connector_api::{CreateVolumeRequest, VolumeState};
-    let addr = conn.allocate_address(creds).await.unwrap();
-    assert!(addr.allocation_id.starts_with("eipalloc-") && !addr.public_ip.is_empty(), "{addr:?}");
-    let assoc = conn.associate_address(creds, &addr.allocation_id, vm_id).await.unwrap();
-    assert!(assoc.starts_with("eipassoc-"), "{assoc}");
-    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
-    assert_eq!(d.len(), 1);
-    assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm_id), Some(assoc.as_str())));
-    assert_eq!(d[0].public_ip, addr.public_ip);
-    conn.disassociate_address(creds, &assoc).await.unwrap();
-    let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
-    assert_eq!(d[0].instance_id, None, "{d:?}");
-    conn.release_address(creds, &addr.allocation_id).await.unwrap();
-    assert!(!conn.describe_addresses(creds, &[]).await.unwrap().iter().any(|a| a.allocation_id == addr.allocation_id));
-    let e = conn.release_address(creds, "eipalloc-00000000000000000").await.unwrap_err();
-    assert!(
-        matches!(&e, ConnectorError::NotFound { code, .. } | ConnectorError::InvalidRequest { code, .. } if code.starts_with("InvalidAllocationID")),
-        "{e:?}"
-    );
-
-    let req = CreateVolumeRequest { size_gib: 8, zone: "us-east-1a".into(), volume_type: Some("gp2".into()) };
-    let v = conn.create_volume(creds, &req).await.unwrap();
-    assert!(v.volume_id.starts_with("vol-"), "{v:?}");
-    assert_eq!((v.size_gib, v.zone.as_str()), (8, "us-east-1a"));
-    assert!(matches!(v.state, VolumeState::Creating | VolumeState::Available), "{v:?}");
-    let att = conn.attach_volume(creds, &v.volume_id, vm_id, "/dev/sdf").await.unwrap();
-    assert_eq!((att.volume_id.as_str(), att.instance_id.as_str(), att.device.as_str()), (v.volume_id.as_str(), vm_id, "/dev/sdf"));
-    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
-    assert_eq!(d[0].state, VolumeState::InUse, "{d:?}");
-    assert_eq!(d[0].attachments.len(), 1);
-    assert_eq!(d[0].attachments[0].instance_id, vm_id);
-    assert!(conn.describe_volumes(creds, &[]).await.unwrap().iter().any(|x| x.volume_id == v.volume_id));
-    conn.detach_volume(creds, &v.volume_id, Some(vm_id), false).await.unwrap();
-    let d = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap();
-    assert_eq!((d[0].state, d[0].attachments.len()), (VolumeState::Available, 0), "{d:?}");
-    conn.delete_volume(creds, &v.volume_id).await.unwrap();
-    let e = conn.describe_volumes(creds, std::slice::from_ref(&v.volume_id)).await.unwrap_err();
-    assert_eq!(e.code(), Some("InvalidVolume.NotFound"), "{e:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elastic_ips_and_volumes() {
     let moto = MotoServer::start(MotoOptions::default());
     let conn = connector(&moto.endpoint(), &[("region", "us-east-1")], 100);
     let creds = Credentials::new("AKIAIOSFODNN7EXAMPLE", SECRET);
     let vm = conn.run_instances(&creds, &RunRequest { security_groups: vec![], ..run_request("eip", 1, None) }).await.unwrap().remove(0);
-    addresses_and_volumes(conn.as_ref(), &creds, &vm.id).await;
+    cloudbroker_testkit::conformance::addresses_and_volumes(conn.as_ref(), &creds, &vm.id, "us-east-1a").await;
     assert_eq!(moto.action_count("AllocateAddress").await, 1);
     assert_eq!(moto.action_count("AttachVolume").await, 1);
+}
+
+/// The conformance suite every connector passes (`cloudbroker_testkit::conformance`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    let moto = MotoServer::start(MotoOptions::default());
+    let conn = connector(&moto.endpoint(), &[("region", "us-east-1")], 100);
+    let target = cloudbroker_testkit::conformance::Target {
+        conn: conn.as_ref(),
+        creds: Credentials::new("AKIAIOSFODNN7EXAMPLE", SECRET),
+        image_id: AMI.into(),
+        instance_type: "t2.micro".into(),
+        zone: "us-east-1a".into(),
+        security_groups: vec![],
+    };
+    cloudbroker_testkit::conformance::run(&target).await;
 }

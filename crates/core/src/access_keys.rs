@@ -1,44 +1,45 @@
 //! EC2 API access keys: what SigV2/SigV4 clients (awscli, boto3, the AWS
 //! SDKs) sign with when they talk to the broker's EC2 front-end. The secret
-//! is shown once, at creation; it is sealed in the vault (signature checks
-//! need the plaintext) and bound to its owner like cloud credentials, so key
-//! rotation re-seals it too. A key is usable only while it is active, not
-//! past its expiry, and its owner is enabled; unknown, disabled and expired
-//! keys look the same to a caller.
+//! is shown once, at creation; it is sealed with the vault's master key
+//! (signature checks need the plaintext) and bound to its owner like cloud
+//! credentials, in a table of its own; key rotation re-seals it too. A key
+//! is usable only while it is active, not past its expiry, and its owner is
+//! enabled; unknown, disabled and expired keys look the same to a caller.
 //!
 //! Expiry: a key may be given a lifetime at creation (at most
 //! [`MAX_KEY_LIFETIME`]); a key minted by an expiring actor (an API token
 //! with an expiry) never outlives it, like a token minted from a token.
 //! Whether a key has expired is decided against the `now` the caller
-//! passes ([`Vault::access_key_holder_at`]), never a clock read here.
+//! passes ([`AccessKeys::holder_at`]), never a clock read here.
 //!
 //! Lookups go through a [`KeyCache`] (the EC2 front checks a key on every
-//! request). Its invariant: a cached answer is never older than
-//! [`KEY_CACHE_TTL`], never served past the key's expiry, and any change
-//! this process makes to a key (disable, enable, delete) or to its owner
-//! (disable, admin role, password reset) empties the cache before the change
-//! is reported done, so it takes effect at once on this replica and within
-//! [`KEY_CACHE_TTL`] on the others. Refusals (unknown, inactive or expired
-//! keys) are never cached, so a new key works at once everywhere.
-//! A master-key rotation re-seals secrets but does not change them, so
-//! cached secrets stay right across it.
+//! request). Its invariant ([`crate::cache`]): a cached answer is never
+//! older than [`KEY_CACHE_TTL`], never served past the key's expiry, and any
+//! change this broker makes to a key (disable, enable, delete) or to its
+//! owner (disable, admin role, password reset) empties the cache before the
+//! change is reported done (the broker's [`CacheEpoch`] moves), so it takes
+//! effect at once on this replica and within [`KEY_CACHE_TTL`] on the
+//! others. Refusals (unknown, inactive or expired keys) are never cached, so
+//! a new key works at once everywhere. A master-key rotation re-seals
+//! secrets but does not change them, so cached secrets stay right across it.
 
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::{random_token, user_name, Actor};
+use crate::cache::{CacheEpoch, KeyCache, KeyHolder};
 use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::{user_name, Actor};
 use crate::master_keys::credential_aad;
 use crate::vault::{vault_err, Vault};
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::SecretString;
-use cloudbroker_store::access_keys::ACCESS_KEY_SCOPE;
-use cloudbroker_store::credentials::{CredentialRow, NewCredential};
+use cloudbroker_store::access_keys::{AccessKeyRow, NewAccessKey, ACCESS_KEY_SCOPE, KEY_ACTIVE, KEY_DISABLED};
+use cloudbroker_store::Store;
 use rand::Rng;
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use zeroize::Zeroizing;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::cache::KEY_CACHE_TTL;
 
 /// Active keys a user may hold at once.
 pub const MAX_KEYS_PER_USER: usize = 5;
@@ -46,8 +47,6 @@ pub const MAX_KEYS_PER_USER: usize = 5;
 /// The longest lifetime a key can be given (the same bound as API tokens').
 pub const MAX_KEY_LIFETIME: Duration = crate::identity::MAX_TOKEN_LIFETIME;
 
-pub(crate) const ACTIVE: &str = "active";
-pub(crate) const DISABLED: &str = "disabled";
 /// Shown (never stored) for an active key past its expiry.
 const EXPIRED: &str = "expired";
 
@@ -67,17 +66,17 @@ pub struct AccessKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-fn expired(r: &CredentialRow, now: DateTime<Utc>) -> bool {
+fn expired(r: &AccessKeyRow, now: DateTime<Utc>) -> bool {
     r.expires_at.is_some_and(|e| e <= now)
 }
 
-fn shown(r: &CredentialRow, now: DateTime<Utc>) -> AccessKey {
+fn shown(r: &AccessKeyRow, now: DateTime<Utc>) -> AccessKey {
     AccessKey {
-        access_key_id: r.instance.clone(),
-        user: user_name(r.owner.clone()),
-        state: if r.status == ACTIVE && expired(r, now) { EXPIRED.to_string() } else { r.status.clone() },
+        access_key_id: r.access_key_id.clone(),
+        user: user_name(r.user_name.clone()),
+        state: if r.state == KEY_ACTIVE && expired(r, now) { EXPIRED.to_string() } else { r.state.clone() },
         created_at: r.created_at,
-        last_used_at: r.checked_at,
+        last_used_at: r.last_used_at,
         expires_at: r.expires_at,
     }
 }
@@ -95,172 +94,39 @@ pub fn looks_like_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// How long another replica's change to a key or its owner may go unseen here.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
-
-/// Keys cached at most (a bound on memory, not a working-set guess).
-const KEY_CACHE_MAX: usize = 10_000;
-
-/// Derived keys kept per access key (one per signing date, region and service).
-const DERIVED_MAX: usize = 8;
-
-/// Bumped by every change that can make a cached holder wrong, in any
-/// broker of this process; a cache seeing a new value forgets everything.
-static EPOCH: AtomicU64 = AtomicU64::new(0);
-
-/// Forgets every cached access key and API token in this process (called
-/// after a key's or token's state, or its owner's state or role, changed).
-pub fn forget_cached_keys() {
-    EPOCH.fetch_add(1, Ordering::SeqCst);
+fn key_not_found(key_id: &str) -> ServiceError {
+    ServiceError::NotFound(Resource::Record(format!("access key '{}'", key_id.chars().take(128).collect::<String>())))
 }
 
-/// The current invalidation epoch (read before a lookup whose answer may be cached).
-pub(crate) fn cache_epoch() -> u64 {
-    EPOCH.load(Ordering::SeqCst)
+/// The access-key service.
+pub struct AccessKeys {
+    store: Store,
+    /// Seals and opens the secrets (with the master keys).
+    vault: Arc<Vault>,
+    /// The broker's invalidation epoch (shared with the token cache).
+    epoch: CacheEpoch,
+    /// Active keys recently checked.
+    cache: KeyCache,
 }
 
-/// Who an access key belongs to, and its secret (for signature checks only).
-#[derive(Clone)]
-pub struct KeyHolder {
-    /// The key's owner; its `expires_at` is the key's.
-    pub actor: Actor,
-    pub secret: SecretString,
-    derived: Arc<Mutex<Vec<Derived>>>,
-}
-
-impl KeyHolder {
-    /// Whether the key has expired at `now`.
-    fn expired_at(&self, now: DateTime<Utc>) -> bool {
-        self.actor.expires_at.is_some_and(|e| e <= now)
-    }
-}
-
-/// A key derived from a secret, with its label (e.g. `aws4/DATE/REGION/SERVICE`).
-type Derived = (String, Zeroizing<[u8; 32]>);
-
-impl KeyHolder {
-    /// A key derived from the secret (a SigV4 signing key), computed by
-    /// `derive` once per `label` while this holder stays cached.
-    pub fn derived(&self, label: &str, derive: impl FnOnce(&str) -> [u8; 32]) -> Zeroizing<[u8; 32]> {
-        let mut slots = self.derived.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, k)) = slots.iter().find(|(l, _)| l == label) {
-            return k.clone();
-        }
-        let k = Zeroizing::new(derive(self.secret.expose()));
-        if slots.len() >= DERIVED_MAX {
-            slots.remove(0);
-        }
-        slots.push((label.to_string(), k.clone()));
-        k
-    }
-}
-
-struct Cached<V> {
-    value: V,
-    fetched: Instant,
-    /// When this process last recorded the credential's use (ms), to write it at most once a minute.
-    touched_ms: Option<i64>,
-}
-
-/// Credentials (access keys, API tokens) recently looked up, by key: see
-/// the module's invariant (answers at most [`KEY_CACHE_TTL`] old, emptied
-/// by [`forget_cached_keys`], refusals never put in).
-pub struct CredentialCache<V> {
-    inner: Mutex<CacheInner<V>>,
-}
-
-/// Active access keys recently looked up.
-pub type KeyCache = CredentialCache<KeyHolder>;
-
-impl<V> Default for CredentialCache<V> {
-    fn default() -> Self {
-        Self { inner: Mutex::new(CacheInner { epoch: 0, keys: HashMap::new() }) }
-    }
-}
-
-struct CacheInner<V> {
-    epoch: u64,
-    keys: HashMap<String, Cached<V>>,
-}
-
-impl<V: Clone> CredentialCache<V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner<V>> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let now = EPOCH.load(Ordering::SeqCst);
-        if g.epoch != now {
-            g.keys.clear();
-            g.epoch = now;
-        }
-        g
+impl AccessKeys {
+    /// The service on the store, sealing with `vault`'s master keys, its
+    /// cache emptied whenever `epoch` moves.
+    pub fn new(store: Store, vault: Arc<Vault>, epoch: CacheEpoch) -> Self {
+        Self { store, vault, cache: KeyCache::new(epoch.clone()), epoch }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
-        let mut g = self.lock();
-        match g.keys.get(key) {
-            Some(c) if c.fetched.elapsed() < KEY_CACHE_TTL => Some(c.value.clone()),
-            Some(_) => {
-                g.keys.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Forgets one entry (e.g. a token past its expiry).
-    pub(crate) fn remove(&self, key: &str) {
-        self.lock().keys.remove(key);
-    }
-
-    /// Caches `value` unless the cache was invalidated since `epoch` (when the lookup started).
-    pub(crate) fn put(&self, key: &str, value: &V, epoch: u64, touched_ms: Option<i64>) {
-        let mut g = self.lock();
-        if g.epoch != epoch {
-            return;
-        }
-        if g.keys.len() >= KEY_CACHE_MAX {
-            g.keys.retain(|_, c| c.fetched.elapsed() < KEY_CACHE_TTL);
-            if g.keys.len() >= KEY_CACHE_MAX {
-                g.keys.clear();
-            }
-        }
-        g.keys.insert(key.to_string(), Cached { value: value.clone(), fetched: Instant::now(), touched_ms });
-    }
-
-    /// Whether the credential's use should be written now (at most once a
-    /// minute per key); `None` when it is not cached.
-    pub(crate) fn should_touch(&self, key: &str, now_ms: i64) -> Option<bool> {
-        let mut g = self.lock();
-        let c = g.keys.get_mut(key)?;
-        if c.touched_ms.is_some_and(|t| now_ms - t <= 60_000) {
-            return Some(false);
-        }
-        c.touched_ms = Some(now_ms);
-        Some(true)
-    }
-
-    /// How many entries are cached (for tests).
-    pub fn len(&self) -> usize {
-        self.lock().keys.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Vault {
     /// Creates an access key for `user` (self or admin) that expires with
     /// the actor (if it does); returns it and its secret, which is shown this once.
-    pub async fn create_access_key(&self, actor: &Actor, user: &UserName) -> ServiceResult<(AccessKey, SecretString)> {
-        self.create_access_key_expiring(actor, user, None).await
+    pub async fn create(&self, actor: &Actor, user: &UserName) -> ServiceResult<(AccessKey, SecretString)> {
+        self.create_expiring(actor, user, None).await
     }
 
     /// Creates an access key for `user` (self or admin) that expires after
     /// `expires_in` (1 s to [`MAX_KEY_LIFETIME`]; `None`: never) and never
     /// after the actor's own expiry (a key minted with an expiring token
     /// dies with it). Returns the key and its secret, shown this once.
-    pub async fn create_access_key_expiring(
+    pub async fn create_expiring(
         &self,
         actor: &Actor,
         user: &UserName,
@@ -292,134 +158,127 @@ impl Vault {
         if self.store.get_user(user.as_str()).await?.is_none() {
             return Err(ServiceError::NotFound(Resource::User(user.clone())));
         }
-        let existing = self.store.list_credentials(ACCESS_KEY_SCOPE, Some(user.as_str())).await?;
-        if existing.iter().filter(|r| r.status == ACTIVE && !expired(r, now)).count() >= MAX_KEYS_PER_USER {
+        let existing = self.store.list_access_keys(user.as_str()).await?;
+        if existing.iter().filter(|r| r.state == KEY_ACTIVE && !expired(r, now)).count() >= MAX_KEYS_PER_USER {
             return Err(ServiceError::Conflict(format!(
                 "'{user}' already has {MAX_KEYS_PER_USER} active access keys: disable or delete one first"
             )));
         }
         let key_id = new_key_id();
-        let secret = SecretString::new(crate::identity::random_token("")[..40].to_string());
-        self.refresh_keys()?;
+        let secret = SecretString::new(random_token("")[..40].to_string());
+        self.vault.refresh_keys()?;
         let owner = user.as_str();
-        let (ak, sk, sealing_key) = self.with_keys(|k| {
+        let (sk, sealing_key) = self.vault.with_keys(|k| {
             Ok((
-                k.seal(key_id.as_bytes(), &credential_aad(ACCESS_KEY_SCOPE, owner, &key_id, "access_key_id"))?,
                 k.seal(secret.expose().as_bytes(), &credential_aad(ACCESS_KEY_SCOPE, owner, &key_id, "secret_access_key"))?,
                 k.current_id().to_string(),
             ))
         })?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
         self.store
-            .put_credential(&NewCredential {
-                id: &id,
-                scope: ACCESS_KEY_SCOPE,
-                owner,
-                instance: &key_id,
-                access_key_hint: &key_id,
-                access_key_sealed: &ak,
+            .insert_access_key(&NewAccessKey {
+                access_key_id: &key_id,
+                user_name: owner,
                 secret_sealed: &sk,
-                key_id: &sealing_key,
-                status: ACTIVE,
-                status_message: "",
+                master_key_id: &sealing_key,
+                expires_at_ms: expires_at.map(|e| e.timestamp_millis()),
             })
             .await?;
-        self.store.finish_new_access_key(&key_id, expires_at.map(|e| e.timestamp_millis())).await?;
         let detail = expires_at.map(|e| format!("expires {}", e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))).unwrap_or_default();
-        self.store.audit(actor.name.as_str(), "access_key.create", &format!("{user}/{key_id}"), "ok", &detail).await?;
+        let target = AuditTarget::UserItem { user: user.as_str(), item: &key_id };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyCreate, target).detail(detail.as_str()))
+            .await?;
         let row = self.store.access_key(&key_id).await?.ok_or_else(|| ServiceError::Internal("access key vanished".into()))?;
         Ok((shown(&row, now), secret))
     }
 
     /// A user's access keys (self or admin).
-    pub async fn list_access_keys(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<AccessKey>> {
+    pub async fn list(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<AccessKey>> {
         actor.require_self_or_admin(user)?;
         let now = Utc::now();
-        Ok(self.store.list_credentials(ACCESS_KEY_SCOPE, Some(user.as_str())).await?.iter().map(|r| shown(r, now)).collect())
-    }
-
-    fn key_not_found(key_id: &str) -> ServiceError {
-        ServiceError::NotFound(Resource::Record(format!("access key '{}'", key_id.chars().take(128).collect::<String>())))
+        Ok(self.store.list_access_keys(user.as_str()).await?.iter().map(|r| shown(r, now)).collect())
     }
 
     /// Disables or re-enables an access key (self or admin).
-    pub async fn set_access_key_active(&self, actor: &Actor, user: &UserName, key_id: &str, active: bool) -> ServiceResult<AccessKey> {
+    pub async fn set_active(&self, actor: &Actor, user: &UserName, key_id: &str, active: bool) -> ServiceResult<AccessKey> {
         actor.require_self_or_admin(user)?;
-        let state = if active { ACTIVE } else { DISABLED };
+        let state = if active { KEY_ACTIVE } else { KEY_DISABLED };
         let changed = self.store.set_access_key_state(user.as_str(), key_id, state).await?;
-        forget_cached_keys();
+        self.forget_cached();
         if !changed {
-            return Err(Self::key_not_found(key_id));
+            return Err(key_not_found(key_id));
         }
-        self.store.audit(actor.name.as_str(), "access_key.state", &format!("{user}/{key_id}"), "ok", state).await?;
-        let row = self.store.access_key(key_id).await?.ok_or_else(|| Self::key_not_found(key_id))?;
+        let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyState, target).detail(state)).await?;
+        let row = self.store.access_key(key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         Ok(shown(&row, Utc::now()))
     }
 
     /// Deletes an access key (self or admin).
-    pub async fn delete_access_key(&self, actor: &Actor, user: &UserName, key_id: &str) -> ServiceResult<()> {
+    pub async fn delete(&self, actor: &Actor, user: &UserName, key_id: &str) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
         let deleted = self.store.delete_access_key(user.as_str(), key_id).await?;
-        forget_cached_keys();
+        self.forget_cached();
         if !deleted {
-            return Err(Self::key_not_found(key_id));
+            return Err(key_not_found(key_id));
         }
-        self.store.audit(actor.name.as_str(), "access_key.delete", &format!("{user}/{key_id}"), "ok", "").await?;
+        let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyDelete, target)).await?;
         Ok(())
     }
 
-    /// [`Self::access_key_holder_at`] now, by the wall clock. Prefer passing
-    /// the request's `now` (the time its signature was checked against).
-    pub async fn access_key_holder(&self, key_id: &str) -> ServiceResult<Option<KeyHolder>> {
-        self.access_key_holder_at(key_id, Utc::now()).await
+    /// [`Self::holder_at`] now, by the wall clock. Prefer passing the
+    /// request's `now` (the time its signature was checked against).
+    pub async fn holder(&self, key_id: &str) -> ServiceResult<Option<KeyHolder>> {
+        self.holder_at(key_id, Utc::now()).await
     }
 
     /// The holder of an active, unexpired (at `now`) access key of an
     /// enabled user, with the secret to check a signature against; `None`
     /// for anything else, the same whatever the reason. Answers from the
     /// [`KeyCache`] when it can, but never with a key expired at `now`.
-    pub async fn access_key_holder_at(&self, key_id: &str, now: DateTime<Utc>) -> ServiceResult<Option<KeyHolder>> {
+    pub async fn holder_at(&self, key_id: &str, now: DateTime<Utc>) -> ServiceResult<Option<KeyHolder>> {
         if !looks_like_key_id(key_id) {
             return Ok(None);
         }
-        if let Some(h) = self.key_cache.get(key_id) {
+        if let Some(h) = self.cache.get(key_id) {
             if !h.expired_at(now) {
                 return Ok(Some(h));
             }
-            self.key_cache.remove(key_id);
+            self.cache.remove(key_id);
             return Ok(None);
         }
         // Read the epoch before the database: a change made during the
         // lookup bumps it, and the (possibly stale) answer is not cached.
-        let epoch = EPOCH.load(Ordering::SeqCst);
+        let epoch = self.cache.epoch();
         let Some(row) = self.store.access_key(key_id).await? else { return Ok(None) };
-        if row.status != ACTIVE || expired(&row, now) {
+        if row.state != KEY_ACTIVE || expired(&row, now) {
             return Ok(None);
         }
-        let Some(user) = self.store.get_user(&row.owner).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
-        if !self.with_keys(|k| Ok(k.ids().contains(&row.key_id)))? {
-            self.refresh_keys()?;
+        let Some(user) = self.store.get_user(&row.user_name).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
+        if !self.vault.with_keys(|k| Ok(k.ids().contains(&row.master_key_id)))? {
+            self.vault.refresh_keys()?;
         }
-        let secret = self
-            .with_keys(|k| k.open(&row.secret_sealed, &credential_aad(ACCESS_KEY_SCOPE, &row.owner, &row.instance, "secret_access_key")))?;
+        let secret = self.vault.with_keys(|k| {
+            k.open(&row.secret_sealed, &credential_aad(ACCESS_KEY_SCOPE, &row.user_name, &row.access_key_id, "secret_access_key"))
+        })?;
         let secret =
             SecretString::new(String::from_utf8(secret.to_vec()).map_err(|_| vault_err(crate::master_keys::VaultError::Malformed))?);
         let actor = Actor { expires_at: row.expires_at, ..Actor::new(user_name(user.name), user.is_admin) };
-        let holder = KeyHolder { actor, secret, derived: Arc::default() };
-        self.key_cache.put(key_id, &holder, epoch, row.checked_at.map(|t| t.timestamp_millis()));
+        let holder = KeyHolder::new(actor, secret);
+        self.cache.put(key_id, &holder, epoch, row.last_used_at.map(|t| t.timestamp_millis()));
         Ok(Some(holder))
     }
 
     /// Records that a key was used (at most once a minute per key is
     /// enough; a cached key knows when it was last recorded).
-    pub async fn access_key_used(&self, key_id: &str) -> ServiceResult<()> {
+    pub async fn record_use(&self, key_id: &str) -> ServiceResult<()> {
         let now = cloudbroker_store::now_ms();
-        match self.key_cache.should_touch(key_id, now) {
+        match self.cache.should_touch(key_id, now) {
             Some(false) => Ok(()),
             Some(true) => Ok(self.store.touch_access_key(key_id, now).await?),
             None => {
                 if let Some(row) = self.store.access_key(key_id).await? {
-                    if row.checked_at.is_none_or(|t| now - t.timestamp_millis() > 60_000) {
+                    if row.last_used_at.is_none_or(|t| now - t.timestamp_millis() > 60_000) {
                         self.store.touch_access_key(key_id, now).await?;
                     }
                 }
@@ -428,9 +287,15 @@ impl Vault {
         }
     }
 
+    /// Forgets every cached access key and API token of this broker (its
+    /// [`CacheEpoch`] moves); the next lookups read the database.
+    pub fn forget_cached(&self) {
+        self.epoch.bump();
+    }
+
     /// The access-key cache (for inspection in tests).
     pub fn key_cache(&self) -> &KeyCache {
-        &self.key_cache
+        &self.cache
     }
 }
 
@@ -446,56 +311,5 @@ mod tests {
         assert_ne!(a, new_key_id());
         assert!(!looks_like_key_id("AKIA/../x"));
         assert!(!looks_like_key_id("short"));
-    }
-
-    fn holder() -> KeyHolder {
-        KeyHolder { actor: Actor::new(user_name("alice".into()), false), secret: SecretString::new("s3cret"), derived: Arc::default() }
-    }
-
-    #[test]
-    fn cached_holders_expire_and_are_forgotten_on_change() {
-        let cache = KeyCache::default();
-        let epoch = EPOCH.load(Ordering::SeqCst);
-        cache.put("AKIAAAAAAAAAAAAAAAAA", &holder(), epoch, None);
-        // Another test of this process may have bumped the epoch meanwhile; then nothing was cached.
-        if EPOCH.load(Ordering::SeqCst) == epoch {
-            assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_some());
-        }
-        // An entry older than the TTL is not answered (another replica's change is seen within it).
-        {
-            let mut g = cache.lock();
-            for c in g.keys.values_mut() {
-                c.fetched = Instant::now().checked_sub(KEY_CACHE_TTL).unwrap_or_else(Instant::now);
-            }
-        }
-        assert!(cache.get("AKIAAAAAAAAAAAAAAAAA").is_none());
-        // A change forgets everything.
-        let epoch = EPOCH.load(Ordering::SeqCst);
-        cache.put("AKIABBBBBBBBBBBBBBBB", &holder(), epoch, None);
-        forget_cached_keys();
-        assert!(cache.get("AKIABBBBBBBBBBBBBBBB").is_none());
-        // A lookup that started before a change does not cache its answer.
-        cache.put("AKIACCCCCCCCCCCCCCCC", &holder(), epoch, None);
-        assert!(cache.get("AKIACCCCCCCCCCCCCCCC").is_none());
-    }
-
-    #[test]
-    fn derived_keys_are_computed_once_per_label() {
-        let h = holder();
-        let mut calls = 0;
-        let a = h.derived("aws4/20260101/sb/ec2", |s| {
-            calls += 1;
-            assert_eq!(s, "s3cret");
-            [1; 32]
-        });
-        let b = h.derived("aws4/20260101/sb/ec2", |_| {
-            calls += 1;
-            [2; 32]
-        });
-        assert_eq!((*a, *b, calls), ([1; 32], [1; 32], 1));
-        let c = h.derived("aws4/20260102/sb/ec2", |_| [3; 32]);
-        assert_eq!(*c, [3; 32]);
-        // Clones (what the cache hands out) share the derived keys.
-        assert_eq!(*h.clone().derived("aws4/20260102/sb/ec2", |_| [9; 32]), [3; 32]);
     }
 }

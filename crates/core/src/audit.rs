@@ -1,13 +1,15 @@
 //! The audit log as a service: admins read it newest first, page by page,
 //! filtered by actor, action and time. Services write their own entries
-//! (nothing at the HTTP edges does).
+//! (nothing at the HTTP edges does), each as an [`AuditEvent`]: a typed
+//! action, target and outcome, rendered to the texts the log has always
+//! held (the tests below pin every one).
 
+use crate::auth::Actor;
 use crate::domain::{Cursor, Page, PageRequest};
 use crate::error::ServiceResult;
-use crate::identity::Actor;
 use chrono::{DateTime, Utc};
-use cloudbroker_store::audit::{AuditFilter, AuditRow};
-use cloudbroker_store::Store;
+use cloudbroker_store::audit::{AuditFilter, AuditRow, NewAudit};
+use cloudbroker_store::{Store, StoreError};
 use serde::Serialize;
 
 /// Which entries to read.
@@ -65,8 +67,472 @@ impl Audit {
         Ok(Page::from_fetched(rows.into_iter().map(AuditEntry::from).collect(), page.limit, |e| Cursor::new(e.id, "")))
     }
 
-    /// Records an entry (for the edges' own events, e.g. a refused CSRF token).
-    pub async fn record(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> ServiceResult<()> {
-        Ok(self.store.audit(actor, action, target, outcome, detail).await?)
+    /// Records an event done by `actor` (a user name, or `system`), for the
+    /// edges' own events (e.g. a refused CSRF token).
+    pub async fn record(&self, actor: &str, event: &AuditEvent<'_>) -> ServiceResult<()> {
+        Ok(record(&self.store, actor, event).await?)
+    }
+}
+
+/// Appends `event`, done by `actor` (a user name, or `system`), to the log
+/// through `store` (the services hold the store, not the [`Audit`] service).
+pub(crate) async fn record(store: &Store, actor: &str, event: &AuditEvent<'_>) -> Result<(), StoreError> {
+    let target = event.target.to_string();
+    store.append_audit(&event.row(actor, &target)).await
+}
+
+/// What was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    Login,
+    UserCreate,
+    UserPassword,
+    UserRole,
+    UserDefaultEc2Region,
+    UserDisable,
+    UserEnable,
+    TokenCreate,
+    TokenRevoke,
+    AccessKeyCreate,
+    AccessKeyState,
+    AccessKeyDelete,
+    KeyPairCreate,
+    KeyPairDelete,
+    CredentialSave,
+    CredentialDelete,
+    CredentialGrant,
+    CredentialUse,
+    KeysRotate,
+    ImageRegister,
+    ImageDeregister,
+    ImageSave,
+    ImageDelete,
+    ImageRename,
+    ConfigChange,
+    ConfigReload,
+    QuotaChange,
+    VmLaunch,
+    VmTerminate,
+    VolumeCreate,
+    VolumeAttach,
+    VolumeDetach,
+    VolumeDelete,
+    AddressAllocate,
+    AddressAssociate,
+    AddressDisassociate,
+    AddressRelease,
+}
+
+impl AuditAction {
+    /// Every action, for tests and documentation.
+    pub const ALL: [AuditAction; 37] = [
+        Self::Login,
+        Self::UserCreate,
+        Self::UserPassword,
+        Self::UserRole,
+        Self::UserDefaultEc2Region,
+        Self::UserDisable,
+        Self::UserEnable,
+        Self::TokenCreate,
+        Self::TokenRevoke,
+        Self::AccessKeyCreate,
+        Self::AccessKeyState,
+        Self::AccessKeyDelete,
+        Self::KeyPairCreate,
+        Self::KeyPairDelete,
+        Self::CredentialSave,
+        Self::CredentialDelete,
+        Self::CredentialGrant,
+        Self::CredentialUse,
+        Self::KeysRotate,
+        Self::ImageRegister,
+        Self::ImageDeregister,
+        Self::ImageSave,
+        Self::ImageDelete,
+        Self::ImageRename,
+        Self::ConfigChange,
+        Self::ConfigReload,
+        Self::QuotaChange,
+        Self::VmLaunch,
+        Self::VmTerminate,
+        Self::VolumeCreate,
+        Self::VolumeAttach,
+        Self::VolumeDetach,
+        Self::VolumeDelete,
+        Self::AddressAllocate,
+        Self::AddressAssociate,
+        Self::AddressDisassociate,
+        Self::AddressRelease,
+    ];
+
+    /// The action as stored and filtered on (`GET /api/v1/audit?action=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::UserCreate => "user.create",
+            Self::UserPassword => "user.password",
+            Self::UserRole => "user.role",
+            Self::UserDefaultEc2Region => "user.default_ec2_region",
+            Self::UserDisable => "user.disable",
+            Self::UserEnable => "user.enable",
+            Self::TokenCreate => "token.create",
+            Self::TokenRevoke => "token.revoke",
+            Self::AccessKeyCreate => "access_key.create",
+            Self::AccessKeyState => "access_key.state",
+            Self::AccessKeyDelete => "access_key.delete",
+            Self::KeyPairCreate => "key_pair.create",
+            Self::KeyPairDelete => "key_pair.delete",
+            Self::CredentialSave => "credential.save",
+            Self::CredentialDelete => "credential.delete",
+            Self::CredentialGrant => "credential.grant",
+            Self::CredentialUse => "credential.use",
+            Self::KeysRotate => "keys.rotate",
+            Self::ImageRegister => "image.register",
+            Self::ImageDeregister => "image.deregister",
+            Self::ImageSave => "image.save",
+            Self::ImageDelete => "image.delete",
+            Self::ImageRename => "image.rename",
+            Self::ConfigChange => "config.change",
+            Self::ConfigReload => "config.reload",
+            Self::QuotaChange => "quota.change",
+            Self::VmLaunch => "vm.launch",
+            Self::VmTerminate => "vm.terminate",
+            Self::VolumeCreate => "volume.create",
+            Self::VolumeAttach => "volume.attach",
+            Self::VolumeDetach => "volume.detach",
+            Self::VolumeDelete => "volume.delete",
+            Self::AddressAllocate => "address.allocate",
+            Self::AddressAssociate => "address.associate",
+            Self::AddressDisassociate => "address.disassociate",
+            Self::AddressRelease => "address.release",
+        }
+    }
+}
+
+/// What it was done to; shown as the entry's target text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditTarget<'a> {
+    /// Nothing in particular (shown empty).
+    None,
+    /// A user account, by name (also the name a login was tried with).
+    User(&'a str),
+    /// Something a user owns, by its id or name: an API token, an access
+    /// key, a key pair (`user/item`).
+    UserItem { user: &'a str, item: &'a str },
+    /// A credential of a scope (`user` or `system`), an owner (a user, or
+    /// the shared credential's name) and a connector instance
+    /// (`scope/owner/instance`).
+    Credential { scope: &'a str, owner: &'a str, instance: &'a str },
+    /// A master key, by id.
+    MasterKey(&'a str),
+    /// An image, by name.
+    Image(&'a str),
+    /// System configuration parameters, by key (`k1,k2`).
+    Params(&'a [&'a str]),
+    /// The connector configuration directory (`connectors.d`).
+    ConnectorsDir,
+    /// A user's quota on a connector instance (`user/instance`).
+    Quota { user: &'a str, instance: &'a str },
+    /// A connector instance (a launch refused before it had an id).
+    Instance(&'a str),
+    /// A launch on a connector instance (`instance/launch_id`).
+    Launch { instance: &'a str, launch_id: &'a str },
+    /// A VM, by id.
+    Vm(&'a str),
+    /// A volume or an address, by its cloud id on a connector instance (`instance/id`).
+    CloudResource { instance: &'a str, id: &'a str },
+}
+
+impl std::fmt::Display for AuditTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => Ok(()),
+            Self::User(s) | Self::MasterKey(s) | Self::Image(s) | Self::Instance(s) | Self::Vm(s) => f.write_str(s),
+            Self::UserItem { user, item } => write!(f, "{user}/{item}"),
+            Self::Credential { scope, owner, instance } => write!(f, "{scope}/{owner}/{instance}"),
+            Self::Params(keys) => f.write_str(&keys.join(",")),
+            Self::ConnectorsDir => f.write_str("connectors.d"),
+            Self::Quota { user, instance } => write!(f, "{user}/{instance}"),
+            Self::Launch { instance, launch_id } => write!(f, "{instance}/{launch_id}"),
+            Self::CloudResource { instance, id } => write!(f, "{instance}/{id}"),
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditOutcome {
+    /// Done.
+    Ok,
+    /// Refused (invalid, not allowed, disabled account).
+    Rejected,
+    /// A login with a wrong name or password.
+    Failure,
+    /// The cloud refused or failed.
+    Failed,
+    /// The cloud may or may not have done it (the reconciler finds out).
+    Unknown,
+    /// A launch refused by the quota.
+    OverQuota,
+    /// A launch admitted and recorded, not yet sent to the cloud.
+    Requested,
+    /// A credential saved after the cloud accepted it.
+    Verified,
+    /// A credential saved without the cloud's check (forced).
+    Unverified,
+}
+
+impl AuditOutcome {
+    /// Every outcome, for tests and documentation.
+    pub const ALL: [AuditOutcome; 9] = [
+        Self::Ok,
+        Self::Rejected,
+        Self::Failure,
+        Self::Failed,
+        Self::Unknown,
+        Self::OverQuota,
+        Self::Requested,
+        Self::Verified,
+        Self::Unverified,
+    ];
+
+    /// The outcome as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Rejected => "rejected",
+            Self::Failure => "failure",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::OverQuota => "over-quota",
+            Self::Requested => "requested",
+            Self::Verified => "verified",
+            Self::Unverified => "unverified",
+        }
+    }
+}
+
+/// One event for the log: the action, its target and outcome, and free
+/// details (empty unless given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent<'a> {
+    pub action: AuditAction,
+    pub target: AuditTarget<'a>,
+    pub outcome: AuditOutcome,
+    pub detail: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> AuditEvent<'a> {
+    /// An event without details.
+    pub fn new(action: AuditAction, target: AuditTarget<'a>, outcome: AuditOutcome) -> Self {
+        Self { action, target, outcome, detail: std::borrow::Cow::Borrowed("") }
+    }
+
+    /// A successful event without details.
+    pub fn ok(action: AuditAction, target: AuditTarget<'a>) -> Self {
+        Self::new(action, target, AuditOutcome::Ok)
+    }
+
+    /// The same event with details.
+    pub fn detail(self, detail: impl Into<std::borrow::Cow<'a, str>>) -> Self {
+        Self { detail: detail.into(), ..self }
+    }
+
+    /// The row the store appends, with the target already rendered (`target`,
+    /// from [`AuditTarget`]'s `Display`).
+    pub(crate) fn row<'r>(&'r self, actor: &'r str, target: &'r str) -> NewAudit<'r> {
+        NewAudit { actor, action: self.action.as_str(), target, outcome: self.outcome.as_str(), detail: &self.detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The texts the string calls wrote before the events were typed, call
+    /// site by call site (action, the target as the call formatted it,
+    /// outcome), and the event that replaces each.
+    #[test]
+    fn events_render_the_texts_the_string_calls_wrote() {
+        let keys = ["a", "b"];
+        let cases: Vec<(AuditEvent<'_>, [&str; 4])> = vec![
+            (
+                AuditEvent::ok(AuditAction::UserCreate, AuditTarget::User("super")).detail("bootstrap"),
+                ["user.create", "super", "ok", "bootstrap"],
+            ),
+            (AuditEvent::ok(AuditAction::UserCreate, AuditTarget::User("bob")).detail("admin"), ["user.create", "bob", "ok", "admin"]),
+            (AuditEvent::ok(AuditAction::UserPassword, AuditTarget::User("bob")), ["user.password", "bob", "ok", ""]),
+            (AuditEvent::ok(AuditAction::UserRole, AuditTarget::User("bob")).detail("user"), ["user.role", "bob", "ok", "user"]),
+            (AuditEvent::ok(AuditAction::UserDefaultEc2Region, AuditTarget::User("bob")), ["user.default_ec2_region", "bob", "ok", ""]),
+            (AuditEvent::ok(AuditAction::UserDisable, AuditTarget::User("bob")), ["user.disable", "bob", "ok", ""]),
+            (AuditEvent::ok(AuditAction::UserEnable, AuditTarget::User("bob")), ["user.enable", "bob", "ok", ""]),
+            (AuditEvent::new(AuditAction::Login, AuditTarget::User("bob"), AuditOutcome::Rejected), ["login", "bob", "rejected", ""]),
+            (AuditEvent::ok(AuditAction::Login, AuditTarget::User("bob")), ["login", "bob", "ok", ""]),
+            (AuditEvent::new(AuditAction::Login, AuditTarget::User("bob"), AuditOutcome::Failure), ["login", "bob", "failure", ""]),
+            (
+                AuditEvent::ok(AuditAction::TokenCreate, AuditTarget::UserItem { user: "bob", item: "t1" }),
+                ["token.create", "bob/t1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::TokenRevoke, AuditTarget::UserItem { user: "bob", item: "t1" }),
+                ["token.revoke", "bob/t1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AccessKeyCreate, AuditTarget::UserItem { user: "bob", item: "AKIA1" }),
+                ["access_key.create", "bob/AKIA1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AccessKeyState, AuditTarget::UserItem { user: "bob", item: "AKIA1" }).detail("disabled"),
+                ["access_key.state", "bob/AKIA1", "ok", "disabled"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AccessKeyDelete, AuditTarget::UserItem { user: "bob", item: "AKIA1" }),
+                ["access_key.delete", "bob/AKIA1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::KeyPairCreate, AuditTarget::UserItem { user: "bob", item: "k" }),
+                ["key_pair.create", "bob/k", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::KeyPairDelete, AuditTarget::UserItem { user: "bob", item: "k" }),
+                ["key_pair.delete", "bob/k", "ok", ""],
+            ),
+            (
+                AuditEvent::new(
+                    AuditAction::CredentialSave,
+                    AuditTarget::Credential { scope: "user", owner: "bob", instance: "sb" },
+                    AuditOutcome::Rejected,
+                ),
+                ["credential.save", "user/bob/sb", "rejected", ""],
+            ),
+            (
+                AuditEvent::new(
+                    AuditAction::CredentialSave,
+                    AuditTarget::Credential { scope: "system", owner: "shared", instance: "sb" },
+                    AuditOutcome::Verified,
+                ),
+                ["credential.save", "system/shared/sb", "verified", ""],
+            ),
+            (
+                AuditEvent::new(
+                    AuditAction::CredentialSave,
+                    AuditTarget::Credential { scope: "user", owner: "bob", instance: "sb" },
+                    AuditOutcome::Unverified,
+                ),
+                ["credential.save", "user/bob/sb", "unverified", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::CredentialDelete, AuditTarget::Credential { scope: "user", owner: "bob", instance: "sb" }),
+                ["credential.delete", "user/bob/sb", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::CredentialGrant, AuditTarget::Credential { scope: "system", owner: "shared", instance: "sb" })
+                    .detail("bob,carol"),
+                ["credential.grant", "system/shared/sb", "ok", "bob,carol"],
+            ),
+            (
+                AuditEvent::new(
+                    AuditAction::CredentialUse,
+                    AuditTarget::Credential { scope: "system", owner: "shared", instance: "sb" },
+                    AuditOutcome::Rejected,
+                ),
+                ["credential.use", "system/shared/sb", "rejected", ""],
+            ),
+            (AuditEvent::new(AuditAction::KeysRotate, AuditTarget::None, AuditOutcome::Rejected), ["keys.rotate", "", "rejected", ""]),
+            (AuditEvent::ok(AuditAction::KeysRotate, AuditTarget::MasterKey("k2")), ["keys.rotate", "k2", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ImageRename, AuditTarget::Image("img")), ["image.rename", "img", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ImageRegister, AuditTarget::Image("img")), ["image.register", "img", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ImageDeregister, AuditTarget::Image("img")), ["image.deregister", "img", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ImageSave, AuditTarget::Image("img")), ["image.save", "img", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ImageDelete, AuditTarget::Image("img")), ["image.delete", "img", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys)), ["config.change", "a,b", "ok", ""]),
+            (
+                AuditEvent::new(AuditAction::ConfigChange, AuditTarget::Params(&keys[..1]), AuditOutcome::Rejected),
+                ["config.change", "a", "rejected", ""],
+            ),
+            (AuditEvent::ok(AuditAction::ConfigReload, AuditTarget::ConnectorsDir), ["config.reload", "connectors.d", "ok", ""]),
+            (
+                AuditEvent::ok(AuditAction::QuotaChange, AuditTarget::Quota { user: "bob", instance: "sb" }).detail("unset"),
+                ["quota.change", "bob/sb", "ok", "unset"],
+            ),
+            (
+                AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance("sb"), AuditOutcome::OverQuota),
+                ["vm.launch", "sb", "over-quota", ""],
+            ),
+            (
+                AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Launch { instance: "sb", launch_id: "l1" }, AuditOutcome::Requested),
+                ["vm.launch", "sb/l1", "requested", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::VmLaunch, AuditTarget::Launch { instance: "sb", launch_id: "l1" }),
+                ["vm.launch", "sb/l1", "ok", ""],
+            ),
+            (
+                AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Launch { instance: "sb", launch_id: "l1" }, AuditOutcome::Unknown),
+                ["vm.launch", "sb/l1", "unknown", ""],
+            ),
+            (
+                AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Launch { instance: "sb", launch_id: "l1" }, AuditOutcome::Failed),
+                ["vm.launch", "sb/l1", "failed", ""],
+            ),
+            (AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1")).detail("sb"), ["vm.terminate", "vm-1", "ok", "sb"]),
+            (
+                AuditEvent::ok(AuditAction::VolumeCreate, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }).detail("8 GiB"),
+                ["volume.create", "sb/vol-1", "ok", "8 GiB"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::VolumeAttach, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }),
+                ["volume.attach", "sb/vol-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::VolumeDetach, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }),
+                ["volume.detach", "sb/vol-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::VolumeDelete, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }),
+                ["volume.delete", "sb/vol-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AddressAllocate, AuditTarget::CloudResource { instance: "sb", id: "eipalloc-1" }),
+                ["address.allocate", "sb/eipalloc-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AddressAssociate, AuditTarget::CloudResource { instance: "sb", id: "eipalloc-1" }),
+                ["address.associate", "sb/eipalloc-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AddressDisassociate, AuditTarget::CloudResource { instance: "sb", id: "eipalloc-1" }),
+                ["address.disassociate", "sb/eipalloc-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::AddressRelease, AuditTarget::CloudResource { instance: "sb", id: "eipalloc-1" }),
+                ["address.release", "sb/eipalloc-1", "ok", ""],
+            ),
+        ];
+        let mut actions = BTreeSet::new();
+        let mut outcomes = BTreeSet::new();
+        for (event, [action, target, outcome, detail]) in &cases {
+            let rendered = event.target.to_string();
+            let row = event.row("bob", &rendered);
+            assert_eq!(
+                (row.actor, row.action, row.target, row.outcome, row.detail),
+                ("bob", *action, *target, *outcome, *detail),
+                "{event:?}"
+            );
+            actions.insert(event.action.as_str());
+            outcomes.insert(event.outcome.as_str());
+        }
+        // Every action and outcome is pinned by a case above.
+        assert_eq!(actions.len(), AuditAction::ALL.len());
+        assert_eq!(outcomes.len(), AuditOutcome::ALL.len());
+    }
+
+    #[test]
+    fn action_and_outcome_texts_are_distinct() {
+        let a: BTreeSet<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(a.len(), AuditAction::ALL.len());
+        let o: BTreeSet<&str> = AuditOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(o.len(), AuditOutcome::ALL.len());
     }
 }

@@ -2,16 +2,20 @@
 //! background workers they need. The HTTP edges reach the broker only
 //! through these services; the store itself is private to `cloudbroker-core`.
 
+use crate::access_keys::AccessKeys;
 use crate::audit::Audit;
+use crate::cache::CacheEpoch;
 use crate::config::Config;
 use crate::identity::{Identity, SessionLimits};
 use crate::images::Images;
+use crate::key_pairs::KeyPairs;
 use crate::provisioning::Provisioning;
 use crate::registry::{Registry, RegistryError, Status};
 use crate::system::System;
 use crate::vault::Vault;
 use crate::workers::{Worker, WorkerStatus, WorkerStatusHandle, Workers};
 use async_trait::async_trait;
+use cloudbroker_connector_api::Connectors;
 use cloudbroker_store::{Store, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -36,6 +40,10 @@ pub struct Broker {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
     pub vault: Arc<Vault>,
+    /// EC2 API access keys (their secrets sealed by the vault's master keys).
+    pub access_keys: Arc<AccessKeys>,
+    /// Named SSH key pairs per user.
+    pub key_pairs: Arc<KeyPairs>,
     pub images: Arc<Images>,
     pub provisioning: Arc<Provisioning>,
     pub audit: Arc<Audit>,
@@ -79,18 +87,24 @@ fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<()> 
 }
 
 impl Broker {
-    /// Opens the store (applying migrations) and loads the connectors.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+    /// Opens the store (applying migrations) and loads the connector
+    /// instances, of the kinds in `connectors` (the binary registers them).
+    pub async fn start(config: Config, connectors: Connectors) -> Result<Self, StartError> {
         // Private (0700) when created here, whatever the umask.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&config.data_dir)
             .map_err(|e| StartError::Other(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let store = Store::open(&config.database_url).await?;
-        let registry = Registry::load(store.clone(), &config.connectors_dir, Box::new(crate::factory::with_store(store.clone()))).await?;
+        let registry = Registry::load(store.clone(), &config.connectors_dir, crate::factory::persistent(connectors, store.clone())).await?;
         let vault = Arc::new(
             Vault::open(store.clone(), registry.clone(), &config.master_key_file).await.map_err(|e| StartError::Other(e.to_string()))?,
         );
-        let mut identity = Identity::new(store.clone());
+        // One invalidation epoch for this broker's credential caches (API
+        // tokens and access keys): a change either service makes empties both.
+        let epoch = CacheEpoch::default();
+        let access_keys = Arc::new(AccessKeys::new(store.clone(), vault.clone(), epoch.clone()));
+        let key_pairs = Arc::new(KeyPairs::new(store.clone()));
+        let mut identity = Identity::new(store.clone(), epoch);
         identity.session_limits = SessionLimits {
             idle: Duration::from_secs(config.session_idle_secs),
             absolute: Duration::from_secs(config.session_absolute_secs),
@@ -120,6 +134,8 @@ impl Broker {
             registry,
             identity,
             vault,
+            access_keys,
+            key_pairs,
             images,
             provisioning,
             replica_id,

@@ -31,6 +31,8 @@ pub enum Resource {
     },
     /// A stored credential by id (background work).
     CredentialId(String),
+    /// One of the user's key pairs, by name (a launch's `key_name`).
+    KeyPair(String),
     /// A record the store did not find, described by the store.
     Record(String),
 }
@@ -48,6 +50,7 @@ impl std::fmt::Display for Resource {
             Resource::Credentials { instance } => write!(f, "credentials for '{instance}'"),
             Resource::SharedCredential { name, instance } => write!(f, "shared credential '{name}' for '{instance}'"),
             Resource::CredentialId(id) => write!(f, "credential {id}"),
+            Resource::KeyPair(name) => write!(f, "key pair '{name}'"),
             Resource::Record(what) => f.write_str(what),
         }
     }
@@ -90,9 +93,9 @@ pub enum ServiceError {
     Throttled { retry_after_secs: u64 },
     #[error("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})")]
     QuotaExceeded { quota: i64, current: i64, requested: i64 },
-    /// A cap on what one user owns, or on one resource's tags ([`crate::limits`]).
+    /// A cap on what one user owns, or on one resource's tags (enforced by `limits`).
     #[error("limit reached: at most {max} {limit}; delete some first")]
-    LimitExceeded { limit: crate::limits::Limit, max: i64 },
+    LimitExceeded { limit: Limit, max: i64 },
     /// The cloud's own error, with its code. (A sandbox whose world the
     /// broker's database keeps answers that database's unavailability as
     /// [`ServiceError::DatabaseUnavailable`], see `From<ConnectorError>`.)
@@ -136,7 +139,7 @@ impl From<InvalidValue> for ServiceError {
 impl From<ConnectorError> for ServiceError {
     fn from(e: ConnectorError) -> Self {
         match e {
-            ConnectorError::Cloud { code, message } if code == cloudbroker_connector_sandbox::DATABASE_UNAVAILABLE_CODE => {
+            ConnectorError::Cloud { code, message } if code == cloudbroker_connector_api::state::DATABASE_UNAVAILABLE_CODE => {
                 ServiceError::DatabaseUnavailable(StoreError::Unavailable(message))
             }
             other => ServiceError::Cloud(other),
@@ -157,6 +160,27 @@ impl From<StoreError> for ServiceError {
 
 /// Shorthand.
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Which cap was reached (the caps are enforced by `crate::limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    KeyPairs,
+    Addresses,
+    Volumes,
+    /// User tags on one VM or volume.
+    Tags,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::KeyPairs => "key pairs per user",
+            Limit::Addresses => "Elastic IP addresses per user",
+            Limit::Volumes => "volumes per user",
+            Limit::Tags => "tags per resource",
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {

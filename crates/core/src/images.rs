@@ -22,17 +22,16 @@
 //! reads the version, one small query, and reloads only after a change,
 //! wherever it was made. A cached catalogue is therefore never stale.
 
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::{user_name, Actor};
 use crate::domain::UserName;
 use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::{user_name, Actor};
 use crate::registry::{Registry, Snapshot};
-use cloudbroker_connector_api::conf::Location;
 use cloudbroker_store::images::{ImageMapping as StoredMapping, ImageRow};
 use cloudbroker_store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// The cloud side of a native image on one connector instance.
@@ -101,6 +100,25 @@ impl ImageView {
     pub fn owned_by_or_public(&self, user: &UserName) -> bool {
         self.owner.as_ref().is_none_or(|o| o == user)
     }
+
+    /// Whether `actor` may launch it: public, or their own (admins
+    /// included: a launch acts as its user). The one rule behind
+    /// [`Images::launchable_by`] and [`Images::resolve_for`].
+    pub fn launchable_by(&self, actor: &Actor) -> bool {
+        self.owned_by_or_public(&actor.name)
+    }
+}
+
+/// An image a user may launch: where it resolves, and what a launch of it
+/// there goes by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launchable {
+    pub image: ImageView,
+    /// Connector instance -> the cloud image id, default instance type (a
+    /// launch naming none uses it; none: the connector's default) and
+    /// security group a launch of this image there uses. Instances where
+    /// it has no cloud image id are left out.
+    pub on: BTreeMap<InstanceName, ResolvedImage>,
 }
 
 /// What a launch uses.
@@ -140,6 +158,14 @@ impl Catalogue {
     pub fn resolve(&self, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         resolve_in(&self.0, image, instance)
     }
+
+    /// As [`Images::resolve_for`], over this catalogue.
+    pub fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
+        match self.get(image) {
+            Some(img) if img.launchable_by(actor) => self.resolve(image, instance),
+            _ => Err(ServiceError::NotFound(Resource::Image(image.clone()))),
+        }
+    }
 }
 
 /// The cached catalogue and what it was built from.
@@ -171,7 +197,13 @@ impl Images {
     /// the configuration snapshot are those it was built from, else a fresh
     /// read (one query when nothing changed).
     pub async fn catalogue(&self) -> ServiceResult<Catalogue> {
-        let snap = self.registry.snapshot();
+        self.catalogue_at(self.registry.snapshot()).await
+    }
+
+    /// As [`Self::catalogue`], with the file images of the configuration
+    /// snapshot `snap` (a launch resolves its image in the snapshot it
+    /// plans in).
+    pub async fn catalogue_at(&self, snap: Arc<Snapshot>) -> ServiceResult<Catalogue> {
         // The version first: a write landing between it and the rows makes
         // the next use reload (never a newer version on older rows).
         let version = self.store.images_version().await?;
@@ -217,7 +249,8 @@ impl Images {
                     "a user's private image had a name that connectors.d/images declares: renamed, the file's image takes the name"
                 );
                 let detail = format!("private image of {owner} renamed to '{new_name}': connectors.d/images declares '{}'", r.name);
-                self.store.audit("system", "image.rename", &r.name, "ok", &detail).await?;
+                audit::record(&self.store, "system", &AuditEvent::ok(AuditAction::ImageRename, AuditTarget::Image(&r.name)).detail(detail))
+                    .await?;
             }
             taken.insert(new_name);
         }
@@ -339,6 +372,30 @@ impl Images {
         Ok(self.catalogue().await?.images().iter().filter(|i| i.visible_to(actor)).cloned().collect())
     }
 
+    /// The images `actor` may launch (public and their own, by name; see
+    /// [`ImageView::launchable_by`]), each with the connector instances it
+    /// resolves on and its defaults there: what the UI offers, the EC2
+    /// front describes and runs, and a launch accepts (an image left out
+    /// here is refused; a launch names its instance type, or gets the
+    /// default shown here, else the connector's).
+    pub async fn launchable_by(&self, actor: &Actor) -> ServiceResult<Vec<Launchable>> {
+        let snap = self.registry.snapshot();
+        let catalogue = self.catalogue_at(snap.clone()).await?;
+        Ok(catalogue
+            .images()
+            .iter()
+            .filter(|i| i.launchable_by(actor))
+            .map(|i| Launchable {
+                image: i.clone(),
+                on: snap
+                    .instances
+                    .iter()
+                    .filter_map(|inst| catalogue.resolve_for(actor, &i.name, &inst.name).ok().map(|r| (inst.name.clone(), r)))
+                    .collect(),
+            })
+            .collect())
+    }
+
     /// Stores an image registered from the cloud (see
     /// [`crate::provisioning::Provisioning::register_image`], which checks
     /// first that the cloud has it): owned by `actor`, or public when an
@@ -366,7 +423,12 @@ impl Images {
         };
         self.store.put_image(&row, true).await?;
         let detail = format!("{instance}:{cloud_image_id}{}", if owner.is_some() { " (private)" } else { " (public)" });
-        self.store.audit(actor.name.as_str(), "image.register", name.as_str(), "ok", &detail).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::ImageRegister, AuditTarget::Image(name.as_str())).detail(detail),
+        )
+        .await?;
         self.get(name).await
     }
 
@@ -410,7 +472,8 @@ impl Images {
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
-        self.store.audit(actor.name.as_str(), "image.deregister", name.as_str(), "ok", "").await?;
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageDeregister, AuditTarget::Image(name.as_str())))
+            .await?;
         Ok(())
     }
 
@@ -418,12 +481,7 @@ impl Images {
     /// another user's private image does not exist (admins included: a
     /// launch acts as its user).
     pub async fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-        // One catalogue for both the check and the resolution.
-        let all = self.catalogue().await?;
-        match all.get(image) {
-            Some(img) if img.owned_by_or_public(&actor.name) => all.resolve(image, instance),
-            _ => Err(ServiceError::NotFound(Resource::Image(image.clone()))),
-        }
+        self.catalogue().await?.resolve_for(actor, image, instance)
     }
 
     /// Creates (`create_only`) or replaces an image (admin).
@@ -485,7 +543,8 @@ impl Images {
             owner: None,
         };
         self.store.put_image(&row, create_only).await?;
-        self.store.audit(actor.name.as_str(), "image.save", img.name.as_str(), "ok", "").await?;
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageSave, AuditTarget::Image(img.name.as_str())))
+            .await?;
         self.get(&img.name).await
     }
 
@@ -495,7 +554,8 @@ impl Images {
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
-        self.store.audit(actor.name.as_str(), "image.delete", name.as_str(), "ok", "").await?;
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageDelete, AuditTarget::Image(name.as_str())))
+            .await?;
         Ok(())
     }
 
@@ -525,16 +585,18 @@ fn yielded_name(name: &str, owner: &str, taken: &std::collections::BTreeSet<Stri
         .find(|c| !taken.contains(c) && ImageName::parse(c).is_ok())
 }
 
-/// [`Images::resolve`] over the images `all`.
+/// [`Images::resolve`] over the images `all`, sorted by name (each looked
+/// up by a binary search: resolving every image on every instance, as
+/// [`Images::launchable_by`] does, builds no index).
 fn resolve_in(all: &[ImageView], image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
-    let by_name: BTreeMap<&str, &ImageView> = all.iter().map(|i| (i.name.as_str(), i)).collect();
-    let mut cur = by_name.get(image.as_str()).copied().ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
+    let get = |name: &str| all.binary_search_by(|i| i.name.as_str().cmp(name)).ok().map(|n| &all[n]);
+    let mut cur = get(image.as_str()).ok_or_else(|| ServiceError::NotFound(Resource::Image(image.clone())))?;
     let mut tried = Vec::new();
     loop {
         tried.push(cur.name.to_string());
         if let Some(m) = cur.mappings.get(instance.as_str()) {
             // Defaults from the image itself win over those of its ancestors.
-            let first = by_name.get(image.as_str()).and_then(|i| i.mappings.get(instance.as_str()));
+            let first = get(image.as_str()).and_then(|i| i.mappings.get(instance.as_str()));
             return Ok(ResolvedImage {
                 image_id: m.image_id.clone(),
                 instance_type: first.and_then(|f| f.instance_type.clone()).or_else(|| m.instance_type.clone()),
@@ -542,61 +604,11 @@ fn resolve_in(all: &[ImageView], image: &ImageName, instance: &InstanceName) -> 
                 from_image: cur.name.to_string(),
             });
         }
-        match cur.parent.as_ref().and_then(|p| by_name.get(p.as_str()).copied()) {
+        match cur.parent.as_ref().and_then(|p| get(p.as_str())) {
             Some(p) if !tried.contains(&p.name.to_string()) => cur = p,
             _ => return Err(no_id(image, instance, &tried)),
         }
     }
-}
-
-/// Image ids from files: image -> instance -> (cloud image id, where it was set).
-pub type FileImages = BTreeMap<String, BTreeMap<String, (String, Location)>>;
-
-/// Loads `images/*.conf`: lines `<image>.<instance> = <cloud image id>`.
-/// Errors name the file and line; a bad line is skipped, the others load.
-pub fn load_image_files(dir: &Path, declared: &[String]) -> (FileImages, Vec<String>) {
-    use cloudbroker_connector_api::conf::{conf_files, parse_kv};
-    let mut out: FileImages = BTreeMap::new();
-    let mut errors = Vec::new();
-    let files = match conf_files(dir) {
-        Ok(f) => f,
-        Err(e) => return (out, vec![format!("{}: cannot read directory: {e}", dir.display())]),
-    };
-    for f in files {
-        let text = match std::fs::read_to_string(&f) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(format!("{}: cannot read file: {e}", f.display()));
-                continue;
-            }
-        };
-        let (lines, errs) = parse_kv(&f, &text);
-        errors.extend(errs.iter().map(|e| e.to_string()));
-        for l in lines {
-            let Some((image, instance)) = l.key.rsplit_once('.') else {
-                errors.push(format!("{}: key '{}' must be <image>.<connector-instance>", l.location, l.key));
-                continue;
-            };
-            if let Err(e) = ImageName::parse(image) {
-                errors.push(format!("{}: {e}", l.location));
-                continue;
-            }
-            if !declared.iter().any(|d| d == instance) {
-                errors.push(format!("{}: key '{}': no connector instance '{instance}' is declared", l.location, l.key));
-                continue;
-            }
-            if l.value.is_empty() {
-                continue; // unset
-            }
-            let entry = out.entry(image.to_string()).or_default();
-            if let Some((_, first)) = entry.get(instance) {
-                errors.push(format!("{}: duplicate image id for '{}' (first set at {first})", l.location, l.key));
-                continue;
-            }
-            entry.insert(instance.to_string(), (l.value.clone(), l.location.clone()));
-        }
-    }
-    (out, errors)
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 //! and never stored. A user sees and uses only their own pairs, at most
 //! [`crate::limits::MAX_KEY_PAIRS`] of them.
 
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::{Actor, Identity};
 use chrono::{DateTime, Utc};
 use cloudbroker_store::key_pairs::KeyPairRow;
+use cloudbroker_store::Store;
 use serde::Serialize;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
@@ -50,9 +52,19 @@ fn not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(Resource::Record(format!("key pair '{}'", name.chars().take(255).collect::<String>())))
 }
 
-impl Identity {
+/// The key-pair service.
+pub struct KeyPairs {
+    store: Store,
+}
+
+impl KeyPairs {
+    /// The service on the store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
     /// Stores the public key of a pair the user made themselves.
-    pub async fn import_key_pair(&self, actor: &Actor, user: &UserName, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
+    pub async fn import(&self, actor: &Actor, user: &UserName, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
         actor.require_self_or_admin(user)?;
         check_name(name)?;
         let key = parse_public_key(public_key)?;
@@ -62,13 +74,13 @@ impl Identity {
     /// What creating (`public_key` `None`) or importing a pair checks,
     /// without storing anything: the actor may, the name is well-formed and
     /// free, the public key parses (EC2's `DryRun`).
-    pub async fn check_new_key_pair(&self, actor: &Actor, user: &UserName, name: &str, public_key: Option<&str>) -> ServiceResult<()> {
+    pub async fn check_new(&self, actor: &Actor, user: &UserName, name: &str, public_key: Option<&str>) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
         check_name(name)?;
         if let Some(k) = public_key {
             parse_public_key(k)?;
         }
-        if self.store.key_pair(user.as_str(), name).await?.is_some() {
+        if self.store.key_pair(user, name).await?.is_some() {
             return Err(ServiceError::Conflict(format!("key pair '{name}' already exists")));
         }
         crate::limits::check(&self.store, cloudbroker_store::limits::Owned::KeyPairs, user.as_str(), crate::limits::MAX_KEY_PAIRS).await
@@ -76,7 +88,7 @@ impl Identity {
 
     /// Makes an Ed25519 pair; returns it and the private key (OpenSSH PEM),
     /// which exists nowhere else afterwards.
-    pub async fn create_key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
+    pub async fn create(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
         actor.require_self_or_admin(user)?;
         check_name(name)?;
         let private = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
@@ -89,34 +101,33 @@ impl Identity {
     async fn store_key(&self, actor: &Actor, user: &UserName, name: &str, key: &PublicKey) -> ServiceResult<KeyPair> {
         let text = key.to_openssh().map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
         let fp = key.fingerprint(HashAlg::Sha256).to_string();
-        let row = self
-            .store
-            .insert_key_pair_capped(crate::limits::MAX_KEY_PAIRS, user.as_str(), name, &text, &fp)
-            .await
-            .map_err(crate::limits::capped)?;
-        self.store.audit(actor.name.as_str(), "key_pair.create", &format!("{user}/{name}"), "ok", &fp).await?;
+        let row =
+            self.store.insert_key_pair_capped(crate::limits::MAX_KEY_PAIRS, user, name, &text, &fp).await.map_err(crate::limits::capped)?;
+        let target = AuditTarget::UserItem { user: user.as_str(), item: name };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::KeyPairCreate, target).detail(fp.as_str())).await?;
         Ok(row.into())
     }
 
     /// A user's key pairs (self or admin).
-    pub async fn key_pairs(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<KeyPair>> {
+    pub async fn list(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<KeyPair>> {
         actor.require_self_or_admin(user)?;
-        Ok(self.store.key_pairs(user.as_str()).await?.into_iter().map(KeyPair::from).collect())
+        Ok(self.store.key_pairs(user).await?.into_iter().map(KeyPair::from).collect())
     }
 
     /// One key pair (self or admin).
-    pub async fn key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<KeyPair> {
+    pub async fn get(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<KeyPair> {
         actor.require_self_or_admin(user)?;
-        self.store.key_pair(user.as_str(), name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
+        self.store.key_pair(user, name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
     }
 
     /// Deletes a key pair (self or admin). VMs launched with it keep it.
-    pub async fn delete_key_pair(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<()> {
+    pub async fn delete(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<()> {
         actor.require_self_or_admin(user)?;
-        if !self.store.delete_key_pair(user.as_str(), name).await? {
+        if !self.store.delete_key_pair(user, name).await? {
             return Err(not_found(name));
         }
-        self.store.audit(actor.name.as_str(), "key_pair.delete", &format!("{user}/{name}"), "ok", "").await?;
+        let target = AuditTarget::UserItem { user: user.as_str(), item: name };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::KeyPairDelete, target)).await?;
         Ok(())
     }
 }

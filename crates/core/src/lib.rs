@@ -6,12 +6,17 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod auth;
 pub mod broker;
+pub mod cache;
 pub mod config;
-pub mod domain;
+/// The domain types live in the ground crate `cloudbroker-model` (below the
+/// store too); every `crate::domain::...` path stays as it was.
+pub use cloudbroker_model as domain;
 pub mod error;
 pub mod factory;
 pub mod identity;
+pub mod image_files;
 pub mod images;
 pub mod key_pairs;
 pub mod limits;
@@ -19,6 +24,7 @@ pub mod master_keys;
 pub mod metrics;
 pub mod provisioning;
 pub mod registry;
+pub mod request_id;
 pub mod scrubbed;
 pub mod system;
 #[cfg(feature = "testing")]
@@ -26,7 +32,8 @@ pub mod testing;
 pub mod vault;
 pub mod workers;
 
+pub use auth::Actor;
 pub use broker::Broker;
 pub use config::{Config, ConfigError, LogFormat, RawConfig};
 pub use error::{Resource, ServiceError, ServiceResult};
-pub use identity::Actor;
+pub use request_id::RequestId;

@@ -20,41 +20,21 @@ pub const MAX_ADDRESSES: i64 = 100;
 /// Live volumes one user may have.
 pub const MAX_VOLUMES: i64 = 500;
 
-/// Which cap was reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limit {
-    KeyPairs,
-    Addresses,
-    Volumes,
-    /// User tags on one VM or volume.
-    Tags,
-}
+pub use crate::error::Limit;
 
-impl std::fmt::Display for Limit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Limit::KeyPairs => "key pairs per user",
-            Limit::Addresses => "Elastic IP addresses per user",
-            Limit::Volumes => "volumes per user",
-            Limit::Tags => "tags per resource",
-        })
-    }
-}
-
-impl Limit {
-    fn of(kind: Owned) -> Self {
-        match kind {
-            Owned::KeyPairs => Limit::KeyPairs,
-            Owned::Addresses => Limit::Addresses,
-            Owned::Volumes => Limit::Volumes,
-        }
+/// The cap of what is counted as `kind`.
+fn limit_of(kind: Owned) -> Limit {
+    match kind {
+        Owned::KeyPairs => Limit::KeyPairs,
+        Owned::Addresses => Limit::Addresses,
+        Owned::Volumes => Limit::Volumes,
     }
 }
 
 /// The service error of a refused capped insert.
 pub(crate) fn capped(e: CapError) -> ServiceError {
     match e {
-        CapError::Full { kind, limit, .. } => ServiceError::LimitExceeded { limit: Limit::of(kind), max: limit },
+        CapError::Full { kind, limit, .. } => ServiceError::LimitExceeded { limit: limit_of(kind), max: limit },
         CapError::Store(e) => e.into(),
     }
 }
@@ -63,7 +43,7 @@ pub(crate) fn capped(e: CapError) -> ServiceError {
 /// the capped insert afterwards is what holds under concurrency.
 pub(crate) async fn check(store: &cloudbroker_store::Store, kind: Owned, user: &str, max: i64) -> Result<(), ServiceError> {
     if store.owned_count(kind, user).await? >= max {
-        return Err(ServiceError::LimitExceeded { limit: Limit::of(kind), max });
+        return Err(ServiceError::LimitExceeded { limit: limit_of(kind), max });
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::conf::{load_dir, ConfLoad, Location, CONNECTOR_CLASS_KEY};
 use cloudbroker_connector_api::decl::{parse_declarations, Declaration};
 use cloudbroker_connector_api::params::{validate_value, ParamSpec, ParamType, ParamValues};
-use cloudbroker_connector_api::{Connector, ConnectorError, ConnectorKind, InstanceName};
+use cloudbroker_connector_api::{Connector, ConnectorKind, Connectors, InstanceName};
 use cloudbroker_store::params::StoredParam;
 use cloudbroker_store::{Store, StoreError};
 use serde::Serialize;
@@ -148,14 +148,12 @@ impl Snapshot {
     }
 }
 
-/// Builds a connector object of a kind.
-pub type ConnectorFactory = dyn Fn(ConnectorKind, InstanceName, &ParamValues) -> Result<Arc<dyn Connector>, ConnectorError> + Send + Sync;
-
 /// The registry: holds the current snapshot and rebuilds it on reload.
 pub struct Registry {
     store: Store,
     connectors_dir: PathBuf,
-    factory: Box<ConnectorFactory>,
+    /// The kinds this broker knows (registered by the binary), and how to build them.
+    connectors: Connectors,
     current: RwLock<Arc<Snapshot>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -191,7 +189,7 @@ pub enum RegistryError {
 
 impl Registry {
     /// Loads files and stored parameters and builds every connector.
-    pub async fn load(store: Store, connectors_dir: &Path, factory: Box<ConnectorFactory>) -> Result<Arc<Self>, RegistryError> {
+    pub async fn load(store: Store, connectors_dir: &Path, connectors: Connectors) -> Result<Arc<Self>, RegistryError> {
         let empty = Snapshot {
             instances: vec![],
             system: vec![],
@@ -204,7 +202,7 @@ impl Registry {
         let r = Arc::new(Self {
             store,
             connectors_dir: connectors_dir.to_path_buf(),
-            factory,
+            connectors,
             current: RwLock::new(Arc::new(empty)),
             reload_lock: tokio::sync::Mutex::new(()),
         });
@@ -215,6 +213,12 @@ impl Registry {
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().map(|g| g.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The connector kinds this broker knows (registered by the binary),
+    /// e.g. to list them where a kind is asked for.
+    pub fn kinds(&self) -> Vec<ConnectorKind> {
+        self.connectors.kinds()
     }
 
     /// The connectors directory.
@@ -228,14 +232,15 @@ impl Registry {
         let version = self.store.config_version().await?;
         let stored = self.store.list_params().await?;
         let dir = self.connectors_dir.clone();
-        let load = tokio::task::spawn_blocking(move || load_dir(&dir))
+        let kinds = self.connectors.clone();
+        let load = tokio::task::spawn_blocking(move || load_dir(&dir, &kinds))
             .await
             .map_err(|e| RegistryError::Load { what: "connectors.d", message: e.to_string() })?;
         let previous = self.snapshot();
-        let mut snap = compose(&load, &stored, version, &previous, &*self.factory);
+        let mut snap = compose(&load, &stored, version, &previous, &self.connectors);
         let images_dir = self.connectors_dir.join("images");
         let declared: Vec<String> = snap.instances.iter().map(|i| i.name.to_string()).collect();
-        let (file_images, image_errors) = tokio::task::spawn_blocking(move || crate::images::load_image_files(&images_dir, &declared))
+        let (file_images, image_errors) = tokio::task::spawn_blocking(move || crate::image_files::load_image_files(&images_dir, &declared))
             .await
             .map_err(|e| RegistryError::Load { what: "connectors.d/images", message: e.to_string() })?;
         snap.file_images = file_images;
@@ -280,7 +285,7 @@ impl Registry {
             .map(|(_, v)| v.clone().unwrap_or_default())
             .or_else(|| self.stored_class(&snap));
         if let Some(v) = &class_value {
-            let (d, errs) = parse_declarations(v);
+            let (d, errs) = parse_declarations(v, &self.connectors);
             if changes.iter().any(|(k, _)| k == CONNECTOR_CLASS_KEY) {
                 if let Some(e) = errs.first() {
                     return Err(ConfigChangeError::BadValue { key: CONNECTOR_CLASS_KEY.into(), message: e.to_string() });
@@ -334,7 +339,7 @@ fn mask(spec: &ParamSpec, v: Option<String>) -> Option<String> {
 }
 
 /// Composes the effective configuration (pure, apart from building connectors).
-pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: &Snapshot, factory: &ConnectorFactory) -> Snapshot {
+pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: &Snapshot, connectors: &Connectors) -> Snapshot {
     let ui: BTreeMap<&str, &StoredParam> = stored.iter().map(|p| (p.key.as_str(), p)).collect();
     let mut errors = Vec::new();
 
@@ -375,7 +380,7 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
         decls.push((fi.declaration.clone(), Origin::file(&fi.location), Some(fi)));
     }
     if let Some(p) = class {
-        let (ds, errs) = parse_declarations(&p.value);
+        let (ds, errs) = parse_declarations(&p.value, connectors);
         for e in errs {
             errors.push(format!("{CONNECTOR_CLASS_KEY} (set in the UI): {e}"));
         }
@@ -446,7 +451,7 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
                 .filter(|p| p.kind == kind && p.values == values)
                 .and_then(|p| p.connector.clone());
             // Built connectors scrub their errors of the call's credentials.
-            match reuse.map(Ok).unwrap_or_else(|| factory(kind, decl.instance.clone(), &values).map(crate::scrubbed::wrap)) {
+            match reuse.map(Ok).unwrap_or_else(|| connectors.build(kind, decl.instance.clone(), &values).map(crate::scrubbed::wrap)) {
                 Ok(c) => connector = Some(c),
                 Err(e) => inst_errors.push(format!("cannot start connector: {e}")),
             }

@@ -1,16 +1,15 @@
 //! A connector wrapper that passes every cloud error through the vault's
-//! scrubbing ([`crate::vault::scrub_cloud_error`]) with the credentials of
+//! scrubbing ([`scrub_cloud_error`]) with the credentials of
 //! the call, so a cloud message that echoes the secret (or the access key
 //! id) reaches no user, log, audit record or stored status in clear. The
 //! registry wraps every connector of a kind that takes credentials
 //! ([`wrap`]). Every method of [`Connector`] is forwarded, the defaulted ones
 //! included, so the wrapped connector's own versions run.
 
-use crate::vault::scrub_cloud_error;
 use async_trait::async_trait;
 use cloudbroker_connector_api::{
-    AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter, ImageInfo,
-    InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
+    mask_tail, AddressInfo, Connector, ConnectorError, ConnectorKind, CreateVolumeRequest, CredentialCheck, Credentials, DescribeFilter,
+    ImageInfo, InstanceName, InstanceTypeInfo, KeyPairInfo, RunRequest, StateChange, Vm, VmState, VolumeAttachment, VolumeInfo,
 };
 use std::sync::Arc;
 
@@ -154,5 +153,89 @@ impl Connector for Scrubbed {
 
     async fn describe_image(&self, creds: &Credentials, id: &str) -> Result<Option<ImageInfo>, ConnectorError> {
         self.0.describe_image(creds, id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+}
+
+/// A cloud's error with the credentials it was called with scrubbed from its
+/// message (clouds may echo a key id, or worse, the secret): the secret
+/// becomes `********`, the access key id its masked tail.
+pub fn scrub_cloud_error(e: ConnectorError, creds: &Credentials) -> ConnectorError {
+    let secret = creds.secret_access_key.expose();
+    let key_id = creds.access_key_id.as_str();
+    let scrub = |m: String| scrub_secret(&scrub_secret(&m, secret, "********"), key_id, &mask_tail(key_id));
+    match e {
+        ConnectorError::Auth { code, message } => ConnectorError::Auth { code, message: scrub(message) },
+        ConnectorError::Forbidden { code, message } => ConnectorError::Forbidden { code, message: scrub(message) },
+        ConnectorError::NotFound { code, message } => ConnectorError::NotFound { code, message: scrub(message) },
+        ConnectorError::Limit { code, message } => ConnectorError::Limit { code, message: scrub(message) },
+        ConnectorError::Throttled { code, message } => ConnectorError::Throttled { code, message: scrub(message) },
+        ConnectorError::Capacity { code, message } => ConnectorError::Capacity { code, message: scrub(message) },
+        ConnectorError::InvalidRequest { code, message } => ConnectorError::InvalidRequest { code, message: scrub(message) },
+        ConnectorError::Transport { message } => ConnectorError::Transport { message: scrub(message) },
+        ConnectorError::Cloud { code, message } => ConnectorError::Cloud { code, message: scrub(message) },
+        other @ (ConnectorError::Unsupported { .. } | ConnectorError::Timeout { .. }) => other,
+    }
+}
+
+/// Replaces `secret` in a cloud's message. A secret shorter than 8
+/// characters is replaced only where it stands as a whole word, so that a
+/// one-letter secret does not turn every word containing that letter into
+/// asterisks (and so reveal the secret by where the asterisks fall).
+pub(crate) fn scrub_secret(message: &str, secret: &str, with: &str) -> String {
+    if secret.is_empty() {
+        return message.to_string();
+    }
+    if secret.chars().count() >= 8 {
+        return message.replace(secret, with);
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    let mut prev: Option<char> = None;
+    while let Some(pos) = rest.find(secret) {
+        let before = rest[..pos].chars().next_back().or(if pos == 0 { prev } else { None });
+        let after = rest[pos + secret.len()..].chars().next();
+        out.push_str(&rest[..pos]);
+        if before.is_none_or(|c| !is_word(c)) && after.is_none_or(|c| !is_word(c)) {
+            out.push_str(with);
+        } else {
+            out.push_str(secret);
+        }
+        prev = secret.chars().next_back();
+        rest = &rest[pos + secret.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{scrub_cloud_error, scrub_secret};
+    use cloudbroker_connector_api::{ConnectorError, Credentials};
+
+    #[test]
+    fn cloud_errors_are_scrubbed_of_the_credentials_of_the_call() {
+        let creds = Credentials::new("AKIAEXAMPLEKEY123456", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        let e = ConnectorError::InvalidRequest {
+            code: "InvalidParameterValue".into(),
+            message: "bad signature for AKIAEXAMPLEKEY123456 with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        };
+        let shown = scrub_cloud_error(e, &creds).to_string();
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(!shown.contains("AKIAEXAMPLEKEY123456"), "{shown}");
+        assert!(shown.contains("InvalidParameterValue") && shown.contains("********") && shown.contains("3456"), "{shown}");
+        let t = scrub_cloud_error(ConnectorError::Transport { message: "x wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into() }, &creds);
+        assert_eq!(t.to_string(), "transport error: x ********");
+    }
+
+    #[test]
+    fn short_secrets_are_scrubbed_as_whole_words_only() {
+        assert_eq!(scrub_secret("sandbox account ready", "s", "****"), "sandbox account ready");
+        assert_eq!(scrub_secret("bad secret s given", "s", "****"), "bad secret **** given");
+        assert_eq!(scrub_secret("s", "s", "****"), "****");
+        assert_eq!(scrub_secret("key=abc,abcd", "abc", "*"), "key=*,abcd");
+        let long = "wJalrXUtnFEMI/K7MDENG";
+        assert_eq!(scrub_secret(&format!("x{long}y and {long}"), long, "*"), "x*y and *");
+        assert_eq!(scrub_secret("anything", "", "*"), "anything");
     }
 }

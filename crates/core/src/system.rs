@@ -6,8 +6,9 @@
 //! lines, who set what) and its error details; other users see its name,
 //! kind and whether it serves ([`ConnectorsView`]).
 
+use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
+use crate::auth::Actor;
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use crate::registry::{ConfigChangeError, EffectiveParam, InstanceEntry, Registry, RegistryError, Snapshot};
 use cloudbroker_store::Store;
 use serde::Serialize;
@@ -127,13 +128,16 @@ impl System {
         let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
         match self.registry.set_params(changes, actor.name.as_str()).await {
             Ok(snap) => {
-                self.store.audit(actor.name.as_str(), "config.change", &keys.join(","), "ok", "").await?;
+                audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys)))
+                    .await?;
                 Ok(ConfigOutcome::of(&snap))
             }
             Err(e) => {
                 let e = ServiceError::from(e);
                 if !e.is_internal() {
-                    self.store.audit(actor.name.as_str(), "config.change", &keys.join(","), "rejected", &e.to_string()).await?;
+                    let event = AuditEvent::new(AuditAction::ConfigChange, AuditTarget::Params(&keys), AuditOutcome::Rejected)
+                        .detail(e.to_string());
+                    audit::record(&self.store, actor.name.as_str(), &event).await?;
                 }
                 Err(e)
             }
@@ -144,7 +148,7 @@ impl System {
     pub async fn reload(&self, actor: &Actor) -> ServiceResult<ConfigOutcome> {
         actor.require_admin()?;
         let snap = self.registry.reload().await?;
-        self.store.audit(actor.name.as_str(), "config.reload", "connectors.d", "ok", "").await?;
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ConfigReload, AuditTarget::ConnectorsDir)).await?;
         Ok(ConfigOutcome::of(&snap))
     }
 

@@ -2,8 +2,8 @@
 //! instance, shared (system-scope) credentials granted to chosen users, key
 //! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
 //! module in clear except as [`Credentials`] handed to a connector; a cloud's
-//! message that echoes them is scrubbed ([`scrub_cloud_error`]) before anyone
-//! sees it.
+//! message that echoes them is scrubbed ([`crate::scrubbed::scrub_cloud_error`])
+//! before anyone sees it.
 //!
 //! A rotation is refused, changing nothing, where the key file cannot be
 //! written; it holds a database lease, renewed while it runs. Data sealed
@@ -32,12 +32,15 @@
 //! keys may not name `sandbox-<another user>` (nor, when shared, any
 //! `sandbox-` account).
 
+use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::{CredentialId, CredentialName, Cursor, InstanceName, Page, PageRequest, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
 use crate::registry::{Registry, Status};
+use crate::scrubbed::scrub_secret;
 use cloudbroker_connector_api::{mask_tail, ConnectorError, Credentials, DescribeFilter};
+use cloudbroker_store::access_keys::{AccessKeyRow, ResealKey, ACCESS_KEY_SCOPE};
 use cloudbroker_store::credential_uses::{CredentialRemoval, CredentialUses};
 use cloudbroker_store::credentials::{CredentialRow, NewCredential, Reseal};
 use cloudbroker_store::Store;
@@ -116,8 +119,6 @@ pub struct Vault {
     /// another process still sealing with it (a replica that has not re-read
     /// the file yet) writes nothing the file cannot open.
     pub retired_key_grace: std::time::Duration,
-    /// Active EC2 access keys recently checked (see `access_keys`).
-    pub(crate) key_cache: crate::access_keys::KeyCache,
     /// How long the rotation lease lasts unless renewed (renewed every
     /// third of it while a rotation runs).
     pub rotate_lease_ttl: std::time::Duration,
@@ -143,6 +144,12 @@ pub const RETIRED_KEY_GRACE: std::time::Duration = std::time::Duration::from_sec
 const ROTATE_LEASE: &str = "vault:rotate";
 /// The default [`Vault::rotate_lease_ttl`].
 pub const ROTATE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The additional data an EC2 access key's secret is sealed with (as when
+/// access keys were credential rows of [`ACCESS_KEY_SCOPE`]).
+fn access_key_aad(k: &AccessKeyRow) -> String {
+    credential_aad(ACCESS_KEY_SCOPE, &k.user_name, &k.access_key_id, "secret_access_key")
+}
 
 pub(crate) fn vault_err(e: VaultError) -> ServiceError {
     match e {
@@ -194,58 +201,6 @@ async fn renew_lease(store: &Store, name: &str, holder: &str, ttl: std::time::Du
             Err(e) => tracing::warn!(lease = name, error = %e, "could not renew a lease; retrying"),
         }
     }
-}
-
-/// A cloud's error with the credentials it was called with scrubbed from its
-/// message (clouds may echo a key id, or worse, the secret): the secret
-/// becomes `********`, the access key id its masked tail.
-pub fn scrub_cloud_error(e: ConnectorError, creds: &Credentials) -> ConnectorError {
-    let secret = creds.secret_access_key.expose();
-    let key_id = creds.access_key_id.as_str();
-    let scrub = |m: String| scrub_secret(&scrub_secret(&m, secret, "********"), key_id, &mask_tail(key_id));
-    match e {
-        ConnectorError::Auth { code, message } => ConnectorError::Auth { code, message: scrub(message) },
-        ConnectorError::Forbidden { code, message } => ConnectorError::Forbidden { code, message: scrub(message) },
-        ConnectorError::NotFound { code, message } => ConnectorError::NotFound { code, message: scrub(message) },
-        ConnectorError::Limit { code, message } => ConnectorError::Limit { code, message: scrub(message) },
-        ConnectorError::Throttled { code, message } => ConnectorError::Throttled { code, message: scrub(message) },
-        ConnectorError::Capacity { code, message } => ConnectorError::Capacity { code, message: scrub(message) },
-        ConnectorError::InvalidRequest { code, message } => ConnectorError::InvalidRequest { code, message: scrub(message) },
-        ConnectorError::Transport { message } => ConnectorError::Transport { message: scrub(message) },
-        ConnectorError::Cloud { code, message } => ConnectorError::Cloud { code, message: scrub(message) },
-        other @ (ConnectorError::Unsupported { .. } | ConnectorError::Timeout { .. }) => other,
-    }
-}
-
-/// Replaces `secret` in a cloud's message. A secret shorter than 8
-/// characters is replaced only where it stands as a whole word, so that a
-/// one-letter secret does not turn every word containing that letter into
-/// asterisks (and so reveal the secret by where the asterisks fall).
-fn scrub_secret(message: &str, secret: &str, with: &str) -> String {
-    if secret.is_empty() {
-        return message.to_string();
-    }
-    if secret.chars().count() >= 8 {
-        return message.replace(secret, with);
-    }
-    let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    let mut prev: Option<char> = None;
-    while let Some(pos) = rest.find(secret) {
-        let before = rest[..pos].chars().next_back().or(if pos == 0 { prev } else { None });
-        let after = rest[pos + secret.len()..].chars().next();
-        out.push_str(&rest[..pos]);
-        if before.is_none_or(|c| !is_word(c)) && after.is_none_or(|c| !is_word(c)) {
-            out.push_str(with);
-        } else {
-            out.push_str(secret);
-        }
-        prev = secret.chars().next_back();
-        rest = &rest[pos + secret.len()..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The sandbox connector's account ids given to users: `sandbox-<user>` is
@@ -317,12 +272,16 @@ impl Vault {
     /// they open every stored secret. Nothing is modified on failure.
     pub async fn open(store: Store, registry: Arc<Registry>, key_file: &std::path::Path) -> ServiceResult<Self> {
         let rows = store.all_credentials().await?;
-        let keys = if rows.is_empty() {
+        let access_keys = store.all_access_keys().await?;
+        let keys = if rows.is_empty() && access_keys.is_empty() {
             MasterKeys::load_or_create(key_file)
         } else if !key_file.exists() {
             Err(VaultError::KeyFile {
                 path: key_file.display().to_string(),
-                message: format!("missing, but {} stored credential(s) were sealed with a master key; restore the key file", rows.len()),
+                message: format!(
+                    "missing, but {} stored credential(s) were sealed with a master key; restore the key file",
+                    rows.len() + access_keys.len()
+                ),
             })
         } else {
             MasterKeys::load(key_file)
@@ -337,14 +296,14 @@ impl Vault {
                 })?;
             }
         }
-        Ok(Self {
-            store,
-            registry,
-            keys: RwLock::new(keys),
-            retired_key_grace: RETIRED_KEY_GRACE,
-            key_cache: Default::default(),
-            rotate_lease_ttl: ROTATE_LEASE_TTL,
-        })
+        for k in &access_keys {
+            if checked.insert(k.master_key_id.clone()) {
+                keys.open(&k.secret_sealed, &access_key_aad(k)).map_err(|e| {
+                    ServiceError::Internal(format!("the master key file {} cannot open stored credentials: {e}", key_file.display()))
+                })?;
+            }
+        }
+        Ok(Self { store, registry, keys: RwLock::new(keys), retired_key_grace: RETIRED_KEY_GRACE, rotate_lease_ttl: ROTATE_LEASE_TTL })
     }
 
     pub(crate) fn with_keys<T>(&self, f: impl FnOnce(&MasterKeys) -> Result<T, VaultError>) -> ServiceResult<T> {
@@ -440,7 +399,9 @@ impl Vault {
             };
             if let Some(why) = foreign_sandbox_account(user, access_key_id) {
                 let (sc, owner) = scope.parts();
-                self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
+                let event = AuditEvent::new(AuditAction::CredentialSave, target, AuditOutcome::Rejected).detail(why.as_str());
+                audit::record(&self.store, actor.name.as_str(), &event).await?;
                 return Err(ServiceError::invalid_field("access_key_id", why));
             }
         }
@@ -453,7 +414,9 @@ impl Vault {
             Err(why) => {
                 let why = scrub(why);
                 let (sc, owner) = scope.parts();
-                self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
+                let event = AuditEvent::new(AuditAction::CredentialSave, target, AuditOutcome::Rejected).detail(why.as_str());
+                audit::record(&self.store, actor.name.as_str(), &event).await?;
                 return Err(ServiceError::invalid_field(
                     "access_key_id",
                     format!("credentials failed validation: {why} (save with force to store them unverified)"),
@@ -490,7 +453,9 @@ impl Vault {
                 status_message: &message,
             })
             .await?;
-        self.store.audit(actor.name.as_str(), "credential.save", &format!("{sc}/{owner}/{instance}"), status, "").await?;
+        let outcome = if status == "verified" { AuditOutcome::Verified } else { AuditOutcome::Unverified };
+        let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::new(AuditAction::CredentialSave, target, outcome)).await?;
         self.get(actor, scope, instance).await
     }
 
@@ -635,11 +600,14 @@ impl Vault {
                     "these credentials are in use by {}: terminate, release or delete them first (the broker acts on them with these keys only)",
                     describe_uses(&uses)
                 );
-                self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "rejected", &why).await?;
+                let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
+                let event = AuditEvent::new(AuditAction::CredentialDelete, target, AuditOutcome::Rejected).detail(why.as_str());
+                audit::record(&self.store, actor.name.as_str(), &event).await?;
                 return Err(ServiceError::Conflict(why));
             }
         }
-        self.store.audit(actor.name.as_str(), "credential.delete", &format!("{sc}/{owner}/{instance}"), "ok", "").await?;
+        let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::CredentialDelete, target)).await?;
         Ok(())
     }
 
@@ -664,7 +632,9 @@ impl Vault {
         }
         let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
         self.store.set_grants(&r.id, &names).await?;
-        self.store.audit(actor.name.as_str(), "credential.grant", &format!("system/{name}/{instance}"), "ok", &names.join(",")).await?;
+        let target = AuditTarget::Credential { scope: "system", owner: name.as_str(), instance: instance.as_str() };
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::CredentialGrant, target).detail(names.join(",")))
+            .await?;
         Ok(masked(&r, Some(names)))
     }
 
@@ -741,9 +711,9 @@ impl Vault {
                  ask an administrator to grant it to you again",
                 r.owner, r.instance
             );
-            self.store
-                .audit(actor.name.as_str(), "credential.use", &format!("system/{}/{}", r.owner, r.instance), "rejected", &why)
-                .await?;
+            let target = AuditTarget::Credential { scope: "system", owner: &r.owner, instance: &r.instance };
+            let event = AuditEvent::new(AuditAction::CredentialUse, target, AuditOutcome::Rejected).detail(why.as_str());
+            audit::record(&self.store, actor.name.as_str(), &event).await?;
             return Err(ServiceError::Forbidden(why));
         }
         self.open_row(&r)
@@ -776,7 +746,8 @@ impl Vault {
         let writable = self.keys.read().unwrap_or_else(|e| e.into_inner()).check_writable();
         if let Err(e) = writable {
             let e = rotate_err(e);
-            self.store.audit(actor.name.as_str(), "keys.rotate", "", "rejected", &e.to_string()).await?;
+            let event = AuditEvent::new(AuditAction::KeysRotate, AuditTarget::None, AuditOutcome::Rejected).detail(e.to_string());
+            audit::record(&self.store, actor.name.as_str(), &event).await?;
             return Err(e);
         }
         let holder = uuid::Uuid::new_v4().simple().to_string();
@@ -800,14 +771,18 @@ impl Vault {
         let mut in_use = Vec::new();
         for _round in 0..5 {
             let rows: Vec<CredentialRow> = self.store.all_credentials().await?.into_iter().filter(|r| r.key_id != new_id).collect();
-            if rows.is_empty() {
+            let access_keys: Vec<AccessKeyRow> =
+                self.store.all_access_keys().await?.into_iter().filter(|k| k.master_key_id != new_id).collect();
+            if rows.is_empty() && access_keys.is_empty() {
                 in_use = vec![new_id.clone()];
                 break;
             }
-            if rows.iter().any(|r| !self.key_ids().contains(&r.key_id)) {
+            let known = self.key_ids();
+            if rows.iter().any(|r| !known.contains(&r.key_id)) || access_keys.iter().any(|k| !known.contains(&k.master_key_id)) {
                 self.refresh_keys()?;
             }
             let mut resealed = Vec::new();
+            let mut resealed_keys = Vec::new();
             {
                 let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
                 for r in &rows {
@@ -823,23 +798,31 @@ impl Vault {
                         key_id: new_id.clone(),
                     });
                 }
+                for k in &access_keys {
+                    let aad = access_key_aad(k);
+                    let sk = keys.open(&k.secret_sealed, &aad).map_err(vault_err)?;
+                    resealed_keys.push(ResealKey {
+                        access_key_id: k.access_key_id.clone(),
+                        previous_secret_sealed: k.secret_sealed.clone(),
+                        secret_sealed: keys.seal(&sk, &aad).map_err(vault_err)?,
+                        master_key_id: new_id.clone(),
+                    });
+                }
             }
             resealed_total += self.store.reseal_credentials(&resealed).await?;
+            resealed_total += self.store.reseal_access_keys(&resealed_keys).await?;
             in_use = self.store.key_ids_in_use().await?;
         }
         let now = chrono::Utc::now().timestamp();
         let dropped =
             self.keys.write().unwrap_or_else(|e| e.into_inner()).retire(&in_use, self.retired_key_grace, now).map_err(vault_err)?;
         let retired = self.keys.read().unwrap_or_else(|e| e.into_inner()).retired_ids();
-        self.store
-            .audit(
-                actor.name.as_str(),
-                "keys.rotate",
-                &new_id,
-                "ok",
-                &format!("{resealed_total} secret(s) re-sealed; retired {}; dropped {}", retired.join(","), dropped.join(",")),
-            )
-            .await?;
+        let event = AuditEvent::ok(AuditAction::KeysRotate, AuditTarget::MasterKey(&new_id)).detail(format!(
+            "{resealed_total} secret(s) re-sealed; retired {}; dropped {}",
+            retired.join(","),
+            dropped.join(",")
+        ));
+        audit::record(&self.store, actor.name.as_str(), &event).await?;
         Ok(Rotation { current_key: new_id, retired_keys: retired, dropped_keys: dropped, resealed: resealed_total })
     }
 
@@ -869,8 +852,7 @@ fn all_shown(
 
 #[cfg(test)]
 mod tests {
-    use super::{hold_lease, scrub_cloud_error, scrub_secret};
-    use cloudbroker_connector_api::{ConnectorError, Credentials};
+    use super::hold_lease;
     use std::time::Duration;
 
     #[tokio::test]
@@ -902,31 +884,5 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(store.try_lease("job", "b", 300).await.unwrap());
         store.close().await;
-    }
-
-    #[test]
-    fn cloud_errors_are_scrubbed_of_the_credentials_of_the_call() {
-        let creds = Credentials::new("AKIAEXAMPLEKEY123456", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
-        let e = ConnectorError::InvalidRequest {
-            code: "InvalidParameterValue".into(),
-            message: "bad signature for AKIAEXAMPLEKEY123456 with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-        };
-        let shown = scrub_cloud_error(e, &creds).to_string();
-        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
-        assert!(!shown.contains("AKIAEXAMPLEKEY123456"), "{shown}");
-        assert!(shown.contains("InvalidParameterValue") && shown.contains("********") && shown.contains("3456"), "{shown}");
-        let t = scrub_cloud_error(ConnectorError::Transport { message: "x wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into() }, &creds);
-        assert_eq!(t.to_string(), "transport error: x ********");
-    }
-
-    #[test]
-    fn short_secrets_are_scrubbed_as_whole_words_only() {
-        assert_eq!(scrub_secret("sandbox account ready", "s", "****"), "sandbox account ready");
-        assert_eq!(scrub_secret("bad secret s given", "s", "****"), "bad secret **** given");
-        assert_eq!(scrub_secret("s", "s", "****"), "****");
-        assert_eq!(scrub_secret("key=abc,abcd", "abc", "*"), "key=*,abcd");
-        let long = "wJalrXUtnFEMI/K7MDENG";
-        assert_eq!(scrub_secret(&format!("x{long}y and {long}"), long, "*"), "x*y and *");
-        assert_eq!(scrub_secret("anything", "", "*"), "anything");
     }
 }

@@ -13,7 +13,7 @@ use cloudbroker_connector_api::{ConnectorError, SecretString};
 use cloudbroker_core::audit::AuditQuery;
 use cloudbroker_core::domain::{AllocationId, PageRequest, Tags, VmStatus, VolumeId, VolumeSize};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::provisioning::{LaunchSpec, VolumeSpec};
+use cloudbroker_core::provisioning::{LaunchRequest, VolumeSpec};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::{Actor, Broker, Resource, ServiceError};
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ async fn running_vm(b: &Broker, who: &Actor) -> cloudbroker_core::domain::VmId {
     if b.images.get(&image("linux")).await.is_err() {
         b.images.put(&Actor::system(), spec, true).await.unwrap();
     }
-    let vm = b.provisioning.launch(who, LaunchSpec::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
+    let vm = b.provisioning.launch(who, LaunchRequest::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
     for _ in 0..50 {
         b.provisioning.reconcile("t").await.unwrap();
         if b.provisioning.get(who, &vm.id).await.unwrap().status == VmStatus::Running {

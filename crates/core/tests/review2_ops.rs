@@ -10,6 +10,8 @@
 // Test code: panicking on an unexpected result is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cloudbroker_core::testing::{instance, user};
 use cloudbroker_core::vault::Scope;
 use cloudbroker_core::{Actor, Broker, Config, ServiceError};
@@ -30,7 +32,7 @@ fn conf(dir: &std::path::Path) {
 
 async fn start(dir: &std::path::Path, db: Option<String>) -> Broker {
     conf(dir);
-    Broker::start(Config::for_tests(dir, db)).await.unwrap()
+    Broker::start(Config::for_tests(dir, db), common::connectors()).await.unwrap()
 }
 
 async fn save(b: &Broker, name: &str, secret: &str) {
@@ -66,7 +68,7 @@ async fn rotation_where_the_key_file_cannot_be_written_changes_nothing(db: Optio
     save(&b, "bob", "bob-secret").await;
     b.close().await;
     // A restart (any replica) opens everything.
-    let b = Broker::start(Config::for_tests(dir.path(), Some(b.config.database_url.clone()))).await.unwrap();
+    let b = Broker::start(Config::for_tests(dir.path(), Some(b.config.database_url.clone())), common::connectors()).await.unwrap();
     assert_eq!(opened(&b, "alice").await.unwrap(), "alice-secret");
     assert_eq!(opened(&b, "bob").await.unwrap(), "bob-secret");
     // Writable again: the rotation goes through.

@@ -10,11 +10,13 @@
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_connector_sandbox::ListingHold;
 use cloudbroker_core::domain::{VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::provisioning::{LaunchSpec, Vm};
+use cloudbroker_core::provisioning::{LaunchRequest, Vm};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::{Actor, Broker, Config};
 use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
@@ -49,7 +51,7 @@ async fn brokers(pg: bool, name: &str, replicas: usize) -> Option<(Vec<Broker>, 
     for _ in 0..replicas {
         let mut config = Config::for_tests(dir.path(), db.clone());
         config.admin_password = Some(SecretString::new("super-password-1"));
-        out.push(Broker::start(config).await.unwrap());
+        out.push(Broker::start(config, common::connectors()).await.unwrap());
     }
     Some((out, dir))
 }
@@ -69,7 +71,7 @@ async fn alice(b: &Broker, name: &str) -> Actor {
 }
 
 async fn launch_one(b: &Broker, who: &Actor, name: &str) -> Vm {
-    let spec = LaunchSpec::new(instance(name), image_ref("linux"));
+    let spec = LaunchRequest::new(instance(name), image_ref("linux"));
     b.provisioning.launch(who, spec).await.unwrap().vms.remove(0)
 }
 

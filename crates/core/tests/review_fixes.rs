@@ -15,7 +15,7 @@ mod common;
 use cloudbroker_connector_api::{tags, RunRequest, SecretString};
 use cloudbroker_core::domain::{LaunchId, PageRequest, VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::provisioning::{LaunchSpec, VmQuery};
+use cloudbroker_core::provisioning::{LaunchRequest, VmQuery};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::vault::Scope;
 use cloudbroker_core::{Actor, Broker, ServiceError};
@@ -44,8 +44,8 @@ async fn linux_image(b: &Broker) {
 }
 
 async fn launch(b: &Broker, who: &Actor, on: &str, count: u32) -> Vec<cloudbroker_core::provisioning::Vm> {
-    let mut spec = LaunchSpec::new(instance(on), image_ref("linux"));
-    spec.count = count;
+    let mut spec = LaunchRequest::new(instance(on), image_ref("linux"));
+    spec.count = count.into();
     b.provisioning.launch(who, spec).await.unwrap().vms
 }
 
@@ -264,7 +264,7 @@ broker_test!(one_cloud_vm_is_recorded_once, |b: Broker| async move {
 //    other process and after a restart; two rotations never run at once.
 async fn rotation_while_another_process_serves(t: common::TestBroker) {
     let serving = t.broker.clone();
-    let cli = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    let cli = Broker::start(serving.config.as_ref().clone(), common::connectors()).await.unwrap();
     let alice = add_user(&serving, "alice").await;
     let bob = add_user(&serving, "bob").await;
     let sb = instance("sb");
@@ -286,7 +286,7 @@ async fn rotation_while_another_process_serves(t: common::TestBroker) {
     // A second rotation, from the serving side this time; the first key may
     // only go once nothing uses it and the grace period has passed.
     serving.vault.rotate(&admin()).await.unwrap();
-    let restarted = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    let restarted = Broker::start(serving.config.as_ref().clone(), common::connectors()).await.unwrap();
     let (c, _) = restarted.vault.credentials_for(&bob.name, &sb).await.unwrap();
     assert_eq!(c.secret_access_key.expose(), "bob-secret");
     assert!(restarted.vault.key_ids().contains(&before[0]), "the first key left the file within its grace period");
@@ -299,7 +299,7 @@ async fn rotation_while_another_process_serves(t: common::TestBroker) {
             assert!(matches!(e, ServiceError::Conflict(m) if m.contains("rotation")), "{e}");
         }
     }
-    let fresh = Broker::start(serving.config.as_ref().clone()).await.unwrap();
+    let fresh = Broker::start(serving.config.as_ref().clone(), common::connectors()).await.unwrap();
     for (who, secret) in [(&alice, "alice-secret"), (&bob, "bob-secret")] {
         let (c, _) = fresh.vault.credentials_for(&who.name, &sb).await.unwrap();
         assert_eq!(c.secret_access_key.expose(), secret);

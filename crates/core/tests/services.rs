@@ -12,7 +12,7 @@ mod common;
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::domain::{ClientToken, PageRequest, Tags, UserName, VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::provisioning::{LaunchSpec, QuotaSource, VmQuery};
+use cloudbroker_core::provisioning::{LaunchRequest, LaunchTags, QuotaSource, VmQuery};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::vault::Scope;
 use cloudbroker_core::{Actor, Broker, Resource, ServiceError};
@@ -133,11 +133,11 @@ broker_test!(launch_list_act_and_quota, |b: Broker| async move {
     let q = b.provisioning.set_quota(&admin(), &alice.name, &instance("sb"), Some(3)).await.unwrap();
     assert_eq!((q.limit, q.source, q.usage), (3, QuotaSource::Override, 0));
 
-    let mut spec = LaunchSpec::new(instance("sb"), image_ref("linux"));
-    spec.count = 2;
+    let mut spec = LaunchRequest::new(instance("sb"), image_ref("linux"));
+    spec.count = 2.into();
     spec.name = "web".into();
     spec.client_token = Some(ClientToken::parse("retry-1").unwrap());
-    spec.tags = Tags::parse([("team".to_string(), "a".to_string())].into()).unwrap();
+    spec.tags = LaunchTags::user(Tags::parse([("team".to_string(), "a".to_string())].into()).unwrap());
     let out = b.provisioning.launch(&alice, spec.clone()).await.unwrap();
     assert!(out.created);
     assert_eq!(out.vms.len(), 2);
@@ -147,12 +147,12 @@ broker_test!(launch_list_act_and_quota, |b: Broker| async move {
     assert!(!again.created);
     assert_eq!(again.vms.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), out.vms.iter().map(|v| v.id.clone()).collect::<Vec<_>>());
     // Over quota: 2 + 2 > 3, with the numbers.
-    let mut more = LaunchSpec::new(instance("sb"), image_ref("linux"));
-    more.count = 2;
+    let mut more = LaunchRequest::new(instance("sb"), image_ref("linux"));
+    more.count = 2.into();
     let e = b.provisioning.launch(&alice, more).await.unwrap_err();
     assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 }), "{e}");
     // An unknown image is an unresolved reference in `image`; an unknown VM is "not found" by id.
-    let e = b.provisioning.launch(&alice, LaunchSpec::new(instance("sb"), image_ref("nope"))).await.unwrap_err();
+    let e = b.provisioning.launch(&alice, LaunchRequest::new(instance("sb"), image_ref("nope"))).await.unwrap_err();
     assert!(matches!(e, ServiceError::Unresolved { field: "image", .. }), "{e}");
 
     // Listing: newest first, paginated, own VMs only.
@@ -204,8 +204,8 @@ broker_test!(the_transition_watch_visits_only_groups_on_the_move, |b: Broker| as
     linux_image(&b).await;
     let alice = add_user(&b, "alice").await;
     let bob = add_user(&b, "bob").await;
-    let vm = b.provisioning.launch(&alice, LaunchSpec::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
-    let other = b.provisioning.launch(&bob, LaunchSpec::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
+    let vm = b.provisioning.launch(&alice, LaunchRequest::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
+    let other = b.provisioning.launch(&bob, LaunchRequest::new(instance("sb"), image_ref("linux"))).await.unwrap().vms.remove(0);
     // Settle both, then move only alice's.
     b.provisioning.reconcile("t").await.unwrap();
     assert_eq!(b.provisioning.get(&alice, &vm.id).await.unwrap().status, VmStatus::Running);
@@ -229,8 +229,8 @@ broker_test!(the_transition_watch_visits_only_groups_on_the_move, |b: Broker| as
 broker_test!(listing_can_leave_out_vms_that_ended_long_ago, |b: Broker| async move {
     linux_image(&b).await;
     let alice = add_user(&b, "alice").await;
-    let mut spec = LaunchSpec::new(instance("sb"), image_ref("linux"));
-    spec.count = 2;
+    let mut spec = LaunchRequest::new(instance("sb"), image_ref("linux"));
+    spec.count = 2.into();
     let vms = b.provisioning.launch(&alice, spec).await.unwrap().vms;
     b.provisioning.action(&alice, &vms[0].id, VmAction::Terminate).await.unwrap();
     for _ in 0..50 {

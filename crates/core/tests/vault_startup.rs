@@ -5,6 +5,8 @@
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
+mod common;
+
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::master_keys::MasterKeys;
 use cloudbroker_core::testing::{instance, user};
@@ -15,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 async fn seeded(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     std::fs::create_dir_all(dir.join("connectors.d")).unwrap();
     std::fs::write(dir.join("connectors.d/sb.conf"), "cloud.connector.class = sb:sandbox\n").unwrap();
-    let b = Broker::start(Config::for_tests(dir, None)).await.unwrap();
+    let b = Broker::start(Config::for_tests(dir, None), common::connectors()).await.unwrap();
     b.identity.create_user(&Actor::system(), &user("alice"), &SecretString::new("alice-password"), false).await.unwrap();
     b.vault.put(&Actor::system(), Scope::User(&user("alice")), &instance("sb"), "AKIA1234567890", "sekrit", false).await.unwrap();
     let rows = b.store().all_credentials().await.unwrap();
@@ -44,11 +46,11 @@ async fn world_readable_key_stops_start() {
     let before = seeded(dir.path()).await;
     let key = dir.path().join("master.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = Broker::start(Config::for_tests(dir.path(), None)).await.err().unwrap().to_string();
+    let e = Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.err().unwrap().to_string();
     assert!(e.contains("readable by group or others") && e.contains("chmod 600"), "{e}");
     assert_eq!(stored(dir.path()).await, before);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let b = Broker::start(Config::for_tests(dir.path(), None)).await.unwrap();
+    let b = Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.unwrap();
     assert_eq!(b.vault.credentials_for(&user("alice"), &instance("sb")).await.unwrap().0.secret_access_key.expose(), "sekrit");
 }
 
@@ -65,23 +67,23 @@ async fn wrong_key_stops_start_and_changes_nothing() {
     let text = std::fs::read_to_string(other.path().join("k")).unwrap();
     let other_id = MasterKeys::load(&other.path().join("k")).unwrap().ids()[0].clone();
     std::fs::write(&key, text.replace(&other_id, &ids[0])).unwrap();
-    let e = Broker::start(Config::for_tests(dir.path(), None)).await.err().unwrap().to_string();
+    let e = Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.err().unwrap().to_string();
     assert!(e.contains("cannot open stored credentials"), "{e}");
     assert_eq!(stored(dir.path()).await, before);
 
     // A key file with none of the ids in use.
     std::fs::write(&key, &text).unwrap();
-    let e = Broker::start(Config::for_tests(dir.path(), None)).await.err().unwrap().to_string();
+    let e = Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.err().unwrap().to_string();
     assert!(e.contains("not in the master key file"), "{e}");
 
     // Missing key file with sealed data: refused, and no new key is made.
     std::fs::remove_file(&key).unwrap();
-    let e = Broker::start(Config::for_tests(dir.path(), None)).await.err().unwrap().to_string();
+    let e = Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.err().unwrap().to_string();
     assert!(e.contains("missing, but 1 stored credential(s)"), "{e}");
     assert!(!key.exists());
     assert_eq!(stored(dir.path()).await, before);
 
     std::fs::write(&key, original).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(Broker::start(Config::for_tests(dir.path(), None)).await.is_ok());
+    assert!(Broker::start(Config::for_tests(dir.path(), None), common::connectors()).await.is_ok());
 }

@@ -111,7 +111,7 @@ pub async fn authenticate(broker: &Broker, r: &Signed<'_>, now: DateTime<Utc>) -
     let plan = plan(broker, r, now)?;
     match plan {
         Plan::V4 { auth, candidates, covered_query } => {
-            let holder = broker.vault.access_key_holder_at(&auth.access_key, now).await?;
+            let holder = broker.access_keys.holder_at(&auth.access_key, now).await?;
             let derived;
             let dummy;
             let key: &[u8; 32] = match &holder {
@@ -143,7 +143,7 @@ pub async fn authenticate(broker: &Broker, r: &Signed<'_>, now: DateTime<Utc>) -
             Err(Ec2Error::auth_failure())
         }
         Plan::V2 { parsed, strings, covered } => {
-            let holder = broker.vault.access_key_holder_at(&parsed.access_key, now).await?;
+            let holder = broker.access_keys.holder_at(&parsed.access_key, now).await?;
             let secret = holder.as_ref().map_or(DUMMY_SECRET, |h| h.secret.expose());
             let hits = strings.iter().filter(|sts| parsed.matches(secret, sts)).count();
             match holder {
@@ -265,7 +265,7 @@ fn views(broker: &Broker, r: &Signed<'_>) -> Vec<(String, String)> {
 }
 
 async fn done(broker: &Broker, actor: Actor, region: Option<String>, access_key: String, covered: Covered) -> Result<Caller, Ec2Error> {
-    if let Err(e) = broker.vault.access_key_used(&access_key).await {
+    if let Err(e) = broker.access_keys.record_use(&access_key).await {
         tracing::warn!(error = %e, "could not record an access key's use");
     }
     Ok(Caller { actor, region, access_key, covered })

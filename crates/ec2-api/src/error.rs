@@ -5,6 +5,7 @@
 //! cap `AddressLimitExceeded` and friends, the cloud's
 //! own code passes through. Internal details never reach the client.
 
+use crate::ids::{IdError, IdKind};
 use crate::xml::Xml;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -74,6 +75,23 @@ impl Ec2Error {
     }
 }
 
+/// A malformed id: EC2's `*.Malformed` code for its kind.
+impl From<IdError> for Ec2Error {
+    fn from(e: IdError) -> Self {
+        match e.kind {
+            IdKind::Instance => Ec2Error::client("InvalidInstanceID.Malformed", format!("Invalid id: \"{}\"", e.given)),
+            IdKind::Volume(param) => Ec2Error::client(
+                "InvalidVolumeID.Malformed",
+                format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", e.given),
+            ),
+            IdKind::Allocation(param) => Ec2Error::client(
+                "InvalidAllocationID.Malformed",
+                format!("Value ({}) for parameter {param} is invalid: not an allocation id (eipalloc-...)", e.given),
+            ),
+        }
+    }
+}
+
 impl From<ServiceError> for Ec2Error {
     fn from(e: ServiceError) -> Self {
         match e {
@@ -87,6 +105,7 @@ impl From<ServiceError> for Ec2Error {
             }
             ServiceError::NotFound(Resource::Address(id)) => Ec2Error::allocation_not_found(id.as_str()),
             ServiceError::NotFound(Resource::Volume(id)) => Ec2Error::volume_not_found(id.as_str()),
+            ServiceError::NotFound(Resource::KeyPair(name)) => crate::actions::keypairs::not_found(&name),
             ServiceError::NotFound(Resource::Instance(i)) => {
                 Ec2Error::client("InvalidParameterValue", format!("'{i}' is not a region (connector instance) of this broker"))
             }
@@ -179,6 +198,20 @@ mod tests {
             message: "none".into(),
         }));
         assert_eq!(e.code, "InsufficientInstanceCapacity");
+    }
+
+    #[test]
+    fn malformed_ids_become_ec2_codes() {
+        let e = Ec2Error::from(crate::ids::vm_id("i-NOT/valid").unwrap_err());
+        assert_eq!(e.code, "InvalidInstanceID.Malformed");
+        assert_eq!(e.message, "Invalid id: \"i-NOT/valid\"");
+        assert_eq!(Ec2Error::from(crate::ids::vm_id("vm-abc").unwrap_err()).code, "InvalidInstanceID.Malformed");
+        let e = Ec2Error::from(crate::ids::volume_id("ResourceId", "v-1").unwrap_err());
+        assert_eq!(e.code, "InvalidVolumeID.Malformed");
+        assert_eq!(e.message, "Value (v-1) for parameter ResourceId is invalid: not a volume id (vol-...)");
+        let e = Ec2Error::from(crate::ids::allocation_id("AllocationId", "x").unwrap_err());
+        assert_eq!(e.code, "InvalidAllocationID.Malformed");
+        assert_eq!(e.message, "Value (x) for parameter AllocationId is invalid: not an allocation id (eipalloc-...)");
     }
 
     #[test]

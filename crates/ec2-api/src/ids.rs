@@ -2,9 +2,10 @@
 //! client sends them back: a VM `vm-X` is instance `i-X`; a native image is
 //! `ami-` + 17 hex digits of a hash of its name (the same on every call and
 //! replica); a launch is reservation `r-` + its first 17 hex digits.
+//! A malformed id is an [`IdError`] (what was expected, what was given);
+//! `error.rs` turns it into EC2's `*.Malformed` answer.
 
-use crate::error::Ec2Error;
-use cloudbroker_core::domain::{LaunchId, VmId};
+use cloudbroker_core::domain::{AllocationId, LaunchId, VmId, VolumeId};
 use sha2::{Digest, Sha256};
 
 /// The EC2 instance id of a VM.
@@ -12,12 +13,46 @@ pub fn instance_id(vm: &VmId) -> String {
     format!("i-{}", vm.as_str().strip_prefix("vm-").unwrap_or(vm.as_str()))
 }
 
+/// What kind of id was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// An instance id (`i-...`).
+    Instance,
+    /// A volume id (`vol-...`), given in the named parameter.
+    Volume(&'static str),
+    /// An allocation id (`eipalloc-...`), given in the named parameter.
+    Allocation(&'static str),
+}
+
+/// A client-sent id that is not one of `kind` (`given` is cut for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdError {
+    pub kind: IdKind,
+    pub given: String,
+}
+
+impl IdError {
+    fn new(kind: IdKind, given: &str) -> Self {
+        Self { kind, given: shown(given) }
+    }
+}
+
 /// The VM of an EC2 instance id.
-pub fn vm_id(instance: &str) -> Result<VmId, Ec2Error> {
+pub fn vm_id(instance: &str) -> Result<VmId, IdError> {
     instance
         .strip_prefix("i-")
         .and_then(|rest| VmId::parse(&format!("vm-{rest}")).ok())
-        .ok_or_else(|| Ec2Error::client("InvalidInstanceID.Malformed", format!("Invalid id: \"{}\"", shown(instance))))
+        .ok_or_else(|| IdError::new(IdKind::Instance, instance))
+}
+
+/// A volume id given in parameter `param`.
+pub fn volume_id(param: &'static str, v: &str) -> Result<VolumeId, IdError> {
+    VolumeId::parse(v).map_err(|_| IdError::new(IdKind::Volume(param), v))
+}
+
+/// An allocation id given in parameter `param`.
+pub fn allocation_id(param: &'static str, v: &str) -> Result<AllocationId, IdError> {
+    AllocationId::parse(v).map_err(|_| IdError::new(IdKind::Allocation(param), v))
 }
 
 /// The stable `ami-` id of a native image.
@@ -46,8 +81,10 @@ mod tests {
         let i = instance_id(&vm);
         assert!(i.starts_with("i-"));
         assert_eq!(vm_id(&i).unwrap(), vm);
-        assert_eq!(vm_id("i-NOT/valid").unwrap_err().code, "InvalidInstanceID.Malformed");
-        assert_eq!(vm_id("vm-abc").unwrap_err().code, "InvalidInstanceID.Malformed");
+        assert_eq!(vm_id("i-NOT/valid").unwrap_err(), IdError { kind: IdKind::Instance, given: "i-NOT/valid".into() });
+        assert_eq!(vm_id("vm-abc").unwrap_err().kind, IdKind::Instance);
+        assert_eq!(volume_id("VolumeId", "v-1").unwrap_err().kind, IdKind::Volume("VolumeId"));
+        assert_eq!(allocation_id("AllocationId", "x").unwrap_err().kind, IdKind::Allocation("AllocationId"));
         assert_eq!(image_id("ubuntu-22.04"), image_id("ubuntu-22.04"));
         assert_ne!(image_id("ubuntu-22.04"), image_id("debian-12"));
         assert_eq!(image_id("x").len(), 21);

@@ -9,11 +9,13 @@
 //! A request's parameters are its query and form body merged, but only the
 //! parts its signature covers ([`auth::Covered`]).
 //!
-//! Layers, lowest first: [`xml`] (the writer), [`error`] (EC2 codes and
-//! statuses), [`ids`], [`request`] (parameters), [`auth`] (signatures), the
-//! [`actions`] per family, and the dispatcher here. Nothing here reaches
+//! Layers, lowest first: [`xml`] (the writer), [`ids`], [`error`] (EC2 codes
+//! and statuses), [`request`] (parameters), [`auth`] (signatures),
+//! [`action`] (the action named), the [`actions`] per family, each with the
+//! typed inputs it parses from the parameters, and the dispatcher here. Nothing here reaches
 //! around `cloudbroker-core`: actions call its services as the signing user.
 
+pub mod action;
 pub mod actions;
 pub mod auth;
 pub mod error;
@@ -22,10 +24,11 @@ pub mod ids;
 pub mod request;
 pub mod xml;
 
+use action::Action;
 use actions::Ctx;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use cloudbroker_core::domain::VmAction;
-use cloudbroker_core::Broker;
+use cloudbroker_core::{Broker, RequestId};
 use error::Ec2Error;
 use request::Params;
 
@@ -46,13 +49,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+/// The request's id, as the HTTP edge chose it (`X-Request-Id`, the log
+/// span): EC2's `RequestId` is the same. Mounted without that edge (a bare
+/// test app), a fresh one.
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions().get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_else(|| RequestId::generate().to_string())
 }
 
 /// One EC2 request: parse, authenticate, dispatch, answer.
 async fn handle(req: HttpRequest, body: web::Bytes, broker: web::Data<Broker>) -> HttpResponse {
-    let rid = request_id();
+    let rid = request_id(&req);
     match serve(&req, &body, &broker, &rid).await {
         Ok(xml) => HttpResponse::Ok().content_type("text/xml;charset=UTF-8").insert_header(("x-amzn-RequestId", rid.clone())).body(xml),
         Err(e) => e.response(&rid),
@@ -106,51 +112,66 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
             format!("{}://{}", info.scheme(), info.host())
         }
     };
-    let ctx = Ctx { broker, caller, params, request_id: rid.to_string(), region, base_url, dry_run };
+    let ctx = Ctx { broker, caller, request_id: rid.to_string(), region, base_url, dry_run };
     tracing::debug!(action = %action, user = %ctx.caller.actor.name, dry_run, "EC2 request");
-    if dry_run && action.starts_with("Describe") {
+    let action = Action::parse(&action)?;
+    if dry_run && action.is_describe() {
         // A Describe changes nothing: it runs (every check of its answer),
         // and the answer is `DryRunOperation` instead of the listing.
-        dispatch(&ctx, &action).await?;
+        dispatch(&ctx, action, &params).await?;
         return Err(Ec2Error::dry_run());
     }
-    dispatch(&ctx, &action).await
+    dispatch(&ctx, action, &params).await
 }
 
-async fn dispatch(ctx: &Ctx<'_>, action: &str) -> Result<String, Ec2Error> {
+/// Parses the action's typed input from `params`, then runs it. Actions
+/// that check the region before their parameters (EC2's order) get it
+/// first, as an argument.
+async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<String, Ec2Error> {
     use actions::{addresses, images, instances, keypairs, regions, tags, volumes};
     match action {
-        "DescribeRegions" => regions::describe_regions(ctx),
-        "DescribeAvailabilityZones" => regions::describe_availability_zones(ctx),
-        "DescribeAccountAttributes" => regions::describe_account_attributes(ctx).await,
-        "DescribeInstanceTypes" => regions::describe_instance_types(ctx).await,
-        "DescribeImages" => images::describe_images(ctx).await,
-        "RegisterImage" => images::register_image(ctx).await,
-        "DeregisterImage" => images::deregister_image(ctx).await,
-        "DescribeInstances" => instances::describe_instances(ctx).await,
-        "DescribeInstanceStatus" => instances::describe_instance_status(ctx).await,
-        "RunInstances" => instances::run_instances(ctx).await,
-        "StartInstances" => instances::change_state(ctx, VmAction::Start).await,
-        "StopInstances" => instances::change_state(ctx, VmAction::Stop).await,
-        "RebootInstances" => instances::change_state(ctx, VmAction::Reboot).await,
-        "TerminateInstances" => instances::change_state(ctx, VmAction::Terminate).await,
-        "CreateTags" => tags::create_tags(ctx).await,
-        "DeleteTags" => tags::delete_tags(ctx).await,
-        "DescribeTags" => tags::describe_tags(ctx).await,
-        "CreateKeyPair" => keypairs::create_key_pair(ctx).await,
-        "ImportKeyPair" => keypairs::import_key_pair(ctx).await,
-        "DescribeKeyPairs" => keypairs::describe_key_pairs(ctx).await,
-        "DeleteKeyPair" => keypairs::delete_key_pair(ctx).await,
-        "AllocateAddress" => addresses::allocate_address(ctx).await,
-        "AssociateAddress" => addresses::associate_address(ctx).await,
-        "DisassociateAddress" => addresses::disassociate_address(ctx).await,
-        "ReleaseAddress" => addresses::release_address(ctx).await,
-        "DescribeAddresses" => addresses::describe_addresses(ctx).await,
-        "CreateVolume" => volumes::create_volume(ctx).await,
-        "AttachVolume" => volumes::attach_volume(ctx).await,
-        "DetachVolume" => volumes::detach_volume(ctx).await,
-        "DeleteVolume" => volumes::delete_volume(ctx).await,
-        "DescribeVolumes" => volumes::describe_volumes(ctx).await,
-        other => Err(Ec2Error::client("InvalidAction", format!("The action {} is not valid for this web service", ids::shown(other)))),
+        Action::DescribeRegions => regions::describe_regions(ctx, regions::DescribeRegionsInput::parse(params)?),
+        Action::DescribeAvailabilityZones => regions::describe_availability_zones(ctx),
+        Action::DescribeAccountAttributes => regions::describe_account_attributes(ctx).await,
+        Action::DescribeInstanceTypes => {
+            regions::describe_instance_types(ctx, ctx.instance()?, regions::DescribeInstanceTypesInput::parse(params)?).await
+        }
+        Action::DescribeImages => images::describe_images(ctx, ctx.instance()?, images::DescribeImagesInput::parse(params)?).await,
+        Action::RegisterImage => images::register_image(ctx, ctx.instance()?, images::RegisterImageInput::parse(params)?).await,
+        Action::DeregisterImage => images::deregister_image(ctx, images::DeregisterImageInput::parse(params)?).await,
+        Action::DescribeInstances => instances::describe_instances(ctx, instances::DescribeInstancesInput::parse(params)?).await,
+        Action::DescribeInstanceStatus => {
+            instances::describe_instance_status(ctx, instances::DescribeInstanceStatusInput::parse(params)?).await
+        }
+        Action::RunInstances => instances::run_instances(ctx, ctx.instance()?, instances::RunInstancesInput::parse(params)?).await,
+        Action::StartInstances => change_state(ctx, action, VmAction::Start, params).await,
+        Action::StopInstances => change_state(ctx, action, VmAction::Stop, params).await,
+        Action::RebootInstances => change_state(ctx, action, VmAction::Reboot, params).await,
+        Action::TerminateInstances => change_state(ctx, action, VmAction::Terminate, params).await,
+        Action::CreateTags => tags::create_tags(ctx, tags::CreateTagsInput::parse(params)?).await,
+        Action::DeleteTags => tags::delete_tags(ctx, tags::DeleteTagsInput::parse(params)?).await,
+        Action::DescribeTags => tags::describe_tags(ctx, tags::DescribeTagsInput::parse(params)?).await,
+        Action::CreateKeyPair => keypairs::create_key_pair(ctx, keypairs::KeyNameInput::parse(params)?).await,
+        Action::ImportKeyPair => keypairs::import_key_pair(ctx, keypairs::ImportKeyPairInput::parse(params)?).await,
+        Action::DescribeKeyPairs => keypairs::describe_key_pairs(ctx, keypairs::DescribeKeyPairsInput::parse(params)?).await,
+        Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, keypairs::KeyNameInput::parse(params)?).await,
+        Action::AllocateAddress => addresses::allocate_address(ctx, addresses::AllocateAddressInput::parse(params)?).await,
+        Action::AssociateAddress => {
+            addresses::associate_address(ctx, ctx.instance()?, addresses::AssociateAddressInput::parse(params)?).await
+        }
+        Action::DisassociateAddress => {
+            addresses::disassociate_address(ctx, ctx.instance()?, addresses::DisassociateAddressInput::parse(params)?).await
+        }
+        Action::ReleaseAddress => addresses::release_address(ctx, ctx.instance()?, addresses::ReleaseAddressInput::parse(params)?).await,
+        Action::DescribeAddresses => addresses::describe_addresses(ctx, addresses::DescribeAddressesInput::parse(params)?).await,
+        Action::CreateVolume => volumes::create_volume(ctx, volumes::CreateVolumeInput::parse(params)?).await,
+        Action::AttachVolume => volumes::attach_volume(ctx, volumes::AttachVolumeInput::parse(params)?).await,
+        Action::DetachVolume => volumes::detach_volume(ctx, volumes::DetachVolumeInput::parse(params)?).await,
+        Action::DeleteVolume => volumes::delete_volume(ctx, volumes::DeleteVolumeInput::parse(params)?).await,
+        Action::DescribeVolumes => volumes::describe_volumes(ctx, volumes::DescribeVolumesInput::parse(params)?).await,
     }
+}
+
+async fn change_state(ctx: &Ctx<'_>, action: Action, vm_action: VmAction, params: &Params) -> Result<String, Ec2Error> {
+    actions::instances::change_state(ctx, action, vm_action, actions::instances::ChangeStateInput::parse(params)?).await
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use cloudbroker_core::domain::time::{push_rfc3339, Fraction};
+
 /// The namespace of EC2 answers.
 pub const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
@@ -43,30 +45,10 @@ pub fn escape_into(buf: &mut String, text: &str) {
     buf.push_str(&text[start..]);
 }
 
-/// Appends `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (years outside 0..=9999, which
-/// no record holds, take chrono's general form).
+/// Appends `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`: the broker's one RFC 3339
+/// writer with EC2's millisecond fraction.
 pub fn push_time(buf: &mut String, t: &chrono::DateTime<chrono::Utc>) {
-    use chrono::{Datelike, Timelike};
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        let _ = write!(buf, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-        return;
-    }
-    let ms = t.timestamp_subsec_millis().min(999);
-    let fields = [(year as u32, 4), (t.month(), 2), (t.day(), 2), (t.hour(), 2), (t.minute(), 2), (t.second().min(59), 2), (ms, 3)];
-    let mut out = [0u8; 24];
-    let mut at = 0;
-    for (i, (mut v, width)) in fields.into_iter().enumerate() {
-        for k in (0..width).rev() {
-            out[at + k] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        at += width;
-        out[at] = [b'-', b'-', b'T', b':', b':', b'.', b'Z'][i];
-        at += 1;
-    }
-    // Every byte is an ASCII digit or separator.
-    buf.push_str(std::str::from_utf8(&out[..at]).unwrap_or_default());
+    push_rfc3339(buf, t, Fraction::Millis);
 }
 
 impl Xml {

@@ -1,15 +1,14 @@
 //! Hash and MAC primitives, all infallible.
 //!
-//! HMAC-SHA256 comes from the `hmac`/`sha2` crates. HMAC-SHA1 (needed only by
-//! the legacy SigV2 `SignatureMethod=HmacSHA1`) is implemented here because
-//! the workspace does not depend on a SHA-1 crate; it is checked against the
-//! FIPS 180 and RFC 2202 test vectors below. If the workspace ever gains the
-//! `sha1` crate, [`hmac_sha1`] can become a three-line wrapper like
-//! [`hmac_sha256`].
+//! HMAC-SHA256 and HMAC-SHA1 (the latter needed only by the legacy SigV2
+//! `SignatureMethod=HmacSHA1`) both come from the `hmac` crate, over `sha2`
+//! and `sha1`; nothing here implements a hash itself. The tests below pin
+//! them to the FIPS 180, RFC 2202 and RFC 4231 vectors.
 
-use hmac::digest::{Key, KeyInit};
+use hmac::digest::{Digest, Key, KeyInit};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha1::Sha1;
+use sha2::Sha256;
 
 /// Lowercase hex SHA-256 of `data` (the SigV4 payload hash).
 ///
@@ -42,78 +41,29 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// HMAC-SHA1 (RFC 2104 over the local [`sha1`]).
+/// HMAC-SHA1 (SigV2 `HmacSHA1` only), the key prepared as for
+/// [`hmac_sha256`] (SHA-1's block is 64 bytes too).
 pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..20].copy_from_slice(&sha1(key));
+    let mut block = Key::<Hmac<Sha1>>::default();
+    if key.len() > block.len() {
+        let hashed = Sha1::digest(key);
+        block[..hashed.len()].copy_from_slice(&hashed);
     } else {
-        k[..key.len()].copy_from_slice(key);
+        block[..key.len()].copy_from_slice(key);
     }
-    let mut inner = Vec::with_capacity(BLOCK + data.len());
-    inner.extend(k.iter().map(|b| b ^ 0x36));
-    inner.extend_from_slice(data);
-    let inner_hash = sha1(&inner);
-
-    let mut outer = Vec::with_capacity(BLOCK + inner_hash.len());
-    outer.extend(k.iter().map(|b| b ^ 0x5c));
-    outer.extend_from_slice(&inner_hash);
-    sha1(&outer)
-}
-
-/// SHA-1 (FIPS 180-4). Only ever used inside HMAC for SigV2 compatibility.
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
-
-    // Padding: 0x80, zeros, then the 64-bit big-endian bit length.
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-
-    for chunk in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (hv, v) in h.iter_mut().zip([a, b, c, d, e]) {
-            *hv = hv.wrapping_add(v);
-        }
-    }
-
-    let mut out = [0u8; 20];
-    for (dst, word) in out.chunks_exact_mut(4).zip(h) {
-        dst.copy_from_slice(&word.to_be_bytes());
-    }
-    out
+    let mut mac = <Hmac<Sha1> as KeyInit>::new(&block);
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn sha1(data: &[u8]) -> [u8; 20] {
+        Sha1::digest(data).into()
+    }
 
     // Expected values: FIPS 180 / RFC 4231 / RFC 2202 examples, cross-checked
     // with Python's hashlib/hmac (`hashlib.sha1(b'x'*n).hexdigest()` etc.).

@@ -36,32 +36,39 @@ fn audit_row((id, at, actor, action, target, outcome, detail): AuditTuple) -> Au
     AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }
 }
 
+/// One audit record to append: who (`actor`: a user name, or `system`) did
+/// what (`action`) to which `target`, with what `outcome`, and the details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub detail: &'a str,
+}
+
 /// Appends one audit record at `at` through `exec` (the pool, or a
 /// transaction whose change the record belongs to).
-pub(crate) async fn insert_audit<'e, E>(
-    exec: E,
-    at: i64,
-    (actor, action, target, outcome, detail): (&str, &str, &str, &str, &str),
-) -> Result<(), StoreError>
+pub(crate) async fn insert_audit<'e, E>(exec: E, at: i64, r: &NewAudit<'_>) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(outcome)
-        .bind(detail)
+        .bind(r.actor)
+        .bind(r.action)
+        .bind(r.target)
+        .bind(r.outcome)
+        .bind(r.detail)
         .execute(exec)
         .await?;
     Ok(())
 }
 
 impl Store {
-    /// Appends to the audit log.
-    pub async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> Result<(), StoreError> {
-        insert_audit(self.pool(), now_ms(), (actor, action, target, outcome, detail)).await
+    /// Appends one record to the audit log.
+    pub async fn append_audit(&self, r: &NewAudit<'_>) -> Result<(), StoreError> {
+        insert_audit(self.pool(), now_ms(), r).await
     }
 
     /// The newest audit records, newest first.

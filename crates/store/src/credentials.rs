@@ -237,9 +237,11 @@ impl Store {
         Ok(n)
     }
 
-    /// Key ids still used by stored secrets.
+    /// Key ids still used by stored secrets (credentials and EC2 access keys).
     pub async fn key_ids_in_use(&self) -> Result<Vec<String>, StoreError> {
-        let r: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM credentials ORDER BY key_id").fetch_all(self.pool()).await?;
+        let r: Vec<(String,)> = sqlx::query_as("SELECT key_id FROM credentials UNION SELECT master_key_id FROM access_keys ORDER BY 1")
+            .fetch_all(self.pool())
+            .await?;
         Ok(r.into_iter().map(|r| r.0).collect())
     }
 }

@@ -5,7 +5,8 @@
 //! run on both (`$N` placeholders, `BIGINT` milliseconds for times, `TEXT`
 //! ids, integers for flags); where the dialects differ, the store branches on
 //! [`Backend`]. Migrations live in `migrations/{sqlite,postgres}`, are embedded
-//! in the binary and run by [`Store::migrate`].
+//! in the binary once (`migrator`), run by [`Store::migrate`] and compared
+//! with a database by [`maintenance`] (status, backup, restore).
 //!
 //! A SQLite file and its directory are created private (file 0600, so its
 //! `-wal` and `-shm` files, which SQLite creates with the file's mode, are
@@ -23,6 +24,7 @@ pub mod images;
 pub mod key_pairs;
 pub mod lease;
 pub mod limits;
+pub mod maintenance;
 pub mod overview;
 pub mod params;
 pub mod quota;
@@ -77,6 +79,14 @@ impl Backend {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The migrations of a backend: the only copy in the workspace.
+pub(crate) fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
 
 /// A handle on the database (cheap to clone).
 #[derive(Clone, Debug)]
@@ -233,11 +243,7 @@ impl Store {
 
     /// Applies pending migrations of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let m = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        m.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+        migrator(self.backend).run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
     }
 
     /// Versions of the applied migrations.
@@ -249,10 +255,7 @@ impl Store {
 
     /// Number of migrations embedded for this backend.
     pub fn known_migrations(&self) -> usize {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
-            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
-        }
+        migrator(self.backend).iter().count()
     }
 
     /// Checks the database answers.

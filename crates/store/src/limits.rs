@@ -93,13 +93,13 @@ impl Store {
     pub async fn insert_key_pair_capped(
         &self,
         limit: i64,
-        user: &str,
+        user: &cloudbroker_model::UserName,
         name: &str,
         public_key: &str,
         fingerprint: &str,
     ) -> Result<KeyPairRow, CapError> {
         let mut tx = self.pool().begin().await?;
-        lock_and_check(&mut tx, Owned::KeyPairs, user, limit).await?;
+        lock_and_check(&mut tx, Owned::KeyPairs, user.as_str(), limit).await?;
         let row = crate::key_pairs::insert_key_pair_on(&mut *tx, user, name, public_key, fingerprint, now_ms()).await?;
         tx.commit().await?;
         Ok(row)
@@ -154,14 +154,15 @@ mod tests {
 
     store_test!(caps_hold_and_count_only_live_rows, |store: Store| async move {
         store.create_user("alice", "h", false).await.unwrap();
+        let alice = cloudbroker_model::UserName::parse("alice").unwrap();
         for i in 0..3 {
-            store.insert_key_pair_capped(3, "alice", &format!("k{i}"), "ssh-ed25519 AAAA", "fp").await.unwrap();
+            store.insert_key_pair_capped(3, &alice, &format!("k{i}"), "ssh-ed25519 AAAA", "fp").await.unwrap();
         }
-        let e = store.insert_key_pair_capped(3, "alice", "k3", "ssh-ed25519 AAAA", "fp").await.unwrap_err();
+        let e = store.insert_key_pair_capped(3, &alice, "k3", "ssh-ed25519 AAAA", "fp").await.unwrap_err();
         assert!(matches!(e, CapError::Full { kind: Owned::KeyPairs, limit: 3, current: 3 }), "{e:?}");
-        assert!(store.key_pair("alice", "k3").await.unwrap().is_none(), "nothing written past the cap");
+        assert!(store.key_pair(&alice, "k3").await.unwrap().is_none(), "nothing written past the cap");
         assert!(matches!(
-            store.insert_key_pair_capped(9, "alice", "k0", "ssh-ed25519 AAAA", "fp").await,
+            store.insert_key_pair_capped(9, &alice, "k0", "ssh-ed25519 AAAA", "fp").await,
             Err(CapError::Store(StoreError::Conflict(_)))
         ));
 

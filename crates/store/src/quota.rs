@@ -111,6 +111,21 @@ impl Store {
 
     /// Atomically checks the quota and records the VMs.
     pub async fn admit_launch(&self, a: &Admission<'_>) -> Result<(), AdmitError> {
+        let n = a.vms.len();
+        let detail = a.audit.map(|(_, _, _, d)| d).unwrap_or_default();
+        self.admit_launch_range(a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await.map(|_| ())
+    }
+
+    /// Atomically checks the quota and records a launch of between `min`
+    /// and `max` VMs (EC2's MinCount and MaxCount) in one transaction: as
+    /// many as the limit leaves room for, at most `max`; none when fewer
+    /// than `min` fit (the refusal names `min` as requested). `rows(n)`
+    /// gives the `n` VMs to record and the audit detail (`a.vms` and the
+    /// detail of `a.audit` are not used). Returns `n`.
+    pub async fn admit_launch_range<F>(&self, a: &Admission<'_>, min: usize, max: usize, rows: F) -> Result<usize, AdmitError>
+    where
+        F: FnOnce(usize) -> (Vec<NewVm>, String),
+    {
         let mut tx = self.pool().begin().await?;
         // Lock first: the first statement writes, so waiting happens here.
         sqlx::query("INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1")
@@ -118,7 +133,7 @@ impl Store {
             .bind(a.instance)
             .execute(&mut *tx)
             .await?;
-        let requested = a.vms.len() as i64;
+        let mut admitted = max;
         if let Some(limit) = a.limit {
             let sql = format!(
                 "SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})",
@@ -129,13 +144,16 @@ impl Store {
                 q = q.bind(*s);
             }
             let (current,) = q.fetch_one(&mut *tx).await?;
-            if current + requested > limit {
+            let room = usize::try_from(limit - current).unwrap_or(0);
+            if room < min {
                 tx.rollback().await?;
-                return Err(AdmitError::Quota { limit, current, requested });
+                return Err(AdmitError::Quota { limit, current, requested: min as i64 });
             }
+            admitted = max.min(room);
         }
+        let (vms, detail) = rows(admitted);
         let now = now_ms();
-        for v in a.vms {
+        for v in &vms {
             sqlx::query(
                 "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
@@ -162,10 +180,12 @@ impl Store {
                 e => AdmitError::Store(e),
             })?;
         }
-        if let Some((action, target, outcome, detail)) = a.audit {
-            crate::audit::insert_audit(&mut *tx, now, (a.user, action, target, outcome, detail)).await.map_err(AdmitError::Store)?;
+        if let Some((action, target, outcome, _)) = a.audit {
+            crate::audit::insert_audit(&mut *tx, now, &crate::audit::NewAudit { actor: a.user, action, target, outcome, detail: &detail })
+                .await
+                .map_err(AdmitError::Store)?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(admitted)
     }
 }

@@ -134,6 +134,27 @@ impl Order {
     }
 }
 
+/// A write of the broker's own act on one VM ([`Store::update_vm`]): the
+/// state always; the cloud id only when given (a known one is kept); the
+/// addresses and the error as given (`None` clears them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmUpdate<'a> {
+    pub id: &'a str,
+    pub state: &'a str,
+    pub cloud_id: Option<&'a str>,
+    pub private_ip: Option<&'a str>,
+    pub public_ip: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> VmUpdate<'a> {
+    /// Sets `state`, keeps the cloud id, clears the addresses and the error;
+    /// name other fields with `VmUpdate { .., ..VmUpdate::state(id, state) }`.
+    pub fn state(id: &'a str, state: &'a str) -> Self {
+        Self { id, state, cloud_id: None, private_ip: None, public_ip: None, error: None }
+    }
+}
+
 /// Filters for listing VMs.
 #[derive(Clone, Debug, Default)]
 pub struct VmFilter {
@@ -376,26 +397,18 @@ impl Store {
     /// whatever was written since it was read: for the broker's own acts
     /// (an action's answer from the cloud, a launch's failure). What a
     /// listing of the cloud reported goes through [`Store::observe_vm`].
-    pub async fn update_vm(
-        &self,
-        id: &str,
-        state: &str,
-        cloud_id: Option<&str>,
-        private_ip: Option<&str>,
-        public_ip: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
+    pub async fn update_vm(&self, u: &VmUpdate<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6, \
              version = version + 1 WHERE id = $7",
         )
-        .bind(state)
-        .bind(cloud_id)
-        .bind(private_ip)
-        .bind(public_ip)
-        .bind(error)
+        .bind(u.state)
+        .bind(u.cloud_id)
+        .bind(u.private_ip)
+        .bind(u.public_ip)
+        .bind(u.error)
         .bind(now_ms())
-        .bind(id)
+        .bind(u.id)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -5,6 +5,7 @@
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
+use cloudbroker_store::vms::VmUpdate;
 use cloudbroker_store::{store_test, Backend, Store};
 
 /// The states the services count against quotas (core's `VmStatus::QUOTA_COUNTED`).
@@ -165,8 +166,8 @@ mod quota {
         launch(&s, "bob", "a", 3, Some(4)).await.unwrap();
         assert!(matches!(launch(&s, "bob", "b", 2, Some(4)).await, Err(AdmitError::Quota { limit: 4, current: 3, requested: 2 })));
         // Terminated VMs free their slots; stopped ones do not.
-        s.update_vm("a-0", "terminated", Some("i-0"), None, None, None).await.unwrap();
-        s.update_vm("a-1", "stopped", Some("i-1"), None, None, None).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state("a-0", "terminated") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state("a-1", "stopped") }).await.unwrap();
         launch(&s, "bob", "b", 2, Some(4)).await.unwrap();
         assert_eq!(s.quota_usage("bob", "sb", COUNTED).await.unwrap(), 4);
         // No limit: anything goes; the same client token twice is a conflict.
@@ -181,11 +182,11 @@ mod quota {
     store_test!(watch_reads_count_and_list_by_state, |s: Store| async move {
         user(&s, "dora").await;
         launch(&s, "dora", "w", 6, None).await.unwrap();
-        s.update_vm("w-0", "running", Some("i-0"), None, None, None).await.unwrap();
-        s.update_vm("w-1", "running", Some("i-1"), None, None, None).await.unwrap();
-        s.update_vm("w-2", "pending", Some("i-2"), None, None, None).await.unwrap();
-        s.update_vm("w-3", "terminated", Some("i-3"), None, None, None).await.unwrap();
-        s.update_vm("w-4", "stopping", Some("i-4"), None, None, None).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state("w-0", "running") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state("w-1", "running") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-2"), ..VmUpdate::state("w-2", "pending") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-3"), ..VmUpdate::state("w-3", "terminated") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-4"), ..VmUpdate::state("w-4", "stopping") }).await.unwrap();
         // w-5 stays requested.
         let mut counts = s.vm_counts_by_instance(&["requested", "pending", "running", "stopping"]).await.unwrap();
         counts.sort();

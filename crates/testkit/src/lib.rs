@@ -58,7 +58,15 @@
 //! other service is served.
 //!
 //! [moto]: https://github.com/getmoto/moto
+//!
+//! # One conformance suite for every connector: [`conformance`]
+//!
+//! [`conformance::run`] drives a connector through the scenarios every cloud
+//! must pass alike (launch, describe, state changes, tags, addresses,
+//! volumes, unknown ids); each connector crate runs it against its cloud.
 #![allow(clippy::panic, clippy::expect_used)]
+
+pub mod conformance;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -48,7 +48,7 @@ app_test!(revoked_keys_are_refused_at_once_though_cached, |app: TestApp| async m
     // Warm: both keys cached after one use each.
     assert_eq!(describe(&app, &k1).await.0, 200);
     assert_eq!(describe(&app, &k2).await.0, 200);
-    assert!(app.broker.vault.key_cache().len() >= 2, "the keys were not cached");
+    assert!(app.broker.access_keys.key_cache().len() >= 2, "the keys were not cached");
     // A cached key with the wrong secret is still refused: every request is verified.
     assert!(refused(&describe(&app, &(k1.0.clone(), "wrong-secret".into())).await));
     assert_eq!(describe(&app, &k1).await.0, 200);
@@ -84,10 +84,10 @@ app_test!(master_key_rotation_keeps_cached_and_reread_keys_working, |app: TestAp
     // Cached: still the same secret.
     assert_eq!(describe(&app, &k).await.0, 200, "a cached key broke with the rotation");
     // Forget the cache: the key is read back, re-sealed under the new master key.
-    cloudbroker_core::access_keys::forget_cached_keys();
-    assert!(app.broker.vault.key_cache().is_empty());
+    app.broker.access_keys.forget_cached();
+    assert!(app.broker.access_keys.key_cache().is_empty());
     assert_eq!(describe(&app, &k).await.0, 200, "a re-read key broke with the rotation");
-    assert!(!app.broker.vault.key_cache().is_empty());
+    assert!(!app.broker.access_keys.key_cache().is_empty());
 });
 
 app_test!(another_replicas_change_is_seen_within_the_cache_ttl, |app: TestApp| async move {

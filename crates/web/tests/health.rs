@@ -12,7 +12,7 @@ async fn health_and_readiness() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
     std::fs::write(dir.path().join("connectors.d/sb.conf"), "cloud.connector.class = sb:sandbox\n").unwrap();
-    let broker = Broker::start(Config::for_tests(dir.path(), None)).await.unwrap();
+    let broker = Broker::start(Config::for_tests(dir.path(), None), cloudbroker::connectors()).await.unwrap();
     let app = Application::build(broker.clone()).unwrap();
     let base = format!("http://{}", app.addr());
     assert_ne!(app.addr().port(), 0);

@@ -19,6 +19,7 @@
 
 mod common;
 
+use cloudbroker_store::vms::VmUpdate;
 use cloudbroker_testkit::{MotoOptions, MotoServer};
 use common::{TestApp, SUPER_PW};
 use reqwest::Method;
@@ -188,7 +189,7 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
     let store = cloudbroker_store::Store::connect(&app.db_url).await.unwrap();
     let row = store.get_vm(&moving[0]).await.unwrap().unwrap();
     let public_ip = row.public_ip.clone().unwrap();
-    store.update_vm(&row.id, "pending", None, row.private_ip.as_deref(), None, None).await.unwrap();
+    store.update_vm(&VmUpdate { private_ip: row.private_ip.as_deref(), ..VmUpdate::state(&row.id, "pending") }).await.unwrap();
     moto.reset().await;
     let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
     assert_eq!(r.updated, 1, "{r:?}");
@@ -202,7 +203,14 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
 
     // A credential whose policy does not allow DescribeInstanceStatus: the
     // watch falls back to describing the VMs (by id), and still settles them.
-    store.update_vm(&row.id, "pending", None, row.private_ip.as_deref(), row.public_ip.as_deref(), None).await.unwrap();
+    store
+        .update_vm(&VmUpdate {
+            private_ip: row.private_ip.as_deref(),
+            public_ip: row.public_ip.as_deref(),
+            ..VmUpdate::state(&row.id, "pending")
+        })
+        .await
+        .unwrap();
     moto.reset().await;
     moto.set_faults(json!({"error_first": 1, "error_actions": ["DescribeInstanceStatus"], "error_code": "UnauthorizedOperation",
         "error_status": 403, "error_message": "You are not authorized to perform this operation."}))

@@ -108,15 +108,15 @@ app_test!(a_key_made_with_a_60_second_token_expires_with_it, |app: TestApp| asyn
     assert_eq!(boto3_regions(&app, &key).await, "sb,sb2");
     // Now is read from the caller: a second before the token's end the key
     // is good (and cached), a second after it is refused, cache or not.
-    let vault = &app.broker.vault;
-    let before = vault.access_key_holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().expect("usable before its expiry");
+    let keys = &app.broker.access_keys;
+    let before = keys.holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().expect("usable before its expiry");
     assert_eq!(before.actor.expires_at, Some(expiry), "the key's actor carries its expiry");
     // Cached now (unless another test of this process emptied the cache meanwhile).
-    assert!(vault.access_key_holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().is_some());
-    assert!(vault.access_key_holder_at(&key.0, expiry + TimeDelta::seconds(1)).await.unwrap().is_none(), "the cache served an expired key");
-    assert!(vault.access_key_holder_at(&key.0, expiry).await.unwrap().is_none(), "expired at its expiry time");
-    assert!(vault.access_key_holder_at(&key.0, expiry + TimeDelta::hours(1)).await.unwrap().is_none(), "the database answer too");
-    assert!(vault.access_key_holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().is_some());
+    assert!(keys.holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().is_some());
+    assert!(keys.holder_at(&key.0, expiry + TimeDelta::seconds(1)).await.unwrap().is_none(), "the cache served an expired key");
+    assert!(keys.holder_at(&key.0, expiry).await.unwrap().is_none(), "expired at its expiry time");
+    assert!(keys.holder_at(&key.0, expiry + TimeDelta::hours(1)).await.unwrap().is_none(), "the database answer too");
+    assert!(keys.holder_at(&key.0, expiry - TimeDelta::seconds(1)).await.unwrap().is_some());
     // A longer lifetime asked with the token is cut to the token's; a shorter one is kept.
     let (_, k) = new_key(&app, &short, "alice", Some(json!({"expires_in_secs": 86_400}))).await;
     assert_eq!(k["expires_at"], t["expires_at"], "{k}");

@@ -1,4 +1,4 @@
-//! The API-token cache (crates/core/src/identity.rs) never lets a token
+//! The API-token cache (crates/core/src/identity/tokens.rs) never lets a token
 //! outlive its revocation: a token revoked, or whose owner changed password,
 //! was disabled or changed role, through this broker is judged afresh on
 //! the very next request even though it was cached; a revocation made

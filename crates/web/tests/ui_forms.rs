@@ -110,6 +110,11 @@ app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async 
     {
         assert_eq!(sup.get(p).await.0, 200, "{p}");
     }
+    // The declaration help names the kinds the binary registered (none written into the page).
+    let (_, system) = sup.get("/admin/system").await;
+    let kinds: Vec<&str> = app.broker.registry.kinds().iter().map(|k| k.as_str()).collect();
+    assert!(system.contains(&format!("(connectors: {})", kinds.join(", "))), "{system}");
+    assert_eq!(kinds, ["ec2", "ec2query", "sandbox"]);
     let (s, body) = sup.get("/admin/nothing-here").await;
     assert!(s == 404 && body.contains("Page not found"), "{s}");
     assert_eq!(alice.get("/no-such-page").await.0, 404);
@@ -471,7 +476,7 @@ app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::
     assert_eq!(s, 403);
     let erin_name: cloudbroker_core::domain::UserName = "erin".parse().unwrap();
     let actor = cloudbroker_core::Actor::system();
-    assert!(app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().is_empty());
+    assert!(app.broker.access_keys.list(&actor, &erin_name).await.unwrap().is_empty());
     // Created: the secret shown once, with an awscli line for this broker.
     let (s, body) = erin.post("/profile/access-keys", &[]).await;
     assert_eq!(s, 200, "{body}");
@@ -514,10 +519,7 @@ app_test!(access_keys_and_the_default_region_on_the_profile_page, |app: common::
     }
     let (s, body) = erin.post("/profile/access-keys", &[]).await;
     assert!(s == 400 && body.contains("id=\"form-error\"") && body.contains("active access keys"), "{s} {body}");
-    assert_eq!(
-        app.broker.vault.list_access_keys(&actor, &erin_name).await.unwrap().len(),
-        cloudbroker_core::access_keys::MAX_KEYS_PER_USER
-    );
+    assert_eq!(app.broker.access_keys.list(&actor, &erin_name).await.unwrap().len(), cloudbroker_core::access_keys::MAX_KEYS_PER_USER);
 
     // The default EC2 region: a bad name next to the field, kept, nothing stored.
     let (s, body) = erin.post("/profile/default-region", &[("default_ec2_region", "no-such-cloud")]).await;

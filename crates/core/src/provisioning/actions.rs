@@ -4,11 +4,12 @@
 //! them (else 403, see [`crate::vault`]); admins always may.
 
 use super::{Provisioning, Vm, VmQuery};
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::{Cursor, Page, PageRequest, Tags, VmAction, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use cloudbroker_connector_api::{ConnectorError, VmState};
-use cloudbroker_store::vms::VmFilter;
+use cloudbroker_store::vms::{VmFilter, VmUpdate};
 use std::collections::BTreeMap;
 
 impl Provisioning {
@@ -83,10 +84,17 @@ impl Provisioning {
                 (v.private_ip.clone(), v.public_ip.clone())
             };
             let status = VmStatus::from(c.current);
-            self.store.update_vm(v.id.as_str(), status.as_str(), None, pip.as_deref(), pub_ip.as_deref(), None).await?;
+            let update =
+                VmUpdate { private_ip: pip.as_deref(), public_ip: pub_ip.as_deref(), ..VmUpdate::state(v.id.as_str(), status.as_str()) };
+            self.store.update_vm(&update).await?;
         }
         if action == VmAction::Terminate {
-            self.store.audit(actor.name.as_str(), "vm.terminate", v.id.as_str(), "ok", v.instance.as_str()).await?;
+            audit::record(
+                &self.store,
+                actor.name.as_str(),
+                &AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm(v.id.as_str())).detail(v.instance.as_str()),
+            )
+            .await?;
         }
         self.get(actor, id).await
     }
@@ -115,7 +123,7 @@ impl Provisioning {
         }
         merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
         let user_tags = merged.keys().filter(|k| !Tags::is_reserved(k)).count();
-        if user_tags > crate::domain::MAX_TAGS || merged.len() > crate::domain::MAX_TAGS + super::launch::MAX_CLIENT_TAGS {
+        if user_tags > crate::domain::MAX_TAGS || merged.len() > crate::domain::MAX_TAGS + super::request::MAX_CLIENT_TAGS {
             return Err(ServiceError::LimitExceeded { limit: crate::limits::Limit::Tags, max: crate::domain::MAX_TAGS as i64 });
         }
         Ok((vm, merged))

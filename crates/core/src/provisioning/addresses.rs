@@ -8,9 +8,10 @@
 //! credential is still granted to its user (else 403, see [`crate::vault`]).
 
 use super::{Provisioning, Vm};
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::{AllocationId, CredentialId, InstanceName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use crate::limits::MAX_ADDRESSES;
 use chrono::{DateTime, Utc};
 use cloudbroker_store::limits::Owned;
@@ -45,8 +46,9 @@ impl Address {
     }
 }
 
-fn target(instance: &InstanceName, id: &str) -> String {
-    format!("{instance}/{id}")
+/// An address in the audit log.
+fn target<'a>(instance: &'a InstanceName, id: &'a AllocationId) -> AuditTarget<'a> {
+    AuditTarget::CloudResource { instance: instance.as_str(), id: id.as_str() }
 }
 
 impl Provisioning {
@@ -95,7 +97,12 @@ impl Provisioning {
                 return Err(crate::limits::capped(e));
             }
         };
-        self.store.audit(actor.name.as_str(), "address.allocate", &target(instance, id.as_str()), "ok", &info.public_ip).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::AddressAllocate, target(instance, &id)).detail(info.public_ip.as_str()),
+        )
+        .await?;
         Ok(Address::from_row(row, instance))
     }
 
@@ -119,7 +126,12 @@ impl Provisioning {
         // Only the address: the state read before the cloud call may be
         // stale by now (a terminate in between must not be undone).
         self.store.set_vm_public_ip(v.id.as_str(), Some(&row.public_ip)).await?;
-        self.store.audit(actor.name.as_str(), "address.associate", &target(instance, id.as_str()), "ok", vm.as_str()).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::AddressAssociate, target(instance, id)).detail(vm.as_str()),
+        )
+        .await?;
         self.address(actor, instance, id).await
     }
 
@@ -139,7 +151,12 @@ impl Provisioning {
                 self.store.set_vm_public_ip(&v.id, None).await?;
             }
         }
-        self.store.audit(actor.name.as_str(), "address.disassociate", &target(instance, id.as_str()), "ok", &association).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::AddressDisassociate, target(instance, id)).detail(association.as_str()),
+        )
+        .await?;
         self.address(actor, instance, id).await
     }
 
@@ -151,7 +168,12 @@ impl Provisioning {
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         connector.release_address(&creds, id.as_str()).await?;
         self.store.end_address(instance.as_str(), id.as_str()).await?;
-        self.store.audit(actor.name.as_str(), "address.release", &target(instance, id.as_str()), "ok", &row.public_ip).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::AddressRelease, target(instance, id)).detail(row.public_ip.as_str()),
+        )
+        .await?;
         Ok(())
     }
 

@@ -7,36 +7,17 @@
 //! changing things. A check writes nothing, to the store or to a cloud, and
 //! reserves nothing: it tells what the action would answer now, so a later
 //! real call may still be refused (another launch took the quota meanwhile,
-//! or the cloud refuses what only it checks).
+//! or the cloud refuses what only it checks). A launch's dry run,
+//! [`Provisioning::check_launch`], lives with the launch: its plan and an
+//! admission preview.
 
-use super::{LaunchSpec, Provisioning, VolumeSpec};
+use super::{Provisioning, VolumeSpec};
+use crate::auth::Actor;
 use crate::domain::{AllocationId, CredentialId, ImageName, InstanceName, VmAction, VmId, VolumeId};
 use crate::error::{ServiceError, ServiceResult};
-use crate::identity::Actor;
 use std::collections::BTreeMap;
 
 impl Provisioning {
-    /// Whether `spec` would be admitted now: its fields, the connector, the
-    /// image, the caller's credentials and (under `quota.enable`) the quota,
-    /// read without reserving a slot.
-    pub async fn check_launch(&self, actor: &Actor, spec: &LaunchSpec) -> ServiceResult<()> {
-        Self::check(spec)?;
-        self.fresh_config().await?;
-        self.connector(&spec.instance)?;
-        let snap = self.registry.snapshot();
-        self.resolve_image(actor, &spec.image, &spec.instance).await?;
-        self.vault.credentials_for(&actor.name, &spec.instance).await?;
-        if snap.system_bool("quota.enable") {
-            let (limit, _) = self.limit_for(&actor.name, &spec.instance).await?;
-            let current = self.usage(&actor.name, &spec.instance).await?;
-            let requested = i64::from(spec.count);
-            if current + requested > limit {
-                return Err(ServiceError::QuotaExceeded { quota: limit, current, requested });
-            }
-        }
-        Ok(())
-    }
-
     /// Whether [`Self::action`] would act on VM `id`.
     pub async fn check_action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<()> {
         let v = self.owned(actor, id).await?;

@@ -8,31 +8,41 @@
 //! their records by the launch tag, so none is orphaned or counted twice:
 //! the launch itself does it on success, the reconciler does it otherwise.
 //!
-//! `launch.rs` admits and runs launches, `actions.rs` starts, stops, reboots
-//! and terminates, `quotas.rs` computes limits and usage, `reconcile.rs`
-//! brings records and clouds back in line; `addresses.rs` and `volumes.rs`
-//! keep users' Elastic IPs and volumes; `dry_run.rs` runs an action's
-//! checks without acting (EC2's `DryRun`).
+//! A launch takes three steps, each in a file of its own: `plan.rs` (one
+//! configuration snapshot, the connector, the image, the credentials, the
+//! limits), `admit.rs` (the admission's checks: the quota, and later budget
+//! and policy) and `cloud.rs` (the crash-safe cloud call); `launch.rs` runs
+//! them for a [`LaunchRequest`] (`request.rs`), the one type every front
+//! builds. `actions.rs` starts, stops, reboots and terminates, `quotas.rs`
+//! computes limits and usage, `reconcile.rs` brings records and clouds back
+//! in line; `addresses.rs` and `volumes.rs` keep users' Elastic IPs and
+//! volumes; `dry_run.rs` runs an action's checks without acting (EC2's
+//! `DryRun`).
 
 mod actions;
 mod addresses;
+mod admit;
+mod cloud;
 mod dry_run;
 mod launch;
 mod overview;
+mod plan;
 mod quotas;
 mod reconcile;
+mod request;
 mod volumes;
 
 pub use addresses::Address;
-pub use launch::{LaunchOutcome, LaunchSpec, MAX_COUNT};
+pub use launch::LaunchOutcome;
 pub use overview::VmCount;
 pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
+pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
 pub use volumes::{Attachment, Volume, VolumeSpec};
 
+use crate::auth::{user_name, Actor};
 use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::{user_name, Actor};
 use crate::images::Images;
 use crate::registry::{Registry, Status};
 use crate::vault::Vault;
@@ -115,8 +125,8 @@ pub struct Provisioning {
     /// Instance types per connector instance, as last listed by the cloud.
     type_cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<cloudbroker_connector_api::InstanceTypeInfo>)>>,
     /// What a launch made sure of in a cloud account (a security group, a
-    /// key pair) and when: see [`launch::PREPARED_TTL`].
-    prepared: launch::Prepared,
+    /// key pair) and when: see [`cloud::PREPARED_TTL`].
+    prepared: cloud::Prepared,
 }
 
 /// How long a cloud's list of instance types is reused.
@@ -270,7 +280,14 @@ impl Provisioning {
 
     /// The ready connector of an instance, with its kind and parameters.
     fn connector(&self, instance: &InstanceName) -> ServiceResult<(Arc<dyn Connector>, ConnectorKind, ParamValues)> {
-        let snap = self.registry.snapshot();
+        Self::connector_in(&self.registry.snapshot(), instance)
+    }
+
+    /// As [`Self::connector`], in a given configuration snapshot.
+    fn connector_in(
+        snap: &crate::registry::Snapshot,
+        instance: &InstanceName,
+    ) -> ServiceResult<(Arc<dyn Connector>, ConnectorKind, ParamValues)> {
         let e = snap.instance(instance.as_str()).ok_or_else(|| ServiceError::NotFound(Resource::Instance(instance.clone())))?;
         match (&e.status, &e.connector) {
             (Status::Ready, Some(c)) => Ok((c.clone(), e.kind, e.values.clone())),

@@ -2,9 +2,9 @@
 //! and state. A user sees their own counts; all users' need an admin.
 
 use super::Provisioning;
+use crate::auth::Actor;
 use crate::domain::{UserName, VmStatus};
 use crate::error::ServiceResult;
-use crate::identity::Actor;
 use serde::Serialize;
 
 /// Live VMs (see [`VmStatus::is_live`]) of one user on one instance in one state.

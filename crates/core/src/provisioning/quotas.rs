@@ -4,9 +4,10 @@
 //! happens in the launch's admission transaction, never here.
 
 use super::Provisioning;
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::{InstanceName, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use serde::Serialize;
 
 /// The broker default quota when neither an override nor `quota.vm` is set.
@@ -40,10 +41,19 @@ pub struct Quota {
 impl Provisioning {
     /// The quota limit of a user on an instance, and where it comes from.
     pub async fn limit_for(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<(i64, QuotaSource)> {
+        self.limit_in(&self.registry.snapshot(), user, instance).await
+    }
+
+    /// As [`Self::limit_for`], in a given configuration snapshot.
+    pub(super) async fn limit_in(
+        &self,
+        snap: &crate::registry::Snapshot,
+        user: &UserName,
+        instance: &InstanceName,
+    ) -> ServiceResult<(i64, QuotaSource)> {
         if let Some(l) = self.store.quota_override(user.as_str(), instance.as_str()).await? {
             return Ok((l, QuotaSource::Override));
         }
-        let snap = self.registry.snapshot();
         if let Some(l) = snap.instance(instance.as_str()).and_then(|i| i.values.get_set("quota.vm")).and_then(|v| v.parse().ok()) {
             return Ok((l, QuotaSource::Instance));
         }
@@ -89,15 +99,9 @@ impl Provisioning {
             }
         }
         self.store.set_quota_override(user.as_str(), instance.as_str(), limit).await?;
-        self.store
-            .audit(
-                actor.name.as_str(),
-                "quota.change",
-                &format!("{user}/{instance}"),
-                "ok",
-                &limit.map(|l| l.to_string()).unwrap_or_else(|| "unset".into()),
-            )
-            .await?;
+        let target = AuditTarget::Quota { user: user.as_str(), instance: instance.as_str() };
+        let event = AuditEvent::ok(AuditAction::QuotaChange, target).detail(limit.map(|l| l.to_string()).unwrap_or_else(|| "unset".into()));
+        audit::record(&self.store, actor.name.as_str(), &event).await?;
         let (limit, source) = self.limit_for(user, instance).await?;
         let enforced = self.registry.snapshot().system_bool("quota.enable");
         Ok(Quota { instance: instance.clone(), limit, source, usage: self.usage(user, instance).await?, enforced })

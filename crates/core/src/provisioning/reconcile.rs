@@ -18,9 +18,9 @@
 //! never brought back to `running` by a listing taken before the terminate.
 
 use super::{Provisioning, Vm};
+use crate::auth::Actor;
 use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
 use crate::error::{ServiceError, ServiceResult};
-use crate::identity::Actor;
 use cloudbroker_connector_api::model::tags;
 use cloudbroker_connector_api::{Connector, ConnectorError, Credentials, DescribeFilter, VmState};
 use cloudbroker_store::now_ms;

@@ -10,9 +10,10 @@
 //! granted to its user (else 403, see [`crate::vault`]).
 
 use super::Provisioning;
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
+use crate::auth::Actor;
 use crate::domain::{CredentialId, InstanceName, Tags, VmId, VolumeId, VolumeSize};
 use crate::error::{Resource, ServiceError, ServiceResult};
-use crate::identity::Actor;
 use crate::limits::MAX_VOLUMES;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::{ConnectorError, CreateVolumeRequest, VolumeState};
@@ -97,8 +98,9 @@ impl VolumeSpec {
     }
 }
 
-fn target(instance: &InstanceName, id: &str) -> String {
-    format!("{instance}/{id}")
+/// A volume in the audit log.
+fn target<'a>(instance: &'a InstanceName, id: &'a VolumeId) -> AuditTarget<'a> {
+    AuditTarget::CloudResource { instance: instance.as_str(), id: id.as_str() }
 }
 
 fn transitional(r: &VolumeRow) -> bool {
@@ -171,9 +173,8 @@ impl Provisioning {
                 Err(e) => tracing::warn!(instance = %instance, volume = %id, error = %e, "volume tags kept by the broker only"),
             }
         }
-        self.store
-            .audit(actor.name.as_str(), "volume.create", &target(instance, id.as_str()), "ok", &format!("{} GiB", info.size_gib))
-            .await?;
+        let event = AuditEvent::ok(AuditAction::VolumeCreate, target(instance, &id)).detail(format!("{} GiB", info.size_gib));
+        audit::record(&self.store, actor.name.as_str(), &event).await?;
         Ok(Volume::from_row(row, instance))
     }
 
@@ -204,7 +205,12 @@ impl Provisioning {
                 Some(&att.state),
             )
             .await?;
-        self.store.audit(actor.name.as_str(), "volume.attach", &target(instance, id.as_str()), "ok", &format!("{vm} {device}")).await?;
+        audit::record(
+            &self.store,
+            actor.name.as_str(),
+            &AuditEvent::ok(AuditAction::VolumeAttach, target(instance, id)).detail(format!("{vm} {device}")),
+        )
+        .await?;
         self.volume(actor, instance, id).await
     }
 
@@ -245,9 +251,8 @@ impl Provisioning {
             )
         };
         self.store.set_volume_state(instance.as_str(), id.as_str(), state, vm_id, device, attach).await?;
-        self.store
-            .audit(actor.name.as_str(), "volume.detach", &target(instance, id.as_str()), "ok", row.vm_id.as_deref().unwrap_or(""))
-            .await?;
+        let event = AuditEvent::ok(AuditAction::VolumeDetach, target(instance, id)).detail(row.vm_id.as_deref().unwrap_or(""));
+        audit::record(&self.store, actor.name.as_str(), &event).await?;
         self.volume(actor, instance, id).await
     }
 
@@ -259,7 +264,7 @@ impl Provisioning {
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         connector.delete_volume(&creds, id.as_str()).await?;
         self.store.end_volume(instance.as_str(), id.as_str()).await?;
-        self.store.audit(actor.name.as_str(), "volume.delete", &target(instance, id.as_str()), "ok", "").await?;
+        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::VolumeDelete, target(instance, id))).await?;
         Ok(())
     }
 

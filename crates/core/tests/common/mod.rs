@@ -2,7 +2,14 @@
 //! sandbox instances `sb` and `sb2` that boot at once.
 #![allow(dead_code)]
 
+use cloudbroker_connector_api::Connectors;
 use cloudbroker_core::{Broker, Config};
+
+/// The connectors core's tests start brokers with: the sandbox only (core
+/// names no connector; the binary registers the ones it ships).
+pub fn connectors() -> Connectors {
+    Connectors::new().with(cloudbroker_connector_sandbox::SandboxBuilder)
+}
 use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
 
 pub struct TestBroker {
@@ -22,7 +29,7 @@ impl TestBroker {
         .unwrap();
         let mut config = Config::for_tests(dir.path(), db_url);
         config.admin_password = Some(cloudbroker_connector_api::SecretString::new("super-password-1"));
-        let broker = Broker::start(config).await.unwrap();
+        let broker = Broker::start(config, connectors()).await.unwrap();
         Self { broker, dir }
     }
 

@@ -7,34 +7,127 @@
 use super::Ctx;
 use crate::error::Ec2Error;
 use crate::filter::Filter;
-use crate::ids::{instance_id, shown, vm_id};
-use cloudbroker_core::domain::{AllocationId, InstanceName};
+use crate::ids::{allocation_id, instance_id, shown, vm_id};
+use crate::request::Params;
+use cloudbroker_core::domain::{AllocationId, InstanceName, VmId};
 use cloudbroker_core::provisioning::Address;
 use cloudbroker_core::ServiceError;
 
-/// Parses an allocation id given in parameter `param`.
-pub fn allocation_id(param: &str, v: &str) -> Result<AllocationId, Ec2Error> {
-    AllocationId::parse(v).map_err(|_| {
-        Ec2Error::client(
-            "InvalidAllocationID.Malformed",
-            format!("Value ({}) for parameter {param} is invalid: not an allocation id (eipalloc-...)", shown(v)),
-        )
-    })
+/// How a request names one of the caller's addresses: `AllocationId` or,
+/// failing that, `PublicIp` (looked up among the caller's addresses).
+pub enum AddressName {
+    Allocation(AllocationId),
+    PublicIp(String),
 }
 
-/// The caller's address named by `AllocationId` or, failing that, `PublicIp`.
-async fn named(ctx: &Ctx<'_>, instance: &InstanceName) -> Result<AllocationId, Ec2Error> {
-    if let Some(v) = ctx.params.get("AllocationId").filter(|v| !v.is_empty()) {
-        return allocation_id("AllocationId", v);
+impl AddressName {
+    fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        if let Some(v) = params.get("AllocationId").filter(|v| !v.is_empty()) {
+            return Ok(Self::Allocation(allocation_id("AllocationId", v)?));
+        }
+        match params.get("PublicIp").filter(|v| !v.is_empty()) {
+            Some(ip) => Ok(Self::PublicIp(ip.to_string())),
+            None => Err(Ec2Error::missing("AllocationId")),
+        }
     }
-    let Some(ip) = ctx.params.get("PublicIp").filter(|v| !v.is_empty()) else {
-        return Err(Ec2Error::missing("AllocationId"));
-    };
-    let mine = ctx.broker.provisioning.addresses(&ctx.caller.actor, instance).await?;
-    mine.into_iter()
-        .find(|a| a.public_ip == ip)
-        .map(|a| a.allocation_id)
-        .ok_or_else(|| Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found.", shown(ip))))
+
+    /// The allocation id named.
+    async fn resolve(self, ctx: &Ctx<'_>, instance: &InstanceName) -> Result<AllocationId, Ec2Error> {
+        let ip = match self {
+            Self::Allocation(id) => return Ok(id),
+            Self::PublicIp(ip) => ip,
+        };
+        let mine = ctx.broker.provisioning.addresses(&ctx.caller.actor, instance).await?;
+        mine.into_iter()
+            .find(|a| a.public_ip == ip)
+            .map(|a| a.allocation_id)
+            .ok_or_else(|| Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found.", shown(&ip))))
+    }
+}
+
+/// `AllocateAddress`'s parameters (only `Domain`, checked).
+pub struct AllocateAddressInput;
+
+impl AllocateAddressInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        if let Some(d) = params.get("Domain").filter(|d| !matches!(*d, "vpc" | "standard")) {
+            return Err(Ec2Error::invalid(format!("Value ({}) for parameter Domain is invalid: vpc or standard", shown(d))));
+        }
+        Ok(Self)
+    }
+}
+
+/// `AssociateAddress`'s parameters. The instance is checked only once the
+/// address is found (EC2's order), so its parse is kept until then.
+pub struct AssociateAddressInput {
+    pub address: AddressName,
+    pub vm: Result<VmId, Ec2Error>,
+}
+
+impl AssociateAddressInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let address = AddressName::parse(params)?;
+        let vm = (|| {
+            let vm = vm_id(params.required("InstanceId")?)?;
+            if params.get("AllowReassociation") == Some("true") {
+                return Err(Ec2Error::invalid("AllowReassociation is not supported: disassociate the address first"));
+            }
+            Ok(vm)
+        })();
+        Ok(Self { address, vm })
+    }
+}
+
+/// `DisassociateAddress`'s parameters: the association, by id or public IP
+/// (neither is refused once the caller's addresses are read, EC2's order).
+pub enum DisassociateAddressInput {
+    Association(String),
+    PublicIp(String),
+    Missing,
+}
+
+impl DisassociateAddressInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(if let Some(assoc) = params.get("AssociationId").filter(|v| !v.is_empty()) {
+            Self::Association(assoc.to_string())
+        } else if let Some(ip) = params.get("PublicIp").filter(|v| !v.is_empty()) {
+            Self::PublicIp(ip.to_string())
+        } else {
+            Self::Missing
+        })
+    }
+}
+
+/// `ReleaseAddress`'s parameters.
+pub struct ReleaseAddressInput {
+    pub address: AddressName,
+}
+
+impl ReleaseAddressInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { address: AddressName::parse(params)? })
+    }
+}
+
+/// `DescribeAddresses`'s parameters: filters of known names, well-formed ids.
+pub struct DescribeAddressesInput {
+    pub filters: Vec<Filter>,
+    pub ids: Vec<AllocationId>,
+    pub ips: Vec<String>,
+}
+
+impl DescribeAddressesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let filters = crate::filter::parse(params)?;
+        for f in filters.iter().map(|f| &f.name) {
+            if !matches!(f.as_str(), "public-ip" | "allocation-id" | "instance-id" | "association-id" | "private-ip-address" | "domain") {
+                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
+            }
+        }
+        let ids = params.list("AllocationId")?.iter().map(|id| allocation_id("AllocationId", id)).collect::<Result<Vec<_>, _>>()?;
+        let ips = params.list("PublicIp")?;
+        Ok(Self { filters, ids, ips })
+    }
 }
 
 fn ok(ctx: &Ctx<'_>, action: &str, extra: Option<(&str, &str)>) -> String {
@@ -46,10 +139,7 @@ fn ok(ctx: &Ctx<'_>, action: &str, extra: Option<(&str, &str)>) -> String {
     x.finish(&root)
 }
 
-pub async fn allocate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    if let Some(d) = ctx.params.get("Domain").filter(|d| !matches!(*d, "vpc" | "standard")) {
-        return Err(Ec2Error::invalid(format!("Value ({}) for parameter Domain is invalid: vpc or standard", shown(d))));
-    }
+pub async fn allocate_address(ctx: &Ctx<'_>, _input: AllocateAddressInput) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     if ctx.dry_run {
         ctx.broker.provisioning.check_allocate_address(&ctx.caller.actor, &instance).await?;
@@ -61,13 +151,9 @@ pub async fn allocate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(x.finish(&root))
 }
 
-pub async fn associate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let id = named(ctx, &instance).await?;
-    let vm = vm_id(ctx.params.required("InstanceId")?)?;
-    if ctx.params.get("AllowReassociation") == Some("true") {
-        return Err(Ec2Error::invalid("AllowReassociation is not supported: disassociate the address first"));
-    }
+pub async fn associate_address(ctx: &Ctx<'_>, instance: InstanceName, input: AssociateAddressInput) -> Result<String, Ec2Error> {
+    let id = input.address.resolve(ctx, &instance).await?;
+    let vm = input.vm?;
     let state = |e| match e {
         ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
         other => other.into(),
@@ -80,19 +166,19 @@ pub async fn associate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(ok(ctx, "AssociateAddress", Some(("associationId", a.association_id.as_deref().unwrap_or("")))))
 }
 
-pub async fn disassociate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
+pub async fn disassociate_address(ctx: &Ctx<'_>, instance: InstanceName, input: DisassociateAddressInput) -> Result<String, Ec2Error> {
     let mine = ctx.broker.provisioning.addresses(&ctx.caller.actor, &instance).await?;
-    let found = if let Some(assoc) = ctx.params.get("AssociationId").filter(|v| !v.is_empty()) {
-        mine.into_iter().find(|a| a.association_id.as_deref() == Some(assoc)).ok_or_else(|| {
-            Ec2Error::client("InvalidAssociationID.NotFound", format!("The association ID '{}' does not exist", shown(assoc)))
-        })?
-    } else if let Some(ip) = ctx.params.get("PublicIp").filter(|v| !v.is_empty()) {
-        mine.into_iter()
+    let found = match input {
+        DisassociateAddressInput::Association(assoc) => {
+            mine.into_iter().find(|a| a.association_id.as_deref() == Some(assoc.as_str())).ok_or_else(|| {
+                Ec2Error::client("InvalidAssociationID.NotFound", format!("The association ID '{}' does not exist", shown(&assoc)))
+            })?
+        }
+        DisassociateAddressInput::PublicIp(ip) => mine
+            .into_iter()
             .find(|a| a.public_ip == ip && a.association_id.is_some())
-            .ok_or_else(|| Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found or not associated.", shown(ip))))?
-    } else {
-        return Err(Ec2Error::missing("AssociationId"));
+            .ok_or_else(|| Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found or not associated.", shown(&ip))))?,
+        DisassociateAddressInput::Missing => return Err(Ec2Error::missing("AssociationId")),
     };
     if ctx.dry_run {
         ctx.broker.provisioning.check_disassociate_address(&ctx.caller.actor, &instance, &found.allocation_id).await?;
@@ -102,9 +188,8 @@ pub async fn disassociate_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(ok(ctx, "DisassociateAddress", None))
 }
 
-pub async fn release_address(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let id = named(ctx, &instance).await?;
+pub async fn release_address(ctx: &Ctx<'_>, instance: InstanceName, input: ReleaseAddressInput) -> Result<String, Ec2Error> {
+    let id = input.address.resolve(ctx, &instance).await?;
     if ctx.dry_run {
         ctx.broker.provisioning.check_release_address(&ctx.caller.actor, &instance, &id).await?;
         return Err(Ec2Error::dry_run());
@@ -128,29 +213,19 @@ fn keep(a: &Address, filters: &[Filter]) -> bool {
     })
 }
 
-pub async fn describe_addresses(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = crate::filter::parse(&ctx.params)?;
-    for f in filters.iter().map(|f| &f.name) {
-        if !matches!(f.as_str(), "public-ip" | "allocation-id" | "instance-id" | "association-id" | "private-ip-address" | "domain") {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
-        }
-    }
-    let ids = ctx.params.list("AllocationId")?;
-    for id in &ids {
-        allocation_id("AllocationId", id)?;
-    }
-    let ips = ctx.params.list("PublicIp")?;
+pub async fn describe_addresses(ctx: &Ctx<'_>, input: DescribeAddressesInput) -> Result<String, Ec2Error> {
+    let DescribeAddressesInput { filters, ids, ips } = input;
     let instance = ctx.instance()?;
     let mine = ctx.broker.provisioning.addresses(&ctx.caller.actor, &instance).await?;
-    if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|a| a.allocation_id.as_str() == id.as_str())) {
-        return Err(Ec2Error::allocation_not_found(missing));
+    if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|a| &a.allocation_id == *id)) {
+        return Err(Ec2Error::allocation_not_found(missing.as_str()));
     }
     if let Some(missing) = ips.iter().find(|ip| !mine.iter().any(|a| &a.public_ip == *ip)) {
         return Err(Ec2Error::client("InvalidAddress.NotFound", format!("Address '{}' not found.", shown(missing))));
     }
     let mine: Vec<Address> = mine
         .into_iter()
-        .filter(|a| (ids.is_empty() || ids.iter().any(|i| i == a.allocation_id.as_str())) && (ips.is_empty() || ips.contains(&a.public_ip)))
+        .filter(|a| (ids.is_empty() || ids.contains(&a.allocation_id)) && (ips.is_empty() || ips.contains(&a.public_ip)))
         .collect();
     let cost = crate::filter::cost(&filters);
     let mine = crate::filter::retain(mine, cost, move |a| keep(a, &filters)).await?;

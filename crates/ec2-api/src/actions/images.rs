@@ -12,7 +12,8 @@
 use super::Ctx;
 use crate::error::Ec2Error;
 use crate::ids::{image_id, shown};
-use cloudbroker_core::domain::ImageName;
+use crate::request::Params;
+use cloudbroker_core::domain::{ImageName, InstanceName};
 use cloudbroker_core::images::ImageView;
 use cloudbroker_core::ServiceError;
 
@@ -58,24 +59,66 @@ struct ImageRow {
     cloud_image_id: String,
 }
 
-pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let ids = ctx.params.list("ImageId")?;
-    let owners = ctx.params.list("Owner")?;
-    let filters = crate::filter::parse(&ctx.params)?;
-    for f in &filters {
-        if !matches!(f.name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(&f.name))));
+/// `DescribeImages`' parameters: filters of known names.
+pub struct DescribeImagesInput {
+    pub ids: Vec<String>,
+    pub owners: Vec<String>,
+    pub filters: Vec<crate::filter::Filter>,
+}
+
+impl DescribeImagesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let ids = params.list("ImageId")?;
+        let owners = params.list("Owner")?;
+        let filters = crate::filter::parse(params)?;
+        for f in &filters {
+            if !matches!(f.name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
+                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(&f.name))));
+            }
         }
+        Ok(Self { ids, owners, filters })
     }
-    let me = &ctx.caller.actor.name;
+}
+
+/// `RegisterImage`'s parameters.
+pub struct RegisterImageInput {
+    pub location: String,
+    pub name: ImageName,
+    pub description: String,
+}
+
+impl RegisterImageInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let location = params.required("ImageLocation")?.to_string();
+        let name = params.required("Name")?;
+        let name = ImageName::parse(name)
+            .map_err(|e| Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message)))?;
+        let description = params.get("Description").unwrap_or("").to_string();
+        Ok(Self { location, name, description })
+    }
+}
+
+/// `DeregisterImage`'s parameter: the `ami-` id as sent.
+pub struct DeregisterImageInput {
+    pub ami: String,
+}
+
+impl DeregisterImageInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { ami: params.required("ImageId")?.to_string() })
+    }
+}
+
+pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: DescribeImagesInput) -> Result<String, Ec2Error> {
+    let DescribeImagesInput { ids, owners, filters } = input;
     let mut rows = Vec::new();
-    let catalogue = ctx.broker.images.catalogue().await?;
-    for img in catalogue.images() {
-        if !img.owned_by_or_public(me) || !owner_matches(&owners, img, ctx) {
+    // What the caller may launch on this region: what RunInstances accepts.
+    for launchable in ctx.broker.images.launchable_by(&ctx.caller.actor).await? {
+        let img = &launchable.image;
+        if !owner_matches(&owners, img, ctx) {
             continue;
         }
-        let Ok(resolved) = catalogue.resolve(&img.name, &instance) else { continue };
+        let Some(resolved) = launchable.on.get(&instance) else { continue };
         let ami = image_id(img.name.as_str());
         if !ids.is_empty() && !ids.contains(&ami) {
             continue;
@@ -87,7 +130,7 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
             os: img.os.clone(),
             owner: img.owner.as_ref().map_or(BROKER_OWNER.to_string(), |o| o.to_string()),
             public: if img.owner.is_none() { "true" } else { "false" },
-            cloud_image_id: resolved.image_id,
+            cloud_image_id: resolved.image_id.clone(),
         });
     }
     let cost = crate::filter::cost(&filters);
@@ -131,13 +174,9 @@ pub async fn describe_images(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 /// region (it must exist there, seen with the caller's credentials); `Name`
 /// becomes the native image's name (lowercase letters, digits, `-`, `_`,
 /// `.`), `Description` its description. Answers the new `ami-` id.
-pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let location = ctx.params.required("ImageLocation")?;
-    let name = ctx.params.required("Name")?;
-    let name = ImageName::parse(name)
-        .map_err(|e| Ec2Error::client("InvalidAMIName.Malformed", format!("AMI name '{}' is invalid: {}", shown(name), e.message)))?;
-    let description = ctx.params.get("Description").unwrap_or("");
+pub async fn register_image(ctx: &Ctx<'_>, instance: InstanceName, input: RegisterImageInput) -> Result<String, Ec2Error> {
+    let RegisterImageInput { location, name, description } = input;
+    let (location, description) = (location.as_str(), description.as_str());
     let registered = if ctx.dry_run {
         ctx.broker.provisioning.check_register_image(&ctx.caller.actor, &instance, location, &name, description).await
     } else {
@@ -160,8 +199,8 @@ pub async fn register_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 /// `DeregisterImage`: by the image's owner, or an admin (the broker's public
 /// images by an admin only). Refused with `DependencyViolation` while other
 /// images name it as their parent.
-pub async fn deregister_image(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let ami = ctx.params.required("ImageId")?;
+pub async fn deregister_image(ctx: &Ctx<'_>, input: DeregisterImageInput) -> Result<String, Ec2Error> {
+    let ami = input.ami.as_str();
     let img = visible_image(ctx, ami).await?;
     let deregistered = if ctx.dry_run {
         ctx.broker.images.check_deregister(&ctx.caller.actor, &img.name).await

@@ -4,18 +4,23 @@
 //! cloud per request. A caller sees only their own VMs (admins too: the EC2
 //! front acts as the signing user); another user's instance does not exist.
 //! Terminated instances stay visible for [`TERMINATED_VISIBLE_SECS`].
-//! `DryRun`: RunInstances asks the core whether the launch would be
-//! admitted now (nothing reserved); the state changes check every instance.
+//! RunInstances parses its parameters into one launch request and makes one
+//! call: the core resolves `KeyName`, admits MinCount..MaxCount at once,
+//! and decides every default. `DryRun`: RunInstances asks the core whether
+//! the launch would be admitted now (nothing reserved); the state changes
+//! check every instance.
 
 use super::Ctx;
+use crate::action::Action;
 use crate::error::Ec2Error;
 use crate::filter::Values;
 use crate::ids::{image_id, instance_id, reservation_id, shown, vm_id};
+use crate::request::Params;
 use crate::xml::Xml;
 use base64::Engine;
 use chrono::Utc;
-use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, PageRequest, Tags, VmAction, VmStatus};
-use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
+use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, InstanceName, PageRequest, VmAction, VmStatus};
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
@@ -24,7 +29,7 @@ use std::collections::BTreeMap;
 pub const TERMINATED_VISIBLE_SECS: i64 = 900;
 
 /// Instances one RunInstances may ask for (the broker's launch limit).
-pub const MAX_COUNT: i64 = 100;
+pub const MAX_COUNT: i64 = cloudbroker_core::provisioning::MAX_COUNT as i64;
 
 /// EC2's state code and name of a broker status.
 pub fn state_of(s: VmStatus) -> (u8, &'static str) {
@@ -147,8 +152,8 @@ enum Filter {
     KeyName(Values),
 }
 
-fn filters(ctx: &Ctx<'_>) -> Result<(Vec<Filter>, usize), Ec2Error> {
-    let parsed = crate::filter::parse(&ctx.params)?;
+fn filters(params: &Params) -> Result<(Vec<Filter>, usize), Ec2Error> {
+    let parsed = crate::filter::parse(params)?;
     let cost = crate::filter::cost(&parsed);
     let filters = parsed
         .into_iter()
@@ -218,39 +223,167 @@ fn own_query(ctx: &Ctx<'_>) -> Result<VmQuery, Ec2Error> {
     Ok(VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() })
 }
 
-pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let ids = ctx.params.list("InstanceId")?;
-    let (filters, cost) = filters(ctx)?;
-    let max = ctx.params.int("MaxResults", 5..=1000)?;
-    if max.is_some() && !ids.is_empty() {
-        return Err(Ec2Error::client(
-            "InvalidParameterCombination",
-            "The parameter instancesSet cannot be used with the parameter maxResults",
-        ));
-    }
-    let mut next = None;
-    let vms: Vec<Vm> = if !ids.is_empty() {
-        named(ctx, &ids).await?
-    } else {
-        let mut out = Vec::new();
-        let mut cursor = ctx.params.get("NextToken").filter(|t| !t.is_empty()).map(str::to_string);
-        loop {
-            let limit = max.unwrap_or(1000).to_string();
-            let page = PageRequest::parse(Some(&limit), cursor.as_deref())
-                .map_err(|_| Ec2Error::invalid("The NextToken is not one this broker gave out"))?;
-            let since = Utc::now() - chrono::Duration::seconds(TERMINATED_VISIBLE_SECS);
-            let p = ctx.broker.provisioning.list_recent(&ctx.caller.actor, own_query(ctx)?, page, Some(since)).await?;
-            out.extend(p.items.into_iter().filter(visible));
-            match (p.next_cursor, max) {
-                (Some(c), Some(_)) => {
-                    next = Some(c);
-                    break;
-                }
-                (Some(c), None) => cursor = Some(c),
-                (None, _) => break,
-            }
+/// `InstanceId.N` as sent: each is parsed (and looked up) only once the
+/// region is known, EC2's order.
+fn instance_ids(params: &Params) -> Result<Vec<String>, Ec2Error> {
+    params.list("InstanceId")
+}
+
+/// `DescribeInstances`'s parameters.
+pub struct DescribeInstancesInput {
+    pub ids: Vec<String>,
+    filters: Vec<Filter>,
+    /// The filters' cost (values × pattern characters).
+    cost: usize,
+    /// `MaxResults`: one page of at most this many, with a `nextToken`.
+    pub max: Option<i64>,
+    /// Without ids, the first page asked for (`MaxResults`, `NextToken`).
+    pub first_page: Option<PageRequest>,
+}
+
+impl DescribeInstancesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let ids = instance_ids(params)?;
+        let (filters, cost) = filters(params)?;
+        let max = params.int("MaxResults", 5..=1000)?;
+        if max.is_some() && !ids.is_empty() {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "The parameter instancesSet cannot be used with the parameter maxResults",
+            ));
         }
-        out
+        let first_page = if ids.is_empty() {
+            let cursor = params.get("NextToken").filter(|t| !t.is_empty());
+            Some(page(max, cursor)?)
+        } else {
+            None
+        };
+        Ok(Self { ids, filters, cost, max, first_page })
+    }
+}
+
+/// A page of `max` (1000 by default) VMs after `cursor`.
+fn page(max: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, Ec2Error> {
+    let limit = max.unwrap_or(1000).to_string();
+    PageRequest::parse(Some(&limit), cursor).map_err(|_| Ec2Error::invalid("The NextToken is not one this broker gave out"))
+}
+
+/// `DescribeInstanceStatus`'s parameters.
+pub struct DescribeInstanceStatusInput {
+    pub ids: Vec<String>,
+    /// `IncludeAllInstances=true`: not only the running ones.
+    pub include_all: bool,
+}
+
+impl DescribeInstanceStatusInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let ids = instance_ids(params)?;
+        let include_all = params.get("IncludeAllInstances").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Self { ids, include_all })
+    }
+}
+
+/// `RunInstances`'s parameters, everything but the region and the image's
+/// resolution (a native image's `ami-` id, else a cloud image id).
+pub struct RunInstancesInput {
+    /// `ImageId` as sent.
+    pub image: String,
+    /// `ImageId` as a cloud image id (used when no native image has that `ami-` id;
+    /// a native image's `ami-` id always parses as one).
+    pub cloud_image: ImageRef,
+    pub count: CountRange,
+    pub instance_type: Option<InstanceType>,
+    pub user_data: Option<String>,
+    pub key_name: Option<String>,
+    pub client_token: Option<ClientToken>,
+    pub name: String,
+    pub tags: LaunchTags,
+}
+
+impl RunInstancesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let image = params.required("ImageId")?.to_string();
+        let min = params.int("MinCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MinCount"))?;
+        let max = params.int("MaxCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MaxCount"))?;
+        if min > max {
+            return Err(Ec2Error::invalid(format!("MinCount ({min}) is greater than MaxCount ({max})")));
+        }
+        let cloud_image = ImageRef::parse(&image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?;
+        // Checked against MAX_COUNT above.
+        let count = CountRange::between(min as u32, max as u32);
+        let instance_type = match params.get("InstanceType").filter(|t| !t.is_empty()) {
+            Some(t) => Some(InstanceType::parse(t).map_err(ServiceError::from)?),
+            None => None,
+        };
+        let user_data = match params.get("UserData").filter(|u| !u.is_empty()) {
+            Some(u) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(u.trim())
+                    .map_err(|_| Ec2Error::invalid("UserData is not valid base64"))?;
+                Some(String::from_utf8(raw).map_err(|_| Ec2Error::invalid("UserData must decode to UTF-8 text"))?)
+            }
+            None => None,
+        };
+        let key_name = params.get("KeyName").filter(|k| !k.is_empty()).map(str::to_string);
+        let client_token = match params.get("ClientToken").filter(|t| !t.is_empty()) {
+            Some(t) => Some(ClientToken::parse(t).map_err(|e| Ec2Error::invalid(e.message))?),
+            None => None,
+        };
+        let (name, tags) = LaunchTags::classify(params.tag_specifications("instance")?).map_err(|e| Ec2Error::invalid(e.message))?;
+        Ok(Self { image, cloud_image, count, instance_type, user_data, key_name, client_token, name: name.unwrap_or_default(), tags })
+    }
+
+    /// The one launch request, on `instance`, of `image`.
+    fn into_request(self, instance: InstanceName, image: ImageRef) -> LaunchRequest {
+        let mut req = LaunchRequest::new(instance, image);
+        req.count = self.count;
+        req.instance_type = self.instance_type;
+        req.user_data = self.user_data;
+        req.key_name = self.key_name;
+        req.client_token = self.client_token;
+        req.name = self.name;
+        req.tags = self.tags;
+        req
+    }
+}
+
+/// `Start/Stop/Reboot/TerminateInstances`' parameters: at least one instance.
+pub struct ChangeStateInput {
+    pub ids: Vec<String>,
+}
+
+impl ChangeStateInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let ids = instance_ids(params)?;
+        if ids.is_empty() {
+            return Err(Ec2Error::missing("InstanceId.1"));
+        }
+        Ok(Self { ids })
+    }
+}
+
+pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) -> Result<String, Ec2Error> {
+    let DescribeInstancesInput { ids, filters, cost, max, first_page } = input;
+    let mut next = None;
+    let vms: Vec<Vm> = match first_page {
+        None => named(ctx, &ids).await?,
+        Some(mut page) => {
+            let mut out = Vec::new();
+            loop {
+                let since = Utc::now() - chrono::Duration::seconds(TERMINATED_VISIBLE_SECS);
+                let p = ctx.broker.provisioning.list_recent(&ctx.caller.actor, own_query(ctx)?, page, Some(since)).await?;
+                out.extend(p.items.into_iter().filter(visible));
+                match (p.next_cursor, max) {
+                    (Some(c), Some(_)) => {
+                        next = Some(c);
+                        break;
+                    }
+                    (Some(c), None) => page = self::page(max, Some(&c))?,
+                    (None, _) => break,
+                }
+            }
+            out
+        }
     };
     // Tag filters read every tag of a VM: at most MAX_TAGS plus the client's.
     let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
@@ -261,9 +394,8 @@ pub async fn describe_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(x.finish(&root))
 }
 
-pub async fn describe_instance_status(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let ids = ctx.params.list("InstanceId")?;
-    let all = ctx.params.get("IncludeAllInstances").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+pub async fn describe_instance_status(ctx: &Ctx<'_>, input: DescribeInstanceStatusInput) -> Result<String, Ec2Error> {
+    let DescribeInstanceStatusInput { ids, include_all: all } = input;
     let vms = if ids.is_empty() {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -294,17 +426,9 @@ pub async fn describe_instance_status(ctx: &Ctx<'_>) -> Result<String, Ec2Error>
     Ok(x.finish(&root))
 }
 
-pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let image = ctx.params.required("ImageId")?;
-    let min = ctx.params.int("MinCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MinCount"))?;
-    let max = ctx.params.int("MaxCount", 1..=MAX_COUNT)?.ok_or_else(|| Ec2Error::missing("MaxCount"))?;
-    if min > max {
-        return Err(Ec2Error::invalid(format!("MinCount ({min}) is greater than MaxCount ({max})")));
-    }
-    // A native image under its ami- id, else a raw cloud image id (allowed or not by `images.allow.raw`).
-    // Another user's private image does not exist for the caller.
-    let me = &ctx.caller.actor.name;
+pub async fn run_instances(ctx: &Ctx<'_>, instance: InstanceName, input: RunInstancesInput) -> Result<String, Ec2Error> {
+    // A native image the caller may launch (the rule of `Images::launchable_by`,
+    // without resolving every image), under its ami- id; else a raw cloud image id.
     let native = ctx
         .broker
         .images
@@ -312,63 +436,18 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
         .await?
         .images()
         .iter()
-        .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == image)
+        .find(|i| i.launchable_by(&ctx.caller.actor) && image_id(i.name.as_str()) == input.image)
         .map(|i| i.name.clone());
     let image_ref = match native {
         Some(n) => ImageRef::native(&n),
-        None => ImageRef::parse(image).map_err(|e| Ec2Error::client("InvalidAMIID.Malformed", e.message))?,
+        None => input.cloud_image.clone(),
     };
-    let mut spec = LaunchSpec::new(instance, image_ref);
-    spec.instance_type = ctx.params.get("InstanceType").filter(|t| !t.is_empty()).map(str::to_string);
-    if let Some(u) = ctx.params.get("UserData").filter(|u| !u.is_empty()) {
-        let raw =
-            base64::engine::general_purpose::STANDARD.decode(u.trim()).map_err(|_| Ec2Error::invalid("UserData is not valid base64"))?;
-        spec.user_data = Some(String::from_utf8(raw).map_err(|_| Ec2Error::invalid("UserData must decode to UTF-8 text"))?);
-    }
-    if let Some(k) = ctx.params.get("KeyName").filter(|k| !k.is_empty()) {
-        let me = &ctx.caller.actor;
-        match ctx.broker.identity.key_pair(me, &me.name, k).await {
-            Ok(pair) => {
-                spec.ssh_public_key = Some(pair.public_key);
-                spec.key_name = Some(pair.name);
-            }
-            Err(ServiceError::NotFound(_)) => return Err(super::keypairs::not_found(k)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Some(t) = ctx.params.get("ClientToken").filter(|t| !t.is_empty()) {
-        spec.client_token = Some(ClientToken::parse(t).map_err(|e| Ec2Error::invalid(e.message))?);
-    }
-    let mut tags = BTreeMap::new();
-    for (k, v) in ctx.params.tag_specifications("instance")? {
-        if k == "Name" {
-            spec.name = v;
-        } else if k.starts_with("cloudbroker:") {
-            // Another broker chained in front of this one: its tags stay on
-            // this broker's records (where its reconciler looks for them).
-            spec.client_tags.insert(k, v);
-        } else {
-            tags.insert(k, v);
-        }
-    }
-    spec.tags = Tags::parse(tags).map_err(|e| Ec2Error::invalid(e.message))?;
-    // All or nothing between MinCount and MaxCount: as many as the quota allows.
-    spec.count = max as u32;
+    let req = input.into_request(instance, image_ref);
     if ctx.dry_run {
-        match ctx.broker.provisioning.check_launch(&ctx.caller.actor, &spec).await {
-            Ok(()) => {}
-            Err(ServiceError::QuotaExceeded { quota, current, .. }) if quota - current >= min => {}
-            Err(e) => return Err(e.into()),
-        }
+        ctx.broker.provisioning.check_launch(&ctx.caller.actor, req).await?;
         return Err(Ec2Error::dry_run());
     }
-    let outcome = match ctx.broker.provisioning.launch(&ctx.caller.actor, spec.clone()).await {
-        Err(ServiceError::QuotaExceeded { quota, current, .. }) if quota - current >= min => {
-            spec.count = (quota - current) as u32;
-            ctx.broker.provisioning.launch(&ctx.caller.actor, spec).await?
-        }
-        other => other?,
-    };
+    let outcome = ctx.broker.provisioning.launch(&ctx.caller.actor, req).await?;
     let (mut x, root) = ctx.doc("RunInstances");
     let launch = outcome.vms.first().map(|v| reservation_id(&v.launch_id)).unwrap_or_default();
     x.leaf("reservationId", &launch).leaf("ownerId", ctx.caller.actor.name.as_str()).open("groupSet").close("groupSet");
@@ -382,31 +461,22 @@ pub async fn run_instances(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 }
 
 /// Start, stop, reboot or terminate: every id is checked before any acts.
-pub async fn change_state(ctx: &Ctx<'_>, action: VmAction) -> Result<String, Ec2Error> {
-    let ids = ctx.params.list("InstanceId")?;
-    if ids.is_empty() {
-        return Err(Ec2Error::missing("InstanceId.1"));
-    }
-    let vms = named(ctx, &ids).await?;
+/// `action` names the answer (`StartInstances`, ...).
+pub async fn change_state(ctx: &Ctx<'_>, action: Action, vm_action: VmAction, input: ChangeStateInput) -> Result<String, Ec2Error> {
+    let vms = named(ctx, &input.ids).await?;
     if ctx.dry_run {
         for vm in &vms {
-            ctx.broker.provisioning.check_action(&ctx.caller.actor, &vm.id, action).await?;
+            ctx.broker.provisioning.check_action(&ctx.caller.actor, &vm.id, vm_action).await?;
         }
         return Err(Ec2Error::dry_run());
     }
     let mut changes = Vec::with_capacity(vms.len());
     for vm in vms {
-        let after = ctx.broker.provisioning.action(&ctx.caller.actor, &vm.id, action).await?;
+        let after = ctx.broker.provisioning.action(&ctx.caller.actor, &vm.id, vm_action).await?;
         changes.push((vm, after.status));
     }
-    let name = match action {
-        VmAction::Start => "StartInstances",
-        VmAction::Stop => "StopInstances",
-        VmAction::Reboot => "RebootInstances",
-        VmAction::Terminate => "TerminateInstances",
-    };
-    let (mut x, root) = ctx.doc(name);
-    if action == VmAction::Reboot {
+    let (mut x, root) = ctx.doc(action.name());
+    if vm_action == VmAction::Reboot {
         x.leaf("return", "true");
         return Ok(x.finish(&root));
     }

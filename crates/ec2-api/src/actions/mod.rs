@@ -1,5 +1,7 @@
-//! One module per family of actions. Each action reads its parameters,
-//! calls the core's services as the caller, and writes EC2's answer.
+//! One module per family of actions. Each action has a typed input
+//! (`XxxInput::parse(&Params)`, the one place its parameters are read, in
+//! EC2's order of checks); its handler takes that input, calls the core's
+//! services as the caller, and writes EC2's answer.
 //! Under `DryRun=true` ([`Ctx::dry_run`]) an action that changes things
 //! calls the core's `check_*` for it instead and answers
 //! [`Ec2Error::dry_run`]: it changes nothing, in the broker or in the cloud.
@@ -24,7 +26,6 @@ use cloudbroker_core::Broker;
 pub struct Ctx<'a> {
     pub broker: &'a Broker,
     pub caller: Caller,
-    pub params: Params,
     pub request_id: String,
     /// The region (connector instance) named by the signature or the path.
     pub region: Option<String>,
@@ -92,5 +93,61 @@ mod tests {
         let e = Ec2Error::dry_run();
         assert_eq!((e.code.as_str(), e.status), ("DryRunOperation", 412));
         assert_eq!(e.message, "Request would have succeeded, but DryRun flag is set.");
+    }
+}
+
+/// The typed inputs keep EC2's order of checks, deferring what EC2 checks
+/// only after a lookup.
+#[cfg(test)]
+mod input_tests {
+    use super::{addresses, instances, tags, volumes};
+    use crate::request::Params;
+
+    fn p(kv: &[(&str, &str)]) -> Params {
+        Params::new(kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap()
+    }
+
+    fn code<T>(r: Result<T, crate::error::Ec2Error>) -> String {
+        r.err().map(|e| e.code).unwrap_or_default()
+    }
+
+    #[test]
+    fn run_instances_checks_in_ec2s_order() {
+        let base = [("ImageId", "ami-0123456789abcdef0"), ("MinCount", "1"), ("MaxCount", "2")];
+        let input = instances::RunInstancesInput::parse(&p(&base)).unwrap();
+        assert_eq!(input.image, "ami-0123456789abcdef0");
+        assert_eq!(code(instances::RunInstancesInput::parse(&p(&[("MinCount", "1")]))), "MissingParameter");
+        let e = instances::RunInstancesInput::parse(&p(&[("ImageId", "x"), ("MinCount", "3"), ("MaxCount", "2")])).err().unwrap();
+        assert_eq!(e.message, "MinCount (3) is greater than MaxCount (2)");
+        // A malformed image id is reported before a bad instance type.
+        let bad = [("ImageId", "a b"), ("MinCount", "1"), ("MaxCount", "1"), ("InstanceType", "no such/type")];
+        assert_eq!(code(instances::RunInstancesInput::parse(&p(&bad))), "InvalidAMIID.Malformed");
+        let bad = [("ImageId", "x"), ("MinCount", "1"), ("MaxCount", "1"), ("UserData", "%%%")];
+        assert_eq!(code(instances::RunInstancesInput::parse(&p(&bad))), "InvalidParameterValue");
+    }
+
+    #[test]
+    fn deferred_checks_wait_for_their_lookup() {
+        // AssociateAddress: the address first; the instance only once it is found.
+        let input = addresses::AssociateAddressInput::parse(&p(&[("PublicIp", "192.0.2.1")])).unwrap();
+        assert_eq!(code(input.vm), "MissingParameter");
+        assert_eq!(code(addresses::AssociateAddressInput::parse(&p(&[("InstanceId", "i-1")]))), "MissingParameter");
+        let bad = [("AllocationId", "nope"), ("InstanceId", "bad")];
+        assert_eq!(code(addresses::AssociateAddressInput::parse(&p(&bad))), "InvalidAllocationID.Malformed");
+        // DeleteTags: the resources first; the tags only once every resource is found.
+        let input = tags::DeleteTagsInput::parse(&p(&[("ResourceId.1", "i-1"), ("Tag.1.Value", "v")])).unwrap();
+        assert_eq!(code(input.tags), "MissingParameter");
+        assert_eq!(code(tags::DeleteTagsInput::parse(&p(&[("Tag.1.Key", "k")]))), "MissingParameter");
+    }
+
+    #[test]
+    fn volume_inputs_check_filters_then_ids() {
+        let bad = [("Filter.1.Name", "nope"), ("Filter.1.Value.1", "x"), ("VolumeId.1", "bad")];
+        assert_eq!(code(volumes::DescribeVolumesInput::parse(&p(&bad))), "InvalidParameterValue");
+        assert_eq!(code(volumes::DescribeVolumesInput::parse(&p(&[("VolumeId.1", "bad")]))), "InvalidVolumeID.Malformed");
+        let bad = [("VolumeId", "vol-1"), ("InstanceId", "x")];
+        assert_eq!(code(volumes::AttachVolumeInput::parse(&p(&bad))), "InvalidInstanceID.Malformed");
+        assert_eq!(code(volumes::DetachVolumeInput::parse(&p(&[("VolumeId", "vol-1"), ("Force", "yes")]))), "InvalidParameterValue");
+        assert_eq!(code(volumes::CreateVolumeInput::parse(&p(&[("SnapshotId", "snap-1")]))), "InvalidParameterValue");
     }
 }

@@ -4,10 +4,34 @@
 
 use super::Ctx;
 use crate::error::Ec2Error;
+use crate::request::Params;
+use cloudbroker_core::domain::InstanceName;
 use cloudbroker_core::registry::Status;
 
-pub fn describe_regions(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let wanted = ctx.params.list("RegionName")?;
+/// `DescribeRegions`' parameter: the regions wanted (`RegionName.N`; none is all).
+pub struct DescribeRegionsInput {
+    pub wanted: Vec<String>,
+}
+
+impl DescribeRegionsInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { wanted: params.list("RegionName")? })
+    }
+}
+
+/// `DescribeInstanceTypes`' parameter: the types wanted (`InstanceType.N`; none is all).
+pub struct DescribeInstanceTypesInput {
+    pub wanted: Vec<String>,
+}
+
+impl DescribeInstanceTypesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { wanted: params.list("InstanceType")? })
+    }
+}
+
+pub fn describe_regions(ctx: &Ctx<'_>, input: DescribeRegionsInput) -> Result<String, Ec2Error> {
+    let wanted = input.wanted;
     let snap = ctx.broker.registry.snapshot();
     let (mut x, root) = ctx.doc("DescribeRegions");
     x.open("regionInfo");
@@ -62,9 +86,8 @@ pub async fn describe_account_attributes(ctx: &Ctx<'_>) -> Result<String, Ec2Err
 
 /// `DescribeInstanceTypes`: what the region's cloud offers (listed once and
 /// reused for a while by the core), `InstanceType.N` to narrow.
-pub async fn describe_instance_types(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let instance = ctx.instance()?;
-    let wanted = ctx.params.list("InstanceType")?;
+pub async fn describe_instance_types(ctx: &Ctx<'_>, instance: InstanceName, input: DescribeInstanceTypesInput) -> Result<String, Ec2Error> {
+    let wanted = input.wanted;
     let types = ctx.broker.provisioning.instance_types(&ctx.caller.actor, &instance).await?;
     if let Some(missing) = wanted.iter().find(|w| !types.iter().any(|t| &t.name == *w)) {
         return Err(Ec2Error::invalid(format!("The following supplied instance types do not exist: [{}]", crate::ids::shown(missing))));

@@ -7,22 +7,80 @@
 
 use super::Ctx;
 use crate::error::Ec2Error;
-use crate::ids::{instance_id, shown, vm_id};
+use crate::ids::{instance_id, shown, vm_id, volume_id};
+use crate::request::Params;
 use cloudbroker_core::domain::{PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
 /// The caller's instances and volumes among `ResourceId.N` (all checked before any change).
-async fn resources(ctx: &Ctx<'_>) -> Result<(Vec<VmId>, Vec<VolumeId>), Ec2Error> {
-    let ids = ctx.params.list("ResourceId")?;
+/// `ResourceId.N`, at least one (each is checked, in order, against the
+/// caller's resources).
+fn resource_ids(params: &Params) -> Result<Vec<String>, Ec2Error> {
+    let ids = params.list("ResourceId")?;
     if ids.is_empty() {
         return Err(Ec2Error::missing("ResourceId.1"));
     }
+    Ok(ids)
+}
+
+/// `CreateTags`'s parameters: the tags to set (valid as a set) and the resources.
+pub struct CreateTagsInput {
+    pub set: BTreeMap<String, String>,
+    pub resources: Vec<String>,
+}
+
+impl CreateTagsInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let tags = params.tags()?;
+        if tags.is_empty() {
+            return Err(Ec2Error::missing("Tag.1.Key"));
+        }
+        let set: BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+        // The tags are checked before any resource is looked up, as EC2 does.
+        Tags::parse(set.clone()).map_err(ServiceError::from)?;
+        Ok(Self { set, resources: resource_ids(params)? })
+    }
+}
+
+/// `DeleteTags`'s parameters. The tags are checked only once every resource
+/// is found (EC2's order), so their parse is kept until then.
+pub struct DeleteTagsInput {
+    pub resources: Vec<String>,
+    /// `Tag.N.Key` with the value it must have, if given.
+    pub tags: Result<Vec<(String, Option<String>)>, Ec2Error>,
+}
+
+impl DeleteTagsInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let resources = resource_ids(params)?;
+        Ok(Self { resources, tags: params.tags() })
+    }
+}
+
+/// `DescribeTags`'s parameters: filters of known names.
+pub struct DescribeTagsInput {
+    pub filters: Vec<crate::filter::Filter>,
+}
+
+impl DescribeTagsInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let filters = crate::filter::parse(params)?;
+        for f in filters.iter().map(|f| &f.name) {
+            if !matches!(f.as_str(), "resource-id" | "resource-type" | "key" | "value") {
+                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
+            }
+        }
+        Ok(Self { filters })
+    }
+}
+
+async fn resources(ctx: &Ctx<'_>, ids: &[String]) -> Result<(Vec<VmId>, Vec<VolumeId>), Ec2Error> {
     let (mut vms, mut volumes) = (Vec::new(), Vec::new());
-    for id in &ids {
+    for id in ids {
         if id.starts_with("vol-") {
-            let v = super::volumes::volume_id("ResourceId", id)?;
+            let v = volume_id("ResourceId", id)?;
             ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
             volumes.push(v);
             continue;
@@ -51,15 +109,9 @@ fn ok(ctx: &Ctx<'_>, action: &str) -> String {
     x.finish(&root)
 }
 
-pub async fn create_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let tags = ctx.params.tags()?;
-    if tags.is_empty() {
-        return Err(Ec2Error::missing("Tag.1.Key"));
-    }
-    let set: BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
-    // The tags are checked before any resource is looked up, as EC2 does.
-    Tags::parse(set.clone()).map_err(ServiceError::from)?;
-    let (vms, volumes) = resources(ctx).await?;
+pub async fn create_tags(ctx: &Ctx<'_>, input: CreateTagsInput) -> Result<String, Ec2Error> {
+    let CreateTagsInput { set, resources: ids } = input;
+    let (vms, volumes) = resources(ctx, &ids).await?;
     let changes: Vec<_> =
         vms.into_iter().map(|v| (Target::Vm(v), Vec::new())).chain(volumes.into_iter().map(|v| (Target::Volume(v), Vec::new()))).collect();
     apply(ctx, &set, changes).await?;
@@ -103,9 +155,9 @@ async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Targ
 /// `cloudbroker:`/`aws:` tags a client keeps on a VM stay, as EC2 keeps
 /// `aws:` tags); `Tag.N.Key` alone removes that key, with `Tag.N.Value`
 /// only when the value matches.
-pub async fn delete_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let (vms, volumes) = resources(ctx).await?;
-    let tags = ctx.params.tags()?;
+pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String, Ec2Error> {
+    let (vms, volumes) = resources(ctx, &input.resources).await?;
+    let tags = input.tags?;
     let removed = |current: &BTreeMap<String, String>| -> Vec<String> {
         if tags.is_empty() {
             current.keys().filter(|k| !Tags::is_reserved(k)).cloned().collect()
@@ -129,13 +181,8 @@ pub async fn delete_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 /// One tag of a `DescribeTags` answer: resource id and type, key, value.
 type TagRow = (String, &'static str, String, String);
 
-pub async fn describe_tags(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = crate::filter::parse(&ctx.params)?;
-    for f in filters.iter().map(|f| &f.name) {
-        if !matches!(f.as_str(), "resource-id" | "resource-type" | "key" | "value") {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
-        }
-    }
+pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<String, Ec2Error> {
+    let filters = input.filters;
     let query = VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() };
     let mut rows: Vec<TagRow> = Vec::new();
     let mut cursor: Option<String> = None;

@@ -8,24 +8,120 @@
 use super::Ctx;
 use crate::error::Ec2Error;
 use crate::filter::Filter;
-use crate::ids::{instance_id, shown, vm_id};
+use crate::ids::{instance_id, shown, vm_id, volume_id};
+use crate::request::Params;
 use crate::xml::Xml;
-use cloudbroker_core::domain::{Tags, VolumeId, VolumeSize};
+use cloudbroker_core::domain::time::{rfc3339_string, Fraction};
+use cloudbroker_core::domain::{Tags, VmId, VolumeId, VolumeSize};
 use cloudbroker_core::provisioning::{Volume, VolumeSpec};
 use cloudbroker_core::ServiceError;
 
-/// Parses a volume id given in parameter `param`.
-pub fn volume_id(param: &str, v: &str) -> Result<VolumeId, Ec2Error> {
-    VolumeId::parse(v).map_err(|_| {
-        Ec2Error::client(
-            "InvalidVolumeID.Malformed",
-            format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", shown(v)),
-        )
-    })
+/// `CreateVolume`'s parameters.
+pub struct CreateVolumeInput {
+    pub spec: VolumeSpec,
+}
+
+impl CreateVolumeInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        if params.get("SnapshotId").is_some_and(|s| !s.is_empty()) {
+            return Err(Ec2Error::invalid("Value for parameter SnapshotId is invalid: volumes from snapshots are not supported"));
+        }
+        let raw = params.required("Size")?;
+        let size = VolumeSize::parse(raw).map_err(|_| {
+            Ec2Error::invalid(format!("Value ({}) for parameter Size is invalid: a size from 1 to {} GiB", shown(raw), VolumeSize::MAX_GIB))
+        })?;
+        let zone = params.required("AvailabilityZone")?.to_string();
+        let volume_type = params.get("VolumeType").filter(|t| !t.is_empty()).map(str::to_string);
+        let tags = Tags::parse(params.tag_specifications("volume")?.into_iter().collect())
+            .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
+        Ok(Self { spec: VolumeSpec { size, zone, volume_type, tags } })
+    }
+}
+
+/// `AttachVolume`'s parameters.
+pub struct AttachVolumeInput {
+    pub volume: VolumeId,
+    pub vm: VmId,
+    pub device: String,
+}
+
+impl AttachVolumeInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let volume = volume_id("VolumeId", params.required("VolumeId")?)?;
+        let vm = vm_id(params.required("InstanceId")?)?;
+        let device = params.required("Device")?.to_string();
+        Ok(Self { volume, vm, device })
+    }
+}
+
+/// `DetachVolume`'s parameters.
+pub struct DetachVolumeInput {
+    pub volume: VolumeId,
+    pub vm: Option<VmId>,
+    pub force: bool,
+}
+
+impl DetachVolumeInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let volume = volume_id("VolumeId", params.required("VolumeId")?)?;
+        let vm = params.get("InstanceId").filter(|v| !v.is_empty()).map(vm_id).transpose()?;
+        let force = match params.get("Force") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Ec2Error::invalid(format!("Value ({}) for parameter Force is invalid: true or false", shown(other))))
+            }
+        };
+        Ok(Self { volume, vm, force })
+    }
+}
+
+/// `DeleteVolume`'s parameters.
+pub struct DeleteVolumeInput {
+    pub volume: VolumeId,
+}
+
+impl DeleteVolumeInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { volume: volume_id("VolumeId", params.required("VolumeId")?)? })
+    }
+}
+
+/// `DescribeVolumes`'s parameters: filters of known names, well-formed ids.
+pub struct DescribeVolumesInput {
+    pub filters: Vec<Filter>,
+    pub ids: Vec<VolumeId>,
+}
+
+impl DescribeVolumesInput {
+    pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        let filters = crate::filter::parse(params)?;
+        for f in &filters {
+            let f = &f.name;
+            let known = matches!(
+                f.as_str(),
+                "volume-id"
+                    | "status"
+                    | "attachment.instance-id"
+                    | "attachment.device"
+                    | "attachment.status"
+                    | "size"
+                    | "availability-zone"
+                    | "volume-type"
+                    | "tag-key"
+            ) || f.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
+            if !known {
+                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
+            }
+        }
+        let ids = params.list("VolumeId")?.iter().map(|id| volume_id("VolumeId", id)).collect::<Result<Vec<_>, _>>()?;
+        params.int("MaxResults", 5..=500)?;
+        Ok(Self { filters, ids })
+    }
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    rfc3339_string(&t, Fraction::Millis)
 }
 
 fn tags_xml(x: &mut Xml, v: &Volume) {
@@ -60,20 +156,9 @@ fn attachment_answer(ctx: &Ctx<'_>, action: &str, v: &Volume, fallback_state: &s
     x.finish(&root)
 }
 
-pub async fn create_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    if ctx.params.get("SnapshotId").is_some_and(|s| !s.is_empty()) {
-        return Err(Ec2Error::invalid("Value for parameter SnapshotId is invalid: volumes from snapshots are not supported"));
-    }
-    let raw = ctx.params.required("Size")?;
-    let size = VolumeSize::parse(raw).map_err(|_| {
-        Ec2Error::invalid(format!("Value ({}) for parameter Size is invalid: a size from 1 to {} GiB", shown(raw), VolumeSize::MAX_GIB))
-    })?;
-    let zone = ctx.params.required("AvailabilityZone")?.to_string();
-    let volume_type = ctx.params.get("VolumeType").filter(|t| !t.is_empty()).map(str::to_string);
-    let tags = Tags::parse(ctx.params.tag_specifications("volume")?.into_iter().collect())
-        .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
+pub async fn create_volume(ctx: &Ctx<'_>, input: CreateVolumeInput) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
-    let spec = VolumeSpec { size, zone, volume_type, tags };
+    let spec = input.spec;
     let named_param = |e| match e {
         ServiceError::Invalid { field: Some(f), message } => {
             Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
@@ -91,10 +176,9 @@ pub async fn create_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(x.finish(&root))
 }
 
-pub async fn attach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
-    let vm = vm_id(ctx.params.required("InstanceId")?)?;
-    let device = ctx.params.required("Device")?;
+pub async fn attach_volume(ctx: &Ctx<'_>, input: AttachVolumeInput) -> Result<String, Ec2Error> {
+    let AttachVolumeInput { volume: id, vm, device } = input;
+    let device = device.as_str();
     let instance = ctx.instance()?;
     let refused = |e| match e {
         ServiceError::Invalid { message, .. } => {
@@ -111,14 +195,8 @@ pub async fn attach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(attachment_answer(ctx, "AttachVolume", &v, "attaching"))
 }
 
-pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
-    let vm = ctx.params.get("InstanceId").filter(|v| !v.is_empty()).map(vm_id).transpose()?;
-    let force = match ctx.params.get("Force") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(Ec2Error::invalid(format!("Value ({}) for parameter Force is invalid: true or false", shown(other)))),
-    };
+pub async fn detach_volume(ctx: &Ctx<'_>, input: DetachVolumeInput) -> Result<String, Ec2Error> {
+    let DetachVolumeInput { volume: id, vm, force } = input;
     let instance = ctx.instance()?;
     if ctx.dry_run {
         ctx.broker.provisioning.check_detach_volume(&ctx.caller.actor, &instance, &id, vm.as_ref()).await?;
@@ -137,8 +215,8 @@ pub async fn detach_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     Ok(attachment_answer(ctx, "DetachVolume", &shown_v, "detached"))
 }
 
-pub async fn delete_volume(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let id = volume_id("VolumeId", ctx.params.required("VolumeId")?)?;
+pub async fn delete_volume(ctx: &Ctx<'_>, input: DeleteVolumeInput) -> Result<String, Ec2Error> {
+    let id = input.volume;
     let instance = ctx.instance()?;
     if ctx.dry_run {
         ctx.broker.provisioning.check_delete_volume(&ctx.caller.actor, &instance, &id).await?;
@@ -173,37 +251,14 @@ fn keep(v: &Volume, filters: &[Filter]) -> bool {
     })
 }
 
-pub async fn describe_volumes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
-    let filters = crate::filter::parse(&ctx.params)?;
-    for f in &filters {
-        let f = &f.name;
-        let known = matches!(
-            f.as_str(),
-            "volume-id"
-                | "status"
-                | "attachment.instance-id"
-                | "attachment.device"
-                | "attachment.status"
-                | "size"
-                | "availability-zone"
-                | "volume-type"
-                | "tag-key"
-        ) || f.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
-        if !known {
-            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
-        }
-    }
-    let ids = ctx.params.list("VolumeId")?;
-    for id in &ids {
-        volume_id("VolumeId", id)?;
-    }
-    ctx.params.int("MaxResults", 5..=500)?;
+pub async fn describe_volumes(ctx: &Ctx<'_>, input: DescribeVolumesInput) -> Result<String, Ec2Error> {
+    let DescribeVolumesInput { filters, ids } = input;
     let instance = ctx.instance()?;
     let mine = ctx.broker.provisioning.volumes(&ctx.caller.actor, &instance).await?;
-    if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|v| v.volume_id.as_str() == id.as_str())) {
-        return Err(Ec2Error::volume_not_found(missing));
+    if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|v| &v.volume_id == *id)) {
+        return Err(Ec2Error::volume_not_found(missing.as_str()));
     }
-    let mine: Vec<Volume> = mine.into_iter().filter(|v| ids.is_empty() || ids.iter().any(|i| i == v.volume_id.as_str())).collect();
+    let mine: Vec<Volume> = mine.into_iter().filter(|v| ids.is_empty() || ids.contains(&v.volume_id)).collect();
     // Tag filters read every tag of a volume.
     let cost = crate::filter::cost(&filters).saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
     let mine = crate::filter::retain(mine, cost, move |v| keep(v, &filters)).await?;

@@ -61,7 +61,7 @@ pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, us
         Ok(v) => object(v)?,
         Err(e) => return Err(ApiError::invalid(format!("body: {e}"))),
     };
-    let (key, secret) = broker.vault.create_access_key_expiring(&a.0, &user, r.expires_in_secs.map(Duration::from_secs)).await?;
+    let (key, secret) = broker.access_keys.create_expiring(&a.0, &user, r.expires_in_secs.map(Duration::from_secs)).await?;
     Ok(HttpResponse::Created().json(NewAccessKey {
         access_key_id: key.access_key_id,
         secret_access_key: secret.expose().to_string(),
@@ -76,7 +76,7 @@ pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, us
 #[utoipa::path(get, path = "/api/v1/users/{user}/access-keys", tag = "access-keys", params(("user" = String, Path, description = "user name")),
     responses((status = 200, body = AccessKeyList)))]
 pub(super) async fn list_access_keys(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>) -> ApiResult {
-    ok(AccessKeyList { access_keys: broker.vault.list_access_keys(&a.0, &user_in_path(&user)?).await? })
+    ok(AccessKeyList { access_keys: broker.access_keys.list(&a.0, &user_in_path(&user)?).await? })
 }
 
 /// Deletes an access key (self or admin).
@@ -85,7 +85,7 @@ pub(super) async fn list_access_keys(a: ApiActor, broker: web::Data<Broker>, use
     responses((status = 204, description = "Deleted")))]
 pub(super) async fn delete_access_key(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, id) = path.into_inner();
-    broker.vault.delete_access_key(&a.0, &user_in_path(&user)?, &id).await?;
+    broker.access_keys.delete(&a.0, &user_in_path(&user)?, &id).await?;
     no_content()
 }
 
@@ -95,7 +95,7 @@ pub(super) async fn delete_access_key(a: ApiActor, broker: web::Data<Broker>, pa
     responses((status = 200, body = AccessKey)))]
 pub(super) async fn disable_access_key(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, id) = path.into_inner();
-    ok(broker.vault.set_access_key_active(&a.0, &user_in_path(&user)?, &id, false).await?)
+    ok(broker.access_keys.set_active(&a.0, &user_in_path(&user)?, &id, false).await?)
 }
 
 /// Enables an access key again (self or admin).
@@ -104,5 +104,5 @@ pub(super) async fn disable_access_key(a: ApiActor, broker: web::Data<Broker>, p
     responses((status = 200, body = AccessKey)))]
 pub(super) async fn enable_access_key(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
     let (user, id) = path.into_inner();
-    ok(broker.vault.set_access_key_active(&a.0, &user_in_path(&user)?, &id, true).await?)
+    ok(broker.access_keys.set_active(&a.0, &user_in_path(&user)?, &id, true).await?)
 }

@@ -7,7 +7,7 @@ use super::error::{parse, ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpResponse};
 use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, Tags, UserName, VmAction, VmId, VmStatus};
-use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,20 +56,19 @@ pub(super) struct LaunchBody {
 }
 
 impl LaunchBody {
-    fn into_spec(self) -> Result<LaunchSpec, ApiError> {
+    fn into_request(self) -> Result<LaunchRequest, ApiError> {
         let instance = InstanceName::parse(&self.instance).map_err(|e| ApiError::field("instance", e.to_string()))?;
-        Ok(LaunchSpec {
+        Ok(LaunchRequest {
             instance,
             image: parse(ImageRef::parse(&self.image))?,
-            instance_type: self.instance_type,
-            count: self.count.unwrap_or(1),
+            instance_type: self.instance_type.as_deref().map(InstanceType::parse).transpose().map_err(|e| ApiError(e.into()))?,
+            count: CountRange::exactly(self.count.unwrap_or(1)),
             name: self.name.unwrap_or_default(),
             user_data: self.user_data,
             client_token: self.client_token.as_deref().map(ClientToken::parse).transpose().map_err(|e| ApiError(e.into()))?,
-            tags: parse(Tags::parse(self.tags.unwrap_or_default()))?,
+            tags: LaunchTags::user(parse(Tags::parse(self.tags.unwrap_or_default()))?),
             ssh_public_key: None,
             key_name: None,
-            client_tags: Default::default(),
         })
     }
 }
@@ -80,8 +79,8 @@ impl LaunchBody {
         (status = 409, description = "`quota_exceeded`", body = ErrorBody), (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody),
         (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
-    let spec = body.into_inner().into_spec()?;
-    let out = broker.provisioning.launch(&a.0, spec).await?;
+    let request = body.into_inner().into_request()?;
+    let out = broker.provisioning.launch(&a.0, request).await?;
     let status = if out.created { actix_web::http::StatusCode::CREATED } else { actix_web::http::StatusCode::OK };
     Ok(HttpResponse::build(status).json(VmPage { vms: out.vms, next_cursor: None }))
 }

@@ -1,15 +1,16 @@
 //! The audit log (admin): newest first, keyset pages, filters by user,
 //! action and date (UTC days, inclusive).
 
+use super::context::Ctx;
+use super::errors::UiResult;
 use super::form::{when, FormErrors};
-use super::session::SignedIn;
-use super::{errors, html, urlencode, Chrome};
-use actix_web::{web, HttpRequest, HttpResponse};
+use super::{html, urlencode, Chrome};
+use actix_web::web;
 use askama::Template;
 use chrono::{NaiveDate, TimeZone, Utc};
 use cloudbroker_core::audit::AuditQuery;
 use cloudbroker_core::domain::PageRequest;
-use cloudbroker_core::Broker;
+use cloudbroker_core::ServiceError;
 use serde::Deserialize;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,12 +58,12 @@ fn day(field: &str, s: &str, end: bool) -> Result<Option<chrono::DateTime<Utc>>,
     Ok(t.map(|t| Utc.from_utc_datetime(&t)))
 }
 
-async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, f: web::Query<Filters>) -> HttpResponse {
+async fn list(ui: Ctx, f: web::Query<Filters>) -> UiResult {
     let f = f.into_inner();
     let (user, action) = (f.user.unwrap_or_default(), f.action.unwrap_or_default());
     let (since_s, until_s) = (f.since.unwrap_or_default(), f.until.unwrap_or_default());
     let mut page = AuditPage {
-        c: Chrome::new(&me, "admin/audit", "Audit log"),
+        c: ui.chrome("admin/audit", "Audit log"),
         rows: vec![],
         next: None,
         paged: f.cursor.as_deref().is_some_and(|c| !c.is_empty()),
@@ -76,7 +77,7 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, f: web:
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             page.errors = e;
-            return html(page.errors.status(), &page);
+            return Ok(html(page.errors.status(), &page));
         }
     };
     let q = AuditQuery {
@@ -85,14 +86,8 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, f: web:
         since,
         until,
     };
-    let pr = match PageRequest::parse(Some("50"), f.cursor.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return errors::service_error_page(&req, &e.into()),
-    };
-    let p = match broker.audit.list(&me.session.actor, q, pr).await {
-        Ok(p) => p,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+    let pr = PageRequest::parse(Some("50"), f.cursor.as_deref()).map_err(ServiceError::from)?;
+    let p = ui.broker.audit.list(ui.actor(), q, pr).await?;
     page.next = p.next_cursor.map(|c| {
         format!(
             "/admin/audit?user={}&action={}&since={}&until={}&cursor={}",
@@ -108,5 +103,5 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, f: web:
         .into_iter()
         .map(|e| Row { at: when(&e.at), actor: e.actor, action: e.action, target: e.target, outcome: e.outcome, detail: e.detail })
         .collect();
-    html(page.errors.status(), &page)
+    Ok(html(page.errors.status(), &page))
 }

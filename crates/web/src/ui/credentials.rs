@@ -3,16 +3,16 @@
 //! anyway" storing them unverified), shown masked, deleted unless live VMs,
 //! Elastic IPs or volumes made with them remain. A secret is never rendered back, not even after a failed save.
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::{UiError, UiResult};
 use super::form::FormErrors;
-use super::session::{csrf_ok, csrf_refused, SignedIn};
-use super::{errors, html, redirect_with, Chrome};
+use super::{html, Chrome};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
 use cloudbroker_core::domain::InstanceName;
 use cloudbroker_core::registry::Status;
 use cloudbroker_core::vault::{MaskedCredential, Scope};
-use cloudbroker_core::Broker;
 use serde::Deserialize;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -39,8 +39,8 @@ struct CredentialsPage {
     rows: Vec<CredRow>,
 }
 
-async fn render(me: &SignedIn, broker: &Broker, failed: Option<(&str, String, FormErrors, bool)>) -> HttpResponse {
-    let actor = &me.session.actor;
+async fn render(ui: &Ctx, failed: Option<(&str, String, FormErrors, bool)>) -> HttpResponse {
+    let (actor, broker) = (ui.actor(), &ui.broker);
     let stored = broker.vault.list_user(actor, &actor.name).await.unwrap_or_default();
     let mut status = StatusCode::OK;
     let rows = broker
@@ -69,84 +69,53 @@ async fn render(me: &SignedIn, broker: &Broker, failed: Option<(&str, String, Fo
             row
         })
         .collect::<Vec<_>>();
-    html(status, &CredentialsPage { c: Chrome::new(me, "credentials", "Cloud credentials"), rows })
+    html(status, &CredentialsPage { c: ui.chrome("credentials", "Cloud credentials"), rows })
 }
 
-async fn list(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    render(&me, &broker, None).await
+async fn list(ui: Ctx) -> HttpResponse {
+    render(&ui, None).await
 }
 
-fn instance_in_path(req: &HttpRequest, s: &str) -> Result<InstanceName, Box<HttpResponse>> {
-    InstanceName::parse(s)
-        .map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such connector instance.")))
+fn instance_in_path(s: &str) -> Result<InstanceName, UiError> {
+    InstanceName::parse(s).map_err(|_| UiError::NotFound("No such connector instance."))
 }
 
 #[derive(Deserialize)]
 pub(super) struct CredForm {
-    csrf: Option<String>,
     access_key_id: String,
     secret_access_key: String,
     force: Option<String>,
 }
 
-async fn save(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    instance: web::Path<String>,
-    form: web::Form<CredForm>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let instance = match instance_in_path(&req, &instance) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
+async fn save(ui: Ctx, instance: web::Path<String>, form: CsrfForm<CredForm>) -> UiResult {
+    let instance = instance_in_path(&instance)?;
+    let actor = ui.actor();
     let force = form.force.is_some();
-    match broker.vault.put(&s.actor, Scope::User(&s.actor.name), &instance, &form.access_key_id, &form.secret_access_key, force).await {
+    Ok(match ui.broker.vault.put(actor, Scope::User(&actor.name), &instance, &form.access_key_id, &form.secret_access_key, force).await {
         Ok(c) => {
             let msg = if c.status == "verified" {
                 format!("Credentials for {instance} saved and verified ({})", c.access_key_id)
             } else {
                 format!("Credentials for {instance} saved UNVERIFIED ({}): {}", c.access_key_id, c.status_message)
             };
-            redirect_with(&req, &broker, "/credentials", &msg)
+            ui.redirect_with("/credentials", &msg)
         }
         Err(e) => {
             let failed_check = e.to_string().contains("failed validation");
             let errs = FormErrors::from_service(&e, &["access_key_id", "secret_access_key"]);
-            render(&me, &broker, Some((instance.as_str(), form.access_key_id.clone(), errs, failed_check))).await
+            render(&ui, Some((instance.as_str(), form.access_key_id.clone(), errs, failed_check))).await
         }
-    }
+    })
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn delete(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    instance: web::Path<String>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let instance = match instance_in_path(&req, &instance) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match broker.vault.delete(&s.actor, Scope::User(&s.actor.name), &instance).await {
-        Ok(()) => redirect_with(&req, &broker, "/credentials", &format!("Credentials for {instance} deleted")),
+async fn delete(ui: Ctx, instance: web::Path<String>, _: CsrfForm) -> UiResult {
+    let instance = instance_in_path(&instance)?;
+    let actor = ui.actor();
+    Ok(match ui.broker.vault.delete(actor, Scope::User(&actor.name), &instance).await {
+        Ok(()) => ui.redirect_with("/credentials", &format!("Credentials for {instance} deleted")),
         Err(e) => {
             let errs = FormErrors::general(format!("Not deleted: {}", super::form::friendly(&e)));
-            render(&me, &broker, Some((instance.as_str(), String::new(), errs, false))).await
+            render(&ui, Some((instance.as_str(), String::new(), errs, false))).await
         }
-    }
+    })
 }

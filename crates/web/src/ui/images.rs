@@ -5,15 +5,15 @@
 //! from; ids from `connectors.d/images/` are read-only with their file:line.
 //! A missing parent or a cycle comes back next to the parent field.
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::{UiError, UiResult};
 use super::form::FormErrors;
-use super::session::{csrf_ok, csrf_refused, SignedIn};
-use super::{errors, html, redirect_with, Chrome};
+use super::{html, Chrome};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
 use cloudbroker_core::domain::{ImageName, InstanceName};
 use cloudbroker_core::images::{ImageMapping, ImageSpec, ImageView};
-use cloudbroker_core::Broker;
 use std::collections::BTreeMap;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,11 +42,8 @@ struct ListPage {
     rows: Vec<ImageRow>,
 }
 
-async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    let images = match broker.images.list().await {
-        Ok(i) => i,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+async fn list(ui: Ctx) -> UiResult {
+    let images = ui.broker.images.list().await?;
     let rows = images
         .into_iter()
         .map(|i| ImageRow {
@@ -58,7 +55,7 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> Http
             owner: i.owner.map(|o| o.to_string()).unwrap_or_default(),
         })
         .collect();
-    html(StatusCode::OK, &ListPage { c: Chrome::new(&me, "admin/images", "Native images"), rows })
+    Ok(html(StatusCode::OK, &ListPage { c: ui.chrome("admin/images", "Native images"), rows }))
 }
 
 /// One instance's part of the form.
@@ -94,13 +91,8 @@ impl FormPage {
     }
 }
 
-async fn form_page(
-    me: &SignedIn,
-    broker: &Broker,
-    typed: Option<&BTreeMap<String, String>>,
-    current: Option<ImageView>,
-    errs: FormErrors,
-) -> HttpResponse {
+async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: Option<ImageView>, errs: FormErrors) -> HttpResponse {
+    let broker = &ui.broker;
     let catalogue = broker.images.catalogue().await.ok();
     let images = catalogue.as_ref().map(|c| c.images().to_vec()).unwrap_or_default();
     let editing = current.is_some();
@@ -108,7 +100,7 @@ async fn form_page(
     let get = |k: &str, stored: String| typed.and_then(|t| t.get(k).cloned()).unwrap_or(stored);
     let name = get("name", cur.as_ref().map(|i| i.name.to_string()).unwrap_or_default());
     let mut instances = Vec::new();
-    for i in broker.system.connectors(&me.session.actor) {
+    for i in broker.system.connectors(ui.actor()) {
         let inst = i.name.to_string();
         let m = cur.as_ref().and_then(|c| c.mappings.get(&inst).cloned());
         let file = cur.as_ref().and_then(|c| c.file_mappings.get(&inst).cloned()).unwrap_or_default();
@@ -134,7 +126,7 @@ async fn form_page(
         });
     }
     let page = FormPage {
-        c: Chrome::new(me, "admin/images", if editing { format!("Image {name}") } else { "New image".into() }),
+        c: ui.chrome("admin/images", if editing { format!("Image {name}") } else { "New image".into() }),
         editing,
         parents: images.iter().map(|i| i.name.to_string()).filter(|n| n != &name).collect(),
         description: get("description", cur.as_ref().map(|i| i.description.clone()).unwrap_or_default()),
@@ -147,27 +139,22 @@ async fn form_page(
     html(page.errors.status(), &page)
 }
 
-async fn new_form(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    form_page(&me, &broker, None, None, FormErrors::none()).await
+async fn new_form(ui: Ctx) -> HttpResponse {
+    form_page(&ui, None, None, FormErrors::none()).await
 }
 
-fn image_in_path(req: &HttpRequest, s: &str) -> Result<ImageName, Box<HttpResponse>> {
-    ImageName::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such image.")))
+fn image_in_path(s: &str) -> Result<ImageName, UiError> {
+    ImageName::parse(s).map_err(|_| UiError::NotFound("No such image."))
 }
 
-async fn edit_form(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>) -> HttpResponse {
-    let name = match image_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    match broker.images.get(&name).await {
-        Ok(v) => form_page(&me, &broker, None, Some(v), FormErrors::none()).await,
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+async fn edit_form(ui: Ctx, name: web::Path<String>) -> UiResult {
+    let name = image_in_path(&name)?;
+    let v = ui.broker.images.get(&name).await?;
+    Ok(form_page(&ui, None, Some(v), FormErrors::none()).await)
 }
 
 /// The image the form describes, or the messages saying what is wrong.
-fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current: Option<&ImageView>) -> Result<ImageSpec, FormErrors> {
+fn spec_of(f: &BTreeMap<String, String>, ui: &Ctx, current: Option<&ImageView>) -> Result<ImageSpec, FormErrors> {
     let v = |k: &str| f.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
     let name = ImageName::parse(&v("name")).map_err(|e| FormErrors::field("name", e.message))?;
     let parent = match v("parent").as_str() {
@@ -175,7 +162,7 @@ fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current
         p => Some(ImageName::parse(p).map_err(|e| FormErrors::field("parent", e.message))?),
     };
     let mut mappings = BTreeMap::new();
-    for i in broker.system.connectors(&me.session.actor) {
+    for i in ui.broker.system.connectors(ui.actor()) {
         let inst = i.name.to_string();
         let file_id = current.and_then(|c| c.file_mappings.get(&inst).and(c.mappings.get(&inst))).map(|m| m.image_id.clone());
         let id = file_id.clone().unwrap_or_else(|| v(&format!("id.{inst}")));
@@ -205,73 +192,39 @@ fn spec_of(f: &BTreeMap<String, String>, broker: &Broker, me: &SignedIn, current
     Ok(ImageSpec { name, description: v("description"), os: v("os"), parent, mappings })
 }
 
-async fn save(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: Vec<(String, String)>, current: Option<ImageView>) -> HttpResponse {
-    let s = &me.session;
-    let csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.clone());
-    if !csrf_ok(s, csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let mut typed: BTreeMap<String, String> = form.into_iter().filter(|(k, _)| k != "csrf").collect();
+/// The form's fields by name (the last of a repeated one).
+type Fields = BTreeMap<String, String>;
+
+async fn save(ui: &Ctx, mut typed: Fields, current: Option<ImageView>) -> HttpResponse {
     if let Some(c) = &current {
         typed.insert("name".into(), c.name.to_string());
     }
-    let spec = match spec_of(&typed, broker, me, current.as_ref()) {
+    let spec = match spec_of(&typed, ui, current.as_ref()) {
         Ok(s) => s,
-        Err(errs) => return form_page(me, broker, Some(&typed), current, errs).await,
+        Err(errs) => return form_page(ui, Some(&typed), current, errs).await,
     };
     let name = spec.name.to_string();
-    match broker.images.put(&s.actor, spec, current.is_none()).await {
-        Ok(_) => redirect_with(req, broker, &format!("/admin/images/{name}"), &format!("Image {name} saved")),
+    match ui.broker.images.put(ui.actor(), spec, current.is_none()).await {
+        Ok(_) => ui.redirect_with(&format!("/admin/images/{name}"), &format!("Image {name} saved")),
         Err(e) => {
             let errs = FormErrors::from_service(&e, &["name", "parent", "description"]);
-            form_page(me, broker, Some(&typed), current, errs).await
+            form_page(ui, Some(&typed), current, errs).await
         }
     }
 }
 
-async fn create(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
-    save(&req, &me, &broker, form.into_inner(), None).await
+async fn create(ui: Ctx, form: CsrfForm<Fields>) -> HttpResponse {
+    save(&ui, form.into_inner(), None).await
 }
 
-async fn update(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
-) -> HttpResponse {
-    let name = match image_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    match broker.images.get(&name).await {
-        Ok(v) => save(&req, &me, &broker, form.into_inner(), Some(v)).await,
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+async fn update(ui: Ctx, name: web::Path<String>, form: CsrfForm<Fields>) -> UiResult {
+    let name = image_in_path(&name)?;
+    let v = ui.broker.images.get(&name).await?;
+    Ok(save(&ui, form.into_inner(), Some(v)).await)
 }
 
-#[derive(serde::Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn delete(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match image_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    match broker.images.delete(&s.actor, &name).await {
-        Ok(()) => redirect_with(&req, &broker, "/admin/images", &format!("Image {name} deleted")),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+async fn delete(ui: Ctx, name: web::Path<String>, _: CsrfForm) -> UiResult {
+    let name = image_in_path(&name)?;
+    ui.broker.images.delete(ui.actor(), &name).await?;
+    Ok(ui.redirect_with("/admin/images", &format!("Image {name} deleted")))
 }

@@ -2,15 +2,16 @@
 //! a pre-session cookie; a malformed user name gets the same answer as a
 //! wrong password.
 
-use super::session::{cookie, csrf_ok, csrf_refused, removal, session, tokens_equal, SignedIn, SESSION_COOKIE};
+use super::context::{CsrfForm, Ctx};
+use super::session::{cookie, removal, session, tokens_equal, SESSION_COOKIE};
 use super::{errors, html, read_flash, redirect, Chrome, FLASH_COOKIE};
 use crate::common::auth::client_ip;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use cloudbroker_connector_api::SecretString;
+use cloudbroker_core::auth::random_token;
 use cloudbroker_core::domain::UserName;
-use cloudbroker_core::identity::random_token;
 use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 
@@ -52,6 +53,7 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
     let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if expected.is_empty() || !tokens_equal(&expected, &form.csrf) {
         return errors::forbidden_page(
+            &req,
             "The sign-in form's security token is missing or out of date (invalid CSRF token): reload the sign-in page and try again.",
         );
     }
@@ -89,17 +91,9 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    csrf: Option<String>,
-}
-
-pub(super) async fn logout(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfForm>) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let _ = broker.identity.logout(&me.raw).await;
+pub(super) async fn logout(ui: Ctx, _: CsrfForm) -> HttpResponse {
+    let _ = ui.broker.identity.logout(&ui.me.raw).await;
     let mut r = redirect("/login");
-    let _ = r.add_cookie(&removal(&req, &broker, SESSION_COOKIE));
+    let _ = r.add_cookie(&removal(&ui.req, &ui.broker, SESSION_COOKIE));
     r
 }

@@ -2,13 +2,16 @@
 //! credentials and VMs for every user, and the admin pages (system
 //! configuration, connectors, native images, users). Pages behind sign-in
 //! live in one scope guarded by [`session::require_session`] (handlers
-//! receive the signed-in user as [`session::SignedIn`]); `/admin` gets
-//! [`session::require_admin`] on top. Every state-changing form carries the
-//! session's CSRF token; a failed submit comes back filled, with the message
-//! next to the field; errors become pages with a request id, never a cause.
+//! take the request context [`context::Ctx`]: the signed-in user, the
+//! broker, the layout); `/admin` gets [`session::require_admin`] on top.
+//! Every state-changing form is a [`context::CsrfForm`], checked against the
+//! session's CSRF token before the handler runs; a failed submit comes back
+//! filled, with the message next to the field; a handler's
+//! [`errors::UiError`] becomes a page with the request's id, never a cause.
 //! Handlers are thin over the same core service calls the JSON API makes.
 
 pub mod audit;
+pub mod context;
 pub mod credentials;
 pub mod errors;
 pub mod form;
@@ -145,17 +148,12 @@ pub(crate) fn read_flash(c: Option<Cookie<'_>>) -> Option<String> {
     String::from_utf8(raw).ok().filter(|m| !m.is_empty())
 }
 
-/// Percent-encodes a query-string value.
+/// Everything but the RFC 3986 unreserved set `A-Z a-z 0-9 - _ . ~`.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Percent-encodes a query-string value (uppercase `%XX`, space as `%20`).
 pub(crate) fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 async fn style() -> HttpResponse {

@@ -5,9 +5,10 @@
 //! SigV2 clients use. Every action goes through the same core service as
 //! the JSON API's.
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::{UiError, UiResult};
 use super::form::{friendly, when, FormErrors};
-use super::session::{csrf_ok, csrf_refused, SignedIn};
-use super::{errors, html, page, redirect_with, Chrome};
+use super::{html, page, Chrome};
 use crate::common::auth::client_ip;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -56,12 +57,9 @@ struct HomePage {
     problems: Vec<String>,
 }
 
-pub(super) async fn home(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    let actor = &me.session.actor;
-    let counts = match broker.provisioning.vm_counts(actor, Some(&actor.name)).await {
-        Ok(c) => c,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+pub(super) async fn home(ui: Ctx) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let counts = broker.provisioning.vm_counts(actor, Some(&actor.name)).await?;
     let quotas = broker.provisioning.quotas(actor, &actor.name).await.unwrap_or_default();
     let creds = broker.vault.list_user(actor, &actor.name).await.unwrap_or_default();
     let mut rows = Vec::new();
@@ -95,7 +93,7 @@ pub(super) async fn home(req: HttpRequest, me: SignedIn, broker: web::Data<Broke
             problems.extend(cfg.file_errors.into_iter().chain(cfg.errors));
         }
     }
-    page(&HomePage { c: Chrome::new(&me, "home", "Dashboard"), rows, problems })
+    Ok(page(&HomePage { c: ui.chrome("home", "Dashboard"), rows, problems }))
 }
 
 struct TokenRow {
@@ -154,8 +152,8 @@ impl ProfilePage {
     }
 }
 
-async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpResponse {
-    let actor = &me.session.actor;
+async fn render(ui: &Ctx, mut p: ProfilePage) -> HttpResponse {
+    let (actor, broker) = (ui.actor(), &ui.broker);
     if p.ssh_key.is_empty() && p.form != "ssh" {
         p.ssh_key = broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.ssh_public_key).unwrap_or_default();
     }
@@ -175,8 +173,8 @@ async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpRespo
         })
         .collect();
     p.access_keys = broker
-        .vault
-        .list_access_keys(actor, &actor.name)
+        .access_keys
+        .list(actor, &actor.name)
         .await
         .unwrap_or_default()
         .into_iter()
@@ -195,9 +193,9 @@ async fn render(me: &SignedIn, broker: &Broker, mut p: ProfilePage) -> HttpRespo
     html(p.errors.status(), &p)
 }
 
-fn blank(me: &SignedIn) -> ProfilePage {
+fn blank(ui: &Ctx) -> ProfilePage {
     ProfilePage {
-        c: Chrome::new(me, "profile", "Profile"),
+        c: ui.chrome("profile", "Profile"),
         ssh_key: String::new(),
         tokens: vec![],
         new_token: None,
@@ -212,13 +210,12 @@ fn blank(me: &SignedIn) -> ProfilePage {
     }
 }
 
-async fn profile(me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    render(&me, &broker, blank(&me)).await
+async fn profile(ui: Ctx) -> HttpResponse {
+    render(&ui, blank(&ui)).await
 }
 
 #[derive(Deserialize)]
 pub(super) struct PasswordForm {
-    csrf: Option<String>,
     current_password: String,
     new_password: String,
     confirm_password: String,
@@ -226,74 +223,63 @@ pub(super) struct PasswordForm {
     disable_access_keys: Option<String>,
 }
 
-async fn change_password(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<PasswordForm>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let mut p = blank(&me);
+async fn change_password(ui: Ctx, form: CsrfForm<PasswordForm>) -> HttpResponse {
+    let actor = ui.actor();
+    let mut p = blank(&ui);
     p.form = "password";
     if form.new_password != form.confirm_password {
         p.errors = FormErrors::field("confirm_password", "the two new passwords differ");
-        return render(&me, &broker, p).await;
+        return render(&ui, p).await;
     }
     let current = SecretString::new(form.current_password.clone());
     let new = SecretString::new(form.new_password.clone());
     let disable_keys = form.disable_access_keys.is_some();
-    match broker.identity.change_password(&s.actor, &s.actor.name, Some(&current), &new, client_ip(&req), disable_keys).await {
+    match ui.broker.identity.change_password(actor, &actor.name, Some(&current), &new, client_ip(&ui.req), disable_keys).await {
         // Every session ended with the change: sign in again with the new password.
-        Ok(()) => redirect_with(&req, &broker, "/login", "Password changed: sign in with the new one"),
+        Ok(()) => ui.redirect_with("/login", "Password changed: sign in with the new one"),
         Err(e) => {
             let mut e = FormErrors::from_service(&e, &["current_password", "password"]);
             if let Some(m) = e.of("password").map(str::to_string) {
                 e.add("new_password", m);
             }
             p.errors = e;
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
     }
 }
 
 #[derive(Deserialize)]
 pub(super) struct SshKeyForm {
-    csrf: Option<String>,
     ssh_public_key: String,
 }
 
-async fn set_ssh_key(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<SshKeyForm>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn set_ssh_key(ui: Ctx, form: CsrfForm<SshKeyForm>) -> HttpResponse {
+    let actor = ui.actor();
     let key = form.ssh_public_key.trim();
-    match broker.identity.set_ssh_key(&s.actor, &s.actor.name, (!key.is_empty()).then_some(key)).await {
-        Ok(()) => redirect_with(&req, &broker, "/profile", if key.is_empty() { "SSH key removed" } else { "SSH key saved" }),
+    match ui.broker.identity.set_ssh_key(actor, &actor.name, (!key.is_empty()).then_some(key)).await {
+        Ok(()) => ui.redirect_with("/profile", if key.is_empty() { "SSH key removed" } else { "SSH key saved" }),
         Err(e) => {
-            let mut p = blank(&me);
+            let mut p = blank(&ui);
             p.form = "ssh";
             p.ssh_key = form.ssh_public_key.clone();
             p.errors = FormErrors::from_service(&e, &[]);
             if p.errors.general.is_some() {
                 p.errors = FormErrors::field("ssh_public_key", friendly(&e));
             }
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
     }
 }
 
 #[derive(Deserialize)]
 pub(super) struct TokenForm {
-    csrf: Option<String>,
     name: String,
     days: String,
 }
 
-async fn create_token(me: SignedIn, broker: web::Data<Broker>, form: web::Form<TokenForm>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let mut p = blank(&me);
+async fn create_token(ui: Ctx, form: CsrfForm<TokenForm>) -> HttpResponse {
+    let actor = ui.actor();
+    let mut p = blank(&ui);
     p.form = "token";
     p.token_name = form.name.clone();
     p.token_days = form.days.clone();
@@ -305,17 +291,17 @@ async fn create_token(me: SignedIn, broker: web::Data<Broker>, form: web::Form<T
             Ok(d) if (1..=3650).contains(&d) => Some(Duration::from_secs(d * 86_400)),
             _ => {
                 p.errors = FormErrors::field("days", "give a whole number of days from 1 to 3650, or leave empty for no expiry");
-                return render(&me, &broker, p).await;
+                return render(&ui, p).await;
             }
         }
     };
-    match broker.identity.create_token(&s.actor, &s.actor.name, form.name.trim(), expires).await {
+    match ui.broker.identity.create_token(actor, &actor.name, form.name.trim(), expires).await {
         Ok((raw, _)) => {
             p.form = "";
             p.token_name = String::new();
             p.c.flash = Some("Token created: copy it now, it is not shown again".into());
             p.new_token = Some(raw);
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
         Err(e) => {
             let mut errs = FormErrors::from_service(&e, &["name"]);
@@ -323,57 +309,35 @@ async fn create_token(me: SignedIn, broker: web::Data<Broker>, form: web::Form<T
                 errs.add("days", m);
             }
             p.errors = errs;
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn revoke_token(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    id: web::Path<String>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let Ok(id) = TokenId::parse(&id) else {
-        return errors::error_page(Some(&req), actix_web::http::StatusCode::NOT_FOUND, "Not found", "No such token.");
-    };
-    match broker.identity.revoke_token(&s.actor, &s.actor.name, &id).await {
-        Ok(()) => redirect_with(&req, &broker, "/profile", "Token revoked"),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+async fn revoke_token(ui: Ctx, id: web::Path<String>, _: CsrfForm) -> UiResult {
+    let id = TokenId::parse(&id).map_err(|_| UiError::NotFound("No such token."))?;
+    let actor = ui.actor();
+    ui.broker.identity.revoke_token(actor, &actor.name, &id).await?;
+    Ok(ui.redirect_with("/profile", "Token revoked"))
 }
 
 #[derive(Deserialize)]
 pub(super) struct RegionForm {
-    csrf: Option<String>,
     default_ec2_region: String,
 }
 
-async fn set_default_region(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<RegionForm>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn set_default_region(ui: Ctx, form: CsrfForm<RegionForm>) -> HttpResponse {
+    let actor = ui.actor();
     let region = form.default_ec2_region.trim();
-    match broker.set_default_ec2_region(&s.actor, &s.actor.name, Some(region)).await {
-        Ok(()) if region.is_empty() => redirect_with(&req, &broker, "/profile", "Default EC2 region cleared"),
-        Ok(()) => redirect_with(&req, &broker, "/profile", &format!("Default EC2 region set to {region}")),
+    match ui.broker.set_default_ec2_region(actor, &actor.name, Some(region)).await {
+        Ok(()) if region.is_empty() => ui.redirect_with("/profile", "Default EC2 region cleared"),
+        Ok(()) => ui.redirect_with("/profile", &format!("Default EC2 region set to {region}")),
         Err(e) => {
-            let mut p = blank(&me);
+            let mut p = blank(&ui);
             p.form = "region";
             p.default_region = form.default_ec2_region.clone();
             p.errors = FormErrors::from_service(&e, &["default_ec2_region"]);
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
     }
 }
@@ -389,59 +353,44 @@ fn base_url(req: &HttpRequest, broker: &Broker) -> String {
     }
 }
 
-async fn create_access_key(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfOnly>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let mut p = blank(&me);
+async fn create_access_key(ui: Ctx, _: CsrfForm) -> HttpResponse {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let mut p = blank(&ui);
     p.form = "keys";
-    match broker.vault.create_access_key(&s.actor, &s.actor.name).await {
+    match broker.access_keys.create(actor, &actor.name).await {
         Ok((key, secret)) => {
-            let default = broker.identity.get_user(&s.actor, &s.actor.name).await.ok().and_then(|u| u.default_ec2_region);
+            let default = broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.default_ec2_region);
             let region = default
-                .or_else(|| broker.system.connectors(&s.actor).into_iter().next().map(|i| i.name.to_string()))
+                .or_else(|| broker.system.connectors(actor).into_iter().next().map(|i| i.name.to_string()))
                 .unwrap_or_else(|| "REGION".into());
             let example = format!(
                 "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {}/ec2 --region {region} ec2 describe-instances",
                 key.access_key_id,
                 secret.expose(),
-                base_url(&req, &broker)
+                base_url(&ui.req, broker)
             );
             p.form = "";
             p.c.flash = Some("Access key created: copy its secret now, it is not shown again".into());
             p.new_key = Some(NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
             // Every page is sent `no-store` (see `html`): no cache keeps the secret.
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
         Err(e) => {
             p.errors = FormErrors::from_service(&e, &[]);
-            render(&me, &broker, p).await
+            render(&ui, p).await
         }
     }
 }
 
-async fn access_key_op(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    path: web::Path<(String, String)>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn access_key_op(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
     let (id, op) = path.into_inner();
-    let (actor, user) = (&s.actor, &s.actor.name);
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let user = &actor.name;
     let done = match op.as_str() {
-        "disable" => broker.vault.set_access_key_active(actor, user, &id, false).await.map(|_| "Access key disabled"),
-        "enable" => broker.vault.set_access_key_active(actor, user, &id, true).await.map(|_| "Access key enabled"),
-        "delete" => broker.vault.delete_access_key(actor, user, &id).await.map(|()| "Access key deleted"),
-        _ => return errors::error_page(Some(&req), actix_web::http::StatusCode::NOT_FOUND, "Not found", "No such action."),
+        "disable" => broker.access_keys.set_active(actor, user, &id, false).await.map(|_| "Access key disabled"),
+        "enable" => broker.access_keys.set_active(actor, user, &id, true).await.map(|_| "Access key enabled"),
+        "delete" => broker.access_keys.delete(actor, user, &id).await.map(|()| "Access key deleted"),
+        _ => return Err(UiError::NotFound("No such action.")),
     };
-    match done {
-        Ok(msg) => redirect_with(&req, &broker, "/profile", msg),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+    Ok(ui.redirect_with("/profile", done?))
 }

@@ -1,5 +1,7 @@
 //! Sessions in the UI: cookies, the guards of the signed-in and admin
-//! scopes, the flash message, and CSRF checks. A session id is only ever
+//! scopes (the signed-in one also renders handlers' `UiError`s), the flash
+//! message, and the CSRF comparison (done for every form by
+//! [`super::context::CsrfForm`]). A session id is only ever
 //! compared by the identity service (as a hash); CSRF tokens are compared in
 //! constant time.
 
@@ -8,7 +10,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use cloudbroker_core::identity::Session;
 use cloudbroker_core::Broker;
 use std::future::{ready, Ready};
@@ -73,7 +75,7 @@ pub async fn session(req: &HttpRequest, broker: &Broker) -> Option<SignedIn> {
 /// The guard of the signed-in scope: no session, no page (a redirect to sign-in).
 pub async fn require_session(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(broker) = req.app_data::<web::Data<Broker>>().cloned() else {
         return Err(actix_web::error::ErrorInternalServerError("no broker"));
@@ -83,7 +85,8 @@ pub async fn require_session(
             let had_flash = req.cookie(FLASH_COOKIE).is_some();
             s.flash = read_flash(req.cookie(FLASH_COOKIE));
             req.extensions_mut().insert(s);
-            let mut res = next.call(req).await?;
+            // A handler's `UiError` becomes its page here, where the request is.
+            let mut res = errors::rendered(next.call(req).await?);
             // Shown once: cleared unless this response leaves a new one.
             if had_flash && !res.response().cookies().any(|c| c.name() == FLASH_COOKIE) {
                 let removal = removal(res.request(), &broker, FLASH_COOKIE);
@@ -122,11 +125,4 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
 /// Whether a form's CSRF token is the session's.
 pub fn csrf_ok(s: &Session, given: Option<&str>) -> bool {
     given.is_some_and(|g| tokens_equal(&s.csrf_token, g))
-}
-
-/// The answer to a form without the session's CSRF token (nothing was changed).
-pub fn csrf_refused() -> HttpResponse {
-    errors::forbidden_page(
-        "The form's security token is missing or out of date (invalid CSRF token). Nothing was changed: reload the page and try again.",
-    )
 }

@@ -7,14 +7,15 @@
 //! typed kept. *Reload configuration files* says what changed and what
 //! failed. The connectors overview shows kind, status and VM counts.
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::UiResult;
 use super::form::{when, FormErrors};
-use super::session::{csrf_ok, csrf_refused, SignedIn};
-use super::{errors, html, page, redirect_with, Chrome};
-use actix_web::{web, HttpRequest, HttpResponse};
+use super::{html, page, Chrome};
+use actix_web::web;
 use askama::Template;
 use cloudbroker_connector_api::params::{ParamSpec, ParamType};
 use cloudbroker_core::registry::{EffectiveParam, InstanceEntry, Origin, Status, SYSTEM_PARAMS};
-use cloudbroker_core::{Broker, ServiceError};
+use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -66,6 +67,8 @@ struct SystemPage {
     instances: Vec<Section>,
     problems: Vec<String>,
     files: Vec<String>,
+    /// The connector kinds this broker was built with (`ec2, ec2query, sandbox`).
+    kinds: String,
     errors: FormErrors,
 }
 
@@ -153,34 +156,32 @@ fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormError
     }
 }
 
-fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, typed: &BTreeMap<String, String>, errs: FormErrors) -> HttpResponse {
-    let actor = &me.session.actor;
-    let cfg = match broker.system.config(actor) {
-        Ok(c) => c,
-        Err(e) => return errors::service_error_page(req, &e),
-    };
+fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let cfg = broker.system.config(actor)?;
     let system: Vec<&EffectiveParam> =
         cfg.params.iter().filter(|p| p.key == "cloud.connector.class" || SYSTEM_PARAMS.iter().any(|s| s.name == p.key)).collect();
     let basics = system.iter().filter(|p| p.key == "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
     let advanced = system.iter().filter(|p| p.key != "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
     let instances = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs)).collect();
     let problems = cfg.file_errors.iter().chain(cfg.errors.iter()).cloned().collect();
-    html(
+    Ok(html(
         errs.status(),
         &SystemPage {
-            c: Chrome::new(me, "admin/system", "Configuration → System"),
+            c: ui.chrome("admin/system", "Configuration → System"),
             basics,
             advanced,
             instances,
             problems,
             files: cfg.files.iter().map(|f| f.display().to_string()).collect(),
+            kinds: ui.broker.registry.kinds().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
             errors: errs,
         },
-    )
+    ))
 }
 
-async fn show(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    render(&req, &me, &broker, &BTreeMap::new(), FormErrors::none())
+async fn show(ui: Ctx) -> UiResult {
+    render(&ui, &BTreeMap::new(), FormErrors::none())
 }
 
 /// The key a configuration error names (its first quoted word), when the form sent it.
@@ -191,18 +192,9 @@ fn key_of_error(message: &str, sent: &BTreeMap<String, String>) -> Option<String
     sent.contains_key(&field_name(key)).then(|| field_name(key))
 }
 
-async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
-    let s = &me.session;
-    let form = form.into_inner();
-    let csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
-    if !csrf_ok(s, csrf) {
-        return csrf_refused();
-    }
-    let typed: BTreeMap<String, String> = form.into_iter().filter(|(k, _)| k.starts_with("p.")).collect();
-    let cfg = match broker.system.config(&s.actor) {
-        Ok(c) => c,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
+    let typed: BTreeMap<String, String> = form.into_inner().into_iter().filter(|(k, _)| k.starts_with("p.")).collect();
+    let cfg = ui.broker.system.config(ui.actor())?;
     // Only what changed: fields left as shown are not sent.
     let mut changes = Vec::new();
     for p in &cfg.params {
@@ -226,9 +218,9 @@ async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: w
         }
     }
     if changes.is_empty() {
-        return redirect_with(&req, &broker, "/admin/system", "Nothing changed");
+        return Ok(ui.redirect_with("/admin/system", "Nothing changed"));
     }
-    match broker.system.set(&s.actor, &changes).await {
+    match ui.broker.system.set(ui.actor(), &changes).await {
         Ok(out) => {
             let mut msg =
                 format!("Saved {} value(s): {}", changes.len(), changes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "));
@@ -238,7 +230,7 @@ async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: w
                     out.errors.len() + out.file_errors.len()
                 ));
             }
-            redirect_with(&req, &broker, "/admin/system", &msg)
+            Ok(ui.redirect_with("/admin/system", &msg))
         }
         Err(e) => {
             let errs = match &e {
@@ -246,28 +238,20 @@ async fn save(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: w
                     Some(f) => FormErrors::field(&f, e.to_string()),
                     None => FormErrors::general(e.to_string()),
                 },
-                _ if e.is_internal() => return errors::service_error_page(&req, &e),
+                _ if e.is_internal() => return Err(e.into()),
                 _ => FormErrors::general(super::form::friendly(&e)),
             };
             let mut errs = errs;
             if errs.general.is_none() {
                 errs.general = Some("Nothing was saved: fix the value marked below and save again.".into());
             }
-            render(&req, &me, &broker, &typed, errs)
+            render(&ui, &typed, errs)
         }
     }
 }
 
-#[derive(serde::Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn reload(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<CsrfOnly>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn reload(ui: Ctx, _: CsrfForm) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
     let describe = |v: &[InstanceEntry]| -> BTreeMap<String, (String, bool, Vec<String>)> {
         v.iter()
             .map(|i| {
@@ -276,12 +260,9 @@ async fn reload(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
             })
             .collect()
     };
-    let before = describe(&broker.system.connectors(&s.actor));
-    let out = match broker.system.reload(&s.actor).await {
-        Ok(o) => o,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
-    let after = describe(&broker.system.connectors(&s.actor));
+    let before = describe(&broker.system.connectors(actor));
+    let out = broker.system.reload(actor).await?;
+    let after = describe(&broker.system.connectors(actor));
     let mut said = Vec::new();
     for (name, (kind, ready, _)) in &after {
         match before.get(name) {
@@ -299,7 +280,7 @@ async fn reload(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
     if !out.file_errors.is_empty() {
         msg.push_str(&format!(". Failed: {}", out.file_errors.join("; ")));
     }
-    redirect_with(&req, &broker, "/admin/system", &msg)
+    Ok(ui.redirect_with("/admin/system", &msg))
 }
 
 struct ConnectorRow {
@@ -319,12 +300,9 @@ struct ConnectorsPage {
     rows: Vec<ConnectorRow>,
 }
 
-async fn connectors(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    let actor = &me.session.actor;
-    let counts = match broker.provisioning.vm_counts(actor, None).await {
-        Ok(c) => c,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+async fn connectors(ui: Ctx) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let counts = broker.provisioning.vm_counts(actor, None).await?;
     let rows = broker
         .system
         .connectors(actor)
@@ -350,5 +328,5 @@ async fn connectors(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -
             }
         })
         .collect();
-    page(&ConnectorsPage { c: Chrome::new(&me, "admin/connectors", "Connectors"), rows })
+    Ok(page(&ConnectorsPage { c: ui.chrome("admin/connectors", "Connectors"), rows }))
 }

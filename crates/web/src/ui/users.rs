@@ -5,17 +5,16 @@
 //! enable, delete), and quota overrides per instance next to usage and the
 //! effective limit with its origin (override / instance `quota.vm` / default).
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::{UiError, UiResult};
 use super::form::{when, FormErrors};
-use super::session::{csrf_ok, csrf_refused, SignedIn};
-use super::{errors, html, redirect_with, Chrome};
+use super::{html, Chrome};
 use crate::common::auth::client_ip;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web;
 use askama::Template;
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::domain::{InstanceName, UserName};
 use cloudbroker_core::provisioning::QuotaSource;
-use cloudbroker_core::Broker;
 use serde::Deserialize;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -40,7 +39,6 @@ struct UserRow {
 
 #[derive(Deserialize, Default)]
 pub(super) struct NewUserForm {
-    csrf: Option<String>,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -58,12 +56,9 @@ struct ListPage {
     errors: FormErrors,
 }
 
-async fn render_list(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: NewUserForm, errs: FormErrors) -> HttpResponse {
-    let actor = &me.session.actor;
-    let users = match broker.identity.list_users(actor).await {
-        Ok(u) => u,
-        Err(e) => return errors::service_error_page(req, &e),
-    };
+async fn render_list(ui: &Ctx, form: NewUserForm, errs: FormErrors) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let users = broker.identity.list_users(actor).await?;
     let counts = broker.provisioning.vm_counts(actor, None).await.unwrap_or_default();
     let rows = users
         .into_iter()
@@ -75,31 +70,26 @@ async fn render_list(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: Ne
             created: when(&u.created_at),
         })
         .collect();
-    let page =
-        ListPage { c: Chrome::new(me, "admin/users", "Users"), rows, new_name: form.name, new_admin: form.admin.is_some(), errors: errs };
-    html(page.errors.status(), &page)
+    let page = ListPage { c: ui.chrome("admin/users", "Users"), rows, new_name: form.name, new_admin: form.admin.is_some(), errors: errs };
+    Ok(html(page.errors.status(), &page))
 }
 
-async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>) -> HttpResponse {
-    render_list(&req, &me, &broker, NewUserForm::default(), FormErrors::none()).await
+async fn list(ui: Ctx) -> UiResult {
+    render_list(&ui, NewUserForm::default(), FormErrors::none()).await
 }
 
-async fn create(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<NewUserForm>) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn create(ui: Ctx, form: CsrfForm<NewUserForm>) -> UiResult {
     let form = form.into_inner();
     let name = match UserName::parse(form.name.trim()) {
         Ok(n) => n,
-        Err(e) => return render_list(&req, &me, &broker, form, FormErrors::field("name", e.message)).await,
+        Err(e) => return render_list(&ui, form, FormErrors::field("name", e.message)).await,
     };
     let pw = SecretString::new(form.password.clone());
-    match broker.identity.create_user(&s.actor, &name, &pw, form.admin.is_some()).await {
-        Ok(_) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("User {name} created")),
+    match ui.broker.identity.create_user(ui.actor(), &name, &pw, form.admin.is_some()).await {
+        Ok(_) => Ok(ui.redirect_with(&format!("/admin/users/{name}"), &format!("User {name} created"))),
         Err(e) => {
             let errs = FormErrors::from_service(&e, &["name", "password"]);
-            render_list(&req, &me, &broker, form, errs).await
+            render_list(&ui, form, errs).await
         }
     }
 }
@@ -160,23 +150,13 @@ impl DetailPage {
     }
 }
 
-fn user_in_path(req: &HttpRequest, s: &str) -> Result<UserName, Box<HttpResponse>> {
-    UserName::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such user.")))
+fn user_in_path(s: &str) -> Result<UserName, UiError> {
+    UserName::parse(s).map_err(|_| UiError::NotFound("No such user."))
 }
 
-async fn render_detail(
-    req: &HttpRequest,
-    me: &SignedIn,
-    broker: &Broker,
-    name: &UserName,
-    errs: FormErrors,
-    typed_quota: Option<(String, String)>,
-) -> HttpResponse {
-    let actor = &me.session.actor;
-    let u = match broker.identity.get_user(actor, name).await {
-        Ok(u) => u,
-        Err(e) => return errors::service_error_page(req, &e),
-    };
+async fn render_detail(ui: &Ctx, name: &UserName, errs: FormErrors, typed_quota: Option<(String, String)>) -> UiResult {
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let u = broker.identity.get_user(actor, name).await?;
     let quotas = broker.provisioning.quotas(actor, name).await.unwrap_or_default();
     let enforced = quotas.first().is_some_and(|q| q.enforced);
     let quotas = quotas
@@ -201,10 +181,7 @@ async fn render_detail(
         .into_iter()
         .map(|t| TokenRow { name: t.name, created: when(&t.created_at), revoked: t.revoked_at.is_some() })
         .collect();
-    let access_keys = match broker.vault.list_access_keys(actor, name).await {
-        Ok(k) => k,
-        Err(e) => return errors::service_error_page(req, &e),
-    };
+    let access_keys = broker.access_keys.list(actor, name).await?;
     let access_keys = access_keys
         .into_iter()
         .map(|k| KeyRow {
@@ -216,7 +193,7 @@ async fn render_detail(
         })
         .collect();
     let page = DetailPage {
-        c: Chrome::new(me, "admin/users", format!("User {name}")),
+        c: ui.chrome("admin/users", format!("User {name}")),
         name: name.to_string(),
         admin: u.is_admin,
         disabled: u.disabled_at.is_some(),
@@ -229,103 +206,56 @@ async fn render_detail(
         errors: errs,
         typed_quota,
     };
-    html(page.errors.status(), &page)
+    Ok(html(page.errors.status(), &page))
 }
 
-async fn detail(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, name: web::Path<String>) -> HttpResponse {
-    match user_in_path(&req, &name) {
-        Ok(n) => render_detail(&req, &me, &broker, &n, FormErrors::none(), None).await,
-        Err(r) => *r,
-    }
+async fn detail(ui: Ctx, name: web::Path<String>) -> UiResult {
+    render_detail(&ui, &user_in_path(&name)?, FormErrors::none(), None).await
 }
 
 #[derive(Deserialize)]
 pub(super) struct FlagForm {
-    csrf: Option<String>,
     value: String,
 }
 
-async fn set_admin(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<FlagForm>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
+async fn set_admin(ui: Ctx, name: web::Path<String>, form: CsrfForm<FlagForm>) -> UiResult {
+    let name = user_in_path(&name)?;
     let on = form.value == "true";
-    match broker.identity.set_admin(&me.session.actor, &name, on).await {
-        Ok(()) => redirect_with(
-            &req,
-            &broker,
+    match ui.broker.identity.set_admin(ui.actor(), &name, on).await {
+        Ok(()) => Ok(ui.redirect_with(
             &format!("/admin/users/{name}"),
             &format!("{name} is {}", if on { "now an admin" } else { "no longer an admin" }),
-        ),
-        Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::general(super::form::friendly(&e)), None).await,
+        )),
+        Err(e) => render_detail(&ui, &name, FormErrors::general(super::form::friendly(&e)), None).await,
     }
 }
 
-async fn set_disabled(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<FlagForm>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
+async fn set_disabled(ui: Ctx, name: web::Path<String>, form: CsrfForm<FlagForm>) -> UiResult {
+    let name = user_in_path(&name)?;
     let off = form.value == "true";
-    match broker.identity.set_disabled(&me.session.actor, &name, off).await {
-        Ok(_) => redirect_with(
-            &req,
-            &broker,
+    match ui.broker.identity.set_disabled(ui.actor(), &name, off).await {
+        Ok(_) => Ok(ui.redirect_with(
             &format!("/admin/users/{name}"),
             &if off {
                 format!("{name} disabled: signed out everywhere, tokens revoked; their VMs stay")
             } else {
                 format!("{name} enabled")
             },
-        ),
-        Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::general(super::form::friendly(&e)), None).await,
+        )),
+        Err(e) => render_detail(&ui, &name, FormErrors::general(super::form::friendly(&e)), None).await,
     }
 }
 
 #[derive(Deserialize)]
 pub(super) struct PasswordForm {
-    csrf: Option<String>,
     password: String,
 }
 
-async fn reset_password(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<PasswordForm>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    if name == me.session.actor.name {
+async fn reset_password(ui: Ctx, name: web::Path<String>, form: CsrfForm<PasswordForm>) -> UiResult {
+    let name = user_in_path(&name)?;
+    if name == ui.actor().name {
         return render_detail(
-            &req,
-            &me,
-            &broker,
+            &ui,
             &name,
             FormErrors::field("password", "change your own password in your profile (it needs the current one)"),
             None,
@@ -333,124 +263,64 @@ async fn reset_password(
         .await;
     }
     let pw = SecretString::new(form.password.clone());
-    match broker.identity.set_password(&me.session.actor, &name, None, &pw, client_ip(&req)).await {
-        Ok(()) => redirect_with(
-            &req,
-            &broker,
+    match ui.broker.identity.set_password(ui.actor(), &name, None, &pw, client_ip(&ui.req)).await {
+        Ok(()) => Ok(ui.redirect_with(
             &format!("/admin/users/{name}"),
             &format!("Password of {name} reset; their sessions and tokens ended and their access keys are disabled"),
-        ),
-        Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::from_service(&e, &["password"]), None).await,
+        )),
+        Err(e) => render_detail(&ui, &name, FormErrors::from_service(&e, &["password"]), None).await,
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn revoke_tokens(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    let actor = &me.session.actor;
-    let tokens = match broker.identity.list_tokens(actor, &name).await {
-        Ok(t) => t,
-        Err(e) => return errors::service_error_page(&req, &e),
-    };
+async fn revoke_tokens(ui: Ctx, name: web::Path<String>, _: CsrfForm) -> UiResult {
+    let name = user_in_path(&name)?;
+    let (actor, broker) = (ui.actor(), &ui.broker);
+    let tokens = broker.identity.list_tokens(actor, &name).await?;
     let mut n = 0;
     for t in tokens.iter().filter(|t| t.revoked_at.is_none()) {
-        if let Err(e) = broker.identity.revoke_token(actor, &name, &t.id).await {
-            return errors::service_error_page(&req, &e);
-        }
+        broker.identity.revoke_token(actor, &name, &t.id).await?;
         n += 1;
     }
-    redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("{n} token(s) of {name} revoked"))
+    Ok(ui.redirect_with(&format!("/admin/users/{name}"), &format!("{n} token(s) of {name} revoked")))
 }
 
 /// Disables, enables or deletes one of the user's EC2 access keys.
-async fn access_key_op(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    path: web::Path<(String, String, String)>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn access_key_op(ui: Ctx, path: web::Path<(String, String, String)>, _: CsrfForm) -> UiResult {
     let (name, id, op) = path.into_inner();
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    let actor = &me.session.actor;
+    let name = user_in_path(&name)?;
+    let (actor, broker) = (ui.actor(), &ui.broker);
     let done = match op.as_str() {
-        "disable" => broker.vault.set_access_key_active(actor, &name, &id, false).await.map(|_| "disabled"),
-        "enable" => broker.vault.set_access_key_active(actor, &name, &id, true).await.map(|_| "enabled"),
-        "delete" => broker.vault.delete_access_key(actor, &name, &id).await.map(|()| "deleted"),
-        _ => return errors::error_page(Some(&req), StatusCode::NOT_FOUND, "Not found", "No such action."),
+        "disable" => broker.access_keys.set_active(actor, &name, &id, false).await.map(|_| "disabled"),
+        "enable" => broker.access_keys.set_active(actor, &name, &id, true).await.map(|_| "enabled"),
+        "delete" => broker.access_keys.delete(actor, &name, &id).await.map(|()| "deleted"),
+        _ => return Err(UiError::NotFound("No such action.")),
     };
-    match done {
-        Ok(what) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("Access key {id} of {name} {what}")),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+    Ok(ui.redirect_with(&format!("/admin/users/{name}"), &format!("Access key {id} of {name} {}", done?)))
 }
 
 #[derive(Deserialize)]
 pub(super) struct QuotaForm {
-    csrf: Option<String>,
     instance: String,
     vm: String,
 }
 
-async fn set_quota(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    name: web::Path<String>,
-    form: web::Form<QuotaForm>,
-) -> HttpResponse {
-    if !csrf_ok(&me.session, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = match user_in_path(&req, &name) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
+async fn set_quota(ui: Ctx, name: web::Path<String>, form: CsrfForm<QuotaForm>) -> UiResult {
+    let name = user_in_path(&name)?;
     let typed = Some((form.instance.clone(), form.vm.clone()));
     let Ok(instance) = InstanceName::parse(&form.instance) else {
-        return render_detail(&req, &me, &broker, &name, FormErrors::general("no such connector instance"), None).await;
+        return render_detail(&ui, &name, FormErrors::general("no such connector instance"), None).await;
     };
     let limit = match form.vm.trim() {
         "" => None,
         v => match v.parse::<i64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                return render_detail(
-                    &req,
-                    &me,
-                    &broker,
-                    &name,
-                    FormErrors::field("vm", "a whole number, or empty to remove the override"),
-                    typed,
-                )
-                .await
+                return render_detail(&ui, &name, FormErrors::field("vm", "a whole number, or empty to remove the override"), typed).await
             }
         },
     };
-    match broker.provisioning.set_quota(&me.session.actor, &name, &instance, limit).await {
-        Ok(q) => redirect_with(&req, &broker, &format!("/admin/users/{name}"), &format!("Quota of {name} on {instance}: {} VMs", q.limit)),
-        Err(e) => render_detail(&req, &me, &broker, &name, FormErrors::from_service(&e, &["vm"]), typed).await,
+    match ui.broker.provisioning.set_quota(ui.actor(), &name, &instance, limit).await {
+        Ok(q) => Ok(ui.redirect_with(&format!("/admin/users/{name}"), &format!("Quota of {name} on {instance}: {} VMs", q.limit))),
+        Err(e) => render_detail(&ui, &name, FormErrors::from_service(&e, &["vm"]), typed).await,
     }
 }

@@ -4,15 +4,17 @@
 //! and start / stop / reboot / terminate (terminate asks for confirmation
 //! on its own page, so it works without JavaScript).
 
+use super::context::{CsrfForm, Ctx};
+use super::errors::{UiError, UiResult};
 use super::form::{age, friendly, FormErrors};
-use super::session::{csrf_ok, csrf_refused, SignedIn};
+use super::session::SignedIn;
 use super::{errors, html, page, redirect_with, urlencode, Chrome};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use cloudbroker_core::domain::{ImageRef, InstanceName, PageRequest, Tags, VmAction, VmId, VmStatus};
-use cloudbroker_core::images::ImageView;
-use cloudbroker_core::provisioning::{LaunchSpec, Vm, VmQuery};
+use cloudbroker_core::images::Launchable;
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -65,7 +67,6 @@ impl From<Vm> for VmRow {
 /// The launch form's fields as typed.
 #[derive(Deserialize, Default, Clone)]
 pub(super) struct LaunchForm {
-    csrf: Option<String>,
     #[serde(default)]
     instance: String,
     #[serde(default)]
@@ -141,14 +142,16 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .next_cursor
         .map(|cur| format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur)));
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
-    let all = broker.images.list().await.unwrap_or_default();
-    let images = all
-        .iter()
-        // A launch acts as its user: only public images and the user's own registered ones.
-        .filter(|i| i.owned_by_or_public(&actor.name))
-        .map(|i| {
+    let images = broker
+        .images
+        .launchable_by(actor)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| {
+            let i = &l.image;
             let label = if i.description.is_empty() { i.name.to_string() } else { format!("{} — {}", i.name, i.description) };
-            (i.name.to_string(), label, default_types(&all, i, &instances))
+            (i.name.to_string(), label, default_types(&l, &instances))
         })
         .collect();
     let quotas = broker
@@ -192,22 +195,11 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     )
 }
 
-/// The default instance type of an image on each instance, walking up its
-/// parents like a launch does (for the form to preselect it).
-fn default_types(all: &[ImageView], img: &ImageView, instances: &[String]) -> String {
-    let mut out = Vec::new();
-    for inst in instances {
-        let mut cur = Some(img);
-        for _ in 0..64 {
-            let Some(c) = cur else { break };
-            if let Some(t) = c.mappings.get(inst).and_then(|m| m.instance_type.clone()) {
-                out.push(format!("{inst}={t}"));
-                break;
-            }
-            cur = c.parent.as_ref().and_then(|p| all.iter().find(|i| &i.name == p));
-        }
-    }
-    out.join(";")
+/// The image's default instance type on each instance, as the core gives
+/// it (`inst=type;...`, for the form to show it).
+fn default_types(l: &Launchable, instances: &[String]) -> String {
+    let on = |inst: &str| l.on.iter().find(|(i, _)| i.as_str() == inst).and_then(|(_, r)| r.instance_type.as_deref());
+    instances.iter().filter_map(|inst| on(inst).map(|t| format!("{inst}={t}"))).collect::<Vec<_>>().join(";")
 }
 
 async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web::Query<ListQuery>) -> HttpResponse {
@@ -231,34 +223,34 @@ fn parse_tags(text: &str) -> Result<Tags, FormErrors> {
     Tags::parse(map).map_err(|e| FormErrors::field("tags", e.message))
 }
 
-fn launch_spec(f: &LaunchForm) -> Result<LaunchSpec, FormErrors> {
+fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     let instance = InstanceName::parse(f.instance.trim()).map_err(|_| FormErrors::field("instance", "choose a connector instance"))?;
     let image = ImageRef::parse(f.image.trim()).map_err(|_| FormErrors::field("image", "choose an image"))?;
     let count = match f.count.trim() {
         "" => 1,
         c => c.parse::<u32>().map_err(|_| FormErrors::field("count", "the count is a whole number, 1 or more"))?,
     };
-    let mut spec = LaunchSpec::new(instance, image);
-    spec.count = count;
-    spec.name = f.name.trim().to_string();
+    let mut req = LaunchRequest::new(instance, image);
+    req.count = CountRange::exactly(count);
+    req.name = f.name.trim().to_string();
+    req.tags = LaunchTags::user(parse_tags(&f.tags)?);
     let t = f.instance_type.trim();
-    spec.instance_type = (!t.is_empty()).then(|| t.to_string());
-    spec.tags = parse_tags(&f.tags)?;
-    Ok(spec)
+    if !t.is_empty() {
+        req.instance_type = Some(InstanceType::parse(t).map_err(|e| FormErrors::field("instance_type", e.message))?);
+    }
+    Ok(req)
 }
 
-async fn launch(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form: web::Form<LaunchForm>) -> HttpResponse {
+async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
+    let Ctx { req, me, broker } = ui;
     let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     let form = form.into_inner();
-    let spec = match launch_spec(&form) {
-        Ok(s) => s,
+    let request = match launch_request(&form) {
+        Ok(r) => r,
         Err(errs) => return render(&req, &me, &broker, empty_query(), form, errs).await,
     };
-    let n = spec.count;
-    match broker.provisioning.launch(&s.actor, spec).await {
+    let n = request.count.max;
+    match broker.provisioning.launch(&s.actor, request).await {
         Ok(out) => {
             let ids: Vec<String> = out.vms.iter().map(|v| v.id.to_string()).collect();
             redirect_with(&req, &broker, "/vms", &format!("Launched {n} VM(s): {}", ids.join(", ")))
@@ -285,8 +277,8 @@ async fn launch(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, form:
     }
 }
 
-fn vm_in_path(req: &HttpRequest, s: &str) -> Result<VmId, Box<HttpResponse>> {
-    VmId::parse(s).map_err(|_| Box::new(errors::error_page(Some(req), StatusCode::NOT_FOUND, "Not found", "No such VM.")))
+fn vm_in_path(s: &str) -> Result<VmId, UiError> {
+    VmId::parse(s).map_err(|_| UiError::NotFound("No such VM."))
 }
 
 #[derive(Template)]
@@ -296,43 +288,17 @@ struct ConfirmPage {
     vm: VmRow,
 }
 
-async fn confirm_terminate(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, id: web::Path<String>) -> HttpResponse {
-    let id = match vm_in_path(&req, &id) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match broker.provisioning.get(&me.session.actor, &id).await {
-        Ok(vm) => page(&ConfirmPage { c: Chrome::new(&me, "vms", "Terminate VM"), vm: vm.into() }),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+async fn confirm_terminate(ui: Ctx, id: web::Path<String>) -> UiResult {
+    let vm = ui.broker.provisioning.get(ui.actor(), &vm_in_path(&id)?).await?;
+    Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm: vm.into() }))
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: Option<String>,
-}
-
-async fn act(
-    req: HttpRequest,
-    me: SignedIn,
-    broker: web::Data<Broker>,
-    path: web::Path<(String, String)>,
-    form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    let s = &me.session;
-    if !csrf_ok(s, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
     let (id, action) = path.into_inner();
-    let id = match vm_in_path(&req, &id) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
+    let id = vm_in_path(&id)?;
     let Ok(action) = VmAction::parse(&action) else {
-        return errors::not_found(req).await;
+        return Ok(errors::not_found(ui.req).await);
     };
-    match broker.provisioning.action(&s.actor, &id, action).await {
-        Ok(vm) => redirect_with(&req, &broker, "/vms", &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())),
-        Err(e) => errors::service_error_page(&req, &e),
-    }
+    let vm = ui.broker.provisioning.action(ui.actor(), &id, action).await?;
+    Ok(ui.redirect_with("/vms", &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())))
 }

@@ -59,7 +59,7 @@ impl TestApp {
         let mut config = Config::for_tests(dir.path(), db_url.clone());
         config.admin_password = Some(SecretString::new(SUPER_PW));
         tweak(&mut config);
-        let broker = Broker::start(config).await.map_err(|e| e.to_string())?;
+        let broker = Broker::start(config, cloudbroker::connectors()).await.map_err(|e| e.to_string())?;
         let app = Application::build(broker.clone()).unwrap();
         let base = format!("http://{}", app.addr());
         let handle = app.handle();

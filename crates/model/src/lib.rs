@@ -1,26 +1,36 @@
-//! Domain types: every name, id and enumerated value the services take or
-//! return is parsed once, at the edge (JSON API, web UI, EC2 front, CLI), into
-//! one of these types; past that point only the type travels, so a service
-//! never sees an unchecked string where a domain type exists.
+//! Domain types, in the ground crate below both the store and core (core
+//! re-exports it as `cloudbroker_core::domain`): every name, id and
+//! enumerated value the services take or return is parsed once, at the edge
+//! (JSON API, web UI, EC2 front, CLI), into one of these types; past that
+//! point only the type travels, so a service never sees an unchecked string
+//! where a domain type exists. The connector API takes its instance names
+//! from here (the model depends on no other crate of the workspace).
 //!
 //! Each type's `parse` says what was wrong in an [`InvalidValue`] naming the
 //! field, which the edges turn into a 400, a form message next to that field,
 //! or an EC2 `InvalidParameterValue`.
+//!
+//! The string types bind to and decode from a `TEXT` column as their string
+//! ([`sqlx`], every database, `Any` included); a decode parses, so a value
+//! the database holds that breaks its type's rules is a decode error naming
+//! the column, never an unchecked value.
 
 mod ids;
+mod instance;
 mod names;
 mod page;
 mod resources;
+mod sql;
 mod tags;
 pub mod time;
 mod vm;
 
-pub use cloudbroker_connector_api::InstanceName;
 pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
+pub use instance::{InstanceName, NameError};
 pub use names::{CredentialName, ImageName, ImageRef, UserName};
 pub use page::{Cursor, Page, PageRequest, CURSOR_PATTERN, DEFAULT_PAGE, MAX_CURSOR_LEN, MAX_PAGE};
 pub use resources::{AllocationId, VolumeId, VolumeSize};
-pub use tags::{Tags, MAX_TAGS};
+pub use tags::{Tags, MAX_TAGS, NAME_TAG};
 pub use vm::{VmAction, VmStatus};
 
 /// A value that failed to parse: which field, and why (for people).
@@ -47,6 +57,7 @@ pub fn parse_instance(field: &'static str, s: &str) -> Result<InstanceName, Inva
 /// Implements the common traits of a string newtype with a `parse` constructor:
 /// `Display`, `AsRef<str>`, `as_str`, `FromStr`, transparent `Serialize`, and a
 /// `Deserialize` that parses (so a JSON body can never carry an invalid value).
+#[macro_export]
 macro_rules! string_newtype {
     ($t:ident) => {
         impl $t {
@@ -69,7 +80,7 @@ macro_rules! string_newtype {
         }
 
         impl std::str::FromStr for $t {
-            type Err = $crate::domain::InvalidValue;
+            type Err = $crate::InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::parse(s)
             }
@@ -87,18 +98,23 @@ macro_rules! string_newtype {
             }
         }
 
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl $crate::__private::serde::Serialize for $t {
+            fn serialize<S: $crate::__private::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
+        impl<'de> $crate::__private::serde::Deserialize<'de> for $t {
+            fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as $crate::__private::serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).map_err($crate::__private::serde::de::Error::custom)
             }
         }
     };
 }
-pub(crate) use string_newtype;
+
+/// What [`string_newtype!`] names from its callers' crates.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

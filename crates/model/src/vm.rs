@@ -1,10 +1,9 @@
 //! The broker's view of a VM's life (`VmStatus`, which adds `requested` and
-//! `failed` to the cloud's states) and the actions a user can take on one.
-//! Which statuses count against a quota, are live or are transitional is
-//! decided here and nowhere else.
+//! `failed` to the cloud's states; the connector API maps its `VmState` in)
+//! and the actions a user can take on one. Which statuses count against a
+//! quota, are live or are transitional is decided here and nowhere else.
 
 use super::InvalidValue;
-use cloudbroker_connector_api::VmState;
 use serde::{Deserialize, Serialize};
 
 /// A VM's status as the broker records it.
@@ -95,18 +94,8 @@ impl VmStatus {
     }
 }
 
-impl From<VmState> for VmStatus {
-    fn from(s: VmState) -> Self {
-        match s {
-            VmState::Pending => VmStatus::Pending,
-            VmState::Running => VmStatus::Running,
-            VmState::Stopping => VmStatus::Stopping,
-            VmState::Stopped => VmStatus::Stopped,
-            VmState::ShuttingDown => VmStatus::ShuttingDown,
-            VmState::Terminated => VmStatus::Terminated,
-        }
-    }
-}
+// Stored as its name (`state` columns).
+crate::sql::sql_string!(VmStatus, |s: String| VmStatus::parse(&s), |v: &VmStatus| v.as_str());
 
 impl std::fmt::Display for VmStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +157,6 @@ mod tests {
         assert_eq!(VmStatus::quota_counted_names(), vec!["requested", "pending", "running", "stopping", "stopped"]);
         assert!(!VmStatus::ShuttingDown.counts_for_quota() && !VmStatus::Failed.is_live() && VmStatus::Requested.is_live());
         assert!(VmStatus::Pending.is_transitional() && !VmStatus::Running.is_transitional());
-        assert_eq!(VmStatus::from(VmState::ShuttingDown), VmStatus::ShuttingDown);
         assert!(VmStatus::parse("RUNNING").unwrap_err().message.contains("one of requested"));
     }
 

@@ -1,10 +1,10 @@
-//! The connector registry: files and UI values, origins, precedence, reload.
+//! The connector registry: files and UI values, origins, precedence, reload,
+//! with the connector kinds the binary ships (`cloudbroker::connectors()`).
 
 // Test code: panicking on an unexpected result is the point; helper
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
-use cloudbroker_core::factory::build_connector;
 use cloudbroker_core::registry::{ConfigChangeError, Origin, Registry, Status};
 use cloudbroker_store::testing::TestDb;
 use cloudbroker_store::{store_test, Store};
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 async fn registry(store: Store, dir: &Path) -> Arc<Registry> {
-    Registry::load(store, dir, Box::new(build_connector)).await.unwrap()
+    Registry::load(store, dir, cloudbroker::connectors()).await.unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) {

@@ -3,9 +3,12 @@
 //! are refused, so a user can never forge the tags adoption relies on.
 
 use super::InvalidValue;
-use cloudbroker_connector_api::model::tags as reserved;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The cloud's tag holding a VM's name (EC2's convention); the connector
+/// API's `model::tags::NAME` is this.
+pub const NAME_TAG: &str = "Name";
 
 /// Most tags on one VM.
 pub const MAX_TAGS: usize = 40;
@@ -38,13 +41,13 @@ impl Tags {
 
     /// Whether a key belongs to the broker or the cloud.
     pub fn is_reserved(key: &str) -> bool {
-        key.starts_with("cloudbroker:") || key.starts_with("aws:") || key == reserved::NAME
+        key.starts_with("cloudbroker:") || key.starts_with("aws:") || key == NAME_TAG
     }
 
     /// Tags read back from the store, as they were written: user tags checked
     /// by [`Tags::parse`], plus the reserved-prefix tags a client keeps on
     /// the record only (another broker chained in front; never put on a cloud).
-    pub(crate) fn from_stored(map: BTreeMap<String, String>) -> Self {
+    pub fn from_stored(map: BTreeMap<String, String>) -> Self {
         Self(map)
     }
 

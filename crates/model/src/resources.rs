@@ -3,7 +3,7 @@
 //! (1 to 16384 GiB). They are the cloud's own ids, scoped by the connector
 //! instance; parsing only checks their shape.
 
-use super::{string_newtype, InvalidValue};
+use crate::{string_newtype, InvalidValue};
 
 fn cloud_id(field: &'static str, prefix: &str, what: &str, s: &str) -> Result<String, InvalidValue> {
     match s.strip_prefix(prefix) {
@@ -16,6 +16,7 @@ fn cloud_id(field: &'static str, prefix: &str, what: &str, s: &str) -> Result<St
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AllocationId(String);
 string_newtype!(AllocationId);
+crate::sql::sql_string!(AllocationId, |s: String| AllocationId::parse(&s));
 
 impl AllocationId {
     /// Parses an allocation id.
@@ -24,7 +25,7 @@ impl AllocationId {
     }
 
     /// An id a cloud answered or the store holds.
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -33,6 +34,7 @@ impl AllocationId {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VolumeId(String);
 string_newtype!(VolumeId);
+crate::sql::sql_string!(VolumeId, |s: String| VolumeId::parse(&s));
 
 impl VolumeId {
     /// Parses a volume id.
@@ -41,7 +43,7 @@ impl VolumeId {
     }
 
     /// An id a cloud answered or the store holds.
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }

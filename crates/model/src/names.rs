@@ -2,7 +2,7 @@
 //! image a launch asks for (a native image name or, where allowed, a raw cloud
 //! image id). A value of these types has passed its rules.
 
-use super::{string_newtype, InvalidValue};
+use crate::{string_newtype, InvalidValue};
 
 /// Names reserved for the broker itself (audit entries by the system, the CLI).
 const RESERVED_USER_NAMES: &[&str] = &["system", "anonymous"];
@@ -12,6 +12,7 @@ const RESERVED_USER_NAMES: &[&str] = &["system", "anonymous"];
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserName(String);
 string_newtype!(UserName);
+crate::sql::sql_string!(UserName, |s: String| UserName::parse_stored(&s));
 
 impl UserName {
     /// Parses a user name.
@@ -32,13 +33,22 @@ impl UserName {
         Ok(Self(s.to_string()))
     }
 
+    /// A name as the store may hold it: [`UserName::parse`]'s rules, the
+    /// reserved names included (the broker's own audit entries are `system`).
+    pub fn parse_stored(s: &str) -> Result<Self, InvalidValue> {
+        if RESERVED_USER_NAMES.contains(&s) {
+            return Ok(Self(s.to_string()));
+        }
+        Self::parse(s)
+    }
+
     /// The broker itself, as the actor of the command line and background work.
     pub fn system() -> Self {
         Self("system".to_string())
     }
 
     /// A name read from the store (written only after parsing).
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -48,10 +58,11 @@ impl UserName {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ImageName(String);
 string_newtype!(ImageName);
+crate::sql::sql_string!(ImageName, |s: String| ImageName::parse(&s));
 
 impl ImageName {
     /// A name read from the store or a checked file.
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 
@@ -77,6 +88,7 @@ impl ImageName {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CredentialName(String);
 string_newtype!(CredentialName);
+crate::sql::sql_string!(CredentialName, |s: String| CredentialName::parse(&s));
 
 impl CredentialName {
     /// Parses a shared credential name.
@@ -92,6 +104,7 @@ impl CredentialName {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ImageRef(String);
 string_newtype!(ImageRef);
+crate::sql::sql_string!(ImageRef, |s: String| ImageRef::parse(&s));
 
 impl ImageRef {
     /// Parses an image reference.

@@ -3,7 +3,7 @@
 //! back from the store are trusted (`from_stored`); values from callers and
 //! from clouds' tags go through `parse`.
 
-use super::{string_newtype, InvalidValue};
+use crate::{string_newtype, InvalidValue};
 
 fn random_hex(n: usize) -> String {
     let s = uuid::Uuid::new_v4().simple().to_string();
@@ -18,6 +18,7 @@ fn lower_hex(s: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VmId(String);
 string_newtype!(VmId);
+crate::sql::sql_string!(VmId, |s: String| VmId::parse(&s));
 
 impl VmId {
     /// Parses a VM id.
@@ -36,7 +37,7 @@ impl VmId {
     }
 
     /// An id read from the store.
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -46,6 +47,7 @@ impl VmId {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LaunchId(String);
 string_newtype!(LaunchId);
+crate::sql::sql_string!(LaunchId, |s: String| LaunchId::parse(&s));
 
 impl LaunchId {
     /// Parses a launch id (from a caller's filter or a cloud's tag).
@@ -63,7 +65,7 @@ impl LaunchId {
     }
 
     /// An id read from the store.
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -73,6 +75,7 @@ impl LaunchId {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientToken(String);
 string_newtype!(ClientToken);
+crate::sql::sql_string!(ClientToken, |s: String| ClientToken::parse(&s));
 
 impl ClientToken {
     /// Parses a client token.
@@ -83,7 +86,7 @@ impl ClientToken {
         Ok(Self(s.to_string()))
     }
 
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -92,6 +95,7 @@ impl ClientToken {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TokenId(String);
 string_newtype!(TokenId);
+crate::sql::sql_string!(TokenId, |s: String| TokenId::parse(&s));
 
 impl TokenId {
     /// Parses a token id.
@@ -108,7 +112,7 @@ impl TokenId {
         Self(uuid::Uuid::new_v4().simple().to_string())
     }
 
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }
@@ -117,6 +121,8 @@ impl TokenId {
 /// sandbox's per-user identity is `anonymous:<user>`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CredentialId(String);
+// Opaque: read back as stored.
+crate::sql::sql_string!(CredentialId, |s: String| Ok(CredentialId(s)));
 
 impl CredentialId {
     /// The id as stored.
@@ -124,7 +130,7 @@ impl CredentialId {
         &self.0
     }
 
-    pub(crate) fn from_stored(s: String) -> Self {
+    pub fn from_stored(s: String) -> Self {
         Self(s)
     }
 }

@@ -1,0 +1,246 @@
+//! VMs: launch (idempotent per account and client token; `failure.rate`
+//! and `capacity` refuse with EC2's capacity error), listing, the state
+//! transitions EC2 allows (anything else is `IncorrectInstanceState` and
+//! changes nothing), and tags on instances and volumes.
+
+use super::*;
+
+impl SandboxConnector {
+    pub(crate) fn owned<'w>(w: &'w mut World, account: &str, id: &str) -> Result<&'w mut SimVm, ConnectorError> {
+        match w.vms.get_mut(id) {
+            Some(s) if s.account == account => Ok(s),
+            _ => Err(ConnectorError::NotFound {
+                code: "InvalidInstanceID.NotFound".into(),
+                message: format!("The instance ID '{id}' does not exist"),
+            }),
+        }
+    }
+
+    pub(crate) fn transition(
+        &self,
+        creds: &Credentials,
+        ids: &[String],
+        f: fn(VmState) -> Result<Option<VmState>, String>,
+    ) -> impl std::future::Future<Output = Result<Vec<StateChange>, ConnectorError>> + '_ {
+        let ids = ids.to_vec();
+        let creds = creds.clone();
+        async move {
+            self.enter(&creds, move |w, acct| {
+                for id in &ids {
+                    let s = Self::owned(w, acct, id)?;
+                    f(s.vm.state).map_err(|m| ConnectorError::InvalidRequest {
+                        code: "IncorrectInstanceState".into(),
+                        message: format!("{id}: {m}"),
+                    })?;
+                }
+                let now = now_ms();
+                let mut out = Vec::new();
+                for id in &ids {
+                    let s = Self::owned(w, acct, id)?;
+                    let previous = s.vm.state;
+                    if let Ok(Some(next)) = f(previous) {
+                        s.vm.state = next;
+                        s.changed_ms = now;
+                    }
+                    out.push(StateChange { id: id.clone(), previous, current: s.vm.state });
+                }
+                Ok(out)
+            })
+            .await
+        }
+    }
+}
+
+impl SandboxConnector {
+    pub(crate) async fn do_run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
+        let fail = self.settings.failure_rate > 0.0 && rand::thread_rng().gen_bool(self.settings.failure_rate.clamp(0.0, 1.0));
+        let (public_ips, capacity, keep_tags) = (self.settings.public_ips, self.settings.capacity, self.settings.keep_tags);
+        let instance = self.instance.to_string();
+        self.enter(creds, move |w, acct| {
+            if req.count == 0 {
+                return Err(ConnectorError::InvalidRequest {
+                    code: "InvalidParameterValue".into(),
+                    message: "count must be at least 1".into(),
+                });
+            }
+            if !req.client_token.is_empty() {
+                if let Some(ids) = w.tokens.get(&token_key(acct, &req.client_token)) {
+                    return Ok(ids.iter().filter_map(|id| w.vms.get(id).map(|s| s.vm.clone())).collect());
+                }
+            }
+            if !IMAGES.iter().any(|(id, _)| *id == req.image_id) {
+                return Err(ConnectorError::NotFound {
+                    code: "InvalidAMIID.NotFound".into(),
+                    message: format!("The image id '[{}]' does not exist", req.image_id),
+                });
+            }
+            if !INSTANCE_TYPES.iter().any(|(t, _, _)| *t == req.instance_type) {
+                return Err(ConnectorError::InvalidRequest {
+                    code: "InvalidParameterValue".into(),
+                    message: format!("Invalid value '{}' for InstanceType.", req.instance_type),
+                });
+            }
+            if let Some(k) = &req.key_name {
+                if !w.keys.get(acct).is_some_and(|m| m.contains_key(k)) {
+                    return Err(ConnectorError::NotFound {
+                        code: "InvalidKeyPair.NotFound".into(),
+                        message: format!("The key pair '{k}' does not exist"),
+                    });
+                }
+            }
+            if fail {
+                return Err(ConnectorError::Capacity {
+                    code: "InsufficientInstanceCapacity".into(),
+                    message: format!("We currently do not have sufficient {} capacity in sandbox '{instance}'.", req.instance_type),
+                });
+            }
+            if let Some(cap) = capacity {
+                let live = w.vms.values().filter(|s| s.vm.state != VmState::Terminated).count();
+                if live + req.count as usize > cap {
+                    return Err(ConnectorError::Capacity {
+                        code: "InsufficientInstanceCapacity".into(),
+                        message: format!("sandbox '{instance}' is full ({live} of {cap} VMs live, {} requested)", req.count),
+                    });
+                }
+            }
+            let now = now_ms();
+            let mut out = Vec::new();
+            for _ in 0..req.count {
+                w.next += 1;
+                let n = w.next;
+                let id = format!("i-{:017x}", n ^ 0x5a5a_0000_0000);
+                let vm = Vm {
+                    id: id.clone(),
+                    state: VmState::Pending,
+                    image_id: req.image_id.clone(),
+                    instance_type: req.instance_type.clone(),
+                    private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)),
+                    public_ip: public_ips.then(|| format!("203.0.{}.{}", 113 + ((n >> 8) & 0x7f), n & 0xff)),
+                    key_name: req.key_name.clone(),
+                    launch_time: Some(Utc::now()),
+                    client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
+                    tags: if keep_tags { req.tags.clone() } else { Vec::new() },
+                };
+                w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed_ms: now });
+                w.order.push(id);
+                out.push(vm);
+            }
+            if !req.client_token.is_empty() {
+                w.tokens.insert(token_key(acct, &req.client_token), out.iter().map(|v| v.id.clone()).collect());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn do_describe_instances(&self, creds: &Credentials, filter: &DescribeFilter) -> Result<Vec<Vm>, ConnectorError> {
+        let seen = self
+            .enter(creds, |w, acct| {
+                for id in &filter.ids {
+                    Self::owned(w, acct, id)?;
+                }
+                Ok(w.order
+                    .iter()
+                    .filter_map(|id| w.vms.get(id))
+                    .filter(|s| s.account == acct && filter.matches(&s.vm))
+                    .map(|s| s.vm.clone())
+                    .collect())
+            })
+            .await;
+        ListingHold::wait(self.instance.as_str()).await;
+        seen
+    }
+
+    pub(crate) async fn do_start_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.transition(creds, ids, |s| match s {
+            VmState::Stopped => Ok(Some(VmState::Pending)),
+            VmState::Pending | VmState::Running => Ok(None),
+            other => Err(format!("cannot start an instance that is {other}")),
+        })
+        .await
+    }
+
+    pub(crate) async fn do_stop_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.transition(creds, ids, |s| match s {
+            VmState::Running | VmState::Pending => Ok(Some(VmState::Stopping)),
+            VmState::Stopping | VmState::Stopped => Ok(None),
+            other => Err(format!("cannot stop an instance that is {other}")),
+        })
+        .await
+    }
+
+    pub(crate) async fn do_reboot_instances(&self, creds: &Credentials, ids: &[String]) -> Result<(), ConnectorError> {
+        self.transition(creds, ids, |s| match s {
+            VmState::Running => Ok(None),
+            other => Err(format!("cannot reboot an instance that is {other}")),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn do_terminate_instances(&self, creds: &Credentials, ids: &[String]) -> Result<Vec<StateChange>, ConnectorError> {
+        self.transition(creds, ids, |s| match s {
+            VmState::Terminated | VmState::ShuttingDown => Ok(None),
+            _ => Ok(Some(VmState::ShuttingDown)),
+        })
+        .await
+    }
+
+    pub(crate) async fn do_create_tags(
+        &self,
+        creds: &Credentials,
+        ids: &[String],
+        tags: &[(String, String)],
+    ) -> Result<(), ConnectorError> {
+        if !self.settings.keep_tags {
+            return Err(ConnectorError::Unsupported { operation: "CreateTags".into() });
+        }
+        self.enter(creds, |w, acct| {
+            let (volumes, ids) = split_volumes(ids);
+            for id in &volumes {
+                w.volume(acct, id)?;
+            }
+            for id in &ids {
+                Self::owned(w, acct, id)?;
+            }
+            for v in &volumes {
+                let tagged = &mut w.volume(acct, v)?.tags;
+                for (k, val) in tags {
+                    tagged.insert(k.clone(), val.clone());
+                }
+            }
+            for id in &ids {
+                let vm = &mut Self::owned(w, acct, id)?.vm;
+                for (k, v) in tags {
+                    vm.tags.retain(|(key, _)| key != k);
+                    vm.tags.push((k.clone(), v.clone()));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn do_delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
+        if !self.settings.keep_tags {
+            return Err(ConnectorError::Unsupported { operation: "DeleteTags".into() });
+        }
+        self.enter(creds, |w, acct| {
+            let (volumes, ids) = split_volumes(ids);
+            for id in &volumes {
+                w.volume(acct, id)?;
+            }
+            for id in &ids {
+                Self::owned(w, acct, id)?;
+            }
+            for v in &volumes {
+                w.volume(acct, v)?.tags.retain(|k, _| !keys.contains(k));
+            }
+            for id in &ids {
+                Self::owned(w, acct, id)?.vm.tags.retain(|(k, _)| !keys.contains(k));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

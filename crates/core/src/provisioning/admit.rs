@@ -1,0 +1,168 @@
+//! A launch's admission: the second of its three steps (plan, admit,
+//! cloud). An [`Admission`] is the list of checks a planned launch must
+//! pass; the quota is the first (and today the only) one, and budget and
+//! policy checks plug in here, as further [`Check`]s.
+//!
+//! Admitting records the launch's VMs (status `requested`) in the same
+//! transaction that checks the quota, so concurrent launches on any
+//! replica sharing the database never push a user past it; a count range
+//! (`min..=max`) is admitted there once, with as many VMs as fit, so a
+//! launch is never tried twice. A dry run previews the same checks by
+//! reading, and reserves nothing.
+
+use super::plan::LaunchPlan;
+use super::{Provisioning, Vm};
+use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
+use crate::domain::{ClientToken, LaunchId, UserName, VmId, VmStatus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::Actor;
+use cloudbroker_store::quota::{self, AdmitError, NewVm};
+use cloudbroker_store::vms::VmFilter;
+
+/// One check a launch must pass to be admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Under `quota.enable`: the user's VMs on the instance in
+    /// [`VmStatus::QUOTA_COUNTED`] statuses, plus at least the launch's
+    /// least count, stay within `limit`. Enforced in the admission's
+    /// transaction (exact across replicas).
+    Quota { limit: i64 },
+}
+
+/// The checks of one planned launch, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Admission {
+    checks: Vec<Check>,
+}
+
+impl Admission {
+    /// The checks `plan` must pass.
+    pub(super) fn of(plan: &LaunchPlan) -> Self {
+        let mut checks = Vec::new();
+        if let Some(limit) = plan.limits.quota {
+            checks.push(Check::Quota { limit });
+        }
+        Self { checks }
+    }
+
+    /// The quota enforced in the admission's transaction, if any.
+    fn quota(&self) -> Option<i64> {
+        self.checks
+            .iter()
+            .map(|c| match c {
+                Check::Quota { limit } => *limit,
+            })
+            .next()
+    }
+}
+
+/// A launch admitted: its VMs are recorded, status `requested`.
+pub(super) struct Admitted {
+    pub launch_id: LaunchId,
+    /// The records' ids, by launch index.
+    pub rows: Vec<String>,
+}
+
+/// What an admission did.
+pub(super) enum AdmitOutcome {
+    Admitted(Admitted),
+    /// The client token was seen before: the first launch's VMs.
+    Replayed(Vec<Vm>),
+}
+
+impl Provisioning {
+    /// The VMs an earlier launch with this client token made, if any.
+    async fn by_client_token(&self, user: &UserName, token: &ClientToken) -> ServiceResult<Vec<Vm>> {
+        let rows = self
+            .store
+            .list_vms(&VmFilter { user: Some(user.to_string()), client_token: Some(token.to_string()), ..VmFilter::default() })
+            .await?;
+        self.vms(rows)
+    }
+
+    /// Whether `plan` would be admitted now: each check read without
+    /// reserving anything (a dry run).
+    pub(super) async fn preview(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission) -> ServiceResult<()> {
+        for check in &admission.checks {
+            match check {
+                Check::Quota { limit } => {
+                    let current = self.usage(&actor.name, &plan.request.instance).await?;
+                    if *limit - current < i64::from(plan.request.count.min) {
+                        return Err(ServiceError::QuotaExceeded { quota: *limit, current, requested: i64::from(plan.request.count.min) });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Admits `plan`: its checks pass and its VMs are recorded in one
+    /// transaction, as many as fit in its count range; or it is refused
+    /// with nothing recorded. A client token seen before (found when the
+    /// insert meets its unique index, or, at a full quota, before
+    /// refusing) answers with the first launch's VMs, so the common case
+    /// (a new token) costs no lookup.
+    pub(super) async fn admit(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission) -> ServiceResult<AdmitOutcome> {
+        let req = &plan.request;
+        let tags_json = serde_json::to_string(&req.tags.recorded()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let launch_id = LaunchId::generate();
+        let client_token = req.client_token.clone().unwrap_or_else(|| ClientToken::from_stored(launch_id.to_string()));
+        let counted = VmStatus::quota_counted_names();
+        let audit_target = AuditTarget::Launch { instance: req.instance.as_str(), launch_id: launch_id.as_str() }.to_string();
+        let header = quota::Admission {
+            launch_id: launch_id.as_str(),
+            user: actor.name.as_str(),
+            instance: req.instance.as_str(),
+            credential_id: plan.credential_id.as_str(),
+            client_token: client_token.as_str(),
+            limit: admission.quota(),
+            counted: &counted,
+            state: VmStatus::Requested.as_str(),
+            vms: &[],
+            audit: Some((AuditAction::VmLaunch.as_str(), &audit_target, AuditOutcome::Requested.as_str(), "")),
+        };
+        // The records, built for the count the transaction admits (a launch
+        // of several VMs numbers their names).
+        let mut ids = Vec::new();
+        let rows = |n: usize| {
+            let vms: Vec<NewVm> = (0..n)
+                .map(|i| NewVm {
+                    id: VmId::generate().to_string(),
+                    launch_index: i as i64,
+                    name: if n > 1 && !req.name.is_empty() { format!("{}-{i}", req.name) } else { req.name.clone() },
+                    image: req.image.to_string(),
+                    image_id: plan.image.image_id.clone(),
+                    instance_type: plan.instance_type.clone(),
+                    tags: tags_json.clone(),
+                    key_name: plan.key_name.clone(),
+                })
+                .collect();
+            ids = vms.iter().map(|v| v.id.clone()).collect();
+            (vms, format!("{n} x {} {}", plan.instance_type, plan.image.image_id))
+        };
+        let (min, max) = (req.count.min as usize, req.count.max as usize);
+        let admitted = self.store.admit_launch_range(&header, min, max, rows).await;
+        match admitted {
+            Ok(_) => Ok(AdmitOutcome::Admitted(Admitted { launch_id, rows: ids })),
+            Err(AdmitError::Quota { limit, current, requested }) => {
+                // A retry of an admitted launch (its VMs count against the quota now).
+                if let Some(t) = &req.client_token {
+                    let existing = self.by_client_token(&actor.name, t).await?;
+                    if !existing.is_empty() {
+                        return Ok(AdmitOutcome::Replayed(existing));
+                    }
+                }
+                crate::metrics::quota_rejected(req.instance.as_str());
+                let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::OverQuota)
+                    .detail(format!("quota={limit}, current={current}, requested={requested}"));
+                audit::record(&self.store, actor.name.as_str(), &event).await?;
+                Err(ServiceError::QuotaExceeded { quota: limit, current, requested })
+            }
+            Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
+                // The same client token raced with another request: answer with its VMs.
+                Ok(AdmitOutcome::Replayed(self.by_client_token(&actor.name, &client_token).await?))
+            }
+            Err(AdmitError::Store(e)) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! A launch's plan: the first of its three steps (plan, admit, cloud). The
+//! request's own fields are checked, then everything the launch goes by is
+//! looked up once, from one configuration snapshot taken after a freshness
+//! check: the key pair it names, the connector, the image (resolved for the
+//! instance, as [`crate::images::Images::launchable_by`] shows it), the
+//! instance type and security group, the caller's credentials and the
+//! limits. Planning writes nothing and reserves nothing, so a dry run is a
+//! plan and an admission preview.
+
+use super::request::{InstanceType, LaunchRequest, MAX_CLIENT_TAGS, MAX_COUNT};
+use super::Provisioning;
+use crate::domain::{CredentialId, ImageRef, InstanceName};
+use crate::error::{Resource, ServiceError, ServiceResult};
+use crate::images::ResolvedImage;
+use crate::registry::Snapshot;
+use crate::Actor;
+use cloudbroker_connector_api::{Connector, Credentials};
+use std::sync::Arc;
+
+/// Most bytes of user data (EC2's own limit is 16 KiB before base64).
+const MAX_USER_DATA: usize = 16 * 1024;
+
+/// The instance type when neither the request, the image nor the connector names one.
+const FALLBACK_INSTANCE_TYPE: &str = "t2.micro";
+
+/// What a launch's admission may let through (see [`super::admit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Limits {
+    /// The user's VM quota on the instance, when `quota.enable` is on.
+    pub quota: Option<i64>,
+}
+
+/// Everything a launch goes by, looked up once.
+pub(super) struct LaunchPlan {
+    pub request: LaunchRequest,
+    pub connector: Arc<dyn Connector>,
+    pub image: ResolvedImage,
+    pub instance_type: String,
+    pub security_group: Option<String>,
+    pub creds: Credentials,
+    pub credential_id: CredentialId,
+    /// The key pair's public key, else the request's; `None`: the user's
+    /// profile key, read for the cloud step.
+    pub ssh_public_key: Option<String>,
+    /// The key pair's name, recorded on the VMs.
+    pub key_name: Option<String>,
+    pub limits: Limits,
+}
+
+impl Provisioning {
+    /// Another replica may have changed the configuration (`quota.enable`,
+    /// an instance's quota) since this one last polled: a launch never goes
+    /// by a stale switch. One small query; a reload only on change.
+    pub(super) async fn fresh_config(&self) -> ServiceResult<()> {
+        self.registry.reload_if_changed().await.map_err(|e| match e {
+            crate::registry::RegistryError::Store(s) => ServiceError::from(s),
+            other => ServiceError::Internal(format!("configuration: {other}")),
+        })?;
+        Ok(())
+    }
+
+    /// Plans a launch: checks its fields, then looks up what it goes by.
+    pub(super) async fn plan(&self, actor: &Actor, request: LaunchRequest) -> ServiceResult<LaunchPlan> {
+        Self::check(&request)?;
+        let (ssh_public_key, key_name) = match &request.key_name {
+            Some(name) => {
+                let pair = self
+                    .store
+                    .key_pair(&actor.name, name)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound(Resource::KeyPair(name.chars().take(255).collect())))?;
+                (Some(pair.public_key), Some(pair.name))
+            }
+            None => (request.ssh_public_key.clone(), None),
+        };
+        self.fresh_config().await?;
+        let snap = self.registry.snapshot();
+        let (connector, kind, values) = Self::connector_in(&snap, &request.instance)?;
+        let image = self.resolve_image(actor, &snap, &request.image, &request.instance).await?;
+        let instance_type = request
+            .instance_type
+            .as_ref()
+            .map(InstanceType::to_string)
+            .or(image.instance_type.clone())
+            .or_else(|| kind.default_instance_type(&values))
+            .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
+        let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
+        let (creds, credential_id) = self.vault.credentials_for(&actor.name, &request.instance).await?;
+        let quota =
+            if snap.system_bool("quota.enable") { Some(self.limit_in(&snap, &actor.name, &request.instance).await?.0) } else { None };
+        Ok(LaunchPlan {
+            request,
+            connector,
+            image,
+            instance_type,
+            security_group,
+            creds,
+            credential_id,
+            ssh_public_key,
+            key_name,
+            limits: Limits { quota },
+        })
+    }
+
+    /// A launch's own fields, checked before anything is looked up.
+    fn check(r: &LaunchRequest) -> ServiceResult<()> {
+        let count = r.count;
+        if count.min == 0 || count.max > MAX_COUNT {
+            return Err(ServiceError::invalid_field("count", format!("count must be between 1 and {MAX_COUNT}")));
+        }
+        if count.min > count.max {
+            return Err(ServiceError::invalid_field(
+                "count",
+                format!("the least count ({}) is more than the most ({})", count.min, count.max),
+            ));
+        }
+        if r.name.chars().count() > 128 || r.name.chars().any(char::is_control) {
+            return Err(ServiceError::invalid_field("name", "name is at most 128 characters, no control characters"));
+        }
+        if r.user_data.as_ref().is_some_and(|u| u.len() > MAX_USER_DATA) {
+            return Err(ServiceError::invalid_field("user_data", format!("user_data is at most {MAX_USER_DATA} bytes")));
+        }
+        let reserved = &r.tags.reserved;
+        if reserved.len() > MAX_CLIENT_TAGS
+            || reserved
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256 || k.chars().chain(v.chars()).any(char::is_control))
+        {
+            return Err(ServiceError::invalid_field(
+                "tags",
+                format!("at most {MAX_CLIENT_TAGS} reserved client tags, keys 1-128 and values up to 256 characters"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The image a launch uses: a native image the actor may launch,
+    /// resolved for the instance, or a raw cloud id where
+    /// `images.allow.raw` allows it.
+    async fn resolve_image(
+        &self,
+        actor: &Actor,
+        snap: &Arc<Snapshot>,
+        image: &ImageRef,
+        instance: &InstanceName,
+    ) -> ServiceResult<ResolvedImage> {
+        let allow_raw = snap.system_bool("images.allow.raw");
+        let native = match image.as_native() {
+            Some(n) => match self.images.catalogue_at(snap.clone()).await?.resolve_for(actor, &n, instance) {
+                Err(ServiceError::NotFound(_)) => None,
+                other => Some(other),
+            },
+            None => None,
+        };
+        match native {
+            Some(r) => r,
+            None if allow_raw => {
+                Ok(ResolvedImage { image_id: image.to_string(), instance_type: None, security_group: None, from_image: String::new() })
+            }
+            // Well-formed, but the configuration has no such image.
+            None => Err(ServiceError::unresolved(
+                "image",
+                format!("image '{image}' is not a native image (and raw cloud image ids are not allowed: images.allow.raw)"),
+            )),
+        }
+    }
+}
