@@ -11,6 +11,7 @@
 //!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90]
 //! ```
 
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use cloudbroker_store::vms::VmRow;
 use cloudbroker_store::Store;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -61,34 +62,34 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn row(user: &str, instance: &str, state: &str, n: u64) -> VmRow {
+fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut tags = BTreeMap::new();
     tags.insert("bench".to_string(), format!("row-{n}"));
     let now = chrono_now();
-    VmRow {
-        id: format!("vm-{}", &id[..17]),
-        launch_id: uuid::Uuid::new_v4().simple().to_string(),
+    Ok(VmRow {
+        id: VmId::parse(&format!("vm-{}", &id[..17])).map_err(|e| format!("VM id: {e}"))?,
+        launch_id: LaunchId::generate(),
         launch_index: 0,
-        user: user.to_string(),
-        instance: instance.to_string(),
-        credential_id: String::new(),
-        client_token: format!("seed-{id}"),
+        user: UserName::from_stored(user.to_string()),
+        instance: InstanceName::parse(instance).map_err(|e| format!("--instance: {e}"))?,
+        credential_id: CredentialId::from_stored(String::new()),
+        client_token: ClientToken::parse(&format!("seed-{id}")).map_err(|e| format!("client token: {e}"))?,
         name: format!("seed-{n}"),
         image: "ubuntu-22.04".into(),
         image_id: "sandbox-ubuntu-22.04".into(),
         instance_type: "small".into(),
-        state: state.to_string(),
+        state: VmStatus::parse(state).map_err(|e| format!("VM state: {e}"))?,
         cloud_id: Some(format!("i-{}", &id[..17])),
         private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
         public_ip: None,
         key_name: None,
         error: None,
-        tags,
+        tags: Tags::from_stored(tags),
         created_at: now,
         updated_at: now,
         version: 0,
-    }
+    })
 }
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
@@ -127,7 +128,7 @@ async fn seed(a: &Args) -> Result<(), String> {
         .map(|(user, state, n)| {
             let store = &store;
             let instance = a.instance.as_str();
-            async move { store.insert_adopted_vm(&row(&user, instance, state, n)).await.map_err(|e| e.to_string()) }
+            async move { store.insert_adopted_vm(&row(&user, instance, state, n)?).await.map_err(|e| e.to_string()) }
         })
         .buffer_unordered(concurrency)
         .try_collect()

@@ -113,5 +113,11 @@ async fn two_broker_processes_share_one_quota() {
     let over = codes.iter().filter(|c| **c == 409).count();
     assert_eq!((ok, over), (10, 90), "{codes:?}");
     let store = cloudbroker_store::Store::open(&db).await.unwrap();
-    assert_eq!(store.quota_usage("alice", "sb", &cloudbroker_core::domain::VmStatus::quota_counted_names()).await.unwrap(), 10);
+    assert_eq!(
+        store
+            .quota_usage(&"alice".parse().unwrap(), &"sb".parse().unwrap(), &cloudbroker_core::domain::VmStatus::QUOTA_COUNTED)
+            .await
+            .unwrap(),
+        10
+    );
 }

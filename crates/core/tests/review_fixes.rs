@@ -13,7 +13,7 @@
 mod common;
 
 use cloudbroker_connector_api::{tags, RunRequest, SecretString};
-use cloudbroker_core::domain::{LaunchId, PageRequest, VmAction, VmStatus};
+use cloudbroker_core::domain::{ClientToken, LaunchId, PageRequest, VmAction, VmId, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
 use cloudbroker_core::provisioning::{LaunchRequest, VmQuery};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
@@ -252,11 +252,11 @@ broker_test!(one_cloud_vm_is_recorded_once, |b: Broker| async move {
     let alice = add_user(&b, "alice").await;
     let vm = launch(&b, &alice, "sb", 1).await.remove(0);
     let store = b.store();
-    let mut row = store.get_vm(vm.id.as_str()).await.unwrap().unwrap();
-    row.id = "vm-0000000000000000dup".into();
-    row.client_token = "adopted:dup".into();
+    let mut row = store.get_vm(&vm.id).await.unwrap().unwrap();
+    row.id = VmId::parse("vm-0000000000000000dup").unwrap();
+    row.client_token = ClientToken::parse("adopted:dup").unwrap();
     assert!(!store.insert_adopted_vm(&row).await.unwrap(), "a second record of the same cloud VM was written");
-    assert_eq!(store.vm_by_cloud_id("sb", vm.cloud_id.as_deref().unwrap()).await.unwrap().unwrap().id, vm.id.as_str());
+    assert_eq!(store.vm_by_cloud_id(&"sb".parse().unwrap(), vm.cloud_id.as_deref().unwrap()).await.unwrap().unwrap().id, vm.id.as_str());
 });
 
 // 2. A rotation by another process (the CLI, a replica) while this one

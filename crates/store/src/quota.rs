@@ -9,12 +9,14 @@
 //! on SQLite the first write takes the database's write lock, so admissions
 //! are serialised the same way.
 
+use crate::audit::NewAudit;
 use crate::{now_ms, Store, StoreError};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
 
 /// One VM to record.
 #[derive(Clone, Debug)]
 pub struct NewVm {
-    pub id: String,
+    pub id: VmId,
     pub launch_index: i64,
     pub name: String,
     pub image: String,
@@ -29,22 +31,22 @@ pub struct NewVm {
 /// The launch being admitted.
 #[derive(Clone, Debug)]
 pub struct Admission<'a> {
-    pub launch_id: &'a str,
-    pub user: &'a str,
-    pub instance: &'a str,
-    pub credential_id: &'a str,
-    pub client_token: &'a str,
+    pub launch_id: &'a LaunchId,
+    pub user: &'a UserName,
+    pub instance: &'a InstanceName,
+    pub credential_id: &'a CredentialId,
+    pub client_token: &'a ClientToken,
     /// `None`: no quota enforced.
     pub limit: Option<i64>,
     /// The states that count against the limit (the services decide which).
-    pub counted: &'a [&'a str],
+    pub counted: &'a [VmStatus],
     /// The state the VMs are recorded in.
-    pub state: &'a str,
+    pub state: VmStatus,
     pub vms: &'a [NewVm],
-    /// An audit record (action, target, outcome, detail; the actor is
-    /// `user`) written in the same transaction: recorded exactly when the
-    /// VMs are.
-    pub audit: Option<(&'a str, &'a str, &'a str, &'a str)>,
+    /// An audit record written in the same transaction: recorded exactly
+    /// when the VMs are (its detail is replaced by the one `rows` gives in
+    /// [`Store::admit_launch_range`]).
+    pub audit: Option<NewAudit<'a>>,
 }
 
 /// Why a launch was not admitted.
@@ -67,7 +69,7 @@ fn placeholders(first: usize, n: usize) -> String {
 
 impl Store {
     /// The user's override for an instance.
-    pub async fn quota_override(&self, user: &str, instance: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn quota_override(&self, user: &UserName, instance: &InstanceName) -> Result<Option<i64>, StoreError> {
         let r: Option<(i64,)> = sqlx::query_as("SELECT vm_limit FROM quota_overrides WHERE user_name = $1 AND instance = $2")
             .bind(user)
             .bind(instance)
@@ -77,7 +79,7 @@ impl Store {
     }
 
     /// Sets (`Some`) or removes a user's override.
-    pub async fn set_quota_override(&self, user: &str, instance: &str, limit: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_quota_override(&self, user: &UserName, instance: &InstanceName, limit: Option<i64>) -> Result<(), StoreError> {
         match limit {
             Some(l) => {
                 sqlx::query("INSERT INTO quota_overrides (user_name, instance, vm_limit) VALUES ($1, $2, $3) ON CONFLICT (user_name, instance) DO UPDATE SET vm_limit = excluded.vm_limit")
@@ -99,7 +101,7 @@ impl Store {
     }
 
     /// VMs of a user on an instance in the `counted` states.
-    pub async fn quota_usage(&self, user: &str, instance: &str, counted: &[&str]) -> Result<i64, StoreError> {
+    pub async fn quota_usage(&self, user: &UserName, instance: &InstanceName, counted: &[VmStatus]) -> Result<i64, StoreError> {
         let sql =
             format!("SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})", placeholders(3, counted.len()));
         let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(user).bind(instance);
@@ -112,7 +114,7 @@ impl Store {
     /// Atomically checks the quota and records the VMs.
     pub async fn admit_launch(&self, a: &Admission<'_>) -> Result<(), AdmitError> {
         let n = a.vms.len();
-        let detail = a.audit.map(|(_, _, _, d)| d).unwrap_or_default();
+        let detail = a.audit.map(|r| r.detail).unwrap_or_default();
         self.admit_launch_range(a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await.map(|_| ())
     }
 
@@ -180,10 +182,8 @@ impl Store {
                 e => AdmitError::Store(e),
             })?;
         }
-        if let Some((action, target, outcome, _)) = a.audit {
-            crate::audit::insert_audit(&mut *tx, now, &crate::audit::NewAudit { actor: a.user, action, target, outcome, detail: &detail })
-                .await
-                .map_err(AdmitError::Store)?;
+        if let Some(r) = a.audit {
+            crate::audit::insert_audit(&mut *tx, now, &NewAudit { detail: &detail, ..r }).await.map_err(AdmitError::Store)?;
         }
         tx.commit().await?;
         Ok(admitted)

@@ -4,32 +4,39 @@
 //! reported ([`Store::observe_vm`]) is conditional on the version read before
 //! the cloud was asked, so an action's write, or another replica's, made
 //! while the cloud was being listed is never overwritten by the older report.
+//!
+//! Records come back typed: ids the store wrote are trusted as stored; the
+//! state and the connector instance are parsed (a bad one is a decode error).
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use serde::Serialize;
 
 /// A VM as the broker records it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct VmRow {
-    pub id: String,
-    pub launch_id: String,
+    /// Trusted as stored (the store wrote it): not re-parsed on read.
+    pub id: VmId,
+    pub launch_id: LaunchId,
     pub launch_index: i64,
-    pub user: String,
-    pub instance: String,
+    pub user: UserName,
+    /// Parsed on read, as `state`.
+    pub instance: InstanceName,
     #[serde(skip)]
-    pub credential_id: String,
-    pub client_token: String,
+    pub credential_id: CredentialId,
+    pub client_token: ClientToken,
     pub name: String,
     pub image: String,
     pub image_id: String,
     pub instance_type: String,
-    pub state: String,
+    /// Parsed on read: a stored state that is no [`VmStatus`] is a decode error.
+    pub state: VmStatus,
     pub cloud_id: Option<String>,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
     pub error: Option<String>,
-    pub tags: std::collections::BTreeMap<String, String>,
+    pub tags: Tags,
     /// The user's key pair it was launched with (EC2's `KeyName`).
     pub key_name: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -73,30 +80,34 @@ const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, crede
 
 const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version";
 
-fn vm(t: VmDb) -> VmRow {
-    VmRow {
-        id: t.id,
-        launch_id: t.launch_id,
+fn vm(t: VmDb) -> Result<VmRow, StoreError> {
+    let state = VmStatus::parse(&t.state)
+        .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column state: {}", t.id, e.message).into())))?;
+    let instance = InstanceName::parse(&t.instance)
+        .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column instance: {e}", t.id).into())))?;
+    Ok(VmRow {
+        id: VmId::from_stored(t.id),
+        launch_id: LaunchId::from_stored(t.launch_id),
         launch_index: t.launch_index,
-        user: t.user_name,
-        instance: t.instance,
-        credential_id: t.credential_id,
-        client_token: t.client_token,
+        user: UserName::from_stored(t.user_name),
+        instance,
+        credential_id: CredentialId::from_stored(t.credential_id),
+        client_token: ClientToken::from_stored(t.client_token),
         name: t.name,
         image: t.image,
         image_id: t.image_id,
         instance_type: t.instance_type,
-        state: t.state,
+        state,
         cloud_id: t.cloud_id,
         private_ip: t.private_ip,
         public_ip: t.public_ip,
         error: t.error,
-        tags: serde_json::from_str(&t.tags).unwrap_or_default(),
+        tags: Tags::from_stored(serde_json::from_str(&t.tags).unwrap_or_default()),
         key_name: t.key_name,
         created_at: ms_to_time(t.created_at),
         updated_at: ms_to_time(t.updated_at),
         version: t.version,
-    }
+    })
 }
 
 /// The rows of a JSON array of VM records in [`JSON_COLS`] order (`None`:
@@ -113,7 +124,7 @@ fn vm_rows(json: Option<String>, order: Order) -> Result<Vec<VmRow>, StoreError>
         }
         Order::Newest => rows.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id))),
     }
-    Ok(rows.into_iter().map(vm).collect())
+    rows.into_iter().map(vm).collect()
 }
 
 /// The orders lists of VMs come in.
@@ -139,8 +150,8 @@ impl Order {
 /// addresses and the error as given (`None` clears them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmUpdate<'a> {
-    pub id: &'a str,
-    pub state: &'a str,
+    pub id: &'a VmId,
+    pub state: VmStatus,
     pub cloud_id: Option<&'a str>,
     pub private_ip: Option<&'a str>,
     pub public_ip: Option<&'a str>,
@@ -150,7 +161,7 @@ pub struct VmUpdate<'a> {
 impl<'a> VmUpdate<'a> {
     /// Sets `state`, keeps the cloud id, clears the addresses and the error;
     /// name other fields with `VmUpdate { .., ..VmUpdate::state(id, state) }`.
-    pub fn state(id: &'a str, state: &'a str) -> Self {
+    pub fn state(id: &'a VmId, state: VmStatus) -> Self {
         Self { id, state, cloud_id: None, private_ip: None, public_ip: None, error: None }
     }
 }
@@ -194,10 +205,10 @@ impl Store {
     }
 
     /// A VM by broker id.
-    pub async fn get_vm(&self, id: &str) -> Result<Option<VmRow>, StoreError> {
+    pub async fn get_vm(&self, id: &VmId) -> Result<Option<VmRow>, StoreError> {
         let r: Option<VmTuple> =
             sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
-        Ok(r.map(vm))
+        r.map(vm).transpose()
     }
 
     /// VMs matching a filter, oldest first.
@@ -224,7 +235,7 @@ impl Store {
         }
         let rows = vm_rows(q.fetch_one(self.pool()).await?.0, Order::Oldest)?.into_iter();
         Ok(match &f.tag {
-            Some((k, v)) => rows.filter(|r| r.tags.get(k) == Some(v)).collect(),
+            Some((k, v)) => rows.filter(|r| r.tags.get(k) == Some(v.as_str())).collect(),
             None => rows.collect(),
         })
     }
@@ -232,7 +243,7 @@ impl Store {
     /// How many VMs are in each of the given states, per connector instance:
     /// (instance, state, count). Counted on the (state, instance) index alone
     /// (unlike [`Store::vm_counts`], which groups by user too).
-    pub async fn vm_counts_by_instance(&self, states: &[&str]) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pub async fn vm_counts_by_instance(&self, states: &[VmStatus]) -> Result<Vec<(String, String, i64)>, StoreError> {
         let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT instance, state, COUNT(*) FROM vms WHERE state IN ({list}) GROUP BY instance, state");
         let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
@@ -243,7 +254,7 @@ impl Store {
     }
 
     /// VMs in the given states (reconciliation passes the live ones).
-    pub async fn vms_in_states(&self, states: &[&str]) -> Result<Vec<VmRow>, StoreError> {
+    pub async fn vms_in_states(&self, states: &[VmStatus]) -> Result<Vec<VmRow>, StoreError> {
         let list = (1..=states.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = self.json_rows(&format!("SELECT {COLS} FROM vms WHERE state IN ({list})"), Order::Oldest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
@@ -256,7 +267,7 @@ impl Store {
     /// One page of VMs matching a filter, newest first (by creation time,
     /// then id), starting after `after` (the previous page's last item).
     /// Costs what it returns: the filter and the keyset use indexed columns.
-    pub async fn page_vms(&self, f: &VmFilter, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<VmRow>, StoreError> {
+    pub async fn page_vms(&self, f: &VmFilter, after: Option<(i64, &VmId)>, limit: i64) -> Result<Vec<VmRow>, StoreError> {
         let mut sql = format!("SELECT {COLS} FROM vms WHERE 1 = 1");
         let mut binds: Vec<String> = Vec::new();
         for (col, v) in [
@@ -315,13 +326,13 @@ impl Store {
     }
 
     /// The VM with this cloud id on an instance.
-    pub async fn vm_by_cloud_id(&self, instance: &str, cloud_id: &str) -> Result<Option<VmRow>, StoreError> {
+    pub async fn vm_by_cloud_id(&self, instance: &InstanceName, cloud_id: &str) -> Result<Option<VmRow>, StoreError> {
         let r: Option<VmTuple> = sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE instance = $1 AND cloud_id = $2"))
             .bind(instance)
             .bind(cloud_id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(r.map(vm))
+        r.map(vm).transpose()
     }
 
     /// Gives a `requested` VM its cloud id, unless the cloud id is already
@@ -329,9 +340,9 @@ impl Store {
     /// once). Returns whether it was assigned.
     pub async fn adopt_vm(
         &self,
-        id: &str,
+        id: &VmId,
         cloud_id: &str,
-        state: &str,
+        state: VmStatus,
         private_ip: Option<&str>,
         public_ip: Option<&str>,
     ) -> Result<bool, StoreError> {
@@ -376,7 +387,7 @@ impl Store {
         .bind(&row.image)
         .bind(&row.image_id)
         .bind(&row.instance_type)
-        .bind(&row.state)
+        .bind(row.state)
         .bind(&row.cloud_id)
         .bind(&row.private_ip)
         .bind(&row.public_ip)
@@ -422,9 +433,9 @@ impl Store {
     /// or the record is gone; the next pass asks the cloud again).
     pub async fn observe_vm(
         &self,
-        id: &str,
+        id: &VmId,
         version: i64,
-        state: &str,
+        state: VmStatus,
         private_ip: Option<&str>,
         public_ip: Option<&str>,
         error: Option<&str>,
@@ -447,7 +458,7 @@ impl Store {
 
     /// Sets only a VM's public address (an Elastic IP associated or let
     /// go), leaving its state as whoever last wrote it left it.
-    pub async fn set_vm_public_ip(&self, id: &str, public_ip: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_vm_public_ip(&self, id: &VmId, public_ip: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE vms SET public_ip = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(public_ip)
             .bind(now_ms())
@@ -458,7 +469,7 @@ impl Store {
     }
 
     /// Replaces a VM's user tags.
-    pub async fn set_vm_tags(&self, id: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<(), StoreError> {
+    pub async fn set_vm_tags(&self, id: &VmId, tags: &std::collections::BTreeMap<String, String>) -> Result<(), StoreError> {
         let json = serde_json::to_string(tags).map_err(|e| StoreError::Config(format!("tags: {e}")))?;
         sqlx::query("UPDATE vms SET tags = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(json)

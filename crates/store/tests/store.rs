@@ -5,11 +5,12 @@
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
+use cloudbroker_model::{VmId, VmStatus};
 use cloudbroker_store::vms::VmUpdate;
 use cloudbroker_store::{store_test, Backend, Store};
 
-/// The states the services count against quotas (core's `VmStatus::QUOTA_COUNTED`).
-const COUNTED: &[&str] = &["requested", "pending", "running", "stopping", "stopped"];
+/// The states the services count against quotas.
+const COUNTED: &[VmStatus] = &VmStatus::QUOTA_COUNTED;
 
 store_test!(migrations_apply_and_are_idempotent, |s: Store| async move {
     let applied = s.applied_migrations().await.unwrap();
@@ -99,7 +100,16 @@ async fn unreachable_postgres_is_a_clear_error_without_password() {
 
 mod quota {
     use super::*;
+    use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, UserName};
     use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
+
+    fn user_name(s: &str) -> UserName {
+        UserName::parse(s).unwrap()
+    }
+
+    fn sb() -> InstanceName {
+        InstanceName::parse("sb").unwrap()
+    }
 
     async fn user(s: &Store, name: &str) {
         s.create_user(name, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
@@ -108,7 +118,7 @@ mod quota {
     fn vms(n: usize, tag: &str) -> Vec<NewVm> {
         (0..n)
             .map(|i| NewVm {
-                id: format!("{tag}-{i}"),
+                id: VmId::from_stored(format!("{tag}-{i}")),
                 launch_index: i as i64,
                 name: format!("vm-{i}"),
                 image: "img".into(),
@@ -122,15 +132,17 @@ mod quota {
 
     async fn launch(s: &Store, user: &str, token: &str, n: usize, limit: Option<i64>) -> Result<(), AdmitError> {
         let v = vms(n, token);
+        let (launch_id, user) = (LaunchId::from_stored(token.to_string()), user_name(user));
+        let (credential_id, client_token) = (CredentialId::from_stored("c".to_string()), ClientToken::from_stored(token.to_string()));
         s.admit_launch(&Admission {
-            launch_id: token,
-            user,
-            instance: "sb",
-            credential_id: "c",
-            client_token: token,
+            launch_id: &launch_id,
+            user: &user,
+            instance: &sb(),
+            credential_id: &credential_id,
+            client_token: &client_token,
             limit,
             counted: COUNTED,
-            state: "requested",
+            state: VmStatus::Requested,
             vms: &v,
             audit: None,
         })
@@ -158,7 +170,7 @@ mod quota {
             }
         }
         assert_eq!((admitted, refused), (10, 90));
-        assert_eq!(s.quota_usage("alice", "sb", COUNTED).await.unwrap(), 10);
+        assert_eq!(s.quota_usage(&user_name("alice"), &sb(), &VmStatus::QUOTA_COUNTED).await.unwrap(), 10);
     });
 
     store_test!(quota_counts_states_and_multi_vm_requests, |s: Store| async move {
@@ -166,36 +178,52 @@ mod quota {
         launch(&s, "bob", "a", 3, Some(4)).await.unwrap();
         assert!(matches!(launch(&s, "bob", "b", 2, Some(4)).await, Err(AdmitError::Quota { limit: 4, current: 3, requested: 2 })));
         // Terminated VMs free their slots; stopped ones do not.
-        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state("a-0", "terminated") }).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state("a-1", "stopped") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state(&VmId::from_stored("a-0".into()), VmStatus::Terminated) })
+            .await
+            .unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state(&VmId::from_stored("a-1".into()), VmStatus::Stopped) })
+            .await
+            .unwrap();
         launch(&s, "bob", "b", 2, Some(4)).await.unwrap();
-        assert_eq!(s.quota_usage("bob", "sb", COUNTED).await.unwrap(), 4);
+        assert_eq!(s.quota_usage(&user_name("bob"), &sb(), &VmStatus::QUOTA_COUNTED).await.unwrap(), 4);
         // No limit: anything goes; the same client token twice is a conflict.
         launch(&s, "bob", "c", 5, None).await.unwrap();
         assert!(matches!(launch(&s, "bob", "c", 1, None).await, Err(AdmitError::Store(e)) if e.is_unique_violation()));
-        s.set_quota_override("bob", "sb", Some(7)).await.unwrap();
-        assert_eq!(s.quota_override("bob", "sb").await.unwrap(), Some(7));
-        s.set_quota_override("bob", "sb", None).await.unwrap();
-        assert_eq!(s.quota_override("bob", "sb").await.unwrap(), None);
+        s.set_quota_override(&user_name("bob"), &sb(), Some(7)).await.unwrap();
+        assert_eq!(s.quota_override(&user_name("bob"), &sb()).await.unwrap(), Some(7));
+        s.set_quota_override(&user_name("bob"), &sb(), None).await.unwrap();
+        assert_eq!(s.quota_override(&user_name("bob"), &sb()).await.unwrap(), None);
     });
 
     store_test!(watch_reads_count_and_list_by_state, |s: Store| async move {
         user(&s, "dora").await;
         launch(&s, "dora", "w", 6, None).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state("w-0", "running") }).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state("w-1", "running") }).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-2"), ..VmUpdate::state("w-2", "pending") }).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-3"), ..VmUpdate::state("w-3", "terminated") }).await.unwrap();
-        s.update_vm(&VmUpdate { cloud_id: Some("i-4"), ..VmUpdate::state("w-4", "stopping") }).await.unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state(&VmId::from_stored("w-0".into()), VmStatus::Running) })
+            .await
+            .unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-1"), ..VmUpdate::state(&VmId::from_stored("w-1".into()), VmStatus::Running) })
+            .await
+            .unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-2"), ..VmUpdate::state(&VmId::from_stored("w-2".into()), VmStatus::Pending) })
+            .await
+            .unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-3"), ..VmUpdate::state(&VmId::from_stored("w-3".into()), VmStatus::Terminated) })
+            .await
+            .unwrap();
+        s.update_vm(&VmUpdate { cloud_id: Some("i-4"), ..VmUpdate::state(&VmId::from_stored("w-4".into()), VmStatus::Stopping) })
+            .await
+            .unwrap();
         // w-5 stays requested.
-        let mut counts = s.vm_counts_by_instance(&["requested", "pending", "running", "stopping"]).await.unwrap();
+        let mut counts =
+            s.vm_counts_by_instance(&[VmStatus::Requested, VmStatus::Pending, VmStatus::Running, VmStatus::Stopping]).await.unwrap();
         counts.sort();
         let want: Vec<(String, String, i64)> = [("sb", "pending", 1), ("sb", "requested", 1), ("sb", "running", 2), ("sb", "stopping", 1)]
             .iter()
             .map(|(i, st, n)| (i.to_string(), st.to_string(), *n))
             .collect();
         assert_eq!(counts, want, "terminated VMs are not counted");
-        let moving: Vec<String> = s.vms_in_states(&["pending", "stopping"]).await.unwrap().into_iter().map(|v| v.id).collect();
+        let moving: Vec<String> =
+            s.vms_in_states(&[VmStatus::Pending, VmStatus::Stopping]).await.unwrap().into_iter().map(|v| v.id.to_string()).collect();
         assert_eq!(moving, vec!["w-2".to_string(), "w-4".to_string()]);
     });
 
@@ -215,6 +243,6 @@ mod quota {
             admitted += usize::from(t.await.unwrap());
         }
         assert_eq!(admitted, 10);
-        assert_eq!(other.quota_usage("carol", "sb", COUNTED).await.unwrap(), 10);
+        assert_eq!(other.quota_usage(&user_name("carol"), &sb(), &VmStatus::QUOTA_COUNTED).await.unwrap(), 10);
     }
 }

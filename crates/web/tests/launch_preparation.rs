@@ -19,6 +19,7 @@
 
 mod common;
 
+use cloudbroker_core::domain::{VmId, VmStatus};
 use cloudbroker_store::vms::VmUpdate;
 use cloudbroker_testkit::{MotoOptions, MotoServer};
 use common::{TestApp, SUPER_PW};
@@ -187,9 +188,9 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
     // A VM whose public address the cloud gave after the launch (as EC2
     // does): described in full once it runs, so the record has the address.
     let store = cloudbroker_store::Store::connect(&app.db_url).await.unwrap();
-    let row = store.get_vm(&moving[0]).await.unwrap().unwrap();
+    let row = store.get_vm(&VmId::parse(&moving[0]).unwrap()).await.unwrap().unwrap();
     let public_ip = row.public_ip.clone().unwrap();
-    store.update_vm(&VmUpdate { private_ip: row.private_ip.as_deref(), ..VmUpdate::state(&row.id, "pending") }).await.unwrap();
+    store.update_vm(&VmUpdate { private_ip: row.private_ip.as_deref(), ..VmUpdate::state(&row.id, VmStatus::Pending) }).await.unwrap();
     moto.reset().await;
     let r = app.broker.provisioning.watch_transitional("t").await.unwrap();
     assert_eq!(r.updated, 1, "{r:?}");
@@ -198,7 +199,7 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
     let described: Vec<&Value> = log.iter().filter(|e| e["action"] == "DescribeInstances").collect();
     assert_eq!(described.len(), 1, "{stats}");
     assert_eq!((described[0]["instance_ids"].as_u64(), described[0]["filters"].as_u64()), (Some(1), Some(0)), "{stats}");
-    let row = store.get_vm(&moving[0]).await.unwrap().unwrap();
+    let row = store.get_vm(&VmId::parse(&moving[0]).unwrap()).await.unwrap().unwrap();
     assert_eq!((row.state.as_str(), row.public_ip.as_deref()), ("running", Some(public_ip.as_str())));
 
     // A credential whose policy does not allow DescribeInstanceStatus: the
@@ -207,7 +208,7 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
         .update_vm(&VmUpdate {
             private_ip: row.private_ip.as_deref(),
             public_ip: row.public_ip.as_deref(),
-            ..VmUpdate::state(&row.id, "pending")
+            ..VmUpdate::state(&row.id, VmStatus::Pending)
         })
         .await
         .unwrap();
@@ -223,7 +224,7 @@ async fn the_watch_asks_by_id(db_url: Option<String>) {
         (Some(1), Some(1)),
         "{stats}"
     );
-    assert_eq!(store.get_vm(&row.id).await.unwrap().unwrap().state, "running");
+    assert_eq!(store.get_vm(&row.id).await.unwrap().unwrap().state.as_str(), "running");
     moto.set_faults(json!({})).await;
     store.close().await;
 

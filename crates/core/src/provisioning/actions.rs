@@ -43,7 +43,8 @@ impl Provisioning {
             tag: query.tag,
             ended_after: ended_after.map(|t| t.timestamp_millis()),
         };
-        let after = page.after.as_ref().map(|c| (c.num, c.key.as_str()));
+        let after_id = page.after.as_ref().map(|c| VmId::from_stored(c.key.clone()));
+        let after = page.after.as_ref().zip(after_id.as_ref()).map(|(c, id)| (c.num, id));
         let rows = self.store.page_vms(&filter, after, i64::from(page.limit) + 1).await?;
         let vms = self.vms(rows)?;
         Ok(Page::from_fetched(vms, page.limit, |v| Cursor::new(v.created_at.timestamp_millis(), v.id.as_str())))
@@ -84,8 +85,7 @@ impl Provisioning {
                 (v.private_ip.clone(), v.public_ip.clone())
             };
             let status = VmStatus::from(c.current);
-            let update =
-                VmUpdate { private_ip: pip.as_deref(), public_ip: pub_ip.as_deref(), ..VmUpdate::state(v.id.as_str(), status.as_str()) };
+            let update = VmUpdate { private_ip: pip.as_deref(), public_ip: pub_ip.as_deref(), ..VmUpdate::state(&v.id, status) };
             self.store.update_vm(&update).await?;
         }
         if action == VmAction::Terminate {
@@ -156,7 +156,7 @@ impl Provisioning {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.set_vm_tags(id.as_str(), &merged).await?;
+        self.store.set_vm_tags(id, &merged).await?;
         self.owned(actor, id).await
     }
 }

@@ -125,7 +125,7 @@ impl Provisioning {
             .await?;
         // Only the address: the state read before the cloud call may be
         // stale by now (a terminate in between must not be undone).
-        self.store.set_vm_public_ip(v.id.as_str(), Some(&row.public_ip)).await?;
+        self.store.set_vm_public_ip(&v.id, Some(&row.public_ip)).await?;
         audit::record(
             &self.store,
             actor.name.as_str(),
@@ -146,8 +146,8 @@ impl Provisioning {
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         connector.disassociate_address(&creds, &association).await?;
         self.store.set_address_association(instance.as_str(), id.as_str(), None, None, None).await?;
-        if let Some(vm) = row.vm_id.as_deref() {
-            if let Some(v) = self.store.get_vm(vm).await?.filter(|v| v.public_ip.as_deref() == Some(row.public_ip.as_str())) {
+        if let Some(vm) = row.vm_id.clone().map(VmId::from_stored) {
+            if let Some(v) = self.store.get_vm(&vm).await?.filter(|v| v.public_ip.as_deref() == Some(row.public_ip.as_str())) {
                 self.store.set_vm_public_ip(&v.id, None).await?;
             }
         }
@@ -196,9 +196,9 @@ impl Provisioning {
     /// it go when the VM terminated): the record says so from now on.
     async fn settle_address(&self, mut row: AddressRow, instance: &InstanceName) -> ServiceResult<Address> {
         if let Some(vm) = row.vm_id.clone() {
-            let ended = match self.store.get_vm(&vm).await? {
+            let ended = match self.store.get_vm(&VmId::from_stored(vm.clone())).await? {
                 Some(v) => {
-                    VmStatus::parse(&v.state).is_ok_and(|s| matches!(s, VmStatus::Terminated | VmStatus::ShuttingDown | VmStatus::Failed))
+                    matches!(v.state, VmStatus::Terminated | VmStatus::ShuttingDown | VmStatus::Failed)
                 }
                 None => true,
             };

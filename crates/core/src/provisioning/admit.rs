@@ -60,7 +60,7 @@ impl Admission {
 pub(super) struct Admitted {
     pub launch_id: LaunchId,
     /// The records' ids, by launch index.
-    pub rows: Vec<String>,
+    pub rows: Vec<VmId>,
 }
 
 /// What an admission did.
@@ -107,19 +107,23 @@ impl Provisioning {
         let tags_json = serde_json::to_string(&req.tags.recorded()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let launch_id = LaunchId::generate();
         let client_token = req.client_token.clone().unwrap_or_else(|| ClientToken::from_stored(launch_id.to_string()));
-        let counted = VmStatus::quota_counted_names();
-        let audit_target = AuditTarget::Launch { instance: req.instance.as_str(), launch_id: launch_id.as_str() }.to_string();
+        let audit_event = AuditEvent::new(
+            AuditAction::VmLaunch,
+            AuditTarget::Launch { instance: req.instance.as_str(), launch_id: launch_id.as_str() },
+            AuditOutcome::Requested,
+        );
+        let audit_target = audit_event.target.to_string();
         let header = quota::Admission {
-            launch_id: launch_id.as_str(),
-            user: actor.name.as_str(),
-            instance: req.instance.as_str(),
-            credential_id: plan.credential_id.as_str(),
-            client_token: client_token.as_str(),
+            launch_id: &launch_id,
+            user: &actor.name,
+            instance: &req.instance,
+            credential_id: &plan.credential_id,
+            client_token: &client_token,
             limit: admission.quota(),
-            counted: &counted,
-            state: VmStatus::Requested.as_str(),
+            counted: &VmStatus::QUOTA_COUNTED,
+            state: VmStatus::Requested,
             vms: &[],
-            audit: Some((AuditAction::VmLaunch.as_str(), &audit_target, AuditOutcome::Requested.as_str(), "")),
+            audit: Some(audit_event.row(actor.name.as_str(), &audit_target)),
         };
         // The records, built for the count the transaction admits (a launch
         // of several VMs numbers their names).
@@ -127,7 +131,7 @@ impl Provisioning {
         let rows = |n: usize| {
             let vms: Vec<NewVm> = (0..n)
                 .map(|i| NewVm {
-                    id: VmId::generate().to_string(),
+                    id: VmId::generate(),
                     launch_index: i as i64,
                     name: if n > 1 && !req.name.is_empty() { format!("{}-{i}", req.name) } else { req.name.clone() },
                     image: req.image.to_string(),

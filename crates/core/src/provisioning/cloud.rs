@@ -11,7 +11,7 @@ use super::admit::Admitted;
 use super::plan::LaunchPlan;
 use super::Provisioning;
 use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
-use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmStatus};
+use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::Actor;
 use cloudbroker_connector_api::model::tags;
@@ -237,9 +237,7 @@ impl Provisioning {
                     // the reconciler have been first, the general matching.
                     let status = VmStatus::from(vm.state);
                     let adopted = match job.rows.get(i) {
-                        Some(row) => {
-                            self.store.adopt_vm(row, &vm.id, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref()).await?
-                        }
+                        Some(row) => self.store.adopt_vm(row, &vm.id, status, vm.private_ip.as_deref(), vm.public_ip.as_deref()).await?,
                         None => false,
                     };
                     if !adopted {
@@ -267,7 +265,7 @@ impl Provisioning {
                 for v in self.launch_vms(launch_id).await? {
                     if v.cloud_id.is_none() {
                         let error = e.to_string();
-                        let update = VmUpdate { error: Some(&error), ..VmUpdate::state(v.id.as_str(), VmStatus::Failed.as_str()) };
+                        let update = VmUpdate { error: Some(&error), ..VmUpdate::state(&v.id, VmStatus::Failed) };
                         self.store.update_vm(&update).await?;
                     }
                 }
@@ -293,5 +291,5 @@ struct CloudLaunch {
     launch_id: LaunchId,
     credential_id: CredentialId,
     /// The launch's records (by launch index).
-    rows: Vec<String>,
+    rows: Vec<VmId>,
 }

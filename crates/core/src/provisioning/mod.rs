@@ -40,7 +40,7 @@ pub use reconcile::ReconcileReport;
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
 pub use volumes::{Attachment, Volume, VolumeSpec};
 
-use crate::auth::{user_name, Actor};
+use crate::auth::Actor;
 use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::images::Images;
@@ -216,7 +216,7 @@ impl Provisioning {
     /// this module; an unknown one is reported, not guessed).
     fn vm(&self, r: VmRow) -> ServiceResult<Vm> {
         let snap = self.registry.snapshot();
-        let policy = Self::policy(&snap, &r.instance);
+        let policy = Self::policy(&snap, r.instance.as_str());
         Self::vm_with(r, &policy)
     }
 
@@ -226,30 +226,28 @@ impl Provisioning {
     }
 
     fn vm_with(r: VmRow, policy: &str) -> ServiceResult<Vm> {
-        let status = VmStatus::parse(&r.state).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
-        let instance = InstanceName::parse(&r.instance).map_err(|e| ServiceError::Internal(format!("VM {}: {e}", r.id)))?;
         Ok(Vm {
             address: address(policy, &r.private_ip, &r.public_ip),
-            id: VmId::from_stored(r.id),
-            launch_id: LaunchId::from_stored(r.launch_id),
+            id: r.id,
+            launch_id: r.launch_id,
             launch_index: r.launch_index,
-            user: user_name(r.user),
-            instance,
-            client_token: ClientToken::from_stored(r.client_token),
+            user: r.user,
+            instance: r.instance,
+            client_token: r.client_token,
             name: r.name,
             image: r.image,
             image_id: r.image_id,
             instance_type: r.instance_type,
-            status,
+            status: r.state,
             cloud_id: r.cloud_id,
             private_ip: r.private_ip,
             public_ip: r.public_ip,
             error: r.error,
-            tags: Tags::from_stored(r.tags),
+            tags: r.tags,
             key_name: r.key_name,
             created_at: r.created_at,
             updated_at: r.updated_at,
-            credential_id: CredentialId::from_stored(r.credential_id),
+            credential_id: r.credential_id,
         })
     }
 
@@ -258,13 +256,13 @@ impl Provisioning {
     /// mostly on one or two).
     fn vms(&self, rows: Vec<VmRow>) -> ServiceResult<Vec<Vm>> {
         let snap = self.registry.snapshot();
-        let mut policies: Vec<(String, String)> = Vec::new();
+        let mut policies: Vec<(InstanceName, String)> = Vec::new();
         rows.into_iter()
             .map(|r| {
                 let at = match policies.iter().position(|(i, _)| *i == r.instance) {
                     Some(at) => at,
                     None => {
-                        policies.push((r.instance.clone(), Self::policy(&snap, &r.instance)));
+                        policies.push((r.instance.clone(), Self::policy(&snap, r.instance.as_str())));
                         policies.len() - 1
                     }
                 };
@@ -300,7 +298,7 @@ impl Provisioning {
 
     /// A VM the actor may see (theirs, or any for admins); others' are "not found".
     async fn owned(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
-        match self.store.get_vm(id.as_str()).await? {
+        match self.store.get_vm(id).await? {
             Some(v) if actor.is_admin || v.user == actor.name.as_str() => self.vm(v),
             _ => Err(ServiceError::NotFound(Resource::Vm(id.clone()))),
         }

@@ -51,7 +51,7 @@ impl Provisioning {
         user: &UserName,
         instance: &InstanceName,
     ) -> ServiceResult<(i64, QuotaSource)> {
-        if let Some(l) = self.store.quota_override(user.as_str(), instance.as_str()).await? {
+        if let Some(l) = self.store.quota_override(user, instance).await? {
             return Ok((l, QuotaSource::Override));
         }
         if let Some(l) = snap.instance(instance.as_str()).and_then(|i| i.values.get_set("quota.vm")).and_then(|v| v.parse().ok()) {
@@ -62,7 +62,7 @@ impl Provisioning {
 
     /// VMs of a user on an instance that count against the quota.
     pub async fn usage(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<i64> {
-        Ok(self.store.quota_usage(user.as_str(), instance.as_str(), &VmStatus::quota_counted_names()).await?)
+        Ok(self.store.quota_usage(user, instance, &VmStatus::QUOTA_COUNTED).await?)
     }
 
     async fn require_user(&self, user: &UserName) -> ServiceResult<()> {
@@ -98,7 +98,7 @@ impl Provisioning {
                 return Err(ServiceError::invalid_field("vm", "vm must be between 0 and 1000000"));
             }
         }
-        self.store.set_quota_override(user.as_str(), instance.as_str(), limit).await?;
+        self.store.set_quota_override(user, instance, limit).await?;
         let target = AuditTarget::Quota { user: user.as_str(), instance: instance.as_str() };
         let event = AuditEvent::ok(AuditAction::QuotaChange, target).detail(limit.map(|l| l.to_string()).unwrap_or_else(|| "unset".into()));
         audit::record(&self.store, actor.name.as_str(), &event).await?;

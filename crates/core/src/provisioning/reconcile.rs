@@ -19,7 +19,7 @@
 
 use super::{Provisioning, Vm};
 use crate::auth::Actor;
-use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
+use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
 use crate::error::{ServiceError, ServiceResult};
 use cloudbroker_connector_api::model::tags;
 use cloudbroker_connector_api::{Connector, ConnectorError, Credentials, DescribeFilter, VmState};
@@ -115,18 +115,18 @@ impl Provisioning {
         // The gauges count the live VMs in the database; the watch (every
         // few seconds) then reads only the VMs on the move, a full pass all
         // the live ones.
-        let counts = self.store.vm_counts_by_instance(&VmStatus::live_names()).await?;
+        let live: Vec<VmStatus> = VmStatus::ALL.into_iter().filter(|s| s.is_live()).collect();
+        let counts = self.store.vm_counts_by_instance(&live).await?;
         crate::metrics::set_vm_counts(&counts.into_iter().map(|(i, s, n)| ((i, s), usize::try_from(n).unwrap_or(0))).collect());
-        let states = if transitional_only { VmStatus::transitional_names() } else { VmStatus::live_names() };
+        let states: Vec<VmStatus> =
+            if transitional_only { VmStatus::ALL.into_iter().filter(|s| s.is_transitional()).collect() } else { live };
         let rows = self.store.vms_in_states(&states).await?;
         let mut groups: BTreeMap<(String, String), Vec<VmRow>> = BTreeMap::new();
         for v in rows {
-            groups.entry((v.instance.clone(), v.credential_id.clone())).or_default().push(v);
+            groups.entry((v.instance.to_string(), v.credential_id.to_string())).or_default().push(v);
         }
         if transitional_only {
-            groups.retain(|_, rows| {
-                rows.iter().any(|r| r.cloud_id.is_some() && VmStatus::parse(&r.state).is_ok_and(|s| s.is_transitional()))
-            });
+            groups.retain(|_, rows| rows.iter().any(|r| r.cloud_id.is_some() && r.state.is_transitional()));
         }
         // Groups (one per connector instance and credential) are independent:
         // each holds its own lease and its calls go through its instance's
@@ -197,8 +197,8 @@ impl Provisioning {
         versions: &Versions,
     ) -> ServiceResult<Observed> {
         let status = VmStatus::from(vm.state);
-        if let Some(known) = self.store.vm_by_cloud_id(instance.as_str(), &vm.id).await? {
-            let changed = known.state != status.as_str() || known.private_ip != vm.private_ip || known.public_ip != vm.public_ip;
+        if let Some(known) = self.store.vm_by_cloud_id(instance, &vm.id).await? {
+            let changed = known.state != status || known.private_ip != vm.private_ip || known.public_ip != vm.public_ip;
             if !changed {
                 return Ok(Observed::Unchanged);
             }
@@ -206,10 +206,7 @@ impl Provisioning {
             // live): this report is no newer than the record.
             let Some(version) = versions.get(&known.id) else { return Ok(Observed::Unchanged) };
             if known.version != version
-                || !self
-                    .store
-                    .observe_vm(&known.id, version, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
-                    .await?
+                || !self.store.observe_vm(&known.id, version, status, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None).await?
             {
                 return Ok(Observed::Stale);
             }
@@ -223,7 +220,7 @@ impl Provisioning {
                 && &r.credential_id == credential
                 && tagged_user.is_none_or(|u| u == r.user.as_str())
         }) {
-            if self.store.adopt_vm(r.id.as_str(), &vm.id, status.as_str(), vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
+            if self.store.adopt_vm(&r.id, &vm.id, status, vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
                 return Ok(Observed::Written);
             }
         }
@@ -271,7 +268,7 @@ impl Provisioning {
             // A launch tag that is not one of ours cannot match a launch record;
             // such a VM can still be recorded below, under a launch id of its own.
             let launch = LaunchId::parse(tag).ok();
-            let known = self.store.vm_by_cloud_id(instance.as_str(), &vm.id).await?;
+            let known = self.store.vm_by_cloud_id(instance, &vm.id).await?;
             let any_launch = launch.clone().unwrap_or_else(LaunchId::generate);
             if known.is_some() {
                 match self.record_observed(instance, &any_launch, cred, vm, versions).await? {
@@ -300,24 +297,26 @@ impl Provisioning {
                 continue;
             }
             let row = VmRow {
-                id: VmId::generate().to_string(),
-                launch_id: launch.to_string(),
+                id: VmId::generate(),
+                launch_id: launch.clone(),
                 launch_index: 0,
-                user: user.to_string(),
-                instance: instance.to_string(),
-                credential_id: cred.to_string(),
-                client_token: format!("adopted:{}", vm.id),
+                user: user.clone(),
+                instance: instance.clone(),
+                credential_id: cred.clone(),
+                client_token: ClientToken::from_stored(format!("adopted:{}", vm.id)),
                 name: vm.tag(tags::NAME).unwrap_or("").to_string(),
                 image: vm.image_id.clone(),
                 image_id: vm.image_id.clone(),
                 instance_type: vm.instance_type.clone(),
-                state: VmStatus::from(vm.state).as_str().to_string(),
+                state: VmStatus::from(vm.state),
                 key_name: None,
                 cloud_id: Some(vm.id.clone()),
                 private_ip: vm.private_ip.clone(),
                 public_ip: vm.public_ip.clone(),
                 error: None,
-                tags: vm.tags.iter().filter(|(k, _)| !k.starts_with("cloudbroker:") && k != tags::NAME).cloned().collect(),
+                tags: Tags::from_stored(
+                    vm.tags.iter().filter(|(k, _)| !k.starts_with("cloudbroker:") && k != tags::NAME).cloned().collect(),
+                ),
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
                 version: 0,
@@ -339,8 +338,8 @@ impl Provisioning {
             if r.cloud_id.is_none() && now_ms() - r.created_at.timestamp_millis() > grace_ms {
                 // Re-read: the adoption above may just have given it a cloud id.
                 // Ended only if nothing wrote it since (the launch's answer).
-                if let Some(fresh) = self.store.get_vm(r.id.as_str()).await? {
-                    if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested.as_str() {
+                if let Some(fresh) = self.store.get_vm(&r.id).await? {
+                    if fresh.cloud_id.is_none() && fresh.state == VmStatus::Requested {
                         if self.end_record(r, fresh.version, VmStatus::Failed, "launch interrupted before the cloud created the VM").await?
                         {
                             report.failed_launches += 1;
@@ -357,7 +356,7 @@ impl Provisioning {
     /// Ends a record with `status` and why (its addresses are dropped), if
     /// it is still at `version`. Returns whether it was written.
     async fn end_record(&self, r: &Vm, version: i64, status: VmStatus, why: &str) -> ServiceResult<bool> {
-        Ok(self.store.observe_vm(r.id.as_str(), version, status.as_str(), None, None, Some(why)).await?)
+        Ok(self.store.observe_vm(&r.id, version, status, None, None, Some(why)).await?)
     }
 
     /// Asks the cloud for `rows` by id (in batches) and records what it
@@ -382,7 +381,7 @@ impl Provisioning {
                 return Ok(false);
             }
             for (r, found) in chunk.iter().zip(confirmed) {
-                let Some(version) = versions.get(r.id.as_str()) else {
+                let Some(version) = versions.get(&r.id) else {
                     report.stale += 1;
                     continue;
                 };
@@ -402,14 +401,7 @@ impl Provisioning {
                         if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
                             let written = self
                                 .store
-                                .observe_vm(
-                                    r.id.as_str(),
-                                    version,
-                                    status.as_str(),
-                                    vm.private_ip.as_deref(),
-                                    vm.public_ip.as_deref(),
-                                    None,
-                                )
+                                .observe_vm(&r.id, version, status, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
                                 .await?;
                             if !written {
                                 report.stale += 1;
@@ -496,8 +488,8 @@ impl Provisioning {
                 }
                 let ended = matches!(status, VmStatus::Terminated | VmStatus::ShuttingDown);
                 let (private_ip, public_ip) = if ended { (None, None) } else { (r.private_ip.as_deref(), r.public_ip.as_deref()) };
-                let written = match versions.get(r.id.as_str()) {
-                    Some(version) => self.store.observe_vm(r.id.as_str(), version, status.as_str(), private_ip, public_ip, None).await?,
+                let written = match versions.get(&r.id) {
+                    Some(version) => self.store.observe_vm(&r.id, version, status, private_ip, public_ip, None).await?,
                     None => false,
                 };
                 if !written {
@@ -542,14 +534,14 @@ impl Provisioning {
 /// the cloud began: what the listing reports may be written to a record only
 /// while it is still at this version (`Store::observe_vm`).
 #[derive(Default)]
-struct Versions(BTreeMap<String, i64>);
+struct Versions(BTreeMap<VmId, i64>);
 
 impl Versions {
     fn of(rows: &[VmRow]) -> Self {
         Self(rows.iter().map(|r| (r.id.clone(), r.version)).collect())
     }
 
-    fn get(&self, id: &str) -> Option<i64> {
+    fn get(&self, id: &VmId) -> Option<i64> {
         self.0.get(id).copied()
     }
 }
