@@ -11,7 +11,7 @@
 //!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90]
 //! ```
 
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
 use cloudbroker_store::vms::VmRow;
 use cloudbroker_store::Store;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -72,6 +72,8 @@ fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String>
         launch_id: LaunchId::generate(),
         launch_index: 0,
         user: UserName::from_stored(user.to_string()),
+        // The user's personal project (named after them).
+        project: ProjectName::from_stored(user.to_string()),
         instance: InstanceName::parse(instance).map_err(|e| format!("--instance: {e}"))?,
         credential_id: CredentialId::from_stored(String::new()),
         client_token: ClientToken::parse(&format!("seed-{id}")).map_err(|e| format!("client token: {e}"))?,

@@ -313,6 +313,9 @@ pub mod tags {
     pub const BROKER: &str = "cloudbroker:broker";
     /// The broker user who owns the VM.
     pub const USER: &str = "cloudbroker:user";
+    /// The broker project the VM belongs to (absent on VMs launched before
+    /// projects: the user's personal project).
+    pub const PROJECT: &str = "cloudbroker:project";
     /// The broker's launch request id.
     pub const LAUNCH: &str = "cloudbroker:launch";
     /// Index of the VM within its launch request.

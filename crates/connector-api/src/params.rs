@@ -62,6 +62,14 @@ pub const QUOTA_VM: ParamSpec = ParamSpec::optional(
     "Default number of concurrent VMs a user may have on this instance (empty: unset, the broker default of 20 applies). Enforced only when quota.enable is true.",
 );
 
+/// `quota.project.vm`: declared by every kind (the broker enforces it).
+pub const QUOTA_PROJECT_VM: ParamSpec = ParamSpec::optional(
+    "quota.project.vm",
+    ParamType::Int { min: 0, max: 1_000_000 },
+    None,
+    "Default number of concurrent VMs a project's members may have on this instance together (empty: no project limit; a project's override wins). Enforced, with each user's quota.vm, only when quota.enable is true.",
+);
+
 /// `max.iaas.workers`: declared by every kind (the connector bounds its calls with it).
 pub const MAX_WORKERS: ParamSpec = ParamSpec::optional(
     "max.iaas.workers",
@@ -80,7 +88,7 @@ pub const CONNECTION_POLICY: ParamSpec = ParamSpec::optional(
 
 /// The parameters every kind declares (the broker, not the connector, reads
 /// most of them); a kind lists them after its own.
-pub const COMMON: [ParamSpec; 3] = [QUOTA_VM, MAX_WORKERS, CONNECTION_POLICY];
+pub const COMMON: [ParamSpec; 4] = [QUOTA_VM, QUOTA_PROJECT_VM, MAX_WORKERS, CONNECTION_POLICY];
 
 /// What one connector kind declares about itself: its name in
 /// declarations, what it is, its parameters, whether users need their own

@@ -3,7 +3,7 @@
 //! The only place the `ec2` parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_VM,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::optional("orchestrator.instance.type", ParamType::String, Some("t2.micro"), "Instance type of the orchestrator VM."),
     ParamSpec::optional("update.clienturl", ParamType::Url, None, "URL of the cloud client bundle given to orchestrators."),
     QUOTA_VM,
+    QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,
     ParamSpec::optional("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),

@@ -3,7 +3,7 @@
 //! builder. The only place the `ec2query` parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_VM,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::optional("security.group", ParamType::String, Some("default"), "Security group VMs are launched into."),
     QUOTA_VM,
+    QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,
     ParamSpec::optional("tls.verify", ParamType::Bool, Some("true"), "Verify the endpoint's TLS certificate."),

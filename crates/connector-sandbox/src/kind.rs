@@ -5,7 +5,7 @@
 //! parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_VM,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;
@@ -38,6 +38,7 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::optional("api.latency.ms", ParamType::Int { min: 0, max: 60_000 }, Some("0"), "Simulated latency of every API call."),
     QUOTA_VM,
+    QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,
 ];

@@ -6,6 +6,13 @@
 //! is usable only while it is active, not past its expiry, and its owner is
 //! enabled; unknown, disabled and expired keys look the same to a caller.
 //!
+//! Projects: a key acts in one project, chosen at creation (the holder's
+//! personal project by default; its holder must be a member of it, or an
+//! admin). The key's holder ([`AccessKeys::holder_at`]) is the actor entered
+//! in that project with its CURRENT role there: a viewer's key reads but
+//! cannot act, and a key whose holder left the project stops working (the
+//! same `None` as an unknown key).
+//!
 //! Expiry: a key may be given a lifetime at creation (at most
 //! [`MAX_KEY_LIFETIME`]); a key minted by an expiring actor (an API token
 //! with an expiry) never outlives it, like a token minted from a token.
@@ -15,8 +22,9 @@
 //! Lookups go through a [`KeyCache`] (the EC2 front checks a key on every
 //! request). Its invariant ([`crate::cache`]): a cached answer is never
 //! older than [`KEY_CACHE_TTL`], never served past the key's expiry, and any
-//! change this broker makes to a key (disable, enable, delete) or to its
-//! owner (disable, admin role, password reset) empties the cache before the
+//! change this broker makes to a key (disable, enable, delete), to its
+//! owner (disable, admin role, password reset) or to a membership (removal,
+//! role) empties the cache before the
 //! change is reported done (the broker's [`CacheEpoch`] moves), so it takes
 //! effect at once on this replica and within [`KEY_CACHE_TTL`] on the
 //! others. Refusals (unknown, inactive or expired keys) are never cached, so
@@ -26,7 +34,7 @@
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
 use crate::auth::{random_token, user_name, Actor};
 use crate::cache::{CacheEpoch, KeyCache, KeyHolder};
-use crate::domain::UserName;
+use crate::domain::{ProjectName, ProjectRole, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::master_keys::credential_aad;
 use crate::vault::{vault_err, Vault};
@@ -57,6 +65,10 @@ pub struct AccessKey {
     pub access_key_id: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: UserName,
+    /// The project the key acts in (its holder's personal project unless
+    /// another was chosen at creation).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub project: ProjectName,
     /// `active`, `disabled`, or `expired` (was active, now past `expires_at`).
     #[cfg_attr(feature = "openapi", schema(pattern = "^(active|disabled|expired)$"))]
     pub state: String,
@@ -74,11 +86,18 @@ fn shown(r: &AccessKeyRow, now: DateTime<Utc>) -> AccessKey {
     AccessKey {
         access_key_id: r.access_key_id.clone(),
         user: user_name(r.user_name.clone()),
+        project: key_project(r),
         state: if r.state == KEY_ACTIVE && expired(r, now) { EXPIRED.to_string() } else { r.state.clone() },
         created_at: r.created_at,
         last_used_at: r.last_used_at,
         expires_at: r.expires_at,
     }
+}
+
+/// The project a stored key acts in (rows written before projects: the
+/// holder's personal one).
+fn key_project(r: &AccessKeyRow) -> ProjectName {
+    ProjectName::from_stored(if r.project.is_empty() { r.user_name.clone() } else { r.project.clone() })
 }
 
 /// A new access key id: `AKIA` + 16 base32 characters, like AWS's.
@@ -132,7 +151,22 @@ impl AccessKeys {
         user: &UserName,
         expires_in: Option<Duration>,
     ) -> ServiceResult<(AccessKey, SecretString)> {
+        self.create_in(actor, user, None, expires_in).await
+    }
+
+    /// As [`Self::create_expiring`], for a key acting in `project` (`None`:
+    /// the user's personal project). `user` must be a member of it (any
+    /// role), or an admin; otherwise the project is "not found".
+    pub async fn create_in(
+        &self,
+        actor: &Actor,
+        user: &UserName,
+        project: Option<&ProjectName>,
+        expires_in: Option<Duration>,
+    ) -> ServiceResult<(AccessKey, SecretString)> {
         actor.require_self_or_admin(user)?;
+        let personal = ProjectName::personal(user);
+        let project = project.unwrap_or(&personal);
         let now = Utc::now();
         let requested = match expires_in {
             None => None,
@@ -155,8 +189,11 @@ impl AccessKeys {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(ServiceError::Unauthenticated("the token used has expired".into()));
         }
-        if self.store.get_user(user.as_str()).await?.is_none() {
+        let Some(holder) = self.store.get_user(user.as_str()).await? else {
             return Err(ServiceError::NotFound(Resource::User(user.clone())));
+        };
+        if project != &personal && self.role_in(project, user, holder.is_admin).await?.is_none() {
+            return Err(ServiceError::NotFound(Resource::Project(project.clone())));
         }
         let existing = self.store.list_access_keys(user.as_str()).await?;
         if existing.iter().filter(|r| r.state == KEY_ACTIVE && !expired(r, now)).count() >= MAX_KEYS_PER_USER {
@@ -178,17 +215,35 @@ impl AccessKeys {
             .insert_access_key(&NewAccessKey {
                 access_key_id: &key_id,
                 user_name: owner,
+                project: project.as_str(),
                 secret_sealed: &sk,
                 master_key_id: &sealing_key,
                 expires_at_ms: expires_at.map(|e| e.timestamp_millis()),
             })
             .await?;
-        let detail = expires_at.map(|e| format!("expires {}", e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))).unwrap_or_default();
+        let mut detail =
+            expires_at.map(|e| format!("expires {}", e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))).unwrap_or_default();
+        if project != &personal {
+            detail = if detail.is_empty() { format!("project {project}") } else { format!("project {project}; {detail}") };
+        }
         let target = AuditTarget::UserItem { user: user.as_str(), item: &key_id };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyCreate, target).detail(detail.as_str()))
-            .await?;
+        let mut event = AuditEvent::ok(AuditAction::AccessKeyCreate, target).detail(detail.as_str());
+        if project != &personal {
+            // A team's key: its owners read it in the team's audit.
+            event = event.in_project(project.as_str());
+        }
+        audit::record_by(&self.store, actor, &event).await?;
         let row = self.store.access_key(&key_id).await?.ok_or_else(|| ServiceError::Internal("access key vanished".into()))?;
         Ok((shown(&row, now), secret))
+    }
+
+    /// `user`'s role in a team `project`: its membership, or owner for an
+    /// admin when the project exists (`None`: neither).
+    async fn role_in(&self, project: &ProjectName, user: &UserName, is_admin: bool) -> ServiceResult<Option<ProjectRole>> {
+        if let Some(role) = self.store.project_membership(project, user).await? {
+            return Ok(Some(role));
+        }
+        Ok((is_admin && self.store.get_project(project).await?.is_some()).then_some(ProjectRole::Owner))
     }
 
     /// A user's access keys (self or admin).
@@ -208,7 +263,7 @@ impl AccessKeys {
             return Err(key_not_found(key_id));
         }
         let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyState, target).detail(state)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyState, target).detail(state)).await?;
         let row = self.store.access_key(key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         Ok(shown(&row, Utc::now()))
     }
@@ -222,7 +277,7 @@ impl AccessKeys {
             return Err(key_not_found(key_id));
         }
         let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::AccessKeyDelete, target)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyDelete, target)).await?;
         Ok(())
     }
 
@@ -233,8 +288,10 @@ impl AccessKeys {
     }
 
     /// The holder of an active, unexpired (at `now`) access key of an
-    /// enabled user, with the secret to check a signature against; `None`
-    /// for anything else, the same whatever the reason. Answers from the
+    /// enabled user, entered in the key's project with its current role
+    /// there, with the secret to check a signature against; `None` for
+    /// anything else (a holder no longer in the key's project included), the
+    /// same whatever the reason. Answers from the
     /// [`KeyCache`] when it can, but never with a key expired at `now`.
     pub async fn holder_at(&self, key_id: &str, now: DateTime<Utc>) -> ServiceResult<Option<KeyHolder>> {
         if !looks_like_key_id(key_id) {
@@ -250,11 +307,28 @@ impl AccessKeys {
         // Read the epoch before the database: a change made during the
         // lookup bumps it, and the (possibly stale) answer is not cached.
         let epoch = self.cache.epoch();
-        let Some(row) = self.store.access_key(key_id).await? else { return Ok(None) };
-        if row.state != KEY_ACTIVE || expired(&row, now) {
+        // One query: the key, its holder's state and role in the key's project.
+        let Some(found) = self.store.access_key_holder(key_id).await? else { return Ok(None) };
+        let row = &found.key;
+        if row.state != KEY_ACTIVE || expired(row, now) || found.disabled {
             return Ok(None);
         }
-        let Some(user) = self.store.get_user(&row.user_name).await?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
+        let holder_name = user_name(row.user_name.clone());
+        let mut actor = Actor { expires_at: row.expires_at, ..Actor::new(holder_name.clone(), found.is_admin) };
+        let project = key_project(row);
+        if project != actor.project {
+            let role = match found.role.as_deref().map(ProjectRole::parse) {
+                Some(Ok(role)) => Some(role),
+                Some(Err(e)) => {
+                    return Err(ServiceError::Internal(format!("stored role of '{holder_name}' in '{project}': {}", e.message)))
+                }
+                // An admin acts as an owner of any project that exists.
+                None if found.is_admin && self.store.get_project(&project).await?.is_some() => Some(ProjectRole::Owner),
+                None => None,
+            };
+            let Some(role) = role else { return Ok(None) };
+            actor = actor.in_project(project, role);
+        }
         if !self.vault.with_keys(|k| Ok(k.ids().contains(&row.master_key_id)))? {
             self.vault.refresh_keys()?;
         }
@@ -263,7 +337,6 @@ impl AccessKeys {
         })?;
         let secret =
             SecretString::new(String::from_utf8(secret.to_vec()).map_err(|_| vault_err(crate::master_keys::VaultError::Malformed))?);
-        let actor = Actor { expires_at: row.expires_at, ..Actor::new(user_name(user.name), user.is_admin) };
         let holder = KeyHolder::new(actor, secret);
         self.cache.put(key_id, &holder, epoch, row.last_used_at.map(|t| t.timestamp_millis()));
         Ok(Some(holder))

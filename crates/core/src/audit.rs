@@ -21,6 +21,9 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Admins only: one project's entries (owners always read their
+    /// project's, and only those).
+    pub project: Option<crate::domain::ProjectName>,
 }
 
 /// One entry.
@@ -34,11 +37,22 @@ pub struct AuditEntry {
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// The project it belongs to (empty for the broker's own events).
+    pub project: String,
 }
 
 impl From<AuditRow> for AuditEntry {
     fn from(r: AuditRow) -> Self {
-        Self { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, outcome: r.outcome, detail: r.detail }
+        Self {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            detail: r.detail,
+            project: r.project,
+        }
     }
 }
 
@@ -53,11 +67,24 @@ impl Audit {
         Self { store }
     }
 
-    /// One page of entries, newest first (admin).
+    /// One page of entries, newest first: admins read every entry (or one
+    /// project's); a team project's owners read their project's entries
+    /// (the actor's entered project). A personal project's audit is read by
+    /// admins only, as before projects existed.
     pub async fn list(&self, actor: &Actor, q: AuditQuery, page: PageRequest) -> ServiceResult<Page<AuditEntry>> {
-        actor.require_admin()?;
+        let project = if actor.is_admin {
+            q.project.map(|p| p.to_string())
+        } else if actor.in_personal_project() {
+            return Err(crate::ServiceError::Forbidden(
+                "the audit log needs the admin role (owners of a team project read its entries with ?project=NAME)".into(),
+            ));
+        } else {
+            actor.require_manage()?;
+            Some(actor.project.to_string())
+        };
         let filter = AuditFilter {
             actor: q.actor,
+            project,
             action: q.action,
             since_ms: q.since.map(|t| t.timestamp_millis()),
             until_ms: q.until.map(|t| t.timestamp_millis()),
@@ -79,6 +106,18 @@ impl Audit {
 pub(crate) async fn record(store: &Store, actor: &str, event: &AuditEvent<'_>) -> Result<(), StoreError> {
     let target = event.target.to_string();
     store.append_audit(&event.row(actor, &target)).await
+}
+
+/// Appends `event`, done by `actor`, to the log: it belongs to the
+/// event's project when it names one (the resource acted on), else to the
+/// project the actor acts in.
+pub(crate) async fn record_by(store: &Store, actor: &crate::Actor, event: &AuditEvent<'_>) -> Result<(), StoreError> {
+    let target = event.target.to_string();
+    let mut row = event.row(actor.name.as_str(), &target);
+    if event.project.is_none() {
+        row.project = actor.project.as_str();
+    }
+    store.append_audit(&row).await
 }
 
 /// What was done.
@@ -121,11 +160,16 @@ pub enum AuditAction {
     AddressAssociate,
     AddressDisassociate,
     AddressRelease,
+    ProjectCreate,
+    ProjectUpdate,
+    ProjectDelete,
+    ProjectMemberPut,
+    ProjectMemberRemove,
 }
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 37] = [
+    pub const ALL: [AuditAction; 42] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -163,6 +207,11 @@ impl AuditAction {
         Self::AddressAssociate,
         Self::AddressDisassociate,
         Self::AddressRelease,
+        Self::ProjectCreate,
+        Self::ProjectUpdate,
+        Self::ProjectDelete,
+        Self::ProjectMemberPut,
+        Self::ProjectMemberRemove,
     ];
 
     /// The action as stored and filtered on (`GET /api/v1/audit?action=`).
@@ -205,6 +254,11 @@ impl AuditAction {
             Self::AddressAssociate => "address.associate",
             Self::AddressDisassociate => "address.disassociate",
             Self::AddressRelease => "address.release",
+            Self::ProjectCreate => "project.create",
+            Self::ProjectUpdate => "project.update",
+            Self::ProjectDelete => "project.delete",
+            Self::ProjectMemberPut => "project.member.put",
+            Self::ProjectMemberRemove => "project.member.remove",
         }
     }
 }
@@ -241,13 +295,17 @@ pub enum AuditTarget<'a> {
     Vm(&'a str),
     /// A volume or an address, by its cloud id on a connector instance (`instance/id`).
     CloudResource { instance: &'a str, id: &'a str },
+    /// A project, by name.
+    Project(&'a str),
+    /// A member of a project (`project/user`).
+    ProjectMember { project: &'a str, user: &'a str },
 }
 
 impl std::fmt::Display for AuditTarget<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::None => Ok(()),
-            Self::User(s) | Self::MasterKey(s) | Self::Image(s) | Self::Instance(s) | Self::Vm(s) => f.write_str(s),
+            Self::User(s) | Self::MasterKey(s) | Self::Image(s) | Self::Instance(s) | Self::Vm(s) | Self::Project(s) => f.write_str(s),
             Self::UserItem { user, item } => write!(f, "{user}/{item}"),
             Self::Credential { scope, owner, instance } => write!(f, "{scope}/{owner}/{instance}"),
             Self::Params(keys) => f.write_str(&keys.join(",")),
@@ -255,6 +313,7 @@ impl std::fmt::Display for AuditTarget<'_> {
             Self::Quota { user, instance } => write!(f, "{user}/{instance}"),
             Self::Launch { instance, launch_id } => write!(f, "{instance}/{launch_id}"),
             Self::CloudResource { instance, id } => write!(f, "{instance}/{id}"),
+            Self::ProjectMember { project, user } => write!(f, "{project}/{user}"),
         }
     }
 }
@@ -320,12 +379,16 @@ pub struct AuditEvent<'a> {
     pub target: AuditTarget<'a>,
     pub outcome: AuditOutcome,
     pub detail: std::borrow::Cow<'a, str>,
+    /// The project it belongs to: the resource's when one is acted on
+    /// (set with [`AuditEvent::in_project`]), else the actor's (see
+    /// [`record_by`]); `None` for the broker's own events.
+    pub project: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
     /// An event without details.
     pub fn new(action: AuditAction, target: AuditTarget<'a>, outcome: AuditOutcome) -> Self {
-        Self { action, target, outcome, detail: std::borrow::Cow::Borrowed("") }
+        Self { action, target, outcome, detail: std::borrow::Cow::Borrowed(""), project: None }
     }
 
     /// A successful event without details.
@@ -338,10 +401,22 @@ impl<'a> AuditEvent<'a> {
         Self { detail: detail.into(), ..self }
     }
 
+    /// The same event, belonging to `project` (the resource's project).
+    pub fn in_project(self, project: &'a str) -> Self {
+        Self { project: Some(project), ..self }
+    }
+
     /// The row the store appends, with the target already rendered (`target`,
     /// from [`AuditTarget`]'s `Display`).
     pub(crate) fn row<'r>(&'r self, actor: &'r str, target: &'r str) -> NewAudit<'r> {
-        NewAudit { actor, action: self.action.as_str(), target, outcome: self.outcome.as_str(), detail: &self.detail }
+        NewAudit {
+            actor,
+            action: self.action.as_str(),
+            target,
+            outcome: self.outcome.as_str(),
+            detail: &self.detail,
+            project: self.project.unwrap_or(""),
+        }
     }
 }
 
@@ -508,6 +583,21 @@ mod tests {
             (
                 AuditEvent::ok(AuditAction::AddressRelease, AuditTarget::CloudResource { instance: "sb", id: "eipalloc-1" }),
                 ["address.release", "sb/eipalloc-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::ProjectCreate, AuditTarget::Project("team-a")).detail("owner bob"),
+                ["project.create", "team-a", "ok", "owner bob"],
+            ),
+            (AuditEvent::ok(AuditAction::ProjectUpdate, AuditTarget::Project("team-a")), ["project.update", "team-a", "ok", ""]),
+            (AuditEvent::ok(AuditAction::ProjectDelete, AuditTarget::Project("team-a")), ["project.delete", "team-a", "ok", ""]),
+            (
+                AuditEvent::ok(AuditAction::ProjectMemberPut, AuditTarget::ProjectMember { project: "team-a", user: "carol" })
+                    .detail("viewer"),
+                ["project.member.put", "team-a/carol", "ok", "viewer"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::ProjectMemberRemove, AuditTarget::ProjectMember { project: "team-a", user: "carol" }),
+                ["project.member.remove", "team-a/carol", "ok", ""],
             ),
         ];
         let mut actions = BTreeSet::new();

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::identity::{Identity, SessionLimits};
 use crate::images::Images;
 use crate::key_pairs::KeyPairs;
+use crate::projects::Projects;
 use crate::provisioning::Provisioning;
 use crate::registry::{Registry, RegistryError, Status};
 use crate::system::System;
@@ -42,9 +43,11 @@ pub struct Broker {
     pub vault: Arc<Vault>,
     /// EC2 API access keys (their secrets sealed by the vault's master keys).
     pub access_keys: Arc<AccessKeys>,
-    /// Named SSH key pairs per user.
+    /// Named SSH key pairs per project.
     pub key_pairs: Arc<KeyPairs>,
     pub images: Arc<Images>,
+    /// Projects (teams), their members, and entering one.
+    pub projects: Arc<Projects>,
     pub provisioning: Arc<Provisioning>,
     pub audit: Arc<Audit>,
     pub system: Arc<System>,
@@ -104,6 +107,7 @@ impl Broker {
         let epoch = CacheEpoch::default();
         let access_keys = Arc::new(AccessKeys::new(store.clone(), vault.clone(), epoch.clone()));
         let key_pairs = Arc::new(KeyPairs::new(store.clone()));
+        let projects = Arc::new(Projects::new(store.clone(), epoch.clone()));
         let mut identity = Identity::new(store.clone(), epoch);
         identity.session_limits = SessionLimits {
             idle: Duration::from_secs(config.session_idle_secs),
@@ -137,6 +141,7 @@ impl Broker {
             access_keys,
             key_pairs,
             images,
+            projects,
             provisioning,
             replica_id,
             workers: WorkerStatusHandle::default(),

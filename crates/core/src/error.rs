@@ -33,6 +33,8 @@ pub enum Resource {
     CredentialId(String),
     /// One of the user's key pairs, by name (a launch's `key_name`).
     KeyPair(String),
+    /// A project (one the caller is no member of is "not found" too).
+    Project(crate::domain::ProjectName),
     /// A record the store did not find, described by the store.
     Record(String),
 }
@@ -51,6 +53,7 @@ impl std::fmt::Display for Resource {
             Resource::SharedCredential { name, instance } => write!(f, "shared credential '{name}' for '{instance}'"),
             Resource::CredentialId(id) => write!(f, "credential {id}"),
             Resource::KeyPair(name) => write!(f, "key pair '{name}'"),
+            Resource::Project(p) => write!(f, "project '{p}'"),
             Resource::Record(what) => f.write_str(what),
         }
     }
@@ -91,8 +94,10 @@ pub enum ServiceError {
     MasterKeyUnknown { key_id: String },
     #[error("too many failed attempts; try again in {retry_after_secs}s")]
     Throttled { retry_after_secs: u64 },
-    #[error("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})")]
-    QuotaExceeded { quota: i64, current: i64, requested: i64 },
+    /// A launch refused by `scope`'s quota: it leaves room for `quota -
+    /// current` VMs, fewer than the `requested` least count.
+    #[error("{}", scope.exceeded(*quota, *current, *requested))]
+    QuotaExceeded { scope: QuotaScope, quota: i64, current: i64, requested: i64 },
     /// A cap on what one user owns, or on one resource's tags (enforced by `limits`).
     #[error("limit reached: at most {max} {limit}; delete some first")]
     LimitExceeded { limit: Limit, max: i64 },
@@ -106,6 +111,28 @@ pub enum ServiceError {
     Store(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Which quota refused a launch ([`ServiceError::QuotaExceeded`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuotaScope {
+    /// The launching user's quota on the instance (their VMs in every project).
+    User,
+    /// The project's quota on the instance (the VMs of all its members).
+    Project(crate::domain::ProjectName),
+}
+
+impl QuotaScope {
+    /// The refusal's message: the user quota's as it always was; the
+    /// project quota's names the project.
+    fn exceeded(&self, quota: i64, current: i64, requested: i64) -> String {
+        match self {
+            QuotaScope::User => format!("Concurrent VM quota exceeded (quota={quota}, current={current}, requested={requested})"),
+            QuotaScope::Project(p) => {
+                format!("Concurrent VM quota of project '{p}' exceeded (project quota={quota}, current={current}, requested={requested})")
+            }
+        }
+    }
 }
 
 impl ServiceError {
@@ -174,9 +201,9 @@ pub enum Limit {
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Limit::KeyPairs => "key pairs per user",
-            Limit::Addresses => "Elastic IP addresses per user",
-            Limit::Volumes => "volumes per user",
+            Limit::KeyPairs => "key pairs per project",
+            Limit::Addresses => "Elastic IP addresses per project",
+            Limit::Volumes => "volumes per project",
             Limit::Tags => "tags per resource",
         })
     }

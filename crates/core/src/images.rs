@@ -3,18 +3,20 @@
 //! sizes. Ids come from the API/UI and from `connectors.d/images/*.conf`
 //! (files win, as for connector parameters). A stored hierarchy never has a
 //! cycle or a missing parent: both are refused before anything is written.
-//! An image a user registered through the EC2 front (`RegisterImage`) has an
-//! owner and exists only for them (and for admins); the broker's own images
-//! (no owner) are public.
+//! An image a user registered through the EC2 front (`RegisterImage`)
+//! belongs to the project they acted in and records them as its owner: it
+//! exists only for that project's members (and for admins), who all launch
+//! it; deregistering it needs the `member` role. The broker's own images
+//! (no project) are public.
 //!
-//! Names declared in `connectors.d/images` are the operator's: a user's
+//! Names declared in `connectors.d/images` are the operator's: a project's
 //! private image holding such a name (registered before the file declared
 //! it) gives way when the catalogue is next built. It is renamed
-//! `<name>-<owner>` (a number added if taken), its description saying so,
+//! `<name>-<project>` (a number added if taken), its description saying so,
 //! with a warning in the log and a record in the audit log; until then (or
 //! if the rename fails) the catalogue shows the file's public image under
-//! that name, never the private one. Every user, the owner included,
-//! launches the operator's image by that name.
+//! that name, never the private one. Every user, the project's members
+//! included, launches the operator's image by that name.
 //!
 //! The catalogue (every image with its mappings) is cached per replica and
 //! keyed on the store's images version (bumped in the transaction of every
@@ -24,8 +26,8 @@
 
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
 use crate::auth::{user_name, Actor};
-use crate::domain::UserName;
 use crate::domain::{Cursor, ImageName, InstanceName, Page, PageRequest};
+use crate::domain::{ProjectName, UserName};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::registry::{Registry, Snapshot};
 use cloudbroker_store::images::{ImageMapping as StoredMapping, ImageRow};
@@ -84,28 +86,33 @@ pub struct ImageView {
     pub mappings: BTreeMap<String, ImageMapping>,
     /// instance -> `file:line` for mappings that come from files.
     pub file_mappings: BTreeMap<String, String>,
-    /// The user who registered it through the EC2 front (private to them);
-    /// `null` for the broker's own, public images.
+    /// The user who registered it through the EC2 front; `null` for the
+    /// broker's own, public images.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub owner: Option<UserName>,
+    /// The project it was registered in, to whose members alone it is
+    /// visible; `null` for the broker's own, public images.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub project: Option<ProjectName>,
 }
 
 impl ImageView {
-    /// Whether `actor` sees it: public, their own, or any for an admin.
+    /// Whether `actor` sees it: public, its project's, or any for an admin.
     pub fn visible_to(&self, actor: &Actor) -> bool {
-        actor.is_admin || self.owned_by_or_public(&actor.name)
+        actor.is_admin || self.public_or_in(&actor.project)
     }
 
-    /// Public, or registered by `user` (what the EC2 front shows `user`, admins included).
-    pub fn owned_by_or_public(&self, user: &UserName) -> bool {
-        self.owner.as_ref().is_none_or(|o| o == user)
+    /// Public, or private to `project` (what the EC2 front shows an access
+    /// key acting in `project`, admins' included).
+    pub fn public_or_in(&self, project: &ProjectName) -> bool {
+        self.project.as_ref().is_none_or(|p| p == project)
     }
 
-    /// Whether `actor` may launch it: public, or their own (admins
-    /// included: a launch acts as its user). The one rule behind
+    /// Whether `actor` may launch it: public, or its project's (admins
+    /// included: a launch acts in its project). The one rule behind
     /// [`Images::launchable_by`] and [`Images::resolve_for`].
     pub fn launchable_by(&self, actor: &Actor) -> bool {
-        self.owned_by_or_public(&actor.name)
+        self.public_or_in(&actor.project)
     }
 }
 
@@ -225,32 +232,36 @@ impl Images {
         Ok(catalogue)
     }
 
-    /// Renames the users' private images whose names the snapshot's files
+    /// Renames the projects' private images whose names the snapshot's files
     /// declare (see the module comment). Whether any was found.
     async fn yield_names_to_files(&self, snap: &Snapshot, rows: &[ImageRow]) -> ServiceResult<bool> {
         let mut taken: std::collections::BTreeSet<String> =
             rows.iter().map(|r| r.name.clone()).chain(snap.file_images.keys().cloned()).collect();
         let mut found = false;
         for r in rows {
-            let Some(owner) = r.owner.as_deref().filter(|_| snap.file_images.contains_key(&r.name)) else { continue };
+            let Some(project) = r.project.as_deref().filter(|_| snap.file_images.contains_key(&r.name)) else { continue };
             found = true;
-            let Some(new_name) = yielded_name(&r.name, owner, &taken) else {
-                tracing::warn!(image = %r.name, owner, "a user's private image has a name connectors.d/images declares, and no free name was found to rename it");
+            let Some(new_name) = yielded_name(&r.name, project, &taken) else {
+                tracing::warn!(image = %r.name, project, "a project's private image has a name connectors.d/images declares, and no free name was found to rename it");
                 continue;
             };
             let note = format!("Renamed from '{}': connectors.d/images declares that name.", r.name);
             let description: String =
                 if r.description.is_empty() { note } else { format!("{note} {}", r.description) }.chars().take(1024).collect();
-            if self.store.rename_private_image(&r.name, owner, &new_name, &description).await? {
+            if self.store.rename_private_image(&r.name, project, &new_name, &description).await? {
                 tracing::warn!(
                     image = %r.name,
-                    owner,
+                    project,
                     renamed_to = %new_name,
-                    "a user's private image had a name that connectors.d/images declares: renamed, the file's image takes the name"
+                    "a project's private image had a name that connectors.d/images declares: renamed, the file's image takes the name"
                 );
-                let detail = format!("private image of {owner} renamed to '{new_name}': connectors.d/images declares '{}'", r.name);
-                audit::record(&self.store, "system", &AuditEvent::ok(AuditAction::ImageRename, AuditTarget::Image(&r.name)).detail(detail))
-                    .await?;
+                let detail = format!("private image of {project} renamed to '{new_name}': connectors.d/images declares '{}'", r.name);
+                audit::record(
+                    &self.store,
+                    "system",
+                    &AuditEvent::ok(AuditAction::ImageRename, AuditTarget::Image(&r.name)).detail(detail).in_project(project),
+                )
+                .await?;
             }
             taken.insert(new_name);
         }
@@ -271,12 +282,13 @@ impl Images {
                     mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
                     file_mappings: BTreeMap::new(),
                     owner: r.owner.map(user_name),
+                    project: r.project.map(ProjectName::from_stored),
                 },
             );
         }
         for (image, maps) in &snap.file_images {
             // A file's name is never a user's private image (see the module comment).
-            if out.get(image).is_some_and(|v| v.owner.is_some()) {
+            if out.get(image).is_some_and(|v| v.project.is_some()) {
                 out.remove(image);
             }
             let v = out.entry(image.clone()).or_insert_with(|| ImageView {
@@ -287,6 +299,7 @@ impl Images {
                 mappings: BTreeMap::new(),
                 file_mappings: BTreeMap::new(),
                 owner: None,
+                project: None,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -304,7 +317,7 @@ impl Images {
     /// One page of images (stored and from files), by name in byte order.
     /// The stored ones come from a keyset query; file images (a few, in
     /// memory) are merged in by name.
-    /// Other users' private images are left out (admins see all).
+    /// Other projects' private images are left out (admins see all).
     pub async fn page(&self, actor: &Actor, page: &PageRequest) -> ServiceResult<Page<ImageView>> {
         // Private images under names the files now declare give way first.
         self.catalogue().await?;
@@ -312,7 +325,7 @@ impl Images {
         let after = page.after.as_ref().map(|c| c.key.as_str());
         let want = page.limit as usize + 1;
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
-        let viewer = (!actor.is_admin).then(|| actor.name.as_str());
+        let viewer = (!actor.is_admin).then(|| actor.project.as_str());
         for r in self.store.page_images(after, want as i64, viewer).await? {
             out.insert(
                 r.name.clone(),
@@ -324,12 +337,13 @@ impl Images {
                     mappings: r.mappings.into_iter().map(|(k, v)| (k, v.into())).collect(),
                     file_mappings: BTreeMap::new(),
                     owner: r.owner.map(user_name),
+                    project: r.project.map(ProjectName::from_stored),
                 },
             );
         }
         let file_images = snap.file_images.iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a)).take(want);
         for (image, maps) in file_images {
-            if out.get(image).is_some_and(|v| v.owner.is_some()) {
+            if out.get(image).is_some_and(|v| v.project.is_some()) {
                 out.remove(image);
             }
             let v = out.entry(image.clone()).or_insert_with(|| ImageView {
@@ -340,6 +354,7 @@ impl Images {
                 mappings: BTreeMap::new(),
                 file_mappings: BTreeMap::new(),
                 owner: None,
+                project: None,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -360,19 +375,19 @@ impl Images {
         self.catalogue().await?.get(name).cloned().ok_or_else(|| ServiceError::NotFound(Resource::Image(name.clone())))
     }
 
-    /// One image as `actor` sees it: another user's private image does not exist for them.
+    /// One image as `actor` sees it: another project's private image does not exist for them.
     pub async fn get_for(&self, actor: &Actor, name: &ImageName) -> ServiceResult<ImageView> {
         self.get(name)
             .await
             .and_then(|i| if i.visible_to(actor) { Ok(i) } else { Err(ServiceError::NotFound(Resource::Image(name.clone()))) })
     }
 
-    /// The images `actor` sees (public, their own; all for admins).
+    /// The images `actor` sees (public, its project's; all for admins).
     pub async fn list_for(&self, actor: &Actor) -> ServiceResult<Vec<ImageView>> {
         Ok(self.catalogue().await?.images().iter().filter(|i| i.visible_to(actor)).cloned().collect())
     }
 
-    /// The images `actor` may launch (public and their own, by name; see
+    /// The images `actor` may launch (public and its project's, by name; see
     /// [`ImageView::launchable_by`]), each with the connector instances it
     /// resolves on and its defaults there: what the UI offers, the EC2
     /// front describes and runs, and a launch accepts (an image left out
@@ -398,8 +413,9 @@ impl Images {
 
     /// Stores an image registered from the cloud (see
     /// [`crate::provisioning::Provisioning::register_image`], which checks
-    /// first that the cloud has it): owned by `actor`, or public when an
-    /// admin registers it. The name must be free.
+    /// first that the cloud has it): private to the actor's project (which
+    /// needs the `member` role), `actor` its owner, or public when an admin
+    /// registers it. The name must be free.
     pub(crate) async fn register(
         &self,
         actor: &Actor,
@@ -408,8 +424,9 @@ impl Images {
         instance: &InstanceName,
         cloud_image_id: &str,
     ) -> ServiceResult<ImageView> {
-        self.check_register(name, description)?;
+        self.check_register(actor, name, description)?;
         let owner = (!actor.is_admin).then(|| actor.name.to_string());
+        let project = (!actor.is_admin).then(|| actor.project.to_string());
         let row = ImageRow {
             name: name.to_string(),
             description: description.to_string(),
@@ -420,22 +437,20 @@ impl Images {
                 StoredMapping { image_id: cloud_image_id.to_string(), instance_type: None, security_group: None },
             )]),
             owner: owner.clone(),
+            project,
         };
         self.store.put_image(&row, true).await?;
         let detail = format!("{instance}:{cloud_image_id}{}", if owner.is_some() { " (private)" } else { " (public)" });
-        audit::record(
-            &self.store,
-            actor.name.as_str(),
-            &AuditEvent::ok(AuditAction::ImageRegister, AuditTarget::Image(name.as_str())).detail(detail),
-        )
-        .await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageRegister, AuditTarget::Image(name.as_str())).detail(detail))
+            .await?;
         self.get(name).await
     }
 
-    /// What [`Self::register`] checks before storing: the description's
-    /// length, and a name no file declares (one the store holds is refused
-    /// by the store when writing).
-    pub(crate) fn check_register(&self, name: &ImageName, description: &str) -> ServiceResult<()> {
+    /// What [`Self::register`] checks before storing: the actor may act in
+    /// its project, the description's length, and a name no file declares
+    /// (one the store holds is refused by the store when writing).
+    pub(crate) fn check_register(&self, actor: &Actor, name: &ImageName, description: &str) -> ServiceResult<()> {
+        actor.require_act()?;
         if description.chars().count() > 1024 {
             return Err(ServiceError::invalid_field("description", "description is at most 1024 characters"));
         }
@@ -445,13 +460,16 @@ impl Images {
         Ok(())
     }
 
-    /// What [`Self::deregister`] checks before deleting: the actor may, the
-    /// image comes from no file, no image names it as parent (the store
+    /// What [`Self::deregister`] checks before deleting: the actor may (a
+    /// public image: admins only; a private one: its project's members),
+    /// the image comes from no file, no image names it as parent (the store
     /// checks that last one again when deleting).
     pub async fn check_deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
         let img = self.get_for(actor, name).await?;
-        if img.owner.is_none() {
+        if img.project.is_none() {
             actor.require_admin()?;
+        } else {
+            actor.require_act()?;
         }
         if !img.file_mappings.is_empty() {
             return Err(ServiceError::Conflict(format!("image '{name}' comes from files under connectors.d/images: edit those files")));
@@ -464,22 +482,22 @@ impl Images {
         Ok(())
     }
 
-    /// Deregisters an image: by its owner, or an admin (a public image by an
-    /// admin only). Another user's private image does not exist for the
-    /// caller. Refused (`Conflict`) while other images name it as parent.
+    /// Deregisters an image: a private one by a member of its project, or an
+    /// admin (a public image by an admin only). Another project's private
+    /// image does not exist for the caller. Refused (`Conflict`) while other
+    /// images name it as parent.
     pub async fn deregister(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
         self.check_deregister(actor, name).await?;
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageDeregister, AuditTarget::Image(name.as_str())))
-            .await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageDeregister, AuditTarget::Image(name.as_str()))).await?;
         Ok(())
     }
 
     /// Resolves an image for a launch by `actor`: as [`Self::resolve`], but
-    /// another user's private image does not exist (admins included: a
-    /// launch acts as its user).
+    /// another project's private image does not exist (admins included: a
+    /// launch acts in its project).
     pub async fn resolve_for(&self, actor: &Actor, image: &ImageName, instance: &InstanceName) -> ServiceResult<ResolvedImage> {
         self.catalogue().await?.resolve_for(actor, image, instance)
     }
@@ -539,12 +557,12 @@ impl Images {
             os: img.os,
             parent: img.parent.map(|p| p.to_string()),
             mappings: img.mappings.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect(),
-            // New images made here are the broker's; a replaced one keeps its owner.
+            // New images made here are the broker's; a replaced one keeps its owner and project.
             owner: None,
+            project: None,
         };
         self.store.put_image(&row, create_only).await?;
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageSave, AuditTarget::Image(img.name.as_str())))
-            .await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageSave, AuditTarget::Image(img.name.as_str()))).await?;
         self.get(&img.name).await
     }
 
@@ -554,8 +572,7 @@ impl Images {
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ImageDelete, AuditTarget::Image(name.as_str())))
-            .await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageDelete, AuditTarget::Image(name.as_str()))).await?;
         Ok(())
     }
 
@@ -565,10 +582,10 @@ impl Images {
     }
 }
 
-/// The name a user's private image `name` takes when the operator's files
-/// declare `name`: `<name>-<owner>`, else with `-2` ... `-99` added, the
+/// The name a project's private image `name` takes when the operator's files
+/// declare `name`: `<name>-<project>`, else with `-2` ... `-99` added, the
 /// first free one that is a valid image name.
-fn yielded_name(name: &str, owner: &str, taken: &std::collections::BTreeSet<String>) -> Option<String> {
+fn yielded_name(name: &str, project: &str, taken: &std::collections::BTreeSet<String>) -> Option<String> {
     let fit = |s: String| -> String {
         let mut s: String = s.chars().take(128).collect();
         while s.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
@@ -576,7 +593,7 @@ fn yielded_name(name: &str, owner: &str, taken: &std::collections::BTreeSet<Stri
         }
         s
     };
-    let base = fit(format!("{name}-{owner}"));
+    let base = fit(format!("{name}-{project}"));
     std::iter::once(base.clone())
         .chain((2..100).map(|n| {
             let suffix = format!("-{n}");

@@ -1,7 +1,12 @@
-//! Named SSH key pairs per user, for launches that name one (the EC2
+//! Named SSH key pairs of projects, for launches that name one (the EC2
 //! front's `KeyName`). Imported public keys are parsed (OpenSSH format) and
 //! fingerprinted; a created pair is Ed25519, its private key returned once
-//! and never stored. A user sees and uses only their own pairs, at most
+//! and never stored. A pair belongs to the project its creator acted in
+//! (names are unique per project; the same name in two projects is two
+//! pairs) and records who made it. Every member of the project sees and
+//! launches with its pairs; creating, importing and deleting need the
+//! `member` role (viewers list them only). Another project's pairs do not
+//! exist for the actor. A project has at most
 //! [`crate::limits::MAX_KEY_PAIRS`] of them.
 
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
@@ -22,12 +27,14 @@ pub struct KeyPair {
     /// `SHA256:...`, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
     pub public_key: String,
+    /// Who made (or imported) it.
+    pub created_by: UserName,
     pub created_at: DateTime<Utc>,
 }
 
 impl From<KeyPairRow> for KeyPair {
     fn from(r: KeyPairRow) -> Self {
-        Self { name: r.name, fingerprint: r.fingerprint, public_key: r.public_key, created_at: r.created_at }
+        Self { name: r.name, fingerprint: r.fingerprint, public_key: r.public_key, created_by: r.created_by, created_at: r.created_at }
     }
 }
 
@@ -63,71 +70,82 @@ impl KeyPairs {
         Self { store }
     }
 
-    /// Stores the public key of a pair the user made themselves.
-    pub async fn import(&self, actor: &Actor, user: &UserName, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
-        actor.require_self_or_admin(user)?;
+    /// Stores, in the actor's project, the public key of a pair the user
+    /// made themselves.
+    pub async fn import(&self, actor: &Actor, name: &str, public_key: &str) -> ServiceResult<KeyPair> {
+        actor.require_act()?;
         check_name(name)?;
         let key = parse_public_key(public_key)?;
-        self.store_key(actor, user, name, &key).await
+        self.store_key(actor, name, &key).await
     }
 
     /// What creating (`public_key` `None`) or importing a pair checks,
     /// without storing anything: the actor may, the name is well-formed and
-    /// free, the public key parses (EC2's `DryRun`).
-    pub async fn check_new(&self, actor: &Actor, user: &UserName, name: &str, public_key: Option<&str>) -> ServiceResult<()> {
-        actor.require_self_or_admin(user)?;
+    /// free in its project, the public key parses (EC2's `DryRun`).
+    pub async fn check_new(&self, actor: &Actor, name: &str, public_key: Option<&str>) -> ServiceResult<()> {
+        actor.require_act()?;
         check_name(name)?;
         if let Some(k) = public_key {
             parse_public_key(k)?;
         }
-        if self.store.key_pair(user, name).await?.is_some() {
+        if self.store.key_pair(&actor.project, name).await?.is_some() {
             return Err(ServiceError::Conflict(format!("key pair '{name}' already exists")));
         }
-        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::KeyPairs, user.as_str(), crate::limits::MAX_KEY_PAIRS).await
+        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::KeyPairs, actor.project.as_str(), crate::limits::MAX_KEY_PAIRS)
+            .await
     }
 
-    /// Makes an Ed25519 pair; returns it and the private key (OpenSSH PEM),
-    /// which exists nowhere else afterwards.
-    pub async fn create(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
-        actor.require_self_or_admin(user)?;
+    /// Makes an Ed25519 pair in the actor's project; returns it and the
+    /// private key (OpenSSH PEM), which exists nowhere else afterwards.
+    pub async fn create(&self, actor: &Actor, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
+        actor.require_act()?;
         check_name(name)?;
         let private = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
             .map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?;
         let pem = private.to_openssh(LineEnding::LF).map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
-        let pair = self.store_key(actor, user, name, private.public_key()).await?;
+        let pair = self.store_key(actor, name, private.public_key()).await?;
         Ok((pair, pem))
     }
 
-    async fn store_key(&self, actor: &Actor, user: &UserName, name: &str, key: &PublicKey) -> ServiceResult<KeyPair> {
+    async fn store_key(&self, actor: &Actor, name: &str, key: &PublicKey) -> ServiceResult<KeyPair> {
         let text = key.to_openssh().map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
         let fp = key.fingerprint(HashAlg::Sha256).to_string();
-        let row =
-            self.store.insert_key_pair_capped(crate::limits::MAX_KEY_PAIRS, user, name, &text, &fp).await.map_err(crate::limits::capped)?;
-        let target = AuditTarget::UserItem { user: user.as_str(), item: name };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::KeyPairCreate, target).detail(fp.as_str())).await?;
+        let row = self
+            .store
+            .insert_key_pair_capped(crate::limits::MAX_KEY_PAIRS, &actor.project, &actor.name, name, &text, &fp)
+            .await
+            .map_err(crate::limits::capped)?;
+        let target = AuditTarget::UserItem { user: actor.project.as_str(), item: name };
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::KeyPairCreate, target).detail(fp.as_str())).await?;
         Ok(row.into())
     }
 
-    /// A user's key pairs (self or admin).
-    pub async fn list(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<KeyPair>> {
-        actor.require_self_or_admin(user)?;
-        Ok(self.store.key_pairs(user).await?.into_iter().map(KeyPair::from).collect())
+    /// The key pairs of the actor's project (any role).
+    pub async fn list(&self, actor: &Actor) -> ServiceResult<Vec<KeyPair>> {
+        Ok(self.store.key_pairs(&actor.project).await?.into_iter().map(KeyPair::from).collect())
     }
 
-    /// One key pair (self or admin).
-    pub async fn get(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<KeyPair> {
-        actor.require_self_or_admin(user)?;
-        self.store.key_pair(user, name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
+    /// One key pair of the actor's project (any role).
+    pub async fn get(&self, actor: &Actor, name: &str) -> ServiceResult<KeyPair> {
+        self.store.key_pair(&actor.project, name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
     }
 
-    /// Deletes a key pair (self or admin). VMs launched with it keep it.
-    pub async fn delete(&self, actor: &Actor, user: &UserName, name: &str) -> ServiceResult<()> {
-        actor.require_self_or_admin(user)?;
-        if !self.store.delete_key_pair(user, name).await? {
+    /// What deleting a pair checks (EC2's `DryRun`): the actor may act in
+    /// its project. Whether the pair exists is not checked (EC2's
+    /// `DeleteKeyPair` answers the same either way).
+    pub fn check_delete(&self, actor: &Actor) -> ServiceResult<()> {
+        actor.require_act()
+    }
+
+    /// Deletes a key pair of the actor's project (`member` role). VMs
+    /// launched with it keep it.
+    pub async fn delete(&self, actor: &Actor, name: &str) -> ServiceResult<()> {
+        actor.require_act()?;
+        if !self.store.delete_key_pair(&actor.project, name).await? {
             return Err(not_found(name));
         }
-        let target = AuditTarget::UserItem { user: user.as_str(), item: name };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::KeyPairDelete, target)).await?;
+        let target = AuditTarget::UserItem { user: actor.project.as_str(), item: name };
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::KeyPairDelete, target)).await?;
         Ok(())
     }
 }

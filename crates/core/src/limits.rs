@@ -1,9 +1,10 @@
-//! Caps on what one user owns and on one resource's tags, enforced here in
+//! Caps on what one project owns and on one resource's tags, enforced here in
 //! the services so every edge (EC2 front, JSON API, web UI) meets them, and
 //! held under concurrency by the store (the count and the insert share one
 //! transaction: `cloudbroker_store::limits`).
 //!
-//! Key pairs, Elastic IPs and volumes are counted per user over every
+//! Key pairs, Elastic IPs and volumes are counted per project (whichever
+//! member made them; a user alone: their personal project) over every
 //! connector instance (live ones only: a released address or a deleted volume
 //! no longer counts). Tags are counted per VM or volume
 //! ([`crate::domain::MAX_TAGS`]). The EC2 front answers each with EC2's code
@@ -13,11 +14,11 @@
 use crate::error::ServiceError;
 use cloudbroker_store::limits::{CapError, Owned};
 
-/// Key pairs one user may have.
+/// Key pairs one project may have.
 pub const MAX_KEY_PAIRS: i64 = 1_000;
-/// Live Elastic IPs one user may have.
+/// Live Elastic IPs one project may have.
 pub const MAX_ADDRESSES: i64 = 100;
-/// Live volumes one user may have.
+/// Live volumes one project may have.
 pub const MAX_VOLUMES: i64 = 500;
 
 pub use crate::error::Limit;
@@ -39,10 +40,10 @@ pub(crate) fn capped(e: CapError) -> ServiceError {
     }
 }
 
-/// Refuses early (before a cloud call) when the user is already at the cap;
-/// the capped insert afterwards is what holds under concurrency.
-pub(crate) async fn check(store: &cloudbroker_store::Store, kind: Owned, user: &str, max: i64) -> Result<(), ServiceError> {
-    if store.owned_count(kind, user).await? >= max {
+/// Refuses early (before a cloud call) when the project is already at the
+/// cap; the capped insert afterwards is what holds under concurrency.
+pub(crate) async fn check(store: &cloudbroker_store::Store, kind: Owned, project: &str, max: i64) -> Result<(), ServiceError> {
+    if store.owned_count(kind, project).await? >= max {
         return Err(ServiceError::LimitExceeded { limit: limit_of(kind), max });
     }
     Ok(())

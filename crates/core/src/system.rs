@@ -128,8 +128,7 @@ impl System {
         let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
         match self.registry.set_params(changes, actor.name.as_str()).await {
             Ok(snap) => {
-                audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys)))
-                    .await?;
+                audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys))).await?;
                 Ok(ConfigOutcome::of(&snap))
             }
             Err(e) => {
@@ -137,7 +136,7 @@ impl System {
                 if !e.is_internal() {
                     let event = AuditEvent::new(AuditAction::ConfigChange, AuditTarget::Params(&keys), AuditOutcome::Rejected)
                         .detail(e.to_string());
-                    audit::record(&self.store, actor.name.as_str(), &event).await?;
+                    audit::record_by(&self.store, actor, &event).await?;
                 }
                 Err(e)
             }
@@ -148,7 +147,7 @@ impl System {
     pub async fn reload(&self, actor: &Actor) -> ServiceResult<ConfigOutcome> {
         actor.require_admin()?;
         let snap = self.registry.reload().await?;
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::ConfigReload, AuditTarget::ConnectorsDir)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ConfigReload, AuditTarget::ConnectorsDir)).await?;
         Ok(ConfigOutcome::of(&snap))
     }
 

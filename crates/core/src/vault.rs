@@ -1,6 +1,8 @@
-//! The credential vault service: per-user cloud credentials per connector
-//! instance, shared (system-scope) credentials granted to chosen users, key
-//! rotation. Secrets are sealed by [`crate::master_keys`] and never leave this
+//! The credential vault service: cloud credentials per connector instance
+//! in three scopes, and key rotation. **user**: a user's own keys (self or
+//! admin); **project**: a project's keys (its owners, or admins, store and
+//! delete them; its members see them masked; nobody reads a secret back);
+//! **system**: shared keys (admins) granted to chosen projects. Secrets are sealed by [`crate::master_keys`] and never leave this
 //! module in clear except as [`Credentials`] handed to a connector; a cloud's
 //! message that echoes them is scrubbed ([`crate::scrubbed::scrub_cloud_error`])
 //! before anyone sees it.
@@ -17,24 +19,31 @@
 //! still show the cloud every one of them (another account's keys are
 //! refused the same way, unless the cloud cannot be asked and `force` is set).
 //!
-//! Sharing: a shared credential is used by the users it is granted to, and
-//! the grant is checked again on every use, not only at launch. When a grant
-//! is revoked, the former grantee's VMs, volumes and addresses stay as they
-//! are (running, billed, listed to them and to admins); every action of
-//! theirs on them (start, stop, reboot, terminate, tag, attach, detach,
-//! delete, associate, disassociate, release) is a 403 naming the revoked
-//! grant, while admins may still act on the VMs. The credential cannot be
-//! deleted while they exist: grant it again for the user to clean up, or
-//! terminate the VMs as an admin.
+//! A launch picks its credential ([`Vault::credentials_for_launch`]): the
+//! actor's own (scope user) for the instance, else its project's (scope
+//! project), else a shared one granted to its project, else (kinds that
+//! need none: the sandbox) the anonymous per-user account; the VM records
+//! which.
+//!
+//! Sharing: a shared credential is used by the members of the projects it is
+//! granted to, and the grant is checked again on every use, not only at
+//! launch. When a grant is revoked, the project's VMs, volumes and addresses
+//! made with it stay as they are (running, billed, listed to its members
+//! and to admins); every action of the members on them (start, stop,
+//! reboot, terminate, tag, attach, detach, delete, associate, disassociate,
+//! release) is a 403 naming the revoked grant, while admins may still act
+//! on the VMs. The credential cannot be deleted while they exist: grant it
+//! again for the project to clean up, or terminate the VMs as an admin. A
+//! project credential acts only on its own project's resources.
 //!
 //! On a sandbox instance the access key id is the account: the broker gives
 //! each user without stored keys the account `sandbox-<user>`, so stored
-//! keys may not name `sandbox-<another user>` (nor, when shared, any
-//! `sandbox-` account).
+//! keys may not name `sandbox-<another user>` (nor, when shared or a
+//! project's, any `sandbox-` account).
 
 use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
 use crate::auth::Actor;
-use crate::domain::{CredentialId, CredentialName, Cursor, InstanceName, Page, PageRequest, UserName, VmStatus};
+use crate::domain::{CredentialId, CredentialName, Cursor, InstanceName, Page, PageRequest, ProjectName, UserName, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::master_keys::{credential_aad, MasterKeys, VaultError};
 use crate::registry::{Registry, Status};
@@ -61,6 +70,8 @@ pub struct MaskedCredential {
     pub status: String,
     pub status_message: String,
     pub updated_at: String,
+    /// The projects a shared (system) credential is granted to; absent for
+    /// the other scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granted_to: Option<Vec<String>>,
 }
@@ -83,30 +94,55 @@ fn masked(r: &CredentialRow, granted_to: Option<Vec<String>>) -> MaskedCredentia
 #[derive(Clone, Copy, Debug)]
 pub enum Scope<'a> {
     User(&'a UserName),
+    /// A project's credential: the actor must act in that project (the
+    /// edge entered it, checking the membership) unless it is an admin.
+    Project(&'a ProjectName),
     /// A shared credential, by its name.
     System(&'a CredentialName),
 }
 
-impl Scope<'_> {
-    fn parts(&self) -> (&'static str, &str) {
+impl<'a> Scope<'a> {
+    fn parts(&self) -> (&'static str, &'a str) {
         match self {
             Scope::User(u) => ("user", u.as_str()),
+            Scope::Project(p) => ("project", p.as_str()),
             Scope::System(n) => ("system", n.as_str()),
         }
     }
 
-    fn check(&self, actor: &Actor) -> ServiceResult<()> {
+    /// May `actor` see the masked credential (a project's: any member).
+    fn check_read(&self, actor: &Actor) -> ServiceResult<()> {
         match self {
             Scope::User(u) => actor.require_self_or_admin(u),
+            Scope::Project(p) if actor.is_admin || actor.project == **p => Ok(()),
+            Scope::Project(p) => Err(ServiceError::NotFound(Resource::Project((*p).clone()))),
             Scope::System(_) => actor.require_admin(),
+        }
+    }
+
+    /// May `actor` store or delete it (a project's: its owners).
+    fn check(&self, actor: &Actor) -> ServiceResult<()> {
+        self.check_read(actor)?;
+        match self {
+            Scope::Project(_) => actor.require_manage(),
+            _ => Ok(()),
         }
     }
 
     fn not_found(&self, instance: &InstanceName) -> ServiceError {
         ServiceError::NotFound(match self {
             Scope::User(_) => Resource::Credentials { instance: instance.clone() },
+            Scope::Project(p) => Resource::Record(format!("credentials of project '{p}' for '{instance}'")),
             Scope::System(n) => Resource::SharedCredential { name: (*n).clone(), instance: instance.clone() },
         })
+    }
+
+    /// The audit event, recorded in the project whose credential it is.
+    fn audited(&self, event: AuditEvent<'a>) -> AuditEvent<'a> {
+        match self {
+            Scope::Project(p) => event.in_project(p.as_str()),
+            _ => event,
+        }
     }
 }
 
@@ -387,21 +423,26 @@ impl Vault {
         if secret.chars().count() > 4096 {
             return Err(ServiceError::invalid_field("secret_access_key", "secret_access_key is at most 4096 characters"));
         }
-        if let Scope::User(u) = scope {
-            if self.store.get_user(u.as_str()).await?.is_none() {
+        match scope {
+            Scope::User(u) if self.store.get_user(u.as_str()).await?.is_none() => {
                 return Err(ServiceError::NotFound(Resource::User(u.clone())));
             }
+            Scope::Project(p) if self.store.get_project(p).await?.is_none() => {
+                return Err(ServiceError::NotFound(Resource::Project(p.clone())));
+            }
+            _ => {}
         }
         if self.is_sandbox(instance) {
+            // A project's keys are shared by its members: no user's sandbox account.
             let user = match scope {
                 Scope::User(u) => Some(u),
-                Scope::System(_) => None,
+                Scope::Project(_) | Scope::System(_) => None,
             };
             if let Some(why) = foreign_sandbox_account(user, access_key_id) {
                 let (sc, owner) = scope.parts();
                 let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
                 let event = AuditEvent::new(AuditAction::CredentialSave, target, AuditOutcome::Rejected).detail(why.as_str());
-                audit::record(&self.store, actor.name.as_str(), &event).await?;
+                audit::record_by(&self.store, actor, &scope.audited(event)).await?;
                 return Err(ServiceError::invalid_field("access_key_id", why));
             }
         }
@@ -416,7 +457,7 @@ impl Vault {
                 let (sc, owner) = scope.parts();
                 let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
                 let event = AuditEvent::new(AuditAction::CredentialSave, target, AuditOutcome::Rejected).detail(why.as_str());
-                audit::record(&self.store, actor.name.as_str(), &event).await?;
+                audit::record_by(&self.store, actor, &scope.audited(event)).await?;
                 return Err(ServiceError::invalid_field(
                     "access_key_id",
                     format!("credentials failed validation: {why} (save with force to store them unverified)"),
@@ -455,7 +496,7 @@ impl Vault {
             .await?;
         let outcome = if status == "verified" { AuditOutcome::Verified } else { AuditOutcome::Unverified };
         let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::new(AuditAction::CredentialSave, target, outcome)).await?;
+        audit::record_by(&self.store, actor, &scope.audited(AuditEvent::new(AuditAction::CredentialSave, target, outcome))).await?;
         self.get(actor, scope, instance).await
     }
 
@@ -541,7 +582,7 @@ impl Vault {
 
     /// The masked credential.
     pub async fn get(&self, actor: &Actor, scope: Scope<'_>, instance: &InstanceName) -> ServiceResult<MaskedCredential> {
-        scope.check(actor)?;
+        scope.check_read(actor)?;
         let (sc, owner) = scope.parts();
         let r = self.store.get_credential(sc, owner, instance.as_str()).await?.ok_or_else(|| scope.not_found(instance))?;
         let grants = if sc == "system" { Some(self.store.grants(&r.id).await?) } else { None };
@@ -552,6 +593,16 @@ impl Vault {
     pub async fn list_user(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<MaskedCredential>> {
         actor.require_self_or_admin(user)?;
         Ok(self.store.list_credentials("user", Some(user.as_str())).await?.iter().map(|r| masked(r, None)).collect())
+    }
+
+    /// A project's credentials, masked, by instance (its members, or admins).
+    pub async fn list_project(&self, actor: &Actor, project: &ProjectName) -> ServiceResult<Vec<MaskedCredential>> {
+        let scope = Scope::Project(project);
+        scope.check_read(actor)?;
+        if actor.is_admin && self.store.get_project(project).await?.is_none() {
+            return Err(ServiceError::NotFound(Resource::Project(project.clone())));
+        }
+        Ok(self.store.list_credentials("project", Some(project.as_str())).await?.iter().map(|r| masked(r, None)).collect())
     }
 
     /// Shared credentials, masked (admin).
@@ -602,22 +653,23 @@ impl Vault {
                 );
                 let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
                 let event = AuditEvent::new(AuditAction::CredentialDelete, target, AuditOutcome::Rejected).detail(why.as_str());
-                audit::record(&self.store, actor.name.as_str(), &event).await?;
+                audit::record_by(&self.store, actor, &scope.audited(event)).await?;
                 return Err(ServiceError::Conflict(why));
             }
         }
         let target = AuditTarget::Credential { scope: sc, owner, instance: instance.as_str() };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::CredentialDelete, target)).await?;
+        audit::record_by(&self.store, actor, &scope.audited(AuditEvent::ok(AuditAction::CredentialDelete, target))).await?;
         Ok(())
     }
 
-    /// Grants a shared credential to users (replacing the list; admin).
+    /// Grants a shared credential to projects (replacing the list; admin).
+    /// Every project must exist.
     pub async fn grant(
         &self,
         actor: &Actor,
         name: &CredentialName,
         instance: &InstanceName,
-        users: &[UserName],
+        projects: &[ProjectName],
     ) -> ServiceResult<MaskedCredential> {
         actor.require_admin()?;
         let r = self
@@ -625,17 +677,45 @@ impl Vault {
             .get_credential("system", name.as_str(), instance.as_str())
             .await?
             .ok_or_else(|| Scope::System(name).not_found(instance))?;
+        for p in projects {
+            if self.store.get_project(p).await?.is_none() {
+                return Err(ServiceError::NotFound(Resource::Project(p.clone())));
+            }
+        }
+        let mut names: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
+        names.sort();
+        names.dedup();
+        self.store.set_grants(&r.id, &names).await?;
+        let target = AuditTarget::Credential { scope: "system", owner: name.as_str(), instance: instance.as_str() };
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::CredentialGrant, target).detail(names.join(","))).await?;
+        Ok(masked(&r, Some(self.store.grants(&r.id).await?)))
+    }
+
+    /// Grants a shared credential to the personal projects of `users`
+    /// (replacing the list; admin): grants as they were before projects.
+    pub async fn grant_users(
+        &self,
+        actor: &Actor,
+        name: &CredentialName,
+        instance: &InstanceName,
+        users: &[UserName],
+    ) -> ServiceResult<MaskedCredential> {
+        actor.require_admin()?;
+        let projects = self.personal_projects(users).await?;
+        self.grant(actor, name, instance, &projects).await
+    }
+
+    /// The personal projects of `users` (for grants naming users, as before
+    /// projects): each user must exist.
+    pub async fn personal_projects(&self, users: &[UserName]) -> ServiceResult<Vec<ProjectName>> {
+        let mut out = Vec::with_capacity(users.len());
         for u in users {
             if self.store.get_user(u.as_str()).await?.is_none() {
                 return Err(ServiceError::NotFound(Resource::User(u.clone())));
             }
+            out.push(ProjectName::personal(u));
         }
-        let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
-        self.store.set_grants(&r.id, &names).await?;
-        let target = AuditTarget::Credential { scope: "system", owner: name.as_str(), instance: instance.as_str() };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::CredentialGrant, target).detail(names.join(",")))
-            .await?;
-        Ok(masked(&r, Some(names)))
+        Ok(out)
     }
 
     fn open_row(&self, r: &CredentialRow) -> ServiceResult<Credentials> {
@@ -653,16 +733,30 @@ impl Vault {
         opened
     }
 
-    /// The credentials `user` acts with on `instance`: their own, else a
-    /// shared one granted to them. For connector kinds that need none (the
-    /// sandbox), a per-user identity.
+    /// The credentials `user` launches with on `instance` in their personal
+    /// project (see [`Self::credentials_for_launch`]).
     pub async fn credentials_for(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<(Credentials, CredentialId)> {
+        self.credentials_for_launch(&Actor::new(user.clone(), false), instance).await
+    }
+
+    /// The credentials `actor` launches with on `instance` in its project,
+    /// and which stored credential they are. The pick rule: the actor's own
+    /// (scope user), else its project's (scope project), else a shared one
+    /// granted to its project (the first by name); for connector kinds that
+    /// need none (the sandbox), a per-user identity.
+    pub async fn credentials_for_launch(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<(Credentials, CredentialId)> {
+        let user = &actor.name;
         if let Some(r) = self.store.get_credential("user", user.as_str(), instance.as_str()).await? {
             let creds = self.open_row(&r)?;
             self.refuse_foreign_sandbox_account(Some(user), instance, &creds)?;
             return Ok((creds, CredentialId::from_stored(r.id)));
         }
-        if let Some(r) = self.store.granted_credentials(user.as_str(), instance.as_str()).await?.into_iter().next() {
+        let project = actor.project.as_str();
+        let picked = match self.store.get_credential("project", project, instance.as_str()).await? {
+            Some(r) => Some(r),
+            None => self.store.granted_credentials(project, instance.as_str()).await?.into_iter().next(),
+        };
+        if let Some(r) = picked {
             let creds = self.open_row(&r)?;
             self.refuse_foreign_sandbox_account(None, instance, &creds)?;
             return Ok((creds, CredentialId::from_stored(r.id)));
@@ -672,9 +766,16 @@ impl Vault {
             Some(i) if !i.kind.needs_credentials() => {
                 Ok((Credentials::new(sandbox_account(user), "sandbox"), CredentialId::from_stored(format!("anonymous:{user}"))))
             }
-            Some(_) => Err(ServiceError::invalid_field(
+            Some(_) if actor.in_personal_project() => Err(ServiceError::invalid_field(
                 "instance",
                 format!("no credentials for connector instance '{instance}': add them to your profile"),
+            )),
+            Some(_) => Err(ServiceError::invalid_field(
+                "instance",
+                format!(
+                    "no credentials for connector instance '{instance}' in project '{project}': add them to your profile, \
+                     or ask an owner of the project to store the project's"
+                ),
             )),
             None => Err(ServiceError::NotFound(Resource::Instance(instance.clone()))),
         }
@@ -692,10 +793,13 @@ impl Vault {
         }
     }
 
-    /// The credentials `actor` acts with on an existing resource of theirs
-    /// (`what`, e.g. `VM 'vm-…'`) made with the stored credential `id`: as
-    /// [`Self::credentials_by_id`], but a shared credential must still be
-    /// granted to them (admins excepted). A revoked grant is a 403 naming it.
+    /// The credentials `actor` acts with on an existing resource of its
+    /// project (`what`, e.g. `VM 'vm-…'`) made with the stored credential
+    /// `id`: as [`Self::credentials_by_id`], but (admins excepted) a shared
+    /// credential must still be granted to the actor's project, and a
+    /// project's credential must be that project's. A revoked grant is a 403
+    /// naming it. A user's credential (the resource's creator's) is allowed:
+    /// the caller checked that the resource is in the actor's project.
     pub async fn credentials_to_act(&self, actor: &Actor, id: &CredentialId, what: &str) -> ServiceResult<Credentials> {
         if id.as_str().starts_with("anonymous:") {
             return self.credentials_by_id(id).await;
@@ -705,15 +809,27 @@ impl Vault {
             .get_credential_by_id(id.as_str())
             .await?
             .ok_or_else(|| ServiceError::NotFound(Resource::CredentialId(id.to_string())))?;
-        if r.scope == "system" && !actor.is_admin && !self.store.is_granted(&r.id, actor.name.as_str()).await? {
+        if r.scope == "project" && !actor.is_admin && r.owner != actor.project.as_str() {
             let why = format!(
-                "{what} was made with the shared credential '{}' for connector instance '{}', whose grant to you was revoked: \
-                 ask an administrator to grant it to you again",
+                "{what} was made with the credentials of project '{}' for connector instance '{}': \
+                 act on it from that project",
+                r.owner, r.instance
+            );
+            let target = AuditTarget::Credential { scope: "project", owner: &r.owner, instance: &r.instance };
+            let event = AuditEvent::new(AuditAction::CredentialUse, target, AuditOutcome::Rejected).detail(why.as_str());
+            audit::record_by(&self.store, actor, &event).await?;
+            return Err(ServiceError::Forbidden(why));
+        }
+        if r.scope == "system" && !actor.is_admin && !self.store.is_granted(&r.id, actor.project.as_str()).await? {
+            let to = if actor.in_personal_project() { "you".to_string() } else { format!("project '{}'", actor.project) };
+            let why = format!(
+                "{what} was made with the shared credential '{}' for connector instance '{}', whose grant to {to} was revoked: \
+                 ask an administrator to grant it to {to} again",
                 r.owner, r.instance
             );
             let target = AuditTarget::Credential { scope: "system", owner: &r.owner, instance: &r.instance };
             let event = AuditEvent::new(AuditAction::CredentialUse, target, AuditOutcome::Rejected).detail(why.as_str());
-            audit::record(&self.store, actor.name.as_str(), &event).await?;
+            audit::record_by(&self.store, actor, &event).await?;
             return Err(ServiceError::Forbidden(why));
         }
         self.open_row(&r)
@@ -747,7 +863,7 @@ impl Vault {
         if let Err(e) = writable {
             let e = rotate_err(e);
             let event = AuditEvent::new(AuditAction::KeysRotate, AuditTarget::None, AuditOutcome::Rejected).detail(e.to_string());
-            audit::record(&self.store, actor.name.as_str(), &event).await?;
+            audit::record_by(&self.store, actor, &event).await?;
             return Err(e);
         }
         let holder = uuid::Uuid::new_v4().simple().to_string();
@@ -822,7 +938,7 @@ impl Vault {
             retired.join(","),
             dropped.join(",")
         ));
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(Rotation { current_key: new_id, retired_keys: retired, dropped_keys: dropped, resealed: resealed_total })
     }
 

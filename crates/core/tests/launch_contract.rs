@@ -82,7 +82,10 @@ broker_test!(a_count_range_is_admitted_once_with_as_many_as_fit, |b: Broker| asy
     assert!(!audit.iter().any(|(o, _)| o == "over-quota"), "a range is never tried twice: {audit:?}");
     // Full: even the least is refused, naming it, and nothing is recorded.
     let e = b.provisioning.launch(&alice, request(CountRange::between(1, 5))).await.unwrap_err();
-    assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 3, requested: 1 }), "{e}");
+    assert!(
+        matches!(e, ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota: 3, current: 3, requested: 1 }),
+        "{e}"
+    );
     assert_eq!(b.provisioning.usage(&alice.name, &instance("sb")).await.unwrap(), 3);
 });
 
@@ -93,14 +96,20 @@ broker_test!(a_count_range_whose_least_does_not_fit_reserves_nothing, |b: Broker
     b.provisioning.launch(&bob, request(CountRange::exactly(2))).await.unwrap();
     let before = b.provisioning.list(&bob, Default::default(), PageRequest::default()).await.unwrap().items.len();
     let e = b.provisioning.launch(&bob, request(CountRange::between(2, 5))).await.unwrap_err();
-    assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 }), "{e}");
+    assert!(
+        matches!(e, ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota: 3, current: 2, requested: 2 }),
+        "{e}"
+    );
     let after = b.provisioning.list(&bob, Default::default(), PageRequest::default()).await.unwrap().items.len();
     assert_eq!((before, after), (2, 2), "nothing recorded");
     assert_eq!(b.provisioning.usage(&bob.name, &instance("sb")).await.unwrap(), 2);
     // The dry run agrees, and reserves nothing either.
     b.provisioning.check_launch(&bob, request(CountRange::between(1, 5))).await.unwrap();
     let e = b.provisioning.check_launch(&bob, request(CountRange::between(2, 5))).await.unwrap_err();
-    assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 }), "{e}");
+    assert!(
+        matches!(e, ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota: 3, current: 2, requested: 2 }),
+        "{e}"
+    );
     assert_eq!(b.provisioning.usage(&bob.name, &instance("sb")).await.unwrap(), 2);
     // A range with room for all launches its most; a client token replays it.
     b.provisioning.set_quota(&admin(), &bob.name, &instance("sb"), Some(20)).await.unwrap();
@@ -122,7 +131,7 @@ broker_test!(key_names_and_tags_are_resolved_in_core, |b: Broker| async move {
     images(&b).await;
     let alice = add_user(&b, "alice").await;
     let pub_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFQpWmwNDw+/viwoFdeIlYgFCWnA/NgoR/X5ICtefgTf cloudbroker-test";
-    b.key_pairs.import(&alice, &alice.name, "k1", pub_key).await.unwrap();
+    b.key_pairs.import(&alice, "k1", pub_key).await.unwrap();
     let mut r = request(CountRange::exactly(1));
     r.key_name = Some("k1".into());
     let (name, tags) = LaunchTags::classify(
@@ -198,7 +207,9 @@ broker_test!(concurrent_ranges_admit_exactly_the_quota, |b: Broker| async move {
                 assert!((1..=3).contains(&out.vms.len()), "{}", out.vms.len());
                 admitted += out.vms.len();
             }
-            Err(ServiceError::QuotaExceeded { quota: 10, current: 10, requested: 1 }) => refused += 1,
+            Err(ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota: 10, current: 10, requested: 1 }) => {
+                refused += 1
+            }
             Err(e) => panic!("{e}"),
         }
     }

@@ -150,7 +150,10 @@ broker_test!(launch_list_act_and_quota, |b: Broker| async move {
     let mut more = LaunchRequest::new(instance("sb"), image_ref("linux"));
     more.count = 2.into();
     let e = b.provisioning.launch(&alice, more).await.unwrap_err();
-    assert!(matches!(e, ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 }), "{e}");
+    assert!(
+        matches!(e, ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota: 3, current: 2, requested: 2 }),
+        "{e}"
+    );
     // An unknown image is an unresolved reference in `image`; an unknown VM is "not found" by id.
     let e = b.provisioning.launch(&alice, LaunchRequest::new(instance("sb"), image_ref("nope"))).await.unwrap_err();
     assert!(matches!(e, ServiceError::Unresolved { field: "image", .. }), "{e}");

@@ -21,6 +21,12 @@
 //!   signature covers query and body, and may not carry a presigned URL's
 //!   `X-Amz-*` parameters (their time and expiry would go unchecked).
 //!
+//! * The caller acts as the key's holder ([`Caller::actor`]) in the key's
+//!   project, with the holder's current role there, exactly as the access
+//!   key service answers it: nothing here changes the actor's project or
+//!   role (a holder who left the project gets `AuthFailure`, like an
+//!   unknown key; a viewer's key reads and cannot act).
+//!
 //! Every request is verified in full. What is cached is only what does not
 //! depend on the request: the key's holder (in the vault's access-key cache,
 //! which forgets a disabled or deleted key at once) and, with it, the SigV4
@@ -51,6 +57,7 @@ pub struct Covered {
 
 /// An authenticated caller.
 pub struct Caller {
+    /// The key's holder, entered in the key's project.
     pub actor: Actor,
     /// The SigV4 scope's region (the connector instance to act on), when signed with SigV4.
     pub region: Option<String>,

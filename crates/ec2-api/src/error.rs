@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use cloudbroker_connector_api::ConnectorError;
 use cloudbroker_core::limits::Limit;
-use cloudbroker_core::{Resource, ServiceError};
+use cloudbroker_core::{QuotaScope, Resource, ServiceError};
 
 /// An EC2 error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +116,13 @@ impl From<ServiceError> for Ec2Error {
             ServiceError::Unresolved { message, .. } => Ec2Error::invalid(message),
             ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
-            ServiceError::QuotaExceeded { quota, current, requested } => Ec2Error::client(
+            ServiceError::QuotaExceeded { scope: QuotaScope::User, quota, current, requested } => Ec2Error::client(
                 "InstanceLimitExceeded",
                 format!("Your quota allows for {} more running instance(s). You requested at least {requested} (quota={quota}, current={current})", (quota - current).max(0)),
+            ),
+            ServiceError::QuotaExceeded { scope: QuotaScope::Project(p), quota, current, requested } => Ec2Error::client(
+                "InstanceLimitExceeded",
+                format!("The quota of project '{p}' allows for {} more running instance(s). You requested at least {requested} (project quota={quota}, current={current})", (quota - current).max(0)),
             ),
             ServiceError::LimitExceeded { limit, max } => {
                 let code = match limit {
@@ -178,9 +182,13 @@ mod tests {
         let e = Ec2Error::from(ServiceError::NotFound(Resource::Vm(id)));
         assert_eq!((e.code.as_str(), e.status), ("InvalidInstanceID.NotFound", 400));
         assert!(e.message.contains("i-0123456789abcdef"), "{}", e.message);
-        let e = Ec2Error::from(ServiceError::QuotaExceeded { quota: 3, current: 2, requested: 2 });
+        let e = Ec2Error::from(ServiceError::QuotaExceeded { scope: QuotaScope::User, quota: 3, current: 2, requested: 2 });
         assert_eq!(e.code, "InstanceLimitExceeded");
         assert!(e.message.contains("1 more"), "{}", e.message);
+        let project = QuotaScope::Project(cloudbroker_core::domain::ProjectName::parse("team-a").unwrap());
+        let e = Ec2Error::from(ServiceError::QuotaExceeded { scope: project, quota: 50, current: 50, requested: 1 });
+        assert_eq!(e.code, "InstanceLimitExceeded");
+        assert!(e.message.contains("project 'team-a'") && e.message.contains("0 more"), "{}", e.message);
         for (limit, code) in [
             (Limit::KeyPairs, "ResourceLimitExceeded"),
             (Limit::Addresses, "AddressLimitExceeded"),

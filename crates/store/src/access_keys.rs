@@ -5,7 +5,10 @@
 //! sees sealed bytes and the public id only; key rotation re-seals the
 //! secrets ([`Store::reseal_access_keys`]). A key's expiry (`expires_at`,
 //! ms) is stored here; whether a key is usable at a given time is the
-//! services' rule (crates/core/src/access_keys.rs).
+//! services' rule (crates/core/src/access_keys.rs). Each key acts in one
+//! project (`project`, chosen at creation; the owner's personal project by
+//! default); whether its owner is still a member there is checked by the
+//! services on every (uncached) lookup.
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -26,6 +29,8 @@ pub struct AccessKeyRow {
     /// The public key id (`AKIA...`).
     pub access_key_id: String,
     pub user_name: String,
+    /// The project the key acts in.
+    pub project: String,
     pub secret_sealed: Vec<u8>,
     /// The master key the secret is sealed with.
     pub master_key_id: String,
@@ -38,9 +43,13 @@ pub struct AccessKeyRow {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-type KeyTuple = (String, String, Vec<u8>, String, String, i64, i64, Option<i64>, Option<i64>);
+type KeyTuple = (String, String, Vec<u8>, String, String, i64, i64, Option<i64>, Option<i64>, String);
 
-const KEY_COLS: &str = "access_key_id, user_name, secret_sealed, master_key_id, state, created_at, updated_at, last_used_at, expires_at";
+/// A key's columns, then its holder's `is_admin`, `disabled_at` and role in the key's project.
+type HolderTuple = (String, String, Vec<u8>, String, String, i64, i64, Option<i64>, Option<i64>, String, i64, Option<i64>, Option<String>);
+
+const KEY_COLS: &str =
+    "access_key_id, user_name, secret_sealed, master_key_id, state, created_at, updated_at, last_used_at, expires_at, project";
 
 fn key(t: KeyTuple) -> AccessKeyRow {
     AccessKeyRow {
@@ -53,7 +62,20 @@ fn key(t: KeyTuple) -> AccessKeyRow {
         updated_at: ms_to_time(t.6),
         last_used_at: t.7.map(ms_to_time),
         expires_at: t.8.map(ms_to_time),
+        project: t.9,
     }
+}
+
+/// An access key with its holder's state ([`Store::access_key_holder`]).
+#[derive(Clone, Debug)]
+pub struct AccessKeyHolderRow {
+    pub key: AccessKeyRow,
+    /// The holder is an admin.
+    pub is_admin: bool,
+    /// The holder is disabled.
+    pub disabled: bool,
+    /// The holder's role in the key's project, as stored (`None`: no member).
+    pub role: Option<String>,
 }
 
 /// What to store for a new access key.
@@ -61,6 +83,8 @@ fn key(t: KeyTuple) -> AccessKeyRow {
 pub struct NewAccessKey<'a> {
     pub access_key_id: &'a str,
     pub user_name: &'a str,
+    /// The project the key acts in.
+    pub project: &'a str,
     pub secret_sealed: &'a [u8],
     pub master_key_id: &'a str,
     /// `None`: never expires.
@@ -81,7 +105,7 @@ impl Store {
     /// Stores a new, active access key with no recorded use.
     pub async fn insert_access_key(&self, k: &NewAccessKey<'_>) -> Result<(), StoreError> {
         let now = now_ms();
-        sqlx::query(&format!("INSERT INTO access_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, $7)"))
+        sqlx::query(&format!("INSERT INTO access_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, $7, $8)"))
             .bind(k.access_key_id)
             .bind(k.user_name)
             .bind(k.secret_sealed)
@@ -89,6 +113,7 @@ impl Store {
             .bind(KEY_ACTIVE)
             .bind(now)
             .bind(k.expires_at_ms)
+            .bind(k.project)
             .execute(self.pool())
             .await?;
         Ok(())
@@ -103,10 +128,39 @@ impl Store {
         Ok(r.map(key))
     }
 
+    /// The access key with this public id and, in the same query, what
+    /// checking its holder needs: the holder's admin flag, whether they are
+    /// disabled, and their role in the key's project (`None`: no member).
+    pub async fn access_key_holder(&self, key_id: &str) -> Result<Option<AccessKeyHolderRow>, StoreError> {
+        let cols = KEY_COLS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ");
+        let r: Option<HolderTuple> = sqlx::query_as(&format!(
+            "SELECT {cols}, u.is_admin, u.disabled_at, m.role FROM access_keys k JOIN users u ON u.name = k.user_name \
+                 LEFT JOIN project_members m ON m.project = k.project AND m.user_name = k.user_name WHERE k.access_key_id = $1"
+        ))
+        .bind(key_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(r.map(|t| AccessKeyHolderRow {
+            key: key((t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9)),
+            is_admin: t.10 != 0,
+            disabled: t.11.is_some(),
+            role: t.12,
+        }))
+    }
+
     /// A user's access keys, by key id.
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRow>, StoreError> {
         let r: Vec<KeyTuple> = sqlx::query_as(&format!("SELECT {KEY_COLS} FROM access_keys WHERE user_name = $1 ORDER BY access_key_id"))
             .bind(user)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(key).collect())
+    }
+
+    /// The access keys acting in a project (whoever holds them), by key id.
+    pub async fn list_project_access_keys(&self, project: &str) -> Result<Vec<AccessKeyRow>, StoreError> {
+        let r: Vec<KeyTuple> = sqlx::query_as(&format!("SELECT {KEY_COLS} FROM access_keys WHERE project = $1 ORDER BY access_key_id"))
+            .bind(project)
             .fetch_all(self.pool())
             .await?;
         Ok(r.into_iter().map(key).collect())

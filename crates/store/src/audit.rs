@@ -15,12 +15,16 @@ pub struct AuditRow {
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// The project the record belongs to (`''` for the broker's own).
+    pub project: String,
 }
 
 /// Which audit records to read.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub actor: Option<String>,
+    /// Only one project's records.
+    pub project: Option<String>,
     pub action: Option<String>,
     /// Only records at or after this time (ms).
     pub since_ms: Option<i64>,
@@ -30,10 +34,10 @@ pub struct AuditFilter {
     pub before_id: Option<i64>,
 }
 
-type AuditTuple = (i64, i64, String, String, String, String, String);
+type AuditTuple = (i64, i64, String, String, String, String, String, String);
 
-fn audit_row((id, at, actor, action, target, outcome, detail): AuditTuple) -> AuditRow {
-    AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail }
+fn audit_row((id, at, actor, action, target, outcome, detail, project): AuditTuple) -> AuditRow {
+    AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail, project }
 }
 
 /// One audit record to append: who (`actor`: a user name, or `system`) did
@@ -45,6 +49,8 @@ pub struct NewAudit<'a> {
     pub target: &'a str,
     pub outcome: &'a str,
     pub detail: &'a str,
+    /// The project it belongs to (`""` for the broker's own).
+    pub project: &'a str,
 }
 
 /// Appends one audit record at `at` through `exec` (the pool, or a
@@ -53,13 +59,14 @@ pub(crate) async fn insert_audit<'e, E>(exec: E, at: i64, r: &NewAudit<'_>) -> R
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail, project) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(at)
         .bind(r.actor)
         .bind(r.action)
         .bind(r.target)
         .bind(r.outcome)
         .bind(r.detail)
+        .bind(r.project)
         .execute(exec)
         .await?;
     Ok(())
@@ -74,7 +81,7 @@ impl Store {
     /// The newest audit records, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         let r: Vec<AuditTuple> =
-            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail, project FROM audit_log ORDER BY id DESC LIMIT $1")
                 .bind(limit)
                 .fetch_all(self.pool())
                 .await?;
@@ -83,7 +90,7 @@ impl Store {
 
     /// Audit records matching a filter, newest first, at most `limit`.
     pub async fn audit_page(&self, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let mut sql = String::from("SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1 = 1");
+        let mut sql = String::from("SELECT id, at, actor, action, target, outcome, detail, project FROM audit_log WHERE 1 = 1");
         let mut n = 0;
         let mut next = || {
             n += 1;
@@ -91,6 +98,9 @@ impl Store {
         };
         if f.actor.is_some() {
             sql.push_str(&format!(" AND actor = ${}", next()));
+        }
+        if f.project.is_some() {
+            sql.push_str(&format!(" AND project = ${}", next()));
         }
         if f.action.is_some() {
             sql.push_str(&format!(" AND action = ${}", next()));
@@ -108,6 +118,9 @@ impl Store {
         let mut q = sqlx::query_as::<_, AuditTuple>(&sql);
         if let Some(a) = &f.actor {
             q = q.bind(a);
+        }
+        if let Some(p) = &f.project {
+            q = q.bind(p);
         }
         if let Some(a) = &f.action {
             q = q.bind(a);

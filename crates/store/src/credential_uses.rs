@@ -1,7 +1,7 @@
 //! What still uses a stored credential: the live VMs, the Elastic IPs not
 //! released and the volumes not deleted that were made with it (the broker
 //! acts on each of them with that credential, and with no other), and
-//! whether a shared credential is still granted to a user. A credential is
+//! whether a shared credential is still granted to a project. A credential is
 //! deleted only when nothing live uses it, checked in the delete statement
 //! itself, so a resource recorded in between is never orphaned silently.
 
@@ -107,18 +107,19 @@ impl Store {
             // Gone meanwhile, or freed meanwhile (then the caller may retry).
             return Ok(if uses.is_empty() { CredentialRemoval::NotFound } else { CredentialRemoval::InUse(uses) });
         }
-        sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM credential_project_grants WHERE credential_id = $1").bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(CredentialRemoval::Deleted)
     }
 
-    /// Whether a (shared) credential is granted to `user` now.
-    pub async fn is_granted(&self, credential_id: &str, user: &str) -> Result<bool, StoreError> {
-        let r: Option<(String,)> = sqlx::query_as("SELECT user_name FROM credential_grants WHERE credential_id = $1 AND user_name = $2")
-            .bind(credential_id)
-            .bind(user)
-            .fetch_optional(self.pool())
-            .await?;
+    /// Whether a (shared) credential is granted to `project` now.
+    pub async fn is_granted(&self, credential_id: &str, project: &str) -> Result<bool, StoreError> {
+        let r: Option<(String,)> =
+            sqlx::query_as("SELECT project FROM credential_project_grants WHERE credential_id = $1 AND project = $2")
+                .bind(credential_id)
+                .bind(project)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(r.is_some())
     }
 }
@@ -166,27 +167,74 @@ mod tests {
         assert_eq!(store.delete_unused_credential("user", "alice", "sb", &live).await.unwrap(), CredentialRemoval::NotFound);
     });
 
+    /// A project row, whether or not creating the user made it already.
+    async fn project(store: &Store, name: &str) {
+        sqlx::query(
+            "INSERT INTO projects (name, description, created_by, created_at, updated_at) VALUES ($1, '', 'super', 0, 0) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    fn shared(id: &'static str, scope: &'static str, owner: &'static str) -> NewCredential<'static> {
+        NewCredential {
+            id,
+            scope,
+            owner,
+            instance: "sb",
+            access_key_hint: "****",
+            access_key_sealed: b"a",
+            secret_sealed: b"s",
+            key_id: "k",
+            status: "verified",
+            status_message: "",
+        }
+    }
+
     store_test!(grants_are_checked_one_by_one, |store: Store| async move {
         store.create_user("alice", "h", false).await.unwrap();
-        store
-            .put_credential(&NewCredential {
-                id: "cred-9",
-                scope: "system",
-                owner: "team",
-                instance: "sb",
-                access_key_hint: "****",
-                access_key_sealed: b"a",
-                secret_sealed: b"s",
-                key_id: "k",
-                status: "verified",
-                status_message: "",
-            })
-            .await
-            .unwrap();
-        store.set_grants("cred-9", &["alice".to_string()]).await.unwrap();
+        project(&store, "alice").await;
+        project(&store, "team-a").await;
+        store.put_credential(&shared("cred-9", "system", "team")).await.unwrap();
+        store.set_grants("cred-9", &["team-a".to_string(), "alice".to_string()]).await.unwrap();
+        assert!(store.is_granted("cred-9", "team-a").await.unwrap());
         assert!(store.is_granted("cred-9", "alice").await.unwrap());
         assert!(!store.is_granted("cred-9", "bob").await.unwrap());
-        store.set_grants("cred-9", &[]).await.unwrap();
+        assert_eq!(store.grants("cred-9").await.unwrap(), vec!["alice".to_string(), "team-a".to_string()]);
+        let granted = store.granted_credentials("team-a", "sb").await.unwrap();
+        assert_eq!(granted.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["cred-9"]);
+        assert!(store.granted_credentials("team-a", "other").await.unwrap().is_empty());
+        assert!(store.granted_credentials("team-b", "sb").await.unwrap().is_empty());
+        store.set_grants("cred-9", &["team-a".to_string()]).await.unwrap();
         assert!(!store.is_granted("cred-9", "alice").await.unwrap());
+        assert!(store.is_granted("cred-9", "team-a").await.unwrap());
+        store.set_grants("cred-9", &[]).await.unwrap();
+        assert!(!store.is_granted("cred-9", "team-a").await.unwrap());
+        assert!(store.grants("cred-9").await.unwrap().is_empty());
+    });
+
+    store_test!(a_deleted_credential_takes_its_grants_along, |store: Store| async move {
+        project(&store, "team-a").await;
+        store.put_credential(&shared("cred-7", "system", "team")).await.unwrap();
+        store.set_grants("cred-7", &["team-a".to_string()]).await.unwrap();
+        let live = ["requested", "pending", "running"];
+        assert_eq!(store.delete_unused_credential("system", "team", "sb", &live).await.unwrap(), CredentialRemoval::Deleted);
+        assert!(!store.is_granted("cred-7", "team-a").await.unwrap());
+        assert!(store.granted_credentials("team-a", "sb").await.unwrap().is_empty());
+    });
+
+    store_test!(project_credentials_are_owned_by_the_project, |store: Store| async move {
+        project(&store, "team-a").await;
+        store.put_credential(&shared("cred-p", "project", "team-a")).await.unwrap();
+        let r = store.get_credential("project", "team-a", "sb").await.unwrap().unwrap();
+        assert_eq!((r.scope.as_str(), r.owner.as_str()), ("project", "team-a"));
+        assert!(store.get_credential("user", "team-a", "sb").await.unwrap().is_none());
+        assert_eq!(store.list_credentials("project", Some("team-a")).await.unwrap().len(), 1);
+        assert!(store.list_credentials("project", Some("team-b")).await.unwrap().is_empty());
+        // A project credential is no shared one: granting is for system scope only.
+        assert!(store.granted_credentials("team-a", "sb").await.unwrap().is_empty());
     });
 }

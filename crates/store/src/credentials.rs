@@ -1,5 +1,10 @@
 //! Sealed cloud credentials and their grants. The store sees only sealed
 //! bytes, a masked hint of the access key, and the id of the sealing key.
+//!
+//! A credential's `scope` says whose it is: `user` (owner = the user's
+//! name), `project` (owner = the project's name), `system` (owner = the
+//! shared credential's name). Shared (system) credentials are granted to
+//! projects (`credential_project_grants`), never to users.
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -165,15 +170,15 @@ impl Store {
         Ok(r.into_iter().map(cred).collect())
     }
 
-    /// Shared (system) credentials for an instance that `user` may use.
-    pub async fn granted_credentials(&self, user: &str, instance: &str) -> Result<Vec<CredentialRow>, StoreError> {
+    /// Shared (system) credentials for an instance granted to `project`.
+    pub async fn granted_credentials(&self, project: &str, instance: &str) -> Result<Vec<CredentialRow>, StoreError> {
         let cols = CRED_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ");
         let r: Vec<CredTuple> = sqlx::query_as(&format!(
-            "SELECT {cols} FROM credentials c JOIN credential_grants g ON g.credential_id = c.id \
-             WHERE c.scope = 'system' AND c.instance = $1 AND g.user_name = $2 ORDER BY c.owner"
+            "SELECT {cols} FROM credentials c JOIN credential_project_grants g ON g.credential_id = c.id \
+             WHERE c.scope = 'system' AND c.instance = $1 AND g.project = $2 ORDER BY c.owner"
         ))
         .bind(instance)
-        .bind(user)
+        .bind(project)
         .fetch_all(self.pool())
         .await?;
         Ok(r.into_iter().map(cred).collect())
@@ -190,14 +195,14 @@ impl Store {
         Ok(q.fetch_all(self.pool()).await?)
     }
 
-    /// Replaces the users a shared credential is granted to.
-    pub async fn set_grants(&self, credential_id: &str, users: &[String]) -> Result<(), StoreError> {
+    /// Replaces the projects a shared credential is granted to.
+    pub async fn set_grants(&self, credential_id: &str, projects: &[String]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM credential_grants WHERE credential_id = $1").bind(credential_id).execute(&mut *tx).await?;
-        for u in users {
-            sqlx::query("INSERT INTO credential_grants (credential_id, user_name) VALUES ($1, $2)")
+        sqlx::query("DELETE FROM credential_project_grants WHERE credential_id = $1").bind(credential_id).execute(&mut *tx).await?;
+        for p in projects {
+            sqlx::query("INSERT INTO credential_project_grants (credential_id, project) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(credential_id)
-                .bind(u)
+                .bind(p)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -205,12 +210,14 @@ impl Store {
         Ok(())
     }
 
-    /// Users a credential is granted to.
+    /// Projects a credential is granted to, by name.
     pub async fn grants(&self, credential_id: &str) -> Result<Vec<String>, StoreError> {
-        let r: Vec<(String,)> = sqlx::query_as("SELECT user_name FROM credential_grants WHERE credential_id = $1 ORDER BY user_name")
-            .bind(credential_id)
-            .fetch_all(self.pool())
-            .await?;
+        let p = self.bytewise("project");
+        let r: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT project FROM credential_project_grants WHERE credential_id = $1 ORDER BY {p}"))
+                .bind(credential_id)
+                .fetch_all(self.pool())
+                .await?;
         Ok(r.into_iter().map(|r| r.0).collect())
     }
 

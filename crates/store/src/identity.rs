@@ -88,20 +88,40 @@ pub const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
 const TOKEN_COLS: &str = "id, user_name, name, created_at, expires_at, revoked_at, last_used_at, parent_id";
 
 impl Store {
-    /// Creates a user; a duplicate name is a conflict.
+    /// Creates a user with their personal project (named after them, the
+    /// user its only member, as owner) in one transaction; a duplicate name
+    /// is a conflict, and so is a name a project has taken.
     pub async fn create_user(&self, name: &str, password_hash: &str, is_admin: bool) -> Result<(), StoreError> {
         let now = now_ms();
+        let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO users (name, password_hash, is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
             .bind(name)
             .bind(password_hash)
             .bind(i64::from(is_admin))
             .bind(now)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {
                 e if e.is_unique_violation() => StoreError::Conflict(format!("user '{name}' already exists")),
                 e => e,
             })?;
+        sqlx::query(
+            "INSERT INTO projects (name, description, personal_of, created_by, created_at, updated_at) VALUES ($1, '', $1, $1, $2, $2)",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            e if e.is_unique_violation() => StoreError::Conflict(format!("the name '{name}' is taken by a project")),
+            e => e,
+        })?;
+        sqlx::query("INSERT INTO project_members (project, user_name, role, added_by, added_at) VALUES ($1, $1, 'owner', $1, $2)")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

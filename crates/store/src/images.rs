@@ -1,4 +1,6 @@
-//! Native images and their per-instance cloud image ids.
+//! Native images and their per-instance cloud image ids. An image with a
+//! project (registered through the EC2 front) is private to that project;
+//! one without is public. `owner` records who registered a private image.
 
 use crate::{now_ms, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -22,14 +24,23 @@ pub struct ImageRow {
     pub os: String,
     pub parent: Option<String>,
     pub mappings: BTreeMap<String, ImageMapping>,
-    /// The user who registered it (EC2 `RegisterImage`), to whom alone it is
-    /// visible; `None` for the broker's own (public) images. Kept as created:
-    /// replacing an image does not change it.
+    /// The user who registered it (EC2 `RegisterImage`); `None` for the
+    /// broker's own (public) images. Kept as created: replacing an image
+    /// does not change it.
     pub owner: Option<String>,
+    /// The project it is private to (registered in it); `None` for the
+    /// broker's own (public) images. Kept as created, like `owner`.
+    pub project: Option<String>,
 }
 
-/// (name, description, os, parent, owner).
-type ImageTuple = (String, String, String, Option<String>, Option<String>);
+/// (name, description, os, parent, owner, project).
+type ImageTuple = (String, String, String, Option<String>, Option<String>, Option<String>);
+
+const IMAGE_COLS: &str = "name, description, os, parent, owner, project";
+
+fn image_row((name, description, os, parent, owner, project): ImageTuple) -> ImageRow {
+    ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner, project }
+}
 
 /// (image, instance, cloud image id, instance type, security group).
 type MappingTuple = (String, String, String, Option<String>, Option<String>);
@@ -70,29 +81,27 @@ impl Store {
     /// All images, with their mappings.
     pub async fn list_images(&self) -> Result<Vec<ImageRow>, StoreError> {
         let rows: Vec<ImageTuple> =
-            sqlx::query_as("SELECT name, description, os, parent, owner FROM images ORDER BY name").fetch_all(self.pool()).await?;
+            sqlx::query_as(&format!("SELECT {IMAGE_COLS} FROM images ORDER BY name")).fetch_all(self.pool()).await?;
         let maps: Vec<MappingTuple> = sqlx::query_as(
             "SELECT image, instance, cloud_image_id, instance_type, security_group FROM image_mappings ORDER BY image, instance",
         )
         .fetch_all(self.pool())
         .await?;
-        let mut out: Vec<ImageRow> = rows
-            .into_iter()
-            .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
-            .collect();
+        let mut out: Vec<ImageRow> = rows.into_iter().map(image_row).collect();
         attach_mappings(&mut out, maps);
         Ok(out)
     }
 
     /// One page of images by name (byte order), after the name `after`, with
-    /// their mappings. With `viewer`, only the public images and those
-    /// `viewer` registered (others' private images do not exist for them).
+    /// their mappings. With `viewer` (a project), only the public images
+    /// and those private to `viewer` (other projects' private images do not
+    /// exist for it).
     pub async fn page_images(&self, after: Option<&str>, limit: i64, viewer: Option<&str>) -> Result<Vec<ImageRow>, StoreError> {
         let after = after.unwrap_or("");
         let name = self.bytewise("name");
         let rows: Vec<ImageTuple> = sqlx::query_as(&format!(
-            "SELECT name, description, os, parent, owner FROM images WHERE {name} > $1 \
-             AND ($3 = '' OR owner IS NULL OR owner = $3) ORDER BY {name} LIMIT $2"
+            "SELECT {IMAGE_COLS} FROM images WHERE {name} > $1 \
+             AND ($3 = '' OR project IS NULL OR project = $3) ORDER BY {name} LIMIT $2"
         ))
         .bind(after)
         .bind(limit)
@@ -109,10 +118,7 @@ impl Store {
         .bind(&last)
         .fetch_all(self.pool())
         .await?;
-        let mut out: Vec<ImageRow> = rows
-            .into_iter()
-            .map(|(name, description, os, parent, owner)| ImageRow { name, description, os, parent, mappings: BTreeMap::new(), owner })
-            .collect();
+        let mut out: Vec<ImageRow> = rows.into_iter().map(image_row).collect();
         attach_mappings(&mut out, maps);
         Ok(out)
     }
@@ -137,7 +143,8 @@ impl Store {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                    "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner, project) \
+                     VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
                 )
                 .bind(&img.name)
                 .bind(&img.description)
@@ -145,6 +152,7 @@ impl Store {
                 .bind(&img.parent)
                 .bind(now)
                 .bind(&img.owner)
+                .bind(&img.project)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -167,11 +175,11 @@ impl Store {
         Ok(())
     }
 
-    /// Renames the private image `name` of `owner` to `new_name`, with
+    /// Renames the private image `name` of `project` to `new_name`, with
     /// `description`, moving its mappings, in one transaction (a name the
     /// operator's files now declare is theirs). `false`, nothing changed,
     /// when no such image is stored or `new_name` is taken.
-    pub async fn rename_private_image(&self, name: &str, owner: &str, new_name: &str, description: &str) -> Result<bool, StoreError> {
+    pub async fn rename_private_image(&self, name: &str, project: &str, new_name: &str, description: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let taken: Option<(String,)> =
             sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(new_name).fetch_optional(&mut *tx).await?;
@@ -180,14 +188,14 @@ impl Store {
             return Ok(false);
         }
         let copied = sqlx::query(
-            "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner) \
-             SELECT $1, $2, os, parent, created_at, $3, owner FROM images WHERE name = $4 AND owner = $5",
+            "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner, project) \
+             SELECT $1, $2, os, parent, created_at, $3, owner, project FROM images WHERE name = $4 AND project = $5",
         )
         .bind(new_name)
         .bind(description)
         .bind(now_ms())
         .bind(name)
-        .bind(owner)
+        .bind(project)
         .execute(&mut *tx)
         .await;
         match copied.map_err(StoreError::from) {
@@ -222,4 +230,47 @@ impl Store {
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::store_test;
+
+    fn private(name: &str, owner: Option<&str>, project: Option<&str>) -> ImageRow {
+        ImageRow {
+            name: name.into(),
+            description: String::new(),
+            os: String::new(),
+            parent: None,
+            mappings: BTreeMap::from([(
+                "sb".to_string(),
+                ImageMapping { image_id: "ami-1".into(), instance_type: None, security_group: None },
+            )]),
+            owner: owner.map(str::to_string),
+            project: project.map(str::to_string),
+        }
+    }
+
+    store_test!(private_images_belong_to_a_project, |store: Store| async move {
+        store.create_user("alice", "h", false).await.unwrap();
+        store.create_user("bob", "h", false).await.unwrap();
+        store.put_image(&private("pub", None, None), true).await.unwrap();
+        store.put_image(&private("team", Some("alice"), Some("team-a")), true).await.unwrap();
+        store.put_image(&private("bobs", Some("bob"), Some("bob")), true).await.unwrap();
+        let names = |rows: Vec<ImageRow>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(store.page_images(None, 10, Some("team-a")).await.unwrap()), ["pub", "team"]);
+        assert_eq!(names(store.page_images(None, 10, Some("bob")).await.unwrap()), ["bobs", "pub"]);
+        assert_eq!(names(store.page_images(None, 10, Some("alice")).await.unwrap()), ["pub"], "the creator sees it in its project only");
+        assert_eq!(names(store.page_images(None, 10, None).await.unwrap()), ["bobs", "pub", "team"]);
+        let team = store.list_images().await.unwrap().into_iter().find(|i| i.name == "team").unwrap();
+        assert_eq!((team.owner.as_deref(), team.project.as_deref()), (Some("alice"), Some("team-a")));
+        // Replacing keeps the project and the owner; renaming carries both.
+        store.put_image(&ImageRow { description: "new".into(), ..private("team", None, None) }, false).await.unwrap();
+        assert!(!store.rename_private_image("team", "alice", "team-x", "renamed").await.unwrap(), "keyed on the project");
+        assert!(store.rename_private_image("team", "team-a", "team-x", "renamed").await.unwrap());
+        let moved = store.list_images().await.unwrap().into_iter().find(|i| i.name == "team-x").unwrap();
+        assert_eq!((moved.owner.as_deref(), moved.project.as_deref(), moved.mappings.len()), (Some("alice"), Some("team-a"), 1));
+    });
 }

@@ -1,17 +1,21 @@
-//! Users' named SSH public keys. Names are unique per user.
+//! Named SSH public keys of projects. Names are unique per project; each
+//! pair records the user who made it (`user_name`).
 //!
-//! The owner is a [`UserName`] both ways: bound as one, and read back
-//! through its rules (a stored name that breaks them is a decode error
-//! naming the `user_name` column).
+//! The project and the creator are typed ([`ProjectName`], [`UserName`])
+//! both ways: bound as such, and read back through their rules (a stored
+//! name that breaks them is a decode error naming its column).
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
-use cloudbroker_model::UserName;
+use cloudbroker_model::{ProjectName, UserName};
 
 /// A stored key pair (public half).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyPairRow {
-    pub user: UserName,
+    /// The project it belongs to (its name is unique there).
+    pub project: ProjectName,
+    /// Who made (or imported) it.
+    pub created_by: UserName,
     pub name: String,
     pub public_key: String,
     pub fingerprint: String,
@@ -21,6 +25,7 @@ pub struct KeyPairRow {
 /// A key pair as the database holds it.
 #[derive(sqlx::FromRow)]
 struct KeyPairDb {
+    project: ProjectName,
     user_name: UserName,
     name: String,
     public_key: String,
@@ -30,7 +35,8 @@ struct KeyPairDb {
 
 fn row(t: KeyPairDb) -> KeyPairRow {
     KeyPairRow {
-        user: t.user_name,
+        project: t.project,
+        created_by: t.user_name,
         name: t.name,
         public_key: t.public_key,
         fingerprint: t.fingerprint,
@@ -38,19 +44,21 @@ fn row(t: KeyPairDb) -> KeyPairRow {
     }
 }
 
-const COLS: &str = "user_name, name, public_key, fingerprint, created_at";
+const COLS: &str = "project, user_name, name, public_key, fingerprint, created_at";
 
 /// Inserts a key pair through `db` (the pool, or a transaction: [`crate::limits`]).
 pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     db: E,
-    user: &UserName,
+    project: &ProjectName,
+    created_by: &UserName,
     name: &str,
     public_key: &str,
     fingerprint: &str,
     now: i64,
 ) -> Result<KeyPairRow, StoreError> {
-    sqlx::query("INSERT INTO key_pairs (user_name, name, public_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(user)
+    sqlx::query("INSERT INTO key_pairs (project, user_name, name, public_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(project)
+        .bind(created_by)
         .bind(name)
         .bind(public_key)
         .bind(fingerprint)
@@ -62,7 +70,8 @@ pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx
             e => e,
         })?;
     Ok(KeyPairRow {
-        user: user.clone(),
+        project: project.clone(),
+        created_by: created_by.clone(),
         name: name.into(),
         public_key: public_key.into(),
         fingerprint: fingerprint.into(),
@@ -71,30 +80,32 @@ pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx
 }
 
 impl Store {
-    /// Stores a key pair; a duplicate name for the user is a conflict.
+    /// Stores a key pair of `project` made by `created_by`; a duplicate
+    /// name in the project is a conflict.
     pub async fn insert_key_pair(
         &self,
-        user: &UserName,
+        project: &ProjectName,
+        created_by: &UserName,
         name: &str,
         public_key: &str,
         fingerprint: &str,
     ) -> Result<KeyPairRow, StoreError> {
-        insert_key_pair_on(self.pool(), user, name, public_key, fingerprint, now_ms()).await
+        insert_key_pair_on(self.pool(), project, created_by, name, public_key, fingerprint, now_ms()).await
     }
 
-    /// A user's key pairs, by name.
-    pub async fn key_pairs(&self, user: &UserName) -> Result<Vec<KeyPairRow>, StoreError> {
-        let r: Vec<KeyPairDb> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE user_name = $1 ORDER BY name"))
-            .bind(user)
+    /// A project's key pairs, by name.
+    pub async fn key_pairs(&self, project: &ProjectName) -> Result<Vec<KeyPairRow>, StoreError> {
+        let r: Vec<KeyPairDb> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE project = $1 ORDER BY name"))
+            .bind(project)
             .fetch_all(self.pool())
             .await?;
         Ok(r.into_iter().map(row).collect())
     }
 
-    /// One key pair of a user.
-    pub async fn key_pair(&self, user: &UserName, name: &str) -> Result<Option<KeyPairRow>, StoreError> {
-        let r: Option<KeyPairDb> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE user_name = $1 AND name = $2"))
-            .bind(user)
+    /// One key pair of a project.
+    pub async fn key_pair(&self, project: &ProjectName, name: &str) -> Result<Option<KeyPairRow>, StoreError> {
+        let r: Option<KeyPairDb> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE project = $1 AND name = $2"))
+            .bind(project)
             .bind(name)
             .fetch_optional(self.pool())
             .await?;
@@ -102,8 +113,8 @@ impl Store {
     }
 
     /// Deletes a key pair; false when there was none.
-    pub async fn delete_key_pair(&self, user: &UserName, name: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM key_pairs WHERE user_name = $1 AND name = $2").bind(user).bind(name).execute(self.pool()).await?;
+    pub async fn delete_key_pair(&self, project: &ProjectName, name: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM key_pairs WHERE project = $1 AND name = $2").bind(project).bind(name).execute(self.pool()).await?;
         Ok(r.rows_affected() == 1)
     }
 }

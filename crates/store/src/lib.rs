@@ -27,6 +27,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod overview;
 pub mod params;
+pub mod projects;
 pub mod quota;
 pub mod resources;
 pub mod sandbox;

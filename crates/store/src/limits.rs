@@ -1,13 +1,16 @@
-//! Caps on what one user owns (key pairs, live Elastic IPs, live volumes):
-//! the count and the insert run in one transaction, so concurrent creations,
-//! on one broker or on replicas sharing PostgreSQL, never pass the cap.
+//! Caps on what one project owns (key pairs, live Elastic IPs, live
+//! volumes): the count and the insert run in one transaction, so concurrent
+//! creations, by any of the project's members, on one broker or on replicas
+//! sharing PostgreSQL, never pass the cap.
 //!
 //! As in quota admission ([`crate::quota`]), the transaction first writes the
-//! user's lock row for that kind (`quota_locks`, under an `instance` key that
-//! starts with `#`, which no connector instance name can): on PostgreSQL the
-//! row lock makes every other capped insert of that user and kind wait until
-//! commit, and under READ COMMITTED the count that follows sees the winner's
-//! row; on SQLite the first write takes the database's write lock.
+//! project's lock row for that kind (`project_quota_locks`, under an
+//! `instance` key that starts with `#`, which no connector instance name
+//! can): on PostgreSQL the row lock makes every other capped insert of that
+//! project and kind wait until commit, and under READ COMMITTED the count
+//! that follows sees the winner's row; on SQLite the first write takes the
+//! database's write lock. A capped insert takes no other lock, so it never
+//! waits in a cycle with a launch's admission.
 
 use crate::key_pairs::KeyPairRow;
 use crate::resources::{AddressRow, VolumeRow};
@@ -36,9 +39,9 @@ impl Owned {
 
     fn count_sql(self) -> &'static str {
         match self {
-            Owned::KeyPairs => "SELECT COUNT(*) FROM key_pairs WHERE user_name = $1",
-            Owned::Addresses => "SELECT COUNT(*) FROM addresses WHERE user_name = $1 AND ended_at IS NULL",
-            Owned::Volumes => "SELECT COUNT(*) FROM volumes WHERE user_name = $1 AND ended_at IS NULL",
+            Owned::KeyPairs => "SELECT COUNT(*) FROM key_pairs WHERE project = $1",
+            Owned::Addresses => "SELECT COUNT(*) FROM addresses WHERE project = $1 AND ended_at IS NULL",
+            Owned::Volumes => "SELECT COUNT(*) FROM volumes WHERE project = $1 AND ended_at IS NULL",
         }
     }
 }
@@ -46,7 +49,7 @@ impl Owned {
 /// Why a capped insert did not happen.
 #[derive(Debug)]
 pub enum CapError {
-    /// The user already has `current` (at least `limit`).
+    /// The project already has `current` (at least `limit`).
     Full {
         kind: Owned,
         limit: i64,
@@ -67,14 +70,17 @@ impl From<sqlx::Error> for CapError {
     }
 }
 
-/// Takes the (user, kind) lock row and counts; `Full` when at the limit.
-async fn lock_and_check(conn: &mut AnyConnection, kind: Owned, user: &str, limit: i64) -> Result<(), CapError> {
-    sqlx::query("INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1")
-        .bind(user)
-        .bind(kind.lock_key())
-        .execute(&mut *conn)
-        .await?;
-    let (current,): (i64,) = sqlx::query_as(kind.count_sql()).bind(user).fetch_one(&mut *conn).await?;
+/// Takes the (project, kind) lock row and counts; `Full` when at the limit.
+async fn lock_and_check(conn: &mut AnyConnection, kind: Owned, project: &str, limit: i64) -> Result<(), CapError> {
+    sqlx::query(
+        "INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) \
+         ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1",
+    )
+    .bind(project)
+    .bind(kind.lock_key())
+    .execute(&mut *conn)
+    .await?;
+    let (current,): (i64,) = sqlx::query_as(kind.count_sql()).bind(project).fetch_one(&mut *conn).await?;
     if current >= limit {
         return Err(CapError::Full { kind, limit, current });
     }
@@ -82,53 +88,59 @@ async fn lock_and_check(conn: &mut AnyConnection, kind: Owned, user: &str, limit
 }
 
 impl Store {
-    /// How many of `kind` the user has now (a cheap check before asking a
-    /// cloud; the capped inserts below are what enforce the cap).
-    pub async fn owned_count(&self, kind: Owned, user: &str) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as(kind.count_sql()).bind(user).fetch_one(self.pool()).await?;
+    /// How many of `kind` the project has now (a cheap check before asking
+    /// a cloud; the capped inserts below are what enforce the cap).
+    pub async fn owned_count(&self, kind: Owned, project: &str) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(kind.count_sql()).bind(project).fetch_one(self.pool()).await?;
         Ok(n)
     }
 
-    /// [`Store::insert_key_pair`], refused when the user has `limit` pairs.
+    /// [`Store::insert_key_pair`], refused when the project has `limit` pairs.
     pub async fn insert_key_pair_capped(
         &self,
         limit: i64,
-        user: &cloudbroker_model::UserName,
+        project: &cloudbroker_model::ProjectName,
+        created_by: &cloudbroker_model::UserName,
         name: &str,
         public_key: &str,
         fingerprint: &str,
     ) -> Result<KeyPairRow, CapError> {
         let mut tx = self.pool().begin().await?;
-        lock_and_check(&mut tx, Owned::KeyPairs, user.as_str(), limit).await?;
-        let row = crate::key_pairs::insert_key_pair_on(&mut *tx, user, name, public_key, fingerprint, now_ms()).await?;
+        lock_and_check(&mut tx, Owned::KeyPairs, project.as_str(), limit).await?;
+        let row = crate::key_pairs::insert_key_pair_on(&mut *tx, project, created_by, name, public_key, fingerprint, now_ms()).await?;
         tx.commit().await?;
         Ok(row)
     }
 
-    /// [`Store::insert_address`], refused when the user has `limit` live addresses.
+    /// Records a new address of `project` allocated by `user`, refused when
+    /// the project has `limit` live addresses.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_address_capped(
         &self,
         limit: i64,
         instance: &str,
         allocation_id: &str,
+        project: &str,
         user: &str,
         credential_id: &str,
         public_ip: &str,
     ) -> Result<AddressRow, CapError> {
         let mut tx = self.pool().begin().await?;
-        lock_and_check(&mut tx, Owned::Addresses, user, limit).await?;
-        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, user, credential_id, public_ip, now_ms()).await?;
+        lock_and_check(&mut tx, Owned::Addresses, project, limit).await?;
+        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, project, user, credential_id, public_ip, now_ms()).await?;
         tx.commit().await?;
         Ok(self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))?)
     }
 
-    /// [`Store::insert_volume`], refused when the user has `limit` live volumes.
+    /// Records a new volume of `project` created by `user`, refused when
+    /// the project has `limit` live volumes.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_volume_capped(
         &self,
         limit: i64,
         instance: &str,
         volume_id: &str,
+        project: &str,
         user: &str,
         credential_id: &str,
         size_gib: i64,
@@ -138,8 +150,9 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> Result<VolumeRow, CapError> {
         let mut tx = self.pool().begin().await?;
-        lock_and_check(&mut tx, Owned::Volumes, user, limit).await?;
-        let new = crate::resources::NewVolume { instance, volume_id, user, credential_id, size_gib, zone, volume_type, state, tags };
+        lock_and_check(&mut tx, Owned::Volumes, project, limit).await?;
+        let new =
+            crate::resources::NewVolume { instance, volume_id, project, user, credential_id, size_gib, zone, volume_type, state, tags };
         crate::resources::insert_volume_on(&mut *tx, &new, now_ms()).await?;
         tx.commit().await?;
         Ok(self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))?)
@@ -155,31 +168,32 @@ mod tests {
     store_test!(caps_hold_and_count_only_live_rows, |store: Store| async move {
         store.create_user("alice", "h", false).await.unwrap();
         let alice = cloudbroker_model::UserName::parse("alice").unwrap();
+        let mine = cloudbroker_model::ProjectName::personal(&alice);
         for i in 0..3 {
-            store.insert_key_pair_capped(3, &alice, &format!("k{i}"), "ssh-ed25519 AAAA", "fp").await.unwrap();
+            store.insert_key_pair_capped(3, &mine, &alice, &format!("k{i}"), "ssh-ed25519 AAAA", "fp").await.unwrap();
         }
-        let e = store.insert_key_pair_capped(3, &alice, "k3", "ssh-ed25519 AAAA", "fp").await.unwrap_err();
+        let e = store.insert_key_pair_capped(3, &mine, &alice, "k3", "ssh-ed25519 AAAA", "fp").await.unwrap_err();
         assert!(matches!(e, CapError::Full { kind: Owned::KeyPairs, limit: 3, current: 3 }), "{e:?}");
-        assert!(store.key_pair(&alice, "k3").await.unwrap().is_none(), "nothing written past the cap");
+        assert!(store.key_pair(&mine, "k3").await.unwrap().is_none(), "nothing written past the cap");
         assert!(matches!(
-            store.insert_key_pair_capped(9, &alice, "k0", "ssh-ed25519 AAAA", "fp").await,
+            store.insert_key_pair_capped(9, &mine, &alice, "k0", "ssh-ed25519 AAAA", "fp").await,
             Err(CapError::Store(StoreError::Conflict(_)))
         ));
 
-        store.insert_address_capped(1, "sb", "eipalloc-1", "alice", "cred-1", "198.51.100.1").await.unwrap();
+        store.insert_address_capped(1, "sb", "eipalloc-1", "alice", "alice", "cred-1", "198.51.100.1").await.unwrap();
         assert!(matches!(
-            store.insert_address_capped(1, "sb2", "eipalloc-2", "alice", "cred-1", "198.51.100.2").await,
+            store.insert_address_capped(1, "sb2", "eipalloc-2", "alice", "alice", "cred-1", "198.51.100.2").await,
             Err(CapError::Full { kind: Owned::Addresses, .. })
         ));
         store.end_address("sb", "eipalloc-1").await.unwrap();
         assert_eq!(store.owned_count(Owned::Addresses, "alice").await.unwrap(), 0, "a released address no longer counts");
-        store.insert_address_capped(1, "sb2", "eipalloc-2", "alice", "cred-1", "198.51.100.2").await.unwrap();
+        store.insert_address_capped(1, "sb2", "eipalloc-2", "alice", "alice", "cred-1", "198.51.100.2").await.unwrap();
 
         let tags = BTreeMap::new();
-        let v = store.insert_volume_capped(1, "sb", "vol-1", "alice", "cred-1", 8, "sba", None, "creating", &tags).await.unwrap();
+        let v = store.insert_volume_capped(1, "sb", "vol-1", "alice", "alice", "cred-1", 8, "sba", None, "creating", &tags).await.unwrap();
         assert_eq!((v.volume_id.as_str(), v.user.as_str()), ("vol-1", "alice"));
         assert!(matches!(
-            store.insert_volume_capped(1, "sb", "vol-2", "alice", "cred-1", 8, "sba", None, "creating", &tags).await,
+            store.insert_volume_capped(1, "sb", "vol-2", "alice", "alice", "cred-1", 8, "sba", None, "creating", &tags).await,
             Err(CapError::Full { kind: Owned::Volumes, .. })
         ));
     });
@@ -190,7 +204,7 @@ mod tests {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    store.insert_address_capped(5, "sb", &format!("eipalloc-{i}"), "alice", "cred-1", "198.51.100.1").await
+                    store.insert_address_capped(5, "sb", &format!("eipalloc-{i}"), "alice", "alice", "cred-1", "198.51.100.1").await
                 })
             })
             .collect();
@@ -204,5 +218,49 @@ mod tests {
         }
         assert_eq!(admitted, 5);
         assert_eq!(store.owned_count(Owned::Addresses, "alice").await.unwrap(), 5);
+    });
+
+    store_test!(caps_count_per_project_whoever_made_the_rows, |store: Store| async move {
+        store.create_user("alice", "h", false).await.unwrap();
+        store.create_user("bob", "h", false).await.unwrap();
+        let (alice, bob) = (cloudbroker_model::UserName::parse("alice").unwrap(), cloudbroker_model::UserName::parse("bob").unwrap());
+        let team = cloudbroker_model::ProjectName::parse("team-a").unwrap();
+        let tags = BTreeMap::new();
+        // Two members of one project fill its cap together.
+        store.insert_key_pair_capped(2, &team, &alice, "k", "ssh-ed25519 AAAA", "fp").await.unwrap();
+        store.insert_key_pair_capped(2, &team, &bob, "k2", "ssh-ed25519 AAAA", "fp").await.unwrap();
+        assert!(matches!(
+            store.insert_key_pair_capped(2, &team, &alice, "k3", "ssh-ed25519 AAAA", "fp").await,
+            Err(CapError::Full { kind: Owned::KeyPairs, limit: 2, current: 2 })
+        ));
+        // The same name in another project (alice's personal one) is another pair.
+        let mine = cloudbroker_model::ProjectName::personal(&alice);
+        let k = store.insert_key_pair_capped(2, &mine, &alice, "k", "ssh-ed25519 BBBB", "fp2").await.unwrap();
+        assert_eq!((k.project.as_str(), k.created_by.as_str()), ("alice", "alice"));
+        let t = store.key_pair(&team, "k").await.unwrap().unwrap();
+        assert_eq!((t.project.as_str(), t.created_by.as_str(), t.public_key.as_str()), ("team-a", "alice", "ssh-ed25519 AAAA"));
+        assert_eq!(store.key_pairs(&team).await.unwrap().len(), 2);
+        assert_eq!(store.key_pairs(&mine).await.unwrap().len(), 1);
+        assert!(store.delete_key_pair(&team, "k").await.unwrap());
+        assert!(store.key_pair(&mine, "k").await.unwrap().is_some(), "deleting in one project leaves the other's pair");
+
+        store.insert_address_capped(2, "sb", "eipalloc-1", "team-a", "alice", "cred-1", "198.51.100.1").await.unwrap();
+        store.insert_address_capped(2, "sb", "eipalloc-2", "team-a", "bob", "cred-2", "198.51.100.2").await.unwrap();
+        assert!(matches!(
+            store.insert_address_capped(2, "sb", "eipalloc-3", "team-a", "bob", "cred-2", "198.51.100.3").await,
+            Err(CapError::Full { kind: Owned::Addresses, .. })
+        ));
+        // Bob's personal project counts apart.
+        store.insert_address_capped(2, "sb", "eipalloc-3", "bob", "bob", "cred-2", "198.51.100.3").await.unwrap();
+        assert_eq!(store.owned_count(Owned::Addresses, "team-a").await.unwrap(), 2);
+        assert_eq!(store.owned_count(Owned::Addresses, "bob").await.unwrap(), 1);
+        assert_eq!(store.owned_count(Owned::Addresses, "alice").await.unwrap(), 0);
+
+        store.insert_volume_capped(1, "sb", "vol-1", "team-a", "bob", "cred-2", 8, "sba", None, "creating", &tags).await.unwrap();
+        assert!(matches!(
+            store.insert_volume_capped(1, "sb", "vol-2", "team-a", "alice", "cred-1", 8, "sba", None, "creating", &tags).await,
+            Err(CapError::Full { kind: Owned::Volumes, .. })
+        ));
+        store.insert_volume_capped(1, "sb", "vol-2", "alice", "alice", "cred-1", 8, "sba", None, "creating", &tags).await.unwrap();
     });
 }

@@ -1,5 +1,6 @@
 //! Counts for overview pages: VMs per user, instance and state, in one
-//! grouped query (an index scan, not a page walk, however many VMs there are).
+//! grouped query (an index scan, not a page walk, however many VMs there are),
+//! of everyone, of one user, or of one project.
 
 use crate::{Store, StoreError};
 
@@ -16,10 +17,21 @@ impl Store {
     /// VM counts grouped by user, instance and state, for the states given
     /// (an empty list: every state); only `user`'s when given.
     pub async fn vm_counts(&self, user: Option<&str>, states: &[&str]) -> Result<Vec<VmCount>, StoreError> {
+        self.grouped_vm_counts(user.map(|u| ("user_name", u)), states).await
+    }
+
+    /// As [`Store::vm_counts`], of one project's VMs (grouped by the user who
+    /// launched them, instance and state).
+    pub async fn project_vm_counts(&self, project: &str, states: &[&str]) -> Result<Vec<VmCount>, StoreError> {
+        self.grouped_vm_counts(Some(("project", project)), states).await
+    }
+
+    /// The counts, only the VMs whose `column` is `value` when given.
+    async fn grouped_vm_counts(&self, only: Option<(&'static str, &str)>, states: &[&str]) -> Result<Vec<VmCount>, StoreError> {
         let mut sql = String::from("SELECT user_name, instance, state, COUNT(*) FROM vms WHERE 1 = 1");
         let mut n = 1;
-        if user.is_some() {
-            sql.push_str(&format!(" AND user_name = ${n}"));
+        if let Some((column, _)) = only {
+            sql.push_str(&format!(" AND {column} = ${n}"));
             n += 1;
         }
         if !states.is_empty() {
@@ -28,8 +40,8 @@ impl Store {
         }
         sql.push_str(" GROUP BY user_name, instance, state ORDER BY user_name, instance, state");
         let mut q = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
-        if let Some(u) = user {
-            q = q.bind(u);
+        if let Some((_, value)) = only {
+            q = q.bind(value);
         }
         for s in states {
             q = q.bind(*s);

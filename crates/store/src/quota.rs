@@ -1,17 +1,20 @@
 //! Quota admission: VMs are recorded (in the state the services give) in the same
-//! transaction that checks the quota, so concurrent launches, on one broker
-//! or on several replicas sharing PostgreSQL, can never push a user past the
-//! limit.
+//! transaction that checks the quotas (the user's and the project's), so
+//! concurrent launches, on one broker or on several replicas sharing
+//! PostgreSQL, can never push a user or a project past its limit.
 //!
-//! The transaction first writes the (user, instance) lock row: on PostgreSQL
-//! the row lock makes every other admission for that pair wait until commit
-//! (and, under READ COMMITTED, the count that follows sees the winner's rows);
-//! on SQLite the first write takes the database's write lock, so admissions
-//! are serialised the same way.
+//! The transaction first writes the (user, instance) lock row, then (when a
+//! project limit applies) the (project, instance) one, always in this order
+//! (so two admissions never wait on each other in a cycle): on PostgreSQL
+//! the row locks make every other admission for those pairs wait until
+//! commit (and, under READ COMMITTED, the counts that follow see the
+//! winner's rows); on SQLite the first write takes the database's write
+//! lock, so admissions are serialised the same way. Both counts are of live
+//! records (no counter that could drift).
 
 use crate::audit::NewAudit;
 use crate::{now_ms, Store, StoreError};
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, UserName, VmId, VmStatus};
 
 /// One VM to record.
 #[derive(Clone, Debug)]
@@ -32,12 +35,17 @@ pub struct NewVm {
 #[derive(Clone, Debug)]
 pub struct Admission<'a> {
     pub launch_id: &'a LaunchId,
+    /// Who launches (the user quota counts their VMs, in every project).
     pub user: &'a UserName,
+    /// The project the VMs are recorded in (the project quota counts its VMs).
+    pub project: &'a ProjectName,
     pub instance: &'a InstanceName,
     pub credential_id: &'a CredentialId,
     pub client_token: &'a ClientToken,
-    /// `None`: no quota enforced.
+    /// The user's limit; `None`: no user quota enforced.
     pub limit: Option<i64>,
+    /// The project's limit; `None`: no project quota enforced.
+    pub project_limit: Option<i64>,
     /// The states that count against the limit (the services decide which).
     pub counted: &'a [VmStatus],
     /// The state the VMs are recorded in.
@@ -49,10 +57,25 @@ pub struct Admission<'a> {
     pub audit: Option<NewAudit<'a>>,
 }
 
+/// Which quota refused a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// The launching user's, on the instance (all their projects together).
+    User,
+    /// The project's, on the instance (all its members together).
+    Project,
+}
+
 /// Why a launch was not admitted.
 #[derive(Debug)]
 pub enum AdmitError {
-    Quota { limit: i64, current: i64, requested: i64 },
+    /// `which` quota leaves room for fewer than `requested` (the least count).
+    Quota {
+        which: QuotaKind,
+        limit: i64,
+        current: i64,
+        requested: i64,
+    },
     Store(StoreError),
 }
 
@@ -111,6 +134,67 @@ impl Store {
         Ok(q.fetch_one(self.pool()).await?.0)
     }
 
+    /// A project's override for an instance.
+    pub async fn project_quota_override(&self, project: &ProjectName, instance: &InstanceName) -> Result<Option<i64>, StoreError> {
+        let r: Option<(i64,)> = sqlx::query_as("SELECT vm_limit FROM project_quota_overrides WHERE project = $1 AND instance = $2")
+            .bind(project)
+            .bind(instance)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.map(|r| r.0))
+    }
+
+    /// A project's overrides, by instance name.
+    pub async fn project_quota_overrides(&self, project: &ProjectName) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT instance, vm_limit FROM project_quota_overrides WHERE project = $1 ORDER BY instance")
+            .bind(project)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Sets (`Some`) or removes a project's override (the project must exist).
+    pub async fn set_project_quota_override(
+        &self,
+        project: &ProjectName,
+        instance: &InstanceName,
+        limit: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match limit {
+            Some(l) => {
+                sqlx::query("INSERT INTO project_quota_overrides (project, instance, vm_limit) VALUES ($1, $2, $3) ON CONFLICT (project, instance) DO UPDATE SET vm_limit = excluded.vm_limit")
+                    .bind(project)
+                    .bind(instance)
+                    .bind(l)
+                    .execute(self.pool())
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM project_quota_overrides WHERE project = $1 AND instance = $2")
+                    .bind(project)
+                    .bind(instance)
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// VMs of a project on an instance in the `counted` states.
+    pub async fn project_quota_usage(
+        &self,
+        project: &ProjectName,
+        instance: &InstanceName,
+        counted: &[VmStatus],
+    ) -> Result<i64, StoreError> {
+        let sql =
+            format!("SELECT COUNT(*) FROM vms WHERE project = $1 AND instance = $2 AND state IN ({})", placeholders(3, counted.len()));
+        let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(project).bind(instance);
+        for s in counted {
+            q = q.bind(*s);
+        }
+        Ok(q.fetch_one(self.pool()).await?.0)
+    }
+
     /// Atomically checks the quota and records the VMs.
     pub async fn admit_launch(&self, a: &Admission<'_>) -> Result<(), AdmitError> {
         let n = a.vms.len();
@@ -118,10 +202,11 @@ impl Store {
         self.admit_launch_range(a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await.map(|_| ())
     }
 
-    /// Atomically checks the quota and records a launch of between `min`
+    /// Atomically checks the quotas and records a launch of between `min`
     /// and `max` VMs (EC2's MinCount and MaxCount) in one transaction: as
-    /// many as the limit leaves room for, at most `max`; none when fewer
-    /// than `min` fit (the refusal names `min` as requested). `rows(n)`
+    /// many as both limits leave room for, at most `max`; none when fewer
+    /// than `min` fit (the refusal names the quota, the user's checked
+    /// first, and `min` as requested). `rows(n)`
     /// gives the `n` VMs to record and the audit detail (`a.vms` and the
     /// detail of `a.audit` are not used). Returns `n`.
     pub async fn admit_launch_range<F>(&self, a: &Admission<'_>, min: usize, max: usize, rows: F) -> Result<usize, AdmitError>
@@ -129,19 +214,45 @@ impl Store {
         F: FnOnce(usize) -> (Vec<NewVm>, String),
     {
         let mut tx = self.pool().begin().await?;
-        // Lock first: the first statement writes, so waiting happens here.
+        // Lock first: the first statement writes, so waiting happens here;
+        // the user's row, then the project's (always in this order).
         sqlx::query("INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1")
             .bind(a.user)
             .bind(a.instance)
             .execute(&mut *tx)
             .await?;
+        if a.project_limit.is_some() {
+            sqlx::query("INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1")
+                .bind(a.project)
+                .bind(a.instance)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The project still exists (a replica may still hold an actor entered
+        // in a project deleted since): else nothing is recorded. Its row is
+        // held (shared, on PostgreSQL; SQLite's write lock is already held)
+        // until commit, so a deletion that first writes the row and then
+        // counts the project's live VMs in its transaction sees these.
+        let share = match self.backend() {
+            crate::Backend::Postgres => " FOR SHARE",
+            crate::Backend::Sqlite => "",
+        };
+        let exists: Option<(String,)> =
+            sqlx::query_as(&format!("SELECT name FROM projects WHERE name = $1{share}")).bind(a.project).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            tx.rollback().await?;
+            return Err(AdmitError::Store(StoreError::NotFound(format!("project '{}'", a.project))));
+        }
         let mut admitted = max;
-        if let Some(limit) = a.limit {
+        for (which, limit, column, owner) in
+            [(QuotaKind::User, a.limit, "user_name", a.user.as_str()), (QuotaKind::Project, a.project_limit, "project", a.project.as_str())]
+        {
+            let Some(limit) = limit else { continue };
             let sql = format!(
-                "SELECT COUNT(*) FROM vms WHERE user_name = $1 AND instance = $2 AND state IN ({})",
+                "SELECT COUNT(*) FROM vms WHERE {column} = $1 AND instance = $2 AND state IN ({})",
                 placeholders(3, a.counted.len())
             );
-            let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(a.user).bind(a.instance);
+            let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(owner).bind(a.instance);
             for s in a.counted {
                 q = q.bind(*s);
             }
@@ -149,16 +260,16 @@ impl Store {
             let room = usize::try_from(limit - current).unwrap_or(0);
             if room < min {
                 tx.rollback().await?;
-                return Err(AdmitError::Quota { limit, current, requested: min as i64 });
+                return Err(AdmitError::Quota { which, limit, current, requested: min as i64 });
             }
-            admitted = max.min(room);
+            admitted = admitted.min(room);
         }
         let (vms, detail) = rows(admitted);
         let now = now_ms();
         for v in &vms {
             sqlx::query(
-                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
+                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name, project) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
             )
             .bind(&v.id)
             .bind(a.launch_id)
@@ -175,6 +286,7 @@ impl Store {
             .bind(now)
             .bind(&v.tags)
             .bind(&v.key_name)
+            .bind(a.project)
             .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {

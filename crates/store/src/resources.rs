@@ -1,6 +1,7 @@
 //! Elastic IP addresses and volumes the broker made for its users: one row
-//! per cloud object, unique per (connector instance, cloud id), naming its
-//! owner and the credential it was made with. Rows are never deleted while
+//! per cloud object, unique per (connector instance, cloud id), naming the
+//! project it belongs to, the user who made it and the credential it was
+//! made with. Rows are never deleted while
 //! the object lives; releasing or deleting sets `ended_at` and the final
 //! state, and listings leave ended rows out.
 
@@ -13,6 +14,9 @@ use std::collections::BTreeMap;
 pub struct AddressRow {
     pub instance: String,
     pub allocation_id: String,
+    /// The project it belongs to.
+    pub project: String,
+    /// Who allocated it.
     pub user: String,
     pub credential_id: String,
     pub public_ip: String,
@@ -32,6 +36,9 @@ pub struct AddressRow {
 pub struct VolumeRow {
     pub instance: String,
     pub volume_id: String,
+    /// The project it belongs to.
+    pub project: String,
+    /// Who created it.
     pub user: String,
     pub credential_id: String,
     pub size_gib: i64,
@@ -53,6 +60,7 @@ pub struct VolumeRow {
 struct AddressDb {
     instance: String,
     allocation_id: String,
+    project: String,
     user_name: String,
     credential_id: String,
     public_ip: String,
@@ -66,12 +74,13 @@ struct AddressDb {
 }
 
 const ADDRESS_COLS: &str =
-    "instance, allocation_id, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, created_at, updated_at, ended_at";
+    "instance, allocation_id, project, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, created_at, updated_at, ended_at";
 
 fn address(d: AddressDb) -> AddressRow {
     AddressRow {
         instance: d.instance,
         allocation_id: d.allocation_id,
+        project: d.project,
         user: d.user_name,
         credential_id: d.credential_id,
         public_ip: d.public_ip,
@@ -89,6 +98,7 @@ fn address(d: AddressDb) -> AddressRow {
 struct VolumeDb {
     instance: String,
     volume_id: String,
+    project: String,
     user_name: String,
     credential_id: String,
     size_gib: i64,
@@ -104,12 +114,13 @@ struct VolumeDb {
     ended_at: Option<i64>,
 }
 
-const VOLUME_COLS: &str = "instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
+const VOLUME_COLS: &str = "instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
 
 fn volume(d: VolumeDb) -> VolumeRow {
     VolumeRow {
         instance: d.instance,
         volume_id: d.volume_id,
+        project: d.project,
         user: d.user_name,
         credential_id: d.credential_id,
         size_gib: d.size_gib,
@@ -135,21 +146,24 @@ fn duplicate(what: &'static str, id: &str) -> impl Fn(sqlx::Error) -> StoreError
 }
 
 /// Inserts an address row through `db` (the pool, or a transaction: [`crate::limits`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_address_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     db: E,
     instance: &str,
     allocation_id: &str,
+    project: &str,
     user: &str,
     credential_id: &str,
     public_ip: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO addresses (instance, allocation_id, user_name, credential_id, public_ip, state, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'allocated', $6, $6)",
+        "INSERT INTO addresses (instance, allocation_id, project, user_name, credential_id, public_ip, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'allocated', $7, $7)",
     )
     .bind(instance)
     .bind(allocation_id)
+    .bind(project)
     .bind(user)
     .bind(credential_id)
     .bind(public_ip)
@@ -164,6 +178,7 @@ pub(crate) async fn insert_address_on<'e, E: sqlx::Executor<'e, Database = sqlx:
 pub(crate) struct NewVolume<'a> {
     pub instance: &'a str,
     pub volume_id: &'a str,
+    pub project: &'a str,
     pub user: &'a str,
     pub credential_id: &'a str,
     pub size_gib: i64,
@@ -180,11 +195,12 @@ pub(crate) async fn insert_volume_on<'e, E: sqlx::Executor<'e, Database = sqlx::
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO volumes (instance, volume_id, user_name, credential_id, size_gib, zone, volume_type, state, tags, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        "INSERT INTO volumes (instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, tags, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(v.instance)
     .bind(v.volume_id)
+    .bind(v.project)
     .bind(v.user)
     .bind(v.credential_id)
     .bind(v.size_gib)
@@ -200,7 +216,9 @@ pub(crate) async fn insert_volume_on<'e, E: sqlx::Executor<'e, Database = sqlx::
 }
 
 impl Store {
-    /// Records a new address (allocated, not associated).
+    /// Records a new address (allocated, not associated) in `user`'s
+    /// personal project (the services use
+    /// [`Store::insert_address_capped`], which names the project).
     pub async fn insert_address(
         &self,
         instance: &str,
@@ -209,7 +227,7 @@ impl Store {
         credential_id: &str,
         public_ip: &str,
     ) -> Result<AddressRow, StoreError> {
-        insert_address_on(self.pool(), instance, allocation_id, user, credential_id, public_ip, now_ms()).await?;
+        insert_address_on(self.pool(), instance, allocation_id, user, user, credential_id, public_ip, now_ms()).await?;
         self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))
     }
 
@@ -224,12 +242,12 @@ impl Store {
         Ok(r.map(address))
     }
 
-    /// A user's live addresses on an instance, oldest first.
-    pub async fn addresses(&self, user: &str, instance: &str) -> Result<Vec<AddressRow>, StoreError> {
+    /// A project's live addresses on an instance, oldest first.
+    pub async fn addresses(&self, project: &str, instance: &str) -> Result<Vec<AddressRow>, StoreError> {
         let r: Vec<AddressDb> = sqlx::query_as(&format!(
-            "SELECT {ADDRESS_COLS} FROM addresses WHERE user_name = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, allocation_id"
+            "SELECT {ADDRESS_COLS} FROM addresses WHERE project = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, allocation_id"
         ))
-        .bind(user)
+        .bind(project)
         .bind(instance)
         .fetch_all(self.pool())
         .await?;
@@ -287,7 +305,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a new volume.
+    /// Records a new volume in `user`'s personal project (the services use
+    /// [`Store::insert_volume_capped`], which names the project).
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_volume(
         &self,
@@ -301,7 +320,7 @@ impl Store {
         state: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<VolumeRow, StoreError> {
-        let new = NewVolume { instance, volume_id, user, credential_id, size_gib, zone, volume_type, state, tags };
+        let new = NewVolume { instance, volume_id, project: user, user, credential_id, size_gib, zone, volume_type, state, tags };
         insert_volume_on(self.pool(), &new, now_ms()).await?;
         self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))
     }
@@ -316,12 +335,12 @@ impl Store {
         Ok(r.map(volume))
     }
 
-    /// A user's live volumes on an instance, oldest first.
-    pub async fn volumes(&self, user: &str, instance: &str) -> Result<Vec<VolumeRow>, StoreError> {
+    /// A project's live volumes on an instance, oldest first.
+    pub async fn volumes(&self, project: &str, instance: &str) -> Result<Vec<VolumeRow>, StoreError> {
         let r: Vec<VolumeDb> = sqlx::query_as(&format!(
-            "SELECT {VOLUME_COLS} FROM volumes WHERE user_name = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, volume_id"
+            "SELECT {VOLUME_COLS} FROM volumes WHERE project = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, volume_id"
         ))
-        .bind(user)
+        .bind(project)
         .bind(instance)
         .fetch_all(self.pool())
         .await?;
@@ -394,6 +413,7 @@ mod tests {
         store.create_user("bob", "h", false).await.unwrap();
         let a = store.insert_address("sb", "eipalloc-1", "alice", "cred-1", "198.51.100.1").await.unwrap();
         assert_eq!((a.state.as_str(), a.vm_id.as_deref(), a.ended_at), ("allocated", None, None));
+        assert_eq!((a.project.as_str(), a.user.as_str()), ("alice", "alice"), "the user's personal project");
         // The same cloud id twice on one instance is a conflict; on another instance it is another object.
         assert!(matches!(
             store.insert_address("sb", "eipalloc-1", "bob", "cred-2", "198.51.100.1").await,
@@ -419,5 +439,25 @@ mod tests {
         store.end_volume("sb", "vol-1").await.unwrap();
         assert!(store.volumes("alice", "sb").await.unwrap().is_empty());
         assert_eq!(store.volume("sb", "vol-1").await.unwrap().unwrap().state, "deleted");
+    });
+
+    store_test!(rows_belong_to_a_project_and_list_by_it, |store: Store| async move {
+        store.create_user("alice", "h", false).await.unwrap();
+        store.create_user("bob", "h", false).await.unwrap();
+        let a = store.insert_address_capped(9, "sb", "eipalloc-1", "team-a", "alice", "cred-1", "198.51.100.1").await.unwrap();
+        assert_eq!((a.project.as_str(), a.user.as_str()), ("team-a", "alice"));
+        store.insert_address_capped(9, "sb", "eipalloc-2", "team-a", "bob", "cred-2", "198.51.100.2").await.unwrap();
+        store.insert_address_capped(9, "sb", "eipalloc-3", "bob", "bob", "cred-2", "198.51.100.3").await.unwrap();
+        let ids = |rows: Vec<crate::resources::AddressRow>| rows.into_iter().map(|r| r.allocation_id).collect::<Vec<_>>();
+        assert_eq!(ids(store.addresses("team-a", "sb").await.unwrap()), ["eipalloc-1", "eipalloc-2"]);
+        assert_eq!(ids(store.addresses("bob", "sb").await.unwrap()), ["eipalloc-3"]);
+        assert!(store.addresses("alice", "sb").await.unwrap().is_empty());
+
+        let tags = BTreeMap::new();
+        let v = store.insert_volume_capped(9, "sb", "vol-1", "team-a", "bob", "cred-2", 8, "sba", None, "creating", &tags).await.unwrap();
+        assert_eq!((v.project.as_str(), v.user.as_str()), ("team-a", "bob"));
+        assert_eq!(store.volumes("team-a", "sb").await.unwrap().len(), 1);
+        assert!(store.volumes("bob", "sb").await.unwrap().is_empty());
+        assert_eq!(store.volume("sb", "vol-1").await.unwrap().unwrap().project, "team-a");
     });
 }

@@ -83,6 +83,16 @@ macro_rules! store_test {
 }
 
 impl Store {
+    /// Applies this backend's migrations up to `version` and no further: the
+    /// schema an older binary left, for tests of the migrations after it
+    /// ([`Store::migrate`] later applies the rest).
+    pub async fn migrate_up_to(&self, version: i64) -> Result<(), StoreError> {
+        let upto: Vec<sqlx::migrate::Migration> =
+            crate::migrator(self.backend()).iter().filter(|m| m.version <= version).cloned().collect();
+        let m = sqlx::migrate::Migrator { migrations: std::borrow::Cow::Owned(upto), ..sqlx::migrate::Migrator::DEFAULT };
+        m.run(self.pool()).await.map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
     /// Holds up to `n` connections of the pool at once, so that it opens
     /// new ones, then gives them all back; answers how many it got, each
     /// waited for at most `within` (test support for what the pool does

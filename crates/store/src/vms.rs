@@ -1,4 +1,5 @@
-//! VM records.
+//! VM records. Each names the project it belongs to (whose members see it;
+//! lists filter on it, indexed like the user) and the user who launched it.
 //!
 //! Every write to a record raises its `version`. A write of what the cloud
 //! reported ([`Store::observe_vm`]) is conditional on the version read before
@@ -10,7 +11,7 @@
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
 use serde::Serialize;
 
 /// A VM as the broker records it.
@@ -20,7 +21,10 @@ pub struct VmRow {
     pub id: VmId,
     pub launch_id: LaunchId,
     pub launch_index: i64,
+    /// Who launched it.
     pub user: UserName,
+    /// The project it belongs to (whose members see and act on it).
+    pub project: ProjectName,
     /// Parsed on read, as `state`.
     pub instance: InstanceName,
     #[serde(skip)]
@@ -71,14 +75,15 @@ struct VmDb {
     created_at: i64,
     updated_at: i64,
     version: i64,
+    project: String,
 }
 
 type VmTuple = VmDb;
 
 /// `COLS` as the database's JSON array constructor's arguments.
-const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version";
+const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project";
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version";
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project";
 
 fn vm(t: VmDb) -> Result<VmRow, StoreError> {
     let state = VmStatus::parse(&t.state)
@@ -90,6 +95,7 @@ fn vm(t: VmDb) -> Result<VmRow, StoreError> {
         launch_id: LaunchId::from_stored(t.launch_id),
         launch_index: t.launch_index,
         user: UserName::from_stored(t.user_name),
+        project: ProjectName::from_stored(t.project),
         instance,
         credential_id: CredentialId::from_stored(t.credential_id),
         client_token: ClientToken::from_stored(t.client_token),
@@ -170,6 +176,8 @@ impl<'a> VmUpdate<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct VmFilter {
     pub user: Option<String>,
+    /// Only this project's VMs.
+    pub project: Option<String>,
     pub instance: Option<String>,
     pub state: Option<String>,
     pub name: Option<String>,
@@ -217,6 +225,7 @@ impl Store {
         let mut binds: Vec<&str> = Vec::new();
         for (col, v) in [
             ("user_name", &f.user),
+            ("project", &f.project),
             ("instance", &f.instance),
             ("state", &f.state),
             ("name", &f.name),
@@ -272,6 +281,7 @@ impl Store {
         let mut binds: Vec<String> = Vec::new();
         for (col, v) in [
             ("user_name", &f.user),
+            ("project", &f.project),
             ("instance", &f.instance),
             ("state", &f.state),
             ("name", &f.name),
@@ -373,8 +383,8 @@ impl Store {
     pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<bool, StoreError> {
         let now = now_ms();
         let r = sqlx::query(
-            "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at, tags) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
+            "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at, tags, project) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
         )
         .bind(&row.id)
         .bind(&row.launch_id)
@@ -393,6 +403,7 @@ impl Store {
         .bind(&row.public_ip)
         .bind(now)
         .bind(serde_json::to_string(&row.tags).unwrap_or_else(|_| "{}".into()))
+        .bind(&row.project)
         .execute(self.pool())
         .await;
         match r {

@@ -115,6 +115,7 @@ store_test!(access_keys_change_state_use_and_sealing, |s: Store| async move {
         s.insert_access_key(&NewAccessKey {
             access_key_id: id,
             user_name: "bob",
+            project: "bob",
             secret_sealed: &[1, 2],
             master_key_id: key,
             expires_at_ms: None,
@@ -147,4 +148,73 @@ store_test!(access_keys_change_state_use_and_sealing, |s: Store| async move {
     assert!(s.delete_access_key("bob", "AKIABOB0000000000002").await.unwrap());
     assert!(!s.delete_access_key("bob", "AKIABOB0000000000002").await.unwrap());
     assert_eq!(s.all_access_keys().await.unwrap().len(), 1);
+});
+
+store_test!(access_keys_act_in_their_project, |s: Store| async move {
+    s.create_user("bob", "h", false).await.unwrap();
+    s.create_user("carol", "h", false).await.unwrap();
+    for (id, user, project) in
+        [("AKIABOB0000000000001", "bob", "bob"), ("AKIABOB0000000000002", "bob", "team-a"), ("AKIACAROL00000000001", "carol", "team-a")]
+    {
+        s.insert_access_key(&NewAccessKey {
+            access_key_id: id,
+            user_name: user,
+            project,
+            secret_sealed: &[1],
+            master_key_id: "m1",
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.access_key("AKIABOB0000000000002").await.unwrap().unwrap().project, "team-a");
+    assert_eq!(s.access_key("AKIABOB0000000000001").await.unwrap().unwrap().project, "bob");
+    // By user: every key of theirs, whatever its project.
+    let bobs = s.list_access_keys("bob").await.unwrap();
+    assert_eq!(
+        bobs.iter().map(|k| (k.access_key_id.as_str(), k.project.as_str())).collect::<Vec<_>>(),
+        [("AKIABOB0000000000001", "bob"), ("AKIABOB0000000000002", "team-a")]
+    );
+    // By project: every member's key acting there.
+    let team = s.list_project_access_keys("team-a").await.unwrap();
+    assert_eq!(
+        team.iter().map(|k| (k.access_key_id.as_str(), k.user_name.as_str())).collect::<Vec<_>>(),
+        [("AKIABOB0000000000002", "bob"), ("AKIACAROL00000000001", "carol")]
+    );
+    assert!(s.list_project_access_keys("team-b").await.unwrap().is_empty());
+});
+
+store_test!(a_key_holder_is_read_with_its_role_in_one_query, |s: Store| async move {
+    use cloudbroker_model::{ProjectName, ProjectRole, UserName};
+    let (bob, carol) = (UserName::parse("bob").unwrap(), UserName::parse("carol").unwrap());
+    s.create_user("bob", "h", false).await.unwrap();
+    s.create_user("carol", "h", false).await.unwrap();
+    let team = ProjectName::parse("team-a").unwrap();
+    s.create_project(&team, "", "carol", &carol).await.unwrap();
+    s.put_project_member(&team, &bob, ProjectRole::Viewer, "carol", None).await.unwrap();
+    for (id, project) in [("AKIABOB0000000000001", "bob"), ("AKIABOB0000000000002", "team-a")] {
+        s.insert_access_key(&NewAccessKey {
+            access_key_id: id,
+            user_name: "bob",
+            project,
+            secret_sealed: &[1],
+            master_key_id: "m1",
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap();
+    }
+    let h = s.access_key_holder("AKIABOB0000000000002").await.unwrap().unwrap();
+    assert_eq!((h.key.project.as_str(), h.role.as_deref(), h.is_admin, h.disabled), ("team-a", Some("viewer"), false, false));
+    // The personal project has its owner row (made with the user).
+    let h = s.access_key_holder("AKIABOB0000000000001").await.unwrap().unwrap();
+    assert_eq!((h.key.project.as_str(), h.role.as_deref()), ("bob", Some("owner")));
+    // The current role, and none once removed; a disabled holder shows.
+    s.put_project_member(&team, &bob, ProjectRole::Member, "carol", None).await.unwrap();
+    assert_eq!(s.access_key_holder("AKIABOB0000000000002").await.unwrap().unwrap().role.as_deref(), Some("member"));
+    s.remove_project_member(&team, &bob, None).await.unwrap();
+    assert_eq!(s.access_key_holder("AKIABOB0000000000002").await.unwrap().unwrap().role, None);
+    s.set_user_disabled("bob", true).await.unwrap();
+    assert!(s.access_key_holder("AKIABOB0000000000002").await.unwrap().unwrap().disabled);
+    assert!(s.access_key_holder("AKIANOBODY0000000001").await.unwrap().is_none());
 });

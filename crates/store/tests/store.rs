@@ -100,8 +100,8 @@ async fn unreachable_postgres_is_a_clear_error_without_password() {
 
 mod quota {
     use super::*;
-    use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, UserName};
-    use cloudbroker_store::quota::{Admission, AdmitError, NewVm};
+    use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, UserName};
+    use cloudbroker_store::quota::{Admission, AdmitError, NewVm, QuotaKind};
 
     fn user_name(s: &str) -> UserName {
         UserName::parse(s).unwrap()
@@ -137,10 +137,12 @@ mod quota {
         s.admit_launch(&Admission {
             launch_id: &launch_id,
             user: &user,
+            project: &ProjectName::personal(&user),
             instance: &sb(),
             credential_id: &credential_id,
             client_token: &client_token,
             limit,
+            project_limit: None,
             counted: COUNTED,
             state: VmStatus::Requested,
             vms: &v,
@@ -161,7 +163,7 @@ mod quota {
         for t in tasks {
             match t.await.unwrap() {
                 Ok(()) => admitted += 1,
-                Err(AdmitError::Quota { limit: 10, current, requested: 1 }) => {
+                Err(AdmitError::Quota { which: QuotaKind::User, limit: 10, current, requested: 1 }) => {
                     assert_eq!(current, 10);
                     refused += 1
                 }
@@ -176,7 +178,10 @@ mod quota {
     store_test!(quota_counts_states_and_multi_vm_requests, |s: Store| async move {
         user(&s, "bob").await;
         launch(&s, "bob", "a", 3, Some(4)).await.unwrap();
-        assert!(matches!(launch(&s, "bob", "b", 2, Some(4)).await, Err(AdmitError::Quota { limit: 4, current: 3, requested: 2 })));
+        assert!(matches!(
+            launch(&s, "bob", "b", 2, Some(4)).await,
+            Err(AdmitError::Quota { which: QuotaKind::User, limit: 4, current: 3, requested: 2 })
+        ));
         // Terminated VMs free their slots; stopped ones do not.
         s.update_vm(&VmUpdate { cloud_id: Some("i-0"), ..VmUpdate::state(&VmId::from_stored("a-0".into()), VmStatus::Terminated) })
             .await

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cloudbroker_model::{CredentialId, InstanceName, UserName, VmId, VmStatus};
+use cloudbroker_model::{CredentialId, InstanceName, ProjectName, UserName, VmId, VmStatus};
 use cloudbroker_store::testing::TestDb;
 use sqlx::Row;
 
@@ -27,15 +27,16 @@ async fn key_pairs_are_owned_by_a_user_name(db: TestDb) {
     let s = &db.store;
     s.create_user("alice", "h", false).await.unwrap();
     let alice = UserName::parse("alice").unwrap();
-    let row = s.insert_key_pair(&alice, "k1", "ssh-ed25519 AAAA", "SHA256:x").await.unwrap();
-    assert_eq!(row.user, alice);
-    let read = s.key_pair(&alice, "k1").await.unwrap().unwrap();
+    let mine = ProjectName::personal(&alice);
+    let row = s.insert_key_pair(&mine, &alice, "k1", "ssh-ed25519 AAAA", "SHA256:x").await.unwrap();
+    assert_eq!((&row.created_by, &row.project), (&alice, &mine));
+    let read = s.key_pair(&mine, "k1").await.unwrap().unwrap();
     assert_eq!(read, row, "what was written reads back equal");
-    assert_eq!(s.key_pairs(&alice).await.unwrap(), vec![row]);
+    assert_eq!(s.key_pairs(&mine).await.unwrap(), vec![row]);
     let bob = UserName::parse("bob").unwrap();
-    assert!(s.key_pairs(&bob).await.unwrap().is_empty());
-    assert!(s.delete_key_pair(&alice, "k1").await.unwrap());
-    assert!(!s.delete_key_pair(&alice, "k1").await.unwrap());
+    assert!(s.key_pairs(&ProjectName::personal(&bob)).await.unwrap().is_empty());
+    assert!(s.delete_key_pair(&mine, "k1").await.unwrap());
+    assert!(!s.delete_key_pair(&mine, "k1").await.unwrap());
 }
 
 async fn typed_values_round_trip_and_bad_ones_fail_to_decode(db: TestDb) {

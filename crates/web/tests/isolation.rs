@@ -1,7 +1,8 @@
 //! Users cannot reach each other's resources through any route. The JSON
 //! API's routes are taken from the document the server publishes, so a new
 //! route is swept as soon as it exists: every operation whose path names a
-//! user or an owned id is called by bob with alice's name and ids (and a
+//! user, a project (alice's personal one) or an owned id is called by bob
+//! with alice's names and ids (and a
 //! body valid by the document), and must be refused (403 or 404, never 2xx,
 //! never 400 that would mean the body was looked at before the owner), and
 //! afterwards everything of alice's is as it was. The UI's routes for owned
@@ -103,6 +104,7 @@ async fn alice_view(app: &TestApp, a: &Alice) -> Vec<(u16, Value)> {
         "/api/v1/users/alice/access-keys".to_string(),
         "/api/v1/users/alice/quotas".to_string(),
         "/api/v1/tokens".to_string(),
+        "/api/v1/projects/alice".to_string(),
     ] {
         let (s, mut b) = app.call(Method::GET, &path, &a.token, None).await;
         // Times that move on their own are not part of "as it was".
@@ -130,7 +132,9 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
     let mut failures = Vec::new();
     for (template, item) in doc["paths"].as_object().unwrap() {
         let owned_id = template.contains("{id}");
-        if !template.contains("{user}") && !owned_id {
+        // A `{project}` is alice's personal project (tests/project_isolation.rs
+        // sweeps team projects, their members and viewers).
+        if !template.contains("{user}") && !template.contains("{project}") && !owned_id {
             continue;
         }
         let id = if !owned_id {
@@ -144,7 +148,7 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
         } else {
             panic!("{template}: the sweep does not know which of alice's ids to use here; add it");
         };
-        let path = template.replace("{user}", "alice").replace("{id}", &id).replace("{instance}", "sb2");
+        let path = template.replace("{user}", "alice").replace("{project}", "alice").replace("{id}", &id).replace("{instance}", "sb2");
         for (method, op) in item.as_object().unwrap() {
             let Ok(m) = Method::from_bytes(method.to_uppercase().as_bytes()) else { continue };
             if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {

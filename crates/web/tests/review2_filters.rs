@@ -55,10 +55,9 @@ fn count(xml: &str, tag: &str) -> usize {
 app_test!(filter_limits_answer_ec2s_codes_and_the_hostile_filter_answers_right, |app: TestApp| async move {
     let (_t, key) = alice(&app).await;
     let me = Actor::new("alice".parse().unwrap(), false);
-    let alice_name = "alice".parse().unwrap();
     let long = |i: usize| format!("{}{:04}", "a".repeat(250), i);
     for i in 0..20 {
-        app.broker.key_pairs.create(&me, &alice_name, &long(i)).await.unwrap();
+        app.broker.key_pairs.create(&me, &long(i)).await.unwrap();
     }
     let hostile = format!("*{}b", "a".repeat(253));
     let describe = |values: Vec<String>| {
@@ -116,10 +115,9 @@ app_test!(filter_limits_answer_ec2s_codes_and_the_hostile_filter_answers_right, 
 app_test!(key_pairs_are_capped_per_user_with_resource_limit_exceeded, |app: TestApp| async move {
     let (_t, key) = alice(&app).await;
     let me = Actor::new("alice".parse().unwrap(), false);
-    let alice_name = "alice".parse().unwrap();
     let pk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIrfkw6NnNDNuTrQ6kQr+oIVd8hD6Z+8sqEQZA3xsZ1y";
     for i in 0..MAX_KEY_PAIRS - 1 {
-        app.broker.key_pairs.import(&me, &alice_name, &format!("k{i}"), pk).await.unwrap();
+        app.broker.key_pairs.import(&me, &format!("k{i}"), pk).await.unwrap();
     }
     let create = |name: &str| form(&pairs(&[("Action", "CreateKeyPair"), ("KeyName", name)]));
     let (s, body) = app.ec2_call(&key, "sb", &create("last")).await;

@@ -5,6 +5,11 @@
 //! prints (`CLOUDBROKER_UI_SCREENSHOTS`, default `<tmp>/cloudbroker-ui-screenshots`).
 //! The scenario ends with an EC2 access key made on the profile page driving
 //! the EC2 front (a request signed with `cloudbroker-sigv`), then disabled.
+//! A second scenario (screenshots in the sub-folder `projects`): an owner
+//! makes a project, adds a member and a viewer and stores the project's
+//! credential; the member switches to it and launches with that credential;
+//! the viewer switches, sees the VM and has no button to stop it (a forged
+//! stop is refused).
 //! Without `chromium` and `chromium-driver` (scripts/test installs them
 //! when it can) the test says it was SKIPPED.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
@@ -75,6 +80,12 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start(base: &str) -> Option<Self> {
+        Self::start_in(base, None).await
+    }
+
+    /// A browser whose screenshots go to the folder `sub` of the screenshot
+    /// folder (`None`: the folder itself), emptied of earlier ones first.
+    async fn start_in(base: &str, sub: Option<&str>) -> Option<Self> {
         let (Some(driver), Some(chromium)) = (find_binary(&["chromedriver"]), find_binary(&["chromium", "chromium-browser"])) else {
             eprintln!("NOTICE: chromium / chromedriver not installed (Debian: chromium chromium-driver): the browser tests were SKIPPED");
             return None;
@@ -107,11 +118,20 @@ impl Browser {
         }}}});
         let r: Value = http.post(format!("{}/session", d.url)).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {r}")).to_string();
-        let shots = std::env::var_os("CLOUDBROKER_UI_SCREENSHOTS")
+        let root = std::env::var_os("CLOUDBROKER_UI_SCREENSHOTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("cloudbroker-ui-screenshots"));
-        let _ = std::fs::remove_dir_all(&shots);
+        let shots = match sub {
+            Some(s) => root.join(s),
+            None => root,
+        };
+        // Only this scenario's earlier screenshots (another may be writing in a sub-folder).
         std::fs::create_dir_all(&shots).unwrap();
+        for e in std::fs::read_dir(&shots).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "png") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         println!("UI screenshots of every page visited: {}", shots.display());
         eprintln!("UI screenshots of every page visited: {}", shots.display());
         Some(Self { http, session, base: base.to_string(), shots, n: 0, closed: false, _driver: d })
@@ -395,5 +415,121 @@ async fn the_reviewers_scenario_in_a_real_browser() {
     assert_eq!(b.count("#vms tbody tr[id]").await, 0);
     b.goto("/credentials", "frank-credentials").await;
     assert_eq!(b.count(".masked").await, 0);
+    b.quit().await;
+}
+
+/// Submits, from the page, a form the page does not offer (with the
+/// session's CSRF token the page holds): what a forged request looks like.
+async fn forge_post(b: &Browser, action: &str) {
+    let script = format!(
+        "var f=document.createElement('form');f.method='post';f.action='{action}';var i=document.createElement('input');i.name='csrf';\
+         i.value=document.querySelector('input[name=csrf]').value;f.appendChild(i);document.body.appendChild(f);f.submit();"
+    );
+    b.post("/execute/sync", json!({"script": script, "args": []})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_team_shares_a_project_in_a_real_browser() {
+    use cloudbroker_core::domain::{PageRequest, ProjectName, VmStatus};
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("projects")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    for u in ["olga", "mia", "vic"] {
+        app.user(&admin, u).await;
+    }
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "debian-12", "description": "Debian 12", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+
+    // olga makes team-a, adds mia (member) and vic (viewer), stores the project's keys for sb.
+    b.sign_in("olga", "olga-password").await;
+    b.goto("/projects", "projects").await;
+    b.fill("#project-name", "team-a").await;
+    b.fill("#project-description", "The A team: web servers").await;
+    b.submit("#create-project", "project-created").await;
+    assert!(b.text("#flash").await.contains("Project team-a created"));
+    b.fill("#member-user", "mia").await;
+    b.click("#member-role option[value='member']").await;
+    b.submit("#add-member", "member-added").await;
+    assert!(b.text("#flash").await.contains("mia added to team-a as member"));
+    b.fill("#member-user", "vic").await;
+    b.click("#member-role option[value='viewer']").await;
+    b.submit("#add-member", "viewer-added").await;
+    assert_eq!(b.text("#member-vic .role").await, "viewer");
+    b.fill("[id='sb-pc-key']", "AKIATEAMA000000WXYZ").await;
+    b.fill("[id='sb-pc-secret']", "team-cloud-secret").await;
+    b.submit("[id='save-pcred-sb']", "project-credential-stored").await;
+    assert!(b.text("#flash").await.contains("Credentials of team-a for sb saved"));
+    assert_eq!(b.text("#pcred-sb .masked").await, "****WXYZ");
+    assert!(!b.source().await.contains("team-cloud-secret"), "the secret is never rendered");
+    b.goto("/projects/team-a", "project-page").await;
+    b.sign_out().await;
+
+    // mia switches to team-a in the header and launches there, with the project's keys.
+    b.sign_in("mia", "mia-password").await;
+    assert_eq!(b.text("#current-project a").await, "mia");
+    b.click("#project-select option[value='team-a']").await;
+    b.submit("#switch-project", "switcher-mia").await;
+    assert!(b.text("#flash").await.contains("Now working in project team-a as member"));
+    assert_eq!(b.text("#current-project a").await, "team-a");
+    b.goto("/credentials", "mia-credentials").await;
+    assert!(b.text("#pcred-sb").await.contains("****WXYZ"), "the project's keys, masked");
+    assert!(!b.source().await.contains("team-cloud-secret"));
+    b.goto("/vms", "mia-vms").await;
+    b.click("#launch-instance option[value='sb']").await;
+    b.click("#launch-image option[value='debian-12']").await;
+    b.fill("#launch-name", "team-web").await;
+    b.click("#launch-submit").await;
+    assert!(b.text("#flash").await.contains("Launched 1 VM(s)"));
+    b.shot("mia-launched").await;
+    let team = ProjectName::parse("team-a").unwrap();
+    let sys = cloudbroker_core::Actor::system();
+    let q = cloudbroker_core::provisioning::VmQuery { project: Some(team.clone()), ..Default::default() };
+    let vms = app.broker.provisioning.list(&sys, q, PageRequest::default()).await.unwrap().items;
+    assert_eq!(vms.len(), 1);
+    let vm = &vms[0];
+    assert_eq!((vm.user.as_str(), vm.project.as_str(), vm.name.as_str()), ("mia", "team-a", "team-web"));
+    let cred = app.broker.store().get_credential("project", "team-a", "sb").await.unwrap().expect("the project's credential");
+    assert_eq!(vm.credential_id.as_str(), cred.id, "the VM records the project's credential");
+    let mut running = false;
+    for _ in 0..60 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        if app.broker.provisioning.get(&sys, &vm.id).await.unwrap().status == VmStatus::Running {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(running, "the VM reached running");
+    b.sign_out().await;
+
+    // vic, a viewer: sees the VM after switching, has no button; a forged stop is refused.
+    b.sign_in("vic", "vic-password").await;
+    b.goto("/vms", "vic-personal-vms").await;
+    assert_eq!(b.count(&format!("#vm-{}", vm.id)).await, 0, "not in vic's personal project");
+    b.click("#project-select option[value='team-a']").await;
+    b.submit("#switch-project", "switcher-vic").await;
+    assert!(b.text("#flash").await.contains("as viewer"));
+    b.goto("/vms", "viewer-vms").await;
+    assert_eq!(b.count(&format!("#vm-{}", vm.id)).await, 1, "the viewer sees the project's VM");
+    assert!(b.text(&format!("#vm-{} .launched-by", vm.id)).await.contains("mia"));
+    assert_eq!(b.count("#vms button").await + b.count("#vms a.button").await, 0, "no stop, reboot or terminate");
+    assert_eq!(b.count("#launch").await, 0, "no launch form");
+    assert_eq!(b.count("#viewer-note").await, 1);
+    forge_post(&b, &format!("/vms/{}/stop", vm.id)).await;
+    b.shot("viewer-forged-stop").await;
+    assert!(b.text("#flash").await.contains("Not allowed: you are a viewer of project"), "{}", b.source().await);
+    assert_eq!(app.broker.provisioning.get(&sys, &vm.id).await.unwrap().status, VmStatus::Running, "still running");
+    b.goto("/projects/team-a", "viewer-project-page").await;
+    assert_eq!(b.count("#add-member").await + b.count("[id='save-pcred-sb']").await, 0, "a viewer manages nothing");
+    assert_eq!(b.text("#pcred-sb .masked").await, "****WXYZ");
+    assert!(!b.source().await.contains("team-cloud-secret"));
     b.quit().await;
 }

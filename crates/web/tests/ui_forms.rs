@@ -2,7 +2,10 @@
 //! validation errors come back next to their field with what was typed
 //! kept and nothing stored, CSRF-less posts are refused, every admin page
 //! refuses non-admins, malformed bodies get an HTML page, and no page shows
-//! another user's data. On SQLite and PostgreSQL.
+//! another user's data. Projects: the header's switcher and its cookie, the
+//! fall back from a project one is no member of, members and roles, a
+//! project's credentials (the secret never rendered), and a viewer who gets
+//! no buttons and whose forged forms are refused. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 mod common;
@@ -12,12 +15,17 @@ use reqwest::redirect::Policy;
 /// A signed-in user's cookie jar.
 struct Ui {
     http: reqwest::Client,
+    /// The same cookies, redirects not followed (to read a response's cookies).
+    raw: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
     base: String,
     csrf: String,
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(Policy::limited(5)).build().unwrap()
+fn clients(jar: &std::sync::Arc<reqwest::cookie::Jar>) -> (reqwest::Client, reqwest::Client) {
+    let http = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::limited(5)).build().unwrap();
+    let raw = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::none()).build().unwrap();
+    (http, raw)
 }
 
 fn csrf_of(body: &str) -> String {
@@ -27,14 +35,15 @@ fn csrf_of(body: &str) -> String {
 
 impl Ui {
     async fn sign_in(app: &common::TestApp, user: &str, pw: &str) -> Self {
-        let http = client();
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let (http, raw) = clients(&jar);
         let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
         let csrf = csrf_of(&page);
         let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
         assert_eq!(r.status(), 200, "sign-in of {user}");
         let home = r.text().await.unwrap();
         assert!(home.contains("Dashboard"), "{home}");
-        Self { http, base: app.base.clone(), csrf: csrf_of(&home) }
+        Self { http, raw, jar, base: app.base.clone(), csrf: csrf_of(&home) }
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -571,4 +580,417 @@ app_test!(registered_images_show_their_owner_to_admins_and_stay_private_in_the_l
     assert_eq!(s, 400, "{body}");
     assert!(has_field_error(&body, "gina-debian"), "the image field says it: {body}");
     assert_eq!(app.broker.provisioning.vm_counts(&cloudbroker_core::Actor::system(), Some(&user("hugo"))).await.unwrap().len(), 0);
+});
+
+impl Ui {
+    /// Posts a form with the session's CSRF token without following the
+    /// redirect: the status and the response's `Set-Cookie` headers.
+    async fn post_no_follow(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Vec<String>) {
+        let mut f: Vec<(&str, &str)> = fields.to_vec();
+        f.push(("csrf", &self.csrf));
+        let r = self.raw.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
+        let cookies = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        (r.status().as_u16(), cookies)
+    }
+
+    /// A GET without following redirects: status, `Set-Cookie` headers, body.
+    async fn get_no_follow(&self, path: &str) -> (u16, Vec<String>, String) {
+        let r = self.raw.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let cookies = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        (r.status().as_u16(), cookies, r.text().await.unwrap())
+    }
+
+    /// Sets the project cookie by hand (as a browser that kept an old one would send it).
+    fn set_project_cookie(&self, project: &str) {
+        let url: reqwest::Url = self.base.parse().unwrap();
+        self.jar.add_cookie_str(&format!("cb_project={project}; Path=/"), &url);
+    }
+
+    /// Switches the header's project: the page it lands on.
+    async fn switch(&self, project: &str) -> (u16, String) {
+        self.post("/project", &[("project", project), ("back", "/vms")]).await
+    }
+}
+
+/// The switcher's options: (value, label).
+fn switcher_options(body: &str) -> Vec<(String, String)> {
+    let select = between(body, "<select id=\"project-select\" name=\"project\">", "</select>");
+    select
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| {
+            let value = o.split('"').next().unwrap().to_string();
+            let label = o.split('>').nth(1).unwrap().split('<').next().unwrap().to_string();
+            (value, label)
+        })
+        .collect()
+}
+
+/// The project the header says the page acts in.
+fn current_project(body: &str) -> String {
+    between(body, "id=\"current-project\" data-project=\"", "\"").to_string()
+}
+
+app_test!(the_project_switcher_sets_its_cookie_and_lists_my_projects, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "olga").await;
+    app.user(&admin, "mia").await;
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    let (_, home) = olga.get("/").await;
+    assert_eq!(current_project(&home), "olga", "the personal project by default");
+    assert_eq!(switcher_options(&home), vec![("olga".to_string(), "olga · owner (personal)".to_string())]);
+    // The create form: a bad name next to the field, what was typed kept.
+    let (s, body) = olga.post("/projects", &[("name", "Team A"), ("description", "the A team")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "project name") && body.contains("value=\"Team A\"") && body.contains("value=\"the A team\""), "{body}");
+    // A user's name is taken: projects and users share one namespace.
+    let (s, body) = olga.post("/projects", &[("name", "mia"), ("description", "x")]).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("id=\"name-error\"") && body.contains("value=\"mia\""), "{body}");
+    let (s, body) = olga.post("/projects", &[("name", "team-a"), ("description", "the A team")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Project team-a created") && body.contains("<h1>Project team-a"), "{body}");
+    assert!(body.contains("id=\"member-olga\""), "the creator is its owner: {body}");
+    // The switcher lists both, with the role; the list page counts members.
+    let (_, list) = olga.get("/projects").await;
+    assert_eq!(
+        switcher_options(&list),
+        vec![("olga".to_string(), "olga · owner (personal)".to_string()), ("team-a".to_string(), "team-a · owner".to_string())]
+    );
+    let row = between(&list, "<tr id=\"project-team-a\">", "</tr>");
+    assert!(row.contains("the A team") && row.contains("<td class=\"members\">1</td>") && row.contains("role-owner"), "{row}");
+    // Switching sets the cookie (HttpOnly, SameSite=Lax, whole site) and the pages act there.
+    let (s, cookies) = olga.post_no_follow("/project", &[("project", "team-a"), ("back", "/vms")]).await;
+    assert_eq!(s, 303);
+    let c = cookies.iter().find(|c| c.starts_with("cb_project=team-a")).unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/"), "{c}");
+    let (_, vms) = olga.get("/vms").await;
+    assert_eq!(current_project(&vms), "team-a");
+    assert!(vms.contains("<h1>VMs of project team-a</h1>") && vms.contains("id=\"launch\""), "an owner launches");
+    assert!(vms.contains("<option value=\"team-a\" selected>"), "the switcher shows the current project");
+    // The switcher follows only pages of this site.
+    let (s, _) = olga.post_no_follow("/project", &[("project", "team-a"), ("back", "//evil.example/x")]).await;
+    assert_eq!(s, 303);
+    let r = olga
+        .raw
+        .post(format!("{}/project", olga.base))
+        .form(&[("project", "team-a"), ("back", "https://evil.example/"), ("csrf", &olga.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    // Without the CSRF token: refused, the project unchanged.
+    let (s, _) = olga.post_raw("/project", &[("project", "olga")]).await;
+    assert_eq!(s, 403);
+    assert_eq!(current_project(&olga.get("/").await.1), "team-a");
+    // A project one is no member of: refused with a message, nothing changes.
+    let (s, body) = olga.switch("mia").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("not a member of a project named mia"), "{body}");
+    assert_eq!(current_project(&body), "team-a");
+    // Back to the personal project: the cookie goes.
+    let (s, cookies) = olga.post_no_follow("/project", &[("project", "olga")]).await;
+    assert_eq!(s, 303);
+    assert!(
+        cookies.iter().any(|c| c.starts_with("cb_project=;")
+            || c.starts_with("cb_project=\"\"")
+            || (c.starts_with("cb_project=") && c.contains("Max-Age=0"))),
+        "{cookies:?}"
+    );
+    assert_eq!(current_project(&olga.get("/vms").await.1), "olga");
+    // Signing out forgets the project chosen in this browser (the next user starts in theirs).
+    olga.switch("team-a").await;
+    let (s, cookies) = olga.post_no_follow("/logout", &[]).await;
+    assert_eq!(s, 303);
+    assert!(cookies.iter().any(|c| c.starts_with("cb_project=") && c.contains("Max-Age=0")), "{cookies:?}");
+    // mia sees only her own project in the list and switcher.
+    let mia = Ui::sign_in(&app, "mia", "mia-password").await;
+    let (_, list) = mia.get("/projects").await;
+    assert!(!list.contains("id=\"project-team-a\"") && list.contains("id=\"project-mia\""), "{list}");
+    assert_eq!(mia.get("/projects/team-a").await.0, 404, "a non-member cannot tell it exists");
+    // Admins list every project.
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (_, list) = sup.get("/projects").await;
+    assert!(list.contains("id=\"project-team-a\"") && list.contains("id=\"project-mia\""), "{list}");
+});
+
+app_test!(a_project_one_is_no_member_of_falls_back_to_the_personal_one, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "olga").await;
+    app.user(&admin, "mia").await;
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    assert_eq!(olga.post("/projects", &[("name", "team-a"), ("description", "")]).await.0, 200);
+    assert_eq!(olga.post("/projects/team-a/members", &[("user", "mia"), ("role", "member")]).await.0, 200);
+    let mia = Ui::sign_in(&app, "mia", "mia-password").await;
+    // A cookie naming a project mia is no member of (forged, or kept from elsewhere).
+    mia.set_project_cookie("olga");
+    let (s, cookies, body) = mia.get_no_follow("/vms").await;
+    assert_eq!(s, 200);
+    assert_eq!(current_project(&body), "mia", "the personal project");
+    assert!(between(&body, "id=\"flash\">", "<").contains("not a member of project olga"), "{body}");
+    assert!(cookies.iter().any(|c| c.starts_with("cb_project=") && c.contains("Max-Age=0")), "the cookie is forgotten: {cookies:?}");
+    let (_, body) = mia.get("/vms").await;
+    assert!(!body.contains("not a member of project"), "said once");
+    // A name that is no project at all, too.
+    mia.set_project_cookie("Not%20A%20Name");
+    let (_, body) = mia.get("/").await;
+    assert_eq!(current_project(&body), "mia");
+    // mia works in team-a until she is removed; then her next page says so.
+    let (s, body) = mia.switch("team-a").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Now working in project team-a as member"), "{body}");
+    assert_eq!(current_project(&body), "team-a");
+    let (s, body) = olga.post("/projects/team-a/members/mia/remove", &[]).await;
+    assert!(s == 200 && body.contains("mia removed from team-a"), "{s} {body}");
+    let (_, body) = mia.get("/vms").await;
+    assert_eq!(current_project(&body), "mia");
+    assert!(body.contains("not a member of project team-a"), "{body}");
+    // A form sent for the project she lost changes nothing (not even in her own project).
+    mia.set_project_cookie("team-a");
+    let (s, body) = mia.post("/vms", &[("instance", "sb"), ("image", "ami-sandbox-debian-12"), ("count", "1")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Nothing was changed"), "{body}");
+    let actor = cloudbroker_core::Actor::system();
+    assert!(app.broker.provisioning.vm_counts(&actor, None).await.unwrap().is_empty(), "nothing launched");
+});
+
+app_test!(owners_manage_members_and_roles_with_the_forms, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    for u in ["olga", "mia", "vic"] {
+        app.user(&admin, u).await;
+    }
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    assert_eq!(olga.post("/projects", &[("name", "team-a"), ("description", "")]).await.0, 200);
+    // An unknown user: next to the field, typed kept.
+    let (s, body) = olga.post("/projects/team-a/members", &[("user", "nobody"), ("role", "viewer")]).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(has_field_error(&body, "no user named nobody") && body.contains("value=\"nobody\""), "{body}");
+    assert!(body.contains("<option value=\"viewer\" selected>"), "the role typed is kept: {body}");
+    let (s, body) = olga.post("/projects/team-a/members", &[("user", "Bad Name"), ("role", "member")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "user name"), "{body}");
+    let (s, body) = olga.post("/projects/team-a/members", &[("user", "mia"), ("role", "boss")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "unknown role"), "{body}");
+    // The invitation: added by name, with a role.
+    let (s, body) = olga.post("/projects/team-a/members", &[("user", "mia"), ("role", "member")]).await;
+    assert!(s == 200 && body.contains("mia added to team-a as member"), "{body}");
+    let (_, body) = olga.post("/projects/team-a/members", &[("user", "vic"), ("role", "viewer")]).await;
+    assert!(between(&body, "<tr id=\"member-vic\">", "</tr>").contains("role-viewer"), "{body}");
+    let (s, body) = olga.post("/projects/team-a/members", &[("user", "vic"), ("role", "owner")]).await;
+    assert_eq!(s, 409);
+    assert!(has_field_error(&body, "already a viewer"), "{body}");
+    // A role changed in the table.
+    let (s, body) = olga.post("/projects/team-a/members/vic", &[("role", "member")]).await;
+    assert!(s == 200 && body.contains("vic is now a member of team-a"), "{body}");
+    olga.post("/projects/team-a/members/vic", &[("role", "viewer")]).await;
+    // The last owner stays.
+    let (s, body) = olga.post("/projects/team-a/members/olga", &[("role", "member")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("Role of olga not changed"), "{body}");
+    // A member sees the members but no forms; forged ones are refused.
+    let mia = Ui::sign_in(&app, "mia", "mia-password").await;
+    let (s, body) = mia.get("/projects/team-a").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("id=\"member-vic\"") && !body.contains("id=\"add-member\"") && !body.contains("id=\"remove-olga\""), "{body}");
+    assert!(!body.contains("id=\"project-audit\""), "the audit is for owners");
+    for (p, f) in [
+        ("/projects/team-a/members", vec![("user", "vic"), ("role", "owner")]),
+        ("/projects/team-a/members/vic", vec![("role", "owner")]),
+        ("/projects/team-a/members/olga/remove", vec![]),
+        ("/projects/team-a", vec![("description", "taken over")]),
+        ("/projects/team-a/delete", vec![]),
+    ] {
+        let (s, body) = mia.post(p, &f).await;
+        assert_eq!(s, 403, "{p}: {body}");
+    }
+    assert_eq!(mia.get("/projects/team-a/audit").await.0, 403);
+    let team: cloudbroker_core::domain::ProjectName = "team-a".parse().unwrap();
+    let members = app.broker.projects.members(&cloudbroker_core::Actor::system(), &team).await.unwrap();
+    let roles: Vec<(String, String)> = members.iter().map(|m| (m.user.to_string(), m.role.to_string())).collect();
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    assert!(roles.contains(&("vic".into(), "viewer".into())) && roles.contains(&("olga".into(), "owner".into())), "{roles:?}");
+    // The owner edits the description and reads the project's audit.
+    let (s, body) = olga.post("/projects/team-a", &[("description", "the A team")]).await;
+    assert!(s == 200 && body.contains("Description saved") && body.contains("value=\"the A team\""), "{body}");
+    let (s, body) = olga.get("/projects/team-a/audit").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Audit log of project team-a") && body.contains("project.member"), "{body}");
+    // mia leaves on her own (the page offers it to members).
+    let (_, page) = mia.get("/projects/team-a").await;
+    assert!(page.contains("action=\"/projects/team-a/members/mia/remove\""), "{page}");
+    let (s, body) = mia.post("/projects/team-a/members/mia/remove", &[]).await;
+    assert!(s == 200 && body.contains("You left project team-a"), "{body}");
+    assert_eq!(mia.get("/projects/team-a").await.0, 404);
+    // Admins filter the whole audit log by project; a bad name is a field error.
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (s, body) = sup.get("/admin/audit?project=team-a&action=project.create").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("<td>team-a</td>") && body.contains("project.create"), "{body}");
+    let (s, body) = sup.get("/admin/audit?project=Team%20A").await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "project name") && body.contains("value=\"Team A\""), "{body}");
+    // A personal project gets no members.
+    let (s, body) = olga.post("/projects/olga/members", &[("user", "mia"), ("role", "member")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("personal project"), "{body}");
+});
+
+app_test!(a_projects_credential_form_never_echoes_the_secret, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "olga").await;
+    app.user(&admin, "mia").await;
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    olga.post("/projects", &[("name", "team-a"), ("description", "")]).await;
+    olga.post("/projects/team-a/members", &[("user", "mia"), ("role", "member")]).await;
+    // Refused (another user's sandbox account): the key id kept, the secret not.
+    let (s, body) =
+        olga.post("/projects/team-a/credentials/sb", &[("access_key_id", "sandbox-mia"), ("secret_access_key", "team-cloud-secret")]).await;
+    assert!(s == 400 || s == 409, "{s} {body}");
+    assert!(body.contains("value=\"sandbox-mia\"") && !body.contains("team-cloud-secret"), "{body}");
+    assert!(
+        between(&body, "id=\"pcred-sb\"", "</form>").contains("class=\"error\"") || has_field_error(&body, ""),
+        "the error is by sb's form: {body}"
+    );
+    let (s, body) = olga
+        .post("/projects/team-a/credentials/sb", &[("access_key_id", "AKIATEAMA000000WXYZ"), ("secret_access_key", "team-cloud-secret")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Credentials of team-a for sb saved") && body.contains("****WXYZ"), "{body}");
+    assert!(!body.contains("team-cloud-secret") && !body.contains("AKIATEAMA000000WXYZ"), "never shown back in clear");
+    // A member sees the masked credential, no form; a forged save is refused.
+    let mia = Ui::sign_in(&app, "mia", "mia-password").await;
+    let (_, body) = mia.get("/projects/team-a").await;
+    assert!(body.contains("****WXYZ") && !body.contains("id=\"save-pcred-sb\"") && !body.contains("team-cloud-secret"), "{body}");
+    let (s, _) =
+        mia.post("/projects/team-a/credentials/sb", &[("access_key_id", "AKIAMIA0000000000001"), ("secret_access_key", "x")]).await;
+    assert_eq!(s, 403);
+    let (s, _) = mia.post("/projects/team-a/credentials/sb/delete", &[]).await;
+    assert_eq!(s, 403);
+    // In the project, mia's credentials page shows the project's, masked.
+    mia.switch("team-a").await;
+    let (_, creds) = mia.get("/credentials").await;
+    assert!(between(&creds, "id=\"pcred-sb\"", "</p>").contains("****WXYZ"), "{creds}");
+    assert!(!creds.contains("team-cloud-secret") && !creds.contains("AKIATEAMA000000WXYZ"));
+    // Nowhere in any page mia can reach.
+    for p in ["/", "/vms", "/projects", "/projects/team-a", "/profile"] {
+        assert!(!mia.get(p).await.1.contains("team-cloud-secret"), "{p}");
+    }
+    // The owner deletes them.
+    let (s, body) = olga.post("/projects/team-a/credentials/sb/delete", &[]).await;
+    assert!(s == 200 && body.contains("Credentials of team-a for sb deleted"), "{body}");
+});
+
+app_test!(a_viewer_gets_no_buttons_and_forged_forms_are_refused, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    for u in ["olga", "vic"] {
+        app.user(&admin, u).await;
+    }
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    sup.post("/admin/images", &[("name", "linux"), ("id.sb", "ami-sandbox-debian-12")]).await;
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    olga.post("/projects", &[("name", "team-a"), ("description", "")]).await;
+    olga.post("/projects/team-a/members", &[("user", "vic"), ("role", "viewer")]).await;
+    olga.switch("team-a").await;
+    let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux"), ("name", "shared-web")]).await;
+    assert!(s == 200 && body.contains("Launched 1 VM(s)"), "{body}");
+    let team: cloudbroker_core::domain::ProjectName = "team-a".parse().unwrap();
+    let sys = cloudbroker_core::Actor::system();
+    let q = cloudbroker_core::provisioning::VmQuery { project: Some(team.clone()), ..Default::default() };
+    let vm = app.broker.provisioning.list(&sys, q, cloudbroker_core::domain::PageRequest::default()).await.unwrap().items.remove(0);
+    assert_eq!((vm.user.as_str(), vm.project.as_str()), ("olga", "team-a"));
+    for _ in 0..40 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        if app.broker.provisioning.get(&sys, &vm.id).await.unwrap().status == cloudbroker_core::domain::VmStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let vic = Ui::sign_in(&app, "vic", "vic-password").await;
+    let (_, mine) = vic.get("/vms").await;
+    assert!(!mine.contains("shared-web"), "not in vic's personal project");
+    let (s, body) = vic.switch("team-a").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Now working in project team-a as viewer"), "{body}");
+    // The VM is there, launched by olga; no launch form, no buttons.
+    let row = between(&body, &format!("<tr id=\"vm-{}\">", vm.id), "</tr>");
+    assert!(row.contains("shared-web") && row.contains("<td class=\"launched-by\">olga</td>"), "{row}");
+    assert!(!row.contains("<button") && !row.contains("Terminate"), "{row}");
+    assert!(!body.contains("id=\"launch\"") && body.contains("id=\"viewer-note\""), "{body}");
+    let (_, home) = vic.get("/").await;
+    assert!(!home.contains("href=\"/vms#launch\""), "{home}");
+    // Forged forms: refused (403), the page says why, nothing changes.
+    for action in ["stop", "reboot", "terminate"] {
+        let (s, body) = vic.post(&format!("/vms/{}/{action}", vm.id), &[]).await;
+        assert_eq!(s, 403, "{action}: {body}");
+        assert!(between(&body, "id=\"flash\">", "</p>").contains("Not allowed: you are a viewer of project"), "{body}");
+    }
+    assert_eq!(vic.get(&format!("/vms/{}/terminate", vm.id)).await.0, 403, "no confirmation page either");
+    let (s, body) = vic.post("/vms", &[("instance", "sb"), ("image", "linux"), ("count", "1")]).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("Nothing was launched"), "{body}");
+    assert_eq!(app.broker.provisioning.get(&sys, &vm.id).await.unwrap().status, cloudbroker_core::domain::VmStatus::Running);
+    let counts = app.broker.provisioning.project_vm_counts(&sys, &team).await.unwrap();
+    assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 1, "no VM launched by the viewer");
+    // A member acts on it.
+    olga.post("/projects/team-a/members/vic", &[("role", "member")]).await;
+    let (_, body) = vic.get("/vms").await;
+    assert!(between(&body, &format!("<tr id=\"vm-{}\">", vm.id), "</tr>").contains(">Stop</button>"), "{body}");
+    let (s, body) = vic.post(&format!("/vms/{}/stop", vm.id), &[]).await;
+    assert!(s == 200 && body.contains(&format!("stop {}", vm.id)), "{body}");
+});
+
+app_test!(project_quotas_and_access_keys_of_a_project_from_the_pages, |app: common::TestApp| async move {
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "olga").await;
+    app.user(&admin, "mia").await;
+    let olga = Ui::sign_in(&app, "olga", "olga-password").await;
+    olga.post("/projects", &[("name", "team-a"), ("description", "")]).await;
+    // Owners read the project's quotas; only admins set an override.
+    let (_, body) = olga.get("/projects/team-a").await;
+    assert!(between(&body, "<tr id=\"pquota-sb\">", "</tr>").contains("no project limit"), "{body}");
+    assert!(!body.contains("id=\"pquota-vm-sb\""), "no override form for an owner");
+    assert_eq!(olga.post("/projects/team-a/quotas/sb", &[("vm", "100")]).await.0, 403);
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (s, body) = sup.post("/projects/team-a/quotas/sb", &[("vm", "lots")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "whole number") && body.contains("value=\"lots\""), "{body}");
+    let (s, body) = sup.post("/projects/team-a/quotas/sb", &[("vm", "-1")]).await;
+    assert_eq!(s, 400);
+    assert!(has_field_error(&body, "between") && body.contains("value=\"-1\""), "{body}");
+    let (s, body) = sup.post("/projects/team-a/quotas/sb", &[("vm", "5")]).await;
+    assert!(s == 200 && body.contains("Quota of project team-a on sb: 5 VMs"), "{body}");
+    let row = between(&body, "<tr id=\"pquota-sb\">", "</tr>");
+    assert!(row.contains("<td>5</td>") && row.contains("override"), "{row}");
+    let (_, body) = olga.get("/projects/team-a").await;
+    assert!(between(&body, "<tr id=\"pquota-sb\">", "</tr>").contains("<td>5</td>"), "the owner sees it");
+    // Enforced: the project's members together stay within it; the page says which quota.
+    sup.post("/admin/system", &[("p.quota.enable", "true")]).await;
+    sup.post("/admin/images", &[("name", "linux"), ("id.sb", "ami-sandbox-debian-12")]).await;
+    sup.post("/projects/team-a/quotas/sb", &[("vm", "1")]).await;
+    olga.switch("team-a").await;
+    let (_, vms) = olga.get("/vms").await;
+    assert!(between(&vms, "<li data-instance=\"sb\">", "</li>").contains("project team-a: 0 of 1 used"), "{vms}");
+    let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux"), ("count", "2")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("Over the quota of project &#x27;team-a&#x27;"), "{body}");
+    let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux")]).await;
+    assert!(s == 200 && body.contains("Launched 1 VM(s)"), "{body}");
+    olga.switch("olga").await;
+    // An access key for the team project, chosen on the profile page.
+    let (_, profile) = olga.get("/profile").await;
+    assert!(profile.contains("<option value=\"team-a\">team-a · owner</option>"), "{profile}");
+    let (s, body) = olga.post("/profile/access-keys", &[("project", "team-a")]).await;
+    assert_eq!(s, 200, "{body}");
+    let key_id = between(&body, "id=\"new-access-key-id\">", "<").to_string();
+    let row = between(&body, &format!("<tr data-key=\"{key_id}\">"), "</tr>");
+    assert!(row.contains("<td class=\"project\">team-a</td>"), "{row}");
+    let keys = app.broker.access_keys.list(&cloudbroker_core::Actor::system(), &"olga".parse().unwrap()).await.unwrap();
+    assert_eq!(keys.iter().find(|k| k.access_key_id == key_id).unwrap().project.as_str(), "team-a");
+    // Not for a project one is no member of: next to the field, nothing made.
+    let mia = Ui::sign_in(&app, "mia", "mia-password").await;
+    let (s, body) = mia.post("/profile/access-keys", &[("project", "team-a")]).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(has_field_error(&body, "not a member of a project named team-a"), "{body}");
+    assert!(app.broker.access_keys.list(&cloudbroker_core::Actor::system(), &"mia".parse().unwrap()).await.unwrap().is_empty());
 });

@@ -146,7 +146,7 @@ impl Identity {
         let what = if reset { "admin reset" } else { "changed by the user" };
         let event = AuditEvent::ok(AuditAction::UserPassword, AuditTarget::User(name.as_str()))
             .detail(format!("{what}: {sessions} session(s) ended, {tokens} token(s) revoked, {keys}"));
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
     }
 

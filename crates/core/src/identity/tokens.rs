@@ -111,7 +111,7 @@ impl Identity {
             None => name.to_string(),
         };
         let target = AuditTarget::UserItem { user: user.as_str(), item: id.as_str() };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::TokenCreate, target).detail(detail)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::TokenCreate, target).detail(detail)).await?;
         Ok((raw, row.into()))
     }
 
@@ -144,8 +144,11 @@ impl Identity {
         if !recent {
             self.store.touch_token(&t.id, now).await?;
         }
-        let actor =
-            Actor { name: user_name(t.user_name), is_admin, expires_at: t.expires_at, token_id: Some(TokenId::from_stored(t.id.clone())) };
+        let actor = Actor {
+            expires_at: t.expires_at,
+            token_id: Some(TokenId::from_stored(t.id.clone())),
+            ..Actor::new(user_name(t.user_name), is_admin)
+        };
         let touched = if recent { t.last_used_at.map(|l| l.timestamp_millis()) } else { Some(now) };
         self.token_cache.put(&hash, &(t.id.clone(), actor.clone()), epoch, touched);
         Ok(Some(actor))
@@ -177,7 +180,7 @@ impl Identity {
         };
         let detail = if children > 0 { format!("{children} token(s) minted from it revoked too") } else { String::new() };
         let target = AuditTarget::UserItem { user: user.as_str(), item: id.as_str() };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::TokenRevoke, target).detail(detail)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::TokenRevoke, target).detail(detail)).await?;
         Ok(())
     }
 }

@@ -90,7 +90,7 @@ impl Identity {
         self.store.create_user(name.as_str(), &hash, is_admin).await?;
         let event =
             AuditEvent::ok(AuditAction::UserCreate, AuditTarget::User(name.as_str())).detail(if is_admin { "admin" } else { "user" });
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         self.user(name).await
     }
 
@@ -109,7 +109,7 @@ impl Identity {
         // Cached EC2 access keys carry the owner's role: forget them now.
         self.epoch.bump();
         let event = AuditEvent::ok(AuditAction::UserRole, AuditTarget::User(name.as_str())).detail(if is_admin { "admin" } else { "user" });
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
     }
 
@@ -158,7 +158,7 @@ impl Identity {
         self.store.set_default_ec2_region(name.as_str(), region.map(InstanceName::as_str)).await?;
         let event = AuditEvent::ok(AuditAction::UserDefaultEc2Region, AuditTarget::User(name.as_str()))
             .detail(region.map(InstanceName::as_str).unwrap_or(""));
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
     }
 
@@ -183,7 +183,7 @@ impl Identity {
             detail = format!("{sessions} session(s) ended, {tokens} token(s) revoked");
         }
         let what = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(what, AuditTarget::User(name.as_str())).detail(detail)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(what, AuditTarget::User(name.as_str())).detail(detail)).await?;
         self.user(name).await
     }
 }

@@ -1,7 +1,10 @@
-//! Reading VMs and acting on them. A user sees and touches only their own
-//! VMs (another user's are "not found"); admins see all. A user acts on a
-//! VM launched with a shared credential only while it is still granted to
-//! them (else 403, see [`crate::vault`]); admins always may.
+//! Reading VMs and acting on them. A user sees only the VMs of the project
+//! they act in (whoever of its members launched them; another project's
+//! are "not found"); admins see all. Acting (start, stop, reboot,
+//! terminate, tags) needs the `member` role there (a viewer is refused,
+//! 403). A VM launched with a shared or project credential is acted on only
+//! while the project may still use it (else 403, see [`crate::vault`]);
+//! admins always may.
 
 use super::{Provisioning, Vm, VmQuery};
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
@@ -13,12 +16,13 @@ use cloudbroker_store::vms::{VmFilter, VmUpdate};
 use std::collections::BTreeMap;
 
 impl Provisioning {
-    /// One VM (owner or admin).
+    /// One VM (of the actor's project, or any for admins).
     pub async fn get(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
         self.owned(actor, id).await
     }
 
-    /// One page of VMs, newest first: a user's own; admins see all (or one user's).
+    /// One page of VMs, newest first: the actor's project's; admins see all
+    /// (or one project's, or one user's).
     pub async fn list(&self, actor: &Actor, query: VmQuery, page: PageRequest) -> ServiceResult<Page<Vm>> {
         self.list_recent(actor, query, page, None).await
     }
@@ -32,9 +36,10 @@ impl Provisioning {
         page: PageRequest,
         ended_after: Option<chrono::DateTime<chrono::Utc>>,
     ) -> ServiceResult<Page<Vm>> {
-        let user = if actor.is_admin { query.user } else { Some(actor.name.clone()) };
+        let (user, project) = if actor.is_admin { (query.user, query.project) } else { (None, Some(actor.project.clone())) };
         let filter = VmFilter {
             user: user.map(|u| u.to_string()),
+            project: project.map(|p| p.to_string()),
             instance: query.instance.map(|i| i.to_string()),
             state: query.status.map(|s| s.as_str().to_string()),
             name: query.name,
@@ -62,9 +67,10 @@ impl Provisioning {
         Ok(cloud_id)
     }
 
-    /// Starts, stops, reboots or terminates a VM (owner or admin).
+    /// Starts, stops, reboots or terminates a VM (a member of its project, or admin).
     pub async fn action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<Vm> {
         let v = self.owned(actor, id).await?;
+        actor.require_act()?;
         let cloud_id = Self::actionable(&v, action)?;
         let (connector, _, _) = self.connector(&v.instance)?;
         let creds = self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
@@ -89,19 +95,19 @@ impl Provisioning {
             self.store.update_vm(&update).await?;
         }
         if action == VmAction::Terminate {
-            audit::record(
-                &self.store,
-                actor.name.as_str(),
-                &AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm(v.id.as_str())).detail(v.instance.as_str()),
-            )
-            .await?;
+            let event = AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm(v.id.as_str()))
+                .detail(v.instance.as_str())
+                .in_project(v.project.as_str());
+            audit::record_by(&self.store, actor, &event).await?;
         }
         self.get(actor, id).await
     }
 
-    /// The actor's own VM `id` and its tags once `set` and `remove` are
-    /// applied, checked: what is set like launch tags (what is kept was
-    /// checked when it was set), reserved tags never removed, the count capped.
+    /// VM `id` of the project the actor acts in (a member: admins too act
+    /// only on the project they entered) and its tags once `set` and
+    /// `remove` are applied, checked: what is set like launch tags (what is
+    /// kept was checked when it was set), reserved tags never removed, the
+    /// count capped.
     pub(super) async fn retagged(
         &self,
         actor: &Actor,
@@ -110,9 +116,10 @@ impl Provisioning {
         remove: &[String],
     ) -> ServiceResult<(Vm, BTreeMap<String, String>)> {
         let vm = self.owned(actor, id).await?;
-        if vm.user != actor.name {
+        if vm.project != actor.project {
             return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
         }
+        actor.require_act()?;
         Tags::parse(set.clone())?;
         if remove.iter().any(|k| Tags::is_reserved(k)) {
             return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
@@ -129,7 +136,7 @@ impl Provisioning {
         Ok((vm, merged))
     }
 
-    /// Sets and removes a VM's user tags (owner only): validated like launch
+    /// Sets and removes a VM's user tags (a member of its project): validated like launch
     /// tags (reserved prefixes refused), put on the cloud instance too where
     /// the cloud keeps tags, and recorded. Returns the VM.
     pub async fn tag(&self, actor: &Actor, id: &VmId, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<Vm> {

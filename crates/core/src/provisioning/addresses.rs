@@ -1,11 +1,15 @@
-//! Elastic IP addresses of users: allocated, associated with one of the
-//! user's VMs, disassociated and released through the cloud with the
-//! caller's credentials for the instance, and recorded so that listings
-//! answer from the broker's records without calling the cloud. A user sees
-//! and touches only their own addresses and VMs: anything else is "not found".
-//! A user has at most [`MAX_ADDRESSES`] live addresses.
-//! An address made with a shared credential is acted on only while that
-//! credential is still granted to its user (else 403, see [`crate::vault`]).
+//! Elastic IP addresses of projects: allocated (in the project the actor
+//! acts in), associated with one of the project's VMs, disassociated and
+//! released through the cloud, and recorded so that listings answer from
+//! the broker's records without calling the cloud. Every member of the
+//! project sees and acts on its addresses, whoever allocated them; a
+//! viewer sees them but cannot act (403); another project's addresses and
+//! VMs are "not found" (admins see every project's). An address is only
+//! associated with a VM of its own project. A project has at most
+//! [`MAX_ADDRESSES`] live addresses. A new address is allocated with the
+//! credential a launch in the project would use; an address made with a
+//! shared credential is acted on only while that credential may still be
+//! used there (else 403, see [`crate::vault`]).
 
 use super::{Provisioning, Vm};
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
@@ -25,7 +29,7 @@ pub struct Address {
     pub instance: InstanceName,
     pub allocation_id: AllocationId,
     pub public_ip: String,
-    /// The user's VM it is associated with.
+    /// The project's VM it is associated with.
     pub vm: Option<VmId>,
     pub association_id: Option<String>,
     pub private_ip: Option<String>,
@@ -52,12 +56,20 @@ fn target<'a>(instance: &'a InstanceName, id: &'a AllocationId) -> AuditTarget<'
 }
 
 impl Provisioning {
-    /// A VM of the actor's own on `instance` that can take an address or a
-    /// volume: anyone else's (admins' included) or another instance's is
-    /// "not found"; one with no cloud instance or terminated is a conflict.
-    pub(super) async fn own_vm_on(&self, actor: &Actor, instance: &InstanceName, id: &VmId) -> ServiceResult<(Vm, String)> {
+    /// A VM of `project` on `instance`, seen by the actor, that can take an
+    /// address or a volume of that project: one the actor does not see, of
+    /// another project (admins' included: an address or a volume stays in
+    /// its project) or on another instance is "not found"; one with no cloud
+    /// instance or terminated is a conflict.
+    pub(super) async fn project_vm_on(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        project: &str,
+        id: &VmId,
+    ) -> ServiceResult<(Vm, String)> {
         let vm = self.owned(actor, id).await?;
-        if vm.user != actor.name || &vm.instance != instance {
+        if vm.project.as_str() != project || &vm.instance != instance {
             return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
         }
         match vm.cloud_id.clone() {
@@ -66,25 +78,42 @@ impl Provisioning {
         }
     }
 
-    /// The actor's own live address.
-    pub(super) async fn own_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
+    /// A live address the actor sees (its project's; any for admins).
+    pub(super) async fn visible_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
         match self.store.address(instance.as_str(), id.as_str()).await? {
-            Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
+            Some(r) if actor.sees(&r.project) && r.ended_at.is_none() => Ok(r),
             _ => Err(ServiceError::NotFound(Resource::Address(id.clone()))),
         }
     }
 
-    /// Allocates an address on `instance` with the caller's credentials.
+    /// A live address the actor sees and may act on (a viewer may not: 403).
+    pub(super) async fn actable_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<AddressRow> {
+        let row = self.visible_address(actor, instance, id).await?;
+        actor.require_act()?;
+        Ok(row)
+    }
+
+    /// Allocates an address on `instance` in the actor's project, with the
+    /// credentials a launch there would use.
     pub async fn allocate_address(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Address> {
+        actor.require_act()?;
         let (connector, _, _) = self.connector(instance)?;
-        let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
-        crate::limits::check(&self.store, Owned::Addresses, actor.name.as_str(), MAX_ADDRESSES).await?;
+        let (creds, cred_id) = self.vault.credentials_for_launch(actor, instance).await?;
+        crate::limits::check(&self.store, Owned::Addresses, actor.project.as_str(), MAX_ADDRESSES).await?;
         let info = connector.allocate_address(&creds).await?;
         let id = AllocationId::parse(&info.allocation_id)
             .map_err(|e| ServiceError::Internal(format!("the cloud answered an odd allocation id: {e}")))?;
         let row = match self
             .store
-            .insert_address_capped(MAX_ADDRESSES, instance.as_str(), id.as_str(), actor.name.as_str(), cred_id.as_str(), &info.public_ip)
+            .insert_address_capped(
+                MAX_ADDRESSES,
+                instance.as_str(),
+                id.as_str(),
+                actor.project.as_str(),
+                actor.name.as_str(),
+                cred_id.as_str(),
+                &info.public_ip,
+            )
             .await
         {
             Ok(r) => r,
@@ -97,20 +126,20 @@ impl Provisioning {
                 return Err(crate::limits::capped(e));
             }
         };
-        audit::record(
+        audit::record_by(
             &self.store,
-            actor.name.as_str(),
+            actor,
             &AuditEvent::ok(AuditAction::AddressAllocate, target(instance, &id)).detail(info.public_ip.as_str()),
         )
         .await?;
         Ok(Address::from_row(row, instance))
     }
 
-    /// Associates an address with one of the caller's VMs (moving it from
+    /// Associates an address with a VM of its project (moving it from
     /// another VM is refused by the cloud; a VM's previous address lets go).
     pub async fn associate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId, vm: &VmId) -> ServiceResult<Address> {
-        let row = self.own_address(actor, instance, id).await?;
-        let (v, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
+        let row = self.actable_address(actor, instance, id).await?;
+        let (v, cloud_vm) = self.project_vm_on(actor, instance, &row.project, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
@@ -126,10 +155,10 @@ impl Provisioning {
         // Only the address: the state read before the cloud call may be
         // stale by now (a terminate in between must not be undone).
         self.store.set_vm_public_ip(&v.id, Some(&row.public_ip)).await?;
-        audit::record(
+        audit::record_by(
             &self.store,
-            actor.name.as_str(),
-            &AuditEvent::ok(AuditAction::AddressAssociate, target(instance, id)).detail(vm.as_str()),
+            actor,
+            &AuditEvent::ok(AuditAction::AddressAssociate, target(instance, id)).detail(vm.as_str()).in_project(&row.project),
         )
         .await?;
         self.address(actor, instance, id).await
@@ -137,7 +166,7 @@ impl Provisioning {
 
     /// Ends an address's association.
     pub async fn disassociate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<Address> {
-        let row = self.own_address(actor, instance, id).await?;
+        let row = self.actable_address(actor, instance, id).await?;
         let Some(association) = row.association_id.clone() else {
             return Err(ServiceError::Conflict(format!("address '{id}' is not associated")));
         };
@@ -151,10 +180,10 @@ impl Provisioning {
                 self.store.set_vm_public_ip(&v.id, None).await?;
             }
         }
-        audit::record(
+        audit::record_by(
             &self.store,
-            actor.name.as_str(),
-            &AuditEvent::ok(AuditAction::AddressDisassociate, target(instance, id)).detail(association.as_str()),
+            actor,
+            &AuditEvent::ok(AuditAction::AddressDisassociate, target(instance, id)).detail(association.as_str()).in_project(&row.project),
         )
         .await?;
         self.address(actor, instance, id).await
@@ -162,31 +191,32 @@ impl Provisioning {
 
     /// Releases an address (the cloud refuses while it is associated).
     pub async fn release_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
-        let row = self.own_address(actor, instance, id).await?;
+        let row = self.actable_address(actor, instance, id).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
         connector.release_address(&creds, id.as_str()).await?;
         self.store.end_address(instance.as_str(), id.as_str()).await?;
-        audit::record(
+        audit::record_by(
             &self.store,
-            actor.name.as_str(),
-            &AuditEvent::ok(AuditAction::AddressRelease, target(instance, id)).detail(row.public_ip.as_str()),
+            actor,
+            &AuditEvent::ok(AuditAction::AddressRelease, target(instance, id)).detail(row.public_ip.as_str()).in_project(&row.project),
         )
         .await?;
         Ok(())
     }
 
-    /// One of the caller's addresses, from the records.
+    /// One address the caller sees, from the records.
     pub async fn address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<Address> {
-        let row = self.own_address(actor, instance, id).await?;
+        let row = self.visible_address(actor, instance, id).await?;
         self.settle_address(row, instance).await
     }
 
-    /// The caller's addresses on `instance`, oldest first, from the records.
+    /// The addresses of the caller's project on `instance`, oldest first,
+    /// from the records.
     pub async fn addresses(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Vec<Address>> {
         let mut out = Vec::new();
-        for row in self.store.addresses(actor.name.as_str(), instance.as_str()).await? {
+        for row in self.store.addresses(actor.project.as_str(), instance.as_str()).await? {
             out.push(self.settle_address(row, instance).await?);
         }
         Ok(out)

@@ -1,22 +1,25 @@
 //! A launch's admission: the second of its three steps (plan, admit,
 //! cloud). An [`Admission`] is the list of checks a planned launch must
-//! pass; the quota is the first (and today the only) one, and budget and
-//! policy checks plug in here, as further [`Check`]s.
+//! pass; the quotas (the user's, then the project's) come first, and budget
+//! and policy checks plug in here, as further [`Check`]s.
 //!
-//! Admitting records the launch's VMs (status `requested`) in the same
-//! transaction that checks the quota, so concurrent launches on any
-//! replica sharing the database never push a user past it; a count range
-//! (`min..=max`) is admitted there once, with as many VMs as fit, so a
-//! launch is never tried twice. A dry run previews the same checks by
-//! reading, and reserves nothing.
+//! Admitting records the launch's VMs (status `requested`, in the actor's
+//! project) in the same transaction that checks both quotas, so concurrent
+//! launches on any replica sharing the database never push a user or a
+//! project past its quota; a count range (`min..=max`) is admitted there
+//! once, with as many VMs as both leave room for, so a launch is never
+//! tried twice. A dry run previews the same checks by reading, and
+//! reserves nothing. A client token is the user's: a replay answers with
+//! the first launch's VMs, unless that launch was in another project
+//! (refused: a conflict).
 
 use super::plan::LaunchPlan;
 use super::{Provisioning, Vm};
 use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
-use crate::domain::{ClientToken, LaunchId, UserName, VmId, VmStatus};
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::{ClientToken, LaunchId, VmId, VmStatus};
+use crate::error::{QuotaScope, ServiceError, ServiceResult};
 use crate::Actor;
-use cloudbroker_store::quota::{self, AdmitError, NewVm};
+use cloudbroker_store::quota::{self, AdmitError, NewVm, QuotaKind};
 use cloudbroker_store::vms::VmFilter;
 
 /// One check a launch must pass to be admitted.
@@ -27,6 +30,9 @@ pub(super) enum Check {
     /// least count, stay within `limit`. Enforced in the admission's
     /// transaction (exact across replicas).
     Quota { limit: i64 },
+    /// Under `quota.enable`, when the project has a quota on the instance:
+    /// the same, counting the project's VMs (every member's).
+    ProjectQuota { limit: i64 },
 }
 
 /// The checks of one planned launch, in order.
@@ -42,17 +48,26 @@ impl Admission {
         if let Some(limit) = plan.limits.quota {
             checks.push(Check::Quota { limit });
         }
+        if let Some(limit) = plan.limits.project_quota {
+            checks.push(Check::ProjectQuota { limit });
+        }
         Self { checks }
     }
 
-    /// The quota enforced in the admission's transaction, if any.
+    /// The user quota enforced in the admission's transaction, if any.
     fn quota(&self) -> Option<i64> {
-        self.checks
-            .iter()
-            .map(|c| match c {
-                Check::Quota { limit } => *limit,
-            })
-            .next()
+        self.checks.iter().find_map(|c| match c {
+            Check::Quota { limit } => Some(*limit),
+            _ => None,
+        })
+    }
+
+    /// The project quota enforced in the admission's transaction, if any.
+    fn project_quota(&self) -> Option<i64> {
+        self.checks.iter().find_map(|c| match c {
+            Check::ProjectQuota { limit } => Some(*limit),
+            _ => None,
+        })
     }
 }
 
@@ -70,27 +85,45 @@ pub(super) enum AdmitOutcome {
     Replayed(Vec<Vm>),
 }
 
+/// The scope of a refusal by the store's quota `which`, for a launch in `actor`'s project.
+fn scope(which: QuotaKind, actor: &Actor) -> QuotaScope {
+    match which {
+        QuotaKind::User => QuotaScope::User,
+        QuotaKind::Project => QuotaScope::Project(actor.project.clone()),
+    }
+}
+
 impl Provisioning {
-    /// The VMs an earlier launch with this client token made, if any.
-    async fn by_client_token(&self, user: &UserName, token: &ClientToken) -> ServiceResult<Vec<Vm>> {
+    /// The VMs an earlier launch by the actor with this client token made,
+    /// if any. Client tokens are the user's: one first used in another
+    /// project is a conflict, never that project's VMs.
+    async fn by_client_token(&self, actor: &Actor, token: &ClientToken) -> ServiceResult<Vec<Vm>> {
         let rows = self
             .store
-            .list_vms(&VmFilter { user: Some(user.to_string()), client_token: Some(token.to_string()), ..VmFilter::default() })
+            .list_vms(&VmFilter { user: Some(actor.name.to_string()), client_token: Some(token.to_string()), ..VmFilter::default() })
             .await?;
+        if let Some(other) = rows.iter().find(|r| r.project != actor.project) {
+            return Err(ServiceError::Conflict(format!(
+                "client token '{token}' was already used for a launch in project '{}'; use another token in project '{}'",
+                other.project, actor.project
+            )));
+        }
         self.vms(rows)
     }
 
     /// Whether `plan` would be admitted now: each check read without
     /// reserving anything (a dry run).
     pub(super) async fn preview(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission) -> ServiceResult<()> {
+        let requested = i64::from(plan.request.count.min);
         for check in &admission.checks {
-            match check {
-                Check::Quota { limit } => {
-                    let current = self.usage(&actor.name, &plan.request.instance).await?;
-                    if *limit - current < i64::from(plan.request.count.min) {
-                        return Err(ServiceError::QuotaExceeded { quota: *limit, current, requested: i64::from(plan.request.count.min) });
-                    }
+            let (scope, limit, current) = match check {
+                Check::Quota { limit } => (QuotaScope::User, *limit, self.usage(&actor.name, &plan.request.instance).await?),
+                Check::ProjectQuota { limit } => {
+                    (QuotaScope::Project(actor.project.clone()), *limit, self.project_usage(&actor.project, &plan.request.instance).await?)
                 }
+            };
+            if limit - current < requested {
+                return Err(ServiceError::QuotaExceeded { scope, quota: limit, current, requested });
             }
         }
         Ok(())
@@ -112,14 +145,17 @@ impl Provisioning {
             AuditTarget::Launch { instance: req.instance.as_str(), launch_id: launch_id.as_str() },
             AuditOutcome::Requested,
         );
+        let audit_event = audit_event.in_project(actor.project.as_str());
         let audit_target = audit_event.target.to_string();
         let header = quota::Admission {
             launch_id: &launch_id,
             user: &actor.name,
+            project: &actor.project,
             instance: &req.instance,
             credential_id: &plan.credential_id,
             client_token: &client_token,
             limit: admission.quota(),
+            project_limit: admission.project_quota(),
             counted: &VmStatus::QUOTA_COUNTED,
             state: VmStatus::Requested,
             vms: &[],
@@ -148,23 +184,32 @@ impl Provisioning {
         let admitted = self.store.admit_launch_range(&header, min, max, rows).await;
         match admitted {
             Ok(_) => Ok(AdmitOutcome::Admitted(Admitted { launch_id, rows: ids })),
-            Err(AdmitError::Quota { limit, current, requested }) => {
+            Err(AdmitError::Quota { which, limit, current, requested }) => {
                 // A retry of an admitted launch (its VMs count against the quota now).
                 if let Some(t) = &req.client_token {
-                    let existing = self.by_client_token(&actor.name, t).await?;
+                    let existing = self.by_client_token(actor, t).await?;
                     if !existing.is_empty() {
                         return Ok(AdmitOutcome::Replayed(existing));
                     }
                 }
                 crate::metrics::quota_rejected(req.instance.as_str());
+                let scope = scope(which, actor);
+                let detail = match &scope {
+                    QuotaScope::User => format!("quota={limit}, current={current}, requested={requested}"),
+                    QuotaScope::Project(p) => format!("project {p} quota={limit}, current={current}, requested={requested}"),
+                };
                 let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::OverQuota)
-                    .detail(format!("quota={limit}, current={current}, requested={requested}"));
-                audit::record(&self.store, actor.name.as_str(), &event).await?;
-                Err(ServiceError::QuotaExceeded { quota: limit, current, requested })
+                    .detail(detail);
+                audit::record_by(&self.store, actor, &event).await?;
+                Err(ServiceError::QuotaExceeded { scope, quota: limit, current, requested })
             }
             Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
                 // The same client token raced with another request: answer with its VMs.
-                Ok(AdmitOutcome::Replayed(self.by_client_token(&actor.name, &client_token).await?))
+                Ok(AdmitOutcome::Replayed(self.by_client_token(actor, &client_token).await?))
+            }
+            // The project was deleted since the actor entered it.
+            Err(AdmitError::Store(cloudbroker_store::StoreError::NotFound(_))) => {
+                Err(ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone())))
             }
             Err(AdmitError::Store(e)) => Err(e.into()),
         }

@@ -11,7 +11,7 @@ use super::admit::Admitted;
 use super::plan::LaunchPlan;
 use super::Provisioning;
 use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
-use crate::domain::{CredentialId, InstanceName, LaunchId, UserName, VmId, VmStatus};
+use crate::domain::{CredentialId, InstanceName, LaunchId, ProjectName, UserName, VmId, VmStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::Actor;
 use cloudbroker_connector_api::model::tags;
@@ -152,6 +152,11 @@ impl Provisioning {
                     (tags::USER.to_string(), actor.name.to_string()),
                     (tags::LAUNCH.to_string(), admitted.launch_id.to_string()),
                 ];
+                // A team project's VMs say so (a personal project's need not:
+                // the reconciler takes the user's when the tag is absent).
+                if !actor.in_personal_project() {
+                    t.push((tags::PROJECT.to_string(), actor.project.to_string()));
+                }
                 if !req.name.is_empty() {
                     t.push((tags::NAME.to_string(), req.name.clone()));
                 }
@@ -164,6 +169,7 @@ impl Provisioning {
             connector: plan.connector,
             creds: plan.creds,
             user: actor.name.clone(),
+            project: actor.project.clone(),
             ssh_key,
             instance: plan.request.instance,
             launch_id: admitted.launch_id,
@@ -229,6 +235,7 @@ impl Provisioning {
         let outcome = self.prepare_and_run(&job, &mut run).await;
         let (user, instance, launch_id) = (job.user.as_str(), &job.instance, &job.launch_id);
         let target = AuditTarget::Launch { instance: instance.as_str(), launch_id: launch_id.as_str() };
+        let project = job.project.as_str();
         match outcome {
             Ok(vms) => {
                 in_flight.outcome("ok");
@@ -245,7 +252,7 @@ impl Provisioning {
                     }
                 }
                 let ids = vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",");
-                audit::record(&self.store, user, &AuditEvent::ok(AuditAction::VmLaunch, target).detail(ids)).await?;
+                audit::record(&self.store, user, &AuditEvent::ok(AuditAction::VmLaunch, target).detail(ids).in_project(project)).await?;
                 Ok(())
             }
             Err(e) if ambiguous(&e) => {
@@ -255,7 +262,7 @@ impl Provisioning {
                 audit::record(
                     &self.store,
                     user,
-                    &AuditEvent::new(AuditAction::VmLaunch, target, AuditOutcome::Unknown).detail(e.to_string()),
+                    &AuditEvent::new(AuditAction::VmLaunch, target, AuditOutcome::Unknown).detail(e.to_string()).in_project(project),
                 )
                 .await?;
                 Err(e.into())
@@ -272,7 +279,7 @@ impl Provisioning {
                 audit::record(
                     &self.store,
                     user,
-                    &AuditEvent::new(AuditAction::VmLaunch, target, AuditOutcome::Failed).detail(e.to_string()),
+                    &AuditEvent::new(AuditAction::VmLaunch, target, AuditOutcome::Failed).detail(e.to_string()).in_project(project),
                 )
                 .await?;
                 Err(e.into())
@@ -286,6 +293,8 @@ struct CloudLaunch {
     connector: Arc<dyn Connector>,
     creds: Credentials,
     user: UserName,
+    /// The project the launch is in (its audit records name it).
+    project: ProjectName,
     ssh_key: Option<String>,
     instance: InstanceName,
     launch_id: LaunchId,

@@ -1,7 +1,8 @@
 //! Dry runs (EC2's `DryRun=true`): each `check_*` runs the checks of the
 //! action it is named after, in the same order and with the same helpers
-//! (the caller may act; the target VMs, addresses and volumes exist and are
-//! theirs, on this instance, and can take the action; the connector
+//! (the caller may act: a viewer may not; the target VMs, addresses and
+//! volumes exist, are seen by the caller, are of one project, on this
+//! instance, and can take the action; the connector
 //! instance is ready and the caller has credentials for it; a launch's
 //! fields, image and quota), and stops where the action would start
 //! changing things. A check writes nothing, to the store or to a cloud, and
@@ -21,6 +22,7 @@ impl Provisioning {
     /// Whether [`Self::action`] would act on VM `id`.
     pub async fn check_action(&self, actor: &Actor, id: &VmId, action: VmAction) -> ServiceResult<()> {
         let v = self.owned(actor, id).await?;
+        actor.require_act()?;
         Self::actionable(&v, action)?;
         self.connector(&v.instance)?;
         self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
@@ -52,23 +54,29 @@ impl Provisioning {
 
     /// Whether [`Self::allocate_address`] would ask the cloud for an address.
     pub async fn check_allocate_address(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<()> {
+        actor.require_act()?;
         self.connector(instance)?;
-        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::Addresses, actor.name.as_str(), crate::limits::MAX_ADDRESSES)
-            .await?;
-        self.vault.credentials_for(&actor.name, instance).await?;
+        crate::limits::check(
+            &self.store,
+            cloudbroker_store::limits::Owned::Addresses,
+            actor.project.as_str(),
+            crate::limits::MAX_ADDRESSES,
+        )
+        .await?;
+        self.vault.credentials_for_launch(actor, instance).await?;
         Ok(())
     }
 
     /// Whether [`Self::associate_address`] would associate address `id` with VM `vm`.
     pub async fn check_associate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId, vm: &VmId) -> ServiceResult<()> {
-        let row = self.own_address(actor, instance, id).await?;
-        self.own_vm_on(actor, instance, vm).await?;
+        let row = self.actable_address(actor, instance, id).await?;
+        self.project_vm_on(actor, instance, &row.project, vm).await?;
         self.ready_with(actor, instance, &row.credential_id, &format!("address '{id}'")).await
     }
 
     /// Whether [`Self::disassociate_address`] would end address `id`'s association.
     pub async fn check_disassociate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
-        let row = self.own_address(actor, instance, id).await?;
+        let row = self.actable_address(actor, instance, id).await?;
         if row.association_id.is_none() {
             return Err(ServiceError::Conflict(format!("address '{id}' is not associated")));
         }
@@ -77,17 +85,18 @@ impl Provisioning {
 
     /// Whether [`Self::release_address`] would release address `id`.
     pub async fn check_release_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId) -> ServiceResult<()> {
-        let row = self.own_address(actor, instance, id).await?;
+        let row = self.actable_address(actor, instance, id).await?;
         self.ready_with(actor, instance, &row.credential_id, &format!("address '{id}'")).await
     }
 
     /// Whether [`Self::create_volume`] would ask the cloud for this volume.
     pub async fn check_create_volume(&self, actor: &Actor, instance: &InstanceName, spec: &VolumeSpec) -> ServiceResult<()> {
+        actor.require_act()?;
         spec.check()?;
         self.connector(instance)?;
-        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::Volumes, actor.name.as_str(), crate::limits::MAX_VOLUMES)
+        crate::limits::check(&self.store, cloudbroker_store::limits::Owned::Volumes, actor.project.as_str(), crate::limits::MAX_VOLUMES)
             .await?;
-        self.vault.credentials_for(&actor.name, instance).await?;
+        self.vault.credentials_for_launch(actor, instance).await?;
         Ok(())
     }
 
@@ -101,21 +110,21 @@ impl Provisioning {
         device: &str,
     ) -> ServiceResult<()> {
         super::volumes::check_device(device)?;
-        let row = self.own_volume(actor, instance, id).await?;
-        self.own_vm_on(actor, instance, vm).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
+        self.project_vm_on(actor, instance, &row.project, vm).await?;
         self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
     }
 
     /// Whether [`Self::detach_volume`] would detach volume `id` (from `vm` when given).
     pub async fn check_detach_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId, vm: Option<&VmId>) -> ServiceResult<()> {
-        let row = self.own_volume(actor, instance, id).await?;
-        self.detach_from(actor, instance, vm).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
+        self.detach_from(actor, instance, &row.project, vm).await?;
         self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
     }
 
     /// Whether [`Self::delete_volume`] would delete volume `id`.
     pub async fn check_delete_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<()> {
-        let row = self.own_volume(actor, instance, id).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
         self.ready_with(actor, instance, &row.credential_id, &format!("volume '{id}'")).await
     }
 
@@ -129,8 +138,9 @@ impl Provisioning {
         name: &ImageName,
         description: &str,
     ) -> ServiceResult<()> {
+        actor.require_act()?;
         self.registrable(actor, instance, cloud_image_id).await?;
-        self.images.check_register(name, description)?;
+        self.images.check_register(actor, name, description)?;
         if self.images.catalogue().await?.get(name).is_some() {
             return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
         }

@@ -1,8 +1,12 @@
 //! VMs: launch within quotas, actions, and reconciliation with the clouds.
+//! Every VM belongs to one project (the one its launcher acted in) and
+//! records who launched it: the project's members see and act on it, its
+//! viewers only see it, nobody else sees it (admins see all).
 //!
 //! A launch is recorded **before** the cloud call: its VMs are inserted in
-//! status `requested` in the same transaction that checks the quota. The cloud
-//! call carries tags naming the broker, the user and the launch, and a
+//! status `requested` in the same transaction that checks the quotas (the
+//! user's and the project's). The cloud call carries tags naming the broker,
+//! the user, the launch and (a team project's) the project, and a
 //! ClientToken derived from the launch. Whatever happens next (success, an
 //! error, a crash of the broker), the VMs in the cloud are matched back to
 //! their records by the launch tag, so none is orphaned or counted twice:
@@ -35,13 +39,13 @@ mod volumes;
 pub use addresses::Address;
 pub use launch::LaunchOutcome;
 pub use overview::VmCount;
-pub use quotas::{Quota, QuotaSource, DEFAULT_QUOTA};
+pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
 pub use volumes::{Attachment, Volume, VolumeSpec};
 
 use crate::auth::Actor;
-use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::images::Images;
 use crate::registry::{Registry, Status};
@@ -64,8 +68,12 @@ pub struct Vm {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub launch_id: LaunchId,
     pub launch_index: i64,
+    /// Who launched it.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: UserName,
+    /// The project it belongs to: its members see it and act on it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub project: ProjectName,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub instance: InstanceName,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -101,8 +109,11 @@ pub struct Vm {
 /// Which VMs to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmQuery {
-    /// Admins only: one user's VMs (others always see their own).
+    /// Admins only: the VMs one user launched (others always see their
+    /// project's, whoever launched them).
     pub user: Option<UserName>,
+    /// Admins only: one project's VMs (others always see the project they act in).
+    pub project: Option<ProjectName>,
     pub instance: Option<InstanceName>,
     pub status: Option<VmStatus>,
     pub name: Option<String>,
@@ -170,7 +181,7 @@ impl Provisioning {
             return Ok(types);
         }
         let (connector, _, _) = self.connector(instance)?;
-        let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
+        let (creds, _) = self.vault.credentials_for_launch(actor, instance).await?;
         let types = connector.list_instance_types(&creds).await?;
         self.type_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(instance.to_string(), (std::time::Instant::now(), types.clone()));
         Ok(types)
@@ -188,6 +199,7 @@ impl Provisioning {
         name: &crate::domain::ImageName,
         description: &str,
     ) -> ServiceResult<crate::images::ImageView> {
+        actor.require_act()?;
         let id = self.registrable(actor, instance, cloud_image_id).await?;
         self.images.register(actor, name, description, instance, id).await
     }
@@ -200,7 +212,7 @@ impl Provisioning {
             return Err(ServiceError::invalid_field("image_id", "the cloud image id must be 1-255 printable characters without spaces"));
         }
         let (connector, _, _) = self.connector(instance)?;
-        let (creds, _) = self.vault.credentials_for(&actor.name, instance).await?;
+        let (creds, _) = self.vault.credentials_for_launch(actor, instance).await?;
         if connector.describe_image(&creds, id).await?.is_none() {
             return Err(ServiceError::unresolved("image", format!("the cloud behind '{instance}' has no image '{id}'")));
         }
@@ -232,6 +244,7 @@ impl Provisioning {
             launch_id: r.launch_id,
             launch_index: r.launch_index,
             user: r.user,
+            project: r.project,
             instance: r.instance,
             client_token: r.client_token,
             name: r.name,
@@ -296,10 +309,11 @@ impl Provisioning {
         }
     }
 
-    /// A VM the actor may see (theirs, or any for admins); others' are "not found".
+    /// A VM the actor may see (its project's, or any for admins); others'
+    /// are "not found". Seeing is not acting: see [`Actor::require_act`].
     async fn owned(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
         match self.store.get_vm(id).await? {
-            Some(v) if actor.is_admin || v.user == actor.name.as_str() => self.vm(v),
+            Some(v) if actor.sees(v.project.as_str()) => self.vm(v),
             _ => Err(ServiceError::NotFound(Resource::Vm(id.clone()))),
         }
     }

@@ -1,10 +1,11 @@
 //! Counts for dashboards and overview pages: live VMs per user, instance
-//! and state. A user sees their own counts; all users' need an admin.
+//! and state. A user sees their own counts, and a project's members (and
+//! admins) the project's; all users' need an admin.
 
 use super::Provisioning;
 use crate::auth::Actor;
-use crate::domain::{UserName, VmStatus};
-use crate::error::ServiceResult;
+use crate::domain::{ProjectName, UserName, VmStatus};
+use crate::error::{Resource, ServiceError, ServiceResult};
 use serde::Serialize;
 
 /// Live VMs (see [`VmStatus::is_live`]) of one user on one instance in one state.
@@ -25,6 +26,18 @@ impl Provisioning {
         }
         let live = VmStatus::live_names();
         let rows = self.store.vm_counts(user.map(UserName::as_str), &live).await?;
+        Ok(rows.into_iter().map(|r| VmCount { user: r.user, instance: r.instance, state: r.state, count: r.count }).collect())
+    }
+
+    /// Live VM counts of `project` (per member who launched them, instance
+    /// and state): the project the actor acts in, or any for admins; others
+    /// get NotFound.
+    pub async fn project_vm_counts(&self, actor: &Actor, project: &ProjectName) -> ServiceResult<Vec<VmCount>> {
+        if !actor.sees(project.as_str()) {
+            return Err(ServiceError::NotFound(Resource::Project(project.clone())));
+        }
+        let live = VmStatus::live_names();
+        let rows = self.store.project_vm_counts(project.as_str(), &live).await?;
         Ok(rows.into_iter().map(|r| VmCount { user: r.user, instance: r.instance, state: r.state, count: r.count }).collect())
     }
 }

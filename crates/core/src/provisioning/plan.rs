@@ -28,6 +28,9 @@ const FALLBACK_INSTANCE_TYPE: &str = "t2.micro";
 pub(super) struct Limits {
     /// The user's VM quota on the instance, when `quota.enable` is on.
     pub quota: Option<i64>,
+    /// The project's VM quota on the instance, when `quota.enable` is on
+    /// and the project has one (an override, or the instance's `quota.project.vm`).
+    pub project_quota: Option<i64>,
 }
 
 /// Everything a launch goes by, looked up once.
@@ -59,14 +62,16 @@ impl Provisioning {
         Ok(())
     }
 
-    /// Plans a launch: checks its fields, then looks up what it goes by.
+    /// Plans a launch in the project the actor acts in (a viewer may not
+    /// launch): checks its fields, then looks up what it goes by.
     pub(super) async fn plan(&self, actor: &Actor, request: LaunchRequest) -> ServiceResult<LaunchPlan> {
+        actor.require_act()?;
         Self::check(&request)?;
         let (ssh_public_key, key_name) = match &request.key_name {
             Some(name) => {
                 let pair = self
                     .store
-                    .key_pair(&actor.name, name)
+                    .key_pair(&actor.project, name)
                     .await?
                     .ok_or_else(|| ServiceError::NotFound(Resource::KeyPair(name.chars().take(255).collect())))?;
                 (Some(pair.public_key), Some(pair.name))
@@ -85,9 +90,14 @@ impl Provisioning {
             .or_else(|| kind.default_instance_type(&values))
             .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
-        let (creds, credential_id) = self.vault.credentials_for(&actor.name, &request.instance).await?;
-        let quota =
-            if snap.system_bool("quota.enable") { Some(self.limit_in(&snap, &actor.name, &request.instance).await?.0) } else { None };
+        let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
+        let (quota, project_quota) = if snap.system_bool("quota.enable") {
+            let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
+            let project = self.project_limit_in(&snap, &actor.project, &request.instance).await?.0;
+            (Some(user), project)
+        } else {
+            (None, None)
+        };
         Ok(LaunchPlan {
             request,
             connector,
@@ -98,7 +108,7 @@ impl Provisioning {
             credential_id,
             ssh_public_key,
             key_name,
-            limits: Limits { quota },
+            limits: Limits { quota, project_quota },
         })
     }
 

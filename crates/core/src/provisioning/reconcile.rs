@@ -8,7 +8,9 @@
 //! Invariants: a VM record ends (terminated) only on the cloud's word for that
 //! id (`InvalidInstanceID.NotFound` or a terminated state), never because a
 //! tag-filtered listing missed it; a VM found by its tags is recorded only for
-//! a user who may act with the credential it was listed with; one cloud VM has
+//! a user who may act with the credential it was listed with, in a project
+//! (its project tag, else the user's personal one) where the user is a
+//! member who acts and may use that credential; one cloud VM has
 //! at most one record (a unique index, whatever two replicas do). What a
 //! listing reports is written to a record only while the record is still at
 //! the version read before the listing began ([`Versions`],
@@ -19,7 +21,7 @@
 
 use super::{Provisioning, Vm};
 use crate::auth::Actor;
-use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, Tags, UserName, VmId, VmStatus};
+use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
 use crate::error::{ServiceError, ServiceResult};
 use cloudbroker_connector_api::model::tags;
 use cloudbroker_connector_api::{Connector, ConnectorError, Credentials, DescribeFilter, VmState};
@@ -44,7 +46,8 @@ pub struct ReconcileReport {
     pub vanished: usize,
     pub failed_launches: usize,
     /// Broker-tagged VMs not recorded: their user tag names someone who may
-    /// not use the credential they were listed with.
+    /// not use the credential they were listed with (in the project they are
+    /// tagged with, a project where that user is no acting member).
     pub refused: usize,
     /// Known VMs the tag listing missed and the cloud reported by id without
     /// our tag (a cloud that keeps no tags, or a tag removed in the cloud).
@@ -185,9 +188,9 @@ impl Provisioning {
     /// (idempotent). A known record is written only while it is at the
     /// version in `versions` (read before the listing began). A VM is put
     /// into a launch's row only when that row is of the same instance and
-    /// credential, and (when the VM carries a user tag) of that user: tags
-    /// are written by whoever holds the cloud account, so they are never
-    /// enough on their own.
+    /// credential, and (when the VM carries a user or project tag) of that
+    /// user and project: tags are written by whoever holds the cloud
+    /// account, so they are never enough on their own.
     async fn record_observed(
         &self,
         instance: &InstanceName,
@@ -213,12 +216,14 @@ impl Provisioning {
             return Ok(Observed::Written);
         }
         let tagged_user = vm.tag(tags::USER);
+        let tagged_project = vm.tag(tags::PROJECT);
         let candidates = self.launch_vms(launch_id).await?;
         for r in candidates.iter().filter(|r| {
             r.cloud_id.is_none()
                 && &r.instance == instance
                 && &r.credential_id == credential
                 && tagged_user.is_none_or(|u| u == r.user.as_str())
+                && tagged_project.is_none_or(|p| p == r.project.as_str())
         }) {
             if self.store.adopt_vm(&r.id, &vm.id, status, vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
                 return Ok(Observed::Written);
@@ -227,16 +232,22 @@ impl Provisioning {
         Ok(Observed::Unchanged)
     }
 
-    /// Whether `user` may act with the stored credential `cred`: it is theirs,
-    /// or a shared credential granted to them.
-    async fn may_use_credential(&self, user: &UserName, cred: &CredentialId) -> ServiceResult<bool> {
+    /// Whether `user` may launch in `project` with the stored credential
+    /// `cred`: the user acts in the project (its personal one, or a member
+    /// who may act), and the credential is theirs, the project's, or a
+    /// shared one granted to the project.
+    async fn may_use_credential(&self, user: &UserName, project: &ProjectName, cred: &CredentialId) -> ServiceResult<bool> {
+        if project.as_str() != user.as_str() && !self.store.project_membership(project, user).await?.is_some_and(|role| role.can_act()) {
+            return Ok(false);
+        }
         if let Some(owner) = cred.as_str().strip_prefix("anonymous:") {
             return Ok(owner == user.as_str());
         }
         let Some(row) = self.store.get_credential_by_id(cred.as_str()).await? else { return Ok(false) };
         Ok(match row.scope.as_str() {
             "user" => row.owner == user.as_str(),
-            _ => self.store.grants(&row.id).await?.iter().any(|g| g == user.as_str()),
+            "project" => row.owner == project.as_str(),
+            _ => self.store.grants(&row.id).await?.iter().any(|g| g == project.as_str()),
         })
     }
 
@@ -291,9 +302,20 @@ impl Provisioning {
             if vm.state == VmState::Terminated || self.store.get_user(user.as_str()).await?.is_none() {
                 continue;
             }
-            if !self.may_use_credential(&user, cred).await? {
+            // Its project: the one it is tagged with, else the user's personal one.
+            let project = match vm.tag(tags::PROJECT) {
+                Some(p) => match ProjectName::parse(p) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        report.refused += 1;
+                        continue;
+                    }
+                },
+                None => ProjectName::personal(&user),
+            };
+            if !self.may_use_credential(&user, &project, cred).await? {
                 report.refused += 1;
-                tracing::warn!(%instance, cloud_id = %vm.id, tagged_user = %user, "a broker-tagged VM names a user who does not own the credential it was listed with; not recorded");
+                tracing::warn!(%instance, cloud_id = %vm.id, tagged_user = %user, tagged_project = %project, "a broker-tagged VM names a user (or project) who may not use the credential it was listed with; not recorded");
                 continue;
             }
             let row = VmRow {
@@ -301,6 +323,7 @@ impl Provisioning {
                 launch_id: launch.clone(),
                 launch_index: 0,
                 user: user.clone(),
+                project,
                 instance: instance.clone(),
                 credential_id: cred.clone(),
                 client_token: ClientToken::from_stored(format!("adopted:{}", vm.id)),

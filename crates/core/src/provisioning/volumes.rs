@@ -1,13 +1,17 @@
-//! Volumes of users: created, attached to one of the user's VMs, detached,
-//! tagged and deleted through the cloud with the caller's credentials for
-//! the instance, and recorded so that listings answer from the broker's
-//! records. A listing asks the cloud only about the caller's volumes that
-//! are in transition (`creating`, `attaching`, `detaching`, `deleting`), so
-//! settled volumes cost no cloud call. A user sees and touches only their
-//! own volumes and VMs: anything else is "not found". A user has at most
-//! [`MAX_VOLUMES`] live volumes, each at most `MAX_TAGS` tags. A volume made with a
-//! shared credential is acted on only while that credential is still
-//! granted to its user (else 403, see [`crate::vault`]).
+//! Volumes of projects: created (in the project the actor acts in),
+//! attached to one of the project's VMs, detached, tagged and deleted
+//! through the cloud, and recorded so that listings answer from the
+//! broker's records. A listing asks the cloud only about the project's
+//! volumes that are in transition (`creating`, `attaching`, `detaching`,
+//! `deleting`), so settled volumes cost no cloud call. Every member of the
+//! project sees and acts on its volumes, whoever created them; a viewer
+//! sees them but cannot act (403); another project's volumes and VMs are
+//! "not found" (admins see every project's). A volume is only attached to a
+//! VM of its own project. A project has at most [`MAX_VOLUMES`] live
+//! volumes, each at most `MAX_TAGS` tags. A new volume is created with the
+//! credential a launch in the project would use; a volume made with a
+//! shared credential is acted on only while that credential may still be
+//! used there (else 403, see [`crate::vault`]).
 
 use super::Provisioning;
 use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
@@ -123,20 +127,29 @@ pub(super) fn check_device(device: &str) -> ServiceResult<()> {
 }
 
 impl Provisioning {
-    /// The actor's own live volume.
-    pub(super) async fn own_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
+    /// A live volume the actor sees (its project's; any for admins).
+    pub(super) async fn visible_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
         match self.store.volume(instance.as_str(), id.as_str()).await? {
-            Some(r) if r.user == actor.name.as_str() && r.ended_at.is_none() => Ok(r),
+            Some(r) if actor.sees(&r.project) && r.ended_at.is_none() => Ok(r),
             _ => Err(ServiceError::NotFound(Resource::Volume(id.clone()))),
         }
     }
 
-    /// Creates a volume on `instance` with the caller's credentials.
+    /// A live volume the actor sees and may act on (a viewer may not: 403).
+    pub(super) async fn actable_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<VolumeRow> {
+        let row = self.visible_volume(actor, instance, id).await?;
+        actor.require_act()?;
+        Ok(row)
+    }
+
+    /// Creates a volume on `instance` in the actor's project, with the
+    /// credentials a launch there would use.
     pub async fn create_volume(&self, actor: &Actor, instance: &InstanceName, spec: VolumeSpec) -> ServiceResult<Volume> {
+        actor.require_act()?;
         spec.check()?;
         let (connector, _, _) = self.connector(instance)?;
-        let (creds, cred_id) = self.vault.credentials_for(&actor.name, instance).await?;
-        crate::limits::check(&self.store, Owned::Volumes, actor.name.as_str(), MAX_VOLUMES).await?;
+        let (creds, cred_id) = self.vault.credentials_for_launch(actor, instance).await?;
+        crate::limits::check(&self.store, Owned::Volumes, actor.project.as_str(), MAX_VOLUMES).await?;
         let req = CreateVolumeRequest { size_gib: spec.size.gib(), zone: spec.zone.clone(), volume_type: spec.volume_type.clone() };
         let info = connector.create_volume(&creds, &req).await?;
         let id =
@@ -147,6 +160,7 @@ impl Provisioning {
                 MAX_VOLUMES,
                 instance.as_str(),
                 id.as_str(),
+                actor.project.as_str(),
                 actor.name.as_str(),
                 cred_id.as_str(),
                 i64::from(info.size_gib),
@@ -174,11 +188,11 @@ impl Provisioning {
             }
         }
         let event = AuditEvent::ok(AuditAction::VolumeCreate, target(instance, &id)).detail(format!("{} GiB", info.size_gib));
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(Volume::from_row(row, instance))
     }
 
-    /// Attaches one of the caller's volumes to one of their VMs as `device`.
+    /// Attaches a volume to a VM of its project as `device`.
     pub async fn attach_volume(
         &self,
         actor: &Actor,
@@ -188,8 +202,8 @@ impl Provisioning {
         device: &str,
     ) -> ServiceResult<Volume> {
         check_device(device)?;
-        let row = self.own_volume(actor, instance, id).await?;
-        let (_, cloud_vm) = self.own_vm_on(actor, instance, vm).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
+        let (_, cloud_vm) = self.project_vm_on(actor, instance, &row.project, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
@@ -205,27 +219,33 @@ impl Provisioning {
                 Some(&att.state),
             )
             .await?;
-        audit::record(
+        audit::record_by(
             &self.store,
-            actor.name.as_str(),
-            &AuditEvent::ok(AuditAction::VolumeAttach, target(instance, id)).detail(format!("{vm} {device}")),
+            actor,
+            &AuditEvent::ok(AuditAction::VolumeAttach, target(instance, id)).detail(format!("{vm} {device}")).in_project(&row.project),
         )
         .await?;
         self.volume(actor, instance, id).await
     }
 
-    /// The cloud instance a detach names: `vm`, when given, must be the
-    /// actor's own on `instance` (anyone else's is "not found").
-    pub(super) async fn detach_from(&self, actor: &Actor, instance: &InstanceName, vm: Option<&VmId>) -> ServiceResult<Option<String>> {
+    /// The cloud instance a detach names: `vm`, when given, must be a VM of
+    /// `project` on `instance` that the actor sees (any other is "not found").
+    pub(super) async fn detach_from(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        project: &str,
+        vm: Option<&VmId>,
+    ) -> ServiceResult<Option<String>> {
         let Some(vm) = vm else { return Ok(None) };
         let v = self.owned(actor, vm).await?;
-        if v.user != actor.name || &v.instance != instance {
+        if v.project.as_str() != project || &v.instance != instance {
             return Err(ServiceError::NotFound(Resource::Vm(vm.clone())));
         }
         Ok(v.cloud_id)
     }
 
-    /// Detaches one of the caller's volumes (from `vm` when given, which must be theirs).
+    /// Detaches a volume (from `vm` when given, which must be of its project).
     pub async fn detach_volume(
         &self,
         actor: &Actor,
@@ -234,8 +254,8 @@ impl Provisioning {
         vm: Option<&VmId>,
         force: bool,
     ) -> ServiceResult<Volume> {
-        let row = self.own_volume(actor, instance, id).await?;
-        let cloud_vm = self.detach_from(actor, instance, vm).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
+        let cloud_vm = self.detach_from(actor, instance, &row.project, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
@@ -251,25 +271,28 @@ impl Provisioning {
             )
         };
         self.store.set_volume_state(instance.as_str(), id.as_str(), state, vm_id, device, attach).await?;
-        let event = AuditEvent::ok(AuditAction::VolumeDetach, target(instance, id)).detail(row.vm_id.as_deref().unwrap_or(""));
-        audit::record(&self.store, actor.name.as_str(), &event).await?;
+        let event = AuditEvent::ok(AuditAction::VolumeDetach, target(instance, id))
+            .detail(row.vm_id.as_deref().unwrap_or(""))
+            .in_project(&row.project);
+        audit::record_by(&self.store, actor, &event).await?;
         self.volume(actor, instance, id).await
     }
 
-    /// Deletes one of the caller's volumes (the cloud refuses while attached).
+    /// Deletes a volume (the cloud refuses while attached).
     pub async fn delete_volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<()> {
-        let row = self.own_volume(actor, instance, id).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         connector.delete_volume(&creds, id.as_str()).await?;
         self.store.end_volume(instance.as_str(), id.as_str()).await?;
-        audit::record(&self.store, actor.name.as_str(), &AuditEvent::ok(AuditAction::VolumeDelete, target(instance, id))).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::VolumeDelete, target(instance, id)).in_project(&row.project))
+            .await?;
         Ok(())
     }
 
-    /// The actor's own volume `id` and its tags once `set` and `remove` are
-    /// applied, checked like a VM's (see `retagged`).
+    /// Volume `id`, which the actor may act on, and its tags once `set` and
+    /// `remove` are applied, checked like a VM's (see `retagged`).
     pub(super) async fn retagged_volume(
         &self,
         actor: &Actor,
@@ -278,7 +301,7 @@ impl Provisioning {
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> ServiceResult<(VolumeRow, BTreeMap<String, String>)> {
-        let row = self.own_volume(actor, instance, id).await?;
+        let row = self.actable_volume(actor, instance, id).await?;
         Tags::parse(set.clone())?;
         if remove.iter().any(|k| Tags::is_reserved(k)) {
             return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
@@ -294,7 +317,7 @@ impl Provisioning {
         Ok((row, merged))
     }
 
-    /// Sets and removes user tags of one of the caller's volumes; put on
+    /// Sets and removes user tags of a volume; put on
     /// the cloud's volume too where the cloud keeps tags.
     pub async fn tag_volume(
         &self,
@@ -327,20 +350,20 @@ impl Provisioning {
         self.volume(actor, instance, id).await
     }
 
-    /// One of the caller's volumes, from the records.
+    /// One volume the caller sees, from the records.
     pub async fn volume(&self, actor: &Actor, instance: &InstanceName, id: &VolumeId) -> ServiceResult<Volume> {
-        let row = self.own_volume(actor, instance, id).await?;
+        let row = self.visible_volume(actor, instance, id).await?;
         Ok(Volume::from_row(row, instance))
     }
 
-    /// The caller's volumes on `instance`, oldest first, from the records;
-    /// those in transition are refreshed from the cloud first.
+    /// The volumes of the caller's project on `instance`, oldest first, from
+    /// the records; those in transition are refreshed from the cloud first.
     pub async fn volumes(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Vec<Volume>> {
-        let mut rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?;
+        let mut rows = self.store.volumes(actor.project.as_str(), instance.as_str()).await?;
         if rows.iter().any(transitional) {
             // A cloud that cannot answer now leaves the records as they are.
             match self.refresh_volumes(instance, &rows).await {
-                Ok(()) => rows = self.store.volumes(actor.name.as_str(), instance.as_str()).await?,
+                Ok(()) => rows = self.store.volumes(actor.project.as_str(), instance.as_str()).await?,
                 Err(e) if !e.is_internal() => tracing::warn!(instance = %instance, error = %e, "volumes in transition not refreshed"),
                 Err(e) => return Err(e),
             }

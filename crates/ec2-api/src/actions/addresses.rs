@@ -1,8 +1,10 @@
 //! Elastic IPs: `AllocateAddress`, `AssociateAddress`, `DisassociateAddress`,
 //! `ReleaseAddress`, `DescribeAddresses`. Addresses are the cloud's, kept by
-//! the broker for the caller: Describe answers from the broker's records;
-//! another user's address does not exist (`InvalidAllocationID.NotFound`),
-//! nor does another user's instance (`InvalidInstanceID.NotFound`).
+//! the broker for the project the access key acts in: Describe answers from
+//! the broker's records, every member's addresses; another project's
+//! address does not exist (`InvalidAllocationID.NotFound`), nor does another
+//! project's instance (`InvalidInstanceID.NotFound`); a viewer's allocate,
+//! associate, disassociate or release is `UnauthorizedOperation`.
 
 use super::Ctx;
 use crate::error::Ec2Error;

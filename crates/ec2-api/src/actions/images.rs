@@ -3,11 +3,13 @@
 //! [`crate::ids`]), `RegisterImage` and `DeregisterImage`.
 //!
 //! Owners: the broker's own images are public and owned by [`BROKER_OWNER`];
-//! an image a user registers is owned by them (`imageOwnerId` is their user
-//! name), private to them, and `Owner.N=self` selects it. An admin's
-//! registration makes a public image. Another user's private image does not
-//! exist for the caller (`InvalidAMIID.NotFound`), admins included: the EC2
-//! front acts as the signing user.
+//! an image a user registers belongs to the project their access key acts
+//! in (`imageOwnerId` is the project's name: for a personal project, the
+//! user's name), private to its members, and `Owner.N=self` selects it. An
+//! admin's registration makes a public image. Another project's private
+//! image does not exist for the caller (`InvalidAMIID.NotFound`), admins
+//! included: the EC2 front acts in the access key's project. A viewer's
+//! `RegisterImage` or `DeregisterImage` is `UnauthorizedOperation`.
 
 use super::Ctx;
 use crate::error::Ec2Error;
@@ -25,25 +27,30 @@ fn not_found(id: &str) -> Ec2Error {
     Ec2Error::client("InvalidAMIID.NotFound", format!("The image id '[{}]' does not exist", shown(id)))
 }
 
-/// The image the caller sees under `ami`: public or their own.
+/// The image the caller sees under `ami`: public or its project's.
 async fn visible_image(ctx: &Ctx<'_>, ami: &str) -> Result<ImageView, Ec2Error> {
-    let me = &ctx.caller.actor.name;
+    let project = &ctx.caller.actor.project;
     ctx.broker
         .images
         .list()
         .await?
         .into_iter()
-        .find(|i| i.owned_by_or_public(me) && image_id(i.name.as_str()) == ami)
+        .find(|i| i.public_or_in(project) && image_id(i.name.as_str()) == ami)
         .ok_or_else(|| not_found(ami))
 }
 
+/// The `imageOwnerId` of an image: its project's name, or [`BROKER_OWNER`].
+fn owner_id(img: &ImageView) -> &str {
+    img.project.as_ref().map_or(BROKER_OWNER, |p| p.as_str())
+}
+
 fn owner_matches(owners: &[String], img: &ImageView, ctx: &Ctx<'_>) -> bool {
-    let owner = img.owner.as_ref().map_or(BROKER_OWNER, |o| o.as_str());
+    let owner = owner_id(img);
     owners.is_empty()
         || owners.iter().any(|o| match o.as_str() {
             "all" => true,
-            "self" => img.owner.as_ref() == Some(&ctx.caller.actor.name),
-            "amazon" | BROKER_OWNER => img.owner.is_none(),
+            "self" => img.project.as_ref() == Some(&ctx.caller.actor.project),
+            "amazon" | BROKER_OWNER => img.project.is_none(),
             other => other == owner,
         })
 }
@@ -128,8 +135,8 @@ pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: Descr
             name: img.name.to_string(),
             description: img.description.clone(),
             os: img.os.clone(),
-            owner: img.owner.as_ref().map_or(BROKER_OWNER.to_string(), |o| o.to_string()),
-            public: if img.owner.is_none() { "true" } else { "false" },
+            owner: owner_id(img).to_string(),
+            public: if img.project.is_none() { "true" } else { "false" },
             cloud_image_id: resolved.image_id.clone(),
         });
     }
@@ -196,8 +203,8 @@ pub async fn register_image(ctx: &Ctx<'_>, instance: InstanceName, input: Regist
     Ok(x.finish(&root))
 }
 
-/// `DeregisterImage`: by the image's owner, or an admin (the broker's public
-/// images by an admin only). Refused with `DependencyViolation` while other
+/// `DeregisterImage`: by a member of the image's project, or an admin (the
+/// broker's public images by an admin only). Refused with `DependencyViolation` while other
 /// images name it as their parent.
 pub async fn deregister_image(ctx: &Ctx<'_>, input: DeregisterImageInput) -> Result<String, Ec2Error> {
     let ami = input.ami.as_str();
@@ -212,6 +219,7 @@ pub async fn deregister_image(ctx: &Ctx<'_>, input: DeregisterImageInput) -> Res
         Ok(()) => {}
         Err(ServiceError::Conflict(m)) => return Err(Ec2Error::client("DependencyViolation", m)),
         Err(ServiceError::NotFound(_)) => return Err(not_found(ami)),
+        Err(ServiceError::Forbidden(m)) if img.project.is_some() => return Err(Ec2Error::new(403, "UnauthorizedOperation", m)),
         Err(ServiceError::Forbidden(_)) => {
             return Err(Ec2Error::new(
                 403,

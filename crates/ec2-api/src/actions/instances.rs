@@ -199,8 +199,9 @@ fn matches(vm: &Vm, filters: &[Filter]) -> bool {
     })
 }
 
-/// The caller's VMs named by `InstanceId.N` on this region; any unknown id
-/// fails the whole request, as in EC2.
+/// The VMs of the caller's project (its access key's) named by
+/// `InstanceId.N` on this region; any unknown id fails the whole request,
+/// as in EC2.
 async fn named(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Vm>, Ec2Error> {
     let instance = ctx.instance()?;
     let mut out = Vec::with_capacity(ids.len());
@@ -208,7 +209,7 @@ async fn named(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Vm>, Ec2Error> {
     for id in ids {
         let vm_id = vm_id(id)?;
         match ctx.broker.provisioning.get(&ctx.caller.actor, &vm_id).await {
-            Ok(vm) if vm.instance == instance && vm.user == ctx.caller.actor.name && visible(&vm) => out.push(vm),
+            Ok(vm) if vm.instance == instance && vm.project == ctx.caller.actor.project && visible(&vm) => out.push(vm),
             Ok(_) | Err(ServiceError::NotFound(_)) => missing.push(shown(id)),
             Err(e) => return Err(e.into()),
         }
@@ -220,7 +221,7 @@ async fn named(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Vm>, Ec2Error> {
 }
 
 fn own_query(ctx: &Ctx<'_>) -> Result<VmQuery, Ec2Error> {
-    Ok(VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() })
+    Ok(VmQuery { project: Some(ctx.caller.actor.project.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() })
 }
 
 /// `InstanceId.N` as sent: each is parsed (and looked up) only once the
@@ -447,7 +448,12 @@ pub async fn run_instances(ctx: &Ctx<'_>, instance: InstanceName, input: RunInst
         ctx.broker.provisioning.check_launch(&ctx.caller.actor, req).await?;
         return Err(Ec2Error::dry_run());
     }
-    let outcome = ctx.broker.provisioning.launch(&ctx.caller.actor, req).await?;
+    // A launch's only conflict: its ClientToken was first used for a launch
+    // in another project (of the same user), which EC2 calls a mismatch.
+    let outcome = ctx.broker.provisioning.launch(&ctx.caller.actor, req).await.map_err(|e| match e {
+        ServiceError::Conflict(m) => Ec2Error::client("IdempotentParameterMismatch", m),
+        e => e.into(),
+    })?;
     let (mut x, root) = ctx.doc("RunInstances");
     let launch = outcome.vms.first().map(|v| reservation_id(&v.launch_id)).unwrap_or_default();
     x.leaf("reservationId", &launch).leaf("ownerId", ctx.caller.actor.name.as_str()).open("groupSet").close("groupSet");

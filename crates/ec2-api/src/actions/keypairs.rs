@@ -1,6 +1,9 @@
 //! Key pairs: `CreateKeyPair` (Ed25519; the private key is in this answer
-//! only), `ImportKeyPair`, `DescribeKeyPairs`, `DeleteKeyPair`. A caller's
-//! pairs are theirs alone; RunInstances' `KeyName` names one of them.
+//! only), `ImportKeyPair`, `DescribeKeyPairs`, `DeleteKeyPair`. Pairs belong
+//! to the project the access key acts in: every member sees them and
+//! RunInstances' `KeyName` names one of them; a viewer's create, import or
+//! delete is `UnauthorizedOperation`; another project's pairs do not exist
+//! (`InvalidKeyPair.NotFound`).
 
 use super::Ctx;
 use crate::error::Ec2Error;
@@ -71,10 +74,10 @@ pub async fn create_key_pair(ctx: &Ctx<'_>, input: KeyNameInput) -> Result<Strin
     let name = input.name.as_str();
     let me = &ctx.caller.actor;
     if ctx.dry_run {
-        ctx.broker.key_pairs.check_new(me, &me.name, name, None).await.map_err(|e| duplicate(e, name))?;
+        ctx.broker.key_pairs.check_new(me, name, None).await.map_err(|e| duplicate(e, name))?;
         return Err(Ec2Error::dry_run());
     }
-    let (pair, private) = ctx.broker.key_pairs.create(me, &me.name, name).await.map_err(|e| duplicate(e, name))?;
+    let (pair, private) = ctx.broker.key_pairs.create(me, name).await.map_err(|e| duplicate(e, name))?;
     let (mut x, root) = ctx.doc("CreateKeyPair");
     x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint).leaf("keyMaterial", &private).leaf("keyType", "ed25519");
     Ok(x.finish(&root))
@@ -84,10 +87,10 @@ pub async fn import_key_pair(ctx: &Ctx<'_>, input: ImportKeyPairInput) -> Result
     let (name, text) = (input.name.as_str(), input.public_key);
     let me = &ctx.caller.actor;
     if ctx.dry_run {
-        ctx.broker.key_pairs.check_new(me, &me.name, name, Some(&text)).await.map_err(|e| duplicate(e, name))?;
+        ctx.broker.key_pairs.check_new(me, name, Some(&text)).await.map_err(|e| duplicate(e, name))?;
         return Err(Ec2Error::dry_run());
     }
-    let pair = ctx.broker.key_pairs.import(me, &me.name, name, &text).await.map_err(|e| duplicate(e, name))?;
+    let pair = ctx.broker.key_pairs.import(me, name, &text).await.map_err(|e| duplicate(e, name))?;
     let (mut x, root) = ctx.doc("ImportKeyPair");
     x.leaf("keyName", &pair.name).leaf("keyFingerprint", &pair.fingerprint);
     Ok(x.finish(&root))
@@ -96,7 +99,7 @@ pub async fn import_key_pair(ctx: &Ctx<'_>, input: ImportKeyPairInput) -> Result
 pub async fn describe_key_pairs(ctx: &Ctx<'_>, input: DescribeKeyPairsInput) -> Result<String, Ec2Error> {
     let DescribeKeyPairsInput { names, filters } = input;
     let me = &ctx.caller.actor;
-    let mut all = ctx.broker.key_pairs.list(me, &me.name).await?;
+    let mut all = ctx.broker.key_pairs.list(me).await?;
     if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
         return Err(not_found(missing));
     }
@@ -124,12 +127,13 @@ pub async fn delete_key_pair(ctx: &Ctx<'_>, input: KeyNameInput) -> Result<Strin
     let me = &ctx.caller.actor;
     // EC2 answers true whether or not the pair existed.
     if ctx.dry_run {
-        match ctx.broker.key_pairs.get(me, &me.name, name).await {
+        ctx.broker.key_pairs.check_delete(me)?;
+        match ctx.broker.key_pairs.get(me, name).await {
             Ok(_) | Err(ServiceError::NotFound(_)) => return Err(Ec2Error::dry_run()),
             Err(e) => return Err(e.into()),
         }
     }
-    match ctx.broker.key_pairs.delete(me, &me.name, name).await {
+    match ctx.broker.key_pairs.delete(me, name).await {
         Ok(()) | Err(ServiceError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }

@@ -1,6 +1,7 @@
 //! Regions are the broker's connector instances: `DescribeRegions`,
 //! `DescribeAvailabilityZones` (one zone per region), and
-//! `DescribeAccountAttributes` (`max-instances` is the caller's quota).
+//! `DescribeAccountAttributes` (`max-instances` is the caller's quota, or
+//! its project's when that is lower).
 
 use super::Ctx;
 use crate::error::Ec2Error;
@@ -68,6 +69,9 @@ pub fn describe_availability_zones(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
 pub async fn describe_account_attributes(ctx: &Ctx<'_>) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let (limit, _) = ctx.broker.provisioning.limit_for(&ctx.caller.actor.name, &instance).await?;
+    // The key's project may cap its members lower than the user's own quota.
+    let (project_limit, _) = ctx.broker.provisioning.project_limit_for(&ctx.caller.actor.project, &instance).await?;
+    let limit = project_limit.map_or(limit, |p| p.min(limit));
     let (mut x, root) = ctx.doc("DescribeAccountAttributes");
     x.open("accountAttributeSet");
     for (name, value) in [("max-instances", limit.to_string()), ("supported-platforms", "VPC".to_string())] {

@@ -93,7 +93,7 @@ async fn resources(ctx: &Ctx<'_>, ids: &[String]) -> Result<(Vec<VmId>, Vec<Volu
         }
         let vm = vm_id(id)?;
         match ctx.broker.provisioning.get(&ctx.caller.actor, &vm).await {
-            Ok(v) if v.user == ctx.caller.actor.name => vms.push(vm),
+            Ok(v) if v.project == ctx.caller.actor.project => vms.push(vm),
             Ok(_) | Err(ServiceError::NotFound(_)) => {
                 return Err(Ec2Error::client("InvalidInstanceID.NotFound", format!("The instance ID '{}' does not exist", shown(id))));
             }
@@ -183,7 +183,7 @@ type TagRow = (String, &'static str, String, String);
 
 pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<String, Ec2Error> {
     let filters = input.filters;
-    let query = VmQuery { user: Some(ctx.caller.actor.name.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() };
+    let query = VmQuery { project: Some(ctx.caller.actor.project.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() };
     let mut rows: Vec<TagRow> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -1,9 +1,11 @@
 //! Volumes: `CreateVolume`, `AttachVolume`, `DetachVolume`, `DeleteVolume`,
 //! `DescribeVolumes`. Volumes are the cloud's, kept by the broker for the
-//! caller: Describe answers from the broker's records (asking the cloud only
-//! about volumes in transition); another user's volume does not exist
-//! (`InvalidVolume.NotFound`), nor does another user's instance
-//! (`InvalidInstanceID.NotFound`).
+//! project the access key acts in: Describe answers from the broker's
+//! records (asking the cloud only about volumes in transition), every
+//! member's volumes; another project's volume does not exist
+//! (`InvalidVolume.NotFound`), nor does another project's instance
+//! (`InvalidInstanceID.NotFound`); a viewer's create, attach, detach or
+//! delete is `UnauthorizedOperation`.
 
 use super::Ctx;
 use crate::error::Ec2Error;

@@ -3,7 +3,10 @@
 //! only; listing shows id, state, creation, last use and expiry. Every
 //! operation is for the key's owner or an admin (another user's keys are
 //! "not found" to non-admins). A key may be given a lifetime; one created
-//! with an expiring bearer token expires with it.
+//! with an expiring bearer token expires with it. A key acts in one project
+//! (`project` at creation; the user's personal project by default), of
+//! which the user must be a member: EC2 requests signed with it act there,
+//! with the user's current role.
 
 use super::actor::ApiActor;
 use super::body::{object, opt_integer};
@@ -12,7 +15,8 @@ use super::users::user_in_path;
 use super::{no_content, ok};
 use actix_web::{web, HttpResponse};
 use cloudbroker_core::access_keys::AccessKey;
-use cloudbroker_core::Broker;
+use cloudbroker_core::domain::ProjectName;
+use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -25,6 +29,28 @@ pub(super) struct AccessKeyRequest {
     #[schema(minimum = 1, maximum = 316_224_000)]
     #[serde(default, deserialize_with = "opt_integer")]
     expires_in_secs: Option<u64>,
+    /// The project EC2 requests signed with the key act in (the user must be
+    /// a member; default: the one of `?project=`, else the user's personal
+    /// project).
+    #[schema(value_type = Option<super::doc::UserNameRef>)]
+    #[serde(default)]
+    project: Option<String>,
+}
+
+/// A project named in a body: a name breaking the rules is a 400 on
+/// `project`; a well-formed but reserved one (`system`) names no project (404).
+pub(super) fn project_in_body(raw: &str) -> Result<ProjectName, ApiError> {
+    ProjectName::parse(raw).map_err(|e| {
+        let b = raw.as_bytes();
+        let well_formed = (1..=64).contains(&b.len())
+            && b[0].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c));
+        if well_formed {
+            ApiError(ServiceError::NotFound(Resource::Record(format!("project '{raw}'"))))
+        } else {
+            ApiError::field("project", e.message)
+        }
+    })
 }
 
 /// A new access key, with its secret (shown this once).
@@ -33,6 +59,8 @@ pub(super) struct NewAccessKey {
     access_key_id: String,
     secret_access_key: String,
     user: String,
+    /// The project the key acts in.
+    project: String,
     /// `active`
     state: String,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -48,10 +76,12 @@ pub(super) struct AccessKeyList {
 
 /// Creates an EC2 API access key (self or admin); the secret is in this
 /// answer only. It expires after `expires_in_secs` if given, and never after
-/// the bearer token used here.
+/// the bearer token used here. It acts in `project` (the body's, else
+/// `?project=`, else the user's personal project), of which the user must
+/// be a member.
 #[utoipa::path(post, path = "/api/v1/users/{user}/access-keys", tag = "access-keys", params(("user" = String, Path, description = "user name")),
     request_body(content = Option<AccessKeyRequest>, description = "optional"),
-    responses((status = 201, body = NewAccessKey), (status = 409, description = "Too many active keys")))]
+    responses((status = 201, body = NewAccessKey), (status = 404, description = "`not_found`: no such user, or the project is not one of theirs", body = super::doc::ErrorBody), (status = 409, description = "Too many active keys")))]
 pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, user: web::Path<String>, body: web::Bytes) -> ApiResult {
     let user = user_in_path(&user)?;
     // No body, or `null`, takes the defaults.
@@ -61,11 +91,25 @@ pub(super) async fn create_access_key(a: ApiActor, broker: web::Data<Broker>, us
         Ok(v) => object(v)?,
         Err(e) => return Err(ApiError::invalid(format!("body: {e}"))),
     };
-    let (key, secret) = broker.access_keys.create_expiring(&a.0, &user, r.expires_in_secs.map(Duration::from_secs)).await?;
+    let in_body = match r.project.as_deref() {
+        None => None,
+        Some(p) => Some(project_in_body(p)?),
+    };
+    // `?project=` (entered by the extractor) names it too; both must agree.
+    let in_query = (!a.0.in_personal_project()).then(|| a.0.project.clone());
+    let project = match (in_body, in_query) {
+        (Some(b), Some(q)) if b != q => {
+            return Err(ApiError::field("project", format!("the body names project '{b}' but ?project= names '{q}'")));
+        }
+        (b, q) => b.or(q),
+    };
+    let expires_in = r.expires_in_secs.map(Duration::from_secs);
+    let (key, secret) = broker.access_keys.create_in(&a.0, &user, project.as_ref(), expires_in).await?;
     Ok(HttpResponse::Created().json(NewAccessKey {
         access_key_id: key.access_key_id,
         secret_access_key: secret.expose().to_string(),
         user: key.user.to_string(),
+        project: key.project.to_string(),
         state: key.state,
         created_at: key.created_at,
         expires_at: key.expires_at,

@@ -1,4 +1,6 @@
-//! `/audit` (admin): the audit log, newest first, paginated and filtered.
+//! `/audit`: the audit log, newest first, paginated and filtered: admins
+//! read every entry (or one project's, `?project=`); a team project's owners
+//! read that project's entries (`?project=` entered it: see `ApiActor`).
 
 use super::actor::ApiActor;
 use super::error::{ApiError, ApiResult};
@@ -29,6 +31,10 @@ pub(super) struct AuditParams {
     /// Only entries before this time.
     #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     until: Option<String>,
+    /// Only this project's entries: admins read any project's; an owner of
+    /// a team project reads that project's (and needs to name it).
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    project: Option<String>,
 }
 
 /// One page of the audit log, newest first.
@@ -50,8 +56,10 @@ fn time(field: &'static str, v: Option<&str>) -> Result<Option<chrono::DateTime<
     .transpose()
 }
 
-/// The audit log (admin), newest first, paginated.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "system", params(AuditParams), responses((status = 200, body = AuditPage)))]
+/// The audit log, newest first, paginated: admins read every entry (or one
+/// project's); owners of a team project read that project's (`?project=`).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "system", params(AuditParams), responses((status = 200, body = AuditPage),
+    (status = 404, description = "`not_found`: no project by that name, or one the caller is no member of", body = super::doc::ErrorBody)))]
 pub(super) async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<AuditParams>) -> ApiResult {
     let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = AuditQuery {
@@ -59,6 +67,8 @@ pub(super) async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<
         action: q.action.clone().filter(|s| !s.is_empty()),
         since: time("since", q.since.as_deref())?,
         until: time("until", q.until.as_deref())?,
+        // Already parsed and entered by the extractor (a member of it, or an admin).
+        project: q.project.as_ref().map(|_| a.0.project.clone()),
     };
     let p = broker.audit.list(&a.0, query, page).await?;
     ok(AuditPage { entries: p.items, next_cursor: p.next_cursor })

@@ -148,12 +148,77 @@ impl Modify for Finish {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        let schemas = serde_json::to_value(&components.schemas).unwrap_or_default();
         for item in doc.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let open = op.security.as_ref().is_some_and(|reqs| {
+                    reqs.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())))
+                });
+                if !open {
+                    add_project_param(op, &schemas);
+                }
                 add_errors(op);
             }
         }
     }
+}
+
+/// Operations that authenticate otherwise than through `ApiActor` (so do
+/// not read `?project=`).
+const NO_PROJECT_PARAM: &[&str] = &["create_token"];
+
+/// Whether an operation's body has a `project` field (looked up through
+/// the component schemas it refers to): its project is documented there
+/// (the query's is still read; when both are given they must agree).
+fn body_names_project(op: &Operation, schemas: &serde_json::Value) -> bool {
+    fn walk(v: &serde_json::Value, schemas: &serde_json::Value, depth: u8) -> bool {
+        if depth > 8 {
+            return false;
+        }
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("properties").and_then(|p| p.get("project")).is_some() {
+                    return true;
+                }
+                let referred = m
+                    .get("$ref")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    .and_then(|name| schemas.get(name));
+                referred.is_some_and(|s| walk(s, schemas, depth + 1)) || m.values().any(|x| walk(x, schemas, depth + 1))
+            }
+            serde_json::Value::Array(a) => a.iter().any(|x| walk(x, schemas, depth + 1)),
+            _ => false,
+        }
+    }
+    op.request_body.as_ref().and_then(|b| serde_json::to_value(b).ok()).is_some_and(|b| walk(&b, schemas, 0))
+}
+
+/// Documents the `project` query parameter every bearer-authenticated
+/// operation reads (`ApiActor` enters it), unless the operation declares a
+/// `project` of its own (a parameter, or a field of its body).
+fn add_project_param(op: &mut Operation, schemas: &serde_json::Value) {
+    use utoipa::openapi::path::ParameterBuilder;
+    use utoipa::openapi::Required;
+    if NO_PROJECT_PARAM.contains(&op.operation_id.as_deref().unwrap_or_default()) || body_names_project(op, schemas) {
+        return;
+    }
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    if params.iter().any(|p| matches!(p, RefOr::T(p) if p.name == "project")) {
+        return;
+    }
+    params.push(RefOr::T(
+        ParameterBuilder::new()
+            .name("project")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "Act in this project (you must be a member; admins enter any): its resources are listed and new ones created in it. \
+                 Absent: your personal project.",
+            ))
+            .schema(Some(string("^[a-z0-9][a-z0-9._-]{0,63}$")))
+            .build(),
+    ));
 }
 
 fn add_errors(op: &mut Operation) {
@@ -188,7 +253,10 @@ fn add_errors(op: &mut Operation) {
         .is_some_and(|reqs| reqs.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))));
     if !open {
         add("401", "`unauthenticated`: no credentials, or unknown, expired or revoked ones");
-        add("403", "`forbidden`: the action needs the admin role");
+        add("403", "`forbidden`: the action needs the admin role, or a role in the project (`project`) the caller lacks");
+        if op.parameters.as_ref().is_some_and(|ps| ps.iter().any(|p| matches!(p, RefOr::T(p) if p.name == "project"))) {
+            add("404", "`not_found`: nothing by that name, or no project by the name in `project` that the caller may enter");
+        }
     }
     if has_path || has_body {
         add("404", "`not_found`: nothing by that name (in the path, or named in the body), or nothing the caller may see");

@@ -117,7 +117,8 @@ fn image_in_path(s: &str) -> Result<ImageName, ApiError> {
 }
 
 /// Images (stored and from files), by name, paginated: the broker's public
-/// images and the caller's own registered ones (`owner`); admins see all.
+/// images and those registered in the caller's project (`project`; `owner`
+/// registered them); admins see all.
 #[utoipa::path(get, path = "/api/v1/images", tag = "images", params(PageParams), responses((status = 200, body = ImagePage)))]
 pub(super) async fn list_images(a: ApiActor, broker: web::Data<Broker>, q: web::Query<PageParams>) -> ApiResult {
     let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
@@ -125,7 +126,7 @@ pub(super) async fn list_images(a: ApiActor, broker: web::Data<Broker>, q: web::
     ok(ImagePage { images: p.items, next_cursor: p.next_cursor })
 }
 
-/// One image (another user's private image does not exist for the caller).
+/// One image (another project's private image does not exist for the caller).
 #[utoipa::path(get, path = "/api/v1/images/{name}", tag = "images", params(("name" = String, Path, description = "image name", pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")), responses((status = 200, body = ImageView)))]
 pub(super) async fn get_image(a: ApiActor, broker: web::Data<Broker>, name: web::Path<String>) -> ApiResult {
     ok(broker.images.get_for(&a.0, &image_in_path(&name)?).await?)

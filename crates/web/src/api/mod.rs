@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod doc;
 pub mod error;
 pub mod images;
+pub mod projects;
 pub mod quotas;
 pub mod reference;
 pub mod system;
@@ -92,9 +93,22 @@ operations![
     credentials::get_shared,
     credentials::delete_shared,
     credentials::grant_shared,
+    credentials::list_project_credentials,
+    credentials::put_project_credentials,
+    credentials::delete_project_credentials,
     credentials::rotate_keys,
+    projects::create_project,
+    projects::list_projects,
+    projects::get_project,
+    projects::update_project,
+    projects::delete_project,
+    projects::list_members,
+    projects::put_member,
+    projects::remove_member,
     quotas::get_quotas,
     quotas::put_quota,
+    quotas::get_project_quotas,
+    quotas::put_project_quota,
     system::get_config,
     system::put_config,
     system::list_connectors,

@@ -1,12 +1,15 @@
-//! `/vms`: launch, list (paginated, newest first), read, act, terminate.
+//! `/vms`: launch, list (paginated, newest first), read, act, terminate,
+//! in the project the caller acts in: the query's `project` (entered by
+//! [`ApiActor`]), or a launch body's `project` (entered here; both given
+//! and different: 400 on `project`), else the caller's personal project.
 
 use super::actor::ApiActor;
 use super::body::Body;
 use super::doc::ErrorBody;
 use super::error::{parse, ApiError, ApiResult};
 use super::ok;
-use actix_web::{web, HttpResponse};
-use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, Tags, UserName, VmAction, VmId, VmStatus};
+use actix_web::{web, HttpRequest, HttpResponse};
+use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, ProjectName, Tags, UserName, VmAction, VmId, VmStatus};
 use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -53,6 +56,23 @@ pub(super) struct LaunchBody {
     client_token: Option<String>,
     #[schema(value_type = Option<super::doc::TagMap>)]
     tags: Option<BTreeMap<String, String>>,
+    /// The project to launch in (you must be a member who may act in it), as
+    /// the query's `project` does; when both are given they must agree.
+    /// Absent: the query's, else your personal project.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    project: Option<String>,
+}
+
+/// The query's `project`, the only query parameter a launch reads.
+#[derive(Deserialize)]
+struct ProjectQuery {
+    project: Option<String>,
+}
+
+/// The project a request's query names (`?project=`), as sent (the
+/// [`ApiActor`] extractor has checked and entered it).
+fn query_project(req: &HttpRequest) -> Option<String> {
+    web::Query::<ProjectQuery>::from_query(req.query_string()).ok().and_then(|q| q.into_inner().project)
 }
 
 impl LaunchBody {
@@ -78,9 +98,30 @@ impl LaunchBody {
     responses((status = 201, description = "Launched", body = VmPage), (status = 200, description = "The VMs of an earlier launch with this client token", body = VmPage),
         (status = 409, description = "`quota_exceeded`", body = ErrorBody), (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody),
         (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
-pub(super) async fn launch(a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
-    let request = body.into_inner().into_request()?;
-    let out = broker.provisioning.launch(&a.0, request).await?;
+pub(super) async fn launch(req: HttpRequest, a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
+    let mut body = body.into_inner();
+    let actor = match body.project.take() {
+        Some(named) => {
+            let project = ProjectName::parse(&named).map_err(|e| ApiError::field("project", e.message))?;
+            match query_project(&req) {
+                Some(q) if q != project.as_str() => {
+                    return Err(ApiError::field(
+                        "project",
+                        format!(
+                            "the body's project '{project}' differs from the query's '{}': name one project",
+                            q.chars().take(64).collect::<String>()
+                        ),
+                    ));
+                }
+                // The extractor entered it already.
+                Some(_) => a.0,
+                None => broker.projects.enter(a.0, &project).await?,
+            }
+        }
+        None => a.0,
+    };
+    let request = body.into_request()?;
+    let out = broker.provisioning.launch(&actor, request).await?;
     let status = if out.created { actix_web::http::StatusCode::CREATED } else { actix_web::http::StatusCode::OK };
     Ok(HttpResponse::build(status).json(VmPage { vms: out.vms, next_cursor: None }))
 }
@@ -97,9 +138,14 @@ pub(super) struct ListParams {
     state: Option<String>,
     /// Only VMs with this name.
     name: Option<String>,
-    /// Admins: only this user's VMs.
+    /// Admins: only the VMs this user launched.
     #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     user: Option<String>,
+    /// The project to act in (you must be a member; admins enter any):
+    /// only its VMs are listed. Absent: your personal project's, or for
+    /// admins everyone's.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    project: Option<String>,
     /// Only the VMs of this launch (32 hex digits).
     #[param(pattern = "^[0-9a-f]{32}$")]
     launch: Option<String>,
@@ -114,13 +160,16 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
-/// VMs, newest first, paginated and filtered (admins see everyone's).
+/// VMs of the project the caller acts in, newest first, paginated and
+/// filtered (admins see everyone's, unless they name a project).
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListParams), responses((status = 200, body = VmPage)))]
 pub(super) async fn list_vms(a: ApiActor, broker: web::Data<Broker>, q: web::Query<ListParams>) -> ApiResult {
     let q = q.into_inner();
     let page = super::body::page(q.limit.as_deref(), q.cursor.as_deref())?;
     let query = VmQuery {
         user: q.user.as_deref().map(|u| UserName::parse(u).map_err(|e| ApiError::field("user", e.message))).transpose()?,
+        // Entered by the extractor (a non-admin sees only that project's VMs anyway).
+        project: q.project.is_some().then(|| a.0.project.clone()),
         instance: q
             .instance
             .as_deref()

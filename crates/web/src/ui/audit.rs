@@ -1,37 +1,60 @@
-//! The audit log (admin): newest first, keyset pages, filters by user,
-//! action and date (UTC days, inclusive).
+//! The audit log: the whole log for admins (`/admin/audit`, filters by
+//! user, project, action and date in UTC days, inclusive) and one project's
+//! log for its owners (`/projects/{name}/audit`, the same page with the
+//! project fixed); newest first, keyset pages.
 
 use super::context::Ctx;
-use super::errors::UiResult;
+use super::errors::{UiError, UiResult};
 use super::form::{when, FormErrors};
 use super::{html, urlencode, Chrome};
 use actix_web::web;
 use askama::Template;
 use chrono::{NaiveDate, TimeZone, Utc};
 use cloudbroker_core::audit::AuditQuery;
-use cloudbroker_core::domain::PageRequest;
-use cloudbroker_core::ServiceError;
+use cloudbroker_core::domain::{PageRequest, ProjectName};
+use cloudbroker_core::{Actor, ServiceError};
 use serde::Deserialize;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/audit", web::get().to(list));
 }
 
-struct Row {
-    at: String,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: String,
-    detail: String,
+/// One row of the page.
+pub(super) struct Row {
+    pub at: String,
+    pub actor: String,
+    pub project: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl From<cloudbroker_core::audit::AuditEntry> for Row {
+    fn from(e: cloudbroker_core::audit::AuditEntry) -> Self {
+        Row {
+            at: when(&e.at),
+            actor: e.actor,
+            project: e.project,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+        }
+    }
 }
 
 #[derive(Template)]
 #[template(path = "admin_audit.html")]
 struct AuditPage {
     c: Chrome,
+    /// Where the filter form and the pages go.
+    base: String,
+    /// The project of a project's log (no project filter then).
+    only_project: Option<String>,
     rows: Vec<Row>,
     user: String,
+    project: String,
     action: String,
     since: String,
     until: String,
@@ -43,6 +66,7 @@ struct AuditPage {
 #[derive(Deserialize)]
 pub(super) struct Filters {
     user: Option<String>,
+    project: Option<String>,
     action: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -59,16 +83,40 @@ fn day(field: &str, s: &str, end: bool) -> Result<Option<chrono::DateTime<Utc>>,
 }
 
 async fn list(ui: Ctx, f: web::Query<Filters>) -> UiResult {
-    let f = f.into_inner();
+    let actor = ui.actor().clone();
+    render(&ui, &actor, "/admin/audit".into(), None, f.into_inner()).await
+}
+
+/// The audit log of project `name` (its owners and admins).
+pub(super) async fn project_log(ui: Ctx, name: web::Path<String>, f: web::Query<Filters>) -> UiResult {
+    let project = ProjectName::parse(&name).map_err(|_| UiError::NotFound("No such project."))?;
+    let actor = ui.actor_in(&project).await?;
+    actor.require_manage()?;
+    let base = format!("/projects/{project}/audit");
+    let mut f = f.into_inner();
+    f.project = Some(project.to_string());
+    render(&ui, &actor, base, Some(project.to_string()), f).await
+}
+
+async fn render(ui: &Ctx, actor: &Actor, base: String, only_project: Option<String>, f: Filters) -> UiResult {
     let (user, action) = (f.user.unwrap_or_default(), f.action.unwrap_or_default());
+    let project = f.project.unwrap_or_default();
     let (since_s, until_s) = (f.since.unwrap_or_default(), f.until.unwrap_or_default());
+    let active = if only_project.is_some() { "projects" } else { "admin/audit" };
+    let title = match &only_project {
+        Some(p) => format!("Audit log of {p}"),
+        None => "Audit log".into(),
+    };
     let mut page = AuditPage {
-        c: ui.chrome("admin/audit", "Audit log"),
+        c: ui.chrome(active, title),
+        base,
+        only_project,
         rows: vec![],
         next: None,
         paged: f.cursor.as_deref().is_some_and(|c| !c.is_empty()),
         errors: FormErrors::none(),
         user: user.clone(),
+        project: project.clone(),
         action: action.clone(),
         since: since_s.clone(),
         until: until_s.clone(),
@@ -80,28 +128,37 @@ async fn list(ui: Ctx, f: web::Query<Filters>) -> UiResult {
             return Ok(html(page.errors.status(), &page));
         }
     };
+    let project_filter = match project.trim() {
+        "" => None,
+        p => match ProjectName::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                page.errors = FormErrors::field("project", e.message);
+                return Ok(html(page.errors.status(), &page));
+            }
+        },
+    };
     let q = AuditQuery {
         actor: (!user.trim().is_empty()).then(|| user.trim().to_string()),
         action: (!action.trim().is_empty()).then(|| action.trim().to_string()),
         since,
         until,
+        project: project_filter,
     };
     let pr = PageRequest::parse(Some("50"), f.cursor.as_deref()).map_err(ServiceError::from)?;
-    let p = ui.broker.audit.list(ui.actor(), q, pr).await?;
+    let p = ui.broker.audit.list(actor, q, pr).await?;
     page.next = p.next_cursor.map(|c| {
         format!(
-            "/admin/audit?user={}&action={}&since={}&until={}&cursor={}",
+            "{}?user={}&project={}&action={}&since={}&until={}&cursor={}",
+            page.base,
             urlencode(&user),
+            urlencode(&project),
             urlencode(&action),
             urlencode(&since_s),
             urlencode(&until_s),
             urlencode(&c)
         )
     });
-    page.rows = p
-        .items
-        .into_iter()
-        .map(|e| Row { at: when(&e.at), actor: e.actor, action: e.action, target: e.target, outcome: e.outcome, detail: e.detail })
-        .collect();
+    page.rows = p.items.into_iter().map(Row::from).collect();
     Ok(html(page.errors.status(), &page))
 }

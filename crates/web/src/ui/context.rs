@@ -1,6 +1,6 @@
 //! What a signed-in page handler takes from its request, extracted once:
-//! [`Ctx`] (the request, the signed-in user, the broker, and the layout
-//! data built from them) and [`CsrfForm`], a submitted form whose CSRF
+//! [`Ctx`] (the request, the signed-in user already entered in the
+//! request's project, the broker, and the layout data built from them) and [`CsrfForm`], a submitted form whose CSRF
 //! token has already been checked against the session's — a handler that
 //! takes one cannot forget the check, and no form struct carries the token.
 
@@ -9,6 +9,7 @@ use super::session::{csrf_ok, SignedIn};
 use super::{redirect_with, Chrome};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use cloudbroker_core::domain::ProjectName;
 use cloudbroker_core::{Actor, Broker, RequestId};
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
@@ -26,6 +27,17 @@ impl Ctx {
     /// The signed-in user.
     pub fn actor(&self) -> &Actor {
         &self.me.session.actor
+    }
+
+    /// The signed-in user entered in `project` (the current project's
+    /// actor as it is; another one's membership checked: NotFound for a
+    /// project the user is no member of, unless an admin).
+    pub async fn actor_in(&self, project: &ProjectName) -> Result<Actor, UiError> {
+        let actor = self.actor();
+        if &actor.project == project {
+            return Ok(actor.clone());
+        }
+        Ok(self.broker.projects.enter(actor.clone(), project).await?)
     }
 
     /// The layout of this user's page `active` (its navigation entry).

@@ -2,6 +2,9 @@
 //! with the connector when saved (the reason shown when that fails, "save
 //! anyway" storing them unverified), shown masked, deleted unless live VMs,
 //! Elastic IPs or volumes made with them remain. A secret is never rendered back, not even after a failed save.
+//! In a team project the page also shows the project's credentials
+//! (masked; its owners manage them on the project's page), which launches
+//! use when the user has none of their own for an instance.
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -26,6 +29,8 @@ struct CredRow {
     kind: String,
     ready: bool,
     stored: Option<MaskedCredential>,
+    /// The current team project's credential for the instance, masked.
+    project: Option<MaskedCredential>,
     /// The form's values and messages when this instance's submit failed.
     typed_key: String,
     errors: FormErrors,
@@ -42,6 +47,8 @@ struct CredentialsPage {
 async fn render(ui: &Ctx, failed: Option<(&str, String, FormErrors, bool)>) -> HttpResponse {
     let (actor, broker) = (ui.actor(), &ui.broker);
     let stored = broker.vault.list_user(actor, &actor.name).await.unwrap_or_default();
+    let of_project =
+        if actor.in_personal_project() { Vec::new() } else { broker.vault.list_project(actor, &actor.project).await.unwrap_or_default() };
     let mut status = StatusCode::OK;
     let rows = broker
         .system
@@ -50,7 +57,8 @@ async fn render(ui: &Ctx, failed: Option<(&str, String, FormErrors, bool)>) -> H
         .map(|i| {
             let name = i.name.to_string();
             let mut row = CredRow {
-                stored: stored.iter().find(|c| c.instance == name).cloned(),
+                stored: stored.iter().find(|c| c.instance == name).cloned().map(super::form::shown),
+                project: of_project.iter().find(|c| c.instance == name).cloned(),
                 kind: i.kind.to_string(),
                 ready: i.status == Status::Ready,
                 instance: name,

@@ -71,9 +71,13 @@ impl FormErrors {
 /// A service error in words a user understands, with what to do next.
 pub fn friendly(e: &ServiceError) -> String {
     match e {
-        ServiceError::QuotaExceeded { quota, current, requested } => format!(
+        ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::User, quota, current, requested } => format!(
             "Over quota: you may have {quota} VM(s) on this connector instance, you have {current} and asked for {requested} more. \
              Terminate VMs you no longer need, or ask an administrator for a higher quota."
+        ),
+        ServiceError::QuotaExceeded { scope: cloudbroker_core::QuotaScope::Project(p), quota, current, requested } => format!(
+            "Over the quota of project '{p}': its members may have {quota} VM(s) on this connector instance together, they have {current} \
+             and you asked for {requested} more. Terminate the project's VMs it no longer needs, or ask an administrator for a higher quota."
         ),
         ServiceError::Cloud(c) => format!("The cloud refused: {c}. Check your credentials and the values chosen, then try again."),
         ServiceError::Unavailable(m) => format!("{m}. An administrator needs to fix this connector instance's configuration."),
@@ -103,6 +107,18 @@ pub fn friendly(e: &ServiceError) -> String {
 /// The local time-free rendering of a timestamp (UTC, to the minute).
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// [`when`] of a timestamp the services give as RFC 3339 text (kept as
+/// given when it does not parse).
+pub fn when_text(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t).map(|t| when(&t.with_timezone(&chrono::Utc))).unwrap_or_else(|_| t.to_string())
+}
+
+/// A masked credential as pages show it (its time in [`when`]'s form).
+pub fn shown(mut c: cloudbroker_core::vault::MaskedCredential) -> cloudbroker_core::vault::MaskedCredential {
+    c.updated_at = when_text(&c.updated_at);
+    c
 }
 
 /// How long ago, roughly ("3 min", "2 h", "5 d").

@@ -1,9 +1,10 @@
 //! Signing in and out. The sign-in form uses a double-submit CSRF token from
 //! a pre-session cookie; a malformed user name gets the same answer as a
-//! wrong password.
+//! wrong password. Both forget the project chosen in the browser: a session
+//! starts in the user's personal project.
 
 use super::context::{CsrfForm, Ctx};
-use super::session::{cookie, removal, session, tokens_equal, SESSION_COOKIE};
+use super::session::{cookie, removal, session, tokens_equal, PROJECT_COOKIE, SESSION_COOKIE};
 use super::{errors, html, read_flash, redirect, Chrome, FLASH_COOKIE};
 use crate::common::auth::client_ip;
 use actix_web::http::StatusCode;
@@ -67,6 +68,9 @@ pub(super) async fn login(req: HttpRequest, broker: web::Data<Broker>, form: web
                 let mut r = redirect("/");
                 let _ = r.add_cookie(&cookie(&req, &broker, SESSION_COOKIE, raw));
                 let _ = r.add_cookie(&removal(&req, &broker, LOGIN_CSRF_COOKIE));
+                // A new session starts in the personal project (not the one
+                // someone else chose in this browser).
+                let _ = r.add_cookie(&removal(&req, &broker, PROJECT_COOKIE));
                 r
             }
             Err(e) => {
@@ -95,5 +99,6 @@ pub(super) async fn logout(ui: Ctx, _: CsrfForm) -> HttpResponse {
     let _ = ui.broker.identity.logout(&ui.me.raw).await;
     let mut r = redirect("/login");
     let _ = r.add_cookie(&removal(&ui.req, &ui.broker, SESSION_COOKIE));
+    let _ = r.add_cookie(&removal(&ui.req, &ui.broker, PROJECT_COOKIE));
     r
 }

@@ -1,5 +1,6 @@
 //! The server-rendered UI (askama): sign-in, sessions and CSRF, the profile,
-//! credentials and VMs for every user, and the admin pages (system
+//! credentials and VMs for every user, projects (the header's switcher
+//! picks the project every page acts in), and the admin pages (system
 //! configuration, connectors, native images, users). Pages behind sign-in
 //! live in one scope guarded by [`session::require_session`] (handlers
 //! take the request context [`context::Ctx`]: the signed-in user, the
@@ -18,6 +19,7 @@ pub mod form;
 pub mod images;
 pub mod login;
 pub mod profile;
+pub mod projects;
 pub mod session;
 pub mod shared;
 pub mod system;
@@ -68,6 +70,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .configure(profile::routes)
             .configure(credentials::routes)
             .configure(vms::routes)
+            .configure(projects::routes)
             .default_service(web::to(errors::not_found)),
     );
 }
@@ -84,25 +87,61 @@ pub struct Chrome {
     pub flash: Option<String>,
     /// Reload the page every few seconds (something is pending).
     pub refresh: bool,
+    /// The project this page acts in, the user's role there, and whether
+    /// it is the user's personal project.
+    pub project: String,
+    pub role: String,
+    pub personal: bool,
+    /// The projects the header's switcher offers.
+    pub projects: Vec<session::ProjectChoice>,
 }
 
 impl Chrome {
     /// The layout for a signed-in user.
     pub fn new(me: &session::SignedIn, active: &'static str, title: impl Into<String>) -> Self {
+        let actor = &me.session.actor;
         Self {
-            user: me.session.actor.name.to_string(),
-            is_admin: me.session.actor.is_admin,
+            user: actor.name.to_string(),
+            is_admin: actor.is_admin,
             csrf: me.session.csrf_token.clone(),
             active,
             title: title.into(),
             flash: me.flash.clone(),
             refresh: false,
+            project: actor.project.to_string(),
+            role: actor.role.to_string(),
+            personal: actor.in_personal_project(),
+            projects: me.projects.clone(),
         }
     }
 
     /// The layout of a page shown to nobody in particular (sign-in, errors).
     pub fn anonymous(title: impl Into<String>) -> Self {
-        Self { user: String::new(), is_admin: false, csrf: String::new(), active: "", title: title.into(), flash: None, refresh: false }
+        Self {
+            user: String::new(),
+            is_admin: false,
+            csrf: String::new(),
+            active: "",
+            title: title.into(),
+            flash: None,
+            refresh: false,
+            project: String::new(),
+            role: String::new(),
+            personal: true,
+            projects: Vec::new(),
+        }
+    }
+
+    /// Whether the flash message says something was refused (shown as an error).
+    pub fn flash_is_refusal(&self) -> bool {
+        self.flash.as_deref().is_some_and(|m| {
+            m.starts_with("Not allowed") || m.starts_with("You are not a member") || m.contains("could not be opened just now")
+        })
+    }
+
+    /// Whether the user may launch and act here (member, owner, or admin).
+    pub fn can_act(&self) -> bool {
+        self.is_admin || self.role != "viewer"
     }
 
     /// Whether `entry` is the current navigation entry (for `aria-current`).
@@ -137,9 +176,14 @@ pub(crate) fn redirect(to: &str) -> HttpResponse {
 /// A 303 to another page that shows `message` once there.
 pub(crate) fn redirect_with(req: &HttpRequest, broker: &Broker, to: &str, message: &str) -> HttpResponse {
     let mut r = redirect(to);
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.chars().take(500).collect::<String>());
-    let _ = r.add_cookie(&session::cookie(req, broker, FLASH_COOKIE, value));
+    let _ = r.add_cookie(&flash_cookie(req, broker, message));
     r
+}
+
+/// The cookie that shows `message` once on the next page.
+pub(crate) fn flash_cookie<'a>(req: &HttpRequest, broker: &Broker, message: &str) -> Cookie<'a> {
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.chars().take(500).collect::<String>());
+    session::cookie(req, broker, FLASH_COOKIE, value)
 }
 
 /// The flash message a request carries, if any.

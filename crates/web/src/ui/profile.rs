@@ -13,9 +13,9 @@ use crate::common::auth::client_ip;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use cloudbroker_connector_api::SecretString;
-use cloudbroker_core::domain::TokenId;
+use cloudbroker_core::domain::{ProjectName, TokenId};
 use cloudbroker_core::registry::Status;
-use cloudbroker_core::Broker;
+use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -40,11 +40,13 @@ struct InstanceRow {
     live: i64,
     quota: String,
     credential: String,
+    /// The CSS class of `credential` (`cred-<class>`).
+    class: String,
 }
 
 impl InstanceRow {
     fn credential_class(&self) -> String {
-        self.credential.replace(' ', "-")
+        self.class.replace(' ', "-")
     }
 }
 
@@ -59,9 +61,14 @@ struct HomePage {
 
 pub(super) async fn home(ui: Ctx) -> UiResult {
     let (actor, broker) = (ui.actor(), &ui.broker);
-    let counts = broker.provisioning.vm_counts(actor, Some(&actor.name)).await?;
+    // The current project's VMs (in the personal one: the user's own there).
+    let counts = broker.provisioning.project_vm_counts(actor, &actor.project).await?;
     let quotas = broker.provisioning.quotas(actor, &actor.name).await.unwrap_or_default();
+    let team = !actor.in_personal_project();
+    let project_quotas =
+        if team { broker.provisioning.project_quotas(actor, &actor.project).await.unwrap_or_default() } else { Vec::new() };
     let creds = broker.vault.list_user(actor, &actor.name).await.unwrap_or_default();
+    let project_creds = if team { broker.vault.list_project(actor, &actor.project).await.unwrap_or_default() } else { Vec::new() };
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for i in broker.system.connectors(actor) {
@@ -76,17 +83,24 @@ pub(super) async fn home(ui: Ctx) -> UiResult {
         let mine = counts.iter().filter(|c| c.instance == name);
         let running = mine.clone().filter(|c| c.state == "running").map(|c| c.count).sum();
         let live = mine.map(|c| c.count).sum();
-        let quota = quotas
+        let mut quota = quotas
             .iter()
             .find(|q| q.instance == i.name)
             .map(|q| if q.enforced { format!("{} of {}", q.usage, q.limit) } else { format!("{} (quotas off)", q.usage) })
             .unwrap_or_default();
-        let credential = match creds.iter().find(|c| c.instance == name) {
-            Some(c) => c.status.clone(),
-            None if !i.kind.needs_credentials() => "not needed".into(),
-            None => "missing".into(),
+        if let Some(pq) = project_quotas.iter().find(|q| q.instance == i.name) {
+            quota = match pq.limit {
+                Some(l) if pq.enforced => format!("you: {quota}; project: {} of {l}", pq.usage),
+                _ => format!("you: {quota}; project: {} (no limit)", pq.usage),
+            };
+        }
+        let (credential, class) = match (creds.iter().find(|c| c.instance == name), project_creds.iter().find(|c| c.instance == name)) {
+            (Some(c), _) => (c.status.clone(), c.status.clone()),
+            (None, Some(p)) => (format!("project's, {}", p.status), p.status.clone()),
+            (None, None) if !i.kind.needs_credentials() => ("not needed".into(), "not needed".into()),
+            (None, None) => ("missing".into(), "missing".into()),
         };
-        rows.push(InstanceRow { name, kind: i.kind.to_string(), ready, problem, running, live, quota, credential });
+        rows.push(InstanceRow { name, kind: i.kind.to_string(), ready, problem, running, live, quota, credential, class });
     }
     if actor.is_admin {
         if let Ok(cfg) = broker.system.config(actor) {
@@ -107,6 +121,8 @@ struct TokenRow {
 
 struct KeyRow {
     id: String,
+    /// The project the key acts in.
+    project: String,
     created: String,
     last_used: String,
     expires: String,
@@ -135,6 +151,8 @@ struct ProfilePage {
     regions: Vec<String>,
     /// The default EC2 region chosen (or being submitted).
     default_region: String,
+    /// The project a new access key is for (the current one by default).
+    key_project: String,
     token_name: String,
     token_days: String,
     errors: FormErrors,
@@ -180,6 +198,7 @@ async fn render(ui: &Ctx, mut p: ProfilePage) -> HttpResponse {
         .into_iter()
         .map(|k| KeyRow {
             id: k.access_key_id,
+            project: k.project.to_string(),
             created: when(&k.created_at),
             last_used: k.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
             expires: k.expires_at.as_ref().map(when).unwrap_or_else(|| "no expiry".into()),
@@ -203,6 +222,7 @@ fn blank(ui: &Ctx) -> ProfilePage {
         new_key: None,
         regions: vec![],
         default_region: String::new(),
+        key_project: ui.actor().project.to_string(),
         token_name: String::new(),
         token_days: "30".into(),
         errors: FormErrors::none(),
@@ -353,11 +373,30 @@ fn base_url(req: &HttpRequest, broker: &Broker) -> String {
     }
 }
 
-async fn create_access_key(ui: Ctx, _: CsrfForm) -> HttpResponse {
+#[derive(Deserialize, Default)]
+pub(super) struct AccessKeyForm {
+    /// The project the key acts in (empty: the personal project).
+    #[serde(default)]
+    project: String,
+}
+
+async fn create_access_key(ui: Ctx, form: CsrfForm<AccessKeyForm>) -> HttpResponse {
     let (actor, broker) = (ui.actor(), &ui.broker);
     let mut p = blank(&ui);
     p.form = "keys";
-    match broker.access_keys.create(actor, &actor.name).await {
+    let project = match form.project.trim() {
+        "" => None,
+        name => match ProjectName::parse(name) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.key_project = form.project.clone();
+                p.errors = FormErrors::field("project", e.message);
+                return render(&ui, p).await;
+            }
+        },
+    };
+    p.key_project = project.as_ref().map(ToString::to_string).unwrap_or_else(|| actor.name.to_string());
+    match broker.access_keys.create_in(actor, &actor.name, project.as_ref(), None).await {
         Ok((key, secret)) => {
             let default = broker.identity.get_user(actor, &actor.name).await.ok().and_then(|u| u.default_ec2_region);
             let region = default
@@ -376,7 +415,10 @@ async fn create_access_key(ui: Ctx, _: CsrfForm) -> HttpResponse {
             render(&ui, p).await
         }
         Err(e) => {
-            p.errors = FormErrors::from_service(&e, &[]);
+            p.errors = FormErrors::from_service(&e, &["project"]);
+            if let ServiceError::NotFound(_) = e {
+                p.errors = FormErrors::field("project", format!("You are not a member of a project named {}.", p.key_project));
+            }
             render(&ui, p).await
         }
     }

@@ -1,7 +1,8 @@
 //! Shared credentials (admin): system-scope keys per connector instance,
 //! stored like a user's (checked on save, "save anyway" unverified, sealed),
-//! never shown back in clear, granted to users who can launch with them
-//! but never read them.
+//! never shown back in clear, granted to projects (a user's name is their
+//! personal project: the names share one namespace) whose members launch
+//! with them but never read them.
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -9,7 +10,7 @@ use super::form::{friendly, FormErrors};
 use super::{html, Chrome};
 use actix_web::web;
 use askama::Template;
-use cloudbroker_core::domain::{CredentialName, InstanceName, UserName};
+use cloudbroker_core::domain::{CredentialName, InstanceName, ProjectName};
 use cloudbroker_core::vault::{MaskedCredential, Scope};
 use serde::Deserialize;
 
@@ -103,18 +104,22 @@ pub(super) struct GrantForm {
 
 async fn grant(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<GrantForm>) -> UiResult {
     let (instance, name) = parse_path(&path)?;
-    let mut users = Vec::new();
+    // Project names; a user's name is their personal project.
+    let mut projects = Vec::new();
     for u in form.users.split([',', ' ', '\n']).map(str::trim).filter(|u| !u.is_empty()) {
-        match UserName::parse(u) {
-            Ok(n) => users.push(n),
+        match ProjectName::parse(u) {
+            Ok(n) => projects.push(n),
             Err(_) => {
-                let errs = FormErrors::general(format!("Grants of {name} not changed: '{u}' is not a valid user name"));
+                let errs = FormErrors::general(format!("Grants of {name} not changed: '{u}' is not a valid project or user name"));
                 return render(&ui, SaveForm::default(), errs, false).await;
             }
         }
     }
-    match ui.broker.vault.grant(ui.actor(), &name, &instance, &users).await {
-        Ok(_) => Ok(ui.redirect_with("/admin/credentials", &format!("{name} for {instance} granted to {} user(s)", users.len()))),
+    match ui.broker.vault.grant(ui.actor(), &name, &instance, &projects).await {
+        Ok(_) => Ok(ui.redirect_with(
+            "/admin/credentials",
+            &format!("{name} for {instance} granted to {} user(s)/project(s): {}", projects.len(), join(&projects)),
+        )),
         Err(e) => {
             let errs = FormErrors::general(format!("Grants of {name} not changed: {}", friendly(&e)));
             render(&ui, SaveForm::default(), errs, false).await
@@ -131,4 +136,8 @@ async fn delete(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiRe
             render(&ui, SaveForm::default(), errs, false).await
         }
     }
+}
+
+fn join(projects: &[ProjectName]) -> String {
+    projects.iter().map(ProjectName::as_str).collect::<Vec<_>>().join(", ")
 }

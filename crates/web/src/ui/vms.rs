@@ -1,8 +1,11 @@
-//! The user's VMs: the list (filters by instance and state, keyset pages
-//! that stay fast however many VMs there are, auto-refresh while something
-//! is pending), the launch form (with the user's quota usage per instance)
-//! and start / stop / reboot / terminate (terminate asks for confirmation
-//! on its own page, so it works without JavaScript).
+//! The VMs of the current project: the list (filters by instance and
+//! state, keyset pages that stay fast however many VMs there are,
+//! auto-refresh while something is pending), the launch form (launching in
+//! the project, with the user's and the project's quota usage per
+//! instance) and start / stop / reboot / terminate (terminate asks for
+//! confirmation on its own page, so it works without JavaScript). A viewer
+//! of the project gets neither form nor buttons, and a forged one is
+//! refused (403, the page saying why).
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -29,6 +32,9 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 /// VMs per page of the list.
 const PAGE: u32 = 25;
 
+/// How a refused change (a viewer's) starts its message.
+const REFUSED: &str = "Not allowed:";
+
 struct VmRow {
     id: String,
     name: String,
@@ -39,6 +45,8 @@ struct VmRow {
     instance_type: String,
     age: String,
     error: String,
+    /// Who launched it.
+    user: String,
     can_start: bool,
     can_stop: bool,
     can_terminate: bool,
@@ -57,6 +65,7 @@ impl From<Vm> for VmRow {
             instance_type: v.instance_type,
             age: age(&v.created_at),
             error: v.error.unwrap_or_default(),
+            user: v.user.to_string(),
             can_start: s == VmStatus::Stopped,
             can_stop: s == VmStatus::Running,
             can_terminate: s.is_live(),
@@ -115,7 +124,8 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let actor = &me.session.actor;
     let filter_instance = q.instance.unwrap_or_default();
     let filter_state = q.state.unwrap_or_default();
-    let mut query = VmQuery { user: Some(actor.name.clone()), ..VmQuery::default() };
+    // The current project's VMs, whoever launched them (admins too: theirs is the project they work in).
+    let mut query = VmQuery { project: Some(actor.project.clone()), ..VmQuery::default() };
     if !filter_instance.is_empty() {
         match InstanceName::parse(&filter_instance) {
             Ok(i) => query.instance = Some(i),
@@ -154,28 +164,47 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             (i.name.to_string(), label, default_types(&l, &instances))
         })
         .collect();
+    let project_quotas = if actor.in_personal_project() {
+        Vec::new()
+    } else {
+        broker.provisioning.project_quotas(actor, &actor.project).await.unwrap_or_default()
+    };
     let quotas = broker
         .provisioning
         .quotas(actor, &actor.name)
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|q| QuotaRow {
-            instance: q.instance.to_string(),
-            text: if q.enforced {
+        .map(|q| {
+            let mut text = if q.enforced {
                 format!("{} of {} VMs used ({} left)", q.usage, q.limit, (q.limit - q.usage).max(0))
             } else {
                 format!("{} VMs (quotas are off)", q.usage)
-            },
+            };
+            if let Some(pq) = project_quotas.iter().find(|p| p.instance == q.instance) {
+                text.insert_str(0, "you: ");
+                text.push_str(&match pq.limit {
+                    Some(l) if pq.enforced => {
+                        format!("; project {}: {} of {l} used ({} left)", actor.project, pq.usage, (l - pq.usage).max(0))
+                    }
+                    _ => format!("; project {}: {} VMs, no project limit", actor.project, pq.usage),
+                });
+            }
+            QuotaRow { instance: q.instance.to_string(), text }
         })
         .collect();
     let mut c = Chrome::new(me, "vms", "VMs");
     c.refresh = pending && !errs.any();
     let status = errs.status();
     let status = match errs.general.as_deref() {
-        Some(m) if m.starts_with("Over quota") => StatusCode::CONFLICT,
+        Some(m) if m.starts_with("Over quota") || m.starts_with("Over the quota") => StatusCode::CONFLICT,
+        Some(m) if m.starts_with(REFUSED) => StatusCode::FORBIDDEN,
         _ => status,
     };
+    if let Some(m) = errs.general.as_deref().filter(|m| m.starts_with(REFUSED)) {
+        // A viewer's forged form: said where the page says what happened.
+        c.flash = Some(m.to_string());
+    }
     html(
         status,
         &VmsPage {
@@ -255,6 +284,10 @@ async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
             let ids: Vec<String> = out.vms.iter().map(|v| v.id.to_string()).collect();
             redirect_with(&req, &broker, "/vms", &format!("Launched {n} VM(s): {}", ids.join(", ")))
         }
+        Err(e @ ServiceError::Forbidden(_)) => {
+            let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
+            render(&req, &me, &broker, empty_query(), LaunchForm::default(), errs).await
+        }
         Err(e) => {
             let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags"]);
             match &e {
@@ -290,6 +323,7 @@ struct ConfirmPage {
 
 async fn confirm_terminate(ui: Ctx, id: web::Path<String>) -> UiResult {
     let vm = ui.broker.provisioning.get(ui.actor(), &vm_in_path(&id)?).await?;
+    ui.actor().require_act()?;
     Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm: vm.into() }))
 }
 
@@ -299,6 +333,13 @@ async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResul
     let Ok(action) = VmAction::parse(&action) else {
         return Ok(errors::not_found(ui.req).await);
     };
-    let vm = ui.broker.provisioning.action(ui.actor(), &id, action).await?;
+    let vm = match ui.broker.provisioning.action(ui.actor(), &id, action).await {
+        Ok(vm) => vm,
+        Err(e @ ServiceError::Forbidden(_)) => {
+            let errs = FormErrors::general(format!("{REFUSED} {}. {id} was not changed.", friendly(&e)));
+            return Ok(render(&ui.req, &ui.me, &ui.broker, empty_query(), LaunchForm::default(), errs).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(ui.redirect_with("/vms", &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())))
 }
