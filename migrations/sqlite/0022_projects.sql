@@ -97,5 +97,8 @@ CREATE TABLE project_quota_locks (
 );
 
 -- Audit records name their project ('' for the broker's own, e.g. settings).
+-- Before projects, everything a user did was in what is now their personal
+-- project: their records go there.
 ALTER TABLE audit_log ADD COLUMN project TEXT NOT NULL DEFAULT '';
+UPDATE audit_log SET project = actor WHERE actor IN (SELECT name FROM users);
 CREATE INDEX audit_log_project ON audit_log (project, id);

@@ -166,6 +166,18 @@ async fn check(url: &str) {
     assert_eq!(store.quota_override(&user("bob"), &inst("sb2")).await.unwrap(), Some(3));
     assert_eq!(legacy::count(url, "project_quota_overrides").await, 0);
 
+    // Every user's old audit record is in their personal project, each exactly once.
+    let all = store.audit_log(1000).await.unwrap();
+    assert_eq!(all.len() as i64, legacy::AUDIT_ROWS);
+    for r in &all {
+        assert_eq!(r.project, r.actor, "{r:?}");
+    }
+    for name in ["alice", "bob"] {
+        let f = cloudbroker_store::audit::AuditFilter { project: Some(name.into()), ..Default::default() };
+        let mine = store.audit_page(&f, 1000).await.unwrap();
+        assert!(!mine.is_empty() && mine.iter().all(|r| r.actor == name), "{name}: {mine:?}");
+    }
+
     // Opening again changes nothing (the migration ran once).
     store.close().await;
     let again = Store::open(url).await.unwrap();
