@@ -25,6 +25,9 @@ pub enum ParamType {
     Enum { values: &'static [&'static str] },
     /// A comma-separated list of non-empty words.
     List,
+    /// A comma-separated list of tag keys, each optionally with its allowed
+    /// values: `cost-center=(rd|ops|sales), owner` ([`parse_tag_rules`]).
+    TagRules,
 }
 
 /// One declared parameter.
@@ -86,9 +89,106 @@ pub const CONNECTION_POLICY: ParamSpec = ParamSpec::optional(
     "Address reported for VMs: public, local (private), or auto (public if the VM has one, else private).",
 );
 
+/// `policy.instance.types`: declared by every kind (the broker's launch admission enforces it).
+pub const POLICY_INSTANCE_TYPES: ParamSpec = ParamSpec::optional(
+    "policy.instance.types",
+    ParamType::List,
+    None,
+    "Instance types a launch may use on this instance, comma-separated, each a type or a pattern with * (e.g. t3.*, m5.large); empty: any.",
+);
+
+/// `policy.images`: declared by every kind (the broker's launch admission enforces it).
+pub const POLICY_IMAGES: ParamSpec = ParamSpec::optional(
+    "policy.images",
+    ParamType::List,
+    None,
+    "Native image names a launch may use on this instance, comma-separated (raw cloud image ids are then refused); empty: any.",
+);
+
+/// `policy.tags.required`: declared by every kind (the broker's launch admission enforces it).
+pub const POLICY_TAGS_REQUIRED: ParamSpec = ParamSpec::optional(
+    "policy.tags.required",
+    ParamType::TagRules,
+    None,
+    "Tag keys every launch on this instance must carry, comma-separated, each with its allowed values where given (e.g. cost-center=(rd|ops|sales), owner); empty: none.",
+);
+
+/// `policy.count.max`: declared by every kind (the broker's launch admission enforces it).
+pub const POLICY_COUNT_MAX: ParamSpec = ParamSpec::optional(
+    "policy.count.max",
+    ParamType::Int { min: 1, max: 1000 },
+    None,
+    "Most VMs one launch may ask for on this instance (a launch whose count range goes higher is refused, as EC2 refuses a MaxCount over a limit); empty: no policy.",
+);
+
+/// `policy.exempt.admins`: declared by every kind (the broker's launch admission reads it).
+pub const POLICY_EXEMPT_ADMINS: ParamSpec = ParamSpec::optional(
+    "policy.exempt.admins",
+    ParamType::Bool,
+    Some("false"),
+    "Whether admins' launches skip this instance's policy.* checks.",
+);
+
+/// The launch policies every kind declares (after [`COMMON`]'s quotas);
+/// the broker, not the connector, enforces them.
+pub const POLICIES: [ParamSpec; 5] = [POLICY_INSTANCE_TYPES, POLICY_IMAGES, POLICY_TAGS_REQUIRED, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS];
+
 /// The parameters every kind declares (the broker, not the connector, reads
 /// most of them); a kind lists them after its own.
-pub const COMMON: [ParamSpec; 4] = [QUOTA_VM, QUOTA_PROJECT_VM, MAX_WORKERS, CONNECTION_POLICY];
+pub const COMMON: [ParamSpec; 9] = [
+    QUOTA_VM,
+    QUOTA_PROJECT_VM,
+    MAX_WORKERS,
+    CONNECTION_POLICY,
+    POLICY_INSTANCE_TYPES,
+    POLICY_IMAGES,
+    POLICY_TAGS_REQUIRED,
+    POLICY_COUNT_MAX,
+    POLICY_EXEMPT_ADMINS,
+];
+
+/// One tag rule of a [`ParamType::TagRules`] value: a key, with its allowed
+/// values (`None`: any value).
+pub type TagRule = (String, Option<Vec<String>>);
+
+/// Parses a [`ParamType::TagRules`] value: comma-separated items, each a tag
+/// key, or `key=(a|b|c)` (the key with its allowed values; `key=a` allows
+/// one). Keys and values are trimmed, non-empty and free of `=`, `(`, `)`,
+/// `|` and `,`; a key is given once.
+pub fn parse_tag_rules(v: &str) -> Result<Vec<TagRule>, String> {
+    let mut rules: Vec<TagRule> = Vec::new();
+    let bad = |c: char| matches!(c, '=' | '(' | ')' | '|' | ',') || c.is_control();
+    for item in v.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!("'{v}' has an empty item"));
+        }
+        let (key, allowed) = match item.split_once('=') {
+            None => (item, None),
+            Some((k, rest)) => {
+                let rest = rest.trim();
+                let inner = match (rest.strip_prefix('('), rest.strip_suffix(')')) {
+                    (Some(_), Some(_)) if rest.len() >= 2 => &rest[1..rest.len() - 1],
+                    (None, None) => rest,
+                    _ => return Err(format!("'{item}': write the allowed values as key=(a|b|c), without commas inside")),
+                };
+                let values: Vec<String> = inner.split('|').map(|x| x.trim().to_string()).collect();
+                if values.iter().any(|x| x.is_empty() || x.chars().any(bad)) {
+                    return Err(format!("'{item}': each allowed value is non-empty, without = ( ) | or commas (key=(a|b|c))"));
+                }
+                (k.trim(), Some(values))
+            }
+        };
+        if key.is_empty() || key.chars().any(bad) {
+            return Err(format!("'{item}': a tag key is non-empty, without = ( ) | or commas (key or key=(a|b|c))"));
+        }
+        if rules.iter().any(|(k, _)| k == key) {
+            return Err(format!("tag key '{key}' is given twice"));
+        }
+        rules.push((key.to_string(), allowed));
+    }
+    Ok(rules)
+}
 
 /// What one connector kind declares about itself: its name in
 /// declarations, what it is, its parameters, whether users need their own
@@ -246,6 +346,9 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
             if v.split(',').any(|w| w.trim().is_empty()) {
                 return Err(format!("'{v}' has an empty item"));
             }
+        }
+        ParamType::TagRules => {
+            parse_tag_rules(v)?;
         }
     }
     Ok(Some(v.to_string()))

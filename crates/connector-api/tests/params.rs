@@ -76,3 +76,37 @@ fn kinds_parse_against_the_registered_builders() {
         assert_eq!(kinds().kind(k.as_str()), Ok(k));
     }
 }
+
+#[test]
+fn every_kind_declares_the_launch_policies_and_tag_rules_parse() {
+    for k in kinds().kinds() {
+        for s in POLICIES {
+            assert!(k.param(s.name).is_some(), "{k} lacks {}", s.name);
+        }
+    }
+    let rules = parse_tag_rules("cost-center=(rd|ops|sales), owner ,env=prod").unwrap();
+    assert_eq!(
+        rules,
+        vec![
+            ("cost-center".to_string(), Some(vec!["rd".to_string(), "ops".into(), "sales".into()])),
+            ("owner".to_string(), None),
+            ("env".to_string(), Some(vec!["prod".to_string()])),
+        ]
+    );
+    let t = spec(SANDBOX, "policy.tags.required");
+    assert_eq!(validate_value(t, " owner ").unwrap().as_deref(), Some("owner"));
+    assert_eq!(validate_value(t, "").unwrap(), None);
+    for (bad, says) in [
+        ("a=(x, b", "without commas inside"),
+        ("a=(x|)", "each allowed value is non-empty"),
+        ("=(x)", "a tag key is non-empty"),
+        ("a,,b", "has an empty item"),
+        ("a, a=(x)", "given twice"),
+        ("a=(x", "key=(a|b|c)"),
+    ] {
+        let e = validate_value(t, bad).unwrap_err();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    assert!(validate_value(spec(SANDBOX, "policy.count.max"), "1001").is_err());
+    assert_eq!(spec(EC2, "policy.exempt.admins").default, Some("false"));
+}

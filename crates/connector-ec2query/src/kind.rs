@@ -3,7 +3,8 @@
 //! builder. The only place the `ec2query` parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, QUOTA_PROJECT_VM, QUOTA_VM,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS,
+    POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;
@@ -33,6 +34,11 @@ const PARAMS: &[ParamSpec] = &[
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,
+    POLICY_INSTANCE_TYPES,
+    POLICY_IMAGES,
+    POLICY_TAGS_REQUIRED,
+    POLICY_COUNT_MAX,
+    POLICY_EXEMPT_ADMINS,
     ParamSpec::optional("tls.verify", ParamType::Bool, Some("true"), "Verify the endpoint's TLS certificate."),
     ParamSpec::optional("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),
 ];

@@ -98,6 +98,14 @@ pub enum ServiceError {
     /// current` VMs, fewer than the `requested` least count.
     #[error("{}", scope.exceeded(*quota, *current, *requested))]
     QuotaExceeded { scope: QuotaScope, quota: i64, current: i64, requested: i64 },
+    /// A launch refused by one of its connector instance's launch policies:
+    /// `policy` is the parameter (`policy.instance.types`, ...), `field` the
+    /// launch's input that breaks it; the message names both and the
+    /// offending value. The JSON API answers 409 `policy_violation`, the UI
+    /// puts the message next to `field`, the EC2 front answers
+    /// `InvalidParameterValue`.
+    #[error("{message}")]
+    PolicyViolation { policy: &'static str, field: &'static str, message: String },
     /// A cap on what one user owns, or on one resource's tags (enforced by `limits`).
     #[error("limit reached: at most {max} {limit}; delete some first")]
     LimitExceeded { limit: Limit, max: i64 },

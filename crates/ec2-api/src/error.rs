@@ -116,6 +116,8 @@ impl From<ServiceError> for Ec2Error {
             ServiceError::Unresolved { message, .. } => Ec2Error::invalid(message),
             ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
+            // A launch policy of the region (connector instance): the message names it and the value.
+            ServiceError::PolicyViolation { message, .. } => Ec2Error::invalid(message),
             ServiceError::QuotaExceeded { scope: QuotaScope::User, quota, current, requested } => Ec2Error::client(
                 "InstanceLimitExceeded",
                 format!("Your quota allows for {} more running instance(s). You requested at least {requested} (quota={quota}, current={current})", (quota - current).max(0)),

@@ -533,3 +533,80 @@ async fn a_team_shares_a_project_in_a_real_browser() {
     assert!(!b.source().await.contains("team-cloud-secret"));
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn launch_policies_and_governance_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("governance")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let gwen = app.user(&admin, "gwen").await;
+    for (name, id) in [("linux", "ami-sandbox-debian-12"), ("ubuntu", "ami-sandbox-ubuntu-2204")] {
+        let (s, body) = app
+            .call(reqwest::Method::POST, "/api/v1/images", &admin, Some(json!({"name": name, "mappings": {"sb": {"image_id": id}}})))
+            .await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/users/gwen/credentials/sb",
+            &gwen,
+            Some(json!({"access_key_id": "AKIAGWEN00000001234", "secret_access_key": "gwen-cloud-secret"})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{body}");
+    // Launched before any policy: a big one.
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/vms",
+            &gwen,
+            Some(json!({"instance": "sb", "image": "linux", "instance_type": "t2.medium", "name": "big-one"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+
+    // super sets sb's policies in Configuration → System, then looks at Governance.
+    b.sign_in("super", common::SUPER_PW).await;
+    b.goto("/admin/system", "system").await;
+    b.fill("[name='p.sb.policy.instance.types']", "t2.micro, t2.small, t3.*").await;
+    b.fill("[name='p.sb.policy.images']", "linux").await;
+    b.fill("[name='p.sb.policy.tags.required']", "cost-center=(rd|ops|sales), owner").await;
+    b.fill("[name='p.sb.policy.count.max']", "2").await;
+    b.submit("#save-system", "system-policies-set").await;
+    assert!(b.text("#flash").await.contains("Saved 4 value(s)"));
+    b.goto("/admin/governance", "governance").await;
+    let sb = b.text("#governance-sb").await;
+    assert!(sb.contains("t2.micro, t2.small, t3.*") && sb.contains("set here by super"), "{sb}");
+    assert!(sb.contains("Not stopped: listed only") && sb.contains("big-one"), "{sb}");
+    assert_eq!(b.count("#violations-sb tbody tr").await, 1);
+    assert!(b.text("#governance-sb2").await.contains("None: every live VM on sb2"));
+    b.sign_out().await;
+
+    // gwen: the form applies sb's policy; a refusal comes back next to the field.
+    b.sign_in("gwen", "gwen-password").await;
+    b.goto("/vms", "vms-policy-table").await;
+    assert!(b.text("#launch-policies").await.contains("cost-center (rd, ops, sales), owner"));
+    b.click("#launch-policies a[href='/vms?launch=sb#launch']").await;
+    b.shot("launch-form-with-policy").await;
+    assert_eq!(b.count("select#launch-type option").await, 3, "the default and the two plain types");
+    assert_eq!(b.count("#launch-image option[value='ubuntu']").await, 0, "only the allowed images");
+    b.click("#launch-image option[value='linux']").await;
+    b.click("#launch-type option[value='t2.small']").await;
+    b.click("[id='launch-tag.cost-center'] option[value='ops']").await;
+    b.fill("[id='launch-tag.owner']", "gwen").await;
+    b.fill("#launch-count", "3").await;
+    b.fill("#launch-name", "web").await;
+    b.submit("#launch-submit", "launch-refused-by-policy").await;
+    let e = b.text("#count-error").await;
+    assert!(e.contains("at most 2 per launch (policy.count.max: 2)"), "{e}");
+    assert_eq!(b.value("[id='launch-tag.owner']").await, "gwen", "what was typed is kept");
+    assert_eq!(b.value("#launch-name").await, "web");
+    b.fill("#launch-count", "2").await;
+    b.click("#launch-submit").await;
+    assert!(b.text("#flash").await.contains("Launched 2 VM(s)"));
+    b.shot("launched-within-policy").await;
+    b.goto("/admin/governance", "gwen-refused-governance").await;
+    assert!(b.text("#page-error").await.contains("for administrators"));
+    b.quit().await;
+}

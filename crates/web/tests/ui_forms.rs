@@ -77,6 +77,7 @@ const ADMIN_PAGES: &[&str] = &[
     "/admin/images/linux",
     "/admin/users",
     "/admin/users/super",
+    "/admin/governance",
 ];
 
 app_test!(non_admins_are_refused_every_admin_page, |app: common::TestApp| async move {

@@ -1,7 +1,9 @@
 //! A launch's admission: the second of its three steps (plan, admit,
 //! cloud). An [`Admission`] is the list of checks a planned launch must
-//! pass; the quotas (the user's, then the project's) come first, and budget
-//! and policy checks plug in here, as further [`Check`]s.
+//! pass: the instance's launch policies first (`policy.rs`: read from the
+//! plan, nothing counted), then the quotas (the user's, then the
+//! project's); budget checks plug in here, as further [`Check`]s. A launch
+//! and its dry run refuse alike, whichever front asked.
 //!
 //! Admitting records the launch's VMs (status `requested`, in the actor's
 //! project) in the same transaction that checks both quotas, so concurrent
@@ -14,6 +16,7 @@
 //! (refused: a conflict).
 
 use super::plan::LaunchPlan;
+use super::policy::{Asked, LaunchPolicy};
 use super::{Provisioning, Vm};
 use crate::audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditTarget};
 use crate::domain::{ClientToken, LaunchId, VmId, VmStatus};
@@ -23,8 +26,12 @@ use cloudbroker_store::quota::{self, AdmitError, NewVm, QuotaKind};
 use cloudbroker_store::vms::VmFilter;
 
 /// One check a launch must pass to be admitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Check {
+    /// The instance's launch policies (unless the actor is exempt): the
+    /// planned instance type, the image asked for, the request's tags and
+    /// its count range's most.
+    Policy(LaunchPolicy),
     /// Under `quota.enable`: the user's VMs on the instance in
     /// [`VmStatus::QUOTA_COUNTED`] statuses, plus at least the launch's
     /// least count, stay within `limit`. Enforced in the admission's
@@ -45,6 +52,9 @@ impl Admission {
     /// The checks `plan` must pass.
     pub(super) fn of(plan: &LaunchPlan) -> Self {
         let mut checks = Vec::new();
+        if let Some(policy) = &plan.policy {
+            checks.push(Check::Policy(policy.clone()));
+        }
         if let Some(limit) = plan.limits.quota {
             checks.push(Check::Quota { limit });
         }
@@ -60,6 +70,25 @@ impl Admission {
             Check::Quota { limit } => Some(*limit),
             _ => None,
         })
+    }
+
+    /// The first launch policy `plan` breaks, as its refusal.
+    fn policies(&self, plan: &LaunchPlan) -> ServiceResult<()> {
+        let req = &plan.request;
+        let asked = Asked {
+            instance_type: &plan.instance_type,
+            image: req.image.as_str(),
+            native: !plan.image.from_image.is_empty(),
+            tags: &req.tags.user,
+            name: &req.name,
+            count_max: req.count.max,
+        };
+        for check in &self.checks {
+            if let Check::Policy(p) = check {
+                p.check(&req.instance, &asked)?;
+            }
+        }
+        Ok(())
     }
 
     /// The project quota enforced in the admission's transaction, if any.
@@ -114,9 +143,11 @@ impl Provisioning {
     /// Whether `plan` would be admitted now: each check read without
     /// reserving anything (a dry run).
     pub(super) async fn preview(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission) -> ServiceResult<()> {
+        admission.policies(plan)?;
         let requested = i64::from(plan.request.count.min);
         for check in &admission.checks {
             let (scope, limit, current) = match check {
+                Check::Policy(_) => continue,
                 Check::Quota { limit } => (QuotaScope::User, *limit, self.usage(&actor.name, &plan.request.instance).await?),
                 Check::ProjectQuota { limit } => {
                     (QuotaScope::Project(actor.project.clone()), *limit, self.project_usage(&actor.project, &plan.request.instance).await?)
@@ -137,6 +168,19 @@ impl Provisioning {
     /// (a new token) costs no lookup.
     pub(super) async fn admit(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission) -> ServiceResult<AdmitOutcome> {
         let req = &plan.request;
+        if let Err(refusal) = admission.policies(plan) {
+            // A retry of a launch admitted before the policy was tightened.
+            if let Some(t) = &req.client_token {
+                let existing = self.by_client_token(actor, t).await?;
+                if !existing.is_empty() {
+                    return Ok(AdmitOutcome::Replayed(existing));
+                }
+            }
+            let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::Rejected)
+                .detail(refusal.to_string());
+            audit::record_by(&self.store, actor, &event).await?;
+            return Err(refusal);
+        }
         let tags_json = serde_json::to_string(&req.tags.recorded()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let launch_id = LaunchId::generate();
         let client_token = req.client_token.clone().unwrap_or_else(|| ClientToken::from_stored(launch_id.to_string()));

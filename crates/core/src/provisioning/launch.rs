@@ -1,9 +1,10 @@
 //! Launching VMs, in three steps: [`super::plan`] (the request's fields,
 //! then everything the launch goes by, looked up once), [`super::admit`]
-//! (the admission's checks, the quota first, and the VMs recorded in the
-//! same transaction) and [`super::cloud`] (the crash-safe cloud call). A
-//! dry run ([`Provisioning::check_launch`]) plans and previews the
-//! admission, without the cloud step.
+//! (the admission's checks: the instance's launch policies, then the
+//! quotas, with the VMs recorded in the same transaction) and
+//! [`super::cloud`] (the crash-safe cloud call). A dry run
+//! ([`Provisioning::check_launch`]) plans and previews the admission,
+//! without the cloud step.
 
 use super::admit::{Admission, AdmitOutcome};
 use super::request::LaunchRequest;

@@ -14,9 +14,9 @@
 //!
 //! A launch takes three steps, each in a file of its own: `plan.rs` (one
 //! configuration snapshot, the connector, the image, the credentials, the
-//! limits), `admit.rs` (the admission's checks: the quota, and later budget
-//! and policy) and `cloud.rs` (the crash-safe cloud call); `launch.rs` runs
-//! them for a [`LaunchRequest`] (`request.rs`), the one type every front
+//! limits, the launch policies), `admit.rs` (the admission's checks: the
+//! launch policies of `policy.rs`, the quotas, and later budget) and
+//! `cloud.rs` (the crash-safe cloud call); `launch.rs` runs them for a [`LaunchRequest`] (`request.rs`), the one type every front
 //! builds. `actions.rs` starts, stops, reboots and terminates, `quotas.rs`
 //! computes limits and usage, `reconcile.rs` brings records and clouds back
 //! in line; `addresses.rs` and `volumes.rs` keep users' Elastic IPs and
@@ -31,6 +31,7 @@ mod dry_run;
 mod launch;
 mod overview;
 mod plan;
+mod policy;
 mod quotas;
 mod reconcile;
 mod request;
@@ -39,6 +40,7 @@ mod volumes;
 pub use addresses::Address;
 pub use launch::LaunchOutcome;
 pub use overview::VmCount;
+pub use policy::{LaunchPolicy, RequiredTag};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};

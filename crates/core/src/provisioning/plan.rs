@@ -3,10 +3,12 @@
 //! looked up once, from one configuration snapshot taken after a freshness
 //! check: the key pair it names, the connector, the image (resolved for the
 //! instance, as [`crate::images::Images::launchable_by`] shows it), the
-//! instance type and security group, the caller's credentials and the
-//! limits. Planning writes nothing and reserves nothing, so a dry run is a
-//! plan and an admission preview.
+//! instance type and security group, the caller's credentials, the limits
+//! and the instance's launch policies (checked by the admission). Planning
+//! writes nothing and reserves nothing, so a dry run is a plan and an
+//! admission preview.
 
+use super::policy::LaunchPolicy;
 use super::request::{InstanceType, LaunchRequest, MAX_CLIENT_TAGS, MAX_COUNT};
 use super::Provisioning;
 use crate::domain::{CredentialId, ImageRef, InstanceName};
@@ -48,6 +50,9 @@ pub(super) struct LaunchPlan {
     /// The key pair's name, recorded on the VMs.
     pub key_name: Option<String>,
     pub limits: Limits,
+    /// The instance's launch policies, when they apply to the actor (an
+    /// admin under `policy.exempt.admins` skips them) and any is set.
+    pub policy: Option<LaunchPolicy>,
 }
 
 impl Provisioning {
@@ -90,6 +95,7 @@ impl Provisioning {
             .or_else(|| kind.default_instance_type(&values))
             .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
+        let policy = Some(LaunchPolicy::of(&values)).filter(|p| !p.is_empty() && p.applies_to(actor));
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
@@ -109,6 +115,7 @@ impl Provisioning {
             ssh_public_key,
             key_name,
             limits: Limits { quota, project_quota },
+            policy,
         })
     }
 

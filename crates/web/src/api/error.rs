@@ -58,7 +58,10 @@ impl ResponseError for ApiError {
             r.insert_header(("WWW-Authenticate", "Bearer realm=\"cloudbroker\""));
         }
         let mut err = json!({"code": code, "message": message});
-        if let ServiceError::Invalid { field: Some(f), .. } | ServiceError::Unresolved { field: f, .. } = &self.0 {
+        if let ServiceError::Invalid { field: Some(f), .. }
+        | ServiceError::Unresolved { field: f, .. }
+        | ServiceError::PolicyViolation { field: f, .. } = &self.0
+        {
             err["field"] = json!(f);
         }
         r.json(json!({ "error": err }))

@@ -26,6 +26,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
         ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
         ServiceError::LimitExceeded { .. } => s(StatusCode::CONFLICT, "limit_exceeded"),
+        // A launch refused by one of its connector instance's launch policies.
+        ServiceError::PolicyViolation { .. } => s(StatusCode::CONFLICT, "policy_violation"),
         ServiceError::Cloud(e) => {
             let status = match e {
                 ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,

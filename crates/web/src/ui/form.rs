@@ -40,7 +40,10 @@ impl FormErrors {
     /// From a service error: next to its field when the form has that
     /// field (`known`), otherwise at the top.
     pub fn from_service(e: &ServiceError, known: &[&str]) -> Self {
-        if let ServiceError::Invalid { field: Some(f), message } | ServiceError::Unresolved { field: f, message } = e {
+        if let ServiceError::Invalid { field: Some(f), message }
+        | ServiceError::Unresolved { field: f, message }
+        | ServiceError::PolicyViolation { field: f, message, .. } = e
+        {
             if known.contains(f) {
                 return Self::field(f, message.clone());
             }
@@ -98,6 +101,7 @@ pub fn friendly(e: &ServiceError) -> String {
         | ServiceError::Conflict(_)
         | ServiceError::Invalid { .. }
         | ServiceError::Unresolved { .. }
+        | ServiceError::PolicyViolation { .. }
         | ServiceError::Forbidden(_) => e.to_string(),
         ServiceError::Unauthenticated(_) => "Your session ended: sign in again.".into(),
         ServiceError::Store(_) | ServiceError::Internal(_) => "The broker failed to do this; try again or ask an administrator.".into(),

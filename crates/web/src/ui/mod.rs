@@ -1,7 +1,7 @@
 //! The server-rendered UI (askama): sign-in, sessions and CSRF, the profile,
 //! credentials and VMs for every user, projects (the header's switcher
 //! picks the project every page acts in), and the admin pages (system
-//! configuration, connectors, native images, users). Pages behind sign-in
+//! configuration, connectors, native images, users, governance). Pages behind sign-in
 //! live in one scope guarded by [`session::require_session`] (handlers
 //! take the request context [`context::Ctx`]: the signed-in user, the
 //! broker, the layout); `/admin` gets [`session::require_admin`] on top.
@@ -16,6 +16,7 @@ pub mod context;
 pub mod credentials;
 pub mod errors;
 pub mod form;
+pub mod governance;
 pub mod images;
 pub mod login;
 pub mod profile;
@@ -63,6 +64,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
                     .configure(users::routes)
                     .configure(shared::routes)
                     .configure(audit::routes)
+                    .configure(governance::routes)
                     .default_service(web::to(errors::not_found)),
             )
             .route("/", web::get().to(profile::home))

@@ -72,7 +72,7 @@ struct SystemPage {
     errors: FormErrors,
 }
 
-fn origin_text(o: &Origin) -> String {
+pub(super) fn origin_text(o: &Origin) -> String {
     match o {
         Origin::File { file, line } => format!("from {}:{line} (read-only here: edit that file, then reload)", file.display()),
         Origin::Ui { updated_by, updated_at } => format!("set here by {updated_by} on {}", when(updated_at)),
@@ -89,6 +89,7 @@ fn type_help(spec: &ParamSpec) -> String {
         ParamType::Url => "http:// or https:// URL".into(),
         ParamType::Enum { values } => format!("one of {}", values.join(", ")),
         ParamType::List => "comma-separated list".into(),
+        ParamType::TagRules => "comma-separated tag keys, each optionally key=(a|b|c)".into(),
     }
 }
 

@@ -2,10 +2,13 @@
 //! state, keyset pages that stay fast however many VMs there are,
 //! auto-refresh while something is pending), the launch form (launching in
 //! the project, with the user's and the project's quota usage per
-//! instance) and start / stop / reboot / terminate (terminate asks for
-//! confirmation on its own page, so it works without JavaScript). A viewer
-//! of the project gets neither form nor buttons, and a forged one is
-//! refused (403, the page saying why).
+//! instance, and the launch policies of each instance: for the instance
+//! chosen, allowed types as a select, allowed images only, one field per
+//! required tag, the most VMs per launch; a refusal comes back next to the
+//! field with everything typed kept) and start / stop / reboot /
+//! terminate (terminate asks for confirmation on its own page, so it works
+//! without JavaScript). A viewer of the project gets neither form nor
+//! buttons, and a forged one is refused (403, the page saying why).
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -88,6 +91,105 @@ pub(super) struct LaunchForm {
     name: String,
     #[serde(default)]
     tags: String,
+    /// The fields of required tags (`tag.<key>`), and anything else sent.
+    #[serde(flatten)]
+    extra: BTreeMap<String, String>,
+}
+
+impl LaunchForm {
+    /// The value typed in the field of required tag `key`.
+    fn tag_value(&self, key: &str) -> &str {
+        self.extra.get(&tag_field(key)).map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// The form field of required tag `key`.
+fn tag_field(key: &str) -> String {
+    format!("tag.{key}")
+}
+
+/// A required tag as the launch form shows it.
+#[derive(Clone)]
+struct RequiredTag {
+    key: String,
+    /// The form field (`tag.<key>`).
+    field: String,
+    /// The values allowed (empty: any non-empty value).
+    allowed: Vec<String>,
+}
+
+impl RequiredTag {
+    /// Whether `v` is one of the values offered.
+    fn offers(&self, v: &str) -> bool {
+        self.allowed.iter().any(|x| x == v)
+    }
+}
+
+/// What the launch policies of one instance allow the user (nothing here
+/// when it has none, or the user is exempt).
+#[derive(Clone)]
+struct InstancePolicy {
+    instance: String,
+    /// Plain instance types allowed (the form's select).
+    types: Vec<String>,
+    /// Patterns of instance types allowed (`t3.*`), shown as a hint.
+    type_patterns: Vec<String>,
+    /// Native images allowed (empty: any).
+    images: Vec<String>,
+    tags: Vec<RequiredTag>,
+    /// Whether tag `Name` is required with any value: the launch's name
+    /// gives it, so the Name field is marked required instead of a field of its own.
+    name_required: bool,
+    count_max: Option<u32>,
+}
+
+impl InstancePolicy {
+    /// The allowed types and patterns in words.
+    fn types_text(&self) -> String {
+        let mut all: Vec<&str> = self.types.iter().map(String::as_str).collect();
+        all.extend(self.type_patterns.iter().map(String::as_str));
+        if all.is_empty() {
+            "any".into()
+        } else {
+            all.join(", ")
+        }
+    }
+
+    /// The allowed images in words.
+    fn images_text(&self) -> String {
+        if self.images.is_empty() {
+            "any".into()
+        } else {
+            self.images.join(", ")
+        }
+    }
+
+    /// The required tags in words (`cost-center (rd, ops), owner`).
+    fn tags_text(&self) -> String {
+        if self.tags.is_empty() {
+            return "none".into();
+        }
+        self.tags
+            .iter()
+            .map(|t| if t.allowed.is_empty() { t.key.clone() } else { format!("{} ({})", t.key, t.allowed.join(", ")) })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The most VMs per launch in words.
+    fn count_text(&self) -> String {
+        self.count_max.map(|n| n.to_string()).unwrap_or_else(|| "no limit".into())
+    }
+
+    /// Whether `t` is one of the plain types offered.
+    fn offers_type(&self, t: &str) -> bool {
+        self.types.iter().any(|x| x == t)
+    }
+
+    /// Whether `image` (a native image name) is allowed.
+    fn allows_image(&self, image: &str) -> bool {
+        self.images.is_empty() || self.images.iter().any(|i| i == image)
+    }
 }
 
 struct QuotaRow {
@@ -109,6 +211,11 @@ struct VmsPage {
     next: Option<String>,
     paged: bool,
     quotas: Vec<QuotaRow>,
+    /// The launch policies of the instances offered (those that have any).
+    policies: Vec<InstancePolicy>,
+    /// The instance the form is for (chosen, or the only one), when it has
+    /// policies: its allowed types, images and required tags are the form's.
+    focus: Option<InstancePolicy>,
     form: LaunchForm,
     errors: FormErrors,
 }
@@ -118,6 +225,8 @@ pub(super) struct ListQuery {
     instance: Option<String>,
     state: Option<String>,
     cursor: Option<String>,
+    /// The instance to launch on (the form then applies its policies).
+    launch: Option<String>,
 }
 
 async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery, form: LaunchForm, errs: FormErrors) -> HttpResponse {
@@ -152,7 +261,17 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .next_cursor
         .map(|cur| format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur)));
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
-    let images = broker
+    let mut policies = Vec::new();
+    for i in &instances {
+        policies.extend(policy_of(broker, actor, i).await);
+    }
+    let chosen = match form.instance.trim() {
+        "" if instances.len() == 1 => instances[0].clone(),
+        i => i.to_string(),
+    };
+    let focus = policies.iter().find(|p| p.instance == chosen).cloned();
+    policies.sort_by(|a, b| a.instance.cmp(&b.instance));
+    let images: Vec<(String, String, String)> = broker
         .images
         .launchable_by(actor)
         .await
@@ -163,6 +282,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             let label = if i.description.is_empty() { i.name.to_string() } else { format!("{} — {}", i.name, i.description) };
             (i.name.to_string(), label, default_types(&l, &instances))
         })
+        .filter(|(name, _, _)| focus.as_ref().is_none_or(|p| p.allows_image(name) || form.image == *name))
         .collect();
     let project_quotas = if actor.in_personal_project() {
         Vec::new()
@@ -218,6 +338,8 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             next,
             paged,
             quotas,
+            policies,
+            focus,
             form,
             errors: errs,
         },
@@ -231,23 +353,59 @@ fn default_types(l: &Launchable, instances: &[String]) -> String {
     instances.iter().filter_map(|inst| on(inst).map(|t| format!("{inst}={t}"))).collect::<Vec<_>>().join(";")
 }
 
+/// The launch policies of `instance` as they apply to `actor` (`None`: it
+/// has none, the actor is exempt, or they cannot be read just now; the
+/// admission checks them anyway).
+async fn policy_of(broker: &Broker, actor: &cloudbroker_core::Actor, instance: &str) -> Option<InstancePolicy> {
+    let name = InstanceName::parse(instance).ok()?;
+    let p = broker.provisioning.policy_for(&name).await.ok()?;
+    if p.is_empty() || !p.applies_to(actor) {
+        return None;
+    }
+    let (patterns, types): (Vec<String>, Vec<String>) = p.instance_types.iter().cloned().partition(|t| t.contains('*'));
+    let by_name = |t: &&cloudbroker_core::provisioning::RequiredTag| t.key == "Name" && t.allowed.is_none();
+    Some(InstancePolicy {
+        instance: instance.to_string(),
+        types,
+        type_patterns: patterns,
+        images: p.images.iter().map(|i| i.to_string()).collect(),
+        tags: p
+            .required_tags
+            .iter()
+            .filter(|t| !by_name(t))
+            .map(|t| RequiredTag { key: t.key.clone(), field: tag_field(&t.key), allowed: t.allowed.clone().unwrap_or_default() })
+            .collect(),
+        name_required: p.required_tags.iter().any(|t| by_name(&t)),
+        count_max: p.count_max,
+    })
+}
+
 async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web::Query<ListQuery>) -> HttpResponse {
-    let form = LaunchForm { count: "1".into(), ..LaunchForm::default() };
+    let instance = q.launch.clone().unwrap_or_default();
+    let form = LaunchForm { count: "1".into(), instance, ..LaunchForm::default() };
     render(&req, &me, &broker, q.into_inner(), form, FormErrors::none()).await
 }
 
 fn empty_query() -> ListQuery {
-    ListQuery { instance: None, state: None, cursor: None }
+    ListQuery { instance: None, state: None, cursor: None, launch: None }
 }
 
-/// `key=value` per line (or comma-separated).
-fn parse_tags(text: &str) -> Result<Tags, FormErrors> {
+/// `key=value` per line (or comma-separated), then the required tags'
+/// own fields (`tag.<key>`, a value typed there wins).
+fn parse_tags(text: &str, fields: &BTreeMap<String, String>) -> Result<Tags, FormErrors> {
     let mut map = BTreeMap::new();
     for part in text.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
         let Some((k, v)) = part.split_once('=') else {
             return Err(FormErrors::field("tags", format!("'{part}' is not key=value")));
         };
         map.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    for (f, v) in fields {
+        if let (Some(k), v) = (f.strip_prefix("tag."), v.trim()) {
+            if !k.is_empty() && !v.is_empty() {
+                map.insert(k.to_string(), v.to_string());
+            }
+        }
     }
     Tags::parse(map).map_err(|e| FormErrors::field("tags", e.message))
 }
@@ -262,7 +420,7 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     let mut req = LaunchRequest::new(instance, image);
     req.count = CountRange::exactly(count);
     req.name = f.name.trim().to_string();
-    req.tags = LaunchTags::user(parse_tags(&f.tags)?);
+    req.tags = LaunchTags::user(parse_tags(&f.tags, &f.extra)?);
     let t = f.instance_type.trim();
     if !t.is_empty() {
         req.instance_type = Some(InstanceType::parse(t).map_err(|e| FormErrors::field("instance_type", e.message))?);
@@ -302,6 +460,16 @@ async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
                             form.instance.trim()
                         ),
                     );
+                }
+                // A required tag's refusal goes next to that tag's own field, when the form has one.
+                ServiceError::PolicyViolation { field: "tags", message, .. } => {
+                    if let Some(key) = message.strip_prefix("tag '").and_then(|m| m.split('\'').next()) {
+                        if form.extra.contains_key(&tag_field(key)) {
+                            errs = FormErrors::field(&tag_field(key), message.clone());
+                        } else if key == "Name" {
+                            errs = FormErrors::field("name", message.clone());
+                        }
+                    }
                 }
                 _ => {}
             }
