@@ -326,3 +326,38 @@ broker_test!(two_owners_demoting_each_other_at_once_leave_one_owner, |b: Broker|
         b.projects.delete(&admin(), &team).await.unwrap();
     }
 });
+
+// A replica may still hold a membership it cached before the member was
+// removed or made a viewer (for up to the cache window): the launch's
+// admission reads the membership again in its transaction, so such a stale
+// actor launches nothing, and nothing is recorded.
+broker_test!(a_launch_by_a_stale_membership_is_refused_in_the_admission, |b: Broker| async move {
+    linux_image(&b).await;
+    let alice = add_user(&b, "alice").await;
+    let bob = add_user(&b, "bob").await;
+    let team = project("team-a");
+    b.projects.create(&alice, &team, "", None).await.unwrap();
+    b.projects.set_member(&alice, &team, &bob.name, ProjectRole::Member).await.unwrap();
+    let stale = b.projects.enter(bob.clone(), &team).await.unwrap();
+    assert_eq!(stale.role, ProjectRole::Member);
+    let req = || LaunchRequest::new(instance("sb"), image_ref("linux"));
+    // Still a member: admitted.
+    assert_eq!(b.provisioning.launch(&stale, req()).await.unwrap().vms.len(), 1);
+
+    // Made a viewer: the stale member actor is refused as a viewer.
+    b.projects.set_member(&alice, &team, &bob.name, ProjectRole::Viewer).await.unwrap();
+    let e = b.provisioning.launch(&stale, req()).await.unwrap_err();
+    assert!(matches!(&e, ServiceError::Forbidden(m) if m.contains("viewer of project 'team-a'")), "{e}");
+
+    // Removed: as for a project one is no member of.
+    b.projects.remove_member(&alice, &team, &bob.name).await.unwrap();
+    let e = b.provisioning.launch(&stale, req()).await.unwrap_err();
+    assert!(is_project_not_found(&e, "team-a"), "{e}");
+
+    // Only the first launch was recorded.
+    let vms = b.provisioning.list(&admin(), Default::default(), PageRequest::default()).await.unwrap().items;
+    assert_eq!(vms.iter().filter(|v| v.project == team).count(), 1, "{vms:?}");
+    // Admins act in every project without being members.
+    let admin_in = b.projects.enter(Actor::new(user("super"), true), &team).await.unwrap();
+    assert_eq!(b.provisioning.launch(&admin_in, req()).await.unwrap().vms.len(), 1);
+});

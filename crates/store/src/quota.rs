@@ -14,7 +14,7 @@
 
 use crate::audit::NewAudit;
 use crate::{now_ms, Store, StoreError};
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, UserName, VmId, VmStatus};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, ProjectRole, UserName, VmId, VmStatus};
 
 /// One VM to record.
 #[derive(Clone, Debug)]
@@ -46,6 +46,11 @@ pub struct Admission<'a> {
     pub limit: Option<i64>,
     /// The project's limit; `None`: no project quota enforced.
     pub project_limit: Option<i64>,
+    /// Whether `user` must still act in `project` (as `member` or `owner`)
+    /// when the VMs are recorded: a member removed, or made a viewer, on
+    /// another replica while this one still holds their cached membership
+    /// launches nothing (`false` for admins, who act in every project).
+    pub member_check: bool,
     /// The states that count against the limit (the services decide which).
     pub counted: &'a [VmStatus],
     /// The state the VMs are recorded in.
@@ -76,6 +81,9 @@ pub enum AdmitError {
         current: i64,
         requested: i64,
     },
+    /// Under `member_check`, the user no longer acts in the project: their
+    /// role there now (`None`: no longer a member).
+    NotActing(Option<ProjectRole>),
     Store(StoreError),
 }
 
@@ -242,6 +250,24 @@ impl Store {
         if exists.is_none() {
             tx.rollback().await?;
             return Err(AdmitError::Store(StoreError::NotFound(format!("project '{}'", a.project))));
+        }
+        if a.member_check {
+            let role: Option<(String,)> = sqlx::query_as("SELECT role FROM project_members WHERE project = $1 AND user_name = $2")
+                .bind(a.project)
+                .bind(a.user)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match role.as_ref().map(|(r,)| ProjectRole::parse(r)) {
+                Some(Ok(r)) if r.can_act() => {}
+                Some(Ok(r)) => {
+                    tx.rollback().await?;
+                    return Err(AdmitError::NotActing(Some(r)));
+                }
+                _ => {
+                    tx.rollback().await?;
+                    return Err(AdmitError::NotActing(None));
+                }
+            }
         }
         let mut admitted = max;
         for (which, limit, column, owner) in

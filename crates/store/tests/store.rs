@@ -143,6 +143,7 @@ mod quota {
             client_token: &client_token,
             limit,
             project_limit: None,
+            member_check: false,
             counted: COUNTED,
             state: VmStatus::Requested,
             vms: &v,
@@ -169,6 +170,7 @@ mod quota {
                 }
                 Err(AdmitError::Quota { .. }) => panic!("wrong quota figures"),
                 Err(AdmitError::Store(e)) => panic!("store error: {e}"),
+                Err(AdmitError::NotActing(r)) => panic!("not acting: {r:?}"),
             }
         }
         assert_eq!((admitted, refused), (10, 90));

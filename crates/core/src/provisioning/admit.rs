@@ -8,7 +8,9 @@
 //! Admitting records the launch's VMs (status `requested`, in the actor's
 //! project) in the same transaction that checks both quotas, so concurrent
 //! launches on any replica sharing the database never push a user or a
-//! project past its quota; a count range (`min..=max`) is admitted there
+//! project past its quota, and a member removed (or made a viewer) on
+//! another replica, whose membership this one still caches, records
+//! nothing; a count range (`min..=max`) is admitted there
 //! once, with as many VMs as both leave room for, so a launch is never
 //! tried twice. A dry run previews the same checks by reading, and
 //! reserves nothing. A client token is the user's: a replay answers with
@@ -200,6 +202,7 @@ impl Provisioning {
             client_token: &client_token,
             limit: admission.quota(),
             project_limit: admission.project_quota(),
+            member_check: !actor.is_admin,
             counted: &VmStatus::QUOTA_COUNTED,
             state: VmStatus::Requested,
             vms: &[],
@@ -251,6 +254,15 @@ impl Provisioning {
                 // The same client token raced with another request: answer with its VMs.
                 Ok(AdmitOutcome::Replayed(self.by_client_token(actor, &client_token).await?))
             }
+            // Removed from the project since the actor entered it (on another
+            // replica, within its membership cache's lifetime): as for a
+            // project one is no member of.
+            Err(AdmitError::NotActing(None)) => Err(ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone()))),
+            // Made a viewer since.
+            Err(AdmitError::NotActing(Some(role))) => Err(ServiceError::Forbidden(format!(
+                "you are a {role} of project '{}': viewers read the project's resources but cannot change them",
+                actor.project
+            ))),
             // The project was deleted since the actor entered it.
             Err(AdmitError::Store(cloudbroker_store::StoreError::NotFound(_))) => {
                 Err(ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone())))
