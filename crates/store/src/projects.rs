@@ -171,12 +171,10 @@ impl Store {
         owner: &UserName,
     ) -> Result<ProjectRow, StoreError> {
         let now = now_ms();
+        // The first statement writes (on SQLite a transaction that reads
+        // first cannot take the write lock once another writer committed:
+        // "database is locked" at once, no waiting).
         let mut tx = self.pool().begin().await?;
-        let known: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM users WHERE name = $1").bind(owner.as_str()).fetch_optional(&mut *tx).await?;
-        if known.is_none() {
-            return Err(StoreError::NotFound(format!("user '{owner}'")));
-        }
         sqlx::query(
             "INSERT INTO projects (name, description, personal_of, created_by, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, $4)",
         )
@@ -190,6 +188,11 @@ impl Store {
             e if e.is_unique_violation() => StoreError::Conflict(format!("the name '{name}' is taken (by a project or a user)")),
             e => e,
         })?;
+        let known: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM users WHERE name = $1").bind(owner.as_str()).fetch_optional(&mut *tx).await?;
+        if known.is_none() {
+            return Err(StoreError::NotFound(format!("user '{owner}'")));
+        }
         sqlx::query("INSERT INTO project_members (project, user_name, role, added_by, added_at) VALUES ($1, $2, 'owner', $3, $4)")
             .bind(name.as_str())
             .bind(owner.as_str())
