@@ -91,6 +91,7 @@ fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String>
         created_at: now,
         updated_at: now,
         version: 0,
+        lease: None,
     })
 }
 

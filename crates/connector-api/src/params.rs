@@ -28,6 +28,9 @@ pub enum ParamType {
     /// A comma-separated list of tag keys, each optionally with its allowed
     /// values: `cost-center=(rd|ops|sales), owner` ([`parse_tag_rules`]).
     TagRules,
+    /// A duration such as `8h`, `90m` or `1d12h` (units d, h, m, s; see
+    /// [`cloudbroker_model::lease::parse_duration`]).
+    Duration,
 }
 
 /// One declared parameter.
@@ -129,13 +132,56 @@ pub const POLICY_EXEMPT_ADMINS: ParamSpec = ParamSpec::optional(
     "Whether admins' launches skip this instance's policy.* checks.",
 );
 
+/// `lease.default`: declared by every kind (the broker's launches read it).
+pub const LEASE_DEFAULT: ParamSpec = ParamSpec::optional(
+    "lease.default",
+    ParamType::Duration,
+    None,
+    "Lease a launch on this instance gets when it asks for none (e.g. 8h, 1d12h); at its end the broker applies lease.action. Empty: no lease unless asked for.",
+);
+
+/// `lease.max`: declared by every kind (the broker's launch admission enforces it).
+pub const LEASE_MAX: ParamSpec = ParamSpec::optional(
+    "lease.max",
+    ParamType::Duration,
+    None,
+    "Longest lease a launch or an extension may ask for on this instance, from now (admins may extend further); when set, every launch gets a lease. Empty: no limit.",
+);
+
+/// `lease.action`: declared by every kind (the broker's lease worker reads it).
+pub const LEASE_ACTION: ParamSpec = ParamSpec::optional(
+    "lease.action",
+    ParamType::Enum { values: cloudbroker_model::LeaseAction::NAMES },
+    Some("terminate"),
+    "What the broker does to a VM of this instance when its lease ends: stop or terminate (recorded with the lease at launch).",
+);
+
+/// `lease.warn`: declared by every kind (the broker's lease worker reads it).
+pub const LEASE_WARN: ParamSpec = ParamSpec::optional(
+    "lease.warn",
+    ParamType::Duration,
+    Some("1h"),
+    "How long before a lease ends the broker records a warning (shown on the VM and in the audit log).",
+);
+
+/// `lease.max.actions`: declared by every kind (the broker's lease worker reads it).
+pub const LEASE_MAX_ACTIONS: ParamSpec = ParamSpec::optional(
+    "lease.max.actions",
+    ParamType::Int { min: 1, max: 100_000 },
+    Some("100"),
+    "Most VMs of this instance one pass of the lease worker stops or terminates; the rest wait for the next pass and are reported (a safeguard against acting on a whole fleet at once).",
+);
+
 /// The launch policies every kind declares (after [`COMMON`]'s quotas);
 /// the broker, not the connector, enforces them.
 pub const POLICIES: [ParamSpec; 5] = [POLICY_INSTANCE_TYPES, POLICY_IMAGES, POLICY_TAGS_REQUIRED, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS];
 
+/// The lease parameters every kind declares (after [`POLICIES`]).
+pub const LEASES: [ParamSpec; 5] = [LEASE_DEFAULT, LEASE_MAX, LEASE_ACTION, LEASE_WARN, LEASE_MAX_ACTIONS];
+
 /// The parameters every kind declares (the broker, not the connector, reads
 /// most of them); a kind lists them after its own.
-pub const COMMON: [ParamSpec; 9] = [
+pub const COMMON: [ParamSpec; 14] = [
     QUOTA_VM,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
@@ -145,6 +191,11 @@ pub const COMMON: [ParamSpec; 9] = [
     POLICY_TAGS_REQUIRED,
     POLICY_COUNT_MAX,
     POLICY_EXEMPT_ADMINS,
+    LEASE_DEFAULT,
+    LEASE_MAX,
+    LEASE_ACTION,
+    LEASE_WARN,
+    LEASE_MAX_ACTIONS,
 ];
 
 /// One tag rule of a [`ParamType::TagRules`] value: a key, with its allowed
@@ -349,6 +400,9 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
         }
         ParamType::TagRules => {
             parse_tag_rules(v)?;
+        }
+        ParamType::Duration => {
+            cloudbroker_model::lease::parse_duration(v)?;
         }
     }
     Ok(Some(v.to_string()))

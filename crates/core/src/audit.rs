@@ -152,6 +152,12 @@ pub enum AuditAction {
     QuotaChange,
     VmLaunch,
     VmTerminate,
+    /// A lease set or extended (by a user or an admin).
+    VmLeaseSet,
+    /// The warning that a lease ends soon.
+    VmLeaseWarn,
+    /// The broker acted on an ended lease (stop or terminate), or skipped it (and why).
+    VmLeaseExpire,
     VolumeCreate,
     VolumeAttach,
     VolumeDetach,
@@ -169,7 +175,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 42] = [
+    pub const ALL: [AuditAction; 45] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -199,6 +205,9 @@ impl AuditAction {
         Self::QuotaChange,
         Self::VmLaunch,
         Self::VmTerminate,
+        Self::VmLeaseSet,
+        Self::VmLeaseWarn,
+        Self::VmLeaseExpire,
         Self::VolumeCreate,
         Self::VolumeAttach,
         Self::VolumeDetach,
@@ -246,6 +255,9 @@ impl AuditAction {
             Self::QuotaChange => "quota.change",
             Self::VmLaunch => "vm.launch",
             Self::VmTerminate => "vm.terminate",
+            Self::VmLeaseSet => "vm.lease.set",
+            Self::VmLeaseWarn => "vm.lease.warn",
+            Self::VmLeaseExpire => "vm.lease.expire",
             Self::VolumeCreate => "volume.create",
             Self::VolumeAttach => "volume.attach",
             Self::VolumeDetach => "volume.detach",

@@ -53,6 +53,9 @@ pub struct Broker {
     pub system: Arc<System>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
+    /// The clock time-driven rules read (VM leases): the system's; a test
+    /// sets it (every service holding a clone moves with it).
+    pub clock: crate::clock::Clock,
     workers: WorkerStatusHandle,
 }
 
@@ -128,6 +131,7 @@ impl Broker {
         let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);
         provisioning.launch_grace = Duration::from_secs(config.launch_grace_secs);
         provisioning.reconcile_interval = Duration::from_secs(config.reconcile_interval_secs);
+        let clock = provisioning.clock.clone();
         let provisioning = Arc::new(provisioning);
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
         Ok(Self {
@@ -144,6 +148,7 @@ impl Broker {
             projects,
             provisioning,
             replica_id,
+            clock,
             workers: WorkerStatusHandle::default(),
         })
     }

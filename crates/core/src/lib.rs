@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod cache;
+pub mod clock;
 pub mod config;
 /// The domain types live in the ground crate `cloudbroker-model` (below the
 /// store too); every `crate::domain::...` path stays as it was.

@@ -17,6 +17,7 @@
 
 mod ids;
 mod instance;
+pub mod lease;
 mod names;
 mod page;
 mod project;
@@ -28,6 +29,7 @@ mod vm;
 
 pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
 pub use instance::{InstanceName, NameError};
+pub use lease::{Lease, LeaseAction, LeaseAsk, NewLease};
 pub use names::{CredentialName, ImageName, ImageRef, UserName};
 pub use page::{Cursor, Page, PageRequest, CURSOR_PATTERN, DEFAULT_PAGE, MAX_CURSOR_LEN, MAX_PAGE};
 pub use project::{ProjectName, ProjectRole};
@@ -119,4 +121,9 @@ macro_rules! string_newtype {
 #[doc(hidden)]
 pub mod __private {
     pub use serde;
+}
+
+/// The first 64 characters of a hostile value, for an error message.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
 }

@@ -45,6 +45,14 @@ pub fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// [`rfc3339`] for an optional time (`null` when absent).
+pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// chrono's own writer: the reference, and the way for the rare times
 /// [`digits`] leaves alone.
 fn slow(t: &DateTime<Utc>, fraction: Fraction) -> String {

@@ -34,6 +34,7 @@ pub mod sandbox;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod throttle;
+pub mod vm_leases;
 pub mod vms;
 
 pub use error::StoreError;

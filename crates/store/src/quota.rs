@@ -55,6 +55,8 @@ pub struct Admission<'a> {
     pub counted: &'a [VmStatus],
     /// The state the VMs are recorded in.
     pub state: VmStatus,
+    /// The lease every VM of the launch gets, if any.
+    pub lease: Option<cloudbroker_model::NewLease>,
     pub vms: &'a [NewVm],
     /// An audit record written in the same transaction: recorded exactly
     /// when the VMs are (its detail is replaced by the one `rows` gives in
@@ -294,8 +296,8 @@ impl Store {
         let now = now_ms();
         for v in &vms {
             sqlx::query(
-                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name, project) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
+                "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name, project, lease_expires_at, lease_action, lease_warn_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18, $19)",
             )
             .bind(&v.id)
             .bind(a.launch_id)
@@ -313,6 +315,9 @@ impl Store {
             .bind(&v.tags)
             .bind(&v.key_name)
             .bind(a.project)
+            .bind(a.lease.map(|l| l.expires_at))
+            .bind(a.lease.map(|l| l.action.as_str()))
+            .bind(a.lease.map(|l| l.warn_at))
             .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {

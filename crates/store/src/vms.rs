@@ -11,7 +11,7 @@
 
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
+use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Lease, LeaseAction, ProjectName, Tags, UserName, VmId, VmStatus};
 use serde::Serialize;
 
 /// A VM as the broker records it.
@@ -48,6 +48,8 @@ pub struct VmRow {
     /// Raised by every write: what [`Store::observe_vm`] compares.
     #[serde(skip)]
     pub version: i64,
+    /// Its lease, if it has one.
+    pub lease: Option<Lease>,
 }
 
 /// A VM record as the database writes it; also read from a JSON array in
@@ -76,20 +78,36 @@ struct VmDb {
     updated_at: i64,
     version: i64,
     project: String,
+    lease_expires_at: Option<i64>,
+    lease_action: Option<String>,
+    lease_warned_at: Option<i64>,
+    lease_done_at: Option<i64>,
+    lease_note: Option<String>,
 }
 
 type VmTuple = VmDb;
 
 /// `COLS` as the database's JSON array constructor's arguments.
-const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project";
+const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project, lease_expires_at, lease_action, lease_warned_at, lease_done_at, lease_note";
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project";
+const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project, lease_expires_at, lease_action, lease_warned_at, lease_done_at, lease_note";
 
 fn vm(t: VmDb) -> Result<VmRow, StoreError> {
     let state = VmStatus::parse(&t.state)
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column state: {}", t.id, e.message).into())))?;
     let instance = InstanceName::parse(&t.instance)
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column instance: {e}", t.id).into())))?;
+    let lease = match (t.lease_expires_at, t.lease_action.as_deref()) {
+        (Some(at), Some(action)) => Some(Lease {
+            expires_at: ms_to_time(at),
+            action: LeaseAction::parse(action)
+                .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column lease_action: {}", t.id, e.message).into())))?,
+            warned_at: t.lease_warned_at.map(ms_to_time),
+            ended_at: t.lease_done_at.map(ms_to_time),
+            note: t.lease_note,
+        }),
+        _ => None,
+    };
     Ok(VmRow {
         id: VmId::from_stored(t.id),
         launch_id: LaunchId::from_stored(t.launch_id),
@@ -113,6 +131,7 @@ fn vm(t: VmDb) -> Result<VmRow, StoreError> {
         created_at: ms_to_time(t.created_at),
         updated_at: ms_to_time(t.updated_at),
         version: t.version,
+        lease,
     })
 }
 

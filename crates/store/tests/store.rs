@@ -146,6 +146,7 @@ mod quota {
             member_check: false,
             counted: COUNTED,
             state: VmStatus::Requested,
+            lease: None,
             vms: &v,
             audit: None,
         })

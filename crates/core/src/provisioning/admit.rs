@@ -84,6 +84,7 @@ impl Admission {
             tags: &req.tags.user,
             name: &req.name,
             count_max: req.count.max,
+            lease: plan.lease_span,
         };
         for check in &self.checks {
             if let Check::Policy(p) = check {
@@ -205,6 +206,7 @@ impl Provisioning {
             member_check: !actor.is_admin,
             counted: &VmStatus::QUOTA_COUNTED,
             state: VmStatus::Requested,
+            lease: plan.lease,
             vms: &[],
             audit: Some(audit_event.row(actor.name.as_str(), &audit_target)),
         };

@@ -29,6 +29,7 @@ mod admit;
 mod cloud;
 mod dry_run;
 mod launch;
+mod leases;
 mod overview;
 mod plan;
 mod policy;
@@ -39,6 +40,7 @@ mod volumes;
 
 pub use addresses::Address;
 pub use launch::LaunchOutcome;
+pub use leases::LeaseTerms;
 pub use overview::VmCount;
 pub use policy::{LaunchPolicy, RequiredTag};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
@@ -103,6 +105,9 @@ pub struct Vm {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// Its lease (`null`: none): when it ends, what the broker does then,
+    /// and what has happened so far.
+    pub lease: Option<crate::domain::Lease>,
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub credential_id: CredentialId,
@@ -140,6 +145,8 @@ pub struct Provisioning {
     /// What a launch made sure of in a cloud account (a security group, a
     /// key pair) and when: see [`cloud::PREPARED_TTL`].
     prepared: cloud::Prepared,
+    /// The clock leases are given and ended by (a test sets it).
+    pub clock: crate::clock::Clock,
 }
 
 /// How long a cloud's list of instance types is reused.
@@ -166,6 +173,7 @@ impl Provisioning {
             reconcile_interval: Duration::from_secs(30),
             type_cache: Default::default(),
             prepared: Default::default(),
+            clock: crate::clock::Clock::system(),
         }
     }
 
@@ -263,6 +271,7 @@ impl Provisioning {
             created_at: r.created_at,
             updated_at: r.updated_at,
             credential_id: r.credential_id,
+            lease: r.lease,
         })
     }
 

@@ -11,7 +11,8 @@
 use super::policy::LaunchPolicy;
 use super::request::{InstanceType, LaunchRequest, MAX_CLIENT_TAGS, MAX_COUNT};
 use super::Provisioning;
-use crate::domain::{CredentialId, ImageRef, InstanceName};
+use super::leases::LeaseTerms;
+use crate::domain::{CredentialId, ImageRef, InstanceName, NewLease};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::images::ResolvedImage;
 use crate::registry::Snapshot;
@@ -53,6 +54,10 @@ pub(super) struct LaunchPlan {
     /// The instance's launch policies, when they apply to the actor (an
     /// admin under `policy.exempt.admins` skips them) and any is set.
     pub policy: Option<LaunchPolicy>,
+    /// The lease the VMs get (asked for, or the instance's default), and
+    /// how long it is from the time of planning (what `lease.max` caps).
+    pub lease: Option<NewLease>,
+    pub lease_span: Option<chrono::Duration>,
 }
 
 impl Provisioning {
@@ -96,6 +101,9 @@ impl Provisioning {
             .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
         let policy = Some(LaunchPolicy::of(&values)).filter(|p| !p.is_empty() && p.applies_to(actor));
+        let now = self.clock.now();
+        let lease = LeaseTerms::of(&values).for_launch(request.lease.as_ref(), now)?;
+        let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
@@ -116,6 +124,8 @@ impl Provisioning {
             key_name,
             limits: Limits { quota, project_quota },
             policy,
+            lease,
+            lease_span,
         })
     }
 

@@ -61,6 +61,9 @@ pub struct LaunchPolicy {
     pub required_tags: Vec<RequiredTag>,
     /// Most VMs per launch: a count range whose most is higher is refused.
     pub count_max: Option<u32>,
+    /// The longest lease a launch may ask for (`lease.max`, from now).
+    #[serde(skip)]
+    pub lease_max: Option<chrono::Duration>,
     /// Whether admins' launches skip these checks.
     pub exempt_admins: bool,
 }
@@ -103,6 +106,8 @@ pub(super) struct Asked<'a> {
     pub name: &'a str,
     /// The most VMs the launch asks for.
     pub count_max: u32,
+    /// How long the launch's lease is, from now (`None`: no lease).
+    pub lease: Option<chrono::Duration>,
 }
 
 impl LaunchPolicy {
@@ -123,13 +128,18 @@ impl LaunchPolicy {
             images: items(values.get_set(IMAGES)).into_iter().map(ImageName::from_stored).collect(),
             required_tags,
             count_max: values.get_set(COUNT_MAX).and_then(|v| v.parse().ok()),
+            lease_max: values.get_set(super::leases::MAX).and_then(|v| crate::domain::lease::parse_duration(v).ok()),
             exempt_admins: values.get_set(EXEMPT_ADMINS) == Some("true"),
         }
     }
 
     /// Whether no policy is set (launches are not checked).
     pub fn is_empty(&self) -> bool {
-        self.instance_types.is_empty() && self.images.is_empty() && self.required_tags.is_empty() && self.count_max.is_none()
+        self.instance_types.is_empty()
+            && self.images.is_empty()
+            && self.required_tags.is_empty()
+            && self.count_max.is_none()
+            && self.lease_max.is_none()
     }
 
     /// Whether the policies apply to `actor`'s launches (admins are exempt
@@ -212,8 +222,25 @@ impl LaunchPolicy {
         })
     }
 
+    /// The refusal of a lease `span` long on `instance`, if refused.
+    fn lease_refusal(&self, instance: &InstanceName, span: Option<chrono::Duration>) -> Option<ServiceError> {
+        let (max, span) = (self.lease_max?, span?);
+        let text = crate::domain::lease::format_duration;
+        (span > max).then(|| ServiceError::PolicyViolation {
+            policy: super::leases::MAX,
+            field: "lease",
+            message: format!(
+                "a lease of {} is not allowed on '{instance}': at most {} from now ({}: {})",
+                text(span),
+                text(max),
+                super::leases::MAX,
+                text(max)
+            ),
+        })
+    }
+
     /// The first policy `asked` breaks on `instance`, in the order: count,
-    /// instance type, image, tags.
+    /// instance type, image, tags, lease.
     pub(super) fn check(&self, instance: &InstanceName, asked: &Asked<'_>) -> ServiceResult<()> {
         let refusal = self
             .count_refusal(instance, asked.count_max)
@@ -225,7 +252,8 @@ impl LaunchPolicy {
                     None if k == "Name" && !asked.name.is_empty() => Some(asked.name),
                     None => None,
                 })
-            });
+            })
+            .or_else(|| self.lease_refusal(instance, asked.lease));
         refusal.map_or(Ok(()), Err)
     }
 
@@ -327,7 +355,7 @@ mod tests {
         let sb = InstanceName::parse("sb").unwrap();
         let p = policy(&[(INSTANCE_TYPES, "t3.*, t2.micro"), (IMAGES, "alpine"), (TAGS_REQUIRED, "team=(a|b)"), (COUNT_MAX, "2")]);
         let tags = Tags::parse([("team".to_string(), "a".to_string())].into()).unwrap();
-        let ok = Asked { instance_type: "t3.small", image: "alpine", native: true, tags: &tags, name: "", count_max: 2 };
+        let ok = Asked { instance_type: "t3.small", image: "alpine", native: true, tags: &tags, name: "", count_max: 2, lease: None };
         p.check(&sb, &ok).unwrap();
         let msg = |a: Asked<'_>| p.check(&sb, &a).unwrap_err().to_string();
         assert_eq!(
@@ -346,6 +374,14 @@ mod tests {
         assert_eq!(
             msg(Asked { count_max: 3, ..ok }),
             "a launch of up to 3 VMs is not allowed on 'sb': at most 2 per launch (policy.count.max: 2)"
+        );
+        let leased = policy(&[("lease.max", "1d")]);
+        assert!(!leased.is_empty());
+        leased.check(&sb, &Asked { lease: Some(chrono::Duration::hours(24)), ..ok }).unwrap();
+        leased.check(&sb, &Asked { lease: None, ..ok }).unwrap();
+        assert_eq!(
+            leased.check(&sb, &Asked { lease: Some(chrono::Duration::hours(36)), ..ok }).unwrap_err().to_string(),
+            "a lease of 1d 12h is not allowed on 'sb': at most 1d from now (lease.max: 1d)"
         );
     }
 }

@@ -343,6 +343,8 @@ impl Provisioning {
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
                 version: 0,
+                // Adopted, not launched: no lease unless an admin sets one.
+                lease: None,
             };
             if self.store.insert_adopted_vm(&row).await? {
                 report.adopted += 1;

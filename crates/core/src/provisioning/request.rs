@@ -120,6 +120,9 @@ pub struct LaunchRequest {
     /// One of the user's key pairs (EC2's `KeyName`): its public key is
     /// used (over `ssh_public_key`), and its name recorded on the VMs.
     pub key_name: Option<String>,
+    /// The lease asked for (`None`: the instance's `lease.default`, else
+    /// `lease.max`, else no lease).
+    pub lease: Option<crate::domain::LeaseAsk>,
 }
 
 impl LaunchRequest {
@@ -136,6 +139,7 @@ impl LaunchRequest {
             tags: LaunchTags::default(),
             ssh_public_key: None,
             key_name: None,
+            lease: None,
         }
     }
 }

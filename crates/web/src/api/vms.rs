@@ -89,6 +89,7 @@ impl LaunchBody {
             tags: LaunchTags::user(parse(Tags::parse(self.tags.unwrap_or_default()))?),
             ssh_public_key: None,
             key_name: None,
+            lease: None,
         })
     }
 }

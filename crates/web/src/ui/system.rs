@@ -90,6 +90,7 @@ fn type_help(spec: &ParamSpec) -> String {
         ParamType::Enum { values } => format!("one of {}", values.join(", ")),
         ParamType::List => "comma-separated list".into(),
         ParamType::TagRules => "comma-separated tag keys, each optionally key=(a|b|c)".into(),
+        ParamType::Duration => "a duration such as 8h, 90m or 1d12h".into(),
     }
 }
 
