@@ -18,7 +18,11 @@ Control endpoints (JSON, on the same port; never counted, never faulted):
 ``POST /_fault``         replace the fault configuration (fields below; unset = off)
 ``GET  /_fault``         the current configuration
 ``GET  /_fault/stats``   ``{"actions": {Action: attempts}, "requests", "in_flight",
-                         "peak_in_flight", "injected": {kind: n}, "log": [...]}``
+                         "peak_in_flight", "injected": {kind: n}, "log": [...],
+                         "named_ids": {Action: {instance id: attempts}}}``: the log keeps
+                         the first 2,000 requests; ``named_ids`` counts every attempt's
+                         ``InstanceId.N`` parameters, per action, without a limit (how
+                         often each instance was named, e.g. to TerminateInstances)
 ``POST /_fault/reset``   configuration and statistics back to zero (moto's state is kept;
                          ``POST /moto-api/reset`` resets moto itself)
 ``POST /_iam/user``      ``{"user_name": "u", "policy": {...IAM policy...} | null, "account_id": "123456789012"}`` creates an
@@ -109,6 +113,7 @@ class FaultMiddleware:
         self.error_left = 0
         self.rng = random.Random(0)
         self.log = []
+        self.named_ids = {}
 
     def _set_config(self, config):
         self.config = dict(config)
@@ -125,6 +130,7 @@ class FaultMiddleware:
             "peak_in_flight": self.peak_in_flight,
             "injected": dict(self.injected),
             "log": list(self.log),
+            "named_ids": {a: dict(ids) for a, ids in self.named_ids.items()},
         }
 
     # ---- WSGI --------------------------------------------------------------
@@ -147,6 +153,11 @@ class FaultMiddleware:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             fault, delay, hang = self._decide(action)
+            named = [v for k, v in params.items() if k.startswith("InstanceId.")]
+            if named:
+                per_action = self.named_ids.setdefault(action, {})
+                for iid in named:
+                    per_action[iid] = per_action.get(iid, 0) + 1
             if len(self.log) < LOG_LIMIT:
                 self.log.append(
                     {

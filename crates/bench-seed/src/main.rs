@@ -4,14 +4,22 @@
 //! broker itself. The invariant: after a run, the database holds exactly
 //! `--rows` VM rows more than before, `--live` of them live (`running`) and
 //! owned by `--user` on `--instance`, the rest spread over `--other-users`
-//! users, `--terminated-pct` percent of all rows terminated.
+//! users, `--terminated-pct` percent of all rows terminated. With
+//! `--leases N`, the first N live rows (the bench user's first) also get a
+//! lease (`terminate`, set through the store's own `set_vm_lease`): the first
+//! `--leases-due D` of them expired a minute ago, the rest end between two
+//! hours and 30 days from now (warnings an hour before), so a lease pass
+//! finds exactly D due and no warning due.
 //!
 //! ```text
 //! cloudbroker-bench-seed --database-url URL --user bench --instance bench \
-//!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90]
+//!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90] \
+//!     [--leases 100 --leases-due 0]
 //! ```
 
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
+use cloudbroker_model::{
+    ClientToken, CredentialId, InstanceName, LaunchId, LeaseAction, NewLease, ProjectName, Tags, UserName, VmId, VmStatus,
+};
 use cloudbroker_store::vms::VmRow;
 use cloudbroker_store::Store;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -26,6 +34,8 @@ struct Args {
     live: u64,
     other_users: u64,
     terminated_pct: u64,
+    leases: u64,
+    leases_due: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +47,8 @@ fn parse_args() -> Result<Args, String> {
         live: 100,
         other_users: 100,
         terminated_pct: 90,
+        leases: 0,
+        leases_due: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +62,8 @@ fn parse_args() -> Result<Args, String> {
             "--live" => a.live = num(&value)?,
             "--other-users" => a.other_users = num(&value)?.max(1),
             "--terminated-pct" => a.terminated_pct = num(&value)?.min(100),
+            "--leases" => a.leases = num(&value)?,
+            "--leases-due" => a.leases_due = num(&value)?,
             other => return Err(format!("unknown flag '{other}'")),
         }
     }
@@ -58,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.live > a.rows {
         return Err(format!("--live ({}) is more than --rows ({})", a.live, a.rows));
+    }
+    if a.leases_due > a.leases {
+        return Err(format!("--leases-due ({}) is more than --leases ({})", a.leases_due, a.leases));
     }
     Ok(a)
 }
@@ -95,6 +112,19 @@ fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String>
     })
 }
 
+/// The lease of the `k`-th leased row: due a minute ago for the first
+/// `due`, else ending between 2 h and 30 days from `now` (ms), spread evenly.
+fn lease(k: u64, due: u64, leased: u64, now: i64) -> NewLease {
+    const HOUR: i64 = 3_600_000;
+    let expires_at = if k < due {
+        now - 60_000
+    } else {
+        let span = 30 * 24 * HOUR - 2 * HOUR;
+        now + 2 * HOUR + (span as i128 * (k - due) as i128 / (leased - due).max(1) as i128) as i64
+    };
+    NewLease { expires_at, action: LeaseAction::Terminate, warn_at: expires_at - HOUR }
+}
+
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     cloudbroker_store::ms_to_time(cloudbroker_store::now_ms())
 }
@@ -126,23 +156,48 @@ async fn seed(a: &Args) -> Result<(), String> {
             }
         })
         .collect();
+    // The k-th live row gets lease k while k < --leases.
+    let now = cloudbroker_store::now_ms();
+    let mut live_seen = 0u64;
+    let specs: Vec<(String, &str, u64, Option<NewLease>)> = specs
+        .into_iter()
+        .map(|(user, state, n)| {
+            let l = (state == "running" && live_seen < a.leases).then(|| lease(live_seen, a.leases_due, a.leases, now));
+            if state == "running" {
+                live_seen += 1;
+            }
+            (user, state, n, l)
+        })
+        .collect();
+    let leased = specs.iter().filter(|s| s.3.is_some()).count();
+    if (leased as u64) < a.leases {
+        return Err(format!("--leases {}: only {leased} live rows to give one", a.leases));
+    }
     let started = std::time::Instant::now();
     let inserted: Vec<bool> = stream::iter(specs)
-        .map(|(user, state, n)| {
+        .map(|(user, state, n, l)| {
             let store = &store;
             let instance = a.instance.as_str();
-            async move { store.insert_adopted_vm(&row(&user, instance, state, n)?).await.map_err(|e| e.to_string()) }
+            async move {
+                let r = row(&user, instance, state, n)?;
+                let fresh = store.insert_adopted_vm(&r).await.map_err(|e| e.to_string())?;
+                if let (true, Some(l)) = (fresh, l) {
+                    store.set_vm_lease(&r.id, Some(&l)).await.map_err(|e| e.to_string())?;
+                }
+                Ok::<bool, String>(fresh)
+            }
         })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
     let fresh = inserted.iter().filter(|b| **b).count();
     println!(
-        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users) in {:.1} s",
+        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users, {leased} leases of which {} due) in {:.1} s",
         a.live,
         a.user,
         a.instance,
         others.len(),
+        a.leases_due,
         started.elapsed().as_secs_f64()
     );
     store.close().await;

@@ -51,6 +51,8 @@ pub struct Broker {
     pub provisioning: Arc<Provisioning>,
     pub audit: Arc<Audit>,
     pub system: Arc<System>,
+    /// Prices and what VMs cost.
+    pub costs: Arc<crate::costs::Costs>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
     /// The clock time-driven rules read (VM leases): the system's; a test
@@ -131,13 +133,16 @@ impl Broker {
         let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);
         provisioning.launch_grace = Duration::from_secs(config.launch_grace_secs);
         provisioning.reconcile_interval = Duration::from_secs(config.reconcile_interval_secs);
-        let clock = provisioning.clock.clone();
+        // One clock for the store's stamps (VM state history) and the services' rules.
+        let clock = store.clock().clone();
+        provisioning.clock = clock.clone();
         let provisioning = Arc::new(provisioning);
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
         Ok(Self {
             config: Arc::new(config),
             audit: Arc::new(Audit::new(store.clone())),
             system: Arc::new(System::new(store.clone(), registry.clone())),
+            costs: Arc::new(crate::costs::Costs::new(store.clone(), registry.clone())),
             store,
             registry,
             identity,
@@ -188,13 +193,15 @@ impl Broker {
 
     /// Starts the background workers: reconciliation (first pass at once: it
     /// also finishes launches a crash interrupted), a quicker watch on VMs
-    /// in transition, configuration polling
+    /// in transition, the lease worker (first pass at once: expiries missed
+    /// while down), configuration polling
     /// (changes made on other replicas) and the purge of expired sessions.
     /// Stop them with [`Workers::shutdown`].
     pub fn spawn_background(&self) -> Workers {
         let mut w = Workers::with_status(self.workers.clone());
         w.spawn(ReconcileWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
         w.spawn(TransitionWatchWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
+        w.spawn(LeaseWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
         w
@@ -289,6 +296,36 @@ impl Worker for TransitionWatchWorker {
         } else {
             String::new()
         })
+    }
+}
+
+/// How often the lease worker runs (or the reconcile interval, when shorter).
+pub const LEASE_WORKER_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Ends expired VM leases and records the warnings due
+/// ([`Provisioning::lease_pass`]); first pass at start, so expiries missed
+/// while the broker was down are acted on at once (saying how late).
+struct LeaseWorker {
+    provisioning: Arc<Provisioning>,
+    holder: String,
+}
+
+#[async_trait]
+impl Worker for LeaseWorker {
+    fn name(&self) -> &'static str {
+        "lease"
+    }
+    fn interval(&self) -> Duration {
+        LEASE_WORKER_INTERVAL.min(self.provisioning.reconcile_interval)
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        let r = self.provisioning.lease_pass(&self.holder).await.map_err(|e| e.to_string())?;
+        // A skipped VM or a failed group makes the step a failure: the
+        // worker's status shows it until a pass goes through.
+        if r.has_failures() {
+            return Err(r.summary());
+        }
+        Ok(r.summary())
     }
 }
 

@@ -9,8 +9,11 @@ pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod cache;
-pub mod clock;
+/// The one clock time-driven rules read (in the ground crate: the store
+/// stamps VM state changes with it too).
+pub use cloudbroker_model::clock;
 pub mod config;
+pub mod costs;
 /// The domain types live in the ground crate `cloudbroker-model` (below the
 /// store too); every `crate::domain::...` path stays as it was.
 pub use cloudbroker_model as domain;

@@ -120,6 +120,9 @@ pub struct Snapshot {
     pub config_version: i64,
     /// Image ids from `connectors.d/images/*.conf`: image -> instance -> (cloud id, where).
     pub file_images: BTreeMap<String, BTreeMap<String, (String, Location)>>,
+    /// Prices and markups from `connectors.d/prices/*.conf`.
+    #[serde(skip)]
+    pub prices: Arc<crate::costs::prices::PriceBook>,
 }
 
 impl Snapshot {
@@ -198,6 +201,7 @@ impl Registry {
             files: vec![],
             config_version: -1,
             file_images: BTreeMap::new(),
+            prices: Arc::default(),
         };
         let r = Arc::new(Self {
             store,
@@ -245,6 +249,12 @@ impl Registry {
             .map_err(|e| RegistryError::Load { what: "connectors.d/images", message: e.to_string() })?;
         snap.file_images = file_images;
         snap.file_errors.extend(image_errors);
+        let prices_dir = self.connectors_dir.join("prices");
+        let (prices, price_errors) = tokio::task::spawn_blocking(move || crate::costs::prices::PriceBook::load_dir(&prices_dir))
+            .await
+            .map_err(|e| RegistryError::Load { what: "connectors.d/prices", message: e.to_string() })?;
+        snap.prices = Arc::new(prices);
+        snap.file_errors.extend(price_errors.iter().map(ToString::to_string));
         let snap = Arc::new(snap);
         for e in snap.file_errors.iter().chain(snap.errors.iter()) {
             tracing::warn!(error = %e, "connector configuration");
@@ -468,5 +478,6 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
         files: load.files.clone(),
         config_version: version,
         file_images: BTreeMap::new(),
+        prices: Arc::default(),
     }
 }

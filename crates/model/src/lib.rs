@@ -15,6 +15,7 @@
 //! the database holds that breaks its type's rules is a decode error naming
 //! the column, never an unchecked value.
 
+pub mod clock;
 mod ids;
 mod instance;
 pub mod lease;

@@ -25,8 +25,10 @@ pub mod key_pairs;
 pub mod lease;
 pub mod limits;
 pub mod maintenance;
+pub mod metering;
 pub mod overview;
 pub mod params;
+pub mod project_policies;
 pub mod projects;
 pub mod quota;
 pub mod resources;
@@ -95,6 +97,9 @@ pub(crate) fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The clock VM state changes are stamped with (their history is what
+    /// metering bills); the broker's services share it, a test sets it.
+    clock: cloudbroker_model::clock::Clock,
 }
 
 /// Query parameters of a database URL that carry a credential (libpq's
@@ -233,7 +238,7 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, clock: cloudbroker_model::clock::Clock::system() })
     }
 
     /// Connects and applies pending migrations.
@@ -241,6 +246,16 @@ impl Store {
         let s = Self::connect(url).await?;
         s.migrate().await?;
         Ok(s)
+    }
+
+    /// The clock VM records are stamped with (shared: setting a clone sets it).
+    pub fn clock(&self) -> &cloudbroker_model::clock::Clock {
+        &self.clock
+    }
+
+    /// Now, by [`Store::clock`], in milliseconds since the epoch.
+    pub(crate) fn clock_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Applies pending migrations of this backend.

@@ -13,7 +13,7 @@
 //! records (no counter that could drift).
 
 use crate::audit::NewAudit;
-use crate::{now_ms, Store, StoreError};
+use crate::{Store, StoreError};
 use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, ProjectRole, UserName, VmId, VmStatus};
 
 /// One VM to record.
@@ -293,7 +293,7 @@ impl Store {
             admitted = admitted.min(room);
         }
         let (vms, detail) = rows(admitted);
-        let now = now_ms();
+        let now = self.clock_ms();
         for v in &vms {
             sqlx::query(
                 "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, created_at, updated_at, tags, key_name, project, lease_expires_at, lease_action, lease_warn_at) \

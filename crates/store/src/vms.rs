@@ -9,7 +9,7 @@
 //! Records come back typed: ids the store wrote are trusted as stored; the
 //! state and the connector instance are parsed (a bad one is a decode error).
 
-use crate::{ms_to_time, now_ms, Store, StoreError};
+use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
 use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Lease, LeaseAction, ProjectName, Tags, UserName, VmId, VmStatus};
 use serde::Serialize;
@@ -383,7 +383,7 @@ impl Store {
         .bind(state)
         .bind(private_ip)
         .bind(public_ip)
-        .bind(now_ms())
+        .bind(self.clock_ms())
         .bind(id)
         .execute(self.pool())
         .await;
@@ -400,7 +400,7 @@ impl Store {
     /// Records a VM found in the cloud that the broker has no row for.
     /// Returns false when the cloud VM is already recorded (by another replica).
     pub async fn insert_adopted_vm(&self, row: &VmRow) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.clock_ms();
         let r = sqlx::query(
             "INSERT INTO vms (id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, created_at, updated_at, tags, project) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)",
@@ -448,7 +448,7 @@ impl Store {
         .bind(u.private_ip)
         .bind(u.public_ip)
         .bind(u.error)
-        .bind(now_ms())
+        .bind(self.clock_ms())
         .bind(u.id)
         .execute(self.pool())
         .await?;
@@ -478,7 +478,7 @@ impl Store {
         .bind(private_ip)
         .bind(public_ip)
         .bind(error)
-        .bind(now_ms())
+        .bind(self.clock_ms())
         .bind(id)
         .bind(version)
         .execute(self.pool())
@@ -491,7 +491,7 @@ impl Store {
     pub async fn set_vm_public_ip(&self, id: &VmId, public_ip: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE vms SET public_ip = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(public_ip)
-            .bind(now_ms())
+            .bind(self.clock_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -503,10 +503,28 @@ impl Store {
         let json = serde_json::to_string(tags).map_err(|e| StoreError::Config(format!("tags: {e}")))?;
         sqlx::query("UPDATE vms SET tags = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(json)
-            .bind(now_ms())
+            .bind(self.clock_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// VMs whose lease is not yet dealt with and ends at or before
+    /// `before_ms`, soonest first, at most `limit` (the Governance page's
+    /// "leases due soon"). One range read of the `vms_lease_due` partial
+    /// index: the leases already dealt with are not in it.
+    pub async fn vm_leases_due(&self, before_ms: i64, limit: i64) -> Result<Vec<VmRow>, StoreError> {
+        let rows: Vec<VmTuple> = sqlx::query_as(&format!(
+            "SELECT {COLS} FROM vms WHERE lease_expires_at IS NOT NULL AND lease_done_at IS NULL AND lease_expires_at <= $1 \
+             ORDER BY lease_expires_at, id LIMIT $2"
+        ))
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(vm).collect()
     }
 }

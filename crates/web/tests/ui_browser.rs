@@ -575,7 +575,14 @@ async fn launch_policies_and_governance_in_a_real_browser() {
     b.fill("[name='p.sb.policy.count.max']", "2").await;
     b.submit("#save-system", "system-policies-set").await;
     assert!(b.text("#flash").await.contains("Saved 4 value(s)"));
+    // And its lease terms.
+    b.fill("[name='p.sb.lease.default']", "8h").await;
+    b.fill("[name='p.sb.lease.max']", "1d").await;
+    b.submit("#save-system", "system-lease-terms-set").await;
+    assert!(b.text("#flash").await.contains("Saved 2 value(s)"));
     b.goto("/admin/governance", "governance").await;
+    let terms = b.text("#lease-terms-sb").await;
+    assert!(terms.contains("lease.default") && terms.contains("8h") && terms.contains("lease.max"), "{terms}");
     let sb = b.text("#governance-sb").await;
     assert!(sb.contains("t2.micro, t2.small, t3.*") && sb.contains("set here by super"), "{sb}");
     assert!(sb.contains("Not stopped: listed only") && sb.contains("big-one"), "{sb}");
@@ -603,10 +610,49 @@ async fn launch_policies_and_governance_in_a_real_browser() {
     assert_eq!(b.value("[id='launch-tag.owner']").await, "gwen", "what was typed is kept");
     assert_eq!(b.value("#launch-name").await, "web");
     b.fill("#launch-count", "2").await;
+    assert!(b.text("#launch-lease-help").await.contains("Lease on sb: default 8h, at most 1d, then terminate"));
+    b.fill("#launch-lease", "4h").await;
     b.click("#launch-submit").await;
     assert!(b.text("#flash").await.contains("Launched 2 VM(s)"));
+    assert!(b.text("#flash").await.contains("then terminate)"), "the lease said");
     b.shot("launched-within-policy").await;
+
+    // The lease on the VMs page: expiry in UTC, time left; one click extends it.
+    let web = {
+        let q = cloudbroker_core::provisioning::VmQuery { name: Some("web".into()), ..Default::default() };
+        let sys = cloudbroker_core::Actor::system();
+        app.broker.provisioning.list(&sys, q, cloudbroker_core::domain::PageRequest::default()).await.unwrap().items.remove(0)
+    };
+    let before = web.lease.clone().expect("launched with a lease").expires_at;
+    let cell = b.text(&format!("#vm-{} td.lease", web.id)).await;
+    assert!(
+        cell.contains(&before.format("%Y-%m-%d %H:%M UTC").to_string()) && cell.contains("in 3h") && cell.contains("then terminate"),
+        "{cell}"
+    );
+    b.shot("vms-with-leases").await;
+    b.submit(&format!("#vm-{} button.extend", web.id), "lease-extended").await;
+    let f = b.text("#flash").await;
+    assert!(f.contains(&format!("Extended the lease of {}", web.id)) && f.contains("(in 8h)"), "{f}");
+    let after = app.broker.provisioning.get(&cloudbroker_core::Actor::system(), &web.id).await.unwrap().lease.unwrap().expires_at;
+    assert!(after > before + chrono::Duration::hours(3), "{before} -> {after}");
+    let cell = b.text(&format!("#vm-{} td.lease", web.id)).await;
+    assert!(cell.contains(&after.format("%Y-%m-%d %H:%M UTC").to_string()), "the new expiry shown: {cell}");
+    // The VM's page: past lease.max is refused next to the field.
+    b.click(&format!("#vm-{} a.vm-link", web.id)).await;
+    b.shot("vm-page-with-lease").await;
+    b.fill("#extend-lease", "3d").await;
+    b.submit("#extend-submit", "lease-refused-over-max").await;
+    assert!(b.text("#lease-error").await.contains("lease.max: 1d"));
+    assert_eq!(b.value("#extend-lease").await, "3d");
     b.goto("/admin/governance", "gwen-refused-governance").await;
     assert!(b.text("#page-error").await.contains("for administrators"));
+    b.sign_out().await;
+
+    // super: the leases due within a day, across projects, and the extension among the lease actions.
+    b.sign_in("super", common::SUPER_PW).await;
+    b.goto("/admin/governance", "governance-leases-due").await;
+    assert_eq!(b.count("#leases-due-table tbody tr").await, 2, "gwen's two VMs");
+    assert!(b.text(&format!("#due-{}", web.id)).await.contains(&after.format("%Y-%m-%d %H:%M UTC").to_string()));
+    assert!(b.text("#lease-actions-table").await.contains("vm.lease.set"));
     b.quit().await;
 }

@@ -1,7 +1,7 @@
 //! A launch's admission: the second of its three steps (plan, admit,
 //! cloud). An [`Admission`] is the list of checks a planned launch must
-//! pass: the instance's launch policies first (`policy.rs`: read from the
-//! plan, nothing counted), then the quotas (the user's, then the
+//! pass: the instance's launch policies first, then the project's own
+//! (`policy.rs`, `project_policy.rs`: read from the plan, nothing counted), then the quotas (the user's, then the
 //! project's); budget checks plug in here, as further [`Check`]s. A launch
 //! and its dry run refuse alike, whichever front asked.
 //!
@@ -30,9 +30,10 @@ use cloudbroker_store::vms::VmFilter;
 /// One check a launch must pass to be admitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Check {
-    /// The instance's launch policies (unless the actor is exempt): the
-    /// planned instance type, the image asked for, the request's tags and
-    /// its count range's most.
+    /// The instance's launch policies, or its project's own on the
+    /// instance (unless the actor is exempt): the planned instance type,
+    /// the image asked for, the request's tags, its count range's most and
+    /// its lease.
     Policy(LaunchPolicy),
     /// Under `quota.enable`: the user's VMs on the instance in
     /// [`VmStatus::QUOTA_COUNTED`] statuses, plus at least the launch's
@@ -54,7 +55,8 @@ impl Admission {
     /// The checks `plan` must pass.
     pub(super) fn of(plan: &LaunchPlan) -> Self {
         let mut checks = Vec::new();
-        if let Some(policy) = &plan.policy {
+        // The instance's policies, then the project's own (only tighter: both must pass).
+        for policy in plan.policy.iter().chain(&plan.project_policy) {
             checks.push(Check::Policy(policy.clone()));
         }
         if let Some(limit) = plan.limits.quota {

@@ -141,8 +141,11 @@ impl Provisioning {
             )));
         }
         let terms = self.lease_terms(&vm.instance).await?;
+        // The project's own lease.max (project_policy.rs) caps a member's extension too.
+        let project_cap = self.project_lease_policy(&vm.project, &vm.instance).await?;
         let now = self.clock.now();
-        let expires_at = ask.as_ref().map_or_else(|| now + terms.extension(), |a| a.expiry(now));
+        let one_click = super::project_policy::tightened(terms.clone(), project_cap.as_ref()).extension();
+        let expires_at = ask.as_ref().map_or_else(|| now + one_click, |a| a.expiry(now));
         if expires_at <= now {
             return Err(ServiceError::invalid_field("lease", format!("the lease would end at {expires_at}, which is not in the future")));
         }
@@ -161,6 +164,9 @@ impl Provisioning {
                         ),
                     });
                 }
+            }
+            if let Some(p) = &project_cap {
+                p.check_lease(&vm.instance, expires_at - now)?;
             }
         }
         // The action stays the one the VM's lease was given with; a VM without one gets the instance's.
@@ -195,6 +201,22 @@ impl Provisioning {
             AuditEvent::ok(AuditAction::VmLeaseSet, AuditTarget::Vm(id.as_str())).detail("lease removed").in_project(vm.project.as_str());
         audit::record_by(&self.store, actor, &event).await?;
         self.owned(actor, id).await
+    }
+}
+
+/// Most VMs [`Provisioning::leases_due`] returns.
+pub const LEASES_DUE_LIMIT: i64 = 200;
+
+impl Provisioning {
+    /// Admins only: the live VMs (of every project) whose lease ends
+    /// within `within` from now and is not dealt with yet, soonest first
+    /// (those already overdue first of all), at most [`LEASES_DUE_LIMIT`].
+    /// One indexed range read (`vms_lease_due`).
+    pub async fn leases_due(&self, actor: &Actor, within: Duration) -> ServiceResult<Vec<Vm>> {
+        actor.require_admin()?;
+        let before = (self.clock.now() + within).timestamp_millis();
+        let rows = self.store.vm_leases_due(before, LEASES_DUE_LIMIT).await?;
+        Ok(self.vms(rows)?.into_iter().filter(|v| v.status.is_live()).collect())
     }
 }
 

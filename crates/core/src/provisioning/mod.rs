@@ -15,7 +15,8 @@
 //! A launch takes three steps, each in a file of its own: `plan.rs` (one
 //! configuration snapshot, the connector, the image, the credentials, the
 //! limits, the launch policies), `admit.rs` (the admission's checks: the
-//! launch policies of `policy.rs`, the quotas, and later budget) and
+//! launch policies of `policy.rs`, the instance's and the project's own
+//! (`project_policy.rs`), the quotas, and later budget) and
 //! `cloud.rs` (the crash-safe cloud call); `launch.rs` runs them for a [`LaunchRequest`] (`request.rs`), the one type every front
 //! builds. `actions.rs` starts, stops, reboots and terminates, `quotas.rs`
 //! computes limits and usage, `reconcile.rs` brings records and clouds back
@@ -29,10 +30,12 @@ mod admit;
 mod cloud;
 mod dry_run;
 mod launch;
+mod lease_worker;
 mod leases;
 mod overview;
 mod plan;
 mod policy;
+mod project_policy;
 mod quotas;
 mod reconcile;
 mod request;
@@ -40,9 +43,11 @@ mod volumes;
 
 pub use addresses::Address;
 pub use launch::LaunchOutcome;
+pub use lease_worker::{LeasePassReport, LEASE_CLAIM_TTL};
 pub use leases::LeaseTerms;
 pub use overview::VmCount;
 pub use policy::{LaunchPolicy, RequiredTag};
+pub use project_policy::{validate as validate_project_policy, ProjectPolicy, SPECS as PROJECT_POLICY_SPECS};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};

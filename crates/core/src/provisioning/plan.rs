@@ -4,7 +4,8 @@
 //! check: the key pair it names, the connector, the image (resolved for the
 //! instance, as [`crate::images::Images::launchable_by`] shows it), the
 //! instance type and security group, the caller's credentials, the limits
-//! and the instance's launch policies (checked by the admission). Planning
+//! and the launch policies, the instance's and the project's own (checked
+//! by the admission). Planning
 //! writes nothing and reserves nothing, so a dry run is a plan and an
 //! admission preview.
 
@@ -54,6 +55,10 @@ pub(super) struct LaunchPlan {
     /// The instance's launch policies, when they apply to the actor (an
     /// admin under `policy.exempt.admins` skips them) and any is set.
     pub policy: Option<LaunchPolicy>,
+    /// The project's own launch policies on the instance, when it has any
+    /// and they apply to the actor (`project_policy.rs`): checked after the
+    /// instance's, so a project only tightens.
+    pub project_policy: Option<LaunchPolicy>,
     /// The lease the VMs get (asked for, or the instance's default), and
     /// how long it is from the time of planning (what `lease.max` caps).
     pub lease: Option<NewLease>,
@@ -101,8 +106,10 @@ impl Provisioning {
             .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
         let policy = Some(LaunchPolicy::of(&values)).filter(|p| !p.is_empty() && p.applies_to(actor));
+        let project_policy = self.project_policy_of(&actor.project, &request.instance, &values).await?.filter(|p| p.applies_to(actor));
         let now = self.clock.now();
-        let lease = LeaseTerms::of(&values).for_launch(request.lease.as_ref(), now)?;
+        let terms = super::project_policy::tightened(LeaseTerms::of(&values), project_policy.as_ref());
+        let lease = terms.for_launch(request.lease.as_ref(), now)?;
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
@@ -124,6 +131,7 @@ impl Provisioning {
             key_name,
             limits: Limits { quota, project_quota },
             policy,
+            project_policy,
             lease,
             lease_span,
         })

@@ -9,7 +9,7 @@
 //! already break it are only listed ([`Provisioning::policy_violations`]).
 
 use super::{Provisioning, Vm};
-use crate::domain::{ImageName, InstanceName, Tags, VmStatus};
+use crate::domain::{ImageName, InstanceName, ProjectName, Tags, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::Actor;
 use cloudbroker_connector_api::params::{parse_tag_rules, ParamValues};
@@ -66,6 +66,10 @@ pub struct LaunchPolicy {
     pub lease_max: Option<chrono::Duration>,
     /// Whether admins' launches skip these checks.
     pub exempt_admins: bool,
+    /// The project whose own policies these are (`None`: the instance's;
+    /// see `project_policy.rs`): its refusals name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectName>,
 }
 
 /// `pattern` (with `*` matching any run of characters) matches `s` whole.
@@ -130,6 +134,15 @@ impl LaunchPolicy {
             count_max: values.get_set(COUNT_MAX).and_then(|v| v.parse().ok()),
             lease_max: values.get_set(super::leases::MAX).and_then(|v| crate::domain::lease::parse_duration(v).ok()),
             exempt_admins: values.get_set(EXEMPT_ADMINS) == Some("true"),
+            project: None,
+        }
+    }
+
+    /// Where a refusal happens: `'sb'`, or `'sb' for project 'team-a'`.
+    fn place(&self, instance: &InstanceName) -> String {
+        match &self.project {
+            None => format!("'{instance}'"),
+            Some(p) => format!("'{instance}' for project '{p}'"),
         }
     }
 
@@ -175,15 +188,17 @@ impl LaunchPolicy {
 
     /// The refusal of instance type `t` on `instance`, if refused.
     fn type_refusal(&self, instance: &InstanceName, t: &str) -> Option<ServiceError> {
+        let at = self.place(instance);
         (!self.allows_type(t)).then(|| ServiceError::PolicyViolation {
             policy: INSTANCE_TYPES,
             field: "instance_type",
-            message: format!("instance type '{t}' is not allowed on '{instance}' ({INSTANCE_TYPES}: {})", self.instance_types_text()),
+            message: format!("instance type '{t}' is not allowed on {at} ({INSTANCE_TYPES}: {})", self.instance_types_text()),
         })
     }
 
     /// The refusal of `image` (native or a raw cloud id) on `instance`, if refused.
     fn image_refusal(&self, instance: &InstanceName, image: &str, native: bool) -> Option<ServiceError> {
+        let at = self.place(instance);
         if self.images.is_empty() || (native && self.allows_image(image)) {
             return None;
         }
@@ -191,16 +206,17 @@ impl LaunchPolicy {
         Some(ServiceError::PolicyViolation {
             policy: IMAGES,
             field: "image",
-            message: format!("image '{image}' {what} on '{instance}' ({IMAGES}: {})", self.images_text()),
+            message: format!("image '{image}' {what} on {at} ({IMAGES}: {})", self.images_text()),
         })
     }
 
     /// The refusal of a launch's tags (`tag` looks one up) on `instance`, if refused.
     fn tags_refusal<'t>(&self, instance: &InstanceName, tag: impl Fn(&str) -> Option<&'t str>) -> Option<ServiceError> {
+        let at = self.place(instance);
         for r in &self.required_tags {
             let refusal = match tag(&r.key) {
-                None => format!("tag '{}' is required on '{instance}'", r.key),
-                Some(v) if !r.allows(v) => format!("tag '{}' = '{v}' is not allowed on '{instance}'", r.key),
+                None => format!("tag '{}' is required on {at}", r.key),
+                Some(v) if !r.allows(v) => format!("tag '{}' = '{v}' is not allowed on {at}", r.key),
                 Some(_) => continue,
             };
             return Some(ServiceError::PolicyViolation {
@@ -214,29 +230,37 @@ impl LaunchPolicy {
 
     /// The refusal of a launch of at most `count` VMs on `instance`, if refused.
     fn count_refusal(&self, instance: &InstanceName, count: u32) -> Option<ServiceError> {
+        let at = self.place(instance);
         let max = self.count_max?;
         (count > max).then(|| ServiceError::PolicyViolation {
             policy: COUNT_MAX,
             field: "count",
-            message: format!("a launch of up to {count} VMs is not allowed on '{instance}': at most {max} per launch ({COUNT_MAX}: {max})"),
+            message: format!("a launch of up to {count} VMs is not allowed on {at}: at most {max} per launch ({COUNT_MAX}: {max})"),
         })
     }
 
     /// The refusal of a lease `span` long on `instance`, if refused.
     fn lease_refusal(&self, instance: &InstanceName, span: Option<chrono::Duration>) -> Option<ServiceError> {
+        let at = self.place(instance);
         let (max, span) = (self.lease_max?, span?);
         let text = crate::domain::lease::format_duration;
         (span > max).then(|| ServiceError::PolicyViolation {
             policy: super::leases::MAX,
             field: "lease",
             message: format!(
-                "a lease of {} is not allowed on '{instance}': at most {} from now ({}: {})",
+                "a lease of {} is not allowed on {at}: at most {} from now ({}: {})",
                 text(span),
                 text(max),
                 super::leases::MAX,
                 text(max)
             ),
         })
+    }
+
+    /// The refusal of a lease `span` long from now on `instance` under
+    /// `lease.max`, if refused (an extension's cap: `leases.rs`).
+    pub(super) fn check_lease(&self, instance: &InstanceName, span: chrono::Duration) -> ServiceResult<()> {
+        self.lease_refusal(instance, Some(span)).map_or(Ok(()), Err)
     }
 
     /// The first policy `asked` breaks on `instance`, in the order: count,

@@ -9,6 +9,12 @@
 //! and decides every default. `DryRun`: RunInstances asks the core whether
 //! the launch would be admitted now (nothing reserved); the state changes
 //! check every instance.
+//!
+//! Leases: the reserved tag [`LEASE_TAG`] (`cloudbroker:lease` = `8h` or an
+//! RFC 3339 time) on RunInstances asks for the VMs' lease and is not
+//! recorded as a tag; an instance with a lease is described with the tags
+//! [`LEASE_EXPIRES_TAG`] (its absolute expiry, RFC 3339) and
+//! [`LEASE_ACTION_TAG`] (`stop` or `terminate`), made from its record.
 
 use super::Ctx;
 use crate::action::Action;
@@ -19,7 +25,8 @@ use crate::request::Params;
 use crate::xml::Xml;
 use base64::Engine;
 use chrono::Utc;
-use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, InstanceName, PageRequest, VmAction, VmStatus};
+use cloudbroker_core::domain::time::{rfc3339_string, Fraction};
+use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, InstanceName, LeaseAsk, PageRequest, VmAction, VmStatus};
 use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
@@ -27,6 +34,27 @@ use std::collections::BTreeMap;
 /// How long a terminated instance is still described (econe's
 /// `terminated_instances_expiration_time`).
 pub const TERMINATED_VISIBLE_SECS: i64 = 900;
+
+/// RunInstances' tag asking for the VMs' lease (`8h`, or an RFC 3339 time).
+pub const LEASE_TAG: &str = "cloudbroker:lease";
+/// The tag DescribeInstances shows a leased instance's expiry in (RFC 3339, UTC).
+pub const LEASE_EXPIRES_TAG: &str = "cloudbroker:lease-expires";
+/// The tag DescribeInstances shows what the broker does at the expiry in (`stop`, `terminate`).
+pub const LEASE_ACTION_TAG: &str = "cloudbroker:lease-action";
+
+/// The tags a VM's lease is shown as: its expiry (as the JSON API writes
+/// it) and its action; none without a lease.
+pub fn lease_tags(vm: &Vm) -> Option<[(&'static str, String); 2]> {
+    vm.lease
+        .as_ref()
+        .map(|l| [(LEASE_EXPIRES_TAG, rfc3339_string(&l.expires_at, Fraction::Auto)), (LEASE_ACTION_TAG, l.action.as_str().to_string())])
+}
+
+/// Whether `key` is one of the tags made from a VM's lease (a stored tag
+/// by that name is not shown beside them).
+fn is_lease_tag(key: &str) -> bool {
+    key == LEASE_EXPIRES_TAG || key == LEASE_ACTION_TAG
+}
 
 /// Instances one RunInstances may ask for (the broker's launch limit).
 pub const MAX_COUNT: i64 = cloudbroker_core::provisioning::MAX_COUNT as i64;
@@ -103,7 +131,10 @@ fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>) {
         .leaf("rootDeviceType", "ebs")
         .leaf("clientToken", vm.client_token.as_str());
     let name_tag = (!vm.name.is_empty() && vm.tags.get("Name").is_none()).then_some(("Name", vm.name.as_str()));
-    let mut tags = vm.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(name_tag).peekable();
+    let lease = lease_tags(vm);
+    let lease_pairs = lease.iter().flatten().map(|(k, v)| (*k, v.as_str()));
+    let stored = vm.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).filter(|(k, _)| lease.is_none() || !is_lease_tag(k));
+    let mut tags = stored.chain(name_tag).chain(lease_pairs).peekable();
     if tags.peek().is_some() {
         x.open("tagSet");
         for (k, v) in tags {
@@ -183,6 +214,9 @@ fn matches(vm: &Vm, filters: &[Filter]) -> bool {
         Filter::State(v) => v.any(state_of(vm.status).1),
         Filter::Type(v) => v.any(&vm.instance_type),
         Filter::Image(v) => v.any(&ami_of(vm)),
+        Filter::Tag(k, v) if vm.lease.is_some() && is_lease_tag(k) => {
+            lease_tags(vm).into_iter().flatten().any(|(key, val)| key == k && v.any(&val))
+        }
         Filter::Tag(k, v) => {
             let value = if k == "Name" && vm.tags.get("Name").is_none() {
                 Some(vm.name.as_str()).filter(|n| !n.is_empty())
@@ -191,7 +225,9 @@ fn matches(vm: &Vm, filters: &[Filter]) -> bool {
             };
             value.is_some_and(|val| v.any(val))
         }
-        Filter::TagKey(v) => vm.tags.iter().any(|(k, _)| v.any(k)),
+        Filter::TagKey(v) => {
+            vm.tags.iter().any(|(k, _)| v.any(k)) || (vm.lease.is_some() && (v.any(LEASE_EXPIRES_TAG) || v.any(LEASE_ACTION_TAG)))
+        }
         Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| v.any(ip)),
         Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| v.any(ip)),
         Filter::Zone(v) => v.any(&format!("{}a", vm.instance)),
@@ -299,6 +335,8 @@ pub struct RunInstancesInput {
     pub client_token: Option<ClientToken>,
     pub name: String,
     pub tags: LaunchTags,
+    /// The lease asked for by the tag [`LEASE_TAG`].
+    pub lease: Option<LeaseAsk>,
 }
 
 impl RunInstancesInput {
@@ -330,8 +368,24 @@ impl RunInstancesInput {
             Some(t) => Some(ClientToken::parse(t).map_err(|e| Ec2Error::invalid(e.message))?),
             None => None,
         };
-        let (name, tags) = LaunchTags::classify(params.tag_specifications("instance")?).map_err(|e| Ec2Error::invalid(e.message))?;
-        Ok(Self { image, cloud_image, count, instance_type, user_data, key_name, client_token, name: name.unwrap_or_default(), tags })
+        let (name, mut tags) = LaunchTags::classify(params.tag_specifications("instance")?).map_err(|e| Ec2Error::invalid(e.message))?;
+        // The lease's tag asks for a lease; it is not kept as a tag.
+        let lease = match tags.reserved.remove(LEASE_TAG) {
+            Some(v) => Some(LeaseAsk::parse(&v).map_err(|e| Ec2Error::invalid(format!("tag {LEASE_TAG}: {}", e.message)))?),
+            None => None,
+        };
+        Ok(Self {
+            image,
+            cloud_image,
+            count,
+            instance_type,
+            user_data,
+            key_name,
+            client_token,
+            name: name.unwrap_or_default(),
+            tags,
+            lease,
+        })
     }
 
     /// The one launch request, on `instance`, of `image`.
@@ -344,6 +398,7 @@ impl RunInstancesInput {
         req.client_token = self.client_token;
         req.name = self.name;
         req.tags = self.tags;
+        req.lease = self.lease;
         req
     }
 }

@@ -127,6 +127,26 @@ mod input_tests {
     }
 
     #[test]
+    fn the_lease_tag_asks_for_a_lease_and_is_not_kept() {
+        let base =
+            [("ImageId", "ami-0123456789abcdef0"), ("MinCount", "1"), ("MaxCount", "1"), ("TagSpecification.1.ResourceType", "instance")];
+        let with = |v: &str| {
+            let mut kv = base.to_vec();
+            kv.extend([("TagSpecification.1.Tag.1.Key", "cloudbroker:lease"), ("TagSpecification.1.Tag.1.Value", v)]);
+            kv.extend([("TagSpecification.1.Tag.2.Key", "cloudbroker:other"), ("TagSpecification.1.Tag.2.Value", "x")]);
+            instances::RunInstancesInput::parse(&p(&kv))
+        };
+        let input = with("8h").unwrap();
+        assert_eq!(input.lease, Some(cloudbroker_core::domain::LeaseAsk::For(chrono::Duration::hours(8))));
+        assert_eq!(input.tags.reserved.keys().collect::<Vec<_>>(), ["cloudbroker:other"]);
+        assert!(matches!(with("2026-12-24T18:00:00Z").unwrap().lease, Some(cloudbroker_core::domain::LeaseAsk::Until(_))));
+        let e = with("8 hours").err().unwrap();
+        assert_eq!(e.code, "InvalidParameterValue");
+        assert_eq!(e.message, "tag cloudbroker:lease: '8 hours' is not a duration: units are d, h, m and s (e.g. 8h, 90m, 1d12h)");
+        assert_eq!(instances::RunInstancesInput::parse(&p(&base)).unwrap().lease, None);
+    }
+
+    #[test]
     fn deferred_checks_wait_for_their_lookup() {
         // AssociateAddress: the address first; the instance only once it is found.
         let input = addresses::AssociateAddressInput::parse(&p(&[("PublicIp", "192.0.2.1")])).unwrap();

@@ -3,7 +3,9 @@
 //! volume where the cloud keeps tags; `cloudbroker:`/`aws:` keys are
 //! reserved (DeleteTags without `Tag.N` leaves them). Every resource id,
 //! and the change on it, is checked before any change; under `DryRun` that
-//! check is all that happens.
+//! check is all that happens. A leased instance's tags include
+//! `cloudbroker:lease-expires` and `cloudbroker:lease-action`, made from its
+//! lease as DescribeInstances shows them.
 
 use super::Ctx;
 use crate::error::Ec2Error;
@@ -191,7 +193,11 @@ pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<St
         let p = ctx.broker.provisioning.list(&ctx.caller.actor, query.clone(), page).await?;
         for vm in p.items.iter().filter(|v| v.status.is_live()) {
             let id = instance_id(&vm.id);
-            rows.extend(vm.tags.iter().map(|(k, v)| (id.clone(), "instance", k.clone(), v.clone())));
+            let lease = super::instances::lease_tags(vm);
+            let stored = vm.tags.iter().filter(|(k, _)| lease.is_none() || !lease.iter().flatten().any(|(l, _)| l == k));
+            rows.extend(stored.map(|(k, v)| (id.clone(), "instance", k.clone(), v.clone())));
+            // A lease shows as its tags, as DescribeInstances shows it.
+            rows.extend(lease.into_iter().flatten().map(|(k, v)| (id.clone(), "instance", k.to_string(), v)));
         }
         match p.next_cursor {
             Some(c) => cursor = Some(c),

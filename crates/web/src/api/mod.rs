@@ -105,6 +105,9 @@ operations![
     projects::list_members,
     projects::put_member,
     projects::remove_member,
+    projects::list_project_policies,
+    projects::put_project_policy,
+    projects::delete_project_policy,
     quotas::get_quotas,
     quotas::put_quota,
     quotas::get_project_quotas,
@@ -127,6 +130,8 @@ operations![
     vms::stop_vm,
     vms::reboot_vm,
     vms::terminate_vm,
+    vms::set_lease,
+    vms::clear_lease,
     self::openapi,
 ];
 

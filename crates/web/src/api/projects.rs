@@ -1,6 +1,8 @@
-//! `/projects`: projects (teams), their members and roles. Handlers parse
-//! names and call the projects service, which decides who sees what: a
-//! project the caller is no member of is a 404 (admins see every project).
+//! `/projects`: projects (teams), their members and roles, and their own
+//! launch policies per connector instance (which only tighten the
+//! instance's). Handlers parse names and call the projects (or
+//! provisioning) service, which decides who sees what: a project the
+//! caller is no member of is a 404 (admins see every project).
 
 use super::actor::ApiActor;
 use super::body::Body;
@@ -157,5 +159,117 @@ pub(super) async fn remove_member(a: ApiActor, broker: web::Data<Broker>, path: 
     let project = project_in_path(&project)?;
     let user = super::users::user_in_path(&user)?;
     broker.projects.remove_member(&a.0, &project, &user).await?;
+    no_content()
+}
+
+/// A project's own launch policies, one entry per connector instance.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ProjectPolicyList {
+    policies: Vec<cloudbroker_core::provisioning::ProjectPolicy>,
+}
+
+/// `PUT /projects/{project}/policies/{instance}`: the project's own launch
+/// policies on the instance, each as the instance's parameter of that name
+/// takes it (a number may be given as one); absent, null or empty: unset.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProjectPolicyBody {
+    /// Instance types or patterns with `*`, comma-separated (e.g. `t3.*, m5.large`).
+    #[serde(rename = "policy.instance.types", default, deserialize_with = "opt_text")]
+    #[schema(rename = "policy.instance.types")]
+    instance_types: Option<String>,
+    /// Native image names, comma-separated.
+    #[serde(rename = "policy.images", default, deserialize_with = "opt_text")]
+    #[schema(rename = "policy.images")]
+    images: Option<String>,
+    /// Tag keys every launch must carry, each with its allowed values where
+    /// given (e.g. `cost-center=(rd|ops), owner`).
+    #[serde(rename = "policy.tags.required", default, deserialize_with = "opt_text")]
+    #[schema(rename = "policy.tags.required")]
+    tags_required: Option<String>,
+    /// Most VMs per launch (1-1000).
+    #[serde(rename = "policy.count.max", default, deserialize_with = "opt_text")]
+    #[schema(rename = "policy.count.max", value_type = Option<String>)]
+    count_max: Option<String>,
+    /// Longest lease from now (e.g. `8h`, `1d12h`).
+    #[serde(rename = "lease.max", default, deserialize_with = "opt_text")]
+    #[schema(rename = "lease.max")]
+    lease_max: Option<String>,
+}
+
+/// An optional parameter value: a string, or a number written as one.
+fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(D::Error::custom(format!("{other} is not a string"))),
+    }
+}
+
+impl ProjectPolicyBody {
+    /// Parameter name -> value, as the service takes them.
+    fn values(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("policy.instance.types", &self.instance_types),
+            ("policy.images", &self.images),
+            ("policy.tags.required", &self.tags_required),
+            ("policy.count.max", &self.count_max),
+            ("lease.max", &self.lease_max),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+        .collect()
+    }
+}
+
+/// A connector instance named in a path: an invalid name cannot exist (404).
+fn instance_in_path(s: &str) -> Result<cloudbroker_core::domain::InstanceName, ApiError> {
+    cloudbroker_core::domain::InstanceName::parse(s).map_err(|_| {
+        ApiError(ServiceError::NotFound(Resource::Record(format!("connector instance '{}'", s.chars().take(64).collect::<String>()))))
+    })
+}
+
+/// A project's own launch policies on every connector instance, with the
+/// instance's values they tighten (members, any role, and admins). A
+/// launch in the project must pass both the instance's and the project's.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/policies", tag = "projects", params(("project" = String, Path, description = "project name")),
+    responses((status = 200, body = ProjectPolicyList),
+    (status = 404, description = "`not_found`: no such project, or the caller is no member of it", body = super::doc::ErrorBody)))]
+pub(super) async fn list_project_policies(a: ApiActor, broker: web::Data<Broker>, project: web::Path<String>) -> ApiResult {
+    ok(ProjectPolicyList { policies: broker.provisioning.project_policies(&a.0, &project_in_path(&project)?).await? })
+}
+
+/// Replaces a project's own launch policies on an instance (owners and
+/// admins): they can only tighten the instance's, never loosen them.
+/// Applies to launches from now on.
+#[utoipa::path(put, path = "/api/v1/projects/{project}/policies/{instance}", tag = "projects",
+    params(("project" = String, Path, description = "project name"), ("instance" = String, Path, description = "connector instance")),
+    request_body = ProjectPolicyBody, responses((status = 200, body = cloudbroker_core::provisioning::ProjectPolicy),
+    (status = 400, description = "`invalid_request`: a bad value; `field` names the parameter", body = super::doc::ErrorBody),
+    (status = 403, description = "`forbidden`: only the project's owners and admins set its policies", body = super::doc::ErrorBody),
+    (status = 404, description = "`not_found`: no such project (or the caller is no member of it) or connector instance", body = super::doc::ErrorBody)))]
+pub(super) async fn put_project_policy(
+    a: ApiActor,
+    broker: web::Data<Broker>,
+    path: web::Path<(String, String)>,
+    body: Body<ProjectPolicyBody>,
+) -> ApiResult {
+    let (project, instance) = path.into_inner();
+    let (project, instance) = (project_in_path(&project)?, instance_in_path(&instance)?);
+    ok(broker.provisioning.set_project_policy(&a.0, &project, &instance, &body.values()).await?)
+}
+
+/// Removes a project's own launch policies on an instance (owners and admins).
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/policies/{instance}", tag = "projects",
+    params(("project" = String, Path, description = "project name"), ("instance" = String, Path, description = "connector instance")),
+    responses((status = 204, description = "Removed (or there were none)"),
+    (status = 403, description = "`forbidden`: only the project's owners and admins set its policies", body = super::doc::ErrorBody),
+    (status = 404, description = "`not_found`: no such project (or the caller is no member of it) or connector instance", body = super::doc::ErrorBody)))]
+pub(super) async fn delete_project_policy(a: ApiActor, broker: web::Data<Broker>, path: web::Path<(String, String)>) -> ApiResult {
+    let (project, instance) = path.into_inner();
+    let (project, instance) = (project_in_path(&project)?, instance_in_path(&instance)?);
+    broker.provisioning.delete_project_policy(&a.0, &project, &instance).await?;
     no_content()
 }

@@ -2,6 +2,9 @@
 //! in the project the caller acts in: the query's `project` (entered by
 //! [`ApiActor`]), or a launch body's `project` (entered here; both given
 //! and different: 400 on `project`), else the caller's personal project.
+//! A VM's lease is asked for at launch (`lease`) and set or extended later
+//! (`POST /vms/{id}/lease`; `DELETE` removes it, admins only); the core
+//! decides its caps.
 
 use super::actor::ApiActor;
 use super::body::Body;
@@ -9,7 +12,9 @@ use super::doc::ErrorBody;
 use super::error::{parse, ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cloudbroker_core::domain::{ClientToken, ImageRef, InstanceName, LaunchId, ProjectName, Tags, UserName, VmAction, VmId, VmStatus};
+use cloudbroker_core::domain::{
+    ClientToken, ImageRef, InstanceName, LaunchId, LeaseAsk, ProjectName, Tags, UserName, VmAction, VmId, VmStatus,
+};
 use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
 use cloudbroker_core::{Broker, Resource, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,13 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Bytes a VM's JSON takes, about (to size a page's answer once).
 const VM_JSON_BYTES: usize = 640;
+
+// A lease's pattern in the document (`LaunchBody` and `LeaseBody` alike): a
+// duration in canonical form (days, hours, minutes, seconds, each at most
+// once and in that order, none zero; at most 999d 9999h 9999m 9999s, well
+// under the longest lease), every one of which is accepted. RFC 3339 times
+// after now are accepted too but left out of the pattern: whether one is in
+// the future depends on when it is sent, which a schema cannot say.
 
 /// VMs of one launch, or one page of VMs (newest first).
 #[derive(Serialize, ToSchema)]
@@ -61,6 +73,17 @@ pub(super) struct LaunchBody {
     /// Absent: the query's, else your personal project.
     #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     project: Option<String>,
+    /// The VMs' lease: a duration from now (`8h`, `90m`, `1d12h`; the
+    /// pattern) or an RFC 3339 time after now (`2026-12-24T18:00:00Z`,
+    /// also taken). Absent: the instance's `lease.default`, else
+    /// `lease.max`, else none. At most `lease.max` from now (else 409
+    /// `policy_violation`, `field` `lease`); malformed: 400 on `lease`.
+    #[schema(
+        max_length = 64,
+        example = "8h",
+        pattern = r"^([1-9][0-9]{0,2}d([1-9][0-9]{0,3}h)?([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}h([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}m([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}s)$"
+    )]
+    lease: Option<String>,
 }
 
 /// The query's `project`, the only query parameter a launch reads.
@@ -89,7 +112,7 @@ impl LaunchBody {
             tags: LaunchTags::user(parse(Tags::parse(self.tags.unwrap_or_default()))?),
             ssh_public_key: None,
             key_name: None,
-            lease: None,
+            lease: self.lease.as_deref().map(|l| parse(LeaseAsk::parse(l))).transpose()?,
         })
     }
 }
@@ -234,4 +257,43 @@ pub(super) async fn reboot_vm(a: ApiActor, broker: web::Data<Broker>, id: web::P
         (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
     ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)
+}
+
+/// `POST /api/v1/vms/{id}/lease`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LeaseBody {
+    /// The new end: a duration from now (`8h`, `90m`, `1d12h`; the
+    /// pattern) or an RFC 3339 time after now (also taken). Absent or
+    /// null: one click on "Extend", the instance's `lease.default` (else
+    /// `lease.max`, else a day) from now.
+    #[schema(
+        max_length = 64,
+        example = "8h",
+        pattern = r"^([1-9][0-9]{0,2}d([1-9][0-9]{0,3}h)?([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}h([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}m([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}s)$"
+    )]
+    #[serde(default)]
+    lease: Option<String>,
+}
+
+/// Sets or extends a VM's lease (members of its project; audited). A
+/// member's new end is at most `lease.max` from now; an admin's is not
+/// capped. A VM the broker adopted gets a lease only from an admin.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/lease", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    request_body = LeaseBody,
+    responses((status = 200, description = "The VM with its new lease", body = Vm),
+        (status = 409, description = "`policy_violation` (`field` `lease`): past `lease.max` from now; `conflict`: the VM has ended, or the broker is acting on its lease just now", body = ErrorBody)))]
+pub(super) async fn set_lease(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>, body: Body<LeaseBody>) -> ApiResult {
+    let id = vm_in_path(&id)?;
+    let ask = body.into_inner().lease.as_deref().map(|l| parse(LeaseAsk::parse(l))).transpose()?;
+    ok(broker.provisioning.set_lease(&a.0, &id, ask).await?)
+}
+
+/// Removes a VM's lease (admins; audited): it then runs until stopped by hand.
+#[utoipa::path(delete, path = "/api/v1/vms/{id}/lease", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
+    responses((status = 204, description = "The lease is removed"),
+        (status = 409, description = "`conflict`: the broker is acting on its lease just now", body = ErrorBody)))]
+pub(super) async fn clear_lease(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
+    broker.provisioning.clear_lease(&a.0, &vm_in_path(&id)?).await?;
+    super::no_content()
 }

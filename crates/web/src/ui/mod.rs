@@ -137,7 +137,10 @@ impl Chrome {
     /// Whether the flash message says something was refused (shown as an error).
     pub fn flash_is_refusal(&self) -> bool {
         self.flash.as_deref().is_some_and(|m| {
-            m.starts_with("Not allowed") || m.starts_with("You are not a member") || m.contains("could not be opened just now")
+            m.starts_with("Not allowed")
+                || m.starts_with(vms::NOT_EXTENDED)
+                || m.starts_with("You are not a member")
+                || m.contains("could not be opened just now")
         })
     }
 

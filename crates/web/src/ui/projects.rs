@@ -5,7 +5,9 @@
 //! members and roles (the owners' "invitation" is adding a user by name),
 //! the project's cloud credentials (masked; owners store and delete them,
 //! the secret never rendered back), its quotas (admins set overrides), its
-//! live VMs, and for owners its recent audit entries. Every page acts as
+//! own launch policies per instance (owners and admins set them, next to
+//! the instance's they tighten; every bad value is shown at its field and
+//! what was typed is kept), its live VMs, and for owners its recent audit entries. Every page acts as
 //! the user entered in the page's project (membership checked by the
 //! projects service), so a non-member gets the same 404 as for a project
 //! that does not exist.
@@ -20,7 +22,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use cloudbroker_core::audit::AuditQuery;
 use cloudbroker_core::domain::{InstanceName, PageRequest, ProjectName, ProjectRole, UserName};
-use cloudbroker_core::provisioning::ProjectQuotaSource;
+use cloudbroker_core::provisioning::{validate_project_policy, ProjectPolicy, ProjectQuotaSource, PROJECT_POLICY_SPECS};
 use cloudbroker_core::registry::Status;
 use cloudbroker_core::vault::{MaskedCredential, Scope};
 use cloudbroker_core::{Actor, ServiceError};
@@ -40,7 +42,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/members/{user}/remove", web::post().to(remove_member))
         .route("/projects/{name}/credentials/{instance}", web::post().to(save_credential))
         .route("/projects/{name}/credentials/{instance}/delete", web::post().to(delete_credential))
-        .route("/projects/{name}/quotas/{instance}", web::post().to(set_quota));
+        .route("/projects/{name}/quotas/{instance}", web::post().to(set_quota))
+        .route("/projects/{name}/policies/{instance}", web::post().to(set_policy));
 }
 
 fn project_in_path(s: &str) -> Result<ProjectName, UiError> {
@@ -219,6 +222,27 @@ struct QuotaRow {
     error: Option<String>,
 }
 
+/// One instance's launch policies: the instance's values and the project's own.
+struct PolicyRow {
+    instance: String,
+    fields: Vec<PolicyField>,
+    /// Who last set the project's values, and when (empty: never).
+    updated: String,
+}
+
+struct PolicyField {
+    /// The parameter (the form field's name).
+    name: &'static str,
+    /// Its position, for element ids (a parameter name has dots).
+    index: usize,
+    help: &'static str,
+    /// The instance's value (empty: none).
+    instance_value: String,
+    /// The project's value, or what was typed after a failed submit.
+    value: String,
+    error: Option<String>,
+}
+
 struct ResourceRow {
     instance: String,
     state: String,
@@ -245,6 +269,7 @@ struct ProjectPage {
     creds: Vec<CredRow>,
     quotas: Vec<QuotaRow>,
     quotas_enforced: bool,
+    policies: Vec<PolicyRow>,
     resources: Vec<ResourceRow>,
     audit: Vec<audit::Row>,
     /// Which form `errors` belong to (`describe`, `member`, `cred`, `quota`, `delete`; empty: the page).
@@ -273,6 +298,8 @@ struct Failed {
     cred: Option<(String, String, bool)>,
     /// (instance, typed value).
     quota: Option<(String, String)>,
+    /// (instance, typed values by parameter).
+    policy: Option<(String, BTreeMap<String, String>)>,
 }
 
 impl Failed {
@@ -360,6 +387,7 @@ async fn render(ui: &Ctx, name: &ProjectName, failed: Failed) -> UiResult {
             }
         })
         .collect();
+    let policies = policy_rows(broker.provisioning.project_policies(&actor, name).await.unwrap_or_default(), &failed);
     let resources = live_vms(ui, &actor, name).await;
     let audit = if can_manage {
         let q = AuditQuery { project: Some(name.clone()), ..AuditQuery::default() };
@@ -393,6 +421,7 @@ async fn render(ui: &Ctx, name: &ProjectName, failed: Failed) -> UiResult {
         creds,
         quotas,
         quotas_enforced,
+        policies,
         resources,
         audit,
         form: failed.form,
@@ -639,6 +668,79 @@ async fn set_quota(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<Qu
                 _ => friendly(&e),
             };
             render(&ui, &name, failed(FormErrors::field("vm", msg))).await.map(|r| with_status(r, &e))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- launch policies
+
+/// The policy rows of the page: the stored values, or on the instance a
+/// failed submit was for, what was typed with the errors at their fields.
+fn policy_rows(stored: Vec<ProjectPolicy>, failed: &Failed) -> Vec<PolicyRow> {
+    stored
+        .into_iter()
+        .map(|p| {
+            let instance = p.instance.to_string();
+            let typed = failed.policy.as_ref().filter(|(i, _)| *i == instance).map(|(_, t)| t);
+            let fields = PROJECT_POLICY_SPECS
+                .iter()
+                .enumerate()
+                .map(|(index, spec)| PolicyField {
+                    name: spec.name,
+                    index,
+                    help: spec.description,
+                    instance_value: p.instance_values.get(spec.name).cloned().unwrap_or_default(),
+                    value: match typed {
+                        Some(t) => t.get(spec.name).cloned().unwrap_or_default(),
+                        None => p.values.get(spec.name).cloned().unwrap_or_default(),
+                    },
+                    error: typed.and_then(|_| failed.errors.of(spec.name)).map(str::to_string),
+                })
+                .collect();
+            let updated = match (&p.updated_by, &p.updated_at) {
+                (Some(by), Some(at)) => format!("set by {by}, {}", when(at)),
+                _ => String::new(),
+            };
+            PolicyRow { instance, fields, updated }
+        })
+        .collect()
+}
+
+async fn set_policy(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
+    let (name, instance) = path.into_inner();
+    let (name, instance) = (project_in_path(&name)?, instance_in_path(&instance)?);
+    let actor = ui.actor_in(&name).await?;
+    let typed = form.into_inner();
+    let failed = |errors: FormErrors| {
+        let mut f = Failed::on("policy", errors);
+        f.policy = Some((instance.to_string(), typed.clone()));
+        f
+    };
+    // Every bad value at its field at once (the service stops at the first).
+    let mut errors = FormErrors::none();
+    for (k, v) in &typed {
+        match validate_project_policy(&BTreeMap::from([(k.clone(), v.clone())])) {
+            Ok(_) => {}
+            Err(ServiceError::Invalid { field: Some(f), message }) => errors.add(f, message),
+            Err(e) => errors.general = Some(friendly(&e)),
+        }
+    }
+    if errors.any() {
+        return render(&ui, &name, failed(errors)).await;
+    }
+    match ui.broker.provisioning.set_project_policy(&actor, &name, &instance, &typed).await {
+        Ok(p) => {
+            let shown = if p.values.is_empty() {
+                "none of its own (the instance's apply)".to_string()
+            } else {
+                p.values.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("; ")
+            };
+            Ok(ui.redirect_with(&format!("/projects/{name}"), &format!("Launch policies of {name} on {instance}: {shown}")))
+        }
+        Err(e @ ServiceError::Forbidden(_)) => Err(e.into()),
+        Err(e) => {
+            let names: Vec<&str> = PROJECT_POLICY_SPECS.iter().map(|s| s.name).collect();
+            render(&ui, &name, failed(FormErrors::from_service(&e, &names))).await.map(|r| with_status(r, &e))
         }
     }
 }

@@ -9,18 +9,27 @@
 //! terminate (terminate asks for confirmation on its own page, so it works
 //! without JavaScript). A viewer of the project gets neither form nor
 //! buttons, and a forged one is refused (403, the page saying why).
+//!
+//! Leases: every VM shows its lease as the broker stores it, an absolute
+//! expiry in UTC, with the time left by the broker's clock, the action, the
+//! warning (amber) and, once ended, what the broker did; the launch form
+//! takes an optional lease (the instance's terms as its hint); "Extend" is
+//! one POST (post/redirect/get, the new expiry or the refusal as the flash),
+//! on the VM's own page with an optional length (a refusal next to it).
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
-use super::form::{age, friendly, FormErrors};
+use super::form::{age, friendly, when, FormErrors};
 use super::session::SignedIn;
 use super::{errors, html, page, redirect_with, urlencode, Chrome};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use cloudbroker_core::domain::{ImageRef, InstanceName, PageRequest, Tags, VmAction, VmId, VmStatus};
+use chrono::{DateTime, Utc};
+use cloudbroker_core::domain::lease::format_duration;
+use cloudbroker_core::domain::{ImageRef, InstanceName, Lease, LeaseAsk, PageRequest, Tags, VmAction, VmId, VmStatus};
 use cloudbroker_core::images::Launchable;
-use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, LeaseTerms, Vm, VmQuery};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,7 +37,9 @@ use std::collections::BTreeMap;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vms", web::get().to(list))
         .route("/vms", web::post().to(launch))
+        .route("/vms/{id}", web::get().to(detail))
         .route("/vms/{id}/terminate", web::get().to(confirm_terminate))
+        .route("/vms/{id}/lease", web::post().to(extend))
         .route("/vms/{id}/{action}", web::post().to(act));
 }
 
@@ -37,6 +48,10 @@ const PAGE: u32 = 25;
 
 /// How a refused change (a viewer's) starts its message.
 const REFUSED: &str = "Not allowed:";
+
+/// How a refused extension (over `lease.max`, or while the broker acts on
+/// the expiry) starts its flash (shown as a refusal).
+pub(super) const NOT_EXTENDED: &str = "Not extended:";
 
 struct VmRow {
     id: String,
@@ -53,10 +68,60 @@ struct VmRow {
     can_start: bool,
     can_stop: bool,
     can_terminate: bool,
+    /// Its lease as shown (`None`: it has none).
+    lease: Option<LeaseCell>,
+    /// Whether the lease may be extended (a live VM with a lease).
+    can_extend: bool,
 }
 
-impl From<Vm> for VmRow {
-    fn from(v: Vm) -> Self {
+/// A VM's lease as the pages show it.
+pub(super) struct LeaseCell {
+    /// The absolute expiry in UTC, to the minute (`2026-12-07 18:00 UTC`).
+    pub expires: String,
+    /// The expiry as RFC 3339 (a `<time>`'s `datetime`).
+    pub iso: String,
+    /// The time left (`in 3h 5m`), how late (`due 5m ago`), or `ended`.
+    pub remaining: String,
+    /// `stop` or `terminate`.
+    pub action: &'static str,
+    /// Whether the warning was recorded (shown amber).
+    pub warned: bool,
+    /// Whether the broker dealt with the expiry.
+    pub ended: bool,
+    /// What happened, for people (shown once the lease ended).
+    pub note: String,
+}
+
+/// A time left as people read it, in whole seconds rounded up (a lease
+/// given 8h from now reads "8h" a few milliseconds later, not "7h 59m").
+fn time_left(d: chrono::Duration) -> String {
+    format_duration(chrono::Duration::seconds((d.num_milliseconds() + 999).div_euclid(1000)))
+}
+
+impl LeaseCell {
+    /// `l` as seen at `now` (the broker's clock).
+    pub(super) fn of(l: &Lease, now: DateTime<Utc>) -> Self {
+        let left = l.expires_at - now;
+        let remaining = match l.ended_at {
+            Some(at) => format!("ended {}", when(&at)),
+            None if left > chrono::Duration::zero() => format!("in {}", time_left(left)),
+            None => format!("due {} ago", format_duration(left)),
+        };
+        Self {
+            expires: when(&l.expires_at),
+            iso: l.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            remaining,
+            action: l.action.as_str(),
+            warned: l.warned_at.is_some(),
+            ended: l.ended_at.is_some(),
+            note: l.note.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl VmRow {
+    /// `v` as seen at `now` (the broker's clock: the lease's time left).
+    fn of(v: Vm, now: DateTime<Utc>) -> Self {
         let s = v.status;
         Self {
             id: v.id.to_string(),
@@ -72,6 +137,8 @@ impl From<Vm> for VmRow {
             can_start: s == VmStatus::Stopped,
             can_stop: s == VmStatus::Running,
             can_terminate: s.is_live(),
+            can_extend: s.is_live() && v.lease.is_some(),
+            lease: v.lease.as_ref().map(|l| LeaseCell::of(l, now)),
         }
     }
 }
@@ -91,6 +158,9 @@ pub(super) struct LaunchForm {
     name: String,
     #[serde(default)]
     tags: String,
+    /// The lease asked for (empty: the instance's default).
+    #[serde(default)]
+    lease: String,
     /// The fields of required tags (`tag.<key>`), and anything else sent.
     #[serde(flatten)]
     extra: BTreeMap<String, String>,
@@ -216,8 +286,49 @@ struct VmsPage {
     /// The instance the form is for (chosen, or the only one), when it has
     /// policies: its allowed types, images and required tags are the form's.
     focus: Option<InstancePolicy>,
+    /// The lease field's placeholder (the chosen instance's default lease).
+    lease_placeholder: String,
+    /// The lease terms of the instance chosen, or of each instance.
+    lease_help: String,
     form: LaunchForm,
     errors: FormErrors,
+}
+
+/// An instance's lease terms in words (`default 8h, at most 1d, then terminate`).
+fn terms_text(t: &LeaseTerms) -> String {
+    let default = match t.default_span() {
+        Some(d) => format!("default {}", format_duration(d)),
+        None => "no lease unless asked".to_string(),
+    };
+    let max = t.max.map_or_else(|| "no maximum".to_string(), |m| format!("at most {}", format_duration(m)));
+    format!("{default}, {max}, then {}", t.action)
+}
+
+/// The lease field's placeholder and help for the instance `chosen` (empty:
+/// the terms of every instance offered).
+async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (String, String) {
+    const HOW: &str = "A duration (8h, 90m, 1d12h) or a UTC time (2026-12-24T18:00:00Z); empty: the instance's default.";
+    let terms = |i: &str| {
+        let i = i.to_string();
+        async move {
+            let name = InstanceName::parse(&i).ok()?;
+            broker.provisioning.lease_terms(&name).await.ok().map(|t| (i, t))
+        }
+    };
+    if !chosen.is_empty() {
+        if let Some((i, t)) = terms(chosen).await {
+            let placeholder = t.default_span().map_or_else(|| "none".to_string(), |d| format!("default: {}", format_duration(d)));
+            return (placeholder, format!("Lease on {i}: {}. {HOW}", terms_text(&t)));
+        }
+    }
+    let mut each = Vec::new();
+    for i in instances {
+        if let Some((i, t)) = terms(i).await {
+            each.push(format!("{i}: {}", terms_text(&t)));
+        }
+    }
+    let help = if each.is_empty() { HOW.to_string() } else { format!("Leases — {}. {HOW}", each.join("; ")) };
+    ("the instance's default".to_string(), help)
 }
 
 #[derive(Deserialize)]
@@ -270,6 +381,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         i => i.to_string(),
     };
     let focus = policies.iter().find(|p| p.instance == chosen).cloned();
+    let (lease_placeholder, lease_help) = lease_hint(broker, &instances, &chosen).await;
     policies.sort_by(|a, b| a.instance.cmp(&b.instance));
     let images: Vec<(String, String, String)> = broker
         .images
@@ -313,6 +425,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             QuotaRow { instance: q.instance.to_string(), text }
         })
         .collect();
+    let now = broker.clock.now();
     let mut c = Chrome::new(me, "vms", "VMs");
     c.refresh = pending && !errs.any();
     let status = errs.status();
@@ -329,7 +442,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         status,
         &VmsPage {
             c,
-            vms: p.items.into_iter().map(VmRow::from).collect(),
+            vms: p.items.into_iter().map(|v| VmRow::of(v, now)).collect(),
             instances,
             images,
             states: VmStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
@@ -340,6 +453,8 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             quotas,
             policies,
             focus,
+            lease_placeholder,
+            lease_help,
             form,
             errors: errs,
         },
@@ -425,6 +540,10 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     if !t.is_empty() {
         req.instance_type = Some(InstanceType::parse(t).map_err(|e| FormErrors::field("instance_type", e.message))?);
     }
+    let l = f.lease.trim();
+    if !l.is_empty() {
+        req.lease = Some(LeaseAsk::parse(l).map_err(|e| FormErrors::field("lease", format!("Lease: {}", e.message)))?);
+    }
     Ok(req)
 }
 
@@ -440,14 +559,18 @@ async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
     match broker.provisioning.launch(&s.actor, request).await {
         Ok(out) => {
             let ids: Vec<String> = out.vms.iter().map(|v| v.id.to_string()).collect();
-            redirect_with(&req, &broker, "/vms", &format!("Launched {n} VM(s): {}", ids.join(", ")))
+            let lease = match out.vms.first().and_then(|v| v.lease.as_ref()) {
+                Some(l) => format!(" (lease until {}, then {})", when(&l.expires_at), l.action),
+                None => String::new(),
+            };
+            redirect_with(&req, &broker, "/vms", &format!("Launched {n} VM(s): {}{lease}", ids.join(", ")))
         }
         Err(e @ ServiceError::Forbidden(_)) => {
             let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
             render(&req, &me, &broker, empty_query(), LaunchForm::default(), errs).await
         }
         Err(e) => {
-            let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags"]);
+            let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags", "lease"]);
             match &e {
                 ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
                     errs = FormErrors::field("instance", friendly(&e));
@@ -492,7 +615,7 @@ struct ConfirmPage {
 async fn confirm_terminate(ui: Ctx, id: web::Path<String>) -> UiResult {
     let vm = ui.broker.provisioning.get(ui.actor(), &vm_in_path(&id)?).await?;
     ui.actor().require_act()?;
-    Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm: vm.into() }))
+    Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm: VmRow::of(vm, ui.broker.clock.now()) }))
 }
 
 async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
@@ -510,4 +633,116 @@ async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResul
         Err(e) => return Err(e.into()),
     };
     Ok(ui.redirect_with("/vms", &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())))
+}
+
+/// One VM's page: everything the list shows and more, its lease with the
+/// instance's terms, and (for those who may act) the form that extends it.
+#[derive(Template)]
+#[template(path = "vm.html")]
+struct DetailPage {
+    c: Chrome,
+    vm: VmRow,
+    project: String,
+    created: String,
+    tags: Vec<(String, String)>,
+    /// The instance's lease terms in words (empty: they cannot be read just now).
+    terms: String,
+    /// What one click on Extend gives (`8h from now`).
+    extension: String,
+    /// Whether the lease form is offered (a live VM, with a lease or to an admin).
+    can_lease: bool,
+    form: ExtendForm,
+    errors: FormErrors,
+}
+
+/// The Extend form: an optional length or end time, and where to come back.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct ExtendForm {
+    /// The lease asked for (empty: one click, the instance's extension).
+    #[serde(default)]
+    lease: String,
+    /// `detail` to come back to the VM's page (else the list).
+    #[serde(default)]
+    back: String,
+}
+
+async fn detail(ui: Ctx, id: web::Path<String>) -> UiResult {
+    let id = vm_in_path(&id)?;
+    Ok(detail_page(&ui, &id, ExtendForm::default(), FormErrors::none(), StatusCode::OK).await?)
+}
+
+async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, status: StatusCode) -> Result<HttpResponse, UiError> {
+    let vm = ui.broker.provisioning.get(ui.actor(), id).await?;
+    let terms = ui.broker.provisioning.lease_terms(&vm.instance).await.ok();
+    let (terms_text_, extension) = match &terms {
+        Some(t) => {
+            let mut text = terms_text(t);
+            text.push_str(&format!(", warned {} before", format_duration(t.warn)));
+            (text, format!("{} from now", format_duration(t.extension())))
+        }
+        None => (String::new(), "the instance's default from now".to_string()),
+    };
+    let now = ui.broker.clock.now();
+    let project = vm.project.to_string();
+    let created = when(&vm.created_at);
+    let tags = vm.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let can_lease = ui.actor().require_act().is_ok() && vm.status.is_live() && (vm.lease.is_some() || ui.actor().is_admin);
+    let title = format!("VM {}", if vm.name.is_empty() { vm.id.to_string() } else { vm.name.clone() });
+    let c = ui.chrome("vms", title);
+    Ok(html(
+        status,
+        &DetailPage { c, vm: VmRow::of(vm, now), project, created, tags, terms: terms_text_, extension, can_lease, form, errors },
+    ))
+}
+
+/// Extends (or, with a length, sets) a VM's lease: post/redirect/get with
+/// the new expiry as the flash; a refusal as the flash on the list, or next
+/// to the field on the VM's page (what was typed kept).
+async fn extend(ui: Ctx, id: web::Path<String>, form: CsrfForm<ExtendForm>) -> UiResult {
+    let id = vm_in_path(&id)?;
+    let form = form.into_inner();
+    let on_detail = form.back == "detail";
+    let back = if on_detail { format!("/vms/{id}") } else { "/vms".to_string() };
+    let ask = match form.lease.trim() {
+        "" => None,
+        l => match LeaseAsk::parse(l) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let errs = FormErrors::field("lease", format!("Lease: {}", e.message));
+                return detail_page(&ui, &id, form, errs, StatusCode::BAD_REQUEST).await;
+            }
+        },
+    };
+    match ui.broker.provisioning.set_lease(ui.actor(), &id, ask).await {
+        Ok(vm) => {
+            let now = ui.broker.clock.now();
+            let msg = match &vm.lease {
+                Some(l) => format!(
+                    "Extended the lease of {}: it now ends {} (in {}), then {}",
+                    vm.id,
+                    when(&l.expires_at),
+                    time_left(l.expires_at - now),
+                    l.action
+                ),
+                None => format!("The lease of {} was removed", vm.id),
+            };
+            Ok(ui.redirect_with(&back, &msg))
+        }
+        Err(e @ ServiceError::Forbidden(_)) => {
+            let errs = FormErrors::general(format!("{REFUSED} {}. The lease of {id} was not changed.", friendly(&e)));
+            if on_detail {
+                return detail_page(&ui, &id, form, errs, StatusCode::FORBIDDEN).await;
+            }
+            Ok(render(&ui.req, &ui.me, &ui.broker, empty_query(), LaunchForm::default(), errs).await)
+        }
+        Err(e @ (ServiceError::PolicyViolation { .. } | ServiceError::Conflict(_) | ServiceError::Invalid { .. })) => {
+            let status = if matches!(e, ServiceError::Invalid { .. }) { StatusCode::BAD_REQUEST } else { StatusCode::CONFLICT };
+            if on_detail {
+                let errs = FormErrors::field("lease", friendly(&e));
+                return detail_page(&ui, &id, form, errs, status).await;
+            }
+            Ok(ui.redirect_with(&back, &format!("{NOT_EXTENDED} {}. The lease of {id} was not changed.", friendly(&e))))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

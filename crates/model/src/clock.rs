@@ -1,5 +1,5 @@
-//! The one clock time-driven rules read (VM leases now; budgets and
-//! metering later). In production it is the system's clock; a test makes a
+//! The one clock time-driven rules read (VM leases; the store stamps VM
+//! state changes, which metering bills, with it). In production it is the system's clock; a test makes a
 //! manual one and sets or advances it, so a rule is tested at the second it
 //! is due instead of by sleeping. Clones share the time: the broker hands
 //! one clock to every service, and a test holding a clone moves them all.

@@ -1,0 +1,242 @@
+//! Metering: what a VM costs over a period, from its recorded state history
+//! alone. A VM is billed from each change to `running` until the first
+//! later change to another state (stopping, stopped, shutting-down,
+//! terminated, failed); one still running is billed until the period's end
+//! or now, whichever is first. Each start is billed at least the minimum
+//! (`billing.minimum.seconds`, as AWS bills Linux per second with a
+//! 60-second minimum): what a shorter span lacks is charged when it ends,
+//! at the price of its start (a span still open owes no minimum yet). Seconds are priced by the
+//! price effective at each second (a price change splits a span), with
+//! the instance's markup; seconds with no price are counted and reported
+//! as unpriced, never as free. Every line says where its figure came from.
+
+use super::money::{cost_of, Markup, Micros};
+use super::prices::PriceEntry;
+use crate::domain::VmStatus;
+use chrono::{DateTime, Duration, Utc};
+use cloudbroker_store::metering::StateChange;
+use serde::Serialize;
+
+/// The default of `billing.minimum.seconds`.
+pub const DEFAULT_MINIMUM_SECONDS: i64 = 60;
+
+/// A half-open time range `[from, to)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Period {
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
+    pub from: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
+    pub to: DateTime<Utc>,
+}
+
+/// One priced (or unpriced) stretch of a VM's running time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageLine {
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
+    pub from: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
+    pub to: DateTime<Utc>,
+    pub seconds: i64,
+    /// The list price per hour (`None`: unpriced).
+    pub rate: Option<Micros>,
+    /// Where the price was given (`file:line`).
+    pub price_origin: Option<String>,
+    pub markup: Markup,
+    /// The cost with the markup (`None`: unpriced).
+    pub cost: Option<Micros>,
+    /// Whether this line is the minimum billed beyond the VM's actual
+    /// running time (`from` = `to`: when the span that lacked it ended).
+    pub minimum: bool,
+}
+
+/// What a VM cost over a period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Seconds billed (running time, plus what minimums add).
+    pub seconds: i64,
+    /// How many times it started running.
+    pub starts: u32,
+    /// The cost of the priced seconds, with markup.
+    pub cost: Micros,
+    /// The same at list prices (what admins compare with the cloud's bill).
+    pub list_cost: Micros,
+    /// Seconds with no price (the cost leaves them out: never free, unknown).
+    pub unpriced_seconds: i64,
+    pub lines: Vec<UsageLine>,
+}
+
+/// A stretch of time a VM was running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Whether it is still running at `to` (the time it was cut at).
+    pub open: bool,
+}
+
+/// The spans a VM was running, from its history, up to `until` (a span
+/// still open ends there). Any state but `running` ends a span.
+pub fn running_spans(history: &[StateChange], until: DateTime<Utc>) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut open: Option<DateTime<Utc>> = None;
+    for c in history {
+        if c.at > until {
+            break;
+        }
+        match (c.state == VmStatus::Running, open) {
+            (true, None) => open = Some(c.at),
+            (false, Some(s)) => {
+                spans.push(Span { from: s, to: c.at, open: false });
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = open {
+        spans.push(Span { from: s, to: until.max(s), open: true });
+    }
+    spans
+}
+
+/// The usage of `spans` within `period`: each span billed at least
+/// `minimum_seconds` from its start, priced by `schedule` (oldest first)
+/// with `markup`.
+pub fn bill(spans: &[Span], minimum_seconds: i64, schedule: &[PriceEntry], markup: Markup, period: Period) -> Usage {
+    let mut u = Usage::default();
+    for span in spans {
+        if span.from >= period.from && span.from < period.to {
+            u.starts += 1;
+        }
+        let (from, to) = (span.from.max(period.from), span.to.min(period.to));
+        let mut lines = if from < to { priced(from, to, schedule, markup) } else { Vec::new() };
+        // What a closed span lacks of the minimum, charged when it ended.
+        let lacking = minimum_seconds - (span.to - span.from).num_seconds();
+        if !span.open && lacking > 0 && span.to >= period.from && span.to <= period.to {
+            let mut line = priced(span.from, span.from + Duration::seconds(1), schedule, markup).remove(0);
+            line.from = span.to;
+            line.to = span.to;
+            line.seconds = lacking;
+            line.cost = line.rate.map(|r| cost_of(lacking, r).with_markup(markup));
+            line.minimum = true;
+            lines.push(line);
+        }
+        for line in lines {
+            u.seconds += line.seconds;
+            match (line.cost, line.rate) {
+                (Some(c), Some(r)) => {
+                    u.cost = u.cost + c;
+                    u.list_cost = u.list_cost + cost_of(line.seconds, r);
+                }
+                _ => u.unpriced_seconds += line.seconds,
+            }
+            u.lines.push(line);
+        }
+    }
+    u
+}
+
+/// `[from, to)` split where the effective price changes, each piece priced.
+fn priced(from: DateTime<Utc>, to: DateTime<Utc>, schedule: &[PriceEntry], markup: Markup) -> Vec<UsageLine> {
+    let mut cuts: Vec<DateTime<Utc>> = schedule.iter().map(|e| e.effective).filter(|t| *t > from && *t < to).collect();
+    cuts.push(to);
+    let mut lines = Vec::new();
+    let mut at = from;
+    for cut in cuts {
+        let entry = schedule.iter().rev().find(|e| e.effective <= at);
+        let seconds = (cut - at).num_seconds();
+        let rate = entry.map(|e| e.price);
+        lines.push(UsageLine {
+            from: at,
+            to: cut,
+            seconds,
+            rate,
+            price_origin: entry.map(|e| e.origin.clone()),
+            markup,
+            cost: rate.map(|r| cost_of(seconds, r).with_markup(markup)),
+            minimum: false,
+        });
+        at = cut;
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::prices::PriceItem;
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().with_timezone(&Utc) + Duration::seconds(s)
+    }
+
+    fn h(changes: &[(VmStatus, i64)]) -> Vec<StateChange> {
+        changes.iter().map(|(s, at)| StateChange { state: *s, at: t(*at) }).collect()
+    }
+
+    fn price(per_hour: &str, from: i64, origin: &str) -> PriceEntry {
+        PriceEntry {
+            instance: "sb".into(),
+            item: PriceItem::Instance("small".into()),
+            price: Micros::parse(per_hour).unwrap(),
+            effective: if from == 0 { DateTime::<Utc>::UNIX_EPOCH } else { t(from) },
+            origin: origin.into(),
+        }
+    }
+
+    fn all() -> Period {
+        Period { from: t(0), to: t(100_000) }
+    }
+
+    #[test]
+    fn only_running_time_is_billed() {
+        use VmStatus::*;
+        let history = h(&[(Requested, 0), (Pending, 5), (Running, 10), (Stopping, 3610), (Stopped, 3620), (Running, 7200), (ShuttingDown, 10_800), (Terminated, 10_810)]);
+        let spans = running_spans(&history, t(20_000));
+        assert_eq!(spans, vec![Span { from: t(10), to: t(3610), open: false }, Span { from: t(7200), to: t(10_800), open: false }]);
+        let u = bill(&spans, 60, &[price("1", 0, "p.conf:1")], Markup(0), all());
+        assert_eq!((u.seconds, u.starts, u.cost, u.unpriced_seconds), (7200, 2, Micros(2_000_000), 0));
+        // Still running: billed until `until`.
+        let open = running_spans(&h(&[(Running, 100)]), t(1000));
+        assert_eq!(open, vec![Span { from: t(100), to: t(1000), open: true }]);
+        // A span still open owes no minimum yet; once closed it does.
+        let young = bill(&running_spans(&h(&[(Running, 0)]), t(10)), 60, &[price("3.6", 0, "p:1")], Markup(0), all());
+        assert_eq!((young.seconds, young.cost), (10, Micros(10_000)));
+    }
+
+    #[test]
+    fn each_start_is_billed_the_minimum() {
+        use VmStatus::*;
+        let spans = running_spans(&h(&[(Running, 0), (Stopped, 10), (Running, 100), (Terminated, 200)]), t(1000));
+        let u = bill(&spans, 60, &[price("3.6", 0, "p:1")], Markup(0), all());
+        // 10 s billed as 60, then 100 s: 160 s at 0.001/s.
+        assert_eq!((u.seconds, u.cost), (160, Micros(160_000)));
+        let minimum: Vec<_> = u.lines.iter().filter(|l| l.minimum).collect();
+        assert_eq!((minimum.len(), minimum[0].seconds, minimum[0].from, minimum[0].to), (1, 50, t(10), t(10)));
+    }
+
+    #[test]
+    fn a_price_change_splits_a_span_and_markups_apply() {
+        let spans = vec![Span { from: t(0), to: t(7200), open: false }];
+        let schedule = [price("1", 0, "p:1"), price("2", 3600, "p:2")];
+        let u = bill(&spans, 60, &schedule, Markup(1000), all());
+        assert_eq!(u.list_cost, Micros(3_000_000));
+        assert_eq!(u.cost, Micros(3_300_000));
+        assert_eq!(u.lines.len(), 2);
+        assert_eq!((u.lines[1].rate, u.lines[1].price_origin.as_deref()), (Some(Micros(2_000_000)), Some("p:2")));
+    }
+
+    #[test]
+    fn unpriced_time_is_never_free_and_periods_clip() {
+        let spans = vec![Span { from: t(0), to: t(7200), open: false }];
+        // Priced only from 3600 on.
+        let u = bill(&spans, 60, &[price("1", 3600, "p:1")], Markup(0), all());
+        assert_eq!((u.unpriced_seconds, u.cost, u.seconds), (3600, Micros(1_000_000), 7200));
+        assert!(u.lines[0].rate.is_none() && u.lines[0].cost.is_none());
+        // A period holding half the span, and a period after it.
+        let half = bill(&spans, 60, &[price("1", 0, "p:1")], Markup(0), Period { from: t(3600), to: t(100_000) });
+        assert_eq!((half.seconds, half.starts, half.cost), (3600, 0, Micros(1_000_000)));
+        let none = bill(&spans, 60, &[price("1", 0, "p:1")], Markup(0), Period { from: t(8000), to: t(9000) });
+        assert_eq!(none, Usage::default());
+    }
+}
