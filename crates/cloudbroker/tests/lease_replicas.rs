@@ -376,7 +376,10 @@ async fn a_replica_killed_mid_pass_loses_nothing_and_repeats_nothing() {
 
     // The survivor ends them all: its own at once, the dead replica's once
     // their claims are older than the claim lifetime.
-    wait_all_done(&db, Duration::from_secs(CLAIM_TTL_SECS + 90)).await;
+    // (Within the default claim lifetime too, should the broker not read
+    // CLOUDBROKER_LEASE_CLAIM_TTL_SECS.)
+    let ttl = cloudbroker_core::provisioning::LEASE_CLAIM_TTL.as_secs().max(CLAIM_TTL_SECS);
+    wait_all_done(&db, Duration::from_secs(ttl + 90)).await;
     let survivor = &replicas[1 - victim];
     let http = reqwest::Client::new();
     let t = token(&http, &survivor.url).await;

@@ -362,3 +362,30 @@ broker_test!(adopted_vms_get_no_lease_unless_an_admin_sets_one, |b: Broker| asyn
     let given = b.provisioning.set_lease(&admin(), &adopted.id, Some(LeaseAsk::parse("1h").unwrap())).await.unwrap();
     assert_eq!(given.lease.unwrap().expires_at, t0() + Duration::days(30) + Duration::hours(1));
 });
+
+broker_test!(a_vm_whose_connector_is_not_ready_is_skipped_and_reported, |b: Broker| async move {
+    let ann = setup(&b, &[("sb.lease.default", "1h"), ("sb2.lease.default", "1h")]).await;
+    let on_sb = launch(&b, &ann, "sb", 1, None).await.remove(0);
+    let on_sb2 = launch(&b, &ann, "sb2", 1, None).await.remove(0);
+    // sb2's configuration breaks: no connector to act with.
+    let conf = b.registry.connectors_dir().join("sb.conf");
+    std::fs::write(&conf, "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = soon\n").unwrap();
+    b.registry.reload().await.unwrap();
+    assert!(sb2_not_ready(&b));
+    let r = pass_at(&b, t0() + Duration::hours(1), "r1").await;
+    assert_eq!((r.terminated, r.skipped), (1, 1), "{r:?}");
+    // (A bad value drops the instance until fixed: "not found", or "not ready".)
+    assert!(r.skip_reasons[0].starts_with(&format!("{}: connector instance 'sb2' ", on_sb2.id)), "{:?}", r.skip_reasons);
+    assert!(ended(vm(&b, &on_sb.id).await.status));
+    assert!(vm(&b, &on_sb2.id).await.status.is_live(), "never acted on");
+    // Fixed: the next pass acts on it.
+    std::fs::write(&conf, "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n").unwrap();
+    b.registry.reload().await.unwrap();
+    let r = pass_at(&b, t0() + Duration::hours(1) + Duration::seconds(5), "r1").await;
+    assert_eq!((r.terminated, r.skipped), (1, 0), "{r:?}");
+    assert!(ended(vm(&b, &on_sb2.id).await.status));
+});
+
+fn sb2_not_ready(b: &Broker) -> bool {
+    b.registry.snapshot().instance("sb2").is_none_or(|e| e.connector.is_none() || e.status != cloudbroker_core::registry::Status::Ready)
+}

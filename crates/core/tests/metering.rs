@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::costs::metering::Period;
 use cloudbroker_core::costs::money::Micros;
+use cloudbroker_core::costs::report::{Granularity, GroupBy, ReportQuery};
 use cloudbroker_core::domain::{VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
 use cloudbroker_core::provisioning::{InstanceType, LaunchRequest, Vm};
@@ -134,6 +135,33 @@ async fn scenario(dir: &Path, db: Option<String>) {
     let cost = b.costs.vm_cost(&other, None).await.unwrap();
     assert_eq!((cost.usage.seconds, cost.usage.unpriced_seconds, cost.usage.cost), (60, 60, Micros(0)));
     assert!(cost.usage.lines.iter().all(|l| l.rate.is_none() && l.cost.is_none()));
+
+    // The report agrees with the VMs' own costs: per instance type, per day.
+    let q = ReportQuery {
+        from: t(0),
+        to: t(86_400 * 2),
+        group_by: GroupBy::InstanceType,
+        granularity: Granularity::Day,
+        user: None,
+        project: None,
+        instance: None,
+    };
+    let r = b.costs.report(&alice, &q).await.unwrap();
+    assert_eq!(r.period.to, t(30_030), "never past now");
+    let lines: Vec<(&str, i64, Micros, i64)> = r.lines.iter().map(|l| (l.group.as_str(), l.seconds, l.cost, l.unpriced_seconds)).collect();
+    assert_eq!(lines, vec![("m5.large", 60, Micros(0), 60), ("t2.small", 7200, Micros(9_900_000), 0)]);
+    assert_eq!(r.total, Micros(9_900_000));
+    assert_eq!(r.unpriced, vec![("sb".to_string(), "m5.large".to_string())]);
+    assert!(r.lines.iter().all(|l| l.list_cost.is_none()), "users see no list prices");
+    // Another user sees nothing of alice's.
+    let bob = b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
+    assert!(b.costs.report(&Actor::new(bob.name, false), &q).await.unwrap().lines.is_empty());
+    // Admins see list costs, grouped by user; a bad range is refused, naming the field.
+    let all = b.costs.report(&Actor::system(), &ReportQuery { group_by: GroupBy::User, ..q.clone() }).await.unwrap();
+    assert_eq!(all.lines.len(), 1);
+    assert_eq!((all.lines[0].group.as_str(), all.lines[0].list_cost), ("alice", Some(Micros(9_000_000))));
+    let bad = b.costs.report(&alice, &ReportQuery { from: t(10), to: t(5), ..q }).await.unwrap_err();
+    assert!(bad.to_string().contains("from must be before to"), "{bad}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,6 +4,7 @@
 
 use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
+use crate::vms::VmRow;
 use cloudbroker_model::{VmId, VmStatus};
 
 /// One recorded state change.
@@ -26,5 +27,74 @@ impl Store {
                 Ok(StateChange { state, at: ms_to_time(at) })
             })
             .collect()
+    }
+}
+
+/// A bound value of a metering query.
+#[derive(Clone, Debug)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Which VMs a report covers: those that existed during `[from, to)` (ms),
+/// of one user, project or connector instance when given.
+#[derive(Clone, Debug, Default)]
+pub struct PeriodFilter {
+    pub user: Option<String>,
+    pub project: Option<String>,
+    pub instance: Option<String>,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl PeriodFilter {
+    /// The condition on `vms` and its binds: recorded before `to`, and not
+    /// ended (terminated, failed) before `from`.
+    fn sql(&self) -> (String, Vec<Bind>) {
+        let mut binds = vec![Bind::Int(self.to), Bind::Int(self.from)];
+        let mut sql = "created_at < $1 AND NOT (state IN ('terminated', 'failed') AND updated_at < $2)".to_string();
+        for (col, v) in [("user_name", &self.user), ("project", &self.project), ("instance", &self.instance)] {
+            if let Some(v) = v {
+                binds.push(Bind::Text(v.clone()));
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        (sql, binds)
+    }
+}
+
+impl Store {
+    /// The VMs a report over `f` covers, with each one's state history up
+    /// to `f.to` included (oldest first): two queries, whatever the number of VMs.
+    pub async fn vms_with_history(&self, f: &PeriodFilter) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
+        let (cond, binds) = f.sql();
+        let vms = self.vms_where(&cond, &binds).await?;
+        if vms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = binds.len() + 1;
+        let sql = format!(
+            "SELECT h.vm_id, h.state, h.at FROM vm_state_history h WHERE h.at <= ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond}) \
+             ORDER BY h.vm_id, h.at, h.id"
+        );
+        let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        for b in &binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        let rows = q.bind(f.to).fetch_all(self.pool()).await?;
+        let mut by_vm: std::collections::HashMap<String, Vec<StateChange>> = std::collections::HashMap::new();
+        for (vm_id, state, at) in rows {
+            let state = VmStatus::parse(&state)
+                .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))?;
+            by_vm.entry(vm_id).or_default().push(StateChange { state, at: ms_to_time(at) });
+        }
+        Ok(vms.into_iter().map(|v| {
+            let h = by_vm.remove(v.id.as_str()).unwrap_or_default();
+            (v, h)
+        }).collect())
     }
 }

@@ -231,6 +231,20 @@ impl Store {
         }
     }
 
+    /// The VMs `filter_sql` (conditions on `vms` with `binds` as $1..)
+    /// selects, oldest first (for the metering queries of `metering.rs`).
+    pub(crate) async fn vms_where(&self, filter_sql: &str, binds: &[crate::metering::Bind]) -> Result<Vec<VmRow>, StoreError> {
+        let sql = self.json_rows(&format!("SELECT {COLS} FROM vms WHERE {filter_sql}"), Order::Oldest);
+        let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
+        for b in binds {
+            q = match b {
+                crate::metering::Bind::Text(s) => q.bind(s.clone()),
+                crate::metering::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        vm_rows(q.fetch_one(self.pool()).await?.0, Order::Oldest)
+    }
+
     /// A VM by broker id.
     pub async fn get_vm(&self, id: &VmId) -> Result<Option<VmRow>, StoreError> {
         let r: Option<VmTuple> =

@@ -243,8 +243,14 @@ app_test!(the_document_lists_the_lease_operations, |app: TestApp| async move {
     assert!(item["delete"]["responses"].get("204").is_some(), "{item}");
     let schemas = &doc["components"]["schemas"];
     assert_eq!(schemas["LeaseBody"]["additionalProperties"], false);
-    assert!(schemas["LaunchBody"]["properties"].get("lease").is_some());
+    // One pattern for a lease in both bodies (its durations, each accepted).
+    let pattern = &schemas["LaunchBody"]["properties"]["lease"]["pattern"];
+    assert!(pattern.as_str().is_some_and(|p| p.starts_with('^')), "{pattern}");
+    assert_eq!(&schemas["LeaseBody"]["properties"]["lease"]["pattern"], pattern);
     assert!(schemas["Vm"]["properties"].get("lease").is_some());
+    for field in ["expires_at", "action", "warned_at", "ended_at", "note"] {
+        assert!(schemas["Lease"]["properties"].get(field).is_some(), "{field}: {}", schemas["Lease"]);
+    }
     // The lease parameters are listed with the instance's others, with their origins.
     let admin = app.token("super", SUPER_PW).await;
     set(&app, &admin, json!({"sb.lease.max": "2d"})).await;

@@ -178,3 +178,103 @@ app_test!(project_policies_round_trip_and_refuse_launches, |app: TestApp| async 
     assert!(details.contains(&"launch policies on sb: policy.instance.types=t2.*; policy.count.max=2"), "{b}");
     assert!(details.contains(&"launch policies on sb: removed"), "{b}");
 });
+
+/// A signed-in browser without a browser: a cookie jar and the session's CSRF token.
+struct Ui {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+}
+
+fn csrf_of(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+impl Ui {
+    async fn sign_in(app: &TestApp, user: &str, pw: &str) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder().cookie_provider(jar).redirect(reqwest::redirect::Policy::limited(5)).build().unwrap();
+        let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+        let csrf = csrf_of(&page);
+        let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
+        assert_eq!(r.status(), 200, "sign-in of {user}");
+        let home = r.text().await.unwrap();
+        Self { http, base: app.base.clone(), csrf: csrf_of(&home) }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut f: Vec<(&str, &str)> = fields.to_vec();
+        f.push(("csrf", &self.csrf));
+        let r = self.http.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// The text of the field error with id `id`.
+fn field_error<'a>(body: &'a str, id: &str) -> Option<&'a str> {
+    let at = body.find(&format!("class=\"field-error\" id=\"{id}\">"))?;
+    let rest = &body[at..];
+    let start = rest.find('>')? + 1;
+    Some(rest[start..].split("</span>").next().unwrap())
+}
+
+/// The `<div id="ppolicy-sb">` of the project page.
+fn sb_section(body: &str) -> &str {
+    let at = body.find("<div class=\"ppolicy\" id=\"ppolicy-sb\">").unwrap_or_else(|| panic!("no policies of sb in {body}"));
+    let end = body[at..].find("</table>").map_or(body.len(), |e| at + e);
+    &body[at..end]
+}
+
+app_test!(the_project_page_sets_and_shows_its_policies, |app: TestApp| async move {
+    let (admin, _, _, _, _) = setup(&app).await;
+    let (s, b) = app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"sb.policy.instance.types": "t2.*, m5.*"}))).await;
+    assert_eq!(s, 200, "{b}");
+    let alice = Ui::sign_in(&app, "alice", "alice-password").await;
+    let (s, page) = alice.get("/projects/team-a").await;
+    assert_eq!(s, 200);
+    let sb = sb_section(&page);
+    assert!(sb.contains("t2.*, m5.*"), "the instance's value is shown: {sb}");
+    assert!(sb.contains("id=\"pp-sb-0\" name=\"policy.instance.types\" value=\"\""), "{sb}");
+    // Bad values: each at its field, everything typed kept, nothing stored.
+    let (s, page) = alice
+        .post("/projects/team-a/policies/sb", &[("policy.instance.types", "t2.micro"), ("policy.count.max", "0"), ("lease.max", "forever")])
+        .await;
+    assert_eq!(s, 400, "{page}");
+    assert!(field_error(&page, "pp-sb-3-error").unwrap().starts_with("policy.count.max: "), "{page}");
+    assert!(field_error(&page, "pp-sb-4-error").unwrap().starts_with("lease.max: "), "{page}");
+    assert_eq!(field_error(&page, "pp-sb-0-error"), None);
+    let sb = sb_section(&page);
+    for kept in [
+        "name=\"policy.instance.types\" value=\"t2.micro\"",
+        "name=\"policy.count.max\" value=\"0\"",
+        "name=\"lease.max\" value=\"forever\"",
+    ] {
+        assert!(sb.contains(kept), "{kept} in {sb}");
+    }
+    let (_, b) = app.call(Method::GET, "/api/v1/projects/team-a/policies", &admin, None).await;
+    assert_eq!(b["policies"][0]["values"], json!({}), "{b}");
+    // Saved, then shown.
+    let (s, page) = alice
+        .post("/projects/team-a/policies/sb", &[("policy.instance.types", "t2.micro"), ("policy.count.max", "2"), ("lease.max", "")])
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Launch policies of team-a on sb: policy.count.max = 2; policy.instance.types = t2.micro"), "{page}");
+    let sb = sb_section(&page);
+    assert!(sb.contains("name=\"policy.count.max\" value=\"2\"") && sb.contains("set by alice"), "{sb}");
+    // A member reads them and has no form; posting anyway is refused.
+    let bob = Ui::sign_in(&app, "bob", "bob-password").await;
+    let (s, page) = bob.get("/projects/team-a").await;
+    assert_eq!(s, 200);
+    let sb = sb_section(&page);
+    assert!(sb.contains("t2.micro") && !sb.contains("<input"), "{sb}");
+    let (s, _) = bob.post("/projects/team-a/policies/sb", &[("policy.count.max", "5")]).await;
+    assert_eq!(s, 403);
+    let (_, b) = app.call(Method::GET, "/api/v1/projects/team-a/policies", &admin, None).await;
+    assert_eq!(b["policies"][0]["values"]["policy.count.max"], "2", "{b}");
+});

@@ -619,14 +619,14 @@ async fn launch_policies_and_governance_in_a_real_browser() {
 
     // The lease on the VMs page: expiry in UTC, time left; one click extends it.
     let web = {
-        let q = cloudbroker_core::provisioning::VmQuery { name: Some("web".into()), ..Default::default() };
+        let q = cloudbroker_core::provisioning::VmQuery { name: Some("web-0".into()), ..Default::default() };
         let sys = cloudbroker_core::Actor::system();
         app.broker.provisioning.list(&sys, q, cloudbroker_core::domain::PageRequest::default()).await.unwrap().items.remove(0)
     };
     let before = web.lease.clone().expect("launched with a lease").expires_at;
     let cell = b.text(&format!("#vm-{} td.lease", web.id)).await;
     assert!(
-        cell.contains(&before.format("%Y-%m-%d %H:%M UTC").to_string()) && cell.contains("in 3h") && cell.contains("then terminate"),
+        cell.contains(&before.format("%Y-%m-%d %H:%M UTC").to_string()) && (cell.contains("in 4h") || cell.contains("in 3h 59m")) && cell.contains("then terminate"),
         "{cell}"
     );
     b.shot("vms-with-leases").await;

@@ -13,6 +13,7 @@
 pub mod metering;
 pub mod money;
 pub mod prices;
+pub mod report;
 
 use crate::clock::Clock;
 use crate::error::ServiceResult;

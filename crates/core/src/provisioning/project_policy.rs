@@ -94,6 +94,63 @@ pub(super) fn tightened(mut terms: LeaseTerms, project: Option<&LaunchPolicy>) -
     terms
 }
 
+impl LaunchPolicy {
+    /// For showing on a launch form: what this (an instance's) policy and
+    /// `project`'s own allow together. Exact instance types allowed by
+    /// both, with the patterns of both (a hint: the admission checks each
+    /// against both lists); the images both allow; every required tag, a
+    /// key both require with the values both allow; the smaller counts and
+    /// lease; this policy's admin exemption, `project`'s name. Launches are
+    /// never checked against it: the admission checks both policies.
+    pub fn narrowed_by(&self, project: &LaunchPolicy) -> LaunchPolicy {
+        let instance_types = match (self.instance_types.is_empty(), project.instance_types.is_empty()) {
+            (_, true) => self.instance_types.clone(),
+            (true, false) => project.instance_types.clone(),
+            (false, false) => {
+                let mut out: Vec<String> = Vec::new();
+                for t in self.instance_types.iter().chain(&project.instance_types) {
+                    let keep = t.contains('*') || (self.allows_type(t) && project.allows_type(t));
+                    if keep && !out.contains(t) {
+                        out.push(t.clone());
+                    }
+                }
+                out
+            }
+        };
+        let images = match (self.images.is_empty(), project.images.is_empty()) {
+            (_, true) => self.images.clone(),
+            (true, false) => project.images.clone(),
+            (false, false) => self.images.iter().filter(|i| project.images.contains(i)).cloned().collect(),
+        };
+        let mut required_tags = self.required_tags.clone();
+        for t in &project.required_tags {
+            match required_tags.iter_mut().find(|r| r.key == t.key) {
+                None => required_tags.push(t.clone()),
+                Some(r) => {
+                    r.allowed = match (r.allowed.take(), &t.allowed) {
+                        (None, b) => b.clone(),
+                        (a, None) => a,
+                        (Some(a), Some(b)) => Some(a.into_iter().filter(|v| b.contains(v)).collect()),
+                    }
+                }
+            }
+        }
+        let min = |a: Option<_>, b: Option<_>| match (a, b) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+        LaunchPolicy {
+            instance_types,
+            images,
+            required_tags,
+            count_max: min(self.count_max, project.count_max),
+            lease_max: min(self.lease_max, project.lease_max),
+            exempt_admins: self.exempt_admins,
+            project: project.project.clone(),
+        }
+    }
+}
+
 impl Provisioning {
     /// The project exists and `actor` may read it: its role there (`None`
     /// for an admin who is no member); others get NotFound.
@@ -278,6 +335,31 @@ mod tests {
         assert!(matches!(e, ServiceError::Invalid { field: Some("policy.tags.required"), .. }), "{e:?}");
         let e = validate(&map(&[("policy.exempt.admins", "true")])).unwrap_err();
         assert!(e.to_string().contains("'policy.exempt.admins' is not a policy a project may set"), "{e}");
+    }
+
+    #[test]
+    fn a_form_shows_what_both_allow() {
+        let of = |pairs: &[(&str, &str)]| LaunchPolicy::of(&ParamValues::new(map(pairs)));
+        let inst = of(&[
+            ("policy.instance.types", "t2.*, m5.large"),
+            ("policy.images", "linux, alpine"),
+            ("policy.tags.required", "team=(a|b), owner"),
+            ("policy.count.max", "5"),
+        ]);
+        let proj = of(&[
+            ("policy.instance.types", "t2.micro, m5.xlarge, c5.*"),
+            ("policy.images", "alpine, ubuntu"),
+            ("policy.tags.required", "team=(b|c), cost"),
+            ("policy.count.max", "2"),
+            ("lease.max", "4h"),
+        ]);
+        let n = inst.narrowed_by(&proj);
+        assert_eq!(n.instance_types_text(), "t2.*, t2.micro, c5.*");
+        assert_eq!(n.images_text(), "alpine");
+        assert_eq!(n.required_tags_text(), "team=(b), owner, cost");
+        assert_eq!((n.count_max, n.lease_max), (Some(2), Some(chrono::Duration::hours(4))));
+        assert_eq!(LaunchPolicy::default().narrowed_by(&proj).instance_types, proj.instance_types);
+        assert_eq!(inst.narrowed_by(&LaunchPolicy::default()), inst);
     }
 
     #[test]

@@ -288,8 +288,10 @@ struct VmsPage {
     focus: Option<InstancePolicy>,
     /// The lease field's placeholder (the chosen instance's default lease).
     lease_placeholder: String,
-    /// The lease terms of the instance chosen, or of each instance.
+    /// The lease field's help (the terms of the instance chosen).
     lease_help: String,
+    /// No instance chosen: each instance's lease terms (instance, in words).
+    lease_terms: Vec<(String, String)>,
     form: LaunchForm,
     errors: FormErrors,
 }
@@ -304,10 +306,11 @@ fn terms_text(t: &LeaseTerms) -> String {
     format!("{default}, {max}, then {}", t.action)
 }
 
-/// The lease field's placeholder and help for the instance `chosen` (empty:
-/// the terms of every instance offered).
-async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (String, String) {
-    const HOW: &str = "A duration (8h, 90m, 1d12h) or a UTC time (2026-12-24T18:00:00Z); empty: the instance's default.";
+/// The lease field's placeholder and help for the instance `chosen`; none
+/// chosen, a general help and the terms of every instance offered
+/// (instance, terms), listed under the form.
+async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (String, String, Vec<(String, String)>) {
+    const HOW: &str = "8h, 90m, 1d12h or a UTC time (2026-12-24T18:00:00Z).";
     let terms = |i: &str| {
         let i = i.to_string();
         async move {
@@ -318,17 +321,17 @@ async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (Str
     if !chosen.is_empty() {
         if let Some((i, t)) = terms(chosen).await {
             let placeholder = t.default_span().map_or_else(|| "none".to_string(), |d| format!("default: {}", format_duration(d)));
-            return (placeholder, format!("Lease on {i}: {}. {HOW}", terms_text(&t)));
+            return (placeholder, format!("Lease on {i}: {}. {HOW}", terms_text(&t)), Vec::new());
         }
     }
     let mut each = Vec::new();
     for i in instances {
         if let Some((i, t)) = terms(i).await {
-            each.push(format!("{i}: {}", terms_text(&t)));
+            each.push((i, terms_text(&t)));
         }
     }
-    let help = if each.is_empty() { HOW.to_string() } else { format!("Leases — {}. {HOW}", each.join("; ")) };
-    ("the instance's default".to_string(), help)
+    let help = format!("Empty: the instance's default (see its lease terms below). {HOW}");
+    ("the instance's default".to_string(), help, each)
 }
 
 #[derive(Deserialize)]
@@ -381,7 +384,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         i => i.to_string(),
     };
     let focus = policies.iter().find(|p| p.instance == chosen).cloned();
-    let (lease_placeholder, lease_help) = lease_hint(broker, &instances, &chosen).await;
+    let (lease_placeholder, lease_help, lease_terms) = lease_hint(broker, &instances, &chosen).await;
     policies.sort_by(|a, b| a.instance.cmp(&b.instance));
     let images: Vec<(String, String, String)> = broker
         .images
@@ -455,6 +458,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             focus,
             lease_placeholder,
             lease_help,
+            lease_terms,
             form,
             errors: errs,
         },
