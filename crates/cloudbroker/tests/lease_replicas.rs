@@ -41,7 +41,25 @@ struct Replica {
     name: &'static str,
     child: Option<Child>,
     url: String,
+    db: Option<String>,
+    /// `CLOUDBROKER_LEASE_INTERVAL_SECS`: 1 from [`Replica::start`], a
+    /// lease pass a second on each replica, so the replicas' passes overlap.
+    lease_interval_secs: &'static str,
     _dir: tempfile::TempDir,
+}
+
+/// `cloudbroker serve` in `dir` as replica `name`.
+fn serve(name: &str, dir: &std::path::Path, db: Option<&str>, lease_interval_secs: &str) -> (Child, String) {
+    let ttl = CLAIM_TTL_SECS.to_string();
+    let envs = [
+        ("CLOUDBROKER_ADMIN_PASSWORD", PW),
+        ("CLOUDBROKER_CONFIG_POLL_SECS", "3600"),
+        ("CLOUDBROKER_LEASE_CLAIM_TTL_SECS", ttl.as_str()),
+        ("CLOUDBROKER_LEASE_INTERVAL_SECS", lease_interval_secs),
+        ("HOSTNAME", name),
+    ];
+    let args: Vec<&str> = db.map(|d| vec!["--database-url", d]).unwrap_or_default();
+    common::serve(dir, &args, &envs)
 }
 
 impl Replica {
@@ -55,19 +73,16 @@ impl Replica {
             std::fs::create_dir_all(dir.path().join("data")).unwrap();
             std::fs::copy(first._dir.path().join("data/master.key"), dir.path().join("data/master.key")).unwrap();
         }
-        let ttl = CLAIM_TTL_SECS.to_string();
-        let envs = [
-            ("CLOUDBROKER_ADMIN_PASSWORD", PW),
-            ("CLOUDBROKER_CONFIG_POLL_SECS", "3600"),
-            ("CLOUDBROKER_LEASE_CLAIM_TTL_SECS", ttl.as_str()),
-            // The lease worker runs every min(5 s, reconcile interval): a
-            // pass a second on each replica, so their passes overlap.
-            ("CLOUDBROKER_RECONCILE_INTERVAL_SECS", "1"),
-            ("HOSTNAME", name),
-        ];
-        let args: Vec<&str> = db.map(|d| vec!["--database-url", d]).unwrap_or_default();
-        let (child, url) = common::serve(dir.path(), &args, &envs);
-        Replica { name, child: Some(child), url, _dir: dir }
+        let (child, url) = serve(name, dir.path(), db, "1");
+        Replica { name, child: Some(child), url, db: db.map(str::to_string), lease_interval_secs: "1", _dir: dir }
+    }
+
+    /// Starts the replica again after [`Replica::stop`] or [`Replica::kill`].
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let (child, url) = serve(self.name, self._dir.path(), self.db.as_deref(), self.lease_interval_secs);
+        self.child = Some(child);
+        self.url = url;
     }
 
     fn kill(&mut self) {
@@ -204,6 +219,17 @@ async fn open_claims(url: &str) -> BTreeMap<String, i64> {
     .unwrap()
     .into_iter()
     .collect()
+}
+
+/// (holder, cloud id) of each open claim.
+async fn open_claim_cloud_ids(url: &str) -> Vec<(String, String)> {
+    let mut c = connect(url).await;
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT lease_claimed_by, cloud_id FROM vms WHERE lease_claimed_by IS NOT NULL AND lease_done_at IS NULL AND cloud_id IS NOT NULL",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
 }
 
 async fn wait_all_done(url: &str, within: Duration) {
@@ -356,34 +382,50 @@ async fn a_replica_killed_mid_pass_loses_nothing_and_repeats_nothing() {
     let due = whole_second_ahead(Duration::from_secs(2));
     assert_eq!(expire_all_at(&db, due).await, 200);
 
-    // Wait until a TerminateInstances is in flight (held by the hang), then
-    // SIGKILL the replica holding open claims: it dies while acting.
+    // Wait until a replica's TerminateInstances naming VMs it holds open
+    // claims on is in flight (moto holds it for HANG_SECS), then SIGKILL
+    // that replica: it dies while acting, before recording anything.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while moto.action_count("TerminateInstances").await == 0 {
-        assert!(Instant::now() < deadline, "no TerminateInstances within a minute of the expiry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let claims = open_claims(&db).await;
-    let victim = replicas
-        .iter()
-        .position(|r| claims.keys().any(|h| h.starts_with(r.name)))
-        .unwrap_or_else(|| panic!("a TerminateInstances is in flight but no replica holds an open claim: {claims:?}"));
+    let (victim, in_flight) = loop {
+        let sent = named(&moto, "TerminateInstances").await;
+        let claims = open_claim_cloud_ids(&db).await;
+        let acting = replicas.iter().position(|r| claims.iter().any(|(h, c)| h.starts_with(r.name) && sent.contains_key(c)));
+        if let Some(i) = acting {
+            let ids: BTreeSet<String> =
+                claims.into_iter().filter(|(h, c)| h.starts_with(replicas[i].name) && sent.contains_key(c)).map(|(_, c)| c).collect();
+            break (i, ids);
+        }
+        assert!(Instant::now() < deadline, "no replica's TerminateInstances within a minute of the expiry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     replicas[victim].kill();
     let victim_name = replicas[victim].name;
+    let claims = open_claims(&db).await;
     let orphaned: i64 = claims.iter().filter(|(h, _)| h.starts_with(victim_name)).map(|(_, n)| n).sum();
-    assert!(orphaned > 0);
-    eprintln!("killed {victim_name} holding {orphaned} claims mid-action (claims then: {claims:?})");
+    assert!(orphaned as usize >= in_flight.len());
+    eprintln!(
+        "killed {victim_name} with {} VMs in its TerminateInstances in flight, holding {orphaned} claims (claims then: {claims:?})",
+        in_flight.len()
+    );
 
     // The survivor ends them all: its own at once, the dead replica's once
     // their claims are older than the claim lifetime.
-    // (Within the default claim lifetime too, should the broker not read
-    // CLOUDBROKER_LEASE_CLAIM_TTL_SECS.)
-    let ttl = cloudbroker_core::provisioning::LEASE_CLAIM_TTL.as_secs().max(CLAIM_TTL_SECS);
-    wait_all_done(&db, Duration::from_secs(ttl + 90)).await;
+    wait_all_done(&db, Duration::from_secs(CLAIM_TTL_SECS + 60)).await;
     let survivor = &replicas[1 - victim];
     let http = reqwest::Client::new();
     let t = token(&http, &survivor.url).await;
     assert_each_terminated_once(&http, &survivor.url, &t, &moto, &db, &vms, due).await;
+    // The VMs the dead replica had asked moto to terminate were found
+    // terminated when the survivor took them over (no second call: checked
+    // above) and recorded so.
+    let listed = all_pages(&http, &format!("{}/api/v1/vms", survivor.url), &t, "vms").await;
+    for v in listed.iter().filter(|v| in_flight.contains(v["cloud_id"].as_str().unwrap())) {
+        let note = v["lease"]["note"].as_str().unwrap();
+        // "the cloud already had it terminated", or "its record already
+        // showed it terminated" when the reconciler saw it first.
+        assert!(note.contains("already") && note.contains("terminated"), "taken over after the cloud acted: {note}");
+    }
+    eprintln!("e.g. {}", listed.iter().find(|v| in_flight.contains(v["cloud_id"].as_str().unwrap())).unwrap()["lease"]["note"]);
     // The dead replica's VMs were finished by the survivor.
     let mut c = connect(&db).await;
     let by_victim: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE lease_claimed_by LIKE $1")
@@ -414,18 +456,15 @@ async fn a_lease_missed_while_the_broker_was_down_is_acted_on_at_start_saying_ho
     let due = now_ms() - 200_000;
     assert_eq!(expire_all_at(&db_url, due).await, 3);
     moto.reset().await;
-    let dir = broker._dir.path().to_path_buf();
-    let (child, url) = common::serve(
-        &dir,
-        &[],
-        &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_LEASE_CLAIM_TTL_SECS", &CLAIM_TTL_SECS.to_string()), ("HOSTNAME", "replica-a")],
-    );
-    broker.child = Some(child);
-    broker.url = url;
+    // Lease passes 5 s apart: ended within 4 s of the start, they were
+    // ended by the pass at start.
+    broker.lease_interval_secs = "5";
+    broker.restart();
     let started = Instant::now();
-    // Acted on at start: the worker's first pass runs at once.
     wait_all_done(&db_url, Duration::from_secs(20)).await;
-    eprintln!("the missed leases ended {:?} after the broker started", started.elapsed());
+    let took = started.elapsed();
+    eprintln!("the missed leases ended {took:?} after the broker started");
+    assert!(took < Duration::from_secs(4), "acted on by the pass at start, not {took:?} later");
     let t = token(&http, &broker.url).await;
     assert_each_terminated_once(&http, &broker.url, &t, &moto, &db_url, &vms, due).await;
     for v in all_pages(&http, &format!("{}/api/v1/vms", broker.url), &t, "vms").await {

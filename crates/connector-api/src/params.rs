@@ -31,6 +31,9 @@ pub enum ParamType {
     /// A duration such as `8h`, `90m` or `1d12h` (units d, h, m, s; see
     /// [`cloudbroker_model::lease::parse_duration`]).
     Duration,
+    /// An amount of money in the broker's currency: a non-negative decimal
+    /// with at most six decimals (`25`, `99.50`).
+    Amount,
 }
 
 /// One declared parameter.
@@ -172,6 +175,22 @@ pub const LEASE_MAX_ACTIONS: ParamSpec = ParamSpec::optional(
     "Most VMs of this instance one pass of the lease worker stops or terminates; the rest wait for the next pass and are reported (a safeguard against acting on a whole fleet at once).",
 );
 
+/// `budget.user.monthly`: declared by every kind (the broker's launch admission enforces it).
+pub const BUDGET_USER_MONTHLY: ParamSpec = ParamSpec::optional(
+    "budget.user.monthly",
+    ParamType::Amount,
+    None,
+    "Default monthly budget of each user on this instance, in the broker's currency (an admin may override it per user); a launch or start that would pass it is refused. Empty: no budget.",
+);
+
+/// `budget.project.monthly`: declared by every kind (the broker's launch admission enforces it).
+pub const BUDGET_PROJECT_MONTHLY: ParamSpec = ParamSpec::optional(
+    "budget.project.monthly",
+    ParamType::Amount,
+    None,
+    "Default monthly budget of each team project on this instance, in the broker's currency (an admin may override it per project). Empty: no budget.",
+);
+
 /// The launch policies every kind declares (after [`COMMON`]'s quotas);
 /// the broker, not the connector, enforces them.
 pub const POLICIES: [ParamSpec; 5] = [POLICY_INSTANCE_TYPES, POLICY_IMAGES, POLICY_TAGS_REQUIRED, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS];
@@ -181,7 +200,7 @@ pub const LEASES: [ParamSpec; 5] = [LEASE_DEFAULT, LEASE_MAX, LEASE_ACTION, LEAS
 
 /// The parameters every kind declares (the broker, not the connector, reads
 /// most of them); a kind lists them after its own.
-pub const COMMON: [ParamSpec; 14] = [
+pub const COMMON: [ParamSpec; 16] = [
     QUOTA_VM,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
@@ -196,6 +215,8 @@ pub const COMMON: [ParamSpec; 14] = [
     LEASE_ACTION,
     LEASE_WARN,
     LEASE_MAX_ACTIONS,
+    BUDGET_USER_MONTHLY,
+    BUDGET_PROJECT_MONTHLY,
 ];
 
 /// One tag rule of a [`ParamType::TagRules`] value: a key, with its allowed
@@ -403,6 +424,12 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
         }
         ParamType::Duration => {
             cloudbroker_model::lease::parse_duration(v)?;
+        }
+        ParamType::Amount => {
+            let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+            if int.is_empty() || int.len() > 9 || frac.len() > 6 || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+                return Err(format!("'{v}' is not an amount (a number such as 25 or 99.50, at most six decimals)"));
+            }
         }
     }
     Ok(Some(v.to_string()))

@@ -4,7 +4,7 @@
 
 use cloudbroker_connector_api::params::{
     ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS,
-    LEASE_ACTION, LEASE_DEFAULT, LEASE_MAX, LEASE_MAX_ACTIONS, LEASE_WARN, POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
+    BUDGET_PROJECT_MONTHLY, BUDGET_USER_MONTHLY, LEASE_ACTION, LEASE_DEFAULT, LEASE_MAX, LEASE_MAX_ACTIONS, LEASE_WARN, POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;
@@ -44,6 +44,8 @@ const PARAMS: &[ParamSpec] = &[
     LEASE_ACTION,
     LEASE_WARN,
     LEASE_MAX_ACTIONS,
+    BUDGET_USER_MONTHLY,
+    BUDGET_PROJECT_MONTHLY,
     ParamSpec::optional("tls.verify", ParamType::Bool, Some("true"), "Verify the endpoint's TLS certificate."),
     ParamSpec::optional("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),
 ];

@@ -133,6 +133,7 @@ impl Broker {
         let mut provisioning = Provisioning::new(store.clone(), registry.clone(), vault.clone(), images.clone(), store.broker_id().await?);
         provisioning.launch_grace = Duration::from_secs(config.launch_grace_secs);
         provisioning.reconcile_interval = Duration::from_secs(config.reconcile_interval_secs);
+        provisioning.lease_claim_ttl = Duration::from_secs(config.lease_claim_ttl_secs);
         // One clock for the store's stamps (VM state history) and the services' rules.
         let clock = store.clock().clone();
         provisioning.clock = clock.clone();
@@ -201,7 +202,11 @@ impl Broker {
         let mut w = Workers::with_status(self.workers.clone());
         w.spawn(ReconcileWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
         w.spawn(TransitionWatchWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
-        w.spawn(LeaseWorker { provisioning: self.provisioning.clone(), holder: self.replica_id.clone() });
+        w.spawn(LeaseWorker {
+            provisioning: self.provisioning.clone(),
+            holder: self.replica_id.clone(),
+            every: Duration::from_secs(self.config.lease_interval_secs),
+        });
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
         w
@@ -299,15 +304,14 @@ impl Worker for TransitionWatchWorker {
     }
 }
 
-/// How often the lease worker runs (or the reconcile interval, when shorter).
-pub const LEASE_WORKER_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Ends expired VM leases and records the warnings due
 /// ([`Provisioning::lease_pass`]); first pass at start, so expiries missed
 /// while the broker was down are acted on at once (saying how late).
 struct LeaseWorker {
     provisioning: Arc<Provisioning>,
     holder: String,
+    /// `lease_interval_secs` (5 s unless configured).
+    every: Duration,
 }
 
 #[async_trait]
@@ -316,7 +320,7 @@ impl Worker for LeaseWorker {
         "lease"
     }
     fn interval(&self) -> Duration {
-        LEASE_WORKER_INTERVAL.min(self.provisioning.reconcile_interval)
+        self.every.min(self.provisioning.reconcile_interval)
     }
     async fn work(&mut self) -> Result<String, String> {
         let r = self.provisioning.lease_pass(&self.holder).await.map_err(|e| e.to_string())?;

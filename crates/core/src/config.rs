@@ -41,6 +41,11 @@ pub struct Config {
     pub config_poll_secs: u64,
     /// A launch not seen in the cloud after this many seconds is failed by the reconciler.
     pub launch_grace_secs: u64,
+    /// Seconds between passes of the lease worker (at most the reconcile interval).
+    pub lease_interval_secs: u64,
+    /// A replica's claim on a VM's lease expiry older than this many seconds
+    /// is taken over by another (the claimant died mid-action).
+    pub lease_claim_ttl_secs: u64,
     /// A web session ends after this many idle seconds.
     pub session_idle_secs: u64,
     /// A web session ends this many seconds after login, however active.
@@ -179,6 +184,8 @@ pub struct RawConfig {
     pub session_idle_secs: Option<u64>,
     pub session_absolute_secs: Option<u64>,
     pub launch_grace_secs: Option<u64>,
+    pub lease_interval_secs: Option<u64>,
+    pub lease_claim_ttl_secs: Option<u64>,
     #[serde(skip)]
     pub metrics_token: Option<SecretString>,
     pub shutdown_delay_secs: Option<u64>,
@@ -234,6 +241,8 @@ impl RawConfig {
                     c.metrics_token = Some(SecretString::new(p.trim()));
                 }
                 "LAUNCH_GRACE_SECS" => c.launch_grace_secs = Some(secs(name, &v)?),
+                "LEASE_INTERVAL_SECS" => c.lease_interval_secs = Some(secs(name, &v)?),
+                "LEASE_CLAIM_TTL_SECS" => c.lease_claim_ttl_secs = Some(secs(name, &v)?),
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
                 "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
@@ -270,6 +279,8 @@ impl RawConfig {
             session_idle_secs,
             session_absolute_secs,
             launch_grace_secs,
+            lease_interval_secs,
+            lease_claim_ttl_secs,
             metrics_token,
             shutdown_delay_secs,
             tls_cert_file,
@@ -329,6 +340,8 @@ impl RawConfig {
             reconcile_interval_secs,
             config_poll_secs: self.config_poll_secs.unwrap_or(5).max(1),
             launch_grace_secs: self.launch_grace_secs.unwrap_or(600),
+            lease_interval_secs: self.lease_interval_secs.unwrap_or(5).max(1),
+            lease_claim_ttl_secs: self.lease_claim_ttl_secs.unwrap_or(120).max(1),
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
             metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),

@@ -98,6 +98,12 @@ pub enum ServiceError {
     /// current` VMs, fewer than the `requested` least count.
     #[error("{}", scope.exceeded(*quota, *current, *requested))]
     QuotaExceeded { scope: QuotaScope, quota: i64, current: i64, requested: i64 },
+    /// A launch (or a start) that would take a monthly budget past its
+    /// amount: the JSON API answers 409 `budget_exceeded` with the figures,
+    /// the UI a form message, the EC2 front `InstanceLimitExceeded` with the
+    /// same message.
+    #[error("{0}")]
+    BudgetExceeded(Box<crate::costs::budgets::BudgetRefusal>),
     /// A launch refused by one of its connector instance's launch policies:
     /// `policy` is the parameter (`policy.instance.types`, ...), `field` the
     /// launch's input that breaks it; the message names both and the

@@ -296,6 +296,10 @@ broker_test!(a_dead_replicas_claim_is_taken_over_without_acting_twice, |b: Broke
         assert!(b.store().claim_vm_lease(&v.id, "dead-replica", end.timestamp_millis(), ttl).await.unwrap());
     }
     sb(&b, "sb").terminate_instances(&account("ann"), &[vms[0].cloud_id.clone().unwrap()]).await.unwrap();
+    // While a replica holds the expiry, the lease cannot be changed under it.
+    b.clock.set(end + Duration::seconds(30));
+    let e = b.provisioning.set_lease(&ann, &vms[1].id, None).await.unwrap_err();
+    assert!(matches!(e, ServiceError::Conflict(_)), "{e:?}");
     // Its claims hold for their lifetime.
     let r = pass_at(&b, end + Duration::seconds(60), "r2").await;
     assert_eq!((r.busy, r.acted(), r.already_done), (2, 0, 0), "{r:?}");
@@ -389,3 +393,33 @@ broker_test!(a_vm_whose_connector_is_not_ready_is_skipped_and_reported, |b: Brok
 fn sb2_not_ready(b: &Broker) -> bool {
     b.registry.snapshot().instance("sb2").is_none_or(|e| e.connector.is_none() || e.status != cloudbroker_core::registry::Status::Ready)
 }
+
+broker_test!(the_lease_worker_runs_at_start_and_its_status_reports_skips, |b: Broker| async move {
+    let ann = setup(&b, &[("sb.lease.default", "1h"), ("sb2.lease.default", "1h")]).await;
+    let acted = launch(&b, &ann, "sb", 1, None).await.remove(0);
+    let skipped = launch(&b, &ann, "sb2", 1, None).await.remove(0);
+    // sb2 has no connector (a bad value in its file): its VM cannot be acted on.
+    let conf = b.registry.connectors_dir().join("sb.conf");
+    std::fs::write(&conf, "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = soon\n").unwrap();
+    b.registry.reload().await.unwrap();
+    // The broker was down across the expiry: the worker's first pass, at start, acts.
+    b.clock.set(t0() + Duration::hours(2));
+    let workers = b.spawn_background();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let st = b.readiness().await.workers.into_iter().find(|w| w.name == "lease").expect("a worker named lease");
+        if st.runs >= 1 {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease worker did not run at start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    workers.shutdown(std::time::Duration::from_secs(10)).await;
+    assert!(ended(vm(&b, &acted.id).await.status));
+    assert!(vm(&b, &skipped.id).await.status.is_live());
+    // A skipped VM makes the step a failure, saying which and why.
+    assert!(status.consecutive_failures >= 1, "{status:?}");
+    let error = status.last_error.unwrap();
+    let expected = format!("terminated 1, 1 late by up to 1h, skipped 1 ({}: connector instance 'sb2' ", skipped.id);
+    assert!(error.starts_with(&expected), "{error}");
+});

@@ -118,6 +118,8 @@ impl From<ServiceError> for Ec2Error {
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
             // A launch policy of the region (connector instance): the message names it and the value.
             ServiceError::PolicyViolation { message, .. } => Ec2Error::invalid(message),
+            // A monthly budget: EC2 has no code of its own for it; a limit is what it is.
+            ServiceError::BudgetExceeded(b) => Ec2Error::client("InstanceLimitExceeded", format!("Budget exceeded: {b}")),
             ServiceError::QuotaExceeded { scope: QuotaScope::User, quota, current, requested } => Ec2Error::client(
                 "InstanceLimitExceeded",
                 format!("Your quota allows for {} more running instance(s). You requested at least {requested} (quota={quota}, current={current})", (quota - current).max(0)),

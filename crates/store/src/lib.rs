@@ -16,6 +16,7 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod budgets;
 pub mod credential_uses;
 pub mod credentials;
 pub mod error;

@@ -49,11 +49,11 @@ pub struct PeriodFilter {
 }
 
 impl PeriodFilter {
-    /// The condition on `vms` and its binds: recorded before `to`, and not
+    /// The condition on `vms` and its binds: recorded by `to`, and not
     /// ended (terminated, failed) before `from`.
     fn sql(&self) -> (String, Vec<Bind>) {
         let mut binds = vec![Bind::Int(self.to), Bind::Int(self.from)];
-        let mut sql = "created_at < $1 AND NOT (state IN ('terminated', 'failed') AND updated_at < $2)".to_string();
+        let mut sql = "created_at <= $1 AND NOT (state IN ('terminated', 'failed') AND updated_at < $2)".to_string();
         for (col, v) in [("user_name", &self.user), ("project", &self.project), ("instance", &self.instance)] {
             if let Some(v) = v {
                 binds.push(Bind::Text(v.clone()));
@@ -68,8 +68,18 @@ impl Store {
     /// The VMs a report over `f` covers, with each one's state history up
     /// to `f.to` included (oldest first): two queries, whatever the number of VMs.
     pub async fn vms_with_history(&self, f: &PeriodFilter) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        self.vms_with_history_on(&mut conn, f).await
+    }
+
+    /// [`Store::vms_with_history`] on one connection (a transaction's).
+    pub(crate) async fn vms_with_history_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        f: &PeriodFilter,
+    ) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
         let (cond, binds) = f.sql();
-        let vms = self.vms_where(&cond, &binds).await?;
+        let vms = self.vms_where(&mut *conn, &cond, &binds).await?;
         if vms.is_empty() {
             return Ok(Vec::new());
         }
@@ -85,7 +95,7 @@ impl Store {
                 Bind::Int(i) => q.bind(*i),
             };
         }
-        let rows = q.bind(f.to).fetch_all(self.pool()).await?;
+        let rows = q.bind(f.to).fetch_all(&mut *conn).await?;
         let mut by_vm: std::collections::HashMap<String, Vec<StateChange>> = std::collections::HashMap::new();
         for (vm_id, state, at) in rows {
             let state = VmStatus::parse(&state)

@@ -57,6 +57,9 @@ pub struct Admission<'a> {
     pub state: VmStatus,
     /// The lease every VM of the launch gets, if any.
     pub lease: Option<cloudbroker_model::NewLease>,
+    /// The budgets the launch must fit in, checked after the quotas in the
+    /// same transaction (a project budget takes the project's lock).
+    pub budget: Option<crate::budgets::BudgetCheck<'a>>,
     pub vms: &'a [NewVm],
     /// An audit record written in the same transaction: recorded exactly
     /// when the VMs are (its detail is replaced by the one `rows` gives in
@@ -86,6 +89,9 @@ pub enum AdmitError {
     /// Under `member_check`, the user no longer acts in the project: their
     /// role there now (`None`: no longer a member).
     NotActing(Option<ProjectRole>),
+    /// A budget leaves room for fewer than `min` VMs: (whose, the budget,
+    /// spent and committed so far), in micros.
+    Budget { scope: crate::budgets::BudgetScope, budget: i64, spent: i64 },
     Store(StoreError),
 }
 
@@ -231,7 +237,8 @@ impl Store {
             .bind(a.instance)
             .execute(&mut *tx)
             .await?;
-        if a.project_limit.is_some() {
+        let project_budget = a.budget.as_ref().is_some_and(|b| b.limits.iter().any(|(s, _)| *s == crate::budgets::BudgetScope::Project));
+        if a.project_limit.is_some() || project_budget {
             sqlx::query("INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1")
                 .bind(a.project)
                 .bind(a.instance)
@@ -291,6 +298,15 @@ impl Store {
                 return Err(AdmitError::Quota { which, limit, current, requested: min as i64 });
             }
             admitted = admitted.min(room);
+        }
+        if let Some(check) = &a.budget {
+            match self.budget_room(&mut tx, check, a.user.as_str(), a.project.as_str(), a.instance.as_str(), min).await.map_err(AdmitError::Store)? {
+                Ok(room) => admitted = admitted.min(room),
+                Err((scope, budget, spent)) => {
+                    tx.rollback().await?;
+                    return Err(AdmitError::Budget { scope, budget, spent });
+                }
+            }
         }
         let (vms, detail) = rows(admitted);
         let now = self.clock_ms();

@@ -233,7 +233,12 @@ impl Store {
 
     /// The VMs `filter_sql` (conditions on `vms` with `binds` as $1..)
     /// selects, oldest first (for the metering queries of `metering.rs`).
-    pub(crate) async fn vms_where(&self, filter_sql: &str, binds: &[crate::metering::Bind]) -> Result<Vec<VmRow>, StoreError> {
+    pub(crate) async fn vms_where(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        filter_sql: &str,
+        binds: &[crate::metering::Bind],
+    ) -> Result<Vec<VmRow>, StoreError> {
         let sql = self.json_rows(&format!("SELECT {COLS} FROM vms WHERE {filter_sql}"), Order::Oldest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in binds {
@@ -242,7 +247,7 @@ impl Store {
                 crate::metering::Bind::Int(i) => q.bind(*i),
             };
         }
-        vm_rows(q.fetch_one(self.pool()).await?.0, Order::Oldest)
+        vm_rows(q.fetch_one(&mut *conn).await?.0, Order::Oldest)
     }
 
     /// A VM by broker id.

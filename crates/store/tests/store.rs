@@ -147,6 +147,7 @@ mod quota {
             counted: COUNTED,
             state: VmStatus::Requested,
             lease: None,
+            budget: None,
             vms: &v,
             audit: None,
         })
@@ -172,6 +173,7 @@ mod quota {
                 Err(AdmitError::Quota { .. }) => panic!("wrong quota figures"),
                 Err(AdmitError::Store(e)) => panic!("store error: {e}"),
                 Err(AdmitError::NotActing(r)) => panic!("not acting: {r:?}"),
+                Err(AdmitError::Budget { .. }) => panic!("no budget was set"),
             }
         }
         assert_eq!((admitted, refused), (10, 90));

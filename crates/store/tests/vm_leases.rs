@@ -57,6 +57,7 @@ async fn launch(s: &Store, tag: &str, n: usize) {
         lease: Some(NewLease { expires_at: END, action: LeaseAction::Terminate, warn_at: WARN }),
         vms: &vms,
         audit: None,
+        budget: None,
     })
     .await
     .unwrap();

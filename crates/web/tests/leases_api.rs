@@ -263,6 +263,70 @@ app_test!(the_document_lists_the_lease_operations, |app: TestApp| async move {
     assert_eq!((&max["value"], &max["origin"]["source"]), (&json!("2d"), &json!("ui")), "{max}");
 });
 
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut f = url::form_urlencoded::Serializer::new(String::new());
+    f.append_pair("Version", "2016-11-15");
+    for (k, v) in pairs {
+        f.append_pair(k, v);
+    }
+    f.finish()
+}
+
+fn between<'a>(xml: &'a str, open: &str, close: &str) -> &'a str {
+    xml.split(open).nth(1).and_then(|r| r.split(close).next()).unwrap_or("")
+}
+
+app_test!(the_ec2_front_takes_and_shows_leases, |app: TestApp| async move {
+    let (admin, alice, now) = setup(&app).await;
+    let (s, k) = app.call(Method::POST, "/api/v1/users/alice/access-keys", &alice, None).await;
+    assert_eq!(s, 201, "{k}");
+    let key = (k["access_key_id"].as_str().unwrap().to_string(), k["secret_access_key"].as_str().unwrap().to_string());
+    set(&app, &admin, json!({"sb.lease.max": "1d"})).await;
+    let ami = cloudbroker_ec2_api::ids::image_id("linux");
+    let run = |lease: &'static str, dry: bool| {
+        let mut pairs = vec![
+            ("Action", "RunInstances"),
+            ("ImageId", ami.as_str()),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.1.Tag.1.Key", "cloudbroker:lease"),
+            ("TagSpecification.1.Tag.1.Value", lease),
+        ];
+        if dry {
+            pairs.push(("DryRun", "true"));
+        }
+        form(&pairs)
+    };
+    let (s, xml) = app.ec2_call(&key, "sb", &run("90m", false)).await;
+    assert_eq!(s, 200, "{xml}");
+    let id = between(&xml, "<instanceId>", "</instanceId>").to_string();
+    let (s, xml) = app.ec2_call(&key, "sb", &form(&[("Action", "DescribeInstances"), ("InstanceId.1", &id)])).await;
+    assert_eq!(s, 200, "{xml}");
+    let expires = format!("<key>cloudbroker:lease-expires</key><value>{}</value>", text(now + Duration::minutes(90)));
+    assert!(xml.contains(&expires), "{xml}");
+    assert!(xml.contains("<key>cloudbroker:lease-action</key><value>terminate</value>"), "{xml}");
+    assert!(!xml.contains("<key>cloudbroker:lease</key>"), "the asking tag is not kept: {xml}");
+    // Over lease.max, and malformed: InvalidParameterValue, the dry run alike.
+    for dry in [true, false] {
+        let (s, xml) = app.ec2_call(&key, "sb", &run("2d", dry)).await;
+        assert_eq!((s, between(&xml, "<Code>", "</Code>")), (400, "InvalidParameterValue"), "{xml}");
+        assert_eq!(
+            between(&xml, "<Message>", "</Message>").replace("&apos;", "'"),
+            "a lease of 2d is not allowed on 'sb': at most 1d from now (lease.max: 1d)"
+        );
+        let (s, xml) = app.ec2_call(&key, "sb", &run("8 hours", dry)).await;
+        assert_eq!((s, between(&xml, "<Code>", "</Code>")), (400, "InvalidParameterValue"), "{xml}");
+        assert!(xml.contains("tag cloudbroker:lease: "), "{xml}");
+    }
+    // A VM without a lease shows no lease tags.
+    set(&app, &admin, json!({"sb.lease.max": null})).await;
+    let plain = form(&[("Action", "RunInstances"), ("ImageId", ami.as_str()), ("MinCount", "1"), ("MaxCount", "1")]);
+    let (s, xml) = app.ec2_call(&key, "sb", &plain).await;
+    assert_eq!(s, 200, "{xml}");
+    assert!(!xml.contains("cloudbroker:lease"), "{xml}");
+});
+
 app_test!(the_ec2_front_takes_and_shows_leases_to_boto3, |app: TestApp| async move {
     let (admin, alice, now) = setup(&app).await;
     let (s, k) = app.call(Method::POST, "/api/v1/users/alice/access-keys", &alice, None).await;

@@ -275,6 +275,14 @@ app_test!(the_project_page_sets_and_shows_its_policies, |app: TestApp| async mov
     assert!(sb.contains("t2.micro") && !sb.contains("<input"), "{sb}");
     let (s, _) = bob.post("/projects/team-a/policies/sb", &[("policy.count.max", "5")]).await;
     assert_eq!(s, 403);
+    // Working in team-a, Bob's launch form shows what both allow; in his own project, the instance's alone.
+    let (_, form) = bob.get("/vms?launch=sb").await;
+    assert!(form.contains("Allowed on sb: t2.*, m5.*") && !form.contains("launch-count-policy"), "{form}");
+    let (s, _) = bob.post("/project", &[("project", "team-a"), ("back", "/vms")]).await;
+    assert_eq!(s, 200);
+    let (_, form) = bob.get("/vms?launch=sb").await;
+    assert!(form.contains("At most 2 per launch on sb"), "{form}");
+    assert!(!form.contains("Allowed on sb: t2.*, m5.*"), "{form}");
     let (_, b) = app.call(Method::GET, "/api/v1/projects/team-a/policies", &admin, None).await;
     assert_eq!(b["policies"][0]["values"]["policy.count.max"], "2", "{b}");
 });

@@ -10,6 +10,9 @@
 //! credential; the member switches to it and launches with that credential;
 //! the viewer switches, sees the VM and has no button to stop it (a forged
 //! stop is refused).
+//! A costs scenario (sub-folder `costs`): VMs that ran over the last days,
+//! then the Costs page (its SVG chart and table), the dashboard's spend and
+//! the VMs page's cost column, for a user and for an admin.
 //! Without `chromium` and `chromium-driver` (scripts/test installs them
 //! when it can) the test says it was SKIPPED.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
@@ -654,5 +657,135 @@ async fn launch_policies_and_governance_in_a_real_browser() {
     assert_eq!(b.count("#leases-due-table tbody tr").await, 2, "gwen's two VMs");
     assert!(b.text(&format!("#due-{}", web.id)).await.contains(&after.format("%Y-%m-%d %H:%M UTC").to_string()));
     assert!(b.text("#lease-actions-table").await.contains("vm.lease.set"));
+
+    // The broker's clock moved on: half an hour before the end the warning (amber), at the end the note.
+    let sys = cloudbroker_core::Actor::system();
+    for _ in 0..50 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        if app.broker.provisioning.get(&sys, &web.id).await.unwrap().status == cloudbroker_core::domain::VmStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.broker.clock.set(after - chrono::Duration::minutes(30));
+    let report = app.broker.provisioning.lease_pass("ui-test").await.unwrap();
+    assert!(report.warned >= 1, "{report:?}");
+    b.goto(&format!("/vms/{}", web.id), "vm-page-lease-warned").await;
+    assert!(b.text("#lease-now").await.contains("Warned: the lease ends soon"));
+    assert_eq!(b.count("#vm-lease.warn").await, 1, "amber");
+    app.broker.clock.set(after + chrono::Duration::minutes(1));
+    let report = app.broker.provisioning.lease_pass("ui-test").await.unwrap();
+    assert!(report.terminated >= 1, "{report:?}");
+    b.goto(&format!("/vms/{}", web.id), "vm-page-lease-ended").await;
+    let ended = b.text("#lease-now").await;
+    assert!(ended.starts_with("Was due") && ended.contains("ended") && ended.contains("terminated"), "{ended}");
+    assert_eq!(b.count("#extend-form").await, 0, "a VM on its way out takes no lease");
+    b.goto("/admin/governance", "governance-lease-actions").await;
+    assert!(b.text("#lease-actions-table").await.contains("vm.lease.expire"));
+    assert_eq!(b.count("#leases-due-table").await, 0, "nothing due any more");
+    b.quit().await;
+}
+
+/// Costs (issue 25), screenshots in the sub-folder `costs`: VMs that ran
+/// over the last few days (the broker's clock moved by the test), then the
+/// Costs page (the month as a stacked SVG chart with its table), the
+/// dashboard's month to date, burn rate and forecast, and the VMs page's
+/// cost column, for a user; an admin's Costs page by user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn costs_in_a_real_browser() {
+    use chrono::{Datelike, DurationRound, TimeZone};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d/prices")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/prices/50-test.conf"),
+        "currency = USD\nsb.markup = 10\nsb.price.instance.t2.micro = 0.0116\nsb.price.instance.t2.small = 0.023\nsb.price.instance.m5.large = 0.096\n",
+    )
+    .unwrap();
+    let app = common::TestApp::start(None, dir).await.unwrap();
+    let Some(mut b) = Browser::start_in(&app.base, Some("costs")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let hana = app.user(&admin, "hana").await;
+    let ivan = app.user(&admin, "ivan").await;
+    // From a few days ago (this month) to now, by the broker's clock.
+    let now = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let month = chrono::Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap();
+    let t0 = (now - chrono::Duration::days(4)).max(month);
+    app.broker.clock.set(t0);
+    let mut ids = std::collections::BTreeMap::new();
+    for (who, name, t, team) in [
+        (&hana, "web", "t2.micro", "blue"),
+        (&hana, "db", "t2.small", "red"),
+        (&hana, "batch", "m5.large", "red"),
+        (&hana, "scratch", "t2.medium", "blue"),
+        (&ivan, "ivan-box", "m5.large", "green"),
+    ] {
+        let (s, body) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/vms",
+                who,
+                Some(json!({"instance": "sb", "image": "linux", "instance_type": t, "name": name, "tags": {"team": team}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        ids.insert(name, (who.clone(), body["vms"][0]["id"].as_str().unwrap().to_string()));
+    }
+    app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    let act = |name: &'static str, action: &'static str| {
+        let (who, id) = ids[name].clone();
+        let app = &app;
+        async move {
+            let (s, body) = app.call(reqwest::Method::POST, &format!("/api/v1/vms/{id}/{action}"), &who, None).await;
+            assert_eq!(s, 200, "{action} {name}: {body}");
+            app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        }
+    };
+    let step = ((now - t0) / 4).max(chrono::Duration::minutes(10));
+    app.broker.clock.advance(step);
+    act("batch", "stop").await;
+    act("scratch", "stop").await;
+    app.broker.clock.advance(step);
+    act("batch", "start").await;
+    act("ivan-box", "stop").await;
+    app.broker.clock.advance(step);
+    act("db", "stop").await;
+    app.broker.clock.set(now.max(app.broker.clock.now() + chrono::Duration::minutes(10)));
+    let report = app.call(reqwest::Method::GET, "/api/v1/costs?group_by=instance_type", &hana, None).await.1;
+
+    b.sign_in("hana", "hana-password").await;
+    b.goto("/costs?group_by=instance_type", "costs-by-type").await;
+    assert_eq!(b.count("svg#cost-chart").await, 1, "the chart is drawn");
+    assert!(b.count("svg#cost-chart rect[data-group='m5.large']").await >= 1);
+    assert_eq!(b.text("#cost-total").await, report["total"].as_str().unwrap());
+    assert!(b.text("#unpriced").await.contains("t2.medium"));
+    b.click("#c-group option[value='tag']").await;
+    b.fill("#c-tag", "team").await;
+    b.submit("#cost-filters button", "costs-by-tag").await;
+    assert_eq!(b.text("#cost-total").await, report["total"].as_str().unwrap(), "the same total, grouped otherwise");
+    assert!(b.text("#cost-table").await.contains("red"));
+    b.goto("/", "dashboard-costs").await;
+    assert_eq!(b.text("#spend-mtd").await, format!("USD {}", report["total"].as_str().unwrap()));
+    assert!(b.text("#spend-rate").await.ends_with("/h"));
+    b.goto("/vms", "vms-costs").await;
+    let web_id = &ids["web"].1;
+    assert!(b.text(&format!("#vm-{web_id} td.cost-month")).await.starts_with("USD "));
+    b.sign_out().await;
+
+    b.sign_in("super", common::SUPER_PW).await;
+    b.goto("/costs", "admin-costs-by-user").await;
+    let table = b.text("#cost-table").await;
+    assert!(table.contains("hana") && table.contains("ivan"), "{table}");
+    assert_eq!(b.count("#c-user").await + b.count("#c-instance").await, 2, "an admin filters by user and instance");
+    b.goto("/", "admin-dashboard-costs").await;
+    assert!(b.text("#spend-mtd").await.starts_with("USD "));
     b.quit().await;
 }

@@ -212,6 +212,12 @@ app_test!(the_vm_pages_show_the_lease_and_extend_it, |app: common::TestApp| asyn
     assert_eq!(s, 200, "{page}");
     let long = t0 + Duration::hours(3) + Duration::days(3);
     assert!(flash(&page).contains(&format!("now ends {} (in 3d)", shown(long))), "{page}");
+    // One click would now shorten it: refused, said why, unchanged.
+    let (s, body) = alice.post(&format!("/vms/{}/lease", web.id), &[]).await;
+    assert_eq!(s, 200, "{body}");
+    let f = flash(&body);
+    assert!(f.starts_with("Not extended: the lease of") && f.contains(&format!("already ends {} (in 3d)", shown(long))), "{f}");
+    assert_eq!(vm(&app, &web.id).await.lease.unwrap().expires_at, long, "unchanged");
 
     // Half an hour before the end the worker warns: amber, with the warning.
     running(&app, &web.id).await;
@@ -279,7 +285,7 @@ app_test!(the_launch_form_takes_a_lease, |app: common::TestApp| async move {
     let (_, body) = alice.get("/vms").await;
     let terms = between(&body, "id=\"lease-terms\"", "</ul>");
     assert!(terms.contains("<strong>sb</strong> leases: default 8h, at most 1d, then stop"), "{terms}");
-    assert!(terms.contains("<strong>sb2</strong> leases: no lease unless asked, no maximum, then terminate"), "{terms}");
+    assert!(!terms.contains("sb2"), "sb2 gives no lease unless asked: {terms}");
 
     // A valid lease: the VM has it.
     let (s, body) = alice.post("/vms", &[("instance", "sb"), ("image", "linux"), ("name", "short"), ("lease", "90m")]).await;

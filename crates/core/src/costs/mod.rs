@@ -10,10 +10,12 @@
 //! `metering.rs` the billing of a history. Users see costs with the markup;
 //! admins see list prices and markups too.
 
+pub mod budgets;
 pub mod metering;
 pub mod money;
 pub mod prices;
 pub mod report;
+pub mod summary;
 
 use crate::clock::Clock;
 use crate::error::ServiceResult;
@@ -130,5 +132,91 @@ impl Costs {
             Vec::new()
         };
         PriceList { currency: book.currency().to_string(), prices: book.entries().map(view).collect(), errors }
+    }
+}
+
+/// One budget as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BudgetView {
+    /// `user` or `project`.
+    pub scope: &'static str,
+    pub owner: String,
+    pub instance: String,
+    pub currency: String,
+    /// The monthly amount (`None`: no budget).
+    pub amount: Option<money::Micros>,
+    /// `override` (set for this user or project) or `instance` (the instance's parameter).
+    pub source: &'static str,
+    /// Spent and committed this month so far.
+    pub spent: money::Micros,
+}
+
+impl Costs {
+    /// Admins only: sets (`Some`) or removes `owner`'s monthly budget on
+    /// `instance` (an override of the instance's parameter). Audited.
+    pub async fn set_budget(
+        &self,
+        actor: &Actor,
+        scope: cloudbroker_store::budgets::BudgetScope,
+        owner: &str,
+        instance: &crate::domain::InstanceName,
+        amount: Option<money::Micros>,
+    ) -> ServiceResult<BudgetView> {
+        actor.require_admin()?;
+        if self.registry.snapshot().instance(instance.as_str()).is_none() {
+            return Err(crate::ServiceError::NotFound(crate::error::Resource::Instance(instance.clone())));
+        }
+        self.store.set_budget_override(scope, owner, instance.as_str(), amount.map(|a| a.0)).await?;
+        let detail = format!(
+            "budget of {} '{owner}' on '{instance}': {}",
+            scope.as_str(),
+            amount.map_or_else(|| "unset (the instance's default applies)".to_string(), |a| format!("{} {}", a.to_decimal(2), self.currency()))
+        );
+        let target = match scope {
+            cloudbroker_store::budgets::BudgetScope::User => crate::audit::AuditTarget::Quota { user: owner, instance: instance.as_str() },
+            cloudbroker_store::budgets::BudgetScope::Project => crate::audit::AuditTarget::Project(owner),
+        };
+        let event = crate::audit::AuditEvent::ok(crate::audit::AuditAction::QuotaChange, target).detail(detail);
+        crate::audit::record_by(&self.store, actor, &event).await?;
+        self.budget(scope, owner, instance).await
+    }
+
+    /// `owner`'s budget on `instance` and what it spent this month (the
+    /// caller checks who may read it).
+    pub async fn budget(
+        &self,
+        scope: cloudbroker_store::budgets::BudgetScope,
+        owner: &str,
+        instance: &crate::domain::InstanceName,
+    ) -> ServiceResult<BudgetView> {
+        use cloudbroker_store::budgets::BudgetScope;
+        let snap = self.registry.snapshot();
+        let param = match scope {
+            BudgetScope::User => budgets::USER_MONTHLY,
+            BudgetScope::Project => budgets::PROJECT_MONTHLY,
+        };
+        let (amount, source) = match self.store.budget_override(scope, owner, instance.as_str()).await? {
+            Some(a) => (Some(money::Micros(a)), "override"),
+            None => (
+                snap.instance(instance.as_str()).and_then(|i| i.values.get_set(param)).and_then(|v| money::Micros::parse(v).ok()),
+                "instance",
+            ),
+        };
+        let now = self.clock.now();
+        let month = month_to(now);
+        let (user, project) = match scope {
+            BudgetScope::User => (Some(owner.to_string()), None),
+            BudgetScope::Project => (None, Some(owner.to_string())),
+        };
+        let f = cloudbroker_store::metering::PeriodFilter {
+            user,
+            project,
+            instance: Some(instance.to_string()),
+            from: month.from.timestamp_millis(),
+            to: month.to.timestamp_millis(),
+        };
+        let vms = self.store.vms_with_history(&f).await?;
+        let spent = budgets::spent(&vms, &snap.prices, month, now, metering::DEFAULT_MINIMUM_SECONDS);
+        Ok(BudgetView { scope: scope.as_str(), owner: owner.to_string(), instance: instance.to_string(), currency: snap.prices.currency().to_string(), amount, source, spent })
     }
 }

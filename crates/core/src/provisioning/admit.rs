@@ -43,6 +43,11 @@ pub(super) enum Check {
     /// Under `quota.enable`, when the project has a quota on the instance:
     /// the same, counting the project's VMs (every member's).
     ProjectQuota { limit: i64 },
+    /// The user's (and a team project's) monthly budget on the instance:
+    /// spent and committed this month, plus the launch's least count's
+    /// first billing periods, stay within it. Enforced in the admission's
+    /// transaction, after the quotas, under the same locks (`budget.rs`).
+    Budget(super::budget::BudgetPlan),
 }
 
 /// The checks of one planned launch, in order.
@@ -64,6 +69,9 @@ impl Admission {
         }
         if let Some(limit) = plan.limits.project_quota {
             checks.push(Check::ProjectQuota { limit });
+        }
+        if let Some(b) = &plan.budget {
+            checks.push(Check::Budget(b.clone()));
         }
         Self { checks }
     }
@@ -94,6 +102,14 @@ impl Admission {
             }
         }
         Ok(())
+    }
+
+    /// The budgets enforced in the admission's transaction, if any.
+    fn budget(&self) -> Option<&super::budget::BudgetPlan> {
+        self.checks.iter().find_map(|c| match c {
+            Check::Budget(b) => Some(b),
+            _ => None,
+        })
     }
 
     /// The project quota enforced in the admission's transaction, if any.
@@ -153,6 +169,10 @@ impl Provisioning {
         for check in &admission.checks {
             let (scope, limit, current) = match check {
                 Check::Policy(_) => continue,
+                Check::Budget(b) => {
+                    b.preview(self, actor, &plan.request.instance, plan.request.count.min).await?;
+                    continue;
+                }
                 Check::Quota { limit } => (QuotaScope::User, *limit, self.usage(&actor.name, &plan.request.instance).await?),
                 Check::ProjectQuota { limit } => {
                     (QuotaScope::Project(actor.project.clone()), *limit, self.project_usage(&actor.project, &plan.request.instance).await?)
@@ -196,6 +216,12 @@ impl Provisioning {
         );
         let audit_event = audit_event.in_project(actor.project.as_str());
         let audit_target = audit_event.target.to_string();
+        let budget = admission.budget();
+        let spend = budget.map(|b| b.spend_fn());
+        let spend: &cloudbroker_store::budgets::SpendFn<'_> = match &spend {
+            Some(f) => f,
+            None => &|_| 0,
+        };
         let header = quota::Admission {
             launch_id: &launch_id,
             user: &actor.name,
@@ -209,6 +235,7 @@ impl Provisioning {
             counted: &VmStatus::QUOTA_COUNTED,
             state: VmStatus::Requested,
             lease: plan.lease,
+            budget: budget.as_ref().map(|b| b.check(&spend)),
             vms: &[],
             audit: Some(audit_event.row(actor.name.as_str(), &audit_target)),
         };
@@ -257,6 +284,23 @@ impl Provisioning {
             Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
                 // The same client token raced with another request: answer with its VMs.
                 Ok(AdmitOutcome::Replayed(self.by_client_token(actor, &client_token).await?))
+            }
+            Err(AdmitError::Budget { scope, budget: limit, spent }) => {
+                // A retry of an admitted launch (its VMs count against the budget now).
+                if let Some(t) = &req.client_token {
+                    let existing = self.by_client_token(actor, t).await?;
+                    if !existing.is_empty() {
+                        return Ok(AdmitOutcome::Replayed(existing));
+                    }
+                }
+                let refusal = match budget {
+                    Some(b) => b.refusal(actor, &req.instance, scope, limit, spent, req.count.min),
+                    None => ServiceError::Internal("a budget refused a launch that had none".into()),
+                };
+                let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::Rejected)
+                    .detail(refusal.to_string());
+                audit::record_by(&self.store, actor, &event).await?;
+                Err(refusal)
             }
             // Removed from the project since the actor entered it (on another
             // replica, within its membership cache's lifetime): as for a

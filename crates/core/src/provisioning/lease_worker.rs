@@ -22,7 +22,8 @@
 //!    how late when the broker was down at expiry), the VM's state, and
 //!    the audit (`vm.lease.expire`, by `system`, in the VM's project).
 //!
-//! A claim older than [`LEASE_CLAIM_TTL`] is taken over: its replica died.
+//! A claim older than the claim lifetime ([`LEASE_CLAIM_TTL`] unless
+//! configured) is taken over: its replica died.
 //! Every time comes from the provisioning clock, so tests set it.
 
 use super::leases::LeaseTerms;
@@ -41,7 +42,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long a claim on an expiry holds before another replica takes it
-/// over (its claimant died mid-action). Far longer than a pass's calls.
+/// over (its claimant died mid-action), unless configured
+/// (`lease_claim_ttl_secs`, [`Provisioning::lease_claim_ttl`]). Far longer
+/// than a pass's calls.
 pub const LEASE_CLAIM_TTL: Duration = Duration::from_secs(120);
 
 /// An action this long after the expiry counts as late (the broker was
@@ -204,7 +207,7 @@ impl Provisioning {
     /// in the report's errors, its claims released.
     pub async fn lease_pass(&self, holder: &str) -> ServiceResult<LeasePassReport> {
         let now = self.clock.now_ms();
-        let ttl = LEASE_CLAIM_TTL.as_millis() as i64;
+        let ttl = self.lease_claim_ttl.as_millis() as i64;
         let mut report = LeasePassReport::default();
         self.lease_warnings(now, &mut report).await?;
         report.ended_before += usize::try_from(self.store.close_ended_vm_leases(now).await?).unwrap_or(0);

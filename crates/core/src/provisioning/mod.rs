@@ -27,6 +27,7 @@
 mod actions;
 mod addresses;
 mod admit;
+mod budget;
 mod cloud;
 mod dry_run;
 mod launch;
@@ -152,6 +153,9 @@ pub struct Provisioning {
     prepared: cloud::Prepared,
     /// The clock leases are given and ended by (a test sets it).
     pub clock: crate::clock::Clock,
+    /// A claim on a lease expiry older than this is taken over by another
+    /// replica (see `lease_worker.rs`).
+    pub lease_claim_ttl: Duration,
 }
 
 /// How long a cloud's list of instance types is reused.
@@ -179,6 +183,7 @@ impl Provisioning {
             type_cache: Default::default(),
             prepared: Default::default(),
             clock: crate::clock::Clock::system(),
+            lease_claim_ttl: lease_worker::LEASE_CLAIM_TTL,
         }
     }
 

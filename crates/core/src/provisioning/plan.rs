@@ -63,6 +63,8 @@ pub(super) struct LaunchPlan {
     /// how long it is from the time of planning (what `lease.max` caps).
     pub lease: Option<NewLease>,
     pub lease_span: Option<chrono::Duration>,
+    /// The budgets the launch must fit in (`budget.rs`), if any.
+    pub budget: Option<super::budget::BudgetPlan>,
 }
 
 impl Provisioning {
@@ -111,6 +113,7 @@ impl Provisioning {
         let terms = super::project_policy::tightened(LeaseTerms::of(&values), project_policy.as_ref());
         let lease = terms.for_launch(request.lease.as_ref(), now)?;
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
+        let budget = self.budget_plan(&snap, &values, actor, &request.instance, &instance_type, now).await?;
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
@@ -134,6 +137,7 @@ impl Provisioning {
             project_policy,
             lease,
             lease_span,
+            budget,
         })
     }
 

@@ -7,6 +7,8 @@
 //! project can only tighten what its instance allows, never loosen it; a
 //! project's refusal names the project. Its `lease.max` also caps the
 //! lease a launch gets by default and a member's extension (`leases.rs`).
+//! A launch form shows both at once ([`LaunchPolicy::narrowed_by`], for
+//! display only: launches are checked against each policy).
 //!
 //! Who: a project's owners and admins set them (audited as a project
 //! update naming the instance and the values); its members and viewers
@@ -79,6 +81,14 @@ pub fn validate(values: &BTreeMap<String, String>) -> ServiceResult<Vec<(String,
     Ok(out)
 }
 
+/// The smaller of two limits (`None`: no limit).
+fn min<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The instance's values of the parameters a project may set.
 fn instance_values(values: &ParamValues) -> BTreeMap<String, String> {
     SPECS.iter().filter_map(|s| values.get_set(s.name).map(|v| (s.name.to_string(), v.to_string()))).collect()
@@ -135,10 +145,6 @@ impl LaunchPolicy {
                 }
             }
         }
-        let min = |a: Option<_>, b: Option<_>| match (a, b) {
-            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
-            (a, b) => a.or(b),
-        };
         LaunchPolicy {
             instance_types,
             images,

@@ -64,6 +64,13 @@ impl ResponseError for ApiError {
         {
             err["field"] = json!(f);
         }
+        // The figures of a budget refusal, as decimal amounts in its currency.
+        if let ServiceError::BudgetExceeded(b) = &self.0 {
+            err["budget"] = json!({
+                "scope": b.scope, "owner": b.owner, "instance": b.instance, "currency": b.currency,
+                "budget": b.budget.to_decimal(6), "spent": b.spent.to_decimal(6), "requested": b.requested.to_decimal(6),
+            });
+        }
         r.json(json!({ "error": err }))
     }
 }

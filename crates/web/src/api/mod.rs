@@ -14,6 +14,7 @@ pub mod access_keys;
 pub mod actor;
 pub mod audit;
 pub mod body;
+pub mod costs;
 pub mod credentials;
 pub mod doc;
 pub mod error;
@@ -132,6 +133,9 @@ operations![
     vms::terminate_vm,
     vms::set_lease,
     vms::clear_lease,
+    costs::list_prices,
+    costs::vm_cost,
+    costs::cost_report,
     self::openapi,
 ];
 

@@ -25,6 +25,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::MasterKeyUnknown { .. } => s(StatusCode::SERVICE_UNAVAILABLE, "master_key_unknown"),
         ServiceError::Throttled { .. } => s(StatusCode::TOO_MANY_REQUESTS, "throttled"),
         ServiceError::QuotaExceeded { .. } => s(StatusCode::CONFLICT, "quota_exceeded"),
+        // A launch that would pass a monthly budget.
+        ServiceError::BudgetExceeded(_) => s(StatusCode::CONFLICT, "budget_exceeded"),
         ServiceError::LimitExceeded { .. } => s(StatusCode::CONFLICT, "limit_exceeded"),
         // A launch refused by one of its connector instance's launch policies.
         ServiceError::PolicyViolation { .. } => s(StatusCode::CONFLICT, "policy_violation"),

@@ -97,6 +97,13 @@ pub fn friendly(e: &ServiceError) -> String {
             }
         }
         ServiceError::LimitExceeded { .. } => format!("{e}: remove ones you no longer need."),
+        ServiceError::BudgetExceeded(r) => {
+            let mut m = r.to_string();
+            if let Some(first) = m.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            format!("Over budget: {m}. Stop or terminate VMs you no longer need, or ask an administrator for a higher budget.")
+        }
         ServiceError::Throttled { .. }
         | ServiceError::Conflict(_)
         | ServiceError::Invalid { .. }

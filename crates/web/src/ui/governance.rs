@@ -132,6 +132,7 @@ fn params(i: &InstanceEntry, prefix: &str) -> Vec<PolicyRow> {
             let value = match (&p.value, p.spec.default) {
                 (Some(v), _) if !v.is_empty() => v.clone(),
                 (_, Some(d)) => format!("{d} (default)"),
+                _ if p.spec.name == "lease.default" => "unset: no lease unless asked".to_string(),
                 _ => "unset: no limit".to_string(),
             };
             PolicyRow {
@@ -222,7 +223,7 @@ async fn lease_actions(ui: &Ctx) -> (Vec<LeaseActionRow>, Option<String>) {
             Err(e) => return (Vec::new(), Some(format!("The lease actions could not be read: {}", friendly(&e)))),
         }
     }
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|e| std::cmp::Reverse(e.id));
     all.truncate(RECENT_ACTIONS);
     let rows = all
         .into_iter()

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod context;
+pub mod costs;
 pub mod credentials;
 pub mod errors;
 pub mod form;
@@ -72,6 +73,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .configure(profile::routes)
             .configure(credentials::routes)
             .configure(vms::routes)
+            .configure(costs::routes)
             .configure(projects::routes)
             .default_service(web::to(errors::not_found)),
     );

@@ -57,6 +57,19 @@ struct HomePage {
     rows: Vec<InstanceRow>,
     /// Admins: instances in error and configuration problems.
     problems: Vec<String>,
+    /// This month's spend, burn rate and forecast (none if it could not be read).
+    spend: Option<Spend>,
+}
+
+/// The dashboard's cost figures (the project's; admins: everyone's).
+struct Spend {
+    currency: String,
+    month_to_date: String,
+    per_hour: String,
+    forecast: String,
+    running: u32,
+    unpriced_running: u32,
+    month: String,
 }
 
 pub(super) async fn home(ui: Ctx) -> UiResult {
@@ -107,7 +120,22 @@ pub(super) async fn home(ui: Ctx) -> UiResult {
             problems.extend(cfg.file_errors.into_iter().chain(cfg.errors));
         }
     }
-    Ok(page(&HomePage { c: ui.chrome("home", "Dashboard"), rows, problems }))
+    let spend = match broker.costs.burn(actor).await {
+        Ok(b) => Some(Spend {
+            month: b.period.from.format("%B %Y").to_string(),
+            currency: b.currency,
+            month_to_date: crate::api::costs::amount(b.month_to_date),
+            per_hour: crate::api::costs::amount(b.per_hour),
+            forecast: crate::api::costs::amount(b.forecast),
+            running: b.running,
+            unpriced_running: b.unpriced_running,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard: costs");
+            None
+        }
+    };
+    Ok(page(&HomePage { c: ui.chrome("home", "Dashboard"), rows, problems, spend }))
 }
 
 struct TokenRow {

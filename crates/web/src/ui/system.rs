@@ -91,6 +91,7 @@ fn type_help(spec: &ParamSpec) -> String {
         ParamType::List => "comma-separated list".into(),
         ParamType::TagRules => "comma-separated tag keys, each optionally key=(a|b|c)".into(),
         ParamType::Duration => "a duration such as 8h, 90m or 1d12h".into(),
+        ParamType::Amount => "an amount in the broker's currency, e.g. 25 or 99.50".into(),
     }
 }
 

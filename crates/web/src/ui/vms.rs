@@ -72,6 +72,8 @@ struct VmRow {
     lease: Option<LeaseCell>,
     /// Whether the lease may be extended (a live VM with a lease).
     can_extend: bool,
+    /// Its cost this month so far (`USD 0.0116`; empty: it did not run).
+    cost: String,
 }
 
 /// A VM's lease as the pages show it.
@@ -119,6 +121,11 @@ impl LeaseCell {
     }
 }
 
+/// Whether a VM in state `s` is offered a lease (live, not on its way out).
+fn takes_lease(s: VmStatus) -> bool {
+    s.is_live() && s != VmStatus::ShuttingDown
+}
+
 impl VmRow {
     /// `v` as seen at `now` (the broker's clock: the lease's time left).
     fn of(v: Vm, now: DateTime<Utc>) -> Self {
@@ -137,8 +144,9 @@ impl VmRow {
             can_start: s == VmStatus::Stopped,
             can_stop: s == VmStatus::Running,
             can_terminate: s.is_live(),
-            can_extend: s.is_live() && v.lease.is_some(),
+            can_extend: takes_lease(s) && v.lease.is_some(),
             lease: v.lease.as_ref().map(|l| LeaseCell::of(l, now)),
+            cost: String::new(),
         }
     }
 }
@@ -307,8 +315,8 @@ fn terms_text(t: &LeaseTerms) -> String {
 }
 
 /// The lease field's placeholder and help for the instance `chosen`; none
-/// chosen, a general help and the terms of every instance offered
-/// (instance, terms), listed under the form.
+/// chosen, a general help and the terms of each instance offered that
+/// gives launches a lease (instance, terms), listed under the form.
 async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (String, String, Vec<(String, String)>) {
     const HOW: &str = "8h, 90m, 1d12h or a UTC time (2026-12-24T18:00:00Z).";
     let terms = |i: &str| {
@@ -326,7 +334,8 @@ async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (Str
     }
     let mut each = Vec::new();
     for i in instances {
-        if let Some((i, t)) = terms(i).await {
+        // Only those that set a lease: the others give none unless asked.
+        if let Some((i, t)) = terms(i).await.filter(|(_, t)| t.default_span().is_some()) {
             each.push((i, terms_text(&t)));
         }
     }
@@ -429,6 +438,9 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         })
         .collect();
     let now = broker.clock.now();
+    // Every VM's cost this month: one query for the page.
+    let month_costs = broker.costs.month_costs(actor).await.unwrap_or_default();
+    let currency = broker.costs.currency();
     let mut c = Chrome::new(me, "vms", "VMs");
     c.refresh = pending && !errs.any();
     let status = errs.status();
@@ -445,7 +457,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         status,
         &VmsPage {
             c,
-            vms: p.items.into_iter().map(|v| VmRow::of(v, now)).collect(),
+            vms: with_costs(p.items.into_iter().map(|v| VmRow::of(v, now)).collect(), &month_costs, &currency),
             instances,
             images,
             states: VmStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
@@ -465,6 +477,20 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     )
 }
 
+/// `rows` with each one's cost this month (from one query for the page).
+fn with_costs(mut rows: Vec<VmRow>, costs: &BTreeMap<String, cloudbroker_core::costs::summary::MonthCost>, currency: &str) -> Vec<VmRow> {
+    for r in &mut rows {
+        if let Some(c) = costs.get(&r.id) {
+            r.cost = match (c.cost.0, c.unpriced) {
+                (0, true) => "unpriced".to_string(),
+                (_, true) => format!("{currency} {} + unpriced", crate::api::costs::amount(c.cost)),
+                _ => format!("{currency} {}", crate::api::costs::amount(c.cost)),
+            };
+        }
+    }
+    rows
+}
+
 /// The image's default instance type on each instance, as the core gives
 /// it (`inst=type;...`, for the form to show it).
 fn default_types(l: &Launchable, instances: &[String]) -> String {
@@ -477,7 +503,11 @@ fn default_types(l: &Launchable, instances: &[String]) -> String {
 /// admission checks them anyway).
 async fn policy_of(broker: &Broker, actor: &cloudbroker_core::Actor, instance: &str) -> Option<InstancePolicy> {
     let name = InstanceName::parse(instance).ok()?;
-    let p = broker.provisioning.policy_for(&name).await.ok()?;
+    // The instance's policies, narrowed by the project's own (both apply: project_policy.rs).
+    let p = match broker.provisioning.policies_for(actor, &name).await.ok()? {
+        (instance, Some(project)) => instance.narrowed_by(&project),
+        (instance, None) => instance,
+    };
     if p.is_empty() || !p.applies_to(actor) {
         return None;
     }
@@ -672,7 +702,7 @@ pub(super) struct ExtendForm {
 
 async fn detail(ui: Ctx, id: web::Path<String>) -> UiResult {
     let id = vm_in_path(&id)?;
-    Ok(detail_page(&ui, &id, ExtendForm::default(), FormErrors::none(), StatusCode::OK).await?)
+    detail_page(&ui, &id, ExtendForm::default(), FormErrors::none(), StatusCode::OK).await
 }
 
 async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, status: StatusCode) -> Result<HttpResponse, UiError> {
@@ -690,7 +720,7 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
     let project = vm.project.to_string();
     let created = when(&vm.created_at);
     let tags = vm.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let can_lease = ui.actor().require_act().is_ok() && vm.status.is_live() && (vm.lease.is_some() || ui.actor().is_admin);
+    let can_lease = ui.actor().require_act().is_ok() && takes_lease(vm.status) && (vm.lease.is_some() || ui.actor().is_admin);
     let title = format!("VM {}", if vm.name.is_empty() { vm.id.to_string() } else { vm.name.clone() });
     let c = ui.chrome("vms", title);
     Ok(html(
@@ -717,6 +747,14 @@ async fn extend(ui: Ctx, id: web::Path<String>, form: CsrfForm<ExtendForm>) -> U
             }
         },
     };
+    if ask.is_none() && ui.actor().require_act().is_ok() {
+        if let Some(why) = needless_extension(&ui, &id).await {
+            if on_detail {
+                return detail_page(&ui, &id, form, FormErrors::field("lease", why), StatusCode::CONFLICT).await;
+            }
+            return Ok(ui.redirect_with(&back, &format!("{NOT_EXTENDED} {why}.")));
+        }
+    }
     match ui.broker.provisioning.set_lease(ui.actor(), &id, ask).await {
         Ok(vm) => {
             let now = ui.broker.clock.now();
@@ -749,4 +787,23 @@ async fn extend(ui: Ctx, id: web::Path<String>, form: CsrfForm<ExtendForm>) -> U
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Why one click would not extend VM `id`'s lease but shorten it (it
+/// already ends later than the instance's one-click extension from now,
+/// e.g. an admin gave it longer), if so; `None` otherwise (also when the
+/// VM cannot be read: setting the lease then says why).
+async fn needless_extension(ui: &Ctx, id: &VmId) -> Option<String> {
+    let vm = ui.broker.provisioning.get(ui.actor(), id).await.ok()?;
+    let lease = vm.lease.as_ref().filter(|l| l.ended_at.is_none())?;
+    let extension = ui.broker.provisioning.lease_terms(&vm.instance).await.ok()?.extension();
+    let now = ui.broker.clock.now();
+    (lease.expires_at > now + extension).then(|| {
+        format!(
+            "the lease of {id} already ends {} (in {}), later than one click would give ({} from now); ask for a longer lease on the VM's page",
+            when(&lease.expires_at),
+            time_left(lease.expires_at - now),
+            format_duration(extension)
+        )
+    })
 }

@@ -1,0 +1,91 @@
+//! Budgets: a monthly spend limit per user and per project on a connector
+//! instance (`budget.user.monthly`, `budget.project.monthly`, overridable
+//! per user or project by admins, like quotas), enforced in the admission
+//! of launches (and of starts of stopped VMs), in the quota's transaction:
+//! a launch is refused when what the budget's VMs spent this month, plus
+//! what admitted VMs that have not run yet committed, plus the launch's
+//! first billing period at its price would pass the budget. Across
+//! replicas it holds as exactly as quotas do (the same locks). Running VMs
+//! are never stopped by a budget.
+
+use super::metering::{self, Period};
+use super::money::{cost_of, Markup, Micros};
+use super::prices::{PriceBook, PriceItem};
+use crate::domain::VmStatus;
+use chrono::{DateTime, Utc};
+use cloudbroker_store::budgets::BudgetScope;
+use cloudbroker_store::metering::StateChange;
+use cloudbroker_store::vms::VmRow;
+use serde::Serialize;
+
+/// `budget.user.monthly`.
+pub const USER_MONTHLY: &str = "budget.user.monthly";
+/// `budget.project.monthly`.
+pub const PROJECT_MONTHLY: &str = "budget.project.monthly";
+
+/// Why a launch was refused by a budget, with the figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetRefusal {
+    /// `user` or `project`.
+    pub scope: &'static str,
+    pub owner: String,
+    pub instance: String,
+    pub currency: String,
+    pub budget: Micros,
+    /// Spent and committed this month.
+    pub spent: Micros,
+    /// What the launch needs at least (its least count's first billing periods).
+    pub requested: Micros,
+}
+
+impl std::fmt::Display for BudgetRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.currency;
+        write!(
+            f,
+            "the monthly budget of {} '{}' on '{}' is {} {c}: {} {c} is spent or committed this month and this launch needs at least {} {c} more (its first billing period)",
+            self.scope,
+            self.owner,
+            self.instance,
+            self.budget.to_decimal(2),
+            self.spent.to_decimal(2),
+            self.requested.to_decimal(4),
+        )
+    }
+}
+
+/// What a scope's VMs spent and committed in `month` (up to `now`): each
+/// VM's metered cost, a span still running counted at least its minimum
+/// (it is owed as soon as the VM runs), and for one admitted that has not
+/// started running yet (requested, pending), its first billing period.
+pub fn spent(vms: &[(VmRow, Vec<StateChange>)], book: &PriceBook, month: Period, now: DateTime<Utc>, minimum_seconds: i64) -> Micros {
+    vms.iter()
+        .map(|(vm, history)| {
+            let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
+            let (markup, _) = book.markup(vm.instance.as_str());
+            let mut spans = metering::running_spans(history, now);
+            for s in &mut spans {
+                s.open = false;
+            }
+            let usage = metering::bill(&spans, minimum_seconds, schedule, markup, month);
+            if usage.starts == 0 && spans.is_empty() && matches!(vm.state, VmStatus::Requested | VmStatus::Pending) {
+                first_period(book, vm.instance.as_str(), &vm.instance_type, now, minimum_seconds)
+            } else {
+                usage.cost
+            }
+        })
+        .sum()
+}
+
+/// The first billing period of one VM of `instance_type` at the price in
+/// effect `at` (with the markup): what admitting it commits. Unpriced: 0.
+pub fn first_period(book: &PriceBook, instance: &str, instance_type: &str, at: DateTime<Utc>, minimum_seconds: i64) -> Micros {
+    let schedule = book.schedule(instance, &PriceItem::Instance(instance_type.to_string()));
+    let (markup, _): (Markup, _) = book.markup(instance);
+    schedule.iter().rev().find(|e| e.effective <= at).map_or(Micros(0), |e| cost_of(minimum_seconds, e.price).with_markup(markup))
+}
+
+/// The store's scope for a refusal's text.
+pub fn scope_name(s: BudgetScope) -> &'static str {
+    s.as_str()
+}

@@ -1,0 +1,124 @@
+//! A launch's budgets (issue 25), looked up by its plan and checked by its
+//! admission in the quota's transaction (see `crate::costs::budgets` for
+//! the rules): the user's budget on the instance and, for a launch in a
+//! team project, the project's; each an override set by an admin, else the
+//! instance's parameter. Nothing is looked up when neither is set.
+
+use super::Provisioning;
+use crate::costs::budgets::{self, BudgetRefusal};
+use crate::costs::metering::{Period, DEFAULT_MINIMUM_SECONDS};
+use crate::costs::money::Micros;
+use crate::costs::prices::PriceBook;
+use crate::domain::InstanceName;
+use crate::error::{ServiceError, ServiceResult};
+use crate::registry::Snapshot;
+use crate::Actor;
+use chrono::{DateTime, Utc};
+use cloudbroker_connector_api::params::ParamValues;
+use cloudbroker_store::budgets::{BudgetCheck, BudgetScope, SpendFn};
+use cloudbroker_store::metering::PeriodFilter;
+use std::sync::Arc;
+
+/// The budgets one planned launch must fit in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct BudgetPlan {
+    /// The user's and/or the team project's monthly budget on the instance.
+    pub limits: Vec<(BudgetScope, Micros)>,
+    /// What each VM of the launch commits: its first billing period.
+    pub per_vm: Micros,
+    /// This month, up to when the launch was planned.
+    pub month: Period,
+    pub book: Arc<PriceBook>,
+}
+
+impl Provisioning {
+    /// The budgets of a launch by `actor` of `instance_type` on `instance`
+    /// (`None`: no budget applies).
+    pub(super) async fn budget_plan(
+        &self,
+        snap: &Snapshot,
+        values: &ParamValues,
+        actor: &Actor,
+        instance: &InstanceName,
+        instance_type: &str,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Option<BudgetPlan>> {
+        let amount = |v: Option<&str>| v.and_then(|v| Micros::parse(v).ok());
+        let mut limits = Vec::new();
+        let user = self.store.budget_override(BudgetScope::User, actor.name.as_str(), instance.as_str()).await?;
+        if let Some(b) = user.map(Micros).or_else(|| amount(values.get_set(budgets::USER_MONTHLY))) {
+            limits.push((BudgetScope::User, b));
+        }
+        if actor.project.as_str() != actor.name.as_str() {
+            let project = self.store.budget_override(BudgetScope::Project, actor.project.as_str(), instance.as_str()).await?;
+            if let Some(b) = project.map(Micros).or_else(|| amount(values.get_set(budgets::PROJECT_MONTHLY))) {
+                limits.push((BudgetScope::Project, b));
+            }
+        }
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let book = snap.prices.clone();
+        let per_vm = budgets::first_period(&book, instance.as_str(), instance_type, now, DEFAULT_MINIMUM_SECONDS);
+        Ok(Some(BudgetPlan { limits, per_vm, month: crate::costs::month_to(now), book }))
+    }
+}
+
+impl BudgetPlan {
+    /// What the admission's transaction runs: the limits and how to weigh spend.
+    pub(super) fn check<'a>(&self, spend: &'a SpendFn<'a>) -> BudgetCheck<'a> {
+        BudgetCheck {
+            limits: self.limits.iter().map(|(s, m)| (*s, m.0)).collect(),
+            from: self.month.from.timestamp_millis(),
+            now: self.month.to.timestamp_millis(),
+            per_vm: self.per_vm.0,
+            spend,
+        }
+    }
+
+    /// The spend of a scope's VMs this month, as the admission weighs it.
+    pub(super) fn spend_fn(&self) -> impl Fn(&[(cloudbroker_store::vms::VmRow, Vec<cloudbroker_store::metering::StateChange>)]) -> i64 + Send + Sync {
+        let (book, month) = (self.book.clone(), self.month);
+        move |vms| budgets::spent(vms, &book, month, month.to, DEFAULT_MINIMUM_SECONDS).0
+    }
+
+    /// The refusal of a launch of at least `min` VMs by `scope`'s budget.
+    pub(super) fn refusal(&self, actor: &Actor, instance: &InstanceName, scope: BudgetScope, budget: i64, spent: i64, min: u32) -> ServiceError {
+        let owner = match scope {
+            BudgetScope::User => actor.name.to_string(),
+            BudgetScope::Project => actor.project.to_string(),
+        };
+        ServiceError::BudgetExceeded(Box::new(BudgetRefusal {
+            scope: budgets::scope_name(scope),
+            owner,
+            instance: instance.to_string(),
+            currency: self.book.currency().to_string(),
+            budget: Micros(budget),
+            spent: Micros(spent),
+            requested: Micros(self.per_vm.0.saturating_mul(i64::from(min))),
+        }))
+    }
+
+    /// A dry run's preview: the same weighing, read outside any transaction.
+    pub(super) async fn preview(&self, p: &Provisioning, actor: &Actor, instance: &InstanceName, min: u32) -> ServiceResult<()> {
+        let spend = self.spend_fn();
+        for &(scope, budget) in &self.limits {
+            let (user, project) = match scope {
+                BudgetScope::User => (Some(actor.name.to_string()), None),
+                BudgetScope::Project => (None, Some(actor.project.to_string())),
+            };
+            let f = PeriodFilter {
+                user,
+                project,
+                instance: Some(instance.to_string()),
+                from: self.month.from.timestamp_millis(),
+                to: self.month.to.timestamp_millis(),
+            };
+            let spent = spend(&p.store.vms_with_history(&f).await?);
+            if spent.saturating_add(self.per_vm.0.saturating_mul(i64::from(min))) > budget.0 {
+                return Err(self.refusal(actor, instance, scope, budget.0, spent, min));
+            }
+        }
+        Ok(())
+    }
+}
