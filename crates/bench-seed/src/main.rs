@@ -9,12 +9,15 @@
 //! lease (`terminate`, set through the store's own `set_vm_lease`): the first
 //! `--leases-due D` of them expired a minute ago, the rest end between two
 //! hours and 30 days from now (warnings an hour before), so a lease pass
-//! finds exactly D due and no warning due.
+//! finds exactly D due and no warning due. `--ended-leases E` gives the
+//! first E terminated rows a lease that ended a day ago and was dealt with
+//! (set, claimed and finished through the store's lease functions): the
+//! history of leases a long-running broker accumulates.
 //!
 //! ```text
 //! cloudbroker-bench-seed --database-url URL --user bench --instance bench \
 //!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90] \
-//!     [--leases 100 --leases-due 0]
+//!     [--leases 100 --leases-due 0 --ended-leases 0]
 //! ```
 
 use cloudbroker_model::{
@@ -36,6 +39,7 @@ struct Args {
     terminated_pct: u64,
     leases: u64,
     leases_due: u64,
+    ended_leases: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         terminated_pct: 90,
         leases: 0,
         leases_due: 0,
+        ended_leases: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--terminated-pct" => a.terminated_pct = num(&value)?.min(100),
             "--leases" => a.leases = num(&value)?,
             "--leases-due" => a.leases_due = num(&value)?,
+            "--ended-leases" => a.ended_leases = num(&value)?,
             other => return Err(format!("unknown flag '{other}'")),
         }
     }
@@ -125,6 +131,9 @@ fn lease(k: u64, due: u64, leased: u64, now: i64) -> NewLease {
     NewLease { expires_at, action: LeaseAction::Terminate, warn_at: expires_at - HOUR }
 }
 
+/// One row to seed: user, state, number, and its lease (true: ended and dealt with).
+type Spec<'a> = (String, &'a str, u64, Option<(NewLease, bool)>);
+
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     cloudbroker_store::ms_to_time(cloudbroker_store::now_ms())
 }
@@ -156,22 +165,32 @@ async fn seed(a: &Args) -> Result<(), String> {
             }
         })
         .collect();
-    // The k-th live row gets lease k while k < --leases.
+    // The k-th live row gets lease k while k < --leases; the first
+    // --ended-leases terminated rows a lease dealt with a day ago.
+    const DAY: i64 = 86_400_000;
     let now = cloudbroker_store::now_ms();
-    let mut live_seen = 0u64;
-    let specs: Vec<(String, &str, u64, Option<NewLease>)> = specs
+    let (mut live_seen, mut ended_seen) = (0u64, 0u64);
+    let specs: Vec<Spec> = specs
         .into_iter()
         .map(|(user, state, n)| {
-            let l = (state == "running" && live_seen < a.leases).then(|| lease(live_seen, a.leases_due, a.leases, now));
-            if state == "running" {
+            let l = if state == "running" {
                 live_seen += 1;
-            }
+                (live_seen <= a.leases).then(|| (lease(live_seen - 1, a.leases_due, a.leases, now), false))
+            } else {
+                ended_seen += 1;
+                (ended_seen <= a.ended_leases)
+                    .then(|| (NewLease { expires_at: now - DAY, action: LeaseAction::Terminate, warn_at: now - DAY - DAY / 24 }, true))
+            };
             (user, state, n, l)
         })
         .collect();
-    let leased = specs.iter().filter(|s| s.3.is_some()).count();
-    if (leased as u64) < a.leases {
-        return Err(format!("--leases {}: only {leased} live rows to give one", a.leases));
+    let leased = specs.iter().filter(|s| matches!(s.3, Some((_, false)))).count();
+    let ended = specs.iter().filter(|s| matches!(s.3, Some((_, true)))).count();
+    if (leased as u64) < a.leases || (ended as u64) < a.ended_leases {
+        return Err(format!(
+            "--leases {} / --ended-leases {}: only {leased} live and {ended} terminated rows to give one",
+            a.leases, a.ended_leases
+        ));
     }
     let started = std::time::Instant::now();
     let inserted: Vec<bool> = stream::iter(specs)
@@ -181,8 +200,14 @@ async fn seed(a: &Args) -> Result<(), String> {
             async move {
                 let r = row(&user, instance, state, n)?;
                 let fresh = store.insert_adopted_vm(&r).await.map_err(|e| e.to_string())?;
-                if let (true, Some(l)) = (fresh, l) {
-                    store.set_vm_lease(&r.id, Some(&l)).await.map_err(|e| e.to_string())?;
+                if let (true, Some((l, ended))) = (fresh, l) {
+                    let e = |e: cloudbroker_store::StoreError| e.to_string();
+                    store.set_vm_lease(&r.id, Some(&l)).await.map_err(e)?;
+                    if ended {
+                        let at = l.expires_at + 1_000;
+                        store.claim_vm_lease(&r.id, "bench-seed", at, 120_000).await.map_err(e)?;
+                        store.finish_vm_lease(&r.id, "bench-seed", at, "terminated by its lease (seeded history)").await.map_err(e)?;
+                    }
                 }
                 Ok::<bool, String>(fresh)
             }
@@ -192,7 +217,7 @@ async fn seed(a: &Args) -> Result<(), String> {
         .await?;
     let fresh = inserted.iter().filter(|b| **b).count();
     println!(
-        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users, {leased} leases of which {} due) in {:.1} s",
+        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users, {leased} leases of which {} due, {ended} ended leases) in {:.1} s",
         a.live,
         a.user,
         a.instance,

@@ -158,6 +158,8 @@ pub enum AuditAction {
     VmLeaseWarn,
     /// The broker acted on an ended lease (stop or terminate), or skipped it (and why).
     VmLeaseExpire,
+    /// A monthly budget's spend crossed a warning threshold (50%, 80%, 100%).
+    BudgetAlert,
     VolumeCreate,
     VolumeAttach,
     VolumeDetach,
@@ -175,7 +177,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 45] = [
+    pub const ALL: [AuditAction; 46] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -208,6 +210,7 @@ impl AuditAction {
         Self::VmLeaseSet,
         Self::VmLeaseWarn,
         Self::VmLeaseExpire,
+        Self::BudgetAlert,
         Self::VolumeCreate,
         Self::VolumeAttach,
         Self::VolumeDetach,
@@ -258,6 +261,7 @@ impl AuditAction {
             Self::VmLeaseSet => "vm.lease.set",
             Self::VmLeaseWarn => "vm.lease.warn",
             Self::VmLeaseExpire => "vm.lease.expire",
+            Self::BudgetAlert => "budget.alert",
             Self::VolumeCreate => "volume.create",
             Self::VolumeAttach => "volume.attach",
             Self::VolumeDetach => "volume.detach",
@@ -564,6 +568,13 @@ mod tests {
                 ["vm.launch", "sb/l1", "failed", ""],
             ),
             (AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1")).detail("sb"), ["vm.terminate", "vm-1", "ok", "sb"]),
+            (AuditEvent::ok(AuditAction::VmLeaseSet, AuditTarget::Vm("vm-1")).detail("until T"), ["vm.lease.set", "vm-1", "ok", "until T"]),
+            (AuditEvent::ok(AuditAction::VmLeaseWarn, AuditTarget::Vm("vm-1")), ["vm.lease.warn", "vm-1", "ok", ""]),
+            (AuditEvent::ok(AuditAction::VmLeaseExpire, AuditTarget::Vm("vm-1")), ["vm.lease.expire", "vm-1", "ok", ""]),
+            (
+                AuditEvent::ok(AuditAction::BudgetAlert, AuditTarget::Quota { user: "bob", instance: "sb" }).detail("80%"),
+                ["budget.alert", "bob/sb", "ok", "80%"],
+            ),
             (
                 AuditEvent::ok(AuditAction::VolumeCreate, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }).detail("8 GiB"),
                 ["volume.create", "sb/vol-1", "ok", "8 GiB"],

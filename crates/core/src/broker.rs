@@ -209,6 +209,7 @@ impl Broker {
         });
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
+        w.spawn(BudgetWatchWorker { costs: self.costs.clone() });
         w
     }
 
@@ -376,6 +377,27 @@ impl Worker for SessionPurgeWorker {
             Ok(n) => Ok(format!("purged {n} expired session(s)")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// How often the budget watch weighs every budget.
+pub const BUDGET_WATCH_INTERVAL: Duration = Duration::from_secs(60);
+
+struct BudgetWatchWorker {
+    costs: Arc<crate::costs::Costs>,
+}
+
+#[async_trait]
+impl Worker for BudgetWatchWorker {
+    fn name(&self) -> &'static str {
+        "budget-watch"
+    }
+    fn interval(&self) -> Duration {
+        BUDGET_WATCH_INTERVAL
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        let r = self.costs.watch_budgets().await.map_err(|e| e.to_string())?;
+        Ok(if r.alerts.is_empty() { String::new() } else { format!("{} threshold(s) crossed: {}", r.alerts.len(), r.alerts.join("; ")) })
     }
 }
 

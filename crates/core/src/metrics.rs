@@ -69,6 +69,10 @@ fn describe() {
     describe_counter!("cloudbroker_cloud_retries_total", "Cloud API attempts retried, by connector instance and action.");
     describe_counter!("cloudbroker_cloud_throttles_total", "Cloud API attempts the cloud throttled, by connector instance and action.");
     describe_counter!("cloudbroker_quota_rejections_total", "Launches refused because they would exceed a quota, by connector instance.");
+    describe_counter!(
+        "cloudbroker_budget_alerts_total",
+        "Budget thresholds crossed (each recorded once a month), by scope (user, project), connector instance and threshold (percent)."
+    );
     describe_counter!("cloudbroker_launches_total", "Launches admitted, by connector instance and outcome.");
     describe_gauge!("cloudbroker_launches_in_flight", "Launches waiting for the cloud's answer.");
     describe_histogram!("cloudbroker_reconcile_duration_seconds", Unit::Seconds, "Duration of a reconciliation pass.");
@@ -96,6 +100,12 @@ fn describe() {
 /// Counts a launch refused by a quota.
 pub fn quota_rejected(instance: &str) {
     metrics::counter!("cloudbroker_quota_rejections_total", "instance" => instance.to_string()).increment(1);
+}
+
+/// Counts a budget threshold crossed (recorded once per month and budget).
+pub fn budget_alert(scope: &'static str, instance: &str, threshold: i64) {
+    metrics::counter!("cloudbroker_budget_alerts_total", "scope" => scope, "instance" => instance.to_string(), "threshold" => threshold.to_string())
+        .increment(1);
 }
 
 /// Counts a vault operation (`seal`, `open`, `save`, `delete`, `rotate`, ...).

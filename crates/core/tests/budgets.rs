@@ -15,7 +15,7 @@ mod common;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::costs::money::Micros;
-use cloudbroker_core::domain::{ProjectName, ProjectRole};
+use cloudbroker_core::domain::{ProjectName, ProjectRole, VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
 use cloudbroker_core::provisioning::{InstanceType, LaunchRequest};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
@@ -96,7 +96,21 @@ async fn scenario(dir: &Path, db: Option<String>) {
     assert!(matches!(b.provisioning.launch(&alice, small()).await, Err(ServiceError::BudgetExceeded(_))));
     // Another user has a budget of their own.
     let bob = add_user(&b, "bob").await;
+    let first = b.provisioning.launch(&bob, small()).await.unwrap().vms.remove(0);
+    // Starting a stopped VM adds cost: admitted under the budget too.
+    b.provisioning.watch_transitional("test").await.unwrap();
+    b.provisioning.action(&bob, &first.id, VmAction::Stop).await.unwrap();
+    b.provisioning.watch_transitional("test").await.unwrap();
+    assert_eq!(b.provisioning.get(&bob, &first.id).await.unwrap().status, VmStatus::Stopped);
     b.provisioning.launch(&bob, small()).await.unwrap();
+    b.provisioning.launch(&bob, small()).await.unwrap();
+    let e = b.provisioning.action(&bob, &first.id, VmAction::Start).await.unwrap_err();
+    assert!(e.to_string().contains("0.18 USD is spent or committed this month and this start needs at least 0.0600 USD"), "{e}");
+    assert_eq!(b.provisioning.get(&bob, &first.id).await.unwrap().status, VmStatus::Stopped, "not started");
+    b.costs.set_budget(&Actor::system(), BudgetScope::User, "bob", &instance("sb"), Some(Micros(240_000))).await.unwrap();
+    let started = b.provisioning.action(&bob, &first.id, VmAction::Start).await.unwrap();
+    assert_ne!(started.status, VmStatus::Stopped);
+    assert_eq!(b.costs.budget(BudgetScope::User, "bob", &instance("sb")).await.unwrap().spent, Micros(240_000));
 
     // A team project's budget binds its members together.
     let admin = Actor::system();
@@ -112,6 +126,20 @@ async fn scenario(dir: &Path, db: Option<String>) {
     b.provisioning.launch(&carol, small()).await.unwrap();
     let e = b.provisioning.launch(&dave, small()).await.unwrap_err();
     assert!(e.to_string().starts_with("the monthly budget of project 'team-a' on 'sb' is 0.10 USD: 0.06 USD"), "{e}");
+
+    // The budget watch records each threshold crossed once, whichever replica runs it.
+    let first = b.costs.watch_budgets().await.unwrap();
+    let mut alerts = first.alerts.clone();
+    alerts.sort();
+    assert!(alerts.contains(&"the user 'alice' spent or committed 0.24 USD of its 0.25 USD monthly budget on 'sb' (80% reached in 2026-12)".to_string()), "{alerts:#?}");
+    assert!(alerts.iter().any(|a| a.starts_with("the project 'team-a' spent or committed 0.06 USD of its 0.10 USD") && a.contains("(50% reached")), "{alerts:#?}");
+    assert!(!alerts.iter().any(|a| a.contains("'alice'") && a.contains("100%")), "{alerts:#?}");
+    assert!(b.costs.watch_budgets().await.unwrap().alerts.is_empty(), "recorded once");
+    let banner = b.costs.alerts_for(&alice).await.unwrap();
+    assert_eq!(banner.len(), 1, "the highest threshold per instance: {banner:?}");
+    assert!(banner[0].contains("80% reached"));
+    let log = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap();
+    assert_eq!(log.items.iter().filter(|e| e.action == "budget.alert").count(), first.alerts.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -198,3 +198,46 @@ impl Store {
         Ok(Ok(room))
     }
 }
+
+impl Store {
+    /// Admits the start of stopped VM `vm` under `check`, exactly as a
+    /// launch is admitted: under the user's (and, for a project budget,
+    /// the project's) lock on the instance, the budgets are weighed and the
+    /// VM is marked `pending` in the same transaction (so a concurrent
+    /// start, or launch, weighs its first period). Returns false when the
+    /// VM is no longer stopped (nothing written).
+    pub async fn admit_start(
+        &self,
+        vm: &cloudbroker_model::VmId,
+        user: &str,
+        project: &str,
+        instance: &str,
+        check: &BudgetCheck<'_>,
+    ) -> Result<bool, crate::quota::AdmitError> {
+        use crate::quota::AdmitError;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1")
+            .bind(user)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        if check.limits.iter().any(|(s, _)| *s == BudgetScope::Project) {
+            sqlx::query("INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1")
+                .bind(project)
+                .bind(instance)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Err((scope, budget, spent)) = self.budget_room(&mut tx, check, user, project, instance, 1).await.map_err(AdmitError::Store)? {
+            tx.rollback().await?;
+            return Err(AdmitError::Budget { scope, budget, spent });
+        }
+        let r = sqlx::query("UPDATE vms SET state = 'pending', updated_at = $2, version = version + 1 WHERE id = $1 AND state = 'stopped'")
+            .bind(vm)
+            .bind(self.clock_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

@@ -74,6 +74,13 @@ app_test!(project_policies_round_trip_and_refuse_launches, |app: TestApp| async 
     let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"policy.count.max": 0}))).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("policy.count.max")), "{b}");
     assert!(b["error"]["message"].as_str().unwrap().starts_with("policy.count.max: "), "{b}");
+    let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"policy.count.max": 10178.0}))).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("policy.count.max")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("10178 is out of range"), "{b}");
+    let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"policy.count.max": 2.5}))).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"policy.images": 7}))).await;
+    assert_eq!(s, 400, "{b}");
     let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"lease.max": "forever"}))).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("lease.max")), "{b}");
     let (s, b) = app.call(Method::PUT, SB, &alice, Some(json!({"policy.exempt.admins": "true"}))).await;

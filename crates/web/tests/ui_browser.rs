@@ -680,7 +680,17 @@ async fn launch_policies_and_governance_in_a_real_browser() {
     let ended = b.text("#lease-now").await;
     assert!(ended.starts_with("Was due") && ended.contains("ended") && ended.contains("terminated"), "{ended}");
     assert_eq!(b.count("#extend-form").await, 0, "a VM on its way out takes no lease");
+    // With the background workers running, the page shows the lease worker's status.
+    let workers = app.broker.spawn_background();
+    for _ in 0..100 {
+        if app.broker.readiness().await.workers.iter().any(|w| w.name == "lease" && w.runs > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.goto("/admin/governance", "governance-lease-actions").await;
+    workers.shutdown(Duration::from_secs(10)).await;
+    assert!(b.text("#lease-worker").await.contains("pass(es) run here"));
     assert!(b.text("#lease-actions-table").await.contains("vm.lease.expire"));
     assert_eq!(b.count("#leases-due-table").await, 0, "nothing due any more");
     b.quit().await;

@@ -34,8 +34,10 @@ pub struct BudgetRefusal {
     pub budget: Micros,
     /// Spent and committed this month.
     pub spent: Micros,
-    /// What the launch needs at least (its least count's first billing periods).
+    /// What the launch (or start) needs at least (its first billing periods).
     pub requested: Micros,
+    /// `launch` or `start`.
+    pub action: &'static str,
 }
 
 impl std::fmt::Display for BudgetRefusal {
@@ -43,12 +45,13 @@ impl std::fmt::Display for BudgetRefusal {
         let c = &self.currency;
         write!(
             f,
-            "the monthly budget of {} '{}' on '{}' is {} {c}: {} {c} is spent or committed this month and this launch needs at least {} {c} more (its first billing period)",
+            "the monthly budget of {} '{}' on '{}' is {} {c}: {} {c} is spent or committed this month and this {} needs at least {} {c} more (its first billing period)",
             self.scope,
             self.owner,
             self.instance,
             self.budget.to_decimal(2),
             self.spent.to_decimal(2),
+            self.action,
             self.requested.to_decimal(4),
         )
     }
@@ -56,8 +59,9 @@ impl std::fmt::Display for BudgetRefusal {
 
 /// What a scope's VMs spent and committed in `month` (up to `now`): each
 /// VM's metered cost, a span still running counted at least its minimum
-/// (it is owed as soon as the VM runs), and for one admitted that has not
-/// started running yet (requested, pending), its first billing period.
+/// (it is owed as soon as the VM runs), plus, for one admitted to run that
+/// is not running yet (requested, or pending after a launch or a start),
+/// its next first billing period.
 pub fn spent(vms: &[(VmRow, Vec<StateChange>)], book: &PriceBook, month: Period, now: DateTime<Utc>, minimum_seconds: i64) -> Micros {
     vms.iter()
         .map(|(vm, history)| {
@@ -68,8 +72,9 @@ pub fn spent(vms: &[(VmRow, Vec<StateChange>)], book: &PriceBook, month: Period,
                 s.open = false;
             }
             let usage = metering::bill(&spans, minimum_seconds, schedule, markup, month);
-            if usage.starts == 0 && spans.is_empty() && matches!(vm.state, VmStatus::Requested | VmStatus::Pending) {
-                first_period(book, vm.instance.as_str(), &vm.instance_type, now, minimum_seconds)
+            let still_open = history.last().is_some_and(|c| c.state == VmStatus::Running);
+            if matches!(vm.state, VmStatus::Requested | VmStatus::Pending) && !still_open {
+                usage.cost + first_period(book, vm.instance.as_str(), &vm.instance_type, now, minimum_seconds)
             } else {
                 usage.cost
             }

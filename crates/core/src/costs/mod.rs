@@ -16,6 +16,7 @@ pub mod money;
 pub mod prices;
 pub mod report;
 pub mod summary;
+pub mod watch;
 
 use crate::clock::Clock;
 use crate::error::ServiceResult;

@@ -74,6 +74,10 @@ impl Provisioning {
         let cloud_id = Self::actionable(&v, action)?;
         let (connector, _, _) = self.connector(&v.instance)?;
         let creds = self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
+        // Starting a stopped VM adds cost: admitted under its budgets first.
+        if action == VmAction::Start && v.status == VmStatus::Stopped {
+            self.admit_start(&v.id, (&v.user, &v.project), &v.instance, &v.instance_type).await?;
+        }
         let ids = [cloud_id];
         let change = match action {
             VmAction::Start => connector.start_instances(&creds, &ids).await?.into_iter().next(),

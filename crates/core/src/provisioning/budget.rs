@@ -9,7 +9,7 @@ use crate::costs::budgets::{self, BudgetRefusal};
 use crate::costs::metering::{Period, DEFAULT_MINIMUM_SECONDS};
 use crate::costs::money::Micros;
 use crate::costs::prices::PriceBook;
-use crate::domain::InstanceName;
+use crate::domain::{InstanceName, ProjectName, UserName, VmId};
 use crate::error::{ServiceError, ServiceResult};
 use crate::registry::Snapshot;
 use crate::Actor;
@@ -32,26 +32,26 @@ pub(super) struct BudgetPlan {
 }
 
 impl Provisioning {
-    /// The budgets of a launch by `actor` of `instance_type` on `instance`
-    /// (`None`: no budget applies).
+    /// The budgets a VM of `instance_type` on `instance`, by `user` in
+    /// `project`, must fit in (`None`: no budget applies).
     pub(super) async fn budget_plan(
         &self,
         snap: &Snapshot,
         values: &ParamValues,
-        actor: &Actor,
+        (user, project): (&UserName, &ProjectName),
         instance: &InstanceName,
         instance_type: &str,
         now: DateTime<Utc>,
     ) -> ServiceResult<Option<BudgetPlan>> {
         let amount = |v: Option<&str>| v.and_then(|v| Micros::parse(v).ok());
         let mut limits = Vec::new();
-        let user = self.store.budget_override(BudgetScope::User, actor.name.as_str(), instance.as_str()).await?;
-        if let Some(b) = user.map(Micros).or_else(|| amount(values.get_set(budgets::USER_MONTHLY))) {
+        let over = self.store.budget_override(BudgetScope::User, user.as_str(), instance.as_str()).await?;
+        if let Some(b) = over.map(Micros).or_else(|| amount(values.get_set(budgets::USER_MONTHLY))) {
             limits.push((BudgetScope::User, b));
         }
-        if actor.project.as_str() != actor.name.as_str() {
-            let project = self.store.budget_override(BudgetScope::Project, actor.project.as_str(), instance.as_str()).await?;
-            if let Some(b) = project.map(Micros).or_else(|| amount(values.get_set(budgets::PROJECT_MONTHLY))) {
+        if project.as_str() != user.as_str() {
+            let over = self.store.budget_override(BudgetScope::Project, project.as_str(), instance.as_str()).await?;
+            if let Some(b) = over.map(Micros).or_else(|| amount(values.get_set(budgets::PROJECT_MONTHLY))) {
                 limits.push((BudgetScope::Project, b));
             }
         }
@@ -84,9 +84,22 @@ impl BudgetPlan {
 
     /// The refusal of a launch of at least `min` VMs by `scope`'s budget.
     pub(super) fn refusal(&self, actor: &Actor, instance: &InstanceName, scope: BudgetScope, budget: i64, spent: i64, min: u32) -> ServiceError {
+        self.refusal_of((&actor.name, &actor.project), instance, scope, budget, spent, min)
+    }
+
+    /// [`Self::refusal`] for `user` in `project`.
+    fn refusal_of(
+        &self,
+        (user, project): (&UserName, &ProjectName),
+        instance: &InstanceName,
+        scope: BudgetScope,
+        budget: i64,
+        spent: i64,
+        min: u32,
+    ) -> ServiceError {
         let owner = match scope {
-            BudgetScope::User => actor.name.to_string(),
-            BudgetScope::Project => actor.project.to_string(),
+            BudgetScope::User => user.to_string(),
+            BudgetScope::Project => project.to_string(),
         };
         ServiceError::BudgetExceeded(Box::new(BudgetRefusal {
             scope: budgets::scope_name(scope),
@@ -96,6 +109,7 @@ impl BudgetPlan {
             budget: Micros(budget),
             spent: Micros(spent),
             requested: Micros(self.per_vm.0.saturating_mul(i64::from(min))),
+            action: "launch",
         }))
     }
 
@@ -120,5 +134,42 @@ impl BudgetPlan {
             }
         }
         Ok(())
+    }
+}
+
+impl Provisioning {
+    /// Admits the start of stopped VM `vm` (of `user` in `project`, with
+    /// `instance_type` on `instance`) under its budgets, as a launch is
+    /// admitted: `Ok(true)` when no budget applies or it fits (then the VM
+    /// is marked pending), `Ok(false)` when the VM is no longer stopped.
+    pub(super) async fn admit_start(
+        &self,
+        vm: &VmId,
+        (user, project): (&UserName, &ProjectName),
+        instance: &InstanceName,
+        instance_type: &str,
+    ) -> ServiceResult<bool> {
+        let snap = self.registry.snapshot();
+        let Some(entry) = snap.instance(instance.as_str()) else { return Ok(true) };
+        let Some(plan) = self.budget_plan(&snap, &entry.values, (user, project), instance, instance_type, self.clock.now()).await? else {
+            return Ok(true);
+        };
+        let spend = plan.spend_fn();
+        match self.store.admit_start(vm, user.as_str(), project.as_str(), instance.as_str(), &plan.check(&spend)).await {
+            Ok(started) => Ok(started),
+            Err(cloudbroker_store::quota::AdmitError::Budget { scope, budget, spent }) => {
+                let e = plan.refusal_of((user, project), instance, scope, budget, spent, 1);
+                // A start, not a launch: say so.
+                Err(match e {
+                    ServiceError::BudgetExceeded(mut r) => {
+                        r.action = "start";
+                        ServiceError::BudgetExceeded(r)
+                    }
+                    other => other,
+                })
+            }
+            Err(cloudbroker_store::quota::AdmitError::Store(e)) => Err(e.into()),
+            Err(other) => Err(ServiceError::Internal(format!("admitting a start: {other:?}"))),
+        }
     }
 }

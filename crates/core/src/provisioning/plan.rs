@@ -113,7 +113,7 @@ impl Provisioning {
         let terms = super::project_policy::tightened(LeaseTerms::of(&values), project_policy.as_ref());
         let lease = terms.for_launch(request.lease.as_ref(), now)?;
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
-        let budget = self.budget_plan(&snap, &values, actor, &request.instance, &instance_type, now).await?;
+        let budget = self.budget_plan(&snap, &values, (&actor.name, &actor.project), &request.instance, &instance_type, now).await?;
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;

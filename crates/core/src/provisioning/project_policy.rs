@@ -39,6 +39,9 @@ use std::collections::BTreeMap;
 /// The parameters a project may set, in the order they are shown.
 pub const SPECS: [ParamSpec; 5] = [POLICY_INSTANCE_TYPES, POLICY_IMAGES, POLICY_TAGS_REQUIRED, POLICY_COUNT_MAX, LEASE_MAX];
 
+/// The longest value a project may set (a list of types or tags).
+const MAX_VALUE: usize = 1000;
+
 /// A project's own policies on one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -71,6 +74,9 @@ pub fn validate(values: &BTreeMap<String, String>) -> ServiceResult<Vec<(String,
     let mut out = Vec::new();
     for spec in &SPECS {
         if let Some(raw) = values.get(spec.name) {
+            if raw.len() > MAX_VALUE {
+                return Err(ServiceError::invalid_field(spec.name, format!("{}: at most {MAX_VALUE} characters", spec.name)));
+            }
             match validate_value(spec, raw) {
                 Ok(Some(v)) => out.push((spec.name.to_string(), v)),
                 Ok(None) => {}

@@ -246,8 +246,9 @@ fn usage_lines(u: &Usage, admin: bool) -> Vec<UsageLineOut> {
 pub(super) async fn vm_cost(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>, q: web::Query<PeriodParams>) -> ApiResult {
     let id = VmId::parse(&id)
         .map_err(|_| ApiError(ServiceError::NotFound(Resource::Record(format!("VM '{}'", id.chars().take(64).collect::<String>())))))?;
-    let period = period(&broker, q.from.as_deref(), q.to.as_deref())?;
+    // Whether the VM exists for the caller first: a 404 says nothing of the period.
     let vm = broker.provisioning.get(&a.0, &id).await?;
+    let period = period(&broker, q.from.as_deref(), q.to.as_deref())?;
     let c = broker.costs.vm_cost(&vm, Some(period)).await?;
     let admin = a.0.is_admin;
     ok(VmCostOut {

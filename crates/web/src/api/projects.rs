@@ -187,9 +187,9 @@ pub(super) struct ProjectPolicyBody {
     #[serde(rename = "policy.tags.required", default, deserialize_with = "opt_text")]
     #[schema(rename = "policy.tags.required")]
     tags_required: Option<String>,
-    /// Most VMs per launch (1-1000).
-    #[serde(rename = "policy.count.max", default, deserialize_with = "opt_text")]
-    #[schema(rename = "policy.count.max", value_type = Option<String>)]
+    /// Most VMs per launch (1-1000), a number or its text.
+    #[serde(rename = "policy.count.max", default, deserialize_with = "opt_count")]
+    #[schema(rename = "policy.count.max", value_type = Option<CountMax>)]
     count_max: Option<String>,
     /// Longest lease from now (e.g. `8h`, `1d12h`).
     #[serde(rename = "lease.max", default, deserialize_with = "opt_text")]
@@ -197,14 +197,32 @@ pub(super) struct ProjectPolicyBody {
     lease_max: Option<String>,
 }
 
-/// An optional parameter value: a string, or a number written as one.
+/// `policy.count.max` as the document shows it: a whole number, or its text.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(super) enum CountMax {
+    Number(i64),
+    Text(String),
+}
+
+/// An optional parameter value: a string (null: unset).
 fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+/// An optional count: a whole number, or its text (null: unset).
+fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     use serde::de::Error as _;
     match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(D::Error::custom(format!("{other} is not a string"))),
+        // A whole number, written `5` or `5.0`.
+        Some(serde_json::Value::Number(n)) if n.as_i64().is_some() => Ok(Some(n.to_string())),
+        Some(serde_json::Value::Number(n)) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
+            Ok(n.as_f64().map(|f| (f as i64).to_string()))
+        }
+        Some(other) => Err(D::Error::custom(format!("policy.count.max: {other} is not a whole number"))),
     }
 }
 
