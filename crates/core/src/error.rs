@@ -103,7 +103,7 @@ pub enum ServiceError {
     /// the UI a form message, the EC2 front `InstanceLimitExceeded` with the
     /// same message.
     #[error("{0}")]
-    BudgetExceeded(Box<crate::costs::budgets::BudgetRefusal>),
+    BudgetExceeded(Box<BudgetRefusal>),
     /// A launch refused by one of its connector instance's launch policies:
     /// `policy` is the parameter (`policy.instance.types`, ...), `field` the
     /// launch's input that breaks it; the message names both and the
@@ -238,3 +238,38 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some(), "the store error is kept as the source");
     }
 }
+
+/// Why a launch was refused by a budget, with the figures.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetRefusal {
+    /// `user` or `project`.
+    pub scope: &'static str,
+    pub owner: String,
+    pub instance: String,
+    pub currency: String,
+    pub budget: crate::domain::money::Micros,
+    /// Spent and committed this month.
+    pub spent: crate::domain::money::Micros,
+    /// What the launch (or start) needs at least (its first billing periods).
+    pub requested: crate::domain::money::Micros,
+    /// `launch` or `start`.
+    pub action: &'static str,
+}
+
+impl std::fmt::Display for BudgetRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.currency;
+        write!(
+            f,
+            "the monthly budget of {} '{}' on '{}' is {} {c}: {} {c} is spent or committed this month and this {} needs at least {} {c} more (its first billing period)",
+            self.scope,
+            self.owner,
+            self.instance,
+            self.budget.to_decimal(2),
+            self.spent.to_decimal(2),
+            self.action,
+            self.requested.to_decimal(4),
+        )
+    }
+}
+

@@ -26,6 +26,7 @@ pub mod key_pairs;
 pub mod limits;
 pub mod master_keys;
 pub mod metrics;
+pub mod prices;
 pub mod projects;
 pub mod provisioning;
 pub mod registry;

@@ -122,7 +122,7 @@ pub struct Snapshot {
     pub file_images: BTreeMap<String, BTreeMap<String, (String, Location)>>,
     /// Prices and markups from `connectors.d/prices/*.conf`.
     #[serde(skip)]
-    pub prices: Arc<crate::costs::prices::PriceBook>,
+    pub prices: Arc<crate::prices::PriceBook>,
 }
 
 impl Snapshot {
@@ -250,7 +250,7 @@ impl Registry {
         snap.file_images = file_images;
         snap.file_errors.extend(image_errors);
         let prices_dir = self.connectors_dir.join("prices");
-        let (prices, price_errors) = tokio::task::spawn_blocking(move || crate::costs::prices::PriceBook::load_dir(&prices_dir))
+        let (prices, price_errors) = tokio::task::spawn_blocking(move || crate::prices::PriceBook::load_dir(&prices_dir))
             .await
             .map_err(|e| RegistryError::Load { what: "connectors.d/prices", message: e.to_string() })?;
         snap.prices = Arc::new(prices);

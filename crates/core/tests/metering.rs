@@ -17,7 +17,8 @@ use cloudbroker_core::costs::money::Micros;
 use cloudbroker_core::costs::report::{Granularity, GroupBy, ReportQuery};
 use cloudbroker_core::domain::{VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::provisioning::{InstanceType, LaunchRequest, Vm};
+use cloudbroker_core::domain::VolumeSize;
+use cloudbroker_core::provisioning::{InstanceType, LaunchRequest, Vm, VolumeSpec};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::{Actor, Broker, Config};
 use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
@@ -42,7 +43,7 @@ fn write_files(dir: &Path) {
     std::fs::write(
         conn.join("prices").join("sb.conf"),
         "currency = EUR\nsb.markup = 10\nsb.price.instance.t2.small = 3.6\nsb.price.instance.t2.small @ 2026-12-01T02:30:00Z = 7.2\n\
-         sb.price.instance.bogus = not-a-price\n",
+         sb.price.instance.bogus = not-a-price\nsb.price.volume.gp3 = 7.3\nsb.price.address = 3.6\n",
     )
     .unwrap();
 }
@@ -77,7 +78,7 @@ async fn scenario(dir: &Path, db: Option<String>) {
     let list = b.costs.price_list(&Actor::system());
     assert_eq!(list.currency, "EUR");
     assert!(list.errors.iter().any(|e| e.ends_with("sb.conf:5: 'not-a-price' is not an amount (write e.g. 0.0104)")), "{:?}", list.errors);
-    assert_eq!(list.prices.len(), 2);
+    assert_eq!(list.prices.len(), 4);
     let users = b.costs.price_list(&alice);
     assert!(users.errors.is_empty() && users.prices[0].list_price.is_none());
     assert_eq!(users.prices[0].price, Micros(3_960_000), "users see prices with the markup");
@@ -160,8 +161,32 @@ async fn scenario(dir: &Path, db: Option<String>) {
     let all = b.costs.report(&Actor::system(), &ReportQuery { group_by: GroupBy::User, ..q.clone() }).await.unwrap();
     assert_eq!(all.lines.len(), 1);
     assert_eq!((all.lines[0].group.as_str(), all.lines[0].list_cost), ("alice", Some(Micros(9_000_000))));
-    let bad = b.costs.report(&alice, &ReportQuery { from: t(10), to: t(5), ..q }).await.unwrap_err();
+    let bad = b.costs.report(&alice, &ReportQuery { from: t(10), to: t(5), ..q.clone() }).await.unwrap_err();
     assert!(bad.to_string().contains("from must be before to"), "{bad}");
+
+    // A 10 GiB gp3 volume for an hour (10 x 7.3 per GiB-month x 1 h / 730 h = 0.10, +10%),
+    // an Elastic IP for half an hour (3.6/h: 1.80, +10%), priced per GiB-month and per hour.
+    b.clock.set(t(40_000));
+    let spec = VolumeSpec { size: VolumeSize::new(10).unwrap(), zone: "sba".into(), volume_type: Some("gp3".into()), tags: Default::default() };
+    let vol = b.provisioning.create_volume(&alice, &instance("sb"), spec).await.unwrap();
+    let eip = b.provisioning.allocate_address(&alice, &instance("sb")).await.unwrap();
+    b.clock.set(t(41_800));
+    b.provisioning.release_address(&alice, &instance("sb"), &eip.allocation_id).await.unwrap();
+    b.clock.set(t(43_600));
+    b.provisioning.delete_volume(&alice, &instance("sb"), &vol.volume_id).await.unwrap();
+    b.clock.set(t(50_000));
+    let r = b.costs.report(&alice, &q).await.unwrap();
+    let lines: Vec<(&str, i64, Micros, u32, u32)> =
+        r.lines.iter().map(|l| (l.group.as_str(), l.seconds, l.cost, l.volumes, l.addresses)).collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("address", 1800, Micros(1_980_000), 0, 1),
+            ("m5.large", 60, Micros(0), 0, 0),
+            ("t2.small", 7200, Micros(9_900_000), 0, 0),
+            ("volume.gp3", 3600, Micros(110_000), 1, 0),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,6 +18,7 @@
 pub mod clock;
 mod ids;
 mod instance;
+pub mod money;
 pub mod lease;
 mod names;
 mod page;

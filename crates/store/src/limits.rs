@@ -127,7 +127,7 @@ impl Store {
     ) -> Result<AddressRow, CapError> {
         let mut tx = self.pool().begin().await?;
         lock_and_check(&mut tx, Owned::Addresses, project, limit).await?;
-        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, project, user, credential_id, public_ip, now_ms()).await?;
+        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, project, user, credential_id, public_ip, self.clock_ms()).await?;
         tx.commit().await?;
         Ok(self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))?)
     }
@@ -153,7 +153,7 @@ impl Store {
         lock_and_check(&mut tx, Owned::Volumes, project, limit).await?;
         let new =
             crate::resources::NewVolume { instance, volume_id, project, user, credential_id, size_gib, zone, volume_type, state, tags };
-        crate::resources::insert_volume_on(&mut *tx, &new, now_ms()).await?;
+        crate::resources::insert_volume_on(&mut *tx, &new, self.clock_ms()).await?;
         tx.commit().await?;
         Ok(self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))?)
     }

@@ -108,3 +108,69 @@ impl Store {
         }).collect())
     }
 }
+
+/// A volume or an Elastic IP as metering bills it: from creation (or
+/// allocation) until deleted (released), or still.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSpan {
+    pub instance: String,
+    pub id: String,
+    pub user: String,
+    pub project: String,
+    /// Volumes: the size in GiB; addresses: 0.
+    pub size_gib: i64,
+    /// Volumes: the volume type (`standard` when the cloud named none); addresses: empty.
+    pub volume_type: String,
+    /// Volumes' tags (addresses carry none here).
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The volumes and the Elastic IPs that existed during `f`'s period
+    /// (of one user, project or instance when given): one query each.
+    pub async fn resources_in_period(&self, f: &PeriodFilter) -> Result<(Vec<ResourceSpan>, Vec<ResourceSpan>), StoreError> {
+        let mut binds = vec![Bind::Int(f.to), Bind::Int(f.from)];
+        let mut cond = "created_at <= $1 AND (ended_at IS NULL OR ended_at >= $2)".to_string();
+        for (col, v) in [("user_name", &f.user), ("project", &f.project), ("instance", &f.instance)] {
+            if let Some(v) = v {
+                binds.push(Bind::Text(v.clone()));
+                cond.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        }
+        type Row = (String, String, String, String, i64, Option<String>, String, i64, Option<i64>);
+        let mut out = Vec::new();
+        for sql in [
+            format!("SELECT instance, volume_id, user_name, project, size_gib, volume_type, tags, created_at, ended_at FROM volumes WHERE {cond} ORDER BY created_at"),
+            format!("SELECT instance, allocation_id, user_name, project, 0, NULL, '{{}}', created_at, ended_at FROM addresses WHERE {cond} ORDER BY created_at"),
+        ] {
+            let mut q = sqlx::query_as::<_, Row>(&sql);
+            for b in &binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(s.clone()),
+                    Bind::Int(i) => q.bind(*i),
+                };
+            }
+            let rows = q.fetch_all(self.pool()).await?;
+            out.push(
+                rows.into_iter()
+                    .map(|(instance, id, user, project, size_gib, volume_type, tags, from, to)| ResourceSpan {
+                        instance,
+                        id,
+                        user,
+                        project,
+                        size_gib,
+                        volume_type: volume_type.unwrap_or_default(),
+                        tags: serde_json::from_str(&tags).unwrap_or_default(),
+                        from: ms_to_time(from),
+                        to: to.map(ms_to_time),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let addresses = out.pop().unwrap_or_default();
+        let volumes = out.pop().unwrap_or_default();
+        Ok((volumes, addresses))
+    }
+}

@@ -5,7 +5,7 @@
 //! the object lives; releasing or deleting sets `ended_at` and the final
 //! state, and listings leave ended rows out.
 
-use crate::{ms_to_time, now_ms, Store, StoreError};
+use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -227,7 +227,7 @@ impl Store {
         credential_id: &str,
         public_ip: &str,
     ) -> Result<AddressRow, StoreError> {
-        insert_address_on(self.pool(), instance, allocation_id, user, user, credential_id, public_ip, now_ms()).await?;
+        insert_address_on(self.pool(), instance, allocation_id, user, user, credential_id, public_ip, self.clock_ms()).await?;
         self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))
     }
 
@@ -284,7 +284,7 @@ impl Store {
         .bind(vm_id)
         .bind(association_id)
         .bind(private_ip)
-        .bind(now_ms())
+        .bind(self.clock_ms())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -292,7 +292,7 @@ impl Store {
 
     /// Marks an address released (the row stays, ended).
     pub async fn end_address(&self, instance: &str, allocation_id: &str) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.clock_ms();
         sqlx::query(
             "UPDATE addresses SET state = 'released', vm_id = NULL, association_id = NULL, private_ip = NULL, updated_at = $3, ended_at = $3 \
              WHERE instance = $1 AND allocation_id = $2",
@@ -321,7 +321,7 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> Result<VolumeRow, StoreError> {
         let new = NewVolume { instance, volume_id, project: user, user, credential_id, size_gib, zone, volume_type, state, tags };
-        insert_volume_on(self.pool(), &new, now_ms()).await?;
+        insert_volume_on(self.pool(), &new, self.clock_ms()).await?;
         self.volume(instance, volume_id).await?.ok_or_else(|| StoreError::NotFound(format!("volume '{volume_id}'")))
     }
 
@@ -367,7 +367,7 @@ impl Store {
         .bind(vm_id)
         .bind(device)
         .bind(attach_state)
-        .bind(now_ms())
+        .bind(self.clock_ms())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -379,7 +379,7 @@ impl Store {
             .bind(instance)
             .bind(volume_id)
             .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
-            .bind(now_ms())
+            .bind(self.clock_ms())
             .execute(self.pool())
             .await?;
         Ok(())
@@ -387,7 +387,7 @@ impl Store {
 
     /// Marks a volume deleted (the row stays, ended).
     pub async fn end_volume(&self, instance: &str, volume_id: &str) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.clock_ms();
         sqlx::query(
             "UPDATE volumes SET state = 'deleted', vm_id = NULL, device = NULL, attach_state = NULL, updated_at = $3, ended_at = $3 \
              WHERE instance = $1 AND volume_id = $2",

@@ -12,6 +12,7 @@
 mod common;
 
 use chrono::{DateTime, Datelike, Duration, DurationRound, TimeZone, Utc};
+use cloudbroker_core::costs::money::Micros;
 use common::{TestApp, SUPER_PW};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -206,11 +207,16 @@ async fn scenario(db: Option<String>) {
         .iter()
         .map(|l| {
             let cost = l.split(',').nth(6).unwrap();
-            cloudbroker_core::costs::money::Micros::parse(cost).unwrap().0
+            Micros::parse(cost).unwrap().0
         })
         .sum();
     assert_eq!(total, 4_038_760, "{csv}");
     assert!(lines[1..].iter().all(|l| l.split(',').nth(7) == Some("USD")), "{csv}");
+    // A user's CSV: no list prices.
+    let resp = app.http.get(app.url("/api/v1/costs")).bearer_auth(&alice).header("Accept", "text/csv").send().await.unwrap();
+    let csv = resp.text().await.unwrap();
+    assert_eq!(csv.lines().next(), Some("bucket,group,vms,seconds,starts,unpriced_seconds,cost,currency"), "{csv}");
+    assert_eq!(csv.lines().skip(1).map(|l| Micros::parse(l.split(',').nth(6).unwrap()).unwrap().0).sum::<i64>(), 4_026_000, "{csv}");
 
     // Bad parameters: 400 naming the field.
     let day = t0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -74,7 +74,9 @@ async fn schemathesis_finds_no_failure() {
     let config_file = app.dir.path().join("schemathesis.toml");
     std::fs::write(&config_file, config).unwrap();
     let mut cmd = std::process::Command::new(&schemathesis);
-    cmd.arg("--config-file").arg(&config_file).arg("run")
+    cmd.arg("--config-file")
+        .arg(&config_file)
+        .arg("run")
         .arg(app.url("/api/v1/openapi.json"))
         .args(["--checks", "all", "--max-examples", "20", "--seed", &seed.to_string(), "--no-color", "--output-sanitize", "false"])
         .args(["--request-timeout", "30", "--header", &format!("Authorization: Bearer {admin}")]);

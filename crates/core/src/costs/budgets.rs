@@ -13,49 +13,16 @@ use super::money::{cost_of, Markup, Micros};
 use super::prices::{PriceBook, PriceItem};
 use crate::domain::VmStatus;
 use chrono::{DateTime, Utc};
-use cloudbroker_store::budgets::BudgetScope;
+pub use cloudbroker_store::budgets::BudgetScope;
 use cloudbroker_store::metering::StateChange;
 use cloudbroker_store::vms::VmRow;
-use serde::Serialize;
 
 /// `budget.user.monthly`.
 pub const USER_MONTHLY: &str = "budget.user.monthly";
 /// `budget.project.monthly`.
 pub const PROJECT_MONTHLY: &str = "budget.project.monthly";
 
-/// Why a launch was refused by a budget, with the figures.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BudgetRefusal {
-    /// `user` or `project`.
-    pub scope: &'static str,
-    pub owner: String,
-    pub instance: String,
-    pub currency: String,
-    pub budget: Micros,
-    /// Spent and committed this month.
-    pub spent: Micros,
-    /// What the launch (or start) needs at least (its first billing periods).
-    pub requested: Micros,
-    /// `launch` or `start`.
-    pub action: &'static str,
-}
-
-impl std::fmt::Display for BudgetRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let c = &self.currency;
-        write!(
-            f,
-            "the monthly budget of {} '{}' on '{}' is {} {c}: {} {c} is spent or committed this month and this {} needs at least {} {c} more (its first billing period)",
-            self.scope,
-            self.owner,
-            self.instance,
-            self.budget.to_decimal(2),
-            self.spent.to_decimal(2),
-            self.action,
-            self.requested.to_decimal(4),
-        )
-    }
-}
+pub use crate::error::BudgetRefusal;
 
 /// What a scope's VMs spent and committed in `month` (up to `now`): each
 /// VM's metered cost, a span still running counted at least its minimum

@@ -135,6 +135,50 @@ pub fn bill(spans: &[Span], minimum_seconds: i64, schedule: &[PriceEntry], marku
     u
 }
 
+/// Seconds in the month a GiB-month price is for (AWS prorates volumes over 730 hours).
+pub const GIB_MONTH_SECONDS: i64 = 730 * 3_600;
+
+/// What a volume of `size_gib` (or, with `size_gib` = `None`, an Elastic
+/// IP) that existed from `from` until `to` (or still, at `now`) cost
+/// within `period`, at `schedule`'s prices (per GiB-month for volumes, per
+/// hour for addresses) with `markup`. No minimum applies.
+pub fn bill_resource(
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    size_gib: Option<i64>,
+    schedule: &[PriceEntry],
+    markup: Markup,
+    period: Period,
+) -> Usage {
+    let end = to.unwrap_or(now).min(now);
+    let (from, to) = (from.max(period.from), end.min(period.to));
+    let mut u = Usage::default();
+    if from >= to {
+        return u;
+    }
+    for mut line in priced(from, to, schedule, markup) {
+        if let (Some(gib), Some(rate)) = (size_gib, line.rate) {
+            // Per GiB-month: seconds x GiB x price / (730 h), rounded once.
+            let list = Micros(super::money::div_round(
+                i128::from(line.seconds) * i128::from(gib) * i128::from(rate.0),
+                i128::from(GIB_MONTH_SECONDS),
+            ));
+            line.cost = Some(list.with_markup(markup));
+            u.list_cost = u.list_cost + list;
+        } else if let Some(rate) = line.rate {
+            u.list_cost = u.list_cost + cost_of(line.seconds, rate);
+        }
+        u.seconds += line.seconds;
+        match line.cost {
+            Some(c) => u.cost = u.cost + c,
+            None => u.unpriced_seconds += line.seconds,
+        }
+        u.lines.push(line);
+    }
+    u
+}
+
 /// `[from, to)` split where the effective price changes, each piece priced.
 fn priced(from: DateTime<Utc>, to: DateTime<Utc>, schedule: &[PriceEntry], markup: Markup) -> Vec<UsageLine> {
     let mut cuts: Vec<DateTime<Utc>> = schedule.iter().map(|e| e.effective).filter(|t| *t > from && *t < to).collect();
@@ -224,6 +268,27 @@ mod tests {
         assert_eq!(u.cost, Micros(3_300_000));
         assert_eq!(u.lines.len(), 2);
         assert_eq!((u.lines[1].rate, u.lines[1].price_origin.as_deref()), (Some(Micros(2_000_000)), Some("p:2")));
+    }
+
+    #[test]
+    fn volumes_cost_per_gib_month_and_addresses_per_hour() {
+        let gp3 = [PriceEntry { item: PriceItem::Volume("gp3".into()), ..price("0.08", 0, "p:3") }];
+        // 100 GiB for the 730 hours of a GiB-month: 100 x 0.08 = 8.00; with 10%: 8.80.
+        let u = bill_resource(t(0), Some(t(GIB_MONTH_SECONDS)), t(10_000_000), Some(100), &gp3, Markup(1000), all_of(10_000_000));
+        assert_eq!((u.list_cost, u.cost, u.seconds), (Micros(8_000_000), Micros(8_800_000), GIB_MONTH_SECONDS));
+        // Still there: billed until now; a period after its deletion: nothing.
+        let open = bill_resource(t(0), None, t(3600), Some(730), &gp3, Markup(0), all());
+        assert_eq!(open.cost, Micros(80_000));
+        assert_eq!(bill_resource(t(0), Some(t(10)), t(100), Some(1), &gp3, Markup(0), Period { from: t(20), to: t(30) }), Usage::default());
+        let eip = [PriceEntry { item: PriceItem::Address, ..price("0.005", 0, "p:4") }];
+        let a = bill_resource(t(0), Some(t(7200)), t(9000), None, &eip, Markup(0), all());
+        assert_eq!((a.cost, a.seconds), (Micros(10_000), 7200));
+        let unpriced = bill_resource(t(0), Some(t(60)), t(90), None, &[], Markup(0), all());
+        assert_eq!((unpriced.unpriced_seconds, unpriced.cost), (60, Micros(0)));
+    }
+
+    fn all_of(secs: i64) -> Period {
+        Period { from: t(0), to: t(secs) }
     }
 
     #[test]

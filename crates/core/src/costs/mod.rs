@@ -12,15 +12,16 @@
 
 pub mod budgets;
 pub mod metering;
-pub mod money;
-pub mod prices;
+/// Amounts and markups (in the ground crate: errors carry them).
+pub use cloudbroker_model::money;
+/// Price lists (a module of their own: the configuration snapshot holds them).
+pub use crate::prices;
 pub mod report;
 pub mod summary;
 pub mod watch;
 
 use crate::clock::Clock;
 use crate::error::ServiceResult;
-use crate::provisioning::Vm;
 use crate::registry::Registry;
 use crate::Actor;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -78,6 +79,14 @@ pub struct PriceList {
     pub errors: Vec<String>,
 }
 
+/// What metering needs of a VM (implemented by `provisioning::Vm`, so
+/// this module does not depend on provisioning, which checks budgets with it).
+pub trait Metered {
+    fn metered_id(&self) -> &crate::domain::VmId;
+    fn metered_instance(&self) -> &crate::domain::InstanceName;
+    fn metered_type(&self) -> &str;
+}
+
 /// The month `t` falls in, up to `t`.
 pub fn month_to(t: DateTime<Utc>) -> Period {
     let from = Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).single().unwrap_or(t);
@@ -97,15 +106,15 @@ impl Costs {
 
     /// What `vm` (already checked visible to the caller) cost within
     /// `period` (default: this month so far), never counting past now.
-    pub async fn vm_cost(&self, vm: &Vm, period: Option<Period>) -> ServiceResult<VmCost> {
+    pub async fn vm_cost(&self, vm: &impl Metered, period: Option<Period>) -> ServiceResult<VmCost> {
         let now = self.clock.now();
         let mut period = period.unwrap_or_else(|| month_to(now));
         period.to = period.to.min(now);
         let snap = self.registry.snapshot();
-        let history = self.store.vm_state_history(&vm.id).await?;
+        let history = self.store.vm_state_history(vm.metered_id()).await?;
         let spans = metering::running_spans(&history, period.to);
-        let schedule = snap.prices.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
-        let (markup, _) = snap.prices.markup(vm.instance.as_str());
+        let schedule = snap.prices.schedule(vm.metered_instance().as_str(), &PriceItem::Instance(vm.metered_type().to_string()));
+        let (markup, _) = snap.prices.markup(vm.metered_instance().as_str());
         let usage = metering::bill(&spans, metering::DEFAULT_MINIMUM_SECONDS, schedule, markup, period);
         Ok(VmCost { currency: snap.prices.currency().to_string(), period, estimate: true, usage })
     }

@@ -1,4 +1,4 @@
-//! Cost reports: what VMs cost over `[from, to)`, per day or month,
+//! Cost reports: what VMs, volumes and Elastic IPs cost over `[from, to)`, per day or month,
 //! grouped by user, project, connector instance, instance type, image or
 //! a tag's value. Built from two queries (the VMs of the period and their
 //! state histories) and the metering of `metering.rs`, so a report and a
@@ -130,6 +130,34 @@ pub struct ReportLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub list_cost: Option<Micros>,
     pub unpriced_seconds: i64,
+    /// Volumes and Elastic IPs billed in this line (their seconds and cost are in the figures above).
+    pub volumes: u32,
+    pub addresses: u32,
+}
+
+impl ReportLine {
+    fn add(&mut self, u: &metering::Usage) {
+        self.seconds += u.seconds;
+        self.cost = self.cost + u.cost;
+        self.list_cost = self.list_cost.map(|c| c + u.list_cost);
+        self.unpriced_seconds += u.unpriced_seconds;
+    }
+}
+
+/// The line of `group` in `bucket`, made empty when new (admins' lines carry list costs).
+fn line_of<'a>(acc: &'a mut BTreeMap<(DateTime<Utc>, String), ReportLine>, bucket: DateTime<Utc>, group: &str, admin: bool) -> &'a mut ReportLine {
+    acc.entry((bucket, group.to_string())).or_insert_with(|| ReportLine {
+        bucket,
+        group: group.to_string(),
+        vms: 0,
+        seconds: 0,
+        starts: 0,
+        cost: Micros(0),
+        list_cost: admin.then_some(Micros(0)),
+        unpriced_seconds: 0,
+        volumes: 0,
+        addresses: 0,
+    })
 }
 
 /// A cost report.
@@ -144,7 +172,7 @@ pub struct CostReport {
     /// Buckets in time order, groups by name within each.
     pub lines: Vec<ReportLine>,
     pub total: Micros,
-    /// (instance, instance type) pairs that ran with no price: their seconds are not in the totals.
+    /// (instance, instance type, or `volume.<type>`, `address`) pairs used with no price: their seconds are not in the totals.
     pub unpriced: Vec<(String, String)>,
 }
 
@@ -205,22 +233,48 @@ impl Costs {
                 if u.unpriced_seconds > 0 {
                     unpriced.insert((vm.instance.to_string(), vm.instance_type.clone()));
                 }
-                let line = acc.entry((bucket.from, group.clone())).or_insert_with(|| ReportLine {
-                    bucket: bucket.from,
-                    group: group.clone(),
-                    vms: 0,
-                    seconds: 0,
-                    starts: 0,
-                    cost: Micros(0),
-                    list_cost: actor.is_admin.then_some(Micros(0)),
-                    unpriced_seconds: 0,
-                });
+                let line = line_of(&mut acc, bucket.from, &group, actor.is_admin);
                 line.vms += 1;
-                line.seconds += u.seconds;
                 line.starts += u.starts;
-                line.cost = line.cost + u.cost;
-                line.list_cost = line.list_cost.map(|c| c + u.list_cost);
-                line.unpriced_seconds += u.unpriced_seconds;
+                line.add(&u);
+            }
+        }
+        // Volumes cost per GiB-month while they exist, Elastic IPs per hour while allocated.
+        let (volumes, addresses) = self.store.resources_in_period(&filter).await?;
+        for (kind, spans) in [("volume", volumes), ("address", addresses)] {
+            for r in spans {
+                let (item, size) = if kind == "volume" {
+                    let t = if r.volume_type.is_empty() { "standard".to_string() } else { r.volume_type.clone() };
+                    (PriceItem::Volume(t), Some(r.size_gib))
+                } else {
+                    (PriceItem::Address, None)
+                };
+                let schedule = book.schedule(&r.instance, &item);
+                let (markup, _) = book.markup(&r.instance);
+                let group = match &q.group_by {
+                    GroupBy::User => r.user.clone(),
+                    GroupBy::Project => r.project.clone(),
+                    GroupBy::Instance => r.instance.clone(),
+                    GroupBy::InstanceType => item.to_string(),
+                    GroupBy::Image => format!("({kind})"),
+                    GroupBy::Tag(k) => r.tags.get(k).cloned().unwrap_or_else(|| "(untagged)".to_string()),
+                };
+                for bucket in &buckets {
+                    let u = metering::bill_resource(r.from, r.to, to, size, schedule, markup, *bucket);
+                    if u.seconds == 0 {
+                        continue;
+                    }
+                    if u.unpriced_seconds > 0 {
+                        unpriced.insert((r.instance.clone(), item.to_string()));
+                    }
+                    let line = line_of(&mut acc, bucket.from, &group, actor.is_admin);
+                    if kind == "volume" {
+                        line.volumes += 1;
+                    } else {
+                        line.addresses += 1;
+                    }
+                    line.add(&u);
+                }
             }
         }
         let lines: Vec<ReportLine> = acc.into_values().collect();

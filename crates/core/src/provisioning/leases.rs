@@ -190,8 +190,9 @@ impl Provisioning {
 
     /// Admins only: removes VM `id`'s lease (it then runs until stopped by hand). Audited.
     pub async fn clear_lease(&self, actor: &Actor, id: &VmId) -> ServiceResult<Vm> {
-        actor.require_admin()?;
+        // Not found before forbidden: a non-member learns nothing of the VM.
         let vm = self.owned(actor, id).await?;
+        actor.require_admin()?;
         if !self.store.set_vm_lease(id, None).await? {
             return Err(ServiceError::Conflict(format!(
                 "the lease of VM '{id}' is ending now (the broker is acting on it); try again in a minute"

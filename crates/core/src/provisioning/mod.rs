@@ -339,3 +339,15 @@ impl Provisioning {
         }
     }
 }
+
+impl crate::costs::Metered for Vm {
+    fn metered_id(&self) -> &VmId {
+        &self.id
+    }
+    fn metered_instance(&self) -> &InstanceName {
+        &self.instance
+    }
+    fn metered_type(&self) -> &str {
+        &self.instance_type
+    }
+}

@@ -149,9 +149,11 @@ fn time(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, A
 /// `to`'s month (or this month's), to now.
 fn period(broker: &Broker, from: Option<&str>, to: Option<&str>) -> Result<Period, ApiError> {
     let now = broker.clock.now();
-    let (from, to) = (time("from", from)?, time("to", to)?);
-    let to = to.unwrap_or(now);
-    let from = from.unwrap_or_else(|| month_to(to.min(now)).from);
+    let (from, to_given) = (time("from", from)?, time("to", to)?);
+    let to = to_given.unwrap_or(now);
+    // The month `to` falls in (a given `to` is excluded: its month is that of the instant before).
+    let last = if to_given.is_some() { to - Duration::milliseconds(1) } else { to };
+    let from = from.unwrap_or_else(|| month_to(last.min(now)).from);
     if from >= to {
         // The month's first instant: nothing to count yet.
         if from == to {
@@ -384,8 +386,7 @@ impl ReportOut {
     }
 
     /// As CSV (RFC 4180): a header line, then one line per report line.
-    fn csv(&self) -> String {
-        let admin = self.lines.iter().any(|l| l.list_cost.is_some());
+    fn csv(&self, admin: bool) -> String {
         let mut out = String::from("bucket,group,vms,seconds,starts,unpriced_seconds,cost,currency");
         if admin {
             out.push_str(",list_cost");
@@ -469,7 +470,7 @@ pub(super) async fn cost_report(req: HttpRequest, a: ApiActor, broker: web::Data
     };
     let out = ReportOut::of(report);
     if wants_csv(&req) {
-        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(out.csv()));
+        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(out.csv(admin)));
     }
     ok(out)
 }

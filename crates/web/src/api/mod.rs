@@ -14,6 +14,7 @@ pub mod access_keys;
 pub mod actor;
 pub mod audit;
 pub mod body;
+pub mod budgets;
 pub mod costs;
 pub mod credentials;
 pub mod doc;
@@ -136,6 +137,9 @@ operations![
     costs::list_prices,
     costs::vm_cost,
     costs::cost_report,
+    budgets::list_budgets,
+    budgets::put_budget,
+    budgets::delete_budget,
     self::openapi,
 ];
 

@@ -104,6 +104,65 @@ impl CostsPage {
     }
 }
 
+/// A VM's cost this month on its own page, each line saying where its
+/// figure came from (seconds, rate with the markup; admins: list rate,
+/// markup and the price's origin).
+pub(super) struct VmCostView {
+    pub currency: String,
+    pub cost: String,
+    pub seconds: i64,
+    pub unpriced_seconds: i64,
+    pub lines: Vec<CostLine>,
+}
+
+/// One line of a VM's cost.
+pub(super) struct CostLine {
+    pub from: String,
+    pub to: String,
+    pub seconds: i64,
+    /// Per hour with the markup, or `unpriced`.
+    pub rate: String,
+    /// Or `—` (unpriced).
+    pub cost: String,
+    /// The minimum billed per start beyond the running time.
+    pub minimum: bool,
+    /// Admins: the list rate, markup and the price's origin.
+    pub detail: String,
+}
+
+impl VmCostView {
+    pub(super) fn of(c: cloudbroker_core::costs::VmCost, admin: bool) -> Self {
+        let lines = c
+            .usage
+            .lines
+            .iter()
+            .map(|l| {
+                let rate = l.rate.map_or_else(|| "unpriced".to_string(), |r| format!("{}/h", amount(r.with_markup(l.markup))));
+                let detail = match (&l.rate, &l.price_origin) {
+                    (Some(r), Some(o)) if admin => format!("list {}/h, markup {}, {o}", amount(*r), l.markup.to_percent()),
+                    _ => String::new(),
+                };
+                CostLine {
+                    from: super::form::when(&l.from),
+                    to: super::form::when(&l.to),
+                    seconds: l.seconds,
+                    rate,
+                    cost: l.cost.map_or_else(|| "—".to_string(), amount),
+                    minimum: l.minimum,
+                    detail,
+                }
+            })
+            .collect();
+        Self {
+            currency: c.currency,
+            cost: amount(c.usage.cost),
+            seconds: c.usage.seconds,
+            unpriced_seconds: c.usage.unpriced_seconds,
+            lines,
+        }
+    }
+}
+
 /// The first instant of `YYYY-MM`.
 fn parse_month(s: &str) -> Option<DateTime<Utc>> {
     let (y, m) = s.split_once('-')?;

@@ -12,6 +12,7 @@
 //! Handlers are thin over the same core service calls the JSON API makes.
 
 pub mod audit;
+pub mod budgets;
 pub mod context;
 pub mod costs;
 pub mod credentials;
@@ -66,6 +67,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
                     .configure(shared::routes)
                     .configure(audit::routes)
                     .configure(governance::routes)
+                    .configure(budgets::routes)
                     .default_service(web::to(errors::not_found)),
             )
             .route("/", web::get().to(profile::home))
@@ -98,6 +100,8 @@ pub struct Chrome {
     pub personal: bool,
     /// The projects the header's switcher offers.
     pub projects: Vec<session::ProjectChoice>,
+    /// The budget banner: this month's alerts (empty for most pages).
+    pub budget_alerts: Vec<budgets::Banner>,
 }
 
 impl Chrome {
@@ -116,6 +120,7 @@ impl Chrome {
             role: actor.role.to_string(),
             personal: actor.in_personal_project(),
             projects: me.projects.clone(),
+            budget_alerts: budgets::banner(&me.budget_alerts),
         }
     }
 
@@ -133,6 +138,7 @@ impl Chrome {
             role: String::new(),
             personal: true,
             projects: Vec::new(),
+            budget_alerts: Vec::new(),
         }
     }
 

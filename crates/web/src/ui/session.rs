@@ -38,6 +38,9 @@ pub struct SignedIn {
     pub flash: Option<String>,
     /// The projects the header's switcher offers (the user's memberships).
     pub projects: Vec<ProjectChoice>,
+    /// This month's budget alerts of the user and of the team project it
+    /// acts in (the banner; read for pages only: GET requests).
+    pub budget_alerts: Vec<String>,
 }
 
 /// A project of the switcher: its name and the user's role there.
@@ -97,7 +100,7 @@ pub fn removal<'a>(req: &HttpRequest, broker: &Broker, name: &'a str) -> Cookie<
 pub async fn session(req: &HttpRequest, broker: &Broker) -> Option<SignedIn> {
     let raw = req.cookie(SESSION_COOKIE)?.value().to_string();
     match broker.identity.resolve_session(&raw).await {
-        Ok(Some(session)) => Some(SignedIn { raw, session, flash: None, projects: Vec::new() }),
+        Ok(Some(session)) => Some(SignedIn { raw, session, flash: None, projects: Vec::new(), budget_alerts: Vec::new() }),
         _ => None,
     }
 }
@@ -172,6 +175,9 @@ pub async fn require_session(
             let fell_back = enter_project(&broker, &mut s, wanted.as_deref()).await;
             if let Some((message, _)) = &fell_back {
                 s.flash = Some(message.clone());
+            }
+            if req.method() == actix_web::http::Method::GET {
+                s.budget_alerts = super::budgets::alerts(&broker, &s.session.actor).await;
             }
             // A form sent for a project that cannot be entered changes
             // nothing (it would otherwise act in the personal project).

@@ -687,6 +687,8 @@ struct DetailPage {
     can_lease: bool,
     form: ExtendForm,
     errors: FormErrors,
+    /// Its cost this month, line by line (none if it cannot be read just now).
+    cost: Option<super::costs::VmCostView>,
 }
 
 /// The Extend form: an optional length or end time, and where to come back.
@@ -723,9 +725,10 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
     let can_lease = ui.actor().require_act().is_ok() && takes_lease(vm.status) && (vm.lease.is_some() || ui.actor().is_admin);
     let title = format!("VM {}", if vm.name.is_empty() { vm.id.to_string() } else { vm.name.clone() });
     let c = ui.chrome("vms", title);
+    let cost = ui.broker.costs.vm_cost(&vm, None).await.ok().map(|v| super::costs::VmCostView::of(v, ui.actor().is_admin));
     Ok(html(
         status,
-        &DetailPage { c, vm: VmRow::of(vm, now), project, created, tags, terms: terms_text_, extension, can_lease, form, errors },
+        &DetailPage { c, vm: VmRow::of(vm, now), project, created, tags, terms: terms_text_, extension, can_lease, form, errors, cost },
     ))
 }
 

@@ -19,7 +19,7 @@
 //! twice is an error at the second place (naming the first), which is
 //! skipped. Every entry keeps its origin (`file:line`), which reports show.
 
-use super::money::{Markup, Micros};
+use crate::domain::money::{Markup, Micros};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -104,7 +104,7 @@ impl Markup {
 }
 
 /// `n / d` rounded half away from zero (`d` > 0).
-pub(crate) fn div_round(n: i128, d: i128) -> i64 {
+pub fn div_round(n: i128, d: i128) -> i64 {
     let q = if n >= 0 { (n + d / 2) / d } else { (n - d / 2) / d };
     i64::try_from(q).unwrap_or(if q > 0 { i64::MAX } else { i64::MIN })
 }
