@@ -70,6 +70,10 @@ fn describe() {
     describe_counter!("cloudbroker_cloud_throttles_total", "Cloud API attempts the cloud throttled, by connector instance and action.");
     describe_counter!("cloudbroker_quota_rejections_total", "Launches refused because they would exceed a quota, by connector instance.");
     describe_counter!(
+        "cloudbroker_spend_micros_total",
+        "What VMs spent (metered, with markups), in millionths of the broker's currency, by connector instance and user; grown by the budget-watch worker each minute (per process: use increase() or rate())."
+    );
+    describe_counter!(
         "cloudbroker_budget_alerts_total",
         "Budget thresholds crossed (each recorded once a month), by scope (user, project), connector instance and threshold (percent)."
     );
@@ -100,6 +104,12 @@ fn describe() {
 /// Counts a launch refused by a quota.
 pub fn quota_rejected(instance: &str) {
     metrics::counter!("cloudbroker_quota_rejections_total", "instance" => instance.to_string()).increment(1);
+}
+
+/// Grows the spend counter of `user` on `instance` by `micros` (millionths of the currency).
+pub fn spend(instance: &str, user: &str, micros: i64) {
+    metrics::counter!("cloudbroker_spend_micros_total", "instance" => instance.to_string(), "user" => user.to_string())
+        .increment(u64::try_from(micros).unwrap_or(0));
 }
 
 /// Counts a budget threshold crossed (recorded once per month and budget).

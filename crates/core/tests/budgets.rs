@@ -65,6 +65,7 @@ fn small() -> LaunchRequest {
 }
 
 async fn scenario(dir: &Path, db: Option<String>) {
+    cloudbroker_core::metrics::install();
     write_files(dir);
     let b = start(dir, db).await;
     setup(&b).await;
@@ -135,6 +136,11 @@ async fn scenario(dir: &Path, db: Option<String>) {
     assert!(alerts.iter().any(|a| a.starts_with("the project 'team-a' spent or committed 0.06 USD of its 0.10 USD") && a.contains("(50% reached")), "{alerts:#?}");
     assert!(!alerts.iter().any(|a| a.contains("'alice'") && a.contains("100%")), "{alerts:#?}");
     assert!(b.costs.watch_budgets().await.unwrap().alerts.is_empty(), "recorded once");
+    // The same passes grew the spend counters by what was metered, once: bob's
+    // stopped VM owes its 60-second minimum, 0.06.
+    let metrics = cloudbroker_core::metrics::render();
+    assert!(metrics.contains("cloudbroker_spend_micros_total{instance=\"sb\",user=\"bob\"} 60000"), "{metrics}");
+    assert!(metrics.contains("cloudbroker_budget_alerts_total{scope=\"project\",instance=\"sb\",threshold=\"50\"} 1"), "{metrics}");
     let banner = b.costs.alerts_for(&alice).await.unwrap();
     assert_eq!(banner.len(), 1, "the highest threshold per instance: {banner:?}");
     assert!(banner[0].contains("80% reached"));

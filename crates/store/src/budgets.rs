@@ -143,7 +143,8 @@ impl Store {
 
     /// The thresholds `owner`'s budgets crossed in `month`, newest first.
     pub async fn budget_alerts(&self, scope: BudgetScope, owner: &str, month: &str) -> Result<Vec<BudgetAlert>, StoreError> {
-        let rows: Vec<(String, String, String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        type Row = (String, String, String, String, i64, i64, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT scope, owner, instance, month, threshold, spent, budget, at FROM budget_alerts \
              WHERE scope = $1 AND owner = $2 AND month = $3 ORDER BY at DESC, threshold DESC",
         )

@@ -71,11 +71,19 @@ async fn scenario(db: Option<String>) {
 
     // No budget yet: null amount, from the instance.
     let b = on_sb(&get(&app, &alice, "/api/v1/budgets").await, "user");
-    assert_eq!((&b["amount"], &b["source"], &b["spent"], &b["owner"]), (&Value::Null, &json!("instance"), &json!("0.00"), &json!("alice")), "{b}");
+    assert_eq!(
+        (&b["amount"], &b["source"], &b["spent"], &b["owner"]),
+        (&Value::Null, &json!("instance"), &json!("0.00"), &json!("alice")),
+        "{b}"
+    );
     let (s, r) = app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"sb.budget.user.monthly": "0.10"}))).await;
     assert_eq!(s, 200, "{r}");
     let b = on_sb(&get(&app, &alice, "/api/v1/budgets").await, "user");
-    assert_eq!((&b["amount"], &b["amount_micros"], &b["source"], &b["currency"]), (&json!("0.10"), &json!(100_000), &json!("instance"), &json!("USD")), "{b}");
+    assert_eq!(
+        (&b["amount"], &b["amount_micros"], &b["source"], &b["currency"]),
+        (&json!("0.10"), &json!(100_000), &json!("instance"), &json!("USD")),
+        "{b}"
+    );
 
     // One start fits (0.06 of 0.10), the second does not: 409 with the figures.
     let (s, r) = app.call(Method::POST, "/api/v1/vms", &alice, Some(micro())).await;
@@ -112,7 +120,7 @@ async fn scenario(db: Option<String>) {
     let (s, r) = app.call(Method::GET, "/api/v1/budgets?user=bob", &alice, None).await;
     assert_eq!(s, 403, "{r}");
     // Bad values name their field; unknown things are 404s.
-    for bad in [json!("abc"), json!("-1"), json!("1.1234567"), json!(true)] {
+    for bad in [json!("abc"), json!("-1"), json!("1.1234567"), json!(" 5"), json!("1234567890"), json!(5), json!(true)] {
         let (s, r) = app.call(Method::PUT, path, &admin, Some(json!({"amount": bad}))).await;
         assert_eq!((s, r["error"]["field"].as_str()), (400, Some("amount")), "{bad}: {r}");
     }

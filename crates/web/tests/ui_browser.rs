@@ -788,6 +788,8 @@ async fn costs_in_a_real_browser() {
     b.goto("/vms", "vms-costs").await;
     let web_id = &ids["web"].1;
     assert!(b.text(&format!("#vm-{web_id} td.cost-month")).await.starts_with("USD "));
+    b.goto(&format!("/vms/{web_id}"), "vm-cost").await;
+    assert!(b.text("#vm-cost-total").await.starts_with("USD "));
     b.sign_out().await;
 
     b.sign_in("super", common::SUPER_PW).await;

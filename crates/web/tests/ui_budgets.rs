@@ -147,7 +147,8 @@ async fn scenario(db: Option<String>) {
     assert!(body.contains("The monthly budget of user &#x27;alice&#x27; on sb is now 5.00 USD."), "{body}");
     let rows = element(&body, "table", "budget-rows-sb");
     assert!(rows.contains("data-owner=\"alice\" data-source=\"override\"") && rows.contains("<td class=\"amount\">5.00</td>"), "{rows}");
-    let (s, body) = sup.post("/admin/budgets", &[("scope", "user"), ("owner", "alice"), ("instance", "sb"), ("amount", ""), ("op", "remove")]).await;
+    let (s, body) =
+        sup.post("/admin/budgets", &[("scope", "user"), ("owner", "alice"), ("instance", "sb"), ("amount", ""), ("op", "remove")]).await;
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("is removed: the instance&#x27;s default applies."), "{body}");
     assert!(body.contains("id=\"budget-rows-sb\">No override"), "{body}");
@@ -159,7 +160,10 @@ async fn scenario(db: Option<String>) {
     let (s, body) =
         alice.post("/vms", &[("instance", "sb"), ("image", "linux"), ("instance_type", "t2.micro"), ("count", "1"), ("name", "web")]).await;
     assert!(s == 400 || s == 409, "{s}: {body}");
-    assert!(body.contains("id=\"form-error\">Over budget: The monthly budget of user &#x27;alice&#x27; on &#x27;sb&#x27; is 0.07 USD"), "{body}");
+    assert!(
+        body.contains("id=\"form-error\">Over budget: The monthly budget of user &#x27;alice&#x27; on &#x27;sb&#x27; is 0.07 USD"),
+        "{body}"
+    );
     assert!(body.contains("value=\"web\""), "the name kept");
 
     // No banner before the watch; after it, amber for alice (85%), on every page; none for bob.

@@ -139,6 +139,13 @@ async fn scenario(db: Option<String>) {
         assert_eq!(between(row, "<td class=\"cost-month\">", "</td>"), cost, "{row}");
     }
 
+    // The VM's own page explains its figure: seconds, rate, cost.
+    let (_, vm) = ui.get(&format!("/vms/{}", ids[0])).await;
+    assert_eq!(between(&vm, "id=\"vm-cost-total\">", "</span>"), "USD 3.96", "{vm}");
+    let lines = between(&vm, "id=\"vm-cost-lines\"", "</table>");
+    assert!(lines.contains("<td class=\"num\">3600</td><td>3.96/h</td><td class=\"num\">3.96</td>"), "{lines}");
+    assert!(!lines.contains("50-test.conf"), "a user sees no price origin: {lines}");
+
     // An admin: everyone's by user, filtered by user.
     let sup = Ui::sign_in(&app, "super", SUPER_PW).await;
     let (s, page) = sup.get("/costs").await;
@@ -147,6 +154,10 @@ async fn scenario(db: Option<String>) {
     let (_, page) = sup.get("/costs?user=bob&group_by=user").await;
     assert_eq!(between(&page, "id=\"cost-total\">", "</td>"), "0.00");
     assert!(page.contains("Nothing was spent this month so far."), "{page}");
+    // Admins see where the price came from.
+    let (_, vm) = sup.get(&format!("/vms/{}", ids[0])).await;
+    let lines = between(&vm, "id=\"vm-cost-lines\"", "</table>");
+    assert!(lines.contains("list 3.60/h, markup 10%") && lines.contains("50-test.conf:3"), "{lines}");
     let (_, home) = sup.get("/").await;
     assert!(between(&home, "id=\"spend-mtd\">", "</span>") == "USD 3.97276", "{home}");
     app.stop().await;

@@ -37,6 +37,10 @@ pub struct Costs {
     store: Store,
     registry: Arc<Registry>,
     clock: Clock,
+    /// Per (instance, user): the month and the month-to-date spend last
+    /// counted into the spend metric (this process's counters grow by the
+    /// difference).
+    counted: std::sync::Mutex<std::collections::HashMap<(String, String), (String, i64)>>,
 }
 
 /// A VM's cost over a period, as the API shows it.
@@ -96,7 +100,7 @@ pub fn month_to(t: DateTime<Utc>) -> Period {
 impl Costs {
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
         let clock = store.clock().clone();
-        Self { store, registry, clock }
+        Self { store, registry, clock, counted: Default::default() }
     }
 
     /// The broker's currency.

@@ -4,7 +4,8 @@
 //! (50%, 80%, 100% of the budget) it crossed once per month: the store's
 //! insert-once row decides which replica records it, and only that one
 //! writes the audit record and counts the metric. The UI's banner reads
-//! the rows. Budgets never stop running VMs.
+//! the rows. Budgets never stop running VMs. The same pass grows the
+//! spend counters per instance and user (`cloudbroker_spend_micros_total`).
 
 use super::budgets;
 use super::metering::DEFAULT_MINIMUM_SECONDS;
@@ -42,6 +43,7 @@ impl Costs {
             let instance = entry.name.as_str();
             let f = PeriodFilter { instance: Some(instance.to_string()), from: month.from.timestamp_millis(), to: month.to.timestamp_millis(), ..Default::default() };
             let vms = self.store.vms_with_history(&f).await?;
+            self.count_spend(instance, &vms, &snap.prices, month, &month_key);
             // Owners with VMs this month, per scope.
             let mut owners: BTreeMap<(BudgetScope, String), Vec<_>> = BTreeMap::new();
             for v in vms {
@@ -124,6 +126,40 @@ impl Costs {
             }
         }
         Ok(out)
+    }
+}
+
+impl Costs {
+    /// Grows the spend counters (per instance and user) by what each user's
+    /// VMs on `instance` spent since the last pass (metered, with markups).
+    fn count_spend(
+        &self,
+        instance: &str,
+        vms: &[(cloudbroker_store::vms::VmRow, Vec<cloudbroker_store::metering::StateChange>)],
+        book: &crate::prices::PriceBook,
+        month: super::metering::Period,
+        month_key: &str,
+    ) {
+        let mut per_user: BTreeMap<String, i64> = BTreeMap::new();
+        for (vm, history) in vms {
+            let schedule = book.schedule(instance, &crate::prices::PriceItem::Instance(vm.instance_type.clone()));
+            let (markup, _) = book.markup(instance);
+            let spans = super::metering::running_spans(history, month.to);
+            let u = super::metering::bill(&spans, DEFAULT_MINIMUM_SECONDS, schedule, markup, month);
+            *per_user.entry(vm.user.to_string()).or_default() += u.cost.0;
+        }
+        let Ok(mut counted) = self.counted.lock() else { return };
+        for (user, spent) in per_user {
+            let key = (instance.to_string(), user.clone());
+            let before = match counted.get(&key) {
+                Some((m, v)) if m == month_key => *v,
+                _ => 0,
+            };
+            if spent > before {
+                crate::metrics::spend(instance, &user, spent - before);
+            }
+            counted.insert(key, (month_key.to_string(), spent.max(before)));
+        }
     }
 }
 

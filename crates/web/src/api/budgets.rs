@@ -13,11 +13,11 @@ use super::doc::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::ok;
 use actix_web::{web, HttpResponse};
+use cloudbroker_core::costs::budgets::BudgetScope;
 use cloudbroker_core::costs::money::Micros;
 use cloudbroker_core::costs::BudgetView;
 use cloudbroker_core::domain::{InstanceName, ProjectName, UserName};
 use cloudbroker_core::{Actor, Broker, Resource, ServiceError};
-use cloudbroker_core::costs::budgets::BudgetScope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -132,16 +132,22 @@ async fn existing_project(broker: &Broker, admin: &Actor, s: &str) -> Result<Pro
 /// The caller's budgets on every connector instance: their own, and their
 /// team project's when acting in one (`?project=`), with what was spent
 /// this month and this month's alerts. Admins read a user's
-/// (`?user=`) or a project's (`?for_project=`).
+/// (`?user=`), a project's (`?for_project=`) or both.
 #[utoipa::path(get, path = "/api/v1/budgets", tag = "costs", params(BudgetParams),
     responses((status = 200, body = BudgetsOut),
-        (status = 400, description = "`invalid`: both `user` and `for_project`", body = ErrorBody),
         (status = 403, description = "`forbidden`: only admins read others' budgets", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user or project", body = ErrorBody)))]
 pub(super) async fn list_budgets(a: ApiActor, broker: web::Data<Broker>, q: web::Query<BudgetParams>) -> ApiResult {
     let actor = &a.0;
     let (owners, alerts) = match (&q.user, &q.for_project) {
-        (Some(_), Some(_)) => return Err(ApiError::field("for_project", "give either user or for_project, not both")),
+        (Some(u), Some(p)) => {
+            actor.require_admin()?;
+            let user = existing_user(&broker, actor, u).await?;
+            let project = existing_project(&broker, actor, p).await?;
+            let as_member = Actor::new(user.clone(), false).in_project(project.clone(), actor.role);
+            let alerts = broker.costs.alerts_for(&as_member).await?;
+            (vec![(BudgetScope::User, user.to_string()), (BudgetScope::Project, project.to_string())], alerts)
+        }
         (Some(u), None) => {
             actor.require_admin()?;
             let user = existing_user(&broker, actor, u).await?;
@@ -174,7 +180,7 @@ pub(super) async fn list_budgets(a: ApiActor, broker: web::Data<Broker>, q: web:
 pub(super) struct BudgetBody {
     /// The monthly amount in the broker's currency: a decimal string, at
     /// most six decimals (`"25.00"`).
-    #[schema(value_type = String, pattern = "^[0-9]{1,12}(\\.[0-9]{1,6})?$", example = "25.00")]
+    #[schema(value_type = String, pattern = "^[0-9]{1,9}(\\.[0-9]{1,6})?$", example = "25.00")]
     amount: serde_json::Value,
 }
 
@@ -187,14 +193,21 @@ fn scope_in_path(s: &str) -> Result<BudgetScope, ApiError> {
     }
 }
 
-/// An amount as sent: a decimal string (a JSON number is read the same way).
+/// An amount as sent: a decimal string as the document's pattern says
+/// (1-9 digits, optionally a point and 1-6 decimals).
 fn amount_in_body(v: &serde_json::Value) -> Result<Micros, ApiError> {
-    let text = match v {
-        serde_json::Value::String(s) => s.trim().to_string(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return Err(ApiError::field("amount", "amount must be a decimal string, e.g. \"25.00\"")),
+    let bad =
+        || ApiError::field("amount", "amount must be a decimal string with at most 9 digits before the point and 6 after, e.g. \"25.00\"");
+    let serde_json::Value::String(text) = v else { return Err(bad()) };
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (text.as_str(), None),
     };
-    Micros::parse(&text).map_err(|e| ApiError::field("amount", format!("amount: {e}")))
+    let digits = |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int, 9) || !frac.is_none_or(|f| digits(f, 6)) {
+        return Err(bad());
+    }
+    Micros::parse(text).map_err(|e| ApiError::field("amount", format!("amount: {e}")))
 }
 
 /// The owner named in a path, checked to exist (admins only reach this).
@@ -213,7 +226,11 @@ fn instance_in_path(s: &str) -> Result<InstanceName, ApiError> {
 }
 
 /// Checks a budget path: admin, scope, owner, instance.
-async fn budget_path(broker: &Broker, actor: &Actor, path: (String, String, String)) -> Result<(BudgetScope, String, InstanceName), ApiError> {
+async fn budget_path(
+    broker: &Broker,
+    actor: &Actor,
+    path: (String, String, String),
+) -> Result<(BudgetScope, String, InstanceName), ApiError> {
     let (scope, owner, instance) = path;
     actor.require_admin()?;
     let scope = scope_in_path(&scope)?;
