@@ -3,8 +3,9 @@
 //! builder. The only place the `ec2query` parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, CONNECTION_POLICY, MAX_WORKERS, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS,
-    BUDGET_PROJECT_MONTHLY, BUDGET_USER_MONTHLY, LEASE_ACTION, LEASE_DEFAULT, LEASE_MAX, LEASE_MAX_ACTIONS, LEASE_WARN, POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, BUDGET_PROJECT_MONTHLY, BUDGET_USER_MONTHLY, CONNECTION_POLICY,
+    LEASE_ACTION, LEASE_DEFAULT, LEASE_MAX, LEASE_MAX_ACTIONS, LEASE_WARN, MAX_WORKERS, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS,
+    POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
 };
 use cloudbroker_connector_api::{BuildContext, Connector, ConnectorBuilder, ConnectorError, InstanceName};
 use std::sync::Arc;

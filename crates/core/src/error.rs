@@ -272,4 +272,3 @@ impl std::fmt::Display for BudgetRefusal {
         )
     }
 }
-

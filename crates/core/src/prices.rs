@@ -144,7 +144,8 @@ impl PriceBook {
             }
             None => (key, DateTime::<Utc>::UNIX_EPOCH),
         };
-        let (instance, rest) = key.split_once('.').ok_or_else(|| format!("'{}' is not <instance>.price.<item> or <instance>.markup", clip(key)))?;
+        let (instance, rest) =
+            key.split_once('.').ok_or_else(|| format!("'{}' is not <instance>.price.<item> or <instance>.markup", clip(key)))?;
         crate::domain::InstanceName::parse(instance).map_err(|e| format!("'{}': {e}", clip(instance)))?;
         if rest == "markup" {
             let m = Markup::parse(value)?;
@@ -226,7 +227,10 @@ mod tests {
         assert!(lines[4].0 == 12 && lines[4].1.contains("key = value"));
         assert!(lines[5].0 == 13 && lines[5].1.contains("RFC 3339"));
         assert!(lines[6].0 == 14 && lines[6].1.contains("three-letter"));
-        assert_eq!(errors[0].to_string(), "p.conf:8: the price of sb instance.t3.micro from 1970-01-01 00:00:00 UTC is already given at p.conf:4");
+        assert_eq!(
+            errors[0].to_string(),
+            "p.conf:8: the price of sb instance.t3.micro from 1970-01-01 00:00:00 UTC is already given at p.conf:4"
+        );
         assert_eq!(book.currency(), "EUR");
         assert_eq!(book.markup("sb"), (Markup(1000), Some("p.conf:3")));
         assert_eq!(book.markup("other"), (Markup(0), None));

@@ -34,7 +34,8 @@ fn t0() -> DateTime<Utc> {
 fn write_files(dir: &Path) {
     let conn = dir.join("connectors.d");
     std::fs::create_dir_all(conn.join("prices")).unwrap();
-    std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox\nsb.boot.delay.ms = 0\nsb.budget.user.monthly = 0.20\n").unwrap();
+    std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox\nsb.boot.delay.ms = 0\nsb.budget.user.monthly = 0.20\n")
+        .unwrap();
     std::fs::write(conn.join("prices").join("sb.conf"), "sb.price.instance.t2.small = 3.6\n").unwrap();
 }
 
@@ -132,8 +133,18 @@ async fn scenario(dir: &Path, db: Option<String>) {
     let first = b.costs.watch_budgets().await.unwrap();
     let mut alerts = first.alerts.clone();
     alerts.sort();
-    assert!(alerts.contains(&"the user 'alice' spent or committed 0.24 USD of its 0.25 USD monthly budget on 'sb' (80% reached in 2026-12)".to_string()), "{alerts:#?}");
-    assert!(alerts.iter().any(|a| a.starts_with("the project 'team-a' spent or committed 0.06 USD of its 0.10 USD") && a.contains("(50% reached")), "{alerts:#?}");
+    assert!(
+        alerts.contains(
+            &"the user 'alice' spent or committed 0.24 USD of its 0.25 USD monthly budget on 'sb' (80% reached in 2026-12)".to_string()
+        ),
+        "{alerts:#?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.starts_with("the project 'team-a' spent or committed 0.06 USD of its 0.10 USD") && a.contains("(50% reached")),
+        "{alerts:#?}"
+    );
     assert!(!alerts.iter().any(|a| a.contains("'alice'") && a.contains("100%")), "{alerts:#?}");
     assert!(b.costs.watch_budgets().await.unwrap().alerts.is_empty(), "recorded once");
     // The same passes grew the spend counters by what was metered, once: bob's

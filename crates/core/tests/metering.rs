@@ -15,9 +15,9 @@ use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::costs::metering::Period;
 use cloudbroker_core::costs::money::Micros;
 use cloudbroker_core::costs::report::{Granularity, GroupBy, ReportQuery};
+use cloudbroker_core::domain::VolumeSize;
 use cloudbroker_core::domain::{VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
-use cloudbroker_core::domain::VolumeSize;
 use cloudbroker_core::provisioning::{InstanceType, LaunchRequest, Vm, VolumeSpec};
 use cloudbroker_core::testing::{image, image_ref, instance, user};
 use cloudbroker_core::{Actor, Broker, Config};
@@ -167,7 +167,8 @@ async fn scenario(dir: &Path, db: Option<String>) {
     // A 10 GiB gp3 volume for an hour (10 x 7.3 per GiB-month x 1 h / 730 h = 0.10, +10%),
     // an Elastic IP for half an hour (3.6/h: 1.80, +10%), priced per GiB-month and per hour.
     b.clock.set(t(40_000));
-    let spec = VolumeSpec { size: VolumeSize::new(10).unwrap(), zone: "sba".into(), volume_type: Some("gp3".into()), tags: Default::default() };
+    let spec =
+        VolumeSpec { size: VolumeSize::new(10).unwrap(), zone: "sba".into(), volume_type: Some("gp3".into()), tags: Default::default() };
     let vol = b.provisioning.create_volume(&alice, &instance("sb"), spec).await.unwrap();
     let eip = b.provisioning.allocate_address(&alice, &instance("sb")).await.unwrap();
     b.clock.set(t(41_800));

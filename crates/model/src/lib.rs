@@ -18,8 +18,8 @@
 pub mod clock;
 mod ids;
 mod instance;
-pub mod money;
 pub mod lease;
+pub mod money;
 mod names;
 mod page;
 mod project;

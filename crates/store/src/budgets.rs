@@ -94,7 +94,13 @@ impl Store {
     }
 
     /// Sets (`Some`) or removes an override.
-    pub async fn set_budget_override(&self, scope: BudgetScope, owner: &str, instance: &str, amount: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_budget_override(
+        &self,
+        scope: BudgetScope,
+        owner: &str,
+        instance: &str,
+        amount: Option<i64>,
+    ) -> Result<(), StoreError> {
         match amount {
             Some(a) => {
                 sqlx::query(
@@ -229,7 +235,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Err((scope, budget, spent)) = self.budget_room(&mut tx, check, user, project, instance, 1).await.map_err(AdmitError::Store)? {
+        if let Err((scope, budget, spent)) =
+            self.budget_room(&mut tx, check, user, project, instance, 1).await.map_err(AdmitError::Store)?
+        {
             tx.rollback().await?;
             return Err(AdmitError::Budget { scope, budget, spent });
         }

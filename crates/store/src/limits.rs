@@ -127,7 +127,8 @@ impl Store {
     ) -> Result<AddressRow, CapError> {
         let mut tx = self.pool().begin().await?;
         lock_and_check(&mut tx, Owned::Addresses, project, limit).await?;
-        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, project, user, credential_id, public_ip, self.clock_ms()).await?;
+        crate::resources::insert_address_on(&mut *tx, instance, allocation_id, project, user, credential_id, public_ip, self.clock_ms())
+            .await?;
         tx.commit().await?;
         Ok(self.address(instance, allocation_id).await?.ok_or_else(|| StoreError::NotFound(format!("address '{allocation_id}'")))?)
     }

@@ -2,9 +2,9 @@
 //! when, as the triggers appended them. Metering bills from these rows
 //! alone, never from "now minus created_at".
 
+use crate::vms::VmRow;
 use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
-use crate::vms::VmRow;
 use cloudbroker_model::{VmId, VmStatus};
 
 /// One recorded state change.
@@ -17,13 +17,14 @@ pub struct StateChange {
 impl Store {
     /// The states VM `id` took, oldest first (ties in the order they were recorded).
     pub async fn vm_state_history(&self, id: &VmId) -> Result<Vec<StateChange>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, at FROM vm_state_history WHERE vm_id = $1 ORDER BY at, id").bind(id).fetch_all(self.pool()).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, at FROM vm_state_history WHERE vm_id = $1 ORDER BY at, id")
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
         rows.into_iter()
             .map(|(state, at)| {
-                let state = VmStatus::parse(&state).map_err(|e| {
-                    StoreError::Db(sqlx::Error::Decode(format!("VM {id}: state history: {}", e.message).into()))
-                })?;
+                let state = VmStatus::parse(&state)
+                    .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {id}: state history: {}", e.message).into())))?;
                 Ok(StateChange { state, at: ms_to_time(at) })
             })
             .collect()
@@ -102,10 +103,13 @@ impl Store {
                 .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))?;
             by_vm.entry(vm_id).or_default().push(StateChange { state, at: ms_to_time(at) });
         }
-        Ok(vms.into_iter().map(|v| {
-            let h = by_vm.remove(v.id.as_str()).unwrap_or_default();
-            (v, h)
-        }).collect())
+        Ok(vms
+            .into_iter()
+            .map(|v| {
+                let h = by_vm.remove(v.id.as_str()).unwrap_or_default();
+                (v, h)
+            })
+            .collect())
     }
 }
 

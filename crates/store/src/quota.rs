@@ -91,7 +91,11 @@ pub enum AdmitError {
     NotActing(Option<ProjectRole>),
     /// A budget leaves room for fewer than `min` VMs: (whose, the budget,
     /// spent and committed so far), in micros.
-    Budget { scope: crate::budgets::BudgetScope, budget: i64, spent: i64 },
+    Budget {
+        scope: crate::budgets::BudgetScope,
+        budget: i64,
+        spent: i64,
+    },
     Store(StoreError),
 }
 
@@ -300,7 +304,11 @@ impl Store {
             admitted = admitted.min(room);
         }
         if let Some(check) = &a.budget {
-            match self.budget_room(&mut tx, check, a.user.as_str(), a.project.as_str(), a.instance.as_str(), min).await.map_err(AdmitError::Store)? {
+            match self
+                .budget_room(&mut tx, check, a.user.as_str(), a.project.as_str(), a.instance.as_str(), min)
+                .await
+                .map_err(AdmitError::Store)?
+            {
                 Ok(room) => admitted = admitted.min(room),
                 Err((scope, budget, spent)) => {
                     tx.rollback().await?;

@@ -11,7 +11,9 @@
 
 use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
-use cloudbroker_model::{ClientToken, CredentialId, InstanceName, LaunchId, Lease, LeaseAction, ProjectName, Tags, UserName, VmId, VmStatus};
+use cloudbroker_model::{
+    ClientToken, CredentialId, InstanceName, LaunchId, Lease, LeaseAction, ProjectName, Tags, UserName, VmId, VmStatus,
+};
 use serde::Serialize;
 
 /// A VM as the broker records it.

@@ -629,7 +629,9 @@ async fn launch_policies_and_governance_in_a_real_browser() {
     let before = web.lease.clone().expect("launched with a lease").expires_at;
     let cell = b.text(&format!("#vm-{} td.lease", web.id)).await;
     assert!(
-        cell.contains(&before.format("%Y-%m-%d %H:%M UTC").to_string()) && (cell.contains("in 4h") || cell.contains("in 3h 59m")) && cell.contains("then terminate"),
+        cell.contains(&before.format("%Y-%m-%d %H:%M UTC").to_string())
+            && (cell.contains("in 4h") || cell.contains("in 3h 59m"))
+            && cell.contains("then terminate"),
         "{cell}"
     );
     b.shot("vms-with-leases").await;

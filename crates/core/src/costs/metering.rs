@@ -235,7 +235,16 @@ mod tests {
     #[test]
     fn only_running_time_is_billed() {
         use VmStatus::*;
-        let history = h(&[(Requested, 0), (Pending, 5), (Running, 10), (Stopping, 3610), (Stopped, 3620), (Running, 7200), (ShuttingDown, 10_800), (Terminated, 10_810)]);
+        let history = h(&[
+            (Requested, 0),
+            (Pending, 5),
+            (Running, 10),
+            (Stopping, 3610),
+            (Stopped, 3620),
+            (Running, 7200),
+            (ShuttingDown, 10_800),
+            (Terminated, 10_810),
+        ]);
         let spans = running_spans(&history, t(20_000));
         assert_eq!(spans, vec![Span { from: t(10), to: t(3610), open: false }, Span { from: t(7200), to: t(10_800), open: false }]);
         let u = bill(&spans, 60, &[price("1", 0, "p.conf:1")], Markup(0), all());

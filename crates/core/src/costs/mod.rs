@@ -12,10 +12,10 @@
 
 pub mod budgets;
 pub mod metering;
-/// Amounts and markups (in the ground crate: errors carry them).
-pub use cloudbroker_model::money;
 /// Price lists (a module of their own: the configuration snapshot holds them).
 pub use crate::prices;
+/// Amounts and markups (in the ground crate: errors carry them).
+pub use cloudbroker_model::money;
 pub mod report;
 pub mod summary;
 pub mod watch;
@@ -140,11 +140,7 @@ impl Costs {
                 origin: actor.is_admin.then(|| e.origin.clone()),
             }
         };
-        let errors = if actor.is_admin {
-            snap.file_errors.iter().filter(|e| e.contains("prices")).cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let errors = if actor.is_admin { snap.file_errors.iter().filter(|e| e.contains("prices")).cloned().collect() } else { Vec::new() };
         PriceList { currency: book.currency().to_string(), prices: book.entries().map(view).collect(), errors }
     }
 }
@@ -184,7 +180,10 @@ impl Costs {
         let detail = format!(
             "budget of {} '{owner}' on '{instance}': {}",
             scope.as_str(),
-            amount.map_or_else(|| "unset (the instance's default applies)".to_string(), |a| format!("{} {}", a.to_decimal(2), self.currency()))
+            amount.map_or_else(
+                || "unset (the instance's default applies)".to_string(),
+                |a| format!("{} {}", a.to_decimal(2), self.currency())
+            )
         );
         let target = match scope {
             cloudbroker_store::budgets::BudgetScope::User => crate::audit::AuditTarget::Quota { user: owner, instance: instance.as_str() },
@@ -231,6 +230,14 @@ impl Costs {
         };
         let vms = self.store.vms_with_history(&f).await?;
         let spent = budgets::spent(&vms, &snap.prices, month, now, metering::DEFAULT_MINIMUM_SECONDS);
-        Ok(BudgetView { scope: scope.as_str(), owner: owner.to_string(), instance: instance.to_string(), currency: snap.prices.currency().to_string(), amount, source, spent })
+        Ok(BudgetView {
+            scope: scope.as_str(),
+            owner: owner.to_string(),
+            instance: instance.to_string(),
+            currency: snap.prices.currency().to_string(),
+            amount,
+            source,
+            spent,
+        })
     }
 }

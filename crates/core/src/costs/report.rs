@@ -145,7 +145,12 @@ impl ReportLine {
 }
 
 /// The line of `group` in `bucket`, made empty when new (admins' lines carry list costs).
-fn line_of<'a>(acc: &'a mut BTreeMap<(DateTime<Utc>, String), ReportLine>, bucket: DateTime<Utc>, group: &str, admin: bool) -> &'a mut ReportLine {
+fn line_of<'a>(
+    acc: &'a mut BTreeMap<(DateTime<Utc>, String), ReportLine>,
+    bucket: DateTime<Utc>,
+    group: &str,
+    admin: bool,
+) -> &'a mut ReportLine {
     acc.entry((bucket, group.to_string())).or_insert_with(|| ReportLine {
         bucket,
         group: group.to_string(),

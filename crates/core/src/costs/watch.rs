@@ -41,7 +41,12 @@ impl Costs {
         let mut report = WatchReport::default();
         for entry in &snap.instances {
             let instance = entry.name.as_str();
-            let f = PeriodFilter { instance: Some(instance.to_string()), from: month.from.timestamp_millis(), to: month.to.timestamp_millis(), ..Default::default() };
+            let f = PeriodFilter {
+                instance: Some(instance.to_string()),
+                from: month.from.timestamp_millis(),
+                to: month.to.timestamp_millis(),
+                ..Default::default()
+            };
             let vms = self.store.vms_with_history(&f).await?;
             self.count_spend(instance, &vms, &snap.prices, month, &month_key);
             // Owners with VMs this month, per scope.

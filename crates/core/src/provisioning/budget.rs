@@ -77,13 +77,23 @@ impl BudgetPlan {
     }
 
     /// The spend of a scope's VMs this month, as the admission weighs it.
-    pub(super) fn spend_fn(&self) -> impl Fn(&[(cloudbroker_store::vms::VmRow, Vec<cloudbroker_store::metering::StateChange>)]) -> i64 + Send + Sync {
+    pub(super) fn spend_fn(
+        &self,
+    ) -> impl Fn(&[(cloudbroker_store::vms::VmRow, Vec<cloudbroker_store::metering::StateChange>)]) -> i64 + Send + Sync {
         let (book, month) = (self.book.clone(), self.month);
         move |vms| budgets::spent(vms, &book, month, month.to, DEFAULT_MINIMUM_SECONDS).0
     }
 
     /// The refusal of a launch of at least `min` VMs by `scope`'s budget.
-    pub(super) fn refusal(&self, actor: &Actor, instance: &InstanceName, scope: BudgetScope, budget: i64, spent: i64, min: u32) -> ServiceError {
+    pub(super) fn refusal(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        scope: BudgetScope,
+        budget: i64,
+        spent: i64,
+        min: u32,
+    ) -> ServiceError {
         self.refusal_of((&actor.name, &actor.project), instance, scope, budget, spent, min)
     }
 

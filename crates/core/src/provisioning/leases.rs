@@ -176,7 +176,10 @@ impl Provisioning {
                 "the lease of VM '{id}' is ending now (the broker is acting on it); try again in a minute"
             )));
         }
-        let was = vm.lease.as_ref().map_or_else(|| "none".to_string(), |l| crate::domain::time::rfc3339_string(&l.expires_at, crate::domain::time::Fraction::Auto));
+        let was = vm.lease.as_ref().map_or_else(
+            || "none".to_string(),
+            |l| crate::domain::time::rfc3339_string(&l.expires_at, crate::domain::time::Fraction::Auto),
+        );
         let detail = format!(
             "until {} ({} from now, then {}; was {was})",
             crate::domain::time::rfc3339_string(&expires_at, crate::domain::time::Fraction::Auto),
@@ -240,7 +243,10 @@ mod tests {
         assert_eq!(t.warn, Duration::minutes(30));
         assert_eq!(t.max_actions, 5);
         let none = terms(&[]);
-        assert_eq!((none.default, none.max, none.action, none.warn, none.max_actions), (None, None, LeaseAction::Terminate, Duration::hours(1), 100));
+        assert_eq!(
+            (none.default, none.max, none.action, none.warn, none.max_actions),
+            (None, None, LeaseAction::Terminate, Duration::hours(1), 100)
+        );
         assert_eq!(none.extension(), Duration::hours(24));
         // A default longer than the max is cut to it; a max alone gives every launch a lease.
         assert_eq!(terms(&[(DEFAULT, "3d"), (MAX, "1d")]).default_span(), Some(Duration::days(1)));

@@ -9,10 +9,10 @@
 //! writes nothing and reserves nothing, so a dry run is a plan and an
 //! admission preview.
 
+use super::leases::LeaseTerms;
 use super::policy::LaunchPolicy;
 use super::request::{InstanceType, LaunchRequest, MAX_CLIENT_TAGS, MAX_COUNT};
 use super::Provisioning;
-use super::leases::LeaseTerms;
 use crate::domain::{CredentialId, ImageRef, InstanceName, NewLease};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::images::ResolvedImage;
