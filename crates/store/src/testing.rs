@@ -1,6 +1,7 @@
 //! Test support: a fresh database per test, on SQLite always and on
 //! PostgreSQL when `CLOUDBROKER_TEST_POSTGRES_URL` names a server (each test
-//! then gets a database of its own, created from that URL).
+//! then gets a database of its own, created from that URL; later runs drop
+//! the ones older than six hours, so a shared test server does not fill up).
 
 use crate::{Store, StoreError};
 
@@ -47,14 +48,65 @@ impl TestDb {
     }
 
     /// Creates an empty database on the server of `base` and returns its URL.
+    /// Its name carries its creation time (`cbtest_<unix secs>_<uuid>`), so
+    /// later runs drop what earlier ones left ([`drop_stale_databases`]):
+    /// a test server otherwise grows by a database per test, without end.
     pub async fn create_postgres_database(base: &str) -> Result<String, StoreError> {
         let admin = Store::connect(base).await?;
-        let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
+        drop_stale_databases(&admin).await;
+        let name = format!("cbtest_{}_{}", crate::now_ms() / 1000, uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await?;
         admin.close().await;
         let mut u = url::Url::parse(base).map_err(|e| StoreError::Config(e.to_string()))?;
         u.set_path(&format!("/{name}"));
         Ok(u.to_string())
+    }
+}
+
+/// Test databases older than this are dropped by later runs (no test runs this long).
+const STALE_TEST_DATABASE_SECS: i64 = 6 * 3600;
+
+/// Most stale test databases one call drops (the rest go with later calls).
+const STALE_DROPS_PER_CALL: usize = 20;
+
+/// Whether test database `name` was made more than [`STALE_TEST_DATABASE_SECS`]
+/// before `now_secs` (one named the old way, without its time, is stale).
+fn is_stale_test_database(name: &str, now_secs: i64) -> bool {
+    let Some(rest) = name.strip_prefix("cbtest_") else { return false };
+    match rest.split_once('_').and_then(|(secs, _)| secs.parse::<i64>().ok()) {
+        Some(created) => now_secs - created > STALE_TEST_DATABASE_SECS,
+        None => true,
+    }
+}
+
+/// Drops a few test databases earlier runs left (best effort: another run
+/// may be dropping the same ones; errors are ignored).
+async fn drop_stale_databases(admin: &Store) {
+    let now = crate::now_ms() / 1000;
+    let names: Vec<(String,)> = sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'cbtest%'")
+        .fetch_all(admin.pool())
+        .await
+        .unwrap_or_default();
+    let stale = names.into_iter().map(|(n,)| n).filter(|n| is_stale_test_database(n, now)).take(STALE_DROPS_PER_CALL);
+    for name in stale {
+        if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::is_stale_test_database;
+
+    #[test]
+    fn old_test_databases_are_stale_and_others_are_kept() {
+        let now = 1_800_000_000;
+        assert!(is_stale_test_database(&format!("cbtest_{}_abc", now - 7 * 3600), now));
+        assert!(!is_stale_test_database(&format!("cbtest_{}_abc", now - 60), now));
+        assert!(is_stale_test_database("cbtest_c42eb9569284445ab3f12ad98f296b9a", now), "the old naming");
+        assert!(!is_stale_test_database("postgres", now));
+        assert!(!is_stale_test_database("cloudbroker", now));
     }
 }
 
