@@ -95,20 +95,6 @@ async fn drop_stale_databases(admin: &Store) {
     }
 }
 
-#[cfg(test)]
-mod stale_tests {
-    use super::is_stale_test_database;
-
-    #[test]
-    fn old_test_databases_are_stale_and_others_are_kept() {
-        let now = 1_800_000_000;
-        assert!(is_stale_test_database(&format!("cbtest_{}_abc", now - 7 * 3600), now));
-        assert!(!is_stale_test_database(&format!("cbtest_{}_abc", now - 60), now));
-        assert!(is_stale_test_database("cbtest_c42eb9569284445ab3f12ad98f296b9a", now), "the old naming");
-        assert!(!is_stale_test_database("postgres", now));
-        assert!(!is_stale_test_database("cloudbroker", now));
-    }
-}
 
 /// Runs a test body against SQLite and, when configured, PostgreSQL.
 #[macro_export]
@@ -157,5 +143,20 @@ impl Store {
             }
         }
         held.len()
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::is_stale_test_database;
+
+    #[test]
+    fn old_test_databases_are_stale_and_others_are_kept() {
+        let now = 1_800_000_000;
+        assert!(is_stale_test_database(&format!("cbtest_{}_abc", now - 7 * 3600), now));
+        assert!(!is_stale_test_database(&format!("cbtest_{}_abc", now - 60), now));
+        assert!(is_stale_test_database("cbtest_c42eb9569284445ab3f12ad98f296b9a", now), "the old naming");
+        assert!(!is_stale_test_database("postgres", now));
+        assert!(!is_stale_test_database("cloudbroker", now));
     }
 }
