@@ -95,7 +95,6 @@ async fn drop_stale_databases(admin: &Store) {
     }
 }
 
-
 /// Runs a test body against SQLite and, when configured, PostgreSQL.
 #[macro_export]
 macro_rules! store_test {
