@@ -17,9 +17,40 @@ function cbDefaultType() {
     var kv = p.split("=");
     if (kv[0] === inst.value) { found = kv[1]; }
   });
-  type.placeholder = found ? "default: " + found : "the image's default";
+  type.placeholder = found ? "default: " + found : "the launch's default";
 }
 document.addEventListener("change", function (ev) {
   if (ev.target && (ev.target.id === "launch-instance" || ev.target.id === "launch-image")) { cbDefaultType(); }
 });
 document.addEventListener("DOMContentLoaded", cbDefaultType);
+
+// The VMs page with the launch form: while something is pending, its list
+// alone is refreshed every few seconds (the form keeps what is typed), and
+// not while the user types in the form. Without this script the page does
+// not reload itself (it links to /vms?watch=1, the list alone, which does).
+(function () {
+  var typed = 0;
+  document.addEventListener("input", function () { typed = Date.now(); });
+  function busy() {
+    var a = document.activeElement, form = document.getElementById("launch-form");
+    return (form && a && form.contains(a) && a.tagName !== "BUTTON") || Date.now() - typed < 5000;
+  }
+  function tick() {
+    var note = document.getElementById("refreshing");
+    if (!note || !note.hasAttribute("data-refresh")) { return; }
+    var every = 1000 * (parseInt(note.getAttribute("data-refresh"), 10) || 3);
+    setTimeout(function () {
+      if (busy()) { tick(); return; }
+      fetch(window.location.pathname + window.location.search, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("vm-list");
+          var list = document.getElementById("vm-list");
+          if (fresh && list && !busy()) { list.innerHTML = fresh.innerHTML; }
+          tick();
+        })
+        .catch(function () { tick(); });
+    }, every);
+  }
+  document.addEventListener("DOMContentLoaded", tick);
+})();

@@ -14,10 +14,24 @@
 //! (set, claimed and finished through the store's lease functions): the
 //! history of leases a long-running broker accumulates.
 //!
+//! With `--history N` (issue 25's cost benchmark), every seeded VM also gets
+//! a state history of N changes on average (between N-4 and N+4, by the
+//! row's number), consistent with its state: `pending`, `running`, then
+//! stop/start cycles (`stopping`, `stopped`, `pending`, `running`) and, for
+//! terminated rows, `shutting-down`, `terminated`; spread over the last
+//! `--history-days D` days (default 30) up to now, the live rows' last
+//! change before now. The history is written in bulk in the order of its
+//! times (`Store::seed_state_history`, replacing the row the insert
+//! trigger wrote), and each record's `created_at` / `updated_at` are its
+//! first and last change. `--types a,b` cycles the rows' instance types
+//! (default `small`) and `--instances x,y` the other users' rows'
+//! connector instances (default `--instance`).
+//!
 //! ```text
 //! cloudbroker-bench-seed --database-url URL --user bench --instance bench \
 //!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90] \
-//!     [--leases 100 --leases-due 0 --ended-leases 0]
+//!     [--leases 100 --leases-due 0 --ended-leases 0] \
+//!     [--history 10 --history-days 30 --types t2.micro,m5.large --instances bench,bench2]
 //! ```
 
 use cloudbroker_model::{
@@ -40,6 +54,10 @@ struct Args {
     leases: u64,
     leases_due: u64,
     ended_leases: u64,
+    history: u64,
+    history_days: u64,
+    types: Vec<String>,
+    instances: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +72,10 @@ fn parse_args() -> Result<Args, String> {
         leases: 0,
         leases_due: 0,
         ended_leases: 0,
+        history: 0,
+        history_days: 30,
+        types: vec!["small".into()],
+        instances: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,8 +92,18 @@ fn parse_args() -> Result<Args, String> {
             "--leases" => a.leases = num(&value)?,
             "--leases-due" => a.leases_due = num(&value)?,
             "--ended-leases" => a.ended_leases = num(&value)?,
+            "--history" => a.history = num(&value)?,
+            "--history-days" => a.history_days = num(&value)?.max(1),
+            "--types" => a.types = list(&value),
+            "--instances" => a.instances = list(&value),
             other => return Err(format!("unknown flag '{other}'")),
         }
+    }
+    if a.types.is_empty() {
+        return Err("--types: no instance type given".into());
+    }
+    if a.instances.is_empty() {
+        a.instances = vec![a.instance.clone()];
     }
     if a.url.is_empty() {
         return Err("--database-url is required".into());
@@ -85,7 +117,12 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String> {
+/// A comma-separated list, blanks dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+fn row(user: &str, instance: &str, instance_type: &str, state: &str, n: u64) -> Result<VmRow, String> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut tags = BTreeMap::new();
     tags.insert("bench".to_string(), format!("row-{n}"));
@@ -103,7 +140,7 @@ fn row(user: &str, instance: &str, state: &str, n: u64) -> Result<VmRow, String>
         name: format!("seed-{n}"),
         image: "ubuntu-22.04".into(),
         image_id: "sandbox-ubuntu-22.04".into(),
-        instance_type: "small".into(),
+        instance_type: instance_type.to_string(),
         state: VmStatus::parse(state).map_err(|e| format!("VM state: {e}"))?,
         cloud_id: Some(format!("i-{}", &id[..17])),
         private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
@@ -133,6 +170,39 @@ fn lease(k: u64, due: u64, leased: u64, now: i64) -> NewLease {
 
 /// One row to seed: user, state, number, and its lease (true: ended and dealt with).
 type Spec<'a> = (String, &'a str, u64, Option<(NewLease, bool)>);
+
+/// A well-mixed 64-bit value of `x` (splitmix64): the seed's "random" choices, repeatable.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The state history of row `n` (final state `state`): about `avg`
+/// changes (`avg - 4 ..= avg + 4`), spread over `[now - days, now)` (ms).
+/// A terminated row ends `shutting-down`, `terminated` after any prefix of
+/// the run/stop cycle (so its count is exact); a live one after a whole
+/// cycle (`running`).
+fn history_of(n: u64, state: &str, avg: u64, days: u64, now: i64) -> Vec<(&'static str, i64)> {
+    const CYCLE: [&str; 4] = ["stopping", "stopped", "pending", "running"];
+    let target = (avg + (mix(n) % 9)).saturating_sub(4).max(3) as usize;
+    let terminated = state == "terminated";
+    let body = if terminated { target - 2 } else { 2 + (target - 2) / 4 * 4 };
+    let mut states: Vec<&'static str> = vec!["pending", "running"];
+    states.extend((0..body.saturating_sub(2)).map(|i| CYCLE[i % 4]));
+    states.truncate(body.max(1));
+    if terminated {
+        states.extend(["shutting-down", "terminated"]);
+    }
+    let window = (days * 86_400_000) as i64;
+    // Created somewhere in the first 90% of the window; the last change
+    // before now (live rows) or somewhere after the first (terminated).
+    let start = now - window + (mix(n ^ 0xA5A5) % (window as u64 * 9 / 10)) as i64;
+    let end = if terminated { start + (mix(n ^ 0x5A5A) % ((now - 60_000 - start).max(1) as u64)) as i64 } else { now - 60_000 };
+    let step = ((end - start) / states.len() as i64).max(1);
+    states.iter().enumerate().map(|(i, s)| (*s, start + step * i as i64)).collect()
+}
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     cloudbroker_store::ms_to_time(cloudbroker_store::now_ms())
@@ -193,12 +263,14 @@ async fn seed(a: &Args) -> Result<(), String> {
         ));
     }
     let started = std::time::Instant::now();
-    let inserted: Vec<bool> = stream::iter(specs)
+    let inserted: Vec<Option<(String, &str, u64)>> = stream::iter(specs)
         .map(|(user, state, n, l)| {
             let store = &store;
-            let instance = a.instance.as_str();
+            // The bench user's live rows on --instance, the others' cycling over --instances.
+            let instance = if n < a.live { a.instance.as_str() } else { a.instances[(n as usize) % a.instances.len()].as_str() };
+            let instance_type = a.types[(mix(n ^ 0x7777) % a.types.len() as u64) as usize].as_str();
             async move {
-                let r = row(&user, instance, state, n)?;
+                let r = row(&user, instance, instance_type, state, n)?;
                 let fresh = store.insert_adopted_vm(&r).await.map_err(|e| e.to_string())?;
                 if let (true, Some((l, ended))) = (fresh, l) {
                     let e = |e: cloudbroker_store::StoreError| e.to_string();
@@ -209,15 +281,28 @@ async fn seed(a: &Args) -> Result<(), String> {
                         store.finish_vm_lease(&r.id, "bench-seed", at, "terminated by its lease (seeded history)").await.map_err(e)?;
                     }
                 }
-                Ok::<bool, String>(fresh)
+                Ok::<Option<(String, &str, u64)>, String>(fresh.then(|| (r.id.to_string(), state, n)))
             }
         })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
-    let fresh = inserted.iter().filter(|b| **b).count();
+    let fresh = inserted.iter().filter(|b| b.is_some()).count();
+    let mut history_rows = 0u64;
+    if a.history > 0 {
+        let t = std::time::Instant::now();
+        let rows: Vec<(String, String, i64)> = inserted
+            .iter()
+            .flatten()
+            .flat_map(|(id, state, n)| {
+                history_of(*n, state, a.history, a.history_days, now).into_iter().map(move |(s, at)| (id.clone(), s.to_string(), at))
+            })
+            .collect();
+        history_rows = store.seed_state_history(&rows).await.map_err(|e| e.to_string())?;
+        println!("seeded {history_rows} state history rows over {} days in {:.1} s", a.history_days, t.elapsed().as_secs_f64());
+    }
     println!(
-        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users, {leased} leases of which {} due, {ended} ended leases) in {:.1} s",
+        "seeded {fresh} VM rows ({} live for '{}' on '{}', {terminated} terminated, {} other users, {leased} leases of which {} due, {ended} ended leases, {history_rows} history rows) in {:.1} s",
         a.live,
         a.user,
         a.instance,

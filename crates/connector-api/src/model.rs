@@ -129,6 +129,12 @@ pub struct Vm {
     pub launch_time: Option<DateTime<Utc>>,
     pub client_token: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// When the cloud says the current state began, where it says so (EC2's
+    /// `StateTransitionReason` of a user-initiated stop or terminate: see
+    /// [`transition_time`]); `None` when it does not. Metering bills a state
+    /// the broker learns late from this time (clamped by the store).
+    #[serde(default)]
+    pub state_since: Option<DateTime<Utc>>,
 }
 
 impl Vm {
@@ -136,6 +142,17 @@ impl Vm {
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// The time in an EC2 `StateTransitionReason`, e.g. `User initiated
+/// (2026-12-07 06:00:00 GMT)` (AWS writes `GMT`, moto `UTC`): the last
+/// parenthesised `YYYY-MM-DD HH:MM:SS` followed by `GMT` or `UTC`. `None`
+/// when the reason holds no such time (an empty reason, a running VM).
+pub fn transition_time(reason: &str) -> Option<DateTime<Utc>> {
+    let open = reason.rfind('(')?;
+    let inner = reason[open + 1..].strip_suffix(')').or_else(|| reason[open + 1..].split(')').next())?.trim();
+    let stamp = inner.strip_suffix("GMT").or_else(|| inner.strip_suffix("UTC"))?.trim();
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc())
 }
 
 /// A launch request.
@@ -346,6 +363,17 @@ mod tests {
     }
 
     #[test]
+    fn transition_times_are_read_from_reasons() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(transition_time("User initiated (2026-12-07 06:00:00 GMT)"), Some(at("2026-12-07T06:00:00Z")));
+        assert_eq!(transition_time("User initiated (2026-12-07 06:00:01 UTC)"), Some(at("2026-12-07T06:00:01Z")));
+        assert_eq!(transition_time("Server.SpotInstanceTermination (2026-01-02 03:04:05 GMT)"), Some(at("2026-01-02T03:04:05Z")));
+        for none in ["", "User initiated", "User initiated (soon)", "User initiated (2026-12-07 06:00:00 CET)"] {
+            assert_eq!(transition_time(none), None, "{none}");
+        }
+    }
+
+    #[test]
     fn filter_matches() {
         let vm = Vm {
             id: "i-1".into(),
@@ -358,6 +386,7 @@ mod tests {
             launch_time: None,
             client_token: None,
             tags: vec![("a".into(), "1".into())],
+            state_since: None,
         };
         assert!(DescribeFilter::default().matches(&vm));
         assert!(DescribeFilter::tag("a", "1").matches(&vm));

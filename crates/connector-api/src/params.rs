@@ -34,6 +34,9 @@ pub enum ParamType {
     /// An amount of money in the broker's currency: a non-negative decimal
     /// with at most six decimals (`25`, `99.50`).
     Amount,
+    /// A comma-separated list of whole percents, each within bounds
+    /// (inclusive): `50,80,100`.
+    Percents { min: i64, max: i64 },
 }
 
 /// One declared parameter.
@@ -191,6 +194,22 @@ pub const BUDGET_PROJECT_MONTHLY: ParamSpec = ParamSpec::optional(
     "Default monthly budget of each team project on this instance, in the broker's currency (an admin may override it per project). Empty: no budget.",
 );
 
+/// `budget.thresholds`: declared by every kind (the broker's budget watch reads it).
+pub const BUDGET_THRESHOLDS: ParamSpec = ParamSpec::optional(
+    "budget.thresholds",
+    ParamType::Percents { min: 1, max: 1000 },
+    Some("50,80,100"),
+    "Percents of a monthly budget whose crossing is recorded once a month (a banner, an audit record, a metric), comma-separated, each 1 to 1000.",
+);
+
+/// `billing.minimum.seconds`: declared by every kind (the broker's metering reads it).
+pub const BILLING_MINIMUM_SECONDS: ParamSpec = ParamSpec::optional(
+    "billing.minimum.seconds",
+    ParamType::Int { min: 0, max: 86_400 },
+    Some("60"),
+    "Least running time billed per start of a VM on this instance, in seconds (AWS bills Linux per second with a 60 s minimum); 0: none.",
+);
+
 /// The launch policies every kind declares (after [`COMMON`]'s quotas);
 /// the broker, not the connector, enforces them.
 pub const POLICIES: [ParamSpec; 5] = [POLICY_INSTANCE_TYPES, POLICY_IMAGES, POLICY_TAGS_REQUIRED, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS];
@@ -200,7 +219,7 @@ pub const LEASES: [ParamSpec; 5] = [LEASE_DEFAULT, LEASE_MAX, LEASE_ACTION, LEAS
 
 /// The parameters every kind declares (the broker, not the connector, reads
 /// most of them); a kind lists them after its own.
-pub const COMMON: [ParamSpec; 16] = [
+pub const COMMON: [ParamSpec; 18] = [
     QUOTA_VM,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
@@ -217,6 +236,8 @@ pub const COMMON: [ParamSpec; 16] = [
     LEASE_MAX_ACTIONS,
     BUDGET_USER_MONTHLY,
     BUDGET_PROJECT_MONTHLY,
+    BUDGET_THRESHOLDS,
+    BILLING_MINIMUM_SECONDS,
 ];
 
 /// One tag rule of a [`ParamType::TagRules`] value: a key, with its allowed
@@ -424,6 +445,15 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
         }
         ParamType::Duration => {
             cloudbroker_model::lease::parse_duration(v)?;
+        }
+        ParamType::Percents { min, max } => {
+            for item in v.split(',') {
+                let item = item.trim();
+                let n: i64 = item.parse().map_err(|_| format!("'{item}' is not a whole percent (write e.g. 50,80,100)"))?;
+                if n < min || n > max {
+                    return Err(format!("{n} is out of range ({min}..={max})"));
+                }
+            }
         }
         ParamType::Amount => {
             let (int, frac) = v.split_once('.').unwrap_or((v, ""));

@@ -194,6 +194,7 @@ pub(crate) fn vm_from(i: &Instance) -> Option<Vm> {
         launch_time: i.launch_time().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
         client_token: i.client_token().filter(|s| !s.is_empty()).map(str::to_string),
         tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect(),
+        state_since: i.state_transition_reason().and_then(cloudbroker_connector_api::model::transition_time),
     })
 }
 

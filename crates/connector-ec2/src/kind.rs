@@ -3,7 +3,7 @@
 //! The only place the `ec2` parameters are written down.
 
 use cloudbroker_connector_api::params::{
-    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, BUDGET_PROJECT_MONTHLY, BUDGET_USER_MONTHLY, CONNECTION_POLICY,
+    ConnectorKind, KindSpec, ParamSpec, ParamType, ParamValues, BILLING_MINIMUM_SECONDS, BUDGET_PROJECT_MONTHLY, BUDGET_THRESHOLDS, BUDGET_USER_MONTHLY, CONNECTION_POLICY,
     LEASE_ACTION, LEASE_DEFAULT, LEASE_MAX, LEASE_MAX_ACTIONS, LEASE_WARN, MAX_WORKERS, POLICY_COUNT_MAX, POLICY_EXEMPT_ADMINS,
     POLICY_IMAGES, POLICY_INSTANCE_TYPES, POLICY_TAGS_REQUIRED, QUOTA_PROJECT_VM, QUOTA_VM,
 };
@@ -33,6 +33,8 @@ const PARAMS: &[ParamSpec] = &[
     LEASE_MAX_ACTIONS,
     BUDGET_USER_MONTHLY,
     BUDGET_PROJECT_MONTHLY,
+    BUDGET_THRESHOLDS,
+    BILLING_MINIMUM_SECONDS,
     ParamSpec::optional("timeout.seconds", ParamType::Int { min: 1, max: 3600 }, Some("30"), "Timeout of one cloud API call, in seconds."),
 ];
 

@@ -77,6 +77,8 @@ pub fn vm_of(item: &Element, action: &str) -> Result<Vm, ConnectorError> {
         launch_time: item.child_text("launchTime").and_then(parse_time),
         client_token: text(item, "clientToken"),
         tags: tags_of(item),
+        // `reason` (StateTransitionReason): `User initiated (... GMT)` after a stop or terminate.
+        state_since: item.child_text("reason").and_then(cloudbroker_connector_api::model::transition_time),
     })
 }
 

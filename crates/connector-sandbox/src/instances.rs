@@ -41,6 +41,15 @@ impl SandboxConnector {
                     if let Ok(Some(next)) = f(previous) {
                         s.vm.state = next;
                         s.changed_ms = now;
+                        // As EC2's StateTransitionReason: a stop or terminate
+                        // carries the time it was asked for (by the sandbox's
+                        // clock) until the VM starts again.
+                        s.vm.state_since = match next {
+                            VmState::Stopping | VmState::Stopped | VmState::ShuttingDown | VmState::Terminated => {
+                                chrono::DateTime::from_timestamp_millis(now)
+                            }
+                            _ => None,
+                        };
                     }
                     out.push(StateChange { id: id.clone(), previous, current: s.vm.state });
                 }
@@ -120,6 +129,7 @@ impl SandboxConnector {
                     launch_time: Some(Utc::now()),
                     client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
                     tags: if keep_tags { req.tags.clone() } else { Vec::new() },
+                    state_since: None,
                 };
                 w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed_ms: now });
                 w.order.push(id);

@@ -160,6 +160,8 @@ pub enum AuditAction {
     VmLeaseExpire,
     /// A monthly budget's spend crossed a warning threshold (50%, 80%, 100%).
     BudgetAlert,
+    /// A price or markup set or removed through the UI or the API.
+    PriceChange,
     VolumeCreate,
     VolumeAttach,
     VolumeDetach,
@@ -177,7 +179,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 46] = [
+    pub const ALL: [AuditAction; 47] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -211,6 +213,7 @@ impl AuditAction {
         Self::VmLeaseWarn,
         Self::VmLeaseExpire,
         Self::BudgetAlert,
+        Self::PriceChange,
         Self::VolumeCreate,
         Self::VolumeAttach,
         Self::VolumeDetach,
@@ -262,6 +265,7 @@ impl AuditAction {
             Self::VmLeaseWarn => "vm.lease.warn",
             Self::VmLeaseExpire => "vm.lease.expire",
             Self::BudgetAlert => "budget.alert",
+            Self::PriceChange => "price.change",
             Self::VolumeCreate => "volume.create",
             Self::VolumeAttach => "volume.attach",
             Self::VolumeDetach => "volume.detach",

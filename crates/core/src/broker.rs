@@ -53,6 +53,12 @@ pub struct Broker {
     pub system: Arc<System>,
     /// Prices and what VMs cost.
     pub costs: Arc<crate::costs::Costs>,
+    /// Applications: named, versioned documents that deployments launch.
+    pub applications: Arc<crate::deployments::Applications>,
+    /// Parameter exchange: the deployments' VMs' credentials, parameters and waits.
+    pub exchange: Arc<crate::deployments::exchange::Exchange>,
+    /// Deployments: admitted together, driven by the `deployments` worker.
+    pub deployments: Arc<crate::deployments::Deployments>,
     /// This process's id among replicas (for leases and logs).
     pub replica_id: String,
     /// The clock time-driven rules read (VM leases): the system's; a test
@@ -137,13 +143,34 @@ impl Broker {
         // One clock for the store's stamps (VM state history) and the services' rules.
         let clock = store.clock().clone();
         provisioning.clock = clock.clone();
+        // Budget overrides: a belief re-read at the configuration poll's pace (see `Overrides`).
+        provisioning.budget_overrides =
+            Arc::new(crate::costs::budgets::Overrides::new(Duration::from_secs(config.config_poll_secs)));
         let provisioning = Arc::new(provisioning);
+        // Where deployments' VMs reach this broker (their boot script's CLOUDBROKER_URL).
+        let broker_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+        let exchange = Arc::new(crate::deployments::exchange::Exchange::new(store.clone(), vault.clone(), broker_url));
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
+        let applications = Arc::new(crate::deployments::Applications::new(store.clone(), registry.clone()));
+        let deployments = Arc::new(crate::deployments::Deployments::new(
+            store.clone(),
+            provisioning.clone(),
+            applications.clone(),
+            exchange.clone(),
+            replica_id.clone(),
+        ));
         Ok(Self {
             config: Arc::new(config),
             audit: Arc::new(Audit::new(store.clone())),
             system: Arc::new(System::new(store.clone(), registry.clone())),
-            costs: Arc::new(crate::costs::Costs::new(store.clone(), registry.clone())),
+            costs: Arc::new(
+                crate::costs::Costs::new(store.clone(), registry.clone())
+                    .with_overrides(provisioning.budget_overrides.clone())
+                    .with_holder(replica_id.clone()),
+            ),
+            applications,
+            exchange,
+            deployments,
             store,
             registry,
             identity,
@@ -210,6 +237,7 @@ impl Broker {
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
         w.spawn(BudgetWatchWorker { costs: self.costs.clone() });
+        w.spawn(DeploymentsWorker { deployments: self.deployments.clone(), every: deploy_interval() });
         w
     }
 
@@ -273,6 +301,45 @@ impl Worker for ReconcileWorker {
         } else {
             String::new()
         })
+    }
+}
+
+/// How often the deployments driver passes: `CLOUDBROKER_DEPLOY_INTERVAL_SECS`
+/// (at least 1), else [`crate::deployments::engine::DEPLOY_INTERVAL`]; it is
+/// also woken at once by a deploy, scale, terminate, abort or VM's `ready`.
+fn deploy_interval() -> Duration {
+    std::env::var("CLOUDBROKER_DEPLOY_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(crate::deployments::engine::DEPLOY_INTERVAL)
+}
+
+/// The deployments driver (`drive_pass`): one replica drives a deployment
+/// at a time (claims in the database), any replica resumes one whose
+/// driver died.
+struct DeploymentsWorker {
+    deployments: Arc<crate::deployments::Deployments>,
+    every: Duration,
+}
+
+#[async_trait]
+impl Worker for DeploymentsWorker {
+    fn name(&self) -> &'static str {
+        "deployments"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn kick(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.deployments.kick.clone())
+    }
+    async fn work(&mut self) -> Result<String, String> {
+        let r = self.deployments.drive_pass().await.map_err(|e| e.to_string())?;
+        if !r.errors.is_empty() {
+            return Err(format!("{} deployment(s) failed a step: {}", r.errors.len(), r.errors.join("; ")));
+        }
+        Ok(r.summary())
     }
 }
 

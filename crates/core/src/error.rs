@@ -125,6 +125,22 @@ pub enum ServiceError {
     Store(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An application document with errors, every one of them (each names
+    /// its path): the JSON API answers 400 `invalid_document` with
+    /// `errors: [{path, message}]`, the UI lists them next to their lines.
+    #[error("{}", invalid_document_message(.0))]
+    InvalidDocument(Vec<crate::app_doc::AppError>),
+    /// A deployment's VM refused (by a quota, a budget, a launch policy...):
+    /// the refusal of its node `node` on connector instance `instance`.
+    /// Every front answers as for `error` (same status and code), with the
+    /// node named in the message.
+    #[error("node '{node}' on '{instance}': {error}")]
+    InNode { node: String, instance: String, error: Box<ServiceError> },
+}
+
+fn invalid_document_message(errors: &[crate::app_doc::AppError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!("the application document has {} error(s): {}", errors.len(), all.join("; "))
 }
 
 /// Which quota refused a launch ([`ServiceError::QuotaExceeded`]).

@@ -5,6 +5,7 @@
 //! [`ServiceError`] back; none of them reaches the store.
 
 pub mod access_keys;
+pub mod app_doc;
 pub mod audit;
 pub mod auth;
 pub mod broker;
@@ -14,6 +15,7 @@ pub mod cache;
 pub use cloudbroker_model::clock;
 pub mod config;
 pub mod costs;
+pub mod deployments;
 /// The domain types live in the ground crate `cloudbroker-model` (below the
 /// store too); every `crate::domain::...` path stays as it was.
 pub use cloudbroker_model as domain;

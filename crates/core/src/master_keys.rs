@@ -332,6 +332,21 @@ impl MasterKeys {
         blob.get(2..2 + n).and_then(|b| std::str::from_utf8(b).ok()).ok_or(VaultError::Malformed)
     }
 
+    /// A 32-byte key for `purpose`, derived from the current master key:
+    /// HMAC-SHA256(master, "cloudbroker/v1/derive/" || purpose). Every
+    /// process sharing the key file derives the same key; a rotation changes
+    /// it. Never logged.
+    pub fn derive(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        use hmac::{Hmac, Mac};
+        let Key { key, .. } = self.keys.last().ok_or(VaultError::UnknownKey(String::new()))?;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_ref()).map_err(|_| VaultError::Malformed)?;
+        mac.update(b"cloudbroker/v1/derive/");
+        mac.update(purpose.as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        Ok(out)
+    }
+
     /// Opens a sealed value bound to `aad`.
     pub fn open(&self, blob: &[u8], aad: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let id = Self::key_id_of(blob)?;

@@ -18,11 +18,20 @@
 //! file still load. Files are read in name order; a price or markup given
 //! twice is an error at the second place (naming the first), which is
 //! skipped. Every entry keeps its origin (`file:line`), which reports show.
+//!
+//! Prices and markups set by an admin through the UI or the JSON API
+//! (stored, migration 0026) are merged in by [`PriceBook::merge_stored`]
+//! with the precedence of connector parameters: **files win**. An item
+//! (an instance type, a volume type or the addresses of an instance) that a
+//! file prices is managed by that file: its whole schedule comes from the
+//! files, and prices stored for it are kept but shown as overridden; the
+//! same for a markup. Other items take their schedule from the stored
+//! prices, whose origin reads `set by admin NAME at TIME`.
 
 use crate::domain::money::{Markup, Micros};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// What a price is for.
@@ -35,6 +44,38 @@ pub enum PriceItem {
     Volume(String),
     /// An Elastic IP, per hour.
     Address,
+}
+
+impl PriceItem {
+    /// The item from its stored kind (`instance`, `volume`, `address`) and
+    /// name (the type; empty or `-` for an address).
+    pub fn from_parts(kind: &str, name: &str) -> Result<Self, String> {
+        match kind {
+            "instance" if valid_type(name) => Ok(Self::Instance(name.to_string())),
+            "volume" if valid_type(name) => Ok(Self::Volume(name.to_string())),
+            "instance" | "volume" => Err(format!("'{}' is not a {kind} type (1-64 printable characters, no '=' or '@')", clip(name))),
+            "address" if name.is_empty() || name == "-" => Ok(Self::Address),
+            "address" => Err(format!("an address price has no name (use '-'), not '{}'", clip(name))),
+            _ => Err(format!("'{}' is not an item kind: use instance, volume or address", clip(kind))),
+        }
+    }
+
+    /// The stored kind: `instance`, `volume` or `address`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Instance(_) => "instance",
+            Self::Volume(_) => "volume",
+            Self::Address => "address",
+        }
+    }
+
+    /// The stored name: the type, empty for an address.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Instance(t) | Self::Volume(t) => t,
+            Self::Address => "",
+        }
+    }
 }
 
 impl std::fmt::Display for PriceItem {
@@ -84,6 +125,18 @@ pub struct PriceBook {
     prices: BTreeMap<(String, PriceItem), Vec<PriceEntry>>,
     markups: BTreeMap<String, (Markup, String)>,
     currency: Option<(String, String)>,
+    /// The items and markups whose values were set by an admin (the others
+    /// come from files).
+    admin_items: BTreeSet<(String, PriceItem)>,
+    admin_markups: BTreeSet<String>,
+    /// Stored prices and markups hidden by a file's (files win).
+    overridden: Vec<PriceEntry>,
+    overridden_markups: Vec<(String, Markup, String)>,
+}
+
+/// The origin of a value set by an admin.
+pub fn admin_origin(by: &str, at: DateTime<Utc>) -> String {
+    format!("set by admin {by} at {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 impl PriceBook {
@@ -193,6 +246,87 @@ impl PriceBook {
     pub fn entries(&self) -> impl Iterator<Item = &PriceEntry> {
         self.prices.values().flatten()
     }
+
+    /// Merges the prices and markups set through the UI/API (files win:
+    /// see the module's documentation). Returns the stored values that
+    /// could not be used, as messages.
+    pub fn merge_stored(
+        &mut self,
+        prices: &[cloudbroker_store::prices::StoredPrice],
+        markups: &[cloudbroker_store::prices::StoredMarkup],
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        let file_items: BTreeSet<(String, PriceItem)> = self.prices.keys().cloned().collect();
+        for p in prices {
+            let item = match PriceItem::from_parts(&p.item_kind, &p.item_name) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(format!("stored price of '{}': {e}", p.instance));
+                    continue;
+                }
+            };
+            let entry = PriceEntry {
+                instance: p.instance.clone(),
+                item: item.clone(),
+                price: Micros(p.price),
+                effective: p.effective_at,
+                origin: admin_origin(&p.set_by, p.set_at),
+            };
+            let key = (p.instance.clone(), item);
+            if file_items.contains(&key) {
+                self.overridden.push(entry);
+                continue;
+            }
+            let list = self.prices.entry(key.clone()).or_default();
+            list.retain(|e| e.effective != entry.effective);
+            list.push(entry);
+            list.sort_by_key(|e| e.effective);
+            self.admin_items.insert(key);
+        }
+        for m in markups {
+            let origin = admin_origin(&m.set_by, m.set_at);
+            if self.markups.contains_key(&m.instance) && !self.admin_markups.contains(&m.instance) {
+                self.overridden_markups.push((m.instance.clone(), Markup(m.markup), origin));
+                continue;
+            }
+            self.markups.insert(m.instance.clone(), (Markup(m.markup), origin));
+            self.admin_markups.insert(m.instance.clone());
+        }
+        errors
+    }
+
+    /// Where a file manages the price of `item` on `instance` (the first
+    /// file line pricing it); `None` when the UI/API may set it.
+    pub fn price_file(&self, instance: &str, item: &PriceItem) -> Option<&str> {
+        let key = (instance.to_string(), item.clone());
+        if self.admin_items.contains(&key) {
+            return None;
+        }
+        self.prices.get(&key).and_then(|l| l.first()).map(|e| e.origin.as_str())
+    }
+
+    /// Where a file gives the markup of `instance`; `None` when the UI/API may set it.
+    pub fn markup_file(&self, instance: &str) -> Option<&str> {
+        if self.admin_markups.contains(instance) {
+            return None;
+        }
+        self.markups.get(instance).map(|(_, o)| o.as_str())
+    }
+
+    /// Every markup given: (instance, markup, origin).
+    pub fn markups(&self) -> impl Iterator<Item = (&str, Markup, &str)> {
+        self.markups.iter().map(|(i, (m, o))| (i.as_str(), *m, o.as_str()))
+    }
+
+    /// Prices set through the UI/API that a file's hide (files win).
+    pub fn overridden(&self) -> &[PriceEntry] {
+        &self.overridden
+    }
+
+    /// Markups set through the UI/API that a file's hides: (instance, markup, origin).
+    pub fn overridden_markups(&self) -> &[(String, Markup, String)] {
+        &self.overridden_markups
+    }
 }
 
 /// An instance or volume type as priced: 1-64 printable characters, no `=` or `@`.
@@ -255,5 +389,68 @@ mod tests {
         assert!(errors[0].file.ends_with("20-b.conf") && errors[0].message.contains("10-a.conf:1"), "{errors:?}");
         let (empty, none) = PriceBook::load_dir(&dir.path().join("missing"));
         assert!(empty.entries().next().is_none() && none.is_empty());
+    }
+
+    #[test]
+    fn stored_prices_merge_under_the_files() {
+        use cloudbroker_store::prices::{StoredMarkup, StoredPrice};
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut book = PriceBook::default();
+        let mut errors = Vec::new();
+        book.read("f.conf", "sb.price.instance.small = 0.01\nsb.markup = 5\n", &mut errors);
+        let stored = |kind: &str, name: &str, eff: &str, price: i64| StoredPrice {
+            instance: "sb".into(),
+            item_kind: kind.into(),
+            item_name: name.into(),
+            effective_at: at(eff),
+            price,
+            set_by: "alice".into(),
+            set_at: at("2026-12-07T07:00:00Z"),
+        };
+        let prices = [
+            stored("instance", "small", "2027-01-01T00:00:00Z", 99),
+            stored("instance", "large", "2026-12-07T07:00:00Z", 40_000),
+            stored("instance", "large", "2027-01-01T00:00:00Z", 50_000),
+            stored("address", "", "2026-12-07T07:00:00Z", 5_000),
+            stored("gpu", "x", "2026-12-07T07:00:00Z", 1),
+        ];
+        let markups = [
+            StoredMarkup { instance: "sb".into(), markup: 2000, set_by: "alice".into(), set_at: at("2026-12-07T07:00:00Z") },
+            StoredMarkup { instance: "other".into(), markup: -500, set_by: "bob".into(), set_at: at("2026-12-07T08:00:00Z") },
+        ];
+        let errs = book.merge_stored(&prices, &markups);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("not an item kind"), "{errs:?}");
+        // The file manages `small` and the markup of `sb`: the stored ones are overridden.
+        let small = book.schedule("sb", &PriceItem::Instance("small".into()));
+        assert_eq!(small.iter().map(|e| e.price).collect::<Vec<_>>(), vec![Micros(10_000)]);
+        assert_eq!(book.price_file("sb", &PriceItem::Instance("small".into())), Some("f.conf:1"));
+        assert_eq!(book.overridden().len(), 1);
+        assert_eq!(book.markup("sb"), (Markup(500), Some("f.conf:2")));
+        assert_eq!(book.overridden_markups()[0].1, Markup(2000));
+        assert_eq!(book.markup_file("sb"), Some("f.conf:2"));
+        // Items no file prices come from the store, with their admin origin.
+        let large = book.schedule("sb", &PriceItem::Instance("large".into()));
+        assert_eq!(large.iter().map(|e| e.price).collect::<Vec<_>>(), vec![Micros(40_000), Micros(50_000)]);
+        assert_eq!(large[0].origin, "set by admin alice at 2026-12-07T07:00:00Z");
+        assert_eq!(book.price_file("sb", &PriceItem::Instance("large".into())), None);
+        assert_eq!(book.schedule("sb", &PriceItem::Address)[0].price, Micros(5_000));
+        assert_eq!(book.markup("other"), (Markup(-500), Some("set by admin bob at 2026-12-07T08:00:00Z")));
+        assert_eq!(book.markup_file("other"), None);
+        assert_eq!(book.markups().count(), 2);
+    }
+
+    #[test]
+    fn items_parse_from_their_parts() {
+        assert_eq!(PriceItem::from_parts("instance", "t3.micro"), Ok(PriceItem::Instance("t3.micro".into())));
+        assert_eq!(PriceItem::from_parts("volume", "gp3"), Ok(PriceItem::Volume("gp3".into())));
+        assert_eq!(PriceItem::from_parts("address", "-"), Ok(PriceItem::Address));
+        assert_eq!(PriceItem::from_parts("address", ""), Ok(PriceItem::Address));
+        assert!(PriceItem::from_parts("address", "x").is_err());
+        assert!(PriceItem::from_parts("instance", "").unwrap_err().contains("instance type"));
+        assert!(PriceItem::from_parts("gpu", "x").unwrap_err().contains("instance, volume or address"));
+        let i = PriceItem::Volume("gp3".into());
+        assert_eq!((i.kind(), i.name()), ("volume", "gp3"));
+        assert_eq!((PriceItem::Address.kind(), PriceItem::Address.name()), ("address", ""));
     }
 }

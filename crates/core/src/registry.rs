@@ -120,9 +120,18 @@ pub struct Snapshot {
     pub config_version: i64,
     /// Image ids from `connectors.d/images/*.conf`: image -> instance -> (cloud id, where).
     pub file_images: BTreeMap<String, BTreeMap<String, (String, Location)>>,
-    /// Prices and markups from `connectors.d/prices/*.conf`.
+    /// Prices and markups from `connectors.d/prices/*.conf` and those set
+    /// through the UI/API (files win).
     #[serde(skip)]
     pub prices: Arc<crate::prices::PriceBook>,
+    /// Applications declared by `connectors.d/applications/*.yaml|yml|json`
+    /// (read-only in the UI/API; each stored as a version on load).
+    #[serde(skip)]
+    pub file_applications: Vec<crate::app_doc::FileApplication>,
+    /// Instances a file declares that were not loaded (their file has
+    /// errors, named in `file_errors`): pages list them as failed.
+    #[serde(skip)]
+    pub rejected: Vec<String>,
 }
 
 impl Snapshot {
@@ -139,6 +148,15 @@ impl Snapshot {
     /// A boolean system parameter.
     pub fn system_bool(&self, key: &str) -> bool {
         self.system_value(key) == Some("true")
+    }
+
+    /// The least running time billed per start of a VM on `instance`
+    /// (its `billing.minimum.seconds`; the default for an unknown instance).
+    pub fn billing_minimum_seconds(&self, instance: &str) -> i64 {
+        self.instance(instance)
+            .and_then(|i| i.values.get_set("billing.minimum.seconds"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(crate::costs::metering::DEFAULT_MINIMUM_SECONDS)
     }
 
     /// Where a key is managed by a file, the file and line.
@@ -202,6 +220,8 @@ impl Registry {
             config_version: -1,
             file_images: BTreeMap::new(),
             prices: Arc::default(),
+            file_applications: Vec::new(),
+            rejected: Vec::new(),
         };
         let r = Arc::new(Self {
             store,
@@ -253,8 +273,22 @@ impl Registry {
         let (prices, price_errors) = tokio::task::spawn_blocking(move || crate::prices::PriceBook::load_dir(&prices_dir))
             .await
             .map_err(|e| RegistryError::Load { what: "connectors.d/prices", message: e.to_string() })?;
+        let mut prices = prices;
+        // Prices and markups set through the UI/API (files win: see prices.rs).
+        let stored_prices = self.store.list_prices().await?;
+        let stored_markups = self.store.list_markups().await?;
+        snap.errors.extend(prices.merge_stored(&stored_prices, &stored_markups));
         snap.prices = Arc::new(prices);
         snap.file_errors.extend(price_errors.iter().map(ToString::to_string));
+        // Applications from files, each stored as a version (by content hash).
+        let apps_dir = self.connectors_dir.join("applications");
+        let (file_apps, app_errors) =
+            tokio::task::spawn_blocking(move || crate::app_doc::load_application_files(&apps_dir))
+                .await
+                .map_err(|e| RegistryError::Load { what: "connectors.d/applications", message: e.to_string() })?;
+        snap.file_errors.extend(app_errors);
+        snap.errors.extend(crate::app_doc::store_file_applications(&self.store, &file_apps).await);
+        snap.file_applications = file_apps;
         let snap = Arc::new(snap);
         for e in snap.file_errors.iter().chain(snap.errors.iter()) {
             tracing::warn!(error = %e, "connector configuration");
@@ -479,5 +513,7 @@ pub fn compose(load: &ConfLoad, stored: &[StoredParam], version: i64, previous: 
         config_version: version,
         file_images: BTreeMap::new(),
         prices: Arc::default(),
+        file_applications: Vec::new(),
+        rejected: load.rejected.clone(),
     }
 }

@@ -616,6 +616,14 @@ impl Vault {
         Ok(out)
     }
 
+    /// The name of the shared credential a launch of `actor` on `instance`
+    /// falls back to when it has neither its own nor its project's: the
+    /// first by name granted to its project, as [`Self::credentials_for_launch`]
+    /// picks it (`None`: none is granted). Names only, never keys.
+    pub async fn shared_for(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Option<String>> {
+        Ok(self.store.granted_credentials(actor.project.as_str(), instance.as_str()).await?.into_iter().next().map(|r| r.owner))
+    }
+
     /// One page of a user's credentials, masked, by instance (self or admin).
     pub async fn page_user(&self, actor: &Actor, user: &UserName, page: &PageRequest) -> ServiceResult<Page<MaskedCredential>> {
         actor.require_self_or_admin(user)?;
@@ -929,6 +937,12 @@ impl Vault {
             resealed_total += self.store.reseal_access_keys(&resealed_keys).await?;
             in_use = self.store.key_ids_in_use().await?;
         }
+        // Deployments' sealed parameters are not re-sealed: the keys they need stay.
+        for id in crate::deployments::exchange::sealing_key_ids(&self.store).await? {
+            if !in_use.contains(&id) {
+                in_use.push(id);
+            }
+        }
         let now = chrono::Utc::now().timestamp();
         let dropped =
             self.keys.write().unwrap_or_else(|e| e.into_inner()).retire(&in_use, self.retired_key_grace, now).map_err(vault_err)?;
@@ -940,6 +954,13 @@ impl Vault {
         ));
         audit::record_by(&self.store, actor, &event).await?;
         Ok(Rotation { current_key: new_id, retired_keys: retired, dropped_keys: dropped, resealed: resealed_total })
+    }
+
+    /// A 32-byte key for `purpose` (e.g. "deployment-tokens"), derived from
+    /// the current master key (see [`MasterKeys::derive`]): the same on every
+    /// replica, never stored, never logged.
+    pub fn derive_key(&self, purpose: &str) -> ServiceResult<zeroize::Zeroizing<[u8; 32]>> {
+        self.with_keys(|k| k.derive(purpose))
     }
 
     /// Ids of the loaded keys.

@@ -25,6 +25,11 @@ pub trait Worker: Send + 'static {
     }
     /// One step. `Ok` carries a short summary of what it did (empty: nothing).
     async fn work(&mut self) -> Result<String, String>;
+    /// A notification that starts the next step at once instead of after
+    /// the interval (`None`: only the interval).
+    fn kick(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// What a worker is doing.
@@ -105,10 +110,18 @@ impl Workers {
         let mut stop = self.stop.subscribe();
         self.handles.push(tokio::spawn(async move {
             let mut first = worker.run_at_start();
+            let kick = worker.kick();
             loop {
                 if !first {
+                    let kicked = async {
+                        match &kick {
+                            Some(k) => k.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep(worker.interval()) => {}
+                        _ = kicked => {}
                         _ = stop.changed() => break,
                     }
                 }

@@ -115,6 +115,8 @@ impl From<ServiceError> for Ec2Error {
             }
             ServiceError::Unresolved { message, .. } => Ec2Error::invalid(message),
             ServiceError::Invalid { message, .. } => Ec2Error::invalid(message),
+            e @ ServiceError::InvalidDocument(_) => Ec2Error::invalid(e.to_string()),
+            e @ ServiceError::InNode { .. } => Ec2Error::invalid(e.to_string()),
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
             // A launch policy of the region (connector instance): the message names it and the value.
             ServiceError::PolicyViolation { message, .. } => Ec2Error::invalid(message),

@@ -42,6 +42,32 @@ impl VmId {
     }
 }
 
+/// A deployment's id: `dep-` and 16 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeploymentId(String);
+string_newtype!(DeploymentId);
+crate::sql::sql_string!(DeploymentId, |s: String| DeploymentId::parse(&s));
+
+impl DeploymentId {
+    /// Parses a deployment id.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        match s.strip_prefix("dep-") {
+            Some(rest) if rest.len() == 16 && lower_hex(rest) => Ok(Self(s.to_string())),
+            _ => Err(InvalidValue::new("id", format!("'{}' is not a deployment id (dep-...)", s.chars().take(40).collect::<String>()))),
+        }
+    }
+
+    /// A new random id.
+    pub fn generate() -> Self {
+        Self(format!("dep-{}", random_hex(16)))
+    }
+
+    /// An id read from the store.
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+}
+
 /// A launch id: 32 lowercase hex digits. It tags the cloud instances of one
 /// launch so they can be matched back to their records.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,6 +178,16 @@ mod tests {
         assert!(id.as_str().starts_with("vm-") && id.as_str().len() == 19);
         for bad in ["", "vm-", "i-123", "vm-ABC", "vm-a/b", &format!("vm-{}", "a".repeat(33))] {
             assert!(VmId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deployment_ids() {
+        let d = DeploymentId::generate();
+        assert_eq!(DeploymentId::parse(d.as_str()), Ok(d.clone()));
+        assert!(d.as_str().starts_with("dep-") && d.as_str().len() == 20);
+        for bad in ["", "dep-", "dep-0123456789abcdeg", "dep-0123456789ABCDEF", "vm-0123456789abcdef", "dep-0123456789abcdef0"] {
+            assert!(DeploymentId::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -29,7 +29,7 @@ mod tags;
 pub mod time;
 mod vm;
 
-pub use ids::{ClientToken, CredentialId, LaunchId, TokenId, VmId};
+pub use ids::{ClientToken, CredentialId, DeploymentId, LaunchId, TokenId, VmId};
 pub use instance::{InstanceName, NameError};
 pub use lease::{Lease, LeaseAction, LeaseAsk, NewLease};
 pub use names::{CredentialName, ImageName, ImageRef, UserName};

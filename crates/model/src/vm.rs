@@ -21,11 +21,16 @@ pub enum VmStatus {
     Terminated,
     /// The cloud refused the launch, or it never appeared.
     Failed,
+    /// Admitted with its deployment, waiting for the nodes it depends on
+    /// to be ready: no cloud call yet (the reconciler and lease expiry
+    /// leave it alone); counted by quotas and committed by budgets like
+    /// `requested`. Released to `requested` by the deployment's driver.
+    Held,
 }
 
 impl VmStatus {
     /// Every status.
-    pub const ALL: [VmStatus; 8] = [
+    pub const ALL: [VmStatus; 9] = [
         VmStatus::Requested,
         VmStatus::Pending,
         VmStatus::Running,
@@ -34,12 +39,19 @@ impl VmStatus {
         VmStatus::ShuttingDown,
         VmStatus::Terminated,
         VmStatus::Failed,
+        VmStatus::Held,
     ];
 
-    /// Statuses that count against a quota: everything that holds (or may
-    /// soon hold) cloud resources; a stopped VM keeps its disk.
+    /// The cloud-side statuses that count against a quota: everything that
+    /// holds (or may soon hold) cloud resources; a stopped VM keeps its disk.
+    /// What quotas count is [`Self::COUNTED`]: these and [`VmStatus::Held`].
     pub const QUOTA_COUNTED: [VmStatus; 5] =
         [VmStatus::Requested, VmStatus::Pending, VmStatus::Running, VmStatus::Stopping, VmStatus::Stopped];
+
+    /// Statuses that count against a quota: [`Self::QUOTA_COUNTED`] and a
+    /// deployment's held VMs (admitted, to be launched).
+    pub const COUNTED: [VmStatus; 6] =
+        [VmStatus::Requested, VmStatus::Pending, VmStatus::Running, VmStatus::Stopping, VmStatus::Stopped, VmStatus::Held];
 
     /// The status as stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -52,6 +64,7 @@ impl VmStatus {
             VmStatus::ShuttingDown => "shutting-down",
             VmStatus::Terminated => "terminated",
             VmStatus::Failed => "failed",
+            VmStatus::Held => "held",
         }
     }
 
@@ -65,10 +78,11 @@ impl VmStatus {
 
     /// Whether it counts against a quota.
     pub fn counts_for_quota(self) -> bool {
-        Self::QUOTA_COUNTED.contains(&self)
+        Self::COUNTED.contains(&self)
     }
 
-    /// Whether the cloud may still hold it (reconciliation looks at these).
+    /// Whether the cloud may still hold it, or will (a held VM: the
+    /// reconciler skips those, which have no cloud call yet).
     pub fn is_live(self) -> bool {
         !matches!(self, VmStatus::Terminated | VmStatus::Failed)
     }
@@ -158,6 +172,13 @@ mod tests {
         assert!(!VmStatus::ShuttingDown.counts_for_quota() && !VmStatus::Failed.is_live() && VmStatus::Requested.is_live());
         assert!(VmStatus::Pending.is_transitional() && !VmStatus::Running.is_transitional());
         assert!(VmStatus::parse("RUNNING").unwrap_err().message.contains("one of requested"));
+    }
+
+    #[test]
+    fn held_is_counted_and_live() {
+        assert_eq!(VmStatus::parse("held"), Ok(VmStatus::Held));
+        assert!(VmStatus::Held.counts_for_quota() && VmStatus::Held.is_live() && !VmStatus::Held.is_transitional());
+        assert!(VmStatus::COUNTED.iter().all(|s| s.counts_for_quota()) && VmStatus::COUNTED.len() == VmStatus::QUOTA_COUNTED.len() + 1);
     }
 
     #[test]

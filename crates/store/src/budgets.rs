@@ -84,6 +84,63 @@ impl Store {
         Ok(r.map(|r| r.0))
     }
 
+    /// How many overrides there are, of anyone on any instance (what a
+    /// replica caches to skip the per-launch lookup while there are none).
+    pub async fn budget_override_count(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM budget_overrides").fetch_one(self.pool()).await?;
+        Ok(n)
+    }
+
+    /// The overrides on `instance` of the given owners, in one statement:
+    /// (scope, owner, amount) of those that have one. Two owners (a
+    /// launch's user and project) are looked up by key; more (a pass of the
+    /// budget watch) read the instance's overrides once.
+    pub async fn budget_overrides_on(
+        &self,
+        instance: &str,
+        owners: &[(BudgetScope, &str)],
+    ) -> Result<Vec<(BudgetScope, String, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = match owners {
+            [] => Vec::new(),
+            [(s1, o1)] => {
+                sqlx::query_as("SELECT scope, owner, amount FROM budget_overrides WHERE instance = $1 AND scope = $2 AND owner = $3")
+                    .bind(instance)
+                    .bind(s1.as_str())
+                    .bind(*o1)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            [(s1, o1), (s2, o2)] => {
+                sqlx::query_as(
+                    "SELECT scope, owner, amount FROM budget_overrides WHERE instance = $1 \
+                     AND ((scope = $2 AND owner = $3) OR (scope = $4 AND owner = $5))",
+                )
+                .bind(instance)
+                .bind(s1.as_str())
+                .bind(*o1)
+                .bind(s2.as_str())
+                .bind(*o2)
+                .fetch_all(self.pool())
+                .await?
+            }
+            _ => sqlx::query_as("SELECT scope, owner, amount FROM budget_overrides WHERE instance = $1")
+                .bind(instance)
+                .fetch_all(self.pool())
+                .await?,
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(scope, owner, amount)| {
+                let scope = match scope.as_str() {
+                    "user" => BudgetScope::User,
+                    "project" => BudgetScope::Project,
+                    _ => return None,
+                };
+                owners.iter().any(|(s, o)| *s == scope && *o == owner).then_some((scope, owner, amount))
+            })
+            .collect())
+    }
+
     /// Every override of `owner`: (instance, amount).
     pub async fn budget_overrides(&self, scope: BudgetScope, owner: &str) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(sqlx::query_as("SELECT instance, amount FROM budget_overrides WHERE scope = $1 AND owner = $2 ORDER BY instance")
@@ -241,7 +298,7 @@ impl Store {
             tx.rollback().await?;
             return Err(AdmitError::Budget { scope, budget, spent });
         }
-        let r = sqlx::query("UPDATE vms SET state = 'pending', updated_at = $2, version = version + 1 WHERE id = $1 AND state = 'stopped'")
+        let r = sqlx::query("UPDATE vms SET state = 'pending', updated_at = $2, state_since = NULL, version = version + 1 WHERE id = $1 AND state = 'stopped'")
             .bind(vm)
             .bind(self.clock_ms())
             .execute(&mut *tx)

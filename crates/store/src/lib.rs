@@ -15,11 +15,14 @@
 //! when opened, so no connection that cannot write ever enters the pool.
 
 pub mod access_keys;
+pub mod applications;
 pub mod audit;
 pub mod budgets;
 pub mod credential_uses;
 pub mod credentials;
+pub mod deployments;
 pub mod error;
+pub mod exchange;
 pub mod identity;
 pub mod images;
 pub mod key_pairs;
@@ -27,8 +30,10 @@ pub mod lease;
 pub mod limits;
 pub mod maintenance;
 pub mod metering;
+pub mod metering_report;
 pub mod overview;
 pub mod params;
+pub mod prices;
 pub mod project_policies;
 pub mod projects;
 pub mod quota;

@@ -52,7 +52,7 @@ pub struct PeriodFilter {
 impl PeriodFilter {
     /// The condition on `vms` and its binds: recorded by `to`, and not
     /// ended (terminated, failed) before `from`.
-    fn sql(&self) -> (String, Vec<Bind>) {
+    pub(crate) fn sql(&self) -> (String, Vec<Bind>) {
         let mut binds = vec![Bind::Int(self.to), Bind::Int(self.from)];
         let mut sql = "created_at <= $1 AND NOT (state IN ('terminated', 'failed') AND updated_at < $2)".to_string();
         for (col, v) in [("user_name", &self.user), ("project", &self.project), ("instance", &self.instance)] {

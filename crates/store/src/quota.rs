@@ -110,6 +110,43 @@ fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// What [`Store::admit_launches`] runs last in its transaction: given the
+/// connection and the store's time (ms).
+pub type ExtraFn<'e> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut sqlx::AnyConnection,
+            i64,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'c>>
+        + Send
+        + 'e,
+>;
+
+/// A lock row of an admission: (instance, 0 for the user's / 1 for the
+/// project's, owner). Sorted, this is the global order locks are taken in.
+type LockKey = (String, u8, String);
+
+/// The lock rows `a` takes: the user's, and the project's when a project
+/// quota or budget applies.
+fn lock_keys(a: &Admission<'_>) -> Vec<LockKey> {
+    let mut keys = vec![(a.instance.to_string(), 0, a.user.to_string())];
+    let project_budget = a.budget.as_ref().is_some_and(|b| b.limits.iter().any(|(s, _)| *s == crate::budgets::BudgetScope::Project));
+    if a.project_limit.is_some() || project_budget {
+        keys.push((a.instance.to_string(), 1, a.project.to_string()));
+    }
+    keys
+}
+
+/// Takes a lock row (writes it, so waiting happens here).
+async fn lock(conn: &mut sqlx::AnyConnection, (instance, which, owner): &LockKey) -> Result<(), sqlx::Error> {
+    let sql = if *which == 0 {
+        "INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1"
+    } else {
+        "INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1"
+    };
+    sqlx::query(sql).bind(owner.as_str()).bind(instance.as_str()).execute(&mut *conn).await?;
+    Ok(())
+}
+
 impl Store {
     /// The user's override for an instance.
     pub async fn quota_override(&self, user: &UserName, instance: &InstanceName) -> Result<Option<i64>, StoreError> {
@@ -236,19 +273,73 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         // Lock first: the first statement writes, so waiting happens here;
         // the user's row, then the project's (always in this order).
-        sqlx::query("INSERT INTO quota_locks (user_name, instance, version) VALUES ($1, $2, 0) ON CONFLICT (user_name, instance) DO UPDATE SET version = quota_locks.version + 1")
-            .bind(a.user)
-            .bind(a.instance)
-            .execute(&mut *tx)
-            .await?;
-        let project_budget = a.budget.as_ref().is_some_and(|b| b.limits.iter().any(|(s, _)| *s == crate::budgets::BudgetScope::Project));
-        if a.project_limit.is_some() || project_budget {
-            sqlx::query("INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1")
-                .bind(a.project)
-                .bind(a.instance)
-                .execute(&mut *tx)
-                .await?;
+        for key in lock_keys(a) {
+            lock(&mut *tx, &key).await?;
         }
+        match self.admit_in(&mut *tx, a, min, max, rows).await {
+            Ok(admitted) => {
+                tx.commit().await?;
+                Ok(admitted)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Admits several launches (each of exactly its `vms`) in ONE
+    /// transaction, all or none: the lock rows of every (user, instance)
+    /// and (project, instance) involved are taken first, in one global
+    /// order (by instance, the user's before the project's: the order a
+    /// single admission takes its own, so no two admissions wait on each
+    /// other in a cycle); then each admission's checks run in turn and its
+    /// VMs are inserted, so the next one's counts and budget spend see
+    /// them. `extra` runs last in the same transaction (a deployment's own
+    /// rows), with the store's time. On a refusal nothing is recorded: the
+    /// error comes with the index of the admission refused.
+    pub async fn admit_launches(&self, admissions: &[Admission<'_>], extra: Option<ExtraFn<'_>>) -> Result<(), (usize, AdmitError)> {
+        let at = |i: usize| move |e: sqlx::Error| (i, AdmitError::from(e));
+        let mut tx = self.pool().begin().await.map_err(at(0))?;
+        let mut keys: Vec<LockKey> = admissions.iter().flat_map(lock_keys).collect();
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            lock(&mut *tx, key).await.map_err(at(0))?;
+        }
+        for (i, a) in admissions.iter().enumerate() {
+            let n = a.vms.len();
+            let detail = a.audit.map(|r| r.detail).unwrap_or_default();
+            if let Err(e) = self.admit_in(&mut *tx, a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await {
+                tx.rollback().await.map_err(at(i))?;
+                return Err((i, e));
+            }
+        }
+        if let Some(extra) = extra {
+            let now = self.clock_ms();
+            if let Err(e) = extra(&mut *tx, now).await {
+                tx.rollback().await.map_err(at(admissions.len()))?;
+                return Err((admissions.len(), AdmitError::Store(e)));
+            }
+        }
+        tx.commit().await.map_err(at(admissions.len()))?;
+        Ok(())
+    }
+
+    /// One admission's checks and records inside a transaction whose lock
+    /// rows are taken (see [`Store::admit_launch_range`]); the caller rolls
+    /// back on an error.
+    async fn admit_in<F>(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        a: &Admission<'_>,
+        min: usize,
+        max: usize,
+        rows: F,
+    ) -> Result<usize, AdmitError>
+    where
+        F: FnOnce(usize) -> (Vec<NewVm>, String),
+    {
         // The project still exists (a replica may still hold an actor entered
         // in a project deleted since): else nothing is recorded. Its row is
         // held (shared, on PostgreSQL; SQLite's write lock is already held)
@@ -261,7 +352,6 @@ impl Store {
         let exists: Option<(String,)> =
             sqlx::query_as(&format!("SELECT name FROM projects WHERE name = $1{share}")).bind(a.project).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
-            tx.rollback().await?;
             return Err(AdmitError::Store(StoreError::NotFound(format!("project '{}'", a.project))));
         }
         if a.member_check {
@@ -273,11 +363,9 @@ impl Store {
             match role.as_ref().map(|(r,)| ProjectRole::parse(r)) {
                 Some(Ok(r)) if r.can_act() => {}
                 Some(Ok(r)) => {
-                    tx.rollback().await?;
                     return Err(AdmitError::NotActing(Some(r)));
                 }
                 _ => {
-                    tx.rollback().await?;
                     return Err(AdmitError::NotActing(None));
                 }
             }
@@ -298,20 +386,18 @@ impl Store {
             let (current,) = q.fetch_one(&mut *tx).await?;
             let room = usize::try_from(limit - current).unwrap_or(0);
             if room < min {
-                tx.rollback().await?;
                 return Err(AdmitError::Quota { which, limit, current, requested: min as i64 });
             }
             admitted = admitted.min(room);
         }
         if let Some(check) = &a.budget {
             match self
-                .budget_room(&mut tx, check, a.user.as_str(), a.project.as_str(), a.instance.as_str(), min)
+                .budget_room(&mut *tx, check, a.user.as_str(), a.project.as_str(), a.instance.as_str(), min)
                 .await
                 .map_err(AdmitError::Store)?
             {
                 Ok(room) => admitted = admitted.min(room),
                 Err((scope, budget, spent)) => {
-                    tx.rollback().await?;
                     return Err(AdmitError::Budget { scope, budget, spent });
                 }
             }
@@ -352,7 +438,6 @@ impl Store {
         if let Some(r) = a.audit {
             crate::audit::insert_audit(&mut *tx, now, &NewAudit { detail: &detail, ..r }).await.map_err(AdmitError::Store)?;
         }
-        tx.commit().await?;
         Ok(admitted)
     }
 }

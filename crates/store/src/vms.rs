@@ -5,6 +5,8 @@
 //! reported ([`Store::observe_vm`]) is conditional on the version read before
 //! the cloud was asked, so an action's write, or another replica's, made
 //! while the cloud was being listed is never overwritten by the older report.
+//! Every write of a state sets `state_since` (migration 0027): the cloud's
+//! time from an observation, NULL from anything else, never left stale.
 //!
 //! Records come back typed: ids the store wrote are trusted as stored; the
 //! state and the connector instance are parsed (a bad one is a decode error).
@@ -397,7 +399,7 @@ impl Store {
         public_ip: Option<&str>,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5, version = version + 1 \
+            "UPDATE vms SET cloud_id = $1, state = $2, private_ip = $3, public_ip = $4, updated_at = $5, state_since = NULL, version = version + 1 \
              WHERE id = $6 AND cloud_id IS NULL AND NOT EXISTS (SELECT 1 FROM vms v2 WHERE v2.instance = vms.instance AND v2.cloud_id = $1)",
         )
         .bind(cloud_id)
@@ -462,7 +464,7 @@ impl Store {
     pub async fn update_vm(&self, u: &VmUpdate<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE vms SET state = $1, cloud_id = COALESCE($2, cloud_id), private_ip = $3, public_ip = $4, error = $5, updated_at = $6, \
-             version = version + 1 WHERE id = $7",
+             state_since = NULL, version = version + 1 WHERE id = $7",
         )
         .bind(u.state)
         .bind(u.cloud_id)
@@ -491,9 +493,26 @@ impl Store {
         public_ip: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.observe_vm_since(id, version, state, (private_ip, public_ip), error, None).await
+    }
+
+    /// [`Store::observe_vm`] with the time the cloud says `state` began
+    /// (`since`, when it gives one): a state change is then recorded in the
+    /// VM's history at that time, never later than now and never earlier
+    /// than the VM's previous entry (migration 0027 clamps it), so a stop
+    /// the broker learns late is billed until the cloud's time.
+    pub async fn observe_vm_since(
+        &self,
+        id: &VmId,
+        version: i64,
+        state: VmStatus,
+        (private_ip, public_ip): (Option<&str>, Option<&str>),
+        error: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE vms SET state = $1, private_ip = $2, public_ip = $3, error = $4, updated_at = $5, version = version + 1 \
-             WHERE id = $6 AND version = $7",
+            "UPDATE vms SET state = $1, private_ip = $2, public_ip = $3, error = $4, updated_at = $5, state_since = $8, \
+             version = version + 1 WHERE id = $6 AND version = $7",
         )
         .bind(state)
         .bind(private_ip)
@@ -502,6 +521,7 @@ impl Store {
         .bind(self.clock_ms())
         .bind(id)
         .bind(version)
+        .bind(since.map(|t| t.timestamp_millis()))
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)

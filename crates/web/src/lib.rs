@@ -101,6 +101,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(observe::metrics))
+        .route("/client/cloudbroker-client.sh", web::get().to(api::exchange::client_script))
         .configure(api::routes)
         .configure(cloudbroker_ec2_api::routes)
         .configure(ui::public_routes)

@@ -13,6 +13,9 @@
 //! A costs scenario (sub-folder `costs`): VMs that ran over the last days,
 //! then the Costs page (its SVG chart and table), the dashboard's spend and
 //! the VMs page's cost column, for a user and for an admin.
+//! A deployments scenario (sub-folder `deployments`): the shipped `lamp`
+//! application deployed from its Deploy form, its page with the SVG
+//! diagram followed to ready, scaled through its plan, terminated.
 //! Without `chromium` and `chromium-driver` (scripts/test installs them
 //! when it can) the test says it was SKIPPED.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
@@ -801,5 +804,192 @@ async fn costs_in_a_real_browser() {
     assert_eq!(b.count("#c-user").await + b.count("#c-instance").await, 2, "an admin filters by user and instance");
     b.goto("/", "admin-dashboard-costs").await;
     assert!(b.text("#spend-mtd").await.starts_with("USD "));
+    // The admin Prices page: the file's prices with their origins, what is unpriced (amber); a price set there.
+    b.goto("/admin/prices", "admin-prices").await;
+    assert!(b.text("#unpriced").await.contains("t2.medium"), "t2.medium is unpriced");
+    assert!(b.text("#prices-table").await.contains("50-test.conf"));
+    b.fill("#price-name", "t2.medium").await;
+    b.fill("#price-price", "0.0464").await;
+    b.submit("#price-set", "admin-prices-set").await;
+    assert!(b.text("#prices-table").await.contains("set by admin super"));
+    assert!(!b.text("#unpriced").await.contains("t2.medium"), "t2.medium is priced now");
+    b.quit().await;
+}
+
+/// Deployments (issue 27, sub-folder `deployments`): a user deploys the
+/// shipped `lamp` application from its Deploy form (a dry run first), opens
+/// the deployment's page (its SVG diagram), watches it become ready while
+/// the page refreshes itself, scales `web` through the plan and its confirm,
+/// and terminates it after the confirmation page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_from_the_ui_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("connectors.d/applications");
+    std::fs::create_dir_all(&apps).unwrap();
+    let lamp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../connectors.d/applications/lamp.yaml");
+    std::fs::copy(&lamp, apps.join("lamp.yaml")).unwrap();
+    let app = common::TestApp::start(None, dir).await.unwrap();
+    let Some(mut b) = Browser::start_in(&app.base, Some("deployments")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let image = json!({"name": "ubuntu-22.04", "description": "Ubuntu 22.04 LTS",
+        "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204"}, "sb2": {"image_id": "ami-sandbox-ubuntu-2204"}}});
+    let (s, body) = app.call(reqwest::Method::POST, "/api/v1/images", &admin, Some(image)).await;
+    assert_eq!(s, 201, "{body}");
+    app.user(&admin, "dana").await;
+
+    b.sign_in("dana", "dana-password").await;
+    b.click("header nav a[href='/deployments']").await;
+    b.shot("deployments-empty").await;
+    b.submit("#deploy-lamp", "deploy-form").await;
+    b.fill("#deploy-name", "shop").await;
+    b.fill("[id='in-site_title']", "Dana's shop").await;
+    b.fill("[id='in-db-db_password']", "dana-db-secret").await;
+    b.click("[id='place-db'] option[value='sb']").await;
+    b.click("[id='place-web'] option[value='sb2']").await;
+    b.submit("#deploy-preview", "deploy-dry-run").await;
+    assert!(b.text("#preview").await.contains("sb2"), "the dry run says where");
+    assert_eq!(b.value("#deploy-name").await, "shop", "what was typed is kept");
+    assert_eq!(b.value("[id='in-db-db_password']").await, "", "but not the secret");
+    b.fill("[id='in-db-db_password']", "dana-db-secret").await;
+    b.click("#deploy-submit").await;
+    assert!(b.text("#flash").await.contains("Deployed shop"));
+    assert_eq!(b.count("svg.deploy-diagram g.node").await, 2, "both nodes drawn");
+    assert_eq!(b.count("svg.deploy-diagram g.member").await, 3, "and their three VMs");
+    assert!(!b.source().await.contains("dana-db-secret"), "the secret is never rendered");
+    b.shot("deployment-provisioning").await;
+    // The page reloads itself; the background workers (not started in tests) run here.
+    let mut ready = false;
+    for _ in 0..80 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        app.broker.deployments.drive_pass().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if b.count("#dep-state").await == 1 && b.text("#dep-state").await == "ready" {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "the deployment became ready: {}", b.source().await);
+    b.shot("deployment-ready").await;
+    assert_eq!(b.count("svg.deploy-diagram g.member[data-state='running']").await, 3);
+
+    b.click("#dep-scale").await;
+    b.click("#scale-node option[value='web']").await;
+    b.fill("#scale-multiplicity", "4").await;
+    b.submit("#scale-show-plan", "scale-plan").await;
+    assert!(b.text("#scale-launch").await.contains("#3, #4"));
+    b.click("#scale-confirm").await;
+    assert!(b.text("#flash").await.contains("Scaling web from 2 to 4"));
+    b.shot("scaled").await;
+    for _ in 0..80 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+        app.broker.deployments.drive_pass().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if b.count("svg.deploy-diagram g.member[data-state='running']").await == 5 && b.text("#dep-state").await == "ready" {
+            break;
+        }
+    }
+    b.shot("scaled-ready").await;
+    assert_eq!(b.count("svg.deploy-diagram g.member").await, 5);
+    let page = b.get("/url").await.as_str().unwrap().to_string();
+    let path = page.trim_start_matches(app.base.as_str()).to_string();
+    assert!(path.starts_with("/deployments/dep-"), "{path}");
+    b.goto("/deployments", "deployments-list").await;
+    assert!(b.text("#deployments").await.contains("shop"));
+    b.goto(&format!("{path}/terminate"), "terminate-confirm").await;
+    b.submit("#confirm-terminate", "terminating").await;
+    assert!(b.text("#flash").await.contains("Terminating shop"));
+    b.quit().await;
+}
+
+/// Issue 23's broken items a browser shows (screenshots in the sub-folder
+/// `console`): the VMs page's list refreshes itself while a VM is pending
+/// and the launch form keeps what is being typed; an access key's page
+/// reloaded shows no secret and makes no key; a save with three bad values
+/// marks all three; a reload with a broken file is amber and the
+/// Connectors page lists the instance left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_keeps_what_is_typed_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("console")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    app.user(&admin, "ada").await;
+    b.sign_in("ada", "ada-password").await;
+    b.goto("/vms", "vms").await;
+    b.click("#launch-instance option[value='sb']").await;
+    b.click("#launch-image option[value='linux']").await;
+    b.fill("#launch-name", "first").await;
+    b.click("#launch-submit").await;
+    assert!(b.text("#flash").await.contains("Launched 1 VM(s)"));
+    assert_eq!(b.count("#refreshing[data-refresh]").await, 1, "the list refreshes itself while pending");
+    b.shot("vms-pending").await;
+    // Typing the next launch while the first one is pending.
+    b.click("#launch-instance option[value='sb']").await;
+    b.fill("#launch-name", "second-one").await;
+    b.fill("#launch-tags", "team=web").await;
+    // Give the list several refreshes, while typing and after.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    b.click("h1").await;
+    app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    let mut running = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        running = b.count("#vms .state-running").await;
+        if running == 1 {
+            break;
+        }
+    }
+    b.shot("vms-refreshed-form-kept").await;
+    assert_eq!(running, 1, "the list refreshed by itself: {}", b.source().await);
+    assert_eq!(b.count("#refreshing").await, 0, "nothing pending: no more refreshes");
+    assert_eq!(b.value("#launch-name").await, "second-one", "the form kept what was typed");
+    assert_eq!(b.value("#launch-tags").await, "team=web");
+    assert_eq!(b.value("#launch-instance").await, "sb");
+    // Shutting down: no Terminate offered.
+    b.click("#vms a.button.danger").await;
+    b.submit("#confirm-terminate", "vm-terminating").await;
+    assert_eq!(b.count("#vms .state-shutting-down").await, 1);
+    assert_eq!(b.count("#vms a.button.danger").await, 0, "no Terminate for a VM shutting down");
+    // An access key: the page after the redirect shows it once; reloading makes no other.
+    b.goto("/profile", "profile").await;
+    b.submit("#create-access-key", "access-key-created").await;
+    let secret = b.text("#new-secret-key").await;
+    assert!(!secret.is_empty());
+    b.post("/refresh", json!({})).await;
+    b.shot("access-key-reloaded").await;
+    assert!(!b.source().await.contains(&secret), "the secret is shown once");
+    assert_eq!(b.count("#access-keys tr[data-key]").await, 1, "one key, however often reloaded");
+    b.sign_out().await;
+
+    // super: three bad values at once; a broken file on reload.
+    b.sign_in("super", common::SUPER_PW).await;
+    b.goto("/admin/system", "system").await;
+    b.fill("[name='p.cloud.connector.class']", "ua:sandbox").await;
+    b.submit("#save-system", "system-declared").await;
+    b.fill("[name='p.ua.boot.delay.ms']", "abc").await;
+    b.fill("[name='p.ua.failure.rate']", "2").await;
+    b.fill("[name='p.ua.max.iaas.workers']", "0").await;
+    b.submit("#save-system", "system-three-errors").await;
+    assert_eq!(b.count("#instance-ua .field-error").await, 3, "every bad value is marked");
+    assert!(b.text("#error-summary").await.contains("3 values need fixing"));
+    assert_eq!(b.value("[id='p.ua.boot.delay.ms']").await, "abc");
+    std::fs::write(app.dir.path().join("connectors.d/z.conf"), "cloud.connector.class = fz:sandbox\nfz.boot.delay.ms = abc\n").unwrap();
+    b.goto("/admin/system", "system-before-reload").await;
+    b.submit("#reload", "system-reloaded-broken").await;
+    let flash_class = b.get(&format!("/element/{}/attribute/class", b.find("#flash").await)).await;
+    assert!(flash_class.as_str().unwrap_or_default().contains("warn"), "{flash_class}");
+    assert!(b.text("#flash").await.contains("not loaded: fz"));
+    b.goto("/admin/connectors", "connectors-with-a-broken-file").await;
+    assert!(b.text("#connector-fz").await.contains("not loaded"));
+    b.goto("/api/docs", "api-reference").await;
+    assert!(!b.text("body").await.contains('`'), "the Markdown is rendered");
     b.quit().await;
 }

@@ -12,6 +12,7 @@
 
 pub mod budgets;
 pub mod metering;
+pub mod price_admin;
 /// Price lists (a module of their own: the configuration snapshot holds them).
 pub use crate::prices;
 /// Amounts and markups (in the ground crate: errors carry them).
@@ -41,6 +42,12 @@ pub struct Costs {
     /// counted into the spend metric (this process's counters grow by the
     /// difference).
     counted: std::sync::Mutex<std::collections::HashMap<(String, String), (String, i64)>>,
+    /// Whether budget overrides exist (shared with provisioning's launch plan).
+    overrides: Arc<budgets::Overrides>,
+    /// Who this replica is, for the budget watch's lease (`watch.rs`).
+    holder: String,
+    /// This month's alerts per owner, briefly reused (`watch.rs`: the banner).
+    alerts: watch::AlertCache,
 }
 
 /// A VM's cost over a period, as the API shows it.
@@ -100,7 +107,20 @@ pub fn month_to(t: DateTime<Utc>) -> Period {
 impl Costs {
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
         let clock = store.clock().clone();
-        Self { store, registry, clock, counted: Default::default() }
+        let holder = format!("costs-{}", uuid::Uuid::new_v4().simple());
+        Self { store, registry, clock, counted: Default::default(), overrides: Default::default(), holder, alerts: Default::default() }
+    }
+
+    /// Shares `overrides` with the launch plan (the broker's one cache).
+    pub fn with_overrides(mut self, overrides: Arc<budgets::Overrides>) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// Names this replica in the budget watch's lease (the broker's replica id).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
     }
 
     /// The broker's currency.
@@ -119,7 +139,8 @@ impl Costs {
         let spans = metering::running_spans(&history, period.to);
         let schedule = snap.prices.schedule(vm.metered_instance().as_str(), &PriceItem::Instance(vm.metered_type().to_string()));
         let (markup, _) = snap.prices.markup(vm.metered_instance().as_str());
-        let usage = metering::bill(&spans, metering::DEFAULT_MINIMUM_SECONDS, schedule, markup, period);
+        let minimum = snap.billing_minimum_seconds(vm.metered_instance().as_str());
+        let usage = metering::bill(&spans, minimum, schedule, markup, period);
         Ok(VmCost { currency: snap.prices.currency().to_string(), period, estimate: true, usage })
     }
 
@@ -176,7 +197,16 @@ impl Costs {
         if self.registry.snapshot().instance(instance.as_str()).is_none() {
             return Err(crate::ServiceError::NotFound(crate::error::Resource::Instance(instance.clone())));
         }
+        if scope == cloudbroker_store::budgets::BudgetScope::Project && amount.is_some() && self.is_personal(owner).await? {
+            return Err(crate::ServiceError::Invalid {
+                field: Some("owner"),
+                message: format!(
+                    "'{owner}' is a personal project: a project budget applies to team projects; set the user budget of '{owner}' instead"
+                ),
+            });
+        }
         self.store.set_budget_override(scope, owner, instance.as_str(), amount.map(|a| a.0)).await?;
+        self.overrides.changed();
         let detail = format!(
             "budget of {} '{owner}' on '{instance}': {}",
             scope.as_str(),
@@ -194,6 +224,18 @@ impl Costs {
         self.budget(scope, owner, instance).await
     }
 
+    /// Whether `owner` names a personal project (project and user names
+    /// share one namespace: a user's name is their personal project's).
+    async fn is_personal(&self, owner: &str) -> ServiceResult<bool> {
+        if self.store.get_user(owner).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(match crate::domain::ProjectName::parse(owner) {
+            Ok(p) => self.store.get_project(&p).await?.is_some_and(|p| p.is_personal()),
+            Err(_) => false,
+        })
+    }
+
     /// `owner`'s budget on `instance` and what it spent this month (the
     /// caller checks who may read it).
     pub async fn budget(
@@ -204,16 +246,11 @@ impl Costs {
     ) -> ServiceResult<BudgetView> {
         use cloudbroker_store::budgets::BudgetScope;
         let snap = self.registry.snapshot();
-        let param = match scope {
-            BudgetScope::User => budgets::USER_MONTHLY,
-            BudgetScope::Project => budgets::PROJECT_MONTHLY,
-        };
-        let (amount, source) = match self.store.budget_override(scope, owner, instance.as_str()).await? {
-            Some(a) => (Some(money::Micros(a)), "override"),
-            None => (
-                snap.instance(instance.as_str()).and_then(|i| i.values.get_set(param)).and_then(|v| money::Micros::parse(v).ok()),
-                "instance",
-            ),
+        let values = snap.instance(instance.as_str()).map(|i| &i.values);
+        let found = budgets::resolve(&self.store, &self.overrides, instance.as_str(), values, &[(scope, owner)]).await?;
+        let (amount, source) = match found.into_iter().next().flatten() {
+            Some((a, source)) => (Some(a), source),
+            None => (None, budgets::FROM_INSTANCE),
         };
         let now = self.clock.now();
         let month = month_to(now);
@@ -229,7 +266,7 @@ impl Costs {
             to: month.to.timestamp_millis(),
         };
         let vms = self.store.vms_with_history(&f).await?;
-        let spent = budgets::spent(&vms, &snap.prices, month, now, metering::DEFAULT_MINIMUM_SECONDS);
+        let spent = budgets::spent(&vms, &snap.prices, month, now, snap.billing_minimum_seconds(instance.as_str()));
         Ok(BudgetView {
             scope: scope.as_str(),
             owner: owner.to_string(),

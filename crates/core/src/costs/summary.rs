@@ -72,7 +72,7 @@ impl Costs {
             }
             let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
             let (markup, _) = book.markup(vm.instance.as_str());
-            let u = metering::bill(&spans, metering::DEFAULT_MINIMUM_SECONDS, schedule, markup, period);
+            let u = metering::bill(&spans, snap.billing_minimum_seconds(vm.instance.as_str()), schedule, markup, period);
             out.insert(vm.id.to_string(), MonthCost { cost: u.cost, unpriced: u.unpriced_seconds > 0 });
         }
         Ok(out)
@@ -97,7 +97,8 @@ impl Costs {
             let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
             let (markup, _) = book.markup(vm.instance.as_str());
             if !spans.is_empty() {
-                month_to_date = month_to_date + metering::bill(&spans, metering::DEFAULT_MINIMUM_SECONDS, schedule, markup, period).cost;
+                let minimum = snap.billing_minimum_seconds(vm.instance.as_str());
+                month_to_date = month_to_date + metering::bill(&spans, minimum, schedule, markup, period).cost;
             }
             if spans.last().is_some_and(|s| s.open) {
                 running += 1;

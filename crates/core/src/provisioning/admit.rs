@@ -36,7 +36,7 @@ pub(super) enum Check {
     /// its lease.
     Policy(LaunchPolicy),
     /// Under `quota.enable`: the user's VMs on the instance in
-    /// [`VmStatus::QUOTA_COUNTED`] statuses, plus at least the launch's
+    /// [`VmStatus::COUNTED`] statuses, plus at least the launch's
     /// least count, stay within `limit`. Enforced in the admission's
     /// transaction (exact across replicas).
     Quota { limit: i64 },
@@ -77,7 +77,7 @@ impl Admission {
     }
 
     /// The user quota enforced in the admission's transaction, if any.
-    fn quota(&self) -> Option<i64> {
+    pub(super) fn quota(&self) -> Option<i64> {
         self.checks.iter().find_map(|c| match c {
             Check::Quota { limit } => Some(*limit),
             _ => None,
@@ -85,7 +85,7 @@ impl Admission {
     }
 
     /// The first launch policy `plan` breaks, as its refusal.
-    fn policies(&self, plan: &LaunchPlan) -> ServiceResult<()> {
+    pub(super) fn policies(&self, plan: &LaunchPlan) -> ServiceResult<()> {
         let req = &plan.request;
         let asked = Asked {
             instance_type: &plan.instance_type,
@@ -105,7 +105,7 @@ impl Admission {
     }
 
     /// The budgets enforced in the admission's transaction, if any.
-    fn budget(&self) -> Option<&super::budget::BudgetPlan> {
+    pub(super) fn budget(&self) -> Option<&super::budget::BudgetPlan> {
         self.checks.iter().find_map(|c| match c {
             Check::Budget(b) => Some(b),
             _ => None,
@@ -113,7 +113,7 @@ impl Admission {
     }
 
     /// The project quota enforced in the admission's transaction, if any.
-    fn project_quota(&self) -> Option<i64> {
+    pub(super) fn project_quota(&self) -> Option<i64> {
         self.checks.iter().find_map(|c| match c {
             Check::ProjectQuota { limit } => Some(*limit),
             _ => None,
@@ -201,10 +201,7 @@ impl Provisioning {
                     return Ok(AdmitOutcome::Replayed(existing));
                 }
             }
-            let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::Rejected)
-                .detail(refusal.to_string());
-            audit::record_by(&self.store, actor, &event).await?;
-            return Err(refusal);
+            return Err(self.policy_refused(actor, plan, refusal).await);
         }
         let tags_json = serde_json::to_string(&req.tags.recorded()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let launch_id = LaunchId::generate();
@@ -232,7 +229,7 @@ impl Provisioning {
             limit: admission.quota(),
             project_limit: admission.project_quota(),
             member_check: !actor.is_admin,
-            counted: &VmStatus::QUOTA_COUNTED,
+            counted: &VmStatus::COUNTED,
             state: VmStatus::Requested,
             lease: plan.lease,
             budget: budget.as_ref().map(|b| b.check(&spend)),
@@ -262,14 +259,51 @@ impl Provisioning {
         let admitted = self.store.admit_launch_range(&header, min, max, rows).await;
         match admitted {
             Ok(_) => Ok(AdmitOutcome::Admitted(Admitted { launch_id, rows: ids })),
-            Err(AdmitError::Quota { which, limit, current, requested }) => {
-                // A retry of an admitted launch (its VMs count against the quota now).
-                if let Some(t) = &req.client_token {
-                    let existing = self.by_client_token(actor, t).await?;
-                    if !existing.is_empty() {
-                        return Ok(AdmitOutcome::Replayed(existing));
+            Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
+                // The same client token raced with another request: answer with its VMs.
+                Ok(AdmitOutcome::Replayed(self.by_client_token(actor, &client_token).await?))
+            }
+            Err(e) => {
+                // A retry of an admitted launch (its VMs count against the quota and budget now).
+                if matches!(e, AdmitError::Quota { .. } | AdmitError::Budget { .. }) {
+                    if let Some(t) = &req.client_token {
+                        let existing = self.by_client_token(actor, t).await?;
+                        if !existing.is_empty() {
+                            return Ok(AdmitOutcome::Replayed(existing));
+                        }
                     }
                 }
+                Err(self.refused(actor, plan, admission, e).await)
+            }
+        }
+    }
+
+    /// `refusal`, once `event` is recorded (or the store's error recording it).
+    async fn audited(&self, actor: &Actor, refusal: ServiceError, event: &AuditEvent<'_>) -> ServiceError {
+        match audit::record_by(&self.store, actor, event).await {
+            Ok(()) => refusal,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The refusal of `plan` by its launch policy (`refusal`), audited.
+    pub(super) async fn policy_refused(&self, actor: &Actor, plan: &LaunchPlan, refusal: ServiceError) -> ServiceError {
+        let event =
+            AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(plan.request.instance.as_str()), AuditOutcome::Rejected)
+                .detail(refusal.to_string());
+        match audit::record_by(&self.store, actor, &event).await {
+            Ok(()) => refusal,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The refusal of `plan` by the store's admission (`e`), audited where
+    /// a refusal is: what every admission (a launch, a deployment's VMs)
+    /// answers.
+    pub(super) async fn refused(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission, e: AdmitError) -> ServiceError {
+        let req = &plan.request;
+        match e {
+            AdmitError::Quota { which, limit, current, requested } => {
                 crate::metrics::quota_rejected(req.instance.as_str());
                 let scope = scope(which, actor);
                 let detail = match &scope {
@@ -278,44 +312,31 @@ impl Provisioning {
                 };
                 let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::OverQuota)
                     .detail(detail);
-                audit::record_by(&self.store, actor, &event).await?;
-                Err(ServiceError::QuotaExceeded { scope, quota: limit, current, requested })
+                self.audited(actor, ServiceError::QuotaExceeded { scope, quota: limit, current, requested }, &event).await
             }
-            Err(AdmitError::Store(e)) if e.is_unique_violation() || matches!(e, cloudbroker_store::StoreError::Conflict(_)) => {
-                // The same client token raced with another request: answer with its VMs.
-                Ok(AdmitOutcome::Replayed(self.by_client_token(actor, &client_token).await?))
-            }
-            Err(AdmitError::Budget { scope, budget: limit, spent }) => {
-                // A retry of an admitted launch (its VMs count against the budget now).
-                if let Some(t) = &req.client_token {
-                    let existing = self.by_client_token(actor, t).await?;
-                    if !existing.is_empty() {
-                        return Ok(AdmitOutcome::Replayed(existing));
-                    }
-                }
-                let refusal = match budget {
+            AdmitError::Budget { scope, budget: limit, spent } => {
+                let refusal = match admission.budget() {
                     Some(b) => b.refusal(actor, &req.instance, scope, limit, spent, req.count.min),
                     None => ServiceError::Internal("a budget refused a launch that had none".into()),
                 };
                 let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(req.instance.as_str()), AuditOutcome::Rejected)
                     .detail(refusal.to_string());
-                audit::record_by(&self.store, actor, &event).await?;
-                Err(refusal)
+                self.audited(actor, refusal, &event).await
             }
             // Removed from the project since the actor entered it (on another
             // replica, within its membership cache's lifetime): as for a
             // project one is no member of.
-            Err(AdmitError::NotActing(None)) => Err(ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone()))),
+            AdmitError::NotActing(None) => ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone())),
             // Made a viewer since.
-            Err(AdmitError::NotActing(Some(role))) => Err(ServiceError::Forbidden(format!(
+            AdmitError::NotActing(Some(role)) => ServiceError::Forbidden(format!(
                 "you are a {role} of project '{}': viewers read the project's resources but cannot change them",
                 actor.project
-            ))),
+            )),
             // The project was deleted since the actor entered it.
-            Err(AdmitError::Store(cloudbroker_store::StoreError::NotFound(_))) => {
-                Err(ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone())))
+            AdmitError::Store(cloudbroker_store::StoreError::NotFound(_)) => {
+                ServiceError::NotFound(crate::error::Resource::Project(actor.project.clone()))
             }
-            Err(AdmitError::Store(e)) => Err(e.into()),
+            AdmitError::Store(e) => e.into(),
         }
     }
 }

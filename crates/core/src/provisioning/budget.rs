@@ -2,7 +2,8 @@
 //! admission in the quota's transaction (see `crate::costs::budgets` for
 //! the rules): the user's budget on the instance and, for a launch in a
 //! team project, the project's; each an override set by an admin, else the
-//! instance's parameter. Nothing is looked up when neither is set.
+//! instance's parameter (`costs::budgets::resolve`: one statement at most,
+//! none while no override exists anywhere).
 
 use super::Provisioning;
 use crate::costs::budgets::{self, BudgetRefusal};
@@ -43,18 +44,13 @@ impl Provisioning {
         instance_type: &str,
         now: DateTime<Utc>,
     ) -> ServiceResult<Option<BudgetPlan>> {
-        let amount = |v: Option<&str>| v.and_then(|v| Micros::parse(v).ok());
-        let mut limits = Vec::new();
-        let over = self.store.budget_override(BudgetScope::User, user.as_str(), instance.as_str()).await?;
-        if let Some(b) = over.map(Micros).or_else(|| amount(values.get_set(budgets::USER_MONTHLY))) {
-            limits.push((BudgetScope::User, b));
-        }
+        let mut owners = vec![(BudgetScope::User, user.as_str())];
         if project.as_str() != user.as_str() {
-            let over = self.store.budget_override(BudgetScope::Project, project.as_str(), instance.as_str()).await?;
-            if let Some(b) = over.map(Micros).or_else(|| amount(values.get_set(budgets::PROJECT_MONTHLY))) {
-                limits.push((BudgetScope::Project, b));
-            }
+            owners.push((BudgetScope::Project, project.as_str()));
         }
+        let found = budgets::resolve(&self.store, &self.budget_overrides, instance.as_str(), Some(values), &owners).await?;
+        let limits: Vec<(BudgetScope, Micros)> =
+            owners.iter().zip(found).filter_map(|((scope, _), b)| b.map(|(amount, _)| (*scope, amount))).collect();
         if limits.is_empty() {
             return Ok(None);
         }

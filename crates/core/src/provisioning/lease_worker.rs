@@ -232,6 +232,11 @@ impl Provisioning {
                 report.busy += 1;
                 continue;
             }
+            if d.state == VmStatus::Held {
+                // A deployment's VM not launched yet: its lease acts once
+                // it is (nothing in the cloud to stop or terminate).
+                continue;
+            }
             if ended(d.state) {
                 // A dead claimant's act ended it (or it ended meanwhile:
                 // closed by the next pass's first step). No cloud call.

@@ -27,6 +27,7 @@
 mod actions;
 mod addresses;
 mod admit;
+mod batch;
 mod budget;
 mod cloud;
 mod dry_run;
@@ -156,6 +157,9 @@ pub struct Provisioning {
     /// A claim on a lease expiry older than this is taken over by another
     /// replica (see `lease_worker.rs`).
     pub lease_claim_ttl: Duration,
+    /// Whether budget overrides exist (shared with the costs service: see
+    /// `costs::budgets::Overrides`), so a launch looks none up while there are none.
+    pub budget_overrides: Arc<crate::costs::budgets::Overrides>,
 }
 
 /// How long a cloud's list of instance types is reused.
@@ -184,6 +188,7 @@ impl Provisioning {
             prepared: Default::default(),
             clock: crate::clock::Clock::system(),
             lease_claim_ttl: lease_worker::LEASE_CLAIM_TTL,
+            budget_overrides: Default::default(),
         }
     }
 

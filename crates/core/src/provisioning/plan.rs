@@ -67,7 +67,33 @@ pub(super) struct LaunchPlan {
     pub budget: Option<super::budget::BudgetPlan>,
 }
 
+/// The instance type a launch uses: the one asked for, else the image's
+/// default on the instance, else the connector's, else [`FALLBACK_INSTANCE_TYPE`].
+/// The one place that decides it: launches plan with it, and the launch
+/// form's hint shows its answer ([`Provisioning::default_instance_type`]).
+fn instance_type_for(
+    asked: Option<&InstanceType>,
+    image: &ResolvedImage,
+    kind: cloudbroker_connector_api::ConnectorKind,
+    values: &cloudbroker_connector_api::params::ParamValues,
+) -> String {
+    asked
+        .map(InstanceType::to_string)
+        .or(image.instance_type.clone())
+        .or_else(|| kind.default_instance_type(values))
+        .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into())
+}
+
 impl Provisioning {
+    /// The instance type a launch of `image` (as resolved on `instance`,
+    /// e.g. from [`crate::images::Launchable::on`]) that names none uses, by
+    /// the current configuration (`None`: no such instance is declared).
+    pub fn default_instance_type(&self, instance: &InstanceName, image: &ResolvedImage) -> Option<String> {
+        let snap = self.registry.snapshot();
+        let e = snap.instance(instance.as_str())?;
+        Some(instance_type_for(None, image, e.kind, &e.values))
+    }
+
     /// Another replica may have changed the configuration (`quota.enable`,
     /// an instance's quota) since this one last polled: a launch never goes
     /// by a stale switch. One small query; a reload only on change.
@@ -99,13 +125,7 @@ impl Provisioning {
         let snap = self.registry.snapshot();
         let (connector, kind, values) = Self::connector_in(&snap, &request.instance)?;
         let image = self.resolve_image(actor, &snap, &request.image, &request.instance).await?;
-        let instance_type = request
-            .instance_type
-            .as_ref()
-            .map(InstanceType::to_string)
-            .or(image.instance_type.clone())
-            .or_else(|| kind.default_instance_type(&values))
-            .unwrap_or_else(|| FALLBACK_INSTANCE_TYPE.into());
+        let instance_type = instance_type_for(request.instance_type.as_ref(), &image, kind, &values);
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
         let policy = Some(LaunchPolicy::of(&values)).filter(|p| !p.is_empty() && p.applies_to(actor));
         let project_policy = self.project_policy_of(&actor.project, &request.instance, &values).await?.filter(|p| p.applies_to(actor));

@@ -1,7 +1,7 @@
 //! Quotas: a user's limit on an instance is their override, else the
 //! instance's `quota.vm`, else [`DEFAULT_QUOTA`]; a project's limit on an
 //! instance is its override, else the instance's `quota.project.vm`, else
-//! none. Usage counts the VMs in [`VmStatus::QUOTA_COUNTED`] statuses (the
+//! none. Usage counts the VMs in [`VmStatus::COUNTED`] statuses (the
 //! user's in every project; the project's of every member). Enforcement
 //! (under `quota.enable`, both quotas) happens in the launch's admission
 //! transaction, never here. Admins set overrides; a project's members (any
@@ -99,7 +99,7 @@ impl Provisioning {
 
     /// VMs of a user on an instance that count against the quota.
     pub async fn usage(&self, user: &UserName, instance: &InstanceName) -> ServiceResult<i64> {
-        Ok(self.store.quota_usage(user, instance, &VmStatus::QUOTA_COUNTED).await?)
+        Ok(self.store.quota_usage(user, instance, &VmStatus::COUNTED).await?)
     }
 
     async fn require_user(&self, user: &UserName) -> ServiceResult<()> {
@@ -175,7 +175,7 @@ impl Provisioning {
 
     /// VMs of a project on an instance that count against its quota.
     pub async fn project_usage(&self, project: &ProjectName, instance: &InstanceName) -> ServiceResult<i64> {
-        Ok(self.store.project_quota_usage(project, instance, &VmStatus::QUOTA_COUNTED).await?)
+        Ok(self.store.project_quota_usage(project, instance, &VmStatus::COUNTED).await?)
     }
 
     /// The project exists and `actor` may read it (a member, any role, or

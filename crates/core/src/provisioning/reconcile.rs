@@ -18,6 +18,8 @@
 //! another replica that wrote in between is newer than the report and is
 //! kept, and the next pass asks the cloud again. So a VM the user ended is
 //! never brought back to `running` by a listing taken before the terminate.
+//! A stop or terminate is recorded at the time the cloud gives for it, when
+//! it gives one ([`cloud_since`]), so metering bills it to that time.
 
 use super::{Provisioning, Vm};
 use crate::auth::Actor;
@@ -121,6 +123,10 @@ impl Provisioning {
         let live: Vec<VmStatus> = VmStatus::ALL.into_iter().filter(|s| s.is_live()).collect();
         let counts = self.store.vm_counts_by_instance(&live).await?;
         crate::metrics::set_vm_counts(&counts.into_iter().map(|(i, s, n)| ((i, s), usize::try_from(n).unwrap_or(0))).collect());
+        // A deployment's held VMs have no cloud call yet: nothing to
+        // reconcile (their launch grace counts from their release, which
+        // sets their created_at: see `Store::release_held_vm`).
+        let live: Vec<VmStatus> = live.into_iter().filter(|s| *s != VmStatus::Held).collect();
         let states: Vec<VmStatus> =
             if transitional_only { VmStatus::ALL.into_iter().filter(|s| s.is_transitional()).collect() } else { live };
         let rows = self.store.vms_in_states(&states).await?;
@@ -209,7 +215,10 @@ impl Provisioning {
             // live): this report is no newer than the record.
             let Some(version) = versions.get(&known.id) else { return Ok(Observed::Unchanged) };
             if known.version != version
-                || !self.store.observe_vm(&known.id, version, status, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None).await?
+                || !self
+                    .store
+                    .observe_vm_since(&known.id, version, status, (vm.private_ip.as_deref(), vm.public_ip.as_deref()), None, cloud_since(vm))
+                    .await?
             {
                 return Ok(Observed::Stale);
             }
@@ -424,10 +433,9 @@ impl Provisioning {
                     Confirmed::Present(vm) => {
                         let status = VmStatus::from(vm.state);
                         if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
-                            let written = self
-                                .store
-                                .observe_vm(&r.id, version, status, vm.private_ip.as_deref(), vm.public_ip.as_deref(), None)
-                                .await?;
+                            let addresses = (vm.private_ip.as_deref(), vm.public_ip.as_deref());
+                            let written =
+                                self.store.observe_vm_since(&r.id, version, status, addresses, None, cloud_since(&vm)).await?;
                             if !written {
                                 report.stale += 1;
                             } else if status == VmStatus::Terminated {
@@ -584,6 +592,20 @@ enum Observed {
 
 /// VMs asked for by id per call.
 const CONFIRM_BATCH: usize = 100;
+
+/// When the cloud says a reported VM's state began, for the states that
+/// end its billing (stopping, stopped, shutting down, terminated): a stop
+/// the broker learns late is then billed until the cloud's time, not until
+/// the pass saw it (the store clamps it between the VM's previous history
+/// entry and now). EC2 gives it only for those (its StateTransitionReason
+/// is empty once a VM runs again); a time reported with a running state is
+/// not trusted, so a stale reason can never bill a start from long ago.
+/// The transition watch's state-only answers carry no time: those changes
+/// are recorded when the watch sees them (seconds later).
+fn cloud_since(vm: &cloudbroker_connector_api::Vm) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ends = matches!(vm.state, VmState::Stopping | VmState::Stopped | VmState::ShuttingDown | VmState::Terminated);
+    vm.state_since.filter(|_| ends)
+}
 
 fn is_instance_not_found(code: &str) -> bool {
     code == "InvalidInstanceID.NotFound"

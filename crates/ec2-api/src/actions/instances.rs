@@ -62,7 +62,7 @@ pub const MAX_COUNT: i64 = cloudbroker_core::provisioning::MAX_COUNT as i64;
 /// EC2's state code and name of a broker status.
 pub fn state_of(s: VmStatus) -> (u8, &'static str) {
     match s {
-        VmStatus::Requested | VmStatus::Pending => (0, "pending"),
+        VmStatus::Requested | VmStatus::Pending | VmStatus::Held => (0, "pending"),
         VmStatus::Running => (16, "running"),
         VmStatus::ShuttingDown => (32, "shutting-down"),
         VmStatus::Terminated | VmStatus::Failed => (48, "terminated"),

@@ -36,6 +36,12 @@ impl FromRequest for ApiActor {
             let token = token.ok_or_else(|| {
                 ApiError(ServiceError::Unauthenticated("send Authorization: Bearer <token> (get one with POST /api/v1/tokens)".into()))
             })?;
+            // A deployment VM's credential opens the exchange alone.
+            if token.starts_with(cloudbroker_core::deployments::exchange::VM_TOKEN_PREFIX) {
+                return Err(ApiError(ServiceError::Unauthenticated(
+                    "a deployment VM's token opens only /api/v1/exchange; use a user's token (POST /api/v1/tokens)".into(),
+                )));
+            }
             let actor = match broker.identity.resolve_token(&token).await? {
                 Some(a) => a,
                 None => return Err(ApiError(ServiceError::Unauthenticated("the token is unknown, expired or revoked".into()))),

@@ -66,7 +66,7 @@ pub(super) struct PriceOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, nullable = false)]
     markup: Option<String>,
-    /// Admins only: where it was given (`file:line`).
+    /// Admins only: where it was given (`file:line`, or `set by admin NAME at TIME`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, nullable = false)]
     origin: Option<String>,
@@ -86,30 +86,31 @@ pub(super) struct PricesOut {
 
 impl PricesOut {
     fn of(l: PriceList) -> Self {
-        let prices = l
-            .prices
-            .into_iter()
-            .map(|p| {
-                let (kind, name, unit) = match p.item {
-                    PriceItem::Instance(t) => ("instance", Some(t), "hour"),
-                    PriceItem::Volume(t) => ("volume", Some(t), "GiB-month"),
-                    PriceItem::Address => ("address", None, "hour"),
-                };
-                PriceOut {
-                    instance: p.instance,
-                    kind: kind.into(),
-                    name,
-                    unit: unit.into(),
-                    price: amount(p.price),
-                    price_micros: p.price.0,
-                    effective: p.effective,
-                    list_price: p.list_price.map(amount),
-                    markup: p.markup.map(|m| m.to_percent()),
-                    origin: p.origin,
-                }
-            })
-            .collect();
+        let prices = l.prices.into_iter().map(PriceOut::of).collect();
         Self { currency: l.currency, prices, errors: l.errors }
+    }
+}
+
+impl PriceOut {
+    /// One price as the API writes it.
+    pub(super) fn of(p: cloudbroker_core::costs::PriceView) -> Self {
+        let (kind, name, unit) = match p.item {
+            PriceItem::Instance(t) => ("instance", Some(t), "hour"),
+            PriceItem::Volume(t) => ("volume", Some(t), "GiB-month"),
+            PriceItem::Address => ("address", None, "hour"),
+        };
+        PriceOut {
+            instance: p.instance,
+            kind: kind.into(),
+            name,
+            unit: unit.into(),
+            price: amount(p.price),
+            price_micros: p.price.0,
+            effective: p.effective,
+            list_price: p.list_price.map(amount),
+            markup: p.markup.map(|m| m.to_percent()),
+            origin: p.origin,
+        }
     }
 }
 

@@ -64,6 +64,10 @@ impl ResponseError for ApiError {
         {
             err["field"] = json!(f);
         }
+        // Every error of an application document, each naming its path.
+        if let ServiceError::InvalidDocument(errors) = &self.0 {
+            err["errors"] = json!(errors);
+        }
         // The figures of a budget refusal, as decimal amounts in its currency.
         if let ServiceError::BudgetExceeded(b) = &self.0 {
             err["budget"] = json!({

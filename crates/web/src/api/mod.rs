@@ -12,14 +12,18 @@
 
 pub mod access_keys;
 pub mod actor;
+pub mod applications;
 pub mod audit;
 pub mod body;
 pub mod budgets;
 pub mod costs;
 pub mod credentials;
+pub mod deployments;
 pub mod doc;
 pub mod error;
+pub mod exchange;
 pub mod images;
+pub mod prices;
 pub mod projects;
 pub mod quotas;
 pub mod reference;
@@ -125,6 +129,19 @@ operations![
     images::get_image,
     images::put_image,
     images::delete_image,
+    applications::list_applications,
+    applications::get_application,
+    applications::list_application_versions,
+    applications::put_application,
+    applications::delete_application,
+    deployments::deploy,
+    deployments::list_deployments,
+    deployments::get_deployment,
+    deployments::deployment_params,
+    deployments::deployment_events,
+    deployments::scale_deployment,
+    deployments::abort_deployment,
+    deployments::terminate_deployment,
     vms::launch,
     vms::list_vms,
     vms::get_vm,
@@ -135,11 +152,20 @@ operations![
     vms::set_lease,
     vms::clear_lease,
     costs::list_prices,
+    prices::put_price,
+    prices::delete_price,
+    prices::put_markup,
+    prices::list_unpriced,
     costs::vm_cost,
     costs::cost_report,
     budgets::list_budgets,
     budgets::put_budget,
     budgets::delete_budget,
+    exchange::exchange_self,
+    exchange::exchange_get,
+    exchange::exchange_set,
+    exchange::exchange_ready,
+    exchange::exchange_abort,
     self::openapi,
 ];
 

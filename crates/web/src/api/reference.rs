@@ -1,6 +1,8 @@
 //! `GET /api/docs`: the API reference for people, rendered on the server from
 //! the same OpenAPI document the API serves (no script, no CDN): every
-//! operation with its parameters, body and answers, then every schema.
+//! operation with its parameters, body and answers, then every schema. The
+//! document's descriptions are Markdown: they are rendered (code spans,
+//! emphasis, links, paragraphs and lists), everything else escaped.
 
 use actix_web::HttpResponse;
 use askama::Template;
@@ -46,6 +48,94 @@ struct Reference {
 
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
+}
+
+/// HTML-escapes `s`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One line of Markdown as HTML: `code`, **strong**, *emphasis* and
+/// [links](https://…) (http, https, relative and `#` targets only);
+/// everything else escaped.
+pub(crate) fn inline_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        let after = &rest[c.len_utf8()..];
+        if c == '`' {
+            if let Some(end) = after.find('`') {
+                out.push_str(&format!("<code>{}</code>", escape(&after[..end])));
+                rest = &after[end + 1..];
+                continue;
+            }
+        }
+        if rest.starts_with("**") {
+            if let Some(end) = rest[2..].find("**").filter(|e| *e > 0) {
+                out.push_str(&format!("<strong>{}</strong>", inline_markdown(&rest[2..2 + end])));
+                rest = &rest[2 + end + 2..];
+                continue;
+            }
+        }
+        if c == '*' || c == '_' {
+            let boundary = out.is_empty() || out.ends_with([' ', '(', '>']);
+            if let Some(end) = after.find(c).filter(|e| *e > 0 && boundary && !after.starts_with(' ')) {
+                out.push_str(&format!("<em>{}</em>", inline_markdown(&after[..end])));
+                rest = &after[end + 1..];
+                continue;
+            }
+        }
+        if c == '[' {
+            if let Some((label, tail)) = after.split_once("](") {
+                if let Some((url, tail)) = tail.split_once(')') {
+                    let safe = url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/') || url.starts_with('#');
+                    if safe && !label.contains(']') && !url.contains(char::is_whitespace) {
+                        out.push_str(&format!("<a href=\"{}\">{}</a>", escape(url), inline_markdown(label)));
+                        rest = tail;
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push_str(&escape(&c.to_string()));
+        rest = after;
+    }
+    out
+}
+
+/// A Markdown text as HTML: paragraphs (blank lines), `- ` lists, and
+/// [`inline_markdown`] within.
+pub(crate) fn markdown(s: &str) -> String {
+    let mut out = String::new();
+    for block in s.split("\n\n").map(str::trim).filter(|b| !b.is_empty()) {
+        let lines: Vec<&str> = block.lines().map(str::trim).collect();
+        if lines.iter().all(|l| l.starts_with("- ") || l.starts_with("* ")) {
+            out.push_str("<ul>");
+            for l in lines {
+                out.push_str(&format!("<li>{}</li>", inline_markdown(&l[2..])));
+            }
+            out.push_str("</ul>");
+        } else {
+            out.push_str(&format!("<p>{}</p>", inline_markdown(&lines.join(" "))));
+        }
+    }
+    out
+}
+
+/// A description as inline HTML (for table cells and headings).
+fn md(v: &Value) -> String {
+    inline_markdown(&text(v))
 }
 
 /// A short type: `User`, `array of Vm`, `string (pattern ...)`, `integer 1..1000`.
@@ -99,7 +189,7 @@ fn reference(doc: &Value) -> Reference {
                     place: text(&p["in"]),
                     ty: ty(&p["schema"]),
                     required: p["required"].as_bool().unwrap_or(false),
-                    description: text(&p["description"]),
+                    description: md(&p["description"]),
                 })
                 .collect();
             let body = op["requestBody"]["content"]["application/json"]["schema"].clone();
@@ -114,13 +204,13 @@ fn reference(doc: &Value) -> Reference {
                 .flatten()
                 .map(|(status, r)| {
                     let schema = r["content"]["application/json"]["schema"].clone();
-                    (status.clone(), text(&r["description"]), if schema.is_null() { String::new() } else { ty(&schema) })
+                    (status.clone(), md(&r["description"]), if schema.is_null() { String::new() } else { ty(&schema) })
                 })
                 .collect();
             operations.push(Operation {
                 method: method.to_uppercase(),
                 path: path.clone(),
-                summary: text(&op["summary"]),
+                summary: md(&op["summary"]),
                 auth,
                 params,
                 body: if body.is_null() { String::new() } else { ty(&body) },
@@ -144,16 +234,16 @@ fn reference(doc: &Value) -> Reference {
                 place: String::new(),
                 ty: ty(p),
                 required: required.contains(&f.as_str()),
-                description: text(&p["description"]),
+                description: md(&p["description"]),
             })
             .collect::<Vec<_>>();
         let description = if fields.is_empty() { format!("{} {}", ty(s), description) } else { description };
-        schemas.push(Schema { name: name.clone(), description: description.trim().to_string(), fields });
+        schemas.push(Schema { name: name.clone(), description: inline_markdown(description.trim()), fields });
     }
     Reference {
         c: crate::ui::Chrome::anonymous("JSON API reference"),
         title: text(&doc["info"]["title"]),
-        description: text(&doc["info"]["description"]),
+        description: markdown(&text(&doc["info"]["description"])),
         operations,
         schemas,
     }

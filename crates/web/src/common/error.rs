@@ -17,6 +17,9 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::NotFound(_) => s(StatusCode::NOT_FOUND, "not_found"),
         ServiceError::Conflict(_) => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Invalid { .. } => s(StatusCode::BAD_REQUEST, "invalid_request"),
+        ServiceError::InvalidDocument(_) => s(StatusCode::BAD_REQUEST, "invalid_document"),
+        // A deployment's node refused: as its refusal.
+        ServiceError::InNode { error, .. } => status_and_code(error),
         // Well-formed, but naming what the configuration lacks.
         ServiceError::Unresolved { .. } => s(StatusCode::CONFLICT, "conflict"),
         ServiceError::Unavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -4,7 +4,11 @@
 //! Elastic IPs or volumes made with them remain. A secret is never rendered back, not even after a failed save.
 //! In a team project the page also shows the project's credentials
 //! (masked; its owners manage them on the project's page), which launches
-//! use when the user has none of their own for an instance.
+//! use when the user has none of their own for an instance. Each instance
+//! says what a launch there uses, in the order a launch picks: the user's
+//! own keys, the project's, a shared credential an administrator granted,
+//! none at all (a kind that needs none), or that keys are missing: the
+//! same words as the dashboard's.
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -31,6 +35,10 @@ struct CredRow {
     stored: Option<MaskedCredential>,
     /// The current team project's credential for the instance, masked.
     project: Option<MaskedCredential>,
+    /// The shared credential granted to the project a launch falls back to (its name).
+    shared: Option<String>,
+    /// Whether the instance's kind needs credentials at all (the sandbox does not).
+    needed: bool,
     /// The form's values and messages when this instance's submit failed.
     typed_key: String,
     errors: FormErrors,
@@ -50,6 +58,12 @@ async fn render(ui: &Ctx, failed: Option<(&str, String, FormErrors, bool)>) -> H
     let of_project =
         if actor.in_personal_project() { Vec::new() } else { broker.vault.list_project(actor, &actor.project).await.unwrap_or_default() };
     let mut status = StatusCode::OK;
+    let mut shared = std::collections::BTreeMap::new();
+    for i in broker.system.connectors(actor) {
+        if let Ok(Some(s)) = broker.vault.shared_for(actor, &i.name).await {
+            shared.insert(i.name.to_string(), s);
+        }
+    }
     let rows = broker
         .system
         .connectors(actor)
@@ -57,6 +71,8 @@ async fn render(ui: &Ctx, failed: Option<(&str, String, FormErrors, bool)>) -> H
         .map(|i| {
             let name = i.name.to_string();
             let mut row = CredRow {
+                shared: shared.get(&name).cloned(),
+                needed: i.kind.needs_credentials(),
                 stored: stored.iter().find(|c| c.instance == name).cloned().map(super::form::shown),
                 project: of_project.iter().find(|c| c.instance == name).cloned(),
                 kind: i.kind.to_string(),

@@ -1,7 +1,10 @@
 //! Form messages: a service error becomes a message next to the field it
 //! names (`ServiceError::Invalid { field, .. }`) or one at the top of the
-//! form, in words a user can act on. The page that shows them keeps what
-//! was typed (each handler re-renders with the submitted values).
+//! form, in words a user can act on (a range reads "must be between 1 and
+//! 1000", never `(1..=1000)`). A form reports every error of a submit at
+//! once, with a summary at the top naming the fields to fix. The page that
+//! shows them keeps what was typed (each handler re-renders with the
+//! submitted values).
 
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
@@ -22,19 +25,37 @@ impl FormErrors {
 
     /// One message at the top of the form.
     pub fn general(message: impl Into<String>) -> Self {
-        Self { fields: BTreeMap::new(), general: Some(message.into()) }
+        Self { fields: BTreeMap::new(), general: Some(plain(&message.into())) }
     }
 
     /// One message next to `field`.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let mut e = Self::default();
-        e.fields.insert(field.to_string(), message.into());
+        e.add(field, message);
         e
     }
 
     /// Adds a message next to `field`.
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.fields.insert(field.to_string(), message.into());
+        self.fields.insert(field.to_string(), plain(&message.into()));
+    }
+
+    /// How many fields have a message.
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The summary at the top of a form whose fields have messages: how
+    /// many, and which (`None`: no field has one).
+    pub fn summary(&self) -> Option<String> {
+        if self.fields.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.fields.keys().map(|f| f.strip_prefix("p.").unwrap_or(f)).collect();
+        Some(match names.len() {
+            1 => format!("1 value needs fixing, marked below: {}.", names[0]),
+            n => format!("{n} values need fixing, each marked below: {}.", names.join(", ")),
+        })
     }
 
     /// From a service error: next to its field when the form has that
@@ -69,6 +90,35 @@ impl FormErrors {
             actix_web::http::StatusCode::OK
         }
     }
+}
+
+/// A validation message in plain words: a range written as code
+/// (`(1..=1000)`) reads "it must be between 1 and 1000", "not an integer"
+/// reads "not a whole number".
+pub fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(" (") {
+        let after = &rest[open + 2..];
+        let range = after.find(')').map(|close| &after[..close]).and_then(|inside| {
+            let (lo, hi) = inside.split_once("..=")?;
+            let number = |x: &str| !x.is_empty() && x.trim_start_matches('-').chars().all(|c| c.is_ascii_digit() || c == '.');
+            (number(lo) && number(hi)).then(|| (lo.to_string(), hi.to_string(), inside.len()))
+        });
+        match range {
+            Some((lo, hi, len)) => {
+                out.push_str(&rest[..open]);
+                out.push_str(&format!(": it must be between {lo} and {hi}"));
+                rest = &after[len + 1..];
+            }
+            None => {
+                out.push_str(&rest[..open + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("is not an integer", "is not a whole number")
 }
 
 /// A service error in words a user understands, with what to do next.
@@ -107,6 +157,8 @@ pub fn friendly(e: &ServiceError) -> String {
         ServiceError::Throttled { .. }
         | ServiceError::Conflict(_)
         | ServiceError::Invalid { .. }
+        | ServiceError::InvalidDocument(_)
+        | ServiceError::InNode { .. }
         | ServiceError::Unresolved { .. }
         | ServiceError::PolicyViolation { .. }
         | ServiceError::Forbidden(_) => e.to_string(),

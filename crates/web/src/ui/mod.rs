@@ -11,16 +11,20 @@
 //! [`errors::UiError`] becomes a page with the request's id, never a cause.
 //! Handlers are thin over the same core service calls the JSON API makes.
 
+pub mod applications;
 pub mod audit;
 pub mod budgets;
 pub mod context;
 pub mod costs;
 pub mod credentials;
+pub mod deploy_diagram;
+pub mod deployments;
 pub mod errors;
 pub mod form;
 pub mod governance;
 pub mod images;
 pub mod login;
+pub mod prices;
 pub mod profile;
 pub mod projects;
 pub mod session;
@@ -68,6 +72,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
                     .configure(audit::routes)
                     .configure(governance::routes)
                     .configure(budgets::routes)
+                    .configure(prices::routes)
                     .default_service(web::to(errors::not_found)),
             )
             .route("/", web::get().to(profile::home))
@@ -75,6 +80,8 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .configure(profile::routes)
             .configure(credentials::routes)
             .configure(vms::routes)
+            .configure(applications::routes)
+            .configure(deployments::routes)
             .configure(costs::routes)
             .configure(projects::routes)
             .default_service(web::to(errors::not_found)),
@@ -152,6 +159,11 @@ impl Chrome {
         })
     }
 
+    /// Whether the flash message says something partly failed (shown amber).
+    pub fn flash_is_warning(&self) -> bool {
+        self.flash.as_deref().is_some_and(|m| m.starts_with(system::RELOAD_FAILED) || m.contains("problem(s)"))
+    }
+
     /// Whether the user may launch and act here (member, owner, or admin).
     pub fn can_act(&self) -> bool {
         self.is_admin || self.role != "viewer"
@@ -195,8 +207,19 @@ pub(crate) fn redirect_with(req: &HttpRequest, broker: &Broker, to: &str, messag
 
 /// The cookie that shows `message` once on the next page.
 pub(crate) fn flash_cookie<'a>(req: &HttpRequest, broker: &Broker, message: &str) -> Cookie<'a> {
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.chars().take(500).collect::<String>());
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(shortened(message, 1500));
     session::cookie(req, broker, FLASH_COOKIE, value)
+}
+
+/// `message` within `max` characters, cut at a word with "…" when longer
+/// (never mid-word).
+fn shortened(message: &str, max: usize) -> String {
+    if message.chars().count() <= max {
+        return message.to_string();
+    }
+    let head: String = message.chars().take(max).collect();
+    let cut = head.rfind(' ').unwrap_or(head.len());
+    format!("{}…", head[..cut].trim_end_matches([',', ';', ':']))
 }
 
 /// The flash message a request carries, if any.

@@ -1,7 +1,9 @@
 //! The dashboard and the profile: password (the current one required; the
 //! change can disable every EC2 access key in the same step), SSH
-//! public key, API tokens and EC2 API access keys (a secret shown once, on
-//! the page that created it, never again), and the default EC2 region that
+//! public key, API tokens and EC2 API access keys (creating one is
+//! post/redirect/get: the secret is held for the session that made it and
+//! shown once on the page the redirect leads to, never again, so reloading
+//! that page creates nothing), and the default EC2 region that
 //! SigV2 clients use. Every action goes through the same core service as
 //! the JSON API's.
 
@@ -107,9 +109,12 @@ pub(super) async fn home(ui: Ctx) -> UiResult {
                 _ => format!("you: {quota}; project: {} (no limit)", pq.usage),
             };
         }
+        // The same order as a launch picks them (and the Credentials page says).
+        let shared = broker.vault.shared_for(actor, &i.name).await.ok().flatten();
         let (credential, class) = match (creds.iter().find(|c| c.instance == name), project_creds.iter().find(|c| c.instance == name)) {
             (Some(c), _) => (c.status.clone(), c.status.clone()),
             (None, Some(p)) => (format!("project's, {}", p.status), p.status.clone()),
+            (None, None) if shared.is_some() => (format!("shared: {}", shared.unwrap_or_default()), "shared".into()),
             (None, None) if !i.kind.needs_credentials() => ("not needed".into(), "not needed".into()),
             (None, None) => ("missing".into(), "missing".into()),
         };
@@ -159,6 +164,7 @@ struct KeyRow {
 }
 
 /// An access key just created: its secret, shown this once, with an awscli example.
+#[derive(Clone)]
 struct NewKey {
     id: String,
     secret: String,
@@ -259,7 +265,41 @@ fn blank(ui: &Ctx) -> ProfilePage {
 }
 
 async fn profile(ui: Ctx) -> HttpResponse {
-    render(&ui, blank(&ui)).await
+    let mut p = blank(&ui);
+    p.new_key = once::take(&ui.me.raw);
+    render(&ui, p).await
+}
+
+/// The secrets of access keys just created, each held for the session that
+/// created it until the page the redirect leads to reads it (once), for at
+/// most [`once::KEEP`]. In this process's memory only: never stored, never
+/// in a cookie or a URL.
+mod once {
+    use super::NewKey;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    /// How long an unread secret is held.
+    pub(super) const KEEP: Duration = Duration::from_secs(300);
+
+    fn held() -> &'static Mutex<HashMap<String, (Instant, NewKey)>> {
+        static HELD: OnceLock<Mutex<HashMap<String, (Instant, NewKey)>>> = OnceLock::new();
+        HELD.get_or_init(Default::default)
+    }
+
+    /// Holds `key` for the session `session` (replacing one unread).
+    pub(super) fn put(session: &str, key: NewKey) {
+        let mut m = held().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.retain(|_, (at, _)| at.elapsed() < KEEP);
+        m.insert(session.to_string(), (Instant::now(), key));
+    }
+
+    /// The key held for `session`, removed as it is read.
+    pub(super) fn take(session: &str) -> Option<NewKey> {
+        let mut m = held().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.remove(session).filter(|(at, _)| at.elapsed() < KEEP).map(|(_, k)| k)
+    }
 }
 
 #[derive(Deserialize)]
@@ -436,11 +476,10 @@ async fn create_access_key(ui: Ctx, form: CsrfForm<AccessKeyForm>) -> HttpRespon
                 secret.expose(),
                 base_url(&ui.req, broker)
             );
-            p.form = "";
-            p.c.flash = Some("Access key created: copy its secret now, it is not shown again".into());
-            p.new_key = Some(NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
+            // Post/redirect/get: reloading the page that shows the secret creates nothing.
             // Every page is sent `no-store` (see `html`): no cache keeps the secret.
-            render(&ui, p).await
+            once::put(&ui.me.raw, NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
+            ui.redirect_with("/profile", "Access key created: copy its secret now, it is not shown again")
         }
         Err(e) => {
             p.errors = FormErrors::from_service(&e, &["project"]);

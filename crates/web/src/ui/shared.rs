@@ -48,9 +48,37 @@ struct SharedPage {
     form: SaveForm,
     offer_force: bool,
     errors: FormErrors,
+    /// A refused grant: the row's instance and name, and what was typed (kept).
+    typed_grants: Option<(String, String, String)>,
+}
+
+impl SharedPage {
+    /// What a row's grants field shows: what was typed when its change was
+    /// refused, else the grants stored.
+    fn grants_of(&self, r: &Row) -> String {
+        match &self.typed_grants {
+            Some((i, n, typed)) if *i == r.cred.instance && *n == r.cred.owner => typed.clone(),
+            _ => r.grants.clone(),
+        }
+    }
+
+    /// Whether a row's grants field holds a refused change.
+    fn grants_refused(&self, r: &Row) -> bool {
+        self.typed_grants.as_ref().is_some_and(|(i, n, _)| *i == r.cred.instance && *n == r.cred.owner)
+    }
 }
 
 async fn render(ui: &Ctx, form: SaveForm, errs: FormErrors, offer_force: bool) -> UiResult {
+    render_with(ui, form, errs, offer_force, None).await
+}
+
+async fn render_with(
+    ui: &Ctx,
+    form: SaveForm,
+    errs: FormErrors,
+    offer_force: bool,
+    typed_grants: Option<(String, String, String)>,
+) -> UiResult {
     let (actor, broker) = (ui.actor(), &ui.broker);
     let creds = broker.vault.list_shared(actor).await?;
     let rows = creds.into_iter().map(|c| Row { grants: c.granted_to.clone().unwrap_or_default().join(", "), cred: c }).collect();
@@ -61,6 +89,7 @@ async fn render(ui: &Ctx, form: SaveForm, errs: FormErrors, offer_force: bool) -
         form,
         offer_force,
         errors: errs,
+        typed_grants,
     };
     Ok(html(page.errors.status(), &page))
 }
@@ -105,15 +134,20 @@ pub(super) struct GrantForm {
 async fn grant(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<GrantForm>) -> UiResult {
     let (instance, name) = parse_path(&path)?;
     // Project names; a user's name is their personal project.
+    let typed = Some((instance.to_string(), name.to_string(), form.users.clone()));
     let mut projects = Vec::new();
+    let mut bad = Vec::new();
     for u in form.users.split([',', ' ', '\n']).map(str::trim).filter(|u| !u.is_empty()) {
         match ProjectName::parse(u) {
             Ok(n) => projects.push(n),
-            Err(_) => {
-                let errs = FormErrors::general(format!("Grants of {name} not changed: '{u}' is not a valid project or user name"));
-                return render(&ui, SaveForm::default(), errs, false).await;
-            }
+            Err(_) => bad.push(format!("'{u}'")),
         }
+    }
+    // Every bad name at once, what was typed kept.
+    if !bad.is_empty() {
+        let what = if bad.len() == 1 { "is not a valid project or user name" } else { "are not valid project or user names" };
+        let errs = FormErrors::general(format!("Grants of {name} not changed: {} {what}", bad.join(", ")));
+        return render_with(&ui, SaveForm::default(), errs, false, typed).await;
     }
     match ui.broker.vault.grant(ui.actor(), &name, &instance, &projects).await {
         Ok(_) => Ok(ui.redirect_with(
@@ -122,7 +156,7 @@ async fn grant(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<GrantF
         )),
         Err(e) => {
             let errs = FormErrors::general(format!("Grants of {name} not changed: {}", friendly(&e)));
-            render(&ui, SaveForm::default(), errs, false).await
+            render_with(&ui, SaveForm::default(), errs, false, typed).await
         }
     }
 }

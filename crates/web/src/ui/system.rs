@@ -13,7 +13,7 @@ use super::form::{when, FormErrors};
 use super::{html, page, Chrome};
 use actix_web::web;
 use askama::Template;
-use cloudbroker_connector_api::params::{ParamSpec, ParamType};
+use cloudbroker_connector_api::params::{validate_value, ParamSpec, ParamType};
 use cloudbroker_core::registry::{EffectiveParam, InstanceEntry, Origin, Status, SYSTEM_PARAMS};
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
@@ -92,6 +92,7 @@ fn type_help(spec: &ParamSpec) -> String {
         ParamType::TagRules => "comma-separated tag keys, each optionally key=(a|b|c)".into(),
         ParamType::Duration => "a duration such as 8h, 90m or 1d12h".into(),
         ParamType::Amount => "an amount in the broker's currency, e.g. 25 or 99.50".into(),
+        ParamType::Percents { min, max } => format!("comma-separated whole percents {min}–{max}, e.g. 50,80,100"),
     }
 }
 
@@ -141,12 +142,17 @@ fn field(p: &EffectiveParam, typed: &BTreeMap<String, String>, errs: &FormErrors
     }
 }
 
-fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormErrors) -> Section {
+fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormErrors, declared_here: &[String]) -> Section {
+    let twice = declared_here.iter().any(|n| n == i.name.as_str());
     Section {
         id: i.name.to_string(),
         title: i.name.to_string(),
         kind: i.kind.to_string(),
         declared_by: match &i.declared_by {
+            Origin::File { file, line } if twice => format!(
+                "declared in {}:{line}, and in Basics here too: the file wins (files always win over what is set here)",
+                file.display()
+            ),
             Origin::File { file, line } => format!("declared in {}:{line}", file.display()),
             Origin::Ui { updated_by, updated_at } => format!("declared here by {updated_by} on {}", when(updated_at)),
             Origin::Default => "declared by default".into(),
@@ -166,7 +172,16 @@ fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiRes
         cfg.params.iter().filter(|p| p.key == "cloud.connector.class" || SYSTEM_PARAMS.iter().any(|s| s.name == p.key)).collect();
     let basics = system.iter().filter(|p| p.key == "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
     let advanced = system.iter().filter(|p| p.key != "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
-    let instances = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs)).collect();
+    // The instances Basics declares here (a file may declare them too: the file wins).
+    let declared_here: Vec<String> = system
+        .iter()
+        .find(|p| p.key == "cloud.connector.class" && matches!(p.origin, Origin::Ui { .. }))
+        .and_then(|p| p.value.clone())
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|e| e.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .collect();
+    let instances = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs, &declared_here)).collect();
     let problems = cfg.file_errors.iter().chain(cfg.errors.iter()).cloned().collect();
     Ok(html(
         errs.status(),
@@ -223,10 +238,35 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
     if changes.is_empty() {
         return Ok(ui.redirect_with("/admin/system", "Nothing changed"));
     }
+    // Every refused value at once (the service stops at the first).
+    let mut errs = FormErrors::none();
+    for (key, v) in &changes {
+        let Some(p) = cfg.params.iter().find(|p| &p.key == key) else { continue };
+        let problem = match (&p.origin, v) {
+            (Origin::File { file, line }, _) => {
+                Some(format!("'{key}' is managed by {}:{line}; edit the file and reload", file.display()))
+            }
+            (_, Some(v)) => validate_value(&p.spec, v).err().map(|m| format!("{key}: {m}")),
+            (_, None) => None,
+        };
+        if let Some(m) = problem {
+            errs.add(&field_name(key), m);
+        }
+    }
+    if errs.any() {
+        errs.general = Some(format!(
+            "Nothing was saved: {} value(s) need fixing, each marked below; everything typed is kept.",
+            errs.field_count()
+        ));
+        return render(&ui, &typed, errs);
+    }
     match ui.broker.system.set(ui.actor(), &changes).await {
         Ok(out) => {
             let mut msg =
                 format!("Saved {} value(s): {}", changes.len(), changes.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "));
+            for w in declared_twice(&ui, &changes) {
+                msg.push_str(&format!(". {w}"));
+            }
             if !out.errors.is_empty() || !out.file_errors.is_empty() {
                 msg.push_str(&format!(
                     "; the configuration has {} problem(s), listed at the top",
@@ -253,36 +293,107 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
     }
 }
 
-async fn reload(ui: Ctx, _: CsrfForm) -> UiResult {
-    let (actor, broker) = (ui.actor(), &ui.broker);
-    let describe = |v: &[InstanceEntry]| -> BTreeMap<String, (String, bool, Vec<String>)> {
-        v.iter()
-            .map(|i| {
-                let vals = i.params.iter().map(|p| format!("{}={:?}", p.key, p.value)).collect();
-                (i.name.to_string(), (i.kind.to_string(), i.status == Status::Ready, vals))
+/// The instances a save of `cloud.connector.class` declares here that a
+/// `connectors.d` file declares too, each said with which declaration wins
+/// and why (files win: the one made here is ignored while the file declares it).
+fn declared_twice(ui: &Ctx, changes: &[(String, Option<String>)]) -> Vec<String> {
+    let Some((_, Some(class))) = changes.iter().find(|(k, _)| k == "cloud.connector.class") else { return Vec::new() };
+    let snap = ui.broker.registry.snapshot();
+    class
+        .split(',')
+        .filter_map(|entry| {
+            let (name, kind) = entry.split_once(':')?;
+            let (name, kind) = (name.trim(), kind.trim());
+            let i = snap.instance(name)?;
+            let Origin::File { file, line } = &i.declared_by else { return None };
+            Some(if i.kind.as_str() == kind {
+                format!(
+                    "{name} is also declared in {}:{line}: the file's declaration wins (files always win over what is set here), so the one made here changes nothing",
+                    file.display()
+                )
+            } else {
+                format!(
+                    "{name} is declared as {} in {}:{line}: the file wins (files always win over what is set here), so it stays {} and the {kind} declared here is ignored",
+                    i.kind,
+                    file.display(),
+                    i.kind
+                )
             })
-            .collect()
-    };
-    let before = describe(&broker.system.connectors(actor));
-    let out = broker.system.reload(actor).await?;
-    let after = describe(&broker.system.connectors(actor));
+        })
+        .collect()
+}
+
+/// What a snapshot holds that a reload may change: instances (kind,
+/// ready, values), the files read, and the images and applications files give.
+struct Seen {
+    instances: BTreeMap<String, (String, bool, Vec<String>)>,
+    files: Vec<String>,
+    images: Vec<String>,
+    applications: usize,
+}
+
+impl Seen {
+    fn of(s: &cloudbroker_core::registry::Snapshot) -> Self {
+        Self {
+            instances: s
+                .instances
+                .iter()
+                .map(|i| {
+                    let vals = i.params.iter().map(|p| format!("{}={:?}", p.key, p.value)).collect();
+                    (i.name.to_string(), (i.kind.to_string(), i.status == Status::Ready, vals))
+                })
+                .collect(),
+            files: s.files.iter().map(|f| f.display().to_string()).collect(),
+            images: s.file_images.iter().map(|(name, on)| format!("{name}={on:?}")).collect(),
+            applications: s.file_applications.len(),
+        }
+    }
+}
+
+/// How a reload's flash starts when something failed (shown amber).
+pub(super) const RELOAD_FAILED: &str = "Reloaded with problems:";
+
+async fn reload(ui: Ctx, _: CsrfForm) -> UiResult {
+    let broker = &ui.broker;
+    let before = Seen::of(&broker.registry.snapshot());
+    let out = broker.system.reload(ui.actor()).await?;
+    let snap = broker.registry.snapshot();
+    let after = Seen::of(&snap);
     let mut said = Vec::new();
-    for (name, (kind, ready, _)) in &after {
-        match before.get(name) {
+    for (name, (kind, ready, vals)) in &after.instances {
+        match before.instances.get(name) {
             None => said.push(format!("added {name} ({kind}{})", if *ready { "" } else { ", in error" })),
-            Some(b) if b.2 != after[name].2 || b.1 != *ready => {
-                said.push(format!("changed {name}{}", if *ready { "" } else { " (now in error)" }))
-            }
+            Some(b) if &b.2 != vals || b.1 != *ready => said.push(format!("changed {name}{}", if *ready { "" } else { " (now in error)" })),
             _ => {}
         }
     }
-    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+    for name in before.instances.keys().filter(|n| !after.instances.contains_key(*n)) {
         said.push(format!("removed {name}"));
     }
-    let mut msg = format!("Configuration files reloaded: {}", if said.is_empty() { "nothing changed".into() } else { said.join(", ") });
-    if !out.file_errors.is_empty() {
-        msg.push_str(&format!(". Failed: {}", out.file_errors.join("; ")));
+    for f in after.files.iter().filter(|f| !before.files.contains(f)) {
+        said.push(format!("read the new file {f}"));
     }
+    for f in before.files.iter().filter(|f| !after.files.contains(f)) {
+        said.push(format!("no longer reads {f}"));
+    }
+    if before.images != after.images {
+        said.push(format!("images from files: {} (were {})", after.images.len(), before.images.len()));
+    }
+    if before.applications != after.applications {
+        said.push(format!("applications from files: {} (were {})", after.applications, before.applications));
+    }
+    let changed = if said.is_empty() { "nothing changed".to_string() } else { said.join(", ") };
+    let failed = out.file_errors.len() + snap.rejected.len();
+    let msg = if failed == 0 {
+        format!("Configuration files reloaded: {changed}")
+    } else {
+        let mut m = format!("{RELOAD_FAILED} {} file error(s)", out.file_errors.len());
+        if !snap.rejected.is_empty() {
+            m.push_str(&format!(", instance(s) not loaded: {}", snap.rejected.join(", ")));
+        }
+        m.push_str(&format!(" (each listed under Problems below). Configuration files reloaded otherwise: {changed}"));
+        m
+    };
     Ok(ui.redirect_with("/admin/system", &msg))
 }
 
@@ -290,10 +401,17 @@ struct ConnectorRow {
     name: String,
     kind: String,
     declared_by: String,
-    ready: bool,
+    /// `ready`, `error` or `not loaded` (its file has errors).
+    state: &'static str,
     problem: String,
     by_state: String,
     live: i64,
+}
+
+impl ConnectorRow {
+    fn ready(&self) -> bool {
+        self.state == "ready"
+    }
 }
 
 #[derive(Template)]
@@ -301,35 +419,64 @@ struct ConnectorRow {
 struct ConnectorsPage {
     c: Chrome,
     rows: Vec<ConnectorRow>,
+    /// Problems of the files and of values set here (the System page's list).
+    problems: Vec<String>,
 }
 
 async fn connectors(ui: Ctx) -> UiResult {
     let (actor, broker) = (ui.actor(), &ui.broker);
     let counts = broker.provisioning.vm_counts(actor, None).await?;
-    let rows = broker
+    let count_of = |name: &str| {
+        let mut by: BTreeMap<String, i64> = BTreeMap::new();
+        for c in counts.iter().filter(|c| c.instance == name) {
+            *by.entry(c.state.clone()).or_default() += c.count;
+        }
+        (by.values().sum::<i64>(), by.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "))
+    };
+    let mut rows: Vec<ConnectorRow> = broker
         .system
         .connectors(actor)
         .iter()
         .map(|i| {
             let name = i.name.to_string();
-            let mut by: BTreeMap<&str, i64> = BTreeMap::new();
-            for c in counts.iter().filter(|c| c.instance == name) {
-                *by.entry(c.state.as_str()).or_default() += c.count;
-            }
-            let (ready, problem) = match &i.status {
-                Status::Ready => (true, String::new()),
-                Status::Error { errors } => (false, errors.join("; ")),
+            let (state, problem) = match &i.status {
+                Status::Ready => ("ready", String::new()),
+                Status::Error { errors } => ("error", errors.join("; ")),
             };
+            let (live, by_state) = count_of(&name);
             ConnectorRow {
                 kind: i.kind.to_string(),
                 declared_by: origin_text(&i.declared_by).replace(" (read-only here: edit that file, then reload)", ""),
-                ready,
+                state,
                 problem,
-                live: by.values().sum(),
-                by_state: by.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "),
+                live,
+                by_state,
                 name,
             }
         })
         .collect();
-    Ok(page(&ConnectorsPage { c: ui.chrome("admin/connectors", "Connectors"), rows }))
+    let snap = broker.registry.snapshot();
+    for name in &snap.rejected {
+        // The file's errors that name this instance (or all of them, when none does).
+        let about: Vec<&String> =
+            snap.file_errors.iter().filter(|e| e.contains(&format!("{name}.")) || e.contains(&format!("'{name}'"))).collect();
+        let problem = if about.is_empty() {
+            snap.file_errors.join("; ")
+        } else {
+            about.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("; ")
+        };
+        let (live, by_state) = count_of(name);
+        rows.push(ConnectorRow {
+            name: name.clone(),
+            kind: String::new(),
+            declared_by: "a file with errors".into(),
+            state: "not loaded",
+            problem: format!("its file has errors, so it serves nothing: {problem}"),
+            live,
+            by_state,
+        });
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let problems = snap.file_errors.iter().chain(snap.errors.iter()).cloned().collect();
+    Ok(page(&ConnectorsPage { c: ui.chrome("admin/connectors", "Connectors"), rows, problems }))
 }

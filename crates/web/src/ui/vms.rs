@@ -55,6 +55,9 @@ pub(super) const NOT_EXTENDED: &str = "Not extended:";
 
 struct VmRow {
     id: String,
+    /// Its launch and its place in it (rows of one launch are listed in that order).
+    launch_id: String,
+    launch_index: i64,
     name: String,
     state: String,
     address: String,
@@ -132,6 +135,8 @@ impl VmRow {
         let s = v.status;
         Self {
             id: v.id.to_string(),
+            launch_id: v.launch_id.to_string(),
+            launch_index: v.launch_index,
             name: v.name,
             state: s.as_str().into(),
             address: v.address.unwrap_or_default(),
@@ -143,7 +148,8 @@ impl VmRow {
             user: v.user.to_string(),
             can_start: s == VmStatus::Stopped,
             can_stop: s == VmStatus::Running,
-            can_terminate: s.is_live(),
+            // On its way out already (or gone): nothing to terminate.
+            can_terminate: s.is_live() && s != VmStatus::ShuttingDown,
             can_extend: takes_lease(s) && v.lease.is_some(),
             lease: v.lease.as_ref().map(|l| LeaseCell::of(l, now)),
             cost: String::new(),
@@ -280,6 +286,14 @@ struct QuotaRow {
 struct VmsPage {
     c: Chrome,
     vms: Vec<VmRow>,
+    /// The list alone (`?watch=1`): no launch form, the whole page reloads while pending.
+    watch: bool,
+    /// Something is pending and the page shows the launch form: the table
+    /// alone refreshes (ui.js), pausing while the user types.
+    table_refresh: bool,
+    /// The instance type a launch of the chosen image on the chosen
+    /// instance uses when the field is left empty (empty: none chosen yet).
+    type_hint: String,
     instances: Vec<String>,
     /// (name, label, default instance type per instance as `inst=type;...`).
     images: Vec<(String, String, String)>,
@@ -350,12 +364,17 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
     /// The instance to launch on (the form then applies its policies).
     launch: Option<String>,
+    /// The list alone, reloading itself while something is pending (the
+    /// view for browsers without JavaScript: the page with the launch form
+    /// never reloads itself, so it never wipes what is typed).
+    watch: Option<String>,
 }
 
 async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery, form: LaunchForm, errs: FormErrors) -> HttpResponse {
     let actor = &me.session.actor;
     let filter_instance = q.instance.unwrap_or_default();
     let filter_state = q.state.unwrap_or_default();
+    let watch = q.watch.as_deref().is_some_and(|w| !w.is_empty());
     // The current project's VMs, whoever launched them (admins too: theirs is the project they work in).
     let mut query = VmQuery { project: Some(actor.project.clone()), ..VmQuery::default() };
     if !filter_instance.is_empty() {
@@ -382,7 +401,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let pending = p.items.iter().any(|v| v.status.is_transitional() || v.status == VmStatus::Requested);
     let next = p
         .next_cursor
-        .map(|cur| format!("/vms?instance={}&state={}&cursor={}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur)));
+        .map(|cur| format!("/vms?instance={}&state={}&cursor={}{}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur), if watch { "&watch=1" } else { "" }));
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
     let mut policies = Vec::new();
     for i in &instances {
@@ -404,7 +423,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .map(|l| {
             let i = &l.image;
             let label = if i.description.is_empty() { i.name.to_string() } else { format!("{} — {}", i.name, i.description) };
-            (i.name.to_string(), label, default_types(&l, &instances))
+            (i.name.to_string(), label, default_types(broker, &l, &instances))
         })
         .filter(|(name, _, _)| focus.as_ref().is_none_or(|p| p.allows_image(name) || form.image == *name))
         .collect();
@@ -442,7 +461,17 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let month_costs = broker.costs.month_costs(actor).await.unwrap_or_default();
     let currency = broker.costs.currency();
     let mut c = Chrome::new(me, "vms", "VMs");
-    c.refresh = pending && !errs.any();
+    // The whole page reloads only when it has no launch form to wipe.
+    let form_shown = c.can_act() && !watch;
+    c.refresh = pending && !errs.any() && !form_shown;
+    let table_refresh = pending && !errs.any() && form_shown;
+    let type_hint = images
+        .iter()
+        .find(|(name, _, _)| *name == form.image.trim())
+        .and_then(|(_, _, types)| types.split(';').find_map(|p| p.strip_prefix(&format!("{chosen}="))).map(str::to_string))
+        .unwrap_or_default();
+    let mut rows: Vec<VmRow> = p.items.into_iter().map(|v| VmRow::of(v, now)).collect();
+    in_launch_order(&mut rows);
     let status = errs.status();
     let status = match errs.general.as_deref() {
         Some(m) if m.starts_with("Over quota") || m.starts_with("Over the quota") => StatusCode::CONFLICT,
@@ -457,7 +486,10 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         status,
         &VmsPage {
             c,
-            vms: with_costs(p.items.into_iter().map(|v| VmRow::of(v, now)).collect(), &month_costs, &currency),
+            vms: with_costs(rows, &month_costs, &currency),
+            watch,
+            table_refresh,
+            type_hint,
             instances,
             images,
             states: VmStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
@@ -491,11 +523,26 @@ fn with_costs(mut rows: Vec<VmRow>, costs: &BTreeMap<String, cloudbroker_core::c
     rows
 }
 
-/// The image's default instance type on each instance, as the core gives
-/// it (`inst=type;...`, for the form to show it).
-fn default_types(l: &Launchable, instances: &[String]) -> String {
-    let on = |inst: &str| l.on.iter().find(|(i, _)| i.as_str() == inst).and_then(|(_, r)| r.instance_type.as_deref());
+/// The instance type a launch of the image uses on each instance when the
+/// form names none, as the core decides it for the launch itself
+/// (`inst=type;...`, for the form to show it).
+fn default_types(broker: &Broker, l: &Launchable, instances: &[String]) -> String {
+    let on = |inst: &str| {
+        let (name, resolved) = l.on.iter().find(|(i, _)| i.as_str() == inst)?;
+        broker.provisioning.default_instance_type(name, resolved)
+    };
     instances.iter().filter_map(|inst| on(inst).map(|t| format!("{inst}={t}"))).collect::<Vec<_>>().join(";")
+}
+
+/// Rows of one launch together, in their launch's order (`launch_index`),
+/// each launch where its first row was (the store orders by creation,
+/// which ties within a launch).
+fn in_launch_order(rows: &mut [VmRow]) {
+    let mut first: BTreeMap<String, usize> = BTreeMap::new();
+    for (n, r) in rows.iter().enumerate() {
+        first.entry(r.launch_id.clone()).or_insert(n);
+    }
+    rows.sort_by_key(|r| (first[&r.launch_id], r.launch_index));
 }
 
 /// The launch policies of `instance` as they apply to `actor` (`None`: it
@@ -536,7 +583,7 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web:
 }
 
 fn empty_query() -> ListQuery {
-    ListQuery { instance: None, state: None, cursor: None, launch: None }
+    ListQuery { instance: None, state: None, cursor: None, launch: None, watch: None }
 }
 
 /// `key=value` per line (or comma-separated), then the required tags'
@@ -559,25 +606,45 @@ fn parse_tags(text: &str, fields: &BTreeMap<String, String>) -> Result<Tags, For
     Tags::parse(map).map_err(|e| FormErrors::field("tags", e.message))
 }
 
+/// The launch asked for, or every problem of the form at once.
 fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
-    let instance = InstanceName::parse(f.instance.trim()).map_err(|_| FormErrors::field("instance", "choose a connector instance"))?;
-    let image = ImageRef::parse(f.image.trim()).map_err(|_| FormErrors::field("image", "choose an image"))?;
+    let mut errs = FormErrors::none();
+    let instance = InstanceName::parse(f.instance.trim()).map_err(|_| errs.add("instance", "choose a connector instance")).ok();
+    let image = ImageRef::parse(f.image.trim()).map_err(|_| errs.add("image", "choose an image")).ok();
     let count = match f.count.trim() {
         "" => 1,
-        c => c.parse::<u32>().map_err(|_| FormErrors::field("count", "the count is a whole number, 1 or more"))?,
+        c => c.parse::<u32>().unwrap_or_else(|_| {
+            errs.add("count", "the count is a whole number, 1 or more");
+            1
+        }),
+    };
+    if !f.name.is_empty() && f.name.trim().is_empty() {
+        errs.add("name", "A name of only spaces is no name: type one, or leave the field empty");
+    }
+    let tags = parse_tags(&f.tags, &f.extra).map_err(|e| {
+        if let Some(m) = e.of("tags") {
+            errs.add("tags", m);
+        }
+    });
+    let t = f.instance_type.trim();
+    let instance_type = match t {
+        "" => None,
+        t => InstanceType::parse(t).map_err(|e| errs.add("instance_type", e.message)).ok(),
+    };
+    let l = f.lease.trim();
+    let lease = match l {
+        "" => None,
+        l => LeaseAsk::parse(l).map_err(|e| errs.add("lease", format!("Lease: {}", e.message))).ok(),
+    };
+    let (Some(instance), Some(image), Ok(tags), false) = (instance, image, tags, errs.any()) else {
+        return Err(errs);
     };
     let mut req = LaunchRequest::new(instance, image);
     req.count = CountRange::exactly(count);
     req.name = f.name.trim().to_string();
-    req.tags = LaunchTags::user(parse_tags(&f.tags, &f.extra)?);
-    let t = f.instance_type.trim();
-    if !t.is_empty() {
-        req.instance_type = Some(InstanceType::parse(t).map_err(|e| FormErrors::field("instance_type", e.message))?);
-    }
-    let l = f.lease.trim();
-    if !l.is_empty() {
-        req.lease = Some(LeaseAsk::parse(l).map_err(|e| FormErrors::field("lease", format!("Lease: {}", e.message)))?);
-    }
+    req.tags = LaunchTags::user(tags);
+    req.instance_type = instance_type;
+    req.lease = lease;
     Ok(req)
 }
 
@@ -649,7 +716,12 @@ struct ConfirmPage {
 async fn confirm_terminate(ui: Ctx, id: web::Path<String>) -> UiResult {
     let vm = ui.broker.provisioning.get(ui.actor(), &vm_in_path(&id)?).await?;
     ui.actor().require_act()?;
-    Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm: VmRow::of(vm, ui.broker.clock.now()) }))
+    let vm = VmRow::of(vm, ui.broker.clock.now());
+    if !vm.can_terminate {
+        let msg = format!("{} is {}: there is nothing to terminate", vm.id, vm.state);
+        return Ok(ui.redirect_with(&format!("/vms/{}", vm.id), &msg));
+    }
+    Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm }))
 }
 
 async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {

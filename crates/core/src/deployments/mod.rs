@@ -1,0 +1,17 @@
+//! Deployments: multi-VM applications launched across connector instances,
+//! orchestrated by the broker itself. An application is a named, versioned
+//! document ([`app`]) whose published versions never change ([`apps`]).
+
+pub mod app;
+pub mod admit;
+pub mod apps;
+mod driver;
+pub mod engine;
+pub mod exchange;
+
+pub use app::{AppDoc, AppError, AppName, Application, NodeSpec, ParamSpec, ReadyWhen, BUILTIN_OUTPUTS};
+pub use apps::{ApplicationSummary, Applications, FileApplication};
+pub use engine::{
+    DeployRequest, Deployment, DeploymentId, DeploymentState, Deployments, DrivePassReport, Event, MemberView, NodeView, OnFailure, ParamView,
+    Placement, ScalePlan,
+};

@@ -1,0 +1,433 @@
+//! The deployment engine, on SQLite and on PostgreSQL, with the sandbox and
+//! the clock set: all-or-none admission (a quota or a budget too small for
+//! the whole deployment records nothing and names the node), held VMs
+//! released once their dependencies are ready, a failing node with
+//! on_failure terminate or keep, a node's timeout and the deadline, abort,
+//! scale up and down (removed VMs' outputs withdrawn), terminate, two
+//! operations at once (409), two brokers on one database driving each
+//! deployment once, and a broker "crash" resumed by another without orphan
+//! or duplicate.
+
+// Test code: panicking on an unexpected result is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use cloudbroker_connector_api::SecretString;
+use cloudbroker_core::costs::money::Micros;
+use cloudbroker_core::deployments::{AppName, DeployRequest, Deployment, DeploymentId, DeploymentState, OnFailure, Placement};
+use cloudbroker_core::domain::VmStatus;
+use cloudbroker_core::images::{ImageMapping, ImageSpec};
+use cloudbroker_core::testing::{image, instance, user};
+use cloudbroker_core::{Actor, Broker, Config, ServiceError};
+use cloudbroker_store::budgets::BudgetScope;
+use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
+use cloudbroker_store::vms::VmFilter;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The application: `db` (ready when running) and two `web` that wait for it.
+const APP: &str = r#"
+description: A database and two web servers
+nodes:
+  db:
+    image: linux
+    ready_when: running
+    outputs:
+      - {name: port}
+  web:
+    image: linux
+    multiplicity: 2
+    depends_on: [db]
+    timeout: 5m
+    inputs:
+      - {name: db_host}
+mappings:
+  web.db_host: db.hostname
+"#;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+/// `sb` and `sb2` boot at once; `sbf` refuses every launch (`failure.rate`).
+fn write_files(dir: &Path) {
+    let conn = dir.join("connectors.d");
+    std::fs::create_dir_all(conn.join("prices")).unwrap();
+    std::fs::write(
+        conn.join("sb.conf"),
+        "cloud.connector.class = sb:sandbox, sb2:sandbox, sbf:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\nsbf.boot.delay.ms = 0\nsbf.failure.rate = 1\n",
+    )
+    .unwrap();
+    std::fs::write(conn.join("prices").join("sb.conf"), "sb.price.instance.t2.small = 3.6\n").unwrap();
+}
+
+async fn start_at(dir: &Path, db: Option<String>) -> Broker {
+    start_with_grace(dir, db, 600).await
+}
+
+/// As [`start_at`], a launch not seen in the cloud failed after `grace_secs`.
+async fn start_with_grace(dir: &Path, db: Option<String>, grace_secs: u64) -> Broker {
+    let mut config = Config::for_tests(dir, db);
+    config.launch_grace_secs = grace_secs;
+    config.admin_password = Some(SecretString::new("super-password-1"));
+    let b = Broker::start(config, common::connectors()).await.unwrap();
+    b.clock.set(t0());
+    b
+}
+
+/// A broker on a fresh database (`None`: SQLite in `dir`), set up: the
+/// `linux` image, user `alice`, the application `app`.
+async fn start(dir: &Path, db: Option<String>) -> Broker {
+    write_files(dir);
+    let b = start_at(dir, db).await;
+    let mut mappings = BTreeMap::new();
+    for i in ["sb", "sb2", "sbf"] {
+        mappings.insert(
+            instance(i),
+            ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: Some("t2.small".into()), security_group: None },
+        );
+    }
+    let spec = ImageSpec { name: image("linux"), description: String::new(), os: "linux".into(), parent: None, mappings };
+    b.images.put(&Actor::system(), spec, true).await.unwrap();
+    b.identity.create_user(&Actor::system(), &user("alice"), &SecretString::new("alice-password"), false).await.unwrap();
+    b.applications.save(&alice(), &AppName::parse("app").unwrap(), APP).await.unwrap();
+    b
+}
+
+fn alice() -> Actor {
+    Actor::new(user("alice"), false)
+}
+
+fn request(db: &str, web: &str, on_failure: OnFailure) -> DeployRequest {
+    let mut placement = BTreeMap::new();
+    placement.insert("db".to_string(), Placement { instance: instance(db), multiplicity: None, instance_type: None });
+    placement.insert("web".to_string(), Placement { instance: instance(web), multiplicity: None, instance_type: None });
+    DeployRequest {
+        application: AppName::parse("app").unwrap(),
+        version: None,
+        name: None,
+        inputs: BTreeMap::new(),
+        placement,
+        on_failure,
+        timeout: None,
+    }
+}
+
+/// Driver passes with the transition watch between them, until the
+/// deployment stops changing (at most `n` rounds).
+async fn settle(b: &Broker, id: &DeploymentId, n: usize) -> Deployment {
+    let mut last = None;
+    for _ in 0..n {
+        b.deployments.drive_pass().await.unwrap();
+        b.provisioning.watch_transitional("test").await.unwrap();
+        let now = b.deployments.get(&alice(), id).await.unwrap();
+        if last.as_ref() == Some(&now) {
+            return now;
+        }
+        last = Some(now);
+    }
+    last.unwrap()
+}
+
+/// Marks every current `web` member ready (what a VM's `ready` call does).
+async fn web_ready(b: &Broker, d: &Deployment) {
+    for n in d.nodes.iter().filter(|n| n.name == "web") {
+        for m in &n.members {
+            assert!(b.store().mark_member_ready(d.id.as_str(), "web", m.idx, m.attempt).await.unwrap());
+        }
+    }
+}
+
+/// The VM records of the deployment (every attempt).
+async fn vms_of(b: &Broker, id: &DeploymentId) -> Vec<cloudbroker_store::vms::VmRow> {
+    let all = b.store().list_vms(&VmFilter::default()).await.unwrap();
+    all.into_iter().filter(|v| v.tags.get("cloudbroker:deployment") == Some(id.as_str())).collect()
+}
+
+fn live(vms: &[cloudbroker_store::vms::VmRow]) -> usize {
+    vms.iter().filter(|v| v.state.is_live()).count()
+}
+
+/// Runs a scenario on SQLite and, when configured, on PostgreSQL.
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let b = start(dir.path(), None).await;
+                ($body)(b, dir.path().to_path_buf(), None::<String>).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Ok(base) = std::env::var(POSTGRES_ENV) else {
+                    eprintln!("NOTICE: {POSTGRES_ENV} is not set: the PostgreSQL half of this test was SKIPPED");
+                    return;
+                };
+                let url = TestDb::create_postgres_database(&base).await.unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let b = start(dir.path(), Some(url.clone())).await;
+                ($body)(b, dir.path().to_path_buf(), Some(url)).await;
+            }
+        }
+    };
+}
+
+both!(a_quota_that_fits_two_of_three_records_nothing, |b: Broker, _dir, _db| async move {
+    b.system.set(&Actor::system(), &[("quota.enable".into(), Some("true".into()))]).await.unwrap();
+    b.provisioning.set_quota(&Actor::system(), &user("alice"), &instance("sb"), Some(2)).await.unwrap();
+    let e = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap_err();
+    match &e {
+        ServiceError::InNode { node, instance, error } => {
+            assert_eq!((node.as_str(), instance.as_str()), ("web", "sb"));
+            assert!(matches!(**error, ServiceError::QuotaExceeded { quota: 2, current: 2, requested: 1, .. }), "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().starts_with("node 'web' on 'sb': "), "{e}");
+    assert!(b.deployments.list(&alice()).await.unwrap().is_empty());
+    assert!(b.store().list_vms(&VmFilter::default()).await.unwrap().is_empty(), "nothing recorded");
+    // With room for all three, the same request is admitted: every VM held.
+    b.provisioning.set_quota(&Actor::system(), &user("alice"), &instance("sb"), Some(3)).await.unwrap();
+    let d = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    let vms = vms_of(&b, &d.id).await;
+    assert_eq!(vms.len(), 3);
+    assert!(vms.iter().all(|v| v.state == VmStatus::Held), "{vms:?}");
+    assert_eq!(b.provisioning.usage(&user("alice"), &instance("sb")).await.unwrap(), 3, "held VMs count");
+});
+
+both!(a_budget_too_small_records_nothing, |b: Broker, _dir, _db| async move {
+    // Two first periods of 0.06 fit; three do not.
+    b.costs.set_budget(&Actor::system(), BudgetScope::User, "alice", &instance("sb"), Some(Micros(120_000))).await.unwrap();
+    let e = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap_err();
+    match &e {
+        ServiceError::InNode { node, error, .. } => {
+            assert_eq!(node, "web");
+            assert!(matches!(**error, ServiceError::BudgetExceeded(_)), "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(b.deployments.list(&alice()).await.unwrap().is_empty());
+    assert!(b.store().list_vms(&VmFilter::default()).await.unwrap().is_empty(), "nothing recorded");
+});
+
+both!(held_vms_are_released_once_their_dependency_is_ready, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    assert_eq!(d.state, DeploymentState::Provisioning);
+    assert_eq!(d.nodes.iter().map(|n| (n.name.as_str(), n.multiplicity)).collect::<Vec<_>>(), vec![("db", 1), ("web", 2)]);
+    // One pass: db launched, the web VMs still held (db is not ready yet).
+    b.deployments.drive_pass().await.unwrap();
+    let vms = vms_of(&b, &d.id).await;
+    let web_held = vms.iter().filter(|v| v.instance == instance("sb2") && v.state == VmStatus::Held).count();
+    assert_eq!(web_held, 2, "{vms:?}");
+    assert!(vms.iter().any(|v| v.instance == instance("sb") && v.cloud_id.is_some()));
+    // db runs (ready_when: running): web released and launched.
+    let now = settle(&b, &d.id, 10).await;
+    assert_eq!(now.state, DeploymentState::Executing, "{now:#?}");
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert!(web.members.iter().all(|m| m.state == "running"), "{web:?}");
+    assert_eq!(now.nodes[0].state, "ready");
+    // The broker published db's hostname and instance id.
+    let params = b.deployments.params(&alice(), &d.id).await.unwrap();
+    assert!(params.iter().any(|p| p.name == "db.1.hostname" && p.value.is_some() && p.set_by == "broker"), "{params:?}");
+    assert!(params.iter().any(|p| p.name == "db.1.instanceid"));
+    // Both web VMs say ready: the deployment is ready.
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let vms = vms_of(&b, &d.id).await;
+    assert_eq!(vms.len(), 3, "one VM per slot");
+    let events = b.deployments.events(&alice(), &d.id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"created"));
+    assert!(kinds.contains(&"executing") && kinds.contains(&"ready"), "{kinds:?}");
+});
+
+both!(a_failing_node_with_terminate_leaves_nothing_running_and_keep_leaves_it, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sbf", OnFailure::Terminate)).await.unwrap();
+    let now = settle(&b, &d.id, 12).await;
+    assert_eq!(now.state, DeploymentState::Failed, "{now:#?}");
+    assert!(now.message.as_deref().unwrap_or("").contains("node 'web'"), "{:?}", now.message);
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0, "nothing left running");
+    assert_eq!(now.op, None, "clean-up done");
+
+    let k = b.deployments.deploy(&alice(), request("sb", "sbf", OnFailure::Keep)).await.unwrap();
+    let now = settle(&b, &k.id, 12).await;
+    assert_eq!(now.state, DeploymentState::Failed, "{now:#?}");
+    let vms = vms_of(&b, &k.id).await;
+    assert!(vms.iter().any(|v| v.instance == instance("sb") && v.state == VmStatus::Running), "db kept: {vms:?}");
+});
+
+both!(a_node_timeout_and_the_deadline_fail_it, |b: Broker, _dir, _db| async move {
+    // web never says ready: its 5m timeout fails the deployment.
+    let d = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Keep)).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    assert_eq!(now.state, DeploymentState::Executing);
+    b.clock.set(t0() + chrono::Duration::minutes(6));
+    let now = settle(&b, &d.id, 3).await;
+    assert_eq!(now.state, DeploymentState::Failed);
+    assert_eq!(now.message.as_deref(), Some("node 'web': VM 1 was not ready within its timeout (5m)"));
+
+    // The deployment's own timeout, before anything is ready.
+    let mut r = request("sb", "sb", OnFailure::Keep);
+    r.timeout = Some(std::time::Duration::from_secs(60));
+    let d = b.deployments.deploy(&alice(), r).await.unwrap();
+    b.clock.set(t0() + chrono::Duration::minutes(8));
+    let now = settle(&b, &d.id, 3).await;
+    assert_eq!(now.state, DeploymentState::Failed);
+    assert!(now.message.as_deref().unwrap().starts_with("the deployment's timeout passed (1m)"), "{:?}", now.message);
+});
+
+both!(abort_stops_it_with_the_message, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    settle(&b, &d.id, 3).await;
+    b.deployments.abort(&alice(), &d.id, "wrong version").await.unwrap();
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Failed);
+    assert_eq!(now.message.as_deref(), Some("aborted by alice: wrong version"));
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0);
+    assert!(matches!(b.deployments.abort(&alice(), &d.id, "again").await, Err(ServiceError::Conflict(_))));
+});
+
+both!(scale_up_and_down_then_terminate, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready);
+
+    let plan = b.deployments.plan_scale(&alice(), &d.id, "web", 3).await.unwrap();
+    assert_eq!((plan.from, plan.to, plan.launch.clone(), plan.terminate.len()), (2, 3, vec![3], 0));
+    b.deployments.scale(&alice(), &d.id, "web", 3).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert_eq!(web.multiplicity, 3);
+    assert_eq!(web.members.iter().find(|m| m.idx == 3).unwrap().state, "running");
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let params = b.deployments.params(&alice(), &d.id).await.unwrap();
+    assert!(params.iter().any(|p| p.name == "web.3.hostname"));
+
+    // Down to 1: VMs 3 and 2 go, and their outputs with them.
+    let plan = b.deployments.plan_scale(&alice(), &d.id, "web", 1).await.unwrap();
+    assert_eq!(plan.terminate.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 2]);
+    b.deployments.scale(&alice(), &d.id, "web", 1).await.unwrap();
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.nodes.iter().find(|n| n.name == "web").unwrap().multiplicity, 1);
+    let params = b.deployments.params(&alice(), &d.id).await.unwrap();
+    assert!(!params.iter().any(|p| p.name.starts_with("web.2.") || p.name.starts_with("web.3.")), "{params:?}");
+    assert!(params.iter().any(|p| p.name == "web.1.hostname"));
+    for (_, vm) in &plan.terminate {
+        let v = b.store().get_vm(vm).await.unwrap().unwrap();
+        assert!(!v.state.counts_for_quota(), "{:?}", v.state);
+    }
+
+    // Terminate: every VM ends; twice is once.
+    let t = b.deployments.terminate(&alice(), &d.id).await.unwrap();
+    assert_eq!(t.state, DeploymentState::Terminating);
+    let now = settle(&b, &d.id, 8).await;
+    assert_eq!(now.state, DeploymentState::Terminated, "{now:#?}");
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0);
+    assert_eq!(b.deployments.terminate(&alice(), &d.id).await.unwrap().state, DeploymentState::Terminated);
+});
+
+both!(two_operations_never_interleave, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    settle(&b, &d.id, 10).await;
+    // A scale in progress (taken as the API's conditional update takes it).
+    assert!(b.store().begin_deployment_op(&d.id, "scale", &["provisioning", "executing", "ready"]).await.unwrap());
+    match b.deployments.terminate(&alice(), &d.id).await {
+        Err(ServiceError::Conflict(m)) => assert!(m.contains("(scale)"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match b.deployments.scale(&alice(), &d.id, "web", 3).await {
+        Err(ServiceError::Conflict(m)) => assert!(m.contains("(scale)"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(b.store().finish_deployment_op(&d.id, "scale").await.unwrap());
+    b.deployments.terminate(&alice(), &d.id).await.unwrap();
+    assert!(matches!(b.deployments.scale(&alice(), &d.id, "web", 3).await, Err(ServiceError::Conflict(_))));
+    // A viewer or another project's user sees nothing / changes nothing.
+    b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
+    let bob = Actor::new(user("bob"), false);
+    assert!(matches!(b.deployments.get(&bob, &d.id).await, Err(ServiceError::NotFound(_))));
+    assert!(b.deployments.list(&bob).await.unwrap().is_empty());
+});
+
+both!(two_brokers_on_one_database_drive_each_deployment_once, |a: Broker, dir: std::path::PathBuf, db: Option<String>| async move {
+    let url = db.unwrap_or_else(|| a.config.database_url.clone());
+    let other = tempfile::tempdir().unwrap();
+    write_files(other.path());
+    let b = start_at(other.path(), Some(url)).await;
+    let _ = dir;
+    let d = a.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    for _ in 0..10 {
+        let (ra, rb) = tokio::join!(a.deployments.drive_pass(), b.deployments.drive_pass());
+        ra.unwrap();
+        rb.unwrap();
+        a.provisioning.watch_transitional("a").await.unwrap();
+    }
+    let now = a.deployments.get(&alice(), &d.id).await.unwrap();
+    assert_eq!(now.state, DeploymentState::Executing, "{now:#?}");
+    let vms = vms_of(&a, &d.id).await;
+    assert_eq!(vms.len(), 3, "no duplicate: {vms:?}");
+    let mut clouds: Vec<_> = vms.iter().filter_map(|v| v.cloud_id.clone()).collect();
+    clouds.sort();
+    clouds.dedup();
+    assert_eq!(clouds.len(), 3, "each VM launched once: {vms:?}");
+    // No orphan: a full reconcile adopts nothing.
+    let r = a.provisioning.reconcile("a").await.unwrap();
+    assert_eq!(r.adopted, 0, "{r:?}");
+    b.close().await;
+});
+
+both!(a_crashed_broker_is_resumed_by_another, |a: Broker, _dir, db: Option<String>| async move {
+    let url = db.unwrap_or_else(|| a.config.database_url.clone());
+    let d = a.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    // Broker A launches db, then "dies" mid-step: it holds the claim, and
+    // it released web 1 (requested) but never made its cloud call.
+    settle(&a, &d.id, 10).await;
+    let vms = vms_of(&a, &d.id).await;
+    let web1 = vms.iter().find(|v| v.name.ends_with("-web-1")).unwrap().clone();
+    assert_eq!(web1.state, VmStatus::Running, "{web1:?}");
+    // Roll back to the crash point: a fresh deployment whose web VM was released, no cloud call.
+    let d2 = a.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    a.deployments.drive_pass().await.unwrap();
+    a.provisioning.watch_transitional("a").await.unwrap();
+    let held: Vec<_> = vms_of(&a, &d2.id).await.into_iter().filter(|v| v.state == VmStatus::Held).collect();
+    assert_eq!(held.len(), 2);
+    assert!(a.store().release_held_vm(&held[0].id).await.unwrap());
+    let until = a.clock.now_ms() + 60_000;
+    assert_eq!(a.store().claim_deployments("dead-replica", until, 10).await.unwrap().len(), 2);
+    a.close().await;
+    drop(a);
+
+    let other = tempfile::tempdir().unwrap();
+    write_files(other.path());
+    let b = start_with_grace(other.path(), Some(url), 0).await;
+    // The dead replica's claims hold until they expire.
+    b.deployments.drive_pass().await.unwrap();
+    assert_eq!(b.deployments.get(&alice(), &d2.id).await.unwrap().state, DeploymentState::Provisioning);
+    b.clock.set(t0() + chrono::Duration::seconds(61));
+    // The reconciler fails the interrupted launch after its grace; the driver replaces it.
+    b.provisioning.reconcile("b").await.unwrap();
+    let now = settle(&b, &d2.id, 12).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d2.id, 12).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert!(web.members.iter().all(|m| m.vm_id.as_ref() != Some(&held[0].id)), "the interrupted VM was replaced: {web:?}");
+    let vms = vms_of(&b, &d2.id).await;
+    // Exactly one live VM per slot: 3 live, the interrupted one failed.
+    assert_eq!(live(&vms), 3, "{vms:?}");
+    assert!(vms.iter().any(|v| v.id == held[0].id && v.state == VmStatus::Failed), "{vms:?}");
+    let r = b.provisioning.reconcile("b").await.unwrap();
+    assert_eq!(r.adopted, 0, "no orphan: {r:?}");
+    // The first deployment was resumed too.
+    let first = settle(&b, &d.id, 5).await;
+    assert_eq!(first.state, DeploymentState::Executing);
+});

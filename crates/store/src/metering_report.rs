@@ -1,0 +1,170 @@
+//! The cost report's read of VM state history (issue 25), and bulk writes
+//! of history for the benchmarks' seeding tool.
+//!
+//! [`Store::each_vm_history`] hands a report every VM its filter covers
+//! with that VM's history, exactly the VMs and histories
+//! [`Store::vms_with_history`] returns (same condition, same order within
+//! a VM), but streamed: the VMs' few columns a report groups by in one
+//! query, their histories in a second one read row by row in VM order, so
+//! no VM's history outlives its turn and no whole VM record is decoded.
+//!
+//! [`Store::seed_state_history`] is for `crates/bench-seed` only, never
+//! called by the broker: after it, each VM named has exactly the history
+//! given (its rows appended in the order of their times, so the history's
+//! sequence order is its time order, as the triggers write it), and its
+//! record's `created_at` / `updated_at` are the first and last of those
+//! times; no other VM's history or record changes.
+
+use crate::metering::{Bind, PeriodFilter, StateChange};
+use crate::{ms_to_time, Store, StoreError};
+use cloudbroker_model::VmStatus;
+use futures::TryStreamExt;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+
+/// What a cost report reads of a VM: what it groups by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeteredVm {
+    pub id: String,
+    pub user: String,
+    pub project: String,
+    pub instance: String,
+    pub instance_type: String,
+    pub image: String,
+    /// Empty unless asked for (`with_tags`).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `sql` with `binds` bound in order.
+fn bound<'q>(sql: &'q str, binds: &[Bind]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+impl Store {
+    /// Calls `each` with every VM `f` covers that has state history up to
+    /// `f.to`, and that history (oldest first, ties in the order recorded),
+    /// in no particular order of VMs; the VMs' tags only `with_tags`.
+    pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
+    where
+        F: FnMut(&MeteredVm, &[StateChange]) + Send,
+    {
+        let (cond, binds) = f.sql();
+        let mut conn = self.pool().acquire().await?;
+        let tags_col = if with_tags { "tags" } else { "'{}'" };
+        let sql = format!("SELECT id, user_name, project, instance, instance_type, image, {tags_col} FROM vms WHERE {cond}");
+        let mut vms: HashMap<String, MeteredVm> = HashMap::new();
+        {
+            let mut rows = bound(&sql, &binds).fetch(&mut *conn);
+            while let Some(r) = rows.try_next().await? {
+                let id: String = r.try_get(0)?;
+                let tags: String = r.try_get(6)?;
+                let vm = MeteredVm {
+                    id: id.clone(),
+                    user: r.try_get(1)?,
+                    project: r.try_get(2)?,
+                    instance: r.try_get(3)?,
+                    instance_type: r.try_get(4)?,
+                    image: r.try_get(5)?,
+                    tags: if with_tags { serde_json::from_str(&tags).unwrap_or_default() } else { BTreeMap::new() },
+                };
+                vms.insert(id, vm);
+            }
+        }
+        if vms.is_empty() {
+            return Ok(());
+        }
+        // The order of Store::vms_with_history within a VM.
+        let n = binds.len() + 1;
+        let sql = format!(
+            "SELECT h.vm_id, h.state, h.at FROM vm_state_history h WHERE h.at <= ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond}) \
+             ORDER BY h.vm_id, h.at, h.id"
+        );
+        let mut rows = bound(&sql, &binds).bind(f.to).fetch(&mut *conn);
+        let mut current = String::new();
+        let mut history: Vec<StateChange> = Vec::new();
+        let mut flush = |id: &str, history: &mut Vec<StateChange>| {
+            if let Some(vm) = vms.get(id) {
+                if !history.is_empty() {
+                    each(vm, history);
+                }
+            }
+            history.clear();
+        };
+        while let Some(r) = rows.try_next().await? {
+            let vm_id: &str = r.try_get(0)?;
+            if vm_id != current {
+                flush(&current, &mut history);
+                current.clear();
+                current.push_str(vm_id);
+            }
+            let state: &str = r.try_get(1)?;
+            let state = VmStatus::parse(state)
+                .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))?;
+            history.push(StateChange { state, at: ms_to_time(r.try_get(2)?) });
+        }
+        flush(&current, &mut history);
+        Ok(())
+    }
+}
+
+/// Rows per multi-row `INSERT` (3 binds each: well under both backends' bind limits).
+const BATCH: usize = 1_000;
+
+impl Store {
+    /// Replaces the state history of the VMs named in `rows` (`(vm id,
+    /// state, at ms)`, any order) with `rows`, appended oldest first, and
+    /// sets each VM's `created_at` / `updated_at` to its first / last time.
+    /// The VMs' current states are the caller's to match (the last state of
+    /// each one's rows). For seeding benchmark databases only: the broker's
+    /// history is append-only and written by triggers.
+    pub async fn seed_state_history(&self, rows: &[(String, String, i64)]) -> Result<u64, StoreError> {
+        let mut sorted: Vec<&(String, String, i64)> = rows.iter().collect();
+        sorted.sort_by_key(|r| r.2);
+        let mut ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool().begin().await?;
+        for chunk in ids.chunks(BATCH) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("DELETE FROM vm_state_history WHERE vm_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut written = 0u64;
+        for chunk in sorted.chunks(BATCH) {
+            let values =
+                (0..chunk.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect::<Vec<_>>().join(", ");
+            let sql = format!("INSERT INTO vm_state_history (vm_id, state, at) VALUES {values}");
+            let mut q = sqlx::query(&sql);
+            for (id, state, at) in chunk {
+                q = q.bind(id.as_str()).bind(state.as_str()).bind(*at);
+            }
+            written += q.execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in ids.chunks(BATCH) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "UPDATE vms SET created_at = (SELECT MIN(h.at) FROM vm_state_history h WHERE h.vm_id = vms.id), \
+                 updated_at = (SELECT MAX(h.at) FROM vm_state_history h WHERE h.vm_id = vms.id) \
+                 WHERE id IN ({list}) AND EXISTS (SELECT 1 FROM vm_state_history h WHERE h.vm_id = vms.id)"
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}
