@@ -580,6 +580,10 @@ mod tests {
                 ["budget.alert", "bob/sb", "ok", "80%"],
             ),
             (
+                AuditEvent::ok(AuditAction::PriceChange, AuditTarget::Instance("sb")).detail("markup: 10%"),
+                ["price.change", "sb", "ok", "markup: 10%"],
+            ),
+            (
                 AuditEvent::ok(AuditAction::VolumeCreate, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }).detail("8 GiB"),
                 ["volume.create", "sb/vol-1", "ok", "8 GiB"],
             ),

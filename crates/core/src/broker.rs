@@ -144,21 +144,17 @@ impl Broker {
         let clock = store.clock().clone();
         provisioning.clock = clock.clone();
         // Budget overrides: a belief re-read at the configuration poll's pace (see `Overrides`).
-        provisioning.budget_overrides =
-            Arc::new(crate::costs::budgets::Overrides::new(Duration::from_secs(config.config_poll_secs)));
+        provisioning.budget_overrides = Arc::new(crate::costs::budgets::Overrides::new(Duration::from_secs(config.config_poll_secs)));
         let provisioning = Arc::new(provisioning);
         // Where deployments' VMs reach this broker (their boot script's CLOUDBROKER_URL).
         let broker_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
         let exchange = Arc::new(crate::deployments::exchange::Exchange::new(store.clone(), vault.clone(), broker_url));
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
         let applications = Arc::new(crate::deployments::Applications::new(store.clone(), registry.clone()));
-        let deployments = Arc::new(crate::deployments::Deployments::new(
-            store.clone(),
-            provisioning.clone(),
-            applications.clone(),
-            exchange.clone(),
-            replica_id.clone(),
-        ));
+        let mut deployments =
+            crate::deployments::Deployments::new(store.clone(), provisioning.clone(), applications.clone(), exchange.clone(), replica_id.clone());
+        deployments.claim_ttl = Duration::from_secs(config.deploy_claim_ttl_secs);
+        let deployments = Arc::new(deployments);
         Ok(Self {
             config: Arc::new(config),
             audit: Arc::new(Audit::new(store.clone())),
@@ -237,7 +233,7 @@ impl Broker {
         w.spawn(ConfigPollWorker { registry: self.registry.clone(), every: Duration::from_secs(self.config.config_poll_secs) });
         w.spawn(SessionPurgeWorker { identity: self.identity.clone() });
         w.spawn(BudgetWatchWorker { costs: self.costs.clone() });
-        w.spawn(DeploymentsWorker { deployments: self.deployments.clone(), every: deploy_interval() });
+        w.spawn(DeploymentsWorker { deployments: self.deployments.clone(), every: Duration::from_secs(self.config.deploy_interval_secs) });
         w
     }
 
@@ -302,17 +298,6 @@ impl Worker for ReconcileWorker {
             String::new()
         })
     }
-}
-
-/// How often the deployments driver passes: `CLOUDBROKER_DEPLOY_INTERVAL_SECS`
-/// (at least 1), else [`crate::deployments::engine::DEPLOY_INTERVAL`]; it is
-/// also woken at once by a deploy, scale, terminate, abort or VM's `ready`.
-fn deploy_interval() -> Duration {
-    std::env::var("CLOUDBROKER_DEPLOY_INTERVAL_SECS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.max(1)))
-        .unwrap_or(crate::deployments::engine::DEPLOY_INTERVAL)
 }
 
 /// The deployments driver (`drive_pass`): one replica drives a deployment

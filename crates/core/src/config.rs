@@ -46,6 +46,12 @@ pub struct Config {
     /// A replica's claim on a VM's lease expiry older than this many seconds
     /// is taken over by another (the claimant died mid-action).
     pub lease_claim_ttl_secs: u64,
+    /// Seconds between passes of the deployments driver (it is also woken
+    /// at once by a deploy, a scale, a terminate, an abort, a VM's ready).
+    pub deploy_interval_secs: u64,
+    /// A replica's claim on a deployment older than this many seconds is
+    /// taken over by another (the replica driving it died).
+    pub deploy_claim_ttl_secs: u64,
     /// A web session ends after this many idle seconds.
     pub session_idle_secs: u64,
     /// A web session ends this many seconds after login, however active.
@@ -186,6 +192,8 @@ pub struct RawConfig {
     pub launch_grace_secs: Option<u64>,
     pub lease_interval_secs: Option<u64>,
     pub lease_claim_ttl_secs: Option<u64>,
+    pub deploy_interval_secs: Option<u64>,
+    pub deploy_claim_ttl_secs: Option<u64>,
     #[serde(skip)]
     pub metrics_token: Option<SecretString>,
     pub shutdown_delay_secs: Option<u64>,
@@ -243,6 +251,8 @@ impl RawConfig {
                 "LAUNCH_GRACE_SECS" => c.launch_grace_secs = Some(secs(name, &v)?),
                 "LEASE_INTERVAL_SECS" => c.lease_interval_secs = Some(secs(name, &v)?),
                 "LEASE_CLAIM_TTL_SECS" => c.lease_claim_ttl_secs = Some(secs(name, &v)?),
+                "DEPLOY_INTERVAL_SECS" => c.deploy_interval_secs = Some(secs(name, &v)?),
+                "DEPLOY_CLAIM_TTL_SECS" => c.deploy_claim_ttl_secs = Some(secs(name, &v)?),
                 "SESSION_IDLE_SECS" => c.session_idle_secs = Some(secs(name, &v)?),
                 "SESSION_ABSOLUTE_SECS" => c.session_absolute_secs = Some(secs(name, &v)?),
                 "RECONCILE_INTERVAL_SECS" => c.reconcile_interval_secs = Some(secs(name, &v)?),
@@ -281,6 +291,8 @@ impl RawConfig {
             launch_grace_secs,
             lease_interval_secs,
             lease_claim_ttl_secs,
+            deploy_interval_secs,
+            deploy_claim_ttl_secs,
             metrics_token,
             shutdown_delay_secs,
             tls_cert_file,
@@ -342,6 +354,8 @@ impl RawConfig {
             launch_grace_secs: self.launch_grace_secs.unwrap_or(600),
             lease_interval_secs: self.lease_interval_secs.unwrap_or(5).max(1),
             lease_claim_ttl_secs: self.lease_claim_ttl_secs.unwrap_or(120).max(1),
+            deploy_interval_secs: self.deploy_interval_secs.unwrap_or(2).max(1),
+            deploy_claim_ttl_secs: self.deploy_claim_ttl_secs.unwrap_or(60).max(1),
             session_idle_secs: self.session_idle_secs.unwrap_or(1800).max(1),
             session_absolute_secs: self.session_absolute_secs.unwrap_or(12 * 3600).max(1),
             metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),

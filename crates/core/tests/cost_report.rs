@@ -191,7 +191,10 @@ async fn scenario(dir: &Path, db: Option<String>) {
             let got: Lines =
                 r.lines.iter().map(|l| ((l.bucket, l.group.clone()), (l.vms, l.seconds, l.starts, l.cost, l.unpriced_seconds))).collect();
             assert_eq!(got, expected, "{g:?} by {by:?}");
-            assert!(expected.values().filter(|e| e.4 > 0).count() > 0 && expected.values().filter(|e| e.3 > Micros(0)).count() > 2);
+            assert!(
+                expected.len() >= 2 && expected.values().any(|e| e.4 > 0) && expected.values().any(|e| e.3 > Micros(0)),
+                "{expected:?}"
+            );
             assert!(r.unpriced.contains(&("sb".to_string(), "m5.large".to_string())), "{:?}", r.unpriced);
             assert!(r.unpriced.iter().all(|(_, ty)| ty == "m5.large"), "{:?}", r.unpriced);
         }

@@ -369,7 +369,7 @@ both!(two_brokers_on_one_database_drive_each_deployment_once, |a: Broker, dir: s
         let (ra, rb) = tokio::join!(a.deployments.drive_pass(), b.deployments.drive_pass());
         ra.unwrap();
         rb.unwrap();
-        a.provisioning.watch_transitional("a").await.unwrap();
+        a.provisioning.watch_transitional("test").await.unwrap();
     }
     let now = a.deployments.get(&alice(), &d.id).await.unwrap();
     assert_eq!(now.state, DeploymentState::Executing, "{now:#?}");
@@ -380,7 +380,7 @@ both!(two_brokers_on_one_database_drive_each_deployment_once, |a: Broker, dir: s
     clouds.dedup();
     assert_eq!(clouds.len(), 3, "each VM launched once: {vms:?}");
     // No orphan: a full reconcile adopts nothing.
-    let r = a.provisioning.reconcile("a").await.unwrap();
+    let r = a.provisioning.reconcile("test").await.unwrap();
     assert_eq!(r.adopted, 0, "{r:?}");
     b.close().await;
 });
@@ -397,7 +397,7 @@ both!(a_crashed_broker_is_resumed_by_another, |a: Broker, _dir, db: Option<Strin
     // Roll back to the crash point: a fresh deployment whose web VM was released, no cloud call.
     let d2 = a.deployments.deploy(&alice(), request("sb", "sb", OnFailure::Terminate)).await.unwrap();
     a.deployments.drive_pass().await.unwrap();
-    a.provisioning.watch_transitional("a").await.unwrap();
+    a.provisioning.watch_transitional("test").await.unwrap();
     let held: Vec<_> = vms_of(&a, &d2.id).await.into_iter().filter(|v| v.state == VmStatus::Held).collect();
     assert_eq!(held.len(), 2);
     assert!(a.store().release_held_vm(&held[0].id).await.unwrap());
@@ -414,7 +414,7 @@ both!(a_crashed_broker_is_resumed_by_another, |a: Broker, _dir, db: Option<Strin
     assert_eq!(b.deployments.get(&alice(), &d2.id).await.unwrap().state, DeploymentState::Provisioning);
     b.clock.set(t0() + chrono::Duration::seconds(61));
     // The reconciler fails the interrupted launch after its grace; the driver replaces it.
-    b.provisioning.reconcile("b").await.unwrap();
+    b.provisioning.reconcile("test").await.unwrap();
     let now = settle(&b, &d2.id, 12).await;
     web_ready(&b, &now).await;
     let now = settle(&b, &d2.id, 12).await;
@@ -425,7 +425,7 @@ both!(a_crashed_broker_is_resumed_by_another, |a: Broker, _dir, db: Option<Strin
     // Exactly one live VM per slot: 3 live, the interrupted one failed.
     assert_eq!(live(&vms), 3, "{vms:?}");
     assert!(vms.iter().any(|v| v.id == held[0].id && v.state == VmStatus::Failed), "{vms:?}");
-    let r = b.provisioning.reconcile("b").await.unwrap();
+    let r = b.provisioning.reconcile("test").await.unwrap();
     assert_eq!(r.adopted, 0, "no orphan: {r:?}");
     // The first deployment was resumed too.
     let first = settle(&b, &d.id, 5).await;

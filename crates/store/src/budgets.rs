@@ -123,10 +123,12 @@ impl Store {
                 .fetch_all(self.pool())
                 .await?
             }
-            _ => sqlx::query_as("SELECT scope, owner, amount FROM budget_overrides WHERE instance = $1")
-                .bind(instance)
-                .fetch_all(self.pool())
-                .await?,
+            _ => {
+                sqlx::query_as("SELECT scope, owner, amount FROM budget_overrides WHERE instance = $1")
+                    .bind(instance)
+                    .fetch_all(self.pool())
+                    .await?
+            }
         };
         Ok(rows
             .into_iter()

@@ -51,32 +51,62 @@ impl Store {
     /// Calls `each` with every VM `f` covers that has state history up to
     /// `f.to`, and that history (oldest first, ties in the order recorded),
     /// in no particular order of VMs; the VMs' tags only `with_tags`.
-    pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
+    ///
+    /// A report of one user or project reads its VMs' histories through
+    /// the history's VM index (a few VMs among many). A report of everyone
+    /// (or of one connector instance) reads the period's history in one
+    /// pass over the history's time index, whoever's VMs grew it, and each
+    /// covered VM's older entries (those of VMs alive when the period
+    /// began) through the VM index: what it reads grows with the period's
+    /// history and the VMs alive at its start, not with all history.
+    pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, each: F) -> Result<(), StoreError>
+    where
+        F: FnMut(&MeteredVm, &[StateChange]) + Send,
+    {
+        if f.user.is_some() || f.project.is_some() {
+            self.each_vm_history_by_vm(f, with_tags, each).await
+        } else {
+            self.each_vm_history_by_time(f, with_tags, each).await
+        }
+    }
+
+    /// The VMs `f` covers, by id.
+    async fn metered_vms(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        f: &PeriodFilter,
+        with_tags: bool,
+    ) -> Result<HashMap<String, MeteredVm>, StoreError> {
+        let (cond, binds) = f.sql();
+        let tags_col = if with_tags { "tags" } else { "'{}'" };
+        let sql = format!("SELECT id, user_name, project, instance, instance_type, image, {tags_col} FROM vms WHERE {cond}");
+        let mut vms: HashMap<String, MeteredVm> = HashMap::new();
+        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await? {
+            let id: String = r.try_get(0)?;
+            let tags: &str = r.try_get(6)?;
+            let vm = MeteredVm {
+                id: id.clone(),
+                user: r.try_get(1)?,
+                project: r.try_get(2)?,
+                instance: r.try_get(3)?,
+                instance_type: r.try_get(4)?,
+                image: r.try_get(5)?,
+                tags: if with_tags { serde_json::from_str(tags).unwrap_or_default() } else { BTreeMap::new() },
+            };
+            vms.insert(id, vm);
+        }
+        Ok(vms)
+    }
+
+    /// [`Store::each_vm_history`] through the history's VM index, streamed VM by VM.
+    async fn each_vm_history_by_vm<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
     where
         F: FnMut(&MeteredVm, &[StateChange]) + Send,
     {
         let (cond, binds) = f.sql();
         let mut conn = self.pool().acquire().await?;
-        let tags_col = if with_tags { "tags" } else { "'{}'" };
-        let sql = format!("SELECT id, user_name, project, instance, instance_type, image, {tags_col} FROM vms WHERE {cond}");
-        let mut vms: HashMap<String, MeteredVm> = HashMap::new();
-        {
-            let mut rows = bound(&sql, &binds).fetch(&mut *conn);
-            while let Some(r) = rows.try_next().await? {
-                let id: String = r.try_get(0)?;
-                let tags: String = r.try_get(6)?;
-                let vm = MeteredVm {
-                    id: id.clone(),
-                    user: r.try_get(1)?,
-                    project: r.try_get(2)?,
-                    instance: r.try_get(3)?,
-                    instance_type: r.try_get(4)?,
-                    image: r.try_get(5)?,
-                    tags: if with_tags { serde_json::from_str(&tags).unwrap_or_default() } else { BTreeMap::new() },
-                };
-                vms.insert(id, vm);
-            }
-        }
+        let vms = self.metered_vms(&mut conn, f, with_tags).await?;
         if vms.is_empty() {
             return Ok(());
         }
@@ -104,14 +134,74 @@ impl Store {
                 current.clear();
                 current.push_str(vm_id);
             }
-            let state: &str = r.try_get(1)?;
-            let state = VmStatus::parse(state)
-                .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))?;
-            history.push(StateChange { state, at: ms_to_time(r.try_get(2)?) });
+            history.push(StateChange { state: state_of(vm_id, r.try_get(1)?)?, at: ms_to_time(r.try_get(2)?) });
         }
         flush(&current, &mut history);
         Ok(())
     }
+
+    /// [`Store::each_vm_history`] through the history's time index (see there).
+    async fn each_vm_history_by_time<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
+    where
+        F: FnMut(&MeteredVm, &[StateChange]) + Send,
+    {
+        let (cond, binds) = f.sql();
+        let mut conn = self.pool().acquire().await?;
+        let vms = self.metered_vms(&mut conn, f, with_tags).await?;
+        if vms.is_empty() {
+            return Ok(());
+        }
+        // Each covered VM's entries as (at, id, state), by the VM's slot.
+        let slots: HashMap<&str, usize> = vms.keys().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let by_slot: Vec<&MeteredVm> = vms.values().collect();
+        let mut entries: Vec<Vec<(i64, i64, VmStatus)>> = vec![Vec::new(); vms.len()];
+        // Entries before the period, of the VMs it covers (alive when it began).
+        let n = binds.len() + 1;
+        let sql = format!(
+            "SELECT h.vm_id, h.state, h.at, h.id FROM vm_state_history h WHERE h.at < ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond})"
+        );
+        let mut push = |r: sqlx::any::AnyRow| -> Result<(), StoreError> {
+            let vm_id: &str = r.try_get(0)?;
+            if let Some(&slot) = slots.get(vm_id) {
+                entries[slot].push((r.try_get(2)?, r.try_get(3)?, state_of(vm_id, r.try_get(1)?)?));
+            }
+            Ok(())
+        };
+        {
+            let mut rows = bound(&sql, &binds).bind(f.from).fetch(&mut *conn);
+            while let Some(r) = rows.try_next().await? {
+                push(r)?;
+            }
+        }
+        // The period's entries, whoever's: those of VMs not covered are skipped.
+        let mut rows = sqlx::query("SELECT vm_id, state, at, id FROM vm_state_history WHERE at >= $1 AND at <= $2")
+            .bind(f.from)
+            .bind(f.to)
+            .fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await? {
+            push(r)?;
+        }
+        drop(rows);
+        let mut history: Vec<StateChange> = Vec::new();
+        for (slot, mut e) in entries.into_iter().enumerate() {
+            if e.is_empty() {
+                continue;
+            }
+            // Oldest first, ties in the order recorded: the order of Store::vms_with_history.
+            if !e.is_sorted_by_key(|&(at, id, _)| (at, id)) {
+                e.sort_unstable_by_key(|&(at, id, _)| (at, id));
+            }
+            history.clear();
+            history.extend(e.iter().map(|&(at, _, state)| StateChange { state, at: ms_to_time(at) }));
+            each(by_slot[slot], &history);
+        }
+        Ok(())
+    }
+}
+
+/// A history entry's state, read back.
+fn state_of(vm_id: &str, state: &str) -> Result<VmStatus, StoreError> {
+    VmStatus::parse(state).map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))
 }
 
 /// Rows per multi-row `INSERT` (3 binds each: well under both backends' bind limits).

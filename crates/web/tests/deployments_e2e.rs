@@ -1,6 +1,7 @@
 //! A three-node deployment end to end on the sandbox, on both backends: one
 //! `db` and two `web` that wait for `db.hostname` and `db.port`. The broker
-//! deploys and drives it (the test runs the driver's passes itself); the
+//! deploys and drives it (the test runs the reconciler's and the driver's
+//! passes itself); the
 //! test plays the VMs through the exchange's HTTP API, each with its own
 //! credential (computed as the driver computes it: `Exchange::vm_token`
 //! of its slot), as their boot scripts' client would.
@@ -50,9 +51,17 @@ mappings:
   web.db_port: db.port
 "#;
 
-/// Runs driver passes until `done` holds for the deployment (at most ~20 s).
-async fn drive_until(app: &TestApp, actor: &Actor, id: &DeploymentId, what: &str, done: impl Fn(&cloudbroker_core::deployments::Deployment) -> bool) {
+/// Runs reconcile and driver passes (the broker's workers do both) until
+/// `done` holds for the deployment (at most ~20 s).
+async fn drive_until(
+    app: &TestApp,
+    actor: &Actor,
+    id: &DeploymentId,
+    what: &str,
+    done: impl Fn(&cloudbroker_core::deployments::Deployment) -> bool,
+) {
     for _ in 0..100 {
+        app.broker.provisioning.reconcile("test").await.unwrap();
         app.broker.deployments.drive_pass().await.unwrap();
         let d = app.broker.deployments.get(actor, id).await.unwrap();
         if done(&d) {
@@ -64,28 +73,47 @@ async fn drive_until(app: &TestApp, actor: &Actor, id: &DeploymentId, what: &str
     panic!("{what}: never happened; the deployment is {d:?}");
 }
 
-app_test!(three_nodes_find_each_other_through_the_exchange, |app: TestApp| async move {
+app_test!(three_nodes_find_each_other_through_the_exchange, |app: TestApp| async move { scenario(app, "sb").await });
+
+/// The same with the web nodes on an `ec2` instance in front of moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_the_sandbox_and_ec2_in_front_of_moto() {
+    let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
+    let app = TestApp::on_moto(None, &moto, "").await;
+    scenario(app, "aws").await;
+}
+
+/// db on the sandbox `sb`, web on `web_on`.
+async fn scenario(app: TestApp, web_on: &str) {
     let admin = app.token("super", SUPER_PW).await;
-    let (s, b) = app
-        .call(
-            Method::POST,
-            "/api/v1/images",
-            &admin,
-            Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12", "instance_type": "t2.small"}}})),
-        )
-        .await;
+    let mut mappings = json!({"sb": {"image_id": "ami-sandbox-debian-12", "instance_type": "t2.small"}});
+    if web_on == "aws" {
+        mappings["aws"] = json!({"image_id": "ami-12c6146b", "instance_type": "t2.micro"});
+    }
+    let (s, b) = app.call(Method::POST, "/api/v1/images", &admin, Some(json!({"name": "linux", "mappings": mappings}))).await;
     assert_eq!(s, 201, "{b}");
     let alice_token = app.user(&admin, "alice").await;
+    if web_on == "aws" {
+        let (s, b) = app
+            .call(
+                Method::PUT,
+                "/api/v1/users/alice/credentials/aws",
+                &alice_token,
+                Some(json!({"access_key_id": "AKIAALICE0000000001", "secret_access_key": "alice-secret"})),
+            )
+            .await;
+        assert!(s == 200 || s == 201, "{s} {b}");
+    }
     let alice = Actor::new(UserName::parse("alice").unwrap(), false);
     let name = AppName::parse("lamp3").unwrap();
     app.broker.applications.save(&alice, &name, LAMP).await.unwrap();
-    let sb = || Placement { instance: InstanceName::parse("sb").unwrap(), multiplicity: None, instance_type: None };
+    let on = |i: &str| Placement { instance: InstanceName::parse(i).unwrap(), multiplicity: None, instance_type: None };
     let req = DeployRequest {
         application: name.clone(),
         version: None,
         name: None,
         inputs: BTreeMap::from([("db.db_password".to_string(), "pw-very-secret".to_string())]),
-        placement: BTreeMap::from([("db".to_string(), sb()), ("web".to_string(), sb())]),
+        placement: BTreeMap::from([("db".to_string(), on("sb")), ("web".to_string(), on(web_on))]),
         on_failure: OnFailure::Terminate,
         timeout: None,
     };
@@ -138,7 +166,11 @@ app_test!(three_nodes_find_each_other_through_the_exchange, |app: TestApp| async
     }
     assert_eq!(
         waiting,
-        [("db".to_string(), 1, vec![]), ("web".to_string(), 1, vec!["db_port".to_string()]), ("web".to_string(), 2, vec!["db_port".to_string()])]
+        [
+            ("db".to_string(), 1, vec![]),
+            ("web".to_string(), 1, vec!["db_port".to_string()]),
+            ("web".to_string(), 2, vec!["db_port".to_string()])
+        ]
     );
     // db: reads its secret input, publishes its port, says it is ready.
     let (s, v) = app.call(Method::GET, "/api/v1/exchange/params/db_password", &token("db", 1), None).await;
@@ -153,7 +185,9 @@ app_test!(three_nodes_find_each_other_through_the_exchange, |app: TestApp| async
     let (s, _) = app.call(Method::GET, "/api/v1/vms", &token("web", 1), None).await;
     assert_eq!(s, 401);
     for i in [1, 2] {
-        let (s, v) = app.call(Method::PUT, "/api/v1/exchange/params/url", &token("web", i), Some(json!({"value": format!("http://web-{i}/")}))).await;
+        let (s, v) = app
+            .call(Method::PUT, "/api/v1/exchange/params/url", &token("web", i), Some(json!({"value": format!("http://web-{i}/")})))
+            .await;
         assert_eq!(s, 204, "{v}");
         assert_eq!(app.call(Method::POST, "/api/v1/exchange/ready", &token("web", i), None).await.0, 204);
     }
@@ -179,4 +213,4 @@ app_test!(three_nodes_find_each_other_through_the_exchange, |app: TestApp| async
         assert_eq!(s, 401, "{v}");
     }
     app.stop().await;
-});
+}

@@ -92,8 +92,9 @@ async fn seed(app: &TestApp, alice: &str, dep: &str, members: &[(&str, i64)]) ->
     .unwrap();
     let mut out = Vec::new();
     for (node, idx) in members {
-        let (s, b) =
-            app.call(Method::POST, "/api/v1/vms", alice, Some(json!({"instance": "sb", "image": "linux", "name": format!("{node}-{idx}")}))).await;
+        let (s, b) = app
+            .call(Method::POST, "/api/v1/vms", alice, Some(json!({"instance": "sb", "image": "linux", "name": format!("{node}-{idx}")})))
+            .await;
         assert_eq!(s, 201, "{b}");
         let id = b["vms"][0]["id"].as_str().unwrap().to_string();
         sqlx::query(
@@ -140,7 +141,14 @@ app_test!(a_token_reads_only_its_own_deployment, |app: TestApp| async move {
         }
     }
     // The bare value with Accept: text/plain.
-    let r = app.http.get(app.url("/api/v1/exchange/params/db.port")).bearer_auth(&a[1].token).header("accept", "text/plain").send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/v1/exchange/params/db.port"))
+        .bearer_auth(&a[1].token)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(r.text().await.unwrap(), "5432");
@@ -156,11 +164,13 @@ app_test!(a_token_reads_only_its_own_deployment, |app: TestApp| async move {
     assert_eq!((&me["deployment"], &me["node"], &me["index"], &me["vm_id"]), (&json!(DEP_A), &json!("web"), &json!(2), &json!(a[2].id)));
     assert_eq!(me["inputs"][0]["mapped_from"], "db.hostname", "{me}");
     // A VM token opens nothing else: 401 on the user API, whatever the route.
-    for (m, path) in [(Method::GET, "/api/v1/vms"), (Method::GET, "/api/v1/tokens"), (Method::GET, &format!("/api/v1/vms/{}", a[0].id) as &str)] {
+    for (m, path) in
+        [(Method::GET, "/api/v1/vms"), (Method::GET, "/api/v1/tokens"), (Method::GET, &format!("/api/v1/vms/{}", a[0].id) as &str)]
+    {
         let (s, v) = app.call(m, path, &a[0].token, None).await;
         assert_eq!((s, &v["error"]["code"]), (401, &json!("unauthenticated")), "{path}: {v}");
     }
-    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/vms/{}", a[0].id), &a[0].token, None).await;
+    let (s, _) = app.call(Method::POST, &format!("/api/v1/vms/{}/terminate", a[0].id), &a[0].token, None).await;
     assert_eq!(s, 401);
     // A user's token (even an admin's), none, or a made-up one, does not open the exchange.
     let admin = app.token("super", SUPER_PW).await;
@@ -180,7 +190,9 @@ app_test!(a_token_reads_only_its_own_deployment, |app: TestApp| async move {
 app_test!(set_refuses_what_the_node_does_not_declare, |app: TestApp| async move {
     let alice = setup(&app).await;
     let a = seed(&app, &alice, DEP_A, &[("db", 1), ("web", 1)]).await;
-    for (vm, name) in [(&a[0], "nope"), (&a[0], "hostname"), (&a[0], "db_password"), (&a[1], "port"), (&a[1], "db.1.port"), (&a[0], "db.1.port")] {
+    for (vm, name) in
+        [(&a[0], "nope"), (&a[0], "hostname"), (&a[0], "db_password"), (&a[1], "port"), (&a[1], "db.1.port"), (&a[0], "db.1.port")]
+    {
         let (s, v) = set(&app, vm, name, "x").await;
         assert_eq!((s, &v["error"]["field"]), (400, &json!("name")), "{name}: {v}");
     }
@@ -289,7 +301,7 @@ app_test!(a_token_stops_working_once_its_vm_ends, |app: TestApp| async move {
     let a = seed(&app, &alice, DEP_A, &[("db", 1), ("web", 1), ("web", 2)]).await;
     assert_eq!(app.call(Method::GET, "/api/v1/exchange/self", &a[0].token, None).await.0, 200);
     // The user terminates db's VM: its token is refused at once.
-    let (s, v) = app.call(Method::DELETE, &format!("/api/v1/vms/{}", a[0].id), &alice, None).await;
+    let (s, v) = app.call(Method::POST, &format!("/api/v1/vms/{}/terminate", a[0].id), &alice, None).await;
     assert!(s == 200 || s == 204, "{s} {v}");
     let (s, v) = app.call(Method::GET, "/api/v1/exchange/self", &a[0].token, None).await;
     assert_eq!((s, &v["error"]["code"]), (401, &json!("unauthenticated")), "{v}");
@@ -312,16 +324,29 @@ app_test!(ready_and_abort_reach_the_driver, |app: TestApp| async move {
     assert_eq!(app.call(Method::POST, "/api/v1/exchange/ready", &a[0].token, None).await.0, 204);
     let db = pool(&app).await;
     let ready: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT node, ready_at FROM deployment_members WHERE deployment_id = $1 ORDER BY node").bind(DEP_A).fetch_all(&db).await.unwrap();
+        sqlx::query_as("SELECT node, ready_at FROM deployment_members WHERE deployment_id = $1 ORDER BY node")
+            .bind(DEP_A)
+            .fetch_all(&db)
+            .await
+            .unwrap();
     assert!(ready[0].1.is_some() && ready[1].1.is_none(), "{ready:?}");
     let (s, v) = app.call(Method::POST, "/api/v1/exchange/abort", &a[1].token, Some(json!({"message": ""}))).await;
     assert_eq!((s, &v["error"]["field"]), (400, &json!("message")), "{v}");
     let (s, v) = app.call(Method::POST, "/api/v1/exchange/abort", &a[1].token, Some(json!({"message": "db unreachable"}))).await;
     assert_eq!(s, 204, "{v}");
     // The first abort wins.
-    let r = app.http.post(app.url("/api/v1/exchange/abort")).bearer_auth(&a[0].token).header("content-type", "text/plain").body("later").send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/exchange/abort"))
+        .bearer_auth(&a[0].token)
+        .header("content-type", "text/plain")
+        .body("later")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let (abort,): (Option<String>,) = sqlx::query_as("SELECT abort_requested FROM deployments WHERE id = $1").bind(DEP_A).fetch_one(&db).await.unwrap();
+    let (abort,): (Option<String>,) =
+        sqlx::query_as("SELECT abort_requested FROM deployments WHERE id = $1").bind(DEP_A).fetch_one(&db).await.unwrap();
     assert_eq!(abort.as_deref(), Some("web.1: db unreachable"));
     db.close().await;
     app.stop().await;
@@ -354,7 +379,14 @@ app_test!(the_served_client_runs_for_real, |app: TestApp| async move {
     let run = |env: std::path::PathBuf, args: Vec<String>| {
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new("sh").arg(&path).args(&args).env("CLOUDBROKER_ENV_FILE", &env).env_remove("CLOUDBROKER_URL").env_remove("CLOUDBROKER_TOKEN").output().unwrap()
+            std::process::Command::new("sh")
+                .arg(&path)
+                .args(&args)
+                .env("CLOUDBROKER_ENV_FILE", &env)
+                .env_remove("CLOUDBROKER_URL")
+                .env_remove("CLOUDBROKER_TOKEN")
+                .output()
+                .unwrap()
         })
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -385,7 +417,8 @@ app_test!(the_served_client_runs_for_real, |app: TestApp| async move {
     let out = run(db_env.clone(), s(&["abort", "disk", "full"])).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let db = pool(&app).await;
-    let (abort,): (Option<String>,) = sqlx::query_as("SELECT abort_requested FROM deployments WHERE id = $1").bind(DEP_A).fetch_one(&db).await.unwrap();
+    let (abort,): (Option<String>,) =
+        sqlx::query_as("SELECT abort_requested FROM deployments WHERE id = $1").bind(DEP_A).fetch_one(&db).await.unwrap();
     assert_eq!(abort.as_deref(), Some("db.1: disk full"));
     db.close().await;
     app.stop().await;

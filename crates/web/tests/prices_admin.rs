@@ -6,7 +6,8 @@
 //! the past, an unknown instance, a bad field, a non-admin and an item a
 //! price file manages are refused; only prices not in effect yet can be
 //! deleted; a markup set through the API changes what users see while
-//! admins see both; what VMs use with no price is listed as unpriced; every
+//! admins see both; an instance's `billing.minimum.seconds` is the minimum
+//! billed per start; what VMs use with no price is listed as unpriced; every
 //! change is audited; a second broker on the same PostgreSQL sees a price
 //! set on the first once it checks its configuration; the admin page lists
 //! prices with their origins, markups and what is unpriced (amber), sets a
@@ -177,6 +178,18 @@ async fn scenario(db: Option<String>) {
     );
     assert!(!list.iter().any(|e| e["name"] == "t2.small" || e["name"] == "t2.micro"), "{u}");
 
+    // The instance's billing.minimum.seconds: a start that stops at once is billed 120 s (at 7.2/h).
+    let (s, r) = app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"sb.billing.minimum.seconds": "120"}))).await;
+    assert_eq!(s, 200, "{r}");
+    let short = launch(&app, &alice, "t2.small").await;
+    let (s, r) = app.call(Method::POST, "/api/v1/reconcile", &admin, None).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = app.call(Method::POST, &format!("/api/v1/vms/{short}/stop"), &alice, None).await;
+    assert_eq!(s, 200, "{r}");
+    app.broker.clock.advance(Duration::minutes(5));
+    let v = get(&app, &alice, &format!("/api/v1/vms/{short}/cost")).await;
+    assert_eq!((&v["seconds"], &v["cost_micros"]), (&json!(120), &json!(240_000)), "{v}");
+
     // Every change is audited.
     let a = get(&app, &admin, "/api/v1/audit?action=price.change&limit=100").await;
     let details: Vec<&str> = a["entries"].as_array().unwrap().iter().map(|e| e["detail"].as_str().unwrap_or("")).collect();
@@ -327,7 +340,8 @@ async fn ui_scenario(db: Option<String>) {
     // A file's item: the message names the file.
     let (s, body) = ui.post("/admin/prices", &[("instance", "sb"), ("kind", "instance"), ("name", "t2.micro"), ("price", "1")]).await;
     assert_eq!(s, 400, "{body}");
-    assert!(element(&body, "p", "form-error").contains("50-test.conf:2"), "{body}");
+    let general = body.split("id=\"form-error\">").nth(1).unwrap_or_else(|| panic!("{body}")).split("</p>").next().unwrap();
+    assert!(general.contains("50-test.conf:2"), "{general}");
 
     // Setting the price: shown with its origin, no longer unpriced.
     let (s, body) = ui.post("/admin/prices", &[("instance", "sb"), ("kind", "instance"), ("name", "t2.medium"), ("price", "0.0464")]).await;

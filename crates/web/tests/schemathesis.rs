@@ -14,7 +14,7 @@
 //! caller's own token can be listed and so revoked), `disable_user`
 //! (disabling a user revokes their access). They have tests of their own.
 //!
-//! Three operations take a 400 among the answers to schema-valid data:
+//! Three operations (and `put_application`, below) take a 400 among the answers to schema-valid data:
 //! `cost_report` and `vm_cost`, whose `from` and `to` must be in order (and
 //! for a report at most 400 days apart), which a schema cannot say (each is
 //! a valid RFC 3339 time on its own); such a pair is refused with a 400
@@ -24,6 +24,15 @@
 //! 1-1000), checked by the parameters' own specs: a string the schema
 //! allows may still be refused with a 400 naming the parameter
 //! (tests/project_policies_api.rs). Every other check still applies to them.
+//! Likewise `put_application`: an application document's rules reach
+//! across fields (a `depends_on` or a mapping names a node or parameter
+//! declared elsewhere, no dependency cycle, names of nodes as map keys,
+//! a total of VMs): a document the schema allows may be refused with a
+//! 400 `invalid_document` naming each path (tests/applications_api.rs).
+//! And `put_price` / `delete_price`: a price's effective time must not be
+//! in the past by the broker's clock and an address is named `-` (a 400
+//! naming the field), and only a price not in effect yet may be deleted (a
+//! 409 otherwise), which a schema cannot say (tests/prices_admin.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
@@ -37,7 +46,7 @@ use serde_json::json;
 const EXCLUDED: &[&str] = &["rotate_keys", "set_password", "revoke_token", "revoke_user_token", "disable_user"];
 
 /// Operations that may answer schema-valid data with a 400, and why: see the file's comment.
-const CROSS_FIELD_RULES: &[&str] = &["cost_report", "vm_cost", "put_project_policy"];
+const CROSS_FIELD_RULES: &[&str] = &["cost_report", "vm_cost", "put_project_policy", "put_application", "put_price", "delete_price"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure() {

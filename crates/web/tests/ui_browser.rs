@@ -788,7 +788,9 @@ async fn costs_in_a_real_browser() {
     assert_eq!(b.text("#cost-total").await, report["total"].as_str().unwrap(), "the same total, grouped otherwise");
     assert!(b.text("#cost-table").await.contains("red"));
     b.goto("/", "dashboard-costs").await;
-    assert_eq!(b.text("#spend-mtd").await, format!("USD {}", report["total"].as_str().unwrap()));
+    // Rounded to cents (the exact figure is the element's title).
+    let total = cloudbroker_core::costs::money::Micros::parse(report["total"].as_str().unwrap()).unwrap();
+    assert_eq!(b.text("#spend-mtd").await, format!("USD {}", total.to_decimal(2)));
     assert!(b.text("#spend-rate").await.ends_with("/h"));
     b.goto("/vms", "vms-costs").await;
     let web_id = &ids["web"].1;
@@ -870,7 +872,7 @@ async fn a_deployment_from_the_ui_in_a_real_browser() {
     }
     assert!(ready, "the deployment became ready: {}", b.source().await);
     b.shot("deployment-ready").await;
-    assert_eq!(b.count("svg.deploy-diagram g.member[data-state='running']").await, 3);
+    assert_eq!(b.count("svg.deploy-diagram g.member[data-state='ready']").await, 3, "every VM ready (drawn green)");
 
     b.click("#dep-scale").await;
     b.click("#scale-node option[value='web']").await;
@@ -882,14 +884,17 @@ async fn a_deployment_from_the_ui_in_a_real_browser() {
     b.shot("scaled").await;
     for _ in 0..80 {
         app.broker.provisioning.reconcile("ui-test").await.unwrap();
-        app.broker.deployments.drive_pass().await.unwrap();
+        let r = app.broker.deployments.drive_pass().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        eprintln!("DEBUG drive: {}", r.summary());
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if b.count("svg.deploy-diagram g.member[data-state='running']").await == 5 && b.text("#dep-state").await == "ready" {
+        if b.count("svg.deploy-diagram g.member[data-state='ready']").await == 5 && b.text("#dep-state").await == "ready" {
             break;
         }
     }
     b.shot("scaled-ready").await;
-    assert_eq!(b.count("svg.deploy-diagram g.member").await, 5);
+    assert_eq!(b.count("svg.deploy-diagram g.member").await, 5, "db's VM and web's four");
+    assert_eq!(b.count("svg.deploy-diagram g.member[data-state='ready']").await, 5);
     let page = b.get("/url").await.as_str().unwrap().to_string();
     let path = page.trim_start_matches(app.base.as_str()).to_string();
     assert!(path.starts_with("/deployments/dep-"), "{path}");

@@ -146,7 +146,10 @@ async fn scenario(db: Option<String>) {
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("The monthly budget of user &#x27;alice&#x27; on sb is now 5.00 USD."), "{body}");
     let rows = element(&body, "table", "budget-rows-sb");
-    assert!(rows.contains("data-owner=\"alice\" data-source=\"override\"") && rows.contains("<td class=\"amount\">5.00</td>"), "{rows}");
+    assert!(
+        rows.contains("data-owner=\"alice\" data-source=\"override\"") && rows.contains("<td class=\"amount\" title=\"5.00\">5.00</td>"),
+        "{rows}"
+    );
     let (s, body) =
         sup.post("/admin/budgets", &[("scope", "user"), ("owner", "alice"), ("instance", "sb"), ("amount", ""), ("op", "remove")]).await;
     assert_eq!(s, 200, "{body}");
@@ -184,7 +187,7 @@ async fn scenario(db: Option<String>) {
     let rows = element(&body, "table", "budget-rows-sb");
     let alice_row = rows.split("data-owner=\"alice\"").nth(1).unwrap_or_else(|| panic!("{rows}"));
     assert!(rows.contains("data-owner=\"alice\" data-source=\"instance\""), "{rows}");
-    assert!(alice_row.contains("<td class=\"spent\">0.06</td><td class=\"used\">85%</td>"), "{alice_row}");
+    assert!(alice_row.contains("<td class=\"spent\" title=\"0.06\">0.06</td><td class=\"used\">85%</td>"), "{alice_row}");
 
     // Past 100% (an override lowered to 0.05): red.
     let (s, body) =

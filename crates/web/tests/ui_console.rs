@@ -173,7 +173,7 @@ app_test!(every_error_of_a_save_at_once_in_plain_words, |app: common::TestApp| a
     assert!(!body.contains("..="), "no range written as code: {body}");
     let summary = between(&body, "id=\"error-summary\">", "</p>");
     assert!(summary.contains("3 values need fixing") && summary.contains("ua.failure.rate"), "{summary}");
-    assert!(body.contains("Nothing was saved: 3 value(s) need fixing"), "{body}");
+    assert!(body.contains("Nothing was saved; everything typed is kept."), "{body}");
     assert!(body.contains("value=\"abc\"") && body.contains("value=\"2\"") && body.contains("value=\"0\""), "typed values kept");
     assert!(!app.broker.system.flag("quota.enable"), "all or nothing");
 
@@ -213,7 +213,7 @@ app_test!(an_instance_declared_here_and_in_a_file_says_the_file_wins, |app: comm
     assert_eq!(s, 200, "{body}");
     let (class, msg) = flash(&body);
     assert!(msg.contains("sb is also declared in") && msg.contains("sb.conf:1"), "{msg}");
-    assert!(msg.contains("the file's declaration wins"), "{msg}");
+    assert!(msg.contains("declaration wins (files always win"), "{msg}");
     assert!(!msg.contains("own is also"), "{msg}");
     assert!(class.contains("notice"), "{class}");
     let sect = between(&body, "id=\"instance-sb\"", "</legend>");
@@ -256,7 +256,7 @@ app_test!(a_reload_with_a_broken_file_says_what_failed_and_what_loaded, |app: co
 app_test!(the_type_hint_is_what_a_launch_uses, |app: common::TestApp| async move {
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
     // A parent with a default type, a child with its own id and none of its own, one with neither.
-    sup.post("/admin/images", &[("name", "base"), ("id.sb", "ami-sandbox-debian-12"), ("type.sb", "m1.small")]).await;
+    sup.post("/admin/images", &[("name", "base"), ("id.sb", "ami-sandbox-debian-12"), ("type.sb", "t2.small")]).await;
     sup.post("/admin/images", &[("name", "child"), ("parent", "base"), ("id.sb", "ami-sandbox-ubuntu-2204")]).await;
     sup.post("/admin/images", &[("name", "inherits"), ("parent", "base")]).await;
     sup.post("/admin/images", &[("name", "plain"), ("id.sb", "ami-sandbox-debian-12")]).await;
@@ -306,7 +306,8 @@ app_test!(vm_list_fixes, |app: common::TestApp| async move {
     let (s, body) = alice.post(&format!("/vms/{first}/terminate"), &[]).await;
     assert_eq!(s, 200, "{body}");
     let vm = app.broker.provisioning.get(&Actor::system(), &first.parse().unwrap()).await.unwrap();
-    if vm.status == VmStatus::ShuttingDown {
+    assert_eq!(vm.status, VmStatus::ShuttingDown, "until the next reconcile");
+    {
         let (_, body) = alice.get("/vms").await;
         let row = between(&body, &format!("<tr id=\"vm-{first}\">"), "</tr>");
         assert!(row.contains("shutting-down") && !row.contains("Terminate"), "{row}");
@@ -329,19 +330,15 @@ app_test!(a_failed_launch_is_said_once, |app: common::TestApp| async move {
     let (_, body) = sup.post("/admin/system", &[("p.flaky.failure.rate", "1"), ("p.flaky.boot.delay.ms", "0")]).await;
     assert!(body.contains("Saved 2 value(s)"), "{body}");
     sup.post("/admin/images", &[("name", "linux"), ("id.flaky", "ami-sandbox-debian-12")]).await;
-    let (_, body) = sup.post("/vms", &[("instance", "flaky"), ("image", "linux"), ("name", "doomed")]).await;
-    app.broker.provisioning.reconcile("test").await.unwrap();
-    let (_, list) = sup.get("/vms").await;
-    let failed = live_vms(&app, "super").await.into_iter().filter(|v| v.status == VmStatus::Failed).collect::<Vec<_>>();
-    let msg = failed.first().and_then(|v| v.error.clone()).or_else(|| {
-        // Refused at once: the form says it.
-        Some(between(&body, "id=\"form-error\">", "</p>").to_string())
-    });
-    let msg = msg.unwrap();
-    let key: String = msg.chars().take(40).collect();
-    let key = key.replace('\'', "&#x27;");
-    let page = if failed.is_empty() { &body } else { &list };
-    assert_eq!(page.matches(&key).count(), 1, "the failure is said once: {key} in {page}");
+    let (s, body) = sup.post("/vms", &[("instance", "flaky"), ("image", "linux"), ("name", "doomed")]).await;
+    assert_ne!(s, 200, "{body}");
+    let failed: Vec<_> = live_vms(&app, "super").await.into_iter().filter(|v| v.status == VmStatus::Failed).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let why = failed[0].error.clone().unwrap();
+    let shown = why.replace('\'', "&#x27;");
+    assert_eq!(body.matches(&shown).count(), 1, "the failure is said once: {shown} in {body}");
+    let form_error = between(&body, "id=\"form-error\">", "</p>");
+    assert!(form_error.contains(&format!("{} below", failed[0].id)), "the form points at the failed VM: {form_error}");
 });
 
 app_test!(shared_credentials_are_said_on_the_dashboard_and_the_credentials_page, |app: common::TestApp| async move {
@@ -378,4 +375,27 @@ app_test!(the_api_reference_renders_markdown_and_is_linked, |app: common::TestAp
         let (_, body) = alice.get(path).await;
         assert!(body.contains("href=\"/api/docs\""), "{path} links the API reference");
     }
+});
+
+app_test!(the_vm_list_searches_by_name_and_tag, |app: common::TestApp| async move {
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    sup.post("/admin/images", &[("name", "linux"), ("id.sb", "ami-sandbox-debian-12")]).await;
+    let admin = app.token("super", common::SUPER_PW).await;
+    app.user(&admin, "alice").await;
+    let alice = Ui::sign_in(&app, "alice", "alice-password").await;
+    alice.post("/vms", &[("instance", "sb"), ("image", "linux"), ("name", "web"), ("tags", "team=shop")]).await;
+    alice.post("/vms", &[("instance", "sb"), ("image", "linux"), ("name", "db"), ("tags", "team=data")]).await;
+    let rows = |body: &str| body.matches("<tr id=\"vm-").count();
+    let (_, body) = alice.get("/vms").await;
+    assert_eq!(rows(&body), 2);
+    // Ids never wrap, the full id on hover.
+    let web = live_vms(&app, "alice").await.into_iter().find(|v| v.name == "web").unwrap();
+    assert!(body.contains(&format!("<code class=\"vm-id\" title=\"{}\">", web.id)), "{body}");
+    let (_, body) = alice.get("/vms?q=web").await;
+    assert!(rows(&body) == 1 && body.contains(&format!("id=\"vm-{}\"", web.id)), "{body}");
+    assert!(body.contains("id=\"f-q\" name=\"q\" value=\"web\""), "the search is kept: {body}");
+    let (_, body) = alice.get("/vms?q=team%3Ddata").await;
+    assert!(rows(&body) == 1 && body.contains(">db</a>"), "{body}");
+    let (_, body) = alice.get("/vms?q=nothing-like-it").await;
+    assert!(rows(&body) == 0 && body.contains("No VMs match these filters"), "{body}");
 });

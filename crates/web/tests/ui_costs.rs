@@ -5,8 +5,9 @@
 //! the grand total, labelled estimates, unpriced types listed), a user
 //! seeing the project's VMs and an admin everyone's (filtered by user);
 //! the dashboard shows the month to date, the burn rate of the running VMs
-//! and the month-end forecast; each VM row its cost this month. On SQLite
-//! and PostgreSQL.
+//! and the month-end forecast; each VM row its cost this month. Amounts
+//! are shown rounded to cents, each with its exact figure as the element's
+//! title. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -50,10 +51,12 @@ fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
     body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
 }
 
-/// The table row of group `g`: its cost cell.
-fn row_cost<'a>(body: &'a str, g: &str) -> &'a str {
+/// The table row of group `g`: its cost cell, as shown (rounded to cents)
+/// and in its title (exact).
+fn row_cost<'a>(body: &'a str, g: &str) -> (&'a str, &'a str) {
     let row = between(body, &format!("<tr data-group=\"{g}\">"), "</tr>");
-    between(row, "<td class=\"num cost\">", "</td>")
+    let (exact, shown) = between(row, "<td class=\"num cost\" title=\"", "</td>").split_once("\">").unwrap();
+    (shown, exact)
 }
 
 fn start_time() -> DateTime<Utc> {
@@ -102,9 +105,10 @@ async fn scenario(db: Option<String>) {
     assert!(svg.contains("class=\"y-label\"") && svg.contains("class=\"x-label\""), "axis labels: {svg}");
     assert!(svg.contains("class=\"legend-item\"") && svg.contains(">t2.small</text>"), "legend: {svg}");
     assert!(!page.contains("<script>"), "no script on the page");
-    assert_eq!(row_cost(&page, "t2.micro"), "3.96");
-    assert_eq!(row_cost(&page, "t2.small"), "0.01276");
-    assert_eq!(between(&page, "id=\"cost-total\">", "</td>"), "3.97276");
+    assert_eq!(row_cost(&page, "t2.micro"), ("3.96", "3.96"));
+    assert_eq!(row_cost(&page, "t2.small"), ("0.01", "0.01276"), "cents shown, the exact figure in the title");
+    assert_eq!(between(&page, "id=\"cost-total\">", "</td>"), "3.97");
+    assert!(page.contains("title=\"3.97276\" id=\"cost-total\""), "{page}");
     assert!(page.contains("id=\"estimate\""), "labelled an estimate");
     let unpriced = between(&page, "id=\"unpriced\"", "</section>");
     assert!(unpriced.contains("t2.medium"), "{unpriced}");
@@ -119,7 +123,8 @@ async fn scenario(db: Option<String>) {
 
     // The dashboard: month to date, burn rate (a still runs), forecast.
     let (_, home) = ui.get("/").await;
-    assert_eq!(between(&home, "id=\"spend-mtd\">", "</span>"), "USD 3.97276");
+    assert_eq!(between(&home, "id=\"spend-mtd\">", "</span>"), "USD 3.97");
+    assert!(home.contains("title=\"USD 3.97276\" id=\"spend-mtd\""), "{home}");
     assert_eq!(between(&home, "id=\"spend-rate\">", "</span>"), "USD 3.96/h");
     let now = t0 + Duration::hours(1);
     let month_end = if now.month() == 12 {
@@ -128,29 +133,31 @@ async fn scenario(db: Option<String>) {
         Utc.with_ymd_and_hms(now.year(), now.month() + 1, 1, 0, 0, 0).unwrap()
     };
     let forecast = 3_972_760 + (month_end - now).num_seconds() * 1100;
-    let forecast = cloudbroker_core::costs::money::Micros(forecast).to_decimal(6);
+    let forecast = cloudbroker_core::costs::money::Micros(forecast);
     let shown = between(&home, "id=\"spend-forecast\">", "</span>").trim_start_matches("USD ").to_string();
-    assert_eq!(cloudbroker_core::costs::money::Micros::parse(&shown).unwrap().to_decimal(6), forecast, "{home}");
+    assert_eq!(shown, forecast.to_decimal(2), "{home}");
+    let exact = home.split("\" id=\"spend-forecast\"").next().unwrap().rsplit("title=\"USD ").next().unwrap();
+    assert_eq!(cloudbroker_core::costs::money::Micros::parse(exact).unwrap().to_decimal(6), forecast.to_decimal(6), "{home}");
 
     // The VMs page: each row's cost this month.
     let (_, vms) = ui.get("/vms").await;
-    for (id, cost) in [(&ids[0], "USD 3.96"), (&ids[1], "USD 0.01276"), (&ids[2], "unpriced")] {
+    for (id, cost, exact) in [(&ids[0], "USD 3.96", "USD 3.96"), (&ids[1], "USD 0.01", "USD 0.01276"), (&ids[2], "unpriced", "unpriced")] {
         let row = between(&vms, &format!("<code>{id}</code>"), "</tr>");
-        assert_eq!(between(row, "<td class=\"cost-month\">", "</td>"), cost, "{row}");
+        assert_eq!(between(row, "<td class=\"cost-month\"", "</td>"), format!(" title=\"{exact}\">{cost}"), "{row}");
     }
 
     // The VM's own page explains its figure: seconds, rate, cost.
     let (_, vm) = ui.get(&format!("/vms/{}", ids[0])).await;
     assert_eq!(between(&vm, "id=\"vm-cost-total\">", "</span>"), "USD 3.96", "{vm}");
     let lines = between(&vm, "id=\"vm-cost-lines\"", "</table>");
-    assert!(lines.contains("<td class=\"num\">3600</td><td>3.96/h</td><td class=\"num\">3.96</td>"), "{lines}");
+    assert!(lines.contains("<td class=\"num\">3600</td><td>3.96/h</td><td class=\"num\" title=\"3.96\">3.96</td>"), "{lines}");
     assert!(!lines.contains("50-test.conf"), "a user sees no price origin: {lines}");
 
     // An admin: everyone's by user, filtered by user.
     let sup = Ui::sign_in(&app, "super", SUPER_PW).await;
     let (s, page) = sup.get("/costs").await;
     assert_eq!(s, 200);
-    assert_eq!(row_cost(&page, "alice"), "3.97276");
+    assert_eq!(row_cost(&page, "alice"), ("3.97", "3.97276"));
     let (_, page) = sup.get("/costs?user=bob&group_by=user").await;
     assert_eq!(between(&page, "id=\"cost-total\">", "</td>"), "0.00");
     assert!(page.contains("Nothing was spent this month so far."), "{page}");
@@ -159,7 +166,8 @@ async fn scenario(db: Option<String>) {
     let lines = between(&vm, "id=\"vm-cost-lines\"", "</table>");
     assert!(lines.contains("list 3.60/h, markup 10%") && lines.contains("50-test.conf:3"), "{lines}");
     let (_, home) = sup.get("/").await;
-    assert!(between(&home, "id=\"spend-mtd\">", "</span>") == "USD 3.97276", "{home}");
+    assert!(between(&home, "id=\"spend-mtd\">", "</span>") == "USD 3.97", "{home}");
+    assert!(home.contains("title=\"USD 3.97276\" id=\"spend-mtd\""), "{home}");
     app.stop().await;
 }
 

@@ -15,9 +15,9 @@ use crate::domain::VmStatus;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::params::ParamValues;
 pub use cloudbroker_store::budgets::BudgetScope;
-use cloudbroker_store::{Store, StoreError};
 use cloudbroker_store::metering::StateChange;
 use cloudbroker_store::vms::VmRow;
+use cloudbroker_store::{Store, StoreError};
 
 /// `budget.user.monthly`.
 pub const USER_MONTHLY: &str = "budget.user.monthly";
@@ -147,9 +147,7 @@ pub async fn resolve(
         .iter()
         .map(|(scope, owner)| {
             let over = found.iter().find(|(s, o, _)| s == scope && o == owner).map(|(_, _, a)| (Micros(*a), FROM_OVERRIDE));
-            over.or_else(|| {
-                values.and_then(|v| v.get_set(param(*scope))).and_then(|v| Micros::parse(v).ok()).map(|a| (a, FROM_INSTANCE))
-            })
+            over.or_else(|| values.and_then(|v| v.get_set(param(*scope))).and_then(|v| Micros::parse(v).ok()).map(|a| (a, FROM_INSTANCE)))
         })
         .collect())
 }

@@ -70,7 +70,8 @@ impl AlertView {
 }
 
 /// This month's alerts per (scope, owner, month), with when they were read.
-pub(super) type AlertCache = std::sync::Mutex<std::collections::HashMap<(BudgetScope, String, String), (std::time::Instant, Vec<BudgetAlert>)>>;
+pub(super) type AlertCache =
+    std::sync::Mutex<std::collections::HashMap<(BudgetScope, String, String), (std::time::Instant, Vec<BudgetAlert>)>>;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

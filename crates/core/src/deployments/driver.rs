@@ -366,7 +366,8 @@ impl Deployments {
             m.attempt,
             m.vm_error.as_deref().unwrap_or("launch failed")
         );
-        self.provisioning
+        match self
+            .provisioning
             .admit_many(actor, vec![request], VmStatus::Held, move |vms| {
                 let members: Vec<NewMember> = vms
                     .iter()
@@ -381,8 +382,12 @@ impl Deployments {
                 ))
             })
             .await
-            .map(|_| ())
-            .map_err(|(_, e)| super::admit::in_node(&m.node, p.instance.as_str(), e))
+        {
+            Ok(_) => Ok(()),
+            // Another replica (whose claim outlived its TTL) made this attempt first.
+            Err((_, ServiceError::Store(e))) if e.is_unique_violation() => Ok(()),
+            Err((_, e)) => Err(super::admit::in_node(&m.node, p.instance.as_str(), e)),
+        }
     }
 
     /// Releases held members and makes their cloud steps, a few at a time;

@@ -46,8 +46,12 @@ pub fn token_hash(token: &str) -> String {
 
 /// A VM's credential from the derived key: `cbvm_` + base64url(HMAC-SHA256(key, "dep/node/idx/attempt")).
 pub fn vm_token_with(key: &[u8; 32], deployment: &str, node: &str, idx: i64, attempt: i64) -> String {
+    use hmac::digest::KeyInit;
     use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    // HMAC pads a key shorter than the hash's block (64 bytes) with zeros: the same MAC as the 32-byte key.
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new(&block.into());
     mac.update(format!("{deployment}/{node}/{idx}/{attempt}").as_bytes());
     format!("{VM_TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
@@ -70,7 +74,9 @@ pub struct BootInfo {
 pub fn render_template(template: &str, b: &BootInfo) -> String {
     let mut out = template.to_string();
     let idx = b.idx.to_string();
-    for (key, value) in [("deployment", b.deployment.as_str()), ("node", b.node.as_str()), ("index", idx.as_str()), ("broker_url", b.broker_url.as_str())] {
+    for (key, value) in
+        [("deployment", b.deployment.as_str()), ("node", b.node.as_str()), ("index", idx.as_str()), ("broker_url", b.broker_url.as_str())]
+    {
         for pattern in [format!("{{{{{key}}}}}"), format!("{{{{ {key} }}}}")] {
             out = out.replace(&pattern, value);
         }
@@ -402,9 +408,7 @@ impl Exchange {
     pub async fn authenticate(&self, token: &str) -> ServiceResult<VmCaller> {
         let refused = || ServiceError::Unauthenticated("the VM token is unknown, revoked, or its VM has ended".into());
         if !token.starts_with(VM_TOKEN_PREFIX) {
-            return Err(ServiceError::Unauthenticated(
-                "the exchange takes a deployment VM's token (cbvm_...), not a user's token".into(),
-            ));
+            return Err(ServiceError::Unauthenticated("the exchange takes a deployment VM's token (cbvm_...), not a user's token".into()));
         }
         let Some(c) = self.store.live_deployment_token(&token_hash(token)).await? else { return Err(refused()) };
         let deployment = DeploymentId::parse(&c.deployment_id).map_err(|e| ServiceError::Internal(format!("stored deployment id: {e}")))?;
@@ -498,7 +502,8 @@ impl Exchange {
         self.store.add_deployment_wait(dep, &caller.node, caller.idx, name).await?;
         // Removed when the wait ends, and also when the request is dropped
         // (the VM hung up): then by a task of its own.
-        let guard = WaitGuard { store: self.store.clone(), key: Some((dep.to_string(), caller.node.clone(), caller.idx, name.to_string())) };
+        let guard =
+            WaitGuard { store: self.store.clone(), key: Some((dep.to_string(), caller.node.clone(), caller.idx, name.to_string())) };
         let deadline = tokio::time::Instant::now() + wait;
         let out = loop {
             let notified = self.changed.notified();
@@ -523,7 +528,9 @@ impl Exchange {
     /// `set NAME VALUE`: only an output the VM's node declares; stored as `<node>.<idx>.<name>`.
     pub async fn set(&self, caller: &VmCaller, name: &str, value: &str) -> ServiceResult<()> {
         let doc = self.doc_of(&caller.deployment).await?;
-        let Some(spec) = doc.nodes.get(&caller.node) else { return Err(ServiceError::Internal("the VM's node is not in its application".into())) };
+        let Some(spec) = doc.nodes.get(&caller.node) else {
+            return Err(ServiceError::Internal("the VM's node is not in its application".into()));
+        };
         let shown: String = name.chars().take(100).collect();
         let Some(out) = find(&spec.outputs, name) else {
             let declared = spec.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -561,10 +568,8 @@ impl Exchange {
         if message.chars().count() > MAX_ABORT_MESSAGE {
             return Err(ServiceError::invalid_field("message", format!("a message is at most {MAX_ABORT_MESSAGE} characters")));
         }
-        let set = self
-            .store
-            .request_deployment_abort(caller.deployment.as_str(), &format!("{}.{}: {message}", caller.node, caller.idx))
-            .await?;
+        let set =
+            self.store.request_deployment_abort(caller.deployment.as_str(), &format!("{}.{}: {message}", caller.node, caller.idx)).await?;
         self.kick.notify_one();
         Ok(set)
     }
@@ -573,7 +578,9 @@ impl Exchange {
     pub async fn self_info(&self, caller: &VmCaller) -> ServiceResult<SelfInfo> {
         let src = self.store.deployment_source(caller.deployment.as_str()).await?;
         let doc = self.doc_of(&caller.deployment).await?;
-        let Some(spec) = doc.nodes.get(&caller.node) else { return Err(ServiceError::Internal("the VM's node is not in its application".into())) };
+        let Some(spec) = doc.nodes.get(&caller.node) else {
+            return Err(ServiceError::Internal("the VM's node is not in its application".into()));
+        };
         let info = |p: &ParamSpec, mapped_from: Option<String>, builtin: bool| ParamInfo {
             name: p.name.clone(),
             description: p.description.clone(),
@@ -581,11 +588,8 @@ impl Exchange {
             mapped_from,
             builtin,
         };
-        let inputs = spec
-            .inputs
-            .iter()
-            .map(|p| info(p, doc.mapping_of(&caller.node, &p.name).map(|(n, o)| format!("{n}.{o}")), false))
-            .collect();
+        let inputs =
+            spec.inputs.iter().map(|p| info(p, doc.mapping_of(&caller.node, &p.name).map(|(n, o)| format!("{n}.{o}")), false)).collect();
         let mut outputs: Vec<ParamInfo> = spec.outputs.iter().map(|p| info(p, None, false)).collect();
         for b in BUILTIN_OUTPUTS {
             outputs.push(ParamInfo {
@@ -837,7 +841,10 @@ mappings:
     fn the_user_data_limit_names_the_node() {
         let big = format!("#!/bin/sh\n{}\n", "x".repeat(MAX_BOOT_USER_DATA));
         let e = boot_user_data(&boot(Some(&big))).unwrap_err();
-        assert!(matches!(&e, ServiceError::Invalid { field: Some("user_data"), message } if message.contains("nodes.web.user_data")), "{e:?}");
+        assert!(
+            matches!(&e, ServiceError::Invalid { field: Some("user_data"), message } if message.contains("nodes.web.user_data")),
+            "{e:?}"
+        );
         // Just under the limit passes.
         let setup = boot_user_data(&boot(Some("#!/bin/sh\n\n"))).unwrap().len();
         let fits = format!("#!/bin/sh\n{}\n", "x".repeat(MAX_BOOT_USER_DATA - setup));
@@ -863,5 +870,11 @@ mappings:
         assert_ne!(a, vm_token_with(&k, "dep-0123456789abcdef", "web", 2, 1));
         assert_ne!(a, vm_token_with(&[8u8; 32], "dep-0123456789abcdef", "web", 1, 1));
         assert_eq!(token_hash(&a).len(), 64);
+        // The zero-padded key gives the standard HMAC of the 32-byte key.
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&k).unwrap();
+        mac.update(b"dep-0123456789abcdef/web/1/1");
+        let want = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(a, format!("{VM_TOKEN_PREFIX}{want}"));
     }
 }

@@ -1,6 +1,9 @@
 //! Deployments: multi-VM applications launched across connector instances,
 //! orchestrated by the broker itself. An application is a named, versioned
 //! document ([`app`]) whose published versions never change ([`apps`]).
+//! A deployment's VMs are admitted together, all or none ([`admit`]), and
+//! driven by the `deployments` worker (`driver.rs`) through [`engine`]'s
+//! [`Deployments`] service; its VMs find each other through [`exchange`].
 
 pub mod app;
 pub mod admit;

@@ -217,7 +217,14 @@ impl Provisioning {
             if known.version != version
                 || !self
                     .store
-                    .observe_vm_since(&known.id, version, status, (vm.private_ip.as_deref(), vm.public_ip.as_deref()), None, cloud_since(vm))
+                    .observe_vm_since(
+                        &known.id,
+                        version,
+                        status,
+                        (vm.private_ip.as_deref(), vm.public_ip.as_deref()),
+                        None,
+                        cloud_since(vm),
+                    )
                     .await?
             {
                 return Ok(Observed::Stale);
@@ -434,8 +441,7 @@ impl Provisioning {
                         let status = VmStatus::from(vm.state);
                         if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
                             let addresses = (vm.private_ip.as_deref(), vm.public_ip.as_deref());
-                            let written =
-                                self.store.observe_vm_since(&r.id, version, status, addresses, None, cloud_since(&vm)).await?;
+                            let written = self.store.observe_vm_since(&r.id, version, status, addresses, None, cloud_since(&vm)).await?;
                             if !written {
                                 report.stale += 1;
                             } else if status == VmStatus::Terminated {

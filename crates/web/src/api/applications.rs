@@ -59,6 +59,7 @@ pub(super) struct ApplicationList {
 
 /// A parameter of the document.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(super) struct ParamDoc {
     /// A lowercase letter, then lowercase letters, digits or `_` (at most 32).
@@ -74,6 +75,7 @@ pub(super) struct ParamDoc {
 
 /// A node of the document: VMs of one image.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(super) struct NodeDoc {
     /// A native image (must exist when deployed, not when saved).
@@ -102,6 +104,7 @@ pub(super) struct NodeDoc {
 /// An application document (as JSON; the same fields in YAML). Unknown
 /// fields are refused.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(super) struct AppDocument {
     #[schema(max_length = 1000)]
@@ -174,13 +177,28 @@ pub(super) struct DocumentError {
     line: Option<usize>,
 }
 
-/// 400 `invalid_document`: every error of the document.
+/// The error of a 400: `invalid_document` with every error of the
+/// document, or `invalid_request` (a bad name, a body that is not an
+/// object, a bad `project`) with the `field` at fault.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(super) struct InvalidDocumentDetail {
+    #[schema(pattern = "^(invalid_document|invalid_request)$")]
+    code: String,
+    message: String,
+    /// `invalid_request`: the input at fault, when one was.
+    #[schema(required = false, nullable = false)]
+    field: Option<String>,
+    /// `invalid_document`: every error, each naming its path.
+    #[schema(required = false, nullable = false)]
+    errors: Option<Vec<DocumentError>>,
+}
+
+/// A 400 of `PUT /applications/{name}`.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub(super) struct InvalidDocumentBody {
-    code: String,
-    message: String,
-    errors: Vec<DocumentError>,
+    error: InvalidDocumentDetail,
 }
 
 /// `?version=N`.
@@ -217,6 +235,9 @@ pub(super) async fn get_application(
     q: web::Query<VersionQuery>,
 ) -> ApiResult {
     let name = name_in_path(&name)?;
+    if q.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::field("version", "a version is a whole number from 1"));
+    }
     let app = broker.applications.get(&a.0, &name, q.version).await?;
     ok(ApplicationView::new(app, broker.applications.declared_in(&name)))
 }
@@ -235,7 +256,7 @@ pub(super) async fn list_application_versions(a: ApiActor, broker: web::Data<Bro
 
 /// The document's text from a request body: JSON (an object, stored
 /// pretty-printed) or YAML text as sent.
-fn document_text(req: &HttpRequest, body: &[u8]) -> Result<String, HttpResponse> {
+fn document_text(req: &HttpRequest, body: &[u8]) -> Result<String, Box<HttpResponse>> {
     let ct = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -247,7 +268,7 @@ fn document_text(req: &HttpRequest, body: &[u8]) -> Result<String, HttpResponse>
         .trim()
         .to_ascii_lowercase();
     let refuse = |status: StatusCode, code: &str, message: String| {
-        HttpResponse::build(status).json(serde_json::json!({"error": {"code": code, "message": message}}))
+        Box::new(HttpResponse::build(status).json(serde_json::json!({"error": {"code": code, "message": message}})))
     };
     let text = std::str::from_utf8(body)
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "invalid_request", "body: the document is not UTF-8 text".into()))?;
@@ -255,7 +276,7 @@ fn document_text(req: &HttpRequest, body: &[u8]) -> Result<String, HttpResponse>
         "application/json" => {
             let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
                 let err = AppError { path: String::new(), message: format!("body: {e}"), line: Some(e.line()) };
-                invalid_document(vec![err])
+                Box::new(invalid_document(vec![err]))
             })?;
             if !v.is_object() {
                 return Err(refuse(StatusCode::BAD_REQUEST, "invalid_request", "body: send the document as a JSON object".into()));
@@ -284,7 +305,7 @@ fn invalid_document(errors: Vec<AppError>) -> HttpResponse {
     request_body(content((AppDocument = "application/json"), (String = "application/yaml"), (String = "text/yaml")),
         description = "The document, as JSON or as YAML text"),
     responses((status = 200, description = "The version saved (the latest, when the text is unchanged)", body = ApplicationView),
-        (status = 400, description = "`invalid_document`: every error of the document, each naming its path", body = InvalidDocumentBody),
+        (status = 400, description = "`invalid_document`: every error of the document, each naming its path; `invalid_request`: a bad name or body", body = InvalidDocumentBody),
         (status = 409, description = "`conflict`: the application is declared by a file (edit the file)", body = ErrorBody)))]
 pub(super) async fn put_application(
     a: ApiActor,
@@ -300,7 +321,7 @@ pub(super) async fn put_application(
     }
     let text = match document_text(&req, &body) {
         Ok(t) => t,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return Ok(*resp),
     };
     let app = broker.applications.save(&a.0, &name, &text).await?;
     ok(ApplicationView::new(app, None))

@@ -242,7 +242,8 @@ pub(super) struct DeployBody {
     /// Node -> where it runs. A node left out runs on its only allowed instance (else 400 naming it).
     #[serde(default)]
     placement: BTreeMap<String, PlacementBody>,
-    /// `keep` (default) or `terminate`: what a failure does with the VMs launched.
+    /// `terminate` (default: a failed deployment leaves nothing running) or
+    /// `keep` (its VMs stay, to be looked at): what a failure does with the VMs launched.
     #[schema(pattern = "^(keep|terminate)$")]
     on_failure: Option<String>,
     /// Overrides the application's timeout (`30m`, `1h`: from deploy to ready).
@@ -272,8 +273,8 @@ pub(super) struct PreviewNode {
 /// On failure as sent.
 pub(crate) fn on_failure_of(s: Option<&str>) -> Result<OnFailure, ApiError> {
     match s.map(str::trim) {
-        None | Some("") | Some("keep") => Ok(OnFailure::Keep),
-        Some("terminate") => Ok(OnFailure::Terminate),
+        None | Some("") | Some("terminate") => Ok(OnFailure::Terminate),
+        Some("keep") => Ok(OnFailure::Keep),
         Some(other) => Err(ApiError::field(
             "on_failure",
             format!("on_failure must be keep or terminate, not '{}'", other.chars().take(32).collect::<String>()),
@@ -590,8 +591,8 @@ mod tests {
 
     #[test]
     fn bodies_are_checked_at_the_boundary() {
-        assert!(matches!(on_failure_of(None), Ok(OnFailure::Keep)));
-        assert!(matches!(on_failure_of(Some("terminate")), Ok(OnFailure::Terminate)));
+        assert!(matches!(on_failure_of(None), Ok(OnFailure::Terminate)));
+        assert!(matches!(on_failure_of(Some("keep")), Ok(OnFailure::Keep)));
         let e = on_failure_of(Some("explode")).err().unwrap();
         assert!(matches!(e.0, ServiceError::Invalid { field: Some("on_failure"), .. }), "{e:?}");
         assert_eq!(timeout_of(Some("30m")).unwrap(), Some(std::time::Duration::from_secs(1800)));

@@ -22,14 +22,14 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
-    /// A stable code: `invalid_request` (400), `unauthenticated` (401),
+    /// A stable code: `invalid_request` (400; `invalid_document`: an application document, with `errors`), `unauthenticated` (401),
     /// `forbidden` (403), `not_found` (404; `not_set`: an exchange parameter not set yet), `method_not_allowed` (405),
     /// `conflict`, `quota_exceeded` or `policy_violation` (409, the last with `field`), `too_large` (413),
     /// `unsupported_media_type` (415), `throttled` (429), `internal` (500),
     /// `unavailable`, `master_key_unknown` or `database_unavailable` (503, the last with `Retry-After`); a cloud's refusal is `cloud.<the cloud's code>`
     /// or `cloud_error` (400, 403, 404, 501, 502, 503, 504).
     #[schema(
-        pattern = r"^(invalid_request|unauthenticated|forbidden|not_found|not_set|method_not_allowed|conflict|quota_exceeded|policy_violation|too_large|unsupported_media_type|throttled|internal|unavailable|master_key_unknown|database_unavailable|cloud_error|cloud\..+)$"
+        pattern = r"^(invalid_request|invalid_document|unauthenticated|forbidden|not_found|not_set|method_not_allowed|conflict|quota_exceeded|policy_violation|too_large|unsupported_media_type|throttled|internal|unavailable|master_key_unknown|database_unavailable|cloud_error|cloud\..+)$"
     )]
     pub code: String,
     /// For people; never a secret nor an internal cause.

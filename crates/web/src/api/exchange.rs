@@ -107,7 +107,9 @@ fn body_text<T: for<'de> Deserialize<'de>>(req: &HttpRequest, body: &[u8], json:
 }
 
 fn name_ok(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {

@@ -45,7 +45,13 @@ pub(super) struct PriceBody {
 pub(super) struct MarkupBody {
     /// The markup in percent (`"10"`, `"-5"` for a discount, `"12.5"`;
     /// -100 to 1000, at most two decimals); null removes it.
-    #[schema(value_type = Option<String>, required = true, nullable = true, pattern = "^[-+]?[0-9]{1,4}(\\.[0-9]{1,2})?$", example = "10")]
+    #[schema(
+        value_type = Option<String>,
+        required = true,
+        nullable = true,
+        pattern = "^(-(100(\\.0{1,2})?|[0-9]{1,2}(\\.[0-9]{1,2})?)|\\+?(1000(\\.0{1,2})?|[0-9]{1,3}(\\.[0-9]{1,2})?))$",
+        example = "10"
+    )]
     markup: serde_json::Value,
 }
 
@@ -125,7 +131,7 @@ pub(super) struct UnpricedListOut {
 #[into_params(parameter_in = Query)]
 pub(super) struct DeletePriceParams {
     /// The effective time of the price to delete (RFC 3339): one not in effect yet.
-    #[param(value_type = DateTime<Utc>)]
+    #[param(value_type = DateTime<Utc>, required = true)]
     effective: Option<String>,
 }
 
@@ -171,7 +177,7 @@ fn price_in_body(v: &serde_json::Value) -> Result<Micros, ApiError> {
 #[utoipa::path(put, path = "/api/v1/prices/{instance}/{kind}/{name}", tag = "costs",
     params(("instance" = String, Path, description = "connector instance"),
         ("kind" = String, Path, description = "`instance`, `volume` or `address`", pattern = "^(instance|volume|address)$"),
-        ("name" = String, Path, description = "the instance or volume type; `-` for `address`")),
+        ("name" = String, Path, description = "the instance or volume type (1-64 printable characters, no `=` or `@`); `-` for `address`", pattern = "^[!-<>-?A-~]{1,64}$")),
     request_body = PriceBody,
     responses((status = 200, body = PriceOut),
         (status = 400, description = "`invalid_request`: a bad `price`, `effective` (or one in the past), `kind` or `name` (named in `field`)", body = ErrorBody),
@@ -201,7 +207,7 @@ pub(super) async fn put_price(
 #[utoipa::path(delete, path = "/api/v1/prices/{instance}/{kind}/{name}", tag = "costs",
     params(("instance" = String, Path, description = "connector instance"),
         ("kind" = String, Path, description = "`instance`, `volume` or `address`", pattern = "^(instance|volume|address)$"),
-        ("name" = String, Path, description = "the instance or volume type; `-` for `address`"),
+        ("name" = String, Path, description = "the instance or volume type (1-64 printable characters, no `=` or `@`); `-` for `address`", pattern = "^[!-<>-?A-~]{1,64}$"),
         DeletePriceParams),
     responses((status = 204, description = "deleted"),
         (status = 400, description = "`invalid_request`: a bad or missing `effective`, `kind` or `name` (named in `field`)", body = ErrorBody),

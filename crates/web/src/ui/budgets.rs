@@ -6,8 +6,9 @@
 //!
 //! The banner: [`alerts`] reads this month's budget alerts of the signed-in
 //! user (and of the team project they act in) for every page: two small
-//! indexed queries (`broker.costs.alerts_for`), never a computation of
-//! spend; [`banner`] shows them amber below 100% and red at 100%.
+//! indexed queries (`broker.costs.budget_alerts_for`, reused 30 s per
+//! owner), never a computation of spend; [`banner`] shows them amber below
+//! 100% and red at 100% and above, by each alert's threshold.
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::UiResult;
@@ -19,6 +20,7 @@ use actix_web::web;
 use askama::Template;
 use cloudbroker_core::costs::budgets::BudgetScope;
 use cloudbroker_core::costs::money::Micros;
+use cloudbroker_core::costs::watch::AlertView;
 use cloudbroker_core::domain::{InstanceName, ProjectName, UserName};
 use cloudbroker_core::registry::Origin;
 use cloudbroker_core::{Actor, Broker, ServiceError};
@@ -30,8 +32,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 
 /// This month's budget alerts of `actor` (nothing when they cannot be read:
 /// a page is never refused for its banner).
-pub async fn alerts(broker: &Broker, actor: &Actor) -> Vec<String> {
-    match broker.costs.alerts_for(actor).await {
+pub async fn alerts(broker: &Broker, actor: &Actor) -> Vec<AlertView> {
+    match broker.costs.budget_alerts_for(actor).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "budget alerts could not be read for the banner");
@@ -49,19 +51,9 @@ pub struct Banner {
     pub reached: bool,
 }
 
-/// The banner lines of alert texts (`... (80% reached in 2026-12)`).
-pub fn banner(alerts: &[String]) -> Vec<Banner> {
-    alerts
-        .iter()
-        .map(|t| {
-            let threshold = t
-                .rfind("% reached")
-                .and_then(|end| t[..end].rfind('(').map(|start| &t[start + 1..end]))
-                .and_then(|n| n.parse::<i64>().ok())
-                .unwrap_or(0);
-            Banner { text: t.clone(), threshold, reached: threshold >= 100 }
-        })
-        .collect()
+/// The banner lines of alerts: the colour from each one's threshold.
+pub fn banner(alerts: &[AlertView]) -> Vec<Banner> {
+    alerts.iter().map(|a| Banner { text: a.text.clone(), threshold: a.threshold, reached: a.reached() }).collect()
 }
 
 /// A default (an instance parameter).
@@ -76,9 +68,10 @@ struct DefaultRow {
 struct BudgetRow {
     scope: String,
     owner: String,
-    amount: String,
+    /// Rounded to cents, the exact figure in the cell's `title`.
+    amount: super::costs::Money,
     source: String,
-    spent: String,
+    spent: super::costs::Money,
     /// `None`: no budget.
     used: Option<i64>,
 }
@@ -177,9 +170,11 @@ async fn rows(broker: &Broker, owners: &[(BudgetScope, String)], instance: &Inst
             Ok(v) if v.source == "override" || v.spent.0 > 0 => out.push(BudgetRow {
                 scope: v.scope.to_string(),
                 owner: v.owner,
-                amount: v.amount.map_or_else(|| "none".to_string(), |a| a.to_decimal(2)),
+                amount: v
+                    .amount
+                    .map_or_else(|| super::costs::Money { cents: "none".into(), exact: "no budget".into() }, super::costs::Money::of),
                 source: v.source.to_string(),
-                spent: v.spent.to_decimal(2),
+                spent: super::costs::Money::of(v.spent),
                 used: v.amount.map(|a| used_percent(v.spent, a)),
             }),
             Ok(_) => {}

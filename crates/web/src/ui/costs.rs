@@ -46,13 +46,48 @@ pub(super) struct CostsQuery {
     instance: Option<String>,
 }
 
+/// An amount as the UI shows it: rounded to cents (`cents`, what
+/// `{{ m }}` writes), with the exact figure for a `title` attribute
+/// (`exact`, as the JSON API writes it). The JSON API keeps exact figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Money {
+    pub cents: String,
+    pub exact: String,
+}
+
+impl Money {
+    pub(crate) fn of(m: Micros) -> Self {
+        Self { cents: m.to_decimal(2), exact: amount(m) }
+    }
+
+    /// No figure: unpriced.
+    fn unpriced() -> Self {
+        Self { cents: "—".into(), exact: "unpriced".into() }
+    }
+
+    /// For text with no attribute (a chart's tooltip): cents, then the exact figure when it differs.
+    fn text(&self) -> String {
+        if Micros::parse(&self.cents).ok() == Micros::parse(&self.exact).ok() {
+            self.cents.clone()
+        } else {
+            format!("{} ({})", self.cents, self.exact)
+        }
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.cents)
+    }
+}
+
 /// One group's line of the table (and series of the chart).
 struct GroupRow {
     name: String,
     colour: &'static str,
     seconds: i64,
     unpriced_seconds: i64,
-    cost: String,
+    cost: Money,
     cost_micros: i64,
 }
 
@@ -82,7 +117,7 @@ struct CostsPage {
     /// The chart (inline SVG, escaped by construction).
     svg: String,
     rows: Vec<GroupRow>,
-    total: String,
+    total: Money,
     /// Up to when the month is counted (`2026-12-07 04:35 UTC`).
     counted_to: String,
     unpriced: Vec<(String, String)>,
@@ -109,7 +144,7 @@ impl CostsPage {
 /// markup and the price's origin).
 pub(super) struct VmCostView {
     pub currency: String,
-    pub cost: String,
+    pub cost: Money,
     pub seconds: i64,
     pub unpriced_seconds: i64,
     pub lines: Vec<CostLine>,
@@ -123,7 +158,7 @@ pub(super) struct CostLine {
     /// Per hour with the markup, or `unpriced`.
     pub rate: String,
     /// Or `—` (unpriced).
-    pub cost: String,
+    pub cost: Money,
     /// The minimum billed per start beyond the running time.
     pub minimum: bool,
     /// Admins: the list rate, markup and the price's origin.
@@ -147,7 +182,7 @@ impl VmCostView {
                     to: super::form::when(&l.to),
                     seconds: l.seconds,
                     rate,
-                    cost: l.cost.map_or_else(|| "—".to_string(), amount),
+                    cost: l.cost.map_or_else(Money::unpriced, Money::of),
                     minimum: l.minimum,
                     detail,
                 }
@@ -155,7 +190,7 @@ impl VmCostView {
             .collect();
         Self {
             currency: c.currency,
-            cost: amount(c.usage.cost),
+            cost: Money::of(c.usage.cost),
             seconds: c.usage.seconds,
             unpriced_seconds: c.usage.unpriced_seconds,
             lines,
@@ -280,7 +315,7 @@ fn chart(month: DateTime<Utc>, days: &[Vec<i64>], rows: &[GroupRow], currency: &
                 day.format("%b %-d"),
                 xml(name),
                 currency,
-                amount(Micros(*v))
+                Money::of(Micros(*v)).text()
             );
         }
         // Day numbers: every day when they fit, else every other.
@@ -358,7 +393,7 @@ fn series(report: &CostReport, month: DateTime<Utc>, days: usize) -> (Vec<GroupR
                 colour: PALETTE[si.min(PALETTE.len() - 1)],
                 seconds: *seconds,
                 unpriced_seconds: *unpriced,
-                cost: String::new(),
+                cost: Money::default(),
                 cost_micros: 0,
             });
         }
@@ -374,7 +409,7 @@ fn series(report: &CostReport, month: DateTime<Utc>, days: usize) -> (Vec<GroupR
         }
     }
     for (r, c) in rows.iter_mut().zip(per_series) {
-        r.cost = amount(Micros(c));
+        r.cost = Money::of(Micros(c));
         r.cost_micros = c;
     }
     (rows, grid)
@@ -447,9 +482,9 @@ async fn costs(ui: Ctx, q: web::Query<CostsQuery>) -> UiResult {
     let (rows, grid, total, unpriced, counted_to) = match &report {
         Some(r) => {
             let (rows, grid) = series(r, month, days);
-            (rows, grid, amount(r.total), r.unpriced.clone(), super::form::when(&r.period.to))
+            (rows, grid, Money::of(r.total), r.unpriced.clone(), super::form::when(&r.period.to))
         }
-        None => (Vec::new(), vec![Vec::new(); days], amount(Micros(0)), Vec::new(), String::new()),
+        None => (Vec::new(), vec![Vec::new(); days], Money::of(Micros(0)), Vec::new(), String::new()),
     };
     let svg = chart(month, &grid, &rows, &currency);
     let mut months = Vec::new();

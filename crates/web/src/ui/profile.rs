@@ -66,9 +66,10 @@ struct HomePage {
 /// The dashboard's cost figures (the project's; admins: everyone's).
 struct Spend {
     currency: String,
-    month_to_date: String,
-    per_hour: String,
-    forecast: String,
+    /// Rounded to cents, the exact figures in `title`s.
+    month_to_date: super::costs::Money,
+    per_hour: super::costs::Money,
+    forecast: super::costs::Money,
     running: u32,
     unpriced_running: u32,
     month: String,
@@ -129,9 +130,9 @@ pub(super) async fn home(ui: Ctx) -> UiResult {
         Ok(b) => Some(Spend {
             month: b.period.from.format("%B %Y").to_string(),
             currency: b.currency,
-            month_to_date: crate::api::costs::amount(b.month_to_date),
-            per_hour: crate::api::costs::amount(b.per_hour),
-            forecast: crate::api::costs::amount(b.forecast),
+            month_to_date: super::costs::Money::of(b.month_to_date),
+            per_hour: super::costs::Money::of(b.per_hour),
+            forecast: super::costs::Money::of(b.forecast),
             running: b.running,
             unpriced_running: b.unpriced_running,
         }),

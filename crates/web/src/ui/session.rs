@@ -40,7 +40,7 @@ pub struct SignedIn {
     pub projects: Vec<ProjectChoice>,
     /// This month's budget alerts of the user and of the team project it
     /// acts in (the banner; read for pages only: GET requests).
-    pub budget_alerts: Vec<String>,
+    pub budget_alerts: Vec<cloudbroker_core::costs::watch::AlertView>,
 }
 
 /// A project of the switcher: its name and the user's role there.

@@ -9,7 +9,7 @@
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::UiResult;
-use super::form::{when, FormErrors};
+use super::form::{plain, when, FormErrors};
 use super::{html, page, Chrome};
 use actix_web::web;
 use askama::Template;
@@ -159,7 +159,7 @@ fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormError
         },
         errors: match &i.status {
             Status::Ready => vec![],
-            Status::Error { errors } => errors.clone(),
+            Status::Error { errors } => errors.iter().map(|e| plain(e)).collect(),
         },
         fields: i.params.iter().map(|p| field(p, typed, errs)).collect(),
     }
@@ -182,7 +182,7 @@ fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiRes
         .filter_map(|e| e.split_once(':').map(|(n, _)| n.trim().to_string()))
         .collect();
     let instances = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs, &declared_here)).collect();
-    let problems = cfg.file_errors.iter().chain(cfg.errors.iter()).cloned().collect();
+    let problems = cfg.file_errors.iter().chain(cfg.errors.iter()).map(|p| plain(p)).collect();
     Ok(html(
         errs.status(),
         &SystemPage {
@@ -254,10 +254,7 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
         }
     }
     if errs.any() {
-        errs.general = Some(format!(
-            "Nothing was saved: {} value(s) need fixing, each marked below; everything typed is kept.",
-            errs.field_count()
-        ));
+        errs.general = Some("Nothing was saved; everything typed is kept.".into());
         return render(&ui, &typed, errs);
     }
     match ui.broker.system.set(ui.actor(), &changes).await {
@@ -441,7 +438,7 @@ async fn connectors(ui: Ctx) -> UiResult {
             let name = i.name.to_string();
             let (state, problem) = match &i.status {
                 Status::Ready => ("ready", String::new()),
-                Status::Error { errors } => ("error", errors.join("; ")),
+                Status::Error { errors } => ("error", plain(&errors.join("; "))),
             };
             let (live, by_state) = count_of(&name);
             ConnectorRow {
@@ -471,12 +468,12 @@ async fn connectors(ui: Ctx) -> UiResult {
             kind: String::new(),
             declared_by: "a file with errors".into(),
             state: "not loaded",
-            problem: format!("its file has errors, so it serves nothing: {problem}"),
+            problem: plain(&format!("its file has errors, so it serves nothing: {problem}")),
             live,
             by_state,
         });
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let problems = snap.file_errors.iter().chain(snap.errors.iter()).cloned().collect();
+    let problems = snap.file_errors.iter().chain(snap.errors.iter()).map(|p| plain(p)).collect();
     Ok(page(&ConnectorsPage { c: ui.chrome("admin/connectors", "Connectors"), rows, problems }))
 }

@@ -75,8 +75,10 @@ struct VmRow {
     lease: Option<LeaseCell>,
     /// Whether the lease may be extended (a live VM with a lease).
     can_extend: bool,
-    /// Its cost this month so far (`USD 0.0116`; empty: it did not run).
+    /// Its cost this month so far, rounded to cents (`USD 0.01`; empty: it did not run).
     cost: String,
+    /// The same, exact (`USD 0.0116`): the cell's `title`.
+    cost_exact: String,
 }
 
 /// A VM's lease as the pages show it.
@@ -153,6 +155,7 @@ impl VmRow {
             can_extend: takes_lease(s) && v.lease.is_some(),
             lease: v.lease.as_ref().map(|l| LeaseCell::of(l, now)),
             cost: String::new(),
+            cost_exact: String::new(),
         }
     }
 }
@@ -300,6 +303,10 @@ struct VmsPage {
     states: Vec<String>,
     filter_instance: String,
     filter_state: String,
+    /// The search typed (an exact name, or `key=value` for a tag).
+    search: String,
+    /// The first page of this list (its filters kept).
+    first: String,
     next: Option<String>,
     paged: bool,
     quotas: Vec<QuotaRow>,
@@ -368,6 +375,8 @@ pub(super) struct ListQuery {
     /// view for browsers without JavaScript: the page with the launch form
     /// never reloads itself, so it never wipes what is typed).
     watch: Option<String>,
+    /// Search: a VM's exact name, or a tag as `key=value`.
+    q: Option<String>,
 }
 
 async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery, form: LaunchForm, errs: FormErrors) -> HttpResponse {
@@ -375,6 +384,7 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let filter_instance = q.instance.unwrap_or_default();
     let filter_state = q.state.unwrap_or_default();
     let watch = q.watch.as_deref().is_some_and(|w| !w.is_empty());
+    let search = q.q.as_deref().unwrap_or_default().trim().to_string();
     // The current project's VMs, whoever launched them (admins too: theirs is the project they work in).
     let mut query = VmQuery { project: Some(actor.project.clone()), ..VmQuery::default() };
     if !filter_instance.is_empty() {
@@ -382,6 +392,11 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             Ok(i) => query.instance = Some(i),
             Err(e) => return errors::service_error_page(req, &ServiceError::invalid_field("instance", e.to_string())),
         }
+    }
+    match search.split_once('=') {
+        _ if search.is_empty() => {}
+        Some((k, v)) => query.tag = Some((k.trim().to_string(), v.trim().to_string())),
+        None => query.name = Some(search.clone()),
     }
     if !filter_state.is_empty() {
         match VmStatus::parse(&filter_state) {
@@ -401,7 +416,16 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
     let pending = p.items.iter().any(|v| v.status.is_transitional() || v.status == VmStatus::Requested);
     let next = p
         .next_cursor
-        .map(|cur| format!("/vms?instance={}&state={}&cursor={}{}", urlencode(&filter_instance), urlencode(&filter_state), urlencode(&cur), if watch { "&watch=1" } else { "" }));
+        .map(|cur| {
+            format!(
+                "/vms?instance={}&state={}&q={}&cursor={}{}",
+                urlencode(&filter_instance),
+                urlencode(&filter_state),
+                urlencode(&search),
+                urlencode(&cur),
+                if watch { "&watch=1" } else { "" }
+            )
+        });
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
     let mut policies = Vec::new();
     for i in &instances {
@@ -472,6 +496,13 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .unwrap_or_default();
     let mut rows: Vec<VmRow> = p.items.into_iter().map(|v| VmRow::of(v, now)).collect();
     in_launch_order(&mut rows);
+    // A launch the cloud refused: its reason is on the failed VM's row, said once.
+    let mut errs = errs;
+    if let Some(general) = errs.general.as_mut() {
+        if let Some(r) = rows.iter().find(|r| !r.error.is_empty() && general.contains(&r.error)) {
+            *general = general.replace(&r.error, &format!("the reason is on the failed VM {} below", r.id));
+        }
+    }
     let status = errs.status();
     let status = match errs.general.as_deref() {
         Some(m) if m.starts_with("Over quota") || m.starts_with("Over the quota") => StatusCode::CONFLICT,
@@ -493,8 +524,16 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             instances,
             images,
             states: VmStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
+            first: format!(
+                "/vms?instance={}&state={}&q={}{}",
+                urlencode(&filter_instance),
+                urlencode(&filter_state),
+                urlencode(&search),
+                if watch { "&watch=1" } else { "" }
+            ),
             filter_instance,
             filter_state,
+            search,
             next,
             paged,
             quotas,
@@ -513,10 +552,11 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
 fn with_costs(mut rows: Vec<VmRow>, costs: &BTreeMap<String, cloudbroker_core::costs::summary::MonthCost>, currency: &str) -> Vec<VmRow> {
     for r in &mut rows {
         if let Some(c) = costs.get(&r.id) {
-            r.cost = match (c.cost.0, c.unpriced) {
-                (0, true) => "unpriced".to_string(),
-                (_, true) => format!("{currency} {} + unpriced", crate::api::costs::amount(c.cost)),
-                _ => format!("{currency} {}", crate::api::costs::amount(c.cost)),
+            let m = super::costs::Money::of(c.cost);
+            (r.cost, r.cost_exact) = match (c.cost.0, c.unpriced) {
+                (0, true) => ("unpriced".to_string(), "unpriced".to_string()),
+                (_, true) => (format!("{currency} {m} + unpriced"), format!("{currency} {} + unpriced", m.exact)),
+                _ => (format!("{currency} {m}"), format!("{currency} {}", m.exact)),
             };
         }
     }
@@ -583,7 +623,7 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web:
 }
 
 fn empty_query() -> ListQuery {
-    ListQuery { instance: None, state: None, cursor: None, launch: None, watch: None }
+    ListQuery { instance: None, state: None, cursor: None, launch: None, watch: None, q: None }
 }
 
 /// `key=value` per line (or comma-separated), then the required tags'
