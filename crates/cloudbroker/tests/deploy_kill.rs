@@ -58,8 +58,10 @@ fn kill(child: &mut Child) {
 }
 
 async fn token(http: &reqwest::Client, base: &str) -> String {
-    let r: Value = http.post(format!("{base}/api/v1/tokens")).basic_auth("super", Some(PW)).send().await.unwrap().json().await.unwrap();
-    r["token"].as_str().unwrap().to_string()
+    let r = http.post(format!("{base}/api/v1/tokens")).basic_auth("super", Some(PW)).send().await.unwrap();
+    let status = r.status();
+    let r: Value = r.json().await.unwrap_or_default();
+    r["token"].as_str().unwrap_or_else(|| panic!("{status} {r}")).to_string()
 }
 
 async fn get(http: &reqwest::Client, url: String, t: &str) -> Value {
@@ -72,8 +74,8 @@ async fn get(http: &reqwest::Client, url: String, t: &str) -> Value {
 fn members(d: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for n in d["nodes"].as_array().unwrap() {
-        for m in n["members"].as_array().unwrap() {
-            out.push(format!("{}.{}={}", n["name"].as_str().unwrap(), m["idx"], m["state"].as_str().unwrap()));
+        for m in n["vms"].as_array().unwrap() {
+            out.push(format!("{}.{}={}", n["name"].as_str().unwrap(), m["index"], m["state"].as_str().unwrap()));
         }
     }
     out

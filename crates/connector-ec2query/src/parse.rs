@@ -440,4 +440,19 @@ mod tests {
         let bad = crate::xml::parse("<DescribeVolumesResponse><volumeSet><item><volumeId>v</volumeId><status>odd</status><size>1</size></item></volumeSet></DescribeVolumesResponse>").unwrap();
         assert!(matches!(volumes(&bad), Err(ConnectorError::Transport { .. })));
     }
+
+    #[test]
+    fn a_stop_carries_the_clouds_time() {
+        let root = parse(
+            "<DescribeInstancesResponse><reservationSet><item><instancesSet>\
+             <item><instanceId>i-9</instanceId><instanceState><name>stopped</name></instanceState><reason>User initiated (2026-12-07 06:00:00 GMT)</reason></item>\
+             <item><instanceId>i-8</instanceId><instanceState><name>running</name></instanceState><reason/></item>\
+             </instancesSet></item></reservationSet></DescribeInstancesResponse>",
+        )
+        .unwrap();
+        let page = describe_instances(&root).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-12-07T06:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(page.items[0].state_since, Some(at));
+        assert_eq!(page.items[1].state_since, None, "a running VM gives no time");
+    }
 }

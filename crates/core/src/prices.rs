@@ -115,6 +115,10 @@ impl std::fmt::Display for PriceError {
     }
 }
 
+/// The default of `billing.minimum.seconds`: the least running time billed
+/// per start, as AWS bills Linux.
+pub const DEFAULT_MINIMUM_SECONDS: i64 = 60;
+
 /// The broker's currency when no file names one.
 pub const DEFAULT_CURRENCY: &str = "USD";
 

@@ -156,7 +156,7 @@ impl Snapshot {
         self.instance(instance)
             .and_then(|i| i.values.get_set("billing.minimum.seconds"))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(crate::costs::metering::DEFAULT_MINIMUM_SECONDS)
+            .unwrap_or(crate::prices::DEFAULT_MINIMUM_SECONDS)
     }
 
     /// Where a key is managed by a file, the file and line.

@@ -938,7 +938,7 @@ impl Vault {
             in_use = self.store.key_ids_in_use().await?;
         }
         // Deployments' sealed parameters are not re-sealed: the keys they need stay.
-        for id in crate::deployments::exchange::sealing_key_ids(&self.store).await? {
+        for id in parameter_key_ids(&self.store).await? {
             if !in_use.contains(&id) {
                 in_use.push(id);
             }
@@ -985,6 +985,21 @@ fn all_shown(
         Err(_) if force => Ok(()),
         Err(e) => Err(refused(format!("the {what} could not be checked with the new keys ({})", explain(&e)))),
     }
+}
+
+/// Key ids the deployments' sealed parameters need: a master key rotation
+/// does not re-seal them, so it keeps these keys (see [`Vault::rotate`]); here, not in `deployments`, which depends on the vault.
+pub(crate) async fn parameter_key_ids(store: &Store) -> ServiceResult<Vec<String>> {
+    use base64::Engine as _;
+    let mut ids = std::collections::BTreeSet::new();
+    for v in store.secret_deployment_values().await? {
+        if let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(&v) {
+            if let Ok(id) = crate::master_keys::MasterKeys::key_id_of(&blob) {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    Ok(ids.into_iter().collect())
 }
 
 #[cfg(test)]

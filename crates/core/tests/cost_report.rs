@@ -166,7 +166,8 @@ async fn scenario(dir: &Path, db: Option<String>) {
     b.store().seed_state_history(&history_rows).await.unwrap();
     b.clock.set(t(5 * DAY - 600));
     let to = 5 * DAY - 600;
-    for g in [Granularity::Day, Granularity::Month] {
+    // From the first instant, and from day 2 on (VMs with entries before the period).
+    for (from, g) in [(0, Granularity::Day), (0, Granularity::Month), (DAY, Granularity::Day), (DAY, Granularity::Month)] {
         for by in [GroupBy::User, GroupBy::Instance, GroupBy::Tag("team".into())] {
             let mut expected: Lines = BTreeMap::new();
             for (id, (u, i, team)) in &groups {
@@ -176,7 +177,7 @@ async fn scenario(dir: &Path, db: Option<String>) {
                     GroupBy::Instance => i.clone(),
                     _ => team.clone(),
                 };
-                for p in buckets(0, to, g) {
+                for p in buckets(from, to, g) {
                     let u = b.costs.vm_cost(&vm, Some(p)).await.unwrap().usage;
                     if u.seconds == 0 {
                         continue;
@@ -185,12 +186,19 @@ async fn scenario(dir: &Path, db: Option<String>) {
                     *e = (e.0 + 1, e.1 + u.seconds, e.2 + u.starts, e.3 + u.cost, e.4 + u.unpriced_seconds);
                 }
             }
-            let q =
-                ReportQuery { from: t(0), to: t(6 * DAY), group_by: by.clone(), granularity: g, user: None, project: None, instance: None };
+            let q = ReportQuery {
+                from: t(from),
+                to: t(6 * DAY),
+                group_by: by.clone(),
+                granularity: g,
+                user: None,
+                project: None,
+                instance: None,
+            };
             let r = b.costs.report(&Actor::system(), &q).await.unwrap();
             let got: Lines =
                 r.lines.iter().map(|l| ((l.bucket, l.group.clone()), (l.vms, l.seconds, l.starts, l.cost, l.unpriced_seconds))).collect();
-            assert_eq!(got, expected, "{g:?} by {by:?}");
+            assert_eq!(got, expected, "from {from}, {g:?} by {by:?}");
             assert!(
                 expected.len() >= 2 && expected.values().any(|e| e.4 > 0) && expected.values().any(|e| e.3 > Micros(0)),
                 "{expected:?}"

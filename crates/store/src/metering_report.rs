@@ -2,11 +2,13 @@
 //! of history for the benchmarks' seeding tool.
 //!
 //! [`Store::each_vm_history`] hands a report every VM its filter covers
-//! with that VM's history, exactly the VMs and histories
+//! with that VM's history: exactly the VMs and histories
 //! [`Store::vms_with_history`] returns (same condition, same order within
-//! a VM), but streamed: the VMs' few columns a report groups by in one
-//! query, their histories in a second one read row by row in VM order, so
-//! no VM's history outlives its turn and no whole VM record is decoded.
+//! a VM), read without decoding whole VM records: a report of one user or
+//! project streams its VMs' histories through the history's VM index; a
+//! report of everyone reads the period's history through its time index
+//! (and the older entries of the VMs alive when the period began), each
+//! query answering one aggregated text rather than a row per entry.
 //!
 //! [`Store::seed_state_history`] is for `crates/bench-seed` only, never
 //! called by the broker: after it, each VM named has exactly the history
@@ -155,33 +157,37 @@ impl Store {
         let slots: HashMap<&str, usize> = vms.keys().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
         let by_slot: Vec<&MeteredVm> = vms.values().collect();
         let mut entries: Vec<Vec<(i64, i64, VmStatus)>> = vec![Vec::new(); vms.len()];
-        // Entries before the period, of the VMs it covers (alive when it began).
         let n = binds.len() + 1;
-        let sql = format!(
-            "SELECT h.vm_id, h.state, h.at, h.id FROM vm_state_history h WHERE h.at < ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond})"
-        );
-        let mut push = |r: sqlx::any::AnyRow| -> Result<(), StoreError> {
-            let vm_id: &str = r.try_get(0)?;
-            if let Some(&slot) = slots.get(vm_id) {
-                entries[slot].push((r.try_get(2)?, r.try_get(3)?, state_of(vm_id, r.try_get(1)?)?));
+        // Each query answers one text of "vm_id state at id" entries, space
+        // separated: a row per entry would cross the driver's channel a
+        // million times (what dominated the first profile of a report).
+        let agg = match self.backend() {
+            crate::Backend::Sqlite => "group_concat(h.vm_id || ' ' || h.state || ' ' || h.at || ' ' || h.id, ' ')",
+            crate::Backend::Postgres => "string_agg(h.vm_id || ' ' || h.state || ' ' || h.at || ' ' || h.id, ' ')",
+        };
+        let mut push = |text: Option<String>| -> Result<(), StoreError> {
+            let Some(text) = text else { return Ok(()) };
+            let bad = || StoreError::Db(sqlx::Error::Decode("state history aggregated as text: malformed".into()));
+            let mut it = text.split(' ');
+            while let Some(vm_id) = it.next() {
+                let (state, at, id) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+                if let Some(&slot) = slots.get(vm_id) {
+                    let at: i64 = at.parse().map_err(|_| bad())?;
+                    let id: i64 = id.parse().map_err(|_| bad())?;
+                    entries[slot].push((at, id, state_of(vm_id, state)?));
+                }
             }
             Ok(())
         };
-        {
-            let mut rows = bound(&sql, &binds).bind(f.from).fetch(&mut *conn);
-            while let Some(r) = rows.try_next().await? {
-                push(r)?;
-            }
-        }
+        // Entries before the period, of the VMs it covers (alive when it began).
+        let sql = format!("SELECT {agg} FROM vm_state_history h WHERE h.at < ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond})");
+        let (old,): (Option<String>,) =
+            bound(&sql, &binds).bind(f.from).try_map(|r: sqlx::any::AnyRow| Ok((r.try_get(0)?,))).fetch_one(&mut *conn).await?;
+        push(old)?;
         // The period's entries, whoever's: those of VMs not covered are skipped.
-        let mut rows = sqlx::query("SELECT vm_id, state, at, id FROM vm_state_history WHERE at >= $1 AND at <= $2")
-            .bind(f.from)
-            .bind(f.to)
-            .fetch(&mut *conn);
-        while let Some(r) = rows.try_next().await? {
-            push(r)?;
-        }
-        drop(rows);
+        let sql = format!("SELECT {agg} FROM vm_state_history h WHERE h.at >= $1 AND h.at <= $2");
+        let (new,): (Option<String>,) = sqlx::query_as(&sql).bind(f.from).bind(f.to).fetch_one(&mut *conn).await?;
+        push(new)?;
         let mut history: Vec<StateChange> = Vec::new();
         for (slot, mut e) in entries.into_iter().enumerate() {
             if e.is_empty() {

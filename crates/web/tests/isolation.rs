@@ -69,6 +69,7 @@ struct Alice {
     token_id: String,
     access_key: String,
     access_secret: String,
+    deployment: String,
 }
 
 async fn setup(app: &TestApp) -> (String, Alice, String) {
@@ -91,7 +92,16 @@ async fn setup(app: &TestApp) -> (String, Alice, String) {
     assert_eq!(app.call(Method::PUT, "/api/v1/users/alice/credentials/sb2", &token, Some(creds)).await.0, 200);
     let key = json!({"ssh_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2Qga2V5IGZvciB0ZXN0cyBvbmx5IG9rIG9rIG9r alice"});
     let _ = app.call(Method::PUT, "/api/v1/users/alice/ssh-key", &token, Some(key)).await;
-    (admin, Alice { token, vm, token_id, access_key, access_secret }, bob)
+    // An application and a deployment of alice's.
+    let doc = json!({"nodes": {"solo": {"image": "ubuntu", "ready_when": "running", "outputs": [{"name": "port"}]}}});
+    let (s, b) = app.call(Method::PUT, "/api/v1/applications/iso-app", &token, Some(doc)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app
+        .call(Method::POST, "/api/v1/deployments", &token, Some(json!({"application": "iso-app", "placement": {"solo": {"instance": "sb"}}})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let deployment = b["id"].as_str().unwrap().to_string();
+    (admin, Alice { token, vm, token_id, access_key, access_secret, deployment }, bob)
 }
 
 /// Everything of alice's, as she sees it.
@@ -99,6 +109,8 @@ async fn alice_view(app: &TestApp, a: &Alice) -> Vec<(u16, Value)> {
     let mut out = Vec::new();
     for path in [
         format!("/api/v1/vms/{}", a.vm),
+        format!("/api/v1/deployments/{}?include=params,events", a.deployment),
+        "/api/v1/applications/iso-app".to_string(),
         "/api/v1/users/alice".to_string(),
         "/api/v1/users/alice/credentials".to_string(),
         "/api/v1/users/alice/access-keys".to_string(),
@@ -145,6 +157,8 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
             alice.access_key.clone()
         } else if template.contains("/tokens/") {
             alice.token_id.clone()
+        } else if template.contains("/deployments/") {
+            alice.deployment.clone()
         } else {
             panic!("{template}: the sweep does not know which of alice's ids to use here; add it");
         };

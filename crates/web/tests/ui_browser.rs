@@ -886,7 +886,6 @@ async fn a_deployment_from_the_ui_in_a_real_browser() {
         app.broker.provisioning.reconcile("ui-test").await.unwrap();
         let r = app.broker.deployments.drive_pass().await.unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
-        eprintln!("DEBUG drive: {}", r.summary());
         tokio::time::sleep(Duration::from_millis(500)).await;
         if b.count("svg.deploy-diagram g.member[data-state='ready']").await == 5 && b.text("#dep-state").await == "ready" {
             break;
@@ -894,7 +893,12 @@ async fn a_deployment_from_the_ui_in_a_real_browser() {
     }
     b.shot("scaled-ready").await;
     assert_eq!(b.count("svg.deploy-diagram g.member").await, 5, "db's VM and web's four");
-    assert_eq!(b.count("svg.deploy-diagram g.member[data-state='ready']").await, 5);
+    assert_eq!(
+        b.count("svg.deploy-diagram g.member[data-state='ready']").await,
+        5,
+        "the two new VMs launched and ready: {}",
+        b.source().await
+    );
     let page = b.get("/url").await.as_str().unwrap().to_string();
     let path = page.trim_start_matches(app.base.as_str()).to_string();
     assert!(path.starts_with("/deployments/dep-"), "{path}");

@@ -390,7 +390,7 @@ app_test!(the_vm_list_searches_by_name_and_tag, |app: common::TestApp| async mov
     assert_eq!(rows(&body), 2);
     // Ids never wrap, the full id on hover.
     let web = live_vms(&app, "alice").await.into_iter().find(|v| v.name == "web").unwrap();
-    assert!(body.contains(&format!("<code class=\"vm-id\" title=\"{}\">", web.id)), "{body}");
+    assert!(body.contains(&format!("<td class=\"vm-id\" title=\"{0}\"><code>{0}</code></td>", web.id)), "{body}");
     let (_, body) = alice.get("/vms?q=web").await;
     assert!(rows(&body) == 1 && body.contains(&format!("id=\"vm-{}\"", web.id)), "{body}");
     assert!(body.contains("id=\"f-q\" name=\"q\" value=\"web\""), "the search is kept: {body}");

@@ -214,6 +214,21 @@ async fn deploy_from_the_form(db_url: Option<String>) {
     let (s, _, page) = ui.post(&format!("/deployments/{id}/scale"), &[("node", "web"), ("multiplicity", "3")]).await;
     assert_eq!(s, 200, "{page}");
     assert!(flash(&page).contains("Scaling web from 2 to 3"), "{page}");
+    // The new VM is launched once the driver runs, and the deployment is ready again.
+    let mut web = Value::Null;
+    for _ in 0..150 {
+        app.broker.provisioning.reconcile("test").await.unwrap();
+        app.broker.deployments.drive_pass().await.unwrap();
+        let (_, d) = app.call(reqwest::Method::GET, &format!("/api/v1/deployments/{id}"), &alice_token, None).await;
+        web = d["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "web").unwrap().clone();
+        if d["state"] == "ready" && web["vms"].as_array().unwrap().iter().filter(|m| m["vm_state"] == "running").count() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(web["vms"].as_array().unwrap().iter().filter(|m| m["vm_state"] == "running").count(), 3, "{web}");
+    let (_, page) = ui.get(&format!("/deployments/{id}")).await;
+    assert!(page.contains("data-member=\"web.3\" data-state=\"ready\""), "{page}");
     let (s, bad) = ui.get(&format!("/deployments/{id}/scale?node=web&multiplicity=many")).await;
     assert_eq!(s, 400);
     assert!(field_error(&bad, "multiplicity-error").is_some(), "{bad}");

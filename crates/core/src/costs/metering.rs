@@ -17,8 +17,9 @@ use chrono::{DateTime, Duration, Utc};
 use cloudbroker_store::metering::StateChange;
 use serde::Serialize;
 
-/// The default of `billing.minimum.seconds`.
-pub const DEFAULT_MINIMUM_SECONDS: i64 = 60;
+/// The default of `billing.minimum.seconds` (kept with the price book: the
+/// configuration snapshot reads it too).
+pub use crate::prices::DEFAULT_MINIMUM_SECONDS;
 
 /// A half-open time range `[from, to)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

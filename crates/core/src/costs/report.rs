@@ -216,79 +216,47 @@ impl Costs {
         }
         let mut acc: BTreeMap<(DateTime<Utc>, String), ReportLine> = BTreeMap::new();
         let mut unpriced = BTreeSet::new();
-        if std::env::var("CLOUDBROKER_REPORT_PATH").as_deref() == Ok("old") {
-            for (vm, history) in self.store.vms_with_history(&filter).await? {
-                let spans = metering::running_spans(&history, to);
-                if spans.is_empty() {
-                    continue;
+        // Each VM billed as the store hands over its history. Prices, markups
+        // and minimums looked up once per (instance, type); each VM billed
+        // only in the buckets its running spans can touch (a span's
+        // minimum is charged in a bucket that holds its end, inclusive).
+        let mut rates: HashMap<String, HashMap<String, (&[PriceEntry], Markup, i64)>> = HashMap::new();
+        let with_tags = matches!(q.group_by, GroupBy::Tag(_));
+        self.store
+            .each_vm_history(&filter, with_tags, |vm, history| {
+                let spans = metering::running_spans(history, to);
+                let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return };
+                let (lo, hi) = (first.from, spans.iter().map(|s| s.to).max().unwrap_or(last.to));
+                let by_type = rates.entry(vm.instance.clone()).or_default();
+                if !by_type.contains_key(&vm.instance_type) {
+                    let schedule = book.schedule(&vm.instance, &PriceItem::Instance(vm.instance_type.clone()));
+                    let (markup, _) = book.markup(&vm.instance);
+                    by_type.insert(vm.instance_type.clone(), (schedule, markup, snap.billing_minimum_seconds(&vm.instance)));
                 }
-                let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
-                let (markup, _) = book.markup(vm.instance.as_str());
-                let group = match &q.group_by {
-                    GroupBy::User => vm.user.to_string(),
-                    GroupBy::Project => vm.project.to_string(),
-                    GroupBy::Instance => vm.instance.to_string(),
-                    GroupBy::InstanceType => vm.instance_type.clone(),
-                    GroupBy::Image => vm.image.clone(),
-                    GroupBy::Tag(k) => vm.tags.get(k).map_or_else(|| "(untagged)".to_string(), str::to_string),
+                let Some(&(schedule, markup, minimum)) = by_type.get(&vm.instance_type) else { return };
+                let group: &str = match &q.group_by {
+                    GroupBy::User => &vm.user,
+                    GroupBy::Project => &vm.project,
+                    GroupBy::Instance => &vm.instance,
+                    GroupBy::InstanceType => &vm.instance_type,
+                    GroupBy::Image => &vm.image,
+                    GroupBy::Tag(k) => vm.tags.get(k).map_or("(untagged)", String::as_str),
                 };
-                for bucket in &buckets {
-                    let u = metering::bill(&spans, snap.billing_minimum_seconds(vm.instance.as_str()), schedule, markup, *bucket);
+                for bucket in buckets.iter().filter(|b| b.to >= lo && b.from <= hi) {
+                    let u = metering::bill(&spans, minimum, schedule, markup, *bucket);
                     if u.seconds == 0 {
                         continue;
                     }
                     if u.unpriced_seconds > 0 {
-                        unpriced.insert((vm.instance.to_string(), vm.instance_type.clone()));
+                        unpriced.insert((vm.instance.clone(), vm.instance_type.clone()));
                     }
-                    let line = line_of(&mut acc, bucket.from, &group, actor.is_admin);
+                    let line = line_of(&mut acc, bucket.from, group, actor.is_admin);
                     line.vms += 1;
                     line.starts += u.starts;
                     line.add(&u);
                 }
-            }
-        } else {
-            // Streamed: each VM billed as its history arrives. Prices, markups
-            // and minimums looked up once per (instance, type); each VM billed
-            // only in the buckets its running spans can touch (a span's
-            // minimum is charged in a bucket that holds its end, inclusive).
-            let mut rates: HashMap<String, HashMap<String, (&[PriceEntry], Markup, i64)>> = HashMap::new();
-            let with_tags = matches!(q.group_by, GroupBy::Tag(_));
-            self.store
-                .each_vm_history(&filter, with_tags, |vm, history| {
-                    let spans = metering::running_spans(history, to);
-                    let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return };
-                    let (lo, hi) = (first.from, spans.iter().map(|s| s.to).max().unwrap_or(last.to));
-                    let by_type = rates.entry(vm.instance.clone()).or_default();
-                    if !by_type.contains_key(&vm.instance_type) {
-                        let schedule = book.schedule(&vm.instance, &PriceItem::Instance(vm.instance_type.clone()));
-                        let (markup, _) = book.markup(&vm.instance);
-                        by_type.insert(vm.instance_type.clone(), (schedule, markup, snap.billing_minimum_seconds(&vm.instance)));
-                    }
-                    let Some(&(schedule, markup, minimum)) = by_type.get(&vm.instance_type) else { return };
-                    let group: &str = match &q.group_by {
-                        GroupBy::User => &vm.user,
-                        GroupBy::Project => &vm.project,
-                        GroupBy::Instance => &vm.instance,
-                        GroupBy::InstanceType => &vm.instance_type,
-                        GroupBy::Image => &vm.image,
-                        GroupBy::Tag(k) => vm.tags.get(k).map_or("(untagged)", String::as_str),
-                    };
-                    for bucket in buckets.iter().filter(|b| b.to >= lo && b.from <= hi) {
-                        let u = metering::bill(&spans, minimum, schedule, markup, *bucket);
-                        if u.seconds == 0 {
-                            continue;
-                        }
-                        if u.unpriced_seconds > 0 {
-                            unpriced.insert((vm.instance.clone(), vm.instance_type.clone()));
-                        }
-                        let line = line_of(&mut acc, bucket.from, group, actor.is_admin);
-                        line.vms += 1;
-                        line.starts += u.starts;
-                        line.add(&u);
-                    }
-                })
-                .await?;
-        }
+            })
+            .await?;
         // Volumes cost per GiB-month while they exist, Elastic IPs per hour while allocated.
         let (volumes, addresses) = self.store.resources_in_period(&filter).await?;
         for (kind, spans) in [("volume", volumes), ("address", addresses)] {

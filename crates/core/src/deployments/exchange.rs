@@ -312,7 +312,6 @@ pub struct ParamInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapped_from: Option<String>,
     /// Outputs: published by the broker (`hostname`, `instanceid`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub builtin: bool,
 }
 
@@ -616,22 +615,8 @@ impl Exchange {
 
     /// Key ids the sealed parameters need (a master key rotation keeps them).
     pub async fn sealing_key_ids(&self) -> ServiceResult<Vec<String>> {
-        sealing_key_ids(&self.store).await
+        crate::vault::parameter_key_ids(&self.store).await
     }
-}
-
-/// Key ids the deployments' sealed parameters need: a master key rotation
-/// does not re-seal them, so it keeps these keys (see `Vault::rotate`).
-pub(crate) async fn sealing_key_ids(store: &Store) -> ServiceResult<Vec<String>> {
-    let mut ids = std::collections::BTreeSet::new();
-    for v in store.secret_deployment_values().await? {
-        if let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(&v) {
-            if let Ok(id) = crate::master_keys::MasterKeys::key_id_of(&blob) {
-                ids.insert(id.to_string());
-            }
-        }
-    }
-    Ok(ids.into_iter().collect())
 }
 
 /// A recorded wait, removed when it ends.

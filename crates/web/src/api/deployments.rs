@@ -569,10 +569,11 @@ pub(super) async fn abort_deployment(a: ApiActor, broker: web::Data<Broker>, id:
 }
 
 /// Terminates a deployment: every VM, and what they made; `terminating`,
-/// then `terminated`. Terminating twice is the same as once.
+/// then `terminated` (`GET` shows its progress). Terminating twice is the
+/// same as once. Answers 204, as every `DELETE` of the API does.
 #[utoipa::path(delete, path = "/api/v1/deployments/{id}", tag = "deployments",
     params(("id" = String, Path, description = "deployment id (dep-...)", pattern = "^dep-[0-9a-f]{16}$"), ProjectParam),
-    responses((status = 200, description = "Terminating", body = DeploymentOut), (status = 404, description = "`not_found`", body = ErrorBody),
+    responses((status = 204, description = "Terminating (or terminated already)"), (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 403, description = "`forbidden`: a viewer of the project", body = ErrorBody),
         (status = 409, description = "`conflict`: another operation is in progress", body = ErrorBody)))]
 pub(super) async fn terminate_deployment(
@@ -582,7 +583,8 @@ pub(super) async fn terminate_deployment(
     _q: web::Query<ProjectParam>,
 ) -> ApiResult {
     let id = deployment_in_path(&id)?;
-    ok(DeploymentOut::of(&broker.deployments.terminate(&a.0, &id).await?))
+    broker.deployments.terminate(&a.0, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

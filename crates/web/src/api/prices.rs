@@ -83,7 +83,7 @@ impl MarkupOut {
 
 /// An item used or offered with no price in effect: unpriced, never free.
 #[derive(Serialize, ToSchema)]
-pub(super) struct UnpricedOut {
+pub(super) struct UnpricedItemOut {
     instance: String,
     /// `instance`, `volume` or `address`.
     #[schema(pattern = "^(instance|volume|address)$")]
@@ -100,7 +100,7 @@ pub(super) struct UnpricedOut {
     priced_from: Option<DateTime<Utc>>,
 }
 
-impl UnpricedOut {
+impl UnpricedItemOut {
     fn of(u: Unpriced) -> Self {
         let name = match &u.item {
             PriceItem::Address => None,
@@ -123,7 +123,7 @@ impl UnpricedOut {
 /// What is unpriced.
 #[derive(Serialize, ToSchema)]
 pub(super) struct UnpricedListOut {
-    unpriced: Vec<UnpricedOut>,
+    unpriced: Vec<UnpricedItemOut>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -263,5 +263,5 @@ pub(super) async fn put_markup(a: ApiActor, broker: web::Data<Broker>, path: web
         (status = 403, description = "`forbidden`: only admins list what is unpriced", body = ErrorBody)))]
 pub(super) async fn list_unpriced(a: ApiActor, broker: web::Data<Broker>) -> ApiResult {
     let unpriced = broker.costs.unpriced(&a.0).await?;
-    ok(UnpricedListOut { unpriced: unpriced.into_iter().map(UnpricedOut::of).collect() })
+    ok(UnpricedListOut { unpriced: unpriced.into_iter().map(UnpricedItemOut::of).collect() })
 }

@@ -502,6 +502,6 @@ mod tests {
         assert_eq!(svg.matches(r#"class="member""#).count(), 100);
         assert_eq!(box_height(100), HEADER_H - 12 + 10 * (SQ + SQ_GAP) + 8);
         // Ten squares a row fit in the box.
-        assert!(14 + PER_ROW * (SQ + SQ_GAP) - SQ_GAP <= BOX_W - 8);
+        const { assert!(14 + PER_ROW * (SQ + SQ_GAP) - SQ_GAP <= BOX_W - 8) };
     }
 }

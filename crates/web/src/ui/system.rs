@@ -243,9 +243,7 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
     for (key, v) in &changes {
         let Some(p) = cfg.params.iter().find(|p| &p.key == key) else { continue };
         let problem = match (&p.origin, v) {
-            (Origin::File { file, line }, _) => {
-                Some(format!("'{key}' is managed by {}:{line}; edit the file and reload", file.display()))
-            }
+            (Origin::File { file, line }, _) => Some(format!("'{key}' is managed by {}:{line}; edit the file and reload", file.display())),
             (_, Some(v)) => validate_value(&p.spec, v).err().map(|m| format!("{key}: {m}")),
             (_, None) => None,
         };
@@ -457,11 +455,8 @@ async fn connectors(ui: Ctx) -> UiResult {
         // The file's errors that name this instance (or all of them, when none does).
         let about: Vec<&String> =
             snap.file_errors.iter().filter(|e| e.contains(&format!("{name}.")) || e.contains(&format!("'{name}'"))).collect();
-        let problem = if about.is_empty() {
-            snap.file_errors.join("; ")
-        } else {
-            about.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("; ")
-        };
+        let problem =
+            if about.is_empty() { snap.file_errors.join("; ") } else { about.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("; ") };
         let (live, by_state) = count_of(name);
         rows.push(ConnectorRow {
             name: name.clone(),

@@ -1,6 +1,10 @@
 //! The VMs of the current project: the list (filters by instance and
-//! state, keyset pages that stay fast however many VMs there are,
-//! auto-refresh while something is pending), the launch form (launching in
+//! state, a search by exact name or tag `key=value`, keyset pages that stay
+//! fast however many VMs there are, rows of one launch in its order; while
+//! something is pending the list alone refreshes, so the launch form keeps
+//! what is typed, and `?watch=1` is the list alone reloading itself for
+//! browsers without script), the launch form (its type hint is what the
+//! launch will use, from the core's one default; launching in
 //! the project, with the user's and the project's quota usage per
 //! instance, and the launch policies of each instance: for the instance
 //! chosen, allowed types as a select, allowed images only, one field per
@@ -414,18 +418,16 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         Err(e) => return errors::service_error_page(req, &e),
     };
     let pending = p.items.iter().any(|v| v.status.is_transitional() || v.status == VmStatus::Requested);
-    let next = p
-        .next_cursor
-        .map(|cur| {
-            format!(
-                "/vms?instance={}&state={}&q={}&cursor={}{}",
-                urlencode(&filter_instance),
-                urlencode(&filter_state),
-                urlencode(&search),
-                urlencode(&cur),
-                if watch { "&watch=1" } else { "" }
-            )
-        });
+    let next = p.next_cursor.map(|cur| {
+        format!(
+            "/vms?instance={}&state={}&q={}&cursor={}{}",
+            urlencode(&filter_instance),
+            urlencode(&filter_state),
+            urlencode(&search),
+            urlencode(&cur),
+            if watch { "&watch=1" } else { "" }
+        )
+    });
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
     let mut policies = Vec::new();
     for i in &instances {
