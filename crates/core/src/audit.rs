@@ -162,6 +162,10 @@ pub enum AuditAction {
     BudgetAlert,
     /// A price or markup set or removed through the UI or the API.
     PriceChange,
+    /// An application saved (a new version) or deleted.
+    ApplicationChange,
+    /// A deployment made, scaled, aborted or terminated by a user.
+    DeploymentChange,
     VolumeCreate,
     VolumeAttach,
     VolumeDetach,
@@ -179,7 +183,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 47] = [
+    pub const ALL: [AuditAction; 49] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -214,6 +218,8 @@ impl AuditAction {
         Self::VmLeaseExpire,
         Self::BudgetAlert,
         Self::PriceChange,
+        Self::ApplicationChange,
+        Self::DeploymentChange,
         Self::VolumeCreate,
         Self::VolumeAttach,
         Self::VolumeDetach,
@@ -266,6 +272,8 @@ impl AuditAction {
             Self::VmLeaseExpire => "vm.lease.expire",
             Self::BudgetAlert => "budget.alert",
             Self::PriceChange => "price.change",
+            Self::ApplicationChange => "application.change",
+            Self::DeploymentChange => "deployment.change",
             Self::VolumeCreate => "volume.create",
             Self::VolumeAttach => "volume.attach",
             Self::VolumeDetach => "volume.detach",
@@ -319,13 +327,24 @@ pub enum AuditTarget<'a> {
     Project(&'a str),
     /// A member of a project (`project/user`).
     ProjectMember { project: &'a str, user: &'a str },
+    /// An application, by name.
+    Application(&'a str),
+    /// A deployment, by id.
+    Deployment(&'a str),
 }
 
 impl std::fmt::Display for AuditTarget<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::None => Ok(()),
-            Self::User(s) | Self::MasterKey(s) | Self::Image(s) | Self::Instance(s) | Self::Vm(s) | Self::Project(s) => f.write_str(s),
+            Self::User(s)
+            | Self::MasterKey(s)
+            | Self::Image(s)
+            | Self::Instance(s)
+            | Self::Vm(s)
+            | Self::Project(s)
+            | Self::Application(s)
+            | Self::Deployment(s) => f.write_str(s),
             Self::UserItem { user, item } => write!(f, "{user}/{item}"),
             Self::Credential { scope, owner, instance } => write!(f, "{scope}/{owner}/{instance}"),
             Self::Params(keys) => f.write_str(&keys.join(",")),

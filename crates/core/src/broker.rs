@@ -151,8 +151,13 @@ impl Broker {
         let exchange = Arc::new(crate::deployments::exchange::Exchange::new(store.clone(), vault.clone(), broker_url));
         let replica_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
         let applications = Arc::new(crate::deployments::Applications::new(store.clone(), registry.clone()));
-        let mut deployments =
-            crate::deployments::Deployments::new(store.clone(), provisioning.clone(), applications.clone(), exchange.clone(), replica_id.clone());
+        let mut deployments = crate::deployments::Deployments::new(
+            store.clone(),
+            provisioning.clone(),
+            applications.clone(),
+            exchange.clone(),
+            replica_id.clone(),
+        );
         deployments.claim_ttl = Duration::from_secs(config.deploy_claim_ttl_secs);
         let deployments = Arc::new(deployments);
         Ok(Self {

@@ -282,10 +282,9 @@ impl Registry {
         snap.file_errors.extend(price_errors.iter().map(ToString::to_string));
         // Applications from files, each stored as a version (by content hash).
         let apps_dir = self.connectors_dir.join("applications");
-        let (file_apps, app_errors) =
-            tokio::task::spawn_blocking(move || crate::app_doc::load_application_files(&apps_dir))
-                .await
-                .map_err(|e| RegistryError::Load { what: "connectors.d/applications", message: e.to_string() })?;
+        let (file_apps, app_errors) = tokio::task::spawn_blocking(move || crate::app_doc::load_application_files(&apps_dir))
+            .await
+            .map_err(|e| RegistryError::Load { what: "connectors.d/applications", message: e.to_string() })?;
         snap.file_errors.extend(app_errors);
         snap.errors.extend(crate::app_doc::store_file_applications(&self.store, &file_apps).await);
         snap.file_applications = file_apps;

@@ -245,6 +245,17 @@ broker_test!(versions_are_immutable_and_made_only_by_changes, |b: Broker| async 
     let versions = apps.versions(&alice, &n).await.unwrap();
     assert_eq!(versions.iter().map(|v| v.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(matches!(apps.get(&alice, &n, Some(9)).await, Err(ServiceError::NotFound(_))));
+    // Each new version is audited once, by its author (the unchanged save is not).
+    let log = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap();
+    let saved: Vec<_> = log
+        .items
+        .iter()
+        .filter(|e| e.action == "application.change" && e.target == "web-app")
+        .map(|e| (e.actor.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(saved.len(), 3, "{saved:?}");
+    assert!(saved.iter().all(|(who, _)| *who == "alice"), "{saved:?}");
+    assert!(saved.iter().any(|(_, d)| *d == "version 3 saved"), "{saved:?}");
     // Listed with its latest version, read by anyone signed in.
     let list = apps.list(&user("bob")).await.unwrap();
     let item = list.iter().find(|a| a.name == n).expect("listed");

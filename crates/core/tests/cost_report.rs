@@ -157,7 +157,7 @@ async fn scenario(dir: &Path, db: Option<String>) {
     let mut history_rows = Vec::new();
     for (n, h) in histories().into_iter().enumerate() {
         let (u, i, ty) = (users[n % 3], if n % 4 == 3 { "sb2" } else { "sb" }, types[n % types.len()]);
-        let team = (n % 5 != 0).then(|| if n % 2 == 0 { "red" } else { "blue" });
+        let team = (n % 5 != 0).then_some(if n % 2 == 0 { "red" } else { "blue" });
         let r = row(n, u, i, ty, h.last().unwrap().0, team);
         assert!(b.store().insert_adopted_vm(&r).await.unwrap());
         groups.insert(r.id.to_string(), (u.to_string(), i.to_string(), team.unwrap_or("(untagged)").to_string()));

@@ -431,3 +431,45 @@ both!(a_crashed_broker_is_resumed_by_another, |a: Broker, _dir, db: Option<Strin
     let first = settle(&b, &d.id, 5).await;
     assert_eq!(first.state, DeploymentState::Executing);
 });
+
+both!(a_scale_up_of_a_ready_deployment_is_provisioning_until_its_new_vms_launch, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready);
+
+    // Scaled as the UI does it, then looked at before any driver pass (as
+    // its page is: a page showing a deployment `ready` with no operation
+    // in progress no longer refreshes itself).
+    let plan = b.deployments.scale(&alice(), &d.id, "web", 4).await.unwrap();
+    assert_eq!(plan.launch, vec![3, 4]);
+    let now = b.deployments.get(&alice(), &d.id).await.unwrap();
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert_eq!(web.members.iter().filter(|m| m.state == "held").count(), 2, "{web:?}");
+    assert_eq!(now.op, None);
+    assert_eq!(now.state, DeploymentState::Provisioning, "VMs wait for their launch: {now:#?}");
+    let kinds: Vec<String> = b.deployments.events(&alice(), &d.id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().rev().take(2).map(String::as_str).collect::<Vec<_>>(), vec!["provisioning", "scale"], "{kinds:?}");
+
+    // The driver launches them; ready again once they are.
+    let now = settle(&b, &d.id, 10).await;
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert_eq!(web.multiplicity, 4);
+    assert!(web.members.iter().all(|m| m.state == "running" || m.state == "ready"), "{web:?}");
+    assert_eq!(now.state, DeploymentState::Executing, "{now:#?}");
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    assert_eq!(live(&vms_of(&b, &d.id).await), 5);
+    // The deployment and its scale are audited, by alice, in her project.
+    let log = b.audit.list(&cloudbroker_core::Actor::system(), Default::default(), Default::default()).await.unwrap();
+    let mine: Vec<_> = log
+        .items
+        .iter()
+        .filter(|e| e.action == "deployment.change" && e.target == d.id.as_str())
+        .map(|e| (e.actor.clone(), e.detail.clone()))
+        .collect();
+    assert!(mine.iter().any(|(a, t)| a == "alice" && t.starts_with("deployed ")), "{mine:?}");
+    assert!(mine.iter().any(|(a, t)| a == "alice" && t == "scale of web from 2 to 4"), "{mine:?}");
+});

@@ -229,7 +229,10 @@ pub fn new_deployment_rows(
 
 /// What an admission of more members writes in its transaction: the
 /// members, the attempt they replace marked failed (`replaces`: (node,
-/// idx, attempt)), and an event.
+/// idx, attempt)), and an event. The new members wait for their launch,
+/// so a deployment `executing` or `ready` is `provisioning` again in the
+/// same transaction (no reader sees it `ready` with VMs not launched: a
+/// page showing it keeps refreshing until the driver launched them).
 pub fn more_members_rows(
     dep: DeploymentId,
     members: Vec<NewMember>,
@@ -253,7 +256,19 @@ pub fn more_members_rows(
                 .await?;
             }
             insert_members(conn, &dep, &members, now).await?;
-            insert_event(conn, &dep, now, kind, &event).await
+            insert_event(conn, &dep, now, kind, &event).await?;
+            let moved = sqlx::query(
+                "UPDATE deployments SET state = 'provisioning', updated_at = $2, version = version + 1 \
+                 WHERE id = $1 AND state IN ('executing', 'ready')",
+            )
+            .bind(&dep)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if moved.rows_affected() == 1 {
+                insert_event(conn, &dep, now, "provisioning", "VMs wait for their launch").await?;
+            }
+            Ok(())
         })
     })
 }

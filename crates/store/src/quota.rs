@@ -274,9 +274,9 @@ impl Store {
         // Lock first: the first statement writes, so waiting happens here;
         // the user's row, then the project's (always in this order).
         for key in lock_keys(a) {
-            lock(&mut *tx, &key).await?;
+            lock(&mut tx, &key).await?;
         }
-        match self.admit_in(&mut *tx, a, min, max, rows).await {
+        match self.admit_in(&mut tx, a, min, max, rows).await {
             Ok(admitted) => {
                 tx.commit().await?;
                 Ok(admitted)
@@ -305,19 +305,19 @@ impl Store {
         keys.sort();
         keys.dedup();
         for key in &keys {
-            lock(&mut *tx, key).await.map_err(at(0))?;
+            lock(&mut tx, key).await.map_err(at(0))?;
         }
         for (i, a) in admissions.iter().enumerate() {
             let n = a.vms.len();
             let detail = a.audit.map(|r| r.detail).unwrap_or_default();
-            if let Err(e) = self.admit_in(&mut *tx, a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await {
+            if let Err(e) = self.admit_in(&mut tx, a, n, n, |_| (a.vms.to_vec(), detail.to_string())).await {
                 tx.rollback().await.map_err(at(i))?;
                 return Err((i, e));
             }
         }
         if let Some(extra) = extra {
             let now = self.clock_ms();
-            if let Err(e) = extra(&mut *tx, now).await {
+            if let Err(e) = extra(&mut tx, now).await {
                 tx.rollback().await.map_err(at(admissions.len()))?;
                 return Err((admissions.len(), AdmitError::Store(e)));
             }

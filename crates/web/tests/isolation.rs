@@ -97,7 +97,12 @@ async fn setup(app: &TestApp) -> (String, Alice, String) {
     let (s, b) = app.call(Method::PUT, "/api/v1/applications/iso-app", &token, Some(doc)).await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = app
-        .call(Method::POST, "/api/v1/deployments", &token, Some(json!({"application": "iso-app", "placement": {"solo": {"instance": "sb"}}})))
+        .call(
+            Method::POST,
+            "/api/v1/deployments",
+            &token,
+            Some(json!({"application": "iso-app", "placement": {"solo": {"instance": "sb"}}})),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let deployment = b["id"].as_str().unwrap().to_string();

@@ -18,6 +18,10 @@ use cloudbroker_store::metering::PeriodFilter;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// What one (instance, type) bills at: its price schedule, the instance's
+/// markup and its minimum seconds per start.
+type Rate<'a> = (&'a [PriceEntry], Markup, i64);
+
 /// The longest report, in days.
 pub const MAX_REPORT_DAYS: i64 = 400;
 
@@ -220,7 +224,7 @@ impl Costs {
         // and minimums looked up once per (instance, type); each VM billed
         // only in the buckets its running spans can touch (a span's
         // minimum is charged in a bucket that holds its end, inclusive).
-        let mut rates: HashMap<String, HashMap<String, (&[PriceEntry], Markup, i64)>> = HashMap::new();
+        let mut rates: HashMap<String, HashMap<String, Rate<'_>>> = HashMap::new();
         let with_tags = matches!(q.group_by, GroupBy::Tag(_));
         self.store
             .each_vm_history(&filter, with_tags, |vm, history| {

@@ -155,6 +155,8 @@ impl Deployments {
                 None => e,
             });
         }
+        let detail = format!("deployed {} version {}: {vms_total} VM(s)", app.name.as_str(), app.version);
+        self.audit(actor, (id.as_str(), actor.project.as_str()), detail).await?;
         self.kick.notify_one();
         self.get(actor, &id).await
     }
@@ -230,6 +232,8 @@ impl Deployments {
     /// dependencies are ready; they get the parameters like the first ones),
     /// or the highest-index VMs terminated and their outputs withdrawn and
     /// credentials revoked. Refused (409) while another operation is in progress.
+    /// A scale up makes a deployment `executing` or `ready` `provisioning`
+    /// again in the admission's transaction (its new VMs wait for their launch).
     pub async fn scale(self: &Arc<Self>, actor: &Actor, id: &DeploymentId, node: &str, to: u32) -> ServiceResult<ScalePlan> {
         let d = self.visible(actor, id).await?;
         actor.require_act()?;
@@ -240,6 +244,9 @@ impl Deployments {
         }
         let done = self.apply_scale(actor, &d, &plan).await;
         self.store.finish_deployment_op(id, "scale").await?;
+        if done.is_ok() {
+            self.audit(actor, (d.id.as_str(), &d.project), format!("scale of {} from {} to {}", plan.node, plan.from, plan.to)).await?;
+        }
         self.kick.notify_one();
         done.map(|()| plan)
     }

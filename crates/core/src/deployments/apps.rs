@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::app::{AppDoc, AppName, Application};
 pub use crate::app_doc::{load_application_files, source_hash, store_file_applications, FileApplication};
+use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
 use crate::auth::Actor;
 use crate::error::{Resource, ServiceError, ServiceResult};
 use crate::registry::Registry;
@@ -160,6 +161,9 @@ impl Applications {
             self.store.put_application(name.as_str(), text, &source_hash(text), &origin, Some(actor.name.as_str())).await?;
         if created {
             tracing::info!(application = %name, version = row.version, user = %actor.name, "application version saved");
+            let event = AuditEvent::ok(AuditAction::ApplicationChange, AuditTarget::Application(name.as_str()))
+                .detail(format!("version {} saved", row.version));
+            audit::record_by(&self.store, actor, &event).await?;
         }
         Ok(Application {
             name: name.clone(),
@@ -181,6 +185,8 @@ impl Applications {
             return Err(not_found(name));
         }
         tracing::info!(application = %name, user = %actor.name, "application deleted");
+        let event = AuditEvent::ok(AuditAction::ApplicationChange, AuditTarget::Application(name.as_str())).detail("deleted");
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
     }
 }

@@ -470,6 +470,7 @@ impl Deployments {
                 &format!("terminate asked by {}", actor.name),
             )
             .await?;
+        self.audit(actor, (d.id.as_str(), &d.project), "terminate".to_string()).await?;
         self.kick.notify_one();
         self.get(actor, id).await
     }
@@ -491,8 +492,16 @@ impl Deployments {
             return Err(ServiceError::Conflict(format!("deployment '{id}' is {}: there is nothing to abort", d.state)));
         }
         self.store.request_deployment_abort(id.as_str(), &format!("aborted by {}: {message}", actor.name)).await?;
+        self.audit(actor, (d.id.as_str(), &d.project), format!("abort: {message}")).await?;
         self.kick.notify_one();
         self.get(actor, id).await
+    }
+
+    /// Records what `actor` did to deployment `id` of `project` (in that project's audit).
+    pub(super) async fn audit(&self, actor: &Actor, (id, project): (&str, &str), detail: String) -> ServiceResult<()> {
+        use crate::audit::{AuditAction, AuditEvent, AuditTarget};
+        let event = AuditEvent::ok(AuditAction::DeploymentChange, AuditTarget::Deployment(id)).detail(detail).in_project(project);
+        Ok(crate::audit::record_by(&self.store, actor, &event).await?)
     }
 }
 

@@ -5,8 +5,8 @@
 //! driven by the `deployments` worker (`driver.rs`) through [`engine`]'s
 //! [`Deployments`] service; its VMs find each other through [`exchange`].
 
-pub mod app;
 pub mod admit;
+pub mod app;
 pub mod apps;
 mod driver;
 pub mod engine;
@@ -15,6 +15,6 @@ pub mod exchange;
 pub use app::{AppDoc, AppError, AppName, Application, NodeSpec, ParamSpec, ReadyWhen, BUILTIN_OUTPUTS};
 pub use apps::{ApplicationSummary, Applications, FileApplication};
 pub use engine::{
-    DeployRequest, Deployment, DeploymentId, DeploymentState, Deployments, DrivePassReport, Event, MemberView, NodeView, OnFailure, ParamView,
-    Placement, ScalePlan,
+    DeployRequest, Deployment, DeploymentId, DeploymentState, Deployments, DrivePassReport, Event, MemberView, NodeView, OnFailure,
+    ParamView, Placement, ScalePlan,
 };

@@ -288,9 +288,8 @@ impl Provisioning {
 
     /// The refusal of `plan` by its launch policy (`refusal`), audited.
     pub(super) async fn policy_refused(&self, actor: &Actor, plan: &LaunchPlan, refusal: ServiceError) -> ServiceError {
-        let event =
-            AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(plan.request.instance.as_str()), AuditOutcome::Rejected)
-                .detail(refusal.to_string());
+        let event = AuditEvent::new(AuditAction::VmLaunch, AuditTarget::Instance(plan.request.instance.as_str()), AuditOutcome::Rejected)
+            .detail(refusal.to_string());
         match audit::record_by(&self.store, actor, &event).await {
             Ok(()) => refusal,
             Err(e) => e.into(),

@@ -165,8 +165,7 @@ impl Modify for Finish {
 
 /// Operations that authenticate otherwise than through `ApiActor` (so do
 /// not read `?project=`).
-const NO_PROJECT_PARAM: &[&str] =
-    &["create_token", "exchange_self", "exchange_get", "exchange_set", "exchange_ready", "exchange_abort"];
+const NO_PROJECT_PARAM: &[&str] = &["create_token", "exchange_self", "exchange_get", "exchange_set", "exchange_ready", "exchange_abort"];
 
 /// Whether an operation's body has a `project` field (looked up through
 /// the component schemas it refers to): its project is documented there

@@ -229,8 +229,11 @@ fn effective_time(s: &str) -> Result<Option<DateTime<Utc>>, String> {
     Err("Give the time as 2027-01-01T00:00:00Z (UTC), or leave it empty for now.".to_string())
 }
 
+/// A checked price form: the instance, the item, its price and when it takes effect.
+type PriceToSet = (InstanceName, PriceItem, Micros, Option<DateTime<Utc>>);
+
 /// Checks the price form: each field's error, or what to set.
-fn checked(ui: &Ctx, f: &PriceForm) -> Result<(InstanceName, PriceItem, Micros, Option<DateTime<Utc>>), FormErrors> {
+fn checked(ui: &Ctx, f: &PriceForm) -> Result<PriceToSet, FormErrors> {
     let mut errors = FormErrors::none();
     let instance = InstanceName::parse(f.instance.trim()).ok().filter(|i| ui.broker.registry.snapshot().instance(i.as_str()).is_some());
     if instance.is_none() {
