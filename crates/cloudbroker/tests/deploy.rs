@@ -1232,7 +1232,7 @@ fn dockerfile_settings_and_context_work() {
 #[test]
 fn readme_master_key_recipe_makes_a_key_the_broker_accepts() {
     let readme = read("README.md");
-    let section = readme.split("\n## Deployment").nth(1).expect("README has a Deployment section");
+    let section = readme.split("\n## Deployment\n").nth(1).expect("README has a Deployment section");
     let recipe =
         section.lines().find(|l| l.contains("head -c 32 /dev/urandom") && l.contains("> master.key")).expect("no key recipe").trim();
     let dir = tempfile::tempdir().unwrap();

@@ -603,6 +603,14 @@ mod tests {
                 ["price.change", "sb", "ok", "markup: 10%"],
             ),
             (
+                AuditEvent::ok(AuditAction::ApplicationChange, AuditTarget::Application("lamp")).detail("version 2 saved"),
+                ["application.change", "lamp", "ok", "version 2 saved"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::DeploymentChange, AuditTarget::Deployment("dep-0123456789abcdef")).detail("terminate"),
+                ["deployment.change", "dep-0123456789abcdef", "ok", "terminate"],
+            ),
+            (
                 AuditEvent::ok(AuditAction::VolumeCreate, AuditTarget::CloudResource { instance: "sb", id: "vol-1" }).detail("8 GiB"),
                 ["volume.create", "sb/vol-1", "ok", "8 GiB"],
             ),

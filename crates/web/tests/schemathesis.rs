@@ -33,6 +33,9 @@
 //! in the past by the broker's clock and an address is named `-` (a 400
 //! naming the field), and only a price not in effect yet may be deleted (a
 //! 409 otherwise), which a schema cannot say (tests/prices_admin.rs).
+//! And `put_budget`: a project budget is for team projects; a personal
+//! project (named as its owner) is refused with a 400 naming `owner`, which
+//! depends on which projects exist (crates/core/tests/budget_review.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
@@ -46,7 +49,8 @@ use serde_json::json;
 const EXCLUDED: &[&str] = &["rotate_keys", "set_password", "revoke_token", "revoke_user_token", "disable_user"];
 
 /// Operations that may answer schema-valid data with a 400, and why: see the file's comment.
-const CROSS_FIELD_RULES: &[&str] = &["cost_report", "vm_cost", "put_project_policy", "put_application", "put_price", "delete_price"];
+const CROSS_FIELD_RULES: &[&str] =
+    &["cost_report", "vm_cost", "put_project_policy", "put_application", "put_price", "delete_price", "put_budget"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure() {

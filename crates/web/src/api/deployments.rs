@@ -246,8 +246,13 @@ pub(super) struct DeployBody {
     /// `keep` (its VMs stay, to be looked at): what a failure does with the VMs launched.
     #[schema(pattern = "^(keep|terminate)$")]
     on_failure: Option<String>,
-    /// Overrides the application's timeout (`30m`, `1h`: from deploy to ready).
-    #[schema(max_length = 32, example = "30m")]
+    /// Overrides the application's timeout (`30m`, `1h`: from deploy to ready),
+    /// a duration as leases take them (the same pattern as `LaunchBody.lease`'s).
+    #[schema(
+        max_length = 32,
+        example = "30m",
+        pattern = r"^([1-9][0-9]{0,2}d([1-9][0-9]{0,3}h)?([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}h([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}m([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}s)$"
+    )]
     timeout: Option<String>,
     /// Only check and say what would be launched where; admits nothing.
     #[serde(default)]
