@@ -38,7 +38,7 @@ start_broker() {
   port=$(free_port)
   mkdir -p "$dir"
   local env=(CLOUDBROKER_LISTEN="127.0.0.1:$port" CLOUDBROKER_DATA_DIR="$dir" CLOUDBROKER_CONNECTORS_DIR="${CONNECTORS_DIR:-$BENCH_DIR/connectors.d}"
-    CLOUDBROKER_ADMIN_PASSWORD="$ADMIN_PW" CLOUDBROKER_RECONCILE_INTERVAL_SECS=86400 CLOUDBROKER_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn})
+    CLOUDBROKER_ADMIN_PASSWORD="$ADMIN_PW" CLOUDBROKER_RECONCILE_INTERVAL_SECS="${BROKER_RECONCILE_SECS:-86400}" CLOUDBROKER_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn})
   [ -n "$db" ] && env+=(CLOUDBROKER_DATABASE_URL="$db")
   env "${env[@]}" "$BROKER_BIN" serve >"$dir/broker.log" 2>&1 &
   BROKER_PID=$!
@@ -53,6 +53,9 @@ start_broker() {
   done
   log "broker did not become ready"; return 1
 }
+
+# rss_mb PID: the process's resident set in MB (one decimal).
+rss_mb() { awk '/VmRSS/ {printf "%.1f\n", $2 / 1024}' "/proc/$1/status"; }
 
 stop_broker() {
   kill "$BROKER_PID" 2>/dev/null || true
@@ -117,26 +120,37 @@ bearer_lua() {
   echo "$f"
 }
 
-# start_nginx: serves $WORK/static on a free port; sets NGINX_URL.
+# The ceiling (issue 28): ONE static server configuration for every page
+# benchmark, so that a ratio means the same thing everywhere. nginx with two
+# workers (the machine's two cores, as the broker has), keep-alive without a
+# request limit, no access log, serving the broker's own answer bytes saved
+# to a file; a POST is answered like a GET (`error_page 405 =200 $uri`: the
+# static module refuses POST, the internal redirect serves the file). Its
+# figures are taken in the same run, alternating with the broker's.
+# start_nginx: starts it once per run on a free port (sets NGINX_URL); it
+# serves $WORK/static.
 start_nginx() {
+  [ -n "${NGINX_URL:-}" ] && kill -0 "${NGINX_PID:-0}" 2>/dev/null && return 0
   local port; port=$(free_port)
-  mkdir -p "$WORK/nginx" "$WORK/static"
+  mkdir -p "$WORK/nginx" "$WORK/static/ceiling"
   # nginx's workers run as an unprivileged user: they must reach the files
   # (mktemp -d makes $WORK private to its owner).
   chmod o+x "$WORK" && chmod -R o+rX "$WORK/static"
   cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes 2;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
+  keepalive_timeout 75s;
   keepalive_requests 1000000;
-  types { text/xml xml; application/json json; }
+  types { text/xml xml; application/json json; text/html html; text/csv csv; }
   server {
     listen 127.0.0.1:$port;
     root $WORK/static;
+    error_page 405 =200 \$uri;
   }
 }
 CONF
@@ -149,12 +163,55 @@ CONF
   return 1
 }
 
-# static_lua PATH LUA_OF_BROKER: the same headers as a broker script, another path.
+# static_lua PATH LUA_OF_BROKER: the same script (method, headers, body) as a
+# broker's, another path; the broker's query string is kept (nginx ignores
+# it), so the request is the broker's request, byte for byte but the path.
 static_lua() {
   local f="$WORK/static-$RANDOM.lua"
-  sed "s|^wrk.path = .*|wrk.path = \"$1\"|" "$2" > "$f"
+  "$PY" - "$1" "$2" > "$f" <<'PYEOF'
+import re, sys
+path, src = sys.argv[1], open(sys.argv[2]).read()
+def repl(m):
+    old = m.group(1)
+    q = old.split("?", 1)[1] if "?" in old else ""
+    return 'wrk.path = "%s%s"' % (path, "?" + q if q else "")
+print(re.sub(r'^wrk\.path = "((?:[^"\\]|\\.)*)"', repl, src, count=1, flags=re.M), end="")
+PYEOF
   echo "$f"
 }
+
+# page_vs_ceiling LABEL BROKER_URL LUA FILE GOAL_PCT [REF_EXTRA [RATIO_EXTRA]]:
+# one page benchmark against the ceiling. FILE holds the broker's answer to
+# LUA (saved beforehand); nginx serves those bytes to the same script. The
+# broker and the ceiling are measured alternately, CEILING_ROUNDS times each
+# (default 2), and the medians compared; the row shows both figures, the
+# ceiling's own next to the ratio, and is met at GOAL_PCT % of it.
+page_vs_ceiling() {
+  local label="$1" url="$2" lua="$3" file="$4" goal="$5" ref_extra="${6:-}" ratio_extra="${7:-}"
+  start_nginx
+  local ext="${file##*.}" name
+  name="page-$(printf '%s' "$label" | tr -c 'A-Za-z0-9' '-' | tr -s '-')"
+  cp "$file" "$WORK/static/ceiling/$name.$ext"
+  chmod o+r "$WORK/static/ceiling/$name.$ext"
+  local nlua; nlua=$(static_lua "/ceiling/$name.$ext" "$lua")
+  local bytes; bytes=$(stat -c %s "$file")
+  # The ceiling answers the broker's request with the very bytes.
+  curl -sf "$NGINX_URL/ceiling/$name.$ext" | cmp -s - "$file" || { log "$label: the ceiling does not serve the saved answer"; return 1; }
+  local r b=() n=()
+  for r in $(seq 1 "${CEILING_ROUNDS:-2}"); do
+    b+=("$(wrk_rps "$url" "$lua")")
+    n+=("$(wrk_rps "$NGINX_URL" "$nlua")")
+  done
+  local bm nm
+  bm=$(median "${b[@]}"); nm=$(median "${n[@]}")
+  log "$label: broker ${b[*]} req/s, ceiling ${n[*]} req/s ($bytes bytes)"
+  record "$label (req/s)" "$bm" "ceiling $nm req/s (nginx, same $bytes B; rounds: broker $(IFS=/; echo "${b[*]}"), ceiling $(IFS=/; echo "${n[*]}"))${ref_extra:+; $ref_extra}" \
+    "$(pct "$bm" "$nm") of ceiling${ratio_extra:+; $ratio_extra}" ">= $goal% of ceiling" "$(met "$(frac "$bm" "$nm")" '>=' "$(frac "$goal" 100)")"
+  PAGE_RPS="$bm"; CEILING_RPS="$nm"
+}
+
+# median N...: the median of the numbers given (integer).
+median() { "$PY" -c 'import statistics, sys; print(int(statistics.median(float(a) for a in sys.argv[1:])))' "$@"; }
 
 # start_moto: a fresh moto (EC2 only) on a free port; sets MOTO_URL, MOTO_PID.
 start_moto() {

@@ -33,7 +33,9 @@ document.addEventListener("DOMContentLoaded", cbDefaultType);
   document.addEventListener("input", function () { typed = Date.now(); });
   function busy() {
     var a = document.activeElement, form = document.getElementById("launch-form");
-    return (form && a && form.contains(a) && a.tagName !== "BUTTON") || Date.now() - typed < 5000;
+    // VMs ticked for a bulk action: a refresh would untick them.
+    var ticked = document.querySelector("input[form='bulk']:checked");
+    return (form && a && form.contains(a) && a.tagName !== "BUTTON") || Date.now() - typed < 5000 || !!ticked;
   }
   function tick() {
     var note = document.getElementById("refreshing");
@@ -53,4 +55,24 @@ document.addEventListener("DOMContentLoaded", cbDefaultType);
     }, every);
   }
   document.addEventListener("DOMContentLoaded", tick);
+})();
+
+// Copy buttons (VM ids, the SSH line): hidden without this script, they
+// copy their data-copy text; the full text stays selectable either way.
+(function () {
+  function show() {
+    if (!navigator.clipboard) { return; }
+    document.querySelectorAll("button.copy[data-copy]").forEach(function (b) { b.hidden = false; });
+  }
+  document.addEventListener("click", function (ev) {
+    var b = ev.target && ev.target.closest && ev.target.closest("button.copy[data-copy]");
+    if (!b || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(b.getAttribute("data-copy")).then(function () {
+      b.classList.add("copied");
+      setTimeout(function () { b.classList.remove("copied"); }, 1200);
+    });
+  });
+  document.addEventListener("DOMContentLoaded", show);
+  // The list's refresh brings new buttons: shown too.
+  new MutationObserver(show).observe(document.documentElement, { childList: true, subtree: true });
 })();

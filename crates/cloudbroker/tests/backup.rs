@@ -26,7 +26,7 @@ fn data_dir(root: &Path, name: &str) -> std::path::PathBuf {
     d
 }
 
-fn start(dir: &Path) -> (std::process::Child, String) {
+fn start(dir: &Path) -> (common::Broker, String) {
     common::serve(dir, &["--data-dir", dir.to_str().unwrap(), "--connectors-dir", "connectors.d"], &[("CLOUDBROKER_ADMIN_PASSWORD", PW)])
 }
 

@@ -17,12 +17,12 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PW: &str = "super-password-1";
 
-fn start(dir: &std::path::Path) -> (Child, String) {
+fn start(dir: &std::path::Path) -> (common::Broker, String) {
     common::serve(
         dir,
         &[],

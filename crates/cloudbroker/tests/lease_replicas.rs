@@ -23,7 +23,7 @@
 use cloudbroker_testkit::{MotoOptions, MotoServer};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 mod common;
 
@@ -39,7 +39,7 @@ const HANG_SECS: u64 = 3;
 /// One broker process with its working directory.
 struct Replica {
     name: &'static str,
-    child: Option<Child>,
+    child: Option<common::Broker>,
     url: String,
     db: Option<String>,
     /// `CLOUDBROKER_LEASE_INTERVAL_SECS`: 1 from [`Replica::start`], a
@@ -49,7 +49,7 @@ struct Replica {
 }
 
 /// `cloudbroker serve` in `dir` as replica `name`.
-fn serve(name: &str, dir: &std::path::Path, db: Option<&str>, lease_interval_secs: &str) -> (Child, String) {
+fn serve(name: &str, dir: &std::path::Path, db: Option<&str>, lease_interval_secs: &str) -> (common::Broker, String) {
     let ttl = CLAIM_TTL_SECS.to_string();
     let envs = [
         ("CLOUDBROKER_ADMIN_PASSWORD", PW),

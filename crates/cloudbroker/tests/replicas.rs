@@ -10,11 +10,10 @@
 use serde_json::{json, Value};
 mod common;
 
-use std::process::Child;
 
 const PW: &str = "super-password-1";
 
-fn start(dir: &std::path::Path, db: &str) -> (Child, String) {
+fn start(dir: &std::path::Path, db: &str) -> (common::Broker, String) {
     common::serve(dir, &["--database-url", db], &[("CLOUDBROKER_ADMIN_PASSWORD", PW), ("CLOUDBROKER_CONFIG_POLL_SECS", "3600")])
 }
 

@@ -263,7 +263,8 @@ impl AccessKeys {
             return Err(key_not_found(key_id));
         }
         let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
-        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyState, target).detail(state)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyState, target).detail(state).about(user.as_str()))
+            .await?;
         let row = self.store.access_key(key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         Ok(shown(&row, Utc::now()))
     }
@@ -277,7 +278,7 @@ impl AccessKeys {
             return Err(key_not_found(key_id));
         }
         let target = AuditTarget::UserItem { user: user.as_str(), item: key_id };
-        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyDelete, target)).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::AccessKeyDelete, target).about(user.as_str())).await?;
         Ok(())
     }
 

@@ -235,6 +235,42 @@ impl AppDoc {
         }
     }
 
+    /// [`AppDoc::parse`] plus the rules for a version about to be
+    /// published (saved, or loaded from a file): documents are readable by
+    /// every signed-in user, so a secret input has no default in them (it
+    /// is given at deploy time, and sealed then). Stored versions are read
+    /// with [`AppDoc::parse`] alone, so nothing already saved stops
+    /// loading.
+    pub fn parse_new(text: &str) -> Result<AppDoc, Vec<AppError>> {
+        let doc = Self::parse(text)?;
+        let mut errors = Vec::new();
+        let mut check = |path: String, params: &[ParamSpec]| {
+            for (i, p) in params.iter().enumerate() {
+                if p.secret && p.default.is_some() {
+                    let path = format!("{path}[{i}].default");
+                    let line = line_of(text, &path);
+                    errors.push(AppError {
+                        path,
+                        message: format!(
+                            "secret input '{}' cannot have a default: every signed-in user can read the document; give it at deploy time",
+                            p.name
+                        ),
+                        line,
+                    });
+                }
+            }
+        };
+        check("inputs".into(), &doc.inputs);
+        for (n, node) in &doc.nodes {
+            check(format!("nodes.{n}.inputs"), &node.inputs);
+        }
+        if errors.is_empty() {
+            Ok(doc)
+        } else {
+            Err(errors)
+        }
+    }
+
     /// node -> input -> (node, output) it is mapped from.
     pub fn mapping_of(&self, node: &str, input: &str) -> Option<(&str, &str)> {
         self.mappings.get(&format!("{node}.{input}")).and_then(|v| v.split_once('.'))
@@ -853,7 +889,7 @@ pub fn load_application_files(dir: &Path) -> (Vec<FileApplication>, Vec<String>)
                 continue;
             }
         };
-        match AppDoc::parse(&text) {
+        match AppDoc::parse_new(&text) {
             Ok(_) => out.push(FileApplication { name, file: shown, hash: source_hash(&text), source: text }),
             Err(errs) => {
                 for e in errs {

@@ -24,6 +24,8 @@ pub struct AuditQuery {
     /// Admins only: one project's entries (owners always read their
     /// project's, and only those).
     pub project: Option<crate::domain::ProjectName>,
+    /// Only entries about this user's resources (their subject).
+    pub subject: Option<String>,
 }
 
 /// One entry.
@@ -39,6 +41,9 @@ pub struct AuditEntry {
     pub detail: String,
     /// The project it belongs to (empty for the broker's own events).
     pub project: String,
+    /// The user whose resource was acted on (empty: none recorded), e.g.
+    /// the owner of a VM an admin terminated.
+    pub subject: String,
 }
 
 impl From<AuditRow> for AuditEntry {
@@ -52,6 +57,7 @@ impl From<AuditRow> for AuditEntry {
             outcome: r.outcome,
             detail: r.detail,
             project: r.project,
+            subject: r.subject,
         }
     }
 }
@@ -86,6 +92,7 @@ impl Audit {
             actor: q.actor,
             project,
             action: q.action,
+            subject: q.subject,
             since_ms: q.since.map(|t| t.timestamp_millis()),
             until_ms: q.until.map(|t| t.timestamp_millis()),
             before_id: page.after.as_ref().map(|c| c.num),
@@ -152,6 +159,8 @@ pub enum AuditAction {
     QuotaChange,
     VmLaunch,
     VmTerminate,
+    /// A VM stopped by a user or an admin.
+    VmStop,
     /// A lease set or extended (by a user or an admin).
     VmLeaseSet,
     /// The warning that a lease ends soon.
@@ -183,7 +192,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 49] = [
+    pub const ALL: [AuditAction; 50] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -213,6 +222,7 @@ impl AuditAction {
         Self::QuotaChange,
         Self::VmLaunch,
         Self::VmTerminate,
+        Self::VmStop,
         Self::VmLeaseSet,
         Self::VmLeaseWarn,
         Self::VmLeaseExpire,
@@ -267,6 +277,7 @@ impl AuditAction {
             Self::QuotaChange => "quota.change",
             Self::VmLaunch => "vm.launch",
             Self::VmTerminate => "vm.terminate",
+            Self::VmStop => "vm.stop",
             Self::VmLeaseSet => "vm.lease.set",
             Self::VmLeaseWarn => "vm.lease.warn",
             Self::VmLeaseExpire => "vm.lease.expire",
@@ -422,12 +433,16 @@ pub struct AuditEvent<'a> {
     /// (set with [`AuditEvent::in_project`]), else the actor's (see
     /// [`record_by`]); `None` for the broker's own events.
     pub project: Option<&'a str>,
+    /// The user whose resource it was done to (set with
+    /// [`AuditEvent::about`]): with an admin as actor, whose VM, volume,
+    /// address, key pair or access key it was.
+    pub subject: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
     /// An event without details.
     pub fn new(action: AuditAction, target: AuditTarget<'a>, outcome: AuditOutcome) -> Self {
-        Self { action, target, outcome, detail: std::borrow::Cow::Borrowed(""), project: None }
+        Self { action, target, outcome, detail: std::borrow::Cow::Borrowed(""), project: None, subject: None }
     }
 
     /// A successful event without details.
@@ -445,6 +460,11 @@ impl<'a> AuditEvent<'a> {
         Self { project: Some(project), ..self }
     }
 
+    /// The same event, done to a resource of `user` (its subject).
+    pub fn about(self, user: &'a str) -> Self {
+        Self { subject: Some(user), ..self }
+    }
+
     /// The row the store appends, with the target already rendered (`target`,
     /// from [`AuditTarget`]'s `Display`).
     pub(crate) fn row<'r>(&'r self, actor: &'r str, target: &'r str) -> NewAudit<'r> {
@@ -455,6 +475,7 @@ impl<'a> AuditEvent<'a> {
             outcome: self.outcome.as_str(),
             detail: &self.detail,
             project: self.project.unwrap_or(""),
+            subject: self.subject.unwrap_or(""),
         }
     }
 }
@@ -591,6 +612,7 @@ mod tests {
                 ["vm.launch", "sb/l1", "failed", ""],
             ),
             (AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1")).detail("sb"), ["vm.terminate", "vm-1", "ok", "sb"]),
+            (AuditEvent::ok(AuditAction::VmStop, AuditTarget::Vm("vm-1")).detail("sb").about("bob"), ["vm.stop", "vm-1", "ok", "sb"]),
             (AuditEvent::ok(AuditAction::VmLeaseSet, AuditTarget::Vm("vm-1")).detail("until T"), ["vm.lease.set", "vm-1", "ok", "until T"]),
             (AuditEvent::ok(AuditAction::VmLeaseWarn, AuditTarget::Vm("vm-1")), ["vm.lease.warn", "vm-1", "ok", ""]),
             (AuditEvent::ok(AuditAction::VmLeaseExpire, AuditTarget::Vm("vm-1")), ["vm.lease.expire", "vm-1", "ok", ""]),
@@ -674,6 +696,14 @@ mod tests {
         // Every action and outcome is pinned by a case above.
         assert_eq!(actions.len(), AuditAction::ALL.len());
         assert_eq!(outcomes.len(), AuditOutcome::ALL.len());
+    }
+
+    #[test]
+    fn the_subject_is_the_owner_named_and_empty_otherwise() {
+        let about = AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1")).about("alice");
+        assert_eq!(about.row("admin", "vm-1").subject, "alice");
+        let plain = AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1"));
+        assert_eq!(plain.row("alice", "vm-1").subject, "");
     }
 
     #[test]

@@ -141,11 +141,25 @@ impl KeyPairs {
     /// launched with it keep it.
     pub async fn delete(&self, actor: &Actor, name: &str) -> ServiceResult<()> {
         actor.require_act()?;
+        // Who made it is the record's subject (an admin deleting a user's pair names both).
+        let creator = self.store.key_pair(&actor.project, name).await?.map(|r| r.created_by);
         if !self.store.delete_key_pair(&actor.project, name).await? {
             return Err(not_found(name));
         }
         let target = AuditTarget::UserItem { user: actor.project.as_str(), item: name };
-        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::KeyPairDelete, target)).await?;
+        let event = AuditEvent::ok(AuditAction::KeyPairDelete, target);
+        let event = match &creator {
+            Some(c) => event.about(c.as_str()),
+            None => event,
+        };
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
+    }
+
+    /// The key pairs `user` made, in every project (admin), by project and name.
+    pub async fn made_by(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<(crate::domain::ProjectName, KeyPair)>> {
+        actor.require_admin()?;
+        let rows = self.store.key_pairs_made_by(user).await?;
+        Ok(rows.into_iter().map(|r| (r.project.clone(), KeyPair::from(r))).collect())
     }
 }

@@ -22,6 +22,7 @@ pub use cloudbroker_model as domain;
 pub mod error;
 pub mod factory;
 pub mod identity;
+pub mod image_checks;
 pub mod image_files;
 pub mod images;
 pub mod key_pairs;

@@ -95,6 +95,42 @@ pub struct System {
     registry: Arc<Registry>,
 }
 
+/// The most characters of one value a `config.change` record keeps.
+const AUDITED_VALUE_CHARS: usize = 200;
+
+/// What a change did to each of `keys`, one line each: `key: old → new`
+/// (`(unset)` for no value; a secret's values are never written, only that
+/// it changed). The audit page shows these lines as old → new.
+pub fn changed_values(before: &Snapshot, after: &Snapshot, keys: &[&str]) -> String {
+    let find = |snap: &Snapshot, key: &str| {
+        snap.system.iter().chain(snap.instances.iter().flat_map(|i| i.params.iter())).find(|p| p.key == key).cloned()
+    };
+    let shown = |v: Option<&str>| match v {
+        None => "(unset)".to_string(),
+        Some(v) => {
+            let one_line: String = v.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            match one_line.char_indices().nth(AUDITED_VALUE_CHARS) {
+                Some((i, _)) => format!("{}…", &one_line[..i]),
+                None => one_line,
+            }
+        }
+    };
+    keys.iter()
+        .map(|key| {
+            let (old, new) = (find(before, key), find(after, key));
+            if old.as_ref().or(new.as_ref()).is_some_and(|p| p.spec.secret) {
+                return format!("{key}: (secret, changed)");
+            }
+            format!(
+                "{key}: {} → {}",
+                shown(old.as_ref().and_then(|p| p.value.as_deref())),
+                shown(new.as_ref().and_then(|p| p.value.as_deref()))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl System {
     /// A new service.
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
@@ -126,9 +162,12 @@ impl System {
             }
         }
         let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
+        let before = self.registry.snapshot();
         match self.registry.set_params(changes, actor.name.as_str()).await {
             Ok(snap) => {
-                audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys))).await?;
+                let event =
+                    AuditEvent::ok(AuditAction::ConfigChange, AuditTarget::Params(&keys)).detail(changed_values(&before, &snap, &keys));
+                audit::record_by(&self.store, actor, &event).await?;
                 Ok(ConfigOutcome::of(&snap))
             }
             Err(e) => {

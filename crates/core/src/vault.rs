@@ -856,6 +856,36 @@ impl Vault {
         self.open_row(&r)
     }
 
+    /// The credentials an admin's check of `instance`'s cloud asks with (the
+    /// image form's checks): those a launch of theirs would use, else the
+    /// first shared credential stored for `instance` by name (admins see
+    /// them all); with words naming which (never a key). `None`: none can.
+    pub async fn credentials_to_check(&self, actor: &Actor, instance: &InstanceName) -> ServiceResult<Option<(Credentials, String)>> {
+        match self.credentials_for_launch(actor, instance).await {
+            Ok((creds, id)) => {
+                let label = match self.store.get_credential_by_id(id.as_str()).await? {
+                    Some(r) if r.scope == "user" => format!("the credential of {}", r.owner),
+                    Some(r) if r.scope == "project" => format!("the credential of project '{}'", r.owner),
+                    Some(r) => format!("the shared credential '{}'", r.owner),
+                    None => format!("the sandbox identity of {}", actor.name),
+                };
+                return Ok(Some((creds, label)));
+            }
+            Err(ServiceError::Invalid { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if !actor.is_admin {
+            return Ok(None);
+        }
+        let mut rows: Vec<_> =
+            self.store.list_credentials("system", None).await?.into_iter().filter(|r| r.instance == instance.as_str()).collect();
+        rows.sort_by(|a, b| a.owner.cmp(&b.owner));
+        match rows.first() {
+            Some(r) => Ok(Some((self.open_row(r)?, format!("the shared credential '{}'", r.owner)))),
+            None => Ok(None),
+        }
+    }
+
     /// Rotates the master key: adds a new key, re-seals every secret under
     /// it, then retires the keys nothing uses (dropped after
     /// [`Self::retired_key_grace`]). One rotation at a time across processes

@@ -181,6 +181,24 @@ fn unknown_fields_values_and_durations_are_refused() {
 }
 
 #[test]
+fn a_new_version_gives_no_secret_a_default() {
+    // Every signed-in user reads documents: a secret's default would be
+    // shown to all. Saved and file-loaded versions refuse it, naming the
+    // path and line; a stored version that has one still reads.
+    let text = "inputs:\n  - {name: token, secret: true}\nnodes:\n  db:\n    image: x\n    inputs:\n      - name: pw\n        secret: true\n        default: hunter2\n      - {name: port, default: \"5432\"}\n";
+    let e = match AppDoc::parse_new(text) {
+        Ok(_) => panic!("a secret default was accepted"),
+        Err(e) => e,
+    };
+    let all: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(all[0].starts_with("nodes.db.inputs[0].default: secret input 'pw' cannot have a default"), "{all:#?}");
+    assert_eq!(e[0].line, Some(9), "the default's own line: {e:?}");
+    assert!(AppDoc::parse(text).is_ok(), "stored versions keep reading");
+    assert!(AppDoc::parse_new(&text.replace("        default: hunter2\n", "")).is_ok());
+}
+
+#[test]
 fn every_error_is_reported_at_once_with_its_line() {
     let text = "\
 description: three mistakes
@@ -266,6 +284,15 @@ broker_test!(versions_are_immutable_and_made_only_by_changes, |b: Broker| async 
         other => panic!("expected InvalidDocument, got {other:?}"),
     }
     assert_eq!(apps.get(&alice, &n, None).await.unwrap().version, 3);
+    // A secret with a default is refused at save (a version everyone reads).
+    let secret = "nodes:\n  a:\n    image: x\n    inputs:\n      - {name: pw, secret: true, default: s3cret}\n";
+    match apps.save(&alice, &n, secret).await {
+        Err(ServiceError::InvalidDocument(errs)) => {
+            assert_eq!(errs.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["nodes.a.inputs[0].default"], "{errs:?}")
+        }
+        other => panic!("expected InvalidDocument, got {other:?}"),
+    }
+    assert_eq!(apps.get(&alice, &n, None).await.unwrap().version, 3);
 });
 
 broker_test!(only_members_save_and_only_the_creator_or_an_admin_changes, |b: Broker| async move {
@@ -306,7 +333,16 @@ async fn files_load_report_and_reload(b: Broker, dir: std::path::PathBuf) {
     std::fs::write(apps_dir.join("lamp.yaml"), LAMP).unwrap();
     std::fs::write(apps_dir.join("broken.yml"), BAD_FILE).unwrap();
     std::fs::write(apps_dir.join("notes.txt"), "not an application").unwrap();
+    std::fs::write(apps_dir.join("leaky.yaml"), "nodes:\n  a:\n    image: x\n    inputs:\n      - {name: pw, secret: true, default: s3cret}\n").unwrap();
     let snap = b.registry.reload().await.unwrap();
+    let leaky = apps_dir.join("leaky.yaml").display().to_string();
+    assert!(
+        snap.file_errors.iter().any(|e| e.starts_with(&format!("{leaky}:5: nodes.a.inputs[0].default: secret input 'pw' cannot have a default"))),
+        "{:#?}",
+        snap.file_errors
+    );
+    assert!(matches!(b.applications.get(&user("alice"), &name("leaky"), None).await, Err(ServiceError::NotFound(_))));
+    std::fs::remove_file(apps_dir.join("leaky.yaml")).unwrap();
     let bad = apps_dir.join("broken.yml").display().to_string();
     assert!(snap.file_errors.iter().any(|e| e == &format!("{bad}:5: nodes.web.depends_on[0]: no node 'dbx'")), "{:#?}", snap.file_errors);
     // The good file loaded and is stored as version 1, with its file as origin.

@@ -4,7 +4,12 @@
 //! running, on two instances with a markup on one, an unpriced type), each
 //! line of the report (per day and per month; by user, instance and tag)
 //! is exactly the sum of its VMs' own costs over that line's bucket, as
-//! `vm_cost` bills each VM alone from its own history.
+//! `vm_cost` bills each VM alone from its own history. Also with prices
+//! changing mid-day on both instances (spans shorter than the minimum
+//! across the change, one starting at its instant), a per-instance
+//! minimum, state changes written through the store after the seeded
+//! history (so the running spans' trigger follows live writes, a late stop
+//! at the cloud's time included), and reports of one user.
 
 // Test code: panicking on an unexpected result is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,7 +25,7 @@ use cloudbroker_core::domain::{ClientToken, CredentialId, InstanceName, LaunchId
 use cloudbroker_core::testing::user;
 use cloudbroker_core::{Actor, Broker, Config};
 use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
-use cloudbroker_store::vms::VmRow;
+use cloudbroker_store::vms::{VmRow, VmUpdate};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,13 +38,21 @@ fn t(secs: i64) -> DateTime<Utc> {
 fn write_files(dir: &Path) {
     let conn = dir.join("connectors.d");
     std::fs::create_dir_all(conn.join("prices")).unwrap();
-    std::fs::write(conn.join("sb.conf"), "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\n")
-        .unwrap();
-    // t2.small 3.6/h, 7.2/h from day 2 noon; t2.micro 0.36/h; m5.large unpriced; sb2 +10%.
+    // sb2 bills at least 150 s per start (sb: the default, 60 s).
+    std::fs::write(
+        conn.join("sb.conf"),
+        "cloud.connector.class = sb:sandbox, sb2:sandbox\nsb.boot.delay.ms = 0\nsb2.boot.delay.ms = 0\nsb2.billing.minimum.seconds = 150\n",
+    )
+    .unwrap();
+    // t2.small 3.6/h, 7.2/h from day 2 noon; t2.micro 0.36/h, 1.08/h from
+    // day 4 06:30 on sb (mid-day), 0.36/h, 0.54/h from day 3 12:00:17 on sb2;
+    // m5.large unpriced; sb2 +10%.
     std::fs::write(
         conn.join("prices").join("sb.conf"),
         "currency = USD\nsb.price.instance.t2.small = 3.6\nsb.price.instance.t2.small @ 2026-12-02T12:00:00Z = 7.2\n\
-         sb.price.instance.t2.micro = 0.36\nsb2.markup = 10\nsb2.price.instance.t2.small = 3.6\nsb2.price.instance.t2.micro = 0.36\n",
+         sb.price.instance.t2.micro = 0.36\nsb.price.instance.t2.micro @ 2026-12-04T06:30:00Z = 1.08\n\
+         sb2.markup = 10\nsb2.price.instance.t2.small = 3.6\nsb2.price.instance.t2.micro = 0.36\n\
+         sb2.price.instance.t2.micro @ 2026-12-03T12:00:17Z = 0.54\n",
     )
     .unwrap();
 }
@@ -77,6 +90,26 @@ fn histories() -> Vec<Vec<(&'static str, i64)>> {
         vec![("pending", 3 * DAY + 1), ("running", 3 * DAY + 2)],
         // Running twice in a row (the first start counts), then stopped.
         vec![("pending", 10), ("running", 20), ("running", 500), ("stopped", 4 * DAY)],
+        // (n = 6: sb, t2.small) Shorter than the minimum across sb's
+        // t2.small change (DAY + 43200: day 2 noon): its minimum at the old
+        // price; then another as short, after the change.
+        vec![
+            ("pending", DAY + 43_000),
+            ("running", DAY + 43_190),
+            ("stopped", DAY + 43_210),
+            ("running", DAY + 43_220),
+            ("stopped", DAY + 43_250),
+        ],
+        // (n = 7: sb2, t2.micro) Across sb2's t2.micro change (2 DAY + 43217),
+        // under sb2's 150 s minimum, then long across it.
+        vec![
+            ("pending", 2 * DAY + 43_100),
+            ("running", 2 * DAY + 43_150),
+            ("stopped", 2 * DAY + 43_230),
+            ("running", 2 * DAY + 43_000 + 600),
+            ("stopping", 3 * DAY + 43_217),
+            ("stopped", 3 * DAY + 43_300),
+        ],
     ];
     let mut mix = Mix(25);
     const STATES: [&str; 6] = ["pending", "running", "stopping", "stopped", "running", "shutting-down"];
@@ -164,6 +197,31 @@ async fn scenario(dir: &Path, db: Option<String>) {
         history_rows.extend(h.iter().map(|(s, at)| (r.id.to_string(), s.to_string(), t(*at).timestamp_millis())));
     }
     b.store().seed_state_history(&history_rows).await.unwrap();
+    // State changes written as the broker writes them (through the
+    // triggers), after the seeded history: starts, stops, a start while
+    // running, and a stop learnt late at the cloud's time.
+    let ids: Vec<VmId> = groups.keys().map(|id| VmId::parse(id).unwrap()).collect();
+    let live: [(usize, &str, i64); 9] = [
+        (0, "running", 5 * DAY - 5_000),
+        (1, "running", 5 * DAY - 4_990),
+        (0, "stopping", 5 * DAY - 4_975),
+        (0, "stopped", 5 * DAY - 4_970),
+        (2, "running", 5 * DAY - 4_000),
+        (2, "pending", 5 * DAY - 3_000),
+        (2, "running", 5 * DAY - 2_990),
+        (0, "running", 5 * DAY - 2_000),
+        (1, "terminated", 5 * DAY - 1_000),
+    ];
+    for (n, state, at) in live {
+        b.clock.set(t(at));
+        b.store().update_vm(&VmUpdate::state(&ids[n], VmStatus::parse(state).unwrap())).await.unwrap();
+    }
+    // VM 3: seen stopped at 5 DAY - 700, stopped by the cloud at 5 DAY - 900.
+    b.clock.set(t(5 * DAY - 1_500));
+    b.store().update_vm(&VmUpdate::state(&ids[3], VmStatus::Running)).await.unwrap();
+    b.clock.set(t(5 * DAY - 700));
+    let v3 = b.store().get_vm(&ids[3]).await.unwrap().unwrap();
+    assert!(b.store().observe_vm_since(&ids[3], v3.version, VmStatus::Stopped, (None, None), None, Some(t(5 * DAY - 900))).await.unwrap());
     b.clock.set(t(5 * DAY - 600));
     let to = 5 * DAY - 600;
     // From the first instant, and from day 2 on (VMs with entries before the period).
@@ -199,6 +257,20 @@ async fn scenario(dir: &Path, db: Option<String>) {
             let got: Lines =
                 r.lines.iter().map(|l| ((l.bucket, l.group.clone()), (l.vms, l.seconds, l.starts, l.cost, l.unpriced_seconds))).collect();
             assert_eq!(got, expected, "from {from}, {g:?} by {by:?}");
+            // One user's report (read through the spans' VM index): that user's lines.
+            if by == GroupBy::User {
+                let alice = ReportQuery { user: Some(UserName::from_stored("alice".into())), ..q.clone() };
+                let mine: Lines =
+                    expected.iter().filter(|((_, group), _)| group == "alice").map(|(k, v)| (k.clone(), *v)).collect();
+                let r = b.costs.report(&Actor::system(), &alice).await.unwrap();
+                let got: Lines = r
+                    .lines
+                    .iter()
+                    .map(|l| ((l.bucket, l.group.clone()), (l.vms, l.seconds, l.starts, l.cost, l.unpriced_seconds)))
+                    .collect();
+                assert_eq!(got, mine, "alice, from {from}, {g:?}");
+                assert!(!mine.is_empty());
+            }
             assert!(
                 expected.len() >= 2 && expected.values().any(|e| e.4 > 0) && expected.values().any(|e| e.3 > Micros(0)),
                 "{expected:?}"
@@ -207,6 +279,12 @@ async fn scenario(dir: &Path, db: Option<String>) {
             assert!(r.unpriced.iter().all(|(_, ty)| ty == "m5.large"), "{:?}", r.unpriced);
         }
     }
+    // VM 7 to the micro-dollar: 67 s at 0.36/h and 13 s at 0.54/h (the
+    // change at 12:00:17), sb2's minimum of 150 s owing 70 s at the price
+    // of its start, then 86,017 s at 0.54/h; all +10%.
+    let vm7 = b.provisioning.get(&Actor::system(), &ids[7]).await.unwrap();
+    let u = b.costs.vm_cost(&vm7, Some(Period { from: t(0), to: t(to) })).await.unwrap().usage;
+    assert_eq!((u.seconds, u.starts, u.cost), (80 + 70 + 86_017, 2, Micros(7_370 + 2_145 + 7_700 + 14_192_805)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::costs::money::Micros;
 use cloudbroker_core::deployments::{AppName, DeployRequest, Deployment, DeploymentId, DeploymentState, OnFailure, Placement};
-use cloudbroker_core::domain::VmStatus;
+use cloudbroker_core::domain::{VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
 use cloudbroker_core::testing::{image, instance, user};
 use cloudbroker_core::{Actor, Broker, Config, ServiceError};
@@ -472,4 +472,165 @@ both!(a_scale_up_of_a_ready_deployment_is_provisioning_until_its_new_vms_launch,
         .collect();
     assert!(mine.iter().any(|(a, t)| a == "alice" && t.starts_with("deployed ")), "{mine:?}");
     assert!(mine.iter().any(|(a, t)| a == "alice" && t == "scale of web from 2 to 4"), "{mine:?}");
+});
+
+/// Consumes any wake-up the driver has pending (deploy and launches leave one).
+async fn drain_kick(b: &Broker) {
+    while tokio::time::timeout(std::time::Duration::from_millis(20), b.deployments.kick.notified()).await.is_ok() {}
+}
+
+both!(settled_deployments_are_not_driven_until_a_vm_of_theirs_changes, |b: Broker, _dir, _db| async move {
+    let plan = b.store().explain_claim_deployments().await.unwrap();
+    assert!(plan.contains("deployments_driven"), "the pass's query reads the partial index: {plan}");
+    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    // The transition watch recording db running wakes the driver at once.
+    b.deployments.drive_pass().await.unwrap();
+    drain_kick(&b).await;
+    b.provisioning.watch_transitional("test").await.unwrap();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), b.deployments.kick.notified()).await.is_ok(),
+        "the watch saw a deployment's VM run and did not wake the driver"
+    );
+    let now = settle(&b, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready);
+    // Ready and untouched: a pass reads nothing.
+    let r = b.deployments.drive_pass().await.unwrap();
+    assert_eq!(r.driven, 0, "{r:?}");
+    // A VM of it changes (whoever changes it): the next pass visits it once.
+    let web1 = now.nodes[1].members[0].vm_id.clone().unwrap();
+    b.provisioning.action(&alice(), &web1, VmAction::Stop).await.unwrap();
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 1);
+    b.provisioning.watch_transitional("test").await.unwrap();
+    b.deployments.drive_pass().await.unwrap();
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "settled again");
+    // An abort asked of a ready deployment is acted on.
+    b.deployments.abort(&alice(), &d.id, "done with it").await.unwrap();
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Failed);
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0);
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "failed and cleaned up: settled");
+});
+
+both!(a_vm_stopped_or_terminated_by_its_owner_degrades_its_node_without_failing_it, |b: Broker, _dir, _db| async move {
+    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready);
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap().clone();
+    let (web1, web2) = (web.members[0].vm_id.clone().unwrap(), web.members[1].vm_id.clone().unwrap());
+
+    b.provisioning.action(&alice(), &web1, VmAction::Stop).await.unwrap();
+    let now = settle(&b, &d.id, 6).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let node = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert_eq!(node.state, "degraded", "{node:?}");
+    assert_eq!(node.members[0].state, "stopped");
+    let events: Vec<String> = b.deployments.events(&alice(), &d.id).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert!(events.iter().any(|e| e.starts_with("web#1 stopped by alice")), "{events:?}");
+
+    // Started again: ready again (the node still degraded while web#2 is gone).
+    b.provisioning.action(&alice(), &web2, VmAction::Terminate).await.unwrap();
+    b.provisioning.action(&alice(), &web1, VmAction::Start).await.unwrap();
+    let now = settle(&b, &d.id, 6).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let node = now.nodes.iter().find(|n| n.name == "web").unwrap();
+    assert_eq!((node.members[0].state.as_str(), node.members[1].state.as_str()), ("ready", "ended"), "{node:?}");
+    assert_eq!(node.state, "degraded");
+    let events: Vec<String> = b.deployments.events(&alice(), &d.id).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert!(events.iter().any(|e| e.starts_with("web#2 terminated by alice")), "{events:?}");
+    assert!(events.iter().any(|e| e == "web#1 is running again"), "{events:?}");
+
+    // Terminating the deployment ends what is left.
+    b.deployments.terminate(&alice(), &d.id).await.unwrap();
+    let now = settle(&b, &d.id, 8).await;
+    assert_eq!(now.state, DeploymentState::Terminated, "{now:#?}");
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0);
+});
+
+both!(preview_counts_the_nodes_that_share_an_instance_together, |b: Broker, _dir, _db| async move {
+    b.system.set(&Actor::system(), &[("quota.enable".into(), Some("true".into()))]).await.unwrap();
+    // db (1) fits alone and web (2) fits alone, both (3) do not.
+    b.provisioning.set_quota(&Actor::system(), &user("alice"), &instance("sb"), Some(2)).await.unwrap();
+    let audit_before = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap().items.len();
+    let e = b.deployments.preview(&alice(), &request("sb", "sb", OnFailure::Terminate)).await.unwrap_err();
+    assert!(e.to_string().starts_with("node 'db' and 'web' on 'sb': "), "{e}");
+    match &e {
+        ServiceError::InNode { error, .. } => assert!(matches!(**error, ServiceError::QuotaExceeded { quota: 2, current: 2, .. }), "{error:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A dry run: nothing recorded, no refusal audited.
+    assert!(b.store().list_vms(&VmFilter::default()).await.unwrap().is_empty());
+    assert!(b.deployments.list(&alice()).await.unwrap().is_empty());
+    let audit_after = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap().items.len();
+    assert_eq!(audit_before, audit_after);
+    // On two instances each fits; with room for three, one instance too.
+    let ok = b.deployments.preview(&alice(), &request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    assert_eq!(ok, vec![("db".to_string(), "sb".to_string(), 1), ("web".to_string(), "sb2".to_string(), 2)]);
+    b.provisioning.set_quota(&Actor::system(), &user("alice"), &instance("sb"), Some(3)).await.unwrap();
+    b.deployments.preview(&alice(), &request("sb", "sb", OnFailure::Terminate)).await.unwrap();
+    assert!(b.store().list_vms(&VmFilter::default()).await.unwrap().is_empty());
+});
+
+both!(a_step_longer_than_the_claim_ttl_keeps_its_claim, |b: Broker, _dir, db: Option<String>| async move {
+    let url = db.unwrap_or_else(|| b.config.database_url.clone());
+    // Two replicas with a claim of 1 s, and an instance whose every API call takes 1.5 s.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path());
+        std::fs::write(
+            dir.path().join("connectors.d/slow.conf"),
+            "cloud.connector.class = slow:sandbox\nslow.boot.delay.ms = 0\nslow.api.latency.ms = 1500\n",
+        )
+        .unwrap();
+        let mut config = Config::for_tests(dir.path(), Some(url.clone()));
+        config.deploy_claim_ttl_secs = 1;
+        let r = Broker::start(config, common::connectors()).await.unwrap();
+        r.clock.set(t0());
+        replicas.push((r, dir));
+    }
+    let (a, _da) = replicas.remove(0);
+    let (c, _dc) = replicas.remove(0);
+    let mut mappings = BTreeMap::new();
+    mappings.insert(instance("slow"), ImageMapping { image_id: "ami-sandbox-debian-12".into(), instance_type: None, security_group: None });
+    let spec = ImageSpec { name: image("slowimg"), description: String::new(), os: "linux".into(), parent: None, mappings };
+    a.images.put(&Actor::system(), spec, true).await.unwrap();
+    let app = "nodes:\n  db:\n    image: slowimg\n    ready_when: running\n";
+    a.applications.save(&alice(), &AppName::parse("slowapp").unwrap(), app).await.unwrap();
+    let mut placement = BTreeMap::new();
+    placement.insert("db".to_string(), Placement { instance: instance("slow"), multiplicity: None, instance_type: None });
+    let req = DeployRequest {
+        application: AppName::parse("slowapp").unwrap(),
+        version: None,
+        name: None,
+        inputs: BTreeMap::new(),
+        placement,
+        on_failure: OnFailure::Keep,
+        timeout: None,
+    };
+    let d = a.deployments.deploy(&alice(), req).await.unwrap();
+    let (clock_a, clock_c) = (a.clock.clone(), c.clock.clone());
+    let deployments = a.deployments.clone();
+    let step = tokio::spawn(async move { deployments.drive_pass().await });
+    // A is in its cloud step; the claim's TTL passes many times over meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    clock_a.set(t0() + chrono::Duration::seconds(30));
+    clock_c.set(t0() + chrono::Duration::seconds(30));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(!step.is_finished(), "the step was meant to outlast the claim's TTL");
+    let r = c.deployments.drive_pass().await.unwrap();
+    assert_eq!(r.driven, 0, "another replica took over a live driver: {r:?}");
+    let r = step.await.unwrap().unwrap();
+    assert_eq!((r.driven, r.released), (1, 1), "{r:?}");
+    let vms = vms_of(&a, &d.id).await;
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    assert!(vms[0].cloud_id.is_some(), "{vms:?}");
+    // Step over: the claim is given back, and the other replica may drive it.
+    assert_eq!(c.deployments.drive_pass().await.unwrap().driven, 1);
+    a.close().await;
+    c.close().await;
+    drop(b);
 });

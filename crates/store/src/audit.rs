@@ -17,6 +17,8 @@ pub struct AuditRow {
     pub detail: String,
     /// The project the record belongs to (`''` for the broker's own).
     pub project: String,
+    /// The user whose resource was acted on (`''`: none recorded).
+    pub subject: String,
 }
 
 /// Which audit records to read.
@@ -26,6 +28,8 @@ pub struct AuditFilter {
     /// Only one project's records.
     pub project: Option<String>,
     pub action: Option<String>,
+    /// Only records about this user's resources (their subject).
+    pub subject: Option<String>,
     /// Only records at or after this time (ms).
     pub since_ms: Option<i64>,
     /// Only records before this time (ms).
@@ -34,10 +38,10 @@ pub struct AuditFilter {
     pub before_id: Option<i64>,
 }
 
-type AuditTuple = (i64, i64, String, String, String, String, String, String);
+type AuditTuple = (i64, i64, String, String, String, String, String, String, String);
 
-fn audit_row((id, at, actor, action, target, outcome, detail, project): AuditTuple) -> AuditRow {
-    AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail, project }
+fn audit_row((id, at, actor, action, target, outcome, detail, project, subject): AuditTuple) -> AuditRow {
+    AuditRow { id, at: ms_to_time(at), actor, action, target, outcome, detail, project, subject }
 }
 
 /// One audit record to append: who (`actor`: a user name, or `system`) did
@@ -51,6 +55,8 @@ pub struct NewAudit<'a> {
     pub detail: &'a str,
     /// The project it belongs to (`""` for the broker's own).
     pub project: &'a str,
+    /// The user whose resource was acted on (`""`: none).
+    pub subject: &'a str,
 }
 
 /// Appends one audit record at `at` through `exec` (the pool, or a
@@ -59,16 +65,19 @@ pub(crate) async fn insert_audit<'e, E>(exec: E, at: i64, r: &NewAudit<'_>) -> R
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query("INSERT INTO audit_log (at, actor, action, target, outcome, detail, project) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(at)
-        .bind(r.actor)
-        .bind(r.action)
-        .bind(r.target)
-        .bind(r.outcome)
-        .bind(r.detail)
-        .bind(r.project)
-        .execute(exec)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, outcome, detail, project, subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(at)
+    .bind(r.actor)
+    .bind(r.action)
+    .bind(r.target)
+    .bind(r.outcome)
+    .bind(r.detail)
+    .bind(r.project)
+    .bind(r.subject)
+    .execute(exec)
+    .await?;
     Ok(())
 }
 
@@ -80,17 +89,18 @@ impl Store {
 
     /// The newest audit records, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let r: Vec<AuditTuple> =
-            sqlx::query_as("SELECT id, at, actor, action, target, outcome, detail, project FROM audit_log ORDER BY id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?;
+        let r: Vec<AuditTuple> = sqlx::query_as(
+            "SELECT id, at, actor, action, target, outcome, detail, project, subject FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         Ok(r.into_iter().map(audit_row).collect())
     }
 
     /// Audit records matching a filter, newest first, at most `limit`.
     pub async fn audit_page(&self, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let mut sql = String::from("SELECT id, at, actor, action, target, outcome, detail, project FROM audit_log WHERE 1 = 1");
+        let mut sql = String::from("SELECT id, at, actor, action, target, outcome, detail, project, subject FROM audit_log WHERE 1 = 1");
         let mut n = 0;
         let mut next = || {
             n += 1;
@@ -104,6 +114,9 @@ impl Store {
         }
         if f.action.is_some() {
             sql.push_str(&format!(" AND action = ${}", next()));
+        }
+        if f.subject.is_some() {
+            sql.push_str(&format!(" AND subject = ${}", next()));
         }
         if f.since_ms.is_some() {
             sql.push_str(&format!(" AND at >= ${}", next()));
@@ -124,6 +137,9 @@ impl Store {
         }
         if let Some(a) = &f.action {
             q = q.bind(a);
+        }
+        if let Some(s) = &f.subject {
+            q = q.bind(s);
         }
         for v in [f.since_ms, f.until_ms, f.before_id].into_iter().flatten() {
             q = q.bind(v);

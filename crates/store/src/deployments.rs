@@ -273,9 +273,14 @@ pub fn more_members_rows(
     })
 }
 
-/// The deployment states a driver works on (with any deployment that has an
-/// operation in progress: a failed one's clean-up).
-const DRIVEN: &str = "state IN ('provisioning', 'executing', 'ready', 'terminating') OR op IS NOT NULL";
+/// The deployments a driver pass works on: on their way somewhere, with an
+/// operation in progress (a failed one's clean-up), woken (one of their VMs
+/// changed: migration 0031's trigger), or ready with an abort asked for.
+/// Settled ones (ready, failed, terminated) are not read: the text is the
+/// partial index `deployments_driven`'s condition, word for word, so both
+/// backends answer from that index.
+pub const DRIVEN: &str = "state IN ('provisioning', 'executing', 'terminating') OR op IS NOT NULL OR wake <> 0 \
+     OR (state = 'ready' AND abort_requested IS NOT NULL)";
 
 impl Store {
     /// One deployment.
@@ -419,6 +424,54 @@ impl Store {
             }
         }
         Ok(claimed)
+    }
+
+    /// Who stopped or terminated VM `vm` through the broker since `since`
+    /// (ms): the actor and action of its latest such audit record, if any
+    /// (none: it was stopped or ended at the cloud, outside the broker).
+    pub async fn vm_stopped_by(&self, vm: &VmId, since: i64) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT actor, action FROM audit_log WHERE target = $1 AND action IN ('vm.stop', 'vm.terminate') AND outcome = 'ok' \
+             AND at >= $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(vm)
+        .bind(since)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Clears a deployment's `wake` (the driver, before it reads its members:
+    /// a change made after this wakes it again).
+    pub async fn clear_deployment_wake(&self, id: &DeploymentId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deployments SET wake = 0 WHERE id = $1 AND wake <> 0").bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// The plan of a driver pass's query (`EXPLAIN QUERY PLAN` on SQLite,
+    /// `EXPLAIN` on PostgreSQL), one line per row, for tests.
+    pub async fn explain_claim_deployments(&self) -> Result<String, StoreError> {
+        let sql = format!(
+            "SELECT id FROM deployments WHERE ({DRIVEN}) AND (claim_owner IS NULL OR claim_until < 0 OR claim_owner = 'x') \
+             ORDER BY updated_at LIMIT 50"
+        );
+        let lines: Vec<String> = match self.backend() {
+            crate::Backend::Sqlite => {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(self.pool()).await?;
+                rows.into_iter().map(|r| r.3).collect()
+            }
+            // A table of a few rows is read whole whatever its indexes: with
+            // sequential scans priced out, the plan says whether the
+            // partial index can answer (its condition proven by the query's).
+            crate::Backend::Postgres => {
+                let mut tx = self.pool().begin().await?;
+                sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}")).fetch_all(&mut *tx).await?;
+                tx.rollback().await?;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+        };
+        Ok(lines.join("\n"))
     }
 
     /// Whether `owner` still holds its claim on `id` (renewing it until `until`).

@@ -112,6 +112,15 @@ impl Store {
         Ok(r.map(row))
     }
 
+    /// The key pairs `user` made, in every project, by project and name.
+    pub async fn key_pairs_made_by(&self, user: &UserName) -> Result<Vec<KeyPairRow>, StoreError> {
+        let r: Vec<KeyPairDb> = sqlx::query_as(&format!("SELECT {COLS} FROM key_pairs WHERE user_name = $1 ORDER BY project, name"))
+            .bind(user)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(r.into_iter().map(row).collect())
+    }
+
     /// Deletes a key pair; false when there was none.
     pub async fn delete_key_pair(&self, project: &ProjectName, name: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM key_pairs WHERE project = $1 AND name = $2").bind(project).bind(name).execute(self.pool()).await?;

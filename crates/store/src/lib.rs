@@ -18,6 +18,7 @@ pub mod access_keys;
 pub mod applications;
 pub mod audit;
 pub mod budgets;
+pub mod console;
 pub mod credential_uses;
 pub mod credentials;
 pub mod deployments;
@@ -39,10 +40,12 @@ pub mod projects;
 pub mod quota;
 pub mod resources;
 pub mod sandbox;
+mod sqlite_read;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod throttle;
 pub mod vm_leases;
+pub mod vm_table;
 pub mod vms;
 
 pub use error::StoreError;
@@ -103,6 +106,9 @@ pub(crate) fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite on a file: reads of VM records made on the calling thread
+    /// (`sqlite_read`); none on PostgreSQL or a memory database.
+    reader: Option<std::sync::Arc<sqlite_read::Reader>>,
     /// The clock VM state changes are stamped with (their history is what
     /// metering bills); the broker's services share it, a test sets it.
     clock: cloudbroker_model::clock::Clock,
@@ -244,7 +250,11 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
-        Ok(Self { pool, backend, clock: cloudbroker_model::clock::Clock::system() })
+        let reader = match backend {
+            Backend::Sqlite => sqlite_read::Reader::for_url(&url).map(std::sync::Arc::new),
+            Backend::Postgres => None,
+        };
+        Ok(Self { pool, backend, reader, clock: cloudbroker_model::clock::Clock::system() })
     }
 
     /// Connects and applies pending migrations.
@@ -299,6 +309,11 @@ impl Store {
             Backend::Sqlite => col.to_string(),
             Backend::Postgres => format!("{col} COLLATE \"C\""),
         }
+    }
+
+    /// The direct SQLite reader (see `sqlite_read`), when there is one.
+    pub(crate) fn sqlite_reader(&self) -> Option<&sqlite_read::Reader> {
+        self.reader.as_deref()
     }
 
     /// The connection pool, for the store's own modules.

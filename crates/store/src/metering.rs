@@ -1,6 +1,7 @@
 //! Reading VM state history (migration 0024): the states each VM took and
-//! when, as the triggers appended them. Metering bills from these rows
-//! alone, never from "now minus created_at".
+//! when, as the triggers appended them, and the running spans a trigger
+//! keeps from it (migration 0030). Metering bills from these rows alone,
+//! never from "now minus created_at".
 
 use crate::vms::VmRow;
 use crate::{ms_to_time, Store, StoreError};
@@ -66,8 +67,16 @@ impl PeriodFilter {
 }
 
 impl Store {
-    /// The VMs a report over `f` covers, with each one's state history up
-    /// to `f.to` included (oldest first): two queries, whatever the number of VMs.
+    /// The VMs a report over `f` covers, each with its running history up
+    /// to `f.to` (oldest first): two queries, whatever the number of VMs.
+    ///
+    /// The history is what metering reads of it, from the running spans
+    /// (migration 0030) that reach into the period: each span's start
+    /// (`running`) and, when it ended, its end (`stopped`, standing for
+    /// whichever state ended it). `running_spans` of it is exactly
+    /// `running_spans` of the full history over `[f.from, f.to]` (spans that
+    /// ended before `f.from` bill nothing there and are left out), and
+    /// its last entry is `running` exactly when the VM's last recorded state is.
     pub async fn vms_with_history(&self, f: &PeriodFilter) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
         let mut conn = self.pool().acquire().await?;
         self.vms_with_history_on(&mut conn, f).await
@@ -86,22 +95,22 @@ impl Store {
         }
         let n = binds.len() + 1;
         let sql = format!(
-            "SELECT h.vm_id, h.state, h.at FROM vm_state_history h WHERE h.at <= ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond}) \
-             ORDER BY h.vm_id, h.at, h.id"
+            "SELECT s.vm_id, s.started_at, s.ended_at FROM vm_running_spans s \
+             WHERE s.started_at <= ${n} AND (s.ended_at IS NULL OR s.ended_at >= ${}) AND s.vm_id IN (SELECT id FROM vms WHERE {cond}) \
+             ORDER BY s.vm_id, s.started_at, s.id",
+            n + 1
         );
-        let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        let mut q = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
         for b in &binds {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
                 Bind::Int(i) => q.bind(*i),
             };
         }
-        let rows = q.bind(f.to).fetch_all(&mut *conn).await?;
+        let rows = q.bind(f.to).bind(f.from).fetch_all(&mut *conn).await?;
         let mut by_vm: std::collections::HashMap<String, Vec<StateChange>> = std::collections::HashMap::new();
-        for (vm_id, state, at) in rows {
-            let state = VmStatus::parse(&state)
-                .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))?;
-            by_vm.entry(vm_id).or_default().push(StateChange { state, at: ms_to_time(at) });
+        for (vm_id, from, to) in rows {
+            push_span(by_vm.entry(vm_id).or_default(), from, to);
         }
         Ok(vms
             .into_iter()
@@ -110,6 +119,15 @@ impl Store {
                 (v, h)
             })
             .collect())
+    }
+}
+
+/// Appends a running span (`from`, and `to` when it ended; ms) to a
+/// running history: `running` at its start, `stopped` at its end.
+pub(crate) fn push_span(history: &mut Vec<StateChange>, from: i64, to: Option<i64>) {
+    history.push(StateChange { state: VmStatus::Running, at: ms_to_time(from) });
+    if let Some(to) = to {
+        history.push(StateChange { state: VmStatus::Stopped, at: ms_to_time(to) });
     }
 }
 

@@ -2,25 +2,22 @@
 //! of history for the benchmarks' seeding tool.
 //!
 //! [`Store::each_vm_history`] hands a report every VM its filter covers
-//! with that VM's history: exactly the VMs and histories
-//! [`Store::vms_with_history`] returns (same condition, same order within
-//! a VM), read without decoding whole VM records: a report of one user or
-//! project streams its VMs' histories through the history's VM index; a
-//! report of everyone reads the period's history through its time index
-//! (and the older entries of the VMs alive when the period began), each
-//! query answering one aggregated text rather than a row per entry.
+//! that ran in the period, with that VM's running history: exactly the VMs
+//! (of those with spans) and histories [`Store::vms_with_history`] returns
+//! (same condition, same order within a VM), read from the running spans
+//! (migration 0030) without decoding whole VM records, each query
+//! answering one aggregated text rather than a row per VM or span.
 //!
 //! [`Store::seed_state_history`] is for `crates/bench-seed` only, never
 //! called by the broker: after it, each VM named has exactly the history
 //! given (its rows appended in the order of their times, so the history's
-//! sequence order is its time order, as the triggers write it), and its
+//! sequence order is its time order, as the triggers write it, and its
+//! running spans are written anew from them by their trigger), and its
 //! record's `created_at` / `updated_at` are the first and last of those
 //! times; no other VM's history or record changes.
 
 use crate::metering::{Bind, PeriodFilter, StateChange};
-use crate::{ms_to_time, Store, StoreError};
-use cloudbroker_model::VmStatus;
-use futures::TryStreamExt;
+use crate::{Store, StoreError};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 
@@ -50,164 +47,131 @@ fn bound<'q>(sql: &'q str, binds: &[Bind]) -> sqlx::query::Query<'q, sqlx::Any, 
 }
 
 impl Store {
-    /// Calls `each` with every VM `f` covers that has state history up to
-    /// `f.to`, and that history (oldest first, ties in the order recorded),
-    /// in no particular order of VMs; the VMs' tags only `with_tags`.
+    /// Calls `each` with every VM `f` covers that ran during `[f.from,
+    /// f.to]`, with its running history (as [`Store::vms_with_history`]
+    /// gives it: each running span's start and end, oldest first), in no
+    /// particular order of VMs; the VMs' tags only `with_tags`.
     ///
-    /// A report of one user or project reads its VMs' histories through
-    /// the history's VM index (a few VMs among many). A report of everyone
-    /// (or of one connector instance) reads the period's history in one
-    /// pass over the history's time index, whoever's VMs grew it, and each
-    /// covered VM's older entries (those of VMs alive when the period
-    /// began) through the VM index: what it reads grows with the period's
-    /// history and the VMs alive at its start, not with all history.
-    pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, each: F) -> Result<(), StoreError>
+    /// Two queries, each answering one aggregated text rather than a row
+    /// per VM or span (a row crosses the driver's channel one at a time:
+    /// what dominated the first profiles of a report): the VMs `f` covers,
+    /// and the running spans that reach into the period. A report of one
+    /// user or project reads its VMs' spans through the spans' VM index; a
+    /// report of everyone (or of one connector instance) reads the period's
+    /// spans through their end's index, whoever's: what it reads grows with
+    /// the spans in the period, never with all history.
+    pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
     where
         F: FnMut(&MeteredVm, &[StateChange]) + Send,
     {
-        if f.user.is_some() || f.project.is_some() {
-            self.each_vm_history_by_vm(f, with_tags, each).await
-        } else {
-            self.each_vm_history_by_time(f, with_tags, each).await
+        let (cond, binds) = f.sql();
+        let mut conn = self.pool().acquire().await?;
+        let vms = self.metered_vms(&mut conn, &cond, &binds, with_tags).await?;
+        if vms.is_empty() {
+            return Ok(());
         }
+        let slots: HashMap<&str, usize> = vms.iter().enumerate().map(|(i, v)| (v.id.as_str(), i)).collect();
+        // Each covered VM's spans as (from, id, to), by the VM's slot.
+        let mut spans: Vec<Vec<(i64, i64, Option<i64>)>> = vec![Vec::new(); vms.len()];
+        let agg = match self.backend() {
+            crate::Backend::Sqlite => "group_concat(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')",
+            crate::Backend::Postgres => "string_agg(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')",
+        };
+        let n = binds.len() + 1;
+        let in_period = "s.started_at <= $1 AND (s.ended_at IS NULL OR s.ended_at >= $2)";
+        let text: Option<String> = if f.user.is_some() || f.project.is_some() {
+            let sql = format!(
+                "SELECT {agg} FROM vm_running_spans s WHERE s.started_at <= ${n} AND (s.ended_at IS NULL OR s.ended_at >= ${}) \
+                 AND s.vm_id IN (SELECT id FROM vms WHERE {cond})",
+                n + 1
+            );
+            let (t,): (Option<String>,) = bound(&sql, &binds)
+                .bind(f.to)
+                .bind(f.from)
+                .try_map(|r: sqlx::any::AnyRow| Ok((r.try_get(0)?,)))
+                .fetch_one(&mut *conn)
+                .await?;
+            t
+        } else {
+            // Whoever's: spans of VMs not covered are skipped below.
+            let sql = format!("SELECT {agg} FROM vm_running_spans s WHERE {in_period}");
+            let (t,): (Option<String>,) = sqlx::query_as(&sql).bind(f.to).bind(f.from).fetch_one(&mut *conn).await?;
+            t
+        };
+        if let Some(text) = text {
+            let bad = || StoreError::Db(sqlx::Error::Decode("running spans aggregated as text: malformed".into()));
+            let mut it = text.split(' ');
+            while let Some(vm_id) = it.next() {
+                let (from, id, to) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+                if let Some(&slot) = slots.get(vm_id) {
+                    let from: i64 = from.parse().map_err(|_| bad())?;
+                    let id: i64 = id.parse().map_err(|_| bad())?;
+                    let to: Option<i64> = if to == "-" { None } else { Some(to.parse().map_err(|_| bad())?) };
+                    spans[slot].push((from, id, to));
+                }
+            }
+        }
+        let mut history: Vec<StateChange> = Vec::new();
+        for (slot, mut s) in spans.into_iter().enumerate() {
+            if s.is_empty() {
+                continue;
+            }
+            // Oldest first, in the order recorded.
+            if !s.is_sorted_by_key(|&(from, id, _)| (from, id)) {
+                s.sort_unstable_by_key(|&(from, id, _)| (from, id));
+            }
+            history.clear();
+            for &(from, _, to) in &s {
+                crate::metering::push_span(&mut history, from, to);
+            }
+            each(&vms[slot], &history);
+        }
+        Ok(())
     }
 
-    /// The VMs `f` covers, by id.
+    /// The VMs covered by `cond` (on `vms`, with `binds`), read as one
+    /// aggregated text (fields split by U+001F, VMs by U+001E: neither
+    /// occurs in names, and JSON escapes both).
     async fn metered_vms(
         &self,
         conn: &mut sqlx::AnyConnection,
-        f: &PeriodFilter,
+        cond: &str,
+        binds: &[Bind],
         with_tags: bool,
-    ) -> Result<HashMap<String, MeteredVm>, StoreError> {
-        let (cond, binds) = f.sql();
+    ) -> Result<Vec<MeteredVm>, StoreError> {
         let tags_col = if with_tags { "tags" } else { "'{}'" };
-        let sql = format!("SELECT id, user_name, project, instance, instance_type, image, {tags_col} FROM vms WHERE {cond}");
-        let mut vms: HashMap<String, MeteredVm> = HashMap::new();
-        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
-        while let Some(r) = rows.try_next().await? {
-            let id: String = r.try_get(0)?;
-            let tags: &str = r.try_get(6)?;
-            let vm = MeteredVm {
-                id: id.clone(),
-                user: r.try_get(1)?,
-                project: r.try_get(2)?,
-                instance: r.try_get(3)?,
-                instance_type: r.try_get(4)?,
-                image: r.try_get(5)?,
-                tags: if with_tags { serde_json::from_str(tags).unwrap_or_default() } else { BTreeMap::new() },
-            };
-            vms.insert(id, vm);
-        }
-        Ok(vms)
-    }
-
-    /// [`Store::each_vm_history`] through the history's VM index, streamed VM by VM.
-    async fn each_vm_history_by_vm<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
-    where
-        F: FnMut(&MeteredVm, &[StateChange]) + Send,
-    {
-        let (cond, binds) = f.sql();
-        let mut conn = self.pool().acquire().await?;
-        let vms = self.metered_vms(&mut conn, f, with_tags).await?;
-        if vms.is_empty() {
-            return Ok(());
-        }
-        // The order of Store::vms_with_history within a VM.
-        let n = binds.len() + 1;
+        let (fs, rs, agg) = match self.backend() {
+            crate::Backend::Sqlite => ("char(31)", "char(30)", "group_concat"),
+            crate::Backend::Postgres => ("chr(31)", "chr(30)", "string_agg"),
+        };
         let sql = format!(
-            "SELECT h.vm_id, h.state, h.at FROM vm_state_history h WHERE h.at <= ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond}) \
-             ORDER BY h.vm_id, h.at, h.id"
+            "SELECT {agg}(id || {fs} || user_name || {fs} || project || {fs} || instance || {fs} || instance_type || {fs} || image \
+             || {fs} || COALESCE({tags_col}, '{{}}'), {rs}) FROM vms WHERE {cond}"
         );
-        let mut rows = bound(&sql, &binds).bind(f.to).fetch(&mut *conn);
-        let mut current = String::new();
-        let mut history: Vec<StateChange> = Vec::new();
-        let mut flush = |id: &str, history: &mut Vec<StateChange>| {
-            if let Some(vm) = vms.get(id) {
-                if !history.is_empty() {
-                    each(vm, history);
-                }
+        let (text,): (Option<String>,) =
+            bound(&sql, binds).try_map(|r: sqlx::any::AnyRow| Ok((r.try_get(0)?,))).fetch_one(&mut *conn).await?;
+        let Some(text) = text else { return Ok(Vec::new()) };
+        let bad = || StoreError::Db(sqlx::Error::Decode("VMs aggregated as text: malformed".into()));
+        let mut out = Vec::new();
+        for rec in text.split('\u{1e}') {
+            let mut it = rec.split('\u{1f}');
+            let mut next = || it.next().ok_or_else(bad);
+            let (id, user, project, instance, instance_type, image, tags) = (next()?, next()?, next()?, next()?, next()?, next()?, next()?);
+            if it.next().is_some() {
+                return Err(bad());
             }
-            history.clear();
-        };
-        while let Some(r) = rows.try_next().await? {
-            let vm_id: &str = r.try_get(0)?;
-            if vm_id != current {
-                flush(&current, &mut history);
-                current.clear();
-                current.push_str(vm_id);
-            }
-            history.push(StateChange { state: state_of(vm_id, r.try_get(1)?)?, at: ms_to_time(r.try_get(2)?) });
+            out.push(MeteredVm {
+                id: id.to_string(),
+                user: user.to_string(),
+                project: project.to_string(),
+                instance: instance.to_string(),
+                instance_type: instance_type.to_string(),
+                image: image.to_string(),
+                tags: if with_tags { serde_json::from_str(tags).unwrap_or_default() } else { BTreeMap::new() },
+            });
         }
-        flush(&current, &mut history);
-        Ok(())
+        Ok(out)
     }
-
-    /// [`Store::each_vm_history`] through the history's time index (see there).
-    async fn each_vm_history_by_time<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
-    where
-        F: FnMut(&MeteredVm, &[StateChange]) + Send,
-    {
-        let (cond, binds) = f.sql();
-        let mut conn = self.pool().acquire().await?;
-        let vms = self.metered_vms(&mut conn, f, with_tags).await?;
-        if vms.is_empty() {
-            return Ok(());
-        }
-        // Each covered VM's entries as (at, id, state), by the VM's slot.
-        let slots: HashMap<&str, usize> = vms.keys().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        let by_slot: Vec<&MeteredVm> = vms.values().collect();
-        let mut entries: Vec<Vec<(i64, i64, VmStatus)>> = vec![Vec::new(); vms.len()];
-        let n = binds.len() + 1;
-        // Each query answers one text of "vm_id state at id" entries, space
-        // separated: a row per entry would cross the driver's channel a
-        // million times (what dominated the first profile of a report).
-        let agg = match self.backend() {
-            crate::Backend::Sqlite => "group_concat(h.vm_id || ' ' || h.state || ' ' || h.at || ' ' || h.id, ' ')",
-            crate::Backend::Postgres => "string_agg(h.vm_id || ' ' || h.state || ' ' || h.at || ' ' || h.id, ' ')",
-        };
-        let mut push = |text: Option<String>| -> Result<(), StoreError> {
-            let Some(text) = text else { return Ok(()) };
-            let bad = || StoreError::Db(sqlx::Error::Decode("state history aggregated as text: malformed".into()));
-            let mut it = text.split(' ');
-            while let Some(vm_id) = it.next() {
-                let (state, at, id) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
-                if let Some(&slot) = slots.get(vm_id) {
-                    let at: i64 = at.parse().map_err(|_| bad())?;
-                    let id: i64 = id.parse().map_err(|_| bad())?;
-                    entries[slot].push((at, id, state_of(vm_id, state)?));
-                }
-            }
-            Ok(())
-        };
-        // Entries before the period, of the VMs it covers (alive when it began).
-        let sql = format!("SELECT {agg} FROM vm_state_history h WHERE h.at < ${n} AND h.vm_id IN (SELECT id FROM vms WHERE {cond})");
-        let (old,): (Option<String>,) =
-            bound(&sql, &binds).bind(f.from).try_map(|r: sqlx::any::AnyRow| Ok((r.try_get(0)?,))).fetch_one(&mut *conn).await?;
-        push(old)?;
-        // The period's entries, whoever's: those of VMs not covered are skipped.
-        let sql = format!("SELECT {agg} FROM vm_state_history h WHERE h.at >= $1 AND h.at <= $2");
-        let (new,): (Option<String>,) = sqlx::query_as(&sql).bind(f.from).bind(f.to).fetch_one(&mut *conn).await?;
-        push(new)?;
-        let mut history: Vec<StateChange> = Vec::new();
-        for (slot, mut e) in entries.into_iter().enumerate() {
-            if e.is_empty() {
-                continue;
-            }
-            // Oldest first, ties in the order recorded: the order of Store::vms_with_history.
-            if !e.is_sorted_by_key(|&(at, id, _)| (at, id)) {
-                e.sort_unstable_by_key(|&(at, id, _)| (at, id));
-            }
-            history.clear();
-            history.extend(e.iter().map(|&(at, _, state)| StateChange { state, at: ms_to_time(at) }));
-            each(by_slot[slot], &history);
-        }
-        Ok(())
-    }
-}
-
-/// A history entry's state, read back.
-fn state_of(vm_id: &str, state: &str) -> Result<VmStatus, StoreError> {
-    VmStatus::parse(state).map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {vm_id}: state history: {}", e.message).into())))
 }
 
 /// Rows per multi-row `INSERT` (3 binds each: well under both backends' bind limits).
@@ -229,12 +193,16 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         for chunk in ids.chunks(BATCH) {
             let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!("DELETE FROM vm_state_history WHERE vm_id IN ({list})");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
+            // Their running spans too: the history's trigger writes them
+            // anew from the rows appended below (in time order).
+            for table in ["vm_state_history", "vm_running_spans"] {
+                let sql = format!("DELETE FROM {table} WHERE vm_id IN ({list})");
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
         }
         let mut written = 0u64;
         for chunk in sorted.chunks(BATCH) {

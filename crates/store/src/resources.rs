@@ -57,7 +57,7 @@ pub struct VolumeRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct AddressDb {
+pub(crate) struct AddressDb {
     instance: String,
     allocation_id: String,
     project: String,
@@ -73,10 +73,10 @@ struct AddressDb {
     ended_at: Option<i64>,
 }
 
-const ADDRESS_COLS: &str =
+pub(crate) const ADDRESS_COLS: &str =
     "instance, allocation_id, project, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, created_at, updated_at, ended_at";
 
-fn address(d: AddressDb) -> AddressRow {
+pub(crate) fn address(d: AddressDb) -> AddressRow {
     AddressRow {
         instance: d.instance,
         allocation_id: d.allocation_id,
@@ -95,7 +95,7 @@ fn address(d: AddressDb) -> AddressRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct VolumeDb {
+pub(crate) struct VolumeDb {
     instance: String,
     volume_id: String,
     project: String,
@@ -114,9 +114,9 @@ struct VolumeDb {
     ended_at: Option<i64>,
 }
 
-const VOLUME_COLS: &str = "instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
+pub(crate) const VOLUME_COLS: &str = "instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
 
-fn volume(d: VolumeDb) -> VolumeRow {
+pub(crate) fn volume(d: VolumeDb) -> VolumeRow {
     VolumeRow {
         instance: d.instance,
         volume_id: d.volume_id,

@@ -11,6 +11,7 @@
 //! Records come back typed: ids the store wrote are trusted as stored; the
 //! state and the connector instance are parsed (a bad one is a decode error).
 
+use crate::sqlite_read::Bind;
 use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
 use cloudbroker_model::{
@@ -59,7 +60,7 @@ pub struct VmRow {
 /// A VM record as the database writes it; also read from a JSON array in
 /// column order (see [`Store::vm_rows`]).
 #[derive(sqlx::FromRow, serde::Deserialize)]
-struct VmDb {
+pub(crate) struct VmDb {
     id: String,
     launch_id: String,
     launch_index: i64,
@@ -89,14 +90,14 @@ struct VmDb {
     lease_note: Option<String>,
 }
 
-type VmTuple = VmDb;
+pub(crate) type VmTuple = VmDb;
 
 /// `COLS` as the database's JSON array constructor's arguments.
 const JSON_COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project, lease_expires_at, lease_action, lease_warned_at, lease_done_at, lease_note";
 
-const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project, lease_expires_at, lease_action, lease_warned_at, lease_done_at, lease_note";
+pub(crate) const COLS: &str = "id, launch_id, launch_index, user_name, instance, credential_id, client_token, name, image, image_id, instance_type, state, cloud_id, private_ip, public_ip, error, tags, key_name, created_at, updated_at, version, project, lease_expires_at, lease_action, lease_warned_at, lease_done_at, lease_note";
 
-fn vm(t: VmDb) -> Result<VmRow, StoreError> {
+pub(crate) fn vm(t: VmDb) -> Result<VmRow, StoreError> {
     let state = VmStatus::parse(&t.state)
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM {}: column state: {}", t.id, e.message).into())))?;
     let instance = InstanceName::parse(&t.instance)
@@ -136,6 +137,39 @@ fn vm(t: VmDb) -> Result<VmRow, StoreError> {
         updated_at: ms_to_time(t.updated_at),
         version: t.version,
         lease,
+    })
+}
+
+/// A VM record from a row of `SELECT {COLS}` read directly (`sqlite_read`).
+fn vm_db_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmDb> {
+    Ok(VmDb {
+        id: r.get(0)?,
+        launch_id: r.get(1)?,
+        launch_index: r.get(2)?,
+        user_name: r.get(3)?,
+        instance: r.get(4)?,
+        credential_id: r.get(5)?,
+        client_token: r.get(6)?,
+        name: r.get(7)?,
+        image: r.get(8)?,
+        image_id: r.get(9)?,
+        instance_type: r.get(10)?,
+        state: r.get(11)?,
+        cloud_id: r.get(12)?,
+        private_ip: r.get(13)?,
+        public_ip: r.get(14)?,
+        error: r.get(15)?,
+        tags: r.get(16)?,
+        key_name: r.get(17)?,
+        created_at: r.get(18)?,
+        updated_at: r.get(19)?,
+        version: r.get(20)?,
+        project: r.get(21)?,
+        lease_expires_at: r.get(22)?,
+        lease_action: r.get(23)?,
+        lease_warned_at: r.get(24)?,
+        lease_done_at: r.get(25)?,
+        lease_note: r.get(26)?,
     })
 }
 
@@ -256,8 +290,11 @@ impl Store {
 
     /// A VM by broker id.
     pub async fn get_vm(&self, id: &VmId) -> Result<Option<VmRow>, StoreError> {
-        let r: Option<VmTuple> =
-            sqlx::query_as(&format!("SELECT {COLS} FROM vms WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        let sql = format!("SELECT {COLS} FROM vms WHERE id = $1");
+        if let Some(rows) = self.sqlite_reader().and_then(|r| r.rows(&sql, &[Bind::Text(id.as_str())], vm_db_of)) {
+            return rows.into_iter().next().map(vm).transpose();
+        }
+        let r: Option<VmTuple> = sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?;
         r.map(vm).transpose()
     }
 
@@ -366,6 +403,27 @@ impl Store {
         }
         let limit_p = binds.len() + if after_ms.is_some() { 2 } else { 1 };
         sql.push_str(&format!(" ORDER BY {} LIMIT ${limit_p}", Order::Newest.sql()));
+        // SQLite: the rows straight from the file, on this thread (see `sqlite_read`).
+        if let Some(reader) = self.sqlite_reader() {
+            let mut direct: Vec<Bind<'_>> = binds.iter().map(|b| Bind::Text(b)).collect();
+            direct.extend(after_ms.map(Bind::Int));
+            direct.push(Bind::Int(limit));
+            if let Some(rows) = reader.rows(&sql, &direct, vm_db_of) {
+                return rows.into_iter().map(vm).collect();
+            }
+        }
+        // PostgreSQL: plain rows (its JSON constructors cost the server more
+        // than the rows cost the driver to decode).
+        if self.backend() == crate::Backend::Postgres {
+            let mut q = sqlx::query_as::<_, VmTuple>(&sql);
+            for b in &binds {
+                q = q.bind(b);
+            }
+            if let Some(ms) = after_ms {
+                q = q.bind(ms);
+            }
+            return q.bind(limit).fetch_all(self.pool()).await?.into_iter().map(vm).collect();
+        }
         let sql = self.json_rows(&sql, Order::Newest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in &binds {

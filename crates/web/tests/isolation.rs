@@ -228,7 +228,16 @@ app_test!(no_ui_route_reaches_another_users_things, |app: TestApp| async move {
     let token = csrf(&home);
 
     let vm = &alice.vm;
-    for path in [format!("/vms/{vm}/terminate"), "/admin/users/alice".to_string()] {
+    // The admin console's pages (overview, a user's resources and their confirmations) too.
+    let console_gets = [
+        "/admin".to_string(),
+        "/admin/overview".to_string(),
+        format!("/admin/users/alice/vms/{vm}/terminate"),
+        "/admin/users/alice/volumes/sb/vol-0123456789abcdef0/delete".to_string(),
+        "/admin/users/alice/addresses/sb/eipalloc-0123456789abcdef0/release".to_string(),
+        "/admin/users/alice/key-pairs/delete?project=alice&key=k".to_string(),
+    ];
+    for path in [format!("/vms/{vm}/terminate"), "/admin/users/alice".to_string()].into_iter().chain(console_gets) {
         let r = http.get(app.url(&path)).send().await.unwrap();
         let status = r.status().as_u16();
         let body = r.text().await.unwrap();
@@ -238,6 +247,15 @@ app_test!(no_ui_route_reaches_another_users_things, |app: TestApp| async move {
     let mut posts: Vec<String> = ["stop", "start", "reboot", "terminate"].iter().map(|a| format!("/vms/{vm}/{a}")).collect();
     posts.push(format!("/profile/tokens/{}/revoke", alice.token_id));
     for a in ["admin", "disabled", "password", "tokens/revoke", "quotas"] {
+        posts.push(format!("/admin/users/alice/{a}"));
+    }
+    for a in [
+        format!("vms/{vm}/stop"),
+        format!("vms/{vm}/terminate"),
+        "volumes/sb/vol-0123456789abcdef0/delete".to_string(),
+        "addresses/sb/eipalloc-0123456789abcdef0/release".to_string(),
+        "key-pairs/delete".to_string(),
+    ] {
         posts.push(format!("/admin/users/alice/{a}"));
     }
     for path in &posts {
@@ -254,4 +272,48 @@ app_test!(no_ui_route_reaches_another_users_things, |app: TestApp| async move {
         assert!(matches!(status, 403 | 404), "POST {path} -> {status}");
     }
     assert_eq!(alice_view(&app, &alice).await, before);
+
+    // The key-pair, volume and address pages: alice's (real ones) are 404 for bob, and stay as they were.
+    let alice_actor = cloudbroker_core::Actor::new("alice".parse().unwrap(), false);
+    let sb = cloudbroker_core::domain::InstanceName::parse("sb").unwrap();
+    let pk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2Qga2V5IGZvciB0ZXN0cyBvbmx5IG9rIG9rIG9r alice";
+    app.broker.key_pairs.import(&alice_actor, "alice-key", pk).await.unwrap();
+    let spec = cloudbroker_core::provisioning::VolumeSpec {
+        size: cloudbroker_core::domain::VolumeSize::parse("1").unwrap(),
+        zone: "sba".into(),
+        volume_type: None,
+        tags: cloudbroker_core::domain::Tags::parse(Default::default()).unwrap(),
+    };
+    let vol = app.broker.provisioning.create_volume(&alice_actor, &sb, spec).await.unwrap().volume_id.to_string();
+    let addr = app.broker.provisioning.allocate_address(&alice_actor, &sb).await.unwrap().allocation_id.to_string();
+    let resources = || async {
+        let volumes = app.broker.provisioning.volumes(&alice_actor, &sb).await.unwrap();
+        let volumes: Vec<_> = volumes.into_iter().map(|v| (v.volume_id, v.attachment)).collect();
+        let addresses = app.broker.provisioning.addresses(&alice_actor, &sb).await.unwrap();
+        format!("{:?} {volumes:?} {addresses:?}", app.broker.key_pairs.list(&alice_actor).await.unwrap())
+    };
+    let had = resources().await;
+    let page_gets = [
+        "/keypairs/alice-key/delete".to_string(),
+        format!("/volumes/sb/{vol}/attach"),
+        format!("/volumes/sb/{vol}/delete"),
+        format!("/addresses/sb/{addr}/associate"),
+        format!("/addresses/sb/{addr}/release"),
+    ];
+    for path in &page_gets {
+        let status = http.get(app.url(path)).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 404, "GET {path}");
+    }
+    for l in ["/keypairs", "/volumes", "/addresses"] {
+        let body = http.get(app.url(l)).send().await.unwrap().text().await.unwrap();
+        assert!(!body.contains("alice-key") && !body.contains(&vol) && !body.contains(&addr), "{l} lists alice's things");
+    }
+    let mut page_posts = page_gets.to_vec();
+    page_posts.extend([format!("/volumes/sb/{vol}/detach"), format!("/addresses/sb/{addr}/disassociate")]);
+    for path in &page_posts {
+        let form = [(field, token.as_str()), ("vm", vm.as_str()), ("device", "/dev/sdf")];
+        let status = http.post(app.url(path)).form(&form).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 404, "POST {path}");
+    }
+    assert_eq!(resources().await, had, "alice's key pairs, volumes and addresses are as they were");
 });

@@ -718,6 +718,47 @@ app_test!(no_ui_route_reaches_another_projects_things, |app: TestApp| async move
     assert!(failures.is_empty(), "the UI sweep failed:\n{}", failures.join("\n"));
     assert_eq!(team_view(&app, &t).await, before);
 
+    // The key-pair, volume and address pages with team-a's real ones: dave
+    // gets 404 (and his pages do not list them), carol (a viewer) sees them
+    // listed and gets 403 on every form and confirmation; nothing changes.
+    let (vol, addr) = (&t.volume, &t.allocation);
+    let page_gets = [
+        "/keypairs/team-key/delete".to_string(),
+        format!("/volumes/sb/{vol}/attach"),
+        format!("/volumes/sb/{vol}/delete"),
+        format!("/addresses/sb/{addr}/associate"),
+        format!("/addresses/sb/{addr}/release"),
+    ];
+    let mut page_posts = page_gets.to_vec();
+    page_posts.extend([format!("/volumes/sb/{vol}/detach"), format!("/addresses/sb/{addr}/disassociate")]);
+    for who in ["dave", "carol"] {
+        let (http, field, token) = browser(&app, who).await;
+        http.post(app.url("/project")).form(&[(field, token.as_str()), ("project", TEAM), ("back", "/vms")]).send().await.unwrap();
+        let want = if who == "dave" { 404 } else { 403 };
+        for l in ["/keypairs", "/volumes", "/addresses"] {
+            let body = http.get(app.url(l)).send().await.unwrap().text().await.unwrap();
+            let listed = body.contains("team-key") || body.contains(vol.as_str()) || body.contains(addr.as_str());
+            if listed != (who == "carol") {
+                failures.push(format!("{who} GET {l}: team-a's things listed: {listed}"));
+            }
+        }
+        for path in &page_gets {
+            let status = http.get(app.url(path)).send().await.unwrap().status().as_u16();
+            if status != want {
+                failures.push(format!("{who} GET {path} -> {status} (want {want})"));
+            }
+        }
+        for path in &page_posts {
+            let form = [(field, token.as_str()), ("vm", t.vm.as_str()), ("device", "/dev/sdf")];
+            let status = http.post(app.url(path)).form(&form).send().await.unwrap().status().as_u16();
+            if status != want {
+                failures.push(format!("{who} POST {path} -> {status} (want {want})"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the resource pages' sweep failed:\n{}", failures.join("\n"));
+    assert_eq!(team_view(&app, &t).await, before);
+
     // bob, switched to team-a, acts on alice's VM and cannot manage the project.
     let (http, field, token) = browser(&app, "bob").await;
     http.post(app.url("/project")).form(&[(field, token.as_str()), ("project", TEAM), ("back", "/vms")]).send().await.unwrap();

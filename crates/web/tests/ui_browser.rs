@@ -292,6 +292,8 @@ async fn the_reviewers_scenario_in_a_real_browser() {
     b.submit("#save-system", "system-declared").await;
     assert!(b.text("#flash").await.contains("Saved"));
     assert_eq!(b.count("#instance-sbx-a").await + b.count("#instance-sbx-b").await, 2, "both sections appear");
+    // Sections fold (issue 23): open them all; they stay open across the saves below.
+    b.click("#open-all").await;
     // A parameter set here shows who set it.
     b.fill("[name='p.sbx-a.boot.delay.ms']", "1500").await;
     b.click("#advanced select[name='p.quota.enable'] option[value='true']").await;
@@ -574,7 +576,7 @@ async fn launch_policies_and_governance_in_a_real_browser() {
 
     // super sets sb's policies in Configuration → System, then looks at Governance.
     b.sign_in("super", common::SUPER_PW).await;
-    b.goto("/admin/system", "system").await;
+    b.goto("/admin/system?open=sb", "system").await;
     b.fill("[name='p.sb.policy.instance.types']", "t2.micro, t2.small, t3.*").await;
     b.fill("[name='p.sb.policy.images']", "linux").await;
     b.fill("[name='p.sb.policy.tags.required']", "cost-center=(rd|ops|sales), owner").await;
@@ -1004,5 +1006,279 @@ async fn the_console_keeps_what_is_typed_in_a_real_browser() {
     assert!(b.text("#connector-fz").await.contains("not loaded"));
     b.goto("/api/docs", "api-reference").await;
     assert!(!b.text("body").await.contains('`'), "the Markdown is rendered");
+    b.quit().await;
+}
+
+/// A full-page screenshot at `width` pixels (the window back to 1280 × 900 after).
+async fn shot_at(b: &mut Browser, width: i64, name: &str) {
+    b.n += 1;
+    b.post("/window/rect", json!({"width": width, "height": 900})).await;
+    let measure = json!({"script": "return [document.documentElement.scrollHeight, window.innerHeight]", "args": []});
+    let mut height = 900;
+    for _ in 0..3 {
+        let m = b.post("/execute/sync", measure.clone()).await;
+        let (doc, view) = (m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0));
+        if doc <= view || height >= 10_000 {
+            break;
+        }
+        height = (height + doc - view).min(10_000);
+        b.post("/window/rect", json!({"width": width, "height": height})).await;
+    }
+    let png = b.get("/screenshot").await;
+    b.post("/window/rect", json!({"width": 1280, "height": 900})).await;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap_or_default();
+    std::fs::write(b.shots.join(format!("{:02}-{name}-{width}.png", b.n)), bytes).unwrap();
+}
+
+/// The VM table and the VM page (issue 23, screenshots at 1400 and 800
+/// pixels in the sub-folder `console/vm-table`): the table sorted by name
+/// from its header, terminated VMs hidden until "show all", paged with
+/// Next, two VMs stopped at once through the one confirmation, then a VM's
+/// page with its cloud id, history and SSH line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_vm_table_and_page_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("console/vm-table")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "debian-12", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let tess = app.user(&admin, "tess").await;
+    let mut ids = Vec::new();
+    for name in ["gamma", "alpha", "beta"] {
+        let (s, body) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/vms",
+                &tess,
+                Some(json!({"instance": "sb", "image": "debian-12", "count": 10, "name": name, "tags": {"team": name}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        ids.extend(body["vms"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()));
+    }
+    for _ in 0..2 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    }
+    let (s, body) = app.call(reqwest::Method::POST, &format!("/api/v1/vms/{}/terminate", ids[0]), &tess, None).await;
+    assert_eq!(s, 200, "{body}");
+    for _ in 0..2 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    }
+    b.sign_in("tess", "tess-password").await;
+    b.goto("/vms?per_page=10", "vms").await;
+    shot_at(&mut b, 1400, "vms-table").await;
+    shot_at(&mut b, 800, "vms-table").await;
+    assert_eq!(b.text("#vm-range").await, "1–10 of 29", "the terminated VM is hidden");
+    // Sorted by name from the header; the column is marked.
+    b.click("th[data-sort='name'] a").await;
+    shot_at(&mut b, 1400, "vms-by-name").await;
+    b.find("th[aria-sort='ascending'][data-sort='name']").await;
+    assert_eq!(b.text("#vms tbody tr:first-child .vm-link").await, "alpha");
+    // Next keeps the order.
+    b.click("#page-next").await;
+    shot_at(&mut b, 1400, "vms-by-name-page-2").await;
+    assert_eq!(b.text("#vm-range").await, "11–20 of 29");
+    assert_eq!(b.text("#vms tbody tr:first-child .vm-link").await, "beta");
+    // Every state: the terminated one is back.
+    b.click("#show-all").await;
+    shot_at(&mut b, 1400, "vms-show-all").await;
+    assert_eq!(b.text("#vm-range").await, "1–10 of 30");
+    // Two VMs stopped at once, through one confirmation.
+    b.goto("/vms?sort=name&dir=asc&per_page=10", "vms-select").await;
+    b.click(&format!("[id='select-{}']", ids[10])).await;
+    b.click(&format!("[id='select-{}']", ids[11])).await;
+    b.click("#bulk-stop").await;
+    shot_at(&mut b, 1400, "bulk-stop-confirm").await;
+    shot_at(&mut b, 800, "bulk-stop-confirm").await;
+    let listed = b.text("#bulk-vms").await;
+    assert!(listed.contains(&ids[10]) && listed.contains(&ids[11]), "{listed}");
+    b.click("#confirm-bulk").await;
+    shot_at(&mut b, 1400, "bulk-stop-done").await;
+    assert!(b.text("#bulk-summary").await.contains("2 of 2 VM(s) stopped"), "{}", b.source().await);
+    // A VM's page: its cloud id, its history, its SSH line.
+    b.goto(&format!("/vms/{}", ids[12]), "vm-page").await;
+    shot_at(&mut b, 1400, "vm-page").await;
+    shot_at(&mut b, 800, "vm-page").await;
+    assert!(b.text("#vm-cloud-id").await.starts_with("i-"));
+    assert!(b.text("#vm-history-table").await.contains("launched by tess"));
+    if b.count("#vm-ssh").await == 1 {
+        assert!(b.text("#vm-ssh").await.starts_with("ssh admin@"));
+    } else {
+        assert!(b.text("#vm-ssh-none").await.starts_with("No address"));
+    }
+    b.quit().await;
+}
+
+/// The admin console (issue 23, screenshots at 1400 and 800 pixels in the
+/// sub-folder `admin`): the overview with live VMs per instance and state,
+/// a user near quota and a failed launch; an admin's view of a user's
+/// resources, terminating one of their VMs through its confirmation page;
+/// the audit page filtered by action, showing the admin as actor and the
+/// user as subject, and a configuration change as old → new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_console_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("admin")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "debian-12", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}, "sb2": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let una = app.user(&admin, "una").await;
+    let (s, body) = app.call(reqwest::Method::PUT, "/api/v1/users/una/quotas/sb", &admin, Some(json!({"vm": 5}))).await;
+    assert!(s == 200, "{body}");
+    let (s, body) = app
+        .call(reqwest::Method::POST, "/api/v1/vms", &una, Some(json!({"instance": "sb", "image": "debian-12", "count": 5, "name": "web"})))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let first = body["vms"][0]["id"].as_str().unwrap().to_string();
+    let (s, body) = app.call(reqwest::Method::PUT, "/api/v1/system/config", &admin, Some(json!({"sb2.failure.rate": "1"}))).await;
+    assert!(s == 200, "{body}");
+    let _ = app
+        .call(reqwest::Method::POST, "/api/v1/vms", &una, Some(json!({"instance": "sb2", "image": "debian-12", "name": "doomed"})))
+        .await;
+    app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    b.sign_in("super", common::SUPER_PW).await;
+    b.click("#nav-admin-overview").await;
+    shot_at(&mut b, 1400, "overview").await;
+    shot_at(&mut b, 800, "overview").await;
+    assert_eq!(b.text("#live-matrix tr[data-instance='sb'] td[data-state='running']").await, "5");
+    assert!(b.text("#near-quota tr[data-user='una']").await.contains("100%"));
+    assert_eq!(b.text("#failed-total").await, "1");
+    // The user's resources, from the near-quota row.
+    b.click("#near-quota tr[data-user='una'] a").await;
+    shot_at(&mut b, 1400, "user-resources").await;
+    shot_at(&mut b, 800, "user-resources").await;
+    assert_eq!(b.count("#user-vms tr[data-vm]").await, 6, "5 running and the failed one");
+    b.click(&format!("[id='terminate-{first}']")).await;
+    shot_at(&mut b, 1400, "terminate-confirm").await;
+    b.click("#confirm").await;
+    shot_at(&mut b, 1400, "terminated").await;
+    assert!(b.text("#flash").await.contains(&first));
+    // The audit log: the admin as actor, una as subject.
+    b.goto("/admin/audit", "audit").await;
+    b.click("#a-action option[value='vm.terminate']").await;
+    b.click(".filters button[type='submit']").await;
+    shot_at(&mut b, 1400, "audit-terminate").await;
+    shot_at(&mut b, 800, "audit-terminate").await;
+    assert_eq!(b.text("#audit tr[data-action='vm.terminate'] td.actor").await, "super");
+    assert_eq!(b.text("#audit tr[data-action='vm.terminate'] td.subject").await, "una");
+    b.goto("/admin/audit?action=config.change", "audit-config").await;
+    shot_at(&mut b, 1400, "audit-config").await;
+    assert!(b.text("#audit ul.changes").await.contains("sb2.failure.rate"));
+    b.quit().await;
+}
+
+/// The resource pages (issue 23, screenshots at 1400 and 800 pixels in the
+/// sub-folder `resources`): a key pair created (its private key shown once)
+/// and one imported, a volume created and attached to a VM, an address
+/// allocated and associated, the release of that address refused as the
+/// form's message, and a key pair deleted through its confirmation page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_pairs_volumes_and_addresses_in_a_real_browser() {
+    let app = common::TestApp::sqlite().await;
+    let Some(mut b) = Browser::start_in(&app.base, Some("resources")).await else { return };
+    let admin = app.token("super", common::SUPER_PW).await;
+    let (s, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/images",
+            &admin,
+            Some(json!({"name": "linux", "mappings": {"sb": {"image_id": "ami-sandbox-debian-12"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let rhea = app.user(&admin, "rhea").await;
+    let (s, body) =
+        app.call(reqwest::Method::POST, "/api/v1/vms", &rhea, Some(json!({"instance": "sb", "image": "linux", "name": "web"}))).await;
+    assert_eq!(s, 201, "{body}");
+    let vm = body["vms"][0]["id"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        app.broker.provisioning.reconcile("ui-test").await.unwrap();
+    }
+    b.sign_in("rhea", "rhea-password").await;
+
+    // Key pairs: one created (the private key once), one imported.
+    b.click("header nav a[href='/keypairs']").await;
+    b.fill("#keypair-name", "rhea-laptop").await;
+    b.click("#create-keypair").await;
+    assert!(b.text("#new-private-key").await.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    shot_at(&mut b, 1400, "keypair-created").await;
+    shot_at(&mut b, 800, "keypair-created").await;
+    b.fill("#import-name", "ci").await;
+    b.fill("#import-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2Qga2V5IGZvciB0ZXN0cyBvbmx5IG9rIG9rIG9r ci@build").await;
+    b.click("#import-keypair").await;
+    assert_eq!(b.count("#keypairs tr[data-keypair]").await, 2);
+    assert_eq!(b.count("#new-private-key").await, 0, "shown once");
+    shot_at(&mut b, 1400, "keypairs").await;
+    shot_at(&mut b, 800, "keypairs").await;
+
+    // A volume, created then attached to the VM.
+    b.click("header nav a[href='/volumes']").await;
+    b.click("#volume-instance option[value='sb']").await;
+    b.fill("#volume-size", "4").await;
+    b.click("#volume-type option[value='gp3']").await;
+    b.fill("#volume-name", "data").await;
+    b.click("#create-volume-submit").await;
+    let flash = b.text("#flash").await;
+    let vol = flash.split(' ').nth(1).unwrap_or_default().to_string();
+    assert!(vol.starts_with("vol-"), "{flash}");
+    for _ in 0..50 {
+        if b.count(&format!("[id='attach-{vol}']")).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.post("/refresh", json!({})).await;
+    }
+    b.click(&format!("[id='attach-{vol}']")).await;
+    b.click(&format!("#attach-vm option[value='{vm}']")).await;
+    shot_at(&mut b, 1400, "volume-attach").await;
+    b.click("#attach-submit").await;
+    assert!(b.text("#flash").await.contains("attached to"), "{}", b.source().await);
+    assert!(b.text(&format!("[id='volume-{vol}'] td.attachment")).await.contains("/dev/sdf"));
+    shot_at(&mut b, 1400, "volumes").await;
+    shot_at(&mut b, 800, "volumes").await;
+
+    // An address, allocated then associated; its release refused while associated.
+    b.click("header nav a[href='/addresses']").await;
+    b.click("#address-instance option[value='sb']").await;
+    b.click("#allocate-submit").await;
+    let flash = b.text("#flash").await;
+    let alloc = flash.rsplit(": ").next().unwrap_or_default().to_string();
+    assert!(alloc.starts_with("eipalloc-"), "{flash}");
+    b.click(&format!("[id='associate-{alloc}']")).await;
+    b.click(&format!("#associate-vm option[value='{vm}']")).await;
+    b.click("#associate-submit").await;
+    assert!(b.text(&format!("[id='address-{alloc}'] td.association")).await.contains(&vm));
+    shot_at(&mut b, 1400, "addresses").await;
+    shot_at(&mut b, 800, "addresses").await;
+    b.click(&format!("[id='release-{alloc}']")).await;
+    shot_at(&mut b, 1400, "address-release-confirm").await;
+    b.click("#confirm-button").await;
+    assert!(b.text("#form-error").await.contains("was not released"), "{}", b.source().await);
+    shot_at(&mut b, 1400, "address-release-refused").await;
+
+    // One confirmation, to the end: the imported key pair deleted.
+    b.goto("/keypairs", "keypairs-again").await;
+    b.click("[id='delete-keypair-ci']").await;
+    assert!(b.text("#confirm-heading").await.contains("Delete key pair ci?"));
+    shot_at(&mut b, 1400, "keypair-delete-confirm").await;
+    shot_at(&mut b, 800, "keypair-delete-confirm").await;
+    b.click("#confirm-button").await;
+    assert!(b.text("#flash").await.contains("Key pair ci deleted"));
+    assert_eq!(b.count("#keypairs tr[data-keypair]").await, 1);
     b.quit().await;
 }

@@ -213,7 +213,7 @@ async fn deploy_from_the_form(db_url: Option<String>) {
     assert!(plan.contains("id=\"scale-confirm\""), "{plan}");
     let (s, _, page) = ui.post(&format!("/deployments/{id}/scale"), &[("node", "web"), ("multiplicity", "3")]).await;
     assert_eq!(s, 200, "{page}");
-    assert!(flash(&page).contains("Scaling web from 2 to 3"), "{page}");
+    assert!(flash(&page).contains("Scaling web from 2 to 3: 1 VM(s) admitted"), "held until released, not yet launched: {page}");
     // The new VM is launched once the driver runs, and the deployment is ready again.
     let mut web = Value::Null;
     for _ in 0..150 {

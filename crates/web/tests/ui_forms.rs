@@ -357,7 +357,7 @@ app_test!(file_image_ids_are_read_only_and_disabled_users_are_out, |app: common:
     assert!(row.contains("readonly") && row.contains("base.conf:2"), "{row}");
     assert!(body.contains("ami-sandbox-debian-12 (this image)"), "{body}");
     // A default type on top of the file's id is stored; the id stays the file's.
-    let (s, body) = sup.post("/admin/images/debian-12", &[("type.sb", "t2.large")]).await;
+    let (s, body) = sup.post("/admin/images/debian-12", &[("type.sb", "t2.large"), ("save_anyway", "on")]).await;
     assert_eq!(s, 200, "{body}");
     let r = app.broker.images.resolve(&"debian-12".parse().unwrap(), &"sb".parse().unwrap()).await.unwrap();
     assert_eq!((r.image_id.as_str(), r.instance_type.as_deref()), ("ami-sandbox-debian-12", Some("t2.large")));
@@ -975,7 +975,7 @@ app_test!(project_quotas_and_access_keys_of_a_project_from_the_pages, |app: comm
     let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux"), ("count", "2")]).await;
     assert_eq!(s, 409, "{body}");
     assert!(body.contains("Over the quota of project &#x27;team-a&#x27;"), "{body}");
-    let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux")]).await;
+    let (s, body) = olga.post("/vms", &[("instance", "sb"), ("image", "linux"), ("name", "team-web")]).await;
     assert!(s == 200 && body.contains("Launched 1 VM(s)"), "{body}");
     olga.switch("olga").await;
     // An access key for the team project, chosen on the profile page.

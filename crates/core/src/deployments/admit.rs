@@ -31,7 +31,7 @@ const MAX_NAME: usize = 64;
 /// The key of a node's reserved tag on its VMs' records.
 pub const NODE_TAG: &str = "cloudbroker:node";
 /// The key of a deployment's reserved tag on its VMs' records.
-pub const DEPLOYMENT_TAG: &str = "cloudbroker:deployment";
+pub const DEPLOYMENT_TAG: &str = crate::provisioning::DEPLOYMENT_TAG;
 
 impl Deployments {
     /// The launch request of VM `idx` (attempt `attempt`) of `node`.
@@ -161,11 +161,13 @@ impl Deployments {
         self.get(actor, &id).await
     }
 
-    /// A dry run of [`Self::deploy`]: the request checked, and each node's
-    /// VMs previewed by the launch checks (quotas, budgets, policies) as a
-    /// launch of that many would be; nothing recorded. (Nodes on one
-    /// instance are previewed one by one, so only the deployment's
-    /// admission is exact about their sum.) Returns (node, instance, VMs).
+    /// A dry run of [`Self::deploy`]: the request checked, and every VM
+    /// put through the deployment's own admission (the same plans, the same
+    /// transaction and checks: quotas, budgets, policies, with the nodes
+    /// that share an instance counted together), rolled back; nothing
+    /// recorded, no refusal audited. A refusal where other nodes on the
+    /// same instance took room first names them all ("node 'db' and 'web'
+    /// on 'sb': ..."). Returns (node, instance, VMs).
     pub async fn preview(&self, actor: &Actor, req: &DeployRequest) -> ServiceResult<Vec<(String, String, u32)>> {
         actor.require_act()?;
         let app = self.applications.get(actor, &req.application, req.version).await?;
@@ -174,17 +176,31 @@ impl Deployments {
         inputs(doc, &req.inputs)?;
         let id = DeploymentId::generate();
         let mut out = Vec::new();
+        let mut requests = Vec::new();
+        let mut slots: Vec<(String, String)> = Vec::new();
         for node in doc.launch_order() {
             let Some(spec) = doc.nodes.get(node) else { continue };
             let p = &placement[node];
             let n = p.multiplicity.unwrap_or(0);
-            if n > 0 {
-                let data = self.boot_data(&id, node, spec, 1, 1)?;
-                let mut r = self.request(&id, "preview", (node, spec), p, 1, Some(data))?;
-                r.count = crate::provisioning::CountRange::exactly(n);
-                self.provisioning.check_launch(actor, r).await.map_err(|e| in_node(node, p.instance.as_str(), e))?;
+            for idx in 1..=i64::from(n) {
+                let data = self.boot_data(&id, node, spec, idx, 1)?;
+                requests.push(self.request(&id, "preview", (node, spec), p, idx, Some(data))?);
+                slots.push((node.to_string(), p.instance.to_string()));
             }
             out.push((node.to_string(), p.instance.to_string(), n));
+        }
+        if let Err((i, e)) = self.provisioning.check_many(actor, requests).await {
+            let Some((node, instance)) = slots.get(i) else { return Err(e) };
+            // The nodes on this instance admitted before it, and it.
+            let mut names: Vec<&str> = Vec::new();
+            for (n, inst) in &slots[..=i] {
+                if inst == instance && !names.contains(&n.as_str()) {
+                    names.push(n);
+                }
+            }
+            let shared = matches!(e, ServiceError::QuotaExceeded { .. } | ServiceError::BudgetExceeded(_));
+            let who = if shared { names.join("' and '") } else { node.clone() };
+            return Err(in_node(&who, instance, e));
         }
         Ok(out)
     }

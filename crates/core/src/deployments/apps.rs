@@ -155,7 +155,7 @@ impl Applications {
     /// latest version makes nothing new, a changed one version N+1.
     pub async fn save(&self, actor: &Actor, name: &AppName, text: &str) -> ServiceResult<Application> {
         self.check_change(actor, name).await?;
-        let doc = AppDoc::parse(text).map_err(ServiceError::InvalidDocument)?;
+        let doc = AppDoc::parse_new(text).map_err(ServiceError::InvalidDocument)?;
         let origin = format!("saved by {}", actor.name);
         let (row, created) =
             self.store.put_application(name.as_str(), text, &source_hash(text), &origin, Some(actor.name.as_str())).await?;

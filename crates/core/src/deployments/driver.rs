@@ -1,13 +1,26 @@
 //! The driver: the `deployments` worker's pass. Each pass claims the
 //! deployments being worked on (a conditional update: one replica drives a
 //! deployment at a time; a crashed replica's claim expires and any replica
-//! resumes), and steps each once:
+//! resumes; a live one renews its claim while a step lasts, so a step
+//! longer than the TTL is never taken over), and steps each once. Settled
+//! deployments (ready, failed, terminated) are not read by a pass, unless
+//! woken: one of their VMs changed (the store's trigger sets `wake`,
+//! whoever changed it) or an abort was asked for. The pass runs every
+//! interval, and at once when kicked: after deploy, scale, terminate,
+//! abort, a VM's `ready`, and when this replica's reconciler or transition
+//! watch records a change of a deployment's VM (so a node whose VMs just
+//! run is ready, and its dependents released, in the same pass):
 //!
 //! - a deployment terminating (or failed with `on_failure: terminate`)
 //!   ends its VMs (held ones without a cloud call), revokes its
 //!   credentials, and is `terminated` (or its clean-up done) once none lives;
+//! - a VM that was ready and is then stopped or ended outside the
+//!   deployment (its owner through the VM API, or at the cloud) does not
+//!   fail it: its member is `stopped` or `ended`, its node `degraded`, and
+//!   an event says who did it ("web#1 stopped by alice"); a stopped VM
+//!   started again is ready again;
 //! - an abort asked for, the deadline passed, a node's timeout passed, a
-//!   VM that ended, a slot whose launch failed [`MAX_ATTEMPTS`] times, a
+//!   VM that ended before it was ready, a slot whose launch failed [`MAX_ATTEMPTS`] times, a
 //!   replacement refused, or the user no longer acting in the project fail
 //!   it, with the message kept;
 //! - members follow their VMs (launching, running, ready: the VM's `ready`
@@ -48,6 +61,8 @@ impl Deployments {
         let ids = self.store.claim_deployments(&self.replica_id, until, PASS_BATCH).await?;
         for id in ids {
             report.driven += 1;
+            // Renewed while the step lasts (its cloud calls may outlast the TTL).
+            let _keeper = self.keep_claim(&id);
             if let Err(e) = self.step(&id, &mut report).await {
                 tracing::warn!(deployment = %id, error = %e, "deployment step failed");
                 report.errors.push(format!("{id}: {e}"));
@@ -55,6 +70,37 @@ impl Deployments {
             self.store.release_deployment_claim(&id, &self.replica_id).await?;
         }
         Ok(report)
+    }
+
+    /// Keeps this replica's claim on `id` alive while the returned guard
+    /// lives: renewed every third of the TTL (from the clock, so a test that
+    /// moves the clock past the TTL sees it renewed), so a step longer than
+    /// the TTL (slow cloud calls) is never taken over by another replica
+    /// while this one still drives it. A claim found lost is logged (another
+    /// replica took over after a stall longer than the TTL; the step's
+    /// writes are conditional, so it launches nothing twice).
+    fn keep_claim(self: &Arc<Self>, id: &DeploymentId) -> ClaimKeeper {
+        let this = self.clone();
+        let id = id.clone();
+        let ttl = i64::try_from(self.claim_ttl.as_millis()).unwrap_or(60_000);
+        let every = (self.claim_ttl / 3).max(std::time::Duration::from_millis(10));
+        ClaimKeeper(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let until = this.provisioning.clock.now_ms() + ttl;
+                match this.store.renew_deployment_claim(&id, &this.replica_id, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(deployment = %id, "the claim on this deployment was lost during a step");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(deployment = %id, error = %e, "renewing the claim on this deployment failed"),
+                }
+            }
+        }))
     }
 
     /// The actor the driver acts as: the deployment's user in its project,
@@ -171,6 +217,14 @@ impl Deployments {
     /// One step of one deployment this replica has claimed.
     async fn step(self: &Arc<Self>, id: &DeploymentId, report: &mut DrivePassReport) -> ServiceResult<()> {
         let Some(d) = self.store.get_deployment(id).await? else { return Ok(()) };
+        // A scale down in progress ends VMs itself (they are not stopped
+        // outside the deployment): they are left alone, and the deployment
+        // stays awake to be looked at again once the scale is done.
+        let scaling = d.op.as_deref() == Some("scale");
+        if !scaling {
+            // Before the members are read: a VM that changes from now on wakes it again.
+            self.store.clear_deployment_wake(id).await?;
+        }
         let state = DeploymentState::parse(&d.state).map_err(ServiceError::Internal)?;
         let members = self.store.deployment_members(id).await?;
         if state == DeploymentState::Terminating || d.op.as_deref() == Some("terminate") {
@@ -209,6 +263,8 @@ impl Deployments {
             let new = match m.vm_state {
                 None => "failed".to_string(),
                 Some(VmStatus::Held) => "held".into(),
+                // Started again by its owner: degraded until it runs.
+                Some(VmStatus::Requested | VmStatus::Pending) if m.state == "stopped" => "stopped".into(),
                 Some(VmStatus::Requested | VmStatus::Pending) => "launching".into(),
                 Some(VmStatus::Running) => {
                     if m.ready_at.is_some() || running_is_ready {
@@ -220,6 +276,17 @@ impl Deployments {
                 Some(VmStatus::Failed | VmStatus::Terminated) if m.cloud_id.is_none() => {
                     replace.push(m);
                     "failed".into()
+                }
+                // A VM that was ready, then stopped or ended outside the
+                // deployment (its owner through the VM API, or the cloud):
+                // its node is degraded, the deployment does not fail.
+                Some(_) if is_settled(&m.state) && scaling => m.state.clone(),
+                Some(s) if is_settled(&m.state) => {
+                    let new = if matches!(s, VmStatus::Stopping | VmStatus::Stopped) { "stopped" } else { "ended" };
+                    if new != m.state && m.state != "ended" {
+                        self.degraded(id, m, s).await?;
+                    }
+                    if m.state == "ended" { "ended".to_string() } else { new.to_string() }
                 }
                 Some(s) => {
                     let msg = format!(
@@ -233,6 +300,9 @@ impl Deployments {
             };
             // A VM that said ready before it was seen running stays ready.
             let new = if m.state == "ready" && new == "running" { "ready".to_string() } else { new };
+            if m.state == "stopped" && new == "ready" {
+                self.store.add_deployment_event(id, "member", &format!("{node}#{idx} is running again")).await?;
+            }
             if new != m.state {
                 self.set_member(id, m, &new).await?;
             }
@@ -270,11 +340,12 @@ impl Deployments {
             states.insert((m.node.clone(), m.idx), "held".into());
         }
 
-        // Nodes ready, then releases.
+        // Nodes ready (a degraded node, whose VMs were ready before some
+        // stopped or ended outside the deployment, counts), then releases.
         let ready_nodes: BTreeSet<&str> = doc
             .nodes
             .keys()
-            .filter(|n| states.iter().filter(|((node, _), _)| node == *n).all(|(_, s)| s == "ready"))
+            .filter(|n| states.iter().filter(|((node, _), _)| node == *n).all(|(_, s)| is_settled(s)))
             .map(String::as_str)
             .collect();
         let mut to_launch = Vec::new();
@@ -318,6 +389,25 @@ impl Deployments {
             }
         }
         Ok(())
+    }
+
+    /// Records that a ready member's VM stopped or ended outside the
+    /// deployment: who did it (the VM's audit: "web#1 stopped by alice"),
+    /// else that it happened at the cloud; its node is degraded.
+    async fn degraded(&self, id: &DeploymentId, m: &MemberRow, s: VmStatus) -> ServiceResult<()> {
+        let ended = !matches!(s, VmStatus::Stopping | VmStatus::Stopped);
+        let by = match &m.vm_id {
+            Some(vm) => self.store.vm_stopped_by(vm, m.updated_at).await?,
+            None => None,
+        };
+        let what = if ended { "terminated" } else { "stopped" };
+        let who = match by {
+            Some((actor, action)) if ended == (action == "vm.terminate") => format!("by {actor}"),
+            Some((actor, _)) if ended => format!("(stopped by {actor}, then ended)"),
+            _ => "outside the broker".to_string(),
+        };
+        let msg = format!("{}#{} {what} {who}: node '{}' is degraded (the deployment stays as it is)", m.node, m.idx, m.node);
+        Ok(self.store.add_deployment_event(id, "degraded", &msg).await?)
     }
 
     /// Sets a member's state, with an event.
@@ -457,5 +547,20 @@ impl Deployments {
         }
         self.kick.notify_one();
         Ok((launched, fatal))
+    }
+}
+
+/// A member that no longer holds its node back: ready, or ready once and
+/// then stopped or ended outside the deployment (its node degraded).
+fn is_settled(state: &str) -> bool {
+    matches!(state, "ready" | "stopped" | "ended")
+}
+
+/// Ends the claim's renewal when dropped (the step is over).
+struct ClaimKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for ClaimKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -178,7 +178,8 @@ pub struct NodeView {
     pub instance_type: String,
     pub multiplicity: u32,
     pub depends_on: Vec<String>,
-    /// waiting | launching | running | ready | failed
+    /// waiting | launching | running | ready | degraded (ready once, some of
+    /// its VMs stopped or ended outside the deployment since) | failed
     pub state: String,
     pub members: Vec<MemberView>,
 }
@@ -193,7 +194,8 @@ pub struct MemberView {
     pub vm_id: Option<crate::domain::VmId>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub vm_state: Option<VmStatus>,
-    /// held | launching | running | ready | failed | removed
+    /// held | launching | running | ready | failed | removed; stopped or
+    /// ended: ready once, then stopped or ended outside the deployment
     pub state: String,
     /// The parameters it waits on now.
     pub waiting_on: Vec<String>,
@@ -306,6 +308,8 @@ impl Deployments {
         exchange: Arc<Exchange>,
         replica_id: String,
     ) -> Self {
+        // The reconciler and the transition watch wake the driver too.
+        let _ = provisioning.deployment_kick.set(exchange.kick.clone());
         Self {
             store,
             provisioning,
@@ -519,10 +523,15 @@ fn node_state(members: &[MemberView], ready_when_running: bool) -> String {
         return "ready".into();
     }
     let all = |f: &dyn Fn(&MemberView) -> bool| members.iter().all(f);
+    let ready = |m: &MemberView| m.state == "ready" || (ready_when_running && m.state == "running");
+    let outside = |m: &MemberView| m.state == "stopped" || m.state == "ended";
     if members.iter().any(|m| m.state == "failed") {
         "failed"
-    } else if all(&|m| m.state == "ready" || (ready_when_running && m.state == "running")) {
+    } else if all(&ready) {
         "ready"
+    } else if all(&|m| ready(m) || outside(m)) {
+        // Ready once; some VMs stopped or ended outside the deployment since.
+        "degraded"
     } else if all(&|m| m.state == "held") {
         "waiting"
     } else if all(&|m| m.state == "running" || m.state == "ready") {

@@ -1,7 +1,8 @@
 //! Passwords: Argon2id PHC strings, hashed and verified off the async
 //! executor (a few at a time); unknown users are checked against a dummy
 //! hash so timing reveals nothing; hashes made with older parameters are
-//! upgraded on login, which is throttled ([`super::throttle`]). A password
+//! upgraded on login, which is throttled ([`super::throttle`]); the memory
+//! of a hash (19 MiB) goes back to the system soon after it. A password
 //! change ends every session and token of the user; an admin's reset of
 //! another user's password (the recovery path after a compromise) also
 //! disables their EC2 access keys, and a self-service change does so when
@@ -17,7 +18,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_store::access_keys::{KEY_ACTIVE, KEY_DISABLED};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Passwords must be at least this long.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -60,7 +63,57 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
 pub async fn hash_password(password: &SecretString) -> ServiceResult<String> {
     let pw = password.clone();
     let _slot = hashing_slots().acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || hash_blocking(pw.expose())).await.map_err(|e| ServiceError::Internal(e.to_string()))?
+    let r = tokio::task::spawn_blocking(move || hash_blocking(pw.expose())).await.map_err(|e| ServiceError::Internal(e.to_string()));
+    return_memory_soon();
+    r?
+}
+
+/// How long after the last hash a thread ends to return its memory: past
+/// mimalloc's purge delay (1 s).
+const RETURN_AFTER: Duration = Duration::from_millis(1200);
+
+/// Has the system take back the memory of the hashes just made. The
+/// binary's allocator (mimalloc) returns memory freed more than its purge
+/// delay ago when a thread next frees a page or ends; an idle broker does
+/// neither for long (the blocking threads that ran Argon2 end 10 s after),
+/// and an idle broker kept the last hash's 19 MiB. So after a hash one
+/// thread (one at a time, however many hashes) waits until `RETURN_AFTER`
+/// has passed since the last of them, and ends. With another allocator it
+/// is a thread that sleeps and ends.
+fn return_memory_soon() {
+    static START: OnceLock<Instant> = OnceLock::new();
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    let start = *START.get_or_init(Instant::now);
+    let now_ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    LAST_MS.store(now_ms(), Ordering::Release);
+    if WAITING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("memory-return".into()).spawn(move || {
+        let after = u64::try_from(RETURN_AFTER.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let due = LAST_MS.load(Ordering::Acquire).saturating_add(after);
+            let now = now_ms();
+            if now < due {
+                std::thread::sleep(Duration::from_millis(due - now));
+                continue;
+            }
+            WAITING.store(false, Ordering::Release);
+            // A hash that ended since the load above, after this thread
+            // said it no longer waits, started no thread of its own: wait
+            // for it too, unless another thread does.
+            if LAST_MS.load(Ordering::Acquire).saturating_add(after) > now_ms() && !WAITING.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            break;
+        }
+        // An allocation of its own, so that the allocator sees this thread end.
+        drop(std::hint::black_box(Box::new(0u64)));
+    });
+    if spawned.is_err() {
+        WAITING.store(false, Ordering::Release);
+    }
 }
 
 fn dummy_hash() -> &'static str {
@@ -72,7 +125,7 @@ fn dummy_hash() -> &'static str {
 /// whether it matched and whether the hash should be upgraded.
 async fn verify(hash: String, password: SecretString) -> (bool, bool) {
     let Ok(_slot) = hashing_slots().acquire().await else { return (false, false) };
-    tokio::task::spawn_blocking(move || {
+    let r = tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else { return (false, false) };
         let ok = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
         let current = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
@@ -83,7 +136,9 @@ async fn verify(hash: String, password: SecretString) -> (bool, bool) {
         (ok, ok && stale)
     })
     .await
-    .unwrap_or((false, false))
+    .unwrap_or((false, false));
+    return_memory_soon();
+    r
 }
 
 impl Identity {

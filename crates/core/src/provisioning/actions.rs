@@ -98,10 +98,17 @@ impl Provisioning {
             let update = VmUpdate { private_ip: pip.as_deref(), public_ip: pub_ip.as_deref(), ..VmUpdate::state(&v.id, status) };
             self.store.update_vm(&update).await?;
         }
-        if action == VmAction::Terminate {
-            let event = AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm(v.id.as_str()))
+        let audited = match action {
+            VmAction::Terminate => Some(AuditAction::VmTerminate),
+            VmAction::Stop => Some(AuditAction::VmStop),
+            VmAction::Start | VmAction::Reboot => None,
+        };
+        if let Some(a) = audited {
+            // The subject is who launched it (an admin's action on a user's VM names both).
+            let event = AuditEvent::ok(a, AuditTarget::Vm(v.id.as_str()))
                 .detail(v.instance.as_str())
-                .in_project(v.project.as_str());
+                .in_project(v.project.as_str())
+                .about(v.user.as_str());
             audit::record_by(&self.store, actor, &event).await?;
         }
         self.get(actor, id).await

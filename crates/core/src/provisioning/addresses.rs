@@ -37,7 +37,7 @@ pub struct Address {
 }
 
 impl Address {
-    fn from_row(r: AddressRow, instance: &InstanceName) -> Self {
+    pub(super) fn from_row(r: AddressRow, instance: &InstanceName) -> Self {
         Self {
             instance: instance.clone(),
             allocation_id: AllocationId::from_stored(r.allocation_id),
@@ -200,7 +200,10 @@ impl Provisioning {
         audit::record_by(
             &self.store,
             actor,
-            &AuditEvent::ok(AuditAction::AddressRelease, target(instance, id)).detail(row.public_ip.as_str()).in_project(&row.project),
+            &AuditEvent::ok(AuditAction::AddressRelease, target(instance, id))
+                .detail(row.public_ip.as_str())
+                .in_project(&row.project)
+                .about(&row.user),
         )
         .await?;
         Ok(())

@@ -300,8 +300,28 @@ impl Provisioning {
     /// a refusal is: what every admission (a launch, a deployment's VMs)
     /// answers.
     pub(super) async fn refused(&self, actor: &Actor, plan: &LaunchPlan, admission: &Admission, e: AdmitError) -> ServiceError {
+        self.refused_as(actor, plan, admission, e, true).await
+    }
+
+    /// As [`Self::refused`]; `audit` false for a dry run (a preview: the
+    /// refusal is answered, not recorded nor counted).
+    pub(super) async fn refused_as(
+        &self,
+        actor: &Actor,
+        plan: &LaunchPlan,
+        admission: &Admission,
+        e: AdmitError,
+        audit: bool,
+    ) -> ServiceError {
         let req = &plan.request;
         match e {
+            AdmitError::Quota { which, limit, current, requested } if !audit => {
+                ServiceError::QuotaExceeded { scope: scope(which, actor), quota: limit, current, requested }
+            }
+            AdmitError::Budget { scope, budget: limit, spent } if !audit => match admission.budget() {
+                Some(b) => b.refusal(actor, &req.instance, scope, limit, spent, req.count.min),
+                None => ServiceError::Internal("a budget refused a launch that had none".into()),
+            },
             AdmitError::Quota { which, limit, current, requested } => {
                 crate::metrics::quota_rejected(req.instance.as_str());
                 let scope = scope(which, actor);

@@ -41,6 +41,36 @@ impl Provisioning {
         state: VmStatus,
         extra: impl FnOnce(&[AdmittedVm]) -> Option<ExtraFn<'e>>,
     ) -> Result<Vec<AdmittedVm>, (usize, ServiceError)> {
+        self.admit_batch(actor, requests, state, extra, false).await
+    }
+
+    /// A dry run of [`Self::admit_many`]: the same plans and the same
+    /// transaction, with every check of the real admission (so requests on
+    /// one instance are counted together, as they would be), rolled back
+    /// at its end; refusals are answered, neither audited nor counted.
+    pub(crate) async fn check_many(&self, actor: &Actor, requests: Vec<LaunchRequest>) -> Result<(), (usize, ServiceError)> {
+        let n = requests.len();
+        let rollback = |_: &[AdmittedVm]| -> Option<ExtraFn<'static>> {
+            Some(Box::new(|_, _| {
+                Box::pin(async { Err(cloudbroker_store::StoreError::Conflict("a dry run: rolled back".into())) })
+            }))
+        };
+        match self.admit_batch(actor, requests, VmStatus::Held, rollback, true).await {
+            // Every check passed: the rollback is the only failure.
+            Err((i, _)) if i == n => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err((n, ServiceError::Internal("a dry run was committed".into()))),
+        }
+    }
+
+    async fn admit_batch<'e>(
+        &self,
+        actor: &Actor,
+        requests: Vec<LaunchRequest>,
+        state: VmStatus,
+        extra: impl FnOnce(&[AdmittedVm]) -> Option<ExtraFn<'e>>,
+        dry_run: bool,
+    ) -> Result<Vec<AdmittedVm>, (usize, ServiceError)> {
         let mut plans = Vec::with_capacity(requests.len());
         for (i, r) in requests.into_iter().enumerate() {
             if r.count != super::request::CountRange::exactly(1) {
@@ -51,7 +81,7 @@ impl Provisioning {
         let admissions: Vec<Admission> = plans.iter().map(Admission::of).collect();
         for (i, (plan, admission)) in plans.iter().zip(&admissions).enumerate() {
             if let Err(refusal) = admission.policies(plan) {
-                return Err((i, self.policy_refused(actor, plan, refusal).await));
+                return Err((i, if dry_run { refusal } else { self.policy_refused(actor, plan, refusal).await }));
             }
         }
         let launch_ids: Vec<LaunchId> = plans.iter().map(|_| LaunchId::generate()).collect();
@@ -123,7 +153,7 @@ impl Provisioning {
             .collect();
         match self.store.admit_launches(&headers, extra(&admitted)).await {
             Ok(()) => Ok(admitted),
-            Err((i, e)) if i < plans.len() => Err((i, self.refused(actor, &plans[i], &admissions[i], e).await)),
+            Err((i, e)) if i < plans.len() => Err((i, self.refused_as(actor, &plans[i], &admissions[i], e, !dry_run).await)),
             Err((i, quota::AdmitError::Store(e))) => Err((i, e.into())),
             Err((i, e)) => Err((i, ServiceError::Internal(format!("admitting a batch: {e:?}")))),
         }

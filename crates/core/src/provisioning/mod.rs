@@ -30,6 +30,7 @@ mod admit;
 mod batch;
 mod budget;
 mod cloud;
+mod console;
 mod dry_run;
 mod launch;
 mod lease_worker;
@@ -41,9 +42,11 @@ mod project_policy;
 mod quotas;
 mod reconcile;
 mod request;
+mod table;
 mod volumes;
 
 pub use addresses::Address;
+pub use console::{AdminOverview, FailedLaunch, InstanceCount, NearQuota, UserResource, NEAR_QUOTA_PERCENT};
 pub use launch::LaunchOutcome;
 pub use lease_worker::{LeasePassReport, LEASE_CLAIM_TTL};
 pub use leases::LeaseTerms;
@@ -52,6 +55,7 @@ pub use policy::{LaunchPolicy, RequiredTag};
 pub use project_policy::{validate as validate_project_policy, ProjectPolicy, SPECS as PROJECT_POLICY_SPECS};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
+pub use table::{CredentialUsed, VmHistoryLine, VmSort, VmTablePage, VmTableQuery};
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
 pub use volumes::{Attachment, Volume, VolumeSpec};
 
@@ -160,7 +164,14 @@ pub struct Provisioning {
     /// Whether budget overrides exist (shared with the costs service: see
     /// `costs::budgets::Overrides`), so a launch looks none up while there are none.
     pub budget_overrides: Arc<crate::costs::budgets::Overrides>,
+    /// Wakes this replica's deployments driver when the reconciler or the
+    /// transition watch records a change of a deployment's VM (set by
+    /// `Deployments::new`; unset, nothing is woken).
+    pub deployment_kick: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
+
+/// The reserved tag naming the deployment a VM record belongs to.
+pub const DEPLOYMENT_TAG: &str = "cloudbroker:deployment";
 
 /// How long a cloud's list of instance types is reused.
 pub const INSTANCE_TYPES_TTL: Duration = Duration::from_secs(600);
@@ -189,6 +200,7 @@ impl Provisioning {
             clock: crate::clock::Clock::system(),
             lease_claim_ttl: lease_worker::LEASE_CLAIM_TTL,
             budget_overrides: Default::default(),
+            deployment_kick: Default::default(),
         }
     }
 

@@ -229,6 +229,7 @@ impl Provisioning {
             {
                 return Ok(Observed::Stale);
             }
+            self.wake_deployment(known.tags.get(super::DEPLOYMENT_TAG));
             return Ok(Observed::Written);
         }
         let tagged_user = vm.tag(tags::USER);
@@ -242,6 +243,7 @@ impl Provisioning {
                 && tagged_project.is_none_or(|p| p == r.project.as_str())
         }) {
             if self.store.adopt_vm(&r.id, &vm.id, status, vm.private_ip.as_deref(), vm.public_ip.as_deref()).await? {
+                self.wake_deployment(r.tags.get(super::DEPLOYMENT_TAG));
                 return Ok(Observed::Written);
             }
         }
@@ -290,8 +292,18 @@ impl Provisioning {
             return Ok(());
         }
         let seen_ids: BTreeSet<&str> = seen.iter().map(|v| v.id.as_str()).collect();
+        // The group's records as read before the listing, by cloud id: a VM
+        // the cloud reports just as its record says needs no query (an idle
+        // pass over 1,000 VMs made two each; a record changed since then is
+        // newer than this listing anyway, so nothing would be written).
+        let recorded: BTreeMap<&str, &Vm> = rows.iter().filter_map(|r| r.cloud_id.as_deref().map(|id| (id, r))).collect();
         for vm in &seen {
             let Some(tag) = vm.tag(tags::LAUNCH) else { continue };
+            if recorded.get(vm.id.as_str()).is_some_and(|r| {
+                r.status == VmStatus::from(vm.state) && r.private_ip == vm.private_ip && r.public_ip == vm.public_ip
+            }) {
+                continue;
+            }
             // A launch tag that is not one of ours cannot match a launch record;
             // such a VM can still be recorded below, under a launch id of its own.
             let launch = LaunchId::parse(tag).ok();
@@ -394,6 +406,17 @@ impl Provisioning {
         Ok(())
     }
 
+    /// Wakes this replica's deployments driver when a VM record just
+    /// written belongs to a deployment (`deployment`: its reserved tag):
+    /// running, its node may now be ready (and its dependents released in
+    /// the same pass); stopped or ended, its node is degraded. The
+    /// deployment moves on now rather than at the driver's next pass.
+    fn wake_deployment(&self, deployment: Option<&str>) {
+        if let (Some(_), Some(kick)) = (deployment, self.deployment_kick.get()) {
+            kick.notify_one();
+        }
+    }
+
     /// Ends a record with `status` and why (its addresses are dropped), if
     /// it is still at `version`. Returns whether it was written.
     async fn end_record(&self, r: &Vm, version: i64, status: VmStatus, why: &str) -> ServiceResult<bool> {
@@ -432,6 +455,7 @@ impl Provisioning {
                             .end_record(r, version, VmStatus::Terminated, "no longer in the cloud (terminated outside the broker)")
                             .await?
                         {
+                            self.wake_deployment(r.tags.get(super::DEPLOYMENT_TAG));
                             report.vanished += 1;
                         } else {
                             report.stale += 1;
@@ -442,6 +466,9 @@ impl Provisioning {
                         if r.status != status || r.private_ip != vm.private_ip || r.public_ip != vm.public_ip {
                             let addresses = (vm.private_ip.as_deref(), vm.public_ip.as_deref());
                             let written = self.store.observe_vm_since(&r.id, version, status, addresses, None, cloud_since(&vm)).await?;
+                            if written {
+                                self.wake_deployment(r.tags.get(super::DEPLOYMENT_TAG));
+                            }
                             if !written {
                                 report.stale += 1;
                             } else if status == VmStatus::Terminated {
@@ -531,6 +558,9 @@ impl Provisioning {
                     Some(version) => self.store.observe_vm(&r.id, version, status, private_ip, public_ip, None).await?,
                     None => false,
                 };
+                if written {
+                    self.wake_deployment(r.tags.get(super::DEPLOYMENT_TAG));
+                }
                 if !written {
                     report.stale += 1;
                 } else if status == VmStatus::Terminated {

@@ -63,7 +63,7 @@ pub struct VolumeSpec {
 }
 
 impl Volume {
-    fn from_row(r: VolumeRow, instance: &InstanceName) -> Self {
+    pub(super) fn from_row(r: VolumeRow, instance: &InstanceName) -> Self {
         let attachment = match (r.vm_id, r.device) {
             (Some(vm), Some(device)) => {
                 Some(Attachment { vm: VmId::from_stored(vm), device, state: r.attach_state.unwrap_or_else(|| "attached".into()) })
@@ -286,8 +286,8 @@ impl Provisioning {
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("volume '{id}'")).await?;
         connector.delete_volume(&creds, id.as_str()).await?;
         self.store.end_volume(instance.as_str(), id.as_str()).await?;
-        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::VolumeDelete, target(instance, id)).in_project(&row.project))
-            .await?;
+        let event = AuditEvent::ok(AuditAction::VolumeDelete, target(instance, id)).in_project(&row.project).about(&row.user);
+        audit::record_by(&self.store, actor, &event).await?;
         Ok(())
     }
 

@@ -69,6 +69,7 @@ pub(super) async fn audit(a: ApiActor, broker: web::Data<Broker>, q: web::Query<
         until: time("until", q.until.as_deref())?,
         // Already parsed and entered by the extractor (a member of it, or an admin).
         project: q.project.as_ref().map(|_| a.0.project.clone()),
+        ..AuditQuery::default()
     };
     let p = broker.audit.list(&a.0, query, page).await?;
     ok(AuditPage { entries: p.items, next_cursor: p.next_cursor })

@@ -1,16 +1,19 @@
 //! The audit log: the whole log for admins (`/admin/audit`, filters by
-//! user, project, action and date in UTC days, inclusive) and one project's
-//! log for its owners (`/projects/{name}/audit`, the same page with the
-//! project fixed); newest first, keyset pages.
+//! user, subject (whose resource), project, action (a select of every
+//! action the core knows) and date in UTC days, inclusive) and one
+//! project's log for its owners (`/projects/{name}/audit`, the same page
+//! with the project fixed); newest first, keyset pages. Times show the
+//! second and never wrap; a configuration change shows each key's old →
+//! new value (from the record's details).
 
 use super::context::Ctx;
 use super::errors::{UiError, UiResult};
-use super::form::{when, FormErrors};
+use super::form::FormErrors;
 use super::{html, urlencode, Chrome};
 use actix_web::web;
 use askama::Template;
 use chrono::{NaiveDate, TimeZone, Utc};
-use cloudbroker_core::audit::AuditQuery;
+use cloudbroker_core::audit::{AuditAction, AuditQuery};
 use cloudbroker_core::domain::{PageRequest, ProjectName};
 use cloudbroker_core::{Actor, ServiceError};
 use serde::Deserialize;
@@ -24,22 +27,48 @@ pub(super) struct Row {
     pub at: String,
     pub actor: String,
     pub project: String,
+    /// Whose resource it was (empty: not recorded).
+    pub subject: String,
     pub action: String,
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// A configuration change's values, per key: (key, old, new).
+    pub changes: Vec<(String, String, String)>,
+}
+
+/// A time to the second, in UTC.
+pub(super) fn at_second(t: &chrono::DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The `key: old → new` lines of a `config.change` record's details, when
+/// every line is one (else none: the details are shown as written).
+fn changes(detail: &str) -> Vec<(String, String, String)> {
+    let parsed: Option<Vec<_>> = detail
+        .lines()
+        .map(|l| {
+            let (key, values) = l.split_once(": ")?;
+            let (old, new) = values.split_once(" → ").unwrap_or(("", values));
+            Some((key.to_string(), old.to_string(), new.to_string()))
+        })
+        .collect();
+    parsed.unwrap_or_default()
 }
 
 impl From<cloudbroker_core::audit::AuditEntry> for Row {
     fn from(e: cloudbroker_core::audit::AuditEntry) -> Self {
+        let changes = if e.action == AuditAction::ConfigChange.as_str() && e.outcome == "ok" { changes(&e.detail) } else { Vec::new() };
         Row {
-            at: when(&e.at),
+            at: at_second(&e.at),
             actor: e.actor,
             project: e.project,
+            subject: e.subject,
             action: e.action,
             target: e.target,
             outcome: e.outcome,
             detail: e.detail,
+            changes,
         }
     }
 }
@@ -54,8 +83,11 @@ struct AuditPage {
     only_project: Option<String>,
     rows: Vec<Row>,
     user: String,
+    subject: String,
     project: String,
     action: String,
+    /// Every action the core records, for the select (and a typed unknown one, kept).
+    actions: Vec<String>,
     since: String,
     until: String,
     next: Option<String>,
@@ -66,6 +98,7 @@ struct AuditPage {
 #[derive(Deserialize)]
 pub(super) struct Filters {
     user: Option<String>,
+    subject: Option<String>,
     project: Option<String>,
     action: Option<String>,
     since: Option<String>,
@@ -100,6 +133,12 @@ pub(super) async fn project_log(ui: Ctx, name: web::Path<String>, f: web::Query<
 
 async fn render(ui: &Ctx, actor: &Actor, base: String, only_project: Option<String>, f: Filters) -> UiResult {
     let (user, action) = (f.user.unwrap_or_default(), f.action.unwrap_or_default());
+    let subject = f.subject.unwrap_or_default();
+    let mut actions: Vec<String> = AuditAction::ALL.iter().map(|a| a.as_str().to_string()).collect();
+    actions.sort();
+    if !action.trim().is_empty() && !actions.iter().any(|a| a == action.trim()) {
+        actions.push(action.trim().to_string());
+    }
     let project = f.project.unwrap_or_default();
     let (since_s, until_s) = (f.since.unwrap_or_default(), f.until.unwrap_or_default());
     let active = if only_project.is_some() { "projects" } else { "admin/audit" };
@@ -116,8 +155,10 @@ async fn render(ui: &Ctx, actor: &Actor, base: String, only_project: Option<Stri
         paged: f.cursor.as_deref().is_some_and(|c| !c.is_empty()),
         errors: FormErrors::none(),
         user: user.clone(),
+        subject: subject.clone(),
         project: project.clone(),
         action: action.clone(),
+        actions,
         since: since_s.clone(),
         until: until_s.clone(),
     };
@@ -144,14 +185,16 @@ async fn render(ui: &Ctx, actor: &Actor, base: String, only_project: Option<Stri
         since,
         until,
         project: project_filter,
+        subject: (!subject.trim().is_empty()).then(|| subject.trim().to_string()),
     };
     let pr = PageRequest::parse(Some("50"), f.cursor.as_deref()).map_err(ServiceError::from)?;
     let p = ui.broker.audit.list(actor, q, pr).await?;
     page.next = p.next_cursor.map(|c| {
         format!(
-            "{}?user={}&project={}&action={}&since={}&until={}&cursor={}",
+            "{}?user={}&subject={}&project={}&action={}&since={}&until={}&cursor={}",
             page.base,
             urlencode(&user),
+            urlencode(&subject),
             urlencode(&project),
             urlencode(&action),
             urlencode(&since_s),

@@ -58,7 +58,9 @@ const MARGIN: i64 = 24;
 const HEADER_H: i64 = 58;
 const SQ: i64 = 17;
 const SQ_GAP: i64 = 3;
-const LANE: i64 = 15;
+/// Vertical room per edge along a box's side: a mapping's label (11 px)
+/// sits above its line, clear of the next one.
+const LANE: i64 = 21;
 const PER_ROW: i64 = 10;
 const LEGEND_H: i64 = 30;
 
@@ -261,7 +263,7 @@ pub fn render(d: &Diagram) -> String {
         let label = format!("{} → {}", m.output, m.input);
         let _ = write!(
             s,
-            r##"<g class="mapping" data-from="{f}" data-to="{t}" data-param="{i}"><path d="{path}" fill="none" stroke="#1f5fbf" stroke-width="2" marker-end="url(#arrow)"/><text x="{lx}" y="{ly}" font-size="10" fill="#1f5fbf" paint-order="stroke" stroke="#f6f7f9" stroke-width="3">{label}</text><title>{t}.{i} is read from {f}.{o}</title></g>"##,
+            r##"<g class="mapping" data-from="{f}" data-to="{t}" data-param="{i}"><path d="{path}" fill="none" stroke="#1f5fbf" stroke-width="2" marker-end="url(#arrow)"/><text x="{lx}" y="{ly}" font-size="11" fill="#1f5fbf" paint-order="stroke" stroke="#f6f7f9" stroke-width="3">{label}</text><title>{t}.{i} is read from {f}.{o}</title></g>"##,
             f = escape(&m.from),
             t = escape(&m.to),
             i = escape(&m.input),

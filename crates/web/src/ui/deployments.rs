@@ -764,7 +764,14 @@ async fn scale(ui: Ctx, id: web::Path<String>, form: CsrfForm<ScaleForm>) -> UiR
     match ui.broker.deployments.scale(ui.actor(), &id, &form.node, to).await {
         Ok(p) => Ok(ui.redirect_with(
             &back,
-            &format!("Scaling {} from {} to {}: {} VM(s) launched, {} terminated", p.node, p.from, p.to, p.launch.len(), p.terminate.len()),
+            &format!(
+                "Scaling {} from {} to {}: {} VM(s) admitted (launched as soon as what the node depends on is ready), {} being terminated",
+                p.node,
+                p.from,
+                p.to,
+                p.launch.len(),
+                p.terminate.len()
+            ),
         )),
         Err(e @ ServiceError::Forbidden(_)) => Ok(ui.redirect_with(&back, &format!("{REFUSED} {}. Nothing was changed.", friendly(&e)))),
         Err(e @ ServiceError::NotFound(_)) => Err(e.into()),

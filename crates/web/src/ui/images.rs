@@ -4,6 +4,16 @@
 //! Configuration*), and the effective id with the image it is inherited
 //! from; ids from `connectors.d/images/` are read-only with their file:line.
 //! A missing parent or a cycle comes back next to the parent field.
+//!
+//! Saving checks the cloud side ([`cloudbroker_core::image_checks`]): each
+//! cloud image id typed here and each default instance type is looked up on
+//! the instance's cloud with the admin's credential or a shared one. A
+//! missing id or an unknown type is an error next to its field naming the
+//! instance and the value, everything typed kept; *save anyway* (a
+//! checkbox, offered once a check refused) saves regardless and the flash
+//! says what was not confirmed. What could not be asked (no credential, an
+//! unreachable cloud) never blocks: it is said as "not checked: <reason>".
+//! The form offers the instance types each cloud lists (a `<datalist>`).
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -13,6 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use cloudbroker_core::domain::{ImageName, InstanceName};
+use cloudbroker_core::image_checks::{self, Verdict};
 use cloudbroker_core::images::{ImageMapping, ImageSpec, ImageView};
 use std::collections::BTreeMap;
 
@@ -68,6 +79,17 @@ struct InstanceFields {
     file: String,
     /// The effective id and where it comes from.
     effective: String,
+    /// The instance types the cloud lists (offered as a `<datalist>`).
+    types: Vec<String>,
+    /// `not checked: <reason>` when the cloud cannot be asked; empty otherwise.
+    check: String,
+}
+
+impl InstanceFields {
+    /// The `id` of this row's `<datalist>` (instance names are `[a-z0-9-]`).
+    fn types_id(&self) -> String {
+        format!("types-{}", self.instance)
+    }
 }
 
 #[derive(Template)]
@@ -83,16 +105,39 @@ struct FormPage {
     parents: Vec<String>,
     instances: Vec<InstanceFields>,
     errors: FormErrors,
+    /// Offer *save anyway* (a cloud check refused this save).
+    offer_anyway: bool,
 }
 
 impl FormPage {
     fn id_error(&self, instance: &str) -> Option<&str> {
         self.errors.of(&format!("id.{instance}"))
     }
+
+    fn type_error(&self, instance: &str) -> Option<&str> {
+        self.errors.of(&format!("type.{instance}"))
+    }
 }
 
+/// How long the form waits for a cloud's list of instance types.
+const TYPES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: Option<ImageView>, errs: FormErrors) -> HttpResponse {
+    form_page_with(ui, typed, current, errs, false).await
+}
+
+async fn form_page_with(
+    ui: &Ctx,
+    typed: Option<&BTreeMap<String, String>>,
+    current: Option<ImageView>,
+    errs: FormErrors,
+    offer_anyway: bool,
+) -> HttpResponse {
     let broker = &ui.broker;
+    // Every instance's list of types, asked at once.
+    let connectors = broker.system.connectors(ui.actor());
+    let lists =
+        futures::future::join_all(connectors.iter().map(|i| image_checks::instance_types(broker, ui.actor(), &i.name, TYPES_WAIT))).await;
     let catalogue = broker.images.catalogue().await.ok();
     let images = catalogue.as_ref().map(|c| c.images().to_vec()).unwrap_or_default();
     let editing = current.is_some();
@@ -100,8 +145,12 @@ async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: 
     let get = |k: &str, stored: String| typed.and_then(|t| t.get(k).cloned()).unwrap_or(stored);
     let name = get("name", cur.as_ref().map(|i| i.name.to_string()).unwrap_or_default());
     let mut instances = Vec::new();
-    for i in broker.system.connectors(ui.actor()) {
+    for (i, listed) in connectors.iter().zip(lists) {
         let inst = i.name.to_string();
+        let (types, check) = match listed {
+            Ok(t) => (t.into_iter().map(|t| t.name).collect(), String::new()),
+            Err(why) => (Vec::new(), format!("not checked: {why}")),
+        };
         let m = cur.as_ref().and_then(|c| c.mappings.get(&inst).cloned());
         let file = cur.as_ref().and_then(|c| c.file_mappings.get(&inst).cloned()).unwrap_or_default();
         let effective = match (&cur, ImageName::parse(&name)) {
@@ -122,6 +171,8 @@ async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: 
             security_group: get(&format!("sg.{inst}"), m.as_ref().and_then(|m| m.security_group.clone()).unwrap_or_default()),
             file,
             effective,
+            types,
+            check,
             instance: inst,
         });
     }
@@ -135,6 +186,7 @@ async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: 
         name,
         instances,
         errors: errs,
+        offer_anyway,
     };
     html(page.errors.status(), &page)
 }
@@ -204,13 +256,72 @@ async fn save(ui: &Ctx, mut typed: Fields, current: Option<ImageView>) -> HttpRe
         Err(errs) => return form_page(ui, Some(&typed), current, errs).await,
     };
     let name = spec.name.to_string();
+    let anyway = typed.get("save_anyway").is_some_and(|v| !v.is_empty());
+    let (errs, notes) = cloud_check(ui, &spec, current.as_ref(), anyway).await;
+    if errs.any() {
+        return form_page_with(ui, Some(&typed), current, errs, true).await;
+    }
     match ui.broker.images.put(ui.actor(), spec, current.is_none()).await {
-        Ok(_) => ui.redirect_with(&format!("/admin/images/{name}"), &format!("Image {name} saved")),
+        Ok(_) => {
+            let mut msg = format!("Image {name} saved");
+            if !notes.is_empty() {
+                msg.push_str(&format!("; {}", notes.join("; ")));
+            }
+            ui.redirect_with(&format!("/admin/images/{name}"), &msg)
+        }
         Err(e) => {
             let errs = FormErrors::from_service(&e, &["name", "parent", "description"]);
             form_page(ui, Some(&typed), current, errs).await
         }
     }
+}
+
+/// Whether an image save's flash says something was not confirmed by the cloud (shown amber).
+pub(super) fn flash_is_warning(m: &str) -> bool {
+    m.starts_with("Image ") && (m.contains(" not checked: ") || m.contains("saved anyway: "))
+}
+
+/// Checks on each instance's cloud the image ids typed here (a file's id is
+/// the operator's) and the default types: the refusals as field errors
+/// (none with `anyway`), and what the flash should say besides (values
+/// not checked and why; values saved although the cloud lacks them).
+async fn cloud_check(ui: &Ctx, spec: &ImageSpec, current: Option<&ImageView>, anyway: bool) -> (FormErrors, Vec<String>) {
+    let (broker, actor) = (&ui.broker, ui.actor());
+    let asks = spec.mappings.iter().map(|(inst, m)| {
+        let from_file = current.is_some_and(|c| c.file_mappings.contains_key(inst.as_str()));
+        let id = (!from_file).then_some(m.image_id.as_str());
+        let ty = m.instance_type.as_deref();
+        async move { (inst, id, ty, image_checks::check(broker, actor, inst, id, ty).await) }
+    });
+    let mut errs = FormErrors::none();
+    let mut notes = Vec::new();
+    for (inst, id, ty, c) in futures::future::join_all(asks).await {
+        let with = if c.asked_with.is_empty() { String::new() } else { format!(" (asked with {})", c.asked_with) };
+        if let (Some(id), Some(v)) = (id, &c.image) {
+            match v {
+                Verdict::Found => {}
+                Verdict::Missing if anyway => notes.push(format!("saved anyway: the cloud behind {inst} has no image {id}")),
+                Verdict::Missing => errs
+                    .add(&format!("id.{inst}"), format!("{inst}: the cloud has no image {id}{with}; correct it, or tick \"save anyway\"")),
+                Verdict::NotChecked(why) => notes.push(format!("image {id} on {inst} not checked: {why}")),
+            }
+        }
+        if let (Some(ty), Some(v)) = (ty, &c.instance_type) {
+            match v {
+                Verdict::Found => {}
+                Verdict::Missing if anyway => notes.push(format!("saved anyway: the cloud behind {inst} does not offer the type {ty}")),
+                Verdict::Missing => errs.add(
+                    &format!("type.{inst}"),
+                    format!("{inst}: the cloud does not offer the instance type {ty}{with}; pick one it lists, or tick \"save anyway\""),
+                ),
+                Verdict::NotChecked(why) => notes.push(format!("type {ty} on {inst} not checked: {why}")),
+            }
+        }
+    }
+    if errs.any() {
+        errs.general = Some("Nothing was saved: the cloud lacks what is marked below. Everything typed is kept.".into());
+    }
+    (errs, notes)
 }
 
 async fn create(ui: Ctx, form: CsrfForm<Fields>) -> HttpResponse {

@@ -11,9 +11,11 @@
 //! [`errors::UiError`] becomes a page with the request's id, never a cause.
 //! Handlers are thin over the same core service calls the JSON API makes.
 
+pub mod addresses;
 pub mod applications;
 pub mod audit;
 pub mod budgets;
+pub mod confirm;
 pub mod context;
 pub mod costs;
 pub mod credentials;
@@ -23,15 +25,20 @@ pub mod errors;
 pub mod form;
 pub mod governance;
 pub mod images;
+pub mod keypairs;
 pub mod login;
+pub mod overview;
 pub mod prices;
 pub mod profile;
 pub mod projects;
+pub mod resources;
 pub mod session;
 pub mod shared;
 pub mod system;
+pub mod user_resources;
 pub mod users;
 pub mod vms;
+pub mod volumes;
 
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
@@ -65,6 +72,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::scope("/admin")
                     .wrap(from_fn(session::require_admin))
+                    .configure(overview::routes)
                     .configure(system::routes)
                     .configure(images::routes)
                     .configure(users::routes)
@@ -73,6 +81,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
                     .configure(governance::routes)
                     .configure(budgets::routes)
                     .configure(prices::routes)
+                    .configure(confirm::admin_routes)
                     .default_service(web::to(errors::not_found)),
             )
             .route("/", web::get().to(profile::home))
@@ -84,6 +93,10 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .configure(deployments::routes)
             .configure(costs::routes)
             .configure(projects::routes)
+            .configure(keypairs::routes)
+            .configure(volumes::routes)
+            .configure(addresses::routes)
+            .configure(confirm::routes)
             .default_service(web::to(errors::not_found)),
     );
 }
@@ -161,7 +174,7 @@ impl Chrome {
 
     /// Whether the flash message says something partly failed (shown amber).
     pub fn flash_is_warning(&self) -> bool {
-        self.flash.as_deref().is_some_and(|m| m.starts_with(system::RELOAD_FAILED) || m.contains("problem(s)"))
+        self.flash.as_deref().is_some_and(|m| m.starts_with(system::RELOAD_FAILED) || m.contains("problem(s)") || images::flash_is_warning(m))
     }
 
     /// Whether the user may launch and act here (member, owner, or admin).

@@ -6,6 +6,14 @@
 //! nothing; a refused value comes back next to its field with everything
 //! typed kept. *Reload configuration files* says what changed and what
 //! failed. The connectors overview shows kind, status and VM counts.
+//!
+//! With many instances the page stays usable without script: an index at
+//! the top links every section (with its state), each section is a
+//! `<details>` open when it has an error, was just saved (or declared), was
+//! open when the form was sent (a hidden `open` field carries that across a
+//! save), or is asked for (`?open=a,b`, `?open=all`); the others are closed
+//! (their values are still sent). Basics is always open; Save sits in a
+//! bar that stays at the bottom of the window.
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::UiResult;
@@ -16,7 +24,7 @@ use askama::Template;
 use cloudbroker_connector_api::params::{validate_value, ParamSpec, ParamType};
 use cloudbroker_core::registry::{EffectiveParam, InstanceEntry, Origin, Status, SYSTEM_PARAMS};
 use cloudbroker_core::ServiceError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/system", web::get().to(show))
@@ -56,6 +64,44 @@ struct Section {
     declared_by: String,
     errors: Vec<String>,
     fields: Vec<Field>,
+    /// Shown open (see the module's doc).
+    open: bool,
+}
+
+impl Section {
+    /// How many of its fields have an error in this form.
+    fn field_errors(&self) -> usize {
+        self.fields.iter().filter(|f| f.error.is_some()).count()
+    }
+
+    /// How many values are set here (in the database, not by a file or default).
+    fn set_here(&self) -> usize {
+        self.fields.iter().filter(|f| f.origin.starts_with("set here")).count()
+    }
+
+    /// Whether anything in it needs fixing (its instance's state or a field).
+    fn has_error(&self) -> bool {
+        !self.errors.is_empty() || self.field_errors() > 0
+    }
+}
+
+/// The sections shown open: `all`, `basics`, `advanced` or instance names.
+type Open = BTreeSet<String>;
+
+/// The section a parameter key belongs to.
+fn section_of(key: &str) -> String {
+    if key == "cloud.connector.class" {
+        "basics".into()
+    } else if SYSTEM_PARAMS.iter().any(|s| s.name == key) {
+        "advanced".into()
+    } else {
+        key.split('.').next().unwrap_or_default().to_string()
+    }
+}
+
+/// The sections a comma-separated list names (from `?open=` or the form's `open` field).
+fn open_of(list: Option<&String>) -> Open {
+    list.map(|l| l.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -70,6 +116,19 @@ struct SystemPage {
     /// The connector kinds this broker was built with (`ec2, ec2query, sandbox`).
     kinds: String,
     errors: FormErrors,
+    /// Advanced shown open.
+    advanced_open: bool,
+    /// Advanced's fields with an error.
+    advanced_errors: usize,
+    /// What the hidden `open` field carries (the sections open now).
+    open_list: String,
+}
+
+impl SystemPage {
+    /// Every section open (`?open=all`).
+    fn all_open(&self) -> bool {
+        self.open_list == "all"
+    }
 }
 
 pub(super) fn origin_text(o: &Origin) -> String {
@@ -142,9 +201,9 @@ fn field(p: &EffectiveParam, typed: &BTreeMap<String, String>, errs: &FormErrors
     }
 }
 
-fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormErrors, declared_here: &[String]) -> Section {
+fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormErrors, declared_here: &[String], open: &Open) -> Section {
     let twice = declared_here.iter().any(|n| n == i.name.as_str());
-    Section {
+    let mut s = Section {
         id: i.name.to_string(),
         title: i.name.to_string(),
         kind: i.kind.to_string(),
@@ -162,16 +221,20 @@ fn section(i: &InstanceEntry, typed: &BTreeMap<String, String>, errs: &FormError
             Status::Error { errors } => errors.iter().map(|e| plain(e)).collect(),
         },
         fields: i.params.iter().map(|p| field(p, typed, errs)).collect(),
-    }
+        open: false,
+    };
+    s.open = open.contains("all") || open.contains(&s.id) || s.has_error();
+    s
 }
 
-fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiResult {
+fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors, open: &Open) -> UiResult {
     let (actor, broker) = (ui.actor(), &ui.broker);
     let cfg = broker.system.config(actor)?;
     let system: Vec<&EffectiveParam> =
         cfg.params.iter().filter(|p| p.key == "cloud.connector.class" || SYSTEM_PARAMS.iter().any(|s| s.name == p.key)).collect();
     let basics = system.iter().filter(|p| p.key == "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
-    let advanced = system.iter().filter(|p| p.key != "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
+    let advanced: Vec<Field> = system.iter().filter(|p| p.key != "cloud.connector.class").map(|p| field(p, typed, &errs)).collect();
+    let advanced_errors = advanced.iter().filter(|f| f.error.is_some()).count();
     // The instances Basics declares here (a file may declare them too: the file wins).
     let declared_here: Vec<String> = system
         .iter()
@@ -181,7 +244,17 @@ fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiRes
         .split(',')
         .filter_map(|e| e.split_once(':').map(|(n, _)| n.trim().to_string()))
         .collect();
-    let instances = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs, &declared_here)).collect();
+    let instances: Vec<Section> = broker.system.connectors(actor).iter().map(|i| section(i, typed, &errs, &declared_here, open)).collect();
+    let advanced_open = open.contains("all") || open.contains("advanced") || advanced_errors > 0;
+    let open_list = if open.contains("all") {
+        "all".to_string()
+    } else {
+        let mut names: Vec<String> = instances.iter().filter(|s| s.open).map(|s| s.id.clone()).collect();
+        if advanced_open {
+            names.insert(0, "advanced".into());
+        }
+        names.join(",")
+    };
     let problems = cfg.file_errors.iter().chain(cfg.errors.iter()).map(|p| plain(p)).collect();
     Ok(html(
         errs.status(),
@@ -194,12 +267,15 @@ fn render(ui: &Ctx, typed: &BTreeMap<String, String>, errs: FormErrors) -> UiRes
             files: cfg.files.iter().map(|f| f.display().to_string()).collect(),
             kinds: ui.broker.registry.kinds().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
             errors: errs,
+            advanced_open,
+            advanced_errors,
+            open_list,
         },
     ))
 }
 
-async fn show(ui: Ctx) -> UiResult {
-    render(&ui, &BTreeMap::new(), FormErrors::none())
+async fn show(ui: Ctx, q: web::Query<BTreeMap<String, String>>) -> UiResult {
+    render(&ui, &BTreeMap::new(), FormErrors::none(), &open_of(q.get("open")))
 }
 
 /// The key a configuration error names (its first quoted word), when the form sent it.
@@ -211,7 +287,10 @@ fn key_of_error(message: &str, sent: &BTreeMap<String, String>) -> Option<String
 }
 
 async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
-    let typed: BTreeMap<String, String> = form.into_inner().into_iter().filter(|(k, _)| k.starts_with("p.")).collect();
+    let form = form.into_inner();
+    // The sections open when the form was sent stay open.
+    let mut open = open_of(form.get("open"));
+    let typed: BTreeMap<String, String> = form.into_iter().filter(|(k, _)| k.starts_with("p.")).collect();
     let cfg = ui.broker.system.config(ui.actor())?;
     // Only what changed: fields left as shown are not sent.
     let mut changes = Vec::new();
@@ -236,7 +315,14 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
         }
     }
     if changes.is_empty() {
-        return Ok(ui.redirect_with("/admin/system", "Nothing changed"));
+        return Ok(ui.redirect_with(&system_url(&open), "Nothing changed"));
+    }
+    // What this save touches is shown open, and the instances it declares.
+    for (key, v) in &changes {
+        open.insert(section_of(key));
+        if key == "cloud.connector.class" {
+            open.extend(v.iter().flat_map(|c| c.split(',')).filter_map(|e| e.split_once(':')).map(|(n, _)| n.trim().to_string()));
+        }
     }
     // Every refused value at once (the service stops at the first).
     let mut errs = FormErrors::none();
@@ -253,7 +339,7 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
     }
     if errs.any() {
         errs.general = Some("Nothing was saved; everything typed is kept.".into());
-        return render(&ui, &typed, errs);
+        return render(&ui, &typed, errs, &open);
     }
     match ui.broker.system.set(ui.actor(), &changes).await {
         Ok(out) => {
@@ -268,7 +354,7 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
                     out.errors.len() + out.file_errors.len()
                 ));
             }
-            Ok(ui.redirect_with("/admin/system", &msg))
+            Ok(ui.redirect_with(&system_url(&open), &msg))
         }
         Err(e) => {
             let errs = match &e {
@@ -283,8 +369,18 @@ async fn save(ui: Ctx, form: CsrfForm<BTreeMap<String, String>>) -> UiResult {
             if errs.general.is_none() {
                 errs.general = Some("Nothing was saved: fix the value marked below and save again.".into());
             }
-            render(&ui, &typed, errs)
+            render(&ui, &typed, errs, &open)
         }
+    }
+}
+
+/// The System page with `open` sections open.
+fn system_url(open: &Open) -> String {
+    let open: Vec<&str> = open.iter().map(String::as_str).filter(|s| *s != "basics").collect();
+    if open.is_empty() {
+        "/admin/system".into()
+    } else {
+        format!("/admin/system?open={}", super::urlencode(&open.join(",")))
     }
 }
 

@@ -3,7 +3,9 @@
 //! or use tokens; their VMs stay), reset password (which also disables
 //! their EC2 access keys), revoke tokens, their EC2 access keys (disable,
 //! enable, delete), and quota overrides per instance next to usage and the
-//! effective limit with its origin (override / instance `quota.vm` / default).
+//! effective limit with its origin (override / instance `quota.vm` / default);
+//! and what the user has in any project, with an admin's actions on it
+//! (see [`super::user_resources`]).
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
@@ -26,7 +28,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/{name}/password", web::post().to(reset_password))
         .route("/users/{name}/tokens/revoke", web::post().to(revoke_tokens))
         .route("/users/{name}/access-keys/{id}/{op}", web::post().to(access_key_op))
-        .route("/users/{name}/quotas", web::post().to(set_quota));
+        .route("/users/{name}/quotas", web::post().to(set_quota))
+        .configure(super::user_resources::routes);
 }
 
 struct UserRow {
@@ -130,6 +133,8 @@ struct DetailPage {
     quotas: Vec<QuotaRow>,
     tokens: Vec<TokenRow>,
     access_keys: Vec<KeyRow>,
+    /// Their VMs, volumes, addresses and key pairs, in any project.
+    res: super::user_resources::Resources,
     errors: FormErrors,
     /// The quota form that failed: (instance, typed value).
     typed_quota: Option<(String, String)>,
@@ -192,6 +197,7 @@ async fn render_detail(ui: &Ctx, name: &UserName, errs: FormErrors, typed_quota:
             expires: k.expires_at.as_ref().map(when).unwrap_or_else(|| "no expiry".into()),
         })
         .collect();
+    let res = super::user_resources::load(ui, name).await?;
     let page = DetailPage {
         c: ui.chrome("admin/users", format!("User {name}")),
         name: name.to_string(),
@@ -203,6 +209,7 @@ async fn render_detail(ui: &Ctx, name: &UserName, errs: FormErrors, typed_quota:
         quotas,
         tokens,
         access_keys,
+        res,
         errors: errs,
         typed_quota,
     };

@@ -23,7 +23,7 @@
 
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
-use super::form::{age, friendly, when, FormErrors};
+use super::form::{friendly, when, FormErrors};
 use super::session::SignedIn;
 use super::{errors, html, page, redirect_with, urlencode, Chrome};
 use actix_web::http::StatusCode;
@@ -31,24 +31,30 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::{DateTime, Utc};
 use cloudbroker_core::domain::lease::format_duration;
-use cloudbroker_core::domain::{ImageRef, InstanceName, Lease, LeaseAsk, PageRequest, Tags, VmAction, VmId, VmStatus};
+use cloudbroker_core::domain::{Cursor, ImageRef, InstanceName, Lease, LeaseAsk, PageRequest, Tags, VmAction, VmId, VmStatus};
 use cloudbroker_core::images::Launchable;
-use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, LeaseTerms, Vm, VmQuery};
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, LeaseTerms, Vm, VmSort, VmTableQuery};
 use cloudbroker_core::{Broker, ServiceError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod bulk;
+
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vms", web::get().to(list))
         .route("/vms", web::post().to(launch))
+        .route("/vms/bulk", web::post().to(bulk::confirm))
+        .route("/vms/bulk/confirm", web::post().to(bulk::apply))
         .route("/vms/{id}", web::get().to(detail))
         .route("/vms/{id}/terminate", web::get().to(confirm_terminate))
         .route("/vms/{id}/lease", web::post().to(extend))
         .route("/vms/{id}/{action}", web::post().to(act));
 }
 
-/// VMs per page of the list.
+/// VMs per page of the list unless `?per_page=` says otherwise.
 const PAGE: u32 = 25;
+/// The most VMs per page `?per_page=` may ask for.
+const MAX_PER_PAGE: u32 = 200;
 
 /// How a refused change (a viewer's) starts its message.
 const REFUSED: &str = "Not allowed:";
@@ -68,7 +74,12 @@ struct VmRow {
     image: String,
     instance: String,
     instance_type: String,
-    age: String,
+    /// When it was created, to the second (`2026-12-07 09:42:10 UTC`: a `title`).
+    created: String,
+    /// The same as RFC 3339 (a `<time>`'s `datetime`).
+    created_iso: String,
+    /// How long ago, by the broker's clock (`3 min ago`).
+    created_ago: String,
     error: String,
     /// Who launched it.
     user: String,
@@ -130,6 +141,18 @@ impl LeaseCell {
     }
 }
 
+/// How long before `now` `t` was, in words (`just now`, `3 min ago`, `2 h ago`, `5 d ago`).
+pub(super) fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - t).num_seconds();
+    match s {
+        i64::MIN..=-1 => "just now".into(),
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
 /// Whether a VM in state `s` is offered a lease (live, not on its way out).
 fn takes_lease(s: VmStatus) -> bool {
     s.is_live() && s != VmStatus::ShuttingDown
@@ -149,7 +172,9 @@ impl VmRow {
             image: v.image,
             instance: v.instance.to_string(),
             instance_type: v.instance_type,
-            age: age(&v.created_at),
+            created: v.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            created_iso: v.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_ago: ago(v.created_at, now),
             error: v.error.unwrap_or_default(),
             user: v.user.to_string(),
             can_start: s == VmStatus::Stopped,
@@ -185,6 +210,13 @@ pub(super) struct LaunchForm {
     /// The fields of required tags (`tag.<key>`), and anything else sent.
     #[serde(flatten)]
     extra: BTreeMap<String, String>,
+}
+
+impl VmsPage {
+    /// The header of column `key` (`name`, `state`...).
+    fn th(&self, key: &str) -> &SortHeader {
+        self.headers.iter().find(|h| h.key == key).unwrap_or(&self.headers[0])
+    }
 }
 
 impl LaunchForm {
@@ -309,10 +341,16 @@ struct VmsPage {
     filter_state: String,
     /// The search typed (an exact name, or `key=value` for a tag).
     search: String,
-    /// The first page of this list (its filters kept).
-    first: String,
-    next: Option<String>,
-    paged: bool,
+    /// This view with every state shown (terminated and failed too).
+    show_all: String,
+    /// The sortable columns' headers.
+    headers: Vec<SortHeader>,
+    pager: Pager,
+    /// The page sizes offered, with ` selected` on the current one.
+    per_page_choices: Vec<(u32, &'static str)>,
+    /// The order, kept by the filter form (`sort`, `asc`/`desc`).
+    sort: &'static str,
+    dir: &'static str,
     quotas: Vec<QuotaRow>,
     /// The launch policies of the instances offered (those that have any).
     policies: Vec<InstancePolicy>,
@@ -368,10 +406,13 @@ async fn lease_hint(broker: &Broker, instances: &[String], chosen: &str) -> (Str
     ("the instance's default".to_string(), help, each)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct ListQuery {
     instance: Option<String>,
+    /// Empty: every state but terminated and failed; `all`: every state; else one state.
     state: Option<String>,
+    /// Newest first only: the keyset of the previous page's last row (the
+    /// Next link gives it, with `page`); other orders page by `page` alone.
     cursor: Option<String>,
     /// The instance to launch on (the form then applies its policies).
     launch: Option<String>,
@@ -381,16 +422,164 @@ pub(super) struct ListQuery {
     watch: Option<String>,
     /// Search: a VM's exact name, or a tag as `key=value`.
     q: Option<String>,
+    /// The column sorted by (`name`, `state`, `type`, `instance`, `created`, `cost`).
+    sort: Option<String>,
+    /// `asc` or `desc` (empty: the column's own first direction).
+    dir: Option<String>,
+    /// The page, from 1.
+    page: Option<String>,
+    /// VMs per page (1 to 200, default 25).
+    per_page: Option<String>,
+}
+
+/// What the table shows (its filters, order and page), as the URL says
+/// it: every link of the page (sort headers, pages, "show all") keeps the rest.
+#[derive(Clone)]
+pub(super) struct TableView {
+    instance: String,
+    state: String,
+    search: String,
+    sort: VmSort,
+    desc: bool,
+    page: u64,
+    per_page: u32,
+    watch: bool,
+}
+
+impl TableView {
+    /// The view `q` asks for, or why it cannot be shown (400).
+    fn of(q: &ListQuery) -> Result<Self, ServiceError> {
+        let sort = match q.sort.as_deref().unwrap_or_default() {
+            "" => VmSort::Created,
+            s => VmSort::parse(s).ok_or_else(|| {
+                ServiceError::invalid_field("sort", format!("the list is sorted by name, state, type, instance, created or cost, not '{s}'"))
+            })?,
+        };
+        let desc = match q.dir.as_deref().unwrap_or_default() {
+            "" => sort.desc_first(),
+            "asc" => false,
+            "desc" => true,
+            d => return Err(ServiceError::invalid_field("dir", format!("the direction is asc or desc, not '{d}'"))),
+        };
+        let page = match q.page.as_deref().unwrap_or_default() {
+            "" => 1,
+            p => p.parse::<u64>().ok().filter(|p| (1..=1_000_000).contains(p)).ok_or_else(|| {
+                ServiceError::invalid_field("page", "the page is a whole number, 1 or more".to_string())
+            })?,
+        };
+        let per_page = match q.per_page.as_deref().unwrap_or_default() {
+            "" => PAGE,
+            n => n.parse::<u32>().ok().filter(|n| (1..=MAX_PER_PAGE).contains(n)).ok_or_else(|| {
+                ServiceError::invalid_field("per_page", format!("per_page is a whole number from 1 to {MAX_PER_PAGE}"))
+            })?,
+        };
+        Ok(Self {
+            instance: q.instance.clone().unwrap_or_default(),
+            state: q.state.clone().unwrap_or_default(),
+            search: q.q.as_deref().unwrap_or_default().trim().to_string(),
+            sort,
+            desc,
+            page,
+            per_page,
+            watch: q.watch.as_deref().is_some_and(|w| !w.is_empty()),
+        })
+    }
+
+    /// This view's URL, at `page`, with the keyset `cursor` when given.
+    fn href_at(&self, page: u64, cursor: Option<&str>) -> String {
+        let mut u = format!("/vms?instance={}&state={}&q={}", urlencode(&self.instance), urlencode(&self.state), urlencode(&self.search));
+        if self.sort != VmSort::Created || !self.desc {
+            u.push_str(&format!("&sort={}&dir={}", self.sort.as_str(), if self.desc { "desc" } else { "asc" }));
+        }
+        if self.per_page != PAGE {
+            u.push_str(&format!("&per_page={}", self.per_page));
+        }
+        if page > 1 {
+            u.push_str(&format!("&page={page}"));
+        }
+        if let Some(c) = cursor {
+            u.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        if self.watch {
+            u.push_str("&watch=1");
+        }
+        u
+    }
+
+    /// The same view with every state shown, from its first page.
+    pub(super) fn show_all(&self) -> String {
+        Self { state: "all".into(), ..self.clone() }.href_at(1, None)
+    }
+
+    /// The header link of column `col`: sorted by it (the other way round
+    /// when it is the column sorted by), from the first page.
+    fn header(&self, col: VmSort, label: &'static str) -> SortHeader {
+        let current = self.sort == col;
+        let desc = if current { !self.desc } else { col.desc_first() };
+        let href = Self { sort: col, desc, ..self.clone() }.href_at(1, None);
+        let aria = match (current, self.desc) {
+            (false, _) => "none",
+            (true, true) => "descending",
+            (true, false) => "ascending",
+        };
+        let mark = match (current, self.desc) {
+            (false, _) => "",
+            (true, true) => "▼",
+            (true, false) => "▲",
+        };
+        SortHeader { key: col.as_str(), label, href, aria, mark }
+    }
+
+    /// The states shown: `None` for every one.
+    fn states(&self) -> Result<Option<Vec<VmStatus>>, ServiceError> {
+        Ok(match self.state.as_str() {
+            "" => Some(VmStatus::ALL.into_iter().filter(|s| s.is_live()).collect()),
+            "all" => None,
+            s => Some(vec![VmStatus::parse(s)?]),
+        })
+    }
+}
+
+/// A sortable column's header.
+pub(super) struct SortHeader {
+    /// The column as the URL names it (`data-sort`).
+    key: &'static str,
+    label: &'static str,
+    href: String,
+    /// `aria-sort`: `ascending`, `descending` or `none`.
+    aria: &'static str,
+    /// ▲ or ▼ on the column sorted by.
+    mark: &'static str,
+}
+
+/// The pager: where the page is, and the links around it.
+pub(super) struct Pager {
+    /// `1–25 of 120` (`0 of 0`: nothing matches).
+    range: String,
+    first: Option<String>,
+    prev: Option<String>,
+    next: Option<String>,
 }
 
 async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery, form: LaunchForm, errs: FormErrors) -> HttpResponse {
     let actor = &me.session.actor;
-    let filter_instance = q.instance.unwrap_or_default();
-    let filter_state = q.state.unwrap_or_default();
-    let watch = q.watch.as_deref().is_some_and(|w| !w.is_empty());
-    let search = q.q.as_deref().unwrap_or_default().trim().to_string();
+    let view = match TableView::of(&q) {
+        Ok(v) => v,
+        Err(e) => return errors::service_error_page(req, &e),
+    };
+    let watch = view.watch;
+    let filter_instance = view.instance.clone();
+    let filter_state = view.state.clone();
+    let search = view.search.clone();
     // The current project's VMs, whoever launched them (admins too: theirs is the project they work in).
-    let mut query = VmQuery { project: Some(actor.project.clone()), ..VmQuery::default() };
+    let mut query = VmTableQuery {
+        project: Some(actor.project.clone()),
+        sort: view.sort,
+        desc: view.desc,
+        offset: (view.page - 1) * u64::from(view.per_page),
+        limit: view.per_page,
+        ..VmTableQuery::default()
+    };
     if !filter_instance.is_empty() {
         match InstanceName::parse(&filter_instance) {
             Ok(i) => query.instance = Some(i),
@@ -402,32 +591,24 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         Some((k, v)) => query.tag = Some((k.trim().to_string(), v.trim().to_string())),
         None => query.name = Some(search.clone()),
     }
-    if !filter_state.is_empty() {
-        match VmStatus::parse(&filter_state) {
-            Ok(s) => query.status = Some(s),
-            Err(e) => return errors::service_error_page(req, &e.into()),
-        }
+    match view.states() {
+        Ok(s) => query.states = s,
+        Err(e) => return errors::service_error_page(req, &e),
     }
-    let paged = q.cursor.as_deref().is_some_and(|c| !c.is_empty());
-    let page_req = match PageRequest::parse(Some(&PAGE.to_string()), q.cursor.as_deref()) {
-        Ok(p) => p,
+    // A malformed cursor is refused wherever it is sent; it is followed newest first only.
+    match PageRequest::parse(None, q.cursor.as_deref()) {
+        Ok(p) => query.after = p.after.filter(|_| view.sort == VmSort::Created && view.desc),
         Err(e) => return errors::service_error_page(req, &e.into()),
-    };
-    let p = match broker.provisioning.list(actor, query, page_req).await {
+    }
+    // Every VM's cost this month: one query for the page (and the order, sorted by cost).
+    let month_costs = broker.costs.month_costs(actor).await.unwrap_or_default();
+    let cost_keys: BTreeMap<String, i64> = month_costs.iter().map(|(id, c)| (id.clone(), c.cost.0)).collect();
+    let p = match broker.provisioning.table(actor, &query, &cost_keys).await {
         Ok(p) => p,
         Err(e) => return errors::service_error_page(req, &e),
     };
     let pending = p.items.iter().any(|v| v.status.is_transitional() || v.status == VmStatus::Requested);
-    let next = p.next_cursor.map(|cur| {
-        format!(
-            "/vms?instance={}&state={}&q={}&cursor={}{}",
-            urlencode(&filter_instance),
-            urlencode(&filter_state),
-            urlencode(&search),
-            urlencode(&cur),
-            if watch { "&watch=1" } else { "" }
-        )
-    });
+    let pager = pager(&view, p.total, p.items.len(), p.next.as_ref());
     let instances: Vec<String> = broker.system.connectors(actor).iter().map(|i| i.name.to_string()).collect();
     let mut policies = Vec::new();
     for i in &instances {
@@ -483,8 +664,6 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         })
         .collect();
     let now = broker.clock.now();
-    // Every VM's cost this month: one query for the page.
-    let month_costs = broker.costs.month_costs(actor).await.unwrap_or_default();
     let currency = broker.costs.currency();
     let mut c = Chrome::new(me, "vms", "VMs");
     // The whole page reloads only when it has no launch form to wipe.
@@ -497,7 +676,9 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         .and_then(|(_, _, types)| types.split(';').find_map(|p| p.strip_prefix(&format!("{chosen}="))).map(str::to_string))
         .unwrap_or_default();
     let mut rows: Vec<VmRow> = p.items.into_iter().map(|v| VmRow::of(v, now)).collect();
-    in_launch_order(&mut rows);
+    if view.sort == VmSort::Created {
+        in_launch_order(&mut rows);
+    }
     // A launch the cloud refused: its reason is on the failed VM's row, said once.
     let mut errs = errs;
     if let Some(general) = errs.general.as_mut() {
@@ -515,6 +696,17 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
         // A viewer's forged form: said where the page says what happened.
         c.flash = Some(m.to_string());
     }
+    let headers = [
+        (VmSort::Name, "Name"),
+        (VmSort::State, "State"),
+        (VmSort::Instance, "Instance"),
+        (VmSort::Type, "Type"),
+        (VmSort::Created, "Created"),
+        (VmSort::Cost, "Cost this month"),
+    ]
+    .into_iter()
+    .map(|(col, label)| view.header(col, label))
+    .collect();
     html(
         status,
         &VmsPage {
@@ -526,18 +718,19 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             instances,
             images,
             states: VmStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
-            first: format!(
-                "/vms?instance={}&state={}&q={}{}",
-                urlencode(&filter_instance),
-                urlencode(&filter_state),
-                urlencode(&search),
-                if watch { "&watch=1" } else { "" }
-            ),
+            show_all: view.show_all(),
+            headers,
+            pager,
+            per_page_choices: [10, 25, 50, 100, 200]
+                .into_iter()
+                .chain((![10, 25, 50, 100, 200].contains(&view.per_page)).then_some(view.per_page))
+                .map(|n| (n, if n == view.per_page { " selected" } else { "" }))
+                .collect(),
+            sort: view.sort.as_str(),
+            dir: if view.desc { "desc" } else { "asc" },
             filter_instance,
             filter_state,
             search,
-            next,
-            paged,
             quotas,
             policies,
             focus,
@@ -548,6 +741,26 @@ async fn render(req: &HttpRequest, me: &SignedIn, broker: &Broker, q: ListQuery,
             errors: errs,
         },
     )
+}
+
+/// The pager of `view` showing `shown` of `total` VMs; `next`: the keyset
+/// of its last row (newest first), for the Next link.
+fn pager(view: &TableView, total: u64, shown: usize, next: Option<&Cursor>) -> Pager {
+    let from = (view.page - 1) * u64::from(view.per_page);
+    let range = if shown == 0 {
+        if total == 0 {
+            "0 of 0".to_string()
+        } else {
+            format!("none here of {total}")
+        }
+    } else {
+        format!("{}–{} of {total}", from + 1, from + shown as u64)
+    };
+    let more = from + (shown as u64) < total;
+    let next = more.then(|| view.href_at(view.page + 1, next.map(|c| c.encode()).as_deref()));
+    let prev = (view.page > 1).then(|| view.href_at(view.page - 1, None));
+    let first = (view.page > 1).then(|| view.href_at(1, None));
+    Pager { range, first, prev, next }
 }
 
 /// `rows` with each one's cost this month (from one query for the page).
@@ -625,7 +838,13 @@ async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web:
 }
 
 fn empty_query() -> ListQuery {
-    ListQuery { instance: None, state: None, cursor: None, launch: None, watch: None, q: None }
+    ListQuery::default()
+}
+
+/// The list under a refused launch: every state, so the VMs a failed
+/// launch left (the message points at them) are in it.
+fn after_launch_query() -> ListQuery {
+    ListQuery { state: Some("all".into()), ..ListQuery::default() }
 }
 
 /// `key=value` per line (or comma-separated), then the required tags'
@@ -661,7 +880,7 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
         }),
     };
     if !f.name.is_empty() && f.name.trim().is_empty() {
-        errs.add("name", "A name of only spaces is no name: type one, or leave the field empty");
+        errs.add("name", "A name of only spaces is no name: type one");
     }
     let tags = parse_tags(&f.tags, &f.extra).map_err(|e| {
         if let Some(m) = e.of("tags") {
@@ -690,14 +909,31 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     Ok(req)
 }
 
+/// What the launch form says when the name is left empty.
+const NAME_NEEDED: &str = "Give the VM a name: it is how the list, the search and the cloud's Name tag show it";
+
 async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
     let Ctx { req, me, broker } = ui;
     let s = &me.session;
     let form = form.into_inner();
     let request = match launch_request(&form) {
         Ok(r) => r,
-        Err(errs) => return render(&req, &me, &broker, empty_query(), form, errs).await,
+        Err(mut errs) => {
+            if form.name.is_empty() {
+                errs.add("name", NAME_NEEDED);
+            }
+            return render(&req, &me, &broker, empty_query(), form, errs).await;
+        }
     };
+    // The form asks for a name (API and EC2 launches may be nameless). The
+    // launch's own checks run first, without launching, so a refusal
+    // (quota, policy, credentials, role) is said with it, all at once.
+    if form.name.trim().is_empty() {
+        return match broker.provisioning.check_launch(&s.actor, request).await {
+            Ok(()) => render(&req, &me, &broker, empty_query(), form, FormErrors::field("name", NAME_NEEDED)).await,
+            Err(e) => refused_launch(&req, &me, &broker, form, e, true).await,
+        };
+    }
     let n = request.count.max;
     match broker.provisioning.launch(&s.actor, request).await {
         Ok(out) => {
@@ -708,40 +944,46 @@ async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
             };
             redirect_with(&req, &broker, "/vms", &format!("Launched {n} VM(s): {}{lease}", ids.join(", ")))
         }
-        Err(e @ ServiceError::Forbidden(_)) => {
-            let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
-            render(&req, &me, &broker, empty_query(), LaunchForm::default(), errs).await
-        }
-        Err(e) => {
-            let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags", "lease"]);
-            match &e {
-                ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
-                    errs = FormErrors::field("instance", friendly(&e));
-                }
-                ServiceError::Invalid { field: Some("instance"), message } if message.starts_with("no credentials") => {
-                    errs = FormErrors::field(
-                        "instance",
-                        format!(
-                            "You have no credentials for {}: save them on the Credentials page, then launch again.",
-                            form.instance.trim()
-                        ),
-                    );
-                }
-                // A required tag's refusal goes next to that tag's own field, when the form has one.
-                ServiceError::PolicyViolation { field: "tags", message, .. } => {
-                    if let Some(key) = message.strip_prefix("tag '").and_then(|m| m.split('\'').next()) {
-                        if form.extra.contains_key(&tag_field(key)) {
-                            errs = FormErrors::field(&tag_field(key), message.clone());
-                        } else if key == "Name" {
-                            errs = FormErrors::field("name", message.clone());
-                        }
-                    }
-                }
-                _ => {}
-            }
-            render(&req, &me, &broker, empty_query(), form, errs).await
-        }
+        Err(e) => refused_launch(&req, &me, &broker, form, e, false).await,
     }
+}
+
+/// The launch form again with the service's refusal `e` next to its field
+/// (and, `name_needed`, the empty name's message unless the name has one).
+async fn refused_launch(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: LaunchForm, e: ServiceError, name_needed: bool) -> HttpResponse {
+    if let ServiceError::Forbidden(_) = e {
+        let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
+        return render(req, me, broker, empty_query(), LaunchForm::default(), errs).await;
+    }
+    let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags", "lease"]);
+    match &e {
+        ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
+            errs = FormErrors::field("instance", friendly(&e));
+        }
+        ServiceError::Invalid { field: Some("instance"), message } if message.starts_with("no credentials") => {
+            errs = FormErrors::field(
+                "instance",
+                format!("You have no credentials for {}: save them on the Credentials page, then launch again.", form.instance.trim()),
+            );
+        }
+        // A required tag's refusal goes next to that tag's own field, when the form has one.
+        ServiceError::PolicyViolation { field: "tags", message, .. } => {
+            if let Some(key) = message.strip_prefix("tag '").and_then(|m| m.split('\'').next()) {
+                if form.extra.contains_key(&tag_field(key)) {
+                    errs = FormErrors::field(&tag_field(key), message.clone());
+                } else if key == "Name" {
+                    errs = FormErrors::field("name", message.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    if name_needed && errs.of("name").is_none() {
+        errs.add("name", NAME_NEEDED);
+    }
+    // A launch that failed in the cloud left failed VMs: the list shows every state.
+    let q = if name_needed { empty_query() } else { after_launch_query() };
+    render(req, me, broker, q, form, errs).await
 }
 
 fn vm_in_path(s: &str) -> Result<VmId, UiError> {
@@ -766,7 +1008,14 @@ async fn confirm_terminate(ui: Ctx, id: web::Path<String>) -> UiResult {
     Ok(page(&ConfirmPage { c: ui.chrome("vms", "Terminate VM"), vm }))
 }
 
-async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
+/// A button's form on a VM: where to come back (`detail`: the VM's page, else the list).
+#[derive(Deserialize, Default)]
+pub(super) struct ActForm {
+    #[serde(default)]
+    back: String,
+}
+
+async fn act(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<ActForm>) -> UiResult {
     let (id, action) = path.into_inner();
     let id = vm_in_path(&id)?;
     let Ok(action) = VmAction::parse(&action) else {
@@ -780,7 +1029,8 @@ async fn act(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResul
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(ui.redirect_with("/vms", &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())))
+    let back = if form.back == "detail" { format!("/vms/{}", vm.id) } else { "/vms".to_string() };
+    Ok(ui.redirect_with(&back, &format!("{} {}: now {}", action.as_str(), vm.id, vm.status.as_str())))
 }
 
 /// One VM's page: everything the list shows and more, its lease with the
@@ -803,6 +1053,80 @@ struct DetailPage {
     errors: FormErrors,
     /// Its cost this month, line by line (none if it cannot be read just now).
     cost: Option<super::costs::VmCostView>,
+    facts: Facts,
+    /// Its states and what was done to it, oldest first.
+    history: Vec<HistoryRow>,
+}
+
+/// What the VM's page says beyond the list's row.
+struct Facts {
+    /// The cloud's id (`i-…`; empty: none yet).
+    cloud_id: String,
+    /// The cloud image id launched.
+    image_id: String,
+    private_ip: String,
+    public_ip: String,
+    /// The key pair it was launched with (empty: the profile's SSH key, if any).
+    key_name: String,
+    /// The credential it was launched with, in words.
+    credential: String,
+    /// The SSH command line (empty: it has no address, see `ssh_note`).
+    ssh: String,
+    /// What to know about the SSH line, or why there is none.
+    ssh_note: String,
+    /// When it was last changed, to the second.
+    updated: String,
+}
+
+/// One line of the history table.
+struct HistoryRow {
+    /// To the second, in UTC.
+    at: String,
+    iso: String,
+    /// The state taken (empty: an event, not a state).
+    state: String,
+    reason: String,
+}
+
+/// The login user most images of this name expect (a guess from the
+/// image's name: `ubuntu`, `admin` for Debian, `ec2-user` for Amazon
+/// Linux, RHEL and Fedora-like; `USER` when nothing fits).
+fn login_user(image: &str) -> &'static str {
+    let i = image.to_ascii_lowercase();
+    if i.contains("ubuntu") {
+        "ubuntu"
+    } else if i.contains("debian") || i.starts_with("deb") {
+        "admin"
+    } else if ["amzn", "amazon", "al2", "rhel", "centos", "fedora"].iter().any(|k| i.contains(k)) {
+        "ec2-user"
+    } else {
+        "USER"
+    }
+}
+
+/// The SSH command line of `v` and its note, or (empty, why there is none).
+fn ssh_line(v: &Vm) -> (String, String) {
+    let Some(addr) = v.address.clone().filter(|a| !a.is_empty()) else {
+        let why = if v.status.is_live() {
+            "No address yet: the SSH command appears once the cloud gives the VM one."
+        } else {
+            "No address: the VM has ended."
+        };
+        return (String::new(), why.to_string());
+    };
+    let user = login_user(&v.image);
+    let mut note = match user {
+        "USER" => "Replace USER with the image's login user.".to_string(),
+        u => format!("'{u}' is the usual login user of {} images; another image may need another user.", v.image),
+    };
+    let line = match v.key_name.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => format!("ssh -i ~/.ssh/{k}.pem {user}@{addr}"),
+        None => {
+            note.push_str(" It was launched with no key pair: the SSH key of the launcher's profile, if any, was installed.");
+            format!("ssh {user}@{addr}")
+        }
+    };
+    (line, note)
 }
 
 /// The Extend form: an optional length or end time, and where to come back.
@@ -840,9 +1164,65 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
     let title = format!("VM {}", if vm.name.is_empty() { vm.id.to_string() } else { vm.name.clone() });
     let c = ui.chrome("vms", title);
     let cost = ui.broker.costs.vm_cost(&vm, None).await.ok().map(|v| super::costs::VmCostView::of(v, ui.actor().is_admin));
+    let credential = match ui.broker.provisioning.credential_used(ui.actor(), id).await {
+        Ok(Some(c)) => {
+            let whose = match c.scope.as_str() {
+                "user" => format!("the personal credentials of {}", c.owner),
+                "project" => format!("the credentials of project {}", c.owner),
+                "none" => format!("none needed on {} (the identity of {} there)", vm.instance, c.owner),
+                _ => format!("the shared credentials '{}'", c.owner),
+            };
+            match c.hint {
+                Some(h) if !h.is_empty() => format!("{whose} (access key {h})"),
+                _ => whose,
+            }
+        }
+        Ok(None) => "credentials no longer stored".to_string(),
+        Err(_) => "cannot be read just now".to_string(),
+    };
+    let history = ui
+        .broker
+        .provisioning
+        .history(ui.actor(), id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| HistoryRow {
+            at: l.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            iso: l.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            state: l.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            reason: l.reason,
+        })
+        .collect();
+    let (ssh, ssh_note) = ssh_line(&vm);
+    let facts = Facts {
+        cloud_id: vm.cloud_id.clone().unwrap_or_default(),
+        image_id: vm.image_id.clone(),
+        private_ip: vm.private_ip.clone().unwrap_or_default(),
+        public_ip: vm.public_ip.clone().unwrap_or_default(),
+        key_name: vm.key_name.clone().unwrap_or_default(),
+        credential,
+        ssh,
+        ssh_note,
+        updated: vm.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    };
     Ok(html(
         status,
-        &DetailPage { c, vm: VmRow::of(vm, now), project, created, tags, terms: terms_text_, extension, can_lease, form, errors, cost },
+        &DetailPage {
+            c,
+            vm: VmRow::of(vm, now),
+            project,
+            created,
+            tags,
+            terms: terms_text_,
+            extension,
+            can_lease,
+            form,
+            errors,
+            cost,
+            facts,
+            history,
+        },
     ))
 }
 

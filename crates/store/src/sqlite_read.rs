@@ -1,0 +1,144 @@
+//! Reads of VM records on SQLite made on the calling thread (rusqlite, on
+//! the same database file), not through the sqlx driver's worker thread:
+//! a read is then one call instead of two thread hops (a command to the
+//! connection's worker and its answer back), whose context switches were
+//! half the cost of `GET /vms/{id}`; a page of rows is read column by
+//! column, without the JSON aggregate the sqlx path needs to cross threads
+//! in one message.
+//!
+//! Invariants: only reads go this way (the connections are `query_only`),
+//! with the SQL and the binds of the sqlx path, and rows are decoded into
+//! the same records; only a file database is read so (a memory database is
+//! private to its connection). Any failure here (opening, preparing,
+//! reading, a value of an unexpected type) sends the read down the sqlx
+//! path instead, so errors keep the shape and classification the rest of
+//! the broker knows. A read in WAL mode never waits for a writer; the
+//! connection's busy timeout is the pool's.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Idle connections kept (one per thread reading at once, about).
+const MAX_IDLE: usize = 8;
+
+/// A value bound to a `$N` parameter.
+pub(crate) enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Read-only connections to one SQLite file, reused.
+pub(crate) struct Reader {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// A reader of the file a `sqlite://` URL names; none for a memory
+    /// database or a URL with options this reader would not honour.
+    pub(crate) fn for_url(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (rest, ""),
+        };
+        // Only `mode=rwc`/`mode=rw` (what `Store::connect` adds): anything
+        // else (memory, read-only, shared cache, immutable) stays on sqlx.
+        let plain = query.split('&').filter(|kv| !kv.is_empty()).all(|kv| kv == "mode=rwc" || kv == "mode=rw");
+        if path.is_empty() || path == ":memory:" || path.starts_with("file:") || !plain {
+            return None;
+        }
+        Some(Self { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) })
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a connection: `None` when it could not be opened or `f`
+    /// failed (the caller then reads through sqlx).
+    fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Option<T> {
+        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(c) => c,
+            None => match self.open() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "sqlite direct read: cannot open; reading through the pool");
+                    return None;
+                }
+            },
+        };
+        let out = f(&conn);
+        match out {
+            Ok(v) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    if idle.len() < MAX_IDLE {
+                        idle.push(conn);
+                    }
+                }
+                Some(v)
+            }
+            Err(e) => {
+                // The connection is dropped (a fresh one next time).
+                tracing::debug!(error = %e, "sqlite direct read failed; reading through the pool");
+                None
+            }
+        }
+    }
+
+    /// The rows of `sql` (binds named `$1`, `$2`, ... in `binds` order),
+    /// each decoded by `row`; `None`: read it through sqlx instead.
+    pub(crate) fn rows<T>(
+        &self,
+        sql: &str,
+        binds: &[Bind<'_>],
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Option<Vec<T>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            for (i, b) in binds.iter().enumerate() {
+                // `$N` is a named parameter to SQLite, numbered by where it
+                // first appears: bind by name, as sqlx's numbering means.
+                let name = format!("${}", i + 1);
+                let Some(at) = stmt.parameter_index(&name)? else { continue };
+                match b {
+                    Bind::Text(s) => stmt.raw_bind_parameter(at, s)?,
+                    Bind::Int(n) => stmt.raw_bind_parameter(at, n)?,
+                }
+            }
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(row(r)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl crate::Store {
+    /// Whether VM records are read directly (SQLite on a file).
+    pub fn reads_directly(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// This store reading every VM record through sqlx (tests compare the
+    /// direct reads with it).
+    pub fn without_direct_reads(&self) -> crate::Store {
+        let mut s = self.clone();
+        s.reader = None;
+        s
+    }
+}

@@ -1,0 +1,131 @@
+//! SQLite's direct reads of VM records (`sqlite_read`) answer exactly what
+//! the sqlx path does: the same records, field for field (nulls, tags,
+//! leases, quotes and non-ASCII text included), in the same order, with
+//! every filter and keyset position a page takes. On PostgreSQL there is
+//! no direct reader.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{DateTime, Duration, Utc};
+use cloudbroker_model::{
+    ClientToken, CredentialId, InstanceName, LaunchId, LeaseAction, NewLease, ProjectName, Tags, UserName, VmId, VmStatus,
+};
+use cloudbroker_store::testing::TestDb;
+use cloudbroker_store::vms::{VmFilter, VmRow, VmUpdate};
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().with_timezone(&Utc) + Duration::seconds(secs)
+}
+
+fn row(i: usize) -> VmRow {
+    let id = format!("vm-d{i:04}");
+    let mut tags = std::collections::BTreeMap::new();
+    if i % 2 == 0 {
+        tags.insert("team".to_string(), format!("t{}", i % 3));
+        tags.insert("quote\"d".to_string(), "é \\ </x>".to_string());
+    }
+    VmRow {
+        id: VmId::from_stored(id.clone()),
+        launch_id: LaunchId::generate(),
+        launch_index: (i % 3) as i64,
+        user: UserName::from_stored(if i % 4 == 0 { "bob" } else { "alice" }.into()),
+        project: ProjectName::from_stored("alice".into()),
+        instance: InstanceName::parse(if i % 5 == 0 { "other" } else { "sb" }).unwrap(),
+        credential_id: CredentialId::from_stored(String::new()),
+        client_token: ClientToken::from_stored(format!("t-{id}")),
+        name: format!("name \"{i}\" ünïcode"),
+        image: "img".into(),
+        image_id: "ami-1".into(),
+        instance_type: "t2.micro".into(),
+        state: VmStatus::Pending,
+        cloud_id: (i % 3 != 0).then(|| format!("i-{id}")),
+        private_ip: (i % 2 == 1).then(|| format!("10.0.0.{i}")),
+        public_ip: None,
+        error: None,
+        tags: Tags::from_stored(tags),
+        key_name: None,
+        created_at: at(0),
+        updated_at: at(0),
+        version: 0,
+        lease: None,
+    }
+}
+
+#[tokio::test]
+async fn direct_reads_answer_what_the_pool_does() {
+    let db = TestDb::sqlite().await.unwrap();
+    let s = db.store.clone();
+    assert!(s.reads_directly(), "a SQLite file is read directly");
+    let pooled = s.without_direct_reads();
+    assert!(!pooled.reads_directly());
+    s.create_user("alice", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
+    s.create_user("bob", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
+    let clock = s.clock().clone();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        // Pairs share a creation time: the keyset's tie on the id is exercised.
+        clock.set(at((i / 2) as i64));
+        let r = row(i);
+        assert!(s.insert_adopted_vm(&r).await.unwrap());
+        ids.push(r.id.clone());
+    }
+    clock.set(at(100));
+    for (i, id) in ids.iter().enumerate() {
+        match i % 3 {
+            0 => s.update_vm(&VmUpdate { error: Some("it's <gone>"), ..VmUpdate::state(id, VmStatus::Terminated) }).await.unwrap(),
+            1 => s.update_vm(&VmUpdate { public_ip: Some("203.0.113.9"), ..VmUpdate::state(id, VmStatus::Running) }).await.unwrap(),
+            _ => {}
+        }
+        if i % 4 == 1 {
+            let lease = NewLease { expires_at: at(3600).timestamp_millis(), action: LeaseAction::Stop, warn_at: at(3000).timestamp_millis() };
+            assert!(s.set_vm_lease(id, Some(&lease)).await.unwrap());
+        }
+    }
+    clock.set(at(200));
+    s.close_ended_vm_leases(at(4000).timestamp_millis()).await.unwrap();
+
+    for id in ids.iter().chain([&VmId::from_stored("vm-missing".into())]) {
+        assert_eq!(s.get_vm(id).await.unwrap(), pooled.get_vm(id).await.unwrap(), "{id}");
+    }
+    assert!(s.get_vm(&ids[1]).await.unwrap().unwrap().lease.is_some());
+
+    let filters = [
+        VmFilter::default(),
+        VmFilter { project: Some("alice".into()), ..VmFilter::default() },
+        VmFilter { user: Some("bob".into()), ..VmFilter::default() },
+        VmFilter { project: Some("alice".into()), instance: Some("sb".into()), ..VmFilter::default() },
+        VmFilter { state: Some("running".into()), ..VmFilter::default() },
+        VmFilter { tag: Some(("team".into(), "t1".into())), ..VmFilter::default() },
+        VmFilter { tag: Some(("quote\"d".into(), "é \\ </x>".into())), ..VmFilter::default() },
+        VmFilter { ended_after: Some(at(150).timestamp_millis()), ..VmFilter::default() },
+        VmFilter { ended_after: Some(at(50).timestamp_millis()), project: Some("alice".into()), ..VmFilter::default() },
+        VmFilter { name: Some("name \"3\" ünïcode".into()), ..VmFilter::default() },
+        VmFilter { project: Some("nobody".into()), ..VmFilter::default() },
+    ];
+    for f in &filters {
+        // Every page of 4, walked by the keyset of the last row.
+        let mut after: Option<(i64, VmId)> = None;
+        let mut seen = 0;
+        loop {
+            let a = after.as_ref().map(|(ms, id)| (*ms, id));
+            let direct = s.page_vms(f, a, 4).await.unwrap();
+            let pool = pooled.page_vms(f, a, 4).await.unwrap();
+            assert_eq!(direct, pool, "{f:?} after {after:?}");
+            seen += direct.len();
+            match direct.last() {
+                Some(last) if direct.len() == 4 => after = Some((last.created_at.timestamp_millis(), last.id.clone())),
+                _ => break,
+            }
+        }
+        assert!(seen <= 30);
+    }
+    let all = s.page_vms(&VmFilter::default(), None, 100).await.unwrap();
+    assert_eq!(all.len(), 30);
+    assert!(all.windows(2).all(|w| (w[0].created_at, &w[0].id) > (w[1].created_at, &w[1].id)), "newest first");
+}
+
+#[tokio::test]
+async fn postgres_has_no_direct_reader() {
+    let Some(db) = TestDb::postgres().await.unwrap() else { return };
+    assert!(!db.store.reads_directly());
+}
