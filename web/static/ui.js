@@ -63,6 +63,15 @@ document.addEventListener("DOMContentLoaded", cbDefaultType);
   function show() {
     if (!navigator.clipboard) { return; }
     document.querySelectorAll("button.copy[data-copy]").forEach(function (b) { b.hidden = false; });
+    // The VM table's id cells (the full id in their title) get one each.
+    document.querySelectorAll("#vms td.vm-id[title]").forEach(function (td) {
+      if (td.querySelector("button.copy")) { return; }
+      var b = document.createElement("button");
+      b.type = "button"; b.className = "copy"; b.textContent = "copy";
+      b.setAttribute("data-copy", td.getAttribute("title"));
+      b.setAttribute("aria-label", "Copy " + td.getAttribute("title"));
+      td.appendChild(b);
+    });
   }
   document.addEventListener("click", function (ev) {
     var b = ev.target && ev.target.closest && ev.target.closest("button.copy[data-copy]");

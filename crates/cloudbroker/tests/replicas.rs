@@ -10,7 +10,6 @@
 use serde_json::{json, Value};
 mod common;
 
-
 const PW: &str = "super-password-1";
 
 fn start(dir: &std::path::Path, db: &str) -> (common::Broker, String) {

@@ -9,15 +9,53 @@
 //! written and nothing fails: when no credential can ask, or the cloud
 //! cannot be reached in [`CHECK_TIMEOUT`], the verdict is "not checked"
 //! with the reason. Reasons never hold a key: a credential is named by its
-//! scope and owner only.
+//! scope and owner only. A cloud's list of instance types is reused for
+//! [`TYPES_TTL`] per connector and credential (the form lists them, the
+//! save checks against them: one question to the cloud, not two).
 
 use crate::auth::Actor;
 use crate::broker::Broker;
 use crate::domain::InstanceName;
 use crate::registry::Status;
 use cloudbroker_connector_api::{Connector, Credentials, InstanceTypeInfo};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a cloud's list of instance types is reused.
+pub const TYPES_TTL: Duration = Duration::from_secs(600);
+
+/// Instance types by (connector, credential), with when they were listed.
+type TypeCache = Mutex<HashMap<(usize, String), (Instant, Vec<InstanceTypeInfo>)>>;
+
+fn type_cache() -> &'static TypeCache {
+    static CACHE: OnceLock<TypeCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The instance types `connector` lists for `creds` (named `label`), reused
+/// for [`TYPES_TTL`], waiting at most `wait` for the cloud.
+async fn listed_types(
+    connector: &Arc<dyn Connector>,
+    creds: &Credentials,
+    label: &str,
+    wait: Duration,
+) -> Result<Vec<InstanceTypeInfo>, String> {
+    let key = (Arc::as_ptr(connector) as *const () as usize, label.to_string());
+    let cached = type_cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    if let Some((_, types)) = cached.filter(|(at, _)| at.elapsed() < TYPES_TTL) {
+        return Ok(types);
+    }
+    match tokio::time::timeout(wait, connector.list_instance_types(creds)).await {
+        Ok(Ok(mut types)) => {
+            types.sort_by(|a, b| a.name.cmp(&b.name));
+            type_cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, (Instant::now(), types.clone()));
+            Ok(types)
+        }
+        Ok(Err(e)) => Err(why(Ok(e))),
+        Err(e) => Err(why(Err(e))),
+    }
+}
 
 /// How long one question to a cloud may take before it counts as unreachable.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,15 +119,8 @@ pub async fn instance_types(
     instance: &InstanceName,
     wait: Duration,
 ) -> Result<Vec<InstanceTypeInfo>, String> {
-    let (connector, creds, _) = asker(broker, actor, instance).await?;
-    match tokio::time::timeout(wait, connector.list_instance_types(&creds)).await {
-        Ok(Ok(mut types)) => {
-            types.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(types)
-        }
-        Ok(Err(e)) => Err(why(Ok(e))),
-        Err(e) => Err(why(Err(e))),
-    }
+    let (connector, creds, label) = asker(broker, actor, instance).await?;
+    listed_types(&connector, &creds, &label, wait).await
 }
 
 /// Checks an image id and an instance type on `instance`'s cloud (either may
@@ -122,11 +153,10 @@ pub async fn check(
     };
     let instance_type = match instance_type {
         None => None,
-        Some(ty) => Some(match tokio::time::timeout(CHECK_TIMEOUT, connector.list_instance_types(&creds)).await {
-            Ok(Ok(types)) if types.iter().any(|t| t.name == ty) => Verdict::Found,
-            Ok(Ok(_)) => Verdict::Missing,
-            Ok(Err(e)) => Verdict::NotChecked(why(Ok(e))),
-            Err(e) => Verdict::NotChecked(why(Err(e))),
+        Some(ty) => Some(match listed_types(&connector, &creds, &asked_with, CHECK_TIMEOUT).await {
+            Ok(types) if types.iter().any(|t| t.name == ty) => Verdict::Found,
+            Ok(_) => Verdict::Missing,
+            Err(why) => Verdict::NotChecked(why),
         }),
     };
     MappingCheck { asked_with, image, instance_type }

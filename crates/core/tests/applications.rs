@@ -333,11 +333,17 @@ async fn files_load_report_and_reload(b: Broker, dir: std::path::PathBuf) {
     std::fs::write(apps_dir.join("lamp.yaml"), LAMP).unwrap();
     std::fs::write(apps_dir.join("broken.yml"), BAD_FILE).unwrap();
     std::fs::write(apps_dir.join("notes.txt"), "not an application").unwrap();
-    std::fs::write(apps_dir.join("leaky.yaml"), "nodes:\n  a:\n    image: x\n    inputs:\n      - {name: pw, secret: true, default: s3cret}\n").unwrap();
+    std::fs::write(
+        apps_dir.join("leaky.yaml"),
+        "nodes:\n  a:\n    image: x\n    inputs:\n      - {name: pw, secret: true, default: s3cret}\n",
+    )
+    .unwrap();
     let snap = b.registry.reload().await.unwrap();
     let leaky = apps_dir.join("leaky.yaml").display().to_string();
     assert!(
-        snap.file_errors.iter().any(|e| e.starts_with(&format!("{leaky}:5: nodes.a.inputs[0].default: secret input 'pw' cannot have a default"))),
+        snap.file_errors
+            .iter()
+            .any(|e| e.starts_with(&format!("{leaky}:5: nodes.a.inputs[0].default: secret input 'pw' cannot have a default"))),
         "{:#?}",
         snap.file_errors
     );

@@ -260,8 +260,7 @@ async fn scenario(dir: &Path, db: Option<String>) {
             // One user's report (read through the spans' VM index): that user's lines.
             if by == GroupBy::User {
                 let alice = ReportQuery { user: Some(UserName::from_stored("alice".into())), ..q.clone() };
-                let mine: Lines =
-                    expected.iter().filter(|((_, group), _)| group == "alice").map(|(k, v)| (k.clone(), *v)).collect();
+                let mine: Lines = expected.iter().filter(|((_, group), _)| group == "alice").map(|(k, v)| (k.clone(), *v)).collect();
                 let r = b.costs.report(&Actor::system(), &alice).await.unwrap();
                 let got: Lines = r
                     .lines

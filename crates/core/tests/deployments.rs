@@ -558,7 +558,9 @@ both!(preview_counts_the_nodes_that_share_an_instance_together, |b: Broker, _dir
     let e = b.deployments.preview(&alice(), &request("sb", "sb", OnFailure::Terminate)).await.unwrap_err();
     assert!(e.to_string().starts_with("node 'db' and 'web' on 'sb': "), "{e}");
     match &e {
-        ServiceError::InNode { error, .. } => assert!(matches!(**error, ServiceError::QuotaExceeded { quota: 2, current: 2, .. }), "{error:?}"),
+        ServiceError::InNode { error, .. } => {
+            assert!(matches!(**error, ServiceError::QuotaExceeded { quota: 2, current: 2, .. }), "{error:?}")
+        }
         other => panic!("{other:?}"),
     }
     // A dry run: nothing recorded, no refusal audited.

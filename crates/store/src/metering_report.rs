@@ -74,8 +74,12 @@ impl Store {
         // Each covered VM's spans as (from, id, to), by the VM's slot.
         let mut spans: Vec<Vec<(i64, i64, Option<i64>)>> = vec![Vec::new(); vms.len()];
         let agg = match self.backend() {
-            crate::Backend::Sqlite => "group_concat(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')",
-            crate::Backend::Postgres => "string_agg(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')",
+            crate::Backend::Sqlite => {
+                "group_concat(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')"
+            }
+            crate::Backend::Postgres => {
+                "string_agg(s.vm_id || ' ' || s.started_at || ' ' || s.id || ' ' || COALESCE(CAST(s.ended_at AS TEXT), '-'), ' ')"
+            }
         };
         let n = binds.len() + 1;
         let in_period = "s.started_at <= $1 AND (s.ended_at IS NULL OR s.ended_at >= $2)";

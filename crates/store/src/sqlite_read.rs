@@ -16,6 +16,7 @@
 //! connection's busy timeout is the pool's.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Idle connections kept (one per thread reading at once, about).
@@ -31,6 +32,8 @@ pub(crate) enum Bind<'a> {
 pub(crate) struct Reader {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Reads answered here (not sent down the sqlx path).
+    served: AtomicU64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -54,7 +57,7 @@ impl Reader {
         if path.is_empty() || path == ":memory:" || path.starts_with("file:") || !plain {
             return None;
         }
-        Some(Self { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) })
+        Some(Self { path: PathBuf::from(path), idle: Mutex::new(Vec::new()), served: AtomicU64::new(0) })
     }
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
@@ -82,6 +85,7 @@ impl Reader {
         let out = f(&conn);
         match out {
             Ok(v) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut idle) = self.idle.lock() {
                     if idle.len() < MAX_IDLE {
                         idle.push(conn);
@@ -132,6 +136,11 @@ impl crate::Store {
     /// Whether VM records are read directly (SQLite on a file).
     pub fn reads_directly(&self) -> bool {
         self.reader.is_some()
+    }
+
+    /// How many reads the direct reader answered (none without one).
+    pub fn direct_reads_served(&self) -> u64 {
+        self.reader.as_ref().map_or(0, |r| r.served.load(Ordering::Relaxed))
     }
 
     /// This store reading every VM record through sqlx (tests compare the

@@ -412,18 +412,6 @@ impl Store {
                 return rows.into_iter().map(vm).collect();
             }
         }
-        // PostgreSQL: plain rows (its JSON constructors cost the server more
-        // than the rows cost the driver to decode).
-        if self.backend() == crate::Backend::Postgres {
-            let mut q = sqlx::query_as::<_, VmTuple>(&sql);
-            for b in &binds {
-                q = q.bind(b);
-            }
-            if let Some(ms) = after_ms {
-                q = q.bind(ms);
-            }
-            return q.bind(limit).fetch_all(self.pool()).await?.into_iter().map(vm).collect();
-        }
         let sql = self.json_rows(&sql, Order::Newest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in &binds {

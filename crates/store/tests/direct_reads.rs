@@ -20,7 +20,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 fn row(i: usize) -> VmRow {
     let id = format!("vm-d{i:04}");
     let mut tags = std::collections::BTreeMap::new();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         tags.insert("team".to_string(), format!("t{}", i % 3));
         tags.insert("quote\"d".to_string(), "é \\ </x>".to_string());
     }
@@ -28,9 +28,9 @@ fn row(i: usize) -> VmRow {
         id: VmId::from_stored(id.clone()),
         launch_id: LaunchId::generate(),
         launch_index: (i % 3) as i64,
-        user: UserName::from_stored(if i % 4 == 0 { "bob" } else { "alice" }.into()),
+        user: UserName::from_stored(if i.is_multiple_of(4) { "bob" } else { "alice" }.into()),
         project: ProjectName::from_stored("alice".into()),
-        instance: InstanceName::parse(if i % 5 == 0 { "other" } else { "sb" }).unwrap(),
+        instance: InstanceName::parse(if i.is_multiple_of(5) { "other" } else { "sb" }).unwrap(),
         credential_id: CredentialId::from_stored(String::new()),
         client_token: ClientToken::from_stored(format!("t-{id}")),
         name: format!("name \"{i}\" ünïcode"),
@@ -38,7 +38,7 @@ fn row(i: usize) -> VmRow {
         image_id: "ami-1".into(),
         instance_type: "t2.micro".into(),
         state: VmStatus::Pending,
-        cloud_id: (i % 3 != 0).then(|| format!("i-{id}")),
+        cloud_id: (!i.is_multiple_of(3)).then(|| format!("i-{id}")),
         private_ip: (i % 2 == 1).then(|| format!("10.0.0.{i}")),
         public_ip: None,
         error: None,
@@ -77,17 +77,22 @@ async fn direct_reads_answer_what_the_pool_does() {
             _ => {}
         }
         if i % 4 == 1 {
-            let lease = NewLease { expires_at: at(3600).timestamp_millis(), action: LeaseAction::Stop, warn_at: at(3000).timestamp_millis() };
+            let lease =
+                NewLease { expires_at: at(3600).timestamp_millis(), action: LeaseAction::Stop, warn_at: at(3000).timestamp_millis() };
             assert!(s.set_vm_lease(id, Some(&lease)).await.unwrap());
         }
     }
     clock.set(at(200));
     s.close_ended_vm_leases(at(4000).timestamp_millis()).await.unwrap();
 
+    let before = s.direct_reads_served();
     for id in ids.iter().chain([&VmId::from_stored("vm-missing".into())]) {
         assert_eq!(s.get_vm(id).await.unwrap(), pooled.get_vm(id).await.unwrap(), "{id}");
     }
     assert!(s.get_vm(&ids[1]).await.unwrap().unwrap().lease.is_some());
+    // Every one of those was answered directly (none fell back to sqlx).
+    assert_eq!(s.direct_reads_served() - before, 32);
+    assert_eq!(pooled.direct_reads_served(), 0);
 
     let filters = [
         VmFilter::default(),
@@ -108,7 +113,9 @@ async fn direct_reads_answer_what_the_pool_does() {
         let mut seen = 0;
         loop {
             let a = after.as_ref().map(|(ms, id)| (*ms, id));
+            let served = s.direct_reads_served();
             let direct = s.page_vms(f, a, 4).await.unwrap();
+            assert_eq!(s.direct_reads_served(), served + 1, "{f:?}: read directly");
             let pool = pooled.page_vms(f, a, 4).await.unwrap();
             assert_eq!(direct, pool, "{f:?} after {after:?}");
             seen += direct.len();

@@ -264,27 +264,28 @@ app_test!(volumes_are_created_attached_detached_and_deleted, |app: common::TestA
     assert!(body.contains("href=\"/volumes\" aria-current=\"page\"") && body.contains("No volumes yet."), "{body}");
 
     // A refusal: every field's problem at once, what was typed kept.
-    let (s, body) = alice.post("/volumes", &[("instance", ""), ("size", "abc"), ("zone", "x"), ("name", "data")]).await;
+    let (s, body) = alice.post("/volumes", &[("instance", ""), ("size", "abc"), ("zone", "x"), ("tags", "team=data")]).await;
     assert_eq!(s, 400);
     let errs = field_errors(&body);
     assert!(errs.len() == 2 && errs.iter().any(|e| e.contains("not a volume size")), "{errs:?}");
     assert!(body.contains("id=\"error-summary\""), "{body}");
-    assert!(body.contains("value=\"abc\"") && body.contains("value=\"data\""), "{body}");
+    assert!(body.contains("value=\"abc\"") && body.contains(">team=data</textarea>"), "{body}");
     // The cloud's refusal (a zone it does not have) as the form's message.
-    let (s, body) = alice.post("/volumes", &[("instance", "sb"), ("size", "2"), ("zone", "elsewhere-1a"), ("name", "data")]).await;
+    let (s, body) = alice.post("/volumes", &[("instance", "sb"), ("size", "2"), ("zone", "elsewhere-1a"), ("tags", "team=data")]).await;
     assert!(s >= 400, "{s}");
     let msg = form_error(&body);
     assert!(msg.contains("No volume was created") && msg.contains("elsewhere-1a"), "{msg}");
     assert!(body.contains("value=\"elsewhere-1a\"") && body.contains("<option value=\"sb\" selected>"), "{body}");
 
     // Create (the zone defaults to the instance's).
-    let (s, to) = alice.post_no_follow("/volumes", &[("instance", "sb"), ("size", "2"), ("volume_type", "gp3"), ("name", "data")]).await;
+    let (s, to) =
+        alice.post_no_follow("/volumes", &[("instance", "sb"), ("size", "2"), ("volume_type", "gp3"), ("tags", "team=data")]).await;
     assert_eq!((s, to.as_str()), (303, "/volumes"));
     let (_, body) = alice.get("/volumes").await;
     let id = between(&flash(&body), "Volume ", " created").to_string();
     assert!(id.starts_with("vol-"), "{body}");
     let r = volume_row_until(&alice, &id, |r| r.contains("state-available")).await;
-    assert!(r.contains("2 GiB") && r.contains("sba") && r.contains("gp3") && r.contains(">data<"), "{r}");
+    assert!(r.contains("2 GiB") && r.contains("sba") && r.contains("gp3") && r.contains(">team=data<"), "{r}");
     assert!(r.contains(&format!("title=\"{id}\"")), "the id whole in its title: {r}");
 
     // Attach: its own page, a select of the project's VMs there.
@@ -479,8 +480,8 @@ app_test!(viewers_see_the_pages_without_forms, |app: common::TestApp| async move
     assert_eq!(names, vec!["team-key".to_string()]);
 });
 
-/// Every destructive form of the other pages asks first: the page links to
-/// a confirmation (GET, nothing changes), whose form does it.
+// Every destructive form of the other pages asks first: the page links to
+// a confirmation (GET, nothing changes), whose form does it.
 app_test!(every_destructive_action_asks_first, |app: common::TestApp| async move {
     let admin = setup(&app, &["alice", "bob"]).await;
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;

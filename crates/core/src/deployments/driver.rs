@@ -286,7 +286,11 @@ impl Deployments {
                     if new != m.state && m.state != "ended" {
                         self.degraded(id, m, s).await?;
                     }
-                    if m.state == "ended" { "ended".to_string() } else { new.to_string() }
+                    if m.state == "ended" {
+                        "ended".to_string()
+                    } else {
+                        new.to_string()
+                    }
                 }
                 Some(s) => {
                     let msg = format!(
@@ -480,6 +484,31 @@ impl Deployments {
         }
     }
 
+    /// Releases one held member and makes its cloud step: `None` when it
+    /// was not this caller's to launch (released by another, or gone).
+    async fn release_one(
+        &self,
+        actor: &Actor,
+        d: &DeploymentRow,
+        doc: &super::AppDoc,
+        placement: &PlacementMap,
+        m: &MemberRow,
+    ) -> ServiceResult<Option<Released>> {
+        let Some(vm_id) = m.vm_id.clone() else { return Ok(None) };
+        let (Some(spec), Some(p)) = (doc.nodes.get(&m.node), placement.get(&m.node)) else { return Ok(None) };
+        let Some(row) = self.store.get_vm(&vm_id).await? else { return Ok(None) };
+        // The credential first: the VM uses it as soon as it boots.
+        let data = self.exchange.user_data_for(&d.id, &m.node, m.idx, m.attempt, spec.user_data.as_deref()).await?;
+        let request = self.request(&d.id, &d.name, (&m.node, spec), p, m.idx, Some(data))?;
+        // Whoever wins this conditional update, and only they, makes the cloud call.
+        if !self.store.release_held_vm(&vm_id).await? {
+            return Ok(None);
+        }
+        self.set_member(&d.id, m, "launching").await?;
+        let r = self.provisioning.launch_admitted(actor, request, row.launch_id, vm_id).await;
+        Ok(Some((m.node.clone(), m.idx, r)))
+    }
+
     /// Releases held members and makes their cloud steps, a few at a time;
     /// returns the slots launched, and why the deployment fails when a
     /// launch was refused for good (not retryable).
@@ -492,47 +521,30 @@ impl Deployments {
         members: &[&MemberRow],
         report: &mut DrivePassReport,
     ) -> ServiceResult<(Vec<(String, i64)>, Option<String>)> {
-        let mut jobs = Vec::new();
-        for m in members {
-            let Some(vm_id) = m.vm_id.clone() else { continue };
-            let (Some(spec), Some(p)) = (doc.nodes.get(&m.node), placement.get(&m.node)) else { continue };
-            let Some(row) = self.store.get_vm(&vm_id).await? else { continue };
-            // The credential first: the VM uses it as soon as it boots.
-            let data = self.exchange.user_data_for(&d.id, &m.node, m.idx, m.attempt, spec.user_data.as_deref()).await?;
-            let request = self.request(&d.id, &d.name, (&m.node, spec), p, m.idx, Some(data))?;
-            if !self.store.release_held_vm(&vm_id).await? {
-                continue;
-            }
-            self.set_member(&d.id, m, "launching").await?;
-            report.released += 1;
-            jobs.push((m.node.clone(), m.idx, request, row.launch_id, vm_id));
-        }
-        if jobs.is_empty() {
+        if members.is_empty() {
             return Ok((Vec::new(), None));
         }
         self.store
             .add_deployment_event(
                 &d.id,
                 "launch",
-                &format!("launching {}", jobs.iter().map(|(n, i, ..)| format!("{n}.{i}")).collect::<Vec<_>>().join(", ")),
+                &format!("launching {}", members.iter().map(|m| format!("{}.{}", m.node, m.idx)).collect::<Vec<_>>().join(", ")),
             )
             .await?;
-        let this = self.clone();
-        let results: Vec<(String, i64, ServiceResult<()>)> =
-            futures::stream::iter(jobs.into_iter().map(|(node, idx, request, launch, vm)| {
-                let this = this.clone();
-                let actor = actor.clone();
-                async move {
-                    let r = this.provisioning.launch_admitted(&actor, request, launch, vm).await;
-                    (node, idx, r)
-                }
-            }))
-            .buffer_unordered(LAUNCHES_AT_ONCE)
-            .collect()
-            .await;
+        // Each VM's release and cloud step in one pipeline, a few at a time:
+        // the first cloud calls start while later VMs are still released.
+        let jobs: Vec<_> = members.iter().map(|m| self.release_one(actor, d, doc, placement, m)).collect();
+        let results: Vec<ServiceResult<Option<Released>>> = futures::stream::iter(jobs).buffer_unordered(LAUNCHES_AT_ONCE).collect().await;
+        let mut done = Vec::new();
+        for r in results {
+            if let Some(one) = r? {
+                report.released += 1;
+                done.push(one);
+            }
+        }
         let mut launched = Vec::new();
         let mut fatal = None;
-        for (node, idx, r) in results {
+        for (node, idx, r) in done {
             match r {
                 Ok(()) => launched.push((node, idx)),
                 // Retryable: the row is failed (or left to the reconciler); the next step replaces it.
@@ -564,3 +576,6 @@ impl Drop for ClaimKeeper {
         self.0.abort();
     }
 }
+
+/// One released member's (node, index) and its cloud step's result.
+type Released = (String, i64, ServiceResult<()>);

@@ -51,9 +51,7 @@ impl Provisioning {
     pub(crate) async fn check_many(&self, actor: &Actor, requests: Vec<LaunchRequest>) -> Result<(), (usize, ServiceError)> {
         let n = requests.len();
         let rollback = |_: &[AdmittedVm]| -> Option<ExtraFn<'static>> {
-            Some(Box::new(|_, _| {
-                Box::pin(async { Err(cloudbroker_store::StoreError::Conflict("a dry run: rolled back".into())) })
-            }))
+            Some(Box::new(|_, _| Box::pin(async { Err(cloudbroker_store::StoreError::Conflict("a dry run: rolled back".into())) })))
         };
         match self.admit_batch(actor, requests, VmStatus::Held, rollback, true).await {
             // Every check passed: the rollback is the only failure.

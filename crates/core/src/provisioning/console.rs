@@ -80,6 +80,8 @@ pub struct AdminOverview {
     pub failed: Vec<FailedLaunch>,
     /// Connector instances in error, with their errors.
     pub instances_in_error: Vec<(String, Vec<String>)>,
+    /// Configuration files with errors (the instances they declare are not loaded).
+    pub file_errors: Vec<String>,
 }
 
 /// A volume or an address with the project it belongs to.
@@ -153,6 +155,7 @@ impl Provisioning {
             failed_count,
             failed,
             instances_in_error,
+            file_errors: snap.file_errors.clone(),
         })
     }
 

@@ -55,8 +55,8 @@ pub use policy::{LaunchPolicy, RequiredTag};
 pub use project_policy::{validate as validate_project_policy, ProjectPolicy, SPECS as PROJECT_POLICY_SPECS};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
-pub use table::{CredentialUsed, VmHistoryLine, VmSort, VmTablePage, VmTableQuery};
 pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
+pub use table::{CredentialUsed, VmHistoryLine, VmSort, VmTablePage, VmTableQuery};
 pub use volumes::{Attachment, Volume, VolumeSpec};
 
 use crate::auth::Actor;

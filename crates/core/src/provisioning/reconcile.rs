@@ -299,9 +299,10 @@ impl Provisioning {
         let recorded: BTreeMap<&str, &Vm> = rows.iter().filter_map(|r| r.cloud_id.as_deref().map(|id| (id, r))).collect();
         for vm in &seen {
             let Some(tag) = vm.tag(tags::LAUNCH) else { continue };
-            if recorded.get(vm.id.as_str()).is_some_and(|r| {
-                r.status == VmStatus::from(vm.state) && r.private_ip == vm.private_ip && r.public_ip == vm.public_ip
-            }) {
+            if recorded
+                .get(vm.id.as_str())
+                .is_some_and(|r| r.status == VmStatus::from(vm.state) && r.private_ip == vm.private_ip && r.public_ip == vm.public_ip)
+            {
                 continue;
             }
             // A launch tag that is not one of ours cannot match a launch record;

@@ -86,7 +86,8 @@ struct AuditPage {
     subject: String,
     project: String,
     action: String,
-    /// Every action the core records, for the select (and a typed unknown one, kept).
+    /// Every action the core records, for the select (and a typed unknown
+    /// one, kept).
     actions: Vec<String>,
     since: String,
     until: String,

@@ -120,7 +120,7 @@ impl FormPage {
 }
 
 /// How long the form waits for a cloud's list of instance types.
-const TYPES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const TYPES_WAIT: std::time::Duration = image_checks::CHECK_TIMEOUT;
 
 async fn form_page(ui: &Ctx, typed: Option<&BTreeMap<String, String>>, current: Option<ImageView>, errs: FormErrors) -> HttpResponse {
     form_page_with(ui, typed, current, errs, false).await

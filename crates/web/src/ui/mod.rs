@@ -174,7 +174,9 @@ impl Chrome {
 
     /// Whether the flash message says something partly failed (shown amber).
     pub fn flash_is_warning(&self) -> bool {
-        self.flash.as_deref().is_some_and(|m| m.starts_with(system::RELOAD_FAILED) || m.contains("problem(s)") || images::flash_is_warning(m))
+        self.flash
+            .as_deref()
+            .is_some_and(|m| m.starts_with(system::RELOAD_FAILED) || m.contains("problem(s)") || images::flash_is_warning(m))
     }
 
     /// Whether the user may launch and act here (member, owner, or admin).

@@ -81,6 +81,7 @@ struct OverviewPage {
     failed_more: bool,
     workers: Vec<WorkerRow>,
     instances_in_error: Vec<(String, Vec<String>)>,
+    file_errors: Vec<String>,
     instance_count: usize,
 }
 
@@ -179,6 +180,7 @@ async fn show(ui: Ctx) -> UiResult {
         failed,
         workers,
         instances_in_error: o.instances_in_error,
+        file_errors: o.file_errors,
         instance_count: instances.len(),
     }))
 }

@@ -452,7 +452,10 @@ impl TableView {
         let sort = match q.sort.as_deref().unwrap_or_default() {
             "" => VmSort::Created,
             s => VmSort::parse(s).ok_or_else(|| {
-                ServiceError::invalid_field("sort", format!("the list is sorted by name, state, type, instance, created or cost, not '{s}'"))
+                ServiceError::invalid_field(
+                    "sort",
+                    format!("the list is sorted by name, state, type, instance, created or cost, not '{s}'"),
+                )
             })?,
         };
         let desc = match q.dir.as_deref().unwrap_or_default() {
@@ -463,16 +466,19 @@ impl TableView {
         };
         let page = match q.page.as_deref().unwrap_or_default() {
             "" => 1,
-            p => p.parse::<u64>().ok().filter(|p| (1..=1_000_000).contains(p)).ok_or_else(|| {
-                ServiceError::invalid_field("page", "the page is a whole number, 1 or more".to_string())
-            })?,
+            p => p
+                .parse::<u64>()
+                .ok()
+                .filter(|p| (1..=1_000_000).contains(p))
+                .ok_or_else(|| ServiceError::invalid_field("page", "the page is a whole number, 1 or more".to_string()))?,
         };
-        let per_page = match q.per_page.as_deref().unwrap_or_default() {
-            "" => PAGE,
-            n => n.parse::<u32>().ok().filter(|n| (1..=MAX_PER_PAGE).contains(n)).ok_or_else(|| {
-                ServiceError::invalid_field("per_page", format!("per_page is a whole number from 1 to {MAX_PER_PAGE}"))
-            })?,
-        };
+        let per_page =
+            match q.per_page.as_deref().unwrap_or_default() {
+                "" => PAGE,
+                n => n.parse::<u32>().ok().filter(|n| (1..=MAX_PER_PAGE).contains(n)).ok_or_else(|| {
+                    ServiceError::invalid_field("per_page", format!("per_page is a whole number from 1 to {MAX_PER_PAGE}"))
+                })?,
+            };
         Ok(Self {
             instance: q.instance.clone().unwrap_or_default(),
             state: q.state.clone().unwrap_or_default(),
@@ -950,7 +956,14 @@ async fn launch(ui: Ctx, form: CsrfForm<LaunchForm>) -> HttpResponse {
 
 /// The launch form again with the service's refusal `e` next to its field
 /// (and, `name_needed`, the empty name's message unless the name has one).
-async fn refused_launch(req: &HttpRequest, me: &SignedIn, broker: &Broker, form: LaunchForm, e: ServiceError, name_needed: bool) -> HttpResponse {
+async fn refused_launch(
+    req: &HttpRequest,
+    me: &SignedIn,
+    broker: &Broker,
+    form: LaunchForm,
+    e: ServiceError,
+    name_needed: bool,
+) -> HttpResponse {
     if let ServiceError::Forbidden(_) = e {
         let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
         return render(req, me, broker, empty_query(), LaunchForm::default(), errs).await;

@@ -2,7 +2,7 @@
 //! provisioning service as the EC2 front's volume actions: the list over
 //! every connector instance the user sees (size, type, zone, state, the VM
 //! and device it is attached to, when it was made), create (instance, size,
-//! zone, type, an optional Name tag), attach to one of the project's VMs on
+//! zone, type, optional tags `key=value`), attach to one of the project's VMs on
 //! the volume's instance with a device (its own page, a select of those
 //! VMs), detach, and delete behind a confirmation page. A refusal (the
 //! cloud's, a volume in use, a bad size) comes back as a form message
@@ -41,8 +41,8 @@ const TYPES: [&str; 7] = ["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"];
 struct VolumeRow {
     instance: String,
     id: String,
-    /// Its `Name` tag.
-    name: String,
+    /// Its tags as `key=value, ...`.
+    tags: String,
     size: String,
     volume_type: String,
     zone: String,
@@ -63,7 +63,7 @@ impl VolumeRow {
         Self {
             instance: v.instance.to_string(),
             id: v.volume_id.to_string(),
-            name: v.tags.get("Name").cloned().unwrap_or_default(),
+            tags: v.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
             size: format!("{} GiB", v.size_gib),
             volume_type: v.volume_type.unwrap_or_default(),
             zone: v.zone,
@@ -101,8 +101,9 @@ pub(super) struct CreateForm {
     zone: String,
     #[serde(default)]
     volume_type: String,
+    /// Tags, `key=value` one per line (or comma-separated).
     #[serde(default)]
-    name: String,
+    tags: String,
 }
 
 #[derive(Template)]
@@ -177,10 +178,15 @@ fn spec(f: &CreateForm) -> Result<(InstanceName, VolumeSpec), FormErrors> {
     };
     let volume_type = Some(f.volume_type.trim()).filter(|t| !t.is_empty()).map(str::to_string);
     let mut map = BTreeMap::new();
-    if !f.name.trim().is_empty() {
-        map.insert("Name".to_string(), f.name.trim().to_string());
+    for part in f.tags.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => {
+                map.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            None => errs.add("tags", format!("'{part}' is not key=value")),
+        }
     }
-    let tags = Tags::parse(map).map_err(|e| errs.add("name", e.message)).ok();
+    let tags = if errs.of("tags").is_some() { None } else { Tags::parse(map).map_err(|e| errs.add("tags", e.message)).ok() };
     match (instance, size, tags, errs.any()) {
         (Some(i), Some(size), Some(tags), false) => Ok((i, VolumeSpec { size, zone, volume_type, tags })),
         _ => Err(errs),
@@ -304,7 +310,7 @@ async fn confirm_delete(ui: Ctx, path: web::Path<(String, String)>) -> UiResult 
     let v = ui.broker.provisioning.volume(ui.actor(), &instance, &id).await?;
     ui.actor().require_act()?;
     let row = VolumeRow::of(v, ui.broker.clock.now());
-    let named = if row.name.is_empty() { String::new() } else { format!(" ({})", row.name) };
+    let named = if row.tags.is_empty() { String::new() } else { format!(" ({})", row.tags) };
     let mut q = Confirm::new(format!("Delete volume {id}?"), format!("/volumes/{instance}/{id}/delete"), "Delete volume", "/volumes")
         .line(format!("Volume {id}{named} on {instance}, {} in {}, is deleted in the cloud with everything on it.", row.size, row.zone));
     if row.attached() {

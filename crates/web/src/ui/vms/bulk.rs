@@ -133,10 +133,7 @@ pub(super) async fn confirm(ui: Ctx, form: CsrfForm<BulkForm>) -> UiResult {
         .collect::<Vec<_>>();
     let title = format!("{verb} {} VM(s)?", rows.len());
     let summary = title.clone();
-    Ok(html(
-        StatusCode::OK,
-        &BulkPage { c: ui.chrome("vms", title), action: action.as_str(), verb, rows, done: false, summary },
-    ))
+    Ok(html(StatusCode::OK, &BulkPage { c: ui.chrome("vms", title), action: action.as_str(), verb, rows, done: false, summary }))
 }
 
 /// Acts on each VM and reports each outcome.
