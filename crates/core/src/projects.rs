@@ -88,17 +88,18 @@ pub struct Projects {
     entered: CredentialCache<ProjectRole>,
 }
 
-/// Checks a description: at most [`MAX_DESCRIPTION_CHARS`], no control
-/// characters but tabs and newlines; kept trimmed.
+/// Checks a description as sent (what the API document promises): at most
+/// [`MAX_DESCRIPTION_CHARS`], no control characters but tabs and newlines
+/// (a vertical tab is refused even where trimming would drop it); kept
+/// trimmed.
 fn description(d: &str) -> ServiceResult<String> {
-    let d = d.trim();
     if d.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ServiceError::invalid_field("description", format!("a description has at most {MAX_DESCRIPTION_CHARS} characters")));
     }
     if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(ServiceError::invalid_field("description", "a description cannot hold control characters"));
     }
-    Ok(d.to_string())
+    Ok(d.trim().to_string())
 }
 
 fn not_found(p: &ProjectName) -> ServiceError {

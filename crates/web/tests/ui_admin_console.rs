@@ -334,7 +334,7 @@ app_test!(the_audit_page_selects_actions_and_shows_seconds_and_old_to_new, |app:
     // A select of every action the core knows, "any" first.
     let select = between(&body, "<select id=\"a-action\" name=\"action\">", "</select>");
     for a in cloudbroker_core::audit::AuditAction::ALL {
-        let shown = a.as_str().replace('.', "&#46;");
+        let shown = a.as_str();
         assert!(select.contains(&format!("<option value=\"{shown}\">{shown}</option>")), "{} in {select}", a.as_str());
     }
     assert!(select.trim_start().starts_with("<option value=\"\" selected>any action</option>"), "{select}");
@@ -363,6 +363,5 @@ app_test!(the_audit_page_selects_actions_and_shows_seconds_and_old_to_new, |app:
 });
 
 fn select_has_selected(body: &str, action: &str) -> bool {
-    let shown = action.replace('.', "&#46;");
-    body.contains(&format!("<option value=\"{shown}\" selected>{shown}</option>"))
+    body.contains(&format!("<option value=\"{action}\" selected>{action}</option>"))
 }

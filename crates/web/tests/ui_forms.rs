@@ -837,6 +837,11 @@ app_test!(owners_manage_members_and_roles_with_the_forms, |app: common::TestApp|
     let (s, body) = olga.post("/projects/olga/members", &[("user", "mia"), ("role", "member")]).await;
     assert_eq!(s, 409, "{body}");
     assert!(body.contains("personal project"), "{body}");
+    // Its page links no audit log: that log is the admins' (403 to its owner).
+    let (s, body) = olga.get("/projects/olga").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(!body.contains("id=\"project-audit\"") && !body.contains("/projects/olga/audit"), "{body}");
+    assert_eq!(olga.get("/projects/olga/audit").await.0, 403);
 });
 
 app_test!(a_projects_credential_form_never_echoes_the_secret, |app: common::TestApp| async move {

@@ -275,6 +275,7 @@ app_test!(volumes_are_created_attached_detached_and_deleted, |app: common::TestA
     assert!(s >= 400, "{s}");
     let msg = form_error(&body);
     assert!(msg.contains("No volume was created") && msg.contains("elsewhere-1a"), "{msg}");
+    assert!(!msg.contains(".."), "the cloud's sentence ends once: {msg}");
     assert!(body.contains("value=\"elsewhere-1a\"") && body.contains("<option value=\"sb\" selected>"), "{body}");
 
     // Create (the zone defaults to the instance's).
@@ -360,6 +361,7 @@ app_test!(addresses_are_allocated_associated_and_released, |app: common::TestApp
     assert!(s >= 400, "{s}");
     let msg = form_error(&body);
     assert!(msg.contains(&format!("Address {id} was not released")) && msg.contains("in use"), "{msg}");
+    assert!(!msg.contains(".."), "the cloud's sentence ends once: {msg}");
     assert!(row(&body, "address", &id).is_some(), "{body}");
 
     // Disassociate, then release (asked first; the GET releases nothing).

@@ -263,10 +263,9 @@ fn ui_routes() -> Vec<(String, bool)> {
 const CONFIRMATIONS: &[&str] = &["/delete", "/revoke", "/remove", "/release", "/terminate", "/abort", "/disabled", "/admin"];
 
 /// Pages a link leads to that answer otherwise, known and reported to
-/// their owners: the tour says them and goes on.
-/// `/projects/{name}/audit`: a personal project's page links its audit log,
-/// which refuses its owner (403).
-const KNOWN: &[(&str, &str)] = &[("user", "/projects/{name}/audit")];
+/// their owners: the tour says them and goes on. (None now: a personal
+/// project's page no longer links the log its owner may not read.)
+const KNOWN: &[(&str, &str)] = &[];
 
 /// Whether a concrete path fills a route template (`/vms/{id}`).
 fn fills(template: &str, path: &str) -> bool {

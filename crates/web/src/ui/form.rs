@@ -132,7 +132,11 @@ pub fn friendly(e: &ServiceError) -> String {
             "Over the quota of project '{p}': its members may have {quota} VM(s) on this connector instance together, they have {current} \
              and you asked for {requested} more. Terminate the project's VMs it no longer needs, or ask an administrator for a higher quota."
         ),
-        ServiceError::Cloud(c) => format!("The cloud refused: {c}. Check your credentials and the values chosen, then try again."),
+        ServiceError::Cloud(c) => {
+            // The cloud's own message may end its sentence: one full stop.
+            let said = c.to_string();
+            format!("The cloud refused: {}. Check your credentials and the values chosen, then try again.", said.trim_end_matches('.'))
+        }
         ServiceError::Unavailable(m) => format!("{m}. An administrator needs to fix this connector instance's configuration."),
         ServiceError::MasterKeyUnknown { .. } => format!("{e}. Nothing was changed; an administrator needs to fix this."),
         ServiceError::DatabaseUnavailable(_) => {

@@ -261,6 +261,8 @@ struct ProjectPage {
     /// The user's role here (empty: an admin who is no member).
     my_role: String,
     can_manage: bool,
+    /// The recent activity section and the link to the project's log.
+    show_audit: bool,
     is_current: bool,
     members: Vec<MemberRow>,
     roles: Vec<String>,
@@ -389,7 +391,10 @@ async fn render(ui: &Ctx, name: &ProjectName, failed: Failed) -> UiResult {
         .collect();
     let policies = policy_rows(broker.provisioning.project_policies(&actor, name).await.unwrap_or_default(), &failed);
     let resources = live_vms(ui, &actor, name).await;
-    let audit = if can_manage {
+    // A personal project's log is the admins' (the audit service refuses
+    // its owner): no section, and no link to a page that would say 403.
+    let show_audit = actor.is_admin || (can_manage && !p.personal);
+    let audit = if show_audit {
         let q = AuditQuery { project: Some(name.clone()), ..AuditQuery::default() };
         match PageRequest::parse(Some("10"), None) {
             Ok(pr) => {
@@ -413,6 +418,7 @@ async fn render(ui: &Ctx, name: &ProjectName, failed: Failed) -> UiResult {
         created_by: p.created_by,
         my_role: p.role.map(|r| r.to_string()).unwrap_or_default(),
         can_manage,
+        show_audit,
         is_current: ui.actor().project == *name,
         members,
         roles: ProjectRole::ALL.iter().rev().map(|r| r.to_string()).collect(),
