@@ -27,11 +27,17 @@
 //! (default `small`) and `--instances x,y` the other users' rows'
 //! connector instances (default `--instance`).
 //!
+//! `--plans leases --now MS` seeds nothing: it prints the plan of each of
+//! the lease worker's statements (`Store::query_plans`, the generic plan
+//! executed at `MS` on PostgreSQL), each after a line `-- name`, for
+//! `bench/run leases` to check.
+//!
 //! ```text
 //! cloudbroker-bench-seed --database-url URL --user bench --instance bench \
 //!     --rows 10000 --live 100 [--other-users 100] [--terminated-pct 90] \
 //!     [--leases 100 --leases-due 0 --ended-leases 0] \
 //!     [--history 10 --history-days 30 --types t2.micro,m5.large --instances bench,bench2]
+//! cloudbroker-bench-seed --database-url URL --plans leases --now MS
 //! ```
 
 use cloudbroker_model::{
@@ -58,6 +64,9 @@ struct Args {
     history_days: u64,
     types: Vec<String>,
     instances: Vec<String>,
+    /// `--plans leases`: print plans instead of seeding.
+    plans: Option<String>,
+    now: Option<i64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +85,8 @@ fn parse_args() -> Result<Args, String> {
         history_days: 30,
         types: vec!["small".into()],
         instances: Vec::new(),
+        plans: None,
+        now: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +107,9 @@ fn parse_args() -> Result<Args, String> {
             "--history-days" => a.history_days = num(&value)?.max(1),
             "--types" => a.types = list(&value),
             "--instances" => a.instances = list(&value),
+            "--plans" if value == "leases" => a.plans = Some(value),
+            "--plans" => return Err(format!("--plans: '{value}' is not a statement set (leases)")),
+            "--now" => a.now = Some(num(&value)? as i64),
             other => return Err(format!("unknown flag '{other}'")),
         }
     }
@@ -206,6 +220,19 @@ fn history_of(n: u64, state: &str, avg: u64, days: u64, now: i64) -> Vec<(&'stat
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     cloudbroker_store::ms_to_time(cloudbroker_store::now_ms())
+}
+
+/// Prints the plans of the lease worker's statements at `--now`.
+async fn plans(a: &Args) -> Result<(), String> {
+    let now = a.now.ok_or("--plans needs --now MS")?;
+    let store = Store::open(&a.url).await.map_err(|e| e.to_string())?;
+    let statements = cloudbroker_store::vm_leases::lease_statements();
+    let plans =
+        store.query_plans(&statements, cloudbroker_store::plans::PlanKind::GenericExecuted(now)).await.map_err(|e| e.to_string())?;
+    for (name, plan) in plans {
+        println!("-- {name}\n{plan}");
+    }
+    Ok(())
 }
 
 async fn seed(a: &Args) -> Result<(), String> {
@@ -323,7 +350,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match seed(&args).await {
+    let done = if args.plans.is_some() { plans(&args).await } else { seed(&args).await };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cloudbroker-bench-seed: {e}");

@@ -132,13 +132,27 @@ impl ConnectorError {
                 || c.starts_with("Missing")
                 || c == "UnknownParameter"
                 || c == "UnsupportedOperation"
+                || c == "DependencyViolation"
+                || c == "CannotDelete"
                 || c == "DryRunOperation" =>
             {
                 ConnectorError::InvalidRequest { code, message }
             }
-            _ => ConnectorError::Cloud { code, message },
+            // EC2's server errors (its documented list): the cloud's own failure.
+            c if is_server_code(c) => ConnectorError::Cloud { code, message },
+            // Every other code is a client error (`IncorrectState`,
+            // `Resource.AlreadyAssociated`, `VolumeInUse`...): the cloud
+            // refused this request, and says why.
+            _ => ConnectorError::InvalidRequest { code, message },
         }
     }
+}
+
+/// EC2's server error codes (HTTP 5xx): the cloud's own failure, not the request's.
+pub fn is_server_code(code: &str) -> bool {
+    is_transient_code(code)
+        || matches!(code, "InsufficientVolumeCapacity" | "InsufficientFreeAddressesInSubnet")
+        || code.starts_with("HTTP5")
 }
 
 fn is_transient_code(code: &str) -> bool {
@@ -163,5 +177,19 @@ mod tests {
         assert!(e.is_retryable());
         assert!(!ConnectorError::from_ec2_code("InsufficientInstanceCapacity", "x").is_retryable());
         assert_eq!(e.to_string(), "cloud error (InternalError): boom");
+    }
+
+    #[test]
+    fn every_code_but_a_server_one_is_the_requests_fault() {
+        for code in ["Resource.AlreadyAssociated", "IncorrectState", "VolumeInUse", "IdempotentParameterMismatch"] {
+            let e = ConnectorError::from_ec2_code(code, "m");
+            assert!(matches!(&e, ConnectorError::InvalidRequest { code: c, message } if c == code && message == "m"), "{e:?}");
+            assert!(!e.is_retryable());
+        }
+        assert!(matches!(ConnectorError::from_ec2_code("InvalidZone.NotFound", "x"), ConnectorError::NotFound { .. }));
+        for code in ["InternalError", "ServiceUnavailable", "Unavailable", "InsufficientVolumeCapacity"] {
+            let e = ConnectorError::from_ec2_code(code, "x");
+            assert!(matches!(e, ConnectorError::Cloud { .. } | ConnectorError::Capacity { .. }), "{code}");
+        }
     }
 }

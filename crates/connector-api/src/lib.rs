@@ -15,21 +15,29 @@ pub mod builder;
 pub mod conf;
 pub mod decl;
 pub mod error;
+pub mod instance_attrs;
 pub mod model;
 pub mod names;
+pub mod network;
 pub mod params;
 pub mod retry;
 pub mod secret;
+pub mod security_groups;
 pub mod state;
 
 use async_trait::async_trait;
 
 pub use builder::{BuildContext, ConnectorBuilder, Connectors};
 pub use error::ConnectorError;
+pub use instance_attrs::{AttributeValue, ConsoleOutput, InstanceAttribute};
 pub use model::*;
 pub use names::InstanceName;
+pub use network::{CreateSubnetRequest, SubnetInfo, VpcInfo};
 pub use params::ConnectorKind;
 pub use secret::SecretString;
+pub use security_groups::{
+    CidrRange, CreateSecurityGroupRequest, GroupPair, IpPermission, RuleDirection, SecurityGroupInfo, SecurityGroupRule,
+};
 
 /// A cloud, as seen by the broker. One value per connector *instance*
 /// (e.g. `ec2-eu-central-1`), shared by every user of that instance; the
@@ -85,8 +93,32 @@ pub trait Connector: Send + Sync + 'static {
     async fn allocate_address(&self, creds: &Credentials) -> Result<AddressInfo, ConnectorError>;
 
     /// Associates an allocated address with a cloud instance; returns the
-    /// association id. An address is associated with one instance at a time.
-    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError>;
+    /// association id. An address is associated with one instance at a time:
+    /// one associated with another instance moves only with
+    /// `allow_reassociation` (else `Resource.AlreadyAssociated`).
+    async fn associate_address(
+        &self,
+        creds: &Credentials,
+        allocation_id: &str,
+        instance_id: &str,
+        allow_reassociation: bool,
+    ) -> Result<String, ConnectorError>;
+
+    /// Reads one attribute of a cloud instance (EC2's DescribeInstanceAttribute).
+    async fn describe_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        attribute: InstanceAttribute,
+    ) -> Result<AttributeValue, ConnectorError>;
+
+    /// Changes one attribute of a cloud instance (EC2's
+    /// ModifyInstanceAttribute): `instanceType` and `userData` only while it
+    /// is stopped (else `IncorrectInstanceState`).
+    async fn modify_instance_attribute(&self, creds: &Credentials, instance_id: &str, value: &AttributeValue) -> Result<(), ConnectorError>;
+
+    /// What a cloud instance wrote to its console (EC2's GetConsoleOutput).
+    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<ConsoleOutput, ConnectorError>;
 
     /// Ends an association.
     async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError>;
@@ -124,6 +156,47 @@ pub trait Connector: Send + Sync + 'static {
     /// Describes volumes by id (all of the account when empty).
     async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError>;
 
+    /// Takes a snapshot of a volume of the account.
+    async fn create_snapshot(&self, creds: &Credentials, volume_id: &str, description: &str) -> Result<SnapshotInfo, ConnectorError>;
+
+    /// Deletes a snapshot (refused while a registered image uses it).
+    async fn delete_snapshot(&self, creds: &Credentials, snapshot_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes the account's own snapshots by id (all of them when empty).
+    async fn describe_snapshots(&self, creds: &Credentials, snapshot_ids: &[String]) -> Result<Vec<SnapshotInfo>, ConnectorError>;
+
+    /// Makes an image of a cloud instance of the account; returns the new
+    /// cloud image id.
+    async fn create_image(&self, creds: &Credentials, req: &CreateImageRequest) -> Result<String, ConnectorError>;
+
+    /// Deregisters an image the account owns.
+    async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError>;
+
+    /// Creates a VPC with the IPv4 block `cidr` (`/16` to `/28`; EC2's
+    /// `InvalidVpc.Range` otherwise).
+    async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<VpcInfo, ConnectorError>;
+
+    /// Deletes a VPC (it must hold no subnet: `DependencyViolation`).
+    async fn delete_vpc(&self, creds: &Credentials, vpc_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes VPCs by id (all of the account when empty; an unknown id
+    /// fails the call with `InvalidVpcID.NotFound`).
+    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<VpcInfo>, ConnectorError>;
+
+    /// Creates a subnet: its block inside its VPC's, overlapping no other
+    /// subnet of the VPC (`InvalidSubnet.Range`, `InvalidSubnet.Conflict`).
+    async fn create_subnet(&self, creds: &Credentials, req: &CreateSubnetRequest) -> Result<SubnetInfo, ConnectorError>;
+
+    /// Deletes a subnet (it must hold no live VM: `DependencyViolation`).
+    async fn delete_subnet(&self, creds: &Credentials, subnet_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes subnets by id (all of the account when empty; an unknown id
+    /// fails the call with `InvalidSubnetID.NotFound`).
+    async fn describe_subnets(&self, creds: &Credentials, subnet_ids: &[String]) -> Result<Vec<SubnetInfo>, ConnectorError>;
+
+    /// Sets whether VMs launched into the subnet get a public address.
+    async fn modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map_public_ip: bool) -> Result<(), ConnectorError>;
+
     /// Sets tags (key, value) on instances and volumes. Clouds that keep no tags say
     /// `Unsupported` (the broker then keeps them in its records only).
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
@@ -136,6 +209,43 @@ pub trait Connector: Send + Sync + 'static {
         let _ = (creds, ids, keys);
         Err(ConnectorError::Unsupported { operation: "DeleteTags".into() })
     }
+
+    /// Creates a security group (in `req.vpc_id`, else the account's
+    /// default VPC). EC2's codes: `InvalidGroup.Duplicate` for a name taken
+    /// in that VPC, `InvalidVpcID.NotFound`.
+    async fn create_security_group(&self, creds: &Credentials, req: &CreateSecurityGroupRequest)
+        -> Result<SecurityGroupInfo, ConnectorError>;
+
+    /// Deletes a security group: `InvalidGroup.NotFound`, `DependencyViolation`
+    /// while an instance uses it, `CannotDelete` for a VPC's default group.
+    async fn delete_security_group(&self, creds: &Credentials, group_id: &str) -> Result<(), ConnectorError>;
+
+    /// Describes security groups by id (every group of the account when
+    /// empty); an unknown id fails the call with `InvalidGroup.NotFound`.
+    async fn describe_security_groups(&self, creds: &Credentials, group_ids: &[String]) -> Result<Vec<SecurityGroupInfo>, ConnectorError>;
+
+    /// Adds rules to a group: `InvalidPermission.Duplicate` when one exists
+    /// already (nothing is added then). Answers the rules added.
+    async fn authorize_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: RuleDirection,
+        permissions: &[IpPermission],
+    ) -> Result<Vec<SecurityGroupRule>, ConnectorError>;
+
+    /// Removes rules from a group: `InvalidPermission.NotFound` when one
+    /// does not exist (nothing is removed then).
+    async fn revoke_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: RuleDirection,
+        permissions: &[IpPermission],
+    ) -> Result<(), ConnectorError>;
+
+    /// The rules of groups, flat with their ids (every group of the account when empty).
+    async fn describe_security_group_rules(&self, creds: &Credentials, group_ids: &[String]) -> Result<Vec<SecurityGroupRule>, ConnectorError>;
 
     /// Makes sure a security group exists (creating it if needed). Clouds
     /// without security groups accept any name.

@@ -135,6 +135,11 @@ pub struct Vm {
     /// the broker learns late from this time (clamped by the store).
     #[serde(default)]
     pub state_since: Option<DateTime<Utc>>,
+    /// The subnet and VPC it is in, where the cloud says.
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
 }
 
 impl Vm {
@@ -165,9 +170,63 @@ pub struct RunRequest {
     pub key_name: Option<String>,
     pub user_data: Option<String>,
     pub security_groups: Vec<String>,
+    /// Security groups by id (`SecurityGroupId.N`), besides those named in
+    /// `security_groups`; the cloud's default group when both are empty.
+    pub security_group_ids: Vec<String>,
+    /// The subnet to launch into (`None`: the cloud's default, its default VPC).
+    pub subnet_id: Option<String>,
     pub tags: Vec<(String, String)>,
     /// Idempotency token derived from the broker's launch request.
     pub client_token: String,
+    /// The availability zone to launch in (EC2's `Placement.AvailabilityZone`;
+    /// `None`: the cloud chooses).
+    pub zone: Option<String>,
+    /// Block devices (EC2's `BlockDeviceMapping.N`), in the order given.
+    pub block_devices: Vec<BlockDevice>,
+    /// What a shutdown from inside the VM does (EC2's
+    /// `InstanceInitiatedShutdownBehavior`; `None`: the cloud's default, `stop`).
+    pub shutdown_behavior: Option<ShutdownBehavior>,
+}
+
+/// One block device of a launch (EC2's `BlockDeviceMapping.N` with `Ebs.*`):
+/// unset fields are the cloud's defaults (the image's for the root device).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BlockDevice {
+    /// `/dev/sda1`, `/dev/sdf`, `xvdb`...
+    pub device_name: String,
+    pub volume_size_gib: Option<u32>,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1`, `standard`.
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub encrypted: Option<bool>,
+    pub delete_on_termination: Option<bool>,
+}
+
+/// EC2's `InstanceInitiatedShutdownBehavior`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownBehavior {
+    Stop,
+    Terminate,
+}
+
+impl ShutdownBehavior {
+    /// EC2's name (`stop`, `terminate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownBehavior::Stop => "stop",
+            ShutdownBehavior::Terminate => "terminate",
+        }
+    }
+
+    /// Parses EC2's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stop" => Some(ShutdownBehavior::Stop),
+            "terminate" => Some(ShutdownBehavior::Terminate),
+            _ => None,
+        }
+    }
 }
 
 /// What to describe. Empty means "everything of the account".
@@ -215,7 +274,7 @@ pub struct KeyPairInfo {
 }
 
 /// An image the cloud offers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
     pub id: String,
     pub name: Option<String>,
@@ -321,6 +380,41 @@ pub struct CreateVolumeRequest {
     pub zone: String,
     /// `gp2`, `gp3`, `standard`... (the cloud's default when absent).
     pub volume_type: Option<String>,
+    /// Provisioned IOPS (io1, io2, gp3).
+    pub iops: Option<u32>,
+    /// Encrypted at rest (`None`: the account's default).
+    pub encrypted: Option<bool>,
+    /// Throughput in MiB/s (gp3).
+    pub throughput: Option<u32>,
+    /// The snapshot the volume is made from (its size at least the snapshot's).
+    pub snapshot_id: Option<String>,
+}
+
+/// A snapshot of a volume as the cloud describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The cloud's snapshot id (`snap-...`).
+    pub snapshot_id: String,
+    /// The volume it was taken of.
+    pub volume_id: String,
+    pub size_gib: u32,
+    /// `pending`, `completed`, `error` (EC2's names).
+    pub state: String,
+    pub description: String,
+    /// When the snapshot was started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// `0%` .. `100%`.
+    pub progress: String,
+}
+
+/// An image made from a cloud instance (EC2 `CreateImage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateImageRequest {
+    pub instance_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Take the image without rebooting the instance.
+    pub no_reboot: bool,
 }
 
 /// Tags the broker puts on every VM it launches, so it can find them again
@@ -387,6 +481,8 @@ mod tests {
             client_token: None,
             tags: vec![("a".into(), "1".into())],
             state_since: None,
+            subnet_id: None,
+            vpc_id: None,
         };
         assert!(DescribeFilter::default().matches(&vm));
         assert!(DescribeFilter::tag("a", "1").matches(&vm));

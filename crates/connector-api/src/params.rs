@@ -37,6 +37,9 @@ pub enum ParamType {
     /// A comma-separated list of whole percents, each within bounds
     /// (inclusive): `50,80,100`.
     Percents { min: i64, max: i64 },
+    /// A cloud resource id: `prefix-` then 1 to 64 lowercase letters and
+    /// digits (`vpc-0a1b2c3d`, `subnet-...`).
+    CloudId { prefix: &'static str },
 }
 
 /// One declared parameter.
@@ -392,6 +395,29 @@ impl Serialize for ConnectorKind {
     }
 }
 
+/// Whether `v` is `prefix-` then 1 to 64 lowercase letters and digits.
+pub fn is_cloud_id(v: &str, prefix: &str) -> bool {
+    v.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|r| !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// `vpc.id`: declared by every kind that has VPCs (the broker places launches with it).
+pub const VPC_ID: ParamSpec = ParamSpec::optional(
+    "vpc.id",
+    ParamType::CloudId { prefix: "vpc" },
+    None,
+    "VPC every launch on this instance goes into (a launch naming no subnet takes subnet.id, else this VPC's first subnet); a subnet named elsewhere must be in it. Empty: the cloud's default VPC.",
+);
+
+/// `subnet.id`: declared by every kind that has VPCs (the broker places launches with it).
+pub const SUBNET_ID: ParamSpec = ParamSpec::optional(
+    "subnet.id",
+    ParamType::CloudId { prefix: "subnet" },
+    None,
+    "Subnet a launch on this instance goes into when it names none (EC2's SubnetId). Empty: vpc.id's first subnet, else the cloud's default.",
+);
+
 /// Validates one raw value against its spec. An empty value means "unset"
 /// and is returned as `None`.
 pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, String> {
@@ -453,6 +479,11 @@ pub fn validate_value(spec: &ParamSpec, raw: &str) -> Result<Option<String>, Str
                 if n < min || n > max {
                     return Err(format!("{n} is out of range ({min}..={max})"));
                 }
+            }
+        }
+        ParamType::CloudId { prefix } => {
+            if !is_cloud_id(v, prefix) {
+                return Err(format!("'{v}' is not a {prefix} id ({prefix}- then lowercase letters and digits)"));
             }
         }
         ParamType::Amount => {

@@ -195,6 +195,8 @@ pub(crate) fn vm_from(i: &Instance) -> Option<Vm> {
         client_token: i.client_token().filter(|s| !s.is_empty()).map(str::to_string),
         tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect(),
         state_since: i.state_transition_reason().and_then(cloudbroker_connector_api::model::transition_time),
+        subnet_id: i.subnet_id().filter(|s| !s.is_empty()).map(str::to_string),
+        vpc_id: i.vpc_id().filter(|s| !s.is_empty()).map(str::to_string),
     })
 }
 

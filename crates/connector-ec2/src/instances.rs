@@ -42,7 +42,11 @@ impl Ec2Connector {
             .max_count(count)
             .set_key_name(req.key_name.clone().filter(|k| !k.is_empty()))
             .set_user_data(req.user_data.as_ref().map(|u| base64::engine::general_purpose::STANDARD.encode(u.as_bytes())))
-            .set_security_groups(if req.security_groups.is_empty() { None } else { Some(req.security_groups.clone()) });
+            .set_security_groups(if req.security_groups.is_empty() { None } else { Some(req.security_groups.clone()) })
+            .set_security_group_ids(if req.security_group_ids.is_empty() { None } else { Some(req.security_group_ids.clone()) });
+        if let Some(subnet) = &req.subnet_id {
+            b = b.subnet_id(subnet.clone());
+        }
         if !req.instance_type.is_empty() {
             b = b.instance_type(InstanceType::from(req.instance_type.as_str()));
         }
@@ -53,6 +57,7 @@ impl Ec2Connector {
         if !req.client_token.is_empty() {
             b = b.client_token(req.client_token.clone());
         }
+        let b = crate::launch_options::run(b, req);
         let out = self.call("RunInstances", || b.clone().send()).await?;
         let mut vms: Vec<Vm> = out.instances().iter().filter_map(vm_from).collect();
         for vm in &mut vms {

@@ -18,6 +18,8 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::optional("orchestrator.instance.type", ParamType::String, Some("t2.micro"), "Instance type of the orchestrator VM."),
     ParamSpec::optional("update.clienturl", ParamType::Url, None, "URL of the cloud client bundle given to orchestrators."),
     QUOTA_VM,
+    cloudbroker_connector_api::params::VPC_ID,
+    cloudbroker_connector_api::params::SUBNET_ID,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,

@@ -20,8 +20,14 @@ impl Ec2Connector {
         creds: &Credentials,
         allocation_id: &str,
         instance_id: &str,
+        allow_reassociation: bool,
     ) -> Result<String, ConnectorError> {
-        let req = self.client(creds)?.associate_address().allocation_id(allocation_id).instance_id(instance_id);
+        let req = self
+            .client(creds)?
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance_id)
+            .set_allow_reassociation(allow_reassociation.then_some(true));
         let out = self.call("AssociateAddress", || req.clone().send()).await?;
         Ok(out.association_id().ok_or_else(|| unreadable("AssociateAddress", "no associationId"))?.to_string())
     }
@@ -56,7 +62,9 @@ impl Ec2Connector {
             .create_volume()
             .size(size)
             .availability_zone(&req.zone)
-            .set_volume_type(req.volume_type.as_deref().map(VolumeType::from));
+            .set_volume_type(req.volume_type.as_deref().map(VolumeType::from))
+            .set_snapshot_id(req.snapshot_id.clone());
+        let call = crate::launch_options::volume(call, req);
         let out = self.call("CreateVolume", || call.clone().send()).await?;
         Ok(VolumeInfo {
             volume_id: out.volume_id().ok_or_else(|| unreadable("CreateVolume", "no volumeId"))?.to_string(),

@@ -50,6 +50,7 @@ fn run_request(broker: &str, launch: &str, count: u32) -> RunRequest {
         security_groups: vec![],
         tags: vec![(tags::BROKER.into(), broker.into()), (tags::LAUNCH.into(), launch.into()), (tags::USER.into(), "alice".into())],
         client_token: format!("{broker}-{launch}"),
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,8 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::optional("security.group", ParamType::String, Some("default"), "Security group VMs are launched into."),
     QUOTA_VM,
+    cloudbroker_connector_api::params::VPC_ID,
+    cloudbroker_connector_api::params::SUBNET_ID,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,

@@ -14,9 +14,14 @@
 //! See `docs/connectors-ec2query.md` for the parameters and what econe lacks.
 
 pub mod client;
+pub mod instance_attrs;
 mod kind;
+pub mod launch_options;
 pub mod parse;
 pub mod request;
+pub mod security_groups;
+pub mod snapshots;
+pub mod vpcs;
 pub mod xml;
 
 use async_trait::async_trait;
@@ -269,6 +274,42 @@ impl Connector for Ec2QueryConnector {
         }
     }
 
+    async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<cloudbroker_connector_api::VpcInfo, ConnectorError> {
+        self.do_create_vpc(creds, cidr).await
+    }
+
+    async fn delete_vpc(&self, creds: &Credentials, vpc_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_vpc(creds, vpc_id).await
+    }
+
+    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+        self.do_describe_vpcs(creds, vpc_ids).await
+    }
+
+    async fn create_subnet(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSubnetRequest,
+    ) -> Result<cloudbroker_connector_api::SubnetInfo, ConnectorError> {
+        self.do_create_subnet(creds, req).await
+    }
+
+    async fn delete_subnet(&self, creds: &Credentials, subnet_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_subnet(creds, subnet_id).await
+    }
+
+    async fn describe_subnets(
+        &self,
+        creds: &Credentials,
+        subnet_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SubnetInfo>, ConnectorError> {
+        self.do_describe_subnets(creds, subnet_ids).await
+    }
+
+    async fn modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map_public_ip: bool) -> Result<(), ConnectorError> {
+        self.do_modify_subnet_map_public_ip(creds, subnet_id, map_public_ip).await
+    }
+
     async fn run_instances(&self, creds: &Credentials, req: &RunRequest) -> Result<Vec<Vm>, ConnectorError> {
         if req.count == 0 {
             return Err(ConnectorError::InvalidRequest {
@@ -315,9 +356,41 @@ impl Connector for Ec2QueryConnector {
         parse::allocated_address(&root)
     }
 
-    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
-        let root = self.call(creds, "AssociateAddress", request::associate_address(allocation_id, instance_id)).await?;
+    async fn associate_address(
+        &self,
+        creds: &Credentials,
+        allocation_id: &str,
+        instance_id: &str,
+        allow_reassociation: bool,
+    ) -> Result<String, ConnectorError> {
+        let mut p = request::associate_address(allocation_id, instance_id);
+        if allow_reassociation {
+            p.push(("AllowReassociation".into(), "true".into()));
+        }
+        let root = self.call(creds, "AssociateAddress", p).await?;
         parse::association_id(&root)
+    }
+
+    async fn describe_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        attribute: cloudbroker_connector_api::InstanceAttribute,
+    ) -> Result<cloudbroker_connector_api::AttributeValue, ConnectorError> {
+        self.do_describe_instance_attribute(creds, instance_id, attribute).await
+    }
+
+    async fn modify_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        value: &cloudbroker_connector_api::AttributeValue,
+    ) -> Result<(), ConnectorError> {
+        self.do_modify_instance_attribute(creds, instance_id, value).await
+    }
+
+    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+        self.do_get_console_output(creds, instance_id).await
     }
 
     async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
@@ -367,6 +440,35 @@ impl Connector for Ec2QueryConnector {
     async fn delete_volume(&self, creds: &Credentials, volume_id: &str) -> Result<(), ConnectorError> {
         let root = self.call(creds, "DeleteVolume", request::one("VolumeId", volume_id)).await?;
         parse::check_return(&root, "DeleteVolume")
+    }
+
+    async fn create_snapshot(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        description: &str,
+    ) -> Result<cloudbroker_connector_api::SnapshotInfo, ConnectorError> {
+        self.do_create_snapshot(creds, volume_id, description).await
+    }
+
+    async fn delete_snapshot(&self, creds: &Credentials, snapshot_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_snapshot(creds, snapshot_id).await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        creds: &Credentials,
+        snapshot_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SnapshotInfo>, ConnectorError> {
+        self.do_describe_snapshots(creds, snapshot_ids).await
+    }
+
+    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+        self.do_create_image(creds, req).await
+    }
+
+    async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
+        self.do_deregister_image(creds, image_id).await
     }
 
     async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {
@@ -470,6 +572,54 @@ impl Connector for Ec2QueryConnector {
             }
         }
         Ok(out)
+    }
+
+    async fn create_security_group(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSecurityGroupRequest,
+    ) -> Result<cloudbroker_connector_api::SecurityGroupInfo, ConnectorError> {
+        self.do_create_security_group(creds, req).await
+    }
+
+    async fn delete_security_group(&self, creds: &Credentials, group_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_security_group(creds, group_id).await
+    }
+
+    async fn describe_security_groups(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupInfo>, ConnectorError> {
+        self.do_describe_security_groups(creds, group_ids).await
+    }
+
+    async fn authorize_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.do_authorize_security_group(creds, group_id, direction, permissions).await
+    }
+
+    async fn revoke_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<(), ConnectorError> {
+        self.do_revoke_security_group(creds, group_id, direction, permissions).await
+    }
+
+    async fn describe_security_group_rules(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.do_describe_security_group_rules(creds, group_ids).await
     }
 
     async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {

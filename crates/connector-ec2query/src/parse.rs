@@ -79,6 +79,8 @@ pub fn vm_of(item: &Element, action: &str) -> Result<Vm, ConnectorError> {
         tags: tags_of(item),
         // `reason` (StateTransitionReason): `User initiated (... GMT)` after a stop or terminate.
         state_since: item.child_text("reason").and_then(cloudbroker_connector_api::model::transition_time),
+        subnet_id: text(item, "subnetId"),
+        vpc_id: text(item, "vpcId"),
     })
 }
 

@@ -42,8 +42,17 @@ pub fn run_instances(req: &RunRequest, default_groups: &[String]) -> Params {
     if let Some(u) = req.user_data.as_deref().filter(|u| !u.is_empty()) {
         push(&mut p, "UserData", BASE64.encode(u.as_bytes()));
     }
-    let groups = if req.security_groups.is_empty() { default_groups } else { &req.security_groups[..] };
+    // The configured groups only when the request names none (by name or id).
+    let groups = if req.security_groups.is_empty() && req.security_group_ids.is_empty() {
+        default_groups
+    } else {
+        &req.security_groups[..]
+    };
     indexed(&mut p, "SecurityGroup", groups);
+    indexed(&mut p, "SecurityGroupId", &req.security_group_ids);
+    if let Some(subnet) = &req.subnet_id {
+        push(&mut p, "SubnetId", subnet.clone());
+    }
     if !req.tags.is_empty() {
         push(&mut p, "TagSpecification.1.ResourceType", "instance");
         for (i, (k, v)) in req.tags.iter().enumerate() {
@@ -51,6 +60,7 @@ pub fn run_instances(req: &RunRequest, default_groups: &[String]) -> Params {
             push(&mut p, format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone());
         }
     }
+    crate::launch_options::run(&mut p, req);
     if !req.client_token.is_empty() {
         push(&mut p, "ClientToken", req.client_token.clone());
     }
@@ -81,6 +91,10 @@ pub fn create_volume(req: &cloudbroker_connector_api::CreateVolumeRequest) -> Pa
     if let Some(t) = req.volume_type.as_deref().filter(|t| !t.is_empty()) {
         push(&mut p, "VolumeType", t);
     }
+    if let Some(s) = req.snapshot_id.as_deref() {
+        push(&mut p, "SnapshotId", s);
+    }
+    crate::launch_options::volume(&mut p, req);
     p
 }
 
@@ -209,6 +223,7 @@ mod tests {
             security_groups: vec!["web".into(), "ssh".into()],
             tags: vec![("cloudbroker:user".into(), "alice".into()), ("Name".into(), "a b+c".into())],
             client_token: "launch-7-0".into(),
+            ..Default::default()
         };
         let p = run_instances(&req, &["default".into()]);
         assert_eq!(

@@ -48,6 +48,7 @@ fn run_request(launch: &str, count: u32, key: Option<&str>) -> RunRequest {
         security_groups: vec!["cloudbroker-test".into()],
         tags: vec![(tags::BROKER.into(), "test-broker".into()), (tags::LAUNCH.into(), launch.into()), (tags::USER.into(), "alice".into())],
         client_token: format!("{launch}-token"),
+        ..Default::default()
     }
 }
 

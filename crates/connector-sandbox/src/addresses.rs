@@ -1,6 +1,7 @@
 //! Elastic IPs with EC2's rules: at most [`MAX_ADDRESSES`] per account; an
-//! address is associated with one running or stopped VM at a time, and a VM
-//! with one address (associating another moves it).
+//! address is associated with one running or stopped VM at a time (moved to
+//! another only with `AllowReassociation`, else `Resource.AlreadyAssociated`),
+//! and a VM with one address (associating another moves it).
 
 use super::*;
 
@@ -33,11 +34,12 @@ impl SandboxConnector {
         creds: &Credentials,
         allocation_id: &str,
         instance_id: &str,
+        allow_reassociation: bool,
     ) -> Result<String, ConnectorError> {
         self.enter(creds, |w, acct| {
             let current = w.address(acct, allocation_id)?.info.clone();
             let private_ip = w.usable_vm(acct, instance_id)?.vm.private_ip.clone();
-            if let Some(other) = current.instance_id.as_deref().filter(|i| *i != instance_id) {
+            if let Some(other) = current.instance_id.as_deref().filter(|i| *i != instance_id && !allow_reassociation) {
                 return Err(err_invalid(
                     "Resource.AlreadyAssociated",
                     format!("The address with allocation id [{allocation_id}] is already associated with instance {other}"),
@@ -53,6 +55,10 @@ impl SandboxConnector {
             }
             w.next += 1;
             let assoc = format!("eipassoc-{:017x}", w.next ^ 0xa550_0000_0000);
+            // Moved (with AllowReassociation): the VM it leaves loses its public address.
+            if let Some(s) = current.instance_id.as_deref().filter(|i| *i != instance_id).and_then(|i| w.vms.get_mut(i)) {
+                s.vm.public_ip = None;
+            }
             let a = w.address(acct, allocation_id)?;
             a.info.instance_id = Some(instance_id.to_string());
             a.info.association_id = Some(assoc.clone());

@@ -51,7 +51,7 @@ impl SandboxConnector {
     }
 
     pub(crate) async fn do_list_images(&self, creds: &Credentials) -> Result<Vec<ImageInfo>, ConnectorError> {
-        self.enter(creds, |_, _| {
+        self.enter(creds, |w, acct| {
             Ok(IMAGES
                 .iter()
                 .map(|(id, name)| ImageInfo {
@@ -60,6 +60,7 @@ impl SandboxConnector {
                     description: None,
                     state: Some("available".into()),
                 })
+                .chain(w.images.values().filter(|i| i.account == acct).map(|i| i.info.clone()))
                 .collect())
         })
         .await

@@ -77,7 +77,7 @@ impl SandboxConnector {
                     return Ok(ids.iter().filter_map(|id| w.vms.get(id).map(|s| s.vm.clone())).collect());
                 }
             }
-            if !IMAGES.iter().any(|(id, _)| *id == req.image_id) {
+            if !IMAGES.iter().any(|(id, _)| *id == req.image_id) && !w.made_image(&req.image_id) {
                 return Err(ConnectorError::NotFound {
                     code: "InvalidAMIID.NotFound".into(),
                     message: format!("The image id '[{}]' does not exist", req.image_id),
@@ -97,6 +97,7 @@ impl SandboxConnector {
                     });
                 }
             }
+            launch_options::check_launch(req, &format!("{instance}a"))?;
             if fail {
                 return Err(ConnectorError::Capacity {
                     code: "InsufficientInstanceCapacity".into(),
@@ -112,6 +113,10 @@ impl SandboxConnector {
                     });
                 }
             }
+            let vpc = w.launch_vpc(acct, &format!("{instance}a"), req.subnet_id.as_deref())?;
+            let groups = w.launch_groups(acct, &vpc, &req.security_groups, &req.security_group_ids)?;
+            let (subnet, ips) = w.place(acct, &format!("{instance}a"), req.subnet_id.as_deref(), req.count)?;
+            let mut ips = ips.into_iter();
             let now = now_ms();
             let mut out = Vec::new();
             for _ in 0..req.count {
@@ -123,15 +128,21 @@ impl SandboxConnector {
                     state: VmState::Pending,
                     image_id: req.image_id.clone(),
                     instance_type: req.instance_type.clone(),
-                    private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)),
-                    public_ip: public_ips.then(|| format!("203.0.{}.{}", 113 + ((n >> 8) & 0x7f), n & 0xff)),
+                    private_ip: ips.next(),
+                    public_ip: (public_ips && subnet.map_public_ip_on_launch).then(|| format!("203.0.{}.{}", 113 + ((n >> 8) & 0x7f), n & 0xff)),
                     key_name: req.key_name.clone(),
                     launch_time: Some(Utc::now()),
                     client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),
                     tags: if keep_tags { req.tags.clone() } else { Vec::new() },
                     state_since: None,
+                    subnet_id: Some(subnet.subnet_id.clone()),
+                    vpc_id: Some(subnet.vpc_id.clone()),
                 };
-                w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed_ms: now });
+                if let Some(u) = &req.user_data {
+                    w.attrs.entry(id.clone()).or_default().user_data = Some(u.clone());
+                }
+                w.record_launch(&id, req);
+                w.vms.insert(id.clone(), SimVm { vm: vm.clone(), account: acct.to_string(), changed_ms: now, groups: groups.clone() });
                 w.order.push(id);
                 out.push(vm);
             }

@@ -40,6 +40,8 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::optional("api.latency.ms", ParamType::Int { min: 0, max: 60_000 }, Some("0"), "Simulated latency of every API call."),
     QUOTA_VM,
+    cloudbroker_connector_api::params::VPC_ID,
+    cloudbroker_connector_api::params::SUBNET_ID,
     QUOTA_PROJECT_VM,
     MAX_WORKERS,
     CONNECTION_POLICY,

@@ -3,7 +3,7 @@
 //!
 //! Behaves like EC2 where it matters to the broker: VMs go `pending ->
 //! running` after `boot.delay.ms` (likewise `stopping -> stopped`,
-//! `shutting-down -> terminated`), get a private address (10.0.0.0/8) and,
+//! `shutting-down -> terminated`), get a private address (from their subnet; see `vpcs`) and,
 //! with `public.ips`, a public one (TEST-NET-3, 203.0.113.0/24 and up); a
 //! `ClientToken` makes launches idempotent; each access key id is its own
 //! account; `failure.rate` makes launches fail with
@@ -37,19 +37,26 @@
 mod addresses;
 mod catalog;
 mod hold;
+mod instance_attrs;
 mod instances;
 mod kind;
+mod launch_options;
 mod persist;
+mod security_groups;
+mod snapshots;
 #[cfg(test)]
 mod tests;
 mod volumes;
+mod vpcs;
 mod world;
 
 pub use cloudbroker_connector_api::state::{WorldChange, WorldStore, WorldStoreError, DATABASE_UNAVAILABLE_CODE};
 pub use hold::ListingHold;
 pub use kind::{SandboxBuilder, KIND};
+pub use vpcs::DEFAULT_VPC_CIDR;
 
 use persist::shared_world;
+use snapshots::{SimImage, SimSnapshot};
 use world::*;
 
 use async_trait::async_trait;
@@ -199,8 +206,36 @@ impl Connector for SandboxConnector {
         self.do_allocate_address(creds).await
     }
 
-    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
-        self.do_associate_address(creds, allocation_id, instance_id).await
+    async fn associate_address(
+        &self,
+        creds: &Credentials,
+        allocation_id: &str,
+        instance_id: &str,
+        allow_reassociation: bool,
+    ) -> Result<String, ConnectorError> {
+        self.do_associate_address(creds, allocation_id, instance_id, allow_reassociation).await
+    }
+
+    async fn describe_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        attribute: cloudbroker_connector_api::InstanceAttribute,
+    ) -> Result<cloudbroker_connector_api::AttributeValue, ConnectorError> {
+        self.do_describe_instance_attribute(creds, instance_id, attribute).await
+    }
+
+    async fn modify_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        value: &cloudbroker_connector_api::AttributeValue,
+    ) -> Result<(), ConnectorError> {
+        self.do_modify_instance_attribute(creds, instance_id, value).await
+    }
+
+    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+        self.do_get_console_output(creds, instance_id).await
     }
 
     async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
@@ -247,12 +282,129 @@ impl Connector for SandboxConnector {
         self.do_describe_volumes(creds, volume_ids).await
     }
 
+    async fn create_snapshot(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        description: &str,
+    ) -> Result<cloudbroker_connector_api::SnapshotInfo, ConnectorError> {
+        self.do_create_snapshot(creds, volume_id, description).await
+    }
+
+    async fn delete_snapshot(&self, creds: &Credentials, snapshot_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_snapshot(creds, snapshot_id).await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        creds: &Credentials,
+        snapshot_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SnapshotInfo>, ConnectorError> {
+        self.do_describe_snapshots(creds, snapshot_ids).await
+    }
+
+    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+        self.do_create_image(creds, req).await
+    }
+
+    async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
+        self.do_deregister_image(creds, image_id).await
+    }
+
+    async fn create_security_group(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSecurityGroupRequest,
+    ) -> Result<cloudbroker_connector_api::SecurityGroupInfo, ConnectorError> {
+        self.do_create_security_group(creds, req).await
+    }
+
+    async fn delete_security_group(&self, creds: &Credentials, group_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_security_group(creds, group_id).await
+    }
+
+    async fn describe_security_groups(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupInfo>, ConnectorError> {
+        self.do_describe_security_groups(creds, group_ids).await
+    }
+
+    async fn authorize_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.do_authorize_security_group(creds, group_id, direction, permissions).await
+    }
+
+    async fn revoke_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<(), ConnectorError> {
+        self.do_revoke_security_group(creds, group_id, direction, permissions).await
+    }
+
+    async fn describe_security_group_rules(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.do_describe_security_group_rules(creds, group_ids).await
+    }
+
+    async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {
+        self.do_ensure_security_group(creds, name).await
+    }
+
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
         self.do_create_tags(creds, ids, tags).await
     }
 
     async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
         self.do_delete_tags(creds, ids, keys).await
+    }
+
+    async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<cloudbroker_connector_api::VpcInfo, ConnectorError> {
+        self.do_create_vpc(creds, cidr).await
+    }
+
+    async fn delete_vpc(&self, creds: &Credentials, vpc_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_vpc(creds, vpc_id).await
+    }
+
+    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+        self.do_describe_vpcs(creds, vpc_ids).await
+    }
+
+    async fn create_subnet(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSubnetRequest,
+    ) -> Result<cloudbroker_connector_api::SubnetInfo, ConnectorError> {
+        self.do_create_subnet(creds, req).await
+    }
+
+    async fn delete_subnet(&self, creds: &Credentials, subnet_id: &str) -> Result<(), ConnectorError> {
+        self.do_delete_subnet(creds, subnet_id).await
+    }
+
+    async fn describe_subnets(
+        &self,
+        creds: &Credentials,
+        subnet_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SubnetInfo>, ConnectorError> {
+        self.do_describe_subnets(creds, subnet_ids).await
+    }
+
+    async fn modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map_public_ip: bool) -> Result<(), ConnectorError> {
+        self.do_modify_subnet_map_public_ip(creds, subnet_id, map_public_ip).await
     }
 
     async fn import_key_pair(&self, creds: &Credentials, name: &str, public_key: &str) -> Result<KeyPairInfo, ConnectorError> {

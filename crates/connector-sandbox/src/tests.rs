@@ -94,9 +94,9 @@ async fn addresses_and_volumes_follow_ec2_rules() {
     // A terminated VM takes no address.
     let dead = sb.run_instances(&a, &req(1, "dead")).await.unwrap().remove(0);
     sb.terminate_instances(&a, std::slice::from_ref(&dead.id)).await.unwrap();
-    let e = sb.associate_address(&a, &addr.allocation_id, &dead.id).await.unwrap_err();
+    let e = sb.associate_address(&a, &addr.allocation_id, &dead.id, false).await.unwrap_err();
     assert_eq!(e.code(), Some("IncorrectInstanceState"), "{e}");
-    let assoc = sb.associate_address(&a, &addr.allocation_id, &vm.id).await.unwrap();
+    let assoc = sb.associate_address(&a, &addr.allocation_id, &vm.id, false).await.unwrap();
     let d = sb.describe_addresses(&a, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
     assert_eq!((d[0].instance_id.as_deref(), d[0].association_id.as_deref()), (Some(vm.id.as_str()), Some(assoc.as_str())));
     assert_eq!(
@@ -108,12 +108,12 @@ async fn addresses_and_volumes_follow_ec2_rules() {
     assert_eq!(sb.release_address(&b, &addr.allocation_id).await.unwrap_err().code(), Some("InvalidAllocationID.NotFound"));
     let bvm = sb.run_instances(&b, &req(1, "w")).await.unwrap().remove(0);
     let baddr = sb.allocate_address(&b).await.unwrap();
-    assert_eq!(sb.associate_address(&b, &baddr.allocation_id, &vm.id).await.unwrap_err().code(), Some("InvalidInstanceID.NotFound"));
+    assert_eq!(sb.associate_address(&b, &baddr.allocation_id, &vm.id, false).await.unwrap_err().code(), Some("InvalidInstanceID.NotFound"));
     // One VM at a time.
     let _ = bvm;
     let vm2 = sb.run_instances(&a, &req(1, "v2")).await.unwrap().remove(0);
     sb.describe_instances(&a, &DescribeFilter::default()).await.unwrap();
-    let e = sb.associate_address(&a, &addr.allocation_id, &vm2.id).await.unwrap_err();
+    let e = sb.associate_address(&a, &addr.allocation_id, &vm2.id, false).await.unwrap_err();
     assert_eq!(e.code(), Some("Resource.AlreadyAssociated"), "{e}");
     assert_eq!(sb.release_address(&a, &addr.allocation_id).await.unwrap_err().code(), Some("InvalidIPAddress.InUse"));
     sb.disassociate_address(&a, &assoc).await.unwrap();
@@ -127,11 +127,11 @@ async fn addresses_and_volumes_follow_ec2_rules() {
 
     // Volumes.
     let zone = "sba".to_string();
-    let bad = CreateVolumeRequest { size_gib: 0, zone: zone.clone(), volume_type: None };
+    let bad = CreateVolumeRequest { size_gib: 0, zone: zone.clone(), volume_type: None, ..Default::default() };
     assert_eq!(sb.create_volume(&a, &bad).await.unwrap_err().code(), Some("InvalidParameterValue"));
-    let elsewhere = CreateVolumeRequest { size_gib: 1, zone: "us-east-1a".into(), volume_type: None };
+    let elsewhere = CreateVolumeRequest { size_gib: 1, zone: "us-east-1a".into(), volume_type: None, ..Default::default() };
     assert_eq!(sb.create_volume(&a, &elsewhere).await.unwrap_err().code(), Some("InvalidParameterValue"));
-    let v = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()) }).await.unwrap();
+    let v = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()), ..Default::default() }).await.unwrap();
     assert_eq!((v.state, v.size_gib), (VolumeState::Creating, 8));
     assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
     assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/hda").await.unwrap_err().code(), Some("InvalidParameterValue"));
@@ -142,7 +142,7 @@ async fn addresses_and_volumes_follow_ec2_rules() {
     assert_eq!((d[0].state, d[0].attachments[0].state.as_str()), (VolumeState::InUse, "attached"));
     assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm2.id, "/dev/sdg").await.unwrap_err().code(), Some("VolumeInUse"));
     assert_eq!(sb.delete_volume(&a, &v.volume_id).await.unwrap_err().code(), Some("VolumeInUse"));
-    let v2 = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 1, zone: "sba".into(), volume_type: None }).await.unwrap();
+    let v2 = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 1, zone: "sba".into(), volume_type: None, ..Default::default() }).await.unwrap();
     sb.describe_volumes(&a, &[]).await.unwrap();
     let e = sb.attach_volume(&a, &v2.volume_id, &vm.id, "/dev/sdf").await.unwrap_err();
     assert!(e.to_string().contains("already in use"), "{e}");

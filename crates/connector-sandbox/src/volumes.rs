@@ -26,6 +26,10 @@ impl SandboxConnector {
             {
                 return Err(err_invalid("InvalidParameterValue", format!("Invalid volume type: {t}")));
             }
+            launch_options::check_volume(req)?;
+            if let Some(snap) = &req.snapshot_id {
+                w.check_volume_from(acct, snap, req.size_gib)?;
+            }
             w.next += 1;
             let info = VolumeInfo {
                 volume_id: format!("vol-{:017x}", w.next ^ 0x7010_0000_0000),
@@ -38,6 +42,7 @@ impl SandboxConnector {
                 info.volume_id.clone(),
                 SimVolume { info: info.clone(), account: acct.to_string(), changed_ms: now_ms(), tags: BTreeMap::new() },
             );
+            w.record_volume(&info.volume_id, req);
             Ok(info)
         })
         .await

@@ -12,6 +12,9 @@ pub(crate) struct SimVm {
     pub(crate) account: String,
     /// Wall-clock time of the last state change, in ms since the epoch.
     pub(crate) changed_ms: i64,
+    /// The security groups (ids) the VM was launched with.
+    #[serde(default)]
+    pub(crate) groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,6 +44,21 @@ pub(crate) struct World {
     pub(crate) keys: HashMap<String, BTreeMap<String, String>>,
     pub(crate) addresses: BTreeMap<String, SimAddress>,
     pub(crate) volumes: BTreeMap<String, SimVolume>,
+    pub(crate) vpcs: BTreeMap<String, crate::vpcs::SimVpc>,
+    pub(crate) subnets: BTreeMap<String, crate::vpcs::SimSubnet>,
+    /// Accounts whose default VPC and subnet were made.
+    pub(crate) net_accounts: std::collections::BTreeSet<String>,
+    /// VMs' attributes beyond [`Vm`] (user data, shutdown behaviour...), by id.
+    pub(crate) attrs: BTreeMap<String, super::instance_attrs::SimAttrs>,
+    pub(crate) snapshots: BTreeMap<String, SimSnapshot>,
+    /// Images made from instances (`CreateImage`), each its account's alone.
+    pub(crate) images: BTreeMap<String, SimImage>,
+    /// Security groups by id (`security_groups`).
+    pub(crate) groups: BTreeMap<String, security_groups::SimGroup>,
+    /// The block devices VMs were launched with, by VM id (`launch_options`).
+    pub(crate) block_devices: BTreeMap<String, Vec<cloudbroker_connector_api::BlockDevice>>,
+    /// Volumes' IOPS, encryption and throughput, by volume id (`launch_options`).
+    pub(crate) volume_options: BTreeMap<String, crate::launch_options::SimVolumeOptions>,
     pub(crate) next: u64,
 }
 
@@ -138,6 +156,7 @@ impl SandboxConnector {
                 v.info.state = VolumeState::Available;
             }
         }
+        Self::tick_snapshots(w, now, delay);
         for v in w.volumes.values_mut() {
             if now.saturating_sub(v.changed_ms) < delay {
                 continue;

@@ -161,6 +161,8 @@ pub enum AuditAction {
     VmTerminate,
     /// A VM stopped by a user or an admin.
     VmStop,
+    /// A stopped VM started by a user or an admin.
+    VmStart,
     /// A lease set or extended (by a user or an admin).
     VmLeaseSet,
     /// The warning that a lease ends soon.
@@ -188,11 +190,29 @@ pub enum AuditAction {
     ProjectDelete,
     ProjectMemberPut,
     ProjectMemberRemove,
+    /// A VPC or subnet made or deleted through the broker (EC2 CreateVpc, CreateSubnet, ...).
+    VpcCreate,
+    VpcDelete,
+    SubnetCreate,
+    SubnetDelete,
+    /// A security group made, deleted, or its rules changed (EC2
+    /// CreateSecurityGroup, Authorize/RevokeSecurityGroupIngress/Egress, ...).
+    SecurityGroupCreate,
+    SecurityGroupDelete,
+    SecurityGroupAuthorize,
+    SecurityGroupRevoke,
+    /// A snapshot of a volume taken (EC2 CreateSnapshot).
+    SnapshotCreate,
+    SnapshotDelete,
+    /// A private image made from a VM (EC2 CreateImage, the VM page).
+    ImageCreate,
+    /// A private image's launch permissions changed (users added or removed).
+    ImageShare,
 }
 
 impl AuditAction {
     /// Every action, for tests and documentation.
-    pub const ALL: [AuditAction; 50] = [
+    pub const ALL: [AuditAction; 63] = [
         Self::Login,
         Self::UserCreate,
         Self::UserPassword,
@@ -223,6 +243,7 @@ impl AuditAction {
         Self::VmLaunch,
         Self::VmTerminate,
         Self::VmStop,
+        Self::VmStart,
         Self::VmLeaseSet,
         Self::VmLeaseWarn,
         Self::VmLeaseExpire,
@@ -243,6 +264,18 @@ impl AuditAction {
         Self::ProjectDelete,
         Self::ProjectMemberPut,
         Self::ProjectMemberRemove,
+        Self::VpcCreate,
+        Self::VpcDelete,
+        Self::SubnetCreate,
+        Self::SubnetDelete,
+        Self::SecurityGroupCreate,
+        Self::SecurityGroupDelete,
+        Self::SecurityGroupAuthorize,
+        Self::SecurityGroupRevoke,
+        Self::SnapshotCreate,
+        Self::SnapshotDelete,
+        Self::ImageCreate,
+        Self::ImageShare,
     ];
 
     /// The action as stored and filtered on (`GET /api/v1/audit?action=`).
@@ -278,6 +311,7 @@ impl AuditAction {
             Self::VmLaunch => "vm.launch",
             Self::VmTerminate => "vm.terminate",
             Self::VmStop => "vm.stop",
+            Self::VmStart => "vm.start",
             Self::VmLeaseSet => "vm.lease.set",
             Self::VmLeaseWarn => "vm.lease.warn",
             Self::VmLeaseExpire => "vm.lease.expire",
@@ -298,6 +332,18 @@ impl AuditAction {
             Self::ProjectDelete => "project.delete",
             Self::ProjectMemberPut => "project.member.put",
             Self::ProjectMemberRemove => "project.member.remove",
+            Self::VpcCreate => "vpc.create",
+            Self::VpcDelete => "vpc.delete",
+            Self::SubnetCreate => "subnet.create",
+            Self::SubnetDelete => "subnet.delete",
+            Self::SecurityGroupCreate => "security_group.create",
+            Self::SecurityGroupDelete => "security_group.delete",
+            Self::SecurityGroupAuthorize => "security_group.authorize",
+            Self::SecurityGroupRevoke => "security_group.revoke",
+            Self::SnapshotCreate => "snapshot.create",
+            Self::SnapshotDelete => "snapshot.delete",
+            Self::ImageCreate => "image.create",
+            Self::ImageShare => "image.share",
         }
     }
 }
@@ -613,6 +659,7 @@ mod tests {
             ),
             (AuditEvent::ok(AuditAction::VmTerminate, AuditTarget::Vm("vm-1")).detail("sb"), ["vm.terminate", "vm-1", "ok", "sb"]),
             (AuditEvent::ok(AuditAction::VmStop, AuditTarget::Vm("vm-1")).detail("sb").about("bob"), ["vm.stop", "vm-1", "ok", "sb"]),
+            (AuditEvent::ok(AuditAction::VmStart, AuditTarget::Vm("vm-1")).detail("sb").about("bob"), ["vm.start", "vm-1", "ok", "sb"]),
             (AuditEvent::ok(AuditAction::VmLeaseSet, AuditTarget::Vm("vm-1")).detail("until T"), ["vm.lease.set", "vm-1", "ok", "until T"]),
             (AuditEvent::ok(AuditAction::VmLeaseWarn, AuditTarget::Vm("vm-1")), ["vm.lease.warn", "vm-1", "ok", ""]),
             (AuditEvent::ok(AuditAction::VmLeaseExpire, AuditTarget::Vm("vm-1")), ["vm.lease.expire", "vm-1", "ok", ""]),
@@ -678,6 +725,54 @@ mod tests {
             (
                 AuditEvent::ok(AuditAction::ProjectMemberRemove, AuditTarget::ProjectMember { project: "team-a", user: "carol" }),
                 ["project.member.remove", "team-a/carol", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::VpcCreate, AuditTarget::CloudResource { instance: "sb", id: "vpc-1" }).detail("10.1.0.0/16"),
+                ["vpc.create", "sb/vpc-1", "ok", "10.1.0.0/16"],
+            ),
+            (AuditEvent::ok(AuditAction::VpcDelete, AuditTarget::CloudResource { instance: "sb", id: "vpc-1" }), ["vpc.delete", "sb/vpc-1", "ok", ""]),
+            (
+                AuditEvent::ok(AuditAction::SubnetCreate, AuditTarget::CloudResource { instance: "sb", id: "subnet-1" })
+                    .detail("10.1.2.0/24 in vpc-1"),
+                ["subnet.create", "sb/subnet-1", "ok", "10.1.2.0/24 in vpc-1"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SubnetDelete, AuditTarget::CloudResource { instance: "sb", id: "subnet-1" }),
+                ["subnet.delete", "sb/subnet-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SecurityGroupCreate, AuditTarget::CloudResource { instance: "sb", id: "sg-1" }).detail("web"),
+                ["security_group.create", "sb/sg-1", "ok", "web"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SecurityGroupDelete, AuditTarget::CloudResource { instance: "sb", id: "sg-1" }),
+                ["security_group.delete", "sb/sg-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SecurityGroupAuthorize, AuditTarget::CloudResource { instance: "sb", id: "sg-1" })
+                    .detail("ingress tcp 22-22 10.0.0.0/8"),
+                ["security_group.authorize", "sb/sg-1", "ok", "ingress tcp 22-22 10.0.0.0/8"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SecurityGroupRevoke, AuditTarget::CloudResource { instance: "sb", id: "sg-1" })
+                    .detail("egress -1 0.0.0.0/0"),
+                ["security_group.revoke", "sb/sg-1", "ok", "egress -1 0.0.0.0/0"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SnapshotCreate, AuditTarget::CloudResource { instance: "sb", id: "snap-1" }).detail("vol-1"),
+                ["snapshot.create", "sb/snap-1", "ok", "vol-1"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::SnapshotDelete, AuditTarget::CloudResource { instance: "sb", id: "snap-1" }),
+                ["snapshot.delete", "sb/snap-1", "ok", ""],
+            ),
+            (
+                AuditEvent::ok(AuditAction::ImageCreate, AuditTarget::Image("mine")).detail("vm-1 sb:ami-1"),
+                ["image.create", "mine", "ok", "vm-1 sb:ami-1"],
+            ),
+            (
+                AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image("mine")).detail("+bob -carol"),
+                ["image.share", "mine", "ok", "+bob -carol"],
             ),
         ];
         let mut actions = BTreeSet::new();

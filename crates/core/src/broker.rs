@@ -267,6 +267,21 @@ impl Broker {
         self.store.backend().as_str()
     }
 
+    /// The leases held now, by name: which replica does each piece of
+    /// work done by one replica at a time (see [`crate::workers::WorkLease`]).
+    pub async fn work_leases(&self) -> crate::ServiceResult<Vec<crate::workers::WorkLease>> {
+        let rows = self.store.held_leases().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, holder, until)| crate::workers::WorkLease {
+                this_replica: holder == self.replica_id,
+                name,
+                holder,
+                until: cloudbroker_store::ms_to_time(until),
+            })
+            .collect())
+    }
+
     /// Releases the leases this replica holds (at shutdown, once its
     /// workers have stopped), so another replica takes over at once.
     pub async fn release_leases(&self) -> crate::ServiceResult<u64> {

@@ -6,6 +6,7 @@
 
 use crate::domain::{AllocationId, CredentialName, ImageName, InstanceName, InvalidValue, TokenId, UserName, VmId, VolumeId};
 use cloudbroker_connector_api::ConnectorError;
+use cloudbroker_store::cloud_objects::ObjectKind;
 use cloudbroker_store::StoreError;
 
 /// What was not found.
@@ -37,6 +38,11 @@ pub enum Resource {
     Project(crate::domain::ProjectName),
     /// A record the store did not find, described by the store.
     Record(String),
+    /// A recorded cloud object (security group, VPC, subnet, snapshot) by its cloud id.
+    CloudObject {
+        kind: cloudbroker_store::cloud_objects::ObjectKind,
+        id: String,
+    },
 }
 
 impl std::fmt::Display for Resource {
@@ -48,6 +54,7 @@ impl std::fmt::Display for Resource {
             Resource::Vm(v) => write!(f, "VM '{v}'"),
             Resource::Address(a) => write!(f, "address '{a}'"),
             Resource::Volume(v) => write!(f, "volume '{v}'"),
+            Resource::CloudObject { kind, id } => write!(f, "{kind} '{id}'"),
             Resource::Token(t) => write!(f, "token '{t}'"),
             Resource::Credentials { instance } => write!(f, "credentials for '{instance}'"),
             Resource::SharedCredential { name, instance } => write!(f, "shared credential '{name}' for '{instance}'"),
@@ -70,6 +77,12 @@ pub enum ServiceError {
     NotFound(Resource),
     #[error("{0}")]
     Conflict(String),
+    /// Refused by a setting of the resource itself (a VM's termination
+    /// protection, EC2's `disableApiTermination`): the JSON API answers
+    /// 409 `not_permitted`, the UI "Not possible now", the EC2 front
+    /// `OperationNotPermitted`.
+    #[error("{0}")]
+    NotPermitted(String),
     /// Bad input; `field` names the offending input where there is one.
     #[error("{message}")]
     Invalid { field: Option<&'static str>, message: String },
@@ -226,6 +239,10 @@ pub enum Limit {
     Volumes,
     /// User tags on one VM or volume.
     Tags,
+    /// Live recorded cloud objects of one kind (security groups, VPCs, ...).
+    Objects(cloudbroker_store::cloud_objects::ObjectKind),
+    /// Private images (registered or made from VMs) one project may have.
+    PrivateImages,
 }
 
 impl std::fmt::Display for Limit {
@@ -235,6 +252,11 @@ impl std::fmt::Display for Limit {
             Limit::Addresses => "Elastic IP addresses per project",
             Limit::Volumes => "volumes per project",
             Limit::Tags => "tags per resource",
+            Limit::Objects(ObjectKind::SecurityGroup) => "security groups per project",
+            Limit::Objects(ObjectKind::Vpc) => "VPCs per project",
+            Limit::Objects(ObjectKind::Subnet) => "subnets per project",
+            Limit::Objects(ObjectKind::Snapshot) => "snapshots per project",
+            Limit::PrivateImages => "private images per project",
         })
     }
 }

@@ -94,12 +94,22 @@ pub struct ImageView {
     /// visible; `null` for the broker's own, public images.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub project: Option<ProjectName>,
+    /// The users besides the project's members who see and launch this
+    /// private image (its launch permissions), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub shared_with: Vec<UserName>,
 }
 
 impl ImageView {
     /// Whether `actor` sees it: public, its project's, or any for an admin.
     pub fn visible_to(&self, actor: &Actor) -> bool {
-        actor.is_admin || self.public_or_in(&actor.project)
+        actor.is_admin || self.launchable_by(actor)
+    }
+
+    /// Whether the image is shared with `user` (launch permissions).
+    pub fn shared_with_user(&self, user: &UserName) -> bool {
+        self.shared_with.contains(user)
     }
 
     /// Public, or private to `project` (what the EC2 front shows an access
@@ -112,7 +122,7 @@ impl ImageView {
     /// included: a launch acts in its project). The one rule behind
     /// [`Images::launchable_by`] and [`Images::resolve_for`].
     pub fn launchable_by(&self, actor: &Actor) -> bool {
-        self.public_or_in(&actor.project)
+        self.public_or_in(&actor.project) || self.shared_with_user(&actor.name)
     }
 }
 
@@ -226,7 +236,9 @@ impl Images {
             version = self.store.images_version().await?;
             rows = self.store.list_images().await?;
         }
-        let catalogue = Catalogue(Arc::new(Self::merge(rows, &snap)));
+        let mut merged = Self::merge(rows, &snap);
+        Self::add_shares(&mut merged, self.store.image_shares().await?);
+        let catalogue = Catalogue(Arc::new(merged));
         let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some(Cached { version, snap, catalogue: catalogue.clone() });
         Ok(catalogue)
@@ -268,6 +280,16 @@ impl Images {
         Ok(found)
     }
 
+    /// Puts each image's launch permissions on it (private images only: a
+    /// file's public image under the same name has none).
+    fn add_shares(images: &mut [ImageView], mut shares: BTreeMap<String, Vec<String>>) {
+        for i in images.iter_mut().filter(|i| i.project.is_some()) {
+            if let Some(users) = shares.remove(i.name.as_str()) {
+                i.shared_with = users.into_iter().map(user_name).collect();
+            }
+        }
+    }
+
     /// Stored images merged with those of the snapshot's files.
     fn merge(rows: Vec<ImageRow>, snap: &Snapshot) -> Vec<ImageView> {
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
@@ -283,6 +305,7 @@ impl Images {
                     file_mappings: BTreeMap::new(),
                     owner: r.owner.map(user_name),
                     project: r.project.map(ProjectName::from_stored),
+                    shared_with: Vec::new(),
                 },
             );
         }
@@ -300,6 +323,7 @@ impl Images {
                 file_mappings: BTreeMap::new(),
                 owner: None,
                 project: None,
+                shared_with: Vec::new(),
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -326,7 +350,7 @@ impl Images {
         let want = page.limit as usize + 1;
         let mut out: BTreeMap<String, ImageView> = BTreeMap::new();
         let viewer = (!actor.is_admin).then(|| actor.project.as_str());
-        for r in self.store.page_images(after, want as i64, viewer).await? {
+        for r in self.store.page_images_for(after, want as i64, viewer, actor.name.as_str()).await? {
             out.insert(
                 r.name.clone(),
                 ImageView {
@@ -338,6 +362,7 @@ impl Images {
                     file_mappings: BTreeMap::new(),
                     owner: r.owner.map(user_name),
                     project: r.project.map(ProjectName::from_stored),
+                    shared_with: Vec::new(),
                 },
             );
         }
@@ -355,6 +380,7 @@ impl Images {
                 file_mappings: BTreeMap::new(),
                 owner: None,
                 project: None,
+                shared_with: Vec::new(),
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -366,7 +392,8 @@ impl Images {
                 v.file_mappings.insert(inst.clone(), loc.to_string());
             }
         }
-        let items: Vec<ImageView> = out.into_values().take(want).collect();
+        let mut items: Vec<ImageView> = out.into_values().take(want).collect();
+        Self::add_shares(&mut items, self.store.image_shares().await?);
         Ok(Page::from_fetched(items, page.limit, |i| Cursor::new(0, i.name.as_str())))
     }
 
@@ -446,6 +473,88 @@ impl Images {
         self.get(name).await
     }
 
+    /// Stores an image made from a VM of the actor's project (see
+    /// [`crate::provisioning::Provisioning::create_image`]): always private
+    /// to the actor's project, admins' included, `actor` its owner, `parent`
+    /// the VM's image when it still exists. The project holds at most
+    /// [`crate::limits::MAX_PRIVATE_IMAGES`] private images.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_private(
+        &self,
+        actor: &Actor,
+        name: &ImageName,
+        description: &str,
+        parent: Option<&str>,
+        instance: &InstanceName,
+        cloud_image_id: &str,
+        detail: &str,
+    ) -> ServiceResult<ImageView> {
+        let catalogue = self.catalogue().await?;
+        let parent = parent.and_then(|p| catalogue.get(&ImageName::from_stored(p.to_string())).map(|i| (i.name.to_string(), i.os.clone())));
+        let row = ImageRow {
+            name: name.to_string(),
+            description: description.to_string(),
+            os: parent.as_ref().map(|p| p.1.clone()).unwrap_or_default(),
+            parent: parent.map(|p| p.0),
+            mappings: BTreeMap::from([(
+                instance.to_string(),
+                StoredMapping { image_id: cloud_image_id.to_string(), instance_type: None, security_group: None },
+            )]),
+            owner: Some(actor.name.to_string()),
+            project: Some(actor.project.to_string()),
+        };
+        self.store.put_image(&row, true).await?;
+        self.store.set_image_made_from(name.as_str(), detail.split(' ').next().unwrap_or_default()).await?;
+        audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageCreate, AuditTarget::Image(name.as_str())).detail(detail))
+            .await?;
+        self.get(name).await
+    }
+
+    /// What [`Self::create_private`] checks first: as [`Self::check_register`],
+    /// and the project is under its cap of private images.
+    pub(crate) async fn check_create_private(&self, actor: &Actor, name: &ImageName, description: &str) -> ServiceResult<()> {
+        self.check_register(actor, name, description)?;
+        let catalogue = self.catalogue().await?;
+        if catalogue.get(name).is_some() {
+            return Err(ServiceError::Conflict(format!("image '{name}' already exists")));
+        }
+        let held = catalogue.images().iter().filter(|i| i.project.as_ref() == Some(&actor.project)).count() as i64;
+        if held >= crate::limits::MAX_PRIVATE_IMAGES {
+            return Err(ServiceError::LimitExceeded { limit: crate::limits::Limit::PrivateImages, max: crate::limits::MAX_PRIVATE_IMAGES });
+        }
+        Ok(())
+    }
+
+    /// Changes the launch permissions of a private image: `add` and
+    /// `remove` name broker users (each must exist). Allowed to members of
+    /// the image's project and to admins; a public image has none
+    /// (`Conflict`); another project's image does not exist for the caller.
+    pub async fn share(&self, actor: &Actor, name: &ImageName, add: &[UserName], remove: &[UserName]) -> ServiceResult<ImageView> {
+        let img = self.get_for(actor, name).await?;
+        let Some(project) = img.project.as_ref() else {
+            return Err(ServiceError::Conflict(format!("image '{name}' is public: it has no launch permissions to change")));
+        };
+        if !actor.is_admin && project != &actor.project {
+            // Shared with the actor, not theirs to share.
+            return Err(ServiceError::Forbidden(format!("image '{name}' belongs to project '{project}'")));
+        }
+        actor.require_act()?;
+        for u in add {
+            if self.store.get_user(u.as_str()).await?.is_none() {
+                return Err(ServiceError::NotFound(Resource::User(u.clone())));
+            }
+        }
+        let add_s: Vec<String> = add.iter().map(ToString::to_string).collect();
+        let remove_s: Vec<String> = remove.iter().map(ToString::to_string).collect();
+        if !self.store.change_image_shares(name.as_str(), &add_s, &remove_s).await? {
+            return Err(ServiceError::NotFound(Resource::Image(name.clone())));
+        }
+        let detail: Vec<String> = add.iter().map(|u| format!("+{u}")).chain(remove.iter().map(|u| format!("-{u}"))).collect();
+        let event = AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image(name.as_str())).detail(detail.join(" ")).in_project(project.as_str());
+        audit::record_by(&self.store, actor, &event).await?;
+        self.get(name).await
+    }
+
     /// What [`Self::register`] checks before storing: the actor may act in
     /// its project, the description's length, and a name no file declares
     /// (one the store holds is refused by the store when writing).
@@ -470,6 +579,10 @@ impl Images {
             actor.require_admin()?;
         } else {
             actor.require_act()?;
+        }
+        if !actor.is_admin && img.project.as_ref().is_some_and(|p| p != &actor.project) {
+            // Shared with the actor (a launch permission): theirs to launch, not to deregister.
+            return Err(ServiceError::Forbidden(format!("image '{name}' is shared with you: only its project's members deregister it")));
         }
         if !img.file_mappings.is_empty() {
             return Err(ServiceError::Conflict(format!("image '{name}' comes from files under connectors.d/images: edit those files")));

@@ -15,6 +15,7 @@ use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use cloudbroker_store::key_pairs::KeyPairRow;
+use std::collections::BTreeMap;
 use cloudbroker_store::Store;
 use serde::Serialize;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
@@ -30,12 +31,54 @@ pub struct KeyPair {
     /// Who made (or imported) it.
     pub created_by: UserName,
     pub created_at: DateTime<Utc>,
+    /// User tags (EC2's tags on the pair's `key-…` id).
+    #[serde(skip)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl From<KeyPairRow> for KeyPair {
     fn from(r: KeyPairRow) -> Self {
-        Self { name: r.name, fingerprint: r.fingerprint, public_key: r.public_key, created_by: r.created_by, created_at: r.created_at }
+        Self {
+            name: r.name,
+            fingerprint: r.fingerprint,
+            public_key: r.public_key,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            tags: r.tags,
+        }
     }
+}
+
+/// `current` with `remove` taken off and `set` put on: user tags and
+/// `Name` (reserved `cloudbroker:`/`aws:` keys are refused, as on volumes),
+/// at most `MAX_TAGS` in all. The tags of key pairs and addresses, kept by
+/// the broker.
+pub fn retag(current: &BTreeMap<String, String>, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<BTreeMap<String, String>> {
+    check_tags(set)?;
+    let name = crate::domain::NAME_TAG;
+    if remove.iter().any(|k| crate::domain::Tags::is_reserved(k) && k != name) {
+        return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
+    }
+    let mut merged = current.clone();
+    for k in remove {
+        merged.remove(k);
+    }
+    merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if merged.len() > crate::domain::MAX_TAGS {
+        return Err(ServiceError::LimitExceeded { limit: crate::limits::Limit::Tags, max: crate::domain::MAX_TAGS as i64 });
+    }
+    Ok(merged)
+}
+
+/// Tags to set on a key pair or an address: user tags, and `Name` (at most
+/// 256 characters, no control characters) as EC2 clients name things with it.
+pub fn check_tags(set: &BTreeMap<String, String>) -> ServiceResult<()> {
+    let name = crate::domain::NAME_TAG;
+    crate::domain::Tags::parse(set.iter().filter(|(k, _)| k.as_str() != name).map(|(k, v)| (k.clone(), v.clone())).collect())?;
+    if set.get(name).is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control)) {
+        return Err(ServiceError::invalid_field("tags", "the Name tag is at most 256 characters, no control characters"));
+    }
+    Ok(())
 }
 
 /// Key pair names: 1-255 printable ASCII characters.
@@ -57,6 +100,33 @@ fn parse_public_key(public_key: &str) -> ServiceResult<PublicKey> {
 
 fn not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(Resource::Record(format!("key pair '{}'", name.chars().take(255).collect::<String>())))
+}
+
+/// The kind of key pair the broker makes (EC2's `KeyType`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyType {
+    #[default]
+    Ed25519,
+    Rsa,
+}
+
+impl KeyType {
+    /// EC2's name (`ed25519`, `rsa`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ed25519",
+            KeyType::Rsa => "rsa",
+        }
+    }
+
+    /// Parses EC2's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ed25519" => Some(KeyType::Ed25519),
+            "rsa" => Some(KeyType::Rsa),
+            _ => None,
+        }
+    }
 }
 
 /// The key-pair service.
@@ -98,10 +168,26 @@ impl KeyPairs {
     /// Makes an Ed25519 pair in the actor's project; returns it and the
     /// private key (OpenSSH PEM), which exists nowhere else afterwards.
     pub async fn create(&self, actor: &Actor, name: &str) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
+        self.create_of(actor, name, KeyType::Ed25519).await
+    }
+
+    /// Makes a pair of `key_type` (EC2's `KeyType`; RSA keys are 2048
+    /// bits, as EC2's) in the actor's project; returns it and the private
+    /// key (OpenSSH PEM), which exists nowhere else afterwards.
+    pub async fn create_of(&self, actor: &Actor, name: &str, key_type: KeyType) -> ServiceResult<(KeyPair, Zeroizing<String>)> {
         actor.require_act()?;
         check_name(name)?;
-        let private = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
-            .map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?;
+        let private = match key_type {
+            KeyType::Ed25519 => PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519),
+            // A second or so of work: off the async threads.
+            KeyType::Rsa => tokio::task::spawn_blocking(|| {
+                let pair = ssh_key::private::RsaKeypair::random(&mut rand::rngs::OsRng, 2048)?;
+                PrivateKey::new(ssh_key::private::KeypairData::from(pair), "")
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?,
+        }
+        .map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?;
         let pem = private.to_openssh(LineEnding::LF).map_err(|e| ServiceError::Internal(format!("key encoding: {e}")))?;
         let pair = self.store_key(actor, name, private.public_key()).await?;
         Ok((pair, pem))
@@ -128,6 +214,30 @@ impl KeyPairs {
     /// One key pair of the actor's project (any role).
     pub async fn get(&self, actor: &Actor, name: &str) -> ServiceResult<KeyPair> {
         self.store.key_pair(&actor.project, name).await?.map(KeyPair::from).ok_or_else(|| not_found(name))
+    }
+
+    /// What tagging a pair checks (EC2's `DryRun`, and CreateTags/DeleteTags
+    /// before any change): the pair is the project's, the actor may act in
+    /// it, the tags are valid. Answers the tags it would have.
+    pub async fn check_tag(
+        &self,
+        actor: &Actor,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<BTreeMap<String, String>> {
+        let pair = self.get(actor, name).await?;
+        actor.require_act()?;
+        retag(&pair.tags, set, remove)
+    }
+
+    /// Sets and removes user tags of a pair of the actor's project (kept by the broker).
+    pub async fn tag(&self, actor: &Actor, name: &str, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<KeyPair> {
+        let merged = self.check_tag(actor, name, set, remove).await?;
+        if !self.store.set_key_pair_tags(&actor.project, name, &merged).await? {
+            return Err(not_found(name));
+        }
+        self.get(actor, name).await
     }
 
     /// What deleting a pair checks (EC2's `DryRun`): the actor may act in

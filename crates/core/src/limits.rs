@@ -12,6 +12,7 @@
 //! `TagLimitExceeded`); the JSON API and the UI with 409 `limit_exceeded`.
 
 use crate::error::ServiceError;
+use cloudbroker_store::cloud_objects::ObjectKind;
 use cloudbroker_store::limits::{CapError, Owned};
 
 /// Key pairs one project may have.
@@ -21,6 +22,21 @@ pub const MAX_ADDRESSES: i64 = 100;
 /// Live volumes one project may have.
 pub const MAX_VOLUMES: i64 = 500;
 
+/// Private images (registered, or made from VMs with `CreateImage`) one
+/// project may have.
+pub const MAX_PRIVATE_IMAGES: i64 = 100;
+
+/// Live recorded cloud objects of a kind one project may have (over every
+/// connector instance).
+pub fn max_objects(kind: ObjectKind) -> i64 {
+    match kind {
+        ObjectKind::SecurityGroup => 500,
+        ObjectKind::Vpc => 50,
+        ObjectKind::Subnet => 200,
+        ObjectKind::Snapshot => 1_000,
+    }
+}
+
 pub use crate::error::Limit;
 
 /// The cap of what is counted as `kind`.
@@ -29,6 +45,7 @@ fn limit_of(kind: Owned) -> Limit {
         Owned::KeyPairs => Limit::KeyPairs,
         Owned::Addresses => Limit::Addresses,
         Owned::Volumes => Limit::Volumes,
+        Owned::Objects(k) => Limit::Objects(k),
     }
 }
 

@@ -87,8 +87,36 @@ impl Connector for Scrubbed {
         self.0.allocate_address(creds).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
-    async fn associate_address(&self, creds: &Credentials, allocation_id: &str, instance_id: &str) -> Result<String, ConnectorError> {
-        self.0.associate_address(creds, allocation_id, instance_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    async fn associate_address(
+        &self,
+        creds: &Credentials,
+        allocation_id: &str,
+        instance_id: &str,
+        allow_reassociation: bool,
+    ) -> Result<String, ConnectorError> {
+        self.0.associate_address(creds, allocation_id, instance_id, allow_reassociation).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        attribute: cloudbroker_connector_api::InstanceAttribute,
+    ) -> Result<cloudbroker_connector_api::AttributeValue, ConnectorError> {
+        self.0.describe_instance_attribute(creds, instance_id, attribute).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn modify_instance_attribute(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+        value: &cloudbroker_connector_api::AttributeValue,
+    ) -> Result<(), ConnectorError> {
+        self.0.modify_instance_attribute(creds, instance_id, value).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+        self.0.get_console_output(creds, instance_id).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
     async fn disassociate_address(&self, creds: &Credentials, association_id: &str) -> Result<(), ConnectorError> {
@@ -135,12 +163,125 @@ impl Connector for Scrubbed {
         self.0.describe_volumes(creds, volume_ids).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
+    async fn create_snapshot(
+        &self,
+        creds: &Credentials,
+        volume_id: &str,
+        description: &str,
+    ) -> Result<cloudbroker_connector_api::SnapshotInfo, ConnectorError> {
+        self.0.create_snapshot(creds, volume_id, description).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_snapshot(&self, creds: &Credentials, snapshot_id: &str) -> Result<(), ConnectorError> {
+        self.0.delete_snapshot(creds, snapshot_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_snapshots(
+        &self,
+        creds: &Credentials,
+        snapshot_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SnapshotInfo>, ConnectorError> {
+        self.0.describe_snapshots(creds, snapshot_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+        self.0.create_image(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
+        self.0.deregister_image(creds, image_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<cloudbroker_connector_api::VpcInfo, ConnectorError> {
+        self.0.create_vpc(creds, cidr).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_vpc(&self, creds: &Credentials, vpc_id: &str) -> Result<(), ConnectorError> {
+        self.0.delete_vpc(creds, vpc_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+        self.0.describe_vpcs(creds, vpc_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_subnet(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSubnetRequest,
+    ) -> Result<cloudbroker_connector_api::SubnetInfo, ConnectorError> {
+        self.0.create_subnet(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_subnet(&self, creds: &Credentials, subnet_id: &str) -> Result<(), ConnectorError> {
+        self.0.delete_subnet(creds, subnet_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_subnets(
+        &self,
+        creds: &Credentials,
+        subnet_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SubnetInfo>, ConnectorError> {
+        self.0.describe_subnets(creds, subnet_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map_public_ip: bool) -> Result<(), ConnectorError> {
+        self.0.modify_subnet_map_public_ip(creds, subnet_id, map_public_ip).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
     async fn create_tags(&self, creds: &Credentials, ids: &[String], tags: &[(String, String)]) -> Result<(), ConnectorError> {
         self.0.create_tags(creds, ids, tags).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
     async fn delete_tags(&self, creds: &Credentials, ids: &[String], keys: &[String]) -> Result<(), ConnectorError> {
         self.0.delete_tags(creds, ids, keys).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn create_security_group(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateSecurityGroupRequest,
+    ) -> Result<cloudbroker_connector_api::SecurityGroupInfo, ConnectorError> {
+        self.0.create_security_group(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn delete_security_group(&self, creds: &Credentials, group_id: &str) -> Result<(), ConnectorError> {
+        self.0.delete_security_group(creds, group_id).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_security_groups(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupInfo>, ConnectorError> {
+        self.0.describe_security_groups(creds, group_ids).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn authorize_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.0.authorize_security_group(creds, group_id, direction, permissions).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn revoke_security_group(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        direction: cloudbroker_connector_api::RuleDirection,
+        permissions: &[cloudbroker_connector_api::IpPermission],
+    ) -> Result<(), ConnectorError> {
+        self.0.revoke_security_group(creds, group_id, direction, permissions).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn describe_security_group_rules(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::SecurityGroupRule>, ConnectorError> {
+        self.0.describe_security_group_rules(creds, group_ids).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
     async fn ensure_security_group(&self, creds: &Credentials, name: &str) -> Result<(), ConnectorError> {

@@ -198,6 +198,22 @@ fn set(status: &StatusMap, name: &'static str, f: impl FnOnce(&mut WorkerStatus)
     f(m.entry(name).or_insert_with(|| WorkerStatus::new(name)));
 }
 
+/// Work done by one replica at a time (reconcile, the lease, budget and
+/// deployment workers): the replica holding its lease now. The store keeps
+/// no replica's worker status, only these leases, so they are all another
+/// replica's work that the admin overview can show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkLease {
+    /// The lease's name (`reconcile:sb`, `budget-watch`, …).
+    pub name: String,
+    /// The replica holding it.
+    pub holder: String,
+    /// Whether that is this replica.
+    pub this_replica: bool,
+    /// When it runs out unless renewed.
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

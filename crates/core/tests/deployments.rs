@@ -636,3 +636,91 @@ both!(a_step_longer_than_the_claim_ttl_keeps_its_claim, |b: Broker, _dir, db: Op
     c.close().await;
     drop(b);
 });
+
+/// As [`settle`], read as `who`.
+async fn settle_as(b: &Broker, who: &Actor, id: &DeploymentId, n: usize) -> Deployment {
+    let mut last = None;
+    for _ in 0..n {
+        b.deployments.drive_pass().await.unwrap();
+        b.provisioning.watch_transitional("test").await.unwrap();
+        let now = b.deployments.get(who, id).await.unwrap();
+        if last.as_ref() == Some(&now) {
+            return now;
+        }
+        last = Some(now);
+    }
+    last.unwrap()
+}
+
+both!(a_ready_deployment_whose_user_leaves_its_project_fails, |b: Broker, _dir, _db| async move {
+    use cloudbroker_core::domain::{ProjectName, ProjectRole};
+    b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
+    let team = ProjectName::parse("team").unwrap();
+    b.projects.create(&Actor::system(), &team, "", Some(&user("bob"))).await.unwrap();
+    b.projects.set_member(&Actor::system(), &team, &user("alice"), ProjectRole::Member).await.unwrap();
+    let alice_t = alice().in_project(team.clone(), ProjectRole::Member);
+    let bob_t = Actor::new(user("bob"), false).in_project(team.clone(), ProjectRole::Owner);
+    let d = b.deployments.deploy(&alice_t, request("sb", "sb2", OnFailure::Keep)).await.unwrap();
+    let now = settle_as(&b, &bob_t, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle_as(&b, &bob_t, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "settled");
+    // Another project's membership changes: nothing to look at.
+    b.projects.create(&Actor::system(), &ProjectName::parse("other").unwrap(), "", Some(&user("alice"))).await.unwrap();
+    b.projects.set_member(&Actor::system(), &ProjectName::parse("other").unwrap(), &user("bob"), ProjectRole::Member).await.unwrap();
+    b.projects.remove_member(&Actor::system(), &ProjectName::parse("other").unwrap(), &user("bob")).await.unwrap();
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "not woken by another project");
+    // Alice leaves: the next pass fails her deployment (kept: on_failure keep).
+    b.projects.remove_member(&alice_t, &team, &user("alice")).await.unwrap();
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 1, "woken by the membership change");
+    let now = b.deployments.get(&bob_t, &d.id).await.unwrap();
+    assert_eq!(now.state, DeploymentState::Failed, "{now:#?}");
+    assert_eq!(now.message.as_deref(), Some("user 'alice' is no longer a member of project 'team'"), "{now:#?}");
+    assert_eq!(live(&vms_of(&b, &d.id).await), 3, "on_failure keep: the VMs are left");
+    assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "settled again");
+});
+
+both!(a_member_demoted_to_viewer_fails_its_ready_deployment, |b: Broker, _dir, _db| async move {
+    use cloudbroker_core::domain::{ProjectName, ProjectRole};
+    b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
+    let team = ProjectName::parse("team").unwrap();
+    b.projects.create(&Actor::system(), &team, "", Some(&user("bob"))).await.unwrap();
+    b.projects.set_member(&Actor::system(), &team, &user("alice"), ProjectRole::Member).await.unwrap();
+    let alice_t = alice().in_project(team.clone(), ProjectRole::Member);
+    let bob_t = Actor::new(user("bob"), false).in_project(team.clone(), ProjectRole::Owner);
+    let d = b.deployments.deploy(&alice_t, request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    let now = settle_as(&b, &bob_t, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    assert_eq!(settle_as(&b, &bob_t, &d.id, 5).await.state, DeploymentState::Ready);
+    b.projects.set_member(&bob_t, &team, &user("alice"), ProjectRole::Viewer).await.unwrap();
+    let now = settle_as(&b, &bob_t, &d.id, 8).await;
+    assert_eq!(now.state, DeploymentState::Failed, "{now:#?}");
+    assert!(now.message.as_deref().is_some_and(|m| m.contains("is now a viewer of project 'team'")), "{now:#?}");
+    assert_eq!(live(&vms_of(&b, &d.id).await), 0, "on_failure terminate: the VMs are ended");
+});
+
+both!(who_stopped_a_vm_is_found_when_the_clock_runs_ahead_of_the_system, |b: Broker, _dir, _db| async move {
+    // The broker's clock a day ahead of the machine's: the audit record and
+    // the member are both stamped by it, so the lookup finds the stop.
+    b.clock.set(Utc::now() + chrono::Duration::days(1));
+    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
+    let now = settle(&b, &d.id, 10).await;
+    web_ready(&b, &now).await;
+    let now = settle(&b, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready);
+    let web = now.nodes.iter().find(|n| n.name == "web").unwrap().clone();
+    b.provisioning.action(&alice(), web.members[0].vm_id.as_ref().unwrap(), VmAction::Stop).await.unwrap();
+    let now = settle(&b, &d.id, 6).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    let events: Vec<String> = b.deployments.events(&alice(), &d.id).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert!(events.iter().any(|e| e.starts_with("web#1 stopped by alice")), "{events:?}");
+    let log = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap().items;
+    let stop = log.iter().find(|e| e.action == "vm.stop").unwrap();
+    assert!(stop.at > Utc::now() + chrono::Duration::hours(23), "stamped by the store's clock: {stop:?}");
+    // Started again: audited as `vm.start`.
+    b.provisioning.action(&alice(), web.members[0].vm_id.as_ref().unwrap(), VmAction::Start).await.unwrap();
+    let log = b.audit.list(&Actor::system(), Default::default(), Default::default()).await.unwrap().items;
+    let start = log.iter().find(|e| e.action == "vm.start").expect("vm.start audited");
+    assert_eq!((start.target.as_str(), start.subject.as_str()), (web.members[0].vm_id.as_ref().unwrap().as_str(), "alice"), "{start:?}");
+});

@@ -350,6 +350,7 @@ broker_test!(adopted_vms_get_no_lease_unless_an_admin_sets_one, |b: Broker| asyn
             (tags::LAUNCH.to_string(), "launched-elsewhere".to_string()),
         ],
         client_token: "adopted-by-the-broker".into(),
+        ..Default::default()
     };
     let cloud_id = sb(&b, "sb").run_instances(&account("ann"), &req).await.unwrap().remove(0).id;
     let rep = b.provisioning.reconcile("r1").await.unwrap();

@@ -62,6 +62,7 @@ async fn make_cloud(store: &Store) -> legacy::Cloud {
             security_groups: Vec::new(),
             tags: Vec::new(),
             client_token: uuid::Uuid::new_v4().simple().to_string(),
+            ..Default::default()
         };
         c.run_instances(&creds(account), &req).await.unwrap().remove(0).id
     };
@@ -79,7 +80,7 @@ async fn make_cloud(store: &Store) -> legacy::Cloud {
     let vol = |account: &'static str| {
         let sb = sb.clone();
         async move {
-            let req = CreateVolumeRequest { size_gib: 4, zone: "sba".into(), volume_type: None };
+            let req = CreateVolumeRequest { size_gib: 4, zone: "sba".into(), volume_type: None, ..Default::default() };
             sb.create_volume(&creds(account), &req).await.unwrap().volume_id
         }
     };

@@ -100,6 +100,7 @@ broker_test!(forged_tags_do_not_put_vms_on_another_users_account, |b: Broker| as
             (tags::LAUNCH.into(), LaunchId::generate().to_string()),
         ],
         client_token: String::new(),
+        ..Default::default()
     };
     assert_eq!(conn.run_instances(&creds, &forged).await.unwrap().len(), 3);
     let report = b.provisioning.reconcile("test").await.unwrap();

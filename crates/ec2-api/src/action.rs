@@ -71,6 +71,31 @@ actions!(
     DetachVolume,
     DeleteVolume,
     DescribeVolumes,
+    CreateVpc,
+    DeleteVpc,
+    DescribeVpcs,
+    CreateSubnet,
+    DeleteSubnet,
+    DescribeSubnets,
+    ModifySubnetAttribute,
+    CreateSnapshot,
+    DeleteSnapshot,
+    DescribeSnapshots,
+    CreateImage,
+    DescribeImageAttribute,
+    ModifyImageAttribute,
+    DescribeInstanceAttribute,
+    ModifyInstanceAttribute,
+    GetConsoleOutput,
+    DescribeInstanceTypeOfferings,
+    CreateSecurityGroup,
+    DeleteSecurityGroup,
+    DescribeSecurityGroups,
+    AuthorizeSecurityGroupIngress,
+    AuthorizeSecurityGroupEgress,
+    RevokeSecurityGroupIngress,
+    RevokeSecurityGroupEgress,
+    DescribeSecurityGroupRules,
 );
 
 impl Action {
@@ -91,6 +116,14 @@ impl Action {
                 | Action::DescribeKeyPairs
                 | Action::DescribeAddresses
                 | Action::DescribeVolumes
+                | Action::DescribeVpcs
+                | Action::DescribeSubnets
+                | Action::DescribeSnapshots
+                | Action::DescribeImageAttribute
+                | Action::DescribeInstanceAttribute
+                | Action::DescribeInstanceTypeOfferings
+                | Action::DescribeSecurityGroups
+                | Action::DescribeSecurityGroupRules
         )
     }
 }

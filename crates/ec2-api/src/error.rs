@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use cloudbroker_connector_api::ConnectorError;
 use cloudbroker_core::limits::Limit;
-use cloudbroker_core::{QuotaScope, Resource, ServiceError};
+use cloudbroker_core::{ObjectKind, QuotaScope, Resource, ServiceError};
 
 /// An EC2 error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ impl From<IdError> for Ec2Error {
     fn from(e: IdError) -> Self {
         match e.kind {
             IdKind::Instance => Ec2Error::client("InvalidInstanceID.Malformed", format!("Invalid id: \"{}\"", e.given)),
+            // An id with the volume prefix is one EC2 looks up and does not find.
+            IdKind::Volume(_) if e.given.starts_with("vol-") => Ec2Error::volume_not_found(&e.given),
             IdKind::Volume(param) => Ec2Error::client(
                 "InvalidVolumeID.Malformed",
                 format!("Value ({}) for parameter {param} is invalid: not a volume id (vol-...)", e.given),
@@ -106,6 +108,7 @@ impl From<ServiceError> for Ec2Error {
             ServiceError::NotFound(Resource::Address(id)) => Ec2Error::allocation_not_found(id.as_str()),
             ServiceError::NotFound(Resource::Volume(id)) => Ec2Error::volume_not_found(id.as_str()),
             ServiceError::NotFound(Resource::KeyPair(name)) => crate::actions::keypairs::not_found(&name),
+            ServiceError::NotFound(Resource::CloudObject { kind, id }) => object_not_found(kind, &id),
             ServiceError::NotFound(Resource::Instance(i)) => {
                 Ec2Error::client("InvalidParameterValue", format!("'{i}' is not a region (connector instance) of this broker"))
             }
@@ -118,6 +121,7 @@ impl From<ServiceError> for Ec2Error {
             e @ ServiceError::InvalidDocument(_) => Ec2Error::invalid(e.to_string()),
             e @ ServiceError::InNode { .. } => Ec2Error::invalid(e.to_string()),
             ServiceError::Conflict(m) => Ec2Error::client("IncorrectInstanceState", m),
+            ServiceError::NotPermitted(m) => Ec2Error::client("OperationNotPermitted", m),
             // A launch policy of the region (connector instance): the message names it and the value.
             ServiceError::PolicyViolation { message, .. } => Ec2Error::invalid(message),
             // A monthly budget: EC2 has no code of its own for it; a limit is what it is.
@@ -136,6 +140,11 @@ impl From<ServiceError> for Ec2Error {
                     Limit::Addresses => "AddressLimitExceeded",
                     Limit::Volumes => "VolumeLimitExceeded",
                     Limit::Tags => "TagLimitExceeded",
+                    Limit::Objects(ObjectKind::SecurityGroup) => "SecurityGroupLimitExceeded",
+                    Limit::Objects(ObjectKind::Vpc) => "VpcLimitExceeded",
+                    Limit::Objects(ObjectKind::Subnet) => "SubnetLimitExceeded",
+                    Limit::Objects(ObjectKind::Snapshot) => "SnapshotLimitExceeded",
+                    Limit::PrivateImages => "ResourceLimitExceeded",
                 };
                 Ec2Error::client(code, format!("You have reached the limit of {max} {limit}"))
             }
@@ -158,11 +167,22 @@ impl From<ServiceError> for Ec2Error {
     }
 }
 
+/// EC2's answer for a recorded cloud object the caller does not have.
+pub fn object_not_found(kind: ObjectKind, id: &str) -> Ec2Error {
+    let id = crate::ids::shown(id);
+    match kind {
+        ObjectKind::SecurityGroup => Ec2Error::client("InvalidGroup.NotFound", format!("The security group '{id}' does not exist")),
+        ObjectKind::Vpc => Ec2Error::client("InvalidVpcID.NotFound", format!("The vpc ID '{id}' does not exist")),
+        ObjectKind::Subnet => Ec2Error::client("InvalidSubnetID.NotFound", format!("The subnet ID '{id}' does not exist")),
+        ObjectKind::Snapshot => Ec2Error::client("InvalidSnapshot.NotFound", format!("The snapshot '{id}' does not exist.")),
+    }
+}
+
 /// A cloud's error, passed through with its code where EC2 has one.
 fn cloud(e: ConnectorError) -> Ec2Error {
     match e {
         ConnectorError::Throttled { message, .. } => Ec2Error::new(503, "RequestLimitExceeded", message),
-        ConnectorError::Capacity { message, .. } => Ec2Error::new(500, "InsufficientInstanceCapacity", message),
+        ConnectorError::Capacity { code, message } => Ec2Error::new(500, &code, message),
         ConnectorError::Limit { code, message }
         | ConnectorError::InvalidRequest { code, message }
         | ConnectorError::NotFound { code, message } => Ec2Error::client(&code, message),
@@ -173,7 +193,10 @@ fn cloud(e: ConnectorError) -> Ec2Error {
             Ec2Error::client("UnsupportedOperation", format!("{operation} is not supported by this region"))
         }
         ConnectorError::Timeout { .. } | ConnectorError::Transport { .. } => Ec2Error::new(503, "Unavailable", e.to_string()),
-        ConnectorError::Cloud { code, message } => Ec2Error::new(500, &code, message),
+        // The cloud's own failure (its 5xx): EC2's answer to a service that cannot serve now.
+        ConnectorError::Cloud { code, message } => {
+            Ec2Error::new(503, "Unavailable", format!("the cloud behind this region failed ({code}): {message}"))
+        }
     }
 }
 
@@ -200,6 +223,11 @@ mod tests {
             (Limit::Addresses, "AddressLimitExceeded"),
             (Limit::Volumes, "VolumeLimitExceeded"),
             (Limit::Tags, "TagLimitExceeded"),
+            (Limit::Objects(ObjectKind::SecurityGroup), "SecurityGroupLimitExceeded"),
+            (Limit::Objects(ObjectKind::Vpc), "VpcLimitExceeded"),
+            (Limit::Objects(ObjectKind::Subnet), "SubnetLimitExceeded"),
+            (Limit::Objects(ObjectKind::Snapshot), "SnapshotLimitExceeded"),
+            (Limit::PrivateImages, "ResourceLimitExceeded"),
         ] {
             let e = Ec2Error::from(ServiceError::LimitExceeded { limit, max: 7 });
             assert_eq!((e.code.as_str(), e.status), (code, 400));
@@ -212,6 +240,26 @@ mod tests {
             message: "none".into(),
         }));
         assert_eq!(e.code, "InsufficientInstanceCapacity");
+    }
+
+    #[test]
+    fn a_clouds_refusal_keeps_its_code_and_is_a_client_error() {
+        for code in ["Resource.AlreadyAssociated", "IncorrectState", "InvalidParameterValue", "InvalidZone.NotFound"] {
+            let e = Ec2Error::from(ServiceError::Cloud(ConnectorError::from_ec2_code(code, "the cloud says no")));
+            assert_eq!((e.code.as_str(), e.status, e.message.as_str()), (code, 400, "the cloud says no"));
+        }
+        let e = Ec2Error::from(ServiceError::Cloud(ConnectorError::from_ec2_code("InternalError", "boom")));
+        assert_eq!((e.code.as_str(), e.status), ("Unavailable", 503));
+        assert!(e.message.contains("InternalError") && e.message.contains("boom"), "{}", e.message);
+        let e = Ec2Error::from(ServiceError::Cloud(ConnectorError::from_ec2_code("RequestLimitExceeded", "slow down")));
+        assert_eq!((e.code.as_str(), e.status), ("RequestLimitExceeded", 503));
+    }
+
+    #[test]
+    fn a_well_prefixed_unknown_volume_is_not_found_not_malformed() {
+        let e = Ec2Error::from(crate::ids::volume_id("VolumeId", "vol-does_not-exist").unwrap_err());
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("InvalidVolume.NotFound", "The volume 'vol-does_not-exist' does not exist."));
+        assert_eq!(Ec2Error::from(crate::ids::volume_id("VolumeId", "bogus").unwrap_err()).code, "InvalidVolumeID.Malformed");
     }
 
     #[test]

@@ -34,6 +34,13 @@
 //! quadratic (the earlier two-pointer matcher backtracked to its last `*` and
 //! was O(n·m); the unit tests count steps on the cases that made it slow).
 //!
+//! **Names.** Each action lists the filters it takes; [`check_names`]
+//! refuses any other with `InvalidParameterValue` naming it, as EC2 does.
+//! `tag:<key>`, `tag-key` and `tag-value` read the item's tags
+//! ([`Filter::tags`]). **Pages**: [`Page`] is `MaxResults` within the
+//! action's range and a `NextToken` this front gave out (the offset of the
+//! next page in the answer's stable order).
+//!
 //! **Off the request workers.** [`retain`] filters a list inline when the
 //! work (items × pattern characters) is small and otherwise on the blocking
 //! thread pool, at most [`HEAVY_JOBS`] such jobs at once, so an expensive
@@ -325,6 +332,89 @@ pub fn parse(params: &Params) -> Result<Vec<Filter>, Ec2Error> {
     Ok(out)
 }
 
+/// Refuses a filter whose name is not among `known` (nor `tag:<key>` when
+/// `tags`, which also admits `tag-key` and `tag-value`), as EC2 does:
+/// `InvalidParameterValue` naming the filter.
+pub fn check_names(filters: &[Filter], known: &[&str], tags: bool) -> Result<(), Ec2Error> {
+    for f in filters {
+        let n = f.name.as_str();
+        let tag = tags && (n == "tag-key" || n == "tag-value" || n.strip_prefix("tag:").is_some_and(|k| !k.is_empty()));
+        if !tag && !known.contains(&n) {
+            return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(n))));
+        }
+    }
+    Ok(())
+}
+
+impl Filter {
+    /// Whether this filter, when it is a tag filter (`tag:<key>`, `tag-key`,
+    /// `tag-value`), accepts an item with `tags`; `None` for other filters.
+    pub fn tags<'a, I>(&self, tags: I) -> Option<bool>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let n = self.name.as_str();
+        if n == "tag-key" {
+            Some(tags.into_iter().any(|(k, _)| self.values.any(k)))
+        } else if n == "tag-value" {
+            Some(tags.into_iter().any(|(_, v)| self.values.any(v)))
+        } else {
+            let key = n.strip_prefix("tag:").filter(|k| !k.is_empty())?;
+            Some(tags.into_iter().any(|(k, v)| k == key && self.values.any(v)))
+        }
+    }
+
+    /// Whether any value matches `text` (`None`: the item has no such field, no match).
+    pub fn any(&self, text: Option<&str>) -> bool {
+        text.is_some_and(|t| self.values.any(t))
+    }
+}
+
+/// Where one page of a paginated `Describe*` starts and how long it is:
+/// `MaxResults` (within the action's range) and `NextToken` (a token this
+/// front gave out: the offset of the page in the answer's stable order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub start: usize,
+    /// `None`: everything from `start` on, no token.
+    pub max: Option<usize>,
+}
+
+/// The prefix of the front's page tokens.
+const TOKEN_PREFIX: &str = "cbp1.";
+
+impl Page {
+    /// `MaxResults` within `range` and `NextToken`.
+    pub fn parse(params: &Params, range: std::ops::RangeInclusive<i64>) -> Result<Self, Ec2Error> {
+        let max = params.int("MaxResults", range)?.map(|m| m as usize);
+        let start = match params.get("NextToken").filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => t
+                .strip_prefix(TOKEN_PREFIX)
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| Ec2Error::invalid("The NextToken is not one this broker gave out"))?,
+        };
+        Ok(Self { start, max })
+    }
+
+    /// Whether the request asked for pages at all (`MaxResults` or `NextToken`).
+    pub fn asked(&self) -> bool {
+        self.max.is_some() || self.start > 0
+    }
+
+    /// This page of `items`, and the token of the next one if more remain.
+    pub fn cut<T>(&self, items: Vec<T>) -> (Vec<T>, Option<String>) {
+        let mut page: Vec<T> = items.into_iter().skip(self.start).collect();
+        match self.max {
+            Some(max) if page.len() > max => {
+                page.truncate(max);
+                (page, Some(format!("{TOKEN_PREFIX}{}", self.start + max)))
+            }
+            _ => (page, None),
+        }
+    }
+}
+
 /// What matching one item against all `filters` costs at most.
 pub fn cost(filters: &[Filter]) -> usize {
     filters.iter().map(|f| f.values.cost()).sum()
@@ -544,6 +634,57 @@ mod tests {
         let many: Vec<(String, String)> = (1..=MAX_FILTERS + 1).map(|i| (format!("Filter.{i}.Name"), "key-name".into())).collect();
         let e = parse(&params(&many)).unwrap_err();
         assert_eq!(e.code, "FilterLimitExceeded");
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Params {
+        params(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn unknown_names_are_refused_naming_the_filter() {
+        let f = parse(&kv(&[("Filter.1.Name", "tag:team"), ("Filter.1.Value.1", "a"), ("Filter.2.Name", "size")])).unwrap();
+        assert!(check_names(&f, &["size"], true).is_ok());
+        let e = check_names(&f, &["size"], false).unwrap_err();
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("InvalidParameterValue", "The filter 'tag:team' is invalid"));
+        let f = parse(&kv(&[("Filter.1.Name", "tag:"), ("Filter.1.Value.1", "a")])).unwrap();
+        assert!(check_names(&f, &[], true).is_err(), "tag: without a key is no tag filter");
+        for ok in ["tag-key", "tag-value"] {
+            let f = parse(&kv(&[("Filter.1.Name", ok), ("Filter.1.Value.1", "a")])).unwrap();
+            assert!(check_names(&f, &[], true).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn tag_filters_match_key_value_and_pairs() {
+        let tags = [("team", "blue"), ("env", "prod")];
+        let one = |name: &str, value: &str| Filter { name: name.into(), values: Values::compile(vec![value.into()]) };
+        assert_eq!(one("tag:team", "bl*").tags(tags), Some(true));
+        assert_eq!(one("tag:team", "prod").tags(tags), Some(false), "the value of another key");
+        assert_eq!(one("tag-key", "e?v").tags(tags), Some(true));
+        assert_eq!(one("tag-key", "blue").tags(tags), Some(false));
+        assert_eq!(one("tag-value", "prod").tags(tags), Some(true));
+        assert_eq!(one("tag-value", "team").tags(tags), Some(false));
+        assert_eq!(one("size", "1").tags(tags), None);
+        assert!(!one("size", "1").any(None));
+    }
+
+    #[test]
+    fn pages_cut_and_tokens_round_trip() {
+        let p = Page::parse(&kv(&[("MaxResults", "5")]), 5..=500).unwrap();
+        let (first, token) = p.cut((0..12).collect::<Vec<_>>());
+        assert_eq!(first, vec![0, 1, 2, 3, 4]);
+        let token = token.unwrap();
+        let p = Page::parse(&kv(&[("MaxResults", "5"), ("NextToken", &token)]), 5..=500).unwrap();
+        let (second, token) = p.cut((0..12).collect::<Vec<_>>());
+        assert_eq!(second, vec![5, 6, 7, 8, 9]);
+        let p = Page::parse(&kv(&[("MaxResults", "5"), ("NextToken", &token.unwrap())]), 5..=500).unwrap();
+        assert_eq!(p.cut((0..12).collect::<Vec<_>>()), (vec![10, 11], None));
+        // Without MaxResults: everything, no token.
+        assert_eq!(Page::parse(&kv(&[]), 5..=500).unwrap().cut(vec![1, 2, 3]), (vec![1, 2, 3], None));
+        assert_eq!(Page::parse(&kv(&[("MaxResults", "4")]), 5..=500).unwrap_err().code, "InvalidParameterValue");
+        assert_eq!(Page::parse(&kv(&[("MaxResults", "501")]), 5..=500).unwrap_err().code, "InvalidParameterValue");
+        let e = Page::parse(&kv(&[("NextToken", "forged")]), 5..=500).unwrap_err();
+        assert_eq!(e.message, "The NextToken is not one this broker gave out");
     }
 
     #[actix_web::test]

@@ -61,6 +61,13 @@ pub fn image_id(name: &str) -> String {
     format!("ami-{}", &hex::encode(h)[..17])
 }
 
+/// The stable `key-` id of a key pair: a hash of its project, name and
+/// creation time (a pair deleted and made again gets a new id).
+pub fn key_pair_id(project: &str, name: &str, created_at: &chrono::DateTime<chrono::Utc>) -> String {
+    let h = Sha256::digest(format!("cloudbroker/key-pair/{project}/{name}/{}", created_at.timestamp_millis()).as_bytes());
+    format!("key-{}", &hex::encode(h)[..17])
+}
+
 /// The reservation id of a launch.
 pub fn reservation_id(launch: &LaunchId) -> String {
     format!("r-{}", &launch.as_str()[..17.min(launch.as_str().len())])

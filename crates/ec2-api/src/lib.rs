@@ -15,6 +15,7 @@
 //! typed inputs it parses from the parameters, and the dispatcher here. Nothing here reaches
 //! around `cloudbroker-core`: actions call its services as the signing user.
 
+pub mod accepted;
 pub mod action;
 pub mod actions;
 pub mod auth;
@@ -130,48 +131,133 @@ async fn serve(req: &HttpRequest, body: &[u8], broker: &Broker, rid: &str) -> Re
 async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<String, Ec2Error> {
     use actions::{addresses, images, instances, keypairs, regions, tags, volumes};
     match action {
-        Action::DescribeRegions => regions::describe_regions(ctx, regions::DescribeRegionsInput::parse(params)?),
-        Action::DescribeAvailabilityZones => regions::describe_availability_zones(ctx),
-        Action::DescribeAccountAttributes => regions::describe_account_attributes(ctx).await,
+        Action::DescribeRegions => regions::describe_regions(ctx, accepted::input(action, params, regions::DescribeRegionsInput::parse)?),
+        Action::DescribeAvailabilityZones => {
+            regions::describe_availability_zones(ctx, accepted::input(action, params, regions::DescribeAvailabilityZonesInput::parse)?)
+        }
+        Action::DescribeAccountAttributes => regions::describe_account_attributes(accepted::input(action, params, |_| Ok(ctx))?).await,
         Action::DescribeInstanceTypes => {
-            regions::describe_instance_types(ctx, ctx.instance()?, regions::DescribeInstanceTypesInput::parse(params)?).await
+            regions::describe_instance_types(ctx, ctx.instance()?, accepted::input(action, params, regions::DescribeInstanceTypesInput::parse)?).await
         }
-        Action::DescribeImages => images::describe_images(ctx, ctx.instance()?, images::DescribeImagesInput::parse(params)?).await,
-        Action::RegisterImage => images::register_image(ctx, ctx.instance()?, images::RegisterImageInput::parse(params)?).await,
-        Action::DeregisterImage => images::deregister_image(ctx, images::DeregisterImageInput::parse(params)?).await,
-        Action::DescribeInstances => instances::describe_instances(ctx, instances::DescribeInstancesInput::parse(params)?).await,
+        Action::DescribeImages => images::describe_images(ctx, ctx.instance()?, accepted::input(action, params, images::DescribeImagesInput::parse)?).await,
+        Action::RegisterImage => images::register_image(ctx, ctx.instance()?, accepted::input(action, params, images::RegisterImageInput::parse)?).await,
+        Action::DeregisterImage => images::deregister_image(ctx, accepted::input(action, params, images::DeregisterImageInput::parse)?).await,
+        Action::DescribeInstances => instances::describe_instances(ctx, accepted::input(action, params, instances::DescribeInstancesInput::parse)?).await,
         Action::DescribeInstanceStatus => {
-            instances::describe_instance_status(ctx, instances::DescribeInstanceStatusInput::parse(params)?).await
+            instances::describe_instance_status(ctx, accepted::input(action, params, instances::DescribeInstanceStatusInput::parse)?).await
         }
-        Action::RunInstances => instances::run_instances(ctx, ctx.instance()?, instances::RunInstancesInput::parse(params)?).await,
+        Action::RunInstances => instances::run_instances(ctx, ctx.instance()?, accepted::input(action, params, instances::RunInstancesInput::parse)?).await,
         Action::StartInstances => change_state(ctx, action, VmAction::Start, params).await,
         Action::StopInstances => change_state(ctx, action, VmAction::Stop, params).await,
         Action::RebootInstances => change_state(ctx, action, VmAction::Reboot, params).await,
         Action::TerminateInstances => change_state(ctx, action, VmAction::Terminate, params).await,
-        Action::CreateTags => tags::create_tags(ctx, tags::CreateTagsInput::parse(params)?).await,
-        Action::DeleteTags => tags::delete_tags(ctx, tags::DeleteTagsInput::parse(params)?).await,
-        Action::DescribeTags => tags::describe_tags(ctx, tags::DescribeTagsInput::parse(params)?).await,
-        Action::CreateKeyPair => keypairs::create_key_pair(ctx, keypairs::KeyNameInput::parse(params)?).await,
-        Action::ImportKeyPair => keypairs::import_key_pair(ctx, keypairs::ImportKeyPairInput::parse(params)?).await,
-        Action::DescribeKeyPairs => keypairs::describe_key_pairs(ctx, keypairs::DescribeKeyPairsInput::parse(params)?).await,
-        Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, keypairs::KeyNameInput::parse(params)?).await,
-        Action::AllocateAddress => addresses::allocate_address(ctx, addresses::AllocateAddressInput::parse(params)?).await,
+        Action::CreateTags => tags::create_tags(ctx, accepted::input(action, params, tags::CreateTagsInput::parse)?).await,
+        Action::DeleteTags => tags::delete_tags(ctx, accepted::input(action, params, tags::DeleteTagsInput::parse)?).await,
+        Action::DescribeTags => tags::describe_tags(ctx, accepted::input(action, params, tags::DescribeTagsInput::parse)?).await,
+        Action::CreateKeyPair => {
+            let kind = |p: &Params| Ok((keypairs::KeyNameInput::parse(p)?, actions::key_format::KeyKindInput::parse(p)?));
+            let (input, kind) = accepted::input(action, params, kind)?;
+            keypairs::create_key_pair(ctx, input, kind.key_type).await
+        }
+        Action::ImportKeyPair => keypairs::import_key_pair(ctx, accepted::input(action, params, keypairs::ImportKeyPairInput::parse)?).await,
+        Action::DescribeKeyPairs => keypairs::describe_key_pairs(ctx, accepted::input(action, params, keypairs::DescribeKeyPairsInput::parse)?).await,
+        Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse)?).await,
+        Action::AllocateAddress => addresses::allocate_address(ctx, accepted::input(action, params, addresses::AllocateAddressInput::parse)?).await,
         Action::AssociateAddress => {
-            addresses::associate_address(ctx, ctx.instance()?, addresses::AssociateAddressInput::parse(params)?).await
+            addresses::associate_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::AssociateAddressInput::parse)?).await
         }
         Action::DisassociateAddress => {
-            addresses::disassociate_address(ctx, ctx.instance()?, addresses::DisassociateAddressInput::parse(params)?).await
+            addresses::disassociate_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::DisassociateAddressInput::parse)?).await
         }
-        Action::ReleaseAddress => addresses::release_address(ctx, ctx.instance()?, addresses::ReleaseAddressInput::parse(params)?).await,
-        Action::DescribeAddresses => addresses::describe_addresses(ctx, addresses::DescribeAddressesInput::parse(params)?).await,
-        Action::CreateVolume => volumes::create_volume(ctx, volumes::CreateVolumeInput::parse(params)?).await,
-        Action::AttachVolume => volumes::attach_volume(ctx, volumes::AttachVolumeInput::parse(params)?).await,
-        Action::DetachVolume => volumes::detach_volume(ctx, volumes::DetachVolumeInput::parse(params)?).await,
-        Action::DeleteVolume => volumes::delete_volume(ctx, volumes::DeleteVolumeInput::parse(params)?).await,
-        Action::DescribeVolumes => volumes::describe_volumes(ctx, volumes::DescribeVolumesInput::parse(params)?).await,
+        Action::ReleaseAddress => addresses::release_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::ReleaseAddressInput::parse)?).await,
+        Action::DescribeAddresses => addresses::describe_addresses(ctx, accepted::input(action, params, addresses::DescribeAddressesInput::parse)?).await,
+        Action::CreateVolume => volumes::create_volume(ctx, accepted::input(action, params, volumes::CreateVolumeInput::parse)?).await,
+        Action::AttachVolume => volumes::attach_volume(ctx, accepted::input(action, params, volumes::AttachVolumeInput::parse)?).await,
+        Action::DetachVolume => volumes::detach_volume(ctx, accepted::input(action, params, volumes::DetachVolumeInput::parse)?).await,
+        Action::DeleteVolume => volumes::delete_volume(ctx, accepted::input(action, params, volumes::DeleteVolumeInput::parse)?).await,
+        Action::DescribeVolumes => volumes::describe_volumes(ctx, accepted::input(action, params, volumes::DescribeVolumesInput::parse)?).await,
+        Action::CreateVpc => actions::vpcs::create_vpc(ctx, accepted::input(action, params, actions::vpcs::CreateVpcInput::parse)?).await,
+        Action::DeleteVpc => actions::vpcs::delete_vpc(ctx, accepted::input(action, params, actions::vpcs::DeleteVpcInput::parse)?).await,
+        Action::DescribeVpcs => actions::vpcs::describe_vpcs(ctx, accepted::input(action, params, actions::vpcs::DescribeNetInput::parse_vpcs)?).await,
+        Action::CreateSubnet => actions::vpcs::create_subnet(ctx, accepted::input(action, params, actions::vpcs::CreateSubnetInput::parse)?).await,
+        Action::DeleteSubnet => actions::vpcs::delete_subnet(ctx, accepted::input(action, params, actions::vpcs::DeleteSubnetInput::parse)?).await,
+        Action::DescribeSubnets => {
+            actions::vpcs::describe_subnets(ctx, accepted::input(action, params, actions::vpcs::DescribeNetInput::parse_subnets)?).await
+        }
+        Action::ModifySubnetAttribute => {
+            let input = accepted::input(action, params, actions::vpcs::ModifySubnetAttributeInput::parse)?;
+            actions::vpcs::modify_subnet_attribute(ctx, input).await
+        }
+        Action::CreateSnapshot => {
+            actions::snapshots::create_snapshot(ctx, accepted::input(action, params, actions::snapshots::CreateSnapshotInput::parse)?).await
+        }
+        Action::DeleteSnapshot => {
+            actions::snapshots::delete_snapshot(ctx, accepted::input(action, params, actions::snapshots::DeleteSnapshotInput::parse)?).await
+        }
+        Action::DescribeSnapshots => {
+            let input = accepted::input(action, params, actions::snapshots::DescribeSnapshotsInput::parse)?;
+            actions::snapshots::describe_snapshots(ctx, input).await
+        }
+        Action::CreateImage => {
+            actions::snapshots::create_image(ctx, accepted::input(action, params, actions::snapshots::CreateImageInput::parse)?).await
+        }
+        Action::DescribeImageAttribute => {
+            let input = accepted::input(action, params, actions::snapshots::DescribeImageAttributeInput::parse)?;
+            actions::snapshots::describe_image_attribute(ctx, input).await
+        }
+        Action::ModifyImageAttribute => {
+            let input = accepted::input(action, params, actions::snapshots::ModifyImageAttributeInput::parse)?;
+            actions::snapshots::modify_image_attribute(ctx, input).await
+        }
+        Action::DescribeInstanceAttribute => {
+            let input = accepted::input(action, params, actions::attributes::DescribeInstanceAttributeInput::parse)?;
+            actions::attributes::describe_instance_attribute(ctx, input).await
+        }
+        Action::ModifyInstanceAttribute => {
+            let input = accepted::input(action, params, actions::attributes::ModifyInstanceAttributeInput::parse)?;
+            actions::attributes::modify_instance_attribute(ctx, input).await
+        }
+        Action::GetConsoleOutput => {
+            let input = accepted::input(action, params, actions::attributes::GetConsoleOutputInput::parse)?;
+            actions::attributes::get_console_output(ctx, input).await
+        }
+        Action::DescribeInstanceTypeOfferings => {
+            let instance = ctx.instance()?;
+            let input = accepted::input(action, params, actions::attributes::DescribeInstanceTypeOfferingsInput::parse)?;
+            actions::attributes::describe_instance_type_offerings(ctx, instance, input).await
+        }
+        Action::CreateSecurityGroup => {
+            let input = accepted::input(action, params, actions::security_groups::CreateSecurityGroupInput::parse)?;
+            actions::security_groups::create_security_group(ctx, input).await
+        }
+        Action::DeleteSecurityGroup => {
+            let input = accepted::input(action, params, actions::security_groups::DeleteSecurityGroupInput::parse)?;
+            actions::security_groups::delete_security_group(ctx, input).await
+        }
+        Action::DescribeSecurityGroups => {
+            let input = accepted::input(action, params, actions::security_groups::DescribeSecurityGroupsInput::parse)?;
+            actions::security_groups::describe_security_groups(ctx, input).await
+        }
+        Action::AuthorizeSecurityGroupIngress => {
+            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+        }
+        Action::AuthorizeSecurityGroupEgress => {
+            actions::security_groups::authorize_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+        }
+        Action::RevokeSecurityGroupIngress => {
+            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+        }
+        Action::RevokeSecurityGroupEgress => {
+            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+        }
+        Action::DescribeSecurityGroupRules => {
+            let input = accepted::input(action, params, actions::security_groups::DescribeSecurityGroupRulesInput::parse)?;
+            actions::security_groups::describe_security_group_rules(ctx, input).await
+        }
     }
 }
 
 async fn change_state(ctx: &Ctx<'_>, action: Action, vm_action: VmAction, params: &Params) -> Result<String, Ec2Error> {
-    actions::instances::change_state(ctx, action, vm_action, actions::instances::ChangeStateInput::parse(params)?).await
+    let input = accepted::input(action, params, actions::instances::ChangeStateInput::parse)?;
+    actions::instances::change_state(ctx, action, vm_action, input).await
 }

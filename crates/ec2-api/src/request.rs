@@ -2,21 +2,36 @@
 //! form body (POST), with the list conventions of the Query API: `X.N`
 //! members, `Filter.N.Name` / `Filter.N.Value.M`, `TagSpecification.N...`.
 //! Sizes are bounded: a request with absurd list indices or too many
-//! parameters is refused before any work.
+//! parameters is refused before any work. Every lookup marks what it read,
+//! so once an action's input is parsed, a parameter nobody read is one the
+//! action does not take ([`Params::unread`]): refused, never dropped.
 
 use crate::error::Ec2Error;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Parameters a request may carry at most.
 pub const MAX_PARAMS: usize = 2_000;
 /// The largest `N` accepted in `X.N`.
 const MAX_INDEX: usize = 1_000;
 
-/// The parameters of one request.
-#[derive(Debug, Clone, Default)]
+/// The parameters of one request, with which of them were read.
+#[derive(Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    read: Vec<AtomicBool>,
 }
+
+impl Clone for Params {
+    fn clone(&self) -> Self {
+        Self { pairs: self.pairs.clone(), read: self.read.iter().map(|r| AtomicBool::new(r.load(Ordering::Relaxed))).collect() }
+    }
+}
+
+/// Parameters of every request, whatever the action: the protocol's own
+/// (SigV2's signature fields, the version) and `DryRun`.
+const COMMON: &[&str] =
+    &["Action", "Version", "DryRun", "AWSAccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "Timestamp", "Expires", "SecurityToken"];
 
 impl Params {
     /// Wraps decoded pairs.
@@ -29,17 +44,53 @@ impl Params {
         if let Some((dup, _)) = pairs.iter().find(|(k, _)| !seen.insert(k.as_str())) {
             return Err(Ec2Error::invalid(format!("parameter {} is given more than once", crate::ids::shown(dup))));
         }
-        Ok(Self { pairs })
+        let read = pairs.iter().map(|_| AtomicBool::new(false)).collect();
+        Ok(Self { pairs, read })
     }
 
-    /// All pairs.
+    /// All pairs (marking none of them read).
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }
 
+    /// Marks the pair at `i` read.
+    fn mark(&self, i: usize) {
+        if let Some(r) = self.read.get(i) {
+            r.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The pairs whose name `select` accepts, each marked read.
+    fn reading<'a>(&'a self, select: impl Fn(&str) -> bool + 'a) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        self.pairs.iter().enumerate().filter(move |(_, (k, _))| select(k)).map(|(i, kv)| {
+            self.mark(i);
+            kv
+        })
+    }
+
     /// The one value of `name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        let i = self.pairs.iter().position(|(k, _)| k == name)?;
+        self.mark(i);
+        Some(self.pairs[i].1.as_str())
+    }
+
+    /// The names given under `prefix.` (`BlockDeviceMapping.1.Ebs.Iops`...), marked read.
+    pub fn names_under(&self, prefix: &str) -> Vec<&str> {
+        let dotted = format!("{prefix}.");
+        self.reading(move |k| k.starts_with(&dotted)).map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// The parameters nobody read, in the order given (the protocol's own are
+    /// always read). Asked once the action's input is parsed: each of them is
+    /// one the action does not take.
+    pub fn unread(&self) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .zip(&self.read)
+            .filter(|((k, _), r)| !r.load(Ordering::Relaxed) && !COMMON.contains(&k.as_str()) && !k.starts_with("X-Amz-"))
+            .map(|((k, _), _)| k.as_str())
+            .collect()
     }
 
     /// The value of `name`, or `MissingParameter`.
@@ -66,7 +117,8 @@ impl Params {
     /// `prefix.1`, `prefix.2`, ... in index order (gaps allowed).
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, Ec2Error> {
         let mut out = BTreeMap::new();
-        for (k, v) in &self.pairs {
+        let under = |k: &str| k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')).is_some();
+        for (k, v) in self.reading(under) {
             if let Some(n) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
                 out.insert(index(k, n)?, v.clone());
             }
@@ -82,7 +134,11 @@ impl Params {
     /// Groups `{prefix}.N.{name}` with their `{prefix}.N.{value}.M` lists.
     fn groups(&self, prefix: &str, name: &str, value: &str) -> Result<Vec<(String, Vec<String>)>, Ec2Error> {
         let mut groups: BTreeMap<usize, (Option<String>, BTreeMap<usize, String>)> = BTreeMap::new();
-        for (k, v) in &self.pairs {
+        let value_of = |field: &str| field == name || field.strip_prefix(value).and_then(|r| r.strip_prefix('.')).is_some();
+        let member = |k: &str| {
+            k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')).and_then(|r| r.split_once('.')).is_some_and(|(_, f)| value_of(f))
+        };
+        for (k, v) in self.reading(member) {
             let Some(rest) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else { continue };
             let Some((n, field)) = rest.split_once('.') else { continue };
             let g = groups.entry(index(k, n)?).or_default();
@@ -104,7 +160,8 @@ impl Params {
     /// `Tag.N.Key` / `Tag.N.Value` pairs (value absent when not given).
     pub fn tags(&self) -> Result<Vec<(String, Option<String>)>, Ec2Error> {
         let mut tags: BTreeMap<usize, (Option<String>, Option<String>)> = BTreeMap::new();
-        for (k, v) in &self.pairs {
+        let member = |k: &str| k.strip_prefix("Tag.").and_then(|r| r.split_once('.')).is_some_and(|(_, p)| p == "Key" || p == "Value");
+        for (k, v) in self.reading(member) {
             let Some((n, part)) = k.strip_prefix("Tag.").and_then(|r| r.split_once('.')) else { continue };
             let t = tags.entry(index(k, n)?).or_default();
             match part {
@@ -119,10 +176,21 @@ impl Params {
     /// Tags of `TagSpecification.N` whose `ResourceType` is `resource`.
     pub fn tag_specifications(&self, resource: &str) -> Result<Vec<(String, String)>, Ec2Error> {
         let mut specs: BTreeMap<usize, TagSpec> = BTreeMap::new();
-        for (k, v) in &self.pairs {
+        let member = |k: &str| {
+            k.strip_prefix("TagSpecification.").and_then(|r| r.split_once('.')).is_some_and(|(_, f)| {
+                f == "ResourceType"
+                    || f.strip_prefix("Tag.").and_then(|t| t.split_once('.')).is_some_and(|(_, p)| p == "Key" || p == "Value")
+            })
+        };
+        // Where each spec's pairs are: only those of `resource` are read here
+        // (another resource type's tags are not this action's to drop).
+        let mut at: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, (k, v)) in self.pairs.iter().enumerate().filter(|(_, (k, _))| member(k)) {
             let Some(rest) = k.strip_prefix("TagSpecification.") else { continue };
             let Some((n, field)) = rest.split_once('.') else { continue };
-            let spec = specs.entry(index(k, n)?).or_default();
+            let n = index(k, n)?;
+            at.entry(n).or_default().push(i);
+            let spec = specs.entry(n).or_default();
             if field == "ResourceType" {
                 spec.0 = Some(v.clone());
             } else if let Some(t) = field.strip_prefix("Tag.") {
@@ -140,6 +208,9 @@ impl Params {
             let kind = kind.ok_or_else(|| Ec2Error::missing(&format!("TagSpecification.{n}.ResourceType")))?;
             if kind != resource {
                 continue;
+            }
+            for i in at.get(&n).into_iter().flatten() {
+                self.mark(*i);
             }
             for (m, (k, v)) in tags {
                 let k = k.ok_or_else(|| Ec2Error::missing(&format!("TagSpecification.{n}.Tag.{m}.Key")))?;
@@ -193,6 +264,37 @@ mod tests {
             ]
         );
         assert_eq!(r.tag_specifications("instance").unwrap(), vec![("team".to_string(), "a".to_string())]);
+    }
+
+    #[test]
+    fn what_no_lookup_read_is_unread() {
+        let r = p(&[
+            ("Action", "X"),
+            ("Version", "2016-11-15"),
+            ("InstanceId.1", "i-a"),
+            ("Filter.1.Name", "n"),
+            ("Filter.1.Value.1", "v"),
+            ("Filter.1.Colour", "red"),
+            ("Tag.1.Key", "k"),
+            ("Tag.1.Other", "o"),
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.1.Tag.1.Key", "k"),
+            ("TagSpecification.1.Bogus", "b"),
+            ("BlockDeviceMapping.1.DeviceName", "/dev/sdb"),
+            ("Bogus", "1"),
+        ]);
+        r.list("InstanceId").unwrap();
+        r.filters().unwrap();
+        r.tags().unwrap();
+        r.tag_specifications("instance").unwrap();
+        assert_eq!(
+            r.unread(),
+            ["Filter.1.Colour", "Tag.1.Other", "TagSpecification.1.Bogus", "BlockDeviceMapping.1.DeviceName", "Bogus"]
+        );
+        assert_eq!(r.names_under("BlockDeviceMapping"), ["BlockDeviceMapping.1.DeviceName"]);
+        assert_eq!(r.get("Bogus"), Some("1"));
+        assert_eq!(r.unread(), ["Filter.1.Colour", "Tag.1.Other", "TagSpecification.1.Bogus"]);
+        assert_eq!(r.clone().unread().len(), 3);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The append-only audit log: who did what to which target, with what
 //! outcome. Rows are only ever inserted; reads page by id, newest first.
 
-use crate::{ms_to_time, now_ms, Store, StoreError};
+use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -82,9 +82,10 @@ where
 }
 
 impl Store {
-    /// Appends one record to the audit log.
+    /// Appends one record to the audit log, stamped by the store's clock
+    /// (as VM states and deployment members are, so that their times compare).
     pub async fn append_audit(&self, r: &NewAudit<'_>) -> Result<(), StoreError> {
-        insert_audit(self.pool(), now_ms(), r).await
+        insert_audit(self.pool(), self.clock_ms(), r).await
     }
 
     /// The newest audit records, newest first.

@@ -138,25 +138,6 @@ impl Store {
             ("failed count", FAILED_COUNT_SQL.replace("$1", "1000")),
             ("failed latest", FAILED_LATEST_SQL.replace("$1", "1000").replace("$2", "5")),
         ];
-        let mut conn = self.pool().acquire().await?;
-        let postgres = self.backend() == crate::Backend::Postgres;
-        if postgres {
-            sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await?;
-        }
-        let mut out = Vec::new();
-        for (name, sql) in queries {
-            let plan = if postgres {
-                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}")).fetch_all(&mut *conn).await?;
-                rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
-            } else {
-                let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&mut *conn).await?;
-                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-            };
-            out.push((name, plan));
-        }
-        if postgres {
-            sqlx::query("RESET enable_seqscan").execute(&mut *conn).await?;
-        }
-        Ok(out)
+        self.query_plans(&queries, crate::plans::PlanKind::IndexesPreferred).await
     }
 }

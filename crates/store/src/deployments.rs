@@ -454,24 +454,11 @@ impl Store {
             "SELECT id FROM deployments WHERE ({DRIVEN}) AND (claim_owner IS NULL OR claim_until < 0 OR claim_owner = 'x') \
              ORDER BY updated_at LIMIT 50"
         );
-        let lines: Vec<String> = match self.backend() {
-            crate::Backend::Sqlite => {
-                let rows: Vec<(i64, i64, i64, String)> =
-                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(self.pool()).await?;
-                rows.into_iter().map(|r| r.3).collect()
-            }
-            // A table of a few rows is read whole whatever its indexes: with
-            // sequential scans priced out, the plan says whether the
-            // partial index can answer (its condition proven by the query's).
-            crate::Backend::Postgres => {
-                let mut tx = self.pool().begin().await?;
-                sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
-                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}")).fetch_all(&mut *tx).await?;
-                tx.rollback().await?;
-                rows.into_iter().map(|r| r.0).collect()
-            }
-        };
-        Ok(lines.join("\n"))
+        // A table of a few rows is read whole whatever its indexes: with
+        // sequential scans priced out, the plan says whether the partial
+        // index can answer (its condition proven by the query's).
+        let mut plans = self.query_plans(&[("claim", sql)], crate::plans::PlanKind::IndexesPreferred).await?;
+        Ok(plans.pop().map(|(_, plan)| plan).unwrap_or_default())
     }
 
     /// Whether `owner` still holds its claim on `id` (renewing it until `until`).

@@ -57,7 +57,7 @@ fn attach_mappings(images: &mut [ImageRow], maps: Vec<MappingTuple>) {
 
 /// Bumps the images version in the transaction of an image write (see
 /// [`Store::images_version`]).
-async fn bump_images_version(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
+pub(crate) async fn bump_images_version(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO broker_meta (key, value) VALUES ('images_version', '1') \
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(broker_meta.value AS BIGINT) + 1 AS TEXT)",
@@ -97,15 +97,29 @@ impl Store {
     /// and those private to `viewer` (other projects' private images do not
     /// exist for it).
     pub async fn page_images(&self, after: Option<&str>, limit: i64, viewer: Option<&str>) -> Result<Vec<ImageRow>, StoreError> {
+        self.page_images_for(after, limit, viewer, "").await
+    }
+
+    /// As [`Self::page_images`], the images shared with the user `user`
+    /// (launch permissions) included for a `viewer`.
+    pub async fn page_images_for(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+        viewer: Option<&str>,
+        user: &str,
+    ) -> Result<Vec<ImageRow>, StoreError> {
         let after = after.unwrap_or("");
         let name = self.bytewise("name");
         let rows: Vec<ImageTuple> = sqlx::query_as(&format!(
             "SELECT {IMAGE_COLS} FROM images WHERE {name} > $1 \
-             AND ($3 = '' OR project IS NULL OR project = $3) ORDER BY {name} LIMIT $2"
+             AND ($3 = '' OR project IS NULL OR project = $3 \
+             OR name IN (SELECT image FROM image_launch_permissions WHERE user_name = $4)) ORDER BY {name} LIMIT $2"
         ))
         .bind(after)
         .bind(limit)
         .bind(viewer.unwrap_or(""))
+        .bind(user)
         .fetch_all(self.pool())
         .await?;
         let Some(last) = rows.last().map(|r| r.0.clone()) else { return Ok(Vec::new()) };
@@ -209,6 +223,7 @@ impl Store {
             Err(e) => return Err(e),
         }
         sqlx::query("UPDATE image_mappings SET image = $1 WHERE image = $2").bind(new_name).bind(name).execute(&mut *tx).await?;
+        sqlx::query("UPDATE image_launch_permissions SET image = $1 WHERE image = $2").bind(new_name).bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM images WHERE name = $1").bind(name).execute(&mut *tx).await?;
         bump_images_version(&mut tx).await?;
         tx.commit().await?;

@@ -1,5 +1,6 @@
 //! Named SSH public keys of projects. Names are unique per project; each
-//! pair records the user who made it (`user_name`).
+//! pair records the user who made it (`user_name`) and its tags (a JSON
+//! object, EC2's tags on `key-…` ids).
 //!
 //! The project and the creator are typed ([`ProjectName`], [`UserName`])
 //! both ways: bound as such, and read back through their rules (a stored
@@ -8,6 +9,7 @@
 use crate::{ms_to_time, now_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
 use cloudbroker_model::{ProjectName, UserName};
+use std::collections::BTreeMap;
 
 /// A stored key pair (public half).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub struct KeyPairRow {
     pub public_key: String,
     pub fingerprint: String,
     pub created_at: DateTime<Utc>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A key pair as the database holds it.
@@ -31,6 +34,7 @@ struct KeyPairDb {
     public_key: String,
     fingerprint: String,
     created_at: i64,
+    tags: String,
 }
 
 fn row(t: KeyPairDb) -> KeyPairRow {
@@ -41,10 +45,11 @@ fn row(t: KeyPairDb) -> KeyPairRow {
         public_key: t.public_key,
         fingerprint: t.fingerprint,
         created_at: ms_to_time(t.created_at),
+        tags: serde_json::from_str(&t.tags).unwrap_or_default(),
     }
 }
 
-const COLS: &str = "project, user_name, name, public_key, fingerprint, created_at";
+const COLS: &str = "project, user_name, name, public_key, fingerprint, created_at, tags";
 
 /// Inserts a key pair through `db` (the pool, or a transaction: [`crate::limits`]).
 pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
@@ -76,6 +81,7 @@ pub(crate) async fn insert_key_pair_on<'e, E: sqlx::Executor<'e, Database = sqlx
         public_key: public_key.into(),
         fingerprint: fingerprint.into(),
         created_at: ms_to_time(now),
+        tags: BTreeMap::new(),
     })
 }
 
@@ -119,6 +125,17 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         Ok(r.into_iter().map(row).collect())
+    }
+
+    /// Replaces a key pair's tags; false when there is no such pair.
+    pub async fn set_key_pair_tags(&self, project: &ProjectName, name: &str, tags: &BTreeMap<String, String>) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE key_pairs SET tags = $3 WHERE project = $1 AND name = $2")
+            .bind(project)
+            .bind(name)
+            .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Deletes a key pair; false when there was none.

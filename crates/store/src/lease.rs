@@ -47,4 +47,12 @@ impl Store {
             .await?;
         Ok(r.map(|r| r.0))
     }
+
+    /// Every lease held now (not expired), by name: (name, holder, expires at ms).
+    pub async fn held_leases(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, holder, expires_at FROM leases WHERE expires_at >= $1 ORDER BY name")
+            .bind(now_ms())
+            .fetch_all(self.pool())
+            .await?)
+    }
 }

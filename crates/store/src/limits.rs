@@ -12,6 +12,7 @@
 //! database's write lock. A capped insert takes no other lock, so it never
 //! waits in a cycle with a launch's admission.
 
+use crate::cloud_objects::ObjectKind;
 use crate::key_pairs::KeyPairRow;
 use crate::resources::{AddressRow, VolumeRow};
 use crate::{now_ms, Store, StoreError};
@@ -26,6 +27,8 @@ pub enum Owned {
     Addresses,
     /// Live (not deleted) volumes, on every instance.
     Volumes,
+    /// Live recorded cloud objects of one kind, on every instance.
+    Objects(ObjectKind),
 }
 
 impl Owned {
@@ -34,6 +37,10 @@ impl Owned {
             Owned::KeyPairs => "#key_pairs",
             Owned::Addresses => "#addresses",
             Owned::Volumes => "#volumes",
+            Owned::Objects(ObjectKind::SecurityGroup) => "#security-groups",
+            Owned::Objects(ObjectKind::Vpc) => "#vpcs",
+            Owned::Objects(ObjectKind::Subnet) => "#subnets",
+            Owned::Objects(ObjectKind::Snapshot) => "#snapshots",
         }
     }
 
@@ -42,6 +49,16 @@ impl Owned {
             Owned::KeyPairs => "SELECT COUNT(*) FROM key_pairs WHERE project = $1",
             Owned::Addresses => "SELECT COUNT(*) FROM addresses WHERE project = $1 AND ended_at IS NULL",
             Owned::Volumes => "SELECT COUNT(*) FROM volumes WHERE project = $1 AND ended_at IS NULL",
+            Owned::Objects(ObjectKind::SecurityGroup) => {
+                "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'security-group' AND ended_at IS NULL"
+            }
+            Owned::Objects(ObjectKind::Vpc) => "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'vpc' AND ended_at IS NULL",
+            Owned::Objects(ObjectKind::Subnet) => {
+                "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'subnet' AND ended_at IS NULL"
+            }
+            Owned::Objects(ObjectKind::Snapshot) => {
+                "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'snapshot' AND ended_at IS NULL"
+            }
         }
     }
 }
@@ -71,7 +88,7 @@ impl From<sqlx::Error> for CapError {
 }
 
 /// Takes the (project, kind) lock row and counts; `Full` when at the limit.
-async fn lock_and_check(conn: &mut AnyConnection, kind: Owned, project: &str, limit: i64) -> Result<(), CapError> {
+pub(crate) async fn lock_and_check(conn: &mut AnyConnection, kind: Owned, project: &str, limit: i64) -> Result<(), CapError> {
     sqlx::query(
         "INSERT INTO project_quota_locks (project, instance, version) VALUES ($1, $2, 0) \
          ON CONFLICT (project, instance) DO UPDATE SET version = project_quota_locks.version + 1",
@@ -219,6 +236,51 @@ mod tests {
         }
         assert_eq!(admitted, 5);
         assert_eq!(store.owned_count(Owned::Addresses, "alice").await.unwrap(), 5);
+    });
+
+    store_test!(concurrent_object_inserts_never_pass_the_cap_of_their_kind, |store: Store| async move {
+        use crate::cloud_objects::{Attrs, NewCloudObject, ObjectKind};
+        let tries: Vec<_> = (0..24)
+            .map(|i| {
+                let store = store.clone();
+                // Half are VPCs, half subnets: each kind has its own cap of 3.
+                let kind = if i % 2 == 0 { ObjectKind::Vpc } else { ObjectKind::Subnet };
+                tokio::spawn(async move {
+                    let (attrs, tags, id) = (Attrs::new(), BTreeMap::new(), format!("obj-{i}"));
+                    let new = NewCloudObject {
+                        instance: "sb",
+                        kind,
+                        cloud_id: &id,
+                        project: "team",
+                        user: "alice",
+                        credential_id: "cred-1",
+                        parent: None,
+                        state: "available",
+                        attrs: &attrs,
+                        tags: &tags,
+                    };
+                    store.insert_cloud_object_capped(3, &new).await.map(|r| r.kind)
+                })
+            })
+            .collect();
+        let mut admitted = Vec::new();
+        for t in tries {
+            match t.await.unwrap() {
+                Ok(kind) => admitted.push(kind),
+                Err(CapError::Full { limit: 3, .. }) => {}
+                Err(e) => panic!("unexpected: {e:?}"),
+            }
+        }
+        assert_eq!(admitted.iter().filter(|k| **k == ObjectKind::Vpc).count(), 3);
+        assert_eq!(admitted.iter().filter(|k| **k == ObjectKind::Subnet).count(), 3);
+        for kind in ObjectKind::ALL {
+            let n = if matches!(kind, ObjectKind::Vpc | ObjectKind::Subnet) { 3 } else { 0 };
+            assert_eq!(store.owned_count(Owned::Objects(kind), "team").await.unwrap(), n, "{kind}");
+            // Each kind counts its own rows under its own lock.
+            assert!(Owned::Objects(kind).count_sql().contains(&format!("kind = '{}'", kind.as_str())), "{kind}");
+            let others = ObjectKind::ALL.into_iter().filter(|k| *k != kind);
+            assert!(others.map(|k| Owned::Objects(k).lock_key()).all(|l| l != Owned::Objects(kind).lock_key()));
+        }
     });
 
     store_test!(caps_count_per_project_whoever_made_the_rows, |store: Store| async move {

@@ -26,6 +26,8 @@ pub struct AddressRow {
     pub vm_id: Option<String>,
     pub association_id: Option<String>,
     pub private_ip: Option<String>,
+    /// EC2's tags on its `eipalloc-…` id.
+    pub tags: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -68,13 +70,14 @@ pub(crate) struct AddressDb {
     vm_id: Option<String>,
     association_id: Option<String>,
     private_ip: Option<String>,
+    tags: String,
     created_at: i64,
     updated_at: i64,
     ended_at: Option<i64>,
 }
 
 pub(crate) const ADDRESS_COLS: &str =
-    "instance, allocation_id, project, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, created_at, updated_at, ended_at";
+    "instance, allocation_id, project, user_name, credential_id, public_ip, state, vm_id, association_id, private_ip, tags, created_at, updated_at, ended_at";
 
 pub(crate) fn address(d: AddressDb) -> AddressRow {
     AddressRow {
@@ -88,6 +91,7 @@ pub(crate) fn address(d: AddressDb) -> AddressRow {
         vm_id: d.vm_id,
         association_id: d.association_id,
         private_ip: d.private_ip,
+        tags: serde_json::from_str(&d.tags).unwrap_or_default(),
         created_at: ms_to_time(d.created_at),
         updated_at: ms_to_time(d.updated_at),
         ended_at: d.ended_at.map(ms_to_time),
@@ -370,6 +374,18 @@ impl Store {
         .bind(self.clock_ms())
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    /// Replaces an address's tags.
+    pub async fn set_address_tags(&self, instance: &str, allocation_id: &str, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE addresses SET tags = $3, updated_at = $4 WHERE instance = $1 AND allocation_id = $2")
+            .bind(instance)
+            .bind(allocation_id)
+            .bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
+            .bind(self.clock_ms())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

@@ -251,6 +251,19 @@ impl Store {
     }
 }
 
+/// The lease worker's statements over many rows, as a pass runs them, with
+/// `$1` the pass's time and the limits a pass uses (1,000 warnings, 100
+/// expiries), named: what the plan test and the benchmark
+/// (`cloudbroker-bench-seed --plans leases`) ask the database to plan.
+pub fn lease_statements() -> [(&'static str, String); 4] {
+    [
+        ("warnings due", warnings_due_sql().replace("$2", "1000")),
+        ("expiries due", expiries_due_sql().replace("$2", "100")),
+        ("count due", COUNT_DUE_SQL.to_string()),
+        ("close ended", close_ended_sql().replace("$2", "$1")),
+    ]
+}
+
 #[cfg(feature = "testing")]
 impl Store {
     /// Test support: the database's plan of each of the lease worker's
@@ -259,32 +272,7 @@ impl Store {
     /// discouraged (a test table is small enough for one to look cheaper);
     /// SQLite as is.
     pub async fn lease_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
-        let lit = |sql: &str| sql.replace("$1", "1000").replace("$2", "10");
-        let queries = [
-            ("warnings due", lit(&warnings_due_sql())),
-            ("expiries due", lit(&expiries_due_sql())),
-            ("count due", lit(COUNT_DUE_SQL)),
-            ("close ended", lit(&close_ended_sql())),
-        ];
-        let mut conn = self.pool().acquire().await?;
-        let postgres = self.backend() == crate::Backend::Postgres;
-        if postgres {
-            sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await?;
-        }
-        let mut out = Vec::new();
-        for (name, sql) in queries {
-            let plan = if postgres {
-                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}")).fetch_all(&mut *conn).await?;
-                rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
-            } else {
-                let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&mut *conn).await?;
-                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-            };
-            out.push((name, plan));
-        }
-        if postgres {
-            sqlx::query("RESET enable_seqscan").execute(&mut *conn).await?;
-        }
-        Ok(out)
+        let queries = lease_statements().map(|(name, sql)| (name, sql.replace("$1", "1000")));
+        self.query_plans(&queries, crate::plans::PlanKind::IndexesPreferred).await
     }
 }

@@ -585,6 +585,17 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a VM (its `Name` tag changed).
+    pub async fn set_vm_name(&self, id: &VmId, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE vms SET name = $1, updated_at = $2, version = version + 1 WHERE id = $3")
+            .bind(name)
+            .bind(self.clock_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a VM's user tags.
     pub async fn set_vm_tags(&self, id: &VmId, tags: &std::collections::BTreeMap<String, String>) -> Result<(), StoreError> {
         let json = serde_json::to_string(tags).map_err(|e| StoreError::Config(format!("tags: {e}")))?;

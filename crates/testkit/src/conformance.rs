@@ -50,8 +50,10 @@ pub fn request(t: &Target<'_>, launch: &str, count: u32) -> RunRequest {
         key_name: None,
         user_data: Some("#!/bin/sh\necho hello\n".into()),
         security_groups: t.security_groups.clone(),
+        subnet_id: None,
         tags: vec![(tags::BROKER.into(), "conformance".into()), (tags::LAUNCH.into(), launch.into()), (tags::USER.into(), "alice".into())],
         client_token: format!("{launch}-token"),
+        ..Default::default()
     }
 }
 
@@ -152,7 +154,7 @@ pub async fn instance_tags(t: &Target<'_>) {
 pub async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm_id: &str, zone: &str) {
     let addr = conn.allocate_address(creds).await.unwrap();
     assert!(addr.allocation_id.starts_with("eipalloc-") && !addr.public_ip.is_empty(), "{addr:?}");
-    let assoc = conn.associate_address(creds, &addr.allocation_id, vm_id).await.unwrap();
+    let assoc = conn.associate_address(creds, &addr.allocation_id, vm_id, false).await.unwrap();
     assert!(assoc.starts_with("eipassoc-"), "{assoc}");
     let d = conn.describe_addresses(creds, std::slice::from_ref(&addr.allocation_id)).await.unwrap();
     assert_eq!(d.len(), 1);
@@ -169,7 +171,7 @@ pub async fn addresses_and_volumes(conn: &dyn Connector, creds: &Credentials, vm
         "{e:?}"
     );
 
-    let req = CreateVolumeRequest { size_gib: 8, zone: zone.into(), volume_type: Some("gp2".into()) };
+    let req = CreateVolumeRequest { size_gib: 8, zone: zone.into(), volume_type: Some("gp2".into()), ..Default::default() };
     let v = conn.create_volume(creds, &req).await.unwrap();
     assert!(v.volume_id.starts_with("vol-"), "{v:?}");
     assert_eq!((v.size_gib, v.zone.as_str()), (8, zone));

@@ -16,58 +16,7 @@ mod common;
 use cloudbroker_core::domain::{ImageRef, InstanceName, PageRequest, Tags, UserName, VmAction, VmStatus, VolumeSize};
 use cloudbroker_core::provisioning::{CountRange, LaunchRequest, VmQuery, VolumeSpec};
 use cloudbroker_core::Actor;
-use reqwest::redirect::Policy;
-
-struct Ui {
-    http: reqwest::Client,
-    raw: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    body[at..].split('"').next().unwrap().to_string()
-}
-
-impl Ui {
-    async fn sign_in(app: &common::TestApp, user: &str, pw: &str) -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::limited(5)).build().unwrap();
-        let raw = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::none()).build().unwrap();
-        let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-        let csrf = csrf_of(&page);
-        let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sign-in of {user}");
-        let home = r.text().await.unwrap();
-        Self { http, raw, base: app.base.clone(), csrf: csrf_of(&home) }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.http.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Posts without following the redirect: status and `Location`.
-    async fn post_no_follow(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.raw.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        let to = r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        (r.status().as_u16(), to)
-    }
-}
-
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
-    body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
-}
+use common::ui::{between, Ui};
 
 fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
@@ -205,6 +154,27 @@ app_test!(an_instance_in_error_and_the_workers_are_shown, |app: common::TestApp|
     assert!(table.contains("data-worker=\"lease\""), "{table}");
     assert!(!first.contains("<td class=\"nowrap\">never</td>"), "reconcile has run: {first}");
     workers.shutdown(std::time::Duration::from_secs(5)).await;
+});
+
+app_test!(the_workers_are_said_to_be_this_replicas_and_work_leases_name_their_holder, |app: common::TestApp| async move {
+    // Another replica holds one piece of work, this one another.
+    assert!(app.broker.store().try_lease("budget-watch", "replica-b-1234", 60_000).await.unwrap());
+    assert!(app.broker.store().try_lease("reconcile:sb", &app.broker.replica_id, 60_000).await.unwrap());
+    let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
+    let (s, body) = sup.get("/admin").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(between(&body, "<h2 id=\"workers-h\">", "</h2>").contains("(this replica)"), "{body}");
+    let scope = between(&body, "id=\"workers-scope\">", "</p>");
+    assert!(scope.contains("this replica only") && scope.contains(&app.broker.replica_id), "{scope}");
+    let leases = between(&body, "<table id=\"work-leases\"", "</table>");
+    let other = between(leases, "data-lease=\"budget-watch\">", "</tr>");
+    assert!(other.contains("another replica") && other.contains("replica-b-1234"), "{leases}");
+    let mine = between(leases, "data-lease=\"reconcile:sb\">", "</tr>");
+    assert!(mine.contains("this replica") && !mine.contains("another"), "{leases}");
+    // Released: no longer listed.
+    app.broker.store().release_lease("budget-watch", "replica-b-1234").await.unwrap();
+    let (_, body) = sup.get("/admin").await;
+    assert!(!between(&body, "<table id=\"work-leases\"", "</table>").contains("budget-watch"), "{body}");
 });
 
 app_test!(an_admin_acts_on_a_users_resources_audited_as_actor_and_subject, |app: common::TestApp| async move {

@@ -16,73 +16,7 @@ mod common;
 
 use cloudbroker_core::domain::VmStatus;
 use cloudbroker_core::Actor;
-use reqwest::redirect::Policy;
-
-/// A signed-in user's cookie jar.
-struct Ui {
-    http: reqwest::Client,
-    /// The same cookies, redirects not followed.
-    raw: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    body[at..].split('"').next().unwrap().to_string()
-}
-
-impl Ui {
-    async fn sign_in(app: &common::TestApp, user: &str, pw: &str) -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::limited(5)).build().unwrap();
-        let raw = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::none()).build().unwrap();
-        let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-        let csrf = csrf_of(&page);
-        let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sign-in of {user}");
-        let home = r.text().await.unwrap();
-        Self { http, raw, base: app.base.clone(), csrf: csrf_of(&home) }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.http.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Posts without following the redirect: status and `Location`.
-    async fn post_no_follow(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.raw.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        let to = r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        (r.status().as_u16(), to)
-    }
-}
-
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
-    body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
-}
-
-/// The messages next to fields (`class="field-error"`).
-fn field_errors(body: &str) -> Vec<String> {
-    body.split("class=\"field-error\"").skip(1).map(|s| between(s, ">", "</span>").to_string()).collect()
-}
-
-/// The flash message of a page and its class.
-fn flash(body: &str) -> (String, String) {
-    let at = body.find("id=\"flash\">").unwrap_or_else(|| panic!("no flash in {body}"));
-    let open = body[..at].rfind("<p class=\"").unwrap();
-    let class = between(&body[open..], "<p class=\"", "\"").to_string();
-    (class, between(&body[at..], "id=\"flash\">", "</p>").to_string())
-}
+use common::ui::{between, field_errors, flash, Ui};
 
 async fn live_vms(app: &common::TestApp, user: &str) -> Vec<cloudbroker_core::provisioning::Vm> {
     let q = cloudbroker_core::provisioning::VmQuery { user: Some(user.parse().unwrap()), ..Default::default() };

@@ -13,111 +13,12 @@ mod common;
 
 use cloudbroker_core::domain::{InstanceName, VmStatus};
 use cloudbroker_core::Actor;
-use reqwest::redirect::Policy;
+use common::ui::{between, field_errors, unescape, Ui};
 use serde_json::json;
-
-/// A signed-in user's cookie jar.
-struct Ui {
-    http: reqwest::Client,
-    /// The same cookies, redirects not followed.
-    raw: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    body[at..].split('"').next().unwrap().to_string()
-}
-
-/// Text as it reads once the HTML escapes are undone.
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#x2f;", "/")
-        .replace("&amp;", "&")
-}
-
-impl Ui {
-    async fn sign_in(app: &common::TestApp, user: &str, pw: &str) -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::limited(5)).build().unwrap();
-        let raw = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(Policy::none()).build().unwrap();
-        let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-        let csrf = csrf_of(&page);
-        let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sign-in of {user}");
-        let home = r.text().await.unwrap();
-        Self { http, raw, base: app.base.clone(), csrf: csrf_of(&home) }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.http.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Posts without following the redirect: status and `Location`.
-    async fn post_no_follow(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.raw.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        let to = r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
-        (r.status().as_u16(), to)
-    }
-
-    /// Opens the confirmation page at `path` (a GET), checks it asks, and
-    /// sends its form as a user clicking the button does (its action and
-    /// hidden fields, with the session's CSRF token): the final page.
-    async fn confirm(&self, path: &str) -> (u16, String) {
-        let (s, page) = self.get(path).await;
-        assert_eq!(s, 200, "the confirmation page {path}: {page}");
-        let (action, fields) = confirm_form(&page);
-        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.post(&action, &fields).await
-    }
-}
 
 /// The system acting in `project` (its key pairs, volumes and addresses).
 fn in_project(project: &str) -> Actor {
     Actor::system().in_project(project.parse().unwrap(), cloudbroker_core::domain::ProjectRole::Owner)
-}
-
-/// The confirmation page's form: where it posts and its hidden fields (the CSRF token left out).
-fn confirm_form(page: &str) -> (String, Vec<(String, String)>) {
-    assert!(page.contains("id=\"confirm-form\"") && page.contains("id=\"confirm-cancel\""), "a confirmation page: {page}");
-    // The page's own form (the header's sign-out form comes first).
-    let form = between(between(page, "id=\"confirm-heading\"", "id=\"confirm-cancel\""), "<form method=\"post\" action=\"", "</form>");
-    let action = unescape(form.split('"').next().unwrap());
-    let fields = form
-        .split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .map(|f| {
-            let name = f.split('"').next().unwrap().to_string();
-            let value = unescape(between(f, "value=\"", "\""));
-            (name, value)
-        })
-        .filter(|(n, _)| n != "csrf")
-        .collect();
-    (action, fields)
-}
-
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
-    body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
-}
-
-/// The messages next to fields (`class="field-error"`).
-fn field_errors(body: &str) -> Vec<String> {
-    body.split("class=\"field-error\"").skip(1).map(|s| between(s, ">", "</span>").to_string()).collect()
 }
 
 /// The form message at the top (`id="form-error"`).

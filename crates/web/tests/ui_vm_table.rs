@@ -14,48 +14,8 @@ mod common;
 
 use cloudbroker_core::domain::VmStatus;
 use cloudbroker_core::Actor;
+use common::ui::{between, Ui};
 use reqwest::Method;
-
-/// A signed-in user's cookie jar.
-struct Ui {
-    http: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    body[at..].split('"').next().unwrap().to_string()
-}
-
-impl Ui {
-    async fn sign_in(app: &common::TestApp, user: &str, pw: &str) -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder().cookie_provider(jar).build().unwrap();
-        let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-        let csrf = csrf_of(&page);
-        let r = http.post(app.url("/login")).form(&[("username", user), ("password", pw), ("csrf", &csrf)]).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sign-in of {user}");
-        let home = r.text().await.unwrap();
-        Self { http, base: app.base.clone(), csrf: csrf_of(&home) }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let mut f: Vec<(&str, &str)> = fields.to_vec();
-        f.push(("csrf", &self.csrf));
-        let r = self.http.post(format!("{}{path}", self.base)).form(&f).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-}
-
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
-    body.split(start).nth(1).and_then(|r| r.split(end).next()).unwrap_or_else(|| panic!("no {start} in {body}"))
-}
 
 /// The ids of the table's rows, in order.
 fn rows(body: &str) -> Vec<String> {

@@ -11,6 +11,7 @@ use crate::audit::{self, AuditAction, AuditEvent, AuditTarget};
 use crate::auth::Actor;
 use crate::domain::{Cursor, Page, PageRequest, Tags, VmAction, VmId, VmStatus};
 use crate::error::{Resource, ServiceError, ServiceResult};
+use cloudbroker_connector_api::model::tags::NAME;
 use cloudbroker_connector_api::{ConnectorError, VmState};
 use cloudbroker_store::vms::{VmFilter, VmUpdate};
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ impl Provisioning {
         let v = self.owned(actor, id).await?;
         actor.require_act()?;
         let cloud_id = Self::actionable(&v, action)?;
+        if action == VmAction::Terminate {
+            self.refuse_protected(&v).await?;
+        }
         let (connector, _, _) = self.connector(&v.instance)?;
         let creds = self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
         // Starting a stopped VM adds cost: admitted under its budgets first.
@@ -101,7 +105,8 @@ impl Provisioning {
         let audited = match action {
             VmAction::Terminate => Some(AuditAction::VmTerminate),
             VmAction::Stop => Some(AuditAction::VmStop),
-            VmAction::Start | VmAction::Reboot => None,
+            VmAction::Start => Some(AuditAction::VmStart),
+            VmAction::Reboot => None,
         };
         if let Some(a) = audited {
             // The subject is who launched it (an admin's action on a user's VM names both).
@@ -131,8 +136,13 @@ impl Provisioning {
             return Err(ServiceError::NotFound(Resource::Vm(id.clone())));
         }
         actor.require_act()?;
-        Tags::parse(set.clone())?;
-        if remove.iter().any(|k| Tags::is_reserved(k)) {
+        // `Name` is a tag like any other here (EC2 clients rename with it);
+        // the rest is checked as launch tags are.
+        Tags::parse(set.iter().filter(|(k, _)| k.as_str() != NAME).map(|(k, v)| (k.clone(), v.clone())).collect())?;
+        if set.get(NAME).is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control)) {
+            return Err(ServiceError::invalid_field("tags", "the Name tag is at most 256 characters, no control characters"));
+        }
+        if remove.iter().any(|k| Tags::is_reserved(k) && k != NAME) {
             return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
         }
         let mut merged = vm.tags.as_map().clone();
@@ -175,6 +185,15 @@ impl Provisioning {
             }
         }
         self.store.set_vm_tags(id, &merged).await?;
+        // The broker's name follows the Name tag where its rules for names
+        // allow (at most 128 characters); a removed Name tag leaves no name.
+        let renamed = match set.get(NAME) {
+            Some(n) => Some(n.as_str()).filter(|n| n.chars().count() <= 128),
+            None => remove.iter().any(|k| k == NAME).then_some(""),
+        };
+        if let Some(name) = renamed.filter(|n| *n != vm.name) {
+            self.store.set_vm_name(id, name).await?;
+        }
         self.owned(actor, id).await
     }
 }

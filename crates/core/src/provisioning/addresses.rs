@@ -33,6 +33,9 @@ pub struct Address {
     pub vm: Option<VmId>,
     pub association_id: Option<String>,
     pub private_ip: Option<String>,
+    /// User tags (EC2's tags on the `eipalloc-…` id), kept by the broker.
+    #[serde(skip)]
+    pub tags: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -45,6 +48,7 @@ impl Address {
             vm: r.vm_id.map(VmId::from_stored),
             association_id: r.association_id,
             private_ip: r.private_ip,
+            tags: r.tags,
             created_at: r.created_at,
         }
     }
@@ -138,12 +142,33 @@ impl Provisioning {
     /// Associates an address with a VM of its project (moving it from
     /// another VM is refused by the cloud; a VM's previous address lets go).
     pub async fn associate_address(&self, actor: &Actor, instance: &InstanceName, id: &AllocationId, vm: &VmId) -> ServiceResult<Address> {
+        self.associate_address_moving(actor, instance, id, vm, false).await
+    }
+
+    /// [`Self::associate_address`]; with `allow_reassociation` (EC2's
+    /// `AllowReassociation`) an address associated with another VM moves
+    /// to this one (that VM loses it), else the cloud refuses
+    /// (`Resource.AlreadyAssociated`).
+    pub async fn associate_address_moving(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &AllocationId,
+        vm: &VmId,
+        allow_reassociation: bool,
+    ) -> ServiceResult<Address> {
         let row = self.actable_address(actor, instance, id).await?;
         let (v, cloud_vm) = self.project_vm_on(actor, instance, &row.project, vm).await?;
         let (connector, _, _) = self.connector(instance)?;
         let cred = CredentialId::from_stored(row.credential_id.clone());
         let creds = self.vault.credentials_to_act(actor, &cred, &format!("address '{id}'")).await?;
-        let association = connector.associate_address(&creds, id.as_str(), &cloud_vm).await?;
+        let association = connector.associate_address(&creds, id.as_str(), &cloud_vm, allow_reassociation).await?;
+        // Moved: the VM it leaves no longer has it.
+        if let Some(left) = row.vm_id.as_deref().filter(|left| *left != vm.as_str()).map(|l| VmId::from_stored(l.to_string())) {
+            if let Some(l) = self.store.get_vm(&left).await?.filter(|l| l.public_ip.as_deref() == Some(row.public_ip.as_str())) {
+                self.store.set_vm_public_ip(&l.id, None).await?;
+            }
+        }
         if let Some(previous) = self.store.address_of_vm(instance.as_str(), vm.as_str()).await? {
             if previous.allocation_id != id.as_str() {
                 self.store.set_address_association(instance.as_str(), &previous.allocation_id, None, None, None).await?;
@@ -207,6 +232,35 @@ impl Provisioning {
         )
         .await?;
         Ok(())
+    }
+
+    /// What tagging an address checks (EC2's `DryRun`, and CreateTags/DeleteTags
+    /// before any change): it is the project's, the actor may act, the tags
+    /// are valid. Answers the tags it would have.
+    pub async fn check_tag_address(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &AllocationId,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<std::collections::BTreeMap<String, String>> {
+        let row = self.actable_address(actor, instance, id).await?;
+        crate::key_pairs::retag(&row.tags, set, remove)
+    }
+
+    /// Sets and removes user tags of an address (kept by the broker).
+    pub async fn tag_address(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        id: &AllocationId,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> ServiceResult<Address> {
+        let merged = self.check_tag_address(actor, instance, id, set, remove).await?;
+        self.store.set_address_tags(instance.as_str(), id.as_str(), &merged).await?;
+        self.address(actor, instance, id).await
     }
 
     /// One address the caller sees, from the records.

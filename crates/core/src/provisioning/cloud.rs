@@ -145,7 +145,12 @@ impl Provisioning {
             count,
             key_name: None,
             user_data: req.user_data.clone(),
-            security_groups: plan.security_group.clone().into_iter().collect(),
+            security_groups: match &plan.groups {
+                Some((names, _)) => names.clone(),
+                None => plan.security_group.clone().into_iter().collect(),
+            },
+            security_group_ids: plan.groups.as_ref().map(|(_, ids)| ids.clone()).unwrap_or_default(),
+            subnet_id: plan.subnet_id.clone(),
             tags: {
                 let mut t = vec![
                     (tags::BROKER.to_string(), self.broker_id.clone()),
@@ -164,6 +169,10 @@ impl Provisioning {
                 t
             },
             client_token: admitted.launch_id.to_string(),
+            zone: req.zone.clone(),
+            block_devices: req.block_devices.clone(),
+            shutdown_behavior: req.shutdown_behavior,
+            ..Default::default()
         };
         let job = CloudLaunch {
             connector: plan.connector,
@@ -249,6 +258,9 @@ impl Provisioning {
                     };
                     if !adopted {
                         self.record_cloud_vm(instance, launch_id, &job.credential_id, vm).await?;
+                    }
+                    if let (Some(row), Some(subnet), Some(vpc)) = (job.rows.get(i).filter(|_| adopted), &vm.subnet_id, &vm.vpc_id) {
+                        self.store.set_vm_network(row, subnet, vpc).await?;
                     }
                 }
                 let ids = vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",");

@@ -24,6 +24,9 @@ impl Provisioning {
         let v = self.owned(actor, id).await?;
         actor.require_act()?;
         Self::actionable(&v, action)?;
+        if action == VmAction::Terminate {
+            self.refuse_protected(&v).await?;
+        }
         self.connector(&v.instance)?;
         self.vault.credentials_to_act(actor, &v.credential_id, &format!("VM '{id}'")).await?;
         Ok(())

@@ -27,6 +27,7 @@
 mod actions;
 mod addresses;
 mod admit;
+mod attributes;
 mod batch;
 mod budget;
 mod cloud;
@@ -35,29 +36,39 @@ mod dry_run;
 mod launch;
 mod lease_worker;
 mod leases;
+mod objects;
 mod overview;
 mod plan;
 mod policy;
 mod project_policy;
 mod quotas;
 mod reconcile;
+mod reconcile_resources;
 mod request;
+mod security_groups;
+mod snapshots;
 mod table;
 mod volumes;
+mod vpcs;
 
 pub use addresses::Address;
+pub use attributes::{VmAttribute, VmAttributeValue};
 pub use console::{AdminOverview, FailedLaunch, InstanceCount, NearQuota, UserResource, NEAR_QUOTA_PERCENT};
 pub use launch::LaunchOutcome;
 pub use lease_worker::{LeasePassReport, LEASE_CLAIM_TTL};
 pub use leases::LeaseTerms;
+pub use objects::NewObject;
 pub use overview::VmCount;
 pub use policy::{LaunchPolicy, RequiredTag};
 pub use project_policy::{validate as validate_project_policy, ProjectPolicy, SPECS as PROJECT_POLICY_SPECS};
 pub use quotas::{ProjectQuota, ProjectQuotaSource, Quota, QuotaSource, DEFAULT_QUOTA};
 pub use reconcile::ReconcileReport;
-pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_CLIENT_TAGS, MAX_COUNT};
+pub use security_groups::SecurityGroup;
+pub use snapshots::Snapshot;
+pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_BLOCK_DEVICES, MAX_CLIENT_TAGS, MAX_COUNT};
 pub use table::{CredentialUsed, VmHistoryLine, VmSort, VmTablePage, VmTableQuery};
-pub use volumes::{Attachment, Volume, VolumeSpec};
+pub use volumes::{Attachment, Volume, VolumeOptions, VolumeSpec};
+pub use vpcs::{valid_block, Subnet, Vpc};
 
 use crate::auth::Actor;
 use crate::domain::{ClientToken, CredentialId, InstanceName, LaunchId, ProjectName, Tags, UserName, VmId, VmStatus};
@@ -122,6 +133,11 @@ pub struct Vm {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub credential_id: CredentialId,
+    /// The subnet and VPC the cloud placed it in, where known (filled by
+    /// [`Provisioning::fill_networks`]; `None` otherwise).
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub network: Option<(String, String)>,
 }
 
 /// Which VMs to list.
@@ -295,6 +311,7 @@ impl Provisioning {
             error: r.error,
             tags: r.tags,
             key_name: r.key_name,
+            network: None,
             created_at: r.created_at,
             updated_at: r.updated_at,
             credential_id: r.credential_id,

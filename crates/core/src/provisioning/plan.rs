@@ -11,7 +11,7 @@
 
 use super::leases::LeaseTerms;
 use super::policy::LaunchPolicy;
-use super::request::{InstanceType, LaunchRequest, MAX_CLIENT_TAGS, MAX_COUNT};
+use super::request::{InstanceType, LaunchRequest, MAX_BLOCK_DEVICES, MAX_CLIENT_TAGS, MAX_COUNT};
 use super::Provisioning;
 use crate::domain::{CredentialId, ImageRef, InstanceName, NewLease};
 use crate::error::{Resource, ServiceError, ServiceResult};
@@ -44,6 +44,11 @@ pub(super) struct LaunchPlan {
     pub image: ResolvedImage,
     pub instance_type: String,
     pub security_group: Option<String>,
+    /// The groups the request names (names, ids), checked; `None`: it
+    /// names none and `security_group` applies.
+    pub groups: Option<(Vec<String>, Vec<String>)>,
+    /// The subnet the VMs go into (`None`: the cloud's default).
+    pub subnet_id: Option<String>,
     pub creds: Credentials,
     pub credential_id: CredentialId,
     /// The key pair's public key, else the request's; `None`: the user's
@@ -127,6 +132,9 @@ impl Provisioning {
         let image = self.resolve_image(actor, &snap, &request.image, &request.instance).await?;
         let instance_type = instance_type_for(request.instance_type.as_ref(), &image, kind, &values);
         let security_group = image.security_group.clone().or_else(|| values.get(kind, "security.group"));
+        let groups = self
+            .launch_groups(actor, &request.instance, &request.security_groups, &request.security_group_ids, security_group.as_deref())
+            .await?;
         let policy = Some(LaunchPolicy::of(&values)).filter(|p| !p.is_empty() && p.applies_to(actor));
         let project_policy = self.project_policy_of(&actor.project, &request.instance, &values).await?.filter(|p| p.applies_to(actor));
         let now = self.clock.now();
@@ -135,6 +143,9 @@ impl Provisioning {
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
         let budget = self.budget_plan(&snap, &values, (&actor.name, &actor.project), &request.instance, &instance_type, now).await?;
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
+        let subnet_id = self
+            .launch_subnet(actor, &request.instance, connector.as_ref(), &creds, request.subnet_id.as_deref(), &values, kind)
+            .await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
             let project = self.project_limit_in(&snap, &actor.project, &request.instance).await?.0;
@@ -148,6 +159,8 @@ impl Provisioning {
             image,
             instance_type,
             security_group,
+            groups,
+            subnet_id,
             creds,
             credential_id,
             ssh_public_key,
@@ -178,6 +191,15 @@ impl Provisioning {
         }
         if r.user_data.as_ref().is_some_and(|u| u.len() > MAX_USER_DATA) {
             return Err(ServiceError::invalid_field("user_data", format!("user_data is at most {MAX_USER_DATA} bytes")));
+        }
+        if r.tags.name_tag.as_ref().is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control)) {
+            return Err(ServiceError::invalid_field("tags", "the Name tag is at most 256 characters, no control characters"));
+        }
+        if r.zone.as_ref().is_some_and(|z| z.is_empty() || z.len() > 64 || z.chars().any(char::is_control)) {
+            return Err(ServiceError::invalid_field("zone", "an availability zone is 1-64 characters"));
+        }
+        if r.block_devices.len() > MAX_BLOCK_DEVICES {
+            return Err(ServiceError::invalid_field("block_devices", format!("at most {MAX_BLOCK_DEVICES} block devices")));
         }
         let reserved = &r.tags.reserved;
         if reserved.len() > MAX_CLIENT_TAGS

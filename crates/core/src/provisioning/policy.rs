@@ -187,7 +187,7 @@ impl LaunchPolicy {
     }
 
     /// The refusal of instance type `t` on `instance`, if refused.
-    fn type_refusal(&self, instance: &InstanceName, t: &str) -> Option<ServiceError> {
+    pub(super) fn type_refusal(&self, instance: &InstanceName, t: &str) -> Option<ServiceError> {
         let at = self.place(instance);
         (!self.allows_type(t)).then(|| ServiceError::PolicyViolation {
             policy: INSTANCE_TYPES,

@@ -3,7 +3,8 @@
 //! lease in the database so that only one replica works on a group at a
 //! time; it adopts VMs whose launch was interrupted, refreshes statuses and
 //! addresses, marks VMs gone from the cloud, and fails launches that never
-//! reached the cloud within the grace period.
+//! reached the cloud within the grace period. A full pass then brings the
+//! records of addresses and volumes in line (`reconcile_resources.rs`).
 //!
 //! Invariants: a VM record ends (terminated) only on the cloud's word for that
 //! id (`InvalidInstanceID.NotFound` or a terminated state), never because a
@@ -59,13 +60,21 @@ pub struct ReconcileReport {
     /// Reports not written: the record changed after the listing began (an
     /// action, a launch or another replica wrote it); the next pass looks again.
     pub stale: usize,
+    /// (instance, credential) groups whose addresses and volumes were
+    /// compared with the cloud (`reconcile_resources.rs`).
+    pub resource_groups: usize,
+    /// Address records brought in line with the cloud (disassociated, moved, released).
+    pub addresses_updated: usize,
+    /// Volume records brought in line with the cloud (detached, deleted with their VM).
+    pub volumes_updated: usize,
     pub errors: Vec<String>,
 }
 
 impl ReconcileReport {
     /// Whether the pass changed anything or met errors (worth a log line).
     pub fn is_eventful(&self) -> bool {
-        self.updated + self.adopted + self.vanished + self.failed_launches > 0 || !self.errors.is_empty()
+        self.updated + self.adopted + self.vanished + self.failed_launches + self.addresses_updated + self.volumes_updated > 0
+            || !self.errors.is_empty()
     }
 
     /// Adds up the report of another group.
@@ -80,6 +89,9 @@ impl ReconcileReport {
         self.untagged += o.untagged;
         self.unconfirmed += o.unconfirmed;
         self.stale += o.stale;
+        self.resource_groups += o.resource_groups;
+        self.addresses_updated += o.addresses_updated;
+        self.volumes_updated += o.volumes_updated;
         self.errors.extend(o.errors);
     }
 }
@@ -101,7 +113,13 @@ impl Provisioning {
     /// VMs, each under a lease so only one replica works on it at a time.
     pub async fn reconcile(&self, holder: &str) -> ServiceResult<ReconcileReport> {
         let pass = crate::metrics::ReconcilePass::start();
-        let r = self.reconcile_groups(holder, false).await;
+        let mut r = self.reconcile_groups(holder, false).await;
+        if let Ok(report) = r.as_mut() {
+            // Addresses and volumes, once the VMs' records are fresh.
+            if let Err(e) = self.reconcile_resources(holder, report).await {
+                report.errors.push(format!("addresses, volumes: {e}"));
+            }
+        }
         pass.finish(r.as_ref().is_ok_and(|r| r.errors.is_empty()));
         r
     }

@@ -16,6 +16,9 @@ pub const MAX_COUNT: u32 = 100;
 /// Client tags a launch may carry at most.
 pub const MAX_CLIENT_TAGS: usize = 10;
 
+/// Block devices a launch may map at most (EC2's `BlockDeviceMapping.N`).
+pub const MAX_BLOCK_DEVICES: usize = 16;
+
 /// How many VMs a launch asks for: at least `min`, at most `max`, admitted
 /// in one transaction (as many as the quota leaves room for; none when
 /// fewer than `min` fit). Checked by the launch (1 <= min <= max <=
@@ -70,12 +73,15 @@ crate::domain::string_newtype!(InstanceType);
 pub struct LaunchTags {
     pub user: Tags,
     pub reserved: BTreeMap<String, String>,
+    /// The `Name` tag as an EC2 client gave it: recorded verbatim on every
+    /// VM of the launch (the VMs' names may be numbered; this tag never is).
+    pub name_tag: Option<String>,
 }
 
 impl LaunchTags {
     /// User tags only (the JSON API and the UI: reserved keys are refused by [`Tags::parse`]).
     pub fn user(tags: Tags) -> Self {
-        Self { user: tags, reserved: BTreeMap::new() }
+        Self { user: tags, reserved: BTreeMap::new(), name_tag: None }
     }
 
     /// Classifies the tags a client puts on its instances (EC2's
@@ -92,13 +98,16 @@ impl LaunchTags {
                 user.insert(k, v);
             }
         }
-        Ok((name, Self { user: Tags::parse(user)?, reserved: reserved_tags }))
+        Ok((name, Self { user: Tags::parse(user)?, reserved: reserved_tags, name_tag: None }))
     }
 
     /// Every tag, as the broker's records keep them.
     pub(super) fn recorded(&self) -> BTreeMap<String, String> {
         let mut all = self.user.as_map().clone();
         all.extend(self.reserved.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(n) = &self.name_tag {
+            all.insert(reserved::NAME.to_string(), n.clone());
+        }
         all
     }
 }
@@ -123,6 +132,22 @@ pub struct LaunchRequest {
     /// The lease asked for (`None`: the instance's `lease.default`, else
     /// `lease.max`, else no lease).
     pub lease: Option<crate::domain::LeaseAsk>,
+    /// The availability zone (EC2's `Placement.AvailabilityZone`; `None`:
+    /// the cloud chooses). The cloud checks it exists.
+    pub zone: Option<String>,
+    /// Block devices (EC2's `BlockDeviceMapping.N`), passed to the cloud.
+    pub block_devices: Vec<cloudbroker_connector_api::BlockDevice>,
+    /// EC2's `InstanceInitiatedShutdownBehavior` (`None`: the cloud's default).
+    pub shutdown_behavior: Option<cloudbroker_connector_api::ShutdownBehavior>,
+    /// The subnet to launch into (EC2's `SubnetId`; `None`: the instance's
+    /// `subnet.id` / `vpc.id`, else the cloud's default VPC). One the actor
+    /// sees and the cloud has (checked when planning).
+    pub subnet_id: Option<String>,
+    /// Security groups by name (EC2's `SecurityGroup.N`); with
+    /// `security_group_ids` empty too, the instance's configured group.
+    pub security_groups: Vec<String>,
+    /// Security groups by id (EC2's `SecurityGroupId.N`).
+    pub security_group_ids: Vec<String>,
 }
 
 impl LaunchRequest {
@@ -140,6 +165,12 @@ impl LaunchRequest {
             ssh_public_key: None,
             key_name: None,
             lease: None,
+            zone: None,
+            block_devices: Vec::new(),
+            shutdown_behavior: None,
+            subnet_id: None,
+            security_groups: Vec::new(),
+            security_group_ids: Vec::new(),
         }
     }
 }
@@ -157,6 +188,8 @@ mod tests {
         assert_eq!(tags.user.get("team"), Some("a"));
         assert_eq!(tags.reserved.get("cloudbroker:launch").map(String::as_str), Some("x"));
         assert_eq!(tags.recorded().len(), 2);
+        let kept = LaunchTags { name_tag: Some("chk".into()), ..tags.clone() };
+        assert_eq!(kept.recorded().get("Name").map(String::as_str), Some("chk"));
         let e = LaunchTags::classify([("aws:x".to_string(), "1".to_string())]).unwrap_err();
         assert!(e.message.contains("reserved"), "{e}");
     }

@@ -33,6 +33,10 @@ pub struct Attachment {
     pub device: String,
     /// `attaching`, `attached`, `detaching`.
     pub state: String,
+    /// When the attachment last changed (its attach time, once attached;
+    /// the EC2 front's `attachTime`).
+    #[serde(skip)]
+    pub since: DateTime<Utc>,
 }
 
 /// A volume as the broker knows it.
@@ -62,11 +66,26 @@ pub struct VolumeSpec {
     pub tags: Tags,
 }
 
+/// A new volume's options beyond its [`VolumeSpec`] (EC2's `Iops`,
+/// `Encrypted`, `Throughput`): `None` is the cloud's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VolumeOptions {
+    pub iops: Option<u32>,
+    pub encrypted: Option<bool>,
+    /// MiB/s.
+    pub throughput: Option<u32>,
+}
+
 impl Volume {
     pub(super) fn from_row(r: VolumeRow, instance: &InstanceName) -> Self {
         let attachment = match (r.vm_id, r.device) {
             (Some(vm), Some(device)) => {
-                Some(Attachment { vm: VmId::from_stored(vm), device, state: r.attach_state.unwrap_or_else(|| "attached".into()) })
+                Some(Attachment {
+                vm: VmId::from_stored(vm),
+                device,
+                state: r.attach_state.unwrap_or_else(|| "attached".into()),
+                since: r.updated_at,
+            })
             }
             _ => None,
         };
@@ -145,12 +164,51 @@ impl Provisioning {
     /// Creates a volume on `instance` in the actor's project, with the
     /// credentials a launch there would use.
     pub async fn create_volume(&self, actor: &Actor, instance: &InstanceName, spec: VolumeSpec) -> ServiceResult<Volume> {
+        self.create_volume_with(actor, instance, spec, VolumeOptions::default()).await
+    }
+
+    /// [`Self::create_volume`] with the performance and encryption options
+    /// EC2 clients may ask for (passed to the cloud, which checks them
+    /// against the volume type).
+    pub async fn create_volume_with(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        spec: VolumeSpec,
+        options: VolumeOptions,
+    ) -> ServiceResult<Volume> {
+        self.create_volume_from(actor, instance, spec, options, None).await
+    }
+
+    /// [`Self::create_volume_with`], from `snapshot` when given: a snapshot
+    /// of the actor's project (any other is "not found"); the cloud checks
+    /// the size is at least the snapshot's.
+    pub async fn create_volume_from(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        spec: VolumeSpec,
+        options: VolumeOptions,
+        snapshot: Option<&str>,
+    ) -> ServiceResult<Volume> {
         actor.require_act()?;
         spec.check()?;
+        if let Some(s) = snapshot {
+            self.volume_snapshot(actor, instance, s).await?;
+        }
         let (connector, _, _) = self.connector(instance)?;
         let (creds, cred_id) = self.vault.credentials_for_launch(actor, instance).await?;
         crate::limits::check(&self.store, Owned::Volumes, actor.project.as_str(), MAX_VOLUMES).await?;
-        let req = CreateVolumeRequest { size_gib: spec.size.gib(), zone: spec.zone.clone(), volume_type: spec.volume_type.clone() };
+        let req = CreateVolumeRequest {
+            size_gib: spec.size.gib(),
+            zone: spec.zone.clone(),
+            volume_type: spec.volume_type.clone(),
+            iops: options.iops,
+            encrypted: options.encrypted,
+            throughput: options.throughput,
+            snapshot_id: snapshot.map(str::to_string),
+            ..CreateVolumeRequest::default()
+        };
         let info = connector.create_volume(&creds, &req).await?;
         let id =
             VolumeId::parse(&info.volume_id).map_err(|e| ServiceError::Internal(format!("the cloud answered an odd volume id: {e}")))?;
@@ -302,8 +360,13 @@ impl Provisioning {
         remove: &[String],
     ) -> ServiceResult<(VolumeRow, BTreeMap<String, String>)> {
         let row = self.actable_volume(actor, instance, id).await?;
-        Tags::parse(set.clone())?;
-        if remove.iter().any(|k| Tags::is_reserved(k)) {
+        // `Name` is a tag like any other on a volume (EC2 clients name volumes with it).
+        let name = crate::domain::NAME_TAG;
+        Tags::parse(set.iter().filter(|(k, _)| k.as_str() != name).map(|(k, v)| (k.clone(), v.clone())).collect())?;
+        if set.get(name).is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control)) {
+            return Err(ServiceError::invalid_field("tags", "the Name tag is at most 256 characters, no control characters"));
+        }
+        if remove.iter().any(|k| Tags::is_reserved(k) && k != name) {
             return Err(ServiceError::invalid_field("tags", "reserved tags (cloudbroker:, aws:) cannot be removed"));
         }
         let mut merged = row.tags.clone();

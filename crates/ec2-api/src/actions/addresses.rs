@@ -14,6 +14,7 @@ use crate::request::Params;
 use cloudbroker_core::domain::{AllocationId, InstanceName, VmId};
 use cloudbroker_core::provisioning::Address;
 use cloudbroker_core::ServiceError;
+use std::collections::BTreeMap;
 
 /// How a request names one of the caller's addresses: `AllocationId` or,
 /// failing that, `PublicIp` (looked up among the caller's addresses).
@@ -48,14 +49,22 @@ impl AddressName {
 }
 
 /// `AllocateAddress`'s parameters (only `Domain`, checked).
-pub struct AllocateAddressInput;
+pub struct AllocateAddressInput {
+    /// `TagSpecification.N` of type `elastic-ip`.
+    pub tags: BTreeMap<String, String>,
+}
 
 impl AllocateAddressInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         if let Some(d) = params.get("Domain").filter(|d| !matches!(*d, "vpc" | "standard")) {
             return Err(Ec2Error::invalid(format!("Value ({}) for parameter Domain is invalid: vpc or standard", shown(d))));
         }
-        Ok(Self)
+        let tags: BTreeMap<String, String> = params.tag_specifications("elastic-ip")?.into_iter().collect();
+        cloudbroker_core::key_pairs::check_tags(&tags).map_err(|e| match e {
+            ServiceError::Invalid { message, .. } => Ec2Error::invalid(format!("TagSpecification: {message}")),
+            e => e.into(),
+        })?;
+        Ok(Self { tags })
     }
 }
 
@@ -64,19 +73,23 @@ impl AllocateAddressInput {
 pub struct AssociateAddressInput {
     pub address: AddressName,
     pub vm: Result<VmId, Ec2Error>,
+    /// `AllowReassociation=true`: an address associated with another instance moves.
+    pub allow_reassociation: bool,
 }
 
 impl AssociateAddressInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let address = AddressName::parse(params)?;
-        let vm = (|| {
-            let vm = vm_id(params.required("InstanceId")?)?;
-            if params.get("AllowReassociation") == Some("true") {
-                return Err(Ec2Error::invalid("AllowReassociation is not supported: disassociate the address first"));
+        let allow_reassociation = match params.get("AllowReassociation") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(Ec2Error::invalid(format!("Value ({}) for parameter AllowReassociation is invalid: true or false", crate::ids::shown(v))))
             }
-            Ok(vm)
-        })();
-        Ok(Self { address, vm })
+        };
+        let vm = (|| Ok(vm_id(params.required("InstanceId")?)?))();
+        Ok(Self { address, vm, allow_reassociation })
     }
 }
 
@@ -111,6 +124,11 @@ impl ReleaseAddressInput {
     }
 }
 
+/// The filters DescribeAddresses takes (besides `tag:<key>`, `tag-key` and
+/// `tag-value`); any other name is refused, as EC2 does.
+pub const ADDRESS_FILTERS: &[&str] =
+    &["public-ip", "allocation-id", "instance-id", "association-id", "private-ip-address", "domain", "network-border-group"];
+
 /// `DescribeAddresses`'s parameters: filters of known names, well-formed ids.
 pub struct DescribeAddressesInput {
     pub filters: Vec<Filter>,
@@ -121,11 +139,7 @@ pub struct DescribeAddressesInput {
 impl DescribeAddressesInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let filters = crate::filter::parse(params)?;
-        for f in filters.iter().map(|f| &f.name) {
-            if !matches!(f.as_str(), "public-ip" | "allocation-id" | "instance-id" | "association-id" | "private-ip-address" | "domain") {
-                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
-            }
-        }
+        crate::filter::check_names(&filters, ADDRESS_FILTERS, true)?;
         let ids = params.list("AllocationId")?.iter().map(|id| allocation_id("AllocationId", id)).collect::<Result<Vec<_>, _>>()?;
         let ips = params.list("PublicIp")?;
         Ok(Self { filters, ids, ips })
@@ -141,15 +155,20 @@ fn ok(ctx: &Ctx<'_>, action: &str, extra: Option<(&str, &str)>) -> String {
     x.finish(&root)
 }
 
-pub async fn allocate_address(ctx: &Ctx<'_>, _input: AllocateAddressInput) -> Result<String, Ec2Error> {
+pub async fn allocate_address(ctx: &Ctx<'_>, input: AllocateAddressInput) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     if ctx.dry_run {
         ctx.broker.provisioning.check_allocate_address(&ctx.caller.actor, &instance).await?;
         return Err(Ec2Error::dry_run());
     }
-    let a = ctx.broker.provisioning.allocate_address(&ctx.caller.actor, &instance).await?;
+    let mut a = ctx.broker.provisioning.allocate_address(&ctx.caller.actor, &instance).await?;
+    if !input.tags.is_empty() {
+        a = ctx.broker.provisioning.tag_address(&ctx.caller.actor, &instance, &a.allocation_id, &input.tags, &[]).await?;
+    }
     let (mut x, root) = ctx.doc("AllocateAddress");
     x.leaf("publicIp", &a.public_ip).leaf("domain", "vpc").leaf("allocationId", a.allocation_id.as_str());
+    x.leaf("networkBorderGroup", instance.as_str());
+    super::keypairs::tag_set(&mut x, &a.tags);
     Ok(x.finish(&root))
 }
 
@@ -164,7 +183,12 @@ pub async fn associate_address(ctx: &Ctx<'_>, instance: InstanceName, input: Ass
         ctx.broker.provisioning.check_associate_address(&ctx.caller.actor, &instance, &id, &vm).await.map_err(state)?;
         return Err(Ec2Error::dry_run());
     }
-    let a = ctx.broker.provisioning.associate_address(&ctx.caller.actor, &instance, &id, &vm).await.map_err(state)?;
+    let a = ctx
+        .broker
+        .provisioning
+        .associate_address_moving(&ctx.caller.actor, &instance, &id, &vm, input.allow_reassociation)
+        .await
+        .map_err(state)?;
     Ok(ok(ctx, "AssociateAddress", Some(("associationId", a.association_id.as_deref().unwrap_or("")))))
 }
 
@@ -209,7 +233,9 @@ fn keep(a: &Address, filters: &[Filter]) -> bool {
             "instance-id" => inst.as_deref(),
             "association-id" => a.association_id.as_deref(),
             "private-ip-address" => a.private_ip.as_deref(),
-            _ => Some("vpc"),
+            "domain" => Some("vpc"),
+            "network-border-group" => Some(a.instance.as_str()),
+            _ => return f.tags(a.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_or(false),
         };
         field.is_some_and(|v| f.values.any(v))
     })
@@ -235,10 +261,12 @@ pub async fn describe_addresses(ctx: &Ctx<'_>, input: DescribeAddressesInput) ->
     x.open("addressesSet");
     for a in &mine {
         x.open("item").leaf("publicIp", &a.public_ip).leaf("allocationId", a.allocation_id.as_str()).leaf("domain", "vpc");
+        x.leaf("networkBorderGroup", a.instance.as_str());
         if let Some(vm) = &a.vm {
             x.leaf("instanceId", &instance_id(vm));
         }
         x.opt("associationId", a.association_id.as_deref()).opt("privateIpAddress", a.private_ip.as_deref());
+        super::keypairs::tag_set(&mut x, &a.tags);
         x.close("item");
     }
     x.close("addressesSet");

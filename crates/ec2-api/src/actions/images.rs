@@ -35,7 +35,7 @@ async fn visible_image(ctx: &Ctx<'_>, ami: &str) -> Result<ImageView, Ec2Error> 
         .list()
         .await?
         .into_iter()
-        .find(|i| i.public_or_in(project) && image_id(i.name.as_str()) == ami)
+        .find(|i| (i.public_or_in(project) || i.launchable_by(&ctx.caller.actor)) && image_id(i.name.as_str()) == ami)
         .ok_or_else(|| not_found(ami))
 }
 
@@ -66,6 +66,24 @@ struct ImageRow {
     cloud_image_id: String,
 }
 
+/// The filters DescribeImages takes (besides `tag:<key>`, `tag-key` and
+/// `tag-value`: native images carry no tags, so those match none); any
+/// other name is refused, as EC2 does.
+pub const IMAGE_FILTERS: &[&str] = &[
+    "name",
+    "image-id",
+    "state",
+    "owner-id",
+    "owner-alias",
+    "is-public",
+    "description",
+    "architecture",
+    "image-type",
+    "platform-details",
+    "root-device-type",
+    "virtualization-type",
+];
+
 /// `DescribeImages`' parameters: filters of known names.
 pub struct DescribeImagesInput {
     pub ids: Vec<String>,
@@ -78,11 +96,7 @@ impl DescribeImagesInput {
         let ids = params.list("ImageId")?;
         let owners = params.list("Owner")?;
         let filters = crate::filter::parse(params)?;
-        for f in &filters {
-            if !matches!(f.name.as_str(), "name" | "image-id" | "state" | "owner-id" | "is-public") {
-                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(&f.name))));
-            }
-        }
+        crate::filter::check_names(&filters, IMAGE_FILTERS, true)?;
         Ok(Self { ids, owners, filters })
     }
 }
@@ -147,7 +161,15 @@ pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: Descr
             "image-id" => f.values.any(&r.ami),
             "owner-id" => f.values.any(&r.owner),
             "is-public" => f.values.any_equal(r.public),
-            _ => f.values.any_equal("available"),
+            "state" => f.values.any_equal("available"),
+            "owner-alias" => r.public == "true" && f.values.any(BROKER_OWNER),
+            "description" => f.values.any(&r.description),
+            "architecture" => f.values.any("x86_64"),
+            "image-type" => f.values.any("machine"),
+            "platform-details" => f.values.any(if r.os.is_empty() { "Linux/UNIX" } else { &r.os }),
+            "root-device-type" => f.values.any("ebs"),
+            "virtualization-type" => f.values.any("hvm"),
+            _ => false,
         })
     })
     .await?;
@@ -212,7 +234,7 @@ pub async fn deregister_image(ctx: &Ctx<'_>, input: DeregisterImageInput) -> Res
     let deregistered = if ctx.dry_run {
         ctx.broker.images.check_deregister(&ctx.caller.actor, &img.name).await
     } else {
-        ctx.broker.images.deregister(&ctx.caller.actor, &img.name).await
+        ctx.broker.provisioning.deregister_image(&ctx.caller.actor, &img.name).await
     };
     match deregistered {
         Ok(()) if ctx.dry_run => return Err(Ec2Error::dry_run()),

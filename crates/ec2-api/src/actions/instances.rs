@@ -19,7 +19,7 @@
 use super::Ctx;
 use crate::action::Action;
 use crate::error::Ec2Error;
-use crate::filter::Values;
+use crate::filter::{Filter, Values};
 use crate::ids::{image_id, instance_id, reservation_id, shown, vm_id};
 use crate::request::Params;
 use crate::xml::Xml;
@@ -27,7 +27,7 @@ use base64::Engine;
 use chrono::Utc;
 use cloudbroker_core::domain::time::{rfc3339_string, Fraction};
 use cloudbroker_core::domain::{ClientToken, ImageName, ImageRef, InstanceName, LeaseAsk, PageRequest, VmAction, VmStatus};
-use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery};
+use cloudbroker_core::provisioning::{CountRange, InstanceType, LaunchRequest, LaunchTags, Vm, VmQuery, Volume};
 use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
@@ -71,7 +71,13 @@ pub fn state_of(s: VmStatus) -> (u8, &'static str) {
     }
 }
 
+/// The `ImageId` an instance is described with: a raw cloud image id
+/// (launched as given, where `images.allow.raw`) as it was given; a native
+/// image's stable `ami-` id.
 fn ami_of(vm: &Vm) -> String {
+    if vm.image == vm.image_id {
+        return vm.image.clone();
+    }
     match ImageName::parse(&vm.image) {
         Ok(n) => image_id(n.as_str()),
         Err(_) => vm.image.clone(),
@@ -107,7 +113,32 @@ impl<'a> AmiIds<'a> {
 /// Bytes an instance's XML takes, about (to size the answer once).
 const INSTANCE_XML_BYTES: usize = 2048;
 
-fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>) {
+/// A volume attached to an instance, as its `blockDeviceMapping` shows it.
+pub struct Device {
+    pub device: String,
+    pub volume: String,
+    /// `attaching`, `attached`, `detaching`.
+    pub state: String,
+    pub since: chrono::DateTime<Utc>,
+}
+
+/// The attached volumes of each VM of `volumes`, by VM.
+pub fn devices(volumes: Vec<Volume>) -> BTreeMap<String, Vec<Device>> {
+    let mut out: BTreeMap<String, Vec<Device>> = BTreeMap::new();
+    for v in volumes {
+        if let Some(a) = v.attachment {
+            out.entry(a.vm.to_string()).or_default().push(Device {
+                device: a.device,
+                volume: v.volume_id.to_string(),
+                state: a.state,
+                since: a.since,
+            });
+        }
+    }
+    out
+}
+
+fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>, devices: &[Device]) {
     let id = vm.id.as_str();
     x.open("item").leaf_parts("instanceId", &["i-", id.strip_prefix("vm-").unwrap_or(id)]).leaf("imageId", amis.of(vm));
     state_xml(x, "instanceState", vm.status);
@@ -127,9 +158,18 @@ fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>) {
         .opt("keyName", vm.key_name.as_deref())
         .opt("privateIpAddress", vm.private_ip.as_deref())
         .opt("ipAddress", vm.public_ip.as_deref())
+        .opt("subnetId", vm.network.as_ref().map(|n| n.0.as_str()))
+        .opt("vpcId", vm.network.as_ref().map(|n| n.1.as_str()))
         .leaf("architecture", "x86_64")
         .leaf("rootDeviceType", "ebs")
+        .leaf("rootDeviceName", ROOT_DEVICE)
         .leaf("clientToken", vm.client_token.as_str());
+    x.open("blockDeviceMapping");
+    for d in devices {
+        x.open("item").leaf("deviceName", &d.device).open("ebs").leaf("volumeId", &d.volume).leaf("status", &d.state);
+        x.leaf_time("attachTime", &d.since).leaf("deleteOnTermination", "false").close("ebs").close("item");
+    }
+    x.close("blockDeviceMapping");
     let name_tag = (!vm.name.is_empty() && vm.tags.get("Name").is_none()).then_some(("Name", vm.name.as_str()));
     let lease = lease_tags(vm);
     let lease_pairs = lease.iter().flatten().map(|(k, v)| (*k, v.as_str()));
@@ -146,7 +186,7 @@ fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>) {
 }
 
 /// Reservations in first-seen order, each with its instances.
-fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm]) {
+fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm], devices: &BTreeMap<String, Vec<Device>>) {
     let mut order: Vec<&cloudbroker_core::domain::LaunchId> = Vec::new();
     let mut by_launch: BTreeMap<&str, Vec<&Vm>> = BTreeMap::new();
     for vm in vms {
@@ -162,76 +202,108 @@ fn reservations_xml(x: &mut Xml, owner: &str, vms: &[Vm]) {
         x.open("item").leaf("reservationId", &reservation_id(launch)).leaf("ownerId", owner).open("groupSet").close("groupSet");
         x.open("instancesSet");
         for vm in by_launch.get(launch.as_str()).map(Vec::as_slice).unwrap_or_default() {
-            instance_xml(x, vm, &mut amis);
+            instance_xml(x, vm, &mut amis, devices.get(vm.id.as_str()).map(Vec::as_slice).unwrap_or_default());
         }
         x.close("instancesSet").close("item");
     }
     x.close("reservationSet");
 }
 
-/// A DescribeInstances filter, checked and compiled once.
-enum Filter {
-    Id(Values),
-    State(Values),
-    Type(Values),
-    Image(Values),
-    Tag(String, Values),
-    TagKey(Values),
-    PublicIp(Values),
-    PrivateIp(Values),
-    Zone(Values),
-    KeyName(Values),
-}
+/// The filters DescribeInstances takes (besides `tag:<key>`, `tag-key`
+/// and `tag-value`); any other name is refused, as EC2 does.
+pub const INSTANCE_FILTERS: &[&str] = &[
+    "instance-id",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-type",
+    "image-id",
+    "ip-address",
+    "private-ip-address",
+    "availability-zone",
+    "key-name",
+    "launch-time",
+    "reservation-id",
+    "client-token",
+    "ami-launch-index",
+    "architecture",
+    "root-device-type",
+    "root-device-name",
+    "tenancy",
+    "monitoring-state",
+    "owner-id",
+    "subnet-id",
+    "vpc-id",
+];
 
+/// DescribeInstances' filters, checked and compiled once.
 fn filters(params: &Params) -> Result<(Vec<Filter>, usize), Ec2Error> {
     let parsed = crate::filter::parse(params)?;
+    crate::filter::check_names(&parsed, INSTANCE_FILTERS, true)?;
     let cost = crate::filter::cost(&parsed);
-    let filters = parsed
-        .into_iter()
-        .map(|f| {
-            let values = f.values;
-            Ok(match f.name.as_str() {
-                "instance-id" => Filter::Id(values),
-                "instance-state-name" => Filter::State(values),
-                "instance-type" => Filter::Type(values),
-                "image-id" => Filter::Image(values),
-                "tag-key" => Filter::TagKey(values),
-                "ip-address" => Filter::PublicIp(values),
-                "private-ip-address" => Filter::PrivateIp(values),
-                "availability-zone" => Filter::Zone(values),
-                "key-name" => Filter::KeyName(values),
-                n if n.starts_with("tag:") && n.len() > 4 => Filter::Tag(n[4..].to_string(), values),
-                other => return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(other)))),
-            })
-        })
-        .collect::<Result<Vec<_>, Ec2Error>>()?;
-    Ok((filters, cost))
+    Ok((parsed, cost))
 }
 
-fn matches(vm: &Vm, filters: &[Filter]) -> bool {
-    filters.iter().all(|f| match f {
-        Filter::Id(v) => v.any(&instance_id(&vm.id)),
-        Filter::State(v) => v.any(state_of(vm.status).1),
-        Filter::Type(v) => v.any(&vm.instance_type),
-        Filter::Image(v) => v.any(&ami_of(vm)),
-        Filter::Tag(k, v) if vm.lease.is_some() && is_lease_tag(k) => {
-            lease_tags(vm).into_iter().flatten().any(|(key, val)| key == k && v.any(&val))
+/// The root device every instance is described with (the broker's clouds
+/// boot from an EBS-like root volume named so).
+pub const ROOT_DEVICE: &str = "/dev/sda1";
+
+/// Whether a launch-time filter value equals `t` as a time (EC2 also takes
+/// the time written another way than its answer writes it).
+fn same_time(values: &Values, t: &chrono::DateTime<Utc>) -> bool {
+    values.raw().iter().any(|v| chrono::DateTime::parse_from_rfc3339(v).is_ok_and(|v| v == *t))
+}
+
+/// The tags a VM is described with: the stored ones (a lease's shown from
+/// the lease), the `Name` its name gives where no tag names it, and the lease's.
+fn shown_tags(vm: &Vm) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+    let lease = lease_tags(vm);
+    let mut out: Vec<(&str, std::borrow::Cow<'_, str>)> = vm
+        .tags
+        .iter()
+        .filter(|(k, _)| lease.is_none() || !is_lease_tag(k))
+        .map(|(k, v)| (k.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+        .collect();
+    if !vm.name.is_empty() && vm.tags.get("Name").is_none() {
+        out.push(("Name", std::borrow::Cow::Borrowed(vm.name.as_str())));
+    }
+    out.extend(lease.into_iter().flatten().map(|(k, v)| (k, std::borrow::Cow::Owned(v))));
+    out
+}
+
+fn matches(vm: &Vm, filters: &[Filter], owner: &str) -> bool {
+    filters.iter().all(|f| {
+        if f.name.starts_with("tag") {
+            let tags = shown_tags(vm);
+            if let Some(m) = f.tags(tags.iter().map(|(k, v)| (*k, v.as_ref()))) {
+                return m;
+            }
         }
-        Filter::Tag(k, v) => {
-            let value = if k == "Name" && vm.tags.get("Name").is_none() {
-                Some(vm.name.as_str()).filter(|n| !n.is_empty())
-            } else {
-                vm.tags.get(k)
-            };
-            value.is_some_and(|val| v.any(val))
+        let (code, state) = state_of(vm.status);
+        let v = &f.values;
+        match f.name.as_str() {
+            "instance-id" => v.any(&instance_id(&vm.id)),
+            "instance-state-name" => v.any(state),
+            "instance-state-code" => v.any(&code.to_string()),
+            "instance-type" => v.any(&vm.instance_type),
+            "image-id" => v.any(&ami_of(vm)),
+            "ip-address" => f.any(vm.public_ip.as_deref()),
+            "private-ip-address" => f.any(vm.private_ip.as_deref()),
+            "subnet-id" => f.any(vm.network.as_ref().map(|n| n.0.as_str())),
+            "vpc-id" => f.any(vm.network.as_ref().map(|n| n.1.as_str())),
+            "availability-zone" => v.any(&format!("{}a", vm.instance)),
+            "key-name" => f.any(vm.key_name.as_deref()),
+            "launch-time" => v.any(&rfc3339_string(&vm.created_at, Fraction::Millis)) || same_time(v, &vm.created_at),
+            "reservation-id" => v.any(&reservation_id(&vm.launch_id)),
+            "client-token" => v.any(vm.client_token.as_str()),
+            "ami-launch-index" => v.any(&vm.launch_index.to_string()),
+            "architecture" => v.any("x86_64"),
+            "root-device-type" => v.any("ebs"),
+            "root-device-name" => v.any(ROOT_DEVICE),
+            "tenancy" => v.any("default"),
+            "monitoring-state" => v.any("disabled"),
+            "owner-id" => v.any(owner),
+            _ => false,
         }
-        Filter::TagKey(v) => {
-            vm.tags.iter().any(|(k, _)| v.any(k)) || (vm.lease.is_some() && (v.any(LEASE_EXPIRES_TAG) || v.any(LEASE_ACTION_TAG)))
-        }
-        Filter::PublicIp(v) => vm.public_ip.as_deref().is_some_and(|ip| v.any(ip)),
-        Filter::PrivateIp(v) => vm.private_ip.as_deref().is_some_and(|ip| v.any(ip)),
-        Filter::Zone(v) => v.any(&format!("{}a", vm.instance)),
-        Filter::KeyName(v) => vm.key_name.as_deref().is_some_and(|k| v.any(k)),
     })
 }
 
@@ -305,19 +377,65 @@ fn page(max: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, Ec2Error>
     PageRequest::parse(Some(&limit), cursor).map_err(|_| Ec2Error::invalid("The NextToken is not one this broker gave out"))
 }
 
+/// The filters DescribeInstanceStatus takes; any other name is refused.
+pub const STATUS_FILTERS: &[&str] = &[
+    "availability-zone",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-status.status",
+    "instance-status.reachability",
+    "system-status.status",
+    "system-status.reachability",
+];
+
 /// `DescribeInstanceStatus`'s parameters.
 pub struct DescribeInstanceStatusInput {
     pub ids: Vec<String>,
     /// `IncludeAllInstances=true`: not only the running ones.
     pub include_all: bool,
+    pub filters: Vec<Filter>,
+    /// `MaxResults` (5..1000, not with ids) and `NextToken`.
+    pub page: crate::filter::Page,
 }
 
 impl DescribeInstanceStatusInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let ids = instance_ids(params)?;
         let include_all = params.get("IncludeAllInstances").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        Ok(Self { ids, include_all })
+        let filters = crate::filter::parse(params)?;
+        crate::filter::check_names(&filters, STATUS_FILTERS, false)?;
+        let page = crate::filter::Page::parse(params, 5..=1000)?;
+        if page.max.is_some() && !ids.is_empty() {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "The parameter instancesSet cannot be used with the parameter maxResults",
+            ));
+        }
+        Ok(Self { ids, include_all, filters, page })
     }
+}
+
+/// An instance's status checks: `ok` and `passed` while running, else
+/// `not-applicable` (the broker has no failing checks to report).
+fn checks_of(vm: &Vm) -> (&'static str, &'static str) {
+    if vm.status == VmStatus::Running {
+        ("ok", "passed")
+    } else {
+        ("not-applicable", "not-applicable")
+    }
+}
+
+fn status_matches(vm: &Vm, filters: &[Filter]) -> bool {
+    let (code, state) = state_of(vm.status);
+    let (status, reach) = checks_of(vm);
+    filters.iter().all(|f| match f.name.as_str() {
+        "availability-zone" => f.values.any(&format!("{}a", vm.instance)),
+        "instance-state-name" => f.values.any(state),
+        "instance-state-code" => f.values.any(&code.to_string()),
+        "instance-status.status" | "system-status.status" => f.values.any(status),
+        "instance-status.reachability" | "system-status.reachability" => f.values.any(reach),
+        _ => false,
+    })
 }
 
 /// `RunInstances`'s parameters, everything but the region and the image's
@@ -337,6 +455,13 @@ pub struct RunInstancesInput {
     pub tags: LaunchTags,
     /// The lease asked for by the tag [`LEASE_TAG`].
     pub lease: Option<LeaseAsk>,
+    /// Zone, block devices, shutdown behaviour.
+    pub options: super::launch_options::LaunchOptions,
+    /// `SecurityGroup.N` (names) and `SecurityGroupId.N` (ids).
+    pub security_groups: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    /// `SubnetId`: the subnet to launch into.
+    pub subnet_id: Option<String>,
 }
 
 impl RunInstancesInput {
@@ -369,6 +494,8 @@ impl RunInstancesInput {
             None => None,
         };
         let (name, mut tags) = LaunchTags::classify(params.tag_specifications("instance")?).map_err(|e| Ec2Error::invalid(e.message))?;
+        // The Name tag names the VMs and is kept as given, on every one of them.
+        tags.name_tag = name.clone();
         // The lease's tag asks for a lease; it is not kept as a tag.
         let lease = match tags.reserved.remove(LEASE_TAG) {
             Some(v) => Some(LeaseAsk::parse(&v).map_err(|e| Ec2Error::invalid(format!("tag {LEASE_TAG}: {}", e.message)))?),
@@ -385,6 +512,10 @@ impl RunInstancesInput {
             name: name.unwrap_or_default(),
             tags,
             lease,
+            options: super::launch_options::LaunchOptions::parse(params)?,
+            security_groups: super::security_groups::group_names(params, "SecurityGroup")?,
+            security_group_ids: super::security_groups::group_ids(params, "SecurityGroupId")?,
+            subnet_id: params.get("SubnetId").filter(|s| !s.is_empty()).map(super::vpcs::subnet_param).transpose()?,
         })
     }
 
@@ -399,6 +530,10 @@ impl RunInstancesInput {
         req.name = self.name;
         req.tags = self.tags;
         req.lease = self.lease;
+        self.options.apply(&mut req);
+        req.security_groups = self.security_groups;
+        req.security_group_ids = self.security_group_ids;
+        req.subnet_id = self.subnet_id;
         req
     }
 }
@@ -421,7 +556,7 @@ impl ChangeStateInput {
 pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) -> Result<String, Ec2Error> {
     let DescribeInstancesInput { ids, filters, cost, max, first_page } = input;
     let mut next = None;
-    let vms: Vec<Vm> = match first_page {
+    let mut vms: Vec<Vm> = match first_page {
         None => named(ctx, &ids).await?,
         Some(mut page) => {
             let mut out = Vec::new();
@@ -441,17 +576,20 @@ pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) ->
             out
         }
     };
+    ctx.broker.provisioning.fill_networks(&mut vms).await?;
     // Tag filters read every tag of a VM: at most MAX_TAGS plus the client's.
     let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
-    let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| matches(vm, &filters)).await?;
+    let owner = ctx.caller.actor.name.to_string();
+    let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| matches(vm, &filters, &owner)).await?;
+    let devices = if vms.is_empty() { BTreeMap::new() } else { devices(ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await?) };
     let (mut x, root) = ctx.doc("DescribeInstances");
-    reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms);
+    reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms, &devices);
     x.opt("nextToken", next.as_deref());
     Ok(x.finish(&root))
 }
 
 pub async fn describe_instance_status(ctx: &Ctx<'_>, input: DescribeInstanceStatusInput) -> Result<String, Ec2Error> {
-    let DescribeInstanceStatusInput { ids, include_all: all } = input;
+    let DescribeInstanceStatusInput { ids, include_all: all, filters, page } = input;
     let vms = if ids.is_empty() {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -468,17 +606,22 @@ pub async fn describe_instance_status(ctx: &Ctx<'_>, input: DescribeInstanceStat
     } else {
         named(ctx, &ids).await?
     };
+    let vms: Vec<Vm> = vms.into_iter().filter(|v| (all || v.status == VmStatus::Running) && status_matches(v, &filters)).collect();
+    let (vms, next) = page.cut(vms);
     let (mut x, root) = ctx.doc("DescribeInstanceStatus");
     x.open("instanceStatusSet");
-    for vm in vms.iter().filter(|v| all || v.status == VmStatus::Running) {
-        let ok = if vm.status == VmStatus::Running { "ok" } else { "not-applicable" };
+    for vm in &vms {
+        let (ok, reach) = checks_of(vm);
         x.open("item").leaf("instanceId", &instance_id(&vm.id)).leaf("availabilityZone", &format!("{}a", vm.instance));
         state_xml(&mut x, "instanceState", vm.status);
-        x.open("systemStatus").leaf("status", ok).close("systemStatus");
-        x.open("instanceStatus").leaf("status", ok).close("instanceStatus");
+        for tag in ["systemStatus", "instanceStatus"] {
+            x.open(tag).leaf("status", ok).open("details").open("item").leaf("name", "reachability").leaf("status", reach);
+            x.close("item").close("details").close(tag);
+        }
         x.close("item");
     }
     x.close("instanceStatusSet");
+    x.opt("nextToken", next.as_deref());
     Ok(x.finish(&root))
 }
 
@@ -514,8 +657,10 @@ pub async fn run_instances(ctx: &Ctx<'_>, instance: InstanceName, input: RunInst
     x.leaf("reservationId", &launch).leaf("ownerId", ctx.caller.actor.name.as_str()).open("groupSet").close("groupSet");
     x.open("instancesSet");
     let mut amis = AmiIds::default();
-    for vm in &outcome.vms {
-        instance_xml(&mut x, vm, &mut amis);
+    let mut shown = outcome.vms.clone();
+    ctx.broker.provisioning.fill_networks(&mut shown).await?;
+    for vm in &shown {
+        instance_xml(&mut x, vm, &mut amis, &[]);
     }
     x.close("instancesSet");
     Ok(x.finish(&root))

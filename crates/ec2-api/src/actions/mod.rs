@@ -8,12 +8,18 @@
 //! (The dispatcher does the same for the `Describe*` actions, which change nothing anyway.)
 
 pub mod addresses;
+pub mod attributes;
 pub mod images;
 pub mod instances;
+pub mod key_format;
 pub mod keypairs;
+pub mod launch_options;
 pub mod regions;
+pub mod security_groups;
+pub mod snapshots;
 pub mod tags;
 pub mod volumes;
+pub mod vpcs;
 
 use crate::auth::Caller;
 use crate::error::Ec2Error;

@@ -9,11 +9,12 @@
 
 use super::Ctx;
 use crate::error::Ec2Error;
-use crate::ids::{instance_id, shown, vm_id, volume_id};
+use crate::ids::{allocation_id, instance_id, key_pair_id, shown, vm_id, volume_id};
 use crate::request::Params;
-use cloudbroker_core::domain::{PageRequest, Tags, VmId, VolumeId};
+use cloudbroker_core::domain::{AllocationId, PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
+use cloudbroker_core::domain::NAME_TAG;
 use std::collections::BTreeMap;
 
 /// The caller's instances and volumes among `ResourceId.N` (all checked before any change).
@@ -41,7 +42,9 @@ impl CreateTagsInput {
         }
         let set: BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
         // The tags are checked before any resource is looked up, as EC2 does.
-        Tags::parse(set.clone()).map_err(ServiceError::from)?;
+        // `Name` is a tag like any other (it renames an instance).
+        Tags::parse(set.iter().filter(|(k, _)| k.as_str() != NAME_TAG).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map_err(ServiceError::from)?;
         Ok(Self { set, resources: resource_ids(params)? })
     }
 }
@@ -61,20 +64,27 @@ impl DeleteTagsInput {
     }
 }
 
-/// `DescribeTags`'s parameters: filters of known names.
+/// The filters DescribeTags takes (besides `tag:<key>`: a tag of that key
+/// with a matching value); any other name is refused, as EC2 does.
+pub const TAG_FILTERS: &[&str] = &["resource-id", "resource-type", "key", "value"];
+
+/// `DescribeTags`'s parameters: filters of known names, a page
+/// (`MaxResults` 5..1000, `NextToken`).
 pub struct DescribeTagsInput {
     pub filters: Vec<crate::filter::Filter>,
+    pub page: crate::filter::Page,
 }
 
 impl DescribeTagsInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let filters = crate::filter::parse(params)?;
         for f in filters.iter().map(|f| &f.name) {
-            if !matches!(f.as_str(), "resource-id" | "resource-type" | "key" | "value") {
+            if !TAG_FILTERS.contains(&f.as_str()) && !f.strip_prefix("tag:").is_some_and(|k| !k.is_empty()) {
                 return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
             }
         }
-        Ok(Self { filters })
+        let page = crate::filter::Page::parse(params, 5..=1000)?;
+        Ok(Self { filters, page })
     }
 }
 
@@ -113,10 +123,14 @@ fn ok(ctx: &Ctx<'_>, action: &str) -> String {
 
 pub async fn create_tags(ctx: &Ctx<'_>, input: CreateTagsInput) -> Result<String, Ec2Error> {
     let CreateTagsInput { set, resources: ids } = input;
+    let (ids, kept) = kept_resources(ctx, ids).await?;
+    let kept: Vec<(Kept, Vec<String>)> = kept.into_iter().map(|k| (k, Vec::new())).collect();
+    check_kept(ctx, &set, &kept).await?;
     let (vms, volumes) = resources(ctx, &ids).await?;
     let changes: Vec<_> =
         vms.into_iter().map(|v| (Target::Vm(v), Vec::new())).chain(volumes.into_iter().map(|v| (Target::Volume(v), Vec::new()))).collect();
     apply(ctx, &set, changes).await?;
+    apply_kept(ctx, &set, kept).await?;
     Ok(ok(ctx, "CreateTags"))
 }
 
@@ -158,11 +172,12 @@ async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Targ
 /// `aws:` tags); `Tag.N.Key` alone removes that key, with `Tag.N.Value`
 /// only when the value matches.
 pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String, Ec2Error> {
-    let (vms, volumes) = resources(ctx, &input.resources).await?;
+    let (ids, kept) = kept_resources(ctx, input.resources).await?;
+    let (vms, volumes) = resources(ctx, &ids).await?;
     let tags = input.tags?;
     let removed = |current: &BTreeMap<String, String>| -> Vec<String> {
         if tags.is_empty() {
-            current.keys().filter(|k| !Tags::is_reserved(k)).cloned().collect()
+            current.keys().filter(|k| !Tags::is_reserved(k) || k.as_str() == NAME_TAG).cloned().collect()
         } else {
             tags.iter().filter(|(k, v)| v.as_ref().is_none_or(|v| current.get(k) == Some(v))).map(|(k, _)| k.clone()).collect()
         }
@@ -176,7 +191,13 @@ pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String
         let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
         changes.push((Target::Volume(v), removed(&vol.tags)));
     }
+    let kept: Vec<(Kept, Vec<String>)> = kept.into_iter().map(|k| {
+        let remove = removed(k.tags());
+        (k, remove)
+    }).collect();
+    check_kept(ctx, &BTreeMap::new(), &kept).await?;
     apply(ctx, &BTreeMap::new(), changes).await?;
+    apply_kept(ctx, &BTreeMap::new(), kept).await?;
     Ok(ok(ctx, "DeleteTags"))
 }
 
@@ -184,7 +205,7 @@ pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String
 type TagRow = (String, &'static str, String, String);
 
 pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<String, Ec2Error> {
-    let filters = input.filters;
+    let DescribeTagsInput { filters, page } = input;
     let query = VmQuery { project: Some(ctx.caller.actor.project.clone()), instance: Some(ctx.instance()?), ..VmQuery::default() };
     let mut rows: Vec<TagRow> = Vec::new();
     let mut cursor: Option<String> = None;
@@ -207,21 +228,111 @@ pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<St
     for v in ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await? {
         rows.extend(v.tags.iter().map(|(k, val)| (v.volume_id.to_string(), "volume", k.clone(), val.clone())));
     }
+    // Key pairs and Elastic IPs: tags kept by the broker.
+    let project = ctx.caller.actor.project.to_string();
+    for p in ctx.broker.key_pairs.list(&ctx.caller.actor).await? {
+        let id = key_pair_id(&project, &p.name, &p.created_at);
+        rows.extend(p.tags.iter().map(|(k, val)| (id.clone(), "key-pair", k.clone(), val.clone())));
+    }
+    for a in ctx.broker.provisioning.addresses(&ctx.caller.actor, &ctx.instance()?).await? {
+        rows.extend(a.tags.iter().map(|(k, val)| (a.allocation_id.to_string(), "elastic-ip", k.clone(), val.clone())));
+    }
     let cost = crate::filter::cost(&filters);
     let rows = crate::filter::retain(rows, cost, move |(id, kind, k, v): &TagRow| {
         filters.iter().all(|f| match f.name.as_str() {
             "resource-id" => f.values.any_equal(id),
             "resource-type" => f.values.any_equal(kind),
             "key" => f.values.any(k),
-            _ => f.values.any(v),
+            "value" => f.values.any(v),
+            tag => tag.strip_prefix("tag:") == Some(k.as_str()) && f.values.any(v),
         })
     })
     .await?;
+    let (rows, next) = page.cut(rows);
     let (mut x, root) = ctx.doc("DescribeTags");
     x.open("tagSet");
     for (id, kind, k, v) in &rows {
         x.open("item").leaf("resourceId", id).leaf("resourceType", kind).leaf("key", k).leaf("value", v).close("item");
     }
     x.close("tagSet");
+    x.opt("nextToken", next.as_deref());
     Ok(x.finish(&root))
+}
+
+/// A key pair or an Elastic IP among `ResourceId.N`: their tags are kept by
+/// the broker (not on the cloud), with their current tags.
+enum Kept {
+    KeyPair { name: String, tags: BTreeMap<String, String> },
+    Address { id: AllocationId, tags: BTreeMap<String, String> },
+}
+
+impl Kept {
+    fn tags(&self) -> &BTreeMap<String, String> {
+        match self {
+            Kept::KeyPair { tags, .. } | Kept::Address { tags, .. } => tags,
+        }
+    }
+}
+
+/// The key pairs (`key-…`) and addresses (`eipalloc-…`) among `ids`, each
+/// found among the caller's project's (else EC2's NotFound for it), and the
+/// other ids, in order.
+async fn kept_resources(ctx: &Ctx<'_>, ids: Vec<String>) -> Result<(Vec<String>, Vec<Kept>), Ec2Error> {
+    let (mut rest, mut kept) = (Vec::with_capacity(ids.len()), Vec::new());
+    let mut pairs = None;
+    for id in ids {
+        if id.starts_with("key-") {
+            if pairs.is_none() {
+                pairs = Some(ctx.broker.key_pairs.list(&ctx.caller.actor).await?);
+            }
+            let project = ctx.caller.actor.project.as_str();
+            let found = pairs.iter().flatten().find(|p| key_pair_id(project, &p.name, &p.created_at) == id);
+            match found {
+                Some(p) => kept.push(Kept::KeyPair { name: p.name.clone(), tags: p.tags.clone() }),
+                None => return Err(super::keypairs::not_found(&id)),
+            }
+        } else if id.starts_with("eipalloc-") {
+            let a = allocation_id("ResourceId", &id)?;
+            let addr = ctx.broker.provisioning.address(&ctx.caller.actor, &ctx.instance()?, &a).await?;
+            kept.push(Kept::Address { id: a, tags: addr.tags });
+        } else {
+            rest.push(id);
+        }
+    }
+    Ok((rest, kept))
+}
+
+/// Checks every key pair and address change before any change is made.
+async fn check_kept(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: &[(Kept, Vec<String>)]) -> Result<(), Ec2Error> {
+    let me = &ctx.caller.actor;
+    for (target, remove) in changes {
+        match target {
+            Kept::KeyPair { name, .. } => {
+                ctx.broker.key_pairs.check_tag(me, name, set, remove).await?;
+            }
+            Kept::Address { id, .. } => {
+                ctx.broker.provisioning.check_tag_address(me, &ctx.instance()?, id, set, remove).await?;
+            }
+        }
+    }
+    if ctx.dry_run {
+        return Err(Ec2Error::dry_run());
+    }
+    Ok(())
+}
+
+/// Makes the (checked) key pair and address changes.
+async fn apply_kept(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Kept, Vec<String>)>) -> Result<(), Ec2Error> {
+    let me = &ctx.caller.actor;
+    for (target, remove) in changes.into_iter().filter(|(_, remove)| !set.is_empty() || !remove.is_empty()) {
+        match target {
+            Kept::KeyPair { name, .. } => {
+                ctx.broker.key_pairs.tag(me, &name, set, &remove).await?;
+            }
+            Kept::Address { id, .. } => {
+                ctx.broker.provisioning.tag_address(me, &ctx.instance()?, &id, set, &remove).await?;
+            }
+        }
+    }
+    Ok(())
 }

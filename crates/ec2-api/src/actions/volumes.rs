@@ -15,20 +15,25 @@ use crate::request::Params;
 use crate::xml::Xml;
 use cloudbroker_core::domain::time::{rfc3339_string, Fraction};
 use cloudbroker_core::domain::{Tags, VmId, VolumeId, VolumeSize};
-use cloudbroker_core::provisioning::{Volume, VolumeSpec};
+use cloudbroker_core::provisioning::{Volume, VolumeOptions, VolumeSpec};
 use cloudbroker_core::ServiceError;
 
 /// `CreateVolume`'s parameters.
 pub struct CreateVolumeInput {
     pub spec: VolumeSpec,
+    /// `SnapshotId`: the snapshot the volume is made from.
+    pub snapshot: Option<String>,
+    /// No `Size` was given (with a snapshot: the snapshot's size).
+    pub size_from_snapshot: bool,
+    /// `Iops`, `Encrypted`, `Throughput` (the cloud checks them against the type).
+    pub options: VolumeOptions,
 }
 
 impl CreateVolumeInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
-        if params.get("SnapshotId").is_some_and(|s| !s.is_empty()) {
-            return Err(Ec2Error::invalid("Value for parameter SnapshotId is invalid: volumes from snapshots are not supported"));
-        }
-        let raw = params.required("Size")?;
+        let snapshot = params.get("SnapshotId").filter(|s| !s.is_empty()).map(super::snapshots::snapshot_param).transpose()?;
+        let size_from_snapshot = snapshot.is_some() && params.get("Size").is_none();
+        let raw = if size_from_snapshot { "1" } else { params.required("Size")? };
         let size = VolumeSize::parse(raw).map_err(|_| {
             Ec2Error::invalid(format!("Value ({}) for parameter Size is invalid: a size from 1 to {} GiB", shown(raw), VolumeSize::MAX_GIB))
         })?;
@@ -36,7 +41,12 @@ impl CreateVolumeInput {
         let volume_type = params.get("VolumeType").filter(|t| !t.is_empty()).map(str::to_string);
         let tags = Tags::parse(params.tag_specifications("volume")?.into_iter().collect())
             .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
-        Ok(Self { spec: VolumeSpec { size, zone, volume_type, tags } })
+        let options = VolumeOptions {
+            iops: params.int("Iops", 1..=1_000_000)?.and_then(|n| u32::try_from(n).ok()),
+            encrypted: super::launch_options::boolean(params, "Encrypted")?,
+            throughput: params.int("Throughput", 1..=100_000)?.and_then(|n| u32::try_from(n).ok()),
+        };
+        Ok(Self { spec: VolumeSpec { size, zone, volume_type, tags }, snapshot, size_from_snapshot, options })
     }
 }
 
@@ -89,36 +99,45 @@ impl DeleteVolumeInput {
     }
 }
 
-/// `DescribeVolumes`'s parameters: filters of known names, well-formed ids.
+/// The filters DescribeVolumes takes (besides `tag:<key>`, `tag-key` and
+/// `tag-value`); any other name is refused, as EC2 does.
+pub const VOLUME_FILTERS: &[&str] = &[
+    "volume-id",
+    "status",
+    "attachment.instance-id",
+    "attachment.device",
+    "attachment.status",
+    "attachment.attach-time",
+    "attachment.delete-on-termination",
+    "size",
+    "availability-zone",
+    "volume-type",
+    "create-time",
+    "encrypted",
+    "multi-attach-enabled",
+];
+
+/// `DescribeVolumes`'s parameters: filters of known names, well-formed ids,
+/// a page (`MaxResults` 5..500, not with ids; `NextToken`).
 pub struct DescribeVolumesInput {
     pub filters: Vec<Filter>,
     pub ids: Vec<VolumeId>,
+    pub page: crate::filter::Page,
 }
 
 impl DescribeVolumesInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let filters = crate::filter::parse(params)?;
-        for f in &filters {
-            let f = &f.name;
-            let known = matches!(
-                f.as_str(),
-                "volume-id"
-                    | "status"
-                    | "attachment.instance-id"
-                    | "attachment.device"
-                    | "attachment.status"
-                    | "size"
-                    | "availability-zone"
-                    | "volume-type"
-                    | "tag-key"
-            ) || f.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
-            if !known {
-                return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
-            }
-        }
+        crate::filter::check_names(&filters, VOLUME_FILTERS, true)?;
         let ids = params.list("VolumeId")?.iter().map(|id| volume_id("VolumeId", id)).collect::<Result<Vec<_>, _>>()?;
-        params.int("MaxResults", 5..=500)?;
-        Ok(Self { filters, ids })
+        let page = crate::filter::Page::parse(params, 5..=500)?;
+        if page.max.is_some() && !ids.is_empty() {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "The parameter volumeSet cannot be used with the parameter maxResults",
+            ));
+        }
+        Ok(Self { filters, ids, page })
     }
 }
 
@@ -160,7 +179,14 @@ fn attachment_answer(ctx: &Ctx<'_>, action: &str, v: &Volume, fallback_state: &s
 
 pub async fn create_volume(ctx: &Ctx<'_>, input: CreateVolumeInput) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
-    let spec = input.spec;
+    let mut spec = input.spec;
+    let snapshot = input.snapshot;
+    if let Some(s) = &snapshot {
+        let snap = ctx.broker.provisioning.volume_snapshot(&ctx.caller.actor, &instance, s).await?;
+        if input.size_from_snapshot {
+            spec.size = VolumeSize::new(snap.size_gib).map_err(|e| Ec2Error::invalid(e.message))?;
+        }
+    }
     let named_param = |e| match e {
         ServiceError::Invalid { field: Some(f), message } => {
             Ec2Error::invalid(format!("parameter {}: {message}", if f == "zone" { "AvailabilityZone" } else { "VolumeType" }))
@@ -171,7 +197,12 @@ pub async fn create_volume(ctx: &Ctx<'_>, input: CreateVolumeInput) -> Result<St
         ctx.broker.provisioning.check_create_volume(&ctx.caller.actor, &instance, &spec).await.map_err(named_param)?;
         return Err(Ec2Error::dry_run());
     }
-    let v = ctx.broker.provisioning.create_volume(&ctx.caller.actor, &instance, spec).await.map_err(named_param)?;
+    let v = ctx
+        .broker
+        .provisioning
+        .create_volume_from(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref())
+        .await
+        .map_err(named_param)?;
     let (mut x, root) = ctx.doc("CreateVolume");
     volume_fields(&mut x, &v);
     tags_xml(&mut x, &v);
@@ -235,7 +266,14 @@ fn keep(v: &Volume, filters: &[Filter]) -> bool {
     let size = v.size_gib.to_string();
     filters.iter().all(|f| {
         let any = |field: Option<&str>| field.is_some_and(|s| f.values.any(s));
+        if let Some(m) = f.tags(v.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            return m;
+        }
         match f.name.as_str() {
+            "attachment.attach-time" => any(v.attachment.as_ref().map(|a| time(a.since)).as_deref()),
+            "attachment.delete-on-termination" => v.attachment.is_some() && f.values.any("false"),
+            "create-time" => any(Some(&time(v.created_at))),
+            "encrypted" | "multi-attach-enabled" => f.values.any("false"),
             "volume-id" => any(Some(v.volume_id.as_str())),
             "status" => any(Some(&v.state)),
             "attachment.instance-id" => any(inst.as_deref()),
@@ -244,17 +282,13 @@ fn keep(v: &Volume, filters: &[Filter]) -> bool {
             "size" => any(Some(&size)),
             "availability-zone" => any(Some(&v.zone)),
             "volume-type" => any(Some(v.volume_type.as_deref().unwrap_or("gp2"))),
-            "tag-key" => v.tags.keys().any(|k| f.values.any(k)),
-            tag => {
-                let key = tag.strip_prefix("tag:").unwrap_or_default();
-                any(v.tags.get(key).map(String::as_str))
-            }
+            _ => false,
         }
     })
 }
 
 pub async fn describe_volumes(ctx: &Ctx<'_>, input: DescribeVolumesInput) -> Result<String, Ec2Error> {
-    let DescribeVolumesInput { filters, ids } = input;
+    let DescribeVolumesInput { filters, ids, page } = input;
     let instance = ctx.instance()?;
     let mine = ctx.broker.provisioning.volumes(&ctx.caller.actor, &instance).await?;
     if let Some(missing) = ids.iter().find(|id| !mine.iter().any(|v| &v.volume_id == *id)) {
@@ -264,6 +298,7 @@ pub async fn describe_volumes(ctx: &Ctx<'_>, input: DescribeVolumesInput) -> Res
     // Tag filters read every tag of a volume.
     let cost = crate::filter::cost(&filters).saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
     let mine = crate::filter::retain(mine, cost, move |v| keep(v, &filters)).await?;
+    let (mine, next) = page.cut(mine);
     let (mut x, root) = ctx.doc("DescribeVolumes");
     x.open("volumeSet");
     for v in &mine {
@@ -276,6 +311,7 @@ pub async fn describe_volumes(ctx: &Ctx<'_>, input: DescribeVolumesInput) -> Res
                 .leaf("instanceId", &instance_id(&a.vm))
                 .leaf("device", &a.device)
                 .leaf("status", &a.state)
+                .leaf("attachTime", &time(a.since))
                 .leaf("deleteOnTermination", "false")
                 .close("item");
         }
@@ -284,5 +320,6 @@ pub async fn describe_volumes(ctx: &Ctx<'_>, input: DescribeVolumesInput) -> Res
         x.close("item");
     }
     x.close("volumeSet");
+    x.opt("nextToken", next.as_deref());
     Ok(x.finish(&root))
 }

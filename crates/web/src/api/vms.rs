@@ -84,6 +84,12 @@ pub(super) struct LaunchBody {
         pattern = r"^([1-9][0-9]{0,2}d([1-9][0-9]{0,3}h)?([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}h([1-9][0-9]{0,3}m)?([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}m([1-9][0-9]{0,3}s)?|[1-9][0-9]{0,3}s)$"
     )]
     lease: Option<String>,
+    /// The subnet to launch into (EC2's `SubnetId`): one of the project's
+    /// or the cloud account's own. Absent: the instance's `subnet.id`, else
+    /// a subnet of its `vpc.id`, else the cloud's default VPC. Unknown or
+    /// another project's: 404.
+    #[schema(pattern = "^subnet-[a-z0-9]{1,64}$")]
+    subnet_id: Option<String>,
 }
 
 /// The query's `project`, the only query parameter a launch reads.
@@ -113,6 +119,16 @@ impl LaunchBody {
             ssh_public_key: None,
             key_name: None,
             lease: self.lease.as_deref().map(|l| parse(LeaseAsk::parse(l))).transpose()?,
+            zone: None,
+            block_devices: Vec::new(),
+            shutdown_behavior: None,
+            security_groups: Vec::new(),
+            security_group_ids: Vec::new(),
+            subnet_id: match self.subnet_id {
+                Some(s) if cloudbroker_connector_api::params::is_cloud_id(&s, "subnet") => Some(s),
+                Some(_) => return Err(ApiError::field("subnet_id", "a subnet id is subnet- then lowercase letters and digits")),
+                None => None,
+            },
         })
     }
 }
@@ -253,7 +269,7 @@ pub(super) async fn reboot_vm(a: ApiActor, broker: web::Data<Broker>, id: web::P
 
 /// Terminates a VM (its record stays, in state `shutting-down` then `terminated`).
 #[utoipa::path(post, path = "/api/v1/vms/{id}/terminate", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
-    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it", body = ErrorBody),
+    responses((status = 200, body = Vm), (status = 409, description = "`conflict`: not in a state that allows it; `not_permitted`: its termination protection (EC2's `disableApiTermination`) is on", body = ErrorBody),
         (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody), (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn terminate_vm(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>) -> ApiResult {
     ok(broker.provisioning.action(&a.0, &vm_in_path(&id)?, VmAction::Terminate).await?)

@@ -16,6 +16,7 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         ServiceError::Forbidden(_) => s(StatusCode::FORBIDDEN, "forbidden"),
         ServiceError::NotFound(_) => s(StatusCode::NOT_FOUND, "not_found"),
         ServiceError::Conflict(_) => s(StatusCode::CONFLICT, "conflict"),
+        ServiceError::NotPermitted(_) => s(StatusCode::CONFLICT, "not_permitted"),
         ServiceError::Invalid { .. } => s(StatusCode::BAD_REQUEST, "invalid_request"),
         ServiceError::InvalidDocument(_) => s(StatusCode::BAD_REQUEST, "invalid_document"),
         // A deployment's node refused: as its refusal.
@@ -38,7 +39,9 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
                 ConnectorError::Auth { .. } | ConnectorError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 ConnectorError::NotFound { .. } => StatusCode::NOT_FOUND,
                 // The VM's state does not allow the action: a conflict, not a bad request.
-                ConnectorError::InvalidRequest { code, .. } if code == "IncorrectInstanceState" => StatusCode::CONFLICT,
+                // So is any refusal of the cloud about the state of what it has
+                // (an address already associated, a volume in use, a duplicate).
+                ConnectorError::InvalidRequest { code, .. } if is_conflict_code(code) => StatusCode::CONFLICT,
                 ConnectorError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
                 ConnectorError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
                 ConnectorError::Throttled { .. } | ConnectorError::Capacity { .. } | ConnectorError::Limit { .. } => {
@@ -51,6 +54,17 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, Cow<'static, str>) {
         }
         ServiceError::Store(_) | ServiceError::Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
+}
+
+/// A cloud's client error code that says the request conflicts with the
+/// state of what the cloud has, rather than being malformed.
+fn is_conflict_code(code: &str) -> bool {
+    matches!(
+        code,
+        "IncorrectInstanceState" | "IncorrectState" | "Resource.AlreadyAssociated" | "VolumeInUse" | "DependencyViolation" | "InvalidState"
+    ) || code.ends_with(".Duplicate")
+        || code.ends_with(".InUse")
+        || code.ends_with(".AlreadyAssociated")
 }
 
 /// The message a caller may see: internal causes are logged and replaced.

@@ -13,7 +13,7 @@ use super::confirm::{self, Confirm};
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
 use super::form::{friendly, FormErrors};
-use super::resources::{instances, status_of, vm_choices, Stamp, VmChoice};
+use super::resources::{in_path, instances, no_such_vm, per_instance, refused, row_refused, status_of, vm_choices, Stamp, VmChoice};
 use super::{html, Chrome};
 use actix_web::http::StatusCode;
 use actix_web::web;
@@ -84,14 +84,8 @@ struct AddressesPage {
 /// The addresses of the current project on every instance the user sees.
 async fn rows(ui: &Ctx) -> (Vec<AddressRow>, Vec<(String, String)>) {
     let now = ui.broker.clock.now();
-    let (mut out, mut problems) = (Vec::new(), Vec::new());
-    for i in instances(ui) {
-        let Ok(name) = InstanceName::parse(&i) else { continue };
-        match ui.broker.provisioning.addresses(ui.actor(), &name).await {
-            Ok(all) => out.extend(all.into_iter().map(|a| AddressRow::of(a, now))),
-            Err(e) => problems.push((i, friendly(&e))),
-        }
-    }
+    let (all, problems) = per_instance(ui, |i| async move { ui.broker.provisioning.addresses(ui.actor(), &i).await }).await;
+    let mut out: Vec<AddressRow> = all.into_iter().map(|a| AddressRow::of(a, now)).collect();
     out.sort_by(|a, b| b.created.iso.cmp(&a.created.iso).then_with(|| a.id.cmp(&b.id)));
     (out, problems)
 }
@@ -116,19 +110,13 @@ async fn allocate(ui: Ctx, form: CsrfForm<AllocateForm>) -> UiResult {
     match ui.broker.provisioning.allocate_address(ui.actor(), &instance).await {
         Ok(a) => Ok(ui.redirect_with("/addresses", &format!("Address {} allocated on {instance}: {}", a.public_ip, a.allocation_id))),
         Err(e @ ServiceError::Forbidden(_)) => Err(e.into()),
-        Err(e) => {
-            let errs = FormErrors::from_service(&e, &["instance"]);
-            let errs =
-                if errs.general.is_some() { FormErrors::general(format!("No address was allocated. {}", friendly(&e))) } else { errs };
-            render(&ui, form, errs, "allocate", status_of(&e)).await
-        }
+        Err(e) => render(&ui, form, refused(&e, &["instance"], "No address was allocated."), "allocate", status_of(&e)).await,
     }
 }
 
 /// The instance and address a path names (a malformed one is no address).
-fn in_path(p: &(String, String)) -> Result<(InstanceName, AllocationId), UiError> {
-    let not_found = || UiError::NotFound("No such address.");
-    Ok((InstanceName::parse(&p.0).map_err(|_| not_found())?, AllocationId::parse(&p.1).map_err(|_| not_found())?))
+fn address_in(p: &(String, String)) -> Result<(InstanceName, AllocationId), UiError> {
+    in_path(p, AllocationId::parse, "No such address.")
 }
 
 /// The associate page: the address and a select of the project's VMs on its instance.
@@ -165,12 +153,12 @@ async fn associate_page(
 }
 
 async fn associate_form(ui: Ctx, path: web::Path<(String, String)>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = address_in(&path)?;
     associate_page(&ui, &instance, &id, AssociateForm::default(), FormErrors::none(), StatusCode::OK).await
 }
 
 async fn associate(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<AssociateForm>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = address_in(&path)?;
     let form = form.into_inner();
     let Ok(vm) = VmId::parse(form.vm.trim()) else {
         let errs = FormErrors::field("vm", "choose a VM");
@@ -182,9 +170,7 @@ async fn associate(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<As
         Err(ServiceError::NotFound(Resource::Address(_))) => Err(UiError::NotFound("No such address.")),
         Err(e) => {
             let errs = match e {
-                ServiceError::NotFound(Resource::Vm(_)) => {
-                    FormErrors::field("vm", "No such VM in this project on this instance: choose one of the list")
-                }
+                ServiceError::NotFound(Resource::Vm(_)) => no_such_vm(),
                 _ => FormErrors::general(format!("Address {id} was not associated. {}", friendly(&e))),
             };
             associate_page(&ui, &instance, &id, form, errs, status_of(&e)).await
@@ -193,19 +179,18 @@ async fn associate(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<As
 }
 
 async fn disassociate(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = address_in(&path)?;
     match ui.broker.provisioning.disassociate_address(ui.actor(), &instance, &id).await {
         Ok(a) => Ok(ui.redirect_with("/addresses", &format!("Address {} disassociated", a.public_ip))),
-        Err(e @ (ServiceError::Forbidden(_) | ServiceError::NotFound(_))) => Err(e.into()),
         Err(e) => {
-            let errs = FormErrors::general(format!("Address {id} was not disassociated. {}", friendly(&e)));
-            render(&ui, AllocateForm::default(), errs, "list", status_of(&e)).await
+            let (errs, status) = row_refused(e, &format!("Address {id} was not disassociated"))?;
+            render(&ui, AllocateForm::default(), errs, "list", status).await
         }
     }
 }
 
 async fn confirm_release(ui: Ctx, path: web::Path<(String, String)>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = address_in(&path)?;
     let a = ui.broker.provisioning.address(ui.actor(), &instance, &id).await?;
     ui.actor().require_act()?;
     let row = AddressRow::of(a, ui.broker.clock.now());
@@ -226,13 +211,12 @@ async fn confirm_release(ui: Ctx, path: web::Path<(String, String)>) -> UiResult
 }
 
 async fn release(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = address_in(&path)?;
     match ui.broker.provisioning.release_address(ui.actor(), &instance, &id).await {
         Ok(()) => Ok(ui.redirect_with("/addresses", &format!("Address {id} released"))),
-        Err(e @ (ServiceError::Forbidden(_) | ServiceError::NotFound(_))) => Err(e.into()),
         Err(e) => {
-            let errs = FormErrors::general(format!("Address {id} was not released. {}", friendly(&e)));
-            render(&ui, AllocateForm::default(), errs, "list", status_of(&e)).await
+            let (errs, status) = row_refused(e, &format!("Address {id} was not released"))?;
+            render(&ui, AllocateForm::default(), errs, "list", status).await
         }
     }
 }

@@ -88,7 +88,12 @@ pub fn colour(state: &str) -> &'static str {
         "running" => "#2563eb",
         "pending" | "requested" | "launching" | "starting" | "rebooting" => "#d97706",
         "held" | "waiting" => "#9ca3af",
-        "stopping" | "stopped" | "shutting-down" | "terminating" => "#6b7280",
+        // A node some of whose VMs were stopped or ended outside its
+        // deployment, and those slots: each a colour of its own.
+        "degraded" => "#c2410c",
+        "stopped" => "#1d4ed8",
+        "ended" => "#7c3aed",
+        "stopping" | "shutting-down" | "terminating" => "#6b7280",
         "failed" | "error" => "#b91c1c",
         "terminated" => "#374151",
         _ => "#a3a3a3",
@@ -323,7 +328,7 @@ pub fn render(d: &Diagram) -> String {
     let ly = height - LEGEND_H + 10;
     let mut lx = MARGIN;
     s.push_str(r##"<g class="legend">"##);
-    for st in ["held", "pending", "running", "ready", "failed", "terminated"] {
+    for st in ["held", "pending", "running", "ready", "degraded", "stopped", "ended", "failed", "terminated"] {
         let _ = write!(
             s,
             r##"<rect x="{lx}" y="{ly}" width="12" height="12" rx="2" fill="{}"/><text x="{}" y="{}" font-size="11" fill="#5b6475">{st}</text>"##,
@@ -393,6 +398,16 @@ mod tests {
         let rest = &svg[at..];
         let x = rest.find(" x=\"").unwrap() + 4;
         rest[x..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn degraded_and_the_stopped_and_ended_slots_have_colours_of_their_own() {
+        let others = ["ready", "running", "pending", "held", "stopping", "failed", "terminated", "unknown"];
+        let own = ["degraded", "stopped", "ended"];
+        for st in own {
+            assert!(others.iter().all(|o| colour(o) != colour(st)), "{st}");
+            assert_eq!(own.iter().filter(|o| colour(o) == colour(st)).count(), 1, "{st}");
+        }
     }
 
     #[test]

@@ -527,9 +527,10 @@ struct DetailPage {
 }
 
 /// The state a VM of a deployment shows in the diagram: `ready` once it
-/// said so, else its VM's state, else the member's.
+/// said so, `stopped` or `ended` once stopped or ended outside the
+/// deployment, else its VM's state, else the member's.
 fn member_state(m: &cloudbroker_core::deployments::MemberView) -> String {
-    if m.state == "ready" || m.state == "failed" {
+    if matches!(m.state.as_str(), "ready" | "failed" | "stopped" | "ended") {
         return m.state.clone();
     }
     m.vm_state.map(|s| s.as_str().to_string()).unwrap_or_else(|| m.state.clone())

@@ -78,7 +78,7 @@ fn service_status_and_heading(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::NotFound(_) => "Not found",
         ServiceError::Forbidden(_) => "Not allowed",
         ServiceError::Unauthenticated(_) => "Sign in again",
-        ServiceError::Conflict(_) | ServiceError::Unresolved { .. } => "Not possible now",
+        ServiceError::Conflict(_) | ServiceError::NotPermitted(_) | ServiceError::Unresolved { .. } => "Not possible now",
         ServiceError::Invalid { .. } => "Bad request",
         ServiceError::DatabaseUnavailable(_) | ServiceError::Unavailable(_) | ServiceError::MasterKeyUnknown { .. } => {
             "Unavailable just now"

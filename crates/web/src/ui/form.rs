@@ -160,6 +160,7 @@ pub fn friendly(e: &ServiceError) -> String {
         }
         ServiceError::Throttled { .. }
         | ServiceError::Conflict(_)
+        | ServiceError::NotPermitted(_)
         | ServiceError::Invalid { .. }
         | ServiceError::InvalidDocument(_)
         | ServiceError::InNode { .. }

@@ -13,6 +13,7 @@ use super::confirm::{self, Confirm};
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
 use super::form::{friendly, FormErrors};
+use super::one_time::OneTime;
 use super::resources::Stamp;
 use super::{html, urlencode, Chrome};
 use actix_web::web;
@@ -128,7 +129,7 @@ async fn render(ui: &Ctx, mut p: KeyPairsPage) -> UiResult {
 
 async fn list(ui: Ctx) -> UiResult {
     let mut p = blank(&ui);
-    p.new_pair = once::take(&ui.me.raw);
+    p.new_pair = NEW_PAIRS.take(&ui.me.raw);
     render(&ui, p).await
 }
 
@@ -166,7 +167,7 @@ async fn create(ui: Ctx, form: CsrfForm<CreateForm>) -> UiResult {
     match made {
         Ok((pair, private)) => {
             // Post/redirect/get: reloading the page that shows the key makes nothing.
-            once::put(
+            NEW_PAIRS.put(
                 &ui.me.raw,
                 NewPair { name: pair.name.clone(), fingerprint: pair.fingerprint, private_key: private.as_str().to_string() },
             );
@@ -242,32 +243,5 @@ async fn delete(ui: Ctx, name: web::Path<String>, _: CsrfForm) -> UiResult {
     }
 }
 
-/// The private keys of pairs just created, each held for the session that
-/// created it until the page the redirect leads to reads it (once), for at
-/// most [`once::KEEP`]. In this process's memory only: never stored, never
-/// in a cookie or a URL (several replicas need sticky sessions for it, as
-/// for a new access key's secret).
-mod once {
-    use super::NewPair;
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
-    use std::time::{Duration, Instant};
-
-    /// How long an unread key is held.
-    pub(super) const KEEP: Duration = Duration::from_secs(300);
-
-    static HELD: LazyLock<Mutex<HashMap<String, (Instant, NewPair)>>> = LazyLock::new(Default::default);
-
-    /// Holds `pair` for the session `session` (replacing one unread).
-    pub(super) fn put(session: &str, pair: NewPair) {
-        let mut m = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.retain(|_, (at, _)| at.elapsed() < KEEP);
-        m.insert(session.to_string(), (Instant::now(), pair));
-    }
-
-    /// The pair held for `session`, removed as it is read.
-    pub(super) fn take(session: &str) -> Option<NewPair> {
-        let mut m = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.remove(session).filter(|(at, _)| at.elapsed() < KEEP).map(|(_, p)| p)
-    }
-}
+/// The private keys of pairs just created (shown once).
+static NEW_PAIRS: OneTime<NewPair> = OneTime::new();

@@ -27,6 +27,7 @@ pub mod governance;
 pub mod images;
 pub mod keypairs;
 pub mod login;
+pub mod one_time;
 pub mod overview;
 pub mod prices;
 pub mod profile;

@@ -3,7 +3,9 @@
 //! users at or above [`NEAR_QUOTA_PERCENT`] of a quota with the figures,
 //! the failed launches of the last day (counted; the latest few with their
 //! errors, linked), this replica's background workers (reconcile first)
-//! with their last run and error, and the instances in error. One load is
+//! with their last run and error (said to be this replica's: the store
+//! keeps no other replica's), which replica holds each work lease, and the
+//! instances in error. One load is
 //! a fixed handful of aggregate queries (see `Provisioning::admin_overview`),
 //! never a query per user or per VM.
 
@@ -63,6 +65,14 @@ struct WorkerRow {
     error: String,
 }
 
+/// A work lease: which replica does that work now.
+struct LeaseRow {
+    name: String,
+    holder: String,
+    this_replica: bool,
+    until: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin_overview.html")]
 struct OverviewPage {
@@ -80,6 +90,9 @@ struct OverviewPage {
     /// More failed than listed.
     failed_more: bool,
     workers: Vec<WorkerRow>,
+    /// This replica's id.
+    replica: String,
+    leases: Vec<LeaseRow>,
     instances_in_error: Vec<(String, Vec<String>)>,
     file_errors: Vec<String>,
     instance_count: usize,
@@ -164,6 +177,12 @@ async fn show(ui: Ctx) -> UiResult {
         .collect();
     // Reconciliation first: it is what keeps records and clouds in line.
     workers.sort_by_key(|w| (w.name != "reconcile", w.name != "transition-watch", w.name.clone()));
+    let leases = broker
+        .work_leases()
+        .await?
+        .into_iter()
+        .map(|l| LeaseRow { name: l.name, holder: l.holder, this_replica: l.this_replica, until: at(&l.until) })
+        .collect();
     let total = column_totals.iter().map(|c| c.n).sum();
     Ok(page(&OverviewPage {
         c: ui.chrome("admin/overview", "Overview"),
@@ -179,6 +198,8 @@ async fn show(ui: Ctx) -> UiResult {
         failed_more: o.failed_count > o.failed.len() as i64,
         failed,
         workers,
+        replica: broker.replica_id.clone(),
+        leases,
         instances_in_error: o.instances_in_error,
         file_errors: o.file_errors,
         instance_count: instances.len(),

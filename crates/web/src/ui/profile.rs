@@ -10,6 +10,7 @@
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
 use super::form::{friendly, when, FormErrors};
+use super::one_time::OneTime;
 use super::{html, page, Chrome};
 use crate::common::auth::client_ip;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -267,41 +268,12 @@ fn blank(ui: &Ctx) -> ProfilePage {
 
 async fn profile(ui: Ctx) -> HttpResponse {
     let mut p = blank(&ui);
-    p.new_key = once::take(&ui.me.raw);
+    p.new_key = NEW_KEYS.take(&ui.me.raw);
     render(&ui, p).await
 }
 
-/// The secrets of access keys just created, each held for the session that
-/// created it until the page the redirect leads to reads it (once), for at
-/// most [`once::KEEP`]. In this process's memory only: never stored, never
-/// in a cookie or a URL.
-mod once {
-    use super::NewKey;
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
-
-    /// How long an unread secret is held.
-    pub(super) const KEEP: Duration = Duration::from_secs(300);
-
-    fn held() -> &'static Mutex<HashMap<String, (Instant, NewKey)>> {
-        static HELD: OnceLock<Mutex<HashMap<String, (Instant, NewKey)>>> = OnceLock::new();
-        HELD.get_or_init(Default::default)
-    }
-
-    /// Holds `key` for the session `session` (replacing one unread).
-    pub(super) fn put(session: &str, key: NewKey) {
-        let mut m = held().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.retain(|_, (at, _)| at.elapsed() < KEEP);
-        m.insert(session.to_string(), (Instant::now(), key));
-    }
-
-    /// The key held for `session`, removed as it is read.
-    pub(super) fn take(session: &str) -> Option<NewKey> {
-        let mut m = held().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.remove(session).filter(|(at, _)| at.elapsed() < KEEP).map(|(_, k)| k)
-    }
-}
+/// The secrets of access keys just created (shown once).
+static NEW_KEYS: OneTime<NewKey> = OneTime::new();
 
 #[derive(Deserialize)]
 pub(super) struct PasswordForm {
@@ -479,7 +451,7 @@ async fn create_access_key(ui: Ctx, form: CsrfForm<AccessKeyForm>) -> HttpRespon
             );
             // Post/redirect/get: reloading the page that shows the secret creates nothing.
             // Every page is sent `no-store` (see `html`): no cache keeps the secret.
-            once::put(&ui.me.raw, NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
+            NEW_KEYS.put(&ui.me.raw, NewKey { id: key.access_key_id, secret: secret.expose().to_string(), example });
             ui.redirect_with("/profile", "Access key created: copy its secret now, it is not shown again")
         }
         Err(e) => {

@@ -152,6 +152,7 @@ fn type_help(spec: &ParamSpec) -> String {
         ParamType::Duration => "a duration such as 8h, 90m or 1d12h".into(),
         ParamType::Amount => "an amount in the broker's currency, e.g. 25 or 99.50".into(),
         ParamType::Percents { min, max } => format!("comma-separated whole percents {min}–{max}, e.g. 50,80,100"),
+        ParamType::CloudId { prefix } => format!("a cloud id such as {prefix}-0a1b2c3d"),
     }
 }
 

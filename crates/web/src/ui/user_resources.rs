@@ -69,6 +69,19 @@ pub(super) struct AddressRow {
     pub created: String,
 }
 
+/// A security group, VPC, subnet or snapshot the user made.
+pub(super) struct ObjectRow {
+    pub kind: &'static str,
+    pub project: String,
+    pub instance: String,
+    pub id: String,
+    /// What it lives in or came from (a VPC, a volume; empty: nothing).
+    pub parent: String,
+    pub state: String,
+    pub name: String,
+    pub created: String,
+}
+
 pub(super) struct KeyPairRow {
     pub project: String,
     pub name: String,
@@ -85,6 +98,8 @@ pub(super) struct Resources {
     pub volumes: Vec<VolumeRow>,
     pub addresses: Vec<AddressRow>,
     pub key_pairs: Vec<KeyPairRow>,
+    /// Security groups, VPCs, subnets and snapshots.
+    pub objects: Vec<ObjectRow>,
 }
 
 fn vm_row(v: Vm) -> VmRow {
@@ -121,7 +136,21 @@ pub(super) async fn load(ui: &Ctx, user: &UserName) -> Result<Resources, UiError
     let vms = broker.provisioning.list_recent(actor, q, PageRequest::first(VMS_SHOWN), Some(day_ago)).await?;
     let addresses = broker.provisioning.addresses_made_by(actor, user).await?;
     let key_pairs = broker.key_pairs.made_by(actor, user).await?;
+    let objects = broker.provisioning.objects_made_by(actor, user).await?;
     Ok(Resources {
+        objects: objects
+            .into_iter()
+            .map(|o| ObjectRow {
+                kind: o.kind.noun(),
+                name: o.tags.get("Name").cloned().unwrap_or_default(),
+                project: o.project,
+                instance: o.instance,
+                id: o.cloud_id,
+                parent: o.parent.unwrap_or_default(),
+                state: o.state,
+                created: when(&o.created_at),
+            })
+            .collect(),
         vms_more: vms.next_cursor.is_some(),
         vms: vms.items.into_iter().map(vm_row).collect(),
         volumes: load_volumes(ui, user).await?,

@@ -13,8 +13,8 @@
 use super::confirm::{self, Confirm};
 use super::context::{CsrfForm, Ctx};
 use super::errors::{UiError, UiResult};
-use super::form::{friendly, FormErrors};
-use super::resources::{instances, status_of, vm_choices, Stamp, VmChoice};
+use super::form::FormErrors;
+use super::resources::{in_path, instances, no_such_vm, per_instance, refused, row_refused, status_of, vm_choices, Stamp, VmChoice};
 use super::{html, Chrome};
 use actix_web::http::StatusCode;
 use actix_web::web;
@@ -134,14 +134,8 @@ impl VolumesPage {
 /// The volumes of the current project on every instance the user sees.
 async fn rows(ui: &Ctx) -> (Vec<VolumeRow>, Vec<(String, String)>) {
     let now = ui.broker.clock.now();
-    let (mut out, mut problems) = (Vec::new(), Vec::new());
-    for i in instances(ui) {
-        let Ok(name) = InstanceName::parse(&i) else { continue };
-        match ui.broker.provisioning.volumes(ui.actor(), &name).await {
-            Ok(vs) => out.extend(vs.into_iter().map(|v| VolumeRow::of(v, now))),
-            Err(e) => problems.push((i, friendly(&e))),
-        }
-    }
+    let (all, problems) = per_instance(ui, |i| async move { ui.broker.provisioning.volumes(ui.actor(), &i).await }).await;
+    let mut out: Vec<VolumeRow> = all.into_iter().map(|v| VolumeRow::of(v, now)).collect();
     out.sort_by(|a, b| b.created.iso.cmp(&a.created.iso).then_with(|| a.id.cmp(&b.id)));
     (out, problems)
 }
@@ -206,18 +200,15 @@ async fn create(ui: Ctx, form: CsrfForm<CreateForm>) -> UiResult {
         )),
         Err(e @ ServiceError::Forbidden(_)) => Err(e.into()),
         Err(e) => {
-            let errs = FormErrors::from_service(&e, &["instance", "size", "zone", "volume_type"]);
-            let errs = if errs.general.is_some() { FormErrors::general(format!("No volume was created. {}", friendly(&e))) } else { errs };
-            let status = status_of(&e);
-            render(&ui, form, errs, "create", status).await
+            let errs = refused(&e, &["instance", "size", "zone", "volume_type"], "No volume was created.");
+            render(&ui, form, errs, "create", status_of(&e)).await
         }
     }
 }
 
 /// The instance and volume a path names (a malformed one is no volume).
-fn in_path(p: &(String, String)) -> Result<(InstanceName, VolumeId), UiError> {
-    let not_found = || UiError::NotFound("No such volume.");
-    Ok((InstanceName::parse(&p.0).map_err(|_| not_found())?, VolumeId::parse(&p.1).map_err(|_| not_found())?))
+fn volume_in(p: &(String, String)) -> Result<(InstanceName, VolumeId), UiError> {
+    in_path(p, VolumeId::parse, "No such volume.")
 }
 
 /// The attach page: the volume, a select of the project's VMs on its instance, the device.
@@ -256,13 +247,13 @@ async fn attach_page(
 }
 
 async fn attach_form(ui: Ctx, path: web::Path<(String, String)>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = volume_in(&path)?;
     let form = AttachForm { device: "/dev/sdf".into(), ..AttachForm::default() };
     attach_page(&ui, &instance, &id, form, FormErrors::none(), StatusCode::OK).await
 }
 
 async fn attach(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<AttachForm>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = volume_in(&path)?;
     let form = form.into_inner();
     let mut errs = FormErrors::none();
     let vm = VmId::parse(form.vm.trim()).map_err(|_| errs.add("vm", "choose a VM")).ok();
@@ -282,31 +273,28 @@ async fn attach(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<Attac
         // The volume itself gone: the page says so.
         Err(ServiceError::NotFound(cloudbroker_core::Resource::Volume(_))) => Err(UiError::NotFound("No such volume.")),
         Err(e) => {
-            let mut errs = FormErrors::from_service(&e, &["device"]);
-            if let ServiceError::NotFound(cloudbroker_core::Resource::Vm(_)) = e {
-                errs = FormErrors::field("vm", "No such VM in this project on this instance: choose one of the list");
-            } else if errs.general.is_some() {
-                errs = FormErrors::general(format!("Volume {id} was not attached. {}", friendly(&e)));
-            }
+            let errs = match e {
+                ServiceError::NotFound(cloudbroker_core::Resource::Vm(_)) => no_such_vm(),
+                _ => refused(&e, &["device"], &format!("Volume {id} was not attached.")),
+            };
             attach_page(&ui, &instance, &id, form, errs, status_of(&e)).await
         }
     }
 }
 
 async fn detach(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = volume_in(&path)?;
     match ui.broker.provisioning.detach_volume(ui.actor(), &instance, &id, None, false).await {
         Ok(v) => Ok(ui.redirect_with("/volumes", &format!("Volume {id} detached: now {}", v.state))),
-        Err(e @ (ServiceError::Forbidden(_) | ServiceError::NotFound(_))) => Err(e.into()),
         Err(e) => {
-            let errs = FormErrors::general(format!("Volume {id} was not detached. {}", friendly(&e)));
-            render(&ui, CreateForm::default(), errs, "list", status_of(&e)).await
+            let (errs, status) = row_refused(e, &format!("Volume {id} was not detached"))?;
+            render(&ui, CreateForm::default(), errs, "list", status).await
         }
     }
 }
 
 async fn confirm_delete(ui: Ctx, path: web::Path<(String, String)>) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = volume_in(&path)?;
     let v = ui.broker.provisioning.volume(ui.actor(), &instance, &id).await?;
     ui.actor().require_act()?;
     let row = VolumeRow::of(v, ui.broker.clock.now());
@@ -320,13 +308,12 @@ async fn confirm_delete(ui: Ctx, path: web::Path<(String, String)>) -> UiResult 
 }
 
 async fn delete(ui: Ctx, path: web::Path<(String, String)>, _: CsrfForm) -> UiResult {
-    let (instance, id) = in_path(&path)?;
+    let (instance, id) = volume_in(&path)?;
     match ui.broker.provisioning.delete_volume(ui.actor(), &instance, &id).await {
         Ok(()) => Ok(ui.redirect_with("/volumes", &format!("Volume {id} deleted"))),
-        Err(e @ (ServiceError::Forbidden(_) | ServiceError::NotFound(_))) => Err(e.into()),
         Err(e) => {
-            let errs = FormErrors::general(format!("Volume {id} was not deleted. {}", friendly(&e)));
-            render(&ui, CreateForm::default(), errs, "list", status_of(&e)).await
+            let (errs, status) = row_refused(e, &format!("Volume {id} was not deleted"))?;
+            render(&ui, CreateForm::default(), errs, "list", status).await
         }
     }
 }

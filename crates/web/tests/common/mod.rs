@@ -7,6 +7,8 @@ use cloudbroker_store::testing::{TestDb, POSTGRES_ENV};
 use cloudbroker_web::Application;
 use serde_json::Value;
 
+pub mod ui;
+
 pub const SUPER_PW: &str = "super-password-1";
 
 pub struct TestApp {
