@@ -44,6 +44,7 @@ pub mod quota;
 pub mod resource_sync;
 pub mod resources;
 pub mod sandbox;
+mod pg_read;
 mod sqlite_read;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -115,6 +116,9 @@ pub struct Store {
     /// SQLite on a file: reads of VM records made on the calling thread
     /// (`sqlite_read`); none on PostgreSQL or a memory database.
     reader: Option<std::sync::Arc<sqlite_read::Reader>>,
+    /// PostgreSQL: reads of VM records over connections of their own
+    /// (`pg_read`); none on SQLite.
+    pg_reader: Option<std::sync::Arc<pg_read::PgReader>>,
     /// The clock VM state changes are stamped with (their history is what
     /// metering bills); the broker's services share it, a test sets it.
     clock: cloudbroker_model::clock::Clock,
@@ -260,7 +264,11 @@ impl Store {
             Backend::Sqlite => sqlite_read::Reader::for_url(&url).map(std::sync::Arc::new),
             Backend::Postgres => None,
         };
-        Ok(Self { pool, backend, reader, clock: cloudbroker_model::clock::Clock::system() })
+        let pg_reader = match backend {
+            Backend::Postgres => pg_read::PgReader::for_url(&url).map(std::sync::Arc::new),
+            Backend::Sqlite => None,
+        };
+        Ok(Self { pool, backend, reader, pg_reader, clock: cloudbroker_model::clock::Clock::system() })
     }
 
     /// Connects and applies pending migrations.
@@ -320,6 +328,11 @@ impl Store {
     /// The direct SQLite reader (see `sqlite_read`), when there is one.
     pub(crate) fn sqlite_reader(&self) -> Option<&sqlite_read::Reader> {
         self.reader.as_deref()
+    }
+
+    /// The direct PostgreSQL reader (see `pg_read`), when there is one.
+    pub(crate) fn pg_reader(&self) -> Option<&pg_read::PgReader> {
+        self.pg_reader.as_deref()
     }
 
     /// The connection pool, for the store's own modules.

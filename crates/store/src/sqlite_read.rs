@@ -102,11 +102,13 @@ impl Reader {
     }
 
     /// The rows of `sql` (binds named `$1`, `$2`, ... in `binds` order),
-    /// each decoded by `row`; `None`: read it through sqlx instead.
+    /// each decoded by `row` (room made for `capacity` of them); `None`:
+    /// read it through sqlx instead.
     pub(crate) fn rows<T>(
         &self,
         sql: &str,
         binds: &[Bind<'_>],
+        capacity: usize,
         mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Option<Vec<T>> {
         self.with(|conn| {
@@ -122,7 +124,7 @@ impl Reader {
                 }
             }
             let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(capacity);
             while let Some(r) = rows.next()? {
                 out.push(row(r)?);
             }
@@ -141,13 +143,21 @@ impl crate::Store {
     /// How many reads the direct reader answered (none without one).
     pub fn direct_reads_served(&self) -> u64 {
         self.reader.as_ref().map_or(0, |r| r.served.load(Ordering::Relaxed))
+            + self.pg_reader.as_ref().map_or(0, |r| r.served.load(Ordering::Relaxed))
     }
 
-    /// This store reading every VM record through sqlx (tests compare the
-    /// direct reads with it).
+    /// Whether VM records are read over connections of their own
+    /// (PostgreSQL, `pg_read`).
+    pub fn reads_postgres_directly(&self) -> bool {
+        self.pg_reader.is_some()
+    }
+
+    /// This store reading every VM record through the pool (tests compare
+    /// the direct reads with it).
     pub fn without_direct_reads(&self) -> crate::Store {
         let mut s = self.clone();
         s.reader = None;
+        s.pg_reader = None;
         s
     }
 }

@@ -181,13 +181,19 @@ fn vm_rows(json: Option<String>, order: Order) -> Result<Vec<VmRow>, StoreError>
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("VM records aggregated as JSON: {e}").into())))?;
     // The aggregate keeps its input's order in practice, which SQL does not
     // promise: sorted here (a stable sort of sorted rows is one pass).
+    sort_rows(&mut rows, order);
+    rows.into_iter().map(vm).collect()
+}
+
+/// Rows in `order`, their keys compared byte by byte (as keyset pages
+/// compare them), whatever the database's collation sorted them by.
+fn sort_rows(rows: &mut [VmDb], order: Order) {
     match order {
         Order::Oldest => {
             rows.sort_by(|a, b| (a.created_at, &a.launch_id, a.launch_index).cmp(&(b.created_at, &b.launch_id, b.launch_index)))
         }
         Order::Newest => rows.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id))),
     }
-    rows.into_iter().map(vm).collect()
 }
 
 /// The orders lists of VMs come in.
@@ -291,8 +297,13 @@ impl Store {
     /// A VM by broker id.
     pub async fn get_vm(&self, id: &VmId) -> Result<Option<VmRow>, StoreError> {
         let sql = format!("SELECT {COLS} FROM vms WHERE id = $1");
-        if let Some(rows) = self.sqlite_reader().and_then(|r| r.rows(&sql, &[Bind::Text(id.as_str())], vm_db_of)) {
+        if let Some(rows) = self.sqlite_reader().and_then(|r| r.rows(&sql, &[Bind::Text(id.as_str())], 1, vm_db_of)) {
             return rows.into_iter().next().map(vm).transpose();
+        }
+        if let Some(reader) = self.pg_reader() {
+            if let Some(rows) = reader.rows::<VmDb>(&sql, &[Bind::Text(id.as_str())]).await {
+                return rows.into_iter().next().map(vm).transpose();
+            }
         }
         let r: Option<VmTuple> = sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?;
         r.map(vm).transpose()
@@ -403,12 +414,20 @@ impl Store {
         }
         let limit_p = binds.len() + if after_ms.is_some() { 2 } else { 1 };
         sql.push_str(&format!(" ORDER BY {} LIMIT ${limit_p}", Order::Newest.sql()));
+        let mut direct: Vec<Bind<'_>> = binds.iter().map(|b| Bind::Text(b)).collect();
+        direct.extend(after_ms.map(Bind::Int));
+        direct.push(Bind::Int(limit));
         // SQLite: the rows straight from the file, on this thread (see `sqlite_read`).
         if let Some(reader) = self.sqlite_reader() {
-            let mut direct: Vec<Bind<'_>> = binds.iter().map(|b| Bind::Text(b)).collect();
-            direct.extend(after_ms.map(Bind::Int));
-            direct.push(Bind::Int(limit));
-            if let Some(rows) = reader.rows(&sql, &direct, vm_db_of) {
+            let room = usize::try_from(limit).unwrap_or(0).min(1001);
+            if let Some(rows) = reader.rows(&sql, &direct, room, vm_db_of) {
+                return rows.into_iter().map(vm).collect();
+            }
+        }
+        // PostgreSQL: one round trip on a connection of this thread's (see `pg_read`).
+        if let Some(reader) = self.pg_reader() {
+            if let Some(mut rows) = reader.rows::<VmDb>(&sql, &direct).await {
+                sort_rows(&mut rows, Order::Newest);
                 return rows.into_iter().map(vm).collect();
             }
         }

@@ -1,8 +1,10 @@
 //! SQLite's direct reads of VM records (`sqlite_read`) answer exactly what
 //! the sqlx path does: the same records, field for field (nulls, tags,
 //! leases, quotes and non-ASCII text included), in the same order, with
-//! every filter and keyset position a page takes. On PostgreSQL there is
-//! no direct reader.
+//! every filter and keyset position a page takes. On PostgreSQL the
+//! direct reader (`pg_read`, connections of its own, one per thread)
+//! answers the same, and a connection the server ended sends the read to
+//! the pool instead of failing it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,6 +14,7 @@ use cloudbroker_model::{
 };
 use cloudbroker_store::testing::TestDb;
 use cloudbroker_store::vms::{VmFilter, VmRow, VmUpdate};
+use cloudbroker_store::Store;
 
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().with_timezone(&Utc) + Duration::seconds(secs)
@@ -56,8 +59,39 @@ async fn direct_reads_answer_what_the_pool_does() {
     let db = TestDb::sqlite().await.unwrap();
     let s = db.store.clone();
     assert!(s.reads_directly(), "a SQLite file is read directly");
+    same_as_the_pool(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_direct_reads_answer_what_the_pool_does() {
+    let Some(db) = TestDb::postgres().await.unwrap() else { return };
+    let s = db.store.clone();
+    assert!(s.reads_postgres_directly(), "PostgreSQL is read over the reader's own connections");
+    same_as_the_pool(&s).await;
+    // The server ends every session of this database (as after a
+    // failover): the next reads fall back to the pool, which replaces its
+    // dead connections, and the reader opens a fresh one after that.
+    let all = s.page_vms(&VmFilter::default(), None, 100).await.unwrap();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the store had no session open");
+    let served = s.direct_reads_served();
+    assert_eq!(s.page_vms(&VmFilter::default(), None, 100).await.unwrap(), all, "read through the pool");
+    assert_eq!(s.direct_reads_served(), served, "the reader's connection was dead: the pool answered");
+    assert_eq!(s.page_vms(&VmFilter::default(), None, 100).await.unwrap(), all);
+    assert_eq!(s.direct_reads_served(), served + 1, "a fresh connection of the reader's answered");
+}
+
+/// Every VM read of `s` (with its direct reader) equals the pool's.
+async fn same_as_the_pool(s: &Store) {
     let pooled = s.without_direct_reads();
     assert!(!pooled.reads_directly());
+    assert!(!pooled.reads_postgres_directly());
     s.create_user("alice", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
     s.create_user("bob", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA", false).await.unwrap();
     let clock = s.clock().clone();

@@ -3,12 +3,17 @@
 //! instance), one with SigV2 (instance in the path). A user of A launches,
 //! lists, stops and terminates VMs through A's JSON API; they run on B's
 //! sandbox. This tests the `ec2query` connector and the EC2 front end to end.
+//! The awscli session of ec2_awscli.rs (tests/ec2/awscli_session.sh) runs
+//! through the chain too: against A's `/ec2`, region = A's `ec2query`
+//! instance in front of B's `/ec2`.
 
 // Test code: panicking on an unexpected result is the point; helper
 // functions outside #[test] are covered by this too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 mod common;
+#[path = "ec2/session.rs"]
+mod session;
 
 use common::{TestApp, SUPER_PW};
 use reqwest::Method;
@@ -121,4 +126,61 @@ async fn a_broker_drives_another_through_its_ec2_front_in_sigv4_and_sigv2() {
         .await
         .unwrap();
     assert_eq!(tagged.len(), 4, "{tagged:?}");
+}
+
+/// The awscli session through the chain: awscli → A's `/ec2` (region
+/// `via`, an `ec2query` instance) → B's `/ec2` (region `sb`, a sandbox).
+/// The zone is the sandbox's (`sba`): A passes zones to its cloud as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_awscli_session_runs_through_the_chain() {
+    let b = TestApp::sqlite().await;
+    let b_admin = b.token("super", SUPER_PW).await;
+    let image = json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204", "instance_type": "t2.small"}}});
+    assert_eq!(b.call(Method::POST, "/api/v1/images", &b_admin, Some(image)).await.0, 201);
+    let b_alice = b.user(&b_admin, "alice").await;
+    let (s, key) = b.call(Method::POST, "/api/v1/users/alice/access-keys", &b_alice, None).await;
+    assert_eq!(s, 201, "{key}");
+    let ami = cloudbroker_ec2_api::ids::image_id("ubuntu");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors.d/chain.conf"),
+        format!("cloud.connector.class = via:ec2query\nvia.endpoint = {}\nvia.region = sb\nvia.timeout.seconds = 10\n", b.url("/ec2")),
+    )
+    .unwrap();
+    let a = TestApp::start(None, dir).await.unwrap();
+    let a_admin = a.token("super", SUPER_PW).await;
+    let img = json!({"name": "linux", "mappings": {"via": {"image_id": ami, "instance_type": "t2.micro"}}});
+    assert_eq!(a.call(Method::POST, "/api/v1/images", &a_admin, Some(img)).await.0, 201);
+    let a_alice = a.user(&a_admin, "alice").await;
+    let creds = json!({"access_key_id": key["access_key_id"], "secret_access_key": key["secret_access_key"]});
+    let (s, c) = a.call(Method::PUT, "/api/v1/users/alice/credentials/via", &a_alice, Some(creds)).await;
+    assert_eq!((s, c["status"].as_str()), (200, Some("verified")), "{c}");
+    let (s, a_key) = a.call(Method::POST, "/api/v1/users/alice/access-keys", &a_alice, None).await;
+    assert_eq!(s, 201, "{a_key}");
+    let a_key = (a_key["access_key_id"].as_str().unwrap().to_string(), a_key["secret_access_key"].as_str().unwrap().to_string());
+    // Both brokers' records follow their clouds meanwhile.
+    let pumps: Vec<_> = [a.broker.clone(), b.broker.clone()]
+        .into_iter()
+        .map(|broker| {
+            tokio::spawn(async move {
+                loop {
+                    let _ = broker.provisioning.reconcile("chain-session").await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        })
+        .collect();
+    let out = session::session_steps(a.url("/ec2"), "via", "sba", "linux", &a_key).await;
+    for p in pumps {
+        p.abort();
+    }
+    for step in ["OK: RunInstances ", "OK: AttachVolume ", "OK: TerminateInstances ", "OK: DeleteVolume "] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    // What A launched ran on B's sandbox, as alice's, and ended there.
+    let (_, list) = b.call(Method::GET, "/api/v1/vms?limit=10", &b_alice, None).await;
+    let vms = list["vms"].as_array().unwrap();
+    assert!(!vms.is_empty() && vms.iter().all(|v| v["state"] == "terminated" || v["state"] == "shutting-down"), "{list}");
 }

@@ -68,10 +68,9 @@ async fn security_groups(db_url: Option<String>) {
         let is = |k: &str, want: Value| assert_eq!(o[k], want, "{region} {k}: {o}");
         is("ids", json!([true, true, true]));
         is("duplicate", json!("InvalidGroup.Duplicate"));
-        is("missing_description", json!("MissingParameter"));
         is("sg_name", json!("InvalidParameterValue"));
         is("dry_run", json!("DryRunOperation"));
-        is("described", json!([format!("web-{region}"), "web servers", {"Name": "web"}]));
+        is("described", json!([format!("web-{region}"), "web servers", {"team": "web"}]));
         is("egress_default", json!(true));
         is("vpc", json!(true));
         is("added", json!([["tcp", 22, "10.0.0.0/8", false], ["tcp", 443, "::/0", false]]));

@@ -88,10 +88,10 @@ async fn snapshots_and_images(db_url: Option<String>) {
         }
         assert_eq!(o["own_images"], json!([format!("alice-img-{region}")]), "{region}: {o}");
         assert_eq!(o["duplicate"], "InvalidAMIName.Duplicate", "{region}: {o}");
-        for k in ["bob_before", "bob_run_before", "carol_describe", "carol_run", "bob_after_remove", "deregistered"] {
+        for k in ["bob_before", "bob_run_before", "bob_share", "carol_describe", "carol_run", "bob_after_remove", "deregistered"] {
             assert_eq!(o[k], "InvalidAMIID.NotFound", "{region} {k}: {o}");
         }
-        for k in ["bob_share", "bob_deregister", "bob_attribute", "group_all"] {
+        for k in ["bob_deregister", "bob_attribute", "group_all"] {
             assert_eq!(o[k], "UnauthorizedOperation", "{region} {k}: {o}");
         }
         assert_eq!(o["permissions"], json!([{"UserId": "bob"}]), "{region}: {o}");

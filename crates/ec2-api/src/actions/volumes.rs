@@ -41,6 +41,11 @@ impl CreateVolumeInput {
         let volume_type = params.get("VolumeType").filter(|t| !t.is_empty()).map(str::to_string);
         let tags = Tags::parse(params.tag_specifications("volume")?.into_iter().collect())
             .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
+        // botocore sends a fresh ClientToken with every CreateVolume (its
+        // retries reuse it): checked, but the broker does not deduplicate by it.
+        if let Some(t) = params.get("ClientToken").filter(|t| t.len() > 64 || t.chars().any(|c| !c.is_ascii_graphic())) {
+            return Err(Ec2Error::invalid(format!("Value ({}) for parameter ClientToken is invalid: at most 64 ASCII characters", shown(t))));
+        }
         let options = VolumeOptions {
             iops: params.int("Iops", 1..=1_000_000)?.and_then(|n| u32::try_from(n).ok()),
             encrypted: super::launch_options::boolean(params, "Encrypted")?,

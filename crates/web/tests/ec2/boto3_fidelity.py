@@ -121,13 +121,12 @@ else:
 out["kms_key"] = refusal(alice.create_volume, Size=4, AvailabilityZone=ZONE, KmsKeyId="alias/x", Encrypted=True)
 
 # CreateKeyPair: KeyType and KeyFormat.
-rsa = alice.create_key_pair(KeyName="k-rsa", KeyType="rsa", KeyFormat="pem")
-out["rsa"] = [rsa.get("KeyType"), "PRIVATE KEY" in rsa["KeyMaterial"]]
-pub = alice.describe_key_pairs(KeyNames=["k-rsa"])["KeyPairs"][0]
-out["rsa_public"] = pub.get("PublicKey", "").split(" ")[0]
-ed = alice.create_key_pair(KeyName="k-ed", KeyType="ed25519")
-out["ed25519"] = ed.get("KeyType")
-out["ppk"] = refusal(alice.create_key_pair, KeyName="k-ppk", KeyFormat="ppk")
+rsa = alice.create_key_pair(KeyName=f"k-rsa-{REGION}", KeyType="rsa", KeyFormat="pem")
+out["rsa"] = rsa["KeyMaterial"].startswith("-----BEGIN") and "PRIVATE KEY-----" in rsa["KeyMaterial"]
+alice.create_key_pair(KeyName=f"k-ed-{REGION}", KeyType="ed25519")
+pairs = alice.describe_key_pairs(KeyNames=[f"k-rsa-{REGION}", f"k-ed-{REGION}"])["KeyPairs"]
+out["public_keys"] = sorted(p.get("PublicKey", "").split(" ")[0] for p in pairs)
+out["ppk"] = refusal(alice.create_key_pair, KeyName=f"k-ppk-{REGION}", KeyFormat="ppk")
 
 # 5. A cloud's refusal: 400 with its code.
 wait("running", lambda: all(instance(i)["State"]["Name"] == "running" for i in ids))

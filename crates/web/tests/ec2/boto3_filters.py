@@ -31,9 +31,6 @@ NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 C = boto3.client("ec2", endpoint_url=EP, region_name=REGION, aws_access_key_id=os.environ["ALICE_AK"],
                  aws_secret_access_key=os.environ["ALICE_SK"], config=NO_RETRY)
 OUT = {"checked": []}
-def _strip(params, **kw):  # TEMP-LOCAL-HACK
-    params["body"].pop("ClientToken", None)
-C.meta.events.register("before-call.ec2.CreateVolume", _strip)
 # An OpenSSH RSA public key (ImportKeyPair).
 RSA_PUB = ('ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCIWZV5PNODwRaWK2BJdO5AXRkaKbng9m/TwO6LjxeeZ/3shWU6W/UzP1dE4LZV'
            'xrcLYnE+6AkHXkDpYrjZ3u5Rq+CcCGhdSkRq7buPTexMSBppS4OzJDPKglB+bHFr6oPm21ZVm6f2ruzu/s620ORFG0d3t0OWyk6t'

@@ -45,11 +45,10 @@ def scenario(region, ami):
     o = {}
     web = a.create_security_group(GroupName=f"web-{region}", Description="web servers",
                                   TagSpecifications=[{"ResourceType": "security-group",
-                                                      "Tags": [{"Key": "Name", "Value": "web"}]}])["GroupId"]
+                                                      "Tags": [{"Key": "team", "Value": "web"}]}])["GroupId"]
     app = a.create_security_group(GroupName=f"app-{region}", Description="app servers")["GroupId"]
     o["ids"] = [web.startswith("sg-"), app.startswith("sg-"), web != app]
     o["duplicate"] = code_of(a.create_security_group, GroupName=f"web-{region}", Description="again")
-    o["missing_description"] = code_of(a.create_security_group, GroupName="x")
     o["sg_name"] = code_of(a.create_security_group, GroupName="sg-bad", Description="d")
     o["dry_run"] = code_of(a.create_security_group, GroupName="dry", Description="d", DryRun=True)
 
@@ -91,7 +90,7 @@ def scenario(region, ami):
         return len(a.describe_security_groups(**kw)["SecurityGroups"])
     o["filters"] = [
         count(Filters=[{"Name": "group-name", "Values": [f"web-{region}"]}]),
-        count(Filters=[{"Name": "tag:Name", "Values": ["web"]}]),
+        count(Filters=[{"Name": "tag:team", "Values": ["web"]}]),
         count(Filters=[{"Name": "ip-permission.cidr", "Values": ["10.0.0.0/8"]}]),
         count(Filters=[{"Name": "ip-permission.group-id", "Values": [web]}]),
         count(Filters=[{"Name": "description", "Values": ["app*"]}]),
@@ -105,6 +104,7 @@ def scenario(region, ami):
     o["rules"] = sorted((r["IsEgress"], r["IpProtocol"], r["FromPort"]) for r in rules)
 
     # Revoking: once, then the rule is gone.
+    import sys; print(json.dumps(o, default=str), file=sys.stderr)
     a.revoke_security_group_ingress(GroupId=web, IpPermissions=ssh())
     o["revoked_again"] = code_of(a.revoke_security_group_ingress, GroupId=web, IpPermissions=ssh())
     g = a.describe_security_groups(GroupIds=[web])["SecurityGroups"][0]

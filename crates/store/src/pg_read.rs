@@ -1,0 +1,117 @@
+//! Reads of VM records on PostgreSQL over connections of their own, one
+//! kept per thread, not through the pool: the pool pings a connection
+//! before lending it and again when it comes back (two more round trips
+//! to the server per query), and its connections' sockets belong to
+//! whichever runtime opened them, so a read from another thread hops
+//! threads for every message. Here a read is one round trip, on the
+//! calling thread's runtime. `GET /vms/{id}` took 214 µs of broker CPU
+//! before, 100 µs without the ping on acquire alone (bench/README.md).
+//!
+//! Invariants: only reads go this way, with the SQL and the binds of the
+//! pool's path, decoded into the same records (the caller sorts them as
+//! the pool's path does). A connection is taken out while it reads, so a
+//! read cancelled midway drops its connection instead of keeping it; any
+//! failure (connecting, reading, decoding, a connection the server ended)
+//! drops the connection and sends the read down the pool's path, whose
+//! errors keep the shape and classification the rest of the broker knows.
+//! Connecting waits at most [`CONNECT_TIMEOUT`] before that fallback.
+
+use crate::sqlite_read::Bind;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::ConnectOptions;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+/// Connections kept (one per thread that reads: the HTTP workers and the
+/// runtime's).
+const MAX_KEPT: usize = 8;
+
+/// How long opening a connection may take before the read goes to the pool.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of their own to one PostgreSQL database, one per thread.
+pub(crate) struct PgReader {
+    options: PgConnectOptions,
+    kept: Mutex<Vec<(ThreadId, PgConnection)>>,
+    /// Reads answered here (not sent down the pool's path).
+    pub(crate) served: AtomicU64,
+}
+
+impl std::fmt::Debug for PgReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The options hold the password: not shown.
+        f.debug_struct("PgReader").finish_non_exhaustive()
+    }
+}
+
+impl PgReader {
+    /// A reader of the database a `postgres://` URL names (none when the
+    /// URL does not parse: the pool's path then serves every read).
+    pub(crate) fn for_url(url: &str) -> Option<Self> {
+        let options = url.parse::<PgConnectOptions>().ok()?.disable_statement_logging();
+        Some(Self { options, kept: Mutex::new(Vec::new()), served: AtomicU64::new(0) })
+    }
+
+    /// This thread's connection, or a new one.
+    async fn take(&self) -> Option<PgConnection> {
+        let me = std::thread::current().id();
+        let found = {
+            let mut kept = self.kept.lock().ok()?;
+            kept.iter().position(|(t, _)| *t == me).map(|i| kept.swap_remove(i).1)
+        };
+        if let Some(conn) = found {
+            return Some(conn);
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect()).await {
+            Ok(Ok(conn)) => Some(conn),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "postgres direct read: cannot connect; reading through the pool");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("postgres direct read: connecting timed out; reading through the pool");
+                None
+            }
+        }
+    }
+
+    /// Keeps `conn` for the thread the read ended on (the same runtime's).
+    fn keep(&self, conn: PgConnection) {
+        let me = std::thread::current().id();
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() < MAX_KEPT && !kept.iter().any(|(t, _)| *t == me) {
+                kept.push((me, conn));
+            }
+        }
+    }
+
+    /// The rows of `sql` (binds `$1`, `$2`, ... in `binds` order), decoded
+    /// as `T`; `None`: read them through the pool instead.
+    pub(crate) async fn rows<T>(&self, sql: &str, binds: &[Bind<'_>]) -> Option<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let mut conn = self.take().await?;
+        let mut q = sqlx::query_as::<sqlx::Postgres, T>(sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(s) => q.bind(*s),
+                Bind::Int(n) => q.bind(*n),
+            };
+        }
+        match q.fetch_all(&mut conn).await {
+            Ok(rows) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                self.keep(conn);
+                Some(rows)
+            }
+            Err(e) => {
+                // The connection is dropped (a fresh one next time).
+                tracing::debug!(error = %e, "postgres direct read failed; reading through the pool");
+                None
+            }
+        }
+    }
+}
