@@ -55,8 +55,10 @@ impl Ec2Connector {
         let req = self.client(creds)?.modify_instance_attribute().instance_id(instance_id);
         let req = match value {
             AttributeValue::InstanceType(t) => req.instance_type(SdkValue::builder().value(t).build()),
+            // The value is the user data base64-encoded (as RunInstances takes
+            // it); the SDK encodes the blob once more on the wire.
             AttributeValue::UserData(u) => {
-                let bytes = u.as_deref().unwrap_or("").as_bytes().to_vec();
+                let bytes = base64::engine::general_purpose::STANDARD.encode(u.as_deref().unwrap_or("").as_bytes()).into_bytes();
                 req.user_data(SecureBlobAttributeValue::builder().value(Blob::new(bytes)).build())
             }
             // The `Attribute`/`Value` form: EC2 takes both, moto only this one.

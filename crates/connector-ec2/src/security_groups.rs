@@ -2,6 +2,9 @@
 //! (CreateSecurityGroup, DeleteSecurityGroup, DescribeSecurityGroups,
 //! Authorize/RevokeSecurityGroupIngress/Egress, DescribeSecurityGroupRules)
 //! with the caller's credentials; the cloud's codes come back unchanged.
+//! An authorize answer that does not list every rule added (moto lists
+//! only the last permission's) has them looked up with
+//! DescribeSecurityGroupRules.
 
 use super::*;
 use aws_sdk_ec2::types::{IpPermission as SdkPermission, IpRange, Ipv6Range, SecurityGroup, SecurityGroupRule as SdkRule, UserIdGroupPair};
@@ -166,11 +169,12 @@ impl Ec2Connector {
                 out.security_group_rules().iter().filter_map(rule_of).collect()
             }
         };
-        if !added.is_empty() {
-            return Ok(added);
-        }
         let wanted: Vec<SecurityGroupRule> =
             permissions.iter().flat_map(|p| p.rules(group_id, direction == RuleDirection::Egress)).collect();
+        // Some clouds (moto) list only part of what was added: then ask.
+        if added.len() == wanted.len() {
+            return Ok(added);
+        }
         let all = self.do_describe_security_group_rules(creds, &[group_id.to_string()]).await?;
         Ok(all.into_iter().filter(|r| wanted.iter().any(|w| w.identity() == r.identity())).collect())
     }

@@ -3,8 +3,9 @@
 //! `IpRanges`, `Ipv6Ranges` and `Groups` peers) and
 //! DescribeSecurityGroupRules, passed to the cloud with the caller's
 //! credentials; the cloud's codes come back unchanged. A cloud whose
-//! authorize answer lists no `securityGroupRuleSet` (older APIs) has the
-//! rules added looked up with DescribeSecurityGroupRules.
+//! authorize answer does not list every rule added (older APIs list none,
+//! moto only the last permission's) has them looked up with
+//! DescribeSecurityGroupRules.
 
 use crate::parse::check_return;
 use crate::request::{indexed, Params};
@@ -199,11 +200,12 @@ impl Ec2QueryConnector {
             check_return(&root, action(direction, true))?;
         }
         let added = rules(&root);
-        if !added.is_empty() {
-            return Ok(added);
-        }
         let wanted: Vec<SecurityGroupRule> =
             permissions.iter().flat_map(|p| p.rules(group_id, direction == RuleDirection::Egress)).collect();
+        // Some clouds (moto) list only part of what was added: then ask.
+        if added.len() == wanted.len() {
+            return Ok(added);
+        }
         let all = self.do_describe_security_group_rules(creds, &[group_id.to_string()]).await?;
         Ok(all.into_iter().filter(|r| wanted.iter().any(|w| w.identity() == r.identity())).collect())
     }

@@ -94,7 +94,10 @@ impl Ec2QueryConnector {
                 None => return Ok(out),
             }
         }
-        Err(ConnectorError::Cloud { code: "PaginationLoop".into(), message: format!("DescribeSnapshots did not end after {MAX_PAGES} pages") })
+        Err(ConnectorError::Cloud {
+            code: "PaginationLoop".into(),
+            message: format!("DescribeSnapshots did not end after {MAX_PAGES} pages"),
+        })
     }
 
     pub(crate) async fn do_create_image(&self, creds: &Credentials, req: &CreateImageRequest) -> Result<String, ConnectorError> {

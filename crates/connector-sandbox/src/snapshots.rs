@@ -35,7 +35,9 @@ pub(crate) struct SimImage {
 /// Whether `name` is an AMI name EC2 accepts.
 fn valid_ami_name(name: &str) -> bool {
     (3..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'(' | b')' | b'[' | b']' | b' ' | b'.' | b'/' | b'-' | b'\'' | b'@' | b'_'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'(' | b')' | b'[' | b']' | b' ' | b'.' | b'/' | b'-' | b'\'' | b'@' | b'_'))
 }
 
 impl World {
@@ -229,7 +231,12 @@ mod tests {
         assert_eq!(code(sb.describe_snapshots(&b, std::slice::from_ref(&s.snapshot_id)).await.unwrap_err()), "InvalidSnapshot.NotFound");
         assert!(sb.describe_snapshots(&b, &[]).await.unwrap().is_empty());
         // A volume from it: at least its size.
-        let from = |size| CreateVolumeRequest { size_gib: size, zone: "sba".into(), snapshot_id: Some(s.snapshot_id.clone()), ..Default::default() };
+        let from = |size| CreateVolumeRequest {
+            size_gib: size,
+            zone: "sba".into(),
+            snapshot_id: Some(s.snapshot_id.clone()),
+            ..Default::default()
+        };
         assert_eq!(code(sb.create_volume(&a, &from(3)).await.unwrap_err()), "InvalidParameterValue");
         assert_eq!(code(sb.create_volume(&b, &from(4)).await.unwrap_err()), "InvalidSnapshot.NotFound");
         assert_eq!(sb.create_volume(&a, &from(4)).await.unwrap().size_gib, 4);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::SecretString;
 use cloudbroker_core::costs::money::Micros;
 use cloudbroker_core::deployments::{AppName, DeployRequest, Deployment, DeploymentId, DeploymentState, OnFailure, Placement};
-use cloudbroker_core::domain::{VmAction, VmStatus};
+use cloudbroker_core::domain::{ProjectName, ProjectRole, VmAction, VmStatus};
 use cloudbroker_core::images::{ImageMapping, ImageSpec};
 use cloudbroker_core::testing::{image, instance, user};
 use cloudbroker_core::{Actor, Broker, Config, ServiceError};
@@ -652,19 +652,31 @@ async fn settle_as(b: &Broker, who: &Actor, id: &DeploymentId, n: usize) -> Depl
     last.unwrap()
 }
 
-both!(a_ready_deployment_whose_user_leaves_its_project_fails, |b: Broker, _dir, _db| async move {
-    use cloudbroker_core::domain::{ProjectName, ProjectRole};
+/// A deployment of `app` by `who` (db on sb, web on sb2), driven until
+/// ready (its web VMs said ready), as `reader` reads it.
+async fn deployed_ready(b: &Broker, who: &Actor, reader: &Actor, on_failure: OnFailure) -> Deployment {
+    let d = b.deployments.deploy(who, request("sb", "sb2", on_failure)).await.unwrap();
+    let now = settle_as(b, reader, &d.id, 10).await;
+    web_ready(b, &now).await;
+    let now = settle_as(b, reader, &d.id, 5).await;
+    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    now
+}
+
+/// The project `team`, owned by bob, alice a member: (team, alice in it, bob in it).
+async fn team_of_bob_and_alice(b: &Broker) -> (ProjectName, Actor, Actor) {
     b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
     let team = ProjectName::parse("team").unwrap();
     b.projects.create(&Actor::system(), &team, "", Some(&user("bob"))).await.unwrap();
     b.projects.set_member(&Actor::system(), &team, &user("alice"), ProjectRole::Member).await.unwrap();
     let alice_t = alice().in_project(team.clone(), ProjectRole::Member);
     let bob_t = Actor::new(user("bob"), false).in_project(team.clone(), ProjectRole::Owner);
-    let d = b.deployments.deploy(&alice_t, request("sb", "sb2", OnFailure::Keep)).await.unwrap();
-    let now = settle_as(&b, &bob_t, &d.id, 10).await;
-    web_ready(&b, &now).await;
-    let now = settle_as(&b, &bob_t, &d.id, 5).await;
-    assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");
+    (team, alice_t, bob_t)
+}
+
+both!(a_ready_deployment_whose_user_leaves_its_project_fails, |b: Broker, _dir, _db| async move {
+    let (team, alice_t, bob_t) = team_of_bob_and_alice(&b).await;
+    let d = deployed_ready(&b, &alice_t, &bob_t, OnFailure::Keep).await;
     assert_eq!(b.deployments.drive_pass().await.unwrap().driven, 0, "settled");
     // Another project's membership changes: nothing to look at.
     b.projects.create(&Actor::system(), &ProjectName::parse("other").unwrap(), "", Some(&user("alice"))).await.unwrap();
@@ -682,17 +694,8 @@ both!(a_ready_deployment_whose_user_leaves_its_project_fails, |b: Broker, _dir, 
 });
 
 both!(a_member_demoted_to_viewer_fails_its_ready_deployment, |b: Broker, _dir, _db| async move {
-    use cloudbroker_core::domain::{ProjectName, ProjectRole};
-    b.identity.create_user(&Actor::system(), &user("bob"), &SecretString::new("bob-password"), false).await.unwrap();
-    let team = ProjectName::parse("team").unwrap();
-    b.projects.create(&Actor::system(), &team, "", Some(&user("bob"))).await.unwrap();
-    b.projects.set_member(&Actor::system(), &team, &user("alice"), ProjectRole::Member).await.unwrap();
-    let alice_t = alice().in_project(team.clone(), ProjectRole::Member);
-    let bob_t = Actor::new(user("bob"), false).in_project(team.clone(), ProjectRole::Owner);
-    let d = b.deployments.deploy(&alice_t, request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
-    let now = settle_as(&b, &bob_t, &d.id, 10).await;
-    web_ready(&b, &now).await;
-    assert_eq!(settle_as(&b, &bob_t, &d.id, 5).await.state, DeploymentState::Ready);
+    let (team, alice_t, bob_t) = team_of_bob_and_alice(&b).await;
+    let d = deployed_ready(&b, &alice_t, &bob_t, OnFailure::Terminate).await;
     b.projects.set_member(&bob_t, &team, &user("alice"), ProjectRole::Viewer).await.unwrap();
     let now = settle_as(&b, &bob_t, &d.id, 8).await;
     assert_eq!(now.state, DeploymentState::Failed, "{now:#?}");
@@ -704,12 +707,8 @@ both!(who_stopped_a_vm_is_found_when_the_clock_runs_ahead_of_the_system, |b: Bro
     // The broker's clock a day ahead of the machine's: the audit record and
     // the member are both stamped by it, so the lookup finds the stop.
     b.clock.set(Utc::now() + chrono::Duration::days(1));
-    let d = b.deployments.deploy(&alice(), request("sb", "sb2", OnFailure::Terminate)).await.unwrap();
-    let now = settle(&b, &d.id, 10).await;
-    web_ready(&b, &now).await;
-    let now = settle(&b, &d.id, 5).await;
-    assert_eq!(now.state, DeploymentState::Ready);
-    let web = now.nodes.iter().find(|n| n.name == "web").unwrap().clone();
+    let d = deployed_ready(&b, &alice(), &alice(), OnFailure::Terminate).await;
+    let web = d.nodes.iter().find(|n| n.name == "web").unwrap().clone();
     b.provisioning.action(&alice(), web.members[0].vm_id.as_ref().unwrap(), VmAction::Stop).await.unwrap();
     let now = settle(&b, &d.id, 6).await;
     assert_eq!(now.state, DeploymentState::Ready, "{now:#?}");

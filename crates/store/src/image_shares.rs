@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 impl Store {
     /// Every share: image name -> the users it is shared with, by name.
     pub async fn image_shares(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT image, user_name FROM image_launch_permissions ORDER BY image, user_name").fetch_all(self.pool()).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT image, user_name FROM image_launch_permissions ORDER BY image, user_name")
+            .fetch_all(self.pool())
+            .await?;
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (image, user) in rows {
             out.entry(image).or_default().push(user);
@@ -38,13 +39,18 @@ impl Store {
     /// no error (as EC2).
     pub async fn change_image_shares(&self, image: &str, add: &[String], remove: &[String]) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let exists: Option<(String,)> = sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(image).fetch_optional(&mut *tx).await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(image).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
             tx.rollback().await?;
             return Ok(false);
         }
         for u in remove {
-            sqlx::query("DELETE FROM image_launch_permissions WHERE image = $1 AND user_name = $2").bind(image).bind(u).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM image_launch_permissions WHERE image = $1 AND user_name = $2")
+                .bind(image)
+                .bind(u)
+                .execute(&mut *tx)
+                .await?;
         }
         for u in add {
             sqlx::query(
@@ -79,7 +85,10 @@ mod tests {
             description: String::new(),
             os: String::new(),
             parent: None,
-            mappings: BTreeMap::from([("sb".to_string(), ImageMapping { image_id: "ami-1".into(), instance_type: None, security_group: None })]),
+            mappings: BTreeMap::from([(
+                "sb".to_string(),
+                ImageMapping { image_id: "ami-1".into(), instance_type: None, security_group: None },
+            )]),
             owner: Some("alice".into()),
             project: Some("alice".into()),
         };

@@ -36,6 +36,7 @@ pub mod metering;
 pub mod metering_report;
 pub mod overview;
 pub mod params;
+mod pg_read;
 pub mod plans;
 pub mod prices;
 pub mod project_policies;
@@ -44,7 +45,6 @@ pub mod quota;
 pub mod resource_sync;
 pub mod resources;
 pub mod sandbox;
-mod pg_read;
 mod sqlite_read;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

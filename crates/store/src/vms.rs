@@ -424,14 +424,14 @@ impl Store {
                 return rows.into_iter().map(vm).collect();
             }
         }
-        // PostgreSQL: one round trip on a connection of this thread's (see `pg_read`).
+        let sql = self.json_rows(&sql, Order::Newest);
+        // PostgreSQL: the same aggregate (one column: cheaper to decode than
+        // the rows), one round trip on a connection of this thread's (see `pg_read`).
         if let Some(reader) = self.pg_reader() {
-            if let Some(mut rows) = reader.rows::<VmDb>(&sql, &direct).await {
-                sort_rows(&mut rows, Order::Newest);
-                return rows.into_iter().map(vm).collect();
+            if let Some(rows) = reader.rows::<(Option<String>,)>(&sql, &direct).await {
+                return vm_rows(rows.into_iter().next().and_then(|r| r.0), Order::Newest);
             }
         }
-        let sql = self.json_rows(&sql, Order::Newest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in &binds {
             q = q.bind(b);

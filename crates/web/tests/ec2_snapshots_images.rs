@@ -110,7 +110,7 @@ async fn snapshots_and_images(db_url: Option<String>) {
         assert!(text.contains(&format!("\"{action}\"")), "{action} missing from the audit log");
     }
     // The image made on moto is gone from moto too.
-    for action in ["CreateSnapshot", "DescribeSnapshots", "DeleteSnapshot", "CreateImage", "DeregisterImage"] {
+    for action in ["CreateSnapshot", "DeleteSnapshot", "CreateImage", "DeregisterImage"] {
         assert!(moto.action_count(action).await >= 1, "{action} never reached moto");
     }
     let conn = app.broker.registry.snapshot().instance("aws").unwrap().connector.clone().unwrap();

@@ -124,11 +124,14 @@ impl Provisioning {
             let pairs: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             match connector.create_tags(&creds, std::slice::from_ref(&info.snapshot_id), &pairs).await {
                 Ok(()) | Err(ConnectorError::Unsupported { .. }) => {}
-                Err(e) => tracing::warn!(instance = %instance, snapshot = %info.snapshot_id, error = %e, "snapshot tags kept by the broker only"),
+                Err(e) => {
+                    tracing::warn!(instance = %instance, snapshot = %info.snapshot_id, error = %e, "snapshot tags kept by the broker only")
+                }
             }
         }
-        let event =
-            AuditEvent::ok(AuditAction::SnapshotCreate, target(instance, &info.snapshot_id)).detail(volume.as_str()).in_project(&vol.project);
+        let event = AuditEvent::ok(AuditAction::SnapshotCreate, target(instance, &info.snapshot_id))
+            .detail(volume.as_str())
+            .in_project(&vol.project);
         audit::record_by(&self.store, actor, &event).await?;
         Ok(Snapshot::from_row(row, instance))
     }
@@ -304,13 +307,7 @@ impl Provisioning {
         self.image_source(actor, vm, name, description).await.map(|_| ())
     }
 
-    async fn image_source(
-        &self,
-        actor: &Actor,
-        vm: &VmId,
-        name: &ImageName,
-        description: &str,
-    ) -> ServiceResult<(super::Vm, String)> {
+    async fn image_source(&self, actor: &Actor, vm: &VmId, name: &ImageName, description: &str) -> ServiceResult<(super::Vm, String)> {
         actor.require_act()?;
         let v = self.owned(actor, vm).await?;
         if v.project != actor.project {
@@ -341,7 +338,9 @@ impl Provisioning {
                 let Ok((creds, _)) = self.vault.credentials_for_launch(actor, &instance).await else { continue };
                 match connector.deregister_image(&creds, &m.image_id).await {
                     Ok(()) | Err(ConnectorError::NotFound { .. } | ConnectorError::Unsupported { .. }) => {}
-                    Err(e) => tracing::warn!(instance = %instance, image = %m.image_id, error = %e, "the cloud's image was not deregistered"),
+                    Err(e) => {
+                        tracing::warn!(instance = %instance, image = %m.image_id, error = %e, "the cloud's image was not deregistered")
+                    }
                 }
             }
         }

@@ -212,7 +212,10 @@ impl ModifyImageAttributeInput {
                 Some("add") => &mut add,
                 Some("remove") => &mut remove,
                 Some(other) => {
-                    return Err(Ec2Error::invalid(format!("Value ({}) for parameter operationType is invalid: add or remove", shown(other))))
+                    return Err(Ec2Error::invalid(format!(
+                        "Value ({}) for parameter operationType is invalid: add or remove",
+                        shown(other)
+                    )))
                 }
                 None => return Err(Ec2Error::client("MissingParameter", "The request must contain the parameter operationType")),
             };
@@ -381,7 +384,11 @@ fn own(ctx: &Ctx<'_>, img: &ImageView, ami: &str) -> Result<(), Ec2Error> {
     if img.project.as_ref() == Some(&ctx.caller.actor.project) {
         Ok(())
     } else {
-        Err(Ec2Error::new(403, "UnauthorizedOperation", format!("You are not authorized to change or read the attributes of {}: it is not your project's image", shown(ami))))
+        Err(Ec2Error::new(
+            403,
+            "UnauthorizedOperation",
+            format!("You are not authorized to change or read the attributes of {}: it is not your project's image", shown(ami)),
+        ))
     }
 }
 
@@ -418,7 +425,11 @@ pub async fn modify_image_attribute(ctx: &Ctx<'_>, input: ModifyImageAttributeIn
     let ModifyImageAttributeInput { ami, add, remove } = input;
     let img = seen_image(ctx, &ami).await?;
     if img.project.is_none() {
-        return Err(Ec2Error::new(403, "UnauthorizedOperation", format!("{} is one of the broker's public images: its launch permissions are the operator's", shown(&ami))));
+        return Err(Ec2Error::new(
+            403,
+            "UnauthorizedOperation",
+            format!("{} is one of the broker's public images: its launch permissions are the operator's", shown(&ami)),
+        ));
     }
     own(ctx, &img, &ami)?;
     if add.iter().chain(&remove).any(|p| *p == Permission::All) {
@@ -436,7 +447,10 @@ pub async fn modify_image_attribute(ctx: &Ctx<'_>, input: ModifyImageAttributeIn
             })
             .map(|u| {
                 UserName::parse(u).map_err(|_| {
-                    Ec2Error::client("InvalidAMIAttributeItemValue", format!("Invalid attribute item value \"{}\" for userId item type.", shown(u)))
+                    Ec2Error::client(
+                        "InvalidAMIAttributeItemValue",
+                        format!("Invalid attribute item value \"{}\" for userId item type.", shown(u)),
+                    )
                 })
             })
             .collect()

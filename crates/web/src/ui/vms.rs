@@ -207,6 +207,9 @@ pub(super) struct LaunchForm {
     /// The lease asked for (empty: the instance's default).
     #[serde(default)]
     lease: String,
+    /// The subnet to launch into (empty: the instance's `subnet.id` / `vpc.id`, else the cloud's default).
+    #[serde(default)]
+    subnet_id: String,
     /// The fields of required tags (`tag.<key>`), and anything else sent.
     #[serde(flatten)]
     extra: BTreeMap<String, String>,
@@ -903,6 +906,14 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
         "" => None,
         l => LeaseAsk::parse(l).map_err(|e| errs.add("lease", format!("Lease: {}", e.message))).ok(),
     };
+    let subnet_id = match f.subnet_id.trim() {
+        "" => None,
+        s if cloudbroker_connector_api::params::is_cloud_id(s, "subnet") => Some(s.to_string()),
+        _ => {
+            errs.add("subnet_id", "A subnet id is subnet- then lowercase letters and digits (e.g. subnet-0a1b2c3d)");
+            None
+        }
+    };
     let (Some(instance), Some(image), Ok(tags), false) = (instance, image, tags, errs.any()) else {
         return Err(errs);
     };
@@ -912,6 +923,7 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     req.tags = LaunchTags::user(tags);
     req.instance_type = instance_type;
     req.lease = lease;
+    req.subnet_id = subnet_id;
     Ok(req)
 }
 
@@ -968,8 +980,11 @@ async fn refused_launch(
         let errs = FormErrors::general(format!("{REFUSED} {}. Nothing was launched.", friendly(&e)));
         return render(req, me, broker, empty_query(), LaunchForm::default(), errs).await;
     }
-    let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags", "lease"]);
+    let mut errs = FormErrors::from_service(&e, &["instance", "image", "instance_type", "count", "name", "tags", "lease", "subnet_id"]);
     match &e {
+        ServiceError::NotFound(cloudbroker_core::Resource::CloudObject { .. }) => {
+            errs = FormErrors::field("subnet_id", format!("{}: name one of your project's subnets, or none.", friendly(&e)));
+        }
         ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
             errs = FormErrors::field("instance", friendly(&e));
         }

@@ -104,7 +104,6 @@ def scenario(region, ami):
     o["rules"] = sorted((r["IsEgress"], r["IpProtocol"], r["FromPort"]) for r in rules)
 
     # Revoking: once, then the rule is gone.
-    import sys; print(json.dumps(o, default=str), file=sys.stderr)
     a.revoke_security_group_ingress(GroupId=web, IpPermissions=ssh())
     o["revoked_again"] = code_of(a.revoke_security_group_ingress, GroupId=web, IpPermissions=ssh())
     g = a.describe_security_groups(GroupIds=[web])["SecurityGroups"][0]
