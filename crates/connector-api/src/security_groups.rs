@@ -266,7 +266,12 @@ pub fn permissions_of(rules: &[SecurityGroupRule], egress: bool) -> Vec<IpPermis
         let idx = match out.iter().position(|p| p.protocol == r.protocol && p.from_port == r.from_port && p.to_port == r.to_port) {
             Some(i) => i,
             None => {
-                out.push(IpPermission { protocol: r.protocol.clone(), from_port: r.from_port, to_port: r.to_port, ..IpPermission::default() });
+                out.push(IpPermission {
+                    protocol: r.protocol.clone(),
+                    from_port: r.from_port,
+                    to_port: r.to_port,
+                    ..IpPermission::default()
+                });
                 out.len() - 1
             }
         };

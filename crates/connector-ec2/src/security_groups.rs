@@ -18,7 +18,10 @@ fn to_sdk(p: &IpPermission) -> SdkPermission {
         .set_from_port(p.from_port)
         .set_to_port(p.to_port)
         .set_ip_ranges(Some(
-            p.ipv4_ranges.iter().map(|r| IpRange::builder().cidr_ip(r.cidr.clone()).set_description(r.description.clone()).build()).collect(),
+            p.ipv4_ranges
+                .iter()
+                .map(|r| IpRange::builder().cidr_ip(r.cidr.clone()).set_description(r.description.clone()).build())
+                .collect(),
         ))
         .set_ipv6_ranges(Some(
             p.ipv6_ranges
@@ -130,10 +133,11 @@ impl Ec2Connector {
         creds: &Credentials,
         group_ids: &[String],
     ) -> Result<Vec<SecurityGroupInfo>, ConnectorError> {
-        let base = self
-            .client(creds)?
-            .describe_security_groups()
-            .set_group_ids(if group_ids.is_empty() { None } else { Some(group_ids.to_vec()) });
+        let base = self.client(creds)?.describe_security_groups().set_group_ids(if group_ids.is_empty() {
+            None
+        } else {
+            Some(group_ids.to_vec())
+        });
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..1000 {

@@ -242,7 +242,10 @@ impl Ec2QueryConnector {
                 Ok(gs
                     .iter()
                     .flat_map(|g| {
-                        g.ingress.iter().flat_map(|p| p.rules(&g.group_id, false)).chain(g.egress.iter().flat_map(|p| p.rules(&g.group_id, true)))
+                        g.ingress
+                            .iter()
+                            .flat_map(|p| p.rules(&g.group_id, false))
+                            .chain(g.egress.iter().flat_map(|p| p.rules(&g.group_id, true)))
                     })
                     .collect())
             }

@@ -250,7 +250,8 @@ impl SandboxConnector {
                     format!("the specified group: \"{group_id}\" name: \"default\" cannot be deleted by a user"),
                 ));
             }
-            let used = w.vms.values().any(|s| s.account == acct && s.vm.state != VmState::Terminated && s.groups.iter().any(|g| g == group_id));
+            let used =
+                w.vms.values().any(|s| s.account == acct && s.vm.state != VmState::Terminated && s.groups.iter().any(|g| g == group_id));
             let named = w.groups.values().any(|g| {
                 g.group_id != group_id && g.account == acct && g.rules.iter().any(|r| r.referenced_group_id.as_deref() == Some(group_id))
             });
@@ -434,7 +435,10 @@ mod tests {
         assert_eq!(code(dup), "InvalidPermission.Duplicate");
         let bad = sb.authorize_security_group(&a, &id, RuleDirection::Ingress, &[tcp(22, "10.0.0.0/33")]).await;
         assert_eq!(code(bad), "InvalidParameterValue");
-        assert_eq!(code(sb.authorize_security_group(&b, &id, RuleDirection::Ingress, &[tcp(80, "0.0.0.0/0")]).await), "InvalidGroup.NotFound");
+        assert_eq!(
+            code(sb.authorize_security_group(&b, &id, RuleDirection::Ingress, &[tcp(80, "0.0.0.0/0")]).await),
+            "InvalidGroup.NotFound"
+        );
         sb.revoke_security_group(&a, &id, RuleDirection::Ingress, &[tcp(22, "10.0.0.0/8")]).await.unwrap();
         let gone = sb.revoke_security_group(&a, &id, RuleDirection::Ingress, &[tcp(22, "10.0.0.0/8")]).await;
         assert_eq!(code(gone), "InvalidPermission.NotFound");

@@ -15,10 +15,10 @@ use crate::domain::UserName;
 use crate::error::{Resource, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use cloudbroker_store::key_pairs::KeyPairRow;
-use std::collections::BTreeMap;
 use cloudbroker_store::Store;
 use serde::Serialize;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
+use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 /// A key pair as shown.
@@ -53,7 +53,11 @@ impl From<KeyPairRow> for KeyPair {
 /// `Name` (reserved `cloudbroker:`/`aws:` keys are refused, as on volumes),
 /// at most `MAX_TAGS` in all. The tags of key pairs and addresses, kept by
 /// the broker.
-pub fn retag(current: &BTreeMap<String, String>, set: &BTreeMap<String, String>, remove: &[String]) -> ServiceResult<BTreeMap<String, String>> {
+pub fn retag(
+    current: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> ServiceResult<BTreeMap<String, String>> {
     check_tags(set)?;
     let name = crate::domain::NAME_TAG;
     if remove.iter().any(|k| crate::domain::Tags::is_reserved(k) && k != name) {

@@ -30,14 +30,13 @@ impl Store {
     /// Records VM `id`'s new instance type, only while it is `stopped`
     /// (the only state a type changes in). Returns whether it was written.
     pub async fn set_stopped_vm_instance_type(&self, id: &VmId, instance_type: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE vms SET instance_type = $2, updated_at = $3, version = version + 1 WHERE id = $1 AND state = 'stopped'",
-        )
-        .bind(id)
-        .bind(instance_type)
-        .bind(self.clock_ms())
-        .execute(self.pool())
-        .await?;
+        let r =
+            sqlx::query("UPDATE vms SET instance_type = $2, updated_at = $3, version = version + 1 WHERE id = $1 AND state = 'stopped'")
+                .bind(id)
+                .bind(instance_type)
+                .bind(self.clock_ms())
+                .execute(self.pool())
+                .await?;
         Ok(r.rows_affected() == 1)
     }
 }

@@ -83,7 +83,8 @@ app_test!(boto3_and_awscli_drive_the_broker, |app: TestApp| async move {
     assert_eq!(out["stop"][0], "running", "{out}");
     assert!(["stopping", "stopped"].contains(&out["stop"][1].as_str().unwrap()), "{out}");
     assert_eq!(out["terminate"].as_array().unwrap().len(), 2);
-    assert_eq!(out["tags_after_create"], json!(["env=prod", "team=a"]));
+    // DescribeTags lists the Name tag as given (issue 22 item 1; it used to leave it out).
+    assert_eq!(out["tags_after_create"], json!(["Name=web", "env=prod", "team=a"]));
     assert_eq!(out["team_left"].as_array().unwrap().len(), 1);
     assert_ne!(out["team_left"][0], out["tagged_id"]);
     assert_eq!(out["reserved_tag"], "InvalidParameterValue");

@@ -62,7 +62,8 @@ async fn filters_pages_and_fields(db_url: Option<String>) {
     for (region, volume_zone, image, raw) in
         [("sb", "sba", "ubuntu", "ami-sandbox-ubuntu-2204"), ("aws", "us-east-1a", "moto-linux", "ami-12c6146b")]
     {
-        let args: Vec<String> = [script.as_str(), &app.url("/ec2"), region, volume_zone, image, raw].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> =
+            [script.as_str(), &app.url("/ec2"), region, volume_zone, image, raw].iter().map(|s| s.to_string()).collect();
         let env = env.clone();
         let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run(args, env)).await.unwrap();
         assert!(ok, "{region}: boto3 script failed:\n{stderr}\n{stdout}");
@@ -71,7 +72,9 @@ async fn filters_pages_and_fields(db_url: Option<String>) {
         assert_eq!((out["raw_image_id"].as_str(), out["raw_described"].as_str()), (Some(raw), Some(raw)), "{region}: {out}");
         assert_eq!(out["block_devices"], json!(["/dev/sdf"]), "{region}: {out}");
         assert_eq!(out["zone"], json!([format!("{region}a"), format!("{region}-az1")]), "{region}: {out}");
-        for k in ["volumes_bad_max", "volumes_big_max", "volumes_bad_token", "status_bad_max", "tags_bad_max", "types_bad_max"] {
+        for k in
+            ["volumes_bad_max", "volumes_big_max", "volumes_bad_token", "status_bad_max", "tags_bad_max", "types_bad_max", "images_bad_max"]
+        {
             assert_eq!(out[k], "InvalidParameterValue", "{region} {k}: {out}");
         }
         for k in ["volumes_max_with_ids", "status_max_with_ids"] {
@@ -98,7 +101,9 @@ async fn filters_pages_and_fields(db_url: Option<String>) {
             assert!(checked.contains(&format!("{action}:unknown").as_str()), "{region}: {action} unknown filter not checked");
         }
         let names: std::collections::BTreeSet<&str> = checked.iter().filter_map(|c| c.split_once(':').map(|(_, n)| n)).collect();
-        for f in ["tag-value", "tag-key", "tag:team", "instance-state-code", "launch-time", "key-pair-id", "zone-id", "vcpu-info.default-vcpus"] {
+        for f in
+            ["tag-value", "tag-key", "tag:team", "instance-state-code", "launch-time", "key-pair-id", "zone-id", "vcpu-info.default-vcpus"]
+        {
             assert!(names.contains(f), "{region}: filter {f} not checked: {names:?}");
         }
     }

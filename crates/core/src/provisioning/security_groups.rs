@@ -159,11 +159,8 @@ impl Provisioning {
             }
         }
         let (connector, creds, cred_id) = self.for_new_object(actor, instance, KIND).await?;
-        let req = CreateSecurityGroupRequest {
-            name: name.to_string(),
-            description: description.to_string(),
-            vpc_id: vpc_id.map(str::to_string),
-        };
+        let req =
+            CreateSecurityGroupRequest { name: name.to_string(), description: description.to_string(), vpc_id: vpc_id.map(str::to_string) };
         let info = connector.create_security_group(&creds, &req).await?;
         let rules = match connector.describe_security_group_rules(&creds, std::slice::from_ref(&info.group_id)).await {
             Ok(r) => r,

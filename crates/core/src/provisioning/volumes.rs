@@ -79,14 +79,12 @@ pub struct VolumeOptions {
 impl Volume {
     pub(super) fn from_row(r: VolumeRow, instance: &InstanceName) -> Self {
         let attachment = match (r.vm_id, r.device) {
-            (Some(vm), Some(device)) => {
-                Some(Attachment {
+            (Some(vm), Some(device)) => Some(Attachment {
                 vm: VmId::from_stored(vm),
                 device,
                 state: r.attach_state.unwrap_or_else(|| "attached".into()),
                 since: r.updated_at,
-            })
-            }
+            }),
             _ => None,
         };
         Self {

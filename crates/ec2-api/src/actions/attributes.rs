@@ -106,7 +106,10 @@ fn value_of(attribute: VmAttribute, raw: &str) -> Result<VmAttributeValue, Ec2Er
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(raw.trim())
                     .map_err(|_| Ec2Error::invalid("Value for parameter userData is invalid: not valid base64"))?;
-                Some(String::from_utf8(bytes).map_err(|_| Ec2Error::invalid("Value for parameter userData is invalid: must decode to UTF-8 text"))?)
+                Some(
+                    String::from_utf8(bytes)
+                        .map_err(|_| Ec2Error::invalid("Value for parameter userData is invalid: must decode to UTF-8 text"))?,
+                )
             };
             VmAttributeValue::Cloud(AttributeValue::UserData(text))
         }
@@ -236,7 +239,8 @@ pub async fn describe_instance_attribute(ctx: &Ctx<'_>, input: DescribeInstanceA
         VmAttributeValue::DisableApiTermination(b) | VmAttributeValue::Cloud(AttributeValue::SourceDestCheck(b)) => {
             x.open(name).leaf("value", if b { "true" } else { "false" }).close(name);
         }
-        VmAttributeValue::Cloud(AttributeValue::InstanceType(t)) | VmAttributeValue::Cloud(AttributeValue::InstanceInitiatedShutdownBehavior(t)) => {
+        VmAttributeValue::Cloud(AttributeValue::InstanceType(t))
+        | VmAttributeValue::Cloud(AttributeValue::InstanceInitiatedShutdownBehavior(t)) => {
             x.open(name).leaf("value", &t).close(name);
         }
         VmAttributeValue::Cloud(AttributeValue::UserData(u)) => {
@@ -338,7 +342,10 @@ mod tests {
         assert_eq!(code(ModifyInstanceAttributeInput::parse(&p(&bad))), "InvalidParameterValue");
         let bad = [("InstanceId", id), ("InstanceInitiatedShutdownBehavior.Value", "halt")];
         assert_eq!(code(ModifyInstanceAttributeInput::parse(&p(&bad))), "InvalidParameterValue");
-        assert_eq!(code(ModifyInstanceAttributeInput::parse(&p(&[("InstanceId", "x"), ("InstanceType.Value", "a")]))), "InvalidInstanceID.Malformed");
+        assert_eq!(
+            code(ModifyInstanceAttributeInput::parse(&p(&[("InstanceId", "x"), ("InstanceType.Value", "a")]))),
+            "InvalidInstanceID.Malformed"
+        );
     }
 
     #[test]

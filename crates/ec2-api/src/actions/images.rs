@@ -89,6 +89,8 @@ pub struct DescribeImagesInput {
     pub ids: Vec<String>,
     pub owners: Vec<String>,
     pub filters: Vec<crate::filter::Filter>,
+    /// `MaxResults` (5..1000, not with ids) and `NextToken`.
+    pub page: crate::filter::Page,
 }
 
 impl DescribeImagesInput {
@@ -97,7 +99,14 @@ impl DescribeImagesInput {
         let owners = params.list("Owner")?;
         let filters = crate::filter::parse(params)?;
         crate::filter::check_names(&filters, IMAGE_FILTERS, true)?;
-        Ok(Self { ids, owners, filters })
+        let page = crate::filter::Page::parse(params, 5..=1000)?;
+        if page.max.is_some() && !ids.is_empty() {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "The parameter imagesSet cannot be used with the parameter maxResults",
+            ));
+        }
+        Ok(Self { ids, owners, filters, page })
     }
 }
 
@@ -131,7 +140,7 @@ impl DeregisterImageInput {
 }
 
 pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: DescribeImagesInput) -> Result<String, Ec2Error> {
-    let DescribeImagesInput { ids, owners, filters } = input;
+    let DescribeImagesInput { ids, owners, filters, page } = input;
     let mut rows = Vec::new();
     // What the caller may launch on this region: what RunInstances accepts.
     for launchable in ctx.broker.images.launchable_by(&ctx.caller.actor).await? {
@@ -176,6 +185,7 @@ pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: Descr
     if let Some(missing) = ids.iter().find(|id| !rows.iter().any(|r| &r.ami == *id)) {
         return Err(not_found(missing));
     }
+    let (rows, next) = page.cut(rows);
     let (mut x, root) = ctx.doc("DescribeImages");
     x.open("imagesSet");
     for r in rows {
@@ -196,6 +206,7 @@ pub async fn describe_images(ctx: &Ctx<'_>, instance: InstanceName, input: Descr
             .close("item");
     }
     x.close("imagesSet");
+    x.opt("nextToken", next.as_deref());
     Ok(x.finish(&root))
 }
 

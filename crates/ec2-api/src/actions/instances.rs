@@ -581,7 +581,8 @@ pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) ->
     let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
     let owner = ctx.caller.actor.name.to_string();
     let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| matches(vm, &filters, &owner)).await?;
-    let devices = if vms.is_empty() { BTreeMap::new() } else { devices(ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await?) };
+    let devices =
+        if vms.is_empty() { BTreeMap::new() } else { devices(ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await?) };
     let (mut x, root) = ctx.doc("DescribeInstances");
     reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms, &devices);
     x.opt("nextToken", next.as_deref());

@@ -11,9 +11,9 @@ use crate::ids::{key_pair_id, shown};
 use crate::request::Params;
 use crate::xml::Xml;
 use base64::Engine;
-use std::collections::BTreeMap;
 use cloudbroker_core::key_pairs::KeyPair;
 use cloudbroker_core::ServiceError;
+use std::collections::BTreeMap;
 
 fn duplicate(e: ServiceError, name: &str) -> Ec2Error {
     match e {

@@ -42,7 +42,10 @@ pub fn group_names(params: &Params, prefix: &str) -> Result<Vec<String>, Ec2Erro
     let names = params.list(prefix)?;
     for n in &names {
         if n.is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
-            return Err(Ec2Error::invalid(format!("Value ({}) for parameter {prefix} is invalid: a group name of 1-255 characters", shown(n))));
+            return Err(Ec2Error::invalid(format!(
+                "Value ({}) for parameter {prefix} is invalid: a group name of 1-255 characters",
+                shown(n)
+            )));
         }
     }
     Ok(names)
@@ -71,7 +74,9 @@ impl CreateSecurityGroupInput {
         }
         let vpc_id = match params.get("VpcId").filter(|v| !v.is_empty()) {
             Some(v) if v.starts_with("vpc-") && v.len() <= 64 => Some(v.to_string()),
-            Some(v) => return Err(Ec2Error::client("InvalidVpcID.Malformed", format!("Invalid id: \"{}\" (expecting \"vpc-...\")", shown(v)))),
+            Some(v) => {
+                return Err(Ec2Error::client("InvalidVpcID.Malformed", format!("Invalid id: \"{}\" (expecting \"vpc-...\")", shown(v))))
+            }
             None => None,
         };
         let tags = Tags::parse(params.tag_specifications("security-group")?.into_iter().collect())
@@ -185,7 +190,8 @@ pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
                 })
                 .collect::<Result<Vec<_>, Ec2Error>>()
         };
-        let ipv4_ranges = take(p.v4, "IpRanges", "CidrIp")?.into_iter().map(|(cidr, description)| CidrRange { cidr, description }).collect();
+        let ipv4_ranges =
+            take(p.v4, "IpRanges", "CidrIp")?.into_iter().map(|(cidr, description)| CidrRange { cidr, description }).collect();
         let ipv6_ranges =
             take(p.v6, "Ipv6Ranges", "CidrIpv6")?.into_iter().map(|(cidr, description)| CidrRange { cidr, description }).collect();
         let groups = take(p.groups, "Groups", "GroupId")?
@@ -393,7 +399,13 @@ pub async fn delete_security_group(ctx: &Ctx<'_>, input: DeleteSecurityGroupInpu
     Ok(x.finish(&root))
 }
 
-async fn change_rules(ctx: &Ctx<'_>, action: &str, direction: RuleDirection, authorize: bool, input: RulesInput) -> Result<String, Ec2Error> {
+async fn change_rules(
+    ctx: &Ctx<'_>,
+    action: &str,
+    direction: RuleDirection,
+    authorize: bool,
+    input: RulesInput,
+) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let g = resolve(ctx, &input.group).await?;
     if ctx.dry_run {

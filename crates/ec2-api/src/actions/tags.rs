@@ -191,10 +191,13 @@ pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String
         let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
         changes.push((Target::Volume(v), removed(&vol.tags)));
     }
-    let kept: Vec<(Kept, Vec<String>)> = kept.into_iter().map(|k| {
-        let remove = removed(k.tags());
-        (k, remove)
-    }).collect();
+    let kept: Vec<(Kept, Vec<String>)> = kept
+        .into_iter()
+        .map(|k| {
+            let remove = removed(k.tags());
+            (k, remove)
+        })
+        .collect();
     check_kept(ctx, &BTreeMap::new(), &kept).await?;
     apply(ctx, &BTreeMap::new(), changes).await?;
     apply_kept(ctx, &BTreeMap::new(), kept).await?;

@@ -22,6 +22,7 @@ pub mod deployments;
 pub mod doc;
 pub mod error;
 pub mod exchange;
+pub mod image_sharing;
 pub mod images;
 pub mod prices;
 pub mod projects;
@@ -129,6 +130,9 @@ operations![
     images::get_image,
     images::put_image,
     images::delete_image,
+    image_sharing::create_vm_image,
+    image_sharing::get_launch_permissions,
+    image_sharing::change_launch_permissions,
     applications::list_applications,
     applications::get_application,
     applications::list_application_versions,

@@ -310,6 +310,9 @@ for name, match, miss in [("name", IMAGE, "nope"), ("image-id", ami, "ami-000000
                           ("virtualization-type", "hvm", "paravirtual"), ("owner-alias", "cloudbroker", "amazon-x")]:
     both(dim, name, [match], [miss], 1, "Images")
 refused(dim)
+got, n = pages(dim, "Images", 5)
+assert [i["ImageId"] for i in got] == [ami] and n == 1, got
+OUT["images_bad_max"] = code_of(dim, MaxResults=4)[0]
 
 # ---------------------------------------------------------------- clean up
 C.terminate_instances(InstanceIds=all_ids)

@@ -64,7 +64,8 @@ d = alice.describe_instances(InstanceIds=ids)
 got = [i for res in d["Reservations"] for i in res["Instances"]]
 assert sorted(i["InstanceId"] for i in got) == ids
 names = sorted(t["Value"] for i in got for t in i["Tags"] if t["Key"] == "Name")
-assert all(i["InstanceType"] == "t2.micro" for i in got) and names == ["web-0", "web-1"], got
+# The Name tag is kept as given on every instance (issue 22 item 1; it was numbered "web-0", "web-1").
+assert all(i["InstanceType"] == "t2.micro" for i in got) and names == ["web", "web"], got
 
 # The broker's reconciler (run by the test meanwhile) brings them to running.
 deadline = time.time() + 20

@@ -42,9 +42,8 @@ pub async fn session_steps(ep: String, region: &str, zone: &str, image: &str, ke
         ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
         ("AWS_MAX_ATTEMPTS".into(), "1".into()),
     ];
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new("bash").arg(script).envs(env).output().unwrap())
-        .await
-        .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new("bash").arg(script).envs(env).output().unwrap()).await.unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success() && stdout.lines().any(|l| l == "DONE"), "the awscli session failed:\n{stdout}\n{stderr}");
     for action in SESSION_ACTIONS {
