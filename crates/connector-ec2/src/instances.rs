@@ -173,7 +173,8 @@ impl Ec2Connector {
                 tracing::info!(instance = %self.instance, group = name, "created security group");
                 Ok(())
             }
-            Err(ConnectorError::InvalidRequest { code, .. }) if code == "InvalidGroup.Duplicate" => Ok(()),
+            // `default` is reserved because every VPC has it: it exists.
+            Err(ConnectorError::InvalidRequest { code, .. }) if code == "InvalidGroup.Duplicate" || code == "InvalidGroup.Reserved" => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -97,9 +97,9 @@ mod launch_options;
 mod resources;
 mod security_groups;
 mod snapshots;
-mod vpcs;
 #[cfg(test)]
 mod tests;
+mod vpcs;
 
 pub use errors::map_sdk_error;
 pub use kind::{Ec2Builder, KIND};
@@ -266,7 +266,11 @@ impl Connector for Ec2Connector {
         self.do_delete_vpc(creds, vpc_id).await
     }
 
-    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+    async fn describe_vpcs(
+        &self,
+        creds: &Credentials,
+        vpc_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
         self.do_describe_vpcs(creds, vpc_ids).await
     }
 

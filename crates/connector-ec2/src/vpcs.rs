@@ -93,7 +93,12 @@ impl Ec2Connector {
         }
     }
 
-    pub(crate) async fn do_modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map: bool) -> Result<(), ConnectorError> {
+    pub(crate) async fn do_modify_subnet_map_public_ip(
+        &self,
+        creds: &Credentials,
+        subnet_id: &str,
+        map: bool,
+    ) -> Result<(), ConnectorError> {
         let req = self
             .client(creds)?
             .modify_subnet_attribute()

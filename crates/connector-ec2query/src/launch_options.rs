@@ -91,6 +91,9 @@ mod tests {
         );
         let mut p = Params::new();
         volume(&mut p, &CreateVolumeRequest { iops: Some(4000), encrypted: Some(false), throughput: Some(250), ..Default::default() });
-        assert_eq!(p, [("Iops".to_string(), "4000".to_string()), ("Encrypted".into(), "false".into()), ("Throughput".into(), "250".into())]);
+        assert_eq!(
+            p,
+            [("Iops".to_string(), "4000".to_string()), ("Encrypted".into(), "false".into()), ("Throughput".into(), "250".into())]
+        );
     }
 }

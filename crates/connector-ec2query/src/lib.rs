@@ -282,7 +282,11 @@ impl Connector for Ec2QueryConnector {
         self.do_delete_vpc(creds, vpc_id).await
     }
 
-    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+    async fn describe_vpcs(
+        &self,
+        creds: &Credentials,
+        vpc_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
         self.do_describe_vpcs(creds, vpc_ids).await
     }
 
@@ -636,7 +640,8 @@ impl Connector for Ec2QueryConnector {
         }
         match self.call(creds, "CreateSecurityGroup", request::create_security_group(name)).await {
             Ok(_) => Ok(()),
-            Err(e) if is_code(&e, &["InvalidGroup.Duplicate"]) => Ok(()),
+            // `default` is reserved because every VPC has it: it exists.
+            Err(e) if is_code(&e, &["InvalidGroup.Duplicate", "InvalidGroup.Reserved"]) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -126,7 +126,12 @@ impl Ec2QueryConnector {
         self.describe_all(creds, "DescribeSubnets", "SubnetId", "subnetSet", ids, subnet_of).await
     }
 
-    pub(crate) async fn do_modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map: bool) -> Result<(), ConnectorError> {
+    pub(crate) async fn do_modify_subnet_map_public_ip(
+        &self,
+        creds: &Credentials,
+        subnet_id: &str,
+        map: bool,
+    ) -> Result<(), ConnectorError> {
         let p = vec![("SubnetId".into(), subnet_id.to_string()), ("MapPublicIpOnLaunch.Value".into(), map.to_string())];
         let root = self.call(creds, "ModifySubnetAttribute", p).await?;
         check_return(&root, "ModifySubnetAttribute")

@@ -129,7 +129,8 @@ impl SandboxConnector {
                     image_id: req.image_id.clone(),
                     instance_type: req.instance_type.clone(),
                     private_ip: ips.next(),
-                    public_ip: (public_ips && subnet.map_public_ip_on_launch).then(|| format!("203.0.{}.{}", 113 + ((n >> 8) & 0x7f), n & 0xff)),
+                    public_ip: (public_ips && subnet.map_public_ip_on_launch)
+                        .then(|| format!("203.0.{}.{}", 113 + ((n >> 8) & 0x7f), n & 0xff)),
                     key_name: req.key_name.clone(),
                     launch_time: Some(Utc::now()),
                     client_token: (!req.client_token.is_empty()).then(|| req.client_token.clone()),

@@ -40,7 +40,10 @@ fn check_performance(what: &str, volume_type: Option<&str>, iops: Option<u32>, t
     }
     match (t, iops) {
         ("io1" | "io2", None) => {
-            return Err(err_invalid("InvalidParameterCombination", format!("{what}: the parameter iops must be specified for {t} volumes.")))
+            return Err(err_invalid(
+                "InvalidParameterCombination",
+                format!("{what}: the parameter iops must be specified for {t} volumes."),
+            ))
         }
         ("io1" | "io2", Some(n)) if !(100..=64_000).contains(&n) => {
             return Err(err_invalid("InvalidParameterValue", format!("{what}: iops must be from 100 to 64000 for {t} volumes, not {n}")))
@@ -75,7 +78,10 @@ pub(crate) fn check_launch(req: &RunRequest, zone: &str) -> Result<(), Connector
             return Err(err_invalid("InvalidBlockDeviceMapping", format!("Invalid device name {name}")));
         }
         if !seen.insert(plain) {
-            return Err(err_invalid("InvalidBlockDeviceMapping", format!("The device '{name}' is used in more than one block-device mapping")));
+            return Err(err_invalid(
+                "InvalidBlockDeviceMapping",
+                format!("The device '{name}' is used in more than one block-device mapping"),
+            ));
         }
         if let Some(s) = d.volume_size_gib.filter(|s| *s == 0 || *s > MAX_VOLUME_GIB) {
             return Err(err_invalid("InvalidParameterValue", format!("Volume of {s}GiB is out of range 1-{MAX_VOLUME_GIB}")));
@@ -141,15 +147,28 @@ mod tests {
 
     #[test]
     fn launches_follow_ec2s_rules() {
-        let ok = RunRequest { zone: Some("sba".into()), block_devices: vec![dev("/dev/sda1", Some("gp3"), Some(3000))], ..RunRequest::default() };
+        let ok = RunRequest {
+            zone: Some("sba".into()),
+            block_devices: vec![dev("/dev/sda1", Some("gp3"), Some(3000))],
+            ..RunRequest::default()
+        };
         check_launch(&ok, "sba").unwrap();
         let code = |r: RunRequest| check_launch(&r, "sba").unwrap_err().code().map(str::to_string).unwrap_or_default();
         assert_eq!(code(RunRequest { zone: Some("sbz".into()), ..RunRequest::default() }), "InvalidParameterValue");
         let twice = vec![dev("/dev/sdb", None, None), dev("sdb", None, None)];
         assert_eq!(code(RunRequest { block_devices: twice, ..RunRequest::default() }), "InvalidBlockDeviceMapping");
-        assert_eq!(code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("gp2"), Some(500))], ..RunRequest::default() }), "InvalidParameterCombination");
-        assert_eq!(code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("io2"), None)], ..RunRequest::default() }), "InvalidParameterCombination");
-        assert_eq!(code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("fast"), None)], ..RunRequest::default() }), "InvalidParameterValue");
+        assert_eq!(
+            code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("gp2"), Some(500))], ..RunRequest::default() }),
+            "InvalidParameterCombination"
+        );
+        assert_eq!(
+            code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("io2"), None)], ..RunRequest::default() }),
+            "InvalidParameterCombination"
+        );
+        assert_eq!(
+            code(RunRequest { block_devices: vec![dev("/dev/sdb", Some("fast"), None)], ..RunRequest::default() }),
+            "InvalidParameterValue"
+        );
         let big = BlockDevice { volume_size_gib: Some(MAX_VOLUME_GIB + 1), ..dev("/dev/sdb", None, None) };
         assert_eq!(code(RunRequest { block_devices: vec![big], ..RunRequest::default() }), "InvalidParameterValue");
         let v = |t: &str, iops, throughput| CreateVolumeRequest { volume_type: Some(t.into()), iops, throughput, ..Default::default() };

@@ -29,7 +29,7 @@
 //!
 //! Files by job: `kind` (parameters and builder), `world` (the model and
 //! its timed transitions), `persist` (where a world lives; entering it),
-//! `instances`, `addresses`, `volumes`, `catalog` (credentials check, key
+//! `instances`, `addresses`, `volumes`, `vpcs` (VPCs and subnets), `catalog` (credentials check, key
 //! pairs, images, instance types) and `hold` (the listings test hook). This
 //! file holds the settings, the connector and its trait implementation,
 //! which hands each call to the file of its job.
@@ -379,7 +379,11 @@ impl Connector for SandboxConnector {
         self.do_delete_vpc(creds, vpc_id).await
     }
 
-    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+    async fn describe_vpcs(
+        &self,
+        creds: &Credentials,
+        vpc_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
         self.do_describe_vpcs(creds, vpc_ids).await
     }
 

@@ -150,8 +150,12 @@ impl SandboxConnector {
         let zone = self.zone();
         self.enter(creds, |w, acct| {
             w.ensure_default_network(acct, &zone);
-            let block = Cidr::parse(cidr)
-                .ok_or_else(|| err_invalid("InvalidParameterValue", format!("Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block.")))?;
+            let block = Cidr::parse(cidr).ok_or_else(|| {
+                err_invalid(
+                    "InvalidParameterValue",
+                    format!("Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block."),
+                )
+            })?;
             if !PREFIX_RANGE.contains(&block.prefix()) {
                 return Err(err_invalid("InvalidVpc.Range", format!("The CIDR '{cidr}' is invalid.")));
             }
@@ -176,10 +180,7 @@ impl SandboxConnector {
             w.ensure_default_network(acct, &zone);
             w.vpc(acct, vpc_id)?;
             if w.subnets.values().any(|s| s.info.vpc_id == vpc_id) {
-                return Err(err_invalid(
-                    "DependencyViolation",
-                    format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
-                ));
+                return Err(err_invalid("DependencyViolation", format!("The vpc '{vpc_id}' has dependencies and cannot be deleted.")));
             }
             w.vpcs.remove(vpc_id);
             Ok(())
@@ -285,7 +286,12 @@ impl SandboxConnector {
         .await
     }
 
-    pub(crate) async fn do_modify_subnet_map_public_ip(&self, creds: &Credentials, subnet_id: &str, map: bool) -> Result<(), ConnectorError> {
+    pub(crate) async fn do_modify_subnet_map_public_ip(
+        &self,
+        creds: &Credentials,
+        subnet_id: &str,
+        map: bool,
+    ) -> Result<(), ConnectorError> {
         let zone = self.zone();
         self.enter(creds, |w, acct| {
             w.ensure_default_network(acct, &zone);

@@ -730,7 +730,10 @@ mod tests {
                 AuditEvent::ok(AuditAction::VpcCreate, AuditTarget::CloudResource { instance: "sb", id: "vpc-1" }).detail("10.1.0.0/16"),
                 ["vpc.create", "sb/vpc-1", "ok", "10.1.0.0/16"],
             ),
-            (AuditEvent::ok(AuditAction::VpcDelete, AuditTarget::CloudResource { instance: "sb", id: "vpc-1" }), ["vpc.delete", "sb/vpc-1", "ok", ""]),
+            (
+                AuditEvent::ok(AuditAction::VpcDelete, AuditTarget::CloudResource { instance: "sb", id: "vpc-1" }),
+                ["vpc.delete", "sb/vpc-1", "ok", ""],
+            ),
             (
                 AuditEvent::ok(AuditAction::SubnetCreate, AuditTarget::CloudResource { instance: "sb", id: "subnet-1" })
                     .detail("10.1.2.0/24 in vpc-1"),

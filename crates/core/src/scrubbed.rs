@@ -200,7 +200,11 @@ impl Connector for Scrubbed {
         self.0.delete_vpc(creds, vpc_id).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
-    async fn describe_vpcs(&self, creds: &Credentials, vpc_ids: &[String]) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
+    async fn describe_vpcs(
+        &self,
+        creds: &Credentials,
+        vpc_ids: &[String],
+    ) -> Result<Vec<cloudbroker_connector_api::VpcInfo>, ConnectorError> {
         self.0.describe_vpcs(creds, vpc_ids).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 

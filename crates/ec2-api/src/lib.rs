@@ -137,16 +137,31 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
         }
         Action::DescribeAccountAttributes => regions::describe_account_attributes(accepted::input(action, params, |_| Ok(ctx))?).await,
         Action::DescribeInstanceTypes => {
-            regions::describe_instance_types(ctx, ctx.instance()?, accepted::input(action, params, regions::DescribeInstanceTypesInput::parse)?).await
+            regions::describe_instance_types(
+                ctx,
+                ctx.instance()?,
+                accepted::input(action, params, regions::DescribeInstanceTypesInput::parse)?,
+            )
+            .await
         }
-        Action::DescribeImages => images::describe_images(ctx, ctx.instance()?, accepted::input(action, params, images::DescribeImagesInput::parse)?).await,
-        Action::RegisterImage => images::register_image(ctx, ctx.instance()?, accepted::input(action, params, images::RegisterImageInput::parse)?).await,
-        Action::DeregisterImage => images::deregister_image(ctx, accepted::input(action, params, images::DeregisterImageInput::parse)?).await,
-        Action::DescribeInstances => instances::describe_instances(ctx, accepted::input(action, params, instances::DescribeInstancesInput::parse)?).await,
+        Action::DescribeImages => {
+            images::describe_images(ctx, ctx.instance()?, accepted::input(action, params, images::DescribeImagesInput::parse)?).await
+        }
+        Action::RegisterImage => {
+            images::register_image(ctx, ctx.instance()?, accepted::input(action, params, images::RegisterImageInput::parse)?).await
+        }
+        Action::DeregisterImage => {
+            images::deregister_image(ctx, accepted::input(action, params, images::DeregisterImageInput::parse)?).await
+        }
+        Action::DescribeInstances => {
+            instances::describe_instances(ctx, accepted::input(action, params, instances::DescribeInstancesInput::parse)?).await
+        }
         Action::DescribeInstanceStatus => {
             instances::describe_instance_status(ctx, accepted::input(action, params, instances::DescribeInstanceStatusInput::parse)?).await
         }
-        Action::RunInstances => instances::run_instances(ctx, ctx.instance()?, accepted::input(action, params, instances::RunInstancesInput::parse)?).await,
+        Action::RunInstances => {
+            instances::run_instances(ctx, ctx.instance()?, accepted::input(action, params, instances::RunInstancesInput::parse)?).await
+        }
         Action::StartInstances => change_state(ctx, action, VmAction::Start, params).await,
         Action::StopInstances => change_state(ctx, action, VmAction::Stop, params).await,
         Action::RebootInstances => change_state(ctx, action, VmAction::Reboot, params).await,
@@ -159,28 +174,52 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
             let (input, kind) = accepted::input(action, params, kind)?;
             keypairs::create_key_pair(ctx, input, kind.key_type).await
         }
-        Action::ImportKeyPair => keypairs::import_key_pair(ctx, accepted::input(action, params, keypairs::ImportKeyPairInput::parse)?).await,
-        Action::DescribeKeyPairs => keypairs::describe_key_pairs(ctx, accepted::input(action, params, keypairs::DescribeKeyPairsInput::parse)?).await,
+        Action::ImportKeyPair => {
+            keypairs::import_key_pair(ctx, accepted::input(action, params, keypairs::ImportKeyPairInput::parse)?).await
+        }
+        Action::DescribeKeyPairs => {
+            keypairs::describe_key_pairs(ctx, accepted::input(action, params, keypairs::DescribeKeyPairsInput::parse)?).await
+        }
         Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse)?).await,
-        Action::AllocateAddress => addresses::allocate_address(ctx, accepted::input(action, params, addresses::AllocateAddressInput::parse)?).await,
+        Action::AllocateAddress => {
+            addresses::allocate_address(ctx, accepted::input(action, params, addresses::AllocateAddressInput::parse)?).await
+        }
         Action::AssociateAddress => {
-            addresses::associate_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::AssociateAddressInput::parse)?).await
+            addresses::associate_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::AssociateAddressInput::parse)?)
+                .await
         }
         Action::DisassociateAddress => {
-            addresses::disassociate_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::DisassociateAddressInput::parse)?).await
+            addresses::disassociate_address(
+                ctx,
+                ctx.instance()?,
+                accepted::input(action, params, addresses::DisassociateAddressInput::parse)?,
+            )
+            .await
         }
-        Action::ReleaseAddress => addresses::release_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::ReleaseAddressInput::parse)?).await,
-        Action::DescribeAddresses => addresses::describe_addresses(ctx, accepted::input(action, params, addresses::DescribeAddressesInput::parse)?).await,
+        Action::ReleaseAddress => {
+            addresses::release_address(ctx, ctx.instance()?, accepted::input(action, params, addresses::ReleaseAddressInput::parse)?).await
+        }
+        Action::DescribeAddresses => {
+            addresses::describe_addresses(ctx, accepted::input(action, params, addresses::DescribeAddressesInput::parse)?).await
+        }
         Action::CreateVolume => volumes::create_volume(ctx, accepted::input(action, params, volumes::CreateVolumeInput::parse)?).await,
         Action::AttachVolume => volumes::attach_volume(ctx, accepted::input(action, params, volumes::AttachVolumeInput::parse)?).await,
         Action::DetachVolume => volumes::detach_volume(ctx, accepted::input(action, params, volumes::DetachVolumeInput::parse)?).await,
         Action::DeleteVolume => volumes::delete_volume(ctx, accepted::input(action, params, volumes::DeleteVolumeInput::parse)?).await,
-        Action::DescribeVolumes => volumes::describe_volumes(ctx, accepted::input(action, params, volumes::DescribeVolumesInput::parse)?).await,
+        Action::DescribeVolumes => {
+            volumes::describe_volumes(ctx, accepted::input(action, params, volumes::DescribeVolumesInput::parse)?).await
+        }
         Action::CreateVpc => actions::vpcs::create_vpc(ctx, accepted::input(action, params, actions::vpcs::CreateVpcInput::parse)?).await,
         Action::DeleteVpc => actions::vpcs::delete_vpc(ctx, accepted::input(action, params, actions::vpcs::DeleteVpcInput::parse)?).await,
-        Action::DescribeVpcs => actions::vpcs::describe_vpcs(ctx, accepted::input(action, params, actions::vpcs::DescribeNetInput::parse_vpcs)?).await,
-        Action::CreateSubnet => actions::vpcs::create_subnet(ctx, accepted::input(action, params, actions::vpcs::CreateSubnetInput::parse)?).await,
-        Action::DeleteSubnet => actions::vpcs::delete_subnet(ctx, accepted::input(action, params, actions::vpcs::DeleteSubnetInput::parse)?).await,
+        Action::DescribeVpcs => {
+            actions::vpcs::describe_vpcs(ctx, accepted::input(action, params, actions::vpcs::DescribeNetInput::parse_vpcs)?).await
+        }
+        Action::CreateSubnet => {
+            actions::vpcs::create_subnet(ctx, accepted::input(action, params, actions::vpcs::CreateSubnetInput::parse)?).await
+        }
+        Action::DeleteSubnet => {
+            actions::vpcs::delete_subnet(ctx, accepted::input(action, params, actions::vpcs::DeleteSubnetInput::parse)?).await
+        }
         Action::DescribeSubnets => {
             actions::vpcs::describe_subnets(ctx, accepted::input(action, params, actions::vpcs::DescribeNetInput::parse_subnets)?).await
         }
@@ -239,16 +278,20 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
             actions::security_groups::describe_security_groups(ctx, input).await
         }
         Action::AuthorizeSecurityGroupIngress => {
-            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+                .await
         }
         Action::AuthorizeSecurityGroupEgress => {
-            actions::security_groups::authorize_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+            actions::security_groups::authorize_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+                .await
         }
         Action::RevokeSecurityGroupIngress => {
-            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+                .await
         }
         Action::RevokeSecurityGroupEgress => {
-            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?).await
+            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+                .await
         }
         Action::DescribeSecurityGroupRules => {
             let input = accepted::input(action, params, actions::security_groups::DescribeSecurityGroupRulesInput::parse)?;

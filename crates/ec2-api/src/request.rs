@@ -30,8 +30,18 @@ impl Clone for Params {
 
 /// Parameters of every request, whatever the action: the protocol's own
 /// (SigV2's signature fields, the version) and `DryRun`.
-const COMMON: &[&str] =
-    &["Action", "Version", "DryRun", "AWSAccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "Timestamp", "Expires", "SecurityToken"];
+const COMMON: &[&str] = &[
+    "Action",
+    "Version",
+    "DryRun",
+    "AWSAccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "Timestamp",
+    "Expires",
+    "SecurityToken",
+];
 
 impl Params {
     /// Wraps decoded pairs.
@@ -287,10 +297,7 @@ mod tests {
         r.filters().unwrap();
         r.tags().unwrap();
         r.tag_specifications("instance").unwrap();
-        assert_eq!(
-            r.unread(),
-            ["Filter.1.Colour", "Tag.1.Other", "TagSpecification.1.Bogus", "BlockDeviceMapping.1.DeviceName", "Bogus"]
-        );
+        assert_eq!(r.unread(), ["Filter.1.Colour", "Tag.1.Other", "TagSpecification.1.Bogus", "BlockDeviceMapping.1.DeviceName", "Bogus"]);
         assert_eq!(r.names_under("BlockDeviceMapping"), ["BlockDeviceMapping.1.DeviceName"]);
         assert_eq!(r.get("Bogus"), Some("1"));
         assert_eq!(r.unread(), ["Filter.1.Colour", "Tag.1.Other", "TagSpecification.1.Bogus"]);

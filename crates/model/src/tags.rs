@@ -1,6 +1,8 @@
-//! User tags on VMs: at most 40, keys 1-128 characters, values at most 256;
-//! keys the broker or the cloud reserve (`cloudbroker:*`, `aws:*`, `Name`)
-//! are refused, so a user can never forge the tags adoption relies on.
+//! User tags: at most 40, keys 1-128 characters, values at most 256; keys
+//! the broker or the cloud reserve (`cloudbroker:*`, `aws:*`) are refused,
+//! so a user can never forge the tags adoption relies on. On a VM `Name` is
+//! refused too (its name is a field of its own, [`Tags::parse`]); on every
+//! other resource it is an ordinary tag ([`Tags::parse_resource`]).
 
 use super::InvalidValue;
 use serde::{Deserialize, Serialize};
@@ -19,8 +21,19 @@ pub const MAX_TAGS: usize = 40;
 pub struct Tags(BTreeMap<String, String>);
 
 impl Tags {
-    /// Parses user tags.
+    /// Parses user tags of a VM (`Name` is refused: a VM's name is its own field).
     pub fn parse(map: BTreeMap<String, String>) -> Result<Self, InvalidValue> {
+        Self::parse_with(map, false)
+    }
+
+    /// Parses user tags of a resource other than a VM (a volume, a group, a
+    /// VPC, a subnet, a snapshot): as [`Tags::parse`], except that `Name` is
+    /// an ordinary tag, kept verbatim as EC2 keeps it.
+    pub fn parse_resource(map: BTreeMap<String, String>) -> Result<Self, InvalidValue> {
+        Self::parse_with(map, true)
+    }
+
+    fn parse_with(map: BTreeMap<String, String>, name_allowed: bool) -> Result<Self, InvalidValue> {
         if map.len() > MAX_TAGS {
             return Err(InvalidValue::new("tags", format!("at most {MAX_TAGS} tags")));
         }
@@ -32,7 +45,7 @@ impl Tags {
             if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
                 return Err(InvalidValue::new("tags", format!("tag '{shown}': control characters are not allowed")));
             }
-            if Self::is_reserved(k) {
+            if Self::is_reserved(k) && !(name_allowed && k == NAME_TAG) {
                 return Err(InvalidValue::new("tags", format!("tag '{k}' is reserved (cloudbroker:*, aws:*, Name: use the name field)")));
             }
         }
@@ -97,6 +110,12 @@ mod tests {
         assert!(Tags::parse(map(&[("k", "a\nb")])).is_err());
         let many: BTreeMap<String, String> = (0..41).map(|i| (format!("k{i}"), String::new())).collect();
         assert_eq!(Tags::parse(many).unwrap_err().message, "at most 40 tags");
+        // Other resources keep Name as a tag; the broker's and the cloud's prefixes stay refused.
+        assert_eq!(Tags::parse_resource(map(&[("Name", "web net")])).unwrap().get("Name"), Some("web net"));
+        for k in ["cloudbroker:user", "aws:x"] {
+            assert!(Tags::parse_resource(map(&[(k, "alice")])).unwrap_err().message.contains("reserved"), "{k}");
+        }
+        assert!(Tags::parse_resource(map(&[("Name", "a\nb")])).is_err());
         let stored = Tags::from_stored(map(&[("cloudbroker:user", "x"), ("team", "a")]));
         assert_eq!(stored.as_map().len(), 2, "records keep what was written");
     }

@@ -70,6 +70,9 @@ struct Alice {
     access_key: String,
     access_secret: String,
     deployment: String,
+    /// A security group of alice's on sb (on sb2 the sandbox's account
+    /// would be her cloud key id, which the secret scan below forbids).
+    group: String,
 }
 
 async fn setup(app: &TestApp) -> (String, Alice, String) {
@@ -106,7 +109,11 @@ async fn setup(app: &TestApp) -> (String, Alice, String) {
         .await;
     assert_eq!(s, 201, "{b}");
     let deployment = b["id"].as_str().unwrap().to_string();
-    (admin, Alice { token, vm, token_id, access_key, access_secret, deployment }, bob)
+    let sg = json!({"instance": "sb", "name": "alice-sg", "description": "alice's"});
+    let (s, b) = app.call(Method::POST, "/api/v1/security-groups", &token, Some(sg)).await;
+    assert_eq!(s, 201, "{b}");
+    let group = b["group_id"].as_str().unwrap().to_string();
+    (admin, Alice { token, vm, token_id, access_key, access_secret, deployment, group }, bob)
 }
 
 /// Everything of alice's, as she sees it.
@@ -122,6 +129,7 @@ async fn alice_view(app: &TestApp, a: &Alice) -> Vec<(u16, Value)> {
         "/api/v1/users/alice/quotas".to_string(),
         "/api/v1/tokens".to_string(),
         "/api/v1/projects/alice".to_string(),
+        format!("/api/v1/security-groups/sb/{}", a.group),
     ] {
         let (s, mut b) = app.call(Method::GET, &path, &a.token, None).await;
         // Times that move on their own are not part of "as it was".
@@ -164,10 +172,13 @@ app_test!(no_api_route_reaches_another_users_things, |app: TestApp| async move {
             alice.token_id.clone()
         } else if template.contains("/deployments/") {
             alice.deployment.clone()
+        } else if template.contains("/security-groups/") {
+            alice.group.clone()
         } else {
             panic!("{template}: the sweep does not know which of alice's ids to use here; add it");
         };
-        let path = template.replace("{user}", "alice").replace("{project}", "alice").replace("{id}", &id).replace("{instance}", "sb2");
+        let path = template.replace("{user}", "alice").replace("{project}", "alice").replace("{id}", &id);
+        let path = path.replace("{instance}", if template.contains("/security-groups/") { "sb" } else { "sb2" });
         for (method, op) in item.as_object().unwrap() {
             let Ok(m) = Method::from_bytes(method.to_uppercase().as_bytes()) else { continue };
             if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
@@ -307,6 +318,13 @@ app_test!(no_ui_route_reaches_another_users_things, |app: TestApp| async move {
     for l in ["/keypairs", "/volumes", "/addresses"] {
         let body = http.get(app.url(l)).send().await.unwrap().text().await.unwrap();
         assert!(!body.contains("alice-key") && !body.contains(&vol) && !body.contains(&addr), "{l} lists alice's things");
+    }
+    let body = http.get(app.url("/security-groups")).send().await.unwrap().text().await.unwrap();
+    assert!(!body.contains(&alice.group), "/security-groups lists alice's group");
+    for path in [format!("/security-groups/sb/{}/delete", alice.group), format!("/security-groups/sb/{}/rules/remove", alice.group)] {
+        let form = [(field, token.as_str()), ("protocol", "tcp"), ("from_port", "22"), ("cidr", "0.0.0.0/0")];
+        let status = http.post(app.url(&path)).form(&form).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 404, "POST {path}");
     }
     let mut page_posts = page_gets.to_vec();
     page_posts.extend([format!("/volumes/sb/{vol}/detach"), format!("/addresses/sb/{addr}/disassociate")]);

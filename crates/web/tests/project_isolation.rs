@@ -114,6 +114,10 @@ struct Team {
     public_ip: String,
     association: String,
     volume: String,
+    snapshot: String,
+    vpc: String,
+    subnet: String,
+    group: String,
     key_pair: String,
     image: String,
     alice_key: Key,
@@ -223,6 +227,14 @@ async fn setup(app: &TestApp) -> Team {
     ec2_ok(app, &alice_key, &format!("Action=CreateTags&ResourceId.1={instance}&Tag.1.Key=team&Tag.1.Value=a")).await;
     let xml = ec2_ok(app, &alice_key, "Action=CreateVolume&AvailabilityZone=sba&Size=1").await;
     let volume = xml_value(&xml, "volumeId").unwrap();
+    let xml = ec2_ok(app, &alice_key, &format!("Action=CreateSnapshot&VolumeId={volume}")).await;
+    let snapshot = xml_value(&xml, "snapshotId").unwrap();
+    let xml = ec2_ok(app, &alice_key, "Action=CreateVpc&CidrBlock=10.9.0.0/16").await;
+    let vpc = xml_value(&xml, "vpcId").unwrap();
+    let xml = ec2_ok(app, &alice_key, &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.9.1.0/24&AvailabilityZone=sba")).await;
+    let subnet = xml_value(&xml, "subnetId").unwrap();
+    let xml = ec2_ok(app, &alice_key, &format!("Action=CreateSecurityGroup&GroupName=team-web&GroupDescription=web&VpcId={vpc}")).await;
+    let group = xml_value(&xml, "groupId").unwrap();
     let xml = ec2_ok(app, &alice_key, "Action=RegisterImage&Name=team-rocky&ImageLocation=ami-sandbox-rocky-9").await;
     let image = xml_value(&xml, "imageId").unwrap();
 
@@ -239,6 +251,10 @@ async fn setup(app: &TestApp) -> Team {
         public_ip,
         association,
         volume,
+        snapshot,
+        vpc,
+        subnet,
+        group,
         key_pair: "team-key".into(),
         image,
         alice_key,
@@ -402,12 +418,46 @@ const EC2_ACTIONS: &[(&str, &str, Kind)] = &[
     ("DescribeKeyPairs", "KeyName.1={key}", Kind::Reads("InvalidKeyPair.NotFound")),
     ("DescribeAddresses", "AllocationId.1={allocation}", Kind::Reads("InvalidAllocationID.NotFound")),
     ("DescribeVolumes", "VolumeId.1={volume}", Kind::Reads("InvalidVolume.NotFound")),
+    ("DescribeSnapshots", "SnapshotId.1={snapshot}", Kind::Reads("InvalidSnapshot.NotFound")),
+    ("DescribeImageAttribute", "ImageId={image}&Attribute=description", Kind::Reads("InvalidAMIID.NotFound")),
+    ("DescribeVpcs", "VpcId.1={vpc}", Kind::Reads("InvalidVpcID.NotFound")),
+    ("DescribeSubnets", "SubnetId.1={subnet}", Kind::Reads("InvalidSubnetID.NotFound")),
+    ("DescribeSecurityGroups", "GroupId.1={group}", Kind::Reads("InvalidGroup.NotFound")),
+    ("DescribeSecurityGroupRules", "Filter.1.Name=group-id&Filter.1.Value.1={group}", Kind::Reads("")),
+    ("DescribeInstanceAttribute", "InstanceId={instance}&Attribute=instanceType", Kind::Reads("InvalidInstanceID.NotFound")),
+    ("GetConsoleOutput", "InstanceId={instance}", Kind::Reads("InvalidInstanceID.NotFound")),
+    ("DescribeInstanceTypeOfferings", "", Kind::Nothing),
     ("RunInstances", "ImageId={ubuntu}&MinCount=1&MaxCount=1", Kind::Creates),
     ("CreateKeyPair", "KeyName=made-by-{who}", Kind::Creates),
     ("ImportKeyPair", "KeyName=imported-by-{who}&PublicKeyMaterial={material}", Kind::Creates),
     ("AllocateAddress", "Domain=vpc", Kind::Creates),
     ("CreateVolume", "AvailabilityZone=sba&Size=1", Kind::Creates),
     ("RegisterImage", "Name=registered-by-{who}&ImageLocation=ami-sandbox-alpine-3", Kind::Creates),
+    ("CreateVpc", "CidrBlock=10.20.0.0/16", Kind::Creates),
+    ("CreateSecurityGroup", "GroupName=group-by-{who}&GroupDescription=made%20in%20a%20sweep", Kind::Creates),
+    ("CreateSubnet", "VpcId={vpc}&CidrBlock=10.9.2.0/24&AvailabilityZone=sba", Kind::Acts("InvalidVpcID.NotFound")),
+    ("ModifySubnetAttribute", "SubnetId={subnet}&MapPublicIpOnLaunch.Value=true", Kind::Acts("InvalidSubnetID.NotFound")),
+    (
+        "AuthorizeSecurityGroupIngress",
+        "GroupId={group}&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=22&IpPermissions.1.ToPort=22&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0/8",
+        Kind::Acts("InvalidGroup.NotFound"),
+    ),
+    (
+        "RevokeSecurityGroupIngress",
+        "GroupId={group}&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=22&IpPermissions.1.ToPort=22&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0/8",
+        Kind::Acts("InvalidGroup.NotFound"),
+    ),
+    (
+        "AuthorizeSecurityGroupEgress",
+        "GroupId={group}&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=443&IpPermissions.1.ToPort=443&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0/8",
+        Kind::Acts("InvalidGroup.NotFound"),
+    ),
+    (
+        "RevokeSecurityGroupEgress",
+        "GroupId={group}&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=443&IpPermissions.1.ToPort=443&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0/8",
+        Kind::Acts("InvalidGroup.NotFound"),
+    ),
+    ("ModifyInstanceAttribute", "InstanceId={instance}&DisableApiTermination.Value=false", Kind::Acts("InvalidInstanceID.NotFound")),
     ("CreateTags", "ResourceId.1={instance}&Tag.1.Key=owner&Tag.1.Value={who}", Kind::Acts("InvalidInstanceID.NotFound")),
     ("DeleteTags", "ResourceId.1={instance}&Tag.1.Key=owner", Kind::Acts("InvalidInstanceID.NotFound")),
     ("StopInstances", "InstanceId.1={instance}", Kind::Acts("InvalidInstanceID.NotFound")),
@@ -415,11 +465,18 @@ const EC2_ACTIONS: &[(&str, &str, Kind)] = &[
     ("RebootInstances", "InstanceId.1={instance}", Kind::Acts("InvalidInstanceID.NotFound")),
     ("AttachVolume", "VolumeId={volume}&InstanceId={instance}&Device=/dev/sdf", Kind::Acts("InvalidVolume.NotFound")),
     ("DetachVolume", "VolumeId={volume}", Kind::Acts("InvalidVolume.NotFound")),
+    ("CreateSnapshot", "VolumeId={volume}", Kind::Acts("InvalidVolume.NotFound")),
+    ("DeleteSnapshot", "SnapshotId={snapshot}", Kind::Acts("InvalidSnapshot.NotFound")),
+    ("CreateImage", "InstanceId={instance}&Name=image-by-{who}", Kind::Acts("InvalidInstanceID.NotFound")),
+    ("ModifyImageAttribute", "ImageId={image}&LaunchPermission.Add.1.UserId={who}", Kind::Acts("InvalidAMIID.NotFound")),
     ("DisassociateAddress", "AssociationId={association}", Kind::Acts("InvalidAssociationID.NotFound")),
     ("AssociateAddress", "AllocationId={allocation}&InstanceId={instance}", Kind::Acts("InvalidAllocationID.NotFound")),
     ("DeleteKeyPair", "KeyName={key}", Kind::Acts("")),
     ("DeregisterImage", "ImageId={image}", Kind::Acts("InvalidAMIID.NotFound")),
     ("DeleteVolume", "VolumeId={volume}", Kind::Acts("InvalidVolume.NotFound")),
+    ("DeleteSecurityGroup", "GroupId={group}", Kind::Acts("InvalidGroup.NotFound")),
+    ("DeleteSubnet", "SubnetId={subnet}", Kind::Acts("InvalidSubnetID.NotFound")),
+    ("DeleteVpc", "VpcId={vpc}", Kind::Acts("InvalidVpcID.NotFound")),
     ("ReleaseAddress", "AllocationId={allocation}", Kind::Acts("InvalidAllocationID.NotFound")),
     ("TerminateInstances", "InstanceId.1={instance}", Kind::Acts("InvalidInstanceID.NotFound")),
 ];
@@ -443,6 +500,10 @@ async fn sweep_ec2(app: &TestApp, t: &Team, who: &str, key: &Key, expect: Expect
             .replace("{association}", &t.association)
             .replace("{ip}", &t.public_ip)
             .replace("{volume}", &t.volume)
+            .replace("{snapshot}", &t.snapshot)
+            .replace("{vpc}", &t.vpc)
+            .replace("{subnet}", &t.subnet)
+            .replace("{group}", &t.group)
             .replace("{key}", &t.key_pair)
             .replace("{image}", &t.image)
             .replace("{who}", who)
@@ -455,7 +516,7 @@ async fn sweep_ec2(app: &TestApp, t: &Team, who: &str, key: &Key, expect: Expect
         let ok = match (expect, kind) {
             (_, Kind::Nothing) => status == 200,
             (Expect::NotFound, Kind::Creates) => true, // made in the caller's own project
-            (Expect::NotFound, Kind::Reads("")) => status == 200 && !xml.contains(&t.instance),
+            (Expect::NotFound, Kind::Reads("")) => status == 200 && !xml.contains(&t.instance) && !xml.contains(&t.group),
             (Expect::NotFound, Kind::Reads(want)) | (Expect::NotFound, Kind::Acts(want)) if !want.is_empty() => code == Some(*want),
             (Expect::NotFound, Kind::Acts(_)) => status == 200, // answered alike; team-a's pair is checked to be there after
             (Expect::NotFound, Kind::Reads(_)) => unreachable!(),
@@ -466,6 +527,11 @@ async fn sweep_ec2(app: &TestApp, t: &Team, who: &str, key: &Key, expect: Expect
                         "DescribeKeyPairs" => t.key_pair.as_str(),
                         "DescribeAddresses" => t.allocation.as_str(),
                         "DescribeVolumes" => t.volume.as_str(),
+                        "DescribeSnapshots" => t.snapshot.as_str(),
+                        "DescribeVpcs" => t.vpc.as_str(),
+                        "DescribeSubnets" => t.subnet.as_str(),
+                        "DescribeSecurityGroups" | "DescribeSecurityGroupRules" => t.group.as_str(),
+                        "DescribeImageAttribute" => t.image.as_str(),
                         _ => t.instance.as_str(),
                     })
             }

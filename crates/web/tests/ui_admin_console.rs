@@ -188,10 +188,20 @@ app_test!(an_admin_acts_on_a_users_resources_audited_as_actor_and_subject, |app:
     let vol = app.broker.provisioning.create_volume(alice, &sb, spec).await.unwrap();
     let addr = app.broker.provisioning.allocate_address(alice, &sb).await.unwrap();
     app.broker.key_pairs.create(alice, "alice key").await.unwrap();
+    let name_tag = Tags::parse_resource(std::collections::BTreeMap::from([("Name".to_string(), "lab net".to_string())])).unwrap();
+    let vpc = app.broker.provisioning.create_vpc(alice, &sb, "10.7.0.0/16", &name_tag).await.unwrap();
+    let group = app.broker.provisioning.create_security_group(alice, &sb, "web", "web servers", None, &Tags::default()).await.unwrap();
 
     let sup = Ui::sign_in(&app, "super", common::SUPER_PW).await;
     let (s, page) = sup.get("/admin/users/alice").await;
     assert_eq!(s, 200, "{page}");
+    // The VPC and the group she made, with kind, name and project; nothing of anyone else's.
+    let objects = between(&page, "<table id=\"user-objects\"", "</table>");
+    let vpc_row = between(objects, &format!("<tr data-object=\"{}\">", vpc.vpc_id), "</tr>");
+    assert!(vpc_row.contains("<td class=\"nowrap\">VPC</td>") && vpc_row.contains("<td>lab net</td>") && vpc_row.contains("<td>alice</td>"), "{vpc_row}");
+    assert!(objects.contains(&format!("<tr data-object=\"{}\">", group.group_id)), "{objects}");
+    assert_eq!(objects.matches("<tr data-object=").count(), 2, "{objects}");
+    assert!(page.contains("Networks, groups, snapshots (2)"), "{page}");
     for vm in &vms {
         let row = between(&page, &format!("<tr data-vm=\"{}\">", vm.id), "</tr>");
         assert!(row.contains("state-running") && row.contains(&format!("id=\"stop-{}\"", vm.id)), "{row}");

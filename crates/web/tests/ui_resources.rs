@@ -500,3 +500,77 @@ app_test!(every_destructive_action_asks_first, |app: common::TestApp| async move
         assert!(matches!(s, 403 | 404), "{path}: {s}");
     }
 });
+
+app_test!(security_groups_are_created_given_rules_and_deleted, |app: common::TestApp| async move {
+    setup(&app, &["alice", "bob"]).await;
+    let alice = Ui::sign_in(&app, "alice", "alice-password").await;
+    let (s, body) = alice.get("/security-groups").await;
+    assert_eq!(s, 200);
+    assert!(body.contains("href=\"/security-groups\" aria-current=\"page\"") && body.contains("No security groups yet."), "{body}");
+
+    // Missing fields: said next to them, what was typed kept.
+    let (s, body) = alice.post("/security-groups", &[("instance", "sb"), ("name", "web"), ("description", "")]).await;
+    assert_eq!(s, 400);
+    assert_eq!(field_errors(&body).len(), 1, "{body}");
+    assert!(body.contains("value=\"web\"") && body.contains("<option value=\"sb\" selected>"), "{body}");
+    // Create.
+    let (s, to) = alice.post_no_follow("/security-groups", &[("instance", "sb"), ("name", "web"), ("description", "web servers")]).await;
+    assert_eq!((s, to.as_str()), (303, "/security-groups"));
+    let (_, body) = alice.get("/security-groups").await;
+    let id = between(&flash(&body), "Security group ", " (").to_string();
+    assert!(id.starts_with("sg-"), "{body}");
+    let r = row(&body, "group", &id).unwrap();
+    assert!(r.contains(">web<") && r.contains("<code>vpc-"), "{r}");
+    // The cloud refuses a taken name: the form's message, the input kept.
+    let (s, body) = alice.post("/security-groups", &[("instance", "sb"), ("name", "web"), ("description", "again")]).await;
+    assert_eq!(s, 409);
+    assert!(form_error(&body).contains("No security group was created"), "{body}");
+    assert!(body.contains("value=\"again\""), "{body}");
+
+    // A rule: added; a bad CIDR is the form's message with what was typed kept; a duplicate too.
+    let group = format!("sb/{id}");
+    let rule = |cidr: &'static str| [("protocol", "tcp"), ("from_port", "22"), ("to_port", ""), ("cidr", cidr)];
+    let mut fields = rule("10.0.0.0/8").to_vec();
+    fields.push(("group", &group));
+    let (s, to) = alice.post_no_follow("/security-groups/rules", &fields).await;
+    assert_eq!((s, to.as_str()), (303, "/security-groups"));
+    let (_, body) = alice.get("/security-groups").await;
+    let r = row(&body, "group", &id).unwrap();
+    assert!(r.contains("tcp 22 from 10.0.0.0/8"), "{r}");
+    let (s, body) = alice.post("/security-groups/rules", &fields).await;
+    assert_eq!(s, 409);
+    assert!(form_error(&body).contains("No rule was added") && form_error(&body).contains("already exists"), "{body}");
+    let mut bad = rule("10.0.0.300/8").to_vec();
+    bad.push(("group", &group));
+    let (s, body) = alice.post("/security-groups/rules", &bad).await;
+    assert_eq!(s, 400);
+    assert!(form_error(&body).contains("No rule was added"), "{body}");
+    assert!(body.contains("value=\"10.0.0.300/8\"") && body.contains("value=\"22\""), "{body}");
+    assert!(body.contains(&format!("<option value=\"sb/{id}\" selected>")), "{body}");
+
+    // Bob finds none of it.
+    let bob = Ui::sign_in(&app, "bob", "bob-password").await;
+    let (_, body) = bob.get("/security-groups").await;
+    assert!(!body.contains(&id), "{body}");
+    assert_eq!(bob.get(&format!("/security-groups/sb/{id}/delete")).await.0, 404);
+    assert_eq!(bob.post(&format!("/security-groups/sb/{id}/delete"), &[]).await.0, 404);
+    assert_eq!(bob.post(&format!("/security-groups/sb/{id}/rules/remove"), &rule("10.0.0.0/8")).await.0, 404);
+    let mut theirs = rule("0.0.0.0/0").to_vec();
+    theirs.push(("group", &group));
+    assert_eq!(bob.post("/security-groups/rules", &theirs).await.0, 404);
+
+    // Remove the rule, then delete the group behind its confirmation.
+    let (s, to) = alice.post_no_follow(&format!("/security-groups/sb/{id}/rules/remove"), &rule("10.0.0.0/8")).await;
+    assert_eq!((s, to.as_str()), (303, "/security-groups"));
+    let (_, body) = alice.get("/security-groups").await;
+    assert!(!row(&body, "group", &id).unwrap().contains("10.0.0.0/8"), "{body}");
+    let (s, page) = alice.get(&format!("/security-groups/sb/{id}/delete")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains(&format!("Delete security group {id}?")), "{page}");
+    let g = app.broker.provisioning.security_groups(&in_project("alice"), &InstanceName::parse("sb").unwrap()).await.unwrap();
+    assert_eq!(g.len(), 1, "the confirmation page changes nothing");
+    let (s, body) = alice.confirm(&format!("/security-groups/sb/{id}/delete")).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(flash(&body).contains(&format!("Security group {id} deleted")) && row(&body, "group", &id).is_none(), "{body}");
+    assert!(app.broker.provisioning.security_groups(&in_project("alice"), &InstanceName::parse("sb").unwrap()).await.unwrap().is_empty());
+});

@@ -55,14 +55,14 @@ app_test!(a_json_launch_goes_into_the_subnet_it_names, |app: TestApp| async move
 
     // Unknown, another project's, malformed: nothing is launched.
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(launch("subnet-0123456789abcdef0", "nowhere"))).await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("not_found")), "{b}");
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("cloud.InvalidSubnetID.NotFound")), "{b}");
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &bob, Some(launch(&subnet, "not-mine"))).await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("not_found")), "{b}");
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")), "{b}");
     let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(launch("sub net", "bad"))).await;
     assert_eq!(s, 400, "{b}");
     assert!(b.to_string().contains("subnet_id"), "{b}");
-    let (s, b) = app.call(Method::GET, "/api/v1/vms?state=all", &bob, None).await;
+    let (s, b) = app.call(Method::GET, "/api/v1/vms", &bob, None).await;
     assert_eq!((s, b["vms"].as_array().map(Vec::len)), (200, Some(0)), "{b}");
-    let (s, b) = app.call(Method::GET, "/api/v1/vms?state=all", &alice, None).await;
+    let (s, b) = app.call(Method::GET, "/api/v1/vms", &alice, None).await;
     assert_eq!((s, b["vms"].as_array().map(Vec::len)), (200, Some(1)), "{b}");
 });

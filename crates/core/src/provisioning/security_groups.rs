@@ -151,14 +151,21 @@ impl Provisioning {
         vpc_id: Option<&str>,
         tags: &Tags,
     ) -> ServiceResult<SecurityGroup> {
+        let mut vpc = None;
         if let Some(v) = vpc_id {
             if let Some(r) = self.store.cloud_object(instance.as_str(), ObjectKind::Vpc, v).await? {
                 if !actor.sees(&r.project) || r.ended_at.is_some() {
                     return Err(ServiceError::NotFound(Resource::CloudObject { kind: ObjectKind::Vpc, id: v.to_string() }));
                 }
+                vpc = Some(r);
             }
         }
-        let (connector, creds, cred_id) = self.for_new_object(actor, instance, KIND).await?;
+        let (connector, mut creds, mut cred_id) = self.for_new_object(actor, instance, KIND).await?;
+        if let Some(vpc) = vpc {
+            // The group is made in the VPC's cloud account, whichever member asks.
+            (_, creds) = self.for_object(actor, instance, &vpc).await?;
+            cred_id = crate::domain::CredentialId::from_stored(vpc.credential_id);
+        }
         let req =
             CreateSecurityGroupRequest { name: name.to_string(), description: description.to_string(), vpc_id: vpc_id.map(str::to_string) };
         let info = connector.create_security_group(&creds, &req).await?;

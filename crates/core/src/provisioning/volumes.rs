@@ -205,7 +205,6 @@ impl Provisioning {
             encrypted: options.encrypted,
             throughput: options.throughput,
             snapshot_id: snapshot.map(str::to_string),
-            ..CreateVolumeRequest::default()
         };
         let info = connector.create_volume(&creds, &req).await?;
         let id =

@@ -7,8 +7,10 @@
 //! default subnets, networks an admin made at the cloud and names in
 //! `vpc.id` / `subnet.id`) is seen by everyone whose credential reaches
 //! that account, and is launched into, but is neither deleted nor changed
-//! through the broker (403). Listings ask the cloud with the credential a
-//! launch in the project would use and leave out other projects' objects.
+//! through the broker (403). Listings ask the cloud about the project's
+//! objects with the credential each was made with (so a viewer sees them
+//! too), about the account's own with the credential a launch in the
+//! project would use, and leave out other projects' objects.
 //! A launch names a subnet (or takes the instance's `subnet.id`, else a
 //! subnet of `vpc.id`) that the actor sees and the cloud has
 //! ([`Provisioning::launch_subnet`]).
@@ -19,7 +21,7 @@ use crate::auth::Actor;
 use crate::domain::{InstanceName, Tags};
 use crate::error::{Resource, ServiceError, ServiceResult};
 use cloudbroker_connector_api::network::Cidr;
-use cloudbroker_connector_api::{Connector, CreateSubnetRequest, Credentials, SubnetInfo, VpcInfo};
+use cloudbroker_connector_api::{Connector, ConnectorError, CreateSubnetRequest, Credentials, SubnetInfo, VpcInfo};
 use cloudbroker_store::cloud_objects::{Attrs, CloudObjectRow, ObjectKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -93,6 +95,12 @@ fn subnet_view(info: SubnetInfo, row: Option<CloudObjectRow>) -> Subnet {
     }
 }
 
+/// Asks a connector, with credentials, about some ids (all when empty).
+type Describe<'a, T> = dyn Fn(Arc<dyn Connector>, Credentials, Vec<String>) -> futures::future::BoxFuture<'a, Result<Vec<T>, ConnectorError>>
+    + Send
+    + Sync
+    + 'a;
+
 fn not_found(kind: ObjectKind, id: &str) -> ServiceError {
     ServiceError::NotFound(Resource::CloudObject { kind, id: id.to_string() })
 }
@@ -104,7 +112,13 @@ fn target<'a>(instance: &'a InstanceName, id: &'a str) -> AuditTarget<'a> {
 /// What the broker knows of a cloud id: `Ok(None)` the account's own (not
 /// the broker's), `Ok(Some(row))` a record the actor sees, `Err` another
 /// project's (as "not found").
-async fn seen_by(p: &Provisioning, actor: &Actor, instance: &InstanceName, kind: ObjectKind, id: &str) -> ServiceResult<Option<CloudObjectRow>> {
+async fn seen_by(
+    p: &Provisioning,
+    actor: &Actor,
+    instance: &InstanceName,
+    kind: ObjectKind,
+    id: &str,
+) -> ServiceResult<Option<CloudObjectRow>> {
     match p.store.cloud_object(instance.as_str(), kind, id).await? {
         None => Ok(None),
         Some(r) if actor.sees(&r.project) => Ok(Some(r)),
@@ -122,29 +136,73 @@ impl Provisioning {
 
     /// The VPCs the actor sees on `instance` (those named; all when empty).
     pub async fn vpcs(&self, actor: &Actor, instance: &InstanceName, ids: &[String]) -> ServiceResult<Vec<Vpc>> {
-        for id in ids {
-            seen_by(self, actor, instance, ObjectKind::Vpc, id).await?;
-        }
-        let (connector, creds) = self.network_access(actor, instance).await?;
-        let mut out = Vec::new();
-        for info in connector.describe_vpcs(&creds, ids).await? {
-            if let Ok(row) = seen_by(self, actor, instance, ObjectKind::Vpc, &info.vpc_id).await {
-                out.push(vpc_view(info, row));
-            }
-        }
-        Ok(out)
+        let describe: &Describe<'_, VpcInfo> = &|c, creds, ids| Box::pin(async move { c.describe_vpcs(&creds, &ids).await });
+        let seen = self.seen_at_cloud(actor, instance, ObjectKind::Vpc, ids, describe, |v| &v.vpc_id).await?;
+        Ok(seen.into_iter().map(|(info, row)| vpc_view(info, row)).collect())
     }
 
     /// The subnets the actor sees on `instance` (those named; all when empty).
     pub async fn subnets(&self, actor: &Actor, instance: &InstanceName, ids: &[String]) -> ServiceResult<Vec<Subnet>> {
-        for id in ids {
-            seen_by(self, actor, instance, ObjectKind::Subnet, id).await?;
+        let describe: &Describe<'_, SubnetInfo> = &|c, creds, ids| Box::pin(async move { c.describe_subnets(&creds, &ids).await });
+        let seen = self.seen_at_cloud(actor, instance, ObjectKind::Subnet, ids, describe, |s| &s.subnet_id).await?;
+        Ok(seen.into_iter().map(|(info, row)| subnet_view(info, row)).collect())
+    }
+
+    /// What the cloud says of `ids` (all when empty) as the actor sees them:
+    /// the project's recorded objects asked with the credential each was made
+    /// with (so every member and viewer sees them, whoever made them), the
+    /// account's own (not the broker's) with the credential a launch in the
+    /// project would use; another project's are left out (named: "not
+    /// found"). An actor without launch credentials lists the project's
+    /// objects only.
+    async fn seen_at_cloud<T>(
+        &self,
+        actor: &Actor,
+        instance: &InstanceName,
+        kind: ObjectKind,
+        ids: &[String],
+        describe: &Describe<'_, T>,
+        id_of: fn(&T) -> &String,
+    ) -> ServiceResult<Vec<(T, Option<CloudObjectRow>)>> {
+        let (connector, _, _) = self.connector(instance)?;
+        let (mut by_credential, mut rows, mut unrecorded) = (BTreeMap::<String, Vec<String>>::new(), BTreeMap::new(), Vec::new());
+        let recorded = if ids.is_empty() {
+            self.store.cloud_objects(actor.project.as_str(), instance.as_str(), kind).await?
+        } else {
+            let mut named = Vec::new();
+            for id in ids {
+                match seen_by(self, actor, instance, kind, id).await? {
+                    Some(r) => named.push(r),
+                    None => unrecorded.push(id.clone()),
+                }
+            }
+            named
+        };
+        for r in recorded {
+            by_credential.entry(r.credential_id.clone()).or_default().push(r.cloud_id.clone());
+            rows.insert(r.cloud_id.clone(), r);
         }
-        let (connector, creds) = self.network_access(actor, instance).await?;
         let mut out = Vec::new();
-        for info in connector.describe_subnets(&creds, ids).await? {
-            if let Ok(row) = seen_by(self, actor, instance, ObjectKind::Subnet, &info.subnet_id).await {
-                out.push(subnet_view(info, row));
+        for (credential, ids) in by_credential {
+            let what = format!("{kind} '{}'", ids.first().map(String::as_str).unwrap_or_default());
+            let creds = self.vault.credentials_to_act(actor, &crate::domain::CredentialId::from_stored(credential), &what).await?;
+            for info in describe(connector.clone(), creds, ids).await? {
+                let row = rows.get(id_of(&info)).cloned();
+                out.push((info, row));
+            }
+        }
+        if ids.is_empty() || !unrecorded.is_empty() {
+            match self.network_access(actor, instance).await {
+                Ok((connector, creds)) => {
+                    for info in describe(connector, creds, unrecorded).await? {
+                        // The project's own are listed above; another project's are not shown.
+                        if !rows.contains_key(id_of(&info)) && matches!(seen_by(self, actor, instance, kind, id_of(&info)).await, Ok(None)) {
+                            out.push((info, None));
+                        }
+                    }
+                }
+                Err(ServiceError::NotFound(_) | ServiceError::Forbidden(_)) if ids.is_empty() => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -198,8 +256,13 @@ impl Provisioning {
         req: &CreateSubnetRequest,
         tags: &Tags,
     ) -> ServiceResult<Subnet> {
-        seen_by(self, actor, instance, ObjectKind::Vpc, &req.vpc_id).await?;
-        let (connector, creds, cred_id) = self.for_new_object(actor, instance, ObjectKind::Subnet).await?;
+        let vpc = seen_by(self, actor, instance, ObjectKind::Vpc, &req.vpc_id).await?;
+        let (connector, mut creds, mut cred_id) = self.for_new_object(actor, instance, ObjectKind::Subnet).await?;
+        if let Some(vpc) = vpc {
+            // The subnet is made in the VPC's cloud account, whichever member asks.
+            (_, creds) = self.for_object(actor, instance, &vpc).await?;
+            cred_id = crate::domain::CredentialId::from_stored(vpc.credential_id);
+        }
         let info = connector.create_subnet(&creds, req).await?;
         let mut attrs = Attrs::new();
         attrs.insert("cidr".into(), info.cidr_block.clone().into());

@@ -18,9 +18,8 @@ impl KeyKindInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let key_type = match params.get("KeyType") {
             None => KeyType::default(),
-            Some(v) => KeyType::parse(v).ok_or_else(|| {
-                Ec2Error::invalid(format!("Value ({}) for parameter KeyType is invalid: rsa or ed25519", shown(v)))
-            })?,
+            Some(v) => KeyType::parse(v)
+                .ok_or_else(|| Ec2Error::invalid(format!("Value ({}) for parameter KeyType is invalid: rsa or ed25519", shown(v))))?,
         };
         match params.get("KeyFormat") {
             None | Some("pem") => {}

@@ -112,7 +112,11 @@ fn key_type(public_key: &str) -> &'static str {
     }
 }
 
-pub async fn create_key_pair(ctx: &Ctx<'_>, input: KeyNameInput, key_type: cloudbroker_core::key_pairs::KeyType) -> Result<String, Ec2Error> {
+pub async fn create_key_pair(
+    ctx: &Ctx<'_>,
+    input: KeyNameInput,
+    key_type: cloudbroker_core::key_pairs::KeyType,
+) -> Result<String, Ec2Error> {
     let name = input.name.as_str();
     let me = &ctx.caller.actor;
     if ctx.dry_run {

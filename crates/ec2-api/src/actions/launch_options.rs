@@ -40,7 +40,9 @@ fn number(params: &Params, name: &str, range: std::ops::RangeInclusive<i64>) -> 
 impl LaunchOptions {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let zone = match params.get("Placement.AvailabilityZone") {
-            Some("") => return Err(Ec2Error::invalid("Value () for parameter Placement.AvailabilityZone is invalid: an availability zone")),
+            Some("") => {
+                return Err(Ec2Error::invalid("Value () for parameter Placement.AvailabilityZone is invalid: an availability zone"))
+            }
             Some(z) if z.len() > 64 || z.chars().any(char::is_control) => {
                 return Err(Ec2Error::invalid(format!("Value ({}) for parameter Placement.AvailabilityZone is invalid", shown(z))))
             }
@@ -49,7 +51,10 @@ impl LaunchOptions {
         let shutdown_behavior = match params.get("InstanceInitiatedShutdownBehavior") {
             None => None,
             Some(v) => Some(ShutdownBehavior::parse(v).ok_or_else(|| {
-                Ec2Error::invalid(format!("Value ({}) for parameter InstanceInitiatedShutdownBehavior is invalid: stop or terminate", shown(v)))
+                Ec2Error::invalid(format!(
+                    "Value ({}) for parameter InstanceInitiatedShutdownBehavior is invalid: stop or terminate",
+                    shown(v)
+                ))
             })?),
         };
         Ok(Self { zone, block_devices: block_devices(params)?, shutdown_behavior })
@@ -137,7 +142,10 @@ mod tests {
         assert_eq!(params.unread(), ["BlockDeviceMapping.1.Ebs.SnapshotId"]);
         let code = |kv: &[(&str, &str)]| LaunchOptions::parse(&p(kv)).unwrap_err().code;
         assert_eq!(code(&[("BlockDeviceMapping.1.Ebs.VolumeSize", "8")]), "MissingParameter");
-        assert_eq!(code(&[("BlockDeviceMapping.1.DeviceName", "/dev/sdb"), ("BlockDeviceMapping.1.Ebs.Encrypted", "yes")]), "InvalidParameterValue");
+        assert_eq!(
+            code(&[("BlockDeviceMapping.1.DeviceName", "/dev/sdb"), ("BlockDeviceMapping.1.Ebs.Encrypted", "yes")]),
+            "InvalidParameterValue"
+        );
         assert_eq!(code(&[("InstanceInitiatedShutdownBehavior", "hibernate")]), "InvalidParameterValue");
         assert_eq!(code(&[("Placement.AvailabilityZone", "")]), "InvalidParameterValue");
     }

@@ -79,7 +79,7 @@ impl CreateSecurityGroupInput {
             }
             None => None,
         };
-        let tags = Tags::parse(params.tag_specifications("security-group")?.into_iter().collect())
+        let tags = Tags::parse_resource(params.tag_specifications("security-group")?.into_iter().collect())
             .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
         Ok(Self { name, description, vpc_id, tags })
     }

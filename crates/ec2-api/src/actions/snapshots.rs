@@ -44,7 +44,7 @@ impl CreateSnapshotInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let volume = volume_id("VolumeId", params.required("VolumeId")?)?;
         let description = params.get("Description").unwrap_or("").to_string();
-        let tags = Tags::parse(params.tag_specifications("snapshot")?.into_iter().collect())
+        let tags = Tags::parse_resource(params.tag_specifications("snapshot")?.into_iter().collect())
             .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
         Ok(Self { volume, description, tags })
     }

@@ -11,10 +11,10 @@ use super::Ctx;
 use crate::error::Ec2Error;
 use crate::ids::{allocation_id, instance_id, key_pair_id, shown, vm_id, volume_id};
 use crate::request::Params;
+use cloudbroker_core::domain::NAME_TAG;
 use cloudbroker_core::domain::{AllocationId, PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
-use cloudbroker_core::domain::NAME_TAG;
 use std::collections::BTreeMap;
 
 /// The caller's instances and volumes among `ResourceId.N` (all checked before any change).
@@ -305,7 +305,8 @@ async fn kept_resources(ctx: &Ctx<'_>, ids: Vec<String>) -> Result<(Vec<String>,
     Ok((rest, kept))
 }
 
-/// Checks every key pair and address change before any change is made.
+/// Checks every key pair and address change; called before `apply`, which
+/// checks the VMs and volumes and only then changes anything.
 async fn check_kept(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: &[(Kept, Vec<String>)]) -> Result<(), Ec2Error> {
     let me = &ctx.caller.actor;
     for (target, remove) in changes {
@@ -318,9 +319,7 @@ async fn check_kept(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: &[(K
             }
         }
     }
-    if ctx.dry_run {
-        return Err(Ec2Error::dry_run());
-    }
+    // Under DryRun, `apply` answers DryRunOperation once the VMs and volumes are checked too.
     Ok(())
 }
 

@@ -44,7 +44,10 @@ impl CreateVolumeInput {
         // botocore sends a fresh ClientToken with every CreateVolume (its
         // retries reuse it): checked, but the broker does not deduplicate by it.
         if let Some(t) = params.get("ClientToken").filter(|t| t.len() > 64 || t.chars().any(|c| !c.is_ascii_graphic())) {
-            return Err(Ec2Error::invalid(format!("Value ({}) for parameter ClientToken is invalid: at most 64 ASCII characters", shown(t))));
+            return Err(Ec2Error::invalid(format!(
+                "Value ({}) for parameter ClientToken is invalid: at most 64 ASCII characters",
+                shown(t)
+            )));
         }
         let options = VolumeOptions {
             iops: params.int("Iops", 1..=1_000_000)?.and_then(|n| u32::try_from(n).ok()),

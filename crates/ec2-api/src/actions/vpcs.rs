@@ -55,7 +55,7 @@ fn block(v: &str, range_code: &str) -> Result<String, Ec2Error> {
 }
 
 fn tags_of(params: &Params, resource: &str) -> Result<Tags, Ec2Error> {
-    Tags::parse(params.tag_specifications(resource)?.into_iter().collect())
+    Tags::parse_resource(params.tag_specifications(resource)?.into_iter().collect())
         .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))
 }
 

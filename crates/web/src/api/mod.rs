@@ -28,6 +28,7 @@ pub mod prices;
 pub mod projects;
 pub mod quotas;
 pub mod reference;
+pub mod security_groups;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -170,6 +171,12 @@ operations![
     exchange::exchange_set,
     exchange::exchange_ready,
     exchange::exchange_abort,
+    security_groups::list_security_groups,
+    security_groups::create_security_group,
+    security_groups::get_security_group,
+    security_groups::delete_security_group,
+    security_groups::add_security_group_rule,
+    security_groups::remove_security_group_rule,
     self::openapi,
 ];
 

@@ -33,6 +33,7 @@ pub mod prices;
 pub mod profile;
 pub mod projects;
 pub mod resources;
+pub mod security_groups;
 pub mod session;
 pub mod shared;
 pub mod system;
@@ -97,6 +98,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .configure(keypairs::routes)
             .configure(volumes::routes)
             .configure(addresses::routes)
+            .configure(security_groups::routes)
             .configure(confirm::routes)
             .default_service(web::to(errors::not_found)),
     );
