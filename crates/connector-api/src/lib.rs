@@ -115,7 +115,8 @@ pub trait Connector: Send + Sync + 'static {
     /// Changes one attribute of a cloud instance (EC2's
     /// ModifyInstanceAttribute): `instanceType` and `userData` only while it
     /// is stopped (else `IncorrectInstanceState`).
-    async fn modify_instance_attribute(&self, creds: &Credentials, instance_id: &str, value: &AttributeValue) -> Result<(), ConnectorError>;
+    async fn modify_instance_attribute(&self, creds: &Credentials, instance_id: &str, value: &AttributeValue)
+        -> Result<(), ConnectorError>;
 
     /// What a cloud instance wrote to its console (EC2's GetConsoleOutput).
     async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<ConsoleOutput, ConnectorError>;
@@ -213,8 +214,11 @@ pub trait Connector: Send + Sync + 'static {
     /// Creates a security group (in `req.vpc_id`, else the account's
     /// default VPC). EC2's codes: `InvalidGroup.Duplicate` for a name taken
     /// in that VPC, `InvalidVpcID.NotFound`.
-    async fn create_security_group(&self, creds: &Credentials, req: &CreateSecurityGroupRequest)
-        -> Result<SecurityGroupInfo, ConnectorError>;
+    async fn create_security_group(
+        &self,
+        creds: &Credentials,
+        req: &CreateSecurityGroupRequest,
+    ) -> Result<SecurityGroupInfo, ConnectorError>;
 
     /// Deletes a security group: `InvalidGroup.NotFound`, `DependencyViolation`
     /// while an instance uses it, `CannotDelete` for a VPC's default group.
@@ -245,7 +249,11 @@ pub trait Connector: Send + Sync + 'static {
     ) -> Result<(), ConnectorError>;
 
     /// The rules of groups, flat with their ids (every group of the account when empty).
-    async fn describe_security_group_rules(&self, creds: &Credentials, group_ids: &[String]) -> Result<Vec<SecurityGroupRule>, ConnectorError>;
+    async fn describe_security_group_rules(
+        &self,
+        creds: &Credentials,
+        group_ids: &[String],
+    ) -> Result<Vec<SecurityGroupRule>, ConnectorError>;
 
     /// Makes sure a security group exists (creating it if needed). Clouds
     /// without security groups accept any name.

@@ -107,17 +107,15 @@ pub struct SecurityGroupRule {
 }
 
 impl SecurityGroupRule {
-    /// What makes two rules the same rule (descriptions aside).
-    pub fn identity(&self) -> (bool, &str, Option<i32>, Option<i32>, Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.egress,
-            self.protocol.as_str(),
-            self.from_port,
-            self.to_port,
-            self.cidr_ipv4.as_deref(),
-            self.cidr_ipv6.as_deref(),
-            self.referenced_group_id.as_deref(),
-        )
+    /// Whether two rules are the same rule (descriptions and rule ids aside).
+    pub fn same_rule(&self, other: &SecurityGroupRule) -> bool {
+        self.egress == other.egress
+            && self.protocol == other.protocol
+            && self.from_port == other.from_port
+            && self.to_port == other.to_port
+            && self.cidr_ipv4 == other.cidr_ipv4
+            && self.cidr_ipv6 == other.cidr_ipv6
+            && self.referenced_group_id == other.referenced_group_id
     }
 
     /// EC2's words for the rule in `InvalidPermission.Duplicate`.

@@ -174,7 +174,9 @@ impl Ec2Connector {
                 Ok(())
             }
             // `default` is reserved because every VPC has it: it exists.
-            Err(ConnectorError::InvalidRequest { code, .. }) if code == "InvalidGroup.Duplicate" || code == "InvalidGroup.Reserved" => Ok(()),
+            Err(ConnectorError::InvalidRequest { code, .. }) if code == "InvalidGroup.Duplicate" || code == "InvalidGroup.Reserved" => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -358,7 +358,11 @@ impl Connector for Ec2Connector {
         self.do_modify_instance_attribute(creds, instance_id, value).await
     }
 
-    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+    async fn get_console_output(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+    ) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
         self.do_get_console_output(creds, instance_id).await
     }
 
@@ -399,7 +403,11 @@ impl Connector for Ec2Connector {
         self.do_describe_snapshots(creds, snapshot_ids).await
     }
 
-    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+    async fn create_image(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateImageRequest,
+    ) -> Result<String, ConnectorError> {
         self.do_create_image(creds, req).await
     }
 

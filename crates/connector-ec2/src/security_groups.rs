@@ -180,7 +180,7 @@ impl Ec2Connector {
             return Ok(added);
         }
         let all = self.do_describe_security_group_rules(creds, &[group_id.to_string()]).await?;
-        Ok(all.into_iter().filter(|r| wanted.iter().any(|w| w.identity() == r.identity())).collect())
+        Ok(all.into_iter().filter(|r| wanted.iter().any(|w| w.same_rule(r))).collect())
     }
 
     pub(crate) async fn do_revoke_security_group(

@@ -393,7 +393,11 @@ impl Connector for Ec2QueryConnector {
         self.do_modify_instance_attribute(creds, instance_id, value).await
     }
 
-    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+    async fn get_console_output(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+    ) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
         self.do_get_console_output(creds, instance_id).await
     }
 
@@ -467,7 +471,11 @@ impl Connector for Ec2QueryConnector {
         self.do_describe_snapshots(creds, snapshot_ids).await
     }
 
-    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+    async fn create_image(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateImageRequest,
+    ) -> Result<String, ConnectorError> {
         self.do_create_image(creds, req).await
     }
 

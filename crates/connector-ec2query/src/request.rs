@@ -43,11 +43,8 @@ pub fn run_instances(req: &RunRequest, default_groups: &[String]) -> Params {
         push(&mut p, "UserData", BASE64.encode(u.as_bytes()));
     }
     // The configured groups only when the request names none (by name or id).
-    let groups = if req.security_groups.is_empty() && req.security_group_ids.is_empty() {
-        default_groups
-    } else {
-        &req.security_groups[..]
-    };
+    let groups =
+        if req.security_groups.is_empty() && req.security_group_ids.is_empty() { default_groups } else { &req.security_groups[..] };
     indexed(&mut p, "SecurityGroup", groups);
     indexed(&mut p, "SecurityGroupId", &req.security_group_ids);
     if let Some(subnet) = &req.subnet_id {

@@ -295,7 +295,7 @@ impl SandboxConnector {
             let mut new = w.flat_rules(acct, group_id, direction, permissions)?;
             let existing = w.group(acct, group_id)?.rules.clone();
             for (i, r) in new.iter().enumerate() {
-                if existing.iter().chain(&new[..i]).any(|e| e.identity() == r.identity()) {
+                if existing.iter().chain(&new[..i]).any(|e| e.same_rule(r)) {
                     return Err(err_invalid(
                         "InvalidPermission.Duplicate",
                         format!("the specified rule \"{}\" already exists", r.describe()),
@@ -321,10 +321,10 @@ impl SandboxConnector {
         self.enter(creds, |w, acct| {
             let gone = w.flat_rules(acct, group_id, direction, permissions)?;
             let g = w.group(acct, group_id)?;
-            if gone.iter().any(|r| !g.rules.iter().any(|e| e.identity() == r.identity())) {
+            if gone.iter().any(|r| !g.rules.iter().any(|e| e.same_rule(r))) {
                 return Err(err_not_found("InvalidPermission.NotFound", "The specified rule does not exist in this security group."));
             }
-            g.rules.retain(|e| !gone.iter().any(|r| r.identity() == e.identity()));
+            g.rules.retain(|e| !gone.iter().any(|r| r.same_rule(e)));
             Ok(())
         })
         .await

@@ -131,7 +131,10 @@ async fn addresses_and_volumes_follow_ec2_rules() {
     assert_eq!(sb.create_volume(&a, &bad).await.unwrap_err().code(), Some("InvalidParameterValue"));
     let elsewhere = CreateVolumeRequest { size_gib: 1, zone: "us-east-1a".into(), volume_type: None, ..Default::default() };
     assert_eq!(sb.create_volume(&a, &elsewhere).await.unwrap_err().code(), Some("InvalidParameterValue"));
-    let v = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()), ..Default::default() }).await.unwrap();
+    let v = sb
+        .create_volume(&a, &CreateVolumeRequest { size_gib: 8, zone, volume_type: Some("gp3".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!((v.state, v.size_gib), (VolumeState::Creating, 8));
     assert_eq!(sb.describe_volumes(&a, std::slice::from_ref(&v.volume_id)).await.unwrap()[0].state, VolumeState::Available);
     assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm.id, "/dev/hda").await.unwrap_err().code(), Some("InvalidParameterValue"));
@@ -142,7 +145,10 @@ async fn addresses_and_volumes_follow_ec2_rules() {
     assert_eq!((d[0].state, d[0].attachments[0].state.as_str()), (VolumeState::InUse, "attached"));
     assert_eq!(sb.attach_volume(&a, &v.volume_id, &vm2.id, "/dev/sdg").await.unwrap_err().code(), Some("VolumeInUse"));
     assert_eq!(sb.delete_volume(&a, &v.volume_id).await.unwrap_err().code(), Some("VolumeInUse"));
-    let v2 = sb.create_volume(&a, &CreateVolumeRequest { size_gib: 1, zone: "sba".into(), volume_type: None, ..Default::default() }).await.unwrap();
+    let v2 = sb
+        .create_volume(&a, &CreateVolumeRequest { size_gib: 1, zone: "sba".into(), volume_type: None, ..Default::default() })
+        .await
+        .unwrap();
     sb.describe_volumes(&a, &[]).await.unwrap();
     let e = sb.attach_volume(&a, &v2.volume_id, &vm.id, "/dev/sdf").await.unwrap_err();
     assert!(e.to_string().contains("already in use"), "{e}");

@@ -61,14 +61,15 @@ impl World {
             tags: Vec::new(),
         };
         self.vpcs.insert(vpc_id.clone(), SimVpc { info, account: account.to_string() });
-        let cidr = Cidr::parse(DEFAULT_VPC_CIDR).expect("the default block parses");
+        // 172.31.0.0/16: 65,536 addresses.
+        let free = Cidr::parse(DEFAULT_VPC_CIDR).map_or(65_536 - RESERVED_PER_SUBNET, usable);
         let info = SubnetInfo {
             subnet_id: subnet_id.clone(),
             vpc_id,
             cidr_block: DEFAULT_VPC_CIDR.into(),
             availability_zone: zone.to_string(),
             state: "available".into(),
-            available_ip_address_count: u32::try_from(usable(cidr)).unwrap_or(u32::MAX),
+            available_ip_address_count: u32::try_from(free).unwrap_or(u32::MAX),
             default_for_az: true,
             map_public_ip_on_launch: true,
             tags: Vec::new(),

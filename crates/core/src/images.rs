@@ -550,7 +550,9 @@ impl Images {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }
         let detail: Vec<String> = add.iter().map(|u| format!("+{u}")).chain(remove.iter().map(|u| format!("-{u}"))).collect();
-        let event = AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image(name.as_str())).detail(detail.join(" ")).in_project(project.as_str());
+        let event = AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image(name.as_str()))
+            .detail(detail.join(" "))
+            .in_project(project.as_str());
         audit::record_by(&self.store, actor, &event).await?;
         self.get(name).await
     }

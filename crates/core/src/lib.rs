@@ -43,7 +43,7 @@ pub mod workers;
 
 pub use auth::Actor;
 pub use broker::Broker;
-pub use config::{Config, ConfigError, LogFormat, RawConfig};
 pub use cloudbroker_store::cloud_objects::{Attrs as ObjectAttrs, CloudObjectRow, ObjectKind};
+pub use config::{Config, ConfigError, LogFormat, RawConfig};
 pub use error::{QuotaScope, Resource, ServiceError, ServiceResult};
 pub use request_id::RequestId;

@@ -115,7 +115,11 @@ impl Connector for Scrubbed {
         self.0.modify_instance_attribute(creds, instance_id, value).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
-    async fn get_console_output(&self, creds: &Credentials, instance_id: &str) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
+    async fn get_console_output(
+        &self,
+        creds: &Credentials,
+        instance_id: &str,
+    ) -> Result<cloudbroker_connector_api::ConsoleOutput, ConnectorError> {
         self.0.get_console_output(creds, instance_id).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
@@ -184,7 +188,11 @@ impl Connector for Scrubbed {
         self.0.describe_snapshots(creds, snapshot_ids).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
-    async fn create_image(&self, creds: &Credentials, req: &cloudbroker_connector_api::CreateImageRequest) -> Result<String, ConnectorError> {
+    async fn create_image(
+        &self,
+        creds: &Credentials,
+        req: &cloudbroker_connector_api::CreateImageRequest,
+    ) -> Result<String, ConnectorError> {
         self.0.create_image(creds, req).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 

@@ -52,7 +52,9 @@ impl Owned {
             Owned::Objects(ObjectKind::SecurityGroup) => {
                 "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'security-group' AND ended_at IS NULL"
             }
-            Owned::Objects(ObjectKind::Vpc) => "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'vpc' AND ended_at IS NULL",
+            Owned::Objects(ObjectKind::Vpc) => {
+                "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'vpc' AND ended_at IS NULL"
+            }
             Owned::Objects(ObjectKind::Subnet) => {
                 "SELECT COUNT(*) FROM cloud_objects WHERE project = $1 AND kind = 'subnet' AND ended_at IS NULL"
             }

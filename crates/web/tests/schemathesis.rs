@@ -49,10 +49,19 @@ use serde_json::json;
 const EXCLUDED: &[&str] = &["rotate_keys", "set_password", "revoke_token", "revoke_user_token", "disable_user"];
 
 /// Operations that may answer schema-valid data with a 400, and why: see the file's comment.
-const CROSS_FIELD_RULES: &[&str] =
-    &["cost_report", "vm_cost", "put_project_policy", "put_application", "put_price", "delete_price", "put_budget",
+const CROSS_FIELD_RULES: &[&str] = &[
+    "cost_report",
+    "vm_cost",
+    "put_project_policy",
+    "put_application",
+    "put_price",
+    "delete_price",
+    "put_budget",
     // Security groups: names (not `default`, not `sg-*`), protocols, ports and CIDR blocks are checked as EC2 does.
-    "create_security_group", "add_security_group_rule", "remove_security_group_rule"];
+    "create_security_group",
+    "add_security_group_rule",
+    "remove_security_group_rule",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure() {

@@ -198,7 +198,10 @@ app_test!(an_admin_acts_on_a_users_resources_audited_as_actor_and_subject, |app:
     // The VPC and the group she made, with kind, name and project; nothing of anyone else's.
     let objects = between(&page, "<table id=\"user-objects\"", "</table>");
     let vpc_row = between(objects, &format!("<tr data-object=\"{}\">", vpc.vpc_id), "</tr>");
-    assert!(vpc_row.contains("<td class=\"nowrap\">VPC</td>") && vpc_row.contains("<td>lab net</td>") && vpc_row.contains("<td>alice</td>"), "{vpc_row}");
+    assert!(
+        vpc_row.contains("<td class=\"nowrap\">VPC</td>") && vpc_row.contains("<td>lab net</td>") && vpc_row.contains("<td>alice</td>"),
+        "{vpc_row}"
+    );
     assert!(objects.contains(&format!("<tr data-object=\"{}\">", group.group_id)), "{objects}");
     assert_eq!(objects.matches("<tr data-object=").count(), 2, "{objects}");
     assert!(page.contains("Networks, groups, snapshots (2)"), "{page}");

@@ -172,7 +172,6 @@ impl Provisioning {
             zone: req.zone.clone(),
             block_devices: req.block_devices.clone(),
             shutdown_behavior: req.shutdown_behavior,
-            ..Default::default()
         };
         let job = CloudLaunch {
             connector: plan.connector,

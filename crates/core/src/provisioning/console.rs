@@ -174,7 +174,11 @@ impl Provisioning {
 
     /// The live security groups, VPCs, subnets and snapshots `user` made, in
     /// every project, from the records (admin).
-    pub async fn objects_made_by(&self, actor: &Actor, user: &UserName) -> ServiceResult<Vec<cloudbroker_store::cloud_objects::CloudObjectRow>> {
+    pub async fn objects_made_by(
+        &self,
+        actor: &Actor,
+        user: &UserName,
+    ) -> ServiceResult<Vec<cloudbroker_store::cloud_objects::CloudObjectRow>> {
         actor.require_admin()?;
         Ok(self.store.cloud_objects_of_user(user.as_str()).await?)
     }

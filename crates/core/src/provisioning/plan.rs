@@ -143,8 +143,16 @@ impl Provisioning {
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
         let budget = self.budget_plan(&snap, &values, (&actor.name, &actor.project), &request.instance, &instance_type, now).await?;
         let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
-        let subnet_id =
-            self.launch_subnet(actor, &request.instance, connector.as_ref(), &creds, request.subnet_id.as_deref(), &values, kind).await?;
+        let subnet_id = self
+            .launch_subnet(
+                actor,
+                &request.instance,
+                connector.as_ref(),
+                &creds,
+                request.subnet_id.as_deref(),
+                (values.get(kind, "subnet.id"), values.get(kind, "vpc.id")),
+            )
+            .await?;
         let (quota, project_quota) = if snap.system_bool("quota.enable") {
             let user = self.limit_in(&snap, &actor.name, &request.instance).await?.0;
             let project = self.project_limit_in(&snap, &actor.project, &request.instance).await?.0;

@@ -257,7 +257,7 @@ impl Provisioning {
         // What the record says exists already is refused as the cloud would (nothing is added).
         let asked: Vec<SecurityGroupRule> = perms.iter().flat_map(|p| p.rules(id, direction == RuleDirection::Egress)).collect();
         for (i, r) in asked.iter().enumerate() {
-            if group.rules.iter().chain(&asked[..i]).any(|e| e.identity() == r.identity()) {
+            if group.rules.iter().chain(&asked[..i]).any(|e| e.same_rule(r)) {
                 return Err(ConnectorError::InvalidRequest {
                     code: "InvalidPermission.Duplicate".into(),
                     message: format!("the specified rule \"{}\" already exists", r.describe()),
@@ -290,7 +290,7 @@ impl Provisioning {
         let gone: Vec<SecurityGroupRule> = perms.iter().flat_map(|p| p.rules(id, direction == RuleDirection::Egress)).collect();
         let mut group = SecurityGroup::from_row(row.clone(), instance);
         // A rule the record does not have is refused as the cloud would (nothing is removed).
-        if gone.iter().any(|r| !group.rules.iter().any(|e| e.identity() == r.identity())) {
+        if gone.iter().any(|r| !group.rules.iter().any(|e| e.same_rule(r))) {
             return Err(ConnectorError::NotFound {
                 code: "InvalidPermission.NotFound".into(),
                 message: "The specified rule does not exist in this security group.".into(),
@@ -299,7 +299,7 @@ impl Provisioning {
         }
         let (connector, creds) = self.for_object(actor, instance, &row).await?;
         connector.revoke_security_group(&creds, id, direction, &perms).await?;
-        group.rules.retain(|r| !gone.iter().any(|g| g.identity() == r.identity()));
+        group.rules.retain(|r| !gone.iter().any(|g| g.same_rule(r)));
         self.keep_rules(instance, &group).await?;
         let event = AuditEvent::ok(AuditAction::SecurityGroupRevoke, target(instance, id))
             .detail(detail(direction, &perms))

@@ -309,6 +309,13 @@ impl Provisioning {
 
     async fn image_source(&self, actor: &Actor, vm: &VmId, name: &ImageName, description: &str) -> ServiceResult<(super::Vm, String)> {
         actor.require_act()?;
+        // The name is the cloud image's name too: EC2 wants 3-128 characters.
+        if name.as_str().len() < 3 {
+            return Err(ServiceError::invalid_field(
+                "name",
+                "an image made from a VM has a name of 3 to 128 characters (the cloud's rule)",
+            ));
+        }
         let v = self.owned(actor, vm).await?;
         if v.project != actor.project {
             return Err(ServiceError::NotFound(crate::error::Resource::Vm(vm.clone())));

@@ -196,7 +196,8 @@ impl Provisioning {
                 Ok((connector, creds)) => {
                     for info in describe(connector, creds, unrecorded).await? {
                         // The project's own are listed above; another project's are not shown.
-                        if !rows.contains_key(id_of(&info)) && matches!(seen_by(self, actor, instance, kind, id_of(&info)).await, Ok(None)) {
+                        if !rows.contains_key(id_of(&info)) && matches!(seen_by(self, actor, instance, kind, id_of(&info)).await, Ok(None))
+                        {
                             out.push((info, None));
                         }
                     }
@@ -361,7 +362,8 @@ impl Provisioning {
     }
 
     /// The subnet a launch goes into: the one asked for, else the
-    /// instance's `subnet.id`, else (with `vpc.id`) the VPC's first subnet;
+    /// instance's `subnet.id`, else (with `vpc.id`) the VPC's first subnet
+    /// (the instance's `subnet.id` and `vpc.id` are the pair given);
     /// `None`: the cloud's default. The subnet must be one the actor sees
     /// (not another project's) and the cloud must have it (an unknown one is
     /// "not found"); under `vpc.id` it must be in that VPC.
@@ -372,11 +374,9 @@ impl Provisioning {
         connector: &dyn Connector,
         creds: &Credentials,
         asked: Option<&str>,
-        values: &cloudbroker_connector_api::params::ParamValues,
-        kind: cloudbroker_connector_api::ConnectorKind,
+        (configured_subnet, vpc): (Option<String>, Option<String>),
     ) -> ServiceResult<Option<String>> {
-        let subnet = asked.map(str::to_string).or_else(|| values.get(kind, "subnet.id"));
-        let vpc = values.get(kind, "vpc.id");
+        let subnet = asked.map(str::to_string).or(configured_subnet);
         let Some(subnet) = subnet else {
             let Some(vpc) = vpc else { return Ok(None) };
             let subnets = connector.describe_subnets(creds, &[]).await?;

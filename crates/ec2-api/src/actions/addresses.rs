@@ -85,7 +85,10 @@ impl AssociateAddressInput {
             Some(v) if v.eq_ignore_ascii_case("true") => true,
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(v) => {
-                return Err(Ec2Error::invalid(format!("Value ({}) for parameter AllowReassociation is invalid: true or false", crate::ids::shown(v))))
+                return Err(Ec2Error::invalid(format!(
+                    "Value ({}) for parameter AllowReassociation is invalid: true or false",
+                    crate::ids::shown(v)
+                )))
             }
         };
         let vm = (|| Ok(vm_id(params.required("InstanceId")?)?))();

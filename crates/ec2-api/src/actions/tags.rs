@@ -79,7 +79,7 @@ impl DescribeTagsInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         let filters = crate::filter::parse(params)?;
         for f in filters.iter().map(|f| &f.name) {
-            if !TAG_FILTERS.contains(&f.as_str()) && !f.strip_prefix("tag:").is_some_and(|k| !k.is_empty()) {
+            if !TAG_FILTERS.contains(&f.as_str()) && f.strip_prefix("tag:").is_none_or(|k| k.is_empty()) {
                 return Err(Ec2Error::invalid(format!("The filter '{}' is invalid", shown(f))));
             }
         }

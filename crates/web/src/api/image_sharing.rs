@@ -20,8 +20,9 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewVmImage {
-    /// Lowercase letters and digits, words joined by `-`, `_` or `.`.
-    #[schema(pattern = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$")]
+    /// Lowercase letters and digits, words joined by `-`, `_` or `.`; 3 to
+    /// 128 characters (it names the cloud's image too).
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{1,126}[a-z0-9]$")]
     name: String,
     #[serde(default)]
     #[schema(max_length = 1024)]
@@ -65,7 +66,7 @@ fn users(names: &[String]) -> Result<Vec<UserName>, ApiError> {
 /// Makes a private image of a VM of the caller's project.
 #[utoipa::path(post, path = "/api/v1/vms/{id}/image", tag = "vms", params(("id" = String, Path, description = "VM id (vm-...)")),
     request_body = NewVmImage,
-    responses((status = 201, body = ImageView), (status = 409, description = "`conflict`: the name is taken or the VM is not running or stopped", body = ErrorBody),
+    responses((status = 201, body = ImageView), (status = 400, description = "`invalid`: the name or description is not valid", body = ErrorBody), (status = 409, description = "`conflict`: the name is taken or the VM is not running or stopped", body = ErrorBody),
         (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody)))]
 pub(super) async fn create_vm_image(a: ApiActor, broker: web::Data<Broker>, id: web::Path<String>, body: Body<NewVmImage>) -> ApiResult {
     let vm = VmId::parse(&id).map_err(|_| not_found(format!("VM '{}'", id.chars().take(64).collect::<String>())))?;
