@@ -85,3 +85,24 @@ document.addEventListener("DOMContentLoaded", cbDefaultType);
   // The list's refresh brings new buttons: shown too.
   new MutationObserver(show).observe(document.documentElement, { childList: true, subtree: true });
 })();
+
+// UIB: the header's menus (<details>, usable without this script): one open
+// at a time; a click elsewhere or Escape closes them (Escape gives the focus
+// back to the menu's summary).
+(function () {
+  function menus() { return document.querySelectorAll("header nav details.menu"); }
+  document.addEventListener("toggle", function (ev) {
+    var d = ev.target;
+    if (!d.matches || !d.matches("header nav details.menu") || !d.open) { return; }
+    menus().forEach(function (m) { if (m !== d) { m.open = false; } });
+  }, true);
+  document.addEventListener("click", function (ev) {
+    menus().forEach(function (m) { if (m.open && !m.contains(ev.target)) { m.open = false; } });
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") { return; }
+    menus().forEach(function (m) {
+      if (m.open) { m.open = false; m.querySelector("summary").focus(); }
+    });
+  });
+})();

@@ -173,6 +173,24 @@ pub trait Connector: Send + Sync + 'static {
     /// Deregisters an image the account owns.
     async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError>;
 
+    /// The cloud account the credentials act in (EC2's 12-digit account
+    /// id, the `ownerId` of what the account owns): how the broker tells
+    /// whether two credentials are one account. Callers cache it per key.
+    async fn account_id(&self, creds: &Credentials) -> Result<String, ConnectorError>;
+
+    /// Adds and removes other accounts' launch permissions on an image the
+    /// account owns (EC2's `ModifyImageAttribute` `LaunchPermission`
+    /// `Add`/`Remove` `UserId`): `InvalidAMIID.NotFound` for an image it
+    /// does not own. Adding an account that has it already, or removing one
+    /// that has not, is no error.
+    async fn modify_image_launch_permission(
+        &self,
+        creds: &Credentials,
+        image_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ConnectorError>;
+
     /// Creates a VPC with the IPv4 block `cidr` (`/16` to `/28`; EC2's
     /// `InvalidVpc.Range` otherwise).
     async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<VpcInfo, ConnectorError>;

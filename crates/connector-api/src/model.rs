@@ -140,6 +140,25 @@ pub struct Vm {
     pub subnet_id: Option<String>,
     #[serde(default)]
     pub vpc_id: Option<String>,
+    /// The security groups it is in, as (id, name), where the cloud says
+    /// (EC2's `groupSet`).
+    #[serde(default)]
+    pub security_groups: Vec<(String, String)>,
+    /// Its EBS volumes (the root volume and those of `BlockDeviceMapping.N`),
+    /// where the cloud says (EC2's `blockDeviceMapping`).
+    #[serde(default)]
+    pub volumes: Vec<VmVolume>,
+    /// Its root device (`/dev/sda1`...), where the cloud says.
+    #[serde(default)]
+    pub root_device_name: Option<String>,
+}
+
+/// A volume of a VM as the cloud describes it (an item of EC2's `blockDeviceMapping`).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VmVolume {
+    pub device_name: String,
+    pub volume_id: String,
+    pub delete_on_termination: bool,
 }
 
 impl Vm {
@@ -483,6 +502,9 @@ mod tests {
             state_since: None,
             subnet_id: None,
             vpc_id: None,
+            security_groups: vec![],
+            volumes: vec![],
+            root_device_name: None,
         };
         assert!(DescribeFilter::default().matches(&vm));
         assert!(DescribeFilter::tag("a", "1").matches(&vm));

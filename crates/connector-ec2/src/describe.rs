@@ -197,6 +197,24 @@ pub(crate) fn vm_from(i: &Instance) -> Option<Vm> {
         state_since: i.state_transition_reason().and_then(cloudbroker_connector_api::model::transition_time),
         subnet_id: i.subnet_id().filter(|s| !s.is_empty()).map(str::to_string),
         vpc_id: i.vpc_id().filter(|s| !s.is_empty()).map(str::to_string),
+        security_groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string())))
+            .collect(),
+        volumes: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|d| {
+                let ebs = d.ebs()?;
+                Some(cloudbroker_connector_api::VmVolume {
+                    device_name: d.device_name()?.to_string(),
+                    volume_id: ebs.volume_id().filter(|v| !v.is_empty())?.to_string(),
+                    delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                })
+            })
+            .collect(),
+        root_device_name: i.root_device_name().filter(|s| !s.is_empty()).map(str::to_string),
     })
 }
 

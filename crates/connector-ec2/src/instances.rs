@@ -68,6 +68,11 @@ impl Ec2Connector {
             if vm.client_token.is_none() && !req.client_token.is_empty() {
                 vm.client_token = Some(req.client_token.clone());
             }
+            // The groups are the reservation's where an instance does not list its own.
+            if vm.security_groups.is_empty() {
+                vm.security_groups =
+                    out.groups().iter().filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string()))).collect();
+            }
         }
         tracing::info!(instance = %self.instance, count = vms.len(), image = %req.image_id, "launched EC2 instances");
         Ok(vms)

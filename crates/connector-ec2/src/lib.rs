@@ -87,6 +87,7 @@
 #![doc = include_str!("../../../docs/ec2-iam-policy.json")]
 //! ```
 
+mod accounts;
 mod client;
 mod describe;
 mod errors;
@@ -413,6 +414,20 @@ impl Connector for Ec2Connector {
 
     async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
         self.do_deregister_image(creds, image_id).await
+    }
+
+    async fn account_id(&self, creds: &Credentials) -> Result<String, ConnectorError> {
+        self.do_account_id(creds).await
+    }
+
+    async fn modify_image_launch_permission(
+        &self,
+        creds: &Credentials,
+        image_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ConnectorError> {
+        self.do_modify_image_launch_permission(creds, image_id, add, remove).await
     }
 
     async fn attach_volume(

@@ -13,6 +13,7 @@
 //!
 //! See `docs/connectors-ec2query.md` for the parameters and what econe lacks.
 
+pub mod accounts;
 pub mod client;
 pub mod instance_attrs;
 mod kind;
@@ -481,6 +482,20 @@ impl Connector for Ec2QueryConnector {
 
     async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
         self.do_deregister_image(creds, image_id).await
+    }
+
+    async fn account_id(&self, creds: &Credentials) -> Result<String, ConnectorError> {
+        self.do_account_id(creds).await
+    }
+
+    async fn modify_image_launch_permission(
+        &self,
+        creds: &Credentials,
+        image_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ConnectorError> {
+        self.do_modify_image_launch_permission(creds, image_id, add, remove).await
     }
 
     async fn describe_volumes(&self, creds: &Credentials, volume_ids: &[String]) -> Result<Vec<VolumeInfo>, ConnectorError> {

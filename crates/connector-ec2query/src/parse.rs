@@ -81,7 +81,24 @@ pub fn vm_of(item: &Element, action: &str) -> Result<Vm, ConnectorError> {
         state_since: item.child_text("reason").and_then(cloudbroker_connector_api::model::transition_time),
         subnet_id: text(item, "subnetId"),
         vpc_id: text(item, "vpcId"),
+        security_groups: groups_of(item),
+        volumes: item
+            .items("blockDeviceMapping")
+            .filter_map(|d| {
+                Some(cloudbroker_connector_api::VmVolume {
+                    device_name: text(d, "deviceName")?,
+                    volume_id: d.path(&["ebs", "volumeId"]).map(|v| v.text.trim().to_string()).filter(|v| !v.is_empty())?,
+                    delete_on_termination: d.path(&["ebs", "deleteOnTermination"]).is_some_and(|v| v.text.trim() == "true"),
+                })
+            })
+            .collect(),
+        root_device_name: text(item, "rootDeviceName"),
     })
+}
+
+/// The `groupSet` of an instance or a reservation, as (id, name).
+fn groups_of(item: &Element) -> Vec<(String, String)> {
+    item.items("groupSet").filter_map(|g| Some((text(g, "groupId")?, text(g, "groupName").unwrap_or_default()))).collect()
 }
 
 /// RunInstancesResponse → the launched VMs.
@@ -89,7 +106,17 @@ pub fn run_instances(root: &Element) -> Result<Vec<Vm>, ConnectorError> {
     if root.child("instancesSet").is_none() {
         return Err(unreadable("RunInstances", "no instancesSet"));
     }
-    root.items("instancesSet").map(|i| vm_of(i, "RunInstances")).collect()
+    // The groups are the reservation's where an instance does not list its own.
+    let groups = groups_of(root);
+    root.items("instancesSet")
+        .map(|i| {
+            let mut vm = vm_of(i, "RunInstances")?;
+            if vm.security_groups.is_empty() {
+                vm.security_groups = groups.clone();
+            }
+            Ok(vm)
+        })
+        .collect()
 }
 
 /// DescribeInstancesResponse → one page of VMs.

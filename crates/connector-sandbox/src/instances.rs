@@ -77,7 +77,7 @@ impl SandboxConnector {
                     return Ok(ids.iter().filter_map(|id| w.vms.get(id).map(|s| s.vm.clone())).collect());
                 }
             }
-            if !IMAGES.iter().any(|(id, _)| *id == req.image_id) && !w.made_image(&req.image_id) {
+            if !w.launchable_image(acct, &req.image_id) {
                 return Err(ConnectorError::NotFound {
                     code: "InvalidAMIID.NotFound".into(),
                     message: format!("The image id '[{}]' does not exist", req.image_id),
@@ -138,6 +138,9 @@ impl SandboxConnector {
                     state_since: None,
                     subnet_id: Some(subnet.subnet_id.clone()),
                     vpc_id: Some(subnet.vpc_id.clone()),
+                    security_groups: w.launch_group_names(&groups),
+                    volumes: crate::launch_details::launch_volumes(n, req),
+                    root_device_name: Some(crate::launch_details::ROOT_DEVICE.to_string()),
                 };
                 if let Some(u) = &req.user_data {
                     w.attrs.entry(id.clone()).or_default().user_data = Some(u.clone());
@@ -218,12 +221,19 @@ impl SandboxConnector {
             return Err(ConnectorError::Unsupported { operation: "CreateTags".into() });
         }
         self.enter(creds, |w, acct| {
-            let (volumes, ids) = split_volumes(ids);
+            let (objects, ids): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| crate::object_tags::is_object_id(id));
+            let (volumes, ids) = split_volumes(&ids);
             for id in &volumes {
                 w.volume(acct, id)?;
             }
+            for id in &objects {
+                w.tagged_object(acct, id)?;
+            }
             for id in &ids {
                 Self::owned(w, acct, id)?;
+            }
+            for id in &objects {
+                w.set_object_tags(id, tags);
             }
             for v in &volumes {
                 let tagged = &mut w.volume(acct, v)?.tags;
@@ -248,12 +258,19 @@ impl SandboxConnector {
             return Err(ConnectorError::Unsupported { operation: "DeleteTags".into() });
         }
         self.enter(creds, |w, acct| {
-            let (volumes, ids) = split_volumes(ids);
+            let (objects, ids): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| crate::object_tags::is_object_id(id));
+            let (volumes, ids) = split_volumes(&ids);
             for id in &volumes {
                 w.volume(acct, id)?;
             }
+            for id in &objects {
+                w.tagged_object(acct, id)?;
+            }
             for id in &ids {
                 Self::owned(w, acct, id)?;
+            }
+            for id in &objects {
+                w.remove_object_tags(id, keys);
             }
             for v in &volumes {
                 w.volume(acct, v)?.tags.retain(|k, _| !keys.contains(k));

@@ -34,13 +34,16 @@
 //! file holds the settings, the connector and its trait implementation,
 //! which hands each call to the file of its job.
 
+mod accounts;
 mod addresses;
 mod catalog;
 mod hold;
 mod instance_attrs;
 mod instances;
 mod kind;
+mod launch_details;
 mod launch_options;
+mod object_tags;
 mod persist;
 mod security_groups;
 mod snapshots;
@@ -317,6 +320,20 @@ impl Connector for SandboxConnector {
 
     async fn deregister_image(&self, creds: &Credentials, image_id: &str) -> Result<(), ConnectorError> {
         self.do_deregister_image(creds, image_id).await
+    }
+
+    async fn account_id(&self, creds: &Credentials) -> Result<String, ConnectorError> {
+        self.do_account_id(creds).await
+    }
+
+    async fn modify_image_launch_permission(
+        &self,
+        creds: &Credentials,
+        image_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ConnectorError> {
+        self.do_modify_image_launch_permission(creds, image_id, add, remove).await
     }
 
     async fn create_security_group(

@@ -7,9 +7,9 @@
 //! takes a running or stopped VM of the account, a name of 3-128 allowed
 //! characters unique in the account (`InvalidAMIName.Malformed`,
 //! `InvalidAMIName.Duplicate`), snapshots each attached volume and adds an
-//! image that account lists and deregisters. Any account of the sandbox may
-//! launch it given its id, as an image shared with it: who may is the
-//! broker's to decide (its launch permissions), not the sandbox's.
+//! image that account lists and deregisters. It launches in that account
+//! and in the accounts it shares it with (launch permissions: `accounts`),
+//! which the broker grants for the users it shares the image with.
 
 use super::*;
 use cloudbroker_connector_api::{CreateImageRequest, SnapshotInfo};
@@ -30,6 +30,9 @@ pub(crate) struct SimImage {
     pub(crate) source_image: String,
     /// The snapshots of the instance's volumes it holds.
     pub(crate) snapshots: Vec<String>,
+    /// The other accounts it is shared with (launch permissions: `accounts`).
+    #[serde(default)]
+    pub(crate) launch_accounts: std::collections::BTreeSet<String>,
 }
 
 /// Whether `name` is an AMI name EC2 accepts.
@@ -66,12 +69,6 @@ impl World {
     /// Whether the account owns `image_id` (one it made).
     pub(crate) fn own_image(&self, account: &str, image_id: &str) -> bool {
         self.images.get(image_id).is_some_and(|i| i.account == account)
-    }
-
-    /// Whether `image_id` is an image made from an instance (any account
-    /// may launch it, see the module comment).
-    pub(crate) fn made_image(&self, image_id: &str) -> bool {
-        self.images.contains_key(image_id)
     }
 
     fn take_snapshot(&mut self, account: &str, volume_id: &str, description: &str) -> Result<SnapshotInfo, ConnectorError> {
@@ -175,7 +172,7 @@ impl SandboxConnector {
             }
             let info =
                 ImageInfo { id: id.clone(), name: Some(req.name.clone()), description: req.description.clone(), state: Some("available".into()) };
-            w.images.insert(id.clone(), SimImage { info, account: acct.to_string(), source_image: source, snapshots });
+            w.images.insert(id.clone(), SimImage { info, account: acct.to_string(), source_image: source, snapshots, launch_accounts: Default::default() });
             Ok(id)
         })
         .await
@@ -255,6 +252,7 @@ mod tests {
         assert_eq!(code(sb.delete_snapshot(&a, &held.snapshot_id).await.unwrap_err()), "InvalidSnapshot.InUse");
         // Launched by its account and by another the broker let launch it.
         sb.run_instances(&a, &run(&ami)).await.unwrap();
+        sb.modify_image_launch_permission(&a, &ami, &["bob".to_string()], &[]).await.unwrap();
         sb.run_instances(&b, &run(&ami)).await.unwrap();
         assert_eq!(code(sb.deregister_image(&b, &ami).await.unwrap_err()), "InvalidAMIID.NotFound");
         sb.deregister_image(&a, &ami).await.unwrap();

@@ -59,6 +59,8 @@ pub(crate) struct World {
     pub(crate) block_devices: BTreeMap<String, Vec<cloudbroker_connector_api::BlockDevice>>,
     /// Volumes' IOPS, encryption and throughput, by volume id (`launch_options`).
     pub(crate) volume_options: BTreeMap<String, crate::launch_options::SimVolumeOptions>,
+    /// Tags of VPCs, subnets, security groups and snapshots, by id (`object_tags`).
+    pub(crate) object_tags: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) next: u64,
 }
 

@@ -530,6 +530,27 @@ impl Images {
     /// the image's project and to admins; a public image has none
     /// (`Conflict`); another project's image does not exist for the caller.
     pub async fn share(&self, actor: &Actor, name: &ImageName, add: &[UserName], remove: &[UserName]) -> ServiceResult<ImageView> {
+        let img = self.check_share(actor, name, add).await?;
+        let Some(project) = img.project.as_ref() else {
+            return Err(ServiceError::Conflict(format!("image '{name}' is public: it has no launch permissions to change")));
+        };
+        let add_s: Vec<String> = add.iter().map(ToString::to_string).collect();
+        let remove_s: Vec<String> = remove.iter().map(ToString::to_string).collect();
+        if !self.store.change_image_shares(name.as_str(), &add_s, &remove_s).await? {
+            return Err(ServiceError::NotFound(Resource::Image(name.clone())));
+        }
+        let detail: Vec<String> = add.iter().map(|u| format!("+{u}")).chain(remove.iter().map(|u| format!("-{u}"))).collect();
+        let event = AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image(name.as_str()))
+            .detail(detail.join(" "))
+            .in_project(project.as_str());
+        audit::record_by(&self.store, actor, &event).await?;
+        self.get(name).await
+    }
+
+    /// What [`Self::share`] checks before changing anything (the image as
+    /// it is): a private image of the actor's project (admins: any), a
+    /// member who may act, every user added exists.
+    pub async fn check_share(&self, actor: &Actor, name: &ImageName, add: &[UserName]) -> ServiceResult<ImageView> {
         let img = self.get_for(actor, name).await?;
         let Some(project) = img.project.as_ref() else {
             return Err(ServiceError::Conflict(format!("image '{name}' is public: it has no launch permissions to change")));
@@ -544,17 +565,7 @@ impl Images {
                 return Err(ServiceError::NotFound(Resource::User(u.clone())));
             }
         }
-        let add_s: Vec<String> = add.iter().map(ToString::to_string).collect();
-        let remove_s: Vec<String> = remove.iter().map(ToString::to_string).collect();
-        if !self.store.change_image_shares(name.as_str(), &add_s, &remove_s).await? {
-            return Err(ServiceError::NotFound(Resource::Image(name.clone())));
-        }
-        let detail: Vec<String> = add.iter().map(|u| format!("+{u}")).chain(remove.iter().map(|u| format!("-{u}"))).collect();
-        let event = AuditEvent::ok(AuditAction::ImageShare, AuditTarget::Image(name.as_str()))
-            .detail(detail.join(" "))
-            .in_project(project.as_str());
-        audit::record_by(&self.store, actor, &event).await?;
-        self.get(name).await
+        Ok(img)
     }
 
     /// What [`Self::register`] checks before storing: the actor may act in

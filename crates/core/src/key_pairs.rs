@@ -74,14 +74,10 @@ pub fn retag(
     Ok(merged)
 }
 
-/// Tags to set on a key pair or an address: user tags, and `Name` (at most
-/// 256 characters, no control characters) as EC2 clients name things with it.
+/// Tags to set on a key pair or an address: the rules of a resource's user
+/// tags, `Name` among them as EC2 clients name things with it.
 pub fn check_tags(set: &BTreeMap<String, String>) -> ServiceResult<()> {
-    let name = crate::domain::NAME_TAG;
-    crate::domain::Tags::parse(set.iter().filter(|(k, _)| k.as_str() != name).map(|(k, v)| (k.clone(), v.clone())).collect())?;
-    if set.get(name).is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control)) {
-        return Err(ServiceError::invalid_field("tags", "the Name tag is at most 256 characters, no control characters"));
-    }
+    crate::domain::Tags::parse_resource(set.clone())?;
     Ok(())
 }
 
@@ -275,5 +271,29 @@ impl KeyPairs {
         actor.require_admin()?;
         let rows = self.store.key_pairs_made_by(user).await?;
         Ok(rows.into_iter().map(|r| (r.project.clone(), KeyPair::from(r))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn key_pair_and_address_tags_take_name_and_refuse_what_resources_refuse() {
+        let tags = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        check_tags(&tags(&[("Name", "web key"), ("team", "a")])).unwrap();
+        let long = "n".repeat(257);
+        for (bad, says) in [
+            (tags(&[("Name", long.as_str())]), "tag 'Name': keys are 1-128 characters, values at most 256"),
+            (tags(&[("Name", "a\u{7}b")]), "tag 'Name': control characters are not allowed"),
+            (tags(&[("aws:x", "1")]), "tag 'aws:x' is reserved"),
+        ] {
+            let e = check_tags(&bad).unwrap_err();
+            assert!(matches!(&e, ServiceError::Invalid { field: Some("tags"), message } if message.starts_with(says)), "{e:?}");
+        }
+        // Retagging keeps the same rules, and `Name` may be removed.
+        let merged = retag(&tags(&[("Name", "old")]), &tags(&[("team", "b")]), &["Name".to_string()]).unwrap();
+        assert_eq!(merged, tags(&[("team", "b")]));
     }
 }

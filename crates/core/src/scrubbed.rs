@@ -200,6 +200,20 @@ impl Connector for Scrubbed {
         self.0.deregister_image(creds, image_id).await.map_err(|e| scrub_cloud_error(e, creds))
     }
 
+    async fn account_id(&self, creds: &Credentials) -> Result<String, ConnectorError> {
+        self.0.account_id(creds).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
+    async fn modify_image_launch_permission(
+        &self,
+        creds: &Credentials,
+        image_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ConnectorError> {
+        self.0.modify_image_launch_permission(creds, image_id, add, remove).await.map_err(|e| scrub_cloud_error(e, creds))
+    }
+
     async fn create_vpc(&self, creds: &Credentials, cidr: &str) -> Result<cloudbroker_connector_api::VpcInfo, ConnectorError> {
         self.0.create_vpc(creds, cidr).await.map_err(|e| scrub_cloud_error(e, creds))
     }

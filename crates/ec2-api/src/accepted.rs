@@ -10,8 +10,9 @@ use crate::request::Params;
 
 /// Parameters EC2 documents for `action` that its parser may leave unread
 /// (by their first segment: `Placement` covers `Placement.Tenancy`).
-/// Parameters an action honours are read by its parser and never reach this list.
-fn documented(action: Action) -> &'static [&'static str] {
+/// Parameters an action honours are read by its parser and never reach this list
+/// (`spec`'s tests check that none it lists as honoured is here).
+pub fn documented(action: Action) -> &'static [&'static str] {
     use Action::*;
     match action {
         RunInstances => &[
@@ -21,7 +22,6 @@ fn documented(action: Action) -> &'static [&'static str] {
             "CpuOptions",
             "CreditSpecification",
             "DisableApiStop",
-            "DisableApiTermination",
             "EbsOptimized",
             "ElasticGpuSpecification",
             "ElasticInferenceAccelerator",
@@ -45,35 +45,31 @@ fn documented(action: Action) -> &'static [&'static str] {
             "PrivateDnsNameOptions",
             "PrivateIpAddress",
             "RamdiskId",
-            "SecurityGroup",
-            "SecurityGroupId",
-            "SubnetId",
             "TagSpecification",
         ],
         DescribeInstances | DescribeInstanceStatus | DescribeVolumes | DescribeInstanceTypes | DescribeTags => {
-            &["Filter", "MaxResults", "NextToken", "IncludeAllInstances"]
+            &["Filter"]
         }
         StartInstances => &["AdditionalInfo"],
         StopInstances => &["Force", "Hibernate", "SkipOsShutdown"],
         TerminateInstances => &["SkipOsShutdown"],
-        CreateKeyPair | ImportKeyPair => &["TagSpecification", "KeyType", "KeyFormat"],
-        DescribeKeyPairs => &["KeyPairId", "IncludePublicKey"],
+        CreateKeyPair => &["TagSpecification"],
+        ImportKeyPair => &["TagSpecification", "KeyType", "KeyFormat"],
+        DescribeKeyPairs => &["IncludePublicKey"],
         DeleteKeyPair => &["KeyPairId"],
         AllocateAddress => &["Address", "PublicIpv4Pool", "NetworkBorderGroup", "CustomerOwnedIpv4Pool", "TagSpecification", "IpamPoolId"],
-        AssociateAddress => &["AllowReassociation", "NetworkInterfaceId", "PrivateIpAddress"],
+        AssociateAddress => &["NetworkInterfaceId", "PrivateIpAddress"],
         ReleaseAddress => &["NetworkBorderGroup"],
         CreateVolume => &[
             "AvailabilityZoneId",
-            "ClientToken",
             "KmsKeyId",
             "MultiAttachEnabled",
             "OutpostArn",
-            "SnapshotId",
             "TagSpecification",
             "VolumeInitializationRate",
             "Operator",
         ],
-        DescribeImages => &["ExecutableBy", "IncludeDeprecated", "IncludeDisabled", "MaxResults", "NextToken"],
+        DescribeImages => &["ExecutableBy", "IncludeDeprecated", "IncludeDisabled"],
         RegisterImage => &[
             "Architecture",
             "BlockDeviceMapping",
@@ -96,7 +92,7 @@ fn documented(action: Action) -> &'static [&'static str] {
         CreateImage => &["BlockDeviceMapping", "TagSpecification", "SnapshotLocation"],
         ModifyImageAttribute => &["Description", "ProductCode", "OrganizationArn", "OrganizationalUnitArn", "ImdsSupport", "Value"],
         DescribeRegions => &["AllRegions"],
-        DescribeAvailabilityZones => &["Filter", "ZoneName", "ZoneId", "AllAvailabilityZones"],
+        DescribeAvailabilityZones => &["Filter", "AllAvailabilityZones"],
         DescribeAccountAttributes => &["AttributeName"],
         CreateVpc => &[
             "AmazonProvidedIpv6CidrBlock",

@@ -23,6 +23,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod request;
+pub mod spec;
 pub mod xml;
 
 use action::Action;
@@ -278,7 +279,7 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
             actions::security_groups::describe_security_groups(ctx, input).await
         }
         Action::AuthorizeSecurityGroupIngress => {
-            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_ingress)?)
                 .await
         }
         Action::AuthorizeSecurityGroupEgress => {
@@ -286,11 +287,11 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
                 .await
         }
         Action::RevokeSecurityGroupIngress => {
-            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_ingress)?)
                 .await
         }
         Action::RevokeSecurityGroupEgress => {
-            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
+            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_egress)?)
                 .await
         }
         Action::DescribeSecurityGroupRules => {

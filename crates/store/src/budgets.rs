@@ -5,9 +5,8 @@
 //! locks, so launches of one user, or one project, on one instance are
 //! checked one after the other on every replica).
 
-use crate::metering::{PeriodFilter, StateChange};
+use crate::metering::{PeriodFilter, VmHistory};
 use crate::quota::QuotaKind;
-use crate::vms::VmRow;
 use crate::{Store, StoreError};
 
 /// Whose budget.
@@ -35,9 +34,9 @@ impl BudgetScope {
 }
 
 /// The spend the admission weighs: given the VMs of a scope on the
-/// instance this month with their state histories, what they spent and
-/// have committed (millionths of the currency).
-pub type SpendFn<'a> = dyn Fn(&[(VmRow, Vec<StateChange>)]) -> i64 + Send + Sync + 'a;
+/// instance this month with their state histories and type changes, what
+/// they spent and have committed (millionths of the currency).
+pub type SpendFn<'a> = dyn Fn(&[VmHistory]) -> i64 + Send + Sync + 'a;
 
 /// The budget checks of one launch.
 #[derive(Clone)]

@@ -51,9 +51,11 @@ pub mod testing;
 pub mod throttle;
 pub mod vm_attributes;
 pub mod vm_leases;
+pub mod vm_launch_details;
 pub mod vm_networks;
 pub mod vm_table;
 pub mod vms;
+pub mod volume_tokens;
 
 pub use error::StoreError;
 

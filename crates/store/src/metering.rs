@@ -1,7 +1,8 @@
 //! Reading VM state history (migration 0024): the states each VM took and
 //! when, as the triggers appended them, and the running spans a trigger
-//! keeps from it (migration 0030). Metering bills from these rows alone,
-//! never from "now minus created_at".
+//! keeps from it (migration 0030), and the changes of each VM's instance
+//! type (migration 0046), which say what type each span ran as. Metering
+//! bills from these rows alone, never from "now minus created_at".
 
 use crate::vms::VmRow;
 use crate::{ms_to_time, Store, StoreError};
@@ -13,6 +14,25 @@ use cloudbroker_model::{VmId, VmStatus};
 pub struct StateChange {
     pub state: VmStatus,
     pub at: DateTime<Utc>,
+}
+
+/// One recorded change of a VM's instance type (always while stopped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeChange {
+    pub at: DateTime<Utc>,
+    /// The type until `at`.
+    pub from: String,
+    /// The type from `at` on.
+    pub to: String,
+}
+
+/// A VM as metering reads it: its record (with its current type), its
+/// running history and the changes of its type, each oldest first.
+#[derive(Clone, Debug)]
+pub struct VmHistory {
+    pub vm: VmRow,
+    pub states: Vec<StateChange>,
+    pub types: Vec<TypeChange>,
 }
 
 impl Store {
@@ -30,6 +50,62 @@ impl Store {
             })
             .collect()
     }
+
+    /// The changes of VM `id`'s instance type, oldest first.
+    pub async fn vm_type_changes(&self, id: &VmId) -> Result<Vec<TypeChange>, StoreError> {
+        let rows: Vec<(String, i64, String, String)> =
+            sqlx::query_as("SELECT vm_id, at, from_type, to_type FROM vm_type_changes WHERE vm_id = $1 ORDER BY at, id")
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(type_change).map(|(_, c)| c).collect())
+    }
+
+    /// The type changes at or after `from` (ms), by VM, oldest first: of
+    /// the VMs `scope` covers (a condition on `vms` with its binds), or of
+    /// every VM when `None` (the caller skips those it does not cover).
+    /// One query whatever the number of VMs; changes are rare, so it reads
+    /// few rows. Those before `from` are not needed: a change is made only
+    /// while the VM is stopped, so none falls inside a running span, and a
+    /// span that reaches into the period and started before a change ended
+    /// before it: the change is at or after `from`.
+    pub(crate) async fn type_changes_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        scope: Option<(&str, &[Bind])>,
+        from: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<TypeChange>>, StoreError> {
+        let (sql, binds) = match scope {
+            Some((cond, binds)) => (
+                format!(
+                    "SELECT c.vm_id, c.at, c.from_type, c.to_type FROM vm_type_changes c WHERE c.at >= ${} \
+                     AND c.vm_id IN (SELECT id FROM vms WHERE {cond}) ORDER BY c.vm_id, c.at, c.id",
+                    binds.len() + 1
+                ),
+                binds,
+            ),
+            None => {
+                ("SELECT vm_id, at, from_type, to_type FROM vm_type_changes WHERE at >= $1 ORDER BY vm_id, at, id".to_string(), &[][..])
+            }
+        };
+        let mut q = sqlx::query_as::<_, (String, i64, String, String)>(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        let mut out: std::collections::HashMap<String, Vec<TypeChange>> = std::collections::HashMap::new();
+        for (vm_id, c) in q.bind(from).fetch_all(&mut *conn).await?.into_iter().map(type_change) {
+            out.entry(vm_id).or_default().push(c);
+        }
+        Ok(out)
+    }
+}
+
+/// A row of `vm_type_changes` read as (vm id, change).
+fn type_change((vm_id, at, from, to): (String, i64, String, String)) -> (String, TypeChange) {
+    (vm_id, TypeChange { at: ms_to_time(at), from, to })
 }
 
 /// A bound value of a metering query.
@@ -77,17 +153,14 @@ impl Store {
     /// `running_spans` of the full history over `[f.from, f.to]` (spans that
     /// ended before `f.from` bill nothing there and are left out), and
     /// its last entry is `running` exactly when the VM's last recorded state is.
-    pub async fn vms_with_history(&self, f: &PeriodFilter) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
+    /// Each VM's type changes are those `Store::type_changes_on` reads.
+    pub async fn vms_with_history(&self, f: &PeriodFilter) -> Result<Vec<VmHistory>, StoreError> {
         let mut conn = self.pool().acquire().await?;
         self.vms_with_history_on(&mut conn, f).await
     }
 
     /// [`Store::vms_with_history`] on one connection (a transaction's).
-    pub(crate) async fn vms_with_history_on(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        f: &PeriodFilter,
-    ) -> Result<Vec<(VmRow, Vec<StateChange>)>, StoreError> {
+    pub(crate) async fn vms_with_history_on(&self, conn: &mut sqlx::AnyConnection, f: &PeriodFilter) -> Result<Vec<VmHistory>, StoreError> {
         let (cond, binds) = f.sql();
         let vms = self.vms_where(&mut *conn, &cond, &binds).await?;
         if vms.is_empty() {
@@ -112,11 +185,13 @@ impl Store {
         for (vm_id, from, to) in rows {
             push_span(by_vm.entry(vm_id).or_default(), from, to);
         }
+        let mut types = self.type_changes_on(&mut *conn, Some((&cond, &binds)), f.from).await?;
         Ok(vms
             .into_iter()
-            .map(|v| {
-                let h = by_vm.remove(v.id.as_str()).unwrap_or_default();
-                (v, h)
+            .map(|vm| {
+                let states = by_vm.remove(vm.id.as_str()).unwrap_or_default();
+                let types = types.remove(vm.id.as_str()).unwrap_or_default();
+                VmHistory { vm, states, types }
             })
             .collect())
     }

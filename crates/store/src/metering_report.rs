@@ -2,9 +2,10 @@
 //! of history for the benchmarks' seeding tool.
 //!
 //! [`Store::each_vm_history`] hands a report every VM its filter covers
-//! that ran in the period, with that VM's running history: exactly the VMs
-//! (of those with spans) and histories [`Store::vms_with_history`] returns
-//! (same condition, same order within a VM), read from the running spans
+//! that ran in the period, with that VM's running history and type changes:
+//! exactly the VMs (of those with spans), histories and type changes
+//! [`Store::vms_with_history`] returns (same condition, same order within a
+//! VM), read from the running spans
 //! (migration 0030) without decoding whole VM records, each query
 //! answering one aggregated text rather than a row per VM or span.
 //!
@@ -16,7 +17,7 @@
 //! record's `created_at` / `updated_at` are the first and last of those
 //! times; no other VM's history or record changes.
 
-use crate::metering::{Bind, PeriodFilter, StateChange};
+use crate::metering::{Bind, PeriodFilter, StateChange, TypeChange};
 use crate::{Store, StoreError};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
@@ -49,8 +50,9 @@ fn bound<'q>(sql: &'q str, binds: &[Bind]) -> sqlx::query::Query<'q, sqlx::Any, 
 impl Store {
     /// Calls `each` with every VM `f` covers that ran during `[f.from,
     /// f.to]`, with its running history (as [`Store::vms_with_history`]
-    /// gives it: each running span's start and end, oldest first), in no
-    /// particular order of VMs; the VMs' tags only `with_tags`.
+    /// gives it: each running span's start and end, oldest first) and the
+    /// changes of its type (`Store::type_changes_on`), in no particular
+    /// order of VMs; the VMs' tags only `with_tags`.
     ///
     /// Two queries, each answering one aggregated text rather than a row
     /// per VM or span (a row crosses the driver's channel one at a time:
@@ -59,10 +61,11 @@ impl Store {
     /// user or project reads its VMs' spans through the spans' VM index; a
     /// report of everyone (or of one connector instance) reads the period's
     /// spans through their end's index, whoever's: what it reads grows with
-    /// the spans in the period, never with all history.
+    /// the spans in the period, never with all history. A third query reads
+    /// the type changes the same way (as rows: they are rare).
     pub async fn each_vm_history<F>(&self, f: &PeriodFilter, with_tags: bool, mut each: F) -> Result<(), StoreError>
     where
-        F: FnMut(&MeteredVm, &[StateChange]) + Send,
+        F: FnMut(&MeteredVm, &[StateChange], &[TypeChange]) + Send,
     {
         let (cond, binds) = f.sql();
         let mut conn = self.pool().acquire().await?;
@@ -83,7 +86,9 @@ impl Store {
         };
         let n = binds.len() + 1;
         let in_period = "s.started_at <= $1 AND (s.ended_at IS NULL OR s.ended_at >= $2)";
-        let text: Option<String> = if f.user.is_some() || f.project.is_some() {
+        let by_vm = f.user.is_some() || f.project.is_some();
+        let types = self.type_changes_on(&mut conn, by_vm.then_some((cond.as_str(), &binds[..])), f.from).await?;
+        let text: Option<String> = if by_vm {
             let sql = format!(
                 "SELECT {agg} FROM vm_running_spans s WHERE s.started_at <= ${n} AND (s.ended_at IS NULL OR s.ended_at >= ${}) \
                  AND s.vm_id IN (SELECT id FROM vms WHERE {cond})",
@@ -128,7 +133,7 @@ impl Store {
             for &(from, _, to) in &s {
                 crate::metering::push_span(&mut history, from, to);
             }
-            each(&vms[slot], &history);
+            each(&vms[slot], &history, types.get(vms[slot].id.as_str()).map_or(&[], Vec::as_slice));
         }
         Ok(())
     }

@@ -87,25 +87,40 @@ impl PgReader {
         }
     }
 
-    /// The rows of `sql` (binds `$1`, `$2`, ... in `binds` order), decoded
-    /// as `T`; `None`: read them through the pool instead.
-    pub(crate) async fn rows<T>(&self, sql: &str, binds: &[Bind<'_>]) -> Option<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
-    {
+    /// The rows of `sql` (binds `$1`, `$2`, ... in `binds` order), each
+    /// decoded by `row` (by column position: no lookup of each column's
+    /// name), room made for `capacity` of them; `None`: read them through
+    /// the pool instead.
+    pub(crate) async fn rows_with<T>(
+        &self,
+        sql: &str,
+        binds: &[Bind<'_>],
+        capacity: usize,
+        mut row: impl FnMut(&PgRow) -> Result<T, sqlx::Error>,
+    ) -> Option<Vec<T>> {
+        use futures::TryStreamExt;
         let mut conn = self.take().await?;
-        let mut q = sqlx::query_as::<sqlx::Postgres, T>(sql);
+        let mut q = sqlx::query::<sqlx::Postgres>(sql);
         for b in binds {
             q = match b {
                 Bind::Text(s) => q.bind(*s),
                 Bind::Int(n) => q.bind(*n),
             };
         }
-        match q.fetch_all(&mut conn).await {
-            Ok(rows) => {
+        let mut out = Vec::with_capacity(capacity);
+        let read: Result<(), sqlx::Error> = async {
+            let mut rows = q.fetch(&mut conn);
+            while let Some(r) = rows.try_next().await? {
+                out.push(row(&r)?);
+            }
+            Ok(())
+        }
+        .await;
+        match read {
+            Ok(()) => {
                 self.served.fetch_add(1, Ordering::Relaxed);
                 self.keep(conn);
-                Some(rows)
+                Some(out)
             }
             Err(e) => {
                 // The connection is dropped (a fresh one next time).

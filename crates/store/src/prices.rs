@@ -156,7 +156,8 @@ impl Store {
 /// the volume types of volumes, the instances with Elastic IPs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PricedUsage {
-    /// (instance, instance type) of every VM not terminated or that changed state since the start.
+    /// (instance, instance type) of every VM not terminated or that changed state since the start,
+    /// and the types VMs ran as before a change of their type since the start.
     pub instance_types: Vec<(String, String)>,
     /// (instance, volume type: `standard` when the cloud named none) of every volume that existed since the start.
     pub volume_types: Vec<(String, String)>,
@@ -171,7 +172,8 @@ impl Store {
             "SELECT DISTINCT v.instance, v.instance_type FROM vms v \
              WHERE v.state <> 'terminated' OR v.updated_at >= $1 \
              OR EXISTS (SELECT 1 FROM vm_state_history h WHERE h.vm_id = v.id AND h.at >= $1) \
-             ORDER BY v.instance, v.instance_type",
+             UNION SELECT v.instance, c.from_type FROM vm_type_changes c JOIN vms v ON v.id = c.vm_id WHERE c.at >= $1 \
+             ORDER BY 1, 2",
         )
         .bind(from_ms)
         .fetch_all(self.pool())

@@ -61,6 +61,9 @@ pub struct Admission<'a> {
     /// same transaction (a project budget takes the project's lock).
     pub budget: Option<crate::budgets::BudgetCheck<'a>>,
     pub vms: &'a [NewVm],
+    /// Termination protection (migration 0038) on every VM recorded,
+    /// written in the same transaction (EC2's `DisableApiTermination`).
+    pub termination_protection: bool,
     /// An audit record written in the same transaction: recorded exactly
     /// when the VMs are (its detail is replaced by the one `rows` gives in
     /// [`Store::admit_launch_range`]).
@@ -434,6 +437,14 @@ impl Store {
                 e if e.is_unique_violation() => AdmitError::Store(StoreError::Conflict(format!("client token '{}' was already used", a.client_token))),
                 e => AdmitError::Store(e),
             })?;
+            if a.termination_protection {
+                sqlx::query("INSERT INTO vm_termination_protection (vm_id, set_at) VALUES ($1, $2)")
+                    .bind(&v.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| AdmitError::Store(e.into()))?;
+            }
         }
         if let Some(r) = a.audit {
             crate::audit::insert_audit(&mut *tx, now, &NewAudit { detail: &detail, ..r }).await.map_err(AdmitError::Store)?;

@@ -5,6 +5,7 @@
 //! the object lives; releasing or deleting sets `ended_at` and the final
 //! state, and listings leave ended rows out.
 
+use crate::sqlite_read::Bind;
 use crate::{ms_to_time, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -53,6 +54,14 @@ pub struct VolumeRow {
     pub device: Option<String>,
     pub attach_state: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// As given at CreateVolume or answered by the cloud (migration 0043;
+    /// `None`: not given, or recorded before).
+    pub encrypted: Option<bool>,
+    pub iops: Option<i64>,
+    /// MiB/s.
+    pub throughput: Option<i64>,
+    /// The snapshot it was made from.
+    pub snapshot_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -113,12 +122,43 @@ pub(crate) struct VolumeDb {
     device: Option<String>,
     attach_state: Option<String>,
     tags: String,
+    encrypted: Option<i64>,
+    iops: Option<i64>,
+    throughput: Option<i64>,
+    snapshot_id: Option<String>,
     created_at: i64,
     updated_at: i64,
     ended_at: Option<i64>,
 }
 
-pub(crate) const VOLUME_COLS: &str = "instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, created_at, updated_at, ended_at";
+pub(crate) const VOLUME_COLS: &str = "instance, volume_id, project, user_name, credential_id, size_gib, zone, volume_type, state, vm_id, device, attach_state, tags, encrypted, iops, throughput, snapshot_id, created_at, updated_at, ended_at";
+
+/// A volume record from a row of `SELECT {VOLUME_COLS}` read directly
+/// on SQLite (`sqlite_read`), each column by its name.
+fn volume_db_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeDb> {
+    Ok(VolumeDb {
+        instance: r.get("instance")?,
+        volume_id: r.get("volume_id")?,
+        project: r.get("project")?,
+        user_name: r.get("user_name")?,
+        credential_id: r.get("credential_id")?,
+        size_gib: r.get("size_gib")?,
+        zone: r.get("zone")?,
+        volume_type: r.get("volume_type")?,
+        state: r.get("state")?,
+        vm_id: r.get("vm_id")?,
+        device: r.get("device")?,
+        attach_state: r.get("attach_state")?,
+        tags: r.get("tags")?,
+        encrypted: r.get("encrypted")?,
+        iops: r.get("iops")?,
+        throughput: r.get("throughput")?,
+        snapshot_id: r.get("snapshot_id")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        ended_at: r.get("ended_at")?,
+    })
+}
 
 pub(crate) fn volume(d: VolumeDb) -> VolumeRow {
     VolumeRow {
@@ -135,6 +175,10 @@ pub(crate) fn volume(d: VolumeDb) -> VolumeRow {
         device: d.device,
         attach_state: d.attach_state,
         tags: serde_json::from_str(&d.tags).unwrap_or_default(),
+        encrypted: d.encrypted.map(|e| e != 0),
+        iops: d.iops,
+        throughput: d.throughput,
+        snapshot_id: d.snapshot_id,
         created_at: ms_to_time(d.created_at),
         updated_at: ms_to_time(d.updated_at),
         ended_at: d.ended_at.map(ms_to_time),
@@ -176,6 +220,15 @@ pub(crate) async fn insert_address_on<'e, E: sqlx::Executor<'e, Database = sqlx:
     .await
     .map_err(duplicate("address", allocation_id))?;
     Ok(())
+}
+
+/// A volume's options as recorded (see [`Store::set_volume_options`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeOptionsRow {
+    pub encrypted: Option<bool>,
+    pub iops: Option<i64>,
+    pub throughput: Option<i64>,
+    pub snapshot_id: Option<String>,
 }
 
 /// A volume row to insert.
@@ -341,13 +394,23 @@ impl Store {
 
     /// A project's live volumes on an instance, oldest first.
     pub async fn volumes(&self, project: &str, instance: &str) -> Result<Vec<VolumeRow>, StoreError> {
-        let r: Vec<VolumeDb> = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {VOLUME_COLS} FROM volumes WHERE project = $1 AND instance = $2 AND ended_at IS NULL ORDER BY created_at, volume_id"
-        ))
-        .bind(project)
-        .bind(instance)
-        .fetch_all(self.pool())
-        .await?;
+        );
+        // Read directly, as VM records are (every page of DescribeInstances
+        // reads these): `sqlite_read`, `pg_read`; the pool's path otherwise,
+        // or if that failed.
+        let binds = [Bind::Text(project), Bind::Text(instance)];
+        if let Some(reader) = self.sqlite_reader() {
+            if let Some(rows) = reader.rows(&sql, &binds, 0, volume_db_of) {
+                return Ok(rows.into_iter().map(volume).collect());
+            }
+        } else if let Some(reader) = self.pg_reader() {
+            if let Some(rows) = reader.rows_with(&sql, &binds, 0, |r| <VolumeDb as sqlx::FromRow<_>>::from_row(r)).await {
+                return Ok(rows.into_iter().map(volume).collect());
+            }
+        }
+        let r: Vec<VolumeDb> = sqlx::query_as(&sql).bind(project).bind(instance).fetch_all(self.pool()).await?;
         Ok(r.into_iter().map(volume).collect())
     }
 
@@ -398,6 +461,25 @@ impl Store {
             .bind(self.clock_ms())
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Records a volume's options (encryption, IOPS, throughput, the
+    /// snapshot it was made from), as given at its creation or answered by
+    /// the cloud; `None` leaves a field as recorded.
+    pub async fn set_volume_options(&self, instance: &str, volume_id: &str, options: &VolumeOptionsRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE volumes SET encrypted = COALESCE($3, encrypted), iops = COALESCE($4, iops), \
+             throughput = COALESCE($5, throughput), snapshot_id = COALESCE($6, snapshot_id) WHERE instance = $1 AND volume_id = $2",
+        )
+        .bind(instance)
+        .bind(volume_id)
+        .bind(options.encrypted.map(i64::from))
+        .bind(options.iops)
+        .bind(options.throughput)
+        .bind(options.snapshot_id.as_deref())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! What the store keeps of VMs' instance attributes (migration 0038): the
 //! termination protection (a row while on), and a stopped VM's instance
-//! type when it is changed (the record follows the cloud).
+//! type when it is changed (the record follows the cloud), with the change
+//! (migration 0046).
 
 use crate::{Store, StoreError};
 use cloudbroker_model::VmId;
@@ -28,15 +29,35 @@ impl Store {
     }
 
     /// Records VM `id`'s new instance type, only while it is `stopped`
-    /// (the only state a type changes in). Returns whether it was written.
+    /// (the only state a type changes in), and, when it differs from the
+    /// type before, the change with the store's clock's time (migration
+    /// 0046, what metering prices each running span by), in one
+    /// transaction. Returns whether it was written.
     pub async fn set_stopped_vm_instance_type(&self, id: &VmId, instance_type: &str) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query("UPDATE vms SET instance_type = $2, updated_at = $3, version = version + 1 WHERE id = $1 AND state = 'stopped'")
+        let at = self.clock_ms();
+        let mut tx = self.pool().begin().await?;
+        // Written first, so the row is this transaction's (locked on
+        // PostgreSQL) before its type is read: concurrent changes queue.
+        let r = sqlx::query("UPDATE vms SET updated_at = $2, version = version + 1 WHERE id = $1 AND state = 'stopped'")
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let (before,): (String,) = sqlx::query_as("SELECT instance_type FROM vms WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+        if before != instance_type {
+            sqlx::query("UPDATE vms SET instance_type = $2 WHERE id = $1").bind(id).bind(instance_type).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO vm_type_changes (vm_id, at, from_type, to_type) VALUES ($1, $2, $3, $4)")
                 .bind(id)
+                .bind(at)
+                .bind(&before)
                 .bind(instance_type)
-                .bind(self.clock_ms())
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
-        Ok(r.rows_affected() == 1)
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }

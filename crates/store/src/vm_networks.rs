@@ -3,8 +3,10 @@
 //! the VM records (most clouds the broker fronts have no VPCs); read by id
 //! for the EC2 front's `subnetId` and `vpcId`.
 
+use crate::sqlite_read::Bind;
 use crate::{Store, StoreError};
 use cloudbroker_model::VmId;
+use sqlx::Row;
 use std::collections::HashMap;
 
 impl Store {
@@ -31,11 +33,27 @@ impl Store {
             }
             let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let sql = format!("SELECT vm_id, subnet_id, vpc_id FROM vm_networks WHERE vm_id IN ({marks})");
-            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
-            for id in chunk {
-                q = q.bind(id);
+            // Read directly where the VM records are (`sqlite_read`,
+            // `pg_read`: one call, or one round trip without the pool's
+            // ping); the pool's path otherwise, or if that failed.
+            let binds: Vec<Bind<'_>> = chunk.iter().map(|i| Bind::Text(i.as_str())).collect();
+            let mut rows = None;
+            if let Some(reader) = self.sqlite_reader() {
+                rows = reader.rows(&sql, &binds, 0, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            } else if let Some(reader) = self.pg_reader() {
+                rows = reader.rows_with(&sql, &binds, 0, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).await;
             }
-            for (vm, subnet, vpc) in q.fetch_all(self.pool()).await? {
+            let rows: Vec<(String, String, String)> = match rows {
+                Some(rows) => rows,
+                None => {
+                    let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    q.fetch_all(self.pool()).await?
+                }
+            };
+            for (vm, subnet, vpc) in rows {
                 if let Some(id) = chunk.iter().find(|i| i.as_str() == vm) {
                     out.insert(id.clone(), (subnet, vpc));
                 }

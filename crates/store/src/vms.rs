@@ -173,6 +173,41 @@ fn vm_db_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmDb> {
     })
 }
 
+/// A VM record from a row of `SELECT {COLS}` read directly on PostgreSQL
+/// (`pg_read`): by column position, not by name.
+fn vm_db_of_pg(r: &sqlx::postgres::PgRow) -> Result<VmDb, sqlx::Error> {
+    use sqlx::Row;
+    Ok(VmDb {
+        id: r.try_get(0)?,
+        launch_id: r.try_get(1)?,
+        launch_index: r.try_get(2)?,
+        user_name: r.try_get(3)?,
+        instance: r.try_get(4)?,
+        credential_id: r.try_get(5)?,
+        client_token: r.try_get(6)?,
+        name: r.try_get(7)?,
+        image: r.try_get(8)?,
+        image_id: r.try_get(9)?,
+        instance_type: r.try_get(10)?,
+        state: r.try_get(11)?,
+        cloud_id: r.try_get(12)?,
+        private_ip: r.try_get(13)?,
+        public_ip: r.try_get(14)?,
+        error: r.try_get(15)?,
+        tags: r.try_get(16)?,
+        key_name: r.try_get(17)?,
+        created_at: r.try_get(18)?,
+        updated_at: r.try_get(19)?,
+        version: r.try_get(20)?,
+        project: r.try_get(21)?,
+        lease_expires_at: r.try_get(22)?,
+        lease_action: r.try_get(23)?,
+        lease_warned_at: r.try_get(24)?,
+        lease_done_at: r.try_get(25)?,
+        lease_note: r.try_get(26)?,
+    })
+}
+
 /// The rows of a JSON array of VM records in [`JSON_COLS`] order (`None`:
 /// the aggregate over no rows).
 fn vm_rows(json: Option<String>, order: Order) -> Result<Vec<VmRow>, StoreError> {
@@ -301,7 +336,7 @@ impl Store {
             return rows.into_iter().next().map(vm).transpose();
         }
         if let Some(reader) = self.pg_reader() {
-            if let Some(rows) = reader.rows::<VmDb>(&sql, &[Bind::Text(id.as_str())]).await {
+            if let Some(rows) = reader.rows_with(&sql, &[Bind::Text(id.as_str())], 1, vm_db_of_pg).await {
                 return rows.into_iter().next().map(vm).transpose();
             }
         }
@@ -424,14 +459,17 @@ impl Store {
                 return rows.into_iter().map(vm).collect();
             }
         }
-        let sql = self.json_rows(&sql, Order::Newest);
-        // PostgreSQL: the same aggregate (one column: cheaper to decode than
-        // the rows), one round trip on a connection of this thread's (see `pg_read`).
+        // PostgreSQL: the rows themselves (binary, decoded by position), one
+        // round trip on a connection of this thread's (see `pg_read`); no
+        // aggregate, which cost the server more than the page's rows.
         if let Some(reader) = self.pg_reader() {
-            if let Some(rows) = reader.rows::<(Option<String>,)>(&sql, &direct).await {
-                return vm_rows(rows.into_iter().next().and_then(|r| r.0), Order::Newest);
+            let room = usize::try_from(limit).unwrap_or(0).min(1001);
+            if let Some(mut rows) = reader.rows_with(&sql, &direct, room, vm_db_of_pg).await {
+                sort_rows(&mut rows, Order::Newest);
+                return rows.into_iter().map(vm).collect();
             }
         }
+        let sql = self.json_rows(&sql, Order::Newest);
         let mut q = sqlx::query_as::<_, (Option<String>,)>(&sql);
         for b in &binds {
             q = q.bind(b);

@@ -3,7 +3,8 @@
 //! leases, quotes and non-ASCII text included), in the same order, with
 //! every filter and keyset position a page takes. On PostgreSQL the
 //! direct reader (`pg_read`, connections of its own, one per thread)
-//! answers the same, and a connection the server ended sends the read to
+//! answers the same (typed rows, decoded by position), the VMs' networks
+//! too, and a connection the server ended sends the read to
 //! the pool instead of failing it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -163,6 +164,21 @@ async fn same_as_the_pool(s: &Store) {
     let all = s.page_vms(&VmFilter::default(), None, 100).await.unwrap();
     assert_eq!(all.len(), 30);
     assert!(all.windows(2).all(|w| (w[0].created_at, &w[0].id) > (w[1].created_at, &w[1].id)), "newest first");
+
+    // The VMs' networks (read with a page of DescribeInstances): the same
+    // map, read directly in one call, with some VMs having none.
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 != 2) {
+        s.set_vm_network(id, &format!("subnet-{i:02}"), &format!("vpc-{}", i % 2)).await.unwrap();
+    }
+    let asked: Vec<VmId> = ids.iter().cloned().chain([VmId::from_stored("vm-missing".into())]).collect();
+    let served = s.direct_reads_served();
+    let direct = s.vm_networks(&asked).await.unwrap();
+    assert_eq!(s.direct_reads_served(), served + 1, "the networks were read directly");
+    assert_eq!(direct, pooled.vm_networks(&asked).await.unwrap());
+    assert_eq!(direct.len(), 20);
+    assert_eq!(direct.get(&ids[4]), Some(&("subnet-04".to_string(), "vpc-0".to_string())));
+    assert!(!direct.contains_key(&ids[5]));
+    assert!(s.vm_networks(&[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]

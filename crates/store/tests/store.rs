@@ -149,6 +149,7 @@ mod quota {
             lease: None,
             budget: None,
             vms: &v,
+            termination_protection: false,
             audit: None,
         })
         .await

@@ -56,6 +56,7 @@ async fn launch(s: &Store, tag: &str, n: usize) {
         state: VmStatus::Requested,
         lease: Some(NewLease { expires_at: END, action: LeaseAction::Terminate, warn_at: WARN }),
         vms: &vms,
+        termination_protection: false,
         audit: None,
         budget: None,
     })

@@ -10,67 +10,23 @@
 
 mod common;
 
-use common::{TestApp, SUPER_PW};
+#[path = "ec2/boto3_regions.rs"]
+mod boto3_regions;
+
+use boto3_regions::{run_boto3, Boto3Run, Boto3Script};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn run(program: std::path::PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> (bool, String, String) {
-    let out = std::process::Command::new(program).args(args).envs(env).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 async fn snapshots_and_images(db_url: Option<String>) {
-    let moto = cloudbroker_testkit::MotoServer::start(cloudbroker_testkit::MotoOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("connectors.d")).unwrap();
-    std::fs::write(
-        dir.path().join("connectors.d/sb.conf"),
-        format!(
-            "cloud.connector.class = sb:sandbox, aws:ec2\nsb.boot.delay.ms = 0\naws.region = us-east-1\naws.endpoint = {}\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let app = TestApp::start(db_url, dir).await.unwrap();
-    let admin = app.token("super", SUPER_PW).await;
-    for image in [
-        json!({"name": "ubuntu", "mappings": {"sb": {"image_id": "ami-sandbox-ubuntu-2204", "instance_type": "t2.small"}}}),
-        json!({"name": "moto-linux", "mappings": {"aws": {"image_id": "ami-12c6146b", "instance_type": "t2.micro"}}}),
-    ] {
-        assert_eq!(app.call(Method::POST, "/api/v1/images", &admin, Some(image)).await.0, 201);
-    }
-    let mut env = vec![
-        ("EP".to_string(), app.url("/ec2")),
-        ("REGIONS".into(), "sb=sba=ubuntu,aws=us-east-1a=moto-linux".into()),
-        ("STRICT".into(), "sb".into()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-    ];
-    for (u, cloud_key) in [("alice", "AKIAALICEMOTO000001"), ("bob", "AKIABOBMOTO0000001"), ("carol", "AKIACAROLMOTO00001")] {
-        let t = app.user(&admin, u).await;
-        let (s, k) = app.call(Method::POST, &format!("/api/v1/users/{u}/access-keys"), &t, None).await;
-        assert_eq!(s, 201, "{k}");
-        let up = u.to_uppercase();
-        env.push((format!("{up}_AK"), k["access_key_id"].as_str().unwrap().to_string()));
-        env.push((format!("{up}_SK"), k["secret_access_key"].as_str().unwrap().to_string()));
-        let body = json!({"access_key_id": cloud_key, "secret_access_key": format!("{u}-moto-secret")});
-        let (s, b) = app.call(Method::PUT, &format!("/api/v1/users/{u}/credentials/aws"), &t, Some(body)).await;
-        assert_eq!(s, 200, "{b}");
-    }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ec2/boto3_snapshots_images.py");
-    let broker = app.broker.clone();
-    let reconciler = tokio::spawn(async move {
-        loop {
-            let _ = broker.provisioning.reconcile("ec2-snapshots-test").await;
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    });
-    let (ok, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
-            .await
-            .unwrap();
-    reconciler.abort();
-    assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
-    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let users = [("alice", "AKIAALICEMOTO000001"), ("bob", "AKIABOBMOTO0000001"), ("carol", "AKIACAROLMOTO00001")];
+    let script = Boto3Script {
+        script: "boto3_snapshots_images.py",
+        regions: "sb=sba=ubuntu,aws=us-east-1a=moto-linux",
+        users: &users,
+        admin_env: false,
+        reconcile: true,
+    };
+    let Boto3Run { app, moto, admin, out } = run_boto3(db_url, script).await;
     for region in ["sb", "aws"] {
         let o = &out[region];
         assert_eq!(o["created"], json!([true, true, true, true, true]), "{region}: {o}");

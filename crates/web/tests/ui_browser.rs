@@ -1154,6 +1154,7 @@ async fn the_admin_console_in_a_real_browser() {
         .await;
     app.broker.provisioning.reconcile("ui-test").await.unwrap();
     b.sign_in("super", common::SUPER_PW).await;
+    b.click("#nav-admin summary").await;
     b.click("#nav-admin-overview").await;
     shot_at(&mut b, 1400, "overview").await;
     shot_at(&mut b, 800, "overview").await;
@@ -1214,6 +1215,7 @@ async fn key_pairs_volumes_and_addresses_in_a_real_browser() {
     b.sign_in("rhea", "rhea-password").await;
 
     // Key pairs: one created (the private key once), one imported.
+    b.click("#nav-resources summary").await;
     b.click("header nav a[href='/keypairs']").await;
     b.fill("#keypair-name", "rhea-laptop").await;
     b.click("#create-keypair").await;
@@ -1230,6 +1232,7 @@ async fn key_pairs_volumes_and_addresses_in_a_real_browser() {
     shot_at(&mut b, 800, "keypairs").await;
 
     // A volume, created then attached to the VM.
+    b.click("#nav-resources summary").await;
     b.click("header nav a[href='/volumes']").await;
     b.click("#volume-instance option[value='sb']").await;
     b.fill("#volume-size", "4").await;
@@ -1256,6 +1259,7 @@ async fn key_pairs_volumes_and_addresses_in_a_real_browser() {
     shot_at(&mut b, 800, "volumes").await;
 
     // An address, allocated then associated; its release refused while associated.
+    b.click("#nav-resources summary").await;
     b.click("header nav a[href='/addresses']").await;
     b.click("#address-instance option[value='sb']").await;
     b.click("#allocate-submit").await;

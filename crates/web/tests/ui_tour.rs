@@ -318,6 +318,14 @@ async fn fixtures(app: &common::TestApp, sup: &Ui, alice: &Ui, alice_token: &str
         app.broker.deployments.drive_pass().await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A private image made from one of alice's VMs: the Images page's Deregister confirmation is toured too.
+    let (_, vms) = app.call(reqwest::Method::GET, "/api/v1/vms", alice_token, None).await;
+    let running = vms["vms"].as_array().into_iter().flatten().find(|v| v["state"] == "running" && v["name"] == "tour-web-1");
+    if let Some(id) = running.and_then(|v| v["id"].as_str()) {
+        let (s, b) =
+            app.call(reqwest::Method::POST, &format!("/api/v1/vms/{id}/image"), alice_token, Some(json!({"name": "tour-image"}))).await;
+        assert_eq!(s, 201, "{b}");
+    }
     // What the resource pages manage (their forms may change: not asserted here).
     alice.post("/keypairs", &[("name", "tour-key")]).await;
     alice.post("/volumes", &[("instance", "sb"), ("size", "8"), ("zone", ""), ("volume_type", "")]).await;

@@ -15,8 +15,7 @@ use crate::domain::VmStatus;
 use chrono::{DateTime, Utc};
 use cloudbroker_connector_api::params::ParamValues;
 pub use cloudbroker_store::budgets::BudgetScope;
-use cloudbroker_store::metering::StateChange;
-use cloudbroker_store::vms::VmRow;
+use cloudbroker_store::metering::VmHistory;
 use cloudbroker_store::{Store, StoreError};
 
 /// `budget.user.monthly`.
@@ -155,21 +154,22 @@ pub async fn resolve(
 pub use crate::error::BudgetRefusal;
 
 /// What a scope's VMs spent and committed in `month` (up to `now`): each
-/// VM's metered cost, a span still running counted at least its minimum
-/// (it is owed as soon as the VM runs), plus, for one admitted to run that
-/// is not running yet (requested or held, or pending after a launch or a start),
-/// its next first billing period.
-pub fn spent(vms: &[(VmRow, Vec<StateChange>)], book: &PriceBook, month: Period, now: DateTime<Utc>, minimum_seconds: i64) -> Micros {
+/// VM's metered cost (each span priced as the type the VM ran as then), a
+/// span still running counted at least its minimum (it is owed as soon as
+/// the VM runs), plus, for one admitted to run that is not running yet
+/// (requested or held, or pending after a launch or a start), its next
+/// first billing period at its current type.
+pub fn spent(vms: &[VmHistory], book: &PriceBook, month: Period, now: DateTime<Utc>, minimum_seconds: i64) -> Micros {
     vms.iter()
-        .map(|(vm, history)| {
-            let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
-            let (markup, _) = book.markup(vm.instance.as_str());
-            let mut spans = metering::running_spans(history, now);
+        .map(|VmHistory { vm, states, types }| {
+            let mut spans = metering::running_spans(states, now);
             for s in &mut spans {
                 s.open = false;
             }
-            let usage = metering::bill(&spans, minimum_seconds, schedule, markup, month);
-            let still_open = history.last().is_some_and(|c| c.state == VmStatus::Running);
+            let instance = vm.instance.as_str();
+            let usage =
+                metering::bill_typed(&spans, types, &vm.instance_type, month, |t| metering::vm_rate(book, instance, t, minimum_seconds));
+            let still_open = states.last().is_some_and(|c| c.state == VmStatus::Running);
             if matches!(vm.state, VmStatus::Requested | VmStatus::Held | VmStatus::Pending) && !still_open {
                 usage.cost + first_period(book, vm.instance.as_str(), &vm.instance_type, now, minimum_seconds)
             } else {

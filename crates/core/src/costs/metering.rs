@@ -9,12 +9,15 @@
 //! price effective at each second (a price change splits a span), with
 //! the instance's markup; seconds with no price are counted and reported
 //! as unpriced, never as free. Every line says where its figure came from.
+//! Each span is priced as the instance type the VM ran as then (a type
+//! changes only while the VM is stopped, so a span has one type): a type
+//! change never reprices earlier running time.
 
 use super::money::{cost_of, Markup, Micros};
 use super::prices::PriceEntry;
 use crate::domain::VmStatus;
 use chrono::{DateTime, Duration, Utc};
-use cloudbroker_store::metering::StateChange;
+use cloudbroker_store::metering::{StateChange, TypeChange};
 use serde::Serialize;
 
 /// The default of `billing.minimum.seconds` (kept with the price book: the
@@ -64,6 +67,67 @@ pub struct Usage {
     /// Seconds with no price (the cost leaves them out: never free, unknown).
     pub unpriced_seconds: i64,
     pub lines: Vec<UsageLine>,
+}
+
+impl Usage {
+    /// Adds `other` (of later spans of the same VM: lines stay in time order).
+    pub fn absorb(&mut self, other: Usage) {
+        self.seconds += other.seconds;
+        self.starts += other.starts;
+        self.cost = self.cost + other.cost;
+        self.list_cost = self.list_cost + other.list_cost;
+        self.unpriced_seconds += other.unpriced_seconds;
+        self.lines.extend(other.lines);
+    }
+}
+
+/// What one instance type bills at on one instance: its price schedule
+/// (oldest first), the instance's markup and its minimum seconds per start.
+pub type Rate<'a> = (&'a [PriceEntry], Markup, i64);
+
+/// The instance type a VM ran as at `t`, from the changes of its type
+/// (oldest first) and its `current` type: the type before the first change
+/// after `t`, or the current one when none followed.
+pub fn type_at<'a>(types: &'a [TypeChange], current: &'a str, t: DateTime<Utc>) -> &'a str {
+    types.iter().find(|c| c.at > t).map_or(current, |c| c.from.as_str())
+}
+
+/// `spans` (oldest first) cut into runs of one instance type each, in
+/// order: each span is of the type the VM ran as at its start.
+pub fn runs_by_type<'a, 's>(spans: &'s [Span], types: &'a [TypeChange], current: &'a str) -> Vec<(&'a str, &'s [Span])> {
+    let mut runs: Vec<(&'a str, &'s [Span])> = Vec::new();
+    let mut start = 0;
+    for i in 1..=spans.len() {
+        let kind = type_at(types, current, spans[start].from);
+        if i == spans.len() || type_at(types, current, spans[i].from) != kind {
+            runs.push((kind, &spans[start..i]));
+            start = i;
+        }
+    }
+    runs
+}
+
+/// [`bill`] of a VM whose type may have changed: each run of spans of one
+/// type ([`runs_by_type`]) at that type's `rate`.
+pub fn bill_typed<'r>(
+    spans: &[Span],
+    types: &[TypeChange],
+    current: &str,
+    period: Period,
+    mut rate: impl FnMut(&str) -> Rate<'r>,
+) -> Usage {
+    let mut u = Usage::default();
+    for (kind, run) in runs_by_type(spans, types, current) {
+        let (schedule, markup, minimum) = rate(kind);
+        u.absorb(bill(run, minimum, schedule, markup, period));
+    }
+    u
+}
+
+/// The [`Rate`] of VMs of `instance_type` on `instance` in `book`, with
+/// `minimum` seconds per start.
+pub fn vm_rate<'b>(book: &'b super::prices::PriceBook, instance: &str, instance_type: &str, minimum: i64) -> Rate<'b> {
+    (book.schedule(instance, &super::prices::PriceItem::Instance(instance_type.to_string())), book.markup(instance).0, minimum)
 }
 
 /// A stretch of time a VM was running.

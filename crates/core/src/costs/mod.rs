@@ -136,11 +136,12 @@ impl Costs {
         period.to = period.to.min(now);
         let snap = self.registry.snapshot();
         let history = self.store.vm_state_history(vm.metered_id()).await?;
+        let types = self.store.vm_type_changes(vm.metered_id()).await?;
         let spans = metering::running_spans(&history, period.to);
-        let schedule = snap.prices.schedule(vm.metered_instance().as_str(), &PriceItem::Instance(vm.metered_type().to_string()));
-        let (markup, _) = snap.prices.markup(vm.metered_instance().as_str());
-        let minimum = snap.billing_minimum_seconds(vm.metered_instance().as_str());
-        let usage = metering::bill(&spans, minimum, schedule, markup, period);
+        let instance = vm.metered_instance().as_str();
+        let minimum = snap.billing_minimum_seconds(instance);
+        let usage =
+            metering::bill_typed(&spans, &types, vm.metered_type(), period, |t| metering::vm_rate(&snap.prices, instance, t, minimum));
         Ok(VmCost { currency: snap.prices.currency().to_string(), period, estimate: true, usage })
     }
 

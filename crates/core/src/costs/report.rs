@@ -1,14 +1,15 @@
 //! Cost reports: what VMs, volumes and Elastic IPs cost over `[from, to)`, per day or month,
 //! grouped by user, project, connector instance, instance type, image or
-//! a tag's value. Built from two queries (the VMs of the period and their
-//! state histories) and the metering of `metering.rs`, so a report and a
+//! a tag's value. Built from three queries (the VMs of the period, their
+//! state histories and their type changes) and the metering of
+//! `metering.rs` (each span priced as the type the VM ran as then, and
+//! grouped by it under `instance_type`), so a report and a
 //! VM's own cost always agree. Users see the project they act in; admins
 //! anyone's (all, or one user, project or instance).
 
-use super::metering::{self, Period};
-use super::money::Markup;
+use super::metering::{self, Period, Rate, Usage};
 use super::money::Micros;
-use super::prices::{PriceEntry, PriceItem};
+use super::prices::PriceItem;
 use super::Costs;
 use crate::domain::{InstanceName, ProjectName, UserName};
 use crate::error::{ServiceError, ServiceResult};
@@ -17,10 +18,6 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use cloudbroker_store::metering::PeriodFilter;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// What one (instance, type) bills at: its price schedule, the instance's
-/// markup and its minimum seconds per start.
-type Rate<'a> = (&'a [PriceEntry], Markup, i64);
 
 /// The longest report, in days.
 pub const MAX_REPORT_DAYS: i64 = 400;
@@ -227,17 +224,21 @@ impl Costs {
         let mut rates: HashMap<String, HashMap<String, Rate<'_>>> = HashMap::new();
         let with_tags = matches!(q.group_by, GroupBy::Tag(_));
         self.store
-            .each_vm_history(&filter, with_tags, |vm, history| {
+            .each_vm_history(&filter, with_tags, |vm, history, types| {
                 let spans = metering::running_spans(history, to);
                 let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return };
                 let (lo, hi) = (first.from, spans.iter().map(|s| s.to).max().unwrap_or(last.to));
+                // Runs of spans of one type each (one run unless its type changed).
+                let runs = metering::runs_by_type(&spans, types, &vm.instance_type);
                 let by_type = rates.entry(vm.instance.clone()).or_default();
-                if !by_type.contains_key(&vm.instance_type) {
-                    let schedule = book.schedule(&vm.instance, &PriceItem::Instance(vm.instance_type.clone()));
-                    let (markup, _) = book.markup(&vm.instance);
-                    by_type.insert(vm.instance_type.clone(), (schedule, markup, snap.billing_minimum_seconds(&vm.instance)));
+                for &(kind, _) in &runs {
+                    if !by_type.contains_key(kind) {
+                        by_type.insert(
+                            kind.to_string(),
+                            metering::vm_rate(book, &vm.instance, kind, snap.billing_minimum_seconds(&vm.instance)),
+                        );
+                    }
                 }
-                let Some(&(schedule, markup, minimum)) = by_type.get(&vm.instance_type) else { return };
                 let group: &str = match &q.group_by {
                     GroupBy::User => &vm.user,
                     GroupBy::Project => &vm.project,
@@ -247,17 +248,29 @@ impl Costs {
                     GroupBy::Tag(k) => vm.tags.get(k).map_or("(untagged)", String::as_str),
                 };
                 for bucket in buckets.iter().filter(|b| b.to >= lo && b.from <= hi) {
-                    let u = metering::bill(&spans, minimum, schedule, markup, *bucket);
-                    if u.seconds == 0 {
-                        continue;
+                    // The VM's usage in the bucket per group: one, or one per type it ran as.
+                    let mut usages: Vec<(&str, Usage)> = Vec::with_capacity(1);
+                    for &(kind, run) in &runs {
+                        let Some(&(schedule, markup, minimum)) = by_type.get(kind) else { continue };
+                        let u = metering::bill(run, minimum, schedule, markup, *bucket);
+                        if u.unpriced_seconds > 0 {
+                            unpriced.insert((vm.instance.clone(), kind.to_string()));
+                        }
+                        let group = if q.group_by == GroupBy::InstanceType { kind } else { group };
+                        match usages.iter_mut().find(|(g, _)| *g == group) {
+                            Some((_, sum)) => sum.absorb(u),
+                            None => usages.push((group, u)),
+                        }
                     }
-                    if u.unpriced_seconds > 0 {
-                        unpriced.insert((vm.instance.clone(), vm.instance_type.clone()));
+                    for (group, u) in usages {
+                        if u.seconds == 0 {
+                            continue;
+                        }
+                        let line = line_of(&mut acc, bucket.from, group, actor.is_admin);
+                        line.vms += 1;
+                        line.starts += u.starts;
+                        line.add(&u);
                     }
-                    let line = line_of(&mut acc, bucket.from, group, actor.is_admin);
-                    line.vms += 1;
-                    line.starts += u.starts;
-                    line.add(&u);
                 }
             })
             .await?;

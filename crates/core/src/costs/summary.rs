@@ -9,7 +9,6 @@
 
 use super::metering::{self, Period};
 use super::money::{cost_of, Micros};
-use super::prices::PriceItem;
 use super::{month_to, Costs};
 use crate::error::ServiceResult;
 use crate::Actor;
@@ -65,14 +64,13 @@ impl Costs {
         let snap = self.registry.snapshot();
         let book = &snap.prices;
         let mut out = BTreeMap::new();
-        for (vm, history) in self.store.vms_with_history(&filter).await? {
-            let spans = metering::running_spans(&history, period.to);
+        for h in self.store.vms_with_history(&filter).await? {
+            let (vm, spans) = (&h.vm, metering::running_spans(&h.states, period.to));
             if spans.is_empty() {
                 continue;
             }
-            let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
-            let (markup, _) = book.markup(vm.instance.as_str());
-            let u = metering::bill(&spans, snap.billing_minimum_seconds(vm.instance.as_str()), schedule, markup, period);
+            let (instance, minimum) = (vm.instance.as_str(), snap.billing_minimum_seconds(vm.instance.as_str()));
+            let u = metering::bill_typed(&spans, &h.types, &vm.instance_type, period, |t| metering::vm_rate(book, instance, t, minimum));
             out.insert(vm.id.to_string(), MonthCost { cost: u.cost, unpriced: u.unpriced_seconds > 0 });
         }
         Ok(out)
@@ -92,14 +90,16 @@ impl Costs {
         let snap = self.registry.snapshot();
         let book = &snap.prices;
         let (mut month_to_date, mut per_hour, mut running, mut unpriced_running) = (Micros(0), Micros(0), 0, 0);
-        for (vm, history) in self.store.vms_with_history(&filter).await? {
-            let spans = metering::running_spans(&history, period.to);
-            let schedule = book.schedule(vm.instance.as_str(), &PriceItem::Instance(vm.instance_type.clone()));
-            let (markup, _) = book.markup(vm.instance.as_str());
+        for h in self.store.vms_with_history(&filter).await? {
+            let (vm, spans) = (&h.vm, metering::running_spans(&h.states, period.to));
+            let instance = vm.instance.as_str();
+            let minimum = snap.billing_minimum_seconds(instance);
             if !spans.is_empty() {
-                let minimum = snap.billing_minimum_seconds(vm.instance.as_str());
-                month_to_date = month_to_date + metering::bill(&spans, minimum, schedule, markup, period).cost;
+                let rate = |t: &str| metering::vm_rate(book, instance, t, minimum);
+                month_to_date = month_to_date + metering::bill_typed(&spans, &h.types, &vm.instance_type, period, rate).cost;
             }
+            // Running now: as its current type (a type changes only while stopped).
+            let (schedule, markup, _) = metering::vm_rate(book, instance, &vm.instance_type, minimum);
             if spans.last().is_some_and(|s| s.open) {
                 running += 1;
                 match schedule.iter().rev().find(|e| e.effective <= now) {

@@ -116,10 +116,10 @@ impl Costs {
             // Owners with VMs this month, per scope.
             let mut owners: BTreeMap<(BudgetScope, String), Vec<_>> = BTreeMap::new();
             for v in vms {
-                if v.0.project.as_str() != v.0.user.as_str() {
-                    owners.entry((BudgetScope::Project, v.0.project.to_string())).or_default().push(v.clone());
+                if v.vm.project.as_str() != v.vm.user.as_str() {
+                    owners.entry((BudgetScope::Project, v.vm.project.to_string())).or_default().push(v.clone());
                 }
-                owners.entry((BudgetScope::User, v.0.user.to_string())).or_default().push(v);
+                owners.entry((BudgetScope::User, v.vm.user.to_string())).or_default().push(v);
             }
             let keys: Vec<(BudgetScope, &str)> = owners.keys().map(|(s, o)| (*s, o.as_str())).collect();
             let amounts = budgets::resolve(&self.store, &self.overrides, instance, Some(&entry.values), &keys).await?;
@@ -243,18 +243,17 @@ impl Costs {
     fn count_spend(
         &self,
         instance: &str,
-        vms: &[(cloudbroker_store::vms::VmRow, Vec<cloudbroker_store::metering::StateChange>)],
+        vms: &[cloudbroker_store::metering::VmHistory],
         book: &crate::prices::PriceBook,
         month: super::metering::Period,
         month_key: &str,
     ) {
         let mut per_user: BTreeMap<String, i64> = BTreeMap::new();
-        for (vm, history) in vms {
-            let schedule = book.schedule(instance, &crate::prices::PriceItem::Instance(vm.instance_type.clone()));
-            let (markup, _) = book.markup(instance);
-            let spans = super::metering::running_spans(history, month.to);
-            let u = super::metering::bill(&spans, DEFAULT_MINIMUM_SECONDS, schedule, markup, month);
-            *per_user.entry(vm.user.to_string()).or_default() += u.cost.0;
+        for h in vms {
+            let spans = super::metering::running_spans(&h.states, month.to);
+            let rate = |t: &str| super::metering::vm_rate(book, instance, t, DEFAULT_MINIMUM_SECONDS);
+            let u = super::metering::bill_typed(&spans, &h.types, &h.vm.instance_type, month, rate);
+            *per_user.entry(h.vm.user.to_string()).or_default() += u.cost.0;
         }
         let Ok(mut counted) = self.counted.lock() else { return };
         for (user, spent) in per_user {

@@ -234,6 +234,7 @@ impl Provisioning {
             lease: plan.lease,
             budget: budget.as_ref().map(|b| b.check(&spend)),
             vms: &[],
+            termination_protection: req.termination_protection,
             audit: Some(audit_event.row(actor.name.as_str(), &audit_target)),
         };
         // The records, built for the count the transaction admits (a launch

@@ -141,6 +141,8 @@ impl Provisioning {
                 lease: plan.lease,
                 budget: admission.budget().map(|b| b.check(spend)),
                 vms: &vms[i],
+                // A deployment's VMs are launched unprotected.
+                termination_protection: false,
                 audit: Some(audit),
             });
         }

@@ -182,6 +182,7 @@ impl Provisioning {
             instance: plan.request.instance,
             launch_id: admitted.launch_id,
             credential_id: plan.credential_id,
+            image: plan.image.from_image.clone(),
             rows: admitted.rows,
         };
         // The cloud part runs in its own task: a client that goes away does not cut it short.
@@ -227,12 +228,27 @@ impl Provisioning {
     /// the cloud says a group or key pair taken as there is not.
     async fn prepare_and_run(&self, job: &CloudLaunch, run: &mut RunRequest) -> Result<Vec<cloudbroker_connector_api::Vm>, ConnectorError> {
         self.prepare(job, run).await?;
-        match job.connector.run_instances(&job.creds, run).await {
+        let first = match job.connector.run_instances(&job.creds, run).await {
             Err(e) if prepared_missing(&e) => {
                 tracing::info!(instance = %job.instance, error = %e, "a security group or key pair was gone: making sure again");
                 self.prepared.forget(job);
                 self.prepare(job, run).await?;
                 job.connector.run_instances(&job.creds, run).await
+            }
+            other => other,
+        };
+        match first {
+            // An image made from a VM in another cloud account: granted now, asked once more (`accounts.rs`).
+            Err(e) if super::accounts::image_missing(&e) => {
+                match self.grant_for_launch(job.connector.as_ref(), &job.instance, &job.image, &job.creds).await {
+                    Ok(true) => job.connector.run_instances(&job.creds, run).await,
+                    Ok(false) => Err(e),
+                    Err(ServiceError::Cloud(ge)) => Err(ge),
+                    Err(ge) => Err(ConnectorError::Cloud {
+                        code: "LaunchPermissionNotGranted".into(),
+                        message: format!("the image is another cloud account's, and launch permission could not be granted: {ge}"),
+                    }),
+                }
             }
             other => other,
         }
@@ -260,6 +276,9 @@ impl Provisioning {
                     }
                     if let (Some(row), Some(subnet), Some(vpc)) = (job.rows.get(i).filter(|_| adopted), &vm.subnet_id, &vm.vpc_id) {
                         self.store.set_vm_network(row, subnet, vpc).await?;
+                    }
+                    if let Some(row) = job.rows.get(i).filter(|_| adopted) {
+                        self.record_launch_details(row, vm).await?;
                     }
                 }
                 let ids = vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(",");
@@ -310,6 +329,8 @@ struct CloudLaunch {
     instance: InstanceName,
     launch_id: LaunchId,
     credential_id: CredentialId,
+    /// The native image the cloud image id came from (empty for a raw id).
+    image: String,
     /// The launch's records (by launch index).
     rows: Vec<VmId>,
 }

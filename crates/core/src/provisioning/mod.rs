@@ -24,6 +24,7 @@
 //! volumes; `dry_run.rs` runs an action's checks without acting (EC2's
 //! `DryRun`).
 
+mod accounts;
 mod actions;
 mod addresses;
 mod admit;
@@ -34,8 +35,11 @@ mod cloud;
 mod console;
 mod dry_run;
 mod launch;
+mod launch_details;
 mod lease_worker;
 mod leases;
+mod network_records;
+mod object_tags;
 mod objects;
 mod overview;
 mod plan;
@@ -48,6 +52,7 @@ mod request;
 mod security_groups;
 mod snapshots;
 mod table;
+mod volume_tokens;
 mod volumes;
 mod vpcs;
 
@@ -67,6 +72,7 @@ pub use request::{CountRange, InstanceType, LaunchRequest, LaunchTags, MAX_BLOCK
 pub use security_groups::SecurityGroup;
 pub use snapshots::Snapshot;
 pub use table::{CredentialUsed, VmHistoryLine, VmSort, VmTablePage, VmTableQuery};
+pub use volume_tokens::VolumeToken;
 pub use volumes::{Attachment, Volume, VolumeOptions, VolumeSpec};
 pub use vpcs::{valid_block, Subnet, Vpc};
 
@@ -138,6 +144,12 @@ pub struct Vm {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub network: Option<(String, String)>,
+    /// Its security groups and the volumes its launch made, as the cloud
+    /// answered the launch (filled by [`Provisioning::fill_launch_details`];
+    /// empty otherwise, and for VMs launched before they were recorded).
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub launch_details: cloudbroker_store::vm_launch_details::LaunchDetails,
 }
 
 /// Which VMs to list.
@@ -172,6 +184,8 @@ pub struct Provisioning {
     /// What a launch made sure of in a cloud account (a security group, a
     /// key pair) and when: see [`cloud::PREPARED_TTL`].
     prepared: cloud::Prepared,
+    /// Cloud account ids by (instance, access key): see `accounts.rs`.
+    accounts: accounts::Accounts,
     /// The clock leases are given and ended by (a test sets it).
     pub clock: crate::clock::Clock,
     /// A claim on a lease expiry older than this is taken over by another
@@ -213,6 +227,7 @@ impl Provisioning {
             reconcile_interval: Duration::from_secs(30),
             type_cache: Default::default(),
             prepared: Default::default(),
+            accounts: Default::default(),
             clock: crate::clock::Clock::system(),
             lease_claim_ttl: lease_worker::LEASE_CLAIM_TTL,
             budget_overrides: Default::default(),
@@ -312,6 +327,7 @@ impl Provisioning {
             tags: r.tags,
             key_name: r.key_name,
             network: None,
+            launch_details: Default::default(),
             created_at: r.created_at,
             updated_at: r.updated_at,
             credential_id: r.credential_id,

@@ -142,7 +142,13 @@ impl Provisioning {
         let lease = terms.for_launch(request.lease.as_ref(), now)?;
         let lease_span = lease.map(|l| chrono::Duration::milliseconds(l.expires_at - now.timestamp_millis()));
         let budget = self.budget_plan(&snap, &values, (&actor.name, &actor.project), &request.instance, &instance_type, now).await?;
-        let (creds, credential_id) = self.vault.credentials_for_launch(actor, &request.instance).await?;
+        let launcher = self.vault.credentials_for_launch(actor, &request.instance).await?;
+        // A teammate's subnet or groups in another cloud account take the launch there (`accounts.rs`).
+        let named_subnet = request.subnet_id.clone().or_else(|| values.get(kind, "subnet.id"));
+        let group_ids = groups.as_ref().map(|(_, ids)| ids.as_slice()).unwrap_or_default();
+        let (creds, credential_id) = self
+            .network_credential(actor, &request.instance, connector.as_ref(), launcher, named_subnet.as_deref(), group_ids)
+            .await?;
         let subnet_id = self
             .launch_subnet(
                 actor,

@@ -397,6 +397,9 @@ impl Provisioning {
                 report.adopted += 1;
             }
         }
+        // Adopted VMs (and any without one) get their network record from the listing.
+        let by_cloud: BTreeMap<&str, VmId> = rows.iter().filter_map(|r| r.cloud_id.as_deref().map(|c| (c, r.id.clone()))).collect();
+        self.record_missing_networks(instance, &seen, &by_cloud).await?;
         // The tag listing is a hint: clouds that keep no tags, or a user who
         // removed ours, would make running VMs look gone. Ask for the missing
         // ones by id; only the cloud's "no such instance" or an explicit

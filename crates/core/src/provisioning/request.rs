@@ -148,6 +148,9 @@ pub struct LaunchRequest {
     pub security_groups: Vec<String>,
     /// Security groups by id (EC2's `SecurityGroupId.N`).
     pub security_group_ids: Vec<String>,
+    /// Termination protection on every VM of the launch (EC2's
+    /// `DisableApiTermination`), written with the VM records.
+    pub termination_protection: bool,
 }
 
 impl LaunchRequest {
@@ -171,6 +174,7 @@ impl LaunchRequest {
             subnet_id: None,
             security_groups: Vec::new(),
             security_group_ids: Vec::new(),
+            termination_protection: false,
         }
     }
 }

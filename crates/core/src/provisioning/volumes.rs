@@ -52,6 +52,14 @@ pub struct Volume {
     pub state: String,
     pub attachment: Option<Attachment>,
     pub tags: BTreeMap<String, String>,
+    /// As given at its creation (`None`: not given, the cloud's default;
+    /// volumes recorded before these were kept: `None`).
+    pub encrypted: Option<bool>,
+    pub iops: Option<u32>,
+    /// MiB/s.
+    pub throughput: Option<u32>,
+    /// The snapshot it was made from.
+    pub snapshot_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -96,6 +104,10 @@ impl Volume {
             state: r.state,
             attachment,
             tags: r.tags,
+            encrypted: r.encrypted,
+            iops: r.iops.and_then(|n| u32::try_from(n).ok()),
+            throughput: r.throughput.and_then(|n| u32::try_from(n).ok()),
+            snapshot_id: r.snapshot_id,
             created_at: r.created_at,
         }
     }
@@ -235,6 +247,7 @@ impl Provisioning {
                 return Err(crate::limits::capped(e));
             }
         };
+        let row = self.record_volume_options(instance, row, &options, snapshot).await?;
         if !spec.tags.is_empty() {
             let pairs: Vec<(String, String)> = spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             match connector.create_tags(&creds, &[id.to_string()], &pairs).await {
@@ -245,6 +258,31 @@ impl Provisioning {
         let event = AuditEvent::ok(AuditAction::VolumeCreate, target(instance, &id)).detail(format!("{} GiB", info.size_gib));
         audit::record_by(&self.store, actor, &event).await?;
         Ok(Volume::from_row(row, instance))
+    }
+
+    /// Records a new volume's options (those given; none: nothing to
+    /// record) and answers its row with them.
+    async fn record_volume_options(
+        &self,
+        instance: &InstanceName,
+        mut row: VolumeRow,
+        options: &VolumeOptions,
+        snapshot: Option<&str>,
+    ) -> ServiceResult<VolumeRow> {
+        let recorded = cloudbroker_store::resources::VolumeOptionsRow {
+            encrypted: options.encrypted,
+            iops: options.iops.map(i64::from),
+            throughput: options.throughput.map(i64::from),
+            snapshot_id: snapshot.map(str::to_string),
+        };
+        if recorded != cloudbroker_store::resources::VolumeOptionsRow::default() {
+            self.store.set_volume_options(instance.as_str(), &row.volume_id, &recorded).await?;
+            row.encrypted = recorded.encrypted;
+            row.iops = recorded.iops;
+            row.throughput = recorded.throughput;
+            row.snapshot_id = recorded.snapshot_id;
+        }
+        Ok(row)
     }
 
     /// Attaches a volume to a VM of its project as `device`.

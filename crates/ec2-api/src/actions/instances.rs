@@ -164,8 +164,20 @@ fn instance_xml<'a>(x: &mut Xml, vm: &'a Vm, amis: &mut AmiIds<'a>, devices: &[D
         .leaf("rootDeviceType", "ebs")
         .leaf("rootDeviceName", ROOT_DEVICE)
         .leaf("clientToken", vm.client_token.as_str());
+    // The groups it was launched in (none recorded for VMs launched before).
+    x.open("groupSet");
+    for g in &vm.launch_details.groups {
+        x.open("item").leaf("groupId", &g.id).leaf("groupName", &g.name).close("item");
+    }
+    x.close("groupSet");
     x.open("blockDeviceMapping");
-    for d in devices {
+    // The volumes its launch made (the root volume first), then those attached since.
+    for d in &vm.launch_details.devices {
+        x.open("item").leaf("deviceName", &d.device).open("ebs").leaf("volumeId", &d.volume_id).leaf("status", "attached");
+        x.leaf_time("attachTime", &vm.created_at).leaf("deleteOnTermination", if d.delete_on_termination { "true" } else { "false" });
+        x.close("ebs").close("item");
+    }
+    for d in devices.iter().filter(|d| !vm.launch_details.devices.iter().any(|l| l.volume_id == d.volume)) {
         x.open("item").leaf("deviceName", &d.device).open("ebs").leaf("volumeId", &d.volume).leaf("status", &d.state);
         x.leaf_time("attachTime", &d.since).leaf("deleteOnTermination", "false").close("ebs").close("item");
     }
@@ -233,6 +245,13 @@ pub const INSTANCE_FILTERS: &[&str] = &[
     "owner-id",
     "subnet-id",
     "vpc-id",
+    "instance.group-id",
+    "instance.group-name",
+    "group-id",
+    "group-name",
+    "block-device-mapping.device-name",
+    "block-device-mapping.volume-id",
+    "block-device-mapping.delete-on-termination",
 ];
 
 /// DescribeInstances' filters, checked and compiled once.
@@ -270,7 +289,10 @@ fn shown_tags(vm: &Vm) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
     out
 }
 
-fn matches(vm: &Vm, filters: &[Filter], owner: &str) -> bool {
+/// Whether VM `vm` passes every filter; `attached` are the volumes attached
+/// to it since its launch (the `block-device-mapping.*` filters read them
+/// with those its launch made).
+fn matches(vm: &Vm, filters: &[Filter], owner: &str, attached: &[Device]) -> bool {
     filters.iter().all(|f| {
         if f.name.starts_with("tag") {
             let tags = shown_tags(vm);
@@ -302,6 +324,18 @@ fn matches(vm: &Vm, filters: &[Filter], owner: &str) -> bool {
             "tenancy" => v.any("default"),
             "monitoring-state" => v.any("disabled"),
             "owner-id" => v.any(owner),
+            "instance.group-id" | "group-id" => vm.launch_details.groups.iter().any(|g| v.any(&g.id)),
+            "instance.group-name" | "group-name" => vm.launch_details.groups.iter().any(|g| v.any(&g.name)),
+            "block-device-mapping.device-name" => {
+                vm.launch_details.devices.iter().any(|d| v.any(&d.device)) || attached.iter().any(|d| v.any(&d.device))
+            }
+            "block-device-mapping.volume-id" => {
+                vm.launch_details.devices.iter().any(|d| v.any(&d.volume_id)) || attached.iter().any(|d| v.any(&d.volume))
+            }
+            "block-device-mapping.delete-on-termination" => {
+                vm.launch_details.devices.iter().any(|d| v.any(if d.delete_on_termination { "true" } else { "false" }))
+                    || (!attached.is_empty() && v.any("false"))
+            }
             _ => false,
         }
     })
@@ -361,8 +395,14 @@ impl DescribeInstancesInput {
                 "The parameter instancesSet cannot be used with the parameter maxResults",
             ));
         }
+        let cursor = params.get("NextToken").filter(|t| !t.is_empty());
+        if cursor.is_some() && !ids.is_empty() {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "The parameter instancesSet cannot be used with the parameter nextToken",
+            ));
+        }
         let first_page = if ids.is_empty() {
-            let cursor = params.get("NextToken").filter(|t| !t.is_empty());
             Some(page(max, cursor)?)
         } else {
             None
@@ -462,6 +502,8 @@ pub struct RunInstancesInput {
     pub security_group_ids: Vec<String>,
     /// `SubnetId`: the subnet to launch into.
     pub subnet_id: Option<String>,
+    /// `DisableApiTermination`: the broker's termination protection on every VM.
+    pub disable_api_termination: bool,
 }
 
 impl RunInstancesInput {
@@ -516,6 +558,7 @@ impl RunInstancesInput {
             security_groups: super::security_groups::group_names(params, "SecurityGroup")?,
             security_group_ids: super::security_groups::group_ids(params, "SecurityGroupId")?,
             subnet_id: params.get("SubnetId").filter(|s| !s.is_empty()).map(super::vpcs::subnet_param).transpose()?,
+            disable_api_termination: super::launch_options::boolean(params, "DisableApiTermination")?.unwrap_or(false),
         })
     }
 
@@ -534,6 +577,7 @@ impl RunInstancesInput {
         req.security_groups = self.security_groups;
         req.security_group_ids = self.security_group_ids;
         req.subnet_id = self.subnet_id;
+        req.termination_protection = self.disable_api_termination;
         req
     }
 }
@@ -577,12 +621,20 @@ pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) ->
         }
     };
     ctx.broker.provisioning.fill_networks(&mut vms).await?;
+    ctx.broker.provisioning.fill_launch_details(&mut vms).await?;
     // Tag filters read every tag of a VM: at most MAX_TAGS plus the client's.
     let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
     let owner = ctx.caller.actor.name.to_string();
-    let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| matches(vm, &filters, &owner)).await?;
-    let devices =
-        if vms.is_empty() { BTreeMap::new() } else { devices(ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await?) };
+    let devices = std::sync::Arc::new(if vms.is_empty() {
+        BTreeMap::new()
+    } else {
+        devices(ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await?)
+    });
+    let attached = devices.clone();
+    let vms: Vec<Vm> = crate::filter::retain(vms, cost, move |vm| {
+        matches(vm, &filters, &owner, attached.get(vm.id.as_str()).map(Vec::as_slice).unwrap_or_default())
+    })
+    .await?;
     let (mut x, root) = ctx.doc("DescribeInstances");
     reservations_xml(&mut x, ctx.caller.actor.name.as_str(), &vms, &devices);
     x.opt("nextToken", next.as_deref());
@@ -660,6 +712,7 @@ pub async fn run_instances(ctx: &Ctx<'_>, instance: InstanceName, input: RunInst
     let mut amis = AmiIds::default();
     let mut shown = outcome.vms.clone();
     ctx.broker.provisioning.fill_networks(&mut shown).await?;
+    ctx.broker.provisioning.fill_launch_details(&mut shown).await?;
     for vm in &shown {
         instance_xml(&mut x, vm, &mut amis, &[]);
     }

@@ -118,7 +118,19 @@ impl DeleteSecurityGroupInput {
 pub struct RulesInput {
     pub group: GroupRef,
     pub permissions: Vec<IpPermission>,
+    /// Peer groups given by name (`IpPermissions.N.Groups.M.GroupName`,
+    /// `SourceSecurityGroupName`): `(permission, group)` positions in
+    /// `permissions` holding [`NAMED`], and the name to resolve there.
+    pub group_names: Vec<(usize, usize, String)>,
+    /// `SourceSecurityGroupOwnerId` (ingress only): the caller's own.
+    pub source_owner: Option<String>,
+    /// `SecurityGroupRuleId.N` (revokes only; not with permissions).
+    pub rule_ids: Vec<String>,
 }
+
+/// The place of a peer group given by name until it is resolved (a valid
+/// `sg-` prefix for the permission's checks, never a real id).
+const NAMED: &str = "sg-";
 
 fn unknown(name: &str) -> Ec2Error {
     Ec2Error::client("UnknownParameter", format!("The parameter {} is not recognized", shown(name)))
@@ -143,10 +155,18 @@ struct PermParts {
     v4: BTreeMap<usize, (Option<String>, Option<String>)>,
     v6: BTreeMap<usize, (Option<String>, Option<String>)>,
     groups: BTreeMap<usize, (Option<String>, Option<String>)>,
+    /// `Groups.M.GroupName`, by M.
+    group_names: BTreeMap<usize, String>,
 }
 
 /// `IpPermissions.N.*`, in index order.
 pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
+    Ok(permissions_named(params)?.0)
+}
+
+/// `IpPermissions.N.*`, in index order, with the positions of the peer
+/// groups given by name (`Groups.M.GroupName` without a `GroupId`).
+fn permissions_named(params: &Params) -> Result<(Vec<IpPermission>, Vec<(usize, usize, String)>), Ec2Error> {
     let mut parts: BTreeMap<usize, PermParts> = BTreeMap::new();
     let names: Vec<String> = params.names_under("IpPermissions").into_iter().map(str::to_string).collect();
     for name in &names {
@@ -168,6 +188,11 @@ pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
                     "Groups" => (&mut p.groups, "GroupId"),
                     _ => return Err(unknown(name)),
                 };
+                if list == "Groups" && member == "GroupName" {
+                    p.group_names.insert(m, value);
+                    p.groups.entry(m).or_default();
+                    continue;
+                }
                 let e = slot.entry(m).or_default();
                 if member == key {
                     e.0 = Some(value);
@@ -180,7 +205,16 @@ pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
         }
     }
     let mut out = Vec::with_capacity(parts.len());
-    for (n, p) in parts {
+    let mut named = Vec::new();
+    for (n, mut p) in parts {
+        // A group given by name only holds its place until it is resolved.
+        for (m, name) in &p.group_names {
+            if let Some(e) = p.groups.get_mut(m).filter(|e| e.0.is_none()) {
+                e.0 = Some(NAMED.to_string());
+                let at = p.groups.range(..m).count();
+                named.push((out.len(), at, name.clone()));
+            }
+        }
         let protocol = p.protocol.ok_or_else(|| Ec2Error::missing(&format!("IpPermissions.{n}.IpProtocol")))?;
         let take = |m: BTreeMap<usize, (Option<String>, Option<String>)>, list: &str, key: &str| {
             m.into_iter()
@@ -196,11 +230,61 @@ pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
             take(p.v6, "Ipv6Ranges", "CidrIpv6")?.into_iter().map(|(cidr, description)| CidrRange { cidr, description }).collect();
         let groups = take(p.groups, "Groups", "GroupId")?
             .into_iter()
-            .map(|(g, description)| Ok(GroupPair { group_id: group_id(&g)?, description }))
+            .map(|(g, description)| Ok(GroupPair { group_id: if g == NAMED { g } else { group_id(&g)? }, description }))
             .collect::<Result<Vec<_>, Ec2Error>>()?;
         out.push(IpPermission { protocol, from_port: p.from, to_port: p.to, ipv4_ranges, ipv6_ranges, groups });
     }
-    Ok(out)
+    Ok((out, named))
+}
+
+/// `SourceSecurityGroupName` (and `SourceSecurityGroupOwnerId`), ingress
+/// only: full ICMP, TCP and UDP access from that group, as EC2 grants; not
+/// with the flat form's protocol, ports or CIDR.
+fn source_group(params: &Params, out: &mut RulesInput) -> Result<(), Ec2Error> {
+    let name = params.get("SourceSecurityGroupName").filter(|n| !n.is_empty()).map(str::to_string);
+    out.source_owner = params.get("SourceSecurityGroupOwnerId").filter(|n| !n.is_empty()).map(str::to_string);
+    let Some(name) = name else {
+        if out.source_owner.is_some() {
+            return Err(Ec2Error::missing("SourceSecurityGroupName"));
+        }
+        return Ok(());
+    };
+    if let Some(flat) = ["IpProtocol", "FromPort", "ToPort", "CidrIp"].into_iter().find(|p| params.get(p).is_some()) {
+        return Err(Ec2Error::client(
+            "InvalidParameterCombination",
+            format!("The parameter SourceSecurityGroupName cannot be used with the parameter {flat}"),
+        ));
+    }
+    for (protocol, from, to) in [("icmp", -1, -1), ("tcp", 0, 65535), ("udp", 0, 65535)] {
+        out.group_names.push((out.permissions.len(), 0, name.clone()));
+        out.permissions.push(IpPermission {
+            protocol: protocol.into(),
+            from_port: Some(from),
+            to_port: Some(to),
+            groups: vec![GroupPair { group_id: NAMED.into(), description: None }],
+            ..IpPermission::default()
+        });
+    }
+    Ok(())
+}
+
+/// `SecurityGroupRuleId.N` (revokes): well-formed `sgr-` ids, not with permissions.
+fn rule_ids(params: &Params, out: &mut RulesInput) -> Result<(), Ec2Error> {
+    let ids = params.list("SecurityGroupRuleId")?;
+    if let Some(bad) = ids.iter().find(|r| {
+        let hex = r.strip_prefix("sgr-").unwrap_or("");
+        hex.is_empty() || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_alphanumeric())
+    }) {
+        return Err(Ec2Error::client("InvalidSecurityGroupRuleId.Malformed", format!("Invalid id: \"{}\" (expecting \"sgr-...\")", shown(bad))));
+    }
+    if !ids.is_empty() && !out.permissions.is_empty() {
+        return Err(Ec2Error::client(
+            "InvalidParameterCombination",
+            "The parameter SecurityGroupRuleId cannot be used with the parameter IpPermissions",
+        ));
+    }
+    out.rule_ids = ids;
+    Ok(())
 }
 
 /// EC2's older flat form: `IpProtocol`, `FromPort`, `ToPort`, `CidrIp`.
@@ -224,19 +308,87 @@ fn flat_permission(params: &Params) -> Result<Option<IpPermission>, Ec2Error> {
 }
 
 impl RulesInput {
+    /// `AuthorizeSecurityGroupEgress`'s parameters (the other three add theirs).
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
+        Self::parse_as(params, false, false)
+    }
+
+    /// `AuthorizeSecurityGroupIngress`': also `SourceSecurityGroupName`/`OwnerId`.
+    pub fn parse_ingress(params: &Params) -> Result<Self, Ec2Error> {
+        Self::parse_as(params, true, false)
+    }
+
+    /// `RevokeSecurityGroupEgress`': also `SecurityGroupRuleId.N`.
+    pub fn parse_revoke_egress(params: &Params) -> Result<Self, Ec2Error> {
+        Self::parse_as(params, false, true)
+    }
+
+    /// `RevokeSecurityGroupIngress`': both.
+    pub fn parse_revoke_ingress(params: &Params) -> Result<Self, Ec2Error> {
+        Self::parse_as(params, true, true)
+    }
+
+    fn parse_as(params: &Params, ingress: bool, revoke: bool) -> Result<Self, Ec2Error> {
         let group = GroupRef::parse(params)?;
-        let mut permissions = permissions(params)?;
-        if let Some(p) = flat_permission(params)? {
-            permissions.push(p);
+        let (permissions, group_names) = permissions_named(params)?;
+        let mut out = Self { group, permissions, group_names, source_owner: None, rule_ids: Vec::new() };
+        if ingress {
+            source_group(params, &mut out)?;
         }
-        if permissions.is_empty() {
+        if let Some(p) = flat_permission(params)? {
+            out.permissions.push(p);
+        }
+        if revoke {
+            rule_ids(params, &mut out)?;
+        }
+        if out.permissions.is_empty() && out.rule_ids.is_empty() {
             return Err(Ec2Error::missing("IpPermissions"));
         }
-        for p in &mut permissions {
+        for p in &mut out.permissions {
             *p = p.normalized().map_err(cloudbroker_core::ServiceError::from)?;
         }
-        Ok(Self { group, permissions })
+        Ok(out)
+    }
+
+    /// The peer groups given by name, resolved among the groups the caller
+    /// sees in `group`'s VPC (else `InvalidGroup.NotFound`), and the rules
+    /// named by id, as permissions (else `InvalidSecurityGroupRuleId.NotFound`).
+    fn resolve(mut self, ctx: &Ctx<'_>, group: &SecurityGroup, seen: &[SecurityGroup], egress: bool) -> Result<Vec<IpPermission>, Ec2Error> {
+        if let Some(owner) = &self.source_owner {
+            if *owner != ctx.caller.actor.project.as_str() {
+                return Err(Ec2Error::invalid(format!(
+                    "Value ({}) for parameter SourceSecurityGroupOwnerId is invalid: only your own groups (owner id {}) can be named",
+                    shown(owner),
+                    ctx.caller.actor.project
+                )));
+            }
+        }
+        for (p, g, name) in &self.group_names {
+            let found = seen.iter().find(|s| &s.name == name && s.vpc_id == group.vpc_id).ok_or_else(|| {
+                Ec2Error::client(
+                    "InvalidGroup.NotFound",
+                    format!("The security group '{}' does not exist in VPC '{}'", shown(name), group.vpc_id.as_deref().unwrap_or("")),
+                )
+            })?;
+            if let Some(pair) = self.permissions.get_mut(*p).and_then(|perm| perm.groups.get_mut(*g)) {
+                pair.group_id = found.group_id.clone();
+            }
+        }
+        for id in &self.rule_ids {
+            let r = group.rules.iter().find(|r| &r.rule_id == id && r.egress == egress).ok_or_else(|| {
+                Ec2Error::client("InvalidSecurityGroupRuleId.NotFound", format!("The security group rule ID '{}' does not exist", shown(id)))
+            })?;
+            let range = |c: &Option<String>| c.iter().map(|cidr| CidrRange { cidr: cidr.clone(), description: None }).collect();
+            self.permissions.push(IpPermission {
+                protocol: r.protocol.clone(),
+                from_port: r.from_port,
+                to_port: r.to_port,
+                ipv4_ranges: range(&r.cidr_ipv4),
+                ipv6_ranges: range(&r.cidr_ipv6),
+                groups: r.referenced_group_id.iter().map(|g| GroupPair { group_id: g.clone(), description: None }).collect(),
+            });
+        }
+        Ok(self.permissions)
     }
 }
 
@@ -408,18 +560,20 @@ async fn change_rules(
 ) -> Result<String, Ec2Error> {
     let instance = ctx.instance()?;
     let g = resolve(ctx, &input.group).await?;
+    let p = &ctx.broker.provisioning;
+    let seen = if input.group_names.is_empty() { Vec::new() } else { p.security_groups(&ctx.caller.actor, &instance).await? };
+    let permissions = input.resolve(ctx, &g, &seen, direction == RuleDirection::Egress)?;
     if ctx.dry_run {
         ctx.caller.actor.require_act()?;
         return Err(Ec2Error::dry_run());
     }
-    let p = &ctx.broker.provisioning;
     let (mut x, root) = ctx.doc(action);
     x.leaf("return", "true");
     if authorize {
-        let added = p.authorize_security_group(&ctx.caller.actor, &instance, &g.group_id, direction, &input.permissions).await?;
+        let added = p.authorize_security_group(&ctx.caller.actor, &instance, &g.group_id, direction, &permissions).await?;
         rules_xml(&mut x, &added, &g.project);
     } else {
-        p.revoke_security_group(&ctx.caller.actor, &instance, &g.group_id, direction, &input.permissions).await?;
+        p.revoke_security_group(&ctx.caller.actor, &instance, &g.group_id, direction, &permissions).await?;
     }
     Ok(x.finish(&root))
 }

@@ -460,7 +460,7 @@ pub async fn modify_image_attribute(ctx: &Ctx<'_>, input: ModifyImageAttributeIn
         ctx.caller.actor.require_act()?;
         return Err(Ec2Error::dry_run());
     }
-    match ctx.broker.images.share(&ctx.caller.actor, &img.name, &add, &remove).await {
+    match ctx.broker.provisioning.share_image(&ctx.caller.actor, &img.name, &add, &remove).await {
         Ok(_) => {}
         Err(ServiceError::NotFound(cloudbroker_core::Resource::User(u))) => {
             return Err(Ec2Error::client(

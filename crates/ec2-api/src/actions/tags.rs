@@ -1,6 +1,7 @@
-//! Tags on instances and volumes: `CreateTags`, `DeleteTags`, `DescribeTags`.
-//! Tags are kept in the broker's records and put on the cloud's instance or
-//! volume where the cloud keeps tags; `cloudbroker:`/`aws:` keys are
+//! Tags on instances, volumes and the recorded cloud objects (VPCs,
+//! subnets, security groups, snapshots): `CreateTags`, `DeleteTags`,
+//! `DescribeTags`. Tags are kept in the broker's records and put on the
+//! cloud's object where the cloud keeps tags; `cloudbroker:`/`aws:` keys are
 //! reserved (DeleteTags without `Tag.N` leaves them). Every resource id,
 //! and the change on it, is checked before any change; under `DryRun` that
 //! check is all that happens. A leased instance's tags include
@@ -15,6 +16,7 @@ use cloudbroker_core::domain::NAME_TAG;
 use cloudbroker_core::domain::{AllocationId, PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
 use cloudbroker_core::ServiceError;
+use cloudbroker_core::ObjectKind;
 use std::collections::BTreeMap;
 
 /// The caller's instances and volumes among `ResourceId.N` (all checked before any change).
@@ -88,6 +90,47 @@ impl DescribeTagsInput {
     }
 }
 
+/// The kind of recorded cloud object an id names by its prefix (`vpc-`,
+/// `subnet-`, `sg-`, `snap-`), if any.
+fn object_kind(id: &str) -> Option<ObjectKind> {
+    [("vpc-", ObjectKind::Vpc), ("subnet-", ObjectKind::Subnet), ("sg-", ObjectKind::SecurityGroup), ("snap-", ObjectKind::Snapshot)]
+        .into_iter()
+        .find(|(p, _)| id.starts_with(p))
+        .map(|(_, k)| k)
+}
+
+/// DescribeTags' `resource-type` of an object kind.
+fn object_type(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Vpc => "vpc",
+        ObjectKind::Subnet => "subnet",
+        ObjectKind::SecurityGroup => "security-group",
+        ObjectKind::Snapshot => "snapshot",
+    }
+}
+
+/// The recorded cloud objects among `ids` (each the caller's project's,
+/// else its kind's NotFound), with their current tags, and the other ids.
+async fn object_resources(
+    ctx: &Ctx<'_>,
+    ids: Vec<String>,
+) -> Result<(Vec<String>, Vec<(ObjectKind, String, BTreeMap<String, String>)>), Ec2Error> {
+    let (mut rest, mut objects) = (Vec::with_capacity(ids.len()), Vec::new());
+    for id in ids {
+        match object_kind(&id) {
+            Some(kind) => {
+                let row = ctx.broker.provisioning.visible_object(&ctx.caller.actor, &ctx.instance()?, kind, &id).await?;
+                if row.project != ctx.caller.actor.project.as_str() {
+                    return Err(ServiceError::NotFound(cloudbroker_core::Resource::CloudObject { kind, id }).into());
+                }
+                objects.push((kind, id, row.tags));
+            }
+            None => rest.push(id),
+        }
+    }
+    Ok((rest, objects))
+}
+
 async fn resources(ctx: &Ctx<'_>, ids: &[String]) -> Result<(Vec<VmId>, Vec<VolumeId>), Ec2Error> {
     let (mut vms, mut volumes) = (Vec::new(), Vec::new());
     for id in ids {
@@ -100,7 +143,11 @@ async fn resources(ctx: &Ctx<'_>, ids: &[String]) -> Result<(Vec<VmId>, Vec<Volu
         if !id.starts_with("i-") {
             return Err(Ec2Error::client(
                 "InvalidID",
-                format!("The ID '{}' is not valid: only instances (i-...) and volumes (vol-...) carry tags here", shown(id)),
+                format!(
+                    "The ID '{}' is not valid: only instances (i-...), volumes (vol-...), VPCs (vpc-...), subnets (subnet-...), \
+                     security groups (sg-...), snapshots (snap-...), key pairs (key-...) and addresses (eipalloc-...) carry tags here",
+                    shown(id)
+                ),
             ));
         }
         let vm = vm_id(id)?;
@@ -126,9 +173,14 @@ pub async fn create_tags(ctx: &Ctx<'_>, input: CreateTagsInput) -> Result<String
     let (ids, kept) = kept_resources(ctx, ids).await?;
     let kept: Vec<(Kept, Vec<String>)> = kept.into_iter().map(|k| (k, Vec::new())).collect();
     check_kept(ctx, &set, &kept).await?;
+    let (ids, objects) = object_resources(ctx, ids).await?;
     let (vms, volumes) = resources(ctx, &ids).await?;
-    let changes: Vec<_> =
-        vms.into_iter().map(|v| (Target::Vm(v), Vec::new())).chain(volumes.into_iter().map(|v| (Target::Volume(v), Vec::new()))).collect();
+    let changes: Vec<_> = vms
+        .into_iter()
+        .map(|v| (Target::Vm(v), Vec::new()))
+        .chain(volumes.into_iter().map(|v| (Target::Volume(v), Vec::new())))
+        .chain(objects.into_iter().map(|(kind, id, _)| (Target::Object(kind, id), Vec::new())))
+        .collect();
     apply(ctx, &set, changes).await?;
     apply_kept(ctx, &set, kept).await?;
     Ok(ok(ctx, "CreateTags"))
@@ -138,6 +190,8 @@ pub async fn create_tags(ctx: &Ctx<'_>, input: CreateTagsInput) -> Result<String
 enum Target {
     Vm(VmId),
     Volume(VolumeId),
+    /// A VPC, subnet, security group or snapshot, by its cloud id.
+    Object(ObjectKind, String),
 }
 
 /// Sets `set` and removes each target's keys: every target checked first
@@ -149,6 +203,9 @@ async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Targ
         match target {
             Target::Vm(id) => p.check_tag(me, id, set, remove).await?,
             Target::Volume(id) => p.check_tag_volume(me, &ctx.instance()?, id, set, remove).await?,
+            Target::Object(kind, id) => {
+                p.check_tag_object(me, &ctx.instance()?, *kind, id, set, remove).await?;
+            }
         }
     }
     if ctx.dry_run {
@@ -162,6 +219,9 @@ async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Targ
             Target::Volume(id) => {
                 p.tag_volume(me, &ctx.instance()?, &id, set, &remove).await?;
             }
+            Target::Object(kind, id) => {
+                p.tag_object(me, &ctx.instance()?, kind, &id, set, &remove).await?;
+            }
         }
     }
     Ok(())
@@ -173,6 +233,7 @@ async fn apply(ctx: &Ctx<'_>, set: &BTreeMap<String, String>, changes: Vec<(Targ
 /// only when the value matches.
 pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String, Ec2Error> {
     let (ids, kept) = kept_resources(ctx, input.resources).await?;
+    let (ids, objects) = object_resources(ctx, ids).await?;
     let (vms, volumes) = resources(ctx, &ids).await?;
     let tags = input.tags?;
     let removed = |current: &BTreeMap<String, String>| -> Vec<String> {
@@ -190,6 +251,10 @@ pub async fn delete_tags(ctx: &Ctx<'_>, input: DeleteTagsInput) -> Result<String
     for v in volumes {
         let vol = ctx.broker.provisioning.volume(&ctx.caller.actor, &ctx.instance()?, &v).await?;
         changes.push((Target::Volume(v), removed(&vol.tags)));
+    }
+    for (kind, id, current) in objects {
+        let remove = removed(&current);
+        changes.push((Target::Object(kind, id), remove));
     }
     let kept: Vec<(Kept, Vec<String>)> = kept
         .into_iter()
@@ -230,6 +295,12 @@ pub async fn describe_tags(ctx: &Ctx<'_>, input: DescribeTagsInput) -> Result<St
     }
     for v in ctx.broker.provisioning.volumes(&ctx.caller.actor, &ctx.instance()?).await? {
         rows.extend(v.tags.iter().map(|(k, val)| (v.volume_id.to_string(), "volume", k.clone(), val.clone())));
+    }
+    // VPCs, subnets, security groups and snapshots: their records' tags.
+    for kind in [ObjectKind::Vpc, ObjectKind::Subnet, ObjectKind::SecurityGroup, ObjectKind::Snapshot] {
+        for o in ctx.broker.provisioning.objects(&ctx.caller.actor, &ctx.instance()?, kind).await? {
+            rows.extend(o.tags.iter().map(|(k, val)| (o.cloud_id.clone(), object_type(kind), k.clone(), val.clone())));
+        }
     }
     // Key pairs and Elastic IPs: tags kept by the broker.
     let project = ctx.caller.actor.project.to_string();

@@ -15,7 +15,7 @@ use crate::request::Params;
 use crate::xml::Xml;
 use cloudbroker_core::domain::time::{rfc3339_string, Fraction};
 use cloudbroker_core::domain::{Tags, VmId, VolumeId, VolumeSize};
-use cloudbroker_core::provisioning::{Volume, VolumeOptions, VolumeSpec};
+use cloudbroker_core::provisioning::{Volume, VolumeOptions, VolumeSpec, VolumeToken};
 use cloudbroker_core::ServiceError;
 
 /// `CreateVolume`'s parameters.
@@ -27,6 +27,9 @@ pub struct CreateVolumeInput {
     pub size_from_snapshot: bool,
     /// `Iops`, `Encrypted`, `Throughput` (the cloud checks them against the type).
     pub options: VolumeOptions,
+    /// `ClientToken`: the same token (from any member of the project) with
+    /// the same parameters answers the same volume.
+    pub client_token: Option<VolumeToken>,
 }
 
 impl CreateVolumeInput {
@@ -42,19 +45,19 @@ impl CreateVolumeInput {
         let tags = Tags::parse(params.tag_specifications("volume")?.into_iter().collect())
             .map_err(|e| Ec2Error::invalid(format!("TagSpecification: {}", e.message)))?;
         // botocore sends a fresh ClientToken with every CreateVolume (its
-        // retries reuse it): checked, but the broker does not deduplicate by it.
-        if let Some(t) = params.get("ClientToken").filter(|t| t.len() > 64 || t.chars().any(|c| !c.is_ascii_graphic())) {
-            return Err(Ec2Error::invalid(format!(
-                "Value ({}) for parameter ClientToken is invalid: at most 64 ASCII characters",
-                shown(t)
-            )));
-        }
+        // retries reuse it): the broker makes one volume per token.
+        let client_token = match params.get("ClientToken").filter(|t| !t.is_empty()) {
+            Some(t) => Some(VolumeToken::parse(t).map_err(|_| {
+                Ec2Error::invalid(format!("Value ({}) for parameter ClientToken is invalid: at most 64 ASCII characters", shown(t)))
+            })?),
+            None => None,
+        };
         let options = VolumeOptions {
             iops: params.int("Iops", 1..=1_000_000)?.and_then(|n| u32::try_from(n).ok()),
             encrypted: super::launch_options::boolean(params, "Encrypted")?,
             throughput: params.int("Throughput", 1..=100_000)?.and_then(|n| u32::try_from(n).ok()),
         };
-        Ok(Self { spec: VolumeSpec { size, zone, volume_type, tags }, snapshot, size_from_snapshot, options })
+        Ok(Self { spec: VolumeSpec { size, zone, volume_type, tags }, snapshot, size_from_snapshot, options, client_token })
     }
 }
 
@@ -123,6 +126,7 @@ pub const VOLUME_FILTERS: &[&str] = &[
     "create-time",
     "encrypted",
     "multi-attach-enabled",
+    "snapshot-id",
 ];
 
 /// `DescribeVolumes`'s parameters: filters of known names, well-formed ids,
@@ -165,12 +169,28 @@ fn tags_xml(x: &mut Xml, v: &Volume) {
 fn volume_fields(x: &mut Xml, v: &Volume) {
     x.leaf("volumeId", v.volume_id.as_str())
         .leaf("size", &v.size_gib.to_string())
-        .leaf("snapshotId", "")
+        .leaf("snapshotId", v.snapshot_id.as_deref().unwrap_or(""))
         .leaf("availabilityZone", &v.zone)
         .leaf("status", &v.state)
         .leaf("createTime", &time(v.created_at))
         .leaf("volumeType", v.volume_type.as_deref().unwrap_or("gp2"))
-        .leaf("encrypted", "false");
+        .leaf("encrypted", encrypted(v));
+    // IOPS and throughput as given at creation (the cloud's defaults are not known here).
+    if let Some(n) = v.iops {
+        x.leaf_display("iops", n);
+    }
+    if let Some(n) = v.throughput {
+        x.leaf_display("throughput", n);
+    }
+}
+
+/// `true`/`false`, as given at creation (not given: the cloud's default, not encrypted).
+fn encrypted(v: &Volume) -> &'static str {
+    if v.encrypted == Some(true) {
+        "true"
+    } else {
+        "false"
+    }
 }
 
 fn attachment_answer(ctx: &Ctx<'_>, action: &str, v: &Volume, fallback_state: &str) -> String {
@@ -205,12 +225,15 @@ pub async fn create_volume(ctx: &Ctx<'_>, input: CreateVolumeInput) -> Result<St
         ctx.broker.provisioning.check_create_volume(&ctx.caller.actor, &instance, &spec).await.map_err(named_param)?;
         return Err(Ec2Error::dry_run());
     }
-    let v = ctx
-        .broker
-        .provisioning
-        .create_volume_from(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref())
-        .await
-        .map_err(named_param)?;
+    let p = &ctx.broker.provisioning;
+    let v = match &input.client_token {
+        // The token's only conflict: it was first used with other parameters.
+        Some(t) => p.create_volume_once(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref(), t).await.map_err(|e| match e {
+            ServiceError::Conflict(m) => Ec2Error::client("IdempotentParameterMismatch", m),
+            e => named_param(e),
+        })?,
+        None => p.create_volume_from(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref()).await.map_err(named_param)?,
+    };
     let (mut x, root) = ctx.doc("CreateVolume");
     volume_fields(&mut x, &v);
     tags_xml(&mut x, &v);
@@ -281,7 +304,9 @@ fn keep(v: &Volume, filters: &[Filter]) -> bool {
             "attachment.attach-time" => any(v.attachment.as_ref().map(|a| time(a.since)).as_deref()),
             "attachment.delete-on-termination" => v.attachment.is_some() && f.values.any("false"),
             "create-time" => any(Some(&time(v.created_at))),
-            "encrypted" | "multi-attach-enabled" => f.values.any("false"),
+            "encrypted" => f.values.any(encrypted(v)),
+            "snapshot-id" => any(v.snapshot_id.as_deref()),
+            "multi-attach-enabled" => f.values.any("false"),
             "volume-id" => any(Some(v.volume_id.as_str())),
             "status" => any(Some(&v.state)),
             "attachment.instance-id" => any(inst.as_deref()),

@@ -101,5 +101,5 @@ pub(super) async fn change_launch_permissions(
 ) -> ApiResult {
     let body = body.into_inner();
     let (add, remove) = (users(&body.add)?, users(&body.remove)?);
-    ok(broker.images.share(&a.0, &image_in_path(&name)?, &add, &remove).await?)
+    ok(broker.provisioning.share_image(&a.0, &image_in_path(&name)?, &add, &remove).await?)
 }

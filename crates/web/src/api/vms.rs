@@ -90,6 +90,10 @@ pub(super) struct LaunchBody {
     /// another project's: 404.
     #[schema(pattern = "^subnet-[a-z0-9]{1,64}$")]
     subnet_id: Option<String>,
+    /// Termination protection (EC2's `DisableApiTermination`) on every VM
+    /// of the launch, from the moment it is recorded: terminating one is
+    /// 409 `not_permitted` until it is turned off. Default false.
+    disable_api_termination: Option<bool>,
 }
 
 /// The query's `project`, the only query parameter a launch reads.
@@ -124,6 +128,7 @@ impl LaunchBody {
             shutdown_behavior: None,
             security_groups: Vec::new(),
             security_group_ids: Vec::new(),
+            termination_protection: self.disable_api_termination.unwrap_or(false),
             subnet_id: match self.subnet_id {
                 Some(s) if cloudbroker_connector_api::params::is_cloud_id(&s, "subnet") => Some(s),
                 Some(_) => return Err(ApiError::field("subnet_id", "a subnet id is subnet- then lowercase letters and digits")),

@@ -37,6 +37,7 @@ pub mod security_groups;
 pub mod session;
 pub mod shared;
 pub mod system;
+pub mod user_images;
 pub mod user_resources;
 pub mod users;
 pub mod vms;
@@ -90,6 +91,7 @@ pub fn signed_in_routes(cfg: &mut web::ServiceConfig) {
             .route("/logout", web::post().to(login::logout))
             .configure(profile::routes)
             .configure(credentials::routes)
+            .configure(user_images::routes)
             .configure(vms::routes)
             .configure(applications::routes)
             .configure(deployments::routes)

@@ -1,12 +1,15 @@
 //! The security groups of the current project (`/security-groups`),
 //! through the same provisioning service as the JSON API and the EC2 front:
 //! the list over every connector instance the user sees (id, name, VPC,
-//! its rules), create (instance, name, description, optional VPC), add an
-//! ingress rule (protocol, ports, CIDR) and remove one, and delete behind a
-//! confirmation page. A refusal (the cloud's, a duplicate rule, a bad CIDR)
-//! comes back as a form message with what was typed. Viewers see the list
-//! without forms (a forged form gets 403); another project's group is "not
-//! found".
+//! tags, its inbound and outbound rules: protocol, ports, CIDR block or
+//! group, description), create (instance, name, description, optional VPC,
+//! tags `key=value` checked by `Tags::parse_resource`), add an inbound or an
+//! outbound rule (protocol, ports, CIDR block or `sg-` group, description)
+//! and remove one, and delete behind a confirmation page. A refusal (the
+//! cloud's, a duplicate rule, a bad CIDR, a bad tag) comes back as a form
+//! message next to the form it came from, with what was typed. Viewers see
+//! the list without forms (a forged form gets 403); another project's group
+//! is "not found".
 
 use super::confirm::{self, Confirm};
 use super::context::{CsrfForm, Ctx};
@@ -17,11 +20,12 @@ use super::{html, Chrome};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use askama::Template;
-use cloudbroker_connector_api::{CidrRange, IpPermission, RuleDirection, SecurityGroupRule};
+use cloudbroker_connector_api::{CidrRange, GroupPair, IpPermission, RuleDirection, SecurityGroupRule};
 use cloudbroker_core::domain::{InstanceName, Tags};
 use cloudbroker_core::provisioning::SecurityGroup;
 use cloudbroker_core::ServiceError;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security-groups", web::get().to(list))
@@ -36,9 +40,11 @@ struct RuleRow {
     protocol: String,
     from_port: String,
     to_port: String,
+    /// The peer: a CIDR block or a group id (the remove form's `cidr`).
     cidr: String,
-    /// `tcp 22 from 10.0.0.0/8`.
+    /// `tcp 22 from 10.0.0.0/8`, `all to sg-1`.
     text: String,
+    description: String,
 }
 
 impl RuleRow {
@@ -56,7 +62,8 @@ impl RuleRow {
             protocol: r.protocol.clone(),
             from_port: port(r.from_port),
             to_port: port(r.to_port),
-            cidr: r.cidr_ipv4.clone().or_else(|| r.cidr_ipv6.clone()).unwrap_or_default(),
+            cidr: peer,
+            description: r.description.clone().unwrap_or_default(),
         }
     }
 }
@@ -67,18 +74,21 @@ struct GroupRow {
     name: String,
     description: String,
     vpc: String,
-    ingress: Vec<RuleRow>,
-    /// `2 outbound rules`.
-    egress: String,
+    /// `key=value, ...`.
+    tags: String,
+    /// `("ingress", its inbound rules)` then `("egress", its outbound rules)`.
+    rules: [(&'static str, Vec<RuleRow>); 2],
 }
 
 impl GroupRow {
     fn of(g: SecurityGroup) -> Self {
-        let out = g.rules.iter().filter(|r| r.egress).count();
         Self {
             instance: g.instance.to_string(),
-            ingress: g.rules.iter().filter(|r| !r.egress).map(RuleRow::of).collect(),
-            egress: format!("{out} outbound rule{}", if out == 1 { "" } else { "s" }),
+            rules: [
+                ("ingress", g.rules.iter().filter(|r| !r.egress).map(RuleRow::of).collect()),
+                ("egress", g.rules.iter().filter(|r| r.egress).map(RuleRow::of).collect()),
+            ],
+            tags: g.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
             id: g.group_id,
             name: g.name,
             description: g.description,
@@ -103,6 +113,9 @@ pub(super) struct CreateForm {
     description: String,
     #[serde(default)]
     vpc_id: String,
+    /// `key=value`, one per line or comma-separated.
+    #[serde(default)]
+    tags: String,
 }
 
 /// The rule form as typed (`group` is `instance/id`).
@@ -116,8 +129,30 @@ pub(super) struct RuleForm {
     from_port: String,
     #[serde(default)]
     to_port: String,
+    /// A CIDR block, or a group id (`sg-...`).
     #[serde(default)]
     cidr: String,
+    #[serde(default)]
+    description: String,
+    /// `ingress` (also when empty) or `egress`.
+    #[serde(default)]
+    direction: String,
+}
+
+impl RuleForm {
+    /// The blank form of a direction: tcp, the whole internet.
+    fn blank(direction: RuleDirection) -> Self {
+        let direction = if direction == RuleDirection::Egress { "egress" } else { "ingress" };
+        Self { protocol: "tcp".into(), cidr: "0.0.0.0/0".into(), direction: direction.into(), ..Self::default() }
+    }
+
+    fn direction(&self) -> Result<RuleDirection, ()> {
+        match self.direction.trim() {
+            "" | "ingress" => Ok(RuleDirection::Ingress),
+            "egress" => Ok(RuleDirection::Egress),
+            _ => Err(()),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -128,9 +163,12 @@ struct GroupsPage {
     problems: Vec<(String, String)>,
     instances: Vec<String>,
     form: CreateForm,
+    /// The inbound rule form.
     rule: RuleForm,
+    /// The outbound rule form.
+    egress_rule: RuleForm,
     errors: FormErrors,
-    /// Which form `errors` belong to: `create`, `rule`, or `list` (an action on a row).
+    /// Which form `errors` belong to: `create`, `rule` (inbound), `egress`, or `list` (an action on a row).
     which: &'static str,
 }
 
@@ -138,9 +176,14 @@ struct GroupsPage {
 const PROTOCOLS: [(&str, &str); 4] = [("tcp", "tcp"), ("udp", "udp"), ("icmp", "icmp"), ("-1", "all")];
 
 impl GroupsPage {
-    /// Whether the rule form's protocol is `v`.
+    /// Whether the inbound rule form's protocol is `v`.
     fn picked(&self, v: &str) -> bool {
         self.rule.protocol == v
+    }
+
+    /// Whether the outbound rule form's protocol is `v`.
+    fn picked_egress(&self, v: &str) -> bool {
+        self.egress_rule.protocol == v
     }
 
     fn err(&self, which: &str, field: &str) -> Option<&str> {
@@ -153,17 +196,35 @@ impl GroupsPage {
 }
 
 async fn render(ui: &Ctx, form: CreateForm, rule: RuleForm, errors: FormErrors, which: &'static str, status: StatusCode) -> UiResult {
+    // The rule typed stays in the form it came from; the other is blank.
+    let (rule, egress_rule) = match rule.direction() {
+        Ok(RuleDirection::Egress) => (RuleForm::blank(RuleDirection::Ingress), rule),
+        _ if which == "rule" => (rule, RuleForm::blank(RuleDirection::Egress)),
+        _ => (RuleForm::blank(RuleDirection::Ingress), RuleForm::blank(RuleDirection::Egress)),
+    };
     let (all, problems) = per_instance(ui, |i| async move { ui.broker.provisioning.security_groups(ui.actor(), &i).await }).await;
     let groups = all.into_iter().map(GroupRow::of).collect();
     let title =
         if ui.actor().in_personal_project() { "Security groups".to_string() } else { format!("Security groups of {}", ui.actor().project) };
-    let page = GroupsPage { c: ui.chrome("security-groups", title), groups, problems, instances: instances(ui), form, rule, errors, which };
+    let page = GroupsPage { c: ui.chrome("security-groups", title), groups, problems, instances: instances(ui), form, rule, egress_rule, errors, which };
     Ok(html(status, &page))
 }
 
 async fn list(ui: Ctx) -> UiResult {
-    let rule = RuleForm { protocol: "tcp".into(), cidr: "0.0.0.0/0".into(), ..RuleForm::default() };
-    render(&ui, CreateForm::default(), rule, FormErrors::none(), "", StatusCode::OK).await
+    render(&ui, CreateForm::default(), RuleForm::default(), FormErrors::none(), "", StatusCode::OK).await
+}
+
+/// The tags of the create form: `key=value` per line or comma-separated,
+/// then the rules of every resource other than a VM (`Name` allowed).
+fn parse_tags(text: &str) -> Result<Tags, String> {
+    let mut map = BTreeMap::new();
+    for part in text.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!("'{part}' is not key=value"));
+        };
+        map.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Tags::parse_resource(map).map_err(|e| e.message)
 }
 
 async fn create(ui: Ctx, form: CsrfForm<CreateForm>) -> UiResult {
@@ -176,16 +237,16 @@ async fn create(ui: Ctx, form: CsrfForm<CreateForm>) -> UiResult {
     if form.description.trim().is_empty() {
         errs.add("description", "give the group a description");
     }
-    let Some(instance) = instance.filter(|_| !errs.any()) else {
+    let tags = parse_tags(&form.tags).map_err(|m| errs.add("tags", m)).ok();
+    let (Some(instance), Some(tags)) = (instance.filter(|_| !errs.any()), tags) else {
         return render(&ui, form, RuleForm::default(), errs, "create", StatusCode::BAD_REQUEST).await;
     };
     let vpc = Some(form.vpc_id.trim()).filter(|v| !v.is_empty());
-    let tags = Tags::parse(Default::default()).map_err(ServiceError::from)?;
     match ui.broker.provisioning.create_security_group(ui.actor(), &instance, form.name.trim(), form.description.trim(), vpc, &tags).await {
         Ok(g) => Ok(ui.redirect_with("/security-groups", &format!("Security group {} ({}) created on {instance}", g.group_id, g.name))),
         Err(e @ ServiceError::Forbidden(_)) => Err(e.into()),
         Err(e) => {
-            let errs = refused(&e, &["instance", "name", "description", "vpc_id"], "No security group was created.");
+            let errs = refused(&e, &["instance", "name", "description", "vpc_id", "tags"], "No security group was created.");
             render(&ui, form, RuleForm::default(), errs, "create", status_of(&e)).await
         }
     }
@@ -209,14 +270,21 @@ fn permission(f: &RuleForm) -> Result<IpPermission, FormErrors> {
     }
     let cidr = f.cidr.trim().to_string();
     if cidr.is_empty() {
-        errs.add("cidr", "give a CIDR block, e.g. 0.0.0.0/0");
+        errs.add("cidr", "give a CIDR block, e.g. 0.0.0.0/0, or a security group id (sg-...)");
     }
     if errs.any() {
         return Err(errs);
     }
-    let range = CidrRange { cidr: cidr.clone(), description: None };
-    let (v4, v6) = if cidr.contains(':') { (vec![], vec![range]) } else { (vec![range], vec![]) };
-    Ok(IpPermission { protocol, from_port: from, to_port: to, ipv4_ranges: v4, ipv6_ranges: v6, groups: vec![] })
+    let description = Some(f.description.trim().to_string()).filter(|d| !d.is_empty());
+    let mut p = IpPermission { protocol, from_port: from, to_port: to, ..IpPermission::default() };
+    if cidr.starts_with("sg-") {
+        p.groups.push(GroupPair { group_id: cidr, description });
+    } else if cidr.contains(':') {
+        p.ipv6_ranges.push(CidrRange { cidr, description });
+    } else {
+        p.ipv4_ranges.push(CidrRange { cidr, description });
+    }
+    Ok(p)
 }
 
 async fn add_rule(ui: Ctx, form: CsrfForm<RuleForm>) -> UiResult {
@@ -227,17 +295,30 @@ async fn add_rule(ui: Ctx, form: CsrfForm<RuleForm>) -> UiResult {
         return render(&ui, CreateForm::default(), rule, errs, "rule", StatusCode::BAD_REQUEST).await;
     };
     let (instance, id) = target;
+    let Ok(direction) = rule.direction() else {
+        return Err(UiError::NotFound("No such rule direction."));
+    };
+    let which = if direction == RuleDirection::Egress { "egress" } else { "rule" };
     let perm = match permission(&rule) {
         Ok(p) => p,
-        Err(errs) => return render(&ui, CreateForm::default(), rule, errs, "rule", StatusCode::BAD_REQUEST).await,
+        Err(errs) => return render(&ui, CreateForm::default(), rule, errs, which, StatusCode::BAD_REQUEST).await,
     };
-    match ui.broker.provisioning.authorize_security_group(ui.actor(), &instance, &id, RuleDirection::Ingress, &[perm]).await {
-        Ok(_) => Ok(ui.redirect_with("/security-groups", &format!("Ingress rule added to {id}"))),
+    match ui.broker.provisioning.authorize_security_group(ui.actor(), &instance, &id, direction, &[perm]).await {
+        Ok(_) => Ok(ui.redirect_with("/security-groups", &format!("{} rule added to {id}", way(direction)))),
         Err(e @ ServiceError::Forbidden(_)) => Err(e.into()),
         Err(e) => {
-            let errs = refused(&e, &["protocol", "from_port", "to_port", "cidr"], "No rule was added.");
-            render(&ui, CreateForm::default(), rule, errs, "rule", status_of(&e)).await
+            let errs = refused(&e, &["protocol", "from_port", "to_port", "cidr", "description"], "No rule was added.");
+            render(&ui, CreateForm::default(), rule, errs, which, status_of(&e)).await
         }
+    }
+}
+
+/// `Ingress` or `Egress`, as a flash message names a rule's direction.
+fn way(d: RuleDirection) -> &'static str {
+    if d == RuleDirection::Egress {
+        "Egress"
+    } else {
+        "Ingress"
     }
 }
 
@@ -248,12 +329,11 @@ fn group_in(p: &(String, String)) -> Result<(InstanceName, String), UiError> {
 async fn remove_rule(ui: Ctx, path: web::Path<(String, String)>, form: CsrfForm<RuleForm>) -> UiResult {
     let (instance, id) = group_in(&path)?;
     let rule = form.into_inner();
-    let perm = match permission(&rule) {
-        Ok(p) => p,
-        Err(_) => return Err(UiError::NotFound("No such rule.")),
+    let (Ok(perm), Ok(direction)) = (permission(&rule), rule.direction()) else {
+        return Err(UiError::NotFound("No such rule."));
     };
-    match ui.broker.provisioning.revoke_security_group(ui.actor(), &instance, &id, RuleDirection::Ingress, &[perm]).await {
-        Ok(()) => Ok(ui.redirect_with("/security-groups", &format!("Ingress rule removed from {id}"))),
+    match ui.broker.provisioning.revoke_security_group(ui.actor(), &instance, &id, direction, &[perm]).await {
+        Ok(()) => Ok(ui.redirect_with("/security-groups", &format!("{} rule removed from {id}", way(direction)))),
         Err(e) => {
             let (errs, status) = row_refused(e, &format!("The rule of {id} was not removed"))?;
             render(&ui, CreateForm::default(), RuleForm::default(), errs, "list", status).await

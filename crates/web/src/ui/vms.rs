@@ -210,6 +210,9 @@ pub(super) struct LaunchForm {
     /// The subnet to launch into (empty: the instance's `subnet.id` / `vpc.id`, else the cloud's default).
     #[serde(default)]
     subnet_id: String,
+    /// The "Termination protection" checkbox (sent only when ticked).
+    #[serde(default)]
+    termination_protection: String,
     /// The fields of required tags (`tag.<key>`), and anything else sent.
     #[serde(flatten)]
     extra: BTreeMap<String, String>,
@@ -419,6 +422,8 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
     /// The instance to launch on (the form then applies its policies).
     launch: Option<String>,
+    /// The image the launch form starts with (the Images page's Launch links).
+    image: Option<String>,
     /// The list alone, reloading itself while something is pending (the
     /// view for browsers without JavaScript: the page with the launch form
     /// never reloads itself, so it never wipes what is typed).
@@ -842,7 +847,8 @@ async fn policy_of(broker: &Broker, actor: &cloudbroker_core::Actor, instance: &
 
 async fn list(req: HttpRequest, me: SignedIn, broker: web::Data<Broker>, q: web::Query<ListQuery>) -> HttpResponse {
     let instance = q.launch.clone().unwrap_or_default();
-    let form = LaunchForm { count: "1".into(), instance, ..LaunchForm::default() };
+    let image = q.image.clone().unwrap_or_default();
+    let form = LaunchForm { count: "1".into(), instance, image, ..LaunchForm::default() };
     render(&req, &me, &broker, q.into_inner(), form, FormErrors::none()).await
 }
 
@@ -924,6 +930,7 @@ fn launch_request(f: &LaunchForm) -> Result<LaunchRequest, FormErrors> {
     req.instance_type = instance_type;
     req.lease = lease;
     req.subnet_id = subnet_id;
+    req.termination_protection = !f.termination_protection.is_empty();
     Ok(req)
 }
 
@@ -1084,6 +1091,8 @@ struct DetailPage {
     facts: Facts,
     /// Its states and what was done to it, oldest first.
     history: Vec<HistoryRow>,
+    /// The "Create image" form (see [`super::user_images`]).
+    image: super::user_images::ImageSection,
 }
 
 /// What the VM's page says beyond the list's row.
@@ -1104,6 +1113,8 @@ struct Facts {
     ssh_note: String,
     /// When it was last changed, to the second.
     updated: String,
+    /// The subnet and VPC the cloud placed it in (`None`: not known).
+    network: Option<(String, String)>,
 }
 
 /// One line of the history table.
@@ -1174,7 +1185,20 @@ async fn detail(ui: Ctx, id: web::Path<String>) -> UiResult {
 }
 
 async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, status: StatusCode) -> Result<HttpResponse, UiError> {
+    detail_page_with(ui, id, form, errors, None, status).await
+}
+
+/// The VM's page, its "Create image" form as typed with its messages (`None`: empty).
+pub(super) async fn detail_page_with(
+    ui: &Ctx,
+    id: &VmId,
+    form: ExtendForm,
+    errors: FormErrors,
+    image: Option<(super::user_images::ImageForm, FormErrors)>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
     let vm = ui.broker.provisioning.get(ui.actor(), id).await?;
+    let image = super::user_images::ImageSection::of(ui, &vm, image);
     let terms = ui.broker.provisioning.lease_terms(&vm.instance).await.ok();
     let (terms_text_, extension) = match &terms {
         Some(t) => {
@@ -1223,6 +1247,11 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
         })
         .collect();
     let (ssh, ssh_note) = ssh_line(&vm);
+    let mut placed = [vm.clone()];
+    let network = match ui.broker.provisioning.fill_networks(&mut placed).await {
+        Ok(()) => placed[0].network.take(),
+        Err(_) => None,
+    };
     let facts = Facts {
         cloud_id: vm.cloud_id.clone().unwrap_or_default(),
         image_id: vm.image_id.clone(),
@@ -1233,6 +1262,7 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
         ssh,
         ssh_note,
         updated: vm.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        network,
     };
     Ok(html(
         status,
@@ -1250,6 +1280,7 @@ async fn detail_page(ui: &Ctx, id: &VmId, form: ExtendForm, errors: FormErrors, 
             cost,
             facts,
             history,
+            image,
         },
     ))
 }
