@@ -70,8 +70,11 @@ impl Ec2Connector {
             }
             // The groups are the reservation's where an instance does not list its own.
             if vm.security_groups.is_empty() {
-                vm.security_groups =
-                    out.groups().iter().filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string()))).collect();
+                vm.security_groups = out
+                    .groups()
+                    .iter()
+                    .filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string())))
+                    .collect();
             }
         }
         tracing::info!(instance = %self.instance, count = vms.len(), image = %req.image_id, "launched EC2 instances");

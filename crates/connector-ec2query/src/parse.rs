@@ -484,4 +484,29 @@ mod tests {
         assert_eq!(page.items[0].state_since, Some(at));
         assert_eq!(page.items[1].state_since, None, "a running VM gives no time");
     }
+
+    #[test]
+    fn a_launch_answers_its_groups_and_volumes() {
+        // The groups at the reservation only (as some clouds answer), the volumes per instance.
+        let root = parse(
+            "<RunInstancesResponse><reservationId>r-1</reservationId>\
+             <groupSet><item><groupId>sg-1</groupId><groupName>web</groupName></item></groupSet><instancesSet>\
+             <item><instanceId>i-1</instanceId><instanceState><name>pending</name></instanceState><rootDeviceName>/dev/xvda</rootDeviceName>\
+             <blockDeviceMapping><item><deviceName>/dev/xvda</deviceName><ebs><volumeId>vol-r</volumeId><status>attached</status>\
+             <deleteOnTermination>true</deleteOnTermination></ebs></item>\
+             <item><deviceName>/dev/sdf</deviceName><ebs><volumeId>vol-f</volumeId><deleteOnTermination>false</deleteOnTermination></ebs></item>\
+             <item><deviceName>/dev/sdz</deviceName><ebs/></item></blockDeviceMapping></item>\
+             <item><instanceId>i-2</instanceId><instanceState><name>pending</name></instanceState>\
+             <groupSet><item><groupId>sg-2</groupId><groupName>db</groupName></item></groupSet></item>\
+             </instancesSet></RunInstancesResponse>",
+        )
+        .unwrap();
+        let vms = run_instances(&root).unwrap();
+        assert_eq!(vms[0].security_groups, vec![("sg-1".to_string(), "web".to_string())]);
+        assert_eq!(vms[1].security_groups, vec![("sg-2".to_string(), "db".to_string())], "an instance's own groups come first");
+        assert_eq!(vms[0].root_device_name.as_deref(), Some("/dev/xvda"));
+        let v: Vec<_> = vms[0].volumes.iter().map(|v| (v.device_name.as_str(), v.volume_id.as_str(), v.delete_on_termination)).collect();
+        assert_eq!(v, vec![("/dev/xvda", "vol-r", true), ("/dev/sdf", "vol-f", false)], "a mapping without a volume id is left out");
+        assert!(vms[1].volumes.is_empty());
+    }
 }

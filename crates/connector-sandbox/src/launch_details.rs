@@ -15,10 +15,7 @@ pub(crate) const ROOT_DEVICE: &str = "/dev/sda1";
 impl World {
     /// The (id, name) of each of `group_ids`, as a launch answers them.
     pub(crate) fn launch_group_names(&self, group_ids: &[String]) -> Vec<(String, String)> {
-        group_ids
-            .iter()
-            .map(|id| (id.clone(), self.groups.get(id).map(|g| g.name.clone()).unwrap_or_default()))
-            .collect()
+        group_ids.iter().map(|id| (id.clone(), self.groups.get(id).map(|g| g.name.clone()).unwrap_or_default())).collect()
     }
 }
 
@@ -37,4 +34,68 @@ pub(crate) fn launch_volumes(n: u64, req: &RunRequest) -> Vec<VmVolume> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::{SandboxConnector, SandboxSettings};
+    use cloudbroker_connector_api::{BlockDevice, Connector, CreateSecurityGroupRequest, Credentials, InstanceName, RunRequest};
+    use std::time::Duration;
+
+    fn sandbox() -> SandboxConnector {
+        SandboxConnector::new(
+            InstanceName::parse("ld").unwrap(),
+            SandboxSettings {
+                boot_delay: Duration::ZERO,
+                failure_rate: 0.0,
+                capacity: None,
+                public_ips: true,
+                keep_tags: true,
+                api_latency: Duration::ZERO,
+                workers: 4,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_launch_answers_its_groups_and_volumes_and_objects_take_tags() {
+        let sb = sandbox();
+        let (a, b) = (Credentials::new("alice", "s"), Credentials::new("bob", "s"));
+        let req = CreateSecurityGroupRequest { name: "web".into(), description: "d".into(), vpc_id: None };
+        let web = sb.create_security_group(&a, &req).await.unwrap();
+        let sdf = BlockDevice { device_name: "/dev/sdf".into(), delete_on_termination: Some(false), ..BlockDevice::default() };
+        let run = RunRequest {
+            image_id: "ami-sandbox-debian-12".into(),
+            instance_type: "t2.micro".into(),
+            count: 2,
+            security_group_ids: vec![web.group_id.clone()],
+            block_devices: vec![sdf],
+            ..RunRequest::default()
+        };
+        let vms = sb.run_instances(&a, &run).await.unwrap();
+        assert_eq!(vms[0].security_groups, vec![(web.group_id.clone(), "web".to_string())]);
+        let v: Vec<_> = vms[0].volumes.iter().map(|v| (v.device_name.as_str(), v.delete_on_termination)).collect();
+        assert_eq!(v, vec![("/dev/sda1", true), ("/dev/sdf", false)], "the root volume first");
+        assert_ne!(vms[0].volumes[0].volume_id, vms[1].volumes[0].volume_id, "each VM has its own volumes");
+        let seen = sb.describe_instances(&a, &Default::default()).await.unwrap();
+        assert_eq!(seen[0].volumes, vms[0].volumes, "described as launched");
+        // A launch without groups is in the VPC's default group, by name.
+        let plain = sb.run_instances(&a, &RunRequest { count: 1, security_group_ids: vec![], block_devices: vec![], ..run }).await.unwrap();
+        assert_eq!(plain[0].security_groups.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), vec!["default"]);
+
+        // Tags on the group: its account only.
+        let ids = [web.group_id.clone()];
+        sb.create_tags(&a, &ids, &[("Name".into(), "front".into())]).await.unwrap();
+        let e = sb.create_tags(&b, &ids, &[("k".into(), "v".into())]).await.unwrap_err();
+        assert_eq!(e.code(), Some("InvalidGroup.NotFound"));
+        let e = sb.delete_tags(&a, &["vpc-0123456789abcdef0".to_string()], &["k".into()]).await.unwrap_err();
+        assert_eq!(e.code(), Some("InvalidVpcID.NotFound"));
+        let vpc = sb.create_vpc(&a, "10.9.0.0/16").await.unwrap();
+        sb.create_tags(&a, std::slice::from_ref(&vpc.vpc_id), &[("env".into(), "dev".into())]).await.unwrap();
+        let shown = sb.describe_vpcs(&a, std::slice::from_ref(&vpc.vpc_id)).await.unwrap();
+        assert_eq!(shown[0].tags, vec![("env".to_string(), "dev".to_string())]);
+        sb.delete_tags(&a, std::slice::from_ref(&vpc.vpc_id), &["env".into()]).await.unwrap();
+        assert!(sb.describe_vpcs(&a, std::slice::from_ref(&vpc.vpc_id)).await.unwrap()[0].tags.is_empty());
+    }
 }

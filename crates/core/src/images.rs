@@ -99,6 +99,11 @@ pub struct ImageView {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub shared_with: Vec<UserName>,
+    /// Made from a VM (EC2 `CreateImage`): its content is its own, so it
+    /// resolves only where it is mapped, never through its parent (whose
+    /// image is another content).
+    #[serde(skip)]
+    pub made_from_vm: bool,
 }
 
 impl ImageView {
@@ -238,6 +243,10 @@ impl Images {
         }
         let mut merged = Self::merge(rows, &snap);
         Self::add_shares(&mut merged, self.store.image_shares().await?);
+        let made = self.store.images_made_from_vms().await?;
+        for i in merged.iter_mut().filter(|i| i.project.is_some()) {
+            i.made_from_vm = made.contains(i.name.as_str());
+        }
         let catalogue = Catalogue(Arc::new(merged));
         let mut g = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some(Cached { version, snap, catalogue: catalogue.clone() });
@@ -306,6 +315,7 @@ impl Images {
                     owner: r.owner.map(user_name),
                     project: r.project.map(ProjectName::from_stored),
                     shared_with: Vec::new(),
+                    made_from_vm: false,
                 },
             );
         }
@@ -324,6 +334,7 @@ impl Images {
                 owner: None,
                 project: None,
                 shared_with: Vec::new(),
+                made_from_vm: false,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -363,6 +374,7 @@ impl Images {
                     owner: r.owner.map(user_name),
                     project: r.project.map(ProjectName::from_stored),
                     shared_with: Vec::new(),
+                    made_from_vm: false,
                 },
             );
         }
@@ -381,6 +393,7 @@ impl Images {
                 owner: None,
                 project: None,
                 shared_with: Vec::new(),
+                made_from_vm: false,
             });
             for (inst, (id, loc)) in maps {
                 let m = v.mappings.entry(inst.clone()).or_insert_with(|| ImageMapping {
@@ -503,8 +516,7 @@ impl Images {
             owner: Some(actor.name.to_string()),
             project: Some(actor.project.to_string()),
         };
-        self.store.put_image(&row, true).await?;
-        self.store.set_image_made_from(name.as_str(), detail.split(' ').next().unwrap_or_default()).await?;
+        self.store.put_image_made_from(&row, detail.split(' ').next().unwrap_or_default()).await?;
         audit::record_by(&self.store, actor, &AuditEvent::ok(AuditAction::ImageCreate, AuditTarget::Image(name.as_str())).detail(detail))
             .await?;
         self.get(name).await
@@ -601,9 +613,17 @@ impl Images {
             return Err(ServiceError::Conflict(format!("image '{name}' comes from files under connectors.d/images: edit those files")));
         }
         let catalogue = self.catalogue().await?;
-        let children: Vec<&str> = catalogue.images().iter().filter(|i| i.parent.as_ref() == Some(name)).map(|i| i.name.as_str()).collect();
-        if !children.is_empty() {
-            return Err(ServiceError::Conflict(format!("image '{name}' is the parent of {}", children.join(", "))));
+        let (seen, unseen): (Vec<&ImageView>, Vec<&ImageView>) =
+            catalogue.images().iter().filter(|i| i.parent.as_ref() == Some(name)).partition(|i| i.visible_to(actor));
+        if !seen.is_empty() || !unseen.is_empty() {
+            // Other projects' images are named to no one but admins: a count.
+            let mut what: Vec<String> = seen.iter().map(|i| i.name.to_string()).collect();
+            match unseen.len() {
+                0 => {}
+                1 => what.push("an image of another project".to_string()),
+                n => what.push(format!("{n} images of other projects")),
+            }
+            return Err(ServiceError::Conflict(format!("image '{name}' is the parent of {}", what.join(", "))));
         }
         Ok(())
     }
@@ -747,7 +767,8 @@ fn resolve_in(all: &[ImageView], image: &ImageName, instance: &InstanceName) -> 
                 from_image: cur.name.to_string(),
             });
         }
-        match cur.parent.as_ref().and_then(|p| get(p.as_str())) {
+        // An image made from a VM is not its parent's content: no fallback.
+        match cur.parent.as_ref().filter(|_| !cur.made_from_vm).and_then(|p| get(p.as_str())) {
             Some(p) if !tried.contains(&p.name.to_string()) => cur = p,
             _ => return Err(no_id(image, instance, &tried)),
         }
@@ -770,5 +791,54 @@ mod yielded_name_tests {
         let long = "a".repeat(128);
         let n = yielded_name(&long, "bob", &[long.clone()].into()).unwrap();
         assert!(n.len() <= 128 && n != long && ImageName::parse(&n).is_ok(), "{n}");
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{resolve_in, ImageMapping, ImageView};
+    use crate::domain::{ImageName, InstanceName};
+    use std::collections::BTreeMap;
+
+    fn image(name: &str, parent: Option<&str>, on: &[(&str, &str)], made_from_vm: bool) -> ImageView {
+        ImageView {
+            name: ImageName::parse(name).unwrap(),
+            description: String::new(),
+            os: String::new(),
+            parent: parent.map(|p| ImageName::parse(p).unwrap()),
+            mappings: on
+                .iter()
+                .map(|(i, id)| (i.to_string(), ImageMapping { image_id: id.to_string(), instance_type: None, security_group: None }))
+                .collect(),
+            file_mappings: BTreeMap::new(),
+            owner: None,
+            project: None,
+            shared_with: Vec::new(),
+            made_from_vm,
+        }
+    }
+
+    #[test]
+    fn an_image_made_from_a_vm_never_resolves_through_its_parent() {
+        // `base` is on sb and sb2; `golden` was made from a VM on sb; `tuned`
+        // (declared, not made) is on neither and follows its parents.
+        let all = vec![
+            image("base", None, &[("sb", "ami-base1"), ("sb2", "ami-base2")], false),
+            image("golden", Some("base"), &[("sb", "ami-gold")], true),
+            image("tuned", Some("golden"), &[], false),
+        ];
+        let (sb, sb2) = (InstanceName::parse("sb").unwrap(), InstanceName::parse("sb2").unwrap());
+        let golden = ImageName::parse("golden").unwrap();
+        assert_eq!(resolve_in(&all, &golden, &sb).unwrap().image_id, "ami-gold");
+        let e = resolve_in(&all, &golden, &sb2).unwrap_err().to_string();
+        assert!(e.contains("has no cloud image id for connector instance 'sb2'"), "{e}");
+        let tuned = ImageName::parse("tuned").unwrap();
+        assert_eq!(resolve_in(&all, &tuned, &sb).unwrap().image_id, "ami-gold", "a child falls back to the made image");
+        assert!(resolve_in(&all, &tuned, &sb2).is_err(), "but not past it");
+        // A declared image still follows its parent.
+        let mut declared = all.clone();
+        declared[1].made_from_vm = false;
+        assert_eq!(resolve_in(&declared, &golden, &sb2).unwrap().image_id, "ami-base2");
     }
 }

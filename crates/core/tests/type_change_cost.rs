@@ -4,8 +4,9 @@
 //! in its own cost, every report, the pages' figures and its owner's budget
 //! (spend and admission); a report of a period before the change is the
 //! same after it; the change is recorded once, with the store's clock's
-//! time; a change while running is refused. Every time is set on the
-//! broker's clock, so nothing sleeps.
+//! time; a change while running is refused; a type with no price that a VM
+//! ran as before its change is still listed as unpriced. Every time is set
+//! on the broker's clock, so nothing sleeps.
 
 // Test code: panicking on an unexpected result is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -137,6 +138,18 @@ async fn scenario(dir: &Path, db: Option<String>) {
     b.costs.set_budget(&admin, BudgetScope::User, "alice", &instance("sb"), Some(Micros::parse("10.92").unwrap())).await.unwrap();
     act(&b, &alice, &vm.id, VmAction::Start, 20_000).await;
     assert_eq!(b.provisioning.get(&alice, &vm.id).await.unwrap().status, VmStatus::Running);
+
+    // A type with no price that a VM ran as this month stays listed as unpriced after its change.
+    b.costs.set_budget(&admin, BudgetScope::User, "alice", &instance("sb"), None).await.unwrap();
+    let mut req = LaunchRequest::new(instance("sb"), image_ref("linux"));
+    req.instance_type = Some(InstanceType::parse("t2.micro").unwrap());
+    let other = b.provisioning.launch(&alice, req).await.unwrap().vms.remove(0);
+    b.provisioning.watch_transitional("test").await.unwrap();
+    act(&b, &alice, &other.id, VmAction::Stop, 20_100).await;
+    let small = VmAttributeValue::Cloud(AttributeValue::InstanceType("t2.small".into()));
+    b.provisioning.modify_vm_attribute(&alice, &other.id, &small).await.unwrap();
+    let unpriced: Vec<String> = b.costs.unpriced(&admin).await.unwrap().iter().map(|u| format!("{}/{}", u.instance, u.item)).collect();
+    assert_eq!(unpriced, vec!["sb/instance.t2.micro"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

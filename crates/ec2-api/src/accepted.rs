@@ -47,9 +47,7 @@ pub fn documented(action: Action) -> &'static [&'static str] {
             "RamdiskId",
             "TagSpecification",
         ],
-        DescribeInstances | DescribeInstanceStatus | DescribeVolumes | DescribeInstanceTypes | DescribeTags => {
-            &["Filter"]
-        }
+        DescribeInstances | DescribeInstanceStatus | DescribeVolumes | DescribeInstanceTypes | DescribeTags => &["Filter"],
         StartInstances => &["AdditionalInfo"],
         StopInstances => &["Force", "Hibernate", "SkipOsShutdown"],
         TerminateInstances => &["SkipOsShutdown"],
@@ -90,7 +88,10 @@ pub fn documented(action: Action) -> &'static [&'static str] {
         CreateSnapshot => &["OutpostArn", "Location"],
         DescribeSnapshots => &["RestorableBy"],
         CreateImage => &["BlockDeviceMapping", "TagSpecification", "SnapshotLocation"],
-        ModifyImageAttribute => &["Description", "ProductCode", "OrganizationArn", "OrganizationalUnitArn", "ImdsSupport", "Value"],
+        // `LaunchPermission.Add.N.OrganizationArn` and the like: only users and `Group` are taken.
+        ModifyImageAttribute => {
+            &["Description", "ProductCode", "OrganizationArn", "OrganizationalUnitArn", "ImdsSupport", "Value", "LaunchPermission"]
+        }
         DescribeRegions => &["AllRegions"],
         DescribeAvailabilityZones => &["Filter", "AllAvailabilityZones"],
         DescribeAccountAttributes => &["AttributeName"],

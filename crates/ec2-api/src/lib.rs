@@ -12,7 +12,8 @@
 //! Layers, lowest first: [`xml`] (the writer), [`ids`], [`error`] (EC2 codes
 //! and statuses), [`request`] (parameters), [`auth`] (signatures),
 //! [`action`] (the action named), the [`actions`] per family, each with the
-//! typed inputs it parses from the parameters, and the dispatcher here. Nothing here reaches
+//! typed inputs it parses from the parameters, [`spec`] (what each action
+//! takes: the README's table of actions), and the dispatcher here. Nothing here reaches
 //! around `cloudbroker-core`: actions call its services as the signing user.
 
 pub mod accepted;
@@ -181,7 +182,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
         Action::DescribeKeyPairs => {
             keypairs::describe_key_pairs(ctx, accepted::input(action, params, keypairs::DescribeKeyPairsInput::parse)?).await
         }
-        Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse)?).await,
+        Action::DeleteKeyPair => {
+            keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse_name)?).await
+        }
         Action::AllocateAddress => {
             addresses::allocate_address(ctx, accepted::input(action, params, addresses::AllocateAddressInput::parse)?).await
         }
@@ -279,20 +282,29 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
             actions::security_groups::describe_security_groups(ctx, input).await
         }
         Action::AuthorizeSecurityGroupIngress => {
-            actions::security_groups::authorize_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_ingress)?)
-                .await
+            actions::security_groups::authorize_ingress(
+                ctx,
+                accepted::input(action, params, actions::security_groups::RulesInput::parse_ingress)?,
+            )
+            .await
         }
         Action::AuthorizeSecurityGroupEgress => {
             actions::security_groups::authorize_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse)?)
                 .await
         }
         Action::RevokeSecurityGroupIngress => {
-            actions::security_groups::revoke_ingress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_ingress)?)
-                .await
+            actions::security_groups::revoke_ingress(
+                ctx,
+                accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_ingress)?,
+            )
+            .await
         }
         Action::RevokeSecurityGroupEgress => {
-            actions::security_groups::revoke_egress(ctx, accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_egress)?)
-                .await
+            actions::security_groups::revoke_egress(
+                ctx,
+                accepted::input(action, params, actions::security_groups::RulesInput::parse_revoke_egress)?,
+            )
+            .await
         }
         Action::DescribeSecurityGroupRules => {
             let input = accepted::input(action, params, actions::security_groups::DescribeSecurityGroupRulesInput::parse)?;

@@ -104,23 +104,36 @@ const fn filters(names: &'static [&'static str], tags: TagFilters) -> Option<Fil
 
 const INSTANCE_IDS: &[Param] = &[req("InstanceId.N")];
 
-const RULES: &[Param] = &[
-    one("GroupId"),
-    one("GroupName"),
-    opt_n("IpPermissions.N.IpProtocol", "`-1`, `tcp`, `udp`, `icmp`, `icmpv6` or a number"),
-    opt("IpPermissions.N.FromPort"),
-    opt("IpPermissions.N.ToPort"),
-    opt("IpPermissions.N.IpRanges.M.CidrIp"),
-    opt("IpPermissions.N.IpRanges.M.Description"),
-    opt("IpPermissions.N.Ipv6Ranges.M.CidrIpv6"),
-    opt("IpPermissions.N.Ipv6Ranges.M.Description"),
-    opt("IpPermissions.N.Groups.M.GroupId"),
-    opt("IpPermissions.N.Groups.M.Description"),
-    opt_n("IpProtocol", "flat form"),
-    opt_n("FromPort", "flat form"),
-    opt_n("ToPort", "flat form"),
-    opt_n("CidrIp", "flat form"),
-];
+/// Authorize/Revoke's parameters: the common ones, then `$extra`.
+macro_rules! rules {
+    ($($extra:expr),* $(,)?) => {
+        ps![
+            one("GroupId"),
+            one("GroupName"),
+            opt_n("IpPermissions.N.IpProtocol", "`-1`, `tcp`, `udp`, `icmp`, `icmpv6` or a number"),
+            opt("IpPermissions.N.FromPort"),
+            opt("IpPermissions.N.ToPort"),
+            opt("IpPermissions.N.IpRanges.M.CidrIp"),
+            opt("IpPermissions.N.IpRanges.M.Description"),
+            opt("IpPermissions.N.Ipv6Ranges.M.CidrIpv6"),
+            opt("IpPermissions.N.Ipv6Ranges.M.Description"),
+            opt("IpPermissions.N.Groups.M.GroupId"),
+            opt_n("IpPermissions.N.Groups.M.GroupName", "a group in the same VPC"),
+            opt("IpPermissions.N.Groups.M.Description"),
+            opt_n("IpProtocol", "flat form"),
+            opt_n("FromPort", "flat form"),
+            opt_n("ToPort", "flat form"),
+            opt_n("CidrIp", "flat form"),
+            $($extra),*
+        ]
+    };
+}
+
+/// Ingress only: a source group by name (full ICMP, TCP and UDP from it).
+const SOURCE_NAME: Param = opt_n("SourceSecurityGroupName", "a group in the same VPC; not with the flat form");
+const SOURCE_OWNER: Param = opt_n("SourceSecurityGroupOwnerId", "your own owner id only");
+/// Revokes only: rules by id, not with permissions.
+const RULE_IDS: Param = opt_n("SecurityGroupRuleId.N", "not with permissions");
 
 /// A `'static` list of parameters (const fn calls are not promoted by themselves).
 macro_rules! ps {
@@ -261,9 +274,10 @@ pub fn spec(action: Action) -> Spec {
         DescribeSecurityGroups => {
             (ps![opt("GroupId.N"), opt("GroupName.N")], filters(security_groups::GROUP_FILTERS, All), Some((5, 1000)))
         }
-        AuthorizeSecurityGroupIngress | AuthorizeSecurityGroupEgress | RevokeSecurityGroupIngress | RevokeSecurityGroupEgress => {
-            (RULES, None, None)
-        }
+        AuthorizeSecurityGroupEgress => (rules![], None, None),
+        AuthorizeSecurityGroupIngress => (rules![SOURCE_NAME, SOURCE_OWNER], None, None),
+        RevokeSecurityGroupEgress => (rules![RULE_IDS], None, None),
+        RevokeSecurityGroupIngress => (rules![SOURCE_NAME, SOURCE_OWNER, RULE_IDS], None, None),
         DescribeSecurityGroupRules => (ps![opt("SecurityGroupRuleId.N")], filters(security_groups::RULE_FILTERS, All), Some((5, 1000))),
     };
     Spec { action, params, filters, pages }
@@ -381,7 +395,7 @@ pub fn parse_input(action: Action, params: &crate::request::Params) -> Result<()
         CreateKeyPair => input(action, p, |p| Ok((keypairs::KeyNameInput::parse(p)?, KeyKindInput::parse(p)?))).map(drop),
         ImportKeyPair => input(action, p, keypairs::ImportKeyPairInput::parse).map(drop),
         DescribeKeyPairs => input(action, p, keypairs::DescribeKeyPairsInput::parse).map(drop),
-        DeleteKeyPair => input(action, p, keypairs::KeyNameInput::parse).map(drop),
+        DeleteKeyPair => input(action, p, keypairs::KeyNameInput::parse_name).map(drop),
         AllocateAddress => input(action, p, addresses::AllocateAddressInput::parse).map(drop),
         AssociateAddress => input(action, p, addresses::AssociateAddressInput::parse).map(drop),
         DisassociateAddress => input(action, p, addresses::DisassociateAddressInput::parse).map(drop),
@@ -412,9 +426,10 @@ pub fn parse_input(action: Action, params: &crate::request::Params) -> Result<()
         CreateSecurityGroup => input(action, p, security_groups::CreateSecurityGroupInput::parse).map(drop),
         DeleteSecurityGroup => input(action, p, security_groups::DeleteSecurityGroupInput::parse).map(drop),
         DescribeSecurityGroups => input(action, p, security_groups::DescribeSecurityGroupsInput::parse).map(drop),
-        AuthorizeSecurityGroupIngress | AuthorizeSecurityGroupEgress | RevokeSecurityGroupIngress | RevokeSecurityGroupEgress => {
-            input(action, p, security_groups::RulesInput::parse).map(drop)
-        }
+        AuthorizeSecurityGroupEgress => input(action, p, security_groups::RulesInput::parse).map(drop),
+        AuthorizeSecurityGroupIngress => input(action, p, security_groups::RulesInput::parse_ingress).map(drop),
+        RevokeSecurityGroupEgress => input(action, p, security_groups::RulesInput::parse_revoke_egress).map(drop),
+        RevokeSecurityGroupIngress => input(action, p, security_groups::RulesInput::parse_revoke_ingress).map(drop),
         DescribeSecurityGroupRules => input(action, p, security_groups::DescribeSecurityGroupRulesInput::parse).map(drop),
     }
 }

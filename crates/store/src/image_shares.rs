@@ -19,10 +19,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Records that the image `name` was made from the VM `vm` (CreateImage).
+    /// Records that the image `name` was made from the VM `vm` (CreateImage;
+    /// [`Store::put_image_made_from`] records it with the image itself).
     pub async fn set_image_made_from(&self, name: &str, vm: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE images SET made_from_vm = $1 WHERE name = $2").bind(vm).bind(name).execute(self.pool()).await?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE images SET made_from_vm = $1 WHERE name = $2").bind(vm).bind(name).execute(&mut *tx).await?;
+        crate::images::bump_images_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The names of the images made from VMs (EC2 `CreateImage`): their
+    /// content is their own, so they never resolve through their parent.
+    pub async fn images_made_from_vms(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM images WHERE made_from_vm IS NOT NULL").fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// The VM the image `name` was made from, if it was (none for images
@@ -106,7 +118,17 @@ mod tests {
         // Renamed, the shares follow; deleted, they go.
         assert!(store.rename_private_image("mine", "alice", "mine-2", "renamed").await.unwrap());
         assert_eq!(store.image_shares().await.unwrap(), BTreeMap::from([("mine-2".to_string(), vec!["bob".to_string()])]));
+        assert_eq!(store.images_made_from_vms().await.unwrap(), ["mine-2".to_string()].into(), "a rename keeps where it came from");
         assert!(store.delete_image("mine-2").await.unwrap());
         assert!(store.image_shares().await.unwrap().is_empty());
+        // Made from a VM in one transaction with the image; a second time is a conflict.
+        let v0 = store.images_version().await.unwrap();
+        let made = ImageRow { name: "made".into(), ..img.clone() };
+        store.put_image_made_from(&made, "vm-2").await.unwrap();
+        assert!(store.images_version().await.unwrap() > v0);
+        assert_eq!(store.image_made_from("made").await.unwrap().as_deref(), Some("vm-2"));
+        assert_eq!(store.images_made_from_vms().await.unwrap(), ["made".to_string()].into());
+        assert!(matches!(store.put_image_made_from(&made, "vm-3").await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.image_made_from("made").await.unwrap().as_deref(), Some("vm-2"), "the first stays");
     });
 }

@@ -139,6 +139,17 @@ impl Store {
 
     /// Creates or replaces an image and all its mappings, in one transaction.
     pub async fn put_image(&self, img: &ImageRow, create_only: bool) -> Result<(), StoreError> {
+        self.put_image_from(img, create_only, None).await
+    }
+
+    /// As [`Self::put_image`] (create only) for an image made from the VM
+    /// `vm` (EC2 `CreateImage`), recorded as such in the same transaction:
+    /// no reader ever sees the image without knowing where it came from.
+    pub async fn put_image_made_from(&self, img: &ImageRow, vm: &str) -> Result<(), StoreError> {
+        self.put_image_from(img, true, Some(vm)).await
+    }
+
+    async fn put_image_from(&self, img: &ImageRow, create_only: bool, made_from: Option<&str>) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
         let exists: Option<(String,)> =
@@ -184,6 +195,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(vm) = made_from {
+            sqlx::query("UPDATE images SET made_from_vm = $1 WHERE name = $2").bind(vm).bind(&img.name).execute(&mut *tx).await?;
+        }
         bump_images_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -202,8 +216,8 @@ impl Store {
             return Ok(false);
         }
         let copied = sqlx::query(
-            "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner, project) \
-             SELECT $1, $2, os, parent, created_at, $3, owner, project FROM images WHERE name = $4 AND project = $5",
+            "INSERT INTO images (name, description, os, parent, created_at, updated_at, owner, project, made_from_vm) \
+             SELECT $1, $2, os, parent, created_at, $3, owner, project, made_from_vm FROM images WHERE name = $4 AND project = $5",
         )
         .bind(new_name)
         .bind(description)
@@ -235,8 +249,9 @@ impl Store {
         let children: Vec<(String,)> =
             sqlx::query_as("SELECT name FROM images WHERE parent = $1 ORDER BY name").bind(name).fetch_all(self.pool()).await?;
         if !children.is_empty() {
-            let names: Vec<String> = children.into_iter().map(|c| c.0).collect();
-            return Err(StoreError::Conflict(format!("image '{name}' is the parent of {}", names.join(", "))));
+            // A count, not names: the caller may not see other projects' images.
+            let n = children.len();
+            return Err(StoreError::Conflict(format!("image '{name}' is the parent of {n} other image{}", if n == 1 { "" } else { "s" })));
         }
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM image_mappings WHERE image = $1").bind(name).execute(&mut *tx).await?;

@@ -502,6 +502,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::VolumeOptionsRow;
     use crate::store_test;
     use crate::Store;
     use std::collections::BTreeMap;
@@ -534,6 +535,13 @@ mod tests {
         store.set_volume_tags("sb", "vol-1", &BTreeMap::new()).await.unwrap();
         let v = store.volumes("alice", "sb").await.unwrap().remove(0);
         assert_eq!((v.state.as_str(), v.device.as_deref(), v.tags.len()), ("in-use", Some("/dev/sdf"), 0));
+        // Options: none recorded at first; then as given, a `None` leaving a field as it is.
+        assert_eq!((v.encrypted, v.iops, v.throughput, v.snapshot_id.as_deref()), (None, None, None, None));
+        let given = VolumeOptionsRow { encrypted: Some(true), iops: Some(4000), throughput: Some(250), snapshot_id: Some("snap-1".into()) };
+        store.set_volume_options("sb", "vol-1", &given).await.unwrap();
+        store.set_volume_options("sb", "vol-1", &VolumeOptionsRow { iops: Some(5000), ..VolumeOptionsRow::default() }).await.unwrap();
+        let v = store.volume("sb", "vol-1").await.unwrap().unwrap();
+        assert_eq!((v.encrypted, v.iops, v.throughput, v.snapshot_id.as_deref()), (Some(true), Some(5000), Some(250), Some("snap-1")));
         store.end_volume("sb", "vol-1").await.unwrap();
         assert!(store.volumes("alice", "sb").await.unwrap().is_empty());
         assert_eq!(store.volume("sb", "vol-1").await.unwrap().unwrap().state, "deleted");

@@ -1,10 +1,11 @@
-//! SQLite's direct reads of VM records (`sqlite_read`) answer exactly what
+//! SQLite's direct reads of VM records, their networks and volumes
+//! (`sqlite_read`) answer exactly what
 //! the sqlx path does: the same records, field for field (nulls, tags,
 //! leases, quotes and non-ASCII text included), in the same order, with
 //! every filter and keyset position a page takes. On PostgreSQL the
 //! direct reader (`pg_read`, connections of its own, one per thread)
 //! answers the same (typed rows, decoded by position), the VMs' networks
-//! too, and a connection the server ended sends the read to
+//! and volumes too, and a connection the server ended sends the read to
 //! the pool instead of failing it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -179,6 +180,23 @@ async fn same_as_the_pool(s: &Store) {
     assert_eq!(direct.get(&ids[4]), Some(&("subnet-04".to_string(), "vpc-0".to_string())));
     assert!(!direct.contains_key(&ids[5]));
     assert!(s.vm_networks(&[]).await.unwrap().is_empty());
+
+    // The project's volumes on an instance (read with a page of
+    // DescribeInstances): the same records, read directly.
+    let mut tags = std::collections::BTreeMap::new();
+    tags.insert("Name".to_string(), "dätä \"1\"".to_string());
+    s.insert_volume("sb", "vol-2", "alice", "cred-1", 8, "sba", Some("gp3"), "in-use", &tags).await.unwrap();
+    s.insert_volume("sb", "vol-1", "alice", "cred-1", 20, "sba", None, "available", &Default::default()).await.unwrap();
+    s.insert_volume("other", "vol-3", "alice", "cred-1", 8, "sba", None, "available", &Default::default()).await.unwrap();
+    s.set_volume_state("sb", "vol-2", "in-use", Some(ids[0].as_str()), Some("/dev/sdf"), Some("attached")).await.unwrap();
+    let served = s.direct_reads_served();
+    let direct = s.volumes("alice", "sb").await.unwrap();
+    assert_eq!(s.direct_reads_served(), served + 1, "the volumes were read directly");
+    assert_eq!(direct, pooled.volumes("alice", "sb").await.unwrap());
+    assert_eq!(direct.len(), 2);
+    assert_eq!(direct.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), ["vol-1", "vol-2"]);
+    assert_eq!(direct[1].vm_id.as_deref(), Some(ids[0].as_str()));
+    assert!(s.volumes("bob", "sb").await.unwrap().is_empty());
 }
 
 #[tokio::test]

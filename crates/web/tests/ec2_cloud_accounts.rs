@@ -110,10 +110,19 @@ async fn cloud_accounts(db_url: Option<String>) {
         env.push((format!("{}_TEAM_SK", u.to_uppercase()), sk));
     }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ec2/boto3_cloud_accounts.py");
+    // States move on as the reconciler sees them (as the broker's worker would).
+    let broker = app.broker.clone();
+    let reconciler = tokio::spawn(async move {
+        loop {
+            let _ = broker.provisioning.reconcile("ec2-cloud-accounts-test").await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
     let (ok, stdout, stderr) =
         tokio::task::spawn_blocking(move || run(cloudbroker_testkit::venv_python(), vec![script.display().to_string()], env))
             .await
             .unwrap();
+    reconciler.abort();
     assert!(ok, "boto3 script failed:\n{stderr}\n{stdout}");
     let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     for region in ["sb", "aws"] {
@@ -172,6 +181,9 @@ app_test!(adopted_vms_carry_their_subnet_and_vpc, |app: TestApp| async move {
     let admin = app.token("super", SUPER_PW).await;
     let alice = app.user(&admin, "alice").await;
     let alice_key = key(&app, &alice, "alice", None).await;
+    app.call(Method::PUT, "/api/v1/system/config", &admin, Some(json!({"images.allow.raw": true}))).await;
+    let (s, b) = app.call(Method::POST, "/api/v1/vms", &alice, Some(json!({"instance": "sb", "image": "ami-sandbox-debian-12"}))).await;
+    assert_eq!(s, 201, "{b}");
     // A VM launched with the broker's tags whose record is lost (a restored backup).
     let snap = app.broker.registry.snapshot();
     let conn = snap.instance("sb").unwrap().connector.clone().unwrap();
@@ -196,7 +208,8 @@ app_test!(adopted_vms_carry_their_subnet_and_vpc, |app: TestApp| async move {
     let row = app.broker.store().vm_by_cloud_id(&sb, &orphan.id).await.unwrap().unwrap();
     let got = app.broker.store().vm_networks(std::slice::from_ref(&row.id)).await.unwrap();
     assert_eq!(got.get(&row.id), Some(&(subnet.clone(), vpc.clone())));
-    let (s, xml) = app.ec2_call(&alice_key, "sb", "Action=DescribeInstances&Version=2016-11-15").await;
+    let ec2_id = format!("i-{}", row.id.as_str().trim_start_matches("vm-"));
+    let (s, xml) = app.ec2_call(&alice_key, "sb", &format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={ec2_id}")).await;
     assert_eq!(s, 200, "{xml}");
     assert_eq!((element(&xml, "subnetId"), element(&xml, "vpcId")), (subnet, vpc), "{xml}");
     // A second pass writes nothing new (the record is there).

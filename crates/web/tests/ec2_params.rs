@@ -3,7 +3,8 @@
 //! in front of moto, on SQLite and PostgreSQL: CreateVolume's ClientToken
 //! makes one volume per token and project (one cloud call, even for
 //! concurrent requests), and RunInstances' DisableApiTermination protects
-//! every VM of the launch. The JSON launch's `disable_api_termination` and
+//! every VM of the launch; security group rules name peer groups by name
+//! and are revoked by rule id. The JSON launch's `disable_api_termination` and
 //! the UI launch form's "Termination protection" box are checked here too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
@@ -98,6 +99,27 @@ async fn params(db_url: Option<String>) {
         assert_eq!(t["dry_run"], json!(["DryRunOperation", 412]), "{region}: {t}");
         assert_eq!(t["plain"], false, "{region}: {t}");
         assert_eq!(t["terminated_after"], json!([true]), "{region}: {t}");
+
+        let g = &out[region]["groups"];
+        assert_eq!(g["by_name"], json!([["tcp", 5432, true]]), "{region}: {g}");
+        assert_eq!(
+            g["source"],
+            json!([["icmp", -1, -1, true], ["tcp", 0, 65535, true], ["tcp", 5432, 5432, true], ["udp", 0, 65535, true]]),
+            "{region}: {g}"
+        );
+        assert_eq!(g["source_flat"], json!(["InvalidParameterCombination", 400]), "{region}: {g}");
+        assert_eq!(g["source_other_owner"], json!(["InvalidParameterValue", 400]), "{region}: {g}");
+        for k in ["source_unknown", "name_unknown", "other_project"] {
+            assert_eq!(g[k], json!(["InvalidGroup.NotFound", 400]), "{region} {k}: {g}");
+        }
+        assert_eq!(g["after_source_revoke"], json!([["tcp", 5432]]), "{region}: {g}");
+        assert_eq!(g["mixed"], json!(["InvalidParameterCombination", 400]), "{region}: {g}");
+        assert_eq!(g["unknown_rule"], json!(["InvalidSecurityGroupRuleId.NotFound", 400]), "{region}: {g}");
+        assert_eq!(g["malformed_rule"], json!(["InvalidSecurityGroupRuleId.Malformed", 400]), "{region}: {g}");
+        assert_eq!(g["wrong_direction"], json!(["InvalidSecurityGroupRuleId.NotFound", 400]), "{region}: {g}");
+        assert_eq!(g["after_id_revoke"][0], json!([["tcp", 5432]]), "{region}: {g}");
+        assert!(!g["after_id_revoke"][1].as_array().unwrap().contains(&json!("10.2.0.0/16")), "{region}: {g}");
+        assert_eq!(g["described"], 1, "{region}: {g}");
     }
     // One cloud call per token: tok, y*64, the personal project's, race,
     // the refused one and its retry, and botocore's two.

@@ -15,7 +15,7 @@ mod boto3_regions;
 
 use boto3_regions::{run_boto3, Boto3Run, Boto3Script};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn snapshots_and_images(db_url: Option<String>) {
     let users = [("alice", "AKIAALICEMOTO000001"), ("bob", "AKIABOBMOTO0000001"), ("carol", "AKIACAROLMOTO00001")];

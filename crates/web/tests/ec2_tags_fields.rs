@@ -104,10 +104,7 @@ async fn tags_fields(db_url: Option<String>) {
         is("reserved", json!("InvalidParameterValue"));
         is("dry", json!(["DryRunOperation", "DryRunOperation", 0, {"Name": "blue"}]));
         is("bob", json!(["InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidGroup.NotFound", "InvalidSnapshot.NotFound"]));
-        is(
-            "bob_delete",
-            json!(["InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidGroup.NotFound", "InvalidSnapshot.NotFound"]),
-        );
+        is("bob_delete", json!(["InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidGroup.NotFound", "InvalidSnapshot.NotFound"]));
         is("bob_sees", json!(0));
         is("unknown", json!("InvalidVpcID.NotFound"));
         is("mixed", json!(["InvalidVpcID.NotFound", 0]));

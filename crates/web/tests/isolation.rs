@@ -255,7 +255,7 @@ app_test!(no_ui_route_reaches_another_users_things, |app: TestApp| async move {
         assert!(matches!(status, 403 | 404), "GET {path} -> {status}");
         assert!(!body.contains("ami-sandbox") && !body.contains("AKIAALICE"), "GET {path} shows alice's things");
     }
-    let mut posts: Vec<String> = ["stop", "start", "reboot", "terminate"].iter().map(|a| format!("/vms/{vm}/{a}")).collect();
+    let mut posts: Vec<String> = ["stop", "start", "reboot", "terminate", "image"].iter().map(|a| format!("/vms/{vm}/{a}")).collect();
     posts.push(format!("/profile/tokens/{}/revoke", alice.token_id));
     for a in ["admin", "disabled", "password", "tokens/revoke", "quotas"] {
         posts.push(format!("/admin/users/alice/{a}"));

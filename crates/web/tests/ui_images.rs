@@ -205,10 +205,12 @@ async fn images_in_a_real_browser(app: common::TestApp, sub: &str) {
     assert!(s == 200 && !page.contains("id=\"image-web-golden\""), "bob no longer sees it: {page}");
     b.submit("#deregister-web-golden", "deregister-confirm-refusing").await;
     let asks = b.text(".confirm").await;
-    assert!(asks.contains("The broker refuses for now: image 'web-golden' is the parent of bob-child"), "{asks}");
+    // bob's image is another project's: alice is told there is one, not its name.
+    assert!(asks.contains("The broker refuses for now: image 'web-golden' is the parent of an image of another project"), "{asks}");
+    assert!(!asks.contains("bob-child"), "{asks}");
     b.submit("#confirm-button", "deregister-refused").await;
     let e = b.text("#form-error").await;
-    assert!(e.contains("Image web-golden was not deregistered. image 'web-golden' is the parent of bob-child"), "{e}");
+    assert!(e.contains("Image web-golden was not deregistered. image 'web-golden' is the parent of an image of another project"), "{e}");
     assert_eq!(b.count("#image-web-golden").await, 1, "still there");
     // Once bob's image is gone it goes.
     let (s, page) = bob.get("/images/bob-child/deregister").await;
@@ -283,6 +285,17 @@ app_test!(a_viewer_sees_the_team_images_and_changes_nothing, |app: common::TestA
     }
     let (s, _) = vic.get("/images/team-golden/deregister").await;
     assert_eq!(s, 403, "no confirmation for a viewer");
+    // olga's forms without the session's CSRF token: refused, nothing changed.
+    for (path, fields) in [
+        (format!("/vms/{vm}/image"), vec![("name", "no-token")]),
+        ("/images/team-golden/share".to_string(), vec![("user", "vic")]),
+        ("/images/team-golden/unshare".to_string(), vec![("user", "bob")]),
+        ("/images/team-golden/deregister".to_string(), vec![]),
+    ] {
+        let r = olga.http.post(format!("{}{path}", app.base)).form(&fields).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path} without the CSRF token");
+    }
+    assert!(app.broker.images.get(&ImageName::parse("no-token").unwrap()).await.is_err());
     let img = app.broker.images.get(&name).await.unwrap();
     assert_eq!(img.shared_with.iter().map(|u| u.as_str()).collect::<Vec<_>>(), ["bob"]);
     assert!(app.broker.images.get(&ImageName::parse("vic-image").unwrap()).await.is_err());

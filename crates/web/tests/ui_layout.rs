@@ -26,9 +26,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    names.iter().find_map(|n| {
-        path.split(':').chain(["/usr/bin", "/usr/lib/chromium"]).map(|d| Path::new(d).join(n)).find(|p| p.is_file())
-    })
+    names.iter().find_map(|n| path.split(':').chain(["/usr/bin", "/usr/lib/chromium"]).map(|d| Path::new(d).join(n)).find(|p| p.is_file()))
 }
 
 /// chromedriver on a free loopback port, stopped on drop.
@@ -231,11 +229,13 @@ const HEADER: &str = "const bar = document.querySelector('header .topbar');
     .map(e => e.textContent.trim());
   return [rows, Math.round(bar.getBoundingClientRect().height), off, document.documentElement.scrollWidth, window.innerWidth];";
 
-/// The VM table's box: `[scrollWidth, clientWidth, Actions cells whose right edge passes the box's]`.
+/// The VM table's box: `[scrollWidth, clientWidth, Actions cells whose
+/// right edge passes the box's, each column's label and width]`.
 const TABLE: &str = "const box = document.querySelector('#vm-list .table-scroll');
   const right = box.getBoundingClientRect().right;
   const past = Array.from(box.querySelectorAll('td.actions')).filter(td => td.getBoundingClientRect().right > right + 0.5).length;
-  return [box.scrollWidth, box.clientWidth, past];";
+  const widths = Array.from(box.querySelectorAll('thead th')).map(th => th.textContent.trim() + ' ' + Math.round(th.getBoundingClientRect().width));
+  return [box.scrollWidth, box.clientWidth, past, widths];";
 
 async fn header(b: &Browser) -> (i64, i64, Value, i64, i64) {
     let h = b.script(HEADER).await;
@@ -308,7 +308,11 @@ async fn the_header_and_the_vm_table_fit_at_1400_and_800_pixels() {
         let panel = b.script(&format!("const r = document.querySelector('{menu} .menu-panel').getBoundingClientRect(); return [r.left, r.right, window.innerWidth];")).await;
         assert!(panel[0].as_f64().unwrap() >= 0.0 && panel[1].as_f64() <= panel[2].as_f64(), "{menu} at 800 px: {panel}");
         b.shot(800, &format!("{user}-menu-open")).await;
-        let (link, page) = if user == "super" { ("#nav-admin-overview", "admin/overview") } else { ("#nav-resources a[href='/security-groups']", "security-groups") };
+        let (link, page) = if user == "super" {
+            ("#nav-admin-overview", "admin/overview")
+        } else {
+            ("#nav-resources a[href='/security-groups']", "security-groups")
+        };
         b.click(link).await;
         b.find("h1").await;
         let here = b.script("return window.location.pathname").await;
@@ -347,11 +351,12 @@ async fn a_launch_from_the_form_into_a_subnet_shows_it_on_the_vm_page() {
     b.fill("#launch-name", "in-subnet").await;
     b.fill("#launch-subnet", "subnet-0000000000deadbeef").await;
     b.click("#launch-submit").await;
+    b.find("#launch-form").await;
+    b.shot(1400, "launch-bad-subnet").await;
     let refused = b.text("#subnet_id-error").await;
     assert!(refused.contains("subnet"), "{refused}");
     assert_eq!(b.value("#launch-subnet").await, "subnet-0000000000deadbeef");
     assert_eq!(b.value("#launch-name").await, "in-subnet");
-    b.shot(1400, "launch-bad-subnet").await;
     let (_, listed) = app.call(reqwest::Method::GET, "/api/v1/vms", &sam_token, None).await;
     assert_eq!(listed["vms"].as_array().map_or(0, Vec::len), 0, "nothing launched: {listed}");
 

@@ -58,7 +58,12 @@ struct MadeImage {
 
 impl Provisioning {
     /// The cloud account `creds` act in on `instance` (asked once per key).
-    pub(super) async fn account_of(&self, connector: &dyn Connector, instance: &InstanceName, creds: &Credentials) -> ServiceResult<String> {
+    pub(super) async fn account_of(
+        &self,
+        connector: &dyn Connector,
+        instance: &InstanceName,
+        creds: &Credentials,
+    ) -> ServiceResult<String> {
         let key = (instance.to_string(), creds.access_key_id.clone());
         if let Some(a) = self.accounts.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(a.clone());
@@ -105,7 +110,7 @@ impl Provisioning {
         let img = self.images.check_share(actor, name, add).await?;
         if let Some(made) = self.made_image(&img).await? {
             let (connector, _, _) = self.connector(&made.instance)?;
-            let owner_creds = self.vault.credentials_by_id(&made.credential_id).await?;
+            let owner_creds = self.vault.credentials_to_act(actor, &made.credential_id, &format!("image '{name}'")).await?;
             let owner = self.account_of(connector.as_ref(), &made.instance, &owner_creds).await?;
             let mut grant = Vec::new();
             for u in add {
@@ -181,7 +186,7 @@ impl Provisioning {
             named.push((ObjectKind::Subnet, s));
         }
         named.extend(group_ids.iter().map(|g| (ObjectKind::SecurityGroup, g.as_str())));
-        let mut other: Option<(CredentialId, String, String)> = None;
+        let mut other: Option<(Credentials, CredentialId, String, String)> = None;
         let mut own_account = None;
         for (kind, id) in named {
             let Some(row) = self.store.cloud_object(instance.as_str(), kind, id).await? else { continue };
@@ -200,22 +205,16 @@ impl Provisioning {
                 continue;
             }
             match &other {
-                Some((_, a, first)) if a != &account => {
+                Some((_, _, a, first)) if a != &account => {
                     return Err(ServiceError::invalid_field(
                         "subnet_id",
                         format!("{first} and {what} are in two other cloud accounts: a launch goes into one"),
                     ))
                 }
                 Some(_) => {}
-                None => other = Some((cred, account, what)),
+                None => other = Some((creds, cred, account, what)),
             }
         }
-        match other {
-            None => Ok(launcher),
-            Some((cred, _, what)) => {
-                let creds = self.vault.credentials_to_act(actor, &cred, &what).await?;
-                Ok((creds, cred))
-            }
-        }
+        Ok(other.map_or(launcher, |(creds, cred, _, _)| (creds, cred)))
     }
 }

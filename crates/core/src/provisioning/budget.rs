@@ -73,9 +73,7 @@ impl BudgetPlan {
     }
 
     /// The spend of a scope's VMs this month, as the admission weighs it.
-    pub(super) fn spend_fn(
-        &self,
-    ) -> impl Fn(&[cloudbroker_store::metering::VmHistory]) -> i64 + Send + Sync {
+    pub(super) fn spend_fn(&self) -> impl Fn(&[cloudbroker_store::metering::VmHistory]) -> i64 + Send + Sync {
         let (book, month) = (self.book.clone(), self.month);
         move |vms| budgets::spent(vms, &book, month, month.to, DEFAULT_MINIMUM_SECONDS).0
     }

@@ -402,11 +402,7 @@ impl DescribeInstancesInput {
                 "The parameter instancesSet cannot be used with the parameter nextToken",
             ));
         }
-        let first_page = if ids.is_empty() {
-            Some(page(max, cursor)?)
-        } else {
-            None
-        };
+        let first_page = if ids.is_empty() { Some(page(max, cursor)?) } else { None };
         Ok(Self { ids, filters, cost, max, first_page })
     }
 }

@@ -29,7 +29,8 @@ pub fn not_found(name: &str) -> Ec2Error {
 }
 
 /// `CreateKeyPair`'s and `DeleteKeyPair`'s parameter: the key's name
-/// (and, for CreateKeyPair, `TagSpecification` of type `key-pair`).
+/// (and, for CreateKeyPair, `TagSpecification` of type `key-pair`; a
+/// deletion takes none: [`KeyNameInput::parse_name`]).
 pub struct KeyNameInput {
     pub name: String,
     pub tags: BTreeMap<String, String>,
@@ -38,6 +39,11 @@ pub struct KeyNameInput {
 impl KeyNameInput {
     pub fn parse(params: &Params) -> Result<Self, Ec2Error> {
         Ok(Self { name: params.required("KeyName")?.to_string(), tags: tag_specifications(params)? })
+    }
+
+    /// The name alone (DeleteKeyPair: tags given are left unread, so refused).
+    pub fn parse_name(params: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { name: params.required("KeyName")?.to_string(), tags: BTreeMap::new() })
     }
 }
 

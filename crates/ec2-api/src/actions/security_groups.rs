@@ -275,7 +275,10 @@ fn rule_ids(params: &Params, out: &mut RulesInput) -> Result<(), Ec2Error> {
         let hex = r.strip_prefix("sgr-").unwrap_or("");
         hex.is_empty() || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_alphanumeric())
     }) {
-        return Err(Ec2Error::client("InvalidSecurityGroupRuleId.Malformed", format!("Invalid id: \"{}\" (expecting \"sgr-...\")", shown(bad))));
+        return Err(Ec2Error::client(
+            "InvalidSecurityGroupRuleId.Malformed",
+            format!("Invalid id: \"{}\" (expecting \"sgr-...\")", shown(bad)),
+        ));
     }
     if !ids.is_empty() && !out.permissions.is_empty() {
         return Err(Ec2Error::client(
@@ -353,7 +356,13 @@ impl RulesInput {
     /// The peer groups given by name, resolved among the groups the caller
     /// sees in `group`'s VPC (else `InvalidGroup.NotFound`), and the rules
     /// named by id, as permissions (else `InvalidSecurityGroupRuleId.NotFound`).
-    fn resolve(mut self, ctx: &Ctx<'_>, group: &SecurityGroup, seen: &[SecurityGroup], egress: bool) -> Result<Vec<IpPermission>, Ec2Error> {
+    fn resolve(
+        mut self,
+        ctx: &Ctx<'_>,
+        group: &SecurityGroup,
+        seen: &[SecurityGroup],
+        egress: bool,
+    ) -> Result<Vec<IpPermission>, Ec2Error> {
         if let Some(owner) = &self.source_owner {
             if *owner != ctx.caller.actor.project.as_str() {
                 return Err(Ec2Error::invalid(format!(
@@ -376,7 +385,10 @@ impl RulesInput {
         }
         for id in &self.rule_ids {
             let r = group.rules.iter().find(|r| &r.rule_id == id && r.egress == egress).ok_or_else(|| {
-                Ec2Error::client("InvalidSecurityGroupRuleId.NotFound", format!("The security group rule ID '{}' does not exist", shown(id)))
+                Ec2Error::client(
+                    "InvalidSecurityGroupRuleId.NotFound",
+                    format!("The security group rule ID '{}' does not exist", shown(id)),
+                )
             })?;
             let range = |c: &Option<String>| c.iter().map(|cidr| CidrRange { cidr: cidr.clone(), description: None }).collect();
             self.permissions.push(IpPermission {

@@ -180,8 +180,6 @@ impl ModifyImageAttributeInput {
             for n in 1..=1000 {
                 let user = params.get(&format!("LaunchPermission.{op}.{n}.UserId"));
                 let group = params.get(&format!("LaunchPermission.{op}.{n}.Group"));
-                params.get(&format!("LaunchPermission.{op}.{n}.OrganizationArn"));
-                params.get(&format!("LaunchPermission.{op}.{n}.OrganizationalUnitArn"));
                 if user.is_none() && group.is_none() {
                     break;
                 }

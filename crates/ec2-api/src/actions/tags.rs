@@ -15,8 +15,8 @@ use crate::request::Params;
 use cloudbroker_core::domain::NAME_TAG;
 use cloudbroker_core::domain::{AllocationId, PageRequest, Tags, VmId, VolumeId};
 use cloudbroker_core::provisioning::VmQuery;
-use cloudbroker_core::ServiceError;
 use cloudbroker_core::ObjectKind;
+use cloudbroker_core::ServiceError;
 use std::collections::BTreeMap;
 
 /// The caller's instances and volumes among `ResourceId.N` (all checked before any change).

@@ -228,10 +228,12 @@ pub async fn create_volume(ctx: &Ctx<'_>, input: CreateVolumeInput) -> Result<St
     let p = &ctx.broker.provisioning;
     let v = match &input.client_token {
         // The token's only conflict: it was first used with other parameters.
-        Some(t) => p.create_volume_once(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref(), t).await.map_err(|e| match e {
-            ServiceError::Conflict(m) => Ec2Error::client("IdempotentParameterMismatch", m),
-            e => named_param(e),
-        })?,
+        Some(t) => {
+            p.create_volume_once(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref(), t).await.map_err(|e| match e {
+                ServiceError::Conflict(m) => Ec2Error::client("IdempotentParameterMismatch", m),
+                e => named_param(e),
+            })?
+        }
         None => p.create_volume_from(&ctx.caller.actor, &instance, spec, input.options, snapshot.as_deref()).await.map_err(named_param)?,
     };
     let (mut x, root) = ctx.doc("CreateVolume");

@@ -206,7 +206,17 @@ async fn render(ui: &Ctx, form: CreateForm, rule: RuleForm, errors: FormErrors, 
     let groups = all.into_iter().map(GroupRow::of).collect();
     let title =
         if ui.actor().in_personal_project() { "Security groups".to_string() } else { format!("Security groups of {}", ui.actor().project) };
-    let page = GroupsPage { c: ui.chrome("security-groups", title), groups, problems, instances: instances(ui), form, rule, egress_rule, errors, which };
+    let page = GroupsPage {
+        c: ui.chrome("security-groups", title),
+        groups,
+        problems,
+        instances: instances(ui),
+        form,
+        rule,
+        egress_rule,
+        errors,
+        which,
+    };
     Ok(html(status, &page))
 }
 

@@ -992,6 +992,10 @@ async fn refused_launch(
         ServiceError::NotFound(cloudbroker_core::Resource::CloudObject { .. }) => {
             errs = FormErrors::field("subnet_id", format!("{}: name one of your project's subnets, or none.", friendly(&e)));
         }
+        // The cloud's "no such subnet" (a subnet the broker has no record of) goes next to the field too.
+        ServiceError::Cloud(c) if c.code().is_some_and(|code| code.starts_with("InvalidSubnetID")) => {
+            errs = FormErrors::field("subnet_id", format!("{}: name one of your project's subnets, or none.", friendly(&e)));
+        }
         ServiceError::NotFound(r) if r.to_string().starts_with("credentials") => {
             errs = FormErrors::field("instance", friendly(&e));
         }

@@ -41,7 +41,7 @@ def cloud():
                         config=NO_RETRY)
 
 
-def wait(what, probe, timeout=60):
+def wait(what, probe, timeout=20):
     deadline = time.time() + timeout
     while True:
         got = probe()

@@ -205,11 +205,15 @@ C.attach_volume(VolumeId=vols[0], InstanceId=blue_ids[0], Device="/dev/sdf")
 wait("attached", lambda: C.describe_volumes(VolumeIds=[vols[0]])["Volumes"][0]["Attachments"][0]["State"] == "attached")
 b0 = instances(InstanceIds=[blue_ids[0]])[0]
 bdm = b0["BlockDeviceMappings"]
+# The root volume its launch made comes first (issue 22: recorded at launch); then the volumes attached since.
+root = [m for m in bdm if m["DeviceName"] == b0["RootDeviceName"]]
+assert [(m["Ebs"]["VolumeId"].startswith("vol-"), m["Ebs"]["DeleteOnTermination"]) for m in root] == [(True, True)], bdm
+bdm = [m for m in bdm if m["DeviceName"] != b0["RootDeviceName"]]
 assert [(m["DeviceName"], m["Ebs"]["VolumeId"], m["Ebs"]["Status"], m["Ebs"]["DeleteOnTermination"]) for m in bdm] \
     == [("/dev/sdf", vols[0], "attached", False)], bdm
 assert bdm[0]["Ebs"]["AttachTime"].year >= 2020, bdm
 OUT["block_devices"] = [m["DeviceName"] for m in bdm]
-assert instances(InstanceIds=[blue_ids[1]])[0]["BlockDeviceMappings"] == []
+assert [m["DeviceName"] for m in instances(InstanceIds=[blue_ids[1]])[0]["BlockDeviceMappings"]] == ["/dev/sda1"]
 dv = C.describe_volumes
 kw = {"VolumeIds": vols}
 att = dv(VolumeIds=[vols[0]])["Volumes"][0]["Attachments"][0]

@@ -11,7 +11,10 @@ region (a sandbox instance, an ec2 instance in front of moto):
   token make one volume; a failed call releases its token; another project
   has tokens of its own;
 - DisableApiTermination=true protects every VM of the launch from the moment
-  RunInstances answers.
+  RunInstances answers;
+- security group rules name peer groups by name (Groups.M.GroupName,
+  SourceSecurityGroupName), resolved among the project's groups in the VPC,
+  and are revoked by SecurityGroupRuleId.N.
 Prints a JSON summary the Rust test checks.
 """
 import json
@@ -112,11 +115,69 @@ def termination(region, image_name):
     return out
 
 
+def rules_of(c, gid):
+    rs = c.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [gid]}])["SecurityGroupRules"]
+    return [r for r in rs if not r["IsEgress"]], [r for r in rs if r["IsEgress"]]
+
+
+def peer(r):
+    return r.get("ReferencedGroupInfo", {}).get("GroupId") or r.get("CidrIpv4")
+
+
+def groups(region):
+    alice, solo = client("ALICE", region), client("SOLO", region)
+    out = {}
+    web = alice.create_security_group(GroupName=f"web-{region}", Description="web")["GroupId"]
+    db = alice.create_security_group(GroupName=f"db-{region}", Description="db")["GroupId"]
+    owner = alice.describe_security_groups(GroupIds=[db])["SecurityGroups"][0]["OwnerId"]
+    # A peer group by name in IpPermissions.
+    alice.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupName": f"web-{region}"}]}])
+    ing, _ = rules_of(alice, db)
+    out["by_name"] = [[r["IpProtocol"], r["FromPort"], peer(r) == web] for r in ing]
+    # SourceSecurityGroupName: full ICMP, TCP and UDP from that group.
+    alice.authorize_security_group_ingress(GroupId=db, SourceSecurityGroupName=f"web-{region}", SourceSecurityGroupOwnerId=owner)
+    ing, _ = rules_of(alice, db)
+    out["source"] = sorted([r["IpProtocol"], r["FromPort"], r["ToPort"], peer(r) == web] for r in ing)
+    out["source_flat"] = code_of(alice.authorize_security_group_ingress, GroupId=db, SourceSecurityGroupName=f"web-{region}",
+                                 IpProtocol="tcp")
+    out["source_other_owner"] = code_of(alice.authorize_security_group_ingress, GroupId=db,
+                                        SourceSecurityGroupName=f"web-{region}", SourceSecurityGroupOwnerId="someone-else")
+    out["source_unknown"] = code_of(alice.authorize_security_group_ingress, GroupId=db, SourceSecurityGroupName="nope")
+    out["name_unknown"] = code_of(alice.authorize_security_group_ingress, GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "UserIdGroupPairs": [{"GroupName": "nope"}]}])
+    # Another project does not see the team's groups by name.
+    mine = solo.create_security_group(GroupName=f"solo-{region}", Description="solo")["GroupId"]
+    out["other_project"] = code_of(solo.authorize_security_group_ingress, GroupId=mine, SourceSecurityGroupName=f"web-{region}")
+    # Revoke the source group's rules by name, then by rule id.
+    alice.revoke_security_group_ingress(GroupId=db, SourceSecurityGroupName=f"web-{region}")
+    ing, _ = rules_of(alice, db)
+    out["after_source_revoke"] = [[r["IpProtocol"], r["FromPort"]] for r in ing]
+    added = alice.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.1.0.0/16"}]}])["SecurityGroupRules"]
+    ssh = added[0]["SecurityGroupRuleId"]
+    out["mixed"] = code_of(alice.revoke_security_group_ingress, GroupId=db, SecurityGroupRuleIds=[ssh], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.1.0.0/16"}]}])
+    out["unknown_rule"] = code_of(alice.revoke_security_group_ingress, GroupId=db, SecurityGroupRuleIds=["sgr-0123456789abcdef0"])
+    out["malformed_rule"] = code_of(alice.revoke_security_group_ingress, GroupId=db, SecurityGroupRuleIds=["rule-1"])
+    egress = alice.authorize_security_group_egress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.2.0.0/16"}]}])["SecurityGroupRules"][0]
+    out["wrong_direction"] = code_of(alice.revoke_security_group_ingress, GroupId=db, SecurityGroupRuleIds=[egress["SecurityGroupRuleId"]])
+    alice.revoke_security_group_ingress(GroupId=db, SecurityGroupRuleIds=[ssh])
+    alice.revoke_security_group_egress(GroupId=db, SecurityGroupRuleIds=[egress["SecurityGroupRuleId"]])
+    ing, eg = rules_of(alice, db)
+    out["after_id_revoke"] = [[r["IpProtocol"], r["FromPort"]] for r in ing], [peer(r) for r in eg]
+    # The cloud's own view agrees (moto and the sandbox keep the rules).
+    cloud = alice.describe_security_groups(GroupIds=[db])["SecurityGroups"][0]
+    out["described"] = len(cloud["IpPermissions"])
+    return out
+
+
 def main():
     summary = {}
     for spec in os.environ["REGIONS"].split(","):
         region, zone, image = spec.split("=")
-        summary[region] = {"volumes": volumes(region, zone), "termination": termination(region, image)}
+        summary[region] = {"volumes": volumes(region, zone), "termination": termination(region, image), "groups": groups(region)}
     print(json.dumps(summary))
 
 

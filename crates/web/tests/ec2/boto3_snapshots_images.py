@@ -27,8 +27,8 @@ NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 def client(who, region):
     c = boto3.client("ec2", endpoint_url=EP, region_name=region, aws_access_key_id=os.environ[f"{who}_AK"],
                      aws_secret_access_key=os.environ[f"{who}_SK"], config=NO_RETRY)
-    # boto3 fills CreateVolume's ClientToken itself; the broker refuses it
-    # (UnsupportedOperation) until volumes are idempotent: not asked for here.
+    # boto3 fills CreateVolume's ClientToken itself; not asked for here
+    # (tokens are tested in boto3_params.py).
     c.meta.events.unregister("before-parameter-build", botocore.handlers.generate_idempotent_uuid)
     return c
 
