@@ -182,9 +182,7 @@ async fn dispatch(ctx: &Ctx<'_>, action: Action, params: &Params) -> Result<Stri
         Action::DescribeKeyPairs => {
             keypairs::describe_key_pairs(ctx, accepted::input(action, params, keypairs::DescribeKeyPairsInput::parse)?).await
         }
-        Action::DeleteKeyPair => {
-            keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse_name)?).await
-        }
+        Action::DeleteKeyPair => keypairs::delete_key_pair(ctx, accepted::input(action, params, keypairs::KeyNameInput::parse_name)?).await,
         Action::AllocateAddress => {
             addresses::allocate_address(ctx, accepted::input(action, params, addresses::AllocateAddressInput::parse)?).await
         }

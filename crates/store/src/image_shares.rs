@@ -32,8 +32,7 @@ impl Store {
     /// The names of the images made from VMs (EC2 `CreateImage`): their
     /// content is their own, so they never resolve through their parent.
     pub async fn images_made_from_vms(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM images WHERE made_from_vm IS NOT NULL").fetch_all(self.pool()).await?;
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM images WHERE made_from_vm IS NOT NULL").fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 

@@ -146,9 +146,8 @@ impl Provisioning {
         // A teammate's subnet or groups in another cloud account take the launch there (`accounts.rs`).
         let named_subnet = request.subnet_id.clone().or_else(|| values.get(kind, "subnet.id"));
         let group_ids = groups.as_ref().map(|(_, ids)| ids.as_slice()).unwrap_or_default();
-        let (creds, credential_id) = self
-            .network_credential(actor, &request.instance, connector.as_ref(), launcher, named_subnet.as_deref(), group_ids)
-            .await?;
+        let (creds, credential_id) =
+            self.network_credential(actor, &request.instance, connector.as_ref(), launcher, named_subnet.as_deref(), group_ids).await?;
         let subnet_id = self
             .launch_subnet(
                 actor,

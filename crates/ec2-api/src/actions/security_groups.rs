@@ -121,12 +121,15 @@ pub struct RulesInput {
     /// Peer groups given by name (`IpPermissions.N.Groups.M.GroupName`,
     /// `SourceSecurityGroupName`): `(permission, group)` positions in
     /// `permissions` holding [`NAMED`], and the name to resolve there.
-    pub group_names: Vec<(usize, usize, String)>,
+    pub group_names: NamedPeers,
     /// `SourceSecurityGroupOwnerId` (ingress only): the caller's own.
     pub source_owner: Option<String>,
     /// `SecurityGroupRuleId.N` (revokes only; not with permissions).
     pub rule_ids: Vec<String>,
 }
+
+/// Peer groups given by name: `(permission, group)` positions and names.
+type NamedPeers = Vec<(usize, usize, String)>;
 
 /// The place of a peer group given by name until it is resolved (a valid
 /// `sg-` prefix for the permission's checks, never a real id).
@@ -166,7 +169,7 @@ pub fn permissions(params: &Params) -> Result<Vec<IpPermission>, Ec2Error> {
 
 /// `IpPermissions.N.*`, in index order, with the positions of the peer
 /// groups given by name (`Groups.M.GroupName` without a `GroupId`).
-fn permissions_named(params: &Params) -> Result<(Vec<IpPermission>, Vec<(usize, usize, String)>), Ec2Error> {
+fn permissions_named(params: &Params) -> Result<(Vec<IpPermission>, NamedPeers), Ec2Error> {
     let mut parts: BTreeMap<usize, PermParts> = BTreeMap::new();
     let names: Vec<String> = params.names_under("IpPermissions").into_iter().map(str::to_string).collect();
     for name in &names {
