@@ -715,6 +715,13 @@ impl Images {
     /// Deletes an image (admin).
     pub async fn delete(&self, actor: &Actor, name: &ImageName) -> ServiceResult<()> {
         actor.require_admin()?;
+        // An admin sees every image: the refusal names the children (the
+        // store checks again when deleting, naming none).
+        let catalogue = self.catalogue().await?;
+        let children: Vec<&str> = catalogue.images().iter().filter(|i| i.parent.as_ref() == Some(name)).map(|i| i.name.as_str()).collect();
+        if !children.is_empty() {
+            return Err(ServiceError::Conflict(format!("image '{name}' is the parent of {}", children.join(", "))));
+        }
         if !self.store.delete_image(name.as_str()).await? {
             return Err(ServiceError::NotFound(Resource::Image(name.clone())));
         }

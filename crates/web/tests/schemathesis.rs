@@ -36,6 +36,9 @@
 //! And `put_budget`: a project budget is for team projects; a personal
 //! project (named as its owner) is refused with a 400 naming `owner`, which
 //! depends on which projects exist (crates/core/tests/budget_review.rs).
+//! And `launch`: the cloud behind the instance checks the values it is
+//! given (an instance type it does not offer, a subnet) and its refusal is a
+//! 400 `cloud.CODE` (tests/ec2_fidelity.rs, tests/vpc_launch_api.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
@@ -57,6 +60,9 @@ const CROSS_FIELD_RULES: &[&str] = &[
     "put_price",
     "delete_price",
     "put_budget",
+    // A launch: the cloud behind the instance checks what it is given (an instance type it
+    // does not offer is its 400 `cloud.InvalidParameterValue`), which no schema can say.
+    "launch",
     // Security groups: names (not `default`, not `sg-*`), protocols, ports and CIDR blocks are checked as EC2 does.
     "create_security_group",
     "add_security_group_rule",

@@ -141,6 +141,7 @@ impl LaunchBody {
 /// Launches VMs: recorded (state `requested`) in the quota's transaction, then asked of the cloud.
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = LaunchBody,
     responses((status = 201, description = "Launched", body = VmPage), (status = 200, description = "The VMs of an earlier launch with this client token", body = VmPage),
+        (status = 400, description = "a malformed field, or `cloud.CODE`: the cloud refused a value it checks (an instance type it does not offer, a subnet...)", body = ErrorBody),
         (status = 409, description = "`quota_exceeded`, or `policy_violation` (a launch policy of the instance; `field` names the input)", body = ErrorBody), (status = 502, description = "the cloud refused or could not be asked", body = ErrorBody),
         (status = 504, description = "the cloud did not answer in time", body = ErrorBody)))]
 pub(super) async fn launch(req: HttpRequest, a: ApiActor, broker: web::Data<Broker>, body: Body<LaunchBody>) -> ApiResult {
