@@ -50,6 +50,7 @@ impl Store {
     /// no error (as EC2).
     pub async fn change_image_shares(&self, image: &str, add: &[String], remove: &[String]) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
+        crate::images::begin_images_write(&mut tx).await?;
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(image).fetch_optional(&mut *tx).await?;
         if exists.is_none() {

@@ -55,6 +55,16 @@ fn attach_mappings(images: &mut [ImageRow], maps: Vec<MappingTuple>) {
     }
 }
 
+/// The first statement of every transaction that changes images: a write,
+/// so on SQLite the transaction takes the write lock at once, waiting for
+/// another writer (a transaction that reads first cannot take it later
+/// while another writer holds it: "database is locked" at once, no
+/// waiting); on PostgreSQL it queues image writes on one row.
+pub(crate) async fn begin_images_write(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE broker_meta SET value = value WHERE key = 'images_version'").execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Bumps the images version in the transaction of an image write (see
 /// [`Store::images_version`]).
 pub(crate) async fn bump_images_version(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
@@ -151,6 +161,7 @@ impl Store {
 
     async fn put_image_from(&self, img: &ImageRow, create_only: bool, made_from: Option<&str>) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        begin_images_write(&mut tx).await?;
         let now = now_ms();
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(&img.name).fetch_optional(&mut *tx).await?;
@@ -209,6 +220,7 @@ impl Store {
     /// when no such image is stored or `new_name` is taken.
     pub async fn rename_private_image(&self, name: &str, project: &str, new_name: &str, description: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
+        begin_images_write(&mut tx).await?;
         let taken: Option<(String,)> =
             sqlx::query_as("SELECT name FROM images WHERE name = $1").bind(new_name).fetch_optional(&mut *tx).await?;
         if taken.is_some() {
