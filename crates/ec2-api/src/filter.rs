@@ -432,7 +432,10 @@ where
     F: Fn(&T) -> bool + Send + 'static,
 {
     if items.len().saturating_mul(cost) <= INLINE_WORK {
-        return Ok(items.into_iter().filter(|i| keep(i)).collect());
+        // In place: nothing moves while every item is kept.
+        let mut items = items;
+        items.retain(|i| keep(i));
+        return Ok(items);
     }
     let _turn = HEAVY.acquire().await.map_err(|_| Ec2Error::new(503, "Unavailable", "The service is shutting down"))?;
     actix_web::web::block(move || items.into_iter().filter(|i| keep(i)).collect::<Vec<T>>()).await.map_err(|e| {

@@ -17,15 +17,37 @@ pub struct Xml {
 /// Whether a byte needs escaping or dropping (all such are ASCII).
 #[inline]
 fn special(b: u8) -> bool {
-    matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'') || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    SPECIAL[usize::from(b)]
 }
+
+/// [`special`] as a table (one load per byte; the scan is most of an
+/// answer's cost, its values rarely having anything to escape).
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = !matches!(b as u8, b'\t' | b'\n' | b'\r');
+        b += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\'' as usize] = true;
+    t
+};
 
 /// Appends `text` escaped for element content. Runs of plain text are
 /// copied whole (most values need no escaping at all).
 pub fn escape_into(buf: &mut String, text: &str) {
     let bytes = text.as_bytes();
+    // Most values: nothing to escape, one copy.
+    let Some(first) = bytes.iter().position(|&b| special(b)) else {
+        buf.push_str(text);
+        return;
+    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         if !special(b) {
             continue;
         }
@@ -161,6 +183,26 @@ mod tests {
         let mut x = Xml::bare("R");
         x.leaf_display("code", 16u8);
         assert_eq!(x.finish("R"), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><code>16</code></R>");
+    }
+
+    #[test]
+    fn the_table_marks_exactly_the_bytes_xml_forbids_or_escapes() {
+        for b in 0..=255u8 {
+            let rule = matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'') || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+            assert_eq!(special(b), rule, "byte {b:#04x}");
+        }
+        // The special byte first, last, alone, and after a long plain run.
+        for (text, want) in [
+            ("<", "&lt;"),
+            ("a&", "a&amp;"),
+            ("&a", "&amp;a"),
+            ("\u{7}", ""),
+            ("plain and long -----------'", "plain and long -----------&apos;"),
+        ] {
+            let mut out = String::new();
+            escape_into(&mut out, text);
+            assert_eq!(out, want, "{text:?}");
+        }
     }
 
     #[test]

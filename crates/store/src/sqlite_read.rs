@@ -116,8 +116,15 @@ impl Reader {
             for (i, b) in binds.iter().enumerate() {
                 // `$N` is a named parameter to SQLite, numbered by where it
                 // first appears: bind by name, as sqlx's numbering means.
-                let name = format!("${}", i + 1);
-                let Some(at) = stmt.parameter_index(&name)? else { continue };
+                // Where `$N` is the N-th to appear (the SQL the store writes),
+                // its index is N, read without a search of the names (which
+                // is linear: quadratic over a page's `IN` list).
+                let n = i + 1;
+                let in_place = stmt.parameter_name(n).and_then(|s| s.strip_prefix('$')).and_then(|s| s.parse::<usize>().ok()) == Some(n);
+                let at = if in_place { n } else { stmt.parameter_index(&format!("${n}"))?.unwrap_or(0) };
+                if at == 0 {
+                    continue;
+                }
                 match b {
                     Bind::Text(s) => stmt.raw_bind_parameter(at, s)?,
                     Bind::Int(n) => stmt.raw_bind_parameter(at, n)?,

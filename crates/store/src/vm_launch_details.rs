@@ -2,11 +2,16 @@
 //! 0043): their security groups (id and name) and the volumes the launch
 //! made (the root volume, and those of EC2's `BlockDeviceMapping.N`). One
 //! row per VM launched since; a VM without one has empty sets. Read for a
-//! page of VMs at once (one query per 500 ids), never per VM.
+//! page of VMs at once (one query per 500 ids), never per VM; a page that
+//! needs the VMs' networks too reads both in that one query
+//! ([`Store::vm_page_details`]), where the VM rows are read (`sqlite_read`,
+//! `pg_read`: no hop to the pool's worker), through the pool otherwise.
 
+use crate::sqlite_read::Bind;
 use crate::{Store, StoreError};
 use cloudbroker_model::VmId;
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use std::collections::HashMap;
 
 /// A security group a VM was launched in.
@@ -42,7 +47,71 @@ impl LaunchDetails {
     }
 }
 
+/// A page of VMs' networks and launch details ([`Store::vm_page_details`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageDetails {
+    /// (subnet, VPC) of each VM that has them recorded (migration 0036).
+    pub networks: HashMap<VmId, (String, String)>,
+    /// What each VM that has a record was launched with.
+    pub launch: HashMap<VmId, LaunchDetails>,
+}
+
+/// One row of [`Store::vm_page_details`]' query: (VM, which table, two values).
+type DetailRow = (String, String, String, String);
+
+impl LaunchDetails {
+    /// Decoded from the two stored JSON lists (an unreadable one is empty:
+    /// what was recorded is a display aid, never a reason to fail a page).
+    fn decode(groups: &str, devices: &str) -> Self {
+        Self { groups: serde_json::from_str(groups).unwrap_or_default(), devices: serde_json::from_str(devices).unwrap_or_default() }
+    }
+}
+
 impl Store {
+    /// The networks and launch details of each of `ids` that has them: one
+    /// query per 500 ids over both tables (`UNION ALL`), instead of a query
+    /// per table.
+    pub async fn vm_page_details(&self, ids: &[VmId]) -> Result<PageDetails, StoreError> {
+        let mut out = PageDetails::default();
+        for chunk in ids.chunks(500) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT vm_id, 'n', subnet_id, vpc_id FROM vm_networks WHERE vm_id IN ({marks}) \
+                 UNION ALL SELECT vm_id, 'l', sec_groups, devices FROM vm_launch_details WHERE vm_id IN ({marks})"
+            );
+            let binds: Vec<Bind<'_>> = chunk.iter().map(|i| Bind::Text(i.as_str())).collect();
+            let mut rows: Option<Vec<DetailRow>> = None;
+            if let Some(reader) = self.sqlite_reader() {
+                rows = reader.rows(&sql, &binds, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+            } else if let Some(reader) = self.pg_reader() {
+                rows =
+                    reader.rows_with(&sql, &binds, chunk.len(), |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).await;
+            }
+            let rows = match rows {
+                Some(rows) => rows,
+                None => {
+                    let mut q = sqlx::query_as::<_, DetailRow>(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    q.fetch_all(self.pool()).await?
+                }
+            };
+            for (vm, table, a, b) in rows {
+                let vm = VmId::from_stored(vm);
+                if table == "n" {
+                    out.networks.insert(vm, (a, b));
+                } else {
+                    out.launch.insert(vm, LaunchDetails::decode(&a, &b));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Records what VM `id` was launched with (replacing what was recorded).
     pub async fn set_vm_launch_details(&self, id: &VmId, details: &LaunchDetails) -> Result<(), StoreError> {
         let groups = serde_json::to_string(&details.groups).unwrap_or_else(|_| "[]".into());
@@ -73,13 +142,7 @@ impl Store {
                 q = q.bind(id);
             }
             for (vm, groups, devices) in q.fetch_all(self.pool()).await? {
-                if let Some(id) = chunk.iter().find(|i| i.as_str() == vm) {
-                    let details = LaunchDetails {
-                        groups: serde_json::from_str(&groups).unwrap_or_default(),
-                        devices: serde_json::from_str(&devices).unwrap_or_default(),
-                    };
-                    out.insert(id.clone(), details);
-                }
+                out.insert(VmId::from_stored(vm), LaunchDetails::decode(&groups, &devices));
             }
         }
         Ok(out)

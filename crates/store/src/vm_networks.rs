@@ -54,9 +54,7 @@ impl Store {
                 }
             };
             for (vm, subnet, vpc) in rows {
-                if let Some(id) = chunk.iter().find(|i| i.as_str() == vm) {
-                    out.insert(id.clone(), (subnet, vpc));
-                }
+                out.insert(VmId::from_stored(vm), (subnet, vpc));
             }
         }
         Ok(out)

@@ -61,7 +61,7 @@ async fn direct_reads_answer_what_the_pool_does() {
     let db = TestDb::sqlite().await.unwrap();
     let s = db.store.clone();
     assert!(s.reads_directly(), "a SQLite file is read directly");
-    same_as_the_pool(&s).await;
+    same_as_the_pool(&s, &db.url).await;
 }
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn postgres_direct_reads_answer_what_the_pool_does() {
     let Some(db) = TestDb::postgres().await.unwrap() else { return };
     let s = db.store.clone();
     assert!(s.reads_postgres_directly(), "PostgreSQL is read over the reader's own connections");
-    same_as_the_pool(&s).await;
+    same_as_the_pool(&s, &db.url).await;
     // The server ends every session of this database (as after a
     // failover): the next reads fall back to the pool, which replaces its
     // dead connections, and the reader opens a fresh one after that.
@@ -90,7 +90,7 @@ async fn postgres_direct_reads_answer_what_the_pool_does() {
 }
 
 /// Every VM read of `s` (with its direct reader) equals the pool's.
-async fn same_as_the_pool(s: &Store) {
+async fn same_as_the_pool(s: &Store, url: &str) {
     let pooled = s.without_direct_reads();
     assert!(!pooled.reads_directly());
     assert!(!pooled.reads_postgres_directly());
@@ -180,6 +180,47 @@ async fn same_as_the_pool(s: &Store) {
     assert_eq!(direct.get(&ids[4]), Some(&("subnet-04".to_string(), "vpc-0".to_string())));
     assert!(!direct.contains_key(&ids[5]));
     assert!(s.vm_networks(&[]).await.unwrap().is_empty());
+
+    // A page's networks and launch details in one read (DescribeInstances):
+    // the same as the two reads apart and as the pool's answer, with VMs
+    // that have either, both or neither, and a record whose JSON is not
+    // JSON (empty sets, not a failed page).
+    use cloudbroker_store::vm_launch_details::{LaunchDetails, LaunchDevice, LaunchGroup};
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let details = LaunchDetails {
+            groups: vec![LaunchGroup { id: format!("sg-{i}"), name: format!("wéb \"{i}\"") }],
+            devices: vec![LaunchDevice {
+                device: "/dev/sda1".into(),
+                volume_id: format!("vol-r{i}"),
+                delete_on_termination: true,
+                root: true,
+            }],
+        };
+        s.set_vm_launch_details(id, &details).await.unwrap();
+    }
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.unwrap();
+    sqlx::query("UPDATE vm_launch_details SET devices = 'not json' WHERE vm_id = $1")
+        .bind(ids[28].as_str())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    drop(raw);
+    let served = s.direct_reads_served();
+    let both = s.vm_page_details(&asked).await.unwrap();
+    assert_eq!(s.direct_reads_served(), served + 1, "networks and launch details were read directly, in one read");
+    assert_eq!(both, pooled.vm_page_details(&asked).await.unwrap());
+    assert_eq!(both.networks, direct);
+    assert_eq!(both.launch, pooled.vm_launch_details(&asked).await.unwrap());
+    assert_eq!(both.launch.len(), 15);
+    assert_eq!(both.launch[&ids[4]].groups, vec![LaunchGroup { id: "sg-4".into(), name: "wéb \"4\"".into() }]);
+    assert!(both.launch[&ids[28]].devices.is_empty(), "unreadable devices are none");
+    assert_eq!(both.launch[&ids[28]].groups.len(), 1);
+    assert!(!both.launch.contains_key(&ids[5]) && !both.networks.contains_key(&ids[5]) && both.networks.contains_key(&ids[4]));
+    assert_eq!(s.vm_page_details(&[]).await.unwrap(), Default::default());
+    // More ids than one query takes (chunks of 500): every one found.
+    let many: Vec<VmId> = (0..700).map(|i| VmId::from_stored(format!("vm-x{i:04}"))).chain(ids.iter().cloned()).collect();
+    let all_of_many = s.vm_page_details(&many).await.unwrap();
+    assert_eq!(all_of_many, both);
 
     // The project's volumes on an instance (read with a page of
     // DescribeInstances): the same records, read directly.

@@ -603,7 +603,13 @@ pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) ->
             loop {
                 let since = Utc::now() - chrono::Duration::seconds(TERMINATED_VISIBLE_SECS);
                 let p = ctx.broker.provisioning.list_recent(&ctx.caller.actor, own_query(ctx)?, page, Some(since)).await?;
-                out.extend(p.items.into_iter().filter(visible));
+                if out.is_empty() {
+                    // The first page (usually the only one): kept in place.
+                    out = p.items;
+                    out.retain(visible);
+                } else {
+                    out.extend(p.items.into_iter().filter(visible));
+                }
                 match (p.next_cursor, max) {
                     (Some(c), Some(_)) => {
                         next = Some(c);
@@ -616,8 +622,7 @@ pub async fn describe_instances(ctx: &Ctx<'_>, input: DescribeInstancesInput) ->
             out
         }
     };
-    ctx.broker.provisioning.fill_networks(&mut vms).await?;
-    ctx.broker.provisioning.fill_launch_details(&mut vms).await?;
+    ctx.broker.provisioning.fill_page_details(&mut vms).await?;
     // Tag filters read every tag of a VM: at most MAX_TAGS plus the client's.
     let cost = cost.saturating_mul(1 + cloudbroker_core::domain::MAX_TAGS);
     let owner = ctx.caller.actor.name.to_string();
@@ -707,8 +712,7 @@ pub async fn run_instances(ctx: &Ctx<'_>, instance: InstanceName, input: RunInst
     x.open("instancesSet");
     let mut amis = AmiIds::default();
     let mut shown = outcome.vms.clone();
-    ctx.broker.provisioning.fill_networks(&mut shown).await?;
-    ctx.broker.provisioning.fill_launch_details(&mut shown).await?;
+    ctx.broker.provisioning.fill_page_details(&mut shown).await?;
     for vm in &shown {
         instance_xml(&mut x, vm, &mut amis, &[]);
     }
