@@ -1,5 +1,6 @@
-//! Reads of VM records on PostgreSQL over connections of their own, one
-//! kept per thread, not through the pool: the pool pings a connection
+//! Reads of VM records on PostgreSQL over connections of their own, a few
+//! kept per thread (as many as its reads at once, up to four), not through
+//! the pool: the pool pings a connection
 //! before lending it and again when it comes back (two more round trips
 //! to the server per query), and its connections' sockets belong to
 //! whichever runtime opened them, so a read from another thread hops
@@ -24,9 +25,18 @@ use std::sync::Mutex;
 use std::thread::ThreadId;
 use std::time::Duration;
 
-/// Connections kept (one per thread that reads: the HTTP workers and the
-/// runtime's).
-const MAX_KEPT: usize = 8;
+/// Connections kept in all (a few per thread that reads: the HTTP workers
+/// and the runtime's).
+const MAX_KEPT: usize = 32;
+
+/// Connections kept per thread: a worker serves several requests at once,
+/// and a read that finds every one of its thread's connections busy opens
+/// another (a new session: a server process forked and a SCRAM exchange,
+/// about a millisecond of CPU on each side). With one kept per thread, two
+/// requests at once on a worker opened a connection for every other read
+/// (perf of a 100-VM page under wrk: 12% of the broker's samples in
+/// `establish`, most of it SCRAM's PBKDF2).
+const KEPT_PER_THREAD: usize = 4;
 
 /// How long opening a connection may take before the read goes to the pool.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,14 +87,21 @@ impl PgReader {
         }
     }
 
-    /// Keeps `conn` for the thread the read ended on (the same runtime's).
+    /// Keeps `conn` for the thread the read ended on (the same runtime's),
+    /// up to [`KEPT_PER_THREAD`] of them.
     fn keep(&self, conn: PgConnection) {
         let me = std::thread::current().id();
         if let Ok(mut kept) = self.kept.lock() {
-            if kept.len() < MAX_KEPT && !kept.iter().any(|(t, _)| *t == me) {
+            if kept.len() < MAX_KEPT && kept.iter().filter(|(t, _)| *t == me).count() < KEPT_PER_THREAD {
                 kept.push((me, conn));
             }
         }
+    }
+
+    /// Connections kept now (tests).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.lock().map(|k| k.len()).unwrap_or(0)
     }
 
     /// The rows of `sql` (binds `$1`, `$2`, ... in `binds` order), each

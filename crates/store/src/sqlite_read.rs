@@ -159,6 +159,11 @@ impl crate::Store {
         self.pg_reader.is_some()
     }
 
+    /// Connections the PostgreSQL reader keeps for reuse now.
+    pub fn postgres_connections_kept(&self) -> usize {
+        self.pg_reader.as_ref().map(|r| r.kept()).unwrap_or(0)
+    }
+
     /// This store reading every VM record through the pool (tests compare
     /// the direct reads with it).
     pub fn without_direct_reads(&self) -> crate::Store {

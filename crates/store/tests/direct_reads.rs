@@ -87,6 +87,32 @@ async fn postgres_direct_reads_answer_what_the_pool_does() {
     assert_eq!(s.direct_reads_served(), served, "the reader's connection was dead: the pool answered");
     assert_eq!(s.page_vms(&VmFilter::default(), None, 100).await.unwrap(), all);
     assert_eq!(s.direct_reads_served(), served + 1, "a fresh connection of the reader's answered");
+
+    // Three reads at once on one thread (a worker serving three requests):
+    // each needs a connection, and all three are kept for the next three,
+    // which open none (one kept per thread made every other read under
+    // load open a session: a server process and a SCRAM exchange).
+    let f = VmFilter::default();
+    let at_once = || async { futures::join!(s.page_vms(&f, None, 100), s.page_vms(&f, None, 100), s.page_vms(&f, None, 100)) };
+    let (a, b, c) = at_once().await;
+    assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (all.clone(), all.clone(), all.clone()));
+    assert_eq!(s.postgres_connections_kept(), 3, "the three connections are kept");
+    let before = sessions(&mut admin).await;
+    let served = s.direct_reads_served();
+    for _ in 0..5 {
+        let (a, b, c) = at_once().await;
+        assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (all.clone(), all.clone(), all.clone()));
+    }
+    assert_eq!(s.direct_reads_served(), served + 15, "every read answered directly");
+    assert_eq!(sessions(&mut admin).await, before, "no session opened for them");
+    assert_eq!(s.postgres_connections_kept(), 3);
+}
+
+/// Sessions open on the current database.
+async fn sessions(admin: &mut sqlx::AnyConnection) -> i64 {
+    let n: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()").fetch_one(admin).await.unwrap();
+    n.0
 }
 
 /// Every VM read of `s` (with its direct reader) equals the pool's.
