@@ -2,8 +2,8 @@
 //! security groups (id and name) and the volumes the launch made (the root
 //! volume, marked so, and those of EC2's `BlockDeviceMapping.N`). Recorded
 //! once, when the launch's answer is recorded (migration 0043); read for a
-//! page of VMs in one query ([`Provisioning::fill_launch_details`], or
-//! with their networks, [`Provisioning::fill_page_details`]). A VM
+//! page of VMs in one query, with their networks
+//! ([`Provisioning::fill_page_details`]). A VM
 //! launched before, or whose cloud said nothing, has empty sets.
 
 use super::Provisioning;
@@ -43,8 +43,8 @@ impl Provisioning {
     }
 
     /// Fills each VM's `network` and `launch_details` from the records, in
-    /// one read (what [`Provisioning::fill_networks`] and
-    /// [`Provisioning::fill_launch_details`] fill, for a page that shows both).
+    /// one read (a page that shows both; [`Provisioning::fill_networks`]
+    /// fills the network alone).
     pub async fn fill_page_details(&self, vms: &mut [super::Vm]) -> ServiceResult<()> {
         if vms.is_empty() {
             return Ok(());
@@ -54,19 +54,6 @@ impl Provisioning {
         for vm in vms {
             vm.network = known.networks.remove(&vm.id);
             vm.launch_details = known.launch.remove(&vm.id).unwrap_or_default();
-        }
-        Ok(())
-    }
-
-    /// Fills each VM's `launch_details` from the records (one query).
-    pub async fn fill_launch_details(&self, vms: &mut [super::Vm]) -> ServiceResult<()> {
-        if vms.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<VmId> = vms.iter().map(|v| v.id.clone()).collect();
-        let mut known = self.store.vm_launch_details(&ids).await?;
-        for vm in vms {
-            vm.launch_details = known.remove(&vm.id).unwrap_or_default();
         }
         Ok(())
     }

@@ -140,12 +140,12 @@ pub struct Vm {
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub credential_id: CredentialId,
     /// The subnet and VPC the cloud placed it in, where known (filled by
-    /// [`Provisioning::fill_networks`]; `None` otherwise).
+    /// [`Provisioning::fill_networks`] or [`Provisioning::fill_page_details`]; `None` otherwise).
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub network: Option<(String, String)>,
     /// Its security groups and the volumes its launch made, as the cloud
-    /// answered the launch (filled by [`Provisioning::fill_launch_details`];
+    /// answered the launch (filled by [`Provisioning::fill_page_details`];
     /// empty otherwise, and for VMs launched before they were recorded).
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
