@@ -122,6 +122,7 @@ impl PgReader {
             q = match b {
                 Bind::Text(s) => q.bind(*s),
                 Bind::Int(n) => q.bind(*n),
+                Bind::Texts(l) => q.bind(*l),
             };
         }
         let mut out = Vec::with_capacity(capacity);

@@ -26,6 +26,10 @@ const MAX_IDLE: usize = 8;
 pub(crate) enum Bind<'a> {
     Text(&'a str),
     Int(i64),
+    /// A list of texts as one parameter: PostgreSQL's `text[]` (`= ANY($1)`).
+    /// SQLite has no arrays: a read binding one here fails (and goes to the
+    /// pool's path), so SQL for SQLite spells a list out (`IN ($1, ...)`).
+    Texts(&'a [&'a str]),
 }
 
 /// Read-only connections to one SQLite file, reused.
@@ -128,6 +132,7 @@ impl Reader {
                 match b {
                     Bind::Text(s) => stmt.raw_bind_parameter(at, s)?,
                     Bind::Int(n) => stmt.raw_bind_parameter(at, n)?,
+                    Bind::Texts(_) => return Err(rusqlite::Error::InvalidParameterName(format!("${at} is a list: SQLite has no arrays"))),
                 }
             }
             let mut rows = stmt.raw_query();
@@ -171,5 +176,26 @@ impl crate::Store {
         s.reader = None;
         s.pg_reader = None;
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Bind, Reader};
+
+    #[test]
+    fn a_list_parameter_is_refused_and_the_read_goes_to_the_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let setup = rusqlite::Connection::open(&path).expect("open");
+        setup.execute_batch("CREATE TABLE t (id TEXT); INSERT INTO t VALUES ('a'), ('b');").expect("setup");
+        let reader = Reader::for_url(&format!("sqlite://{}?mode=rwc", path.display())).expect("a file URL");
+        let one = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
+        let ids = ["a", "b"];
+        assert_eq!(reader.rows("SELECT id FROM t WHERE id = $1", &[Bind::Texts(&ids)], 2, one), None, "no arrays on SQLite");
+        assert_eq!(reader.served.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let listed = reader.rows("SELECT id FROM t WHERE id IN ($1, $2) ORDER BY id", &[Bind::Text("a"), Bind::Text("b")], 2, one);
+        assert_eq!(listed, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(reader.served.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

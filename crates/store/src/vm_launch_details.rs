@@ -56,6 +56,12 @@ pub struct PageDetails {
     pub launch: HashMap<VmId, LaunchDetails>,
 }
 
+/// [`Store::vm_page_details`]' query on PostgreSQL's direct reader: the
+/// ids as one `text[]` parameter. The pool's path (sqlx's `Any` driver has
+/// no arrays) and SQLite list them (`IN ($1, ...)`).
+const PG_PAGE_DETAILS: &str = "SELECT vm_id, 'n', subnet_id, vpc_id FROM vm_networks WHERE vm_id = ANY($1) \
+     UNION ALL SELECT vm_id, 'l', sec_groups, devices FROM vm_launch_details WHERE vm_id = ANY($1)";
+
 /// One row of [`Store::vm_page_details`]' query: (VM, which table, two values).
 type DetailRow = (String, String, String, String);
 
@@ -87,8 +93,15 @@ impl Store {
             if let Some(reader) = self.sqlite_reader() {
                 rows = reader.rows(&sql, &binds, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
             } else if let Some(reader) = self.pg_reader() {
-                rows =
-                    reader.rows_with(&sql, &binds, chunk.len(), |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).await;
+                // The ids as one array: the statement is planned once for
+                // any page (a list of N parameters made the server plan
+                // it anew at each call).
+                let ids: Vec<&str> = chunk.iter().map(VmId::as_str).collect();
+                rows = reader
+                    .rows_with(PG_PAGE_DETAILS, &[Bind::Texts(&ids)], chunk.len(), |r| {
+                        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+                    })
+                    .await;
             }
             let rows = match rows {
                 Some(rows) => rows,

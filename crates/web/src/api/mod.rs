@@ -180,16 +180,52 @@ operations![
     self::openapi,
 ];
 
-/// The document, built once.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(ApiDoc::openapi)
+/// The document, built anew at each call: nothing keeps it. It is large
+/// (every schema, and the errors of every operation, in many small
+/// allocations), and only its JSON ([`document_json`], made when first
+/// asked for) and the router's [`route_table`] are needed once it is built.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 /// The document as served.
 fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
+}
+
+/// One path of the document, as the router needs it.
+struct RoutedPath {
+    path: String,
+    /// Its methods and their operations' ids, in the document's order.
+    operations: Vec<(Method, String)>,
+}
+
+/// The document's paths and operations, in its order (the router's table),
+/// read from a document built and dropped on a thread of its own: that
+/// thread's allocator pages (the document's) go back to the system when it
+/// ends. Kept in a static, the document held 8 MB of an idle broker's 16
+/// MB of anonymous memory (bench/README.md, "Issue 28, session 39").
+fn route_table() -> &'static [RoutedPath] {
+    static TABLE: OnceLock<Vec<RoutedPath>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let read = || {
+            document()
+                .paths
+                .paths
+                .iter()
+                .map(|(path, item)| RoutedPath {
+                    path: path.clone(),
+                    operations: operations_of(item).into_iter().map(|(m, op)| (m, op.operation_id.clone().unwrap_or_default())).collect(),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Should no thread start, the table is read here (same table).
+        match std::thread::Builder::new().name("api-routes".into()).spawn(read) {
+            Ok(t) => t.join().unwrap_or_else(|_| read()),
+            Err(_) => read(),
+        }
+    })
 }
 
 /// The methods of a path item, with their operation ids.
@@ -214,9 +250,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // of `GET /vms/{id}`). Paths of different first segments never overlap,
     // so what a request matches is unchanged.
     let mut groups: Vec<(&str, actix_web::Scope)> = Vec::new();
-    for (path, item) in &document().paths.paths {
+    for RoutedPath { path, operations: ops } in route_table() {
         let Some(local) = path.strip_prefix(PREFIX) else { continue };
-        let ops = operations_of(item);
         let allow = ops.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
         let rest = local.strip_prefix('/').unwrap_or(local);
         let (first, tail) = match rest.find('/') {
@@ -224,10 +259,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             None => (rest, ""),
         };
         let mut resource = web::resource(tail.to_string());
-        for (method, op) in ops {
-            let id = op.operation_id.as_deref().unwrap_or_default();
+        for (method, id) in ops {
             // Every operation of the document is one of `operations!`: a unit test checks it.
-            if let Some(r) = route(id, method) {
+            if let Some(r) = route(id, method.clone()) {
                 resource = resource.route(r);
             }
         }
@@ -274,6 +308,20 @@ async fn openapi() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_table_is_the_documents_paths_and_operations_in_order() {
+        let doc = document();
+        let table = route_table();
+        assert_eq!(table.len(), doc.paths.paths.len());
+        for (routed, (path, item)) in table.iter().zip(&doc.paths.paths) {
+            assert_eq!(&routed.path, path);
+            let ops: Vec<(Method, String)> =
+                operations_of(item).into_iter().map(|(m, op)| (m, op.operation_id.clone().unwrap_or_default())).collect();
+            assert!(!ops.is_empty(), "{path}");
+            assert_eq!(routed.operations, ops, "{path}");
+        }
+    }
 
     #[test]
     fn every_operation_has_a_handler_and_declares_its_path_parameters() {
