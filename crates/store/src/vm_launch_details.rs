@@ -93,9 +93,9 @@ impl Store {
             if let Some(reader) = self.sqlite_reader() {
                 rows = reader.rows(&sql, &binds, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
             } else if let Some(reader) = self.pg_reader() {
-                // The ids as one array: the statement is planned once for
-                // any page (a list of N parameters made the server plan
-                // it anew at each call).
+                // The ids as one array: one statement (prepared and
+                // planned once per connection) for any number of ids, where
+                // a list of N parameters is a statement of its own per N.
                 let ids: Vec<&str> = chunk.iter().map(VmId::as_str).collect();
                 rows = reader
                     .rows_with(PG_PAGE_DETAILS, &[Bind::Texts(&ids)], chunk.len(), |r| {
