@@ -83,15 +83,18 @@ impl Store {
             if chunk.is_empty() {
                 continue;
             }
-            let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!(
-                "SELECT vm_id, 'n', subnet_id, vpc_id FROM vm_networks WHERE vm_id IN ({marks}) \
-                 UNION ALL SELECT vm_id, 'l', sec_groups, devices FROM vm_launch_details WHERE vm_id IN ({marks})"
-            );
-            let binds: Vec<Bind<'_>> = chunk.iter().map(|i| Bind::Text(i.as_str())).collect();
+            // The ids listed (`IN ($1, ...)`): SQLite and the pool's path.
+            let listed = || {
+                let marks = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                format!(
+                    "SELECT vm_id, 'n', subnet_id, vpc_id FROM vm_networks WHERE vm_id IN ({marks}) \
+                     UNION ALL SELECT vm_id, 'l', sec_groups, devices FROM vm_launch_details WHERE vm_id IN ({marks})"
+                )
+            };
             let mut rows: Option<Vec<DetailRow>> = None;
             if let Some(reader) = self.sqlite_reader() {
-                rows = reader.rows(&sql, &binds, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+                let binds: Vec<Bind<'_>> = chunk.iter().map(|i| Bind::Text(i.as_str())).collect();
+                rows = reader.rows(&listed(), &binds, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
             } else if let Some(reader) = self.pg_reader() {
                 // The ids as one array: one statement (prepared and
                 // planned once per connection) for any number of ids, where
@@ -106,6 +109,7 @@ impl Store {
             let rows = match rows {
                 Some(rows) => rows,
                 None => {
+                    let sql = listed();
                     let mut q = sqlx::query_as::<_, DetailRow>(&sql);
                     for id in chunk {
                         q = q.bind(id);
